@@ -1,0 +1,112 @@
+"""Every exception trackd raises, in one tree.
+
+    TrackdError
+    ├── InvalidArgument (ValueError)     a logging call got a value MLflow would refuse
+    │   └── ParamChangedError            a param was logged again with a different value
+    ├── ProtocolError
+    │   ├── LocalProtocolError           we tried to send something the protocol forbids
+    │   └── RemoteProtocolError          the peer sent bytes we cannot accept
+    ├── DaemonUnavailable                no daemon answers and none could be started
+    ├── ClientClosedError (RuntimeError) the client was used after close()
+    ├── DeliveryError                    the daemon refused or could not write accepted events
+    ├── FlushTimeout (TimeoutError)      flush() ran out of time with events still pending
+    └── StoreError
+        ├── ExperimentNotFound (LookupError)
+        ├── ExperimentExists (ValueError)
+        ├── RunNotFound (LookupError)
+        └── CorruptStoreFile             a file in ./mlruns is not in MLflow's format
+
+Caller mistakes raise at the call site; delivery trouble never raises into a training
+loop and is reported by ``flush()`` and ``trackd daemon status`` instead.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClientClosedError",
+    "CorruptStoreFile",
+    "DaemonUnavailable",
+    "DeliveryError",
+    "ExperimentExists",
+    "ExperimentNotFound",
+    "FlushTimeout",
+    "InvalidArgument",
+    "LocalProtocolError",
+    "ParamChangedError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "RunNotFound",
+    "StoreError",
+    "TrackdError",
+]
+
+
+class TrackdError(Exception):
+    """Base class of every trackd error."""
+
+
+class InvalidArgument(TrackdError, ValueError):
+    """A logging call got a key or value that MLflow would refuse."""
+
+
+class ParamChangedError(InvalidArgument):
+    """A param was logged again for the same run with a different value."""
+
+
+class ProtocolError(TrackdError):
+    """The wire protocol was violated."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to send something the protocol forbids."""
+
+    def _reraise_as_remote_protocol_error(self) -> RemoteProtocolError:
+        """Turn this error into the peer's fault, at the one receive boundary (as h11 does)."""
+        return RemoteProtocolError(str(self))
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent bytes we cannot accept."""
+
+
+class DaemonUnavailable(TrackdError):
+    """No daemon answers on the socket and none could be started."""
+
+
+class ClientClosedError(TrackdError, RuntimeError):
+    """The client was used after close()."""
+
+
+class DeliveryError(TrackdError):
+    """The daemon refused or could not write events that a logging call had accepted.
+
+    ``failures`` holds one sentence per refused item, naming it.
+    """
+
+    def __init__(self, message: str, failures: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.failures: list[str] = list(failures or [])
+
+
+class FlushTimeout(TrackdError, TimeoutError):
+    """flush() ran out of time while events were still on their way to the store."""
+
+
+class StoreError(TrackdError):
+    """The ./mlruns store cannot do what was asked."""
+
+
+class ExperimentNotFound(StoreError, LookupError):
+    """No experiment has that id or name."""
+
+
+class ExperimentExists(StoreError, ValueError):
+    """An experiment with that name already exists (active or deleted)."""
+
+
+class RunNotFound(StoreError, LookupError):
+    """No run has that id in the store."""
+
+
+class CorruptStoreFile(StoreError):
+    """A file in ./mlruns is not in MLflow's format; the message names the path and the line."""
