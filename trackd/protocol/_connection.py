@@ -1,0 +1,151 @@
+"""The protocol state machine: which side may send which event, and when.
+
+Everything that decides whether an event is legal lives here, in ``EVENT_TRIGGERED_TRANSITIONS``.
+A ``Connection`` does no I/O: the client's sender thread and the daemon's connection task each
+feed it bytes and write out the bytes it returns.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ..errors import LocalProtocolError, RemoteProtocolError
+from ._events import (
+    Ack,
+    Batch,
+    ConnectionClosed,
+    CreateExperiment,
+    ErrorReply,
+    Event,
+    ExperimentReply,
+    Flush,
+    FlushDone,
+    GetExperiment,
+    Hello,
+    Rejected,
+    Welcome,
+)
+from ._frames import FRAME_HEADER_SIZE, decode_body, decode_header, encode_frame
+from ._limits import MAX_FRAME_SIZE
+
+
+class Role(enum.Enum):
+    """Which end of the socket a Connection is."""
+
+    CLIENT = "client"
+    DAEMON = "daemon"
+
+
+class State(enum.Enum):
+    """Where a connection is in its life."""
+
+    AWAIT_HELLO = "AWAIT_HELLO"
+    AWAIT_WELCOME = "AWAIT_WELCOME"
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+
+
+class NeedData:
+    """The type of NEED_DATA: next_event() needs more bytes before it can return an event."""
+
+    _instance: NeedData | None = None
+
+    def __new__(cls) -> NeedData:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA = NeedData()
+
+_C, _D = Role.CLIENT, Role.DAEMON
+# (state, role of the sender, event type) -> next state. A missing entry is a protocol violation.
+EVENT_TRIGGERED_TRANSITIONS: dict[tuple[State, Role, type[Event]], State] = {
+    (State.AWAIT_HELLO, _C, Hello): State.AWAIT_WELCOME,
+    (State.AWAIT_WELCOME, _D, Welcome): State.OPEN,
+    (State.AWAIT_WELCOME, _D, ErrorReply): State.CLOSED,
+    **{(State.OPEN, _C, cls): State.OPEN for cls in (Batch, Flush, CreateExperiment, GetExperiment)},
+    **{(State.OPEN, _D, cls): State.OPEN for cls in (Ack, FlushDone, ExperimentReply, Rejected, ErrorReply)},
+}
+
+
+class Connection:
+    """One end of a trackd connection: bytes in, events out; events in, bytes out."""
+
+    def __init__(self, our_role: Role) -> None:
+        self.our_role = our_role
+        self.their_role = Role.DAEMON if our_role is Role.CLIENT else Role.CLIENT
+        self.state = State.AWAIT_HELLO
+        self._buffer = bytearray()
+        self._eof = False
+        self._closed_reported = False
+
+    def send(self, event: Event) -> bytes:
+        """Return the bytes that carry ``event`` to the peer, after checking it is legal now."""
+        self._transition(self.our_role, event)
+        return encode_frame(event)
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the peer; ``b""`` means the peer closed the connection."""
+        if self._eof and data:
+            raise LocalProtocolError("Cannot receive data after the peer closed the connection.")
+        if data:
+            self._buffer += data
+        else:
+            self._eof = True
+
+    @property
+    def buffered_bytes(self) -> int:
+        """How many received bytes wait to be decoded (for the daemon's per-connection bound)."""
+        return len(self._buffer)
+
+    def next_event(self) -> Event | NeedData:
+        """Return the next complete event from the peer, or NEED_DATA.
+
+        Raises RemoteProtocolError when the peer's bytes break the protocol; the connection is
+        CLOSED afterwards and should be dropped.
+        """
+        try:
+            event = self._next_frame()
+            if isinstance(event, Event) and not isinstance(event, ConnectionClosed):
+                self._transition(self.their_role, event)
+            return event
+        except LocalProtocolError as exc:
+            self.state = State.CLOSED
+            raise exc._reraise_as_remote_protocol_error() from exc
+
+    def _next_frame(self) -> Event | NeedData:
+        buffer = self._buffer
+        if len(buffer) >= FRAME_HEADER_SIZE:
+            size = decode_header(buffer[:FRAME_HEADER_SIZE])
+            end = FRAME_HEADER_SIZE + size
+            if len(buffer) >= end:
+                body = bytes(buffer[FRAME_HEADER_SIZE:end])
+                del buffer[:end]
+                return decode_body(body)
+        if self._eof:
+            if buffer:
+                raise LocalProtocolError(
+                    f"The peer closed the connection in the middle of a frame ({len(buffer)} bytes of it arrived)."
+                )
+            if not self._closed_reported:
+                self._closed_reported = True
+                self.state = State.CLOSED
+                return ConnectionClosed()
+            raise LocalProtocolError("next_event() called again after ConnectionClosed.")
+        return NEED_DATA
+
+    def _transition(self, sender: Role, event: Event) -> None:
+        try:
+            self.state = EVENT_TRIGGERED_TRANSITIONS[(self.state, sender, type(event))]
+        except KeyError:
+            verb = "send" if sender is self.our_role else "receive"
+            raise LocalProtocolError(
+                f"can't {verb} {type(event).__name__} as {sender.value} in state {self.state.name}"
+            ) from None
+
+
+__all__ = ["MAX_FRAME_SIZE", "NEED_DATA", "Connection", "NeedData", "Role", "State"]

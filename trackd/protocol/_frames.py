@@ -1,0 +1,108 @@
+"""Framing: events to bytes and bytes to events, both driven by one table.
+
+A frame is a 4-byte big-endian length followed by that many bytes of msgpack holding an array
+``[type_code, field, field, ...]`` with the event's fields in declaration order. ``EVENT_TYPES`` is
+the only place that assigns codes, so the writer and the reader cannot disagree.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgpack
+
+from ..errors import LocalProtocolError
+from ._events import (
+    Ack,
+    Batch,
+    CreateExperiment,
+    ErrorReply,
+    Event,
+    ExperimentReply,
+    Flush,
+    FlushDone,
+    GetExperiment,
+    Hello,
+    Rejected,
+    Welcome,
+)
+from ._limits import FRAME_HEADER_SIZE, MAX_FRAME_SIZE
+from ._records import _show
+
+# Codes are part of the wire format: never reuse or renumber one.
+EVENT_TYPES: dict[int, type[Event]] = {
+    1: Hello,
+    2: Welcome,
+    3: Batch,
+    4: Ack,
+    5: Flush,
+    6: FlushDone,
+    7: CreateExperiment,
+    8: GetExperiment,
+    9: ExperimentReply,
+    10: Rejected,
+    11: ErrorReply,
+}
+_CODES: dict[type[Event], int] = {cls: code for code, cls in EVENT_TYPES.items()}
+_FIELDS: dict[type[Event], tuple[str, ...]] = {
+    cls: tuple(getattr(cls, "__dataclass_fields__")) for cls in EVENT_TYPES.values()
+}
+_HEADER = struct.Struct(">I")
+
+
+def encode_frame(event: Event) -> bytes:
+    """Return the frame for ``event``; raise LocalProtocolError if it would exceed MAX_FRAME_SIZE."""
+    cls = type(event)
+    body: bytes = msgpack.packb([_CODES[cls], *(getattr(event, name) for name in _FIELDS[cls])], use_bin_type=True)
+    if len(body) > MAX_FRAME_SIZE:
+        raise LocalProtocolError(
+            f"A {cls.__name__} frame of {len(body)} bytes exceeds MAX_FRAME_SIZE ({MAX_FRAME_SIZE} bytes); "
+            "send fewer records per batch."
+        )
+    return _HEADER.pack(len(body)) + body
+
+
+def decode_header(header: bytes | bytearray | memoryview) -> int:
+    """Return the body length announced by a frame header, refusing oversized frames up front."""
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME_SIZE:
+        raise LocalProtocolError(
+            f"A frame announces {size} bytes; at most MAX_FRAME_SIZE ({MAX_FRAME_SIZE} bytes) are accepted."
+        )
+    return int(size)
+
+
+def decode_body(body: bytes | bytearray | memoryview) -> Event:
+    """Turn one frame body into a validated event."""
+    try:
+        # Tuples for arrays (records are tuples), str keys only, and no ext types: a peer gets
+        # plain values or an error, never an object of its choosing.
+        message = msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=True, ext_hook=_refuse_ext)
+    except LocalProtocolError:
+        raise
+    except Exception as exc:  # msgpack raises ValueError, TypeError, UnicodeDecodeError, StackError...
+        raise LocalProtocolError(f"A frame body is not valid msgpack: {exc}.") from exc
+    if type(message) is not tuple or not message or type(message[0]) is not int:
+        raise LocalProtocolError(f"A frame must hold an array starting with an event code, got {_show(message)}.")
+    cls = EVENT_TYPES.get(message[0])
+    if cls is None:
+        raise LocalProtocolError(f"Unknown event code {message[0]}; known codes are {sorted(EVENT_TYPES)}.")
+    names = _FIELDS[cls]
+    values = message[1:]
+    if len(values) != len(names):
+        raise LocalProtocolError(
+            f"A {cls.__name__} frame has {len(values)} fields; expected {len(names)} ({', '.join(names)})."
+        )
+    if cls is Batch and type(values[1]) is tuple:
+        # Records arrive as a tuple of tuples; Batch holds a list.
+        values = (values[0], list(values[1]))
+    fields: dict[str, Any] = dict(zip(names, values))
+    return cls(**fields)
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise LocalProtocolError(f"msgpack extension types are not part of the protocol, got type {code}.")
+
+
+__all__ = ["EVENT_TYPES", "FRAME_HEADER_SIZE", "decode_body", "decode_header", "encode_frame"]

@@ -1,0 +1,40 @@
+"""Hard limits of the wire protocol, each with its reasoning.
+
+These bound what one frame can cost the daemon. MLflow's own value rules (a key of at most 250
+characters, a param of at most 6000) are store rules and live in ``trackd.store``; the limits here
+are wider and exist so that a hostile or broken peer cannot make the daemon allocate or decode
+without bound.
+"""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1
+
+# A frame is a 4-byte big-endian length, then that many bytes of msgpack.
+FRAME_HEADER_SIZE = 4
+
+# 16 MiB holds a batch of MAX_RECORDS_PER_BATCH metric records with room to spare, and an inline
+# artifact of MAX_INLINE_ARTIFACT_SIZE. Anything larger is refused before a byte of it is buffered.
+MAX_FRAME_SIZE = 16 * 1024 * 1024
+
+# Decoding and checking one record costs about a microsecond, so one frame costs at most ~50 ms of
+# the daemon's time; the sender splits larger batches.
+MAX_RECORDS_PER_BATCH = 50_000
+
+# Ids, keys, names and paths. MLflow run ids may be 256 characters; keys are limited to 250 by the
+# store. 1024 leaves room for artifact paths while keeping one record small.
+MAX_NAME_LENGTH = 1024
+
+# Param values (6000 in MLflow) and tag values (8000) fit well inside this.
+MAX_TEXT_LENGTH = 64 * 1024
+
+# A run may carry this many tags in its create-run record (system tags plus the caller's).
+MAX_TAGS_PER_RECORD = 1000
+
+# Artifacts up to this size travel inside the frame; larger files are sent as a path for the
+# daemon to copy, so a frame never needs to exceed MAX_FRAME_SIZE.
+MAX_INLINE_ARTIFACT_SIZE = 8 * 1024 * 1024
+
+# Integers the store can write and MLflow can read back (int64, as MLflow's SQL stores use).
+MIN_INT64 = -(2**63)
+MAX_INT64 = 2**63 - 1

@@ -1,0 +1,202 @@
+"""Records: the tracking operations that travel inside a Batch.
+
+A record is a plain tuple whose first item is its ``RecordKind``. Tuples, not event objects, because
+the client's hot path builds one per logging call and msgpack packs a tuple with no conversion.
+This module owns each kind's layout (``RECORD_FIELDS``) and the structural checks that the daemon
+runs on every record it receives. MLflow's own rules (key patterns, value lengths) are the store's
+and are checked there.
+"""
+
+from __future__ import annotations
+
+import enum
+import reprlib
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import LocalProtocolError
+from ._limits import (
+    MAX_INLINE_ARTIFACT_SIZE,
+    MAX_INT64,
+    MAX_NAME_LENGTH,
+    MAX_TAGS_PER_RECORD,
+    MAX_TEXT_LENGTH,
+    MIN_INT64,
+)
+
+Record = tuple[Any, ...]
+
+
+class RecordKind(enum.IntEnum):
+    """What a record asks the store to do."""
+
+    METRIC = 1
+    PARAM = 2
+    TAG = 3
+    DELETE_TAG = 4
+    CREATE_RUN = 5
+    SET_TERMINATED = 6
+    ARTIFACT = 7
+
+
+# The layout of each record after its kind. Encoding is the tuple itself; decoding checks it
+# against this table, so both directions share one definition.
+RECORD_FIELDS: dict[RecordKind, tuple[str, ...]] = {
+    RecordKind.METRIC: ("run_id", "key", "value", "timestamp_ms", "step"),
+    RecordKind.PARAM: ("run_id", "key", "value"),
+    RecordKind.TAG: ("run_id", "key", "value"),
+    RecordKind.DELETE_TAG: ("run_id", "key"),
+    # Creating a run is "ensure": every rank of a distributed job may send it for the same run id.
+    RecordKind.CREATE_RUN: ("run_id", "experiment_id", "user_id", "run_name", "start_time_ms", "tags"),
+    RecordKind.SET_TERMINATED: ("run_id", "status", "end_time_ms"),
+    # Exactly one of content (bytes) and source_path (a file the daemon copies) is set.
+    RecordKind.ARTIFACT: ("run_id", "path", "content", "source_path"),
+}
+
+METRIC = RecordKind.METRIC.value
+PARAM = RecordKind.PARAM.value
+TAG = RecordKind.TAG.value
+DELETE_TAG = RecordKind.DELETE_TAG.value
+CREATE_RUN = RecordKind.CREATE_RUN.value
+SET_TERMINATED = RecordKind.SET_TERMINATED.value
+ARTIFACT = RecordKind.ARTIFACT.value
+
+
+def _name(record: Record, index: int, field: str) -> None:
+    value = record[index]
+    if type(value) is not str or not value or len(value) > MAX_NAME_LENGTH:
+        raise LocalProtocolError(
+            f"{_label(record)} field {field!r} must be a non-empty string of at most "
+            f"{MAX_NAME_LENGTH} characters, got {_show(value)}."
+        )
+
+
+def _text(record: Record, index: int, field: str) -> None:
+    value = record[index]
+    if type(value) is not str or len(value) > MAX_TEXT_LENGTH:
+        raise LocalProtocolError(
+            f"{_label(record)} field {field!r} must be a string of at most {MAX_TEXT_LENGTH} "
+            f"characters, got {_show(value)}."
+        )
+
+
+def _int64(record: Record, index: int, field: str, minimum: int = MIN_INT64) -> None:
+    value = record[index]
+    if type(value) is not int or not minimum <= value <= MAX_INT64:
+        raise LocalProtocolError(
+            f"{_label(record)} field {field!r} must be an integer from {minimum} to {MAX_INT64}, "
+            f"got {_show(value)}."
+        )
+
+
+def _check_metric(record: Record) -> None:
+    _name(record, 1, "run_id")
+    _name(record, 2, "key")
+    value = record[3]
+    # msgpack gives float or int; bool is an int subclass that MLflow refuses as a metric value.
+    if type(value) is not float and type(value) is not int:
+        raise LocalProtocolError(f"{_label(record)} field 'value' must be a number, got {_show(value)}.")
+    _int64(record, 4, "timestamp_ms", 0)
+    _int64(record, 5, "step")
+
+
+def _check_key_value(record: Record) -> None:
+    _name(record, 1, "run_id")
+    _name(record, 2, "key")
+    _text(record, 3, "value")
+
+
+def _check_delete_tag(record: Record) -> None:
+    _name(record, 1, "run_id")
+    _name(record, 2, "key")
+
+
+def _check_create_run(record: Record) -> None:
+    _name(record, 1, "run_id")
+    _name(record, 2, "experiment_id")
+    _text(record, 3, "user_id")
+    _text(record, 4, "run_name")
+    _int64(record, 5, "start_time_ms", 0)
+    tags = record[6]
+    if type(tags) is not dict or len(tags) > MAX_TAGS_PER_RECORD:
+        raise LocalProtocolError(
+            f"{_label(record)} field 'tags' must be a map of at most {MAX_TAGS_PER_RECORD} entries, "
+            f"got {_show(tags)}."
+        )
+    for key, value in tags.items():
+        if type(key) is not str or type(value) is not str or len(key) > MAX_NAME_LENGTH or len(value) > MAX_TEXT_LENGTH:
+            raise LocalProtocolError(
+                f"{_label(record)} tag {_show(key)} must map a string key to a string value, got {_show(value)}."
+            )
+
+
+def _check_set_terminated(record: Record) -> None:
+    _name(record, 1, "run_id")
+    _int64(record, 2, "status", 0)
+    _int64(record, 3, "end_time_ms", 0)
+
+
+def _check_artifact(record: Record) -> None:
+    _name(record, 1, "run_id")
+    _name(record, 2, "path")
+    content, source_path = record[3], record[4]
+    if content is None and source_path is not None:
+        _name(record, 4, "source_path")
+    elif source_path is None and type(content) is bytes:
+        if len(content) > MAX_INLINE_ARTIFACT_SIZE:
+            raise LocalProtocolError(
+                f"{_label(record)} inline content is {len(content)} bytes; at most "
+                f"{MAX_INLINE_ARTIFACT_SIZE} bytes travel inline, larger files go by source_path."
+            )
+    else:
+        raise LocalProtocolError(
+            f"{_label(record)} needs exactly one of 'content' (bytes) and 'source_path' (string), "
+            f"got {_show(content)} and {_show(source_path)}."
+        )
+
+
+_CHECKS: dict[int, Callable[[Record], None]] = {
+    METRIC: _check_metric,
+    PARAM: _check_key_value,
+    TAG: _check_key_value,
+    DELETE_TAG: _check_delete_tag,
+    CREATE_RUN: _check_create_run,
+    SET_TERMINATED: _check_set_terminated,
+    ARTIFACT: _check_artifact,
+}
+_LENGTHS: dict[int, int] = {kind.value: len(fields) + 1 for kind, fields in RECORD_FIELDS.items()}
+
+
+def check_record(record: object) -> None:
+    """Raise LocalProtocolError unless ``record`` is a well-formed record of a known kind."""
+    if type(record) is not tuple or not record:
+        raise LocalProtocolError(f"A record must be a non-empty array, got {_show(record)}.")
+    kind = record[0]
+    check = _CHECKS.get(kind) if type(kind) is int else None
+    if check is None:
+        raise LocalProtocolError(
+            f"Unknown record kind {_show(kind)}; expected one of {sorted(_CHECKS)}."
+        )
+    if len(record) != _LENGTHS[kind]:
+        raise LocalProtocolError(
+            f"{_label(record)} has {len(record) - 1} fields; expected {_LENGTHS[kind] - 1} "
+            f"({', '.join(RECORD_FIELDS[RecordKind(kind)])})."
+        )
+    check(record)
+
+
+def _label(record: Record) -> str:
+    try:
+        return f"{RecordKind(record[0]).name.lower()} record"
+    except ValueError:
+        return "record"
+
+
+def _show(value: object) -> str:
+    """A short repr for messages, so a 10 MB garbage string never lands in a log line."""
+    return _SHORT_REPR.repr(value)
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = 60
+_SHORT_REPR.maxother = 60
