@@ -21,8 +21,10 @@ from ._events import (
     Flush,
     FlushDone,
     GetExperiment,
+    GetStatus,
     Hello,
     Rejected,
+    StatusReply,
     Welcome,
 )
 from ._frames import FRAME_HEADER_SIZE, decode_body, decode_header, encode_frame
@@ -67,8 +69,8 @@ EVENT_TRIGGERED_TRANSITIONS: dict[tuple[State, Role, type[Event]], State] = {
     (State.AWAIT_HELLO, _C, Hello): State.AWAIT_WELCOME,
     (State.AWAIT_WELCOME, _D, Welcome): State.OPEN,
     (State.AWAIT_WELCOME, _D, ErrorReply): State.CLOSED,
-    **{(State.OPEN, _C, cls): State.OPEN for cls in (Batch, Flush, CreateExperiment, GetExperiment)},
-    **{(State.OPEN, _D, cls): State.OPEN for cls in (Ack, FlushDone, ExperimentReply, Rejected, ErrorReply)},
+    **{(State.OPEN, _C, cls): State.OPEN for cls in (Batch, Flush, CreateExperiment, GetExperiment, GetStatus)},
+    **{(State.OPEN, _D, cls): State.OPEN for cls in (Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply)},
 }
 
 

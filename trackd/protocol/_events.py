@@ -4,8 +4,8 @@ Each event validates its fields in its constructor, so an invalid event never ex
 events do). Constructors raise LocalProtocolError; ``Connection.next_event`` turns that into
 RemoteProtocolError when the bad values came from the peer.
 
-Client to daemon: Hello, Batch, Flush, CreateExperiment, GetExperiment.
-Daemon to client: Welcome, Ack, FlushDone, ExperimentReply, Rejected, ErrorReply.
+Client to daemon: Hello, Batch, Flush, CreateExperiment, GetExperiment, GetStatus.
+Daemon to client: Welcome, Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ __all__ = [
     "Flush",
     "FlushDone",
     "GetExperiment",
+    "GetStatus",
     "Hello",
     "Rejected",
+    "StatusReply",
     "Welcome",
 ]
 
@@ -69,7 +71,8 @@ class Hello(Event):
         _require_str(self, "client_id", self.client_id)
         _require_int(self, "pid", self.pid)
         _require_str(self, "host", self.host, empty=True)
-        _require_str(self, "store_root", self.store_root, MAX_TEXT_LENGTH)
+        # An empty store root marks a control connection (``trackd daemon status``) that writes nothing.
+        _require_str(self, "store_root", self.store_root, MAX_TEXT_LENGTH, empty=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,6 +213,29 @@ class Rejected(Event):
         _require_int(self, "seq", self.seq)
         _require_str(self, "item", self.item, MAX_TEXT_LENGTH)
         _require_str(self, "message", self.message, MAX_TEXT_LENGTH)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetStatus(Event):
+    """Ask the daemon for its counters (what ``trackd daemon status`` shows)."""
+
+    request_id: int
+
+    def __post_init__(self) -> None:
+        _require_int(self, "request_id", self.request_id, 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusReply(Event):
+    """The daemon's counters: a map of names to numbers, strings or nested maps."""
+
+    request_id: int
+    status: dict[str, object]
+
+    def __post_init__(self) -> None:
+        _require_int(self, "request_id", self.request_id, 1)
+        if type(self.status) is not dict:
+            raise LocalProtocolError(f"StatusReply.status must be a map, got {_show(self.status)}.")
 
 
 class ErrorCode:

@@ -23,8 +23,10 @@ from ._events import (
     Flush,
     FlushDone,
     GetExperiment,
+    GetStatus,
     Hello,
     Rejected,
+    StatusReply,
     Welcome,
 )
 from ._limits import FRAME_HEADER_SIZE, MAX_FRAME_SIZE
@@ -43,6 +45,8 @@ EVENT_TYPES: dict[int, type[Event]] = {
     9: ExperimentReply,
     10: Rejected,
     11: ErrorReply,
+    12: GetStatus,
+    13: StatusReply,
 }
 _CODES: dict[type[Event], int] = {cls: code for code, cls in EVENT_TYPES.items()}
 _FIELDS: dict[type[Event], tuple[str, ...]] = {
