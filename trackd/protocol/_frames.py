@@ -86,7 +86,8 @@ def decode_body(body: bytes | bytearray | memoryview) -> Event:
     except LocalProtocolError:
         raise
     except Exception as exc:  # msgpack raises ValueError, TypeError, UnicodeDecodeError, StackError...
-        raise LocalProtocolError(f"A frame body is not valid msgpack: {exc}.") from exc
+        # The type name matters: msgpack's FormatError and StackError carry no message at all.
+        raise LocalProtocolError(f"A frame body is not valid msgpack ({type(exc).__name__}: {exc}).") from exc
     if type(message) is not tuple or not message or type(message[0]) is not int:
         raise LocalProtocolError(f"A frame must hold an array starting with an event code, got {_show(message)}.")
     cls = EVENT_TYPES.get(message[0])

@@ -94,8 +94,13 @@ def _check_metric(record: Record) -> None:
     _name(record, 2, "key")
     value = record[3]
     # msgpack gives float or int; bool is an int subclass that MLflow refuses as a metric value.
-    if type(value) is not float and type(value) is not int:
-        raise LocalProtocolError(f"{_label(record)} field 'value' must be a number, got {_show(value)}.")
+    # An int must also fit in int64: msgpack cannot pack a larger one, so it would pass this check
+    # and then fail with OverflowError in Connection.send.
+    if type(value) is not float and (type(value) is not int or not MIN_INT64 <= value <= MAX_INT64):
+        raise LocalProtocolError(
+            f"{_label(record)} field 'value' must be a float or an integer from {MIN_INT64} to {MAX_INT64}, "
+            f"got {_show(value)}."
+        )
     _int64(record, 4, "timestamp_ms", 0)
     _int64(record, 5, "step")
 
@@ -145,8 +150,8 @@ def _check_artifact(record: Record) -> None:
     elif source_path is None and type(content) is bytes:
         if len(content) > MAX_INLINE_ARTIFACT_SIZE:
             raise LocalProtocolError(
-                f"{_label(record)} inline content is {len(content)} bytes; at most "
-                f"{MAX_INLINE_ARTIFACT_SIZE} bytes travel inline, larger files go by source_path."
+                f"{_label(record)} field 'content' holds {len(content)} bytes; at most "
+                f"{MAX_INLINE_ARTIFACT_SIZE} bytes travel inline, larger files go by 'source_path'."
             )
     else:
         raise LocalProtocolError(
@@ -172,7 +177,8 @@ def check_record(record: object) -> None:
     if type(record) is not tuple or not record:
         raise LocalProtocolError(f"A record must be a non-empty array, got {_show(record)}.")
     kind = record[0]
-    check = _CHECKS.get(kind) if type(kind) is int else None
+    # A RecordKind member is accepted as the int it packs to; bool is not, though True == 1.
+    check = _CHECKS.get(kind) if type(kind) is int or type(kind) is RecordKind else None
     if check is None:
         raise LocalProtocolError(
             f"Unknown record kind {_show(kind)}; expected one of {sorted(_CHECKS)}."
