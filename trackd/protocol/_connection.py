@@ -69,6 +69,8 @@ EVENT_TRIGGERED_TRANSITIONS: dict[tuple[State, Role, type[Event]], State] = {
     (State.AWAIT_HELLO, _C, Hello): State.AWAIT_WELCOME,
     (State.AWAIT_WELCOME, _D, Welcome): State.OPEN,
     (State.AWAIT_WELCOME, _D, ErrorReply): State.CLOSED,
+    # The daemon explains why it is closing a connection that broke the protocol.
+    (State.CLOSED, _D, ErrorReply): State.CLOSED,
     **{(State.OPEN, _C, cls): State.OPEN for cls in (Batch, Flush, CreateExperiment, GetExperiment, GetStatus)},
     **{(State.OPEN, _D, cls): State.OPEN for cls in (Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply)},
 }
