@@ -1,0 +1,269 @@
+"""Each file format of the store, defined once and used by both the writer and the reader.
+
+Formats are MLflow 3.17.2's FileStore: metric lines, meta.yaml of experiments and runs, and raw
+UTF-8 param and tag files. Also the one way the store replaces a file: write a temp file, then
+os.replace, so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import yaml
+
+from ..errors import CorruptStoreFile
+from ._entities import LIFECYCLE_ACTIVE, Experiment, Metric, RunInfo, RunStatus
+from ._layout import temp_file_path
+
+try:
+    from yaml import CSafeDumper as _Dumper
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # PyYAML built without libyaml; the output is identical (spec §3.1)
+    from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+# A file MLflow creates with open(path, "w") under umask 022 is 0644; os.open applies the umask.
+FILE_MODE = 0o666
+# _make_persisted_run_info_dict hard-codes SourceType.LOCAL; the real source is a tag.
+SOURCE_TYPE_LOCAL = 4
+# FileStore._read_yaml retries an empty read twice (0.1 s, then 0.2 s): MLflow's own writers
+# truncate and rewrite meta.yaml in place, so a concurrent reader can see it empty.
+_EMPTY_YAML_RETRY_DELAYS = (0.1, 0.2)
+
+
+# --- metric lines -------------------------------------------------------------------------------
+
+
+def format_metric_line(timestamp_ms: int, value: float, step: int) -> str:
+    """``"{ts} {value} {step}\\n"`` as FileStore._log_run_metric writes it.
+
+    MLflow writes ``str(float)``; ``repr`` of a Python float is the same text (``7.0``, ``1e+20``,
+    ``nan``, ``inf``), and float() makes a numpy float print as a number, not ``np.float64(...)``.
+    ``:d`` refuses a float timestamp or step, which MLflow would write and then fail to read.
+    """
+    return f"{timestamp_ms:d} {float(value)!r} {step:d}\n"
+
+
+def parse_metric_lines(key: str, data: bytes, path: str) -> list[Metric]:
+    """Every line of a metric file, in file order, accepted exactly where MLflow accepts it.
+
+    _get_metric_from_line: ``metric_line.strip().split(" ")`` must give 2, 3 or 5 fields
+    (``ts value``, ``ts value step``, ``ts value step dataset_name dataset_digest``), then
+    ``int(ts)``, ``float(value)``, ``int(step)``. CRLF and a last line without "\\n" are fine.
+    """
+    text = decode_text(data, path)
+    metrics = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        parts = line.strip().split(" ")
+        if len(parts) not in (2, 3, 5):
+            raise CorruptStoreFile(
+                f"Metric file {path!r} line {number} is malformed: found {len(parts)} "
+                f"space-separated fields in {line!r}, expected 2, 3 or 5 "
+                f"('timestamp value step')."
+            )
+        try:
+            metrics.append(
+                Metric(
+                    key=key,
+                    value=float(parts[1]),
+                    timestamp=int(parts[0]),
+                    step=int(parts[2]) if len(parts) >= 3 else 0,
+                )
+            )
+        except ValueError:
+            raise CorruptStoreFile(
+                f"Metric file {path!r} line {number} is malformed: found {line!r}, expected an "
+                f"int timestamp, a float value and an int step."
+            ) from None
+    return metrics
+
+
+def latest_metric(metrics: list[Metric]) -> Metric:
+    """The value MLflow shows for a run: ``max(lines, key=(step, timestamp, value))``."""
+    return max(metrics, key=lambda m: (m.step, m.timestamp, m.value))
+
+
+# --- text files ---------------------------------------------------------------------------------
+
+
+def decode_text(data: bytes, path: str) -> str:
+    """UTF-8 text of a store file (MLflow reads every file with codecs.open(..., "utf-8"))."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptStoreFile(
+            f"File {path!r} is not valid UTF-8: found byte {data[exc.start:exc.start + 1]!r} at "
+            f"offset {exc.start}, expected UTF-8 text as MLflow writes it."
+        ) from None
+
+
+def read_text(path: str) -> str:
+    """A param or tag file: raw UTF-8, no trailing newline."""
+    with open(path, "rb") as file:
+        return decode_text(file.read(), path)
+
+
+def write_file_atomic(path: str, data: bytes, temp_dir: str) -> None:
+    """Replace ``path`` with ``data``: a temp file in ``temp_dir`` (same filesystem), then os.replace.
+
+    ``temp_dir`` must not be params/, tags/ or metrics/: MLflow reads every file there as a key.
+    """
+    temp = temp_file_path(temp_dir)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+
+
+def copy_file_atomic(source: str, path: str, temp_dir: str) -> None:
+    """Replace ``path`` with a copy of ``source``, through a temp file in ``temp_dir``."""
+    temp = temp_file_path(temp_dir)
+    try:
+        shutil.copyfile(source, temp)
+        os.replace(temp, path)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+# --- meta.yaml ----------------------------------------------------------------------------------
+
+
+def dump_yaml(data: Mapping[str, Any]) -> bytes:
+    """YAML exactly as MLflow's utils/yaml_utils.py:write_yaml produces it."""
+    text: str = yaml.dump(
+        dict(data), default_flow_style=False, allow_unicode=True, sort_keys=True, Dumper=_Dumper
+    )
+    return text.encode("utf-8")
+
+
+def load_yaml(path: str, *, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """A meta.yaml as a dict; empty is retried as MLflow does, then CorruptStoreFile."""
+    for delay in (*_EMPTY_YAML_RETRY_DELAYS, None):
+        with open(path, "rb") as file:
+            data = file.read()
+        if data.strip() or delay is None:
+            break
+        sleep(delay)
+    try:
+        loaded = yaml.load(data, Loader=_Loader)  # noqa: S506 (a safe loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise CorruptStoreFile(f"File {path!r}{line} is not valid YAML: {exc}.") from None
+    if not isinstance(loaded, dict):
+        raise CorruptStoreFile(
+            f"File {path!r} holds {type(loaded).__name__} {loaded!r:.60}, expected a YAML mapping."
+        )
+    return loaded
+
+
+def experiment_to_meta(experiment: Experiment) -> dict[str, Any]:
+    """An experiment's meta.yaml fields, as MLflow 3.17.2 writes them (tags live in tags/)."""
+    return {
+        "artifact_location": experiment.artifact_location,
+        "creation_time": experiment.creation_time,
+        "effective_trace_archival_retention": None,
+        "experiment_id": experiment.experiment_id,
+        "last_update_time": experiment.last_update_time,
+        "lifecycle_stage": experiment.lifecycle_stage,
+        "name": experiment.name,
+        "trace_location": None,
+        "workspace": "default",
+    }
+
+
+def experiment_from_meta(meta: Mapping[str, Any], tags: dict[str, str], path: str) -> Experiment:
+    """An Experiment from meta.yaml; an int experiment_id (MLflow 1.x) is read as its str."""
+    return Experiment(
+        experiment_id=str(_required(meta, "experiment_id", path)),
+        name=str(_required(meta, "name", path)),
+        artifact_location=str(_required(meta, "artifact_location", path)),
+        lifecycle_stage=str(meta.get("lifecycle_stage", LIFECYCLE_ACTIVE)),
+        creation_time=meta.get("creation_time"),
+        last_update_time=meta.get("last_update_time"),
+        tags=tags,
+    )
+
+
+def run_info_to_meta(info: RunInfo) -> dict[str, Any]:
+    """A run's meta.yaml: every field MLflow 3 writes, plus ``run_uuid``, which MLflow <= 2.22 requires."""
+    return {
+        "artifact_uri": info.artifact_uri,
+        "end_time": info.end_time,
+        "entry_point_name": "",
+        "experiment_id": info.experiment_id,
+        "lifecycle_stage": info.lifecycle_stage,
+        "run_id": info.run_id,
+        "run_name": info.run_name,
+        "run_uuid": info.run_id,
+        "source_name": "",
+        "source_type": SOURCE_TYPE_LOCAL,
+        "source_version": "",
+        "start_time": info.start_time,
+        "status": int(info.status),
+        "tags": [],
+        "user_id": info.user_id,
+    }
+
+
+def run_info_from_meta(meta: Mapping[str, Any], path: str) -> RunInfo:
+    """A RunInfo from meta.yaml, tolerant where _read_persisted_run_info_dict is.
+
+    A missing status means RUNNING and a missing lifecycle_stage means active; an int experiment_id
+    is read as its str; a missing run_name is left "" for the caller to take from mlflow.runName.
+    """
+    run_id = meta.get("run_id", meta.get("run_uuid"))
+    if run_id is None:
+        raise CorruptStoreFile(f"Run meta {path!r} has no 'run_id' key, expected the run's id.")
+    if "end_time" not in meta:
+        raise CorruptStoreFile(f"Run meta {path!r} has no 'end_time' key, expected an int or null.")
+    status = meta.get("status", int(RunStatus.RUNNING))
+    if type(status) is not int or status not in RunStatus._value2member_map_:
+        raise CorruptStoreFile(
+            f"Run meta {path!r} has status {status!r}, expected an int from 1 to 5 "
+            f"(RUNNING=1, SCHEDULED=2, FINISHED=3, FAILED=4, KILLED=5)."
+        )
+    return RunInfo(
+        run_id=str(run_id),
+        experiment_id=str(_required(meta, "experiment_id", path)),
+        run_name=str(meta.get("run_name") or ""),
+        user_id=str(meta.get("user_id") or ""),
+        status=RunStatus(status),
+        start_time=_required_int(meta, "start_time", path),
+        end_time=meta["end_time"],
+        artifact_uri=str(meta.get("artifact_uri") or ""),
+        lifecycle_stage=str(meta.get("lifecycle_stage", LIFECYCLE_ACTIVE)),
+    )
+
+
+def _required(meta: Mapping[str, Any], key: str, path: str) -> Any:
+    if meta.get(key) is None:
+        raise CorruptStoreFile(f"Meta file {path!r} has no {key!r} key, expected one.")
+    return meta[key]
+
+
+def _required_int(meta: Mapping[str, Any], key: str, path: str) -> int:
+    value = _required(meta, key, path)
+    if type(value) is not int:
+        raise CorruptStoreFile(f"Meta file {path!r} has {key}: {value!r}, expected an int.")
+    return value

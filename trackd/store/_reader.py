@@ -1,0 +1,171 @@
+"""StoreReader: reads an MLflow ``./mlruns`` store, whether trackd or MLflow wrote it.
+
+It is tolerant exactly where MLflow 3.17.2's FileStore is (spec §5): it skips experiments and runs
+that MLflow skips, and where MLflow would crash it raises CorruptStoreFile naming the path, the
+line, what was found and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from ..errors import CorruptStoreFile, ExperimentNotFound, RunNotFound
+from . import _layout as layout
+from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, Metric, Run, RunData, RunInfo
+from ._format import (
+    experiment_from_meta,
+    latest_metric,
+    load_yaml,
+    parse_metric_lines,
+    read_text,
+    run_info_from_meta,
+)
+from ._validation import validate_artifact_path, validate_experiment_id, validate_run_id
+
+
+class StoreReader:
+    """Reads experiments, runs, metric histories and artifact listings."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root: str = os.path.abspath(os.fspath(root))
+
+    # --- experiments ----------------------------------------------------------------------------
+
+    def list_experiments(self, *, include_deleted: bool = False) -> list[Experiment]:
+        """Experiments in MLflow's order (creation_time DESC, then experiment_id)."""
+        experiments = []
+        for experiment_id, folder in layout.iter_experiment_dirs(self.root, include_deleted=include_deleted):
+            experiment = self._read_experiment(experiment_id, folder)
+            if experiment is not None:
+                experiments.append(experiment)
+        return sorted(experiments, key=lambda e: (-(e.creation_time or 0), e.experiment_id))
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        """The active or deleted experiment with that id."""
+        experiment_id = validate_experiment_id(experiment_id)
+        for folder in (
+            layout.experiment_dir(self.root, experiment_id),
+            layout.deleted_experiment_dir(self.root, experiment_id),
+        ):
+            if os.path.isdir(folder):
+                experiment = self._read_experiment(experiment_id, folder)
+                if experiment is not None:
+                    return experiment
+        raise ExperimentNotFound(
+            f"Could not find experiment with ID {experiment_id} in the store at {self.root!r}."
+        )
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        """The experiment with that name, active or deleted (as MLflow's get_experiment_by_name)."""
+        for experiment in self.list_experiments(include_deleted=True):
+            if experiment.name == name:
+                return experiment
+        return None
+
+    def _read_experiment(self, experiment_id: str, folder: str) -> Experiment | None:
+        path = layout.meta_path(folder)
+        # search_experiments skips, with a warning, an experiment whose meta.yaml is missing or
+        # empty (MissingConfigException) and one whose recorded id differs from its folder name.
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            return None
+        tags = {key: read_text(file) for key, file in layout.iter_files(layout.subfolder(folder, layout.TAGS_FOLDER_NAME))}
+        experiment = experiment_from_meta(load_yaml(path), tags, path)
+        return experiment if experiment.experiment_id == experiment_id else None
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    def find_run(self, run_id: str) -> RunInfo | None:
+        """The run's info, or None if no experiment (active or deleted) holds a valid run folder."""
+        found = self._find_run_dir(run_id)
+        return None if found is None else found[0]
+
+    def get_run(self, run_id: str) -> Run:
+        """The run with its latest metrics, params and tags."""
+        found = self._find_run_dir(run_id)
+        if found is None:
+            raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
+        return self._read_run(*found)
+
+    def search_runs(self, experiment_ids: list[str] | tuple[str, ...]) -> list[Run]:
+        """Active runs of those experiments in MLflow's default order: start_time DESC, then run_id."""
+        runs = []
+        for experiment_id in experiment_ids:
+            experiment_id = validate_experiment_id(experiment_id)
+            folder = layout.experiment_dir(self.root, experiment_id)
+            if not os.path.isdir(folder):
+                folder = layout.deleted_experiment_dir(self.root, experiment_id)
+            for _, run_folder in layout.iter_run_dirs(folder):
+                path = layout.meta_path(run_folder)
+                if not os.path.isfile(path):
+                    continue  # _list_run_infos skips a folder without meta.yaml (MissingConfigException)
+                info = run_info_from_meta(load_yaml(path), path)
+                # _list_run_infos skips, with a warning, a run recorded under another experiment.
+                if info.experiment_id == experiment_id and info.lifecycle_stage == LIFECYCLE_ACTIVE:
+                    runs.append(self._read_run(info, run_folder))
+        return sorted(runs, key=lambda run: (-run.info.start_time, run.info.run_id))
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every logged value of a metric in file order; [] if the run never logged it."""
+        found = self._find_run_dir(run_id)
+        if found is None:
+            raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
+        path = layout.metric_path(found[1], key)
+        if not os.path.isfile(path):
+            return []
+        with open(path, "rb") as file:
+            return parse_metric_lines(key, file.read(), path)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
+        """The direct children of an artifact folder, as paths relative to the artifact root.
+
+        Like MLflow's list_artifacts: ``["cfg", "f1.txt"]`` for the root, ``["cfg/config.json"]``
+        for ``path="cfg"``, and [] for a path that is missing or is a file.
+        """
+        info = self.find_run(run_id)
+        if info is None:
+            raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
+        artifacts_root = layout.file_uri_to_path(info.artifact_uri)
+        if artifacts_root is None:
+            return []
+        folder = artifacts_root if not path else layout.artifact_path(artifacts_root, validate_artifact_path(path))
+        return [layout.join_relative(path, name) for name, _ in layout.list_children(folder)]
+
+    def _find_run_dir(self, run_id: str) -> tuple[RunInfo, str] | None:
+        found = layout.find_run_dir(self.root, validate_run_id(run_id))
+        if found is None:
+            return None
+        experiment_id, folder = found
+        path = layout.meta_path(folder)
+        if not os.path.isfile(path):
+            return None
+        info = run_info_from_meta(load_yaml(path), path)
+        # _get_run_info: a run whose meta names another experiment or another run id is
+        # "metadata in invalid state".
+        if info.experiment_id != experiment_id or info.run_id != run_id:
+            raise CorruptStoreFile(
+                f"Run meta {path!r} records run {info.run_id} of experiment {info.experiment_id}, "
+                f"expected run {run_id} of experiment {experiment_id} (its folder)."
+            )
+        return info, folder
+
+    def _read_run(self, info: RunInfo, folder: str) -> Run:
+        metrics = {}
+        for key, path in layout.iter_files(layout.subfolder(folder, layout.METRICS_FOLDER_NAME)):
+            with open(path, "rb") as file:
+                points = parse_metric_lines(key, file.read(), path)
+            if not points:
+                # _get_metric_from_file raises "Metric '<key>' is malformed. No data found."
+                raise CorruptStoreFile(
+                    f"Metric file {path!r} is empty, expected at least one 'timestamp value step' line."
+                )
+            metrics[key] = latest_metric(points).value
+        params = {
+            key: read_text(path)
+            for key, path in layout.iter_files(layout.subfolder(folder, layout.PARAMS_FOLDER_NAME))
+        }
+        tags = {key: read_text(path) for key, path in layout.iter_files(layout.subfolder(folder, layout.TAGS_FOLDER_NAME))}
+        if not info.run_name and tags.get(RUN_NAME_TAG):
+            # MLflow <= 1.29 wrote no run_name; _get_run_from_info takes it from the tag.
+            info = replace(info, run_name=tags[RUN_NAME_TAG])
+        return Run(info=info, data=RunData(metrics=metrics, params=params, tags=tags))

@@ -1,0 +1,234 @@
+"""MLflow's rules for keys, values and ids, stricter where MLflow writes what it cannot read back.
+
+Each rule quotes ``mlflow/utils/validation.py`` (3.17.2). Every function raises
+``trackd.errors.InvalidArgument`` with a sentence naming the item, the value found and what was
+expected, and returns the value in the form the store writes. The client calls these on every
+logging call, so the common case (a str key, a float value, an int step) is tested first.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+import os
+import posixpath
+import re
+
+from ..errors import InvalidArgument
+from ._entities import RunStatus
+from ._layout import ARTIFACTS_FOLDER_NAME
+
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_EXPERIMENT_TAG_VALUE_LENGTH = 20000
+MAX_EXPERIMENT_NAME_LENGTH = 500
+MAX_ARTIFACT_LOCATION_LENGTH = 2048
+MIN_INT64 = -(2**63)
+MAX_INT64 = 2**63 - 1
+
+# validate_param_and_metric_name uses re.match(r"^[/\w.\- :]*$"): "$" also matches before a final
+# newline, so MLflow accepts "x\n" and creates a file named "x\n". fullmatch closes that hole.
+_KEY_PATTERN = re.compile(r"[/\w.\- :]*")
+_KEY_CHARACTERS = "letters, digits, '_', '-', '.', ' ', ':' and '/'"
+_RUN_ID_PATTERN = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")  # _RUN_ID_REGEX
+_EXPERIMENT_ID_PATTERN = re.compile(r"[a-zA-Z0-9][\w\-]{0,63}")  # _EXPERIMENT_ID_REGEX
+
+
+def validate_key(key: object, *, kind: str) -> str:
+    """A param, metric or tag key: ``kind`` ("param", "metric", "tag") names it in the message."""
+    if type(key) is not str:
+        raise InvalidArgument(f"Invalid {kind} key {key!r}: expected a str, got {type(key).__name__}.")
+    if not key:
+        raise InvalidArgument(f"Invalid {kind} key '': keys must not be empty.")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidArgument(
+            f"Invalid {kind} key {key[:40]!r}...: it has {len(key)} characters, "
+            f"and MLflow allows at most {MAX_KEY_LENGTH}."
+        )
+    if _KEY_PATTERN.fullmatch(key) is None:
+        raise InvalidArgument(f"Invalid {kind} key {key!r}: keys may contain only {_KEY_CHARACTERS}.")
+    # MLflow's path_not_unique: the key is a path under metrics/, params/ or tags/ and must name
+    # exactly one file there.
+    norm = posixpath.normpath(key)
+    if norm != key or norm == "." or norm.startswith("..") or norm.startswith("/"):
+        raise InvalidArgument(
+            f"Invalid {kind} key {key!r}: keys are file paths and must be relative and normalized "
+            f"(no leading '/' or '..', no '//', '/./' or trailing '/')."
+        )
+    return key
+
+
+def _validate_text(kind: str, key: str, value: object, limit: int) -> str:
+    if type(value) is not str:
+        raise InvalidArgument(
+            f"Invalid value for {kind} {key!r}: expected a str, got {type(value).__name__}."
+        )
+    if len(value) > limit:
+        raise InvalidArgument(
+            f"Invalid value for {kind} {key!r}: it has {len(value)} characters, "
+            f"and MLflow allows at most {limit}."
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidArgument(
+                f"Invalid value for {kind} {key!r}: it cannot be written as UTF-8 ({exc.reason} "
+                f"at position {exc.start}); expected text without lone surrogates."
+            ) from None
+    return value
+
+
+def validate_param_value(key: str, value: object) -> str:
+    """A param value: the caller already applied str(); at most 6000 characters, UTF-8 encodable."""
+    # MLflow truncates longer values when MLFLOW_TRUNCATE_LONG_VALUES is on (the default): we refuse,
+    # because a silently shortened param is wrong data.
+    return _validate_text("param", key, value, MAX_PARAM_VALUE_LENGTH)
+
+
+def validate_tag_value(key: str, value: object) -> str:
+    """A run tag value: a str of at most 8000 characters, UTF-8 encodable."""
+    return _validate_text("tag", key, value, MAX_TAG_VALUE_LENGTH)
+
+
+def validate_experiment_tag_value(key: str, value: object) -> str:
+    """An experiment tag value: a str of at most 20000 characters (_validate_experiment_tag)."""
+    return _validate_text("experiment tag", key, value, MAX_EXPERIMENT_TAG_VALUE_LENGTH)
+
+
+def validate_metric_value(key: str, value: object) -> float:
+    """A metric value: a real number that is not a bool; NaN and +-inf are allowed."""
+    if type(value) is float:
+        return value
+    # _validate_metric: "isinstance(value, numbers.Number)" and not a bool. We also refuse complex,
+    # which MLflow accepts and then cannot write as a float.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgument(
+            f"Invalid value {value!r} for metric {key!r}: expected a real number "
+            f"(int or float, not bool), got {type(value).__name__}."
+        )
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidArgument(
+            f"Invalid value {value!r} for metric {key!r}: it is too large for a float."
+        ) from None
+
+
+def _validate_int(what: str, value: object, low: int, high: int) -> int:
+    if type(value) is int:
+        number = value
+    elif isinstance(value, bool):
+        raise InvalidArgument(f"Invalid {what}: found {value!r}, expected an int, not a bool.")
+    else:
+        try:
+            number = operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            raise InvalidArgument(
+                f"Invalid {what}: found {value!r} ({type(value).__name__}), expected an int."
+            ) from None
+    if not low <= number <= high:
+        raise InvalidArgument(f"Invalid {what}: found {value!r}, expected an int from {low} to {high}.")
+    return number
+
+
+def validate_step(key: str, step: object) -> int:
+    """A metric step: an int64 (MLflow writes a float step and then cannot read the run)."""
+    if type(step) is int and MIN_INT64 <= step <= MAX_INT64:
+        return step
+    return _validate_int(f"step of metric {key!r}", step, MIN_INT64, MAX_INT64)
+
+
+def validate_timestamp(key: str, timestamp_ms: object) -> int:
+    """A metric timestamp in epoch milliseconds: an int from 0 to 2**63 - 1."""
+    if type(timestamp_ms) is int and 0 <= timestamp_ms <= MAX_INT64:
+        return timestamp_ms
+    return _validate_int(f"timestamp of metric {key!r}", timestamp_ms, 0, MAX_INT64)
+
+
+def validate_run_time(field: str, run_id: str, time_ms: object) -> int:
+    """A run's start_time or end_time in epoch milliseconds: an int from 0 to 2**63 - 1."""
+    return _validate_int(f"{field} of run {run_id}", time_ms, 0, MAX_INT64)
+
+
+def validate_run_id(run_id: object) -> str:
+    """A run id by MLflow's _RUN_ID_REGEX (generated ids are 32 lowercase hex characters)."""
+    if type(run_id) is not str or _RUN_ID_PATTERN.fullmatch(run_id) is None:
+        raise InvalidArgument(
+            f"Invalid run id {run_id!r}: expected a str of 1 to 256 letters, digits, '_' or '-' "
+            f"that starts with a letter or digit."
+        )
+    return run_id
+
+
+def validate_experiment_id(experiment_id: object) -> str:
+    """An experiment id by MLflow's _EXPERIMENT_ID_REGEX; an int (not bool) is turned into its str."""
+    if type(experiment_id) is int and experiment_id >= 0:
+        return str(experiment_id)
+    if type(experiment_id) is not str or _EXPERIMENT_ID_PATTERN.fullmatch(experiment_id) is None:
+        raise InvalidArgument(
+            f"Invalid experiment id {experiment_id!r}: expected a str of 1 to 64 letters, digits, "
+            f"'_' or '-' that starts with a letter or digit."
+        )
+    return experiment_id
+
+
+def validate_experiment_name(name: object) -> str:
+    """An experiment name: a non-empty str of at most 500 characters."""
+    if type(name) is not str or not name:
+        raise InvalidArgument(f"Invalid experiment name {name!r}: expected a non-empty str.")
+    if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
+        raise InvalidArgument(
+            f"Invalid experiment name {name[:40]!r}...: it has {len(name)} characters, "
+            f"and MLflow allows at most {MAX_EXPERIMENT_NAME_LENGTH}."
+        )
+    return _validate_text("experiment", "name", name, MAX_EXPERIMENT_NAME_LENGTH)
+
+
+def validate_artifact_path(path: object) -> str:
+    """An artifact path: relative, POSIX, normalized, without '..' or NUL; it names a file."""
+    if type(path) is not str or not path:
+        raise InvalidArgument(f"Invalid artifact path {path!r}: expected a non-empty str.")
+    if "\x00" in path:
+        raise InvalidArgument(f"Invalid artifact path {path!r}: it contains a NUL character.")
+    if (
+        path.startswith("/")
+        or posixpath.normpath(path) != path
+        or path == "."
+        or ".." in path.split("/")
+    ):
+        raise InvalidArgument(
+            f"Invalid artifact path {path!r}: expected a normalized relative POSIX path such as "
+            f"'plots/loss.png' (no leading '/', no '..', '.', '//' or trailing '/')."
+        )
+    return path
+
+
+def validate_store_root(root: str | os.PathLike[str]) -> str:
+    """The store root as an absolute path; a root below a folder named ``artifacts`` is refused."""
+    absolute = os.path.abspath(os.fspath(root))
+    if ARTIFACTS_FOLDER_NAME in absolute.split(os.sep):
+        # FileStore._is_valid_run_directory (the ZDI-CAN-26649 / CVE-2026-2033 fix, MLflow 3.10+)
+        # rejects every run dir whose absolute path has an `artifacts` component, so MLflow would
+        # answer "Run '<id>' not found" for every run of such a store.
+        raise InvalidArgument(
+            f"Invalid store root {absolute!r}: it lies below a folder named "
+            f"'{ARTIFACTS_FOLDER_NAME}', and MLflow (3.10+) treats every run under such a path as "
+            f"not found; expected a path without an '{ARTIFACTS_FOLDER_NAME}' component."
+        )
+    return absolute
+
+
+def validate_run_status(status: object) -> RunStatus:
+    """A run status: a RunStatus, its int value or its name ("FINISHED")."""
+    if isinstance(status, RunStatus):
+        return status
+    if type(status) is int and status in RunStatus._value2member_map_:
+        return RunStatus(status)
+    if type(status) is str and status in RunStatus.__members__:
+        return RunStatus[status]
+    raise InvalidArgument(
+        f"Invalid run status {status!r}: expected one of "
+        f"{', '.join(f'{s.name} ({s.value})' for s in RunStatus)}."
+    )

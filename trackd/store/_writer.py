@@ -1,0 +1,471 @@
+"""StoreWriter: applies the daemon's batches to an MLflow ``./mlruns`` store.
+
+One worker thread owns a StoreWriter; it is not thread-safe. Every rewritten file goes through a
+temp file and os.replace, and new experiments and runs are built in a staging folder MLflow cannot
+see and renamed into place, so an MLflow reader never meets a half-made file or folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import (
+    ExperimentExists,
+    ExperimentNotFound,
+    InvalidArgument,
+    ParamChangedError,
+    RunNotFound,
+    StoreError,
+    TrackdError,
+)
+from . import _layout as layout
+from ._entities import (
+    LIFECYCLE_ACTIVE,
+    RUN_NAME_TAG,
+    ArtifactWrite,
+    Experiment,
+    MetricAppend,
+    NewRun,
+    ParamWrite,
+    RunInfo,
+    RunStatus,
+    TagWrite,
+    Termination,
+    WriteBatch,
+    WriteFailure,
+)
+from ._format import (
+    copy_file_atomic,
+    dump_yaml,
+    experiment_to_meta,
+    format_metric_line,
+    load_yaml,
+    read_text,
+    run_info_to_meta,
+    write_file_atomic,
+)
+from ._metric_files import MetricFileCache
+from ._reader import StoreReader
+from ._validation import (
+    MAX_ARTIFACT_LOCATION_LENGTH,
+    validate_artifact_path,
+    validate_experiment_id,
+    validate_experiment_name,
+    validate_experiment_tag_value,
+    validate_key,
+    validate_param_value,
+    validate_run_id,
+    validate_run_status,
+    validate_store_root,
+    validate_tag_value,
+    validate_run_time,
+)
+
+DEFAULT_MAX_OPEN_FILES = 256
+
+
+
+@dataclass(slots=True)
+class _RunHandle:
+    """A run the writer has found: its folder and its meta.yaml as last read or written."""
+
+    experiment_id: str
+    folder: str
+    meta: dict[str, Any]
+    signature: tuple[int, int, int]
+
+
+def _signature(stat: os.stat_result) -> tuple[int, int, int]:
+    # os.replace gives a new inode, and MLflow's in-place rewrites change mtime and usually size.
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+class StoreWriter:
+    """Writes experiments, runs, params, tags, metrics and artifacts in MLflow's FileStore format."""
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, max_open_files: int = DEFAULT_MAX_OPEN_FILES
+    ) -> None:
+        self.root: str = validate_store_root(root)
+        self._reader = StoreReader(self.root)
+        self._metric_files = MetricFileCache(max_open_files)
+        self._runs: dict[str, _RunHandle] = {}
+        self._checked: dict[str, _RunHandle] = {}  # runs found active in the current write()
+        self._prepare_root()
+
+    def _prepare_root(self) -> None:
+        # FileStore.__init__ creates root/0 ("Default") only when the root does not exist, and
+        # .trash always. We also create experiment 0 in an existing root that lacks it, because
+        # MLflow's fluent API logs to experiment 0 by default and fails without it.
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise StoreError(f"Store root {self.root!r} is a file, expected a folder.")
+        os.makedirs(self.root, exist_ok=True)
+        default_id = layout.DEFAULT_EXPERIMENT_ID
+        if not os.path.exists(layout.experiment_dir(self.root, default_id)) and not os.path.exists(
+            layout.deleted_experiment_dir(self.root, default_id)
+        ):
+            self._build_experiment(
+                default_id, layout.DEFAULT_EXPERIMENT_NAME, None, {}, int(time.time() * 1000)
+            )
+        os.makedirs(layout.trash_dir(self.root), exist_ok=True)
+
+    # --- experiments ----------------------------------------------------------------------------
+
+    def create_experiment(
+        self,
+        name: str,
+        *,
+        artifact_location: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        now_ms: int,
+    ) -> str:
+        """Create an experiment with a fresh 18-digit id and return the id."""
+        name = validate_experiment_name(name)
+        checked_tags = {
+            validate_key(key, kind="experiment tag"): validate_experiment_tag_value(key, value)
+            for key, value in (tags or {}).items()
+        }
+        if artifact_location is not None and len(artifact_location) > MAX_ARTIFACT_LOCATION_LENGTH:
+            raise InvalidArgument(
+                f"Invalid artifact location {artifact_location[:40]!r}...: it has "
+                f"{len(artifact_location)} characters, and MLflow allows at most "
+                f"{MAX_ARTIFACT_LOCATION_LENGTH}."
+            )
+        existing = self._reader.get_experiment_by_name(name)
+        if existing is not None and existing.lifecycle_stage == LIFECYCLE_ACTIVE:
+            raise ExperimentExists(f"Experiment '{name}' already exists.")  # MLflow's words
+        if existing is not None:
+            raise ExperimentExists(
+                f"Experiment {name!r} already exists in deleted state. You can restore the "
+                "experiment, or permanently delete the experiment from the .trash folder "
+                "(under tracking server's root folder) in order to use this experiment name again."
+            )
+        experiment_id = layout.new_experiment_id()
+        while os.path.exists(layout.experiment_dir(self.root, experiment_id)) or os.path.exists(
+            layout.deleted_experiment_dir(self.root, experiment_id)
+        ):
+            experiment_id = layout.new_experiment_id()
+        self._build_experiment(experiment_id, name, artifact_location, checked_tags, now_ms)
+        return experiment_id
+
+    def _build_experiment(
+        self,
+        experiment_id: str,
+        name: str,
+        artifact_location: str | None,
+        tags: Mapping[str, str],
+        now_ms: int,
+    ) -> None:
+        folder = layout.experiment_dir(self.root, experiment_id)
+        if artifact_location is None:
+            artifact_location = layout.path_to_file_uri(folder)
+        elif layout.file_uri_to_path(artifact_location) == os.path.abspath(artifact_location):
+            # FileStore resolves a plain local path with resolve_uri_if_local into a file:// URI.
+            artifact_location = layout.path_to_file_uri(artifact_location)
+        experiment = Experiment(
+            experiment_id=experiment_id,
+            name=name,
+            artifact_location=artifact_location,
+            lifecycle_stage=LIFECYCLE_ACTIVE,
+            creation_time=now_ms,
+            last_update_time=now_ms,
+            tags=dict(tags),
+        )
+
+        def fill(staging: str) -> None:
+            for key, value in tags.items():
+                _write_key_file(layout.tag_path(staging, key), value, staging)
+            write_file_atomic(layout.meta_path(staging), dump_yaml(experiment_to_meta(experiment)), staging)
+
+        self._build_in_staging(fill, folder)
+
+    def get_experiment_id_by_name(self, name: str) -> str | None:
+        """The id of the active experiment with that name, or None."""
+        for experiment in self._reader.list_experiments():
+            if experiment.name == name:
+                return experiment.experiment_id
+        return None
+
+    def _build_in_staging(self, fill: Callable[[str], None], destination: str) -> None:
+        staging = layout.staging_dir_path(self.root)
+        os.mkdir(staging)
+        try:
+            fill(staging)
+            os.rename(staging, destination)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    # --- batches --------------------------------------------------------------------------------
+
+    def write(self, batch: WriteBatch) -> list[WriteFailure]:
+        """Apply a batch; one failing item never stops the others, and each failure is returned."""
+        failures: list[WriteFailure] = []
+        self._checked.clear()
+        for new_run in batch.new_runs:
+            self._apply(failures, (new_run.origin,), f"new run {new_run.run_id}", self._create_run, new_run)
+        for param in batch.params:
+            self._apply(failures, (param.origin,), _item("param", param.key, param.run_id), self._log_param, param)
+        for tag in batch.tags:
+            self._apply(failures, (tag.origin,), _item("tag", tag.key, tag.run_id), self._set_tag, tag)
+        for append in batch.metrics.values():
+            origins = tuple(dict.fromkeys(append.origins)) or (None,)
+            self._apply(failures, origins, _item("metric", append.key, append.run_id), self._append_metric, append)
+        for artifact in batch.artifacts:
+            self._apply(failures, (artifact.origin,), _item("artifact", artifact.path, artifact.run_id), self._write_artifact, artifact)
+        for end in batch.terminations:
+            self._apply(failures, (end.origin,), f"termination of run {end.run_id}", self._terminate, end)
+        self._checked.clear()
+        return failures
+
+    def _apply(
+        self,
+        failures: list[WriteFailure],
+        origins: Iterable[Hashable],
+        item: str,
+        action: Callable[[Any], None],
+        argument: Any,
+    ) -> None:
+        try:
+            action(argument)
+        except TrackdError as exc:
+            message = str(exc)
+        except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+            message = (
+                f"Cannot write {item}: it clashes with an existing key, because MLflow stores each "
+                f"key as a file and a key cannot be both a file and a folder of other keys (such "
+                f"as 'a' and 'a/b'); found {exc.strerror} at {exc.filename!r}."
+            )
+        except OSError as exc:
+            message = f"Cannot write {item}: {exc.strerror or exc} ({exc.filename!r})."
+        except (TypeError, ValueError) as exc:
+            message = f"Cannot write {item}: {exc}."
+        else:
+            return
+        failures.extend(WriteFailure(origin=origin, item=item, message=message) for origin in origins)
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    def _create_run(self, item: NewRun) -> None:
+        run_id = validate_run_id(item.run_id)
+        experiment_id = validate_experiment_id(item.experiment_id)
+        existing = self._find_run(run_id)
+        if existing is not None:
+            if existing.experiment_id == experiment_id:
+                return  # another rank of a distributed job created it first
+            raise StoreError(
+                f"Run {run_id} already exists in experiment {existing.experiment_id}, so it "
+                f"cannot be created in experiment {experiment_id}."
+            )
+        experiment = self._active_experiment(experiment_id)
+        tags = {validate_key(k, kind="tag"): validate_tag_value(k, v) for k, v in item.tags.items()}
+        run_name = item.run_name or tags.get(RUN_NAME_TAG, "")
+        if tags.setdefault(RUN_NAME_TAG, run_name) != run_name:
+            # FileStore.create_run refuses the same conflict, in these words.
+            raise InvalidArgument(
+                "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
+                f"different values (run_name='{run_name}', mlflow.runName='{tags[RUN_NAME_TAG]}')."
+            )
+        info = RunInfo(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            run_name=run_name,
+            user_id=item.user_id,
+            status=RunStatus.RUNNING,
+            start_time=validate_run_time("start_time", run_id, item.start_time_ms),
+            end_time=None,
+            artifact_uri=layout.artifact_uri_for_run(experiment.artifact_location, run_id),
+            lifecycle_stage=LIFECYCLE_ACTIVE,
+        )
+        meta = run_info_to_meta(info)
+
+        def fill(staging: str) -> None:
+            for name in layout.RUN_FOLDERS:
+                os.mkdir(layout.subfolder(staging, name))
+            for key, value in tags.items():
+                _write_key_file(layout.tag_path(staging, key), value, staging)
+            # meta.yaml last: the folder is complete before anything can treat it as a run.
+            write_file_atomic(layout.meta_path(staging), dump_yaml(meta), staging)
+
+        folder = layout.run_dir(layout.experiment_dir(self.root, experiment_id), run_id)
+        self._build_in_staging(fill, folder)
+        signature = _signature(os.stat(layout.meta_path(folder)))
+        self._runs[run_id] = _RunHandle(experiment_id, folder, meta, signature)
+
+    def _active_experiment(self, experiment_id: str) -> Experiment:
+        try:
+            experiment = self._reader.get_experiment(experiment_id)
+        except ExperimentNotFound:
+            raise ExperimentNotFound(
+                f"Could not create run under experiment with ID {experiment_id} - no such "
+                "experiment exists."
+            ) from None
+        if experiment.lifecycle_stage != LIFECYCLE_ACTIVE:
+            raise StoreError(
+                f"Could not create run under non-active experiment with ID {experiment_id}."
+            )
+        return experiment
+
+    def _find_run(self, run_id: str) -> _RunHandle | None:
+        """The run's handle, re-reading meta.yaml if anything rewrote it; None if there is no run."""
+        handle = self._runs.get(run_id)
+        if handle is not None:
+            try:
+                stat = os.stat(layout.meta_path(handle.folder))
+            except FileNotFoundError:  # moved to .trash with its experiment, or hard-deleted
+                self._forget_run(run_id)
+                handle = None
+            else:
+                if _signature(stat) != handle.signature:
+                    handle.meta = load_yaml(layout.meta_path(handle.folder))
+                    handle.signature = _signature(stat)
+                return handle
+        found = layout.find_run_dir(self.root, validate_run_id(run_id))
+        if found is None:
+            return None
+        experiment_id, folder = found
+        path = layout.meta_path(folder)
+        signature = _signature(os.stat(path))
+        handle = _RunHandle(experiment_id, folder, load_yaml(path), signature)
+        self._runs[run_id] = handle
+        return handle
+
+    def _active_run(self, run_id: str) -> _RunHandle:
+        handle = self._checked.get(run_id)
+        if handle is not None:
+            return handle
+        handle = self._find_run(run_id)
+        if handle is None:
+            raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
+        if handle.meta.get("lifecycle_stage", LIFECYCLE_ACTIVE) != LIFECYCLE_ACTIVE:
+            # entities/run_info.py:check_run_is_active, MLflow's words.
+            raise StoreError(f"The run {run_id} must be in 'active' lifecycle_stage.")
+        self._checked[run_id] = handle
+        return handle
+
+    def _forget_run(self, run_id: str) -> None:
+        handle = self._runs.pop(run_id, None)
+        self._checked.pop(run_id, None)
+        if handle is not None:
+            self._metric_files.close_under(handle.folder)
+
+    def _rewrite_meta(self, handle: _RunHandle, **changes: Any) -> None:
+        meta = {**handle.meta, **changes}
+        # run_uuid keeps the run readable by MLflow <= 2.22, whose RunInfo requires it.
+        meta["run_uuid"] = meta.get("run_id", os.path.basename(handle.folder))
+        path = layout.meta_path(handle.folder)
+        write_file_atomic(path, dump_yaml(meta), handle.folder)
+        handle.meta = meta
+        handle.signature = _signature(os.stat(path))
+
+    def _terminate(self, item: Termination) -> None:
+        handle = self._active_run(item.run_id)
+        status = validate_run_status(item.status)
+        end_time = validate_run_time("end_time", item.run_id, item.end_time_ms)
+        self._rewrite_meta(handle, status=int(status), end_time=end_time)
+
+    # --- params, tags, metrics, artifacts ---------------------------------------------------------
+
+    def _log_param(self, item: ParamWrite) -> None:
+        handle = self._active_run(item.run_id)
+        key = validate_key(item.key, kind="param")
+        value = validate_param_value(key, item.value)
+        path = layout.param_path(handle.folder, key)
+        if os.path.lexists(path):
+            current = read_text(path)
+            if current != value:
+                # FileStore._validate_new_param_value, MLflow's words.
+                raise ParamChangedError(
+                    f"Changing param values is not allowed. Param with key='{key}' was already "
+                    f"logged with value='{current}' for run ID='{item.run_id}'. Attempted logging "
+                    f"new value '{value}'."
+                )
+            return
+        _write_key_file(path, value, handle.folder)
+
+    def _set_tag(self, item: TagWrite) -> None:
+        handle = self._active_run(item.run_id)
+        key = validate_key(item.key, kind="tag")
+        path = layout.tag_path(handle.folder, key)
+        if item.value is None:
+            if not os.path.isfile(path):
+                # FileStore.delete_tag raises the same for a missing tag, in these words.
+                raise StoreError(f"No tag with name: {key} in run with id {item.run_id}")
+            os.remove(path)
+            return
+        value = validate_tag_value(key, item.value)
+        _write_key_file(path, value, handle.folder)
+        if key == RUN_NAME_TAG:
+            # FileStore.set_tag: setting mlflow.runName also rewrites run_name in meta.yaml.
+            self._rewrite_meta(handle, run_name=value)
+
+    def _append_metric(self, item: MetricAppend) -> None:
+        handle = self._active_run(item.run_id)
+        key = validate_key(item.key, kind="metric")
+        data = "".join([format_metric_line(ts, value, step) for ts, value, step in item.points])
+        self._metric_files.append(layout.metric_path(handle.folder, key), data.encode("ascii"))
+
+    def _write_artifact(self, item: ArtifactWrite) -> None:
+        handle = self._active_run(item.run_id)
+        relative = validate_artifact_path(item.path)
+        if (item.content is None) == (item.source_path is None):
+            raise InvalidArgument(
+                f"Artifact {relative!r} of run {item.run_id} needs exactly one of content and "
+                f"source_path, got {'both' if item.content is not None else 'neither'}."
+            )
+        uri = str(handle.meta.get("artifact_uri") or "")
+        artifacts_root = layout.file_uri_to_path(uri)
+        if artifacts_root is None:
+            raise StoreError(
+                f"Cannot write artifact {relative!r} of run {item.run_id}: its artifact URI "
+                f"{uri!r} is not a local file:// location, the only kind trackd writes."
+            )
+        os.makedirs(artifacts_root, exist_ok=True)
+        target = layout.artifact_path(artifacts_root, relative)
+        parent = os.path.dirname(target)
+        _check_inside(parent, artifacts_root, relative, item.run_id)
+        os.makedirs(parent, exist_ok=True)
+        _check_inside(parent, artifacts_root, relative, item.run_id)
+        # The temp file lives next to the artifacts folder, never inside it, so list_artifacts
+        # never shows it; the run folder for the default location.
+        temp_dir = os.path.dirname(artifacts_root)
+        if item.content is not None:
+            write_file_atomic(target, item.content, temp_dir)
+        else:
+            assert item.source_path is not None
+            copy_file_atomic(item.source_path, target, temp_dir)
+
+    def close(self) -> None:
+        """Close every cached metric file; idempotent."""
+        self._metric_files.close()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _item(kind: str, key: str, run_id: str) -> str:
+    return f"{kind} {key!r} of run {run_id}"
+
+
+def _write_key_file(path: str, value: str, temp_dir: str) -> None:
+    """A param or tag file: raw UTF-8, no trailing newline, replaced atomically."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_file_atomic(path, value.encode("utf-8"), temp_dir)
+
+
+def _check_inside(folder: str, artifacts_root: str, relative: str, run_id: str) -> None:
+    root = os.path.realpath(artifacts_root)
+    real = os.path.realpath(folder)
+    if real != root and not real.startswith(root + os.sep):
+        raise InvalidArgument(
+            f"Invalid artifact path {relative!r} for run {run_id}: it resolves to {real!r}, "
+            f"outside the run's artifact folder {root!r} (a symbolic link points out of it)."
+        )
