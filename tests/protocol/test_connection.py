@@ -40,11 +40,11 @@ PARAM = (2, "run1", "lr", "0.001")
 
 def test_handshake_moves_both_sides_to_open() -> None:
     pair = ConnectionPair()
-    assert pair.client.state is pair.daemon.state is State.AWAIT_HELLO
+    assert (pair.client.state, pair.daemon.state) == (State.AWAIT_HELLO, State.AWAIT_HELLO)
     assert pair.send(Role.CLIENT, HELLO) == [HELLO]
-    assert pair.client.state is pair.daemon.state is State.AWAIT_WELCOME
+    assert (pair.client.state, pair.daemon.state) == (State.AWAIT_WELCOME, State.AWAIT_WELCOME)
     assert pair.send(Role.DAEMON, WELCOME) == [WELCOME]
-    assert pair.client.state is pair.daemon.state is State.OPEN
+    assert (pair.client.state, pair.daemon.state) == (State.OPEN, State.OPEN)
 
 
 def test_batches_arrive_in_order_and_are_acked() -> None:
@@ -87,7 +87,7 @@ def test_failed_request_gets_error_reply_and_connection_stays_open() -> None:
     pair.send(Role.CLIENT, CreateExperiment(request_id=3, name="exp", artifact_location=None, tags={}))
     error = ErrorReply(request_id=3, code=ErrorCode.REQUEST_FAILED, message="Experiment 'exp' already exists.")
     assert pair.send(Role.DAEMON, error) == [error]
-    assert pair.client.state is pair.daemon.state is State.OPEN
+    assert (pair.client.state, pair.daemon.state) == (State.OPEN, State.OPEN)
 
 
 def test_status_request_gets_status_reply() -> None:
@@ -103,7 +103,7 @@ def test_version_mismatch_gets_error_reply_and_closes_both_sides() -> None:
     assert pair.send(Role.CLIENT, hello) == [hello]
     error = ErrorReply(request_id=0, code=ErrorCode.VERSION_MISMATCH, message="Protocol 2 is not 1.")
     assert pair.send(Role.DAEMON, error) == [error]
-    assert pair.client.state is pair.daemon.state is State.CLOSED
+    assert (pair.client.state, pair.daemon.state) == (State.CLOSED, State.CLOSED)
     assert pair.close(Role.DAEMON) == [ConnectionClosed()]
 
 

@@ -1,0 +1,157 @@
+"""Records: every malformed record is refused with a message naming the field; good ones pass."""
+
+from __future__ import annotations
+
+import math
+
+import msgpack
+import pytest
+
+from trackd.errors import LocalProtocolError, RemoteProtocolError
+from trackd.protocol import (
+    MAX_INLINE_ARTIFACT_SIZE,
+    MAX_NAME_LENGTH,
+    MAX_TAGS_PER_RECORD,
+    MAX_TEXT_LENGTH,
+    Batch,
+    Record,
+    RecordKind,
+    check_record,
+)
+
+from protocol_helpers import open_pair
+
+MAX_INT64 = 2**63 - 1
+MIN_INT64 = -(2**63)
+RUN = "run1"
+METRIC: Record = (1, RUN, "loss", 0.5, 1_700_000_000_000, 3)
+CREATE_RUN: Record = (5, RUN, "0", "alice", "run-name", 1_700_000_000_000, {"mlflow.user": "alice"})
+
+# (record, what the message must contain). Every record here packs with msgpack, so the same
+# table is also sent over the wire.
+BAD_RECORDS: list[tuple[str, object, str]] = [
+    ("unknown-kind", (99, RUN, "k"), "Unknown record kind 99"),
+    ("bool-kind", (True, RUN, "loss", 0.5, 0, 0), "Unknown record kind True"),
+    ("str-kind", ("metric", RUN, "loss", 0.5, 0, 0), "Unknown record kind 'metric'"),
+    ("empty-record", (), "non-empty array"),
+    ("metric-too-few-fields", (1, RUN, "loss", 0.5, 0), r"metric record has 4 fields; expected 5 \(run_id, key, value, timestamp_ms, step\)"),
+    ("param-too-many-fields", (2, RUN, "k", "v", "extra"), "param record has 4 fields; expected 3"),
+    ("metric-bool-value", (1, RUN, "loss", True, 0, 0), "field 'value'"),
+    ("metric-str-value", (1, RUN, "loss", "0.5", 0, 0), "field 'value'"),
+    ("metric-nil-value", (1, RUN, "loss", None, 0, 0), "field 'value'"),
+    ("metric-value-beyond-int64", (1, RUN, "loss", MAX_INT64 + 1, 0, 0), "field 'value'"),
+    ("metric-float-step", (1, RUN, "loss", 0.5, 0, 1.0), "field 'step'"),
+    ("metric-step-beyond-int64", (1, RUN, "loss", 0.5, 0, MAX_INT64 + 1), "field 'step'"),
+    ("metric-negative-timestamp", (1, RUN, "loss", 0.5, -1, 0), "field 'timestamp_ms'"),
+    ("metric-float-timestamp", (1, RUN, "loss", 0.5, 1.5, 0), "field 'timestamp_ms'"),
+    ("metric-timestamp-beyond-int64", (1, RUN, "loss", 0.5, MAX_INT64 + 1, 0), "field 'timestamp_ms'"),
+    ("metric-int-key", (1, RUN, 5, 0.5, 0, 0), "field 'key'"),
+    ("metric-bytes-key", (1, RUN, b"loss", 0.5, 0, 0), "field 'key'"),
+    ("metric-empty-run-id", (1, "", "loss", 0.5, 0, 0), "field 'run_id'"),
+    ("metric-nil-run-id", (1, None, "loss", 0.5, 0, 0), "field 'run_id'"),
+    ("metric-long-run-id", (1, "r" * (MAX_NAME_LENGTH + 1), "loss", 0.5, 0, 0), "field 'run_id'"),
+    ("param-long-key", (2, RUN, "k" * (MAX_NAME_LENGTH + 1), "v"), "field 'key'"),
+    ("param-long-value", (2, RUN, "k", "v" * (MAX_TEXT_LENGTH + 1)), "field 'value'"),
+    ("param-int-value", (2, RUN, "k", 1), "field 'value'"),
+    ("tag-nil-value", (3, RUN, "k", None), "field 'value'"),
+    ("delete-tag-empty-key", (4, RUN, ""), "field 'key'"),
+    ("create-run-empty-experiment-id", (5, RUN, "", "u", "n", 0, {}), "field 'experiment_id'"),
+    ("create-run-int-user-id", (5, RUN, "0", 7, "n", 0, {}), "field 'user_id'"),
+    ("create-run-negative-start-time", (5, RUN, "0", "u", "n", -5, {}), "field 'start_time_ms'"),
+    ("create-run-tags-not-a-map", (5, RUN, "0", "u", "n", 0, ("a", "b")), "field 'tags'"),
+    ("create-run-too-many-tags", (5, RUN, "0", "u", "n", 0, {str(i): "" for i in range(MAX_TAGS_PER_RECORD + 1)}), "field 'tags'"),
+    ("create-run-tag-int-value", (5, RUN, "0", "u", "n", 0, {"a": 1}), "tag 'a' must map a string key to a string value, got 1"),
+    ("create-run-tag-nil-value", (5, RUN, "0", "u", "n", 0, {"a": None}), "tag 'a'"),
+    ("create-run-tag-bytes-key", (5, RUN, "0", "u", "n", 0, {b"a": "b"}), "tag b'a'"),
+    ("create-run-tag-long-value", (5, RUN, "0", "u", "n", 0, {"a": "v" * (MAX_TEXT_LENGTH + 1)}), "tag 'a'"),
+    ("set-terminated-negative-status", (6, RUN, -1, 0), "field 'status'"),
+    ("set-terminated-str-end-time", (6, RUN, 3, "now"), "field 'end_time_ms'"),
+    ("artifact-both-content-and-source", (7, RUN, "a.txt", b"hi", "/f"), "exactly one of 'content' .* and 'source_path'"),
+    ("artifact-neither-content-nor-source", (7, RUN, "a.txt", None, None), "exactly one of 'content' .* and 'source_path'"),
+    ("artifact-str-content", (7, RUN, "a.txt", "hi", None), "exactly one of 'content' \\(bytes\\)"),
+    ("artifact-empty-source-path", (7, RUN, "a.txt", None, ""), "field 'source_path'"),
+    ("artifact-empty-path", (7, RUN, "", b"hi", None), "field 'path'"),
+    ("artifact-content-over-inline-limit", (7, RUN, "big.bin", bytes(MAX_INLINE_ARTIFACT_SIZE + 1), None),
+     f"field 'content' holds {MAX_INLINE_ARTIFACT_SIZE + 1} bytes; at most {MAX_INLINE_ARTIFACT_SIZE}"),
+]
+BAD = [pytest.param(record, match, id=name) for name, record, match in BAD_RECORDS]
+
+
+@pytest.mark.parametrize(("record", "match"), BAD)
+def test_check_record_refuses_bad_record_naming_the_field(record: object, match: str) -> None:
+    with pytest.raises(LocalProtocolError, match=match):
+        check_record(record)
+
+
+@pytest.mark.parametrize(("record", "match"), BAD)
+def test_batch_with_bad_record_cannot_be_built(record: Record, match: str) -> None:
+    with pytest.raises(LocalProtocolError, match=match):
+        Batch(seq=1, records=[METRIC, record])
+
+
+@pytest.mark.parametrize(("record", "match"), BAD)
+def test_daemon_refuses_bad_record_from_the_wire_naming_the_field(record: Record, match: str) -> None:
+    daemon = open_pair().daemon
+    body = msgpack.packb([3, 1, [METRIC, record]], use_bin_type=True)
+    daemon.receive_data(len(body).to_bytes(4, "big") + body)
+    with pytest.raises(RemoteProtocolError, match=match):
+        daemon.next_event()
+
+
+@pytest.mark.parametrize("value", [MIN_INT64 - 1, 2**64, 10**30])
+def test_metric_int_value_that_msgpack_cannot_pack_is_refused_at_construction(value: int) -> None:
+    # This used to pass the check and then raise OverflowError from Connection.send.
+    with pytest.raises(LocalProtocolError, match="field 'value' must be a float or an integer"):
+        Batch(seq=1, records=[(1, RUN, "loss", value, 0, 0)])
+
+
+def test_step_below_int64_is_refused() -> None:
+    with pytest.raises(LocalProtocolError, match="field 'step'"):
+        check_record((1, RUN, "loss", 0.5, 0, MIN_INT64 - 1))
+
+
+def test_record_given_as_a_list_is_refused() -> None:
+    # Records are tuples on both sides: msgpack decodes arrays as tuples, and the client builds tuples.
+    with pytest.raises(LocalProtocolError, match="must be a non-empty array"):
+        check_record([1, RUN, "loss", 0.5, 0, 0])
+
+
+GOOD_RECORDS: list[tuple[str, Record]] = [
+    ("metric-nan", (1, RUN, "loss", math.nan, 0, 0)),
+    ("metric-inf", (1, RUN, "loss", math.inf, 0, 0)),
+    ("metric-negative-inf", (1, RUN, "loss", -math.inf, 0, 0)),
+    ("metric-negative-step", (1, RUN, "loss", 0.5, 0, -10)),
+    ("metric-int64-bounds", (1, RUN, "loss", MIN_INT64, MAX_INT64, MIN_INT64)),
+    ("metric-int-value", (1, RUN, "loss", 3, 0, MAX_INT64)),
+    ("metric-zero-timestamp", (1, RUN, "loss", -0.0, 0, 0)),
+    ("param-empty-value", (2, RUN, "k", "")),
+    ("param-longest-value", (2, RUN, "k", "v" * MAX_TEXT_LENGTH)),
+    ("tag-longest-key", (3, "r" * MAX_NAME_LENGTH, "k" * MAX_NAME_LENGTH, "v")),
+    ("delete-tag", (4, RUN, "k")),
+    ("create-run", CREATE_RUN),
+    ("create-run-no-tags", (5, RUN, "0", "", "", 0, {})),
+    ("set-terminated", (6, RUN, 3, 1_700_000_000_000)),
+    ("artifact-empty-content", (7, RUN, "empty.txt", b"", None)),
+    ("artifact-content-at-inline-limit", (7, RUN, "big.bin", bytes(MAX_INLINE_ARTIFACT_SIZE), None)),
+    ("artifact-source-path", (7, RUN, "model/weights.bin", None, "/tmp/weights.bin")),
+]
+GOOD = [pytest.param(record, id=name) for name, record in GOOD_RECORDS]
+
+
+@pytest.mark.parametrize("record", GOOD)
+def test_check_record_accepts_good_record(record: Record) -> None:
+    check_record(record)
+
+
+@pytest.mark.parametrize("record", GOOD)
+def test_good_record_crosses_the_wire_unchanged(record: Record) -> None:
+    pair = open_pair()
+    (batch,) = pair.send(pair.client.our_role, Batch(seq=1, records=[record]))
+    assert isinstance(batch, Batch)
+    # repr, because NaN != NaN.
+    assert repr(batch.records) == repr([record])
+
+
+def test_record_kind_member_is_accepted_as_its_int() -> None:
+    # check_record used to refuse RecordKind.METRIC, though the module says a record starts with its RecordKind.
+    check_record((RecordKind.METRIC, RUN, "loss", 0.5, 0, 0))
