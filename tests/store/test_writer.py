@@ -1,0 +1,255 @@
+"""StoreWriter: layout, exact bytes, and failures that never stop the rest of a batch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from trackd.errors import ExperimentExists
+from trackd.store import (
+    ArtifactWrite,
+    MetricAppend,
+    ParamWrite,
+    StoreWriter,
+    TagWrite,
+    Termination,
+    WriteBatch,
+)
+
+from store_helpers import RUN_ID, START_MS, new_run, writer_with_run
+
+
+def metrics(key: str, *points: tuple[int, float, int], run_id: str = RUN_ID) -> WriteBatch:
+    return WriteBatch(metrics={(run_id, key): MetricAppend(run_id, key, list(points), ["o"])})
+
+
+def test_new_store_has_default_experiment_and_trash(tmp_path: Path) -> None:
+    StoreWriter(tmp_path / "mlruns").close()
+    meta = (tmp_path / "mlruns" / "0" / "meta.yaml").read_text()
+    assert meta.startswith(f"artifact_location: {(tmp_path / 'mlruns' / '0').as_uri()}\ncreation_time: ")
+    assert meta.endswith(
+        "effective_trace_archival_retention: null\nexperiment_id: '0'\nlast_update_time: "
+        + meta.split("last_update_time: ")[1].split("\n")[0]
+        + "\nlifecycle_stage: active\nname: Default\ntrace_location: null\nworkspace: default\n"
+    )
+    assert (tmp_path / "mlruns" / ".trash").is_dir()
+
+
+def test_experiment_meta_is_byte_identical_to_mlflows(tmp_path: Path) -> None:
+    writer = StoreWriter(tmp_path)
+    experiment_id = writer.create_experiment("exp-A", tags={"note": "multi\nline"}, now_ms=1795665806555)
+    assert len(experiment_id) == 18 and experiment_id.isdigit()
+    assert (tmp_path / experiment_id / "meta.yaml").read_bytes() == (
+        f"artifact_location: {(tmp_path / experiment_id).as_uri()}\ncreation_time: 1795665806555\n"
+        f"effective_trace_archival_retention: null\nexperiment_id: '{experiment_id}'\n"
+        "last_update_time: 1795665806555\nlifecycle_stage: active\nname: exp-A\n"
+        "trace_location: null\nworkspace: default\n"
+    ).encode()
+    assert (tmp_path / experiment_id / "tags" / "note").read_bytes() == b"multi\nline"
+    assert writer.get_experiment_id_by_name("exp-A") == experiment_id
+    assert writer.get_experiment_id_by_name("missing") is None
+
+
+def test_experiment_name_must_be_unique_among_active_and_deleted(tmp_path: Path) -> None:
+    writer = StoreWriter(tmp_path)
+    deleted_id = writer.create_experiment("gone", now_ms=START_MS)
+    meta = tmp_path / deleted_id / "meta.yaml"  # as MLflow's delete_experiment does
+    meta.write_text(meta.read_text().replace("lifecycle_stage: active", "lifecycle_stage: deleted"))
+    os.rename(tmp_path / deleted_id, tmp_path / ".trash" / deleted_id)
+    with pytest.raises(ExperimentExists, match="Experiment 'Default' already exists."):
+        writer.create_experiment("Default", now_ms=START_MS)
+    with pytest.raises(ExperimentExists, match="already exists in deleted state"):
+        writer.create_experiment("gone", now_ms=START_MS)
+
+
+def test_new_run_has_folders_tags_and_meta_with_run_uuid(tmp_path: Path) -> None:
+    _, run = writer_with_run(tmp_path)
+    experiment_id = run.parent.name
+    assert sorted(p.name for p in run.iterdir()) == ["artifacts", "meta.yaml", "metrics", "params", "tags"]
+    assert (run / "tags" / "mlflow.runName").read_bytes() == b"run-a"
+    assert (run / "meta.yaml").read_bytes() == (
+        f"artifact_uri: {(tmp_path / experiment_id).as_uri()}/{RUN_ID}/artifacts\nend_time: null\n"
+        f"entry_point_name: ''\nexperiment_id: '{experiment_id}'\nlifecycle_stage: active\n"
+        f"run_id: {RUN_ID}\nrun_name: run-a\nrun_uuid: {RUN_ID}\nsource_name: ''\nsource_type: 4\n"
+        f"source_version: ''\nstart_time: {START_MS}\nstatus: 1\ntags: []\nuser_id: alice\n"
+    ).encode()
+    assert oct(os.stat(run / "meta.yaml").st_mode & 0o777) == oct(0o666 & ~_umask())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".trackd-")]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_new_run_is_idempotent_in_the_same_experiment(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    before = (run / "meta.yaml").read_bytes()
+    again = new_run(run.parent.name)
+    assert writer.write(WriteBatch(new_runs=[again])) == []
+    assert StoreWriter(tmp_path).write(WriteBatch(new_runs=[again])) == []  # a fresh writer scans
+    assert (run / "meta.yaml").read_bytes() == before
+
+
+def test_new_run_fails_in_another_or_a_missing_experiment(tmp_path: Path) -> None:
+    writer, _ = writer_with_run(tmp_path)
+    failures = writer.write(WriteBatch(new_runs=[new_run("0"), new_run("123", run_id="b" * 32)]))
+    assert [f.item for f in failures] == [f"new run {RUN_ID}", f"new run {'b' * 32}"]
+    assert "already exists in experiment" in failures[0].message
+    assert "no such experiment exists" in failures[1].message
+
+
+def test_metric_lines_have_mlflows_exact_bytes(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    points = [(1, 7.0, 0), (2, 1e20, -5), (3, 1.5e-7, 2**62), (4, float("nan"), 1), (5, float("inf"), 1), (6, 7, 2)]
+    assert writer.write(metrics("loss", *points)) == []  # type: ignore[arg-type]
+    assert (run / "metrics" / "loss").read_bytes() == (
+        b"1 7.0 0\n2 1e+20 -5\n3 1.5e-07 4611686018427387904\n4 nan 1\n5 inf 1\n6 7.0 2\n"
+    )
+
+
+def test_many_points_of_a_batch_are_appended_whole_and_in_order(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    points = [(START_MS + i, i / 3, i) for i in range(5000)]
+    assert writer.write(metrics("acc/train", *points)) == []
+    assert writer.write(metrics("acc/train", (1, 0.5, 9))) == []
+    lines = (run / "metrics" / "acc" / "train").read_text().splitlines()
+    assert lines == [f"{ts} {v!r} {s}" for ts, v, s in points] + ["1 0.5 9"]
+
+
+def test_open_metric_files_stay_within_the_bound(tmp_path: Path) -> None:
+    writer = StoreWriter(tmp_path, max_open_files=4)
+    experiment_id = writer.create_experiment("exp", now_ms=START_MS)
+    writer.write(WriteBatch(new_runs=[new_run(experiment_id)]))
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(20):
+        assert writer.write(metrics(f"m{i}", (1, 1.0, 0))) == []
+        assert len(os.listdir("/proc/self/fd")) <= before + 4
+    writer.close()
+    writer.close()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_partial_last_line_left_by_a_crash_is_cut_before_appending(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    (run / "metrics" / "loss").write_bytes(b"1 0.5 0\n17000")
+    assert writer.write(metrics("loss", (2, 0.25, 1))) == []
+    assert (run / "metrics" / "loss").read_bytes() == b"1 0.5 0\n2 0.25 1\n"
+
+
+@pytest.mark.parametrize(("first", "second"), [("a", "a/b"), ("c/d", "c")])
+def test_metric_key_clash_between_file_and_folder_is_a_failure(tmp_path: Path, first: str, second: str) -> None:
+    writer, run = writer_with_run(tmp_path)
+    assert writer.write(metrics(first, (1, 1.0, 0))) == []
+    failures = writer.write(metrics(second, (1, 2.0, 0)))
+    assert [(f.origin, f.item) for f in failures] == [("o", f"metric {second!r} of run {RUN_ID}")]
+    assert "cannot be both a file and a folder" in failures[0].message
+    assert writer.write(metrics(first, (2, 3.0, 1))) == []  # the writer is still usable
+
+
+def test_params_are_raw_utf8_and_immutable(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    batch = WriteBatch(params=[ParamWrite("o1", RUN_ID, "lr", "0.001"), ParamWrite("o2", RUN_ID, "nested/u", "héllo ✓\n")])
+    assert writer.write(batch) == []
+    assert (run / "params" / "lr").read_bytes() == b"0.001"
+    assert (run / "params" / "nested" / "u").read_bytes() == "héllo ✓\n".encode()
+    failures = writer.write(
+        WriteBatch(params=[ParamWrite("o3", RUN_ID, "lr", "0.001"), ParamWrite("o4", RUN_ID, "lr", "0.1")])
+    )
+    assert [f.origin for f in failures] == ["o4"]
+    assert failures[0].message == (
+        f"Changing param values is not allowed. Param with key='lr' was already logged with "
+        f"value='0.001' for run ID='{RUN_ID}'. Attempted logging new value '0.1'."
+    )
+    assert (run / "params" / "lr").read_bytes() == b"0.001"
+    assert sorted(os.listdir(run)) == ["artifacts", "meta.yaml", "metrics", "params", "tags"]
+
+
+def test_one_failing_item_does_not_stop_the_others(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    batch = WriteBatch(
+        params=[ParamWrite("bad", RUN_ID, "../x", "1"), ParamWrite("good", RUN_ID, "p", "1")],
+        tags=[TagWrite("missing-run", "f" * 32, "t", "v")],
+        metrics=metrics("m", (1, 1.0, 0)).metrics,
+    )
+    failures = writer.write(batch)
+    assert [f.origin for f in failures] == ["bad", "missing-run"]
+    assert "not found" in failures[1].message
+    assert (run / "params" / "p").read_bytes() == b"1"
+    assert (run / "metrics" / "m").read_bytes() == b"1 1.0 0\n"
+    assert not (tmp_path / run.parent.name / "x").exists()
+
+
+def test_tag_set_delete_and_missing_delete(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    assert writer.write(WriteBatch(tags=[TagWrite("o", RUN_ID, "t", "v"), TagWrite("o", RUN_ID, "t", "w")])) == []
+    assert (run / "tags" / "t").read_bytes() == b"w"
+    assert writer.write(WriteBatch(tags=[TagWrite("o", RUN_ID, "t", None)])) == []
+    assert not (run / "tags" / "t").exists()
+    failures = writer.write(WriteBatch(tags=[TagWrite("o", RUN_ID, "t", None)]))
+    assert failures[0].message == f"No tag with name: t in run with id {RUN_ID}"
+
+
+def test_run_name_tag_rewrites_meta(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    assert writer.write(WriteBatch(tags=[TagWrite("o", RUN_ID, "mlflow.runName", "renamed")])) == []
+    assert "run_name: renamed\n" in (run / "meta.yaml").read_text()
+    assert (run / "tags" / "mlflow.runName").read_bytes() == b"renamed"
+
+
+def test_termination_sets_status_and_end_time_and_later_writes_still_land(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    assert writer.write(WriteBatch(terminations=[Termination("o", RUN_ID, 4, START_MS + 9)])) == []
+    meta = (run / "meta.yaml").read_text()
+    assert "status: 4\n" in meta and f"end_time: {START_MS + 9}\n" in meta and f"run_uuid: {RUN_ID}\n" in meta
+    assert writer.write(metrics("late", (1, 1.0, 0))) == []  # MLflow allows writes to finished runs
+
+
+def test_writes_to_a_deleted_run_fail(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    meta = run / "meta.yaml"
+    meta.write_text(meta.read_text().replace("lifecycle_stage: active", "lifecycle_stage: deleted"))
+    failures = writer.write(metrics("m", (1, 1.0, 0)))
+    assert failures[0].message == f"The run {RUN_ID} must be in 'active' lifecycle_stage."
+    assert not (run / "metrics" / "m").exists()
+
+
+def test_artifacts_from_content_and_from_a_source_file(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path / "store")
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"\x00weights")
+    batch = WriteBatch(
+        artifacts=[
+            ArtifactWrite("o", RUN_ID, "notes/hello.txt", content=b"hello\n"),
+            ArtifactWrite("o", RUN_ID, "model/model.bin", source_path=str(source)),
+        ]
+    )
+    assert writer.write(batch) == []
+    assert (run / "artifacts" / "notes" / "hello.txt").read_bytes() == b"hello\n"
+    assert (run / "artifacts" / "model" / "model.bin").read_bytes() == b"\x00weights"
+    assert sorted(os.listdir(run)) == ["artifacts", "meta.yaml", "metrics", "params", "tags"]
+
+
+@pytest.mark.parametrize("path", ["../meta.yaml", "/tmp/evil", "a/../../x", "link/evil.txt", "link"])
+def test_artifact_path_escapes_are_refused_and_write_nothing_outside(tmp_path: Path, path: str) -> None:
+    writer, run = writer_with_run(tmp_path / "store")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run / "artifacts" / "link").symlink_to(outside)
+    before = (run / "meta.yaml").read_bytes()
+    failures = writer.write(WriteBatch(artifacts=[ArtifactWrite("o", RUN_ID, path, content=b"x")]))
+    if path == "link":  # replacing the link itself is confined: the link becomes a file
+        assert failures == [] and not list(outside.iterdir())
+        return
+    assert len(failures) == 1 and "Invalid artifact path" in failures[0].message
+    assert list(outside.iterdir()) == []
+    assert (run / "meta.yaml").read_bytes() == before
+
+
+def test_artifact_needs_exactly_one_source(tmp_path: Path) -> None:
+    writer, _ = writer_with_run(tmp_path)
+    failures = writer.write(WriteBatch(artifacts=[ArtifactWrite("o", RUN_ID, "a.txt")]))
+    assert "exactly one of content and source_path, got neither" in failures[0].message
