@@ -105,7 +105,7 @@ def test_new_run_fails_in_another_or_a_missing_experiment(tmp_path: Path) -> Non
 def test_metric_lines_have_mlflows_exact_bytes(tmp_path: Path) -> None:
     writer, run = writer_with_run(tmp_path)
     points = [(1, 7.0, 0), (2, 1e20, -5), (3, 1.5e-7, 2**62), (4, float("nan"), 1), (5, float("inf"), 1), (6, 7, 2)]
-    assert writer.write(metrics("loss", *points)) == []  # type: ignore[arg-type]
+    assert writer.write(metrics("loss", *points)) == []
     assert (run / "metrics" / "loss").read_bytes() == (
         b"1 7.0 0\n2 1e+20 -5\n3 1.5e-07 4611686018427387904\n4 nan 1\n5 inf 1\n6 7.0 2\n"
     )

@@ -8,6 +8,7 @@ line, what was found and what was expected.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 
 from ..errors import CorruptStoreFile, ExperimentNotFound, RunNotFound
@@ -35,7 +36,8 @@ class StoreReader:
     def list_experiments(self, *, include_deleted: bool = False) -> list[Experiment]:
         """Experiments in MLflow's order (creation_time DESC, then experiment_id)."""
         experiments = []
-        for experiment_id, folder in layout.iter_experiment_dirs(self.root, include_deleted=include_deleted):
+        folders = layout.iter_experiment_dirs(self.root, include_deleted=include_deleted)
+        for experiment_id, folder in folders:
             experiment = self._read_experiment(experiment_id, folder)
             if experiment is not None:
                 experiments.append(experiment)
@@ -69,7 +71,7 @@ class StoreReader:
         # empty (MissingConfigException) and one whose recorded id differs from its folder name.
         if not os.path.isfile(path) or os.path.getsize(path) == 0:
             return None
-        tags = {key: read_text(file) for key, file in layout.iter_files(layout.subfolder(folder, layout.TAGS_FOLDER_NAME))}
+        tags = _read_key_files(layout.subfolder(folder, layout.TAGS_FOLDER_NAME))
         experiment = experiment_from_meta(load_yaml(path), tags, path)
         return experiment if experiment.experiment_id == experiment_id else None
 
@@ -87,7 +89,7 @@ class StoreReader:
             raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
         return self._read_run(*found)
 
-    def search_runs(self, experiment_ids: list[str] | tuple[str, ...]) -> list[Run]:
+    def search_runs(self, experiment_ids: Sequence[str]) -> list[Run]:
         """Active runs of those experiments in MLflow's default order: start_time DESC, then run_id."""
         runs = []
         for experiment_id in experiment_ids:
@@ -128,7 +130,10 @@ class StoreReader:
         artifacts_root = layout.file_uri_to_path(info.artifact_uri)
         if artifacts_root is None:
             return []
-        folder = artifacts_root if not path else layout.artifact_path(artifacts_root, validate_artifact_path(path))
+        if path:
+            folder = layout.artifact_path(artifacts_root, validate_artifact_path(path))
+        else:
+            folder = artifacts_root
         return [layout.join_relative(path, name) for name, _ in layout.list_children(folder)]
 
     def _find_run_dir(self, run_id: str) -> tuple[RunInfo, str] | None:
@@ -160,12 +165,14 @@ class StoreReader:
                     f"Metric file {path!r} is empty, expected at least one 'timestamp value step' line."
                 )
             metrics[key] = latest_metric(points).value
-        params = {
-            key: read_text(path)
-            for key, path in layout.iter_files(layout.subfolder(folder, layout.PARAMS_FOLDER_NAME))
-        }
-        tags = {key: read_text(path) for key, path in layout.iter_files(layout.subfolder(folder, layout.TAGS_FOLDER_NAME))}
+        params = _read_key_files(layout.subfolder(folder, layout.PARAMS_FOLDER_NAME))
+        tags = _read_key_files(layout.subfolder(folder, layout.TAGS_FOLDER_NAME))
         if not info.run_name and tags.get(RUN_NAME_TAG):
             # MLflow <= 1.29 wrote no run_name; _get_run_from_info takes it from the tag.
             info = replace(info, run_name=tags[RUN_NAME_TAG])
         return Run(info=info, data=RunData(metrics=metrics, params=params, tags=tags))
+
+
+def _read_key_files(folder: str) -> dict[str, str]:
+    """Params or tags: one raw UTF-8 file per key, keys with '/' in subfolders."""
+    return {key: read_text(path) for key, path in layout.iter_files(folder)}

@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import (
     ExperimentExists,
@@ -67,6 +67,8 @@ from ._validation import (
 )
 
 DEFAULT_MAX_OPEN_FILES = 256
+
+_Item = TypeVar("_Item")
 
 
 
@@ -207,19 +209,23 @@ class StoreWriter:
         """Apply a batch; one failing item never stops the others, and each failure is returned."""
         failures: list[WriteFailure] = []
         self._checked.clear()
+        apply = self._apply
         for new_run in batch.new_runs:
-            self._apply(failures, (new_run.origin,), f"new run {new_run.run_id}", self._create_run, new_run)
+            apply(failures, (new_run.origin,), f"new run {new_run.run_id}", self._create_run, new_run)
         for param in batch.params:
-            self._apply(failures, (param.origin,), _item("param", param.key, param.run_id), self._log_param, param)
+            apply(failures, (param.origin,), _item("param", param.key, param.run_id), self._log_param, param)
         for tag in batch.tags:
-            self._apply(failures, (tag.origin,), _item("tag", tag.key, tag.run_id), self._set_tag, tag)
+            apply(failures, (tag.origin,), _item("tag", tag.key, tag.run_id), self._set_tag, tag)
         for append in batch.metrics.values():
+            # One failure per client that sent points of this file, however many points it sent.
             origins = tuple(dict.fromkeys(append.origins)) or (None,)
-            self._apply(failures, origins, _item("metric", append.key, append.run_id), self._append_metric, append)
+            item = _item("metric", append.key, append.run_id)
+            apply(failures, origins, item, self._append_metric, append)
         for artifact in batch.artifacts:
-            self._apply(failures, (artifact.origin,), _item("artifact", artifact.path, artifact.run_id), self._write_artifact, artifact)
+            item = _item("artifact", artifact.path, artifact.run_id)
+            apply(failures, (artifact.origin,), item, self._write_artifact, artifact)
         for end in batch.terminations:
-            self._apply(failures, (end.origin,), f"termination of run {end.run_id}", self._terminate, end)
+            apply(failures, (end.origin,), f"termination of run {end.run_id}", self._terminate, end)
         self._checked.clear()
         return failures
 
@@ -228,8 +234,8 @@ class StoreWriter:
         failures: list[WriteFailure],
         origins: Iterable[Hashable],
         item: str,
-        action: Callable[[Any], None],
-        argument: Any,
+        action: Callable[[_Item], None],
+        argument: _Item,
     ) -> None:
         try:
             action(argument)
