@@ -1,0 +1,98 @@
+"""trackd: MLflow's logging API at a microsecond a call, written to ./mlruns by a local daemon.
+
+    import trackd
+    with trackd.start_run():
+        trackd.log_param("lr", 0.01)
+        for step in range(1000):
+            trackd.log_metric("loss", 1 / (step + 1), step=step)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .client import (
+    ActiveRun,
+    Client,
+    ClientConfig,
+    FlushReport,
+    active_run,
+    create_experiment,
+    delete_tag,
+    end_run,
+    flush,
+    get_experiment,
+    get_experiment_by_name,
+    get_metric_history,
+    get_run,
+    get_tracking_uri,
+    last_active_run,
+    log_artifact,
+    log_artifacts,
+    log_dict,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    log_text,
+    set_experiment,
+    set_tag,
+    set_tags,
+    set_tracking_uri,
+    start_run,
+)
+from .errors import (
+    ClientClosedError,
+    DaemonUnavailable,
+    DeliveryError,
+    FlushTimeout,
+    InvalidArgument,
+    ParamChangedError,
+    TrackdError,
+)
+from .store import Experiment, Metric, Run, RunData, RunInfo, RunStatus
+
+__all__ = [
+    "ActiveRun",
+    "Client",
+    "ClientClosedError",
+    "ClientConfig",
+    "DaemonUnavailable",
+    "DeliveryError",
+    "Experiment",
+    "FlushReport",
+    "FlushTimeout",
+    "InvalidArgument",
+    "Metric",
+    "ParamChangedError",
+    "Run",
+    "RunData",
+    "RunInfo",
+    "RunStatus",
+    "TrackdError",
+    "__version__",
+    "active_run",
+    "create_experiment",
+    "delete_tag",
+    "end_run",
+    "flush",
+    "get_experiment",
+    "get_experiment_by_name",
+    "get_metric_history",
+    "get_run",
+    "get_tracking_uri",
+    "last_active_run",
+    "log_artifact",
+    "log_artifacts",
+    "log_dict",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_text",
+    "set_experiment",
+    "set_tag",
+    "set_tags",
+    "set_tracking_uri",
+    "start_run",
+]

@@ -1,0 +1,73 @@
+"""The trackd client: MLflow's fluent API and ``Client``, delivering through a background sender."""
+
+from __future__ import annotations
+
+from ._client import Client, ClientState
+from ._config import ClientConfig, resolve_tracking_uri
+from ._fluent import (
+    ActiveRun,
+    active_run,
+    create_experiment,
+    delete_tag,
+    end_run,
+    flush,
+    get_client,
+    get_experiment,
+    get_experiment_by_name,
+    get_metric_history,
+    get_run,
+    get_tracking_uri,
+    last_active_run,
+    log_artifact,
+    log_artifacts,
+    log_dict,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    log_text,
+    set_experiment,
+    set_tag,
+    set_tags,
+    set_tracking_uri,
+    start_run,
+)
+from ._launcher import daemon_answers, spawn_daemon, wait_until_answering
+from ._sender import FlushReport
+
+__all__ = [
+    "ActiveRun",
+    "Client",
+    "ClientConfig",
+    "ClientState",
+    "FlushReport",
+    "active_run",
+    "create_experiment",
+    "daemon_answers",
+    "delete_tag",
+    "end_run",
+    "flush",
+    "get_client",
+    "get_experiment",
+    "get_experiment_by_name",
+    "get_metric_history",
+    "get_run",
+    "get_tracking_uri",
+    "last_active_run",
+    "log_artifact",
+    "log_artifacts",
+    "log_dict",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_text",
+    "resolve_tracking_uri",
+    "set_experiment",
+    "set_tag",
+    "set_tags",
+    "set_tracking_uri",
+    "spawn_daemon",
+    "start_run",
+    "wait_until_answering",
+]

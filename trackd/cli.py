@@ -1,0 +1,142 @@
+"""The ``trackd`` command: run and inspect the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from . import __version__
+from ._paths import DaemonPaths, default_paths
+from .client._control import query_status
+from .client._launcher import daemon_answers, spawn_daemon, wait_until_answering
+from .errors import DaemonUnavailable
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trackd",
+        description="trackd: MLflow-compatible experiment logging through a local daemon that writes ./mlruns.",
+    )
+    parser.add_argument("--version", action="version", version=f"trackd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    daemon = commands.add_parser("daemon", help="start, stop or inspect the daemon", description="Manage the trackd daemon (one per user and machine).")
+    actions = daemon.add_subparsers(dest="action", required=True, metavar="ACTION")
+    socket_help = "socket path (default: $TRACKD_SOCKET, else $XDG_RUNTIME_DIR/trackd/trackd.sock or /tmp/trackd-<uid>/trackd.sock)"
+
+    start = actions.add_parser("start", help="start the daemon in the background (or --foreground)", description="Start the daemon detached, with a pid file and a log file beside its socket.")
+    start.add_argument("--socket", help=socket_help)
+    start.add_argument("--foreground", action="store_true", help="run in this terminal, logging to stderr, until SIGTERM or Ctrl-C")
+    start.add_argument("--idle-timeout", type=float, default=0.0, help="exit after this many seconds without clients; 0 never exits (default: %(default)s)")
+    start.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), help="event loop (default: uvloop if installed)")
+
+    stop = actions.add_parser("stop", help="stop the daemon after it has written everything", description="Send SIGTERM: the daemon writes what it received, then exits.")
+    stop.add_argument("--socket", help=socket_help)
+    stop.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to exit (default: %(default)s)")
+
+    status = actions.add_parser("status", help="show pid, uptime, clients, rates, backlog and errors", description="Show what the daemon is doing.")
+    status.add_argument("--socket", help=socket_help)
+    status.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    paths = default_paths(args.socket)
+    if args.action == "start":
+        return _start(paths, args)
+    if args.action == "stop":
+        return _stop(paths, args.timeout)
+    return _status(paths, as_json=args.json)
+
+
+def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
+    if daemon_answers(paths.socket):
+        print(f"trackd daemon already running on {paths.socket} (pid {_read_pid(paths) or 'unknown'})")
+        return 0
+    extra = ["--loop", args.loop] if args.loop else []
+    if args.foreground:
+        from .daemon import main as daemon_main
+
+        return daemon_main(["--socket", str(paths.socket), "--idle-timeout", str(args.idle_timeout), *extra])
+    process = spawn_daemon(paths, idle_timeout=args.idle_timeout, extra_args=extra)
+    if not wait_until_answering(paths, process, timeout=15.0):
+        print(f"trackd: the daemon did not start; see {paths.log}", file=sys.stderr)
+        return 1
+    print(f"trackd daemon started (pid {_read_pid(paths) or process.pid}) on {paths.socket}; log: {paths.log}")
+    return 0
+
+
+def _stop(paths: DaemonPaths, timeout: float) -> int:
+    pid = _read_pid(paths)
+    if pid is None or not _alive(pid):
+        print(f"trackd daemon is not running on {paths.socket}")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            print(f"trackd: daemon pid {pid} did not exit within {timeout:g} s; see {paths.log}", file=sys.stderr)
+            return 1
+        time.sleep(0.02)
+    print(f"trackd daemon (pid {pid}) stopped after writing everything it had received")
+    return 0
+
+
+def _status(paths: DaemonPaths, *, as_json: bool) -> int:
+    try:
+        status = query_status(paths.socket)
+    except DaemonUnavailable as exc:
+        print(f"trackd daemon is not running on {paths.socket} ({exc})", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    clients = status.get("clients")
+    lines = [
+        f"trackd daemon pid {status['pid']} (trackd {status['version']}, loop {status['loop']})",
+        f"  socket        {status['socket']}",
+        f"  uptime        {float(str(status['uptime_s'])):.0f} s",
+        f"  clients       {status['clients_connected']} connected, {len(clients) if isinstance(clients, list) else 0} known",
+        f"  received      {status['records_received']} events ({status['receive_rate']}/s)",
+        f"  written       {status['records_written']} events, {status['metric_points_written']} metric points ({status['write_rate']}/s)",
+        f"  backlog       {status['backlog_records']} events waiting to be written",
+        f"  rejected      {status['items_rejected']} items; protocol errors {status['protocol_errors']}; write errors {status['write_errors']}",
+    ]
+    errors = status.get("errors")
+    if isinstance(errors, dict):
+        lines += [f"  error         {kind} (x{count})" for kind, count in errors.items()]
+    if isinstance(clients, list):
+        for client in clients:
+            if isinstance(client, dict):
+                lines.append(
+                    f"  client        pid {client['pid']}@{client['host']} {'connected' if client['connected'] else 'gone'}, "
+                    f"batch {client['written_seq']}/{client['received_seq']} written, store {client['store']}"
+                )
+    print("\n".join(lines))
+    return 0
+
+
+def _read_pid(paths: DaemonPaths) -> int | None:
+    try:
+        return int(paths.pid.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

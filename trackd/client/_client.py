@@ -1,0 +1,427 @@
+"""``trackd.Client``: MLflow's ``MlflowClient`` for explicit run ids, delivering through the sender.
+
+Every logging method checks its arguments at the call site, builds a record and appends it to the
+sender's buffer. Reads (``get_run``, ``search_runs``...) flush first and then read ./mlruns
+directly, so what a process logged is what it reads back.
+"""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import json
+import os
+import time
+import uuid
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ClientClosedError, ExperimentNotFound, InvalidArgument, ParamChangedError, RunNotFound
+from ..protocol import MAX_INLINE_ARTIFACT_SIZE, CreateExperiment, ExperimentReply, GetExperiment, RecordKind
+from ..store import (
+    DEFAULT_EXPERIMENT_ID,
+    Experiment,
+    Metric,
+    Run,
+    RunData,
+    RunInfo,
+    RunStatus,
+    StoreReader,
+    validate_artifact_path,
+    validate_experiment_id,
+    validate_experiment_name,
+    validate_key,
+    validate_metric_value,
+    validate_param_value,
+    validate_run_id,
+    validate_run_status,
+    validate_step,
+    validate_store_root,
+    validate_tag_value,
+    validate_timestamp,
+)
+from ._config import ClientConfig, resolve_tracking_uri
+from ._names import random_run_name
+from ._sender import FlushReport, Sender
+
+_METRIC = RecordKind.METRIC.value
+_PARAM = RecordKind.PARAM.value
+_TAG = RecordKind.TAG.value
+_DELETE_TAG = RecordKind.DELETE_TAG.value
+_CREATE_RUN = RecordKind.CREATE_RUN.value
+_SET_TERMINATED = RecordKind.SET_TERMINATED.value
+_ARTIFACT = RecordKind.ARTIFACT.value
+_MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
+_time_ns = time.time_ns
+
+RUN_NAME_TAG = "mlflow.runName"
+USER_TAG = "mlflow.user"
+
+
+class ClientState(enum.Enum):
+    """A client's lifecycle (as httpx's ClientState)."""
+
+    OPEN = 1
+    CLOSED = 2
+
+
+class Client:
+    """Log to runs by id and read them back, like ``mlflow.MlflowClient``.
+
+    Calls return as soon as the event is buffered; ``flush()`` waits until it is in the store.
+    """
+
+    def __init__(self, tracking_uri: str | os.PathLike[str] | None = None, *, config: ClientConfig | None = None) -> None:
+        self.tracking_uri = validate_store_root(resolve_tracking_uri(tracking_uri))
+        self.config = config if config is not None else ClientConfig.from_env()
+        self.state = ClientState.OPEN
+        self._sender = Sender(self.config, self.tracking_uri)
+        self._reader = StoreReader(self.tracking_uri)
+        self._good_keys: set[str] = set()
+        self._known_runs: set[str] = set()
+        self._params: dict[tuple[str, str], str] = {}
+        _LIVE_CLIENTS.add(self)
+
+    def __repr__(self) -> str:
+        return f"<trackd.Client {self.tracking_uri!r} {self.state.name}>"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- experiments ------------------------------------------------------------------------------
+
+    def create_experiment(self, name: str, artifact_location: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
+        """Create an experiment and return its id; raises ExperimentExists if the name is taken."""
+        self._require_open()
+        name = validate_experiment_name(name)
+        str_tags = {validate_key(k, kind="tag"): str(v) for k, v in (tags or {}).items()}
+        reply = self._sender.request(
+            lambda rid: CreateExperiment(request_id=rid, name=name, artifact_location=artifact_location, tags=str_tags)
+        )
+        assert isinstance(reply, ExperimentReply) and reply.experiment_id is not None
+        return reply.experiment_id
+
+    def get_or_create_experiment(self, name: str) -> str:
+        """The id of experiment ``name``, created if it does not exist yet (what set_experiment needs)."""
+        self._require_open()
+        name = validate_experiment_name(name)
+        reply = self._sender.request(lambda rid: GetExperiment(request_id=rid, name=name, create=True))
+        assert isinstance(reply, ExperimentReply) and reply.experiment_id is not None
+        return reply.experiment_id
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        """The experiment with this id; raises ExperimentNotFound."""
+        return self._reader.get_experiment(validate_experiment_id(experiment_id))
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        """The active experiment with this name, or None."""
+        return self._reader.get_experiment_by_name(name)
+
+    def search_experiments(self) -> list[Experiment]:
+        """Every active experiment in the store."""
+        return self._reader.list_experiments()
+
+    # -- runs ---------------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str | None = None,
+        start_time: int | None = None,
+        tags: Mapping[str, Any] | None = None,
+        run_name: str | None = None,
+        *,
+        run_id: str | None = None,
+    ) -> Run:
+        """Create a run (without a round trip: the id is made here) and return it.
+
+        With ``run_id``, the run gets that id; if it exists already this attaches to it, so every
+        rank of a distributed job may call this with one id, in any order.
+        """
+        self._require_open()
+        experiment_id = validate_experiment_id(experiment_id if experiment_id is not None else DEFAULT_EXPERIMENT_ID)
+        run_id = validate_run_id(run_id) if run_id is not None else uuid.uuid4().hex
+        start_ms = _now_ms() if start_time is None else validate_timestamp("start_time", start_time)
+        str_tags = self._check_tags(tags or {})
+        tag_name = str_tags.get(RUN_NAME_TAG)
+        if run_name is not None and tag_name is not None and run_name != tag_name:
+            raise InvalidArgument(
+                f"Both run_name={run_name!r} and tag {RUN_NAME_TAG}={tag_name!r} were given; they must agree."
+            )
+        name = run_name or tag_name or random_run_name()
+        str_tags[RUN_NAME_TAG] = validate_tag_value(RUN_NAME_TAG, name)
+        # MlflowClient.create_run takes the user from the mlflow.user tag, else "unknown".
+        user_id = str_tags.get(USER_TAG, "unknown")
+        artifact_location = self._artifact_location(experiment_id)
+        self._sender.submit((_CREATE_RUN, run_id, experiment_id, user_id, name, start_ms, str_tags))
+        self._known_runs.add(run_id)
+        info = RunInfo(
+            run_id=run_id, experiment_id=experiment_id, run_name=name, user_id=user_id, status=RunStatus.RUNNING,
+            start_time=start_ms, end_time=None, artifact_uri=f"{artifact_location}/{run_id}/artifacts",
+            lifecycle_stage="active",
+        )
+        return Run(info=info, data=RunData(metrics={}, params={}, tags=dict(str_tags)))
+
+    def set_terminated(self, run_id: str, status: str | int = "FINISHED", end_time: int | None = None) -> None:
+        """End a run with MLflow's status (FINISHED, FAILED, KILLED...)."""
+        self._check_run(run_id)
+        code = int(validate_run_status(status))
+        end_ms = _now_ms() if end_time is None else validate_timestamp("end_time", end_time)
+        self._sender.submit((_SET_TERMINATED, run_id, code, end_ms))
+
+    def get_run(self, run_id: str) -> Run:
+        """The run as stored, after flushing what this process logged."""
+        self._flush_for_read()
+        return self._reader.get_run(validate_run_id(run_id))
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every value logged for ``key``, in file order, after flushing."""
+        self._flush_for_read()
+        return self._reader.get_metric_history(validate_run_id(run_id), key)
+
+    def search_runs(self, experiment_ids: str | Sequence[str]) -> list[Run]:
+        """Runs of these experiments, newest first (MLflow's default order), after flushing."""
+        self._flush_for_read()
+        ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
+        return self._reader.search_runs(ids)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
+        """Artifact paths of a run, after flushing."""
+        self._flush_for_read()
+        return self._reader.list_artifacts(validate_run_id(run_id), path)
+
+    # -- logging: the hot path ------------------------------------------------------------------
+
+    def log_metric(self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None) -> None:
+        """Log one metric value; returns once it is buffered (about a microsecond)."""
+        if run_id not in self._known_runs:
+            self._check_run(run_id)
+        if key not in self._good_keys:
+            self._check_key(key, "metric")
+        if type(value) is not float:
+            value = validate_metric_value(key, value)
+        if step is None:
+            step = 0
+        elif type(step) is not int or not _MIN_INT64 <= step <= _MAX_INT64:
+            step = validate_step(key, step)
+        timestamp = _time_ns() // 1_000_000 if timestamp is None else validate_timestamp(key, timestamp)
+        sender = self._sender
+        buffer = sender.buffer
+        buffer.append((_METRIC, run_id, key, value, timestamp, step))
+        if len(buffer) >= sender.wake_at:
+            sender.wake()
+
+    def log_param(self, run_id: str, key: str, value: Any) -> Any:
+        """Log a param (immutable once logged); returns ``value`` as MLflow does."""
+        self._check_run(run_id)
+        self._submit_param(run_id, key, value)
+        return value
+
+    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+        """Set a run tag (tags may change)."""
+        self._check_run(run_id)
+        key = self._check_key(key, "tag")
+        self._sender.submit((_TAG, run_id, key, validate_tag_value(key, str(value))))
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Delete a run tag; flush() reports it if the tag did not exist."""
+        self._check_run(run_id)
+        self._sender.submit((_DELETE_TAG, run_id, self._check_key(key, "tag")))
+
+    def log_batch(self, run_id: str, metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = ()) -> None:
+        """Log metrics (``Metric``-like: key, value, timestamp, step), params and tags (key, value) together.
+
+        Everything is checked before anything is buffered, so a bad item logs nothing.
+        """
+        self._check_run(run_id)
+        records: list[tuple[Any, ...]] = []
+        seen_params: dict[str, str] = {}
+        for param in params:
+            key = self._check_key(param.key, "param")
+            value = validate_param_value(key, str(param.value))
+            if seen_params.setdefault(key, value) != value:
+                raise InvalidArgument(f"Param {key!r} appears twice in one log_batch with different values.")
+            self._check_param_unchanged(run_id, key, value)
+            records.append((_PARAM, run_id, key, value))
+        for metric in metrics:
+            key = self._check_key(metric.key, "metric")
+            step = validate_step(key, metric.step if metric.step is not None else 0)
+            ts = _now_ms() if metric.timestamp is None else validate_timestamp(key, metric.timestamp)
+            records.append((_METRIC, run_id, key, validate_metric_value(key, metric.value), ts, step))
+        for tag in tags:
+            key = self._check_key(tag.key, "tag")
+            records.append((_TAG, run_id, key, validate_tag_value(key, str(tag.value))))
+        for key, value in seen_params.items():
+            self._params[(run_id, key)] = value
+        for record in records:
+            self._sender.submit(record)
+
+    # -- artifacts --------------------------------------------------------------------------------
+
+    def log_artifact(self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Copy a file (or a directory, as a subdirectory) into the run's artifacts.
+
+        Files up to 8 MiB are read now and travel with the event, so the file may change or be
+        deleted as soon as this returns. Larger files are copied by the daemon from ``local_path``,
+        which must stay in place until flush() returns.
+        """
+        self._check_run(run_id)
+        source = Path(local_path)
+        if source.is_dir():
+            self.log_artifacts(run_id, source, _join(artifact_path, source.name))
+            return
+        if not source.is_file():
+            raise InvalidArgument(f"Artifact {str(local_path)!r} is not a file or directory.")
+        self._submit_file(run_id, source, _join(artifact_path, source.name))
+
+    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Copy every file under ``local_dir`` into the run's artifacts, keeping the tree."""
+        self._check_run(run_id)
+        root = Path(local_dir)
+        if not root.is_dir():
+            raise InvalidArgument(f"Artifact directory {str(local_dir)!r} is not a directory.")
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            self._submit_file(run_id, path, _join(artifact_path, path.relative_to(root).as_posix()))
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """Write ``text`` (UTF-8) as an artifact file."""
+        self._check_run(run_id)
+        self._submit_content(run_id, artifact_file, text.encode("utf-8"))
+
+    def log_dict(self, run_id: str, dictionary: Mapping[str, Any], artifact_file: str) -> None:
+        """Write a dict as JSON (``.json``, indented as MLflow does) or YAML (``.yaml``/``.yml``)."""
+        self._check_run(run_id)
+        if artifact_file.endswith((".yaml", ".yml")):
+            import yaml
+
+            content = yaml.safe_dump(dict(dictionary), default_flow_style=False)
+        else:
+            content = json.dumps(dictionary, indent=2)
+        self._submit_content(run_id, artifact_file, content.encode("utf-8"))
+
+    # -- delivery ---------------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> FlushReport:
+        """Wait until everything logged so far is written to the store.
+
+        Raises DeliveryError naming items the daemon refused (a param another process set
+        differently, a tag that did not exist...), FlushTimeout if ``timeout`` seconds pass first.
+        """
+        return self._sender.flush(timeout)
+
+    def pending(self) -> int:
+        """Events accepted but not yet written to the store."""
+        return self._sender.pending()
+
+    def stats(self) -> dict[str, object]:
+        """Delivery counters: buffered, unacknowledged, dropped, rejected."""
+        return self._sender.stats()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush (waiting at most ``timeout``, default TRACKD_EXIT_TIMEOUT) and stop. Idempotent."""
+        if self.state is ClientState.CLOSED:
+            return
+        self.state = ClientState.CLOSED
+        # Every logging call now takes the slow path, which raises ClientClosedError.
+        self._known_runs.clear()
+        self._sender.close(timeout)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self.state is ClientState.CLOSED:
+            raise ClientClosedError("Cannot use a trackd client once it has been closed.")
+
+    def _check_key(self, key: Any, kind: str) -> str:
+        if key in self._good_keys:
+            return str(key)
+        checked = validate_key(key, kind=kind)
+        if len(self._good_keys) < 100_000:
+            self._good_keys.add(checked)
+        return checked
+
+    def _check_tags(self, tags: Mapping[str, Any]) -> dict[str, str]:
+        checked: dict[str, str] = {}
+        for key, value in tags.items():
+            key = self._check_key(key, "tag")
+            checked[key] = validate_tag_value(key, str(value))
+        return checked
+
+    def _check_run(self, run_id: str) -> None:
+        """Logging to a run this client neither created nor can find in the store is a caller mistake."""
+        self._require_open()
+        if run_id in self._known_runs:
+            return
+        run_id = validate_run_id(run_id)
+        if self._reader.find_run(run_id) is None:
+            raise RunNotFound(f"Run {run_id!r} not found in {self.tracking_uri}; create it first or pass an existing run id.")
+        self._known_runs.add(run_id)
+
+    def _check_param_unchanged(self, run_id: str, key: str, value: str) -> None:
+        previous = self._params.get((run_id, key))
+        if previous is not None and previous != value:
+            # MLflow's message (FileStore._validate_new_param_value), raised here at the call site.
+            raise ParamChangedError(
+                f"Changing param values is not allowed. Param with key={key!r} was already logged with "
+                f"value={previous!r} for run ID={run_id!r}. Attempted logging new value {value!r}."
+            )
+
+    def _submit_param(self, run_id: str, key: str, value: Any) -> None:
+        key = self._check_key(key, "param")
+        text = validate_param_value(key, str(value))
+        self._check_param_unchanged(run_id, key, text)
+        self._params[(run_id, key)] = text
+        self._sender.submit((_PARAM, run_id, key, text))
+
+    def _submit_file(self, run_id: str, source: Path, artifact_path: str) -> None:
+        artifact_path = validate_artifact_path(artifact_path)
+        if source.stat().st_size <= MAX_INLINE_ARTIFACT_SIZE:
+            self._sender.submit((_ARTIFACT, run_id, artifact_path, source.read_bytes(), None))
+        else:
+            self._sender.submit((_ARTIFACT, run_id, artifact_path, None, str(source.absolute())))
+
+    def _submit_content(self, run_id: str, artifact_file: str, content: bytes) -> None:
+        artifact_file = validate_artifact_path(artifact_file)
+        if len(content) > MAX_INLINE_ARTIFACT_SIZE:
+            raise InvalidArgument(
+                f"Artifact {artifact_file!r} is {len(content)} bytes; log_text and log_dict take at most "
+                f"{MAX_INLINE_ARTIFACT_SIZE} bytes (use log_artifact for larger files)."
+            )
+        self._sender.submit((_ARTIFACT, run_id, artifact_file, content, None))
+
+    def _artifact_location(self, experiment_id: str) -> str:
+        try:
+            return self._reader.get_experiment(experiment_id).artifact_location
+        except ExperimentNotFound:
+            if experiment_id != DEFAULT_EXPERIMENT_ID:
+                raise
+            # Experiment 0 is made by the daemon when it first opens a new store.
+            return Path(self.tracking_uri, DEFAULT_EXPERIMENT_ID).as_uri()
+
+    def _flush_for_read(self) -> None:
+        if self.state is ClientState.OPEN:
+            self._sender.flush(self.config.connect_timeout)
+
+
+def _join(prefix: str | None, name: str) -> str:
+    return f"{prefix.strip('/')}/{name}" if prefix else name
+
+
+def _now_ms() -> int:
+    return _time_ns() // 1_000_000
+
+
+_LIVE_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _close_all_clients() -> None:
+    """At interpreter exit, deliver what every open client accepted (bounded by TRACKD_EXIT_TIMEOUT)."""
+    for client in list(_LIVE_CLIENTS):
+        client.close()
+
+
+atexit.register(_close_all_clients)

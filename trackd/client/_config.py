@@ -1,0 +1,107 @@
+"""Client settings: defaults beside the class, and where the environment overrides them."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._paths import default_socket_path
+
+# The sender wakes at least this often; it bounds how long an event waits in the process, and so
+# what SIGKILL can lose (see docs/guarantees.md).
+DEFAULT_FLUSH_INTERVAL = 0.05
+# Events held in the process before the on-full policy applies: about 15 MB of metric tuples.
+DEFAULT_MAX_BUFFERED = 100_000
+# Encoded batches sent but not yet acknowledged (kept for resending after a reconnect).
+DEFAULT_MAX_UNACKED_BYTES = 64 * 1024 * 1024
+# How long interpreter exit and end_run() wait for delivery before warning and giving up.
+DEFAULT_EXIT_TIMEOUT = 10.0
+# How long a request (set_experiment, flush barrier set-up) waits for a daemon to answer or start.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+ON_FULL_POLICIES = ("block", "drop")
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"Environment variable {name}={raw!r} is not a number of seconds.") from None
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"Environment variable {name}={raw!r} is not a whole number.") from None
+
+
+@dataclass(kw_only=True)
+class ClientConfig:
+    """How a Client delivers events; ``ClientConfig.from_env()`` reads the TRACKD_* variables."""
+
+    socket_path: Path = field(default_factory=default_socket_path)
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL
+    max_buffered: int = DEFAULT_MAX_BUFFERED
+    max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES
+    on_full: str = "block"
+    exit_timeout: float = DEFAULT_EXIT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    autostart: bool = True
+
+    def __post_init__(self) -> None:
+        if self.on_full not in ON_FULL_POLICIES:
+            raise ValueError(f"on_full must be one of {', '.join(ON_FULL_POLICIES)}, got {self.on_full!r}.")
+        if self.max_buffered < 1:
+            raise ValueError(f"max_buffered must be at least 1, got {self.max_buffered}.")
+
+    @classmethod
+    def from_env(cls) -> ClientConfig:
+        return cls(
+            socket_path=default_socket_path(),
+            flush_interval=_env_float("TRACKD_FLUSH_INTERVAL", DEFAULT_FLUSH_INTERVAL),
+            max_buffered=_env_int("TRACKD_MAX_BUFFERED", DEFAULT_MAX_BUFFERED),
+            on_full=os.environ.get("TRACKD_ON_FULL", "block") or "block",
+            exit_timeout=_env_float("TRACKD_EXIT_TIMEOUT", DEFAULT_EXIT_TIMEOUT),
+            connect_timeout=_env_float("TRACKD_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+            autostart=os.environ.get("TRACKD_AUTOSTART", "1").lower() not in ("0", "false", "no"),
+        )
+
+
+def resolve_tracking_uri(uri: str | os.PathLike[str] | None = None) -> str:
+    """The absolute store path: ``uri``, else TRACKD_TRACKING_URI, else a path-like MLFLOW_TRACKING_URI, else ./mlruns."""
+    if uri is None:
+        uri = os.environ.get("TRACKD_TRACKING_URI") or None
+    if uri is None:
+        mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+        if mlflow_uri and _is_path_uri(mlflow_uri):
+            uri = mlflow_uri
+    if uri is None:
+        uri = "mlruns"
+    return str(Path(uri_to_path(os.fspath(uri))).absolute())
+
+
+def _is_path_uri(uri: str) -> bool:
+    scheme = urllib.parse.urlparse(uri).scheme
+    # A one-letter scheme is a Windows drive, not a URI scheme.
+    return scheme in ("", "file") or len(scheme) == 1
+
+
+def uri_to_path(uri: str) -> str:
+    """Turn a ``file:`` URI or a plain path into a path; refuse other schemes."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "file":
+        return urllib.request.url2pathname(parsed.path)
+    if not _is_path_uri(uri):
+        raise ValueError(
+            f"trackd writes to a local ./mlruns folder; tracking URI {uri!r} is not a path or file: URI."
+        )
+    return uri

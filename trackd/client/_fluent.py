@@ -1,0 +1,382 @@
+"""MLflow's fluent API: module functions that log to the active run of this process.
+
+Each function delegates to the process's current ``Client`` (one per tracking URI), as each httpx
+``_api`` function calls ``request()``. A log call with no active run starts one, as MLflow's does;
+interpreter exit ends it FINISHED (FAILED after an uncaught exception, KILLED after Ctrl-C) and
+waits, boundedly, for delivery.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ExperimentNotFound
+from ..store import Experiment, Metric, Run, RunData, RunInfo, RunStatus
+from ._client import Client, ClientState
+from ._config import resolve_tracking_uri
+from ._sender import FlushReport
+
+_lock = threading.RLock()
+_tracking_uri: str | None = None
+_client: Client | None = None
+_experiment_id: str | None = None
+_runs: list[ActiveRun] = []
+_last_run: ActiveRun | None = None
+
+PARENT_RUN_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"
+
+
+class ActiveRun:
+    """The run ``start_run`` returned; a context manager that ends it with MLflow's status."""
+
+    def __init__(self, run: Run, *, owns: bool) -> None:
+        self._run = run
+        # Whether end_run() without a status terminates the run: the creator does, an attached
+        # process (another rank, a resumed job) does not.
+        self.owns = owns
+
+    @property
+    def info(self) -> RunInfo:
+        return self._run.info
+
+    @property
+    def data(self) -> RunData:
+        return self._run.data
+
+    @property
+    def run_id(self) -> str:
+        return self._run.info.run_id
+
+    def __repr__(self) -> str:
+        return f"<ActiveRun {self.run_id} owns={self.owns}>"
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            status = RunStatus.FINISHED.name if self.owns else None
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = RunStatus.KILLED.name
+        else:
+            status = RunStatus.FAILED.name
+        with _lock:
+            if self in _runs:
+                while _runs and _runs[-1] is not self:
+                    end_run()
+                end_run(status)
+
+
+# -- tracking URI and experiments -------------------------------------------------------------------
+
+
+def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
+    """Log to this ./mlruns path (or ``file:`` URI) from now on."""
+    global _tracking_uri
+    with _lock:
+        _tracking_uri = resolve_tracking_uri(uri)
+
+
+def get_tracking_uri() -> str:
+    """The absolute store path this process logs to."""
+    return resolve_tracking_uri(_tracking_uri)
+
+
+def get_client() -> Client:
+    """The Client the fluent functions use (created on first use, one per tracking URI)."""
+    global _client
+    client = _client
+    if client is not None and client.state is ClientState.OPEN and client.tracking_uri == get_tracking_uri():
+        return client
+    with _lock:
+        if _client is None or _client.state is not ClientState.OPEN or _client.tracking_uri != get_tracking_uri():
+            _client = Client(_tracking_uri)
+        return _client
+
+
+def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> Experiment:
+    """Make an experiment active (creating it by name if needed) and return it."""
+    global _experiment_id
+    if (experiment_name is None) == (experiment_id is None):
+        raise ValueError("set_experiment() takes exactly one of experiment_name and experiment_id.")
+    client = get_client()
+    if experiment_name is not None:
+        experiment_id = client.get_or_create_experiment(experiment_name)
+    assert experiment_id is not None
+    experiment = client.get_experiment(experiment_id)
+    with _lock:
+        _experiment_id = experiment.experiment_id
+    return experiment
+
+
+def create_experiment(name: str, artifact_location: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
+    """Create an experiment and return its id."""
+    return get_client().create_experiment(name, artifact_location, tags)
+
+
+def _current_experiment_id(client: Client) -> str:
+    if _experiment_id is not None:
+        return _experiment_id
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    if name:
+        return client.get_or_create_experiment(name)
+    return os.environ.get("MLFLOW_EXPERIMENT_ID") or "0"
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def start_run(
+    run_id: str | None = None,
+    experiment_id: str | None = None,
+    run_name: str | None = None,
+    nested: bool = False,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    description: str | None = None,
+) -> ActiveRun:
+    """Start a run, or attach to one by id, and make it active. Use it as a context manager.
+
+    ``run_id`` (or ``MLFLOW_RUN_ID``) naming a run that does not exist yet creates it with that id,
+    so a launcher can hand one id to every rank. Such a shared run is ended by rank 0 (``RANK``
+    unset or "0"); a process that attached to an existing run leaves it running unless it
+    passes a status to end_run().
+    """
+    global _last_run
+    with _lock:
+        if _runs and not nested:
+            raise RuntimeError(
+                f"Run with UUID {_runs[-1].run_id} is already active. To start a nested run, call "
+                "start_run with nested=True."
+            )
+        client = get_client()
+        if run_id is None and not _runs:
+            run_id = os.environ.get("MLFLOW_RUN_ID") or None
+        existing = client._reader.find_run(run_id) if run_id is not None else None
+        if existing is not None:
+            client._known_runs.add(existing.run_id)
+            active = ActiveRun(Run(info=existing, data=RunData(metrics={}, params={}, tags={})), owns=False)
+        else:
+            run_tags = _system_tags()
+            parent = parent_run_id or (_runs[-1].run_id if nested and _runs else None)
+            if parent is not None:
+                run_tags[PARENT_RUN_TAG] = parent
+            if description is not None:
+                run_tags[NOTE_TAG] = description
+            run_tags.update({k: str(v) for k, v in (tags or {}).items()})
+            run = client.create_run(
+                experiment_id if experiment_id is not None else _current_experiment_id(client),
+                tags=run_tags,
+                run_name=run_name,
+                run_id=run_id,
+            )
+            shared = run_id is not None
+            active = ActiveRun(run, owns=not shared or os.environ.get("RANK", "0") in ("", "0"))
+        _runs.append(active)
+        _last_run = active
+        return active
+
+
+def end_run(status: str | None = None) -> None:
+    """End the active run and wait (boundedly) until what was logged to it is in the store.
+
+    Without ``status`` the run is ended FINISHED by the process that owns it; an attached
+    process only detaches.
+    """
+    with _lock:
+        if not _runs:
+            return
+        active = _runs.pop()
+        client = get_client()
+        if status is not None or active.owns:
+            client.set_terminated(active.run_id, status or RunStatus.FINISHED.name)
+    client._sender.flush_or_warn(client.config.exit_timeout)
+
+
+def active_run() -> ActiveRun | None:
+    """The innermost active run, or None."""
+    return _runs[-1] if _runs else None
+
+
+def last_active_run() -> ActiveRun | None:
+    """The run most recently started in this process, active or not."""
+    return _last_run
+
+
+def _active_run_id() -> str:
+    if _runs:
+        return _runs[-1].run_id
+    # MLflow's fluent API starts a run when a log call finds none.
+    return start_run().run_id
+
+
+# -- logging ------------------------------------------------------------------------------------
+
+
+def log_metric(
+    key: str, value: float, step: int | None = None, *, timestamp: int | None = None,
+    run_id: str | None = None, synchronous: bool | None = None,
+) -> None:
+    """Log a metric value to the active run (about a microsecond; ``synchronous=True`` also flushes)."""
+    client = _client if _client is not None and _client.state is ClientState.OPEN else get_client()
+    client.log_metric(run_id or (_runs[-1].run_id if _runs else _active_run_id()), key, value, timestamp, step)
+    if synchronous:
+        client.flush()
+
+
+def log_metrics(
+    metrics: Mapping[str, float], step: int | None = None, *, timestamp: int | None = None,
+    run_id: str | None = None, synchronous: bool | None = None,
+) -> None:
+    """Log several metric values with one step and timestamp."""
+    client = get_client()
+    target = run_id or _active_run_id()
+    if timestamp is None:
+        import time
+
+        timestamp = time.time_ns() // 1_000_000
+    for key, value in metrics.items():
+        client.log_metric(target, key, value, timestamp, step)
+    if synchronous:
+        client.flush()
+
+
+def log_param(key: str, value: Any, *, synchronous: bool | None = None) -> Any:
+    """Log a param to the active run; params cannot change once logged."""
+    client = get_client()
+    client.log_param(_active_run_id(), key, value)
+    if synchronous:
+        client.flush()
+    return value
+
+
+def log_params(params: Mapping[str, Any], *, synchronous: bool | None = None) -> None:
+    """Log several params, checking all of them before any is buffered."""
+    client = get_client()
+    client.log_batch(_active_run_id(), params=[_KeyValue(k, v) for k, v in params.items()])
+    if synchronous:
+        client.flush()
+
+
+def set_tag(key: str, value: Any, *, synchronous: bool | None = None) -> None:
+    """Set a tag on the active run."""
+    client = get_client()
+    client.set_tag(_active_run_id(), key, value)
+    if synchronous:
+        client.flush()
+
+
+def set_tags(tags: Mapping[str, Any], *, synchronous: bool | None = None) -> None:
+    """Set several tags on the active run."""
+    client = get_client()
+    client.log_batch(_active_run_id(), tags=[_KeyValue(k, v) for k, v in tags.items()])
+    if synchronous:
+        client.flush()
+
+
+def delete_tag(key: str) -> None:
+    """Delete a tag of the active run."""
+    get_client().delete_tag(_active_run_id(), key)
+
+
+def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None, *, run_id: str | None = None) -> None:
+    """Copy a file or directory into the active run's artifacts."""
+    get_client().log_artifact(run_id or _active_run_id(), local_path, artifact_path)
+
+
+def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None, *, run_id: str | None = None) -> None:
+    """Copy a directory's files into the active run's artifacts."""
+    get_client().log_artifacts(run_id or _active_run_id(), local_dir, artifact_path)
+
+
+def log_text(text: str, artifact_file: str, *, run_id: str | None = None) -> None:
+    """Save text as an artifact file of the active run."""
+    get_client().log_text(run_id or _active_run_id(), text, artifact_file)
+
+
+def log_dict(dictionary: Mapping[str, Any], artifact_file: str, *, run_id: str | None = None) -> None:
+    """Save a dict as a JSON or YAML artifact file of the active run."""
+    get_client().log_dict(run_id or _active_run_id(), dictionary, artifact_file)
+
+
+def flush(timeout: float | None = None) -> FlushReport:
+    """Wait until everything this process logged is in the store (see Client.flush)."""
+    return get_client().flush(timeout)
+
+
+def get_run(run_id: str) -> Run:
+    """A run as stored, after flushing."""
+    return get_client().get_run(run_id)
+
+
+def get_metric_history(run_id: str, key: str) -> list[Metric]:
+    """Every logged value of a metric, after flushing."""
+    return get_client().get_metric_history(run_id, key)
+
+
+def get_experiment_by_name(name: str) -> Experiment | None:
+    """The active experiment with this name, or None."""
+    return get_client().get_experiment_by_name(name)
+
+
+def get_experiment(experiment_id: str) -> Experiment:
+    """The experiment with this id."""
+    try:
+        return get_client().get_experiment(experiment_id)
+    except ExperimentNotFound:
+        raise
+
+
+class _KeyValue:
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: str, value: Any) -> None:
+        self.key, self.value = key, value
+
+
+def _system_tags() -> dict[str, str]:
+    """The tags MLflow's fluent start_run adds (mlflow.user, mlflow.source.name, mlflow.source.type)."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in this environment (a container without /etc/passwd entry)
+        user = "unknown"
+    return {
+        "mlflow.user": user,
+        "mlflow.source.name": sys.argv[0] if sys.argv and sys.argv[0] else "<console>",
+        "mlflow.source.type": "LOCAL",
+    }
+
+
+def _end_runs_at_exit() -> None:
+    """End this process's runs: FAILED after an uncaught exception, KILLED after Ctrl-C."""
+    last = getattr(sys, "last_value", None)
+    if last is None:
+        status = RunStatus.FINISHED.name
+    elif isinstance(last, KeyboardInterrupt):
+        status = RunStatus.KILLED.name
+    else:
+        status = RunStatus.FAILED.name
+    while _runs:
+        owns = _runs[-1].owns
+        end_run(status if owns or status != RunStatus.FINISHED.name else None)
+
+
+def _after_fork_in_child() -> None:
+    # A forked child logs to its parent's runs but never ends them: the parent does.
+    global _lock
+    _lock = threading.RLock()
+    for active in _runs:
+        active.owns = False
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+# Registered after the client module's hook, so it runs first (atexit is last-in, first-out):
+# runs are ended before the clients deliver and close.
+atexit.register(_end_runs_at_exit)

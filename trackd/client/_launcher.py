@@ -1,0 +1,72 @@
+"""Starting a daemon when none answers: the client and ``trackd daemon start`` both use this.
+
+The client never imports the daemon; it starts ``python -m trackd.daemon`` as a detached process.
+When several processes start one at once, the daemon's lock file lets exactly one of them run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .._paths import DaemonPaths, ensure_private_directory
+
+# A daemon the client starts exits after this long without clients, so no process lingers for
+# ever after a training job.
+AUTOSTART_IDLE_TIMEOUT = 600.0
+
+
+def daemon_answers(path: Path, timeout: float = 1.0) -> bool:
+    """Whether something accepts connections on the socket at ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(timeout)
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def spawn_daemon(paths: DaemonPaths, *, idle_timeout: float = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a detached daemon that logs to ``paths.log``; return its process."""
+    ensure_private_directory(paths.directory)
+    args = [
+        sys.executable, "-m", "trackd.daemon",
+        "--socket", str(paths.socket),
+        "--log-file", str(paths.log),
+        "--idle-timeout", str(idle_timeout),
+        *(extra_args or []),
+    ]
+    with open(os.devnull, "rb") as devnull_in, open(paths.log, "ab") as log:
+        return subprocess.Popen(
+            args,
+            stdin=devnull_in,
+            stdout=log,
+            stderr=log,
+            # Its own session: the training job's Ctrl-C or SIGTERM to its process group must not
+            # stop the daemon that other jobs share.
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def wait_until_answering(paths: DaemonPaths, process: subprocess.Popen[bytes] | None, timeout: float) -> bool:
+    """Wait until a daemon answers on ``paths.socket``; False on timeout.
+
+    ``process`` exiting early is fine when another daemon won the start race; waiting goes on
+    until something answers.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while time.monotonic() < deadline:
+        if daemon_answers(paths.socket, timeout=0.5):
+            return True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    return False

@@ -1,0 +1,589 @@
+"""The sender: a buffer the caller appends to, and the one thread that talks to the daemon.
+
+The caller's path is ``buffer.append(record)`` plus one length check (see ``Client.log_metric``);
+it never encodes, never touches the socket and never blocks while there is room. The sender
+thread wakes every ``flush_interval`` seconds (or early when the buffer grows), packs what is
+buffered into numbered batches, sends them, and keeps each batch until the daemon acknowledges
+it as written, so a daemon that dies or restarts costs nothing: the batches are sent again.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import select
+import socket
+import sys
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
+from ..protocol import (
+    NEED_DATA,
+    PROTOCOL_VERSION,
+    Ack,
+    Batch,
+    Connection,
+    ConnectionClosed,
+    ErrorCode,
+    ErrorReply,
+    Event,
+    ExperimentReply,
+    Flush,
+    FlushDone,
+    Hello,
+    Record,
+    RecordKind,
+    Rejected,
+    Role,
+    StatusReply,
+    Welcome,
+)
+from ._config import ClientConfig
+from ._launcher import spawn_daemon, wait_until_answering
+from ._transport import Transport
+
+logger = logging.getLogger("trackd.client")
+
+# A flush barrier travels through the buffer as a pseudo-record, so it is sent after every
+# record appended before it. Kind 0 is not a RecordKind and never reaches the wire.
+_BARRIER = 0
+_ARTIFACT = RecordKind.ARTIFACT.value
+_METRIC = RecordKind.METRIC.value
+
+
+@dataclass(frozen=True, slots=True)
+class FlushReport:
+    """What a flush found: events written so far, dropped by the on-full policy, and still held."""
+
+    acked_batches: int
+    dropped: int
+    pending: int
+
+
+class _Request:
+    """A request to the daemon that a caller waits on."""
+
+    __slots__ = ("build", "done", "error", "request_id", "result")
+
+    def __init__(self, request_id: int, build: Callable[[int], Event]) -> None:
+        self.request_id = request_id
+        self.build = build
+        self.done = False
+        self.result: Event | None = None
+        self.error: TrackdError | None = None
+
+
+class Sender:
+    """Owns the event buffer, the sender thread and the connection to the daemon."""
+
+    # Wake the thread early when this many records wait: one batch's worth.
+    MAX_BEFORE_SEND = 10_000
+    # Records and (estimated) bytes in one batch frame, well inside the protocol's limits.
+    MAX_RECORDS_PER_BATCH = 10_000
+    MAX_BATCH_BYTES = 4 * 1024 * 1024
+    # After this long without acks while records wait, say so once on stderr.
+    STALL_WARNING_AFTER = 5.0
+
+    client_id: str
+    buffer: collections.deque[Record]
+    wake_at: int
+    _cond: threading.Condition
+    _thread: threading.Thread | None
+    _stopping: bool
+    _closed: bool
+    _transport: Transport | None
+    _protocol: Connection | None
+    _seq: int
+    _acked_seq: int
+    _unacked: collections.deque[tuple[int, bytes, int]]
+    _unacked_bytes: int
+    _outgoing: collections.deque[_Request]
+    _in_flight: dict[int, _Request]
+    _next_request_id: int
+    _failures: list[str]
+    _rejected: int
+    _dropped: int
+    _warned_full: bool
+    _warned_unavailable: bool
+    _unavailable_since: float | None
+    _last_spawn: float
+    _wake_r: int
+    _wake_w: int
+
+    def __init__(self, config: ClientConfig, store_root: str) -> None:
+        self.config = config
+        self.store_root = store_root
+        self._reset()
+        self._closed = False
+        # The child of a fork must not send its parent's buffer or share its socket (sentry's
+        # monitor.py explains why a lazily restarted worker is the safe pattern).
+        method = weakref.WeakMethod(self._after_fork_in_child)
+        os.register_at_fork(after_in_child=lambda: (m := method()) and m())
+
+    # -- the caller's side ---------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Slow path of an append: start the thread, send early, or apply the on-full policy."""
+        if self._thread is None:
+            self._start()
+        if len(self.buffer) >= self.config.max_buffered:
+            self._on_full()
+        else:
+            # No further wake-ups until the thread has drained the buffer (it re-arms wake_at).
+            self.wake_at = self.config.max_buffered
+        self._poke()
+
+    def submit(self, record: Record) -> None:
+        """Append one record (the Client's slower methods use this; metrics append inline)."""
+        buffer = self.buffer
+        buffer.append(record)
+        if len(buffer) >= self.wake_at:
+            self.wake()
+
+    def request(self, build: Callable[[int], Event], timeout: float | None = None) -> Event:
+        """Send a request built by ``build(request_id)`` and wait for its reply."""
+        req = self._new_request(build)
+        with self._cond:
+            self._outgoing.append(req)
+        self._ensure_started()
+        self._poke()
+        return self._wait(req, self.config.connect_timeout if timeout is None else timeout)
+
+    def flush(self, timeout: float | None = None) -> FlushReport:
+        """Wait until every record appended so far is written to the store.
+
+        Raises DeliveryError naming each item the daemon refused since the last flush,
+        FlushTimeout when ``timeout`` runs out, and DaemonUnavailable when no daemon could be
+        reached for ``connect_timeout`` seconds (the events stay buffered and are sent later).
+        """
+        if self._thread is None and not self.buffer:
+            return self._report()
+        req = self._new_request(lambda request_id: Flush(request_id=request_id))
+        self.buffer.append((_BARRIER, req))
+        self._ensure_started()
+        self._poke()
+        self._wait(req, timeout)
+        with self._cond:
+            failures, self._failures = self._failures, []
+        if failures:
+            raise DeliveryError(
+                f"The daemon refused {len(failures)} logged item(s): {failures[0]}"
+                + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""),
+                failures,
+            )
+        return self._report()
+
+    def pending(self) -> int:
+        """Records accepted but not yet acknowledged as written."""
+        with self._cond:
+            unacked = sum(count for _, _, count in self._unacked)
+        return len(self.buffer) + unacked
+
+    def stats(self) -> dict[str, object]:
+        """Counters for status lines and tests."""
+        with self._cond:
+            return {
+                "client_id": self.client_id,
+                "buffered": len(self.buffer),
+                "unacked_batches": len(self._unacked),
+                "acked_seq": self._acked_seq,
+                "sent_seq": self._seq,
+                "dropped": self._dropped,
+                "rejected": self._rejected,
+                "connected": self._transport is not None,
+            }
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush (waiting at most ``timeout``), then stop the thread. Idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._thread is not None or self.buffer:
+                self.flush_or_warn(self.config.exit_timeout if timeout is None else timeout)
+        finally:
+            self._closed = True
+            self._stopping = True
+            self._poke()
+            thread = self._thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=1.0)
+            if self._transport is not None:
+                self._transport.close()
+                self._transport = None
+
+    # -- internals shared by both sides ---------------------------------------------------------
+
+    def _reset(self) -> None:
+        """Fresh state: at construction and in a forked child."""
+        self.client_id = uuid.uuid4().hex
+        self.buffer = collections.deque()
+        # The first append starts the thread; after that, wake early at MAX_BEFORE_SEND.
+        self.wake_at = 0
+        self._cond = threading.Condition(threading.Lock())
+        self._thread = None
+        self._stopping = False
+        self._transport = None
+        self._protocol = None
+        self._seq = 0
+        self._acked_seq = 0
+        self._unacked = collections.deque()
+        self._unacked_bytes = 0
+        self._outgoing = collections.deque()
+        self._in_flight = {}
+        self._next_request_id = 0
+        self._failures = []
+        self._rejected = 0
+        self._dropped = 0
+        self._warned_full = False
+        self._warned_unavailable = False
+        self._unavailable_since = None
+        self._last_spawn = 0.0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    def _after_fork_in_child(self) -> None:
+        transport = self._transport
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._reset()
+        if transport is not None:
+            # Closing our copy of the fd leaves the parent's connection untouched.
+            transport.close()
+        self._closed = False
+        if "multiprocessing" in sys.modules:
+            # multiprocessing's fork children leave through os._exit, which skips atexit; its
+            # own exit hook runs finalizers, so deliver what this child logged from there.
+            import multiprocessing.util
+
+            multiprocessing.util.Finalize(self, self.close, exitpriority=100)
+
+    def _new_request(self, build: Callable[[int], Event]) -> _Request:
+        with self._cond:
+            self._next_request_id += 1
+            return _Request(self._next_request_id, build)
+
+    def _ensure_started(self) -> None:
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._cond:
+            if self._thread is not None:
+                return
+            if self._closed:
+                raise RuntimeError("Cannot log through a trackd client after close().")
+            self.wake_at = self.MAX_BEFORE_SEND
+            self._thread = threading.Thread(target=self._run, name="trackd-sender", daemon=True)
+            self._thread.start()
+
+    def _poke(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # a full pipe already wakes the thread
+
+    def _on_full(self) -> None:
+        if self.config.on_full == "drop":
+            try:
+                self.buffer.pop()
+            except IndexError:
+                return
+            with self._cond:
+                self._dropped += 1
+                first = not self._warned_full
+                self._warned_full = True
+            if first:
+                _warn(
+                    f"the event buffer is full ({self.config.max_buffered} events) because the daemon is not "
+                    "keeping up; new events are dropped and counted (TRACKD_ON_FULL=drop)."
+                )
+            return
+        with self._cond:
+            first = not self._warned_full
+            self._warned_full = True
+        if first:
+            _warn(
+                f"the event buffer is full ({len(self.buffer)} events) because the daemon is not keeping up; "
+                "logging calls wait for room (TRACKD_ON_FULL=block)."
+            )
+        with self._cond:
+            while len(self.buffer) >= self.config.max_buffered and not self._stopping:
+                self._cond.wait(0.1)
+
+    def _wait(self, req: _Request, timeout: float | None) -> Event:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not req.done:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise FlushTimeout(
+                        f"The trackd daemon did not answer within {timeout:g} s; "
+                        f"{self._pending_locked()} events are still on their way to the store."
+                    )
+                since = self._unavailable_since
+                if since is not None and time.monotonic() - since > self.config.connect_timeout:
+                    raise DaemonUnavailable(
+                        f"No trackd daemon answers at {self.config.socket_path} and none could be started; "
+                        f"{self._pending_locked()} events are held and will be sent when one answers."
+                    )
+                self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
+        if req.error is not None:
+            raise req.error
+        assert req.result is not None
+        return req.result
+
+    def _pending_locked(self) -> int:
+        return len(self.buffer) + sum(count for _, _, count in self._unacked)
+
+    def _report(self) -> FlushReport:
+        with self._cond:
+            return FlushReport(acked_batches=self._acked_seq, dropped=self._dropped, pending=self._pending_locked())
+
+    def flush_or_warn(self, timeout: float) -> None:
+        """Flush with a bounded wait, saying on stderr what is waiting and what was given up."""
+        start = time.monotonic()
+        try:
+            self.flush(timeout=min(1.0, timeout))
+            return
+        except FlushTimeout:
+            pass
+        except TrackdError as exc:
+            _warn(str(exc))
+            return
+        remaining = timeout - (time.monotonic() - start)
+        _warn(f"waiting up to {remaining:.0f} s for {self.pending()} events to reach the daemon at {self.config.socket_path}.")
+        try:
+            self.flush(timeout=max(remaining, 0.0))
+        except TrackdError as exc:
+            _warn(f"{self.pending()} events were not delivered: {exc}")
+
+    # -- the sender thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                if self._transport is None:
+                    self._connect()
+                    backoff = 0.05
+                self._cycle()
+            except DaemonUnavailable as exc:
+                self._disconnected(exc)
+                if self._stopping:
+                    return
+                self._sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            except Exception:  # a bug here must never kill logging silently
+                logger.exception("trackd sender thread failed; retrying")
+                self._disconnected(None)
+                self._sleep(1.0)
+            if self._stopping and self._transport is None:
+                return
+            if self._stopping and not self.buffer and not self._in_flight and not self._unacked:
+                return
+
+    def _cycle(self) -> None:
+        transport = self._transport
+        assert transport is not None
+        ready, _, _ = select.select([self._wake_r, transport.fileno()], [], [], self.config.flush_interval)
+        if self._wake_r in ready:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        self._read_replies()
+        self._send_requests()
+        self._send_buffer()
+
+    def _sleep(self, seconds: float) -> None:
+        select.select([self._wake_r], [], [], seconds)
+
+    def _connect(self) -> None:
+        path = self.config.socket_path
+        try:
+            transport = Transport(path, timeout=1.0)
+        except DaemonUnavailable:
+            if not self.config.autostart:
+                raise
+            self._start_daemon()
+            transport = Transport(path, timeout=1.0)
+        protocol = Connection(Role.CLIENT)
+        try:
+            transport.send(protocol.send(Hello(
+                protocol_version=PROTOCOL_VERSION, client_id=self.client_id, pid=os.getpid(),
+                host=socket.gethostname(), store_root=self.store_root,
+            )))
+            welcome = self._await_welcome(transport, protocol)
+        except BaseException:
+            transport.close()
+            raise
+        with self._cond:
+            self._transport = transport
+            self._protocol = protocol
+            self._unavailable_since = None
+            self._ack(welcome.resume_seq)
+            resend = [frame for _, frame, _ in self._unacked]
+            in_flight = sorted(self._in_flight.values(), key=lambda r: r.request_id)
+        if self._warned_unavailable:
+            _warn(f"reconnected to the daemon at {path}; resending {len(resend)} unacknowledged batches.")
+            self._warned_unavailable = False
+        # Everything the old daemon had not acknowledged goes again, then the requests waiting on it.
+        for frame in resend:
+            transport.send(frame)
+        for req in in_flight:
+            transport.send(protocol.send(req.build(req.request_id)))
+
+    def _await_welcome(self, transport: Transport, protocol: Connection) -> Welcome:
+        deadline = time.monotonic() + self.config.connect_timeout
+        while time.monotonic() < deadline:
+            event = protocol.next_event()
+            if event is NEED_DATA:
+                protocol.receive_data(transport.receive(max(deadline - time.monotonic(), 0.01)))
+                continue
+            if isinstance(event, Welcome):
+                return event
+            if isinstance(event, ErrorReply):
+                raise DaemonUnavailable(f"The trackd daemon refused this client: {event.message}")
+            raise DaemonUnavailable(f"The trackd daemon closed the connection during the handshake ({event!r}).")
+        raise DaemonUnavailable(f"The trackd daemon at {transport.path} did not answer the handshake in time.")
+
+    def _start_daemon(self) -> None:
+        from .._paths import default_paths
+
+        now = time.monotonic()
+        if now - self._last_spawn < 1.0:
+            raise DaemonUnavailable(f"No trackd daemon answers at {self.config.socket_path} yet.")
+        self._last_spawn = now
+        paths = default_paths(self.config.socket_path)
+        try:
+            process = spawn_daemon(paths)
+        except OSError as exc:
+            raise DaemonUnavailable(f"Could not start a trackd daemon for {paths.socket}: {exc}.") from exc
+        if not wait_until_answering(paths, process, timeout=self.config.connect_timeout):
+            raise DaemonUnavailable(
+                f"A trackd daemon was started for {paths.socket} but did not answer within "
+                f"{self.config.connect_timeout:g} s; see {paths.log}."
+            )
+
+    def _disconnected(self, exc: BaseException | None) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        with self._cond:
+            self._transport = None
+            self._protocol = None
+            if self._unavailable_since is None:
+                self._unavailable_since = time.monotonic()
+            # Requests not yet sent stay queued; sent ones are resent after reconnecting.
+            self._cond.notify_all()
+        if exc is not None and not self._warned_unavailable and not self._stopping:
+            self._warned_unavailable = True
+            _warn(f"{exc} Holding {self.pending()} events and retrying.")
+
+    def _read_replies(self) -> None:
+        transport, protocol = self._transport, self._protocol
+        assert transport is not None and protocol is not None
+        while (data := transport.receive_available()) is not None:
+            protocol.receive_data(data)
+            while (event := protocol.next_event()) is not NEED_DATA:
+                if isinstance(event, ConnectionClosed):
+                    raise DaemonUnavailable("The trackd daemon closed the connection.")
+                assert isinstance(event, Event)
+                self._on_event(event)
+            if not data:
+                raise DaemonUnavailable("The trackd daemon closed the connection.")
+
+    def _on_event(self, event: Event) -> None:
+        with self._cond:
+            if isinstance(event, Ack):
+                self._ack(event.seq)
+            elif isinstance(event, Rejected):
+                self._rejected += 1
+                self._failures.append(f"{event.item}: {event.message}")
+            elif isinstance(event, (FlushDone, ExperimentReply, StatusReply)):
+                self._complete(event.request_id, result=event)
+            elif isinstance(event, ErrorReply):
+                if event.request_id:
+                    self._complete(event.request_id, error=DeliveryError(event.message))
+                elif event.code != ErrorCode.SHUTTING_DOWN:
+                    logger.warning("trackd daemon: %s", event.message)
+            self._cond.notify_all()
+
+    def _ack(self, seq: int) -> None:
+        """Drop batches up to ``seq`` from the resend queue (called with the lock held)."""
+        self._acked_seq = max(self._acked_seq, seq)
+        while self._unacked and self._unacked[0][0] <= seq:
+            _, frame, _ = self._unacked.popleft()
+            self._unacked_bytes -= len(frame)
+
+    def _complete(self, request_id: int, *, result: Event | None = None, error: TrackdError | None = None) -> None:
+        req = self._in_flight.pop(request_id, None)
+        if req is not None:
+            req.result, req.error, req.done = result, error, True
+
+    def _send_requests(self) -> None:
+        while self._outgoing:
+            with self._cond:
+                req = self._outgoing.popleft()
+                self._in_flight[req.request_id] = req
+            self._send_event(req.build(req.request_id))
+
+    def _send_event(self, event: Event) -> None:
+        assert self._transport is not None and self._protocol is not None
+        self._transport.send(self._protocol.send(event))
+
+    def _send_buffer(self) -> None:
+        buffer = self.buffer
+        popleft = buffer.popleft
+        while buffer and self._unacked_bytes < self.config.max_unacked_bytes:
+            records: list[Record] = []
+            size = 0
+            while buffer and len(records) < self.MAX_RECORDS_PER_BATCH and size < self.MAX_BATCH_BYTES:
+                record = popleft()
+                kind = record[0]
+                if kind == _METRIC:
+                    size += 64
+                elif kind == _BARRIER:
+                    self._send_batch(records)
+                    records, size = [], 0
+                    req = record[1]
+                    with self._cond:
+                        self._in_flight[req.request_id] = req
+                    self._send_event(req.build(req.request_id))
+                    continue
+                else:
+                    size += 64 + sum(len(v) for v in record if type(v) in (str, bytes))
+                    if kind == _ARTIFACT:
+                        break
+                records.append(record)
+            self._send_batch(records)
+            with self._cond:
+                self._cond.notify_all()  # room in the buffer for callers waiting under "block"
+        if len(buffer) < self.MAX_BEFORE_SEND:
+            self.wake_at = self.MAX_BEFORE_SEND
+
+    def _send_batch(self, records: list[Record]) -> None:
+        if not records:
+            return
+        assert self._protocol is not None and self._transport is not None
+        self._seq += 1
+        frame = self._protocol.send(Batch.of_checked_records(self._seq, records))
+        with self._cond:
+            self._unacked.append((self._seq, frame, len(records)))
+            self._unacked_bytes += len(frame)
+        self._transport.send(frame)
+
+
+def _warn(message: str) -> None:
+    """One line on stderr: trackd is quiet unless something needs the user's attention."""
+    print(f"trackd: {message}", file=sys.stderr, flush=True)

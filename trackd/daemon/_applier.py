@@ -1,0 +1,204 @@
+"""The applier: turns received records into store writes, on the daemon's one writer thread.
+
+Grouping happens here, off the event loop: all points for one metric file in a write go out as
+one ``write()``, whichever clients sent them. Records are checked against MLflow's rules (the
+store's validators) before anything is written; a refused record becomes a failure for the client
+that sent it, never an exception that stops the write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from ..errors import InvalidArgument, StoreError
+from ..protocol import RecordKind
+from ..store import (
+    ArtifactWrite,
+    MetricAppend,
+    NewRun,
+    ParamWrite,
+    StoreWriter,
+    TagWrite,
+    Termination,
+    WriteBatch,
+    validate_artifact_path,
+    validate_key,
+    validate_param_value,
+    validate_run_id,
+    validate_run_status,
+    validate_tag_value,
+)
+
+if TYPE_CHECKING:
+    from ._batcher import PendingBatch
+    from ._state import Session
+
+Origin = tuple["Session", int]
+
+_METRIC = RecordKind.METRIC.value
+_PARAM = RecordKind.PARAM.value
+_TAG = RecordKind.TAG.value
+_DELETE_TAG = RecordKind.DELETE_TAG.value
+_CREATE_RUN = RecordKind.CREATE_RUN.value
+_SET_TERMINATED = RecordKind.SET_TERMINATED.value
+_ARTIFACT = RecordKind.ARTIFACT.value
+
+# Keys and run ids already checked against MLflow's rules; cleared when it grows past this, so a
+# client inventing keys cannot grow it without bound.
+MAX_CACHED_NAMES = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An item of batch ``seq`` from ``session`` that was not written."""
+
+    session: Session
+    seq: int
+    item: str
+    message: str
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    """What one write did: records handled, metric points written, and every failure."""
+
+    records: int = 0
+    metric_points: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    # Failures of the store itself (disk full, permissions), by kind, for status and the log.
+    store_errors: list[str] = field(default_factory=list)
+
+
+class Applier:
+    """Owns one StoreWriter per store root; every method runs on the writer thread."""
+
+    def __init__(self, *, max_open_files: int) -> None:
+        self._max_open_files = max_open_files
+        self._writers: dict[str, StoreWriter] = {}
+        self._good_keys: set[str] = set()
+        self._good_run_ids: set[str] = set()
+
+    def writer(self, root: str) -> StoreWriter:
+        """The writer for ``root``, opened (and the store created) on first use."""
+        writer = self._writers.get(root)
+        if writer is None:
+            writer = self._writers[root] = StoreWriter(root, max_open_files=self._max_open_files)
+        return writer
+
+    def get_experiment(self, root: str, name: str, *, create: bool) -> str | None:
+        """The id of the active experiment ``name``, creating it first when asked."""
+        writer = self.writer(root)
+        experiment_id = writer.get_experiment_id_by_name(name)
+        if experiment_id is None and create:
+            experiment_id = writer.create_experiment(name, now_ms=_now_ms())
+        return experiment_id
+
+    def create_experiment(
+        self, root: str, name: str, artifact_location: str | None, tags: Mapping[str, str]
+    ) -> str:
+        """Create experiment ``name``; raises ExperimentExists or InvalidArgument."""
+        return self.writer(root).create_experiment(
+            name, artifact_location=artifact_location, tags=tags, now_ms=_now_ms()
+        )
+
+    def apply(self, pending: list[PendingBatch]) -> ApplyResult:
+        """Write every pending batch, grouped per store root, and report what failed."""
+        result = ApplyResult()
+        batches: dict[str, WriteBatch] = {}
+        for item in pending:
+            batch = batches.get(item.session.store_root)
+            if batch is None:
+                batch = batches[item.session.store_root] = WriteBatch()
+            self._translate(item, batch, result)
+        for root, batch in batches.items():
+            try:
+                failures = self.writer(root).write(batch)
+            except (OSError, StoreError) as exc:
+                # The store as a whole failed (its root vanished, the disk is full, ...): every
+                # item of this root is reported, and the daemon carries on with other roots.
+                message = f"The store at {root} could not be written: {exc}."
+                result.store_errors.append(message)
+                for item in pending:
+                    if item.session.store_root == root:
+                        result.failures.append(Failure(item.session, item.seq, "batch", message))
+                continue
+            for failure in failures:
+                session, seq = cast(Origin, failure.origin)
+                result.failures.append(Failure(session, seq, failure.item, failure.message))
+            result.metric_points += sum(len(m.points) for m in batch.metrics.values())
+        result.records = sum(len(item.records) for item in pending)
+        return result
+
+    def close(self) -> None:
+        """Close every writer's cached files."""
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+    def _translate(self, item: PendingBatch, batch: WriteBatch, result: ApplyResult) -> None:
+        origin: Origin = (item.session, item.seq)
+        metrics = batch.metrics
+        good_keys = self._good_keys
+        good_runs = self._good_run_ids
+        for record in item.records:
+            kind = record[0]
+            run_id = record[1]
+            try:
+                if run_id not in good_runs:
+                    validate_run_id(run_id)
+                    self._remember(good_runs, run_id)
+                if kind == _METRIC:
+                    key = record[2]
+                    if key not in good_keys:
+                        validate_key(key, kind="metric")
+                        self._remember(good_keys, key)
+                    append = metrics.get((run_id, key))
+                    if append is None:
+                        append = metrics[(run_id, key)] = MetricAppend(run_id, key, [], [origin])
+                    elif append.origins[-1] != origin:
+                        append.origins.append(origin)
+                    # MLflow's client turns ints into floats before writing: 7 is stored as 7.0.
+                    append.points.append((record[4], float(record[3]), record[5]))
+                elif kind == _PARAM:
+                    key = validate_key(record[2], kind="param")
+                    batch.params.append(ParamWrite(origin, run_id, key, validate_param_value(key, record[3])))
+                elif kind == _TAG:
+                    key = validate_key(record[2], kind="tag")
+                    batch.tags.append(TagWrite(origin, run_id, key, validate_tag_value(key, record[3])))
+                elif kind == _DELETE_TAG:
+                    batch.tags.append(TagWrite(origin, run_id, validate_key(record[2], kind="tag"), None))
+                elif kind == _CREATE_RUN:
+                    _, _, experiment_id, user_id, run_name, start_time_ms, tags = record
+                    for key, value in tags.items():
+                        validate_tag_value(validate_key(key, kind="tag"), value)
+                    batch.new_runs.append(
+                        NewRun(origin, run_id, experiment_id, user_id, run_name, start_time_ms, dict(tags))
+                    )
+                elif kind == _SET_TERMINATED:
+                    status = validate_run_status(record[2])
+                    batch.terminations.append(Termination(origin, run_id, int(status), record[3]))
+                elif kind == _ARTIFACT:
+                    path = validate_artifact_path(record[2])
+                    batch.artifacts.append(ArtifactWrite(origin, run_id, path, record[3], record[4]))
+            except InvalidArgument as exc:
+                result.failures.append(Failure(item.session, item.seq, _describe(record), str(exc)))
+
+    @staticmethod
+    def _remember(cache: set[str], name: str) -> None:
+        if len(cache) >= MAX_CACHED_NAMES:
+            cache.clear()
+        cache.add(name)
+
+
+def _describe(record: tuple[Any, ...]) -> str:
+    kind = RecordKind(record[0]).name.lower().replace("_", " ")
+    if record[0] in (_METRIC, _PARAM, _TAG, _DELETE_TAG, _ARTIFACT):
+        return f"{kind} {record[2]!r} of run {record[1]}"
+    return f"{kind} of run {record[1]}"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

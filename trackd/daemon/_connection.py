@@ -1,0 +1,179 @@
+"""One client connection: read bytes, turn them into events, hand them on, write replies.
+
+It knows nothing about msgpack or the store: ``trackd.protocol.Connection`` parses, the server's
+batcher and writer thread do the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import RemoteProtocolError, TrackdError
+from ..protocol import (
+    NEED_DATA,
+    PROTOCOL_VERSION,
+    Batch,
+    Connection,
+    ConnectionClosed,
+    CreateExperiment,
+    ErrorCode,
+    ErrorReply,
+    Event,
+    ExperimentReply,
+    Flush,
+    GetExperiment,
+    GetStatus,
+    Hello,
+    Role,
+    State,
+    StatusReply,
+    Welcome,
+)
+from ..store import validate_store_root
+
+if TYPE_CHECKING:
+    from ._server import Server
+    from ._state import Session
+
+logger = logging.getLogger("trackd.daemon")
+
+READ_SIZE = 256 * 1024
+
+
+class ClientConnection:
+    """Drives one client's socket for as long as it is open."""
+
+    def __init__(self, server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.protocol = Connection(Role.DAEMON)
+        self.session: Session | None = None
+        self.peer = "unknown client"
+
+    async def run(self) -> None:
+        """Serve the connection until the client closes it, breaks the protocol, or the daemon stops."""
+        try:
+            while True:
+                data = await self.reader.read(READ_SIZE)
+                self.server.state.counters.bytes_received += len(data)
+                self.protocol.receive_data(data)
+                while (event := self.protocol.next_event()) is not NEED_DATA:
+                    if isinstance(event, ConnectionClosed):
+                        return
+                    assert isinstance(event, Event)
+                    await self._handle(event)
+                    if self.protocol.state is State.CLOSED:
+                        return
+        except RemoteProtocolError as exc:
+            self.server.state.counters.protocol_errors += 1
+            logger.warning("%s broke the protocol and was disconnected: %s", self.peer, exc)
+            self.send(ErrorReply(request_id=0, code=ErrorCode.BAD_FRAME, message=str(exc)))
+        except (ConnectionError, OSError) as exc:
+            logger.info("%s connection failed: %s", self.peer, exc)
+        finally:
+            # During shutdown the server closes connections itself, after sending the last acks.
+            if not self.server.stopping:
+                self.close()
+
+    def send(self, event: Event) -> None:
+        """Queue ``event`` for the client; a connection that is going away drops it quietly."""
+        if self.writer.is_closing():
+            return
+        try:
+            self.writer.write(self.protocol.send(event))
+        except TrackdError as exc:
+            logger.error("Could not send %s to %s: %s", type(event).__name__, self.peer, exc)
+
+    def close(self) -> None:
+        """Close the socket and let the session wait for a reconnect."""
+        if self.session is not None and self.session.connection is self:
+            self.session.connection = None
+            self.session.disconnected_at = time.monotonic()
+            logger.info("%s disconnected", self.peer)
+        self.server.state.connections.discard(self)
+        if not self.writer.is_closing():
+            self.writer.close()
+
+    async def _handle(self, event: Event) -> None:
+        if isinstance(event, Batch):
+            await self._on_batch(event)
+        elif isinstance(event, Flush):
+            self._require_store(event)
+            self.server.flush(self._session(), event.request_id)
+        elif isinstance(event, Hello):
+            self._on_hello(event)
+        elif isinstance(event, GetExperiment):
+            root = self._require_store(event)
+            await self._reply(
+                event.request_id,
+                lambda: self.server.applier.get_experiment(root, event.name, create=event.create),
+            )
+        elif isinstance(event, CreateExperiment):
+            root = self._require_store(event)
+            await self._reply(
+                event.request_id,
+                lambda: self.server.applier.create_experiment(root, event.name, event.artifact_location, event.tags),
+            )
+        elif isinstance(event, GetStatus):
+            self.send(StatusReply(request_id=event.request_id, status=self.server.status()))
+
+    def _on_hello(self, hello: Hello) -> None:
+        self.peer = f"client pid {hello.pid}@{hello.host}"
+        if hello.protocol_version != PROTOCOL_VERSION:
+            self._refuse(
+                ErrorCode.VERSION_MISMATCH,
+                f"This daemon speaks trackd protocol version {PROTOCOL_VERSION}, the client speaks "
+                f"version {hello.protocol_version}; restart the daemon with the client's trackd "
+                "version (trackd daemon stop).",
+            )
+            return
+        root = hello.store_root
+        if root:
+            try:
+                root = validate_store_root(root)
+            except TrackdError as exc:
+                self._refuse(ErrorCode.REQUEST_FAILED, str(exc))
+                return
+        if self.server.stopping:
+            self._refuse(ErrorCode.SHUTTING_DOWN, "The trackd daemon is shutting down; reconnect to its successor.")
+            return
+        self.session = self.server.attach(self, hello, root)
+        self.send(Welcome(protocol_version=PROTOCOL_VERSION, daemon_pid=self.server.pid, resume_seq=self.session.applied_seq))
+        if root:
+            logger.info("%s connected (client %s, store %s)", self.peer, hello.client_id, root)
+
+    async def _on_batch(self, batch: Batch) -> None:
+        session = self._session()
+        self._require_store(batch)
+        await self.server.accept_batch(session, batch)
+
+    async def _reply(self, request_id: int, work: Callable[[], str | None]) -> None:
+        try:
+            experiment_id = await self.server.run_in_writer(work)
+        except TrackdError as exc:
+            self.send(ErrorReply(request_id=request_id, code=ErrorCode.REQUEST_FAILED, message=str(exc)))
+            return
+        except OSError as exc:
+            self.send(ErrorReply(request_id=request_id, code=ErrorCode.REQUEST_FAILED, message=f"The store could not be written: {exc}."))
+            return
+        self.send(ExperimentReply(request_id=request_id, experiment_id=experiment_id))
+
+    def _refuse(self, code: str, message: str) -> None:
+        logger.warning("Refused %s: %s", self.peer, message)
+        self.send(ErrorReply(request_id=0, code=code, message=message))
+        self.protocol.state = State.CLOSED
+
+    def _session(self) -> Session:
+        assert self.session is not None  # the protocol allows nothing before Hello
+        return self.session
+
+    def _require_store(self, event: Event) -> str:
+        root = self._session().store_root
+        if not root:
+            raise RemoteProtocolError(f"{type(event).__name__} needs a store; this connection's Hello named none.")
+        return root

@@ -1,0 +1,60 @@
+"""``python -m trackd.daemon``: run a daemon in the foreground (the client and the CLI detach it)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .._paths import default_paths
+from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
+from ._loop import LOOP_CHOICES
+from ._server import DEFAULT_MAX_OPEN_FILES, AlreadyRunning, DaemonConfig, Server
+
+LOG_FORMAT = "%(asctime)s %(levelname)s pid %(process)d %(message)s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trackd.daemon",
+        description="Run the trackd daemon in the foreground: it receives events from trackd clients on a "
+        "Unix socket and writes them into ./mlruns stores in MLflow's format.",
+    )
+    parser.add_argument("--socket", help="socket path (default: $TRACKD_SOCKET, else the per-user runtime directory)")
+    parser.add_argument("--log-file", help="append log lines to this file instead of stderr")
+    parser.add_argument("--loop", choices=LOOP_CHOICES, help="event loop (default: $TRACKD_LOOP, else uvloop if installed)")
+    parser.add_argument("--max-age", type=float, default=DEFAULT_MAX_AGE, help="longest a received event waits before its write starts, in seconds (default: %(default)s)")
+    parser.add_argument("--max-records", type=int, default=DEFAULT_MAX_RECORDS, help="records per write (default: %(default)s)")
+    parser.add_argument("--max-open-files", type=int, default=DEFAULT_MAX_OPEN_FILES, help="metric files kept open per store (default: %(default)s)")
+    parser.add_argument("--idle-timeout", type=float, default=0.0, help="exit after this many seconds without clients; 0 never exits (default: %(default)s)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: logging.Handler = logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger("trackd")
+    root.addHandler(handler)
+    root.setLevel(args.log_level)
+    config = DaemonConfig(
+        paths=default_paths(args.socket),
+        loop=args.loop,
+        max_age=args.max_age,
+        max_records=args.max_records,
+        max_open_files=args.max_open_files,
+        idle_timeout=args.idle_timeout,
+    )
+    try:
+        Server(config).run()
+    except AlreadyRunning as exc:
+        logging.getLogger("trackd.daemon").info("Not starting: %s", exc)
+        print(f"trackd: {exc}", file=sys.stderr)
+        return 3
+    except PermissionError as exc:
+        logging.getLogger("trackd.daemon").error("Cannot start: %s", exc)
+        print(f"trackd: {exc}", file=sys.stderr)
+        return 1
+    return 0

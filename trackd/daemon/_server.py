@@ -1,0 +1,398 @@
+"""The daemon's lifecycle: startup, serve until told to stop, shutdown in named phases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from .. import __version__
+from .._paths import SOCKET_MODE, DaemonPaths, ensure_private_directory
+from ..protocol import Ack, Batch, ErrorCode, ErrorReply, FlushDone, Hello, Rejected
+from ._applier import Applier, ApplyResult, Failure
+from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, Batcher, PendingBatch
+from ._connection import ClientConnection
+from ._loop import loop_factory
+from ._state import ServerState, Session
+
+logger = logging.getLogger("trackd.daemon")
+T = TypeVar("T")
+
+# Past this many bytes waiting to be written, connections stop reading: clients then hold their
+# events (their buffers are bounded too) instead of the daemon growing without bound.
+DEFAULT_MAX_BACKLOG_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_OPEN_FILES = 512
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# How long a disconnected client's sequence numbers are kept for a reconnect.
+SESSION_TTL = 300.0
+# Rough wire size of a record, for the byte threshold (a metric record is ~50 bytes of msgpack).
+_RECORD_SIZE_ESTIMATE = 48
+
+
+class AlreadyRunning(Exception):
+    """Another daemon holds this socket's lock."""
+
+
+@dataclass(kw_only=True)
+class DaemonConfig:
+    """How the daemon runs; every field has a default that suits a training machine."""
+
+    paths: DaemonPaths
+    loop: str | None = None
+    max_records: int = DEFAULT_MAX_RECORDS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_age: float = DEFAULT_MAX_AGE
+    max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES
+    max_open_files: int = DEFAULT_MAX_OPEN_FILES
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    # Exit after this many seconds without clients (0: never). The client starts daemons with one.
+    idle_timeout: float = 0.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Server:
+    """One trackd daemon: a Unix socket, its client connections, a batcher and a writer thread."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.pid = os.getpid()
+        self.state = ServerState()
+        self.batcher = Batcher(max_records=config.max_records, max_bytes=config.max_bytes, max_age=config.max_age)
+        self.applier = Applier(max_open_files=config.max_open_files)
+        self.stopping = False
+        self.loop_name = "asyncio"
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trackd-writer")
+        self._should_exit = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._writing = 0
+        self._lock_file: IO[bytes] | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._sigint_count = 0
+        self._idle_since = time.monotonic()
+
+    def run(self) -> None:
+        """Run the daemon on its chosen event loop until it is told to stop."""
+        self.loop_name, factory = loop_factory(self.config.loop)
+        loop = factory()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self.serve())
+        finally:
+            loop.close()
+            asyncio.set_event_loop(None)
+
+    async def serve(self) -> None:
+        await self.startup()
+        await self._should_exit.wait()
+        await self.shutdown()
+
+    async def startup(self) -> None:
+        paths = self.config.paths
+        ensure_private_directory(paths.directory)
+        self._take_lock(paths)
+        _remove_stale_socket(paths.socket)
+        # The directory is 0700 already; the umask also keeps the socket 0600 from its first moment.
+        old_umask = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._on_connect, path=str(paths.socket), backlog=512)
+        finally:
+            os.umask(old_umask)
+        os.chmod(paths.socket, SOCKET_MODE)
+        paths.pid.write_text(f"{self.pid}\n")
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.handle_exit, signum)
+        self._spawn(self._write_loop())
+        self._spawn(self._housekeeping())
+        self._room.set()
+        logger.info(
+            "trackd %s daemon pid %d listening on %s (loop %s, batches up to %d records or %.0f ms)",
+            __version__, self.pid, paths.socket, self.loop_name, self.config.max_records, self.config.max_age * 1000,
+        )
+
+    def handle_exit(self, signum: int) -> None:
+        """Signal handler: ask for a graceful stop; a second SIGINT forces one."""
+        if signum == signal.SIGINT:
+            self._sigint_count += 1
+            if self._sigint_count > 1:
+                logger.warning("Second SIGINT: exiting now without writing %d pending records", self.batcher.pending_records)
+                os._exit(1)
+        logger.info("Received %s: shutting down gracefully", signal.Signals(signum).name)
+        self._should_exit.set()
+
+    async def shutdown(self) -> None:
+        self.stopping = True
+        # Phase 1: accept no new connections.
+        logger.info("Shutdown: closing the socket to new connections")
+        if self._server is not None:
+            self._server.close()
+        # Phase 2: stop reading. Bytes still unread stay unacknowledged, so their clients resend them.
+        readers = [task for task in self.state.tasks if task.get_name().startswith("trackd-client")]
+        logger.info("Shutdown: stopping %d client readers", len(readers))
+        for task in readers:
+            task.cancel(msg="trackd daemon is shutting down")
+        if readers:
+            await asyncio.wait(readers, timeout=self.config.shutdown_timeout)
+        # Phase 3: write everything received, and acknowledge it.
+        logger.info("Shutdown: writing %d pending records", self.batcher.pending_records)
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        while (self.batcher.pending_records or self._writing) and time.monotonic() < deadline:
+            self.batcher.request_write()
+            self._wake.set()
+            await asyncio.sleep(0.005)
+        if self.batcher.pending_records:
+            logger.error("Shutdown: %d records could not be written in time; clients will resend them", self.batcher.pending_records)
+        # Phase 4: tell every client, then close its connection; each will reconnect to a successor.
+        logger.info("Shutdown: closing %d client connections", len(self.state.connections))
+        for conn in list(self.state.connections):
+            conn.send(ErrorReply(request_id=0, code=ErrorCode.SHUTTING_DOWN, message="The trackd daemon is shutting down."))
+            conn.close()
+        # Phase 5: stop background tasks, close the store files, remove the socket and pid file.
+        for task in list(self.state.tasks):
+            task.cancel(msg="trackd daemon is shutting down")
+        await asyncio.gather(*self.state.tasks, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.applier.close)
+        self._executor.shutdown(wait=True)
+        self._remove_files()
+        logger.info(
+            "Shutdown complete: %d records received, %d written", self.state.counters.records_received,
+            self.state.counters.records_written,
+        )
+
+    # -- what connections call ---------------------------------------------------------------
+
+    def attach(self, conn: ClientConnection, hello: Hello, store_root: str) -> Session:
+        """The session for ``hello.client_id``, now served by ``conn``."""
+        session = self.state.sessions.get(hello.client_id)
+        if session is None or session.store_root != store_root:
+            session = Session(hello.client_id, hello.pid, hello.host, store_root)
+            if store_root:
+                self.state.sessions[hello.client_id] = session
+        elif session.connection is not None and session.connection is not conn:
+            # The client reconnected before we noticed its old socket die.
+            session.connection.close()
+        session.connection = conn
+        session.disconnected_at = None
+        return session
+
+    async def accept_batch(self, session: Session, batch: Batch) -> None:
+        """Queue a client's batch for writing, waiting while the backlog is over its bound."""
+        while self.batcher.pending_bytes >= self.config.max_backlog_bytes:
+            self._room.clear()
+            self._wake.set()
+            await self._room.wait()
+        if batch.seq <= session.received_seq:
+            # A resend after a reconnect: it is queued or written already and must not be written twice.
+            if batch.seq <= session.applied_seq and session.connection is not None:
+                session.connection.send(Ack(seq=session.applied_seq))
+            return
+        session.received_seq = batch.seq
+        self.state.counters.records_received += len(batch.records)
+        size = len(batch.records) * _RECORD_SIZE_ESTIMATE
+        if self.batcher.add(PendingBatch(session, batch.seq, batch.records), size, time.monotonic()):
+            self._wake.set()
+
+    def flush(self, session: Session, request_id: int) -> None:
+        """Answer a flush barrier once everything the session sent before it is written."""
+        if session.received_seq <= session.applied_seq:
+            if session.connection is not None:
+                session.connection.send(FlushDone(request_id=request_id, acked_seq=session.applied_seq))
+            return
+        session.flushes.append((request_id, session.received_seq))
+        self.batcher.request_write()
+        self._wake.set()
+
+    async def run_in_writer(self, work: Callable[[], T]) -> T:
+        """Run store work on the writer thread, in order with the writes."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    def status(self) -> dict[str, object]:
+        """The counters ``trackd daemon status`` shows."""
+        c = self.state.counters
+        received_rate, written_rate = self.state.rates()
+        clients = [
+            {
+                "pid": s.pid,
+                "host": s.host,
+                "store": s.store_root,
+                "connected": s.connection is not None,
+                "received_seq": s.received_seq,
+                "written_seq": s.applied_seq,
+                "rejected": s.rejected,
+            }
+            for s in self.state.sessions.values()
+        ]
+        return {
+            "pid": self.pid,
+            "version": __version__,
+            "socket": str(self.config.paths.socket),
+            "loop": self.loop_name,
+            "uptime_s": round(time.time() - self.state.started_at, 3),
+            "clients_connected": sum(1 for s in self.state.sessions.values() if s.connection is not None),
+            "clients": clients,
+            "records_received": c.records_received,
+            "records_written": c.records_written,
+            "metric_points_written": c.metric_points_written,
+            "receive_rate": round(received_rate, 1),
+            "write_rate": round(written_rate, 1),
+            "backlog_records": self.batcher.pending_records + self._writing,
+            "writes": c.writes,
+            "items_rejected": c.items_rejected,
+            "protocol_errors": c.protocol_errors,
+            "write_errors": c.write_errors,
+            "errors": dict(self.state.error_kinds),
+        }
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = ClientConnection(self, reader, writer)
+        self.state.connections.add(conn)
+        self.state.counters.connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            task.set_name(f"trackd-client-{self.state.counters.connections}")
+            self.state.tasks.add(task)
+            task.add_done_callback(self.state.tasks.discard)
+        await conn.run()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            delay = self.batcher.delay(time.monotonic())
+            if delay is None or delay > 0:
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                continue
+            pending = self.batcher.take()
+            self._room.set()
+            self._writing = sum(len(item.records) for item in pending)
+            try:
+                result = await loop.run_in_executor(self._executor, self.applier.apply, pending)
+            except Exception as exc:  # a bug in the applier must not stop the daemon
+                logger.exception("Writing %d batches failed", len(pending))
+                result = ApplyResult(records=self._writing)
+                self._fail_all(pending, result, f"The daemon failed while writing this batch: {exc!r}.")
+            finally:
+                self._writing = 0
+            self._deliver(pending, result)
+
+    def _fail_all(self, pending: list[PendingBatch], result: ApplyResult, message: str) -> None:
+        result.store_errors.append(message)
+        result.failures.extend(Failure(item.session, item.seq, "batch", message) for item in pending)
+
+    def _deliver(self, pending: list[PendingBatch], result: ApplyResult) -> None:
+        counters = self.state.counters
+        counters.writes += 1
+        counters.records_written += result.records - len(result.failures)
+        counters.metric_points_written += result.metric_points
+        counters.items_rejected += len(result.failures)
+        for message in result.store_errors:
+            counters.write_errors += 1
+            kind = message.split(":")[0]
+            if kind not in self.state.error_kinds:
+                logger.error("%s", message)
+            self.state.error_kinds[kind] = self.state.error_kinds.get(kind, 0) + 1
+        # Rejections go out before the Ack and FlushDone they belong to, so flush() sees them.
+        for failure in result.failures:
+            failure.session.rejected += 1
+            if failure.session.connection is not None:
+                failure.session.connection.send(Rejected(seq=failure.seq, item=failure.item, message=failure.message))
+            else:
+                logger.warning("%s: %s (client gone, could not be told)", failure.item, failure.message)
+        sessions: dict[str, Session] = {}
+        for item in pending:
+            session = item.session
+            session.applied_seq = max(session.applied_seq, item.seq)
+            sessions[session.client_id] = session
+        for session in sessions.values():
+            conn = session.connection
+            if conn is None:
+                continue
+            conn.send(Ack(seq=session.applied_seq))
+            still_waiting = []
+            for request_id, target in session.flushes:
+                if target <= session.applied_seq:
+                    conn.send(FlushDone(request_id=request_id, acked_seq=session.applied_seq))
+                else:
+                    still_waiting.append((request_id, target))
+            session.flushes = still_waiting
+
+    async def _housekeeping(self) -> None:
+        """Once a second: sample rates, forget finished sessions, exit when idle for too long."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            self.state.sample(now)
+            for client_id, session in list(self.state.sessions.items()):
+                # A session is kept a while after its connection closes, so a reconnecting client
+                # is not written twice; one gone this long with nothing pending is forgotten.
+                gone = session.disconnected_at
+                if gone is not None and now - gone > SESSION_TTL and session.applied_seq >= session.received_seq:
+                    del self.state.sessions[client_id]
+            if self.state.connections or self.batcher.pending_records or self._writing:
+                self._idle_since = now
+            elif self.config.idle_timeout and now - self._idle_since >= self.config.idle_timeout:
+                logger.info("No clients for %.0f s: exiting", self.config.idle_timeout)
+                self._should_exit.set()
+
+    def _take_lock(self, paths: DaemonPaths) -> None:
+        lock = open(paths.lock, "ab")
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise AlreadyRunning(
+                f"A trackd daemon is already running on {paths.socket} (pid {_read_pid(paths.pid)})."
+            ) from None
+        self._lock_file = lock
+
+    def _remove_files(self) -> None:
+        paths = self.config.paths
+        for path in (paths.socket, paths.pid):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Remove a socket file that nothing answers on; refuse to replace a live daemon."""
+    if not path.exists() and not path.is_symlink():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+    except OSError:
+        logger.info("Removing stale socket %s", path)
+        path.unlink()
+    else:
+        raise AlreadyRunning(f"Another process answers on {path}; refusing to replace a live daemon.")
+    finally:
+        probe.close()
+
+
+def _read_pid(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
