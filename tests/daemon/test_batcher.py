@@ -1,0 +1,105 @@
+"""The batcher decides when to write: by count, by bytes, by age or on request. Time is passed in."""
+
+from __future__ import annotations
+
+import pytest
+
+from trackd.daemon import Batcher, PendingBatch
+from trackd.daemon._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS
+from trackd.daemon._state import Session
+from trackd.protocol import Record
+
+SESSION = Session("client-1", pid=1, host="host", store_root="/tmp/mlruns")
+
+
+def batch(seq: int, records: int) -> PendingBatch:
+    """A pending batch of ``records`` metric records."""
+    rows: list[Record] = [(1, "run", "loss", 0.5, 1000, step) for step in range(records)]
+    return PendingBatch(SESSION, seq, rows)
+
+
+def test_defaults_write_within_fifty_ms() -> None:
+    batcher = Batcher()
+    assert (batcher.max_records, batcher.max_bytes, batcher.max_age) == (DEFAULT_MAX_RECORDS, DEFAULT_MAX_BYTES, DEFAULT_MAX_AGE)
+    assert DEFAULT_MAX_AGE == 0.05
+
+
+def test_empty_batcher_has_no_write_due() -> None:
+    batcher = Batcher(max_records=10, max_bytes=1000, max_age=1.0)
+    assert batcher.delay(now=100.0) is None
+    assert batcher.take() == []
+
+
+def test_write_is_due_when_record_count_reaches_max_records() -> None:
+    batcher = Batcher(max_records=10, max_bytes=10**9, max_age=1.0)
+    assert batcher.add(batch(1, 6), size=60, now=0.0) is False
+    assert batcher.delay(now=0.0) == pytest.approx(1.0)
+    assert batcher.add(batch(2, 4), size=40, now=0.0) is True
+    assert batcher.delay(now=0.0) == 0.0
+
+
+def test_write_is_due_when_bytes_reach_max_bytes() -> None:
+    batcher = Batcher(max_records=10**6, max_bytes=1000, max_age=1.0)
+    assert batcher.add(batch(1, 1), size=999, now=0.0) is False
+    assert batcher.add(batch(2, 1), size=1, now=0.0) is True
+    assert batcher.delay(now=0.0) == 0.0
+
+
+def test_write_is_due_max_age_after_the_oldest_pending_batch() -> None:
+    batcher = Batcher(max_records=100, max_bytes=10**6, max_age=0.05)
+    batcher.add(batch(1, 1), size=10, now=10.0)
+    # A later batch does not move the deadline: the oldest point sets it.
+    batcher.add(batch(2, 1), size=10, now=10.04)
+    assert batcher.delay(now=10.0) == pytest.approx(0.05)
+    assert batcher.delay(now=10.03) == pytest.approx(0.02)
+    assert batcher.delay(now=10.05) == 0.0
+    # Past the deadline the delay stays 0, never negative.
+    assert batcher.delay(now=99.0) == 0.0
+
+
+def test_request_write_makes_a_write_due_at_once() -> None:
+    batcher = Batcher(max_records=100, max_bytes=10**6, max_age=5.0)
+    batcher.add(batch(1, 1), size=10, now=0.0)
+    batcher.request_write()
+    assert batcher.delay(now=0.0) == 0.0
+
+
+def test_request_write_with_nothing_pending_has_no_write_due() -> None:
+    batcher = Batcher(max_records=100, max_bytes=10**6, max_age=5.0)
+    batcher.request_write()
+    assert batcher.delay(now=0.0) is None
+
+
+def test_take_returns_batches_in_arrival_order_and_resets_counts() -> None:
+    batcher = Batcher(max_records=10, max_bytes=10**6, max_age=1.0)
+    first, second = batch(1, 4), batch(2, 6)
+    batcher.add(first, size=40, now=0.0)
+    batcher.add(second, size=60, now=0.0)
+    batcher.request_write()
+    assert batcher.take() == [first, second]
+    assert (batcher.pending_records, batcher.pending_bytes) == (0, 0)
+    assert batcher.delay(now=0.0) is None
+
+
+def test_take_clears_a_requested_write() -> None:
+    batcher = Batcher(max_records=100, max_bytes=10**6, max_age=1.0)
+    batcher.add(batch(1, 1), size=10, now=0.0)
+    batcher.request_write()
+    batcher.take()
+    batcher.add(batch(2, 1), size=10, now=5.0)
+    assert batcher.delay(now=5.0) == pytest.approx(1.0)
+
+
+def test_age_restarts_from_the_first_batch_after_take() -> None:
+    batcher = Batcher(max_records=100, max_bytes=10**6, max_age=0.05)
+    batcher.add(batch(1, 1), size=10, now=0.0)
+    batcher.take()
+    batcher.add(batch(2, 1), size=10, now=3.0)
+    assert batcher.delay(now=3.01) == pytest.approx(0.04)
+
+
+def test_pending_counts_track_what_was_added() -> None:
+    batcher = Batcher(max_records=100, max_bytes=10**6, max_age=1.0)
+    batcher.add(batch(1, 3), size=30, now=0.0)
+    batcher.add(batch(2, 5), size=70, now=0.0)
+    assert (batcher.pending_records, batcher.pending_bytes) == (8, 100)
