@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ..errors import LocalProtocolError
 from ._limits import MAX_INT64, MAX_NAME_LENGTH, MAX_RECORDS_PER_BATCH, MAX_TAGS_PER_RECORD, MAX_TEXT_LENGTH
-from ._records import Record, _show, check_record
+from ._records import Record, _show, check_records
 
 __all__ = [
     "Ack",
@@ -102,8 +102,7 @@ class Batch(Event):
             raise LocalProtocolError(
                 f"Batch.records must be a list of at most {MAX_RECORDS_PER_BATCH} records, got {_show(self.records)}."
             )
-        for record in self.records:
-            check_record(record)
+        check_records(self.records)
 
     @classmethod
     def of_checked_records(cls, seq: int, records: list[Record]) -> Batch:

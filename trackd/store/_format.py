@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -38,14 +38,15 @@ _EMPTY_YAML_RETRY_DELAYS = (0.1, 0.2)
 # --- metric lines -------------------------------------------------------------------------------
 
 
-def format_metric_line(timestamp_ms: int, value: float, step: int) -> str:
-    """``"{ts} {value} {step}\\n"`` as FileStore._log_run_metric writes it.
+def format_metric_lines(points: Iterable[tuple[int, float, int]]) -> bytes:
+    """Lines ``"{ts} {value} {step}\\n"`` as FileStore._log_run_metric writes them, joined for one write().
 
     MLflow writes ``str(float)``; ``repr`` of a Python float is the same text (``7.0``, ``1e+20``,
     ``nan``, ``inf``), and float() makes a numpy float print as a number, not ``np.float64(...)``.
     ``:d`` refuses a float timestamp or step, which MLflow would write and then fail to read.
+    One comprehension for the whole batch: this is the daemon's innermost loop.
     """
-    return f"{timestamp_ms:d} {float(value)!r} {step:d}\n"
+    return "".join([f"{ts:d} {float(value)!r} {step:d}\n" for ts, value, step in points]).encode("ascii")
 
 
 def parse_metric_lines(key: str, data: bytes, path: str) -> list[Metric]:

@@ -43,7 +43,7 @@ from ._format import (
     copy_file_atomic,
     dump_yaml,
     experiment_to_meta,
-    format_metric_line,
+    format_metric_lines,
     load_yaml,
     read_text,
     run_info_to_meta,
@@ -413,8 +413,7 @@ class StoreWriter:
     def _append_metric(self, item: MetricAppend) -> None:
         handle = self._active_run(item.run_id)
         key = validate_key(item.key, kind="metric")
-        data = "".join([format_metric_line(ts, value, step) for ts, value, step in item.points])
-        self._metric_files.append(layout.metric_path(handle.folder, key), data.encode("ascii"))
+        self._metric_files.append(layout.metric_path(handle.folder, key), format_metric_lines(item.points))
 
     def _write_artifact(self, item: ArtifactWrite) -> None:
         handle = self._active_run(item.run_id)
