@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 from trackd._paths import DaemonPaths
 from trackd.client._control import query_status
 from trackd.client._launcher import daemon_answers
+from trackd.protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ConnectionClosed, Event, Hello, Record, RecordKind, Role
 
 # AF_UNIX paths are limited to about 104-108 bytes, so sockets live in a short folder under /tmp
 # rather than in pytest's deep tmp_path.
@@ -99,3 +101,56 @@ def child_env(socket_path: Path, **extra: str) -> dict[str, str]:
 def run_python(code: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter and return its result (never raises on a non-zero exit)."""
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+class RawClient:
+    """A protocol client driven by hand on a plain socket, for tests that need exact frames."""
+
+    def __init__(self, socket_path: Path, timeout: float = 10.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(socket_path))
+        self.protocol = Connection(Role.CLIENT)
+
+    def hello(self, store_root: str, *, protocol_version: int = PROTOCOL_VERSION, client_id: str = "raw-client") -> Event:
+        """Send Hello and return the daemon's answer (Welcome or ErrorReply)."""
+        self.send(Hello(protocol_version=protocol_version, client_id=client_id, pid=os.getpid(), host="test", store_root=store_root))
+        return self.next_event()
+
+    def send(self, event: Event) -> None:
+        self.sock.sendall(self.protocol.send(event))
+
+    def send_bytes(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def next_event(self) -> Event:
+        """The next event from the daemon; ConnectionClosed once it has closed the socket."""
+        while (event := self.protocol.next_event()) is NEED_DATA:
+            self.protocol.receive_data(self.sock.recv(64 * 1024))
+        assert isinstance(event, Event)
+        return event
+
+    def events_until_closed(self) -> list[Event]:
+        """Every event up to the daemon closing the connection (ConnectionClosed not included)."""
+        events: list[Event] = []
+        while not isinstance(event := self.next_event(), ConnectionClosed):
+            events.append(event)
+        return events
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def create_run_record(run_id: str) -> Record:
+    """The record that creates ``run_id`` in experiment 0."""
+    return (RecordKind.CREATE_RUN.value, run_id, "0", "tester", "raw-run", 1_700_000_000_000, {})
+
+
+def metric_records(run_id: str, key: str, count: int) -> list[Record]:
+    """``count`` points of ``key``, steps 0..count-1."""
+    return [(RecordKind.METRIC.value, run_id, key, step * 0.5, 1_700_000_000_000 + step, step) for step in range(count)]
+
+
+def metric_lines(store: Path, run_id: str, key: str, experiment_id: str = "0") -> list[str]:
+    """The raw lines of a metric file in ``store`` (MLflow's "timestamp value step" format)."""
+    return (store / experiment_id / run_id / "metrics" / key).read_text().splitlines()

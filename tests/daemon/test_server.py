@@ -1,0 +1,179 @@
+"""The daemon process from outside: its socket, its refusals, its signals and its counters."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from helpers import (
+    DaemonProcess,
+    RawClient,
+    create_run_record,
+    metric_lines,
+    metric_records,
+    wait_for,
+)
+
+import trackd
+from trackd.client import ClientConfig
+from trackd.client._launcher import daemon_answers
+from trackd.protocol import PROTOCOL_VERSION, Ack, Batch, ErrorCode, ErrorReply, Welcome
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def client_for(store: Path, socket_path: Path) -> trackd.Client:
+    """A trackd.Client that talks to the test's daemon and never starts one of its own."""
+    return trackd.Client(str(store), config=ClientConfig(socket_path=socket_path, autostart=False, connect_timeout=5.0))
+
+
+def test_socket_is_private_to_the_user(daemon: DaemonProcess) -> None:
+    assert stat.S_IMODE(daemon.paths.socket.stat().st_mode) == 0o600
+    assert stat.S_IMODE(daemon.paths.directory.stat().st_mode) == 0o700
+
+
+def test_daemon_writes_pid_file_with_its_own_pid(daemon: DaemonProcess) -> None:
+    assert daemon.paths.pid.read_text().strip() == str(daemon.pid)
+
+
+def test_stale_socket_file_is_replaced_at_start(socket_path: Path) -> None:
+    # A socket that was bound and closed leaves its file behind with nothing listening.
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(socket_path))
+    stale.close()
+    assert socket_path.exists() and not daemon_answers(socket_path)
+    proc = DaemonProcess(socket_path).start()
+    try:
+        assert proc.status()["pid"] == proc.pid
+        assert "Removing stale socket" in proc.log()
+    finally:
+        assert proc.stop() == 0
+
+
+def test_second_daemon_on_the_same_socket_exits_and_first_keeps_serving(daemon: DaemonProcess, store: Path) -> None:
+    inode = daemon.paths.socket.stat().st_ino
+    second = subprocess.run(
+        [sys.executable, "-m", "trackd.daemon", "--socket", str(daemon.paths.socket)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert second.returncode != 0
+    assert f"already running on {daemon.paths.socket} (pid {daemon.pid})" in second.stderr
+    # The first daemon's socket, pid file and service are untouched.
+    assert daemon.paths.socket.stat().st_ino == inode
+    assert daemon.paths.pid.read_text().strip() == str(daemon.pid)
+    with client_for(store, daemon.paths.socket) as client:
+        run = client.create_run("0")
+        client.log_metric(run.info.run_id, "loss", 0.5, step=1)
+        client.flush(timeout=10)
+    assert len(metric_lines(store, run.info.run_id, "loss")) == 1
+
+
+def test_daemon_refuses_to_replace_a_foreign_listener(socket_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(socket_path))
+        listener.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "trackd.daemon", "--socket", str(socket_path)],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert result.returncode != 0
+        assert f"Another process answers on {socket_path}; refusing to replace a live daemon." in result.stderr
+        assert daemon_answers(socket_path)
+
+
+def test_hello_with_another_protocol_version_gets_version_mismatch(daemon: DaemonProcess, store: Path) -> None:
+    raw = RawClient(daemon.paths.socket)
+    try:
+        reply = raw.hello(str(store), protocol_version=PROTOCOL_VERSION + 1)
+        assert isinstance(reply, ErrorReply)
+        assert reply.code == ErrorCode.VERSION_MISMATCH
+        assert f"version {PROTOCOL_VERSION + 1}" in reply.message
+        assert raw.events_until_closed() == []
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        pytest.param(b"\xff\xff\xff\xff", id="frame-too-large"),
+        pytest.param(b"\x00\x00\x00\x01\xc1", id="invalid-msgpack"),
+        pytest.param(b"\x00\x00\x00\x02\x91\x63", id="unknown-event-code"),
+        pytest.param(b"\x00\x00\x00\x03\x92\x01\x01", id="hello-twice"),
+    ],
+)
+def test_garbage_gets_error_reply_and_close_while_other_clients_are_written(
+    daemon: DaemonProcess, store: Path, garbage: bytes
+) -> None:
+    with client_for(store, daemon.paths.socket) as client:
+        run_id = client.create_run("0").info.run_id
+        for step in range(5000):
+            client.log_metric(run_id, "loss", 0.1, step=step)
+        raw = RawClient(daemon.paths.socket)
+        try:
+            assert isinstance(raw.hello(str(store), client_id="garbage"), Welcome)
+            raw.send_bytes(garbage)
+            (reply,) = raw.events_until_closed()
+        finally:
+            raw.close()
+        assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.BAD_FRAME and reply.request_id == 0
+        for step in range(5000, 10_000):
+            client.log_metric(run_id, "loss", 0.1, step=step)
+        client.flush(timeout=10)
+    steps = [int(line.split()[2]) for line in metric_lines(store, run_id, "loss")]
+    assert steps == list(range(10_000))
+    assert daemon.status()["protocol_errors"] == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_makes_daemon_write_everything_received_then_exit_zero(socket_path: Path, store: Path, signum: int) -> None:
+    # With a minute's max_age nothing is written until shutdown makes it so.
+    proc = DaemonProcess(socket_path, "--max-age", "60").start()
+    run_id = uuid.uuid4().hex
+    raw = RawClient(socket_path)
+    try:
+        assert isinstance(raw.hello(str(store)), Welcome)
+        raw.send(Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 20_000)]))
+        wait_for(lambda: proc.status()["records_received"] == 20_001, message="the batch to be received")
+        assert proc.status()["records_written"] == 0
+        proc.signal(signum)
+        events = raw.events_until_closed()
+    finally:
+        raw.close()
+        code = proc.stop()
+    assert code == 0, proc.log()
+    assert events[0] == Ack(seq=1)
+    assert isinstance(events[-1], ErrorReply) and events[-1].code == ErrorCode.SHUTTING_DOWN
+    assert len(metric_lines(store, run_id, "loss")) == 20_000
+    assert not socket_path.exists() and not proc.paths.pid.exists()
+    assert "Shutdown complete: 20001 records received, 20001 written" in proc.log()
+
+
+def test_status_counts_records_and_clients(daemon: DaemonProcess, store: Path) -> None:
+    before = daemon.status()
+    assert (before["records_received"], before["records_written"], before["clients_connected"]) == (0, 0, 0)
+    client = client_for(store, daemon.paths.socket)
+    try:
+        run_id = client.create_run("0").info.run_id
+        for step in range(1000):
+            client.log_metric(run_id, "loss", 1.0, step=step)
+        client.flush(timeout=10)
+        status = daemon.status()
+        # One create-run record and 1000 metric points.
+        assert (status["records_received"], status["records_written"], status["metric_points_written"]) == (1001, 1001, 1000)
+        assert status["clients_connected"] == 1 and status["backlog_records"] == 0
+        (entry,) = status["clients"]  # type: ignore[misc]
+        assert entry["pid"] == os.getpid() and entry["connected"] is True and entry["store"] == str(store)
+    finally:
+        client.close()
+    wait_for(lambda: daemon.status()["clients_connected"] == 0, message="the client to disconnect")
+    status = daemon.status()
+    assert status["clients"][0]["connected"] is False  # type: ignore[index]
+    assert (status["items_rejected"], status["protocol_errors"], status["write_errors"]) == (0, 0, 0)
