@@ -311,6 +311,8 @@ class Client:
         Raises DeliveryError naming items the daemon refused (a param another process set
         differently, a tag that did not exist...), FlushTimeout if ``timeout`` seconds pass first.
         """
+        # After close() the sender thread is gone, so a flush barrier would never be answered.
+        self._require_open()
         return self._sender.flush(timeout)
 
     def pending(self) -> int:
