@@ -18,7 +18,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ClientClosedError, ExperimentNotFound, InvalidArgument, ParamChangedError, RunNotFound
+from ..errors import (
+    ClientClosedError,
+    DeliveryError,
+    ExperimentExists,
+    ExperimentNotFound,
+    InvalidArgument,
+    ParamChangedError,
+    RunNotFound,
+)
 from ..protocol import MAX_INLINE_ARTIFACT_SIZE, CreateExperiment, ExperimentReply, GetExperiment, RecordKind
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
@@ -100,9 +108,15 @@ class Client:
         self._require_open()
         name = validate_experiment_name(name)
         str_tags = {validate_key(k, kind="tag"): str(v) for k, v in (tags or {}).items()}
-        reply = self._sender.request(
-            lambda rid: CreateExperiment(request_id=rid, name=name, artifact_location=artifact_location, tags=str_tags)
-        )
+        try:
+            reply = self._sender.request(
+                lambda rid: CreateExperiment(request_id=rid, name=name, artifact_location=artifact_location, tags=str_tags)
+            )
+        except DeliveryError as exc:
+            # The daemon's ErrorReply carries only its message ("Experiment 'x' already exists.").
+            if self._reader.get_experiment_by_name(name) is not None:
+                raise ExperimentExists(str(exc)) from None
+            raise
         assert isinstance(reply, ExperimentReply) and reply.experiment_id is not None
         return reply.experiment_id
 
