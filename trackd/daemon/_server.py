@@ -200,7 +200,11 @@ class Server:
         session.received_seq = batch.seq
         self.state.counters.records_received += len(batch.records)
         size = len(batch.records) * _RECORD_SIZE_ESTIMATE
-        if self.batcher.add(PendingBatch(session, batch.seq, batch.records), size, time.monotonic()):
+        now = time.monotonic()
+        # The write loop sleeps without a deadline while nothing is pending, so the first batch
+        # must wake it to start the max_age clock, as must one that makes a write due.
+        idle = self.batcher.delay(now) is None
+        if self.batcher.add(PendingBatch(session, batch.seq, batch.records), size, now) or idle:
             self._wake.set()
 
     def flush(self, session: Session, request_id: int) -> None:
