@@ -564,6 +564,9 @@ class Sender:
                 else:
                     size += 64 + sum(len(v) for v in record if type(v) in (str, bytes))
                     if kind == _ARTIFACT:
+                        # An artifact (up to 8 MiB inline) ends its batch, so the frame stays
+                        # under MAX_FRAME_SIZE; it still travels in this batch.
+                        records.append(record)
                         break
                 records.append(record)
             self._send_batch(records)
