@@ -1,0 +1,192 @@
+"""Every caller mistake raises at the call site, naming the item and what was expected, and writes nothing.
+
+One table drives the whole file: each row is a bad call on an open ``trackd.Client`` with a live run.
+After the call raises, the client flushes and the run's files must be byte for byte what they were.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from helpers import DaemonProcess
+
+from trackd import Client, ClientClosedError, ClientConfig, InvalidArgument, ParamChangedError
+from trackd.errors import RunNotFound
+from trackd.store import Metric
+
+UNKNOWN_RUN_ID = "0" * 32
+LONG_KEY = "k" * 251
+
+
+class KeyValue(NamedTuple):
+    """A param or tag for log_batch, as mlflow.entities.Param."""
+
+    key: str
+    value: object
+
+
+@dataclass
+class Scene:
+    """An open client on ``store``, a run it created, and a scratch folder for files to log."""
+
+    client: Client
+    run_id: str
+    store: Path
+    scratch: Path
+
+    def closed_client(self) -> Client:
+        other = Client(self.store, config=self.client.config)
+        other.close()
+        return other
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def scene(daemon: DaemonProcess, store: Path, tmp_path: Path) -> Iterator[Scene]:
+    config = ClientConfig(socket_path=daemon.paths.socket, autostart=False)
+    with Client(store, config=config) as client:
+        run_id = client.create_run(tags={"t": "1"}, run_name="table").info.run_id
+        client.log_param(run_id, "fixed", "1")
+        client.log_metric(run_id, "loss", 0.5, step=0)
+        client.flush()
+        scratch = tmp_path / "scratch"
+        scratch.mkdir()
+        (scratch / "f.txt").write_text("x")
+        yield Scene(client, run_id, store, scratch)
+
+
+@dataclass(frozen=True)
+class Bad:
+    """A bad call, the error it must raise, and text the message must contain (the item, what was expected)."""
+
+    call: Callable[[Scene], object]
+    error: type[Exception]
+    names: tuple[str, ...]
+
+
+def _metric(key: object = "loss", value: object = 1.0, step: object = 0, timestamp: object = None) -> Callable[[Scene], object]:
+    return lambda s: s.client.log_metric(s.run_id, key, value, timestamp, step)  # type: ignore[arg-type]
+
+
+def _text(artifact_file: str) -> Callable[[Scene], object]:
+    return lambda s: s.client.log_text(s.run_id, "hello", artifact_file)
+
+
+BAD_CALLS: dict[str, Bad] = {
+    # Metric keys: MLflow's regex and path_not_unique, plus what MLflow lets through and then cannot use.
+    "key-parent-dir": Bad(_metric(key="../x"), InvalidArgument, ("'../x'", "relative and normalized")),
+    "key-absolute": Bad(_metric(key="/abs"), InvalidArgument, ("'/abs'", "relative and normalized")),
+    "key-double-slash": Bad(_metric(key="a//b"), InvalidArgument, ("'a//b'", "relative and normalized")),
+    "key-trailing-newline": Bad(_metric(key="x\n"), InvalidArgument, ("'x\\n'", "may contain only")),
+    "key-nul": Bad(_metric(key="a\x00"), InvalidArgument, ("'a\\x00'", "may contain only")),
+    "key-251-chars": Bad(_metric(key=LONG_KEY), InvalidArgument, ("251 characters", "at most 250")),
+    "key-int": Bad(_metric(key=5), InvalidArgument, ("key 5", "expected a str")),
+    "key-none": Bad(_metric(key=None), InvalidArgument, ("key None", "expected a str")),
+    "key-bytes": Bad(_metric(key=b"loss"), InvalidArgument, ("b'loss'", "expected a str")),
+    "param-key-bad": Bad(lambda s: s.client.log_param(s.run_id, "a b!", 1), InvalidArgument, ("'a b!'", "may contain only")),
+    "tag-key-bad": Bad(lambda s: s.client.set_tag(s.run_id, "../t", 1), InvalidArgument, ("'../t'", "relative")),
+    # Metric values: a real number, not a bool.
+    "value-str": Bad(_metric(value="1.0"), InvalidArgument, ("'1.0'", "'loss'", "expected a real number")),
+    "value-none": Bad(_metric(value=None), InvalidArgument, ("None", "'loss'", "expected a real number")),
+    "value-bool": Bad(_metric(value=True), InvalidArgument, ("True", "'loss'", "not bool")),
+    "value-complex": Bad(_metric(value=1j), InvalidArgument, ("1j", "'loss'", "expected a real number")),
+    # Steps: an int64; MLflow writes a float step and then cannot read the run back.
+    "step-float": Bad(_metric(step=1.5), InvalidArgument, ("step of metric 'loss'", "1.5", "expected an int")),
+    "step-bool": Bad(_metric(step=True), InvalidArgument, ("step of metric 'loss'", "True", "not a bool")),
+    "step-2**63": Bad(_metric(step=2**63), InvalidArgument, ("step of metric 'loss'", str(2**63), "expected an int from")),
+    # Timestamps: epoch milliseconds, an int >= 0.
+    "timestamp-negative": Bad(_metric(timestamp=-1), InvalidArgument, ("timestamp of metric 'loss'", "-1", "expected an int from 0")),
+    "timestamp-float": Bad(_metric(timestamp=1.5), InvalidArgument, ("timestamp of metric 'loss'", "1.5", "expected an int")),
+    # Lengths: refused, not truncated as MLflow does, because a shortened value is wrong data.
+    "param-6001-chars": Bad(lambda s: s.client.log_param(s.run_id, "p", "v" * 6001), InvalidArgument, ("param 'p'", "6001", "at most 6000")),
+    "tag-8001-chars": Bad(lambda s: s.client.set_tag(s.run_id, "t", "v" * 8001), InvalidArgument, ("tag 't'", "8001", "at most 8000")),
+    # A param changed within this process: MLflow's own message, at the call site.
+    "param-changed": Bad(
+        lambda s: s.client.log_param(s.run_id, "fixed", "2"),
+        ParamChangedError,
+        ("Changing param values is not allowed", "key='fixed'", "value='1'", "new value '2'"),
+    ),
+    "param-changed-in-batch": Bad(
+        lambda s: s.client.log_batch(s.run_id, params=[KeyValue("ok", "1"), KeyValue("fixed", "2")]),
+        ParamChangedError,
+        ("key='fixed'", "new value '2'"),
+    ),
+    # A batch with one bad item buffers none of its good ones.
+    "batch-with-one-bad-metric": Bad(
+        lambda s: s.client.log_batch(s.run_id, metrics=[Metric("good", 1.0, 0, 0), Metric("bad", "x", 0, 0)]),  # type: ignore[arg-type]
+        InvalidArgument,
+        ("'x'", "'bad'", "expected a real number"),
+    ),
+    # Runs: an unknown id and a malformed one.
+    "unknown-run": Bad(lambda s: s.client.log_metric(UNKNOWN_RUN_ID, "loss", 1.0), RunNotFound, (UNKNOWN_RUN_ID, "not found")),
+    "unknown-run-param": Bad(lambda s: s.client.log_param(UNKNOWN_RUN_ID, "p", 1), RunNotFound, (UNKNOWN_RUN_ID, "not found")),
+    "malformed-run-id": Bad(lambda s: s.client.log_metric("../run", "loss", 1.0), InvalidArgument, ("'../run'", "expected a str of 1 to 256")),
+    # A closed client.
+    "metric-after-close": Bad(lambda s: s.closed_client().log_metric(s.run_id, "loss", 1.0), ClientClosedError, ("closed",)),
+    "param-after-close": Bad(lambda s: s.closed_client().log_param(s.run_id, "p", 1), ClientClosedError, ("closed",)),
+    # Artifact paths: relative, normalized, POSIX.
+    "artifact-parent-dir": Bad(_text("../evil.txt"), InvalidArgument, ("'../evil.txt'", "normalized relative")),
+    "artifact-absolute": Bad(_text("/etc/evil.txt"), InvalidArgument, ("'/etc/evil.txt'", "normalized relative")),
+    "artifact-double-slash": Bad(_text("a//b.txt"), InvalidArgument, ("'a//b.txt'", "normalized relative")),
+    "artifact-dot": Bad(_text("."), InvalidArgument, ("'.'", "normalized relative")),
+    "artifact-empty": Bad(_text(""), InvalidArgument, ("''", "non-empty")),
+    "artifact-nul": Bad(_text("a\x00.txt"), InvalidArgument, ("'a\\x00.txt'", "NUL")),
+    "artifact-file-under-parent-dir": Bad(
+        lambda s: s.client.log_artifact(s.run_id, s.scratch / "f.txt", artifact_path="../up"),
+        InvalidArgument,
+        ("'../up/f.txt'", "normalized relative"),
+    ),
+    "artifact-missing-file": Bad(
+        lambda s: s.client.log_artifact(s.run_id, s.scratch / "missing.txt"), InvalidArgument, ("missing.txt", "not a file"),
+    ),
+    # A store root below a folder named artifacts: MLflow 3.10+ reports every run of it as not found.
+    "store-under-artifacts": Bad(
+        lambda s: Client(s.scratch / "artifacts" / "mlruns", config=s.client.config),
+        InvalidArgument,
+        ("artifacts", "expected a path without"),
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_bad_call_raises_at_call_site_naming_item_and_store_is_unchanged(scene: Scene, bad: Bad) -> None:
+    run_folder = next(scene.store.glob(f"*/{scene.run_id}"))
+    before = _snapshot(scene.store)
+    with pytest.raises(bad.error) as caught:
+        bad.call(scene)
+    message = str(caught.value)
+    for name in bad.names:
+        assert name in message, f"{name!r} missing from {message!r}"
+    scene.client.flush(timeout=10.0)
+    assert _snapshot(scene.store) == before
+    assert run_folder.is_dir()
+    assert not (scene.scratch / "artifacts").exists()
+
+
+@pytest.mark.parametrize("bad", [b for b in BAD_CALLS.values() if issubclass(b.error, InvalidArgument)])
+def test_bad_values_are_value_errors_as_in_mlflow(bad: Bad) -> None:
+    # MLflow raises MlflowException(INVALID_PARAMETER_VALUE) for each of these; code catching
+    # ValueError around a logging call must keep working.
+    assert issubclass(bad.error, ValueError)
+
+
+def test_error_classes_say_what_kind_of_mistake() -> None:
+    assert issubclass(ParamChangedError, InvalidArgument) and issubclass(ParamChangedError, ValueError)
+    assert issubclass(RunNotFound, LookupError)
+    assert issubclass(ClientClosedError, RuntimeError)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 1e308, -0.0, 3])
+def test_nan_inf_and_ints_are_accepted_as_metric_values(scene: Scene, value: float) -> None:
+    scene.client.log_metric(scene.run_id, "edge", value, step=1)
+    [point] = scene.client.get_metric_history(scene.run_id, "edge")
+    assert point.value == value or (math.isnan(point.value) and math.isnan(value))
+    assert point.step == 1
