@@ -96,12 +96,13 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(status, indent=2, sort_keys=True))
         return 0
+    # msgpack arrays arrive as tuples (the protocol decodes with use_list=False).
     clients = status.get("clients")
     lines = [
         f"trackd daemon pid {status['pid']} (trackd {status['version']}, loop {status['loop']})",
         f"  socket        {status['socket']}",
         f"  uptime        {float(str(status['uptime_s'])):.0f} s",
-        f"  clients       {status['clients_connected']} connected, {len(clients) if isinstance(clients, list) else 0} known",
+        f"  clients       {status['clients_connected']} connected, {len(clients) if isinstance(clients, (list, tuple)) else 0} known",
         f"  received      {status['records_received']} events ({status['receive_rate']}/s)",
         f"  written       {status['records_written']} events, {status['metric_points_written']} metric points ({status['write_rate']}/s)",
         f"  backlog       {status['backlog_records']} events waiting to be written",
@@ -110,7 +111,7 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
     errors = status.get("errors")
     if isinstance(errors, dict):
         lines += [f"  error         {kind} (x{count})" for kind, count in errors.items()]
-    if isinstance(clients, list):
+    if isinstance(clients, (list, tuple)):
         for client in clients:
             if isinstance(client, dict):
                 lines.append(
