@@ -177,3 +177,17 @@ def test_status_counts_records_and_clients(daemon: DaemonProcess, store: Path) -
     status = daemon.status()
     assert status["clients"][0]["connected"] is False  # type: ignore[index]
     assert (status["items_rejected"], status["protocol_errors"], status["write_errors"]) == (0, 0, 0)
+
+
+def test_small_batch_is_written_within_max_age_without_a_flush(daemon: DaemonProcess, store: Path) -> None:
+    # This used to wait for ever: a batch below the count and byte thresholds did not wake the
+    # idle write loop, so max_age never started counting until some flush came along.
+    run_id = uuid.uuid4().hex
+    raw = RawClient(daemon.paths.socket, timeout=5.0)
+    try:
+        assert isinstance(raw.hello(str(store)), Welcome)
+        raw.send(Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 3)]))
+        assert raw.next_event() == Ack(seq=1)
+    finally:
+        raw.close()
+    assert len(metric_lines(store, run_id, "loss")) == 3

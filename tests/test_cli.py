@@ -1,0 +1,157 @@
+"""``trackd daemon start|stop|status`` in real processes, on a short private socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import RawClient, create_run_record, metric_lines, metric_records, wait_for
+
+from trackd._paths import DaemonPaths
+from trackd.client._control import query_status
+from trackd.protocol import Ack, Batch, ErrorCode, ErrorReply, Welcome
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def trackd_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m trackd.cli ARGS`` and return its result."""
+    return subprocess.run([sys.executable, "-m", "trackd.cli", *args], capture_output=True, text=True, timeout=45)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def paths(socket_path: Path) -> Iterator[DaemonPaths]:
+    """The test's daemon files; a daemon the test left running is stopped by its pid file."""
+    paths = DaemonPaths(socket_path)
+    yield paths
+    try:
+        pid = int(paths.pid.read_text())
+    except (OSError, ValueError):
+        return
+    if alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not alive(pid), timeout=20, message=f"daemon pid {pid} to exit")
+
+
+def start(paths: DaemonPaths) -> int:
+    """``trackd daemon start`` and the pid it printed."""
+    result = trackd_cli("daemon", "start", "--socket", str(paths.socket))
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"pid (\d+)", result.stdout)
+    assert match, result.stdout
+    return int(match.group(1))
+
+
+def test_start_detaches_and_prints_the_pid_from_its_pid_file(paths: DaemonPaths) -> None:
+    pid = start(paths)
+    # The command has returned; the daemon lives on in its own session, logging to its log file.
+    assert alive(pid) and os.getsid(pid) == pid
+    assert paths.pid.read_text().strip() == str(pid)
+    assert query_status(paths.socket)["pid"] == pid
+    assert f"daemon pid {pid} listening on {paths.socket}" in paths.log.read_text()
+
+
+def test_second_start_says_already_running_and_starts_nothing(paths: DaemonPaths) -> None:
+    pid = start(paths)
+    again = trackd_cli("daemon", "start", "--socket", str(paths.socket))
+    assert again.returncode == 0
+    assert f"already running on {paths.socket} (pid {pid})" in again.stdout
+    assert paths.pid.read_text().strip() == str(pid)
+    assert paths.log.read_text().count("listening on") == 1
+
+
+def test_status_shows_pid_clients_counts_backlog_and_errors(paths: DaemonPaths, store: Path) -> None:
+    pid = start(paths)
+    run_id = uuid.uuid4().hex
+    raw = RawClient(paths.socket)
+    try:
+        assert isinstance(raw.hello(str(store)), Welcome)
+        raw.send(Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 99)]))
+        assert raw.next_event() == Ack(seq=1)
+        result = trackd_cli("daemon", "status", "--socket", str(paths.socket))
+    finally:
+        raw.close()
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"trackd daemon pid {pid}" in out
+    assert re.search(r"clients\s+1 connected, 1 known", out)
+    assert re.search(r"received\s+100 events", out)
+    assert re.search(r"written\s+100 events, 99 metric points", out)
+    assert re.search(r"backlog\s+0 events waiting", out)
+    assert re.search(r"rejected\s+0 items; protocol errors 0; write errors 0", out)
+    assert f"client        pid {os.getpid()}@test connected, batch 1/1 written, store {store}" in out
+
+
+def test_status_json_parses(paths: DaemonPaths) -> None:
+    pid = start(paths)
+    result = trackd_cli("daemon", "status", "--socket", str(paths.socket), "--json")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["pid"] == pid and status["socket"] == str(paths.socket)
+    assert {"clients", "records_received", "records_written", "backlog_records", "errors"} <= status.keys()
+
+
+def test_stop_writes_what_was_received_then_removes_socket_and_pid_file(paths: DaemonPaths, store: Path) -> None:
+    pid = start(paths)
+    run_id = uuid.uuid4().hex
+    raw = RawClient(paths.socket)
+    try:
+        assert isinstance(raw.hello(str(store)), Welcome)
+        raw.send(Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 20_000)]))
+        wait_for(lambda: query_status(paths.socket)["records_received"] == 20_001, message="the batch to arrive")
+        result = trackd_cli("daemon", "stop", "--socket", str(paths.socket))
+        events = raw.events_until_closed()
+    finally:
+        raw.close()
+    assert result.returncode == 0, result.stderr
+    assert f"(pid {pid}) stopped" in result.stdout
+    assert not alive(pid)
+    assert Ack(seq=1) in events
+    assert isinstance(events[-1], ErrorReply) and events[-1].code == ErrorCode.SHUTTING_DOWN
+    assert len(metric_lines(store, run_id, "loss")) == 20_000
+    assert not paths.socket.exists() and not paths.pid.exists()
+
+
+def test_status_when_not_running_exits_1_with_a_clear_message(paths: DaemonPaths) -> None:
+    result = trackd_cli("daemon", "status", "--socket", str(paths.socket))
+    assert result.returncode == 1
+    assert f"trackd daemon is not running on {paths.socket}" in result.stderr
+    assert result.stdout == ""
+
+
+def test_stop_when_not_running_says_so(paths: DaemonPaths) -> None:
+    result = trackd_cli("daemon", "stop", "--socket", str(paths.socket))
+    assert result.returncode == 0
+    assert f"trackd daemon is not running on {paths.socket}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), "daemon"),
+        (("daemon",), "start"),
+        (("daemon", "start"), "--foreground"),
+        (("daemon", "stop"), "--timeout"),
+        (("daemon", "status"), "--json"),
+    ],
+)
+def test_help_of_each_command(args: tuple[str, ...], expected: str) -> None:
+    result = trackd_cli(*args, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: ") and expected in result.stdout
