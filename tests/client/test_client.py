@@ -1,0 +1,289 @@
+"""``trackd.Client`` behaves like ``mlflow.MlflowClient``: log by run id, flush, read back from ./mlruns."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from helpers import DaemonProcess
+
+from trackd import Client, ClientClosedError, ClientConfig, DeliveryError, RunStatus
+from trackd.client import ClientState
+from trackd.errors import ExperimentExists
+from trackd.protocol import MAX_INLINE_ARTIFACT_SIZE
+from trackd.store import Metric
+
+T0 = 1_700_000_000_000
+
+
+class KeyValue(NamedTuple):
+    """A param or tag for log_batch, as mlflow.entities.Param."""
+
+    key: str
+    value: object
+
+
+@pytest.fixture
+def config(daemon: DaemonProcess) -> ClientConfig:
+    return ClientConfig(socket_path=daemon.paths.socket, autostart=False)
+
+
+@pytest.fixture
+def client(store: Path, config: ClientConfig) -> Iterator[Client]:
+    with Client(store, config=config) as client:
+        yield client
+
+
+def _artifact_root(store: Path, run_id: str) -> Path:
+    return next(store.glob(f"*/{run_id}")) / "artifacts"
+
+
+# -- experiments ----------------------------------------------------------------------------------
+
+
+def test_create_experiment_is_found_by_name(client: Client) -> None:
+    experiment_id = client.create_experiment("exp-a", tags={"team": "ml"})
+    experiment = client.get_experiment_by_name("exp-a")
+    assert experiment is not None and experiment.experiment_id == experiment_id
+    assert experiment.name == "exp-a" and experiment.tags == {"team": "ml"}
+    assert client.get_experiment(experiment_id).name == "exp-a"
+    assert client.get_experiment_by_name("missing") is None
+
+
+def test_create_experiment_with_a_taken_name_raises_experiment_exists(client: Client) -> None:
+    # This used to raise DeliveryError: the daemon's reply carries only a message.
+    client.create_experiment("exp-a")
+    with pytest.raises(ExperimentExists, match="Experiment 'exp-a' already exists"):
+        client.create_experiment("exp-a")
+    assert [e.name for e in client.search_experiments()].count("exp-a") == 1
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+def test_create_run_stores_tags_run_name_and_running_status(client: Client) -> None:
+    experiment_id = client.create_experiment("exp")
+    created = client.create_run(experiment_id, start_time=T0, tags={"team": "ml", "n": 3}, run_name="first")
+    run = client.get_run(created.info.run_id)
+    assert run.info == created.info
+    assert (run.info.experiment_id, run.info.run_name, run.info.status, run.info.start_time) == (experiment_id, "first", RunStatus.RUNNING, T0)
+    assert run.data.tags == {"team": "ml", "n": "3", "mlflow.runName": "first"}
+
+
+def test_create_run_without_a_name_gets_a_generated_one(client: Client) -> None:
+    run = client.get_run(client.create_run().info.run_id)
+    assert run.info.experiment_id == "0"
+    assert run.info.run_name and run.data.tags["mlflow.runName"] == run.info.run_name
+
+
+def test_create_run_with_an_explicit_id_uses_it(client: Client) -> None:
+    client.create_run(run_id="my-run-1")
+    assert client.get_run("my-run-1").info.run_id == "my-run-1"
+
+
+def test_create_run_twice_with_one_id_creates_it_once(store: Path, config: ClientConfig, client: Client) -> None:
+    # Every rank of a distributed job may create the shared run, in any order.
+    with Client(store, config=config) as other_rank:
+        client.create_run(run_id="shared", run_name="rank0", start_time=T0)
+        client.flush()
+        other_rank.create_run(run_id="shared", run_name="rank1", start_time=T0 + 5)
+        other_rank.log_metric("shared", "loss", 1.0)
+        other_rank.flush()
+    client.create_run(run_id="shared", run_name="rank0-again", start_time=T0 + 9)
+    [run] = client.search_runs("0")
+    assert (run.info.run_id, run.info.run_name, run.info.start_time) == ("shared", "rank0", T0)
+    assert run.data.metrics == {"loss": 1.0}
+
+
+def test_logged_metrics_params_and_tags_are_read_back(client: Client) -> None:
+    run_id = client.create_run().info.run_id
+    client.log_metric(run_id, "loss", 0.5, timestamp=T0, step=1)
+    client.log_metric(run_id, "loss", 0.25, timestamp=T0 + 1, step=2)
+    assert client.log_param(run_id, "lr", 0.01) == 0.01
+    client.set_tag(run_id, "team", "ml")
+    client.set_tag(run_id, "gone", "soon")
+    client.delete_tag(run_id, "gone")
+    run = client.get_run(run_id)
+    assert run.data.metrics == {"loss": 0.25}
+    assert run.data.params == {"lr": "0.01"}
+    assert {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")} == {"team": "ml"}
+
+
+def test_metric_history_keeps_values_steps_and_timestamps_in_order(client: Client) -> None:
+    run_id = client.create_run().info.run_id
+    points = [(0.5, T0, 0), (math.inf, T0 + 1, -3), (1e20, T0 + 2, 2**40), (-1.5, T0 + 3, 1)]
+    for value, timestamp, step in points:
+        client.log_metric(run_id, "a/b", value, timestamp=timestamp, step=step)
+    history = client.get_metric_history(run_id, "a/b")
+    assert [(m.key, m.value, m.timestamp, m.step) for m in history] == [("a/b", *p) for p in points]
+    assert client.get_metric_history(run_id, "never") == []
+
+
+def test_metric_without_step_is_logged_at_step_zero(client: Client) -> None:
+    run_id = client.create_run().info.run_id
+    client.log_metric(run_id, "loss", 1.0)
+    [point] = client.get_metric_history(run_id, "loss")
+    assert point.step == 0 and point.timestamp > T0
+
+
+def test_log_batch_writes_metrics_params_and_tags(client: Client) -> None:
+    run_id = client.create_run().info.run_id
+    client.log_batch(
+        run_id,
+        metrics=[Metric("m", 1.0, T0, 0), Metric("m", 2.0, T0 + 1, 1)],
+        params=[KeyValue("p", 1), KeyValue("q", "x")],
+        tags=[KeyValue("t", "v")],
+    )
+    run = client.get_run(run_id)
+    assert run.data.metrics == {"m": 2.0}
+    assert run.data.params == {"p": "1", "q": "x"}
+    assert run.data.tags["t"] == "v"
+    assert [m.value for m in client.get_metric_history(run_id, "m")] == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("status", ["FINISHED", "FAILED", "KILLED", RunStatus.FAILED, 4])
+def test_set_terminated_stores_status_and_end_time(client: Client, status: str | int) -> None:
+    run_id = client.create_run(start_time=T0).info.run_id
+    client.set_terminated(run_id, status, end_time=T0 + 100)
+    info = client.get_run(run_id).info
+    expected = status if isinstance(status, RunStatus) else RunStatus(status) if isinstance(status, int) else RunStatus[status]
+    assert (info.status, info.end_time) == (expected, T0 + 100)
+
+
+def test_search_runs_returns_newest_first(client: Client) -> None:
+    experiment_id = client.create_experiment("exp")
+    ids = [client.create_run(experiment_id, start_time=T0 + i).info.run_id for i in range(3)]
+    client.create_run(start_time=T0 + 10)  # in experiment 0
+    assert [r.info.run_id for r in client.search_runs(experiment_id)] == ids[::-1]
+    assert len(client.search_runs([experiment_id, "0"])) == 4
+
+
+# -- artifacts ------------------------------------------------------------------------------------
+
+
+def test_log_text_and_log_dict_write_exact_bytes(client: Client, store: Path) -> None:
+    run_id = client.create_run().info.run_id
+    data = {"lr": 0.1, "layers": [1, 2], "name": "héllo"}
+    client.log_text(run_id, "héllo\n", "notes/readme.txt")
+    client.log_dict(run_id, data, "config.json")
+    client.log_dict(run_id, data, "config.yaml")
+    assert client.list_artifacts(run_id) == ["config.json", "config.yaml", "notes"]
+    assert client.list_artifacts(run_id, "notes") == ["notes/readme.txt"]
+    root = _artifact_root(store, run_id)
+    assert (root / "notes" / "readme.txt").read_bytes() == "héllo\n".encode()
+    assert (root / "config.json").read_bytes() == json.dumps(data, indent=2).encode()
+    import yaml
+
+    assert yaml.safe_load((root / "config.yaml").read_text()) == data
+
+
+def test_log_artifact_reads_small_files_at_the_call(client: Client, store: Path, tmp_path: Path) -> None:
+    # A file up to 8 MiB travels with the event: deleting it right after the call loses nothing.
+    run_id = client.create_run().info.run_id
+    source = tmp_path / "weights.bin"
+    content = os.urandom(MAX_INLINE_ARTIFACT_SIZE)
+    source.write_bytes(content)
+    client.log_artifact(run_id, source, artifact_path="models")
+    source.unlink()
+    assert client.list_artifacts(run_id, "models") == ["models/weights.bin"]
+    assert (_artifact_root(store, run_id) / "models" / "weights.bin").read_bytes() == content
+
+
+def test_log_artifact_sends_a_file_over_8_mib_by_path(client: Client, store: Path, tmp_path: Path) -> None:
+    run_id = client.create_run().info.run_id
+    source = tmp_path / "big.bin"
+    content = os.urandom(MAX_INLINE_ARTIFACT_SIZE + 1)
+    source.write_bytes(content)
+    client.log_artifact(run_id, source)
+    client.flush()
+    assert (_artifact_root(store, run_id) / "big.bin").read_bytes() == content
+    assert source.read_bytes() == content  # copied, not moved
+
+
+def test_log_artifacts_and_a_directory_keep_the_tree(client: Client, store: Path, tmp_path: Path) -> None:
+    run_id = client.create_run().info.run_id
+    tree = tmp_path / "plots"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("a")
+    (tree / "sub" / "b.txt").write_text("b")
+    client.log_artifacts(run_id, tree, artifact_path="out")
+    client.log_artifact(run_id, tree)
+    assert client.list_artifacts(run_id) == ["out", "plots"]
+    root = _artifact_root(store, run_id)
+    for prefix in ("out", "plots"):
+        assert (root / prefix / "a.txt").read_text() == "a"
+        assert (root / prefix / "sub" / "b.txt").read_text() == "b"
+
+
+# -- delivery -------------------------------------------------------------------------------------
+
+
+def test_flush_names_a_param_another_process_changed(store: Path, config: ClientConfig, client: Client) -> None:
+    run_id = client.create_run().info.run_id
+    client.log_param(run_id, "lr", "0.1")
+    client.flush()
+    with Client(store, config=config) as other_process:
+        other_process.log_param(run_id, "lr", "0.2")  # this client never saw lr, so it cannot tell
+        with pytest.raises(DeliveryError) as caught:
+            other_process.flush()
+    assert "'lr'" in str(caught.value) and "Changing param values is not allowed" in str(caught.value)
+    assert len(caught.value.failures) == 1 and run_id in caught.value.failures[0]
+    assert client.get_run(run_id).data.params == {"lr": "0.1"}
+
+
+def test_flush_names_a_deleted_tag_that_did_not_exist(client: Client) -> None:
+    run_id = client.create_run().info.run_id
+    client.delete_tag(run_id, "never-set")
+    with pytest.raises(DeliveryError, match="never-set"):
+        client.flush()
+    client.flush()  # a failure is reported once
+
+
+def test_flush_reports_nothing_pending_after_delivery(client: Client) -> None:
+    run_id = client.create_run().info.run_id
+    for step in range(100):
+        client.log_metric(run_id, "loss", float(step), step=step)
+    report = client.flush(timeout=10.0)
+    assert (report.pending, report.dropped) == (0, 0)
+    assert client.pending() == 0
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+
+def test_close_delivers_and_is_idempotent(store: Path, config: ClientConfig) -> None:
+    client = Client(store, config=config)
+    run_id = client.create_run().info.run_id
+    client.log_metric(run_id, "loss", 1.0)
+    client.close()
+    client.close()
+    assert client.state is ClientState.CLOSED
+    with Client(store, config=config) as reader:
+        assert reader.get_run(run_id).data.metrics == {"loss": 1.0}
+
+
+def test_closed_client_refuses_logging_and_flush(store: Path, config: ClientConfig) -> None:
+    client = Client(store, config=config)
+    run_id = client.create_run().info.run_id
+    client.close()
+    with pytest.raises(ClientClosedError, match="closed"):
+        client.log_metric(run_id, "loss", 1.0)
+    with pytest.raises(ClientClosedError, match="closed"):
+        client.create_run()
+    # This used to wait forever: the sender thread is gone and nothing answers the barrier.
+    with pytest.raises(ClientClosedError, match="closed"):
+        client.flush(timeout=5.0)
+    assert client.get_run(run_id).info.run_id == run_id  # reads still work
+
+
+def test_context_manager_closes_and_delivers(store: Path, config: ClientConfig) -> None:
+    with Client(store, config=config) as client:
+        run_id = client.create_run().info.run_id
+        client.log_param(run_id, "p", "v")
+    assert client.state is ClientState.CLOSED
+    assert client.get_run(run_id).data.params == {"p": "v"}
