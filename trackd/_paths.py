@@ -38,6 +38,10 @@ class DaemonPaths:
         return self.socket.with_name(self.socket.name + ".pid")
 
     @property
+    def journal(self) -> Path:
+        return self.socket.with_name(self.socket.name + ".journal")
+
+    @property
     def log(self) -> Path:
         return self.socket.with_name(self.socket.name + ".log")
 

@@ -11,6 +11,7 @@
     ├── DeliveryError                    the daemon refused or could not write accepted events
     ├── FlushTimeout (TimeoutError)      flush() ran out of time with events still pending
     └── StoreError
+        ├── StoreUnavailable             the disk refused a write (full, read-only, I/O error); retry later
         ├── ExperimentNotFound (LookupError)
         ├── ExperimentExists (ValueError)
         ├── RunNotFound (LookupError)
@@ -37,6 +38,7 @@ __all__ = [
     "RemoteProtocolError",
     "RunNotFound",
     "StoreError",
+    "StoreUnavailable",
     "TrackdError",
 ]
 
@@ -94,6 +96,14 @@ class FlushTimeout(TrackdError, TimeoutError):
 
 class StoreError(TrackdError):
     """The ./mlruns store cannot do what was asked."""
+
+
+class StoreUnavailable(StoreError):
+    """The disk refused a write for a reason that may pass (full, quota, read-only, I/O error).
+
+    Nothing of the batch stays half-written: metric files are cut back to their size before it,
+    and the whole batch can be written again later.
+    """
 
 
 class ExperimentNotFound(StoreError, LookupError):

@@ -111,6 +111,7 @@ class Sender:
     _dropped: int
     _warned_full: bool
     _warned_unavailable: bool
+    _warned_codes: set[str]
     _unavailable_since: float | None
     _last_spawn: float
     _wake_r: int
@@ -242,6 +243,7 @@ class Sender:
         self._dropped = 0
         self._warned_full = False
         self._warned_unavailable = False
+        self._warned_codes = set()
         self._unavailable_since = None
         self._last_spawn = 0.0
         self._wake_r, self._wake_w = os.pipe()
@@ -515,8 +517,9 @@ class Sender:
             elif isinstance(event, ErrorReply):
                 if event.request_id:
                     self._complete(event.request_id, error=DeliveryError(event.message))
-                elif event.code != ErrorCode.SHUTTING_DOWN:
-                    logger.warning("trackd daemon: %s", event.message)
+                elif event.code != ErrorCode.SHUTTING_DOWN and event.code not in self._warned_codes:
+                    self._warned_codes.add(event.code)
+                    _warn(f"the daemon reports: {event.message}")
             self._cond.notify_all()
 
     def _ack(self, seq: int) -> None:

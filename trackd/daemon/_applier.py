@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import InvalidArgument, StoreError
+from ..errors import InvalidArgument, StoreError, StoreUnavailable
 from ..protocol import RecordKind
 from ..store import (
     ArtifactWrite,
@@ -24,6 +24,7 @@ from ..store import (
     TagWrite,
     Termination,
     WriteBatch,
+    WriteJournal,
     validate_artifact_path,
     validate_key,
     validate_param_value,
@@ -70,13 +71,16 @@ class ApplyResult:
     failures: list[Failure] = field(default_factory=list)
     # Failures of the store itself (disk full, permissions), by kind, for status and the log.
     store_errors: list[str] = field(default_factory=list)
+    # Batches not written because their store refused writes for now (disk full...): written again later.
+    retry: list[PendingBatch] = field(default_factory=list)
 
 
 class Applier:
     """Owns one StoreWriter per store root; every method runs on the writer thread."""
 
-    def __init__(self, *, max_open_files: int) -> None:
+    def __init__(self, *, max_open_files: int, journal: WriteJournal | None = None) -> None:
         self._max_open_files = max_open_files
+        self._journal = journal
         self._writers: dict[str, StoreWriter] = {}
         self._good_keys: set[str] = set()
         self._good_run_ids: set[str] = set()
@@ -108,35 +112,53 @@ class Applier:
         """Write every pending batch, grouped per store root, and report what failed."""
         result = ApplyResult()
         batches: dict[str, WriteBatch] = {}
+        items: dict[str, list[PendingBatch]] = {}
         for item in pending:
-            batch = batches.get(item.session.store_root)
+            root = item.session.store_root
+            batch = batches.get(root)
             if batch is None:
-                batch = batches[item.session.store_root] = WriteBatch()
+                batch = batches[root] = WriteBatch()
+                items[root] = []
+            items[root].append(item)
             self._translate(item, batch, result)
         for root, batch in batches.items():
+            # The journal records, with the write, the highest batch of each client it completes.
+            seqs: dict[str, int] = {}
+            for item in items[root]:
+                seqs[item.session.client_id] = max(seqs.get(item.session.client_id, 0), item.seq)
             try:
-                failures = self.writer(root).write(batch)
+                failures = self.writer(root).write(batch, journal=self._journal, seqs=seqs)
+            except StoreUnavailable as exc:
+                # Nothing of this root's batches stays half-written; they wait and go again.
+                result.store_errors.append(str(exc))
+                result.retry.extend(items[root])
+                continue
             except (OSError, StoreError) as exc:
-                # The store as a whole failed (its root vanished, the disk is full, ...): every
-                # item of this root is reported, and the daemon carries on with other roots.
+                # The store as a whole failed (its root vanished, ...): every item of this root is
+                # reported, and the daemon carries on with other roots.
                 message = f"The store at {root} could not be written: {exc}."
                 result.store_errors.append(message)
-                for item in pending:
-                    if item.session.store_root == root:
-                        result.failures.append(Failure(item.session, item.seq, "batch", message))
+                result.failures.extend(Failure(item.session, item.seq, "batch", message) for item in items[root])
                 continue
             for failure in failures:
                 session, seq = cast(Origin, failure.origin)
                 result.failures.append(Failure(session, seq, failure.item, failure.message))
             result.metric_points += sum(len(m.points) for m in batch.metrics.values())
-        result.records = sum(len(item.records) for item in pending)
+            result.records += sum(len(item.records) for item in items[root])
         return result
 
+    def compact_journal(self, seqs: Mapping[str, int]) -> None:
+        """Keep the journal small: rewrite it as one snapshot of ``seqs`` once it is large."""
+        if self._journal is not None:
+            self._journal.compact_if_large(seqs)
+
     def close(self) -> None:
-        """Close every writer's cached files."""
+        """Close every writer's cached files and the journal."""
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+        if self._journal is not None:
+            self._journal.close()
 
     def _translate(self, item: PendingBatch, batch: WriteBatch, result: ApplyResult) -> None:
         origin: Origin = (item.session, item.seq)

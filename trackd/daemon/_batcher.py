@@ -20,6 +20,8 @@ DEFAULT_MAX_RECORDS = 50_000
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 # The issue's bound: a point waits at most 50 ms in the daemon before its write starts.
 DEFAULT_MAX_AGE = 0.05
+# Rough wire size of a record, for the byte threshold (a metric record is ~50 bytes of msgpack).
+RECORD_SIZE_ESTIMATE = 48
 
 
 @dataclass(slots=True)
@@ -64,6 +66,15 @@ class Batcher:
         if self._forced or self.pending_records >= self.max_records or self.pending_bytes >= self.max_bytes:
             return 0.0
         return max(0.0, self.max_age - (now - self._oldest))
+
+    def requeue(self, batches: list[PendingBatch], now: float) -> None:
+        """Put batches whose write failed back in front, to be written again first."""
+        if not batches:
+            return
+        self._items[0:0] = batches
+        self._oldest = now
+        self.pending_records += sum(len(b.records) for b in batches)
+        self.pending_bytes += sum(len(b.records) for b in batches) * RECORD_SIZE_ESTIMATE
 
     def take(self) -> list[PendingBatch]:
         """Hand every pending batch to the writer and start over."""

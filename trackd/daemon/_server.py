@@ -19,8 +19,9 @@ from typing import IO, Any, TypeVar
 from .. import __version__
 from .._paths import SOCKET_MODE, DaemonPaths, ensure_private_directory
 from ..protocol import Ack, Batch, ErrorCode, ErrorReply, FlushDone, Hello, Rejected
+from ..store import WriteJournal
 from ._applier import Applier, ApplyResult, Failure
-from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, Batcher, PendingBatch
+from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, RECORD_SIZE_ESTIMATE, Batcher, PendingBatch
 from ._connection import ClientConnection
 from ._loop import loop_factory
 from ._state import ServerState, Session
@@ -35,8 +36,10 @@ DEFAULT_MAX_OPEN_FILES = 512
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 # How long a disconnected client's sequence numbers are kept for a reconnect.
 SESSION_TTL = 300.0
-# Rough wire size of a record, for the byte threshold (a metric record is ~50 bytes of msgpack).
-_RECORD_SIZE_ESTIMATE = 48
+# After a store refused a write (disk full, read-only...), wait this long before trying again,
+# doubling up to the maximum while it keeps refusing.
+RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 10.0
 
 
 class AlreadyRunning(Exception):
@@ -80,6 +83,9 @@ class Server:
         self._server: asyncio.AbstractServer | None = None
         self._sigint_count = 0
         self._idle_since = time.monotonic()
+        # Sequence numbers recovered from the journal, for clients that have not reconnected yet.
+        self._recovered: dict[str, int] = {}
+        self._retry_delay = 0.0
 
     def run(self) -> None:
         """Run the daemon on its chosen event loop until it is told to stop."""
@@ -102,6 +108,10 @@ class Server:
         ensure_private_directory(paths.directory)
         self._take_lock(paths)
         _remove_stale_socket(paths.socket)
+        # Undo a write that a previous daemon did not finish, and learn what it did finish.
+        journal = WriteJournal.open(str(paths.journal))
+        self._recovered = dict(journal.recovered_seqs)
+        self.applier = Applier(max_open_files=self.config.max_open_files, journal=journal)
         # The directory is 0700 already; the umask also keeps the socket 0600 from its first moment.
         old_umask = os.umask(0o177)
         try:
@@ -179,6 +189,9 @@ class Server:
             session = Session(hello.client_id, hello.pid, hello.host, store_root)
             if store_root:
                 self.state.sessions[hello.client_id] = session
+                # A client of a daemon that died: what that daemon wrote must not be written again.
+                recovered = self._recovered.pop(hello.client_id, 0)
+                session.received_seq = session.applied_seq = recovered
         elif session.connection is not None and session.connection is not conn:
             # The client reconnected before we noticed its old socket die.
             session.connection.close()
@@ -199,7 +212,7 @@ class Server:
             return
         session.received_seq = batch.seq
         self.state.counters.records_received += len(batch.records)
-        size = len(batch.records) * _RECORD_SIZE_ESTIMATE
+        size = len(batch.records) * RECORD_SIZE_ESTIMATE
         now = time.monotonic()
         # The write loop sleeps without a deadline while nothing is pending, so the first batch
         # must wake it to start the max_age clock, as must one that makes a write due.
@@ -285,6 +298,9 @@ class Server:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
                 continue
+            if self._retry_delay:
+                # The store refused the last write; give it time (a full disk being cleaned up).
+                await asyncio.sleep(self._retry_delay)
             pending = self.batcher.take()
             self._room.set()
             self._writing = sum(len(item.records) for item in pending)
@@ -296,7 +312,29 @@ class Server:
                 self._fail_all(pending, result, f"The daemon failed while writing this batch: {exc!r}.")
             finally:
                 self._writing = 0
+            if result.retry:
+                self.batcher.requeue(result.retry, time.monotonic())
+                self._store_refused(result)
+                retrying = set(map(id, result.retry))
+                pending = [item for item in pending if id(item) not in retrying]
+            elif self._retry_delay:
+                logger.info("The store accepts writes again; resuming")
+                self._retry_delay = 0.0
             self._deliver(pending, result)
+            snapshot = {**self._recovered, **{s.client_id: s.applied_seq for s in self.state.sessions.values()}}
+            await loop.run_in_executor(self._executor, self.applier.compact_journal, snapshot)
+
+    def _store_refused(self, result: ApplyResult) -> None:
+        """A store refused writes: keep the batches, tell clients once, and back off."""
+        if not self._retry_delay:
+            message = (
+                f"{result.store_errors[0]} {sum(len(b.records) for b in result.retry)} events are kept and "
+                "written when it accepts writes again; new events wait while the daemon's backlog is full."
+            )
+            logger.error("%s", message)
+            for conn in list(self.state.connections):
+                conn.send(ErrorReply(request_id=0, code=ErrorCode.STORE_UNAVAILABLE, message=message))
+        self._retry_delay = min(max(self._retry_delay * 2, RETRY_DELAY), MAX_RETRY_DELAY)
 
     def _fail_all(self, pending: list[PendingBatch], result: ApplyResult, message: str) -> None:
         result.store_errors.append(message)
@@ -345,6 +383,8 @@ class Server:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             self.state.sample(now)
+            if self._recovered and time.time() - self.state.started_at > SESSION_TTL:
+                self._recovered.clear()
             for client_id, session in list(self.state.sessions.items()):
                 # A session is kept a while after its connection closes, so a reconnecting client
                 # is not written twice; one gone this long with nothing pending is forgotten.

@@ -245,6 +245,7 @@ class ErrorCode:
     REQUEST_FAILED = "request_failed"
     SHUTTING_DOWN = "shutting_down"
     FORBIDDEN = "forbidden"
+    STORE_UNAVAILABLE = "store_unavailable"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

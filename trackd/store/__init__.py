@@ -24,6 +24,7 @@ from ._entities import (
     WriteBatch,
     WriteFailure,
 )
+from ._journal import WriteJournal
 from ._layout import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME
 from ._reader import StoreReader
 from ._validation import (
@@ -70,6 +71,7 @@ __all__ = [
     "Termination",
     "WriteBatch",
     "WriteFailure",
+    "WriteJournal",
     "validate_artifact_path",
     "validate_experiment_id",
     "validate_experiment_name",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from ._format import FILE_MODE
 
@@ -79,6 +80,26 @@ class MetricFileCache:
         finally:
             os.close(fd)
 
+    def size(self, path: str) -> int:
+        """The current size of metric file ``path``: 0 if it does not exist (it is not created here,
+        because an empty metric file crashes MLflow's get_run)."""
+        fd = self._fds.get(path)
+        if fd is not None:
+            return os.fstat(fd).st_size
+        try:
+            return os.stat(path).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return 0  # the append itself reports a key that clashes with a folder
+
+    def rollback(self, files: Iterable[tuple[str, int]]) -> None:
+        """Undo a write that did not finish: close these files, then cut them back (truncate_files)."""
+        files = list(files)
+        for path, _ in files:
+            fd = self._fds.pop(path, None)
+            if fd is not None:
+                os.close(fd)
+        truncate_files(files)
+
     def close_under(self, folder: str) -> None:
         """Close every open file below ``folder`` (a run that moved or was deleted)."""
         prefix = folder.rstrip(os.sep) + os.sep
@@ -90,6 +111,24 @@ class MetricFileCache:
         while self._fds:
             _, fd = self._fds.popitem()
             os.close(fd)
+
+
+def truncate_files(files: Iterable[tuple[str, int]]) -> None:
+    """Cut each file back to a recorded size, removing files that end up empty.
+
+    Used to undo a write that did not finish (a crash, a full disk): an empty metric file would
+    crash MLflow's get_run ("No data found"), and a file a write created did not exist before.
+    """
+    for path, size in files:
+        try:
+            if os.path.getsize(path) > size:
+                os.truncate(path, size)
+            if size == 0:
+                os.remove(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            _log.error("Could not cut metric file %r back to %d bytes: %s", path, size, exc)
 
 
 def _repair_partial_last_line(fd: int, path: str) -> None:

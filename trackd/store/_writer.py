@@ -7,6 +7,7 @@ see and renamed into place, so an MLflow reader never meets a half-made file or 
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -21,6 +22,7 @@ from ..errors import (
     ParamChangedError,
     RunNotFound,
     StoreError,
+    StoreUnavailable,
     TrackdError,
 )
 from . import _layout as layout
@@ -49,6 +51,7 @@ from ._format import (
     run_info_to_meta,
     write_file_atomic,
 )
+from ._journal import WriteJournal
 from ._metric_files import MetricFileCache
 from ._reader import StoreReader
 from ._validation import (
@@ -85,6 +88,20 @@ class _RunHandle:
 def _signature(stat: os.stat_result) -> tuple[int, int, int]:
     # os.replace gives a new inode, and MLflow's in-place rewrites change mtime and usually size.
     return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+# The disk, not the item, refused these writes; they may succeed later (space freed, remount).
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENFILE, errno.EMFILE})
+
+
+def _os_error_message(item: str, exc: OSError) -> str:
+    if isinstance(exc, (IsADirectoryError, NotADirectoryError, FileExistsError)):
+        return (
+            f"Cannot write {item}: it clashes with an existing key, because MLflow stores each "
+            f"key as a file and a key cannot be both a file and a folder of other keys (such "
+            f"as 'a' and 'a/b'); found {exc.strerror} at {exc.filename!r}."
+        )
+    return f"Cannot write {item}: {exc.strerror or exc} ({exc.filename!r})."
 
 
 class StoreWriter:
@@ -205,8 +222,21 @@ class StoreWriter:
 
     # --- batches --------------------------------------------------------------------------------
 
-    def write(self, batch: WriteBatch) -> list[WriteFailure]:
-        """Apply a batch; one failing item never stops the others, and each failure is returned."""
+    def write(
+        self,
+        batch: WriteBatch,
+        *,
+        journal: WriteJournal | None = None,
+        seqs: Mapping[str, int] | None = None,
+    ) -> list[WriteFailure]:
+        """Apply a batch; one failing item never stops the others, and each failure is returned.
+
+        With a ``journal``, the metric files' sizes are recorded before they are appended to and
+        the batch is committed after, together with ``seqs`` (opaque to the store: the daemon's
+        per-client sequence numbers). Raises StoreUnavailable when the disk refuses a write for a
+        reason that may pass; the metric files are then cut back to their size before the batch,
+        and every other part of a batch is safe to apply again.
+        """
         failures: list[WriteFailure] = []
         self._checked.clear()
         apply = self._apply
@@ -216,18 +246,45 @@ class StoreWriter:
             apply(failures, (param.origin,), _item("param", param.key, param.run_id), self._log_param, param)
         for tag in batch.tags:
             apply(failures, (tag.origin,), _item("tag", tag.key, tag.run_id), self._set_tag, tag)
+        appends = self._locate_metric_files(batch, failures)
+        sizes = [(path, self._metric_files.size(path)) for _, path, _ in appends]
+        entry = journal.begin(sizes, seqs or {}) if journal is not None else None
+        try:
+            for append, path, origins in appends:
+                item = _item("metric", append.key, append.run_id)
+                apply(failures, origins, item, self._append_lines, (path, append))
+            for artifact in batch.artifacts:
+                item = _item("artifact", artifact.path, artifact.run_id)
+                apply(failures, (artifact.origin,), item, self._write_artifact, artifact)
+            for end in batch.terminations:
+                apply(failures, (end.origin,), f"termination of run {end.run_id}", self._terminate, end)
+        except StoreUnavailable:
+            self._metric_files.rollback(sizes)
+            raise
+        finally:
+            self._checked.clear()
+        if journal is not None and entry is not None:
+            journal.commit(entry)
+        return failures
+
+    def _locate_metric_files(
+        self, batch: WriteBatch, failures: list[WriteFailure]
+    ) -> list[tuple[MetricAppend, str, tuple[Hashable, ...]]]:
+        """The file of every metric append whose run and key are valid; the others become failures."""
+        located = []
         for append in batch.metrics.values():
             # One failure per client that sent points of this file, however many points it sent.
             origins = tuple(dict.fromkeys(append.origins)) or (None,)
-            item = _item("metric", append.key, append.run_id)
-            apply(failures, origins, item, self._append_metric, append)
-        for artifact in batch.artifacts:
-            item = _item("artifact", artifact.path, artifact.run_id)
-            apply(failures, (artifact.origin,), item, self._write_artifact, artifact)
-        for end in batch.terminations:
-            apply(failures, (end.origin,), f"termination of run {end.run_id}", self._terminate, end)
-        self._checked.clear()
-        return failures
+            try:
+                handle = self._active_run(append.run_id)
+                path = layout.metric_path(handle.folder, validate_key(append.key, kind="metric"))
+            except (TrackdError, OSError) as exc:
+                item = _item("metric", append.key, append.run_id)
+                message = str(exc) if isinstance(exc, TrackdError) else f"Cannot write {item}: {exc}."
+                failures.extend(WriteFailure(origin=o, item=item, message=message) for o in origins)
+                continue
+            located.append((append, path, origins))
+        return located
 
     def _apply(
         self,
@@ -241,14 +298,11 @@ class StoreWriter:
             action(argument)
         except TrackdError as exc:
             message = str(exc)
-        except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
-            message = (
-                f"Cannot write {item}: it clashes with an existing key, because MLflow stores each "
-                f"key as a file and a key cannot be both a file and a folder of other keys (such "
-                f"as 'a' and 'a/b'); found {exc.strerror} at {exc.filename!r}."
-            )
         except OSError as exc:
-            message = f"Cannot write {item}: {exc.strerror or exc} ({exc.filename!r})."
+            if exc.errno in TRANSIENT_ERRNOS:
+                # The disk, not the item, is at fault: the whole batch waits and is written again.
+                raise StoreUnavailable(f"The store at {self.root} cannot be written: {exc.strerror} ({exc.filename!r}).") from exc
+            message = _os_error_message(item, exc)
         except (TypeError, ValueError) as exc:
             message = f"Cannot write {item}: {exc}."
         else:
@@ -410,10 +464,9 @@ class StoreWriter:
             # FileStore.set_tag: setting mlflow.runName also rewrites run_name in meta.yaml.
             self._rewrite_meta(handle, run_name=value)
 
-    def _append_metric(self, item: MetricAppend) -> None:
-        handle = self._active_run(item.run_id)
-        key = validate_key(item.key, kind="metric")
-        self._metric_files.append(layout.metric_path(handle.folder, key), format_metric_lines(item.points))
+    def _append_lines(self, target: tuple[str, MetricAppend]) -> None:
+        path, item = target
+        self._metric_files.append(path, format_metric_lines(item.points))
 
     def _write_artifact(self, item: ArtifactWrite) -> None:
         handle = self._active_run(item.run_id)

@@ -1,0 +1,113 @@
+"""The write journal: how a daemon that dies mid-write still writes every batch exactly once.
+
+Before the metric appends of a batch, the journal records each file's size and the sequence
+numbers the batch completes; after them, a commit line. On the next start, ``WriteJournal.open``
+cuts every file of an uncommitted entry back to its recorded size (which also removes any torn
+last line) and returns the sequence numbers of committed writes. The daemon tells reconnecting
+clients those numbers, so they resend only what was never written, and nothing twice.
+
+Lines are JSON, appended with one ``write()`` each. No fsync: this protects against the daemon
+process dying (the page cache survives it), not against the machine losing power, which would
+also take the clients' unsent events with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+from ._metric_files import truncate_files
+
+_log = logging.getLogger("trackd.store")
+# Past this size the journal is rewritten as one snapshot line of the sequence numbers.
+DEFAULT_COMPACT_SIZE = 4 * 1024 * 1024
+_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+
+class WriteJournal:
+    """An append-only log of metric writes, their files' sizes before them, and their commits."""
+
+    def __init__(self, path: str, fd: int, seqs: dict[str, int], *, compact_size: int) -> None:
+        self.path = path
+        self._fd = fd
+        self._next_id = 1
+        self._size = os.fstat(fd).st_size
+        self._compact_size = compact_size
+        #: Highest sequence number written, per client id, as recovered at open.
+        self.recovered_seqs = seqs
+
+    @classmethod
+    def open(cls, path: str, *, compact_size: int = DEFAULT_COMPACT_SIZE) -> WriteJournal:
+        """Recover from the journal at ``path`` (undoing an interrupted write) and open it for appending."""
+        seqs: dict[str, int] = {}
+        try:
+            with open(path, "rb") as journal:
+                lines = journal.read().splitlines()
+        except FileNotFoundError:
+            lines = []
+        pending: dict[int, list[tuple[str, int]]] = {}
+        notes: dict[int, Mapping[str, int]] = {}
+        for raw in lines:
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue  # a line torn by the crash: its write never started
+            if "snapshot" in entry:
+                seqs.update(entry["snapshot"])
+            elif "begin" in entry:
+                pending[entry["begin"]] = [(str(p), int(s)) for p, s in entry["files"]]
+                notes[entry["begin"]] = entry.get("seqs", {})
+            elif "commit" in entry:
+                pending.pop(entry["commit"], None)
+                for client_id, seq in notes.pop(entry["commit"], {}).items():
+                    seqs[client_id] = max(seqs.get(client_id, 0), int(seq))
+        for entry_id, files in pending.items():
+            _log.warning(
+                "The daemon stopped in the middle of write %d; cutting %d metric file(s) back to their "
+                "size before it, so its clients' resent batches are written once.",
+                entry_id, len(files),
+            )
+            truncate_files(files)
+        _write_snapshot(path, seqs)
+        fd = os.open(path, _FLAGS, 0o600)
+        return cls(path, fd, seqs, compact_size=compact_size)
+
+    def begin(self, files: Sequence[tuple[str, int]], seqs: Mapping[str, int]) -> int:
+        """Record that ``files`` (path, size before) are about to be appended, completing ``seqs``."""
+        entry_id = self._next_id
+        self._next_id += 1
+        self._append({"begin": entry_id, "files": [list(f) for f in files], "seqs": dict(seqs)})
+        return entry_id
+
+    def commit(self, entry_id: int) -> None:
+        """Record that write ``entry_id`` is complete."""
+        self._append({"commit": entry_id})
+
+    def compact_if_large(self, seqs: Mapping[str, int]) -> None:
+        """Rewrite the journal as one snapshot of ``seqs`` once it has grown past its bound."""
+        if self._size < self._compact_size:
+            return
+        _write_snapshot(self.path, seqs)
+        os.close(self._fd)
+        self._fd = os.open(self.path, _FLAGS, 0o600)
+        self._size = os.fstat(self._fd).st_size
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _append(self, entry: object) -> None:
+        line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+        os.write(self._fd, line)
+        self._size += len(line)
+
+
+def _write_snapshot(path: str, seqs: Mapping[str, int]) -> None:
+    temp = f"{path}.tmp"
+    with open(temp, "wb") as out:
+        out.write(json.dumps({"snapshot": dict(seqs)}, separators=(",", ":")).encode() + b"\n")
+    os.chmod(temp, 0o600)
+    os.replace(temp, path)
