@@ -1,0 +1,319 @@
+"""Shared pieces of the benchmark scripts: a daemon in its own process, /proc readings, statistics,
+the fixed-width table and the ``--json`` file.
+
+Not a benchmark itself. Every script imports it as ``_common`` (``python benchmarks/bench_x.py``
+puts this folder first on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """The q-quantile of already sorted values (nearest rank, as latency reports use)."""
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, int(round(q * len(sorted_values) + 0.5)) - 1))
+    return float(sorted_values[index])
+
+
+def summarize_ns(samples: Iterable[int]) -> dict[str, float]:
+    """p50 / p99 / p99.9 / max / mean of nanosecond samples, in nanoseconds."""
+    values = sorted(samples)
+    n = len(values)
+    return {
+        "n": n,
+        "p50": quantile(values, 0.50),
+        "p99": quantile(values, 0.99),
+        "p999": quantile(values, 0.999),
+        "max": float(values[-1]) if values else float("nan"),
+        "mean": (sum(values) / n) if n else float("nan"),
+    }
+
+
+def median(values: Iterable[float]) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def timer_overhead_ns(n: int = 200_000) -> dict[str, float]:
+    """What an empty ``perf_counter_ns()`` pair measures: every per-call sample includes it."""
+    clock = time.perf_counter_ns
+    samples = [0] * n
+    for i in range(n):
+        t0 = clock()
+        samples[i] = clock() - t0
+    return summarize_ns(samples)
+
+
+# -- formatting -----------------------------------------------------------------------------------
+
+
+def us(ns: float) -> str:
+    """Nanoseconds as microseconds with sensible precision."""
+    value = ns / 1000
+    if value != value:  # NaN
+        return "-"
+    if value < 10:
+        return f"{value:.2f}"
+    if value < 1000:
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def num(value: float, digits: int = 0) -> str:
+    if value != value:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> str:
+    """Print (and return) a fixed-width table: first column left-aligned, the rest right-aligned."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def fmt(row: Sequence[str]) -> str:
+        return "  ".join(row[i].ljust(widths[i]) if i == 0 else row[i].rjust(widths[i]) for i in range(len(row)))
+
+    lines = []
+    if title:
+        lines.append(title)
+    lines.append(fmt(cells[0]))
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend(fmt(row) for row in cells[1:])
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+# -- environment and JSON -------------------------------------------------------------------------
+
+
+def environment(loop: str | None = None) -> dict[str, Any]:
+    """Python, platform, CPUs, loop and trackd version, for the JSON file."""
+    try:
+        import trackd
+
+        version = trackd.__version__
+    except Exception:  # pragma: no cover - the venv always has trackd
+        version = "not installed"
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "loop": loop,
+        "trackd_version": version,
+        "load_average_at_start": load,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv,
+    }
+
+
+def base_parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argparse parser with the options every script has: --json and --seed."""
+    first = (doc or "").strip().splitlines()[0] if doc else None
+    parser = argparse.ArgumentParser(description=first, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--json", metavar="PATH", help="write parameters, environment and raw results to this file")
+    parser.add_argument("--seed", type=int, default=1234, help="random seed for generated values")
+    return parser
+
+
+def write_json(path: str | None, params: dict[str, Any], results: Any, loop: str | None = None) -> None:
+    if not path:
+        return
+    document = {"parameters": params, "environment": environment(loop), "results": results}
+    Path(path).write_text(json.dumps(document, indent=2, sort_keys=True, default=str))
+    print(f"\nwrote {path}", flush=True)
+
+
+# -- /proc readings -------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (and its waited-for children: none for the daemon), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # After the ")" the fields start at "state" (field 3), so utime (14) and stime (15) are 11 and 12.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def open_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def rss_kb(pid: int) -> int:
+    """VmRSS of a process in KiB (-1 once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+# -- the daemon under test ------------------------------------------------------------------------
+
+
+def daemon_answers(socket_path: Path, timeout: float = 0.2) -> bool:
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(timeout)
+        probe.connect(str(socket_path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+class Daemon:
+    """A trackd daemon in its own process, on a short private socket path under /tmp, with its own
+    temporary store; ``stop()`` (or leaving the ``with`` block) ends it and removes both.
+
+    AF_UNIX paths are limited to about 104 bytes, so the socket lives in ``/tmp/tdb-XXXX/d.sock``.
+    """
+
+    def __init__(self, *extra_args: str, loop: str | None = None, keep: bool = False) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="tdb-", dir="/tmp"))
+        self.socket = self.directory / "d.sock"
+        self.log = self.directory / "d.sock.log"
+        self.store = self.directory / "mlruns"
+        self.loop = loop
+        self.extra_args = list(extra_args)
+        self.keep = keep
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 20.0) -> Daemon:
+        args = [sys.executable, "-m", "trackd.daemon", "--socket", str(self.socket), "--log-file", str(self.log),
+                "--log-level", "WARNING"]
+        if self.loop:
+            args += ["--loop", self.loop]
+        args += self.extra_args
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not daemon_answers(self.socket):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.process.returncode}: {self.read_log()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"daemon did not answer within {timeout} s: {self.read_log()}")
+            time.sleep(0.01)
+        return self
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment for a process that logs through this daemon (and never starts another)."""
+        env = dict(os.environ)
+        env.update(
+            TRACKD_SOCKET=str(self.socket),
+            TRACKD_TRACKING_URI=str(self.store),
+            TRACKD_AUTOSTART="0",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def apply_env(self, **extra: str) -> None:
+        """Point this process's own trackd client at the daemon (before the first trackd call)."""
+        os.environ.update({k: v for k, v in self.env(**extra).items() if k.startswith("TRACKD_")})
+
+    def suspend(self) -> None:
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def read_log(self) -> str:
+        try:
+            return self.log.read_text()[-2000:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        """SIGCONT (in case it was stopped), SIGTERM, wait; SIGKILL if it hangs. Removes the temp dir."""
+        code = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGCONT)
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    code = self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    code = self.process.wait(10)
+            else:
+                code = self.process.returncode
+        if not self.keep:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        return code
+
+
+def temp_dir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def mlflow_env(store: Path, **extra: str) -> dict[str, str]:
+    """An environment for an MLflow process writing a ``file://`` store (3.x needs the opt-in)."""
+    env = dict(os.environ)
+    env.update(
+        MLFLOW_TRACKING_URI=store.as_uri(),
+        MLFLOW_ALLOW_FILE_STORE="true",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def have_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
