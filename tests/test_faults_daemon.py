@@ -1,0 +1,95 @@
+"""The daemon dies or restarts under load: every point arrives exactly once, in order per process."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from helpers import child_env, wait_for
+
+from trackd._paths import DaemonPaths
+from trackd.client._launcher import daemon_answers
+from trackd.store import StoreReader
+
+PRODUCERS = 4
+POINTS = int(os.environ.get("TRACKD_FAULT_POINTS", "250000"))
+RESTARTS = 5
+
+PRODUCER = """
+import sys, time, trackd
+rank, points, run_id = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+trackd.start_run(run_id=run_id)
+key = f"p{rank}"
+for step in range(points):
+    trackd.log_metric(key, float(step), step=step)
+    if step % 5000 == 4999:
+        time.sleep(0.05)  # spread the stream over the restarts
+trackd.flush(timeout=120)
+print("done", flush=True)
+"""
+
+
+def _daemon_pid(paths: DaemonPaths) -> int | None:
+    try:
+        return int(paths.pid.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_every_point_arrives_once_while_the_daemon_is_restarted(signum: int, socket_path: Path, store: Path) -> None:
+    paths = DaemonPaths(socket_path)
+    run_id = uuid.uuid4().hex
+    env = child_env(socket_path, TRACKD_TRACKING_URI=str(store))
+    producers = [
+        subprocess.Popen(
+            [sys.executable, "-c", PRODUCER, str(rank), str(POINTS), run_id],
+            env={**env, "RANK": str(rank)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for rank in range(PRODUCERS)
+    ]
+    rng = random.Random(7)
+    killed: list[int] = []
+    try:
+        wait_for(lambda: _daemon_pid(paths) is not None and daemon_answers(paths.socket, 0.2), 30, message="first daemon")
+        for _ in range(RESTARTS):
+            time.sleep(rng.uniform(0.2, 0.8))
+            pid = _daemon_pid(paths)
+            if pid is None or all(p.poll() is not None for p in producers):
+                break
+            os.kill(pid, signum)
+            killed.append(pid)
+            # The clients start a successor themselves.
+            wait_for(
+                lambda: _daemon_pid(paths) not in (None, pid) and daemon_answers(paths.socket, 0.2),
+                60, message="a new daemon started by the clients",
+            )
+        outputs = [p.communicate(timeout=240) for p in producers]
+    finally:
+        for p in producers:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        final = _daemon_pid(paths)
+        if final is not None:
+            try:
+                os.kill(final, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            wait_for(lambda: not paths.pid.exists() or _daemon_pid(paths) != final, 30, message="daemon exit")
+    assert len(killed) >= 3, "the producers finished before the daemon could be restarted; raise POINTS"
+    for process, (out, err) in zip(producers, outputs):
+        assert process.returncode == 0 and "done" in out, err
+    reader = StoreReader(store)
+    for rank in range(PRODUCERS):
+        values = [m.value for m in reader.get_metric_history(run_id, f"p{rank}")]
+        assert len(values) == POINTS, f"rank {rank}: {len(values)} points, expected {POINTS}"
+        assert values == [float(step) for step in range(POINTS)], f"rank {rank}: points duplicated or out of order"
