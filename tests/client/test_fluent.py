@@ -1,0 +1,288 @@
+"""The fluent API (``trackd.start_run``, ``trackd.log_metric``...) in real child processes.
+
+The fluent functions keep module state (the active run stack, the client), and the behaviour under
+test is about process exit, exceptions, environment variables and fork, so each scenario runs in
+a fresh interpreter and is checked from outside: exit code, stderr, and the store read by MLflow.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+from helpers import DaemonProcess, child_env, run_python
+
+from trackd import Client, ClientConfig
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import ViewType  # noqa: E402
+
+TRACKING_VARIABLES = ("TRACKD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "RANK")
+
+
+def _env(daemon: DaemonProcess, store: Path | None, **extra: str) -> dict[str, str]:
+    """A child's environment: the test's daemon, no autostart, and only the tracking variables given."""
+    env = child_env(daemon.paths.socket, TRACKD_AUTOSTART="0")
+    for name in TRACKING_VARIABLES:
+        env.pop(name, None)
+    if store is not None:
+        env["TRACKD_TRACKING_URI"] = str(store)
+    env.update(extra)
+    return env
+
+
+def _run(code: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return run_python(textwrap.dedent(code), env, cwd=cwd, timeout=60.0)
+
+
+def _ok(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    """The JSON the child printed last; the child must have exited 0 and said nothing on stderr."""
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "{}"
+    return dict(json.loads(last))
+
+
+def _mlflow(store: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=str(store))
+
+
+def _only_run(store: Path, experiment_id: str = "0") -> mlflow.entities.Run:
+    [run] = _mlflow(store).search_runs([experiment_id])
+    return run
+
+
+def test_quickstart_without_start_run_logs_to_an_implicit_run_finished_at_exit(daemon: DaemonProcess, store: Path) -> None:
+    _ok(_run(
+        """
+        import trackd as mlflow
+        mlflow.log_param("lr", 0.01)
+        for step in range(5):
+            mlflow.log_metric("loss", 1 / (step + 1), step=step)
+        mlflow.set_tag("team", "ml")
+        """,
+        _env(daemon, store),
+    ))
+    run = _only_run(store)
+    assert run.info.status == "FINISHED" and run.info.end_time >= run.info.start_time
+    assert run.data.params == {"lr": "0.01"} and run.data.tags["team"] == "ml"
+    history = _mlflow(store).get_metric_history(run.info.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(s, 1 / (s + 1)) for s in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("raise_statement", "status"), [("raise ValueError('boom')", "FAILED"), ("raise KeyboardInterrupt", "KILLED")]
+)
+@pytest.mark.parametrize("inside_with", [True, False], ids=["with-start_run", "implicit-run"])
+def test_uncaught_exception_ends_the_run_failed_and_ctrl_c_killed(
+    daemon: DaemonProcess, store: Path, raise_statement: str, status: str, inside_with: bool
+) -> None:
+    body = f"trackd.log_metric('loss', 1.0)\n{raise_statement}"
+    code = f"import trackd\nwith trackd.start_run():\n{textwrap.indent(body, '    ')}" if inside_with else f"import trackd\n{body}"
+    result = _run(code, _env(daemon, store))
+    assert result.returncode != 0
+    assert raise_statement.split()[1].split("(")[0] in result.stderr
+    run = _only_run(store)
+    assert run.info.status == status and run.info.end_time is not None
+    assert run.data.metrics == {"loss": 1.0}
+
+
+def test_nested_runs_get_the_parent_run_id_tag(daemon: DaemonProcess, store: Path) -> None:
+    ids = _ok(_run(
+        """
+        import json, trackd
+        with trackd.start_run() as parent:
+            with trackd.start_run(nested=True) as child:
+                trackd.log_metric("child_metric", 1.0)
+            trackd.log_metric("parent_metric", 2.0)
+        print(json.dumps({"parent": parent.info.run_id, "child": child.info.run_id}))
+        """,
+        _env(daemon, store),
+    ))
+    client = _mlflow(store)
+    parent, child = client.get_run(str(ids["parent"])), client.get_run(str(ids["child"]))
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert "mlflow.parentRunId" not in parent.data.tags
+    assert (child.data.metrics, parent.data.metrics) == ({"child_metric": 1.0}, {"parent_metric": 2.0})
+    assert parent.info.status == child.info.status == "FINISHED"
+
+
+def test_start_run_sets_mlflow_system_tags_and_description(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(
+        """
+        import trackd
+        with trackd.start_run(run_name="my-run", description="a **markdown** note", tags={"k": "v"}):
+            trackd.log_metric("loss", 1.0)
+        """
+    ))
+    result = subprocess.run([sys.executable, str(script)], env=_env(daemon, store), capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    run = _only_run(store)
+    assert run.info.run_name == "my-run"
+    assert {k: v for k, v in run.data.tags.items() if k.startswith("mlflow.") or k == "k"} == {
+        "mlflow.user": getpass.getuser(),
+        "mlflow.source.name": str(script),
+        "mlflow.source.type": "LOCAL",
+        "mlflow.runName": "my-run",
+        "mlflow.note.content": "a **markdown** note",
+        "k": "v",
+    }
+
+
+def test_run_without_a_name_gets_a_generated_run_name_tag(daemon: DaemonProcess, store: Path) -> None:
+    _ok(_run("import trackd\nwith trackd.start_run():\n    pass\n", _env(daemon, store)))
+    run = _only_run(store)
+    assert run.info.run_name and run.data.tags["mlflow.runName"] == run.info.run_name
+
+
+def test_set_experiment_by_name_creates_it_once_across_two_processes(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "go"
+    code = textwrap.dedent(
+        f"""
+        import json, os, time, trackd
+        deadline = time.monotonic() + 20
+        while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        experiment = trackd.set_experiment("shared")
+        with trackd.start_run():
+            trackd.log_metric("loss", 1.0)
+        print(json.dumps({{"experiment_id": experiment.experiment_id}}))
+        """
+    )
+    env = _env(daemon, store)
+    children = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    gate.touch()
+    outputs = [child.communicate(timeout=60) for child in children]
+    results = [subprocess.CompletedProcess(c.args, c.returncode, out, err) for c, (out, err) in zip(children, outputs)]
+    first, second = (_ok(r)["experiment_id"] for r in results)
+    assert first == second
+    experiments = _mlflow(store).search_experiments(view_type=ViewType.ALL)
+    assert [e.experiment_id for e in experiments if e.name == "shared"] == [first]
+    assert len(_mlflow(store).search_runs([str(first)])) == 2
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import trackd\ntrackd.log_metric('loss', 1.0)\n",
+        "import trackd\nwith trackd.start_run():\n    trackd.log_metric('loss', 1.0)\n",
+        "import trackd\ntrackd.start_run()\ntrackd.log_metric('loss', 1.0)\ntrackd.end_run()\n",
+    ],
+    ids=["implicit", "with-start_run", "end_run"],
+)
+def test_mlflow_run_id_attaches_to_an_existing_run_without_ending_it(daemon: DaemonProcess, store: Path, code: str) -> None:
+    with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
+        run_id = client.create_run(run_name="launcher").info.run_id
+    _ok(_run(code, _env(daemon, store, MLFLOW_RUN_ID=run_id)))
+    run = _only_run(store)
+    assert (run.info.run_id, run.info.run_name, run.info.status, run.info.end_time) == (run_id, "launcher", "RUNNING", None)
+    assert run.data.metrics == {"loss": 1.0}
+
+
+def test_start_run_with_a_new_run_id_creates_that_run(daemon: DaemonProcess, store: Path) -> None:
+    run_id = uuid.uuid4().hex
+    _ok(_run(f"import trackd\nwith trackd.start_run(run_id={run_id!r}):\n    trackd.log_metric('loss', 1.0)\n", _env(daemon, store)))
+    run = _only_run(store)
+    assert (run.info.run_id, run.info.status) == (run_id, "FINISHED")
+
+
+@pytest.mark.parametrize(
+    ("ending", "status"),
+    [("trackd.end_run()", "RUNNING"), ("", "RUNNING"), ("trackd.end_run('FINISHED')", "FINISHED"), ("trackd.end_run('FAILED')", "FAILED")],
+    ids=["end_run", "exit", "end_run-FINISHED", "end_run-FAILED"],
+)
+def test_rank_1_leaves_a_shared_run_running_unless_given_a_status(daemon: DaemonProcess, store: Path, ending: str, status: str) -> None:
+    run_id = uuid.uuid4().hex
+    code = f"import trackd\ntrackd.start_run(run_id={run_id!r})\ntrackd.log_metric('loss', 1.0)\n{ending}\n"
+    _ok(_run(code, _env(daemon, store, RANK="1")))
+    run = _only_run(store)
+    assert (run.info.run_id, run.info.status, run.data.metrics) == (run_id, status, {"loss": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("setup", "variables", "expected"),
+    [
+        ("trackd.set_tracking_uri('set')", {"TRACKD_TRACKING_URI": "trackd", "MLFLOW_TRACKING_URI": "mlflow"}, "set"),
+        ("trackd.set_tracking_uri('file:{cwd}/set-uri')", {}, "set-uri"),
+        ("", {"TRACKD_TRACKING_URI": "trackd", "MLFLOW_TRACKING_URI": "mlflow"}, "trackd"),
+        ("", {"TRACKD_TRACKING_URI": "{cwd}/abs", "MLFLOW_TRACKING_URI": "mlflow"}, "abs"),
+        ("", {"MLFLOW_TRACKING_URI": "mlflow-path"}, "mlflow-path"),
+        ("", {"MLFLOW_TRACKING_URI": "file://{cwd}/mlflow-uri"}, "mlflow-uri"),
+        ("", {"MLFLOW_TRACKING_URI": "file:{cwd}/mlflow-short-uri"}, "mlflow-short-uri"),
+        ("", {"MLFLOW_TRACKING_URI": "http://localhost:5000"}, "mlruns"),
+        ("", {}, "mlruns"),
+    ],
+    ids=["set_tracking_uri-wins", "set_tracking_uri-file-uri", "trackd-over-mlflow", "trackd-absolute",
+         "mlflow-path", "mlflow-file-uri", "mlflow-file-short-uri", "mlflow-http-ignored", "default-mlruns"],
+)
+def test_tracking_uri_resolution_order(daemon: DaemonProcess, tmp_path: Path, setup: str, variables: dict[str, str], expected: str) -> None:
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    real_cwd = os.path.realpath(cwd)
+    env = _env(daemon, None, **{k: v.format(cwd=real_cwd) for k, v in variables.items()})
+    result = _ok(_run(f"import json, trackd\n{setup.format(cwd=real_cwd)}\nprint(json.dumps({{'uri': trackd.get_tracking_uri()}}))\n", env, cwd=cwd))
+    uri = str(result["uri"])
+    assert os.path.isabs(uri) and os.path.realpath(uri) == os.path.join(real_cwd, expected)
+
+
+def test_logging_with_mlflow_tracking_uri_as_file_uri_writes_there(daemon: DaemonProcess, tmp_path: Path) -> None:
+    store = tmp_path / "via-uri"
+    _ok(_run("import trackd\ntrackd.log_metric('loss', 1.0)\n", _env(daemon, None, MLFLOW_TRACKING_URI=store.as_uri())))
+    assert _only_run(store).data.metrics == {"loss": 1.0}
+
+
+def test_normal_exit_delivers_every_point_without_flush(daemon: DaemonProcess, store: Path) -> None:
+    _ok(_run(
+        """
+        import trackd
+        trackd.start_run()
+        for step in range(1000):
+            trackd.log_metric("loss", step / 1000, step=step)
+        """,
+        _env(daemon, store),
+    ))
+    run = _only_run(store)
+    history = _mlflow(store).get_metric_history(run.info.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(s, s / 1000) for s in range(1000)]
+    assert run.info.status == "FINISHED"
+
+
+def test_forked_child_logs_to_the_parents_run_and_nothing_is_duplicated(daemon: DaemonProcess, store: Path) -> None:
+    code = """
+        import json, os, sys, time, trackd
+        run = trackd.start_run()
+        for step in range(10):
+            trackd.log_metric("parent", float(step), step=step)  # still buffered at the fork
+        pid = os.fork()
+        if pid == 0:
+            for step in range(100):
+                trackd.log_metric("child", float(step), step=step)
+            sys.exit(0)  # a normal exit: atexit delivers the child's points
+        deadline = time.monotonic() + 30
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                sys.exit("the forked child hung at exit")
+            time.sleep(0.01)
+        for step in range(10, 20):
+            trackd.log_metric("parent", float(step), step=step)
+        print(json.dumps({"run_id": run.info.run_id, "child_exit": os.waitstatus_to_exitcode(done[1])}))
+    """
+    result = _ok(_run(code, _env(daemon, store, PYTHONWARNINGS="ignore::DeprecationWarning")))
+    assert result["child_exit"] == 0
+    client = _mlflow(store)
+    run_id = str(result["run_id"])
+    assert [m.step for m in client.get_metric_history(run_id, "parent")] == list(range(20))
+    assert sorted(m.step for m in client.get_metric_history(run_id, "child")) == list(range(100))
+    # The parent owns the run: the child's exit did not end it, the parent's did.
+    assert client.get_run(run_id).info.status == "FINISHED"
+
