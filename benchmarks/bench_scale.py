@@ -1,0 +1,180 @@
+"""Does durable throughput hold, and do the daemon's open files and memory stay bounded, as the
+number of distinct metric files (runs x keys) grows from 10 to 100,000?
+
+For each size a fresh daemon (its own process, short socket under /tmp, temporary store,
+started with ``--max-open-files``) serves one producer process that creates the runs (flushed
+first, not timed), then logs ``--points`` points round-robin over every (run, key) file with
+``Client.log_metric`` and calls ``flush()``. Durable points/s is the span from the first call
+to the return of ``flush()``. While it runs, this process samples the daemon every 20 ms:
+open fds (``/proc/<pid>/fd``) and RSS (``/proc/<pid>/status`` VmRSS); the table shows the peak
+of each and the throughput relative to the 10-file case of the same invocation (the baseline).
+
+Default sizes are 10, 1,000 and 10,000 files so the script finishes in about a minute;
+``--full`` adds the 100,000-file case (100,000 files are created on disk: allow a few minutes).
+
+Run:  .venv/bin/python benchmarks/bench_scale.py [--points 200000] [--max-open-files 512] [--full] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import _common as C
+
+PRODUCER = r"""
+import json, random, sys, time
+import trackd
+runs, keys, points, seed = (int(x) for x in sys.argv[1:5])
+rng = random.Random(seed)
+values = [rng.random() for _ in range(4096)]
+client = trackd.Client()
+run_ids = [client.create_run("0", run_name=f"scale-{r}").info.run_id for r in range(runs)]
+names = [f"metric_{k}" for k in range(keys)]
+client.flush()
+files = [(run_id, name) for run_id in run_ids for name in names]
+print("ready", flush=True)
+sys.stdin.readline()
+log_metric = client.log_metric
+n_files = len(files)
+rounds = max(1, points // n_files)
+t0 = time.monotonic_ns()
+i = 0
+for step in range(rounds):
+    for run_id, name in files:
+        log_metric(run_id, name, values[i & 4095], None, step)
+        i += 1
+t1 = time.monotonic_ns()
+client.flush()
+t2 = time.monotonic_ns()
+client.close()
+print(json.dumps({"first_call_ns": t0, "last_call_ns": t1, "flushed_ns": t2, "points": i}), flush=True)
+"""
+
+
+class Sampler(threading.Thread):
+    """Peak open fds and RSS of a process, sampled every ``interval`` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.stop_event = threading.Event()
+        self.peak_fds = 0
+        self.peak_rss_kb = 0
+        self.samples = 0
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.peak_fds = max(self.peak_fds, C.open_fds(self.pid))
+            self.peak_rss_kb = max(self.peak_rss_kb, C.rss_kb(self.pid))
+            self.samples += 1
+            self.stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join()
+
+
+def shape(files: int) -> tuple[int, int]:
+    """(runs, keys) for a number of metric files: up to 100 keys per run."""
+    keys = min(files, 100) if files >= 100 else files
+    return max(1, files // keys), keys
+
+
+def one_case(files: int, points: int, max_open: int, seed: int) -> dict[str, Any]:
+    runs, keys = shape(files)
+    # At least one point per file, so every file exists.
+    points = max(points, runs * keys)
+    with C.Daemon("--max-open-files", str(max_open)) as daemon:
+        fds_idle, rss_idle = C.open_fds(daemon.pid), C.rss_kb(daemon.pid)
+        proc = subprocess.Popen([sys.executable, "-c", PRODUCER, str(runs), str(keys), str(points), str(seed)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=daemon.env())
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            line = proc.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"producer did not start: {line!r}; daemon log: {daemon.read_log()}")
+            cpu0 = C.cpu_seconds(daemon.pid)
+            sampler = Sampler(daemon.pid)
+            sampler.start()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            report = json.loads(proc.stdout.readline())
+            sampler.stop()
+            cpu1 = C.cpu_seconds(daemon.pid)
+            fds_end, rss_end = C.open_fds(daemon.pid), C.rss_kb(daemon.pid)
+        finally:
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    span = (report["flushed_ns"] - report["first_call_ns"]) / 1e9
+    return {
+        "files": runs * keys, "runs": runs, "keys": keys, "points": report["points"], "max_open_files": max_open,
+        "durable_span_s": span, "durable_points_per_s": report["points"] / span,
+        "daemon_cpu_s": cpu1 - cpu0,
+        "fds_idle": fds_idle, "fds_peak": sampler.peak_fds, "fds_end": fds_end,
+        "rss_idle_kb": rss_idle, "rss_peak_kb": sampler.peak_rss_kb, "rss_end_kb": rss_end,
+        "samples": sampler.samples,
+    }
+
+
+def main() -> int:
+    parser = C.base_parser(__doc__)
+    parser.add_argument("--sizes", default="10,1000,10000", help="comma-separated numbers of metric files")
+    parser.add_argument("--full", action="store_true", help="also run 100,000 files")
+    parser.add_argument("--points", type=int, default=200_000, help="points per case (at least one per file)")
+    parser.add_argument("--max-open-files", type=int, default=512, help="the daemon's --max-open-files")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds per size (a fresh daemon and store each); medians")
+    args = parser.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",") if x]
+    if args.full and 100_000 not in sizes:
+        sizes.append(100_000)
+
+    results: list[dict[str, Any]] = []
+    # Warm-up: a small case so imports and the page cache are warm.
+    one_case(10, 10_000, args.max_open_files, args.seed)
+    for files in sizes:
+        for repeat in range(args.repeats):
+            t0 = time.perf_counter()
+            r = one_case(files, args.points, args.max_open_files, args.seed + repeat)
+            r["repeat"] = repeat
+            results.append(r)
+            print(f"  {r['files']:>7,} files: {r['durable_points_per_s']:>10,.0f} points/s, peak fds {r['fds_peak']}, "
+                  f"peak RSS {r['rss_peak_kb'] / 1024:.1f} MB ({time.perf_counter() - t0:.1f} s)", flush=True)
+
+    rows = []
+    summary = []
+    base = None
+    for files in sizes:
+        rs = [r for r in results if r["files"] == shape(files)[0] * shape(files)[1]]
+        pps = C.median(r["durable_points_per_s"] for r in rs)
+        base = base or pps
+        s = {
+            "files": rs[0]["files"], "runs": rs[0]["runs"], "keys": rs[0]["keys"], "points": rs[0]["points"],
+            "durable_points_per_s": pps, "ratio_to_first": pps / base,
+            "fds_peak": max(r["fds_peak"] for r in rs), "rss_peak_mb": max(r["rss_peak_kb"] for r in rs) / 1024,
+            "daemon_cpu_s_per_million": C.median(r["daemon_cpu_s"] / r["points"] * 1e6 for r in rs),
+        }
+        summary.append(s)
+        rows.append([f"{s['files']:,}", f"{s['runs']:,} x {s['keys']}", C.num(s["points"]), C.num(pps),
+                     f"{s['ratio_to_first']:.2f}x", args.max_open_files, s["fds_peak"], f"{s['rss_peak_mb']:.1f}",
+                     f"{s['daemon_cpu_s_per_million']:.2f}"])
+    print()
+    C.print_table(
+        ["metric files", "runs x keys", "points", "durable pts/s", f"vs {sizes[0]:,} files", "--max-open-files",
+         "peak daemon fds", "peak daemon RSS MB", "daemon CPU s / 1M pts"],
+        rows,
+        title=f"scale: one producer, points round-robin over every file, {args.repeats} round(s) per size",
+    )
+    C.write_json(args.json, vars(args), {"summary": summary, "rounds": results}, loop="daemon default")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
