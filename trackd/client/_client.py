@@ -11,10 +11,12 @@ import atexit
 import enum
 import json
 import os
+import signal
+import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,7 @@ class Client:
         self._known_runs: set[str] = set()
         self._params: dict[tuple[str, str], str] = {}
         _LIVE_CLIENTS.add(self)
+        _install_sigterm_handler()
 
     def __repr__(self) -> str:
         return f"<trackd.Client {self.tracking_uri!r} {self.state.name}>"
@@ -434,10 +437,40 @@ def _now_ms() -> int:
 _LIVE_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
+# Called with the run status before clients close at exit or on SIGTERM (the fluent API ends its runs).
+EXIT_HOOKS: list[Callable[[str | None], None]] = []
+
+
 def _close_all_clients() -> None:
     """At interpreter exit, deliver what every open client accepted (bounded by TRACKD_EXIT_TIMEOUT)."""
     for client in list(_LIVE_CLIENTS):
         client.close()
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (preemption, a launcher stopping its workers): end the runs KILLED, deliver, then die by the signal.
+
+    Python's default for SIGTERM ends the process at once, skipping atexit, so everything still
+    buffered would be lost. This handler is installed only where SIGTERM had its default action,
+    and it re-raises the signal afterwards, so the exit status stays "killed by SIGTERM".
+    """
+    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM kills at once
+    try:
+        for hook in EXIT_HOOKS:
+            hook("KILLED")
+        _close_all_clients()
+    finally:
+        os.kill(os.getpid(), signum)
+
+
+def _install_sigterm_handler() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal.signal works only in the main thread
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        pass  # not the main interpreter
 
 
 atexit.register(_close_all_clients)

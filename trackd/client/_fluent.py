@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ExperimentNotFound
 from ..store import Experiment, Metric, Run, RunData, RunInfo, RunStatus
-from ._client import Client, ClientState
+from ._client import EXIT_HOOKS, Client, ClientState
 from ._config import resolve_tracking_uri
 from ._sender import FlushReport
 
@@ -145,9 +145,10 @@ def start_run(
     """Start a run, or attach to one by id, and make it active. Use it as a context manager.
 
     ``run_id`` (or ``MLFLOW_RUN_ID``) naming a run that does not exist yet creates it with that id,
-    so a launcher can hand one id to every rank. Such a shared run is ended by rank 0 (``RANK``
-    unset or "0"); a process that attached to an existing run leaves it running unless it
-    passes a status to end_run().
+    so a launcher can hand one id to every rank. Under a launcher (``RANK`` set) rank 0 ends the
+    shared run, whichever rank created it; without ``RANK`` the process that created it does. A
+    process that attached to an existing run otherwise (a resumed job) leaves it running unless
+    it passes a status to end_run().
     """
     global _last_run
     with _lock:
@@ -160,9 +161,12 @@ def start_run(
         if run_id is None and not _runs:
             run_id = os.environ.get("MLFLOW_RUN_ID") or None
         existing = client._reader.find_run(run_id) if run_id is not None else None
+        rank = os.environ.get("RANK")
         if existing is not None:
             client._known_runs.add(existing.run_id)
-            active = ActiveRun(Run(info=existing, data=RunData(metrics={}, params={}, tags={})), owns=False)
+            # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first;
+            # otherwise attaching to an existing run (a resumed job) never ends it.
+            active = ActiveRun(Run(info=existing, data=RunData(metrics={}, params={}, tags={})), owns=rank == "0")
         else:
             run_tags = _system_tags()
             parent = parent_run_id or (_runs[-1].run_id if nested and _runs else None)
@@ -178,7 +182,7 @@ def start_run(
                 run_id=run_id,
             )
             shared = run_id is not None
-            active = ActiveRun(run, owns=not shared or os.environ.get("RANK", "0") in ("", "0"))
+            active = ActiveRun(run, owns=not shared or rank in (None, "", "0"))
         _runs.append(active)
         _last_run = active
         return active
@@ -354,18 +358,21 @@ def _system_tags() -> dict[str, str]:
     }
 
 
-def _end_runs_at_exit() -> None:
-    """End this process's runs: FAILED after an uncaught exception, KILLED after Ctrl-C."""
-    last = getattr(sys, "last_value", None)
-    if last is None:
-        status = RunStatus.FINISHED.name
-    elif isinstance(last, KeyboardInterrupt):
-        status = RunStatus.KILLED.name
-    else:
-        status = RunStatus.FAILED.name
+def _end_runs_at_exit(status: str | None = None) -> None:
+    """End the runs this process owns: FAILED after an uncaught exception, KILLED after Ctrl-C or SIGTERM.
+
+    Runs it only attached to (another rank's, a forked parent's) are left to their owner.
+    """
+    if status is None:
+        last = getattr(sys, "last_value", None)
+        if last is None:
+            status = RunStatus.FINISHED.name
+        elif isinstance(last, KeyboardInterrupt):
+            status = RunStatus.KILLED.name
+        else:
+            status = RunStatus.FAILED.name
     while _runs:
-        owns = _runs[-1].owns
-        end_run(status if owns or status != RunStatus.FINISHED.name else None)
+        end_run(status if _runs[-1].owns else None)
 
 
 def _after_fork_in_child() -> None:
@@ -378,5 +385,6 @@ def _after_fork_in_child() -> None:
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 # Registered after the client module's hook, so it runs first (atexit is last-in, first-out):
-# runs are ended before the clients deliver and close.
+# runs are ended before the clients deliver and close. SIGTERM runs the same hook with KILLED.
 atexit.register(_end_runs_at_exit)
+EXIT_HOOKS.append(_end_runs_at_exit)

@@ -87,8 +87,6 @@ class Sender:
     # Records and (estimated) bytes in one batch frame, well inside the protocol's limits.
     MAX_RECORDS_PER_BATCH = 10_000
     MAX_BATCH_BYTES = 4 * 1024 * 1024
-    # After this long without acks while records wait, say so once on stderr.
-    STALL_WARNING_AFTER = 5.0
 
     client_id: str
     buffer: collections.deque[Record]
@@ -226,7 +224,8 @@ class Sender:
         self.buffer = collections.deque()
         # The first append starts the thread; after that, wake early at MAX_BEFORE_SEND.
         self.wake_at = 0
-        self._cond = threading.Condition(threading.Lock())
+        # Reentrant: the SIGTERM handler may flush while the interrupted main thread holds it.
+        self._cond = threading.Condition(threading.RLock())
         self._thread = None
         self._stopping = False
         self._transport = None
