@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+# Socket paths of the daemons this process started (the JSON file lists them, so a test can check
+# that none is left running).
+STARTED_SOCKETS: list[str] = []
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -132,8 +135,21 @@ def environment(loop: str | None = None) -> dict[str, Any]:
         "trackd_version": version,
         "load_average_at_start": load,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git": _git_state(),
+        "daemon_sockets": list(STARTED_SOCKETS),
         "argv": sys.argv,
     }
+
+
+def _git_state() -> dict[str, Any]:
+    """The commit measured, and whether trackd/ had uncommitted edits (the install is editable)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty_trackd_files": git("status", "--porcelain", "--", "../trackd").splitlines()}
 
 
 def base_parser(doc: str | None) -> argparse.ArgumentParser:
@@ -235,6 +251,7 @@ class Daemon:
             args += ["--loop", self.loop]
         args += self.extra_args
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        STARTED_SOCKETS.append(str(self.socket))
         deadline = time.monotonic() + timeout
         while not daemon_answers(self.socket):
             if self.process.poll() is not None:
