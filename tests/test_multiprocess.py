@@ -1,0 +1,166 @@
+"""Many real processes and one daemon: autostart races, one shared run, and a daemon restart mid-stream."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import DaemonProcess, child_env, metric_lines, wait_for
+from mlflow.tracking import MlflowClient
+
+from trackd._paths import DaemonPaths
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def paths(socket_path: Path) -> Iterator[DaemonPaths]:
+    """The test's daemon files; a daemon a client started is stopped by its pid file at the end."""
+    paths = DaemonPaths(socket_path)
+    yield paths
+    try:
+        pid = int(paths.pid.read_text())
+    except (OSError, ValueError):
+        return
+    if alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not alive(pid), timeout=30, message=f"daemon pid {pid} to exit")
+
+
+def start_children(code: str, envs: list[dict[str, str]], cwd: Path) -> list[subprocess.Popen[str]]:
+    return [
+        subprocess.Popen([sys.executable, "-c", code], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for env in envs
+    ]
+
+
+def wait_children(children: list[subprocess.Popen[str]], timeout: float = 60.0) -> list[str]:
+    """Wait for every child; fail with its stderr unless it exited 0. Returns their stdouts."""
+    outputs = []
+    for child in children:
+        out, err = child.communicate(timeout=timeout)
+        assert child.returncode == 0, f"child exited {child.returncode}:\n{err}"
+        outputs.append(out)
+    return outputs
+
+
+def steps_in(store: Path, run_id: str, key: str) -> list[int]:
+    return [int(line.split(" ")[2]) for line in metric_lines(store, run_id, key)]
+
+
+AUTOSTART_CHILD = """
+import os, sys, time
+from pathlib import Path
+import trackd
+from trackd.client._control import query_status
+
+go = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ["GO_FILE"])
+deadline = time.monotonic() + 30
+while not go.exists():
+    assert time.monotonic() < deadline, "no go signal"
+    time.sleep(0.005)
+with trackd.start_run() as run:
+    for step in range(2000):
+        trackd.log_metric("loss", step * 0.5, step=step)
+    trackd.flush(timeout=30)
+print(run.info.run_id, query_status(Path(os.environ["TRACKD_SOCKET"]))["pid"])
+"""
+
+
+@pytest.mark.timeout(120)
+def test_sixteen_processes_starting_at_once_share_one_autostarted_daemon(paths: DaemonPaths, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    env = child_env(paths.socket, GO_FILE=str(go), TRACKD_AUTOSTART="1")
+    children = start_children(AUTOSTART_CHILD, [env] * 16, cwd=tmp_path)
+    # Every child is waiting for the go file, so all of them find no daemon at nearly the same moment.
+    go.touch()
+    outputs = wait_children(children)
+    reports = [out.split() for out in outputs]
+    daemon_pids = {int(pid) for _, pid in reports}
+    assert daemon_pids == {int(paths.pid.read_text())}
+    assert paths.log.read_text().count("listening on") == 1
+    for run_id, _ in reports:
+        assert steps_in(tmp_path / "mlruns", run_id, "loss") == list(range(2000))
+
+
+SHARED_RUN_CHILD = """
+import os
+import trackd
+
+rank = int(os.environ["RANK"])
+with trackd.start_run(run_id=os.environ["SHARED_RUN_ID"]):
+    for step in range(10_000):
+        trackd.log_metric(f"rank{rank}/loss", 1.0 / (step + 1), step=step)
+        trackd.log_metric("shared", float(rank), step=step)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_eight_ranks_log_into_one_run_and_mlflow_reads_every_point(daemon: DaemonProcess, tmp_path: Path) -> None:
+    run_id = uuid.uuid4().hex
+    store = tmp_path / "mlruns"
+    envs = [child_env(daemon.paths.socket, SHARED_RUN_ID=run_id, RANK=str(rank), TRACKD_AUTOSTART="0") for rank in range(8)]
+    wait_children(start_children(SHARED_RUN_CHILD, envs, cwd=tmp_path))
+    mlflow = MlflowClient(tracking_uri=str(store))
+    for rank in range(8):
+        history = mlflow.get_metric_history(run_id, f"rank{rank}/loss")
+        assert [m.step for m in history] == list(range(10_000))
+    shared = mlflow.get_metric_history(run_id, "shared")
+    assert len(shared) == 80_000
+    for rank in range(8):
+        # Ranks interleave in the shared file, but each rank's points keep their order.
+        assert [m.step for m in shared if m.value == rank] == list(range(10_000))
+    for line in metric_lines(store, run_id, "shared"):
+        timestamp, value, step = line.split(" ")
+        assert int(timestamp) > 0 and float(value) in range(8) and 0 <= int(step) < 10_000
+    assert mlflow.get_run(run_id).info.status == "FINISHED"
+
+
+STREAMING_CHILD = """
+import time
+import trackd
+
+with trackd.start_run() as run:
+    print(run.info.run_id, flush=True)
+    for step in range(50_000):
+        trackd.log_metric("loss", float(step), step=step)
+        if step % 1000 == 999:
+            time.sleep(0.02)
+    trackd.flush(timeout=60)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_clients_reconnect_to_a_new_daemon_after_sigterm_and_every_point_is_written_once(
+    daemon: DaemonProcess, paths: DaemonPaths, tmp_path: Path
+) -> None:
+    store = tmp_path / "mlruns"
+    env = child_env(paths.socket, TRACKD_AUTOSTART="1")
+    children = start_children(STREAMING_CHILD, [env] * 4, cwd=tmp_path)
+    run_ids = [child.stdout.readline().strip() for child in children]  # type: ignore[union-attr]
+    # Stop the daemon a fifth of the way through the stream.
+    wait_for(lambda: int(str(daemon.status()["records_received"])) >= 40_000, timeout=30, message="the stream to start")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.process is not None and daemon.process.wait(30) == 0, daemon.log()
+    wait_children(children, timeout=90)
+    new_pid = int(paths.pid.read_text())
+    assert new_pid != daemon.pid
+    log = paths.log.read_text()
+    for run_id in run_ids:
+        steps = steps_in(store, run_id, "loss")
+        duplicates = [step for step, count in Counter(steps).items() if count > 1]
+        assert not duplicates, f"{len(duplicates)} steps of run {run_id} written twice, e.g. {duplicates[:5]}\n{log}"
+        assert steps == list(range(50_000)), f"run {run_id}: {len(steps)} of 50000 points, in order: {steps == sorted(steps)}\n{log}"
