@@ -67,8 +67,9 @@ from pathlib import Path
 import trackd
 from trackd.client._control import query_status
 
-go = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ["GO_FILE"])
-deadline = time.monotonic() + 30
+go = Path(os.environ["GO_FILE"])
+(go.parent / f"ready-{os.getpid()}").touch()
+deadline = time.monotonic() + 60
 while not go.exists():
     assert time.monotonic() < deadline, "no go signal"
     time.sleep(0.005)
@@ -85,7 +86,10 @@ def test_sixteen_processes_starting_at_once_share_one_autostarted_daemon(paths: 
     go = tmp_path / "go"
     env = child_env(paths.socket, GO_FILE=str(go), TRACKD_AUTOSTART="1")
     children = start_children(AUTOSTART_CHILD, [env] * 16, cwd=tmp_path)
-    # Every child is waiting for the go file, so all of them find no daemon at nearly the same moment.
+    # Once every child has imported trackd and waits for the go file, all of them find no daemon
+    # at nearly the same moment.
+    wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == 16, timeout=60, message="16 children to be ready")
+    assert not paths.socket.exists()
     go.touch()
     outputs = wait_children(children)
     reports = [out.split() for out in outputs]
@@ -97,7 +101,8 @@ def test_sixteen_processes_starting_at_once_share_one_autostarted_daemon(paths: 
 
 
 SHARED_RUN_CHILD = """
-import os
+import os, time
+from pathlib import Path
 import trackd
 
 rank = int(os.environ["RANK"])
@@ -105,6 +110,13 @@ with trackd.start_run(run_id=os.environ["SHARED_RUN_ID"]):
     for step in range(10_000):
         trackd.log_metric(f"rank{rank}/loss", 1.0 / (step + 1), step=step)
         trackd.log_metric("shared", float(rank), step=step)
+    if rank == 0:
+        # Rank 0 ends the run; it waits until the parent has seen the other ranks leave it running.
+        trackd.flush(timeout=30)
+        release, deadline = Path(os.environ["RELEASE_FILE"]), time.monotonic() + 60
+        while not release.exists():
+            assert time.monotonic() < deadline, "never released"
+            time.sleep(0.01)
 """
 
 
@@ -112,9 +124,18 @@ with trackd.start_run(run_id=os.environ["SHARED_RUN_ID"]):
 def test_eight_ranks_log_into_one_run_and_mlflow_reads_every_point(daemon: DaemonProcess, tmp_path: Path) -> None:
     run_id = uuid.uuid4().hex
     store = tmp_path / "mlruns"
-    envs = [child_env(daemon.paths.socket, SHARED_RUN_ID=run_id, RANK=str(rank), TRACKD_AUTOSTART="0") for rank in range(8)]
-    wait_children(start_children(SHARED_RUN_CHILD, envs, cwd=tmp_path))
+    release = tmp_path / "release"
+    envs = [
+        child_env(daemon.paths.socket, SHARED_RUN_ID=run_id, RANK=str(rank), RELEASE_FILE=str(release), TRACKD_AUTOSTART="0")
+        for rank in range(8)
+    ]
+    rank0, *others = start_children(SHARED_RUN_CHILD, envs, cwd=tmp_path)
+    wait_children(others)
     mlflow = MlflowClient(tracking_uri=str(store))
+    # Ranks 1-7 attached to the run and left; only its owner, rank 0, may end it.
+    assert mlflow.get_run(run_id).info.status == "RUNNING"
+    release.touch()
+    wait_children([rank0])
     for rank in range(8):
         history = mlflow.get_metric_history(run_id, f"rank{rank}/loss")
         assert [m.step for m in history] == list(range(10_000))
