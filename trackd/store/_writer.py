@@ -301,7 +301,9 @@ class StoreWriter:
         except OSError as exc:
             if exc.errno in TRANSIENT_ERRNOS:
                 # The disk, not the item, is at fault: the whole batch waits and is written again.
-                raise StoreUnavailable(f"The store at {self.root} cannot be written: {exc.strerror} ({exc.filename!r}).") from exc
+                # The reason comes before the colon: the daemon's status and log group errors by
+                # the text before it, and "disk full" and "read-only" must stay two kinds.
+                raise StoreUnavailable(f"The store at {self.root} cannot be written ({exc.strerror}): {exc.filename!r}.") from exc
             message = _os_error_message(item, exc)
         except (TypeError, ValueError) as exc:
             message = f"Cannot write {item}: {exc}."
