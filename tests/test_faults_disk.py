@@ -1,0 +1,108 @@
+"""The store's disk fills up under a producer: the daemon keeps the events, says so, and writes them once space returns."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import DaemonProcess, child_env, wait_for
+
+from trackd.store import StoreReader
+
+POINTS = 60_000
+FILL_AT_STEP = 10_000
+
+# Streams POINTS points of "x" (about 20,000 a second), printing its progress, then flushes.
+PRODUCER = """
+import sys, time, trackd
+run_id, points = sys.argv[1], int(sys.argv[2])
+trackd.start_run(run_id=run_id)
+for step in range(points):
+    trackd.log_metric("x", float(step), step=step)
+    if step % 1000 == 999:
+        print("step", step, flush=True)
+        time.sleep(0.05)
+report = trackd.flush(timeout=120)
+print("done", report.pending, flush=True)
+"""
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs mounted for this test, unmounted afterwards."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True, capture_output=True)
+
+
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until the filesystem is full."""
+    chunk = b"\0" * 4096
+    with open(path, "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(chunk)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+
+
+def status_text(socket_path: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "trackd.cli", "daemon", "status", "--socket", str(socket_path)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_full_disk_keeps_every_event_and_writes_it_once_space_returns(small_disk: Path, daemon: DaemonProcess) -> None:
+    store = small_disk / "mlruns"
+    run_id = uuid.uuid4().hex
+    producer = subprocess.Popen(
+        [sys.executable, "-c", PRODUCER, run_id, str(POINTS)],
+        env=child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.extend(line.strip() for line in producer.stdout), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    filler = small_disk / "filler"
+    try:
+        wait_for(lambda: any(line == f"step {FILL_AT_STEP - 1}" for line in out) or producer.poll() is not None, 60, message="the producer streaming")
+        wait_for(lambda: (store / "0" / run_id / "metrics" / "x").exists(), 10, message="the first points written")
+        fill(filler)
+        wait_for(lambda: daemon.status()["write_errors"], 30, message="the daemon to meet the full disk")
+        status = status_text(daemon.paths.socket)
+        assert "cannot be written (No space left on device)" in status, status
+        # The producer logs on while the disk stays full; the daemon holds the events and retries.
+        wait_for(lambda: producer.poll() is not None or any(line == "step 40999" for line in out), 60, message="more points logged onto the full disk")
+        assert daemon.process is not None and daemon.process.poll() is None, daemon.log()
+        filler.unlink()
+        _, err = producer.communicate(timeout=120)
+        reader.join(10)
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+            producer.communicate()
+        filler.unlink(missing_ok=True)
+    assert producer.returncode == 0, err
+    assert out[-1] == "done 0", err
+    # The client was told once, on its stderr, why its events were waiting.
+    told = [line for line in err.splitlines() if "No space left on device" in line]
+    assert len(told) == 1, err
+    steps = [m.step for m in StoreReader(store).get_metric_history(run_id, "x")]
+    assert steps == list(range(POINTS)), "points lost, duplicated or out of order across the full disk"
+    assert daemon.process is not None and daemon.process.poll() is None, "the daemon exited"
