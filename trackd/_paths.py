@@ -15,6 +15,9 @@ from pathlib import Path
 
 SOCKET_ENV = "TRACKD_SOCKET"
 SOCKET_FILE_NAME = "trackd.sock"
+# ``python -m trackd.daemon`` exits with this when another daemon holds the socket's lock (one
+# starting at the same moment), so a client that started it keeps waiting for the socket.
+ALREADY_RUNNING_EXIT_CODE = 3
 RUNTIME_DIR_MODE = 0o700
 SOCKET_MODE = 0o600
 

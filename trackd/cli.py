@@ -1,4 +1,4 @@
-"""The ``trackd`` command: run and inspect the daemon."""
+"""The ``trackd`` command: run and inspect the daemon, deliver spooled events."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from ._paths import DaemonPaths, default_paths
 from .client._control import query_status
 from .client._launcher import daemon_answers, spawn_daemon, wait_until_answering
+from .client._spool import default_spool_dir, sync_spools
 from .errors import DaemonUnavailable
 
 
@@ -41,12 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
     status = actions.add_parser("status", help="show pid, uptime, clients, rates, backlog and errors", description="Show what the daemon is doing.")
     status.add_argument("--socket", help=socket_help)
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
+
+    sync = commands.add_parser(
+        "sync", help="deliver spooled events left by processes that could not reach a daemon",
+        description="Deliver every spool file (events a process kept on disk while no daemon answered) to the "
+        "daemon, starting one if needed; a spool whose process is still running is left to that process.",
+    )
+    sync.add_argument("--socket", help=socket_help)
+    sync.add_argument("--spool-dir", help="spool folder (default: $TRACKD_SPOOL_DIR, else ~/.cache/trackd/spool)")
+    sync.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each spool to be written (default: %(default)s)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     paths = default_paths(args.socket)
+    if args.command == "sync":
+        return _sync(paths, Path(args.spool_dir) if args.spool_dir else default_spool_dir(), args.timeout)
     if args.action == "start":
         return _start(paths, args)
     if args.action == "stop":
@@ -120,6 +133,29 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
                 )
     print("\n".join(lines))
     return 0
+
+
+def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float) -> int:
+    if not daemon_answers(paths.socket):
+        process = spawn_daemon(paths)
+        if not wait_until_answering(paths, process, timeout=15.0):
+            print(f"trackd: no daemon answers on {paths.socket} and none could be started; see {paths.log}", file=sys.stderr)
+            return 1
+    results = sync_spools(spool_dir, paths.socket, timeout=timeout)
+    if not results:
+        print(f"Nothing to deliver: no spool files in {spool_dir}")
+    failed = False
+    for result in results:
+        if result.error:
+            failed = True
+            print(f"{result.path}: not delivered: {result.error}", file=sys.stderr)
+        elif result.skipped:
+            print(f"{result.path}: left alone, its process is still running and delivers it itself")
+        else:
+            print(f"{result.path}: delivered {result.batches} batches of client {result.client_id}")
+            for rejection in result.rejected:
+                print(f"  refused by the store: {rejection}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _read_pid(paths: DaemonPaths) -> int | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._paths import default_socket_path
+from ._spool import default_spool_dir
 
 # The sender wakes at least this often; it bounds how long an event waits in the process, and so
 # what SIGKILL can lose (see docs/guarantees.md).
@@ -56,6 +57,8 @@ class ClientConfig:
     exit_timeout: float = DEFAULT_EXIT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     autostart: bool = True
+    # Where events go while no daemon can be reached (delivered later, or by `trackd sync`).
+    spool_dir: Path = field(default_factory=default_spool_dir)
 
     def __post_init__(self) -> None:
         if self.on_full not in ON_FULL_POLICIES:
@@ -73,6 +76,7 @@ class ClientConfig:
             exit_timeout=_env_float("TRACKD_EXIT_TIMEOUT", DEFAULT_EXIT_TIMEOUT),
             connect_timeout=_env_float("TRACKD_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
             autostart=os.environ.get("TRACKD_AUTOSTART", "1").lower() not in ("0", "false", "no"),
+            spool_dir=default_spool_dir(),
         )
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .._paths import DaemonPaths, ensure_private_directory
+from .._paths import ALREADY_RUNNING_EXIT_CODE, DaemonPaths, ensure_private_directory
 
 # A daemon the client starts exits after this long without clients, so no process lingers for
 # ever after a training job.
@@ -67,6 +67,8 @@ def wait_until_answering(paths: DaemonPaths, process: subprocess.Popen[bytes] | 
     while time.monotonic() < deadline:
         if daemon_answers(paths.socket, timeout=0.5):
             return True
+        if process is not None and process.poll() not in (None, ALREADY_RUNNING_EXIT_CODE):
+            return False  # it failed to start (its log says why); another daemon is not coming either
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
     return False

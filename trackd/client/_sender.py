@@ -13,7 +13,6 @@ import collections
 import logging
 import os
 import select
-import socket
 import sys
 import threading
 import time
@@ -25,9 +24,9 @@ from dataclasses import dataclass
 from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
 from ..protocol import (
     NEED_DATA,
-    PROTOCOL_VERSION,
     Ack,
     Batch,
+    encode_frame,
     Connection,
     ConnectionClosed,
     ErrorCode,
@@ -36,17 +35,15 @@ from ..protocol import (
     ExperimentReply,
     Flush,
     FlushDone,
-    Hello,
     Record,
     RecordKind,
     Rejected,
-    Role,
     StatusReply,
-    Welcome,
 )
 from ._config import ClientConfig
 from ._launcher import spawn_daemon, wait_until_answering
-from ._transport import Transport
+from ._spool import SPOOL_SUFFIX, Spool, sync_spools
+from ._transport import Transport, handshake, make_hello
 
 logger = logging.getLogger("trackd.client")
 
@@ -110,6 +107,10 @@ class Sender:
     _warned_full: bool
     _warned_unavailable: bool
     _warned_codes: set[str]
+    _warned_spool: bool
+    _spool: Spool | None
+    _spooling: bool
+    _synced_orphans: bool
     _unavailable_since: float | None
     _last_spawn: float
     _wake_r: int
@@ -179,10 +180,9 @@ class Sender:
         return self._report()
 
     def pending(self) -> int:
-        """Records accepted but not yet acknowledged as written."""
+        """Records accepted but not yet acknowledged as written (spooled ones included)."""
         with self._cond:
-            unacked = sum(count for _, _, count in self._unacked)
-        return len(self.buffer) + unacked
+            return self._pending_locked()
 
     def stats(self) -> dict[str, object]:
         """Counters for status lines and tests."""
@@ -196,6 +196,7 @@ class Sender:
                 "dropped": self._dropped,
                 "rejected": self._rejected,
                 "connected": self._transport is not None,
+                "spooled": self._spool.records if self._spool is not None else 0,
             }
 
     def close(self, timeout: float | None = None) -> None:
@@ -211,7 +212,7 @@ class Sender:
             self._poke()
             thread = self._thread
             if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout=1.0)
+                thread.join(timeout=5.0)  # it spools what the daemon never took
             if self._transport is not None:
                 self._transport.close()
                 self._transport = None
@@ -243,6 +244,10 @@ class Sender:
         self._warned_full = False
         self._warned_unavailable = False
         self._warned_codes = set()
+        self._warned_spool = False
+        self._spool = None
+        self._spooling = False
+        self._synced_orphans = False
         self._unavailable_since = None
         self._last_spawn = 0.0
         self._wake_r, self._wake_w = os.pipe()
@@ -251,6 +256,8 @@ class Sender:
 
     def _after_fork_in_child(self) -> None:
         transport = self._transport
+        if self._spool is not None:
+            self._spool.abandon()
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
@@ -331,12 +338,6 @@ class Sender:
                         f"The trackd daemon did not answer within {timeout:g} s; "
                         f"{self._pending_locked()} events are still on their way to the store."
                     )
-                since = self._unavailable_since
-                if since is not None and time.monotonic() - since > self.config.connect_timeout:
-                    raise DaemonUnavailable(
-                        f"No trackd daemon answers at {self.config.socket_path} and none could be started; "
-                        f"{self._pending_locked()} events are held and will be sent when one answers."
-                    )
                 self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
         if req.error is not None:
             raise req.error
@@ -344,7 +345,8 @@ class Sender:
         return req.result
 
     def _pending_locked(self) -> int:
-        return len(self.buffer) + sum(count for _, _, count in self._unacked)
+        spooled = self._spool.records if self._spool is not None else 0
+        return len(self.buffer) + sum(count for _, _, count in self._unacked) + spooled
 
     def _report(self) -> FlushReport:
         with self._cond:
@@ -358,6 +360,10 @@ class Sender:
             return
         except FlushTimeout:
             pass
+        except DaemonUnavailable as exc:
+            if not self._spooling:  # the spool already said where the events are
+                _warn(str(exc))
+            return
         except TrackdError as exc:
             _warn(str(exc))
             return
@@ -380,6 +386,8 @@ class Sender:
                 self._cycle()
             except DaemonUnavailable as exc:
                 self._disconnected(exc)
+                if self._stopping or self._should_spool():
+                    self._spool_pending(exc)
                 if self._stopping:
                     return
                 self._sleep(backoff)
@@ -412,52 +420,58 @@ class Sender:
 
     def _connect(self) -> None:
         path = self.config.socket_path
+        hello = make_hello(self.client_id, self.store_root)
         try:
-            transport = Transport(path, timeout=1.0)
+            transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout)
         except DaemonUnavailable:
-            if not self.config.autostart:
+            if not self.config.autostart or self._stopping:
                 raise
             self._start_daemon()
-            transport = Transport(path, timeout=1.0)
-        protocol = Connection(Role.CLIENT)
-        try:
-            transport.send(protocol.send(Hello(
-                protocol_version=PROTOCOL_VERSION, client_id=self.client_id, pid=os.getpid(),
-                host=socket.gethostname(), store_root=self.store_root,
-            )))
-            welcome = self._await_welcome(transport, protocol)
-        except BaseException:
-            transport.close()
-            raise
+            transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout)
         with self._cond:
             self._transport = transport
             self._protocol = protocol
             self._unavailable_since = None
             self._ack(welcome.resume_seq)
+            spooled = [frame for seq, frame in self._spool.frames() if seq > welcome.resume_seq] if self._spool else []
             resend = [frame for _, frame, _ in self._unacked]
             in_flight = sorted(self._in_flight.values(), key=lambda r: r.request_id)
+        self._spooling = False
         if self._warned_unavailable:
-            _warn(f"reconnected to the daemon at {path}; resending {len(resend)} unacknowledged batches.")
+            _warn(
+                f"reconnected to the daemon at {path}; resending {len(spooled)} spooled and "
+                f"{len(resend)} unacknowledged batches."
+            )
             self._warned_unavailable = False
-        # Everything the old daemon had not acknowledged goes again, then the requests waiting on it.
+        # Everything not acknowledged goes again, oldest first (the spool holds the oldest), then
+        # the requests waiting on it. The daemon skips batches it already holds.
+        for frame in spooled:
+            transport.send(frame)
         for frame in resend:
             transport.send(frame)
+        if not self._synced_orphans:
+            self._synced_orphans = True
+            self._deliver_orphan_spools()
         for req in in_flight:
             transport.send(protocol.send(req.build(req.request_id)))
 
-    def _await_welcome(self, transport: Transport, protocol: Connection) -> Welcome:
-        deadline = time.monotonic() + self.config.connect_timeout
-        while time.monotonic() < deadline:
-            event = protocol.next_event()
-            if event is NEED_DATA:
-                protocol.receive_data(transport.receive(max(deadline - time.monotonic(), 0.01)))
-                continue
-            if isinstance(event, Welcome):
-                return event
-            if isinstance(event, ErrorReply):
-                raise DaemonUnavailable(f"The trackd daemon refused this client: {event.message}")
-            raise DaemonUnavailable(f"The trackd daemon closed the connection during the handshake ({event!r}).")
-        raise DaemonUnavailable(f"The trackd daemon at {transport.path} did not answer the handshake in time.")
+    def _deliver_orphan_spools(self) -> None:
+        """Deliver, in the background, spools that exited processes left behind."""
+        directory = self.config.spool_dir
+        own = self._spool.path if self._spool is not None else None
+        try:
+            if not any(p != own for p in directory.glob(f"*{SPOOL_SUFFIX}")):
+                return
+        except OSError:
+            return
+        socket_path = self.config.socket_path
+
+        def deliver() -> None:
+            for result in sync_spools(directory, socket_path, exclude=own):
+                if result.batches and not result.error:
+                    logger.info("Delivered %d spooled batches of client %s", result.batches, result.client_id)
+
+        threading.Thread(target=deliver, name="trackd-spool-sync", daemon=True).start()
 
     def _start_daemon(self) -> None:
         from .._paths import default_paths
@@ -524,6 +538,9 @@ class Sender:
     def _ack(self, seq: int) -> None:
         """Drop batches up to ``seq`` from the resend queue (called with the lock held)."""
         self._acked_seq = max(self._acked_seq, seq)
+        spool = self._spool
+        if spool is not None and spool.last_seq and seq >= spool.last_seq:
+            spool.remove()  # everything spooled is written
         while self._unacked and self._unacked[0][0] <= seq:
             _, frame, _ = self._unacked.popleft()
             self._unacked_bytes -= len(frame)
@@ -544,37 +561,40 @@ class Sender:
         assert self._transport is not None and self._protocol is not None
         self._transport.send(self._protocol.send(event))
 
-    def _send_buffer(self) -> None:
+    def _next_chunk(self) -> tuple[list[Record], _Request | None]:
+        """Pop the records of one batch frame (within the count and byte limits), stopping at a flush barrier."""
         buffer = self.buffer
         popleft = buffer.popleft
-        while buffer and self._unacked_bytes < self.config.max_unacked_bytes:
-            records: list[Record] = []
-            size = 0
-            while buffer and len(records) < self.MAX_RECORDS_PER_BATCH and size < self.MAX_BATCH_BYTES:
-                record = popleft()
-                kind = record[0]
-                if kind == _METRIC:
-                    size += 64
-                elif kind == _BARRIER:
-                    self._send_batch(records)
-                    records, size = [], 0
-                    req = record[1]
-                    with self._cond:
-                        self._in_flight[req.request_id] = req
-                    self._send_event(req.build(req.request_id))
-                    continue
-                else:
-                    size += 64 + sum(len(v) for v in record if type(v) in (str, bytes))
-                    if kind == _ARTIFACT:
-                        # An artifact (up to 8 MiB inline) ends its batch, so the frame stays
-                        # under MAX_FRAME_SIZE; it still travels in this batch.
-                        records.append(record)
-                        break
-                records.append(record)
+        records: list[Record] = []
+        size = 0
+        while buffer and len(records) < self.MAX_RECORDS_PER_BATCH and size < self.MAX_BATCH_BYTES:
+            record = popleft()
+            kind = record[0]
+            if kind == _METRIC:
+                size += 64
+            elif kind == _BARRIER:
+                return records, record[1]
+            else:
+                size += 64 + sum(len(v) for v in record if type(v) in (str, bytes))
+                if kind == _ARTIFACT:
+                    # An artifact (up to 8 MiB inline) ends its batch, so the frame stays under
+                    # MAX_FRAME_SIZE; it still travels in this batch.
+                    records.append(record)
+                    break
+            records.append(record)
+        return records, None
+
+    def _send_buffer(self) -> None:
+        while self.buffer and self._unacked_bytes < self.config.max_unacked_bytes:
+            records, barrier = self._next_chunk()
             self._send_batch(records)
+            if barrier is not None:
+                with self._cond:
+                    self._in_flight[barrier.request_id] = barrier
+                self._send_event(barrier.build(barrier.request_id))
             with self._cond:
                 self._cond.notify_all()  # room in the buffer for callers waiting under "block"
-        if len(buffer) < self.MAX_BEFORE_SEND:
+        if len(self.buffer) < self.MAX_BEFORE_SEND:
             self.wake_at = self.MAX_BEFORE_SEND
 
     def _send_batch(self, records: list[Record]) -> None:
@@ -588,6 +608,71 @@ class Sender:
             self._unacked_bytes += len(frame)
         self._transport.send(frame)
 
+    # -- the spool: no daemon answers ---------------------------------------------------------------
+
+    def _should_spool(self) -> bool:
+        """Spool once the daemon has been unreachable for connect_timeout, or the buffer is half full."""
+        since = self._unavailable_since
+        return (
+            self._spooling
+            or len(self.buffer) >= self.config.max_buffered // 2
+            or (since is not None and time.monotonic() - since >= self.config.connect_timeout)
+        )
+
+    def _spool_pending(self, reason: BaseException) -> None:
+        """Move every unacknowledged batch and every buffered record to the spool file."""
+        with self._cond:
+            batches = list(self._unacked)
+            self._unacked.clear()
+            self._unacked_bytes = 0
+        barriers: list[_Request] = []
+        while self.buffer:
+            records, barrier = self._next_chunk()
+            if records:
+                self._seq += 1
+                batches.append((self._seq, encode_frame(Batch.of_checked_records(self._seq, records)), len(records)))
+            if barrier is not None:
+                barriers.append(barrier)
+        if self._spool is None:
+            self._spool = Spool(self.config.spool_dir, make_hello(self.client_id, self.store_root))
+        try:
+            self._spool.append(batches)
+        except OSError as exc:
+            # Nowhere to put them: keep them in memory (bounded by the on-full policy) and retry.
+            with self._cond:
+                self._unacked.extendleft(reversed(batches))
+                self._unacked_bytes += sum(len(frame) for _, frame, _ in batches)
+            self._fail_requests(barriers, DaemonUnavailable(
+                f"No trackd daemon answers ({reason}) and events cannot be spooled to {self._spool.path} ({exc}); "
+                f"{self.pending()} events are held in memory and sent when a daemon answers."
+            ))
+            if not self._warned_spool:
+                self._warned_spool = True
+                _warn(f"could not spool events to {self._spool.path}: {exc}; holding them in memory.")
+            return
+        first = not self._spooling
+        self._spooling = True
+        if first and batches:
+            _warn(
+                f"no daemon answers at {self.config.socket_path}; {self._spool.records} events spooled to "
+                f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync`."
+            )
+        # A flush cannot complete without a daemon: it returns with the spool's whereabouts instead.
+        self._fail_requests(barriers, DaemonUnavailable(
+            f"No trackd daemon answers at {self.config.socket_path} ({reason}); {self._spool.records} events are "
+            f"spooled to {self._spool.path} and delivered when a daemon answers (or by `trackd sync`)."
+        ))
+
+    def _fail_requests(self, barriers: list[_Request], error: DaemonUnavailable) -> None:
+        """Complete the given flush barriers and every request sent to the lost daemon with ``error``."""
+        with self._cond:
+            requests = barriers + list(self._in_flight.values()) + list(self._outgoing)
+            self._in_flight.clear()
+            self._outgoing.clear()
+            for req in requests:
+                req.error = error
+                req.done = True
+            self._cond.notify_all()
 
 def _warn(message: str) -> None:
     """One line on stderr: trackd is quiet unless something needs the user's attention."""

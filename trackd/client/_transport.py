@@ -1,13 +1,16 @@
-"""The client's socket adapter: connect, send bytes, read available bytes. Only the sender thread uses it."""
+"""The client's socket adapter: connect, handshake, send bytes, read available bytes."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DaemonUnavailable
+from ..protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ErrorReply, Hello, Role, Welcome
 
 RECV_SIZE = 256 * 1024
 
@@ -78,3 +81,34 @@ class Transport:
         if self._sock is None:
             raise DaemonUnavailable(f"The connection to the trackd daemon at {self.path} is closed.")
         return self._sock
+
+
+def handshake(path: Path, hello: Hello, *, timeout: float) -> tuple[Transport, Connection, Welcome]:
+    """Connect, send ``hello`` and wait for the daemon's Welcome; raises DaemonUnavailable."""
+    transport = Transport(path, timeout=min(timeout, 1.0))
+    protocol = Connection(Role.CLIENT)
+    try:
+        transport.send(protocol.send(hello))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            event = protocol.next_event()
+            if event is NEED_DATA:
+                protocol.receive_data(transport.receive(max(deadline - time.monotonic(), 0.01)))
+                continue
+            if isinstance(event, Welcome):
+                return transport, protocol, event
+            if isinstance(event, ErrorReply):
+                raise DaemonUnavailable(f"The trackd daemon refused this client: {event.message}")
+            raise DaemonUnavailable(f"The trackd daemon closed the connection during the handshake ({event!r}).")
+        raise DaemonUnavailable(f"The trackd daemon at {path} did not answer the handshake within {timeout:g} s.")
+    except BaseException:
+        transport.close()
+        raise
+
+
+def make_hello(client_id: str, store_root: str) -> Hello:
+    """The Hello this process sends: protocol version, who it is, which store it writes."""
+    return Hello(
+        protocol_version=PROTOCOL_VERSION, client_id=client_id, pid=os.getpid(),
+        host=socket.gethostname(), store_root=store_root,
+    )

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .._paths import default_paths
+from .._paths import ALREADY_RUNNING_EXIT_CODE, default_paths
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
 from ._loop import LOOP_CHOICES
 from ._server import DEFAULT_MAX_OPEN_FILES, AlreadyRunning, DaemonConfig, Server
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlreadyRunning as exc:
         logging.getLogger("trackd.daemon").info("Not starting: %s", exc)
         print(f"trackd: {exc}", file=sys.stderr)
-        return 3
+        return ALREADY_RUNNING_EXIT_CODE
     except PermissionError as exc:
         logging.getLogger("trackd.daemon").error("Cannot start: %s", exc)
         print(f"trackd: {exc}", file=sys.stderr)

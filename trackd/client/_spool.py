@@ -1,0 +1,210 @@
+"""The spool: where a client keeps its events while no daemon can be reached.
+
+A spool file holds the client's Hello frame, then the Batch frames it could not deliver, exactly
+as they would have gone over the socket. The client that wrote it replays it when a daemon
+answers again; ``trackd sync`` (or the next client that connects) delivers the spool of a
+process that exited first. Replaying is safe to repeat: the daemon skips batches it already
+holds, by the client id and sequence numbers in the frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._paths import ensure_private_directory
+from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
+from ..protocol import (
+    FRAME_HEADER_SIZE,
+    NEED_DATA,
+    Batch,
+    ConnectionClosed,
+    ErrorReply,
+    Flush,
+    FlushDone,
+    Hello,
+    Rejected,
+    decode_body,
+    decode_header,
+    encode_frame,
+)
+from ._transport import handshake
+
+SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
+SPOOL_SUFFIX = ".spool"
+
+
+def default_spool_dir() -> Path:
+    """``$TRACKD_SPOOL_DIR``, else ``$XDG_CACHE_HOME/trackd/spool`` (``~/.cache/...``), else the temp dir."""
+    explicit = os.environ.get(SPOOL_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    cache = os.environ.get("XDG_CACHE_HOME")
+    if cache:
+        return Path(cache) / "trackd" / "spool"
+    home = Path.home()
+    if os.access(home, os.W_OK):
+        return home / ".cache" / "trackd" / "spool"
+    return Path(tempfile.gettempdir()) / f"trackd-spool-{os.getuid()}"
+
+
+class Spool:
+    """One client's spool file, locked while the client lives so ``trackd sync`` leaves it alone."""
+
+    def __init__(self, directory: Path, hello: Hello) -> None:
+        self.path = directory / f"{hello.client_id}{SPOOL_SUFFIX}"
+        self._hello = hello
+        self._fd = -1
+        self.last_seq = 0
+        self.records = 0
+
+    def append(self, batches: list[tuple[int, bytes, int]]) -> None:
+        """Append (seq, frame, record count) batches, creating the file with its Hello first."""
+        if not batches:
+            return
+        if self._fd < 0:
+            ensure_private_directory(self.path.parent)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size == 0:
+                os.write(fd, encode_frame(self._hello))
+            self._fd = fd
+        _write_all(self._fd, b"".join(frame for _, frame, _ in batches))
+        self.last_seq = max(self.last_seq, max(seq for seq, _, _ in batches))
+        self.records += sum(count for _, _, count in batches)
+
+    def frames(self) -> list[tuple[int, bytes]]:
+        """The spooled Batch frames, in order, as (seq, frame)."""
+        if self._fd < 0:
+            return []
+        _, frames = read_spool(self.path)
+        return frames
+
+    def remove(self) -> None:
+        """Delete the spool once the daemon acknowledged everything in it."""
+        if self._fd >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            os.close(self._fd)
+            self._fd = -1
+        self.last_seq = 0
+        self.records = 0
+
+    def abandon(self) -> None:
+        """In a forked child: forget the parent's spool without touching it."""
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
+
+
+def read_spool(path: Path) -> tuple[Hello, list[tuple[int, bytes]]]:
+    """The Hello and the complete (seq, frame) batches of a spool file; a torn last frame is ignored."""
+    data = path.read_bytes()
+    frames: list[tuple[int, bytes]] = []
+    hello: Hello | None = None
+    offset = 0
+    while offset + FRAME_HEADER_SIZE <= len(data):
+        try:
+            size = decode_header(data[offset : offset + FRAME_HEADER_SIZE])
+            end = offset + FRAME_HEADER_SIZE + size
+            if end > len(data):
+                break  # the writer died in the middle of this frame
+            event = decode_body(data[offset + FRAME_HEADER_SIZE : end])
+        except LocalProtocolError as exc:
+            raise RemoteProtocolError(f"Spool file {path} is damaged at byte {offset}: {exc}") from exc
+        if hello is None:
+            if not isinstance(event, Hello):
+                raise RemoteProtocolError(f"Spool file {path} does not start with a Hello frame.")
+            hello = event
+        elif isinstance(event, Batch):
+            frames.append((event.seq, data[offset:end]))
+        offset = end
+    if hello is None:
+        raise RemoteProtocolError(f"Spool file {path} is empty or damaged.")
+    return hello, frames
+
+
+@dataclass
+class SyncResult:
+    """What delivering one spool file did."""
+
+    path: Path
+    client_id: str = ""
+    batches: int = 0
+    skipped: bool = False
+    rejected: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0) -> SyncResult:
+    """Send one spool file to the daemon, wait until it is written, then delete the file."""
+    result = SyncResult(path)
+    with _locked(path) as locked:
+        if not locked:
+            result.skipped = True  # its client is alive and will deliver it itself
+            return result
+        hello, frames = read_spool(path)
+        result.client_id = hello.client_id
+        transport, protocol, welcome = handshake(socket_path, hello, timeout=timeout)
+        try:
+            for seq, frame in frames:
+                if seq > welcome.resume_seq:
+                    transport.send(frame)
+                    result.batches += 1
+            transport.send(protocol.send(Flush(request_id=1)))
+            deadline = time.monotonic() + timeout
+            while True:
+                event = protocol.next_event()
+                if event is NEED_DATA:
+                    if time.monotonic() > deadline:
+                        raise DaemonUnavailable(f"The daemon did not confirm {path} within {timeout:g} s.")
+                    protocol.receive_data(transport.receive(max(deadline - time.monotonic(), 0.01)))
+                elif isinstance(event, Rejected):
+                    result.rejected.append(f"{event.item}: {event.message}")
+                elif isinstance(event, FlushDone):
+                    break
+                elif isinstance(event, (ErrorReply, ConnectionClosed)):
+                    raise DaemonUnavailable(f"The daemon closed the connection while {path} was delivered ({event!r}).")
+        finally:
+            transport.close()
+        path.unlink()
+    return result
+
+
+def sync_spools(directory: Path, socket_path: Path, *, timeout: float = 60.0, exclude: Path | None = None) -> list[SyncResult]:
+    """Deliver every spool file in ``directory`` whose client is gone; errors are reported per file."""
+    results = []
+    for path in sorted(directory.glob(f"*{SPOOL_SUFFIX}")) if directory.is_dir() else []:
+        if exclude is not None and path == exclude:
+            continue
+        try:
+            results.append(deliver_spool(path, socket_path, timeout=timeout))
+        except (DaemonUnavailable, RemoteProtocolError, OSError) as exc:
+            results.append(SyncResult(path, error=str(exc)))
+    return results
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[bool]:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
