@@ -109,7 +109,7 @@ def main() -> int:
 
             shutil.rmtree(mlflow_store, ignore_errors=True)
 
-    bare = C.median(wall[variants[0][0]])
+    bare = C.summarize_ns(wall[variants[0][0]])["p50"]
     rows = []
     summary = []
     for name, _, _, _ in variants:
