@@ -1,0 +1,166 @@
+"""A training process that forks or spawns workers after start_run: every worker's points arrive once.
+
+Each scenario is a real script run in its own interpreter; it prints one JSON line, and the test
+reads the store afterwards with trackd's reader and with MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import DaemonProcess, child_env
+from mlflow.tracking import MlflowClient
+
+from trackd.store import StoreReader
+
+WORKERS = 4
+PARENT_POINTS = 2_000
+WORKER_POINTS = 5_000
+
+# The parent logs half its points (still buffered at the fork), forks, logs the rest while its
+# children log; each child exits normally. The parent waits for them with a deadline, reads the
+# run's status before ending it, and prints what it saw.
+OS_FORK = """
+import json, os, sys, time, trackd
+from trackd.store import StoreReader
+run = trackd.start_run()
+for step in range(PARENT_POINTS // 2):
+    trackd.log_metric("parent", float(step), step=step)
+pids = []
+for worker in range(WORKERS):
+    pid = os.fork()
+    if pid == 0:
+        for step in range(WORKER_POINTS):
+            trackd.log_metric(f"worker{worker}", float(step), step=step)
+            if step == WORKER_POINTS - 11:
+                time.sleep(0.2)  # the sender drains; the last ten points are still buffered at exit
+        sys.exit(0)  # a normal exit: atexit delivers the child's points
+    pids.append(pid)
+for step in range(PARENT_POINTS // 2, PARENT_POINTS):
+    trackd.log_metric("parent", float(step), step=step)
+started, exits = time.monotonic(), []
+for pid in pids:
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() - started > 30:
+            os.kill(pid, 9)
+            sys.exit(f"forked child {pid} hung at exit")
+        time.sleep(0.01)
+    exits.append(os.waitstatus_to_exitcode(done[1]))
+trackd.flush(timeout=30)
+status = StoreReader(trackd.get_tracking_uri()).get_run(run.info.run_id).info.status.name
+print(json.dumps({"run_id": run.info.run_id, "exits": exits, "waited": time.monotonic() - started, "status_before_end": status}))
+"""
+
+# multiprocessing with the fork start method: the children leave through os._exit, skipping
+# atexit, so trackd's multiprocessing finalizer must deliver their points.
+MP_FORK = """
+import json, multiprocessing, time, trackd
+from trackd.store import StoreReader
+
+def work(worker):
+    for step in range(WORKER_POINTS):
+        trackd.log_metric(f"worker{worker}", float(step), step=step)
+        if step == WORKER_POINTS - 11:
+            time.sleep(0.2)  # the sender drains; the last ten points are still buffered at exit
+
+if __name__ == "__main__":
+    run = trackd.start_run()
+    for step in range(PARENT_POINTS // 2):
+        trackd.log_metric("parent", float(step), step=step)
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=work, args=(worker,)) for worker in range(WORKERS)]
+    started = time.monotonic()
+    for process in workers:
+        process.start()
+    for step in range(PARENT_POINTS // 2, PARENT_POINTS):
+        trackd.log_metric("parent", float(step), step=step)
+    for process in workers:
+        process.join(timeout=30)
+    exits = [process.exitcode for process in workers]
+    trackd.flush(timeout=30)
+    status = StoreReader(trackd.get_tracking_uri()).get_run(run.info.run_id).info.status.name
+    print(json.dumps({"run_id": run.info.run_id, "exits": exits, "waited": time.monotonic() - started, "status_before_end": status}))
+"""
+
+# multiprocessing with spawn: fresh interpreters that attach to the parent's run by its id.
+MP_SPAWN = """
+import json, multiprocessing, time, trackd
+from trackd.store import StoreReader
+
+def work(run_id, worker):
+    trackd.start_run(run_id=run_id)
+    for step in range(WORKER_POINTS):
+        trackd.log_metric(f"worker{worker}", float(step), step=step)
+        if step == WORKER_POINTS - 11:
+            time.sleep(0.2)  # the sender drains; the last ten points are still buffered at exit
+
+if __name__ == "__main__":
+    run = trackd.start_run()
+    for step in range(PARENT_POINTS // 2):
+        trackd.log_metric("parent", float(step), step=step)
+    trackd.flush(timeout=30)  # the run exists in the store before the children look for it
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=work, args=(run.info.run_id, worker)) for worker in range(WORKERS)]
+    started = time.monotonic()
+    for process in workers:
+        process.start()
+    for step in range(PARENT_POINTS // 2, PARENT_POINTS):
+        trackd.log_metric("parent", float(step), step=step)
+    for process in workers:
+        process.join(timeout=60)
+    exits = [process.exitcode for process in workers]
+    trackd.flush(timeout=30)
+    status = StoreReader(trackd.get_tracking_uri()).get_run(run.info.run_id).info.status.name
+    print(json.dumps({"run_id": run.info.run_id, "exits": exits, "waited": time.monotonic() - started, "status_before_end": status}))
+"""
+
+
+# multiprocessing's fork children clear multiprocessing.util's finalizer registry in
+# BaseProcess._after_fork(), after os.fork() ran trackd's at-fork hook, so the Finalize that
+# Sender._after_fork_in_child registers (trackd/client/_sender.py) is gone before the target
+# runs, and os._exit drops what the child's sender had not sent yet.
+MP_FORK_LOSES_THE_TAIL = pytest.mark.xfail(
+    strict=True, reason="Sender's multiprocessing Finalize is registered before multiprocessing clears the registry",
+)
+
+
+@pytest.mark.parametrize(
+    "script",
+    [OS_FORK, pytest.param(MP_FORK, marks=MP_FORK_LOSES_THE_TAIL), MP_SPAWN],
+    ids=["os.fork", "multiprocessing-fork", "multiprocessing-spawn"],
+)
+def test_workers_started_after_start_run_log_to_the_parents_run_exactly_once(
+    script: str, daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # A file, not -c: spawn children import the main module to find their target.
+    job = tmp_path / "job.py"
+    constants = f"WORKERS, PARENT_POINTS, WORKER_POINTS = {WORKERS}, {PARENT_POINTS}, {WORKER_POINTS}\n"
+    job.write_text(constants + textwrap.dedent(script))
+    result = subprocess.run(
+        [sys.executable, str(job)], env=child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store)),
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["exits"] == [0] * WORKERS, result.stderr
+    # Children exit promptly: nothing in them waits for the parent's connection or buffer.
+    assert report["waited"] < 20, f"the workers took {report['waited']:.1f} s to exit"
+    # Only the parent ends the run: the children's exits left it running.
+    assert report["status_before_end"] == "RUNNING"
+    run_id = report["run_id"]
+    reader = StoreReader(store)
+    # The parent's points once each: a child never resent the buffer it inherited.
+    assert [m.step for m in reader.get_metric_history(run_id, "parent")] == list(range(PARENT_POINTS))
+    for worker in range(WORKERS):
+        steps = [m.step for m in reader.get_metric_history(run_id, f"worker{worker}")]
+        assert steps == list(range(WORKER_POINTS)), f"worker {worker}: points lost, duplicated or out of order"
+    mlflow = MlflowClient(tracking_uri=str(store))
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert sorted(run.data.metrics) == ["parent", *(f"worker{w}" for w in range(WORKERS))]
+    assert len(mlflow.get_metric_history(run_id, "worker0")) == WORKER_POINTS
