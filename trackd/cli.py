@@ -120,6 +120,7 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         f"  written       {status['records_written']} events, {status['metric_points_written']} metric points ({status['write_rate']}/s)",
         f"  backlog       {status['backlog_records']} events waiting to be written",
         f"  rejected      {status['items_rejected']} items; protocol errors {status['protocol_errors']}; write errors {status['write_errors']}",
+        f"  dropped       {status.get('events_dropped_by_clients', 0)} events by clients whose buffer was full (TRACKD_ON_FULL=drop)",
     ]
     errors = status.get("errors")
     if isinstance(errors, dict):

@@ -22,6 +22,7 @@ from trackd.protocol import (
     Flush,
     FlushDone,
     GetExperiment,
+    Dropped,
     GetStatus,
     Hello,
     RecordKind,
@@ -98,6 +99,8 @@ FRAMES: list[tuple[Event, bytes]] = [
      b"\x00\x00\x00\x03" b"\x92\x0c" b"\x01"),
     (StatusReply(request_id=1, status={"pending": 0}),
      b"\x00\x00\x00\x0d" b"\x93\x0d" b"\x01\x81\xa7pending\x00"),
+    (Dropped(total=5),
+     b"\x00\x00\x00\x03" b"\x92\x0e" b"\x05"),
 ]
 CASES = [pytest.param(event, data, id=f"{i}-{type(event).__name__}") for i, (event, data) in enumerate(FRAMES)]
 

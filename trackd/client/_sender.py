@@ -29,6 +29,7 @@ from ..protocol import (
     encode_frame,
     Connection,
     ConnectionClosed,
+    Dropped,
     ErrorCode,
     ErrorReply,
     Event,
@@ -104,6 +105,7 @@ class Sender:
     _failures: list[str]
     _rejected: int
     _dropped: int
+    _dropped_reported: int
     _warned_full: bool
     _warned_unavailable: bool
     _warned_codes: set[str]
@@ -241,6 +243,7 @@ class Sender:
         self._failures = []
         self._rejected = 0
         self._dropped = 0
+        self._dropped_reported = 0
         self._warned_full = False
         self._warned_unavailable = False
         self._warned_codes = set()
@@ -414,6 +417,10 @@ class Sender:
         self._read_replies()
         self._send_requests()
         self._send_buffer()
+        if self._dropped != self._dropped_reported:
+            # Dropped events are counted where the daemon's status shows them too.
+            self._dropped_reported = self._dropped
+            self._send_event(Dropped(total=self._dropped))
 
     def _sleep(self, seconds: float) -> None:
         select.select([self._wake_r], [], [], seconds)

@@ -20,6 +20,7 @@ from ..protocol import (
     Connection,
     ConnectionClosed,
     CreateExperiment,
+    Dropped,
     ErrorCode,
     ErrorReply,
     Event,
@@ -119,6 +120,11 @@ class ClientConnection:
                 event.request_id,
                 lambda: self.server.applier.create_experiment(root, event.name, event.artifact_location, event.tags),
             )
+        elif isinstance(event, Dropped):
+            session = self._session()
+            if session.dropped == 0 and event.total > 0:
+                logger.warning("%s is dropping events: its buffer is full (TRACKD_ON_FULL=drop); status counts them", self.peer)
+            session.dropped = max(session.dropped, event.total)
         elif isinstance(event, GetStatus):
             self.send(StatusReply(request_id=event.request_id, status=self.server.status()))
 

@@ -247,6 +247,7 @@ class Server:
                 "received_seq": s.received_seq,
                 "written_seq": s.applied_seq,
                 "rejected": s.rejected,
+                "dropped": s.dropped,
             }
             for s in self.state.sessions.values()
         ]
@@ -266,6 +267,7 @@ class Server:
             "backlog_records": self.batcher.pending_records + self._writing,
             "writes": c.writes,
             "items_rejected": c.items_rejected,
+            "events_dropped_by_clients": sum(s.dropped for s in self.state.sessions.values()),
             "protocol_errors": c.protocol_errors,
             "write_errors": c.write_errors,
             "errors": dict(self.state.error_kinds),

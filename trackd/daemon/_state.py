@@ -35,6 +35,8 @@ class Session:
     # Flush barriers waiting for their batches: (request_id, seq that must be written first).
     flushes: list[tuple[int, int]] = field(default_factory=list)
     rejected: int = 0
+    # Events the client's on-full policy dropped, as it last reported.
+    dropped: int = 0
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id} pid {self.pid}@{self.host}>"

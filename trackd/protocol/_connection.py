@@ -15,6 +15,7 @@ from ._events import (
     Batch,
     ConnectionClosed,
     CreateExperiment,
+    Dropped,
     ErrorReply,
     Event,
     ExperimentReply,
@@ -71,7 +72,7 @@ EVENT_TRIGGERED_TRANSITIONS: dict[tuple[State, Role, type[Event]], State] = {
     (State.AWAIT_WELCOME, _D, ErrorReply): State.CLOSED,
     # The daemon explains why it is closing a connection that broke the protocol.
     (State.CLOSED, _D, ErrorReply): State.CLOSED,
-    **{(State.OPEN, _C, cls): State.OPEN for cls in (Batch, Flush, CreateExperiment, GetExperiment, GetStatus)},
+    **{(State.OPEN, _C, cls): State.OPEN for cls in (Batch, Flush, CreateExperiment, GetExperiment, GetStatus, Dropped)},
     **{(State.OPEN, _D, cls): State.OPEN for cls in (Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply)},
 }
 

@@ -4,7 +4,7 @@ Each event validates its fields in its constructor, so an invalid event never ex
 events do). Constructors raise LocalProtocolError; ``Connection.next_event`` turns that into
 RemoteProtocolError when the bad values came from the peer.
 
-Client to daemon: Hello, Batch, Flush, CreateExperiment, GetExperiment, GetStatus.
+Client to daemon: Hello, Batch, Flush, CreateExperiment, GetExperiment, GetStatus, Dropped.
 Daemon to client: Welcome, Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply.
 """
 
@@ -20,6 +20,7 @@ __all__ = [
     "Batch",
     "ConnectionClosed",
     "CreateExperiment",
+    "Dropped",
     "ErrorCode",
     "ErrorReply",
     "Event",
@@ -235,6 +236,16 @@ class StatusReply(Event):
         _require_int(self, "request_id", self.request_id, 1)
         if type(self.status) is not dict:
             raise LocalProtocolError(f"StatusReply.status must be a map, got {_show(self.status)}.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dropped(Event):
+    """The client's on-full policy dropped ``total`` events so far (TRACKD_ON_FULL=drop), for status."""
+
+    total: int
+
+    def __post_init__(self) -> None:
+        _require_int(self, "total", self.total)
 
 
 class ErrorCode:

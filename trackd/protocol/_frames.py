@@ -17,6 +17,7 @@ from ._events import (
     Ack,
     Batch,
     CreateExperiment,
+    Dropped,
     ErrorReply,
     Event,
     ExperimentReply,
@@ -47,6 +48,7 @@ EVENT_TYPES: dict[int, type[Event]] = {
     11: ErrorReply,
     12: GetStatus,
     13: StatusReply,
+    14: Dropped,
 }
 _CODES: dict[type[Event], int] = {cls: code for code, cls in EVENT_TYPES.items()}
 _FIELDS: dict[type[Event], tuple[str, ...]] = {
