@@ -92,6 +92,12 @@ class Client:
         self._good_keys: set[str] = set()
         self._known_runs: set[str] = set()
         self._params: dict[tuple[str, str], str] = {}
+        # CreateRun records of runs created here since the last flush(); see _after_fork_in_child.
+        self._creations: dict[str, tuple[Any, ...]] = {}
+        self._inherited_creations: dict[str, tuple[Any, ...]] = {}
+        # Registered after the sender's hook, so it runs after the sender dropped its buffer.
+        method = weakref.WeakMethod(self._after_fork_in_child)
+        os.register_at_fork(after_in_child=lambda: (m := method()) and m())
         _LIVE_CLIENTS.add(self)
         _install_sigterm_handler()
 
@@ -174,7 +180,9 @@ class Client:
         # MlflowClient.create_run takes the user from the mlflow.user tag, else "unknown".
         user_id = str_tags.get(USER_TAG, "unknown")
         artifact_location = self._artifact_location(experiment_id)
-        self._sender.submit((_CREATE_RUN, run_id, experiment_id, user_id, name, start_ms, str_tags))
+        creation = (_CREATE_RUN, run_id, experiment_id, user_id, name, start_ms, str_tags)
+        self._creations[run_id] = creation
+        self._sender.submit(creation)
         self._known_runs.add(run_id)
         info = RunInfo(
             run_id=run_id, experiment_id=experiment_id, run_name=name, user_id=user_id, status=RunStatus.RUNNING,
@@ -330,7 +338,11 @@ class Client:
         """
         # After close() the sender thread is gone, so a flush barrier would never be answered.
         self._require_open()
-        return self._sender.flush(timeout)
+        created = list(self._creations)
+        report = self._sender.flush(timeout)
+        for run_id in created:
+            self._creations.pop(run_id, None)
+        return report
 
     def pending(self) -> int:
         """Events accepted but not yet written to the store."""
@@ -376,9 +388,21 @@ class Client:
         if run_id in self._known_runs:
             return
         run_id = validate_run_id(run_id)
+        creation = self._inherited_creations.pop(run_id, None)
+        if creation is not None:
+            # Sent again: the parent may not have delivered it before the fork, and this process's
+            # points travel on another connection. Creating an existing run changes nothing.
+            self._sender.submit(creation)
+            self._known_runs.add(run_id)
+            return
         if self._reader.find_run(run_id) is None:
             raise RunNotFound(f"Run {run_id!r} not found in {self.tracking_uri}; create it first or pass an existing run id.")
         self._known_runs.add(run_id)
+
+    def _after_fork_in_child(self) -> None:
+        """The child's first log to a run its parent created resends that run's creation first."""
+        self._inherited_creations, self._creations = self._creations, {}
+        self._known_runs.difference_update(self._inherited_creations)
 
     def _check_param_unchanged(self, run_id: str, key: str, value: str) -> None:
         previous = self._params.get((run_id, key))
