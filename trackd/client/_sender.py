@@ -272,11 +272,17 @@ class Sender:
             transport.close()
         self._closed = False
         if "multiprocessing" in sys.modules:
-            # multiprocessing's fork children leave through os._exit, which skips atexit; its
-            # own exit hook runs finalizers, so deliver what this child logged from there.
+            # multiprocessing's fork children leave through os._exit, which skips atexit; its own
+            # exit hook runs finalizers. But a child clears the finalizer registry right after
+            # this hook (Process._bootstrap), then runs its after-fork callbacks: register there.
             import multiprocessing.util
 
-            multiprocessing.util.Finalize(self, self.close, exitpriority=100)
+            multiprocessing.util.register_after_fork(self, Sender._finalize_in_multiprocessing_child)
+
+    def _finalize_in_multiprocessing_child(self) -> None:
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(self, self.close, exitpriority=100)
 
     def _new_request(self, build: Callable[[int], Event]) -> _Request:
         with self._cond:
