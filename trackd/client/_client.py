@@ -240,6 +240,31 @@ class Client:
         if len(buffer) >= sender.wake_at:
             sender.wake()
 
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
+    ) -> None:
+        """Log several metric values with one step and timestamp (all checked before any is buffered)."""
+        if run_id not in self._known_runs:
+            self._check_run(run_id)
+        if step is None:
+            step = 0
+        elif type(step) is not int or not _MIN_INT64 <= step <= _MAX_INT64:
+            step = validate_step("step", step)
+        timestamp = _time_ns() // 1_000_000 if timestamp is None else validate_timestamp("timestamp", timestamp)
+        good_keys = self._good_keys
+        records = []
+        for key, value in metrics.items():
+            if key not in good_keys:
+                self._check_key(key, "metric")
+            if type(value) is not float:
+                value = validate_metric_value(key, value)
+            records.append((_METRIC, run_id, key, value, timestamp, step))
+        sender = self._sender
+        buffer = sender.buffer
+        buffer.extend(records)
+        if len(buffer) >= sender.wake_at:
+            sender.wake()
+
     def log_param(self, run_id: str, key: str, value: Any) -> Any:
         """Log a param (immutable once logged); returns ``value`` as MLflow does."""
         self._check_run(run_id)

@@ -38,6 +38,8 @@ class ActiveRun:
 
     def __init__(self, run: Run, *, owns: bool) -> None:
         self._run = run
+        # A plain attribute, not a property: every fluent log call reads it.
+        self.run_id = run.info.run_id
         # Whether end_run() without a status terminates the run: the creator does, an attached
         # process (another rank, a resumed job) does not.
         self.owns = owns
@@ -49,10 +51,6 @@ class ActiveRun:
     @property
     def data(self) -> RunData:
         return self._run.data
-
-    @property
-    def run_id(self) -> str:
-        return self._run.info.run_id
 
     def __repr__(self) -> str:
         return f"<ActiveRun {self.run_id} owns={self.owns}>"
@@ -79,9 +77,12 @@ class ActiveRun:
 
 def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
     """Log to this ./mlruns path (or ``file:`` URI) from now on."""
-    global _tracking_uri
+    global _tracking_uri, _client
     with _lock:
         _tracking_uri = resolve_tracking_uri(uri)
+        if _client is not None and _client.tracking_uri != _tracking_uri:
+            # The old client keeps delivering what it accepted and closes at exit.
+            _client = None
 
 
 def get_tracking_uri() -> str:
@@ -240,14 +241,8 @@ def log_metrics(
     run_id: str | None = None, synchronous: bool | None = None,
 ) -> None:
     """Log several metric values with one step and timestamp."""
-    client = get_client()
-    target = run_id or _active_run_id()
-    if timestamp is None:
-        import time
-
-        timestamp = time.time_ns() // 1_000_000
-    for key, value in metrics.items():
-        client.log_metric(target, key, value, timestamp, step)
+    client = _client if _client is not None and _client.state is ClientState.OPEN else get_client()
+    client.log_metrics(run_id or (_runs[-1].run_id if _runs else _active_run_id()), metrics, step, timestamp)
     if synchronous:
         client.flush()
 
