@@ -130,7 +130,7 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="also run 100,000 files")
     parser.add_argument("--points", type=int, default=200_000, help="points per case (at least one per file)")
     parser.add_argument("--max-open-files", type=int, default=512, help="the daemon's --max-open-files")
-    parser.add_argument("--repeats", type=int, default=1, help="rounds per size (a fresh daemon and store each); medians")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per size (a fresh daemon and store each); medians")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",") if x]
     if args.full and 100_000 not in sizes:
