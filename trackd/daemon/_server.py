@@ -112,6 +112,13 @@ class Server:
         journal = WriteJournal.open(str(paths.journal))
         self._recovered = dict(journal.recovered_seqs)
         self.applier = Applier(max_open_files=self.config.max_open_files, journal=journal)
+        # Both before the socket answers: a SIGTERM sent as soon as a client reaches the daemon must
+        # stop it gracefully (serve() then finds the exit flag set), and whoever reaches it must
+        # find its pid (``trackd daemon stop``).
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.handle_exit, signum)
+        _write_pid_file(paths.pid, self.pid)
         # The directory is 0700 already; the umask also keeps the socket 0600 from its first moment.
         old_umask = os.umask(0o177)
         try:
@@ -119,10 +126,6 @@ class Server:
         finally:
             os.umask(old_umask)
         os.chmod(paths.socket, SOCKET_MODE)
-        paths.pid.write_text(f"{self.pid}\n")
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.handle_exit, signum)
         self._spawn(self._write_loop())
         self._spawn(self._housekeeping())
         self._room.set()
@@ -435,6 +438,13 @@ def _remove_stale_socket(path: Path) -> None:
         raise AlreadyRunning(f"Another process answers on {path}; refusing to replace a live daemon.")
     finally:
         probe.close()
+
+
+def _write_pid_file(path: Path, pid: int) -> None:
+    """Write the pid file whole (a temp file, then a rename), so no reader ever finds it empty."""
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(f"{pid}\n")
+    os.replace(temp, path)
 
 
 def _read_pid(path: Path) -> str:
