@@ -145,9 +145,12 @@ def test_signal_makes_daemon_write_everything_received_then_exit_zero(socket_pat
         assert proc.status()["records_written"] == 0
         proc.signal(signum)
         events = raw.events_until_closed()
+        # Wait for the exit itself: a second signal during interpreter teardown would kill it.
+        assert proc.process is not None
+        code = proc.process.wait(30)
     finally:
         raw.close()
-        code = proc.stop()
+        proc.stop()
     assert code == 0, proc.log()
     assert events[0] == Ack(seq=1)
     assert isinstance(events[-1], ErrorReply) and events[-1].code == ErrorCode.SHUTTING_DOWN
@@ -191,3 +194,13 @@ def test_small_batch_is_written_within_max_age_without_a_flush(daemon: DaemonPro
     finally:
         raw.close()
     assert len(metric_lines(store, run_id, "loss")) == 3
+
+
+def test_sigterm_as_soon_as_the_daemon_answers_is_a_graceful_stop(socket_path: Path) -> None:
+    # This used to kill the daemon (exit -15, socket and pid file left behind): its signal
+    # handlers were installed after the socket started answering. The pid file came late too.
+    proc = DaemonProcess(socket_path).start()
+    assert proc.paths.pid.read_text() == f"{proc.pid}\n"
+    proc.signal(signal.SIGTERM)
+    assert proc.stop() == 0, proc.log()
+    assert not socket_path.exists() and not proc.paths.pid.exists()
