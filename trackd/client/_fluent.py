@@ -16,7 +16,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ExperimentNotFound
 from ..store import Experiment, Metric, Run, RunData, RunInfo, RunStatus
 from ._client import EXIT_HOOKS, Client, ClientState
 from ._config import resolve_tracking_uri
@@ -203,6 +202,8 @@ def end_run(status: str | None = None) -> None:
         if status is not None or active.owns:
             client.set_terminated(active.run_id, status or RunStatus.FINISHED.name)
     client._sender.flush_or_warn(client.config.exit_timeout)
+    # Delivered (or spooled): a forked child no longer needs to re-send this run's creation.
+    client._creations.pop(active.run_id, None)
 
 
 def active_run() -> ActiveRun | None:
@@ -327,10 +328,7 @@ def get_experiment_by_name(name: str) -> Experiment | None:
 
 def get_experiment(experiment_id: str) -> Experiment:
     """The experiment with this id."""
-    try:
-        return get_client().get_experiment(experiment_id)
-    except ExperimentNotFound:
-        raise
+    return get_client().get_experiment(experiment_id)
 
 
 class _KeyValue:
