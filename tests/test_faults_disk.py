@@ -91,13 +91,17 @@ def test_full_disk_keeps_every_event_and_writes_it_once_space_returns(small_disk
         wait_for(lambda: producer.poll() is not None or any(line == "step 40999" for line in out), 60, message="more points logged onto the full disk")
         assert daemon.process is not None and daemon.process.poll() is None, daemon.log()
         filler.unlink()
-        _, err = producer.communicate(timeout=120)
-        reader.join(10)
+        producer.wait(timeout=120)
     finally:
         if producer.poll() is None:
             producer.kill()
-            producer.communicate()
+            producer.wait(10)
         filler.unlink(missing_ok=True)
+        reader.join(10)
+        assert producer.stdout is not None and producer.stderr is not None
+        err = producer.stderr.read()  # a few lines at most: the pipe never fills
+        producer.stdout.close()
+        producer.stderr.close()
     assert producer.returncode == 0, err
     assert out[-1] == "done 0", err
     # The client was told once, on its stderr, why its events were waiting.
