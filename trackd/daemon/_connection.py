@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import RemoteProtocolError, TrackdError
 from ..protocol import (
+    FRAME_HEADER_SIZE,
+    MAX_FRAME_SIZE,
     NEED_DATA,
     PROTOCOL_VERSION,
     Batch,
@@ -43,6 +45,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger("trackd.daemon")
 
 READ_SIZE = 256 * 1024
+# What one connection may make the daemon hold. The protocol refuses a header announcing more than
+# MAX_FRAME_SIZE, so the partial frame buffered between reads never exceeds this; checked anyway,
+# because a connection that held more would be a bug worth closing it for.
+MAX_BUFFERED_BYTES = MAX_FRAME_SIZE + FRAME_HEADER_SIZE + READ_SIZE
+# Replies the client has not read yet: past this the connection stops reading until it does, so a
+# client that sends GetStatus in a loop and never reads cannot grow the daemon's write buffers.
+MAX_UNREAD_REPLY_BYTES = 1024 * 1024
+# Flush barriers waiting for their batches; a real client has one per thread calling flush().
+MAX_PENDING_FLUSHES = 1024
 
 
 class ClientConnection:
@@ -55,6 +66,7 @@ class ClientConnection:
         self.protocol = Connection(Role.DAEMON)
         self.session: Session | None = None
         self.peer = "unknown client"
+        writer.transport.set_write_buffer_limits(high=MAX_UNREAD_REPLY_BYTES)
 
     async def run(self) -> None:
         """Serve the connection until the client closes it, breaks the protocol, or the daemon stops."""
@@ -70,6 +82,17 @@ class ClientConnection:
                     await self._handle(event)
                     if self.protocol.state is State.CLOSED:
                         return
+                if self.protocol.buffered_bytes > MAX_BUFFERED_BYTES:
+                    raise RemoteProtocolError(
+                        f"The connection holds {self.protocol.buffered_bytes} undecoded bytes; at most "
+                        f"{MAX_BUFFERED_BYTES} are kept per connection."
+                    )
+                # Waits only while the client leaves more than MAX_UNREAD_REPLY_BYTES of replies unread.
+                await self.writer.drain()
+                # reader.read() returns at once while the client keeps the socket full, so without
+                # this a flooding client would never let the loop run anyone else: one read's
+                # frames, then the other connections get their turn.
+                await asyncio.sleep(0)
         except RemoteProtocolError as exc:
             self.server.state.counters.protocol_errors += 1
             logger.warning("%s broke the protocol and was disconnected: %s", self.peer, exc)
@@ -90,6 +113,14 @@ class ClientConnection:
         except TrackdError as exc:
             logger.error("Could not send %s to %s: %s", type(event).__name__, self.peer, exc)
 
+    def refuse(self, code: str, message: str) -> None:
+        """Turn a new connection away before reading it: say why in one ErrorReply, log it, close."""
+        logger.warning("Refused a connection (%s): %s", code, message)
+        # CLOSED is the one state in which the daemon may send an ErrorReply without a Hello first.
+        self.protocol.state = State.CLOSED
+        self.send(ErrorReply(request_id=0, code=code, message=message))
+        self.close()
+
     def close(self) -> None:
         """Close the socket and let the session wait for a reconnect."""
         if self.session is not None and self.session.connection is self:
@@ -105,7 +136,13 @@ class ClientConnection:
             await self._on_batch(event)
         elif isinstance(event, Flush):
             self._require_store(event)
-            self.server.flush(self._session(), event.request_id)
+            session = self._session()
+            if len(session.flushes) >= MAX_PENDING_FLUSHES:
+                raise RemoteProtocolError(
+                    f"The client has {len(session.flushes)} flush barriers waiting; at most "
+                    f"{MAX_PENDING_FLUSHES} may wait at once."
+                )
+            self.server.flush(session, event.request_id)
         elif isinstance(event, Hello):
             self._on_hello(event)
         elif isinstance(event, GetExperiment):

@@ -24,6 +24,7 @@ from ._applier import Applier, ApplyResult, Failure
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, RECORD_SIZE_ESTIMATE, Batcher, PendingBatch
 from ._connection import ClientConnection
 from ._loop import loop_factory
+from ._peer import credentials_supported, peer_uid
 from ._state import ServerState, Session
 
 logger = logging.getLogger("trackd.daemon")
@@ -33,6 +34,10 @@ T = TypeVar("T")
 # events (their buffers are bounded too) instead of the daemon growing without bound.
 DEFAULT_MAX_BACKLOG_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_OPEN_FILES = 512
+# Each connection may hold a partial frame of up to MAX_FRAME_SIZE, so this bounds what clients
+# can make the daemon buffer (1024 x 16 MiB at the very worst; a real client's frames are small).
+# A training machine runs tens of processes per user, not thousands.
+DEFAULT_MAX_CONNECTIONS = 1024
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 # How long a disconnected client's sequence numbers are kept for a reconnect.
 SESSION_TTL = 300.0
@@ -57,6 +62,7 @@ class DaemonConfig:
     max_age: float = DEFAULT_MAX_AGE
     max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES
     max_open_files: int = DEFAULT_MAX_OPEN_FILES
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     # Exit after this many seconds without clients (0: never). The client starts daemons with one.
     idle_timeout: float = 0.0
@@ -129,6 +135,8 @@ class Server:
         self._spawn(self._write_loop())
         self._spawn(self._housekeeping())
         self._room.set()
+        if not credentials_supported():
+            logger.warning("This platform cannot report a peer's uid; only the socket's modes keep other users out")
         logger.info(
             "trackd %s daemon pid %d listening on %s (loop %s, batches up to %d records or %.0f ms)",
             __version__, self.pid, paths.socket, self.loop_name, self.config.max_records, self.config.max_age * 1000,
@@ -272,6 +280,7 @@ class Server:
             "items_rejected": c.items_rejected,
             "events_dropped_by_clients": sum(s.dropped for s in self.state.sessions.values()),
             "protocol_errors": c.protocol_errors,
+            "connections_refused": c.connections_refused,
             "write_errors": c.write_errors,
             "errors": dict(self.state.error_kinds),
         }
@@ -280,6 +289,11 @@ class Server:
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = ClientConnection(self, reader, writer)
+        refusal = self._admission(writer)
+        if refusal is not None:
+            self.state.counters.connections_refused += 1
+            conn.refuse(*refusal)
+            return
         self.state.connections.add(conn)
         self.state.counters.connections += 1
         task = asyncio.current_task()
@@ -288,6 +302,26 @@ class Server:
             self.state.tasks.add(task)
             task.add_done_callback(self.state.tasks.discard)
         await conn.run()
+
+    def _admission(self, writer: asyncio.StreamWriter) -> tuple[str, str] | None:
+        """Why a new connection is turned away, as (ErrorCode, message); None to serve it."""
+        try:
+            uid = peer_uid(writer.get_extra_info("socket"))
+        except OSError as exc:
+            return ErrorCode.FORBIDDEN, f"The trackd daemon could not read the connecting process's credentials ({exc})."
+        if uid is not None and uid != os.getuid():
+            # The daemon writes into this user's files: a process of any other user is refused,
+            # whatever it would send (modes can be loosened by mistake; the kernel's uid cannot lie).
+            return ErrorCode.FORBIDDEN, (
+                f"Connection refused: the connecting process runs as uid {uid}, and this trackd daemon "
+                f"serves only uid {os.getuid()}; each user runs their own daemon."
+            )
+        if len(self.state.connections) >= self.config.max_connections:
+            return ErrorCode.TOO_MANY_CONNECTIONS, (
+                f"The trackd daemon already serves {len(self.state.connections)} connections, its limit "
+                f"(max_connections {self.config.max_connections}); close idle clients or raise the limit."
+            )
+        return None
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

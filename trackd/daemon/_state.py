@@ -47,6 +47,8 @@ class Counters:
     """Totals since the daemon started."""
 
     connections: int = 0
+    # Turned away at connect: another uid, or over max_connections.
+    connections_refused: int = 0
     records_received: int = 0
     bytes_received: int = 0
     records_written: int = 0

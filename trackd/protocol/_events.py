@@ -256,6 +256,7 @@ class ErrorCode:
     REQUEST_FAILED = "request_failed"
     SHUTTING_DOWN = "shutting_down"
     FORBIDDEN = "forbidden"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     STORE_UNAVAILABLE = "store_unavailable"
 
 

@@ -31,7 +31,7 @@ from ._events import (
     Welcome,
 )
 from ._limits import FRAME_HEADER_SIZE, MAX_FRAME_SIZE
-from ._records import _show
+from ._records import RECORD_FIELDS, RecordKind, _show
 
 # Codes are part of the wire format: never reuse or renumber one.
 EVENT_TYPES: dict[int, type[Event]] = {
@@ -87,8 +87,15 @@ def decode_body(body: bytes | bytearray | memoryview) -> Event:
         message = msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=True, ext_hook=_refuse_ext)
     except LocalProtocolError:
         raise
-    except Exception as exc:  # msgpack raises ValueError, TypeError, UnicodeDecodeError, StackError...
-        # The type name matters: msgpack's FormatError and StackError carry no message at all.
+    except UnicodeDecodeError as exc:
+        raise LocalProtocolError(_invalid_text_message(body, exc)) from exc
+    except msgpack.StackError as exc:
+        raise LocalProtocolError(
+            "A frame body nests arrays or maps deeper than msgpack's limit (StackError); "
+            "trackd events are at most 4 levels deep."
+        ) from exc
+    except Exception as exc:  # msgpack raises ValueError, TypeError, FormatError...
+        # The type name matters: msgpack's FormatError carries no message at all.
         raise LocalProtocolError(f"A frame body is not valid msgpack ({type(exc).__name__}: {exc}).") from exc
     if type(message) is not tuple or not message or type(message[0]) is not int:
         raise LocalProtocolError(f"A frame must hold an array starting with an event code, got {_show(message)}.")
@@ -106,6 +113,59 @@ def decode_body(body: bytes | bytearray | memoryview) -> Event:
         values = (values[0], list(values[1]))
     fields: dict[str, Any] = dict(zip(names, values))
     return cls(**fields)
+
+
+def _invalid_text_message(body: bytes | bytearray | memoryview, exc: UnicodeDecodeError) -> str:
+    """Name the field whose text is not UTF-8 (only on this error path: decoding again costs)."""
+    where = "A text field"
+    try:
+        # surrogateescape keeps the bad bytes as lone surrogates, so the walk can find them.
+        message = msgpack.unpackb(
+            body, raw=False, unicode_errors="surrogateescape", use_list=False, strict_map_key=False, ext_hook=_refuse_ext
+        )
+        where = _find_invalid_text(message) or where
+    except (Exception, RecursionError):
+        pass
+    return f"{where} is not valid UTF-8 ({exc.reason}: {exc.object[exc.start:exc.end]!r}); text must be UTF-8."
+
+
+def _find_invalid_text(message: Any) -> str | None:
+    if type(message) is not tuple or not message:
+        return None
+    cls = EVENT_TYPES.get(message[0]) if type(message[0]) is int else None
+    event = cls.__name__ if cls is not None else f"event {message[0]!r}"
+    names = _FIELDS[cls] if cls is not None else ()
+    for index, value in enumerate(message[1:]):
+        field = names[index] if index < len(names) else str(index + 1)
+        if cls is Batch and field == "records" and type(value) is tuple:
+            for number, record in enumerate(value):
+                fields = _record_fields(record)
+                for position, item in enumerate(record[1:] if type(record) is tuple else ()):
+                    name = fields[position] if position < len(fields) else str(position + 1)
+                    if _holds_invalid_text(item):
+                        return f"Batch.records[{number}] field {name!r}"
+        elif _holds_invalid_text(value):
+            return f"{event}.{field}"
+    return None
+
+
+def _record_fields(record: object) -> tuple[str, ...]:
+    if type(record) is not tuple or not record or type(record[0]) is not int:
+        return ()
+    try:
+        return RECORD_FIELDS[RecordKind(record[0])]
+    except ValueError:
+        return ()
+
+
+def _holds_invalid_text(value: object) -> bool:
+    if type(value) is str:
+        return not value.isascii() and any("\udc80" <= char <= "\udcff" for char in value)
+    if type(value) is tuple:
+        return any(_holds_invalid_text(item) for item in value)
+    if type(value) is dict:
+        return any(_holds_invalid_text(key) or _holds_invalid_text(item) for key, item in value.items())
+    return False
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:

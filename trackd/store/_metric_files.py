@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from ._confinement import open_regular_for_append, open_regular_for_truncate
 from ._format import FILE_MODE
 
 _log = logging.getLogger("trackd.store")
-_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _TAIL_CHUNK = 64 * 1024
 
 
@@ -32,6 +33,10 @@ class MetricFileCache:
 
     def __len__(self) -> int:
         return len(self._fds)
+
+    def __contains__(self, path: object) -> bool:
+        """Whether ``path`` is open (and so was checked when it was opened)."""
+        return path in self._fds
 
     def append(self, path: str, data: bytes) -> None:
         """Append ``data`` (complete lines) to ``path`` in one write() when the OS allows it."""
@@ -52,7 +57,9 @@ class MetricFileCache:
             self._fds.move_to_end(path)
             return fd
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, _OPEN_FLAGS, FILE_MODE)
+        # O_NOFOLLOW and a regular-file check: a link or FIFO planted under a key's name is refused
+        # (the writer checked the folders when it located the file, see _confinement).
+        fd = open_regular_for_append(path, FILE_MODE)
         try:
             _repair_partial_last_line(fd, path)
         except OSError:
@@ -87,9 +94,10 @@ class MetricFileCache:
         if fd is not None:
             return os.fstat(fd).st_size
         try:
-            return os.stat(path).st_size
+            info = os.lstat(path)  # a planted link is measured as itself; the append refuses it
         except (FileNotFoundError, NotADirectoryError):
             return 0  # the append itself reports a key that clashes with a folder
+        return info.st_size if stat.S_ISREG(info.st_mode) else 0
 
     def rollback(self, files: Iterable[tuple[str, int]]) -> None:
         """Undo a write that did not finish: close these files, then cut them back (truncate_files)."""
@@ -121,8 +129,16 @@ def truncate_files(files: Iterable[tuple[str, int]]) -> None:
     """
     for path, size in files:
         try:
-            if os.path.getsize(path) > size:
-                os.truncate(path, size)
+            # Through a descriptor opened with O_NOFOLLOW: a link planted since the write (even by
+            # a journal replayed at the next start) is never followed to cut someone else's file.
+            fd = open_regular_for_truncate(path)
+            if fd is None:
+                continue
+            try:
+                if os.fstat(fd).st_size > size:
+                    os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
             if size == 0:
                 os.remove(path)
         except FileNotFoundError:

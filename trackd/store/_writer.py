@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from stat import S_ISREG
 from typing import Any, TypeVar
 
 from ..errors import (
@@ -26,6 +27,7 @@ from ..errors import (
     TrackdError,
 )
 from . import _layout as layout
+from ._confinement import check_confined, check_regular_or_missing, is_within
 from ._entities import (
     LIFECYCLE_ACTIVE,
     RUN_NAME_TAG,
@@ -116,6 +118,8 @@ class StoreWriter:
         self._runs: dict[str, _RunHandle] = {}
         self._checked: dict[str, _RunHandle] = {}  # runs found active in the current write()
         self._prepare_root()
+        # Where the root really is, once: nothing is written anywhere that does not resolve below it.
+        self._real_root = os.path.realpath(self.root)
 
     def _prepare_root(self) -> None:
         # FileStore.__init__ creates root/0 ("Default") only when the root does not exist, and
@@ -278,6 +282,9 @@ class StoreWriter:
             try:
                 handle = self._active_run(append.run_id)
                 path = layout.metric_path(handle.folder, validate_key(append.key, kind="metric"))
+                if path not in self._metric_files:
+                    # Checked when the file is first used; an open file is written through its fd.
+                    self._confine(os.path.dirname(path))
             except (TrackdError, OSError) as exc:
                 item = _item("metric", append.key, append.run_id)
                 message = str(exc) if isinstance(exc, TrackdError) else f"Cannot write {item}: {exc}."
@@ -355,6 +362,8 @@ class StoreWriter:
             write_file_atomic(layout.meta_path(staging), dump_yaml(meta), staging)
 
         folder = layout.run_dir(layout.experiment_dir(self.root, experiment_id), run_id)
+        # The run folder is renamed into place: an experiment folder planted as a link would move it out.
+        self._confine(os.path.dirname(folder))
         self._build_in_staging(fill, folder)
         signature = _signature(os.stat(layout.meta_path(folder)))
         self._runs[run_id] = _RunHandle(experiment_id, folder, meta, signature)
@@ -391,6 +400,8 @@ class StoreWriter:
         if found is None:
             return None
         experiment_id, folder = found
+        # Once per run handle (it is cached): every write of the run goes below this folder.
+        self._confine(folder)
         path = layout.meta_path(folder)
         signature = _signature(os.stat(path))
         handle = _RunHandle(experiment_id, folder, load_yaml(path), signature)
@@ -438,6 +449,7 @@ class StoreWriter:
         key = validate_key(item.key, kind="param")
         value = validate_param_value(key, item.value)
         path = layout.param_path(handle.folder, key)
+        self._confine_file(path)
         if os.path.lexists(path):
             current = read_text(path)
             if current != value:
@@ -454,6 +466,7 @@ class StoreWriter:
         handle = self._active_run(item.run_id)
         key = validate_key(item.key, kind="tag")
         path = layout.tag_path(handle.folder, key)
+        self._confine_file(path)
         if item.value is None:
             if not os.path.isfile(path):
                 # FileStore.delete_tag raises the same for a missing tag, in these words.
@@ -485,9 +498,21 @@ class StoreWriter:
                 f"Cannot write artifact {relative!r} of run {item.run_id}: its artifact URI "
                 f"{uri!r} is not a local file:// location, the only kind trackd writes."
             )
-        os.makedirs(artifacts_root, exist_ok=True)
         target = layout.artifact_path(artifacts_root, relative)
         parent = os.path.dirname(target)
+        in_store = os.path.normpath(artifacts_root)
+        if is_within(in_store, self.root) or is_within(in_store, self._real_root):
+            # The default location, inside the run folder: no link planted in the store is followed.
+            try:
+                self._confine(parent)
+            except StoreError as exc:
+                reason = str(exc)
+                raise InvalidArgument(
+                    f"Invalid artifact path {relative!r} for run {item.run_id}: {reason[0].lower()}{reason[1:]}"
+                ) from None
+        if item.source_path is not None:
+            _check_artifact_source(item.source_path, relative, item.run_id)
+        os.makedirs(artifacts_root, exist_ok=True)
         _check_inside(parent, artifacts_root, relative, item.run_id)
         os.makedirs(parent, exist_ok=True)
         _check_inside(parent, artifacts_root, relative, item.run_id)
@@ -499,6 +524,15 @@ class StoreWriter:
         else:
             assert item.source_path is not None
             copy_file_atomic(item.source_path, target, temp_dir)
+
+    def _confine(self, folder: str) -> None:
+        """Refuse to write below ``folder`` unless it resolves inside the root, through no link."""
+        check_confined(folder, self.root, self._real_root)
+
+    def _confine_file(self, path: str) -> None:
+        """_confine() for a param or tag file's folder, and the file itself no link or FIFO."""
+        self._confine(os.path.dirname(path))
+        check_regular_or_missing(path)
 
     def close(self) -> None:
         """Close every cached metric file; idempotent."""
@@ -519,6 +553,22 @@ def _write_key_file(path: str, value: str, temp_dir: str) -> None:
     """A param or tag file: raw UTF-8, no trailing newline, replaced atomically."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_file_atomic(path, value.encode("utf-8"), temp_dir)
+
+
+def _check_artifact_source(source_path: str, relative: str, run_id: str) -> None:
+    # shutil.copyfile refuses a FIFO but would copy /dev/zero until the disk is full.
+    try:
+        mode = os.stat(source_path).st_mode
+    except OSError as exc:
+        raise InvalidArgument(
+            f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} cannot be "
+            f"read ({exc.strerror})."
+        ) from None
+    if not S_ISREG(mode):
+        raise InvalidArgument(
+            f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} is not a "
+            "regular file (a folder, FIFO or device); expected a file to copy."
+        )
 
 
 def _check_inside(folder: str, artifacts_root: str, relative: str, run_id: str) -> None:

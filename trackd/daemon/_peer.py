@@ -1,0 +1,57 @@
+"""Who is on the other end of a Unix socket: the peer's uid, as the kernel reports it.
+
+The socket directory (0700) and the socket (0600) already keep other users out, but modes can be
+loosened by mistake (a shared ``$TRACKD_SOCKET`` folder, a ``chmod -R``), and a process that opened
+the socket before that cannot be told apart by anything it sends: ``Hello.pid`` is the client's
+word. The kernel's answer is not, so every connection is checked before a byte of it is read.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import socket
+import struct
+import sys
+from collections.abc import Callable
+
+# struct ucred { pid_t pid; uid_t uid; gid_t gid; } (unix(7), SO_PEERCRED).
+_UCRED = struct.Struct("3i")
+
+
+def _load_getpeereid() -> Callable[[int], int] | None:
+    """libc's getpeereid(3) (BSD, macOS), wrapped; None where libc has no such function."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        function = libc.getpeereid
+    except (OSError, AttributeError):
+        return None
+
+    def getpeereid(fd: int) -> int:
+        uid, gid = ctypes.c_uint32(), ctypes.c_uint32()
+        if function(fd, ctypes.byref(uid), ctypes.byref(gid)) != 0:
+            raise OSError(ctypes.get_errno(), "getpeereid failed")
+        return int(uid.value)
+
+    return getpeereid
+
+
+_SO_PEERCRED: int | None = getattr(socket, "SO_PEERCRED", None)
+# Only looked up where SO_PEERCRED is missing: Linux's libc has no getpeereid.
+_getpeereid = None if _SO_PEERCRED is not None or sys.platform == "win32" else _load_getpeereid()
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process that connected ``sock``; None where the platform cannot tell."""
+    if _SO_PEERCRED is not None:
+        _, uid, _ = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, _SO_PEERCRED, _UCRED.size))
+        return int(uid)
+    if _getpeereid is not None:
+        return _getpeereid(sock.fileno())
+    return None
+
+
+def credentials_supported() -> bool:
+    """Whether peer_uid() can answer on this platform (logged once at startup when it cannot)."""
+    return _SO_PEERCRED is not None or _getpeereid is not None

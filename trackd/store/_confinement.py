@@ -1,0 +1,118 @@
+"""Confinement: the writer never writes outside its store root, whatever was planted inside it.
+
+Keys, run ids and artifact paths are validated (no '..', nothing absolute), so the paths the writer
+builds are lexically inside the root. What validation cannot see is the disk: a store shared with
+a group, or restored from an archive, can hold a symbolic link where a run's ``metrics/`` folder
+or a metric file should be, or a FIFO or device file under a key's name. Following those would
+write into another file of the user's (``~/.bashrc`` through ``metrics -> ~``), block the writer
+thread for ever (a FIFO) or feed a device. So a folder is used only if it resolves to exactly the
+path its name says (no symbolic link anywhere below the root), and a file only if it is a regular
+file, opened with O_NOFOLLOW.
+
+These checks cost a realpath() (one lstat per path component): the writer runs them when it first
+uses a run or opens a metric file, and for each param and tag, never per metric point.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from ..errors import StoreError
+
+# O_NONBLOCK: opening a FIFO for writing without a reader never blocks the writer thread; the
+# fstat check then refuses it. It changes nothing for regular files.
+_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_TRUNCATE_FLAGS = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+# O_NOFOLLOW on a symbolic link fails with ELOOP (Linux) or EMLINK (FreeBSD, macOS).
+_SYMLINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
+
+
+def is_within(path: str, folder: str) -> bool:
+    """Whether absolute, normalized ``path`` is ``folder`` or lexically below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_confined(path: str, root: str, real_root: str) -> None:
+    """Refuse ``path`` (a folder lexically below ``root``) unless it resolves to where its name says.
+
+    ``real_root`` is ``os.path.realpath(root)`` as found when the store was opened (a root that is
+    itself a link, ``~/mlruns -> /data/mlruns``, is the user's choice and fine). Folders that do
+    not exist yet are judged by their deepest existing ancestor: what the writer creates below a
+    real folder is real. Raises StoreError naming the path and where it leads.
+    """
+    existing = path
+    while not os.path.lexists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            break
+        existing = parent
+    real = os.path.realpath(existing)
+    base = root if is_within(existing, root) else real_root
+    if is_within(real, real_root) and os.path.relpath(real, real_root) == os.path.relpath(existing, base):
+        return
+    where = "outside the store" if not is_within(real, real_root) else "elsewhere in the store"
+    raise StoreError(
+        f"Refusing to write into {existing!r}: it resolves to {real!r}, {where} at {real_root!r}; "
+        "trackd never follows a symbolic link planted inside a store."
+    )
+
+
+def check_regular_or_missing(path: str) -> None:
+    """Refuse ``path`` if it exists as a symbolic link, FIFO, device file or socket.
+
+    A folder passes: opening it fails with IsADirectoryError, which the writer reports as a key
+    that clashes with a folder of other keys ('a' and 'a/b').
+    """
+    try:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+        raise StoreError(_not_regular(path, info.st_mode))
+
+
+def open_regular_for_append(path: str, mode: int) -> int:
+    """An O_APPEND descriptor of regular file ``path``, created if missing; never through a link."""
+    check_regular_or_missing(path)
+    try:
+        fd = os.open(path, _APPEND_FLAGS, mode)
+    except OSError as exc:
+        if exc.errno in _SYMLINK_ERRNOS:
+            raise StoreError(_not_regular(path, stat.S_IFLNK)) from None
+        raise
+    # The lstat above and the open are two steps; what was opened is what counts.
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise StoreError(_not_regular(path, info.st_mode))
+    return fd
+
+
+def open_regular_for_truncate(path: str) -> int | None:
+    """A write descriptor of regular file ``path``; None if it is missing or not a regular file."""
+    try:
+        fd = os.open(path, _TRUNCATE_FLAGS)
+    except OSError as exc:
+        if exc.errno in _SYMLINK_ERRNOS or exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENXIO):
+            return None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _not_regular(path: str, mode: int) -> str:
+    kind = (
+        "a symbolic link" if stat.S_ISLNK(mode)
+        else "a FIFO" if stat.S_ISFIFO(mode)
+        else "a device file" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket" if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    return (
+        f"Refusing to write {path!r}: it is {kind}, expected a regular file; trackd never "
+        "writes through links or into special files planted inside a store."
+    )
