@@ -4,7 +4,9 @@ number of distinct metric files (runs x keys) grows from 10 to 100,000?
 For each size a fresh daemon (its own process, short socket under /tmp, temporary store,
 started with ``--max-open-files``) serves one producer process that creates the runs (flushed
 first, not timed), then logs ``--points`` points round-robin over every (run, key) file with
-``Client.log_metric`` and calls ``flush()``. Durable points/s is the span from the first call
+``Client.log_metric`` and calls ``flush()``. Before that (unless ``--no-precreate``) one point to
+every file, flushed and timed apart ("create files s"), creates the files: on this machine a
+file creation costs the kernel far more than an append, and it happens once per file. Durable points/s is the span from the first call
 to the return of ``flush()``. While it runs, this process samples the daemon every 20 ms:
 open fds (``/proc/<pid>/fd``) and RSS (``/proc/<pid>/status`` VmRSS); the table shows the peak
 of each and the throughput relative to the 10-file case of the same invocation (the baseline).
@@ -29,7 +31,7 @@ import _common as C
 PRODUCER = r"""
 import json, random, sys, time
 import trackd
-runs, keys, points, seed = (int(x) for x in sys.argv[1:5])
+runs, keys, points, seed, precreate = (int(x) for x in sys.argv[1:6])
 rng = random.Random(seed)
 values = [rng.random() for _ in range(4096)]
 client = trackd.Client()
@@ -37,6 +39,14 @@ run_ids = [client.create_run("0", run_name=f"scale-{r}").info.run_id for r in ra
 names = [f"metric_{k}" for k in range(keys)]
 client.flush()
 files = [(run_id, name) for run_id in run_ids for name in names]
+create_ns = 0
+if precreate:
+    # Step 0 to every file, flushed: file creation is timed apart from the steady state.
+    c0 = time.monotonic_ns()
+    for run_id, name in files:
+        client.log_metric(run_id, name, 0.0, None, 0)
+    client.flush()
+    create_ns = time.monotonic_ns() - c0
 print("ready", flush=True)
 sys.stdin.readline()
 log_metric = client.log_metric
@@ -44,7 +54,7 @@ n_files = len(files)
 rounds = max(1, points // n_files)
 t0 = time.monotonic_ns()
 i = 0
-for step in range(rounds):
+for step in range(1, rounds + 1):
     for run_id, name in files:
         log_metric(run_id, name, values[i & 4095], None, step)
         i += 1
@@ -52,7 +62,7 @@ t1 = time.monotonic_ns()
 client.flush()
 t2 = time.monotonic_ns()
 client.close()
-print(json.dumps({"first_call_ns": t0, "last_call_ns": t1, "flushed_ns": t2, "points": i}), flush=True)
+print(json.dumps({"first_call_ns": t0, "last_call_ns": t1, "flushed_ns": t2, "points": i, "create_ns": create_ns}), flush=True)
 """
 
 
@@ -85,13 +95,16 @@ def shape(files: int) -> tuple[int, int]:
     return max(1, files // keys), keys
 
 
-def one_case(files: int, points: int, max_open: int, seed: int) -> dict[str, Any]:
+def one_case(files: int, points: int, max_open: int, seed: int, precreate: bool = True) -> dict[str, Any]:
     runs, keys = shape(files)
     # At least one point per file, so every file exists.
     points = max(points, runs * keys)
     with C.Daemon("--max-open-files", str(max_open)) as daemon:
         fds_idle, rss_idle = C.open_fds(daemon.pid), C.rss_kb(daemon.pid)
-        proc = subprocess.Popen([sys.executable, "-c", PRODUCER, str(runs), str(keys), str(points), str(seed)],
+        # Sampled from the producer's start, so file creation counts towards the peaks too.
+        sampler = Sampler(daemon.pid)
+        sampler.start()
+        proc = subprocess.Popen([sys.executable, "-c", PRODUCER, str(runs), str(keys), str(points), str(seed), str(int(precreate))],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=daemon.env())
         try:
             assert proc.stdin is not None and proc.stdout is not None
@@ -99,8 +112,6 @@ def one_case(files: int, points: int, max_open: int, seed: int) -> dict[str, Any
             if line.strip() != "ready":
                 raise RuntimeError(f"producer did not start: {line!r}; daemon log: {daemon.read_log()}")
             cpu0 = C.cpu_seconds(daemon.pid)
-            sampler = Sampler(daemon.pid)
-            sampler.start()
             proc.stdin.write("go\n")
             proc.stdin.flush()
             report = json.loads(proc.stdout.readline())
@@ -108,6 +119,7 @@ def one_case(files: int, points: int, max_open: int, seed: int) -> dict[str, Any
             cpu1 = C.cpu_seconds(daemon.pid)
             fds_end, rss_end = C.open_fds(daemon.pid), C.rss_kb(daemon.pid)
         finally:
+            sampler.stop()
             try:
                 proc.wait(120)
             except subprocess.TimeoutExpired:
@@ -117,6 +129,7 @@ def one_case(files: int, points: int, max_open: int, seed: int) -> dict[str, Any
     return {
         "files": runs * keys, "runs": runs, "keys": keys, "points": report["points"], "max_open_files": max_open,
         "durable_span_s": span, "durable_points_per_s": report["points"] / span,
+        "precreated": precreate, "create_s": report["create_ns"] / 1e9,
         "daemon_cpu_s": cpu1 - cpu0,
         "fds_idle": fds_idle, "fds_peak": sampler.peak_fds, "fds_end": fds_end,
         "rss_idle_kb": rss_idle, "rss_peak_kb": sampler.peak_rss_kb, "rss_end_kb": rss_end,
@@ -130,6 +143,8 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="also run 100,000 files")
     parser.add_argument("--points", type=int, default=200_000, help="points per case (at least one per file)")
     parser.add_argument("--max-open-files", type=int, default=512, help="the daemon's --max-open-files")
+    parser.add_argument("--no-precreate", action="store_true",
+                        help="time the first point to each file too (file creation) instead of timing it apart")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per size (a fresh daemon and store each); medians")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",") if x]
@@ -142,7 +157,7 @@ def main() -> int:
     for files in sizes:
         for repeat in range(args.repeats):
             t0 = time.perf_counter()
-            r = one_case(files, args.points, args.max_open_files, args.seed + repeat)
+            r = one_case(files, args.points, args.max_open_files, args.seed + repeat, not args.no_precreate)
             r["repeat"] = repeat
             results.append(r)
             print(f"  {r['files']:>7,} files: {r['durable_points_per_s']:>10,.0f} points/s, peak fds {r['fds_peak']}, "
@@ -160,17 +175,20 @@ def main() -> int:
             "durable_points_per_s": pps, "ratio_to_first": pps / base,
             "fds_peak": max(r["fds_peak"] for r in rs), "rss_peak_mb": max(r["rss_peak_kb"] for r in rs) / 1024,
             "daemon_cpu_s_per_million": C.median(r["daemon_cpu_s"] / r["points"] * 1e6 for r in rs),
+            "create_s": C.median(r["create_s"] for r in rs),
         }
         summary.append(s)
         rows.append([f"{s['files']:,}", f"{s['runs']:,} x {s['keys']}", C.num(s["points"]), C.num(pps),
                      f"{s['ratio_to_first']:.2f}x", args.max_open_files, s["fds_peak"], f"{s['rss_peak_mb']:.1f}",
-                     f"{s['daemon_cpu_s_per_million']:.2f}"])
+                     f"{s['daemon_cpu_s_per_million']:.2f}", f"{s['create_s']:.2f}" if not args.no_precreate else "-"])
     print()
     C.print_table(
         ["metric files", "runs x keys", "points", "durable pts/s", f"vs {sizes[0]:,} files", "--max-open-files",
-         "peak daemon fds", "peak daemon RSS MB", "daemon CPU s / 1M pts"],
+         "peak daemon fds", "peak daemon RSS MB", "daemon CPU s / 1M pts", "create files s"],
         rows,
-        title=f"scale: one producer, points round-robin over every file, {args.repeats} round(s) per size",
+        title=f"scale: one producer, points round-robin over every file, {args.repeats} round(s) per size; "
+        + ("timed after one point per file created them ('create files s', untimed in pts/s)" if not args.no_precreate
+           else "file creation included in the timed part"),
     )
     C.write_json(args.json, vars(args), {"summary": summary, "rounds": results}, loop="daemon default")
     return 0
