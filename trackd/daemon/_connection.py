@@ -7,6 +7,7 @@ batcher and writer thread do the work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -54,6 +55,8 @@ MAX_BUFFERED_BYTES = MAX_FRAME_SIZE + FRAME_HEADER_SIZE + READ_SIZE
 MAX_UNREAD_REPLY_BYTES = 1024 * 1024
 # Flush barriers waiting for their batches; a real client has one per thread calling flush().
 MAX_PENDING_FLUSHES = 1024
+# How long a refused connection may take to read its ErrorReply and go.
+REFUSAL_LINGER = 1.0
 
 
 class ClientConnection:
@@ -113,13 +116,24 @@ class ClientConnection:
         except TrackdError as exc:
             logger.error("Could not send %s to %s: %s", type(event).__name__, self.peer, exc)
 
-    def refuse(self, code: str, message: str) -> None:
+    async def refuse(self, code: str, message: str) -> None:
         """Turn a new connection away before reading it: say why in one ErrorReply, log it, close."""
         logger.warning("Refused a connection (%s): %s", code, message)
         # CLOSED is the one state in which the daemon may send an ErrorReply without a Hello first.
         self.protocol.state = State.CLOSED
         self.send(ErrorReply(request_id=0, code=code, message=message))
+        # Closing a Unix socket with the client's Hello unread resets it (ECONNRESET), and the
+        # client would never read why. So end our side and discard its bytes, briefly and boundedly.
+        with contextlib.suppress(OSError, asyncio.TimeoutError):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            await asyncio.wait_for(self._discard_input(), REFUSAL_LINGER)
         self.close()
+
+    async def _discard_input(self) -> None:
+        discarded = 0
+        while discarded < READ_SIZE and (data := await self.reader.read(READ_SIZE)):
+            discarded += len(data)
 
     def close(self) -> None:
         """Close the socket and let the session wait for a reconnect."""

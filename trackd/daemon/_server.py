@@ -292,7 +292,7 @@ class Server:
         refusal = self._admission(writer)
         if refusal is not None:
             self.state.counters.connections_refused += 1
-            conn.refuse(*refusal)
+            await conn.refuse(*refusal)
             return
         self.state.connections.add(conn)
         self.state.counters.connections += 1
