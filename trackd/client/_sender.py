@@ -600,10 +600,13 @@ class Sender:
     def _send_buffer(self) -> None:
         while self.buffer and self._unacked_bytes < self.config.max_unacked_bytes:
             records, barrier = self._next_chunk()
-            self._send_batch(records)
             if barrier is not None:
+                # In flight before the batch ahead of it is sent: if that send breaks, a reconnect
+                # resends the batch and then the barrier, which would otherwise be lost.
                 with self._cond:
                     self._in_flight[barrier.request_id] = barrier
+            self._send_batch(records)
+            if barrier is not None:
                 self._send_event(barrier.build(barrier.request_id))
             with self._cond:
                 self._cond.notify_all()  # room in the buffer for callers waiting under "block"
