@@ -8,7 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,11 +40,27 @@ def paths(socket_path: Path) -> Iterator[DaemonPaths]:
         wait_for(lambda: not alive(pid), timeout=30, message=f"daemon pid {pid} to exit")
 
 
-def start_children(code: str, envs: list[dict[str, str]], cwd: Path) -> list[subprocess.Popen[str]]:
-    return [
-        subprocess.Popen([sys.executable, "-c", code], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for env in envs
-    ]
+StartChildren = Callable[[str, list[dict[str, str]], Path], list[subprocess.Popen[str]]]
+
+
+@pytest.fixture
+def start_children() -> Iterator[StartChildren]:
+    """Start Python children running ``code``, one per env; any still running at the end is killed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(code: str, envs: list[dict[str, str]], cwd: Path) -> list[subprocess.Popen[str]]:
+        children = [
+            subprocess.Popen([sys.executable, "-c", code], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for env in envs
+        ]
+        started.extend(children)
+        return children
+
+    yield start
+    for child in started:
+        if child.poll() is None:
+            child.kill()
+        child.communicate(timeout=30)
 
 
 def wait_children(children: list[subprocess.Popen[str]], timeout: float = 60.0) -> list[str]:
@@ -82,7 +98,9 @@ print(run.info.run_id, query_status(Path(os.environ["TRACKD_SOCKET"]))["pid"])
 
 
 @pytest.mark.timeout(120)
-def test_sixteen_processes_starting_at_once_share_one_autostarted_daemon(paths: DaemonPaths, tmp_path: Path) -> None:
+def test_sixteen_processes_starting_at_once_share_one_autostarted_daemon(
+    paths: DaemonPaths, tmp_path: Path, start_children: StartChildren
+) -> None:
     go = tmp_path / "go"
     env = child_env(paths.socket, GO_FILE=str(go), TRACKD_AUTOSTART="1")
     children = start_children(AUTOSTART_CHILD, [env] * 16, cwd=tmp_path)
@@ -121,7 +139,9 @@ with trackd.start_run(run_id=os.environ["SHARED_RUN_ID"]):
 
 
 @pytest.mark.timeout(120)
-def test_eight_ranks_log_into_one_run_and_mlflow_reads_every_point(daemon: DaemonProcess, tmp_path: Path) -> None:
+def test_eight_ranks_log_into_one_run_and_mlflow_reads_every_point(
+    daemon: DaemonProcess, tmp_path: Path, start_children: StartChildren
+) -> None:
     run_id = uuid.uuid4().hex
     store = tmp_path / "mlruns"
     release = tmp_path / "release"
@@ -166,7 +186,7 @@ with trackd.start_run() as run:
 
 @pytest.mark.timeout(120)
 def test_clients_reconnect_to_a_new_daemon_after_sigterm_and_every_point_is_written_once(
-    daemon: DaemonProcess, paths: DaemonPaths, tmp_path: Path
+    daemon: DaemonProcess, paths: DaemonPaths, tmp_path: Path, start_children: StartChildren
 ) -> None:
     store = tmp_path / "mlruns"
     env = child_env(paths.socket, TRACKD_AUTOSTART="1")
