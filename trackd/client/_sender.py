@@ -673,6 +673,14 @@ class Sender:
                 f"no daemon answers at {self.config.socket_path}; {self._spool.records} events spooled to "
                 f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync`."
             )
+        since = self._unavailable_since
+        if since is None or time.monotonic() - since < self.config.connect_timeout:
+            # Spooled because the buffer filled during a short outage (a daemon restarting): the
+            # flushes wait on, and go to the daemon after the spool when it answers.
+            with self._cond:
+                for req in barriers:
+                    self._in_flight[req.request_id] = req
+            return
         # A flush cannot complete without a daemon: it returns with the spool's whereabouts instead.
         self._fail_requests(barriers, DaemonUnavailable(
             f"No trackd daemon answers at {self.config.socket_path} ({reason}); {self._spool.records} events are "
