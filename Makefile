@@ -37,3 +37,8 @@ bench: $(VENV)/.installed-bench
 
 clean:
 	rm -rf $(VENV) mlruns .pytest_cache .mypy_cache .hypothesis
+
+# The long fuzz run: 100,000 random and mutated frames against a real daemon (a few minutes).
+.PHONY: fuzz
+fuzz: $(VENV)/.installed-test
+	TRACKD_FUZZ_FRAMES=100000 $(PY) -m pytest -q tests/daemon/test_fuzz.py
