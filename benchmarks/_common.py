@@ -25,6 +25,8 @@ HERE = Path(__file__).resolve().parent
 # Socket paths of the daemons this process started (the JSON file lists them, so a test can check
 # that none is left running).
 STARTED_SOCKETS: list[str] = []
+# Date, load average and git state when the script started (set by base_parser()).
+_START: dict[str, Any] | None = None
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -123,7 +125,9 @@ def environment(loop: str | None = None) -> dict[str, Any]:
         version = trackd.__version__
     except Exception:  # pragma: no cover - the venv always has trackd
         version = "not installed"
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    global _START
+    if _START is None:
+        _START = _start_state()
     return {
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
@@ -133,12 +137,18 @@ def environment(loop: str | None = None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "loop": loop,
         "trackd_version": version,
-        "load_average_at_start": load,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git": _git_state(),
+        "load_average_at_start": _START["load"],
+        "load_average_at_end": os.getloadavg(),
+        "date": _START["date"],
+        "date_at_end": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git": _START["git"],
         "daemon_sockets": list(STARTED_SOCKETS),
         "argv": sys.argv,
     }
+
+
+def _start_state() -> dict[str, Any]:
+    return {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load": os.getloadavg(), "git": _git_state()}
 
 
 def _git_state() -> dict[str, Any]:
@@ -153,7 +163,13 @@ def _git_state() -> dict[str, Any]:
 
 
 def base_parser(doc: str | None) -> argparse.ArgumentParser:
-    """An argparse parser with the options every script has: --json and --seed."""
+    """An argparse parser with the options every script has: --json and --seed.
+
+    Also notes the date, load average and commit at the start, for the JSON file.
+    """
+    global _START
+    if _START is None:
+        _START = _start_state()
     first = (doc or "").strip().splitlines()[0] if doc else None
     parser = argparse.ArgumentParser(description=first, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--json", metavar="PATH", help="write parameters, environment and raw results to this file")
