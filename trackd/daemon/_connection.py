@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..errors import RemoteProtocolError, TrackdError
 from ..protocol import (
@@ -76,6 +76,9 @@ class ClientConnection:
         try:
             while True:
                 data = await self.reader.read(READ_SIZE)
+                if not data and self.server.stopping:
+                    # stop_reading() ended the stream: the connection stays open for the last acks.
+                    return
                 self.server.state.counters.bytes_received += len(data)
                 self.protocol.receive_data(data)
                 while (event := self.protocol.next_event()) is not NEED_DATA:
@@ -97,6 +100,8 @@ class ClientConnection:
                 # frames, then the other connections get their turn.
                 await asyncio.sleep(0)
         except RemoteProtocolError as exc:
+            if self.server.stopping:
+                return  # stop_reading() cut a frame in half; its client resends it
             self.server.state.counters.protocol_errors += 1
             logger.warning("%s broke the protocol and was disconnected: %s", self.peer, exc)
             self.send(ErrorReply(request_id=0, code=ErrorCode.BAD_FRAME, message=str(exc)))
@@ -135,12 +140,20 @@ class ClientConnection:
         while discarded < READ_SIZE and (data := await self.reader.read(READ_SIZE)):
             discarded += len(data)
 
+    def stop_reading(self) -> None:
+        """Shutdown: read nothing more; what is already buffered is handled, then the peer looks closed."""
+        transport = cast(asyncio.Transport, self.writer.transport)
+        if not transport.is_closing():
+            transport.pause_reading()
+        self.reader.feed_eof()
+
     def close(self) -> None:
         """Close the socket and let the session wait for a reconnect."""
         if self.session is not None and self.session.connection is self:
             self.session.connection = None
             self.session.disconnected_at = time.monotonic()
-            logger.info("%s disconnected", self.peer)
+            if self.session.store_root:  # control connections (status queries) come and go quietly
+                logger.info("%s disconnected", self.peer)
         self.server.state.connections.discard(self)
         if not self.writer.is_closing():
             self.writer.close()

@@ -158,13 +158,16 @@ class Server:
         logger.info("Shutdown: closing the socket to new connections")
         if self._server is not None:
             self._server.close()
-        # Phase 2: stop reading. Bytes still unread stay unacknowledged, so their clients resend them.
+        # Phase 2: stop reading. Each connection finishes the frames it has already received, then
+        # ends as at EOF; bytes still unread stay unacknowledged, so their clients resend them.
         readers = [task for task in self.state.tasks if task.get_name().startswith("trackd-client")]
         logger.info("Shutdown: stopping %d client readers", len(readers))
-        for task in readers:
-            task.cancel(msg="trackd daemon is shutting down")
+        for conn in list(self.state.connections):
+            conn.stop_reading()
         if readers:
-            await asyncio.wait(readers, timeout=self.config.shutdown_timeout)
+            _, stragglers = await asyncio.wait(readers, timeout=self.config.shutdown_timeout)
+            for task in stragglers:
+                task.cancel(msg="trackd daemon is shutting down: this connection did not finish in time")
         # Phase 3: write everything received, and acknowledge it.
         logger.info("Shutdown: writing %d pending records", self.batcher.pending_records)
         deadline = time.monotonic() + self.config.shutdown_timeout
