@@ -28,6 +28,7 @@ from trackd.protocol import (
     Ack,
     Batch,
     ConnectionClosed,
+    Dropped,
     ErrorCode,
     ErrorReply,
     Event,
@@ -420,3 +421,17 @@ def test_store_root_below_an_artifacts_folder_is_refused(shared_daemon: DaemonPr
 def test_daemon_answers_after_all_of_it(shared_daemon: DaemonProcess) -> None:
     wait_for(lambda: shared_daemon.status()["clients_connected"] == 0, message="every test connection to close")
     assert shared_daemon.status()["protocol_errors"] >= 20
+
+
+def test_status_survives_clients_reporting_huge_drop_counts(shared_daemon: DaemonProcess, tmp_path: Path) -> None:
+    # This used to raise OverflowError out of the daemon's send(): two clients' Dropped totals
+    # (each a legal int64) summed past what msgpack can pack, and every later status request failed.
+    clients = [RawClient(shared_daemon.paths.socket) for _ in range(2)]
+    try:
+        for number, client in enumerate(clients):
+            assert isinstance(client.hello(str(tmp_path / "mlruns"), client_id=f"dropper-{number}"), Welcome)
+            client.send(Dropped(total=2**63 - 1))
+        wait_for(lambda: shared_daemon.status()["events_dropped_by_clients"] == 2**63 - 1, message="the capped drop count")
+    finally:
+        for client in clients:
+            client.close()

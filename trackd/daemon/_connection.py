@@ -107,6 +107,10 @@ class ClientConnection:
             self.send(ErrorReply(request_id=0, code=ErrorCode.BAD_FRAME, message=str(exc)))
         except (ConnectionError, OSError) as exc:
             logger.info("%s connection failed: %s", self.peer, exc)
+        except Exception:
+            # A bug in serving one client ends that connection, in the daemon's log, never the
+            # daemon (asyncio would print it to a stderr nobody reads, and a full pipe blocks).
+            logger.exception("Internal error while serving %s; closing its connection", self.peer)
         finally:
             # During shutdown the server closes connections itself, after sending the last acks.
             if not self.server.stopping:

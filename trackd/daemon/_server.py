@@ -39,6 +39,8 @@ DEFAULT_MAX_OPEN_FILES = 512
 # A training machine runs tens of processes per user, not thousands.
 DEFAULT_MAX_CONNECTIONS = 1024
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# Counters in a StatusReply travel as msgpack integers, which stop at uint64; sums are capped here.
+MAX_STATUS_COUNT = 2**63 - 1
 # How long a disconnected client's sequence numbers are kept for a reconnect.
 SESSION_TTL = 300.0
 # After a store refused a write (disk full, read-only...), wait this long before trying again,
@@ -281,7 +283,8 @@ class Server:
             "backlog_records": self.batcher.pending_records + self._writing,
             "writes": c.writes,
             "items_rejected": c.items_rejected,
-            "events_dropped_by_clients": sum(s.dropped for s in self.state.sessions.values()),
+            # Each client reports its own total (up to int64); their sum must still fit in one.
+            "events_dropped_by_clients": min(sum(s.dropped for s in self.state.sessions.values()), MAX_STATUS_COUNT),
             "protocol_errors": c.protocol_errors,
             "connections_refused": c.connections_refused,
             "write_errors": c.write_errors,

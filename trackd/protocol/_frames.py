@@ -60,7 +60,12 @@ _HEADER = struct.Struct(">I")
 def encode_frame(event: Event) -> bytes:
     """Return the frame for ``event``; raise LocalProtocolError if it would exceed MAX_FRAME_SIZE."""
     cls = type(event)
-    body: bytes = msgpack.packb([_CODES[cls], *(getattr(event, name) for name in _FIELDS[cls])], use_bin_type=True)
+    try:
+        body: bytes = msgpack.packb([_CODES[cls], *(getattr(event, name) for name in _FIELDS[cls])], use_bin_type=True)
+    except (OverflowError, TypeError, ValueError) as exc:
+        # A StatusReply summing peers' counters past uint64 raised OverflowError out of the daemon's
+        # send() (found by the long fuzz run); every packing failure is ours to report as one error.
+        raise LocalProtocolError(f"A {cls.__name__} cannot be encoded as msgpack ({type(exc).__name__}: {exc}).") from exc
     if len(body) > MAX_FRAME_SIZE:
         raise LocalProtocolError(
             f"A {cls.__name__} frame of {len(body)} bytes exceeds MAX_FRAME_SIZE ({MAX_FRAME_SIZE} bytes); "
