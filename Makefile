@@ -29,8 +29,8 @@ $(VENV)/.installed-bench: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[bench]'
 	touch $@
 
-# Every benchmark with its defaults (about a minute each); tables on stdout, JSON in benchmarks/results/.
-BENCHMARKS := hot_path throughput vs_peers scale short_processes
+# Every benchmarks/bench_*.py with its defaults (about a minute each); tables on stdout, JSON in benchmarks/results/.
+BENCHMARKS := $(patsubst benchmarks/bench_%.py,%,$(wildcard benchmarks/bench_*.py))
 bench: $(VENV)/.installed-bench
 	mkdir -p benchmarks/results
 	set -e; for b in $(BENCHMARKS); do echo "== bench_$$b.py"; $(PY) benchmarks/bench_$$b.py --json benchmarks/results/$$b.json; done
