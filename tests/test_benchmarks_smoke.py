@@ -93,3 +93,10 @@ def test_short_processes(tmp_path: Path) -> None:
     summary = doc["results"]["summary"]  # type: ignore[index]
     assert [s["n"] for s in summary] == [2, 2, 2]
     no_daemon_left(doc)
+
+
+def test_fairness(tmp_path: Path) -> None:
+    doc = run_script("bench_fairness.py", tmp_path, "--rounds", "5", "--warmup", "1", "--repeats", "1", "--slow", "2",
+                     "--flood-points", "100")
+    assert doc["results"]
+    no_daemon_left(doc)
