@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +102,7 @@ def uri_to_path(uri: str) -> str:
     """Turn a ``file:`` URI or a plain path into a path; refuse other schemes."""
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme == "file":
-        return urllib.request.url2pathname(parsed.path)
+        return urllib.parse.unquote(parsed.path)  # url2pathname on POSIX, without importing urllib.request
     if not _is_path_uri(uri):
         raise ValueError(
             f"trackd writes to a local ./mlruns folder; tracking URI {uri!r} is not a path or file: URI."

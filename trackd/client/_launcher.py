@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 from pathlib import Path
+
+if TYPE_CHECKING:
+    import subprocess
 
 from .._paths import ALREADY_RUNNING_EXIT_CODE, DaemonPaths, ensure_private_directory
 
@@ -43,6 +46,8 @@ def spawn_daemon(paths: DaemonPaths, *, idle_timeout: float = AUTOSTART_IDLE_TIM
         "--idle-timeout", str(idle_timeout),
         *(extra_args or []),
     ]
+    import subprocess  # only when a daemon must be started: it costs import time for every process
+
     with open(os.devnull, "rb") as devnull_in, open(paths.log, "ab") as log:
         return subprocess.Popen(
             args,

@@ -6,6 +6,9 @@ The store knows plain values and files only: it imports the standard library, Py
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._entities import (
     LIFECYCLE_ACTIVE,
     LIFECYCLE_DELETED,
@@ -24,7 +27,6 @@ from ._entities import (
     WriteBatch,
     WriteFailure,
 )
-from ._journal import WriteJournal
 from ._layout import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME
 from ._reader import StoreReader
 from ._validation import (
@@ -44,7 +46,21 @@ from ._validation import (
     validate_tag_value,
     validate_timestamp,
 )
-from ._writer import DEFAULT_MAX_OPEN_FILES, StoreWriter
+
+if TYPE_CHECKING:
+    from ._journal import WriteJournal
+    from ._writer import DEFAULT_MAX_OPEN_FILES, StoreWriter
+
+# The writer and the journal are the daemon's; a training process imports the store for its
+# validators and reader only, so they load on first use (PEP 562).
+_LAZY = {"StoreWriter": "_writer", "DEFAULT_MAX_OPEN_FILES": "_writer", "WriteJournal": "_journal"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 __all__ = [
     "DEFAULT_EXPERIMENT_ID",

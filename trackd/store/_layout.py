@@ -13,9 +13,7 @@ The layout is MLflow 3.17.2's ``FileStore`` (``mlflow/store/tracking/file_store.
 from __future__ import annotations
 
 import os
-import secrets
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +45,7 @@ def new_experiment_id() -> str:
     digits = str(uuid.uuid4().int)[-EXPERIMENT_ID_WIDTH:]
     # MLflow takes the last 18 digits of uuid4().int and appends a random digit for each leading
     # "0", so that int() keeps 18 digits: the effect is 18 random digits, the first not 0.
-    return str(secrets.randbelow(9) + 1) + digits[1:]
+    return str(1 + int.from_bytes(os.urandom(4), 'big') % 9) + digits[1:]
 
 
 def experiment_dir(root: str, experiment_id: str) -> str:
@@ -102,7 +100,7 @@ def artifact_path(artifacts_root: str, relative_path: str) -> str:
 
 def temp_file_path(folder: str) -> str:
     """A fresh hidden temp file name in ``folder``, for write-then-os.replace."""
-    return os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_FILE_SUFFIX}")
+    return os.path.join(folder, f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_FILE_SUFFIX}")
 
 
 def staging_dir_path(root: str) -> str:
@@ -114,7 +112,7 @@ def staging_dir_path(root: str) -> str:
     would not be: ``_list_run_infos`` reads the meta.yaml of every non-reserved child, and a run
     whose meta.yaml is visible before its folder is in place crashes ``search_runs``.
     """
-    return os.path.join(root, f"{TEMP_PREFIX}{secrets.token_hex(8)}{TRASH_FOLDER_NAME}")
+    return os.path.join(root, f"{TEMP_PREFIX}{os.urandom(8).hex()}{TRASH_FOLDER_NAME}")
 
 
 def artifact_uri_for_run(artifact_location: str, run_id: str) -> str:
@@ -134,7 +132,7 @@ def file_uri_to_path(uri: str) -> str | None:
         return os.path.abspath(uri)
     if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
         return None
-    return urllib.request.url2pathname(parsed.path)
+    return urllib.parse.unquote(parsed.path)  # url2pathname on POSIX, without importing urllib.request
 
 
 def is_experiment_folder_name(name: str) -> bool:
