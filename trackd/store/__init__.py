@@ -6,8 +6,9 @@ The store knows plain values and files only: it imports the standard library, Py
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._entities import (
     LIFECYCLE_ACTIVE,
@@ -47,7 +48,7 @@ from ._validation import (
     validate_timestamp,
 )
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from ._journal import WriteJournal
     from ._writer import DEFAULT_MAX_OPEN_FILES, StoreWriter
 
@@ -56,11 +57,11 @@ if TYPE_CHECKING:
 _LAZY = {"StoreWriter": "_writer", "DEFAULT_MAX_OPEN_FILES": "_writer", "WriteJournal": "_journal"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return getattr(_importlib.import_module(f"{__name__}.{module}"), name)
 
 __all__ = [
     "DEFAULT_EXPERIMENT_ID",
