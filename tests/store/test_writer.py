@@ -253,3 +253,13 @@ def test_artifact_needs_exactly_one_source(tmp_path: Path) -> None:
     writer, _ = writer_with_run(tmp_path)
     failures = writer.write(WriteBatch(artifacts=[ArtifactWrite("o", RUN_ID, "a.txt")]))
     assert "exactly one of content and source_path, got neither" in failures[0].message
+
+
+def test_repeated_tag_writes_in_one_batch_leave_the_last_value_and_write_once(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    tags = [TagWrite("o", RUN_ID, "epoch", str(i)) for i in range(1000)]
+    tags += [TagWrite("o", RUN_ID, "gone", "x"), TagWrite("o", RUN_ID, "gone", None)]
+    assert writer.write(WriteBatch(tags=tags)) == []
+    assert (run / "tags" / "epoch").read_bytes() == b"999"
+    # Deleting a tag set earlier in the same batch finds it, as it would one batch later.
+    assert not (run / "tags" / "gone").exists()

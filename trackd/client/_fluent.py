@@ -90,13 +90,17 @@ def get_tracking_uri() -> str:
 
 
 def get_client() -> Client:
-    """The Client the fluent functions use (created on first use, one per tracking URI)."""
+    """The Client the fluent functions use (created on first use, one per tracking URI).
+
+    The URI is resolved when the client is made (and again after set_tracking_uri), not on every
+    call: resolving reads the environment and the file system, which log calls must not pay for.
+    """
     global _client
     client = _client
-    if client is not None and client.state is ClientState.OPEN and client.tracking_uri == get_tracking_uri():
+    if client is not None and client.state is ClientState.OPEN:
         return client
     with _lock:
-        if _client is None or _client.state is not ClientState.OPEN or _client.tracking_uri != get_tracking_uri():
+        if _client is None or _client.state is not ClientState.OPEN:
             _client = Client(_tracking_uri)
         return _client
 

@@ -106,6 +106,29 @@ def _os_error_message(item: str, exc: OSError) -> str:
     return f"Cannot write {item}: {exc.strerror or exc} ({exc.filename!r})."
 
 
+def _last_write_per_tag(tags: list[TagWrite]) -> list[TagWrite]:
+    """Only the last set or delete of each tag in a batch: the earlier ones would each rewrite the
+    same file (a temp file and a rename) only to be overwritten, and a loop calling
+    set_tag("epoch", i) would cost the daemon a file per call. A final delete keeps the set before
+    it, so deleting a tag set earlier in the same batch still finds it."""
+    last: dict[tuple[str, str], TagWrite] = {}
+    last_set: dict[tuple[str, str], TagWrite] = {}
+    for tag in tags:
+        key = (tag.run_id, tag.key)
+        last.pop(key, None)  # re-insert, so the order is that of the last writes
+        last[key] = tag
+        if tag.value is not None:
+            last_set[key] = tag
+    if len(last) == len(tags):
+        return tags
+    kept = []
+    for key, tag in last.items():
+        if tag.value is None and key in last_set:
+            kept.append(last_set[key])
+        kept.append(tag)
+    return kept
+
+
 class StoreWriter:
     """Writes experiments, runs, params, tags, metrics and artifacts in MLflow's FileStore format."""
 
@@ -248,7 +271,7 @@ class StoreWriter:
             apply(failures, (new_run.origin,), f"new run {new_run.run_id}", self._create_run, new_run)
         for param in batch.params:
             apply(failures, (param.origin,), _item("param", param.key, param.run_id), self._log_param, param)
-        for tag in batch.tags:
+        for tag in _last_write_per_tag(batch.tags):
             apply(failures, (tag.origin,), _item("tag", tag.key, tag.run_id), self._set_tag, tag)
         appends = self._locate_metric_files(batch, failures)
         sizes = [(path, self._metric_files.size(path)) for _, path, _ in appends]
