@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from .._paths import ALREADY_RUNNING_EXIT_CODE, default_paths
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
 from ._loop import LOOP_CHOICES
-from ._server import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_OPEN_FILES, AlreadyRunning, DaemonConfig, Server
+from ._server import DEFAULT_MAX_CONNECTIONS, AlreadyRunning, DaemonConfig, Server
 
 LOG_FORMAT = "%(asctime)s %(levelname)s pid %(process)d %(message)s"
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loop", choices=LOOP_CHOICES, help="event loop (default: $TRACKD_LOOP, else uvloop if installed)")
     parser.add_argument("--max-age", type=float, default=DEFAULT_MAX_AGE, help="longest a received event waits before its write starts, in seconds (default: %(default)s)")
     parser.add_argument("--max-records", type=int, default=DEFAULT_MAX_RECORDS, help="records per write (default: %(default)s)")
-    parser.add_argument("--max-open-files", type=int, default=DEFAULT_MAX_OPEN_FILES, help="metric files kept open per store (default: %(default)s)")
+    parser.add_argument("--max-open-files", type=int, default=None, help="metric files kept open per store (default: as many as the file limit allows after room for connections, up to 16384)")
     parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, help="client connections served at once; more are refused (default: %(default)s)")
     parser.add_argument("--idle-timeout", type=float, default=0.0, help="exit after this many seconds without clients; 0 never exits (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
