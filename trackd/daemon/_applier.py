@@ -183,7 +183,8 @@ class Applier:
                     elif append.origins[-1] != origin:
                         append.origins.append(origin)
                     # MLflow's client turns ints into floats before writing: 7 is stored as 7.0.
-                    append.points.append((record[4], float(record[3]), record[5]))
+                    value = record[3]
+                    append.points.append((record[4], value if type(value) is float else float(value), record[5]))
                 elif kind == _PARAM:
                     key = validate_key(record[2], kind="param")
                     batch.params.append(ParamWrite(origin, run_id, key, validate_param_value(key, record[3])))
