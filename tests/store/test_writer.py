@@ -263,3 +263,15 @@ def test_repeated_tag_writes_in_one_batch_leave_the_last_value_and_write_once(tm
     assert (run / "tags" / "epoch").read_bytes() == b"999"
     # Deleting a tag set earlier in the same batch finds it, as it would one batch later.
     assert not (run / "tags" / "gone").exists()
+
+
+def test_a_store_deleted_under_a_live_writer_is_made_again_for_new_runs(tmp_path: Path) -> None:
+    # This used to refuse every new run ("no such experiment exists") until the daemon restarted.
+    import shutil
+
+    from store_helpers import new_run
+
+    writer, _ = writer_with_run(tmp_path)
+    shutil.rmtree(writer.root)
+    assert writer.write(WriteBatch(new_runs=[new_run("0", "e" * 32)])) == []
+    assert (Path(writer.root) / "0" / ("e" * 32) / "meta.yaml").is_file()

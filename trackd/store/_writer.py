@@ -392,6 +392,12 @@ class StoreWriter:
         self._runs[run_id] = _RunHandle(experiment_id, folder, meta, signature)
 
     def _active_experiment(self, experiment_id: str) -> Experiment:
+        if experiment_id == layout.DEFAULT_EXPERIMENT_ID and not os.path.exists(
+            layout.experiment_dir(self.root, experiment_id)
+        ):
+            # The store was deleted (or emptied) while the daemon kept this writer: make it again,
+            # as a fresh daemon would, instead of refusing every new run until a restart.
+            self._prepare_root()
         try:
             experiment = self._reader.get_experiment(experiment_id)
         except ExperimentNotFound:
