@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from trackd._paths import DaemonPaths
 from trackd.client._control import query_status
@@ -47,8 +48,8 @@ class DaemonProcess:
 
     def start(self, timeout: float = 15.0) -> DaemonProcess:
         args = [sys.executable, "-m", "trackd.daemon", "--socket", str(self.paths.socket), "--log-file", str(self.paths.log), *self.extra_args]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(lambda: daemon_answers(self.paths.socket, 0.2) or self.process.poll() is not None, timeout, message="daemon start")  # type: ignore[union-attr]
+        process = self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(lambda: daemon_answers(self.paths.socket, 0.2) or process.poll() is not None, timeout, message="daemon start")
         if self.process.poll() is not None:
             raise AssertionError(f"daemon exited with {self.process.returncode}: {self.log()}")
         return self
@@ -58,7 +59,8 @@ class DaemonProcess:
         assert self.process is not None
         return self.process.pid
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> dict[str, Any]:
+        """The daemon's status reply (JSON-like values, hence Any)."""
         return query_status(self.paths.socket)
 
     def signal(self, signum: int) -> None:

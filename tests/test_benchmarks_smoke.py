@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ def run_script(name: str, tmp_path: Path, *args: str, timeout: float = 60) -> di
     )
     assert proc.returncode == 0, f"{name} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     assert "---" in proc.stdout, "the fixed-width table is missing"
-    document = json.loads(out.read_text())
+    document: dict[str, Any] = json.loads(out.read_text())
     assert {"parameters", "environment", "results"} <= document.keys()
     assert document["environment"]["trackd_version"]
     assert document["environment"]["cpu_count"]

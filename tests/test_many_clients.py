@@ -139,4 +139,4 @@ def test_64_clients_coming_and_going_lose_no_flushed_point_and_the_daemon_stays_
 
 
 def status_connected(daemon: DaemonProcess) -> int:
-    return int(daemon.status()["clients_connected"])  # type: ignore[call-overload]
+    return int(daemon.status()["clients_connected"])

@@ -103,7 +103,7 @@ def test_sixteen_processes_starting_at_once_share_one_autostarted_daemon(
 ) -> None:
     go = tmp_path / "go"
     env = child_env(paths.socket, GO_FILE=str(go), TRACKD_AUTOSTART="1")
-    children = start_children(AUTOSTART_CHILD, [env] * 16, cwd=tmp_path)
+    children = start_children(AUTOSTART_CHILD, [env] * 16, tmp_path)
     # Once every child has imported trackd and waits for the go file, all of them find no daemon
     # at nearly the same moment.
     wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == 16, timeout=60, message="16 children to be ready")
@@ -149,7 +149,7 @@ def test_eight_ranks_log_into_one_run_and_mlflow_reads_every_point(
         child_env(daemon.paths.socket, SHARED_RUN_ID=run_id, RANK=str(rank), RELEASE_FILE=str(release), TRACKD_AUTOSTART="0")
         for rank in range(8)
     ]
-    rank0, *others = start_children(SHARED_RUN_CHILD, envs, cwd=tmp_path)
+    rank0, *others = start_children(SHARED_RUN_CHILD, envs, tmp_path)
     wait_children(others)
     mlflow = MlflowClient(tracking_uri=str(store))
     # Ranks 1-7 attached to the run and left; only its owner, rank 0, may end it.
@@ -190,7 +190,7 @@ def test_clients_reconnect_to_a_new_daemon_after_sigterm_and_every_point_is_writ
 ) -> None:
     store = tmp_path / "mlruns"
     env = child_env(paths.socket, TRACKD_AUTOSTART="1")
-    children = start_children(STREAMING_CHILD, [env] * 4, cwd=tmp_path)
+    children = start_children(STREAMING_CHILD, [env] * 4, tmp_path)
     run_ids = [child.stdout.readline().strip() for child in children]  # type: ignore[union-attr]
     # Stop the daemon a fifth of the way through the stream.
     wait_for(lambda: int(str(daemon.status()["records_received"])) >= 40_000, timeout=30, message="the stream to start")

@@ -172,13 +172,13 @@ def test_status_counts_records_and_clients(daemon: DaemonProcess, store: Path) -
         # One create-run record and 1000 metric points.
         assert (status["records_received"], status["records_written"], status["metric_points_written"]) == (1001, 1001, 1000)
         assert status["clients_connected"] == 1 and status["backlog_records"] == 0
-        (entry,) = status["clients"]  # type: ignore[misc]
+        (entry,) = status["clients"]
         assert entry["pid"] == os.getpid() and entry["connected"] is True and entry["store"] == str(store)
     finally:
         client.close()
     wait_for(lambda: daemon.status()["clients_connected"] == 0, message="the client to disconnect")
     status = daemon.status()
-    assert status["clients"][0]["connected"] is False  # type: ignore[index]
+    assert status["clients"][0]["connected"] is False
     assert (status["items_rejected"], status["protocol_errors"], status["write_errors"]) == (0, 0, 0)
 
 
