@@ -103,3 +103,20 @@ def test_pending_counts_track_what_was_added() -> None:
     batcher.add(batch(1, 3), size=30, now=0.0)
     batcher.add(batch(2, 5), size=70, now=0.0)
     assert (batcher.pending_records, batcher.pending_bytes) == (8, 100)
+
+
+def test_a_flooding_client_cannot_make_a_flushing_neighbour_wait_for_the_whole_backlog() -> None:
+    flooder = Session("flooder", pid=2, host="host", store_root="/tmp/mlruns")
+    neighbour = Session("neighbour", pid=3, host="host", store_root="/tmp/mlruns")
+    batcher = Batcher(max_records=10, max_bytes=10**9, max_age=1.0)
+    for seq in range(1, 6):
+        batcher.add(PendingBatch(flooder, seq, batch(seq, 5).records), size=50, now=0.0)
+    batcher.add(PendingBatch(neighbour, 1, batch(1, 2).records), size=20, now=0.0)
+    neighbour.flushes.append((1, 1))
+    first = batcher.take(now=0.0)
+    # The waiting client's batch goes first, then the flood up to max_records, in its own order.
+    assert [(b.session.client_id, b.seq) for b in first] == [("neighbour", 1), ("flooder", 1), ("flooder", 2)]
+    rest = batcher.take(now=0.0)
+    assert [(b.session.client_id, b.seq) for b in rest] == [("flooder", 3), ("flooder", 4)]
+    assert [b.seq for b in batcher.take(now=0.0)] == [5]
+    assert batcher.pending_records == 0

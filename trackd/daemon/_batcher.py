@@ -14,9 +14,10 @@ if TYPE_CHECKING:
     from ..protocol import Record
     from ._state import Session
 
-# A write of 50,000 metric points takes tens of milliseconds: big enough to amortise the per-file
-# write() calls, small enough that acks keep flowing.
-DEFAULT_MAX_RECORDS = 50_000
+# A write of 16,384 metric points takes 20-30 ms: big enough to amortise the per-file write()
+# calls (throughput measured the same as with 50,000), small enough that a client's flush behind
+# a flooding neighbour waits for one short write (bench_fairness: 85 -> 67 ms p50).
+DEFAULT_MAX_RECORDS = 16_384
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 # The issue's bound: a point waits at most 50 ms in the daemon before its write starts.
 DEFAULT_MAX_AGE = 0.05
@@ -76,10 +77,32 @@ class Batcher:
         self.pending_records += sum(len(b.records) for b in batches)
         self.pending_bytes += sum(len(b.records) for b in batches) * RECORD_SIZE_ESTIMATE
 
-    def take(self) -> list[PendingBatch]:
-        """Hand every pending batch to the writer and start over."""
-        items, self._items = self._items, []
-        self.pending_records = 0
-        self.pending_bytes = 0
-        self._forced = False
-        return items
+    def take(self, now: float = 0.0) -> list[PendingBatch]:
+        """Hand the next write's batches to the writer: at most about ``max_records`` records.
+
+        Batches of clients waiting on a flush go first, so a client that floods the daemon makes
+        a neighbour's flush wait for one write at most, not for the whole flood. Each client's
+        batches keep their order; what is left waits for the next write.
+        """
+        items = self._items
+        if self.pending_records <= self.max_records:
+            taken, self._items = items, []
+        else:
+            waiting = [b for b in items if b.session.flushes]
+            taken = list(waiting)
+            count = sum(len(b.records) for b in taken)
+            chosen = {id(b) for b in taken}
+            for batch in items:
+                if count >= self.max_records:
+                    break
+                if id(batch) not in chosen:
+                    taken.append(batch)
+                    chosen.add(id(batch))
+                    count += len(batch.records)
+            self._items = [b for b in items if id(b) not in chosen]
+            self._oldest = now
+        taken_records = sum(len(b.records) for b in taken)
+        self.pending_records -= taken_records
+        self.pending_bytes = max(0, self.pending_bytes - taken_records * RECORD_SIZE_ESTIMATE)
+        self._forced = bool(self._items) and self._forced
+        return taken

@@ -368,7 +368,7 @@ class Server:
             if self._retry_delay:
                 # The store refused the last write; give it time (a full disk being cleaned up).
                 await asyncio.sleep(self._retry_delay)
-            pending = self.batcher.take()
+            pending = self.batcher.take(time.monotonic())
             self._room.set()
             self._writing = sum(len(item.records) for item in pending)
             try:
