@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "daemon, starting one if needed; a spool whose process is still running is left to that process.",
     )
     sync.add_argument("--socket", help=socket_help)
-    sync.add_argument("--spool-dir", help="spool folder (default: $TRACKD_SPOOL_DIR, else ~/.cache/trackd/spool)")
+    sync.add_argument("--spool-dir", help="spool folder (default: $TRACKD_SPOOL_DIR, else $XDG_CACHE_HOME/trackd/spool, else ~/.cache/trackd/spool, else <tmp>/trackd-spool-<uid>)")
     sync.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each spool to be written (default: %(default)s)")
     return parser
 

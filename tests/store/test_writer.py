@@ -275,3 +275,13 @@ def test_a_store_deleted_under_a_live_writer_is_made_again_for_new_runs(tmp_path
     shutil.rmtree(writer.root)
     assert writer.write(WriteBatch(new_runs=[new_run("0", "e" * 32)])) == []
     assert (Path(writer.root) / "0" / ("e" * 32) / "meta.yaml").is_file()
+
+
+def test_an_experiment_can_be_created_after_the_store_was_deleted_under_the_writer(tmp_path: Path) -> None:
+    import shutil
+
+    writer, _ = writer_with_run(tmp_path)
+    shutil.rmtree(writer.root)
+    experiment_id = writer.create_experiment("again", now_ms=1)
+    assert (Path(writer.root) / experiment_id / "meta.yaml").is_file()
+    assert (Path(writer.root) / "0" / "meta.yaml").is_file()

@@ -380,6 +380,9 @@ class Sender:
         _warn(f"waiting up to {remaining:.0f} s for {self.pending()} events to reach the daemon at {self.config.socket_path}.")
         try:
             self.flush(timeout=max(remaining, 0.0))
+        except DaemonUnavailable as exc:
+            if not self._spooling:  # the spool already said where the events are
+                _warn(f"{self.pending()} events were not delivered: {exc}")
         except TrackdError as exc:
             _warn(f"{self.pending()} events were not delivered: {exc}")
 

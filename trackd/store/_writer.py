@@ -238,6 +238,10 @@ class StoreWriter:
         return None
 
     def _build_in_staging(self, fill: Callable[[str], None], destination: str) -> None:
+        if not os.path.isdir(self.root):
+            # The store was deleted while the daemon kept this writer: make it again, as a fresh
+            # daemon would (experiment 0 and .trash), before building in it.
+            self._prepare_root()
         staging = layout.staging_dir_path(self.root)
         os.mkdir(staging)
         try:
