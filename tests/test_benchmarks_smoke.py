@@ -101,3 +101,13 @@ def test_fairness(tmp_path: Path) -> None:
                      "--flood-points", "100")
     assert doc["results"]
     no_daemon_left(doc)
+
+
+def test_client_memory(tmp_path: Path) -> None:
+    doc = run_script("bench_client_memory.py", tmp_path, "--points", "200", "--repeats", "1")
+    summary = doc["results"]["summary"]  # type: ignore[index]
+    assert [s["n"] for s in summary] == [1, 1, 1]
+    # Behaviour, not size: every point was delivered (the buffer's block policy drops nothing).
+    assert summary[2]["dropped"] == 0
+    assert all(s["rss_mb"] > 0 and s["hwm_mb"] >= s["rss_mb"] for s in summary)
+    no_daemon_left(doc)
