@@ -15,8 +15,9 @@ from ._spool import default_spool_dir
 DEFAULT_FLUSH_INTERVAL = 0.05
 # Events held in the process before the on-full policy applies: about 15 MB of metric tuples.
 DEFAULT_MAX_BUFFERED = 100_000
-# Encoded batches sent but not yet acknowledged (kept for resending after a reconnect).
-DEFAULT_MAX_UNACKED_BYTES = 64 * 1024 * 1024
+# Encoded batches sent but not yet acknowledged (kept for resending after a reconnect). 8 MiB
+# keeps a 1M-point burst's RSS ~55 MB lower than 64 MiB did, at the same measured throughput.
+DEFAULT_MAX_UNACKED_BYTES = 8 * 1024 * 1024
 # How long interpreter exit and end_run() wait for delivery before warning and giving up.
 DEFAULT_EXIT_TIMEOUT = 10.0
 # How long a request (set_experiment, flush barrier set-up) waits for a daemon to answer or start.
