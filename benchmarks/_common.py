@@ -219,17 +219,9 @@ def rss_kb(pid: int) -> int:
 
 
 def daemon_answers(socket_path: Path, timeout: float = 0.2) -> bool:
-    import socket
+    from trackd.client._launcher import daemon_answers as answers
 
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(timeout)
-        probe.connect(str(socket_path))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
+    return answers(socket_path, timeout)
 
 
 class Daemon:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,9 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ.pop("TRACKD_SOCKET", None)
 os.environ["TRACKD_SOCKET"] = "/nonexistent-trackd-test-socket/d.sock"
 
-from helpers import DaemonProcess, short_socket_path  # noqa: E402
+from helpers import DaemonProcess, alive, short_socket_path, wait_for  # noqa: E402
+
+from trackd._paths import DaemonPaths  # noqa: E402
 
 
 @pytest.fixture
@@ -35,6 +38,20 @@ def daemon(socket_path: Path) -> Iterator[DaemonProcess]:
     yield proc
     code = proc.stop()
     assert code == 0, f"daemon exited with {code}:\n{proc.log()}"
+
+
+@pytest.fixture
+def paths(socket_path: Path) -> Iterator[DaemonPaths]:
+    """The test's daemon files; a daemon the test (or a client's autostart) left running is stopped by its pid file."""
+    paths = DaemonPaths(socket_path)
+    yield paths
+    try:
+        pid = int(paths.pid.read_text())
+    except (OSError, ValueError):
+        return
+    if alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not alive(pid), timeout=30, message=f"daemon pid {pid} to exit")
 
 
 @pytest.fixture

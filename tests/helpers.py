@@ -28,6 +28,15 @@ def short_socket_path() -> Path:
     return directory / "d.sock"
 
 
+def alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def wait_for(condition: object, timeout: float = 10.0, interval: float = 0.01, message: str = "condition") -> None:
     """Wait until ``condition()`` is true, failing the test after ``timeout`` seconds."""
     assert callable(condition)

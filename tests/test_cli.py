@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import RawClient, create_run_record, metric_lines, metric_records, wait_for
+from helpers import RawClient, alive, create_run_record, metric_lines, metric_records, wait_for
 
 from trackd._paths import DaemonPaths
 from trackd.client._control import query_status
@@ -27,26 +25,6 @@ def trackd_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "trackd.cli", *args], capture_output=True, text=True, timeout=45)
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@pytest.fixture
-def paths(socket_path: Path) -> Iterator[DaemonPaths]:
-    """The test's daemon files; a daemon the test left running is stopped by its pid file."""
-    paths = DaemonPaths(socket_path)
-    yield paths
-    try:
-        pid = int(paths.pid.read_text())
-    except (OSError, ValueError):
-        return
-    if alive(pid):
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not alive(pid), timeout=20, message=f"daemon pid {pid} to exit")
 
 
 def start(paths: DaemonPaths) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,26 +17,6 @@ from mlflow.tracking import MlflowClient
 from trackd._paths import DaemonPaths
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@pytest.fixture
-def paths(socket_path: Path) -> Iterator[DaemonPaths]:
-    """The test's daemon files; a daemon a client started is stopped by its pid file at the end."""
-    paths = DaemonPaths(socket_path)
-    yield paths
-    try:
-        pid = int(paths.pid.read_text())
-    except (OSError, ValueError):
-        return
-    if alive(pid):
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not alive(pid), timeout=30, message=f"daemon pid {pid} to exit")
 
 
 StartChildren = Callable[[str, list[dict[str, str]], Path], list[subprocess.Popen[str]]]

@@ -29,7 +29,19 @@ from ..errors import (
     ParamChangedError,
     RunNotFound,
 )
-from ..protocol import MAX_INLINE_ARTIFACT_SIZE, CreateExperiment, ExperimentReply, GetExperiment, RecordKind
+from ..protocol import (
+    ARTIFACT,
+    CREATE_RUN,
+    DELETE_TAG,
+    MAX_INLINE_ARTIFACT_SIZE,
+    METRIC,
+    PARAM,
+    SET_TERMINATED,
+    TAG,
+    CreateExperiment,
+    ExperimentReply,
+    GetExperiment,
+)
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
     Experiment,
@@ -56,13 +68,6 @@ from ._config import ClientConfig, resolve_tracking_uri
 from ._names import random_run_name
 from ._sender import FlushReport, Sender
 
-_METRIC = RecordKind.METRIC.value
-_PARAM = RecordKind.PARAM.value
-_TAG = RecordKind.TAG.value
-_DELETE_TAG = RecordKind.DELETE_TAG.value
-_CREATE_RUN = RecordKind.CREATE_RUN.value
-_SET_TERMINATED = RecordKind.SET_TERMINATED.value
-_ARTIFACT = RecordKind.ARTIFACT.value
 _MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
 _time_ns = time.time_ns
 
@@ -180,7 +185,7 @@ class Client:
         # MlflowClient.create_run takes the user from the mlflow.user tag, else "unknown".
         user_id = str_tags.get(USER_TAG, "unknown")
         artifact_location = self._artifact_location(experiment_id)
-        creation = (_CREATE_RUN, run_id, experiment_id, user_id, name, start_ms, str_tags)
+        creation = (CREATE_RUN, run_id, experiment_id, user_id, name, start_ms, str_tags)
         self._creations[run_id] = creation
         self._sender.submit(creation)
         self._known_runs.add(run_id)
@@ -196,7 +201,7 @@ class Client:
         self._check_run(run_id)
         code = int(validate_run_status(status))
         end_ms = _now_ms() if end_time is None else validate_timestamp("end_time", end_time)
-        self._sender.submit((_SET_TERMINATED, run_id, code, end_ms))
+        self._sender.submit((SET_TERMINATED, run_id, code, end_ms))
 
     def get_run(self, run_id: str) -> Run:
         """The run as stored, after flushing what this process logged."""
@@ -236,7 +241,7 @@ class Client:
         timestamp = _time_ns() // 1_000_000 if timestamp is None else validate_timestamp(key, timestamp)
         sender = self._sender
         buffer = sender.buffer
-        buffer.append((_METRIC, run_id, key, value, timestamp, step))
+        buffer.append((METRIC, run_id, key, value, timestamp, step))
         if len(buffer) >= sender.wake_at:
             sender.wake()
 
@@ -258,7 +263,7 @@ class Client:
                 self._check_key(key, "metric")
             if type(value) is not float:
                 value = validate_metric_value(key, value)
-            records.append((_METRIC, run_id, key, value, timestamp, step))
+            records.append((METRIC, run_id, key, value, timestamp, step))
         sender = self._sender
         buffer = sender.buffer
         buffer.extend(records)
@@ -275,12 +280,12 @@ class Client:
         """Set a run tag (tags may change)."""
         self._check_run(run_id)
         key = self._check_key(key, "tag")
-        self._sender.submit((_TAG, run_id, key, validate_tag_value(key, str(value))))
+        self._sender.submit((TAG, run_id, key, validate_tag_value(key, str(value))))
 
     def delete_tag(self, run_id: str, key: str) -> None:
         """Delete a run tag; flush() reports it if the tag did not exist."""
         self._check_run(run_id)
-        self._sender.submit((_DELETE_TAG, run_id, self._check_key(key, "tag")))
+        self._sender.submit((DELETE_TAG, run_id, self._check_key(key, "tag")))
 
     def log_batch(self, run_id: str, metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = ()) -> None:
         """Log metrics (``Metric``-like: key, value, timestamp, step), params and tags (key, value) together.
@@ -296,15 +301,15 @@ class Client:
             if seen_params.setdefault(key, value) != value:
                 raise InvalidArgument(f"Param {key!r} appears twice in one log_batch with different values.")
             self._check_param_unchanged(run_id, key, value)
-            records.append((_PARAM, run_id, key, value))
+            records.append((PARAM, run_id, key, value))
         for metric in metrics:
             key = self._check_key(metric.key, "metric")
             step = validate_step(key, metric.step if metric.step is not None else 0)
             ts = _now_ms() if metric.timestamp is None else validate_timestamp(key, metric.timestamp)
-            records.append((_METRIC, run_id, key, validate_metric_value(key, metric.value), ts, step))
+            records.append((METRIC, run_id, key, validate_metric_value(key, metric.value), ts, step))
         for tag in tags:
             key = self._check_key(tag.key, "tag")
-            records.append((_TAG, run_id, key, validate_tag_value(key, str(tag.value))))
+            records.append((TAG, run_id, key, validate_tag_value(key, str(tag.value))))
         for key, value in seen_params.items():
             self._params[(run_id, key)] = value
         for record in records:
@@ -443,14 +448,14 @@ class Client:
         text = validate_param_value(key, str(value))
         self._check_param_unchanged(run_id, key, text)
         self._params[(run_id, key)] = text
-        self._sender.submit((_PARAM, run_id, key, text))
+        self._sender.submit((PARAM, run_id, key, text))
 
     def _submit_file(self, run_id: str, source: Path, artifact_path: str) -> None:
         artifact_path = validate_artifact_path(artifact_path)
         if source.stat().st_size <= MAX_INLINE_ARTIFACT_SIZE:
-            self._sender.submit((_ARTIFACT, run_id, artifact_path, source.read_bytes(), None))
+            self._sender.submit((ARTIFACT, run_id, artifact_path, source.read_bytes(), None))
         else:
-            self._sender.submit((_ARTIFACT, run_id, artifact_path, None, str(source.absolute())))
+            self._sender.submit((ARTIFACT, run_id, artifact_path, None, str(source.absolute())))
 
     def _submit_content(self, run_id: str, artifact_file: str, content: bytes) -> None:
         artifact_file = validate_artifact_path(artifact_file)
@@ -459,7 +464,7 @@ class Client:
                 f"Artifact {artifact_file!r} is {len(content)} bytes; log_text and log_dict take at most "
                 f"{MAX_INLINE_ARTIFACT_SIZE} bytes (use log_artifact for larger files)."
             )
-        self._sender.submit((_ARTIFACT, run_id, artifact_file, content, None))
+        self._sender.submit((ARTIFACT, run_id, artifact_file, content, None))
 
     def _artifact_location(self, experiment_id: str) -> str:
         try:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
 from ..protocol import (
+    ARTIFACT,
+    METRIC,
     NEED_DATA,
     Ack,
     Batch,
@@ -37,7 +39,6 @@ from ..protocol import (
     Flush,
     FlushDone,
     Record,
-    RecordKind,
     Rejected,
     StatusReply,
 )
@@ -51,8 +52,6 @@ logger = logging.getLogger("trackd.client")
 # A flush barrier travels through the buffer as a pseudo-record, so it is sent after every
 # record appended before it. Kind 0 is not a RecordKind and never reaches the wire.
 _BARRIER = 0
-_ARTIFACT = RecordKind.ARTIFACT.value
-_METRIC = RecordKind.METRIC.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,13 +585,13 @@ class Sender:
         while buffer and len(records) < self.MAX_RECORDS_PER_BATCH and size < self.MAX_BATCH_BYTES:
             record = popleft()
             kind = record[0]
-            if kind == _METRIC:
+            if kind == METRIC:
                 size += 64
             elif kind == _BARRIER:
                 return records, record[1]
             else:
                 size += 64 + sum(len(v) for v in record if type(v) in (str, bytes))
-                if kind == _ARTIFACT:
+                if kind == ARTIFACT:
                     # An artifact (up to 8 MiB inline) ends its batch, so the frame stays under
                     # MAX_FRAME_SIZE; it still travels in this batch.
                     records.append(record)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import InvalidArgument, StoreError, StoreUnavailable
-from ..protocol import RecordKind
+from ..protocol import ARTIFACT, CREATE_RUN, DELETE_TAG, METRIC, PARAM, SET_TERMINATED, TAG, RecordKind
 from ..store import (
     ArtifactWrite,
     MetricAppend,
@@ -39,13 +39,6 @@ if TYPE_CHECKING:
 
 Origin = tuple["Session", int]
 
-_METRIC = RecordKind.METRIC.value
-_PARAM = RecordKind.PARAM.value
-_TAG = RecordKind.TAG.value
-_DELETE_TAG = RecordKind.DELETE_TAG.value
-_CREATE_RUN = RecordKind.CREATE_RUN.value
-_SET_TERMINATED = RecordKind.SET_TERMINATED.value
-_ARTIFACT = RecordKind.ARTIFACT.value
 
 # Keys and run ids already checked against MLflow's rules; cleared when it grows past this, so a
 # client inventing keys cannot grow it without bound.
@@ -172,7 +165,7 @@ class Applier:
                 if run_id not in good_runs:
                     validate_run_id(run_id)
                     self._remember(good_runs, run_id)
-                if kind == _METRIC:
+                if kind == METRIC:
                     key = record[2]
                     if key not in good_keys:
                         validate_key(key, kind="metric")
@@ -185,25 +178,25 @@ class Applier:
                     # MLflow's client turns ints into floats before writing: 7 is stored as 7.0.
                     value = record[3]
                     append.points.append((record[4], value if type(value) is float else float(value), record[5]))
-                elif kind == _PARAM:
+                elif kind == PARAM:
                     key = validate_key(record[2], kind="param")
                     batch.params.append(ParamWrite(origin, run_id, key, validate_param_value(key, record[3])))
-                elif kind == _TAG:
+                elif kind == TAG:
                     key = validate_key(record[2], kind="tag")
                     batch.tags.append(TagWrite(origin, run_id, key, validate_tag_value(key, record[3])))
-                elif kind == _DELETE_TAG:
+                elif kind == DELETE_TAG:
                     batch.tags.append(TagWrite(origin, run_id, validate_key(record[2], kind="tag"), None))
-                elif kind == _CREATE_RUN:
+                elif kind == CREATE_RUN:
                     _, _, experiment_id, user_id, run_name, start_time_ms, tags = record
                     for key, value in tags.items():
                         validate_tag_value(validate_key(key, kind="tag"), value)
                     batch.new_runs.append(
                         NewRun(origin, run_id, experiment_id, user_id, run_name, start_time_ms, dict(tags))
                     )
-                elif kind == _SET_TERMINATED:
+                elif kind == SET_TERMINATED:
                     status = validate_run_status(record[2])
                     batch.terminations.append(Termination(origin, run_id, int(status), record[3]))
-                elif kind == _ARTIFACT:
+                elif kind == ARTIFACT:
                     path = validate_artifact_path(record[2])
                     batch.artifacts.append(ArtifactWrite(origin, run_id, path, record[3], record[4]))
             except InvalidArgument as exc:
@@ -218,7 +211,7 @@ class Applier:
 
 def _describe(record: tuple[Any, ...]) -> str:
     kind = RecordKind(record[0]).name.lower().replace("_", " ")
-    if record[0] in (_METRIC, _PARAM, _TAG, _DELETE_TAG, _ARTIFACT):
+    if record[0] in (METRIC, PARAM, TAG, DELETE_TAG, ARTIFACT):
         return f"{kind} {record[2]!r} of run {record[1]}"
     return f"{kind} of run {record[1]}"
 

@@ -37,9 +37,28 @@ from ._limits import (
     MAX_TEXT_LENGTH,
     PROTOCOL_VERSION,
 )
-from ._records import RECORD_FIELDS, Record, RecordKind, check_record
+from ._records import (
+    ARTIFACT,
+    CREATE_RUN,
+    DELETE_TAG,
+    METRIC,
+    PARAM,
+    RECORD_FIELDS,
+    SET_TERMINATED,
+    TAG,
+    Record,
+    RecordKind,
+    check_record,
+)
 
 __all__ = [
+    "ARTIFACT",
+    "CREATE_RUN",
+    "DELETE_TAG",
+    "METRIC",
+    "PARAM",
+    "SET_TERMINATED",
+    "TAG",
     "EVENT_TRIGGERED_TRANSITIONS",
     "EVENT_TYPES",
     "FRAME_HEADER_SIZE",
