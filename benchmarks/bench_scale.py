@@ -14,7 +14,7 @@ of each and the throughput relative to the 10-file case of the same invocation (
 Default sizes are 10, 1,000 and 10,000 files so the script finishes in about a minute;
 ``--full`` adds the 100,000-file case (100,000 files are created on disk: allow a few minutes).
 
-Run:  .venv/bin/python benchmarks/bench_scale.py [--points 200000] [--max-open-files 512] [--full] [--json out.json]
+Run:  .venv/bin/python benchmarks/bench_scale.py [--points 200000] [--max-open-files N] [--full] [--json out.json]
 """
 
 from __future__ import annotations
@@ -95,11 +95,12 @@ def shape(files: int) -> tuple[int, int]:
     return max(1, files // keys), keys
 
 
-def one_case(files: int, points: int, max_open: int, seed: int, precreate: bool = True) -> dict[str, Any]:
+def one_case(files: int, points: int, max_open: int | None, seed: int, precreate: bool = True) -> dict[str, Any]:
     runs, keys = shape(files)
     # At least one point per file, so every file exists.
     points = max(points, runs * keys)
-    with C.Daemon("--max-open-files", str(max_open)) as daemon:
+    # None: the daemon sizes its metric-file cache from its file limit, as it does by default.
+    with C.Daemon(*(["--max-open-files", str(max_open)] if max_open is not None else [])) as daemon:
         fds_idle, rss_idle = C.open_fds(daemon.pid), C.rss_kb(daemon.pid)
         # Sampled from the producer's start, so file creation counts towards the peaks too.
         sampler = Sampler(daemon.pid)
@@ -142,7 +143,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="10,1000,10000", help="comma-separated numbers of metric files")
     parser.add_argument("--full", action="store_true", help="also run 100,000 files")
     parser.add_argument("--points", type=int, default=200_000, help="points per case (at least one per file)")
-    parser.add_argument("--max-open-files", type=int, default=512, help="the daemon's --max-open-files")
+    parser.add_argument("--max-open-files", type=int, default=None, help="the daemon's --max-open-files (default: the daemon's own default, sized from its file limit)")
     parser.add_argument("--no-precreate", action="store_true",
                         help="time the first point to each file too (file creation) instead of timing it apart")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per size (a fresh daemon and store each); medians")
@@ -179,7 +180,7 @@ def main() -> int:
         }
         summary.append(s)
         rows.append([f"{s['files']:,}", f"{s['runs']:,} x {s['keys']}", C.num(s["points"]), C.num(pps),
-                     f"{s['ratio_to_first']:.2f}x", args.max_open_files, s["fds_peak"], f"{s['rss_peak_mb']:.1f}",
+                     f"{s['ratio_to_first']:.2f}x", args.max_open_files or "auto", s["fds_peak"], f"{s['rss_peak_mb']:.1f}",
                      f"{s['daemon_cpu_s_per_million']:.2f}", f"{s['create_s']:.2f}" if not args.no_precreate else "-"])
     print()
     C.print_table(
