@@ -71,12 +71,6 @@ class Transport:
             self._sock.close()
             self._sock = None
 
-    def abandon(self) -> None:
-        """Forget the socket in a forked child without touching the parent's connection."""
-        if self._sock is not None:
-            self._sock.detach()
-            self._sock = None
-
     def _socket(self) -> socket.socket:
         if self._sock is None:
             raise DaemonUnavailable(f"The connection to the trackd daemon at {self.path} is closed.")

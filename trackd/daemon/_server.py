@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -73,7 +73,6 @@ class DaemonConfig:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     # Exit after this many seconds without clients (0: never). The client starts daemons with one.
     idle_timeout: float = 0.0
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class Server:
