@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -14,7 +15,7 @@ from helpers import DaemonProcess
 
 from trackd import Client, ClientClosedError, ClientConfig, DeliveryError, RunStatus
 from trackd.client import ClientState
-from trackd.errors import ExperimentExists
+from trackd.errors import ExperimentExists, InvalidArgument
 from trackd.protocol import MAX_INLINE_ARTIFACT_SIZE
 from trackd.store import Metric
 
@@ -287,3 +288,32 @@ def test_context_manager_closes_and_delivers(store: Path, config: ClientConfig) 
         client.log_param(run_id, "p", "v")
     assert client.state is ClientState.CLOSED
     assert client.get_run(run_id).data.params == {"p": "v"}
+
+
+def test_too_many_creation_tags_raise_at_the_call_site_and_later_logging_still_arrives(client: Client) -> None:
+    # This used to pass the call site; the daemon then refused the whole frame, and the client
+    # resent it on every reconnect, so nothing logged after it was ever delivered.
+    with pytest.raises(InvalidArgument, match="at most 1000 tags"):
+        client.create_run("0", tags={f"t{i}": "v" for i in range(1001)})
+    run = client.create_run("0")
+    client.log_metric(run.info.run_id, "after", 1.0)
+    client.flush(timeout=30)
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "after")] == [1.0]
+
+
+def test_drop_policy_counts_every_dropped_point_of_log_metrics(store: Path, daemon: DaemonProcess) -> None:
+    # log_metrics appends several records at once; the drop policy used to drop one of them.
+    config = ClientConfig(socket_path=daemon.paths.socket, autostart=False, max_buffered=50, on_full="drop")
+    daemon.signal(signal.SIGSTOP)
+    try:
+        with Client(store, config=config) as client:
+            run = client.create_run("0")
+            for step in range(200):
+                client.log_metrics(run.info.run_id, {f"k{i}": float(step) for i in range(10)}, step=step)
+            assert len(client._sender.buffer) < 50
+            daemon.signal(signal.SIGCONT)
+            report = client.flush(timeout=30)
+            written = sum(len(client.get_metric_history(run.info.run_id, f"k{i}")) for i in range(10))
+            assert written + report.dropped == 2000
+    finally:
+        daemon.signal(signal.SIGCONT)

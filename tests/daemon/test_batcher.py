@@ -27,7 +27,7 @@ def test_defaults_write_within_fifty_ms() -> None:
 def test_empty_batcher_has_no_write_due() -> None:
     batcher = Batcher(max_records=10, max_bytes=1000, max_age=1.0)
     assert batcher.delay(now=100.0) is None
-    assert batcher.take() == []
+    assert batcher.take(now=0.0) == []
 
 
 def test_write_is_due_when_record_count_reaches_max_records() -> None:
@@ -76,7 +76,7 @@ def test_take_returns_batches_in_arrival_order_and_resets_counts() -> None:
     batcher.add(first, size=40, now=0.0)
     batcher.add(second, size=60, now=0.0)
     batcher.request_write()
-    assert batcher.take() == [first, second]
+    assert batcher.take(now=0.0) == [first, second]
     assert (batcher.pending_records, batcher.pending_bytes) == (0, 0)
     assert batcher.delay(now=0.0) is None
 
@@ -85,7 +85,7 @@ def test_take_clears_a_requested_write() -> None:
     batcher = Batcher(max_records=100, max_bytes=10**6, max_age=1.0)
     batcher.add(batch(1, 1), size=10, now=0.0)
     batcher.request_write()
-    batcher.take()
+    batcher.take(now=0.0)
     batcher.add(batch(2, 1), size=10, now=5.0)
     assert batcher.delay(now=5.0) == pytest.approx(1.0)
 
@@ -93,7 +93,7 @@ def test_take_clears_a_requested_write() -> None:
 def test_age_restarts_from_the_first_batch_after_take() -> None:
     batcher = Batcher(max_records=100, max_bytes=10**6, max_age=0.05)
     batcher.add(batch(1, 1), size=10, now=0.0)
-    batcher.take()
+    batcher.take(now=0.0)
     batcher.add(batch(2, 1), size=10, now=3.0)
     assert batcher.delay(now=3.01) == pytest.approx(0.04)
 

@@ -34,6 +34,8 @@ from ..protocol import (
     CREATE_RUN,
     DELETE_TAG,
     MAX_INLINE_ARTIFACT_SIZE,
+    MAX_NAME_LENGTH,
+    MAX_TAGS_PER_RECORD,
     METRIC,
     PARAM,
     SET_TERMINATED,
@@ -406,6 +408,9 @@ class Client:
         return checked
 
     def _check_tags(self, tags: Mapping[str, Any]) -> dict[str, str]:
+        if len(tags) > MAX_TAGS_PER_RECORD:
+            # The daemon would refuse the whole frame, and with it everything logged after.
+            raise InvalidArgument(f"A run takes at most {MAX_TAGS_PER_RECORD} tags at creation, got {len(tags)}; set the rest with set_tag.")
         checked: dict[str, str] = {}
         for key, value in tags.items():
             key = self._check_key(key, "tag")
@@ -451,14 +456,20 @@ class Client:
         self._sender.submit((PARAM, run_id, key, text))
 
     def _submit_file(self, run_id: str, source: Path, artifact_path: str) -> None:
-        artifact_path = validate_artifact_path(artifact_path)
+        artifact_path = _check_artifact_name(artifact_path)
         if source.stat().st_size <= MAX_INLINE_ARTIFACT_SIZE:
             self._sender.submit((ARTIFACT, run_id, artifact_path, source.read_bytes(), None))
-        else:
-            self._sender.submit((ARTIFACT, run_id, artifact_path, None, str(source.absolute())))
+            return
+        source_path = str(source.absolute())
+        if len(source_path) > MAX_NAME_LENGTH:
+            raise InvalidArgument(
+                f"Artifact {str(source)!r} is larger than {MAX_INLINE_ARTIFACT_SIZE} bytes, so the daemon copies it "
+                f"from its path, and that path has {len(source_path)} characters; at most {MAX_NAME_LENGTH} are allowed."
+            )
+        self._sender.submit((ARTIFACT, run_id, artifact_path, None, source_path))
 
     def _submit_content(self, run_id: str, artifact_file: str, content: bytes) -> None:
-        artifact_file = validate_artifact_path(artifact_file)
+        artifact_file = _check_artifact_name(artifact_file)
         if len(content) > MAX_INLINE_ARTIFACT_SIZE:
             raise InvalidArgument(
                 f"Artifact {artifact_file!r} is {len(content)} bytes; log_text and log_dict take at most "
@@ -478,6 +489,14 @@ class Client:
     def _flush_for_read(self) -> None:
         if self.state is ClientState.OPEN:
             self._sender.flush(self.config.connect_timeout)
+
+
+def _check_artifact_name(path: str) -> str:
+    """MLflow's artifact path rules, and the protocol's length limit (a longer one loses the frame)."""
+    path = validate_artifact_path(path)
+    if len(path) > MAX_NAME_LENGTH:
+        raise InvalidArgument(f"Artifact path {path[:40]!r}... has {len(path)} characters; at most {MAX_NAME_LENGTH} are allowed.")
+    return path
 
 
 def _join(prefix: str | None, name: str) -> str:

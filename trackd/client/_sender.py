@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
+from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, LocalProtocolError, TrackdError
 from ..protocol import (
     ARTIFACT,
     METRIC,
@@ -213,8 +213,9 @@ class Sender:
             self._poke()
             thread = self._thread
             if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout=5.0)  # it spools what the daemon never took
-            if self._transport is not None:
+                thread.join(timeout=5.0)  # when no daemon answers, it spools what is left first
+            # Only the sender thread uses the socket: close it here only once that thread is gone.
+            if self._transport is not None and (thread is None or not thread.is_alive()):
                 self._transport.close()
                 self._transport = None
 
@@ -298,9 +299,13 @@ class Sender:
                 return
             if self._closed:
                 raise RuntimeError("Cannot log through a trackd client after close().")
-            self.wake_at = self.MAX_BEFORE_SEND
+            self.wake_at = self._early_wake()
             self._thread = threading.Thread(target=self._run, name="trackd-sender", daemon=True)
             self._thread.start()
+
+    def _early_wake(self) -> int:
+        """Wake the thread early at a batch's worth of records, or sooner under a small buffer bound."""
+        return min(self.MAX_BEFORE_SEND, self.config.max_buffered)
 
     def _poke(self) -> None:
         try:
@@ -310,12 +315,20 @@ class Sender:
 
     def _on_full(self) -> None:
         if self.config.on_full == "drop":
-            try:
-                self.buffer.pop()
-            except IndexError:
-                return
             with self._cond:
-                self._dropped += 1
+                # Drop the newest records until there is room again (log_metrics appends several);
+                # a flush barrier is never dropped, or its flush() would wait for ever.
+                barriers = []
+                while len(self.buffer) >= self.config.max_buffered:
+                    try:
+                        record = self.buffer.pop()
+                    except IndexError:
+                        break
+                    if record[0] == _BARRIER:
+                        barriers.append(record)
+                    else:
+                        self._dropped += 1
+                self.buffer.extend(reversed(barriers))
                 first = not self._warned_full
                 self._warned_full = True
             if first:
@@ -354,7 +367,8 @@ class Sender:
 
     def _pending_locked(self) -> int:
         spooled = self._spool.records if self._spool is not None else 0
-        return len(self.buffer) + sum(count for _, _, count in self._unacked) + spooled
+        buffered = len(self.buffer) - sum(1 for record in self.buffer if record[0] == _BARRIER)
+        return buffered + sum(count for _, _, count in self._unacked) + spooled
 
     def _report(self) -> FlushReport:
         with self._cond:
@@ -376,6 +390,9 @@ class Sender:
             _warn(str(exc))
             return
         remaining = timeout - (time.monotonic() - start)
+        if remaining <= 0:
+            _warn(f"{self.pending()} events were not delivered within {timeout:g} s.")
+            return
         _warn(f"waiting up to {remaining:.0f} s for {self.pending()} events to reach the daemon at {self.config.socket_path}.")
         try:
             self.flush(timeout=max(remaining, 0.0))
@@ -590,7 +607,7 @@ class Sender:
             elif kind == _BARRIER:
                 return records, record[1]
             else:
-                size += 64 + sum(len(v) for v in record if type(v) in (str, bytes))
+                size += 64 + _record_size(record)
                 if kind == ARTIFACT:
                     # An artifact (up to 8 MiB inline) ends its batch, so the frame stays under
                     # MAX_FRAME_SIZE; it still travels in this batch.
@@ -612,15 +629,22 @@ class Sender:
                 self._send_event(barrier.build(barrier.request_id))
             with self._cond:
                 self._cond.notify_all()  # room in the buffer for callers waiting under "block"
-        if len(self.buffer) < self.MAX_BEFORE_SEND:
-            self.wake_at = self.MAX_BEFORE_SEND
+        if len(self.buffer) < self._early_wake():
+            self.wake_at = self._early_wake()
 
     def _send_batch(self, records: list[Record]) -> None:
         if not records:
             return
         assert self._protocol is not None and self._transport is not None
+        try:
+            frame = self._protocol.send(Batch.of_checked_records(self._seq + 1, records))
+        except LocalProtocolError as exc:
+            # Call-site checks should make this impossible; if not, say what was lost, never hide it.
+            with self._cond:
+                self._rejected += len(records)
+                self._failures.append(f"{len(records)} records could not be encoded and were not sent: {exc}")
+            return
         self._seq += 1
-        frame = self._protocol.send(Batch.of_checked_records(self._seq, records))
         with self._cond:
             self._unacked.append((self._seq, frame, len(records)))
             self._unacked_bytes += len(frame)
@@ -699,6 +723,17 @@ class Sender:
                 req.error = error
                 req.done = True
             self._cond.notify_all()
+
+def _record_size(record: Record) -> int:
+    """Rough bytes of a non-metric record (strings, bytes and a create-run record's tags)."""
+    size = 0
+    for value in record:
+        if type(value) is str or type(value) is bytes:
+            size += len(value) * (4 if type(value) is str else 1)  # UTF-8 is at most 4 bytes a character
+        elif type(value) is dict:
+            size += sum(4 * (len(k) + len(v)) + 8 for k, v in value.items())
+    return size
+
 
 def _warn(message: str) -> None:
     """One line on stderr: trackd is quiet unless something needs the user's attention."""

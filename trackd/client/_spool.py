@@ -75,7 +75,13 @@ class Spool:
             if os.fstat(fd).st_size == 0:
                 os.write(fd, encode_frame(self._hello))
             self._fd = fd
-        _write_all(self._fd, b"".join(frame for _, frame, _ in batches))
+        size = os.fstat(self._fd).st_size
+        try:
+            _write_all(self._fd, b"".join(frame for _, frame, _ in batches))
+        except OSError:
+            # A torn frame would make the whole spool unreadable: cut back to the last whole one.
+            os.ftruncate(self._fd, size)
+            raise
         self.last_seq = max(self.last_seq, max(seq for seq, _, _ in batches))
         self.records += sum(count for _, _, count in batches)
 

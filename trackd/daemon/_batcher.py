@@ -78,7 +78,7 @@ class Batcher:
         self.pending_records += sum(len(b.records) for b in batches)
         self.pending_bytes += sum(len(b.records) for b in batches) * RECORD_SIZE_ESTIMATE
 
-    def take(self, now: float = 0.0) -> list[PendingBatch]:
+    def take(self, now: float) -> list[PendingBatch]:
         """Hand the next write's batches to the writer: at most about ``max_records`` records.
 
         Batches of clients waiting on a flush go first, so a client that floods the daemon makes
@@ -91,14 +91,14 @@ class Batcher:
         else:
             # Clients waiting on a flush get a write of their own: short, so their flush does not
             # wait behind a neighbour's flood (only the write already under way).
-            taken = [b for b in items if b.session.flushes]
-            if not taken:
-                count = 0
-                for batch in items:
-                    if count >= self.max_records:
-                        break
-                    taken.append(batch)
-                    count += len(batch.records)
+            waiting = [b for b in items if b.session.flushes]
+            taken = []
+            count = 0
+            for batch in waiting or items:
+                if count >= self.max_records:
+                    break
+                taken.append(batch)
+                count += len(batch.records)
             chosen = {id(b) for b in taken}
             self._items = [b for b in items if id(b) not in chosen]
             self._oldest = now

@@ -388,7 +388,10 @@ class Server:
                 self._retry_delay = 0.0
             self._deliver(pending, result)
             snapshot = {**self._recovered, **{s.client_id: s.applied_seq for s in self.state.sessions.values()}}
-            await loop.run_in_executor(self._executor, self.applier.compact_journal, snapshot)
+            try:
+                await loop.run_in_executor(self._executor, self.applier.compact_journal, snapshot)
+            except Exception:  # a full disk here must not end the write loop; compaction retries next write
+                logger.exception("Could not compact the write journal")
 
     def _store_refused(self, result: ApplyResult) -> None:
         """A store refused writes: keep the batches, tell clients once, and back off."""

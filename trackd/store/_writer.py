@@ -74,6 +74,7 @@ from ._validation import (
 DEFAULT_MAX_OPEN_FILES = 256
 
 _Item = TypeVar("_Item")
+_T = TypeVar("_T")
 
 
 
@@ -94,6 +95,16 @@ def _signature(stat: os.stat_result) -> tuple[int, int, int]:
 
 # The disk, not the item, refused these writes; they may succeed later (space freed, remount).
 TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENFILE, errno.EMFILE})
+
+
+def _journal_call(method: Callable[..., _T], *args: Any) -> _T:
+    """A journal write; a disk that refuses it makes the whole batch wait, like any other write."""
+    try:
+        return method(*args)
+    except OSError as exc:
+        if exc.errno in TRANSIENT_ERRNOS:
+            raise StoreUnavailable(f"The write journal cannot be written ({exc.strerror}): {exc.filename!r}.") from exc
+        raise
 
 
 def _os_error_message(item: str, exc: OSError) -> str:
@@ -279,7 +290,7 @@ class StoreWriter:
             apply(failures, (tag.origin,), _item("tag", tag.key, tag.run_id), self._set_tag, tag)
         appends = self._locate_metric_files(batch, failures)
         sizes = [(path, self._metric_files.size(path)) for _, path, _ in appends]
-        entry = journal.begin(sizes, seqs or {}) if journal is not None else None
+        entry = _journal_call(journal.begin, sizes, seqs or {}) if journal is not None else None
         try:
             for append, path, origins in appends:
                 item = _item("metric", append.key, append.run_id)
@@ -295,7 +306,12 @@ class StoreWriter:
         finally:
             self._checked.clear()
         if journal is not None and entry is not None:
-            journal.commit(entry)
+            try:
+                _journal_call(journal.commit, entry)
+            except StoreUnavailable:
+                # Written but not committed: undo it, so the retry writes it exactly once.
+                self._metric_files.rollback(sizes)
+                raise
         return failures
 
     def _locate_metric_files(
