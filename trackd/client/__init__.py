@@ -33,7 +33,7 @@ from ._fluent import (
     start_run,
 )
 from ._launcher import daemon_answers, spawn_daemon, wait_until_answering
-from ._sender import FlushReport
+from ._outbox import FlushReport
 
 __all__ = [
     "ActiveRun",

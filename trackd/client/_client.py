@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,8 @@ from ..store import (
 )
 from ._config import ClientConfig, resolve_tracking_uri
 from ._names import random_run_name
-from ._sender import FlushReport, Sender
+from ._outbox import FlushReport
+from ._sender import Sender
 
 _MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
 _time_ns = time.time_ns

@@ -19,7 +19,7 @@ from typing import Any
 from ..store import Experiment, Metric, Run, RunData, RunInfo, RunStatus
 from ._client import EXIT_HOOKS, Client, ClientState
 from ._config import resolve_tracking_uri
-from ._sender import FlushReport
+from ._outbox import FlushReport
 
 _lock = threading.RLock()
 _tracking_uri: str | None = None

@@ -16,7 +16,8 @@ from pathlib import Path
 if TYPE_CHECKING:
     import subprocess
 
-from .._paths import ALREADY_RUNNING_EXIT_CODE, DaemonPaths, ensure_private_directory
+from .._paths import ALREADY_RUNNING_EXIT_CODE, DaemonPaths, default_paths, ensure_private_directory
+from ..errors import DaemonUnavailable
 
 # A daemon the client starts exits after this long without clients, so no process lingers for
 # ever after a training job.
@@ -77,3 +78,16 @@ def wait_until_answering(paths: DaemonPaths, process: subprocess.Popen[bytes] | 
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
     return False
+
+
+def start_daemon(socket_path: Path, *, timeout: float) -> None:
+    """Start a daemon for ``socket_path`` and wait until it answers; raises DaemonUnavailable."""
+    paths = default_paths(socket_path)
+    try:
+        process = spawn_daemon(paths)
+    except OSError as exc:
+        raise DaemonUnavailable(f"Could not start a trackd daemon for {paths.socket}: {exc}.") from exc
+    if not wait_until_answering(paths, process, timeout=timeout):
+        raise DaemonUnavailable(
+            f"A trackd daemon was started for {paths.socket} but did not answer within {timeout:g} s; see {paths.log}."
+        )

@@ -19,12 +19,9 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, LocalProtocolError, TrackdError
 from ..protocol import (
-    ARTIFACT,
-    METRIC,
     NEED_DATA,
     Ack,
     Batch,
@@ -43,38 +40,12 @@ from ..protocol import (
     StatusReply,
 )
 from ._config import ClientConfig
-from ._launcher import spawn_daemon, wait_until_answering
-from ._spool import SPOOL_SUFFIX, Spool, sync_spools
+from ._launcher import start_daemon
+from ._outbox import BARRIER, FlushReport, Request, next_chunk, warn
+from ._spool import Spool, deliver_orphans_in_background
 from ._transport import Transport, handshake, make_hello
 
 logger = logging.getLogger("trackd.client")
-
-# A flush barrier travels through the buffer as a pseudo-record, so it is sent after every
-# record appended before it. Kind 0 is not a RecordKind and never reaches the wire.
-_BARRIER = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FlushReport:
-    """What a flush found: events written so far, dropped by the on-full policy, and still held."""
-
-    acked_batches: int
-    dropped: int
-    pending: int
-
-
-class _Request:
-    """A request to the daemon that a caller waits on."""
-
-    __slots__ = ("build", "done", "error", "request_id", "result")
-
-    def __init__(self, request_id: int, build: Callable[[int], Event]) -> None:
-        self.request_id = request_id
-        self.build = build
-        self.done = False
-        self.result: Event | None = None
-        self.error: TrackdError | None = None
-
 
 class Sender:
     """Owns the event buffer, the sender thread and the connection to the daemon."""
@@ -98,8 +69,8 @@ class Sender:
     _acked_seq: int
     _unacked: collections.deque[tuple[int, bytes, int]]
     _unacked_bytes: int
-    _outgoing: collections.deque[_Request]
-    _in_flight: dict[int, _Request]
+    _outgoing: collections.deque[Request]
+    _in_flight: dict[int, Request]
     _next_request_id: int
     _failures: list[str]
     _rejected: int
@@ -166,7 +137,7 @@ class Sender:
         if self._thread is None and not self.buffer:
             return self._report()
         req = self._new_request(lambda request_id: Flush(request_id=request_id))
-        self.buffer.append((_BARRIER, req))
+        self.buffer.append((BARRIER, req))
         self._ensure_started()
         self._poke()
         self._wait(req, timeout)
@@ -284,10 +255,10 @@ class Sender:
 
         multiprocessing.util.Finalize(self, self.close, exitpriority=100)
 
-    def _new_request(self, build: Callable[[int], Event]) -> _Request:
+    def _new_request(self, build: Callable[[int], Event]) -> Request:
         with self._cond:
             self._next_request_id += 1
-            return _Request(self._next_request_id, build)
+            return Request(self._next_request_id, build)
 
     def _ensure_started(self) -> None:
         if self._thread is None:
@@ -324,7 +295,7 @@ class Sender:
                         record = self.buffer.pop()
                     except IndexError:
                         break
-                    if record[0] == _BARRIER:
+                    if record[0] == BARRIER:
                         barriers.append(record)
                     else:
                         self._dropped += 1
@@ -332,7 +303,7 @@ class Sender:
                 first = not self._warned_full
                 self._warned_full = True
             if first:
-                _warn(
+                warn(
                     f"the event buffer is full ({self.config.max_buffered} events) because the daemon is not "
                     "keeping up; new events are dropped and counted (TRACKD_ON_FULL=drop)."
                 )
@@ -341,7 +312,7 @@ class Sender:
             first = not self._warned_full
             self._warned_full = True
         if first:
-            _warn(
+            warn(
                 f"the event buffer is full ({len(self.buffer)} events) because the daemon is not keeping up; "
                 "logging calls wait for room (TRACKD_ON_FULL=block)."
             )
@@ -349,7 +320,7 @@ class Sender:
             while len(self.buffer) >= self.config.max_buffered and not self._stopping:
                 self._cond.wait(0.1)
 
-    def _wait(self, req: _Request, timeout: float | None) -> Event:
+    def _wait(self, req: Request, timeout: float | None) -> Event:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while not req.done:
@@ -367,7 +338,7 @@ class Sender:
 
     def _pending_locked(self) -> int:
         spooled = self._spool.records if self._spool is not None else 0
-        buffered = len(self.buffer) - sum(1 for record in self.buffer if record[0] == _BARRIER)
+        buffered = len(self.buffer) - sum(1 for record in self.buffer if record[0] == BARRIER)
         return buffered + sum(count for _, _, count in self._unacked) + spooled
 
     def _report(self) -> FlushReport:
@@ -384,23 +355,23 @@ class Sender:
             pass
         except DaemonUnavailable as exc:
             if not self._spooling:  # the spool already said where the events are
-                _warn(str(exc))
+                warn(str(exc))
             return
         except TrackdError as exc:
-            _warn(str(exc))
+            warn(str(exc))
             return
         remaining = timeout - (time.monotonic() - start)
         if remaining <= 0:
-            _warn(f"{self.pending()} events were not delivered within {timeout:g} s.")
+            warn(f"{self.pending()} events were not delivered within {timeout:g} s.")
             return
-        _warn(f"waiting up to {remaining:.0f} s for {self.pending()} events to reach the daemon at {self.config.socket_path}.")
+        warn(f"waiting up to {remaining:.0f} s for {self.pending()} events to reach the daemon at {self.config.socket_path}.")
         try:
             self.flush(timeout=max(remaining, 0.0))
         except DaemonUnavailable as exc:
             if not self._spooling:  # the spool already said where the events are
-                _warn(f"{self.pending()} events were not delivered: {exc}")
+                warn(f"{self.pending()} events were not delivered: {exc}")
         except TrackdError as exc:
-            _warn(f"{self.pending()} events were not delivered: {exc}")
+            warn(f"{self.pending()} events were not delivered: {exc}")
 
     # -- the sender thread ----------------------------------------------------------------------
 
@@ -470,7 +441,7 @@ class Sender:
             in_flight = sorted(self._in_flight.values(), key=lambda r: r.request_id)
         self._spooling = False
         if self._warned_unavailable:
-            _warn(
+            warn(
                 f"reconnected to the daemon at {path}; resending {len(spooled)} spooled and "
                 f"{len(resend)} unacknowledged batches."
             )
@@ -483,45 +454,18 @@ class Sender:
             transport.send(frame)
         if not self._synced_orphans:
             self._synced_orphans = True
-            self._deliver_orphan_spools()
+            deliver_orphans_in_background(
+                self.config.spool_dir, self.config.socket_path, self._spool.path if self._spool is not None else None
+            )
         for req in in_flight:
             transport.send(protocol.send(req.build(req.request_id)))
 
-    def _deliver_orphan_spools(self) -> None:
-        """Deliver, in the background, spools that exited processes left behind."""
-        directory = self.config.spool_dir
-        own = self._spool.path if self._spool is not None else None
-        try:
-            if not any(p != own for p in directory.glob(f"*{SPOOL_SUFFIX}")):
-                return
-        except OSError:
-            return
-        socket_path = self.config.socket_path
-
-        def deliver() -> None:
-            for result in sync_spools(directory, socket_path, exclude=own):
-                if result.batches and not result.error:
-                    logger.info("Delivered %d spooled batches of client %s", result.batches, result.client_id)
-
-        threading.Thread(target=deliver, name="trackd-spool-sync", daemon=True).start()
-
     def _start_daemon(self) -> None:
-        from .._paths import default_paths
-
         now = time.monotonic()
         if now - self._last_spawn < 1.0:
             raise DaemonUnavailable(f"No trackd daemon answers at {self.config.socket_path} yet.")
         self._last_spawn = now
-        paths = default_paths(self.config.socket_path)
-        try:
-            process = spawn_daemon(paths)
-        except OSError as exc:
-            raise DaemonUnavailable(f"Could not start a trackd daemon for {paths.socket}: {exc}.") from exc
-        if not wait_until_answering(paths, process, timeout=self.config.connect_timeout):
-            raise DaemonUnavailable(
-                f"A trackd daemon was started for {paths.socket} but did not answer within "
-                f"{self.config.connect_timeout:g} s; see {paths.log}."
-            )
+        start_daemon(self.config.socket_path, timeout=self.config.connect_timeout)
 
     def _disconnected(self, exc: BaseException | None) -> None:
         if self._transport is not None:
@@ -535,7 +479,7 @@ class Sender:
             self._cond.notify_all()
         if exc is not None and not self._warned_unavailable and not self._stopping:
             self._warned_unavailable = True
-            _warn(f"{exc} Holding {self.pending()} events and retrying.")
+            warn(f"{exc} Holding {self.pending()} events and retrying.")
 
     def _read_replies(self) -> None:
         transport, protocol = self._transport, self._protocol
@@ -564,7 +508,7 @@ class Sender:
                     self._complete(event.request_id, error=DeliveryError(event.message))
                 elif event.code != ErrorCode.SHUTTING_DOWN and event.code not in self._warned_codes:
                     self._warned_codes.add(event.code)
-                    _warn(f"the daemon reports: {event.message}")
+                    warn(f"the daemon reports: {event.message}")
             self._cond.notify_all()
 
     def _ack(self, seq: int) -> None:
@@ -593,28 +537,8 @@ class Sender:
         assert self._transport is not None and self._protocol is not None
         self._transport.send(self._protocol.send(event))
 
-    def _next_chunk(self) -> tuple[list[Record], _Request | None]:
-        """Pop the records of one batch frame (within the count and byte limits), stopping at a flush barrier."""
-        buffer = self.buffer
-        popleft = buffer.popleft
-        records: list[Record] = []
-        size = 0
-        while buffer and len(records) < self.MAX_RECORDS_PER_BATCH and size < self.MAX_BATCH_BYTES:
-            record = popleft()
-            kind = record[0]
-            if kind == METRIC:
-                size += 64
-            elif kind == _BARRIER:
-                return records, record[1]
-            else:
-                size += 64 + _record_size(record)
-                if kind == ARTIFACT:
-                    # An artifact (up to 8 MiB inline) ends its batch, so the frame stays under
-                    # MAX_FRAME_SIZE; it still travels in this batch.
-                    records.append(record)
-                    break
-            records.append(record)
-        return records, None
+    def _next_chunk(self) -> tuple[list[Record], Request | None]:
+        return next_chunk(self.buffer, self.MAX_RECORDS_PER_BATCH, self.MAX_BATCH_BYTES)
 
     def _send_buffer(self) -> None:
         while self.buffer and self._unacked_bytes < self.config.max_unacked_bytes:
@@ -667,7 +591,7 @@ class Sender:
             batches = list(self._unacked)
             self._unacked.clear()
             self._unacked_bytes = 0
-        barriers: list[_Request] = []
+        barriers: list[Request] = []
         while self.buffer:
             records, barrier = self._next_chunk()
             if records:
@@ -690,12 +614,12 @@ class Sender:
             ))
             if not self._warned_spool:
                 self._warned_spool = True
-                _warn(f"could not spool events to {self._spool.path}: {exc}; holding them in memory.")
+                warn(f"could not spool events to {self._spool.path}: {exc}; holding them in memory.")
             return
         first = not self._spooling
         self._spooling = True
         if first and batches:
-            _warn(
+            warn(
                 f"no daemon answers at {self.config.socket_path}; {self._spool.records} events spooled to "
                 f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync`."
             )
@@ -713,7 +637,7 @@ class Sender:
             f"spooled to {self._spool.path} and delivered when a daemon answers (or by `trackd sync`)."
         ))
 
-    def _fail_requests(self, barriers: list[_Request], error: DaemonUnavailable) -> None:
+    def _fail_requests(self, barriers: list[Request], error: DaemonUnavailable) -> None:
         """Complete the given flush barriers and every request sent to the lost daemon with ``error``."""
         with self._cond:
             requests = barriers + list(self._in_flight.values()) + list(self._outgoing)
@@ -723,18 +647,3 @@ class Sender:
                 req.error = error
                 req.done = True
             self._cond.notify_all()
-
-def _record_size(record: Record) -> int:
-    """Rough bytes of a non-metric record (strings, bytes and a create-run record's tags)."""
-    size = 0
-    for value in record:
-        if type(value) is str or type(value) is bytes:
-            size += len(value) * (4 if type(value) is str else 1)  # UTF-8 is at most 4 bytes a character
-        elif type(value) is dict:
-            size += sum(4 * (len(k) + len(v)) + 8 for k, v in value.items())
-    return size
-
-
-def _warn(message: str) -> None:
-    """One line on stderr: trackd is quiet unless something needs the user's attention."""
-    print(f"trackd: {message}", file=sys.stderr, flush=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from ..protocol import (
 )
 from ._transport import handshake
 
+_log = logging.getLogger("trackd.client")
 SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
 SPOOL_SUFFIX = ".spool"
 
@@ -194,6 +197,22 @@ def sync_spools(directory: Path, socket_path: Path, *, timeout: float = 60.0, ex
         except (DaemonUnavailable, RemoteProtocolError, OSError) as exc:
             results.append(SyncResult(path, error=str(exc)))
     return results
+
+
+def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path | None) -> None:
+    """Deliver, on a background thread, spools that exited processes left behind (not ``own``)."""
+    try:
+        if not any(p != own for p in directory.glob(f"*{SPOOL_SUFFIX}")):
+            return
+    except OSError:
+        return
+
+    def deliver() -> None:
+        for result in sync_spools(directory, socket_path, exclude=own):
+            if result.batches and not result.error:
+                _log.info("Delivered %d spooled batches of client %s", result.batches, result.client_id)
+
+    threading.Thread(target=deliver, name="trackd-spool-sync", daemon=True).start()
 
 
 @contextlib.contextmanager

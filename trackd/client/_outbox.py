@@ -1,0 +1,79 @@
+"""What the sender owes the daemon: buffered records cut into batch-sized chunks, and requests
+waiting for their replies. Pure data handling, used only by the sender thread and its callers."""
+
+from __future__ import annotations
+
+import collections
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import TrackdError
+from ..protocol import ARTIFACT, METRIC, Event, Record
+
+# A flush barrier travels through the buffer as a pseudo-record, so it is sent after every
+# record appended before it. Kind 0 is not a RecordKind and never reaches the wire.
+BARRIER = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FlushReport:
+    """What a flush found: events written so far, dropped by the on-full policy, and still held."""
+
+    acked_batches: int
+    dropped: int
+    pending: int
+
+
+class Request:
+    """A request to the daemon that a caller waits on."""
+
+    __slots__ = ("build", "done", "error", "request_id", "result")
+
+    def __init__(self, request_id: int, build: Callable[[int], Event]) -> None:
+        self.request_id = request_id
+        self.build = build
+        self.done = False
+        self.result: Event | None = None
+        self.error: TrackdError | None = None
+
+
+def next_chunk(
+    buffer: collections.deque[Record], max_records: int, max_bytes: int
+) -> tuple[list[Record], Request | None]:
+    """Pop the records of one batch frame (within the count and byte limits), stopping at a flush barrier."""
+    popleft = buffer.popleft
+    records: list[Record] = []
+    size = 0
+    while buffer and len(records) < max_records and size < max_bytes:
+        record = popleft()
+        kind = record[0]
+        if kind == METRIC:
+            size += 64
+        elif kind == BARRIER:
+            return records, record[1]
+        else:
+            size += 64 + record_size(record)
+            if kind == ARTIFACT:
+                # An artifact (up to 8 MiB inline) ends its batch, so the frame stays under
+                # MAX_FRAME_SIZE; it still travels in this batch.
+                records.append(record)
+                break
+        records.append(record)
+    return records, None
+
+
+def record_size(record: Record) -> int:
+    """Rough bytes of a non-metric record (strings, bytes and a create-run record's tags)."""
+    size = 0
+    for value in record:
+        if type(value) is str or type(value) is bytes:
+            size += len(value) * (4 if type(value) is str else 1)  # UTF-8 is at most 4 bytes a character
+        elif type(value) is dict:
+            size += sum(4 * (len(k) + len(v)) + 8 for k, v in value.items())
+    return size
+
+
+def warn(message: str) -> None:
+    """One line on stderr: trackd is quiet unless something needs the user's attention."""
+    print(f"trackd: {message}", file=sys.stderr, flush=True)
