@@ -7,7 +7,6 @@ see and renamed into place, so an MLflow reader never meets a half-made file or 
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import time
@@ -54,6 +53,7 @@ from ._format import (
     write_file_atomic,
 )
 from ._journal import WriteJournal
+from ._write_rules import TRANSIENT_ERRNOS, journal_call, last_write_per_tag, os_error_message
 from ._metric_files import MetricFileCache
 from ._reader import StoreReader
 from ._validation import (
@@ -74,7 +74,6 @@ from ._validation import (
 DEFAULT_MAX_OPEN_FILES = 256
 
 _Item = TypeVar("_Item")
-_T = TypeVar("_T")
 
 
 
@@ -91,53 +90,6 @@ class _RunHandle:
 def _signature(stat: os.stat_result) -> tuple[int, int, int]:
     # os.replace gives a new inode, and MLflow's in-place rewrites change mtime and usually size.
     return stat.st_ino, stat.st_mtime_ns, stat.st_size
-
-
-# The disk, not the item, refused these writes; they may succeed later (space freed, remount).
-TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENFILE, errno.EMFILE})
-
-
-def _journal_call(method: Callable[..., _T], *args: Any) -> _T:
-    """A journal write; a disk that refuses it makes the whole batch wait, like any other write."""
-    try:
-        return method(*args)
-    except OSError as exc:
-        if exc.errno in TRANSIENT_ERRNOS:
-            raise StoreUnavailable(f"The write journal cannot be written ({exc.strerror}): {exc.filename!r}.") from exc
-        raise
-
-
-def _os_error_message(item: str, exc: OSError) -> str:
-    if isinstance(exc, (IsADirectoryError, NotADirectoryError, FileExistsError)):
-        return (
-            f"Cannot write {item}: it clashes with an existing key, because MLflow stores each "
-            f"key as a file and a key cannot be both a file and a folder of other keys (such "
-            f"as 'a' and 'a/b'); found {exc.strerror} at {exc.filename!r}."
-        )
-    return f"Cannot write {item}: {exc.strerror or exc} ({exc.filename!r})."
-
-
-def _last_write_per_tag(tags: list[TagWrite]) -> list[TagWrite]:
-    """Only the last set or delete of each tag in a batch: the earlier ones would each rewrite the
-    same file (a temp file and a rename) only to be overwritten, and a loop calling
-    set_tag("epoch", i) would cost the daemon a file per call. A final delete keeps the set before
-    it, so deleting a tag set earlier in the same batch still finds it."""
-    last: dict[tuple[str, str], TagWrite] = {}
-    last_set: dict[tuple[str, str], TagWrite] = {}
-    for tag in tags:
-        key = (tag.run_id, tag.key)
-        last.pop(key, None)  # re-insert, so the order is that of the last writes
-        last[key] = tag
-        if tag.value is not None:
-            last_set[key] = tag
-    if len(last) == len(tags):
-        return tags
-    kept = []
-    for key, tag in last.items():
-        if tag.value is None and key in last_set:
-            kept.append(last_set[key])
-        kept.append(tag)
-    return kept
 
 
 class StoreWriter:
@@ -286,11 +238,11 @@ class StoreWriter:
             apply(failures, (new_run.origin,), f"new run {new_run.run_id}", self._create_run, new_run)
         for param in batch.params:
             apply(failures, (param.origin,), _item("param", param.key, param.run_id), self._log_param, param)
-        for tag in _last_write_per_tag(batch.tags):
+        for tag in last_write_per_tag(batch.tags):
             apply(failures, (tag.origin,), _item("tag", tag.key, tag.run_id), self._set_tag, tag)
         appends = self._locate_metric_files(batch, failures)
         sizes = [(path, self._metric_files.size(path)) for _, path, _ in appends]
-        entry = _journal_call(journal.begin, sizes, seqs or {}) if journal is not None else None
+        entry = journal_call(journal.begin, sizes, seqs or {}) if journal is not None else None
         try:
             for append, path, origins in appends:
                 item = _item("metric", append.key, append.run_id)
@@ -307,7 +259,7 @@ class StoreWriter:
             self._checked.clear()
         if journal is not None and entry is not None:
             try:
-                _journal_call(journal.commit, entry)
+                journal_call(journal.commit, entry)
             except StoreUnavailable:
                 # Written but not committed: undo it, so the retry writes it exactly once.
                 self._metric_files.rollback(sizes)
@@ -354,7 +306,7 @@ class StoreWriter:
                 # The reason comes before the colon: the daemon's status and log group errors by
                 # the text before it, and "disk full" and "read-only" must stay two kinds.
                 raise StoreUnavailable(f"The store at {self.root} cannot be written ({exc.strerror}): {exc.filename!r}.") from exc
-            message = _os_error_message(item, exc)
+            message = os_error_message(item, exc)
         except (TypeError, ValueError) as exc:
             message = f"Cannot write {item}: {exc}."
         else:
