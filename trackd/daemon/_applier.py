@@ -173,7 +173,7 @@ class Applier:
                     append = metrics.get((run_id, key))
                     if append is None:
                         append = metrics[(run_id, key)] = MetricAppend(run_id, key, [], [origin])
-                    elif append.origins[-1] != origin:
+                    elif append.origins[-1] is not origin:  # one origin tuple per batch: identity is enough
                         append.origins.append(origin)
                     # MLflow's client turns ints into floats before writing: 7 is stored as 7.0.
                     value = record[3]

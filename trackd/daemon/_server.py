@@ -297,6 +297,7 @@ class Server:
             "clients_connected": sum(1 for s in self.state.sessions.values() if s.connection is not None),
             "clients": clients,
             "records_received": c.records_received,
+            "bytes_received": c.bytes_received,
             "records_written": c.records_written,
             "metric_points_written": c.metric_points_written,
             "receive_rate": round(received_rate, 1),
