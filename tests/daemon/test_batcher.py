@@ -15,7 +15,7 @@ SESSION = Session("client-1", pid=1, host="host", store_root="/tmp/mlruns")
 def batch(seq: int, records: int) -> PendingBatch:
     """A pending batch of ``records`` metric records."""
     rows: list[Record] = [(1, "run", "loss", 0.5, 1000, step) for step in range(records)]
-    return PendingBatch(SESSION, seq, rows)
+    return PendingBatch(SESSION, seq, rows, len(rows))
 
 
 def test_defaults_write_within_fifty_ms() -> None:
@@ -110,8 +110,8 @@ def test_a_flooding_client_cannot_make_a_flushing_neighbour_wait_for_the_whole_b
     neighbour = Session("neighbour", pid=3, host="host", store_root="/tmp/mlruns")
     batcher = Batcher(max_records=10, max_bytes=10**9, max_age=1.0)
     for seq in range(1, 6):
-        batcher.add(PendingBatch(flooder, seq, batch(seq, 5).records), size=50, now=0.0)
-    batcher.add(PendingBatch(neighbour, 1, batch(1, 2).records), size=20, now=0.0)
+        batcher.add(PendingBatch(flooder, seq, batch(seq, 5).records, 5), size=50, now=0.0)
+    batcher.add(PendingBatch(neighbour, 1, batch(1, 2).records, 2), size=20, now=0.0)
     neighbour.flushes.append((1, 1))
     # The waiting client gets a short write of its own; the flood follows in its own order.
     assert [(b.session.client_id, b.seq) for b in batcher.take(now=0.0)] == [("neighbour", 1)]

@@ -45,6 +45,7 @@ from trackd.protocol import (
 pytestmark = pytest.mark.timeout(90)
 
 METRIC, PARAM, TAG, ARTIFACT = (RecordKind.METRIC.value, RecordKind.PARAM.value, RecordKind.TAG.value, RecordKind.ARTIFACT.value)
+SERIES = RecordKind.METRIC_SERIES.value
 TS = 1_700_000_000_000
 NOBODY = 65534
 
@@ -278,6 +279,7 @@ def plant_folder_link(run: Path, outside: Path, name: str) -> None:
 ESCAPES: list[Any] = [
     pytest.param(None, (METRIC, "{run}", "../../../outside/victim", 1.0, TS, 0), "Invalid metric key", id="metric-key-dotdot"),
     pytest.param(None, (METRIC, "{run}", "/tmp/evil", 1.0, TS, 0), "Invalid metric key", id="metric-key-absolute"),
+    pytest.param(None, (SERIES, "{run}", "../../../outside/victim", (1.0, 2.0), (TS, TS), (0, 1)), "Invalid metric key", id="series-key-dotdot"),
     pytest.param(None, (PARAM, "{run}", "../../x", "v"), "Invalid param key", id="param-key-dotdot"),
     pytest.param(None, (TAG, "{run}", "a/../../b", "v"), "Invalid tag key", id="tag-key-dotdot"),
     pytest.param(None, (METRIC, "../../outside", "loss", 1.0, TS, 0), "Invalid run id", id="run-id-dotdot"),
@@ -288,6 +290,7 @@ ESCAPES: list[Any] = [
     pytest.param("tags-folder-link", (TAG, "{run}", "victim", "v"), "resolves to", id="tags-folder-symlink"),
     pytest.param("artifacts-folder-link", (ARTIFACT, "{run}", "victim", b"x", None), "resolves to", id="artifacts-folder-symlink"),
     pytest.param("metric-file-link", (METRIC, "{run}", "loss", 1.0, TS, 0), "is a symbolic link", id="metric-file-symlink"),
+    pytest.param("metric-file-link", (SERIES, "{run}", "loss", (1.0,), (TS,), (0,)), "is a symbolic link", id="series-file-symlink"),
     pytest.param("param-file-link", (PARAM, "{run}", "lr", "0.1"), "is a symbolic link", id="param-file-symlink"),
     pytest.param("metric-fifo", (METRIC, "{run}", "loss", 1.0, TS, 0), "is a FIFO", id="metric-file-fifo"),
     pytest.param(None, (ARTIFACT, "{run}", "zeros", None, "/dev/zero"), "not a regular file", id="artifact-source-device"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ from helpers import (
 import trackd
 from trackd.client import ClientConfig
 from trackd.client._launcher import daemon_answers
-from trackd.protocol import PROTOCOL_VERSION, Ack, Batch, ErrorCode, ErrorReply, Welcome
+from trackd.protocol import PROTOCOL_VERSION, Ack, Batch, ErrorCode, ErrorReply, RecordKind, Rejected, Welcome
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -134,8 +135,9 @@ def test_garbage_gets_error_reply_and_close_while_other_clients_are_written(
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_makes_daemon_write_everything_received_then_exit_zero(socket_path: Path, store: Path, signum: int) -> None:
-    # With a minute's max_age nothing is written until shutdown makes it so.
-    proc = DaemonProcess(socket_path, "--max-age", "60").start()
+    # With a minute's max_age and room for the whole batch, nothing is written until shutdown makes
+    # it so. (This used to leave --max-records at 16,384 and passed only while writes were slow.)
+    proc = DaemonProcess(socket_path, "--max-age", "60", "--max-records", "50000").start()
     run_id = uuid.uuid4().hex
     raw = RawClient(socket_path)
     try:
@@ -194,6 +196,40 @@ def test_small_batch_is_written_within_max_age_without_a_flush(daemon: DaemonPro
     finally:
         raw.close()
     assert len(metric_lines(store, run_id, "loss")) == 3
+
+
+def test_metric_series_are_written_in_order_beside_single_points(daemon: DaemonProcess, store: Path) -> None:
+    run_id = uuid.uuid4().hex
+    raw = RawClient(daemon.paths.socket, timeout=5.0)
+    series = (RecordKind.METRIC_SERIES.value, run_id, "loss", (1, 0.5, math.nan), (1000, 1001, 1002), (0, 1, 2))
+    single = (RecordKind.METRIC.value, run_id, "loss", 0.25, 1003, 3)
+    try:
+        assert isinstance(raw.hello(str(store)), Welcome)
+        raw.send(Batch(seq=1, records=[create_run_record(run_id), series, single]))
+        assert raw.next_event() == Ack(seq=1)
+    finally:
+        raw.close()
+    # MLflow writes an int value as a float: 1 is stored as 1.0.
+    assert metric_lines(store, run_id, "loss") == ["1000 1.0 0", "1001 0.5 1", "1002 nan 2", "1003 0.25 3"]
+    status = daemon.status()
+    assert (status["records_received"], status["metric_points_written"]) == (5, 4)
+
+
+def test_a_refused_series_counts_every_point_it_held(daemon: DaemonProcess, store: Path) -> None:
+    run_id = uuid.uuid4().hex
+    raw = RawClient(daemon.paths.socket, timeout=5.0)
+    bad = (RecordKind.METRIC_SERIES.value, run_id, "../escape", (1.0, 2.0, 3.0), (1000, 1000, 1000), (0, 1, 2))
+    try:
+        assert isinstance(raw.hello(str(store)), Welcome)
+        raw.send(Batch(seq=1, records=[create_run_record(run_id), bad]))
+        rejected = raw.next_event()
+        assert raw.next_event() == Ack(seq=1)
+    finally:
+        raw.close()
+    assert isinstance(rejected, Rejected) and rejected.events == 3, rejected
+    assert "metric series '../escape'" in rejected.item and "(3 points)" in rejected.item
+    status = daemon.status()
+    assert (status["records_written"], status["items_rejected"]) == (1, 1)
 
 
 def test_sigterm_as_soon_as_the_daemon_answers_is_a_graceful_stop(socket_path: Path) -> None:

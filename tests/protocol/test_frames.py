@@ -54,6 +54,10 @@ FRAMES: list[tuple[Event, bytes]] = [
     (Batch(seq=1, records=[(1, "r", "k", 0.5, 1000, -1)]),
      b"\x00\x00\x00\x17" b"\x93\x03" b"\x01\x91"
      b"\x96\x01\xa1r\xa1k\xcb\x3f\xe0\x00\x00\x00\x00\x00\x00\xcd\x03\xe8\xff"),
+    # A metric series: columns of values, timestamps and steps (point i is the i-th of each).
+    (Batch(seq=9, records=[(8, "r", "k", (0.5, 2), (1000, 1000), (0, 1))]),
+     b"\x00\x00\x00\x1f" b"\x93\x03" b"\x09\x91"
+     b"\x96\x08\xa1r\xa1k\x92\xcb\x3f\xe0\x00\x00\x00\x00\x00\x00\x02\x92\xcd\x03\xe8\xcd\x03\xe8\x92\x00\x01"),
     (Batch(seq=2, records=[(2, "r", "lr", "0.1")]),
      b"\x00\x00\x00\x0f" b"\x93\x03" b"\x02\x91" b"\x94\x02\xa1r\xa2lr\xa30.1"),
     (Batch(seq=3, records=[(3, "r", "t", "")]),
@@ -90,7 +94,9 @@ FRAMES: list[tuple[Event, bytes]] = [
     (ExperimentReply(request_id=5, experiment_id=None),
      b"\x00\x00\x00\x04" b"\x93\x09" b"\x05\xc0"),
     (Rejected(seq=1, item="lr", message="changed"),
-     b"\x00\x00\x00\x0e" b"\x94\x0a" b"\x01\xa2lr\xa7changed"),
+     b"\x00\x00\x00\x0f" b"\x95\x0a" b"\x01\xa2lr\xa7changed\x01"),
+    (Rejected(seq=1, item="m", message="x", events=300),
+     b"\x00\x00\x00\x0a" b"\x95\x0a" b"\x01\xa1m\xa1x\xcd\x01\x2c"),
     (ErrorReply(request_id=0, code="bad_frame", message="x"),
      b"\x00\x00\x00\x0f" b"\x94\x0b" b"\x00\xa9bad_frame\xa1x"),
     (ErrorReply(request_id=2, code="request_failed", message="m"),

@@ -11,12 +11,14 @@ from trackd.errors import LocalProtocolError, RemoteProtocolError
 from trackd.protocol import (
     MAX_INLINE_ARTIFACT_SIZE,
     MAX_NAME_LENGTH,
+    MAX_RECORDS_PER_BATCH,
     MAX_TAGS_PER_RECORD,
     MAX_TEXT_LENGTH,
     Batch,
     Record,
     RecordKind,
     check_record,
+    metric_series,
 )
 
 from protocol_helpers import open_pair
@@ -71,6 +73,17 @@ BAD_RECORDS: list[tuple[str, object, str]] = [
     ("artifact-str-content", (7, RUN, "a.txt", "hi", None), "exactly one of 'content' \\(bytes\\)"),
     ("artifact-empty-source-path", (7, RUN, "a.txt", None, ""), "field 'source_path'"),
     ("artifact-empty-path", (7, RUN, "", b"hi", None), "field 'path'"),
+    ("series-too-few-fields", (8, RUN, "loss", (0.5,), (0,)), "metric series record has 4 fields; expected 5"),
+    ("series-values-not-an-array", (8, RUN, "loss", 0.5, (0,), (0,)), "field 'values' must be an array of 1 to"),
+    ("series-empty", (8, RUN, "loss", (), (), ()), "field 'values' must be an array of 1 to"),
+    ("series-unequal-lengths", (8, RUN, "loss", (0.5, 0.6), (0, 0), (0,)), "2 values, 2 timestamps and 1 steps"),
+    ("series-str-value", (8, RUN, "loss", (0.5, "0.6"), (0, 0), (0, 1)), "field 'values' must hold floats .* got '0.6'"),
+    ("series-bool-value", (8, RUN, "loss", (True,), (0,), (0,)), "field 'values' .* got True"),
+    ("series-value-beyond-int64", (8, RUN, "loss", (1.0, MAX_INT64 + 1), (0, 0), (0, 1)), "field 'values' .* got 9223372036854775808"),
+    ("series-float-step", (8, RUN, "loss", (0.5, 0.5), (0, 0), (0, 1.0)), "field 'steps' must hold integers .* got 1.0"),
+    ("series-negative-timestamp", (8, RUN, "loss", (0.5,), (-1,), (0,)), "field 'timestamps_ms' .* got -1"),
+    ("series-step-beyond-int64", (8, RUN, "loss", (0.5,), (0,), (MAX_INT64 + 1,)), "field 'steps' .* got 9223372036854775808"),
+    ("series-int-key", (8, RUN, 5, (0.5,), (0,), (0,)), "field 'key'"),
     ("artifact-content-over-inline-limit", (7, RUN, "big.bin", bytes(MAX_INLINE_ARTIFACT_SIZE + 1), None),
      f"field 'content' holds {MAX_INLINE_ARTIFACT_SIZE + 1} bytes; at most {MAX_INLINE_ARTIFACT_SIZE}"),
 ]
@@ -132,6 +145,7 @@ GOOD_RECORDS: list[tuple[str, Record]] = [
     ("create-run-no-tags", (5, RUN, "0", "", "", 0, {})),
     ("set-terminated", (6, RUN, 3, 1_700_000_000_000)),
     ("artifact-empty-content", (7, RUN, "empty.txt", b"", None)),
+    ("series", (8, RUN, "loss", (0.5, math.nan, 3, MIN_INT64), (0, 1, 2, MAX_INT64), (MIN_INT64, -1, 0, MAX_INT64))),
     ("artifact-content-at-inline-limit", (7, RUN, "big.bin", bytes(MAX_INLINE_ARTIFACT_SIZE), None)),
     ("artifact-source-path", (7, RUN, "model/weights.bin", None, "/tmp/weights.bin")),
 ]
@@ -155,3 +169,50 @@ def test_good_record_crosses_the_wire_unchanged(record: Record) -> None:
 def test_record_kind_member_is_accepted_as_its_int() -> None:
     # check_record used to refuse RecordKind.METRIC, though the module says a record starts with its RecordKind.
     check_record((RecordKind.METRIC, RUN, "loss", 0.5, 0, 0))
+
+
+def test_batch_counts_events_with_a_series_as_its_points() -> None:
+    batch = Batch(seq=1, records=[METRIC, (8, RUN, "acc", (0.1, 0.2, 0.3), (0, 0, 0), (1, 2, 3)), CREATE_RUN])
+    assert batch.events == 5
+
+
+def test_batch_of_more_points_than_a_batch_may_hold_is_refused() -> None:
+    n = MAX_RECORDS_PER_BATCH // 2 + 1
+    series = (8, RUN, "loss", (0.5,) * n, (0,) * n, (0,) * n)
+    with pytest.raises(LocalProtocolError, match=f"holds {2 * n} events; at most {MAX_RECORDS_PER_BATCH}"):
+        Batch(seq=1, records=[series, series])
+
+
+def points(run_id: str, keys: list[str], steps: int, start: int = 0) -> list[Record]:
+    return [(1, run_id, key, float(step), 1000 + step, step) for step in range(start, start + steps) for key in keys]
+
+
+def test_a_training_loops_cycle_of_points_becomes_one_series_per_key() -> None:
+    # Starting mid-cycle and ending in a partial one, as a chunk of the sender's buffer does.
+    records = points(RUN, ["a", "b", "c"], 5)[1:-1]
+    series = metric_series(records)
+    assert series == [
+        (8, RUN, "b", (0.0, 1.0, 2.0, 3.0, 4.0), (1000, 1001, 1002, 1003, 1004), (0, 1, 2, 3, 4)),
+        (8, RUN, "c", (0.0, 1.0, 2.0, 3.0), (1000, 1001, 1002, 1003), (0, 1, 2, 3)),
+        (8, RUN, "a", (1.0, 2.0, 3.0, 4.0), (1001, 1002, 1003, 1004), (1, 2, 3, 4)),
+    ]
+    assert Batch(seq=1, records=series).events == len(records)
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        pytest.param(points(RUN, ["a", "b"], 3) + points(RUN, ["a", "b", "eval"], 1, 3), id="cycle-changes"),
+        pytest.param(points(RUN, ["a", "b", "a"], 2), id="key-twice-in-a-cycle"),
+        pytest.param(points(RUN, ["a"], 2) + [(2, RUN, "lr", "0.1")] + points(RUN, ["a"], 2, 2), id="param-mixed-in"),
+        pytest.param([(1, RUN, "a", 0.5, 0, 0), (1, "run2", "a", 0.5, 0, 0)] * 2, id="two-runs-same-key"),
+        pytest.param([], id="empty"),
+    ],
+)
+def test_points_that_are_not_one_clean_cycle_travel_as_records(records: list[Record]) -> None:
+    assert metric_series(records) is None
+
+
+def test_a_single_point_and_distinct_keys_are_series_of_one() -> None:
+    assert metric_series([METRIC]) == [(8, RUN, "loss", (0.5,), (1_700_000_000_000,), (3,))]
+    assert metric_series(points(RUN, ["a", "b"], 1)) == [(8, RUN, "a", (0.0,), (1000,), (0,)), (8, RUN, "b", (0.0,), (1000,), (0,))]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import TrackdError
-from ..protocol import ARTIFACT, METRIC, Event, Record
+from ..protocol import ARTIFACT, METRIC, Batch, Event, Record, metric_series
 
 # A flush barrier travels through the buffer as a pseudo-record, so it is sent after every
 # record appended before it. Kind 0 is not a RecordKind and never reaches the wire.
@@ -61,6 +61,16 @@ def next_chunk(
                 break
         records.append(record)
     return records, None
+
+
+def batch_of(seq: int, records: list[Record]) -> Batch:
+    """The Batch for one chunk: as metric series when the chunk is a training loop's cycle of points.
+
+    Columns pack in less time than the records they replace and cost the daemon ~3x less to
+    decode, check and group; anything else travels record by record.
+    """
+    series = metric_series(records)
+    return Batch.of_checked_records(seq, records if series is None else series, len(records))
 
 
 def record_size(record: Record) -> int:

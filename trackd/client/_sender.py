@@ -24,8 +24,6 @@ from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, LocalProtoc
 from ..protocol import (
     NEED_DATA,
     Ack,
-    Batch,
-    encode_frame,
     Connection,
     ConnectionClosed,
     Dropped,
@@ -38,10 +36,11 @@ from ..protocol import (
     Record,
     Rejected,
     StatusReply,
+    encode_frame,
 )
 from ._config import ClientConfig
 from ._launcher import start_daemon
-from ._outbox import BARRIER, FlushReport, Request, next_chunk, warn
+from ._outbox import BARRIER, FlushReport, Request, batch_of, next_chunk, warn
 from ._spool import Spool, deliver_orphans_in_background
 from ._transport import Transport, handshake, make_hello
 
@@ -499,7 +498,7 @@ class Sender:
             if isinstance(event, Ack):
                 self._ack(event.seq)
             elif isinstance(event, Rejected):
-                self._rejected += 1
+                self._rejected += event.events
                 self._failures.append(f"{event.item}: {event.message}")
             elif isinstance(event, (FlushDone, ExperimentReply, StatusReply)):
                 self._complete(event.request_id, result=event)
@@ -561,7 +560,7 @@ class Sender:
             return
         assert self._protocol is not None and self._transport is not None
         try:
-            frame = self._protocol.send(Batch.of_checked_records(self._seq + 1, records))
+            frame = self._protocol.send(batch_of(self._seq + 1, records))
         except LocalProtocolError as exc:
             # Call-site checks should make this impossible; if not, say what was lost, never hide it.
             with self._cond:
@@ -596,7 +595,7 @@ class Sender:
             records, barrier = self._next_chunk()
             if records:
                 self._seq += 1
-                batches.append((self._seq, encode_frame(Batch.of_checked_records(self._seq, records)), len(records)))
+                batches.append((self._seq, encode_frame(batch_of(self._seq, records)), len(records)))
             if barrier is not None:
                 barriers.append(barrier)
         if self._spool is None:

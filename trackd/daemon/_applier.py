@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import InvalidArgument, StoreError, StoreUnavailable
-from ..protocol import ARTIFACT, CREATE_RUN, DELETE_TAG, METRIC, PARAM, SET_TERMINATED, TAG, RecordKind
+from ..protocol import ARTIFACT, CREATE_RUN, DELETE_TAG, METRIC, METRIC_SERIES, PARAM, SET_TERMINATED, TAG, RecordKind
 from ..store import (
     ArtifactWrite,
     MetricAppend,
@@ -53,6 +53,8 @@ class Failure:
     seq: int
     item: str
     message: str
+    # Events the item held: a refused metric series loses all its points.
+    events: int = 1
 
 
 @dataclass(slots=True)
@@ -137,7 +139,7 @@ class Applier:
                 session, seq = cast(Origin, failure.origin)
                 result.failures.append(Failure(session, seq, failure.item, failure.message))
             result.metric_points += sum(len(m.points) for m in batch.metrics.values())
-            result.records += sum(len(item.records) for item in items[root])
+            result.records += sum(item.events for item in items[root])
         return result
 
     def compact_journal(self, seqs: Mapping[str, int]) -> None:
@@ -165,7 +167,7 @@ class Applier:
                 if run_id not in good_runs:
                     validate_run_id(run_id)
                     self._remember(good_runs, run_id)
-                if kind == METRIC:
+                if kind == METRIC or kind == METRIC_SERIES:
                     key = record[2]
                     if key not in good_keys:
                         validate_key(key, kind="metric")
@@ -176,8 +178,14 @@ class Applier:
                     elif append.origins[-1] is not origin:  # one origin tuple per batch: identity is enough
                         append.origins.append(origin)
                     # MLflow's client turns ints into floats before writing: 7 is stored as 7.0.
-                    value = record[3]
-                    append.points.append((record[4], value if type(value) is float else float(value), record[5]))
+                    if kind == METRIC:
+                        value = record[3]
+                        append.points.append((record[4], value if type(value) is float else float(value), record[5]))
+                    else:
+                        values = record[3]
+                        if int in set(map(type, values)):
+                            values = [float(v) for v in values]
+                        append.points.extend(zip(record[4], values, record[5]))
                 elif kind == PARAM:
                     key = validate_key(record[2], kind="param")
                     batch.params.append(ParamWrite(origin, run_id, key, validate_param_value(key, record[3])))
@@ -200,7 +208,8 @@ class Applier:
                     path = validate_artifact_path(record[2])
                     batch.artifacts.append(ArtifactWrite(origin, run_id, path, record[3], record[4]))
             except InvalidArgument as exc:
-                result.failures.append(Failure(item.session, item.seq, _describe(record), str(exc)))
+                events = len(record[3]) if kind == METRIC_SERIES else 1
+                result.failures.append(Failure(item.session, item.seq, _describe(record), str(exc), events))
 
     @staticmethod
     def _remember(cache: set[str], name: str) -> None:
@@ -211,6 +220,8 @@ class Applier:
 
 def _describe(record: tuple[Any, ...]) -> str:
     kind = RecordKind(record[0]).name.lower().replace("_", " ")
+    if record[0] == METRIC_SERIES:
+        return f"{kind} {record[2]!r} of run {record[1]} ({len(record[3])} points)"
     if record[0] in (METRIC, PARAM, TAG, DELETE_TAG, ARTIFACT):
         return f"{kind} {record[2]!r} of run {record[1]}"
     return f"{kind} of run {record[1]}"

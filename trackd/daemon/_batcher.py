@@ -33,6 +33,8 @@ class PendingBatch:
     session: Session
     seq: int
     records: list[Record]
+    # Events the records hold (a metric series counts its points): what writes are sized by.
+    events: int
 
 
 @dataclass(slots=True)
@@ -53,7 +55,7 @@ class Batcher:
         if not self._items:
             self._oldest = now
         self._items.append(batch)
-        self.pending_records += len(batch.records)
+        self.pending_records += batch.events
         self.pending_bytes += size
         return self.pending_records >= self.max_records or self.pending_bytes >= self.max_bytes
 
@@ -75,8 +77,9 @@ class Batcher:
             return
         self._items[0:0] = batches
         self._oldest = now
-        self.pending_records += sum(len(b.records) for b in batches)
-        self.pending_bytes += sum(len(b.records) for b in batches) * RECORD_SIZE_ESTIMATE
+        events = sum(b.events for b in batches)
+        self.pending_records += events
+        self.pending_bytes += events * RECORD_SIZE_ESTIMATE
 
     def take(self, now: float) -> list[PendingBatch]:
         """Hand the next write's batches to the writer: at most about ``max_records`` records.
@@ -98,11 +101,11 @@ class Batcher:
                 if count >= self.max_records:
                     break
                 taken.append(batch)
-                count += len(batch.records)
+                count += batch.events
             chosen = {id(b) for b in taken}
             self._items = [b for b in items if id(b) not in chosen]
             self._oldest = now
-        taken_records = sum(len(b.records) for b in taken)
+        taken_records = sum(b.events for b in taken)
         self.pending_records -= taken_records
         self.pending_bytes = max(0, self.pending_bytes - taken_records * RECORD_SIZE_ESTIMATE)
         self._forced = bool(self._items) and self._forced

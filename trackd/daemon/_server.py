@@ -248,13 +248,13 @@ class Server:
                 session.connection.send(Ack(seq=session.applied_seq))
             return
         session.received_seq = batch.seq
-        self.state.counters.records_received += len(batch.records)
-        size = len(batch.records) * RECORD_SIZE_ESTIMATE
+        self.state.counters.records_received += batch.events
+        size = batch.events * RECORD_SIZE_ESTIMATE
         now = time.monotonic()
         # The write loop sleeps without a deadline while nothing is pending, so the first batch
         # must wake it to start the max_age clock, as must one that makes a write due.
         idle = self.batcher.delay(now) is None
-        if self.batcher.add(PendingBatch(session, batch.seq, batch.records), size, now) or idle:
+        if self.batcher.add(PendingBatch(session, batch.seq, batch.records, batch.events), size, now) or idle:
             self._wake.set()
 
     def flush(self, session: Session, request_id: int) -> None:
@@ -370,7 +370,7 @@ class Server:
                 await asyncio.sleep(self._retry_delay)
             pending = self.batcher.take(time.monotonic())
             self._room.set()
-            self._writing = sum(len(item.records) for item in pending)
+            self._writing = sum(item.events for item in pending)
             try:
                 result = await loop.run_in_executor(self._executor, self.applier.apply, pending)
             except Exception as exc:  # a bug in the applier must not stop the daemon
@@ -398,7 +398,7 @@ class Server:
         """A store refused writes: keep the batches, tell clients once, and back off."""
         if not self._retry_delay:
             message = (
-                f"{result.store_errors[0]} {sum(len(b.records) for b in result.retry)} events are kept and "
+                f"{result.store_errors[0]} {sum(b.events for b in result.retry)} events are kept and "
                 "written when it accepts writes again; new events wait while the daemon's backlog is full."
             )
             logger.error("%s", message)
@@ -408,12 +408,12 @@ class Server:
 
     def _fail_all(self, pending: list[PendingBatch], result: ApplyResult, message: str) -> None:
         result.store_errors.append(message)
-        result.failures.extend(Failure(item.session, item.seq, "batch", message) for item in pending)
+        result.failures.extend(Failure(item.session, item.seq, "batch", message, item.events) for item in pending)
 
     def _deliver(self, pending: list[PendingBatch], result: ApplyResult) -> None:
         counters = self.state.counters
         counters.writes += 1
-        counters.records_written += result.records - len(result.failures)
+        counters.records_written += result.records - sum(failure.events for failure in result.failures)
         counters.metric_points_written += result.metric_points
         counters.items_rejected += len(result.failures)
         for message in result.store_errors:
@@ -424,9 +424,11 @@ class Server:
             self.state.error_kinds[kind] = self.state.error_kinds.get(kind, 0) + 1
         # Rejections go out before the Ack and FlushDone they belong to, so flush() sees them.
         for failure in result.failures:
-            failure.session.rejected += 1
+            failure.session.rejected += failure.events
             if failure.session.connection is not None:
-                failure.session.connection.send(Rejected(seq=failure.seq, item=failure.item, message=failure.message))
+                failure.session.connection.send(
+                    Rejected(seq=failure.seq, item=failure.item, message=failure.message, events=failure.events)
+                )
             else:
                 logger.warning("%s: %s (client gone, could not be told)", failure.item, failure.message)
         sessions: dict[str, Session] = {}

@@ -42,6 +42,7 @@ from ._records import (
     CREATE_RUN,
     DELETE_TAG,
     METRIC,
+    METRIC_SERIES,
     PARAM,
     RECORD_FIELDS,
     SET_TERMINATED,
@@ -49,6 +50,7 @@ from ._records import (
     Record,
     RecordKind,
     check_record,
+    metric_series,
 )
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "CREATE_RUN",
     "DELETE_TAG",
     "METRIC",
+    "METRIC_SERIES",
     "PARAM",
     "SET_TERMINATED",
     "TAG",
@@ -98,4 +101,5 @@ __all__ = [
     "decode_body",
     "decode_header",
     "encode_frame",
+    "metric_series",
 ]

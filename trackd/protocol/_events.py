@@ -10,7 +10,8 @@ Daemon to client: Welcome, Ack, FlushDone, ExperimentReply, Rejected, StatusRepl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
 from ..errors import LocalProtocolError
 from ._limits import MAX_INT64, MAX_NAME_LENGTH, MAX_RECORDS_PER_BATCH, MAX_TAGS_PER_RECORD, MAX_TEXT_LENGTH
 from ._records import Record, _show, check_records
@@ -92,10 +93,15 @@ class Welcome(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Batch(Event):
-    """Records to write, numbered by the client's sequence number (1, 2, 3, ...)."""
+    """Records to write, numbered by the client's sequence number (1, 2, 3, ...).
+
+    ``events`` is not on the wire: it is how many events the records hold (a metric series
+    counts its points), which is what the daemon batches by, counts and bounds.
+    """
 
     seq: int
     records: list[Record]
+    events: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         _require_int(self, "seq", self.seq, 1)
@@ -103,10 +109,15 @@ class Batch(Event):
             raise LocalProtocolError(
                 f"Batch.records must be a list of at most {MAX_RECORDS_PER_BATCH} records, got {_show(self.records)}."
             )
-        check_records(self.records)
+        events = check_records(self.records)
+        if events > MAX_RECORDS_PER_BATCH:
+            raise LocalProtocolError(
+                f"A Batch holds {events} events; at most {MAX_RECORDS_PER_BATCH} travel in one batch."
+            )
+        object.__setattr__(self, "events", events)
 
     @classmethod
-    def of_checked_records(cls, seq: int, records: list[Record]) -> Batch:
+    def of_checked_records(cls, seq: int, records: list[Record], events: int) -> Batch:
         """Build a Batch from records the client's call sites already validated, skipping the per-record checks.
 
         The sender thread shares the GIL with training code, so it must not check a million
@@ -115,6 +126,7 @@ class Batch(Event):
         batch = object.__new__(cls)
         object.__setattr__(batch, "seq", seq)
         object.__setattr__(batch, "records", records)
+        object.__setattr__(batch, "events", events)
         return batch
 
 
@@ -203,16 +215,19 @@ class ExperimentReply(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rejected(Event):
-    """An item of batch ``seq`` was refused by the store; ``item`` names it and ``message`` says why."""
+    """An item of batch ``seq`` was refused by the store; ``item`` names it, ``message`` says why,
+    and ``events`` is how many events it held (a metric series holds many points)."""
 
     seq: int
     item: str
     message: str
+    events: int = 1
 
     def __post_init__(self) -> None:
         _require_int(self, "seq", self.seq)
         _require_str(self, "item", self.item, MAX_TEXT_LENGTH)
         _require_str(self, "message", self.message, MAX_TEXT_LENGTH)
+        _require_int(self, "events", self.events, 1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

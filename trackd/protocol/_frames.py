@@ -51,8 +51,10 @@ EVENT_TYPES: dict[int, type[Event]] = {
     14: Dropped,
 }
 _CODES: dict[type[Event], int] = {cls: code for code, cls in EVENT_TYPES.items()}
+# The fields a frame carries, in order: those the constructor takes (Batch.events is derived).
 _FIELDS: dict[type[Event], tuple[str, ...]] = {
-    cls: tuple(getattr(cls, "__dataclass_fields__")) for cls in EVENT_TYPES.values()
+    cls: tuple(name for name, f in getattr(cls, "__dataclass_fields__").items() if f.init)
+    for cls in EVENT_TYPES.values()
 }
 _HEADER = struct.Struct(">I")
 

@@ -8,7 +8,8 @@ without bound.
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = 1
+# 2: METRIC_SERIES records, and Rejected.events.
+PROTOCOL_VERSION = 2
 
 # A frame is a 4-byte big-endian length, then that many bytes of msgpack.
 FRAME_HEADER_SIZE = 4
@@ -17,8 +18,9 @@ FRAME_HEADER_SIZE = 4
 # artifact of MAX_INLINE_ARTIFACT_SIZE. Anything larger is refused before a byte of it is buffered.
 MAX_FRAME_SIZE = 16 * 1024 * 1024
 
-# Decoding and checking one record costs about a microsecond, so one frame costs at most ~50 ms of
-# the daemon's time; the sender splits larger batches.
+# Records, and events (a metric series counts its points), in one batch. Decoding and checking a
+# point costs well under a microsecond, so one frame costs at most ~50 ms of the daemon's time;
+# the sender splits larger batches.
 MAX_RECORDS_PER_BATCH = 50_000
 
 # Ids, keys, names and paths. MLflow run ids may be 256 characters; keys are limited to 250 by the
