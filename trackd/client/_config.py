@@ -13,11 +13,15 @@ from ._spool import default_spool_dir
 # The sender wakes at least this often; it bounds how long an event waits in the process, and so
 # what SIGKILL can lose (see docs/guarantees.md).
 DEFAULT_FLUSH_INTERVAL = 0.05
-# Events held in the process before the on-full policy applies: about 15 MB of metric tuples.
-DEFAULT_MAX_BUFFERED = 100_000
-# Encoded batches sent but not yet acknowledged (kept for resending after a reconnect). 8 MiB
-# keeps a 1M-point burst's RSS ~55 MB lower than 64 MiB did, at the same measured throughput.
-DEFAULT_MAX_UNACKED_BYTES = 8 * 1024 * 1024
+# Events held in the process before the on-full policy applies: a metric tuple costs ~165 bytes,
+# so ~8 MB when full. With 100,000 a 1M-point burst left the process ~3 MB larger (RSS after
+# flush, bench_client_memory) at the same measured throughput: the daemon drains 50,000 events in
+# well under 100 ms.
+DEFAULT_MAX_BUFFERED = 50_000
+# Encoded batches sent but not yet acknowledged (kept for resending after a reconnect). Metric
+# series pack to ~20 bytes a point, so 4 MiB still holds several of the daemon's writes in flight;
+# 8 MiB gave the same throughput (bench_throughput, 2026-11-26) and ~2 MB more RSS.
+DEFAULT_MAX_UNACKED_BYTES = 4 * 1024 * 1024
 # How long interpreter exit and end_run() wait for delivery before warning and giving up.
 DEFAULT_EXIT_TIMEOUT = 10.0
 # How long a request (set_experiment, flush barrier set-up) waits for a daemon to answer or start.
