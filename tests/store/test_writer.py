@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,51 @@ def test_open_metric_files_stay_within_the_bound(tmp_path: Path) -> None:
     writer.close()
     writer.close()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def writer_with_small_cache(tmp_path: Path, max_open_files: int = 32) -> tuple[StoreWriter, Path]:
+    writer = StoreWriter(tmp_path / "mlruns", max_open_files=max_open_files)
+    experiment_id = writer.create_experiment("exp", now_ms=START_MS)
+    assert writer.write(WriteBatch(new_runs=[new_run(experiment_id)])) == []
+    return writer, tmp_path / "mlruns" / experiment_id / RUN_ID
+
+
+def test_files_reopened_through_their_folder_keep_every_line_within_the_bound(tmp_path: Path) -> None:
+    # 100 files and room for 32 descriptors (30 files, 2 folders): every round reopens most files.
+    writer, run = writer_with_small_cache(tmp_path)
+    before = len(os.listdir("/proc/self/fd"))
+    for step in range(3):
+        batch = WriteBatch()
+        for i in range(100):
+            batch.metrics[(RUN_ID, f"m{i}")] = MetricAppend(RUN_ID, f"m{i}", [(1, 0.5, step)], ["o"])
+        assert writer.write(batch) == []
+        assert len(os.listdir("/proc/self/fd")) <= before + 32
+    writer.close()
+    assert all((run / "metrics" / f"m{i}").read_text() == "1 0.5 0\n1 0.5 1\n1 0.5 2\n" for i in range(100))
+
+
+def test_a_metrics_folder_replaced_by_a_link_after_it_was_opened_is_never_followed(tmp_path: Path) -> None:
+    writer, run = writer_with_small_cache(tmp_path)
+    for i in range(40):  # m0 is closed for room; its folder stays open
+        assert writer.write(metrics(f"m{i}", (1, 0.5, 0))) == []
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run / "metrics").rename(run / "metrics.moved")
+    (run / "metrics").symlink_to(outside, target_is_directory=True)
+    writer.write(metrics("m0", (2, 0.25, 1)))
+    writer.close()
+    assert list(outside.iterdir()) == []
+    assert (run / "metrics.moved" / "m0").read_text() == "1 0.5 0\n2 0.25 1\n"
+
+
+def test_a_metrics_folder_deleted_under_the_writer_is_made_again(tmp_path: Path) -> None:
+    writer, run = writer_with_small_cache(tmp_path)
+    for i in range(40):
+        assert writer.write(metrics(f"m{i}", (1, 0.5, 0))) == []
+    shutil.rmtree(run / "metrics")
+    assert writer.write(metrics("m0", (2, 0.25, 1))) == []
+    writer.close()
+    assert (run / "metrics" / "m0").read_text() == "2 0.25 1\n"
 
 
 def test_partial_last_line_left_by_a_crash_is_cut_before_appending(tmp_path: Path) -> None:

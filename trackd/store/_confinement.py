@@ -10,7 +10,9 @@ path its name says (no symbolic link anywhere below the root), and a file only i
 file, opened with O_NOFOLLOW.
 
 These checks cost a realpath() (one lstat per path component): the writer runs them when it first
-uses a run or opens a metric file, and for each param and tag, never per metric point.
+uses a run or opens a metric file's folder, and for each param and tag, never per metric point. A
+metric folder's descriptor is kept (open_folder) and its files are opened by name in it, so a
+folder checked once cannot be swapped for a link afterwards.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..errors import StoreError
 # fstat check then refuses it. It changes nothing for regular files.
 _APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 _TRUNCATE_FLAGS = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 # O_NOFOLLOW on a symbolic link fails with ELOOP (Linux) or EMLINK (FreeBSD, macOS).
 _SYMLINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
 
@@ -59,25 +62,36 @@ def check_confined(path: str, root: str, real_root: str) -> None:
     )
 
 
-def check_regular_or_missing(path: str) -> None:
+def check_regular_or_missing(path: str, folder_fd: int | None = None) -> None:
     """Refuse ``path`` if it exists as a symbolic link, FIFO, device file or socket.
 
-    A folder passes: opening it fails with IsADirectoryError, which the writer reports as a key
-    that clashes with a folder of other keys ('a' and 'a/b').
+    With ``folder_fd`` (a descriptor of the folder of ``path``), the file's name is looked up in
+    that folder. A folder passes: opening it fails with IsADirectoryError, which the writer
+    reports as a key that clashes with a folder of other keys ('a' and 'a/b').
     """
     try:
-        info = os.lstat(path)
+        if folder_fd is None:
+            info = os.lstat(path)
+        else:
+            info = os.stat(os.path.basename(path), dir_fd=folder_fd, follow_symlinks=False)
     except (FileNotFoundError, NotADirectoryError):
         return
     if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
         raise StoreError(_not_regular(path, info.st_mode))
 
 
-def open_regular_for_append(path: str, mode: int) -> int:
-    """An O_APPEND descriptor of regular file ``path``, created if missing; never through a link."""
-    check_regular_or_missing(path)
+def open_regular_for_append(path: str, mode: int, folder_fd: int | None = None) -> int:
+    """An O_APPEND descriptor of regular file ``path``, created if missing; never through a link.
+
+    With ``folder_fd`` (see open_folder), the file is opened by name in that folder (openat): the
+    kernel walks no path, and the folder is the one checked when its descriptor was opened.
+    """
+    check_regular_or_missing(path, folder_fd)
     try:
-        fd = os.open(path, _APPEND_FLAGS, mode)
+        if folder_fd is None:
+            fd = os.open(path, _APPEND_FLAGS, mode)
+        else:
+            fd = os.open(os.path.basename(path), _APPEND_FLAGS, mode, dir_fd=folder_fd)
     except OSError as exc:
         if exc.errno in _SYMLINK_ERRNOS:
             raise StoreError(_not_regular(path, stat.S_IFLNK)) from None
@@ -88,6 +102,15 @@ def open_regular_for_append(path: str, mode: int) -> int:
         os.close(fd)
         raise StoreError(_not_regular(path, info.st_mode))
     return fd
+
+
+def open_folder(path: str) -> int:
+    """A descriptor of folder ``path`` (not a link), for opening files in it by name.
+
+    The caller checked ``path`` with check_confined() first; what is held is that folder, so a link
+    put in its place later is never followed through this descriptor.
+    """
+    return os.open(path, _FOLDER_FLAGS)
 
 
 def open_regular_for_truncate(path: str) -> int | None:

@@ -15,7 +15,7 @@ import stat
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from ._confinement import open_regular_for_append, open_regular_for_truncate
+from ._confinement import open_folder, open_regular_for_append, open_regular_for_truncate
 from ._format import FILE_MODE
 
 _log = logging.getLogger("trackd.store")
@@ -23,13 +23,21 @@ _TAIL_CHUNK = 64 * 1024
 
 
 class MetricFileCache:
-    """At most ``max_open`` metric files open at once, least recently used closed first."""
+    """At most ``max_open`` descriptors open at once, least recently used closed first.
+
+    Most are metric files; a sixteenth of them are the folders those files are in. A file closed
+    to make room is opened again by name in its folder's descriptor (openat), which costs one
+    lookup instead of a realpath() of the folder and a walk of its path: with more metric files
+    than descriptors (100,000 files), every write reopens most of its files.
+    """
 
     def __init__(self, max_open: int) -> None:
         if max_open < 1:
             raise ValueError(f"max_open_files must be at least 1, got {max_open}.")
-        self._max_open = max_open
+        self._max_folders = max_open // 16
+        self._max_open = max_open - self._max_folders
         self._fds: OrderedDict[str, int] = OrderedDict()
+        self._folders: OrderedDict[str, int] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._fds)
@@ -37,6 +45,10 @@ class MetricFileCache:
     def __contains__(self, path: object) -> bool:
         """Whether ``path`` is open (and so was checked when it was opened)."""
         return path in self._fds
+
+    def checked(self, path: str) -> bool:
+        """Whether ``path`` is open or its folder is: checked when that was opened, not again."""
+        return path in self._fds or os.path.dirname(path) in self._folders
 
     def append(self, path: str, data: bytes) -> None:
         """Append ``data`` (complete lines) to ``path`` in one write() when the OS allows it."""
@@ -52,14 +64,11 @@ class MetricFileCache:
             raise
 
     def _open(self, path: str) -> int:
-        fd = self._fds.get(path)
-        if fd is not None:
+        cached = self._fds.get(path)
+        if cached is not None:
             self._fds.move_to_end(path)
-            return fd
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        # O_NOFOLLOW and a regular-file check: a link or FIFO planted under a key's name is refused
-        # (the writer checked the folders when it located the file, see _confinement).
-        fd = open_regular_for_append(path, FILE_MODE)
+            return cached
+        fd = self._open_file(path)
         try:
             _repair_partial_last_line(fd, path)
         except OSError:
@@ -70,6 +79,34 @@ class MetricFileCache:
             _, oldest = self._fds.popitem(last=False)
             os.close(oldest)
         return fd
+
+    def _open_file(self, path: str) -> int:
+        # O_NOFOLLOW and a regular-file check: a link or FIFO planted under a key's name is refused
+        # (the writer checked the folders when it located the file, see _confinement).
+        folder = os.path.dirname(path)
+        folder_fd = self._folders.get(folder)
+        if folder_fd is not None:
+            self._folders.move_to_end(folder)
+            try:
+                return open_regular_for_append(path, FILE_MODE, folder_fd)
+            except FileNotFoundError:
+                # The folder was deleted or moved (a run deleted with MLflow): forget it, go by path.
+                self._close_folder(folder)
+        os.makedirs(folder, exist_ok=True)
+        fd = open_regular_for_append(path, FILE_MODE)
+        if self._max_folders:
+            try:
+                self._folders[folder] = open_folder(folder)
+            except OSError:
+                return fd  # not held: its files are opened by path, checked each time
+            while len(self._folders) > self._max_folders:
+                os.close(self._folders.popitem(last=False)[1])
+        return fd
+
+    def _close_folder(self, folder: str) -> None:
+        fd = self._folders.pop(folder, None)
+        if fd is not None:
+            os.close(fd)
 
     def _discard(self, path: str, fd: int, written: int) -> None:
         """After a failed write: drop the partial line we wrote, remove a file left empty, close."""
@@ -93,8 +130,13 @@ class MetricFileCache:
         fd = self._fds.get(path)
         if fd is not None:
             return os.fstat(fd).st_size
+        folder_fd = self._folders.get(os.path.dirname(path))
         try:
-            info = os.lstat(path)  # a planted link is measured as itself; the append refuses it
+            # A planted link is measured as itself; the append refuses it.
+            if folder_fd is None:
+                info = os.lstat(path)
+            else:
+                info = os.stat(os.path.basename(path), dir_fd=folder_fd, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return 0  # the append itself reports a key that clashes with a folder
         return info.st_size if stat.S_ISREG(info.st_mode) else 0
@@ -113,11 +155,16 @@ class MetricFileCache:
         prefix = folder.rstrip(os.sep) + os.sep
         for path in [p for p in self._fds if p.startswith(prefix)]:
             os.close(self._fds.pop(path))
+        for path in [p for p in self._folders if p == folder or p.startswith(prefix)]:
+            self._close_folder(path)
 
     def close(self) -> None:
         """Close every open file; idempotent."""
         while self._fds:
             _, fd = self._fds.popitem()
+            os.close(fd)
+        while self._folders:
+            _, fd = self._folders.popitem()
             os.close(fd)
 
 

@@ -277,8 +277,8 @@ class StoreWriter:
             try:
                 handle = self._active_run(append.run_id)
                 path = layout.metric_path(handle.folder, validate_key(append.key, kind="metric"))
-                if path not in self._metric_files:
-                    # Checked when the file is first used; an open file is written through its fd.
+                if not self._metric_files.checked(path):
+                    # Checked when the file or its folder is first opened; then written through the descriptor.
                     self._confine(os.path.dirname(path))
             except (TrackdError, OSError) as exc:
                 item = _item("metric", append.key, append.run_id)
