@@ -91,6 +91,13 @@ BAD_CALLS: dict[str, Bad] = {
     "key-int": Bad(_metric(key=5), InvalidArgument, ("key 5", "expected a str")),
     "key-none": Bad(_metric(key=None), InvalidArgument, ("key None", "expected a str")),
     "key-bytes": Bad(_metric(key=b"loss"), InvalidArgument, ("b'loss'", "expected a str")),
+    # Unhashable keys and run ids used to escape the hot path's set lookups as a bare TypeError.
+    "key-list": Bad(_metric(key=["loss"]), InvalidArgument, ("key ['loss']", "expected a str")),
+    "run-id-list": Bad(lambda s: s.client.log_metric([s.run_id], "loss", 1.0), InvalidArgument, ("run id ['", "expected a str")),  # type: ignore[arg-type]
+    "metrics-run-id-list": Bad(lambda s: s.client.log_metrics([s.run_id], {"loss": 1.0}), InvalidArgument, ("run id ['",)),  # type: ignore[arg-type]
+    "param-key-dict": Bad(lambda s: s.client.log_param(s.run_id, {"p": 1}, 1), InvalidArgument, ("param key {'p': 1}", "expected a str")),  # type: ignore[arg-type]
+    "tag-run-id-list": Bad(lambda s: s.client.set_tag([s.run_id], "t", 1), InvalidArgument, ("run id ['",)),  # type: ignore[arg-type]
+    "metrics-step-list": Bad(lambda s: s.client.log_metrics(s.run_id, {"loss": 1.0}, step=[1]), InvalidArgument, ("step of metric 'loss'", "[1]")),  # type: ignore[arg-type]
     "param-key-bad": Bad(lambda s: s.client.log_param(s.run_id, "a b!", 1), InvalidArgument, ("'a b!'", "may contain only")),
     "tag-key-bad": Bad(lambda s: s.client.set_tag(s.run_id, "../t", 1), InvalidArgument, ("'../t'", "relative")),
     # Metric values: a real number, not a bool.

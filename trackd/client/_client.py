@@ -231,10 +231,15 @@ class Client:
 
     def log_metric(self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None) -> None:
         """Log one metric value; returns once it is buffered (about a microsecond)."""
-        if run_id not in self._known_runs:
+        try:
+            if run_id not in self._known_runs:
+                self._check_run(run_id)
+            if key not in self._good_keys:
+                self._check_key(key, "metric")
+        except TypeError:  # an unhashable run id or key (a list): say which, as for any bad value
             self._check_run(run_id)
-        if key not in self._good_keys:
             self._check_key(key, "metric")
+            raise
         if type(value) is not float:
             value = validate_metric_value(key, value)
         if step is None:
@@ -252,13 +257,16 @@ class Client:
         self, run_id: str, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
     ) -> None:
         """Log several metric values with one step and timestamp (all checked before any is buffered)."""
-        if run_id not in self._known_runs:
+        if type(run_id) is not str or run_id not in self._known_runs:
             self._check_run(run_id)
         if step is None:
             step = 0
         elif type(step) is not int or not _MIN_INT64 <= step <= _MAX_INT64:
-            step = validate_step("step", step)
-        timestamp = _time_ns() // 1_000_000 if timestamp is None else validate_timestamp("timestamp", timestamp)
+            step = validate_step(next(iter(metrics), ""), step)
+        if timestamp is None:
+            timestamp = _time_ns() // 1_000_000
+        else:
+            timestamp = validate_timestamp(next(iter(metrics), ""), timestamp)
         good_keys = self._good_keys
         records = []
         for key, value in metrics.items():
@@ -401,7 +409,7 @@ class Client:
             raise ClientClosedError("Cannot use a trackd client once it has been closed.")
 
     def _check_key(self, key: Any, kind: str) -> str:
-        if key in self._good_keys:
+        if type(key) is str and key in self._good_keys:
             return str(key)
         checked = validate_key(key, kind=kind)
         if len(self._good_keys) < 100_000:
@@ -421,7 +429,7 @@ class Client:
     def _check_run(self, run_id: str) -> None:
         """Logging to a run this client neither created nor can find in the store is a caller mistake."""
         self._require_open()
-        if run_id in self._known_runs:
+        if type(run_id) is str and run_id in self._known_runs:
             return
         run_id = validate_run_id(run_id)
         creation = self._inherited_creations.pop(run_id, None)

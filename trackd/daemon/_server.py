@@ -144,7 +144,7 @@ class Server:
         if not credentials_supported():
             logger.warning("This platform cannot report a peer's uid; only the socket's modes keep other users out")
         logger.info(
-            "trackd %s daemon pid %d listening on %s (loop %s, batches up to %d records or %.0f ms)",
+            "trackd %s daemon pid %d listening on %s (loop %s, writes of up to %d events or after %.0f ms)",
             __version__, self.pid, paths.socket, self.loop_name, self.config.max_records, self.config.max_age * 1000,
         )
 
