@@ -53,6 +53,7 @@ def template_batches(run_id: str) -> list[bytes]:
         create_run_record(run_id),
         (RecordKind.METRIC.value, run_id, "loss", 0.25, TS, 3),
         (RecordKind.METRIC.value, run_id, "nested/acc", float("nan"), TS, 4),
+        (RecordKind.METRIC_SERIES.value, run_id, "grad", (0.5, 7, float("inf")), (TS, TS, TS + 1), (0, 1, 2)),
         (RecordKind.PARAM.value, run_id, "lr", "0.1"),
         (RecordKind.TAG.value, run_id, "team", "fuzz"),
         (RecordKind.DELETE_TAG.value, run_id, "gone"),
