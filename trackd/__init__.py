@@ -69,7 +69,7 @@ _LAZY = {
     "RunStatus": "store",
 }
 
-__getattr__ = _lazy_attributes(__name__, _LAZY)
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "ActiveRun",

@@ -8,12 +8,14 @@ of trackd but ``errors``).
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
 
-def lazy_attributes(package: str, modules: dict[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` that imports ``{package}.{modules[name]}`` when ``name`` is first used."""
+def lazy_attributes(package: str, modules: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A module ``__getattr__`` that imports ``{package}.{modules[name]}`` when ``name`` is first used,
+    and a ``__dir__`` that lists those names too (for ``dir()`` and tab completion)."""
 
     def __getattr__(name: str) -> Any:
         module = modules.get(name)
@@ -21,4 +23,7 @@ def lazy_attributes(package: str, modules: dict[str, str]) -> Callable[[str], An
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(importlib.import_module(f"{package}.{module}"), name)
 
-    return __getattr__
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(modules))
+
+    return __getattr__, __dir__

@@ -54,7 +54,7 @@ _LAZY = {
     "FlushReport": "_outbox",
 }
 
-__getattr__ = _lazy_attributes(__name__, _LAZY)
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "ActiveRun",
