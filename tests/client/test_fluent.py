@@ -262,17 +262,19 @@ def test_import_trackd_loads_the_client_sender_and_msgpack_only_at_start_run(dae
         """
         import json, sys, trackd
         delivery = ("trackd.client._client", "trackd.client._sender", "trackd.protocol", "trackd.store", "msgpack")
-        loaded = lambda: [name for name in delivery if name in sys.modules]
-        after_import = loaded()
+        daemon_side = ("trackd.store._writer", "trackd.store._write_items", "trackd.daemon")
+        loaded = lambda names: [name for name in names if name in sys.modules]
+        after_import = loaded(delivery)
         with trackd.start_run():
-            after_start_run = loaded()
+            after_start_run = loaded(delivery)
             trackd.log_metric("loss", 0.5)
-        print(json.dumps({"after_import": after_import, "after_start_run": after_start_run}))
+        print(json.dumps({"after_import": after_import, "after_start_run": after_start_run, "daemon_side": loaded(daemon_side)}))
         """,
         _env(daemon, store),
     ))
     assert result["after_import"] == []
     assert result["after_start_run"] == ["trackd.client._client", "trackd.client._sender", "trackd.protocol", "trackd.store", "msgpack"]
+    assert result["daemon_side"] == []  # what the daemon writes with, a training process never loads
     assert _only_run(store).data.metrics == {"loss": 0.5}
 
 
