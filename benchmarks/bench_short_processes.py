@@ -17,12 +17,12 @@ exit, ``time.perf_counter_ns()``) and the difference to the bare interpreter (th
 
 One ``python -X importtime -c "import trackd"`` run lists the slowest modules in the JSON file.
 
-Python compiles a module's source unless a cached ``.pyc`` is valid, and compiling trackd costs
-about 35 ms of ``import trackd`` on a 2-core machine. ``pip install`` byte-compiles what it
-installs, and a source checkout caches ``.pyc`` files on first import, except where
-PYTHONDONTWRITEBYTECODE is set (as in some CI and sandbox environments). So by default trackd is
-byte-compiled first (``--bytecode cached``); ``--bytecode source`` removes trackd's ``__pycache__``
-folders and sets PYTHONDONTWRITEBYTECODE=1 for the children, so every process compiles trackd.
+Python compiles a module's source unless a cached ``.pyc`` is valid: compiling trackd is ~27 ms
+of a short run on a 2-core machine. ``pip install`` byte-compiles what it installs, and a source
+checkout caches ``.pyc`` files on first import, except where PYTHONDONTWRITEBYTECODE is set (as in
+some CI and sandbox environments). So by default trackd is byte-compiled first (``--bytecode
+cached``); ``--bytecode source`` removes trackd's ``__pycache__`` folders and sets
+PYTHONDONTWRITEBYTECODE=1 for the children, so every process compiles trackd.
 
 Run:  .venv/bin/python benchmarks/bench_short_processes.py [-n 100] [--mlflow-n 10] [--bytecode cached|source] [--json out.json]
 """
