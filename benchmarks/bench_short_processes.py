@@ -17,14 +17,24 @@ exit, ``time.perf_counter_ns()``) and the difference to the bare interpreter (th
 
 One ``python -X importtime -c "import trackd"`` run lists the slowest modules in the JSON file.
 
-Run:  .venv/bin/python benchmarks/bench_short_processes.py [-n 100] [--mlflow-n 10] [--json out.json]
+Python compiles a module's source unless a cached ``.pyc`` is valid: compiling trackd is ~27 ms
+of a short run on a 2-core machine. ``pip install`` byte-compiles what it installs, and a source
+checkout caches ``.pyc`` files on first import, except where PYTHONDONTWRITEBYTECODE is set (as in
+some CI and sandbox environments). So by default trackd is byte-compiled first (``--bytecode
+cached``); ``--bytecode source`` removes trackd's ``__pycache__`` folders and sets
+PYTHONDONTWRITEBYTECODE=1 for the children, so every process compiles trackd.
+
+Run:  .venv/bin/python benchmarks/bench_short_processes.py [-n 100] [--mlflow-n 10] [--bytecode cached|source] [--json out.json]
 """
 
 from __future__ import annotations
 
+import compileall
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import _common as C
@@ -53,6 +63,20 @@ def run_once(code: str, env: dict[str, str]) -> tuple[int, str]:
     return elapsed, proc.stdout
 
 
+def prepare_bytecode(mode: str, env: dict[str, str]) -> None:
+    """Byte-compile trackd (``cached``), or remove its ``.pyc`` files and stop children writing them (``source``)."""
+    import trackd
+
+    package = Path(trackd.__file__).parent
+    if mode == "cached":
+        if not compileall.compile_dir(package, quiet=1):
+            raise RuntimeError(f"could not byte-compile {package}")
+        return
+    for cache in package.rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+
+
 def importtime_top(env: dict[str, str], top: int = 15) -> list[dict[str, Any]]:
     """The slowest modules (self time) of ``import trackd`` from one ``-X importtime`` run."""
     proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import trackd"], env=env, capture_output=True, text=True)
@@ -74,10 +98,13 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=1_000, help="points each run logs")
     parser.add_argument("--warmup", type=int, default=2, help="untimed processes per variant first")
     parser.add_argument("--no-mlflow", action="store_true", help="skip the mlflow variant")
+    parser.add_argument("--bytecode", choices=("cached", "source"), default="cached",
+                        help="byte-compile trackd first (as pip install does), or make every process compile its source")
     args = parser.parse_args()
 
     with C.Daemon() as daemon:
         env = daemon.env()
+        prepare_bytecode(args.bytecode, env)
         mlflow_store = C.temp_dir("tdm-")
         try:
             variants: list[tuple[str, str, dict[str, str], int]] = [
@@ -105,8 +132,6 @@ def main() -> int:
                     print(f"  {i + 1} rounds", flush=True)
             top = importtime_top(env)
         finally:
-            import shutil
-
             shutil.rmtree(mlflow_store, ignore_errors=True)
 
     bare = C.summarize_ns(wall[variants[0][0]])["p50"]
@@ -122,7 +147,7 @@ def main() -> int:
     rows.append(["import trackd, timed in-process", imp["n"], f"{imp['p50'] / 1e6:.1f}", f"{imp['p99'] / 1e6:.1f}", "-"])
     print()
     C.print_table(["variant", "processes", "median ms", "p99 ms", "median - bare ms"], rows,
-                  title="short processes, run one after another (variants interleaved)")
+                  title=f"short processes, run one after another (variants interleaved); trackd bytecode: {args.bytecode}")
     print(f"\n-X importtime: import trackd {top[0]['trackd_cumulative_us'] / 1000:.1f} ms cumulative; slowest modules (self):")
     for row in top[1:8]:
         print(f"  {row['self_us'] / 1000:6.1f} ms  {row['module']}")

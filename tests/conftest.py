@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,11 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 # No test may start a daemon by accident on the user's real socket.
 os.environ.pop("TRACKD_SOCKET", None)
 os.environ["TRACKD_SOCKET"] = "/nonexistent-trackd-test-socket/d.sock"
+# Nor spool into the user's spool folder: every client delivers the spool files it finds there
+# after connecting, so a test would deliver another test run's leftovers into that run's store,
+# and leave its own for the user's next training process to read (and pay for).
+os.environ["TRACKD_SPOOL_DIR"] = _SPOOL_DIR = tempfile.mkdtemp(prefix="trackd-test-spool-")
+atexit.register(shutil.rmtree, _SPOOL_DIR, ignore_errors=True)
 
 from helpers import DaemonProcess, alive, short_socket_path, wait_for  # noqa: E402
 

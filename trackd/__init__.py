@@ -11,11 +11,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+from ._lazy import lazy_attributes as _lazy_attributes
 from .client import (
     ActiveRun,
-    Client,
-    ClientConfig,
-    FlushReport,
     active_run,
     create_experiment,
     delete_tag,
@@ -50,7 +50,26 @@ from .errors import (
     ParamChangedError,
     TrackdError,
 )
-from .store import Experiment, Metric, Run, RunData, RunInfo, RunStatus
+
+if _TYPE_CHECKING:
+    from .client import Client, ClientConfig, FlushReport
+    from .store import Experiment, Metric, Run, RunData, RunInfo, RunStatus
+
+# The fluent functions are all ``import trackd`` loads. These names load the Client, the store's
+# entities and what they import on first access (PEP 562); start_run() loads them too.
+_LAZY = {
+    "Client": "client",
+    "ClientConfig": "client",
+    "FlushReport": "client",
+    "Experiment": "store",
+    "Metric": "store",
+    "Run": "store",
+    "RunData": "store",
+    "RunInfo": "store",
+    "RunStatus": "store",
+}
+
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "ActiveRun",

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -317,3 +318,30 @@ def test_drop_policy_counts_every_dropped_point_of_log_metrics(store: Path, daem
             assert written + report.dropped == 2000
     finally:
         daemon.signal(signal.SIGCONT)
+
+
+def test_pending_counts_while_another_thread_logs(client: Client) -> None:
+    # This used to raise "deque mutated during iteration" (and, in the sender thread, kill it).
+    run = client.create_run("0")
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def count() -> None:
+        while not done.is_set():
+            try:
+                assert client.pending() >= 0
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+                return
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        for step in range(200_000):
+            client.log_metric(run.info.run_id, "loss", 0.5, step=step)
+    finally:
+        done.set()
+        counter.join(timeout=30)
+    assert errors == []
+    client.flush(timeout=60)
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 200_000

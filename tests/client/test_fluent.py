@@ -256,6 +256,45 @@ def test_normal_exit_delivers_every_point_without_flush(daemon: DaemonProcess, s
     assert run.info.status == "FINISHED"
 
 
+def test_import_trackd_loads_the_client_sender_and_msgpack_only_at_start_run(daemon: DaemonProcess, store: Path) -> None:
+    # Short processes (test suites, sweeps) pay for every module import trackd loads.
+    result = _ok(_run(
+        """
+        import json, sys, trackd
+        delivery = ("trackd.client._client", "trackd.client._sender", "trackd.protocol", "trackd.store", "msgpack")
+        daemon_side = ("trackd.store._writer", "trackd.store._write_items", "trackd.daemon")
+        loaded = lambda names: [name for name in names if name in sys.modules]
+        after_import = loaded(delivery)
+        with trackd.start_run():
+            after_start_run = loaded(delivery)
+            trackd.log_metric("loss", 0.5)
+        print(json.dumps({"after_import": after_import, "after_start_run": after_start_run, "daemon_side": loaded(daemon_side)}))
+        """,
+        _env(daemon, store),
+    ))
+    assert result["after_import"] == []
+    assert result["after_start_run"] == ["trackd.client._client", "trackd.client._sender", "trackd.protocol", "trackd.store", "msgpack"]
+    assert result["daemon_side"] == []  # what the daemon writes with, a training process never loads
+    assert _only_run(store).data.metrics == {"loss": 0.5}
+
+
+def test_exit_hook_registered_after_import_trackd_may_still_log(daemon: DaemonProcess, store: Path) -> None:
+    # trackd registers its exit hook at import, not when the client loads at start_run, so a hook
+    # the program registers after ``import trackd`` runs first (atexit is last-in, first-out).
+    _ok(_run(
+        """
+        import atexit, trackd
+        atexit.register(lambda: trackd.log_metric("final", 1.0))
+        trackd.start_run()
+        trackd.log_metric("loss", 0.5)
+        """,
+        _env(daemon, store),
+    ))
+    run = _only_run(store)
+    assert run.data.metrics == {"loss": 0.5, "final": 1.0}
+    assert run.info.status == "FINISHED"
+
+
 def test_forked_child_logs_to_the_parents_run_and_nothing_is_duplicated(daemon: DaemonProcess, store: Path) -> None:
     # Five rounds, because the first points of a child can race its parent's CreateRun to the daemon.
     code = """

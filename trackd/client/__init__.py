@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ._client import Client, ClientState
-from ._config import ClientConfig, resolve_tracking_uri
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+from .._lazy import lazy_attributes as _lazy_attributes
 from ._fluent import (
     ActiveRun,
     active_run,
@@ -32,8 +33,28 @@ from ._fluent import (
     set_tracking_uri,
     start_run,
 )
-from ._launcher import daemon_answers, spawn_daemon, wait_until_answering
-from ._outbox import FlushReport
+from ._lifecycle import ClientState
+
+if _TYPE_CHECKING:
+    from ._client import Client
+    from ._config import ClientConfig, resolve_tracking_uri
+    from ._launcher import daemon_answers, spawn_daemon, wait_until_answering
+    from ._outbox import FlushReport
+
+# ``import trackd`` loads the fluent functions only. The Client and what delivers its events (the
+# sender, the protocol, msgpack, the store) load when the first Client is made, or on first
+# access to one of these names (PEP 562).
+_LAZY = {
+    "Client": "_client",
+    "ClientConfig": "_config",
+    "resolve_tracking_uri": "_config",
+    "daemon_answers": "_launcher",
+    "spawn_daemon": "_launcher",
+    "wait_until_answering": "_launcher",
+    "FlushReport": "_outbox",
+}
+
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "ActiveRun",

@@ -7,16 +7,13 @@ directly, so what a process logged is what it reads back.
 
 from __future__ import annotations
 
-import atexit
-import enum
-import json
 import os
 import signal
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +64,7 @@ from ..store import (
     validate_timestamp,
 )
 from ._config import ClientConfig, resolve_tracking_uri
+from ._lifecycle import EXIT_HOOKS, LIVE_CLIENTS, ClientState, close_all_clients
 from ._names import random_run_name
 from ._outbox import FlushReport
 from ._sender import Sender
@@ -76,13 +74,6 @@ _time_ns = time.time_ns
 
 RUN_NAME_TAG = "mlflow.runName"
 USER_TAG = "mlflow.user"
-
-
-class ClientState(enum.Enum):
-    """A client's lifecycle (as httpx's ClientState)."""
-
-    OPEN = 1
-    CLOSED = 2
 
 
 class Client:
@@ -106,7 +97,7 @@ class Client:
         # Registered after the sender's hook, so it runs after the sender dropped its buffer.
         method = weakref.WeakMethod(self._after_fork_in_child)
         os.register_at_fork(after_in_child=lambda: (m := method()) and m())
-        _LIVE_CLIENTS.add(self)
+        LIVE_CLIENTS.add(self)
         _install_sigterm_handler()
 
     def __repr__(self) -> str:
@@ -361,11 +352,14 @@ class Client:
     def log_dict(self, run_id: str, dictionary: Mapping[str, Any], artifact_file: str) -> None:
         """Write a dict as JSON (``.json``, indented as MLflow does) or YAML (``.yaml``/``.yml``)."""
         self._check_run(run_id)
+        # Imported here: a training process that never logs a dict should not load them.
         if artifact_file.endswith((".yaml", ".yml")):
             import yaml
 
             content = yaml.safe_dump(dict(dictionary), default_flow_style=False)
         else:
+            import json
+
             content = json.dumps(dictionary, indent=2)
         self._submit_content(run_id, artifact_file, content.encode("utf-8"))
 
@@ -516,19 +510,6 @@ def _now_ms() -> int:
     return _time_ns() // 1_000_000
 
 
-_LIVE_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
-
-
-# Called with the run status before clients close at exit or on SIGTERM (the fluent API ends its runs).
-EXIT_HOOKS: list[Callable[[str | None], None]] = []
-
-
-def _close_all_clients() -> None:
-    """At interpreter exit, deliver what every open client accepted (bounded by TRACKD_EXIT_TIMEOUT)."""
-    for client in list(_LIVE_CLIENTS):
-        client.close()
-
-
 def _on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM (preemption, a launcher stopping its workers): end the runs KILLED, deliver, then die by the signal.
 
@@ -540,7 +521,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     try:
         for hook in EXIT_HOOKS:
             hook("KILLED")
-        _close_all_clients()
+        close_all_clients()
     finally:
         os.kill(os.getpid(), signum)
 
@@ -554,5 +535,3 @@ def _install_sigterm_handler() -> None:
     except ValueError:
         pass  # not the main interpreter
 
-
-atexit.register(_close_all_clients)

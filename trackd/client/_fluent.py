@@ -14,12 +14,14 @@ import os
 import sys
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..store import Experiment, Metric, Run, RunData, RunInfo, RunStatus
-from ._client import EXIT_HOOKS, Client, ClientState
-from ._config import resolve_tracking_uri
-from ._outbox import FlushReport
+from ._lifecycle import EXIT_HOOKS, ClientState
+
+if TYPE_CHECKING:
+    from ..store import Experiment, Metric, Run, RunData, RunInfo
+    from ._client import Client
+    from ._outbox import FlushReport
 
 _lock = threading.RLock()
 _tracking_uri: str | None = None
@@ -30,6 +32,8 @@ _last_run: ActiveRun | None = None
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
+# MLflow's run status names, which end_run() takes (RunStatus's names).
+FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
 
 
 class ActiveRun:
@@ -59,11 +63,11 @@ class ActiveRun:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc_type is None:
-            status = RunStatus.FINISHED.name if self.owns else None
+            status = FINISHED if self.owns else None
         elif issubclass(exc_type, KeyboardInterrupt):
-            status = RunStatus.KILLED.name
+            status = KILLED
         else:
-            status = RunStatus.FAILED.name
+            status = FAILED
         with _lock:
             if self in _runs:
                 while _runs and _runs[-1] is not self:
@@ -77,6 +81,8 @@ class ActiveRun:
 def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
     """Log to this ./mlruns path (or ``file:`` URI) from now on."""
     global _tracking_uri, _client
+    from ._config import resolve_tracking_uri
+
     with _lock:
         _tracking_uri = resolve_tracking_uri(uri)
         if _client is not None and _client.tracking_uri != _tracking_uri:
@@ -86,6 +92,8 @@ def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
 
 def get_tracking_uri() -> str:
     """The absolute store path this process logs to."""
+    from ._config import resolve_tracking_uri
+
     return resolve_tracking_uri(_tracking_uri)
 
 
@@ -94,6 +102,10 @@ def get_client() -> Client:
 
     The URI is resolved when the client is made (and again after set_tracking_uri), not on every
     call: resolving reads the environment and the file system, which log calls must not pay for.
+
+    The first call imports the Client and what delivers its events (the sender, the protocol,
+    msgpack, the store reader): ``import trackd`` alone does not, so a process that imports
+    trackd without logging does not pay for them.
     """
     global _client
     client = _client
@@ -101,6 +113,8 @@ def get_client() -> Client:
         return client
     with _lock:
         if _client is None or _client.state is not ClientState.OPEN:
+            from ._client import Client
+
             _client = Client(_tracking_uri)
         return _client
 
@@ -167,6 +181,8 @@ def start_run(
         existing = client._reader.find_run(run_id) if run_id is not None else None
         rank = os.environ.get("RANK")
         if existing is not None:
+            from ..store import Run, RunData  # loaded with the client above
+
             client._known_runs.add(existing.run_id)
             # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first;
             # otherwise attaching to an existing run (a resumed job) never ends it.
@@ -204,7 +220,7 @@ def end_run(status: str | None = None) -> None:
         active = _runs.pop()
         client = get_client()
         if status is not None or active.owns:
-            client.set_terminated(active.run_id, status or RunStatus.FINISHED.name)
+            client.set_terminated(active.run_id, status or FINISHED)
     client._sender.flush_or_warn(client.config.exit_timeout)
     # Delivered (or spooled): a forked child no longer needs to re-send this run's creation.
     client._creations.pop(active.run_id, None)
@@ -363,11 +379,11 @@ def _end_runs_at_exit(status: str | None = None) -> None:
     if status is None:
         last = getattr(sys, "last_value", None)
         if last is None:
-            status = RunStatus.FINISHED.name
+            status = FINISHED
         elif isinstance(last, KeyboardInterrupt):
-            status = RunStatus.KILLED.name
+            status = KILLED
         else:
-            status = RunStatus.FAILED.name
+            status = FAILED
     while _runs:
         end_run(status if _runs[-1].owns else None)
 
@@ -381,7 +397,7 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-# Registered after the client module's hook, so it runs first (atexit is last-in, first-out):
-# runs are ended before the clients deliver and close. SIGTERM runs the same hook with KILLED.
+# Registered after _lifecycle's hook, so it runs first (atexit is last-in, first-out): runs are
+# ended before the clients deliver and close. SIGTERM runs the same hook with KILLED.
 atexit.register(_end_runs_at_exit)
 EXIT_HOOKS.append(_end_runs_at_exit)

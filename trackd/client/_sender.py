@@ -337,7 +337,11 @@ class Sender:
 
     def _pending_locked(self) -> int:
         spooled = self._spool.records if self._spool is not None else 0
-        buffered = len(self.buffer) - sum(1 for record in self.buffer if record[0] == BARRIER)
+        # Logging calls append without the lock, so a Python-level loop over the buffer itself can
+        # raise "deque mutated during iteration" (it killed the sender thread once, when it counted
+        # pending events after losing the daemon); copy() runs in C, under the GIL, in one piece.
+        snapshot = self.buffer.copy()
+        buffered = len(snapshot) - sum(1 for record in snapshot if record[0] == BARRIER)
         return buffered + sum(count for _, _, count in self._unacked) + spooled
 
     def _report(self) -> FlushReport:

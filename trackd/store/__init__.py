@@ -10,24 +10,7 @@ import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from ._entities import (
-    LIFECYCLE_ACTIVE,
-    LIFECYCLE_DELETED,
-    ArtifactWrite,
-    Experiment,
-    Metric,
-    MetricAppend,
-    NewRun,
-    ParamWrite,
-    Run,
-    RunData,
-    RunInfo,
-    RunStatus,
-    TagWrite,
-    Termination,
-    WriteBatch,
-    WriteFailure,
-)
+from ._entities import LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, Experiment, Metric, Run, RunData, RunInfo, RunStatus
 from ._layout import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME
 from ._reader import StoreReader
 from ._validation import (
@@ -50,11 +33,29 @@ from ._validation import (
 
 if _TYPE_CHECKING:
     from ._journal import WriteJournal
+    from ._write_items import (
+        ArtifactWrite,
+        MetricAppend,
+        NewRun,
+        ParamWrite,
+        TagWrite,
+        Termination,
+        WriteBatch,
+        WriteFailure,
+    )
     from ._writer import DEFAULT_MAX_OPEN_FILES, StoreWriter
 
-# The writer and the journal are the daemon's; a training process imports the store for its
-# validators and reader only, so they load on first use (PEP 562).
-_LAZY = {"StoreWriter": "_writer", "DEFAULT_MAX_OPEN_FILES": "_writer", "WriteJournal": "_journal"}
+# The writer, the journal and the items they write are the daemon's; a training process imports
+# the store for its validators, entities and reader only, so they load on first use (PEP 562).
+_LAZY = {
+    "StoreWriter": "_writer",
+    "DEFAULT_MAX_OPEN_FILES": "_writer",
+    "WriteJournal": "_journal",
+    **dict.fromkeys(
+        ("ArtifactWrite", "MetricAppend", "NewRun", "ParamWrite", "TagWrite", "Termination", "WriteBatch", "WriteFailure"),
+        "_write_items",
+    ),
+}
 
 
 def __getattr__(name: str) -> _Any:

@@ -1,14 +1,15 @@
-"""Plain values the store reads and writes: MLflow's entities, and the write-side items of a batch.
+"""MLflow's entities as the store reads them: experiments, runs, their info, data and metrics.
 
-The store never interprets ``origin``: it is an opaque hashable that the daemon attaches to an item so
-that a failure can be routed back to the client that sent it.
+What the daemon asks the store to write (NewRun, MetricAppend, WriteBatch...) lives in
+``_write_items.py``: a training process reads runs but never writes the store itself, so it
+does not create those classes.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 LIFECYCLE_ACTIVE = "active"
 LIFECYCLE_DELETED = "deleted"
@@ -81,89 +82,26 @@ class Metric:
     step: int
 
 
-# --- write side ---------------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from ._write_items import ArtifactWrite as ArtifactWrite
+    from ._write_items import MetricAppend as MetricAppend
+    from ._write_items import NewRun as NewRun
+    from ._write_items import ParamWrite as ParamWrite
+    from ._write_items import TagWrite as TagWrite
+    from ._write_items import Termination as Termination
+    from ._write_items import WriteBatch as WriteBatch
+    from ._write_items import WriteFailure as WriteFailure
+
+_WRITE_ITEMS = frozenset(
+    {"ArtifactWrite", "MetricAppend", "NewRun", "ParamWrite", "TagWrite", "Termination", "WriteBatch", "WriteFailure"}
+)
 
 
-@dataclass(frozen=True, slots=True)
-class NewRun:
-    """Create a run unless it already exists in that experiment ("ensure": every rank sends one)."""
+def __getattr__(name: str) -> Any:
+    # The write-side items were defined here; _writer.py still imports them from this module.
+    # Drop this once it imports them from _write_items.
+    if name in _WRITE_ITEMS:
+        from . import _write_items
 
-    origin: Hashable
-    run_id: str
-    experiment_id: str
-    user_id: str
-    run_name: str
-    start_time_ms: int
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ParamWrite:
-    """Log a param; params are immutable once logged."""
-
-    origin: Hashable
-    run_id: str
-    key: str
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class TagWrite:
-    """Set a run tag, or delete it when value is None."""
-
-    origin: Hashable
-    run_id: str
-    key: str
-    value: str | None
-
-
-@dataclass(slots=True)
-class MetricAppend:
-    """Every point of one metric of one run in a batch, appended in one write()."""
-
-    run_id: str
-    key: str
-    points: list[tuple[int, float, int]] = field(default_factory=list)  # (timestamp_ms, value, step)
-    origins: list[Hashable] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class ArtifactWrite:
-    """Store a file under the run's artifacts: exactly one of content and source_path is set."""
-
-    origin: Hashable
-    run_id: str
-    path: str
-    content: bytes | None = None
-    source_path: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Termination:
-    """Set a run's final status and end time."""
-
-    origin: Hashable
-    run_id: str
-    status: int
-    end_time_ms: int
-
-
-@dataclass(slots=True)
-class WriteBatch:
-    """What StoreWriter.write applies, in this field order."""
-
-    new_runs: list[NewRun] = field(default_factory=list)
-    params: list[ParamWrite] = field(default_factory=list)
-    tags: list[TagWrite] = field(default_factory=list)
-    metrics: dict[tuple[str, str], MetricAppend] = field(default_factory=dict)
-    artifacts: list[ArtifactWrite] = field(default_factory=list)
-    terminations: list[Termination] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class WriteFailure:
-    """One item the store could not write: ``item`` names it, ``message`` is a sentence saying why."""
-
-    origin: Hashable
-    item: str
-    message: str
+        return getattr(_write_items, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import StoreUnavailable
-from ._entities import TagWrite
+from ._write_items import TagWrite
 
 T = TypeVar("T")
 

@@ -1,0 +1,29 @@
+"""Names a package's ``__init__`` exports but imports only on first access (PEP 562).
+
+``import trackd`` loads the fluent functions alone; the Client, its sender, the protocol and the
+store load when the first run starts. The store keeps its own copy of this (it imports nothing
+of trackd but ``errors``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def lazy_attributes(package: str, modules: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A module ``__getattr__`` that imports ``{package}.{modules[name]}`` when ``name`` is first used,
+    and a ``__dir__`` that lists those names too (for ``dir()`` and tab completion)."""
+
+    def __getattr__(name: str) -> Any:
+        module = modules.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{module}"), name)
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(modules))
+
+    return __getattr__, __dir__
