@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 LIFECYCLE_ACTIVE = "active"
 LIFECYCLE_DELETED = "deleted"
@@ -81,27 +80,3 @@ class Metric:
     timestamp: int
     step: int
 
-
-if TYPE_CHECKING:
-    from ._write_items import ArtifactWrite as ArtifactWrite
-    from ._write_items import MetricAppend as MetricAppend
-    from ._write_items import NewRun as NewRun
-    from ._write_items import ParamWrite as ParamWrite
-    from ._write_items import TagWrite as TagWrite
-    from ._write_items import Termination as Termination
-    from ._write_items import WriteBatch as WriteBatch
-    from ._write_items import WriteFailure as WriteFailure
-
-_WRITE_ITEMS = frozenset(
-    {"ArtifactWrite", "MetricAppend", "NewRun", "ParamWrite", "TagWrite", "Termination", "WriteBatch", "WriteFailure"}
-)
-
-
-def __getattr__(name: str) -> Any:
-    # The write-side items were defined here; _writer.py still imports them from this module.
-    # Drop this once it imports them from _write_items.
-    if name in _WRITE_ITEMS:
-        from . import _write_items
-
-        return getattr(_write_items, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,21 +27,7 @@ from ..errors import (
 )
 from . import _layout as layout
 from ._confinement import check_confined, check_regular_or_missing, is_within
-from ._entities import (
-    LIFECYCLE_ACTIVE,
-    RUN_NAME_TAG,
-    ArtifactWrite,
-    Experiment,
-    MetricAppend,
-    NewRun,
-    ParamWrite,
-    RunInfo,
-    RunStatus,
-    TagWrite,
-    Termination,
-    WriteBatch,
-    WriteFailure,
-)
+from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, RunInfo, RunStatus
 from ._format import (
     copy_file_atomic,
     dump_yaml,
@@ -56,6 +42,16 @@ from ._journal import WriteJournal
 from ._write_rules import TRANSIENT_ERRNOS, journal_call, last_write_per_tag, os_error_message
 from ._metric_files import MetricFileCache
 from ._reader import StoreReader
+from ._write_items import (
+    ArtifactWrite,
+    MetricAppend,
+    NewRun,
+    ParamWrite,
+    TagWrite,
+    Termination,
+    WriteBatch,
+    WriteFailure,
+)
 from ._validation import (
     MAX_ARTIFACT_LOCATION_LENGTH,
     validate_artifact_path,
