@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, child_env, run_python, wait_for
+from helpers import DaemonProcess, child_env, create_run_record, metric_records, run_python, wait_for
 
+from trackd.client._spool import sync_spools
+from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, encode_frame
 from trackd.store import RunStatus, StoreReader
 
 POINTS = 10_000
@@ -98,3 +100,51 @@ with trackd.start_run() as run:
         if child.poll() is None:
             child.kill()
         assert daemon.stop() == 0
+
+
+def test_a_spool_written_by_an_older_protocol_version_is_delivered_after_an_upgrade(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # This used to be refused with version_mismatch for ever: the spool's own Hello was replayed.
+    run_id = "0123456789abcdef0123456789abcdef"
+    hello = Hello(protocol_version=1, client_id="old-client", pid=1, host="", store_root=str(store))
+    batch = Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 5)])
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    (spool_dir / "old-client.spool").write_bytes(encode_frame(hello) + encode_frame(batch))
+    (result,) = sync_spools(spool_dir, daemon.paths.socket, timeout=30)
+    assert result.error is None and result.batches == 1, result
+    assert _spool_files(spool_dir) == []
+    assert [m.step for m in StoreReader(store).get_metric_history(run_id, "loss")] == list(range(5))
+
+
+def _old_spool(spool_dir: Path, store: Path, run_id: str) -> Path:
+    spool_dir.mkdir(exist_ok=True)
+    hello = Hello(protocol_version=PROTOCOL_VERSION, client_id="gone", pid=1, host="", store_root=str(store))
+    batch = Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 3)])
+    path = spool_dir / "gone.spool"
+    path.write_bytes(encode_frame(hello) + encode_frame(batch))
+    return path
+
+
+@pytest.mark.timeout(120)
+def test_a_process_that_runs_a_while_delivers_spools_left_by_others_and_a_short_one_does_not_pay(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    run_id = "fedcba9876543210fedcba9876543210"
+    spool_dir = tmp_path / "spool"
+    orphan = _old_spool(spool_dir, store, run_id)
+    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir))
+    short = run_python("import trackd\nwith trackd.start_run():\n    trackd.log_metric('x', 1.0)\n", env)
+    assert short.returncode == 0, short.stderr
+    assert orphan.exists()  # left for a process that lives long enough (ORPHAN_DELIVERY_DELAY)
+    long = run_python(
+        "import time, trackd\nwith trackd.start_run():\n    trackd.log_metric('x', 1.0)\n"
+        "    deadline = time.monotonic() + 30\n"
+        f"    while __import__('os').path.exists({str(orphan)!r}) and time.monotonic() < deadline:\n"
+        "        time.sleep(0.05)\n",
+        env,
+    )
+    assert long.returncode == 0, long.stderr
+    assert not orphan.exists()
+    assert [m.step for m in StoreReader(store).get_metric_history(run_id, "loss")] == [0, 1, 2]
