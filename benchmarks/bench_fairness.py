@@ -35,13 +35,13 @@ from trackd.protocol import PROTOCOL_VERSION
 FLOODER = r"""
 import os, socket, sys, threading, time
 import msgpack
-path, store, points = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, store, points, version = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 def frame(value):
     body = msgpack.packb(value, use_bin_type=True)
     return len(body).to_bytes(4, "big") + body
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 sock.connect(path)
-sock.sendall(frame([1, 1, "flooder-" + os.urandom(4).hex(), os.getpid(), "bench", store]))
+sock.sendall(frame([1, version, "flooder-" + os.urandom(4).hex(), os.getpid(), "bench", store]))
 threading.Thread(target=lambda: [None for _ in iter(lambda: sock.recv(1 << 20), b"")], daemon=True).start()
 run_id = os.urandom(16).hex()
 sock.sendall(frame([3, 1, [[5, run_id, "0", "bench", "flood", 1_700_000_000_000, {}]]]))
@@ -96,19 +96,27 @@ def one_phase(phase: str, args: Any) -> dict[str, float]:
                     socks = slowloris(daemon.socket, daemon.store, args.slow)
                 if phase in ("flood", "both"):
                     flooder = subprocess.Popen(
-                        [sys.executable, "-c", FLOODER, str(daemon.socket), str(daemon.store), str(args.flood_points)],
-                        stdout=subprocess.PIPE, text=True,
+                        [sys.executable, "-c", FLOODER, str(daemon.socket), str(daemon.store), str(args.flood_points),
+                         str(PROTOCOL_VERSION)],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                     )
                     assert flooder.stdout is not None
                     flooder.stdout.readline()
                     time.sleep(0.2)
-                return C.summarize_ns(measure(client, run_id, args.rounds, 1_000_000))
+                samples = measure(client, run_id, args.rounds, 1_000_000)
+                if flooder is not None and flooder.poll() is not None:
+                    # A flooder that died (refused, say) measured nothing: this used to pass unnoticed
+                    # when the protocol version changed under its hard-coded Hello.
+                    assert flooder.stderr is not None
+                    raise SystemExit(f"the flooder exited during the {phase} phase: {flooder.stderr.read()[-800:]}")
+                return C.summarize_ns(samples)
         finally:
             if flooder is not None:
                 flooder.kill()
                 flooder.wait(10)
-                if flooder.stdout is not None:
-                    flooder.stdout.close()
+                for stream in (flooder.stdout, flooder.stderr):
+                    if stream is not None:
+                        stream.close()
             for sock in socks:
                 sock.close()
 
