@@ -15,9 +15,9 @@ if TYPE_CHECKING:
     from ._state import Session
 
 # A write takes about 16,384 records (a client's batch is never split): 20-30 ms. Smaller writes
-# shorten a flush's wait behind a flooding neighbour a little (bench_fairness flood p50: 18-41 ms
-# with 16,384, 23 ms with 4,096; 194 ms before flushing clients got writes of their own) but cost more per point when points spread over many files (10,000 files:
-# 0.26x of the 10-file rate with 4,096, 0.58x with 16,384), so scale wins here.
+# cost more per point when points spread over many files (10,000 files: 0.26x of the 10-file rate
+# with 4,096, 0.58x with 16,384), so scale wins here; a flushing neighbour is served between turns
+# of a write instead (WRITE_TURN_RECORDS).
 DEFAULT_MAX_RECORDS = 16_384
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 # The bound: a point waits at most 50 ms in the daemon before its write starts.

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The budget binds only while another client waits on a flush (ClientConnection._within_budget), so
-# a client alone, or beside clients that only stream, is never slowed by it, however fast it sends.
-# While someone waits, a connection over it gets about a quarter of the loop (decoding costs about a
-# microsecond per record) and its reads pause for the rest: bench_fairness measured a flush beside
-# a flood at ~1 ms p50 with 250,000 (0.5 ms alone) and ~10-24 ms with 500,000, where the flooder,
-# decoding ~800,000 records/s, still took most of the loop and the GIL from the writer and the flush.
-# The price: a fast client beside a neighbour that flushes back to back is held to this rate, below
+# The budget binds only while another client waits on a flush or flushed within the last 0.1 s
+# (ClientConnection._within_budget, Server.others_waiting), so a client alone, or beside clients
+# that only stream, is never slowed by it, however fast it sends. While someone waits, a connection
+# over it gets about a quarter of the loop (decoding costs about a microsecond per record) and its
+# reads pause for the rest; a flooder left alone decodes ~800,000 records/s against ~400,000
+# written, taking the loop and most of the GIL from the writer and the flush. In bench_fairness, a
+# flush beside a flood measured ~1-4 ms p50 at 250,000 and 10-24 ms at 500,000 (0.5 ms alone).
+# The price: a fast client beside a neighbour that flushes in a loop is held to this rate, below
 # what the daemon writes (~350,000-500,000 points/s on 2 cores), for as long as that lasts.
 DEFAULT_MAX_EVENTS_PER_SECOND = 250_000
 # A full bucket: what a connection may decode at once after a quiet spell. A client's sender keeps

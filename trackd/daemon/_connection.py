@@ -133,7 +133,7 @@ class ClientConnection:
                 self.close()
 
     async def _within_budget(self, decoded: int) -> None:
-        """Pause reading while this connection is over its decode budget and another client waits.
+        """Pause reading while this connection is over its decode budget and another client waits on a flush.
 
         Not reading is the back-pressure: the socket fills and the client's sender waits, nothing
         is dropped. A connection alone is never paused (its debt is forgiven): the limit exists so

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-events-per-second", type=_positive_int, default=DEFAULT_MAX_EVENTS_PER_SECOND,
         help="each connection's budget of decoded events (metric points, params, ...) per second; a connection over it "
-        "stops being read for a while, but only while other clients wait on the daemon (default: %(default)s)",
+        "stops being read for a while (its sender waits; nothing is dropped), but only while another client waits on a "
+        "flush or sent one in the last 0.1 s (default: %(default)s)",
     )
     parser.add_argument("--idle-timeout", type=float, default=0.0, help="exit after this many seconds without clients; 0 never exits (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

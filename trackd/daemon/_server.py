@@ -10,7 +10,6 @@ import os
 import resource
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -54,11 +53,17 @@ MAX_DEFAULT_OPEN_FILES = 16_384
 # A training machine runs tens of processes per user, not thousands.
 DEFAULT_MAX_CONNECTIONS = 1024
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# A client that sent a flush barrier this recently still counts as waiting on the daemon, so a
+# neighbour over its decode budget stays paused (ClientConnection._within_budget). A client that
+# flushes in a loop spends part of each cycle logging between flushes: counting only the barriers
+# pending let the flooder back in during those gaps, and each flush then found a flooder frame
+# being decoded and a flooder write under way (bench_fairness flood p50 8-14 ms in 3 runs; 1.3-7.4
+# ms, median 3 ms, in 8 runs counting 0.1 s). 0.1 s covers a flush loop, not a client that flushes
+# once a second, whose fast neighbours should not be held to their budget for it.
+FLUSH_RECENCY = 0.1
 # After a flush barrier, writes go in turns (Batcher turns) for this long: clients that flush once
 # tend to flush again (a loop of log-then-flush, reads after writes).
 TURNS_AFTER_FLUSH = 1.0
-# The daemon's GIL switch interval (see Server.run).
-SWITCH_INTERVAL = 0.0005
 # Counters in a StatusReply travel as msgpack integers, which stop at uint64; sums are capped here.
 MAX_STATUS_COUNT = 2**63 - 1
 # How long a disconnected client's sequence numbers are kept for a reconnect.
@@ -123,12 +128,6 @@ class Server:
     def run(self) -> None:
         """Run the daemon on its chosen event loop until it is told to stop."""
         self.loop_name, factory = loop_factory(self.config.loop)
-        # The loop and the writer thread share the GIL, and a flush crosses between them several
-        # times (read, write, ack); each crossing waits for the other thread to let go of the GIL,
-        # up to the switch interval when both are busy. 5 ms (Python's default) made a flush beside
-        # a flood wait ~4 ms more at the median (bench_fairness); 0.5 ms cost no measurable
-        # throughput (bench_throughput, daemon CPU s per million points).
-        sys.setswitchinterval(SWITCH_INTERVAL)
         loop = factory()
         asyncio.set_event_loop(loop)
         try:
@@ -286,20 +285,25 @@ class Server:
 
     def flush(self, session: Session, request_id: int) -> None:
         """Answer a flush barrier once everything the session sent before it is written."""
+        session.last_flush_at = time.monotonic()
+        self.state.flushing.add(session)
         if session.received_seq <= session.applied_seq:
             if session.connection is not None:
                 session.connection.send(FlushDone(request_id=request_id, acked_seq=session.applied_seq))
             return
         session.flushes.append((request_id, session.received_seq))
-        self.state.flushing.add(session)
         self._flush_arrived = True
-        self._last_flush_at = time.monotonic()
+        self._last_flush_at = session.last_flush_at
         self.batcher.request_write()
         self._wake.set()
 
     def others_waiting(self, conn: ClientConnection) -> bool:
-        """Whether a client other than ``conn``'s is connected and waits on a flush barrier."""
-        return any(s.connection is not None and s.connection is not conn for s in self.state.flushing)
+        """Whether a client other than ``conn``'s is connected and waits on a flush, or flushed lately."""
+        now = time.monotonic()
+        return any(
+            s.connection is not None and s.connection is not conn and (s.flushes or now - s.last_flush_at < FLUSH_RECENCY)
+            for s in self.state.flushing
+        )
 
     async def run_in_writer(self, work: Callable[[], T]) -> T:
         """Run store work on the writer thread, in order with the writes."""
@@ -518,8 +522,6 @@ class Server:
                 else:
                     still_waiting.append((request_id, target))
             session.flushes = still_waiting
-            if not still_waiting:
-                self.state.flushing.discard(session)
 
     async def _housekeeping(self) -> None:
         """Once a second: sample rates, forget finished sessions, exit when idle for too long."""
@@ -535,7 +537,11 @@ class Server:
                 gone = session.disconnected_at
                 if gone is not None and now - gone > SESSION_TTL and session.applied_seq >= session.received_seq:
                     del self.state.sessions[client_id]
-                    self.state.flushing.discard(session)
+            # A client that reconnects and still waits sends its flushes again, which adds it back.
+            self.state.flushing = {
+                s for s in self.state.flushing
+                if s.connection is not None and (s.flushes or now - s.last_flush_at < FLUSH_RECENCY)
+            }
             if self.state.connections or self.batcher.pending_records or self._writing:
                 self._idle_since = now
             elif self.config.idle_timeout and now - self._idle_since >= self.config.idle_timeout:

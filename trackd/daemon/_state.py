@@ -37,6 +37,8 @@ class Session:
     rejected: int = 0
     # Events the client's on-full policy dropped, as it last reported.
     dropped: int = 0
+    # When it last sent a flush barrier (time.monotonic()), for Server.others_waiting.
+    last_flush_at: float = float("-inf")
     # Times its connection's reads were paused for its decode budget, and for how long in all.
     throttled: int = 0
     throttled_s: float = 0.0
@@ -72,7 +74,7 @@ class ServerState:
     sessions: dict[str, Session] = field(default_factory=dict)
     connections: set[ClientConnection] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    # Sessions with flush barriers waiting: the clients blocked in flush(), end_run() or exit.
+    # Sessions with flush barriers waiting or sent lately (Server.others_waiting); pruned once a second.
     flushing: set[Session] = field(default_factory=set)
     counters: Counters = field(default_factory=Counters)
     # (monotonic time, records received, records written), sampled for rates.
