@@ -133,13 +133,13 @@ class ClientConnection:
                 self.close()
 
     async def _within_budget(self, decoded: int) -> None:
-        """Pause reading while this connection is over its decode budget and another client waits on a flush.
+        """Stop reading while this connection is over its decode budget and another client waits on a flush.
 
         Not reading is the back-pressure: the socket fills and the client's sender waits, nothing
-        is dropped. A connection alone is never paused (its debt is forgiven): the limit exists so
-        that one connection cannot take the loop, and the GIL it shares with the writer thread,
-        from clients waiting on a flush or a write; with nobody waiting, slowing it would only
-        leave the daemon idle. The backlog bound still stops it decoding without limit.
+        is dropped. With nobody waiting the debt is forgiven: the limit exists so that one
+        connection cannot take the loop, and the GIL it shares with the writer thread, from a
+        client blocked in flush(); slowing it otherwise would only leave the daemon idle, and the
+        backlog bound already stops it decoding far ahead of the writer.
         """
         budget = self.budget
         now = time.monotonic()
