@@ -65,7 +65,9 @@ class Child:
 
     def steps(self) -> list[tuple[int, float]]:
         """The (step, time.time()) pairs printed so far."""
-        return [(int(p[1]), float(p[2])) for p in (line.split() for line in list(self.out)) if p and p[0] == "step"]
+        # len(p) == 3: a child killed mid-print leaves a partial last line ("step 1234"); this used
+        # to raise IndexError in full-suite runs.
+        return [(int(p[1]), float(p[2])) for p in (line.split() for line in list(self.out)) if len(p) == 3 and p[0] == "step"]
 
     def last_step(self) -> int:
         steps = self.steps()

@@ -121,6 +121,7 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         f"  backlog       {status['backlog_records']} events waiting to be written",
         f"  rejected      {status['items_rejected']} items; protocol errors {status['protocol_errors']}; write errors {status['write_errors']}",
         f"  dropped       {status.get('events_dropped_by_clients', 0)} events by clients whose buffer was full (TRACKD_ON_FULL=drop)",
+        f"  throttled     {status.get('throttled', 0)} pauses of connections over their decode budget while others waited",
     ]
     errors = status.get("errors")
     if isinstance(errors, dict):
@@ -128,9 +129,11 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
     if isinstance(clients, (list, tuple)):
         for client in clients:
             if isinstance(client, dict):
+                throttled = client.get("throttled", 0)
+                paused = f", reads paused {throttled} times ({client.get('throttled_s', 0)} s) for its decode budget" if throttled else ""
                 lines.append(
                     f"  client        pid {client['pid']}@{client['host']} {'connected' if client['connected'] else 'gone'}, "
-                    f"batch {client['written_seq']}/{client['received_seq']} written, store {client['store']}"
+                    f"batch {client['written_seq']}/{client['received_seq']} written{paused}, store {client['store']}"
                 )
     print("\n".join(lines))
     return 0

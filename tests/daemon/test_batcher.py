@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trackd.daemon import Batcher, PendingBatch
-from trackd.daemon._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS
+from trackd.daemon._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, turns
 from trackd.daemon._state import Session
 from trackd.protocol import Record
 
@@ -120,3 +120,42 @@ def test_a_flooding_client_cannot_make_a_flushing_neighbour_wait_for_the_whole_b
     assert [b.seq for b in batcher.take(now=0.0)] == [3, 4]
     assert [b.seq for b in batcher.take(now=0.0)] == [5]
     assert batcher.pending_records == 0
+
+
+def test_a_flushing_client_gets_a_write_of_its_own_even_below_max_records() -> None:
+    flooder = Session("flooder", pid=2, host="host", store_root="/tmp/mlruns")
+    neighbour = Session("neighbour", pid=3, host="host", store_root="/tmp/mlruns")
+    batcher = Batcher(max_records=1000, max_bytes=10**9, max_age=1.0)
+    batcher.add(PendingBatch(flooder, 1, batch(1, 50).records, 50), size=500, now=0.0)
+    batcher.add(PendingBatch(neighbour, 1, batch(1, 2).records, 2), size=20, now=0.0)
+    batcher.add(PendingBatch(flooder, 2, batch(2, 50).records, 50), size=500, now=0.0)
+    neighbour.flushes.append((1, 1))
+    # Sharing the write with the flood made the flush wait for the flood's points too (5-6 ms).
+    assert [(b.session.client_id, b.seq) for b in batcher.take(now=0.0)] == [("neighbour", 1)]
+    neighbour.flushes.clear()
+    assert [(b.session.client_id, b.seq) for b in batcher.take(now=0.0)] == [("flooder", 1), ("flooder", 2)]
+
+
+def test_when_every_client_waits_on_a_flush_the_write_is_a_plain_one() -> None:
+    waiting = Session("waiting", pid=4, host="host", store_root="/tmp/mlruns")
+    waiting.flushes.append((1, 2))
+    batcher = Batcher(max_records=1000, max_bytes=10**9, max_age=1.0)
+    batcher.add(PendingBatch(waiting, 1, batch(1, 5).records, 5), size=50, now=0.0)
+    batcher.add(PendingBatch(waiting, 2, batch(2, 5).records, 5), size=50, now=0.0)
+    assert [b.seq for b in batcher.take(now=0.0)] == [1, 2]
+
+
+def sizes(parts: list[list[PendingBatch]]) -> list[list[int]]:
+    return [[len(b.records) for b in part] for part in parts]
+
+
+def test_turns_cut_a_write_at_batch_boundaries_in_order() -> None:
+    pending = [batch(seq, records) for seq, records in enumerate([3, 3, 3, 9, 1, 1], start=1)]
+    parts = turns(pending, records_per_turn=6)
+    assert sizes(parts) == [[3, 3], [3], [9], [1, 1]]
+    # A batch larger than a turn goes whole, alone; nothing is lost, reordered or split.
+    assert [b.seq for part in parts for b in part] == [1, 2, 3, 4, 5, 6]
+
+
+def test_turns_of_an_empty_write_are_none() -> None:
+    assert turns([], records_per_turn=10) == []

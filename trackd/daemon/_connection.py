@@ -38,6 +38,7 @@ from ..protocol import (
     Welcome,
 )
 from ..store import validate_store_root
+from ._budget import DecodeBudget
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -57,6 +58,9 @@ MAX_UNREAD_REPLY_BYTES = 1024 * 1024
 MAX_PENDING_FLUSHES = 1024
 # How long a refused connection may take to read its ErrorReply and go.
 REFUSAL_LINGER = 1.0
+# A connection paused for its decode budget looks again this often whether anyone still waits, so
+# it resumes soon after its neighbours' flushes are answered rather than at the end of its debt.
+BUDGET_RECHECK = 0.002
 
 
 class ClientConnection:
@@ -69,6 +73,8 @@ class ClientConnection:
         self.protocol = Connection(Role.DAEMON)
         self.session: Session | None = None
         self.peer = "unknown client"
+        self.budget = DecodeBudget.full(server.config.max_events_per_second, time.monotonic())
+        self._throttled = False
         writer.transport.set_write_buffer_limits(high=MAX_UNREAD_REPLY_BYTES)
 
     async def run(self) -> None:
@@ -81,6 +87,7 @@ class ClientConnection:
                     return
                 self.server.state.counters.bytes_received += len(data)
                 self.protocol.receive_data(data)
+                decoded = 0
                 while (event := self.protocol.next_event()) is not NEED_DATA:
                     if isinstance(event, ConnectionClosed):
                         return
@@ -88,6 +95,14 @@ class ClientConnection:
                     await self._handle(event)
                     if self.protocol.state is State.CLOSED:
                         return
+                    if isinstance(event, Batch):
+                        # After each batch, not each read (256 KiB, thousands of records): a
+                        # neighbour's flush then waits for one frame's decoding at most.
+                        await self._within_budget(decoded + event.events)
+                        decoded = 0
+                        await asyncio.sleep(0)
+                    else:
+                        decoded += 1
                 if self.protocol.buffered_bytes > MAX_BUFFERED_BYTES:
                     raise RemoteProtocolError(
                         f"The connection holds {self.protocol.buffered_bytes} undecoded bytes; at most "
@@ -95,6 +110,7 @@ class ClientConnection:
                     )
                 # Waits only while the client leaves more than MAX_UNREAD_REPLY_BYTES of replies unread.
                 await self.writer.drain()
+                await self._within_budget(decoded)
                 # reader.read() returns at once while the client keeps the socket full, so without
                 # this a flooding client would never let the loop run anyone else: one read's
                 # frames, then the other connections get their turn.
@@ -115,6 +131,42 @@ class ClientConnection:
             # During shutdown the server closes connections itself, after sending the last acks.
             if not self.server.stopping:
                 self.close()
+
+    async def _within_budget(self, decoded: int) -> None:
+        """Stop reading while this connection is over its decode budget and another client waits on a flush.
+
+        Not reading is the back-pressure: the socket fills and the client's sender waits, nothing
+        is dropped. With nobody waiting the debt is forgiven: the limit exists so that one
+        connection cannot take the loop, and the GIL it shares with the writer thread, from a
+        client blocked in flush(); slowing it otherwise would only leave the daemon idle, and the
+        backlog bound already stops it decoding far ahead of the writer.
+        """
+        budget = self.budget
+        now = time.monotonic()
+        budget.spend(decoded, now)
+        paused_at = 0.0
+        while (delay := budget.delay(now)) > 0 and not self.server.stopping:
+            if not self.server.others_waiting(self):
+                budget.forgive()
+                break
+            if not paused_at:
+                paused_at = now
+                self._count_throttle()
+            await asyncio.sleep(min(delay, BUDGET_RECHECK))
+            now = time.monotonic()
+        if paused_at and self.session is not None:
+            self.session.throttled_s += now - paused_at
+
+    def _count_throttle(self) -> None:
+        self.server.state.counters.throttled += 1
+        if self.session is not None:
+            self.session.throttled += 1
+        if not self._throttled:
+            self._throttled = True
+            logger.info(
+                "%s decodes more than its budget of %d events/s while other clients wait: pausing its reads "
+                "when over it (status counts the pauses)", self.peer, self.server.config.max_events_per_second,
+            )
 
     def send(self, event: Event) -> None:
         """Queue ``event`` for the client; a connection that is going away drops it quietly."""

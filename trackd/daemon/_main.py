@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from .._paths import ALREADY_RUNNING_EXIT_CODE, default_paths
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
+from ._budget import DEFAULT_MAX_EVENTS_PER_SECOND
 from ._loop import LOOP_CHOICES
 from ._server import DEFAULT_MAX_CONNECTIONS, AlreadyRunning, DaemonConfig, Server
 
@@ -28,9 +29,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-records", type=int, default=DEFAULT_MAX_RECORDS, help="events (metric points, params, tags...) per write (default: %(default)s)")
     parser.add_argument("--max-open-files", type=int, default=None, help="metric files kept open per store (default: as many as the file limit allows after room for connections, up to 16384)")
     parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, help="client connections served at once; more are refused (default: %(default)s)")
+    parser.add_argument(
+        "--max-events-per-second", type=_positive_int, default=DEFAULT_MAX_EVENTS_PER_SECOND,
+        help="each connection's budget of decoded events (metric points, params, ...) per second; a connection over it "
+        "stops being read for a while (its sender waits; nothing is dropped), but only while another client waits on a "
+        "flush or sent one in the last 0.1 s (default: %(default)s)",
+    )
     parser.add_argument("--idle-timeout", type=float, default=0.0, help="exit after this many seconds without clients; 0 never exits (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_records=args.max_records,
         max_open_files=args.max_open_files,
         max_connections=args.max_connections,
+        max_events_per_second=args.max_events_per_second,
         idle_timeout=args.idle_timeout,
     )
     try:

@@ -37,6 +37,11 @@ class Session:
     rejected: int = 0
     # Events the client's on-full policy dropped, as it last reported.
     dropped: int = 0
+    # When it last sent a flush barrier (time.monotonic()), for Server.others_waiting.
+    last_flush_at: float = float("-inf")
+    # Times its connection's reads were paused for its decode budget, and for how long in all.
+    throttled: int = 0
+    throttled_s: float = 0.0
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id} pid {self.pid}@{self.host}>"
@@ -57,6 +62,8 @@ class Counters:
     items_rejected: int = 0
     protocol_errors: int = 0
     write_errors: int = 0
+    # Pauses of a connection's reads for its decode budget (max_events_per_second).
+    throttled: int = 0
 
 
 @dataclass(slots=True)
@@ -67,6 +74,8 @@ class ServerState:
     sessions: dict[str, Session] = field(default_factory=dict)
     connections: set[ClientConnection] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Sessions with flush barriers waiting or sent lately (Server.others_waiting); pruned once a second.
+    flushing: set[Session] = field(default_factory=set)
     counters: Counters = field(default_factory=Counters)
     # (monotonic time, records received, records written), sampled for rates.
     samples: collections.deque[tuple[float, int, int]] = field(
