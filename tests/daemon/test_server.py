@@ -215,6 +215,23 @@ def test_metric_series_are_written_in_order_beside_single_points(daemon: DaemonP
     assert (status["records_received"], status["metric_points_written"]) == (5, 4)
 
 
+def test_an_inline_artifact_counts_its_bytes_against_the_backlog_bound(socket_path: Path, store: Path) -> None:
+    # This used to count as one event (48 estimated bytes): a client ignoring acknowledgements
+    # while the disk refused writes could hold far more than max_backlog_bytes in the daemon.
+    proc = DaemonProcess(socket_path, "--max-age", "60", "--max-records", "50000").start()
+    run_id = uuid.uuid4().hex
+    raw = RawClient(socket_path, timeout=5.0)
+    artifact = (RecordKind.ARTIFACT.value, run_id, "blob.bin", bytes(1024 * 1024), None)
+    try:
+        assert isinstance(raw.hello(str(store)), Welcome)
+        raw.send(Batch(seq=1, records=[create_run_record(run_id), artifact]))
+        wait_for(lambda: proc.status()["records_received"] == 2, message="the batch to be received")
+        assert proc.status()["backlog_bytes"] > 1024 * 1024
+    finally:
+        raw.close()
+        proc.stop()
+
+
 def test_a_refused_series_counts_every_point_it_held(daemon: DaemonProcess, store: Path) -> None:
     run_id = uuid.uuid4().hex
     raw = RawClient(daemon.paths.socket, timeout=5.0)

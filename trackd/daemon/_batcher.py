@@ -41,6 +41,8 @@ class PendingBatch:
     records: list[Record]
     # Events the records hold (a metric series counts its points): what writes are sized by.
     events: int
+    # What it counts against the backlog bounds (bytes, estimated), taken off again exactly.
+    size: int
 
 
 @dataclass(slots=True)
@@ -56,13 +58,13 @@ class Batcher:
     _oldest: float = 0.0
     _forced: bool = False
 
-    def add(self, batch: PendingBatch, size: int, now: float) -> bool:
-        """Queue ``batch`` (``size`` bytes on the wire); return True if a write is now due."""
+    def add(self, batch: PendingBatch, now: float) -> bool:
+        """Queue ``batch``; return True if a write is now due."""
         if not self._items:
             self._oldest = now
         self._items.append(batch)
         self.pending_records += batch.events
-        self.pending_bytes += size
+        self.pending_bytes += batch.size
         return self.pending_records >= self.max_records or self.pending_bytes >= self.max_bytes
 
     def request_write(self) -> None:
@@ -83,9 +85,8 @@ class Batcher:
             return
         self._items[0:0] = batches
         self._oldest = now
-        events = sum(b.events for b in batches)
-        self.pending_records += events
-        self.pending_bytes += events * RECORD_SIZE_ESTIMATE
+        self.pending_records += sum(b.events for b in batches)
+        self.pending_bytes += sum(b.size for b in batches)
 
     def take(self, now: float) -> list[PendingBatch]:
         """Hand the next write's batches to the writer: at most about ``max_records`` records.
@@ -114,9 +115,8 @@ class Batcher:
             chosen = {id(b) for b in taken}
             self._items = [b for b in items if id(b) not in chosen]
             self._oldest = now
-        taken_records = sum(b.events for b in taken)
-        self.pending_records -= taken_records
-        self.pending_bytes = max(0, self.pending_bytes - taken_records * RECORD_SIZE_ESTIMATE)
+        self.pending_records -= sum(b.events for b in taken)
+        self.pending_bytes = max(0, self.pending_bytes - sum(b.size for b in taken))
         self._forced = bool(self._items) and self._forced
         return taken
 

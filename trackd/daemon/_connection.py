@@ -276,7 +276,7 @@ class ClientConnection:
     async def _on_batch(self, batch: Batch) -> None:
         session = self._session()
         self._require_store(batch)
-        await self.server.accept_batch(session, batch)
+        await self.server.accept_batch(session, batch, self.protocol.last_frame_size)
 
     async def _reply(self, request_id: int, work: Callable[[], str | None]) -> None:
         try:

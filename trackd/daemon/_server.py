@@ -262,8 +262,14 @@ class Server:
         session.disconnected_at = None
         return session
 
-    async def accept_batch(self, session: Session, batch: Batch) -> None:
-        """Queue a client's batch for writing, waiting while the backlog is over its bound."""
+    async def accept_batch(self, session: Session, batch: Batch, frame_size: int = 0) -> None:
+        """Queue a client's batch for writing, waiting while the backlog is over its bound.
+
+        The backlog counts a batch as its events' estimate or its frame's bytes, whichever is
+        more: an inline artifact is one event but up to 8 MiB, so counting events alone let a
+        client that ignores acknowledgements hold far more than max_backlog_bytes in the daemon
+        while the disk refused writes.
+        """
         while self.batcher.pending_bytes >= self.config.max_backlog_bytes:
             self._room.clear()
             self._wake.set()
@@ -275,12 +281,12 @@ class Server:
             return
         session.received_seq = batch.seq
         self.state.counters.records_received += batch.events
-        size = batch.events * RECORD_SIZE_ESTIMATE
+        size = max(batch.events * RECORD_SIZE_ESTIMATE, frame_size)
         now = time.monotonic()
         # The write loop sleeps without a deadline while nothing is pending, so the first batch
         # must wake it to start the max_age clock, as must one that makes a write due.
         idle = self.batcher.delay(now) is None
-        if self.batcher.add(PendingBatch(session, batch.seq, batch.records, batch.events), size, now) or idle:
+        if self.batcher.add(PendingBatch(session, batch.seq, batch.records, batch.events, size), now) or idle:
             self._wake.set()
 
     def flush(self, session: Session, request_id: int) -> None:
@@ -343,6 +349,9 @@ class Server:
             "receive_rate": round(received_rate, 1),
             "write_rate": round(written_rate, 1),
             "backlog_records": self.batcher.pending_records + self._writing,
+            # Estimated bytes waiting, not counting the write under way; connections stop reading
+            # past max_backlog_bytes.
+            "backlog_bytes": self.batcher.pending_bytes,
             "writes": c.writes,
             "items_rejected": c.items_rejected,
             # Each client reports its own total (up to int64); their sum must still fit in one.

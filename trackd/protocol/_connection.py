@@ -87,6 +87,9 @@ class Connection:
         self._buffer = bytearray()
         self._eof = False
         self._closed_reported = False
+        # Bytes of the frame that next_event() returned last (header included): what the daemon
+        # charges a batch's backlog when that is more than its events' estimate (inline artifacts).
+        self.last_frame_size = 0
 
     def send(self, event: Event) -> bytes:
         """Return the bytes that carry ``event`` to the peer, after checking it is legal now."""
@@ -130,6 +133,7 @@ class Connection:
             if len(buffer) >= end:
                 body = bytes(buffer[FRAME_HEADER_SIZE:end])
                 del buffer[:end]
+                self.last_frame_size = end
                 return decode_body(body)
         if self._eof:
             if buffer:
