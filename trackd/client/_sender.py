@@ -541,7 +541,10 @@ class Sender:
         self._transport.send(self._protocol.send(event))
 
     def _next_chunk(self) -> tuple[list[Record], Request | None]:
-        return next_chunk(self.buffer, self.MAX_RECORDS_PER_BATCH, self.MAX_BATCH_BYTES)
+        # Under the lock the drop policy pops with: next_chunk pops a counted number of records,
+        # which a concurrent drop from the other end could leave missing.
+        with self._cond:
+            return next_chunk(self.buffer, self.MAX_RECORDS_PER_BATCH, self.MAX_BATCH_BYTES)
 
     def _send_buffer(self) -> None:
         while self.buffer and self._unacked_bytes < self.config.max_unacked_bytes:
