@@ -116,6 +116,18 @@ def test_logged_metrics_params_and_tags_are_read_back(client: Client) -> None:
     assert {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")} == {"team": "ml"}
 
 
+def test_a_training_loop_with_an_eval_metric_now_and_then_keeps_every_file_in_order(client: Client) -> None:
+    # Cycles of train keys travel as series, the eval points between them as records (metric_series).
+    run_id = client.create_run().info.run_id
+    for step in range(3000):
+        client.log_metrics(run_id, {"loss": step * 0.5, "acc": 1.0 / (step + 1), "lr": 3e-05}, step=step)
+        if step % 97 == 96:
+            client.log_metric(run_id, "eval/loss", float(step), step=step)
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(3000))
+    assert [m.value for m in client.get_metric_history(run_id, "lr")] == [3e-05] * 3000
+    assert [m.step for m in client.get_metric_history(run_id, "eval/loss")] == list(range(96, 3000, 97))
+
+
 def test_metric_history_keeps_values_steps_and_timestamps_in_order(client: Client) -> None:
     run_id = client.create_run().info.run_id
     points = [(0.5, T0, 0), (math.inf, T0 + 1, -3), (1e20, T0 + 2, 2**40), (-1.5, T0 + 3, 1)]

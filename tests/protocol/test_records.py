@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import random
 
 import msgpack
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trackd.errors import LocalProtocolError, RemoteProtocolError
 from trackd.protocol import (
@@ -202,17 +205,54 @@ def test_a_training_loops_cycle_of_points_becomes_one_series_per_key() -> None:
 @pytest.mark.parametrize(
     "records",
     [
-        pytest.param(points(RUN, ["a", "b"], 3) + points(RUN, ["a", "b", "eval"], 1, 3), id="cycle-changes"),
         pytest.param(points(RUN, ["a", "b", "a"], 2), id="key-twice-in-a-cycle"),
         pytest.param(points(RUN, ["a"], 2) + [(2, RUN, "lr", "0.1")] + points(RUN, ["a"], 2, 2), id="param-mixed-in"),
         pytest.param([(1, RUN, "a", 0.5, 0, 0), (1, "run2", "a", 0.5, 0, 0)] * 2, id="two-runs-same-key"),
         pytest.param([], id="empty"),
     ],
 )
-def test_points_that_are_not_one_clean_cycle_travel_as_records(records: list[Record]) -> None:
+def test_points_without_a_usable_cycle_travel_as_records(records: list[Record]) -> None:
     assert metric_series(records) is None
 
 
-def test_a_single_point_and_distinct_keys_are_series_of_one() -> None:
-    assert metric_series([METRIC]) == [(8, RUN, "loss", (0.5,), (1_700_000_000_000,), (3,))]
-    assert metric_series(points(RUN, ["a", "b"], 1)) == [(8, RUN, "a", (0.0,), (1000,), (0,)), (8, RUN, "b", (0.0,), (1000,), (0,))]
+@pytest.mark.parametrize(
+    "records",
+    [pytest.param([METRIC], id="one-point"), pytest.param(points(RUN, ["a", "b"], 1), id="one-step")],
+)
+def test_series_of_fewer_than_two_points_each_are_not_worth_it(records: list[Record]) -> None:
+    assert metric_series(records) is None
+
+
+def test_an_eval_metric_breaking_the_cycle_travels_plain_between_series() -> None:
+    # Every 3 steps an eval point: the cycles around it still travel as series, in order.
+    records = points(RUN, ["a", "b"], 3) + [(1, RUN, "eval", 9.0, 1003, 3)] + points(RUN, ["a", "b"], 3, 3)
+    assert metric_series(records) == [
+        (8, RUN, "a", (0.0, 1.0, 2.0), (1000, 1001, 1002), (0, 1, 2)),
+        (8, RUN, "b", (0.0, 1.0, 2.0), (1000, 1001, 1002), (0, 1, 2)),
+        (1, RUN, "eval", 9.0, 1003, 3),
+        (8, RUN, "a", (3.0, 4.0, 5.0), (1003, 1004, 1005), (3, 4, 5)),
+        (8, RUN, "b", (3.0, 4.0, 5.0), (1003, 1004, 1005), (3, 4, 5)),
+    ]
+
+
+def test_a_shuffled_chunk_gives_up_early_and_keeps_every_record() -> None:
+    rng = random.Random(7)
+    records: list[Record] = [(1, RUN, f"k{rng.randrange(50)}", 0.5, 1000, i) for i in range(5000)]
+    out = metric_series(records) or records
+    assert sum(len(r[3]) if r[0] == 8 else 1 for r in out) == len(records)
+    # It stops looking for cycles after the first few dozen records fail to form any.
+    assert out[-4000:] == records[-4000:]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["r1", "r2"]), st.sampled_from(["a", "b", "c", "d"])), max_size=300))
+def test_series_and_plain_records_hold_every_point_of_each_file_in_order(pairs: list[tuple[str, str]]) -> None:
+    records: list[Record] = [(1, run_id, key, float(i), 1000 + i, i) for i, (run_id, key) in enumerate(pairs)]
+    out = metric_series(records) or records
+    per_file: dict[tuple[str, str], list[int]] = {}
+    for record in out:
+        steps = record[5] if record[0] == 8 else (record[5],)
+        per_file.setdefault((record[1], record[2]), []).extend(steps)
+    expected: dict[tuple[str, str], list[int]] = {}
+    for run_id, key, step in ((r[1], r[2], r[5]) for r in records):
+        expected.setdefault((run_id, key), []).append(step)
+    assert per_file == expected

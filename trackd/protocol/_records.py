@@ -271,14 +271,16 @@ def check_records(records: list[Record]) -> int:
 
 
 def metric_series(records: list[Record]) -> list[Record] | None:
-    """The same points as METRIC_SERIES records, when ``records`` are metric points in a repeating cycle.
+    """The same points as METRIC_SERIES records, where ``records`` are metric points in repeating cycles.
 
     A training loop logs the same keys of the same run in the same order every step, so the
     records repeat with some period p, and series j is every p-th record from j: columns by
     zip(*) and slices, all in C (~0.13 us a point with packing, less than packing the records).
-    The first p (run, key) pairs must be distinct, so each file's points keep their order.
-    Returns None for anything else (other kinds mixed in, a cycle that changes): the records
-    then travel as they are.
+    The first p (run, key) pairs of a cycle must be distinct, so each file's points keep their
+    order. Where the cycle breaks (an eval metric every N steps), the stretch so far becomes
+    series, what breaks it travels as plain records, and a new cycle starts after it. Returns None
+    when there is no cycle to use (other kinds mixed in, no key repeating): the records then travel
+    as they are.
     """
     if not records or len(records[0]) != 6:
         return None
@@ -288,20 +290,85 @@ def metric_series(records: list[Record]) -> list[Record] | None:
         return None
     if kinds.count(METRIC) != len(kinds):
         return None
+    out: list[Record] = []
+    plain = 0
+    start, n = 0, len(keys)
+    while start < n:
+        end, period = _cycle_at(run_ids, keys, start)
+        if end - start < 2 * period:
+            # Fewer than two points a series on average: plain records cost less. Give up on a
+            # chunk that keeps breaking its cycles, so a shuffled one costs no more than this.
+            out.extend(records[start:end])
+            plain += end - start
+            if plain > _MAX_PLAIN and plain * 2 > start:
+                out.extend(records[end:])
+                break
+        else:
+            out.extend(
+                (METRIC_SERIES, run_ids[j], keys[j], values[j:end:period], timestamps[j:end:period], steps[j:end:period])
+                for j in range(start, start + period)
+            )
+        start = end
+    return None if plain == n else out
+
+
+# metric_series gives up on a chunk once more than this many of its records travel plain and they
+# are more than half of what it has looked at.
+_MAX_PLAIN = 64
+
+
+def _cycle_at(run_ids: tuple[Any, ...], keys: tuple[Any, ...], start: int) -> tuple[int, int]:
+    """(end, period) of the longest stretch from ``start`` that repeats its first ``period`` pairs.
+
+    The period is where the first key comes again; the stretch is 1 record when the pairs of one
+    period are not distinct. Its end is found by galloping, then binary search, on slice
+    comparisons (C): a stretch of L records costs O(L log L) element comparisons in C, not one
+    Python step per record, whatever the chunk's length.
+    """
+    n = len(keys)
     try:
-        period = keys.index(keys[0], 1)
+        period = keys.index(keys[start], start + 1) - start
     except ValueError:
-        period = len(keys)
-    if (
-        keys[period:] != keys[:-period]
-        or run_ids[period:] != run_ids[:-period]
-        or len(set(zip(run_ids[:period], keys[:period]))) != period
-    ):
-        return None
-    return [
-        (METRIC_SERIES, run_ids[j], keys[j], values[j::period], timestamps[j::period], steps[j::period])
-        for j in range(period)
-    ]
+        period = n - start
+    first = start + period
+    if period > 2:
+        # Quick refusal before building a set of a long period (an eval key whose next
+        # occurrence is a thousand records on): the next key comes again inside it.
+        try:
+            keys.index(keys[start + 1], start + 2, first)
+            if run_ids[start + 1 : first].count(run_ids[start + 1]) == first - start - 1:
+                return start + 1, 1
+        except ValueError:
+            pass
+    if len(set(zip(run_ids[start:first], keys[start:first]))) != period:
+        return start + 1, 1
+
+    def repeats(low: int, high: int) -> bool:
+        # Records [first + low, first + high) repeat those one period earlier (keys first: runs
+        # differ far less often, and are checked once for the whole stretch below).
+        return keys[first + low : first + high] == keys[start + low : start + high]
+
+    # The stretch [start, first + m) repeats when its tail matches itself shifted by one period.
+    # Gallop over ever longer runs of matching records, comparing only the new ones, then halve
+    # the last step: about 2 comparisons a record, all in C.
+    rest = n - first
+    low, step = 0, period
+    if start == 0 and repeats(0, rest):
+        low = rest  # the whole chunk is one cycle, as a training loop's usually is: one comparison
+    while low < rest and repeats(low, min(low + step, rest)):
+        low = min(low + step, rest)
+        step *= 2
+    high = min(low + step, rest) - 1 if low < rest else low
+    while low < high:
+        mid = (low + high + 1) // 2
+        if repeats(low, mid):
+            low = mid
+        else:
+            high = mid - 1
+    if run_ids[first : first + low] != run_ids[start : start + low]:
+        # Another run's points in the same key order: rare; the shortest safe stretch is one period.
+        return first, period
+    return first + low, period
 
 
 def _label(record: Record) -> str:
