@@ -387,9 +387,12 @@ class Sender:
                     backoff = 0.05
                 self._cycle()
             except DaemonUnavailable as exc:
-                self._disconnected(exc)
-                if self._stopping or self._should_spool():
-                    self._spool_pending(exc)
+                try:
+                    self._disconnected(exc)
+                    if self._stopping or self._should_spool():
+                        self._spool_pending(exc)
+                except Exception:  # raised here it would escape the handler below and end the thread
+                    logger.exception("trackd sender thread failed while the daemon was unavailable; retrying")
                 if self._stopping:
                     return
                 self._sleep(backoff)
