@@ -25,7 +25,11 @@ from trackd.store import StoreReader
 # Prints "step <n> <time.time()>" after logging step n, every PRINT_EVERY steps; ends itself at
 # argv[2] (by argv[3]: "raise" or "exit"), else streams until it is signalled.
 STREAMER = """
-import sys, time, trackd
+import signal, sys, time, trackd
+# A job started in the background by a non-interactive shell (a CI runner, nohup ... &) inherits
+# SIGINT ignored, and Python then keeps ignoring it: make ^C a KeyboardInterrupt, as in a terminal.
+# (This test used to hang there, waiting for a child that never saw its SIGINT.)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 run_id, end_at, ending = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 trackd.start_run(run_id=run_id)
 step = 0
