@@ -115,7 +115,7 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         f"trackd daemon pid {status['pid']} (trackd {status['version']}, loop {status['loop']})",
         f"  socket        {status['socket']}",
         f"  uptime        {float(str(status['uptime_s'])):.0f} s",
-        f"  clients       {status['clients_connected']} connected, {len(clients) if isinstance(clients, (list, tuple)) else 0} known",
+        f"  clients       {status['clients_connected']} connected, {status.get('clients_known', len(clients) if isinstance(clients, (list, tuple)) else 0)} known",
         f"  received      {status['records_received']} events, {status.get('bytes_received', 0)} bytes ({status['receive_rate']} events/s)",
         f"  written       {status['records_written']} events, {status['metric_points_written']} metric points ({status['write_rate']}/s)",
         f"  backlog       {status['backlog_records']} events waiting to be written ({status.get('backlog_bytes', 0)} bytes, estimated)",

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 import trackd
 from trackd.client import ClientConfig
+from trackd.errors import TrackdError
 from trackd.protocol import MAX_FRAME_SIZE, PROTOCOL_VERSION, RecordKind
 
 pytestmark = pytest.mark.timeout(900)
@@ -217,7 +218,11 @@ def test_daemon_survives_fuzzed_frames_while_a_good_client_streams(daemon: Daemo
     sent = sum(c[0] for c in counters) + hypothesis_sent
     assert sent >= FRAMES
     assert daemon.process is not None and daemon.process.poll() is None, daemon.log()[-3000:]
-    assert daemon.status()["protocol_errors"] > 0
+    try:
+        status = daemon.status()
+    except TrackdError as exc:
+        raise AssertionError(f"the daemon does not answer a status query ({exc}); its log ends: {daemon.log()[-3000:]}") from exc
+    assert status["protocol_errors"] > 0
     # Every bad input was handled as one: nothing escaped into asyncio's "exception never retrieved".
     assert "Traceback" not in daemon.log(), daemon.log()[-5000:]
     run_id = good["run_id"]

@@ -184,6 +184,27 @@ def test_status_counts_records_and_clients(daemon: DaemonProcess, store: Path) -
     assert (status["items_rejected"], status["protocol_errors"], status["write_errors"]) == (0, 0, 0)
 
 
+def test_status_lists_at_most_256_clients_and_counts_them_all(daemon: DaemonProcess, store: Path) -> None:
+    # This used to list every session: after the 100,000-frame fuzz run (a client id per
+    # connection) the reply outgrew MAX_FRAME_SIZE and `trackd daemon status` got no answer.
+    for number in range(300):
+        raw = RawClient(daemon.paths.socket, timeout=5.0)
+        try:
+            assert isinstance(raw.hello(str(store), client_id=f"one-off-{number}"), Welcome)
+        finally:
+            raw.close()
+    keeper = RawClient(daemon.paths.socket, timeout=5.0)
+    try:
+        assert isinstance(keeper.hello(str(store), client_id="still-here"), Welcome)
+        status = daemon.status()
+    finally:
+        keeper.close()
+    clients = status["clients"]
+    assert isinstance(clients, (list, tuple)) and len(clients) == 256 and status["clients_known"] >= 301
+    # Connected clients come first, then the latest to leave.
+    assert clients[0]["connected"] is True and clients[1]["connected"] is False
+
+
 def test_small_batch_is_written_within_max_age_without_a_flush(daemon: DaemonProcess, store: Path) -> None:
     # This used to wait for ever: a batch below the count and byte thresholds did not wake the
     # idle write loop, so max_age never started counting until some flush came along.

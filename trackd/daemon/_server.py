@@ -64,6 +64,8 @@ FLUSH_RECENCY = 0.1
 # After a flush barrier, writes go in turns (Batcher turns) for this long: clients that flush once
 # tend to flush again (a loop of log-then-flush, reads after writes).
 TURNS_AFTER_FLUSH = 1.0
+# Clients listed one by one in a status reply (all are counted in clients_known).
+MAX_STATUS_CLIENTS = 256
 # Counters in a StatusReply travel as msgpack integers, which stop at uint64; sums are capped here.
 MAX_STATUS_COUNT = 2**63 - 1
 # How long a disconnected client's sequence numbers are kept for a reconnect.
@@ -315,6 +317,16 @@ class Server:
         """Run store work on the writer thread, in order with the writes."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
+    def _listed_sessions(self) -> list[Session]:
+        """The sessions a status reply lists: connected ones first, then the latest to leave, at
+        most MAX_STATUS_CLIENTS. A client that invents a client id per connection (the fuzz test
+        does) leaves thousands of sessions for 300 s, and listing them all made the reply larger
+        than MAX_FRAME_SIZE, so `trackd daemon status` got no answer."""
+        sessions = list(self.state.sessions.values())
+        connected = [s for s in sessions if s.connection is not None]
+        gone = [s for s in reversed(sessions) if s.connection is None]
+        return (connected + gone)[:MAX_STATUS_CLIENTS]
+
     def status(self) -> dict[str, object]:
         """The counters ``trackd daemon status`` shows."""
         c = self.state.counters
@@ -332,7 +344,7 @@ class Server:
                 "throttled": s.throttled,
                 "throttled_s": round(s.throttled_s, 3),
             }
-            for s in self.state.sessions.values()
+            for s in self._listed_sessions()
         ]
         return {
             "pid": self.pid,
@@ -341,6 +353,7 @@ class Server:
             "loop": self.loop_name,
             "uptime_s": round(time.time() - self.state.started_at, 3),
             "clients_connected": sum(1 for s in self.state.sessions.values() if s.connection is not None),
+            "clients_known": len(self.state.sessions),
             "clients": clients,
             "records_received": c.records_received,
             "bytes_received": c.bytes_received,
