@@ -25,7 +25,7 @@ from helpers import (
 import trackd
 from trackd.client import ClientConfig
 from trackd.client._launcher import daemon_answers
-from trackd.protocol import PROTOCOL_VERSION, Ack, Batch, ErrorCode, ErrorReply, RecordKind, Rejected, Welcome
+from trackd.protocol import PROTOCOL_VERSION, Ack, Batch, ErrorCode, ErrorReply, Hello, RecordKind, Rejected, Welcome, encode_frame
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -203,6 +203,17 @@ def test_status_lists_at_most_256_clients_and_counts_them_all(daemon: DaemonProc
     assert isinstance(clients, (list, tuple)) and len(clients) == 256 and status["clients_known"] >= 301
     # Connected clients come first, then the latest to leave.
     assert clients[0]["connected"] is True and clients[1]["connected"] is False
+
+
+def test_a_client_id_per_connection_cannot_keep_more_than_10000_sessions(daemon: DaemonProcess, store: Path) -> None:
+    for number in range(10_100):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5.0)
+            sock.connect(str(daemon.paths.socket))
+            hello = Hello(protocol_version=PROTOCOL_VERSION, client_id=f"c{number}", pid=1, host="", store_root=str(store))
+            sock.sendall(encode_frame(hello))
+            assert sock.recv(4096)  # the Welcome: the session exists
+    wait_for(lambda: daemon.status()["clients_known"] <= 10_000, 10, message="the oldest sessions forgotten")
 
 
 def test_small_batch_is_written_within_max_age_without_a_flush(daemon: DaemonProcess, store: Path) -> None:

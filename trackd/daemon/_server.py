@@ -70,6 +70,8 @@ MAX_STATUS_CLIENTS = 256
 MAX_STATUS_COUNT = 2**63 - 1
 # How long a disconnected client's sequence numbers are kept for a reconnect.
 SESSION_TTL = 300.0
+# Most sessions kept at once; the oldest finished ones beyond it are forgotten before SESSION_TTL.
+MAX_KEPT_SESSIONS = 10_000
 # After a store refused a write (disk full, read-only...), wait this long before trying again,
 # doubling up to the maximum while it keeps refusing.
 RETRY_DELAY = 0.5
@@ -561,6 +563,16 @@ class Server:
                 gone = session.disconnected_at
                 if gone is not None and now - gone > SESSION_TTL and session.applied_seq >= session.received_seq:
                     del self.state.sessions[client_id]
+            # A client inventing a client id per connection must not grow the daemon for 300 s:
+            # past MAX_KEPT_SESSIONS, the oldest finished sessions go now (a client coming back
+            # after that many others would have its unacknowledged batches written again).
+            excess = len(self.state.sessions) - MAX_KEPT_SESSIONS
+            for client_id, session in list(self.state.sessions.items()):
+                if excess <= 0:
+                    break
+                if session.connection is None and session.applied_seq >= session.received_seq:
+                    del self.state.sessions[client_id]
+                    excess -= 1
             # A client that reconnects and still waits sends its flushes again, which adds it back.
             self.state.flushing = {
                 s for s in self.state.flushing
