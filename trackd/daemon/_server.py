@@ -36,7 +36,7 @@ from ._batcher import (
 from ._connection import ClientConnection
 from ._loop import loop_factory
 from ._peer import credentials_supported, peer_uid
-from ._state import ServerState, Session
+from ._state import SESSION_TTL, ServerState, Session
 
 logger = logging.getLogger("trackd.daemon")
 T = TypeVar("T")
@@ -64,14 +64,8 @@ FLUSH_RECENCY = 0.1
 # After a flush barrier, writes go in turns (Batcher turns) for this long: clients that flush once
 # tend to flush again (a loop of log-then-flush, reads after writes).
 TURNS_AFTER_FLUSH = 1.0
-# Clients listed one by one in a status reply (all are counted in clients_known).
-MAX_STATUS_CLIENTS = 256
 # Counters in a StatusReply travel as msgpack integers, which stop at uint64; sums are capped here.
 MAX_STATUS_COUNT = 2**63 - 1
-# How long a disconnected client's sequence numbers are kept for a reconnect.
-SESSION_TTL = 300.0
-# Most sessions kept at once; the oldest finished ones beyond it are forgotten before SESSION_TTL.
-MAX_KEPT_SESSIONS = 10_000
 # After a store refused a write (disk full, read-only...), wait this long before trying again,
 # doubling up to the maximum while it keeps refusing.
 RETRY_DELAY = 0.5
@@ -319,35 +313,11 @@ class Server:
         """Run store work on the writer thread, in order with the writes."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
-    def _listed_sessions(self) -> list[Session]:
-        """The sessions a status reply lists: connected ones first, then the latest to leave, at
-        most MAX_STATUS_CLIENTS. A client that invents a client id per connection (the fuzz test
-        does) leaves thousands of sessions for 300 s, and listing them all made the reply larger
-        than MAX_FRAME_SIZE, so `trackd daemon status` got no answer."""
-        sessions = list(self.state.sessions.values())
-        connected = [s for s in sessions if s.connection is not None]
-        gone = [s for s in reversed(sessions) if s.connection is None]
-        return (connected + gone)[:MAX_STATUS_CLIENTS]
-
     def status(self) -> dict[str, object]:
         """The counters ``trackd daemon status`` shows."""
         c = self.state.counters
         received_rate, written_rate = self.state.rates()
-        clients = [
-            {
-                "pid": s.pid,
-                "host": s.host,
-                "store": s.store_root,
-                "connected": s.connection is not None,
-                "received_seq": s.received_seq,
-                "written_seq": s.applied_seq,
-                "rejected": s.rejected,
-                "dropped": s.dropped,
-                "throttled": s.throttled,
-                "throttled_s": round(s.throttled_s, 3),
-            }
-            for s in self._listed_sessions()
-        ]
+        clients = [session.status() for session in self.state.listed_sessions()]
         return {
             "pid": self.pid,
             "version": __version__,
@@ -557,22 +527,7 @@ class Server:
             self.state.sample(now)
             if self._recovered and time.time() - self.state.started_at > SESSION_TTL:
                 self._recovered.clear()
-            for client_id, session in list(self.state.sessions.items()):
-                # A session is kept a while after its connection closes, so a reconnecting client
-                # is not written twice; one gone this long with nothing pending is forgotten.
-                gone = session.disconnected_at
-                if gone is not None and now - gone > SESSION_TTL and session.applied_seq >= session.received_seq:
-                    del self.state.sessions[client_id]
-            # A client inventing a client id per connection must not grow the daemon for 300 s:
-            # past MAX_KEPT_SESSIONS, the oldest finished sessions go now (a client coming back
-            # after that many others would have its unacknowledged batches written again).
-            excess = len(self.state.sessions) - MAX_KEPT_SESSIONS
-            for client_id, session in list(self.state.sessions.items()):
-                if excess <= 0:
-                    break
-                if session.connection is None and session.applied_seq >= session.received_seq:
-                    del self.state.sessions[client_id]
-                    excess -= 1
+            self.state.forget_sessions(now)
             # A client that reconnects and still waits sends its flushes again, which adds it back.
             self.state.flushing = {
                 s for s in self.state.flushing

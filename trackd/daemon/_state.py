@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 
 # Rates in ``trackd daemon status`` are averaged over this window.
 RATE_WINDOW = 10.0
+# How long a disconnected client's sequence numbers are kept for a reconnect.
+SESSION_TTL = 300.0
+# Most sessions kept at once; the oldest finished ones beyond it are forgotten before SESSION_TTL.
+MAX_KEPT_SESSIONS = 10_000
+# Clients listed one by one in a status reply (all are counted in clients_known).
+MAX_STATUS_CLIENTS = 256
 
 
 @dataclass(slots=True, eq=False)
@@ -45,6 +51,26 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id} pid {self.pid}@{self.host}>"
+
+    @property
+    def finished(self) -> bool:
+        """Disconnected with everything it sent written: nothing is lost by forgetting it."""
+        return self.connection is None and self.applied_seq >= self.received_seq
+
+    def status(self) -> dict[str, object]:
+        """Its entry in ``trackd daemon status``."""
+        return {
+            "pid": self.pid,
+            "host": self.host,
+            "store": self.store_root,
+            "connected": self.connection is not None,
+            "received_seq": self.received_seq,
+            "written_seq": self.applied_seq,
+            "rejected": self.rejected,
+            "dropped": self.dropped,
+            "throttled": self.throttled,
+            "throttled_s": round(self.throttled_s, 3),
+        }
 
 
 @dataclass(slots=True)
@@ -87,6 +113,37 @@ class ServerState:
     def sample(self, now: float) -> None:
         """Record the counters at ``now`` (called about once a second)."""
         self.samples.append((now, self.counters.records_received, self.counters.records_written))
+
+    def forget_sessions(self, now: float) -> None:
+        """Forget finished sessions gone for SESSION_TTL, and the oldest beyond MAX_KEPT_SESSIONS.
+
+        A session is kept a while after its connection closes, so a reconnecting client is not
+        written twice. A client inventing a client id per connection must not grow the daemon for
+        SESSION_TTL, so past MAX_KEPT_SESSIONS the oldest finished ones go now (a client coming
+        back after that many others would have its unacknowledged batches written again).
+        """
+        sessions = self.sessions
+        for client_id, session in list(sessions.items()):
+            gone = session.disconnected_at
+            if gone is not None and now - gone > SESSION_TTL and session.finished:
+                del sessions[client_id]
+        excess = len(sessions) - MAX_KEPT_SESSIONS
+        for client_id, session in list(sessions.items()):
+            if excess <= 0:
+                break
+            if session.finished:
+                del sessions[client_id]
+                excess -= 1
+
+    def listed_sessions(self) -> list[Session]:
+        """The sessions a status reply lists: connected ones first, then the latest to leave, at
+        most MAX_STATUS_CLIENTS. A client that invents a client id per connection (the fuzz test
+        does) leaves thousands of sessions, and listing them all made the reply larger than
+        MAX_FRAME_SIZE, so `trackd daemon status` got no answer."""
+        sessions = list(self.sessions.values())
+        connected = [s for s in sessions if s.connection is not None]
+        gone = [s for s in reversed(sessions) if s.connection is None]
+        return (connected + gone)[:MAX_STATUS_CLIENTS]
 
     def rates(self) -> tuple[float, float]:
         """Records received and written per second over the last RATE_WINDOW seconds."""
