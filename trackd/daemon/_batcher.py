@@ -15,8 +15,9 @@ if TYPE_CHECKING:
     from ._state import Session
 
 # The most events one write takes (a client's batch is never split). What a write costs is mostly
-# per file (a write() and an fstat() each, ~5 us here) when points spread over many files, and per
-# point otherwise (~0.3 us), so a larger write puts more points behind each file's syscalls:
+# per file (a write() and an lseek() each, ~4.5 us here with the Python around them) when points
+# spread over many files, and per point otherwise (~0.3 us), so a larger write puts more points
+# behind each file's syscalls:
 # round-robin over 10,000 files, 65,536 gave ~2x the points/s of 16,384 (2026-11-26). A flushing
 # neighbour does not wait for all of it: it is served between turns of a write (WRITE_TURN_RECORDS).
 DEFAULT_MAX_RECORDS = 65_536

@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 
+from ._format import orjson_dumps
 from ._metric_files import truncate_files
 
 _log = logging.getLogger("trackd.store")
@@ -78,7 +79,7 @@ class WriteJournal:
         """Record that ``files`` (path, size before) are about to be appended, completing ``seqs``."""
         entry_id = self._next_id
         self._next_id += 1
-        self._append({"begin": entry_id, "files": [list(f) for f in files], "seqs": dict(seqs)})
+        self._append({"begin": entry_id, "files": files, "seqs": dict(seqs)})
         return entry_id
 
     def commit(self, entry_id: int) -> None:
@@ -100,7 +101,12 @@ class WriteJournal:
             self._fd = -1
 
     def _append(self, entry: object) -> None:
-        line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+        try:
+            # orjson: a write to 10,000 files begins with a line of 10,000 paths (~1 MB), which
+            # json.dumps takes ~10 ms to make.
+            line = orjson_dumps()(entry) + b"\n"
+        except TypeError:  # a path orjson cannot encode as UTF-8 (a lone surrogate): json escapes it
+            line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
         os.write(self._fd, line)
         self._size += len(line)
 

@@ -124,12 +124,25 @@ class MetricFileCache:
         finally:
             os.close(fd)
 
+    def sizes(self, paths: Iterable[str]) -> list[tuple[str, int]]:
+        """(path, size()) of each path: what the journal records before a write."""
+        fds = self._fds
+        # The end of an open file by lseek: half the cost of an fstat (0.6 against 1.3 us here),
+        # and the descriptor's offset does not matter, as O_APPEND writes at the end.
+        seek, end = os.lseek, os.SEEK_END
+        size = self.size
+        result = []
+        for path in paths:
+            fd = fds.get(path)
+            result.append((path, seek(fd, 0, end) if fd is not None else size(path)))
+        return result
+
     def size(self, path: str) -> int:
         """The current size of metric file ``path``: 0 if it does not exist (it is not created here,
         because an empty metric file crashes MLflow's get_run)."""
         fd = self._fds.get(path)
         if fd is not None:
-            return os.fstat(fd).st_size
+            return os.lseek(fd, 0, os.SEEK_END)
         folder_fd = self._folders.get(os.path.dirname(path))
         try:
             # A planted link is measured as itself; the append refuses it.
