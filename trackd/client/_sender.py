@@ -5,6 +5,10 @@ it never encodes, never touches the socket and never blocks while there is room.
 thread wakes every ``flush_interval`` seconds (or early when the buffer grows), packs what is
 buffered into numbered batches, sends them, and keeps each batch until the daemon acknowledges
 it as written, so a daemon that dies or restarts costs nothing: the batches are sent again.
+
+This module moves the bytes and decides when. What was sent and is not settled yet, and what the
+daemon's replies settle, is the ledger's (``_ledger.py``); when events go to the spool file instead,
+and what a flush is told then, is the spill's (``_spill.py``).
 """
 
 from __future__ import annotations
@@ -21,27 +25,12 @@ import weakref
 from collections.abc import Callable
 
 from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, LocalProtocolError, TrackdError
-from ..protocol import (
-    NEED_DATA,
-    Ack,
-    Connection,
-    ConnectionClosed,
-    Dropped,
-    ErrorCode,
-    ErrorReply,
-    Event,
-    ExperimentReply,
-    Flush,
-    FlushDone,
-    Record,
-    Rejected,
-    StatusReply,
-    encode_frame,
-)
+from ..protocol import NEED_DATA, Ack, Connection, ConnectionClosed, Dropped, Event, Flush, Record, encode_frame
 from ._config import ClientConfig
 from ._launcher import start_daemon
+from ._ledger import Ledger
 from ._outbox import BARRIER, FlushReport, Request, batch_of, next_chunk, warn
-from ._spool import Spool, deliver_orphans_in_background
+from ._spill import Spill
 from ._transport import Transport, handshake, make_hello
 
 logger = logging.getLogger("trackd.client")
@@ -64,25 +53,12 @@ class Sender:
     _closed: bool
     _transport: Transport | None
     _protocol: Connection | None
-    _seq: int
-    _acked_seq: int
-    _unacked: collections.deque[tuple[int, bytes, int]]
-    _unacked_bytes: int
-    _outgoing: collections.deque[Request]
-    _in_flight: dict[int, Request]
-    _next_request_id: int
-    _failures: list[str]
-    _rejected: int
+    _ledger: Ledger
+    _spill: Spill
     _dropped: int
     _dropped_reported: int
     _warned_full: bool
     _warned_unavailable: bool
-    _warned_codes: set[str]
-    _warned_spool: bool
-    _spool: Spool | None
-    _spooling: bool
-    _synced_orphans: bool
-    _unavailable_since: float | None
     _last_spawn: float
     _wake_r: int
     _wake_w: int
@@ -97,7 +73,7 @@ class Sender:
         method = weakref.WeakMethod(self._after_fork_in_child)
         os.register_at_fork(after_in_child=lambda: (m := method()) and m())
 
-    # -- the caller's side ---------------------------------------------------------------------
+    # -- the caller's side -------------------------------------------------------------------------
 
     def wake(self) -> None:
         """Slow path of an append: start the thread, send early, or apply the on-full policy."""
@@ -121,7 +97,7 @@ class Sender:
         """Send a request built by ``build(request_id)`` and wait for its reply."""
         req = self._new_request(build)
         with self._cond:
-            self._outgoing.append(req)
+            self._ledger.queue(req)
         self._ensure_started()
         self._poke()
         return self._wait(req, self.config.connect_timeout if timeout is None else timeout)
@@ -141,7 +117,7 @@ class Sender:
         self._poke()
         self._wait(req, timeout)
         with self._cond:
-            failures, self._failures = self._failures, []
+            failures = self._ledger.take_failures()
         if failures:
             raise DeliveryError(
                 f"The daemon refused {len(failures)} logged item(s): {failures[0]}"
@@ -161,13 +137,13 @@ class Sender:
             return {
                 "client_id": self.client_id,
                 "buffered": len(self.buffer),
-                "unacked_batches": len(self._unacked),
-                "acked_seq": self._acked_seq,
-                "sent_seq": self._seq,
+                "unacked_batches": len(self._ledger.unacked),
+                "acked_seq": self._ledger.acked_seq,
+                "sent_seq": self._ledger.seq,
                 "dropped": self._dropped,
-                "rejected": self._rejected,
+                "rejected": self._ledger.rejected,
                 "connected": self._transport is not None,
-                "spooled": self._spool.records if self._spool is not None else 0,
+                "spooled": self._spill.records,
             }
 
     def close(self, timeout: float | None = None) -> None:
@@ -189,7 +165,7 @@ class Sender:
                 self._transport.close()
                 self._transport = None
 
-    # -- internals shared by both sides ---------------------------------------------------------
+    # -- internals shared by both sides ------------------------------------------------------------
 
     def _reset(self) -> None:
         """Fresh state: at construction and in a forked child."""
@@ -203,25 +179,12 @@ class Sender:
         self._stopping = False
         self._transport = None
         self._protocol = None
-        self._seq = 0
-        self._acked_seq = 0
-        self._unacked = collections.deque()
-        self._unacked_bytes = 0
-        self._outgoing = collections.deque()
-        self._in_flight = {}
-        self._next_request_id = 0
-        self._failures = []
-        self._rejected = 0
+        self._ledger = Ledger()
+        self._spill = Spill(self.config, self.client_id, self.store_root)
         self._dropped = 0
         self._dropped_reported = 0
         self._warned_full = False
         self._warned_unavailable = False
-        self._warned_codes = set()
-        self._warned_spool = False
-        self._spool = None
-        self._spooling = False
-        self._synced_orphans = False
-        self._unavailable_since = None
         self._last_spawn = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -229,8 +192,7 @@ class Sender:
 
     def _after_fork_in_child(self) -> None:
         transport = self._transport
-        if self._spool is not None:
-            self._spool.abandon()
+        self._spill.abandon()
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
@@ -256,8 +218,7 @@ class Sender:
 
     def _new_request(self, build: Callable[[int], Event]) -> Request:
         with self._cond:
-            self._next_request_id += 1
-            return Request(self._next_request_id, build)
+            return self._ledger.new_request(build)
 
     def _ensure_started(self) -> None:
         if self._thread is None:
@@ -336,17 +297,17 @@ class Sender:
         return req.result
 
     def _pending_locked(self) -> int:
-        spooled = self._spool.records if self._spool is not None else 0
+        spooled = self._spill.records
         # Logging calls append without the lock, so a Python-level loop over the buffer itself can
         # raise "deque mutated during iteration" (it killed the sender thread once, when it counted
         # pending events after losing the daemon); copy() runs in C, under the GIL, in one piece.
         snapshot = self.buffer.copy()
         buffered = len(snapshot) - sum(1 for record in snapshot if record[0] == BARRIER)
-        return buffered + sum(count for _, _, count in self._unacked) + spooled
+        return buffered + self._ledger.unacked_records() + spooled
 
     def _report(self) -> FlushReport:
         with self._cond:
-            return FlushReport(acked_batches=self._acked_seq, dropped=self._dropped, pending=self._pending_locked())
+            return FlushReport(acked_batches=self._ledger.acked_seq, dropped=self._dropped, pending=self._pending_locked())
 
     def flush_or_warn(self, timeout: float) -> None:
         """Flush with a bounded wait, saying on stderr what is waiting and what was given up."""
@@ -357,7 +318,7 @@ class Sender:
         except FlushTimeout:
             pass
         except DaemonUnavailable as exc:
-            if not self._spooling:  # the spool already said where the events are
+            if not self._spill.spooling:  # the spool already said where the events are
                 warn(str(exc))
             return
         except TrackdError as exc:
@@ -371,12 +332,12 @@ class Sender:
         try:
             self.flush(timeout=max(remaining, 0.0))
         except DaemonUnavailable as exc:
-            if not self._spooling:  # the spool already said where the events are
+            if not self._spill.spooling:  # the spool already said where the events are
                 warn(f"{self.pending()} events were not delivered: {exc}")
         except TrackdError as exc:
             warn(f"{self.pending()} events were not delivered: {exc}")
 
-    # -- the sender thread ----------------------------------------------------------------------
+    # -- the sender thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
         backoff = 0.05
@@ -389,7 +350,7 @@ class Sender:
             except DaemonUnavailable as exc:
                 try:
                     self._disconnected(exc)
-                    if self._stopping or self._should_spool():
+                    if self._stopping or self._spill.should_spool(len(self.buffer)):
                         self._spool_pending(exc)
                 except Exception:  # raised here it would escape the handler below and end the thread
                     logger.exception("trackd sender thread failed while the daemon was unavailable; retrying")
@@ -403,7 +364,7 @@ class Sender:
                 self._sleep(1.0)
             if self._stopping and self._transport is None:
                 return
-            if self._stopping and not self.buffer and not self._in_flight and not self._unacked:
+            if self._stopping and not self.buffer and self._ledger.settled():
                 return
 
     def _cycle(self) -> None:
@@ -440,12 +401,11 @@ class Sender:
         with self._cond:
             self._transport = transport
             self._protocol = protocol
-            self._unavailable_since = None
             self._ack(welcome.resume_seq)
-            spooled = [frame for seq, frame in self._spool.frames() if seq > welcome.resume_seq] if self._spool else []
-            resend = [frame for _, frame, _ in self._unacked]
-            in_flight = sorted(self._in_flight.values(), key=lambda r: r.request_id)
-        self._spooling = False
+            spooled = self._spill.frames_after(welcome.resume_seq)
+            resend = [frame for _, frame, _ in self._ledger.unacked]
+            in_flight = sorted(self._ledger.in_flight.values(), key=lambda r: r.request_id)
+        self._spill.answered()
         if self._warned_unavailable:
             warn(
                 f"reconnected to the daemon at {path}; resending {len(spooled)} spooled and "
@@ -458,11 +418,7 @@ class Sender:
             transport.send(frame)
         for frame in resend:
             transport.send(frame)
-        if not self._synced_orphans:
-            self._synced_orphans = True
-            deliver_orphans_in_background(
-                self.config.spool_dir, self.config.socket_path, self._spool.path if self._spool is not None else None
-            )
+        self._spill.deliver_orphans_once()
         for req in in_flight:
             transport.send(protocol.send(req.build(req.request_id)))
 
@@ -479,8 +435,7 @@ class Sender:
         with self._cond:
             self._transport = None
             self._protocol = None
-            if self._unavailable_since is None:
-                self._unavailable_since = time.monotonic()
+            self._spill.lost()
             # Requests not yet sent stay queued; sent ones are resent after reconnecting.
             self._cond.notify_all()
         if exc is not None and not self._warned_unavailable and not self._stopping:
@@ -504,39 +459,19 @@ class Sender:
         with self._cond:
             if isinstance(event, Ack):
                 self._ack(event.seq)
-            elif isinstance(event, Rejected):
-                self._rejected += event.events
-                self._failures.append(f"{event.item}: {event.message}")
-            elif isinstance(event, (FlushDone, ExperimentReply, StatusReply)):
-                self._complete(event.request_id, result=event)
-            elif isinstance(event, ErrorReply):
-                if event.request_id:
-                    self._complete(event.request_id, error=DeliveryError(event.message))
-                elif event.code != ErrorCode.SHUTTING_DOWN and event.code not in self._warned_codes:
-                    self._warned_codes.add(event.code)
-                    warn(f"the daemon reports: {event.message}")
+            else:
+                self._ledger.settle(event)
             self._cond.notify_all()
 
     def _ack(self, seq: int) -> None:
-        """Drop batches up to ``seq`` from the resend queue (called with the lock held)."""
-        self._acked_seq = max(self._acked_seq, seq)
-        spool = self._spool
-        if spool is not None and spool.last_seq and seq >= spool.last_seq:
-            spool.remove()  # everything spooled is written
-        while self._unacked and self._unacked[0][0] <= seq:
-            _, frame, _ = self._unacked.popleft()
-            self._unacked_bytes -= len(frame)
-
-    def _complete(self, request_id: int, *, result: Event | None = None, error: TrackdError | None = None) -> None:
-        req = self._in_flight.pop(request_id, None)
-        if req is not None:
-            req.result, req.error, req.done = result, error, True
+        """Settle batches up to ``seq``, spooled ones included (called with the lock held)."""
+        self._ledger.ack(seq)
+        self._spill.acked(seq)
 
     def _send_requests(self) -> None:
-        while self._outgoing:
+        while self._ledger.outgoing:
             with self._cond:
-                req = self._outgoing.popleft()
-                self._in_flight[req.request_id] = req
+                req = self._ledger.next_outgoing()
             self._send_event(req.build(req.request_id))
 
     def _send_event(self, event: Event) -> None:
@@ -550,13 +485,13 @@ class Sender:
             return next_chunk(self.buffer, self.MAX_RECORDS_PER_BATCH, self.MAX_BATCH_BYTES)
 
     def _send_buffer(self) -> None:
-        while self.buffer and self._unacked_bytes < self.config.max_unacked_bytes:
+        while self.buffer and self._ledger.unacked_bytes < self.config.max_unacked_bytes:
             records, barrier = self._next_chunk()
             if barrier is not None:
                 # In flight before the batch ahead of it is sent: if that send breaks, a reconnect
                 # resends the batch and then the barrier, which would otherwise be lost.
                 with self._cond:
-                    self._in_flight[barrier.request_id] = barrier
+                    self._ledger.expect_reply(barrier)
             self._send_batch(records)
             if barrier is not None:
                 self._send_event(barrier.build(barrier.request_id))
@@ -569,90 +504,53 @@ class Sender:
         if not records:
             return
         assert self._protocol is not None and self._transport is not None
+        seq = self._ledger.seq + 1
         try:
-            frame = self._protocol.send(batch_of(self._seq + 1, records))
+            frame = self._protocol.send(batch_of(seq, records))
         except LocalProtocolError as exc:
             # Call-site checks should make this impossible; if not, say what was lost, never hide it.
+            reason = f"{len(records)} records could not be encoded and were not sent: {exc}"
             with self._cond:
-                self._rejected += len(records)
-                self._failures.append(f"{len(records)} records could not be encoded and were not sent: {exc}")
+                self._ledger.refuse(len(records), reason)
             return
-        self._seq += 1
         with self._cond:
-            self._unacked.append((self._seq, frame, len(records)))
-            self._unacked_bytes += len(frame)
+            self._ledger.sent(seq, frame, len(records))
         self._transport.send(frame)
 
-    # -- the spool: no daemon answers ---------------------------------------------------------------
-
-    def _should_spool(self) -> bool:
-        """Spool once the daemon has been unreachable for connect_timeout, or the buffer is half full."""
-        since = self._unavailable_since
-        return (
-            self._spooling
-            or len(self.buffer) >= self.config.max_buffered // 2
-            or (since is not None and time.monotonic() - since >= self.config.connect_timeout)
-        )
+    # -- the spill: no daemon answers --------------------------------------------------------------
 
     def _spool_pending(self, reason: BaseException) -> None:
         """Move every unacknowledged batch and every buffered record to the spool file."""
         with self._cond:
-            batches = list(self._unacked)
-            self._unacked.clear()
-            self._unacked_bytes = 0
+            batches = self._ledger.take_unacked()
         barriers: list[Request] = []
         while self.buffer:
             records, barrier = self._next_chunk()
             if records:
-                self._seq += 1
-                batches.append((self._seq, encode_frame(batch_of(self._seq, records)), len(records)))
+                seq = self._ledger.next_seq()
+                batches.append((seq, encode_frame(batch_of(seq, records)), len(records)))
             if barrier is not None:
                 barriers.append(barrier)
-        if self._spool is None:
-            self._spool = Spool(self.config.spool_dir, make_hello(self.client_id, self.store_root))
-        try:
-            self._spool.append(batches)
-        except OSError as exc:
+        failure = self._spill.write(batches)
+        if failure is not None:
             # Nowhere to put them: keep them in memory (bounded by the on-full policy) and retry.
             with self._cond:
-                self._unacked.extendleft(reversed(batches))
-                self._unacked_bytes += sum(len(frame) for _, frame, _ in batches)
-            self._fail_requests(barriers, DaemonUnavailable(
-                f"No trackd daemon answers ({reason}) and events cannot be spooled to {self._spool.path} ({exc}); "
-                f"{self.pending()} events are held in memory and sent when a daemon answers."
-            ))
-            if not self._warned_spool:
-                self._warned_spool = True
-                warn(f"could not spool events to {self._spool.path}: {exc}; holding them in memory.")
+                self._ledger.restore_unacked(batches)
+            self._fail_requests(barriers, self._spill.unwritable_error(reason, failure, self.pending()))
+            self._spill.warn_unwritable(failure)
             return
-        first = not self._spooling
-        self._spooling = True
-        if first and batches:
-            warn(
-                f"no daemon answers at {self.config.socket_path}; {self._spool.records} events spooled to "
-                f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync`."
-            )
-        since = self._unavailable_since
-        if since is None or time.monotonic() - since < self.config.connect_timeout:
+        if not self._spill.outlasted_connect_timeout():
             # Spooled because the buffer filled during a short outage (a daemon restarting): the
             # flushes wait on, and go to the daemon after the spool when it answers.
             with self._cond:
                 for req in barriers:
-                    self._in_flight[req.request_id] = req
+                    self._ledger.expect_reply(req)
             return
         # A flush cannot complete without a daemon: it returns with the spool's whereabouts instead.
-        self._fail_requests(barriers, DaemonUnavailable(
-            f"No trackd daemon answers at {self.config.socket_path} ({reason}); {self._spool.records} events are "
-            f"spooled to {self._spool.path} and delivered when a daemon answers (or by `trackd sync`)."
-        ))
+        self._fail_requests(barriers, self._spill.spooled_error(reason))
 
     def _fail_requests(self, barriers: list[Request], error: DaemonUnavailable) -> None:
         """Complete the given flush barriers and every request sent to the lost daemon with ``error``."""
         with self._cond:
-            requests = barriers + list(self._in_flight.values()) + list(self._outgoing)
-            self._in_flight.clear()
-            self._outgoing.clear()
-            for req in requests:
-                req.error = error
-                req.done = True
+            self._ledger.fail_requests(barriers, error)
             self._cond.notify_all()

@@ -1,0 +1,140 @@
+"""The sender's ledger: what went to the daemon and is not settled yet, and what the replies said.
+
+Every batch is numbered and kept, frame and all, until the daemon acknowledges it as written, so a
+lost connection costs nothing: the batches go again and the daemon skips the ones it holds. Every
+request waits here for its reply, and what the daemon refused is kept for the next flush() to
+report. The daemon's replies settle these entries (``ack``, ``settle``); the sender moves bytes.
+
+Plain bookkeeping with no I/O and no lock of its own: the sender calls it holding its lock, from
+the sender thread and from the callers' flush() and request().
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+
+from ..errors import DeliveryError, TrackdError
+from ..protocol import ErrorCode, ErrorReply, Event, ExperimentReply, FlushDone, Rejected, StatusReply
+from ._outbox import Request, warn
+
+
+class Ledger:
+    """Numbered batches awaiting their ack, requests awaiting their reply, and refusals since the last flush."""
+
+    __slots__ = (
+        "_failures", "_next_request_id", "_warned_codes", "acked_seq", "in_flight",
+        "outgoing", "rejected", "seq", "unacked", "unacked_bytes",
+    )
+
+    def __init__(self) -> None:
+        self.seq = 0  # the number of the last batch sent or spooled
+        self.acked_seq = 0
+        self.unacked: collections.deque[tuple[int, bytes, int]] = collections.deque()  # (seq, frame, records)
+        self.unacked_bytes = 0
+        self.outgoing: collections.deque[Request] = collections.deque()  # not sent yet
+        self.in_flight: dict[int, Request] = {}  # sent, or a flush barrier behind its batches
+        self.rejected = 0
+        self._failures: list[str] = []
+        self._next_request_id = 0
+        self._warned_codes: set[str] = set()
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def new_request(self, build: Callable[[int], Event]) -> Request:
+        """A request with the next request id; ``build(request_id)`` makes its event."""
+        self._next_request_id += 1
+        return Request(self._next_request_id, build)
+
+    def queue(self, req: Request) -> None:
+        """Queue ``req`` for the sender thread to send."""
+        self.outgoing.append(req)
+
+    def next_outgoing(self) -> Request:
+        """Take the oldest request not sent yet; it waits in flight for its reply from now on."""
+        req = self.outgoing.popleft()
+        self.in_flight[req.request_id] = req
+        return req
+
+    def expect_reply(self, req: Request) -> None:
+        """Keep a flush barrier in flight: it travelled in the buffer, behind its records, not in ``outgoing``."""
+        self.in_flight[req.request_id] = req
+
+    def fail_requests(self, barriers: list[Request], error: TrackdError) -> None:
+        """Complete the given flush barriers and every request sent or waiting to be sent with ``error``."""
+        requests = barriers + list(self.in_flight.values()) + list(self.outgoing)
+        self.in_flight.clear()
+        self.outgoing.clear()
+        for req in requests:
+            req.error = error
+            req.done = True
+
+    # -- batches -----------------------------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        """Number a batch that goes to the spool instead of the socket."""
+        self.seq += 1
+        return self.seq
+
+    def sent(self, seq: int, frame: bytes, records: int) -> None:
+        """Keep batch ``seq`` (``records`` records, encoded as ``frame``) until the daemon acknowledges it."""
+        self.seq = seq
+        self.unacked.append((seq, frame, records))
+        self.unacked_bytes += len(frame)
+
+    def ack(self, seq: int) -> None:
+        """Drop batches up to ``seq`` from the resend queue: the daemon has written them."""
+        self.acked_seq = max(self.acked_seq, seq)
+        while self.unacked and self.unacked[0][0] <= seq:
+            _, frame, _ = self.unacked.popleft()
+            self.unacked_bytes -= len(frame)
+
+    def take_unacked(self) -> list[tuple[int, bytes, int]]:
+        """Remove and return every unacknowledged batch, oldest first (they go to the spool)."""
+        batches = list(self.unacked)
+        self.unacked.clear()
+        self.unacked_bytes = 0
+        return batches
+
+    def restore_unacked(self, batches: list[tuple[int, bytes, int]]) -> None:
+        """Put back batches that ``take_unacked`` returned, ahead of any sent since."""
+        self.unacked.extendleft(reversed(batches))
+        self.unacked_bytes += sum(len(frame) for _, frame, _ in batches)
+
+    def unacked_records(self) -> int:
+        """Records in batches not yet acknowledged."""
+        return sum(count for _, _, count in self.unacked)
+
+    def settled(self) -> bool:
+        """Nothing waits for the daemon: every batch acknowledged, every sent request answered."""
+        return not self.in_flight and not self.unacked
+
+    # -- what the daemon refused and replied -------------------------------------------------------
+
+    def refuse(self, records: int, reason: str) -> None:
+        """Count ``records`` the daemon will never write, for the next flush() to report."""
+        self.rejected += records
+        self._failures.append(reason)
+
+    def take_failures(self) -> list[str]:
+        """What was refused since the last call, one sentence an item."""
+        failures, self._failures = self._failures, []
+        return failures
+
+    def settle(self, event: Event) -> None:
+        """Apply one reply from the daemon other than an Ack (``ack`` takes those)."""
+        if isinstance(event, Rejected):
+            self.refuse(event.events, f"{event.item}: {event.message}")
+        elif isinstance(event, (FlushDone, ExperimentReply, StatusReply)):
+            self._complete(event.request_id, result=event)
+        elif isinstance(event, ErrorReply):
+            if event.request_id:
+                self._complete(event.request_id, error=DeliveryError(event.message))
+            elif event.code != ErrorCode.SHUTTING_DOWN and event.code not in self._warned_codes:
+                self._warned_codes.add(event.code)
+                warn(f"the daemon reports: {event.message}")
+
+    def _complete(self, request_id: int, *, result: Event | None = None, error: TrackdError | None = None) -> None:
+        req = self.in_flight.pop(request_id, None)
+        if req is not None:
+            req.result, req.error, req.done = result, error, True

@@ -1,0 +1,133 @@
+"""The sender's spill: when its events leave memory for the spool file, and what flushes are told.
+
+A short outage (a daemon restarting) costs nothing: the sender holds its batches and resends them.
+Once no daemon has answered for ``connect_timeout`` seconds, or the buffer is half full, the
+sender spills what it holds to its spool file (``_spool.py`` defines the file), so memory stays
+bounded and a process that exits leaves its events for the next client or ``trackd sync``. This
+module makes that decision, owns the file while the client lives, and words the warnings and the
+error a waiting flush gets. The batches themselves are the sender's: it passes them in.
+
+Only the sender thread changes this state (and a forked child, which abandons it); callers
+read ``spooling`` and ``records``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..errors import DaemonUnavailable
+from ._config import ClientConfig
+from ._outbox import warn
+from ._spool import Spool, deliver_orphans_in_background
+from ._transport import make_hello
+
+
+class Spill:
+    """One client's outage clock, its spool file, and whether events go there now."""
+
+    def __init__(self, config: ClientConfig, client_id: str, store_root: str) -> None:
+        self._config = config
+        self._client_id = client_id
+        self._store_root = store_root
+        self._spool: Spool | None = None
+        # Since the last connect, events go to the spool rather than wait in memory.
+        self.spooling = False
+        self._unavailable_since: float | None = None
+        self._warned_unwritable = False
+        self._synced_orphans = False
+
+    @property
+    def records(self) -> int:
+        """Records in the spool file that the daemon has not acknowledged."""
+        return self._spool.records if self._spool is not None else 0
+
+    # -- the outage --------------------------------------------------------------------------------
+
+    def lost(self) -> None:
+        """No daemon answers: start the outage clock, unless it already runs."""
+        if self._unavailable_since is None:
+            self._unavailable_since = time.monotonic()
+
+    def answered(self) -> None:
+        """A daemon answers again: the outage is over, and new events go to it."""
+        self._unavailable_since = None
+        self.spooling = False
+
+    def should_spool(self, buffered: int) -> bool:
+        """Spool once the daemon has been unreachable for connect_timeout, or the buffer is half full."""
+        return self.spooling or buffered >= self._config.max_buffered // 2 or self.outlasted_connect_timeout()
+
+    def outlasted_connect_timeout(self) -> bool:
+        """No daemon has answered for ``connect_timeout`` seconds: not a restart, a daemon that is gone."""
+        since = self._unavailable_since
+        return since is not None and time.monotonic() - since >= self._config.connect_timeout
+
+    # -- the spool file ----------------------------------------------------------------------------
+
+    def write(self, batches: list[tuple[int, bytes, int]]) -> OSError | None:
+        """Append (seq, frame, records) batches to the spool file, made on first use.
+
+        Returns the OSError when the file cannot be written, so the sender keeps the batches.
+        """
+        if self._spool is None:
+            self._spool = Spool(self._config.spool_dir, make_hello(self._client_id, self._store_root))
+        try:
+            self._spool.append(batches)
+        except OSError as exc:
+            return exc
+        first = not self.spooling
+        self.spooling = True
+        if first and batches:
+            warn(
+                f"no daemon answers at {self._config.socket_path}; {self._spool.records} events spooled to "
+                f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync`."
+            )
+        return None
+
+    def frames_after(self, seq: int) -> list[bytes]:
+        """The spooled frames of batches after ``seq`` (what the daemon does not hold), oldest first."""
+        return [frame for batch_seq, frame in self._spool.frames() if batch_seq > seq] if self._spool else []
+
+    def acked(self, seq: int) -> None:
+        """The daemon wrote batches up to ``seq``: delete the spool file once that covers all of it."""
+        spool = self._spool
+        if spool is not None and spool.last_seq and seq >= spool.last_seq:
+            spool.remove()
+
+    def abandon(self) -> None:
+        """In a forked child: forget the parent's spool file without touching it."""
+        if self._spool is not None:
+            self._spool.abandon()
+
+    def deliver_orphans_once(self) -> None:
+        """After the first connect, deliver in the background the spools of processes that exited."""
+        if self._synced_orphans:
+            return
+        self._synced_orphans = True
+        deliver_orphans_in_background(self._config.spool_dir, self._config.socket_path, self._path())
+
+    # -- what flushes and stderr are told ----------------------------------------------------------
+
+    def spooled_error(self, reason: BaseException) -> DaemonUnavailable:
+        """What a flush gets when it cannot complete without a daemon: where its events are instead."""
+        return DaemonUnavailable(
+            f"No trackd daemon answers at {self._config.socket_path} ({reason}); {self.records} events are "
+            f"spooled to {self._path()} and delivered when a daemon answers (or by `trackd sync`)."
+        )
+
+    def unwritable_error(self, reason: BaseException, exc: OSError, held: int) -> DaemonUnavailable:
+        """What a flush gets when the spool file cannot be written and ``held`` events stay in memory."""
+        return DaemonUnavailable(
+            f"No trackd daemon answers ({reason}) and events cannot be spooled to {self._path()} ({exc}); "
+            f"{held} events are held in memory and sent when a daemon answers."
+        )
+
+    def warn_unwritable(self, exc: OSError) -> None:
+        """Say once that the spool file cannot be written, so events wait in memory."""
+        if not self._warned_unwritable:
+            self._warned_unwritable = True
+            warn(f"could not spool events to {self._path()}: {exc}; holding them in memory.")
+
+    def _path(self) -> Path | None:
+        return self._spool.path if self._spool is not None else None
