@@ -148,3 +148,43 @@ def test_a_process_that_runs_a_while_delivers_spools_left_by_others_and_a_short_
     assert long.returncode == 0, long.stderr
     assert not orphan.exists()
     assert [m.step for m in StoreReader(store).get_metric_history(run_id, "loss")] == [0, 1, 2]
+
+
+UNSPOOLABLE = """
+import time
+import trackd
+client = trackd.Client()
+run_id = client.create_run("0").info.run_id
+for second in range(60):
+    for step in range(1000):
+        client.log_metric(run_id, "loss", 0.5, None, second * 1000 + step)
+    time.sleep(0.05)
+print(client.pending(), client.stats()["dropped"], flush=True)
+client.close(timeout=0.5)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_events_held_in_memory_when_the_spool_cannot_be_written_stay_within_the_buffer_bound(
+    socket_path: Path, tmp_path: Path
+) -> None:
+    # No daemon can start (a file where its folder should be) and the spool folder is a file too:
+    # every retry used to move the whole buffer into memory beside it, past the on-full bound.
+    blocker = Path(str(socket_path.parent) + "-blocker")
+    blocker.write_text("not a directory")
+    spool_file = tmp_path / "spool"
+    spool_file.write_text("not a directory")
+    env = child_env(
+        blocker / "d.sock", TRACKD_TRACKING_URI=str(tmp_path / "mlruns"), TRACKD_SPOOL_DIR=str(spool_file),
+        TRACKD_CONNECT_TIMEOUT="0.3", TRACKD_MAX_BUFFERED="1000", TRACKD_ON_FULL="drop",
+    )
+    try:
+        result = run_python(UNSPOOLABLE, env)
+    finally:
+        blocker.unlink()
+    assert result.returncode == 0, result.stderr
+    pending, dropped = (int(x) for x in result.stdout.split())
+    # The buffer's bound, plus one buffer's worth cut into batches before the spool failed.
+    assert pending <= 2 * 1000 + 1
+    assert pending + dropped == 60_000 + 1  # the run's creation is an event too: none vanishes uncounted
+    assert result.stderr.count("could not spool events") == 1

@@ -520,9 +520,23 @@ class Sender:
     # -- the spill: no daemon answers --------------------------------------------------------------
 
     def _spool_pending(self, reason: BaseException) -> None:
-        """Move every unacknowledged batch and every buffered record to the spool file."""
+        """Move every unacknowledged batch and every buffered record to the spool file.
+
+        If the spool cannot be written, the buffered records stay in the buffer, where the
+        on-full policy bounds them (callers wait, or new events are dropped and counted): at most
+        one buffer's worth, cut into batches before the failure showed, waits beside it.
+        """
         with self._cond:
-            batches = self._ledger.take_unacked()
+            unacked = self._ledger.take_unacked()
+        failure = self._spill.write(unacked)
+        if failure is not None:
+            with self._cond:
+                self._ledger.restore_unacked(unacked)
+            # The flushes waiting in the buffer learn now why they cannot complete.
+            waiting = [record[1] for record in list(self.buffer) if record[0] == BARRIER]
+            self._cannot_spool(reason, failure, waiting)
+            return
+        batches: list[tuple[int, bytes, int]] = []
         barriers: list[Request] = []
         while self.buffer:
             records, barrier = self._next_chunk()
@@ -533,11 +547,9 @@ class Sender:
                 barriers.append(barrier)
         failure = self._spill.write(batches)
         if failure is not None:
-            # Nowhere to put them: keep them in memory (bounded by the on-full policy) and retry.
             with self._cond:
                 self._ledger.restore_unacked(batches)
-            self._fail_requests(barriers, self._spill.unwritable_error(reason, failure, self.pending()))
-            self._spill.warn_unwritable(failure)
+            self._cannot_spool(reason, failure, barriers)
             return
         if not self._spill.outlasted_connect_timeout():
             # Spooled because the buffer filled during a short outage (a daemon restarting): the
@@ -548,6 +560,11 @@ class Sender:
             return
         # A flush cannot complete without a daemon: it returns with the spool's whereabouts instead.
         self._fail_requests(barriers, self._spill.spooled_error(reason))
+
+    def _cannot_spool(self, reason: BaseException, failure: OSError, barriers: list[Request]) -> None:
+        """Neither a daemon nor the spool takes events: flushes fail saying so, and events wait in memory."""
+        self._fail_requests(barriers, self._spill.unwritable_error(reason, failure, self.pending()))
+        self._spill.warn_unwritable(failure)
 
     def _fail_requests(self, barriers: list[Request], error: DaemonUnavailable) -> None:
         """Complete the given flush barriers and every request sent to the lost daemon with ``error``."""
