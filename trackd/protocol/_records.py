@@ -320,16 +320,13 @@ _MAX_PLAIN = 64
 def _cycle_at(run_ids: tuple[Any, ...], keys: tuple[Any, ...], start: int) -> tuple[int, int]:
     """(end, period) of the longest stretch from ``start`` that repeats its first ``period`` pairs.
 
-    The period is where the first key comes again; the stretch is 1 record when the pairs of one
-    period are not distinct. Its end is found by galloping, then binary search, on slice
+    The period is where the first (run, key) pair comes again; the stretch is 1 record when the
+    pairs of one period are not distinct. Its end is found by galloping, then binary search, on slice
     comparisons (C): a stretch of L records costs O(L log L) element comparisons in C, not one
     Python step per record, whatever the chunk's length.
     """
     n = len(keys)
-    try:
-        period = keys.index(keys[start], start + 1) - start
-    except ValueError:
-        period = n - start
+    period = _period(run_ids, keys, start)
     first = start + period
     if period > 2:
         # Quick refusal before building a set of a long period (an eval key whose next
@@ -369,6 +366,30 @@ def _cycle_at(run_ids: tuple[Any, ...], keys: tuple[Any, ...], start: int) -> tu
         # Another run's points in the same key order: rare; the shortest safe stretch is one period.
         return first, period
     return first + low, period
+
+
+def _period(run_ids: tuple[Any, ...], keys: tuple[Any, ...], start: int) -> int:
+    """Records from ``start`` until its (run, key) pair comes again; the rest of the chunk if it does not.
+
+    Several runs logged in turn, each the same keys (a sweep in one process), repeat only once
+    every run has had its turn: the key alone comes again after one run's keys. Each probe is
+    one index() in C; past _MAX_PROBES the pair is taken not to repeat.
+    """
+    key, run = keys[start], run_ids[start]
+    position = start
+    for _ in range(_MAX_PROBES):
+        try:
+            position = keys.index(key, position + 1)
+        except ValueError:
+            break
+        if run_ids[position] == run:
+            return position - start
+    return len(keys) - start
+
+
+# The most runs _period looks through for the first pair of a cycle: a sweep of up to this many
+# runs in one process, logging the same keys in turn, still travels as series.
+_MAX_PROBES = 1024
 
 
 def _label(record: Record) -> str:
