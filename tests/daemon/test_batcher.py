@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trackd.daemon import Batcher, PendingBatch
-from trackd.daemon._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, turns
+from trackd.daemon._batcher import DEFAULT_EAGER_RECORDS, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, turns
 from trackd.daemon._state import Session
 from trackd.protocol import Record
 
@@ -22,6 +22,15 @@ def test_defaults_write_within_fifty_ms() -> None:
     batcher = Batcher()
     assert (batcher.max_records, batcher.max_bytes, batcher.max_age) == (DEFAULT_MAX_RECORDS, DEFAULT_MAX_BYTES, DEFAULT_MAX_AGE)
     assert DEFAULT_MAX_AGE == 0.05
+
+
+def test_a_burst_is_written_as_soon_as_eager_records_wait_and_a_trickle_waits_for_its_age() -> None:
+    batcher = Batcher(max_records=10**6, max_bytes=10**9, max_age=0.05, eager_records=100)
+    assert batcher.add(batch(1, 99), now=0.0) is False
+    assert batcher.delay(now=0.0) == pytest.approx(0.05)
+    assert batcher.add(batch(2, 1), now=0.0) is True
+    assert batcher.delay(now=0.0) == 0.0
+    assert DEFAULT_EAGER_RECORDS < DEFAULT_MAX_RECORDS
 
 
 def test_empty_batcher_has_no_write_due() -> None:

@@ -1,7 +1,9 @@
 """The batcher: holds received batches and decides when they are written.
 
 Writes happen by count, by bytes or by age, whichever comes first, so a busy client gets large
-efficient writes and a quiet one still reaches the store within ``max_age`` seconds. Time is passed
+efficient writes and a quiet one still reaches the store within ``max_age`` seconds. Once
+``eager_records`` events wait, a burst is under way and the write starts as soon as the writer is
+free: what arrives during one write is the next one (group commit), instead of idling out the age. Time is passed
 in as ``now``, so tests drive it without sleeping.
 """
 
@@ -24,6 +26,11 @@ DEFAULT_MAX_RECORDS = 65_536
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 # The issue's bound: a point waits at most 50 ms in the daemon before its write starts.
 DEFAULT_MAX_AGE = 0.05
+# Past this many waiting events the write starts at once. Trickling clients still share a write
+# every max_age (a few writes a second, not one per frame); a burst no longer waits out the age
+# with the writer idle: a 100,000-point burst of log_metrics, 930k -> 1.10M durable points/s and
+# its flush's tail 55 -> 34 ms (medians of 10, 2026-11-26).
+DEFAULT_EAGER_RECORDS = 4_096
 # Rough wire size of a record, for the byte threshold (a metric record is ~50 bytes of msgpack).
 RECORD_SIZE_ESTIMATE = 48
 # While other clients are connected and flushes have come lately (Server._flushes_likely), a write
@@ -53,6 +60,7 @@ class Batcher:
     max_records: int = DEFAULT_MAX_RECORDS
     max_bytes: int = DEFAULT_MAX_BYTES
     max_age: float = DEFAULT_MAX_AGE
+    eager_records: int = DEFAULT_EAGER_RECORDS
     pending_records: int = 0
     pending_bytes: int = 0
     _items: list[PendingBatch] = field(default_factory=list)
@@ -66,7 +74,7 @@ class Batcher:
         self._items.append(batch)
         self.pending_records += batch.events
         self.pending_bytes += batch.size
-        return self.pending_records >= self.max_records or self.pending_bytes >= self.max_bytes
+        return self._due()
 
     def request_write(self) -> None:
         """Make the next write due at once (a flush barrier or shutdown is waiting)."""
@@ -76,9 +84,13 @@ class Batcher:
         """Seconds until a write is due: 0 if due now, None if nothing is pending."""
         if not self._items:
             return None
-        if self._forced or self.pending_records >= self.max_records or self.pending_bytes >= self.max_bytes:
+        if self._forced or self._due():
             return 0.0
         return max(0.0, self.max_age - (now - self._oldest))
+
+    def _due(self) -> bool:
+        records = self.pending_records
+        return records >= self.max_records or records >= self.eager_records or self.pending_bytes >= self.max_bytes
 
     def requeue(self, batches: list[PendingBatch], now: float) -> None:
         """Put batches whose write failed back in front, to be written again first."""
