@@ -30,6 +30,10 @@ _experiment_id: str | None = None
 _runs: list[ActiveRun] = []
 _last_run: ActiveRun | None = None
 
+# ClientState.OPEN read through the class costs ~70 ns on Python 3.11 (an enum member is a
+# descriptor there), a tenth of a logging call: the hot paths below compare with this alias.
+_OPEN = ClientState.OPEN
+
 PARENT_RUN_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
 # MLflow's run status names, which end_run() takes (RunStatus's names).
@@ -251,7 +255,9 @@ def log_metric(
     run_id: str | None = None, synchronous: bool | None = None,
 ) -> None:
     """Log a metric value to the active run (about a microsecond; ``synchronous=True`` also flushes)."""
-    client = _client if _client is not None and _client.state is ClientState.OPEN else get_client()
+    client = _client
+    if client is None or client.state is not _OPEN:
+        client = get_client()
     client.log_metric(run_id or (_runs[-1].run_id if _runs else _active_run_id()), key, value, timestamp, step)
     if synchronous:
         client.flush()
@@ -262,7 +268,9 @@ def log_metrics(
     run_id: str | None = None, synchronous: bool | None = None,
 ) -> None:
     """Log several metric values with one step and timestamp."""
-    client = _client if _client is not None and _client.state is ClientState.OPEN else get_client()
+    client = _client
+    if client is None or client.state is not _OPEN:
+        client = get_client()
     client.log_metrics(run_id or (_runs[-1].run_id if _runs else _active_run_id()), metrics, step, timestamp)
     if synchronous:
         client.flush()
