@@ -50,13 +50,17 @@ def wait_for(condition: object, timeout: float = 10.0, interval: float = 0.01, m
 class DaemonProcess:
     """A real trackd daemon in its own process."""
 
-    def __init__(self, socket_path: Path, *extra_args: str) -> None:
+    def __init__(self, socket_path: Path, *extra_args: str, file_limit: int | None = None) -> None:
         self.paths = DaemonPaths(socket_path)
         self.extra_args = list(extra_args)
+        # The daemon's RLIMIT_NOFILE, soft and hard (so it cannot raise it), when given.
+        self.file_limit = file_limit
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 15.0) -> DaemonProcess:
         args = [sys.executable, "-m", "trackd.daemon", "--socket", str(self.paths.socket), "--log-file", str(self.paths.log), *self.extra_args]
+        if self.file_limit is not None:
+            args = ["/bin/sh", "-c", f'ulimit -n {self.file_limit} && exec "$@"', "sh", *args]
         process = self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_for(lambda: daemon_answers(self.paths.socket, 0.2) or process.poll() is not None, timeout, message="daemon start")
         if self.process.poll() is not None:

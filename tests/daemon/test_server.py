@@ -289,3 +289,44 @@ def test_sigterm_as_soon_as_the_daemon_answers_is_a_graceful_stop(socket_path: P
     proc.signal(signal.SIGTERM)
     assert proc.stop() == 0, proc.log()
     assert not socket_path.exists() and not proc.paths.pid.exists()
+
+
+def test_two_stores_of_many_files_share_the_open_file_cap_within_the_file_limit(socket_path: Path, tmp_path: Path) -> None:
+    # The cap is the process's: with one per store, two stores of 300 files each held 600
+    # descriptors under a limit of 512, and every write then failed with EMFILE, for ever.
+    daemon = DaemonProcess(socket_path, "--max-open-files", "300", "--max-connections", "16", file_limit=512).start()
+    stores = [tmp_path / "a" / "mlruns", tmp_path / "b" / "mlruns"]
+    clients = [client_for(store, socket_path) for store in stores]
+    try:
+        runs = [client.create_run("0").info.run_id for client in clients]
+        for step in range(2):
+            for client, run_id in zip(clients, runs):
+                for key in range(300):
+                    client.log_metric(run_id, f"m{key}", 0.5, 1000, step)
+        for client in clients:
+            client.flush(timeout=30)
+        for store, run_id in zip(stores, runs):
+            assert metric_lines(store, run_id, "m299") == ["1000 0.5 0", "1000 0.5 1"]
+        assert daemon.status()["write_errors"] == 0
+        assert "Out of file descriptors" not in daemon.log()
+    finally:
+        for client in clients:
+            client.close(timeout=5)
+        daemon.stop()
+
+
+def test_a_cap_above_the_file_limit_shrinks_to_what_fits_instead_of_failing_writes(socket_path: Path, store: Path) -> None:
+    daemon = DaemonProcess(socket_path, "--max-open-files", "600", "--max-connections", "16", file_limit=256).start()
+    client = client_for(store, socket_path)
+    try:
+        run_id = client.create_run("0").info.run_id
+        for step in range(2):
+            for key in range(400):
+                client.log_metric(run_id, f"m{key}", 0.5, 1000, step)
+        client.flush(timeout=30)
+        assert metric_lines(store, run_id, "m399") == ["1000 0.5 0", "1000 0.5 1"]
+        assert daemon.status()["write_errors"] == 0
+        assert daemon.log().count("Out of file descriptors") == 1
+    finally:
+        client.close(timeout=5)
+        daemon.stop()

@@ -18,6 +18,7 @@ from ..protocol import ARTIFACT, CREATE_RUN, DELETE_TAG, METRIC, METRIC_SERIES, 
 from ..store import (
     ArtifactWrite,
     MetricAppend,
+    MetricFileCache,
     NewRun,
     ParamWrite,
     StoreWriter,
@@ -74,7 +75,9 @@ class Applier:
     """Owns one StoreWriter per store root; every method runs on the writer thread."""
 
     def __init__(self, *, max_open_files: int, journal: WriteJournal | None = None) -> None:
-        self._max_open_files = max_open_files
+        # One cache of open metric files for every store: the cap guards the daemon's file limit,
+        # which two stores of 10,000 files each, with a cap apiece, ran out of (EMFILE on every write).
+        self._metric_files = MetricFileCache(max_open_files)
         self._journal = journal
         self._writers: dict[str, StoreWriter] = {}
         self._good_keys: set[str] = set()
@@ -84,7 +87,7 @@ class Applier:
         """The writer for ``root``, opened (and the store created) on first use."""
         writer = self._writers.get(root)
         if writer is None:
-            writer = self._writers[root] = StoreWriter(root, max_open_files=self._max_open_files)
+            writer = self._writers[root] = StoreWriter(root, metric_files=self._metric_files)
         return writer
 
     def get_experiment(self, root: str, name: str, *, create: bool) -> str | None:
@@ -152,6 +155,7 @@ class Applier:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+        self._metric_files.close()
         if self._journal is not None:
             self._journal.close()
 

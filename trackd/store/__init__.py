@@ -33,6 +33,7 @@ from ._validation import (
 
 if _TYPE_CHECKING:
     from ._journal import WriteJournal
+    from ._metric_files import MetricFileCache
     from ._write_items import (
         ArtifactWrite,
         MetricAppend,
@@ -51,6 +52,7 @@ _LAZY = {
     "StoreWriter": "_writer",
     "DEFAULT_MAX_OPEN_FILES": "_writer",
     "WriteJournal": "_journal",
+    "MetricFileCache": "_metric_files",
     **dict.fromkeys(
         ("ArtifactWrite", "MetricAppend", "NewRun", "ParamWrite", "TagWrite", "Termination", "WriteBatch", "WriteFailure"),
         "_write_items",
@@ -77,6 +79,7 @@ __all__ = [
     "Experiment",
     "Metric",
     "MetricAppend",
+    "MetricFileCache",
     "NewRun",
     "ParamWrite",
     "Run",

@@ -9,6 +9,7 @@ without a final "\\n" is repaired when it is opened.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -68,7 +69,12 @@ class MetricFileCache:
         if cached is not None:
             self._fds.move_to_end(path)
             return cached
-        fd = self._open_file(path)
+        try:
+            fd = self._open_file(path)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE) or len(self._fds) < 2:
+                raise
+            fd = self._open_after_shrinking(path, exc)
         try:
             _repair_partial_last_line(fd, path)
         except OSError:
@@ -79,6 +85,19 @@ class MetricFileCache:
             _, oldest = self._fds.popitem(last=False)
             os.close(oldest)
         return fd
+
+    def _open_after_shrinking(self, path: str, exc: OSError) -> int:
+        """Out of descriptors with the cap not reached: something else holds them too (connections,
+        artifact copies). Give back half of ours, keep the cap at what fits, and open again."""
+        keep = len(self._fds) // 2
+        _log.warning(
+            "Out of file descriptors (%s) with %d metric files open; keeping at most %d open from now on.",
+            exc.strerror, len(self._fds), keep,
+        )
+        while len(self._fds) > keep:
+            os.close(self._fds.popitem(last=False)[1])
+        self._max_open = max(1, keep)
+        return self._open_file(path)
 
     def _open_file(self, path: str) -> int:
         # O_NOFOLLOW and a regular-file check: a link or FIFO planted under a key's name is refused

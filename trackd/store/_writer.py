@@ -95,11 +95,17 @@ class StoreWriter:
     """Writes experiments, runs, params, tags, metrics and artifacts in MLflow's FileStore format."""
 
     def __init__(
-        self, root: str | os.PathLike[str], *, max_open_files: int = DEFAULT_MAX_OPEN_FILES
+        self,
+        root: str | os.PathLike[str],
+        *,
+        max_open_files: int = DEFAULT_MAX_OPEN_FILES,
+        metric_files: MetricFileCache | None = None,
     ) -> None:
+        """``metric_files``: a cache shared with the writers of other stores (the file limit is
+        the process's, not a store's); by default a cache of ``max_open_files`` of its own."""
         self.root: str = validate_store_root(root)
         self._reader = StoreReader(self.root)
-        self._metric_files = MetricFileCache(max_open_files)
+        self._metric_files = metric_files if metric_files is not None else MetricFileCache(max_open_files)
         self._runs: dict[str, _RunHandle] = {}
         self._checked: dict[str, _RunHandle] = {}  # runs found active in the current write()
         self._prepare_root()
