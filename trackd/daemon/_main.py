@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loop", choices=LOOP_CHOICES, help="event loop (default: $TRACKD_LOOP, else uvloop if installed)")
     parser.add_argument("--max-age", type=float, default=DEFAULT_MAX_AGE, help="longest a received event waits before its write starts, in seconds (default: %(default)s)")
     parser.add_argument("--max-records", type=int, default=DEFAULT_MAX_RECORDS, help="events (metric points, params, tags...) per write (default: %(default)s)")
-    parser.add_argument("--max-open-files", type=int, default=None, help="descriptors kept open per store for metric files and, a sixteenth of them, their folders (default: as many as the file limit allows after room for connections, up to 16384)")
+    parser.add_argument("--max-open-files", type=int, default=None, help="descriptors kept open for metric files and, a sixteenth of them, their folders, all stores together (default: as many as the file limit allows after room for connections, up to 16384)")
     parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, help="client connections served at once; more are refused (default: %(default)s)")
     parser.add_argument(
         "--max-events-per-second", type=_positive_int, default=DEFAULT_MAX_EVENTS_PER_SECOND,

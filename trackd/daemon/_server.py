@@ -44,7 +44,7 @@ T = TypeVar("T")
 # Past this many bytes waiting to be written, connections stop reading: clients then hold their
 # events (their buffers are bounded too) instead of the daemon growing without bound.
 DEFAULT_MAX_BACKLOG_BYTES = 256 * 1024 * 1024
-# Metric files kept open per store when --max-open-files is not given: as many as the file limit
+# Metric files kept open (all stores together) when --max-open-files is not given: as many as the file limit
 # allows after room for connections, up to this. Reopening a file per batch costs more than the
 # write itself (79% of the daemon's time with 10,000 files behind a cap of 512).
 MAX_DEFAULT_OPEN_FILES = 16_384
@@ -186,7 +186,7 @@ class Server:
             return self.config.max_open_files
         # Keep room for every client connection and the daemon's own files.
         budget = max(64, min(MAX_DEFAULT_OPEN_FILES, soft - self.config.max_connections - 64))
-        logger.info("Keeping up to %d metric files open per store (file limit %d)", budget, soft)
+        logger.info("Keeping up to %d metric files open (file limit %d)", budget, soft)
         return budget
 
     def handle_exit(self, signum: int) -> None:
