@@ -551,6 +551,7 @@ class Sender:
                 self._ledger.restore_unacked(batches)
             self._cannot_spool(reason, failure, barriers)
             return
+        self._spill.announce()
         if not self._spill.outlasted_connect_timeout():
             # Spooled because the buffer filled during a short outage (a daemon restarting): the
             # flushes wait on, and go to the daemon after the spool when it answers.

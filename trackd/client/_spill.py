@@ -33,6 +33,7 @@ class Spill:
         self._spool: Spool | None = None
         # Since the last connect, events go to the spool rather than wait in memory.
         self.spooling = False
+        self._announced = False
         self._unavailable_since: float | None = None
         self._warned_unwritable = False
         self._synced_orphans = False
@@ -53,6 +54,7 @@ class Spill:
         """A daemon answers again: the outage is over, and new events go to it."""
         self._unavailable_since = None
         self.spooling = False
+        self._announced = False
 
     def should_spool(self, buffered: int) -> bool:
         """Spool once the daemon has been unreachable for connect_timeout, or the buffer is half full."""
@@ -76,14 +78,18 @@ class Spill:
             self._spool.append(batches)
         except OSError as exc:
             return exc
-        first = not self.spooling
         self.spooling = True
-        if first and batches:
-            warn(
-                f"no daemon answers at {self._config.socket_path}; {self._spool.records} events spooled to "
-                f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync`."
-            )
         return None
+
+    def announce(self) -> None:
+        """Say once per outage, after a spill, how many events the spool file holds and where."""
+        if self._announced or self._spool is None or not self._spool.records:
+            return
+        self._announced = True
+        warn(
+            f"no daemon answers at {self._config.socket_path}; {self._spool.records} events spooled to "
+            f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync`."
+        )
 
     def frames_after(self, seq: int) -> list[bytes]:
         """The spooled frames of batches after ``seq`` (what the daemon does not hold), oldest first."""
