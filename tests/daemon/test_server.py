@@ -264,6 +264,23 @@ def test_an_inline_artifact_counts_its_bytes_against_the_backlog_bound(socket_pa
         proc.stop()
 
 
+def test_the_backlog_counts_what_decoded_records_take_in_memory_not_their_wire_bytes(socket_path: Path, store: Path) -> None:
+    # Decoded, a plain metric record takes ~4.6x its msgpack bytes: counting wire bytes let a full
+    # 256 MiB backlog hold over a gigabyte.
+    proc = DaemonProcess(socket_path, "--max-age", "60", "--max-records", "50000").start()
+    run_id = uuid.uuid4().hex
+    raw = RawClient(socket_path, timeout=5.0)
+    batch = Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 1000)])
+    try:
+        assert isinstance(raw.hello(str(store)), Welcome)
+        raw.send(batch)
+        wait_for(lambda: proc.status()["records_received"] == 1001, message="the batch to be received")
+        assert proc.status()["backlog_bytes"] >= 4 * len(encode_frame(batch))
+    finally:
+        raw.close()
+        proc.stop()
+
+
 def test_a_refused_series_counts_every_point_it_held(daemon: DaemonProcess, store: Path) -> None:
     run_id = uuid.uuid4().hex
     raw = RawClient(daemon.paths.socket, timeout=5.0)

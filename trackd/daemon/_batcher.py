@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # round-robin over 10,000 files, 65,536 gave ~2x the points/s of 16,384 (2026-11-26). A flushing
 # neighbour does not wait for all of it: it is served between turns of a write (WRITE_TURN_RECORDS).
 DEFAULT_MAX_RECORDS = 65_536
-DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_BYTES = 40 * 1024 * 1024
 # The bound: a point waits at most 50 ms in the daemon before its write starts.
 DEFAULT_MAX_AGE = 0.05
 # Past this many waiting events the write starts at once. Trickling clients still share a write
@@ -31,8 +31,13 @@ DEFAULT_MAX_AGE = 0.05
 # with the writer idle: a 100,000-point burst of log_metrics, 930k -> 1.10M durable points/s and
 # its flush's tail 55 -> 34 ms (medians of 10, 2026-11-26).
 DEFAULT_EAGER_RECORDS = 4_096
-# Rough wire size of a record, for the byte threshold (a metric record is ~50 bytes of msgpack).
-RECORD_SIZE_ESTIMATE = 48
+# What a waiting batch holds in the daemon's memory once decoded, which the backlog bound and the
+# byte threshold count: its frame's bytes times DECODED_SIZE_FACTOR (msgpack's objects took 4.6x
+# a frame of plain metric records and 5.3x one of series, 305 and 112 bytes an event, 2026-11-26;
+# an inline artifact's bytes take about their size, so it is overcounted, which errs safe), and at
+# least RECORD_SIZE_ESTIMATE bytes an event.
+DECODED_SIZE_FACTOR = 5
+RECORD_SIZE_ESTIMATE = 112
 # While other clients are connected and flushes have come lately (Server._flushes_likely), a write
 # goes to the store in turns of about this many records (whole client batches), and a flush barrier
 # arriving meanwhile ends it after the turn under way: a flushing neighbour then waits for ~4,096

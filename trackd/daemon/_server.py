@@ -27,6 +27,7 @@ from ._batcher import (
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_RECORDS,
+    DECODED_SIZE_FACTOR,
     RECORD_SIZE_ESTIMATE,
     WRITE_TURN_RECORDS,
     Batcher,
@@ -263,10 +264,9 @@ class Server:
     async def accept_batch(self, session: Session, batch: Batch, frame_size: int = 0) -> None:
         """Queue a client's batch for writing, waiting while the backlog is over its bound.
 
-        The backlog counts a batch as its events' estimate or its frame's bytes, whichever is
-        more: an inline artifact is one event but up to 8 MiB, so counting events alone let a
-        client that ignores acknowledgements hold far more than max_backlog_bytes in the daemon
-        while the disk refused writes.
+        The backlog counts what a batch takes in memory once decoded, estimated from its frame
+        (see DECODED_SIZE_FACTOR): counting events alone let an inline artifact (one event, up to
+        8 MiB) slip past the bound, and counting wire bytes let decoded records take ~5x the bound.
         """
         while self.batcher.pending_bytes >= self.config.max_backlog_bytes:
             self._room.clear()
@@ -279,7 +279,7 @@ class Server:
             return
         session.received_seq = batch.seq
         self.state.counters.records_received += batch.events
-        size = max(batch.events * RECORD_SIZE_ESTIMATE, frame_size)
+        size = max(batch.events * RECORD_SIZE_ESTIMATE, frame_size * DECODED_SIZE_FACTOR)
         now = time.monotonic()
         # The write loop sleeps without a deadline while nothing is pending, so the first batch
         # must wake it to start the max_age clock, as must one that makes a write due.
