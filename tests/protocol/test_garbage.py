@@ -6,13 +6,15 @@ receive_data/next_event would be a crash that a single bad client could cause.
 
 from __future__ import annotations
 
+import tracemalloc
+
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trackd.errors import RemoteProtocolError
-from trackd.protocol import EVENT_TYPES, MAX_FRAME_SIZE, ConnectionClosed, NeedData
+from trackd.protocol import EVENT_TYPES, MAX_FRAME_SIZE, Batch, ConnectionClosed, NeedData, encode_frame
 
 from protocol_helpers import open_pair
 from test_frames import FRAMES
@@ -154,3 +156,33 @@ def test_timestamp_ext_is_refused() -> None:
     daemon.receive_data(frame(b"\x92\x05\xd6\xff\x00\x00\x00\x01"))
     with pytest.raises(RemoteProtocolError, match="Timestamp"):
         daemon.next_event()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # One array of 16 M empty maps: each is 1 byte on the wire and a 64-byte dict decoded.
+        pytest.param(b"\xdd" + (MAX_FRAME_SIZE - 16).to_bytes(4, "big") + b"\x80" * (MAX_FRAME_SIZE - 16), id="one-array"),
+        # A Batch whose records are 300 arrays of 50,000 empty maps each: every array within limits.
+        pytest.param(b"\x93\x03\x01\xdc\x01\x2c" + (b"\xdc\xc3\x50" + b"\x80" * 50_000) * 300, id="nested"),
+    ],
+)
+def test_a_frame_of_tiny_containers_is_refused_without_gigabytes_of_objects(body: bytes) -> None:
+    # Unpacked whole, the first took 1.85 s and 1.3 GB: one frame could stall the daemon or get it killed.
+    tracemalloc.start()
+    try:
+        feed(frame(body))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 1024 * 1024
+
+
+def test_a_large_valid_batch_is_unpacked_whole_past_the_counted_size() -> None:
+    records = [(1, "a" * 32, f"metric_{i % 100}", i / 3, 1_700_000_000_000 + i, i) for i in range(40_000)]
+    data = encode_frame(Batch(seq=1, records=records))
+    assert len(data) > 1024 * 1024
+    daemon = open_pair().daemon
+    daemon.receive_data(data)
+    event = daemon.next_event()
+    assert isinstance(event, Batch) and event.records == records

@@ -30,7 +30,7 @@ from ._events import (
     StatusReply,
     Welcome,
 )
-from ._limits import FRAME_HEADER_SIZE, MAX_FRAME_SIZE
+from ._limits import FRAME_HEADER_SIZE, MAX_FRAME_SIZE, MAX_RECORDS_PER_BATCH, MAX_TAGS_PER_RECORD
 from ._records import RECORD_FIELDS, RecordKind, _show
 
 # Codes are part of the wire format: never reuse or renumber one.
@@ -86,12 +86,43 @@ def decode_header(header: bytes | bytearray | memoryview) -> int:
     return int(size)
 
 
+# Decoded, msgpack's smallest items become much larger objects: an empty map is 1 byte and a
+# 64-byte dict, so one 16 MiB frame of them took 1.85 s and 1.3 GB to unpack. Frames up to
+# _COUNTED_ABOVE are unpacked at once (at most ~80 MB of such objects); a larger one is unpacked
+# with each array at most MAX_RECORDS_PER_BATCH items, each map MAX_TAGS_PER_RECORD, and at most
+# MAX_CONTAINERS_PER_FRAME arrays and maps in all (a record and a series' three columns for
+# every event a batch may hold), so garbage costs ~140 MB at most before it is refused.
+_COUNTED_ABOVE = 1024 * 1024
+MAX_CONTAINERS_PER_FRAME = 4 * MAX_RECORDS_PER_BATCH
+
+
+def _unpack(body: bytes | bytearray | memoryview, **options: Any) -> Any:
+    # Tuples for arrays (records are tuples), str keys only, and no ext types: a peer gets plain
+    # values or an error, never an object of its choosing.
+    if len(body) <= _COUNTED_ABOVE:
+        return msgpack.unpackb(body, raw=False, use_list=False, ext_hook=_refuse_ext, **options)
+    containers = 0
+
+    def counted(container: Any) -> Any:
+        nonlocal containers
+        containers += 1
+        if containers > MAX_CONTAINERS_PER_FRAME:
+            raise LocalProtocolError(
+                f"A frame of {len(body)} bytes holds more than {MAX_CONTAINERS_PER_FRAME} arrays and maps; "
+                "a batch holds at most a record and three series columns per event."
+            )
+        return container
+
+    return msgpack.unpackb(
+        body, raw=False, use_list=False, ext_hook=_refuse_ext, list_hook=counted, object_hook=counted,
+        max_array_len=MAX_RECORDS_PER_BATCH, max_map_len=MAX_TAGS_PER_RECORD, **options,
+    )
+
+
 def decode_body(body: bytes | bytearray | memoryview) -> Event:
     """Turn one frame body into a validated event."""
     try:
-        # Tuples for arrays (records are tuples), str keys only, and no ext types: a peer gets
-        # plain values or an error, never an object of its choosing.
-        message = msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=True, ext_hook=_refuse_ext)
+        message = _unpack(body, strict_map_key=True)
     except LocalProtocolError:
         raise
     except UnicodeDecodeError as exc:
@@ -127,9 +158,7 @@ def _invalid_text_message(body: bytes | bytearray | memoryview, exc: UnicodeDeco
     where = "A text field"
     try:
         # surrogateescape keeps the bad bytes as lone surrogates, so the walk can find them.
-        message = msgpack.unpackb(
-            body, raw=False, unicode_errors="surrogateescape", use_list=False, strict_map_key=False, ext_hook=_refuse_ext
-        )
+        message = _unpack(body, unicode_errors="surrogateescape", strict_map_key=False)
         where = _find_invalid_text(message) or where
     except (Exception, RecursionError):
         pass
