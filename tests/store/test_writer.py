@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from trackd.errors import ExperimentExists
+from trackd.store import _writer as writer_module
 from trackd.store import (
     ArtifactWrite,
     MetricAppend,
@@ -153,6 +154,22 @@ def test_files_reopened_through_their_folder_keep_every_line_within_the_bound(tm
         assert len(os.listdir("/proc/self/fd")) <= before + 32
     writer.close()
     assert all((run / "metrics" / f"m{i}").read_text() == "1 0.5 0\n1 0.5 1\n1 0.5 2\n" for i in range(100))
+
+
+def test_remembered_metric_paths_stay_within_their_bound_and_every_line_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client inventing a key per step (f"loss_{step}") must not grow the daemon for ever.
+    monkeypatch.setattr(writer_module, "MAX_REMEMBERED_METRIC_PATHS", 10)
+    writer, run = writer_with_small_cache(tmp_path)
+    for step in range(3):
+        batch = WriteBatch()
+        for i in range(25):
+            batch.metrics[(RUN_ID, f"m{i}")] = MetricAppend(RUN_ID, f"m{i}", [(1, 0.5, step)], ["o"])
+        assert writer.write(batch) == []
+        assert writer._remembered_paths <= 10
+    writer.close()
+    assert all((run / "metrics" / f"m{i}").read_text() == "1 0.5 0\n1 0.5 1\n1 0.5 2\n" for i in range(25))
 
 
 def test_a_metrics_folder_replaced_by_a_link_after_it_was_opened_is_never_followed(tmp_path: Path) -> None:

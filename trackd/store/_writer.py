@@ -68,6 +68,9 @@ from ._validation import (
 )
 
 DEFAULT_MAX_OPEN_FILES = 256
+# Metric paths remembered across runs (_RunHandle.metric_paths); past this many all are forgotten,
+# so a client inventing a key per step cannot grow the daemon without bound (~150 bytes each).
+MAX_REMEMBERED_METRIC_PATHS = 200_000
 
 _Item = TypeVar("_Item")
 
@@ -108,6 +111,7 @@ class StoreWriter:
         self._metric_files = metric_files if metric_files is not None else MetricFileCache(max_open_files)
         self._runs: dict[str, _RunHandle] = {}
         self._checked: dict[str, _RunHandle] = {}  # runs found active in the current write()
+        self._remembered_paths = 0
         self._prepare_root()
         # Where the root really is, once: nothing is written anywhere that does not resolve below it.
         self._real_root = os.path.realpath(self.root)
@@ -288,7 +292,7 @@ class StoreWriter:
                 if path is None:
                     path = layout.metric_path(handle.folder, validate_key(append.key, kind="metric"))
                     self._confine(os.path.dirname(path))
-                    handle.metric_paths[append.key] = path
+                    self._remember_path(handle, append.key, path)
                 elif not checked(path):
                     # Checked when the file or its folder is opened; then written through the descriptor.
                     self._confine(os.path.dirname(path))
@@ -300,6 +304,14 @@ class StoreWriter:
             if append.points:
                 located.append((append, path))
         return located
+
+    def _remember_path(self, handle: _RunHandle, key: str, path: str) -> None:
+        if self._remembered_paths >= MAX_REMEMBERED_METRIC_PATHS:
+            for run in self._runs.values():
+                run.metric_paths.clear()
+            self._remembered_paths = 0
+        handle.metric_paths[key] = path
+        self._remembered_paths += 1
 
     def _append_metrics(self, appends: list[tuple[MetricAppend, str]], failures: list[WriteFailure]) -> None:
         """One write() per file: every file's lines formatted in one call, then appended."""
@@ -460,6 +472,8 @@ class StoreWriter:
 
     def _forget_run(self, run_id: str) -> None:
         handle = self._runs.pop(run_id, None)
+        if handle is not None:
+            self._remembered_paths -= len(handle.metric_paths)
         self._checked.pop(run_id, None)
         if handle is not None:
             self._metric_files.close_under(handle.folder)
