@@ -172,6 +172,25 @@ def test_remembered_metric_paths_stay_within_their_bound_and_every_line_lands(
     assert all((run / "metrics" / f"m{i}").read_text() == "1 0.5 0\n1 0.5 1\n1 0.5 2\n" for i in range(25))
 
 
+def test_run_handles_stay_within_their_bound_and_a_forgotten_run_is_found_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "MAX_RUN_HANDLES", 3)
+    writer, _ = writer_with_small_cache(tmp_path)
+    run_ids = [f"{i:032x}" for i in range(1, 7)]
+    experiment_id = writer.create_experiment("more", now_ms=START_MS)
+    assert writer.write(WriteBatch(new_runs=[new_run(experiment_id, run_id) for run_id in run_ids])) == []
+    for step in range(2):
+        batch = WriteBatch()
+        for run_id in run_ids:
+            batch.metrics[(run_id, "loss")] = MetricAppend(run_id, "loss", [(1, 0.5, step)], ["o"])
+        assert writer.write(batch) == []
+        assert len(writer._runs) <= 3
+    writer.close()
+    folder = tmp_path / "mlruns" / experiment_id
+    assert all((folder / run_id / "metrics" / "loss").read_text() == "1 0.5 0\n1 0.5 1\n" for run_id in run_ids)
+
+
 def test_a_metrics_folder_replaced_by_a_link_after_it_was_opened_is_never_followed(tmp_path: Path) -> None:
     writer, run = writer_with_small_cache(tmp_path)
     for i in range(40):  # m0 is closed for room; its folder stays open

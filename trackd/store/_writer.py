@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from stat import S_ISREG
@@ -71,6 +72,10 @@ DEFAULT_MAX_OPEN_FILES = 256
 # Metric paths remembered across runs (_RunHandle.metric_paths); past this many all are forgotten,
 # so a client inventing a key per step cannot grow the daemon without bound (~150 bytes each).
 MAX_REMEMBERED_METRIC_PATHS = 200_000
+# Run handles kept (~1 KB each with their meta.yaml); past this the least recently written run is
+# forgotten and found again on disk if it is written once more, so a daemon that serves
+# benchmark suites for months does not keep every run it ever wrote.
+MAX_RUN_HANDLES = 100_000
 
 _Item = TypeVar("_Item")
 
@@ -109,7 +114,7 @@ class StoreWriter:
         self.root: str = validate_store_root(root)
         self._reader = StoreReader(self.root)
         self._metric_files = metric_files if metric_files is not None else MetricFileCache(max_open_files)
-        self._runs: dict[str, _RunHandle] = {}
+        self._runs: OrderedDict[str, _RunHandle] = OrderedDict()
         self._checked: dict[str, _RunHandle] = {}  # runs found active in the current write()
         self._remembered_paths = 0
         self._prepare_root()
@@ -409,7 +414,7 @@ class StoreWriter:
         self._confine(os.path.dirname(folder))
         self._build_in_staging(fill, folder)
         signature = _signature(os.stat(layout.meta_path(folder)))
-        self._runs[run_id] = _RunHandle(experiment_id, folder, meta, signature)
+        self._keep_run(run_id, _RunHandle(experiment_id, folder, meta, signature))
 
     def _active_experiment(self, experiment_id: str) -> Experiment:
         if experiment_id == layout.DEFAULT_EXPERIMENT_ID and not os.path.exists(
@@ -435,6 +440,7 @@ class StoreWriter:
         """The run's handle, re-reading meta.yaml if anything rewrote it; None if there is no run."""
         handle = self._runs.get(run_id)
         if handle is not None:
+            self._runs.move_to_end(run_id)
             try:
                 stat = os.stat(layout.meta_path(handle.folder))
             except FileNotFoundError:  # moved to .trash with its experiment, or hard-deleted
@@ -454,7 +460,7 @@ class StoreWriter:
         path = layout.meta_path(folder)
         signature = _signature(os.stat(path))
         handle = _RunHandle(experiment_id, folder, load_yaml(path), signature)
-        self._runs[run_id] = handle
+        self._keep_run(run_id, handle)
         return handle
 
     def _active_run(self, run_id: str) -> _RunHandle:
@@ -469,6 +475,11 @@ class StoreWriter:
             raise StoreError(f"The run {run_id} must be in 'active' lifecycle_stage.")
         self._checked[run_id] = handle
         return handle
+
+    def _keep_run(self, run_id: str, handle: _RunHandle) -> None:
+        self._runs[run_id] = handle
+        while len(self._runs) > MAX_RUN_HANDLES:
+            self._forget_run(next(iter(self._runs)))
 
     def _forget_run(self, run_id: str) -> None:
         handle = self._runs.pop(run_id, None)
