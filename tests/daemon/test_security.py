@@ -320,6 +320,8 @@ def test_path_escapes_are_refused_and_nothing_outside_the_store_changes(
     assert snapshot(tmp_path, skip=store) == before
     assert len(events) == 2 and isinstance(events[0], Rejected) and events[1] == Ack(seq=1), events
     assert expected in events[0].message, events[0].message
+    # The record is refused, not the whole write of its store (which left the journal uncommitted).
+    assert events[0].item != "batch", events[0]
     assert shared_daemon.process is not None and shared_daemon.process.poll() is None
 
 

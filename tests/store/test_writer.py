@@ -18,6 +18,7 @@ from trackd.store import (
     TagWrite,
     Termination,
     WriteBatch,
+    WriteJournal,
 )
 
 from store_helpers import RUN_ID, START_MS, new_run, writer_with_run
@@ -189,6 +190,26 @@ def test_run_handles_stay_within_their_bound_and_a_forgotten_run_is_found_again(
     writer.close()
     folder = tmp_path / "mlruns" / experiment_id
     assert all((folder / run_id / "metrics" / "loss").read_text() == "1 0.5 0\n1 0.5 1\n" for run_id in run_ids)
+
+
+def test_a_link_at_one_metric_key_fails_that_metric_only_and_the_write_is_committed(tmp_path: Path) -> None:
+    # It used to escape write() whole: the batch was refused, the journal entry never committed,
+    # and the next start cut the other metric's file back, deleting points written after it.
+    writer, run = writer_with_small_cache(tmp_path)
+    outside = tmp_path / "outside"
+    outside.write_text("")
+    (run / "metrics").mkdir(exist_ok=True)
+    (run / "metrics" / "b").symlink_to(outside)
+    journal = WriteJournal.open(str(tmp_path / "journal"))
+    both = WriteBatch(metrics={(RUN_ID, k): MetricAppend(RUN_ID, k, [(1, 0.5, 0)], ["o"]) for k in ("a", "b")})
+    failures = writer.write(both, journal=journal, seqs={"client": 1})
+    assert [f.item for f in failures] == [f"metric 'b' of run {RUN_ID}"]
+    assert writer.write(metrics("a", (1, 0.5, 1)), journal=journal, seqs={"client": 2}) == []
+    writer.close()
+    journal.close()
+    WriteJournal.open(str(tmp_path / "journal")).close()  # a restart: recovery cuts uncommitted writes
+    assert (run / "metrics" / "a").read_text() == "1 0.5 0\n1 0.5 1\n"
+    assert outside.read_text() == ""
 
 
 def test_a_metrics_folder_replaced_by_a_link_after_it_was_opened_is_never_followed(tmp_path: Path) -> None:

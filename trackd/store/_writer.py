@@ -333,7 +333,7 @@ class StoreWriter:
         for (append, path), data in zip(appends, lines):
             try:
                 write(path, data)
-            except OSError as exc:
+            except (TrackdError, OSError) as exc:  # TrackdError: a link or FIFO planted at the key's path
                 self._record_failure(failures, _origins(append), _item("metric", append.key, append.run_id), exc)
 
     def _apply(
