@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -188,3 +189,36 @@ def test_events_held_in_memory_when_the_spool_cannot_be_written_stay_within_the_
     assert pending <= 2 * 1000 + 1
     assert pending + dropped == 60_000 + 1  # the run's creation is an event too: none vanishes uncounted
     assert result.stderr.count("could not spool events") == 1
+    # Exit says how many events it leaves in memory undelivered (it said nothing, believing them spooled).
+    assert re.search(r"\n?trackd: .*; \d+ events are held in memory", result.stderr)
+
+
+SPOOL_ON_A_FULL_DISK = """
+import os, resource, signal, sys, uuid
+from pathlib import Path
+from trackd.client._spool import Spool
+from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, encode_frame
+# A file size limit of 8 bytes stands in for a full disk: the Hello frame does not fit.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (8, 8))
+hello = Hello(protocol_version=PROTOCOL_VERSION, client_id=uuid.uuid4().hex, pid=os.getpid(), host="h", store_root="/tmp/mlruns")
+spool = Spool(Path(sys.argv[1]), hello)
+batch = (1, encode_frame(Batch(seq=1, records=[(1, "r" * 32, "loss", 0.5, 1, 0)])), 1)
+for attempt in range(3):
+    try:
+        spool.append([batch])
+    except OSError as exc:
+        print(attempt, exc.errno, spool.path.stat().st_size, flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_spool_file_that_cannot_take_its_hello_is_left_empty_and_unlocked(tmp_path: Path) -> None:
+    # The descriptor used to stay open holding the file's lock, so the next try's flock() waited
+    # for ever: a full disk while no daemon answered hung the sender thread.
+    result = subprocess.run(
+        [sys.executable, "-c", SPOOL_ON_A_FULL_DISK, str(tmp_path / "spool")],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] + " " + line.split()[2] for line in result.stdout.splitlines()] == ["0 0", "1 0", "2 0"]

@@ -526,29 +526,32 @@ class Sender:
         on-full policy bounds them (callers wait, or new events are dropped and counted): at most
         one buffer's worth, cut into batches before the failure showed, waits beside it.
         """
+        # Under the lock from taking to placing, so pending() never sees events in neither place
+        # (a caller's pending() or stats() waits for this spill; logging calls do not).
         with self._cond:
             unacked = self._ledger.take_unacked()
-        failure = self._spill.write(unacked)
-        if failure is not None:
-            with self._cond:
+            failure = self._spill.write(unacked)
+            if failure is not None:
                 self._ledger.restore_unacked(unacked)
+        if failure is not None:
             # The flushes waiting in the buffer learn now why they cannot complete.
             waiting = [record[1] for record in list(self.buffer) if record[0] == BARRIER]
             self._cannot_spool(reason, failure, waiting)
             return
         batches: list[tuple[int, bytes, int]] = []
         barriers: list[Request] = []
-        while self.buffer:
-            records, barrier = self._next_chunk()
-            if records:
-                seq = self._ledger.next_seq()
-                batches.append((seq, encode_frame(batch_of(seq, records)), len(records)))
-            if barrier is not None:
-                barriers.append(barrier)
-        failure = self._spill.write(batches)
-        if failure is not None:
-            with self._cond:
+        with self._cond:
+            while self.buffer:
+                records, barrier = self._next_chunk()
+                if records:
+                    seq = self._ledger.next_seq()
+                    batches.append((seq, encode_frame(batch_of(seq, records)), len(records)))
+                if barrier is not None:
+                    barriers.append(barrier)
+            failure = self._spill.write(batches)
+            if failure is not None:
                 self._ledger.restore_unacked(batches)
+        if failure is not None:
             self._cannot_spool(reason, failure, barriers)
             return
         self._spill.announce()

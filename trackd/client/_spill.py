@@ -71,7 +71,11 @@ class Spill:
         """Append (seq, frame, records) batches to the spool file, made on first use.
 
         Returns the OSError when the file cannot be written, so the sender keeps the batches.
+        Nothing to write changes nothing: ``spooling`` says events are in the file, and exit stays
+        quiet about them on that word.
         """
+        if not batches:
+            return None
         if self._spool is None:
             self._spool = Spool(self._config.spool_dir, make_hello(self._client_id, self._store_root))
         try:

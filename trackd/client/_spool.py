@@ -74,9 +74,19 @@ class Spool:
         if self._fd < 0:
             ensure_private_directory(self.path.parent)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.fstat(fd).st_size == 0:
-                os.write(fd, encode_frame(self._hello))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_size == 0:
+                    try:
+                        _write_all(fd, encode_frame(self._hello))
+                    except OSError:
+                        os.ftruncate(fd, 0)  # a torn Hello would make the file unreadable
+                        raise
+            except BaseException:
+                # Closing releases the lock: kept open, the next try's flock() on a new descriptor
+                # would wait for ever (a full disk while no daemon answers hung the sender thread).
+                os.close(fd)
+                raise
             self._fd = fd
         size = os.fstat(self._fd).st_size
         try:
