@@ -265,3 +265,24 @@ def test_series_and_plain_records_hold_every_point_of_each_file_in_order(pairs: 
     for run_id, key, step in ((r[1], r[2], r[5]) for r in records):
         expected.setdefault((run_id, key), []).append(step)
     assert per_file == expected
+
+
+@given(
+    st.integers(min_value=1, max_value=6), st.integers(min_value=1, max_value=4), st.integers(min_value=1, max_value=30),
+    st.lists(st.integers(min_value=0, max_value=400), max_size=5),
+)
+def test_sweeps_with_breaks_keep_every_point_of_each_file_in_order(runs: int, keys: int, steps: int, breaks: list[int]) -> None:
+    # Several runs logged in turn, each the same keys, with eval points breaking the cycle here and there.
+    records: list[Record] = [
+        (1, f"r{r}", f"k{k}", 0.5, 1000 + step, step) for step in range(steps) for r in range(runs) for k in range(keys)
+    ]
+    for at in sorted(breaks, reverse=True):
+        records.insert(min(at, len(records)), (1, "r0", "eval", 0.25, 1, at))
+    out = metric_series(records) or records
+    per_file: dict[tuple[str, str], list[int]] = {}
+    for record in out:
+        per_file.setdefault((record[1], record[2]), []).extend(record[5] if record[0] == 8 else (record[5],))
+    expected: dict[tuple[str, str], list[int]] = {}
+    for record in records:
+        expected.setdefault((record[1], record[2]), []).append(record[5])
+    assert per_file == expected

@@ -292,9 +292,10 @@ def metric_series(records: list[Record]) -> list[Record] | None:
         return None
     out: list[Record] = []
     plain = 0
+    hopeless: set[Any] = set()
     start, n = 0, len(keys)
     while start < n:
-        end, period = _cycle_at(run_ids, keys, start)
+        end, period = _cycle_at(run_ids, keys, start, hopeless)
         if end - start < 2 * period:
             # Fewer than two points a series on average: plain records cost less. Give up on a
             # chunk that keeps breaking its cycles, so a shuffled one costs no more than this.
@@ -317,16 +318,42 @@ def metric_series(records: list[Record]) -> list[Record] | None:
 _MAX_PLAIN = 64
 
 
-def _cycle_at(run_ids: tuple[Any, ...], keys: tuple[Any, ...], start: int) -> tuple[int, int]:
+def _cycle_at(run_ids: tuple[Any, ...], keys: tuple[Any, ...], start: int, hopeless: set[Any]) -> tuple[int, int]:
     """(end, period) of the longest stretch from ``start`` that repeats its first ``period`` pairs.
 
-    The period is where the first (run, key) pair comes again; the stretch is 1 record when the
-    pairs of one period are not distinct. Its end is found by galloping, then binary search, on slice
-    comparisons (C): a stretch of L records costs O(L log L) element comparisons in C, not one
-    Python step per record, whatever the chunk's length.
+    The period is where the first key comes again. If the keys repeat but their runs do not,
+    several runs are logged in turn, each the same keys (a sweep in one process), and the period
+    is where the first (run, key) pair comes again (``_pair_period``). That search is made once
+    per key and chunk (``hopeless`` holds the keys it failed for): a key logged in turn by many
+    runs among other keys would otherwise cost a search at each of its records.
+    """
+    try:
+        period = keys.index(keys[start], start + 1) - start
+    except ValueError:
+        period = len(keys) - start
+    found = _stretch(run_ids, keys, start, period)
+    if found is not None:
+        return found
+    key = keys[start]
+    if key not in hopeless:
+        longer = _pair_period(run_ids, keys, start)
+        if longer is not None:
+            end, cycle = _stretch(run_ids, keys, start, longer) or (start + longer, longer)
+            if end - start >= 2 * cycle:
+                return end, cycle
+        hopeless.add(key)
+    # Another run's points in the same key order: the shortest safe stretch is one period.
+    return start + period, period
+
+
+def _stretch(run_ids: tuple[Any, ...], keys: tuple[Any, ...], start: int, period: int) -> tuple[int, int] | None:
+    """(end, period) of the stretch from ``start`` repeating its first ``period`` records; (start + 1, 1)
+    when the pairs of one period are not distinct; None when the keys repeat but the runs do not.
+
+    The end is found by galloping, then binary search, on slice comparisons (C): a stretch of L
+    records costs O(L log L) element comparisons in C, not one Python step per record.
     """
     n = len(keys)
-    period = _period(run_ids, keys, start)
     first = start + period
     if period > 2:
         # Quick refusal before building a set of a long period (an eval key whose next
@@ -363,32 +390,27 @@ def _cycle_at(run_ids: tuple[Any, ...], keys: tuple[Any, ...], start: int) -> tu
         else:
             high = mid - 1
     if run_ids[first : first + low] != run_ids[start : start + low]:
-        # Another run's points in the same key order: rare; the shortest safe stretch is one period.
-        return first, period
+        return None
     return first + low, period
 
 
-def _period(run_ids: tuple[Any, ...], keys: tuple[Any, ...], start: int) -> int:
-    """Records from ``start`` until its (run, key) pair comes again; the rest of the chunk if it does not.
-
-    Several runs logged in turn, each the same keys (a sweep in one process), repeat only once
-    every run has had its turn: the key alone comes again after one run's keys. Each probe is
-    one index() in C; past _MAX_PROBES the pair is taken not to repeat.
-    """
+def _pair_period(run_ids: tuple[Any, ...], keys: tuple[Any, ...], start: int) -> int | None:
+    """Records from ``start`` until its (run, key) pair comes again; None if it does not within
+    _MAX_PROBES occurrences of its key (each probe one index() in C)."""
     key, run = keys[start], run_ids[start]
     position = start
     for _ in range(_MAX_PROBES):
         try:
             position = keys.index(key, position + 1)
         except ValueError:
-            break
+            return None
         if run_ids[position] == run:
             return position - start
-    return len(keys) - start
+    return None
 
 
-# The most runs _period looks through for the first pair of a cycle: a sweep of up to this many
-# runs in one process, logging the same keys in turn, still travels as series.
+# The most runs _pair_period looks through for the first pair of a cycle: a sweep of up to this
+# many runs in one process, logging the same keys in turn, still travels as series.
 _MAX_PROBES = 1024
 
 
