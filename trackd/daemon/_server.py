@@ -488,10 +488,8 @@ class Server:
         counters.items_rejected += len(result.failures)
         for message in result.store_errors:
             counters.write_errors += 1
-            kind = message.split(":")[0]
-            if kind not in self.state.error_kinds:
-                logger.error("%s", message)
-            self.state.error_kinds[kind] = self.state.error_kinds.get(kind, 0) + 1
+            if self.state.count_error(message.split(":")[0]):
+                logger.error("%s", message)  # once per kind, and once for all past MAX_ERROR_KINDS
         # Rejections go out before the Ack and FlushDone they belong to, so flush() sees them.
         for failure in result.failures:
             failure.session.rejected += failure.events

@@ -23,6 +23,9 @@ SESSION_TTL = 300.0
 MAX_KEPT_SESSIONS = 10_000
 # Clients listed one by one in a status reply (all are counted in clients_known).
 MAX_STATUS_CLIENTS = 256
+# Kinds of store errors status lists; the rest are counted together.
+MAX_ERROR_KINDS = 100
+OTHER_ERRORS = "other kinds of errors (past the first 100)"
 
 
 @dataclass(slots=True, eq=False)
@@ -108,7 +111,18 @@ class ServerState:
         default_factory=lambda: collections.deque(maxlen=int(RATE_WINDOW) + 1)
     )
     # One line per kind of failure, with how often it happened: shown by status, logged once.
+    # At most MAX_ERROR_KINDS (a kind names its store: a daemon failing on thousands of stores
+    # would make a status reply no client accepts); the rest are counted under OTHER_ERRORS.
     error_kinds: dict[str, int] = field(default_factory=dict)
+
+    def count_error(self, kind: str) -> bool:
+        """Count one failure of ``kind``; True the first time it is seen (to log it)."""
+        kinds = self.error_kinds
+        if kind not in kinds and len(kinds) >= MAX_ERROR_KINDS:
+            kind = OTHER_ERRORS
+        first = kind not in kinds
+        kinds[kind] = kinds.get(kind, 0) + 1
+        return first
 
     def sample(self, now: float) -> None:
         """Record the counters at ``now`` (called about once a second)."""
