@@ -93,10 +93,10 @@ def format_metric_files(point_lists: Sequence[Sequence[tuple[int, float, int]]])
     ``[[[ts,value,step],...],[[...]]]``; after the translation of format_metric_lines every point
     ends in one newline and every file in two, so the text splits per file. A file whose text
     holds a value where orjson and repr may differ is formatted on its own, as format_metric_lines
-    would. Every list must hold at least one point. Files of many points each (over 64 on
-    average) are formatted one by one.
+    would. Files of many points each (over 64 on average) are formatted one by one, and so are
+    all of them if one has no points (its empty text would not split apart).
     """
-    if len(point_lists) * _FORMAT_CHUNK < sum(map(len, point_lists)) * 8:
+    if len(point_lists) * _FORMAT_CHUNK < sum(map(len, point_lists)) * 8 or not all(point_lists):
         # Files of many points each: their chunks fit in the CPU's cache, and one text of the
         # whole write (megabytes, translated, split and copied again) would not.
         return [format_metric_lines(points) for points in point_lists]

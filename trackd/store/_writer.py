@@ -69,7 +69,7 @@ from ._validation import (
 )
 
 DEFAULT_MAX_OPEN_FILES = 256
-# Metric paths remembered across runs (_RunHandle.metric_paths); past this many all are forgotten,
+# Metric paths a store's writer remembers across its runs (_RunHandle.metric_paths); past this many all are forgotten,
 # so a client inventing a key per step cannot grow the daemon without bound (~150 bytes each).
 MAX_REMEMBERED_METRIC_PATHS = 200_000
 # Run handles kept (~1 KB each with their meta.yaml); past this the least recently written run is
