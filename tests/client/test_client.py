@@ -357,3 +357,4 @@ def test_pending_counts_while_another_thread_logs(client: Client) -> None:
     assert errors == []
     client.flush(timeout=60)
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 200_000
+

@@ -486,13 +486,18 @@ class Sender:
 
     def _send_buffer(self) -> None:
         while self.buffer and self._ledger.unacked_bytes < self.config.max_unacked_bytes:
-            records, barrier = self._next_chunk()
-            if barrier is not None:
-                # In flight before the batch ahead of it is sent: if that send breaks, a reconnect
-                # resends the batch and then the barrier, which would otherwise be lost.
-                with self._cond:
+            # Popped, encoded and kept as unacknowledged under one lock, so pending() never finds
+            # a chunk in neither place (logging calls do not take it); the socket write is outside.
+            with self._cond:
+                records, barrier = self._next_chunk()
+                if barrier is not None:
+                    # In flight before the batch ahead of it is sent: if that send breaks, a reconnect
+                    # resends the batch and then the barrier, which would otherwise be lost.
                     self._ledger.expect_reply(barrier)
-            self._send_batch(records)
+                frame = self._encode_batch(records)
+            if frame is not None:
+                assert self._transport is not None
+                self._transport.send(frame)
             if barrier is not None:
                 self._send_event(barrier.build(barrier.request_id))
             with self._cond:
@@ -500,22 +505,20 @@ class Sender:
         if len(self.buffer) < self._early_wake():
             self.wake_at = self._early_wake()
 
-    def _send_batch(self, records: list[Record]) -> None:
+    def _encode_batch(self, records: list[Record]) -> bytes | None:
+        """The next batch's frame, kept until acknowledged; None when there is nothing to send. Under the lock."""
         if not records:
-            return
-        assert self._protocol is not None and self._transport is not None
+            return None
+        assert self._protocol is not None
         seq = self._ledger.seq + 1
         try:
             frame = self._protocol.send(batch_of(seq, records))
         except LocalProtocolError as exc:
             # Call-site checks should make this impossible; if not, say what was lost, never hide it.
-            reason = f"{len(records)} records could not be encoded and were not sent: {exc}"
-            with self._cond:
-                self._ledger.refuse(len(records), reason)
-            return
-        with self._cond:
-            self._ledger.sent(seq, frame, len(records))
-        self._transport.send(frame)
+            self._ledger.refuse(len(records), f"{len(records)} records could not be encoded and were not sent: {exc}")
+            return None
+        self._ledger.sent(seq, frame, len(records))
+        return frame
 
     # -- the spill: no daemon answers --------------------------------------------------------------
 
