@@ -347,3 +347,16 @@ def test_a_cap_above_the_file_limit_shrinks_to_what_fits_instead_of_failing_writ
     finally:
         client.close(timeout=5)
         daemon.stop()
+
+
+def test_trackd_daemon_args_configure_a_daemon_and_the_command_line_wins(
+    socket_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A daemon a client starts by itself inherits the client's environment: the only way to set its flags.
+    monkeypatch.setenv("TRACKD_DAEMON_ARGS", "--max-age 0.2 --max-records '1000'")
+    daemon = DaemonProcess(socket_path, "--max-records", "2000").start()
+    try:
+        wait_for(lambda: "listening on" in daemon.log(), message="the start line")
+        assert "writes of up to 2000 events or after 200 ms" in daemon.log()
+    finally:
+        daemon.stop()

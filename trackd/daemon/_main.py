@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -26,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m trackd.daemon",
         description="Run the trackd daemon in the foreground: it receives events from trackd clients on a "
         "Unix socket and writes them into ./mlruns stores in MLflow's format.",
+        epilog="Flags in $TRACKD_DAEMON_ARGS come first, so the command line overrides them; a daemon that a "
+        "client starts by itself inherits the client's environment, so that is how to configure it.",
     )
     parser.add_argument("--socket", help="socket path (default: $TRACKD_SOCKET, else the per-user runtime directory)")
     parser.add_argument("--log-file", help="append log lines to this file instead of stderr")
@@ -53,7 +57,10 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # TRACKD_DAEMON_ARGS configures a daemon that clients start by themselves (it inherits their
+    # environment); flags on the command line come after it, so they win.
+    env_args = shlex.split(os.environ.get("TRACKD_DAEMON_ARGS", ""))
+    args = build_parser().parse_args([*env_args, *(sys.argv[1:] if argv is None else argv)])
     handler: logging.Handler = logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger("trackd")
