@@ -40,6 +40,19 @@ def test_new_store_has_default_experiment_and_trash(tmp_path: Path) -> None:
     assert (tmp_path / "mlruns" / ".trash").is_dir()
 
 
+def test_staging_folders_a_crash_left_are_removed_when_a_writer_opens_the_store(tmp_path: Path) -> None:
+    StoreWriter(tmp_path / "mlruns").close()
+    stale = tmp_path / "mlruns" / ".trackd-0123456789abcdef.trash"
+    fresh = tmp_path / "mlruns" / ".trackd-fedcba9876543210.trash"
+    for folder in (stale, fresh):
+        (folder / "metrics").mkdir(parents=True)
+    os.utime(stale, (1_000_000_000, 1_000_000_000))  # 2001: left by a crash long ago
+    StoreWriter(tmp_path / "mlruns").close()
+    assert not stale.exists()
+    assert fresh.is_dir()  # it may be another daemon's build under way
+    assert (tmp_path / "mlruns" / ".trash").is_dir()  # MLflow's own trash is not a staging folder
+
+
 def test_experiment_meta_is_byte_identical_to_mlflows(tmp_path: Path) -> None:
     writer = StoreWriter(tmp_path)
     experiment_id = writer.create_experiment("exp-A", tags={"note": "multi\nline"}, now_ms=1795665806555)

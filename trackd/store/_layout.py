@@ -115,6 +115,11 @@ def staging_dir_path(root: str) -> str:
     return os.path.join(root, f"{TEMP_PREFIX}{os.urandom(8).hex()}{TRASH_FOLDER_NAME}")
 
 
+def is_staging_dir_name(name: str) -> bool:
+    """Whether a root entry's name is one staging_dir_path() makes."""
+    return name.startswith(TEMP_PREFIX) and name.endswith(TRASH_FOLDER_NAME) and len(name) == len(TEMP_PREFIX) + 16 + len(TRASH_FOLDER_NAME)
+
+
 def artifact_uri_for_run(artifact_location: str, run_id: str) -> str:
     """MLflow's ``append_to_uri_path(artifact_location, run_id, "artifacts")`` for plain URIs."""
     return f"{artifact_location.rstrip('/')}/{run_id}/{ARTIFACTS_FOLDER_NAME}"

@@ -7,6 +7,7 @@ see and renamed into place, so an MLflow reader never meets a half-made file or 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -76,8 +77,11 @@ MAX_REMEMBERED_METRIC_PATHS = 200_000
 # forgotten and found again on disk if it is written once more, so a daemon that serves
 # benchmark suites for months does not keep every run it ever wrote.
 MAX_RUN_HANDLES = 100_000
+# Staging folders (new experiments and runs being built) older than this are left by a crash.
+STALE_STAGING_AGE = 3600.0
 
 _Item = TypeVar("_Item")
+_log = logging.getLogger("trackd.store")
 
 
 
@@ -120,6 +124,30 @@ class StoreWriter:
         self._prepare_root()
         # Where the root really is, once: nothing is written anywhere that does not resolve below it.
         self._real_root = os.path.realpath(self.root)
+        self._remove_stale_staging()
+
+    def _remove_stale_staging(self) -> None:
+        """Remove staging folders a crash left at the root (MLflow never sees them, but they pile up).
+
+        Only those untouched for STALE_STAGING_AGE: a build takes milliseconds, and another daemon
+        (another host on a shared disk) may be building in a fresh one right now.
+        """
+        cutoff = time.time() - STALE_STAGING_AGE
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                if (
+                    layout.is_staging_dir_name(entry.name)
+                    and entry.is_dir(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_mtime < cutoff
+                ):
+                    shutil.rmtree(entry.path)
+                    _log.info("Removed %s, a staging folder left by an interrupted write.", entry.path)
+            except OSError as exc:
+                _log.warning("Could not remove the staging folder %s: %s", entry.path, exc)
 
     def _prepare_root(self) -> None:
         # FileStore.__init__ creates root/0 ("Default") only when the root does not exist, and
