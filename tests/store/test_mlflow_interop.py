@@ -148,3 +148,21 @@ def test_every_run_meta_carries_run_uuid_for_mlflow_2(tmp_path: Path) -> None:
     assert len(metas) == 2
     for meta in metas:
         assert f"run_uuid: {meta.parent.name}\n" in meta.read_text()
+
+
+def test_a_remembered_experiment_name_follows_mlflows_rename_and_delete(tmp_path: Path) -> None:
+    # The writer remembers a name it found (a lookup reads every experiment's meta.yaml); MLflow
+    # renaming or deleting that experiment must not leave it answering with a stale id.
+    root = tmp_path / "mlruns"
+    writer = StoreWriter(root)
+    experiment_id = writer.create_experiment("bench", now_ms=START_MS)
+    assert writer.get_experiment_id_by_name("bench") == experiment_id
+    client = MlflowClient(tracking_uri=str(root))
+    client.rename_experiment(experiment_id, "bench-2")
+    assert writer.get_experiment_id_by_name("bench") is None
+    assert writer.get_experiment_id_by_name("bench-2") == experiment_id
+    client.delete_experiment(experiment_id)
+    assert writer.get_experiment_id_by_name("bench-2") is None
+    client.restore_experiment(experiment_id)
+    assert writer.get_experiment_id_by_name("bench-2") == experiment_id
+    writer.close()

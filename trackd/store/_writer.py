@@ -77,6 +77,8 @@ MAX_REMEMBERED_METRIC_PATHS = 200_000
 # forgotten and found again on disk if it is written once more, so a daemon that serves
 # benchmark suites for months does not keep every run it ever wrote.
 MAX_RUN_HANDLES = 100_000
+# Experiment names remembered with their ids (get_experiment_id_by_name).
+MAX_REMEMBERED_EXPERIMENTS = 10_000
 # Staging folders (new experiments and runs being built) older than this are left by a crash.
 STALE_STAGING_AGE = 3600.0
 
@@ -121,6 +123,8 @@ class StoreWriter:
         self._runs: OrderedDict[str, _RunHandle] = OrderedDict()
         self._checked: dict[str, _RunHandle] = {}  # runs found active in the current write()
         self._remembered_paths = 0
+        # Experiment name -> (id, signature of its meta.yaml when the name was read there).
+        self._experiment_ids: dict[str, tuple[str, tuple[int, int, int]]] = {}
         self._prepare_root()
         # Where the root really is, once: nothing is written anywhere that does not resolve below it.
         self._real_root = os.path.realpath(self.root)
@@ -202,6 +206,7 @@ class StoreWriter:
         ):
             experiment_id = layout.new_experiment_id()
         self._build_experiment(experiment_id, name, artifact_location, checked_tags, now_ms)
+        self._remember_experiment(name, experiment_id)
         return experiment_id
 
     def _build_experiment(
@@ -236,11 +241,36 @@ class StoreWriter:
         self._build_in_staging(fill, folder)
 
     def get_experiment_id_by_name(self, name: str) -> str | None:
-        """The id of the active experiment with that name, or None."""
+        """The id of the active experiment with that name, or None.
+
+        Finding a name reads every experiment's meta.yaml (~75 us each: 75 ms per set_experiment
+        with 1,000 experiments, on the writer thread), so a name found is remembered with its
+        meta.yaml's signature: while that file is unchanged at the active location the name still
+        holds (MLflow's rename rewrites it, delete moves the folder to .trash).
+        """
+        cached = self._experiment_ids.get(name)
+        if cached is not None:
+            experiment_id, signature = cached
+            try:
+                if _signature(os.stat(layout.meta_path(layout.experiment_dir(self.root, experiment_id)))) == signature:
+                    return experiment_id
+            except OSError:
+                pass
+            del self._experiment_ids[name]
         for experiment in self._reader.list_experiments():
             if experiment.name == name:
+                self._remember_experiment(name, experiment.experiment_id)
                 return experiment.experiment_id
         return None
+
+    def _remember_experiment(self, name: str, experiment_id: str) -> None:
+        try:
+            signature = _signature(os.stat(layout.meta_path(layout.experiment_dir(self.root, experiment_id))))
+        except OSError:
+            return
+        if len(self._experiment_ids) >= MAX_REMEMBERED_EXPERIMENTS:
+            self._experiment_ids.clear()
+        self._experiment_ids[name] = (experiment_id, signature)
 
     def _build_in_staging(self, fill: Callable[[str], None], destination: str) -> None:
         if not os.path.isdir(self.root):
