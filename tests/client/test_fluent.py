@@ -330,3 +330,21 @@ def test_forked_child_logs_to_the_parents_run_and_nothing_is_duplicated(daemon: 
         assert sorted(m.step for m in client.get_metric_history(run_id, "child")) == list(range(100))
         # The parent owns the run: the child's exit did not end it, the parent's end_run did.
         assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_short_run_in_the_default_experiment_does_not_import_pyyaml(daemon: DaemonProcess, store: Path) -> None:
+    # Importing PyYAML was ~11 ms of every short process of a benchmark suite; meta.yaml's
+    # artifact location, all a new run needs, is read without it when it is a plain path.
+    code = (
+        "import sys, trackd\n"
+        "with trackd.start_run():\n"
+        "    trackd.log_metric('loss', 0.5)\n"
+        "print('yaml' in sys.modules)\n"
+    )
+    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store))
+    first = run_python(code, env)  # makes the store, and experiment 0's meta.yaml to read next time
+    assert first.returncode == 0, first.stderr
+    assert (store / "0" / "meta.yaml").is_file()
+    result = run_python(code, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False"]

@@ -164,3 +164,29 @@ def test_metric_history_keeps_file_order_and_repeats(tmp_path: Path) -> None:
     assert StoreReader(tmp_path).get_metric_history(RUN_ID, "m") == [
         Metric("m", 0.1, 3, 2), Metric("m", 0.5, 1, 0), Metric("m", 0.5, 1, 0)
     ]
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        None,  # the store's own folder, as a file:// URI
+        "/data/artifacts-of/exp",
+        "file:///data/a%20b/exp",
+        "/data/with space/exp",
+        "/data/caf\u00e9/exp",
+        "s3://bucket/prefix",
+        "/data/it's/exp",
+        "/data/" + "x" * 300,
+    ],
+)
+def test_artifact_location_without_yaml_is_what_yaml_reads(tmp_path: Path, location: str | None) -> None:
+    from trackd.store import StoreWriter
+
+    writer = StoreWriter(tmp_path / "mlruns")
+    experiment_id = writer.create_experiment("exp", artifact_location=location, now_ms=START_MS)
+    writer.close()
+    reader = StoreReader(tmp_path / "mlruns")
+    assert reader.artifact_location(experiment_id) == reader.get_experiment(experiment_id).artifact_location
+    assert reader.artifact_location("0") == reader.get_experiment("0").artifact_location
+    with pytest.raises(ExperimentNotFound):
+        reader.artifact_location("123")

@@ -482,7 +482,7 @@ class Client:
 
     def _artifact_location(self, experiment_id: str) -> str:
         try:
-            return self._reader.get_experiment(experiment_id).artifact_location
+            return self._reader.artifact_location(experiment_id)
         except ExperimentNotFound:
             if experiment_id != DEFAULT_EXPERIMENT_ID:
                 raise
