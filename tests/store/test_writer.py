@@ -149,6 +149,13 @@ def test_open_metric_files_stay_within_the_bound(tmp_path: Path) -> None:
     assert len(os.listdir("/proc/self/fd")) == before
 
 
+def one_point_each(keys: list[str], step: int, run_ids: tuple[str, ...] | list[str] = (RUN_ID,)) -> WriteBatch:
+    """A write of one point (timestamp 1, value 0.5) at ``step`` to every key of every run."""
+    return WriteBatch(
+        metrics={(r, k): MetricAppend(r, k, [(1, 0.5, step)], ["o"]) for r in run_ids for k in keys}
+    )
+
+
 def writer_with_small_cache(tmp_path: Path, max_open_files: int = 32) -> tuple[StoreWriter, Path]:
     writer = StoreWriter(tmp_path / "mlruns", max_open_files=max_open_files)
     experiment_id = writer.create_experiment("exp", now_ms=START_MS)
@@ -161,10 +168,7 @@ def test_files_reopened_through_their_folder_keep_every_line_within_the_bound(tm
     writer, run = writer_with_small_cache(tmp_path)
     before = len(os.listdir("/proc/self/fd"))
     for step in range(3):
-        batch = WriteBatch()
-        for i in range(100):
-            batch.metrics[(RUN_ID, f"m{i}")] = MetricAppend(RUN_ID, f"m{i}", [(1, 0.5, step)], ["o"])
-        assert writer.write(batch) == []
+        assert writer.write(one_point_each([f"m{i}" for i in range(100)], step)) == []
         assert len(os.listdir("/proc/self/fd")) <= before + 32
     writer.close()
     assert all((run / "metrics" / f"m{i}").read_text() == "1 0.5 0\n1 0.5 1\n1 0.5 2\n" for i in range(100))
@@ -177,10 +181,7 @@ def test_remembered_metric_paths_stay_within_their_bound_and_every_line_lands(
     monkeypatch.setattr(writer_module, "MAX_REMEMBERED_METRIC_PATHS", 10)
     writer, run = writer_with_small_cache(tmp_path)
     for step in range(3):
-        batch = WriteBatch()
-        for i in range(25):
-            batch.metrics[(RUN_ID, f"m{i}")] = MetricAppend(RUN_ID, f"m{i}", [(1, 0.5, step)], ["o"])
-        assert writer.write(batch) == []
+        assert writer.write(one_point_each([f"m{i}" for i in range(25)], step)) == []
         assert writer._remembered_paths <= 10
     writer.close()
     assert all((run / "metrics" / f"m{i}").read_text() == "1 0.5 0\n1 0.5 1\n1 0.5 2\n" for i in range(25))
@@ -195,10 +196,7 @@ def test_run_handles_stay_within_their_bound_and_a_forgotten_run_is_found_again(
     experiment_id = writer.create_experiment("more", now_ms=START_MS)
     assert writer.write(WriteBatch(new_runs=[new_run(experiment_id, run_id) for run_id in run_ids])) == []
     for step in range(2):
-        batch = WriteBatch()
-        for run_id in run_ids:
-            batch.metrics[(run_id, "loss")] = MetricAppend(run_id, "loss", [(1, 0.5, step)], ["o"])
-        assert writer.write(batch) == []
+        assert writer.write(one_point_each(["loss"], step, run_ids)) == []
         assert len(writer._runs) <= 3
     writer.close()
     folder = tmp_path / "mlruns" / experiment_id
@@ -214,8 +212,7 @@ def test_a_link_at_one_metric_key_fails_that_metric_only_and_the_write_is_commit
     (run / "metrics").mkdir(exist_ok=True)
     (run / "metrics" / "b").symlink_to(outside)
     journal = WriteJournal.open(str(tmp_path / "journal"))
-    both = WriteBatch(metrics={(RUN_ID, k): MetricAppend(RUN_ID, k, [(1, 0.5, 0)], ["o"]) for k in ("a", "b")})
-    failures = writer.write(both, journal=journal, seqs={"client": 1})
+    failures = writer.write(one_point_each(["a", "b"], 0), journal=journal, seqs={"client": 1})
     assert [f.item for f in failures] == [f"metric 'b' of run {RUN_ID}"]
     assert writer.write(metrics("a", (1, 0.5, 1)), journal=journal, seqs={"client": 2}) == []
     writer.close()

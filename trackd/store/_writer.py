@@ -7,14 +7,11 @@ see and renamed into place, so an MLflow reader never meets a half-made file or 
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from stat import S_ISREG
 from typing import Any, TypeVar
 
 from ..errors import (
@@ -28,13 +25,14 @@ from ..errors import (
     TrackdError,
 )
 from . import _layout as layout
-from ._confinement import check_confined, check_regular_or_missing, is_within
+from ._artifact_writes import write_artifact
+from ._confinement import check_confined, check_regular_or_missing
 from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, RunInfo, RunStatus
 from ._format import (
-    copy_file_atomic,
     dump_yaml,
     experiment_to_meta,
     format_metric_files,
+    format_metric_lines,
     load_yaml,
     read_text,
     run_info_to_meta,
@@ -44,6 +42,7 @@ from ._journal import WriteJournal
 from ._write_rules import TRANSIENT_ERRNOS, journal_call, last_write_per_tag, os_error_message
 from ._metric_files import MetricFileCache
 from ._reader import StoreReader
+from ._staging import build_in_staging, remove_stale_staging
 from ._write_items import (
     ArtifactWrite,
     MetricAppend,
@@ -79,12 +78,8 @@ MAX_REMEMBERED_METRIC_PATHS = 200_000
 MAX_RUN_HANDLES = 100_000
 # Experiment names remembered with their ids (get_experiment_id_by_name).
 MAX_REMEMBERED_EXPERIMENTS = 10_000
-# Staging folders (new experiments and runs being built) older than this are left by a crash.
-STALE_STAGING_AGE = 3600.0
 
 _Item = TypeVar("_Item")
-_log = logging.getLogger("trackd.store")
-
 
 
 @dataclass(slots=True)
@@ -128,30 +123,7 @@ class StoreWriter:
         self._prepare_root()
         # Where the root really is, once: nothing is written anywhere that does not resolve below it.
         self._real_root = os.path.realpath(self.root)
-        self._remove_stale_staging()
-
-    def _remove_stale_staging(self) -> None:
-        """Remove staging folders a crash left at the root (MLflow never sees them, but they pile up).
-
-        Only those untouched for STALE_STAGING_AGE: a build takes milliseconds, and another daemon
-        (another host on a shared disk) may be building in a fresh one right now.
-        """
-        cutoff = time.time() - STALE_STAGING_AGE
-        try:
-            entries = list(os.scandir(self.root))
-        except OSError:
-            return
-        for entry in entries:
-            try:
-                if (
-                    layout.is_staging_dir_name(entry.name)
-                    and entry.is_dir(follow_symlinks=False)
-                    and entry.stat(follow_symlinks=False).st_mtime < cutoff
-                ):
-                    shutil.rmtree(entry.path)
-                    _log.info("Removed %s, a staging folder left by an interrupted write.", entry.path)
-            except OSError as exc:
-                _log.warning("Could not remove the staging folder %s: %s", entry.path, exc)
+        remove_stale_staging(self.root)
 
     def _prepare_root(self) -> None:
         # FileStore.__init__ creates root/0 ("Default") only when the root does not exist, and
@@ -251,11 +223,8 @@ class StoreWriter:
         cached = self._experiment_ids.get(name)
         if cached is not None:
             experiment_id, signature = cached
-            try:
-                if _signature(os.stat(layout.meta_path(layout.experiment_dir(self.root, experiment_id)))) == signature:
-                    return experiment_id
-            except OSError:
-                pass
+            if self._experiment_signature(experiment_id) == signature:
+                return experiment_id
             del self._experiment_ids[name]
         for experiment in self._reader.list_experiments():
             if experiment.name == name:
@@ -263,10 +232,16 @@ class StoreWriter:
                 return experiment.experiment_id
         return None
 
-    def _remember_experiment(self, name: str, experiment_id: str) -> None:
+    def _experiment_signature(self, experiment_id: str) -> tuple[int, int, int] | None:
+        """The signature of the experiment's meta.yaml at the active location; None if there is none."""
         try:
-            signature = _signature(os.stat(layout.meta_path(layout.experiment_dir(self.root, experiment_id))))
+            return _signature(os.stat(layout.meta_path(layout.experiment_dir(self.root, experiment_id))))
         except OSError:
+            return None
+
+    def _remember_experiment(self, name: str, experiment_id: str) -> None:
+        signature = self._experiment_signature(experiment_id)
+        if signature is None:
             return
         if len(self._experiment_ids) >= MAX_REMEMBERED_EXPERIMENTS:
             self._experiment_ids.clear()
@@ -277,14 +252,7 @@ class StoreWriter:
             # The store was deleted while the daemon kept this writer: make it again, as a fresh
             # daemon would (experiment 0 and .trash), before building in it.
             self._prepare_root()
-        staging = layout.staging_dir_path(self.root)
-        os.mkdir(staging)
-        try:
-            fill(staging)
-            os.rename(staging, destination)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        build_in_staging(self.root, fill, destination)
 
     # --- batches --------------------------------------------------------------------------------
 
@@ -384,7 +352,7 @@ class StoreWriter:
             lines = [b""] * len(appends)
             for index, (append, _) in enumerate(appends):
                 try:
-                    lines[index] = format_metric_files([append.points])[0]
+                    lines[index] = format_metric_lines(append.points)
                 except (TypeError, ValueError) as exc:
                     self._record_failure(failures, _origins(append), _item("metric", append.key, append.run_id), exc)
         write = self._metric_files.append
@@ -541,10 +509,9 @@ class StoreWriter:
 
     def _forget_run(self, run_id: str) -> None:
         handle = self._runs.pop(run_id, None)
-        if handle is not None:
-            self._remembered_paths -= len(handle.metric_paths)
         self._checked.pop(run_id, None)
         if handle is not None:
+            self._remembered_paths -= len(handle.metric_paths)
             self._metric_files.close_under(handle.folder)
 
     def _rewrite_meta(self, handle: _RunHandle, **changes: Any) -> None:
@@ -601,45 +568,7 @@ class StoreWriter:
 
     def _write_artifact(self, item: ArtifactWrite) -> None:
         handle = self._active_run(item.run_id)
-        relative = validate_artifact_path(item.path)
-        if (item.content is None) == (item.source_path is None):
-            raise InvalidArgument(
-                f"Artifact {relative!r} of run {item.run_id} needs exactly one of content and "
-                f"source_path, got {'both' if item.content is not None else 'neither'}."
-            )
-        uri = str(handle.meta.get("artifact_uri") or "")
-        artifacts_root = layout.file_uri_to_path(uri)
-        if artifacts_root is None:
-            raise StoreError(
-                f"Cannot write artifact {relative!r} of run {item.run_id}: its artifact URI "
-                f"{uri!r} is not a local file:// location, the only kind trackd writes."
-            )
-        target = layout.artifact_path(artifacts_root, relative)
-        parent = os.path.dirname(target)
-        in_store = os.path.normpath(artifacts_root)
-        if is_within(in_store, self.root) or is_within(in_store, self._real_root):
-            # The default location, inside the run folder: no link planted in the store is followed.
-            try:
-                self._confine(parent)
-            except StoreError as exc:
-                reason = str(exc)
-                raise InvalidArgument(
-                    f"Invalid artifact path {relative!r} for run {item.run_id}: {reason[0].lower()}{reason[1:]}"
-                ) from None
-        if item.source_path is not None:
-            _check_artifact_source(item.source_path, relative, item.run_id)
-        os.makedirs(artifacts_root, exist_ok=True)
-        _check_inside(parent, artifacts_root, relative, item.run_id)
-        os.makedirs(parent, exist_ok=True)
-        _check_inside(parent, artifacts_root, relative, item.run_id)
-        # The temp file lives next to the artifacts folder, never inside it, so list_artifacts
-        # never shows it; the run folder for the default location.
-        temp_dir = os.path.dirname(artifacts_root)
-        if item.content is not None:
-            write_file_atomic(target, item.content, temp_dir)
-        else:
-            assert item.source_path is not None
-            copy_file_atomic(item.source_path, target, temp_dir)
+        write_artifact(item, str(handle.meta.get("artifact_uri") or ""), self.root, self._real_root)
 
     def _confine(self, folder: str) -> None:
         """Refuse to write below ``folder`` unless it resolves inside the root, through no link."""
@@ -675,28 +604,3 @@ def _write_key_file(path: str, value: str, temp_dir: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_file_atomic(path, value.encode("utf-8"), temp_dir)
 
-
-def _check_artifact_source(source_path: str, relative: str, run_id: str) -> None:
-    # shutil.copyfile refuses a FIFO but would copy /dev/zero until the disk is full.
-    try:
-        mode = os.stat(source_path).st_mode
-    except OSError as exc:
-        raise InvalidArgument(
-            f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} cannot be "
-            f"read ({exc.strerror})."
-        ) from None
-    if not S_ISREG(mode):
-        raise InvalidArgument(
-            f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} is not a "
-            "regular file (a folder, FIFO or device); expected a file to copy."
-        )
-
-
-def _check_inside(folder: str, artifacts_root: str, relative: str, run_id: str) -> None:
-    root = os.path.realpath(artifacts_root)
-    real = os.path.realpath(folder)
-    if real != root and not real.startswith(root + os.sep):
-        raise InvalidArgument(
-            f"Invalid artifact path {relative!r} for run {run_id}: it resolves to {real!r}, "
-            f"outside the run's artifact folder {root!r} (a symbolic link points out of it)."
-        )

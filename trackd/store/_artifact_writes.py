@@ -1,0 +1,87 @@
+"""Writing one artifact into a run's artifact folder: from bytes that travelled inline, or copied
+from a file the daemon reads by path, and never outside that folder.
+
+The default artifact folder lies inside the store, so its folders are confined like every other
+write (no link planted in the store is followed); a custom location outside the store is the
+user's own, so only its resolved path is checked against the artifact folder. Temp files live
+next to the artifact folder, never inside it, so MLflow's list_artifacts never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+from stat import S_ISREG
+
+from ..errors import InvalidArgument, StoreError
+from . import _layout as layout
+from ._confinement import check_confined, is_within
+from ._format import copy_file_atomic, write_file_atomic
+from ._validation import validate_artifact_path
+from ._write_items import ArtifactWrite
+
+
+def write_artifact(item: ArtifactWrite, artifact_uri: str, root: str, real_root: str) -> None:
+    """Store ``item`` below the run's ``artifact_uri``; the store's ``root`` (and its realpath) confine it."""
+    relative = validate_artifact_path(item.path)
+    if (item.content is None) == (item.source_path is None):
+        raise InvalidArgument(
+            f"Artifact {relative!r} of run {item.run_id} needs exactly one of content and "
+            f"source_path, got {'both' if item.content is not None else 'neither'}."
+        )
+    artifacts_root = layout.file_uri_to_path(artifact_uri)
+    if artifacts_root is None:
+        raise StoreError(
+            f"Cannot write artifact {relative!r} of run {item.run_id}: its artifact URI "
+            f"{artifact_uri!r} is not a local file:// location, the only kind trackd writes."
+        )
+    target = layout.artifact_path(artifacts_root, relative)
+    parent = os.path.dirname(target)
+    in_store = os.path.normpath(artifacts_root)
+    if is_within(in_store, root) or is_within(in_store, real_root):
+        # The default location, inside the run folder: no link planted in the store is followed.
+        try:
+            check_confined(parent, root, real_root)
+        except StoreError as exc:
+            reason = str(exc)
+            raise InvalidArgument(
+                f"Invalid artifact path {relative!r} for run {item.run_id}: {reason[0].lower()}{reason[1:]}"
+            ) from None
+    if item.source_path is not None:
+        _check_artifact_source(item.source_path, relative, item.run_id)
+    os.makedirs(artifacts_root, exist_ok=True)
+    _check_inside(parent, artifacts_root, relative, item.run_id)
+    os.makedirs(parent, exist_ok=True)
+    _check_inside(parent, artifacts_root, relative, item.run_id)
+    # The run folder, for the default location.
+    temp_dir = os.path.dirname(artifacts_root)
+    if item.content is not None:
+        write_file_atomic(target, item.content, temp_dir)
+    else:
+        assert item.source_path is not None
+        copy_file_atomic(item.source_path, target, temp_dir)
+
+
+def _check_artifact_source(source_path: str, relative: str, run_id: str) -> None:
+    # shutil.copyfile refuses a FIFO but would copy /dev/zero until the disk is full.
+    try:
+        mode = os.stat(source_path).st_mode
+    except OSError as exc:
+        raise InvalidArgument(
+            f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} cannot be "
+            f"read ({exc.strerror})."
+        ) from None
+    if not S_ISREG(mode):
+        raise InvalidArgument(
+            f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} is not a "
+            "regular file (a folder, FIFO or device); expected a file to copy."
+        )
+
+
+def _check_inside(folder: str, artifacts_root: str, relative: str, run_id: str) -> None:
+    root = os.path.realpath(artifacts_root)
+    real = os.path.realpath(folder)
+    if real != root and not real.startswith(root + os.sep):
+        raise InvalidArgument(
+            f"Invalid artifact path {relative!r} for run {run_id}: it resolves to {real!r}, "
+            f"outside the run's artifact folder {root!r} (a symbolic link points out of it)."
+        )
