@@ -11,7 +11,7 @@ Runs short processes one after another against a daemon already running in its o
 
 Each process reads its own ``VmRSS`` (resident now) and ``VmHWM`` (the peak resident size of its
 life so far) from ``/proc/self/status``; the table shows medians and both minus the ``import
-trackd`` baseline. The client buffer has its default bound (TRACKD_MAX_BUFFERED, 50,000 events)
+trackd`` baseline. The client buffer has its default bound (TRACKD_MAX_BUFFERED, 25,000 events)
 and policy (``block``): a burst of a million points overruns it whenever the daemon writes more
 slowly than the loop logs, so the peak also shows whether the bound holds under that overload
 (the ``buffer filled`` column; ``dropped`` must stay 0 with ``block``).

@@ -11,7 +11,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -65,7 +64,7 @@ from ..store import (
 )
 from ._config import ClientConfig, resolve_tracking_uri
 from ._lifecycle import EXIT_HOOKS, LIVE_CLIENTS, ClientState, close_all_clients
-from ._names import random_run_name
+from ._names import random_id, random_run_name
 from ._outbox import FlushReport
 from ._sender import Sender
 
@@ -166,7 +165,7 @@ class Client:
         """
         self._require_open()
         experiment_id = validate_experiment_id(experiment_id if experiment_id is not None else DEFAULT_EXPERIMENT_ID)
-        run_id = validate_run_id(run_id) if run_id is not None else uuid.uuid4().hex
+        run_id = validate_run_id(run_id) if run_id is not None else random_id()
         start_ms = _now_ms() if start_time is None else validate_timestamp("start_time", start_time)
         str_tags = self._check_tags(tags or {})
         tag_name = str_tags.get(RUN_NAME_TAG)

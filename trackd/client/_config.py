@@ -13,11 +13,13 @@ from ._spool import default_spool_dir
 # The sender wakes at least this often; it bounds how long an event waits in the process, and so
 # what SIGKILL can lose (see docs/guarantees.md).
 DEFAULT_FLUSH_INTERVAL = 0.05
-# Events held in the process before the on-full policy applies: a metric tuple costs ~165 bytes,
-# so ~8 MB when full. With 100,000 a 1M-point burst left the process ~3 MB larger (RSS after
-# flush, bench_client_memory) at the same measured throughput: the daemon drains 50,000 events in
-# well under 100 ms.
-DEFAULT_MAX_BUFFERED = 50_000
+# Events held in the process before the on-full policy applies: a metric tuple costs ~145 bytes,
+# so ~3.6 MB when full. A burst faster than the daemon writes fills it whatever its size, so its
+# size is what the process's peak memory pays: a 1M-point burst peaked at +21.4 MB over a bare
+# interpreter with 50,000 and +18.2 MB with 25,000 (bench_client_memory, medians of 5,
+# 2026-11-26), and 1 and 4 producers gave the same durable points/s with 20,000 as with 50,000
+# (bench_throughput, within run-to-run noise). At 10,000 points/s it still holds 2.5 s of logging.
+DEFAULT_MAX_BUFFERED = 25_000
 # Encoded batches sent but not yet acknowledged (kept for resending after a reconnect). Metric
 # series pack to ~20 bytes a point, so 4 MiB still holds several of the daemon's writes in flight;
 # 8 MiB gave the same throughput (bench_throughput, 2026-11-26) and ~2 MB more RSS.

@@ -14,13 +14,11 @@ and what a flush is told then, is the spill's (``_spill.py``).
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import select
 import sys
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable
 
@@ -29,11 +27,11 @@ from ..protocol import NEED_DATA, Ack, Connection, ConnectionClosed, Dropped, Ev
 from ._config import ClientConfig
 from ._launcher import start_daemon
 from ._ledger import Ledger
-from ._outbox import BARRIER, FlushReport, Request, batch_of, next_chunk, warn
+from ._names import random_id
+from ._outbox import BARRIER, FlushReport, Request, batch_of, client_logger, next_chunk, warn
 from ._spill import Spill
 from ._transport import Transport, handshake, make_hello
 
-logger = logging.getLogger("trackd.client")
 
 class Sender:
     """Owns the event buffer, the sender thread and the connection to the daemon."""
@@ -169,7 +167,7 @@ class Sender:
 
     def _reset(self) -> None:
         """Fresh state: at construction and in a forked child."""
-        self.client_id = uuid.uuid4().hex
+        self.client_id = random_id()
         self.buffer = collections.deque()
         # The first append starts the thread; after that, wake early at MAX_BEFORE_SEND.
         self.wake_at = 0
@@ -353,13 +351,13 @@ class Sender:
                     if self._stopping or self._spill.should_spool(len(self.buffer)):
                         self._spool_pending(exc)
                 except Exception:  # raised here it would escape the handler below and end the thread
-                    logger.exception("trackd sender thread failed while the daemon was unavailable; retrying")
+                    client_logger().exception("trackd sender thread failed while the daemon was unavailable; retrying")
                 if self._stopping:
                     return
                 self._sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             except Exception:  # a bug here must never kill logging silently
-                logger.exception("trackd sender thread failed; retrying")
+                client_logger().exception("trackd sender thread failed; retrying")
                 self._disconnected(None)
                 self._sleep(1.0)
             if self._stopping and self._transport is None:

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._paths import ensure_private_directory
+from .._paths import ensure_private_directory, temp_directory
 from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
 from ..protocol import (
     FRAME_HEADER_SIZE,
@@ -36,9 +34,9 @@ from ..protocol import (
     decode_header,
     encode_frame,
 )
+from ._outbox import client_logger
 from ._transport import handshake, make_hello
 
-_log = logging.getLogger("trackd.client")
 SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
 SPOOL_SUFFIX = ".spool"
 
@@ -54,7 +52,7 @@ def default_spool_dir() -> Path:
     home = Path.home()
     if os.access(home, os.W_OK):
         return home / ".cache" / "trackd" / "spool"
-    return Path(tempfile.gettempdir()) / f"trackd-spool-{os.getuid()}"
+    return Path(temp_directory()) / f"trackd-spool-{os.getuid()}"
 
 
 class Spool:
@@ -231,7 +229,7 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
         time.sleep(ORPHAN_DELIVERY_DELAY)
         for result in sync_spools(directory, socket_path, exclude=own):
             if result.batches and not result.error:
-                _log.info("Delivered %d spooled batches of client %s", result.batches, result.client_id)
+                client_logger().info("Delivered %d spooled batches of client %s", result.batches, result.client_id)
 
     threading.Thread(target=deliver, name="trackd-spool-sync", daemon=True).start()
 

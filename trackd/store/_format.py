@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -212,6 +211,8 @@ def write_file_atomic(path: str, data: bytes, temp_dir: str) -> None:
 
 def copy_file_atomic(source: str, path: str, temp_dir: str) -> None:
     """Replace ``path`` with a copy of ``source``, through a temp file in ``temp_dir``."""
+    import shutil  # here: client processes import this module, and only the daemon copies files (~0.8 MB)
+
     temp = temp_file_path(temp_dir)
     try:
         shutil.copyfile(source, temp)

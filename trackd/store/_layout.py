@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +41,8 @@ TEMP_FILE_SUFFIX = ".tmp"
 
 def new_experiment_id() -> str:
     """A fresh experiment id by MLflow's _generate_unique_integer_id: always 18 digits, no leading 0."""
+    import uuid  # here, not at the top: client processes import this module and never make experiment ids
+
     digits = str(uuid.uuid4().int)[-EXPERIMENT_ID_WIDTH:]
     # MLflow takes the last 18 digits of uuid4().int and appends a random digit for each leading
     # "0", so that int() keeps 18 digits: the effect is 18 random digits, the first not 0.
