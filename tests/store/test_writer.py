@@ -253,6 +253,35 @@ def test_partial_last_line_left_by_a_crash_is_cut_before_appending(tmp_path: Pat
     assert (run / "metrics" / "loss").read_bytes() == b"1 0.5 0\n2 0.25 1\n"
 
 
+@pytest.mark.parametrize("plant", ["fifo", "link", "torn line"])
+def test_a_closed_file_is_checked_when_it_is_opened_again(tmp_path: Path, plant: str) -> None:
+    # Past the open-file cap a file's lookup for the journal's size also vets it for the open that
+    # follows; what is planted at a closed file's name is still refused, and a torn line still cut.
+    writer, run = writer_with_small_cache(tmp_path)
+    keys = [f"m{i}" for i in range(40)]  # room for 30: m0 is closed again by the end of each write
+    assert writer.write(one_point_each(keys, 0)) == []
+    target, outside = run / "metrics" / "m0", tmp_path / "outside"
+    outside.write_text("")
+    if plant == "fifo":
+        target.unlink()
+        os.mkfifo(target)
+    elif plant == "link":
+        target.unlink()
+        target.symlink_to(outside)
+    else:
+        target.write_bytes(b"1 0.5 0\n17000")
+    failures = writer.write(one_point_each(keys, 1))
+    writer.close()
+    assert all((run / "metrics" / key).read_text() == "1 0.5 0\n1 0.5 1\n" for key in keys[1:])
+    assert outside.read_text() == ""
+    if plant == "torn line":
+        assert failures == []
+        assert target.read_text() == "1 0.5 0\n1 0.5 1\n"
+    else:
+        assert [f.item for f in failures] == [f"metric 'm0' of run {RUN_ID}"]
+        assert "expected a regular file" in failures[0].message
+
+
 @pytest.mark.parametrize(("first", "second"), [("a", "a/b"), ("c/d", "c")])
 def test_metric_key_clash_between_file_and_folder_is_a_failure(tmp_path: Path, first: str, second: str) -> None:
     writer, run = writer_with_run(tmp_path)

@@ -73,35 +73,41 @@ def check_regular_or_missing(path: str, folder_fd: int | None = None) -> None:
         if folder_fd is None:
             info = os.lstat(path)
         else:
-            info = os.stat(os.path.basename(path), dir_fd=folder_fd, follow_symlinks=False)
+            info = os.stat(path.rpartition("/")[2], dir_fd=folder_fd, follow_symlinks=False)
     except (FileNotFoundError, NotADirectoryError):
         return
     if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
         raise StoreError(_not_regular(path, info.st_mode))
 
 
-def open_regular_for_append(path: str, mode: int, folder_fd: int | None = None) -> int:
-    """An O_APPEND descriptor of regular file ``path``, created if missing; never through a link.
+def open_regular_for_append(
+    path: str, mode: int, folder_fd: int | None = None, *, checked: bool = False
+) -> tuple[int, int]:
+    """An O_APPEND descriptor of regular file ``path``, created if missing, and its size; never
+    through a link.
 
     With ``folder_fd`` (see open_folder), the file is opened by name in that folder (openat): the
     kernel walks no path, and the folder is the one checked when its descriptor was opened.
+    ``checked``: the caller has just found ``path`` regular or missing with an lstat of its own, so
+    it is not looked up again before the open (past the open-file cap every write reopens most of its files).
     """
-    check_regular_or_missing(path, folder_fd)
+    if not checked:
+        check_regular_or_missing(path, folder_fd)
     try:
         if folder_fd is None:
             fd = os.open(path, _APPEND_FLAGS, mode)
         else:
-            fd = os.open(os.path.basename(path), _APPEND_FLAGS, mode, dir_fd=folder_fd)
+            fd = os.open(path.rpartition("/")[2], _APPEND_FLAGS, mode, dir_fd=folder_fd)
     except OSError as exc:
         if exc.errno in _SYMLINK_ERRNOS:
             raise StoreError(_not_regular(path, stat.S_IFLNK)) from None
         raise
-    # The lstat above and the open are two steps; what was opened is what counts.
+    # The check above and the open are two steps; what was opened is what counts.
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise StoreError(_not_regular(path, info.st_mode))
-    return fd
+    return fd, info.st_size
 
 
 def open_folder(path: str) -> int:

@@ -39,6 +39,9 @@ class MetricFileCache:
         self._max_open = max_open - self._max_folders
         self._fds: OrderedDict[str, int] = OrderedDict()
         self._folders: OrderedDict[str, int] = OrderedDict()
+        # Closed files that sizes() just found regular or missing: their append opens them
+        # without looking them up again (see open_regular_for_append's ``checked``).
+        self._vetted: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._fds)
@@ -49,7 +52,9 @@ class MetricFileCache:
 
     def checked(self, path: str) -> bool:
         """Whether ``path`` is open or its folder is: checked when that was opened, not again."""
-        return path in self._fds or os.path.dirname(path) in self._folders
+        # rpartition, not os.path.dirname: this runs per file per write, and a metric path is
+        # absolute and normalised (layout.metric_path), which is all dirname would handle more.
+        return path in self._fds or path.rpartition("/")[0] in self._folders
 
     def append(self, path: str, data: bytes) -> None:
         """Append ``data`` (complete lines) to ``path`` in one write() when the OS allows it."""
@@ -70,13 +75,13 @@ class MetricFileCache:
             self._fds.move_to_end(path)
             return cached
         try:
-            fd = self._open_file(path)
+            fd, size = self._open_file(path)
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE) or len(self._fds) < 2:
                 raise
-            fd = self._open_after_shrinking(path, exc)
+            fd, size = self._open_after_shrinking(path, exc)
         try:
-            _repair_partial_last_line(fd, path)
+            _repair_partial_last_line(fd, path, size)
         except OSError:
             os.close(fd)
             raise
@@ -86,7 +91,7 @@ class MetricFileCache:
             os.close(oldest)
         return fd
 
-    def _open_after_shrinking(self, path: str, exc: OSError) -> int:
+    def _open_after_shrinking(self, path: str, exc: OSError) -> tuple[int, int]:
         """Out of descriptors with the cap not reached: something else holds them too (connections,
         artifact copies). Give back half of ours, keep the cap at what fits, and open again."""
         keep = len(self._fds) // 2
@@ -99,28 +104,32 @@ class MetricFileCache:
         self._max_open = max(1, keep)
         return self._open_file(path)
 
-    def _open_file(self, path: str) -> int:
+    def _open_file(self, path: str) -> tuple[int, int]:
+        """(descriptor, size) of ``path``, opened for appending and created if missing."""
         # O_NOFOLLOW and a regular-file check: a link or FIFO planted under a key's name is refused
         # (the writer checked the folders when it located the file, see _confinement).
-        folder = os.path.dirname(path)
+        folder = path.rpartition("/")[0]
         folder_fd = self._folders.get(folder)
+        vetted = path in self._vetted
+        if vetted:
+            self._vetted.discard(path)
         if folder_fd is not None:
             self._folders.move_to_end(folder)
             try:
-                return open_regular_for_append(path, FILE_MODE, folder_fd)
+                return open_regular_for_append(path, FILE_MODE, folder_fd, checked=vetted)
             except FileNotFoundError:
                 # The folder was deleted or moved (a run deleted with MLflow): forget it, go by path.
                 self._close_folder(folder)
         os.makedirs(folder, exist_ok=True)
-        fd = open_regular_for_append(path, FILE_MODE)
+        opened = open_regular_for_append(path, FILE_MODE)
         if self._max_folders:
             try:
                 self._folders[folder] = open_folder(folder)
             except OSError:
-                return fd  # not held: its files are opened by path, checked each time
+                return opened  # not held: its files are opened by path, checked each time
             while len(self._folders) > self._max_folders:
                 os.close(self._folders.popitem(last=False)[1])
-        return fd
+        return opened
 
     def _close_folder(self, folder: str) -> None:
         fd = self._folders.pop(folder, None)
@@ -146,6 +155,7 @@ class MetricFileCache:
     def sizes(self, paths: Iterable[str]) -> list[tuple[str, int]]:
         """(path, size()) of each path: what the journal records before a write."""
         fds = self._fds
+        self._vetted.clear()  # what an earlier write sized and never opened (its write failed)
         # The end of an open file by lseek: half the cost of an fstat (0.6 against 1.3 us here),
         # and the descriptor's offset does not matter, as O_APPEND writes at the end.
         seek, end = os.lseek, os.SEEK_END
@@ -162,16 +172,20 @@ class MetricFileCache:
         fd = self._fds.get(path)
         if fd is not None:
             return os.lseek(fd, 0, os.SEEK_END)
-        folder_fd = self._folders.get(os.path.dirname(path))
+        folder_fd = self._folders.get(path.rpartition("/")[0])
         try:
             # A planted link is measured as itself; the append refuses it.
             if folder_fd is None:
                 info = os.lstat(path)
             else:
-                info = os.stat(os.path.basename(path), dir_fd=folder_fd, follow_symlinks=False)
+                info = os.stat(path.rpartition("/")[2], dir_fd=folder_fd, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
+            self._vetted.add(path)
             return 0  # the append itself reports a key that clashes with a folder
-        return info.st_size if stat.S_ISREG(info.st_mode) else 0
+        if stat.S_ISREG(info.st_mode):
+            self._vetted.add(path)
+            return info.st_size
+        return 0
 
     def rollback(self, files: Iterable[tuple[str, int]]) -> None:
         """Undo a write that did not finish: close these files, then cut them back (truncate_files)."""
@@ -226,8 +240,7 @@ def truncate_files(files: Iterable[tuple[str, int]]) -> None:
             _log.error("Could not cut metric file %r back to %d bytes: %s", path, size, exc)
 
 
-def _repair_partial_last_line(fd: int, path: str) -> None:
-    size = os.fstat(fd).st_size
+def _repair_partial_last_line(fd: int, path: str, size: int) -> None:
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return
     end = size
