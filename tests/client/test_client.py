@@ -7,9 +7,10 @@ import math
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import pytest
 from helpers import DaemonProcess
@@ -330,6 +331,31 @@ def test_drop_policy_counts_every_dropped_point_of_log_metrics(store: Path, daem
             assert written + report.dropped == 2000
     finally:
         daemon.signal(signal.SIGCONT)
+
+
+def test_unacknowledged_events_stop_at_the_window_while_the_daemon_is_stopped(store: Path, daemon: DaemonProcess) -> None:
+    # The window bounds what waits for its ack in events too: plain records (~70 bytes each) used
+    # to fill a byte window only, and series points (~20) held far more than a write's worth.
+    config = ClientConfig(socket_path=daemon.paths.socket, autostart=False, max_unacked_events=500)
+    with Client(store, config=config) as client:
+        run_id = client.create_run("0").info.run_id
+        client.flush(timeout=30)
+        daemon.signal(signal.SIGSTOP)
+        try:
+            for burst in range(20):  # each burst its own batch: the sender wakes between them
+                for step in range(burst * 100, burst * 100 + 100):
+                    client.log_metric(run_id, "loss", float(step), step=step)
+                time.sleep(0.06)
+            stats = client.stats()
+            # The batch that crossed 500 was still sent (a slow machine may merge a few bursts into it).
+            assert cast(int, stats["unacked_events"]) >= 500
+            assert cast(int, stats["buffered"]) >= 1000
+            assert cast(int, stats["unacked_events"]) + cast(int, stats["buffered"]) == 2000
+        finally:
+            daemon.signal(signal.SIGCONT)
+        client.flush(timeout=30)
+        assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(2000))
+        assert client.stats()["unacked_events"] == 0
 
 
 def test_pending_counts_while_another_thread_logs(client: Client) -> None:

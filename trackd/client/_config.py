@@ -20,10 +20,16 @@ DEFAULT_FLUSH_INTERVAL = 0.05
 # 2026-11-26), and 1 and 4 producers gave the same durable points/s with 20,000 as with 50,000
 # (bench_throughput, within run-to-run noise). At 10,000 points/s it still holds 2.5 s of logging.
 DEFAULT_MAX_BUFFERED = 25_000
-# Encoded batches sent but not yet acknowledged (kept for resending after a reconnect). Metric
-# series pack to ~20 bytes a point, so 4 MiB still holds several of the daemon's writes in flight;
-# 8 MiB gave the same throughput (bench_throughput, 2026-11-26) and ~2 MB more RSS.
-DEFAULT_MAX_UNACKED_BYTES = 4 * 1024 * 1024
+# Batches sent but not yet acknowledged (kept, encoded, for resending after a reconnect): at most
+# this many events and bytes. The events bound is two of the daemon's largest writes (65,536
+# events), so one is written while the next arrives. A metric series packs to ~20 bytes a point,
+# a plain metric record (points spread over many runs and keys, no cycle) to ~70; a bound of
+# 4 MiB alone held 200,000 series points, more than needed, and only ~60,000 plain records, which
+# left a write over 10,000 files ~3 points per file. With these two bounds (2026-11-26, medians):
+# 10,000 files 290k -> 347k points/s (bench_scale), the client's RSS after a 1M-point burst 28.0 ->
+# 27.1 MB (bench_client_memory), and 1 and 4 producers unchanged (bench_throughput).
+DEFAULT_MAX_UNACKED_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_UNACKED_EVENTS = 131_072
 # How long interpreter exit and end_run() wait for delivery before warning and giving up.
 DEFAULT_EXIT_TIMEOUT = 10.0
 # How long a request (set_experiment, flush barrier set-up) waits for a daemon to answer or start.
@@ -59,6 +65,7 @@ class ClientConfig:
     flush_interval: float = DEFAULT_FLUSH_INTERVAL
     max_buffered: int = DEFAULT_MAX_BUFFERED
     max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES
+    max_unacked_events: int = DEFAULT_MAX_UNACKED_EVENTS
     on_full: str = "block"
     exit_timeout: float = DEFAULT_EXIT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
@@ -71,6 +78,11 @@ class ClientConfig:
             raise ValueError(f"on_full must be one of {', '.join(ON_FULL_POLICIES)}, got {self.on_full!r}.")
         if self.max_buffered < 1:
             raise ValueError(f"max_buffered must be at least 1, got {self.max_buffered}.")
+        if self.max_unacked_events < 1 or self.max_unacked_bytes < 1:
+            raise ValueError(
+                f"max_unacked_events and max_unacked_bytes must be at least 1, got "
+                f"{self.max_unacked_events} and {self.max_unacked_bytes}."
+            )
 
     @classmethod
     def from_env(cls) -> ClientConfig:

@@ -24,7 +24,7 @@ class Ledger:
 
     __slots__ = (
         "_failures", "_next_request_id", "_warned_codes", "acked_seq", "in_flight",
-        "outgoing", "rejected", "seq", "unacked", "unacked_bytes",
+        "outgoing", "rejected", "seq", "unacked", "unacked_bytes", "unacked_events",
     )
 
     def __init__(self) -> None:
@@ -32,6 +32,7 @@ class Ledger:
         self.acked_seq = 0
         self.unacked: collections.deque[tuple[int, bytes, int]] = collections.deque()  # (seq, frame, records)
         self.unacked_bytes = 0
+        self.unacked_events = 0
         self.outgoing: collections.deque[Request] = collections.deque()  # not sent yet
         self.in_flight: dict[int, Request] = {}  # sent, or a flush barrier behind its batches
         self.rejected = 0
@@ -81,29 +82,33 @@ class Ledger:
         self.seq = seq
         self.unacked.append((seq, frame, records))
         self.unacked_bytes += len(frame)
+        self.unacked_events += records
 
     def ack(self, seq: int) -> None:
         """Drop batches up to ``seq`` from the resend queue: the daemon has written them."""
         self.acked_seq = max(self.acked_seq, seq)
         while self.unacked and self.unacked[0][0] <= seq:
-            _, frame, _ = self.unacked.popleft()
+            _, frame, records = self.unacked.popleft()
             self.unacked_bytes -= len(frame)
+            self.unacked_events -= records
 
     def take_unacked(self) -> list[tuple[int, bytes, int]]:
         """Remove and return every unacknowledged batch, oldest first (they go to the spool)."""
         batches = list(self.unacked)
         self.unacked.clear()
         self.unacked_bytes = 0
+        self.unacked_events = 0
         return batches
 
     def restore_unacked(self, batches: list[tuple[int, bytes, int]]) -> None:
         """Put back batches that ``take_unacked`` returned, ahead of any sent since."""
         self.unacked.extendleft(reversed(batches))
         self.unacked_bytes += sum(len(frame) for _, frame, _ in batches)
+        self.unacked_events += sum(records for _, _, records in batches)
 
     def unacked_records(self) -> int:
         """Records in batches not yet acknowledged."""
-        return sum(count for _, _, count in self.unacked)
+        return self.unacked_events
 
     def settled(self) -> bool:
         """Nothing waits for the daemon: every batch acknowledged, every sent request answered."""

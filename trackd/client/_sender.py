@@ -136,6 +136,7 @@ class Sender:
                 "client_id": self.client_id,
                 "buffered": len(self.buffer),
                 "unacked_batches": len(self._ledger.unacked),
+                "unacked_events": self._ledger.unacked_events,
                 "acked_seq": self._ledger.acked_seq,
                 "sent_seq": self._ledger.seq,
                 "dropped": self._dropped,
@@ -483,7 +484,13 @@ class Sender:
             return next_chunk(self.buffer, self.MAX_RECORDS_PER_BATCH, self.MAX_BATCH_BYTES)
 
     def _send_buffer(self) -> None:
-        while self.buffer and self._ledger.unacked_bytes < self.config.max_unacked_bytes:
+        ledger, config = self._ledger, self.config
+        # The window: what waits for its ack is bounded in events and in bytes (see _config).
+        while (
+            self.buffer
+            and ledger.unacked_events < config.max_unacked_events
+            and ledger.unacked_bytes < config.max_unacked_bytes
+        ):
             # Popped, encoded and kept as unacknowledged under one lock, so pending() never finds
             # a chunk in neither place (logging calls do not take it); the socket write is outside.
             with self._cond:
