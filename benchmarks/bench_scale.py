@@ -11,6 +11,15 @@ to the return of ``flush()``. While it runs, this process samples the daemon eve
 open fds (``/proc/<pid>/fd``) and RSS (``/proc/<pid>/status`` VmRSS); the table shows the peak
 of each and the throughput relative to the 10-file case of the same invocation (the baseline).
 
+The floor: after each case, this process appends one line to every metric file of its store in
+a bare Python loop ("bare append to every file s"): ``os.write`` alone to files opened beforehand
+when the file limit (raised to its hard limit) holds them all, else ``os.open``, ``os.write`` and
+``os.close`` each. Whatever holds points back, a ``flush()`` must put each file's points in that
+file, so this is the least any writer in Python pays for the files on top of the points. "ratio
+bound" is the baseline's time for the case's points divided by that time plus the floor: the most
+a writer could reach if it touched every file exactly once and did everything else at the
+baseline's rate.
+
 Default sizes are 10, 1,000 and 10,000 files so the script finishes in about a minute;
 ``--full`` adds the 100,000-file case (100,000 files are created on disk: allow a few minutes).
 
@@ -20,6 +29,8 @@ Run:  .venv/bin/python benchmarks/bench_scale.py [--points 200000] [--max-open-f
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
 import threading
@@ -64,6 +75,33 @@ t2 = time.monotonic_ns()
 client.close()
 print(json.dumps({"first_call_ns": t0, "last_call_ns": t1, "flushed_ns": t2, "points": i, "create_ns": create_ns}), flush=True)
 """
+
+
+def bare_append_seconds(store: str) -> float:
+    """Seconds a bare loop takes to append one line to every metric file under ``store``: write()
+    alone when this process may hold them all open, else an open, a write and a close each."""
+    paths = [os.path.join(folder, name) for folder, _, names in os.walk(store)
+             if os.path.basename(folder) == "metrics" for name in names]
+    flags, line = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, b"1764144000000 0.5 0\n"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft == resource.RLIM_INFINITY or len(paths) + 256 <= soft:
+        fds = [os.open(path, flags) for path in paths]
+        t0 = time.perf_counter()
+        for fd in fds:
+            os.write(fd, line)
+        elapsed = time.perf_counter() - t0
+        for fd in fds:
+            os.close(fd)
+        return elapsed
+    t0 = time.perf_counter()
+    for path in paths:
+        fd = os.open(path, flags)
+        os.write(fd, line)
+        os.close(fd)
+    return time.perf_counter() - t0
 
 
 class Sampler(threading.Thread):
@@ -126,12 +164,13 @@ def one_case(files: int, points: int, max_open: int | None, seed: int, precreate
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        floor_s = bare_append_seconds(str(daemon.store))
     span = (report["flushed_ns"] - report["first_call_ns"]) / 1e9
     return {
         "files": runs * keys, "runs": runs, "keys": keys, "points": report["points"], "max_open_files": max_open,
         "durable_span_s": span, "durable_points_per_s": report["points"] / span,
         "precreated": precreate, "create_s": report["create_ns"] / 1e9,
-        "daemon_cpu_s": cpu1 - cpu0,
+        "daemon_cpu_s": cpu1 - cpu0, "bare_append_s": floor_s,
         "fds_idle": fds_idle, "fds_peak": sampler.peak_fds, "fds_end": fds_end,
         "rss_idle_kb": rss_idle, "rss_peak_kb": sampler.peak_rss_kb, "rss_end_kb": rss_end,
         "samples": sampler.samples,
@@ -177,15 +216,21 @@ def main() -> int:
             "fds_peak": max(r["fds_peak"] for r in rs), "rss_peak_mb": max(r["rss_peak_kb"] for r in rs) / 1024,
             "daemon_cpu_s_per_million": C.median(r["daemon_cpu_s"] / r["points"] * 1e6 for r in rs),
             "create_s": C.median(r["create_s"] for r in rs),
+            "bare_append_s": C.median(r["bare_append_s"] for r in rs),
         }
+        # The baseline's time for this case's points, plus touching every file once at the floor.
+        base_span = s["points"] / base
+        s["ratio_bound"] = base_span / (base_span + s["bare_append_s"])
         summary.append(s)
         rows.append([f"{s['files']:,}", f"{s['runs']:,} x {s['keys']}", C.num(s["points"]), C.num(pps),
                      f"{s['ratio_to_first']:.2f}x", args.max_open_files or "auto", s["fds_peak"], f"{s['rss_peak_mb']:.1f}",
-                     f"{s['daemon_cpu_s_per_million']:.2f}", f"{s['create_s']:.2f}" if not args.no_precreate else "-"])
+                     f"{s['daemon_cpu_s_per_million']:.2f}", f"{s['create_s']:.2f}" if not args.no_precreate else "-",
+                     f"{s['bare_append_s']:.3f}", f"{s['ratio_bound']:.2f}x"])
     print()
     C.print_table(
         ["metric files", "runs x keys", "points", "durable pts/s", f"vs {sizes[0]:,} files", "--max-open-files",
-         "peak daemon fds", "peak daemon RSS MB", "daemon CPU s / 1M pts", "create files s"],
+         "peak daemon fds", "peak daemon RSS MB", "daemon CPU s / 1M pts", "create files s",
+         "bare append to every file s", "ratio bound"],
         rows,
         title=f"scale: one producer, points round-robin over every file, {args.repeats} round(s) per size; "
         + ("timed after one point per file created them ('create files s', untimed in pts/s)" if not args.no_precreate
