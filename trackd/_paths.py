@@ -67,12 +67,19 @@ def temp_directory() -> str:
     Not tempfile itself: it imports shutil and random, ~1.3 MB of RSS and ~1.5 ms in every client
     process, for one directory name. tempfile also tries creating a file in each candidate;
     os.access answers the same question for the directories a user points these variables at.
+    Like tempfile, the answer is found once per process and kept: a process that changes $TMPDIR
+    later still finds its daemon and spool where its first client looked.
     """
-    candidates = [os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")]
-    for candidate in [*candidates, "/tmp", "/var/tmp", "/usr/tmp"]:
-        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
-            return os.path.abspath(candidate)
-    return os.getcwd()
+    global _temp_directory
+    if _temp_directory is None:
+        candidates = [os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")]
+        found = [c for c in [*candidates, "/tmp", "/var/tmp", "/usr/tmp"]
+                 if c and os.path.isdir(c) and os.access(c, os.W_OK | os.X_OK)]
+        _temp_directory = os.path.abspath(found[0]) if found else os.getcwd()
+    return _temp_directory
+
+
+_temp_directory: str | None = None
 
 
 def default_paths(socket: str | os.PathLike[str] | None = None) -> DaemonPaths:

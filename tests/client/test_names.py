@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import trackd._paths
 from trackd._paths import temp_directory
 from trackd.client._names import random_id, random_run_name
 from trackd.store import validate_run_id
@@ -39,7 +40,8 @@ def test_temp_directory_follows_the_variables_tempfile_reads(
     for name in ("TMPDIR", "TEMP", "TMP"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(variable, str(tmp_path))
-    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile caches its first answer
+    monkeypatch.setattr(tempfile, "tempdir", None)  # both keep their first answer
+    monkeypatch.setattr(trackd._paths, "_temp_directory", None)
     assert temp_directory() == tempfile.gettempdir() == str(tmp_path)
 
 
@@ -51,4 +53,16 @@ def test_temp_directory_skips_what_is_not_a_directory(tmp_path: Path, monkeypatc
     monkeypatch.setenv("TEMP", str(tmp_path / "missing"))
     monkeypatch.setenv("TMP", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(trackd._paths, "_temp_directory", None)
     assert temp_directory() == tempfile.gettempdir() == str(tmp_path)
+
+
+def test_temp_directory_keeps_its_first_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process that changes $TMPDIR later still finds its daemon's socket where it looked first.
+    monkeypatch.setattr(trackd._paths, "_temp_directory", None)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    first = temp_directory()
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setenv("TMPDIR", str(other))
+    assert temp_directory() == first == str(tmp_path)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from trackd.errors import ExperimentExists
+from trackd.store import _confinement as confinement_module
 from trackd.store import _writer as writer_module
 from trackd.store import (
     ArtifactWrite,
@@ -254,12 +255,22 @@ def test_partial_last_line_left_by_a_crash_is_cut_before_appending(tmp_path: Pat
 
 
 @pytest.mark.parametrize("plant", ["fifo", "link", "torn line"])
-def test_a_closed_file_is_checked_when_it_is_opened_again(tmp_path: Path, plant: str) -> None:
+def test_a_closed_file_is_checked_when_it_is_opened_again(
+    tmp_path: Path, plant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Past the open-file cap a file's lookup for the journal's size also vets it for the open that
     # follows; what is planted at a closed file's name is still refused, and a torn line still cut.
     writer, run = writer_with_small_cache(tmp_path)
-    keys = [f"m{i}" for i in range(40)]  # room for 30: m0 is closed again by the end of each write
+    keys = [f"m{i}" for i in range(40)]  # room for 30: m0-m9 are closed when the next write starts
     assert writer.write(one_point_each(keys, 0)) == []
+    checked: list[str] = []
+    check = confinement_module.check_regular_or_missing
+
+    def spy(path: str, folder_fd: int | None = None) -> None:
+        checked.append(os.path.basename(path))
+        check(path, folder_fd)
+
+    monkeypatch.setattr(confinement_module, "check_regular_or_missing", spy)
     target, outside = run / "metrics" / "m0", tmp_path / "outside"
     outside.write_text("")
     if plant == "fifo":
@@ -274,10 +285,15 @@ def test_a_closed_file_is_checked_when_it_is_opened_again(tmp_path: Path, plant:
     writer.close()
     assert all((run / "metrics" / key).read_text() == "1 0.5 0\n1 0.5 1\n" for key in keys[1:])
     assert outside.read_text() == ""
+    # m1-m9 were found regular by the size lookup and opened without a second one.
+    assert not set(checked) & {f"m{i}" for i in range(1, 10)}
     if plant == "torn line":
         assert failures == []
         assert target.read_text() == "1 0.5 0\n1 0.5 1\n"
+        assert "m0" not in checked
     else:
+        # Refused by the check before the open: the size lookup did not vouch for it.
+        assert "m0" in checked
         assert [f.item for f in failures] == [f"metric 'm0' of run {RUN_ID}"]
         assert "expected a regular file" in failures[0].message
 

@@ -17,8 +17,8 @@ DEFAULT_FLUSH_INTERVAL = 0.05
 # so ~3.6 MB when full. A burst faster than the daemon writes fills it whatever its size, so its
 # size is what the process's peak memory pays: a 1M-point burst peaked at +21.4 MB over a bare
 # interpreter with 50,000 and +18.2 MB with 25,000 (bench_client_memory, medians of 5,
-# 2026-11-26), and 1 and 4 producers gave the same durable points/s with 20,000 as with 50,000
-# (bench_throughput, within run-to-run noise). At 10,000 points/s it still holds 2.5 s of logging.
+# 2026-11-26); 1 and 4 producers gave the same durable points/s with 20,000 as with 50,000
+# (bench_throughput, within run-to-run noise), so 25,000 costs nothing there either. At 10,000 points/s it still holds 2.5 s of logging.
 DEFAULT_MAX_BUFFERED = 25_000
 # Batches sent but not yet acknowledged (kept, encoded, for resending after a reconnect): at most
 # this many events and bytes. The events bound is two of the daemon's largest writes (65,536

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 from ..errors import DaemonUnavailable
 from ..protocol import NEED_DATA, ErrorReply, GetStatus, StatusReply
+from ._names import random_id
 from ._transport import handshake, make_hello
 
 
 def query_status(socket_path: Path, timeout: float = 5.0) -> dict[str, object]:
     """Ask the daemon on ``socket_path`` for its counters; raises DaemonUnavailable."""
     # An empty store root marks a control connection: it writes nothing.
-    transport, protocol, _ = handshake(socket_path, make_hello(f"control-{uuid.uuid4().hex}", ""), timeout=timeout)
+    transport, protocol, _ = handshake(socket_path, make_hello(f"control-{random_id()}", ""), timeout=timeout)
     try:
         transport.send(protocol.send(GetStatus(request_id=1)))
         deadline = time.monotonic() + timeout

@@ -113,6 +113,15 @@ def warn(message: str) -> None:
     print(f"trackd: {message}", file=sys.stderr, flush=True)
 
 
+def log_exception(message: str) -> None:
+    """Log the exception being handled, with ``message``, to the "trackd.client" logger; on stderr
+    if logging cannot be loaded (at interpreter shutdown), so that the caller's handler never raises."""
+    try:
+        client_logger().exception(message)
+    except Exception:
+        warn(f"{message} (logging unavailable)")
+
+
 def client_logger() -> logging.Logger:
     """The "trackd.client" logger, for what is worth a line in the application's log (a bug in the
     sender, spooled batches delivered). Imported here, when first needed: a client process that

@@ -28,7 +28,7 @@ from ._config import ClientConfig
 from ._launcher import start_daemon
 from ._ledger import Ledger
 from ._names import random_id
-from ._outbox import BARRIER, FlushReport, Request, batch_of, client_logger, next_chunk, warn
+from ._outbox import BARRIER, FlushReport, Request, batch_of, log_exception, next_chunk, warn
 from ._spill import Spill
 from ._transport import Transport, handshake, make_hello
 
@@ -352,13 +352,13 @@ class Sender:
                     if self._stopping or self._spill.should_spool(len(self.buffer)):
                         self._spool_pending(exc)
                 except Exception:  # raised here it would escape the handler below and end the thread
-                    client_logger().exception("trackd sender thread failed while the daemon was unavailable; retrying")
+                    log_exception("trackd sender thread failed while the daemon was unavailable; retrying")
                 if self._stopping:
                     return
                 self._sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             except Exception:  # a bug here must never kill logging silently
-                client_logger().exception("trackd sender thread failed; retrying")
+                log_exception("trackd sender thread failed; retrying")
                 self._disconnected(None)
                 self._sleep(1.0)
             if self._stopping and self._transport is None:

@@ -25,8 +25,10 @@ from ..errors import StoreError
 
 # O_NONBLOCK: opening a FIFO for writing without a reader never blocks the writer thread; the
 # fstat check then refuses it. It changes nothing for regular files.
-_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-_TRUNCATE_FLAGS = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+# O_NOCTTY: a terminal device planted at a key's name never becomes the daemon's controlling
+# terminal in the moment between its open and the fstat that refuses it.
+_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+_TRUNCATE_FLAGS = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 # O_NOFOLLOW on a symbolic link fails with ELOOP (Linux) or EMLINK (FreeBSD, macOS).
 _SYMLINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
@@ -89,7 +91,8 @@ def open_regular_for_append(
     With ``folder_fd`` (see open_folder), the file is opened by name in that folder (openat): the
     kernel walks no path, and the folder is the one checked when its descriptor was opened.
     ``checked``: the caller has just found ``path`` regular or missing with an lstat of its own, so
-    it is not looked up again before the open (past the open-file cap every write reopens most of its files).
+    it is not looked up again before the open; what was planted since is refused by O_NOFOLLOW and
+    the fstat after the open, as it is in the moment between any check and open (past the open-file cap every write reopens most of its files).
     """
     if not checked:
         check_regular_or_missing(path, folder_fd)
