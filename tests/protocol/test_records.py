@@ -215,8 +215,8 @@ def test_several_runs_logged_in_turn_become_one_series_per_run_and_key() -> None
 @pytest.mark.parametrize(
     "records",
     [
-        pytest.param(points(RUN, ["a", "b", "a"], 2), id="key-twice-in-a-cycle"),
         pytest.param(points(RUN, ["a"], 2) + [(2, RUN, "lr", "0.1")] + points(RUN, ["a"], 2, 2), id="param-mixed-in"),
+        pytest.param([(1, RUN, f"k{i}", 0.5, 1000, 0) for i in range(100)], id="every-point-its-own-file"),
         pytest.param([], id="empty"),
     ],
 )
@@ -244,13 +244,39 @@ def test_an_eval_metric_breaking_the_cycle_travels_plain_between_series() -> Non
     ]
 
 
-def test_a_shuffled_chunk_gives_up_early_and_keeps_every_record() -> None:
+def test_a_key_twice_in_a_cycle_is_grouped_per_key() -> None:
+    records = points(RUN, ["a", "b", "a"], 2)  # a b a a b a: no cycle of distinct pairs
+    assert metric_series(records) == [
+        (8, RUN, "a", (0.0, 0.0, 1.0, 1.0), (1000, 1000, 1001, 1001), (0, 0, 1, 1)),
+        (8, RUN, "b", (0.0, 1.0), (1000, 1001), (0, 1)),
+    ]
+
+
+def test_a_shuffled_chunk_travels_as_one_series_per_key() -> None:
+    # Keys in no set order (threads logging their own keys in turn): no cycle, but each file's
+    # points still go together, in order, at a series' cost to the daemon.
     rng = random.Random(7)
     records: list[Record] = [(1, RUN, f"k{rng.randrange(50)}", 0.5, 1000, i) for i in range(5000)]
-    out = metric_series(records) or records
-    assert sum(len(r[3]) if r[0] == 8 else 1 for r in out) == len(records)
-    # It stops looking for cycles after the first few dozen records fail to form any.
-    assert out[-4000:] == records[-4000:]
+    out = metric_series(records)
+    assert out is not None and len(out) == 50 and {r[0] for r in out} == {8}
+    for series in out:
+        assert list(series[5]) == [r[5] for r in records if r[2] == series[2]]
+
+
+def test_a_chunk_mostly_without_cycle_keeps_its_singletons_as_records() -> None:
+    # Two threads: one logs "loss" each step, the other one of three keys in turn between, and
+    # an eval point once: no cycle of distinct pairs, so per key.
+    records: list[Record] = []
+    for step in range(40):
+        records.append((1, RUN, "loss", 0.5, 1000 + step, step))
+        records.append((1, RUN, f"io_{step % 3}", 1.0, 1000 + step, step))
+    records.insert(31, (1, RUN, "eval", 0.25, 1015, 15))
+    out = metric_series(records)
+    assert out is not None
+    assert [(r[0], r[2]) for r in out] == [(8, "loss"), (8, "io_0"), (8, "io_1"), (8, "io_2"), (1, "eval")]
+    assert out[0] == (8, RUN, "loss", (0.5,) * 40, tuple(1000 + s for s in range(40)), tuple(range(40)))
+    assert out[1][5] == tuple(range(0, 40, 3))
+    assert out[4] == records[31]
 
 
 @given(st.lists(st.tuples(st.sampled_from(["r1", "r2"]), st.sampled_from(["a", "b", "c", "d"])), max_size=300))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import reprlib
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from ..errors import LocalProtocolError
@@ -278,9 +279,10 @@ def metric_series(records: list[Record]) -> list[Record] | None:
     zip(*) and slices, all in C (~0.13 us a point with packing, less than packing the records).
     The first p (run, key) pairs of a cycle must be distinct, so each file's points keep their
     order. Where the cycle breaks (an eval metric every N steps), the stretch so far becomes
-    series, what breaks it travels as plain records, and a new cycle starts after it. Returns None
-    when there is no cycle to use (other kinds mixed in, no key repeating): the records then travel
-    as they are.
+    series, what breaks it travels as plain records, and a new cycle starts after it. When most of
+    the chunk has no cycle, its points are grouped per (run, key) instead (``_grouped``). Returns
+    None when neither helps (other kinds mixed in, fewer than two points a file): the records then
+    travel as they are.
     """
     if not records or len(records[0]) != 6:
         return None
@@ -303,6 +305,7 @@ def metric_series(records: list[Record]) -> list[Record] | None:
             plain += end - start
             if plain > _MAX_PLAIN and plain * 2 > start:
                 out.extend(records[end:])
+                plain += n - end
                 break
         else:
             out.extend(
@@ -310,12 +313,52 @@ def metric_series(records: list[Record]) -> list[Record] | None:
                 for j in range(start, start + period)
             )
         start = end
+    if plain * 2 > n:
+        # Mostly no cycle (threads logging their own keys in turn, keys in no set order): each
+        # file's points can still go together.
+        grouped = _grouped(records, run_ids, keys, values, timestamps, steps)
+        if grouped is not None:
+            return grouped
     return None if plain == n else out
+
+
+def _grouped(
+    records: list[Record], run_ids: tuple[Any, ...], keys: tuple[Any, ...],
+    values: tuple[Any, ...], timestamps: tuple[Any, ...], steps: tuple[Any, ...],
+) -> list[Record] | None:
+    """The points as one series per (run, key), in their order in ``records``; a pair with a
+    single point stays a record. None when the pairs hold fewer than two points each on average.
+
+    The daemon writes each file's points in the order they come and nothing else: files do not
+    depend on one another, so points of different files may travel in any order.
+    """
+    n = len(records)
+    # A look at the first records first, in C: a sweep over 10,000 files, each once a chunk, stops here.
+    sample = min(n, _GROUP_SAMPLE)
+    if len(set(zip(run_ids[:sample], keys[:sample]))) * 2 > sample or len(set(zip(run_ids, keys))) * 2 > n:
+        return None
+    groups: dict[tuple[Any, Any], list[int]] = {}
+    for index, pair in enumerate(zip(run_ids, keys)):
+        group = groups.get(pair)
+        if group is None:
+            groups[pair] = [index]
+        else:
+            group.append(index)
+    out: list[Record] = []
+    for (run_id, key), indices in groups.items():
+        if len(indices) == 1:
+            out.append(records[indices[0]])
+        else:
+            pick = itemgetter(*indices)
+            out.append((METRIC_SERIES, run_id, key, pick(values), pick(timestamps), pick(steps)))
+    return out
 
 
 # metric_series gives up on a chunk once more than this many of its records travel plain and they
 # are more than half of what it has looked at.
 _MAX_PLAIN = 64
+# _grouped looks at this many records before grouping a whole chunk.
+_GROUP_SAMPLE = 256
 
 
 def _cycle_at(run_ids: tuple[Any, ...], keys: tuple[Any, ...], start: int, hopeless: set[Any]) -> tuple[int, int]:
