@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import pytest
 from helpers import DaemonProcess
+from mlflow.tracking import MlflowClient
 
 from trackd import Client, ClientClosedError, ClientConfig, DeliveryError, RunStatus
 from trackd.client import ClientState
@@ -358,6 +359,34 @@ def test_unacknowledged_events_stop_at_the_window_while_the_daemon_is_stopped(st
         client.flush(timeout=30)
         assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(2000))
         assert client.stats()["unacked_events"] == 0
+
+
+def test_threads_logging_their_own_keys_in_turn_keep_every_point_of_each_key_in_order(
+    store: Path, client: Client
+) -> None:
+    # No cycle of keys: the sender groups a chunk's points per key; MLflow must read each key's
+    # points in the order they were logged.
+    run_id = client.create_run("0").info.run_id
+    steps_of = {"t0": 3000, "t1": 2000, "t2": 1000}
+
+    def log(name: str) -> None:
+        for step in range(steps_of[name]):
+            client.log_metric(run_id, f"{name}/k{step % 3}", float(step), step=step)
+            if step % 97 == 0:
+                time.sleep(0)  # let the other threads in, mid-cycle
+
+    threads = [threading.Thread(target=log, args=(name,)) for name in steps_of]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    client.flush(timeout=30)
+    reader = MlflowClient(tracking_uri=str(store))
+    for name, steps in steps_of.items():
+        for k in range(3):
+            history = reader.get_metric_history(run_id, f"{name}/k{k}")
+            assert [m.step for m in history] == list(range(k, steps, 3))
+            assert [m.value for m in history] == [float(s) for s in range(k, steps, 3)]
 
 
 def test_pending_counts_while_another_thread_logs(client: Client) -> None:
