@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+
+from ._struct import Frozen
 
 SOCKET_ENV = "TRACKD_SOCKET"
 SOCKET_FILE_NAME = "trackd.sock"
@@ -21,11 +22,14 @@ RUNTIME_DIR_MODE = 0o700
 SOCKET_MODE = 0o600
 
 
-@dataclass(frozen=True, slots=True)
-class DaemonPaths:
+class DaemonPaths(Frozen):
     """The files of one daemon, all in one private directory."""
 
+    __slots__ = ("socket",)
     socket: Path
+
+    def __init__(self, socket: Path) -> None:
+        object.__setattr__(self, "socket", socket)
 
     @property
     def directory(self) -> Path:

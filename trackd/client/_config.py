@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._paths import default_socket_path
+from .._struct import Value
 from ._spool import default_spool_dir
 
 # The sender wakes at least this often; it bounds how long an event waits in the process, and so
@@ -57,23 +57,39 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"Environment variable {name}={raw!r} is not a whole number.") from None
 
 
-@dataclass(kw_only=True)
-class ClientConfig:
+class ClientConfig(Value):
     """How a Client delivers events; ``ClientConfig.from_env()`` reads the TRACKD_* variables."""
 
-    socket_path: Path = field(default_factory=default_socket_path)
-    flush_interval: float = DEFAULT_FLUSH_INTERVAL
-    max_buffered: int = DEFAULT_MAX_BUFFERED
-    max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES
-    max_unacked_events: int = DEFAULT_MAX_UNACKED_EVENTS
-    on_full: str = "block"
-    exit_timeout: float = DEFAULT_EXIT_TIMEOUT
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    autostart: bool = True
-    # Where events go while no daemon can be reached (delivered later, or by `trackd sync`).
-    spool_dir: Path = field(default_factory=default_spool_dir)
+    __slots__ = (
+        "socket_path", "flush_interval", "max_buffered", "max_unacked_bytes", "max_unacked_events", "on_full",
+        "exit_timeout", "connect_timeout", "autostart", "spool_dir",
+    )
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        socket_path: Path | None = None,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
+        max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES,
+        max_unacked_events: int = DEFAULT_MAX_UNACKED_EVENTS,
+        on_full: str = "block",
+        exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        autostart: bool = True,
+        # Where events go while no daemon can be reached (delivered later, or by `trackd sync`).
+        spool_dir: Path | None = None,
+    ) -> None:
+        self.socket_path: Path = default_socket_path() if socket_path is None else socket_path
+        self.flush_interval = flush_interval
+        self.max_buffered = max_buffered
+        self.max_unacked_bytes = max_unacked_bytes
+        self.max_unacked_events = max_unacked_events
+        self.on_full = on_full
+        self.exit_timeout = exit_timeout
+        self.connect_timeout = connect_timeout
+        self.autostart = autostart
+        self.spool_dir: Path = default_spool_dir() if spool_dir is None else spool_dir
         if self.on_full not in ON_FULL_POLICIES:
             raise ValueError(f"on_full must be one of {', '.join(ON_FULL_POLICIES)}, got {self.on_full!r}.")
         if self.max_buffered < 1:

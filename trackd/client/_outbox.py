@@ -8,9 +8,9 @@ import itertools
 import operator
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._struct import Frozen
 from ..errors import TrackdError
 from ..protocol import ARTIFACT, METRIC, Batch, Event, Record, metric_series
 
@@ -22,13 +22,18 @@ if TYPE_CHECKING:
 BARRIER = 0
 
 
-@dataclass(frozen=True, slots=True)
-class FlushReport:
+class FlushReport(Frozen):
     """What a flush found: events written so far, dropped by the on-full policy, and still held."""
 
+    __slots__ = ("acked_batches", "dropped", "pending")
     acked_batches: int
     dropped: int
     pending: int
+
+    def __init__(self, acked_batches: int, dropped: int, pending: int) -> None:
+        object.__setattr__(self, "acked_batches", acked_batches)
+        object.__setattr__(self, "dropped", dropped)
+        object.__setattr__(self, "pending", pending)
 
 
 class Request:

@@ -15,10 +15,10 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._paths import ensure_private_directory, temp_directory
+from .._struct import Value
 from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
 from ..protocol import (
     FRAME_HEADER_SIZE,
@@ -147,16 +147,21 @@ def read_spool(path: Path) -> tuple[Hello, list[tuple[int, bytes]]]:
     return hello, frames
 
 
-@dataclass
-class SyncResult:
-    """What delivering one spool file did."""
+class SyncResult(Value):
+    """What delivering one spool file did (filled in as it goes)."""
 
-    path: Path
-    client_id: str = ""
-    batches: int = 0
-    skipped: bool = False
-    rejected: list[str] = field(default_factory=list)
-    error: str | None = None
+    __slots__ = ("path", "client_id", "batches", "skipped", "rejected", "error")
+
+    def __init__(
+        self, path: Path, client_id: str = "", batches: int = 0, skipped: bool = False,
+        rejected: list[str] | None = None, error: str | None = None,
+    ) -> None:
+        self.path = path
+        self.client_id = client_id
+        self.batches = batches
+        self.skipped = skipped
+        self.rejected: list[str] = [] if rejected is None else rejected
+        self.error = error
 
 
 def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0) -> SyncResult:

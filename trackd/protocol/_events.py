@@ -10,8 +10,7 @@ Daemon to client: Welcome, Ack, FlushDone, ExperimentReply, Rejected, StatusRepl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from .._struct import Frozen
 from ..errors import LocalProtocolError
 from ._limits import MAX_INT64, MAX_NAME_LENGTH, MAX_RECORDS_PER_BATCH, MAX_TAGS_PER_RECORD, MAX_TEXT_LENGTH
 from ._records import Record, _show, check_records
@@ -52,46 +51,56 @@ def _require_str(event: object, field: str, value: object, limit: int = MAX_NAME
         )
 
 
-class Event:
-    """Base class of every protocol event."""
+class Event(Frozen):
+    """Base class of every protocol event: frozen, its fields in ``__slots__`` in wire order."""
 
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+_set = object.__setattr__
+
+
 class Hello(Event):
     """The client's first frame: who it is and which store it writes to."""
 
+    __slots__ = ("protocol_version", "client_id", "pid", "host", "store_root")
     protocol_version: int
     client_id: str
     pid: int
     host: str
     store_root: str
 
-    def __post_init__(self) -> None:
-        _require_int(self, "protocol_version", self.protocol_version)
-        _require_str(self, "client_id", self.client_id)
-        _require_int(self, "pid", self.pid)
-        _require_str(self, "host", self.host, empty=True)
+    def __init__(self, *, protocol_version: int, client_id: str, pid: int, host: str, store_root: str) -> None:
+        _require_int(self, "protocol_version", protocol_version)
+        _require_str(self, "client_id", client_id)
+        _require_int(self, "pid", pid)
+        _require_str(self, "host", host, empty=True)
         # An empty store root marks a control connection (``trackd daemon status``) that writes nothing.
-        _require_str(self, "store_root", self.store_root, MAX_TEXT_LENGTH, empty=True)
+        _require_str(self, "store_root", store_root, MAX_TEXT_LENGTH, empty=True)
+        _set(self, "protocol_version", protocol_version)
+        _set(self, "client_id", client_id)
+        _set(self, "pid", pid)
+        _set(self, "host", host)
+        _set(self, "store_root", store_root)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Welcome(Event):
     """The daemon accepts the client; ``resume_seq`` is the highest batch it already holds as written."""
 
+    __slots__ = ("protocol_version", "daemon_pid", "resume_seq")
     protocol_version: int
     daemon_pid: int
     resume_seq: int
 
-    def __post_init__(self) -> None:
-        _require_int(self, "protocol_version", self.protocol_version)
-        _require_int(self, "daemon_pid", self.daemon_pid)
-        _require_int(self, "resume_seq", self.resume_seq)
+    def __init__(self, *, protocol_version: int, daemon_pid: int, resume_seq: int) -> None:
+        _require_int(self, "protocol_version", protocol_version)
+        _require_int(self, "daemon_pid", daemon_pid)
+        _require_int(self, "resume_seq", resume_seq)
+        _set(self, "protocol_version", protocol_version)
+        _set(self, "daemon_pid", daemon_pid)
+        _set(self, "resume_seq", resume_seq)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Batch(Event):
     """Records to write, numbered by the client's sequence number (1, 2, 3, ...).
 
@@ -99,22 +108,26 @@ class Batch(Event):
     counts its points), which is what the daemon batches by, counts and bounds.
     """
 
+    __slots__ = ("seq", "records", "events")
+    _derived = frozenset({"events"})
     seq: int
     records: list[Record]
-    events: int = field(init=False, repr=False)
+    events: int
 
-    def __post_init__(self) -> None:
-        _require_int(self, "seq", self.seq, 1)
-        if type(self.records) is not list or len(self.records) > MAX_RECORDS_PER_BATCH:
+    def __init__(self, *, seq: int, records: list[Record]) -> None:
+        _require_int(self, "seq", seq, 1)
+        if type(records) is not list or len(records) > MAX_RECORDS_PER_BATCH:
             raise LocalProtocolError(
-                f"Batch.records must be a list of at most {MAX_RECORDS_PER_BATCH} records, got {_show(self.records)}."
+                f"Batch.records must be a list of at most {MAX_RECORDS_PER_BATCH} records, got {_show(records)}."
             )
-        events = check_records(self.records)
+        events = check_records(records)
         if events > MAX_RECORDS_PER_BATCH:
             raise LocalProtocolError(
                 f"A Batch holds {events} events; at most {MAX_RECORDS_PER_BATCH} travel in one batch."
             )
-        object.__setattr__(self, "events", events)
+        _set(self, "seq", seq)
+        _set(self, "records", records)
+        _set(self, "events", events)
 
     @classmethod
     def of_checked_records(cls, seq: int, records: list[Record], events: int) -> Batch:
@@ -124,143 +137,164 @@ class Batch(Event):
         records twice. The daemon always checks what it receives.
         """
         batch = object.__new__(cls)
-        object.__setattr__(batch, "seq", seq)
-        object.__setattr__(batch, "records", records)
-        object.__setattr__(batch, "events", events)
+        _set(batch, "seq", seq)
+        _set(batch, "records", records)
+        _set(batch, "events", events)
         return batch
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Ack(Event):
     """Every batch up to and including ``seq`` is written to the store."""
 
+    __slots__ = ("seq",)
     seq: int
 
-    def __post_init__(self) -> None:
-        _require_int(self, "seq", self.seq)
+    def __init__(self, *, seq: int) -> None:
+        _require_int(self, "seq", seq)
+        _set(self, "seq", seq)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Flush(Event):
     """A barrier: reply once everything sent before it is written to the store."""
 
+    __slots__ = ("request_id",)
     request_id: int
 
-    def __post_init__(self) -> None:
-        _require_int(self, "request_id", self.request_id, 1)
+    def __init__(self, *, request_id: int) -> None:
+        _require_int(self, "request_id", request_id, 1)
+        _set(self, "request_id", request_id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class FlushDone(Event):
     """Everything the client sent before Flush ``request_id`` is written, up to batch ``acked_seq``."""
 
+    __slots__ = ("request_id", "acked_seq")
     request_id: int
     acked_seq: int
 
-    def __post_init__(self) -> None:
-        _require_int(self, "request_id", self.request_id, 1)
-        _require_int(self, "acked_seq", self.acked_seq)
+    def __init__(self, *, request_id: int, acked_seq: int) -> None:
+        _require_int(self, "request_id", request_id, 1)
+        _require_int(self, "acked_seq", acked_seq)
+        _set(self, "request_id", request_id)
+        _set(self, "acked_seq", acked_seq)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class CreateExperiment(Event):
     """Create an experiment by name; the reply carries its new id."""
 
+    __slots__ = ("request_id", "name", "artifact_location", "tags")
     request_id: int
     name: str
     artifact_location: str | None
     tags: dict[str, str]
 
-    def __post_init__(self) -> None:
-        _require_int(self, "request_id", self.request_id, 1)
-        _require_str(self, "name", self.name)
-        if self.artifact_location is not None:
-            _require_str(self, "artifact_location", self.artifact_location, MAX_TEXT_LENGTH)
-        if type(self.tags) is not dict or len(self.tags) > MAX_TAGS_PER_RECORD:
+    def __init__(self, *, request_id: int, name: str, artifact_location: str | None, tags: dict[str, str]) -> None:
+        _require_int(self, "request_id", request_id, 1)
+        _require_str(self, "name", name)
+        if artifact_location is not None:
+            _require_str(self, "artifact_location", artifact_location, MAX_TEXT_LENGTH)
+        if type(tags) is not dict or len(tags) > MAX_TAGS_PER_RECORD:
             raise LocalProtocolError(
-                f"CreateExperiment.tags must be a map of at most {MAX_TAGS_PER_RECORD} entries, got {_show(self.tags)}."
+                f"CreateExperiment.tags must be a map of at most {MAX_TAGS_PER_RECORD} entries, got {_show(tags)}."
             )
-        for key, value in self.tags.items():
+        for key, value in tags.items():
             _require_str(self, "tags key", key)
             _require_str(self, f"tags[{key!r}]", value, MAX_TEXT_LENGTH, empty=True)
+        _set(self, "request_id", request_id)
+        _set(self, "name", name)
+        _set(self, "artifact_location", artifact_location)
+        _set(self, "tags", tags)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class GetExperiment(Event):
     """Look an experiment up by name; ``create`` makes it when missing (what set_experiment does)."""
 
+    __slots__ = ("request_id", "name", "create")
     request_id: int
     name: str
     create: bool
 
-    def __post_init__(self) -> None:
-        _require_int(self, "request_id", self.request_id, 1)
-        _require_str(self, "name", self.name)
-        if type(self.create) is not bool:
-            raise LocalProtocolError(f"GetExperiment.create must be a boolean, got {_show(self.create)}.")
+    def __init__(self, *, request_id: int, name: str, create: bool) -> None:
+        _require_int(self, "request_id", request_id, 1)
+        _require_str(self, "name", name)
+        if type(create) is not bool:
+            raise LocalProtocolError(f"GetExperiment.create must be a boolean, got {_show(create)}.")
+        _set(self, "request_id", request_id)
+        _set(self, "name", name)
+        _set(self, "create", create)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ExperimentReply(Event):
     """The answer to CreateExperiment or GetExperiment; ``experiment_id`` is None when there is none."""
 
+    __slots__ = ("request_id", "experiment_id")
     request_id: int
     experiment_id: str | None
 
-    def __post_init__(self) -> None:
-        _require_int(self, "request_id", self.request_id, 1)
-        if self.experiment_id is not None:
-            _require_str(self, "experiment_id", self.experiment_id)
+    def __init__(self, *, request_id: int, experiment_id: str | None) -> None:
+        _require_int(self, "request_id", request_id, 1)
+        if experiment_id is not None:
+            _require_str(self, "experiment_id", experiment_id)
+        _set(self, "request_id", request_id)
+        _set(self, "experiment_id", experiment_id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Rejected(Event):
     """An item of batch ``seq`` was refused by the store; ``item`` names it, ``message`` says why,
     and ``events`` is how many events it held (a metric series holds many points)."""
 
+    __slots__ = ("seq", "item", "message", "events")
     seq: int
     item: str
     message: str
-    events: int = 1
+    events: int
 
-    def __post_init__(self) -> None:
-        _require_int(self, "seq", self.seq)
-        _require_str(self, "item", self.item, MAX_TEXT_LENGTH)
-        _require_str(self, "message", self.message, MAX_TEXT_LENGTH)
-        _require_int(self, "events", self.events, 1)
+    def __init__(self, *, seq: int, item: str, message: str, events: int = 1) -> None:
+        _require_int(self, "seq", seq)
+        _require_str(self, "item", item, MAX_TEXT_LENGTH)
+        _require_str(self, "message", message, MAX_TEXT_LENGTH)
+        _require_int(self, "events", events, 1)
+        _set(self, "seq", seq)
+        _set(self, "item", item)
+        _set(self, "message", message)
+        _set(self, "events", events)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class GetStatus(Event):
     """Ask the daemon for its counters (what ``trackd daemon status`` shows)."""
 
+    __slots__ = ("request_id",)
     request_id: int
 
-    def __post_init__(self) -> None:
-        _require_int(self, "request_id", self.request_id, 1)
+    def __init__(self, *, request_id: int) -> None:
+        _require_int(self, "request_id", request_id, 1)
+        _set(self, "request_id", request_id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class StatusReply(Event):
     """The daemon's counters: a map of names to numbers, strings or nested maps."""
 
+    __slots__ = ("request_id", "status")
     request_id: int
     status: dict[str, object]
 
-    def __post_init__(self) -> None:
-        _require_int(self, "request_id", self.request_id, 1)
-        if type(self.status) is not dict:
-            raise LocalProtocolError(f"StatusReply.status must be a map, got {_show(self.status)}.")
+    def __init__(self, *, request_id: int, status: dict[str, object]) -> None:
+        _require_int(self, "request_id", request_id, 1)
+        if type(status) is not dict:
+            raise LocalProtocolError(f"StatusReply.status must be a map, got {_show(status)}.")
+        _set(self, "request_id", request_id)
+        _set(self, "status", status)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Dropped(Event):
     """The client's on-full policy dropped ``total`` events so far (TRACKD_ON_FULL=drop), for status."""
 
+    __slots__ = ("total",)
     total: int
 
-    def __post_init__(self) -> None:
-        _require_int(self, "total", self.total)
+    def __init__(self, *, total: int) -> None:
+        _require_int(self, "total", total)
+        _set(self, "total", total)
 
 
 class ErrorCode:
@@ -275,21 +309,24 @@ class ErrorCode:
     STORE_UNAVAILABLE = "store_unavailable"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorReply(Event):
     """A request failed (``request_id`` > 0) or the connection is being closed (``request_id`` 0)."""
 
+    __slots__ = ("request_id", "code", "message")
     request_id: int
     code: str
     message: str
 
-    def __post_init__(self) -> None:
-        _require_int(self, "request_id", self.request_id)
-        _require_str(self, "code", self.code)
-        _require_str(self, "message", self.message, MAX_TEXT_LENGTH)
+    def __init__(self, *, request_id: int, code: str, message: str) -> None:
+        _require_int(self, "request_id", request_id)
+        _require_str(self, "code", code)
+        _require_str(self, "message", message, MAX_TEXT_LENGTH)
+        _set(self, "request_id", request_id)
+        _set(self, "code", code)
+        _set(self, "message", message)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionClosed(Event):
     """The peer closed the connection (never sent on the wire)."""
 
+    __slots__ = ()

@@ -53,8 +53,7 @@ EVENT_TYPES: dict[int, type[Event]] = {
 _CODES: dict[type[Event], int] = {cls: code for code, cls in EVENT_TYPES.items()}
 # The fields a frame carries, in order: those the constructor takes (Batch.events is derived).
 _FIELDS: dict[type[Event], tuple[str, ...]] = {
-    cls: tuple(name for name, f in getattr(cls, "__dataclass_fields__").items() if f.init)
-    for cls in EVENT_TYPES.values()
+    cls: tuple(name for name in cls._fields if name not in cls._derived) for cls in EVENT_TYPES.values()
 }
 _HEADER = struct.Struct(">I")
 

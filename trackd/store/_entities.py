@@ -8,7 +8,8 @@ does not create those classes.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+from .._struct import Frozen
 
 LIFECYCLE_ACTIVE = "active"
 LIFECYCLE_DELETED = "deleted"
@@ -26,10 +27,13 @@ class RunStatus(enum.IntEnum):
     KILLED = 5
 
 
-@dataclass(frozen=True, slots=True)
-class Experiment:
+_set = object.__setattr__
+
+
+class Experiment(Frozen):
     """An experiment as meta.yaml and its tags/ folder describe it."""
 
+    __slots__ = ("experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time", "last_update_time", "tags")
     experiment_id: str
     name: str
     artifact_location: str
@@ -38,11 +42,26 @@ class Experiment:
     last_update_time: int | None
     tags: dict[str, str]
 
+    def __init__(
+        self, experiment_id: str, name: str, artifact_location: str, lifecycle_stage: str,
+        creation_time: int | None, last_update_time: int | None, tags: dict[str, str],
+    ) -> None:
+        _set(self, "experiment_id", experiment_id)
+        _set(self, "name", name)
+        _set(self, "artifact_location", artifact_location)
+        _set(self, "lifecycle_stage", lifecycle_stage)
+        _set(self, "creation_time", creation_time)
+        _set(self, "last_update_time", last_update_time)
+        _set(self, "tags", tags)
 
-@dataclass(frozen=True, slots=True)
-class RunInfo:
+
+class RunInfo(Frozen):
     """A run's meta.yaml."""
 
+    __slots__ = (
+        "run_id", "experiment_id", "run_name", "user_id", "status", "start_time", "end_time", "artifact_uri",
+        "lifecycle_stage",
+    )
     run_id: str
     experiment_id: str
     run_name: str
@@ -53,30 +72,59 @@ class RunInfo:
     artifact_uri: str
     lifecycle_stage: str
 
+    def __init__(
+        self, run_id: str, experiment_id: str, run_name: str, user_id: str, status: RunStatus, start_time: int,
+        end_time: int | None, artifact_uri: str, lifecycle_stage: str,
+    ) -> None:
+        _set(self, "run_id", run_id)
+        _set(self, "experiment_id", experiment_id)
+        _set(self, "run_name", run_name)
+        _set(self, "user_id", user_id)
+        _set(self, "status", status)
+        _set(self, "start_time", start_time)
+        _set(self, "end_time", end_time)
+        _set(self, "artifact_uri", artifact_uri)
+        _set(self, "lifecycle_stage", lifecycle_stage)
 
-@dataclass(frozen=True, slots=True)
-class RunData:
+
+class RunData(Frozen):
     """A run's latest metric values, params and tags."""
 
+    __slots__ = ("metrics", "params", "tags")
     metrics: dict[str, float]
     params: dict[str, str]
     tags: dict[str, str]
 
+    def __init__(self, metrics: dict[str, float], params: dict[str, str], tags: dict[str, str]) -> None:
+        _set(self, "metrics", metrics)
+        _set(self, "params", params)
+        _set(self, "tags", tags)
 
-@dataclass(frozen=True, slots=True)
-class Run:
+
+class Run(Frozen):
     """A run: its info and its data."""
 
+    __slots__ = ("info", "data")
     info: RunInfo
     data: RunData
 
+    def __init__(self, info: RunInfo, data: RunData) -> None:
+        _set(self, "info", info)
+        _set(self, "data", data)
 
-@dataclass(frozen=True, slots=True)
-class Metric:
+
+class Metric(Frozen):
     """One line of a metric file."""
 
+    __slots__ = ("key", "value", "timestamp", "step")
     key: str
     value: float
     timestamp: int
     step: int
+
+    def __init__(self, key: str, value: float, timestamp: int, step: int) -> None:
+        _set(self, "key", key)
+        _set(self, "value", value)
+        _set(self, "timestamp", timestamp)
+        _set(self, "step", step)
 

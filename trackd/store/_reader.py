@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import replace
 
 from ..errors import CorruptStoreFile, ExperimentNotFound, RunNotFound
 from . import _layout as layout
@@ -194,7 +193,7 @@ class StoreReader:
         tags = _read_key_files(layout.subfolder(folder, layout.TAGS_FOLDER_NAME))
         if not info.run_name and tags.get(RUN_NAME_TAG):
             # MLflow <= 1.29 wrote no run_name; _get_run_from_info takes it from the tag.
-            info = replace(info, run_name=tags[RUN_NAME_TAG])
+            info = info.replace(run_name=tags[RUN_NAME_TAG])
         return Run(info=info, data=RunData(metrics=metrics, params=params, tags=tags))
 
 
