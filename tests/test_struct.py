@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 
 import pytest
@@ -65,16 +66,47 @@ def test_frozen_values_copy_and_pickle_as_they_are() -> None:
     assert pickle.loads(pickle.dumps(Batch(seq=2, records=[(1, "r", "k", 0.5, 1, 0)]))).events == 1
 
 
-def test_replace_copies_with_changes_and_names_an_unknown_field() -> None:
+def test_replace_copies_through_init_and_names_an_unknown_field() -> None:
     point = Point(1, 2)
     assert point.replace(y=5) == Point(1, 5) and point == Point(1, 2)
     with pytest.raises(TypeError, match="no field 'z'"):
         point.replace(z=1)
+    # Through __init__: a derived field is computed again, and cannot be given.
+    batch = Batch(seq=1, records=[(1, "r", "k", 0.5, 1, 0)])
+    assert batch.replace(records=[]).events == 0
+    with pytest.raises(TypeError, match="no field 'events'"):
+        batch.replace(events=5)
 
 
-def test_a_mutable_value_compares_by_fields_and_is_not_hashable() -> None:
+class Point3(Point):
+    __slots__ = ("z",)
+    z: int
+
+    def __init__(self, x: int, y: int, z: int) -> None:
+        super().__init__(x, y)
+        object.__setattr__(self, "z", z)
+
+
+def test_a_subclass_adds_its_fields_after_its_bases() -> None:
+    assert Point3._fields == ("x", "y", "z") and Point3.__match_args__ == ("x", "y", "z")
+    assert repr(Point3(1, 2, 3)) == "Point3(x=1, y=2, z=3)"
+    assert Point3(1, 2, 3) != Point(1, 2)
+    match Point3(1, 2, 3):
+        case Point3(a, b, c):
+            assert (a, b, c) == (1, 2, 3)
+
+
+def test_a_field_holding_nan_equals_itself_as_a_dataclass_did() -> None:
+    metric = Metric("m", math.nan, 0, 0)
+    assert metric == metric and metric == copy.copy(metric)
+
+
+def test_a_mutable_value_compares_by_fields_copies_and_is_not_hashable() -> None:
     counter = Counter("a")
     counter.count += 2
     assert counter == Counter("a", 2) and repr(counter) == "Counter(name='a', count=2)"
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(counter, protocol)) == counter
+    assert copy.deepcopy(counter) == counter
     with pytest.raises(TypeError):
         hash(counter)

@@ -25,6 +25,7 @@ class Value:
     _fields: ClassVar[tuple[str, ...]] = ()
     # Fields __init__ computes rather than takes (Batch.events): left out of repr and the wire.
     _derived: ClassVar[frozenset[str]] = frozenset()
+    __match_args__: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -33,6 +34,8 @@ class Value:
             slots = klass.__dict__.get("__slots__", ())
             names.extend((slots,) if isinstance(slots, str) else slots)
         cls._fields = tuple(names)
+        # For match statements, as a dataclass has: the fields __init__ takes, in order.
+        setattr(cls, "__match_args__", tuple(name for name in names if name not in cls._derived))
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields if name not in self._derived)
@@ -41,7 +44,15 @@ class Value:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self._fields)
+        # Tuples, as a dataclass compares: a field holding the same NaN object equals itself.
+        return self._values() == other._values()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy, deepcopy and pickle (every protocol) rebuild it field by field, as __init__ left it.
+        return (_rebuild, (type(self), self._values()))
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._fields)
 
 
 class Frozen(Value):
@@ -56,21 +67,22 @@ class Frozen(Value):
         raise AttributeError(f"cannot delete field {name!r}: a {type(self).__name__} is frozen")
 
     def __hash__(self) -> int:
-        return hash(tuple(getattr(self, name) for name in self._fields))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # copy, deepcopy and pickle rebuild it field by field, as __init__ left it.
-        return (_rebuild, (type(self), tuple(getattr(self, name) for name in self._fields)))
+        return hash(self._values())
 
     def replace(self: F, **changes: Any) -> F:
-        """A copy with ``changes`` to some fields (dataclasses.replace, without checks)."""
-        unknown = set(changes) - set(self._fields)
+        """A copy with ``changes`` to some fields, made by ``__init__`` (checked, derived fields
+        computed again), as dataclasses.replace makes it."""
+        given = [name for name in self._fields if name not in self._derived]
+        unknown = set(changes) - set(given)
         if unknown:
-            raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
-        return _rebuild(type(self), tuple(changes.get(name, getattr(self, name)) for name in self._fields))
+            raise TypeError(f"{type(self).__name__}.replace() takes no field {sorted(unknown)[0]!r}")
+        return type(self)(**{name: changes.get(name, getattr(self, name)) for name in given})
 
 
-def _rebuild(cls: type[F], values: tuple[Any, ...]) -> F:
+V = TypeVar("V", bound=Value)
+
+
+def _rebuild(cls: type[V], values: tuple[Any, ...]) -> V:
     instance = object.__new__(cls)
     for name, value in zip(cls._fields, values):
         object.__setattr__(instance, name, value)

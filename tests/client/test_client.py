@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import signal
 import threading
 import time
@@ -364,8 +365,8 @@ def test_unacknowledged_events_stop_at_the_window_while_the_daemon_is_stopped(st
 def test_threads_logging_their_own_keys_in_turn_keep_every_point_of_each_key_in_order(
     store: Path, client: Client
 ) -> None:
-    # No cycle of keys: the sender groups a chunk's points per key; MLflow must read each key's
-    # points in the order they were logged.
+    # Each thread's cycle is broken wherever another thread gets the GIL; MLflow must read each
+    # key's points in the order they were logged.
     run_id = client.create_run("0").info.run_id
     steps_of = {"t0": 3000, "t1": 2000, "t2": 1000}
 
@@ -387,6 +388,25 @@ def test_threads_logging_their_own_keys_in_turn_keep_every_point_of_each_key_in_
             history = reader.get_metric_history(run_id, f"{name}/k{k}")
             assert [m.step for m in history] == list(range(k, steps, 3))
             assert [m.value for m in history] == [float(s) for s in range(k, steps, 3)]
+
+
+def test_keys_in_random_order_reach_the_store_per_key_in_order(store: Path, client: Client) -> None:
+    # No cycle at all: the sender groups each chunk's points per key (metric_series' _grouped);
+    # the daemon writes them, and MLflow reads each key's points in the order they were logged.
+    run_id = client.create_run("0").info.run_id
+    client.flush(timeout=30)  # the run's creation in a chunk of its own: points alone are grouped
+    rng = random.Random(5)
+    logged: dict[str, list[int]] = {}
+    for step in range(5000):
+        key = f"k{rng.randrange(50)}"
+        logged.setdefault(key, []).append(step)
+        client.log_metric(run_id, key, step / 7, step=step)
+    client.flush(timeout=30)
+    reader = MlflowClient(tracking_uri=str(store))
+    for key, steps in logged.items():
+        history = reader.get_metric_history(run_id, key)
+        assert [m.step for m in history] == steps
+        assert [m.value for m in history] == [s / 7 for s in steps]
 
 
 def test_pending_counts_while_another_thread_logs(client: Client) -> None:

@@ -245,11 +245,17 @@ def test_an_eval_metric_breaking_the_cycle_travels_plain_between_series() -> Non
 
 
 def test_a_key_twice_in_a_cycle_is_grouped_per_key() -> None:
-    records = points(RUN, ["a", "b", "a"], 2)  # a b a a b a: no cycle of distinct pairs
+    records = points(RUN, ["a", "b", "a"], 4)  # a b a a b a ...: no cycle of distinct pairs
     assert metric_series(records) == [
-        (8, RUN, "a", (0.0, 0.0, 1.0, 1.0), (1000, 1000, 1001, 1001), (0, 0, 1, 1)),
-        (8, RUN, "b", (0.0, 1.0), (1000, 1001), (0, 1)),
+        (8, RUN, "a", (0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0), tuple(1000 + s for s in (0, 0, 1, 1, 2, 2, 3, 3)),
+         (0, 0, 1, 1, 2, 2, 3, 3)),
+        (8, RUN, "b", (0.0, 1.0, 2.0, 3.0), (1000, 1001, 1002, 1003), (0, 1, 2, 3)),
     ]
+
+
+def test_files_of_fewer_than_four_points_each_are_not_grouped() -> None:
+    # Two-point series cost the daemon more to check than the records they replace.
+    assert metric_series(points(RUN, ["a", "b", "a"], 2)) is None
 
 
 def test_a_shuffled_chunk_travels_as_one_series_per_key() -> None:

@@ -327,7 +327,9 @@ def _grouped(
     values: tuple[Any, ...], timestamps: tuple[Any, ...], steps: tuple[Any, ...],
 ) -> list[Record] | None:
     """The points as one series per (run, key), in their order in ``records``; a pair with a
-    single point stays a record. None when the pairs hold fewer than two points each on average.
+    single point stays a record. None when the pairs hold fewer than _GROUP_POINTS points each on
+    average: a series of two costs the daemon more to check than two records (columns checked in
+    C pay per series, 5,000 two-point series 10.3 ms against 2.7 for their 10,000 records).
 
     The daemon writes each file's points in the order they come and nothing else: files do not
     depend on one another, so points of different files may travel in any order.
@@ -335,7 +337,10 @@ def _grouped(
     n = len(records)
     # A look at the first records first, in C: a sweep over 10,000 files, each once a chunk, stops here.
     sample = min(n, _GROUP_SAMPLE)
-    if len(set(zip(run_ids[:sample], keys[:sample]))) * 2 > sample or len(set(zip(run_ids, keys))) * 2 > n:
+    if (
+        len(set(zip(run_ids[:sample], keys[:sample]))) * _GROUP_POINTS > sample
+        or len(set(zip(run_ids, keys))) * _GROUP_POINTS > n
+    ):
         return None
     groups: dict[tuple[Any, Any], list[int]] = {}
     for index, pair in enumerate(zip(run_ids, keys)):
@@ -357,8 +362,10 @@ def _grouped(
 # metric_series gives up on a chunk once more than this many of its records travel plain and they
 # are more than half of what it has looked at.
 _MAX_PLAIN = 64
-# _grouped looks at this many records before grouping a whole chunk.
+# _grouped looks at this many records before grouping a whole chunk, and groups only when the
+# files hold at least this many points each on average.
 _GROUP_SAMPLE = 256
+_GROUP_POINTS = 4
 
 
 def _cycle_at(run_ids: tuple[Any, ...], keys: tuple[Any, ...], start: int, hopeless: set[Any]) -> tuple[int, int]:

@@ -33,7 +33,9 @@ _set = object.__setattr__
 class Experiment(Frozen):
     """An experiment as meta.yaml and its tags/ folder describe it."""
 
-    __slots__ = ("experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time", "last_update_time", "tags")
+    __slots__ = (
+        "experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time", "last_update_time", "tags",
+    )
     experiment_id: str
     name: str
     artifact_location: str
@@ -127,4 +129,3 @@ class Metric(Frozen):
         _set(self, "value", value)
         _set(self, "timestamp", timestamp)
         _set(self, "step", step)
-
