@@ -32,7 +32,7 @@ class Ledger:
         self.acked_seq = 0
         self.unacked: collections.deque[tuple[int, bytes, int]] = collections.deque()  # (seq, frame, records)
         self.unacked_bytes = 0
-        self.unacked_events = 0
+        self.unacked_events = 0  # records in those batches (a metric series counts its points)
         self.outgoing: collections.deque[Request] = collections.deque()  # not sent yet
         self.in_flight: dict[int, Request] = {}  # sent, or a flush barrier behind its batches
         self.rejected = 0
@@ -105,10 +105,6 @@ class Ledger:
         self.unacked.extendleft(reversed(batches))
         self.unacked_bytes += sum(len(frame) for _, frame, _ in batches)
         self.unacked_events += sum(records for _, _, records in batches)
-
-    def unacked_records(self) -> int:
-        """Records in batches not yet acknowledged."""
-        return self.unacked_events
 
     def settled(self) -> bool:
         """Nothing waits for the daemon: every batch acknowledged, every sent request answered."""

@@ -302,7 +302,7 @@ class Sender:
         # pending events after losing the daemon); copy() runs in C, under the GIL, in one piece.
         snapshot = self.buffer.copy()
         buffered = len(snapshot) - sum(1 for record in snapshot if record[0] == BARRIER)
-        return buffered + self._ledger.unacked_records() + spooled
+        return buffered + self._ledger.unacked_events + spooled
 
     def _report(self) -> FlushReport:
         with self._cond:

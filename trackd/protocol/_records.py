@@ -281,8 +281,8 @@ def metric_series(records: list[Record]) -> list[Record] | None:
     order. Where the cycle breaks (an eval metric every N steps), the stretch so far becomes
     series, what breaks it travels as plain records, and a new cycle starts after it. When most of
     the chunk has no cycle, its points are grouped per (run, key) instead (``_grouped``). Returns
-    None when neither helps (other kinds mixed in, fewer than two points a file): the records then
-    travel as they are.
+    None when neither helps (other kinds mixed in, too few points a file): the records then travel
+    as they are.
     """
     if not records or len(records[0]) != 6:
         return None

@@ -91,8 +91,9 @@ def open_regular_for_append(
     With ``folder_fd`` (see open_folder), the file is opened by name in that folder (openat): the
     kernel walks no path, and the folder is the one checked when its descriptor was opened.
     ``checked``: the caller has just found ``path`` regular or missing with an lstat of its own, so
-    it is not looked up again before the open; what was planted since is refused by O_NOFOLLOW and
-    the fstat after the open, as it is in the moment between any check and open (past the open-file cap every write reopens most of its files).
+    it is not looked up again before the open (past the open-file cap every write reopens most of
+    its files); what was planted since is refused by O_NOFOLLOW and the fstat after the open, as it
+    is in the moment between any check and open.
     """
     if not checked:
         check_regular_or_missing(path, folder_fd)
