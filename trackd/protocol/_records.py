@@ -337,10 +337,7 @@ def _grouped(
     n = len(records)
     # A look at the first records first, in C: a sweep over 10,000 files, each once a chunk, stops here.
     sample = min(n, _GROUP_SAMPLE)
-    if (
-        len(set(zip(run_ids[:sample], keys[:sample]))) * _GROUP_POINTS > sample
-        or len(set(zip(run_ids, keys))) * _GROUP_POINTS > n
-    ):
+    if len(set(zip(run_ids[:sample], keys[:sample]))) * _GROUP_POINTS > sample:
         return None
     groups: dict[tuple[Any, Any], list[int]] = {}
     for index, pair in enumerate(zip(run_ids, keys)):
@@ -349,6 +346,8 @@ def _grouped(
             groups[pair] = [index]
         else:
             group.append(index)
+    if len(groups) * _GROUP_POINTS > n:
+        return None
     out: list[Record] = []
     for (run_id, key), indices in groups.items():
         if len(indices) == 1:
