@@ -19,20 +19,28 @@ from trackd.client._launcher import daemon_answers
 from trackd.store import StoreReader
 
 PRODUCERS = 4
-POINTS = int(os.environ.get("TRACKD_FAULT_POINTS", "250000"))
+# Each producer logs at least MIN_POINTS, then goes on until the test has restarted the daemon
+# RESTARTS times (a stop file), so the restarts always land while points flow however fast the
+# machine is; MAX_POINTS bounds a run whose restarts never come.
+MIN_POINTS = int(os.environ.get("TRACKD_FAULT_POINTS", "50000"))
+MAX_POINTS = 5_000_000
 RESTARTS = 5
 
 PRODUCER = """
-import sys, time, trackd
-rank, points, run_id = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+import os, sys, time, trackd
+rank, min_points, max_points, run_id, stop = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 trackd.start_run(run_id=run_id)
 key = f"p{rank}"
-for step in range(points):
+step = 0
+while step < max_points:
     trackd.log_metric(key, float(step), step=step)
-    if step % 5000 == 4999:
+    step += 1
+    if step % 5000 == 0:
+        if step >= min_points and os.path.exists(stop):
+            break
         time.sleep(0.05)  # spread the stream over the restarts
 trackd.flush(timeout=120)
-print("done", flush=True)
+print("done", step, flush=True)
 """
 
 
@@ -49,9 +57,10 @@ def test_every_point_arrives_once_while_the_daemon_is_restarted(signum: int, soc
     paths = DaemonPaths(socket_path)
     run_id = uuid.uuid4().hex
     env = child_env(socket_path, TRACKD_TRACKING_URI=str(store))
+    stop = store.parent / "stop-producers"
     producers = [
         subprocess.Popen(
-            [sys.executable, "-c", PRODUCER, str(rank), str(POINTS), run_id],
+            [sys.executable, "-c", PRODUCER, str(rank), str(MIN_POINTS), str(MAX_POINTS), run_id, str(stop)],
             env={**env, "RANK": str(rank)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for rank in range(PRODUCERS)
@@ -74,6 +83,7 @@ def test_every_point_arrives_once_while_the_daemon_is_restarted(signum: int, soc
                 or (_daemon_pid(paths) not in (None, pid) and daemon_answers(paths.socket, 0.2)),
                 60, message="a new daemon started by the clients",
             )
+        stop.touch()
         outputs = [p.communicate(timeout=240) for p in producers]
     finally:
         for p in producers:
@@ -95,11 +105,14 @@ def test_every_point_arrives_once_while_the_daemon_is_restarted(signum: int, soc
                 final = None
         if final is not None:
             wait_for(lambda: not paths.pid.exists() or _daemon_pid(paths) != final, 30, message="daemon exit")
-    assert len(killed) >= 3, "the producers finished before the daemon could be restarted; raise POINTS"
+    assert len(killed) == RESTARTS, f"the producers finished after {len(killed)} restarts of {RESTARTS}"
+    logged = []
     for process, (out, err) in zip(producers, outputs):
-        assert process.returncode == 0 and "done" in out, err
+        assert process.returncode == 0 and out.startswith("done "), err
+        logged.append(int(out.split()[1]))
     reader = StoreReader(store)
-    for rank in range(PRODUCERS):
+    for rank, points in enumerate(logged):
+        assert points >= MIN_POINTS
         values = [m.value for m in reader.get_metric_history(run_id, f"p{rank}")]
-        assert len(values) == POINTS, f"rank {rank}: {len(values)} points, expected {POINTS}"
-        assert values == [float(step) for step in range(POINTS)], f"rank {rank}: points duplicated or out of order"
+        assert len(values) == points, f"rank {rank}: {len(values)} points, expected {points}"
+        assert values == [float(step) for step in range(points)], f"rank {rank}: points duplicated or out of order"
