@@ -435,3 +435,28 @@ def test_pending_counts_while_another_thread_logs(client: Client) -> None:
     client.flush(timeout=60)
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 200_000
 
+
+
+def test_clients_of_one_store_share_one_sender_thread(store: Path, config: ClientConfig, client: Client) -> None:
+    # MLflow code that makes a client per call must not start a thread and a connection per call.
+    run_id = client.create_run().info.run_id
+    client.flush()
+    threads = threading.active_count()
+    for step in range(50):
+        Client(store, config=config).log_metric(run_id, "inline", float(step), step=step)
+    assert threading.active_count() == threads
+    client.flush()  # the shared sender: this flush covers what the inline clients accepted
+    history = client.get_metric_history(run_id, "inline")
+    assert [(m.step, m.value) for m in history] == [(s, float(s)) for s in range(50)]
+
+
+def test_closing_one_of_two_clients_of_a_store_leaves_the_other_working(store: Path, config: ClientConfig) -> None:
+    first, second = Client(store, config=config), Client(store, config=config)
+    run_id = first.create_run().info.run_id
+    first.log_metric(run_id, "loss", 1.0)
+    first.close()  # delivers what it accepted; the sender stays for the second
+    assert second.get_run(run_id).data.metrics == {"loss": 1.0}
+    second.log_metric(run_id, "loss", 2.0, step=1)
+    second.close()
+    with Client(store, config=config) as reader:
+        assert [m.value for m in reader.get_metric_history(run_id, "loss")] == [1.0, 2.0]

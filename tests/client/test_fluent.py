@@ -353,3 +353,73 @@ def test_a_short_run_in_the_default_experiment_loads_no_heavy_module(daemon: Dae
     result = run_python(code, env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == []
+
+
+def test_a_client_dropped_without_close_still_delivers_at_exit(daemon: DaemonProcess, store: Path) -> None:
+    # MLflow code makes clients inline (MlflowClient().log_metric(...)) and never closes them.
+    result = _ok(_run(
+        """
+        import gc, json, trackd
+        run_id = trackd.Client().create_run().info.run_id
+        def log_inline():
+            client = trackd.Client()
+            for step in range(100):
+                client.log_metric(run_id, "dropped", float(step), step=step)
+        log_inline()
+        gc.collect()
+        for step in range(100):
+            trackd.Client().log_metric(run_id, "inline", float(step), step=step)
+        gc.collect()
+        print(json.dumps({"run_id": run_id}))
+        """,
+        _env(daemon, store),
+    ))
+    client = _mlflow(store)
+    for key in ("dropped", "inline"):
+        history = client.get_metric_history(str(result["run_id"]), key)
+        assert [(m.step, m.value) for m in history] == [(s, float(s)) for s in range(100)]
+
+
+def test_set_tracking_uri_during_a_run_keeps_the_run_in_its_store(daemon: DaemonProcess, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    result = _ok(_run(
+        f"""
+        import json, trackd
+        trackd.set_tracking_uri({str(first)!r})
+        with trackd.start_run() as run:
+            trackd.log_metric("a", 1.0)
+            trackd.set_tracking_uri({str(second)!r})
+        first_id = run.info.run_id
+        trackd.start_run()  # in the second store, ended at exit
+        trackd.log_metric("b", 2.0)
+        trackd.set_tracking_uri({str(first)!r})  # and its run still ends there
+        print(json.dumps({{"first": first_id, "second": trackd.last_active_run().info.run_id}}))
+        """,
+        _env(daemon, None),
+    ))
+    for path, key, value, run_id in ((first, "a", 1.0, result["first"]), (second, "b", 2.0, result["second"])):
+        run = _only_run(path)
+        assert run.info.run_id == run_id and run.info.status == "FINISHED"
+        assert run.data.metrics == {key: value}
+
+
+def test_end_run_with_a_bad_status_raises_and_leaves_the_run_active(daemon: DaemonProcess, store: Path) -> None:
+    result = _ok(_run(
+        """
+        import json, trackd
+        from trackd.errors import InvalidArgument
+        run = trackd.start_run()
+        try:
+            trackd.end_run("DONE")
+        except InvalidArgument as exc:
+            message = str(exc)
+        still_active = trackd.active_run() is run
+        trackd.log_metric("after", 1.0)
+        trackd.end_run("KILLED")
+        print(json.dumps({"message": message, "still_active": still_active, "after_end": trackd.active_run() is None}))
+        """,
+        _env(daemon, store),
+    ))
+    assert "DONE" in str(result["message"]) and result["still_active"] and result["after_end"]
+    run = _only_run(store)
+    assert run.info.status == "KILLED" and run.data.metrics == {"after": 1.0}

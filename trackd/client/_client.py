@@ -63,7 +63,7 @@ from ..store import (
     validate_timestamp,
 )
 from ._config import ClientConfig, resolve_tracking_uri
-from ._lifecycle import EXIT_HOOKS, LIVE_CLIENTS, ClientState, close_all_clients
+from ._lifecycle import EXIT_HOOKS, LIVE_CLIENTS, SENDERS, ClientState, close_all_clients
 from ._names import random_id, random_run_name
 from ._outbox import FlushReport
 from ._sender import Sender
@@ -79,20 +79,24 @@ class Client:
     """Log to runs by id and read them back, like ``mlflow.MlflowClient``.
 
     Calls return as soon as the event is buffered; ``flush()`` waits until it is in the store.
+    The Clients of one store and config share one sender (buffer, thread, connection).
     """
 
     def __init__(self, tracking_uri: str | os.PathLike[str] | None = None, *, config: ClientConfig | None = None) -> None:
         self.tracking_uri = validate_store_root(resolve_tracking_uri(tracking_uri))
         self.config = config if config is not None else ClientConfig.from_env()
         self.state = ClientState.OPEN
-        self._sender = Sender(self.config, self.tracking_uri)
+        # One sender per store and config, shared by its Clients (see _lifecycle.SENDERS).
+        self._sender_key = (self.tracking_uri, *self.config._values())
+        sender = SENDERS.get(self._sender_key)
+        if sender is None:
+            sender = SENDERS[self._sender_key] = Sender(self.config, self.tracking_uri)
+        sender.users.add(self)
+        self._sender = sender
         self._reader = StoreReader(self.tracking_uri)
         self._good_keys: set[str] = set()
         self._known_runs: set[str] = set()
         self._params: dict[tuple[str, str], str] = {}
-        # CreateRun records of runs created here since the last flush(); see _after_fork_in_child.
-        self._creations: dict[str, tuple[Any, ...]] = {}
-        self._inherited_creations: dict[str, tuple[Any, ...]] = {}
         # Registered after the sender's hook, so it runs after the sender dropped its buffer.
         method = weakref.WeakMethod(self._after_fork_in_child)
         os.register_at_fork(after_in_child=lambda: (m := method()) and m())
@@ -179,7 +183,7 @@ class Client:
         user_id = str_tags.get(USER_TAG, "unknown")
         artifact_location = self._artifact_location(experiment_id)
         creation = (CREATE_RUN, run_id, experiment_id, user_id, name, start_ms, str_tags)
-        self._creations[run_id] = creation
+        self._sender.creations[run_id] = creation
         self._sender.submit(creation)
         self._known_runs.add(run_id)
         info = RunInfo(
@@ -372,10 +376,11 @@ class Client:
         """
         # After close() the sender thread is gone, so a flush barrier would never be answered.
         self._require_open()
-        created = list(self._creations)
+        creations = self._sender.creations
+        created = list(creations)
         report = self._sender.flush(timeout)
         for run_id in created:
-            self._creations.pop(run_id, None)
+            creations.pop(run_id, None)
         return report
 
     def pending(self) -> int:
@@ -387,13 +392,22 @@ class Client:
         return self._sender.stats()
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush (waiting at most ``timeout``, default TRACKD_EXIT_TIMEOUT) and stop. Idempotent."""
+        """Flush (waiting at most ``timeout``, default TRACKD_EXIT_TIMEOUT) and stop; the sender it
+        shares with the other Clients of its store stops with the last of them. Idempotent."""
         if self.state is ClientState.CLOSED:
             return
         self.state = ClientState.CLOSED
         # Every logging call now takes the slow path, which raises ClientClosedError.
         self._known_runs.clear()
-        self._sender.close(timeout)
+        sender = self._sender
+        sender.users.discard(self)
+        if sender.users and not sender.closed:
+            # Other open Clients of this store share the sender: deliver what was accepted, keep it.
+            sender.flush_or_warn(self.config.exit_timeout if timeout is None else timeout)
+            return
+        if SENDERS.get(self._sender_key) is sender:
+            del SENDERS[self._sender_key]
+        sender.close(timeout)
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -425,21 +439,22 @@ class Client:
         if type(run_id) is str and run_id in self._known_runs:
             return
         run_id = validate_run_id(run_id)
-        creation = self._inherited_creations.pop(run_id, None)
+        creation = self._sender.inherited_creations.pop(run_id, None)
         if creation is not None:
             # Sent again: the parent may not have delivered it before the fork, and this process's
             # points travel on another connection. Creating an existing run changes nothing.
             self._sender.submit(creation)
             self._known_runs.add(run_id)
             return
-        if self._reader.find_run(run_id) is None:
+        # Created through this sender (by another Client of this store, maybe one since dropped):
+        # its creation goes ahead of these points in the same buffer.
+        if run_id not in self._sender.creations and self._reader.find_run(run_id) is None:
             raise RunNotFound(f"Run {run_id!r} not found in {self.tracking_uri}; create it first or pass an existing run id.")
         self._known_runs.add(run_id)
 
     def _after_fork_in_child(self) -> None:
         """The child's first log to a run its parent created resends that run's creation first."""
-        self._inherited_creations, self._creations = self._creations, {}
-        self._known_runs.difference_update(self._inherited_creations)
+        self._known_runs.difference_update(self._sender.inherited_creations)
 
     def _check_param_unchanged(self, run_id: str, key: str, value: str) -> None:
         previous = self._params.get((run_id, key))

@@ -43,13 +43,16 @@ FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
 class ActiveRun:
     """The run ``start_run`` returned; a context manager that ends it with MLflow's status."""
 
-    def __init__(self, run: Run, *, owns: bool) -> None:
+    def __init__(self, run: Run, *, owns: bool, client: Client) -> None:
         self._run = run
         # A plain attribute, not a property: every fluent log call reads it.
         self.run_id = run.info.run_id
         # Whether end_run() without a status terminates the run: the creator does, an attached
         # process (another rank, a resumed job) does not.
         self.owns = owns
+        # The client of the store the run lives in: end_run() ends it there, even after
+        # set_tracking_uri() pointed the fluent API at another store.
+        self.client = client
 
     @property
     def info(self) -> RunInfo:
@@ -90,7 +93,8 @@ def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
     with _lock:
         _tracking_uri = resolve_tracking_uri(uri)
         if _client is not None and _client.tracking_uri != _tracking_uri:
-            # The old client keeps delivering what it accepted and closes at exit.
+            # The old client keeps delivering what it accepted; its active runs end through it
+            # (end_run closes it after the last), and its sender is closed at exit in any case.
             _client = None
 
 
@@ -190,7 +194,7 @@ def start_run(
             client._known_runs.add(existing.run_id)
             # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first;
             # otherwise attaching to an existing run (a resumed job) never ends it.
-            active = ActiveRun(Run(info=existing, data=RunData(metrics={}, params={}, tags={})), owns=rank == "0")
+            active = ActiveRun(Run(info=existing, data=RunData(metrics={}, params={}, tags={})), owns=rank == "0", client=client)
         else:
             run_tags = _system_tags()
             parent = parent_run_id or (_runs[-1].run_id if nested and _runs else None)
@@ -206,7 +210,7 @@ def start_run(
                 run_id=run_id,
             )
             shared = run_id is not None
-            active = ActiveRun(run, owns=not shared or rank in (None, "", "0"))
+            active = ActiveRun(run, owns=not shared or rank in (None, "", "0"), client=client)
         _runs.append(active)
         _last_run = active
         return active
@@ -221,13 +225,25 @@ def end_run(status: str | None = None) -> None:
     with _lock:
         if not _runs:
             return
-        active = _runs.pop()
-        client = get_client()
+        active = _runs[-1]
+        client = active.client
+        if client.state is not _OPEN:
+            # Closed by hand while the run was active: a new client of its store ends it.
+            from ._client import Client
+
+            client = active.client = Client(client.tracking_uri, config=client.config)
         if status is not None or active.owns:
+            # Checked before the run stops being active: a bad status leaves it active, to end again.
             client.set_terminated(active.run_id, status or FINISHED)
+        _runs.pop()
+        # A client the fluent API no longer uses (set_tracking_uri moved on) has nothing left to do.
+        retired = client is not _client and all(run.client is not client for run in _runs)
+    if retired:
+        client.close()
+        return
     client._sender.flush_or_warn(client.config.exit_timeout)
     # Delivered (or spooled): a forked child no longer needs to re-send this run's creation.
-    client._creations.pop(active.run_id, None)
+    client._sender.creations.pop(active.run_id, None)
 
 
 def active_run() -> ActiveRun | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._client import Client
+    from ._sender import Sender
 
 
 class ClientState(enum.Enum):
@@ -25,15 +26,30 @@ class ClientState(enum.Enum):
     CLOSED = 2
 
 
-# Every Client that may still hold undelivered events; Client.__init__ adds itself.
+# Every open Client; Client.__init__ adds itself. Weak: a Client dropped without close() may go,
+# because what it accepted lives in its sender, below.
 LIVE_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
+
+# The open senders, by (store root, config): the Clients of one store and config share one buffer,
+# thread and connection, so code that makes a client per call (``MlflowClient().log_metric(...)``)
+# costs no thread and no daemon connection each. Held strongly until closed: what a Client
+# accepted is delivered at exit even if the Client itself was dropped without close().
+SENDERS: dict[tuple[object, ...], Sender] = {}
 
 # Called with the run status before clients close at exit or on SIGTERM (the fluent API ends its runs).
 EXIT_HOOKS: list[Callable[[str | None], None]] = []
 
 
 def close_all_clients() -> None:
-    """At interpreter exit, deliver what every open client accepted (bounded by TRACKD_EXIT_TIMEOUT)."""
+    """At interpreter exit, deliver what every open client accepted (bounded by TRACKD_EXIT_TIMEOUT).
+
+    Each sender is closed once (a flush bounded by its exit timeout), then the clients are marked
+    closed, which no longer waits: a later log call raises ClientClosedError instead of buffering
+    events nobody would deliver.
+    """
+    while SENDERS:
+        _, sender = SENDERS.popitem()
+        sender.close()
     for client in list(LIVE_CLIENTS):
         client.close()
 

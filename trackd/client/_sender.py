@@ -66,6 +66,13 @@ class Sender:
         self.store_root = store_root
         self._reset()
         self._closed = False
+        # The Clients that use this sender (Clients of one store and config share it).
+        self.users: weakref.WeakSet[object] = weakref.WeakSet()
+        # CreateRun records of runs created through this sender since the last flush(): any of its
+        # Clients may log to them at once, as the creation travels ahead in this buffer. A forked
+        # child sends them again before its first log to such a run (it has its own connection).
+        self.creations: dict[str, Record] = {}
+        self.inherited_creations: dict[str, Record] = {}
         # The child of a fork must not send its parent's buffer or share its socket (sentry's
         # monitor.py explains why a lazily restarted worker is the safe pattern).
         method = weakref.WeakMethod(self._after_fork_in_child)
@@ -145,6 +152,10 @@ class Sender:
                 "spooled": self._spill.records,
             }
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self, timeout: float | None = None) -> None:
         """Flush (waiting at most ``timeout``), then stop the thread. Idempotent."""
         if self._closed:
@@ -190,6 +201,8 @@ class Sender:
         os.set_blocking(self._wake_w, False)
 
     def _after_fork_in_child(self) -> None:
+        self.inherited_creations = {**self.inherited_creations, **self.creations}
+        self.creations = {}
         transport = self._transport
         self._spill.abandon()
         for fd in (self._wake_r, self._wake_w):
