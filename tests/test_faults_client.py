@@ -15,11 +15,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import cast
 
 import pytest
 from helpers import DaemonProcess, child_env, wait_for
 from mlflow.tracking import MlflowClient
 
+from trackd.client._spool import read_spool
+from trackd.protocol import FRAME_HEADER_SIZE, Batch, decode_body
 from trackd.store import StoreReader
 
 # Prints "step <n> <time.time()>" after logging step n, every PRINT_EVERY steps; ends itself at
@@ -241,3 +244,105 @@ def test_sigstopped_daemon_keeps_the_client_buffer_bounded_and_every_point_count
         assert result["dropped"] > 0, f"nothing was dropped: the stall began at step {stalled_from}"
         assert len(steps) + result["dropped"] == points
         assert len(set(steps)) == len(steps) and steps == sorted(steps), "points duplicated or out of order under drop"
+
+
+# Logs argv[1] points to a new run and prints "logged <time.time()>"; then exits, or (argv[3] ==
+# "SIGTERM") sleeps until the test sends SIGTERM. With argv[2] == "mid-stream" it first delivers
+# one point, so it is connected when the test stops the daemon, and goes on once file argv[4] exists.
+STALL_AT_EXIT = """
+import os, sys, time, trackd
+points, stall, ending, go = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+run = trackd.start_run()
+print("run", run.info.run_id, flush=True)
+first = 0
+if stall == "mid-stream":
+    trackd.log_metric("x", 0.0, step=0)
+    trackd.flush(timeout=30)
+    print("connected", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    first = 1
+for step in range(first, points):
+    trackd.log_metric("x", float(step), step=step)
+print("logged", time.time(), flush=True)
+if ending == "SIGTERM":
+    time.sleep(120)
+"""
+
+EXIT_TIMEOUT = 2.0
+
+
+def _line(child: Child, word: str) -> list[str] | None:
+    return next((line.split() for line in list(child.out) if line.startswith(word + " ")), None)
+
+
+def _spooled_events(spool_dir: Path) -> int:
+    (path,) = spool_dir.glob("*.spool")
+    _, frames = read_spool(path)
+    return sum(cast(Batch, decode_body(frame[FRAME_HEADER_SIZE:])).events for _, frame in frames)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("ending", ["exit", "SIGTERM"])
+@pytest.mark.parametrize(
+    ("stall", "points"),
+    # Before connecting, everything waits in the buffer (at most 25,000 events); mid-stream, the
+    # sender's send blocks once the socket is full (~200 KB, about one 10,000-point batch).
+    [("before-connecting", 10_000), ("mid-stream", 30_000)],
+)
+def test_exit_with_a_stopped_daemon_is_bounded_warns_once_and_spools_every_event(
+    stall: str, points: int, ending: str, daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # This used to take 2 x TRACKD_EXIT_TIMEOUT + 5 s (9 s here), print each warning twice, and
+    # spool nothing: the sender thread sat in a handshake, or a send, that the stopped daemon never
+    # answered, so close() gave up on joining it and the events died with the process.
+    spool_dir, go = tmp_path / "spool", tmp_path / "go"
+    env = child_env(
+        daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir),
+        TRACKD_EXIT_TIMEOUT=str(EXIT_TIMEOUT), TRACKD_AUTOSTART="0",
+    )
+    # The run's creation and termination travel with the points; mid-stream, point 0 and the
+    # creation were delivered before the stall.
+    undelivered = points + 2 if stall == "before-connecting" else points
+    if stall == "before-connecting":
+        daemon.signal(signal.SIGSTOP)
+    try:
+        with Child(STALL_AT_EXIT, [str(points), stall, ending, str(go)], env) as child:
+            if stall == "mid-stream":
+                wait_for(lambda: "connected" in child.out or child.process.poll() is not None, 30, message="point 0")
+                daemon.signal(signal.SIGSTOP)
+                go.touch()
+            wait_for(lambda: _line(child, "logged") is not None or child.process.poll() is not None, 60, message="the points")
+            logged = _line(child, "logged")
+            assert logged is not None, child.stderr()
+            exit_began = float(logged[1])
+            if ending == "SIGTERM":
+                exit_began = time.time()
+                child.process.send_signal(signal.SIGTERM)
+            code = child.wait(timeout=60)
+            exit_took = time.time() - exit_began
+        assert code == (0 if ending == "exit" else -signal.SIGTERM), child.stderr()
+        # About EXIT_TIMEOUT plus the spool's write; the margin is for a loaded 2-core machine.
+        assert exit_took < EXIT_TIMEOUT + 5, f"exit took {exit_took:.1f} s:\n{child.stderr()}"
+        # One line after 1 s, one when the wait runs out; closing the client after ending the run
+        # used to repeat both.
+        waiting = [line for line in child.err if "waiting up to" in line]
+        given_up = [line for line in child.err if "were not delivered" in line]
+        assert len(waiting) == 1 and len(given_up) == 1, child.stderr()
+        assert f"{undelivered} events were not delivered" in given_up[0] and "spooled to" in given_up[0]
+        assert _spooled_events(spool_dir) == undelivered
+    finally:
+        daemon.signal(signal.SIGCONT)
+    run = _line(child, "run")
+    assert run is not None
+    run_id = run[1]
+    sync = subprocess.run(
+        [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(spool_dir)],
+        env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60,
+    )
+    assert sync.returncode == 0, sync.stderr
+    wait_for(lambda: daemon.status()["backlog_records"] == 0, 10, message="the daemon's backlog written")
+    # Mid-stream, the resumed daemon also reads what the dropped connection left in its socket:
+    # it skips those batches in the spool by their sequence numbers, so each point is written once.
+    assert steps_in_store(store, run_id) == list(range(points)), "points lost, duplicated or out of order"
+    assert StoreReader(store).get_run(run_id).info.status.name == ("FINISHED" if ending == "exit" else "KILLED")

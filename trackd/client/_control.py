@@ -21,7 +21,9 @@ def query_status(socket_path: Path, timeout: float = 5.0) -> dict[str, object]:
         while time.monotonic() < deadline:
             event = protocol.next_event()
             if event is NEED_DATA:
-                protocol.receive_data(transport.receive(max(deadline - time.monotonic(), 0.01)))
+                data = transport.receive(max(deadline - time.monotonic(), 0.01))
+                if data is not None:
+                    protocol.receive_data(data)
                 continue
             if isinstance(event, StatusReply):
                 return event.status

@@ -5,6 +5,10 @@ it never encodes, never touches the socket and never blocks while there is room.
 thread wakes every ``flush_interval`` seconds (or early when the buffer grows), packs what is
 buffered into numbered batches, sends them, and keeps each batch until the daemon acknowledges
 it as written, so a daemon that dies or restarts costs nothing: the batches are sent again.
+A daemon that stops answering without going away (SIGSTOP, a debugger, a stuck disk) is given up
+when a bounded flush (exit, end_run, close) runs out of time: the thread drops the connection and
+moves everything not acknowledged to the spool file, and every wait on the socket can be cut
+short for that (``_transport.Interrupt``).
 
 This module moves the bytes and decides when. What was sent and is not settled yet, and what the
 daemon's replies settle, is the ledger's (``_ledger.py``); when events go to the spool file instead,
@@ -30,7 +34,7 @@ from ._ledger import Ledger
 from ._names import random_id
 from ._outbox import BARRIER, FlushReport, Request, batch_of, log_exception, next_chunk, warn
 from ._spill import Spill
-from ._transport import Transport, handshake, make_hello
+from ._transport import Interrupt, Transport, gave_up_error, handshake, make_hello
 
 
 class Sender:
@@ -41,6 +45,14 @@ class Sender:
     # Records and (estimated) bytes in one batch frame, well inside the protocol's limits.
     MAX_RECORDS_PER_BATCH = 10_000
     MAX_BATCH_BYTES = 4 * 1024 * 1024
+    # How long a flush that gave the daemon up waits for the thread to spool what it holds. The
+    # thread stops waiting on the socket when poked, and then writes at most a full buffer and a
+    # full unacknowledged window (DEFAULT_MAX_BUFFERED + DEFAULT_MAX_UNACKED_EVENTS events, a
+    # few MiB) to a local file: tens of milliseconds, so a second covers a loaded machine.
+    SPILL_TIMEOUT = 1.0
+    # How long close() waits for the thread to end after its flush: it delivered everything, or
+    # spooled it, so it ends within a send interval unless the daemon stopped answering since.
+    STOP_TIMEOUT = 1.0
 
     client_id: str
     buffer: collections.deque[Record]
@@ -48,6 +60,8 @@ class Sender:
     _cond: threading.Condition
     _thread: threading.Thread | None
     _stopping: bool
+    _spill_requested: bool
+    _held_reported: int
     _closed: bool
     _transport: Transport | None
     _protocol: Connection | None
@@ -157,7 +171,7 @@ class Sender:
         return self._closed
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush (waiting at most ``timeout``), then stop the thread. Idempotent."""
+        """Flush (waiting at most ``timeout``, then spooling what is left), then stop the thread. Idempotent."""
         if self._closed:
             return
         try:
@@ -169,7 +183,14 @@ class Sender:
             self._poke()
             thread = self._thread
             if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout=5.0)  # when no daemon answers, it spools what is left first
+                thread.join(self.STOP_TIMEOUT)
+                if thread.is_alive() and not self._spill_requested:
+                    # Still at work for a daemon that stopped answering after the flush: the rest
+                    # goes to the spool too. (A thread that has not answered a spill request yet
+                    # will not answer this one sooner.)
+                    self._give_up_on_daemon(
+                        f"the daemon at {self.config.socket_path} did not answer within {self.STOP_TIMEOUT:g} s of close()"
+                    )
             # Only the sender thread uses the socket: close it here only once that thread is gone.
             if self._transport is not None and (thread is None or not thread.is_alive()):
                 self._transport.close()
@@ -187,6 +208,9 @@ class Sender:
         self._cond = threading.Condition(threading.RLock())
         self._thread = None
         self._stopping = False
+        # A flush gave the daemon up: the thread spools everything and clears this.
+        self._spill_requested = False
+        self._held_reported = 0
         self._transport = None
         self._protocol = None
         self._ledger = Ledger()
@@ -322,7 +346,18 @@ class Sender:
             return FlushReport(acked_batches=self._ledger.acked_seq, dropped=self._dropped, pending=self._pending_locked())
 
     def flush_or_warn(self, timeout: float) -> None:
-        """Flush with a bounded wait, saying on stderr what is waiting and what was given up."""
+        """Flush with a bounded wait, saying on stderr what is waiting and what was given up.
+
+        When ``timeout`` runs out, what the daemon has not acknowledged goes to the spool file
+        and one line says how many events and where: a daemon that is stopped rather than gone
+        would otherwise keep them out of the store for good if this process exits. Until a daemon
+        answers again, later calls do not wait for it a second time: exit ends the runs and then
+        closes the clients, and each of those flushes with this bound.
+        """
+        path = self.config.socket_path
+        if self._spill.gave_up:
+            self._give_up_on_daemon(f"the daemon at {path} has not answered since an earlier flush gave it up")
+            return
         start = time.monotonic()
         try:
             self.flush(timeout=min(1.0, timeout))
@@ -337,17 +372,49 @@ class Sender:
             warn(str(exc))
             return
         remaining = timeout - (time.monotonic() - start)
-        if remaining <= 0:
-            warn(f"{self.pending()} events were not delivered within {timeout:g} s.")
-            return
-        warn(f"waiting up to {remaining:.0f} s for {self.pending()} events to reach the daemon at {self.config.socket_path}.")
-        try:
-            self.flush(timeout=max(remaining, 0.0))
-        except DaemonUnavailable as exc:
-            if not self._spill.spooling:  # the spool already said where the events are
+        if remaining > 0:
+            warn(f"waiting up to {remaining:.0f} s for {self.pending()} events to reach the daemon at {path}.")
+            try:
+                self.flush(timeout=remaining)
+                return
+            except FlushTimeout:
+                pass
+            except DaemonUnavailable as exc:
+                if not self._spill.spooling:  # the spool already said where the events are
+                    warn(f"{self.pending()} events were not delivered: {exc}")
+                return
+            except TrackdError as exc:
                 warn(f"{self.pending()} events were not delivered: {exc}")
-        except TrackdError as exc:
-            warn(f"{self.pending()} events were not delivered: {exc}")
+                return
+        self._give_up_on_daemon(f"the daemon at {path} did not answer within {timeout:g} s")
+
+    def _give_up_on_daemon(self, reason: str) -> None:
+        """Have the thread spool everything the daemon has not acknowledged, then say what went where.
+
+        Waits at most SPILL_TIMEOUT. Events already in the spool were announced before, by the
+        spill or by an earlier give-up; only the ones added now are counted in the new line.
+        """
+        before = self._spill.records
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            with self._cond:
+                self._spill_requested = True
+            self._poke()
+            deadline = time.monotonic() + self.SPILL_TIMEOUT
+            with self._cond:
+                while self._spill_requested and thread.is_alive() and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(min(left, 0.05))
+        with self._cond:
+            spooled = self._spill.records
+            held = self._pending_locked() - spooled
+        if spooled > before:
+            warn(self._spill.gave_up_message(spooled - before, reason, more=before > 0))
+        if held > 0 and held != self._held_reported:
+            self._held_reported = held
+            warn(
+                f"{held} events were not delivered: {reason}; they are not in the spool file but held in "
+                "memory, and are lost if this process exits."
+            )
 
     # -- the sender thread -------------------------------------------------------------------------
 
@@ -355,14 +422,19 @@ class Sender:
         backoff = 0.05
         while True:
             try:
+                if self._spill_requested:
+                    raise gave_up_error(self.config.socket_path)
                 if self._transport is None:
                     self._connect()
                     backoff = 0.05
                 self._cycle()
             except DaemonUnavailable as exc:
                 try:
-                    self._disconnected(exc)
-                    if self._stopping or self._spill.should_spool(len(self.buffer)):
+                    # Giving up is not news: the flush that asked for it says what it spooled.
+                    self._disconnected(None if self._spill_requested else exc)
+                    if self._spill_requested:
+                        self._abandon(exc)
+                    elif self._stopping or self._spill.should_spool(len(self.buffer)):
                         self._spool_pending(exc)
                 except Exception:  # raised here it would escape the handler below and end the thread
                     log_exception("trackd sender thread failed while the daemon was unavailable; retrying")
@@ -389,6 +461,8 @@ class Sender:
                     pass
             except BlockingIOError:
                 pass
+        if self._spill_requested:
+            return  # _run gives the daemon up
         self._read_replies()
         self._send_requests()
         self._send_buffer()
@@ -403,13 +477,14 @@ class Sender:
     def _connect(self) -> None:
         path = self.config.socket_path
         hello = make_hello(self.client_id, self.store_root)
+        interrupt = Interrupt(self._wake_r, self._should_stop_waiting)
         try:
-            transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout)
+            transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
         except DaemonUnavailable:
-            if not self.config.autostart or self._stopping:
+            if not self.config.autostart or self._stopping or self._spill_requested:
                 raise
             self._start_daemon()
-            transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout)
+            transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
         with self._cond:
             self._transport = transport
             self._protocol = protocol
@@ -433,6 +508,12 @@ class Sender:
         self._spill.deliver_orphans_once()
         for req in in_flight:
             transport.send(protocol.send(req.build(req.request_id)))
+
+    def _should_stop_waiting(self) -> bool:
+        """Whether a wait on the socket is to be cut short: a flush gave the daemon up, or the
+        client is closing before a handshake completed (a send to a daemon that answers is
+        finished instead, so a closing client does not cut a healthy connection)."""
+        return self._spill_requested or (self._stopping and self._transport is None)
 
     def _start_daemon(self) -> None:
         now = time.monotonic()
@@ -585,6 +666,20 @@ class Sender:
             return
         # A flush cannot complete without a daemon: it returns with the spool's whereabouts instead.
         self._fail_requests(barriers, self._spill.spooled_error(reason))
+
+    def _abandon(self, reason: DaemonUnavailable) -> None:
+        """A flush gave the daemon up (the connection is closed already): spool what it holds.
+
+        Batches sent on the dropped connection go too: a stopped daemon that resumes may write
+        them, and then skips them when the spool is replayed (by client id and sequence number).
+        """
+        try:
+            self._spill.give_up()
+            self._spool_pending(reason)
+        finally:
+            with self._cond:
+                self._spill_requested = False
+                self._cond.notify_all()
 
     def _cannot_spool(self, reason: BaseException, failure: OSError, barriers: list[Request]) -> None:
         """Neither a daemon nor the spool takes events: flushes fail saying so, and events wait in memory."""

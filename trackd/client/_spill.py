@@ -7,8 +7,13 @@ bounded and a process that exits leaves its events for the next client or ``trac
 module makes that decision, owns the file while the client lives, and words the warnings and the
 error a waiting flush gets. The batches themselves are the sender's: it passes them in.
 
+A bounded flush that runs out of time (exit, end_run, close) gives the daemon up: it may be
+stopped rather than gone, answering nothing while it accepts connections and bytes, and an
+exiting process must not take the events with it. From then until a daemon answers, the outage
+counts as a long one: events go to the spool and flushes are told where they are.
+
 Only the sender thread changes this state (and a forked child, which abandons it); callers
-read ``spooling`` and ``records``.
+read ``spooling``, ``records`` and ``gave_up``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class Spill:
         self.spooling = False
         self._announced = False
         self._unavailable_since: float | None = None
+        # A bounded flush gave the daemon up, and no daemon has answered since.
+        self.gave_up = False
         self._warned_unwritable = False
         self._synced_orphans = False
 
@@ -55,6 +62,7 @@ class Spill:
         self._unavailable_since = None
         self.spooling = False
         self._announced = False
+        self.gave_up = False
 
     def should_spool(self, buffered: int) -> bool:
         """Spool once the daemon has been unreachable for connect_timeout, or the buffer is half full."""
@@ -63,7 +71,17 @@ class Spill:
     def outlasted_connect_timeout(self) -> bool:
         """No daemon has answered for ``connect_timeout`` seconds: not a restart, a daemon that is gone."""
         since = self._unavailable_since
-        return since is not None and time.monotonic() - since >= self._config.connect_timeout
+        return self.gave_up or (since is not None and time.monotonic() - since >= self._config.connect_timeout)
+
+    def give_up(self) -> None:
+        """A bounded flush ran out of time: treat the daemon as gone until one answers.
+
+        The flush that gave up says how many events the spool holds (``gave_up_message``), so
+        the spill that follows is not announced as well.
+        """
+        self.lost()
+        self.gave_up = True
+        self._announced = True
 
     # -- the spool file ----------------------------------------------------------------------------
 
@@ -124,6 +142,13 @@ class Spill:
         return DaemonUnavailable(
             f"No trackd daemon answers at {self._config.socket_path} ({reason}); {self.records} events are "
             f"spooled to {self._path()} and delivered when a daemon answers (or by `trackd sync`)."
+        )
+
+    def gave_up_message(self, count: int, reason: str, *, more: bool) -> str:
+        """The one line a flush that gave up prints: how many events, why, and where they are."""
+        return (
+            f"{count} {'more ' if more else ''}events were not delivered: {reason}; they are spooled to "
+            f"{self._path()} and delivered when a daemon answers, or by `trackd sync`."
         )
 
     def unwritable_error(self, reason: BaseException, exc: OSError, held: int) -> DaemonUnavailable:

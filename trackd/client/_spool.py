@@ -189,7 +189,9 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0) -> Sy
                 if event is NEED_DATA:
                     if time.monotonic() > deadline:
                         raise DaemonUnavailable(f"The daemon did not confirm {path} within {timeout:g} s.")
-                    protocol.receive_data(transport.receive(max(deadline - time.monotonic(), 0.01)))
+                    data = transport.receive(max(deadline - time.monotonic(), 0.01))
+                    if data is not None:
+                        protocol.receive_data(data)
                 elif isinstance(event, Rejected):
                     result.rejected.append(f"{event.item}: {event.message}")
                 elif isinstance(event, FlushDone):

@@ -1,12 +1,20 @@
-"""The client's socket adapter: connect, handshake, send bytes, read available bytes."""
+"""The client's socket adapter: connect, handshake, send bytes, read available bytes.
+
+Every wait here can be cut short. The sender thread passes an ``Interrupt``: its wake-up pipe
+and a question to ask when poked. A daemon that is stopped (SIGSTOP, a debugger) rather than
+dead still accepts connections and takes bytes until its socket buffer is full, so without this
+the thread would sit in a handshake or a send for as long as the daemon stays stopped, and an
+exiting process could neither deliver its events nor spool them.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import DaemonUnavailable
@@ -24,17 +32,48 @@ def map_socket_errors(path: Path) -> Iterator[None]:
         raise DaemonUnavailable(f"The trackd daemon at {path} is unreachable: {exc.strerror or exc}.") from exc
 
 
-class Transport:
-    """A connected Unix socket to the daemon."""
+class Interrupt:
+    """How the sender thread stops waiting on the socket: a byte on ``wake_fd`` wakes the wait,
+    and ``requested()`` then says whether to give the daemon up."""
 
-    def __init__(self, path: Path, *, timeout: float) -> None:
+    __slots__ = ("requested", "wake_fd")
+
+    def __init__(self, wake_fd: int, requested: Callable[[], bool]) -> None:
+        self.wake_fd = wake_fd  # non-blocking read end of a pipe
+        self.requested = requested
+
+    def check(self, path: Path) -> None:
+        """Raise DaemonUnavailable if the daemon is to be given up."""
+        if self.requested():
+            raise gave_up_error(path)
+
+    def woken(self, path: Path) -> None:
+        """The pipe woke a wait: empty it, then ``check``."""
+        try:
+            while os.read(self.wake_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        self.check(path)
+
+
+def gave_up_error(path: Path) -> DaemonUnavailable:
+    """What a wait cut short by the sender says."""
+    return DaemonUnavailable(f"Gave up waiting for the trackd daemon at {path}.")
+
+
+class Transport:
+    """A connected Unix socket to the daemon (non-blocking: every wait is a select here)."""
+
+    def __init__(self, path: Path, *, timeout: float, interrupt: Interrupt | None = None) -> None:
         self.path = path
+        self._interrupt = interrupt
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with map_socket_errors(path):
                 sock.settimeout(timeout)
                 sock.connect(str(path))
-                sock.settimeout(None)
+                sock.setblocking(False)
         except BaseException:
             sock.close()
             raise
@@ -44,9 +83,19 @@ class Transport:
         return self._socket().fileno()
 
     def send(self, data: bytes) -> None:
-        """Send all of ``data``; blocks while the daemon is not reading (only the sender thread waits)."""
+        """Send all of ``data``, waiting while the daemon is not reading (only the sender thread waits).
+
+        Raises DaemonUnavailable when the interrupt gives the daemon up, possibly in the middle of
+        a frame: the connection is then unusable, and the caller closes it.
+        """
+        sock = self._socket()
+        view = memoryview(data)
         with map_socket_errors(self.path):
-            self._socket().sendall(data)
+            while view:
+                try:
+                    view = view[sock.send(view) :]
+                except BlockingIOError:
+                    self._wait(writable=True, timeout=None)
 
     def receive_available(self) -> bytes | None:
         """Bytes that have arrived, without waiting: None if there are none, b"" if the daemon closed."""
@@ -56,20 +105,38 @@ class Transport:
             except BlockingIOError:
                 return None
 
-    def receive(self, timeout: float) -> bytes:
-        """Wait up to ``timeout`` seconds for bytes; b"" if the daemon closed."""
-        sock = self._socket()
-        with map_socket_errors(self.path):
-            sock.settimeout(timeout)
-            try:
-                return sock.recv(RECV_SIZE)
-            finally:
-                sock.settimeout(None)
+    def receive(self, timeout: float) -> bytes | None:
+        """Wait up to ``timeout`` seconds for bytes: None if none came, b"" if the daemon closed."""
+        if not self._wait(writable=False, timeout=timeout):
+            return None
+        return self.receive_available()
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+    def _wait(self, *, writable: bool, timeout: float | None) -> bool:
+        """Wait until the socket is readable (or writable); False once ``timeout`` passes first."""
+        fd = self._socket().fileno()
+        # poll, not select: a training process may hold more than select's 1024 descriptors.
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT if writable else select.POLLIN)
+        if self._interrupt is not None:
+            poller.register(self._interrupt.wake_fd, select.POLLIN)
+            self._interrupt.check(self.path)  # asked before this wait began: its poke may be gone
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            with map_socket_errors(self.path):
+                ready = [ready_fd for ready_fd, _ in poller.poll(None if remaining is None else remaining * 1000)]
+            if fd in ready:  # readable, writable, or closed: the next recv or send says which
+                return True
+            if ready:  # only the wake-up pipe
+                assert self._interrupt is not None
+                self._interrupt.woken(self.path)
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
@@ -77,9 +144,11 @@ class Transport:
         return self._sock
 
 
-def handshake(path: Path, hello: Hello, *, timeout: float) -> tuple[Transport, Connection, Welcome]:
+def handshake(
+    path: Path, hello: Hello, *, timeout: float, interrupt: Interrupt | None = None
+) -> tuple[Transport, Connection, Welcome]:
     """Connect, send ``hello`` and wait for the daemon's Welcome; raises DaemonUnavailable."""
-    transport = Transport(path, timeout=min(timeout, 1.0))
+    transport = Transport(path, timeout=min(timeout, 1.0), interrupt=interrupt)
     protocol = Connection(Role.CLIENT)
     try:
         transport.send(protocol.send(hello))
@@ -87,7 +156,9 @@ def handshake(path: Path, hello: Hello, *, timeout: float) -> tuple[Transport, C
         while time.monotonic() < deadline:
             event = protocol.next_event()
             if event is NEED_DATA:
-                protocol.receive_data(transport.receive(max(deadline - time.monotonic(), 0.01)))
+                data = transport.receive(max(deadline - time.monotonic(), 0.01))
+                if data is not None:
+                    protocol.receive_data(data)
                 continue
             if isinstance(event, Welcome):
                 return transport, protocol, event
