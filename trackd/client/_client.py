@@ -63,9 +63,10 @@ from ..store import (
     validate_timestamp,
 )
 from ._config import ClientConfig, resolve_tracking_uri
+from . import _lifecycle
 from ._lifecycle import EXIT_HOOKS, LIVE_CLIENTS, SENDERS, ClientState, close_all_clients
 from ._names import random_id, random_run_name
-from ._outbox import FlushReport
+from ._outbox import FlushReport, log_exception
 from ._sender import Sender
 
 _MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
@@ -88,18 +89,18 @@ class Client:
         self.state = ClientState.OPEN
         # One sender per store and config, shared by its Clients (see _lifecycle.SENDERS).
         self._sender_key = (self.tracking_uri, *self.config._values())
-        sender = SENDERS.get(self._sender_key)
-        if sender is None:
-            sender = SENDERS[self._sender_key] = Sender(self.config, self.tracking_uri)
-        sender.users.add(self)
-        self._sender = sender
         self._reader = StoreReader(self.tracking_uri)
         self._good_keys: set[str] = set()
         self._known_runs: set[str] = set()
         self._params: dict[tuple[str, str], str] = {}
-        # Registered after the sender's hook, so it runs after the sender dropped its buffer.
-        method = weakref.WeakMethod(self._after_fork_in_child)
-        os.register_at_fork(after_in_child=lambda: (m := method()) and m())
+        with _lifecycle.SENDERS_LOCK:
+            sender = SENDERS.get(self._sender_key)
+            if sender is None:
+                sender = SENDERS[self._sender_key] = Sender(self.config, self.tracking_uri)
+            # In a forked child the sender calls _after_fork_in_child of its users, after it
+            # reset itself (a fork hook per Client would pile up with clients made per call).
+            sender.users.add(self)
+        self._sender = sender
         LIVE_CLIENTS.add(self)
         _install_sigterm_handler()
 
@@ -183,8 +184,10 @@ class Client:
         user_id = str_tags.get(USER_TAG, "unknown")
         artifact_location = self._artifact_location(experiment_id)
         creation = (CREATE_RUN, run_id, experiment_id, user_id, name, start_ms, str_tags)
-        self._sender.creations[run_id] = creation
+        # Queued first, then recorded: a flush in another thread forgets the creations it saw
+        # before its barrier, which must include this record once it is listed.
         self._sender.submit(creation)
+        self._sender.creations[run_id] = creation
         self._known_runs.add(run_id)
         info = RunInfo(
             run_id=run_id, experiment_id=experiment_id, run_name=name, user_id=user_id, status=RunStatus.RUNNING,
@@ -400,13 +403,15 @@ class Client:
         # Every logging call now takes the slow path, which raises ClientClosedError.
         self._known_runs.clear()
         sender = self._sender
-        sender.users.discard(self)
-        if sender.users and not sender.closed:
+        with _lifecycle.SENDERS_LOCK:
+            sender.users.discard(self)
+            shared = bool(sender.users) and not sender.closed
+            if not shared and SENDERS.get(self._sender_key) is sender:
+                del SENDERS[self._sender_key]
+        if shared:
             # Other open Clients of this store share the sender: deliver what was accepted, keep it.
             sender.flush_or_warn(self.config.exit_timeout if timeout is None else timeout)
             return
-        if SENDERS.get(self._sender_key) is sender:
-            del SENDERS[self._sender_key]
         sender.close(timeout)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -444,6 +449,8 @@ class Client:
             # Sent again: the parent may not have delivered it before the fork, and this process's
             # points travel on another connection. Creating an existing run changes nothing.
             self._sender.submit(creation)
+            # Now this process's creation, known to every Client of the child's sender.
+            self._sender.creations[run_id] = creation
             self._known_runs.add(run_id)
             return
         # Created through this sender (by another Client of this store, maybe one since dropped):
@@ -505,7 +512,9 @@ class Client:
 
     def _flush_for_read(self) -> None:
         if self.state is ClientState.OPEN:
-            self._sender.flush(self.config.connect_timeout)
+            # Refused items are not this read's to report: they stay for flush() (one may be a
+            # sibling Client's).
+            self._sender.flush(self.config.connect_timeout, take_failures=False)
 
 
 def _check_artifact_name(path: str) -> str:
@@ -534,7 +543,10 @@ def _on_sigterm(signum: int, frame: object) -> None:
     signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM kills at once
     try:
         for hook in EXIT_HOOKS:
-            hook("KILLED")
+            try:
+                hook("KILLED")
+            except Exception:  # a run that cannot be ended must not keep the events from delivery
+                log_exception("ending the runs on SIGTERM")
         close_all_clients()
     finally:
         os.kill(os.getpid(), signum)

@@ -232,10 +232,16 @@ def end_run(status: str | None = None) -> None:
             from ._client import Client
 
             client = active.client = Client(client.tracking_uri, config=client.config)
-        if status is not None or active.owns:
-            # Checked before the run stops being active: a bad status leaves it active, to end again.
-            client.set_terminated(active.run_id, status or FINISHED)
+            # This process started or attached to the run: its creation may still be on its way
+            # (spooled by the closed client), so the new client does not look for it in the store.
+            client._known_runs.add(active.run_id)
+        if status is not None:
+            from ..store import validate_run_status
+
+            validate_run_status(status)  # a bad status leaves the run active, to be ended again
         _runs.pop()
+        if status is not None or active.owns:
+            client.set_terminated(active.run_id, status or FINISHED)
         # A client the fluent API no longer uses (set_tracking_uri moved on) has nothing left to do.
         retired = client is not _client and all(run.client is not client for run in _runs)
     if retired:
@@ -251,9 +257,18 @@ def active_run() -> ActiveRun | None:
     return _runs[-1] if _runs else None
 
 
-def last_active_run() -> ActiveRun | None:
-    """The run most recently started in this process, active or not."""
-    return _last_run
+def last_active_run() -> Run | None:
+    """The run most recently started in this process, active or not, as stored now (as MLflow's
+    reads it again: after its ``with`` block its status is FINISHED). Flushes first."""
+    active = _last_run
+    if active is None:
+        return None
+    client = active.client
+    if client.state is not _OPEN:
+        from ._client import Client
+
+        client = Client(client.tracking_uri, config=client.config)
+    return client.get_run(active.run_id)
 
 
 def _active_run_id() -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import atexit
 import enum
+import os
+import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -35,6 +37,18 @@ LIVE_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
 # costs no thread and no daemon connection each. Held strongly until closed: what a Client
 # accepted is delivered at exit even if the Client itself was dropped without close().
 SENDERS: dict[tuple[object, ...], Sender] = {}
+# Guards SENDERS and the senders' users together: a Client made while the last one of its store
+# closes must not join the sender being closed. Reentrant for the SIGTERM handler, which may run
+# while the main thread holds it; made anew in a forked child (another thread may have held it).
+SENDERS_LOCK = threading.RLock()
+
+
+def _new_lock_in_child() -> None:
+    global SENDERS_LOCK
+    SENDERS_LOCK = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 # Called with the run status before clients close at exit or on SIGTERM (the fluent API ends its runs).
 EXIT_HOOKS: list[Callable[[str | None], None]] = []
@@ -47,8 +61,10 @@ def close_all_clients() -> None:
     closed, which no longer waits: a later log call raises ClientClosedError instead of buffering
     events nobody would deliver.
     """
-    while SENDERS:
-        _, sender = SENDERS.popitem()
+    with SENDERS_LOCK:
+        senders = list(SENDERS.values())
+        SENDERS.clear()
+    for sender in senders:
         sender.close()
     for client in list(LIVE_CLIENTS):
         client.close()

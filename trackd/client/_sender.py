@@ -25,6 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, LocalProtocolError, TrackdError
 from ..protocol import NEED_DATA, Ack, Connection, ConnectionClosed, Dropped, Event, Flush, Record, encode_frame
@@ -34,6 +35,9 @@ from ._ledger import Ledger
 from ._names import random_id
 from ._outbox import BARRIER, FlushReport, Request, batch_of, log_exception, next_chunk, warn
 from ._spill import Spill
+
+if TYPE_CHECKING:
+    from ._client import Client
 from ._transport import Interrupt, Transport, gave_up_error, handshake, make_hello
 
 
@@ -81,7 +85,7 @@ class Sender:
         self._reset()
         self._closed = False
         # The Clients that use this sender (Clients of one store and config share it).
-        self.users: weakref.WeakSet[object] = weakref.WeakSet()
+        self.users: weakref.WeakSet[Client] = weakref.WeakSet()
         # CreateRun records of runs created through this sender since the last flush(): any of its
         # Clients may log to them at once, as the creation travels ahead in this buffer. A forked
         # child sends them again before its first log to such a run (it has its own connection).
@@ -121,12 +125,14 @@ class Sender:
         self._poke()
         return self._wait(req, self.config.connect_timeout if timeout is None else timeout)
 
-    def flush(self, timeout: float | None = None) -> FlushReport:
+    def flush(self, timeout: float | None = None, *, take_failures: bool = True) -> FlushReport:
         """Wait until every record appended so far is written to the store.
 
-        Raises DeliveryError naming each item the daemon refused since the last flush,
-        FlushTimeout when ``timeout`` runs out, and DaemonUnavailable when no daemon could be
-        reached for ``connect_timeout`` seconds (the events stay buffered and are sent later).
+        Raises DeliveryError naming each item the daemon refused since the last flush that took
+        them, FlushTimeout when ``timeout`` runs out, and DaemonUnavailable when no daemon could
+        be reached for ``connect_timeout`` seconds (the events stay buffered and are sent later).
+        With ``take_failures=False`` (a read, a sibling Client's close, end_run) refused items stay
+        for the next flush() of any Client of this sender, or for the warning of its close().
         """
         if self._thread is None and not self.buffer:
             return self._report()
@@ -135,6 +141,8 @@ class Sender:
         self._ensure_started()
         self._poke()
         self._wait(req, timeout)
+        if not take_failures:
+            return self._report()
         with self._cond:
             failures = self._ledger.take_failures()
         if failures:
@@ -176,7 +184,8 @@ class Sender:
             return
         try:
             if self._thread is not None or self.buffer:
-                self.flush_or_warn(self.config.exit_timeout if timeout is None else timeout)
+                # The last word on this sender's refused items: printed here, once.
+                self.flush_or_warn(self.config.exit_timeout if timeout is None else timeout, take_failures=True)
         finally:
             self._closed = True
             self._stopping = True
@@ -191,10 +200,17 @@ class Sender:
                     self._give_up_on_daemon(
                         f"the daemon at {self.config.socket_path} did not answer within {self.STOP_TIMEOUT:g} s of close()"
                     )
-            # Only the sender thread uses the socket: close it here only once that thread is gone.
-            if self._transport is not None and (thread is None or not thread.is_alive()):
-                self._transport.close()
-                self._transport = None
+            # Only the sender thread uses the socket and reads the wake pipe: close them here
+            # only once that thread is gone (a Client made per call must not leak two fds each).
+            if thread is None or not thread.is_alive():
+                if self._transport is not None:
+                    self._transport.close()
+                    self._transport = None
+                wake_r, wake_w = self._wake_r, self._wake_w
+                self._wake_r = self._wake_w = -1  # a late _poke() writes to no descriptor
+                for fd in (wake_r, wake_w):
+                    if fd >= 0:
+                        os.close(fd)
 
     # -- internals shared by both sides ------------------------------------------------------------
 
@@ -230,15 +246,19 @@ class Sender:
         transport = self._transport
         self._spill.abandon()
         for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         self._reset()
         if transport is not None:
             # Closing our copy of the fd leaves the parent's connection untouched.
             transport.close()
         self._closed = False
+        # Then the Clients that share this sender forget what the child must create again.
+        for user in list(self.users):
+            user._after_fork_in_child()
         if "multiprocessing" in sys.modules:
             # multiprocessing's fork children leave through os._exit, which skips atexit; its own
             # exit hook runs finalizers. But a child clears the finalizer registry right after
@@ -345,7 +365,7 @@ class Sender:
         with self._cond:
             return FlushReport(acked_batches=self._ledger.acked_seq, dropped=self._dropped, pending=self._pending_locked())
 
-    def flush_or_warn(self, timeout: float) -> None:
+    def flush_or_warn(self, timeout: float, *, take_failures: bool = False) -> None:
         """Flush with a bounded wait, saying on stderr what is waiting and what was given up.
 
         When ``timeout`` runs out, what the daemon has not acknowledged goes to the spool file
@@ -360,7 +380,7 @@ class Sender:
             return
         start = time.monotonic()
         try:
-            self.flush(timeout=min(1.0, timeout))
+            self.flush(timeout=min(1.0, timeout), take_failures=take_failures)
             return
         except FlushTimeout:
             pass
@@ -375,7 +395,7 @@ class Sender:
         if remaining > 0:
             warn(f"waiting up to {remaining:.0f} s for {self.pending()} events to reach the daemon at {path}.")
             try:
-                self.flush(timeout=remaining)
+                self.flush(timeout=remaining, take_failures=take_failures)
                 return
             except FlushTimeout:
                 pass
@@ -454,7 +474,7 @@ class Sender:
     def _cycle(self) -> None:
         transport = self._transport
         assert transport is not None
-        ready, _, _ = select.select([self._wake_r, transport.fileno()], [], [], self.config.flush_interval)
+        ready = _readable([self._wake_r, transport.fileno()], self.config.flush_interval)
         if self._wake_r in ready:
             try:
                 while os.read(self._wake_r, 4096):
@@ -472,7 +492,7 @@ class Sender:
             self._send_event(Dropped(total=self._dropped))
 
     def _sleep(self, seconds: float) -> None:
-        select.select([self._wake_r], [], [], seconds)
+        _readable([self._wake_r], seconds)
 
     def _connect(self) -> None:
         path = self.config.socket_path
@@ -691,3 +711,14 @@ class Sender:
         with self._cond:
             self._ledger.fail_requests(barriers, error)
             self._cond.notify_all()
+
+
+def _readable(fds: list[int], timeout: float) -> list[int]:
+    """The descriptors of ``fds`` that are readable within ``timeout`` seconds. poll(), not
+    select(): select() refuses descriptors past 1024, which a training process that holds many
+    files open hands out, and the sender thread died of it."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(max(0.0, timeout) * 1000.0)]
+
