@@ -168,9 +168,10 @@ def test_mlflow_and_trackd_read_the_same_run(scenario: dict[str, Any], store: Pa
     run_id = scenario["ids"][spec["name"]]
     theirs = MlflowClient(tracking_uri=str(store)).get_run(run_id)
     ours = trackd_client.get_run(run_id)
-    fields = ("run_id", "experiment_id", "run_name", "user_id", "start_time", "end_time", "artifact_uri", "lifecycle_stage")
+    fields = ("run_id", "experiment_id", "run_name", "user_id", "status", "start_time", "end_time", "artifact_uri", "lifecycle_stage")
     assert {f: getattr(theirs.info, f) for f in fields} == {f: getattr(ours.info, f) for f in fields}
-    assert theirs.info.status == ours.info.status.name
+    # MLflow's status is a plain str ("FINISHED"); this used to be an IntEnum that printed as 3.
+    assert type(theirs.info.status) is type(ours.info.status) is str
     assert (theirs.data.params, theirs.data.tags) == (ours.data.params, ours.data.tags)
     assert theirs.data.metrics.keys() == ours.data.metrics.keys()
     assert all(_same(theirs.data.metrics[k], ours.data.metrics[k]) for k in ours.data.metrics)

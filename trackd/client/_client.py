@@ -183,7 +183,7 @@ class Client:
         self._sender.submit(creation)
         self._known_runs.add(run_id)
         info = RunInfo(
-            run_id=run_id, experiment_id=experiment_id, run_name=name, user_id=user_id, status=RunStatus.RUNNING,
+            run_id=run_id, experiment_id=experiment_id, run_name=name, user_id=user_id, status=RunStatus.RUNNING.name,
             start_time=start_ms, end_time=None, artifact_uri=f"{artifact_location}/{run_id}/artifacts",
             lifecycle_stage="active",
         )

@@ -208,7 +208,9 @@ def start_run(
             shared = run_id is not None
             active = ActiveRun(run, owns=not shared or rank in (None, "", "0"))
         _runs.append(active)
-        _last_run = active
+        if len(_runs) == 1:
+            # MLflow's last_active_run is the run whose end_run emptied the stack: this one.
+            _last_run = active
         return active
 
 
@@ -235,9 +237,16 @@ def active_run() -> ActiveRun | None:
     return _runs[-1] if _runs else None
 
 
-def last_active_run() -> ActiveRun | None:
-    """The run most recently started in this process, active or not."""
-    return _last_run
+def last_active_run() -> ActiveRun | Run | None:
+    """The active run, else the run this process ended last (the outermost, of nested runs).
+
+    As MLflow's: ``active_run()`` while a run is active, otherwise ``get_run()`` of that run
+    (after flushing), so a run that has ended reads ``info.status == "FINISHED"``.
+    """
+    if _runs:
+        return _runs[-1]
+    last = _last_run
+    return None if last is None else get_client().get_run(last.run_id)
 
 
 def _active_run_id() -> str:

@@ -18,7 +18,11 @@ RUN_NAME_TAG = "mlflow.runName"
 
 
 class RunStatus(enum.IntEnum):
-    """MLflow's run status, stored in meta.yaml as this int (``status: 3``)."""
+    """MLflow's run status, stored in meta.yaml as this int (``status: 3``).
+
+    ``RunInfo.status`` holds the member's name (``"FINISHED"``), as MLflow's does
+    (``RunStatus.to_string``); the int appears only in meta.yaml and on the wire.
+    """
 
     RUNNING = 1
     SCHEDULED = 2
@@ -58,7 +62,7 @@ class Experiment(Frozen):
 
 
 class RunInfo(Frozen):
-    """A run's meta.yaml."""
+    """A run's meta.yaml; ``status`` is a RunStatus name ("RUNNING", "FINISHED"...), as in MLflow."""
 
     __slots__ = (
         "run_id", "experiment_id", "run_name", "user_id", "status", "start_time", "end_time", "artifact_uri",
@@ -68,14 +72,14 @@ class RunInfo(Frozen):
     experiment_id: str
     run_name: str
     user_id: str
-    status: RunStatus
+    status: str
     start_time: int
     end_time: int | None
     artifact_uri: str
     lifecycle_stage: str
 
     def __init__(
-        self, run_id: str, experiment_id: str, run_name: str, user_id: str, status: RunStatus, start_time: int,
+        self, run_id: str, experiment_id: str, run_name: str, user_id: str, status: str, start_time: int,
         end_time: int | None, artifact_uri: str, lifecycle_stage: str,
     ) -> None:
         _set(self, "run_id", run_id)
