@@ -199,6 +199,15 @@ def test_mlflow_lists_and_downloads_the_artifacts(scenario: dict[str, Any], stor
     assert client.list_artifacts(scenario["ids"]["stopped"]) == []
 
 
+@pytest.mark.parametrize("path", [None, "model", "notes", "config.txt"])
+def test_mlflow_and_trackd_list_the_same_artifacts(scenario: dict[str, Any], store: Path, trackd_client: Client, path: str | None) -> None:
+    # trackd's list_artifacts used to return bare path strings.
+    run_id = scenario["ids"]["train"]
+    theirs = MlflowClient(tracking_uri=str(store)).list_artifacts(run_id, path)
+    ours = trackd_client.list_artifacts(run_id, path)
+    assert [(a.path, a.is_dir, a.file_size) for a in ours] == [(a.path, a.is_dir, a.file_size) for a in theirs]
+
+
 def test_every_run_meta_yaml_has_run_uuid_for_mlflow_2_readers(scenario: dict[str, Any], store: Path) -> None:
     for run_id in scenario["ids"].values():
         [meta] = store.glob(f"{scenario['experiment_id']}/{run_id}/meta.yaml")

@@ -43,6 +43,7 @@ from ..protocol import (
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
     Experiment,
+    FileInfo,
     Metric,
     Run,
     RunData,
@@ -212,8 +213,12 @@ class Client:
         ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
         return self._reader.search_runs(ids)
 
-    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
-        """Artifact paths of a run, after flushing."""
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        """The files and folders directly in ``path`` (default: the artifact root), after flushing.
+
+        As MLflow's: FileInfo(path, is_dir, file_size) sorted by path, paths relative to the
+        run's artifact root, file_size None for a folder, one level deep; [] for a missing path.
+        """
         self._flush_for_read()
         return self._reader.list_artifacts(validate_run_id(run_id), path)
 

@@ -10,7 +10,17 @@ import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from ._entities import LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, Experiment, Metric, Run, RunData, RunInfo, RunStatus
+from ._entities import (
+    LIFECYCLE_ACTIVE,
+    LIFECYCLE_DELETED,
+    Experiment,
+    FileInfo,
+    Metric,
+    Run,
+    RunData,
+    RunInfo,
+    RunStatus,
+)
 from ._layout import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME
 from ._reader import StoreReader
 from ._validation import (
@@ -77,6 +87,7 @@ __all__ = [
     "MAX_TAG_VALUE_LENGTH",
     "ArtifactWrite",
     "Experiment",
+    "FileInfo",
     "Metric",
     "MetricAppend",
     "MetricFileCache",

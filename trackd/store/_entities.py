@@ -1,4 +1,4 @@
-"""MLflow's entities as the store reads them: experiments, runs, their info, data and metrics.
+"""MLflow's entities as the store reads them: experiments, runs, their info, data and metrics, artifact listings.
 
 What the daemon asks the store to write (NewRun, MetricAppend, WriteBatch...) lives in
 ``_write_items.py``: a training process reads runs but never writes the store itself, so it
@@ -133,3 +133,20 @@ class Metric(Frozen):
         _set(self, "value", value)
         _set(self, "timestamp", timestamp)
         _set(self, "step", step)
+
+
+class FileInfo(Frozen):
+    """An artifact file or folder, as ``list_artifacts`` returns it (``mlflow.entities.FileInfo``).
+
+    ``path`` is relative to the run's artifact root; ``file_size`` is in bytes, None for a folder.
+    """
+
+    __slots__ = ("path", "is_dir", "file_size")
+    path: str
+    is_dir: bool
+    file_size: int | None
+
+    def __init__(self, path: str, is_dir: bool, file_size: int | None) -> None:
+        _set(self, "path", path)
+        _set(self, "is_dir", is_dir)
+        _set(self, "file_size", file_size)

@@ -37,6 +37,9 @@ RUN_FOLDERS = (METRICS_FOLDER_NAME, PARAMS_FOLDER_NAME, TAGS_FOLDER_NAME, ARTIFA
 EXPERIMENT_ID_WIDTH = 18
 TEMP_PREFIX = ".trackd-"
 TEMP_FILE_SUFFIX = ".tmp"
+# MLflow's LocalArtifactRepository uploads to a temp name with this prefix (_TEMP_ARTIFACT_PREFIX)
+# and its list_artifacts leaves such names out.
+MLFLOW_ARTIFACT_TEMP_PREFIX = ".artifact.uploading."
 
 
 def new_experiment_id() -> str:
