@@ -1,7 +1,7 @@
-"""``trackd.Client``'s reads return what ``mlflow.MlflowClient`` returns on the same store.
+"""``trackd.Client``'s reads return what ``mlflow.MlflowClient`` returns on the same store, with MLflow's arguments.
 
-A real daemon writes the store through a trackd Client; real MLflow reads it back, and its
-answers are the expected values.
+A real daemon writes the store through a trackd Client; real MLflow reads it back (and deletes
+runs and experiments in it, as a user would) and its answers are the expected values.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from trackd import Client, ClientConfig, FileInfo, InvalidArgument
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import ViewType  # noqa: E402
 
 T0 = 1_700_000_000_000
 
@@ -78,3 +79,81 @@ def test_list_artifacts_refuses_a_path_outside_the_artifact_root(client: Client)
     run_id = client.create_run().info.run_id
     with pytest.raises(InvalidArgument, match="no '..'"):
         client.list_artifacts(run_id, "../..")
+
+
+# -- search_runs and search_experiments -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_results", [0, 1, 3, 1000])
+@pytest.mark.parametrize("view", [ViewType.ACTIVE_ONLY, ViewType.DELETED_ONLY, ViewType.ALL])
+def test_search_runs_takes_mlflows_view_type_and_max_results(client: Client, store: Path, view: int, max_results: int) -> None:
+    experiment_id, run_ids = _runs_in_order(client, 5)
+    client.flush()
+    mlflow_client = MlflowClient(str(store))
+    for run_id in run_ids[1::2]:
+        mlflow_client.delete_run(run_id)
+    theirs = mlflow_client.search_runs([experiment_id], "", view, max_results)
+    ours = client.search_runs([experiment_id], "", view, max_results)
+    assert [r.info.run_id for r in ours] == [r.info.run_id for r in theirs]
+    assert [r.info.lifecycle_stage for r in ours] == [r.info.lifecycle_stage for r in theirs]
+
+
+def test_search_runs_returns_mlflows_default_of_1000_runs(client: Client, store: Path) -> None:
+    experiment_id, run_ids = _runs_in_order(client, 1001)
+    ours = client.search_runs(experiment_id)
+    assert [r.info.run_id for r in ours] == [r.info.run_id for r in MlflowClient(str(store)).search_runs([experiment_id])]
+    assert len(ours) == 1000 and ours[-1].info.run_id == run_ids[1]
+
+
+@pytest.mark.parametrize("max_results", [1, 2, 1000])
+@pytest.mark.parametrize("view", [ViewType.ACTIVE_ONLY, ViewType.DELETED_ONLY, ViewType.ALL])
+def test_search_experiments_takes_mlflows_view_type_and_max_results(client: Client, store: Path, view: int, max_results: int) -> None:
+    experiment_ids = [client.create_experiment(f"exp-{i}") for i in range(3)]
+    mlflow_client = MlflowClient(str(store))
+    mlflow_client.delete_experiment(experiment_ids[1])
+    theirs = mlflow_client.search_experiments(view, max_results)
+    ours = client.search_experiments(view, max_results)
+    assert [(e.experiment_id, e.lifecycle_stage) for e in ours] == [(e.experiment_id, e.lifecycle_stage) for e in theirs]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"filter_string": "metrics.loss < 1"}, "filter_string"),
+        ({"order_by": ["metrics.loss DESC"]}, "order_by"),
+        ({"page_token": "eyJvZmZzZXQiOiAxfQ=="}, "page_token"),
+    ],
+)
+def test_search_grammar_arguments_raise_invalid_argument_naming_them(client: Client, arguments: dict[str, object], named: str) -> None:
+    # These used to raise TypeError: the methods took no such arguments.
+    with pytest.raises(InvalidArgument, match=f"Client.search_runs does not support {named}"):
+        client.search_runs(["0"], **arguments)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=f"Client.search_experiments does not support {named}"):
+        client.search_experiments(**arguments)  # type: ignore[arg-type]
+
+
+def test_search_runs_takes_a_filter_string_positionally_as_mlflow_does(client: Client) -> None:
+    with pytest.raises(InvalidArgument, match="does not support filter_string \\('metrics.loss < 1'\\)"):
+        client.search_runs(["0"], "metrics.loss < 1")
+    run_id = client.create_run().info.run_id
+    # MLflow's defaults, spelled out, are accepted.
+    assert [r.info.run_id for r in client.search_runs(["0"], "  ", ViewType.ACTIVE_ONLY, 10, [], None)] == [run_id]
+
+
+@pytest.mark.parametrize("max_results", [-1, 50_001, "10", None])
+def test_search_runs_refuses_max_results_mlflow_refuses_or_misreads(client: Client, max_results: object) -> None:
+    with pytest.raises(InvalidArgument, match="Invalid max_results"):
+        client.search_runs(["0"], max_results=max_results)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("max_results", [0, 50_001, 1.5])
+def test_search_experiments_refuses_max_results_mlflow_refuses(client: Client, max_results: object) -> None:
+    with pytest.raises(InvalidArgument, match="Invalid max_results"):
+        client.search_experiments(max_results=max_results)  # type: ignore[arg-type]
+
+
+def test_search_refuses_an_unknown_view_type(client: Client) -> None:
+    with pytest.raises(InvalidArgument, match="Invalid view type 4"):
+        client.search_runs(["0"], run_view_type=4)
+    with pytest.raises(InvalidArgument, match="Invalid view type 'ALL'"):
+        client.search_experiments(view_type="ALL")  # type: ignore[arg-type]

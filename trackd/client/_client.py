@@ -42,6 +42,8 @@ from ..protocol import (
 )
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
+    SEARCH_MAX_RESULTS_DEFAULT,
+    SEARCH_MAX_RESULTS_THRESHOLD,
     Experiment,
     FileInfo,
     Metric,
@@ -50,10 +52,12 @@ from ..store import (
     RunInfo,
     RunStatus,
     StoreReader,
+    ViewType,
     validate_artifact_path,
     validate_experiment_id,
     validate_experiment_name,
     validate_key,
+    validate_max_results,
     validate_metric_value,
     validate_param_value,
     validate_run_id,
@@ -62,6 +66,7 @@ from ..store import (
     validate_store_root,
     validate_tag_value,
     validate_timestamp,
+    validate_view_type,
 )
 from ._config import ClientConfig, resolve_tracking_uri
 from ._lifecycle import EXIT_HOOKS, LIVE_CLIENTS, ClientState, close_all_clients
@@ -144,9 +149,25 @@ class Client:
         """The active experiment with this name, or None."""
         return self._reader.get_experiment_by_name(name)
 
-    def search_experiments(self) -> list[Experiment]:
-        """Every active experiment in the store."""
-        return self._reader.list_experiments()
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> list[Experiment]:
+        """Experiments in ``view_type``, at most ``max_results``, in MLflow's default order (newest first).
+
+        MLflow's signature, without its search grammar: a ``filter_string``, ``order_by`` or
+        ``page_token`` raises InvalidArgument naming it.
+        """
+        _refuse_search_grammar(
+            "search_experiments", "creation_time DESC, then experiment_id", filter_string, order_by, page_token
+        )
+        view = validate_view_type(view_type)
+        limit = validate_max_results(max_results, minimum=1)
+        return self._reader.list_experiments(view)[:limit]
 
     # -- runs ---------------------------------------------------------------------------------------
 
@@ -207,11 +228,27 @@ class Client:
         self._flush_for_read()
         return self._reader.get_metric_history(validate_run_id(run_id), key)
 
-    def search_runs(self, experiment_ids: str | Sequence[str]) -> list[Run]:
-        """Runs of these experiments, newest first (MLflow's default order), after flushing."""
-        self._flush_for_read()
+    def search_runs(
+        self,
+        experiment_ids: str | Sequence[str],
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> list[Run]:
+        """Runs of these experiments in ``run_view_type``, at most ``max_results``, newest first, after flushing.
+
+        MLflow's signature and default order (start_time DESC, then run_id), without its search
+        grammar: a ``filter_string``, ``order_by`` or ``page_token`` raises InvalidArgument naming it.
+        """
+        _refuse_search_grammar("search_runs", "start_time DESC, then run_id", filter_string, order_by, page_token)
+        view = validate_view_type(run_view_type)
+        # FileStore._search_runs refuses only more than the threshold; 0 gives no runs.
+        limit = validate_max_results(max_results, minimum=0)
         ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
-        return self._reader.search_runs(ids)
+        self._flush_for_read()
+        return self._reader.search_runs(ids, view)[:limit]
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         """The files and folders directly in ``path`` (default: the artifact root), after flushing.
@@ -504,6 +541,25 @@ def _check_artifact_name(path: str) -> str:
     if len(path) > MAX_NAME_LENGTH:
         raise InvalidArgument(f"Artifact path {path[:40]!r}... has {len(path)} characters; at most {MAX_NAME_LENGTH} are allowed.")
     return path
+
+
+def _refuse_search_grammar(method: str, order: str, filter_string: object, order_by: object, page_token: object) -> None:
+    """trackd implements none of MLflow's search grammar: a filter, an ordering or a page token is refused by name."""
+    if filter_string is not None and not (type(filter_string) is str and not filter_string.strip()):
+        raise InvalidArgument(
+            f"Client.{method} does not support filter_string ({filter_string!r}): trackd has no MLflow search "
+            "grammar. Filter the returned list in Python, or search this store with mlflow.MlflowClient."
+        )
+    if order_by:
+        raise InvalidArgument(
+            f"Client.{method} does not support order_by ({order_by!r}): results come in MLflow's default order "
+            f"({order}). Sort the returned list in Python, or search this store with mlflow.MlflowClient."
+        )
+    if page_token:
+        raise InvalidArgument(
+            f"Client.{method} does not support page_token ({page_token!r}): trackd returns one page. Pass a "
+            f"larger max_results (at most {SEARCH_MAX_RESULTS_THRESHOLD}) instead."
+        )
 
 
 def _join(prefix: str | None, name: str) -> str:

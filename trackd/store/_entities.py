@@ -31,6 +31,20 @@ class RunStatus(enum.IntEnum):
     KILLED = 5
 
 
+class ViewType(enum.IntEnum):
+    """Which lifecycle stages a search returns; MLflow's ``mlflow.entities.ViewType`` values."""
+
+    ACTIVE_ONLY = 1
+    DELETED_ONLY = 2
+    ALL = 3
+
+    def matches(self, lifecycle_stage: str) -> bool:
+        """Whether an entity in ``lifecycle_stage`` is in this view (LifecycleStage.matches_view_type)."""
+        if self is ViewType.ALL:
+            return True
+        return lifecycle_stage == (LIFECYCLE_ACTIVE if self is ViewType.ACTIVE_ONLY else LIFECYCLE_DELETED)
+
+
 _set = object.__setattr__
 
 

@@ -150,11 +150,12 @@ def is_experiment_folder_name(name: str) -> bool:
     return not name.endswith(TRASH_FOLDER_NAME) and name != MODEL_REGISTRY_FOLDER_NAME
 
 
-def iter_experiment_dirs(root: str, *, include_deleted: bool) -> Iterator[tuple[str, str]]:
+def iter_experiment_dirs(root: str, *, include_deleted: bool, include_active: bool = True) -> Iterator[tuple[str, str]]:
     """(experiment_id, folder) for every experiment folder, active first, then those in .trash."""
-    for name in sorted(_list_dirs(root)):
-        if is_experiment_folder_name(name):
-            yield name, os.path.join(root, name)
+    if include_active:
+        for name in sorted(_list_dirs(root)):
+            if is_experiment_folder_name(name):
+                yield name, os.path.join(root, name)
     if include_deleted:
         trash = trash_dir(root)
         for name in sorted(_list_dirs(trash)):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ..errors import CorruptStoreFile, ExperimentNotFound, RunNotFound
 from . import _layout as layout
-from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, FileInfo, Metric, Run, RunData, RunInfo
+from ._entities import RUN_NAME_TAG, Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
 from ._format import (
     experiment_from_meta,
     latest_metric,
@@ -39,10 +39,17 @@ class StoreReader:
 
     # --- experiments ----------------------------------------------------------------------------
 
-    def list_experiments(self, *, include_deleted: bool = False) -> list[Experiment]:
-        """Experiments in MLflow's order (creation_time DESC, then experiment_id)."""
+    def list_experiments(self, view_type: ViewType = ViewType.ACTIVE_ONLY) -> list[Experiment]:
+        """Experiments in MLflow's order (creation_time DESC, then experiment_id).
+
+        As FileStore.search_experiments, the folder decides: active ones at the root, deleted ones in .trash.
+        """
         experiments = []
-        folders = layout.iter_experiment_dirs(self.root, include_deleted=include_deleted)
+        folders = layout.iter_experiment_dirs(
+            self.root,
+            include_active=view_type is not ViewType.DELETED_ONLY,
+            include_deleted=view_type is not ViewType.ACTIVE_ONLY,
+        )
         for experiment_id, folder in folders:
             experiment = self._read_experiment(experiment_id, folder)
             if experiment is not None:
@@ -85,7 +92,7 @@ class StoreReader:
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         """The experiment with that name, active or deleted (as MLflow's get_experiment_by_name)."""
-        for experiment in self.list_experiments(include_deleted=True):
+        for experiment in self.list_experiments(ViewType.ALL):
             if experiment.name == name:
                 return experiment
         return None
@@ -114,8 +121,8 @@ class StoreReader:
             raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
         return self._read_run(*found)
 
-    def search_runs(self, experiment_ids: Sequence[str]) -> list[Run]:
-        """Active runs of those experiments in MLflow's default order: start_time DESC, then run_id."""
+    def search_runs(self, experiment_ids: Sequence[str], view_type: ViewType = ViewType.ACTIVE_ONLY) -> list[Run]:
+        """Runs of those experiments in ``view_type`` in MLflow's default order: start_time DESC, then run_id."""
         runs = []
         for experiment_id in experiment_ids:
             experiment_id = validate_experiment_id(experiment_id)
@@ -128,7 +135,7 @@ class StoreReader:
                     continue  # _list_run_infos skips a folder without meta.yaml (MissingConfigException)
                 info = run_info_from_meta(load_yaml(path), path)
                 # _list_run_infos skips, with a warning, a run recorded under another experiment.
-                if info.experiment_id == experiment_id and info.lifecycle_stage == LIFECYCLE_ACTIVE:
+                if info.experiment_id == experiment_id and view_type.matches(info.lifecycle_stage):
                     runs.append(self._read_run(info, run_folder))
         return sorted(runs, key=lambda run: (-run.info.start_time, run.info.run_id))
 
