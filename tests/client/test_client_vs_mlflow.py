@@ -6,13 +6,14 @@ runs and experiments in it, as a user would) and its answers are the expected va
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import DaemonProcess
 
-from trackd import Client, ClientConfig, FileInfo, InvalidArgument
+from trackd import Client, ClientConfig, DaemonUnavailable, FileInfo, FlushTimeout, InvalidArgument
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -157,3 +158,36 @@ def test_search_refuses_an_unknown_view_type(client: Client) -> None:
         client.search_runs(["0"], run_view_type=4)
     with pytest.raises(InvalidArgument, match="Invalid view type 'ALL'"):
         client.search_experiments(view_type="ALL")  # type: ignore[arg-type]
+
+
+# -- experiments without a daemon -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["get_or_create_experiment", "create_experiment"])
+def test_experiment_requests_without_a_daemon_raise_daemon_unavailable_naming_the_experiment(
+    tmp_path: Path, store: Path, capsys: pytest.CaptureFixture[str], method: str
+) -> None:
+    # This used to raise FlushTimeout: "... 0 events are still on their way to the store".
+    config = ClientConfig(
+        socket_path=tmp_path / "none.sock", autostart=False, connect_timeout=0.5, spool_dir=tmp_path / "spool"
+    )
+    with Client(store, config=config) as client:
+        with pytest.raises(DaemonUnavailable, match=f"experiment 'x': the trackd daemon at {tmp_path}/none.sock is unreachable"):
+            getattr(client, method)("x")
+    err = capsys.readouterr().err
+    # close() used to say "0 events are spooled to None".
+    assert "spooled to None" not in err and "0 events are spooled" not in err
+
+
+def test_experiment_request_to_a_stalled_daemon_times_out_naming_the_experiment(store: Path, daemon: DaemonProcess) -> None:
+    # A daemon that answers the connection but not the request is slow, not unavailable.
+    config = ClientConfig(socket_path=daemon.paths.socket, autostart=False, connect_timeout=0.5)
+    with Client(store, config=config) as client:
+        client.create_run()
+        client.flush()  # connected: the run reached the daemon
+        daemon.signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(FlushTimeout, match="Cannot get or create experiment 'x': the trackd daemon at .* did not answer within 0.5 s"):
+                client.get_or_create_experiment("x")
+        finally:
+            daemon.signal(signal.SIGCONT)

@@ -194,6 +194,26 @@ def test_set_experiment_by_name_creates_it_once_across_two_processes(daemon: Dae
     assert len(_mlflow(store).search_runs([str(first)])) == 2
 
 
+def test_set_experiment_without_a_daemon_raises_daemon_unavailable_naming_it(store: Path, tmp_path: Path) -> None:
+    # This used to raise FlushTimeout ("0 events are still on their way to the store"), and exit
+    # then printed "0 events are spooled to None".
+    env = child_env(tmp_path / "none.sock", TRACKD_AUTOSTART="0", TRACKD_CONNECT_TIMEOUT="0.5")
+    for name in TRACKING_VARIABLES:
+        env.pop(name, None)
+    env["TRACKD_TRACKING_URI"] = str(store)
+    code = """
+        import trackd
+        try:
+            trackd.set_experiment("mnist")
+        except trackd.DaemonUnavailable as exc:
+            print(exc)
+    """
+    result = _run(code, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Cannot get or create experiment 'mnist': the trackd daemon at {tmp_path}/none.sock is unreachable")
+    assert "spooled to None" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "code",
     [

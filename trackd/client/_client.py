@@ -12,15 +12,17 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import (
     ClientClosedError,
+    DaemonUnavailable,
     DeliveryError,
     ExperimentExists,
     ExperimentNotFound,
+    FlushTimeout,
     InvalidArgument,
     ParamChangedError,
     RunNotFound,
@@ -37,6 +39,7 @@ from ..protocol import (
     SET_TERMINATED,
     TAG,
     CreateExperiment,
+    Event,
     ExperimentReply,
     GetExperiment,
 )
@@ -122,8 +125,9 @@ class Client:
         name = validate_experiment_name(name)
         str_tags = {validate_key(k, kind="tag"): str(v) for k, v in (tags or {}).items()}
         try:
-            reply = self._sender.request(
-                lambda rid: CreateExperiment(request_id=rid, name=name, artifact_location=artifact_location, tags=str_tags)
+            reply = self._ask_daemon(
+                f"create experiment {name!r}",
+                lambda rid: CreateExperiment(request_id=rid, name=name, artifact_location=artifact_location, tags=str_tags),
             )
         except DeliveryError as exc:
             # The daemon's ErrorReply carries only its message ("Experiment 'x' already exists.").
@@ -137,7 +141,9 @@ class Client:
         """The id of experiment ``name``, created if it does not exist yet (what set_experiment needs)."""
         self._require_open()
         name = validate_experiment_name(name)
-        reply = self._sender.request(lambda rid: GetExperiment(request_id=rid, name=name, create=True))
+        reply = self._ask_daemon(
+            f"get or create experiment {name!r}", lambda rid: GetExperiment(request_id=rid, name=name, create=True)
+        )
         assert isinstance(reply, ExperimentReply) and reply.experiment_id is not None
         return reply.experiment_id
 
@@ -529,6 +535,29 @@ class Client:
                 raise
             # Experiment 0 is made by the daemon when it first opens a new store.
             return Path(self.tracking_uri, DEFAULT_EXPERIMENT_ID).as_uri()
+
+    def _ask_daemon(self, what: str, build: Callable[[int], Event]) -> Event:
+        """Send a request and wait for its reply; ``what`` ("create experiment 'x'") names it in errors.
+
+        No daemon reached within connect_timeout raises DaemonUnavailable, as the README says, rather
+        than the sender's FlushTimeout, which counts pending events and means nothing here.
+        """
+        timeout = self.config.connect_timeout
+        cause: DaemonUnavailable | None = None
+        try:
+            return self._sender.request(build, timeout)
+        except FlushTimeout:
+            if self._sender.stats()["connected"]:
+                raise FlushTimeout(
+                    f"Cannot {what}: the trackd daemon at {self.config.socket_path} did not answer within {timeout:g} s."
+                ) from None
+        except DaemonUnavailable as exc:
+            cause = exc
+        started = "none could be started" if self.config.autostart else "autostart is off (TRACKD_AUTOSTART=0)"
+        raise DaemonUnavailable(
+            f"Cannot {what}: the trackd daemon at {self.config.socket_path} is unreachable; none answered within "
+            f"{timeout:g} s and {started}. Start one with `trackd daemon start`."
+        ) from cause
 
     def _flush_for_read(self) -> None:
         if self.state is ClientState.OPEN:
