@@ -37,8 +37,8 @@ def main() -> None:
     client = trackd.Client(STORE)
     run = client.get_run(quickstart_id)
     foo = client.get_metric_history(quickstart_id, "foo")
-    print(f"   run {quickstart_id}: {run.info.status.name}, params {run.data.params}, "
-          f"{len(foo)} values of 'foo', artifacts {client.list_artifacts(quickstart_id)}")
+    print(f"   run {quickstart_id}: {run.info.status}, params {run.data.params}, "
+          f"{len(foo)} values of 'foo', artifacts {[a.path for a in client.list_artifacts(quickstart_id)]}")
 
     print("2. examples/distributed.py: 4 processes (RANK=0..3) logging into one run")
     lines = run_example("distributed.py")

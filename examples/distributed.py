@@ -54,7 +54,7 @@ def launch(steps: int) -> str:
 def report(run_id: str) -> None:
     """Read the run back from ./mlruns and print how many points each key holds."""
     run = trackd.get_run(run_id)
-    print(f"run {run_id}: status {run.info.status.name}, params {dict(sorted(run.data.params.items()))}")
+    print(f"run {run_id}: status {run.info.status}, params {dict(sorted(run.data.params.items()))}")
     for key in sorted(run.data.metrics):
         points = trackd.get_metric_history(run_id, key)
         print(f"  {key:<14} {len(points):>6} points")

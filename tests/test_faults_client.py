@@ -142,7 +142,7 @@ def test_producer_ending_mid_stream_delivers_what_it_logged_and_ends_its_run(
     assert_prefix_of_stream(steps_in_store(store, run_id), child.last_step())
     if not signalled:
         assert len(steps_in_store(store, run_id)) == end_at + 1
-    assert StoreReader(store).get_run(run_id).info.status.name == run_status
+    assert StoreReader(store).get_run(run_id).info.status == run_status
 
 
 def test_sigkill_loses_at_most_the_send_window_and_leaves_a_store_mlflow_reads(daemon: DaemonProcess, store: Path) -> None:
@@ -345,4 +345,4 @@ def test_exit_with_a_stopped_daemon_is_bounded_warns_once_and_spools_every_event
     # Mid-stream, the resumed daemon also reads what the dropped connection left in its socket:
     # it skips those batches in the spool by their sequence numbers, so each point is written once.
     assert steps_in_store(store, run_id) == list(range(points)), "points lost, duplicated or out of order"
-    assert StoreReader(store).get_run(run_id).info.status.name == ("FINISHED" if ending == "exit" else "KILLED")
+    assert StoreReader(store).get_run(run_id).info.status == ("FINISHED" if ending == "exit" else "KILLED")

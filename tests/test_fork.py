@@ -52,7 +52,7 @@ for pid in pids:
         time.sleep(0.01)
     exits.append(os.waitstatus_to_exitcode(done[1]))
 trackd.flush(timeout=30)
-status = StoreReader(trackd.get_tracking_uri()).get_run(run.info.run_id).info.status.name
+status = StoreReader(trackd.get_tracking_uri()).get_run(run.info.run_id).info.status
 print(json.dumps({"run_id": run.info.run_id, "exits": exits, "waited": time.monotonic() - started, "status_before_end": status}))
 """
 
@@ -83,7 +83,7 @@ if __name__ == "__main__":
         process.join(timeout=30)
     exits = [process.exitcode for process in workers]
     trackd.flush(timeout=30)
-    status = StoreReader(trackd.get_tracking_uri()).get_run(run.info.run_id).info.status.name
+    status = StoreReader(trackd.get_tracking_uri()).get_run(run.info.run_id).info.status
     print(json.dumps({"run_id": run.info.run_id, "exits": exits, "waited": time.monotonic() - started, "status_before_end": status}))
 """
 
@@ -115,7 +115,7 @@ if __name__ == "__main__":
         process.join(timeout=60)
     exits = [process.exitcode for process in workers]
     trackd.flush(timeout=30)
-    status = StoreReader(trackd.get_tracking_uri()).get_run(run.info.run_id).info.status.name
+    status = StoreReader(trackd.get_tracking_uri()).get_run(run.info.run_id).info.status
     print(json.dumps({"run_id": run.info.run_id, "exits": exits, "waited": time.monotonic() - started, "status_before_end": status}))
 """
 

@@ -168,9 +168,10 @@ def test_mlflow_and_trackd_read_the_same_run(scenario: dict[str, Any], store: Pa
     run_id = scenario["ids"][spec["name"]]
     theirs = MlflowClient(tracking_uri=str(store)).get_run(run_id)
     ours = trackd_client.get_run(run_id)
-    fields = ("run_id", "experiment_id", "run_name", "user_id", "start_time", "end_time", "artifact_uri", "lifecycle_stage")
+    fields = ("run_id", "experiment_id", "run_name", "user_id", "status", "start_time", "end_time", "artifact_uri", "lifecycle_stage")
     assert {f: getattr(theirs.info, f) for f in fields} == {f: getattr(ours.info, f) for f in fields}
-    assert theirs.info.status == ours.info.status.name
+    # MLflow's status is a plain str ("FINISHED"); this used to be an IntEnum that printed as 3.
+    assert type(theirs.info.status) is type(ours.info.status) is str
     assert (theirs.data.params, theirs.data.tags) == (ours.data.params, ours.data.tags)
     assert theirs.data.metrics.keys() == ours.data.metrics.keys()
     assert all(_same(theirs.data.metrics[k], ours.data.metrics[k]) for k in ours.data.metrics)
@@ -196,6 +197,15 @@ def test_mlflow_lists_and_downloads_the_artifacts(scenario: dict[str, Any], stor
     assert (local / "notes" / "readme.md").read_text(encoding="utf-8") == "# héllo\n"
     assert json.loads((local / "model" / "config.json").read_text()) == {"layers": [64, 64], "act": "relu"}
     assert client.list_artifacts(scenario["ids"]["stopped"]) == []
+
+
+@pytest.mark.parametrize("path", [None, "model", "notes", "config.txt"])
+def test_mlflow_and_trackd_list_the_same_artifacts(scenario: dict[str, Any], store: Path, trackd_client: Client, path: str | None) -> None:
+    # trackd's list_artifacts used to return bare path strings.
+    run_id = scenario["ids"]["train"]
+    theirs = MlflowClient(tracking_uri=str(store)).list_artifacts(run_id, path)
+    ours = trackd_client.list_artifacts(run_id, path)
+    assert [(a.path, a.is_dir, a.file_size) for a in ours] == [(a.path, a.is_dir, a.file_size) for a in theirs]
 
 
 def test_every_run_meta_yaml_has_run_uuid_for_mlflow_2_readers(scenario: dict[str, Any], store: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from trackd._struct import Frozen, Value
 from trackd.protocol import Ack, Batch, Hello
-from trackd.store import Metric, Run, RunData, RunInfo, RunStatus
+from trackd.store import Metric, Run, RunData, RunInfo
 
 
 class Point(Frozen):
@@ -59,10 +59,10 @@ def test_a_frozen_value_refuses_assignment_and_deletion() -> None:
 
 
 def test_frozen_values_copy_and_pickle_as_they_are() -> None:
-    info = RunInfo("a" * 32, "0", "run", "me", RunStatus.RUNNING, 1, None, "file:///a", "active")
+    info = RunInfo("a" * 32, "0", "run", "me", "RUNNING", 1, None, "file:///a", "active")
     run = Run(info=info, data=RunData(metrics={"m": 1.0}, params={}, tags={"t": "v"}))
     for clone in (copy.copy(run), copy.deepcopy(run), pickle.loads(pickle.dumps(run))):
-        assert clone == run and clone.info.status is RunStatus.RUNNING
+        assert clone == run and clone.info.status == "RUNNING"
     assert pickle.loads(pickle.dumps(Batch(seq=2, records=[(1, "r", "k", 0.5, 1, 0)]))).events == 1
 
 

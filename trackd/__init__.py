@@ -53,7 +53,7 @@ from .errors import (
 
 if _TYPE_CHECKING:
     from .client import Client, ClientConfig, FlushReport
-    from .store import Experiment, Metric, Run, RunData, RunInfo, RunStatus
+    from .store import Experiment, FileInfo, Metric, Run, RunData, RunInfo, RunStatus, ViewType
 
 # The fluent functions are all ``import trackd`` loads. These names load the Client, the store's
 # entities and what they import on first access (PEP 562); start_run() loads them too.
@@ -62,11 +62,13 @@ _LAZY = {
     "ClientConfig": "client",
     "FlushReport": "client",
     "Experiment": "store",
+    "FileInfo": "store",
     "Metric": "store",
     "Run": "store",
     "RunData": "store",
     "RunInfo": "store",
     "RunStatus": "store",
+    "ViewType": "store",
 }
 
 __getattr__, __dir__ = _lazy_attributes(__name__, _LAZY)
@@ -79,6 +81,7 @@ __all__ = [
     "DaemonUnavailable",
     "DeliveryError",
     "Experiment",
+    "FileInfo",
     "FlushReport",
     "FlushTimeout",
     "InvalidArgument",
@@ -89,6 +92,7 @@ __all__ = [
     "RunInfo",
     "RunStatus",
     "TrackdError",
+    "ViewType",
     "__version__",
     "active_run",
     "create_experiment",

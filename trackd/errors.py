@@ -1,7 +1,7 @@
 """Every exception trackd raises, in one tree.
 
     TrackdError
-    ├── InvalidArgument (ValueError)     a logging call got a value MLflow would refuse
+    ├── InvalidArgument (ValueError)     a call got a value MLflow would refuse, or one trackd does not implement
     │   └── ParamChangedError            a param was logged again with a different value
     ├── ProtocolError
     │   ├── LocalProtocolError           we tried to send something the protocol forbids
@@ -48,7 +48,7 @@ class TrackdError(Exception):
 
 
 class InvalidArgument(TrackdError, ValueError):
-    """A logging call got a key or value that MLflow would refuse."""
+    """A call got an argument MLflow would refuse, or one trackd does not implement (a search filter_string)."""
 
 
 class ParamChangedError(InvalidArgument):

@@ -21,7 +21,7 @@ from trackd import Client, ClientClosedError, ClientConfig, DeliveryError, RunSt
 from trackd.client import ClientState
 from trackd.errors import ExperimentExists, InvalidArgument
 from trackd.protocol import MAX_INLINE_ARTIFACT_SIZE
-from trackd.store import Metric
+from trackd.store import FileInfo, Metric
 
 T0 = 1_700_000_000_000
 
@@ -76,7 +76,7 @@ def test_create_run_stores_tags_run_name_and_running_status(client: Client) -> N
     created = client.create_run(experiment_id, start_time=T0, tags={"team": "ml", "n": 3}, run_name="first")
     run = client.get_run(created.info.run_id)
     assert run.info == created.info
-    assert (run.info.experiment_id, run.info.run_name, run.info.status, run.info.start_time) == (experiment_id, "first", RunStatus.RUNNING, T0)
+    assert (run.info.experiment_id, run.info.run_name, run.info.status, run.info.start_time) == (experiment_id, "first", "RUNNING", T0)
     assert run.data.tags == {"team": "ml", "n": "3", "mlflow.runName": "first"}
 
 
@@ -168,7 +168,8 @@ def test_set_terminated_stores_status_and_end_time(client: Client, status: str |
     run_id = client.create_run(start_time=T0).info.run_id
     client.set_terminated(run_id, status, end_time=T0 + 100)
     info = client.get_run(run_id).info
-    expected = status if isinstance(status, RunStatus) else RunStatus(status) if isinstance(status, int) else RunStatus[status]
+    # MLflow's RunInfo.status is the name, whichever form set_terminated was given.
+    expected = RunStatus(status).name if isinstance(status, int) else status
     assert (info.status, info.end_time) == (expected, T0 + 100)
 
 
@@ -189,8 +190,8 @@ def test_log_text_and_log_dict_write_exact_bytes(client: Client, store: Path) ->
     client.log_text(run_id, "héllo\n", "notes/readme.txt")
     client.log_dict(run_id, data, "config.json")
     client.log_dict(run_id, data, "config.yaml")
-    assert client.list_artifacts(run_id) == ["config.json", "config.yaml", "notes"]
-    assert client.list_artifacts(run_id, "notes") == ["notes/readme.txt"]
+    assert [a.path for a in client.list_artifacts(run_id)] == ["config.json", "config.yaml", "notes"]
+    assert [a.path for a in client.list_artifacts(run_id, "notes")] == ["notes/readme.txt"]
     root = _artifact_root(store, run_id)
     assert (root / "notes" / "readme.txt").read_bytes() == "héllo\n".encode()
     assert (root / "config.json").read_bytes() == json.dumps(data, indent=2).encode()
@@ -207,7 +208,7 @@ def test_log_artifact_reads_small_files_at_the_call(client: Client, store: Path,
     source.write_bytes(content)
     client.log_artifact(run_id, source, artifact_path="models")
     source.unlink()
-    assert client.list_artifacts(run_id, "models") == ["models/weights.bin"]
+    assert client.list_artifacts(run_id, "models") == [FileInfo("models/weights.bin", False, MAX_INLINE_ARTIFACT_SIZE)]
     assert (_artifact_root(store, run_id) / "models" / "weights.bin").read_bytes() == content
 
 
@@ -230,7 +231,7 @@ def test_log_artifacts_and_a_directory_keep_the_tree(client: Client, store: Path
     (tree / "sub" / "b.txt").write_text("b")
     client.log_artifacts(run_id, tree, artifact_path="out")
     client.log_artifact(run_id, tree)
-    assert client.list_artifacts(run_id) == ["out", "plots"]
+    assert [(a.path, a.is_dir) for a in client.list_artifacts(run_id)] == [("out", True), ("plots", True)]
     root = _artifact_root(store, run_id)
     for prefix in ("out", "plots"):
         assert (root / prefix / "a.txt").read_text() == "a"

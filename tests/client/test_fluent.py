@@ -115,6 +115,30 @@ def test_nested_runs_get_the_parent_run_id_tag(daemon: DaemonProcess, store: Pat
     assert parent.info.status == child.info.status == "FINISHED"
 
 
+# Run by trackd and by MLflow itself; both must print the same.
+ACTIVE_AND_LAST_RUN = """
+    import json, {module} as m
+    with m.start_run() as parent:
+        with m.start_run(nested=True):
+            statuses = [m.active_run().info.status]
+        statuses.append(m.last_active_run().info.status)  # while a run is active: that run
+    last = m.last_active_run()
+    statuses.append(last.info.status)
+    types = sorted({{type(s).__name__ for s in statuses}})
+    print(json.dumps({{"statuses": statuses, "types": types, "last_is_parent": last.info.run_id == parent.info.run_id}}))
+"""
+
+
+def test_active_run_and_last_active_run_read_status_as_mlflow_does(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
+    # The status used to be an IntEnum (printed as 1), and last_active_run() was the last run
+    # started, as it was then: RUNNING after it had ended.
+    ours = _ok(_run(ACTIVE_AND_LAST_RUN.format(module="trackd"), _env(daemon, store)))
+    theirs = _run(ACTIVE_AND_LAST_RUN.format(module="mlflow"), _env(daemon, None, MLFLOW_TRACKING_URI=str(tmp_path / "mlflow-runs")))
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours == json.loads(theirs.stdout.strip().splitlines()[-1])
+    assert ours == {"statuses": ["RUNNING", "RUNNING", "FINISHED"], "types": ["str"], "last_is_parent": True}
+
+
 def test_start_run_sets_mlflow_system_tags_and_description(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(
@@ -168,6 +192,26 @@ def test_set_experiment_by_name_creates_it_once_across_two_processes(daemon: Dae
     experiments = _mlflow(store).search_experiments(view_type=ViewType.ALL)
     assert [e.experiment_id for e in experiments if e.name == "shared"] == [first]
     assert len(_mlflow(store).search_runs([str(first)])) == 2
+
+
+def test_set_experiment_without_a_daemon_raises_daemon_unavailable_naming_it(store: Path, tmp_path: Path) -> None:
+    # This used to raise FlushTimeout ("0 events are still on their way to the store"), and exit
+    # then printed "0 events are spooled to None".
+    env = child_env(tmp_path / "none.sock", TRACKD_AUTOSTART="0", TRACKD_CONNECT_TIMEOUT="0.5")
+    for name in TRACKING_VARIABLES:
+        env.pop(name, None)
+    env["TRACKD_TRACKING_URI"] = str(store)
+    code = """
+        import trackd
+        try:
+            trackd.set_experiment("mnist")
+        except trackd.DaemonUnavailable as exc:
+            print(exc)
+    """
+    result = _run(code, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Cannot get or create experiment 'mnist': the trackd daemon at {tmp_path}/none.sock is unreachable")
+    assert "spooled to None" not in result.stderr
 
 
 @pytest.mark.parametrize(

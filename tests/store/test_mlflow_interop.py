@@ -84,7 +84,7 @@ def test_trackd_reads_what_mlflow_writes(tmp_path: Path) -> None:
     client = MlflowClient(tracking_uri=str(root))
     reader = StoreReader(root)
     expected, got = client.get_run(run_id), reader.get_run(run_id)
-    assert (got.info.status.name, got.info.end_time, got.info.run_name, got.info.artifact_uri) == (
+    assert (got.info.status, got.info.end_time, got.info.run_name, got.info.artifact_uri) == (
         expected.info.status, expected.info.end_time, expected.info.run_name, expected.info.artifact_uri
     )
     assert got.data.params == expected.data.params and got.data.tags == expected.data.tags

@@ -12,15 +12,17 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import (
     ClientClosedError,
+    DaemonUnavailable,
     DeliveryError,
     ExperimentExists,
     ExperimentNotFound,
+    FlushTimeout,
     InvalidArgument,
     ParamChangedError,
     RunNotFound,
@@ -37,22 +39,28 @@ from ..protocol import (
     SET_TERMINATED,
     TAG,
     CreateExperiment,
+    Event,
     ExperimentReply,
     GetExperiment,
 )
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
+    SEARCH_MAX_RESULTS_DEFAULT,
+    SEARCH_MAX_RESULTS_THRESHOLD,
     Experiment,
+    FileInfo,
     Metric,
     Run,
     RunData,
     RunInfo,
     RunStatus,
     StoreReader,
+    ViewType,
     validate_artifact_path,
     validate_experiment_id,
     validate_experiment_name,
     validate_key,
+    validate_max_results,
     validate_metric_value,
     validate_param_value,
     validate_run_id,
@@ -61,6 +69,7 @@ from ..store import (
     validate_store_root,
     validate_tag_value,
     validate_timestamp,
+    validate_view_type,
 )
 from ._config import ClientConfig, resolve_tracking_uri
 from . import _lifecycle
@@ -121,8 +130,9 @@ class Client:
         name = validate_experiment_name(name)
         str_tags = {validate_key(k, kind="tag"): str(v) for k, v in (tags or {}).items()}
         try:
-            reply = self._sender.request(
-                lambda rid: CreateExperiment(request_id=rid, name=name, artifact_location=artifact_location, tags=str_tags)
+            reply = self._ask_daemon(
+                f"create experiment {name!r}",
+                lambda rid: CreateExperiment(request_id=rid, name=name, artifact_location=artifact_location, tags=str_tags),
             )
         except DeliveryError as exc:
             # The daemon's ErrorReply carries only its message ("Experiment 'x' already exists.").
@@ -136,7 +146,9 @@ class Client:
         """The id of experiment ``name``, created if it does not exist yet (what set_experiment needs)."""
         self._require_open()
         name = validate_experiment_name(name)
-        reply = self._sender.request(lambda rid: GetExperiment(request_id=rid, name=name, create=True))
+        reply = self._ask_daemon(
+            f"get or create experiment {name!r}", lambda rid: GetExperiment(request_id=rid, name=name, create=True)
+        )
         assert isinstance(reply, ExperimentReply) and reply.experiment_id is not None
         return reply.experiment_id
 
@@ -148,9 +160,25 @@ class Client:
         """The active experiment with this name, or None."""
         return self._reader.get_experiment_by_name(name)
 
-    def search_experiments(self) -> list[Experiment]:
-        """Every active experiment in the store."""
-        return self._reader.list_experiments()
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> list[Experiment]:
+        """Experiments in ``view_type``, at most ``max_results``, in MLflow's default order (newest first).
+
+        MLflow's signature, without its search grammar: a ``filter_string``, ``order_by`` or
+        ``page_token`` raises InvalidArgument naming it.
+        """
+        _refuse_search_grammar(
+            "search_experiments", "creation_time DESC, then experiment_id", filter_string, order_by, page_token
+        )
+        view = validate_view_type(view_type)
+        limit = validate_max_results(max_results, minimum=1)
+        return self._reader.list_experiments(view)[:limit]
 
     # -- runs ---------------------------------------------------------------------------------------
 
@@ -190,7 +218,7 @@ class Client:
         self._sender.creations[run_id] = creation
         self._known_runs.add(run_id)
         info = RunInfo(
-            run_id=run_id, experiment_id=experiment_id, run_name=name, user_id=user_id, status=RunStatus.RUNNING,
+            run_id=run_id, experiment_id=experiment_id, run_name=name, user_id=user_id, status=RunStatus.RUNNING.name,
             start_time=start_ms, end_time=None, artifact_uri=f"{artifact_location}/{run_id}/artifacts",
             lifecycle_stage="active",
         )
@@ -213,14 +241,34 @@ class Client:
         self._flush_for_read()
         return self._reader.get_metric_history(validate_run_id(run_id), key)
 
-    def search_runs(self, experiment_ids: str | Sequence[str]) -> list[Run]:
-        """Runs of these experiments, newest first (MLflow's default order), after flushing."""
-        self._flush_for_read()
-        ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
-        return self._reader.search_runs(ids)
+    def search_runs(
+        self,
+        experiment_ids: str | Sequence[str],
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> list[Run]:
+        """Runs of these experiments in ``run_view_type``, at most ``max_results``, newest first, after flushing.
 
-    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
-        """Artifact paths of a run, after flushing."""
+        MLflow's signature and default order (start_time DESC, then run_id), without its search
+        grammar: a ``filter_string``, ``order_by`` or ``page_token`` raises InvalidArgument naming it.
+        """
+        _refuse_search_grammar("search_runs", "start_time DESC, then run_id", filter_string, order_by, page_token)
+        view = validate_view_type(run_view_type)
+        # FileStore._search_runs refuses only more than the threshold; 0 gives no runs.
+        limit = validate_max_results(max_results, minimum=0)
+        ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
+        self._flush_for_read()
+        return self._reader.search_runs(ids, view)[:limit]
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        """The files and folders directly in ``path`` (default: the artifact root), after flushing.
+
+        As MLflow's: FileInfo(path, is_dir, file_size) sorted by path, paths relative to the
+        run's artifact root, file_size None for a folder, one level deep; [] for a missing path.
+        """
         self._flush_for_read()
         return self._reader.list_artifacts(validate_run_id(run_id), path)
 
@@ -510,6 +558,29 @@ class Client:
             # Experiment 0 is made by the daemon when it first opens a new store.
             return Path(self.tracking_uri, DEFAULT_EXPERIMENT_ID).as_uri()
 
+    def _ask_daemon(self, what: str, build: Callable[[int], Event]) -> Event:
+        """Send a request and wait for its reply; ``what`` ("create experiment 'x'") names it in errors.
+
+        No daemon reached within connect_timeout raises DaemonUnavailable, as the README says, rather
+        than the sender's FlushTimeout, which counts pending events and means nothing here.
+        """
+        timeout = self.config.connect_timeout
+        cause: DaemonUnavailable | None = None
+        try:
+            return self._sender.request(build, timeout)
+        except FlushTimeout:
+            if self._sender.stats()["connected"]:
+                raise FlushTimeout(
+                    f"Cannot {what}: the trackd daemon at {self.config.socket_path} did not answer within {timeout:g} s."
+                ) from None
+        except DaemonUnavailable as exc:
+            cause = exc
+        started = "none could be started" if self.config.autostart else "autostart is off (TRACKD_AUTOSTART=0)"
+        raise DaemonUnavailable(
+            f"Cannot {what}: the trackd daemon at {self.config.socket_path} is unreachable; none answered within "
+            f"{timeout:g} s and {started}. Start one with `trackd daemon start`."
+        ) from cause
+
     def _flush_for_read(self) -> None:
         if self.state is ClientState.OPEN:
             # Refused items are not this read's to report: they stay for flush() (one may be a
@@ -523,6 +594,25 @@ def _check_artifact_name(path: str) -> str:
     if len(path) > MAX_NAME_LENGTH:
         raise InvalidArgument(f"Artifact path {path[:40]!r}... has {len(path)} characters; at most {MAX_NAME_LENGTH} are allowed.")
     return path
+
+
+def _refuse_search_grammar(method: str, order: str, filter_string: object, order_by: object, page_token: object) -> None:
+    """trackd implements none of MLflow's search grammar: a filter, an ordering or a page token is refused by name."""
+    if filter_string is not None and not (type(filter_string) is str and not filter_string.strip()):
+        raise InvalidArgument(
+            f"Client.{method} does not support filter_string ({filter_string!r}): trackd has no MLflow search "
+            "grammar. Filter the returned list in Python, or search this store with mlflow.MlflowClient."
+        )
+    if order_by:
+        raise InvalidArgument(
+            f"Client.{method} does not support order_by ({order_by!r}): results come in MLflow's default order "
+            f"({order}). Sort the returned list in Python, or search this store with mlflow.MlflowClient."
+        )
+    if page_token:
+        raise InvalidArgument(
+            f"Client.{method} does not support page_token ({page_token!r}): trackd returns one page. Pass a "
+            f"larger max_results (at most {SEARCH_MAX_RESULTS_THRESHOLD}) instead."
+        )
 
 
 def _join(prefix: str | None, name: str) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .._paths import default_socket_path
 from .._struct import Value
@@ -35,26 +38,60 @@ DEFAULT_EXIT_TIMEOUT = 10.0
 # How long a request (set_experiment, flush barrier set-up) waits for a daemon to answer or start.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 ON_FULL_POLICIES = ("block", "drop")
+AUTOSTART_ON = ("1", "true", "yes", "on")
+AUTOSTART_OFF = ("0", "false", "no", "off")
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float)
+
+
+# What each checked field accepts, and the words for it: ClientConfig names the field when a value
+# fails, from_env names the variable it came from.
+_SECONDS_ABOVE_ZERO = (lambda v: _is_number(v) and 0 < v < math.inf, "a finite number of seconds above 0")
+_SECONDS = (lambda v: _is_number(v) and 0 <= v < math.inf, "a finite number of seconds, 0 or more")
+_AT_LEAST_ONE = (lambda v: type(v) is int and v >= 1, "a whole number of at least 1")
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    # The sender thread waits this long in select(): 0 would spin, a negative value raises there.
+    "flush_interval": _SECONDS_ABOVE_ZERO,
+    "max_buffered": _AT_LEAST_ONE,
+    "max_unacked_events": _AT_LEAST_ONE,
+    "max_unacked_bytes": _AT_LEAST_ONE,
+    "on_full": (lambda v: v in ON_FULL_POLICIES, f"one of {', '.join(ON_FULL_POLICIES)}"),
+    "exit_timeout": _SECONDS,
+    "connect_timeout": _SECONDS,
+    "autostart": (lambda v: type(v) is bool, f"one of {', '.join(AUTOSTART_ON + AUTOSTART_OFF)} (any case)"),
+}
+
+
+def _parse_float(text: str) -> float | None:
     try:
-        return float(raw)
+        return float(text)
     except ValueError:
-        raise ValueError(f"Environment variable {name}={raw!r} is not a number of seconds.") from None
+        return None
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _parse_int(text: str) -> int | None:
     try:
-        return int(raw)
+        return int(text)
     except ValueError:
-        raise ValueError(f"Environment variable {name}={raw!r} is not a whole number.") from None
+        return None
+
+
+def _parse_bool(text: str) -> bool | None:
+    lowered = text.strip().lower()
+    return True if lowered in AUTOSTART_ON else False if lowered in AUTOSTART_OFF else None
+
+
+# The variables from_env reads into fields; a parser returns None for text it cannot read.
+_ENV_FIELDS: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+    ("TRACKD_FLUSH_INTERVAL", "flush_interval", _parse_float),
+    ("TRACKD_MAX_BUFFERED", "max_buffered", _parse_int),
+    ("TRACKD_ON_FULL", "on_full", str),
+    ("TRACKD_EXIT_TIMEOUT", "exit_timeout", _parse_float),
+    ("TRACKD_CONNECT_TIMEOUT", "connect_timeout", _parse_float),
+    ("TRACKD_AUTOSTART", "autostart", _parse_bool),
+)
 
 
 class ClientConfig(Value):
@@ -90,28 +127,25 @@ class ClientConfig(Value):
         self.connect_timeout = connect_timeout
         self.autostart = autostart
         self.spool_dir: Path = default_spool_dir() if spool_dir is None else spool_dir
-        if self.on_full not in ON_FULL_POLICIES:
-            raise ValueError(f"on_full must be one of {', '.join(ON_FULL_POLICIES)}, got {self.on_full!r}.")
-        if self.max_buffered < 1:
-            raise ValueError(f"max_buffered must be at least 1, got {self.max_buffered}.")
-        if self.max_unacked_events < 1 or self.max_unacked_bytes < 1:
-            raise ValueError(
-                f"max_unacked_events and max_unacked_bytes must be at least 1, got "
-                f"{self.max_unacked_events} and {self.max_unacked_bytes}."
-            )
+        for field, (accepts, expected) in _CHECKS.items():
+            value = getattr(self, field)
+            if not accepts(value):
+                raise ValueError(f"ClientConfig {field} must be {expected}, got {value!r}.")
 
     @classmethod
     def from_env(cls) -> ClientConfig:
-        return cls(
-            socket_path=default_socket_path(),
-            flush_interval=_env_float("TRACKD_FLUSH_INTERVAL", DEFAULT_FLUSH_INTERVAL),
-            max_buffered=_env_int("TRACKD_MAX_BUFFERED", DEFAULT_MAX_BUFFERED),
-            on_full=os.environ.get("TRACKD_ON_FULL", "block") or "block",
-            exit_timeout=_env_float("TRACKD_EXIT_TIMEOUT", DEFAULT_EXIT_TIMEOUT),
-            connect_timeout=_env_float("TRACKD_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
-            autostart=os.environ.get("TRACKD_AUTOSTART", "1").lower() not in ("0", "false", "no"),
-            spool_dir=default_spool_dir(),
-        )
+        """The config the TRACKD_* variables describe; a bad value raises ValueError naming the variable."""
+        values: dict[str, Any] = {}
+        for variable, field, parse in _ENV_FIELDS:
+            raw = os.environ.get(variable, "")
+            if raw == "":
+                continue  # unset or empty: the default
+            value = parse(raw)
+            accepts, expected = _CHECKS[field]
+            if value is None or not accepts(value):
+                raise ValueError(f"Environment variable {variable}={raw!r} is not valid: expected {expected}.")
+            values[field] = value
+        return cls(socket_path=default_socket_path(), spool_dir=default_spool_dir(), **values)
 
 
 def resolve_tracking_uri(uri: str | os.PathLike[str] | None = None) -> str:

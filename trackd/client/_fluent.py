@@ -212,7 +212,9 @@ def start_run(
             shared = run_id is not None
             active = ActiveRun(run, owns=not shared or rank in (None, "", "0"), client=client)
         _runs.append(active)
-        _last_run = active
+        if len(_runs) == 1:
+            # MLflow's last_active_run is the run whose end_run emptied the stack: this one.
+            _last_run = active
         return active
 
 
@@ -257,18 +259,24 @@ def active_run() -> ActiveRun | None:
     return _runs[-1] if _runs else None
 
 
-def last_active_run() -> Run | None:
-    """The run most recently started in this process, active or not, as stored now (as MLflow's
-    reads it again: after its ``with`` block its status is FINISHED). Flushes first."""
-    active = _last_run
-    if active is None:
+def last_active_run() -> ActiveRun | Run | None:
+    """The active run, else the run this process ended last (the outermost, of nested runs).
+
+    As MLflow's: ``active_run()`` while a run is active, otherwise ``get_run()`` of that run
+    (after flushing), so a run that has ended reads ``info.status == "FINISHED"``. It is read
+    from the run's own store, even after set_tracking_uri() moved on.
+    """
+    if _runs:
+        return _runs[-1]
+    last = _last_run
+    if last is None:
         return None
-    client = active.client
+    client = last.client
     if client.state is not _OPEN:
         from ._client import Client
 
         client = Client(client.tracking_uri, config=client.config)
-    return client.get_run(active.run_id)
+    return client.get_run(last.run_id)
 
 
 def _active_run_id() -> str:

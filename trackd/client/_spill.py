@@ -139,6 +139,12 @@ class Spill:
 
     def spooled_error(self, reason: BaseException) -> DaemonUnavailable:
         """What a flush gets when it cannot complete without a daemon: where its events are instead."""
+        if not self.records:
+            # This used to say "0 events are spooled to None" (at exit, after a failed set_experiment).
+            return DaemonUnavailable(
+                f"No trackd daemon answers at {self._config.socket_path} ({reason}); no events were waiting, "
+                "so none were spooled."
+            )
         return DaemonUnavailable(
             f"No trackd daemon answers at {self._config.socket_path} ({reason}); {self.records} events are "
             f"spooled to {self._path()} and delivered when a daemon answers (or by `trackd sync`)."

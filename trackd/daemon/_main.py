@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import math
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from .._paths import ALREADY_RUNNING_EXIT_CODE, default_paths
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
@@ -22,6 +24,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s pid %(process)d %(message)s"
 # of a write to 10,000 files (10,000: that write went from 8.0 to 6.1 us per file, 2026-11-26).
 GC_THRESHOLD = 10_000
 
+N = TypeVar("N", int, float)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -34,32 +38,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--socket", help="socket path (default: $TRACKD_SOCKET, else the per-user runtime directory)")
     parser.add_argument("--log-file", help="append log lines to this file instead of stderr")
     parser.add_argument("--loop", choices=LOOP_CHOICES, help="event loop (default: $TRACKD_LOOP, else uvloop if installed)")
-    parser.add_argument("--max-age", type=float, default=DEFAULT_MAX_AGE, help="longest a received event waits before its write starts, in seconds (default: %(default)s)")
-    parser.add_argument("--max-records", type=int, default=DEFAULT_MAX_RECORDS, help="events (metric points, params, tags...) per write (default: %(default)s)")
-    parser.add_argument("--max-open-files", type=int, default=None, help="descriptors kept open for metric files and, a sixteenth of them, their folders, all stores together (default: as many as the file limit allows after room for connections, up to 16384)")
-    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, help="client connections served at once; more are refused (default: %(default)s)")
+    parser.add_argument("--max-age", type=_seconds, default=DEFAULT_MAX_AGE, help="longest a received event waits before its write starts, in seconds, 0 or more (default: %(default)s)")
+    parser.add_argument("--max-records", type=_positive_int, default=DEFAULT_MAX_RECORDS, help="events (metric points, params, tags...) per write, at least 1 (default: %(default)s)")
+    parser.add_argument("--max-open-files", type=_positive_int, default=None, help="descriptors kept open for metric files and, a sixteenth of them, their folders, all stores together, at least 1 (default: as many as the file limit allows after room for connections, up to 16384)")
+    parser.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS, help="client connections served at once, at least 1; more are refused (default: %(default)s)")
     parser.add_argument(
         "--max-events-per-second", type=_positive_int, default=DEFAULT_MAX_EVENTS_PER_SECOND,
         help="each connection's budget of decoded events (metric points, params, ...) per second; a connection over it "
         "stops being read for a while (its sender waits; nothing is dropped), but only while another client waits on a "
-        "flush or sent one in the last 0.1 s (default: %(default)s)",
+        "flush or sent one in the last 0.1 s; at least 1 (default: %(default)s)",
     )
-    parser.add_argument("--idle-timeout", type=float, default=0.0, help="exit after this many seconds without clients; 0 never exits (default: %(default)s)")
+    parser.add_argument("--idle-timeout", type=_seconds, default=0.0, help="exit after this many seconds without clients; 0 never exits (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _checked(parse: Callable[[str], N], accepts: Callable[[N], bool], expected: str) -> Callable[[str], N]:
+    """An argparse type: ``parse`` the text, and refuse what does not parse or is not ``accepts``-ed,
+    so that argparse exits 2 with "argument --flag: expected <expected>, got '<text>'"."""
+
+    def convert(text: str) -> N:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return convert
+
+
+# Counts and limits: 0 would refuse every connection or never write.
+_positive_int = _checked(int, lambda value: value >= 1, "a whole number of at least 1")
+# Durations: a negative one or nan means nothing, and inf would leave a quiet client's events
+# unwritten (--max-age) or repeat what 0 already means (--idle-timeout: never exit).
+_seconds = _checked(float, lambda value: 0 <= value < math.inf, "a finite number of seconds, 0 or more")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     # TRACKD_DAEMON_ARGS configures a daemon that clients start by themselves (it inherits their
     # environment); flags on the command line come after it, so they win.
     env_args = shlex.split(os.environ.get("TRACKD_DAEMON_ARGS", ""))
+    if env_args:
+        # Parsed alone first, so a bad flag there is reported as the variable's, not the command line's.
+        env_parser = build_parser()
+        env_parser.prog = f"{env_parser.prog} (flags from TRACKD_DAEMON_ARGS)"
+        env_parser.parse_args(env_args)
     args = build_parser().parse_args([*env_args, *(sys.argv[1:] if argv is None else argv)])
     handler: logging.Handler = logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT))

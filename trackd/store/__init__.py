@@ -10,17 +10,31 @@ import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from ._entities import LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, Experiment, Metric, Run, RunData, RunInfo, RunStatus
+from ._entities import (
+    LIFECYCLE_ACTIVE,
+    LIFECYCLE_DELETED,
+    Experiment,
+    FileInfo,
+    Metric,
+    Run,
+    RunData,
+    RunInfo,
+    RunStatus,
+    ViewType,
+)
 from ._layout import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME
 from ._reader import StoreReader
 from ._validation import (
     MAX_KEY_LENGTH,
     MAX_PARAM_VALUE_LENGTH,
     MAX_TAG_VALUE_LENGTH,
+    SEARCH_MAX_RESULTS_DEFAULT,
+    SEARCH_MAX_RESULTS_THRESHOLD,
     validate_artifact_path,
     validate_experiment_id,
     validate_experiment_name,
     validate_key,
+    validate_max_results,
     validate_metric_value,
     validate_param_value,
     validate_run_id,
@@ -29,6 +43,7 @@ from ._validation import (
     validate_store_root,
     validate_tag_value,
     validate_timestamp,
+    validate_view_type,
 )
 
 if _TYPE_CHECKING:
@@ -75,8 +90,11 @@ __all__ = [
     "MAX_KEY_LENGTH",
     "MAX_PARAM_VALUE_LENGTH",
     "MAX_TAG_VALUE_LENGTH",
+    "SEARCH_MAX_RESULTS_DEFAULT",
+    "SEARCH_MAX_RESULTS_THRESHOLD",
     "ArtifactWrite",
     "Experiment",
+    "FileInfo",
     "Metric",
     "MetricAppend",
     "MetricFileCache",
@@ -90,6 +108,7 @@ __all__ = [
     "StoreWriter",
     "TagWrite",
     "Termination",
+    "ViewType",
     "WriteBatch",
     "WriteFailure",
     "WriteJournal",
@@ -97,6 +116,7 @@ __all__ = [
     "validate_experiment_id",
     "validate_experiment_name",
     "validate_key",
+    "validate_max_results",
     "validate_metric_value",
     "validate_param_value",
     "validate_run_id",
@@ -105,4 +125,5 @@ __all__ = [
     "validate_store_root",
     "validate_tag_value",
     "validate_timestamp",
+    "validate_view_type",
 ]

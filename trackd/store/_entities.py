@@ -1,4 +1,4 @@
-"""MLflow's entities as the store reads them: experiments, runs, their info, data and metrics.
+"""MLflow's entities as the store reads them: experiments, runs, their info, data and metrics, artifact listings.
 
 What the daemon asks the store to write (NewRun, MetricAppend, WriteBatch...) lives in
 ``_write_items.py``: a training process reads runs but never writes the store itself, so it
@@ -18,13 +18,31 @@ RUN_NAME_TAG = "mlflow.runName"
 
 
 class RunStatus(enum.IntEnum):
-    """MLflow's run status, stored in meta.yaml as this int (``status: 3``)."""
+    """MLflow's run status, stored in meta.yaml as this int (``status: 3``).
+
+    ``RunInfo.status`` holds the member's name (``"FINISHED"``), as MLflow's does
+    (``RunStatus.to_string``); the int appears only in meta.yaml and on the wire.
+    """
 
     RUNNING = 1
     SCHEDULED = 2
     FINISHED = 3
     FAILED = 4
     KILLED = 5
+
+
+class ViewType(enum.IntEnum):
+    """Which lifecycle stages a search returns; MLflow's ``mlflow.entities.ViewType`` values."""
+
+    ACTIVE_ONLY = 1
+    DELETED_ONLY = 2
+    ALL = 3
+
+    def matches(self, lifecycle_stage: str) -> bool:
+        """Whether an entity in ``lifecycle_stage`` is in this view (LifecycleStage.matches_view_type)."""
+        if self is ViewType.ALL:
+            return True
+        return lifecycle_stage == (LIFECYCLE_ACTIVE if self is ViewType.ACTIVE_ONLY else LIFECYCLE_DELETED)
 
 
 _set = object.__setattr__
@@ -58,7 +76,7 @@ class Experiment(Frozen):
 
 
 class RunInfo(Frozen):
-    """A run's meta.yaml."""
+    """A run's meta.yaml; ``status`` is a RunStatus name ("RUNNING", "FINISHED"...), as in MLflow."""
 
     __slots__ = (
         "run_id", "experiment_id", "run_name", "user_id", "status", "start_time", "end_time", "artifact_uri",
@@ -68,14 +86,14 @@ class RunInfo(Frozen):
     experiment_id: str
     run_name: str
     user_id: str
-    status: RunStatus
+    status: str
     start_time: int
     end_time: int | None
     artifact_uri: str
     lifecycle_stage: str
 
     def __init__(
-        self, run_id: str, experiment_id: str, run_name: str, user_id: str, status: RunStatus, start_time: int,
+        self, run_id: str, experiment_id: str, run_name: str, user_id: str, status: str, start_time: int,
         end_time: int | None, artifact_uri: str, lifecycle_stage: str,
     ) -> None:
         _set(self, "run_id", run_id)
@@ -129,3 +147,20 @@ class Metric(Frozen):
         _set(self, "value", value)
         _set(self, "timestamp", timestamp)
         _set(self, "step", step)
+
+
+class FileInfo(Frozen):
+    """An artifact file or folder, as ``list_artifacts`` returns it (``mlflow.entities.FileInfo``).
+
+    ``path`` is relative to the run's artifact root; ``file_size`` is in bytes, None for a folder.
+    """
+
+    __slots__ = ("path", "is_dir", "file_size")
+    path: str
+    is_dir: bool
+    file_size: int | None
+
+    def __init__(self, path: str, is_dir: bool, file_size: int | None) -> None:
+        _set(self, "path", path)
+        _set(self, "is_dir", is_dir)
+        _set(self, "file_size", file_size)

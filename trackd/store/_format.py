@@ -306,7 +306,7 @@ def run_info_to_meta(info: RunInfo) -> dict[str, Any]:
         "source_type": SOURCE_TYPE_LOCAL,
         "source_version": "",
         "start_time": info.start_time,
-        "status": int(info.status),
+        "status": int(RunStatus[info.status]),
         "tags": [],
         "user_id": info.user_id,
     }
@@ -334,7 +334,7 @@ def run_info_from_meta(meta: Mapping[str, Any], path: str) -> RunInfo:
         experiment_id=str(_required(meta, "experiment_id", path)),
         run_name=str(meta.get("run_name") or ""),
         user_id=str(meta.get("user_id") or ""),
-        status=RunStatus(status),
+        status=RunStatus(status).name,
         start_time=_required_int(meta, "start_time", path),
         end_time=meta["end_time"],
         artifact_uri=str(meta.get("artifact_uri") or ""),

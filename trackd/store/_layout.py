@@ -37,6 +37,9 @@ RUN_FOLDERS = (METRICS_FOLDER_NAME, PARAMS_FOLDER_NAME, TAGS_FOLDER_NAME, ARTIFA
 EXPERIMENT_ID_WIDTH = 18
 TEMP_PREFIX = ".trackd-"
 TEMP_FILE_SUFFIX = ".tmp"
+# MLflow's LocalArtifactRepository uploads to a temp name with this prefix (_TEMP_ARTIFACT_PREFIX)
+# and its list_artifacts leaves such names out.
+MLFLOW_ARTIFACT_TEMP_PREFIX = ".artifact.uploading."
 
 
 def new_experiment_id() -> str:
@@ -147,11 +150,12 @@ def is_experiment_folder_name(name: str) -> bool:
     return not name.endswith(TRASH_FOLDER_NAME) and name != MODEL_REGISTRY_FOLDER_NAME
 
 
-def iter_experiment_dirs(root: str, *, include_deleted: bool) -> Iterator[tuple[str, str]]:
+def iter_experiment_dirs(root: str, *, include_deleted: bool, include_active: bool = True) -> Iterator[tuple[str, str]]:
     """(experiment_id, folder) for every experiment folder, active first, then those in .trash."""
-    for name in sorted(_list_dirs(root)):
-        if is_experiment_folder_name(name):
-            yield name, os.path.join(root, name)
+    if include_active:
+        for name in sorted(_list_dirs(root)):
+            if is_experiment_folder_name(name):
+                yield name, os.path.join(root, name)
     if include_deleted:
         trash = trash_dir(root)
         for name in sorted(_list_dirs(trash)):

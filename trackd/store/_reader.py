@@ -8,12 +8,13 @@ line, what was found and what was expected.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Sequence
 
 from ..errors import CorruptStoreFile, ExperimentNotFound, RunNotFound
 from . import _layout as layout
-from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, Metric, Run, RunData, RunInfo
+from ._entities import RUN_NAME_TAG, Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
 from ._format import (
     experiment_from_meta,
     latest_metric,
@@ -38,10 +39,17 @@ class StoreReader:
 
     # --- experiments ----------------------------------------------------------------------------
 
-    def list_experiments(self, *, include_deleted: bool = False) -> list[Experiment]:
-        """Experiments in MLflow's order (creation_time DESC, then experiment_id)."""
+    def list_experiments(self, view_type: ViewType = ViewType.ACTIVE_ONLY) -> list[Experiment]:
+        """Experiments in MLflow's order (creation_time DESC, then experiment_id).
+
+        As FileStore.search_experiments, the folder decides: active ones at the root, deleted ones in .trash.
+        """
         experiments = []
-        folders = layout.iter_experiment_dirs(self.root, include_deleted=include_deleted)
+        folders = layout.iter_experiment_dirs(
+            self.root,
+            include_active=view_type is not ViewType.DELETED_ONLY,
+            include_deleted=view_type is not ViewType.ACTIVE_ONLY,
+        )
         for experiment_id, folder in folders:
             experiment = self._read_experiment(experiment_id, folder)
             if experiment is not None:
@@ -84,7 +92,7 @@ class StoreReader:
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         """The experiment with that name, active or deleted (as MLflow's get_experiment_by_name)."""
-        for experiment in self.list_experiments(include_deleted=True):
+        for experiment in self.list_experiments(ViewType.ALL):
             if experiment.name == name:
                 return experiment
         return None
@@ -113,8 +121,8 @@ class StoreReader:
             raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
         return self._read_run(*found)
 
-    def search_runs(self, experiment_ids: Sequence[str]) -> list[Run]:
-        """Active runs of those experiments in MLflow's default order: start_time DESC, then run_id."""
+    def search_runs(self, experiment_ids: Sequence[str], view_type: ViewType = ViewType.ACTIVE_ONLY) -> list[Run]:
+        """Runs of those experiments in ``view_type`` in MLflow's default order: start_time DESC, then run_id."""
         runs = []
         for experiment_id in experiment_ids:
             experiment_id = validate_experiment_id(experiment_id)
@@ -127,7 +135,7 @@ class StoreReader:
                     continue  # _list_run_infos skips a folder without meta.yaml (MissingConfigException)
                 info = run_info_from_meta(load_yaml(path), path)
                 # _list_run_infos skips, with a warning, a run recorded under another experiment.
-                if info.experiment_id == experiment_id and info.lifecycle_stage == LIFECYCLE_ACTIVE:
+                if info.experiment_id == experiment_id and view_type.matches(info.lifecycle_stage):
                     runs.append(self._read_run(info, run_folder))
         return sorted(runs, key=lambda run: (-run.info.start_time, run.info.run_id))
 
@@ -142,11 +150,12 @@ class StoreReader:
         with open(path, "rb") as file:
             return parse_metric_lines(key, file.read(), path)
 
-    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
-        """The direct children of an artifact folder, as paths relative to the artifact root.
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        """The direct children of an artifact folder, as MLflow's list_artifacts gives them.
 
-        Like MLflow's list_artifacts: ``["cfg", "f1.txt"]`` for the root, ``["cfg/config.json"]``
-        for ``path="cfg"``, and [] for a path that is missing or is a file.
+        Sorted, with paths relative to the artifact root: ``cfg`` (a folder, file_size None) and
+        ``f1.txt`` for the root, ``cfg/config.json`` for ``path="cfg"``; [] for a path that is
+        missing or is a file. ``path`` is normalized as MLflow does ("cfg/" and "./cfg" are "cfg").
         """
         info = self.find_run(run_id)
         if info is None:
@@ -154,11 +163,16 @@ class StoreReader:
         artifacts_root = layout.file_uri_to_path(info.artifact_uri)
         if artifacts_root is None:
             return []
-        if path:
-            folder = layout.artifact_path(artifacts_root, validate_artifact_path(path))
-        else:
-            folder = artifacts_root
-        return [layout.join_relative(path, name) for name, _ in layout.list_children(folder)]
+        relative = _artifact_folder(path)
+        folder = artifacts_root if relative is None else layout.artifact_path(artifacts_root, relative)
+        infos = []
+        for name, is_dir in layout.list_children(folder):
+            if name.startswith(layout.MLFLOW_ARTIFACT_TEMP_PREFIX):
+                continue
+            child = layout.join_relative(relative, name)
+            size = None if is_dir else os.path.getsize(layout.artifact_path(artifacts_root, child))
+            infos.append(FileInfo(path=child, is_dir=is_dir, file_size=size))
+        return infos
 
     def _find_run_dir(self, run_id: str) -> tuple[RunInfo, str] | None:
         found = layout.find_run_dir(self.root, validate_run_id(run_id))
@@ -195,6 +209,16 @@ class StoreReader:
             # MLflow <= 1.29 wrote no run_name; _get_run_from_info takes it from the tag.
             info = info.replace(run_name=tags[RUN_NAME_TAG])
         return Run(info=info, data=RunData(metrics=metrics, params=params, tags=tags))
+
+
+def _artifact_folder(path: str | None) -> str | None:
+    """A list_artifacts path, normalized as LocalArtifactRepository does (os.path.normpath); None for the root."""
+    if not path:
+        return None
+    if type(path) is str:
+        path = posixpath.normpath(path)
+    # "." is the root; "..", an absolute path or a non-str is refused, as MLflow refuses a path outside.
+    return None if path == "." else validate_artifact_path(path)
 
 
 def _read_key_files(folder: str) -> dict[str, str]:

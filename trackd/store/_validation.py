@@ -15,7 +15,7 @@ import posixpath
 import re
 
 from ..errors import InvalidArgument
-from ._entities import RunStatus
+from ._entities import RunStatus, ViewType
 from ._layout import ARTIFACTS_FOLDER_NAME
 
 MAX_KEY_LENGTH = 250
@@ -26,6 +26,9 @@ MAX_EXPERIMENT_NAME_LENGTH = 500
 MAX_ARTIFACT_LOCATION_LENGTH = 2048
 MIN_INT64 = -(2**63)
 MAX_INT64 = 2**63 - 1
+# mlflow/store/tracking/__init__.py: a search returns this many by default, and at most the threshold.
+SEARCH_MAX_RESULTS_DEFAULT = 1000
+SEARCH_MAX_RESULTS_THRESHOLD = 50_000
 
 # validate_param_and_metric_name uses re.match(r"^[/\w.\- :]*$"): "$" also matches before a final
 # newline, so MLflow accepts "x\n" and creates a file named "x\n". fullmatch closes that hole.
@@ -232,3 +235,28 @@ def validate_run_status(status: object) -> RunStatus:
         f"Invalid run status {status!r}: expected one of "
         f"{', '.join(f'{s.name} ({s.value})' for s in RunStatus)}."
     )
+
+
+def validate_view_type(view_type: object) -> ViewType:
+    """A search's view type: a ViewType or its int, as mlflow.entities.ViewType's constants are."""
+    if isinstance(view_type, ViewType):
+        return view_type
+    if type(view_type) is int and view_type in ViewType._value2member_map_:
+        return ViewType(view_type)
+    raise InvalidArgument(
+        f"Invalid view type {view_type!r}: expected one of "
+        f"{', '.join(f'ViewType.{v.name} ({v.value})' for v in ViewType)}."
+    )
+
+
+def validate_max_results(max_results: object, *, minimum: int) -> int:
+    """A search's max_results: an int from ``minimum`` to SEARCH_MAX_RESULTS_THRESHOLD.
+
+    FileStore.search_experiments takes 1 and up; _search_runs also takes 0 (no runs).
+    """
+    if type(max_results) is not int or not minimum <= max_results <= SEARCH_MAX_RESULTS_THRESHOLD:
+        raise InvalidArgument(
+            f"Invalid max_results {max_results!r}: expected an int from {minimum} to "
+            f"{SEARCH_MAX_RESULTS_THRESHOLD} (MLflow's SEARCH_MAX_RESULTS_THRESHOLD)."
+        )
+    return max_results

@@ -419,7 +419,7 @@ class StoreWriter:
             experiment_id=experiment_id,
             run_name=run_name,
             user_id=item.user_id,
-            status=RunStatus.RUNNING,
+            status=RunStatus.RUNNING.name,
             start_time=validate_run_time("start_time", run_id, item.start_time_ms),
             end_time=None,
             artifact_uri=layout.artifact_uri_for_run(experiment.artifact_location, run_id),

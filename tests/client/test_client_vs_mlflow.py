@@ -1,0 +1,193 @@
+"""``trackd.Client``'s reads return what ``mlflow.MlflowClient`` returns on the same store, with MLflow's arguments.
+
+A real daemon writes the store through a trackd Client; real MLflow reads it back (and deletes
+runs and experiments in it, as a user would) and its answers are the expected values.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import DaemonProcess
+
+from trackd import Client, ClientConfig, DaemonUnavailable, FileInfo, FlushTimeout, InvalidArgument
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import ViewType  # noqa: E402
+
+T0 = 1_700_000_000_000
+
+
+@pytest.fixture
+def client(store: Path, daemon: DaemonProcess) -> Iterator[Client]:
+    with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
+        yield client
+
+
+def _runs_in_order(client: Client, count: int) -> tuple[str, list[str]]:
+    """An experiment with ``count`` runs started a millisecond apart, and their ids."""
+    experiment_id = client.create_experiment("exp")
+    return experiment_id, [client.create_run(experiment_id, start_time=T0 + i).info.run_id for i in range(count)]
+
+
+# -- run status -----------------------------------------------------------------------------------
+
+
+def test_run_status_is_mlflows_string_in_get_run_and_search_runs(client: Client, store: Path) -> None:
+    # This used to be an IntEnum: `status == "FINISHED"` was False and it printed as 3.
+    experiment_id, (running, finished) = _runs_in_order(client, 2)
+    client.set_terminated(finished, 3)
+    ours = {r.info.run_id: r.info.status for r in client.search_runs(experiment_id)}
+    theirs = {r.info.run_id: r.info.status for r in MlflowClient(str(store)).search_runs([experiment_id])}
+    assert ours == theirs == {running: "RUNNING", finished: "FINISHED"}
+    status = client.get_run(finished).info.status
+    assert type(status) is str and f"{status}" == "FINISHED"
+    # meta.yaml keeps MLflow's int.
+    assert "\nstatus: 3\n" in (store / experiment_id / finished / "meta.yaml").read_text()
+
+
+# -- list_artifacts -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [None, "", ".", "cfg", "cfg/", "./cfg", "cfg/sub", "a.txt", "missing", "empty"])
+def test_list_artifacts_returns_what_mlflow_returns(client: Client, store: Path, path: str | None) -> None:
+    run_id = client.create_run().info.run_id
+    client.log_text(run_id, "hello", "cfg/config.json")
+    client.log_text(run_id, "x" * 1000, "cfg/sub/deep.txt")
+    client.log_text(run_id, "", "a.txt")
+    client.flush()
+    (store / "0" / run_id / "artifacts" / "empty").mkdir()
+    theirs = MlflowClient(str(store)).list_artifacts(run_id, path)
+    ours = client.list_artifacts(run_id, path)
+    assert [(f.path, f.is_dir, f.file_size) for f in ours] == [(f.path, f.is_dir, f.file_size) for f in theirs]
+    assert all(type(f) is FileInfo for f in ours)
+
+
+def test_list_artifacts_is_one_level_deep_with_sizes_and_no_size_for_folders(client: Client) -> None:
+    run_id = client.create_run().info.run_id
+    client.log_text(run_id, "hello", "cfg/config.json")
+    client.log_text(run_id, "abc", "a.txt")
+    assert client.list_artifacts(run_id) == [FileInfo("a.txt", False, 3), FileInfo("cfg", True, None)]
+    assert client.list_artifacts(run_id, "cfg") == [FileInfo("cfg/config.json", False, 5)]
+
+
+def test_list_artifacts_refuses_a_path_outside_the_artifact_root(client: Client) -> None:
+    # MLflow raises "Invalid path: resolved path is outside the artifact directory".
+    run_id = client.create_run().info.run_id
+    with pytest.raises(InvalidArgument, match="no '..'"):
+        client.list_artifacts(run_id, "../..")
+
+
+# -- search_runs and search_experiments -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_results", [0, 1, 3, 1000])
+@pytest.mark.parametrize("view", [ViewType.ACTIVE_ONLY, ViewType.DELETED_ONLY, ViewType.ALL])
+def test_search_runs_takes_mlflows_view_type_and_max_results(client: Client, store: Path, view: int, max_results: int) -> None:
+    experiment_id, run_ids = _runs_in_order(client, 5)
+    client.flush()
+    mlflow_client = MlflowClient(str(store))
+    for run_id in run_ids[1::2]:
+        mlflow_client.delete_run(run_id)
+    theirs = mlflow_client.search_runs([experiment_id], "", view, max_results)
+    ours = client.search_runs([experiment_id], "", view, max_results)
+    assert [r.info.run_id for r in ours] == [r.info.run_id for r in theirs]
+    assert [r.info.lifecycle_stage for r in ours] == [r.info.lifecycle_stage for r in theirs]
+
+
+def test_search_runs_returns_mlflows_default_of_1000_runs(client: Client, store: Path) -> None:
+    experiment_id, run_ids = _runs_in_order(client, 1001)
+    ours = client.search_runs(experiment_id)
+    assert [r.info.run_id for r in ours] == [r.info.run_id for r in MlflowClient(str(store)).search_runs([experiment_id])]
+    assert len(ours) == 1000 and ours[-1].info.run_id == run_ids[1]
+
+
+@pytest.mark.parametrize("max_results", [1, 2, 1000])
+@pytest.mark.parametrize("view", [ViewType.ACTIVE_ONLY, ViewType.DELETED_ONLY, ViewType.ALL])
+def test_search_experiments_takes_mlflows_view_type_and_max_results(client: Client, store: Path, view: int, max_results: int) -> None:
+    experiment_ids = [client.create_experiment(f"exp-{i}") for i in range(3)]
+    mlflow_client = MlflowClient(str(store))
+    mlflow_client.delete_experiment(experiment_ids[1])
+    theirs = mlflow_client.search_experiments(view, max_results)
+    ours = client.search_experiments(view, max_results)
+    assert [(e.experiment_id, e.lifecycle_stage) for e in ours] == [(e.experiment_id, e.lifecycle_stage) for e in theirs]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"filter_string": "metrics.loss < 1"}, "filter_string"),
+        ({"order_by": ["metrics.loss DESC"]}, "order_by"),
+        ({"page_token": "eyJvZmZzZXQiOiAxfQ=="}, "page_token"),
+    ],
+)
+def test_search_grammar_arguments_raise_invalid_argument_naming_them(client: Client, arguments: dict[str, object], named: str) -> None:
+    # These used to raise TypeError: the methods took no such arguments.
+    with pytest.raises(InvalidArgument, match=f"Client.search_runs does not support {named}"):
+        client.search_runs(["0"], **arguments)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=f"Client.search_experiments does not support {named}"):
+        client.search_experiments(**arguments)  # type: ignore[arg-type]
+
+
+def test_search_runs_takes_a_filter_string_positionally_as_mlflow_does(client: Client) -> None:
+    with pytest.raises(InvalidArgument, match="does not support filter_string \\('metrics.loss < 1'\\)"):
+        client.search_runs(["0"], "metrics.loss < 1")
+    run_id = client.create_run().info.run_id
+    # MLflow's defaults, spelled out, are accepted.
+    assert [r.info.run_id for r in client.search_runs(["0"], "  ", ViewType.ACTIVE_ONLY, 10, [], None)] == [run_id]
+
+
+@pytest.mark.parametrize("max_results", [-1, 50_001, "10", None])
+def test_search_runs_refuses_max_results_mlflow_refuses_or_misreads(client: Client, max_results: object) -> None:
+    with pytest.raises(InvalidArgument, match="Invalid max_results"):
+        client.search_runs(["0"], max_results=max_results)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("max_results", [0, 50_001, 1.5])
+def test_search_experiments_refuses_max_results_mlflow_refuses(client: Client, max_results: object) -> None:
+    with pytest.raises(InvalidArgument, match="Invalid max_results"):
+        client.search_experiments(max_results=max_results)  # type: ignore[arg-type]
+
+
+def test_search_refuses_an_unknown_view_type(client: Client) -> None:
+    with pytest.raises(InvalidArgument, match="Invalid view type 4"):
+        client.search_runs(["0"], run_view_type=4)
+    with pytest.raises(InvalidArgument, match="Invalid view type 'ALL'"):
+        client.search_experiments(view_type="ALL")  # type: ignore[arg-type]
+
+
+# -- experiments without a daemon -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["get_or_create_experiment", "create_experiment"])
+def test_experiment_requests_without_a_daemon_raise_daemon_unavailable_naming_the_experiment(
+    tmp_path: Path, store: Path, capsys: pytest.CaptureFixture[str], method: str
+) -> None:
+    # This used to raise FlushTimeout: "... 0 events are still on their way to the store".
+    config = ClientConfig(
+        socket_path=tmp_path / "none.sock", autostart=False, connect_timeout=0.5, spool_dir=tmp_path / "spool"
+    )
+    with Client(store, config=config) as client:
+        with pytest.raises(DaemonUnavailable, match=f"experiment 'x': the trackd daemon at {tmp_path}/none.sock is unreachable"):
+            getattr(client, method)("x")
+    err = capsys.readouterr().err
+    # close() used to say "0 events are spooled to None".
+    assert "spooled to None" not in err and "0 events are spooled" not in err
+
+
+def test_experiment_request_to_a_stalled_daemon_times_out_naming_the_experiment(store: Path, daemon: DaemonProcess) -> None:
+    # A daemon that answers the connection but not the request is slow, not unavailable.
+    config = ClientConfig(socket_path=daemon.paths.socket, autostart=False, connect_timeout=0.5)
+    with Client(store, config=config) as client:
+        client.create_run()
+        client.flush()  # connected: the run reached the daemon
+        daemon.signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(FlushTimeout, match="Cannot get or create experiment 'x': the trackd daemon at .* did not answer within 0.5 s"):
+                client.get_or_create_experiment("x")
+        finally:
+            daemon.signal(signal.SIGCONT)

@@ -1,0 +1,60 @@
+"""``ClientConfig``: a bad setting is refused by name, the field's or the TRACKD_* variable's, with the value."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from helpers import child_env, run_python
+
+from trackd import ClientConfig
+
+BAD_VARIABLES = [
+    ("TRACKD_ON_FULL", "wait", "one of block, drop"),
+    ("TRACKD_MAX_BUFFERED", "0", "a whole number of at least 1"),
+    ("TRACKD_MAX_BUFFERED", "lots", "a whole number of at least 1"),
+    ("TRACKD_FLUSH_INTERVAL", "0", "a finite number of seconds above 0"),
+    ("TRACKD_FLUSH_INTERVAL", "-1", "a finite number of seconds above 0"),
+    ("TRACKD_EXIT_TIMEOUT", "nan", "a finite number of seconds, 0 or more"),
+    ("TRACKD_CONNECT_TIMEOUT", "10s", "a finite number of seconds, 0 or more"),
+    ("TRACKD_AUTOSTART", "maybe", "one of 1, true, yes, on, 0, false, no, off (any case)"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), BAD_VARIABLES, ids=[f"{v}={x}" for v, x, _ in BAD_VARIABLES])
+def test_from_env_names_the_variable_and_its_bad_value(monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str) -> None:
+    # TRACKD_ON_FULL=wait used to say "on_full must be one of block, drop", naming no variable.
+    monkeypatch.setenv(variable, value)
+    message = f"Environment variable {variable}={value!r} is not valid: expected {expected}."
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ClientConfig.from_env()
+
+
+@pytest.mark.parametrize(("value", "autostart"), [("0", False), ("OFF", False), ("no", False), ("1", True), ("Yes", True), ("", True)])
+def test_from_env_reads_autostart_words(monkeypatch: pytest.MonkeyPatch, value: str, autostart: bool) -> None:
+    # "off" used to mean on: anything but 0, false and no did.
+    monkeypatch.setenv("TRACKD_AUTOSTART", value)
+    assert ClientConfig.from_env().autostart is autostart
+
+
+def test_from_env_takes_empty_variables_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable, _, _ in BAD_VARIABLES:
+        monkeypatch.setenv(variable, "")
+    assert ClientConfig.from_env() == ClientConfig()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("on_full", "wait"), ("max_buffered", 0), ("flush_interval", 0.0), ("exit_timeout", -1.0), ("autostart", "no")]
+)
+def test_client_config_names_the_field_and_its_bad_value(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"ClientConfig {field} must be ") + ".*" + re.escape(f"got {value!r}.")):
+        ClientConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_logging_process_with_a_bad_variable_fails_naming_it(tmp_path: Path) -> None:
+    # What the user saw: the first logging call raised without naming TRACKD_ON_FULL.
+    env = child_env(tmp_path / "none.sock", TRACKD_ON_FULL="wait", TRACKD_AUTOSTART="0", TRACKD_TRACKING_URI=str(tmp_path / "mlruns"))
+    result = run_python("import trackd\ntrackd.log_metric('loss', 1.0)\n", env)
+    assert result.returncode == 1
+    assert "ValueError: Environment variable TRACKD_ON_FULL='wait' is not valid: expected one of block, drop." in result.stderr

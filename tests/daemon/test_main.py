@@ -1,0 +1,55 @@
+"""``python -m trackd.daemon``'s flags, run as the module: nonsense is refused before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import DaemonProcess, child_env, wait_for
+
+BAD_FLAGS = [
+    ("--max-records", "0", "expected a whole number of at least 1, got '0'"),
+    ("--max-records", "1e3", "expected a whole number of at least 1, got '1e3'"),
+    ("--max-age", "-1", "expected a finite number of seconds, 0 or more, got '-1'"),
+    ("--max-age", "nan", "expected a finite number of seconds, 0 or more, got 'nan'"),
+    ("--max-connections", "0", "expected a whole number of at least 1, got '0'"),
+    ("--max-open-files", "-5", "expected a whole number of at least 1, got '-5'"),
+    ("--max-events-per-second", "0", "expected a whole number of at least 1, got '0'"),
+    ("--idle-timeout", "-1", "expected a finite number of seconds, 0 or more, got '-1'"),
+    ("--idle-timeout", "inf", "expected a finite number of seconds, 0 or more, got 'inf'"),
+]
+
+
+def _daemon(socket_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trackd.daemon", "--socket", str(socket_path), *args],
+        env=child_env(socket_path, **env), capture_output=True, text=True, timeout=30,
+    )
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), BAD_FLAGS, ids=[f"{f}={v}" for f, v, _ in BAD_FLAGS])
+def test_daemon_refuses_an_out_of_range_flag_with_exit_code_2(socket_path: Path, flag: str, value: str, message: str) -> None:
+    # `--max-records 0 --max-age -1 --max-connections 0` used to start a daemon.
+    result = _daemon(socket_path, flag, value)
+    assert result.returncode == 2
+    assert f"error: argument {flag}: {message}" in result.stderr
+    assert not socket_path.exists()
+
+
+def test_daemon_names_trackd_daemon_args_when_a_bad_flag_comes_from_it(socket_path: Path) -> None:
+    # An autostarted daemon gets its flags only from this variable; the error says where to look.
+    result = _daemon(socket_path, TRACKD_DAEMON_ARGS="--max-connections 0")
+    assert result.returncode == 2
+    assert "(flags from TRACKD_DAEMON_ARGS): error: argument --max-connections: expected a whole number of at least 1" in result.stderr
+
+
+def test_daemon_starts_with_the_smallest_values_each_flag_takes(socket_path: Path) -> None:
+    args = ("--max-age", "0", "--max-records", "1", "--max-connections", "1", "--max-open-files", "1", "--idle-timeout", "0")
+    daemon = DaemonProcess(socket_path, *args).start()
+    try:
+        wait_for(lambda: "listening on" in daemon.log(), message="the start line")
+        assert "writes of up to 1 events or after 0 ms" in daemon.log()
+    finally:
+        assert daemon.stop() == 0
