@@ -232,6 +232,52 @@ def test_mlflow_run_id_attaches_to_an_existing_run_without_ending_it(daemon: Dae
     assert run.data.metrics == {"loss": 1.0}
 
 
+@pytest.mark.parametrize("rank", [None, "0", "1"], ids=["no-RANK", "rank-0", "rank-1"])
+def test_a_failed_run_started_again_runs_and_finishes_as_mlflow_resumes_it(
+    daemon: DaemonProcess, store: Path, rank: str | None
+) -> None:
+    with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
+        run_id = client.create_run(run_name="preempted", start_time=1_000).info.run_id
+        client.set_terminated(run_id, "FAILED", end_time=2_000)
+    code = f"""
+        import json, trackd
+        with trackd.start_run(run_id={run_id!r}) as run:
+            trackd.log_metric("loss", 1.0)
+            during = trackd.get_run(run.info.run_id).info.status
+        print(json.dumps({{"returned": run.info.status, "during": during}}))
+        """
+    result = _ok(_run(code, _env(daemon, store, **({"RANK": rank} if rank is not None else {}))))
+    run = _only_run(store)
+    if rank == "1":
+        # Another rank than 0 never reopens a run: rank 0 may have just finished it.
+        assert (result["returned"], result["during"], run.info.status) == ("FAILED", "FAILED", "FAILED")
+        return
+    # What mlflow.start_run(run_id=...) does to a FAILED run: RUNNING, then FINISHED at the end.
+    assert (result["returned"], result["during"], run.info.status) == ("RUNNING", "RUNNING", "FINISHED")
+    assert run.info.end_time is not None and run.info.end_time > 2_000
+    assert run.data.metrics == {"loss": 1.0}
+
+
+def test_mlflow_resumes_a_failed_run_the_same_way(tmp_path: Path) -> None:
+    # The behaviour copied above, checked against MLflow itself on its own file store.
+    store = tmp_path / "mlruns"
+    result = _ok(_run(
+        f"""
+        import json, mlflow
+        mlflow.set_tracking_uri({store.as_uri()!r})
+        client = mlflow.MlflowClient()
+        run_id = client.create_run("0").info.run_id
+        client.set_terminated(run_id, "FAILED")
+        with mlflow.start_run(run_id=run_id) as run:
+            returned = run.info.status
+            during = client.get_run(run_id).info.status
+        print(json.dumps({{"returned": returned, "during": during, "after": client.get_run(run_id).info.status}}))
+        """,
+        {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true"},
+    ))
+    assert result == {"returned": "RUNNING", "during": "RUNNING", "after": "FINISHED"}
+
+
 def test_start_run_with_a_new_run_id_creates_that_run(daemon: DaemonProcess, store: Path) -> None:
     run_id = uuid.uuid4().hex
     _ok(_run(f"import trackd\nwith trackd.start_run(run_id={run_id!r}):\n    trackd.log_metric('loss', 1.0)\n", _env(daemon, store)))

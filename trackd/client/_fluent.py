@@ -173,8 +173,9 @@ def start_run(
     ``run_id`` (or ``MLFLOW_RUN_ID``) naming a run that does not exist yet creates it with that id,
     so a launcher can hand one id to every rank. Under a launcher (``RANK`` set) rank 0 ends the
     shared run, whichever rank created it; without ``RANK`` the process that created it does. A
-    process that attached to an existing run otherwise (a resumed job) leaves it running unless
-    it passes a status to end_run().
+    process that attached to another process's running run leaves it running unless it passes a
+    status to end_run(). A run that has ended, started again (a resumed job), is RUNNING again
+    and ended by this process, as in MLflow (not by a rank other than 0).
     """
     global _last_run
     with _lock:
@@ -192,9 +193,20 @@ def start_run(
             from ..store import Run, RunData  # loaded with the client above
 
             client._known_runs.add(existing.run_id)
+            info = existing
+            # A run that has ended (FINISHED, FAILED, KILLED) started again is a resumed job: as
+            # MLflow's start_run does, it is RUNNING again (its old end time kept until it ends)
+            # and this process ends it. Not by another rank than 0: a late rank must not reopen
+            # the run rank 0 has just finished.
+            resumed = existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
+            if resumed:
+                client.set_terminated(existing.run_id, "RUNNING", existing.end_time)
+                info = existing.replace(status="RUNNING")
             # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first;
-            # otherwise attaching to an existing run (a resumed job) never ends it.
-            active = ActiveRun(Run(info=existing, data=RunData(metrics={}, params={}, tags={})), owns=rank == "0", client=client)
+            # otherwise attaching to a running run (another process's) never ends it.
+            active = ActiveRun(
+                Run(info=info, data=RunData(metrics={}, params={}, tags={})), owns=resumed or rank == "0", client=client
+            )
         else:
             run_tags = _system_tags()
             parent = parent_run_id or (_runs[-1].run_id if nested and _runs else None)
