@@ -141,8 +141,12 @@ class Sender:
         self._ensure_started()
         self._poke()
         self._wait(req, timeout)
-        if not take_failures:
-            return self._report()
+        if take_failures:
+            self._raise_failures()
+        return self._report()
+
+    def _raise_failures(self) -> None:
+        """DeliveryError naming the items the daemon refused since they were last taken, if any."""
         with self._cond:
             failures = self._ledger.take_failures()
         if failures:
@@ -151,7 +155,6 @@ class Sender:
                 + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""),
                 failures,
             )
-        return self._report()
 
     def pending(self) -> int:
         """Records accepted but not yet acknowledged as written (spooled ones included)."""
@@ -375,6 +378,15 @@ class Sender:
         closes the clients, and each of those flushes with this bound.
         """
         path = self.config.socket_path
+        if self.pending() == 0 and not self._spill.gave_up:
+            # Nothing to deliver (a process whose only request found no daemon): nothing to say,
+            # but the refused items already received, which this close reports.
+            if take_failures:
+                try:
+                    self._raise_failures()
+                except DeliveryError as exc:
+                    warn(str(exc))
+            return
         if self._spill.gave_up:
             self._give_up_on_daemon(f"the daemon at {path} has not answered since an earlier flush gave it up")
             return
