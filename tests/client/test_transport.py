@@ -102,5 +102,9 @@ def test_a_poke_without_giving_up_leaves_the_wait_to_its_timeout(silent_daemon: 
         started = time.monotonic()
         assert transport.receive(0.3) is None
         assert time.monotonic() - started >= 0.3
+        # The wait emptied the pipe of a poke meant for the sender's loop, and says so: the loop
+        # acts on it at once instead of sleeping its send interval (a process's first flush waited
+        # 50 ms for that).
+        assert waker.interrupt.poked
     finally:
         transport.close()

@@ -232,6 +232,7 @@ class Sender:
         self._held_reported = 0
         self._transport = None
         self._protocol = None
+        self._interrupt: Interrupt | None = None
         self._ledger = Ledger()
         self._spill = Spill(self.config, self.client_id, self.store_root)
         self._dropped = 0
@@ -486,7 +487,15 @@ class Sender:
     def _cycle(self) -> None:
         transport = self._transport
         assert transport is not None
-        ready = _readable([self._wake_r, transport.fileno()], self.config.flush_interval)
+        wait = self.config.flush_interval
+        interrupt = self._interrupt
+        if interrupt is not None and interrupt.poked:
+            # A wait on the socket (the handshake, a send) emptied the pipe of a poke that asked
+            # for this loop (a flush): act on it now. (The first flush of a process waited a
+            # whole send interval, 50 ms, for it.)
+            interrupt.poked = False
+            wait = 0.0
+        ready = _readable([self._wake_r, transport.fileno()], wait)
         if self._wake_r in ready:
             try:
                 while os.read(self._wake_r, 4096):
@@ -509,7 +518,7 @@ class Sender:
     def _connect(self) -> None:
         path = self.config.socket_path
         hello = make_hello(self.client_id, self.store_root)
-        interrupt = Interrupt(self._wake_r, self._should_stop_waiting)
+        interrupt = self._interrupt = Interrupt(self._wake_r, self._should_stop_waiting)
         try:
             transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
         except DaemonUnavailable:

@@ -36,11 +36,14 @@ class Interrupt:
     """How the sender thread stops waiting on the socket: a byte on ``wake_fd`` wakes the wait,
     and ``requested()`` then says whether to give the daemon up."""
 
-    __slots__ = ("requested", "wake_fd")
+    __slots__ = ("poked", "requested", "wake_fd")
 
     def __init__(self, wake_fd: int, requested: Callable[[], bool]) -> None:
         self.wake_fd = wake_fd  # non-blocking read end of a pipe
         self.requested = requested
+        # A wait here emptied the pipe: the poke was meant for the sender's loop too (a flush's,
+        # during the handshake or a send), which must then not sleep its send interval.
+        self.poked = False
 
     def check(self, path: Path) -> None:
         """Raise DaemonUnavailable if the daemon is to be given up."""
@@ -48,12 +51,13 @@ class Interrupt:
             raise gave_up_error(path)
 
     def woken(self, path: Path) -> None:
-        """The pipe woke a wait: empty it, then ``check``."""
+        """The pipe woke a wait: empty it, note it, then ``check``."""
         try:
             while os.read(self.wake_fd, 4096):
                 pass
         except BlockingIOError:
             pass
+        self.poked = True
         self.check(path)
 
 
