@@ -346,3 +346,89 @@ def test_exit_with_a_stopped_daemon_is_bounded_warns_once_and_spools_every_event
     # it skips those batches in the spool by their sequence numbers, so each point is written once.
     assert steps_in_store(store, run_id) == list(range(points)), "points lost, duplicated or out of order"
     assert StoreReader(store).get_run(run_id).info.status == ("FINISHED" if ending == "exit" else "KILLED")
+
+
+# Delivers point 0, waits for file argv[1], then logs until it is killed: with the daemon stopped,
+# the buffer fills and log_metric waits for room (TRACKD_ON_FULL=block) when SIGTERM comes.
+LOG_UNTIL_KILLED = """
+import os, sys, time, trackd
+go = sys.argv[1]
+run = trackd.start_run()
+print("run", run.info.run_id, flush=True)
+trackd.log_metric("x", 0.0, step=0)
+trackd.flush(timeout=30)
+print("connected", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.01)
+step = 1
+while True:
+    trackd.log_metric("x", float(step), step=step)
+    step += 1
+"""
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_while_a_logging_call_waits_for_room_ends_the_run_and_spools(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # This hung until SIGKILL: the handler's end_run queued the run's termination, which waited
+    # for room in the full buffer like a point, and the stopped daemon never made any.
+    spool_dir, go = tmp_path / "spool", tmp_path / "go"
+    env = child_env(
+        daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir),
+        TRACKD_EXIT_TIMEOUT=str(EXIT_TIMEOUT), TRACKD_AUTOSTART="0",
+    )
+    try:
+        with Child(LOG_UNTIL_KILLED, [str(go)], env) as child:
+            wait_for(lambda: "connected" in child.out or child.process.poll() is not None, 30, message="point 0")
+            daemon.signal(signal.SIGSTOP)
+            go.touch()
+            wait_for(lambda: any("buffer is full" in line for line in child.err), 60, message="a full buffer")
+            time.sleep(0.2)
+            began = time.time()
+            child.process.send_signal(signal.SIGTERM)
+            code = child.wait(timeout=60)
+            took = time.time() - began
+        assert code == -signal.SIGTERM, child.stderr()
+        assert took < EXIT_TIMEOUT + 5, f"exit took {took:.1f} s:\n{child.stderr()}"
+        assert any("spooled to" in line for line in child.err), child.stderr()
+    finally:
+        daemon.signal(signal.SIGCONT)
+    run = _line(child, "run")
+    assert run is not None
+    sync = subprocess.run(
+        [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(spool_dir)],
+        env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60,
+    )
+    assert sync.returncode == 0, sync.stderr
+    wait_for(lambda: daemon.status()["backlog_records"] == 0, 10, message="the daemon's backlog written")
+    steps = steps_in_store(store, run[1])
+    # Every point a call accepted, once and in order; the run ended KILLED.
+    assert len(steps) > 1000 and steps == list(range(len(steps))), "points lost, duplicated or out of order"
+    assert StoreReader(store).get_run(run[1]).info.status == "KILLED"
+
+
+def test_the_sender_thread_does_not_spin_while_no_daemon_answers(tmp_path: Path) -> None:
+    # A poke (here: a flush) left the wake pipe readable, and every later backoff returned at
+    # once: the thread used a whole core for as long as no daemon answered.
+    env = child_env(tmp_path / "none.sock", TRACKD_AUTOSTART="0", TRACKD_TRACKING_URI=str(tmp_path / "mlruns"),
+                    TRACKD_SPOOL_DIR=str(tmp_path / "spool"), TRACKD_CONNECT_TIMEOUT="60", TRACKD_EXIT_TIMEOUT="0")
+    code = """
+import json, resource, time, trackd
+client = trackd.Client()
+run_id = client.create_run().info.run_id
+client.log_metric(run_id, "x", 1.0)
+try:
+    client.flush(timeout=0.2)
+except trackd.FlushTimeout:
+    pass
+before = resource.getrusage(resource.RUSAGE_SELF)
+time.sleep(2.0)
+after = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    cpu = json.loads(result.stdout.strip().splitlines()[-1])["cpu"]
+    # Backing off from 0.05 s to 2 s, a few attempts; spinning used ~2 s of the 2 s.
+    assert cpu < 0.5, f"the process used {cpu:.2f} s of CPU while idle for 2 s"

@@ -17,7 +17,9 @@ BAD_VARIABLES = [
     ("TRACKD_FLUSH_INTERVAL", "0", "a finite number of seconds above 0"),
     ("TRACKD_FLUSH_INTERVAL", "-1", "a finite number of seconds above 0"),
     ("TRACKD_EXIT_TIMEOUT", "nan", "a finite number of seconds, 0 or more"),
-    ("TRACKD_CONNECT_TIMEOUT", "10s", "a finite number of seconds, 0 or more"),
+    ("TRACKD_CONNECT_TIMEOUT", "10s", "a finite number of seconds above 0"),
+    # 0 could never complete a handshake: every event was spooled with a healthy daemon.
+    ("TRACKD_CONNECT_TIMEOUT", "0", "a finite number of seconds above 0"),
     ("TRACKD_AUTOSTART", "maybe", "one of 1, true, yes, on, 0, false, no, off (any case)"),
 ]
 

@@ -515,3 +515,23 @@ def test_end_run_with_a_bad_status_raises_and_leaves_the_run_active(daemon: Daem
     assert "DONE" in str(result["message"]) and result["still_active"] and result["after_end"]
     run = _only_run(store)
     assert run.info.status == "KILLED" and run.data.metrics == {"after": 1.0}
+
+
+def test_a_client_made_without_a_uri_uses_the_one_set_tracking_uri_gave(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # As MlflowClient() does; Client() used to ignore it and open ./mlruns.
+    store = tmp_path / "set"
+    result = _ok(_run(
+        f"""
+        import json, trackd
+        trackd.set_tracking_uri({str(store)!r})
+        with trackd.start_run() as run:
+            pass
+        client = trackd.Client()
+        client.log_metric(run.info.run_id, "late", 1.0)
+        client.flush()
+        print(json.dumps({{"uri": client.tracking_uri, "run": run.info.run_id}}))
+        """,
+        _env(daemon, None),
+    ))
+    assert result["uri"] == str(store)
+    assert _only_run(store).data.metrics == {"late": 1.0}

@@ -93,6 +93,11 @@ class Client:
     """
 
     def __init__(self, tracking_uri: str | os.PathLike[str] | None = None, *, config: ClientConfig | None = None) -> None:
+        if tracking_uri is None:
+            # As MlflowClient(): the URI set_tracking_uri() gave, else the environment's.
+            from ._fluent import get_tracking_uri
+
+            tracking_uri = get_tracking_uri()
         self.tracking_uri = validate_store_root(resolve_tracking_uri(tracking_uri))
         self.config = config if config is not None else ClientConfig.from_env()
         self.state = ClientState.OPEN

@@ -52,14 +52,16 @@ _SECONDS_ABOVE_ZERO = (lambda v: _is_number(v) and 0 < v < math.inf, "a finite n
 _SECONDS = (lambda v: _is_number(v) and 0 <= v < math.inf, "a finite number of seconds, 0 or more")
 _AT_LEAST_ONE = (lambda v: type(v) is int and v >= 1, "a whole number of at least 1")
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    # The sender thread waits this long in select(): 0 would spin, a negative value raises there.
+    # The sender thread waits this long in poll(): 0 would spin, a negative value raises there.
     "flush_interval": _SECONDS_ABOVE_ZERO,
     "max_buffered": _AT_LEAST_ONE,
     "max_unacked_events": _AT_LEAST_ONE,
     "max_unacked_bytes": _AT_LEAST_ONE,
     "on_full": (lambda v: v in ON_FULL_POLICIES, f"one of {', '.join(ON_FULL_POLICIES)}"),
+    # 0: exit, end_run and close() do not wait; what is not acknowledged yet goes to the spool.
     "exit_timeout": _SECONDS,
-    "connect_timeout": _SECONDS,
+    # 0 could never complete a handshake: every event would be spooled with a healthy daemon.
+    "connect_timeout": _SECONDS_ABOVE_ZERO,
     "autostart": (lambda v: type(v) is bool, f"one of {', '.join(AUTOSTART_ON + AUTOSTART_OFF)} (any case)"),
 }
 

@@ -28,7 +28,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, LocalProtocolError, TrackdError
-from ..protocol import NEED_DATA, Ack, Connection, ConnectionClosed, Dropped, Event, Flush, Record, encode_frame
+from ..protocol import (
+    CREATE_RUN, NEED_DATA, SET_TERMINATED, Ack, Connection, ConnectionClosed, Dropped, Event, Flush, Record, encode_frame,
+)
 from ._config import ClientConfig
 from ._launcher import start_daemon
 from ._ledger import Ledger
@@ -92,9 +94,9 @@ class Sender:
         self.creations: dict[str, Record] = {}
         self.inherited_creations: dict[str, Record] = {}
         # The child of a fork must not send its parent's buffer or share its socket (sentry's
-        # monitor.py explains why a lazily restarted worker is the safe pattern).
-        method = weakref.WeakMethod(self._after_fork_in_child)
-        os.register_at_fork(after_in_child=lambda: (m := method()) and m())
+        # monitor.py explains why a lazily restarted worker is the safe pattern): see
+        # _senders_after_fork, one hook for every sender (a hook each piled up, never removed).
+        _LIVE_SENDERS.add(self)
 
     # -- the caller's side -------------------------------------------------------------------------
 
@@ -110,11 +112,21 @@ class Sender:
         self._poke()
 
     def submit(self, record: Record) -> None:
-        """Append one record (the Client's slower methods use this; metrics append inline)."""
+        """Append one record (the Client's slower methods use this; metrics append inline).
+
+        A run's creation or end is never waited for nor dropped by the on-full policy: it is one
+        record past the bound, and without it every point of the run is refused, or the run
+        stays RUNNING. (end_run on SIGTERM or Ctrl-C waited for room that a stalled daemon never
+        made, so the process hung instead of spooling and exiting.)
+        """
         buffer = self.buffer
         buffer.append(record)
         if len(buffer) >= self.wake_at:
-            self.wake()
+            if record[0] in _RUN_RECORDS and len(buffer) >= self.config.max_buffered:
+                self._ensure_started()
+                self._poke()
+            else:
+                self.wake()
 
     def request(self, build: Callable[[int], Event], timeout: float | None = None) -> Event:
         """Send a request built by ``build(request_id)`` and wait for its reply."""
@@ -191,6 +203,7 @@ class Sender:
                 self.flush_or_warn(self.config.exit_timeout if timeout is None else timeout, take_failures=True)
         finally:
             self._closed = True
+            _LIVE_SENDERS.discard(self)
             self._stopping = True
             self._poke()
             thread = self._thread
@@ -315,8 +328,8 @@ class Sender:
                         record = self.buffer.pop()
                     except IndexError:
                         break
-                    if record[0] == BARRIER:
-                        barriers.append(record)
+                    if record[0] == BARRIER or record[0] in _RUN_RECORDS:
+                        barriers.append(record)  # kept, in order (see submit)
                     else:
                         self._dropped += 1
                 self.buffer.extend(reversed(barriers))
@@ -513,7 +526,15 @@ class Sender:
             self._send_event(Dropped(total=self._dropped))
 
     def _sleep(self, seconds: float) -> None:
-        _readable([self._wake_r], seconds)
+        """Back off, waking early when poked; the poke is used up here (the loop's next step,
+        connecting again, is what it asks for), or every later backoff would return at once and
+        the thread would spin while no daemon answers."""
+        if _readable([self._wake_r], seconds):
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
 
     def _connect(self) -> None:
         path = self.config.socket_path
@@ -732,6 +753,22 @@ class Sender:
         with self._cond:
             self._ledger.fail_requests(barriers, error)
             self._cond.notify_all()
+
+
+# Every sender not closed, for the fork hook below.
+_LIVE_SENDERS: weakref.WeakSet[Sender] = weakref.WeakSet()
+
+
+def _senders_after_fork() -> None:
+    """In a forked child: every open sender drops its parent's buffer, thread and socket."""
+    for sender in list(_LIVE_SENDERS):
+        sender._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_senders_after_fork)
+
+# Records the on-full policy never waits for nor drops (see Sender.submit).
+_RUN_RECORDS = frozenset((CREATE_RUN, SET_TERMINATED))
 
 
 def _readable(fds: list[int], timeout: float) -> list[int]:
