@@ -276,6 +276,16 @@ def _line(child: Child, word: str) -> list[str] | None:
     return next((line.split() for line in list(child.out) if line.startswith(word + " ")), None)
 
 
+def _sync(daemon: DaemonProcess, spool_dir: Path) -> None:
+    """`trackd sync` of ``spool_dir`` into ``daemon``, then wait until the daemon wrote it all."""
+    sync = subprocess.run(
+        [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(spool_dir)],
+        env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60,
+    )
+    assert sync.returncode == 0, sync.stderr
+    wait_for(lambda: daemon.status()["backlog_records"] == 0, 10, message="the daemon's backlog written")
+
+
 def _spooled_events(spool_dir: Path) -> int:
     (path,) = spool_dir.glob("*.spool")
     _, frames = read_spool(path)
@@ -336,12 +346,7 @@ def test_exit_with_a_stopped_daemon_is_bounded_warns_once_and_spools_every_event
     run = _line(child, "run")
     assert run is not None
     run_id = run[1]
-    sync = subprocess.run(
-        [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(spool_dir)],
-        env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60,
-    )
-    assert sync.returncode == 0, sync.stderr
-    wait_for(lambda: daemon.status()["backlog_records"] == 0, 10, message="the daemon's backlog written")
+    _sync(daemon, spool_dir)
     # Mid-stream, the resumed daemon also reads what the dropped connection left in its socket:
     # it skips those batches in the spool by their sequence numbers, so each point is written once.
     assert steps_in_store(store, run_id) == list(range(points)), "points lost, duplicated or out of order"
@@ -396,12 +401,7 @@ def test_sigterm_while_a_logging_call_waits_for_room_ends_the_run_and_spools(
         daemon.signal(signal.SIGCONT)
     run = _line(child, "run")
     assert run is not None
-    sync = subprocess.run(
-        [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(spool_dir)],
-        env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60,
-    )
-    assert sync.returncode == 0, sync.stderr
-    wait_for(lambda: daemon.status()["backlog_records"] == 0, 10, message="the daemon's backlog written")
+    _sync(daemon, spool_dir)
     steps = steps_in_store(store, run[1])
     # Every point a call accepted, once and in order; the run ended KILLED.
     assert len(steps) > 1000 and steps == list(range(len(steps))), "points lost, duplicated or out of order"
