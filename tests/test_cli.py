@@ -134,3 +134,30 @@ def test_help_of_each_command(args: tuple[str, ...], expected: str) -> None:
     result = trackd_cli(*args, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: ") and expected in result.stdout
+
+
+def test_a_daemon_that_exits_at_once_is_reported_with_its_reason(paths: DaemonPaths, tmp_path: Path) -> None:
+    env = {**os.environ, "TRACKD_DAEMON_ARGS": "--max-records 0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "trackd.cli", "daemon", "start", "--socket", str(paths.socket)],
+        capture_output=True, text=True, timeout=45, env=env,
+    )
+    # This said only "the daemon did not start; see <log>".
+    assert result.returncode == 1
+    assert "exited with code 2" in result.stderr and "--max-records" in result.stderr, result.stderr
+
+
+def test_a_client_whose_daemon_exits_at_once_says_why_and_does_not_restart_it_every_second(
+    paths: DaemonPaths, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ, "TRACKD_SOCKET": str(paths.socket), "TRACKD_DAEMON_ARGS": "--max-records 0",
+        "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"), "TRACKD_SPOOL_DIR": str(tmp_path / "spool"),
+        "TRACKD_CONNECT_TIMEOUT": "3", "TRACKD_EXIT_TIMEOUT": "1",
+    }
+    code = "import time, trackd\ntrackd.log_metric('a', 1.0)\ntime.sleep(3)\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=45, env=env)
+    # It said "A trackd daemon was started ... but did not answer within 10 s", a second after the
+    # daemon had exited with its usage error, and started it again every second.
+    assert "exited with code 2" in result.stderr and "--max-records" in result.stderr, result.stderr
+    assert paths.log.read_text().count("error: argument --max-records") == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import __version__
 from ._paths import DaemonPaths, default_paths
 from .client._control import query_status
-from .client._launcher import daemon_answers, spawn_daemon, wait_until_answering
+from .client._launcher import daemon_answers, last_log_line, spawn_daemon, wait_until_answering
 from .client._spool import default_spool_dir, sync_spools
 from .errors import DaemonUnavailable
 
@@ -78,7 +78,9 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
         return daemon_main(["--socket", str(paths.socket), "--idle-timeout", str(args.idle_timeout), *extra])
     process = spawn_daemon(paths, idle_timeout=args.idle_timeout, extra_args=extra)
     if not wait_until_answering(paths, process, timeout=15.0):
-        print(f"trackd: the daemon did not start; see {paths.log}", file=sys.stderr)
+        code = process.poll()
+        said = f": exited with code {code}: {last_log_line(paths.log)}" if code is not None else ""
+        print(f"trackd: the daemon did not start{said}; see {paths.log}", file=sys.stderr)
         return 1
     print(f"trackd daemon started (pid {_read_pid(paths) or process.pid}) on {paths.socket}; log: {paths.log}")
     return 0

@@ -80,14 +80,38 @@ def wait_until_answering(paths: DaemonPaths, process: subprocess.Popen[bytes] | 
     return False
 
 
+class DaemonExited(DaemonUnavailable):
+    """The daemon a client started exited before it answered (a bad flag in TRACKD_DAEMON_ARGS,
+    a store it may not use): starting it again at once would fail the same way."""
+
+
 def start_daemon(socket_path: Path, *, timeout: float) -> None:
-    """Start a daemon for ``socket_path`` and wait until it answers; raises DaemonUnavailable."""
+    """Start a daemon for ``socket_path`` and wait until it answers; raises DaemonUnavailable
+    (DaemonExited when it exited first, with the last line of its log)."""
     paths = default_paths(socket_path)
     try:
         process = spawn_daemon(paths)
     except OSError as exc:
         raise DaemonUnavailable(f"Could not start a trackd daemon for {paths.socket}: {exc}.") from exc
-    if not wait_until_answering(paths, process, timeout=timeout):
-        raise DaemonUnavailable(
-            f"A trackd daemon was started for {paths.socket} but did not answer within {timeout:g} s; see {paths.log}."
+    if wait_until_answering(paths, process, timeout=timeout):
+        return
+    code = process.poll()
+    if code not in (None, ALREADY_RUNNING_EXIT_CODE):
+        raise DaemonExited(
+            f"The trackd daemon started for {paths.socket} exited with code {code} before it answered: "
+            f"{last_log_line(paths.log) or 'its log is empty'} (log: {paths.log})."
         )
+    raise DaemonUnavailable(
+        f"A trackd daemon was started for {paths.socket} but did not answer within {timeout:g} s; see {paths.log}."
+    )
+
+
+def last_log_line(path: Path) -> str:
+    """The last non-empty line of the daemon's log (what an early exit said), or ""."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
+            lines = log.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")

@@ -32,7 +32,7 @@ from ..protocol import (
     CREATE_RUN, NEED_DATA, SET_TERMINATED, Ack, Connection, ConnectionClosed, Dropped, Event, Flush, Record, encode_frame,
 )
 from ._config import ClientConfig
-from ._launcher import start_daemon
+from ._launcher import DaemonExited, start_daemon
 from ._ledger import Ledger
 from ._names import random_id
 from ._outbox import BARRIER, FlushReport, Request, batch_of, log_exception, next_chunk, warn
@@ -59,6 +59,9 @@ class Sender:
     # How long close() waits for the thread to end after its flush: it delivered everything, or
     # spooled it, so it ends within a send interval unless the daemon stopped answering since.
     STOP_TIMEOUT = 1.0
+    # How often the thread starts a daemon while none answers; less often after one exited at once.
+    SPAWN_INTERVAL = 1.0
+    SPAWN_INTERVAL_AFTER_EXIT = 30.0
 
     client_id: str
     buffer: collections.deque[Record]
@@ -77,7 +80,7 @@ class Sender:
     _dropped_reported: int
     _warned_full: bool
     _warned_unavailable: bool
-    _last_spawn: float
+    _next_spawn: float
     _wake_r: int
     _wake_w: int
 
@@ -252,7 +255,7 @@ class Sender:
         self._dropped_reported = 0
         self._warned_full = False
         self._warned_unavailable = False
-        self._last_spawn = 0.0
+        self._next_spawn = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -579,10 +582,16 @@ class Sender:
 
     def _start_daemon(self) -> None:
         now = time.monotonic()
-        if now - self._last_spawn < 1.0:
+        if now < self._next_spawn:
             raise DaemonUnavailable(f"No trackd daemon answers at {self.config.socket_path} yet.")
-        self._last_spawn = now
-        start_daemon(self.config.socket_path, timeout=self.config.connect_timeout)
+        self._next_spawn = now + self.SPAWN_INTERVAL
+        try:
+            start_daemon(self.config.socket_path, timeout=self.config.connect_timeout)
+        except DaemonExited:
+            # Its flags or store made it exit: the same again a second later (it was started
+            # every second, each time writing its usage to the log).
+            self._next_spawn = now + self.SPAWN_INTERVAL_AFTER_EXIT
+            raise
 
     def _disconnected(self, exc: BaseException | None) -> None:
         if self._transport is not None:
