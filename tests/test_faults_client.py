@@ -432,3 +432,39 @@ print(json.dumps({"cpu": after.ru_utime + after.ru_stime - before.ru_utime - bef
     cpu = json.loads(result.stdout.strip().splitlines()[-1])["cpu"]
     # Backing off from 0.05 s to 2 s, a few attempts; spinning used ~2 s of the 2 s.
     assert cpu < 0.5, f"the process used {cpu:.2f} s of CPU while idle for 2 s"
+
+
+def test_clients_closing_one_after_another_at_a_stalled_daemon_say_so_twice_not_each_time(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # Each sibling Client's close() used to print its own "N more events were not delivered" line.
+    spool_dir = tmp_path / "spool"
+    env = child_env(daemon.paths.socket, TRACKD_SPOOL_DIR=str(spool_dir), TRACKD_EXIT_TIMEOUT="1", TRACKD_AUTOSTART="0")
+    code = f"""
+import os, signal, sys, trackd
+main = trackd.Client({str(store)!r})
+run_id = main.create_run().info.run_id
+main.flush()
+print("run", run_id, flush=True)
+os.kill({daemon.pid}, signal.SIGSTOP)
+try:
+    for step in range(10):
+        main.log_metric(run_id, "loss", float(step), step=step)
+        with trackd.Client({str(store)!r}) as side:  # a callback that makes a client per call
+            side.set_tag(run_id, "epoch", str(step))
+finally:
+    os.kill({daemon.pid}, signal.SIGCONT)
+main.close()
+"""
+    try:
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        daemon.signal(signal.SIGCONT)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "were not delivered" in line]
+    # The first give-up, and the total of the quiet ones when the last client closes.
+    assert len(lines) == 2 and "more events" in lines[1], result.stderr
+    _sync(daemon, spool_dir)
+    run_id = result.stdout.split()[1]
+    assert steps_in_store(store, run_id, "loss") == list(range(10))
+    assert StoreReader(store).get_run(run_id).data.tags["epoch"] == "9"

@@ -71,6 +71,8 @@ class Sender:
     _stopping: bool
     _spill_requested: bool
     _held_reported: int
+    _gave_up_announced: bool
+    _unannounced: int
     _closed: bool
     _transport: Transport | None
     _protocol: Connection | None
@@ -203,7 +205,7 @@ class Sender:
         try:
             if self._thread is not None or self.buffer:
                 # The last word on this sender's refused items: printed here, once.
-                self.flush_or_warn(self.config.exit_timeout if timeout is None else timeout, take_failures=True)
+                self.flush_or_warn(self.config.exit_timeout if timeout is None else timeout, take_failures=True, final=True)
         finally:
             self._closed = True
             _LIVE_SENDERS.discard(self)
@@ -217,7 +219,8 @@ class Sender:
                     # goes to the spool too. (A thread that has not answered a spill request yet
                     # will not answer this one sooner.)
                     self._give_up_on_daemon(
-                        f"the daemon at {self.config.socket_path} did not answer within {self.STOP_TIMEOUT:g} s of close()"
+                        f"the daemon at {self.config.socket_path} did not answer within {self.STOP_TIMEOUT:g} s of close()",
+                        final=True,
                     )
             # Only the sender thread uses the socket and reads the wake pipe: close them here
             # only once that thread is gone (a Client made per call must not leak two fds each).
@@ -246,6 +249,9 @@ class Sender:
         # A flush gave the daemon up: the thread spools everything and clears this.
         self._spill_requested = False
         self._held_reported = 0
+        # Events spooled by give-ups since the last line said so (see _give_up_on_daemon).
+        self._gave_up_announced = False
+        self._unannounced = 0
         self._transport = None
         self._protocol = None
         self._interrupt: Interrupt | None = None
@@ -385,7 +391,7 @@ class Sender:
         with self._cond:
             return FlushReport(acked_batches=self._ledger.acked_seq, dropped=self._dropped, pending=self._pending_locked())
 
-    def flush_or_warn(self, timeout: float, *, take_failures: bool = False) -> None:
+    def flush_or_warn(self, timeout: float, *, take_failures: bool = False, final: bool = False) -> None:
         """Flush with a bounded wait, saying on stderr what is waiting and what was given up.
 
         When ``timeout`` runs out, what the daemon has not acknowledged goes to the spool file
@@ -405,7 +411,7 @@ class Sender:
                     warn(str(exc))
             return
         if self._spill.gave_up:
-            self._give_up_on_daemon(f"the daemon at {path} has not answered since an earlier flush gave it up")
+            self._give_up_on_daemon(f"the daemon at {path} has not answered since an earlier flush gave it up", final=final)
             return
         start = time.monotonic()
         try:
@@ -435,13 +441,15 @@ class Sender:
             except TrackdError as exc:
                 warn(f"{self.pending()} events were not delivered: {exc}")
                 return
-        self._give_up_on_daemon(f"the daemon at {path} did not answer within {timeout:g} s")
+        self._give_up_on_daemon(f"the daemon at {path} did not answer within {timeout:g} s", final=final)
 
-    def _give_up_on_daemon(self, reason: str) -> None:
+    def _give_up_on_daemon(self, reason: str, *, final: bool = False) -> None:
         """Have the thread spool everything the daemon has not acknowledged, then say what went where.
 
         Waits at most SPILL_TIMEOUT. Events already in the spool were announced before, by the
-        spill or by an earlier give-up; only the ones added now are counted in the new line.
+        spill or by an earlier give-up; only the ones added now are counted. Once a give-up has
+        been announced, later ones (each sibling Client's close) add theirs quietly until the
+        sender closes (``final``), which says how many more went: one line each, not one a close.
         """
         before = self._spill.records
         thread = self._thread
@@ -456,8 +464,11 @@ class Sender:
         with self._cond:
             spooled = self._spill.records
             held = self._pending_locked() - spooled
-        if spooled > before:
-            warn(self._spill.gave_up_message(spooled - before, reason, more=before > 0))
+        self._unannounced += max(0, spooled - before)
+        if self._unannounced and (final or not self._gave_up_announced):
+            warn(self._spill.gave_up_message(self._unannounced, reason, more=spooled > self._unannounced))
+            self._gave_up_announced = True
+            self._unannounced = 0
         if held > 0 and held != self._held_reported:
             self._held_reported = held
             warn(
@@ -558,6 +569,8 @@ class Sender:
             resend = [frame for _, frame, _ in self._ledger.unacked]
             in_flight = sorted(self._ledger.in_flight.values(), key=lambda r: r.request_id)
         self._spill.answered()
+        self._gave_up_announced = False  # a new stall is news again
+        self._unannounced = 0  # (what it spooled quietly goes to the daemon from the spool now)
         if self._warned_unavailable:
             warn(
                 f"reconnected to the daemon at {path}; resending {len(spooled)} spooled and "
