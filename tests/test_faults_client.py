@@ -468,3 +468,43 @@ main.close()
     run_id = result.stdout.split()[1]
     assert steps_in_store(store, run_id, "loss") == list(range(10))
     assert StoreReader(store).get_run(run_id).data.tags["epoch"] == "9"
+
+
+def test_a_process_that_gave_a_stalled_daemon_up_delivers_its_spool_itself_once_it_answers(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # end_run() ran out of time at a stopped daemon and spooled the run; the process goes on, the
+    # daemon resumes, and the next flush delivers the spooled events first: no `trackd sync`.
+    spool_dir = tmp_path / "spool"
+    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir),
+                    TRACKD_EXIT_TIMEOUT="1", TRACKD_AUTOSTART="0")
+    code = f"""
+import os, signal, trackd
+first = trackd.start_run()
+trackd.log_metric("x", 0.0, step=0)
+trackd.flush(timeout=30)
+os.kill({daemon.pid}, signal.SIGSTOP)
+try:
+    for step in range(1, 5000):
+        trackd.log_metric("x", float(step), step=step)
+    trackd.end_run()  # gives the stopped daemon up after 1 s: spooled
+    print("spooled", len(os.listdir({str(spool_dir)!r})), flush=True)
+finally:
+    os.kill({daemon.pid}, signal.SIGCONT)
+with trackd.start_run() as second:
+    trackd.log_metric("y", 1.0)
+trackd.flush(timeout=30)
+print("runs", first.info.run_id, second.info.run_id, flush=True)
+"""
+    try:
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        daemon.signal(signal.SIGCONT)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()}
+    assert lines["spooled"] == ["1"], result.stderr
+    first_id, second_id = lines["runs"]
+    assert steps_in_store(store, first_id) == list(range(5000)), "points lost, duplicated or out of order"
+    reader = StoreReader(store)
+    assert reader.get_run(first_id).info.status == "FINISHED"
+    assert reader.get_run(second_id).data.metrics == {"y": 1.0}
