@@ -133,6 +133,21 @@ def test_garbage_gets_error_reply_and_close_while_other_clients_are_written(
     assert daemon.status()["protocol_errors"] == 1
 
 
+def test_a_client_gone_in_the_middle_of_a_frame_is_not_a_protocol_error(daemon: DaemonProcess, store: Path) -> None:
+    # A client killed while sending, or one that gave a stalled daemon up mid-send, used to be
+    # logged as "broke the protocol" and counted among protocol_errors.
+    raw = RawClient(daemon.paths.socket)
+    try:
+        assert isinstance(raw.hello(str(store), client_id="cut"), Welcome)
+        whole = encode_frame(Batch(seq=1, records=[create_run_record(uuid.uuid4().hex)]))
+        raw.send_bytes(whole[: len(whole) // 2])
+    finally:
+        raw.close()
+    wait_for(lambda: "closed its connection in the middle of a frame" in daemon.log(), message="the log line")
+    assert daemon.status()["protocol_errors"] == 0
+    assert "broke the protocol" not in daemon.log()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_makes_daemon_write_everything_received_then_exit_zero(socket_path: Path, store: Path, signum: int) -> None:
     # With a minute's max_age and room for the whole batch, nothing is written until shutdown makes

@@ -118,8 +118,13 @@ class ClientConnection:
         except RemoteProtocolError as exc:
             if self.server.stopping:
                 return  # stop_reading() cut a frame in half; its client resends it
-            self.server.state.counters.protocol_errors += 1
-            logger.warning("%s broke the protocol and was disconnected: %s", self.peer, exc)
+            if self.protocol.closed_mid_frame:
+                # The client was killed, or gave a stalled daemon up, while sending: what it had
+                # not finished sending it sends again or spools. Not a protocol error.
+                logger.info("%s closed its connection in the middle of a frame", self.peer)
+            else:
+                self.server.state.counters.protocol_errors += 1
+                logger.warning("%s broke the protocol and was disconnected: %s", self.peer, exc)
             self.send(ErrorReply(request_id=0, code=ErrorCode.BAD_FRAME, message=str(exc)))
         except (ConnectionError, OSError) as exc:
             logger.info("%s connection failed: %s", self.peer, exc)

@@ -125,6 +125,12 @@ class Connection:
             self.state = State.CLOSED
             raise exc._reraise_as_remote_protocol_error() from exc
 
+    @property
+    def closed_mid_frame(self) -> bool:
+        """Whether the peer closed its side with part of a frame sent: it died or gave up while
+        sending, which is not garbage on the wire."""
+        return self._eof and bool(self._buffer)
+
     def _next_frame(self) -> Event | NeedData:
         buffer = self._buffer
         if len(buffer) >= FRAME_HEADER_SIZE:
