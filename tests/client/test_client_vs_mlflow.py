@@ -7,7 +7,7 @@ runs and experiments in it, as a user would) and its answers are the expected va
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -191,3 +191,29 @@ def test_experiment_request_to_a_stalled_daemon_times_out_naming_the_experiment(
                 client.get_or_create_experiment("x")
         finally:
             daemon.signal(signal.SIGCONT)
+
+
+# MLflow parameters trackd has no use for: logged models, datasets, system metrics, Unity Catalog.
+MLFLOW_ONLY_PARAMETERS = {"model_id", "dataset", "log_system_metrics", "trace_location"}
+FLUENT_FUNCTIONS = [
+    "log_metric", "log_metrics", "log_param", "log_params", "set_tag", "set_tags", "delete_tag", "log_artifact",
+    "log_artifacts", "log_text", "log_dict", "start_run", "end_run", "set_experiment", "create_experiment",
+    "set_tracking_uri", "get_run", "active_run", "last_active_run",
+]
+
+
+@pytest.mark.parametrize("name", FLUENT_FUNCTIONS)
+def test_fluent_functions_take_mlflows_arguments_in_mlflows_order(name: str) -> None:
+    # mlflow.log_metric("loss", 0.5, 3, True) means synchronous=True; trackd's keyword-only
+    # arguments made it a TypeError, and log_params had no run_id.
+    import inspect
+
+    import trackd
+
+    def positional(function: Callable[..., object]) -> list[str]:
+        return [
+            p.name for p in inspect.signature(function).parameters.values()
+            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.name not in MLFLOW_ONLY_PARAMETERS
+        ]
+
+    assert positional(getattr(trackd, name)) == positional(getattr(mlflow, name))

@@ -302,8 +302,8 @@ def _active_run_id() -> str:
 
 
 def log_metric(
-    key: str, value: float, step: int | None = None, *, timestamp: int | None = None,
-    run_id: str | None = None, synchronous: bool | None = None,
+    key: str, value: float, step: int | None = None, synchronous: bool | None = None,
+    timestamp: int | None = None, run_id: str | None = None,
 ) -> None:
     """Log a metric value to the active run (about a microsecond; ``synchronous=True`` also flushes)."""
     client = _client
@@ -315,8 +315,8 @@ def log_metric(
 
 
 def log_metrics(
-    metrics: Mapping[str, float], step: int | None = None, *, timestamp: int | None = None,
-    run_id: str | None = None, synchronous: bool | None = None,
+    metrics: Mapping[str, float], step: int | None = None, synchronous: bool | None = None,
+    run_id: str | None = None, timestamp: int | None = None,
 ) -> None:
     """Log several metric values with one step and timestamp."""
     client = _client
@@ -327,7 +327,7 @@ def log_metrics(
         client.flush()
 
 
-def log_param(key: str, value: Any, *, synchronous: bool | None = None) -> Any:
+def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
     """Log a param to the active run; params cannot change once logged."""
     client = get_client()
     client.log_param(_active_run_id(), key, value)
@@ -336,15 +336,15 @@ def log_param(key: str, value: Any, *, synchronous: bool | None = None) -> Any:
     return value
 
 
-def log_params(params: Mapping[str, Any], *, synchronous: bool | None = None) -> None:
+def log_params(params: Mapping[str, Any], synchronous: bool | None = None, run_id: str | None = None) -> None:
     """Log several params, checking all of them before any is buffered."""
     client = get_client()
-    client.log_batch(_active_run_id(), params=[_KeyValue(k, v) for k, v in params.items()])
+    client.log_batch(run_id or _active_run_id(), params=[_KeyValue(k, v) for k, v in params.items()])
     if synchronous:
         client.flush()
 
 
-def set_tag(key: str, value: Any, *, synchronous: bool | None = None) -> None:
+def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
     """Set a tag on the active run."""
     client = get_client()
     client.set_tag(_active_run_id(), key, value)
@@ -352,7 +352,7 @@ def set_tag(key: str, value: Any, *, synchronous: bool | None = None) -> None:
         client.flush()
 
 
-def set_tags(tags: Mapping[str, Any], *, synchronous: bool | None = None) -> None:
+def set_tags(tags: Mapping[str, Any], synchronous: bool | None = None) -> None:
     """Set several tags on the active run."""
     client = get_client()
     client.log_batch(_active_run_id(), tags=[_KeyValue(k, v) for k, v in tags.items()])
@@ -365,22 +365,22 @@ def delete_tag(key: str) -> None:
     get_client().delete_tag(_active_run_id(), key)
 
 
-def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None, *, run_id: str | None = None) -> None:
+def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None) -> None:
     """Copy a file or directory into the active run's artifacts."""
     get_client().log_artifact(run_id or _active_run_id(), local_path, artifact_path)
 
 
-def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None, *, run_id: str | None = None) -> None:
+def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None) -> None:
     """Copy a directory's files into the active run's artifacts."""
     get_client().log_artifacts(run_id or _active_run_id(), local_dir, artifact_path)
 
 
-def log_text(text: str, artifact_file: str, *, run_id: str | None = None) -> None:
+def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
     """Save text as an artifact file of the active run."""
     get_client().log_text(run_id or _active_run_id(), text, artifact_file)
 
 
-def log_dict(dictionary: Mapping[str, Any], artifact_file: str, *, run_id: str | None = None) -> None:
+def log_dict(dictionary: Mapping[str, Any], artifact_file: str, run_id: str | None = None) -> None:
     """Save a dict as a JSON or YAML artifact file of the active run."""
     get_client().log_dict(run_id or _active_run_id(), dictionary, artifact_file)
 
