@@ -194,7 +194,7 @@ def test_experiment_request_to_a_stalled_daemon_times_out_naming_the_experiment(
 
 
 # MLflow parameters trackd has no use for: logged models, datasets, system metrics, Unity Catalog.
-MLFLOW_ONLY_PARAMETERS = {"model_id", "dataset", "log_system_metrics", "trace_location"}
+MLFLOW_ONLY_PARAMETERS = {"model_id", "dataset", "log_system_metrics", "trace_location", "dataset_name", "dataset_digest"}
 FLUENT_FUNCTIONS = [
     "log_metric", "log_metrics", "log_param", "log_params", "set_tag", "set_tags", "delete_tag", "log_artifact",
     "log_artifacts", "log_text", "log_dict", "start_run", "end_run", "set_experiment", "create_experiment",
@@ -206,14 +206,40 @@ FLUENT_FUNCTIONS = [
 def test_fluent_functions_take_mlflows_arguments_in_mlflows_order(name: str) -> None:
     # mlflow.log_metric("loss", 0.5, 3, True) means synchronous=True; trackd's keyword-only
     # arguments made it a TypeError, and log_params had no run_id.
-    import inspect
-
     import trackd
 
-    def positional(function: Callable[..., object]) -> list[str]:
-        return [
-            p.name for p in inspect.signature(function).parameters.values()
-            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.name not in MLFLOW_ONLY_PARAMETERS
-        ]
+    assert _positional(getattr(trackd, name)) == _positional(getattr(mlflow, name))
 
-    assert positional(getattr(trackd, name)) == positional(getattr(mlflow, name))
+
+def _positional(function: Callable[..., object]) -> list[str]:
+    """The names of ``function``'s positional parameters, less the MLflow-only ones."""
+    import inspect
+
+    return [
+        p.name for p in inspect.signature(function).parameters.values()
+        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.name not in MLFLOW_ONLY_PARAMETERS
+    ]
+
+
+CLIENT_METHODS = [
+    "create_experiment", "get_experiment", "get_experiment_by_name", "search_experiments", "create_run",
+    "set_terminated", "get_run", "get_metric_history", "search_runs", "list_artifacts", "log_metric",
+    "log_param", "set_tag", "delete_tag", "log_batch", "log_artifact", "log_artifacts", "log_text", "log_dict",
+]
+
+
+@pytest.mark.parametrize("name", CLIENT_METHODS)
+def test_client_methods_take_mlflow_client_arguments_in_its_order(name: str) -> None:
+    # MlflowClient().log_metric(run_id, key, value, timestamp, step, synchronous) and log_batch(...,
+    # synchronous) were TypeErrors with trackd.Client. dataset_name and dataset_digest are the
+    # dataset arguments trackd does not take.
+    assert _positional(getattr(Client, name)) == _positional(getattr(MlflowClient, name))
+
+
+def test_synchronous_logging_through_the_client_is_in_the_store_when_the_call_returns(client: Client, store: Path) -> None:
+    run_id = client.create_run("0").info.run_id
+    client.log_metric(run_id, "loss", 0.5, T0, 1, True)
+    client.log_param(run_id, "lr", "0.1", synchronous=True)
+    client.set_tag(run_id, "team", "ml", synchronous=True)
+    run = MlflowClient(str(store)).get_run(run_id)  # MLflow reads ./mlruns: nothing flushed it
+    assert (run.data.metrics, run.data.params, run.data.tags["team"]) == ({"loss": 0.5}, {"lr": "0.1"}, "ml")

@@ -279,8 +279,12 @@ class Client:
 
     # -- logging: the hot path ------------------------------------------------------------------
 
-    def log_metric(self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None) -> None:
-        """Log one metric value; returns once it is buffered (about a microsecond)."""
+    def log_metric(
+        self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None,
+        synchronous: bool | None = None,
+    ) -> None:
+        """Log one metric value; returns once it is buffered (about a microsecond), or with
+        ``synchronous=True`` once it is in the store (a flush)."""
         try:
             if run_id not in self._known_runs:
                 self._check_run(run_id)
@@ -302,6 +306,8 @@ class Client:
         buffer.append((METRIC, run_id, key, value, timestamp, step))
         if len(buffer) >= sender.wake_at:
             sender.wake()
+        if synchronous:
+            self.flush()
 
     def log_metrics(
         self, run_id: str, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
@@ -331,24 +337,31 @@ class Client:
         if len(buffer) >= sender.wake_at:
             sender.wake()
 
-    def log_param(self, run_id: str, key: str, value: Any) -> Any:
+    def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
         """Log a param (immutable once logged); returns ``value`` as MLflow does."""
         self._check_run(run_id)
         self._submit_param(run_id, key, value)
+        if synchronous:
+            self.flush()
         return value
 
-    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+    def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> None:
         """Set a run tag (tags may change)."""
         self._check_run(run_id)
         key = self._check_key(key, "tag")
         self._sender.submit((TAG, run_id, key, validate_tag_value(key, str(value))))
+        if synchronous:
+            self.flush()
 
     def delete_tag(self, run_id: str, key: str) -> None:
         """Delete a run tag; flush() reports it if the tag did not exist."""
         self._check_run(run_id)
         self._sender.submit((DELETE_TAG, run_id, self._check_key(key, "tag")))
 
-    def log_batch(self, run_id: str, metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = ()) -> None:
+    def log_batch(
+        self, run_id: str, metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = (),
+        synchronous: bool | None = None,
+    ) -> None:
         """Log metrics (``Metric``-like: key, value, timestamp, step), params and tags (key, value) together.
 
         Everything is checked before anything is buffered, so a bad item logs nothing.
@@ -375,6 +388,8 @@ class Client:
             self._params[(run_id, key)] = value
         for record in records:
             self._sender.submit(record)
+        if synchronous:
+            self.flush()
 
     # -- artifacts --------------------------------------------------------------------------------
 
