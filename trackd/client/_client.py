@@ -8,10 +8,7 @@ directly, so what a process logged is what it reads back.
 from __future__ import annotations
 
 import os
-import signal
-import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,9 +70,9 @@ from ..store import (
 )
 from ._config import ClientConfig, resolve_tracking_uri
 from . import _lifecycle
-from ._lifecycle import EXIT_HOOKS, LIVE_CLIENTS, SENDERS, ClientState, close_all_clients
+from ._lifecycle import LIVE_CLIENTS, SENDERS, ClientState, install_sigterm_handler
 from ._names import random_id, random_run_name
-from ._outbox import FlushReport, log_exception
+from ._outbox import FlushReport
 from ._sender import Sender
 
 _MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
@@ -116,7 +113,7 @@ class Client:
             sender.users.add(self)
         self._sender = sender
         LIVE_CLIENTS.add(self)
-        _install_sigterm_handler()
+        install_sigterm_handler()
 
     def __repr__(self) -> str:
         return f"<trackd.Client {self.tracking_uri!r} {self.state.name}>"
@@ -641,33 +638,3 @@ def _join(prefix: str | None, name: str) -> str:
 
 def _now_ms() -> int:
     return _time_ns() // 1_000_000
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM (preemption, a launcher stopping its workers): end the runs KILLED, deliver, then die by the signal.
-
-    Python's default for SIGTERM ends the process at once, skipping atexit, so everything still
-    buffered would be lost. This handler is installed only where SIGTERM had its default action,
-    and it re-raises the signal afterwards, so the exit status stays "killed by SIGTERM".
-    """
-    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM kills at once
-    try:
-        for hook in EXIT_HOOKS:
-            try:
-                hook("KILLED")
-            except Exception:  # a run that cannot be ended must not keep the events from delivery
-                log_exception("ending the runs on SIGTERM")
-        close_all_clients()
-    finally:
-        os.kill(os.getpid(), signum)
-
-
-def _install_sigterm_handler() -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return  # signal.signal works only in the main thread
-    try:
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:
-        pass  # not the main interpreter
-

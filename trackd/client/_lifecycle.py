@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import enum
 import os
+import signal
 import threading
 import weakref
 from collections.abc import Callable
@@ -71,3 +72,37 @@ def close_all_clients() -> None:
 
 
 atexit.register(close_all_clients)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (preemption, a launcher stopping its workers): end the runs KILLED, deliver, then die by the signal.
+
+    Python's default for SIGTERM ends the process at once, skipping atexit, so everything still
+    buffered would be lost. This handler is installed only where SIGTERM had its default action,
+    and it re-raises the signal afterwards, so the exit status stays "killed by SIGTERM".
+    """
+    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM kills at once
+    try:
+        for hook in EXIT_HOOKS:
+            try:
+                hook("KILLED")
+            except Exception:  # a run that cannot be ended must not keep the events from delivery
+                from ._outbox import log_exception
+
+                log_exception("ending the runs on SIGTERM")
+        close_all_clients()
+    finally:
+        os.kill(os.getpid(), signum)
+
+
+def install_sigterm_handler() -> None:
+    """Install _on_sigterm, from the main thread only and only over SIGTERM's default action
+    (a framework's own handler installed earlier is kept); Client.__init__ calls it."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal.signal works only in the main thread
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        pass  # not the main interpreter
+
