@@ -461,3 +461,24 @@ def test_closing_one_of_two_clients_of_a_store_leaves_the_other_working(store: P
     second.close()
     with Client(store, config=config) as reader:
         assert [m.value for m in reader.get_metric_history(run_id, "loss")] == [1.0, 2.0]
+
+
+def test_run_records_pass_a_full_buffer_only_within_a_slack(store: Path, daemon: DaemonProcess) -> None:
+    # A run's creation and end pass the on-full policy (SIGTERM's end_run used to wait for room
+    # for ever), but only up to RUN_RECORD_SLACK past the bound: a loop of create_run and
+    # set_terminated at a stalled daemon grew the buffer without bound, and every drop popped it all.
+    from trackd.client._sender import RUN_RECORD_SLACK
+
+    config = ClientConfig(socket_path=daemon.paths.socket, autostart=False, max_buffered=100, on_full="drop")
+    with Client(store, config=config) as client:
+        client.flush()
+        daemon.signal(signal.SIGSTOP)
+        try:
+            for _ in range(2000):
+                run_id = client.create_run().info.run_id
+                client.log_metric(run_id, "loss", 1.0)
+                client.set_terminated(run_id)
+                assert int(str(client.stats()["buffered"])) <= 100 + RUN_RECORD_SLACK + 1
+            assert int(str(client.stats()["dropped"])) > 0
+        finally:
+            daemon.signal(signal.SIGCONT)

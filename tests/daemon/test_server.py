@@ -148,6 +148,17 @@ def test_a_client_gone_in_the_middle_of_a_frame_is_not_a_protocol_error(daemon: 
     assert "broke the protocol" not in daemon.log()
 
 
+def test_bytes_cut_short_before_any_hello_are_still_a_protocol_error(daemon: DaemonProcess) -> None:
+    # Only a client that said Hello is taken to have died mid-send; anything else is garbage.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(daemon.paths.socket))
+        sock.sendall(b"\x00\x00\x10\x00junk")
+    finally:
+        sock.close()
+    wait_for(lambda: daemon.status()["protocol_errors"] == 1, message="the garbage counted")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_makes_daemon_write_everything_received_then_exit_zero(socket_path: Path, store: Path, signum: int) -> None:
     # With a minute's max_age and room for the whole batch, nothing is written until shutdown makes

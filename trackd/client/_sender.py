@@ -119,15 +119,17 @@ class Sender:
     def submit(self, record: Record) -> None:
         """Append one record (the Client's slower methods use this; metrics append inline).
 
-        A run's creation or end is never waited for nor dropped by the on-full policy: it is one
-        record past the bound, and without it every point of the run is refused, or the run
-        stays RUNNING. (end_run on SIGTERM or Ctrl-C waited for room that a stalled daemon never
-        made, so the process hung instead of spooling and exiting.)
+        A run's creation or end is not waited for nor dropped by the on-full policy while the
+        buffer holds fewer than RUN_RECORD_SLACK records past its bound: without it every point
+        of the run is refused, or the run stays RUNNING. (end_run on SIGTERM or Ctrl-C waited for
+        room that a stalled daemon never made, so the process hung instead of spooling and
+        exiting.) Past the slack they follow the policy too, so a loop of create_run and
+        set_terminated at a stalled daemon cannot grow the buffer without bound.
         """
         buffer = self.buffer
         buffer.append(record)
         if len(buffer) >= self.wake_at:
-            if record[0] in _RUN_RECORDS and len(buffer) >= self.config.max_buffered:
+            if record[0] in _RUN_RECORDS and self.config.max_buffered <= len(buffer) < self.config.max_buffered + RUN_RECORD_SLACK:
                 self._ensure_started()
                 self._poke()
             else:
@@ -255,6 +257,7 @@ class Sender:
         self._transport = None
         self._protocol = None
         self._interrupt: Interrupt | None = None
+        self._poked_while_away = False
         self._ledger = Ledger()
         self._spill = Spill(self.config, self.client_id, self.store_root)
         self._dropped = 0
@@ -262,6 +265,7 @@ class Sender:
         self._warned_full = False
         self._warned_unavailable = False
         self._next_spawn = 0.0
+        self._spawn_failure: str | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -331,13 +335,13 @@ class Sender:
             with self._cond:
                 # Drop the newest records until there is room again (log_metrics appends several);
                 # a flush barrier is never dropped, or its flush() would wait for ever.
-                barriers = []
+                barriers: list[Record] = []
                 while len(self.buffer) >= self.config.max_buffered:
                     try:
                         record = self.buffer.pop()
                     except IndexError:
                         break
-                    if record[0] == BARRIER or record[0] in _RUN_RECORDS:
+                    if record[0] == BARRIER or (record[0] in _RUN_RECORDS and len(barriers) < RUN_RECORD_SLACK):
                         barriers.append(record)  # kept, in order (see submit)
                     else:
                         self._dropped += 1
@@ -549,11 +553,14 @@ class Sender:
                     pass
             except BlockingIOError:
                 pass
+            # What poked (a flush) still wants the loop's attention once connected.
+            self._poked_while_away = True
 
     def _connect(self) -> None:
         path = self.config.socket_path
         hello = make_hello(self.client_id, self.store_root)
         interrupt = self._interrupt = Interrupt(self._wake_r, self._should_stop_waiting)
+        interrupt.poked, self._poked_while_away = self._poked_while_away, False
         try:
             transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
         except DaemonUnavailable:
@@ -596,15 +603,20 @@ class Sender:
     def _start_daemon(self) -> None:
         now = time.monotonic()
         if now < self._next_spawn:
-            raise DaemonUnavailable(f"No trackd daemon answers at {self.config.socket_path} yet.")
+            raise DaemonUnavailable(
+                f"No trackd daemon answers at {self.config.socket_path} yet."
+                + (f" The last one started exited: {self._spawn_failure}" if self._spawn_failure else "")
+            )
         self._next_spawn = now + self.SPAWN_INTERVAL
         try:
             start_daemon(self.config.socket_path, timeout=self.config.connect_timeout)
-        except DaemonExited:
+        except DaemonExited as exc:
             # Its flags or store made it exit: the same again a second later (it was started
             # every second, each time writing its usage to the log).
             self._next_spawn = now + self.SPAWN_INTERVAL_AFTER_EXIT
+            self._spawn_failure = str(exc)
             raise
+        self._spawn_failure = None
 
     def _disconnected(self, exc: BaseException | None) -> None:
         if self._transport is not None:
@@ -789,8 +801,10 @@ def _senders_after_fork() -> None:
 
 os.register_at_fork(after_in_child=_senders_after_fork)
 
-# Records the on-full policy never waits for nor drops (see Sender.submit).
+# Records the on-full policy does not wait for nor drop, up to RUN_RECORD_SLACK past the bound
+# (see Sender.submit).
 _RUN_RECORDS = frozenset((CREATE_RUN, SET_TERMINATED))
+RUN_RECORD_SLACK = 64
 
 
 def _readable(fds: list[int], timeout: float) -> list[int]:

@@ -155,6 +155,7 @@ class Spill:
         return (
             f"{count} {'more ' if more else ''}events were not delivered: {reason}; they are spooled to "
             f"{self._path()} and delivered when a daemon answers, or by `trackd sync`."
+            + ("" if more else " Until then, what follows is spooled there too, counted when this process closes its clients.")
         )
 
     def unwritable_error(self, reason: BaseException, exc: OSError, held: int) -> DaemonUnavailable:

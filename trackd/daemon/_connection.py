@@ -118,9 +118,9 @@ class ClientConnection:
         except RemoteProtocolError as exc:
             if self.server.stopping:
                 return  # stop_reading() cut a frame in half; its client resends it
-            if self.protocol.closed_mid_frame:
-                # The client was killed, or gave a stalled daemon up, while sending: what it had
-                # not finished sending it sends again or spools. Not a protocol error.
+            if self.protocol.closed_mid_frame and self.session is not None:
+                # A client (it said Hello) was killed, or gave a stalled daemon up, while sending:
+                # what it had not finished sending it sends again or spools. Not a protocol error.
                 logger.info("%s closed its connection in the middle of a frame", self.peer)
             else:
                 self.server.state.counters.protocol_errors += 1
