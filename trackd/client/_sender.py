@@ -12,14 +12,15 @@ short for that (``_transport.Interrupt``).
 
 This module moves the bytes and decides when. What was sent and is not settled yet, and what the
 daemon's replies settle, is the ledger's (``_ledger.py``); when events go to the spool file instead,
-and what a flush is told then, is the spill's (``_spill.py``).
+and what a flush is told then, is the spill's (``_spill.py``). The thread's own half (connecting,
+sending, reading replies, spooling) is ``SenderThread`` in ``_sender_thread.py``; this module is
+the caller's half and the lifecycle (buffer, flush, close, fork).
 """
 
 from __future__ import annotations
 
 import collections
 import os
-import select
 import sys
 import threading
 import time
@@ -27,64 +28,20 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, LocalProtocolError, TrackdError
-from ..protocol import (
-    CREATE_RUN, NEED_DATA, SET_TERMINATED, Ack, Connection, ConnectionClosed, Dropped, Event, Flush, Record, encode_frame,
-)
+from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
+from ..protocol import CREATE_RUN, SET_TERMINATED, Event, Flush, Record
 from ._config import ClientConfig
-from ._launcher import DaemonExited, start_daemon
 from ._ledger import Ledger
 from ._names import random_id
-from ._outbox import BARRIER, FlushReport, Request, batch_of, log_exception, next_chunk, warn
+from ._outbox import BARRIER, FlushReport, Request, warn
+from ._sender_thread import SenderThread
 from ._spill import Spill
 
 if TYPE_CHECKING:
     from ._client import Client
-from ._transport import Interrupt, Transport, gave_up_error, handshake, make_hello
 
-
-class Sender:
+class Sender(SenderThread):
     """Owns the event buffer, the sender thread and the connection to the daemon."""
-
-    # Wake the thread early when this many records wait: one batch's worth.
-    MAX_BEFORE_SEND = 10_000
-    # Records and (estimated) bytes in one batch frame, well inside the protocol's limits.
-    MAX_RECORDS_PER_BATCH = 10_000
-    MAX_BATCH_BYTES = 4 * 1024 * 1024
-    # How long a flush that gave the daemon up waits for the thread to spool what it holds. The
-    # thread stops waiting on the socket when poked, and then writes at most a full buffer and a
-    # full unacknowledged window (DEFAULT_MAX_BUFFERED + DEFAULT_MAX_UNACKED_EVENTS events, a
-    # few MiB) to a local file: tens of milliseconds, so a second covers a loaded machine.
-    SPILL_TIMEOUT = 1.0
-    # How long close() waits for the thread to end after its flush: it delivered everything, or
-    # spooled it, so it ends within a send interval unless the daemon stopped answering since.
-    STOP_TIMEOUT = 1.0
-    # How often the thread starts a daemon while none answers; less often after one exited at once.
-    SPAWN_INTERVAL = 1.0
-    SPAWN_INTERVAL_AFTER_EXIT = 30.0
-
-    client_id: str
-    buffer: collections.deque[Record]
-    wake_at: int
-    _cond: threading.Condition
-    _thread: threading.Thread | None
-    _stopping: bool
-    _spill_requested: bool
-    _held_reported: int
-    _gave_up_announced: bool
-    _unannounced: int
-    _closed: bool
-    _transport: Transport | None
-    _protocol: Connection | None
-    _ledger: Ledger
-    _spill: Spill
-    _dropped: int
-    _dropped_reported: int
-    _warned_full: bool
-    _warned_unavailable: bool
-    _next_spawn: float
-    _wake_r: int
-    _wake_w: int
 
     def __init__(self, config: ClientConfig, store_root: str) -> None:
         self.config = config
@@ -175,11 +132,6 @@ class Sender:
                 failures,
             )
 
-    def pending(self) -> int:
-        """Records accepted but not yet acknowledged as written (spooled ones included)."""
-        with self._cond:
-            return self._pending_locked()
-
     def stats(self) -> dict[str, object]:
         """Counters for status lines and tests."""
         with self._cond:
@@ -256,7 +208,7 @@ class Sender:
         self._unannounced = 0
         self._transport = None
         self._protocol = None
-        self._interrupt: Interrupt | None = None
+        self._interrupt = None
         self._poked_while_away = False
         self._ledger = Ledger()
         self._spill = Spill(self.config, self.client_id, self.store_root)
@@ -265,7 +217,7 @@ class Sender:
         self._warned_full = False
         self._warned_unavailable = False
         self._next_spawn = 0.0
-        self._spawn_failure: str | None = None
+        self._spawn_failure = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -319,10 +271,6 @@ class Sender:
             self.wake_at = self._early_wake()
             self._thread = threading.Thread(target=self._run, name="trackd-sender", daemon=True)
             self._thread.start()
-
-    def _early_wake(self) -> int:
-        """Wake the thread early at a batch's worth of records, or sooner under a small buffer bound."""
-        return min(self.MAX_BEFORE_SEND, self.config.max_buffered)
 
     def _poke(self) -> None:
         try:
@@ -381,15 +329,6 @@ class Sender:
             raise req.error
         assert req.result is not None
         return req.result
-
-    def _pending_locked(self) -> int:
-        spooled = self._spill.records
-        # Logging calls append without the lock, so a Python-level loop over the buffer itself can
-        # raise "deque mutated during iteration" (it killed the sender thread once, when it counted
-        # pending events after losing the daemon); copy() runs in C, under the GIL, in one piece.
-        snapshot = self.buffer.copy()
-        buffered = len(snapshot) - sum(1 for record in snapshot if record[0] == BARRIER)
-        return buffered + self._ledger.unacked_events + spooled
 
     def _report(self) -> FlushReport:
         with self._cond:
@@ -480,314 +419,6 @@ class Sender:
                 "memory, and are lost if this process exits."
             )
 
-    # -- the sender thread -------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        backoff = 0.05
-        while True:
-            try:
-                if self._spill_requested:
-                    raise gave_up_error(self.config.socket_path)
-                if self._transport is None:
-                    self._connect()
-                    backoff = 0.05
-                self._cycle()
-            except DaemonUnavailable as exc:
-                try:
-                    # Giving up is not news: the flush that asked for it says what it spooled.
-                    self._disconnected(None if self._spill_requested else exc)
-                    if self._spill_requested:
-                        self._abandon(exc)
-                    elif self._stopping or self._spill.should_spool(len(self.buffer)):
-                        self._spool_pending(exc)
-                except Exception:  # raised here it would escape the handler below and end the thread
-                    log_exception("trackd sender thread failed while the daemon was unavailable; retrying")
-                if self._stopping:
-                    return
-                self._sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-            except Exception:  # a bug here must never kill logging silently
-                log_exception("trackd sender thread failed; retrying")
-                self._disconnected(None)
-                self._sleep(1.0)
-            if self._stopping and self._transport is None:
-                return
-            if self._stopping and not self.buffer and self._ledger.settled():
-                return
-
-    def _cycle(self) -> None:
-        transport = self._transport
-        assert transport is not None
-        wait = self.config.flush_interval
-        interrupt = self._interrupt
-        if interrupt is not None and interrupt.poked:
-            # A wait on the socket (the handshake, a send) emptied the pipe of a poke that asked
-            # for this loop (a flush): act on it now. (The first flush of a process waited a
-            # whole send interval, 50 ms, for it.)
-            interrupt.poked = False
-            wait = 0.0
-        ready = _readable([self._wake_r, transport.fileno()], wait)
-        if self._wake_r in ready:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
-        if self._spill_requested:
-            return  # _run gives the daemon up
-        self._read_replies()
-        self._send_requests()
-        self._send_buffer()
-        if self._dropped != self._dropped_reported:
-            # Dropped events are counted where the daemon's status shows them too.
-            self._dropped_reported = self._dropped
-            self._send_event(Dropped(total=self._dropped))
-
-    def _sleep(self, seconds: float) -> None:
-        """Back off, waking early when poked; the poke is used up here (the loop's next step,
-        connecting again, is what it asks for), or every later backoff would return at once and
-        the thread would spin while no daemon answers."""
-        if _readable([self._wake_r], seconds):
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
-            # What poked (a flush) still wants the loop's attention once connected.
-            self._poked_while_away = True
-
-    def _connect(self) -> None:
-        path = self.config.socket_path
-        hello = make_hello(self.client_id, self.store_root)
-        interrupt = self._interrupt = Interrupt(self._wake_r, self._should_stop_waiting)
-        interrupt.poked, self._poked_while_away = self._poked_while_away, False
-        try:
-            transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
-        except DaemonUnavailable:
-            if not self.config.autostart or self._stopping or self._spill_requested:
-                raise
-            self._start_daemon()
-            transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
-        with self._cond:
-            self._transport = transport
-            self._protocol = protocol
-            self._ack(welcome.resume_seq)
-            spooled = self._spill.frames_after(welcome.resume_seq)
-            resend = [frame for _, frame, _ in self._ledger.unacked]
-            in_flight = sorted(self._ledger.in_flight.values(), key=lambda r: r.request_id)
-        self._spill.answered()
-        self._gave_up_announced = False  # a new stall is news again
-        self._unannounced = 0  # (what it spooled quietly goes to the daemon from the spool now)
-        if self._warned_unavailable:
-            warn(
-                f"reconnected to the daemon at {path}; resending {len(spooled)} spooled and "
-                f"{len(resend)} unacknowledged batches."
-            )
-            self._warned_unavailable = False
-        # Everything not acknowledged goes again, oldest first (the spool holds the oldest), then
-        # the requests waiting on it. The daemon skips batches it already holds.
-        for frame in spooled:
-            transport.send(frame)
-        for frame in resend:
-            transport.send(frame)
-        self._spill.deliver_orphans_once()
-        for req in in_flight:
-            transport.send(protocol.send(req.build(req.request_id)))
-
-    def _should_stop_waiting(self) -> bool:
-        """Whether a wait on the socket is to be cut short: a flush gave the daemon up, or the
-        client is closing before a handshake completed (a send to a daemon that answers is
-        finished instead, so a closing client does not cut a healthy connection)."""
-        return self._spill_requested or (self._stopping and self._transport is None)
-
-    def _start_daemon(self) -> None:
-        now = time.monotonic()
-        if now < self._next_spawn:
-            raise DaemonUnavailable(
-                f"No trackd daemon answers at {self.config.socket_path} yet."
-                + (f" The last one started exited: {self._spawn_failure}" if self._spawn_failure else "")
-            )
-        self._next_spawn = now + self.SPAWN_INTERVAL
-        try:
-            start_daemon(self.config.socket_path, timeout=self.config.connect_timeout)
-        except DaemonExited as exc:
-            # Its flags or store made it exit: the same again a second later (it was started
-            # every second, each time writing its usage to the log).
-            self._next_spawn = now + self.SPAWN_INTERVAL_AFTER_EXIT
-            self._spawn_failure = str(exc)
-            raise
-        self._spawn_failure = None
-
-    def _disconnected(self, exc: BaseException | None) -> None:
-        if self._transport is not None:
-            self._transport.close()
-        with self._cond:
-            self._transport = None
-            self._protocol = None
-            self._spill.lost()
-            # Requests not yet sent stay queued; sent ones are resent after reconnecting.
-            self._cond.notify_all()
-        if exc is not None and not self._warned_unavailable and not self._stopping:
-            self._warned_unavailable = True
-            warn(f"{exc} Holding {self.pending()} events and retrying.")
-
-    def _read_replies(self) -> None:
-        transport, protocol = self._transport, self._protocol
-        assert transport is not None and protocol is not None
-        while (data := transport.receive_available()) is not None:
-            protocol.receive_data(data)
-            while (event := protocol.next_event()) is not NEED_DATA:
-                if isinstance(event, ConnectionClosed):
-                    raise DaemonUnavailable("The trackd daemon closed the connection.")
-                assert isinstance(event, Event)
-                self._on_event(event)
-            if not data:
-                raise DaemonUnavailable("The trackd daemon closed the connection.")
-
-    def _on_event(self, event: Event) -> None:
-        with self._cond:
-            if isinstance(event, Ack):
-                self._ack(event.seq)
-            else:
-                self._ledger.settle(event)
-            self._cond.notify_all()
-
-    def _ack(self, seq: int) -> None:
-        """Settle batches up to ``seq``, spooled ones included (called with the lock held)."""
-        self._ledger.ack(seq)
-        self._spill.acked(seq)
-
-    def _send_requests(self) -> None:
-        while self._ledger.outgoing:
-            with self._cond:
-                req = self._ledger.next_outgoing()
-            self._send_event(req.build(req.request_id))
-
-    def _send_event(self, event: Event) -> None:
-        assert self._transport is not None and self._protocol is not None
-        self._transport.send(self._protocol.send(event))
-
-    def _next_chunk(self) -> tuple[list[Record], Request | None]:
-        # Under the lock the drop policy pops with: next_chunk pops a counted number of records,
-        # which a concurrent drop from the other end could leave missing.
-        with self._cond:
-            return next_chunk(self.buffer, self.MAX_RECORDS_PER_BATCH, self.MAX_BATCH_BYTES)
-
-    def _send_buffer(self) -> None:
-        ledger, config = self._ledger, self.config
-        # The window: what waits for its ack is bounded in events and in bytes (see _config).
-        while (
-            self.buffer
-            and ledger.unacked_events < config.max_unacked_events
-            and ledger.unacked_bytes < config.max_unacked_bytes
-        ):
-            # Popped, encoded and kept as unacknowledged under one lock, so pending() never finds
-            # a chunk in neither place (logging calls do not take it); the socket write is outside.
-            with self._cond:
-                records, barrier = self._next_chunk()
-                if barrier is not None:
-                    # In flight before the batch ahead of it is sent: if that send breaks, a reconnect
-                    # resends the batch and then the barrier, which would otherwise be lost.
-                    self._ledger.expect_reply(barrier)
-                frame = self._encode_batch(records)
-            if frame is not None:
-                assert self._transport is not None
-                self._transport.send(frame)
-            if barrier is not None:
-                self._send_event(barrier.build(barrier.request_id))
-            with self._cond:
-                self._cond.notify_all()  # room in the buffer for callers waiting under "block"
-        if len(self.buffer) < self._early_wake():
-            self.wake_at = self._early_wake()
-
-    def _encode_batch(self, records: list[Record]) -> bytes | None:
-        """The next batch's frame, kept until acknowledged; None when there is nothing to send. Under the lock."""
-        if not records:
-            return None
-        assert self._protocol is not None
-        seq = self._ledger.seq + 1
-        try:
-            frame = self._protocol.send(batch_of(seq, records))
-        except LocalProtocolError as exc:
-            # Call-site checks should make this impossible; if not, say what was lost, never hide it.
-            self._ledger.refuse(len(records), f"{len(records)} records could not be encoded and were not sent: {exc}")
-            return None
-        self._ledger.sent(seq, frame, len(records))
-        return frame
-
-    # -- the spill: no daemon answers --------------------------------------------------------------
-
-    def _spool_pending(self, reason: BaseException) -> None:
-        """Move every unacknowledged batch and every buffered record to the spool file.
-
-        If the spool cannot be written, the buffered records stay in the buffer, where the
-        on-full policy bounds them (callers wait, or new events are dropped and counted): at most
-        one buffer's worth, cut into batches before the failure showed, waits beside it.
-        """
-        # Under the lock from taking to placing, so pending() never sees events in neither place
-        # (a caller's pending() or stats() waits for this spill; logging calls do not).
-        with self._cond:
-            unacked = self._ledger.take_unacked()
-            failure = self._spill.write(unacked)
-            if failure is not None:
-                self._ledger.restore_unacked(unacked)
-        if failure is not None:
-            # The flushes waiting in the buffer learn now why they cannot complete.
-            waiting = [record[1] for record in list(self.buffer) if record[0] == BARRIER]
-            self._cannot_spool(reason, failure, waiting)
-            return
-        batches: list[tuple[int, bytes, int]] = []
-        barriers: list[Request] = []
-        with self._cond:
-            while self.buffer:
-                records, barrier = self._next_chunk()
-                if records:
-                    seq = self._ledger.next_seq()
-                    batches.append((seq, encode_frame(batch_of(seq, records)), len(records)))
-                if barrier is not None:
-                    barriers.append(barrier)
-            failure = self._spill.write(batches)
-            if failure is not None:
-                self._ledger.restore_unacked(batches)
-        if failure is not None:
-            self._cannot_spool(reason, failure, barriers)
-            return
-        self._spill.announce()
-        if not self._spill.outlasted_connect_timeout():
-            # Spooled because the buffer filled during a short outage (a daemon restarting): the
-            # flushes wait on, and go to the daemon after the spool when it answers.
-            with self._cond:
-                for req in barriers:
-                    self._ledger.expect_reply(req)
-            return
-        # A flush cannot complete without a daemon: it returns with the spool's whereabouts instead.
-        self._fail_requests(barriers, self._spill.spooled_error(reason))
-
-    def _abandon(self, reason: DaemonUnavailable) -> None:
-        """A flush gave the daemon up (the connection is closed already): spool what it holds.
-
-        Batches sent on the dropped connection go too: a stopped daemon that resumes may write
-        them, and then skips them when the spool is replayed (by client id and sequence number).
-        """
-        try:
-            self._spill.give_up()
-            self._spool_pending(reason)
-        finally:
-            with self._cond:
-                self._spill_requested = False
-                self._cond.notify_all()
-
-    def _cannot_spool(self, reason: BaseException, failure: OSError, barriers: list[Request]) -> None:
-        """Neither a daemon nor the spool takes events: flushes fail saying so, and events wait in memory."""
-        self._fail_requests(barriers, self._spill.unwritable_error(reason, failure, self.pending()))
-        self._spill.warn_unwritable(failure)
-
-    def _fail_requests(self, barriers: list[Request], error: DaemonUnavailable) -> None:
-        """Complete the given flush barriers and every request sent to the lost daemon with ``error``."""
-        with self._cond:
-            self._ledger.fail_requests(barriers, error)
-            self._cond.notify_all()
-
 
 # Every sender not closed, for the fork hook below.
 _LIVE_SENDERS: weakref.WeakSet[Sender] = weakref.WeakSet()
@@ -805,14 +436,3 @@ os.register_at_fork(after_in_child=_senders_after_fork)
 # (see Sender.submit).
 _RUN_RECORDS = frozenset((CREATE_RUN, SET_TERMINATED))
 RUN_RECORD_SLACK = 64
-
-
-def _readable(fds: list[int], timeout: float) -> list[int]:
-    """The descriptors of ``fds`` that are readable within ``timeout`` seconds. poll(), not
-    select(): select() refuses descriptors past 1024, which a training process that holds many
-    files open hands out, and the sender thread died of it."""
-    poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN)
-    return [fd for fd, _ in poller.poll(max(0.0, timeout) * 1000.0)]
-
