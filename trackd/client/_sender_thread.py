@@ -9,7 +9,6 @@ appends to, flush, close, fork. Only the sender thread runs the methods here, ex
 from __future__ import annotations
 
 import collections
-import os
 import select
 import threading
 import time
@@ -21,7 +20,7 @@ from ._launcher import DaemonExited, start_daemon
 from ._ledger import Ledger
 from ._outbox import BARRIER, Request, batch_of, log_exception, next_chunk, warn
 from ._spill import Spill
-from ._transport import Interrupt, Transport, gave_up_error, handshake, make_hello
+from ._transport import Interrupt, Transport, empty_pipe, gave_up_error, handshake, make_hello
 
 
 class SenderThread:
@@ -138,11 +137,7 @@ class SenderThread:
             wait = 0.0
         ready = _readable([self._wake_r, transport.fileno()], wait)
         if self._wake_r in ready:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
+            empty_pipe(self._wake_r)
         if self._spill_requested:
             return  # _run gives the daemon up
         self._read_replies()
@@ -158,11 +153,7 @@ class SenderThread:
         connecting again, is what it asks for), or every later backoff would return at once and
         the thread would spin while no daemon answers."""
         if _readable([self._wake_r], seconds):
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
+            empty_pipe(self._wake_r)
             # What poked (a flush) still wants the loop's attention once connected.
             self._poked_while_away = True
 

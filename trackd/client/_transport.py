@@ -52,13 +52,18 @@ class Interrupt:
 
     def woken(self, path: Path) -> None:
         """The pipe woke a wait: empty it, note it, then ``check``."""
-        try:
-            while os.read(self.wake_fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        empty_pipe(self.wake_fd)
         self.poked = True
         self.check(path)
+
+
+def empty_pipe(fd: int) -> None:
+    """Read everything waiting in the non-blocking pipe ``fd`` (the sender's wake-ups)."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def gave_up_error(path: Path) -> DaemonUnavailable:
