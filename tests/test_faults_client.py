@@ -249,18 +249,26 @@ def test_sigstopped_daemon_keeps_the_client_buffer_bounded_and_every_point_count
 # Logs argv[1] points to a new run and prints "logged <time.time()>"; then exits, or (argv[3] ==
 # "SIGTERM") sleeps until the test sends SIGTERM. With argv[2] == "mid-stream" it first delivers
 # one point, so it is connected when the test stops the daemon, and goes on once file argv[4] exists.
-STALL_AT_EXIT = """
+# The start of the children below: a new run, and how to deliver its point 0, say "connected"
+# and wait for file ``go``, so the test can stop the daemon once the child is connected.
+RUN_THEN_CONNECT = """
 import os, sys, time, trackd
-points, stall, ending, go = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 run = trackd.start_run()
 print("run", run.info.run_id, flush=True)
-first = 0
-if stall == "mid-stream":
+
+def connect_then_wait(go):
     trackd.log_metric("x", 0.0, step=0)
     trackd.flush(timeout=30)
     print("connected", flush=True)
     while not os.path.exists(go):
         time.sleep(0.01)
+"""
+
+STALL_AT_EXIT = RUN_THEN_CONNECT + """
+points, stall, ending, go = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+first = 0
+if stall == "mid-stream":
+    connect_then_wait(go)
     first = 1
 for step in range(first, points):
     trackd.log_metric("x", float(step), step=step)
@@ -355,16 +363,8 @@ def test_exit_with_a_stopped_daemon_is_bounded_warns_once_and_spools_every_event
 
 # Delivers point 0, waits for file argv[1], then logs until it is killed: with the daemon stopped,
 # the buffer fills and log_metric waits for room (TRACKD_ON_FULL=block) when SIGTERM comes.
-LOG_UNTIL_KILLED = """
-import os, sys, time, trackd
-go = sys.argv[1]
-run = trackd.start_run()
-print("run", run.info.run_id, flush=True)
-trackd.log_metric("x", 0.0, step=0)
-trackd.flush(timeout=30)
-print("connected", flush=True)
-while not os.path.exists(go):
-    time.sleep(0.01)
+LOG_UNTIL_KILLED = RUN_THEN_CONNECT + """
+connect_then_wait(sys.argv[1])
 step = 1
 while True:
     trackd.log_metric("x", float(step), step=step)
