@@ -36,6 +36,7 @@ from ._names import random_id
 from ._outbox import BARRIER, FlushReport, Request, warn
 from ._sender_thread import SenderThread
 from ._spill import Spill
+from ._transport import Interrupt
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -208,8 +209,6 @@ class Sender(SenderThread):
         self._unannounced = 0
         self._transport = None
         self._protocol = None
-        self._interrupt = None
-        self._poked_while_away = False
         self._ledger = Ledger()
         self._spill = Spill(self.config, self.client_id, self.store_root)
         self._dropped = 0
@@ -221,6 +220,9 @@ class Sender(SenderThread):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        # How the thread's waits on the socket are cut short, and where any wait that emptied
+        # the wake pipe notes that the loop has work (see SenderThread._cycle).
+        self._interrupt = Interrupt(self._wake_r, self._should_stop_waiting)
 
     def _after_fork_in_child(self) -> None:
         self.inherited_creations = {**self.inherited_creations, **self.creations}

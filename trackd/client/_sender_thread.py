@@ -67,8 +67,7 @@ class SenderThread:
     _wake_w: int
     config: ClientConfig
     store_root: str
-    _interrupt: Interrupt | None
-    _poked_while_away: bool
+    _interrupt: Interrupt
     _spawn_failure: str | None
 
     def pending(self) -> int:
@@ -128,12 +127,11 @@ class SenderThread:
         transport = self._transport
         assert transport is not None
         wait = self.config.flush_interval
-        interrupt = self._interrupt
-        if interrupt is not None and interrupt.poked:
-            # A wait on the socket (the handshake, a send) emptied the pipe of a poke that asked
-            # for this loop (a flush): act on it now. (The first flush of a process waited a
-            # whole send interval, 50 ms, for it.)
-            interrupt.poked = False
+        if self._interrupt.poked:
+            # Another wait (the handshake, a send, the backoff) emptied the pipe of a poke that
+            # asked for this loop (a flush): act on it now. (The first flush of a process waited
+            # a whole send interval, 50 ms, for it.)
+            self._interrupt.poked = False
             wait = 0.0
         ready = _readable([self._wake_r, transport.fileno()], wait)
         if self._wake_r in ready:
@@ -155,13 +153,12 @@ class SenderThread:
         if _readable([self._wake_r], seconds):
             empty_pipe(self._wake_r)
             # What poked (a flush) still wants the loop's attention once connected.
-            self._poked_while_away = True
+            self._interrupt.poked = True
 
     def _connect(self) -> None:
         path = self.config.socket_path
         hello = make_hello(self.client_id, self.store_root)
-        interrupt = self._interrupt = Interrupt(self._wake_r, self._should_stop_waiting)
-        interrupt.poked, self._poked_while_away = self._poked_while_away, False
+        interrupt = self._interrupt
         try:
             transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
         except DaemonUnavailable:
