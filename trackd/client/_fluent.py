@@ -65,6 +65,17 @@ class ActiveRun:
     def __repr__(self) -> str:
         return f"<ActiveRun {self.run_id} owns={self.owns}>"
 
+    def open_client(self) -> Client:
+        """The run's client; a new one of the same store if it was closed by hand meanwhile."""
+        if self.client.state is not _OPEN:
+            from ._client import Client
+
+            self.client = Client(self.client.tracking_uri, config=self.client.config)
+            # This process started or attached to the run: its creation may still be on its way
+            # (spooled by the closed client), so the new client does not look for it in the store.
+            self.client._known_runs.add(self.run_id)
+        return self.client
+
     def __enter__(self) -> ActiveRun:
         return self
 
@@ -240,15 +251,7 @@ def end_run(status: str | None = None) -> None:
         if not _runs:
             return
         active = _runs[-1]
-        client = active.client
-        if client.state is not _OPEN:
-            # Closed by hand while the run was active: a new client of its store ends it.
-            from ._client import Client
-
-            client = active.client = Client(client.tracking_uri, config=client.config)
-            # This process started or attached to the run: its creation may still be on its way
-            # (spooled by the closed client), so the new client does not look for it in the store.
-            client._known_runs.add(active.run_id)
+        client = active.open_client()
         if status is not None:
             from ..store import validate_run_status
 
@@ -283,12 +286,7 @@ def last_active_run() -> ActiveRun | Run | None:
     last = _last_run
     if last is None:
         return None
-    client = last.client
-    if client.state is not _OPEN:
-        from ._client import Client
-
-        client = Client(client.tracking_uri, config=client.config)
-    return client.get_run(last.run_id)
+    return last.open_client().get_run(last.run_id)
 
 
 def _active_run_id() -> str:
