@@ -43,7 +43,6 @@ from ..protocol import (
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
     SEARCH_MAX_RESULTS_DEFAULT,
-    SEARCH_MAX_RESULTS_THRESHOLD,
     Experiment,
     FileInfo,
     Metric,
@@ -58,6 +57,7 @@ from ..store import (
     validate_experiment_name,
     validate_key,
     validate_max_results,
+    validate_search_arguments,
     validate_metric_value,
     validate_param_value,
     validate_run_id,
@@ -175,7 +175,7 @@ class Client:
         MLflow's signature, without its search grammar: a ``filter_string``, ``order_by`` or
         ``page_token`` raises InvalidArgument naming it.
         """
-        _refuse_search_grammar(
+        validate_search_arguments(
             "search_experiments", "creation_time DESC, then experiment_id", filter_string, order_by, page_token
         )
         view = validate_view_type(view_type)
@@ -257,7 +257,7 @@ class Client:
         MLflow's signature and default order (start_time DESC, then run_id), without its search
         grammar: a ``filter_string``, ``order_by`` or ``page_token`` raises InvalidArgument naming it.
         """
-        _refuse_search_grammar("search_runs", "start_time DESC, then run_id", filter_string, order_by, page_token)
+        validate_search_arguments("search_runs", "start_time DESC, then run_id", filter_string, order_by, page_token)
         view = validate_view_type(run_view_type)
         # FileStore._search_runs refuses only more than the threshold; 0 gives no runs.
         limit = validate_max_results(max_results, minimum=0)
@@ -611,25 +611,6 @@ def _check_artifact_name(path: str) -> str:
     if len(path) > MAX_NAME_LENGTH:
         raise InvalidArgument(f"Artifact path {path[:40]!r}... has {len(path)} characters; at most {MAX_NAME_LENGTH} are allowed.")
     return path
-
-
-def _refuse_search_grammar(method: str, order: str, filter_string: object, order_by: object, page_token: object) -> None:
-    """trackd implements none of MLflow's search grammar: a filter, an ordering or a page token is refused by name."""
-    if filter_string is not None and not (type(filter_string) is str and not filter_string.strip()):
-        raise InvalidArgument(
-            f"Client.{method} does not support filter_string ({filter_string!r}): trackd has no MLflow search "
-            "grammar. Filter the returned list in Python, or search this store with mlflow.MlflowClient."
-        )
-    if order_by:
-        raise InvalidArgument(
-            f"Client.{method} does not support order_by ({order_by!r}): results come in MLflow's default order "
-            f"({order}). Sort the returned list in Python, or search this store with mlflow.MlflowClient."
-        )
-    if page_token:
-        raise InvalidArgument(
-            f"Client.{method} does not support page_token ({page_token!r}): trackd returns one page. Pass a "
-            f"larger max_results (at most {SEARCH_MAX_RESULTS_THRESHOLD}) instead."
-        )
 
 
 def _join(prefix: str | None, name: str) -> str:

@@ -249,6 +249,26 @@ def validate_view_type(view_type: object) -> ViewType:
     )
 
 
+def validate_search_arguments(method: str, order: str, filter_string: object, order_by: object, page_token: object) -> None:
+    """Refuse, by name, what trackd does not implement of MLflow's search arguments: a filter, an
+    ordering or a page token (``method`` names the Client method, ``order`` the order it returns)."""
+    if filter_string is not None and not (type(filter_string) is str and not filter_string.strip()):
+        raise InvalidArgument(
+            f"Client.{method} does not support filter_string ({filter_string!r}): trackd has no MLflow search "
+            "grammar. Filter the returned list in Python, or search this store with mlflow.MlflowClient."
+        )
+    if order_by:
+        raise InvalidArgument(
+            f"Client.{method} does not support order_by ({order_by!r}): results come in MLflow's default order "
+            f"({order}). Sort the returned list in Python, or search this store with mlflow.MlflowClient."
+        )
+    if page_token:
+        raise InvalidArgument(
+            f"Client.{method} does not support page_token ({page_token!r}): trackd returns one page. Pass a "
+            f"larger max_results (at most {SEARCH_MAX_RESULTS_THRESHOLD}) instead."
+        )
+
+
 def validate_max_results(max_results: object, *, minimum: int) -> int:
     """A search's max_results: an int from ``minimum`` to SEARCH_MAX_RESULTS_THRESHOLD.
 
