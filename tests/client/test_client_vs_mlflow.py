@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import DaemonProcess
 
-from trackd import Client, ClientConfig, DaemonUnavailable, FileInfo, FlushTimeout, InvalidArgument
+from trackd import Client, ClientConfig, DaemonUnavailable, DeliveryError, FileInfo, FlushTimeout, InvalidArgument
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -243,3 +243,36 @@ def test_synchronous_logging_through_the_client_is_in_the_store_when_the_call_re
     client.set_tag(run_id, "team", "ml", synchronous=True)
     run = MlflowClient(str(store)).get_run(run_id)  # MLflow reads ./mlruns: nothing flushed it
     assert (run.data.metrics, run.data.params, run.data.tags["team"]) == ({"loss": 0.5}, {"lr": "0.1"}, "ml")
+
+
+def test_asynchronous_logging_returns_operations_whose_wait_puts_them_in_the_store(client: Client, store: Path) -> None:
+    # MLflow's synchronous=False returns a RunOperations; trackd returned None, so the MLflow idiom
+    # `client.log_metric(..., synchronous=False).wait()` was an AttributeError.
+    run_id = client.create_run("0").info.run_id
+    operations = [
+        client.log_metric(run_id, "loss", 0.5, T0, 1, False),
+        client.log_param(run_id, "lr", "0.1", synchronous=False),
+        client.set_tag(run_id, "team", "ml", synchronous=False),
+        client.log_batch(run_id, params=[_Pair("seed", "7")], synchronous=False),
+    ]
+    for operation in operations:
+        assert operation is not None
+        operation.wait()
+    run = MlflowClient(str(store)).get_run(run_id)
+    assert (run.data.metrics, run.data.params, run.data.tags["team"]) == ({"loss": 0.5}, {"lr": "0.1", "seed": "7"}, "ml")
+    assert client.log_param(run_id, "epochs", "3") == "3"  # the value, as MLflow returns it unless synchronous=False
+    assert client.log_param(run_id, "batch", "32", synchronous=True) == "32"
+
+
+def test_waiting_on_asynchronous_operations_reports_what_the_daemon_refused(client: Client) -> None:
+    run_id = client.create_run("0").info.run_id
+    client.delete_tag(run_id, "never-set")  # the store refuses it: MLflow raises for a missing tag
+    operation = client.set_tag(run_id, "team", "ml", synchronous=False)
+    assert operation is not None
+    with pytest.raises(DeliveryError, match="never-set"):
+        operation.wait()
+
+
+class _Pair:
+    def __init__(self, key: str, value: str) -> None:
+        self.key, self.value = key, value

@@ -78,6 +78,37 @@ def test_quickstart_without_start_run_logs_to_an_implicit_run_finished_at_exit(d
     assert [(m.step, m.value) for m in history] == [(s, 1 / (s + 1)) for s in range(5)]
 
 
+def test_fluent_calls_with_synchronous_false_return_operations_to_wait_on(daemon: DaemonProcess, store: Path) -> None:
+    # The MLflow idiom: collect what synchronous=False returns and wait() before reading back.
+    result = _ok(_run(
+        """
+        import json
+        import trackd as mlflow
+        from mlflow import MlflowClient
+        with mlflow.start_run() as run:
+            operations = [
+                mlflow.log_metric("loss", 0.5, step=1, synchronous=False),
+                mlflow.log_metrics({"acc": 0.9}, step=1, synchronous=False),
+                mlflow.log_param("lr", 0.01, synchronous=False),
+                mlflow.log_params({"seed": 7}, synchronous=False),
+                mlflow.set_tag("team", "ml", synchronous=False),
+                mlflow.set_tags({"phase": "eval"}, synchronous=False),
+            ]
+            for operation in operations:
+                operation.wait()
+            data = MlflowClient().get_run(run.info.run_id).data
+            print(json.dumps({
+                "returned": mlflow.log_param("epochs", 3), "metrics": data.metrics, "params": data.params,
+                "tags": [data.tags["team"], data.tags["phase"]],
+            }))
+        """,
+        _env(daemon, store, MLFLOW_TRACKING_URI=str(store), MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_DISABLE_TELEMETRY="true"),
+    ))
+    assert result == {
+        "returned": 3, "metrics": {"loss": 0.5, "acc": 0.9}, "params": {"lr": "0.01", "seed": "7"}, "tags": ["ml", "eval"],
+    }
+
+
 @pytest.mark.parametrize(
     ("raise_statement", "status"), [("raise ValueError('boom')", "FAILED"), ("raise KeyboardInterrupt", "KILLED")]
 )

@@ -72,6 +72,7 @@ from ._config import ClientConfig, resolve_tracking_uri
 from . import _lifecycle
 from ._lifecycle import LIVE_CLIENTS, SENDERS, ClientState, install_sigterm_handler
 from ._names import random_id, random_run_name
+from ._operations import RunOperations, settle
 from ._outbox import FlushReport
 from ._sender import Sender
 
@@ -279,9 +280,10 @@ class Client:
     def log_metric(
         self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None,
         synchronous: bool | None = None,
-    ) -> None:
+    ) -> RunOperations | None:
         """Log one metric value; returns once it is buffered (about a microsecond), or with
-        ``synchronous=True`` once it is in the store (a flush)."""
+        ``synchronous=True`` once it is in the store (a flush); ``synchronous=False`` returns a
+        ``RunOperations`` whose ``wait()`` flushes, as MLflow's does."""
         try:
             if run_id not in self._known_runs:
                 self._check_run(run_id)
@@ -303,8 +305,9 @@ class Client:
         buffer.append((METRIC, run_id, key, value, timestamp, step))
         if len(buffer) >= sender.wake_at:
             sender.wake()
-        if synchronous:
-            self.flush()
+        if synchronous is not None:
+            return settle(self, synchronous)
+        return None
 
     def log_metrics(
         self, run_id: str, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
@@ -335,20 +338,19 @@ class Client:
             sender.wake()
 
     def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
-        """Log a param (immutable once logged); returns ``value`` as MLflow does."""
+        """Log a param (immutable once logged); returns ``value`` as MLflow does (a
+        ``RunOperations`` with ``synchronous=False``)."""
         self._check_run(run_id)
         self._submit_param(run_id, key, value)
-        if synchronous:
-            self.flush()
-        return value
+        operations = settle(self, synchronous)
+        return value if operations is None else operations
 
-    def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> None:
+    def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> RunOperations | None:
         """Set a run tag (tags may change)."""
         self._check_run(run_id)
         key = self._check_key(key, "tag")
         self._sender.submit((TAG, run_id, key, validate_tag_value(key, str(value))))
-        if synchronous:
-            self.flush()
+        return settle(self, synchronous)
 
     def delete_tag(self, run_id: str, key: str) -> None:
         """Delete a run tag; flush() reports it if the tag did not exist."""
@@ -358,7 +360,7 @@ class Client:
     def log_batch(
         self, run_id: str, metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = (),
         synchronous: bool | None = None,
-    ) -> None:
+    ) -> RunOperations | None:
         """Log metrics (``Metric``-like: key, value, timestamp, step), params and tags (key, value) together.
 
         Everything is checked before anything is buffered, so a bad item logs nothing.
@@ -385,8 +387,7 @@ class Client:
             self._params[(run_id, key)] = value
         for record in records:
             self._sender.submit(record)
-        if synchronous:
-            self.flush()
+        return settle(self, synchronous)
 
     # -- artifacts --------------------------------------------------------------------------------
 

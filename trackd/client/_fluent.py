@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._lifecycle import EXIT_HOOKS, ClientState
+from ._operations import RunOperations, settle
 
 if TYPE_CHECKING:
     from ..store import Experiment, Metric, Run, RunData, RunInfo
@@ -302,60 +303,56 @@ def _active_run_id() -> str:
 def log_metric(
     key: str, value: float, step: int | None = None, synchronous: bool | None = None,
     timestamp: int | None = None, run_id: str | None = None,
-) -> None:
-    """Log a metric value to the active run (about a microsecond; ``synchronous=True`` also flushes)."""
+) -> RunOperations | None:
+    """Log a metric value to the active run (about a microsecond; ``synchronous=True`` also flushes,
+    ``synchronous=False`` returns a ``RunOperations`` whose ``wait()`` flushes)."""
     client = _client
     if client is None or client.state is not _OPEN:
         client = get_client()
     client.log_metric(run_id or (_runs[-1].run_id if _runs else _active_run_id()), key, value, timestamp, step)
-    if synchronous:
-        client.flush()
+    if synchronous is not None:
+        return settle(client, synchronous)
+    return None
 
 
 def log_metrics(
     metrics: Mapping[str, float], step: int | None = None, synchronous: bool | None = None,
     run_id: str | None = None, timestamp: int | None = None,
-) -> None:
+) -> RunOperations | None:
     """Log several metric values with one step and timestamp."""
     client = _client
     if client is None or client.state is not _OPEN:
         client = get_client()
     client.log_metrics(run_id or (_runs[-1].run_id if _runs else _active_run_id()), metrics, step, timestamp)
-    if synchronous:
-        client.flush()
+    if synchronous is not None:
+        return settle(client, synchronous)
+    return None
 
 
 def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
     """Log a param to the active run; params cannot change once logged."""
     client = get_client()
-    client.log_param(_active_run_id(), key, value)
-    if synchronous:
-        client.flush()
-    return value
+    return client.log_param(_active_run_id(), key, value, synchronous)
 
 
-def log_params(params: Mapping[str, Any], synchronous: bool | None = None, run_id: str | None = None) -> None:
+def log_params(
+    params: Mapping[str, Any], synchronous: bool | None = None, run_id: str | None = None,
+) -> RunOperations | None:
     """Log several params, checking all of them before any is buffered."""
     client = get_client()
-    client.log_batch(run_id or _active_run_id(), params=[_KeyValue(k, v) for k, v in params.items()])
-    if synchronous:
-        client.flush()
+    pairs = [_KeyValue(k, v) for k, v in params.items()]
+    return client.log_batch(run_id or _active_run_id(), params=pairs, synchronous=synchronous)
 
 
-def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
+def set_tag(key: str, value: Any, synchronous: bool | None = None) -> RunOperations | None:
     """Set a tag on the active run."""
-    client = get_client()
-    client.set_tag(_active_run_id(), key, value)
-    if synchronous:
-        client.flush()
+    return get_client().set_tag(_active_run_id(), key, value, synchronous)
 
 
-def set_tags(tags: Mapping[str, Any], synchronous: bool | None = None) -> None:
+def set_tags(tags: Mapping[str, Any], synchronous: bool | None = None) -> RunOperations | None:
     """Set several tags on the active run."""
-    client = get_client()
-    client.log_batch(_active_run_id(), tags=[_KeyValue(k, v) for k, v in tags.items()])
-    if synchronous:
-        client.flush()
+    pairs = [_KeyValue(k, v) for k, v in tags.items()]
+    return get_client().log_batch(_active_run_id(), tags=pairs, synchronous=synchronous)
 
 
 def delete_tag(key: str) -> None:

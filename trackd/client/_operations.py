@@ -1,0 +1,43 @@
+"""What a logging call's ``synchronous`` argument does, in one place for the Client and the fluent API.
+
+Every trackd call is asynchronous: it returns once the event is buffered. ``synchronous=True``
+makes the call also wait until the event is in the store (a flush of its client), and
+``synchronous=False`` returns a ``RunOperations`` whose ``wait()`` does that later, as MLflow's
+asynchronous logging does, so code written for ``op = mlflow.log_metric(..., synchronous=False);
+op.wait()`` runs unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class _Flushable(Protocol):
+    def flush(self, timeout: float | None = None) -> object: ...
+
+
+class RunOperations:
+    """The pending work of one or more logging calls made with ``synchronous=False``."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: _Flushable) -> None:
+        self._client = client
+
+    def wait(self) -> None:
+        """Block until what the calls logged is in the store (everything their client logged
+        before them included); raises as ``flush()`` does for refused items or a closed client."""
+        self._client.flush()
+
+    def __repr__(self) -> str:
+        return f"RunOperations({self._client!r})"
+
+
+def settle(client: _Flushable, synchronous: bool | None) -> RunOperations | None:
+    """Finish a logging call: flush for ``synchronous=True``, a ``RunOperations`` for ``False``."""
+    if synchronous:
+        client.flush()
+        return None
+    if synchronous is False:
+        return RunOperations(client)
+    return None
