@@ -29,12 +29,17 @@ def short_socket_path() -> Path:
 
 
 def alive(pid: int) -> bool:
-    """Whether a process with this pid exists."""
+    """Whether a process with this pid exists and has not exited (a zombie waiting for its parent
+    to reap it has: a daemon started by a CLI that exited waits for this container's init)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" not in status
 
 
 def wait_for(condition: object, timeout: float = 10.0, interval: float = 0.01, message: str = "condition") -> None:

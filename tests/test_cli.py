@@ -161,3 +161,45 @@ def test_a_client_whose_daemon_exits_at_once_says_why_and_does_not_restart_it_ev
     # daemon had exited with its usage error, and started it again every second.
     assert "exited with code 2" in result.stderr and "--max-records" in result.stderr, result.stderr
     assert paths.log.read_text().count("error: argument --max-records") == 1
+
+
+def test_stop_of_a_daemon_a_running_client_started_returns_at_once_and_holds_until_it_logs_again(
+    paths: DaemonPaths, tmp_path: Path
+) -> None:
+    # The autostarted daemon is the client's child. Stopped, it stayed a zombie until the client
+    # exited, and `trackd daemon stop` (from any process) took the zombie for a daemon still
+    # running: it waited its whole timeout and exited 1. The idle client then started a new daemon
+    # at once, saying "Holding 0 events and retrying" and "reconnected", so no daemon could be
+    # stopped while any client process lived.
+    code = f"""
+import json, os, subprocess, sys, time
+import trackd
+with trackd.start_run():
+    trackd.log_metric("loss", 0.5)
+pid = int(open({str(paths.pid)!r}).read())
+started = time.monotonic()
+stop = subprocess.run([sys.executable, "-m", "trackd.cli", "daemon", "stop", "--socket", {str(paths.socket)!r}],
+                      capture_output=True, text=True, timeout=40)
+took = time.monotonic() - started
+deadline = time.monotonic() + 10
+while os.path.exists(f"/proc/{{pid}}") and time.monotonic() < deadline:
+    time.sleep(0.01)
+reaped = not os.path.exists(f"/proc/{{pid}}")
+time.sleep(1.0)  # twenty of the sender's send intervals: it restarted the daemon within one
+restarted = os.path.exists({str(paths.pid)!r})
+with trackd.start_run():  # something to send: now it starts one
+    trackd.log_metric("loss", 0.25)
+print(json.dumps({{"code": stop.returncode, "out": stop.stdout, "took": took, "reaped": reaped, "restarted": restarted}}))
+"""
+    env = {
+        **os.environ, "TRACKD_SOCKET": str(paths.socket), "TRACKD_AUTOSTART": "1",
+        "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"), "TRACKD_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=55, env=env)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["code"] == 0 and "stopped" in report["out"], report
+    assert report["took"] < 20, report  # not a timing target: the old code waited out the 30 s timeout
+    assert report["reaped"] and not report["restarted"], report
+    runs = sorted((tmp_path / "mlruns" / "0").glob("*/metrics/loss"))
+    assert sorted(path.read_text().split()[1] for path in runs) == ["0.25", "0.5"]

@@ -178,7 +178,20 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits for its parent to reap it (Linux; False elsewhere).
+
+    A daemon a client started is that client's child: until the client reaps it, signal 0 still
+    finds it, and `trackd daemon stop` waited its whole timeout for a daemon long gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read()
+    except OSError:
+        return False
+    return fields[fields.rfind(b")") + 2:][:1] == b"Z"
 
 
 if __name__ == "__main__":

@@ -94,6 +94,8 @@ def start_daemon(socket_path: Path, *, timeout: float) -> None:
     except OSError as exc:
         raise DaemonUnavailable(f"Could not start a trackd daemon for {paths.socket}: {exc}.") from exc
     if wait_until_answering(paths, process, timeout=timeout):
+        if process.poll() is None:
+            _reap_when_it_exits(process)
         return
     code = process.poll()
     if code not in (None, ALREADY_RUNNING_EXIT_CODE):
@@ -104,6 +106,15 @@ def start_daemon(socket_path: Path, *, timeout: float) -> None:
     raise DaemonUnavailable(
         f"A trackd daemon was started for {paths.socket} but did not answer within {timeout:g} s; see {paths.log}."
     )
+
+
+def _reap_when_it_exits(process: subprocess.Popen[bytes]) -> None:
+    """Wait for the daemon in a thread, so that when it exits (idle, or `trackd daemon stop`) it
+    does not stay a zombie child of the training process, which `trackd daemon stop` in that
+    process took for a daemon still running."""
+    import threading
+
+    threading.Thread(target=process.wait, name="trackd-daemon-reaper", daemon=True).start()
 
 
 def last_log_line(path: Path) -> str:

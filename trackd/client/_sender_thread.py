@@ -97,9 +97,16 @@ class SenderThread:
                 if self._spill_requested:
                     raise gave_up_error(self.config.socket_path)
                 if self._transport is None:
-                    self._connect()
-                    backoff = 0.05
-                self._cycle()
+                    if self._nothing_to_deliver():
+                        # A daemon that went away (`trackd daemon stop`, an upgrade) is started
+                        # again only once there is something to send: an idle process restarted
+                        # it at once, so it could not be stopped while any client lived.
+                        self._sleep(self.config.flush_interval)
+                    else:
+                        self._connect()
+                        backoff = 0.05
+                if self._transport is not None:
+                    self._cycle()
             except DaemonUnavailable as exc:
                 try:
                     # Giving up is not news: the flush that asked for it says what it spooled.
@@ -122,6 +129,14 @@ class SenderThread:
                 return
             if self._stopping and not self.buffer and self._ledger.settled():
                 return
+
+    def _nothing_to_deliver(self) -> bool:
+        """Nothing buffered, waiting for an answer, queued, spooled or left to report."""
+        with self._cond:
+            return (
+                not self.buffer and self._ledger.settled() and not self._ledger.outgoing
+                and not self._spill.records and self._dropped == self._dropped_reported
+            )
 
     def _cycle(self) -> None:
         transport = self._transport
@@ -226,8 +241,11 @@ class SenderThread:
             # Requests not yet sent stay queued; sent ones are resent after reconnecting.
             self._cond.notify_all()
         if exc is not None and not self._warned_unavailable and not self._stopping:
-            self._warned_unavailable = True
-            warn(f"{exc} Holding {self.pending()} events and retrying.")
+            # A daemon gone while nothing waits on it costs nothing: that is said once it would.
+            if not self._nothing_to_deliver():
+                self._warned_unavailable = True
+                held = self.pending()
+                warn(f"{exc} Holding {held} events and retrying." if held else f"{exc} Retrying.")
 
     def _read_replies(self) -> None:
         transport, protocol = self._transport, self._protocol
