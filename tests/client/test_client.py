@@ -238,6 +238,23 @@ def test_log_artifacts_and_a_directory_keep_the_tree(client: Client, store: Path
         assert (root / prefix / "sub" / "b.txt").read_text() == "b"
 
 
+@pytest.mark.parametrize("call", ["log_artifacts", "log_artifact"])
+def test_a_directory_with_one_unloggable_name_logs_none_of_its_files(
+    client: Client, store: Path, tmp_path: Path, call: str
+) -> None:
+    # The files before the bad one were already buffered when it raised: half a directory landed.
+    run_id = client.create_run().info.run_id
+    tree = tmp_path / "out"
+    deep = tree.joinpath(*["d" * 250] * 5)  # its name in the run has more than 1024 characters
+    deep.mkdir(parents=True)
+    (tree / "a.txt").write_text("a")
+    (deep / "z.txt").write_text("z")
+    with pytest.raises(InvalidArgument, match="at most 1024"):
+        getattr(client, call)(run_id, tree)
+    client.flush()
+    assert client.list_artifacts(run_id) == []
+
+
 # -- delivery -------------------------------------------------------------------------------------
 
 

@@ -25,11 +25,8 @@ from ..errors import (
     RunNotFound,
 )
 from ..protocol import (
-    ARTIFACT,
     CREATE_RUN,
     DELETE_TAG,
-    MAX_INLINE_ARTIFACT_SIZE,
-    MAX_NAME_LENGTH,
     MAX_TAGS_PER_RECORD,
     METRIC,
     PARAM,
@@ -52,7 +49,6 @@ from ..store import (
     RunStatus,
     StoreReader,
     ViewType,
-    validate_artifact_path,
     validate_experiment_id,
     validate_experiment_name,
     validate_key,
@@ -68,6 +64,7 @@ from ..store import (
     validate_timestamp,
     validate_view_type,
 )
+from ._artifacts import content_record, dict_content, file_records, tree_records
 from ._config import ClientConfig, resolve_tracking_uri
 from . import _lifecycle
 from ._lifecycle import LIVE_CLIENTS, SENDERS, ClientState, install_sigterm_handler
@@ -399,41 +396,24 @@ class Client:
         which must stay in place until flush() returns.
         """
         self._check_run(run_id)
-        source = Path(local_path)
-        if source.is_dir():
-            self.log_artifacts(run_id, source, _join(artifact_path, source.name))
-            return
-        if not source.is_file():
-            raise InvalidArgument(f"Artifact {str(local_path)!r} is not a file or directory.")
-        self._submit_file(run_id, source, _join(artifact_path, source.name))
+        for record in file_records(run_id, local_path, artifact_path):
+            self._sender.submit(record)
 
     def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
         """Copy every file under ``local_dir`` into the run's artifacts, keeping the tree."""
         self._check_run(run_id)
-        root = Path(local_dir)
-        if not root.is_dir():
-            raise InvalidArgument(f"Artifact directory {str(local_dir)!r} is not a directory.")
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            self._submit_file(run_id, path, _join(artifact_path, path.relative_to(root).as_posix()))
+        for record in tree_records(run_id, local_dir, artifact_path):
+            self._sender.submit(record)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         """Write ``text`` (UTF-8) as an artifact file."""
         self._check_run(run_id)
-        self._submit_content(run_id, artifact_file, text.encode("utf-8"))
+        self._sender.submit(content_record(run_id, artifact_file, text.encode("utf-8")))
 
     def log_dict(self, run_id: str, dictionary: Mapping[str, Any], artifact_file: str) -> None:
         """Write a dict as JSON (``.json``, indented as MLflow does) or YAML (``.yaml``/``.yml``)."""
         self._check_run(run_id)
-        # Imported here: a training process that never logs a dict should not load them.
-        if artifact_file.endswith((".yaml", ".yml")):
-            import yaml
-
-            content = yaml.safe_dump(dict(dictionary), default_flow_style=False)
-        else:
-            import json
-
-            content = json.dumps(dictionary, indent=2)
-        self._submit_content(run_id, artifact_file, content.encode("utf-8"))
+        self._sender.submit(content_record(run_id, artifact_file, dict_content(dictionary, artifact_file)))
 
     # -- delivery ---------------------------------------------------------------------------------
 
@@ -545,28 +525,6 @@ class Client:
         self._params[(run_id, key)] = text
         self._sender.submit((PARAM, run_id, key, text))
 
-    def _submit_file(self, run_id: str, source: Path, artifact_path: str) -> None:
-        artifact_path = _check_artifact_name(artifact_path)
-        if source.stat().st_size <= MAX_INLINE_ARTIFACT_SIZE:
-            self._sender.submit((ARTIFACT, run_id, artifact_path, source.read_bytes(), None))
-            return
-        source_path = str(source.absolute())
-        if len(source_path) > MAX_NAME_LENGTH:
-            raise InvalidArgument(
-                f"Artifact {str(source)!r} is larger than {MAX_INLINE_ARTIFACT_SIZE} bytes, so the daemon copies it "
-                f"from its path, and that path has {len(source_path)} characters; at most {MAX_NAME_LENGTH} are allowed."
-            )
-        self._sender.submit((ARTIFACT, run_id, artifact_path, None, source_path))
-
-    def _submit_content(self, run_id: str, artifact_file: str, content: bytes) -> None:
-        artifact_file = _check_artifact_name(artifact_file)
-        if len(content) > MAX_INLINE_ARTIFACT_SIZE:
-            raise InvalidArgument(
-                f"Artifact {artifact_file!r} is {len(content)} bytes; log_text and log_dict take at most "
-                f"{MAX_INLINE_ARTIFACT_SIZE} bytes (use log_artifact for larger files)."
-            )
-        self._sender.submit((ARTIFACT, run_id, artifact_file, content, None))
-
     def _artifact_location(self, experiment_id: str) -> str:
         try:
             return self._reader.artifact_location(experiment_id)
@@ -604,18 +562,6 @@ class Client:
             # Refused items are not this read's to report: they stay for flush() (one may be a
             # sibling Client's).
             self._sender.flush(self.config.connect_timeout, take_failures=False)
-
-
-def _check_artifact_name(path: str) -> str:
-    """MLflow's artifact path rules, and the protocol's length limit (a longer one loses the frame)."""
-    path = validate_artifact_path(path)
-    if len(path) > MAX_NAME_LENGTH:
-        raise InvalidArgument(f"Artifact path {path[:40]!r}... has {len(path)} characters; at most {MAX_NAME_LENGTH} are allowed.")
-    return path
-
-
-def _join(prefix: str | None, name: str) -> str:
-    return f"{prefix.strip('/')}/{name}" if prefix else name
 
 
 def _now_ms() -> int:

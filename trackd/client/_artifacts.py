@@ -1,0 +1,100 @@
+"""Artifact records: what ``log_artifact``, ``log_artifacts``, ``log_text`` and ``log_dict`` send.
+
+Files up to ``MAX_INLINE_ARTIFACT_SIZE`` travel with the event (read when the call is made, so the
+file may change as soon as it returns); larger ones travel as a path the daemon copies from. Every
+name is checked before the first record is made, so a bad name in a directory logs none of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgument
+from ..protocol import ARTIFACT, MAX_INLINE_ARTIFACT_SIZE, MAX_NAME_LENGTH
+from ..store import validate_artifact_path
+
+ArtifactRecord = tuple[int, str, str, bytes | None, str | None]
+
+
+def file_records(run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None) -> Iterator[ArtifactRecord]:
+    """The records that copy a file, or a directory as a subdirectory, under ``artifact_path``."""
+    source = Path(local_path)
+    if source.is_dir():
+        return tree_records(run_id, source, _join(artifact_path, source.name))
+    if not source.is_file():
+        raise InvalidArgument(f"Artifact {str(local_path)!r} is not a file or directory.")
+    return _records(run_id, [(source, _check_name(_join(artifact_path, source.name)))])
+
+
+def tree_records(run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None) -> Iterator[ArtifactRecord]:
+    """The records that copy every file under ``local_dir``, keeping the tree."""
+    root = Path(local_dir)
+    if not root.is_dir():
+        raise InvalidArgument(f"Artifact directory {str(local_dir)!r} is not a directory.")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return _records(run_id, [(path, _check_name(_join(artifact_path, path.relative_to(root).as_posix()))) for path in files])
+
+
+def content_record(run_id: str, artifact_file: str, content: bytes) -> ArtifactRecord:
+    """The record that writes ``content`` (from ``log_text`` or ``log_dict``) as ``artifact_file``."""
+    artifact_file = _check_name(artifact_file)
+    if len(content) > MAX_INLINE_ARTIFACT_SIZE:
+        raise InvalidArgument(
+            f"Artifact {artifact_file!r} is {len(content)} bytes; log_text and log_dict take at most "
+            f"{MAX_INLINE_ARTIFACT_SIZE} bytes (use log_artifact for larger files)."
+        )
+    return (ARTIFACT, run_id, artifact_file, content, None)
+
+
+def dict_content(dictionary: Mapping[str, Any], artifact_file: str) -> bytes:
+    """A dict as ``log_dict`` writes it: YAML for ``.yaml``/``.yml``, else JSON indented as MLflow does."""
+    # Imported here: a training process that never logs a dict should not load them.
+    if artifact_file.endswith((".yaml", ".yml")):
+        import yaml
+
+        return yaml.safe_dump(dict(dictionary), default_flow_style=False).encode("utf-8")
+    import json
+
+    return json.dumps(dictionary, indent=2).encode("utf-8")
+
+
+def _records(run_id: str, files: list[tuple[Path, str]]) -> Iterator[ArtifactRecord]:
+    # Paths of large files are checked up front too; contents are read one file at a time, as
+    # the records are buffered, so a directory is never all in memory at once.
+    sizes = [source.stat().st_size for source, _ in files]
+    for (source, _), size in zip(files, sizes):
+        if size > MAX_INLINE_ARTIFACT_SIZE:
+            _check_source_path(source)
+    return _read(run_id, files, sizes)
+
+
+def _read(run_id: str, files: list[tuple[Path, str]], sizes: list[int]) -> Iterator[ArtifactRecord]:
+    for (source, name), size in zip(files, sizes):
+        if size <= MAX_INLINE_ARTIFACT_SIZE:
+            yield (ARTIFACT, run_id, name, source.read_bytes(), None)
+        else:
+            yield (ARTIFACT, run_id, name, None, str(source.absolute()))
+
+
+def _check_source_path(source: Path) -> None:
+    source_path = str(source.absolute())
+    if len(source_path) > MAX_NAME_LENGTH:
+        raise InvalidArgument(
+            f"Artifact {str(source)!r} is larger than {MAX_INLINE_ARTIFACT_SIZE} bytes, so the daemon copies it "
+            f"from its path, and that path has {len(source_path)} characters; at most {MAX_NAME_LENGTH} are allowed."
+        )
+
+
+def _check_name(path: str) -> str:
+    """MLflow's artifact path rules, and the protocol's length limit (a longer one loses the frame)."""
+    path = validate_artifact_path(path)
+    if len(path) > MAX_NAME_LENGTH:
+        raise InvalidArgument(f"Artifact path {path[:40]!r}... has {len(path)} characters; at most {MAX_NAME_LENGTH} are allowed.")
+    return path
+
+
+def _join(prefix: str | None, name: str) -> str:
+    return f"{prefix.strip('/')}/{name}" if prefix else name
