@@ -353,3 +353,15 @@ def _required_int(meta: Mapping[str, Any], key: str, path: str) -> int:
     if type(value) is not int:
         raise CorruptStoreFile(f"Meta file {path!r} has {key}: {value!r}, expected an int.")
     return value
+
+
+def write_key_file(path: str, value: str, temp_dir: str) -> None:
+    """A param or tag file: raw UTF-8, no trailing newline, replaced atomically."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_file_atomic(path, value.encode("utf-8"), temp_dir)
+
+
+def file_signature(stat: os.stat_result) -> tuple[int, int, int]:
+    """What tells a rewritten meta.yaml from the one read before: os.replace gives a new inode, and
+    MLflow's in-place rewrites change mtime and usually size."""
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size

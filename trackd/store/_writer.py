@@ -28,15 +28,17 @@ from . import _layout as layout
 from ._artifact_writes import write_artifact
 from ._confinement import check_confined, check_regular_or_missing
 from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, RunInfo, RunStatus
+from ._experiment_writes import ExperimentNames, build_experiment, check_new_experiment, unused_experiment_id
 from ._format import (
     dump_yaml,
-    experiment_to_meta,
+    file_signature,
     format_metric_files,
     format_metric_lines,
     load_yaml,
     read_text,
     run_info_to_meta,
     write_file_atomic,
+    write_key_file,
 )
 from ._journal import WriteJournal
 from ._write_rules import TRANSIENT_ERRNOS, journal_call, last_write_per_tag, os_error_message
@@ -54,11 +56,8 @@ from ._write_items import (
     WriteFailure,
 )
 from ._validation import (
-    MAX_ARTIFACT_LOCATION_LENGTH,
     validate_artifact_path,
     validate_experiment_id,
-    validate_experiment_name,
-    validate_experiment_tag_value,
     validate_key,
     validate_param_value,
     validate_run_id,
@@ -76,8 +75,6 @@ MAX_REMEMBERED_METRIC_PATHS = 200_000
 # forgotten and found again on disk if it is written once more, so a daemon that serves
 # benchmark suites for months does not keep every run it ever wrote.
 MAX_RUN_HANDLES = 100_000
-# Experiment names remembered with their ids (get_experiment_id_by_name).
-MAX_REMEMBERED_EXPERIMENTS = 10_000
 
 _Item = TypeVar("_Item")
 
@@ -93,11 +90,6 @@ class _RunHandle:
     # Metric key -> its file, for keys already checked and located: a write touching 10,000
     # files would otherwise validate and join 10,000 paths again each time.
     metric_paths: dict[str, str] = field(default_factory=dict)
-
-
-def _signature(stat: os.stat_result) -> tuple[int, int, int]:
-    # os.replace gives a new inode, and MLflow's in-place rewrites change mtime and usually size.
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 class StoreWriter:
@@ -118,8 +110,7 @@ class StoreWriter:
         self._runs: OrderedDict[str, _RunHandle] = OrderedDict()
         self._checked: dict[str, _RunHandle] = {}  # runs found active in the current write()
         self._remembered_paths = 0
-        # Experiment name -> (id, signature of its meta.yaml when the name was read there).
-        self._experiment_ids: dict[str, tuple[str, tuple[int, int, int]]] = {}
+        self._experiment_names = ExperimentNames(self.root, self._reader)
         self._prepare_root()
         # Where the root really is, once: nothing is written anywhere that does not resolve below it.
         self._real_root = os.path.realpath(self.root)
@@ -136,8 +127,9 @@ class StoreWriter:
         if not os.path.exists(layout.experiment_dir(self.root, default_id)) and not os.path.exists(
             layout.deleted_experiment_dir(self.root, default_id)
         ):
-            self._build_experiment(
-                default_id, layout.DEFAULT_EXPERIMENT_NAME, None, {}, int(time.time() * 1000)
+            build_experiment(
+                self.root, self._build_in_staging, default_id, layout.DEFAULT_EXPERIMENT_NAME, None, {},
+                int(time.time() * 1000),
             )
         os.makedirs(layout.trash_dir(self.root), exist_ok=True)
 
@@ -152,17 +144,7 @@ class StoreWriter:
         now_ms: int,
     ) -> str:
         """Create an experiment with a fresh 18-digit id and return the id."""
-        name = validate_experiment_name(name)
-        checked_tags = {
-            validate_key(key, kind="experiment tag"): validate_experiment_tag_value(key, value)
-            for key, value in (tags or {}).items()
-        }
-        if artifact_location is not None and len(artifact_location) > MAX_ARTIFACT_LOCATION_LENGTH:
-            raise InvalidArgument(
-                f"Invalid artifact location {artifact_location[:40]!r}...: it has "
-                f"{len(artifact_location)} characters, and MLflow allows at most "
-                f"{MAX_ARTIFACT_LOCATION_LENGTH}."
-            )
+        name, checked_tags = check_new_experiment(name, artifact_location, tags)
         existing = self._reader.get_experiment_by_name(name)
         if existing is not None and existing.lifecycle_stage == LIFECYCLE_ACTIVE:
             raise ExperimentExists(f"Experiment '{name}' already exists.")  # MLflow's words
@@ -172,80 +154,14 @@ class StoreWriter:
                 "experiment, or permanently delete the experiment from the .trash folder "
                 "(under tracking server's root folder) in order to use this experiment name again."
             )
-        experiment_id = layout.new_experiment_id()
-        while os.path.exists(layout.experiment_dir(self.root, experiment_id)) or os.path.exists(
-            layout.deleted_experiment_dir(self.root, experiment_id)
-        ):
-            experiment_id = layout.new_experiment_id()
-        self._build_experiment(experiment_id, name, artifact_location, checked_tags, now_ms)
-        self._remember_experiment(name, experiment_id)
+        experiment_id = unused_experiment_id(self.root)
+        build_experiment(self.root, self._build_in_staging, experiment_id, name, artifact_location, checked_tags, now_ms)
+        self._experiment_names.remember(name, experiment_id)
         return experiment_id
 
-    def _build_experiment(
-        self,
-        experiment_id: str,
-        name: str,
-        artifact_location: str | None,
-        tags: Mapping[str, str],
-        now_ms: int,
-    ) -> None:
-        folder = layout.experiment_dir(self.root, experiment_id)
-        if artifact_location is None:
-            artifact_location = layout.path_to_file_uri(folder)
-        elif layout.file_uri_to_path(artifact_location) == os.path.abspath(artifact_location):
-            # FileStore resolves a plain local path with resolve_uri_if_local into a file:// URI.
-            artifact_location = layout.path_to_file_uri(artifact_location)
-        experiment = Experiment(
-            experiment_id=experiment_id,
-            name=name,
-            artifact_location=artifact_location,
-            lifecycle_stage=LIFECYCLE_ACTIVE,
-            creation_time=now_ms,
-            last_update_time=now_ms,
-            tags=dict(tags),
-        )
-
-        def fill(staging: str) -> None:
-            for key, value in tags.items():
-                _write_key_file(layout.tag_path(staging, key), value, staging)
-            write_file_atomic(layout.meta_path(staging), dump_yaml(experiment_to_meta(experiment)), staging)
-
-        self._build_in_staging(fill, folder)
-
     def get_experiment_id_by_name(self, name: str) -> str | None:
-        """The id of the active experiment with that name, or None.
-
-        Finding a name reads every experiment's meta.yaml (~75 us each: 75 ms per set_experiment
-        with 1,000 experiments, on the writer thread), so a name found is remembered with its
-        meta.yaml's signature: while that file is unchanged at the active location the name still
-        holds (MLflow's rename rewrites it, delete moves the folder to .trash).
-        """
-        cached = self._experiment_ids.get(name)
-        if cached is not None:
-            experiment_id, signature = cached
-            if self._experiment_signature(experiment_id) == signature:
-                return experiment_id
-            del self._experiment_ids[name]
-        for experiment in self._reader.list_experiments():
-            if experiment.name == name:
-                self._remember_experiment(name, experiment.experiment_id)
-                return experiment.experiment_id
-        return None
-
-    def _experiment_signature(self, experiment_id: str) -> tuple[int, int, int] | None:
-        """The signature of the experiment's meta.yaml at the active location; None if there is none."""
-        try:
-            return _signature(os.stat(layout.meta_path(layout.experiment_dir(self.root, experiment_id))))
-        except OSError:
-            return None
-
-    def _remember_experiment(self, name: str, experiment_id: str) -> None:
-        signature = self._experiment_signature(experiment_id)
-        if signature is None:
-            return
-        if len(self._experiment_ids) >= MAX_REMEMBERED_EXPERIMENTS:
-            self._experiment_ids.clear()
-        self._experiment_ids[name] = (experiment_id, signature)
+        """The id of the active experiment with that name, or None (``ExperimentNames.find``)."""
+        return self._experiment_names.find(name)
 
     def _build_in_staging(self, fill: Callable[[str], None], destination: str) -> None:
         if not os.path.isdir(self.root):
@@ -431,7 +347,7 @@ class StoreWriter:
             for name in layout.RUN_FOLDERS:
                 os.mkdir(layout.subfolder(staging, name))
             for key, value in tags.items():
-                _write_key_file(layout.tag_path(staging, key), value, staging)
+                write_key_file(layout.tag_path(staging, key), value, staging)
             # meta.yaml last: the folder is complete before anything can treat it as a run.
             write_file_atomic(layout.meta_path(staging), dump_yaml(meta), staging)
 
@@ -439,7 +355,7 @@ class StoreWriter:
         # The run folder is renamed into place: an experiment folder planted as a link would move it out.
         self._confine(os.path.dirname(folder))
         self._build_in_staging(fill, folder)
-        signature = _signature(os.stat(layout.meta_path(folder)))
+        signature = file_signature(os.stat(layout.meta_path(folder)))
         self._keep_run(run_id, _RunHandle(experiment_id, folder, meta, signature))
 
     def _active_experiment(self, experiment_id: str) -> Experiment:
@@ -473,9 +389,9 @@ class StoreWriter:
                 self._forget_run(run_id)
                 handle = None
             else:
-                if _signature(stat) != handle.signature:
+                if file_signature(stat) != handle.signature:
                     handle.meta = load_yaml(layout.meta_path(handle.folder))
-                    handle.signature = _signature(stat)
+                    handle.signature = file_signature(stat)
                 return handle
         found = layout.find_run_dir(self.root, validate_run_id(run_id))
         if found is None:
@@ -484,7 +400,7 @@ class StoreWriter:
         # Once per run handle (it is cached): every write of the run goes below this folder.
         self._confine(folder)
         path = layout.meta_path(folder)
-        signature = _signature(os.stat(path))
+        signature = file_signature(os.stat(path))
         handle = _RunHandle(experiment_id, folder, load_yaml(path), signature)
         self._keep_run(run_id, handle)
         return handle
@@ -521,7 +437,7 @@ class StoreWriter:
         path = layout.meta_path(handle.folder)
         write_file_atomic(path, dump_yaml(meta), handle.folder)
         handle.meta = meta
-        handle.signature = _signature(os.stat(path))
+        handle.signature = file_signature(os.stat(path))
 
     def _terminate(self, item: Termination) -> None:
         handle = self._active_run(item.run_id)
@@ -547,7 +463,7 @@ class StoreWriter:
                     f"new value '{value}'."
                 )
             return
-        _write_key_file(path, value, handle.folder)
+        write_key_file(path, value, handle.folder)
 
     def _set_tag(self, item: TagWrite) -> None:
         handle = self._active_run(item.run_id)
@@ -561,7 +477,7 @@ class StoreWriter:
             os.remove(path)
             return
         value = validate_tag_value(key, item.value)
-        _write_key_file(path, value, handle.folder)
+        write_key_file(path, value, handle.folder)
         if key == RUN_NAME_TAG:
             # FileStore.set_tag: setting mlflow.runName also rewrites run_name in meta.yaml.
             self._rewrite_meta(handle, run_name=value)
@@ -597,10 +513,3 @@ def _item(kind: str, key: str, run_id: str) -> str:
 def _origins(append: MetricAppend) -> tuple[Hashable, ...]:
     """One failure per client that sent points of this file, however many points it sent."""
     return tuple(dict.fromkeys(append.origins)) or (None,)
-
-
-def _write_key_file(path: str, value: str, temp_dir: str) -> None:
-    """A param or tag file: raw UTF-8, no trailing newline, replaced atomically."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_file_atomic(path, value.encode("utf-8"), temp_dir)
-
