@@ -160,3 +160,97 @@ def test_workers_started_after_start_run_log_to_the_parents_run_exactly_once(
     assert run.info.status == "FINISHED"
     assert sorted(run.data.metrics) == ["parent", *(f"worker{w}" for w in range(WORKERS))]
     assert len(mlflow.get_metric_history(run_id, "worker0")) == WORKER_POINTS
+
+
+# Children that make their first client after the fork (the parent had none: a Pool or DataLoader
+# made before any logging, or forkserver children, forked from a server that never logs). They
+# leave through os._exit too, and lost everything they had logged, without a word: only senders
+# that existed at the fork had a multiprocessing finalizer.
+FIRST_CLIENT_IN_CHILD = """
+import json, multiprocessing, sys, uuid, trackd
+from trackd.store import StoreReader
+
+def work(run_id, worker):
+    trackd.start_run(run_id=run_id)  # no end_run: the child's exit ends it, as atexit would
+    for step in range(WORKER_POINTS):
+        trackd.log_metric(f"worker{worker}", float(step), step=step)
+
+if __name__ == "__main__":
+    run_id = uuid.uuid4().hex
+    context = multiprocessing.get_context(sys.argv[1])
+    workers = [context.Process(target=work, args=(run_id, worker)) for worker in range(WORKERS)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=60)
+    print(json.dumps({"run_id": run_id, "exits": [process.exitcode for process in workers]}))
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_children_whose_first_client_is_made_after_the_fork_deliver_everything_at_exit(
+    method: str, daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    job = tmp_path / "job.py"
+    job.write_text(f"WORKERS, WORKER_POINTS = {WORKERS}, {WORKER_POINTS}\n" + textwrap.dedent(FIRST_CLIENT_IN_CHILD))
+    result = subprocess.run(
+        [sys.executable, str(job), method], env=child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store)),
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["exits"] == [0] * WORKERS
+    mlflow = MlflowClient(tracking_uri=str(store))
+    for worker in range(WORKERS):
+        steps = [m.step for m in mlflow.get_metric_history(report["run_id"], f"worker{worker}")]
+        assert sorted(steps) == list(range(WORKER_POINTS)), f"worker {worker}: {len(steps)} points"
+    assert mlflow.get_run(report["run_id"]).info.status == "FINISHED"  # ended by the children's exits
+
+
+# Pool.terminate() (what `with Pool(...)` ends with) SIGTERMs workers that are blocked taking their
+# queue's lock, which the parent holds. A SIGTERM that lands on a thread other than the main one
+# (before the sender thread blocked such signals, often that thread), or just before the main
+# thread blocks, only flags the Python handler, and the worker waited for ever. Here a thread of
+# the worker's own takes the signal while the main thread waits on a lock the parent holds.
+SIGTERM_ON_ANOTHER_THREAD = """
+import json, multiprocessing, signal, threading, time, trackd
+from trackd.store import StoreReader
+
+def work(lock, ready):
+    trackd.log_metric("loss", 0.5)  # an implicit run this child owns
+    def take_the_signal():
+        ready.wait()
+        time.sleep(0.3)  # the main thread is in lock.acquire() by now
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+    threading.Thread(target=take_the_signal, daemon=True).start()
+    ready.set()
+    lock.acquire()
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("fork")
+    lock, ready = context.Lock(), context.Event()
+    lock.acquire()
+    worker = context.Process(target=work, args=(lock, ready))
+    worker.start()
+    worker.join(timeout=20)
+    hung = worker.is_alive()
+    if hung:
+        worker.kill()
+    print(json.dumps({"hung": hung, "exit": worker.exitcode}))
+"""
+
+
+def test_a_worker_blocked_in_c_still_handles_a_sigterm_another_thread_took(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    job = tmp_path / "job.py"
+    job.write_text(textwrap.dedent(SIGTERM_ON_ANOTHER_THREAD))
+    result = subprocess.run(
+        [sys.executable, str(job)], env=child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store)),
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert not report["hung"] and report["exit"] == -15, report  # trackd's handler ran, then re-raised
+    [run] = MlflowClient(tracking_uri=str(store)).search_runs(["0"])
+    assert run.data.metrics == {"loss": 0.5} and run.info.status == "KILLED"

@@ -67,7 +67,7 @@ from ..store import (
 from ._artifacts import content_record, dict_content, file_records, tree_records
 from ._config import ClientConfig, resolve_tracking_uri
 from . import _lifecycle
-from ._lifecycle import LIVE_CLIENTS, SENDERS, ClientState, install_sigterm_handler
+from ._lifecycle import LIVE_CLIENTS, SENDERS, ClientState, install_sigterm_handler, prepare_multiprocessing_child
 from ._names import random_id, random_run_name
 from ._operations import RunOperations, settle
 from ._outbox import FlushReport
@@ -112,6 +112,7 @@ class Client:
         self._sender = sender
         LIVE_CLIENTS.add(self)
         install_sigterm_handler()
+        prepare_multiprocessing_child()
 
     def __repr__(self) -> str:
         return f"<trackd.Client {self.tracking_uri!r} {self.state.name}>"

@@ -12,7 +12,9 @@ import atexit
 import enum
 import os
 import signal
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -47,6 +49,24 @@ SENDERS_LOCK = threading.RLock()
 def _new_lock_in_child() -> None:
     global SENDERS_LOCK
     SENDERS_LOCK = threading.RLock()
+    _forget_watch_in_child()
+    if "multiprocessing" in sys.modules:
+        # A multiprocessing child (fork start method) runs its after-fork callbacks once it knows
+        # it is one (Process._bootstrap): there, exit the way a multiprocessing child exits.
+        import multiprocessing.util
+
+        multiprocessing.util.register_after_fork(_AFTER_FORK_TOKEN, _prepare_forked_child)
+
+
+class _Token:
+    """Something multiprocessing can hold a weak reference to (register_after_fork's key)."""
+
+
+_AFTER_FORK_TOKEN = _Token()
+
+
+def _prepare_forked_child(_token: object) -> None:
+    prepare_multiprocessing_child()
 
 
 os.register_at_fork(after_in_child=_new_lock_in_child)
@@ -74,6 +94,135 @@ def close_all_clients() -> None:
 atexit.register(close_all_clients)
 
 
+def prepare_multiprocessing_child() -> None:
+    """In a process multiprocessing started, deliver at its exit as atexit would elsewhere.
+
+    Its fork and forkserver children leave through os._exit, which skips atexit: a client made in
+    the child after the fork lost everything it buffered, silently. multiprocessing runs its
+    finalizers there instead, so one is registered that does what atexit does (runs are ended,
+    clients deliver within TRACKD_EXIT_TIMEOUT), once per process; and the SIGTERM watcher below
+    is started once the handler is ours. Called by Client.__init__ and, in a forked child, by the
+    after-fork callback above.
+    """
+    global _prepared_pid
+    if not _in_multiprocessing_child():
+        return
+    if _prepared_pid != os.getpid():
+        _prepared_pid = os.getpid()
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(None, _exit_multiprocessing_child, exitpriority=100)
+    # Apart: a forked child gets here first from its after-fork callback, before its first
+    # Client installed the handler the watcher is for.
+    _watch_sigterm()
+
+
+_prepared_pid = 0
+
+# -- SIGTERM while the main thread waits in C -------------------------------------------------------
+#
+# A Python signal handler runs when the main thread next executes bytecode. A SIGTERM that arrives
+# just before the main thread blocks in C (a pool worker taking its queue's lock, which its parent
+# holds while it terminates the workers) leaves the handler pending and the thread blocked for
+# ever: `with Pool(...)` hung in about one run in four of 40 pools whose workers had logged. In a
+# multiprocessing child whose SIGTERM handler is ours, a watcher thread learns of each SIGTERM
+# through the wakeup fd and, while the handler has not run, sends SIGTERM to the main thread
+# again: that interrupts the wait (EINTR), and the handler runs, delivers and ends the process.
+SIGTERM_NUDGE_INTERVAL = 0.1
+MAX_SIGTERM_NUDGES = 50
+_watch_fds: tuple[int, int] | None = None
+
+
+def _watch_sigterm() -> None:
+    """Start the watcher, from the main thread, where SIGTERM is ours and no wakeup fd is set."""
+    global _watch_fds
+    if _watch_fds is not None or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except ValueError:  # not the main interpreter
+        previous = -2
+    if previous != -1:  # someone else's (an event loop's): leave it alone
+        if previous >= 0:
+            signal.set_wakeup_fd(previous)
+        os.close(read_fd)
+        os.close(write_fd)
+        return
+    _watch_fds = (read_fd, write_fd)
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    threading.Thread(
+        target=_nudge_on_sigterm, args=(read_fd, main_thread), name="trackd-sigterm-watch", daemon=True
+    ).start()
+
+
+def _nudge_on_sigterm(read_fd: int, main_thread: int) -> None:
+    from .._signals import leave_signals_to_the_main_thread
+
+    leave_signals_to_the_main_thread()
+    nudges = 0
+    while nudges < MAX_SIGTERM_NUDGES:
+        try:
+            signals = os.read(read_fd, 512)
+        except OSError:
+            return
+        if not signals:
+            return
+        if signal.SIGTERM not in signals:
+            continue
+        while nudges < MAX_SIGTERM_NUDGES:
+            time.sleep(SIGTERM_NUDGE_INTERVAL)
+            if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+                break  # it ran (and set SIGTERM's default action), or the program replaced it
+            nudges += 1
+            try:
+                signal.pthread_kill(main_thread, signal.SIGTERM)
+            except OSError:
+                return
+
+
+def _forget_watch_in_child() -> None:
+    """A forked child must not signal through its parent's watcher pipe."""
+    global _watch_fds
+    if _watch_fds is None:
+        return
+    read_fd, write_fd = _watch_fds
+    _watch_fds = None
+    try:
+        current = signal.set_wakeup_fd(-1)
+        if current != write_fd:
+            signal.set_wakeup_fd(current)
+    except ValueError:
+        pass
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+def _in_multiprocessing_child() -> bool:
+    multiprocessing = sys.modules.get("multiprocessing")
+    return multiprocessing is not None and multiprocessing.parent_process() is not None
+
+
+def _exit_multiprocessing_child() -> None:
+    _run_exit_hooks(None)
+    close_all_clients()
+
+
+def _run_exit_hooks(status: str | None) -> None:
+    """End the runs (the fluent API's hook) before the clients deliver."""
+    for hook in EXIT_HOOKS:
+        try:
+            hook(status)
+        except Exception:  # a run that cannot be ended must not keep the events from delivery
+            from ._outbox import log_exception
+
+            log_exception("ending the runs at exit")
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM (preemption, a launcher stopping its workers): end the runs KILLED, deliver, then die by the signal.
 
@@ -83,13 +232,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     """
     signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM kills at once
     try:
-        for hook in EXIT_HOOKS:
-            try:
-                hook("KILLED")
-            except Exception:  # a run that cannot be ended must not keep the events from delivery
-                from ._outbox import log_exception
-
-                log_exception("ending the runs on SIGTERM")
+        _run_exit_hooks("KILLED")
         close_all_clients()
     finally:
         os.kill(os.getpid(), signum)

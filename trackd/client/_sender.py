@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import os
-import sys
 import threading
 import time
 import weakref
@@ -243,18 +242,7 @@ class Sender(SenderThread):
         # Then the Clients that share this sender forget what the child must create again.
         for user in list(self.users):
             user._after_fork_in_child()
-        if "multiprocessing" in sys.modules:
-            # multiprocessing's fork children leave through os._exit, which skips atexit; its own
-            # exit hook runs finalizers. But a child clears the finalizer registry right after
-            # this hook (Process._bootstrap), then runs its after-fork callbacks: register there.
-            import multiprocessing.util
-
-            multiprocessing.util.register_after_fork(self, Sender._finalize_in_multiprocessing_child)
-
-    def _finalize_in_multiprocessing_child(self) -> None:
-        import multiprocessing.util
-
-        multiprocessing.util.Finalize(self, self.close, exitpriority=100)
+        # A multiprocessing child delivers at its exit through _lifecycle.prepare_multiprocessing_child.
 
     def _new_request(self, build: Callable[[int], Event]) -> Request:
         with self._cond:

@@ -13,6 +13,7 @@ import select
 import threading
 import time
 
+from .._signals import leave_signals_to_the_main_thread
 from ..errors import DaemonUnavailable, LocalProtocolError
 from ..protocol import NEED_DATA, Ack, Connection, ConnectionClosed, Dropped, Event, Record, encode_frame
 from ._config import ClientConfig
@@ -91,6 +92,7 @@ class SenderThread:
     # -- the sender thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        leave_signals_to_the_main_thread()
         backoff = 0.05
         while True:
             try:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from .._paths import ALREADY_RUNNING_EXIT_CODE, default_paths
+from .._signals import take_signals
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
 from ._budget import DEFAULT_MAX_EVENTS_PER_SECOND
 from ._loop import LOOP_CHOICES
@@ -77,6 +78,7 @@ _seconds = _checked(float, lambda value: 0 <= value < math.inf, "a finite number
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    take_signals()  # a client's sender thread, which started this daemon, blocks SIGTERM and SIGINT
     # TRACKD_DAEMON_ARGS configures a daemon that clients start by themselves (it inherits their
     # environment); flags on the command line come after it, so they win.
     env_args = shlex.split(os.environ.get("TRACKD_DAEMON_ARGS", ""))
