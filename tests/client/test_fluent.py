@@ -526,6 +526,30 @@ def test_set_tracking_uri_during_a_run_keeps_the_run_in_its_store(daemon: Daemon
         assert run.data.metrics == {key: value}
 
 
+def test_set_tracking_uri_reaches_child_processes_as_mlflows_does(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # MLflow's set_tracking_uri sets MLFLOW_TRACKING_URI so that subprocesses inherit it. trackd's
+    # did not: spawn children (and subprocesses) attaching with start_run(run_id=...) made a second
+    # run with that id in ./mlruns, and the parent's run never got their points.
+    store, cwd = tmp_path / "store", tmp_path / "cwd"
+    cwd.mkdir()
+    child = "import sys, trackd\nwith trackd.start_run(run_id=sys.argv[1]):\n    trackd.log_metric('child', 1.0)\n"
+    result = _ok(_run(
+        f"""
+        import json, os, subprocess, sys, trackd
+        trackd.set_tracking_uri({str(store)!r})
+        with trackd.start_run() as run:
+            trackd.flush()
+            done = subprocess.run([sys.executable, "-c", {child!r}, run.info.run_id], capture_output=True, text=True)
+            print(json.dumps({{"code": done.returncode, "stderr": done.stderr, "mlflow": os.environ.get("MLFLOW_TRACKING_URI")}}))
+        """,
+        _env(daemon, None),
+        cwd=cwd,
+    ))
+    assert result == {"code": 0, "stderr": "", "mlflow": str(store)}
+    assert _only_run(store).data.metrics == {"child": 1.0}
+    assert not (cwd / "mlruns").exists()
+
+
 def test_end_run_with_a_bad_status_raises_and_leaves_the_run_active(daemon: DaemonProcess, store: Path) -> None:
     result = _ok(_run(
         """

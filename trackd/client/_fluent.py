@@ -98,12 +98,16 @@ class ActiveRun:
 
 
 def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
-    """Log to this ./mlruns path (or ``file:`` URI) from now on."""
+    """Log to this ./mlruns path (or ``file:`` URI) from now on, here and, through
+    TRACKD_TRACKING_URI and MLFLOW_TRACKING_URI, in the processes this one starts."""
     global _tracking_uri, _client
     from ._config import resolve_tracking_uri
 
     with _lock:
         _tracking_uri = resolve_tracking_uri(uri)
+        # As MLflow's set_tracking_uri: processes this one starts (spawn children, subprocesses,
+        # MLflow itself) use the same store. Absolute, so a child in another folder does too.
+        os.environ["TRACKD_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"] = _tracking_uri
         if _client is not None and _client.tracking_uri != _tracking_uri:
             # The old client keeps delivering what it accepted; its active runs end through it
             # (end_run closes it after the last), and its sender is closed at exit in any case.
