@@ -149,6 +149,48 @@ def test_eight_ranks_log_into_one_run_and_mlflow_reads_every_point(
     assert mlflow.get_run(run_id).info.status == "FINISHED"
 
 
+FAILING_RANK_CHILD = """
+import os, time
+from pathlib import Path
+import trackd
+
+rank, release = os.environ["RANK"], Path(os.environ["RELEASE_FILE"])
+with trackd.start_run(run_id=os.environ["SHARED_RUN_ID"]):
+    trackd.log_metric(f"rank{rank}/loss", 1.0)
+    trackd.flush(timeout=30)
+    if rank == "1":
+        raise RuntimeError("rank 1 ran out of memory")
+    (release.parent / "rank0-attached").touch()
+    deadline = time.monotonic() + 60
+    while not release.exists():  # rank 0 outlives rank 1's failure, then leaves the block cleanly
+        assert time.monotonic() < deadline, "never released"
+        time.sleep(0.01)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_run_another_rank_failed_stays_failed_when_rank_0_ends_it_normally(
+    daemon: DaemonProcess, tmp_path: Path, start_children: StartChildren
+) -> None:
+    # Rank 1's exception marked the run FAILED; rank 0, leaving its block normally a moment later,
+    # ended it FINISHED over that, and nothing in the run said a rank had failed.
+    run_id = uuid.uuid4().hex
+    release = tmp_path / "release"
+    env = {"SHARED_RUN_ID": run_id, "RELEASE_FILE": str(release), "TRACKD_AUTOSTART": "0"}
+    [rank0] = start_children(FAILING_RANK_CHILD, [child_env(daemon.paths.socket, RANK="0", **env)], tmp_path)
+    wait_for(lambda: (tmp_path / "rank0-attached").exists() or rank0.poll() is not None, timeout=60)
+    [rank1] = start_children(FAILING_RANK_CHILD, [child_env(daemon.paths.socket, RANK="1", **env)], tmp_path)
+    _, err = rank1.communicate(timeout=60)
+    assert rank1.returncode == 1 and "rank 1 ran out of memory" in err
+    mlflow = MlflowClient(tracking_uri=str(tmp_path / "mlruns"))
+    assert mlflow.get_run(run_id).info.status == "FAILED"
+    release.touch()
+    wait_children([rank0])
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.metrics == {"rank0/loss": 1.0, "rank1/loss": 1.0}
+
+
 STREAMING_CHILD = """
 import time
 import trackd

@@ -59,7 +59,7 @@ def template_batches(run_id: str) -> list[bytes]:
         (RecordKind.TAG.value, run_id, "team", "fuzz"),
         (RecordKind.DELETE_TAG.value, run_id, "gone"),
         (RecordKind.ARTIFACT.value, run_id, "notes/a.txt", b"hello", None),
-        (RecordKind.SET_TERMINATED.value, run_id, 3, TS + 5),
+        (RecordKind.SET_TERMINATED.value, run_id, 3, TS + 5, False),
     ]
     frames = [frame(msgpack.packb([3, 1, [record]], use_bin_type=True)) for record in records]
     frames.append(frame(msgpack.packb([3, 1, records], use_bin_type=True)))

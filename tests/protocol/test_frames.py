@@ -66,8 +66,8 @@ FRAMES: list[tuple[Event, bytes]] = [
      b"\x00\x00\x00\x0a" b"\x93\x03" b"\x04\x91" b"\x93\x04\xa1r\xa1t"),
     (Batch(seq=5, records=[(5, "r", "0", "u", "n", 1000, {"a": "b"})]),
      b"\x00\x00\x00\x16" b"\x93\x03" b"\x05\x91" b"\x97\x05\xa1r\xa10\xa1u\xa1n\xcd\x03\xe8\x81\xa1a\xa1b"),
-    (Batch(seq=6, records=[(6, "r", 3, 2000)]),
-     b"\x00\x00\x00\x0c" b"\x93\x03" b"\x06\x91" b"\x94\x06\xa1r\x03\xcd\x07\xd0"),
+    (Batch(seq=6, records=[(6, "r", 3, 2000, False)]),
+     b"\x00\x00\x00\x0d" b"\x93\x03" b"\x06\x91" b"\x95\x06\xa1r\x03\xcd\x07\xd0\xc2"),
     # Inline artifact content travels as msgpack bin, not str.
     (Batch(seq=7, records=[(7, "r", "a.txt", b"hi", None)]),
      b"\x00\x00\x00\x13" b"\x93\x03" b"\x07\x91" b"\x95\x07\xa1r\xa5a.txt\xc4\x02hi\xc0"),

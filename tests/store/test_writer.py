@@ -366,6 +366,18 @@ def test_termination_sets_status_and_end_time_and_later_writes_still_land(tmp_pa
     assert writer.write(metrics("late", (1, 1.0, 0))) == []  # MLflow allows writes to finished runs
 
 
+@pytest.mark.parametrize(("before", "after"), [(4, 4), (5, 5), (1, 3)], ids=["failed", "killed", "running"])
+def test_a_termination_that_keeps_failures_finishes_only_a_run_nobody_failed(tmp_path: Path, before: int, after: int) -> None:
+    # The fluent API's default end of a run (its owner leaving the block cleanly) must not hide
+    # that another rank or worker failed it; an explicit set_terminated still sets any status.
+    writer, run = writer_with_run(tmp_path)
+    assert writer.write(WriteBatch(terminations=[Termination("o", RUN_ID, before, START_MS + 5)])) == []
+    assert writer.write(WriteBatch(terminations=[Termination("o", RUN_ID, 3, START_MS + 9, keep_failure=True)])) == []
+    assert f"status: {after}\n" in (run / "meta.yaml").read_text()
+    assert writer.write(WriteBatch(terminations=[Termination("o", RUN_ID, 3, START_MS + 9)])) == []
+    assert "status: 3\n" in (run / "meta.yaml").read_text()
+
+
 def test_writes_to_a_deleted_run_fail(tmp_path: Path) -> None:
     writer, run = writer_with_run(tmp_path)
     meta = run / "meta.yaml"

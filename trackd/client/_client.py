@@ -227,10 +227,15 @@ class Client:
 
     def set_terminated(self, run_id: str, status: str | int = "FINISHED", end_time: int | None = None) -> None:
         """End a run with MLflow's status (FINISHED, FAILED, KILLED...)."""
+        self._terminate(run_id, status, end_time, keep_failure=False)
+
+    def _terminate(self, run_id: str, status: str | int, end_time: int | None, *, keep_failure: bool) -> None:
+        """set_terminated; with ``keep_failure``, a run already FAILED or KILLED stays so (the fluent
+        API's default end of a run another rank or worker may have failed)."""
         self._check_run(run_id)
         code = int(validate_run_status(status))
         end_ms = _now_ms() if end_time is None else validate_timestamp("end_time", end_time)
-        self._sender.submit((SET_TERMINATED, run_id, code, end_ms))
+        self._sender.submit((SET_TERMINATED, run_id, code, end_ms, keep_failure))
 
     def get_run(self, run_id: str) -> Run:
         """The run as stored, after flushing what this process logged."""

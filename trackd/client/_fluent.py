@@ -82,7 +82,7 @@ class ActiveRun:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc_type is None:
-            status = FINISHED if self.owns else None
+            status = None  # end_run's default: FINISHED by the owner, unless another process failed it
         elif issubclass(exc_type, KeyboardInterrupt):
             status = KILLED
         else:
@@ -262,8 +262,11 @@ def end_run(status: str | None = None) -> None:
 
             validate_run_status(status)  # a bad status leaves the run active, to be ended again
         _runs.pop()
-        if status is not None or active.owns:
-            client.set_terminated(active.run_id, status or FINISHED)
+        if status is not None:
+            client.set_terminated(active.run_id, status)
+        elif active.owns:
+            # FINISHED, unless another process (a rank, a worker) failed the run meanwhile.
+            client._terminate(active.run_id, FINISHED, None, keep_failure=True)
         # A client the fluent API no longer uses (set_tracking_uri moved on) has nothing left to do.
         retired = client is not _client and all(run.client is not client for run in _runs)
     if retired:
@@ -443,7 +446,8 @@ def _end_runs_at_exit(status: str | None = None) -> None:
         else:
             status = FAILED
     while _runs:
-        end_run(status if _runs[-1].owns else None)
+        # No status for a clean exit: end_run's default keeps a failure another process recorded.
+        end_run(status if _runs[-1].owns and status != FINISHED else None)
 
 
 def _after_fork_in_child() -> None:

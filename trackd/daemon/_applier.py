@@ -207,7 +207,7 @@ class Applier:
                     )
                 elif kind == SET_TERMINATED:
                     status = validate_run_status(record[2])
-                    batch.terminations.append(Termination(origin, run_id, int(status), record[3]))
+                    batch.terminations.append(Termination(origin, run_id, int(status), record[3], record[4]))
                 elif kind == ARTIFACT:
                     path = validate_artifact_path(record[2])
                     batch.artifacts.append(ArtifactWrite(origin, run_id, path, record[3], record[4]))

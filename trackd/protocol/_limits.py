@@ -8,8 +8,8 @@ without bound.
 
 from __future__ import annotations
 
-# 2: METRIC_SERIES records, and Rejected.events.
-PROTOCOL_VERSION = 2
+# 2: METRIC_SERIES records, and Rejected.events. 3: SET_TERMINATED's keep_failure.
+PROTOCOL_VERSION = 3
 
 # A frame is a 4-byte big-endian length, then that many bytes of msgpack.
 FRAME_HEADER_SIZE = 4

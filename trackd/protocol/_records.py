@@ -52,7 +52,9 @@ RECORD_FIELDS: dict[RecordKind, tuple[str, ...]] = {
     RecordKind.DELETE_TAG: ("run_id", "key"),
     # Creating a run is "ensure": every rank of a distributed job may send it for the same run id.
     RecordKind.CREATE_RUN: ("run_id", "experiment_id", "user_id", "run_name", "start_time_ms", "tags"),
-    RecordKind.SET_TERMINATED: ("run_id", "status", "end_time_ms"),
+    # keep_failure: a run FAILED or KILLED already stays so (a run's default end by its owner must
+    # not hide that another rank or worker failed it).
+    RecordKind.SET_TERMINATED: ("run_id", "status", "end_time_ms", "keep_failure"),
     # Exactly one of content (bytes) and source_path (a file the daemon copies) is set.
     RecordKind.ARTIFACT: ("run_id", "path", "content", "source_path"),
     # Equal-length arrays, point i being (values[i], timestamps_ms[i], steps[i]), in logging order.
@@ -148,6 +150,8 @@ def _check_set_terminated(record: Record) -> None:
     _name(record, 1, "run_id")
     _int64(record, 2, "status", 0)
     _int64(record, 3, "end_time_ms", 0)
+    if type(record[4]) is not bool:
+        raise LocalProtocolError(f"{_label(record)} field 'keep_failure' must be true or false, got {_show(record[4])}.")
 
 
 def _check_artifact(record: Record) -> None:

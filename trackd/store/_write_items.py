@@ -72,6 +72,8 @@ class Termination:
     run_id: str
     status: int
     end_time_ms: int
+    # Leave a run that is FAILED or KILLED as it is (the fluent API's default end of a run).
+    keep_failure: bool = False
 
 
 @dataclass(slots=True)

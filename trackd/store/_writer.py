@@ -77,6 +77,7 @@ MAX_REMEMBERED_METRIC_PATHS = 200_000
 MAX_RUN_HANDLES = 100_000
 
 _Item = TypeVar("_Item")
+_FAILURES = (int(RunStatus.FAILED), int(RunStatus.KILLED))
 
 
 @dataclass(slots=True)
@@ -443,6 +444,8 @@ class StoreWriter:
         handle = self._active_run(item.run_id)
         status = validate_run_status(item.status)
         end_time = validate_run_time("end_time", item.run_id, item.end_time_ms)
+        if item.keep_failure and handle.meta.get("status") in _FAILURES:
+            return  # another rank or worker failed the run: its owner's default end does not hide it
         self._rewrite_meta(handle, status=int(status), end_time=end_time)
 
     # --- params, tags, metrics, artifacts ---------------------------------------------------------
