@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import random
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trackd.store._format import format_metric_files, format_metric_lines
+from trackd.store._format import _load_flat_yaml, dump_yaml, format_metric_files, format_metric_lines, load_yaml
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 TIMESTAMP = st.integers(min_value=0, max_value=2**63 - 1)
@@ -72,3 +73,46 @@ def test_files_of_many_points_each_are_formatted_one_by_one() -> None:
 def test_a_step_beyond_int64_in_one_file_keeps_every_file_exact() -> None:
     files = [[(1, 0.5, 1)], [(2, 0.25, 2**70)], [(3, 7.0, 3)]]
     assert format_metric_files(files) == [b"1 0.5 1\n", b"2 0.25 1180591620717411303424\n", b"3 7.0 3\n"]
+
+
+# -- meta.yaml without PyYAML -------------------------------------------------------------------------
+
+TRICKY_VALUES = [
+    "Default", "clever-hare-703", "file:///tmp/mlruns/0", "/abs/path", "", " padded ", "it's", "''", "yes", "No",
+    "TRUE", "off", "null", "Null", "~", "1e3", "0x10", "1_000", "12", "-7", "007", ".inf", "2024-01-01", "1:20",
+    "a: b", "a #b", "#x", "- item", "[x]", "{x}", "*ref", "&anchor", "!tag", "%x", "@x", "`x`", "a\nb", "é", "модель",
+    "x" * 200, "a,b", "a'b", 'a"b', "tab\there", "?", ":", "=",
+]
+
+
+@pytest.mark.parametrize("value", TRICKY_VALUES)
+def test_meta_yaml_read_without_pyyaml_equals_pyyaml_or_defers_to_it(tmp_path: Path, value: str) -> None:
+    # The fast path must never read a file differently from PyYAML: where it is not sure, it says so.
+    import yaml
+
+    meta = {"name": value, "experiment_id": "123", "creation_time": 1700000000000, "trace_location": None, "tags": []}
+    data = dump_yaml(meta)
+    flat = _load_flat_yaml(data)
+    assert flat is None or flat == yaml.safe_load(data)
+    path = tmp_path / "meta.yaml"
+    path.write_bytes(data)
+    assert load_yaml(str(path)) == meta
+
+
+@given(st.dictionaries(st.from_regex(r"[a-z_]{1,12}", fullmatch=True), st.one_of(st.none(), st.integers(), st.text(), st.booleans(), st.floats(allow_nan=False)), max_size=8))
+def test_flat_meta_yaml_agrees_with_pyyaml_on_whatever_it_reads(meta: dict[str, object]) -> None:
+    import yaml
+
+    data = dump_yaml(meta)
+    flat = _load_flat_yaml(data)
+    assert flat is None or flat == yaml.safe_load(data)
+
+
+def test_the_meta_yaml_files_trackd_writes_read_without_pyyaml(tmp_path: Path) -> None:
+    run_meta: dict[str, object] = {
+        "artifact_uri": "file:///tmp/mlruns/1/abc/artifacts", "end_time": None, "entry_point_name": "",
+        "experiment_id": "559532333191673372", "lifecycle_stage": "active", "run_id": "a" * 32, "run_name": "clever-hare-703",
+        "run_uuid": "a" * 32, "source_name": "", "source_type": 4, "source_version": "", "start_time": 1795720756768,
+        "status": 1, "tags": [], "user_id": "root",
+    }
+    assert _load_flat_yaml(dump_yaml(run_meta)) == run_meta

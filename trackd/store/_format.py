@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -249,6 +250,9 @@ def load_yaml(path: str, *, sleep: Callable[[float], None] = time.sleep) -> dict
         if data.strip() or delay is None:
             break
         sleep(delay)
+    simple = _load_flat_yaml(data)
+    if simple is not None:
+        return simple
     yaml, _, loader = _yaml()
     try:
         loaded = yaml.load(data, Loader=loader)  # noqa: S506 (a safe loader)
@@ -261,6 +265,52 @@ def load_yaml(path: str, *, sleep: Callable[[float], None] = time.sleep) -> dict
             f"File {path!r} holds {type(loaded).__name__} {loaded!r:.60}, expected a YAML mapping."
         )
     return loaded
+
+
+# A line of a flat meta.yaml as yaml.safe_dump writes it, and the scalars read without PyYAML:
+# an int, null, [], a single-quoted string on one line, or a plain string that starts with a
+# letter or "/" and holds no character YAML gives a meaning (every other plain scalar, "1e3",
+# ".inf", "2024-01-01", may resolve to another type). YAML 1.1 reads these words as booleans or null.
+_FLAT_LINE = re.compile(r"([a-z_]+): (.*)")
+_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_PLAIN_STRING = re.compile(r"[A-Za-z/][A-Za-z0-9_./:@%+-]*")
+_YAML_WORDS = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
+
+
+def _load_flat_yaml(data: bytes) -> dict[str, Any] | None:
+    """``data`` read without PyYAML if it is a flat mapping of simple scalars, else None.
+
+    Importing PyYAML was ~11 ms of a short process that reads one meta.yaml (set_experiment,
+    start_run with a run id); every meta.yaml MLflow and trackd write is such a mapping unless a
+    value needs quoting, escaping or folding, and those fall back to PyYAML.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.endswith("\n"):
+        return None
+    result: dict[str, Any] = {}
+    for line in text[:-1].split("\n"):
+        match = _FLAT_LINE.fullmatch(line)
+        if match is None or match.group(1) in result:
+            return None
+        key, raw = match.groups()
+        value: Any
+        if raw == "null":
+            value = None
+        elif raw == "[]":
+            value = []
+        elif _INT.fullmatch(raw):
+            value = int(raw)
+        elif len(raw) >= 2 and raw[0] == raw[-1] == "'" and "'" not in raw[1:-1].replace("''", ""):
+            value = raw[1:-1].replace("''", "'")
+        elif _PLAIN_STRING.fullmatch(raw) and raw.lower() not in _YAML_WORDS:
+            value = raw
+        else:
+            return None
+        result[key] = value
+    return result
 
 
 def experiment_to_meta(experiment: Experiment) -> dict[str, Any]:
