@@ -77,6 +77,26 @@ def test_status_shows_pid_clients_counts_backlog_and_errors(paths: DaemonPaths, 
     assert f"client        pid {os.getpid()}@test connected, batch 1/1 written, store {store}" in out
 
 
+def test_status_lists_connected_clients_and_only_the_first_ten_gone(paths: DaemonPaths, store: Path) -> None:
+    # After a benchmark suite, status printed a line for each of hundreds of finished processes.
+    start(paths)
+    live = RawClient(paths.socket)
+    try:
+        assert isinstance(live.hello(str(store), client_id="live"), Welcome)
+        for number in range(13):
+            gone = RawClient(paths.socket)
+            assert isinstance(gone.hello(str(store), client_id=f"gone-{number}"), Welcome)
+            gone.close()
+        wait_for(lambda: query_status(paths.socket)["clients_connected"] == 1, message="the 13 to leave")
+        result = trackd_cli("daemon", "status", "--socket", str(paths.socket))
+    finally:
+        live.close()
+    lines = result.stdout.splitlines()
+    assert len([line for line in lines if line.strip().startswith("client        pid") and " connected," in line]) == 1
+    assert len([line for line in lines if " gone, " in line]) == 10
+    assert "... and 3 more gone (--json lists every client)" in result.stdout
+
+
 def test_status_json_parses(paths: DaemonPaths) -> None:
     pid = start(paths)
     result = trackd_cli("daemon", "status", "--socket", str(paths.socket), "--json")

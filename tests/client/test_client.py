@@ -255,6 +255,16 @@ def test_a_directory_with_one_unloggable_name_logs_none_of_its_files(
     assert client.list_artifacts(run_id) == []
 
 
+def test_an_absolute_artifact_path_is_refused_as_log_text_refuses_it(client: Client, tmp_path: Path) -> None:
+    run_id = client.create_run().info.run_id
+    source = tmp_path / "a.txt"
+    source.write_text("a")
+    with pytest.raises(InvalidArgument, match="no leading '/'"):
+        client.log_artifact(run_id, source, artifact_path="/etc")
+    client.log_artifact(run_id, source, artifact_path="plots/")  # a trailing slash is fine
+    assert [f.path for f in client.list_artifacts(run_id)] == ["plots"]
+
+
 # -- delivery -------------------------------------------------------------------------------------
 
 

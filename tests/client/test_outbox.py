@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 
-from trackd.client._outbox import BARRIER, Request, next_chunk
+import pytest
+
+from trackd.client._outbox import BARRIER, Request, events, next_chunk
 from trackd.protocol import ARTIFACT, METRIC, PARAM, Record
 
 
@@ -45,3 +47,18 @@ def test_the_byte_estimate_bounds_a_chunk_of_metric_points() -> None:
 
 def test_an_empty_buffer_gives_an_empty_chunk() -> None:
     assert next_chunk(collections.deque(), 100, 1 << 20) == ([], None)
+
+
+@pytest.mark.parametrize(
+    ("count", "verb", "more", "expected"),
+    [
+        (1, "were not delivered", False, "1 event was not delivered"),
+        (3, "were not delivered", True, "3 more events were not delivered"),
+        (1, "are held", False, "1 event is held"),
+        (0, "", False, "0 events"),
+        (1, "", False, "1 event"),
+    ],
+)
+def test_warnings_count_events_in_good_english(count: int, verb: str, more: bool, expected: str) -> None:
+    # A reviewer's stderr said "Holding 1 events and retrying".
+    assert events(count, verb, more=more) == expected

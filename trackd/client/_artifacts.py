@@ -97,4 +97,6 @@ def _check_name(path: str) -> str:
 
 
 def _join(prefix: str | None, name: str) -> str:
-    return f"{prefix.strip('/')}/{name}" if prefix else name
+    # A trailing "/" is tolerated; a leading one is kept, for _check_name to refuse as log_text
+    # does (it was stripped: artifact_path="/etc" logged under etc/ without a word).
+    return f"{prefix.rstrip('/')}/{name}" if prefix else name

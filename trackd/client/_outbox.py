@@ -113,6 +113,15 @@ def record_size(record: Record) -> int:
     return size
 
 
+def events(count: int, verb: str = "", *, more: bool = False) -> str:
+    """``count`` events for a warning, with ``verb`` ("are ...", "were ...") agreeing: "1 event
+    was not delivered", "3 more events were not delivered"."""
+    noun = ("more " if more else "") + ("event" if count == 1 else "events")
+    if count == 1 and verb:
+        verb = verb.replace("were", "was", 1) if verb.startswith("were") else verb.replace("are", "is", 1)
+    return f"{count} {noun} {verb}" if verb else f"{count} {noun}"
+
+
 def warn(message: str) -> None:
     """One line on stderr: trackd is quiet unless something needs the user's attention."""
     print(f"trackd: {message}", file=sys.stderr, flush=True)

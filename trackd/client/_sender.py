@@ -32,7 +32,7 @@ from ..protocol import CREATE_RUN, SET_TERMINATED, Event, Flush, Record
 from ._config import ClientConfig
 from ._ledger import Ledger
 from ._names import random_id
-from ._outbox import BARRIER, FlushReport, Request, warn
+from ._outbox import BARRIER, FlushReport, Request, events, warn
 from ._sender_thread import SenderThread
 from ._spill import Spill
 from ._transport import Interrupt
@@ -297,7 +297,7 @@ class Sender(SenderThread):
             self._warned_full = True
         if first:
             warn(
-                f"the event buffer is full ({len(self.buffer)} events) because the daemon is not keeping up; "
+                f"the event buffer is full ({events(len(self.buffer))}) because the daemon is not keeping up; "
                 "logging calls wait for room (TRACKD_ON_FULL=block)."
             )
         with self._cond:
@@ -312,7 +312,7 @@ class Sender(SenderThread):
                 if remaining is not None and remaining <= 0:
                     raise FlushTimeout(
                         f"The trackd daemon did not answer within {timeout:g} s; "
-                        f"{self._pending_locked()} events are still on their way to the store."
+                        f"{events(self._pending_locked(), 'are still on the way')} to the store."
                     )
                 self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
         if req.error is not None:
@@ -361,7 +361,7 @@ class Sender(SenderThread):
             return
         remaining = timeout - (time.monotonic() - start)
         if remaining > 0:
-            warn(f"waiting up to {remaining:.0f} s for {self.pending()} events to reach the daemon at {path}.")
+            warn(f"waiting up to {remaining:.0f} s for {events(self.pending())} to reach the daemon at {path}.")
             try:
                 self.flush(timeout=remaining, take_failures=take_failures)
                 return
@@ -369,10 +369,10 @@ class Sender(SenderThread):
                 pass
             except DaemonUnavailable as exc:
                 if not self._spill.spooling:  # the spool already said where the events are
-                    warn(f"{self.pending()} events were not delivered: {exc}")
+                    warn(f"{events(self.pending(), 'were not delivered')}: {exc}")
                 return
             except TrackdError as exc:
-                warn(f"{self.pending()} events were not delivered: {exc}")
+                warn(f"{events(self.pending(), 'were not delivered')}: {exc}")
                 return
         self._give_up_on_daemon(f"the daemon at {path} did not answer within {timeout:g} s", final=final)
 
@@ -405,7 +405,7 @@ class Sender(SenderThread):
         if held > 0 and held != self._held_reported:
             self._held_reported = held
             warn(
-                f"{held} events were not delivered: {reason}; they are not in the spool file but held in "
+                f"{events(held, 'were not delivered')}: {reason}; they are not in the spool file but held in "
                 "memory, and are lost if this process exits."
             )
 

@@ -19,7 +19,7 @@ from ..protocol import NEED_DATA, Ack, Connection, ConnectionClosed, Dropped, Ev
 from ._config import ClientConfig
 from ._launcher import DaemonExited, start_daemon
 from ._ledger import Ledger
-from ._outbox import BARRIER, Request, batch_of, log_exception, next_chunk, warn
+from ._outbox import BARRIER, Request, batch_of, events, log_exception, next_chunk, warn
 from ._spill import Spill
 from ._transport import Interrupt, Transport, empty_pipe, gave_up_error, handshake, make_hello
 
@@ -247,7 +247,7 @@ class SenderThread:
             if not self._nothing_to_deliver():
                 self._warned_unavailable = True
                 held = self.pending()
-                warn(f"{exc} Holding {held} events and retrying." if held else f"{exc} Retrying.")
+                warn(f"{exc} Holding {events(held)} and retrying." if held else f"{exc} Retrying.")
 
     def _read_replies(self) -> None:
         transport, protocol = self._transport, self._protocol

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import DaemonUnavailable
 from ._config import ClientConfig
-from ._outbox import warn
+from ._outbox import events, warn
 from ._spool import Spool, deliver_orphans_in_background
 from ._transport import make_hello
 
@@ -109,7 +109,7 @@ class Spill:
             return
         self._announced = True
         warn(
-            f"no daemon answers at {self._config.socket_path}; {self._spool.records} events spooled to "
+            f"no daemon answers at {self._config.socket_path}; {events(self._spool.records)} spooled to "
             f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync`."
         )
 
@@ -146,14 +146,14 @@ class Spill:
                 "so none were spooled."
             )
         return DaemonUnavailable(
-            f"No trackd daemon answers at {self._config.socket_path} ({reason}); {self.records} events are "
+            f"No trackd daemon answers at {self._config.socket_path} ({reason}); {events(self.records, 'are')} "
             f"spooled to {self._path()} and delivered when a daemon answers (or by `trackd sync`)."
         )
 
     def gave_up_message(self, count: int, reason: str, *, more: bool) -> str:
         """The one line a flush that gave up prints: how many events, why, and where they are."""
         return (
-            f"{count} {'more ' if more else ''}events were not delivered: {reason}; they are spooled to "
+            f"{events(count, 'were not delivered', more=more)}: {reason}; they are spooled to "
             f"{self._path()} and delivered when a daemon answers, or by `trackd sync`."
             + ("" if more else " Until then, what follows is spooled there too, counted when this process closes its clients.")
         )
@@ -162,7 +162,7 @@ class Spill:
         """What a flush gets when the spool file cannot be written and ``held`` events stay in memory."""
         return DaemonUnavailable(
             f"No trackd daemon answers ({reason}) and events cannot be spooled to {self._path()} ({exc}); "
-            f"{held} events are held in memory and sent when a daemon answers."
+            f"{events(held, 'are held')} in memory and sent when a daemon answers."
         )
 
     def warn_unwritable(self, exc: OSError) -> None:
