@@ -12,7 +12,7 @@ import pytest
 from helpers import DaemonProcess, child_env, create_run_record, metric_records, run_python, wait_for
 
 from trackd.client._spool import sync_spools
-from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, encode_frame
+from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, RecordKind, encode_frame
 from trackd.store import StoreReader
 
 POINTS = 10_000
@@ -109,7 +109,9 @@ def test_a_spool_written_by_an_older_protocol_version_is_delivered_after_an_upgr
     # This used to be refused with version_mismatch for ever: the spool's own Hello was replayed.
     run_id = "0123456789abcdef0123456789abcdef"
     hello = Hello(protocol_version=1, client_id="old-client", pid=1, host="", store_root=str(store))
-    batch = Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 5)])
+    # Protocol 2's SET_TERMINATED had no keep_failure field.
+    ended = (RecordKind.SET_TERMINATED.value, run_id, 3, 1_700_000_000_000)
+    batch = Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 5), ended])
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir()
     (spool_dir / "old-client.spool").write_bytes(encode_frame(hello) + encode_frame(batch))
@@ -117,6 +119,7 @@ def test_a_spool_written_by_an_older_protocol_version_is_delivered_after_an_upgr
     assert result.error is None and result.batches == 1, result
     assert _spool_files(spool_dir) == []
     assert [m.step for m in StoreReader(store).get_metric_history(run_id, "loss")] == list(range(5))
+    assert StoreReader(store).get_run(run_id).info.status == "FINISHED"
 
 
 def _old_spool(spool_dir: Path, store: Path, run_id: str) -> Path:

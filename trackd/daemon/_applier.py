@@ -207,7 +207,8 @@ class Applier:
                     )
                 elif kind == SET_TERMINATED:
                     status = validate_run_status(record[2])
-                    batch.terminations.append(Termination(origin, run_id, int(status), record[3], record[4]))
+                    keep_failure = len(record) > 4 and record[4]  # absent in a protocol 2 spool
+                    batch.terminations.append(Termination(origin, run_id, int(status), record[3], keep_failure))
                 elif kind == ARTIFACT:
                     path = validate_artifact_path(record[2])
                     batch.artifacts.append(ArtifactWrite(origin, run_id, path, record[3], record[4]))

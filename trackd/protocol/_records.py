@@ -150,7 +150,7 @@ def _check_set_terminated(record: Record) -> None:
     _name(record, 1, "run_id")
     _int64(record, 2, "status", 0)
     _int64(record, 3, "end_time_ms", 0)
-    if type(record[4]) is not bool:
+    if len(record) > _LEGACY_SET_TERMINATED_LENGTH and type(record[4]) is not bool:
         raise LocalProtocolError(f"{_label(record)} field 'keep_failure' must be true or false, got {_show(record[4])}.")
 
 
@@ -221,6 +221,9 @@ _CHECKS: dict[int, Callable[[Record], None]] = {
     METRIC_SERIES: _check_metric_series,
 }
 _LENGTHS: dict[int, int] = {kind.value: len(fields) + 1 for kind, fields in RECORD_FIELDS.items()}
+# SET_TERMINATED without keep_failure, as protocol 2 wrote it: still read (as False), so that a
+# spool file an older trackd left behind is delivered after an upgrade.
+_LEGACY_SET_TERMINATED_LENGTH = 4
 
 
 def check_record(record: object) -> None:
@@ -234,7 +237,7 @@ def check_record(record: object) -> None:
         raise LocalProtocolError(
             f"Unknown record kind {_show(kind)}; expected one of {sorted(_CHECKS)}."
         )
-    if len(record) != _LENGTHS[kind]:
+    if len(record) != _LENGTHS[kind] and not (kind == SET_TERMINATED and len(record) == _LEGACY_SET_TERMINATED_LENGTH):
         raise LocalProtocolError(
             f"{_label(record)} has {len(record) - 1} fields; expected {_LENGTHS[kind] - 1} "
             f"({', '.join(RECORD_FIELDS[RecordKind(kind)])})."
