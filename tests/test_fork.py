@@ -122,7 +122,19 @@ if __name__ == "__main__":
 
 # multiprocessing's fork children leave through os._exit and clear multiprocessing.util's
 # finalizer registry after trackd's at-fork hook ran; this used to lose the points still
-# buffered when the target returned (the Sender now registers its Finalize after that clear).
+# buffered when the target returned (the finalizer is now registered after that clear, by an
+# after-fork callback: _lifecycle.prepare_multiprocessing_child).
+
+
+def _run_job(source: str, daemon: DaemonProcess, store: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` as tmp_path/job.py (a file, not -c: spawn children import the main module to
+    find their target), logging through the test's daemon into ``store``."""
+    job = tmp_path / "job.py"
+    job.write_text(source)
+    return subprocess.run(
+        [sys.executable, str(job), *args], env=child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store)),
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
 
 
 @pytest.mark.parametrize(
@@ -133,14 +145,8 @@ if __name__ == "__main__":
 def test_workers_started_after_start_run_log_to_the_parents_run_exactly_once(
     script: str, daemon: DaemonProcess, store: Path, tmp_path: Path
 ) -> None:
-    # A file, not -c: spawn children import the main module to find their target.
-    job = tmp_path / "job.py"
     constants = f"WORKERS, PARENT_POINTS, WORKER_POINTS = {WORKERS}, {PARENT_POINTS}, {WORKER_POINTS}\n"
-    job.write_text(constants + textwrap.dedent(script))
-    result = subprocess.run(
-        [sys.executable, str(job)], env=child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store)),
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )
+    result = _run_job(constants + textwrap.dedent(script), daemon, store, tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
     assert report["exits"] == [0] * WORKERS, result.stderr
@@ -191,12 +197,8 @@ if __name__ == "__main__":
 def test_children_whose_first_client_is_made_after_the_fork_deliver_everything_at_exit(
     method: str, daemon: DaemonProcess, store: Path, tmp_path: Path
 ) -> None:
-    job = tmp_path / "job.py"
-    job.write_text(f"WORKERS, WORKER_POINTS = {WORKERS}, {WORKER_POINTS}\n" + textwrap.dedent(FIRST_CLIENT_IN_CHILD))
-    result = subprocess.run(
-        [sys.executable, str(job), method], env=child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store)),
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )
+    constants = f"WORKERS, WORKER_POINTS = {WORKERS}, {WORKER_POINTS}\n"
+    result = _run_job(constants + textwrap.dedent(FIRST_CLIENT_IN_CHILD), daemon, store, tmp_path, method)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
     assert report["exits"] == [0] * WORKERS
@@ -243,14 +245,74 @@ if __name__ == "__main__":
 def test_a_worker_blocked_in_c_still_handles_a_sigterm_another_thread_took(
     daemon: DaemonProcess, store: Path, tmp_path: Path
 ) -> None:
-    job = tmp_path / "job.py"
-    job.write_text(textwrap.dedent(SIGTERM_ON_ANOTHER_THREAD))
-    result = subprocess.run(
-        [sys.executable, str(job)], env=child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store)),
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )
+    result = _run_job(textwrap.dedent(SIGTERM_ON_ANOTHER_THREAD), daemon, store, tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
     assert not report["hung"] and report["exit"] == -15, report  # trackd's handler ran, then re-raised
     [run] = MlflowClient(tracking_uri=str(store)).search_runs(["0"])
     assert run.data.metrics == {"loss": 0.5} and run.info.status == "KILLED"
+
+
+# A spawn child leaves through sys.exit: atexit runs after its non-daemon threads are joined. A
+# multiprocessing finalizer ran before that join, closed the clients, and the points a thread
+# logged afterwards went into new, implicit runs.
+SPAWN_CHILD_WITH_A_THREAD = """
+import json, multiprocessing, sys, threading, time, uuid, trackd
+
+def work(run_id):
+    trackd.start_run(run_id=run_id)
+    def late():
+        for step in range(20):
+            time.sleep(0.01)
+            trackd.log_metric("late", float(step), step=step)
+    threading.Thread(target=late).start()  # not a daemon thread: the interpreter waits for it
+
+if __name__ == "__main__":
+    run_id = uuid.uuid4().hex
+    child = multiprocessing.get_context("spawn").Process(target=work, args=(run_id,))
+    child.start()
+    child.join(timeout=60)
+    print(json.dumps({"run_id": run_id, "exit": child.exitcode}))
+"""
+
+# A multiprocessing child whose target raises: multiprocessing prints the traceback and exits 1
+# without setting sys.last_value, so the exit hook read it as a clean exit (FINISHED).
+FAILING_CHILD = """
+import json, multiprocessing, sys, trackd
+
+def work():
+    run = trackd.start_run()
+    print(run.info.run_id, flush=True)
+    trackd.log_metric("loss", 1.0)
+    raise ValueError("diverged")
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context(sys.argv[1]).Process(target=work)
+    child.start()
+    child.join(timeout=60)
+    print(json.dumps({"exit": child.exitcode}))
+"""
+
+
+def test_a_spawn_child_delivers_what_its_threads_log_after_its_target_returned(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    result = _run_job(textwrap.dedent(SPAWN_CHILD_WITH_A_THREAD), daemon, store, tmp_path)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["exit"] == 0
+    mlflow = MlflowClient(tracking_uri=str(store))
+    assert [run.info.run_id for run in mlflow.search_runs(["0"])] == [report["run_id"]]
+    assert [m.step for m in mlflow.get_metric_history(report["run_id"], "late")] == list(range(20))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_multiprocessing_child_whose_target_raises_ends_its_run_failed(
+    method: str, daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    result = _run_job(textwrap.dedent(FAILING_CHILD), daemon, store, tmp_path, method)
+    assert result.returncode == 0 and "ValueError: diverged" in result.stderr, result.stderr
+    run_id, report = result.stdout.splitlines()[0], json.loads(result.stdout.splitlines()[-1])
+    assert report["exit"] == 1
+    run = MlflowClient(tracking_uri=str(store)).get_run(run_id)
+    assert (run.info.status, run.data.metrics) == ("FAILED", {"loss": 1.0})

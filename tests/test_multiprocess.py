@@ -169,11 +169,13 @@ with trackd.start_run(run_id=os.environ["SHARED_RUN_ID"]):
 
 
 @pytest.mark.timeout(120)
-def test_a_run_another_rank_failed_stays_failed_when_rank_0_ends_it_normally(
-    daemon: DaemonProcess, tmp_path: Path, start_children: StartChildren
+@pytest.mark.parametrize("rank0_ends", ["normally", "by-sigterm"])
+def test_a_run_another_rank_failed_stays_failed_when_rank_0_ends_it(
+    daemon: DaemonProcess, tmp_path: Path, start_children: StartChildren, rank0_ends: str
 ) -> None:
     # Rank 1's exception marked the run FAILED; rank 0, leaving its block normally a moment later,
-    # ended it FINISHED over that, and nothing in the run said a rank had failed.
+    # ended it FINISHED over that, and nothing in the run said a rank had failed. torchrun SIGTERMs
+    # the other ranks when one fails: rank 0's KILLED hid the FAILED the same way.
     run_id = uuid.uuid4().hex
     release = tmp_path / "release"
     env = {"SHARED_RUN_ID": run_id, "RELEASE_FILE": str(release), "TRACKD_AUTOSTART": "0"}
@@ -184,8 +186,13 @@ def test_a_run_another_rank_failed_stays_failed_when_rank_0_ends_it_normally(
     assert rank1.returncode == 1 and "rank 1 ran out of memory" in err
     mlflow = MlflowClient(tracking_uri=str(tmp_path / "mlruns"))
     assert mlflow.get_run(run_id).info.status == "FAILED"
-    release.touch()
-    wait_children([rank0])
+    if rank0_ends == "normally":
+        release.touch()
+        wait_children([rank0])
+    else:
+        rank0.send_signal(signal.SIGTERM)
+        rank0.communicate(timeout=60)
+        assert rank0.returncode == -signal.SIGTERM
     run = mlflow.get_run(run_id)
     assert run.info.status == "FAILED"
     assert run.data.metrics == {"rank0/loss": 1.0, "rank1/loss": 1.0}

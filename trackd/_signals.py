@@ -11,6 +11,7 @@ the main thread's wait instead, and the handler runs.
 from __future__ import annotations
 
 import signal
+import threading
 
 # The asynchronous signals a program may handle in Python (faults such as SIGSEGV go to the
 # thread that caused them, and SIGKILL and SIGSTOP cannot be blocked).
@@ -20,9 +21,14 @@ MAIN_THREAD_SIGNALS = frozenset({
 })
 
 
-def leave_signals_to_the_main_thread() -> None:
-    """Block MAIN_THREAD_SIGNALS in the calling (non-main) thread."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, MAIN_THREAD_SIGNALS)
+def start_without_signals(thread: threading.Thread) -> None:
+    """Start ``thread`` with MAIN_THREAD_SIGNALS blocked from its first instruction (it inherits
+    the mask of the thread that starts it, which is restored at once)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, MAIN_THREAD_SIGNALS)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def take_signals() -> None:

@@ -108,6 +108,17 @@ def test_flat_meta_yaml_agrees_with_pyyaml_on_whatever_it_reads(meta: dict[str, 
     assert flat is None or flat == yaml.safe_load(data)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["yes: 1\n", "null: a\n", "on: x\n", "a: 'x\ry'\n", "a: 'x\x85y'\n", "a: 'x\u2028y'\n", "a: abc:\n", "a: /x:\n",
+     "a: 'x\x01y'\n", "a: 'x\x7fy'\n", "a: x\tb\n"],
+)
+def test_flat_meta_yaml_leaves_to_pyyaml_what_pyyaml_reads_differently_or_refuses(text: str) -> None:
+    # A second reviewer's counterexamples: each was read here while PyYAML gives another value
+    # (a key True or None, a folded line break) or an error.
+    assert _load_flat_yaml(text.encode("utf-8")) is None
+
+
 def test_the_meta_yaml_files_trackd_writes_read_without_pyyaml(tmp_path: Path) -> None:
     run_meta: dict[str, object] = {
         "artifact_uri": "file:///tmp/mlruns/1/abc/artifacts", "end_time": None, "entry_point_name": "",

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import _lifecycle
 from ._lifecycle import EXIT_HOOKS, ClientState
 from ._operations import RunOperations, settle
 
@@ -91,7 +92,7 @@ class ActiveRun:
             if self in _runs:
                 while _runs and _runs[-1] is not self:
                     end_run()
-                end_run(status)
+                _end_run(status, keep_failure=True)
 
 
 # -- tracking URI and experiments -------------------------------------------------------------------
@@ -249,9 +250,15 @@ def start_run(
 def end_run(status: str | None = None) -> None:
     """End the active run and wait (boundedly) until what was logged to it is in the store.
 
-    Without ``status`` the run is ended FINISHED by the process that owns it; an attached
-    process only detaches.
+    Without ``status`` the run is ended FINISHED by the process that owns it, unless another
+    process (a rank, a worker) failed or killed it meanwhile; an attached process only detaches.
     """
+    _end_run(status, keep_failure=status is None)
+
+
+def _end_run(status: str | None, *, keep_failure: bool) -> None:
+    """end_run; ``keep_failure``: a run another process already failed or killed stays so (every
+    end trackd makes by itself: a block's exit, interpreter exit, SIGTERM)."""
     with _lock:
         if not _runs:
             return
@@ -262,11 +269,8 @@ def end_run(status: str | None = None) -> None:
 
             validate_run_status(status)  # a bad status leaves the run active, to be ended again
         _runs.pop()
-        if status is not None:
-            client.set_terminated(active.run_id, status)
-        elif active.owns:
-            # FINISHED, unless another process (a rank, a worker) failed the run meanwhile.
-            client._terminate(active.run_id, FINISHED, None, keep_failure=True)
+        if status is not None or active.owns:
+            client._terminate(active.run_id, status or FINISHED, None, keep_failure=keep_failure)
         # A client the fluent API no longer uses (set_tracking_uri moved on) has nothing left to do.
         retired = client is not _client and all(run.client is not client for run in _runs)
     if retired:
@@ -435,19 +439,20 @@ def _system_tags() -> dict[str, str]:
 def _end_runs_at_exit(status: str | None = None) -> None:
     """End the runs this process owns: FAILED after an uncaught exception, KILLED after Ctrl-C or SIGTERM.
 
-    Runs it only attached to (another rank's, a forked parent's) are left to their owner.
+    Runs it only attached to (another rank's, a forked parent's) are left to their owner. A run
+    another process already failed or killed keeps that status: when one rank fails, torchrun
+    SIGTERMs the others, whose KILLED must not hide the FAILED that caused it.
     """
     if status is None:
         last = getattr(sys, "last_value", None)
         if last is None:
-            status = FINISHED
+            status = _lifecycle.child_failure or FINISHED
         elif isinstance(last, KeyboardInterrupt):
             status = KILLED
         else:
             status = FAILED
     while _runs:
-        # No status for a clean exit: end_run's default keeps a failure another process recorded.
-        end_run(status if _runs[-1].owns and status != FINISHED else None)
+        _end_run(status if _runs[-1].owns else None, keep_failure=True)
 
 
 def _after_fork_in_child() -> None:

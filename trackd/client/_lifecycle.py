@@ -47,9 +47,11 @@ SENDERS_LOCK = threading.RLock()
 
 
 def _new_lock_in_child() -> None:
-    global SENDERS_LOCK
+    global SENDERS_LOCK, _SIGTERM_LOCK
     SENDERS_LOCK = threading.RLock()
+    _SIGTERM_LOCK = threading.Lock()
     _forget_watch_in_child()
+    _restore_mask_after_fork()
     if "multiprocessing" in sys.modules:
         # A multiprocessing child (fork start method) runs its after-fork callbacks once it knows
         # it is one (Process._bootstrap): there, exit the way a multiprocessing child exits.
@@ -99,8 +101,9 @@ def prepare_multiprocessing_child() -> None:
 
     Its fork and forkserver children leave through os._exit, which skips atexit: a client made in
     the child after the fork lost everything it buffered, silently. multiprocessing runs its
-    finalizers there instead, so one is registered that does what atexit does (runs are ended,
-    clients deliver within TRACKD_EXIT_TIMEOUT), once per process; and the SIGTERM watcher below
+    finalizers there instead, so one is registered, once per process, that notes whether the
+    target raised and, in those children, does what atexit does (runs are ended, FAILED if it
+    raised; clients deliver within TRACKD_EXIT_TIMEOUT); and the SIGTERM watcher below
     is started once the handler is ours. Called by Client.__init__ and, in a forked child, by the
     after-fork callback above.
     """
@@ -131,6 +134,7 @@ _prepared_pid = 0
 SIGTERM_NUDGE_INTERVAL = 0.1
 MAX_SIGTERM_NUDGES = 50
 _watch_fds: tuple[int, int] | None = None
+_SIGTERM_LOCK = threading.Lock()
 
 
 def _watch_sigterm() -> None:
@@ -155,15 +159,14 @@ def _watch_sigterm() -> None:
     _watch_fds = (read_fd, write_fd)
     main_thread = threading.main_thread().ident
     assert main_thread is not None
-    threading.Thread(
+    from .._signals import start_without_signals
+
+    start_without_signals(threading.Thread(
         target=_nudge_on_sigterm, args=(read_fd, main_thread), name="trackd-sigterm-watch", daemon=True
-    ).start()
+    ))
 
 
 def _nudge_on_sigterm(read_fd: int, main_thread: int) -> None:
-    from .._signals import leave_signals_to_the_main_thread
-
-    leave_signals_to_the_main_thread()
     nudges = 0
     while nudges < MAX_SIGTERM_NUDGES:
         try:
@@ -176,13 +179,39 @@ def _nudge_on_sigterm(read_fd: int, main_thread: int) -> None:
             continue
         while nudges < MAX_SIGTERM_NUDGES:
             time.sleep(SIGTERM_NUDGE_INTERVAL)
-            if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
-                break  # it ran (and set SIGTERM's default action), or the program replaced it
-            nudges += 1
-            try:
-                signal.pthread_kill(main_thread, signal.SIGTERM)
-            except OSError:
-                return
+            # Under the lock _on_sigterm takes before it sets SIGTERM's default action: a nudge
+            # sent just after that would kill the process in the middle of its delivery.
+            with _SIGTERM_LOCK:
+                if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+                    break  # it ran (and set SIGTERM's default action), or the program replaced it
+                nudges += 1
+                try:
+                    signal.pthread_kill(main_thread, signal.SIGTERM)
+                except OSError:
+                    return
+
+
+# A child forked by a process with a watcher writes its signals into the parent's wakeup pipe until
+# its at-fork hook resets that: a SIGTERM for the child in between (Pool.terminate() just after the
+# pool forked a replacement worker) would make the parent's watcher SIGTERM the parent. The forking
+# thread blocks SIGTERM across fork(); the child unblocks it once the pipe is forgotten.
+_mask_before_fork: set[int | signal.Signals] | None = None
+
+
+def _block_sigterm_before_fork() -> None:
+    global _mask_before_fork
+    if _watch_fds is not None:
+        _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _restore_mask_after_fork() -> None:
+    global _mask_before_fork
+    if _mask_before_fork is not None:
+        mask, _mask_before_fork = _mask_before_fork, None
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+os.register_at_fork(before=_block_sigterm_before_fork, after_in_parent=_restore_mask_after_fork)
 
 
 def _forget_watch_in_child() -> None:
@@ -207,9 +236,33 @@ def _in_multiprocessing_child() -> bool:
     return multiprocessing is not None and multiprocessing.parent_process() is not None
 
 
+def _exits_through_os_exit() -> bool:
+    """Whether this multiprocessing child leaves through os._exit (fork, forkserver), skipping
+    atexit. A spawn child leaves through sys.exit: atexit runs after its non-daemon threads are
+    joined, where a finalizer ran before, and lost what those threads logged after it."""
+    import multiprocessing
+
+    method = getattr(multiprocessing.current_process(), "_start_method", None)
+    return (method or multiprocessing.get_start_method(allow_none=True)) != "spawn"
+
+
+# "FAILED" or "KILLED" when this multiprocessing child's target raised: the fluent exit hook reads
+# it where sys.last_value (an uncaught exception's) is not set.
+child_failure: str | None = None
+
+
 def _exit_multiprocessing_child() -> None:
-    _run_exit_hooks(None)
-    close_all_clients()
+    global child_failure
+    # The target's exception, if any, is being handled around the finalizers (Process._bootstrap
+    # runs them in a finally): sys.last_value, which atexit's hook reads, is never set here.
+    error = sys.exc_info()[1]
+    if error is not None and not (isinstance(error, SystemExit) and error.code in (0, None)):
+        child_failure = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+    if _exits_through_os_exit():
+        _run_exit_hooks(child_failure)
+        close_all_clients()
+    # A spawn child goes on to sys.exit: atexit ends its runs and closes its clients after its
+    # non-daemon threads are joined (a finalizer closing them here lost what those threads logged).
 
 
 def _run_exit_hooks(status: str | None) -> None:
@@ -230,7 +283,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
     buffered would be lost. This handler is installed only where SIGTERM had its default action,
     and it re-raises the signal afterwards, so the exit status stays "killed by SIGTERM".
     """
-    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM kills at once
+    with _SIGTERM_LOCK:  # (see _nudge_on_sigterm)
+        signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM kills at once
     try:
         _run_exit_hooks("KILLED")
         close_all_clients()

@@ -27,6 +27,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._signals import start_without_signals
 from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
 from ..protocol import CREATE_RUN, SET_TERMINATED, Event, Flush, Record
 from ._config import ClientConfig
@@ -260,7 +261,7 @@ class Sender(SenderThread):
                 raise RuntimeError("Cannot log through a trackd client after close().")
             self.wake_at = self._early_wake()
             self._thread = threading.Thread(target=self._run, name="trackd-sender", daemon=True)
-            self._thread.start()
+            start_without_signals(self._thread)  # the main thread's to handle (trackd/_signals.py)
 
     def _poke(self) -> None:
         try:

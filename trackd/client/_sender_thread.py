@@ -13,7 +13,6 @@ import select
 import threading
 import time
 
-from .._signals import leave_signals_to_the_main_thread
 from ..errors import DaemonUnavailable, LocalProtocolError
 from ..protocol import NEED_DATA, Ack, Connection, ConnectionClosed, Dropped, Event, Record, encode_frame
 from ._config import ClientConfig
@@ -92,7 +91,6 @@ class SenderThread:
     # -- the sender thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        leave_signals_to_the_main_thread()
         backoff = 0.05
         while True:
             try:
@@ -103,6 +101,7 @@ class SenderThread:
                         # A daemon that went away (`trackd daemon stop`, an upgrade) is started
                         # again only once there is something to send: an idle process restarted
                         # it at once, so it could not be stopped while any client lived.
+                        self._spill.idle()
                         self._sleep(self.config.flush_interval)
                     else:
                         self._connect()

@@ -57,6 +57,11 @@ class Spill:
         if self._unavailable_since is None:
             self._unavailable_since = time.monotonic()
 
+    def idle(self) -> None:
+        """Nothing waits for a daemon: an outage is counted from the next attempt (events logged
+        hours after a `trackd daemon stop` were spooled at once, without a connect_timeout's wait)."""
+        self._unavailable_since = None
+
     def answered(self) -> None:
         """A daemon answers again: the outage is over, and new events go to it."""
         self._unavailable_since = None

@@ -292,9 +292,10 @@ def _load_flat_yaml(data: bytes) -> dict[str, Any] | None:
         return None
     result: dict[str, Any] = {}
     for line in text[:-1].split("\n"):
-        match = _FLAT_LINE.fullmatch(line)
-        if match is None or match.group(1) in result:
-            return None
+        # Not printable: a tab, and \r, \x85, \u2028, which YAML also takes for line breaks.
+        match = _FLAT_LINE.fullmatch(line) if line.isprintable() else None
+        if match is None or match.group(1) in result or match.group(1) in _YAML_WORDS:
+            return None  # (a key "yes" or "null" is a boolean or None to YAML)
         key, raw = match.groups()
         value: Any
         if raw == "null":
@@ -305,7 +306,7 @@ def _load_flat_yaml(data: bytes) -> dict[str, Any] | None:
             value = int(raw)
         elif len(raw) >= 2 and raw[0] == raw[-1] == "'" and "'" not in raw[1:-1].replace("''", ""):
             value = raw[1:-1].replace("''", "'")
-        elif _PLAIN_STRING.fullmatch(raw) and raw.lower() not in _YAML_WORDS:
+        elif _PLAIN_STRING.fullmatch(raw) and raw.lower() not in _YAML_WORDS and not raw.endswith(":"):
             value = raw
         else:
             return None
