@@ -46,7 +46,9 @@ SENDERS: dict[tuple[object, ...], Sender] = {}
 SENDERS_LOCK = threading.RLock()
 
 
-def _new_lock_in_child() -> None:
+def _reset_in_forked_child() -> None:
+    """Locks another thread may have held at the fork, the parent's SIGTERM watcher, and how a
+    multiprocessing child will exit."""
     global SENDERS_LOCK, _SIGTERM_LOCK
     SENDERS_LOCK = threading.RLock()
     _SIGTERM_LOCK = threading.Lock()
@@ -71,7 +73,7 @@ def _prepare_forked_child(_token: object) -> None:
     prepare_multiprocessing_child()
 
 
-os.register_at_fork(after_in_child=_new_lock_in_child)
+os.register_at_fork(after_in_child=_reset_in_forked_child)
 
 # Called with the run status before clients close at exit or on SIGTERM (the fluent API ends its runs).
 EXIT_HOOKS: list[Callable[[str | None], None]] = []
