@@ -223,3 +223,30 @@ print(json.dumps({{"code": stop.returncode, "out": stop.stdout, "took": took, "r
     assert report["reaped"] and not report["restarted"], report
     runs = sorted((tmp_path / "mlruns" / "0").glob("*/metrics/loss"))
     assert sorted(path.read_text().split()[1] for path in runs) == ["0.25", "0.5"]
+
+
+def test_a_process_logging_through_a_daemon_stop_says_nothing_and_loses_nothing(paths: DaemonPaths, tmp_path: Path) -> None:
+    # It printed "unreachable: Connection reset by peer ... Holding N events and retrying" and then
+    # "reconnected", for a daemon that autostart replaced within milliseconds.
+    code = f"""
+import json, subprocess, sys, time
+import trackd
+with trackd.start_run() as run:
+    for step in range(3000):
+        trackd.log_metric("loss", float(step), step=step)
+        if step == 1000:
+            trackd.flush()
+            subprocess.run([sys.executable, "-m", "trackd.cli", "daemon", "stop", "--socket", {str(paths.socket)!r}],
+                           capture_output=True, timeout=40, check=True)
+        time.sleep(0.0005)
+print(run.info.run_id)
+"""
+    env = {
+        **os.environ, "TRACKD_SOCKET": str(paths.socket), "TRACKD_AUTOSTART": "1",
+        "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"), "TRACKD_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=55, env=env)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    run_id = result.stdout.split()[-1]
+    [loss] = (tmp_path / "mlruns" / "0").glob(f"{run_id}/metrics/loss")
+    assert [int(line.split()[2]) for line in loss.read_text().splitlines()] == list(range(3000))

@@ -190,6 +190,9 @@ class SenderThread:
             resend = [frame for _, frame, _ in self._ledger.unacked]
             in_flight = sorted(self._ledger.in_flight.values(), key=lambda r: r.request_id)
         self._spill.answered()
+        # The once-a-second limit is for daemons that fail to start; one that answered and later
+        # went away (stopped by hand within a second of the process start) is replaced at once.
+        self._next_spawn = 0.0
         self._gave_up_announced = False  # a new stall is news again
         self._unannounced = 0  # (what it spooled quietly goes to the daemon from the spool now)
         if self._warned_unavailable:
@@ -233,6 +236,11 @@ class SenderThread:
         self._spawn_failure = None
 
     def _disconnected(self, exc: BaseException | None) -> None:
+        # A connection that broke is retried before anything is said: a daemon stopped by hand
+        # (an upgrade) is replaced by autostart within milliseconds and nothing is lost, and a
+        # busy process printed "unreachable: Connection reset by peer ... Holding N events" and
+        # "reconnected" for it. Only an attempt to connect that fails is an outage worth a line.
+        broke = self._transport is not None
         if self._transport is not None:
             self._transport.close()
         with self._cond:
@@ -241,7 +249,7 @@ class SenderThread:
             self._spill.lost()
             # Requests not yet sent stay queued; sent ones are resent after reconnecting.
             self._cond.notify_all()
-        if exc is not None and not self._warned_unavailable and not self._stopping:
+        if exc is not None and not broke and not self._warned_unavailable and not self._stopping:
             # A daemon gone while nothing waits on it costs nothing: that is said once it would.
             if not self._nothing_to_deliver():
                 self._warned_unavailable = True
