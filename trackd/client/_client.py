@@ -230,8 +230,8 @@ class Client:
         self._terminate(run_id, status, end_time, keep_failure=False)
 
     def _terminate(self, run_id: str, status: str | int, end_time: int | None, *, keep_failure: bool) -> None:
-        """set_terminated; with ``keep_failure``, a run already FAILED or KILLED stays so (the fluent
-        API's default end of a run another rank or worker may have failed)."""
+        """set_terminated; with ``keep_failure``, a run already FAILED or KILLED stays so (the ends
+        the fluent API makes by itself, of a run another rank or worker may have failed)."""
         self._check_run(run_id)
         code = int(validate_run_status(status))
         end_ms = _now_ms() if end_time is None else validate_timestamp("end_time", end_time)

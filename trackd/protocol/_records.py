@@ -52,8 +52,8 @@ RECORD_FIELDS: dict[RecordKind, tuple[str, ...]] = {
     RecordKind.DELETE_TAG: ("run_id", "key"),
     # Creating a run is "ensure": every rank of a distributed job may send it for the same run id.
     RecordKind.CREATE_RUN: ("run_id", "experiment_id", "user_id", "run_name", "start_time_ms", "tags"),
-    # keep_failure: a run FAILED or KILLED already stays so (a run's default end by its owner must
-    # not hide that another rank or worker failed it).
+    # keep_failure: a run FAILED or KILLED already stays so (an end the client makes by itself, at
+    # a block's exit, at exit or on SIGTERM, must not hide that another rank or worker failed it).
     RecordKind.SET_TERMINATED: ("run_id", "status", "end_time_ms", "keep_failure"),
     # Exactly one of content (bytes) and source_path (a file the daemon copies) is set.
     RecordKind.ARTIFACT: ("run_id", "path", "content", "source_path"),

@@ -72,7 +72,8 @@ class Termination:
     run_id: str
     status: int
     end_time_ms: int
-    # Leave a run that is FAILED or KILLED as it is (the fluent API's default end of a run).
+    # Leave a run that is FAILED or KILLED as it is (every end the fluent API makes by itself: a
+    # block's exit, end_run() without a status, interpreter exit, SIGTERM).
     keep_failure: bool = False
 
 
