@@ -72,7 +72,7 @@ def test_status_shows_pid_clients_counts_backlog_and_errors(paths: DaemonPaths, 
     assert re.search(r"received\s+100 events", out)
     assert re.search(r"written\s+100 events, 99 metric points", out)
     assert re.search(r"backlog\s+0 events waiting", out)
-    assert re.search(r"rejected\s+0 items; protocol errors 0; write errors 0", out)
+    assert re.search(r"rejected\s+0 items \(0 events\); protocol errors 0; write errors 0", out)
     assert re.search(r"throttled\s+0 pauses", out)
     assert f"client        pid {os.getpid()}@test connected, batch 1/1 written, store {store}" in out
 

@@ -125,7 +125,7 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         f"  received      {status['records_received']} events, {status.get('bytes_received', 0)} bytes ({status['receive_rate']} events/s)",
         f"  written       {status['records_written']} events, {status['metric_points_written']} metric points ({status['write_rate']}/s)",
         f"  backlog       {status['backlog_records']} events waiting to be written ({status.get('backlog_bytes', 0)} bytes, estimated)",
-        f"  rejected      {status['items_rejected']} items; protocol errors {status['protocol_errors']}; write errors {status['write_errors']}",
+        f"  rejected      {status['items_rejected']} items ({status.get('events_rejected', status['items_rejected'])} events); protocol errors {status['protocol_errors']}; write errors {status['write_errors']}",
         f"  dropped       {status.get('events_dropped_by_clients', 0)} events by clients whose buffer was full (TRACKD_ON_FULL=drop)",
         f"  throttled     {status.get('throttled', 0)} pauses of connections over their decode budget while others waited",
     ]

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -287,6 +288,56 @@ def test_flush_names_a_deleted_tag_that_did_not_exist(client: Client) -> None:
     with pytest.raises(DeliveryError, match="never-set"):
         client.flush()
     client.flush()  # a failure is reported once
+
+
+def test_points_refused_for_a_deleted_run_are_counted_each(client: Client, store: Path, daemon: DaemonProcess) -> None:
+    # They were counted once per metric file: 2,000 points, a param and a tag were "3 logged items".
+    run_id = client.create_run(run_name="deleted").info.run_id
+    client.log_metric(run_id, "warmup", 0.0)
+    client.flush()
+    run_folder = next(store.glob(f"*/{run_id}"))
+    shutil.rmtree(run_folder)  # by hand, as if to free space, while the process still logs
+    for step in range(2000):
+        client.log_metric(run_id, "loss", float(step), step=step)
+    client.log_param(run_id, "lr", "0.1")
+    client.set_tag(run_id, "phase", "train")
+    with pytest.raises(DeliveryError) as caught:
+        client.flush()
+    assert "refused 3 logged item(s), 2002 events:" in str(caught.value), caught.value
+    assert any("metric 'loss'" in failure and "(2000 points)" in failure for failure in caught.value.failures)
+    status = daemon.status()
+    assert (status["items_rejected"], status["events_rejected"]) == (3, 2002)
+    assert client.stats()["rejected"] == 2002
+
+
+def test_a_metric_file_deleted_by_hand_mid_run_is_made_again(client: Client, store: Path, daemon: DaemonProcess) -> None:
+    run_id = client.create_run().info.run_id
+    for step in range(10):
+        client.log_metric(run_id, "loss", float(step), step=step)
+    client.flush()
+    metric_file = next(store.glob(f"*/{run_id}/metrics/loss"))
+    metric_file.unlink()  # the daemon holds it open
+    for step in range(10, 15):
+        client.log_metric(run_id, "loss", float(step), step=step)
+    client.flush()
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == [10, 11, 12, 13, 14]
+    assert "was deleted while the daemon had it open" in daemon.log()
+
+
+def test_the_daemon_holds_no_file_of_an_ended_run_that_was_deleted(client: Client, store: Path, daemon: DaemonProcess) -> None:
+    run_id = client.create_run().info.run_id
+    for step in range(10):
+        client.log_metrics(run_id, {"a": 1.0, "b": 2.0}, step=step)
+    client.set_terminated(run_id)
+    client.flush()
+    shutil.rmtree(next(store.glob(f"*/{run_id}")))
+    held = []
+    for fd in os.listdir(f"/proc/{daemon.pid}/fd"):
+        try:
+            held.append(os.readlink(f"/proc/{daemon.pid}/fd/{fd}"))
+        except FileNotFoundError:
+            continue
+    assert [path for path in held if run_id in path] == []  # their space is free at once
 
 
 def test_flush_reports_nothing_pending_after_delivery(client: Client) -> None:

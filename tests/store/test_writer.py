@@ -14,6 +14,7 @@ from trackd.store import _writer as writer_module
 from trackd.store import (
     ArtifactWrite,
     MetricAppend,
+    MetricFileCache,
     ParamWrite,
     StoreWriter,
     TagWrite,
@@ -245,6 +246,69 @@ def test_a_metrics_folder_deleted_under_the_writer_is_made_again(tmp_path: Path)
     assert writer.write(metrics("m0", (2, 0.25, 1))) == []
     writer.close()
     assert (run / "metrics" / "m0").read_text() == "2 0.25 1\n"
+
+
+def deleted_open_files(below: Path) -> list[str]:
+    """What this process holds open below ``below`` that no longer has a name: a deleted file's
+    blocks stay allocated."""
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except FileNotFoundError:  # listdir's own descriptor, closed since
+            continue
+    return [link for link in links if link.startswith(str(below)) and link.endswith(" (deleted)")]
+
+
+def test_a_metric_file_deleted_while_open_is_made_again_for_the_next_points(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    assert writer.write(metrics("loss", (1, 0.5, 0))) == []
+    (run / "metrics" / "loss").unlink()  # by hand, while the writer holds it open
+    assert writer.write(metrics("loss", (2, 0.25, 1))) == []
+    assert (run / "metrics" / "loss").read_text() == "2 0.25 1\n"
+    assert deleted_open_files(tmp_path) == []
+    writer.close()
+
+
+def test_a_metrics_folder_deleted_while_its_files_are_open_is_made_again(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    assert writer.write(one_point_each(["a", "b"], 0)) == []
+    shutil.rmtree(run / "metrics")
+    assert writer.write(one_point_each(["a", "b"], 1)) == []
+    assert [(run / "metrics" / key).read_text() for key in "ab"] == ["1 0.5 1\n"] * 2
+    assert deleted_open_files(tmp_path) == []
+    writer.close()
+
+
+def test_an_ended_run_gives_its_descriptors_back(tmp_path: Path) -> None:
+    writer, run = writer_with_run(tmp_path)
+    before = len(os.listdir("/proc/self/fd"))
+    assert writer.write(one_point_each(["a", "b", "c"], 0)) == []
+    assert len(os.listdir("/proc/self/fd")) > before
+    assert writer.write(WriteBatch(terminations=[Termination("o", RUN_ID, 3, START_MS + 9)])) == []
+    assert len(os.listdir("/proc/self/fd")) == before
+    shutil.rmtree(run)  # deleting a finished run frees its space at once
+    assert deleted_open_files(tmp_path) == []
+    writer.close()
+
+
+def test_files_no_write_used_since_the_last_sweep_are_closed(tmp_path: Path) -> None:
+    cache = MetricFileCache(max_open=64)
+    writer = StoreWriter(tmp_path / "mlruns", metric_files=cache)
+    experiment_id = writer.create_experiment("exp", now_ms=START_MS)
+    assert writer.write(WriteBatch(new_runs=[new_run(experiment_id)])) == []
+    run = tmp_path / "mlruns" / experiment_id / RUN_ID
+    before = len(os.listdir("/proc/self/fd"))
+    assert writer.write(one_point_each(["a", "b"], 0)) == []
+    assert cache.close_idle() == 0  # both written since the writer started
+    assert writer.write(one_point_each(["a"], 1)) == []
+    assert cache.close_idle() == 1  # b: not written since the last sweep
+    assert len(cache) == 1
+    assert cache.close_idle() == 1  # then a, and the folder they are in
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert writer.write(one_point_each(["a", "b"], 2)) == []  # reopened by name
+    assert [(run / "metrics" / key).read_text() for key in "ab"] == ["1 0.5 0\n1 0.5 1\n1 0.5 2\n", "1 0.5 0\n1 0.5 2\n"]
+    writer.close()
 
 
 def test_partial_last_line_left_by_a_crash_is_cut_before_appending(tmp_path: Path) -> None:

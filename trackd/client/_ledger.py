@@ -23,7 +23,7 @@ class Ledger:
     """Numbered batches awaiting their ack, requests awaiting their reply, and refusals since the last flush."""
 
     __slots__ = (
-        "_failures", "_next_request_id", "_warned_codes", "acked_seq", "in_flight",
+        "_failed_events", "_failures", "_next_request_id", "_warned_codes", "acked_seq", "in_flight",
         "outgoing", "rejected", "seq", "unacked", "unacked_bytes", "unacked_events",
     )
 
@@ -37,6 +37,7 @@ class Ledger:
         self.in_flight: dict[int, Request] = {}  # sent, or a flush barrier behind its batches
         self.rejected = 0
         self._failures: list[str] = []
+        self._failed_events = 0
         self._next_request_id = 0
         self._warned_codes: set[str] = set()
 
@@ -116,11 +117,13 @@ class Ledger:
         """Count ``records`` the daemon will never write, for the next flush() to report."""
         self.rejected += records
         self._failures.append(reason)
+        self._failed_events += records
 
-    def take_failures(self) -> list[str]:
-        """What was refused since the last call, one sentence an item."""
+    def take_failures(self) -> tuple[list[str], int]:
+        """What was refused since the last call, one sentence an item, and how many events that was."""
         failures, self._failures = self._failures, []
-        return failures
+        failed_events, self._failed_events = self._failed_events, 0
+        return failures, failed_events
 
     def settle(self, event: Event) -> None:
         """Apply one reply from the daemon other than an Ack (``ack`` takes those)."""

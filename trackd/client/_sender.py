@@ -125,10 +125,10 @@ class Sender(SenderThread):
     def _raise_failures(self) -> None:
         """DeliveryError naming the items the daemon refused since they were last taken, if any."""
         with self._cond:
-            failures = self._ledger.take_failures()
+            failures, failed_events = self._ledger.take_failures()
         if failures:
             raise DeliveryError(
-                f"The daemon refused {len(failures)} logged item(s): {failures[0]}"
+                f"The daemon refused {len(failures)} logged item(s), {events(failed_events)}: {failures[0]}"
                 + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""),
                 failures,
             )

@@ -136,11 +136,11 @@ class Applier:
                 # reported, and the daemon carries on with other roots.
                 message = f"The store at {root} could not be written: {exc}."
                 result.store_errors.append(message)
-                result.failures.extend(Failure(item.session, item.seq, "batch", message) for item in items[root])
+                result.failures.extend(Failure(item.session, item.seq, "batch", message, item.events) for item in items[root])
                 continue
             for failure in failures:
                 session, seq = cast(Origin, failure.origin)
-                result.failures.append(Failure(session, seq, failure.item, failure.message))
+                result.failures.append(Failure(session, seq, failure.item, failure.message, failure.events))
             result.metric_points += sum(len(m.points) for m in batch.metrics.values())
             result.records += sum(item.events for item in items[root])
         return result
@@ -149,6 +149,10 @@ class Applier:
         """Keep the journal small: rewrite it as one snapshot of ``seqs`` once it is large."""
         if self._journal is not None:
             self._journal.compact_if_large(seqs)
+
+    def close_idle_files(self) -> None:
+        """Writer thread: close the metric files no write used since the last call (MetricFileCache.close_idle)."""
+        self._metric_files.close_idle()
 
     def close(self) -> None:
         """Close every writer's cached files and the journal."""
@@ -181,6 +185,7 @@ class Applier:
                         append = metrics[(run_id, key)] = MetricAppend(run_id, key, [], [origin])
                     elif append.origins[-1] is not origin:  # one origin tuple per batch: identity is enough
                         append.origins.append(origin)
+                        append.starts.append(len(append.points))
                     # MLflow's client turns ints into floats before writing: 7 is stored as 7.0.
                     if kind == METRIC:
                         value = record[3]

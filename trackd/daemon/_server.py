@@ -70,6 +70,8 @@ MAX_STATUS_COUNT = 2**63 - 1
 # After a store refused a write (disk full, read-only...), wait this long before trying again,
 # doubling up to the maximum while it keeps refusing.
 RETRY_DELAY = 0.5
+# Metric files no write used for this long (to twice as long) are closed: see close_idle_files.
+IDLE_FILE_SECONDS = 10.0
 MAX_RETRY_DELAY = 10.0
 
 
@@ -339,6 +341,7 @@ class Server:
             "backlog_bytes": self.batcher.pending_bytes,
             "writes": c.writes,
             "items_rejected": c.items_rejected,
+            "events_rejected": c.events_rejected,
             # Each client reports its own total (up to int64); their sum must still fit in one.
             "events_dropped_by_clients": min(sum(s.dropped for s in self.state.sessions.values()), MAX_STATUS_COUNT),
             "protocol_errors": c.protocol_errors,
@@ -486,6 +489,7 @@ class Server:
         counters.records_written += result.records - sum(failure.events for failure in result.failures)
         counters.metric_points_written += result.metric_points
         counters.items_rejected += len(result.failures)
+        counters.events_rejected += sum(failure.events for failure in result.failures)
         for message in result.store_errors:
             counters.write_errors += 1
             if self.state.count_error(message.split(":")[0]):
@@ -518,11 +522,18 @@ class Server:
             session.flushes = still_waiting
 
     async def _housekeeping(self) -> None:
-        """Once a second: sample rates, forget finished sessions, exit when idle for too long."""
+        """Once a second: sample rates, forget finished sessions, close idle metric files, exit
+        when idle for too long."""
+        loop = asyncio.get_running_loop()
+        files_swept_at = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             self.state.sample(now)
+            if now - files_swept_at >= IDLE_FILE_SECONDS:
+                files_swept_at = now
+                # In the writer thread, between writes: the cache is the writer's alone.
+                await loop.run_in_executor(self._executor, self.applier.close_idle_files)
             if self._recovered and time.time() - self.state.started_at > SESSION_TTL:
                 self._recovered.clear()
             self.state.forget_sessions(now)

@@ -89,6 +89,7 @@ class Counters:
     metric_points_written: int = 0
     writes: int = 0
     items_rejected: int = 0
+    events_rejected: int = 0
     protocol_errors: int = 0
     write_errors: int = 0
     # Pauses of a connection's reads for its decode budget (max_events_per_second).

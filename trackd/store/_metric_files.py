@@ -5,6 +5,12 @@ writes from several processes do not interleave (spec §5: 4 processes x 1500 li
 lines). What MLflow cannot read is a partial line ("17000" crashes get_run, get_metric_history and
 search_runs), so a failed write is cut back to the last complete line, and a file that a crash left
 without a final "\\n" is repaired when it is opened.
+
+Descriptors are held, so the cache watches what a user does to the files behind them: a file
+deleted while open (its link count 0) is closed before the next write, which creates it again as
+MLflow's open(path, "a") would; and files no write used for a while are closed
+(close_idle), so that deleting an old run frees its disk space and the store's filesystem can be
+unmounted once clients stop logging.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class MetricFileCache:
         # Closed files that sizes() just found regular or missing: their append opens them
         # without looking them up again (see open_regular_for_append's ``checked``).
         self._vetted: set[str] = set()
+        # Files and folders a write used since the last close_idle().
+        self._used: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._fds)
@@ -73,6 +81,7 @@ class MetricFileCache:
         cached = self._fds.get(path)
         if cached is not None:
             self._fds.move_to_end(path)
+            self._used.add(path)
             return cached
         try:
             fd, size = self._open_file(path)
@@ -86,6 +95,7 @@ class MetricFileCache:
             os.close(fd)
             raise
         self._fds[path] = fd
+        self._used.add(path)
         while len(self._fds) > self._max_open:
             _, oldest = self._fds.popitem(last=False)
             os.close(oldest)
@@ -115,6 +125,7 @@ class MetricFileCache:
             self._vetted.discard(path)
         if folder_fd is not None:
             self._folders.move_to_end(folder)
+            self._used.add(folder)
             try:
                 return open_regular_for_append(path, FILE_MODE, folder_fd, checked=vetted)
             except FileNotFoundError:
@@ -125,6 +136,7 @@ class MetricFileCache:
         if self._max_folders:
             try:
                 self._folders[folder] = open_folder(folder)
+                self._used.add(folder)
             except OSError:
                 return opened  # not held: its files are opened by path, checked each time
             while len(self._folders) > self._max_folders:
@@ -153,18 +165,40 @@ class MetricFileCache:
             os.close(fd)
 
     def sizes(self, paths: Iterable[str]) -> list[tuple[str, int]]:
-        """(path, size()) of each path: what the journal records before a write."""
+        """(path, size()) of each path: what the journal records before a write.
+
+        An open file found deleted (no link left: a user removed it, or its metrics folder) is
+        closed here, so that the write creates it again instead of appending to a file nobody
+        can read; it costs an fstat per open file per write (~0.9 us more than an lseek).
+        """
         fds = self._fds
         self._vetted.clear()  # what an earlier write sized and never opened (its write failed)
-        # The end of an open file by lseek: half the cost of an fstat (0.6 against 1.3 us here),
-        # and the descriptor's offset does not matter, as O_APPEND writes at the end.
-        seek, end = os.lseek, os.SEEK_END
+        fstat = os.fstat
         size = self.size
         result = []
         for path in paths:
             fd = fds.get(path)
-            result.append((path, seek(fd, 0, end) if fd is not None else size(path)))
+            if fd is not None:
+                info = fstat(fd)
+                if info.st_nlink:
+                    result.append((path, info.st_size))
+                    continue
+                self._forget_deleted(path, fd)
+            result.append((path, size(path)))
         return result
+
+    def _forget_deleted(self, path: str, fd: int) -> None:
+        del self._fds[path]
+        os.close(fd)
+        _log.warning(
+            "Metric file %r was deleted while the daemon had it open; it is created again and "
+            "receives the points logged from now on.",
+            path,
+        )
+        folder = path.rpartition("/")[0]
+        folder_fd = self._folders.get(folder)
+        if folder_fd is not None and not os.fstat(folder_fd).st_nlink:
+            self._close_folder(folder)  # the folder went too: make it again by path
 
     def size(self, path: str) -> int:
         """The current size of metric file ``path``: 0 if it does not exist (it is not created here,
@@ -203,6 +237,22 @@ class MetricFileCache:
             os.close(self._fds.pop(path))
         for path in [p for p in self._folders if p == folder or p.startswith(prefix)]:
             self._close_folder(path)
+
+    def close_idle(self) -> int:
+        """Close the files and folders no write used since the last call; how many files closed.
+
+        A descriptor keeps a deleted file's blocks allocated and its filesystem busy: the daemon
+        calls this every few seconds, so an old run deleted to free space frees it, and a store
+        on a removable or network filesystem can be unmounted soon after its clients stop.
+        """
+        used = self._used
+        idle = [path for path in self._fds if path not in used]
+        for path in idle:
+            os.close(self._fds.pop(path))
+        for folder in [folder for folder in self._folders if folder not in used]:
+            self._close_folder(folder)
+        used.clear()
+        return len(idle)
 
     def close(self) -> None:
         """Close every open file; idempotent."""

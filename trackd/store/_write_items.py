@@ -51,6 +51,9 @@ class MetricAppend:
     key: str
     points: list[tuple[int, float, int]] = field(default_factory=list)  # (timestamp_ms, value, step)
     origins: list[Hashable] = field(default_factory=list)
+    # Where each origin's points begin in ``points`` (origins send theirs in one stretch each):
+    # a file that cannot be written is reported to each client with its own count of points.
+    starts: list[int] = field(default_factory=lambda: [0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +99,5 @@ class WriteFailure:
     origin: Hashable
     item: str
     message: str
+    # Events the item held for this origin: the points of a metric file that was not written.
+    events: int = 1

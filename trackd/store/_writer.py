@@ -192,11 +192,11 @@ class StoreWriter:
         self._checked.clear()
         apply = self._apply
         for new_run in batch.new_runs:
-            apply(failures, (new_run.origin,), f"new run {new_run.run_id}", self._create_run, new_run)
+            apply(failures, {new_run.origin: 1}, f"new run {new_run.run_id}", self._create_run, new_run)
         for param in batch.params:
-            apply(failures, (param.origin,), _item("param", param.key, param.run_id), self._log_param, param)
+            apply(failures, {param.origin: 1}, _item("param", param.key, param.run_id), self._log_param, param)
         for tag in last_write_per_tag(batch.tags):
-            apply(failures, (tag.origin,), _item("tag", tag.key, tag.run_id), self._set_tag, tag)
+            apply(failures, {tag.origin: 1}, _item("tag", tag.key, tag.run_id), self._set_tag, tag)
         appends = self._locate_metric_files(batch, failures)
         sizes = self._metric_files.sizes([path for _, path in appends])
         entry = journal_call(journal.begin, sizes, seqs or {}) if journal is not None else None
@@ -204,9 +204,9 @@ class StoreWriter:
             self._append_metrics(appends, failures)
             for artifact in batch.artifacts:
                 item = _item("artifact", artifact.path, artifact.run_id)
-                apply(failures, (artifact.origin,), item, self._write_artifact, artifact)
+                apply(failures, {artifact.origin: 1}, item, self._write_artifact, artifact)
             for end in batch.terminations:
-                apply(failures, (end.origin,), f"termination of run {end.run_id}", self._terminate, end)
+                apply(failures, {end.origin: 1}, f"termination of run {end.run_id}", self._terminate, end)
         except StoreUnavailable:
             self._metric_files.rollback(sizes)
             raise
@@ -247,7 +247,7 @@ class StoreWriter:
             except (TrackdError, OSError) as exc:
                 item = _item("metric", append.key, append.run_id)
                 message = str(exc) if isinstance(exc, TrackdError) else f"Cannot write {item}: {exc}."
-                failures.extend(WriteFailure(origin=o, item=item, message=message) for o in _origins(append))
+                failures.extend(WriteFailure(o, _points(item, n), message, n) for o, n in _origins(append).items())
                 continue
             if append.points:
                 located.append((append, path))
@@ -282,7 +282,7 @@ class StoreWriter:
     def _apply(
         self,
         failures: list[WriteFailure],
-        origins: Iterable[Hashable],
+        origins: Mapping[Hashable, int],
         item: str,
         action: Callable[[_Item], None],
         argument: _Item,
@@ -293,9 +293,10 @@ class StoreWriter:
             self._record_failure(failures, origins, item, exc)
 
     def _record_failure(
-        self, failures: list[WriteFailure], origins: Iterable[Hashable], item: str, exc: Exception
+        self, failures: list[WriteFailure], origins: Mapping[Hashable, int], item: str, exc: Exception
     ) -> None:
-        """A failure of ``item`` for each origin; re-raised as StoreUnavailable when the disk is at fault."""
+        """A failure of ``item`` for each origin (with the events it held of it); re-raised as
+        StoreUnavailable when the disk is at fault."""
         if isinstance(exc, TrackdError):
             message = str(exc)
         elif isinstance(exc, OSError):
@@ -307,7 +308,7 @@ class StoreWriter:
             message = os_error_message(item, exc)
         else:
             message = f"Cannot write {item}: {exc}."
-        failures.extend(WriteFailure(origin=origin, item=item, message=message) for origin in origins)
+        failures.extend(WriteFailure(origin, _points(item, events), message, events) for origin, events in origins.items())
 
     # --- runs -----------------------------------------------------------------------------------
 
@@ -444,9 +445,12 @@ class StoreWriter:
         handle = self._active_run(item.run_id)
         status = validate_run_status(item.status)
         end_time = validate_run_time("end_time", item.run_id, item.end_time_ms)
-        if item.keep_failure and handle.meta.get("status") in _FAILURES:
-            return  # another rank or worker failed the run: its owner's default end does not hide it
-        self._rewrite_meta(handle, status=int(status), end_time=end_time)
+        if not (item.keep_failure and handle.meta.get("status") in _FAILURES):
+            # (Else another rank or worker failed the run: its owner's default end does not hide it.)
+            self._rewrite_meta(handle, status=int(status), end_time=end_time)
+        # An ended run's files are done with, most likely: give their descriptors back now (a
+        # finished run deleted to free space frees it). Another rank still logging reopens them.
+        self._metric_files.close_under(handle.folder)
 
     # --- params, tags, metrics, artifacts ---------------------------------------------------------
 
@@ -513,6 +517,15 @@ def _item(kind: str, key: str, run_id: str) -> str:
     return f"{kind} {key!r} of run {run_id}"
 
 
-def _origins(append: MetricAppend) -> tuple[Hashable, ...]:
-    """One failure per client that sent points of this file, however many points it sent."""
-    return tuple(dict.fromkeys(append.origins)) or (None,)
+def _points(item: str, events: int) -> str:
+    """``item`` with its count of points when a client lost more than one point of it."""
+    return item if events == 1 else f"{item} ({events} points)"
+
+
+def _origins(append: MetricAppend) -> dict[Hashable, int]:
+    """Each client that sent points of this file, with how many: one failure each, counting them."""
+    counts: dict[Hashable, int] = {}
+    ends = [*append.starts[1:], len(append.points)]
+    for origin, start, end in zip(append.origins, append.starts, ends):
+        counts[origin] = counts.get(origin, 0) + end - start
+    return counts or {None: len(append.points)}
