@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -519,3 +521,40 @@ def test_an_experiment_can_be_created_after_the_store_was_deleted_under_the_writ
     experiment_id = writer.create_experiment("again", now_ms=1)
     assert (Path(writer.root) / experiment_id / "meta.yaml").is_file()
     assert (Path(writer.root) / "0" / "meta.yaml").is_file()
+
+
+RACE = """
+import os, sys
+from trackd.store import StoreWriter, WriteBatch
+sys.path.insert(0, sys.argv[3])
+from store_helpers import new_run
+base, rounds = sys.argv[1], int(sys.argv[2])
+for i in range(rounds):
+    go = os.path.join(base, f"go-{i}")
+    while not os.path.exists(go):
+        pass
+    writer = StoreWriter(os.path.join(base, f"s{i}", "mlruns"))
+    assert writer.write(WriteBatch(new_runs=[new_run("0")])) == [], i
+    writer.close()
+print("ok", flush=True)
+"""
+
+
+def test_two_daemons_making_a_fresh_store_and_one_run_at_once_both_succeed(tmp_path: Path) -> None:
+    # One daemon per node on a shared store (or per socket on one machine): both build experiment 0
+    # and the run of a distributed job. The later rename failed with "Directory not empty" and the
+    # job's set_experiment or start_run raised.
+    rounds = 40
+    children = [
+        subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path), str(rounds), str(Path(__file__).parent)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for i in range(rounds):
+        (tmp_path / f"go-{i}").touch()  # both children start this round's store at once
+    outputs = [child.communicate(timeout=120) for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    for i in range(rounds):
+        root = tmp_path / f"s{i}" / "mlruns"
+        assert sorted(p.name for p in root.iterdir()) == [".trash", "0"]
+        assert (root / "0" / "meta.yaml").is_file() and (root / "0" / RUN_ID / "meta.yaml").is_file()

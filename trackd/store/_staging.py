@@ -8,6 +8,7 @@ an hour are removed when a writer next opens the store.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -23,14 +24,20 @@ STALE_STAGING_AGE = 3600.0
 
 
 def build_in_staging(root: str, fill: Callable[[str], None], destination: str) -> None:
-    """Make a staging folder at ``root``, ``fill`` it, and rename it to ``destination``; on any error remove it."""
+    """Make a staging folder at ``root``, ``fill`` it, and rename it to ``destination``; on any error remove it.
+
+    Raises FileExistsError when ``destination`` appeared meanwhile: another daemon on the same
+    store (one per node on a shared disk, or one per socket) built it first; it is left as it is.
+    """
     staging = layout.staging_dir_path(root)
     os.mkdir(staging)
     try:
         fill(staging)
         os.rename(staging, destination)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise FileExistsError(exc.errno, "made by another writer meanwhile", destination) from None
         raise
 
 

@@ -128,10 +128,13 @@ class StoreWriter:
         if not os.path.exists(layout.experiment_dir(self.root, default_id)) and not os.path.exists(
             layout.deleted_experiment_dir(self.root, default_id)
         ):
-            build_experiment(
-                self.root, self._build_in_staging, default_id, layout.DEFAULT_EXPERIMENT_NAME, None, {},
-                int(time.time() * 1000),
-            )
+            try:
+                build_experiment(
+                    self.root, self._build_in_staging, default_id, layout.DEFAULT_EXPERIMENT_NAME, None, {},
+                    int(time.time() * 1000),
+                )
+            except FileExistsError:
+                pass  # another daemon on this store made it first
         os.makedirs(layout.trash_dir(self.root), exist_ok=True)
 
     # --- experiments ----------------------------------------------------------------------------
@@ -315,14 +318,8 @@ class StoreWriter:
     def _create_run(self, item: NewRun) -> None:
         run_id = validate_run_id(item.run_id)
         experiment_id = validate_experiment_id(item.experiment_id)
-        existing = self._find_run(run_id)
-        if existing is not None:
-            if existing.experiment_id == experiment_id:
-                return  # another rank of a distributed job created it first
-            raise StoreError(
-                f"Run {run_id} already exists in experiment {existing.experiment_id}, so it "
-                f"cannot be created in experiment {experiment_id}."
-            )
+        if self._created_already(run_id, experiment_id):
+            return
         experiment = self._active_experiment(experiment_id)
         tags = {validate_key(k, kind="tag"): validate_tag_value(k, v) for k, v in item.tags.items()}
         run_name = item.run_name or tags.get(RUN_NAME_TAG, "")
@@ -356,9 +353,28 @@ class StoreWriter:
         folder = layout.run_dir(layout.experiment_dir(self.root, experiment_id), run_id)
         # The run folder is renamed into place: an experiment folder planted as a link would move it out.
         self._confine(os.path.dirname(folder))
-        self._build_in_staging(fill, folder)
+        try:
+            self._build_in_staging(fill, folder)
+        except FileExistsError:
+            # Another daemon on this store (a rank logging through another node's) made it meanwhile.
+            if self._created_already(run_id, experiment_id):
+                return
+            raise
         signature = file_signature(os.stat(layout.meta_path(folder)))
         self._keep_run(run_id, _RunHandle(experiment_id, folder, meta, signature))
+
+    def _created_already(self, run_id: str, experiment_id: str) -> bool:
+        """Whether the run exists in that experiment (another rank of a distributed job created it
+        first); StoreError if it exists in another one."""
+        existing = self._find_run(run_id)
+        if existing is None:
+            return False
+        if existing.experiment_id != experiment_id:
+            raise StoreError(
+                f"Run {run_id} already exists in experiment {existing.experiment_id}, so it "
+                f"cannot be created in experiment {experiment_id}."
+            )
+        return True
 
     def _active_experiment(self, experiment_id: str) -> Experiment:
         if experiment_id == layout.DEFAULT_EXPERIMENT_ID and not os.path.exists(
