@@ -590,3 +590,26 @@ def test_a_client_made_without_a_uri_uses_the_one_set_tracking_uri_gave(daemon: 
     ))
     assert result["uri"] == str(store)
     assert _only_run(store).data.metrics == {"late": 1.0}
+
+
+def test_get_tracking_uri_names_the_store_in_use_after_a_chdir(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # It named the new folder's mlruns while every run still went to the first folder's.
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    result = _ok(_run(
+        f"""
+        import json, os, trackd
+        os.chdir({str(first)!r})
+        before = trackd.get_tracking_uri()
+        trackd.log_metric("a", 1.0)  # the fluent API's store is fixed here
+        os.chdir({str(second)!r})
+        after = trackd.get_tracking_uri()
+        run = trackd.active_run()
+        print(json.dumps({{"before": before, "after": after, "artifact_uri": run.info.artifact_uri}}))
+        """,
+        _env(daemon, None),
+    ))
+    assert result["before"] == result["after"] == str(first / "mlruns")
+    assert str(result["artifact_uri"]).startswith((first / "mlruns").as_uri())
+    assert not (second / "mlruns").exists()

@@ -116,9 +116,13 @@ def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
 
 
 def get_tracking_uri() -> str:
-    """The absolute store path this process logs to."""
+    """The absolute store path this process logs to: the fluent API's store once it is in use
+    (fixed at its first use, even if the working folder changed since), else the one it would use."""
     from ._config import resolve_tracking_uri
 
+    client = _client
+    if client is not None and client.state is ClientState.OPEN:
+        return client.tracking_uri
     return resolve_tracking_uri(_tracking_uri)
 
 
