@@ -396,6 +396,24 @@ def test_too_many_creation_tags_raise_at_the_call_site_and_later_logging_still_a
     assert [m.value for m in client.get_metric_history(run.info.run_id, "after")] == [1.0]
 
 
+def test_a_burst_faster_than_the_daemon_pauses_without_a_warning(
+    store: Path, daemon: DaemonProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every benchmark-like loop printed "the event buffer is full ... not keeping up" on a healthy
+    # machine: the block policy's millisecond pauses are back-pressure, not trouble.
+    config = ClientConfig(socket_path=daemon.paths.socket, autostart=False, max_buffered=100)
+    with Client(store, config=config) as client:
+        run_id = client.create_run("0").info.run_id
+        for step in range(20_000):
+            client.log_metric(run_id, "loss", 0.5, step=step)
+        client.flush(timeout=30)
+        blocked_s = client.stats()["blocked_s"]
+        assert len(client.get_metric_history(run_id, "loss")) == 20_000
+    assert isinstance(blocked_s, float) and blocked_s > 0  # the buffer did fill
+    warned = "buffer is full" in capsys.readouterr().err
+    assert warned == (blocked_s >= 1.0), blocked_s  # waits of a second in all, on a slow machine, are said
+
+
 def test_drop_policy_counts_every_dropped_point_of_log_metrics(store: Path, daemon: DaemonProcess) -> None:
     # log_metrics appends several records at once; the drop policy used to drop one of them.
     config = ClientConfig(socket_path=daemon.paths.socket, autostart=False, max_buffered=50, on_full="drop")

@@ -144,6 +144,7 @@ class Sender(SenderThread):
                 "acked_seq": self._ledger.acked_seq,
                 "sent_seq": self._ledger.seq,
                 "dropped": self._dropped,
+                "blocked_s": self._blocked_s,
                 "rejected": self._ledger.rejected,
                 "connected": self._transport is not None,
                 "spooled": self._spill.records,
@@ -214,6 +215,7 @@ class Sender(SenderThread):
         self._dropped = 0
         self._dropped_reported = 0
         self._warned_full = False
+        self._blocked_s = 0.0
         self._warned_unavailable = False
         self._next_spawn = 0.0
         self._spawn_failure = None
@@ -293,17 +295,23 @@ class Sender(SenderThread):
                     "keeping up; new events are dropped and counted (TRACKD_ON_FULL=drop)."
                 )
             return
-        with self._cond:
-            first = not self._warned_full
-            self._warned_full = True
-        if first:
+        # Waits of a few milliseconds, a burst faster than the daemon writes, are the back-pressure
+        # the policy asks for; the line comes once the calls have waited FULL_WARNING_AFTER in all.
+        start = time.monotonic()
+        while True:
+            with self._cond:
+                while len(self.buffer) >= self.config.max_buffered and not self._stopping:
+                    if not self._warned_full and self._blocked_s + time.monotonic() - start >= FULL_WARNING_AFTER:
+                        self._warned_full = True
+                        break  # to say so outside the lock: stderr may block
+                    self._cond.wait(0.1)
+                else:  # room, or stopping
+                    self._blocked_s += time.monotonic() - start
+                    return
             warn(
-                f"the event buffer is full ({events(len(self.buffer))}) because the daemon is not keeping up; "
-                "logging calls wait for room (TRACKD_ON_FULL=block)."
+                f"logging calls have waited {FULL_WARNING_AFTER:g} s for room: the event buffer is full "
+                f"({events(len(self.buffer))}) because the daemon is not keeping up (TRACKD_ON_FULL=block)."
             )
-        with self._cond:
-            while len(self.buffer) >= self.config.max_buffered and not self._stopping:
-                self._cond.wait(0.1)
 
     def _wait(self, req: Request, timeout: float | None) -> Event:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -427,3 +435,5 @@ os.register_at_fork(after_in_child=_senders_after_fork)
 # (see Sender.submit).
 _RUN_RECORDS = frozenset((CREATE_RUN, SET_TERMINATED))
 RUN_RECORD_SLACK = 64
+# Under TRACKD_ON_FULL=block: how long logging calls wait for room in all before one line says so.
+FULL_WARNING_AFTER = 1.0

@@ -61,6 +61,7 @@ class SenderThread:
     _dropped: int
     _dropped_reported: int
     _warned_full: bool
+    _blocked_s: float
     _warned_unavailable: bool
     _next_spawn: float
     _wake_r: int
