@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -108,7 +109,7 @@ def test_a_spool_written_by_an_older_protocol_version_is_delivered_after_an_upgr
 ) -> None:
     # This used to be refused with version_mismatch for ever: the spool's own Hello was replayed.
     run_id = "0123456789abcdef0123456789abcdef"
-    hello = Hello(protocol_version=1, client_id="old-client", pid=1, host="", store_root=str(store))
+    hello = Hello(protocol_version=1, client_id="old-client", pid=1, host=socket.gethostname(), store_root=str(store))
     # Protocol 2's SET_TERMINATED had no keep_failure field.
     ended = (RecordKind.SET_TERMINATED.value, run_id, 3, 1_700_000_000_000)
     batch = Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 5), ended])
@@ -122,11 +123,14 @@ def test_a_spool_written_by_an_older_protocol_version_is_delivered_after_an_upgr
     assert StoreReader(store).get_run(run_id).info.status == "FINISHED"
 
 
-def _old_spool(spool_dir: Path, store: Path, run_id: str) -> Path:
+def _old_spool(spool_dir: Path, store: Path, run_id: str, host: str | None = None, client_id: str = "gone") -> Path:
     spool_dir.mkdir(exist_ok=True)
-    hello = Hello(protocol_version=PROTOCOL_VERSION, client_id="gone", pid=1, host="", store_root=str(store))
+    hello = Hello(
+        protocol_version=PROTOCOL_VERSION, client_id=client_id, pid=1,
+        host=socket.gethostname() if host is None else host, store_root=str(store),
+    )
     batch = Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 3)])
-    path = spool_dir / "gone.spool"
+    path = spool_dir / f"{client_id}.spool"
     path.write_bytes(encode_frame(hello) + encode_frame(batch))
     return path
 
@@ -225,3 +229,23 @@ def test_a_spool_file_that_cannot_take_its_hello_is_left_empty_and_unlocked(tmp_
     )
     assert result.returncode == 0, result.stderr
     assert [line.split()[0] + " " + line.split()[2] for line in result.stdout.splitlines()] == ["0 0", "1 0", "2 0"]
+
+
+def test_a_spool_written_on_another_host_is_left_alone_unless_all_hosts(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
+    # A home folder shared over NFS: every node sees every node's spools. Delivering one here
+    # wrote its events to this node's copy of a path that may be the other node's scratch disk.
+    spool_dir = tmp_path / "spool"
+    here_run, there_run = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+    _old_spool(spool_dir, store, here_run, client_id="here")
+    there = _old_spool(spool_dir, store, there_run, host="other-node.example", client_id="there")
+    cli = [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(spool_dir)]
+    first = subprocess.run(cli, env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert f"{there}: left alone, written on host other-node.example" in first.stdout
+    assert _spool_files(spool_dir) == [there]
+    reader = StoreReader(store)
+    assert reader.find_run(here_run) is not None and reader.find_run(there_run) is None
+    second = subprocess.run([*cli, "--all-hosts"], env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0 and "delivered 1 batches of client there" in second.stdout, second
+    assert _spool_files(spool_dir) == []
+    assert [m.step for m in StoreReader(store).get_metric_history(there_run, "loss")] == [0, 1, 2]

@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--socket", help=socket_help)
     sync.add_argument("--spool-dir", help="spool folder (default: $TRACKD_SPOOL_DIR, else $XDG_CACHE_HOME/trackd/spool, else ~/.cache/trackd/spool, else <tmp>/trackd-spool-<uid>)")
     sync.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each spool to be written (default: %(default)s)")
+    sync.add_argument(
+        "--all-hosts", action="store_true",
+        help="also deliver spools written on other hosts (a spool folder shared over NFS): their stores are "
+        "written at the same paths here, so use it only when those paths are shared too",
+    )
     return parser
 
 
@@ -59,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     paths = default_paths(args.socket)
     if args.command == "sync":
-        return _sync(paths, Path(args.spool_dir) if args.spool_dir else default_spool_dir(), args.timeout)
+        return _sync(paths, Path(args.spool_dir) if args.spool_dir else default_spool_dir(), args.timeout, args.all_hosts)
     if args.action == "start":
         return _start(paths, args)
     if args.action == "stop":
@@ -154,13 +159,13 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
     return 0
 
 
-def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float) -> int:
+def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -> int:
     if not daemon_answers(paths.socket):
         process = spawn_daemon(paths)
         if not wait_until_answering(paths, process, timeout=15.0):
             print(f"trackd: no daemon answers on {paths.socket} and none could be started; see {paths.log}", file=sys.stderr)
             return 1
-    results = sync_spools(spool_dir, paths.socket, timeout=timeout)
+    results = sync_spools(spool_dir, paths.socket, timeout=timeout, any_host=any_host)
     if not results:
         print(f"Nothing to deliver: no spool files in {spool_dir}")
     failed = False
@@ -170,6 +175,11 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float) -> int:
             print(f"{result.path}: not delivered: {result.error}", file=sys.stderr)
         elif result.skipped:
             print(f"{result.path}: left alone, its process is still running and delivers it itself")
+        elif result.other_host:
+            print(
+                f"{result.path}: left alone, written on host {result.other_host}: run trackd sync there, or "
+                "--all-hosts if its store path is shared with this host"
+            )
         else:
             print(f"{result.path}: delivered {result.batches} batches of client {result.client_id}")
             for rejection in result.rejected:

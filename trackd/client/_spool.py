@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -150,22 +151,28 @@ def read_spool(path: Path) -> tuple[Hello, list[tuple[int, bytes]]]:
 class SyncResult(Value):
     """What delivering one spool file did (filled in as it goes)."""
 
-    __slots__ = ("path", "client_id", "batches", "skipped", "rejected", "error")
+    __slots__ = ("path", "client_id", "batches", "skipped", "other_host", "rejected", "error")
 
     def __init__(
         self, path: Path, client_id: str = "", batches: int = 0, skipped: bool = False,
-        rejected: list[str] | None = None, error: str | None = None,
+        rejected: list[str] | None = None, error: str | None = None, other_host: str = "",
     ) -> None:
         self.path = path
         self.client_id = client_id
         self.batches = batches
-        self.skipped = skipped
+        self.skipped = skipped  # its client is alive and delivers it itself
+        self.other_host = other_host  # left alone: written on that host (see deliver_spool)
         self.rejected: list[str] = [] if rejected is None else rejected
         self.error = error
 
 
-def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0) -> SyncResult:
-    """Send one spool file to the daemon, wait until it is written, then delete the file."""
+def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_host: bool = False) -> SyncResult:
+    """Send one spool file to the daemon, wait until it is written, then delete the file.
+
+    A spool written on another host is left alone unless ``any_host``: with a home folder shared
+    over NFS every node sees every node's spools, and a store path local to that node (scratch
+    disk) would be made anew on this one, the events "delivered" where nobody looks.
+    """
     result = SyncResult(path)
     with _locked(path) as locked:
         if not locked:
@@ -173,6 +180,9 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0) -> Sy
             return result
         hello, frames = read_spool(path)
         result.client_id = hello.client_id
+        if not any_host and hello.host != socket.gethostname():
+            result.other_host = hello.host
+            return result
         # A Hello of this version: the frames decoded with today's protocol, so they are valid now,
         # and a spool written by an older trackd is delivered after an upgrade instead of refused.
         hello = make_hello(hello.client_id, hello.store_root)
@@ -204,14 +214,17 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0) -> Sy
     return result
 
 
-def sync_spools(directory: Path, socket_path: Path, *, timeout: float = 60.0, exclude: Path | None = None) -> list[SyncResult]:
-    """Deliver every spool file in ``directory`` whose client is gone; errors are reported per file."""
+def sync_spools(
+    directory: Path, socket_path: Path, *, timeout: float = 60.0, exclude: Path | None = None, any_host: bool = False,
+) -> list[SyncResult]:
+    """Deliver every spool file in ``directory`` whose client is gone (and, unless ``any_host``,
+    that was written on this host); errors are reported per file."""
     results = []
     for path in sorted(directory.glob(f"*{SPOOL_SUFFIX}")) if directory.is_dir() else []:
         if exclude is not None and path == exclude:
             continue
         try:
-            results.append(deliver_spool(path, socket_path, timeout=timeout))
+            results.append(deliver_spool(path, socket_path, timeout=timeout, any_host=any_host))
         except (DaemonUnavailable, RemoteProtocolError, OSError) as exc:
             results.append(SyncResult(path, error=str(exc)))
     return results
