@@ -158,9 +158,28 @@ def resolve_tracking_uri(uri: str | os.PathLike[str] | None = None) -> str:
         mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
         if mlflow_uri and _is_path_uri(mlflow_uri):
             uri = mlflow_uri
+        elif mlflow_uri:
+            _warn_server_uri_skipped(mlflow_uri)
     if uri is None:
         uri = "mlruns"
     return str(Path(uri_to_path(os.fspath(uri))).absolute())
+
+
+_warned_server_uri = False
+
+
+def _warn_server_uri_skipped(mlflow_uri: str) -> None:
+    """Once per process: a team's MLFLOW_TRACKING_URI names a tracking server, and runs that the
+    user expects there go to a local folder instead."""
+    global _warned_server_uri
+    if not _warned_server_uri:
+        _warned_server_uri = True
+        from ._outbox import warn
+
+        warn(
+            f"MLFLOW_TRACKING_URI={mlflow_uri} is not a local folder, and trackd writes only to one: logging to "
+            f"{Path('mlruns').absolute()} (set TRACKD_TRACKING_URI or call set_tracking_uri() to choose the folder)."
+        )
 
 
 def _is_path_uri(uri: str) -> bool:
