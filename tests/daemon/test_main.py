@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, child_env, wait_for
+from helpers import DaemonProcess, RawClient, child_env, wait_for
+
+from trackd.protocol import Welcome
 
 BAD_FLAGS = [
     ("--max-records", "0", "expected a whole number of at least 1, got '0'"),
@@ -16,6 +18,7 @@ BAD_FLAGS = [
     ("--max-age", "nan", "expected a finite number of seconds, 0 or more, got 'nan'"),
     ("--max-connections", "0", "expected a whole number of at least 1, got '0'"),
     ("--max-open-files", "-5", "expected a whole number of at least 1, got '-5'"),
+    ("--log-max-bytes", "0", "expected a whole number of at least 1, got '0'"),
     ("--max-events-per-second", "0", "expected a whole number of at least 1, got '0'"),
     ("--idle-timeout", "-1", "expected a finite number of seconds, 0 or more, got '-1'"),
     ("--idle-timeout", "inf", "expected a finite number of seconds, 0 or more, got 'inf'"),
@@ -51,5 +54,21 @@ def test_daemon_starts_with_the_smallest_values_each_flag_takes(socket_path: Pat
     try:
         wait_for(lambda: "listening on" in daemon.log(), message="the start line")
         assert "writes of up to 1 events or after 0 ms" in daemon.log()
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_the_log_file_is_rotated_past_its_size_keeping_one_older_file(socket_path: Path, store: Path) -> None:
+    # A daemon serving a benchmark suite logs two lines per process, and lived on with one file
+    # that only grew.
+    daemon = DaemonProcess(socket_path, "--log-max-bytes", "2000").start()
+    try:
+        for _ in range(20):  # each connection logs a line as it comes and one as it goes
+            raw = RawClient(socket_path)
+            assert isinstance(raw.hello(str(store)), Welcome)
+            raw.close()
+        wait_for(lambda: Path(f"{daemon.paths.log}.1").exists(), message="a rotation")
+        assert daemon.paths.log.stat().st_size <= 2000
+        assert 1000 < Path(f"{daemon.paths.log}.1").stat().st_size <= 2000
     finally:
         assert daemon.stop() == 0

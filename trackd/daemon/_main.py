@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import logging.handlers
 import math
 import os
 import shlex
@@ -24,6 +25,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s pid %(process)d %(message)s"
 # form cycles; at CPython's default (700) the collector ran every few hundred points and took ~25%
 # of a write to 10,000 files (10,000: that write went from 8.0 to 6.1 us per file, 2026-11-26).
 GC_THRESHOLD = 10_000
+# The log file is rotated past this size, keeping one older file (LOG.1): a daemon that serves a
+# benchmark suite writes two lines per process, and lives as long as processes keep coming.
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 
 N = TypeVar("N", int, float)
 
@@ -38,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--socket", help="socket path (default: $TRACKD_SOCKET, else the per-user runtime directory)")
     parser.add_argument("--log-file", help="append log lines to this file instead of stderr")
+    parser.add_argument(
+        "--log-max-bytes", type=_positive_int, default=DEFAULT_LOG_MAX_BYTES,
+        help="with --log-file: past this size the file is renamed to FILE.1 (replacing an older one) and a new one "
+        "begun, at least 1 (default: %(default)s)",
+    )
     parser.add_argument("--loop", choices=LOOP_CHOICES, help="event loop (default: $TRACKD_LOOP, else uvloop if installed)")
     parser.add_argument("--max-age", type=_seconds, default=DEFAULT_MAX_AGE, help="longest a received event waits before its write starts, in seconds, 0 or more (default: %(default)s)")
     parser.add_argument("--max-records", type=_positive_int, default=DEFAULT_MAX_RECORDS, help="events (metric points, params, tags...) per write, at least 1 (default: %(default)s)")
@@ -88,7 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         env_parser.prog = f"{env_parser.prog} (flags from TRACKD_DAEMON_ARGS)"
         env_parser.parse_args(env_args)
     args = build_parser().parse_args([*env_args, *(sys.argv[1:] if argv is None else argv)])
-    handler: logging.Handler = logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler()
+    handler: logging.Handler = (
+        logging.handlers.RotatingFileHandler(args.log_file, maxBytes=args.log_max_bytes, backupCount=1)
+        if args.log_file else logging.StreamHandler()
+    )
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger("trackd")
     root.addHandler(handler)
