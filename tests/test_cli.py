@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import RawClient, alive, create_run_record, metric_lines, metric_records, wait_for
+from helpers import SOCKET_PARENT, RawClient, alive, create_run_record, metric_lines, metric_records, wait_for
 
 from trackd._paths import DaemonPaths
 from trackd.client._control import query_status
@@ -250,3 +253,38 @@ print(run.info.run_id)
     run_id = result.stdout.split()[-1]
     [loss] = (tmp_path / "mlruns" / "0").glob(f"{run_id}/metrics/loss")
     assert [int(line.split()[2]) for line in loss.read_text().splitlines()] == list(range(3000))
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A folder like /tmp: writable by everyone, sticky."""
+    folder = Path(tempfile.mkdtemp(prefix="td-shared-", dir=SOCKET_PARENT))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("command", [("daemon", "start"), ("sync",)])
+def test_a_socket_in_a_folder_others_can_write_is_refused_saying_what_to_do(shared_folder: Path, command: tuple[str, ...]) -> None:
+    # TRACKD_SOCKET=/tmp/x.sock: `trackd daemon start` died with a PermissionError traceback.
+    socket_path = shared_folder / "x.sock"
+    result = trackd_cli(*command, "--socket", str(socket_path), *(["--spool-dir", str(shared_folder / "spool")] if command == ("sync",) else []))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert f"trackd refuses the folder {shared_folder}: other users can write to it (mode 1777)" in result.stderr
+    assert f"Set TRACKD_SOCKET to a socket path in such a folder, e.g. {shared_folder}/trackd-{os.getuid()}/trackd.sock" in result.stderr
+    assert list(shared_folder.iterdir()) == []
+
+
+def test_a_client_whose_socket_folder_others_can_write_says_why_no_daemon_starts(shared_folder: Path, tmp_path: Path) -> None:
+    # It said "none could be started. Start one with `trackd daemon start`", which failed the same way.
+    env = {
+        **os.environ, "TRACKD_SOCKET": str(shared_folder / "x.sock"), "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"),
+        "TRACKD_SPOOL_DIR": str(tmp_path / "spool"), "TRACKD_CONNECT_TIMEOUT": "2",
+    }
+    code = "import trackd\ntry:\n    trackd.set_experiment('x')\nexcept trackd.DaemonUnavailable as exc:\n    print(exc)\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=45, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"none could be started. Cannot start a trackd daemon for {shared_folder}/x.sock: trackd refuses the folder" in result.stdout
+    assert "Set TRACKD_SOCKET to a socket path in such a folder" in result.stdout
+    assert "Start one with" not in result.stdout

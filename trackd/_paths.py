@@ -91,21 +91,42 @@ def default_paths(socket: str | os.PathLike[str] | None = None) -> DaemonPaths:
     return DaemonPaths(Path(socket).absolute() if socket is not None else default_socket_path())
 
 
-def ensure_private_directory(directory: Path) -> None:
+def ensure_private_directory(directory: Path, *, variable: str = SOCKET_ENV) -> None:
     """Create ``directory`` as 0700, or check that an existing one is ours and not writable by others.
 
-    A socket in a directory that another user can write could be replaced under us, so such a
-    directory is refused rather than used.
+    A socket (or spool file) in a directory that another user can write could be replaced under
+    us, so such a directory is refused rather than used; PermissionError says so and what to set
+    instead (``variable``: the one that chose this directory).
     """
     directory.mkdir(mode=RUNTIME_DIR_MODE, parents=True, exist_ok=True)
+    problem = private_directory_problem(directory)
+    if problem is not None:
+        raise PermissionError(f"{problem} {_instead(directory, variable)}")
+
+
+def private_directory_problem(directory: Path) -> str | None:
+    """Why trackd refuses the existing ``directory`` for its files (a sentence), or None if it is private."""
     info = directory.stat()
     if info.st_uid != os.getuid():
-        raise PermissionError(
-            f"The trackd runtime directory {directory} belongs to uid {info.st_uid}, not to this user "
-            f"(uid {os.getuid()}); set {SOCKET_ENV} to a socket path in a directory you own."
+        return (
+            f"trackd refuses the folder {directory}: it belongs to uid {info.st_uid}, not to this user "
+            f"(uid {os.getuid()})."
         )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise PermissionError(
-            f"The trackd runtime directory {directory} is writable by other users "
-            f"(mode {stat.S_IMODE(info.st_mode):o}); expected a private directory (mode 700)."
+        return (
+            f"trackd refuses the folder {directory}: other users can write to it (mode "
+            f"{stat.S_IMODE(info.st_mode):o}), so they could replace trackd's files there; it needs a "
+            "folder only you can write (mode 700)."
         )
+    return None
+
+
+def _instead(directory: Path, variable: str) -> str:
+    if variable == SOCKET_ENV:
+        # A socket put straight into /tmp is the usual case: a private folder of its own there works.
+        return (
+            f"Set {SOCKET_ENV} to a socket path in such a folder, e.g. "
+            f"{directory / f'trackd-{os.getuid()}' / SOCKET_FILE_NAME} (trackd creates the folder), "
+            f"or unset {SOCKET_ENV} for the default."
+        )
+    return f"Set {variable} to such a folder, e.g. {directory / f'trackd-{os.getuid()}'} (trackd creates it)."

@@ -81,7 +81,11 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
         from .daemon import main as daemon_main
 
         return daemon_main(["--socket", str(paths.socket), "--idle-timeout", str(args.idle_timeout), *extra])
-    process = spawn_daemon(paths, idle_timeout=args.idle_timeout, extra_args=extra)
+    try:
+        process = spawn_daemon(paths, idle_timeout=args.idle_timeout, extra_args=extra)
+    except OSError as exc:  # its folder refused (a socket straight in /tmp), or not creatable
+        print(f"trackd: cannot start a daemon for {paths.socket}: {exc}", file=sys.stderr)
+        return 1
     if not wait_until_answering(paths, process, timeout=15.0):
         code = process.poll()
         said = f": exited with code {code}: {last_log_line(paths.log)}" if code is not None else ""
@@ -161,7 +165,11 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
 
 def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -> int:
     if not daemon_answers(paths.socket):
-        process = spawn_daemon(paths)
+        try:
+            process = spawn_daemon(paths)
+        except OSError as exc:  # its folder refused (a socket straight in /tmp), or not creatable
+            print(f"trackd: no daemon answers on {paths.socket}, and none can be started: {exc}", file=sys.stderr)
+            return 1
         if not wait_until_answering(paths, process, timeout=15.0):
             print(f"trackd: no daemon answers on {paths.socket} and none could be started; see {paths.log}", file=sys.stderr)
             return 1

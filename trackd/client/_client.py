@@ -557,6 +557,13 @@ class Client:
                 ) from None
         except DaemonUnavailable as exc:
             cause = exc
+        failure = self._sender.start_failure
+        if failure is not None:
+            # "Start one with `trackd daemon start`" would fail the same way: say why instead.
+            raise DaemonUnavailable(
+                f"Cannot {what}: no trackd daemon answers at {self.config.socket_path}, and none could be "
+                f"started. {failure}"
+            ) from cause
         started = "none could be started" if self.config.autostart else "autostart is off (TRACKD_AUTOSTART=0)"
         raise DaemonUnavailable(
             f"Cannot {what}: the trackd daemon at {self.config.socket_path} is unreachable; none answered within "

@@ -80,17 +80,20 @@ def wait_until_answering(paths: DaemonPaths, process: subprocess.Popen[bytes] | 
     return False
 
 
-class DaemonExited(DaemonUnavailable):
-    """The daemon a client started exited before it answered (a bad flag in TRACKD_DAEMON_ARGS,
-    a store it may not use): starting it again at once would fail the same way."""
+class DaemonCannotStart(DaemonUnavailable):
+    """Starting a daemon failed in a way that starting it again at once would repeat: its folder
+    is refused (a socket straight in /tmp), or it exited before it answered (a bad flag in
+    TRACKD_DAEMON_ARGS or TRACKD_LOOP, a store it may not use)."""
 
 
 def start_daemon(socket_path: Path, *, timeout: float) -> None:
     """Start a daemon for ``socket_path`` and wait until it answers; raises DaemonUnavailable
-    (DaemonExited when it exited first, with the last line of its log)."""
+    (DaemonCannotStart when its folder is refused, or it exited first: with the last line of its log)."""
     paths = default_paths(socket_path)
     try:
         process = spawn_daemon(paths)
+    except PermissionError as exc:
+        raise DaemonCannotStart(f"Cannot start a trackd daemon for {paths.socket}: {exc}") from exc
     except OSError as exc:
         raise DaemonUnavailable(f"Could not start a trackd daemon for {paths.socket}: {exc}.") from exc
     if wait_until_answering(paths, process, timeout=timeout):
@@ -99,7 +102,7 @@ def start_daemon(socket_path: Path, *, timeout: float) -> None:
         return
     code = process.poll()
     if code not in (None, ALREADY_RUNNING_EXIT_CODE):
-        raise DaemonExited(
+        raise DaemonCannotStart(
             f"The trackd daemon started for {paths.socket} exited with code {code} before it answered: "
             f"{last_log_line(paths.log) or 'its log is empty'} (log: {paths.log})."
         )

@@ -154,6 +154,12 @@ class Sender(SenderThread):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def start_failure(self) -> str | None:
+        """Why starting a daemon failed the last time this sender tried (its folder refused, it
+        exited at once), or None."""
+        return self._spawn_failure
+
     def close(self, timeout: float | None = None) -> None:
         """Flush (waiting at most ``timeout``, then spooling what is left), then stop the thread. Idempotent."""
         if self._closed:

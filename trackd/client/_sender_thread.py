@@ -16,7 +16,7 @@ import time
 from ..errors import DaemonUnavailable, LocalProtocolError
 from ..protocol import NEED_DATA, Ack, Connection, ConnectionClosed, Dropped, Event, Record, encode_frame
 from ._config import ClientConfig
-from ._launcher import DaemonExited, start_daemon
+from ._launcher import DaemonCannotStart, start_daemon
 from ._ledger import Ledger
 from ._outbox import BARRIER, Request, batch_of, events, log_exception, next_chunk, warn
 from ._spill import Spill
@@ -223,14 +223,14 @@ class SenderThread:
         if now < self._next_spawn:
             raise DaemonUnavailable(
                 f"No trackd daemon answers at {self.config.socket_path} yet."
-                + (f" The last one started exited: {self._spawn_failure}" if self._spawn_failure else "")
+                + (f" The last start failed: {self._spawn_failure}" if self._spawn_failure else "")
             )
         self._next_spawn = now + self.SPAWN_INTERVAL
         try:
             start_daemon(self.config.socket_path, timeout=self.config.connect_timeout)
-        except DaemonExited as exc:
-            # Its flags or store made it exit: the same again a second later (it was started
-            # every second, each time writing its usage to the log).
+        except DaemonCannotStart as exc:
+            # Its flags, store or folder made it fail: the same again a second later (it was
+            # started every second, each time writing its usage to the log).
             self._next_spawn = now + self.SPAWN_INTERVAL_AFTER_EXIT
             self._spawn_failure = str(exc)
             raise

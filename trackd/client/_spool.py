@@ -71,7 +71,7 @@ class Spool:
         if not batches:
             return
         if self._fd < 0:
-            ensure_private_directory(self.path.parent)
+            ensure_private_directory(self.path.parent, variable=SPOOL_DIR_ENV)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
