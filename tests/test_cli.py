@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from helpers import SOCKET_PARENT, RawClient, alive, create_run_record, metric_l
 
 from trackd._paths import DaemonPaths
 from trackd.client._control import query_status
+from trackd.errors import DaemonUnavailable
 from trackd.protocol import Ack, Batch, ErrorCode, ErrorReply, Welcome
 
 pytestmark = pytest.mark.timeout(60)
@@ -253,6 +255,60 @@ print(run.info.run_id)
     run_id = result.stdout.split()[-1]
     [loss] = (tmp_path / "mlruns" / "0").glob(f"{run_id}/metrics/loss")
     assert [int(line.split()[2]) for line in loss.read_text().splitlines()] == list(range(3000))
+
+
+@pytest.fixture
+def bystander() -> Iterator[subprocess.Popen[bytes]]:
+    """A process that is not a daemon (a user's training job, say), killed at teardown."""
+    process = subprocess.Popen(["sleep", "300"])
+    yield process
+    process.kill()
+    process.wait(10)
+
+
+def test_stop_after_a_daemon_was_killed_signals_nothing_and_removes_the_stale_pid_file(
+    paths: DaemonPaths, bystander: subprocess.Popen[bytes]
+) -> None:
+    # The pid file a SIGKILL leaves behind named, after pid reuse, someone's training job: stop
+    # SIGTERMed it and said "trackd daemon (pid N) stopped after writing everything it had received".
+    os.kill(start(paths), signal.SIGKILL)
+    wait_for(lambda: not paths.socket.exists() or not query_answers(paths), message="the daemon to die")
+    paths.pid.write_text(f"{bystander.pid}\n")
+    status = trackd_cli("daemon", "status", "--socket", str(paths.socket))
+    assert status.returncode == 1 and f"its pid file {paths.pid} is stale (pid {bystander.pid}" in status.stderr
+    result = trackd_cli("daemon", "stop", "--socket", str(paths.socket))
+    assert result.returncode == 0, result.stderr
+    assert f"trackd daemon is not running on {paths.socket}; removed its stale pid file {paths.pid}" in result.stdout
+    assert f"named pid {bystander.pid}, which is now another process's, and was not signalled" in result.stdout
+    assert bystander.poll() is None, "stop signalled the process a stale pid file named"
+    assert not paths.pid.exists()
+
+
+def test_stop_signals_the_process_listening_on_the_socket_whatever_the_pid_file_says(
+    paths: DaemonPaths, bystander: subprocess.Popen[bytes]
+) -> None:
+    pid = start(paths)
+    paths.pid.write_text(f"{bystander.pid}\n")
+    result = trackd_cli("daemon", "stop", "--socket", str(paths.socket))
+    assert result.returncode == 0, result.stderr
+    assert f"trackd daemon (pid {pid}) stopped after writing everything it had received" in result.stdout
+    assert bystander.poll() is None and not alive(pid)
+
+
+def query_answers(paths: DaemonPaths) -> bool:
+    try:
+        query_status(paths.socket, timeout=1.0)
+    except DaemonUnavailable:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
+def test_stop_refuses_a_timeout_that_is_not_finite_seconds(value: str) -> None:
+    # --timeout -1 was taken, and stop then said "did not exit within -1 s" and exited 1.
+    result = trackd_cli("daemon", "stop", "--socket", "/nonexistent/d.sock", "--timeout", value)
+    assert result.returncode == 2
+    assert f"argument --timeout: expected a finite number of seconds, 0 or more, got '{value}'" in result.stderr
 
 
 @pytest.fixture

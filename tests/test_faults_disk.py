@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import DaemonProcess, child_env, wait_for
 
+from trackd._paths import UNWRITTEN_EXIT_CODE, DaemonPaths
 from trackd.store import StoreReader
 
 POINTS = 60_000
@@ -110,3 +112,46 @@ def test_full_disk_keeps_every_event_and_writes_it_once_space_returns(small_disk
     steps = [m.step for m in StoreReader(store).get_metric_history(run_id, "x")]
     assert steps == list(range(POINTS)), "points lost, duplicated or out of order across the full disk"
     assert daemon.process is not None and daemon.process.poll() is None, "the daemon exited"
+
+
+@pytest.mark.timeout(150)
+def test_stop_on_a_full_disk_says_how_many_events_were_not_written_and_their_client_resends_them(
+    small_disk: Path, paths: DaemonPaths
+) -> None:
+    # The daemon's log said "135556 records could not be written in time" while `trackd daemon stop`
+    # said it "stopped after writing everything it had received", and exited 0 (and so did the daemon).
+    store = small_disk / "mlruns"
+    run_id = uuid.uuid4().hex
+    daemon = DaemonProcess(paths.socket).start()
+    # The producer's client starts the next daemon by itself (TRACKD_AUTOSTART=1) and resends.
+    producer = subprocess.Popen(
+        [sys.executable, "-c", PRODUCER, run_id, "20000"],
+        env=child_env(paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_AUTOSTART="1"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    filler = small_disk / "filler"
+    try:
+        wait_for(lambda: (store / "0" / run_id / "metrics" / "x").exists() or producer.poll() is not None, 60, message="the first points written")
+        fill(filler)
+        wait_for(lambda: daemon.status()["backlog_records"] > 0 and daemon.status()["write_errors"] > 0, 60, message="events waiting on the full disk")
+        stop = subprocess.run(
+            [sys.executable, "-m", "trackd.cli", "daemon", "stop", "--socket", str(paths.socket)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert daemon.stop() == UNWRITTEN_EXIT_CODE, daemon.log()
+        logged = re.search(r"(\d+) records could not be written in time", daemon.log())
+        assert logged is not None, daemon.log()
+        assert stop.returncode == UNWRITTEN_EXIT_CODE, stop.stdout + stop.stderr
+        assert "stopped after writing everything" not in stop.stdout
+        assert f"{logged.group(1)} events it had received were not written in time" in stop.stderr, stop.stderr
+        assert "the clients that sent them still hold them and send them to the next daemon" in stop.stderr
+        filler.unlink()
+        out, err = producer.communicate(timeout=120)
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+            producer.communicate(timeout=10)
+        filler.unlink(missing_ok=True)
+    assert producer.returncode == 0 and out.splitlines()[-1] == "done 0", err
+    steps = [m.step for m in StoreReader(store).get_metric_history(run_id, "x")]
+    assert steps == list(range(20_000)), "the events the stopped daemon did not write were not resent exactly once"

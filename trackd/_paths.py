@@ -1,4 +1,5 @@
-"""Where the daemon's socket, lock, pid and log files live, for the client, the daemon and the CLI.
+"""Where the daemon's socket, lock, pid, log and exit-report files live, for the client, the daemon
+and the CLI, and what the CLI may conclude from them.
 
 One daemon serves every process of a user on a machine, so its files sit in a per-user runtime
 directory: ``$XDG_RUNTIME_DIR/trackd/`` when that is set, else ``/tmp/trackd-<uid>/``.
@@ -7,8 +8,11 @@ directory: ``$XDG_RUNTIME_DIR/trackd/`` when that is set, else ``/tmp/trackd-<ui
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from ._struct import Frozen
@@ -18,6 +22,9 @@ SOCKET_FILE_NAME = "trackd.sock"
 # ``python -m trackd.daemon`` exits with this when another daemon holds the socket's lock (one
 # starting at the same moment), so a client that started it keeps waiting for the socket.
 ALREADY_RUNNING_EXIT_CODE = 3
+# ... and with this when it stopped with events it had received but could not write within its
+# shutdown timeout (a full disk): it never acknowledged them, so their clients send them again.
+UNWRITTEN_EXIT_CODE = 4
 RUNTIME_DIR_MODE = 0o700
 SOCKET_MODE = 0o600
 
@@ -50,6 +57,11 @@ class DaemonPaths(Frozen):
     @property
     def log(self) -> Path:
         return self.socket.with_name(self.socket.name + ".log")
+
+    @property
+    def exit_report(self) -> Path:
+        """What the last daemon to stop said as it exited (``write_exit_report``)."""
+        return self.socket.with_name(self.socket.name + ".exit")
 
 
 def default_socket_path() -> Path:
@@ -130,3 +142,60 @@ def _instead(directory: Path, variable: str) -> str:
             f"or unset {SOCKET_ENV} for the default."
         )
     return f"Set {variable} to such a folder, e.g. {directory / f'trackd-{os.getuid()}'} (trackd creates it)."
+
+
+@contextlib.contextmanager
+def daemon_lock(paths: DaemonPaths) -> Iterator[bool]:
+    """Try the lock a running daemon holds (``Server._take_lock``), without waiting.
+
+    Yields False while a daemon holds it: one is running (it may be starting, stopping or hung).
+    Yields True when none does; this process then holds the lock until the block ends, so no
+    daemon can start and write its pid file meanwhile (one that tries exits as already running,
+    and its starter waits for the socket). The kernel releases a daemon's lock when it dies, even
+    by SIGKILL, which is what makes this proof where a pid file is only a hint.
+    """
+    try:
+        fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        yield True  # no runtime directory: no daemon ever ran here
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)  # releases the lock, if it was taken
+
+
+def read_pid_file(paths: DaemonPaths) -> int | None:
+    """The pid in the pid file, or None. Only a hint: after SIGKILL it names a pid the system may
+    have given to another process since."""
+    try:
+        return int(paths.pid.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def write_exit_report(paths: DaemonPaths, *, pid: int, unwritten: int) -> None:
+    """Leave, as the daemon exits, how many events it received and could not write (0: none).
+
+    The CLI that stopped it is not its parent and cannot read its exit status; it reads this.
+    Written whole (a temp file, then a rename).
+    """
+    temp = paths.exit_report.with_name(paths.exit_report.name + ".tmp")
+    temp.write_text(f"pid {pid}\nunwritten {unwritten}\n")
+    os.replace(temp, paths.exit_report)
+
+
+def read_exit_report(paths: DaemonPaths, pid: int) -> int | None:
+    """How many received events daemon ``pid`` reported unwritten as it exited; None if it left no report."""
+    try:
+        fields = dict(line.split(" ", 1) for line in paths.exit_report.read_text().splitlines())
+        if int(fields["pid"]) != pid:
+            return None
+        return int(fields["unwritten"])
+    except (OSError, ValueError, KeyError):
+        return None

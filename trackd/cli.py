@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from ._paths import DaemonPaths, default_paths
+from ._paths import (
+    UNWRITTEN_EXIT_CODE,
+    DaemonPaths,
+    daemon_lock,
+    default_paths,
+    private_directory_problem,
+    read_exit_report,
+    read_pid_file,
+)
 from .client._control import query_status
 from .client._launcher import daemon_answers, last_log_line, spawn_daemon, wait_until_answering
+from .client._outbox import events
 from .client._spool import default_spool_dir, sync_spools
+from .daemon._peer import peer_pid
 from .errors import DaemonUnavailable
 
 
@@ -36,9 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--idle-timeout", type=float, default=0.0, help="exit after this many seconds without clients; 0 never exits (default: %(default)s)")
     start.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), help="event loop (default: uvloop if installed)")
 
-    stop = actions.add_parser("stop", help="stop the daemon after it has written everything", description="Send SIGTERM: the daemon writes what it received, then exits.")
+    stop = actions.add_parser(
+        "stop", help="stop the daemon after it has written everything",
+        description="Send SIGTERM to the process listening on the socket (as the kernel reports it; a pid file "
+        "alone is never trusted): the daemon writes what it received, then exits. Exit status: 0 when it stopped "
+        "after writing everything, or none was running (a stale pid file is reported and removed); "
+        f"{UNWRITTEN_EXIT_CODE} when it stopped with events it could not write in time (their clients send them "
+        "again); 1 when it did not exit in time or could not be identified.",
+    )
     stop.add_argument("--socket", help=socket_help)
-    stop.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to exit (default: %(default)s)")
+    stop.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for it to exit, 0 or more (default: %(default)s)")
 
     status = actions.add_parser("status", help="show pid, uptime, clients, rates, backlog and errors", description="Show what the daemon is doing.")
     status.add_argument("--socket", help=socket_help)
@@ -51,13 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--socket", help=socket_help)
     sync.add_argument("--spool-dir", help="spool folder (default: $TRACKD_SPOOL_DIR, else $XDG_CACHE_HOME/trackd/spool, else ~/.cache/trackd/spool, else <tmp>/trackd-spool-<uid>)")
-    sync.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each spool to be written (default: %(default)s)")
+    sync.add_argument("--timeout", type=_seconds, default=60.0, help="seconds to wait for each spool to be written, 0 or more (default: %(default)s)")
     sync.add_argument(
         "--all-hosts", action="store_true",
         help="also deliver spools written on other hosts (a spool folder shared over NFS): their stores are "
         "written at the same paths here, so use it only when those paths are shared too",
     )
     return parser
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: finite seconds, 0 or more (argparse exits 2 naming the flag otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, 0 or more, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,8 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
-    if daemon_answers(paths.socket):
-        print(f"trackd daemon already running on {paths.socket} (pid {_read_pid(paths) or 'unknown'})")
+    pid = _listener_pid(paths)
+    if pid is not None:
+        print(f"trackd daemon already running on {paths.socket} (pid {pid or 'unknown'})")
         return 0
     extra = ["--loop", args.loop] if args.loop else []
     if args.foreground:
@@ -91,15 +122,46 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
         said = f": exited with code {code}: {last_log_line(paths.log)}" if code is not None else ""
         print(f"trackd: the daemon did not start{said}; see {paths.log}", file=sys.stderr)
         return 1
-    print(f"trackd daemon started (pid {_read_pid(paths) or process.pid}) on {paths.socket}; log: {paths.log}")
+    print(f"trackd daemon started (pid {_listener_pid(paths) or process.pid}) on {paths.socket}; log: {paths.log}")
     return 0
 
 
 def _stop(paths: DaemonPaths, timeout: float) -> int:
-    pid = _read_pid(paths)
-    if pid is None or not _alive(pid):
-        print(f"trackd daemon is not running on {paths.socket}")
-        return 0
+    """SIGTERM the daemon proven to serve ``paths.socket``, wait, and say what it reported as it exited.
+
+    The proof is the kernel's: the pid of the process listening on the socket. The pid file is
+    not: after a SIGKILL it stays behind, and the system may give its pid to a user's training job.
+    """
+    deadline = time.monotonic() + timeout
+    while (pid := _listener_pid(paths)) is None:
+        # Nothing listens. A daemon holding the lock is starting (it listens soon) or stopping
+        # (it releases the lock soon); with the lock free, none runs and a pid file is stale.
+        problem = private_directory_problem(paths.directory) if paths.directory.is_dir() else None
+        if problem is not None:
+            print(f"trackd daemon is not running on {paths.socket} ({problem})")
+            return 0
+        with daemon_lock(paths) as free:
+            if free:
+                print(f"trackd daemon is not running on {paths.socket}{_remove_stale_pid_file(paths)}")
+                return 0
+        if time.monotonic() >= deadline:
+            print(
+                f"trackd: a daemon holds {paths.lock} but nothing listens on {paths.socket} after {timeout:g} s "
+                f"(starting, stopping or hung; pid file: {read_pid_file(paths) or 'none'}); nothing was signalled. "
+                f"See {paths.log}.",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(0.05)
+    if pid == 0:
+        print(
+            f"trackd: something listens on {paths.socket}, but which process cannot be told from here (a daemon "
+            "in another pid namespace, or one that did not answer a status request); nothing was signalled.",
+            file=sys.stderr,
+        )
+        return 1
+    # A report an earlier daemon left must not be read as this one's.
+    paths.exit_report.unlink(missing_ok=True)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while _alive(pid):
@@ -107,8 +169,61 @@ def _stop(paths: DaemonPaths, timeout: float) -> int:
             print(f"trackd: daemon pid {pid} did not exit within {timeout:g} s; see {paths.log}", file=sys.stderr)
             return 1
         time.sleep(0.02)
+    unwritten = read_exit_report(paths, pid)
+    if unwritten is None:
+        # Killed while it shut down, a second SIGINT, or a trackd older than exit reports.
+        print(f"trackd daemon (pid {pid}) stopped; it left no report of whether it wrote everything it had received (see {paths.log})")
+        return 0
+    if unwritten:
+        print(
+            f"trackd: the daemon (pid {pid}) stopped, but {events(unwritten)} it had received "
+            f"{'was' if unwritten == 1 else 'were'} not written in time (see {paths.log}). It never acknowledged them: the clients that sent them still hold them and send "
+            "them to the next daemon (a client that exits first spools them for `trackd sync`).",
+            file=sys.stderr,
+        )
+        return UNWRITTEN_EXIT_CODE
     print(f"trackd daemon (pid {pid}) stopped after writing everything it had received")
     return 0
+
+
+def _listener_pid(paths: DaemonPaths) -> int | None:
+    """The pid of the process listening on the socket, as the kernel reports it; None when nothing
+    listens; 0 when something does but it cannot be told which process (in another pid namespace:
+    a container sharing the folder), so nothing may be signalled.
+
+    Where the kernel cannot tell at all (neither SO_PEERCRED nor LOCAL_PEERPID), the daemon's own
+    status reply names it: still an answer on this socket, not a file that outlives its writer.
+    """
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(5.0)
+        probe.connect(str(paths.socket))
+        pid = peer_pid(probe)
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    if pid is not None:
+        return pid
+    try:
+        said = query_status(paths.socket).get("pid")
+    except DaemonUnavailable:
+        return 0
+    return said if isinstance(said, int) and said > 0 else 0
+
+
+def _remove_stale_pid_file(paths: DaemonPaths) -> str:
+    """Remove a pid file no daemon holds (call with the daemon's lock held); what to say about it."""
+    pid = read_pid_file(paths)
+    if not paths.pid.exists():
+        return ""
+    paths.pid.unlink(missing_ok=True)
+    now = "is now another process's" if pid is not None and _alive(pid) else "belongs to no process now"
+    named = f"named pid {pid}, which {now}" if pid is not None else "named no pid"
+    return (
+        f"; removed its stale pid file {paths.pid}, left by a daemon that did not exit cleanly (killed?): it "
+        f"{named}, and was not signalled"
+    )
 
 
 # Clients that have disconnected, listed by `trackd daemon status` before "... and N more gone".
@@ -119,7 +234,7 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
     try:
         status = query_status(paths.socket)
     except DaemonUnavailable as exc:
-        print(f"trackd daemon is not running on {paths.socket} ({exc})", file=sys.stderr)
+        print(f"trackd daemon is not running on {paths.socket} ({exc}){_why_silent(paths)}", file=sys.stderr)
         return 1
     if as_json:
         print(json.dumps(status, indent=2, sort_keys=True))
@@ -163,6 +278,22 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
     return 0
 
 
+def _why_silent(paths: DaemonPaths) -> str:
+    """What the files beside a socket nothing answers on say: a daemon starting or stopping, or a stale pid file."""
+    if not paths.directory.is_dir() or private_directory_problem(paths.directory) is not None:
+        return ""
+    with daemon_lock(paths) as free:
+        if not free:
+            return f"; a daemon holds {paths.lock}: it is starting, stopping or hung (see {paths.log})"
+    pid = read_pid_file(paths)
+    if pid is None:
+        return ""
+    return (
+        f"; its pid file {paths.pid} is stale (pid {pid}, left by a daemon that did not exit cleanly; "
+        "`trackd daemon stop` removes it without signalling that pid)"
+    )
+
+
 def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -> int:
     if not daemon_answers(paths.socket):
         try:
@@ -193,13 +324,6 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
             for rejection in result.rejected:
                 print(f"  refused by the store: {rejection}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _read_pid(paths: DaemonPaths) -> int | None:
-    try:
-        return int(paths.pid.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _alive(pid: int) -> bool:

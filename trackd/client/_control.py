@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from ..errors import DaemonUnavailable
-from ..protocol import NEED_DATA, ErrorReply, GetStatus, StatusReply
+from ..protocol import NEED_DATA, ErrorCode, ErrorReply, GetStatus, StatusReply
 from ._names import random_id
 from ._transport import handshake, make_hello
 
@@ -27,6 +27,10 @@ def query_status(socket_path: Path, timeout: float = 5.0) -> dict[str, object]:
                 continue
             if isinstance(event, StatusReply):
                 return event.status
+            if isinstance(event, ErrorReply) and event.code == ErrorCode.STORE_UNAVAILABLE:
+                # Told to every connection when a disk refuses a write; the connection stays
+                # (docs/protocol.md). Status on a full disk said "not running" for it.
+                continue
             if isinstance(event, ErrorReply):
                 raise DaemonUnavailable(f"The trackd daemon refused the status request: {event.message}")
             raise DaemonUnavailable(f"The trackd daemon closed the connection ({event!r}).")

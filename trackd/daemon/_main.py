@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from .._paths import ALREADY_RUNNING_EXIT_CODE, default_paths
+from .._paths import ALREADY_RUNNING_EXIT_CODE, UNWRITTEN_EXIT_CODE, default_paths, write_exit_report
 from .._signals import take_signals
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
 from ._budget import DEFAULT_MAX_EVENTS_PER_SECOND
@@ -105,8 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = logging.getLogger("trackd")
     root.addHandler(handler)
     root.setLevel(args.log_level)
+    logger = logging.getLogger("trackd.daemon")
+    paths = default_paths(args.socket)
     config = DaemonConfig(
-        paths=default_paths(args.socket),
+        paths=paths,
         loop=args.loop,
         max_age=args.max_age,
         max_records=args.max_records,
@@ -118,14 +120,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     # What the daemon imported at start lives until it exits: not worth a look at every full collection.
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    server = Server(config)
     try:
-        Server(config).run()
+        server.run()
     except AlreadyRunning as exc:
-        logging.getLogger("trackd.daemon").info("Not starting: %s", exc)
+        logger.info("Not starting: %s", exc)
         print(f"trackd: {exc}", file=sys.stderr)
         return ALREADY_RUNNING_EXIT_CODE
     except PermissionError as exc:
-        logging.getLogger("trackd.daemon").error("Cannot start: %s", exc)
-        print(f"trackd: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return _refuse(logger, f"Cannot start: {exc}", 1)
+    # Shutdown gave up on what the batcher still holds (its timeout ran out: a full disk). Those
+    # events were never acknowledged, so their clients send them again; the exit code and the
+    # report say so, for a supervisor and for `trackd daemon stop` (not this process's parent).
+    unwritten = server.batcher.pending_records
+    try:
+        write_exit_report(paths, pid=server.pid, unwritten=unwritten)
+    except OSError as exc:
+        logger.warning("Could not write the exit report %s: %s", paths.exit_report, exc)
+    return UNWRITTEN_EXIT_CODE if unwritten else 0
+
+
+def _refuse(logger: logging.Logger, message: str, code: int) -> int:
+    """Log why the daemon does not start, say it on stderr in one line (a client that started it
+    quotes its log's last line), and return the exit code."""
+    logger.error("%s", message)
+    print(f"trackd: {message}", file=sys.stderr)
+    return code

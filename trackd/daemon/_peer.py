@@ -55,3 +55,26 @@ def peer_uid(sock: socket.socket) -> int | None:
 def credentials_supported() -> bool:
     """Whether peer_uid() can answer on this platform (logged once at startup when it cannot)."""
     return _SO_PEERCRED is not None or _getpeereid is not None
+
+
+# macOS: getsockopt(SOL_LOCAL, LOCAL_PEERPID) (sys/un.h); Python's socket module names neither.
+_SOL_LOCAL, _LOCAL_PEERPID = 0, 0x002
+
+
+def peer_pid(sock: socket.socket) -> int | None:
+    """The pid of the process at the other end of ``sock``, as the kernel reports it in this
+    process's pid namespace (0: a process this namespace cannot see); None where the platform
+    cannot tell.
+
+    For a connected client socket that is the process that called listen(): the daemon itself,
+    whatever it says about itself or its pid file says (``trackd daemon stop`` relies on it).
+    """
+    if _SO_PEERCRED is not None:
+        pid, _, _ = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, _SO_PEERCRED, _UCRED.size))
+        return max(int(pid), 0)
+    if sys.platform == "darwin":
+        try:
+            return int(sock.getsockopt(_SOL_LOCAL, _LOCAL_PEERPID))
+        except OSError:
+            return None
+    return None
