@@ -11,7 +11,7 @@ from helpers import child_env, run_python
 from trackd import ClientConfig
 
 BAD_VARIABLES = [
-    ("TRACKD_ON_FULL", "wait", "one of block, drop"),
+    ("TRACKD_ON_FULL", "wait", "one of block, drop (any case)"),
     ("TRACKD_MAX_BUFFERED", "0", "a whole number of at least 1"),
     ("TRACKD_MAX_BUFFERED", "lots", "a whole number of at least 1"),
     ("TRACKD_FLUSH_INTERVAL", "0", "a finite number of seconds above 0"),
@@ -40,6 +40,14 @@ def test_from_env_reads_autostart_words(monkeypatch: pytest.MonkeyPatch, value: 
     assert ClientConfig.from_env().autostart is autostart
 
 
+@pytest.mark.parametrize(("value", "on_full"), [("DROP", "drop"), (" Block ", "block"), ("drop", "drop")])
+def test_from_env_reads_on_full_words_in_any_case(monkeypatch: pytest.MonkeyPatch, value: str, on_full: str) -> None:
+    # "DROP" was refused while TRACKD_AUTOSTART took "OFF".
+    monkeypatch.setenv("TRACKD_ON_FULL", value)
+    assert ClientConfig.from_env().on_full == on_full
+    assert ClientConfig(on_full=value).on_full == on_full
+
+
 def test_from_env_takes_empty_variables_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     for variable, _, _ in BAD_VARIABLES:
         monkeypatch.setenv(variable, "")
@@ -59,4 +67,4 @@ def test_a_logging_process_with_a_bad_variable_fails_naming_it(tmp_path: Path) -
     env = child_env(tmp_path / "none.sock", TRACKD_ON_FULL="wait", TRACKD_AUTOSTART="0", TRACKD_TRACKING_URI=str(tmp_path / "mlruns"))
     result = run_python("import trackd\ntrackd.log_metric('loss', 1.0)\n", env)
     assert result.returncode == 1
-    assert "ValueError: Environment variable TRACKD_ON_FULL='wait' is not valid: expected one of block, drop." in result.stderr
+    assert "ValueError: Environment variable TRACKD_ON_FULL='wait' is not valid: expected one of block, drop (any case)." in result.stderr

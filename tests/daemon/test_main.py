@@ -72,3 +72,38 @@ def test_the_log_file_is_rotated_past_its_size_keeping_one_older_file(socket_pat
         assert 1000 < Path(f"{daemon.paths.log}.1").stat().st_size <= 2000
     finally:
         assert daemon.stop() == 0
+
+
+def test_a_bad_trackd_loop_stops_the_daemon_with_one_line_and_exit_code_2(socket_path: Path) -> None:
+    # It raised ValueError inside Server.run: a traceback in the log and exit code 1, like a crash.
+    result = _daemon(socket_path, "--log-file", str(socket_path) + ".log", TRACKD_LOOP="bogus")
+    assert result.returncode == 2, result.stderr
+    expected = "Environment variable TRACKD_LOOP='bogus' is not valid: expected one of auto, uvloop, asyncio (any case)."
+    assert result.stderr == f"trackd: Cannot start: {expected}\n"
+    log = Path(str(socket_path) + ".log").read_text()
+    assert expected in log and "Traceback" not in log
+    assert not socket_path.exists()
+
+
+def test_a_client_whose_daemon_refuses_trackd_loop_says_why(socket_path: Path, tmp_path: Path) -> None:
+    env = child_env(
+        socket_path, TRACKD_LOOP="bogus", TRACKD_TRACKING_URI=str(tmp_path / "mlruns"),
+        TRACKD_SPOOL_DIR=str(tmp_path / "spool"), TRACKD_EXIT_TIMEOUT="1",
+    )
+    result = subprocess.run([sys.executable, "-c", "import trackd\ntrackd.log_metric('a', 1.0)\n"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "exited with code 2 before it answered: trackd: Cannot start: Environment variable TRACKD_LOOP='bogus'" in result.stderr
+    assert "Traceback" not in (socket_path.parent / "d.sock.log").read_text()
+
+
+@pytest.mark.parametrize(("source", "value"), [("TRACKD_LOOP", "AsyncIO"), ("--loop", "ASYNCIO")])
+def test_the_event_loop_is_named_in_any_case(socket_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, value: str) -> None:
+    # TRACKD_AUTOSTART took "OFF" while TRACKD_ON_FULL refused "DROP" and TRACKD_LOOP "ASYNCIO".
+    if source == "TRACKD_LOOP":
+        monkeypatch.setenv("TRACKD_LOOP", value)
+    daemon = DaemonProcess(socket_path, *(["--loop", value] if source == "--loop" else [])).start()
+    try:
+        assert daemon.status()["loop"] == "asyncio"
+    finally:
+        assert daemon.stop() == 0

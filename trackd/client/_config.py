@@ -57,7 +57,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_buffered": _AT_LEAST_ONE,
     "max_unacked_events": _AT_LEAST_ONE,
     "max_unacked_bytes": _AT_LEAST_ONE,
-    "on_full": (lambda v: v in ON_FULL_POLICIES, f"one of {', '.join(ON_FULL_POLICIES)}"),
+    "on_full": (lambda v: v in ON_FULL_POLICIES, f"one of {', '.join(ON_FULL_POLICIES)} (any case)"),
     # 0: exit, end_run and close() do not wait; what is not acknowledged yet goes to the spool.
     "exit_timeout": _SECONDS,
     # 0 could never complete a handshake: every event would be spooled with a healthy daemon.
@@ -80,6 +80,11 @@ def _parse_int(text: str) -> int | None:
         return None
 
 
+def _parse_word(text: str) -> str:
+    """A word from a closed set (TRACKD_ON_FULL): any case, as TRACKD_AUTOSTART's words are."""
+    return text.strip().lower()
+
+
 def _parse_bool(text: str) -> bool | None:
     lowered = text.strip().lower()
     return True if lowered in AUTOSTART_ON else False if lowered in AUTOSTART_OFF else None
@@ -89,7 +94,7 @@ def _parse_bool(text: str) -> bool | None:
 _ENV_FIELDS: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TRACKD_FLUSH_INTERVAL", "flush_interval", _parse_float),
     ("TRACKD_MAX_BUFFERED", "max_buffered", _parse_int),
-    ("TRACKD_ON_FULL", "on_full", str),
+    ("TRACKD_ON_FULL", "on_full", _parse_word),
     ("TRACKD_EXIT_TIMEOUT", "exit_timeout", _parse_float),
     ("TRACKD_CONNECT_TIMEOUT", "connect_timeout", _parse_float),
     ("TRACKD_AUTOSTART", "autostart", _parse_bool),
@@ -124,7 +129,8 @@ class ClientConfig(Value):
         self.max_buffered = max_buffered
         self.max_unacked_bytes = max_unacked_bytes
         self.max_unacked_events = max_unacked_events
-        self.on_full = on_full
+        # Any case, as from TRACKD_ON_FULL ("DROP" was refused there while "OFF" was a word for autostart).
+        self.on_full = _parse_word(on_full) if type(on_full) is str else on_full
         self.exit_timeout = exit_timeout
         self.connect_timeout = connect_timeout
         self.autostart = autostart

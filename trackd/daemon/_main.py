@@ -17,10 +17,12 @@ from .._paths import ALREADY_RUNNING_EXIT_CODE, UNWRITTEN_EXIT_CODE, default_pat
 from .._signals import take_signals
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
 from ._budget import DEFAULT_MAX_EVENTS_PER_SECOND
-from ._loop import LOOP_CHOICES
+from ._loop import LOOP_CHOICES, loop_factory
 from ._server import DEFAULT_MAX_CONNECTIONS, AlreadyRunning, DaemonConfig, Server
 
 LOG_FORMAT = "%(asctime)s %(levelname)s pid %(process)d %(message)s"
+# What argparse exits with for a bad flag; a bad TRACKD_LOOP is refused the same way.
+USAGE_EXIT_CODE = 2
 # The daemon allocates a tuple or two per point it decodes and per file it writes, and none of them
 # form cycles; at CPython's default (700) the collector ran every few hundred points and took ~25%
 # of a write to 10,000 files (10,000: that write went from 8.0 to 6.1 us per file, 2026-11-26).
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --log-file: past this size the file is renamed to FILE.1 (replacing an older one) and a new one "
         "begun, at least 1 (default: %(default)s)",
     )
-    parser.add_argument("--loop", choices=LOOP_CHOICES, help="event loop (default: $TRACKD_LOOP, else uvloop if installed)")
+    parser.add_argument("--loop", type=str.lower, choices=LOOP_CHOICES, help="event loop, any case (default: $TRACKD_LOOP, else uvloop if installed)")
     parser.add_argument("--max-age", type=_seconds, default=DEFAULT_MAX_AGE, help="longest a received event waits before its write starts, in seconds, 0 or more (default: %(default)s)")
     parser.add_argument("--max-records", type=_positive_int, default=DEFAULT_MAX_RECORDS, help="events (metric points, params, tags...) per write, at least 1 (default: %(default)s)")
     parser.add_argument("--max-open-files", type=_positive_int, default=None, help="descriptors kept open for metric files and, a sixteenth of them, their folders, all stores together, at least 1 (default: as many as the file limit allows after room for connections, up to 16384)")
@@ -106,10 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.addHandler(handler)
     root.setLevel(args.log_level)
     logger = logging.getLogger("trackd.daemon")
+    try:
+        # Chosen (and uvloop imported) before anything starts: a bad TRACKD_LOOP left a traceback
+        # in the log and exit code 1, which read like a crash.
+        loop, _ = loop_factory(args.loop)
+    except ValueError as exc:
+        return _refuse(logger, f"Cannot start: {exc}", USAGE_EXIT_CODE)
     paths = default_paths(args.socket)
     config = DaemonConfig(
         paths=paths,
-        loop=args.loop,
+        loop=loop,
         max_age=args.max_age,
         max_records=args.max_records,
         max_open_files=args.max_open_files,
