@@ -59,17 +59,23 @@ def test_second_start_says_already_running_and_starts_nothing(paths: DaemonPaths
     assert paths.log.read_text().count("listening on") == 1
 
 
-def test_status_shows_pid_clients_counts_backlog_and_errors(paths: DaemonPaths, store: Path) -> None:
+def status_after_one_batch(paths: DaemonPaths, store: Path, points: int) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """Start a daemon, have it acknowledge one batch (a run and ``points`` points) from a raw client,
+    and run ``trackd daemon status`` while that client is connected; the pid and the result."""
     pid = start(paths)
     run_id = uuid.uuid4().hex
     raw = RawClient(paths.socket)
     try:
         assert isinstance(raw.hello(str(store)), Welcome)
-        raw.send(Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 99)]))
+        raw.send(Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", points)]))
         assert raw.next_event() == Ack(seq=1)
-        result = trackd_cli("daemon", "status", "--socket", str(paths.socket))
+        return pid, trackd_cli("daemon", "status", "--socket", str(paths.socket))
     finally:
         raw.close()
+
+
+def test_status_shows_pid_clients_counts_backlog_and_errors(paths: DaemonPaths, store: Path) -> None:
+    pid, result = status_after_one_batch(paths, store, 99)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert f"trackd daemon pid {pid}" in out
@@ -309,6 +315,16 @@ def test_stop_refuses_a_timeout_that_is_not_finite_seconds(value: str) -> None:
     result = trackd_cli("daemon", "stop", "--socket", "/nonexistent/d.sock", "--timeout", value)
     assert result.returncode == 2
     assert f"argument --timeout: expected a finite number of seconds, 0 or more, got '{value}'" in result.stderr
+
+
+def test_status_rates_count_a_burst_received_just_now(paths: DaemonPaths, store: Path) -> None:
+    # Rates ended at the last once-a-second sample: status right after a burst said 0.0 events/s.
+    _, result = status_after_one_batch(paths, store, 999)
+    assert result.returncode == 0, result.stderr
+    received = re.search(r"received\s+1000 events, \d+ bytes \(([\d.]+) events/s over the last ([\d.]+) s\)", result.stdout)
+    written = re.search(r"written\s+1000 events, 999 metric points \(([\d.]+) events/s over the last [\d.]+ s\)", result.stdout)
+    assert received and written, result.stdout
+    assert float(received.group(1)) > 0 and float(written.group(1)) > 0 and float(received.group(2)) <= 10
 
 
 @pytest.fixture

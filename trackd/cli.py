@@ -28,6 +28,7 @@ from .client._launcher import daemon_answers, last_log_line, spawn_daemon, wait_
 from .client._outbox import events
 from .client._spool import default_spool_dir, sync_spools
 from .daemon._peer import peer_pid
+from .daemon._state import RATE_WINDOW
 from .errors import DaemonUnavailable
 
 
@@ -241,13 +242,15 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         return 0
     # msgpack arrays arrive as tuples (the protocol decodes with use_list=False).
     clients = status.get("clients")
+    # The daemon averages from RATE_WINDOW seconds ago (or its start) up to the request.
+    rate_window = f"over the last {min(RATE_WINDOW, float(str(status['uptime_s']))):.2g} s"
     lines = [
         f"trackd daemon pid {status['pid']} (trackd {status['version']}, loop {status['loop']})",
         f"  socket        {status['socket']}",
         f"  uptime        {float(str(status['uptime_s'])):.0f} s",
         f"  clients       {status['clients_connected']} connected, {status.get('clients_known', len(clients) if isinstance(clients, (list, tuple)) else 0)} known",
-        f"  received      {status['records_received']} events, {status.get('bytes_received', 0)} bytes ({status['receive_rate']} events/s)",
-        f"  written       {status['records_written']} events, {status['metric_points_written']} metric points ({status['write_rate']}/s)",
+        f"  received      {status['records_received']} events, {status.get('bytes_received', 0)} bytes ({status['receive_rate']} events/s {rate_window})",
+        f"  written       {status['records_written']} events, {status['metric_points_written']} metric points ({status['write_rate']} events/s {rate_window})",
         f"  backlog       {status['backlog_records']} events waiting to be written ({status.get('backlog_bytes', 0)} bytes, estimated)",
         f"  rejected      {status['items_rejected']} items ({status.get('events_rejected', status['items_rejected'])} events); protocol errors {status['protocol_errors']}; write errors {status['write_errors']}",
         f"  dropped       {status.get('events_dropped_by_clients', 0)} events by clients whose buffer was full (TRACKD_ON_FULL=drop)",

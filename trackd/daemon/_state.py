@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._connection import ClientConnection
 
-# Rates in ``trackd daemon status`` are averaged over this window.
+# Rates in ``trackd daemon status`` are averaged over this window, up to the moment of the request.
 RATE_WINDOW = 10.0
 # How long a disconnected client's sequence numbers are kept for a reconnect.
 SESSION_TTL = 300.0
@@ -107,9 +107,10 @@ class ServerState:
     # Sessions with flush barriers waiting or sent lately (Server.others_waiting); pruned once a second.
     flushing: set[Session] = field(default_factory=set)
     counters: Counters = field(default_factory=Counters)
-    # (monotonic time, records received, records written), sampled for rates.
+    # (monotonic time, records received, records written), sampled for rates; the first is the
+    # start, so a daemon younger than a sample interval has rates too.
     samples: collections.deque[tuple[float, int, int]] = field(
-        default_factory=lambda: collections.deque(maxlen=int(RATE_WINDOW) + 1)
+        default_factory=lambda: collections.deque([(time.monotonic(), 0, 0)], maxlen=int(RATE_WINDOW) + 1)
     )
     # One line per kind of failure, with how often it happened: shown by status, logged once.
     # At most MAX_ERROR_KINDS (a kind names its store: a daemon failing on thousands of stores
@@ -160,10 +161,15 @@ class ServerState:
         gone = [s for s in reversed(sessions) if s.connection is None]
         return (connected + gone)[:MAX_STATUS_CLIENTS]
 
-    def rates(self) -> tuple[float, float]:
-        """Records received and written per second over the last RATE_WINDOW seconds."""
-        if len(self.samples) < 2:
-            return 0.0, 0.0
-        (t0, r0, w0), (t1, r1, w1) = self.samples[0], self.samples[-1]
-        span = max(t1 - t0, 1e-9)
-        return (r1 - r0) / span, (w1 - w0) / span
+    def rates(self, now: float | None = None) -> tuple[float, float]:
+        """Records received and written per second from the oldest sample (RATE_WINDOW seconds ago,
+        or the start) up to ``now`` (default: this moment), with the counters as they are now.
+
+        Up to ``now``, not to the last sample: that is up to a second old, and status right after
+        a burst said 0.0 events/s (or the rate of the second before it).
+        """
+        now = time.monotonic() if now is None else now
+        t0, r0, w0 = self.samples[0]
+        span = max(now - t0, 1e-3)
+        counters = self.counters
+        return (counters.records_received - r0) / span, (counters.records_written - w0) / span
