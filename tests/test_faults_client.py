@@ -508,3 +508,67 @@ print("runs", first.info.run_id, second.info.run_id, flush=True)
     reader = StoreReader(store)
     assert reader.get_run(first_id).info.status == "FINISHED"
     assert reader.get_run(second_id).data.metrics == {"y": 1.0}
+
+
+# Logs two points in a run, flushes if argv[1] says so, then exits: with no daemon, the run's
+# creation, the points and its end are 4 events.
+NO_DAEMON_EXIT = """
+import sys, time, trackd
+trackd.start_run()
+trackd.log_metric("a", 1.0)
+trackd.log_metric("b", 2.0)
+if sys.argv[1] == "flush":
+    try:
+        trackd.flush()
+    except trackd.DaemonUnavailable:
+        print("flush raised", flush=True)
+print("exiting", time.time(), flush=True)
+"""
+
+
+def _run_without_daemon(tmp_path: Path, spool: Path, flush: bool) -> tuple[subprocess.CompletedProcess[str], float]:
+    env = child_env(
+        tmp_path / "none.sock", TRACKD_AUTOSTART="0", TRACKD_TRACKING_URI=str(tmp_path / "mlruns"),
+        TRACKD_SPOOL_DIR=str(spool), TRACKD_CONNECT_TIMEOUT="1", TRACKD_EXIT_TIMEOUT="10",
+    )
+    result = subprocess.run([sys.executable, "-c", NO_DAEMON_EXIT, "flush" if flush else "no"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    exit_began = float(result.stdout.split("exiting")[-1].split()[0])
+    return result, time.time() - exit_began
+
+
+@pytest.mark.parametrize("flush", [True, False], ids=["after-a-failed-flush", "without-a-flush"])
+def test_exit_that_can_neither_deliver_nor_spool_says_once_how_many_events_it_loses(tmp_path: Path, flush: bool) -> None:
+    # After a flush() that raised, exit said twice "3 events are held in memory and sent when a
+    # daemon answers": nothing would send them, the process was exiting.
+    spool = tmp_path / "spool"
+    spool.write_text("a file where the spool folder should be")
+    result, _ = _run_without_daemon(tmp_path, spool, flush)
+    assert result.returncode == 0, result.stderr
+    assert ("flush raised" in result.stdout) is flush
+    lost = [line for line in result.stderr.splitlines() if "lost" in line]
+    assert len(lost) == 1, result.stderr
+    assert lost[0].startswith(f"trackd: 4 events are lost: no daemon answers at {tmp_path / 'none.sock'}")
+    assert f"and they could not be spooled to {spool}/" in lost[0]
+    assert "sent when a daemon answers" not in result.stderr
+
+
+@pytest.mark.parametrize("spool_writable", [True, False], ids=["spooled", "unspoolable"])
+def test_exit_with_no_daemon_and_autostart_off_does_not_wait_for_one(tmp_path: Path, spool_writable: bool) -> None:
+    # With TRACKD_AUTOSTART=0 and no daemon, exit waited the whole TRACKD_EXIT_TIMEOUT (10 s) for a
+    # daemon nothing would start, and printed three or four lines.
+    spool = tmp_path / "spool"
+    if not spool_writable:
+        spool.write_text("a file where the spool folder should be")
+    result, exit_took = _run_without_daemon(tmp_path, spool, flush=False)
+    assert result.returncode == 0, result.stderr
+    assert exit_took < 5, f"exit took {exit_took:.1f} s:\n{result.stderr}"  # not a timing target: it took 10 s
+    lines = result.stderr.splitlines()
+    # The line the sender printed when it first found no daemon, and the one that says where the events went.
+    assert len(lines) == 2 and "unreachable" in lines[0], result.stderr
+    reason = f"no daemon answers at {tmp_path / 'none.sock'} and TRACKD_AUTOSTART=0 starts none"
+    if spool_writable:
+        assert lines[1].startswith(f"trackd: 4 events were not delivered: {reason}; they are spooled to {spool}/"), lines[1]
+        assert _spooled_events(spool) == 4
+    else:
+        assert lines[1].startswith(f"trackd: 4 events are lost: {reason}, and they could not be spooled"), lines[1]

@@ -260,9 +260,10 @@ def end_run(status: str | None = None) -> None:
     _end_run(status, keep_failure=status is None)
 
 
-def _end_run(status: str | None, *, keep_failure: bool) -> None:
+def _end_run(status: str | None, *, keep_failure: bool, exiting: bool = False) -> None:
     """end_run; ``keep_failure``: a run another process already failed or killed stays so (every
-    end trackd makes by itself: a block's exit, interpreter exit, SIGTERM)."""
+    end trackd makes by itself: a block's exit, interpreter exit, SIGTERM); ``exiting``: the
+    clients close next, and their close says what could not be delivered."""
     with _lock:
         if not _runs:
             return
@@ -280,7 +281,7 @@ def _end_run(status: str | None, *, keep_failure: bool) -> None:
     if retired:
         client.close()
         return
-    client._sender.flush_or_warn(client.config.exit_timeout)
+    client._sender.flush_or_warn(client.config.exit_timeout, exiting=exiting)
     # Delivered (or spooled): a forked child no longer needs to re-send this run's creation.
     client._sender.creations.pop(active.run_id, None)
 
@@ -456,7 +457,7 @@ def _end_runs_at_exit(status: str | None = None) -> None:
         else:
             status = FAILED
     while _runs:
-        _end_run(status if _runs[-1].owns else None, keep_failure=True)
+        _end_run(status if _runs[-1].owns else None, keep_failure=True, exiting=True)
 
 
 def _after_fork_in_child() -> None:

@@ -102,14 +102,17 @@ class Sender(SenderThread):
         self._poke()
         return self._wait(req, self.config.connect_timeout if timeout is None else timeout)
 
-    def flush(self, timeout: float | None = None, *, take_failures: bool = True) -> FlushReport:
+    def flush(
+        self, timeout: float | None = None, *, take_failures: bool = True, stop_waiting: Callable[[], bool] | None = None
+    ) -> FlushReport:
         """Wait until every record appended so far is written to the store.
 
         Raises DeliveryError naming each item the daemon refused since the last flush that took
-        them, FlushTimeout when ``timeout`` runs out, and DaemonUnavailable when no daemon could
-        be reached for ``connect_timeout`` seconds (the events stay buffered and are sent later).
-        With ``take_failures=False`` (a read, a sibling Client's close, end_run) refused items stay
-        for the next flush() of any Client of this sender, or for the warning of its close().
+        them, FlushTimeout when ``timeout`` runs out (or, sooner, once ``stop_waiting()`` is true),
+        and DaemonUnavailable when no daemon could be reached for ``connect_timeout`` seconds (the
+        events stay buffered and are sent later). With ``take_failures=False`` (a read, a sibling
+        Client's close, end_run) refused items stay for the next flush() of any Client of this
+        sender, or for the warning of its close().
         """
         if self._thread is None and not self.buffer:
             return self._report()
@@ -117,7 +120,7 @@ class Sender(SenderThread):
         self.buffer.append((BARRIER, req))
         self._ensure_started()
         self._poke()
-        self._wait(req, timeout)
+        self._wait(req, timeout, stop_waiting)
         if take_failures:
             self._raise_failures()
         return self._report()
@@ -211,6 +214,12 @@ class Sender(SenderThread):
         # A flush gave the daemon up: the thread spools everything and clears this.
         self._spill_requested = False
         self._held_reported = 0
+        # The sender closed with events neither a daemon nor the spool took, and said so.
+        self._lost_reported = False
+        # Why the first flush of this outage gave the daemon up, for the line that counts what is lost.
+        self._gave_up_reason = None
+        # Attempts to connect that found no daemon (nor started one): see _no_daemon_since.
+        self._failed_connects = 0
         # Events spooled by give-ups since the last line said so (see _give_up_on_daemon).
         self._gave_up_announced = False
         self._unannounced = 0
@@ -319,12 +328,12 @@ class Sender(SenderThread):
                 f"({events(len(self.buffer))}) because the daemon is not keeping up (TRACKD_ON_FULL=block)."
             )
 
-    def _wait(self, req: Request, timeout: float | None) -> Event:
+    def _wait(self, req: Request, timeout: float | None, stop_waiting: Callable[[], bool] | None = None) -> Event:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while not req.done:
                 remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                if (remaining is not None and remaining <= 0) or (stop_waiting is not None and stop_waiting()):
                     raise FlushTimeout(
                         f"The trackd daemon did not answer within {timeout:g} s; "
                         f"{events(self._pending_locked(), 'are still on the way')} to the store."
@@ -339,7 +348,7 @@ class Sender(SenderThread):
         with self._cond:
             return FlushReport(acked_batches=self._ledger.acked_seq, dropped=self._dropped, pending=self._pending_locked())
 
-    def flush_or_warn(self, timeout: float, *, take_failures: bool = False, final: bool = False) -> None:
+    def flush_or_warn(self, timeout: float, *, take_failures: bool = False, final: bool = False, exiting: bool = False) -> None:
         """Flush with a bounded wait, saying on stderr what is waiting and what was given up.
 
         When ``timeout`` runs out, what the daemon has not acknowledged goes to the spool file
@@ -347,6 +356,14 @@ class Sender(SenderThread):
         would otherwise keep them out of the store for good if this process exits. Until a daemon
         answers again, later calls do not wait for it a second time: exit ends the runs and then
         closes the clients, and each of those flushes with this bound.
+
+        The wait ends sooner when an attempt to connect made during it finds no daemon and starts
+        none (TRACKD_AUTOSTART=0, or the start failed): nothing is coming, so the events go to the
+        spool at once rather than after the whole ``timeout``.
+
+        ``final``: the sender closes after this (its thread stops), so events neither a daemon nor
+        the spool took are lost, and one line says how many. ``exiting``: the process is exiting
+        and that close comes next (the runs' end at exit); this flush leaves the counting to it.
         """
         path = self.config.socket_path
         if self.pending() == 0 and not self._spill.gave_up:
@@ -359,39 +376,67 @@ class Sender(SenderThread):
                     warn(str(exc))
             return
         if self._spill.gave_up:
-            self._give_up_on_daemon(f"the daemon at {path} has not answered since an earlier flush gave it up", final=final)
+            self._give_up_on_daemon(
+                f"the daemon at {path} has not answered since an earlier flush gave it up", final=final, exiting=exiting
+            )
             return
         start = time.monotonic()
+        failed = self._failed_connects
+
+        def no_daemon() -> bool:
+            return self._no_daemon_since(failed)
+
         try:
-            self.flush(timeout=min(1.0, timeout), take_failures=take_failures)
+            self.flush(timeout=min(1.0, timeout), take_failures=take_failures, stop_waiting=no_daemon)
             return
         except FlushTimeout:
             pass
         except DaemonUnavailable as exc:
-            if not self._spill.spooling:  # the spool already said where the events are
-                warn(str(exc))
+            self._not_delivered(exc, final=final, exiting=exiting)
             return
         except TrackdError as exc:
             warn(str(exc))
             return
         remaining = timeout - (time.monotonic() - start)
-        if remaining > 0:
+        if remaining > 0 and not no_daemon():
             warn(f"waiting up to {remaining:.0f} s for {events(self.pending())} to reach the daemon at {path}.")
             try:
-                self.flush(timeout=remaining, take_failures=take_failures)
+                self.flush(timeout=remaining, take_failures=take_failures, stop_waiting=no_daemon)
                 return
             except FlushTimeout:
                 pass
             except DaemonUnavailable as exc:
-                if not self._spill.spooling:  # the spool already said where the events are
-                    warn(f"{events(self.pending(), 'were not delivered')}: {exc}")
+                self._not_delivered(exc, final=final, exiting=exiting, said_count=True)
                 return
             except TrackdError as exc:
                 warn(f"{events(self.pending(), 'were not delivered')}: {exc}")
                 return
-        self._give_up_on_daemon(f"the daemon at {path} did not answer within {timeout:g} s", final=final)
+        if no_daemon():
+            starts = "none could be started" if self.config.autostart else "TRACKD_AUTOSTART=0 starts none"
+            reason = f"no daemon answers at {path} and {starts}"
+        else:
+            reason = f"the daemon at {path} did not answer within {timeout:g} s"
+        self._give_up_on_daemon(reason, final=final, exiting=exiting)
 
-    def _give_up_on_daemon(self, reason: str, *, final: bool = False) -> None:
+    def _no_daemon_since(self, failed: int) -> bool:
+        """An attempt to connect after ``failed`` attempts had failed found no daemon, and started
+        none, and no daemon answers now: a bounded flush has nothing left to wait for."""
+        return self._failed_connects > failed and self._transport is None
+
+    def _not_delivered(self, exc: DaemonUnavailable, *, final: bool, exiting: bool, said_count: bool = False) -> None:
+        """A bounded flush failed without a daemon: say so, unless the spool said where the events went."""
+        if self._spill.spooling:
+            return  # the spool already said where the events are
+        with self._cond:
+            held = self._pending_locked() - self._spill.records
+        if held > 0 and self._spill.unwritable is not None:
+            # Neither the daemon nor the spool takes them: "held in memory and sent when a daemon
+            # answers" was said twice at exit, of events the exit was about to lose.
+            self._report_held(held, f"no daemon answers at {self.config.socket_path}", final=final, exiting=exiting)
+            return
+        warn(f"{events(self.pending(), 'were not delivered')}: {exc}" if said_count else str(exc))
+
+    def _give_up_on_daemon(self, reason: str, *, final: bool = False, exiting: bool = False) -> None:
         """Have the thread spool everything the daemon has not acknowledged, then say what went where.
 
         Waits at most SPILL_TIMEOUT. Events already in the spool were announced before, by the
@@ -399,6 +444,8 @@ class Sender(SenderThread):
         been announced, later ones (each sibling Client's close) add theirs quietly until the
         sender closes (``final``), which says how many more went: one line each, not one a close.
         """
+        if not self._spill.gave_up:
+            self._gave_up_reason = reason
         before = self._spill.records
         thread = self._thread
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
@@ -414,15 +461,23 @@ class Sender(SenderThread):
             held = self._pending_locked() - spooled
         self._unannounced += max(0, spooled - before)
         if self._unannounced and (final or not self._gave_up_announced):
-            warn(self._spill.gave_up_message(self._unannounced, reason, more=spooled > self._unannounced))
+            warn(self._spill.gave_up_message(self._unannounced, reason, more=spooled > self._unannounced, exiting=exiting))
             self._gave_up_announced = True
             self._unannounced = 0
-        if held > 0 and held != self._held_reported:
+        if held > 0:
+            self._report_held(held, self._gave_up_reason or reason, final=final, exiting=exiting)
+
+    def _report_held(self, held: int, reason: str, *, final: bool, exiting: bool) -> None:
+        """Say how many events neither a daemon nor the spool took: once, as lost, when the sender
+        closes; not at all in the flush before that close at exit; else as held in memory, when
+        the count changed."""
+        if final:
+            if not self._lost_reported:
+                self._lost_reported = True
+                warn(self._spill.held_message(held, reason, lost=True))
+        elif not exiting and held != self._held_reported:
             self._held_reported = held
-            warn(
-                f"{events(held, 'were not delivered')}: {reason}; they are not in the spool file but held in "
-                "memory, and are lost if this process exits."
-            )
+            warn(self._spill.held_message(held, reason, lost=False))
 
 
 # Every sender not closed, for the fork hook below.

@@ -51,6 +51,9 @@ class SenderThread:
     _stopping: bool
     _spill_requested: bool
     _held_reported: int
+    _lost_reported: bool
+    _gave_up_reason: str | None
+    _failed_connects: int
     _gave_up_announced: bool
     _unannounced: int
     _closed: bool
@@ -105,7 +108,7 @@ class SenderThread:
                         self._spill.idle()
                         self._sleep(self.config.flush_interval)
                     else:
-                        self._connect()
+                        self._connect_or_count()
                         backoff = 0.05
                 if self._transport is not None:
                     self._cycle()
@@ -172,6 +175,17 @@ class SenderThread:
             # What poked (a flush) still wants the loop's attention once connected.
             self._interrupt.poked = True
 
+    def _connect_or_count(self) -> None:
+        """Connect; an attempt that finds no daemon (and, with autostart, starts none) is counted,
+        so a bounded flush (exit, end_run) knows it has nothing left to wait for."""
+        try:
+            self._connect()
+        except DaemonUnavailable:
+            with self._cond:
+                self._failed_connects += 1
+                self._cond.notify_all()
+            raise
+
     def _connect(self) -> None:
         path = self.config.socket_path
         hello = make_hello(self.client_id, self.store_root)
@@ -195,6 +209,7 @@ class SenderThread:
         # went away (stopped by hand within a second of the process start) is replaced at once.
         self._next_spawn = 0.0
         self._gave_up_announced = False  # a new stall is news again
+        self._gave_up_reason = None
         self._unannounced = 0  # (what it spooled quietly goes to the daemon from the spool now)
         if self._warned_unavailable:
             warn(
@@ -406,7 +421,10 @@ class SenderThread:
     def _cannot_spool(self, reason: BaseException, failure: OSError, barriers: list[Request]) -> None:
         """Neither a daemon nor the spool takes events: flushes fail saying so, and events wait in memory."""
         self._fail_requests(barriers, self._spill.unwritable_error(reason, failure, self.pending()))
-        self._spill.warn_unwritable(failure)
+        if not (self._spill_requested or self._spill.gave_up or self._stopping):
+            # A flush that gave the daemon up, or the close under way, says it with what it means
+            # then (held in memory, or lost); "holding them in memory" just before "lost" misled.
+            self._spill.warn_unwritable(failure)
 
     def _fail_requests(self, barriers: list[Request], error: DaemonUnavailable) -> None:
         """Complete the given flush barriers and every request sent to the lost daemon with ``error``."""

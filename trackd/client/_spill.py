@@ -43,6 +43,8 @@ class Spill:
         # A bounded flush gave the daemon up, and no daemon has answered since.
         self.gave_up = False
         self._warned_unwritable = False
+        # Why the spool file could not be written the last time it was tried (None: it could).
+        self.unwritable: OSError | None = None
         self._synced_orphans = False
 
     @property
@@ -104,7 +106,9 @@ class Spill:
         try:
             self._spool.append(batches)
         except OSError as exc:
+            self.unwritable = exc
             return exc
+        self.unwritable = None
         self.spooling = True
         return None
 
@@ -155,13 +159,24 @@ class Spill:
             f"spooled to {self._path()} and delivered when a daemon answers (or by `trackd sync`)."
         )
 
-    def gave_up_message(self, count: int, reason: str, *, more: bool) -> str:
+    def gave_up_message(self, count: int, reason: str, *, more: bool, exiting: bool = False) -> str:
         """The one line a flush that gave up prints: how many events, why, and where they are."""
         return (
             f"{events(count, 'were not delivered', more=more)}: {reason}; they are spooled to "
             f"{self._path()} and delivered when a daemon answers, or by `trackd sync`."
-            + ("" if more else " Until then, what follows is spooled there too, counted when this process closes its clients.")
+            + ("" if more or exiting else " Until then, what follows is spooled there too, counted when this process closes its clients.")
         )
+
+    def held_message(self, count: int, reason: str, *, lost: bool) -> str:
+        """The line for ``count`` events neither a daemon nor the spool took: ``lost`` once the
+        sender closes (its thread stops; nothing will send them), else held in memory."""
+        exc = self.unwritable
+        spool = f"they could not be spooled to {self._path()} ({exc})" if exc is not None else (
+            "they could not be moved to the spool file in time"
+        )
+        if lost:
+            return f"{events(count, 'are lost')}: {reason}, and {spool}."
+        return f"{events(count, 'were not delivered')}: {reason}, and {spool}; they are held in memory, and are lost if this process exits."
 
     def unwritable_error(self, reason: BaseException, exc: OSError, held: int) -> DaemonUnavailable:
         """What a flush gets when the spool file cannot be written and ``held`` events stay in memory."""
