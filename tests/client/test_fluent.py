@@ -619,3 +619,69 @@ def test_get_tracking_uri_names_the_store_in_use_after_a_chdir(daemon: DaemonPro
     assert result["before"] == result["after"] == str(first / "mlruns")
     assert str(result["artifact_uri"]).startswith((first / "mlruns").as_uri())
     assert not (second / "mlruns").exists()
+
+
+THREADED_TRIALS = """
+import json, threading, time, trackd
+from concurrent.futures import ThreadPoolExecutor
+{setup}
+def trial(lr):
+    with trackd.start_run(run_name=f"lr={{lr}}", nested={nested}) as run:
+        trackd.log_param("lr", lr)
+        time.sleep(0.2)  # every trial's run is active at once
+        trackd.log_metric("score", lr * 10)
+        return run.run_id
+with ThreadPoolExecutor(4) as pool:
+    ids = list(pool.map(trial, [0.1, 0.2, 0.3, 0.4]))
+print(json.dumps({{"ids": ids, "study": {study}}}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("nested", "setup", "study"),
+    [(True, "", "None"), (False, "", "None"), (True, "study = trackd.start_run(run_name='study')", "study.run_id")],
+    ids=["nested-no-parent", "not-nested", "nested-under-the-main-threads-run"],
+)
+def test_trials_run_in_threads_each_log_to_their_own_run(
+    daemon: DaemonProcess, store: Path, nested: bool, setup: str, study: str
+) -> None:
+    # As MLflow 3 keeps them, runs are per thread: one shared stack chained the four trials as
+    # parent, child, grandchild..., each trial's score landing in another's run (or, not nested,
+    # three of the four raised "already active").
+    result = _ok(_run(THREADED_TRIALS.format(setup=setup, nested=nested, study=study), _env(daemon, store)))
+    client = _mlflow(store)
+    for lr, run_id in zip([0.1, 0.2, 0.3, 0.4], result["ids"]):  # type: ignore[call-overload]
+        run = client.get_run(run_id)
+        assert run.data.params == {"lr": str(lr)} and run.info.status == "FINISHED"
+        assert [m.value for m in client.get_metric_history(run_id, "score")] == [lr * 10]
+        assert run.data.tags.get("mlflow.parentRunId") == result["study"]
+
+
+def test_a_thread_that_started_no_run_logs_to_the_main_threads_run(daemon: DaemonProcess, store: Path) -> None:
+    # MLflow 3 would start a stray run for each such thread; a data or monitoring thread means the
+    # process's run. A run a thread leaves active is ended at exit with the others.
+    result = _ok(_run(
+        """
+        import json, threading, trackd
+        main = trackd.start_run()
+        def monitor():
+            trackd.log_metric("gpu_util", 0.5)
+            assert trackd.active_run() is main
+        def leaves_its_own_run():
+            trackd.start_run(run_name="left-active")
+            trackd.log_metric("x", 1.0)
+        for target in (monitor, leaves_its_own_run):
+            thread = threading.Thread(target=target)
+            thread.start()
+            thread.join()
+        assert trackd.active_run() is main
+        print(json.dumps({"main": main.run_id}))
+        """,
+        _env(daemon, store),
+    ))
+    client = _mlflow(store)
+    runs = {run.info.run_name: run for run in client.search_runs(["0"])}
+    assert runs["left-active"].info.status == "FINISHED" and runs["left-active"].data.metrics == {"x": 1.0}
+    [main] = [run for name, run in runs.items() if name != "left-active"]
+    assert main.info.run_id == result["main"] and main.data.metrics == {"gpu_util": 0.5}
+    assert main.info.status == "FINISHED"
