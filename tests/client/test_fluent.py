@@ -685,3 +685,75 @@ def test_a_thread_that_started_no_run_logs_to_the_main_threads_run(daemon: Daemo
     [main] = [run for name, run in runs.items() if name != "left-active"]
     assert main.info.run_id == result["main"] and main.data.metrics == {"gpu_util": 0.5}
     assert main.info.status == "FINISHED"
+
+
+def test_mlflow_run_id_is_taken_once_as_mlflow_takes_it(daemon: DaemonProcess, store: Path) -> None:
+    # Every later start_run() went into the launcher's run, their run names ignored: three folds
+    # of a cross-validation became one run with a history of three scores.
+    with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
+        run_id = client.create_run(run_name="launcher").info.run_id
+    result = _ok(_run(
+        """
+        import json, os, trackd
+        ids = []
+        for fold in range(3):
+            with trackd.start_run(run_name=f"fold{fold}") as run:
+                trackd.log_metric("score", fold)
+                ids.append(run.run_id)
+        print(json.dumps({"ids": ids, "left": os.environ.get("MLFLOW_RUN_ID")}))
+        """,
+        _env(daemon, store, MLFLOW_RUN_ID=run_id),
+    ))
+    ids = result["ids"]
+    assert isinstance(ids, list) and ids[0] == run_id and len(set(ids)) == 3 and result["left"] is None
+    names = {run.info.run_id: run.info.run_name for run in _mlflow(store).search_runs(["0"])}
+    assert [names[i] for i in ids] == ["fold0", "fold1", "fold2"]  # the resumed run is renamed, as in MLflow
+
+
+def test_resuming_a_run_applies_its_tags_and_description_and_returns_its_data(daemon: DaemonProcess, store: Path) -> None:
+    with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
+        run_id = client.create_run(run_name="first").info.run_id
+        client.log_param(run_id, "lr", 0.1)
+        client.log_metric(run_id, "loss", 0.5)
+        client.set_terminated(run_id, "KILLED")
+    result = _ok(_run(
+        f"""
+        import json, trackd
+        with trackd.start_run(run_id={run_id!r}, run_name="again", tags={{"phase": "2"}}, description="resumed") as run:
+            print(json.dumps({{"data": [run.data.params, run.data.metrics, run.data.tags.get("phase")], "name": run.info.run_name}}))
+        """,
+        _env(daemon, store),
+    ))
+    assert result == {"data": [{"lr": "0.1"}, {"loss": 0.5}, "2"], "name": "again"}
+    run = _mlflow(store).get_run(run_id)
+    assert (run.info.run_name, run.info.status) == ("again", "FINISHED")
+    assert run.data.tags["phase"] == "2" and run.data.tags["mlflow.note.content"] == "resumed"
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("trackd.set_experiment('other')", "does not match the run's experiment ID 0"),
+        ("", None),  # the run is deleted below
+    ],
+    ids=["other-experiment", "deleted-run"],
+)
+def test_resuming_a_run_of_another_experiment_or_a_deleted_one_is_refused(
+    daemon: DaemonProcess, store: Path, setup: str, message: str | None
+) -> None:
+    # Both used to attach; a deleted run's points were then refused one by one, on stderr at exit.
+    with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
+        run_id = client.create_run(run_name="r").info.run_id
+        client.flush()
+    if message is None:
+        _mlflow(store).delete_run(run_id)
+        message = "because it is in the deleted state"
+    completed = _run(f"import trackd\n{setup}\ntrackd.start_run(run_id={run_id!r})\n", _env(daemon, store))
+    assert completed.returncode == 1 and "InvalidArgument" in completed.stderr and message in completed.stderr
+
+
+def test_a_parent_run_id_that_is_not_the_active_run_is_refused(daemon: DaemonProcess, store: Path) -> None:
+    completed = _run(
+        "import trackd\ntrackd.start_run()\ntrackd.start_run(nested=True, parent_run_id='c' * 32)\n", _env(daemon, store)
+    )
+    assert completed.returncode == 1 and "does not match the specified parent_run_id" in completed.stderr

@@ -62,6 +62,7 @@ def _thread_runs() -> list[ActiveRun]:
 _OPEN = ClientState.OPEN
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
 NOTE_TAG = "mlflow.note.content"
 # MLflow's run status names, which end_run() takes (RunStatus's names).
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
@@ -233,14 +234,26 @@ def start_run(
             )
         client = get_client()
         if run_id is None and not runs:
-            run_id = os.environ.get("MLFLOW_RUN_ID") or None
+            # Taken once, as MLflow takes it: the next start_run() of this process makes a new run.
+            run_id = os.environ.pop("MLFLOW_RUN_ID", None) or None
         existing = client._reader.find_run(run_id) if run_id is not None else None
         rank = os.environ.get("RANK")
         if existing is not None:
             from ..store import Run, RunData  # loaded with the client above
 
+            _check_resumable(existing, experiment_id if experiment_id is not None else _experiment_id)
             client._known_runs.add(existing.run_id)
-            info = existing
+            # As MLflow's: a resumed run takes the name, tags and description given.
+            changes = {str(k): str(v) for k, v in (tags or {}).items()}
+            if description is not None:
+                changes[NOTE_TAG] = description
+            if run_name is not None:
+                changes[RUN_NAME_TAG] = run_name
+            for key, value in changes.items():
+                client.set_tag(existing.run_id, key, value)
+            stored = client._reader.get_run(existing.run_id).data
+            data = RunData(metrics=stored.metrics, params=stored.params, tags={**stored.tags, **changes})
+            info = existing if run_name is None else existing.replace(run_name=run_name)
             # A run that has ended (FINISHED, FAILED, KILLED) started again is a resumed job: as
             # MLflow's start_run does, it is RUNNING again (its old end time kept until it ends)
             # and this process ends it. Not by another rank than 0: a late rank must not reopen
@@ -248,12 +261,10 @@ def start_run(
             resumed = existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
             if resumed:
                 client.set_terminated(existing.run_id, "RUNNING", existing.end_time)
-                info = existing.replace(status="RUNNING")
+                info = info.replace(status="RUNNING")
             # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first;
             # otherwise attaching to a running run (another process's) never ends it.
-            active = ActiveRun(
-                Run(info=info, data=RunData(metrics={}, params={}, tags={})), owns=resumed or rank == "0", client=client
-            )
+            active = ActiveRun(Run(info=info, data=data), owns=resumed or rank == "0", client=client)
         else:
             run_tags = _system_tags()
             if parent_run_id is not None and runs and parent_run_id != runs[-1].run_id:
@@ -283,6 +294,18 @@ def start_run(
             # MLflow's last_active_run is the run whose end_run emptied the stack: this one.
             _here.last = active
         return active
+
+
+def _check_resumable(existing: RunInfo, experiment_id: str | None) -> None:
+    """Refuse, in MLflow's words, to resume a deleted run or one of another experiment than the
+    one asked for (or made active by set_experiment)."""
+    if existing.lifecycle_stage != "active":
+        raise InvalidArgument(f"Cannot start run with ID {existing.run_id} because it is in the deleted state.")
+    if experiment_id is not None and str(experiment_id) != existing.experiment_id:
+        raise InvalidArgument(
+            f"Cannot start run with ID {existing.run_id} because active experiment ID {experiment_id} does not "
+            f"match the run's experiment ID {existing.experiment_id}."
+        )
 
 
 def end_run(status: str | None = None) -> None:
