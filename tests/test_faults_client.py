@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from helpers import DaemonProcess, child_env, wait_for
+from helpers import DaemonProcess, RawClient, child_env, wait_for
 from mlflow.tracking import MlflowClient
 
 from trackd.client._spool import read_spool
-from trackd.protocol import FRAME_HEADER_SIZE, Batch, decode_body
+from trackd.protocol import FRAME_HEADER_SIZE, Batch, Welcome, decode_body
 from trackd.store import StoreReader
 
 # Prints "step <n> <time.time()>" after logging step n, every PRINT_EVERY steps; ends itself at
@@ -572,3 +572,24 @@ def test_exit_with_no_daemon_and_autostart_off_does_not_wait_for_one(tmp_path: P
         assert _spooled_events(spool) == 4
     else:
         assert lines[1].startswith(f"trackd: 4 events are lost: {reason}, and they could not be spooled"), lines[1]
+
+
+def test_exit_waits_for_a_daemon_that_is_there_but_refuses_for_now(socket_path: Path, store: Path, tmp_path: Path) -> None:
+    # A daemon at its connection limit (or busy in the handshake, or still starting) counted as
+    # "none answers": exit spooled at once and said no daemon answered, though waiting delivered.
+    daemon = DaemonProcess(socket_path, "--max-connections", "1").start()
+    try:
+        holder = RawClient(socket_path)
+        assert isinstance(holder.hello(str(store)), Welcome)
+        threading.Timer(3.0, holder.close).start()  # the one slot is free again in 3 s
+        env = child_env(
+            socket_path, TRACKD_AUTOSTART="0", TRACKD_TRACKING_URI=str(store),
+            TRACKD_SPOOL_DIR=str(tmp_path / "spool"), TRACKD_EXIT_TIMEOUT="20",
+        )
+        result = subprocess.run([sys.executable, "-c", NO_DAEMON_EXIT, "no"], env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "no daemon answers" not in result.stderr and "lost" not in result.stderr, result.stderr
+        [run] = StoreReader(store).search_runs(["0"])
+        assert run.info.status == "FINISHED" and run.data.metrics == {"a": 1.0, "b": 2.0}
+    finally:
+        assert daemon.stop() == 0

@@ -180,11 +180,21 @@ class SenderThread:
         so a bounded flush (exit, end_run) knows it has nothing left to wait for."""
         try:
             self._connect()
-        except DaemonUnavailable:
-            with self._cond:
-                self._failed_connects += 1
-                self._cond.notify_all()
+        except DaemonUnavailable as exc:
+            if self._none_will_answer(exc):
+                with self._cond:
+                    self._failed_connects += 1
+                    self._cond.notify_all()
             raise
+
+    def _none_will_answer(self, exc: DaemonUnavailable) -> bool:
+        """Whether a failed attempt found nothing to wait for: nothing listened on the socket, or a
+        start failed. A daemon that is there but refused (its connection limit), did not finish
+        the handshake in time (busy) or is still starting may yet answer: exit waits for it (every
+        such exit once spooled at once, saying no daemon answered)."""
+        if isinstance(exc, DaemonCannotStart) or self._spawn_failure is not None:
+            return True
+        return isinstance(exc.__cause__, (FileNotFoundError, ConnectionRefusedError))
 
     def _connect(self) -> None:
         path = self.config.socket_path
