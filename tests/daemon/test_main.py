@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import DaemonProcess, RawClient, child_env, wait_for
 
+from trackd._paths import DaemonPaths
+from trackd.client._launcher import daemon_answers, spawn_daemon
 from trackd.protocol import Welcome
 
 BAD_FLAGS = [
@@ -58,20 +61,24 @@ def test_daemon_starts_with_the_smallest_values_each_flag_takes(socket_path: Pat
         assert daemon.stop() == 0
 
 
-def test_the_log_file_is_rotated_past_its_size_keeping_one_older_file(socket_path: Path, store: Path) -> None:
+def test_the_log_file_is_rotated_past_its_size_keeping_one_older_file(paths: DaemonPaths, store: Path) -> None:
     # A daemon serving a benchmark suite logs two lines per process, and lived on with one file
-    # that only grew.
-    daemon = DaemonProcess(socket_path, "--log-max-bytes", "2000").start()
+    # that only grew. Started as a client starts it: its stderr is the log file too, and follows it.
+    process = spawn_daemon(paths, extra_args=["--log-max-bytes", "2000"])
     try:
+        wait_for(lambda: daemon_answers(paths.socket, 0.2), message="daemon start")
         for _ in range(20):  # each connection logs a line as it comes and one as it goes
-            raw = RawClient(socket_path)
+            raw = RawClient(paths.socket)
             assert isinstance(raw.hello(str(store)), Welcome)
             raw.close()
-        wait_for(lambda: Path(f"{daemon.paths.log}.1").exists(), message="a rotation")
-        assert daemon.paths.log.stat().st_size <= 2000
-        assert 1000 < Path(f"{daemon.paths.log}.1").stat().st_size <= 2000
+        wait_for(lambda: Path(f"{paths.log}.1").exists(), message="a rotation")
+        assert paths.log.stat().st_size <= 2000
+        assert 1000 < Path(f"{paths.log}.1").stat().st_size <= 2000
+        assert os.readlink(f"/proc/{process.pid}/fd/2") == str(paths.log)  # not the renamed file
+        assert os.readlink(f"/proc/{process.pid}/cwd") == "/"  # nor the job's folder, kept busy
     finally:
-        assert daemon.stop() == 0
+        process.terminate()
+        assert process.wait(30) == 0
 
 
 def test_a_bad_trackd_loop_stops_the_daemon_with_one_line_and_exit_code_2(socket_path: Path) -> None:

@@ -386,3 +386,23 @@ def test_trackd_daemon_args_configure_a_daemon_and_the_command_line_wins(
         assert "writes of up to 2000 events or after 200 ms" in daemon.log()
     finally:
         daemon.stop()
+
+
+def test_a_store_that_cannot_be_written_as_a_whole_counts_its_events_refused_not_written(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    # records_written went negative (-1,000 for this batch) once failures counted their events.
+    root = tmp_path / "mlruns"
+    root.write_text("a file where the store should be")
+    run_id = uuid.uuid4().hex
+    raw = RawClient(daemon.paths.socket, timeout=5.0)
+    try:
+        assert isinstance(raw.hello(str(root)), Welcome)
+        raw.send(Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 999)]))
+        rejected = raw.next_event()
+        assert raw.next_event() == Ack(seq=1)
+    finally:
+        raw.close()
+    assert isinstance(rejected, Rejected) and rejected.events == 1000, rejected
+    status = daemon.status()
+    assert (status["records_written"], status["events_rejected"]) == (0, 1000)

@@ -189,9 +189,15 @@ def _warn_server_uri_skipped(mlflow_uri: str) -> None:
 
 
 def _is_path_uri(uri: str) -> bool:
+    if uri in _SERVER_WORDS:
+        return False
     scheme = urllib.parse.urlparse(uri).scheme
     # A one-letter scheme is a Windows drive, not a URI scheme.
     return scheme in ("", "file") or len(scheme) == 1
+
+
+# Tracking URIs MLflow reads as a server although they have no scheme: not folders named so.
+_SERVER_WORDS = frozenset(("databricks", "databricks-uc"))
 
 
 def uri_to_path(uri: str) -> str:

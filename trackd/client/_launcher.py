@@ -59,6 +59,9 @@ def spawn_daemon(paths: DaemonPaths, *, idle_timeout: float = AUTOSTART_IDLE_TIM
             # stop the daemon that other jobs share.
             start_new_session=True,
             close_fds=True,
+            # Not the job's folder, where ./mlruns usually is: a daemon that lives on would keep
+            # that filesystem busy (no umount) after its clients stopped. Its paths are absolute.
+            cwd="/",
         )
 
 
@@ -88,14 +91,15 @@ class DaemonCannotStart(DaemonUnavailable):
 
 def start_daemon(socket_path: Path, *, timeout: float) -> None:
     """Start a daemon for ``socket_path`` and wait until it answers; raises DaemonUnavailable
-    (DaemonCannotStart when its folder is refused, or it exited first: with the last line of its log)."""
+    (DaemonCannotStart when it could not be started, its folder is refused, or it exited first:
+    with the last line of its log)."""
     paths = default_paths(socket_path)
     try:
         process = spawn_daemon(paths)
     except PermissionError as exc:
         raise DaemonCannotStart(f"Cannot start a trackd daemon for {paths.socket}: {exc}") from exc
-    except OSError as exc:
-        raise DaemonUnavailable(f"Could not start a trackd daemon for {paths.socket}: {exc}.") from exc
+    except OSError as exc:  # its folder cannot be made (a file in the way), the fork failed: not soon again
+        raise DaemonCannotStart(f"Could not start a trackd daemon for {paths.socket}: {exc}.") from exc
     if wait_until_answering(paths, process, timeout=timeout):
         if process.poll() is None:
             _reap_when_it_exits(process)

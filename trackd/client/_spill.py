@@ -18,6 +18,7 @@ read ``spooling``, ``records`` and ``gave_up``.
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from ._config import ClientConfig
 from ._outbox import events, warn
 from ._spool import Spool, deliver_orphans_in_background
 from ._transport import make_hello
+
+# Spools are delivered on the host that wrote them (see deliver_spool): the messages name it.
+_HOST = socket.gethostname()
 
 
 class Spill:
@@ -119,7 +123,7 @@ class Spill:
         self._announced = True
         warn(
             f"no daemon answers at {self._config.socket_path}; {events(self._spool.records)} spooled to "
-            f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync`."
+            f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync` on {_HOST}."
         )
 
     def frames_after(self, seq: int) -> list[bytes]:
@@ -156,14 +160,14 @@ class Spill:
             )
         return DaemonUnavailable(
             f"No trackd daemon answers at {self._config.socket_path} ({reason}); {events(self.records, 'are')} "
-            f"spooled to {self._path()} and delivered when a daemon answers (or by `trackd sync`)."
+            f"spooled to {self._path()} and delivered when a daemon answers (or by `trackd sync` on {_HOST})."
         )
 
     def gave_up_message(self, count: int, reason: str, *, more: bool, exiting: bool = False) -> str:
         """The one line a flush that gave up prints: how many events, why, and where they are."""
         return (
             f"{events(count, 'were not delivered', more=more)}: {reason}; they are spooled to "
-            f"{self._path()} and delivered when a daemon answers, or by `trackd sync`."
+            f"{self._path()} and delivered when a daemon answers, or by `trackd sync` on {_HOST}."
             + ("" if more or exiting else " Until then, what follows is spooled there too, counted when this process closes its clients.")
         )
 

@@ -137,6 +137,7 @@ class Applier:
                 message = f"The store at {root} could not be written: {exc}."
                 result.store_errors.append(message)
                 result.failures.extend(Failure(item.session, item.seq, "batch", message, item.events) for item in items[root])
+                result.records += sum(item.events for item in items[root])  # received, none written
                 continue
             for failure in failures:
                 session, seq = cast(Origin, failure.origin)

@@ -34,6 +34,28 @@ DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 N = TypeVar("N", int, float)
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The log file, rotated; an autostarted daemon's stdout and stderr (where a fatal error or an
+    unhandled exception in a thread goes) point at the same file, and follow it to the new one
+    instead of writing on into the renamed, later deleted, old one."""
+
+    def doRollover(self) -> None:
+        try:
+            log = os.stat(self.baseFilename)
+            follow = [fd for fd in (1, 2) if _is_file(fd, log)]
+        except (OSError, ValueError):
+            follow = []
+        super().doRollover()
+        if self.stream is not None:
+            for fd in follow:
+                os.dup2(self.stream.fileno(), fd)
+
+
+def _is_file(fd: int, info: os.stat_result) -> bool:
+    opened = os.fstat(fd)
+    return (opened.st_dev, opened.st_ino) == (info.st_dev, info.st_ino)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trackd.daemon",
@@ -100,8 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env_parser.parse_args(env_args)
     args = build_parser().parse_args([*env_args, *(sys.argv[1:] if argv is None else argv)])
     handler: logging.Handler = (
-        logging.handlers.RotatingFileHandler(args.log_file, maxBytes=args.log_max_bytes, backupCount=1)
-        if args.log_file else logging.StreamHandler()
+        _LogFile(args.log_file, maxBytes=args.log_max_bytes, backupCount=1) if args.log_file else logging.StreamHandler()
     )
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger("trackd")

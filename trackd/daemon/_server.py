@@ -532,8 +532,9 @@ class Server:
             self.state.sample(now)
             if now - files_swept_at >= IDLE_FILE_SECONDS:
                 files_swept_at = now
-                # In the writer thread, between writes: the cache is the writer's alone.
-                await loop.run_in_executor(self._executor, self.applier.close_idle_files)
+                # In the writer thread, between writes (the cache is the writer's alone), and not
+                # waited for: a long write must not hold up the rates and the idle exit.
+                loop.run_in_executor(self._executor, self.applier.close_idle_files)
             if self._recovered and time.time() - self.state.started_at > SESSION_TTL:
                 self._recovered.clear()
             self.state.forget_sessions(now)

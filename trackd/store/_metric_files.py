@@ -248,11 +248,24 @@ class MetricFileCache:
         used = self._used
         idle = [path for path in self._fds if path not in used]
         for path in idle:
-            os.close(self._fds.pop(path))
+            _close_logged(self._fds.pop(path), path)
         for folder in [folder for folder in self._folders if folder not in used]:
-            self._close_folder(folder)
+            _close_logged(self._folders.pop(folder), folder)
         used.clear()
         return len(idle)
+
+    def close_files(self, paths: Iterable[str]) -> None:
+        """Close ``paths`` (an ended run's metric files, those its writer remembers) and the folders
+        they are in: a lookup each, where close_under() looks at every open file (1.2 ms a run
+        with 15,000 files open)."""
+        for path in paths:
+            fd = self._fds.pop(path, None)
+            if fd is not None:
+                _close_logged(fd, path)
+            folder = path.rpartition("/")[0]
+            folder_fd = self._folders.pop(folder, None)
+            if folder_fd is not None:
+                _close_logged(folder_fd, folder)
 
     def close(self) -> None:
         """Close every open file; idempotent."""
@@ -262,6 +275,14 @@ class MetricFileCache:
         while self._folders:
             _, fd = self._folders.popitem()
             os.close(fd)
+
+
+def _close_logged(fd: int, path: str) -> None:
+    """Close ``fd``; a close that fails (NFS reports a failed delayed write there) is logged, not raised."""
+    try:
+        os.close(fd)
+    except OSError as exc:
+        _log.error("Closing %r failed: %s; an earlier write to it may be lost.", path, exc)
 
 
 def truncate_files(files: Iterable[tuple[str, int]]) -> None:

@@ -466,7 +466,9 @@ class StoreWriter:
             self._rewrite_meta(handle, status=int(status), end_time=end_time)
         # An ended run's files are done with, most likely: give their descriptors back now (a
         # finished run deleted to free space frees it). Another rank still logging reopens them.
-        self._metric_files.close_under(handle.folder)
+        # Those the handle no longer remembers (past MAX_REMEMBERED_METRIC_PATHS) go at the next
+        # idle sweep.
+        self._metric_files.close_files(handle.metric_paths.values())
 
     # --- params, tags, metrics, artifacts ---------------------------------------------------------
 
