@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Shutdown gave up on what the batcher still holds (its timeout ran out: a full disk). Those
     # events were never acknowledged, so their clients send them again; the exit code and the
     # report say so, for a supervisor and for `trackd daemon stop` (not this process's parent).
-    unwritten = server.batcher.pending_records
+    unwritten = server.unwritten_at_exit
     try:
         write_exit_report(paths, pid=server.pid, unwritten=unwritten)
     except OSError as exc:

@@ -115,6 +115,8 @@ class Server:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._writing = 0
+        # Events shutdown could not write in time (the exit report and code say so).
+        self.unwritten_at_exit = 0
         # Set on the loop when a flush barrier arrives, read by the writer thread between turns.
         self._flush_arrived = False
         self._last_flush_at = float("-inf")
@@ -225,8 +227,11 @@ class Server:
             self.batcher.request_write()
             self._wake.set()
             await asyncio.sleep(0.005)
-        if self.batcher.pending_records:
-            logger.error("Shutdown: %d records could not be written in time; clients will resend them", self.batcher.pending_records)
+        # What waits in the batcher, and a write still running at the deadline (its events left the
+        # batcher; the cancelled loop would forget them): never acknowledged, so resent.
+        self.unwritten_at_exit = self.batcher.pending_records + self._writing
+        if self.unwritten_at_exit:
+            logger.error("Shutdown: %d records could not be written in time; clients will resend them", self.unwritten_at_exit)
         # Phase 4: tell every client, then close its connection; each will reconnect to a successor.
         logger.info("Shutdown: closing %d client connections", len(self.state.connections))
         for conn in list(self.state.connections):
