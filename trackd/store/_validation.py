@@ -101,9 +101,24 @@ def validate_experiment_tag_value(key: str, value: object) -> str:
 
 
 def validate_metric_value(key: str, value: object) -> float:
-    """A metric value: a real number that is not a bool; NaN and +-inf are allowed."""
+    """A metric value: a real number that is not a bool (Decimal too), or a NumPy array or scalar,
+    or a PyTorch or TensorFlow tensor, holding one; NaN and +-inf are allowed."""
     if type(value) is float:
         return value
+    if not isinstance(value, (numbers.Number, bool, str, bytes)) and callable(getattr(type(value), "item", None)):
+        # MLflow's client logs an array or tensor of one value as that value (`loss` itself, not
+        # loss.item(), is what training code passes): .item() is NumPy's, PyTorch's and TF's way.
+        try:
+            single = value.item()  # type: ignore[attr-defined]
+        except (ValueError, RuntimeError, TypeError):
+            shape = getattr(value, "shape", None)
+            raise InvalidArgument(
+                f"Invalid value for metric {key!r}: expected a real number, or an array or tensor holding one, "
+                f"got {type(value).__name__}" + (f" of shape {tuple(shape)}." if shape is not None else ".")
+            ) from None
+        return validate_metric_value(key, single)
+    if isinstance(value, numbers.Number) and not isinstance(value, (numbers.Complex, bool)):
+        value = float(value)  # type: ignore[arg-type]  # a Decimal: a Number, though not a Real
     # _validate_metric: "isinstance(value, numbers.Number)" and not a bool. We also refuse complex,
     # which MLflow accepts and then cannot write as a float.
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
