@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from trackd.errors import ExperimentExists
 from trackd.store import _confinement as confinement_module
+from trackd.store import _write_rules as write_rules
 from trackd.store import _writer as writer_module
 from trackd.store import (
     ArtifactWrite,
@@ -575,3 +577,38 @@ def test_a_close_that_fails_in_the_idle_sweep_is_logged_and_the_sweep_goes_on(
     assert cache.close_idle() == 2 and len(cache) == 0
     assert "Closing" in caplog.text and "Bad file descriptor" in caplog.text
     writer.close()
+
+
+# A file size limit stands in for a disk that refuses an append: os.write() then fails with EFBIG,
+# root included, and the OSError names no file. It runs in a child, so the limit stays there.
+CAPPED_APPEND = """
+import resource, signal, sys
+from trackd.store import MetricAppend, NewRun, StoreWriter, WriteBatch
+run_id = sys.argv[2]
+writer = StoreWriter(sys.argv[1])
+assert writer.write(WriteBatch(new_runs=[NewRun("o", run_id, "0", "alice", "run-a", 1, {})])) == []
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (8, 8))
+for failure in writer.write(WriteBatch(metrics={(run_id, "loss"): MetricAppend(run_id, "loss", [(1, 0.5, 0)] * 10, ["o"])})):
+    print(failure.message)
+"""
+
+
+def test_a_refused_append_names_the_metric_file(tmp_path: Path) -> None:
+    # It said "Cannot write metric 'loss' of run ...: File too large (None).": os.write() names no file.
+    result = subprocess.run(
+        [sys.executable, "-c", CAPPED_APPEND, str(tmp_path / "mlruns"), RUN_ID], capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "mlruns" / "0" / RUN_ID / "metrics" / "loss"
+    assert result.stdout == f"Cannot write metric 'loss' of run {RUN_ID}: File too large ({str(path)!r}).\n"
+    assert not path.exists()  # the partial line was cut, and the file left empty removed
+
+
+def test_a_disk_error_without_a_file_names_the_item_instead_of_none() -> None:
+    error = OSError(errno.ENOSPC, "No space left on device")
+    refused = write_rules.refusal("The store at /s", error, f"metric 'loss' of run {RUN_ID}")
+    assert str(refused) == f"The store at /s cannot be written (No space left on device): metric 'loss' of run {RUN_ID}."
+    assert write_rules.os_error_message("tag 'a' of run r", OSError(errno.EPERM, "Operation not permitted")) == (
+        "Cannot write tag 'a' of run r: Operation not permitted."
+    )

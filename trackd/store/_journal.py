@@ -107,7 +107,11 @@ class WriteJournal:
             line = orjson_dumps()(entry) + b"\n"
         except TypeError:  # a path orjson cannot encode as UTF-8 (a lone surrogate): json escapes it
             line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
-        os.write(self._fd, line)
+        try:
+            os.write(self._fd, line)
+        except OSError as exc:
+            # os.write() names no file; the daemon's log line should name the journal.
+            raise OSError(exc.errno, exc.strerror, self.path) from exc
         self._size += len(line)
 
 

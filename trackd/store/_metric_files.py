@@ -73,8 +73,11 @@ class MetricFileCache:
         try:
             while written < len(data):
                 written += os.write(fd, data[written:])
-        except OSError:
+        except OSError as exc:
             self._discard(path, fd, written)
+            if exc.filename is None:
+                # os.write() names no file, and the message reaches the log and the client.
+                raise OSError(exc.errno, exc.strerror, path) from exc
             raise
 
     def _open(self, path: str) -> int:

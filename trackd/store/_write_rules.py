@@ -21,8 +21,18 @@ def journal_call(method: Callable[..., T], *args: Any) -> T:
         return method(*args)
     except OSError as exc:
         if exc.errno in TRANSIENT_ERRNOS:
-            raise StoreUnavailable(f"The write journal cannot be written ({exc.strerror}): {exc.filename!r}.") from exc
+            raise refusal("The write journal", exc, "the journal") from exc
         raise
+
+
+def refusal(what: str, exc: OSError, item: str) -> StoreUnavailable:
+    """The error for a write the disk refused (full, read-only): ``what`` cannot be written, why, and where.
+
+    The reason comes before the colon: the daemon's status and log group errors by the text before
+    it, and "disk full" and "read-only" must stay two kinds. An OSError from a descriptor names no
+    file (its filename is None, which used to show as "None"), so ``item`` stands in for it.
+    """
+    return StoreUnavailable(f"{what} cannot be written ({exc.strerror}): {_where(exc, item)}.")
 
 
 def os_error_message(item: str, exc: OSError) -> str:
@@ -33,7 +43,13 @@ def os_error_message(item: str, exc: OSError) -> str:
             f"key as a file and a key cannot be both a file and a folder of other keys (such "
             f"as 'a' and 'a/b'); found {exc.strerror} at {exc.filename!r}."
         )
+    if exc.filename is None:
+        return f"Cannot write {item}: {exc.strerror or exc}."
     return f"Cannot write {item}: {exc.strerror or exc} ({exc.filename!r})."
+
+
+def _where(exc: OSError, item: str) -> str:
+    return item if exc.filename is None else repr(exc.filename)
 
 
 def last_write_per_tag(tags: list[TagWrite]) -> list[TagWrite]:

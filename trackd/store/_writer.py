@@ -41,7 +41,7 @@ from ._format import (
     write_key_file,
 )
 from ._journal import WriteJournal
-from ._write_rules import TRANSIENT_ERRNOS, journal_call, last_write_per_tag, os_error_message
+from ._write_rules import TRANSIENT_ERRNOS, journal_call, last_write_per_tag, os_error_message, refusal
 from ._metric_files import MetricFileCache
 from ._reader import StoreReader
 from ._staging import build_in_staging, remove_stale_staging
@@ -305,9 +305,7 @@ class StoreWriter:
         elif isinstance(exc, OSError):
             if exc.errno in TRANSIENT_ERRNOS:
                 # The disk, not the item, is at fault: the whole batch waits and is written again.
-                # The reason comes before the colon: the daemon's status and log group errors by
-                # the text before it, and "disk full" and "read-only" must stay two kinds.
-                raise StoreUnavailable(f"The store at {self.root} cannot be written ({exc.strerror}): {exc.filename!r}.") from exc
+                raise refusal(f"The store at {self.root}", exc, item) from exc
             message = os_error_message(item, exc)
         else:
             message = f"Cannot write {item}: {exc}."
