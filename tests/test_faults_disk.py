@@ -155,3 +155,81 @@ def test_stop_on_a_full_disk_says_how_many_events_were_not_written_and_their_cli
     assert producer.returncode == 0 and out.splitlines()[-1] == "done 0", err
     steps = [m.step for m in StoreReader(store).get_metric_history(run_id, "x")]
     assert steps == list(range(20_000)), "the events the stopped daemon did not write were not resent exactly once"
+
+
+# Logs FIRST points and flushes them, says "ready", waits for a line on stdin (the disk is full
+# by then), logs the rest and flushes.
+HELD_PRODUCER = """
+import sys, trackd
+run_id, first, points = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+trackd.start_run(run_id=run_id)
+for step in range(points):
+    if step == first:
+        trackd.flush(timeout=30)
+        print("ready", flush=True)
+        sys.stdin.readline()
+    trackd.log_metric("x", float(step), step=step)
+report = trackd.flush(timeout=120)
+print("done", report.pending, flush=True)
+"""
+
+# Logs rounds of 1000 points, flushing after each; prints the seconds its flushes took.
+FLUSHING_PRODUCER = """
+import sys, time, trackd
+run_id, rounds = sys.argv[1], int(sys.argv[2])
+trackd.start_run(run_id=run_id)
+waited = 0.0
+for step in range(rounds * 1000):
+    trackd.log_metric("x", float(step), step=step)
+    if step % 1000 == 999:
+        started = time.perf_counter()
+        trackd.flush(timeout=60)
+        waited += time.perf_counter() - started
+print(waited, flush=True)
+"""
+
+
+def test_a_full_store_holds_back_only_its_own_events_and_other_stores_flush_at_once(
+    small_disk: Path, daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    # The backoff used to be the daemon's: the other store's five flushes took 0.5 to 10 s each
+    # (waiting out the full store's backoff), its client was told of the full store with the full
+    # store's count, and each write to it was logged as the full store's recovery, then the full
+    # store's failure again.
+    full, other = small_disk / "mlruns", tmp_path / "mlruns"
+    full_run, other_run = uuid.uuid4().hex, uuid.uuid4().hex
+    held = subprocess.Popen(
+        [sys.executable, "-c", HELD_PRODUCER, full_run, "1000", "21000"],
+        env=child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(full)),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    filler = small_disk / "filler"
+    try:
+        assert held.stdin is not None and held.stdout is not None
+        assert held.stdout.readline() == "ready\n"
+        fill(filler)
+        held.stdin.write("go\n")
+        held.stdin.flush()
+        wait_for(lambda: daemon.status()["write_errors"], 30, message="the daemon to meet the full disk")
+        flushing = subprocess.run(
+            [sys.executable, "-c", FLUSHING_PRODUCER, other_run, "5"],
+            env=child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(other)), capture_output=True, text=True, timeout=60,
+        )
+        filler.unlink()
+        out, err = held.communicate(timeout=120)
+    finally:
+        if held.poll() is None:
+            held.kill()
+            held.communicate()
+        filler.unlink(missing_ok=True)
+    assert flushing.returncode == 0 and flushing.stderr == "", flushing.stderr
+    assert float(flushing.stdout) < 1.0, f"the other store's 5 flushes took {flushing.stdout.strip()} s"
+    assert [m.step for m in StoreReader(other).get_metric_history(other_run, "x")] == list(range(5000))
+    assert held.returncode == 0 and out.splitlines()[-1] == "done 0", err
+    told = [line for line in err.splitlines() if line.startswith("trackd:")]
+    assert len(told) == 1 and "No space left on device" in told[0] and "None" not in told[0], err
+    steps = [m.step for m in StoreReader(full).get_metric_history(full_run, "x")]
+    assert steps == list(range(21000)), "points lost, duplicated or out of order across the full disk"
+    log = daemon.log()
+    assert log.count(f"The store at {full} cannot be written") == 1, log
+    assert log.count(f"The store at {full} accepts writes again") == 1, log

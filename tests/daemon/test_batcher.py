@@ -154,6 +154,19 @@ def test_when_every_client_waits_on_a_flush_the_write_is_a_plain_one() -> None:
     assert [b.seq for b in batcher.take(now=0.0)] == [1, 2]
 
 
+def test_a_client_waiting_on_a_held_store_gets_no_write_of_its_own() -> None:
+    # Its flush waits for its store whatever the batcher does; a write of its own every max_age
+    # would restart the age of the other stores' batches each time, so they would never come due.
+    held = Session("held", pid=5, host="host", store_root="/full/mlruns")
+    held.flushes.append((1, 9))
+    other = Session("other", pid=6, host="host", store_root="/tmp/mlruns")
+    batcher = Batcher(max_records=1000, max_bytes=10**9, max_age=1.0)
+    batcher.add(PendingBatch(held, 1, batch(1, 5).records, 5, 50), now=0.0)
+    batcher.add(PendingBatch(other, 1, batch(1, 5).records, 5, 50), now=0.0)
+    taken = batcher.take(now=1.0, held={"/full/mlruns"})
+    assert [(b.session.client_id, b.seq) for b in taken] == [("held", 1), ("other", 1)]
+
+
 def sizes(parts: list[list[PendingBatch]]) -> list[list[int]]:
     return [[len(b.records) for b in part] for part in parts]
 

@@ -69,6 +69,8 @@ class ApplyResult:
     store_errors: list[str] = field(default_factory=list)
     # Batches not written because their store refused writes for now (disk full...): written again later.
     retry: list[PendingBatch] = field(default_factory=list)
+    # Why, by store root: these are not in store_errors (the daemon logs them per outage).
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 class Applier:
@@ -128,7 +130,7 @@ class Applier:
                 failures = self.writer(root).write(batch, journal=self._journal, seqs=seqs)
             except StoreUnavailable as exc:
                 # Nothing of this root's batches stays half-written; they wait and go again.
-                result.store_errors.append(str(exc))
+                result.refused[root] = str(exc)
                 result.retry.extend(items[root])
                 continue
             except (OSError, StoreError) as exc:

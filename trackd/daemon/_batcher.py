@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Container
+
     from ..protocol import Record
     from ._state import Session
 
@@ -106,16 +108,20 @@ class Batcher:
         self.pending_records += sum(b.events for b in batches)
         self.pending_bytes += sum(b.size for b in batches)
 
-    def take(self, now: float) -> list[PendingBatch]:
+    def take(self, now: float, held: Container[str] = ()) -> list[PendingBatch]:
         """Hand the next write's batches to the writer: at most about ``max_records`` records.
 
         Batches of clients waiting on a flush go first, in a write of their own, so a client that
         floods the daemon makes a neighbour's flush wait for the write already under way at most,
         neither for the whole flood nor for a share of it in the same write. Each client's batches
         keep their order; what is left waits for the next write.
+
+        Clients of the stores in ``held`` (refusing writes) get no such turn: their flushes wait
+        for the store whatever is written, and a write of their own every max_age would restart
+        the age of other stores' batches each time, so those would wait for a flush of their own.
         """
         items = self._items
-        waiting = [b for b in items if b.session.flushes]
+        waiting = [b for b in items if b.session.flushes and b.session.store_root not in held]
         if len(waiting) == len(items):
             waiting = []  # everyone waits (or no one does): a plain write
         if not waiting and self.pending_records <= self.max_records:

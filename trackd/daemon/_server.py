@@ -36,6 +36,7 @@ from ._batcher import (
 )
 from ._connection import ClientConnection
 from ._loop import loop_factory
+from ._outages import Outages
 from ._peer import credentials_supported, peer_uid
 from ._state import SESSION_TTL, ServerState, Session
 
@@ -67,12 +68,8 @@ FLUSH_RECENCY = 0.1
 TURNS_AFTER_FLUSH = 1.0
 # Counters in a StatusReply travel as msgpack integers, which stop at uint64; sums are capped here.
 MAX_STATUS_COUNT = 2**63 - 1
-# After a store refused a write (disk full, read-only...), wait this long before trying again,
-# doubling up to the maximum while it keeps refusing.
-RETRY_DELAY = 0.5
 # Metric files no write used for this long (to twice as long) are closed: see close_idle_files.
 IDLE_FILE_SECONDS = 10.0
-MAX_RETRY_DELAY = 10.0
 
 
 class AlreadyRunning(Exception):
@@ -126,7 +123,8 @@ class Server:
         self._idle_since = time.monotonic()
         # Sequence numbers recovered from the journal, for clients that have not reconnected yet.
         self._recovered: dict[str, int] = {}
-        self._retry_delay = 0.0
+        # Stores refusing writes (disk full...), each holding its own batches back.
+        self.outages = Outages()
 
     def run(self) -> None:
         """Run the daemon on its chosen event loop until it is told to stop."""
@@ -221,15 +219,16 @@ class Server:
             for task in stragglers:
                 task.cancel(msg="trackd daemon is shutting down: this connection did not finish in time")
         # Phase 3: write everything received, and acknowledge it.
-        logger.info("Shutdown: writing %d pending records", self.batcher.pending_records)
+        logger.info("Shutdown: writing %d pending records", self._backlog_records())
         deadline = time.monotonic() + self.config.shutdown_timeout
-        while (self.batcher.pending_records or self._writing) and time.monotonic() < deadline:
+        while self._backlog_records() and time.monotonic() < deadline:
             self.batcher.request_write()
             self._wake.set()
             await asyncio.sleep(0.005)
-        # What waits in the batcher, and a write still running at the deadline (its events left the
-        # batcher; the cancelled loop would forget them): never acknowledged, so resent.
-        self.unwritten_at_exit = self.batcher.pending_records + self._writing
+        # What waits in the batcher, is held for a refusing store, or is in a write still running at
+        # the deadline (its events left the batcher; the cancelled loop would forget them): never
+        # acknowledged, so resent.
+        self.unwritten_at_exit = self._backlog_records()
         if self.unwritten_at_exit:
             logger.error("Shutdown: %d records could not be written in time; clients will resend them", self.unwritten_at_exit)
         # Phase 4: tell every client, then close its connection; each will reconnect to a successor.
@@ -274,8 +273,10 @@ class Server:
         The backlog counts what a batch takes in memory once decoded, estimated from its frame
         (see DECODED_SIZE_FACTOR): counting events alone let an inline artifact (one event, up to
         8 MiB) slip past the bound, and counting wire bytes let decoded records take ~5x the bound.
+        What stores refusing writes hold has a bound of its own, so their clients wait for room
+        there while other stores' clients go on.
         """
-        while self.batcher.pending_bytes >= self.config.max_backlog_bytes:
+        while self._backlog_full(session.store_root):
             self._room.clear()
             self._wake.set()
             await self._room.wait()
@@ -313,6 +314,7 @@ class Server:
         now = time.monotonic()
         return any(
             s.connection is not None and s.connection is not conn and (s.flushes or now - s.last_flush_at < FLUSH_RECENCY)
+            and s.store_root not in self.outages  # its flush waits for its store, not for this reader
             for s in self.state.flushing
         )
 
@@ -340,10 +342,10 @@ class Server:
             "metric_points_written": c.metric_points_written,
             "receive_rate": round(received_rate, 1),
             "write_rate": round(written_rate, 1),
-            "backlog_records": self.batcher.pending_records + self._writing,
+            "backlog_records": self._backlog_records(),
             # Estimated bytes waiting, not counting the write under way; connections stop reading
             # past max_backlog_bytes.
-            "backlog_bytes": self.batcher.pending_bytes,
+            "backlog_bytes": self.batcher.pending_bytes + self.outages.size,
             "writes": c.writes,
             "items_rejected": c.items_rejected,
             "events_rejected": c.events_rejected,
@@ -402,17 +404,22 @@ class Server:
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            delay = self.batcher.delay(time.monotonic())
+            now = time.monotonic()
+            if due := self.outages.due(now):
+                # A store that refused writes has waited out its backoff: its batches go in front
+                # again, and the write that takes them tells whether it accepts writes now.
+                self.batcher.requeue(due, now)
+                self._room.set()
+            delay = _sooner(self.batcher.delay(now), self.outages.next_retry(now))
             if delay is None or delay > 0:
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
                 continue
-            if self._retry_delay:
-                # The store refused the last write; give it time (a full disk being cleaned up).
-                await asyncio.sleep(self._retry_delay)
-            pending = self.batcher.take(time.monotonic())
+            pending = self.outages.hold(self.batcher.take(now, self.outages))
             self._room.set()
+            if not pending:
+                continue
             self._writing = sum(item.events for item in pending)
             self._flush_arrived = False
             parts = turns(pending, WRITE_TURN_RECORDS) if self._flushes_likely() else [pending]
@@ -424,17 +431,16 @@ class Server:
                 self._fail_all(pending, result, f"The daemon failed while writing this batch: {exc!r}.")
             finally:
                 self._writing = 0
-            held = result.retry + unwritten
-            if held:
-                # In front of everything newer, retried batches first: each client's order holds.
-                self.batcher.requeue(held, time.monotonic())
-                held_ids = set(map(id, held))
+            now = time.monotonic()
+            if result.refused:
+                self.outages.refuse(result.refused, result.retry, now)
+            # In front of everything newer, so each client's order holds; a refusing store's
+            # batches among them join its outage at the next take, after the refused ones.
+            self.batcher.requeue(unwritten, now)
+            if result.retry or unwritten:
+                held_ids = set(map(id, result.retry + unwritten))
                 pending = [item for item in pending if id(item) not in held_ids]
-            if result.retry:
-                self._store_refused(result)
-            elif self._retry_delay:
-                logger.info("The store accepts writes again; resuming")
-                self._retry_delay = 0.0
+            self.outages.recovered(pending, now)
             self._deliver(pending, result)
             snapshot = {**self._recovered, **{s.client_id: s.applied_seq for s in self.state.sessions.values()}}
             try:
@@ -470,19 +476,17 @@ class Server:
             result.failures.extend(done.failures)
             result.store_errors.extend(done.store_errors)
             result.retry.extend(done.retry)
+            result.refused.update(done.refused)
         return result, []
 
-    def _store_refused(self, result: ApplyResult) -> None:
-        """A store refused writes: keep the batches, tell clients once, and back off."""
-        if not self._retry_delay:
-            message = (
-                f"{result.store_errors[0]} {sum(b.events for b in result.retry)} events are kept and "
-                "written when it accepts writes again; new events wait while the daemon's backlog is full."
-            )
-            logger.error("%s", message)
-            for conn in list(self.state.connections):
-                conn.send(ErrorReply(request_id=0, code=ErrorCode.STORE_UNAVAILABLE, message=message))
-        self._retry_delay = min(max(self._retry_delay * 2, RETRY_DELAY), MAX_RETRY_DELAY)
+    def _backlog_full(self, store_root: str) -> bool:
+        """Whether a batch for ``store_root`` must wait for room in the daemon's backlog."""
+        held = self.outages.size if store_root in self.outages else self.batcher.pending_bytes
+        return held >= self.config.max_backlog_bytes
+
+    def _backlog_records(self) -> int:
+        """Events received and not written yet: waiting, being written, or held for a refusing store."""
+        return self.batcher.pending_records + self._writing + self.outages.events
 
     def _fail_all(self, pending: list[PendingBatch], result: ApplyResult, message: str) -> None:
         result.store_errors.append(message)
@@ -499,6 +503,9 @@ class Server:
             counters.write_errors += 1
             if self.state.count_error(message.split(":")[0]):
                 logger.error("%s", message)  # once per kind, and once for all past MAX_ERROR_KINDS
+        for message in result.refused.values():  # logged by Outages.refuse, once per store and kind
+            counters.write_errors += 1
+            self.state.count_error(message.split(":")[0])
         # Rejections go out before the Ack and FlushDone they belong to, so flush() sees them.
         for failure in result.failures:
             failure.session.rejected += failure.events
@@ -548,7 +555,7 @@ class Server:
                 s for s in self.state.flushing
                 if s.connection is not None and (s.flushes or now - s.last_flush_at < FLUSH_RECENCY)
             }
-            if self.state.connections or self.batcher.pending_records or self._writing:
+            if self.state.connections or self._backlog_records():
                 self._idle_since = now
             elif self.config.idle_timeout and now - self._idle_since >= self.config.idle_timeout:
                 logger.info("No clients for %.0f s: exiting", self.config.idle_timeout)
@@ -573,6 +580,11 @@ class Server:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def _sooner(a: float | None, b: float | None) -> float | None:
+    """The sooner of two delays, either of which may be None (nothing to wait for)."""
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _remove_stale_socket(path: Path) -> None:
