@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 
 import pytest
@@ -25,3 +26,11 @@ def test_all_lists_every_public_name_of_the_package(package: types.ModuleType) -
 def test_dir_lists_the_names_that_load_on_first_access(package: types.ModuleType) -> None:
     # dir() and tab completion would otherwise miss them until something loaded them.
     assert set(package.__all__) <= set(dir(package))
+
+
+@pytest.mark.parametrize(("name", "says"), [("search_runs", "trackd.Client().search_runs"), ("delete_run", "MLflow itself")])
+def test_an_mlflow_function_trackd_leaves_out_says_what_to_use_instead(name: str, says: str) -> None:
+    # Code ported with `import trackd as mlflow` got a bare AttributeError.
+    with pytest.raises(AttributeError, match=f"has no attribute '{name}': .*{re.escape(says)}"):
+        getattr(trackd, name)
+    assert not hasattr(trackd, name)

@@ -71,7 +71,25 @@ _LAZY = {
     "ViewType": "store",
 }
 
-__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY)
+# MLflow's fluent functions that trackd leaves out: code ported with `import trackd as mlflow`
+# learns what to use instead, not only that the name is missing.
+_USE_MLFLOW = "not part of trackd's logging API; MLflow itself reads and edits the same ./mlruns (MLFLOW_ALLOW_FILE_STORE=true)"
+_HINTS = {
+    "search_runs": "use trackd.Client().search_runs(experiment_ids), or mlflow.search_runs on the same ./mlruns",
+    "search_experiments": "use trackd.Client().search_experiments()",
+    "get_artifact_uri": "use trackd.active_run().info.artifact_uri",
+    "MlflowClient": "trackd.Client is trackd's MlflowClient",
+    "log_figure": "save the figure to a file and trackd.log_artifact() it",
+    "log_image": "save the image to a file and trackd.log_artifact() it",
+    "log_table": "write the table to a file (or trackd.log_dict() it) and trackd.log_artifact() it",
+    "autolog": "trackd logs what your code logs; call trackd.log_metric() and friends",
+    **{name: _USE_MLFLOW for name in (
+        "delete_run", "delete_experiment", "set_experiment_tag", "set_experiment_tags", "get_parent_run",
+        "log_input", "log_model", "register_model",
+    )},
+}
+
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, _HINTS)
 
 __all__ = [
     "ActiveRun",

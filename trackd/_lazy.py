@@ -13,14 +13,18 @@ from collections.abc import Callable
 from typing import Any
 
 
-def lazy_attributes(package: str, modules: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_attributes(
+    package: str, modules: dict[str, str], hints: dict[str, str] | None = None,
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A module ``__getattr__`` that imports ``{package}.{modules[name]}`` when ``name`` is first used,
-    and a ``__dir__`` that lists those names too (for ``dir()`` and tab completion)."""
+    and a ``__dir__`` that lists those names too (for ``dir()`` and tab completion). A name in
+    ``hints`` is still missing, but its AttributeError says what to use instead."""
 
     def __getattr__(name: str) -> Any:
         module = modules.get(name)
         if module is None:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            hint = (hints or {}).get(name)
+            raise AttributeError(f"module {package!r} has no attribute {name!r}" + (f": {hint}" if hint else ""))
         return getattr(importlib.import_module(f"{package}.{module}"), name)
 
     def __dir__() -> list[str]:

@@ -757,3 +757,22 @@ def test_a_parent_run_id_that_is_not_the_active_run_is_refused(daemon: DaemonPro
         "import trackd\ntrackd.start_run()\ntrackd.start_run(nested=True, parent_run_id='c' * 32)\n", _env(daemon, store)
     )
     assert completed.returncode == 1 and "does not match the specified parent_run_id" in completed.stderr
+
+
+def test_a_timestamp_of_0_is_now_as_in_mlflows_fluent_calls(daemon: DaemonProcess, store: Path) -> None:
+    # MLflow's fluent log_metric(s) take `timestamp or get_current_time_millis()`; trackd stored 0.
+    result = _ok(_run(
+        """
+        import json, time, trackd
+        before = int(time.time() * 1000)
+        with trackd.start_run() as run:
+            trackd.log_metric("a", 1.0, timestamp=0)
+            trackd.log_metrics({"b": 2.0}, timestamp=0)
+        print(json.dumps({"run_id": run.run_id, "before": before}))
+        """,
+        _env(daemon, store),
+    ))
+    client = _mlflow(store)
+    for key in ("a", "b"):
+        [metric] = client.get_metric_history(str(result["run_id"]), key)
+        assert metric.timestamp >= int(result["before"])  # type: ignore[call-overload]

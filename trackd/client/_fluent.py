@@ -405,7 +405,8 @@ def log_metric(
         runs = _here.runs
     except AttributeError:  # this thread's first fluent call
         runs = _thread_runs()
-    client.log_metric(run_id or (runs[-1].run_id if runs else _active_run_id()), key, value, timestamp, step)
+    # `timestamp or None`: MLflow's fluent call takes 0 as "now" (timestamp or get_current_time_millis()).
+    client.log_metric(run_id or (runs[-1].run_id if runs else _active_run_id()), key, value, timestamp or None, step)
     if synchronous is not None:
         return settle(client, synchronous)
     return None
@@ -423,7 +424,7 @@ def log_metrics(
         runs = _here.runs
     except AttributeError:
         runs = _thread_runs()
-    client.log_metrics(run_id or (runs[-1].run_id if runs else _active_run_id()), metrics, step, timestamp)
+    client.log_metrics(run_id or (runs[-1].run_id if runs else _active_run_id()), metrics, step, timestamp or None)
     if synchronous is not None:
         return settle(client, synchronous)
     return None
