@@ -146,7 +146,7 @@ def _instead(directory: Path, variable: str) -> str:
 
 @contextlib.contextmanager
 def daemon_lock(paths: DaemonPaths) -> Iterator[bool]:
-    """Try the lock a running daemon holds (``Server._take_lock``), without waiting.
+    """Try the lock a running daemon holds (``daemon._files.take_lock``), without waiting.
 
     Yields False while a daemon holds it: one is running (it may be starting, stopping or hung).
     Yields True when none does; this process then holds the lock until the block ends, so no

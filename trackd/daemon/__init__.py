@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._batcher import Batcher, PendingBatch
 from ._loop import loop_factory
 from ._main import main
-from ._server import AlreadyRunning, DaemonConfig, Server
+from ._files import AlreadyRunning
+from ._server import DaemonConfig, Server
 
 __all__ = ["AlreadyRunning", "Batcher", "DaemonConfig", "PendingBatch", "Server", "loop_factory", "main"]

@@ -18,7 +18,8 @@ from .._signals import take_signals
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
 from ._budget import DEFAULT_MAX_EVENTS_PER_SECOND
 from ._loop import LOOP_CHOICES, loop_factory
-from ._server import DEFAULT_MAX_CONNECTIONS, AlreadyRunning, DaemonConfig, Server
+from ._files import AlreadyRunning
+from ._server import DEFAULT_MAX_CONNECTIONS, DaemonConfig, Server
 
 LOG_FORMAT = "%(asctime)s %(levelname)s pid %(process)d %(message)s"
 # What argparse exits with for a bad flag; a bad TRACKD_LOOP is refused the same way.

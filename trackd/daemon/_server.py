@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import resource
 import signal
-import socket
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from .. import __version__
@@ -35,6 +32,7 @@ from ._batcher import (
     turns,
 )
 from ._connection import ClientConnection
+from ._files import AlreadyRunning, remove_daemon_files, remove_stale_socket, take_lock, write_pid_file
 from ._loop import loop_factory
 from ._outages import Outages
 from ._peer import credentials_supported, peer_uid
@@ -70,10 +68,6 @@ TURNS_AFTER_FLUSH = 1.0
 MAX_STATUS_COUNT = 2**63 - 1
 # Metric files no write used for this long (to twice as long) are closed: see close_idle_files.
 IDLE_FILE_SECONDS = 10.0
-
-
-class AlreadyRunning(Exception):
-    """Another daemon holds this socket's lock."""
 
 
 @dataclass(kw_only=True)
@@ -145,8 +139,8 @@ class Server:
     async def startup(self) -> None:
         paths = self.config.paths
         ensure_private_directory(paths.directory)
-        self._take_lock(paths)
-        _remove_stale_socket(paths.socket)
+        self._lock_file = take_lock(paths)
+        remove_stale_socket(paths.socket)
         # Undo a write that a previous daemon did not finish, and learn what it did finish.
         journal = WriteJournal.open(str(paths.journal))
         self._recovered = dict(journal.recovered_seqs)
@@ -157,7 +151,7 @@ class Server:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.handle_exit, signum)
-        _write_pid_file(paths.pid, self.pid)
+        write_pid_file(paths.pid, self.pid)
         # The directory is 0700 already; the umask also keeps the socket 0600 from its first moment.
         old_umask = os.umask(0o177)
         try:
@@ -242,7 +236,8 @@ class Server:
         await asyncio.gather(*self.state.tasks, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(self._executor, self.applier.close)
         self._executor.shutdown(wait=True)
-        self._remove_files()
+        remove_daemon_files(self.config.paths, self._lock_file)
+        self._lock_file = None
         logger.info(
             "Shutdown complete: %d records received, %d written", self.state.counters.records_received,
             self.state.counters.records_written,
@@ -561,58 +556,7 @@ class Server:
                 logger.info("No clients for %.0f s: exiting", self.config.idle_timeout)
                 self._should_exit.set()
 
-    def _take_lock(self, paths: DaemonPaths) -> None:
-        lock = open(paths.lock, "ab")
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise AlreadyRunning(
-                f"A trackd daemon is already running on {paths.socket} (pid {_read_pid(paths.pid)})."
-            ) from None
-        self._lock_file = lock
-
-    def _remove_files(self) -> None:
-        paths = self.config.paths
-        for path in (paths.socket, paths.pid):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
-
 
 def _sooner(a: float | None, b: float | None) -> float | None:
     """The sooner of two delays, either of which may be None (nothing to wait for)."""
     return b if a is None else a if b is None else min(a, b)
-
-
-def _remove_stale_socket(path: Path) -> None:
-    """Remove a socket file that nothing answers on; refuse to replace a live daemon."""
-    if not path.exists() and not path.is_symlink():
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(str(path))
-    except OSError:
-        logger.info("Removing stale socket %s", path)
-        path.unlink()
-    else:
-        raise AlreadyRunning(f"Another process answers on {path}; refusing to replace a live daemon.")
-    finally:
-        probe.close()
-
-
-def _write_pid_file(path: Path, pid: int) -> None:
-    """Write the pid file whole (a temp file, then a rename), so no reader ever finds it empty."""
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(f"{pid}\n")
-    os.replace(temp, path)
-
-
-def _read_pid(path: Path) -> str:
-    try:
-        return path.read_text().strip() or "unknown"
-    except OSError:
-        return "unknown"

@@ -1,0 +1,73 @@
+"""The files beside the daemon's socket: the lock that makes it the socket's only daemon, a socket
+file a dead daemon left, and the pid file; removed in that order's reverse at shutdown."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import IO
+
+from .._paths import DaemonPaths
+
+logger = logging.getLogger("trackd.daemon")
+
+
+class AlreadyRunning(Exception):
+    """Another daemon holds this socket's lock."""
+
+
+def take_lock(paths: DaemonPaths) -> IO[bytes]:
+    """The socket's lock file, locked for as long as it stays open; AlreadyRunning if another daemon holds it."""
+    lock = open(paths.lock, "ab")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise AlreadyRunning(
+            f"A trackd daemon is already running on {paths.socket} (pid {_read_pid(paths.pid)})."
+        ) from None
+    return lock
+
+
+def remove_stale_socket(path: Path) -> None:
+    """Remove a socket file that nothing answers on; refuse to replace a live daemon."""
+    if not path.exists() and not path.is_symlink():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+    except OSError:
+        logger.info("Removing stale socket %s", path)
+        path.unlink()
+    else:
+        raise AlreadyRunning(f"Another process answers on {path}; refusing to replace a live daemon.")
+    finally:
+        probe.close()
+
+
+def write_pid_file(path: Path, pid: int) -> None:
+    """Write the pid file whole (a temp file, then a rename), so no reader ever finds it empty."""
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(f"{pid}\n")
+    os.replace(temp, path)
+
+
+def remove_daemon_files(paths: DaemonPaths, lock: IO[bytes] | None) -> None:
+    """Remove the socket and pid file, then let the lock go (closing its file)."""
+    for path in (paths.socket, paths.pid):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    if lock is not None:
+        lock.close()
+
+
+def _read_pid(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
