@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, child_env, wait_for
+from helpers import DaemonProcess, RawClient, child_env, create_run_record, metric_records, wait_for
 
 from trackd._paths import UNWRITTEN_EXIT_CODE, DaemonPaths
+from trackd.protocol import Ack, Batch, RecordKind, Rejected, Welcome
 from trackd.store import StoreReader
 
 POINTS = 60_000
@@ -233,3 +234,31 @@ def test_a_full_store_holds_back_only_its_own_events_and_other_stores_flush_at_o
     log = daemon.log()
     assert log.count(f"The store at {full} cannot be written") == 1, log
     assert log.count(f"The store at {full} accepts writes again") == 1, log
+
+
+def test_a_record_refused_in_a_batch_the_full_disk_holds_back_is_reported_once(small_disk: Path, daemon: DaemonProcess) -> None:
+    # Refusals found before the write were sent again at every retry of the held batch: the
+    # client got Rejected once per attempt and events_rejected grew with each.
+    store = small_disk / "mlruns"
+    run_id = uuid.uuid4().hex
+    bad = (RecordKind.METRIC_SERIES.value, run_id, "../escape", (1.0, 2.0, 3.0), (1000, 1000, 1000), (0, 1, 2))
+    raw = RawClient(daemon.paths.socket, timeout=30.0)
+    filler = small_disk / "filler"
+    try:
+        assert isinstance(raw.hello(str(store)), Welcome)
+        raw.send(Batch(seq=1, records=[create_run_record(run_id)]))
+        assert raw.next_event() == Ack(seq=1)
+        fill(filler)
+        raw.send(Batch(seq=2, records=[*metric_records(run_id, "loss", 500), bad]))
+        wait_for(lambda: daemon.status()["write_errors"] >= 3, 30, message="three refused attempts")
+        filler.unlink()
+        events: list[object] = []
+        while not events or events[-1] != Ack(seq=2):
+            events.append(raw.next_event())
+    finally:
+        raw.close()
+        filler.unlink(missing_ok=True)
+    rejected = [event for event in events if isinstance(event, Rejected)]
+    assert len(rejected) == 1 and rejected[0].events == 3, events
+    assert daemon.status()["events_rejected"] == 3
+    assert len(StoreReader(store).get_metric_history(run_id, "loss")) == 500

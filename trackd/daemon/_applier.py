@@ -113,14 +113,19 @@ class Applier:
         result = ApplyResult()
         batches: dict[str, WriteBatch] = {}
         items: dict[str, list[PendingBatch]] = {}
+        # Records refused before the write, per root: reported once the root's write is done; a
+        # retried batch is translated again (they were sent twice), a store that failed as a whole
+        # reports all the events of its batches instead.
+        refused: dict[str, list[Failure]] = {}
         for item in pending:
             root = item.session.store_root
             batch = batches.get(root)
             if batch is None:
                 batch = batches[root] = WriteBatch()
                 items[root] = []
+                refused[root] = []
             items[root].append(item)
-            self._translate(item, batch, result)
+            self._translate(item, batch, refused[root])
         for root, batch in batches.items():
             # The journal records, with the write, the highest batch of each client it completes.
             seqs: dict[str, int] = {}
@@ -141,6 +146,7 @@ class Applier:
                 result.failures.extend(Failure(item.session, item.seq, "batch", message, item.events) for item in items[root])
                 result.records += sum(item.events for item in items[root])  # received, none written
                 continue
+            result.failures.extend(refused[root])
             for failure in failures:
                 session, seq = cast(Origin, failure.origin)
                 result.failures.append(Failure(session, seq, failure.item, failure.message, failure.events))
@@ -166,7 +172,7 @@ class Applier:
         if self._journal is not None:
             self._journal.close()
 
-    def _translate(self, item: PendingBatch, batch: WriteBatch, result: ApplyResult) -> None:
+    def _translate(self, item: PendingBatch, batch: WriteBatch, refused: list[Failure]) -> None:
         origin: Origin = (item.session, item.seq)
         metrics = batch.metrics
         good_keys = self._good_keys
@@ -222,7 +228,7 @@ class Applier:
                     batch.artifacts.append(ArtifactWrite(origin, run_id, path, record[3], record[4]))
             except InvalidArgument as exc:
                 events = len(record[3]) if kind == METRIC_SERIES else 1
-                result.failures.append(Failure(item.session, item.seq, _describe(record), str(exc), events))
+                refused.append(Failure(item.session, item.seq, _describe(record), str(exc), events))
 
     @staticmethod
     def _remember(cache: set[str], name: str) -> None:
