@@ -612,3 +612,21 @@ def test_a_disk_error_without_a_file_names_the_item_instead_of_none() -> None:
     assert write_rules.os_error_message("tag 'a' of run r", OSError(errno.EPERM, "Operation not permitted")) == (
         "Cannot write tag 'a' of run r: Operation not permitted."
     )
+
+
+def test_an_open_metric_file_whose_descriptor_went_bad_is_opened_again_by_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An fstat that failed (a stale NFS handle) failed the whole store's batch. Here the cache's
+    # descriptor is closed behind its back (EBADF), as a stale one would fail.
+    cache = MetricFileCache(max_open=64)
+    writer = StoreWriter(tmp_path / "mlruns", metric_files=cache)
+    experiment_id = writer.create_experiment("exp", now_ms=START_MS)
+    assert writer.write(WriteBatch(new_runs=[new_run(experiment_id)])) == []
+    assert writer.write(metrics("loss", (1, 0.5, 0))) == []
+    os.close(cache._fds[next(iter(cache._fds))])
+    assert writer.write(metrics("loss", (2, 0.25, 1))) == []
+    run = tmp_path / "mlruns" / experiment_id / RUN_ID
+    assert (run / "metrics" / "loss").read_text() == "1 0.5 0\n2 0.25 1\n"
+    assert "could not be looked at through its descriptor (Bad file descriptor)" in caplog.text
+    writer.close()

@@ -182,11 +182,17 @@ class MetricFileCache:
         for path in paths:
             fd = fds.get(path)
             if fd is not None:
-                info = fstat(fd)
-                if info.st_nlink:
-                    result.append((path, info.st_size))
-                    continue
-                self._forget_deleted(path, fd)
+                try:
+                    info = fstat(fd)
+                except OSError as exc:  # a stale NFS handle, a descriptor gone bad: go by name
+                    del fds[path]
+                    _close_logged(fd, path)
+                    _log.warning("Metric file %r could not be looked at through its descriptor (%s); opening it again.", path, exc.strerror)
+                else:
+                    if info.st_nlink:
+                        result.append((path, info.st_size))
+                        continue
+                    self._forget_deleted(path, fd)
             result.append((path, size(path)))
         return result
 

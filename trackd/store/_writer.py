@@ -201,7 +201,12 @@ class StoreWriter:
         for tag in last_write_per_tag(batch.tags):
             apply(failures, {tag.origin: 1}, _item("tag", tag.key, tag.run_id), self._set_tag, tag)
         appends = self._locate_metric_files(batch, failures)
-        sizes = self._metric_files.sizes([path for _, path in appends])
+        try:
+            sizes = self._metric_files.sizes([path for _, path in appends])
+        except OSError as exc:
+            if exc.errno in TRANSIENT_ERRNOS:  # an I/O error looking at a file: the batch waits, as for a write
+                raise refusal(f"The store at {self.root}", exc, "a metric file") from exc
+            raise
         entry = journal_call(journal.begin, sizes, seqs or {}) if journal is not None else None
         try:
             self._append_metrics(appends, failures)
