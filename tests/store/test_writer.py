@@ -296,12 +296,17 @@ def test_an_ended_run_gives_its_descriptors_back(tmp_path: Path) -> None:
     writer.close()
 
 
-def test_files_no_write_used_since_the_last_sweep_are_closed(tmp_path: Path) -> None:
+def writer_with_a_cache(tmp_path: Path) -> tuple[StoreWriter, MetricFileCache, Path]:
+    """A writer with one run, on a metric-file cache the test can look into; and the run's folder."""
     cache = MetricFileCache(max_open=64)
     writer = StoreWriter(tmp_path / "mlruns", metric_files=cache)
     experiment_id = writer.create_experiment("exp", now_ms=START_MS)
     assert writer.write(WriteBatch(new_runs=[new_run(experiment_id)])) == []
-    run = tmp_path / "mlruns" / experiment_id / RUN_ID
+    return writer, cache, tmp_path / "mlruns" / experiment_id / RUN_ID
+
+
+def test_files_no_write_used_since_the_last_sweep_are_closed(tmp_path: Path) -> None:
+    writer, cache, run = writer_with_a_cache(tmp_path)
     before = len(os.listdir("/proc/self/fd"))
     assert writer.write(one_point_each(["a", "b"], 0)) == []
     assert cache.close_idle() == 0  # both written since the writer started
@@ -567,10 +572,7 @@ def test_a_close_that_fails_in_the_idle_sweep_is_logged_and_the_sweep_goes_on(
 ) -> None:
     # close() can fail on NFS (a delayed write's EIO or EDQUOT); it ended the daemon's
     # housekeeping for good. Here a descriptor closed behind the cache's back fails with EBADF.
-    cache = MetricFileCache(max_open=64)
-    writer = StoreWriter(tmp_path / "mlruns", metric_files=cache)
-    experiment_id = writer.create_experiment("exp", now_ms=START_MS)
-    assert writer.write(WriteBatch(new_runs=[new_run(experiment_id)])) == []
+    writer, cache, _ = writer_with_a_cache(tmp_path)
     assert writer.write(one_point_each(["a", "b"], 0)) == []
     cache.close_idle()
     os.close(cache._fds[next(iter(cache._fds))])
@@ -619,14 +621,10 @@ def test_an_open_metric_file_whose_descriptor_went_bad_is_opened_again_by_name(
 ) -> None:
     # An fstat that failed (a stale NFS handle) failed the whole store's batch. Here the cache's
     # descriptor is closed behind its back (EBADF), as a stale one would fail.
-    cache = MetricFileCache(max_open=64)
-    writer = StoreWriter(tmp_path / "mlruns", metric_files=cache)
-    experiment_id = writer.create_experiment("exp", now_ms=START_MS)
-    assert writer.write(WriteBatch(new_runs=[new_run(experiment_id)])) == []
+    writer, cache, run = writer_with_a_cache(tmp_path)
     assert writer.write(metrics("loss", (1, 0.5, 0))) == []
     os.close(cache._fds[next(iter(cache._fds))])
     assert writer.write(metrics("loss", (2, 0.25, 1))) == []
-    run = tmp_path / "mlruns" / experiment_id / RUN_ID
     assert (run / "metrics" / "loss").read_text() == "1 0.5 0\n2 0.25 1\n"
     assert "could not be looked at through its descriptor (Bad file descriptor)" in caplog.text
     writer.close()
