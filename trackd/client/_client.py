@@ -37,6 +37,7 @@ from ..protocol import (
     ExperimentReply,
     GetExperiment,
 )
+from ..store._entities import RUN_NAME_TAG
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
     SEARCH_MAX_RESULTS_DEFAULT,
@@ -76,7 +77,6 @@ from ._sender import Sender
 _MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
 _time_ns = time.time_ns
 
-RUN_NAME_TAG = "mlflow.runName"
 USER_TAG = "mlflow.user"
 
 

@@ -62,7 +62,6 @@ def _thread_runs() -> list[ActiveRun]:
 _OPEN = ClientState.OPEN
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
-RUN_NAME_TAG = "mlflow.runName"
 NOTE_TAG = "mlflow.note.content"
 # MLflow's run status names, which end_run() takes (RunStatus's names).
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
@@ -240,6 +239,7 @@ def start_run(
         rank = os.environ.get("RANK")
         if existing is not None:
             from ..store import Run, RunData  # loaded with the client above
+            from ..store._entities import RUN_NAME_TAG
 
             _check_resumable(existing, experiment_id if experiment_id is not None else _experiment_id)
             client._known_runs.add(existing.run_id)
