@@ -310,11 +310,14 @@ def query_answers(paths: DaemonPaths) -> bool:
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
-def test_stop_refuses_a_timeout_that_is_not_finite_seconds(value: str) -> None:
-    # --timeout -1 was taken, and stop then said "did not exit within -1 s" and exited 1.
-    result = trackd_cli("daemon", "stop", "--socket", "/nonexistent/d.sock", "--timeout", value)
+@pytest.mark.parametrize("command", [("daemon", "stop", "--timeout"), ("daemon", "start", "--idle-timeout"), ("sync", "--timeout")])
+def test_a_seconds_flag_refuses_what_is_not_finite_seconds(command: tuple[str, ...], value: str) -> None:
+    # stop's --timeout -1 was taken, and stop then said "did not exit within -1 s" and exited 1.
+    # start's --idle-timeout -1 was taken too: "already running", exit 0, when a daemon answered;
+    # else the daemon it spawned refused it and start exited 1 quoting the daemon's log.
+    result = trackd_cli(*command[:-1], "--socket", "/nonexistent/d.sock", command[-1], value)
     assert result.returncode == 2
-    assert f"argument --timeout: expected a finite number of seconds, 0 or more, got '{value}'" in result.stderr
+    assert f"argument {command[-1]}: expected a finite number of seconds, 0 or more, got '{value}'" in result.stderr
 
 
 def test_status_rates_count_a_burst_received_just_now(paths: DaemonPaths, store: Path) -> None:
