@@ -6,14 +6,19 @@ Each job is a real process with a real daemon; what the harness does to it is do
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, child_env
+from helpers import DaemonProcess, child_env, run_python, wait_for
 
+import trackd
+from trackd._paths import DaemonPaths
+from trackd.protocol import PROTOCOL_VERSION
 from trackd.store import StoreReader
 
 # Logs point 0 and flushes, prints the run id, then on a line from stdin (the daemon is stopped by
@@ -68,3 +73,69 @@ def test_sigterm_sent_to_the_job_and_its_process_group_still_delivers_and_ends_t
     run = StoreReader(store).get_run(run_id)
     assert run.info.status == "KILLED"
     assert [point.step for point in StoreReader(store).get_metric_history(run_id, "x")] == [0, 1]
+
+
+def _older_trackd(folder: Path) -> Path:
+    """A copy of this trackd that speaks the previous protocol version: the daemon a suite finds
+    still running after trackd was upgraded under it. Returns the folder to put on PYTHONPATH."""
+    shutil.copytree(Path(trackd.__file__).parent, folder / "trackd", ignore=shutil.ignore_patterns("__pycache__"))
+    limits = folder / "trackd" / "protocol" / "_limits.py"
+    text = limits.read_text()
+    assert f"\nPROTOCOL_VERSION = {PROTOCOL_VERSION}\n" in text
+    limits.write_text(text.replace(f"\nPROTOCOL_VERSION = {PROTOCOL_VERSION}\n", f"\nPROTOCOL_VERSION = {PROTOCOL_VERSION - 1}\n"))
+    return folder
+
+
+# Jobs of the suite: one asks for its experiment, one logs to the default experiment and exits.
+SET_EXPERIMENT = """
+import trackd
+try:
+    trackd.set_experiment("suite")
+except trackd.DaemonUnavailable as exc:
+    print(exc, flush=True)
+"""
+LOG_AND_EXIT = """
+import trackd
+trackd.start_run()
+trackd.log_metric("x", 1.0)
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_job_refused_by_an_older_daemon_says_why_and_exits_without_waiting_for_it(
+    paths: DaemonPaths, store: Path, tmp_path: Path
+) -> None:
+    # set_experiment said "unreachable; none answered within 10 s and none could be started.
+    # Start one with `trackd daemon start`" of the daemon that was running, the sender spawned a
+    # daemon every second that exited "already running", and exit waited TRACKD_EXIT_TIMEOUT in
+    # full before spooling: 10 s per job of the suite.
+    older = _older_trackd(tmp_path / "older")
+    old_daemon = subprocess.Popen(
+        [sys.executable, "-m", "trackd.daemon", "--socket", str(paths.socket), "--log-file", str(paths.log)],
+        env=child_env(paths.socket, PYTHONPATH=str(older)), cwd=older,  # (-m puts the working folder first on sys.path)
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    env = child_env(paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(tmp_path / "spool"))
+    try:
+        wait_for(lambda: paths.socket.exists() or old_daemon.poll() is not None, 15, message="the older daemon")
+        asked = run_python(SET_EXPERIMENT, {**env, "TRACKD_CONNECT_TIMEOUT": "1"})
+        began = time.monotonic()
+        logged = run_python(LOG_AND_EXIT, {**env, "TRACKD_CONNECT_TIMEOUT": "120", "TRACKD_EXIT_TIMEOUT": "120"})
+        took = time.monotonic() - began
+        log = paths.log.read_text()
+        status = subprocess.run([sys.executable, "-m", "trackd.cli", "daemon", "status"], env=env, capture_output=True, text=True, timeout=30)
+        stopped = subprocess.run([sys.executable, "-m", "trackd.cli", "daemon", "stop"], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        old_daemon.terminate()
+        old_daemon.wait(30)
+    assert asked.stdout.startswith(
+        f"Cannot get or create experiment 'suite': the trackd daemon at {paths.socket} refused this client: "
+        f"This daemon speaks trackd protocol version {PROTOCOL_VERSION - 1}"
+    ), asked.stdout
+    assert logged.returncode == 0, logged.stderr
+    assert "refused this client" in logged.stderr and "spooled to" in logged.stderr, logged.stderr
+    assert took < 30, f"exit waited for a daemon that refuses it ({took:.0f} s):\n{logged.stderr}"
+    assert "Not starting" not in log, log
+    # status said "not running ... it is starting, stopping or hung"; stop stops it as any other.
+    assert status.returncode == 1 and f"trackd daemon pid {old_daemon.pid} runs on {paths.socket} but refused" in status.stderr, status.stderr
+    assert stopped.returncode == 0 and f"(pid {old_daemon.pid}) stopped" in stopped.stdout, stopped.stderr

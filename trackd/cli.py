@@ -27,6 +27,7 @@ from .client._control import query_status
 from .client._launcher import daemon_answers, last_log_line, spawn_daemon, wait_until_answering
 from .client._outbox import events
 from .client._spool import default_spool_dir, sync_spools
+from .client._transport import DaemonRefused
 from .daemon._peer import peer_pid
 from .daemon._state import RATE_WINDOW
 from .errors import DaemonUnavailable
@@ -234,6 +235,14 @@ MAX_GONE_CLIENTS_SHOWN = 10
 def _status(paths: DaemonPaths, *, as_json: bool) -> int:
     try:
         status = query_status(paths.socket)
+    except DaemonRefused as exc:
+        # It said "not running ... a daemon holds the lock: it is starting, stopping or hung" of an
+        # older trackd's daemon, which `trackd daemon stop` stops as any other.
+        print(
+            f"trackd daemon pid {_listener_pid(paths) or 'unknown'} runs on {paths.socket} but refused the status "
+            f"request: {exc.reason}", file=sys.stderr,
+        )
+        return 1
     except DaemonUnavailable as exc:
         print(f"trackd daemon is not running on {paths.socket} ({exc}){_why_silent(paths)}", file=sys.stderr)
         return 1

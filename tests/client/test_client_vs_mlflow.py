@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess
+from helpers import DaemonProcess, RawClient
 
 from trackd import Client, ClientConfig, DaemonUnavailable, DeliveryError, FileInfo, FlushTimeout, InvalidArgument
 
@@ -191,6 +191,29 @@ def test_experiment_request_to_a_stalled_daemon_times_out_naming_the_experiment(
                 client.get_or_create_experiment("x")
         finally:
             daemon.signal(signal.SIGCONT)
+
+
+@pytest.mark.parametrize("autostart", [True, False], ids=["autostart", "no-autostart"])
+def test_experiment_request_to_a_daemon_that_refuses_the_client_says_why(
+    socket_path: Path, store: Path, tmp_path: Path, autostart: bool
+) -> None:
+    # A daemon that refused the handshake (its connection limit here; another protocol version
+    # after an upgrade) was reported as "unreachable; none answered ... Start one with `trackd
+    # daemon start`", which was running already: only the sender's stderr line said why.
+    daemon = DaemonProcess(socket_path, "--max-connections", "1").start()
+    holder = RawClient(socket_path)
+    config = ClientConfig(socket_path=socket_path, autostart=autostart, connect_timeout=0.5, spool_dir=tmp_path / "spool")
+    try:
+        with Client(store, config=config) as client:
+            with pytest.raises(DaemonUnavailable) as raised:
+                client.get_or_create_experiment("x")
+    finally:
+        holder.close()
+        assert daemon.stop() == 0
+    message = str(raised.value)
+    assert message.startswith("Cannot get or create experiment 'x': the trackd daemon at ")
+    assert "refused this client: The trackd daemon already serves 1 connections" in message, message
+    assert "trackd daemon start" not in message, message
 
 
 # MLflow parameters trackd has no use for: logged models, datasets, system metrics, Unity Catalog.

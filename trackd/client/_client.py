@@ -557,6 +557,11 @@ class Client:
                 ) from None
         except DaemonUnavailable as exc:
             cause = exc
+        refusal = self._sender.refusal
+        if refusal is not None:
+            raise DaemonUnavailable(
+                f"Cannot {what}: the trackd daemon at {self.config.socket_path} refused this client: {refusal}"
+            ) from cause
         failure = self._sender.start_failure
         if failure is not None:
             # "Start one with `trackd daemon start`" would fail the same way: say why instead.

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import DaemonUnavailable
 from ..protocol import NEED_DATA, ErrorCode, ErrorReply, GetStatus, StatusReply
 from ._names import random_id
-from ._transport import handshake, make_hello
+from ._transport import DaemonRefused, handshake, make_hello
 
 
 def query_status(socket_path: Path, timeout: float = 5.0) -> dict[str, object]:
@@ -32,7 +32,7 @@ def query_status(socket_path: Path, timeout: float = 5.0) -> dict[str, object]:
                 # (docs/protocol.md). Status on a full disk said "not running" for it.
                 continue
             if isinstance(event, ErrorReply):
-                raise DaemonUnavailable(f"The trackd daemon refused the status request: {event.message}")
+                raise DaemonRefused(event)
             raise DaemonUnavailable(f"The trackd daemon closed the connection ({event!r}).")
         raise DaemonUnavailable(f"The trackd daemon at {socket_path} did not answer within {timeout:g} s.")
     finally:

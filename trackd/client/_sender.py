@@ -163,6 +163,12 @@ class Sender(SenderThread):
         exited at once), or None."""
         return self._spawn_failure
 
+    @property
+    def refusal(self) -> str | None:
+        """What the daemon said when it refused this sender's last attempt to connect (its protocol
+        version, its connection limit), or None; a request that times out quotes it."""
+        return self._refusal
+
     def close(self, timeout: float | None = None) -> None:
         """Flush (waiting at most ``timeout``, then spooling what is left), then stop the thread. Idempotent."""
         if self._closed:
@@ -234,6 +240,7 @@ class Sender(SenderThread):
         self._warned_unavailable = False
         self._next_spawn = 0.0
         self._spawn_failure = None
+        self._refusal = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -411,7 +418,9 @@ class Sender(SenderThread):
             except TrackdError as exc:
                 warn(f"{events(self.pending(), 'were not delivered')}: {exc}")
                 return
-        if no_daemon():
+        if no_daemon() and self._refusal is not None:
+            reason = f"the daemon at {path} refused this client ({self._refusal.rstrip('.')})"
+        elif no_daemon():
             starts = "none could be started" if self.config.autostart else "TRACKD_AUTOSTART=0 starts none"
             reason = f"no daemon answers at {path} and {starts}"
         else:

@@ -14,13 +14,13 @@ import threading
 import time
 
 from ..errors import DaemonUnavailable, LocalProtocolError
-from ..protocol import NEED_DATA, Ack, Connection, ConnectionClosed, Dropped, Event, Record, encode_frame
+from ..protocol import NEED_DATA, Ack, Connection, ConnectionClosed, Dropped, ErrorCode, Event, Record, encode_frame
 from ._config import ClientConfig
 from ._launcher import DaemonCannotStart, start_daemon
 from ._ledger import Ledger
 from ._outbox import BARRIER, Request, batch_of, events, log_exception, next_chunk, warn
 from ._spill import Spill
-from ._transport import Interrupt, Transport, empty_pipe, gave_up_error, handshake, make_hello
+from ._transport import DaemonRefused, Interrupt, Transport, empty_pipe, gave_up_error, handshake, make_hello
 
 
 class SenderThread:
@@ -73,6 +73,7 @@ class SenderThread:
     store_root: str
     _interrupt: Interrupt
     _spawn_failure: str | None
+    _refusal: str | None
 
     def pending(self) -> int:
         """Records accepted but not yet acknowledged as written (spooled ones included)."""
@@ -188,12 +189,16 @@ class SenderThread:
             raise
 
     def _none_will_answer(self, exc: DaemonUnavailable) -> bool:
-        """Whether a failed attempt found nothing to wait for: nothing listened on the socket, or a
-        start failed. A daemon that is there but refused (its connection limit), did not finish
+        """Whether a failed attempt found nothing to wait for: nothing listened on the socket, a
+        start failed, or a daemon refused this client for good (another protocol version: an older
+        daemon still running after an upgrade made every exit wait 10 s). A daemon that is there
+        but refused for now (its connection limit), did not finish
         the handshake in time (busy) or is still starting may yet answer: exit waits for it (every
         such exit once spooled at once, saying no daemon answered)."""
         if isinstance(exc, DaemonCannotStart) or self._spawn_failure is not None:
             return True
+        if isinstance(exc, DaemonRefused):
+            return exc.lasting
         return isinstance(exc.__cause__, (FileNotFoundError, ConnectionRefusedError))
 
     def _connect(self) -> None:
@@ -202,11 +207,16 @@ class SenderThread:
         interrupt = self._interrupt
         try:
             transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
-        except DaemonUnavailable:
-            if not self.config.autostart or self._stopping or self._spill_requested:
+        except DaemonUnavailable as exc:
+            # A daemon that refused runs on: one started now would exit "already running" (it was,
+            # every second). One shutting down is replaced by the start, which waits for its lock.
+            refused = exc if isinstance(exc, DaemonRefused) and exc.code != ErrorCode.SHUTTING_DOWN else None
+            self._refusal = refused.reason if refused is not None else None
+            if refused is not None or not self.config.autostart or self._stopping or self._spill_requested:
                 raise
             self._start_daemon()
             transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
+        self._refusal = None
         with self._cond:
             self._transport = transport
             self._protocol = protocol

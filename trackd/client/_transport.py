@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import DaemonUnavailable
-from ..protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ErrorReply, Hello, Role, Welcome
+from ..protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ErrorCode, ErrorReply, Hello, Role, Welcome
 
 RECV_SIZE = 256 * 1024
 
@@ -30,6 +30,19 @@ def map_socket_errors(path: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         raise DaemonUnavailable(f"The trackd daemon at {path} is unreachable: {exc.strerror or exc}.") from exc
+
+
+class DaemonRefused(DaemonUnavailable):
+    """A daemon answered the handshake with an ErrorReply: another protocol version (an older daemon
+    still running after an upgrade), its connection limit. Starting one would not help: it runs."""
+
+    def __init__(self, reply: ErrorReply) -> None:
+        super().__init__(f"The trackd daemon refused this client: {reply.message}")
+        self.reason = reply.message
+        self.code = reply.code
+        # Refused until someone restarts the daemon (or runs it as this user): a bounded flush
+        # (exit, end_run) has nothing to wait for. Its connection limit or a shutdown may pass.
+        self.lasting = reply.code in (ErrorCode.VERSION_MISMATCH, ErrorCode.FORBIDDEN)
 
 
 class Interrupt:
@@ -172,7 +185,7 @@ def handshake(
             if isinstance(event, Welcome):
                 return transport, protocol, event
             if isinstance(event, ErrorReply):
-                raise DaemonUnavailable(f"The trackd daemon refused this client: {event.message}")
+                raise DaemonRefused(event)
             raise DaemonUnavailable(f"The trackd daemon closed the connection during the handshake ({event!r}).")
         raise DaemonUnavailable(f"The trackd daemon at {path} did not answer the handshake within {timeout:g} s.")
     except BaseException:
