@@ -340,10 +340,13 @@ def shared_folder() -> Iterator[Path]:
 
 
 @pytest.mark.parametrize("command", [("daemon", "start"), ("sync",)])
-def test_a_socket_in_a_folder_others_can_write_is_refused_saying_what_to_do(shared_folder: Path, command: tuple[str, ...]) -> None:
+def test_a_socket_in_a_folder_others_can_write_is_refused_saying_what_to_do(
+    shared_folder: Path, command: tuple[str, ...], tmp_path: Path
+) -> None:
     # TRACKD_SOCKET=/tmp/x.sock: `trackd daemon start` died with a PermissionError traceback.
     socket_path = shared_folder / "x.sock"
-    result = trackd_cli(*command, "--socket", str(socket_path), *(["--spool-dir", str(shared_folder / "spool")] if command == ("sync",) else []))
+    (tmp_path / "left.spool").write_bytes(b"")  # sync starts a daemon only with something to deliver
+    result = trackd_cli(*command, "--socket", str(socket_path), *(["--spool-dir", str(tmp_path)] if command == ("sync",) else []))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert f"trackd refuses the folder {shared_folder}: other users can write to it (mode 1777)" in result.stderr
@@ -363,3 +366,15 @@ def test_a_client_whose_socket_folder_others_can_write_says_why_no_daemon_starts
     assert f"none could be started. Cannot start a trackd daemon for {shared_folder}/x.sock: trackd refuses the folder" in result.stdout
     assert "Set TRACKD_SOCKET to a socket path in such a folder" in result.stdout
     assert "Start one with" not in result.stdout
+
+
+def test_sync_with_nothing_to_deliver_starts_no_daemon(paths: DaemonPaths, tmp_path: Path) -> None:
+    # It started a daemon first, said "Nothing to deliver", and left that daemon running 600 s.
+    # Run as `python -m trackd`, which a venv whose scripts folder is not on PATH needs.
+    result = subprocess.run(
+        [sys.executable, "-m", "trackd", "sync", "--socket", str(paths.socket), "--spool-dir", str(tmp_path / "spool")],
+        capture_output=True, text=True, timeout=45,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"Nothing to deliver: no spool files in {tmp_path / 'spool'}\n"
+    assert not paths.socket.exists() and not paths.pid.exists()

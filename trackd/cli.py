@@ -26,7 +26,7 @@ from ._paths import (
 from .client._control import query_status
 from .client._launcher import daemon_answers, last_log_line, spawn_daemon, wait_until_answering
 from .client._outbox import events
-from .client._spool import default_spool_dir, sync_spools
+from .client._spool import default_spool_dir, spool_files, sync_spools
 from .client._transport import DaemonRefused
 from .daemon._peer import peer_pid
 from .daemon._state import RATE_WINDOW
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync = commands.add_parser(
         "sync", help="deliver spooled events left by processes that could not reach a daemon",
         description="Deliver every spool file (events a process kept on disk while no daemon answered) to the "
-        "daemon, starting one if needed; a spool whose process is still running is left to that process.",
+        "daemon, starting one if there is a spool file and none answers; a spool whose process is still running is left to that process.",
     )
     sync.add_argument("--socket", help=socket_help)
     sync.add_argument("--spool-dir", help="spool folder (default: $TRACKD_SPOOL_DIR, else $XDG_CACHE_HOME/trackd/spool, else ~/.cache/trackd/spool, else <tmp>/trackd-spool-<uid>)")
@@ -307,6 +307,10 @@ def _why_silent(paths: DaemonPaths) -> str:
 
 
 def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -> int:
+    if not spool_files(spool_dir):
+        # Checked before a daemon is started for it: one started for nothing stayed 600 s.
+        print(f"Nothing to deliver: no spool files in {spool_dir}")
+        return 0
     if not daemon_answers(paths.socket):
         try:
             process = spawn_daemon(paths)
@@ -318,7 +322,7 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
             return 1
     results = sync_spools(spool_dir, paths.socket, timeout=timeout, any_host=any_host)
     if not results:
-        print(f"Nothing to deliver: no spool files in {spool_dir}")
+        print(f"Nothing to deliver: no spool files in {spool_dir} (another process delivered them)")
     failed = False
     for result in results:
         if result.error:

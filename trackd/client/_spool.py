@@ -214,13 +214,18 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
     return result
 
 
+def spool_files(directory: Path) -> list[Path]:
+    """The spool files in ``directory``, in name order; none when it does not exist."""
+    return sorted(directory.glob(f"*{SPOOL_SUFFIX}")) if directory.is_dir() else []
+
+
 def sync_spools(
     directory: Path, socket_path: Path, *, timeout: float = 60.0, exclude: Path | None = None, any_host: bool = False,
 ) -> list[SyncResult]:
     """Deliver every spool file in ``directory`` whose client is gone (and, unless ``any_host``,
     that was written on this host); errors are reported per file."""
     results = []
-    for path in sorted(directory.glob(f"*{SPOOL_SUFFIX}")) if directory.is_dir() else []:
+    for path in spool_files(directory):
         if exclude is not None and path == exclude:
             continue
         try:
