@@ -98,7 +98,7 @@ def test_short_processes(tmp_path: Path) -> None:
 
 def test_fairness(tmp_path: Path) -> None:
     doc = run_script("bench_fairness.py", tmp_path, "--rounds", "5", "--warmup", "1", "--repeats", "1", "--slow", "2",
-                     "--flood-points", "100")
+                     "--flood-points", "100", "--artifact-mib", "9")
     assert doc["results"]
     no_daemon_left(doc)
 
