@@ -265,6 +265,12 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         f"  dropped       {status.get('events_dropped_by_clients', 0)} events by clients whose buffer was full (TRACKD_ON_FULL=drop)",
         f"  throttled     {status.get('throttled', 0)} pauses of connections over their decode budget while others waited",
     ]
+    copies = status.get("copies")
+    if isinstance(copies, (list, tuple)):
+        lines += [
+            f"  copying       {copy['source']} for pid {copy['pid']}: {copy['copied']} of {copy['bytes']} bytes"
+            for copy in copies if isinstance(copy, dict)
+        ]
     errors = status.get("errors")
     if isinstance(errors, dict):
         lines += [f"  error         {kind} (x{count})" for kind, count in errors.items()]

@@ -3,7 +3,9 @@
 Grouping happens here, off the event loop: all points for one metric file in a write go out as
 one ``write()``, whichever clients sent them. Records are checked against MLflow's rules (the
 store's validators) before anything is written; a refused record becomes a failure for the client
-that sent it, never an exception that stops the write.
+that sent it, never an exception that stops the write. A batch sending an artifact by path waits,
+with its client's later batches, until the daemon has copied the file into the store (_copies.py):
+the write then only renames the copy into place.
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class ApplyResult:
     retry: list[PendingBatch] = field(default_factory=list)
     # Why, by store root: these are not in store_errors (the daemon logs them per outage).
     refused: dict[str, str] = field(default_factory=dict)
+    # Batches not written because an artifact they send by path is not copied yet, with their
+    # clients' later batches: written once the daemon has copied it (daemon/_copies.py).
+    copies: list[PendingBatch] = field(default_factory=list)
 
 
 class Applier:
@@ -108,24 +113,22 @@ class Applier:
             name, artifact_location=artifact_location, tags=tags, now_ms=_now_ms()
         )
 
-    def apply(self, pending: list[PendingBatch]) -> ApplyResult:
-        """Write every pending batch, grouped per store root, and report what failed."""
+    def apply(self, pending: list[PendingBatch], copying: dict[Session, int] | None = None) -> ApplyResult:
+        """Write every pending batch, grouped per store root, and report what failed.
+
+        A batch sending an artifact by path that is not copied yet is not written, nor are its
+        client's later batches: they go to ``ApplyResult.copies``, and ``copying`` (kept across
+        the turns of a write) maps each such client to the first of its batches held back.
+        """
         result = ApplyResult()
-        batches: dict[str, WriteBatch] = {}
-        items: dict[str, list[PendingBatch]] = {}
-        # Records refused before the write, per root: reported once the root's write is done; a
-        # retried batch is translated again (they were sent twice), a store that failed as a whole
-        # reports all the events of its batches instead.
-        refused: dict[str, list[Failure]] = {}
-        for item in pending:
-            root = item.session.store_root
-            batch = batches.get(root)
-            if batch is None:
-                batch = batches[root] = WriteBatch()
-                items[root] = []
-                refused[root] = []
-            items[root].append(item)
-            self._translate(item, batch, refused[root])
+        copying = {} if copying is None else copying
+        prepared = self._prepare(pending, copying)
+        if prepared is None:  # batches to copy for first: translate the others again, without them
+            prepared = self._prepare(pending, copying)
+            assert prepared is not None, "a second pass found no more batches to copy for"
+        batches, items, refused = prepared
+        if copying:
+            result.copies = [item for item in pending if item.seq >= copying.get(item.session, item.seq + 1)]
         for root, batch in batches.items():
             # The journal records, with the write, the highest batch of each client it completes.
             seqs: dict[str, int] = {}
@@ -145,7 +148,9 @@ class Applier:
                 result.store_errors.append(message)
                 result.failures.extend(Failure(item.session, item.seq, "batch", message, item.events) for item in items[root])
                 result.records += sum(item.events for item in items[root])  # received, none written
+                _discard_copies(items[root])
                 continue
+            _discard_copies(items[root])
             result.failures.extend(refused[root])
             for failure in failures:
                 session, seq = cast(Origin, failure.origin)
@@ -153,6 +158,34 @@ class Applier:
             result.metric_points += sum(len(m.points) for m in batch.metrics.values())
             result.records += sum(item.events for item in items[root])
         return result
+
+    def _prepare(
+        self, pending: list[PendingBatch], copying: dict[Session, int]
+    ) -> tuple[dict[str, WriteBatch], dict[str, list[PendingBatch]], dict[str, list[Failure]]] | None:
+        """The write of each root, the batches in it and the records refused before it; None when
+        a batch turned out to need copies first (it and its client's later batches are then in ``copying``)."""
+        batches: dict[str, WriteBatch] = {}
+        items: dict[str, list[PendingBatch]] = {}
+        # Records refused before the write, per root: reported once the root's write is done; a
+        # retried batch is translated again (they were sent twice), a store that failed as a whole
+        # reports all the events of its batches instead.
+        refused: dict[str, list[Failure]] = {}
+        complete = True
+        for item in pending:
+            first = copying.get(item.session)
+            if first is not None and item.seq >= first:
+                continue
+            root = item.session.store_root
+            batch = batches.get(root)
+            if batch is None:
+                batch = batches[root] = WriteBatch()
+                items[root] = []
+                refused[root] = []
+            items[root].append(item)
+            if self._translate(item, batch, refused[root]):
+                copying[item.session] = item.seq
+                complete = False
+        return (batches, items, refused) if complete else None
 
     def compact_journal(self, seqs: Mapping[str, int]) -> None:
         """Keep the journal small: rewrite it as one snapshot of ``seqs`` once it is large."""
@@ -172,8 +205,11 @@ class Applier:
         if self._journal is not None:
             self._journal.close()
 
-    def _translate(self, item: PendingBatch, batch: WriteBatch, refused: list[Failure]) -> None:
+    def _translate(self, item: PendingBatch, batch: WriteBatch, refused: list[Failure]) -> bool:
+        """Add ``item``'s records to ``batch``; True if an artifact it sends by path must be copied first."""
         origin: Origin = (item.session, item.seq)
+        copies = item.copies
+        needs_copy = False
         metrics = batch.metrics
         good_keys = self._good_keys
         good_runs = self._good_run_ids
@@ -224,17 +260,30 @@ class Applier:
                     keep_failure = len(record) > 4 and record[4]  # absent in a protocol 2 spool
                     batch.terminations.append(Termination(origin, run_id, int(status), record[3], keep_failure))
                 elif kind == ARTIFACT:
+                    copy = None
+                    if record[4] is not None:
+                        copy = copies.get(id(record)) if copies is not None else None
+                        needs_copy = needs_copy or copy is None or copy.needed
                     path = validate_artifact_path(record[2])
-                    batch.artifacts.append(ArtifactWrite(origin, run_id, path, record[3], record[4]))
+                    batch.artifacts.append(ArtifactWrite(origin, run_id, path, record[3], record[4], copy))
             except InvalidArgument as exc:
                 events = len(record[3]) if kind == METRIC_SERIES else 1
                 refused.append(Failure(item.session, item.seq, _describe(record), str(exc), events))
+        return needs_copy
 
     @staticmethod
     def _remember(cache: set[str], name: str) -> None:
         if len(cache) >= MAX_CACHED_NAMES:
             cache.clear()
         cache.add(name)
+
+
+def _discard_copies(items: list[PendingBatch]) -> None:
+    """Remove the staged copies the write of ``items`` did not place (an item it refused)."""
+    for item in items:
+        if item.copies:
+            for copy in item.copies.values():
+                copy.discard()
 
 
 def _describe(record: tuple[Any, ...]) -> str:

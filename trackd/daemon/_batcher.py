@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Container
 
     from ..protocol import Record
+    from ..store import ArtifactCopy
     from ._state import Session
 
 # The most events one write takes (a client's batch is never split). What a write costs is mostly
@@ -58,6 +59,9 @@ class PendingBatch:
     events: int
     # What it counts against the backlog bounds (bytes, estimated), taken off again exactly.
     size: int
+    # Its artifacts sent by path, by id() of their record, once the daemon started copying them
+    # (daemon/_copies.py); None before.
+    copies: dict[int, ArtifactCopy] | None = None
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ from ._batcher import (
     turns,
 )
 from ._connection import ClientConnection
+from ._copies import Copies
 from ._files import AlreadyRunning, remove_daemon_files, remove_stale_socket, take_lock, write_pid_file
 from ._loop import loop_factory
 from ._outages import Outages
@@ -119,6 +120,8 @@ class Server:
         self._recovered: dict[str, int] = {}
         # Stores refusing writes (disk full...), each holding its own batches back.
         self.outages = Outages()
+        # Clients whose batches wait for artifacts to be copied (off the writer thread).
+        self.copies = Copies(self._copied)
 
     def run(self) -> None:
         """Run the daemon on its chosen event loop until it is told to stop."""
@@ -219,9 +222,12 @@ class Server:
             self.batcher.request_write()
             self._wake.set()
             await asyncio.sleep(0.005)
-        # What waits in the batcher, is held for a refusing store, or is in a write still running at
-        # the deadline (its events left the batcher; the cancelled loop would forget them): never
-        # acknowledged, so resent.
+        # Copies still under way stop at their next chunk (one stuck opening a file is left to
+        # its thread, which does not keep the process alive), and their batches are not written.
+        self.copies.stop()
+        # What waits in the batcher, for a copy, is held for a refusing store, or is in a write still
+        # running at the deadline (its events left the batcher; the cancelled loop would forget
+        # them): never acknowledged, so resent.
         self.unwritten_at_exit = self._backlog_records()
         if self.unwritten_at_exit:
             logger.error("Shutdown: %d records could not be written in time; clients will resend them", self.unwritten_at_exit)
@@ -236,6 +242,7 @@ class Server:
         await asyncio.gather(*self.state.tasks, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(self._executor, self.applier.close)
         self._executor.shutdown(wait=True)
+        self.copies.discard_all()
         remove_daemon_files(self.config.paths, self._lock_file)
         self._lock_file = None
         logger.info(
@@ -271,7 +278,7 @@ class Server:
         What stores refusing writes hold has a bound of its own, so their clients wait for room
         there while other stores' clients go on.
         """
-        while self._backlog_full(session.store_root):
+        while self._backlog_full(session):
             self._room.clear()
             self._wake.set()
             await self._room.wait()
@@ -310,6 +317,7 @@ class Server:
         return any(
             s.connection is not None and s.connection is not conn and (s.flushes or now - s.last_flush_at < FLUSH_RECENCY)
             and s.store_root not in self.outages  # its flush waits for its store, not for this reader
+            and s not in self.copies  # or for its artifact's copy
             for s in self.state.flushing
         )
 
@@ -340,7 +348,7 @@ class Server:
             "backlog_records": self._backlog_records(),
             # Estimated bytes waiting, not counting the write under way; connections stop reading
             # past max_backlog_bytes.
-            "backlog_bytes": self.batcher.pending_bytes + self.outages.size,
+            "backlog_bytes": self.batcher.pending_bytes + self.outages.size + self.copies.size,
             "writes": c.writes,
             "items_rejected": c.items_rejected,
             "events_rejected": c.events_rejected,
@@ -350,6 +358,9 @@ class Server:
             "connections_refused": c.connections_refused,
             "write_errors": c.write_errors,
             "throttled": c.throttled,
+            # Artifacts sent by path being copied into the store, or queued for a copier thread.
+            "copies_in_progress": self.copies.copying,
+            "copies": self.copies.status(),
             "errors": dict(self.state.error_kinds),
         }
 
@@ -411,7 +422,8 @@ class Server:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
                 continue
-            pending = self.outages.hold(self.batcher.take(now, self.outages))
+            # A client waiting for a copy keeps its order: its batches wait behind the copy first.
+            pending = self.outages.hold(self.copies.hold(self.batcher.take(now, self.outages)))
             self._room.set()
             if not pending:
                 continue
@@ -432,8 +444,11 @@ class Server:
             # In front of everything newer, so each client's order holds; a refusing store's
             # batches among them join its outage at the next take, after the refused ones.
             self.batcher.requeue(unwritten, now)
-            if result.retry or unwritten:
-                held_ids = set(map(id, result.retry + unwritten))
+            # Those of a store that just refused wait for it, after its refused ones, and are
+            # copied for when they go again.
+            self.copies.start(self.outages.hold(result.copies))
+            if result.retry or unwritten or result.copies:
+                held_ids = set(map(id, result.retry + unwritten + result.copies))
                 pending = [item for item in pending if id(item) not in held_ids]
             self.outages.recovered(pending, now)
             self._deliver(pending, result)
@@ -462,10 +477,12 @@ class Server:
         be written before its earlier ones).
         """
         result = ApplyResult()
+        copying: dict[Session, int] = {}  # a client's batches from the first to copy for on wait, in every turn
         for index, part in enumerate(parts):
             if index and (self._flush_arrived or result.retry):
                 return result, [batch for rest in parts[index:] for batch in rest]
-            done = self.applier.apply(part)
+            done = self.applier.apply(part, copying)
+            result.copies.extend(done.copies)
             result.records += done.records
             result.metric_points += done.metric_points
             result.failures.extend(done.failures)
@@ -474,14 +491,27 @@ class Server:
             result.refused.update(done.refused)
         return result, []
 
-    def _backlog_full(self, store_root: str) -> bool:
-        """Whether a batch for ``store_root`` must wait for room in the daemon's backlog."""
-        held = self.outages.size if store_root in self.outages else self.batcher.pending_bytes
+    def _backlog_full(self, session: Session) -> bool:
+        """Whether a batch from ``session`` must wait for room in the daemon's backlog."""
+        if session in self.copies:
+            held = self.copies.size
+        elif session.store_root in self.outages:
+            held = self.outages.size
+        else:
+            held = self.batcher.pending_bytes
         return held >= self.config.max_backlog_bytes
 
     def _backlog_records(self) -> int:
-        """Events received and not written yet: waiting, being written, or held for a refusing store."""
-        return self.batcher.pending_records + self._writing + self.outages.events
+        """Events received and not written yet: waiting, being written, held for a refusing store or for a copy."""
+        return self.batcher.pending_records + self._writing + self.outages.events + self.copies.events
+
+    def _copied(self, batches: list[PendingBatch]) -> None:
+        """A client's batches wait for no copy any more: in front of the batcher, ahead of its later ones."""
+        self.batcher.requeue(batches, time.monotonic())
+        if any(batch.session.flushes for batch in batches):
+            self.batcher.request_write()
+        self._room.set()
+        self._wake.set()
 
     def _fail_all(self, pending: list[PendingBatch], result: ApplyResult, message: str) -> None:
         result.store_errors.append(message)

@@ -48,6 +48,7 @@ from ._validation import (
 )
 
 if _TYPE_CHECKING:
+    from ._artifact_copies import ArtifactCopy
     from ._journal import WriteJournal
     from ._metric_files import MetricFileCache
     from ._write_items import (
@@ -65,6 +66,7 @@ if _TYPE_CHECKING:
 # The writer, the journal and the items they write are the daemon's; a training process imports
 # the store for its validators, entities and reader only, so they load on first use (PEP 562).
 _LAZY = {
+    "ArtifactCopy": "_artifact_copies",
     "StoreWriter": "_writer",
     "DEFAULT_MAX_OPEN_FILES": "_writer",
     "WriteJournal": "_journal",
@@ -93,6 +95,7 @@ __all__ = [
     "MAX_TAG_VALUE_LENGTH",
     "SEARCH_MAX_RESULTS_DEFAULT",
     "SEARCH_MAX_RESULTS_THRESHOLD",
+    "ArtifactCopy",
     "ArtifactWrite",
     "Experiment",
     "FileInfo",

@@ -1,5 +1,6 @@
 """Writing one artifact into a run's artifact folder: from bytes that travelled inline, or copied
-from a file the daemon reads by path, and never outside that folder.
+from a file the daemon reads by path (by the daemon ahead of the write, see _artifact_copies), and
+never outside that folder.
 
 The default artifact folder lies inside the store, so its folders are confined like every other
 write (no link planted in the store is followed); a custom location outside the store is the
@@ -10,10 +11,10 @@ next to the artifact folder, never inside it, so MLflow's list_artifacts never s
 from __future__ import annotations
 
 import os
-from stat import S_ISREG
 
 from ..errors import InvalidArgument, StoreError
 from . import _layout as layout
+from ._artifact_copies import check_artifact_source
 from ._confinement import check_confined, is_within
 from ._format import copy_file_atomic, write_file_atomic
 from ._validation import validate_artifact_path
@@ -46,8 +47,8 @@ def write_artifact(item: ArtifactWrite, artifact_uri: str, root: str, real_root:
             raise InvalidArgument(
                 f"Invalid artifact path {relative!r} for run {item.run_id}: {reason[0].lower()}{reason[1:]}"
             ) from None
-    if item.source_path is not None:
-        _check_artifact_source(item.source_path, relative, item.run_id)
+    if item.source_path is not None and item.copy is None:
+        check_artifact_source(item.source_path, relative, item.run_id)
     os.makedirs(artifacts_root, exist_ok=True)
     _check_inside(parent, artifacts_root, relative, item.run_id)
     os.makedirs(parent, exist_ok=True)
@@ -56,25 +57,12 @@ def write_artifact(item: ArtifactWrite, artifact_uri: str, root: str, real_root:
     temp_dir = os.path.dirname(artifacts_root)
     if item.content is not None:
         write_file_atomic(target, item.content, temp_dir)
+    elif item.copy is not None:
+        # Copied ahead of this write, off the writer thread (see _artifact_copies): a rename.
+        item.copy.place(target, temp_dir)
     else:
         assert item.source_path is not None
         copy_file_atomic(item.source_path, target, temp_dir)
-
-
-def _check_artifact_source(source_path: str, relative: str, run_id: str) -> None:
-    # shutil.copyfile refuses a FIFO but would copy /dev/zero until the disk is full.
-    try:
-        mode = os.stat(source_path).st_mode
-    except OSError as exc:
-        raise InvalidArgument(
-            f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} cannot be "
-            f"read ({exc.strerror})."
-        ) from None
-    if not S_ISREG(mode):
-        raise InvalidArgument(
-            f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} is not a "
-            "regular file (a folder, FIFO or device); expected a file to copy."
-        )
 
 
 def _check_inside(folder: str, artifacts_root: str, relative: str, run_id: str) -> None:

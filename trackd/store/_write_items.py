@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._artifact_copies import ArtifactCopy
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,9 @@ class ArtifactWrite:
     path: str
     content: bytes | None = None
     source_path: str | None = None
+    # source_path copied into the store ahead of the write (the daemon's way): the write renames it.
+    # Without one the write copies the file itself.
+    copy: ArtifactCopy | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,148 @@
+"""Artifacts sent by path are copied beside the daemon's store writes, not inside them.
+
+A copy is made slow the way a stalled mount makes it slow: the source has a write lease
+(fcntl F_SETLEASE), so the daemon's open() of it waits until the test lets go of the lease (or
+the kernel's lease-break-time, 45 s by default, runs out). No part of trackd is replaced.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+import pytest
+from helpers import DaemonProcess, RawClient, create_run_record, metric_lines, wait_for
+
+import trackd
+from trackd._paths import UNWRITTEN_EXIT_CODE, read_exit_report
+from trackd.client import ClientConfig
+from trackd.daemon._server import DEFAULT_SHUTDOWN_TIMEOUT
+from trackd.protocol import Ack, Batch, ErrorReply, Event, Flush, FlushDone, RecordKind, Welcome
+from trackd.store import StoreReader
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="file leases (F_SETLEASE) are Linux's"),
+]
+
+FINISHED = 3
+
+
+class WriteLease:
+    """A write lease on a file: another process's open() of it waits until ``release()``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+
+    def __enter__(self) -> WriteLease:
+        # The kernel tells the holder with SIGIO when an open() starts waiting; its default action kills.
+        self._previous = signal.signal(signal.SIGIO, signal.SIG_IGN)
+        self._fd = os.open(self.path, os.O_RDONLY)
+        fcntl.fcntl(self._fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        return self
+
+    def opening(self) -> bool:
+        """Whether another process waits in open() of the file (the kernel is breaking the lease)."""
+        return fcntl.fcntl(self._fd, fcntl.F_GETLEASE) != fcntl.F_WRLCK
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.release()
+        signal.signal(signal.SIGIO, self._previous)
+
+
+def artifact_record(run_id: str, source: Path) -> tuple[object, ...]:
+    return (RecordKind.ARTIFACT.value, run_id, "model.pt", None, str(source))
+
+
+def events_until_flush_done(client: RawClient) -> list[Event]:
+    events = [client.next_event()]
+    while not isinstance(events[-1], FlushDone):
+        events.append(client.next_event())
+    return events
+
+
+def test_a_neighbours_flush_returns_while_an_artifact_is_still_being_copied(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
+    # This used to wait for the copy: the daemon copied an artifact sent by path inside its one
+    # store write, so a 2 GB checkpoint held every other client's points and flushes for seconds.
+    source = tmp_path / "checkpoint.bin"
+    content = os.urandom(256 * 1024)
+    source.write_bytes(content)
+    run_id = uuid.uuid4().hex
+    owner = RawClient(daemon.paths.socket)
+    try:
+        with WriteLease(source) as lease:
+            assert isinstance(owner.hello(str(store), client_id="owner"), Welcome)
+            owner.send(Batch(seq=1, records=[create_run_record(run_id)]))
+            assert owner.next_event() == Ack(seq=1)
+            owner.send(Batch(seq=2, records=[artifact_record(run_id, source)]))
+            owner.send(Batch(seq=3, records=[(RecordKind.SET_TERMINATED.value, run_id, FINISHED, 1_700_000_000_001, False)]))
+            owner.send(Flush(request_id=1))
+            wait_for(lease.opening, message="the daemon to open the artifact's source")
+            with trackd.Client(str(store), config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as neighbour:
+                other_run = neighbour.create_run("0").info.run_id
+                neighbour.log_metric(other_run, "loss", 0.5, timestamp=1_700_000_000_000, step=1)
+                neighbour.flush(timeout=10)
+            assert metric_lines(store, other_run, "loss") == ["1700000000000 0.5 1"]
+            # The copy is still under way: the owner's artifact and its later end_run wait for it.
+            assert lease.opening()
+            assert daemon.status()["copies_in_progress"] == 1
+            artifacts = Path(StoreReader(store).get_run(run_id).info.artifact_uri.removeprefix("file://"))
+            assert not (artifacts / "model.pt").exists()
+            assert StoreReader(store).get_run(run_id).info.status == "RUNNING"
+        events = events_until_flush_done(owner)
+    finally:
+        owner.close()
+    assert events[-1] == FlushDone(request_id=1, acked_seq=3), events
+    assert (artifacts / "model.pt").read_bytes() == content
+    assert StoreReader(store).get_run(run_id).info.status == "FINISHED"
+    assert not [p for p in store.iterdir() if p.name.startswith(".trackd-")], "a staged copy was left at the store's root"
+
+
+def test_sigterm_during_a_copy_stops_in_bounded_time_and_the_artifact_is_written_by_the_next_daemon(
+    socket_path: Path, store: Path, tmp_path: Path
+) -> None:
+    # A copy the daemon cannot finish before its shutdown deadline is left unwritten and never
+    # acknowledged, as a write is: its client sends it again to the next daemon.
+    source = tmp_path / "checkpoint.bin"
+    content = os.urandom(256 * 1024)
+    source.write_bytes(content)
+    run_id = uuid.uuid4().hex
+    batch = Batch(seq=1, records=[create_run_record(run_id), artifact_record(run_id, source)])
+    first = DaemonProcess(socket_path).start()
+    with WriteLease(source) as lease:
+        owner = RawClient(socket_path)
+        try:
+            assert isinstance(owner.hello(str(store), client_id="owner"), Welcome)
+            owner.send(batch)
+            wait_for(lease.opening, message="the daemon to open the artifact's source")
+            # SIGTERM; its shutdown waits DEFAULT_SHUTDOWN_TIMEOUT for the copy, then exits.
+            assert first.stop(timeout=DEFAULT_SHUTDOWN_TIMEOUT + 5) == UNWRITTEN_EXIT_CODE, first.log()
+            events = owner.events_until_closed()
+        finally:
+            owner.close()
+        assert [type(event) for event in events] == [ErrorReply], events  # shutting_down; no Ack
+        assert read_exit_report(first.paths, first.pid) == 2
+        lease.release()
+        second = DaemonProcess(socket_path).start()
+    owner = RawClient(socket_path)
+    try:
+        welcome = owner.hello(str(store), client_id="owner")
+        assert isinstance(welcome, Welcome) and welcome.resume_seq == 0
+        owner.send(batch)
+        assert owner.next_event() == Ack(seq=1)
+    finally:
+        owner.close()
+        assert second.stop() == 0, second.log()
+    artifacts = Path(StoreReader(store).get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    assert (artifacts / "model.pt").read_bytes() == content
