@@ -316,3 +316,55 @@ def test_a_multiprocessing_child_whose_target_raises_ends_its_run_failed(
     assert report["exit"] == 1
     run = MlflowClient(tracking_uri=str(store)).get_run(run_id)
     assert (run.info.status, run.data.metrics) == ("FAILED", {"loss": 1.0})
+
+
+# A forked child whose threads log at once to the run the parent had just started, before its
+# creation reached the store. One thread took the inherited creation to send it again; until it
+# had noted the run as created, another thread's first call found the run neither inherited, nor
+# created, nor in the store, and raised RunNotFound (a DataLoader worker with a monitoring thread).
+THREADS_RACE_TO_THE_INHERITED_RUN = """
+import json, os, sys, threading, trackd
+
+def child():
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows at once
+    barrier, errors = threading.Barrier(THREADS), []
+    def log(thread):
+        barrier.wait()
+        try:
+            trackd.log_param(f"thread{thread}", thread)
+        except Exception as exc:
+            errors.append(repr(exc))
+    threads = [threading.Thread(target=log, args=(t,)) for t in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    trackd.flush(timeout=30)
+    print(json.dumps(errors), flush=True)
+    os._exit(1 if errors else 0)
+
+run_ids, exits = [], []
+for attempt in range(ATTEMPTS):
+    run = trackd.start_run()  # its creation is still in this process's buffer at the fork
+    pid = os.fork()
+    if pid == 0:
+        child()
+    exits.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    run_ids.append(run.info.run_id)
+    trackd.end_run()
+print(json.dumps({"run_ids": run_ids, "exits": exits}))
+"""
+
+
+def test_threads_of_a_forked_child_may_all_log_first_to_the_run_the_parent_just_started(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    threads, attempts = 8, 4
+    constants = f"THREADS, ATTEMPTS = {threads}, {attempts}\n"
+    result = _run_job(constants + textwrap.dedent(THREADS_RACE_TO_THE_INHERITED_RUN), daemon, store, tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["exits"] == [0] * attempts, result.stdout + result.stderr
+    mlflow = MlflowClient(tracking_uri=str(store))
+    for run_id in report["run_ids"]:
+        assert mlflow.get_run(run_id).data.params == {f"thread{t}": str(t) for t in range(threads)}

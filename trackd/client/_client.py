@@ -496,18 +496,10 @@ class Client:
         if type(run_id) is str and run_id in self._known_runs:
             return
         run_id = validate_run_id(run_id)
-        creation = self._sender.inherited_creations.pop(run_id, None)
-        if creation is not None:
-            # Sent again: the parent may not have delivered it before the fork, and this process's
-            # points travel on another connection. Creating an existing run changes nothing.
-            self._sender.submit(creation)
-            # Now this process's creation, known to every Client of the child's sender.
-            self._sender.creations[run_id] = creation
-            self._known_runs.add(run_id)
-            return
-        # Created through this sender (by another Client of this store, maybe one since dropped):
-        # its creation goes ahead of these points in the same buffer.
-        if run_id not in self._sender.creations and self._reader.find_run(run_id) is None:
+        # Created through this sender (by another Client of this store, maybe one since dropped,
+        # or by the parent before a fork, sent again now; creating an existing run changes
+        # nothing): its creation goes ahead of these points in the same buffer.
+        if not self._sender.claim_inherited_creation(run_id) and self._reader.find_run(run_id) is None:
             raise RunNotFound(f"Run {run_id!r} not found in {self.tracking_uri}; create it first or pass an existing run id.")
         self._known_runs.add(run_id)
 

@@ -93,6 +93,24 @@ class Sender(SenderThread):
             else:
                 self.wake()
 
+    def claim_inherited_creation(self, run_id: str) -> bool:
+        """Whether ``run_id`` was created through this sender, after sending its creation again
+        first if the run was the parent's at a fork (``inherited_creations``).
+
+        The parent may not have delivered the creation before the fork, and the child's points
+        travel on another connection. One lock covers taking the creation, queueing it and noting
+        it in ``creations``: a second thread of the child, logging its first point to that run at
+        the same moment, found it in neither dict between the two and raised RunNotFound, or
+        queued its point ahead of the creation.
+        """
+        with self._creation_lock:
+            creation = self.inherited_creations.pop(run_id, None)
+            if creation is not None:
+                # Queued first, then recorded (as Client.create_run does for a flush in another thread).
+                self.submit(creation)
+                self.creations[run_id] = creation
+            return run_id in self.creations
+
     def request(self, build: Callable[[int], Event], timeout: float | None = None) -> Event:
         """Send a request built by ``build(request_id)`` and wait for its reply."""
         req = self._new_request(build)
@@ -215,6 +233,9 @@ class Sender(SenderThread):
         self.wake_at = 0
         # Reentrant: the SIGTERM handler may flush while the interrupted main thread holds it.
         self._cond = threading.Condition(threading.RLock())
+        # Held while a forked child's first log to an inherited run sends its creation again:
+        # see claim_inherited_creation. Reentrant for the same reason as _cond.
+        self._creation_lock = threading.RLock()
         self._thread = None
         self._stopping = False
         # A flush gave the daemon up: the thread spools everything and clears this.
