@@ -556,6 +556,28 @@ def test_set_tracking_uri_reaches_child_processes_as_mlflows_does(daemon: Daemon
     assert not (cwd / "mlruns").exists()
 
 
+def test_set_experiment_reaches_child_processes_as_mlflows_does(daemon: DaemonProcess, store: Path) -> None:
+    # MLflow's set_experiment sets MLFLOW_EXPERIMENT_ID "so that subprocess can inherit it".
+    # trackd's did not: ranks a launcher started after set_experiment created the shared run (and
+    # their nested runs) in the Default experiment, and a rank-0 creation in the launcher's
+    # experiment arriving second was refused as a run of another experiment.
+    child = "import sys, trackd\nwith trackd.start_run(run_id=sys.argv[1]):\n    trackd.log_metric('child', 1.0)\n"
+    result = _ok(_run(
+        f"""
+        import json, os, subprocess, sys, uuid, trackd
+        experiment = trackd.set_experiment("launched")
+        run_id = uuid.uuid4().hex
+        done = subprocess.run([sys.executable, "-c", {child!r}, run_id], capture_output=True, text=True)
+        print(json.dumps({{"code": done.returncode, "stderr": done.stderr, "run_id": run_id,
+                          "experiment_id": experiment.experiment_id, "env": os.environ.get("MLFLOW_EXPERIMENT_ID")}}))
+        """,
+        _env(daemon, store),
+    ))
+    assert (result["code"], result["stderr"], result["env"]) == (0, "", result["experiment_id"])
+    run = _mlflow(store).get_run(str(result["run_id"]))
+    assert (run.info.experiment_id, run.data.metrics) == (result["experiment_id"], {"child": 1.0})
+
+
 def test_end_run_with_a_bad_status_raises_and_leaves_the_run_active(daemon: DaemonProcess, store: Path) -> None:
     result = _ok(_run(
         """

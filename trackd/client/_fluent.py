@@ -186,6 +186,9 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
     experiment = client.get_experiment(experiment_id)
     with _lock:
         _experiment_id = experiment.experiment_id
+        # As MLflow's set_experiment ("so that subprocess can inherit it"): the ranks a launcher
+        # starts, spawn children and subprocesses create their runs in this experiment too.
+        os.environ["MLFLOW_EXPERIMENT_ID"] = _experiment_id
     return experiment
 
 
