@@ -709,6 +709,43 @@ def test_a_thread_that_started_no_run_logs_to_the_main_threads_run(daemon: Daemo
     assert main.info.status == "FINISHED"
 
 
+# A monitoring thread (system metrics) that goes on logging while exit or the SIGTERM handler ends
+# the runs and delivers. Its points after the main thread's run was ended started a run of their
+# own, which nothing ended: every preempted job left a stray RUNNING run, holding its last points.
+# (It stops a few points after the run ended, while exit still delivers the loss points.)
+MONITOR_AT_EXIT = """
+import os, signal, threading, time, trackd
+def monitor():
+    step, late = 0, 0
+    while late < 5:
+        late += trackd.active_run() is None
+        trackd.log_metric("sys/cpu", float(step), step=step)
+        step += 1
+        time.sleep(0.001)
+trackd.start_run()
+threading.Thread(target=monitor, daemon=True).start()
+for step in range(100_000):  # delivering these at exit takes long enough for the monitor to log
+    trackd.log_metric("loss", 1.0, step=step)
+{ending}
+"""
+
+
+@pytest.mark.parametrize(
+    ("ending", "status"), [("", "FINISHED"), ("os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)", "KILLED")],
+    ids=["exit", "sigterm"],
+)
+def test_a_thread_logging_while_exit_ends_the_runs_starts_no_stray_run(
+    daemon: DaemonProcess, store: Path, ending: str, status: str
+) -> None:
+    result = _run(MONITOR_AT_EXIT.format(ending=ending), _env(daemon, store))
+    assert result.returncode == (0 if status == "FINISHED" else -15) and result.stderr == "", result.stderr
+    run = _only_run(store)
+    assert run.info.status == status
+    # Its late points went to the run it was logging to, none lost or doubled.
+    steps = [m.step for m in _mlflow(store).get_metric_history(run.info.run_id, "sys/cpu")]
+    assert sorted(steps) == list(range(len(steps)))
+
+
 def test_mlflow_run_id_is_taken_once_as_mlflow_takes_it(daemon: DaemonProcess, store: Path) -> None:
     # Every later start_run() went into the launcher's run, their run names ignored: three folds
     # of a cross-validation became one run with a history of three scores.

@@ -41,6 +41,9 @@ _here = threading.local()
 # Every thread's stack, for what concerns them all: the main thread's run is where a thread that
 # started none logs, and exit and SIGTERM end the runs of every thread.
 _stacks: dict[threading.Thread, list[ActiveRun]] = {}
+# The main thread's run when exit or SIGTERM began ending the runs: where a thread with no run of
+# its own logs from then on (see _active_run_id).
+_run_ended_at_exit: ActiveRun | None = None
 
 
 def _thread_runs() -> list[ActiveRun]:
@@ -388,6 +391,12 @@ def _active_run_id() -> str:
     active = active_run()
     if active is not None:
         return active.run_id
+    late = _run_ended_at_exit
+    if late is not None:
+        # Exit (or SIGTERM) is ending the runs: a thread that goes on logging (a monitoring
+        # thread) logs to the run it was logging to. A run started now would never be ended, and
+        # every preempted job left a stray RUNNING run holding its last points.
+        return late.run_id
     # MLflow's fluent API starts a run when a log call finds none.
     return start_run().run_id
 
@@ -544,9 +553,12 @@ def _end_runs_at_exit(status: str | None = None) -> None:
             status = KILLED
         else:
             status = FAILED
+    global _run_ended_at_exit
     # Other threads' runs first: a run a thread nested under the main thread's ends before its parent.
     main = threading.main_thread()
     with _lock:
+        if _run_ended_at_exit is None:
+            _run_ended_at_exit = _main_thread_run()
         stacks = sorted(_stacks.items(), key=lambda item: item[0] is main)
     for _, runs in stacks:
         while runs:
@@ -555,8 +567,9 @@ def _end_runs_at_exit(status: str | None = None) -> None:
 
 def _after_fork_in_child() -> None:
     # A forked child logs to its parent's runs but never ends them: the parent does.
-    global _lock
+    global _lock, _run_ended_at_exit
     _lock = threading.RLock()
+    _run_ended_at_exit = None
     here = threading.current_thread()  # the only thread a forked child has
     for thread in [t for t in _stacks if t is not here]:
         del _stacks[thread]
