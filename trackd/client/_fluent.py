@@ -13,7 +13,7 @@ import getpass
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
@@ -73,8 +73,14 @@ FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
 class ActiveRun:
     """The run ``start_run`` returned; a context manager that ends it with MLflow's status."""
 
-    def __init__(self, run: Run, *, owns: bool, client: Client) -> None:
+    def __init__(
+        self, run: Run, *, owns: bool, client: Client, read_data: Callable[[], RunData] | None = None
+    ) -> None:
         self._run = run
+        # A resumed run's data is read from the store when first looked at: its metric files
+        # may hold millions of points (2.7 s for 390,000), and a requeued job resuming at every
+        # rank should be logging again at once.
+        self._read_data = read_data
         # A plain attribute, not a property: every fluent log call reads it.
         self.run_id = run.info.run_id
         # Whether end_run() without a status terminates the run: the creator does, an attached
@@ -90,6 +96,11 @@ class ActiveRun:
 
     @property
     def data(self) -> RunData:
+        read, self._read_data = self._read_data, None
+        if read is not None:
+            from ..store import Run  # loaded with the client
+
+            self._run = Run(info=self._run.info, data=read())
         return self._run.data
 
     def __repr__(self) -> str:
@@ -257,8 +268,12 @@ def start_run(
                 changes[RUN_NAME_TAG] = run_name
             for key, value in changes.items():
                 client.set_tag(existing.run_id, key, value)
-            stored = client._reader.get_run(existing.run_id).data
-            data = RunData(metrics=stored.metrics, params=stored.params, tags={**stored.tags, **changes})
+            reader, resumed_id = client._reader, existing.run_id
+
+            def read_data() -> RunData:
+                stored = reader.get_run(resumed_id).data
+                return RunData(metrics=stored.metrics, params=stored.params, tags={**stored.tags, **changes})
+
             info = existing if run_name is None else existing.replace(run_name=run_name)
             # A run that has ended (FINISHED, FAILED, KILLED) started again is a resumed job: as
             # MLflow's start_run does, it is RUNNING again (its old end time kept until it ends)
@@ -270,7 +285,10 @@ def start_run(
                 info = info.replace(status="RUNNING")
             # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first;
             # otherwise attaching to a running run (another process's) never ends it.
-            active = ActiveRun(Run(info=info, data=data), owns=resumed or rank == "0", client=client)
+            active = ActiveRun(
+                Run(info=info, data=RunData(metrics={}, params={}, tags={})),
+                owns=resumed or rank == "0", client=client, read_data=read_data,
+            )
         else:
             run_tags = _system_tags()
             if parent_run_id is not None and runs and parent_run_id != runs[-1].run_id:
