@@ -118,7 +118,9 @@ def test_a_job_refused_by_an_older_daemon_says_why_and_exits_without_waiting_for
     env = child_env(paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(tmp_path / "spool"))
     try:
         wait_for(lambda: paths.socket.exists() or old_daemon.poll() is not None, 15, message="the older daemon")
-        asked = run_python(SET_EXPERIMENT, {**env, "TRACKD_CONNECT_TIMEOUT": "1"})
+        began = time.monotonic()
+        asked = run_python(SET_EXPERIMENT, {**env, "TRACKD_CONNECT_TIMEOUT": "120"})
+        asked_took = time.monotonic() - began
         began = time.monotonic()
         logged = run_python(LOG_AND_EXIT, {**env, "TRACKD_CONNECT_TIMEOUT": "120", "TRACKD_EXIT_TIMEOUT": "120"})
         took = time.monotonic() - began
@@ -132,6 +134,7 @@ def test_a_job_refused_by_an_older_daemon_says_why_and_exits_without_waiting_for
         f"Cannot get or create experiment 'suite': the trackd daemon at {paths.socket} refused this client: "
         f"This daemon speaks trackd protocol version {PROTOCOL_VERSION - 1}"
     ), asked.stdout
+    assert asked_took < 30, f"set_experiment waited for a daemon that refuses it ({asked_took:.0f} s)"
     assert logged.returncode == 0, logged.stderr
     assert "refused this client" in logged.stderr and "spooled to" in logged.stderr, logged.stderr
     assert took < 30, f"exit waited for a daemon that refuses it ({took:.0f} s):\n{logged.stderr}"

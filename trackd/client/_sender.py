@@ -114,11 +114,18 @@ class Sender(SenderThread):
     def request(self, build: Callable[[int], Event], timeout: float | None = None) -> Event:
         """Send a request built by ``build(request_id)`` and wait for its reply."""
         req = self._new_request(build)
+        failed = self._failed_connects
         with self._cond:
             self._ledger.queue(req)
         self._ensure_started()
         self._poke()
-        return self._wait(req, self.config.connect_timeout if timeout is None else timeout)
+
+        def refused_for_good() -> bool:
+            # An older daemon still running after an upgrade (another protocol version), or one
+            # that could not start: set_experiment waited its whole connect timeout for it.
+            return self._no_daemon_since(failed) and (self._refusal is not None or self._spawn_failure is not None)
+
+        return self._wait(req, self.config.connect_timeout if timeout is None else timeout, refused_for_good)
 
     def flush(
         self, timeout: float | None = None, *, take_failures: bool = True, stop_waiting: Callable[[], bool] | None = None
