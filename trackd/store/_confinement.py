@@ -22,6 +22,7 @@ import os
 import stat
 
 from ..errors import StoreError
+from ._format import FILE_MODE, write_temp_file
 
 # O_NONBLOCK: opening a FIFO for writing without a reader never blocks the writer thread; the
 # fstat check then refuses it. It changes nothing for regular files.
@@ -32,6 +33,8 @@ _TRUNCATE_FLAGS = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | o
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 # O_NOFOLLOW on a symbolic link fails with ELOOP (Linux) or EMLINK (FreeBSD, macOS).
 _SYMLINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
+# link() where a filesystem has no hard links (some FUSE, SMB and FAT mounts).
+_NO_HARD_LINK_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def is_within(path: str, folder: str) -> bool:
@@ -83,10 +86,10 @@ def check_regular_or_missing(path: str, folder_fd: int | None = None) -> None:
 
 
 def open_regular_for_append(
-    path: str, mode: int, folder_fd: int | None = None, *, checked: bool = False
+    path: str, mode: int, folder_fd: int | None = None, *, checked: bool = False, create: bool = True
 ) -> tuple[int, int]:
-    """An O_APPEND descriptor of regular file ``path``, created if missing, and its size; never
-    through a link.
+    """An O_APPEND descriptor of regular file ``path``, created if missing (unless ``create`` is
+    false: then FileNotFoundError), and its size; never through a link.
 
     With ``folder_fd`` (see open_folder), the file is opened by name in that folder (openat): the
     kernel walks no path, and the folder is the one checked when its descriptor was opened.
@@ -97,11 +100,12 @@ def open_regular_for_append(
     """
     if not checked:
         check_regular_or_missing(path, folder_fd)
+    flags = _APPEND_FLAGS if create else _APPEND_FLAGS & ~os.O_CREAT
     try:
         if folder_fd is None:
-            fd = os.open(path, _APPEND_FLAGS, mode)
+            fd = os.open(path, flags, mode)
         else:
-            fd = os.open(path.rpartition("/")[2], _APPEND_FLAGS, mode, dir_fd=folder_fd)
+            fd = os.open(path.rpartition("/")[2], flags, mode, dir_fd=folder_fd)
     except OSError as exc:
         if exc.errno in _SYMLINK_ERRNOS:
             raise StoreError(_not_regular(path, stat.S_IFLNK)) from None
@@ -112,6 +116,38 @@ def open_regular_for_append(
         os.close(fd)
         raise StoreError(_not_regular(path, info.st_mode))
     return fd, info.st_size
+
+
+def create_regular_with(path: str, data: bytes, temp_dir: str, folder_fd: int | None = None) -> tuple[int, int] | None:
+    """Create regular file ``path`` holding ``data`` from the moment it appears, and return
+    open_regular_for_append()'s (descriptor, size) of it; None if ``path`` exists already or the
+    filesystem has no hard links.
+
+    MLflow's get_run and search_runs read every metric file of a run and raise on an empty one
+    ("Metric 'loss' is malformed. No data found."), so a file opened with O_CREAT and written after
+    fails every MLflow reader that lists it in between. The lines go to a temp file in ``temp_dir``
+    first (the run folder: not metrics/, where MLflow takes every file for a key), which is then
+    linked into place whole; link() never replaces a file someone made meanwhile (EEXIST).
+    """
+    try:
+        temp = write_temp_file(data, temp_dir)
+    except OSError as exc:
+        if exc.filename is None:  # os.write() names no file, and the message reaches the client
+            raise OSError(exc.errno, exc.strerror, path) from exc
+        raise
+    try:
+        if folder_fd is None:
+            os.link(temp, path, follow_symlinks=False)
+        else:
+            os.link(temp, path.rpartition("/")[2], dst_dir_fd=folder_fd, follow_symlinks=False)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or exc.errno in _NO_HARD_LINK_ERRNOS:
+            return None
+        raise
+    finally:
+        os.remove(temp)
+    # Held by its own name, not the temp's: what the daemon holds open is what a user sees.
+    return open_regular_for_append(path, FILE_MODE, folder_fd, checked=True, create=False)
 
 
 def open_folder(path: str) -> int:

@@ -195,6 +195,16 @@ def write_file_atomic(path: str, data: bytes, temp_dir: str) -> None:
 
     ``temp_dir`` must not be params/, tags/ or metrics/: MLflow reads every file there as a key.
     """
+    temp = write_temp_file(data, temp_dir)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+
+
+def write_temp_file(data: bytes, temp_dir: str) -> str:
+    """A new temp file in ``temp_dir`` holding ``data``, and its path: the caller puts it in place."""
     temp = temp_file_path(temp_dir)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     try:
@@ -204,10 +214,10 @@ def write_file_atomic(path: str, data: bytes, temp_dir: str) -> None:
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
-        os.replace(temp, path)
     except BaseException:
         _remove_quietly(temp)
         raise
+    return temp
 
 
 def copy_file_atomic(source: str, path: str, temp_dir: str) -> None:

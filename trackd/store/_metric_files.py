@@ -22,7 +22,7 @@ import stat
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from ._confinement import open_folder, open_regular_for_append, open_regular_for_truncate
+from ._confinement import create_regular_with, open_folder, open_regular_for_append, open_regular_for_truncate
 from ._format import FILE_MODE
 
 _log = logging.getLogger("trackd.store")
@@ -64,11 +64,17 @@ class MetricFileCache:
         # absolute and normalised (layout.metric_path), which is all dirname would handle more.
         return path in self._fds or path.rpartition("/")[0] in self._folders
 
-    def append(self, path: str, data: bytes) -> None:
-        """Append ``data`` (complete lines) to ``path`` in one write() when the OS allows it."""
+    def append(self, path: str, data: bytes, temp_dir: str | None = None) -> None:
+        """Append ``data`` (complete lines) to ``path`` in one write() when the OS allows it.
+
+        With ``temp_dir`` (the run folder), a file that does not exist yet appears with ``data`` in
+        it (create_regular_with), never empty: MLflow's readers raise on an empty metric file.
+        """
         if not data:
             return
-        fd = self._open(path)
+        fd, done = self._open(path, data, temp_dir)
+        if done:
+            return
         written = 0
         try:
             while written < len(data):
@@ -80,18 +86,19 @@ class MetricFileCache:
                 raise OSError(exc.errno, exc.strerror, path) from exc
             raise
 
-    def _open(self, path: str) -> int:
+    def _open(self, path: str, first: bytes, temp_dir: str | None) -> tuple[int, bool]:
+        """The descriptor of ``path``, and whether it was created holding ``first``."""
         cached = self._fds.get(path)
         if cached is not None:
             self._fds.move_to_end(path)
             self._used.add(path)
-            return cached
+            return cached, False
         try:
-            fd, size = self._open_file(path)
+            fd, size, created = self._open_file(path, first, temp_dir)
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE) or len(self._fds) < 2:
                 raise
-            fd, size = self._open_after_shrinking(path, exc)
+            fd, size, created = self._open_after_shrinking(path, exc, first, temp_dir)
         try:
             _repair_partial_last_line(fd, path, size)
         except OSError:
@@ -102,9 +109,9 @@ class MetricFileCache:
         while len(self._fds) > self._max_open:
             _, oldest = self._fds.popitem(last=False)
             os.close(oldest)
-        return fd
+        return fd, created
 
-    def _open_after_shrinking(self, path: str, exc: OSError) -> tuple[int, int]:
+    def _open_after_shrinking(self, path: str, exc: OSError, first: bytes, temp_dir: str | None) -> tuple[int, int, bool]:
         """Out of descriptors with the cap not reached: something else holds them too (connections,
         artifact copies). Give back half of ours, keep the cap at what fits, and open again."""
         keep = len(self._fds) // 2
@@ -115,10 +122,11 @@ class MetricFileCache:
         while len(self._fds) > keep:
             os.close(self._fds.popitem(last=False)[1])
         self._max_open = max(1, keep)
-        return self._open_file(path)
+        return self._open_file(path, first, temp_dir)
 
-    def _open_file(self, path: str) -> tuple[int, int]:
-        """(descriptor, size) of ``path``, opened for appending and created if missing."""
+    def _open_file(self, path: str, first: bytes, temp_dir: str | None) -> tuple[int, int, bool]:
+        """(descriptor, size, created holding ``first``) of ``path``, opened for appending and
+        created if missing."""
         # O_NOFOLLOW and a regular-file check: a link or FIFO planted under a key's name is refused
         # (the writer checked the folders when it located the file, see _confinement).
         folder = path.rpartition("/")[0]
@@ -130,12 +138,12 @@ class MetricFileCache:
             self._folders.move_to_end(folder)
             self._used.add(folder)
             try:
-                return open_regular_for_append(path, FILE_MODE, folder_fd, checked=vetted)
+                return _open_or_create(path, first, temp_dir, folder_fd, vetted)
             except FileNotFoundError:
                 # The folder was deleted or moved (a run deleted with MLflow): forget it, go by path.
                 self._close_folder(folder)
         os.makedirs(folder, exist_ok=True)
-        opened = open_regular_for_append(path, FILE_MODE)
+        opened = _open_or_create(path, first, temp_dir, None, False)
         if self._max_folders:
             try:
                 self._folders[folder] = open_folder(folder)
@@ -284,6 +292,21 @@ class MetricFileCache:
         while self._folders:
             _, fd = self._folders.popitem()
             os.close(fd)
+
+
+def _open_or_create(path: str, first: bytes, temp_dir: str | None, folder_fd: int | None, checked: bool) -> tuple[int, int, bool]:
+    """(descriptor, size, created) of ``path``: opened if it exists, else created holding ``first``
+    when a ``temp_dir`` is given, else created empty (O_CREAT) for the append to fill."""
+    if temp_dir is not None and first:
+        try:
+            return (*open_regular_for_append(path, FILE_MODE, folder_fd, checked=checked, create=False), False)
+        except FileNotFoundError:
+            pass
+        created = create_regular_with(path, first, temp_dir, folder_fd)
+        if created is not None:
+            return (*created, True)
+        checked = False  # made by someone else meanwhile (or no hard links here): look at it, then append
+    return (*open_regular_for_append(path, FILE_MODE, folder_fd, checked=checked), False)
 
 
 def _close_logged(fd: int, path: str) -> None:

@@ -202,7 +202,7 @@ class StoreWriter:
             apply(failures, {tag.origin: 1}, _item("tag", tag.key, tag.run_id), self._set_tag, tag)
         appends = self._locate_metric_files(batch, failures)
         try:
-            sizes = self._metric_files.sizes([path for _, path in appends])
+            sizes = self._metric_files.sizes([path for _, path, _ in appends])
         except OSError as exc:
             if exc.errno in TRANSIENT_ERRNOS:  # an I/O error looking at a file: the batch waits, as for a write
                 raise refusal(f"The store at {self.root}", exc, "a metric file") from exc
@@ -231,8 +231,9 @@ class StoreWriter:
 
     def _locate_metric_files(
         self, batch: WriteBatch, failures: list[WriteFailure]
-    ) -> list[tuple[MetricAppend, str]]:
-        """The file of every metric append whose run and key are valid; the others become failures.
+    ) -> list[tuple[MetricAppend, str, str]]:
+        """(append, file, run folder) of every metric append whose run and key are valid; the others
+        become failures.
 
         This and _append_metrics run once per file per write, so they keep to dict lookups for a
         file seen before (10,000 files at a few points each: the Python per file cost more than
@@ -258,7 +259,7 @@ class StoreWriter:
                 failures.extend(WriteFailure(o, _points(item, n), message, n) for o, n in _origins(append).items())
                 continue
             if append.points:
-                located.append((append, path))
+                located.append((append, path, handle.folder))
         return located
 
     def _remember_path(self, handle: _RunHandle, key: str, path: str) -> None:
@@ -269,21 +270,22 @@ class StoreWriter:
         handle.metric_paths[key] = path
         self._remembered_paths += 1
 
-    def _append_metrics(self, appends: list[tuple[MetricAppend, str]], failures: list[WriteFailure]) -> None:
-        """One write() per file: every file's lines formatted in one call, then appended."""
+    def _append_metrics(self, appends: list[tuple[MetricAppend, str, str]], failures: list[WriteFailure]) -> None:
+        """One write() per file: every file's lines formatted in one call, then appended (a new
+        file through a temp file in its run folder, so that it never shows empty)."""
         try:
-            lines = format_metric_files([append.points for append, _ in appends])
+            lines = format_metric_files([append.points for append, _, _ in appends])
         except (TypeError, ValueError):  # not a float somewhere: each file on its own, to name it
             lines = [b""] * len(appends)
-            for index, (append, _) in enumerate(appends):
+            for index, (append, _, _) in enumerate(appends):
                 try:
                     lines[index] = format_metric_lines(append.points)
                 except (TypeError, ValueError) as exc:
                     self._record_failure(failures, _origins(append), _item("metric", append.key, append.run_id), exc)
         write = self._metric_files.append
-        for (append, path), data in zip(appends, lines):
+        for (append, path, folder), data in zip(appends, lines):
             try:
-                write(path, data)
+                write(path, data, folder)
             except (TrackdError, OSError) as exc:  # TrackdError: a link or FIFO planted at the key's path
                 self._record_failure(failures, _origins(append), _item("metric", append.key, append.run_id), exc)
 
