@@ -181,6 +181,11 @@ def get_client() -> Client:
     if client is not None and client.state is ClientState.OPEN:
         return client
     with _lock:
+        if _client is not None and _client.state is not ClientState.OPEN and _lifecycle.closed_at_exit:
+            # A thread logging after exit closed the clients: the closed client counts its calls
+            # (Client._check_run). A new one started a sender thread that nothing closed, and
+            # lost its points without a word.
+            return _client
         if _client is None or _client.state is not ClientState.OPEN:
             from ._client import Client
 

@@ -49,9 +49,10 @@ SENDERS_LOCK = threading.RLock()
 def _reset_in_forked_child() -> None:
     """Locks another thread may have held at the fork, the parent's SIGTERM watcher, and how a
     multiprocessing child will exit."""
-    global SENDERS_LOCK, _SIGTERM_LOCK
+    global SENDERS_LOCK, _SIGTERM_LOCK, closed_at_exit
     SENDERS_LOCK = threading.RLock()
     _SIGTERM_LOCK = threading.Lock()
+    closed_at_exit = False  # the child exits on its own
     _forget_watch_in_child()
     _restore_mask_after_fork()
     if "multiprocessing" in sys.modules:
@@ -79,20 +80,34 @@ os.register_at_fork(after_in_child=_reset_in_forked_child)
 EXIT_HOOKS: list[Callable[[str | None], None]] = []
 
 
+# Exit (atexit, SIGTERM, a multiprocessing child's finalizer) has closed the clients: a thread
+# still logging (a system-metrics monitor) gets its calls counted as late, not ClientClosedError
+# in that thread, nor a new Client that nothing would ever close (see Client._check_run and
+# _fluent.get_client).
+closed_at_exit = False
+
+
 def close_all_clients() -> None:
     """At interpreter exit, deliver what every open client accepted (bounded by TRACKD_EXIT_TIMEOUT).
 
-    Each sender is closed once (a flush bounded by its exit timeout), then the clients are marked
-    closed, which no longer waits: a later log call raises ClientClosedError instead of buffering
-    events nobody would deliver.
+    Each sender is closed once (a flush bounded by its exit timeout, then a final drain of what
+    other threads logged meanwhile), then the clients are marked closed, which no longer waits.
+    What other threads log after a sender's final drain is not delivered: it is counted, and one
+    line at the end says how many events that was (nothing when there were none).
     """
+    global closed_at_exit
+    closed_at_exit = True
     with SENDERS_LOCK:
         senders = list(SENDERS.values())
         SENDERS.clear()
     for sender in senders:
-        sender.close()
+        sender.close(exiting=True)
     for client in list(LIVE_CLIENTS):
         client.close()
+    if senders:
+        from ._outbox import warn_late
+
+        warn_late(sum(sender.take_late() for sender in senders), "exit")
 
 
 atexit.register(close_all_clients)

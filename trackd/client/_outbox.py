@@ -127,6 +127,17 @@ def warn(message: str) -> None:
     print(f"trackd: {message}", file=sys.stderr, flush=True)
 
 
+def warn_late(count: int, began: str) -> None:
+    """The one line for ``count`` events that other threads logged after ``began`` ("exit",
+    "close()") had sent its last batch; nothing when there are none. No daemon is blamed: a thread
+    that keeps logging through exit (a system-metrics monitor) always leaves some."""
+    if count:
+        warn(
+            f"{events(count, 'were not delivered')}: logged by other threads after {began} had sent its last "
+            f"batch ({began} delivers what was logged before it began and while it delivered, then stops)."
+        )
+
+
 def log_exception(message: str) -> None:
     """Log the exception being handled, with ``message``, to the "trackd.client" logger; on stderr
     if logging cannot be loaded (at interpreter shutdown), so that the caller's handler never raises."""

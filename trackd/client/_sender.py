@@ -28,12 +28,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._signals import start_without_signals
-from ..errors import DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
+from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
 from ..protocol import CREATE_RUN, SET_TERMINATED, Event, Flush, Record
 from ._config import ClientConfig
 from ._ledger import Ledger
 from ._names import random_id
-from ._outbox import BARRIER, FlushReport, Request, events, warn
+from ._outbox import BARRIER, FlushReport, Request, events, warn, warn_late
 from ._sender_thread import SenderThread
 from ._spill import Spill
 from ._transport import Interrupt
@@ -65,6 +65,11 @@ class Sender(SenderThread):
 
     def wake(self) -> None:
         """Slow path of an append: start the thread, send early, or apply the on-full policy."""
+        if self._closed:
+            # Another thread logs to a sender that has stopped (exit closed it): nothing sends
+            # this any more. Counted here, on the slow path, not on every call; see take_late.
+            self._take_late()
+            return
         if self._thread is None:
             self._start()
         if len(self.buffer) >= self.config.max_buffered:
@@ -87,7 +92,10 @@ class Sender(SenderThread):
         buffer = self.buffer
         buffer.append(record)
         if len(buffer) >= self.wake_at:
-            if record[0] in _RUN_RECORDS and self.config.max_buffered <= len(buffer) < self.config.max_buffered + RUN_RECORD_SLACK:
+            if (
+                record[0] in _RUN_RECORDS and self.config.max_buffered <= len(buffer) < self.config.max_buffered + RUN_RECORD_SLACK
+                and not self._closed
+            ):
                 self._ensure_started()
                 self._poke()
             else:
@@ -172,6 +180,8 @@ class Sender(SenderThread):
                 "acked_seq": self._ledger.acked_seq,
                 "sent_seq": self._ledger.seq,
                 "dropped": self._dropped,
+                # Logged by other threads after close() or exit had sent its last batch: not delivered.
+                "late": self._late,
                 "blocked_s": self._blocked_s,
                 "rejected": self._ledger.rejected,
                 "connected": self._transport is not None,
@@ -194,8 +204,16 @@ class Sender(SenderThread):
         version, its connection limit), or None; a request that times out quotes it."""
         return self._refusal
 
-    def close(self, timeout: float | None = None) -> None:
-        """Flush (waiting at most ``timeout``, then spooling what is left), then stop the thread. Idempotent."""
+    def close(self, timeout: float | None = None, *, exiting: bool = False) -> None:
+        """Flush (waiting at most ``timeout``, then spooling what is left), then stop the thread. Idempotent.
+
+        The thread stops at a mark, not at an empty buffer, which another thread that keeps
+        logging (a system-metrics monitor) never leaves: everything appended before close()
+        began is delivered by the flush (or spooled when its wait runs out); what other threads
+        appended during that flush is sent in one final drain; what they append after it stays
+        unsent and is counted as late (``stats()["late"]``), and one line says how many (at exit,
+        ``exiting``: ``close_all_clients``, once for every sender).
+        """
         if self._closed:
             return
         try:
@@ -205,7 +223,15 @@ class Sender(SenderThread):
         finally:
             self._closed = True
             _LIVE_SENDERS.discard(self)
-            self._stopping = True
+            with self._cond:
+                if self._thread is not None and (self.buffer or not self._ledger.settled()):
+                    # The final drain ends with a flush barrier: the daemon writes it at once
+                    # rather than within its batching delay (50 ms, a monitor's 50 late points).
+                    self.buffer.append((BARRIER, self._new_request(lambda request_id: Flush(request_id=request_id))))
+                # The mark, set before _stopping, which the thread reads without the lock.
+                self._drain_left = len(self.buffer)
+                self._stopping = True
+                self._cond.notify_all()  # logging calls waiting for room return (see _on_full)
             self._poke()
             thread = self._thread
             if thread is not None and thread is not threading.current_thread():
@@ -218,6 +244,8 @@ class Sender(SenderThread):
                         f"the daemon at {self.config.socket_path} did not answer within {self.STOP_TIMEOUT:g} s of close()",
                         final=True,
                     )
+            if not exiting:
+                warn_late(self.take_late(), "close()")
             # Only the sender thread uses the socket and reads the wake pipe: close them here
             # only once that thread is gone (a Client made per call must not leak two fds each).
             if thread is None or not thread.is_alive():
@@ -245,6 +273,11 @@ class Sender(SenderThread):
         self._creation_lock = threading.RLock()
         self._thread = None
         self._stopping = False
+        # Set by close(): how many records at the front of the buffer the stopping thread still
+        # sends (the final drain); records behind them are late (see close and take_late).
+        self._drain_left = None
+        self._late = 0
+        self._late_reported = 0
         # A flush gave the daemon up: the thread spools everything and clears this.
         self._spill_requested = False
         self._held_reported = 0
@@ -337,6 +370,8 @@ class Sender(SenderThread):
                     else:
                         self._dropped += 1
                 self.buffer.extend(reversed(barriers))
+                if self._drain_left is not None:
+                    self._drain_left = min(self._drain_left, len(self.buffer))
                 first = not self._warned_full
                 self._warned_full = True
             if first:
@@ -362,6 +397,40 @@ class Sender(SenderThread):
                 f"logging calls have waited {FULL_WARNING_AFTER:g} s for room: the event buffer is full "
                 f"({events(len(self.buffer))}) because the daemon is not keeping up (TRACKD_ON_FULL=block)."
             )
+
+    def take_late(self) -> int:
+        """Late events not reported yet: logged by other threads after this closed sender's final
+        drain (see close), counted now. The caller says how many."""
+        self._take_late()
+        with self._cond:
+            late, self._late_reported = self._late - self._late_reported, self._late
+        return late
+
+    def _take_late(self) -> None:
+        """Count and remove the records behind the final drain in a stopped sender's buffer.
+
+        The records in front (``_drain_left``) are the thread's to send or spool until it stops;
+        those neither the daemon nor the spool took stay, counted as lost by the close. Callers
+        append on the right without the lock, so records are popped from there one at a time: one
+        appended meanwhile is counted with them or at the next look.
+        """
+        with self._cond:
+            if not self._closed:
+                return
+            keep = self._drain_left or 0
+            late: list[Record] = []
+            while len(self.buffer) > keep:
+                try:
+                    late.append(self.buffer.pop())
+                except IndexError:
+                    break
+            barriers = [record[1] for record in late if record[0] == BARRIER]
+            self._late += len(late) - len(barriers)
+            for req in barriers:
+                # A flush() called on the closed sender: nothing will answer it.
+                req.error, req.done = ClientClosedError("Cannot flush a trackd client after close()."), True
+            if barriers:
+                self._cond.notify_all()
 
     def _wait(self, req: Request, timeout: float | None, stop_waiting: Callable[[], bool] | None = None) -> Event:
         deadline = None if timeout is None else time.monotonic() + timeout

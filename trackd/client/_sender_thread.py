@@ -49,6 +49,8 @@ class SenderThread:
     _cond: threading.Condition
     _thread: threading.Thread | None
     _stopping: bool
+    _drain_left: int | None
+    _late: int
     _spill_requested: bool
     _held_reported: int
     _lost_reported: bool
@@ -91,6 +93,8 @@ class SenderThread:
         # pending events after losing the daemon); copy() runs in C, under the GIL, in one piece.
         snapshot = self.buffer.copy()
         buffered = len(snapshot) - sum(1 for record in snapshot if record[0] == BARRIER)
+        if self._drain_left is not None:
+            buffered = min(buffered, self._drain_left)  # what other threads log past the stop mark is not sent
         return buffered + self._ledger.unacked_events + spooled
 
     # -- the sender thread -------------------------------------------------------------------------
@@ -133,7 +137,10 @@ class SenderThread:
                 self._sleep(1.0)
             if self._stopping and self._transport is None:
                 return
-            if self._stopping and not self.buffer and self._ledger.settled():
+            # Stopping ends at the mark close() set, not at an empty buffer: a thread that goes on
+            # logging (a 1 kHz system-metrics monitor) kept the buffer from ever emptying, so one
+            # close in three waited out STOP_TIMEOUT and spooled, blaming a healthy daemon.
+            if self._stopping and self._drain_left == 0 and self._ledger.settled():
                 return
 
     def _nothing_to_deliver(self) -> bool:
@@ -332,13 +339,20 @@ class SenderThread:
         # Under the lock the drop policy pops with: next_chunk pops a counted number of records,
         # which a concurrent drop from the other end could leave missing.
         with self._cond:
-            return next_chunk(self.buffer, self.MAX_RECORDS_PER_BATCH, self.MAX_BATCH_BYTES)
+            left = self._drain_left
+            if left is None:
+                return next_chunk(self.buffer, self.MAX_RECORDS_PER_BATCH, self.MAX_BATCH_BYTES)
+            # Stopping: only the records in the buffer when close() set the mark (see Sender.close).
+            records, barrier = next_chunk(self.buffer, min(self.MAX_RECORDS_PER_BATCH, left), self.MAX_BATCH_BYTES)
+            self._drain_left = max(0, left - len(records) - (barrier is not None))
+            return records, barrier
 
     def _send_buffer(self) -> None:
         ledger, config = self._ledger, self.config
         # The window: what waits for its ack is bounded in events and in bytes (see _config).
         while (
             self.buffer
+            and self._drain_left != 0
             and ledger.unacked_events < config.max_unacked_events
             and ledger.unacked_bytes < config.max_unacked_bytes
         ):
@@ -400,7 +414,7 @@ class SenderThread:
         batches: list[tuple[int, bytes, int]] = []
         barriers: list[Request] = []
         with self._cond:
-            while self.buffer:
+            while self.buffer and self._drain_left != 0:
                 records, barrier = self._next_chunk()
                 if records:
                     seq = self._ledger.next_seq()
