@@ -408,6 +408,48 @@ def test_sigterm_while_a_logging_call_waits_for_room_ends_the_run_and_spools(
     assert StoreReader(store).get_run(run[1]).info.status == "KILLED"
 
 
+# Delivers point 0, waits for file argv[1], then logs argv[2] more points and flushes.
+LOG_THEN_FLUSH = RUN_THEN_CONNECT + """
+connect_then_wait(sys.argv[1])
+for step in range(1, int(sys.argv[2])):
+    trackd.log_metric("x", float(step), step=step)
+trackd.flush(timeout=60)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_full_buffer_while_no_daemon_answers_says_so_not_that_the_daemon_is_slow(
+    socket_path: Path, store: Path, tmp_path: Path
+) -> None:
+    # The daemon was SIGKILLed and no other is answering yet (a restart; here the spool cannot take
+    # the events either, so they wait in memory): the line said the daemon "is not keeping up",
+    # and users went looking at a daemon that was not there.
+    spool_file = tmp_path / "spool"
+    spool_file.write_text("not a directory")
+    go, points = tmp_path / "go", 5_000
+    env = child_env(
+        socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_file), TRACKD_AUTOSTART="0",
+        TRACKD_MAX_BUFFERED="1000", TRACKD_ON_FULL="block",
+    )
+    first = DaemonProcess(socket_path).start()
+    with Child(LOG_THEN_FLUSH, [str(go), str(points)], env) as child:
+        wait_for(lambda: "connected" in child.out or child.process.poll() is not None, 30, message="point 0")
+        first.kill()
+        go.touch()
+        wait_for(lambda: any("buffer is full" in line for line in child.err) or child.process.poll() is not None, 30, message="a full buffer")
+        second = DaemonProcess(socket_path).start()
+        try:
+            code = child.wait(timeout=60)
+        finally:
+            assert second.stop() == 0, second.log()
+    assert code == 0, child.stderr()
+    [full] = [line for line in child.err if "buffer is full" in line]
+    assert f"no daemon answers at {socket_path}" in full and "not keeping up" not in full, full
+    run = _line(child, "run")
+    assert run is not None
+    assert steps_in_store(store, run[1]) == list(range(points)), "points lost, duplicated or out of order"
+
+
 def test_the_sender_thread_does_not_spin_while_no_daemon_answers(tmp_path: Path) -> None:
     # A poke (here: a flush) left the wake pipe readable, and every later backoff returned at
     # once: the thread used a whole core for as long as no daemon answered.

@@ -376,8 +376,8 @@ class Sender(SenderThread):
                 self._warned_full = True
             if first:
                 warn(
-                    f"the event buffer is full ({self.config.max_buffered} events) because the daemon is not "
-                    "keeping up; new events are dropped and counted (TRACKD_ON_FULL=drop)."
+                    f"the event buffer is full ({self.config.max_buffered} events) because {self._why_full()}; "
+                    "new events are dropped and counted (TRACKD_ON_FULL=drop)."
                 )
             return
         # Waits of a few milliseconds, a burst faster than the daemon writes, are the back-pressure
@@ -395,8 +395,16 @@ class Sender(SenderThread):
                     return
             warn(
                 f"logging calls have waited {FULL_WARNING_AFTER:g} s for room: the event buffer is full "
-                f"({events(len(self.buffer))}) because the daemon is not keeping up (TRACKD_ON_FULL=block)."
+                f"({events(len(self.buffer))}) because {self._why_full()} (TRACKD_ON_FULL=block)."
             )
+
+    def _why_full(self) -> str:
+        """Why the buffer filled, for the on-full line: a daemon that reads too slowly, or none to read at all."""
+        if self._transport is None:
+            # The daemon died (SIGKILL) or is restarting: "not keeping up" sent users looking at
+            # a daemon that was not there.
+            return f"no daemon answers at {self.config.socket_path}; trackd keeps trying to reconnect"
+        return "the daemon is not keeping up"
 
     def take_late(self) -> int:
         """Late events not reported yet: logged by other threads after this closed sender's final
