@@ -836,6 +836,29 @@ def test_resuming_a_run_applies_its_tags_and_description_and_returns_its_data(da
     assert run.data.tags["phase"] == "2" and run.data.tags["mlflow.note.content"] == "resumed"
 
 
+def test_set_experiment_of_a_deleted_experiment_is_refused_as_mlflows_is(daemon: DaemonProcess, store: Path) -> None:
+    # By name it raised a DeliveryError worded for creating the experiment; by id it was taken,
+    # and the runs started in it were refused only at flush().
+    with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
+        experiment_id = client.create_experiment("gone")
+    _mlflow(store).delete_experiment(experiment_id)
+    for call in ("trackd.set_experiment('gone')", f"trackd.set_experiment(experiment_id={experiment_id!r})"):
+        result = _ok(_run(
+            f"""
+            import json, trackd
+            try:
+                {call}
+            except trackd.InvalidArgument as exc:
+                print(json.dumps({{"error": str(exc)}}))
+            """,
+            _env(daemon, store),
+        ))
+        assert result == {"error": (
+            "Cannot set a deleted experiment 'gone' as the active experiment. You can restore the experiment, "
+            "or permanently delete the experiment to create a new one."
+        )}, call
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="counts the bytes read in /proc/self/io")
 def test_resuming_a_run_reads_its_metric_files_only_when_its_data_is_looked_at(daemon: DaemonProcess, store: Path) -> None:
     # start_run(run_id=...) read every metric file of the run (2.7 s for 390,000 points): a job

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgument
+from ..errors import DeliveryError, InvalidArgument
 from . import _lifecycle
 from ._lifecycle import EXIT_HOOKS, ClientState
 from ._operations import RunOperations, settle
@@ -200,9 +200,23 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
         raise ValueError("set_experiment() takes exactly one of experiment_name and experiment_id.")
     client = get_client()
     if experiment_name is not None:
-        experiment_id = client.get_or_create_experiment(experiment_name)
+        try:
+            experiment_id = client.get_or_create_experiment(experiment_name)
+        except DeliveryError:
+            # The daemon refused to create it: a deleted experiment holds the name (said below in
+            # MLflow's words), or the refusal stands as it is.
+            deleted = client.get_experiment_by_name(experiment_name)
+            if deleted is None or deleted.lifecycle_stage == "active":
+                raise
+            experiment_id = deleted.experiment_id
     assert experiment_id is not None
     experiment = client.get_experiment(experiment_id)
+    if experiment.lifecycle_stage != "active":
+        # MLflow's check and words: runs started in it would be refused only at flush().
+        raise InvalidArgument(
+            f"Cannot set a deleted experiment {experiment.name!r} as the active experiment. You can restore the "
+            "experiment, or permanently delete the experiment to create a new one."
+        )
     with _lock:
         _experiment_id = experiment.experiment_id
         # As MLflow's set_experiment ("so that subprocess can inherit it"): the ranks a launcher
