@@ -299,3 +299,25 @@ def test_waiting_on_asynchronous_operations_reports_what_the_daemon_refused(clie
 class _Pair:
     def __init__(self, key: str, value: str) -> None:
         self.key, self.value = key, value
+
+
+@pytest.mark.parametrize("location", ["arts", "file:arts", "{tmp}/plain-arts"])
+def test_an_artifact_location_is_resolved_in_the_callers_folder_and_stored_as_mlflow_stores_it(
+    daemon: DaemonProcess, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, location: str
+) -> None:
+    # A relative one was resolved by the daemon, whose folder is /, so the run's artifacts went to
+    # /arts; and an absolute path was stored as a file:// URI where MLflow stores the path.
+    monkeypatch.chdir(tmp_path)
+    location = location.format(tmp=tmp_path)
+    mlflow_store = tmp_path / "mlflow-store"
+    mlflow_id = MlflowClient(tracking_uri=str(mlflow_store)).create_experiment("e", artifact_location=location)
+    with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
+        experiment_id = client.create_experiment("e", artifact_location=location)
+        run_id = client.create_run(experiment_id).info.run_id
+        client.log_text(run_id, "hello", "note.txt")
+        client.flush()
+        stored = client.get_experiment(experiment_id).artifact_location
+    assert stored == MlflowClient(tracking_uri=str(mlflow_store)).get_experiment(mlflow_id).artifact_location
+    folder = Path(stored.removeprefix("file://"))
+    assert folder.is_absolute() and (folder / run_id / "artifacts" / "note.txt").read_text() == "hello"
+    assert MlflowClient(tracking_uri=str(store)).list_artifacts(run_id)[0].path == "note.txt"

@@ -628,3 +628,15 @@ def test_an_open_metric_file_whose_descriptor_went_bad_is_opened_again_by_name(
     assert (run / "metrics" / "loss").read_text() == "1 0.5 0\n2 0.25 1\n"
     assert "could not be looked at through its descriptor (Bad file descriptor)" in caplog.text
     writer.close()
+
+
+@pytest.mark.parametrize("location", ["rel/arts", "file:rel/arts"])
+def test_a_relative_artifact_location_is_refused_by_the_writer(tmp_path: Path, location: str) -> None:
+    # Resolved against the daemon's working folder it put a run's artifacts under / (the client
+    # resolves it in its own folder first, as MLflow's FileStore does in-process).
+    from trackd.errors import InvalidArgument
+
+    writer = StoreWriter(tmp_path)
+    with pytest.raises(InvalidArgument, match="a relative path; expected an absolute path or URI"):
+        writer.create_experiment("e", artifact_location=location, now_ms=1)
+    writer.close()

@@ -38,6 +38,7 @@ from ..protocol import (
     GetExperiment,
 )
 from ..store._entities import RUN_NAME_TAG
+from ..store._layout import resolve_local_uri
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
     SEARCH_MAX_RESULTS_DEFAULT,
@@ -131,6 +132,9 @@ class Client:
         self._require_open()
         name = validate_experiment_name(name)
         str_tags = {validate_key(k, kind="tag"): str(v) for k, v in (tags or {}).items()}
+        if artifact_location is not None:
+            # Here, in this process's working folder, as MLflow's FileStore resolves it.
+            artifact_location = resolve_local_uri(str(artifact_location))
         try:
             reply = self._ask_daemon(
                 f"create experiment {name!r}",

@@ -35,6 +35,11 @@ def check_new_experiment(
         validate_key(key, kind="experiment tag"): validate_experiment_tag_value(key, value)
         for key, value in (tags or {}).items()
     }
+    if artifact_location is not None and layout.resolve_local_uri(artifact_location) != artifact_location:
+        # The client resolves it in its own working folder; the daemon's is /.
+        raise InvalidArgument(
+            f"Invalid artifact location {artifact_location!r}: a relative path; expected an absolute path or URI."
+        )
     if artifact_location is not None and len(artifact_location) > MAX_ARTIFACT_LOCATION_LENGTH:
         raise InvalidArgument(
             f"Invalid artifact location {artifact_location[:40]!r}...: it has "
@@ -67,9 +72,8 @@ def build_experiment(
     folder = layout.experiment_dir(root, experiment_id)
     if artifact_location is None:
         artifact_location = layout.path_to_file_uri(folder)
-    elif layout.file_uri_to_path(artifact_location) == os.path.abspath(artifact_location):
-        # FileStore resolves a plain local path with resolve_uri_if_local into a file:// URI.
-        artifact_location = layout.path_to_file_uri(artifact_location)
+    # Otherwise stored as given, as FileStore stores it once resolve_uri_if_local made a relative
+    # path absolute (the client did that: layout.resolve_local_uri).
     experiment = Experiment(
         experiment_id=experiment_id,
         name=name,

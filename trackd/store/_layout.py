@@ -134,6 +134,19 @@ def path_to_file_uri(path: str) -> str:
     return Path(os.path.abspath(path)).as_uri()
 
 
+def resolve_local_uri(uri: str) -> str:
+    """MLflow's ``resolve_uri_if_local`` on POSIX, in the caller's working folder: a relative path
+    becomes an absolute one and a relative ``file:`` URI an absolute URI; an absolute path, an
+    absolute ``file:`` URI and any other scheme stay as they are. The client calls it: the daemon's
+    working folder is ``/``."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "":
+        return uri if os.path.isabs(uri) else Path.cwd().joinpath(uri).as_posix()
+    if parsed.scheme == "file" and parsed.netloc == "" and not parsed.path.startswith("/"):
+        return Path.cwd().joinpath(urllib.parse.unquote(parsed.path)).as_uri()
+    return uri
+
+
 def file_uri_to_path(uri: str) -> str | None:
     """The local path of a ``file:`` URI (or of a plain path), None for any other scheme."""
     parsed = urllib.parse.urlparse(uri)
