@@ -163,7 +163,7 @@ class Client:
         return self._reader.get_experiment(validate_experiment_id(experiment_id))
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        """The active experiment with this name, or None."""
+        """The experiment with this name, active or deleted (as MLflow's), or None."""
         return self._reader.get_experiment_by_name(name)
 
     def search_experiments(

@@ -546,7 +546,7 @@ def get_metric_history(run_id: str, key: str) -> list[Metric]:
 
 
 def get_experiment_by_name(name: str) -> Experiment | None:
-    """The active experiment with this name, or None."""
+    """The experiment with this name, active or deleted (as MLflow's), or None."""
     return get_client().get_experiment_by_name(name)
 
 
