@@ -146,3 +146,47 @@ def test_sigterm_during_a_copy_stops_in_bounded_time_and_the_artifact_is_written
         assert second.stop() == 0, second.log()
     artifacts = Path(StoreReader(store).get_run(run_id).info.artifact_uri.removeprefix("file://"))
     assert (artifacts / "model.pt").read_bytes() == content
+
+
+def copied_batch(seq: int, run_id: str, source: Path, step: int) -> Batch:
+    """A batch logging ``source`` as artifact ``<step>.bin``, a point of "loss" at ``step`` and tag "last" = ``step``."""
+    return Batch(seq=seq, records=[
+        (RecordKind.ARTIFACT.value, run_id, f"{step}.bin", None, str(source)),
+        (RecordKind.METRIC.value, run_id, "loss", float(step), 1_700_000_000_000 + step, step),
+        (RecordKind.TAG.value, run_id, "last", str(step)),
+    ])
+
+
+def steps_and_last_tag(store: Path, run_id: str) -> tuple[list[str], str]:
+    steps = [line.split()[2] for line in metric_lines(store, run_id, "loss")]
+    return steps, StoreReader(store).get_run(run_id).data.tags["last"]
+
+
+def test_a_batch_whose_copy_is_done_is_written_while_its_clients_next_copy_is_still_under_way(
+    socket_path: Path, store: Path, tmp_path: Path
+) -> None:
+    # This used to wait for the later copy, then be written after the later batch: released, the
+    # batch came back through the next write's take while its client still waited for the other
+    # copy, and Copies.hold queued it behind that one (the run's last tag ended as "2", not "3").
+    fast, slow = tmp_path / "fast.bin", tmp_path / "slow.bin"
+    fast.write_bytes(b"f" * 1024)
+    slow.write_bytes(b"s" * 1024)
+    run_id = uuid.uuid4().hex
+    daemon = DaemonProcess(socket_path).start()
+    owner = RawClient(socket_path, timeout=5)
+    try:
+        with WriteLease(slow) as lease:
+            assert isinstance(owner.hello(str(store), client_id="owner"), Welcome)
+            owner.send(Batch(seq=1, records=[create_run_record(run_id)]))
+            assert owner.next_event() == Ack(seq=1)
+            # One write takes both: the second batch's copy starts beside the first's.
+            owner.send_bytes(owner.protocol.send(copied_batch(2, run_id, fast, 2)) + owner.protocol.send(copied_batch(3, run_id, slow, 3)))
+            wait_for(lease.opening, message="the daemon to open the slow source")
+            assert owner.next_event() == Ack(seq=2)
+            assert steps_and_last_tag(store, run_id) == (["2"], "2")
+        assert owner.next_event() == Ack(seq=3)
+    finally:
+        owner.close()
+        assert daemon.stop() == 0, daemon.log()
+    assert steps_and_last_tag(store, run_id) == (["2", "3"], "3")
+

@@ -62,13 +62,18 @@ class Copies:
         return session in self._waiting
 
     def hold(self, batches: list[PendingBatch]) -> list[PendingBatch]:
-        """The batches to write now; those of a client waiting for a copy join its queue, in order."""
+        """The batches to write now; those of a client waiting for a copy join its queue, in order.
+
+        A batch older than the first one its client holds here was released already (its copy
+        done while a later one's is not): it goes to the write. Queued behind the later batch it
+        waited for that copy too, and was then written after it.
+        """
         if not self._waiting:
             return batches
         write = []
         for batch in batches:
             waiting = self._waiting.get(batch.session)
-            if waiting is None:
+            if waiting is None or batch.seq < waiting[0].seq:
                 write.append(batch)
             else:
                 self._queue(waiting, batch)
@@ -122,7 +127,12 @@ class Copies:
         return len(self._copying)
 
     def _queue(self, waiting: list[PendingBatch], batch: PendingBatch) -> None:
-        waiting.append(batch)
+        # In the client's order: a released batch that must be copied again (its copy failed with
+        # the disk full) comes back while its client's later batches still wait here.
+        index = len(waiting)
+        while index and waiting[index - 1].seq > batch.seq:
+            index -= 1
+        waiting.insert(index, batch)
         self.events += batch.events
         self.size += batch.size
 
