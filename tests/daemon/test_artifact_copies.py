@@ -190,3 +190,33 @@ def test_a_batch_whose_copy_is_done_is_written_while_its_clients_next_copy_is_st
         assert daemon.stop() == 0, daemon.log()
     assert steps_and_last_tag(store, run_id) == (["2", "3"], "3")
 
+
+def test_copies_finishing_together_keep_their_clients_batches_in_order(socket_path: Path, store: Path, tmp_path: Path) -> None:
+    # This used to write the later batch first: each copy done put its batches in front of the
+    # batcher, so the second copy's batch went in front of the first's, which still waited there
+    # for the write (max_age): the points were stored out of order and the tag kept the older value.
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    first.write_bytes(b"1" * 1024)
+    second.write_bytes(b"2" * 1024)
+    run_id = uuid.uuid4().hex
+    # Both copies finish within max_age of each other, before the write that takes their batches.
+    daemon = DaemonProcess(socket_path, "--max-age", "2").start()
+    owner = RawClient(socket_path)
+    try:
+        with WriteLease(first) as first_lease, WriteLease(second) as second_lease:
+            assert isinstance(owner.hello(str(store), client_id="owner"), Welcome)
+            owner.send(Batch(seq=1, records=[create_run_record(run_id)]))
+            owner.send(Flush(request_id=1))
+            assert events_until_flush_done(owner)[-1] == FlushDone(request_id=1, acked_seq=1)
+            owner.send_bytes(owner.protocol.send(copied_batch(2, run_id, first, 2)) + owner.protocol.send(copied_batch(3, run_id, second, 3)))
+            wait_for(lambda: first_lease.opening() and second_lease.opening(), message="the daemon to open both sources")
+            first_lease.release()
+            wait_for(lambda: daemon.status()["copies_in_progress"] == 1, message="the first copy to finish")
+            second_lease.release()
+            wait_for(lambda: daemon.status()["copies_in_progress"] == 0, message="the second copy to finish")
+        owner.send(Flush(request_id=2))
+        assert events_until_flush_done(owner)[-1] == FlushDone(request_id=2, acked_seq=3)
+    finally:
+        owner.close()
+        assert daemon.stop() == 0, daemon.log()
+    assert steps_and_last_tag(store, run_id) == (["2", "3"], "3")

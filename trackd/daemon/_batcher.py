@@ -112,6 +112,23 @@ class Batcher:
         self.pending_records += sum(b.events for b in batches)
         self.pending_bytes += sum(b.size for b in batches)
 
+    def requeue_in_order(self, batches: list[PendingBatch], now: float) -> None:
+        """Put one client's batches back in front, but behind that client's earlier batches waiting here.
+
+        Those were put back before (a copy finished earlier) and must still be written first.
+        """
+        if not batches:
+            return
+        session, seq = batches[0].session, batches[0].seq
+        index = 0
+        for position, item in enumerate(self._items):
+            if item.session is session and item.seq < seq:
+                index = position + 1
+        self._items[index:index] = batches
+        self._oldest = now
+        self.pending_records += sum(b.events for b in batches)
+        self.pending_bytes += sum(b.size for b in batches)
+
     def take(self, now: float, held: Container[str] = ()) -> list[PendingBatch]:
         """Hand the next write's batches to the writer: at most about ``max_records`` records.
 

@@ -506,8 +506,12 @@ class Server:
         return self.batcher.pending_records + self._writing + self.outages.events + self.copies.events
 
     def _copied(self, batches: list[PendingBatch]) -> None:
-        """A client's batches wait for no copy any more: in front of the batcher, ahead of its later ones."""
-        self.batcher.requeue(batches, time.monotonic())
+        """A client's batches wait for no copy any more: in front of the batcher, ahead of its later ones.
+
+        Behind its earlier ones still waiting there: two copies finishing within max_age of each
+        other put the second one's batch in front of the first one's, which was written after it.
+        """
+        self.batcher.requeue_in_order(batches, time.monotonic())
         if any(batch.session.flushes for batch in batches):
             self.batcher.request_write()
         self._room.set()
