@@ -260,11 +260,11 @@ class Applier:
                     keep_failure = len(record) > 4 and record[4]  # absent in a protocol 2 spool
                     batch.terminations.append(Termination(origin, run_id, int(status), record[3], keep_failure))
                 elif kind == ARTIFACT:
+                    path = validate_artifact_path(record[2])  # first: a 2 GB file under a bad path is not copied
                     copy = None
                     if record[4] is not None:
                         copy = copies.get(id(record)) if copies is not None else None
                         needs_copy = needs_copy or copy is None or copy.needed
-                    path = validate_artifact_path(record[2])
                     batch.artifacts.append(ArtifactWrite(origin, run_id, path, record[3], record[4], copy))
             except InvalidArgument as exc:
                 events = len(record[3]) if kind == METRIC_SERIES else 1

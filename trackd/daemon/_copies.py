@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 # Copies made at once. More than one, so one client's 2 GB checkpoint does not hold another's
 # artifact for its whole length; a few, because copies on one disk share its bandwidth.
 COPY_THREADS = 4
+# How long shutdown waits for copier threads to finish the chunk under way (64 MiB) before it
+# removes what they staged: a thread mid-sendfile left a partial copy of gigabytes behind.
+COPY_STOP_SECONDS = 2.0
 # Copies listed one by one in a status reply.
 MAX_STATUS_COPIES = 32
 
@@ -109,8 +113,16 @@ class Copies:
         for _ in self._threads:
             self._jobs.put(None)
 
+    def join(self, timeout: float) -> None:
+        """After stop(): wait up to ``timeout`` seconds in all for the copier threads to finish their
+        chunk, so that discard_all() finds what they staged (one stuck in open() is left to exit
+        with the process: it has staged nothing)."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
     def discard_all(self) -> None:
-        """Remove every staged copy no write placed (after the writer stopped)."""
+        """Remove every staged copy no write placed (after the writer stopped and join())."""
         for copy in list(self._made):
             copy.discard()
 

@@ -32,7 +32,7 @@ from ._batcher import (
     turns,
 )
 from ._connection import ClientConnection
-from ._copies import Copies
+from ._copies import COPY_STOP_SECONDS, Copies
 from ._files import AlreadyRunning, remove_daemon_files, remove_stale_socket, take_lock, write_pid_file
 from ._loop import loop_factory
 from ._outages import Outages
@@ -242,6 +242,7 @@ class Server:
         await asyncio.gather(*self.state.tasks, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(self._executor, self.applier.close)
         self._executor.shutdown(wait=True)
+        self.copies.join(COPY_STOP_SECONDS)
         self.copies.discard_all()
         remove_daemon_files(self.config.paths, self._lock_file)
         self._lock_file = None

@@ -68,8 +68,15 @@ class ArtifactCopy:
         staging = None
         try:
             check_artifact_source(self.source_path, self.path, self.run_id)
-            with open(self.source_path, "rb") as source:  # a file on a stalled mount blocks here, not in a write
-                self.size = os.fstat(source.fileno()).st_size
+            # What was opened is checked again, and the copy stops at its size then: a device
+            # swapped in since the check (/dev/zero), or a file growing meanwhile, no longer copies
+            # until the disk is full. (Not O_NONBLOCK: it would make open() fail on a file under a
+            # lease instead of waiting for it.) A file on a stalled mount blocks here, not in a write.
+            with open(self.source_path, "rb") as source:
+                info = os.fstat(source.fileno())
+                if not S_ISREG(info.st_mode):
+                    raise InvalidArgument(_not_a_file(self.source_path, self.path, self.run_id))
+                self.size = info.st_size
                 if stop.is_set():
                     return False
                 # Before the store's first write the root may not exist yet (the writer makes the
@@ -123,12 +130,16 @@ class ArtifactCopy:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _copy(self, source: int, target: int, stop: threading.Event) -> bool:
-        """Copy in chunks until the end of ``source`` (True) or until ``stop`` is set (False)."""
+        """Copy in chunks until the end of ``source`` or its size at open (True), or until ``stop``
+        is set (False)."""
         use_sendfile = sys.platform.startswith("linux")
         while not stop.is_set():
+            chunk = min(COPY_CHUNK, self.size - self.copied)
+            if chunk <= 0:
+                return True
             if use_sendfile:
                 try:
-                    count = os.sendfile(target, source, None, COPY_CHUNK)
+                    count = os.sendfile(target, source, None, chunk)
                 except OSError as exc:
                     if exc.errno not in _NO_SENDFILE or self.copied:
                         raise
@@ -136,7 +147,7 @@ class ArtifactCopy:
                     continue
             else:
                 count = 0
-                while count < COPY_CHUNK and (data := os.read(source, READ_CHUNK)):
+                while count < chunk and (data := os.read(source, min(READ_CHUNK, chunk - count))):
                     view = memoryview(data)
                     while view:
                         view = view[os.write(target, view) :]
@@ -145,6 +156,7 @@ class ArtifactCopy:
                 return True
             self.copied += count
         return False
+
 
 def check_artifact_source(source_path: str, relative: str, run_id: str) -> None:
     """Refuse a source that is not a regular file the daemon can read, naming the artifact."""
@@ -157,8 +169,12 @@ def check_artifact_source(source_path: str, relative: str, run_id: str) -> None:
             f"read ({exc.strerror})."
         ) from None
     if not S_ISREG(mode):
-        raise InvalidArgument(
-            f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} is not a "
-            "regular file (a folder, FIFO or device); expected a file to copy."
-        )
+        raise InvalidArgument(_not_a_file(source_path, relative, run_id))
+
+
+def _not_a_file(source_path: str, relative: str, run_id: str) -> str:
+    return (
+        f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} is not a "
+        "regular file (a folder, FIFO or device); expected a file to copy."
+    )
 
