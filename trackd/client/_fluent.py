@@ -583,7 +583,13 @@ def _end_runs_at_exit(status: str | None = None) -> None:
     SIGTERMs the others, whose KILLED must not hide the FAILED that caused it.
     """
     if status is None:
-        last = getattr(sys, "last_value", None)
+        # In an interactive session (a notebook's kernel, IPython, the REPL) sys.last_value is the
+        # last exception a cell raised and the shell showed, not what the process dies of: a typo
+        # or a Ctrl-C hours earlier ended the notebook's run FAILED or KILLED at shutdown. IPython
+        # sets sys.ps1 "so that scripts can decide if they are running interactively"
+        # (InteractiveShell.init_prompts), as the REPL does; MLflow's exit hook always finishes.
+        interactive = hasattr(sys, "ps1") or sys.flags.interactive
+        last = None if interactive else getattr(sys, "last_value", None)
         if last is None:
             status = _lifecycle.child_failure or FINISHED
         elif isinstance(last, KeyboardInterrupt):
