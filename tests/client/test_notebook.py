@@ -63,3 +63,32 @@ def test_a_cell_that_raised_earlier_does_not_fail_the_run_the_kernel_ends_at_shu
     [run] = MlflowClient(str(store)).search_runs(["0"])
     assert run.info.status == "FINISHED"
     assert [m.value for m in MlflowClient(str(store)).get_metric_history(run.info.run_id, "loss")] == [1.0, 0.5]
+
+
+def test_common_mistakes_in_cells_name_the_argument_and_what_was_expected(daemon: DaemonProcess, store: Path) -> None:
+    # log_params, set_tags and log_text used to fail inside trackd with AttributeError ("'list'
+    # object has no attribute 'items'"); anything with items() is still taken, as MLflow takes it
+    # (a pandas Series of metrics).
+    result = _run_cells(
+        daemon, store,
+        "import trackd\nrun = trackd.start_run()",
+        "trackd.log_params([('lr', 0.1)])",
+        "trackd.set_tags(['stage'])",
+        "trackd.log_text(b'bytes', 'notes.txt')",
+        """
+        class Series:  # pandas.Series's side of the contract: items() yields (label, value)
+            def items(self):
+                return iter([("acc", 0.9), ("loss", 0.1)])
+        trackd.log_metrics(Series(), step=3)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "AttributeError" not in result.stderr
+    for line in (
+        "trackd.errors.InvalidArgument: Invalid params: expected a dict of names to values, got list.",
+        "trackd.errors.InvalidArgument: Invalid tags: expected a dict of names to values, got list.",
+        "trackd.errors.InvalidArgument: Invalid text for artifact 'notes.txt': expected a str, got bytes.",
+    ):
+        assert line in result.stderr.splitlines()
+    [run] = MlflowClient(str(store)).search_runs(["0"])
+    assert run.data.metrics == {"acc": 0.9, "loss": 0.1} and run.data.params == {}

@@ -151,6 +151,17 @@ BAD_CALLS: dict[str, Bad] = {
         InvalidArgument,
         ("'../up/f.txt'", "normalized relative"),
     ),
+    # Not a dict, not text: these used to escape from inside trackd as AttributeError
+    # ("'list' object has no attribute 'items'", "'bytes' object has no attribute 'encode'").
+    "metrics-list-of-pairs": Bad(
+        lambda s: s.client.log_metrics(s.run_id, [("loss", 1.0)]), InvalidArgument, ("Invalid metrics", "expected a dict", "got list"),  # type: ignore[arg-type]
+    ),
+    "text-bytes": Bad(
+        lambda s: s.client.log_text(s.run_id, b"hello", "notes.txt"), InvalidArgument, ("'notes.txt'", "expected a str", "got bytes"),  # type: ignore[arg-type]
+    ),
+    "text-lone-surrogate": Bad(
+        lambda s: s.client.log_text(s.run_id, "a\udc80", "notes.txt"), InvalidArgument, ("'notes.txt'", "UTF-8", "position 1"),
+    ),
     "artifact-missing-file": Bad(
         lambda s: s.client.log_artifact(s.run_id, s.scratch / "missing.txt"), InvalidArgument, ("missing.txt", "not a file"),
     ),

@@ -51,6 +51,8 @@ from ..store import (
     RunStatus,
     StoreReader,
     ViewType,
+    mapping_items,
+    validate_artifact_text,
     validate_experiment_id,
     validate_experiment_name,
     validate_key,
@@ -323,6 +325,7 @@ class Client:
         """Log several metric values with one step and timestamp (all checked before any is buffered)."""
         if type(run_id) is not str or run_id not in self._known_runs:
             self._check_run(run_id)
+        items = metrics.items() if type(metrics) is dict else mapping_items(metrics, "metrics")
         if step is None:
             step = 0
         elif type(step) is not int or not _MIN_INT64 <= step <= _MAX_INT64:
@@ -333,7 +336,7 @@ class Client:
             timestamp = validate_timestamp(next(iter(metrics), ""), timestamp)
         good_keys = self._good_keys
         records = []
-        for key, value in metrics.items():
+        for key, value in items:
             if key not in good_keys:
                 self._check_key(key, "metric")
             if type(value) is not float:
@@ -419,7 +422,7 @@ class Client:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         """Write ``text`` (UTF-8) as an artifact file."""
         self._check_run(run_id)
-        self._sender.submit(content_record(run_id, artifact_file, text.encode("utf-8")))
+        self._sender.submit(content_record(run_id, artifact_file, validate_artifact_text(artifact_file, text)))
 
     def log_dict(self, run_id: str, dictionary: Mapping[str, Any], artifact_file: str) -> None:
         """Write a dict as JSON (``.json``, indented as MLflow does) or YAML (``.yaml``/``.yml``)."""

@@ -490,7 +490,9 @@ def log_params(
 ) -> RunOperations | None:
     """Log several params, checking all of them before any is buffered."""
     client = get_client()
-    pairs = [_KeyValue(k, v) for k, v in params.items()]
+    from ..store import mapping_items  # loaded with the client
+
+    pairs = [_KeyValue(k, v) for k, v in mapping_items(params, "params")]
     return client.log_batch(run_id or _active_run_id(), params=pairs, synchronous=synchronous)
 
 
@@ -501,8 +503,11 @@ def set_tag(key: str, value: Any, synchronous: bool | None = None) -> RunOperati
 
 def set_tags(tags: Mapping[str, Any], synchronous: bool | None = None) -> RunOperations | None:
     """Set several tags on the active run."""
-    pairs = [_KeyValue(k, v) for k, v in tags.items()]
-    return get_client().log_batch(_active_run_id(), tags=pairs, synchronous=synchronous)
+    client = get_client()
+    from ..store import mapping_items  # loaded with the client
+
+    pairs = [_KeyValue(k, v) for k, v in mapping_items(tags, "tags")]
+    return client.log_batch(_active_run_id(), tags=pairs, synchronous=synchronous)
 
 
 def delete_tag(key: str) -> None:

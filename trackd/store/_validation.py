@@ -13,6 +13,8 @@ import operator
 import os
 import posixpath
 import re
+from collections.abc import Iterable
+from typing import Any, cast
 
 from ..errors import InvalidArgument
 from ._entities import RunStatus, ViewType
@@ -81,6 +83,29 @@ def _validate_text(kind: str, key: str, value: object, limit: int) -> str:
                 f"at position {exc.start}); expected text without lone surrogates."
             ) from None
     return value
+
+
+def mapping_items(mapping: object, argument: str) -> Iterable[tuple[Any, Any]]:
+    """``mapping.items()``: a dict, or anything with ``items()``, as MLflow takes it (a pandas
+    Series); anything else (a list of pairs, a str) raises naming the argument, where it raised
+    AttributeError ("'list' object has no attribute 'items'") from inside trackd."""
+    items = getattr(mapping, "items", None)
+    if not callable(items):
+        raise InvalidArgument(f"Invalid {argument}: expected a dict of names to values, got {type(mapping).__name__}.")
+    return cast("Iterable[tuple[Any, Any]]", items())
+
+
+def validate_artifact_text(artifact_file: str, text: object) -> bytes:
+    """log_text's text: a str, encoded as UTF-8 (MLflow writes it to a file opened in text mode)."""
+    if not isinstance(text, str):
+        raise InvalidArgument(f"Invalid text for artifact {artifact_file!r}: expected a str, got {type(text).__name__}.")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(
+            f"Invalid text for artifact {artifact_file!r}: it cannot be written as UTF-8 ({exc.reason} at "
+            f"position {exc.start}); expected text without lone surrogates."
+        ) from None
 
 
 def validate_param_value(key: str, value: object) -> str:
