@@ -92,3 +92,16 @@ def test_common_mistakes_in_cells_name_the_argument_and_what_was_expected(daemon
         assert line in result.stderr.splitlines()
     [run] = MlflowClient(str(store)).search_runs(["0"])
     assert run.data.metrics == {"acc": 0.9, "loss": 0.1} and run.data.params == {}
+
+
+def test_rerunning_a_start_run_cell_says_to_end_the_active_run_and_keeps_it(daemon: DaemonProcess, store: Path) -> None:
+    # The message used to offer only nested=True; MLflow's says to end the current run first.
+    start = "import trackd\nrun = trackd.start_run()\ntrackd.log_metric('loss', 1.0)"
+    result = _run_cells(daemon, store, start, start, "trackd.log_metric('acc', 0.5)")
+    assert result.returncode == 0, result.stderr
+    [run] = MlflowClient(str(store)).search_runs(["0"])
+    assert (
+        f"RuntimeError: Run with UUID {run.info.run_id} is already active. To start a new run, first end the "
+        "current run with trackd.end_run(). To start a nested run, call start_run with nested=True."
+    ) in result.stderr.splitlines()
+    assert run.data.metrics == {"loss": 1.0, "acc": 0.5} and run.info.status == "FINISHED"

@@ -263,9 +263,11 @@ def start_run(
     with _lock:
         runs = _thread_runs()
         if runs and not nested:
+            # MLflow's words, its advice to end the run first included: re-running a notebook cell
+            # that starts a run is the usual way here, and nesting is rarely what was meant.
             raise RuntimeError(
-                f"Run with UUID {runs[-1].run_id} is already active. To start a nested run, call "
-                "start_run with nested=True."
+                f"Run with UUID {runs[-1].run_id} is already active. To start a new run, first end the current "
+                "run with trackd.end_run(). To start a nested run, call start_run with nested=True."
             )
         client = get_client()
         if run_id is None and not runs:
