@@ -26,6 +26,7 @@ def test_all_lists_every_public_name_of_the_package(package: types.ModuleType) -
 def test_dir_lists_the_names_that_load_on_first_access(package: types.ModuleType) -> None:
     # dir() and tab completion would otherwise miss them until something loaded them.
     assert set(package.__all__) <= set(dir(package))
+    assert "annotations" not in dir(package)  # the __future__ import's name is not trackd's
 
 
 @pytest.mark.parametrize(("name", "says"), [("search_runs", "trackd.Client().search_runs"), ("delete_run", "MLflow itself")])

@@ -28,6 +28,8 @@ def lazy_attributes(
         return getattr(importlib.import_module(f"{package}.{module}"), name)
 
     def __dir__() -> list[str]:
-        return sorted(set(vars(sys.modules[package])) | set(modules))
+        # Not "annotations": the name `from __future__ import annotations` leaves, which tab
+        # completion offered as if it were trackd's.
+        return sorted((set(vars(sys.modules[package])) - {"annotations"}) | set(modules))
 
     return __getattr__, __dir__
