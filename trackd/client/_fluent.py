@@ -22,9 +22,8 @@ from ._lifecycle import EXIT_HOOKS, ClientState
 from ._operations import RunOperations, settle
 
 if TYPE_CHECKING:
-    from ..store import Experiment, Metric, Run, RunData, RunInfo
+    from ..store import Experiment, Run, RunData, RunInfo
     from ._client import Client
-    from ._outbox import FlushReport
 
 _lock = threading.RLock()
 _tracking_uri: str | None = None
@@ -515,51 +514,6 @@ def set_tags(tags: Mapping[str, Any], synchronous: bool | None = None) -> RunOpe
 def delete_tag(key: str) -> None:
     """Delete a tag of the active run."""
     get_client().delete_tag(_active_run_id(), key)
-
-
-def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None) -> None:
-    """Copy a file or directory into the active run's artifacts."""
-    get_client().log_artifact(run_id or _active_run_id(), local_path, artifact_path)
-
-
-def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None) -> None:
-    """Copy a directory's files into the active run's artifacts."""
-    get_client().log_artifacts(run_id or _active_run_id(), local_dir, artifact_path)
-
-
-def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
-    """Save text as an artifact file of the active run."""
-    get_client().log_text(run_id or _active_run_id(), text, artifact_file)
-
-
-def log_dict(dictionary: Mapping[str, Any], artifact_file: str, run_id: str | None = None) -> None:
-    """Save a dict as a JSON or YAML artifact file of the active run."""
-    get_client().log_dict(run_id or _active_run_id(), dictionary, artifact_file)
-
-
-def flush(timeout: float | None = None) -> FlushReport:
-    """Wait until everything this process logged is in the store (see Client.flush)."""
-    return get_client().flush(timeout)
-
-
-def get_run(run_id: str) -> Run:
-    """A run as stored, after flushing."""
-    return get_client().get_run(run_id)
-
-
-def get_metric_history(run_id: str, key: str) -> list[Metric]:
-    """Every logged value of a metric, after flushing."""
-    return get_client().get_metric_history(run_id, key)
-
-
-def get_experiment_by_name(name: str) -> Experiment | None:
-    """The experiment with this name, active or deleted (as MLflow's), or None."""
-    return get_client().get_experiment_by_name(name)
-
-
-def get_experiment(experiment_id: str) -> Experiment:
-    """The experiment with this id."""
-    return get_client().get_experiment(experiment_id)
 
 
 class _KeyValue:

@@ -348,12 +348,6 @@ class Sender(SenderThread):
             self._thread = threading.Thread(target=self._run, name="trackd-sender", daemon=True)
             start_without_signals(self._thread)  # the main thread's to handle (trackd/_signals.py)
 
-    def _poke(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # a full pipe already wakes the thread
-
     def _on_full(self) -> None:
         if self.config.on_full == "drop":
             with self._cond:
@@ -531,67 +525,6 @@ class Sender(SenderThread):
         else:
             reason = f"the daemon at {path} did not answer within {timeout:g} s"
         self._give_up_on_daemon(reason, final=final, exiting=exiting)
-
-    def _no_daemon_since(self, failed: int) -> bool:
-        """An attempt to connect after ``failed`` attempts had failed found no daemon, and started
-        none, and no daemon answers now: a bounded flush has nothing left to wait for."""
-        return self._failed_connects > failed and self._transport is None
-
-    def _not_delivered(self, exc: DaemonUnavailable, *, final: bool, exiting: bool, said_count: bool = False) -> None:
-        """A bounded flush failed without a daemon: say so, unless the spool said where the events went."""
-        if self._spill.spooling:
-            return  # the spool already said where the events are
-        with self._cond:
-            held = self._pending_locked() - self._spill.records
-        if held > 0 and self._spill.unwritable is not None:
-            # Neither the daemon nor the spool takes them: "held in memory and sent when a daemon
-            # answers" was said twice at exit, of events the exit was about to lose.
-            self._report_held(held, f"no daemon answers at {self.config.socket_path}", final=final, exiting=exiting)
-            return
-        warn(f"{events(self.pending(), 'were not delivered')}: {exc}" if said_count else str(exc))
-
-    def _give_up_on_daemon(self, reason: str, *, final: bool = False, exiting: bool = False) -> None:
-        """Have the thread spool everything the daemon has not acknowledged, then say what went where.
-
-        Waits at most SPILL_TIMEOUT. Events already in the spool were announced before, by the
-        spill or by an earlier give-up; only the ones added now are counted. Once a give-up has
-        been announced, later ones (each sibling Client's close) add theirs quietly until the
-        sender closes (``final``), which says how many more went: one line each, not one a close.
-        """
-        if not self._spill.gave_up:
-            self._gave_up_reason = reason
-        before = self._spill.records
-        thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            with self._cond:
-                self._spill_requested = True
-            self._poke()
-            deadline = time.monotonic() + self.SPILL_TIMEOUT
-            with self._cond:
-                while self._spill_requested and thread.is_alive() and (left := deadline - time.monotonic()) > 0:
-                    self._cond.wait(min(left, 0.05))
-        with self._cond:
-            spooled = self._spill.records
-            held = self._pending_locked() - spooled
-        self._unannounced += max(0, spooled - before)
-        if self._unannounced and (final or not self._gave_up_announced):
-            warn(self._spill.gave_up_message(self._unannounced, reason, more=spooled > self._unannounced, exiting=exiting))
-            self._gave_up_announced = True
-            self._unannounced = 0
-        if held > 0:
-            self._report_held(held, self._gave_up_reason or reason, final=final, exiting=exiting)
-
-    def _report_held(self, held: int, reason: str, *, final: bool, exiting: bool) -> None:
-        """Say how many events neither a daemon nor the spool took: once, as lost, when the sender
-        closes; not at all in the flush before that close at exit; else as held in memory, when
-        the count changed."""
-        if final:
-            if not self._lost_reported:
-                self._lost_reported = True
-                warn(self._spill.held_message(held, reason, lost=True))
-        elif not exiting and held != self._held_reported:
-            self._held_reported = held
-            warn(self._spill.held_message(held, reason, lost=False))
 
 
 # Every sender not closed, for the fork hook below.

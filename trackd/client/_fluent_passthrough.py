@@ -1,0 +1,59 @@
+"""The fluent functions that hand the active run (or a given one) to its client as they are:
+artifacts, flush and reads. The active-run bookkeeping they rely on is in _fluent."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._fluent import _active_run_id, get_client
+
+if TYPE_CHECKING:
+    from ..store import Experiment, Metric, Run
+    from ._outbox import FlushReport
+
+
+def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None) -> None:
+    """Copy a file or directory into the active run's artifacts."""
+    get_client().log_artifact(run_id or _active_run_id(), local_path, artifact_path)
+
+
+def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None) -> None:
+    """Copy a directory's files into the active run's artifacts."""
+    get_client().log_artifacts(run_id or _active_run_id(), local_dir, artifact_path)
+
+
+def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
+    """Save text as an artifact file of the active run."""
+    get_client().log_text(run_id or _active_run_id(), text, artifact_file)
+
+
+def log_dict(dictionary: Mapping[str, Any], artifact_file: str, run_id: str | None = None) -> None:
+    """Save a dict as a JSON or YAML artifact file of the active run."""
+    get_client().log_dict(run_id or _active_run_id(), dictionary, artifact_file)
+
+
+def flush(timeout: float | None = None) -> FlushReport:
+    """Wait until everything this process logged is in the store (see Client.flush)."""
+    return get_client().flush(timeout)
+
+
+def get_run(run_id: str) -> Run:
+    """A run as stored, after flushing."""
+    return get_client().get_run(run_id)
+
+
+def get_metric_history(run_id: str, key: str) -> list[Metric]:
+    """Every logged value of a metric, after flushing."""
+    return get_client().get_metric_history(run_id, key)
+
+
+def get_experiment_by_name(name: str) -> Experiment | None:
+    """The experiment with this name, active or deleted (as MLflow's), or None."""
+    return get_client().get_experiment_by_name(name)
+
+
+def get_experiment(experiment_id: str) -> Experiment:
+    """The experiment with this id."""
+    return get_client().get_experiment(experiment_id)
