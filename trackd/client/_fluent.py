@@ -198,6 +198,8 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
     if (experiment_name is None) == (experiment_id is None):
         raise ValueError("set_experiment() takes exactly one of experiment_name and experiment_id.")
     client = get_client()
+    from ..store._entities import LIFECYCLE_ACTIVE  # loaded with the client
+
     if experiment_name is not None:
         try:
             experiment_id = client.get_or_create_experiment(experiment_name)
@@ -205,12 +207,12 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
             # The daemon refused to create it: a deleted experiment holds the name (said below in
             # MLflow's words), or the refusal stands as it is.
             deleted = client.get_experiment_by_name(experiment_name)
-            if deleted is None or deleted.lifecycle_stage == "active":
+            if deleted is None or deleted.lifecycle_stage == LIFECYCLE_ACTIVE:
                 raise
             experiment_id = deleted.experiment_id
     assert experiment_id is not None
     experiment = client.get_experiment(experiment_id)
-    if experiment.lifecycle_stage != "active":
+    if experiment.lifecycle_stage != LIFECYCLE_ACTIVE:
         # MLflow's check and words: runs started in it would be refused only at flush().
         raise InvalidArgument(
             f"Cannot set a deleted experiment {experiment.name!r} as the active experiment. You can restore the "
@@ -343,7 +345,9 @@ def start_run(
 def _check_resumable(existing: RunInfo, experiment_id: str | None) -> None:
     """Refuse, in MLflow's words, to resume a deleted run or one of another experiment than the
     one asked for (or made active by set_experiment)."""
-    if existing.lifecycle_stage != "active":
+    from ..store._entities import LIFECYCLE_ACTIVE  # loaded with the client
+
+    if existing.lifecycle_stage != LIFECYCLE_ACTIVE:
         raise InvalidArgument(f"Cannot start run with ID {existing.run_id} because it is in the deleted state.")
     if experiment_id is not None and str(experiment_id) != existing.experiment_id:
         raise InvalidArgument(
