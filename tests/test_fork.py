@@ -368,3 +368,54 @@ def test_threads_of_a_forked_child_may_all_log_first_to_the_run_the_parent_just_
     mlflow = MlflowClient(tracking_uri=str(store))
     for run_id in report["run_ids"]:
         assert mlflow.get_run(run_id).data.params == {f"thread{t}": str(t) for t in range(threads)}
+
+
+# A sweep: the parent starts its "sweep" run, then a fork Pool runs the trials, each in a run of
+# its own. Every worker inherited the sweep run as its active run, and its start_run() raised
+# "Run with UUID ... is already active" (MLflow's forked child has no active run, so there it
+# works); after a trial the worker logs to the sweep run again.
+FORK_POOL_SWEEP = """
+import json, multiprocessing, sys, trackd
+
+def trial(args):
+    trial, parent_run_id = args
+    how = {"parent_run_id": {"parent_run_id": parent_run_id}, "nested": {"nested": True}, "plain": {}}[sys.argv[1]]
+    with trackd.start_run(run_name=f"trial-{trial}", **how) as run:
+        trackd.log_metric("loss", 1.0 / (trial + 1))
+        if trial % 3 == 0:
+            raise ValueError("pruned")
+    return run.info.run_id
+
+def attempt(args):
+    try:
+        return trial(args)
+    except ValueError:
+        return None
+
+if __name__ == "__main__":
+    with trackd.start_run(run_name="sweep") as sweep:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            results = pool.map(attempt, [(trial, sweep.info.run_id) for trial in range(TRIALS)])
+    print(json.dumps({"sweep": sweep.info.run_id, "results": results}))
+"""
+
+
+@pytest.mark.parametrize("how", ["parent_run_id", "nested", "plain"])
+def test_fork_pool_workers_start_a_run_per_trial_under_the_inherited_sweep_run(
+    how: str, daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    trials = 6
+    result = _run_job(f"TRIALS = {trials}\n" + textwrap.dedent(FORK_POOL_SWEEP), daemon, store, tmp_path, how)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    mlflow = MlflowClient(tracking_uri=str(store))
+    runs = {run.data.tags["mlflow.runName"]: run for run in mlflow.search_runs(["0"])}
+    assert sorted(runs) == sorted(["sweep", *(f"trial-{trial}" for trial in range(trials))])
+    assert runs["sweep"].info.status == "FINISHED" and runs["sweep"].data.metrics == {}
+    # As MLflow's: start_run() with neither nested nor parent_run_id starts a run of no parent.
+    parent = None if how == "plain" else report["sweep"]
+    for trial in range(trials):
+        run = runs[f"trial-{trial}"]
+        assert run.data.tags.get("mlflow.parentRunId") == parent
+        assert run.info.status == ("FAILED" if trial % 3 == 0 else "FINISHED")
+        assert run.data.metrics == {"loss": 1.0 / (trial + 1)}

@@ -85,6 +85,10 @@ class ActiveRun:
         # Whether end_run() without a status terminates the run: the creator does, an attached
         # process (another rank, a resumed job) does not.
         self.owns = owns
+        # Whether this process got the run by forking from the process that started it: the
+        # child logs to it but, as in MLflow (whose forked child has no active run), it does not
+        # keep the child's own start_run() from starting a run.
+        self.forked = False
         # The client of the store the run lives in: end_run() ends it there, even after
         # set_tracking_uri() pointed the fluent API at another store.
         self.client = client
@@ -263,11 +267,14 @@ def start_run(
     """
     with _lock:
         runs = _thread_runs()
-        if runs and not nested:
+        # A forked parent's runs (a fork Pool worker's) are where the child logs, not runs it
+        # started: a trial's start_run() there starts its run, as MLflow's does in such a child.
+        started = runs if not runs or not runs[-1].forked else []
+        if started and not nested:
             # MLflow's words, its advice to end the run first included: re-running a notebook cell
             # that starts a run is the usual way here, and nesting is rarely what was meant.
             raise RuntimeError(
-                f"Run with UUID {runs[-1].run_id} is already active. To start a new run, first end the current "
+                f"Run with UUID {started[-1].run_id} is already active. To start a new run, first end the current "
                 "run with trackd.end_run(). To start a nested run, call start_run with nested=True."
             )
         client = get_client()
@@ -313,14 +320,14 @@ def start_run(
             )
         else:
             run_tags = _system_tags()
-            if parent_run_id is not None and runs and parent_run_id != runs[-1].run_id:
+            if parent_run_id is not None and started and parent_run_id != started[-1].run_id:
                 # MLflow's check, in its words.
                 raise InvalidArgument(
-                    f"Current run with UUID {runs[-1].run_id} does not match the specified parent_run_id "
+                    f"Current run with UUID {started[-1].run_id} does not match the specified parent_run_id "
                     f"{parent_run_id}. To start a new nested run under the parent run with UUID "
-                    f"{runs[-1].run_id}, first end the current run with trackd.end_run()."
+                    f"{started[-1].run_id}, first end the current run with trackd.end_run()."
                 )
-            current = runs[-1] if runs else _main_thread_run() if nested else None
+            current = (runs[-1] if runs else _main_thread_run()) if nested else None
             parent = parent_run_id or (current.run_id if current is not None else None)
             if parent is not None:
                 run_tags[PARENT_RUN_TAG] = parent
@@ -336,7 +343,7 @@ def start_run(
             shared = run_id is not None
             active = ActiveRun(run, owns=not shared or rank in (None, "", "0"), client=client)
         runs.append(active)
-        if len(runs) == 1:
+        if len(runs) == 1 or runs[-2].forked:
             # MLflow's last_active_run is the run whose end_run emptied the stack: this one.
             _here.last = active
         return active
@@ -582,7 +589,7 @@ def _after_fork_in_child() -> None:
     for thread in [t for t in _stacks if t is not here]:
         del _stacks[thread]
     for active in _stacks.get(here, ()):
-        active.owns = False
+        active.owns, active.forked = False, True
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
