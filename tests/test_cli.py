@@ -378,3 +378,44 @@ def test_sync_with_nothing_to_deliver_starts_no_daemon(paths: DaemonPaths, tmp_p
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"Nothing to deliver: no spool files in {tmp_path / 'spool'}\n"
     assert not paths.socket.exists() and not paths.pid.exists()
+
+
+@pytest.fixture
+def stopping_daemon(paths: DaemonPaths) -> Iterator[subprocess.Popen[str]]:
+    """What a daemon that is shutting down looks like from outside for 1.5 s (its idle exit, or
+    `trackd daemon stop` writing what it holds): it holds the socket's lock and nothing listens."""
+    paths.directory.mkdir(mode=0o700, exist_ok=True)
+    code = "import fcntl, sys, time\nf = open(sys.argv[1], 'ab')\nfcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(1.5)\n"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(paths.lock)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    yield holder
+    holder.kill()
+    holder.wait(10)
+    holder.stdout.close()
+
+
+def test_a_job_started_while_the_daemon_shuts_down_starts_its_successor_once_it_has_gone(
+    paths: DaemonPaths, tmp_path: Path, stopping_daemon: subprocess.Popen[str]
+) -> None:
+    # The daemon it started exited "already running", and the job waited for an answer nothing
+    # would give: set_experiment raised after TRACKD_CONNECT_TIMEOUT ("none answered within 10 s
+    # and none could be started"), though the lock was free after 1.5 s.
+    env = {
+        **os.environ, "TRACKD_SOCKET": str(paths.socket), "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"),
+        "TRACKD_SPOOL_DIR": str(tmp_path / "spool"), "TRACKD_CONNECT_TIMEOUT": "8",
+    }
+    code = "import time, trackd\nstart = time.monotonic()\ntrackd.set_experiment('e')\n" \
+        "with trackd.start_run():\n    trackd.log_metric('loss', 0.5)\nprint(round(time.monotonic() - start, 1))\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=45, env=env)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert float(result.stdout) < 6, result.stdout  # not a timing target: the old code failed after 8 s
+    assert [path.read_text().split()[1] for path in (tmp_path / "mlruns").glob("*/*/metrics/loss")] == ["0.5"]
+
+
+def test_daemon_start_while_the_daemon_shuts_down_starts_its_successor_once_it_has_gone(
+    paths: DaemonPaths, stopping_daemon: subprocess.Popen[str]
+) -> None:
+    # It waited 15 s and said "the daemon did not start: exited with code 3: ... already running".
+    result = trackd_cli("daemon", "start", "--socket", str(paths.socket))
+    assert result.returncode == 0 and "trackd daemon started" in result.stdout, result.stderr
+    assert query_status(paths.socket)["pid"] == int(paths.pid.read_text())

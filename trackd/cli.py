@@ -24,7 +24,7 @@ from ._paths import (
     read_pid_file,
 )
 from .client._control import query_status
-from .client._launcher import daemon_answers, last_log_line, spawn_daemon, wait_until_answering
+from .client._launcher import daemon_answers, last_log_line, start_and_wait
 from .client._outbox import events
 from .client._spool import default_spool_dir, spool_files, sync_spools
 from .client._transport import DaemonRefused
@@ -115,11 +115,11 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
 
         return daemon_main(["--socket", str(paths.socket), "--idle-timeout", str(args.idle_timeout), *extra])
     try:
-        process = spawn_daemon(paths, idle_timeout=args.idle_timeout, extra_args=extra)
+        process, answered = start_and_wait(paths, 15.0, idle_timeout=args.idle_timeout, extra_args=extra)
     except OSError as exc:  # its folder refused (a socket straight in /tmp), or not creatable
         print(f"trackd: cannot start a daemon for {paths.socket}: {exc}", file=sys.stderr)
         return 1
-    if not wait_until_answering(paths, process, timeout=15.0):
+    if not answered:
         code = process.poll()
         said = f": exited with code {code}: {last_log_line(paths.log)}" if code is not None else ""
         print(f"trackd: the daemon did not start{said}; see {paths.log}", file=sys.stderr)
@@ -319,11 +319,11 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
         return 0
     if not daemon_answers(paths.socket):
         try:
-            process = spawn_daemon(paths)
+            _, answered = start_and_wait(paths, 15.0)
         except OSError as exc:  # its folder refused (a socket straight in /tmp), or not creatable
             print(f"trackd: no daemon answers on {paths.socket}, and none can be started: {exc}", file=sys.stderr)
             return 1
-        if not wait_until_answering(paths, process, timeout=15.0):
+        if not answered:
             print(f"trackd: no daemon answers on {paths.socket} and none could be started; see {paths.log}", file=sys.stderr)
             return 1
     results = sync_spools(spool_dir, paths.socket, timeout=timeout, any_host=any_host)

@@ -16,7 +16,7 @@ from pathlib import Path
 if TYPE_CHECKING:
     import subprocess
 
-from .._paths import ALREADY_RUNNING_EXIT_CODE, DaemonPaths, default_paths, ensure_private_directory
+from .._paths import ALREADY_RUNNING_EXIT_CODE, DaemonPaths, daemon_lock, default_paths, ensure_private_directory
 from ..errors import DaemonUnavailable
 
 # A daemon the client starts exits after this long without clients, so no process lingers for
@@ -69,18 +69,48 @@ def wait_until_answering(paths: DaemonPaths, process: subprocess.Popen[bytes] | 
     """Wait until a daemon answers on ``paths.socket``; False on timeout.
 
     ``process`` exiting early is fine when another daemon won the start race; waiting goes on
-    until something answers.
+    until something answers, or until that daemon lets its lock go without answering (it was
+    shutting down: its idle timeout, `trackd daemon stop`), when nothing will answer.
     """
     deadline = time.monotonic() + timeout
     delay = 0.005
     while time.monotonic() < deadline:
         if daemon_answers(paths.socket, timeout=0.5):
             return True
-        if process is not None and process.poll() not in (None, ALREADY_RUNNING_EXIT_CODE):
+        code = process.poll() if process is not None else None
+        if code not in (None, ALREADY_RUNNING_EXIT_CODE):
             return False  # it failed to start (its log says why); another daemon is not coming either
+        if code == ALREADY_RUNNING_EXIT_CODE and _lock_is_free(paths) and not daemon_answers(paths.socket, timeout=0.5):
+            return False  # the daemon that held the lock exited without a successor: start_and_wait starts one
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
     return False
+
+
+def start_and_wait(
+    paths: DaemonPaths, timeout: float, *, idle_timeout: float = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None,
+) -> tuple[subprocess.Popen[bytes], bool]:
+    """Start a daemon and wait until one answers: (the last process started, whether one answered).
+
+    A daemon that is shutting down still holds the socket's lock for a while after it stopped
+    listening (its idle exit, or `trackd daemon stop` writing what it holds): the process started
+    then exits "already running", and once that daemon has gone nothing would answer. A job started
+    in that window waited its whole connect timeout and failed ("none answered within 10 s and
+    none could be started"), so a daemon is started again once the lock is free.
+    """
+    deadline = time.monotonic() + timeout
+    process = spawn_daemon(paths, idle_timeout=idle_timeout, extra_args=extra_args)
+    while not wait_until_answering(paths, process, deadline - time.monotonic()):
+        if process.poll() != ALREADY_RUNNING_EXIT_CODE or time.monotonic() >= deadline:
+            return process, False
+        process = spawn_daemon(paths, idle_timeout=idle_timeout, extra_args=extra_args)
+    return process, True
+
+
+def _lock_is_free(paths: DaemonPaths) -> bool:
+    """Whether no daemon holds the socket's lock (taken and released at once, see ``daemon_lock``)."""
+    with daemon_lock(paths) as free:
+        return free
 
 
 class DaemonCannotStart(DaemonUnavailable):
@@ -95,12 +125,12 @@ def start_daemon(socket_path: Path, *, timeout: float) -> None:
     with the last line of its log)."""
     paths = default_paths(socket_path)
     try:
-        process = spawn_daemon(paths)
+        process, answered = start_and_wait(paths, timeout)
     except PermissionError as exc:
         raise DaemonCannotStart(f"Cannot start a trackd daemon for {paths.socket}: {exc}") from exc
     except OSError as exc:  # its folder cannot be made (a file in the way), the fork failed: not soon again
         raise DaemonCannotStart(f"Could not start a trackd daemon for {paths.socket}: {exc}.") from exc
-    if wait_until_answering(paths, process, timeout=timeout):
+    if answered:
         if process.poll() is None:
             _reap_when_it_exits(process)
         return
