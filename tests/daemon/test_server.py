@@ -406,3 +406,20 @@ def test_a_store_that_cannot_be_written_as_a_whole_counts_its_events_refused_not
     assert isinstance(rejected, Rejected) and rejected.events == 1000, rejected
     status = daemon.status()
     assert (status["records_written"], status["events_rejected"]) == (0, 1000)
+
+
+def test_a_client_refused_again_and_again_is_logged_once_and_counted_in_status(daemon: DaemonProcess, store: Path) -> None:
+    # A job still running an older trackd after an upgrade retries every 2 s for days: each
+    # refusal was a warning line in the daemon's log (~40,000 a day per job).
+    messages = set()
+    for _ in range(5):
+        raw = RawClient(daemon.paths.socket)
+        try:
+            reply = raw.hello(str(store), protocol_version=PROTOCOL_VERSION + 1)
+            assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.VERSION_MISMATCH
+            messages.add(reply.message)
+        finally:
+            raw.close()
+    assert daemon.log().count("Refused client") == 1, daemon.log()
+    assert daemon.status()["errors"] == {f"Refused clients: {messages.pop()}": 5}
+

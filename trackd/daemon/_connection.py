@@ -295,7 +295,11 @@ class ClientConnection:
         self.send(ExperimentReply(request_id=request_id, experiment_id=experiment_id))
 
     def _refuse(self, code: str, message: str) -> None:
-        logger.warning("Refused %s: %s", self.peer, message)
+        # A client refused for good (another protocol version: a job still running after an
+        # upgrade) tries again every 2 s for as long as it runs: logged at every attempt, one such
+        # job added ~40,000 lines a day to the log. Status counts every refusal.
+        if self.server.state.note_refusal(self.peer, message):
+            logger.warning("Refused %s: %s (logged once; status counts the refusals)", self.peer, message)
         self.send(ErrorReply(request_id=0, code=code, message=message))
         self.protocol.state = State.CLOSED
 

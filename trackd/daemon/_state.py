@@ -116,6 +116,8 @@ class ServerState:
     # At most MAX_ERROR_KINDS (a kind names its store: a daemon failing on thousands of stores
     # would make a status reply no client accepts); the rest are counted under OTHER_ERRORS.
     error_kinds: dict[str, int] = field(default_factory=dict)
+    # Peers refused at the handshake, and why: each is logged once (see ClientConnection._refuse).
+    refused: set[str] = field(default_factory=set)
 
     def count_error(self, kind: str) -> bool:
         """Count one failure of ``kind``; True the first time it is seen (to log it)."""
@@ -124,6 +126,16 @@ class ServerState:
             kind = OTHER_ERRORS
         first = kind not in kinds
         kinds[kind] = kinds.get(kind, 0) + 1
+        return first
+
+    def note_refusal(self, peer: str, reason: str) -> bool:
+        """Count one handshake refused for ``reason``; True the first time ``peer`` is refused for it (to log it)."""
+        self.count_error(f"Refused clients: {reason}")
+        refused = self.refused
+        if len(refused) >= MAX_KEPT_SESSIONS:
+            refused.clear()  # bounded: a peer refused again after this is logged again
+        first = f"{peer}: {reason}" not in refused
+        refused.add(f"{peer}: {reason}")
         return first
 
     def sample(self, now: float) -> None:
