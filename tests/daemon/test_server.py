@@ -23,7 +23,9 @@ from helpers import (
 )
 
 import trackd
+from trackd._paths import DaemonPaths
 from trackd.client import ClientConfig
+from trackd.client._control import query_status
 from trackd.client._launcher import daemon_answers
 from trackd.protocol import PROTOCOL_VERSION, Ack, Batch, ErrorCode, ErrorReply, Hello, RecordKind, Rejected, Welcome, encode_frame
 
@@ -423,3 +425,26 @@ def test_a_client_refused_again_and_again_is_logged_once_and_counted_in_status(d
     assert daemon.log().count("Refused client") == 1, daemon.log()
     assert daemon.status()["errors"] == {f"Refused clients: {messages.pop()}": 5}
 
+
+def test_status_uptime_is_a_duration_when_the_wall_clock_steps_back(socket_path: Path, tmp_path: Path) -> None:
+    # Uptime was wall-clock time minus the start's: after an NTP step back of an hour (a VM resumed
+    # from a snapshot), status said "uptime -3600 s" and rates "over the last -3.6e+03 s"; a step
+    # forward made the daemon forget, at once, the sequence numbers it recovered from the journal.
+    stepped = tmp_path / "stepped"
+    code = (
+        "import os, sys, time\nwall = time.time\n"
+        f"time.time = lambda: wall() - (3600 if os.path.exists({str(stepped)!r}) else 0)\n"
+        "from trackd.daemon import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    paths = DaemonPaths(socket_path)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "--socket", str(socket_path), "--log-file", str(paths.log)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: daemon_answers(socket_path, 0.2), 15, message="daemon start")
+        stepped.touch()
+        assert 0 <= float(str(query_status(socket_path)["uptime_s"])) < 60
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0

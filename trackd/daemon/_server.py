@@ -336,7 +336,7 @@ class Server:
             "version": __version__,
             "socket": str(self.config.paths.socket),
             "loop": self.loop_name,
-            "uptime_s": round(time.time() - self.state.started_at, 3),
+            "uptime_s": round(time.monotonic() - self.state.started_at, 3),
             "clients_connected": sum(1 for s in self.state.sessions.values() if s.connection is not None),
             "clients_known": len(self.state.sessions),
             "clients": clients,
@@ -577,7 +577,7 @@ class Server:
                 # In the writer thread, between writes (the cache is the writer's alone), and not
                 # waited for: a long write must not hold up the rates and the idle exit.
                 loop.run_in_executor(self._executor, self.applier.close_idle_files)
-            if self._recovered and time.time() - self.state.started_at > SESSION_TTL:
+            if self._recovered and now - self.state.started_at > SESSION_TTL:
                 self._recovered.clear()
             self.state.forget_sessions(now)
             # A client that reconnects and still waits sends its flushes again, which adds it back.

@@ -100,7 +100,8 @@ class Counters:
 class ServerState:
     """Shared state: sessions, live connections, tasks and counters."""
 
-    started_at: float = field(default_factory=time.time)
+    # Monotonic: the wall clock may be stepped (NTP, a resumed VM); uptime and SESSION_TTL are durations.
+    started_at: float = field(default_factory=time.monotonic)
     sessions: dict[str, Session] = field(default_factory=dict)
     connections: set[ClientConnection] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
