@@ -81,7 +81,7 @@ TRICKY_VALUES = [
     "Default", "clever-hare-703", "file:///tmp/mlruns/0", "/abs/path", "", " padded ", "it's", "''", "yes", "No",
     "TRUE", "off", "null", "Null", "~", "1e3", "0x10", "1_000", "12", "-7", "007", ".inf", "2024-01-01", "1:20",
     "a: b", "a #b", "#x", "- item", "[x]", "{x}", "*ref", "&anchor", "!tag", "%x", "@x", "`x`", "a\nb", "é", "модель",
-    "x" * 200, "a,b", "a'b", 'a"b', "tab\there", "?", ":", "=",
+    "x" * 200, "a,b", "a'b", 'a"b', "tab\there", "?", ":", "=", "0b101", "0b", "00025e8a07eb4674", "0e1",
 ]
 
 
@@ -127,3 +127,23 @@ def test_the_meta_yaml_files_trackd_writes_read_without_pyyaml(tmp_path: Path) -
         "status": 1, "tags": [], "user_id": "root",
     }
     assert _load_flat_yaml(dump_yaml(run_meta)) == run_meta
+
+
+@pytest.mark.parametrize("run_id", ["00025e8a07eb4674b681115d0f77b557", "9" * 31 + "f", "1e30000000000000000000000000000b"])
+def test_the_meta_yaml_of_a_run_whose_id_starts_with_a_digit_reads_without_pyyaml(run_id: str) -> None:
+    # A uuid4().hex starts with a digit 10 times in 16: those runs' meta.yaml went to PyYAML, a
+    # fifth of search_runs over a sweep's 2,000 runs, and a start_run(run_id=...) imported it.
+    run_meta: dict[str, object] = {
+        "artifact_uri": f"file:///tmp/mlruns/1/{run_id}/artifacts", "end_time": 1795720756999, "experiment_id": "1",
+        "lifecycle_stage": "active", "run_id": run_id, "run_name": "trial-7", "run_uuid": run_id, "status": 3, "tags": [],
+    }
+    assert _load_flat_yaml(dump_yaml(run_meta)) == run_meta
+
+
+@given(st.from_regex(r"[0-9a-fbx_.e+-]{1,34}", fullmatch=True))
+def test_flat_meta_yaml_reads_hex_like_values_as_pyyaml_does(value: str) -> None:
+    import yaml
+
+    for data in (dump_yaml({"run_id": value}), f"run_id: {value}\n".encode()):
+        flat = _load_flat_yaml(data)
+        assert flat is None or flat == yaml.safe_load(data), data

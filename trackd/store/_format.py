@@ -285,6 +285,11 @@ _FLAT_LINE = re.compile(r"([a-z_]+): (.*)")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _PLAIN_STRING = re.compile(r"[A-Za-z/][A-Za-z0-9_./:@%+-]*")
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
+# A run id (uuid4().hex) starts with a digit 10 times in 16. Lowercase hex with a letter in it is
+# a string to YAML 1.1 unless it is a binary int ("0b101"): PyYAML's float needs a ".", its
+# timestamp a "-" and its sexagesimal a ":", so "1e3" and "00025e8a..." stay strings.
+_HEX_STRING = re.compile(r"[0-9a-f]*[a-f][0-9a-f]*")
+_BINARY_INT = re.compile(r"0b[01]+")
 
 
 def _load_flat_yaml(data: bytes) -> dict[str, Any] | None:
@@ -317,6 +322,8 @@ def _load_flat_yaml(data: bytes) -> dict[str, Any] | None:
         elif len(raw) >= 2 and raw[0] == raw[-1] == "'" and "'" not in raw[1:-1].replace("''", ""):
             value = raw[1:-1].replace("''", "'")
         elif _PLAIN_STRING.fullmatch(raw) and raw.lower() not in _YAML_WORDS and not raw.endswith(":"):
+            value = raw
+        elif _HEX_STRING.fullmatch(raw) and not _BINARY_INT.fullmatch(raw):
             value = raw
         else:
             return None
