@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -77,3 +82,36 @@ def test_a_databricks_tracking_uri_is_a_server_not_a_folder_named_so(uri: str, t
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="is not a path or file: URI"):
         resolve_tracking_uri(uri)
+
+
+# Drops to ``sys.argv[1]``, a uid the passwd file does not list, with HOME unset: a container run
+# with `--user 12345` (or OpenShift's random uid) and a clean environment.
+SPOOL_DIR_WITHOUT_A_HOME = """
+import os, sys, trackd
+trackd.ClientConfig.from_env()  # imports what it needs while the interpreter's folders are readable
+uid = int(sys.argv[1])
+os.setgid(uid)
+os.setuid(uid)
+print(trackd.ClientConfig.from_env().spool_dir)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a child as a uid the passwd file does not list")
+def test_a_process_with_no_home_folder_spools_to_the_temp_folder(tmp_path: Path) -> None:
+    # This used to raise RuntimeError("Could not determine home directory.") from Path.home() in
+    # every client, so a job in such a container could not log at all.
+    uid = next(uid for uid in range(54321, 60000) if not _has_passwd_entry(uid))
+    env = child_env(tmp_path / "none.sock")
+    for variable in ("HOME", "TRACKD_SPOOL_DIR", "XDG_CACHE_HOME"):
+        env.pop(variable, None)
+    result = subprocess.run([sys.executable, "-c", SPOOL_DIR_WITHOUT_A_HOME, str(uid)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(Path(tempfile.gettempdir()) / f"trackd-spool-{uid}")
+
+
+def _has_passwd_entry(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True

@@ -50,8 +50,13 @@ def default_spool_dir() -> Path:
     cache = os.environ.get("XDG_CACHE_HOME")
     if cache:
         return Path(cache) / "trackd" / "spool"
-    home = Path.home()
-    if os.access(home, os.W_OK):
+    try:
+        home: Path | None = Path.home()
+    except RuntimeError:
+        # No HOME and a uid the passwd file does not list: a container run with `--user 12345`
+        # (or OpenShift's random uid) and a clean environment. Every client used to raise here.
+        home = None
+    if home is not None and os.access(home, os.W_OK):
         return home / ".cache" / "trackd" / "spool"
     return Path(temp_directory()) / f"trackd-spool-{os.getuid()}"
 
