@@ -142,3 +142,43 @@ def test_a_job_refused_by_an_older_daemon_says_why_and_exits_without_waiting_for
     # status said "not running ... it is starting, stopping or hung"; stop stops it as any other.
     assert status.returncode == 1 and f"trackd daemon pid {old_daemon.pid} runs on {paths.socket} but refused" in status.stderr, status.stderr
     assert stopped.returncode == 0 and f"(pid {old_daemon.pid}) stopped" in stopped.stdout, stopped.stderr
+
+
+# A container's entrypoint run without an init (`docker run image python job.py`) is PID 1 of its
+# pid namespace; `docker stop` SIGTERMs it. The job sends SIGTERM to itself, as PID 1 (a signal
+# from inside the namespace reaches its init only through a handler, which trackd installs).
+TERMINATED_AS_PID_1 = """
+import os, signal, trackd
+trackd.start_run()
+trackd.log_metric("x", 0.0, step=0)
+trackd.flush()
+print("pid", os.getpid(), "run", trackd.active_run().info.run_id, flush=True)
+os.kill(os.getpid(), signal.SIGTERM)
+print("still running", flush=True)
+trackd.log_metric("x", 1.0, step=1)
+"""
+
+
+def _can_make_pid_namespaces() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not _can_make_pid_namespaces(), reason="needs `unshare --pid` (root, or user namespaces)")
+def test_sigterm_to_a_job_running_as_pid_1_ends_it_with_status_143(daemon: DaemonProcess, store: Path) -> None:
+    # The kernel drops a signal with the default action that PID 1 sends itself, so the re-raised
+    # SIGTERM did nothing: the job printed "still running", went on logging into the run it had
+    # just ended KILLED (those points were dropped, unreported) and exited 0.
+    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_AUTOSTART="0")
+    child = subprocess.run(
+        ["unshare", "--pid", "--fork", sys.executable, "-c", TERMINATED_AS_PID_1],
+        env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert child.stdout.split()[:2] == ["pid", "1"], child.stderr
+    assert "still running" not in child.stdout
+    assert child.returncode == 128 + signal.SIGTERM, child.stderr
+    run_id = child.stdout.split()[3]
+    assert StoreReader(store).get_run(run_id).info.status == "KILLED"
+    assert [point.step for point in StoreReader(store).get_metric_history(run_id, "x")] == [0]

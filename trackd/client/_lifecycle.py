@@ -318,7 +318,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     finally:
         with _SIGTERM_LOCK:
             signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        _die_by(signum)
 
 
 def _on_repeated_sigterm(signum: int, frame: object) -> None:
@@ -326,6 +326,20 @@ def _on_repeated_sigterm(signum: int, frame: object) -> None:
     if time.monotonic() - _first_sigterm_at < REPEATED_SIGTERM_GRACE:
         return
     signal.signal(signum, signal.SIG_DFL)
+    _die_by(signum)
+
+
+def _die_by(signum: int) -> None:
+    """Re-raise ``signum``, its action already the default, so the process dies by it; as PID 1, exit 128 + signum.
+
+    The kernel drops a signal whose action is the default when the init of a pid namespace sends
+    it to itself: a container's entrypoint run without an init (`docker run image python
+    train.py`). There the re-raised SIGTERM did nothing, so `docker stop` ended the runs KILLED
+    and the job went on training, its later points dropped without a word, and exited 0. 143 is
+    the status a shell, and Docker, report for a process killed by SIGTERM.
+    """
+    if os.getpid() == 1:
+        os._exit(128 + signum)  # the runs are ended and the clients closed: atexit has nothing left to do
     os.kill(os.getpid(), signum)
 
 
