@@ -339,7 +339,15 @@ def _die_by(signum: int) -> None:
     the status a shell, and Docker, report for a process killed by SIGTERM.
     """
     if os.getpid() == 1:
-        os._exit(128 + signum)  # the runs are ended and the clients closed: atexit has nothing left to do
+        # The runs are ended and the clients closed: atexit has nothing left to do, but the job's
+        # own output still sits in Python's buffers, which os._exit does not flush.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except (OSError, ValueError, RuntimeError):  # closed, a broken pipe, a reentrant flush
+                pass
+        os._exit(128 + signum)
     os.kill(os.getpid(), signum)
 
 
