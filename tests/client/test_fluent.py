@@ -533,6 +533,30 @@ def test_set_tracking_uri_during_a_run_keeps_the_run_in_its_store(daemon: Daemon
         assert run.data.metrics == {key: value}
 
 
+def test_set_tracking_uri_closes_the_client_of_a_store_left_without_runs(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # A test suite whose fixture points each test at its own store (pytest's tmp_path) kept one
+    # sender thread and one daemon connection per store until exit: past the daemon's connection
+    # limit (1024, shared by every process of the user), each end_run waited 10 s and spooled.
+    stores = [tmp_path / f"test-{i}" for i in range(6)]
+    result = _ok(_run(
+        f"""
+        import json, threading, trackd
+        senders = []
+        for store in {[str(s) for s in stores]!r}:
+            trackd.set_tracking_uri(store)
+            with trackd.start_run():
+                trackd.log_metric("loss", 0.5)
+            senders.append(sum(t.name == "trackd-sender" for t in threading.enumerate()))
+        print(json.dumps({{"senders": senders}}))
+        """,
+        _env(daemon, None),
+    ))
+    assert result["senders"] == [1] * len(stores)
+    for store in stores:
+        run = _only_run(store)
+        assert run.info.status == "FINISHED" and run.data.metrics == {"loss": 0.5}
+
+
 def test_set_tracking_uri_reaches_child_processes_as_mlflows_does(daemon: DaemonProcess, tmp_path: Path) -> None:
     # MLflow's set_tracking_uri sets MLFLOW_TRACKING_URI so that subprocesses inherit it. trackd's
     # did not: spawn children (and subprocesses) attaching with start_run(run_id=...) made a second

@@ -147,15 +147,22 @@ def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
     global _tracking_uri, _client
     from ._config import resolve_tracking_uri
 
+    retired = None
     with _lock:
         _tracking_uri = resolve_tracking_uri(uri)
         # As MLflow's set_tracking_uri: processes this one starts (spawn children, subprocesses,
         # MLflow itself) use the same store. Absolute, so a child in another folder does too.
         os.environ["TRACKD_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"] = _tracking_uri
         if _client is not None and _client.tracking_uri != _tracking_uri:
-            # The old client keeps delivering what it accepted; its active runs end through it
-            # (end_run closes it after the last), and its sender is closed at exit in any case.
+            # The old client's active runs end through it (end_run closes it after the last).
+            # One with none is closed now: a test suite pointing each test at its own store kept
+            # a sender thread and a daemon connection per store until exit, and past the daemon's
+            # connection limit every end_run waited TRACKD_EXIT_TIMEOUT and spooled.
+            if all(run.client is not _client for stack in _stacks.values() for run in stack):
+                retired = _client
             _client = None
+    if retired is not None:
+        retired.close()  # delivers what it accepted first, as end_run would
 
 
 def get_tracking_uri() -> str:
