@@ -21,6 +21,7 @@ import pytest
 from helpers import DaemonProcess, RawClient, child_env, wait_for
 from mlflow.tracking import MlflowClient
 
+from trackd._paths import DaemonPaths, daemon_lock
 from trackd.client._spool import read_spool
 from trackd.protocol import FRAME_HEADER_SIZE, Batch, Welcome, decode_body
 from trackd.store import StoreReader
@@ -415,6 +416,53 @@ for step in range(1, int(sys.argv[2])):
     trackd.log_metric("x", float(step), step=step)
 trackd.flush(timeout=60)
 """
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("restart", ["by-hand", "killed", "autostart"])
+def test_events_spooled_during_a_restart_are_said_to_go_to_the_daemon_that_answers(
+    paths: DaemonPaths, store: Path, tmp_path: Path, restart: str
+) -> None:
+    # A fast producer ran through `trackd daemon stop` and started the next daemon itself once
+    # the old one let its lock go: it spooled meanwhile and said "no daemon answers ...; N events
+    # spooled ... delivered when a daemon answers, or by `trackd sync`", and no line ever said
+    # that the daemon it started a moment later got them.
+    socket_path = paths.socket
+    go, points = tmp_path / "go", 5_000
+    env = child_env(
+        socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(tmp_path / "spool"),
+        TRACKD_AUTOSTART="1" if restart == "autostart" else "0", TRACKD_MAX_BUFFERED="1000", TRACKD_ON_FULL="block",
+    )
+    first = DaemonProcess(socket_path).start()
+    with Child(LOG_THEN_FLUSH, [str(go), str(points)], env) as child:
+        wait_for(lambda: "connected" in child.out or child.process.poll() is not None, 30, message="point 0")
+        if restart == "killed":
+            first.kill()
+        else:
+            assert first.stop() == 0, first.log()
+        spilled = lambda: any("spooled to" in line for line in child.err) or child.process.poll() is not None  # noqa: E731
+        if restart == "autostart":
+            # The old daemon still shutting down: it holds the lock, nothing listens.
+            with daemon_lock(paths) as free:
+                assert free
+                go.touch()
+                wait_for(spilled, 30, message="a spill")
+            code = child.wait(timeout=60)  # the paths fixture stops the daemon it started
+        else:
+            go.touch()
+            wait_for(spilled, 30, message="a spill")
+            second = DaemonProcess(socket_path).start()
+            try:
+                code = child.wait(timeout=60)
+            finally:
+                assert second.stop() == 0, second.log()
+    assert code == 0, child.stderr()
+    lines = [line for line in child.err if "spooled" in line]
+    assert len(lines) == 2 and "no daemon answers" in lines[0], child.stderr()
+    assert lines[1].startswith(f"trackd: reconnected to the daemon at {socket_path}; resending "), child.stderr()
+    run = _line(child, "run")
+    assert run is not None
+    assert steps_in_store(store, run[1]) == list(range(points)), "points lost, duplicated or out of order"
 
 
 @pytest.mark.timeout(120)

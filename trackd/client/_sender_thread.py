@@ -299,14 +299,17 @@ class SenderThread:
             spooled = self._spill.frames_after(welcome.resume_seq)
             resend = [frame for _, frame, _ in self._ledger.unacked]
             in_flight = sorted(self._ledger.in_flight.values(), key=lambda r: r.request_id)
-        self._spill.answered()
+        spool_announced = self._spill.answered()
         # The once-a-second limit is for daemons that fail to start; one that answered and later
         # went away (stopped by hand within a second of the process start) is replaced at once.
         self._next_spawn = 0.0
         self._gave_up_announced = False  # a new stall is news again
         self._gave_up_reason = None
         self._unannounced = 0  # (what it spooled quietly goes to the daemon from the spool now)
-        if self._warned_unavailable:
+        # Also after a spill announced without the "unreachable" line (the daemon restarted while
+        # this process started its successor): the line saying the events wait for a daemon or
+        # `trackd sync` was the last word on them, though this daemon got them a moment later.
+        if self._warned_unavailable or spool_announced:
             warn(
                 f"reconnected to the daemon at {path}; resending {len(spooled)} spooled and "
                 f"{len(resend)} unacknowledged batches."

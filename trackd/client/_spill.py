@@ -68,12 +68,15 @@ class Spill:
         hours after a `trackd daemon stop` were spooled at once, without a connect_timeout's wait)."""
         self._unavailable_since = None
 
-    def answered(self) -> None:
-        """A daemon answers again: the outage is over, and new events go to it."""
+    def answered(self) -> bool:
+        """A daemon answers again: the outage is over, and new events go to it. True if stderr
+        was told the events went to the spool file (so it is told where they go now)."""
+        announced = self._announced
         self._unavailable_since = None
         self.spooling = False
         self._announced = False
         self.gave_up = False
+        return announced
 
     def should_spool(self, buffered: int) -> bool:
         """Spool once the daemon has been unreachable for connect_timeout, or the buffer is half full."""
