@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from helpers import DaemonProcess, child_env, create_run_record, metric_records, run_python, wait_for
 
+from trackd import Client, ClientConfig, DeliveryError
 from trackd.client._spool import sync_spools
+from trackd.errors import DaemonUnavailable
 from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, RecordKind, encode_frame
 from trackd.store import StoreReader
 
@@ -253,3 +255,32 @@ def test_a_spool_written_on_another_host_is_left_alone_unless_all_hosts(daemon: 
     assert second.returncode == 0 and "delivered 1 batches of client there" in second.stdout, second
     assert _spool_files(spool_dir) == []
     assert [m.step for m in StoreReader(store).get_metric_history(there_run, "loss")] == [0, 1, 2]
+
+
+@pytest.mark.timeout(60)
+def test_a_spool_file_removed_by_hand_loses_only_its_own_events_and_says_how_many(
+    socket_path: Path, store: Path, tmp_path: Path
+) -> None:
+    # This used to fail every reconnect (FileNotFoundError in the sender thread): nothing logged
+    # after the removal reached the store, and each flush timed out blaming a healthy daemon.
+    spool_dir = tmp_path / "spool"
+    config = ClientConfig(socket_path=socket_path, autostart=False, connect_timeout=0.5, spool_dir=spool_dir)
+    with Client(store, config=config) as client:
+        run_id = client.create_run("0").info.run_id
+        for step in range(100):
+            client.log_metric(run_id, "loss", float(step), step=step)
+        with pytest.raises(DaemonUnavailable, match="101 events are spooled"):
+            client.flush(timeout=30)
+        for path in _spool_files(spool_dir):
+            path.unlink()  # a cache cleaner
+        daemon = DaemonProcess(socket_path).start()
+        try:
+            later_run = client.create_run("0").info.run_id
+            client.log_metric(later_run, "loss", 0.5, step=0)
+            with pytest.raises(DeliveryError, match=r"101 events spooled to .* could not be read back .* and are lost"):
+                client.flush(timeout=30)
+            assert client.stats()["rejected"] == 101 and client.stats()["spooled"] == 0
+            assert [m.value for m in client.get_metric_history(later_run, "loss")] == [0.5]
+        finally:
+            client.close()
+            assert daemon.stop() == 0

@@ -14,7 +14,7 @@ import select
 import threading
 import time
 
-from ..errors import DaemonUnavailable, LocalProtocolError
+from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
 from ..protocol import NEED_DATA, Ack, Connection, ConnectionClosed, Dropped, ErrorCode, Event, Record, encode_frame
 from ._config import ClientConfig
 from ._launcher import DaemonCannotStart, start_daemon
@@ -296,7 +296,14 @@ class SenderThread:
             self._transport = transport
             self._protocol = protocol
             self._ack(welcome.resume_seq)
-            spooled = self._spill.frames_after(welcome.resume_seq)
+            try:
+                spooled = self._spill.frames_after(welcome.resume_seq)
+            except (OSError, RemoteProtocolError) as exc:
+                # Removed or damaged by someone else (a cache cleaner): its events are gone, and
+                # the next flush says how many. It used to fail every reconnect, so nothing logged
+                # after it was delivered while flushes blamed a healthy daemon.
+                spooled = []
+                self._ledger.refuse(*self._spill.lost_file(welcome.resume_seq, exc))
             resend = [frame for _, frame, _ in self._ledger.unacked]
             in_flight = sorted(self._ledger.in_flight.values(), key=lambda r: r.request_id)
         spool_announced = self._spill.answered()

@@ -133,6 +133,15 @@ class Spill:
         """The spooled frames of batches after ``seq`` (what the daemon does not hold), oldest first."""
         return [frame for batch_seq, frame in self._spool.frames() if batch_seq > seq] if self._spool else []
 
+    def lost_file(self, seq: int, exc: Exception) -> tuple[int, str]:
+        """The spool file could not be read back (``frames_after`` raised ``exc``): forget it, and
+        return how many of its records after ``seq`` are lost, with the sentence that says so."""
+        spool = self._spool
+        assert spool is not None
+        lost = spool.records_after(seq)
+        spool.remove()
+        return lost, f"{events(lost, 'spooled to')} {spool.path} could not be read back ({exc}) and are lost"
+
     def acked(self, seq: int) -> None:
         """The daemon wrote batches up to ``seq``: delete the spool file once that covers all of it."""
         spool = self._spool

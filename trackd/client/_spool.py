@@ -70,6 +70,8 @@ class Spool:
         self._fd = -1
         self.last_seq = 0
         self.records = 0
+        # (seq, records) of each batch in the file, to count what is lost if it cannot be read back.
+        self._counts: list[tuple[int, int]] = []
 
     def append(self, batches: list[tuple[int, bytes, int]]) -> None:
         """Append (seq, frame, record count) batches, creating the file with its Hello first."""
@@ -101,6 +103,7 @@ class Spool:
             raise
         self.last_seq = max(self.last_seq, max(seq for seq, _, _ in batches))
         self.records += sum(count for _, _, count in batches)
+        self._counts.extend((seq, count) for seq, _, count in batches)
 
     def frames(self) -> list[tuple[int, bytes]]:
         """The spooled Batch frames, in order, as (seq, frame)."""
@@ -108,6 +111,10 @@ class Spool:
             return []
         _, frames = read_spool(self.path)
         return frames
+
+    def records_after(self, seq: int) -> int:
+        """Records in the batches after ``seq``."""
+        return sum(count for batch_seq, count in self._counts if batch_seq > seq)
 
     def remove(self) -> None:
         """Delete the spool once the daemon acknowledged everything in it."""
@@ -118,6 +125,7 @@ class Spool:
             self._fd = -1
         self.last_seq = 0
         self.records = 0
+        self._counts = []
 
     def abandon(self) -> None:
         """In a forked child: forget the parent's spool without touching it."""
