@@ -673,3 +673,30 @@ def test_exit_waits_for_a_daemon_that_is_there_but_refuses_for_now(socket_path: 
         assert run.info.status == "FINISHED" and run.data.metrics == {"a": 1.0, "b": 2.0}
     finally:
         assert daemon.stop() == 0
+
+
+def test_closing_the_last_client_at_a_stalled_daemon_does_not_promise_a_later_count(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # The close's one line used to end "Until then, what follows is spooled there too, counted
+    # when this process closes its clients": said by that close, of a count that never came.
+    spool_dir = tmp_path / "spool"
+    env = child_env(daemon.paths.socket, TRACKD_SPOOL_DIR=str(spool_dir), TRACKD_EXIT_TIMEOUT="1", TRACKD_AUTOSTART="0")
+    code = f"""
+import os, signal, trackd
+client = trackd.Client({str(store)!r})
+run_id = client.create_run().info.run_id
+client.flush()
+os.kill({daemon.pid}, signal.SIGSTOP)
+client.log_metric(run_id, "loss", 0.5, step=0)
+client.close()
+"""
+    try:
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        daemon.signal(signal.SIGCONT)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "not delivered" in line]
+    assert line.startswith("trackd: 1 event was not delivered") and "spooled to" in line
+    assert "what follows" not in line, result.stderr
+    _sync(daemon, spool_dir)

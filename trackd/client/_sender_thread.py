@@ -127,7 +127,10 @@ class SenderThread:
             held = self._pending_locked() - spooled
         self._unannounced += max(0, spooled - before)
         if self._unannounced and (final or not self._gave_up_announced):
-            warn(self._spill.gave_up_message(self._unannounced, reason, more=spooled > self._unannounced, exiting=exiting))
+            # Nothing follows a final give-up (the sender closes): "Until then, what follows is
+            # spooled there too, counted when this process closes its clients" was said by the close.
+            more = spooled > self._unannounced
+            warn(self._spill.gave_up_message(self._unannounced, reason, more=more, last=exiting or final))
             self._gave_up_announced = True
             self._unannounced = 0
         if held > 0:

@@ -175,12 +175,13 @@ class Spill:
             f"spooled to {self._path()} and delivered when a daemon answers (or by `trackd sync` on {_HOST})."
         )
 
-    def gave_up_message(self, count: int, reason: str, *, more: bool, exiting: bool = False) -> str:
-        """The one line a flush that gave up prints: how many events, why, and where they are."""
+    def gave_up_message(self, count: int, reason: str, *, more: bool, last: bool = False) -> str:
+        """The one line a flush that gave up prints: how many events, why, and where they are;
+        ``last``: the process is exiting or the sender closing, so nothing follows."""
         return (
             f"{events(count, 'were not delivered', more=more)}: {reason}; they are spooled to "
             f"{self._path()} and delivered when a daemon answers, or by `trackd sync` on {_HOST}."
-            + ("" if more or exiting else " Until then, what follows is spooled there too, counted when this process closes its clients.")
+            + ("" if more or last else " Until then, what follows is spooled there too, counted when this process closes its clients.")
         )
 
     def held_message(self, count: int, reason: str, *, lost: bool) -> str:
