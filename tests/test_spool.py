@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -284,3 +285,28 @@ def test_a_spool_file_removed_by_hand_loses_only_its_own_events_and_says_how_man
         finally:
             client.close()
             assert daemon.stop() == 0
+
+
+@pytest.mark.timeout(120)
+def test_trackd_sync_to_a_daemon_that_stops_reading_gives_up_within_its_timeout(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
+    # This used to hang for ever: the sends had no bound, only the wait for the daemon's answer.
+    run_id = "0123456789abcdef0123456789abcdef"
+    spool_dir = tmp_path / "spool"
+    path = _old_spool(spool_dir, store, run_id)
+    with path.open("ab") as spool:  # ~30 MB: far more than the socket holds
+        for seq in range(2, 100):
+            spool.write(encode_frame(Batch(seq=seq, records=metric_records(run_id, f"k{seq}", 5000))))
+    sync = subprocess.Popen(
+        [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(spool_dir), "--timeout", "2"],
+        env=child_env(daemon.paths.socket), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(lambda: any(c["received_seq"] >= 2 for c in daemon.status()["clients"]), 30, message="the first batches")
+        daemon.signal(signal.SIGSTOP)
+        out, err = sync.communicate(timeout=30)
+    finally:
+        daemon.signal(signal.SIGCONT)
+        if sync.poll() is None:
+            sync.kill()
+    assert sync.returncode == 1 and "read nothing for 2 s" in out + err, out + err
+    assert _spool_files(spool_dir) == [path]  # left for the next try

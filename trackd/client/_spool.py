@@ -201,11 +201,13 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
         hello = make_hello(hello.client_id, hello.store_root)
         transport, protocol, welcome = handshake(socket_path, hello, timeout=timeout)
         try:
+            # Bounded like the wait below: a daemon that stops reading (SIGSTOP, a store whose
+            # backlog is full) held `trackd sync --timeout 3` in a send for ever, and the lock with it.
             for seq, frame in frames:
                 if seq > welcome.resume_seq:
-                    transport.send(frame)
+                    transport.send(frame, timeout=timeout)
                     result.batches += 1
-            transport.send(protocol.send(Flush(request_id=1)))
+            transport.send(protocol.send(Flush(request_id=1)), timeout=timeout)
             deadline = time.monotonic() + timeout
             while True:
                 event = protocol.next_event()

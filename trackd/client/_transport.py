@@ -104,11 +104,13 @@ class Transport:
     def fileno(self) -> int:
         return self._socket().fileno()
 
-    def send(self, data: bytes) -> None:
-        """Send all of ``data``, waiting while the daemon is not reading (only the sender thread waits).
+    def send(self, data: bytes, *, timeout: float | None = None) -> None:
+        """Send all of ``data``, waiting while the daemon is not reading, at most ``timeout`` seconds
+        each time it reads nothing (None: the sender thread's interrupt decides).
 
-        Raises DaemonUnavailable when the interrupt gives the daemon up, possibly in the middle of
-        a frame: the connection is then unusable, and the caller closes it.
+        Raises DaemonUnavailable when the interrupt gives the daemon up or the daemon read nothing
+        for ``timeout``, possibly in the middle of a frame: the connection is then unusable, and
+        the caller closes it.
         """
         sock = self._socket()
         view = memoryview(data)
@@ -117,7 +119,8 @@ class Transport:
                 try:
                     view = view[sock.send(view) :]
                 except BlockingIOError:
-                    self._wait(writable=True, timeout=None)
+                    if not self._wait(writable=True, timeout=timeout):
+                        raise DaemonUnavailable(f"The trackd daemon at {self.path} read nothing for {timeout:g} s.") from None
 
     def receive_available(self) -> bytes | None:
         """Bytes that have arrived, without waiting: None if there are none, b"" if the daemon closed."""
