@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -448,3 +449,51 @@ def test_status_uptime_is_a_duration_when_the_wall_clock_steps_back(socket_path:
     finally:
         process.terminate()
         assert process.wait(30) == 0
+
+
+def test_a_client_back_after_its_session_was_forgotten_resumes_after_what_was_written(socket_path: Path, store: Path) -> None:
+    # A client gave a stalled daemon up and spooled its batches, which the daemon then wrote; the
+    # spool came back (trackd sync, or another client delivering an exited process's spool) after
+    # the daemon had forgotten the session (SESSION_TTL, 300 s, here 1 s) and been restarted,
+    # and the daemon welcomed it at batch 0: 40,000 points in the store, 30,000 of them distinct.
+    code = "import sys\nfrom trackd.daemon import _state\n_state.SESSION_TTL = 1.0\nfrom trackd.daemon import main\nsys.exit(main(sys.argv[1:]))\n"
+    paths = DaemonPaths(socket_path)
+    run_id = uuid.uuid4().hex
+    batch = Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 3)])
+
+    def daemon_with_short_ttl() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, "--socket", str(socket_path), "--log-file", str(paths.log)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: daemon_answers(socket_path, 0.2), 15, message="daemon start")
+        return process
+
+    def resume_seq() -> int:
+        raw = RawClient(socket_path)
+        try:
+            welcome = raw.hello(str(store), client_id="spooled-client")
+            assert isinstance(welcome, Welcome)
+            if welcome.resume_seq < batch.seq:
+                raw.send(batch)  # what a spool delivery sends: every batch after resume_seq
+                assert isinstance(raw.next_event(), Ack)
+            return welcome.resume_seq
+        finally:
+            raw.close()
+
+    process = daemon_with_short_ttl()
+    try:
+        assert resume_seq() == 0  # first delivery: written
+        wait_for(lambda: query_status(socket_path)["clients_known"] == 0, 15, message="the session forgotten")
+        assert resume_seq() == 1  # back after its session was forgotten
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
+    process = daemon_with_short_ttl()  # the journal carries what was written to the next daemon
+    try:
+        time.sleep(2.5)  # more than SESSION_TTL after its start
+        assert resume_seq() == 1
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
+    assert [line.split()[2] for line in metric_lines(store, run_id, "loss")] == ["0", "1", "2"]

@@ -37,7 +37,7 @@ from ._files import AlreadyRunning, remove_daemon_files, remove_stale_socket, ta
 from ._loop import loop_factory
 from ._outages import Outages
 from ._peer import credentials_supported, peer_uid
-from ._state import SESSION_TTL, ServerState, Session
+from ._state import ServerState, Session
 
 logger = logging.getLogger("trackd.daemon")
 T = TypeVar("T")
@@ -116,8 +116,6 @@ class Server:
         self._server: asyncio.AbstractServer | None = None
         self._sigint_count = 0
         self._idle_since = time.monotonic()
-        # Sequence numbers recovered from the journal, for clients that have not reconnected yet.
-        self._recovered: dict[str, int] = {}
         # Stores refusing writes (disk full...), each holding its own batches back.
         self.outages = Outages()
         # Clients whose batches wait for artifacts to be copied (off the writer thread).
@@ -146,7 +144,9 @@ class Server:
         remove_stale_socket(paths.socket)
         # Undo a write that a previous daemon did not finish, and learn what it did finish.
         journal = WriteJournal.open(str(paths.journal))
-        self._recovered = dict(journal.recovered_seqs)
+        # What the last daemon wrote per client: a client or a spool resuming after it.
+        for client_id, seq in journal.recovered_seqs.items():
+            self.state.retire(client_id, seq)
         self.applier = Applier(max_open_files=self._open_files_budget(), journal=journal)
         # Both before the socket answers: a SIGTERM sent as soon as a client reaches the daemon must
         # stop it gracefully (serve() then finds the exit flag set), and whoever reaches it must
@@ -260,8 +260,9 @@ class Server:
             session = Session(hello.client_id, hello.pid, hello.host, store_root)
             if store_root:
                 self.state.sessions[hello.client_id] = session
-                # A client of a daemon that died: what that daemon wrote must not be written again.
-                recovered = self._recovered.pop(hello.client_id, 0)
+                # A client (or its spool) back after its session was forgotten, or after a daemon
+                # that died: what was written must not be written again.
+                recovered = self.state.retired.pop(hello.client_id, 0)
                 session.received_seq = session.applied_seq = recovered
         elif session.connection is not None and session.connection is not conn:
             # The client reconnected before we noticed its old socket die.
@@ -453,7 +454,7 @@ class Server:
                 pending = [item for item in pending if id(item) not in held_ids]
             self.outages.recovered(pending, now)
             self._deliver(pending, result)
-            snapshot = {**self._recovered, **{s.client_id: s.applied_seq for s in self.state.sessions.values()}}
+            snapshot = {**self.state.retired, **{s.client_id: s.applied_seq for s in self.state.sessions.values()}}
             try:
                 await loop.run_in_executor(self._executor, self.applier.compact_journal, snapshot)
             except Exception:  # a full disk here must not end the write loop; compaction retries next write
@@ -577,8 +578,6 @@ class Server:
                 # In the writer thread, between writes (the cache is the writer's alone), and not
                 # waited for: a long write must not hold up the rates and the idle exit.
                 loop.run_in_executor(self._executor, self.applier.close_idle_files)
-            if self._recovered and now - self.state.started_at > SESSION_TTL:
-                self._recovered.clear()
             self.state.forget_sessions(now)
             # A client that reconnects and still waits sends its flushes again, which adds it back.
             self.state.flushing = {

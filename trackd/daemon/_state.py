@@ -21,6 +21,12 @@ RATE_WINDOW = 10.0
 SESSION_TTL = 300.0
 # Most sessions kept at once; the oldest finished ones beyond it are forgotten before SESSION_TTL.
 MAX_KEPT_SESSIONS = 10_000
+# Forgotten clients whose batches were written keep their highest written batch number (in
+# ServerState.retired and the journal's snapshots), so a spool file delivered hours later (`trackd
+# sync`, or the next client delivering an exited process's spool) is not written twice: its first
+# batches may be ones the daemon wrote after the client had given it up. The oldest go past this
+# many (~150 bytes each in memory, ~45 in a snapshot).
+MAX_RETIRED_CLIENTS = 20_000
 # Clients listed one by one in a status reply (all are counted in clients_known).
 MAX_STATUS_CLIENTS = 256
 # Kinds of store errors status lists; the rest are counted together.
@@ -119,6 +125,9 @@ class ServerState:
     error_kinds: dict[str, int] = field(default_factory=dict)
     # Peers refused at the handshake, and why: each is logged once (see ClientConnection._refuse).
     refused: set[str] = field(default_factory=set)
+    # Highest batch written per client id of clients no session holds (forgotten, or recovered from
+    # the journal), oldest first: see MAX_RETIRED_CLIENTS.
+    retired: dict[str, int] = field(default_factory=dict)
 
     def count_error(self, kind: str) -> bool:
         """Count one failure of ``kind``; True the first time it is seen (to log it)."""
@@ -148,21 +157,34 @@ class ServerState:
 
         A session is kept a while after its connection closes, so a reconnecting client is not
         written twice. A client inventing a client id per connection must not grow the daemon for
-        SESSION_TTL, so past MAX_KEPT_SESSIONS the oldest finished ones go now (a client coming
-        back after that many others would have its unacknowledged batches written again).
+        SESSION_TTL, so past MAX_KEPT_SESSIONS the oldest finished ones go now. Either way its
+        highest written batch is kept (``retire``): a client, or its spool, coming back later
+        resumes after it.
         """
         sessions = self.sessions
         for client_id, session in list(sessions.items()):
             gone = session.disconnected_at
             if gone is not None and now - gone > SESSION_TTL and session.finished:
                 del sessions[client_id]
+                self.retire(client_id, session.applied_seq)
         excess = len(sessions) - MAX_KEPT_SESSIONS
         for client_id, session in list(sessions.items()):
             if excess <= 0:
                 break
             if session.finished:
                 del sessions[client_id]
+                self.retire(client_id, session.applied_seq)
                 excess -= 1
+
+    def retire(self, client_id: str, written_seq: int) -> None:
+        """Remember ``client_id``'s highest written batch after its session is gone (see MAX_RETIRED_CLIENTS)."""
+        if written_seq <= 0:
+            return  # nothing of it written: nothing a later delivery could write twice
+        retired = self.retired
+        retired.pop(client_id, None)  # to the newest end
+        retired[client_id] = written_seq
+        if len(retired) > MAX_RETIRED_CLIENTS:
+            del retired[next(iter(retired))]
 
     def listed_sessions(self) -> list[Session]:
         """The sessions a status reply lists: connected ones first, then the latest to leave, at
