@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import (
     ClientClosedError,
@@ -51,7 +51,10 @@ from ..store import (
     RunStatus,
     StoreReader,
     ViewType,
+    PagedList,
     mapping_items,
+    page_offset,
+    page_token,
     validate_artifact_text,
     validate_experiment_id,
     validate_experiment_name,
@@ -83,6 +86,8 @@ _time_ns = time.time_ns
 
 USER_TAG = "mlflow.user"
 
+
+T = TypeVar("T")
 
 class Client:
     """Log to runs by id and read them back, like ``mlflow.MlflowClient``.
@@ -175,18 +180,17 @@ class Client:
         filter_string: str | None = None,
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
-    ) -> list[Experiment]:
+    ) -> PagedList[Experiment]:
         """Experiments in ``view_type``, at most ``max_results``, in MLflow's default order (newest first).
 
-        MLflow's signature, without its search grammar: a ``filter_string``, ``order_by`` or
-        ``page_token`` raises InvalidArgument naming it.
+        MLflow's signature and pages (the result's ``token`` asks for the next page, None on the
+        last), without its search grammar: a ``filter_string`` or ``order_by`` raises
+        InvalidArgument naming it.
         """
-        validate_search_arguments(
-            "search_experiments", "creation_time DESC, then experiment_id", filter_string, order_by, page_token
-        )
+        validate_search_arguments("search_experiments", "creation_time DESC, then experiment_id", filter_string, order_by)
         view = validate_view_type(view_type)
         limit = validate_max_results(max_results, minimum=1)
-        return self._reader.list_experiments(view)[:limit]
+        return _page(self._reader.list_experiments(view), page_offset(page_token), limit)
 
     # -- runs ---------------------------------------------------------------------------------------
 
@@ -262,19 +266,22 @@ class Client:
         max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
-    ) -> list[Run]:
+    ) -> PagedList[Run]:
         """Runs of these experiments in ``run_view_type``, at most ``max_results``, newest first, after flushing.
 
-        MLflow's signature and default order (start_time DESC, then run_id), without its search
-        grammar: a ``filter_string``, ``order_by`` or ``page_token`` raises InvalidArgument naming it.
+        MLflow's signature, default order (start_time DESC, then run_id) and pages (the result's
+        ``token`` asks for the next page, None on the last; a sweep's 2,000 trials are two pages
+        of the default 1,000), without its search grammar: a ``filter_string`` or ``order_by``
+        raises InvalidArgument naming it.
         """
-        validate_search_arguments("search_runs", "start_time DESC, then run_id", filter_string, order_by, page_token)
+        validate_search_arguments("search_runs", "start_time DESC, then run_id", filter_string, order_by)
         view = validate_view_type(run_view_type)
         # FileStore._search_runs refuses only more than the threshold; 0 gives no runs.
         limit = validate_max_results(max_results, minimum=0)
+        offset = page_offset(page_token)
         ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
         self._flush_for_read()
-        return self._reader.search_runs(ids, view)[:limit]
+        return _page(self._reader.search_runs(ids, view), offset, limit)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         """The files and folders directly in ``path`` (default: the artifact root), after flushing.
@@ -589,3 +596,9 @@ class Client:
 
 def _now_ms() -> int:
     return _time_ns() // 1_000_000
+
+
+def _page(items: list[T], offset: int, limit: int) -> PagedList[T]:
+    """The page of ``items`` from ``offset``, at most ``limit`` long, as MLflow's ``SearchUtils.paginate``."""
+    end = offset + limit
+    return PagedList(items[offset:end], page_token(end) if end < len(items) else None)

@@ -8,8 +8,12 @@ does not create those classes.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from typing import TypeVar
 
 from .._struct import Frozen
+
+T = TypeVar("T")
 
 LIFECYCLE_ACTIVE = "active"
 LIFECYCLE_DELETED = "deleted"
@@ -164,3 +168,15 @@ class FileInfo(Frozen):
         _set(self, "path", path)
         _set(self, "is_dir", is_dir)
         _set(self, "file_size", file_size)
+
+
+class PagedList(list[T]):
+    """One page of a search, as MLflow's ``PagedList``: a list, and the ``token`` that asks for the
+    next page (None on the last one)."""
+
+    def __init__(self, items: Iterable[T], token: str | None) -> None:
+        super().__init__(items)
+        self.token = token
+
+    def to_list(self) -> list[T]:
+        return list(self)

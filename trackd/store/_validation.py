@@ -8,6 +8,8 @@ logging call, so the common case (a str key, a float value, an int step) is test
 
 from __future__ import annotations
 
+import base64
+import json
 import numbers
 import operator
 import os
@@ -289,9 +291,9 @@ def validate_view_type(view_type: object) -> ViewType:
     )
 
 
-def validate_search_arguments(method: str, order: str, filter_string: object, order_by: object, page_token: object) -> None:
-    """Refuse, by name, what trackd does not implement of MLflow's search arguments: a filter, an
-    ordering or a page token (``method`` names the Client method, ``order`` the order it returns)."""
+def validate_search_arguments(method: str, order: str, filter_string: object, order_by: object) -> None:
+    """Refuse, by name, what trackd does not implement of MLflow's search arguments: a filter or an
+    ordering (``method`` names the Client method, ``order`` the order it returns)."""
     if filter_string is not None and not (type(filter_string) is str and not filter_string.strip()):
         raise InvalidArgument(
             f"Client.{method} does not support filter_string ({filter_string!r}): trackd has no MLflow search "
@@ -302,11 +304,29 @@ def validate_search_arguments(method: str, order: str, filter_string: object, or
             f"Client.{method} does not support order_by ({order_by!r}): results come in MLflow's default order "
             f"({order}). Sort the returned list in Python, or search this store with mlflow.MlflowClient."
         )
-    if page_token:
-        raise InvalidArgument(
-            f"Client.{method} does not support page_token ({page_token!r}): trackd returns one page. Pass a "
-            f"larger max_results (at most {SEARCH_MAX_RESULTS_THRESHOLD}) instead."
-        )
+
+
+def page_offset(page_token: object) -> int:
+    """Where the page a search's ``page_token`` asks for starts, as MLflow's file store reads it.
+
+    MLflow's token (``SearchUtils.create_page_token``) is base64 of ``{"offset": N}``; a token
+    MLflow made works here and one made here works there. None or "" is the first page.
+    """
+    if page_token is None or page_token == "" or page_token == b"":
+        return 0
+    try:
+        decoded = base64.b64decode(page_token, validate=True)  # type: ignore[arg-type]
+        offset = json.loads(decoded)["offset"]
+    except (TypeError, ValueError, KeyError):  # binascii.Error and JSONDecodeError are ValueErrors
+        offset = None
+    if type(offset) is not int or offset < 1:
+        raise InvalidArgument(f"Invalid page token {page_token!r}: expected the token of an earlier page of this search.")
+    return offset
+
+
+def page_token(offset: int) -> str:
+    """The token of the page that starts at ``offset`` (MLflow's format, see page_offset)."""
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
 
 
 def validate_max_results(max_results: object, *, minimum: int) -> int:
