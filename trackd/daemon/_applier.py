@@ -46,6 +46,11 @@ Origin = tuple["Session", int]
 # Keys and run ids already checked against MLflow's rules; cleared when it grows past this, so a
 # client inventing keys cannot grow it without bound.
 MAX_CACHED_NAMES = 100_000
+# A store no write or request used for this many idle-file sweeps (close_idle_files, every 10 to
+# 20 s) loses its StoreWriter (made again at its next use, from the files). A test suite gives
+# each test a store of its own: 2,000 of them, each deleted after its test, kept ~9 MB of writers
+# in a daemon that never forgot one.
+IDLE_STORE_SWEEPS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,8 @@ class Applier:
         self._metric_files = MetricFileCache(max_open_files)
         self._journal = journal
         self._writers: dict[str, StoreWriter] = {}
+        # Sweeps each store's writer has gone unused (see IDLE_STORE_SWEEPS); 0 once used again.
+        self._idle_sweeps: dict[str, int] = {}
         self._good_keys: set[str] = set()
         self._good_run_ids: set[str] = set()
 
@@ -95,7 +102,13 @@ class Applier:
         writer = self._writers.get(root)
         if writer is None:
             writer = self._writers[root] = StoreWriter(root, metric_files=self._metric_files)
+        self._idle_sweeps[root] = 0
         return writer
+
+    @property
+    def stores(self) -> list[str]:
+        """The store roots that have a writer now."""
+        return list(self._writers)
 
     def get_experiment(self, root: str, name: str, *, create: bool) -> str | None:
         """The id of the active experiment ``name``, creating it first when asked."""
@@ -193,14 +206,23 @@ class Applier:
             self._journal.compact_if_large(seqs)
 
     def close_idle_files(self) -> None:
-        """Writer thread: close the metric files no write used since the last call (MetricFileCache.close_idle)."""
+        """Writer thread: close the metric files no write used since the last call (MetricFileCache.close_idle),
+        and forget the writers of stores unused for IDLE_STORE_SWEEPS calls."""
         self._metric_files.close_idle()
+        sweeps = self._idle_sweeps
+        for root in list(self._writers):
+            sweeps[root] += 1
+            if sweeps[root] > IDLE_STORE_SWEEPS:
+                # Not writer.close(): that closes the shared cache's files, every store's. Its own
+                # files were closed by the sweeps above, unused as long.
+                del self._writers[root], sweeps[root]
 
     def close(self) -> None:
         """Close every writer's cached files and the journal."""
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+        self._idle_sweeps.clear()
         self._metric_files.close()
         if self._journal is not None:
             self._journal.close()
