@@ -557,6 +557,37 @@ def test_set_tracking_uri_closes_the_client_of_a_store_left_without_runs(daemon:
         assert run.info.status == "FINISHED" and run.data.metrics == {"loss": 0.5}
 
 
+def test_operations_logged_before_set_tracking_uri_can_still_be_waited_on(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # set_tracking_uri closes the old store's client once it has no run; each wait() then raised
+    # ClientClosedError for a close the caller never made (MLflow's returns), though the close had
+    # delivered what they logged.
+    first, second = tmp_path / "first", tmp_path / "second"
+    result = _ok(_run(
+        f"""
+        import json, trackd
+        trackd.set_tracking_uri({str(first)!r})
+        with trackd.start_run():
+            operations = [
+                trackd.log_metric("loss", 0.5, synchronous=False),
+                trackd.log_metrics({{"acc": 0.9}}, synchronous=False),
+                trackd.log_param("lr", 0.01, synchronous=False),
+                trackd.log_params({{"seed": 7}}, synchronous=False),
+                trackd.set_tag("team", "ml", synchronous=False),
+                trackd.set_tags({{"phase": "eval"}}, synchronous=False),
+            ]
+        trackd.set_tracking_uri({str(second)!r})
+        for operation in operations:
+            operation.wait()
+        print(json.dumps({{"waited": len(operations)}}))
+        """,
+        _env(daemon, None),
+    ))
+    assert result == {"waited": 6}
+    run = _only_run(first)
+    assert (run.data.metrics, run.data.params) == ({"loss": 0.5, "acc": 0.9}, {"lr": "0.01", "seed": "7"})
+    assert (run.data.tags["team"], run.data.tags["phase"]) == ("ml", "eval")
+
+
 def test_set_tracking_uri_reaches_child_processes_as_mlflows_does(daemon: DaemonProcess, tmp_path: Path) -> None:
     # MLflow's set_tracking_uri sets MLFLOW_TRACKING_URI so that subprocesses inherit it. trackd's
     # did not: spawn children (and subprocesses) attaching with start_run(run_id=...) made a second

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..errors import ClientClosedError
+
 
 class _Flushable(Protocol):
     def flush(self, timeout: float | None = None) -> object: ...
@@ -26,8 +28,17 @@ class RunOperations:
 
     def wait(self) -> None:
         """Block until what the calls logged is in the store (everything their client logged
-        before them included); raises as ``flush()`` does for refused items or a closed client."""
-        self._client.flush()
+        before them included); raises as ``flush()`` does for refused items.
+
+        A client closed since has nothing left to wait for: its close delivered what it had
+        accepted, and said what it could not. The fluent API closes clients by itself
+        (set_tracking_uri to another store, exit), and ``op.wait()`` after that raised
+        ClientClosedError for a close the caller never made; MLflow's returns.
+        """
+        try:
+            self._client.flush()
+        except ClientClosedError:
+            pass
 
     def __repr__(self) -> str:
         return f"RunOperations({self._client!r})"
