@@ -164,7 +164,9 @@ class Sender(SenderThread):
             failures, failed_events = self._ledger.take_failures()
         if failures:
             raise DeliveryError(
-                f"The daemon refused {len(failures)} logged item(s), {events(failed_events)}: {failures[0]}"
+                # Not "the daemon refused": some are this process's own losses (a spool file removed
+                # by hand, records that could not be encoded), and each sentence says why.
+                f"{len(failures)} logged item(s), {events(failed_events)}, will not be written: {failures[0]}"
                 + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""),
                 failures,
             )
