@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--socket", help=socket_help)
     sync.add_argument("--spool-dir", help="spool folder (default: $TRACKD_SPOOL_DIR, else $XDG_CACHE_HOME/trackd/spool, else ~/.cache/trackd/spool, else <tmp>/trackd-spool-<uid>)")
-    sync.add_argument("--timeout", type=_seconds, default=60.0, help="seconds to wait for each spool to be written, 0 or more (default: %(default)s)")
+    sync.add_argument("--timeout", type=_seconds, default=60.0, help="seconds a spool's delivery may wait for the daemon to read it, each time, and then for it to be written, 0 or more; a spool not done in time stays for the next sync (default: %(default)s)")
     sync.add_argument(
         "--all-hosts", action="store_true",
         help="also deliver spools written on other hosts (a spool folder shared over NFS): their stores are "
