@@ -18,6 +18,7 @@ import pytest
 from helpers import SOCKET_PARENT, RawClient, alive, create_run_record, metric_lines, metric_records, wait_for
 
 from trackd._paths import DaemonPaths
+from trackd.cli import duration
 from trackd.client._control import query_status
 from trackd.errors import DaemonUnavailable
 from trackd.protocol import Ack, Batch, ErrorCode, ErrorReply, Welcome
@@ -419,3 +420,12 @@ def test_daemon_start_while_the_daemon_shuts_down_starts_its_successor_once_it_h
     result = trackd_cli("daemon", "start", "--socket", str(paths.socket))
     assert result.returncode == 0 and "trackd daemon started" in result.stdout, result.stderr
     assert query_status(paths.socket)["pid"] == int(paths.pid.read_text())
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.4, "0 s"), (59.4, "59 s"), (60, "1 min 0 s"), (200, "3 min 20 s"), (3_600, "1 h 0 min 0 s"), (93_784, "1 d 2 h 3 min"), (172_800, "2 d 0 h 0 min")],
+)
+def test_status_shows_uptime_in_days_hours_and_minutes(seconds: float, shown: str) -> None:
+    # "uptime 93784 s" was a sum to do at 3 am.
+    assert duration(seconds) == shown

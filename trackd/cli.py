@@ -256,7 +256,7 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
     lines = [
         f"trackd daemon pid {status['pid']} (trackd {status['version']}, loop {status['loop']})",
         f"  socket        {status['socket']}",
-        f"  uptime        {float(str(status['uptime_s'])):.0f} s",
+        f"  uptime        {duration(float(str(status['uptime_s'])))}",
         f"  clients       {status['clients_connected']} connected, {status.get('clients_known', len(clients) if isinstance(clients, (list, tuple)) else 0)} known",
         f"  received      {status['records_received']} events, {status.get('bytes_received', 0)} bytes ({status['receive_rate']} events/s {rate_window})",
         f"  written       {status['records_written']} events, {status['metric_points_written']} metric points ({status['write_rate']} events/s {rate_window})",
@@ -294,6 +294,22 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
             lines.append(f"  client        ... and {gone_hidden} more gone (--json lists every client)")
     print("\n".join(lines))
     return 0
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them at a glance: "42 s", "3 min 20 s", "1 d 2 h 3 min" (a daemon up for days)."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{seconds:.0f} s"
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days} d"] if days else []
+    parts += [f"{hours} h"] if hours or days else []
+    parts.append(f"{minutes} min")
+    if not days:
+        parts.append(f"{secs} s")
+    return " ".join(parts)
 
 
 def _why_silent(paths: DaemonPaths) -> str:
