@@ -86,6 +86,18 @@ def _older_trackd(folder: Path) -> Path:
     return folder
 
 
+def _start_older_daemon(paths: DaemonPaths, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """A daemon of the previous protocol version on ``paths.socket``, answering."""
+    older = _older_trackd(tmp_path / "older")
+    old_daemon = subprocess.Popen(
+        [sys.executable, "-m", "trackd.daemon", "--socket", str(paths.socket), "--log-file", str(paths.log)],
+        env=child_env(paths.socket, PYTHONPATH=str(older)), cwd=older,  # (-m puts the working folder first on sys.path)
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: paths.socket.exists() or old_daemon.poll() is not None, 15, message="the older daemon")
+    return old_daemon
+
+
 # Jobs of the suite: one asks for its experiment, one logs to the default experiment and exits.
 SET_EXPERIMENT = """
 import trackd
@@ -101,6 +113,38 @@ trackd.log_metric("x", 1.0)
 """
 
 
+LOG_MANY_AND_EXIT = """
+import trackd
+trackd.start_run()
+for step in range(50_000):
+    trackd.log_metric("x", float(step), step=step)
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_job_refused_by_an_older_daemon_while_it_logs_says_refused_not_that_no_daemon_answers(
+    paths: DaemonPaths, store: Path, tmp_path: Path
+) -> None:
+    # An older daemon (left running by an upgrade) refuses a job that logs faster than its buffer
+    # holds: the job said "refused this client", then "no daemon answers at ...; N events
+    # spooled", of a daemon that had just answered it, and N was the first spill's count: what it
+    # spooled after that was never counted.
+    old_daemon = _start_older_daemon(paths, tmp_path)
+    env = child_env(paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(tmp_path / "spool"))
+    try:
+        logged = run_python(LOG_MANY_AND_EXIT, env)
+    finally:
+        old_daemon.terminate()
+        old_daemon.wait(30)
+    assert logged.returncode == 0, logged.stderr
+    spooled = [line for line in logged.stderr.splitlines() if "spooled" in line]
+    assert len(spooled) == 2, logged.stderr
+    assert spooled[0].startswith(f"trackd: the daemon at {paths.socket} refused this client ("), logged.stderr
+    # The run's creation, 50,000 points and its end: every event the job logged, counted.
+    assert "more events were spooled to " in spooled[1] and ", 50002 events in all;" in spooled[1], logged.stderr
+    assert "no daemon answers" not in logged.stderr, logged.stderr
+
+
 @pytest.mark.timeout(90)
 def test_a_job_refused_by_an_older_daemon_says_why_and_exits_without_waiting_for_it(
     paths: DaemonPaths, store: Path, tmp_path: Path
@@ -109,15 +153,9 @@ def test_a_job_refused_by_an_older_daemon_says_why_and_exits_without_waiting_for
     # Start one with `trackd daemon start`" of the daemon that was running, the sender spawned a
     # daemon every second that exited "already running", and exit waited TRACKD_EXIT_TIMEOUT in
     # full before spooling: 10 s per job of the suite.
-    older = _older_trackd(tmp_path / "older")
-    old_daemon = subprocess.Popen(
-        [sys.executable, "-m", "trackd.daemon", "--socket", str(paths.socket), "--log-file", str(paths.log)],
-        env=child_env(paths.socket, PYTHONPATH=str(older)), cwd=older,  # (-m puts the working folder first on sys.path)
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    old_daemon = _start_older_daemon(paths, tmp_path)
     env = child_env(paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(tmp_path / "spool"))
     try:
-        wait_for(lambda: paths.socket.exists() or old_daemon.poll() is not None, 15, message="the older daemon")
         began = time.monotonic()
         asked = run_python(SET_EXPERIMENT, {**env, "TRACKD_CONNECT_TIMEOUT": "120"})
         asked_took = time.monotonic() - began

@@ -92,7 +92,10 @@ class SenderThread:
     def _not_delivered(self, exc: DaemonUnavailable, *, final: bool, exiting: bool, said_count: bool = False) -> None:
         """A bounded flush failed without a daemon: say so, unless the spool said where the events went."""
         if self._spill.spooling:
-            return  # the spool already said where the events are
+            # The spool already said where the events are; the close says how many went since.
+            if final or exiting:
+                self._spill.announce_more()
+            return
         with self._cond:
             held = self._pending_locked() - self._spill.records
         if held > 0 and self._spill.unwritable is not None:
@@ -112,6 +115,10 @@ class SenderThread:
         """
         if not self._spill.gave_up:
             self._gave_up_reason = reason
+        if (final or exiting) and not self._gave_up_announced:
+            # What a spill spooled since its line, before what this adds (after a give-up line,
+            # _unannounced counts what followed it).
+            self._spill.announce_more()
         before = self._spill.records
         thread = self._thread
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
@@ -131,6 +138,7 @@ class SenderThread:
             # spooled there too, counted when this process closes its clients" was said by the close.
             more = spooled > self._unannounced
             warn(self._spill.gave_up_message(self._unannounced, reason, more=more, last=exiting or final))
+            self._spill.told()
             self._gave_up_announced = True
             self._unannounced = 0
         if held > 0:
@@ -508,7 +516,7 @@ class SenderThread:
         if failure is not None:
             self._cannot_spool(reason, failure, barriers)
             return
-        self._spill.announce()
+        self._spill.announce(self._refusal)
         if not self._spill.outlasted_connect_timeout():
             # Spooled because the buffer filled during a short outage (a daemon restarting): the
             # flushes wait on, and go to the daemon after the spool when it answers.

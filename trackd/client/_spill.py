@@ -43,6 +43,8 @@ class Spill:
         # Since the last connect, events go to the spool rather than wait in memory.
         self.spooling = False
         self._announced = False
+        # Records the spool file held when announce() said how many.
+        self._announced_records = 0
         self._unavailable_since: float | None = None
         # A bounded flush gave the daemon up, and no daemon has answered since.
         self.gave_up = False
@@ -119,14 +121,39 @@ class Spill:
         self.spooling = True
         return None
 
-    def announce(self) -> None:
-        """Say once per outage, after a spill, how many events the spool file holds and where."""
+    def announce(self, refusal: str | None = None) -> None:
+        """Say once per outage, after a spill, how many events the spool file holds and where;
+        ``refusal``: what a daemon that refuses this client said (it answers, so "no daemon
+        answers" was wrong one line after the client said it was refused)."""
         if self._announced or self._spool is None or not self._spool.records:
             return
         self._announced = True
+        self._announced_records = self._spool.records
+        path = self._config.socket_path
+        why = f"the daemon at {path} refused this client ({refusal.rstrip('.')})" if refusal else f"no daemon answers at {path}"
         warn(
-            f"no daemon answers at {self._config.socket_path}; {events(self._spool.records)} spooled to "
+            f"{why}; {events(self._spool.records)} spooled to "
             f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync` on {_HOST}."
+        )
+
+    def told(self) -> None:
+        """A line (a bounded flush giving up) has just said how many events the spool file holds."""
+        self._announced = True
+        self._announced_records = self.records
+
+    def announce_more(self) -> None:
+        """At the close: say how many events went to the spool file after announce() said how many.
+
+        A job that logs on while no daemon takes its events (refused by an older daemon, or none
+        answering) spools the rest quietly; its one line gave the count of the first spill only.
+        """
+        spool = self._spool
+        if not self._announced or spool is None or spool.records <= self._announced_records:
+            return
+        more, self._announced_records = spool.records - self._announced_records, spool.records
+        warn(
+            f"{events(more, 'were spooled', more=True)} to {spool.path} after that line, {events(spool.records)} "
+            f"in all; they are delivered when a daemon answers, or by `trackd sync` on {_HOST}."
         )
 
     def frames_after(self, seq: int) -> list[bytes]:
