@@ -360,3 +360,34 @@ def test_an_artifact_location_is_resolved_in_the_callers_folder_and_stored_as_ml
     folder = Path(stored.removeprefix("file://"))
     assert folder.is_absolute() and (folder / run_id / "artifacts" / "note.txt").read_text() == "hello"
     assert MlflowClient(tracking_uri=str(store)).list_artifacts(run_id)[0].path == "note.txt"
+
+
+def test_an_artifact_path_given_as_a_path_logs_where_mlflow_logs_it(client: Client, store: Path, tmp_path: Path) -> None:
+    # Lightning's MLFlowLogger logs each checkpoint with artifact_path=Path(prefix) / Path(ckpt).stem,
+    # and its metadata with log_artifacts(run_id, tmp_dir, that Path). MLflow takes the Path;
+    # trackd raised AttributeError ('PosixPath' object has no attribute 'rstrip').
+    checkpoint = tmp_path / "epoch=0-step=10.ckpt"
+    checkpoint.write_bytes(b"weights")
+    metadata = tmp_path / "metadata"
+    metadata.mkdir()
+    (metadata / "aliases.txt").write_text("['latest']")
+    mlflow_client = MlflowClient(str(tmp_path / "mlflow-store"))
+    # MLflow's hints say str, but its FileStore takes a Path (path_not_unique compares str(name)).
+    prefix: Any = Path("ckpts") / checkpoint.stem
+    logged = {}
+    for logger in (client, mlflow_client):
+        run_id = logger.create_run("0").info.run_id
+        logger.log_artifact(run_id, str(checkpoint), prefix)
+        logger.log_artifacts(run_id, str(metadata), prefix)
+        logged[logger is client] = [(f.path, f.file_size) for f in logger.list_artifacts(run_id, f"ckpts/{checkpoint.stem}")]
+    assert logged[True] == logged[False] == [("ckpts/epoch=0-step=10/aliases.txt", 10), ("ckpts/epoch=0-step=10/epoch=0-step=10.ckpt", 7)]
+    assert MlflowClient(str(store)).list_artifacts(run_id=client.search_runs("0")[0].info.run_id, path="ckpts")[0].is_dir
+
+
+def test_an_artifact_path_that_is_neither_a_str_nor_a_path_is_refused(client: Client, tmp_path: Path) -> None:
+    source = tmp_path / "a.txt"
+    source.write_text("a")
+    run_id = client.create_run("0").info.run_id
+    with pytest.raises(InvalidArgument, match="expected a str or a path, got int"):
+        client.log_artifact(run_id, source, 3)  # type: ignore[arg-type]
+

@@ -19,7 +19,9 @@ from ..store import validate_artifact_path
 ArtifactRecord = tuple[int, str, str, bytes | None, str | None]
 
 
-def file_records(run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None) -> Iterator[ArtifactRecord]:
+def file_records(
+    run_id: str, local_path: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None
+) -> Iterator[ArtifactRecord]:
     """The records that copy a file, or a directory as a subdirectory, under ``artifact_path``."""
     source = Path(local_path)
     if source.is_dir():
@@ -29,7 +31,9 @@ def file_records(run_id: str, local_path: str | os.PathLike[str], artifact_path:
     return _records(run_id, [(source, _check_name(_join(artifact_path, source.name)))])
 
 
-def tree_records(run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None) -> Iterator[ArtifactRecord]:
+def tree_records(
+    run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None
+) -> Iterator[ArtifactRecord]:
     """The records that copy every file under ``local_dir``, keeping the tree."""
     root = Path(local_dir)
     if not root.is_dir():
@@ -96,7 +100,13 @@ def _check_name(path: str) -> str:
     return path
 
 
-def _join(prefix: str | None, name: str) -> str:
+def _join(prefix: str | os.PathLike[str] | None, name: str) -> str:
     # A trailing "/" is tolerated; a leading one is kept, for _check_name to refuse as log_text
-    # does (it was stripped: artifact_path="/etc" logged under etc/ without a word).
+    # does (it was stripped: artifact_path="/etc" logged under etc/ without a word). A Path is
+    # taken as its str, as MLflow's path_not_unique does (str(name)): Lightning's MLFlowLogger
+    # logs each checkpoint with artifact_path=Path(prefix) / Path(checkpoint).stem.
+    if isinstance(prefix, os.PathLike):
+        prefix = os.fspath(prefix)
+    if prefix is not None and type(prefix) is not str:
+        raise InvalidArgument(f"Invalid artifact path {prefix!r}: expected a str or a path, got {type(prefix).__name__}.")
     return f"{prefix.rstrip('/')}/{name}" if prefix else name

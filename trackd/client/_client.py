@@ -409,7 +409,7 @@ class Client:
 
     # -- artifacts --------------------------------------------------------------------------------
 
-    def log_artifact(self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    def log_artifact(self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None = None) -> None:
         """Copy a file (or a directory, as a subdirectory) into the run's artifacts.
 
         Files up to 8 MiB are read now and travel with the event, so the file may change or be
@@ -420,7 +420,7 @@ class Client:
         for record in file_records(run_id, local_path, artifact_path):
             self._sender.submit(record)
 
-    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None = None) -> None:
         """Copy every file under ``local_dir`` into the run's artifacts, keeping the tree."""
         self._check_run(run_id)
         for record in tree_records(run_id, local_dir, artifact_path):

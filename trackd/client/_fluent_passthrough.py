@@ -14,12 +14,12 @@ if TYPE_CHECKING:
     from ._outbox import FlushReport
 
 
-def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None) -> None:
+def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None = None, run_id: str | None = None) -> None:
     """Copy a file or directory into the active run's artifacts."""
     get_client().log_artifact(run_id or _active_run_id(), local_path, artifact_path)
 
 
-def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None) -> None:
+def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None = None, run_id: str | None = None) -> None:
     """Copy a directory's files into the active run's artifacts."""
     get_client().log_artifacts(run_id or _active_run_id(), local_dir, artifact_path)
 
