@@ -530,6 +530,23 @@ def test_an_experiment_can_be_created_after_the_store_was_deleted_under_the_writ
     assert (Path(writer.root) / "0" / "meta.yaml").is_file()
 
 
+def test_default_is_found_and_not_made_twice_after_the_store_was_deleted_under_the_writer(tmp_path: Path) -> None:
+    # A daemon keeps a store's writer while the store is removed (a test suite's tmp folder, an
+    # `rm -rf mlruns` between jobs). "Default" was then not found, and create_experiment("Default")
+    # (Lightning's MLFlowLogger(experiment_name="Default") creates what it does not find) made a
+    # second experiment of that name beside the experiment 0 the build made again.
+    from mlflow import MlflowClient
+
+    writer, _ = writer_with_run(tmp_path)
+    shutil.rmtree(writer.root)
+    assert writer.get_experiment_id_by_name("Default") == "0"
+    shutil.rmtree(writer.root)
+    with pytest.raises(ExperimentExists, match="Experiment 'Default' already exists."):
+        writer.create_experiment("Default", now_ms=START_MS)
+    names = [e.name for e in MlflowClient(str(tmp_path)).search_experiments()]
+    assert names == ["Default"]
+
+
 RACE = """
 import os, sys
 from trackd.store import StoreWriter, WriteBatch

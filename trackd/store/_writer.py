@@ -149,6 +149,7 @@ class StoreWriter:
     ) -> str:
         """Create an experiment with a fresh 18-digit id and return the id."""
         name, checked_tags = check_new_experiment(name, artifact_location, tags)
+        self._remake_deleted_store()
         existing = self._reader.get_experiment_by_name(name)
         if existing is not None and existing.lifecycle_stage == LIFECYCLE_ACTIVE:
             raise ExperimentExists(f"Experiment '{name}' already exists.")  # MLflow's words
@@ -165,7 +166,16 @@ class StoreWriter:
 
     def get_experiment_id_by_name(self, name: str) -> str | None:
         """The id of the active experiment with that name, or None (``ExperimentNames.find``)."""
+        self._remake_deleted_store()
         return self._experiment_names.find(name)
+
+    def _remake_deleted_store(self) -> None:
+        # The store was deleted (or emptied) while the daemon kept this writer: make experiment 0
+        # ("Default") and .trash again, as a fresh daemon would, before looking a name up. Made
+        # only when the staging folder was built, create_experiment("Default") made a second
+        # experiment of that name beside it, and a lookup of "Default" found none.
+        if not os.path.isdir(layout.experiment_dir(self.root, layout.DEFAULT_EXPERIMENT_ID)):
+            self._prepare_root()
 
     def _build_in_staging(self, fill: Callable[[str], None], destination: str) -> None:
         if not os.path.isdir(self.root):
@@ -382,12 +392,9 @@ class StoreWriter:
         return True
 
     def _active_experiment(self, experiment_id: str) -> Experiment:
-        if experiment_id == layout.DEFAULT_EXPERIMENT_ID and not os.path.exists(
-            layout.experiment_dir(self.root, experiment_id)
-        ):
-            # The store was deleted (or emptied) while the daemon kept this writer: make it again,
-            # as a fresh daemon would, instead of refusing every new run until a restart.
-            self._prepare_root()
+        if experiment_id == layout.DEFAULT_EXPERIMENT_ID:
+            # Instead of refusing every new run of a deleted store until a restart.
+            self._remake_deleted_store()
         try:
             experiment = self._reader.get_experiment(experiment_id)
         except ExperimentNotFound:
