@@ -391,3 +391,24 @@ def test_an_artifact_path_that_is_neither_a_str_nor_a_path_is_refused(client: Cl
     with pytest.raises(InvalidArgument, match="expected a str or a path, got int"):
         client.log_artifact(run_id, source, 3)  # type: ignore[arg-type]
 
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda client: client.get_experiment_by_name("Default"),
+        lambda client: client.get_experiment("0"),
+        lambda client: client.search_experiments()[0],
+    ],
+    ids=["get_experiment_by_name", "get_experiment", "search_experiments"],
+)
+def test_experiment_reads_of_a_new_store_find_default_as_mlflows_do(
+    client: Client, store: Path, tmp_path: Path, read: Callable[[Any], Any]
+) -> None:
+    # MLflow's FileStore makes experiment 0 when it opens a missing root; trackd's daemon makes it
+    # when it first opens the store, so these reads found nothing before a run or an experiment
+    # was made, and Lightning's MLFlowLogger(experiment_name="Default"), creating the experiment
+    # it did not find, got ExperimentExists.
+    theirs = read(MlflowClient(str(tmp_path / "mlflow-store")))
+    ours = read(client)
+    assert (ours.experiment_id, ours.name, ours.lifecycle_stage) == (theirs.experiment_id, theirs.name, "active") == ("0", "Default", "active")
+    assert [e.name for e in MlflowClient(str(store)).search_experiments()] == ["Default"]

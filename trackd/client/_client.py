@@ -38,9 +38,10 @@ from ..protocol import (
     GetExperiment,
 )
 from ..store._entities import RUN_NAME_TAG
-from ..store._layout import resolve_local_uri
+from ..store._layout import deleted_experiment_dir, experiment_dir, resolve_local_uri
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
+    DEFAULT_EXPERIMENT_NAME,
     SEARCH_MAX_RESULTS_DEFAULT,
     Experiment,
     FileInfo,
@@ -167,10 +168,13 @@ class Client:
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         """The experiment with this id; raises ExperimentNotFound."""
-        return self._reader.get_experiment(validate_experiment_id(experiment_id))
+        experiment_id = validate_experiment_id(experiment_id)
+        self._open_new_store()
+        return self._reader.get_experiment(experiment_id)
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         """The experiment with this name, active or deleted (as MLflow's), or None."""
+        self._open_new_store()
         return self._reader.get_experiment_by_name(name)
 
     def search_experiments(
@@ -190,7 +194,9 @@ class Client:
         validate_search_arguments("search_experiments", "creation_time DESC, then experiment_id", filter_string, order_by)
         view = validate_view_type(view_type)
         limit = validate_max_results(max_results, minimum=1)
-        return _page(self._reader.list_experiments(view), page_offset(page_token), limit)
+        offset = page_offset(page_token)
+        self._open_new_store()
+        return _page(self._reader.list_experiments(view), offset, limit)
 
     # -- runs ---------------------------------------------------------------------------------------
 
@@ -586,6 +592,24 @@ class Client:
             f"Cannot {what}: the trackd daemon at {self.config.socket_path} is unreachable; none answered within "
             f"{timeout:g} s and {started}. Start one with `trackd daemon start`."
         ) from cause
+
+    def _open_new_store(self) -> None:
+        """Have the daemon open a store that has no experiment 0 yet, so that it makes "Default".
+
+        MLflow's FileStore makes experiment 0 when it is constructed on a missing root, so its
+        get_experiment_by_name("Default") finds it in a new store. Here the daemon makes it when it
+        first opens the store: Lightning's MLFlowLogger(experiment_name="Default") found no
+        experiment, created one and got ExperimentExists.
+        """
+        root, default_id = self.tracking_uri, DEFAULT_EXPERIMENT_ID
+        if self.state is not ClientState.OPEN or os.path.isdir(experiment_dir(root, default_id)):
+            return
+        if os.path.isdir(deleted_experiment_dir(root, default_id)):
+            return  # deleted by the user: the daemon does not make it again either
+        # Any experiment request opens the store; this one changes nothing else.
+        self._ask_daemon(
+            "open the store", lambda rid: GetExperiment(request_id=rid, name=DEFAULT_EXPERIMENT_NAME, create=False)
+        )
 
     def _flush_for_read(self) -> None:
         if self.state is ClientState.OPEN:
