@@ -412,3 +412,24 @@ def test_experiment_reads_of_a_new_store_find_default_as_mlflows_do(
     ours = read(client)
     assert (ours.experiment_id, ours.name, ours.lifecycle_stage) == (theirs.experiment_id, theirs.name, "active") == ("0", "Default", "active")
     assert [e.name for e in MlflowClient(str(store)).search_experiments()] == ["Default"]
+
+
+@pytest.mark.parametrize("artifact_file", ["args.json", "args.txt"])
+def test_log_dict_writes_values_json_cannot_hold_as_their_str_as_mlflows_does(
+    client: Client, store: Path, tmp_path: Path, artifact_file: str
+) -> None:
+    # A training config holds Paths, dtypes, NumPy scalars: MLflow's log_dict writes each as its
+    # str (json.dump(..., default=str)); trackd's raised TypeError ("... is not JSON serializable").
+    import datetime
+    import decimal
+
+    config = {"output_dir": Path("/ckpt/run-1"), "started": datetime.date(2026, 1, 2), "lr": decimal.Decimal("0.1"), "n": 3}
+    theirs = MlflowClient(str(tmp_path / "mlflow-store"))
+    written = {}
+    for logger in (client, theirs):
+        run_id = logger.create_run("0").info.run_id
+        logger.log_dict(run_id, config, artifact_file)
+        logger.list_artifacts(run_id)  # trackd's flushes
+        written[logger is client] = next(Path(logger.get_run(run_id).info.artifact_uri.removeprefix("file://")).iterdir()).read_bytes()
+    assert written[True] == written[False]
+    assert b'"output_dir": "/ckpt/run-1"' in written[True]

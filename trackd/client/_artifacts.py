@@ -62,7 +62,9 @@ def dict_content(dictionary: Mapping[str, Any], artifact_file: str) -> bytes:
         return yaml.safe_dump(dict(dictionary), default_flow_style=False).encode("utf-8")
     import json
 
-    return json.dumps(dictionary, indent=2).encode("utf-8")
+    # MLflow's log_dict writes what JSON cannot hold as its str (json.dump(..., default=str)): a
+    # training config's Path, dtype or NumPy scalar; json.dumps raised TypeError for them here.
+    return json.dumps(dictionary, indent=2, default=str).encode("utf-8")
 
 
 def _records(run_id: str, files: list[tuple[Path, str]]) -> Iterator[ArtifactRecord]:
