@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..errors import (
     ClientClosedError,
-    DaemonUnavailable,
     DeliveryError,
     ExperimentExists,
     ExperimentNotFound,
-    FlushTimeout,
     InvalidArgument,
     ParamChangedError,
     RunNotFound,
@@ -33,7 +31,6 @@ from ..protocol import (
     SET_TERMINATED,
     TAG,
     CreateExperiment,
-    Event,
     ExperimentReply,
     GetExperiment,
 )
@@ -54,8 +51,8 @@ from ..store import (
     ViewType,
     PagedList,
     mapping_items,
+    page_of,
     page_offset,
-    page_token,
     validate_artifact_text,
     validate_experiment_id,
     validate_experiment_name,
@@ -88,7 +85,6 @@ _time_ns = time.time_ns
 USER_TAG = "mlflow.user"
 
 
-T = TypeVar("T")
 
 class Client:
     """Log to runs by id and read them back, like ``mlflow.MlflowClient``.
@@ -144,7 +140,7 @@ class Client:
             # Here, in this process's working folder, as MLflow's FileStore resolves it.
             artifact_location = resolve_local_uri(str(artifact_location))
         try:
-            reply = self._ask_daemon(
+            reply = self._sender.ask(
                 f"create experiment {name!r}",
                 lambda rid: CreateExperiment(request_id=rid, name=name, artifact_location=artifact_location, tags=str_tags),
             )
@@ -160,7 +156,7 @@ class Client:
         """The id of experiment ``name``, created if it does not exist yet (what set_experiment needs)."""
         self._require_open()
         name = validate_experiment_name(name)
-        reply = self._ask_daemon(
+        reply = self._sender.ask(
             f"get or create experiment {name!r}", lambda rid: GetExperiment(request_id=rid, name=name, create=True)
         )
         assert isinstance(reply, ExperimentReply) and reply.experiment_id is not None
@@ -196,7 +192,7 @@ class Client:
         limit = validate_max_results(max_results, minimum=1)
         offset = page_offset(page_token)
         self._open_new_store()
-        return _page(self._reader.list_experiments(view), offset, limit)
+        return page_of(self._reader.list_experiments(view), offset, limit)
 
     # -- runs ---------------------------------------------------------------------------------------
 
@@ -287,7 +283,7 @@ class Client:
         offset = page_offset(page_token)
         ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
         self._flush_for_read()
-        return _page(self._reader.search_runs(ids, view), offset, limit)
+        return page_of(self._reader.search_runs(ids, view), offset, limit)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         """The files and folders directly in ``path`` (default: the artifact root), after flushing.
@@ -558,41 +554,6 @@ class Client:
             # Experiment 0 is made by the daemon when it first opens a new store.
             return Path(self.tracking_uri, DEFAULT_EXPERIMENT_ID).as_uri()
 
-    def _ask_daemon(self, what: str, build: Callable[[int], Event]) -> Event:
-        """Send a request and wait for its reply; ``what`` ("create experiment 'x'") names it in errors.
-
-        No daemon reached within connect_timeout raises DaemonUnavailable, as the README says, rather
-        than the sender's FlushTimeout, which counts pending events and means nothing here.
-        """
-        timeout = self.config.connect_timeout
-        cause: DaemonUnavailable | None = None
-        try:
-            return self._sender.request(build, timeout)
-        except FlushTimeout:
-            if self._sender.stats()["connected"]:
-                raise FlushTimeout(
-                    f"Cannot {what}: the trackd daemon at {self.config.socket_path} did not answer within {timeout:g} s."
-                ) from None
-        except DaemonUnavailable as exc:
-            cause = exc
-        refusal = self._sender.refusal
-        if refusal is not None:
-            raise DaemonUnavailable(
-                f"Cannot {what}: the trackd daemon at {self.config.socket_path} refused this client: {refusal}"
-            ) from cause
-        failure = self._sender.start_failure
-        if failure is not None:
-            # "Start one with `trackd daemon start`" would fail the same way: say why instead.
-            raise DaemonUnavailable(
-                f"Cannot {what}: no trackd daemon answers at {self.config.socket_path}, and none could be "
-                f"started. {failure}"
-            ) from cause
-        started = "none could be started" if self.config.autostart else "autostart is off (TRACKD_AUTOSTART=0)"
-        raise DaemonUnavailable(
-            f"Cannot {what}: the trackd daemon at {self.config.socket_path} is unreachable; none answered within "
-            f"{timeout:g} s and {started}. Start one with `trackd daemon start`."
-        ) from cause
-
     def _open_new_store(self) -> None:
         """Have the daemon open a store that has no experiment 0 yet, so that it makes "Default".
 
@@ -607,7 +568,7 @@ class Client:
         if os.path.isdir(deleted_experiment_dir(root, default_id)):
             return  # deleted by the user: the daemon does not make it again either
         # Any experiment request opens the store; this one changes nothing else.
-        self._ask_daemon(
+        self._sender.ask(
             "open the store", lambda rid: GetExperiment(request_id=rid, name=DEFAULT_EXPERIMENT_NAME, create=False)
         )
 
@@ -621,8 +582,3 @@ class Client:
 def _now_ms() -> int:
     return _time_ns() // 1_000_000
 
-
-def _page(items: list[T], offset: int, limit: int) -> PagedList[T]:
-    """The page of ``items`` from ``offset``, at most ``limit`` long, as MLflow's ``SearchUtils.paginate``."""
-    end = offset + limit
-    return PagedList(items[offset:end], page_token(end) if end < len(items) else None)

@@ -135,6 +135,41 @@ class Sender(SenderThread):
 
         return self._wait(req, self.config.connect_timeout if timeout is None else timeout, refused_for_good)
 
+    def ask(self, what: str, build: Callable[[int], Event]) -> Event:
+        """request() within connect_timeout; ``what`` ("create experiment 'x'") names it in errors.
+
+        No daemon reached within connect_timeout raises DaemonUnavailable, as the README says, rather
+        than the sender's FlushTimeout, which counts pending events and means nothing here.
+        """
+        timeout = self.config.connect_timeout
+        cause: DaemonUnavailable | None = None
+        try:
+            return self.request(build, timeout)
+        except FlushTimeout:
+            if self._transport is not None:
+                raise FlushTimeout(
+                    f"Cannot {what}: the trackd daemon at {self.config.socket_path} did not answer within {timeout:g} s."
+                ) from None
+        except DaemonUnavailable as exc:
+            cause = exc
+        refusal = self._refusal
+        if refusal is not None:
+            raise DaemonUnavailable(
+                f"Cannot {what}: the trackd daemon at {self.config.socket_path} refused this client: {refusal}"
+            ) from cause
+        failure = self._spawn_failure
+        if failure is not None:
+            # "Start one with `trackd daemon start`" would fail the same way: say why instead.
+            raise DaemonUnavailable(
+                f"Cannot {what}: no trackd daemon answers at {self.config.socket_path}, and none could be "
+                f"started. {failure}"
+            ) from cause
+        started = "none could be started" if self.config.autostart else "autostart is off (TRACKD_AUTOSTART=0)"
+        raise DaemonUnavailable(
+            f"Cannot {what}: the trackd daemon at {self.config.socket_path} is unreachable; none answered within "
+            f"{timeout:g} s and {started}. Start one with `trackd daemon start`."
+        ) from cause
+
     def flush(
         self, timeout: float | None = None, *, take_failures: bool = True, stop_waiting: Callable[[], bool] | None = None
     ) -> FlushReport:

@@ -16,10 +16,10 @@ import os
 import posixpath
 import re
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from ..errors import InvalidArgument
-from ._entities import RunStatus, ViewType
+from ._entities import PagedList, RunStatus, ViewType
 from ._layout import ARTIFACTS_FOLDER_NAME
 
 MAX_KEY_LENGTH = 250
@@ -33,6 +33,7 @@ MAX_INT64 = 2**63 - 1
 # mlflow/store/tracking/__init__.py: a search returns this many by default, and at most the threshold.
 SEARCH_MAX_RESULTS_DEFAULT = 1000
 SEARCH_MAX_RESULTS_THRESHOLD = 50_000
+T = TypeVar("T")
 
 # validate_param_and_metric_name uses re.match(r"^[/\w.\- :]*$"): "$" also matches before a final
 # newline, so MLflow accepts "x\n" and creates a file named "x\n". fullmatch closes that hole.
@@ -327,6 +328,12 @@ def page_offset(page_token: object) -> int:
 def page_token(offset: int) -> str:
     """The token of the page that starts at ``offset`` (MLflow's format, see page_offset)."""
     return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def page_of(items: list[T], offset: int, limit: int) -> PagedList[T]:
+    """The page of ``items`` from ``offset``, at most ``limit`` long, as MLflow's ``SearchUtils.paginate``."""
+    end = offset + limit
+    return PagedList(items[offset:end], page_token(end) if end < len(items) else None)
 
 
 def validate_max_results(max_results: object, *, minimum: int) -> int:
