@@ -260,7 +260,7 @@ MLFLOW_ONLY_PARAMETERS = {"model_id", "dataset", "log_system_metrics", "trace_lo
 FLUENT_FUNCTIONS = [
     "log_metric", "log_metrics", "log_param", "log_params", "set_tag", "set_tags", "delete_tag", "log_artifact",
     "log_artifacts", "log_text", "log_dict", "start_run", "end_run", "set_experiment", "create_experiment",
-    "set_tracking_uri", "get_run", "active_run", "last_active_run",
+    "set_tracking_uri", "get_run", "active_run", "last_active_run", "is_tracking_uri_set", "flush_async_logging",
 ]
 
 

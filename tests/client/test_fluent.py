@@ -993,3 +993,28 @@ def test_a_timestamp_of_0_is_now_as_in_mlflows_fluent_calls(daemon: DaemonProces
     for key in ("a", "b"):
         [metric] = client.get_metric_history(str(result["run_id"]), key)
         assert metric.timestamp >= int(result["before"])  # type: ignore[call-overload]
+
+
+def test_is_tracking_uri_set_and_flush_async_logging_answer_as_mlflows(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # transformers' MLflowCallback asks is_tracking_uri_set() before choosing a store, and flushes
+    # with flush_async_logging(): with `import trackd as mlflow` both were AttributeErrors.
+    store = tmp_path / "store"
+    result = _ok(_run(
+        f"""
+        import json, os, trackd
+        os.environ.pop("TRACKD_TRACKING_URI", None); os.environ.pop("MLFLOW_TRACKING_URI", None)
+        before = trackd.is_tracking_uri_set()
+        os.environ["MLFLOW_TRACKING_URI"] = "file:/elsewhere"
+        from_env = trackd.is_tracking_uri_set()
+        del os.environ["MLFLOW_TRACKING_URI"]
+        trackd.set_tracking_uri({str(store)!r})
+        after = trackd.is_tracking_uri_set()
+        with trackd.start_run():
+            trackd.log_metric("loss", 0.5, synchronous=False)
+            trackd.flush_async_logging()
+            written = len(list(__import__("pathlib").Path({str(store)!r}).glob("0/*/metrics/loss")))
+        print(json.dumps({{"before": before, "from_env": from_env, "after": after, "written": written}}))
+        """,
+        _env(daemon, None),
+    ))
+    assert result == {"before": False, "from_env": True, "after": True, "written": 1}

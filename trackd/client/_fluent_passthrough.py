@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import _fluent
 from ._fluent import _active_run_id, get_client
 
 if TYPE_CHECKING:
@@ -37,6 +38,18 @@ def log_dict(dictionary: Mapping[str, Any], artifact_file: str, run_id: str | No
 def flush(timeout: float | None = None) -> FlushReport:
     """Wait until everything this process logged is in the store (see Client.flush)."""
     return get_client().flush(timeout)
+
+
+def flush_async_logging() -> None:
+    """Wait until everything this process logged is in the store: MLflow's name for flush() of
+    what ``synchronous=False`` logged (every trackd call is asynchronous; see flush)."""
+    get_client().flush()
+
+
+def is_tracking_uri_set() -> bool:
+    """Whether a store was chosen (``set_tracking_uri``, or TRACKD_TRACKING_URI or MLFLOW_TRACKING_URI
+    set), as MLflow's: an integration (transformers' MLflowCallback) asks before setting its own."""
+    return bool(_fluent._tracking_uri or os.environ.get("TRACKD_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI"))
 
 
 def get_run(run_id: str) -> Run:
