@@ -361,6 +361,55 @@ def test_exit_with_a_stopped_daemon_is_bounded_warns_once_and_spools_every_event
     assert StoreReader(store).get_run(run_id).info.status == ("FINISHED" if ending == "exit" else "KILLED")
 
 
+# Logs argv[1] points through a Client, then says "closing" and ends it by argv[2]: "close()", or
+# "exit" with the Client dropped (as code making an MlflowClient per call leaves it).
+CLOSE_THEN_WAIT = """
+import sys, trackd
+client = trackd.Client()
+run_id = client.create_run("0").info.run_id
+print("run", run_id, flush=True)
+for step in range(int(sys.argv[1])):
+    client.log_metric(run_id, "x", float(step), None, step)
+print("closing", flush=True)
+if sys.argv[2] == "close()":
+    client.close()
+else:
+    del client
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("ending", ["close()", "exit"])
+def test_sigterm_while_closing_for_a_stopped_daemon_spools_every_event(
+    ending: str, daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # This used to kill the process at once, with nothing spooled and nothing said: the close had
+    # taken its sender out of the ones the SIGTERM handler delivers, so the handler found none and
+    # re-raised the signal. Found by chaos testing (a producer SIGTERMed while it closed).
+    points, spool_dir = 10_000, tmp_path / "spool"
+    env = child_env(
+        daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir),
+        TRACKD_EXIT_TIMEOUT=str(EXIT_TIMEOUT), TRACKD_AUTOSTART="0",
+    )
+    daemon.signal(signal.SIGSTOP)
+    try:
+        with Child(CLOSE_THEN_WAIT, [str(points), ending], env) as child:
+            wait_for(lambda: "closing" in child.out or child.process.poll() is not None, 60, message="the points")
+            time.sleep(EXIT_TIMEOUT / 4)  # well inside the close's wait for the daemon
+            child.process.send_signal(signal.SIGTERM)
+            code = child.wait(timeout=60)
+        assert code == -signal.SIGTERM, child.stderr()
+        given_up = [line for line in child.err if "were not delivered" in line]
+        assert len(given_up) == 1 and f"{points + 1} events were not delivered" in given_up[0], child.stderr()
+        assert _spooled_events(spool_dir) == points + 1  # the run's creation, and every point
+    finally:
+        daemon.signal(signal.SIGCONT)
+    run = _line(child, "run")
+    assert run is not None
+    _sync(daemon, spool_dir)
+    assert steps_in_store(store, run[1]) == list(range(points))
+
+
 # Delivers point 0, waits for file argv[1], then logs until it is killed: with the daemon stopped,
 # the buffer fills and log_metric waits for room (TRACKD_ON_FULL=block) when SIGTERM comes.
 LOG_UNTIL_KILLED = RUN_THEN_CONNECT + """

@@ -481,7 +481,7 @@ class Client:
             # Other open Clients of this store share the sender: deliver what was accepted, keep it.
             sender.flush_or_warn(self.config.exit_timeout if timeout is None else timeout)
             return
-        sender.close(timeout)
+        _lifecycle.close_sender(sender, timeout)
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -44,6 +44,11 @@ SENDERS: dict[tuple[object, ...], Sender] = {}
 # closes must not join the sender being closed. Reentrant for the SIGTERM handler, which may run
 # while the main thread holds it; made anew in a forked child (another thread may have held it).
 SENDERS_LOCK = threading.RLock()
+# Senders whose close is under way (the last Client of a store closing, or exit): out of SENDERS,
+# so no new Client joins them, but still closed by close_all_clients. A SIGTERM during that close's
+# wait for a stalled daemon runs the handler, which found no sender and re-raised the signal: the
+# process died with every event that close held, unspooled and unreported.
+CLOSING: set[Sender] = set()
 
 
 def _reset_in_forked_child() -> None:
@@ -98,10 +103,10 @@ def close_all_clients() -> None:
     global closed_at_exit
     closed_at_exit = True
     with SENDERS_LOCK:
-        senders = list(SENDERS.values())
+        senders = [*SENDERS.values(), *(sender for sender in CLOSING if sender not in SENDERS.values())]
         SENDERS.clear()
     for sender in senders:
-        sender.close(exiting=True)
+        close_sender(sender, exiting=True)
     for client in list(LIVE_CLIENTS):
         client.close()
     if senders:
@@ -111,6 +116,19 @@ def close_all_clients() -> None:
 
 
 atexit.register(close_all_clients)
+
+
+def close_sender(sender: Sender, timeout: float | None = None, *, exiting: bool = False) -> None:
+    """``sender.close()``, listed in CLOSING meanwhile: a SIGTERM handler running inside its wait
+    closes it too (the close is reentrant), so what it holds is delivered or spooled before the
+    process dies by the signal."""
+    with SENDERS_LOCK:
+        CLOSING.add(sender)
+    try:
+        sender.close(timeout, exiting=exiting)
+    finally:
+        with SENDERS_LOCK:
+            CLOSING.discard(sender)
 
 
 def prepare_multiprocessing_child() -> None:
