@@ -2,8 +2,9 @@
 
 Before the metric appends of a batch, the journal records each file's size and the sequence
 numbers the batch completes; after them, a commit line. On the next start, ``WriteJournal.open``
-cuts every file of an uncommitted entry back to its recorded size (which also removes any torn
-last line) and returns the sequence numbers of committed writes. The daemon tells reconnecting
+cuts every file of the last entry, if it is uncommitted, back to its recorded size (which also
+removes any torn last line) and returns the sequence numbers of committed writes. (An uncommitted
+entry with others after it is a write the disk refused, which the writer cut back itself.) The daemon tells reconnecting
 clients those numbers, so they resend only what was never written, and nothing twice.
 
 Lines are JSON, appended with one ``write()`` each. No fsync: this protects against the daemon
@@ -58,6 +59,13 @@ class WriteJournal:
             if "snapshot" in entry:
                 seqs.update(entry["snapshot"])
             elif "begin" in entry:
+                # One write at a time (the daemon's one writer thread): a write that began after
+                # an uncommitted one means the daemon lived through that one, which the disk
+                # refused and StoreWriter.write cut back itself. Only the last can be a write the
+                # daemon died in; undoing an earlier one also cut every write committed to its
+                # files since (a full disk that passed, then a daemon killed: acknowledged points lost).
+                pending.clear()
+                notes.clear()
                 pending[entry["begin"]] = [(str(p), int(s)) for p, s in entry["files"]]
                 notes[entry["begin"]] = entry.get("seqs", {})
             elif "commit" in entry:
