@@ -1,4 +1,4 @@
-"""The store's disk fills up under a producer: the daemon keeps the events, says so, and writes them once space returns."""
+"""The store's (or the spool's) disk fills up: the daemon keeps the events, says so, and writes them once space returns."""
 
 from __future__ import annotations
 
@@ -300,3 +300,79 @@ def test_a_daemon_killed_after_a_full_disk_passed_keeps_what_it_wrote_since(smal
             daemon.kill()
     steps = [m.step for m in StoreReader(store).get_metric_history(run_id, "x")]
     assert steps == list(range(3000)), "points written after the full disk passed were cut at the next start"
+
+
+# Logs a point every 10 ms until file argv[1] exists, then logs argv[2] more and closes.
+UNTIL_FILE = """
+import os, sys, time, trackd
+client = trackd.Client()
+run_id = client.create_run("0").info.run_id
+print("run", run_id, flush=True)
+step = 0
+while not os.path.exists(sys.argv[1]):
+    client.log_metric(run_id, "x", float(step), None, step)
+    step += 1
+    time.sleep(0.01)
+for _ in range(int(sys.argv[2])):
+    client.log_metric(run_id, "x", float(step), None, step)
+    step += 1
+client.close()
+print("logged", step, flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_spool_the_full_disk_refused_leaves_no_file_that_trackd_sync_calls_undelivered(
+    small_disk: Path, socket_path: Path, tmp_path: Path
+) -> None:
+    # This used to leave an empty spool file after the client had delivered every event to the
+    # daemon that came back; every later `trackd sync` printed "not delivered: ... is empty or
+    # damaged" and exited 1. Found by chaos testing.
+    spool_dir, store, go = small_disk / "spool", tmp_path / "mlruns", tmp_path / "go"
+    fill(small_disk / "filler")
+    child = subprocess.Popen(
+        [sys.executable, "-c", UNTIL_FILE, str(go), "1000"],
+        env=child_env(socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir),
+                      TRACKD_AUTOSTART="0", TRACKD_CONNECT_TIMEOUT="0.3"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    daemon: DaemonProcess | None = None
+    try:
+        assert child.stderr is not None
+        line = child.stderr.readline()
+        while line and "could not spool events" not in line:
+            line = child.stderr.readline()
+        assert "No space left on device" in line, line
+        daemon = DaemonProcess(socket_path).start()
+        go.touch()
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err
+        assert list(spool_dir.iterdir()) == []
+        sync = subprocess.run(
+            [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(socket_path), "--spool-dir", str(spool_dir)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert sync.returncode == 0 and "Nothing to deliver" in sync.stdout, sync.stdout + sync.stderr
+        run_id, logged = out.split()[1], int(out.split()[3])
+        assert [m.step for m in StoreReader(store).get_metric_history(run_id, "x")] == list(range(logged))
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate(timeout=10)
+        if daemon is not None:
+            daemon.stop()
+
+
+def test_trackd_sync_removes_an_empty_spool_file_and_says_so(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # Left by a process killed between creating its spool and writing the first frame, or by an
+    # older trackd on a full disk: it holds nothing, and used to fail every `trackd sync`.
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    (spool_dir / "0123456789abcdef0123456789abcdef.spool").touch()
+    sync = subprocess.run(
+        [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(spool_dir)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert sync.returncode == 0, sync.stderr
+    assert "removed, empty" in sync.stdout
+    assert list(spool_dir.iterdir()) == []

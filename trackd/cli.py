@@ -352,6 +352,10 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
             print(f"{result.path}: not delivered: {result.error}", file=sys.stderr)
         elif result.skipped:
             print(f"{result.path}: left alone, its process is still running and delivers it itself")
+        elif result.gone:
+            print(f"{result.path}: delivered meanwhile by another process")
+        elif result.empty:
+            print(f"{result.path}: removed, empty: its process could not write to it, so nothing was in it")
         elif result.other_host:
             print(
                 f"{result.path}: left alone, written on host {result.other_host}: run trackd sync there, or "

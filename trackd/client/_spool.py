@@ -10,6 +10,7 @@ holds, by the client id and sequence numbers in the frames.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import socket
@@ -40,6 +41,8 @@ from ._transport import handshake, make_hello
 
 SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
 SPOOL_SUFFIX = ".spool"
+# Tries to open and lock a new spool file that `trackd sync` keeps removing as empty meanwhile.
+MAX_OPEN_TRIES = 10
 
 
 def default_spool_dir() -> Path:
@@ -79,21 +82,7 @@ class Spool:
             return
         if self._fd < 0:
             ensure_private_directory(self.path.parent, variable=SPOOL_DIR_ENV)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                if os.fstat(fd).st_size == 0:
-                    try:
-                        _write_all(fd, encode_frame(self._hello))
-                    except OSError:
-                        os.ftruncate(fd, 0)  # a torn Hello would make the file unreadable
-                        raise
-            except BaseException:
-                # Closing releases the lock: kept open, the next try's flock() on a new descriptor
-                # would wait for ever (a full disk while no daemon answers hung the sender thread).
-                os.close(fd)
-                raise
-            self._fd = fd
+            self._fd = self._open_locked()
         size = os.fstat(self._fd).st_size
         try:
             _write_all(self._fd, b"".join(frame for _, frame, _ in batches))
@@ -104,6 +93,36 @@ class Spool:
         self.last_seq = max(self.last_seq, max(seq for seq, _, _ in batches))
         self.records += sum(count for _, _, count in batches)
         self._counts.extend((seq, count) for seq, _, count in batches)
+
+    def _open_locked(self) -> int:
+        """The spool file, created with its Hello if new, open for appending and locked."""
+        for _ in range(MAX_OPEN_TRIES):
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_nlink == 0:
+                    # `trackd sync` removed it as empty between the open and the lock: what went
+                    # into this descriptor would go to a deleted file.
+                    os.close(fd)
+                    continue
+                if os.fstat(fd).st_size == 0:
+                    try:
+                        _write_all(fd, encode_frame(self._hello))
+                    except OSError:
+                        # Neither a torn Hello nor an empty file: either would be reported by every
+                        # `trackd sync` as a spool it cannot deliver, also after this client
+                        # delivered every event to a daemon that came back.
+                        os.ftruncate(fd, 0)
+                        with contextlib.suppress(OSError):
+                            self.path.unlink()
+                        raise
+            except BaseException:
+                # Closing releases the lock: kept open, the next try's flock() on a new descriptor
+                # would wait for ever (a full disk while no daemon answers hung the sender thread).
+                os.close(fd)
+                raise
+            return fd
+        raise OSError(errno.EAGAIN, f"Spool file {self.path} was removed {MAX_OPEN_TRIES} times as it was created")
 
     def frames(self) -> list[tuple[int, bytes]]:
         """The spooled Batch frames, in order, as (seq, frame)."""
@@ -164,16 +183,19 @@ def read_spool(path: Path) -> tuple[Hello, list[tuple[int, bytes]]]:
 class SyncResult(Value):
     """What delivering one spool file did (filled in as it goes)."""
 
-    __slots__ = ("path", "client_id", "batches", "skipped", "other_host", "rejected", "error")
+    __slots__ = ("path", "client_id", "batches", "skipped", "other_host", "rejected", "error", "empty", "gone")
 
     def __init__(
         self, path: Path, client_id: str = "", batches: int = 0, skipped: bool = False,
-        rejected: list[str] | None = None, error: str | None = None, other_host: str = "",
+        rejected: list[str] | None = None, error: str | None = None, other_host: str = "", empty: bool = False,
+        gone: bool = False,
     ) -> None:
         self.path = path
         self.client_id = client_id
         self.batches = batches
         self.skipped = skipped  # its client is alive and delivers it itself
+        self.empty = empty  # removed: its client could not write even its Hello (a full disk), so it holds nothing
+        self.gone = gone  # delivered meanwhile by another `trackd sync` (or its own process)
         self.other_host = other_host  # left alone: written on that host (see deliver_spool)
         self.rejected: list[str] = [] if rejected is None else rejected
         self.error = error
@@ -190,6 +212,12 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
     with _locked(path) as locked:
         if not locked:
             result.skipped = True  # its client is alive and will deliver it itself
+            return result
+        if path.stat().st_size == 0:
+            # Left by a client that could not write its first frame (Spool.append removes it now;
+            # a process killed between creating and writing it leaves one): nothing to deliver.
+            path.unlink()
+            result.empty = True
             return result
         hello, frames = read_spool(path)
         result.client_id = hello.client_id
@@ -245,6 +273,10 @@ def sync_spools(
             continue
         try:
             results.append(deliver_spool(path, socket_path, timeout=timeout, any_host=any_host))
+        except FileNotFoundError:
+            # Delivered and removed since it was listed: by a `trackd sync` run at the same time,
+            # which held its lock, or by its own process. It used to be reported as not delivered.
+            results.append(SyncResult(path, gone=True))
         except (DaemonUnavailable, RemoteProtocolError, OSError) as exc:
             results.append(SyncResult(path, error=str(exc)))
     return results
