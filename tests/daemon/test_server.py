@@ -28,7 +28,9 @@ from trackd._paths import DaemonPaths
 from trackd.client import ClientConfig
 from trackd.client._control import query_status
 from trackd.client._launcher import daemon_answers
-from trackd.protocol import PROTOCOL_VERSION, Ack, Batch, ErrorCode, ErrorReply, Hello, RecordKind, Rejected, Welcome, encode_frame
+from trackd.protocol import (
+    FRAME_HEADER_SIZE, PROTOCOL_VERSION, Ack, Batch, ErrorCode, ErrorReply, Hello, RecordKind, Rejected, Welcome, decode_body, encode_frame,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -335,6 +337,25 @@ def test_sigterm_as_soon_as_the_daemon_answers_is_a_graceful_stop(socket_path: P
     proc.signal(signal.SIGTERM)
     assert proc.stop() == 0, proc.log()
     assert not socket_path.exists() and not proc.paths.pid.exists()
+
+
+def test_a_client_connected_but_not_yet_greeted_at_shutdown_is_told_why_and_logs_no_error(socket_path: Path) -> None:
+    # This used to log "ERROR Could not send ErrorReply to unknown client: can't send ErrorReply
+    # as daemon in state AWAIT_HELLO", and the client got no reason. Found by chaos testing.
+    proc = DaemonProcess(socket_path).start()
+    client = RawClient(socket_path)
+    proc.status()  # answered on a later connection: the silent one, queued first, is accepted by now
+    proc.signal(signal.SIGTERM)
+    data = b""
+    with client.sock:
+        while chunk := client.sock.recv(64 * 1024):
+            data += chunk
+    assert data, f"the daemon closed the connection without a word:\n{proc.log()}"
+    # Decoded by hand: a client's Connection takes an ErrorReply only after its Hello went out.
+    reply = decode_body(data[FRAME_HEADER_SIZE:])
+    assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.SHUTTING_DOWN, reply
+    assert proc.stop() == 0
+    assert " ERROR " not in proc.log(), proc.log()
 
 
 def test_two_stores_of_many_files_share_the_open_file_cap_within_the_file_limit(socket_path: Path, tmp_path: Path) -> None:

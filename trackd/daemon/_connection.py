@@ -196,6 +196,15 @@ class ClientConnection:
             await asyncio.wait_for(self._discard_input(), REFUSAL_LINGER)
         self.close()
 
+    def say_shutting_down(self) -> None:
+        """Shutdown: tell the client, wherever its handshake is, that this daemon is going away."""
+        if self.protocol.state is State.AWAIT_HELLO:
+            # Connected just before shutdown, its Hello not read yet: CLOSED is the one state in
+            # which an ErrorReply may go before a Hello (as in refuse()). The protocol used to
+            # refuse to send it, and the daemon logged an ERROR for a connection that did nothing wrong.
+            self.protocol.state = State.CLOSED
+        self.send(ErrorReply(request_id=0, code=ErrorCode.SHUTTING_DOWN, message="The trackd daemon is shutting down."))
+
     async def _discard_input(self) -> None:
         discarded = 0
         while discarded < READ_SIZE and (data := await self.reader.read(READ_SIZE)):

@@ -16,7 +16,7 @@ from typing import IO, Any, TypeVar
 
 from .. import __version__
 from .._paths import SOCKET_MODE, DaemonPaths, ensure_private_directory
-from ..protocol import Ack, Batch, ErrorCode, ErrorReply, FlushDone, Hello, Rejected
+from ..protocol import Ack, Batch, ErrorCode, FlushDone, Hello, Rejected
 from ..store import WriteJournal
 from ._applier import Applier, ApplyResult, Failure
 from ._budget import DEFAULT_MAX_EVENTS_PER_SECOND
@@ -234,7 +234,7 @@ class Server:
         # Phase 4: tell every client, then close its connection; each will reconnect to a successor.
         logger.info("Shutdown: closing %d client connections", len(self.state.connections))
         for conn in list(self.state.connections):
-            conn.send(ErrorReply(request_id=0, code=ErrorCode.SHUTTING_DOWN, message="The trackd daemon is shutting down."))
+            conn.say_shutting_down()
             conn.close()
         # Phase 5: stop background tasks, close the store files, remove the socket and pid file.
         for task in list(self.state.tasks):
