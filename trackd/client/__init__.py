@@ -8,12 +8,10 @@ from .._lazy import lazy_attributes as _lazy_attributes
 from ._fluent import (
     ActiveRun,
     active_run,
-    create_experiment,
     delete_tag,
     end_run,
     get_client,
     get_tracking_uri,
-    last_active_run,
     log_metric,
     log_metrics,
     log_param,
@@ -25,6 +23,7 @@ from ._fluent import (
     start_run,
 )
 from ._fluent_passthrough import (
+    create_experiment,
     flush,
     flush_async_logging,
     get_experiment,
@@ -32,6 +31,7 @@ from ._fluent_passthrough import (
     get_metric_history,
     get_run,
     is_tracking_uri_set,
+    last_active_run,
     log_artifact,
     log_artifacts,
     log_dict,

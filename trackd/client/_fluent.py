@@ -237,11 +237,6 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
     return experiment
 
 
-def create_experiment(name: str, artifact_location: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
-    """Create an experiment and return its id."""
-    return get_client().create_experiment(name, artifact_location, tags)
-
-
 def _current_experiment_id(client: Client) -> str:
     if _experiment_id is not None:
         return _experiment_id
@@ -424,23 +419,6 @@ def _main_thread_run() -> ActiveRun | None:
     with _lock:
         runs = _stacks.get(threading.main_thread())
         return runs[-1] if runs else None
-
-
-def last_active_run() -> ActiveRun | Run | None:
-    """The active run, else the run this process ended last (the outermost, of nested runs).
-
-    As MLflow's: ``active_run()`` while a run is active, otherwise ``get_run()`` of that run
-    (after flushing), so a run that has ended reads ``info.status == "FINISHED"``. It is read
-    from the run's own store, even after set_tracking_uri() moved on.
-    """
-    active = active_run()
-    if active is not None:
-        return active
-    _thread_runs()
-    last: ActiveRun | None = _here.last
-    if last is None:
-        return None
-    return last.open_client().get_run(last.run_id)
 
 
 def _active_run_id() -> str:

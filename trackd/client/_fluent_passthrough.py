@@ -1,5 +1,6 @@
 """The fluent functions that hand the active run (or a given one) to its client as they are:
-artifacts, flush and reads. The active-run bookkeeping they rely on is in _fluent."""
+artifacts, flush, reads (last_active_run included) and create_experiment. The active-run bookkeeping
+they rely on is in _fluent."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _fluent
-from ._fluent import _active_run_id, get_client
+from ._fluent import ActiveRun, _active_run_id, _here, _thread_runs, active_run, get_client
 
 if TYPE_CHECKING:
     from ..store import Experiment, Metric, Run
@@ -70,3 +71,25 @@ def get_experiment_by_name(name: str) -> Experiment | None:
 def get_experiment(experiment_id: str) -> Experiment:
     """The experiment with this id."""
     return get_client().get_experiment(experiment_id)
+
+
+def create_experiment(name: str, artifact_location: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
+    """Create an experiment and return its id."""
+    return get_client().create_experiment(name, artifact_location, tags)
+
+
+def last_active_run() -> ActiveRun | Run | None:
+    """The active run, else the run this process ended last (the outermost, of nested runs).
+
+    As MLflow's: ``active_run()`` while a run is active, otherwise ``get_run()`` of that run
+    (after flushing), so a run that has ended reads ``info.status == "FINISHED"``. It is read
+    from the run's own store, even after set_tracking_uri() moved on.
+    """
+    active = active_run()
+    if active is not None:
+        return active
+    _thread_runs()
+    last: ActiveRun | None = _here.last
+    if last is None:
+        return None
+    return last.open_client().get_run(last.run_id)
