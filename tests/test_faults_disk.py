@@ -376,3 +376,34 @@ def test_trackd_sync_removes_an_empty_spool_file_and_says_so(daemon: DaemonProce
     assert sync.returncode == 0, sync.stderr
     assert "removed, empty" in sync.stdout
     assert list(spool_dir.iterdir()) == []
+
+
+@pytest.mark.timeout(120)
+def test_a_disk_full_before_a_stores_first_write_holds_the_events_until_space_returns(
+    small_disk: Path, daemon: DaemonProcess
+) -> None:
+    # This used to refuse every batch for good ("The daemon refused 3 logged item(s), 1002 events:
+    # batch: The store ... could not be written: [Errno 28]"): making the store's folders on a full
+    # disk raised a plain OSError, taken for a store that failed as a whole, not for a full disk.
+    # Found by chaos testing (every producer of seed 72 lost everything, reported as refused).
+    store = small_disk / "mlruns"
+    filler = small_disk / "filler"
+    fill(filler)
+    producer = subprocess.Popen(
+        [sys.executable, "-c", PRODUCER, uuid.uuid4().hex, "1000"],
+        env=child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(lambda: daemon.status()["write_errors"] > 0 or producer.poll() is not None, 60, message="the full disk met")
+        filler.unlink()
+        out, err = producer.communicate(timeout=60)
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+            producer.communicate(timeout=10)
+        filler.unlink(missing_ok=True)
+    assert producer.returncode == 0 and out.split()[-2:] == ["done", "0"], err
+    assert "refused" not in err, err
+    (run_dir,) = (store / "0").glob("*/metrics")
+    assert len((run_dir / "x").read_text().splitlines()) == 1000

@@ -112,7 +112,15 @@ class StoreWriter:
         self._checked: dict[str, _RunHandle] = {}  # runs found active in the current write()
         self._remembered_paths = 0
         self._experiment_names = ExperimentNames(self.root, self._reader)
-        self._prepare_root()
+        try:
+            self._prepare_root()
+        except OSError as exc:
+            if exc.errno in TRANSIENT_ERRNOS:
+                # A full disk at a store's first write (or a daemon's first since it started):
+                # the batches wait and go again, as for any write the disk refuses. As an OSError
+                # it failed them for good, "refused" to their clients.
+                raise refusal(f"The store at {self.root}", exc, "the store's folders") from exc
+            raise
         # Where the root really is, once: nothing is written anywhere that does not resolve below it.
         self._real_root = os.path.realpath(self.root)
         remove_stale_staging(self.root)
