@@ -127,8 +127,7 @@ class Spill:
         answers" was wrong one line after the client said it was refused)."""
         if self._announced or self._spool is None or not self._spool.records:
             return
-        self._announced = True
-        self._announced_records = self._spool.records
+        self.told()
         path = self._config.socket_path
         why = f"the daemon at {path} refused this client ({refusal.rstrip('.')})" if refusal else f"no daemon answers at {path}"
         warn(

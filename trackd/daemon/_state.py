@@ -141,12 +141,13 @@ class ServerState:
     def note_refusal(self, peer: str, reason: str) -> bool:
         """Count one handshake refused for ``reason``; True the first time ``peer`` is refused for it (to log it)."""
         self.count_error(f"Refused clients: {reason}")
-        refused = self.refused
+        refused, entry = self.refused, f"{peer}: {reason}"
+        if entry in refused:
+            return False
         if len(refused) >= MAX_KEPT_SESSIONS:
             refused.clear()  # bounded: a peer refused again after this is logged again
-        first = f"{peer}: {reason}" not in refused
-        refused.add(f"{peer}: {reason}")
-        return first
+        refused.add(entry)
+        return True
 
     def sample(self, now: float) -> None:
         """Record the counters at ``now`` (called about once a second)."""

@@ -112,15 +112,7 @@ class StoreWriter:
         self._checked: dict[str, _RunHandle] = {}  # runs found active in the current write()
         self._remembered_paths = 0
         self._experiment_names = ExperimentNames(self.root, self._reader)
-        try:
-            self._prepare_root()
-        except OSError as exc:
-            if exc.errno in TRANSIENT_ERRNOS:
-                # A full disk at a store's first write (or a daemon's first since it started):
-                # the batches wait and go again, as for any write the disk refuses. As an OSError
-                # it failed them for good, "refused" to their clients.
-                raise refusal(f"The store at {self.root}", exc, "the store's folders") from exc
-            raise
+        self._prepare_root()
         # Where the root really is, once: nothing is written anywhere that does not resolve below it.
         self._real_root = os.path.realpath(self.root)
         remove_stale_staging(self.root)
@@ -129,6 +121,17 @@ class StoreWriter:
         # FileStore.__init__ creates root/0 ("Default") only when the root does not exist, and
         # .trash always. We also create experiment 0 in an existing root that lacks it, because
         # MLflow's fluent API logs to experiment 0 by default and fails without it.
+        try:
+            self._make_root()
+        except OSError as exc:
+            if exc.errno in TRANSIENT_ERRNOS:
+                # A full disk at a store's first write (or a daemon's first since it started, or a
+                # deleted store made again): the batches wait and go again, as for any write the
+                # disk refuses. As an OSError it failed them for good, "refused" to their clients.
+                raise refusal(f"The store at {self.root}", exc, "the store's folders") from exc
+            raise
+
+    def _make_root(self) -> None:
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise StoreError(f"Store root {self.root!r} is a file, expected a folder.")
         os.makedirs(self.root, exist_ok=True)
