@@ -580,16 +580,18 @@ def test_run_records_pass_a_full_buffer_only_within_a_slack(store: Path, daemon:
             daemon.signal(signal.SIGCONT)
 
 
-def test_arrays_tensors_and_decimals_of_one_value_are_logged_as_mlflow_logs_them(client: Client) -> None:
+def test_arrays_tensors_decimals_and_bools_are_logged_as_mlflow_logs_them(client: Client) -> None:
     # Training code passes `loss` (a 0-d tensor or array), not loss.item(); MLflow's client logs
-    # its value, and trackd refused it as "not a real number".
+    # its value, and trackd refused it as "not a real number". A bool is 1.0 or 0.0 in MLflow's
+    # client, and transformers' MLflowCallback passes bools on: refusing one raised in the middle
+    # of a log_metrics, so the whole step's metrics were lost.
     np = pytest.importorskip("numpy")
     import decimal
 
     run_id = client.create_run().info.run_id
-    values = [np.array(0.5), np.float32(0.25), np.int64(3), np.array([2.0]), decimal.Decimal("1.5")]
+    values = [np.array(0.5), np.float32(0.25), np.int64(3), np.array([2.0]), decimal.Decimal("1.5"), True, np.bool_(False)]
     for step, value in enumerate(values):
         client.log_metric(run_id, "loss", value, step=step)
-    assert [m.value for m in client.get_metric_history(run_id, "loss")] == [0.5, 0.25, 3.0, 2.0, 1.5]
+    assert [m.value for m in client.get_metric_history(run_id, "loss")] == [0.5, 0.25, 3.0, 2.0, 1.5, 1.0, 0.0]
     with pytest.raises(InvalidArgument, match=r"metric 'loss': expected a real number, or an array or tensor holding one, got ndarray of shape \(2,\)"):
         client.log_metric(run_id, "loss", np.array([1.0, 2.0]))

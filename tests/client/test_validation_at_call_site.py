@@ -100,10 +100,9 @@ BAD_CALLS: dict[str, Bad] = {
     "metrics-step-list": Bad(lambda s: s.client.log_metrics(s.run_id, {"loss": 1.0}, step=[1]), InvalidArgument, ("step of metric 'loss'", "[1]")),  # type: ignore[arg-type]
     "param-key-bad": Bad(lambda s: s.client.log_param(s.run_id, "a b!", 1), InvalidArgument, ("'a b!'", "may contain only")),
     "tag-key-bad": Bad(lambda s: s.client.set_tag(s.run_id, "../t", 1), InvalidArgument, ("'../t'", "relative")),
-    # Metric values: a real number, not a bool.
+    # Metric values: a real number (a bool is 1.0 or 0.0, as MLflow's client logs it).
     "value-str": Bad(_metric(value="1.0"), InvalidArgument, ("'1.0'", "'loss'", "expected a real number")),
     "value-none": Bad(_metric(value=None), InvalidArgument, ("None", "'loss'", "expected a real number")),
-    "value-bool": Bad(_metric(value=True), InvalidArgument, ("True", "'loss'", "not bool")),
     "value-complex": Bad(_metric(value=1j), InvalidArgument, ("1j", "'loss'", "expected a real number")),
     # Steps: an int64; MLflow writes a float step and then cannot read the run back.
     "step-float": Bad(_metric(step=1.5), InvalidArgument, ("step of metric 'loss'", "1.5", "expected an int")),

@@ -129,10 +129,14 @@ def validate_experiment_tag_value(key: str, value: object) -> str:
 
 
 def validate_metric_value(key: str, value: object) -> float:
-    """A metric value: a real number that is not a bool (Decimal too), or a NumPy array or scalar,
-    or a PyTorch or TensorFlow tensor, holding one; NaN and +-inf are allowed."""
+    """A metric value: a real number (Decimal too), or a NumPy array or scalar, or a PyTorch or
+    TensorFlow tensor, holding one; NaN and +-inf are allowed. A bool is 1.0 or 0.0."""
     if type(value) is float:
         return value
+    if type(value) is bool:
+        # MLflow's client casts it before its store sees it (convert_metric_value_to_float_if_possible),
+        # and integrations pass bools on: transformers' MLflowCallback keeps every int, bool included.
+        return 1.0 if value else 0.0
     if not isinstance(value, (numbers.Number, bool, str, bytes)) and callable(getattr(type(value), "item", None)):
         # MLflow's client logs an array or tensor of one value as that value (`loss` itself, not
         # loss.item(), is what training code passes): .item() is NumPy's, PyTorch's and TF's way.
@@ -145,14 +149,14 @@ def validate_metric_value(key: str, value: object) -> float:
                 f"got {type(value).__name__}" + (f" of shape {tuple(shape)}." if shape is not None else ".")
             ) from None
         return validate_metric_value(key, single)
-    if isinstance(value, numbers.Number) and not isinstance(value, (numbers.Complex, bool)):
+    if isinstance(value, numbers.Number) and not isinstance(value, numbers.Complex):
         value = float(value)  # type: ignore[arg-type]  # a Decimal: a Number, though not a Real
-    # _validate_metric: "isinstance(value, numbers.Number)" and not a bool. We also refuse complex,
-    # which MLflow accepts and then cannot write as a float.
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    # _validate_metric: "isinstance(value, numbers.Number)". We also refuse complex, which MLflow
+    # accepts and then cannot write as a float, and strings, which MLflow's client would parse.
+    if not isinstance(value, numbers.Real):
         raise InvalidArgument(
             f"Invalid value {value!r} for metric {key!r}: expected a real number "
-            f"(int or float, not bool), got {type(value).__name__}."
+            f"(an int or a float), got {type(value).__name__}."
         )
     try:
         return float(value)
