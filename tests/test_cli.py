@@ -369,6 +369,37 @@ def test_a_client_whose_socket_folder_others_can_write_says_why_no_daemon_starts
     assert "Start one with" not in result.stdout
 
 
+@pytest.mark.parametrize("starter", ["client", "daemon start", "daemon itself"])
+def test_a_socket_path_too_long_for_a_unix_socket_is_refused_saying_what_to_set(starter: str, tmp_path: Path) -> None:
+    # A deep $TMPDIR or $TRACKD_SOCKET gave "OSError: AF_UNIX path too long" from the daemon's
+    # bind(), which said neither the limit nor what to change; the client started one per retry.
+    deep = tmp_path / ("d" * 120)
+    socket_path = deep / "x.sock"
+    if starter == "client":
+        env = {
+            **os.environ, "TRACKD_SOCKET": str(socket_path), "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"),
+            "TRACKD_SPOOL_DIR": str(tmp_path / "spool"), "TRACKD_CONNECT_TIMEOUT": "2",
+        }
+        code = "import trackd\ntry:\n    trackd.set_experiment('x')\nexcept trackd.DaemonUnavailable as exc:\n    print(exc)\n"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=45, env=env)
+        assert result.returncode == 0, result.stderr
+        said = result.stdout
+    elif starter == "daemon start":
+        result = trackd_cli("daemon", "start", "--socket", str(socket_path))
+        assert result.returncode == 1
+        said = result.stderr
+    else:
+        result = subprocess.run(
+            [sys.executable, "-m", "trackd.daemon", "--socket", str(socket_path)], capture_output=True, text=True, timeout=45
+        )
+        assert result.returncode == 1
+        said = result.stderr
+    assert "Traceback" not in said
+    assert f"{socket_path}: its path is {len(os.fsencode(socket_path))} bytes long, more than the 107" in said, said
+    assert f"set TRACKD_SOCKET to a shorter one, e.g. /tmp/trackd-{os.getuid()}/trackd.sock" in said
+    assert not deep.exists()  # and no daemon was started there, nor its folder made
+
+
 def test_sync_with_nothing_to_deliver_starts_no_daemon(paths: DaemonPaths, tmp_path: Path) -> None:
     # It started a daemon first, said "Nothing to deliver", and left that daemon running 600 s.
     # Run as `python -m trackd`, which a venv whose scripts folder is not on PATH needs.

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,9 @@ ALREADY_RUNNING_EXIT_CODE = 3
 UNWRITTEN_EXIT_CODE = 4
 RUNTIME_DIR_MODE = 0o700
 SOCKET_MODE = 0o600
+# The longest socket path bind() and connect() take: sun_path holds 108 bytes on Linux and 104 on
+# macOS and the BSDs, the terminating NUL included.
+MAX_SOCKET_PATH_BYTES = 107 if sys.platform.startswith("linux") else 103
 
 
 class DaemonPaths(Frozen):
@@ -101,6 +105,21 @@ _temp_directory: str | None = None
 def default_paths(socket: str | os.PathLike[str] | None = None) -> DaemonPaths:
     """DaemonPaths for ``socket``, or for this process's default socket."""
     return DaemonPaths(Path(socket).absolute() if socket is not None else default_socket_path())
+
+
+def socket_path_problem(path: Path) -> str | None:
+    """Why no daemon can listen on ``path``, and what to set instead (no final stop), or None.
+
+    A deep $XDG_RUNTIME_DIR, $TMPDIR or $TRACKD_SOCKET gave "OSError: AF_UNIX path too long" from
+    the daemon's bind(), which said neither how long is too long nor what to change.
+    """
+    size = len(os.fsencode(path))
+    if size <= MAX_SOCKET_PATH_BYTES:
+        return None
+    return (
+        f"its path is {size} bytes long, more than the {MAX_SOCKET_PATH_BYTES} a Unix socket path may "
+        f"have; set {SOCKET_ENV} to a shorter one, e.g. /tmp/trackd-{os.getuid()}/{SOCKET_FILE_NAME}"
+    )
 
 
 def ensure_private_directory(directory: Path, *, variable: str = SOCKET_ENV) -> None:

@@ -16,7 +16,9 @@ from pathlib import Path
 if TYPE_CHECKING:
     import subprocess
 
-from .._paths import ALREADY_RUNNING_EXIT_CODE, DaemonPaths, daemon_lock, default_paths, ensure_private_directory
+from .._paths import (
+    ALREADY_RUNNING_EXIT_CODE, DaemonPaths, daemon_lock, default_paths, ensure_private_directory, socket_path_problem,
+)
 from ..errors import DaemonUnavailable
 
 # A daemon the client starts exits after this long without clients, so no process lingers for
@@ -38,7 +40,11 @@ def daemon_answers(path: Path, timeout: float = 1.0) -> bool:
 
 
 def spawn_daemon(paths: DaemonPaths, *, idle_timeout: float = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None) -> subprocess.Popen[bytes]:
-    """Start a detached daemon that logs to ``paths.log``; return its process."""
+    """Start a detached daemon that logs to ``paths.log``; return its process. OSError when it
+    cannot listen there (a socket path too long) or its folder is refused (PermissionError)."""
+    problem = socket_path_problem(paths.socket)
+    if problem is not None:
+        raise OSError(problem)
     ensure_private_directory(paths.directory)
     args = [
         sys.executable, "-m", "trackd.daemon",

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from .._paths import ALREADY_RUNNING_EXIT_CODE, UNWRITTEN_EXIT_CODE, default_paths, write_exit_report
+from .._paths import ALREADY_RUNNING_EXIT_CODE, UNWRITTEN_EXIT_CODE, default_paths, socket_path_problem, write_exit_report
 from .._signals import take_signals
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
 from ._budget import DEFAULT_MAX_EVENTS_PER_SECOND
@@ -137,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         return _refuse(logger, f"Cannot start: {exc}", USAGE_EXIT_CODE)
     paths = default_paths(args.socket)
+    problem = socket_path_problem(paths.socket)
+    if problem is not None:
+        return _refuse(logger, f"Cannot start on {paths.socket}: {problem}.", 1)
     config = DaemonConfig(
         paths=paths,
         loop=loop,
