@@ -18,7 +18,7 @@ import pytest
 from helpers import SOCKET_PARENT, RawClient, alive, create_run_record, metric_lines, metric_records, wait_for
 
 from trackd._paths import DaemonPaths
-from trackd.cli import duration
+from trackd.cli import byte_size, duration
 from trackd.client._control import query_status
 from trackd.errors import DaemonUnavailable
 from trackd.protocol import Ack, Batch, ErrorCode, ErrorReply, Welcome
@@ -325,10 +325,17 @@ def test_status_rates_count_a_burst_received_just_now(paths: DaemonPaths, store:
     # Rates ended at the last once-a-second sample: status right after a burst said 0.0 events/s.
     _, result = status_after_one_batch(paths, store, 999)
     assert result.returncode == 0, result.stderr
-    received = re.search(r"received\s+1000 events, \d+ bytes \(([\d.]+) events/s over the last ([\d.]+) s\)", result.stdout)
-    written = re.search(r"written\s+1000 events, 999 metric points \(([\d.]+) events/s over the last [\d.]+ s\)", result.stdout)
+    received = re.search(r"received\s+1,000 events, [\d.]+ (?:bytes|KiB) \(([\d,.]+) events/s over the last ([\d.]+) s\)", result.stdout)
+    written = re.search(r"written\s+1,000 events, 999 metric points \(([\d,.]+) events/s over the last [\d.]+ s\)", result.stdout)
     assert received and written, result.stdout
-    assert float(received.group(1)) > 0 and float(written.group(1)) > 0 and float(received.group(2)) <= 10
+    rates = [float(match.group(1).replace(",", "")) for match in (received, written)]
+    assert min(rates) > 0 and float(received.group(2)) <= 10
+
+
+@pytest.mark.parametrize(("size", "shown"), [(0, "0 bytes"), (1023, "1023 bytes"), (4_880_054, "4.7 MiB"), (3 * 2**40, "3072.0 GiB")])
+def test_status_shows_sizes_as_a_person_reads_them(size: int, shown: str) -> None:
+    # It printed "4880054 bytes": a sum to do at 3 am, as the uptime in seconds was.
+    assert byte_size(size) == shown
 
 
 @pytest.fixture

@@ -258,12 +258,12 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         f"  socket        {status['socket']}",
         f"  uptime        {duration(float(str(status['uptime_s'])))}",
         f"  clients       {status['clients_connected']} connected, {status.get('clients_known', len(clients) if isinstance(clients, (list, tuple)) else 0)} known",
-        f"  received      {status['records_received']} events, {status.get('bytes_received', 0)} bytes ({status['receive_rate']} events/s {rate_window})",
-        f"  written       {status['records_written']} events, {status['metric_points_written']} metric points ({status['write_rate']} events/s {rate_window})",
-        f"  backlog       {status['backlog_records']} events waiting to be written ({status.get('backlog_bytes', 0)} bytes, estimated)",
-        f"  rejected      {status['items_rejected']} items ({status.get('events_rejected', status['items_rejected'])} events); protocol errors {status['protocol_errors']}; write errors {status['write_errors']}",
-        f"  dropped       {status.get('events_dropped_by_clients', 0)} events by clients whose buffer was full (TRACKD_ON_FULL=drop)",
-        f"  throttled     {status.get('throttled', 0)} pauses of connections over their decode budget while others waited",
+        f"  received      {_n(status['records_received'])} events, {byte_size(status.get('bytes_received', 0))} ({_n(status['receive_rate'])} events/s {rate_window})",
+        f"  written       {_n(status['records_written'])} events, {_n(status['metric_points_written'])} metric points ({_n(status['write_rate'])} events/s {rate_window})",
+        f"  backlog       {_n(status['backlog_records'])} events waiting to be written ({byte_size(status.get('backlog_bytes', 0))}, estimated)",
+        f"  rejected      {_n(status['items_rejected'])} items ({_n(status.get('events_rejected', status['items_rejected']))} events); protocol errors {_n(status['protocol_errors'])}; write errors {_n(status['write_errors'])}",
+        f"  dropped       {_n(status.get('events_dropped_by_clients', 0))} events by clients whose buffer was full (TRACKD_ON_FULL=drop)",
+        f"  throttled     {_n(status.get('throttled', 0))} pauses of connections over their decode budget while others waited",
     ]
     copies = status.get("copies")
     if isinstance(copies, (list, tuple)):
@@ -294,6 +294,26 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
             lines.append(f"  client        ... and {gone_hidden} more gone (--json lists every client)")
     print("\n".join(lines))
     return 0
+
+
+def _n(count: object) -> str:
+    """A count or rate read at a glance: 1,234,567; a rate under 100 keeps a decimal (0.4, not 0)."""
+    if isinstance(count, float):
+        return f"{count:,.1f}" if count < 100 else f"{count:,.0f}"
+    return f"{count:,}" if isinstance(count, int) else str(count)
+
+
+def byte_size(size: object) -> str:
+    """Bytes as a person reads them: "512 bytes", "4.7 MiB", "1.2 GiB"."""
+    if not isinstance(size, (int, float)):
+        return f"{size} bytes"
+    if size < 1024:
+        return f"{size:g} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 def duration(seconds: float) -> str:
