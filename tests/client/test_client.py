@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from helpers import DaemonProcess
+from helpers import DaemonProcess, wait_for
 from mlflow.tracking import MlflowClient
 
 from trackd import Client, ClientClosedError, ClientConfig, DeliveryError, RunStatus
@@ -595,3 +595,31 @@ def test_arrays_tensors_decimals_and_bools_are_logged_as_mlflow_logs_them(client
     assert [m.value for m in client.get_metric_history(run_id, "loss")] == [0.5, 0.25, 3.0, 2.0, 1.5, 1.0, 0.0]
     with pytest.raises(InvalidArgument, match=r"metric 'loss': expected a real number, or an array or tensor holding one, got ndarray of shape \(2,\)"):
         client.log_metric(run_id, "loss", np.array([1.0, 2.0]))
+
+
+def test_wait_on_operations_of_a_client_another_thread_is_closing_returns_once_they_are_written(
+    daemon: DaemonProcess, store: Path, config: ClientConfig
+) -> None:
+    # wait() returned at once when the client was closed, also while another thread's close was
+    # still delivering: the caller then read the store without the points it had waited for
+    # (300,000 points, 20,000 of them missing right after wait()). It now waits for that close.
+    client = Client(store, config=config)
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    client.flush()
+    daemon.signal(signal.SIGSTOP)  # the close below cannot finish before wait() is called
+    try:
+        operation = client.log_metric(run_id, "loss", 0.5, step=7, synchronous=False)
+        assert operation is not None
+        closing = threading.Thread(target=client.close, args=(60.0,))
+        closing.start()
+        wait_for(lambda: client.state is ClientState.CLOSED, 30, 0.001, message="the close to begin")
+        resume = threading.Timer(1.0, daemon.signal, (signal.SIGCONT,))
+        resume.start()
+        operation.wait()
+        points = [(m.step, m.value) for m in MlflowClient(str(store)).get_metric_history(run_id, "loss")]
+        assert points == [(7, 0.5)], "wait() returned before the closing thread had delivered the point"
+        closing.join(60)
+        resume.join()
+    finally:
+        daemon.signal(signal.SIGCONT)
+

@@ -8,6 +8,7 @@ directly, so what a process logged is what it reads back.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -102,6 +103,9 @@ class Client:
         self.tracking_uri = validate_store_root(resolve_tracking_uri(tracking_uri))
         self.config = config if config is not None else ClientConfig.from_env()
         self.state = ClientState.OPEN
+        # Set once close() has finished; RunOperations.wait() waits for a close another thread began.
+        self._close_done = threading.Event()
+        self._closing_pid = 0
         # One sender per store and config, shared by its Clients (see _lifecycle.SENDERS).
         self._sender_key = (self.tracking_uri, *self.config._values())
         self._reader = StoreReader(self.tracking_uri)
@@ -469,19 +473,31 @@ class Client:
         if self.state is ClientState.CLOSED:
             return
         self.state = ClientState.CLOSED
-        # Every logging call now takes the slow path, which raises ClientClosedError.
-        self._known_runs.clear()
-        sender = self._sender
-        with _lifecycle.SENDERS_LOCK:
-            sender.users.discard(self)
-            shared = bool(sender.users) and not sender.closed
-            if not shared and SENDERS.get(self._sender_key) is sender:
-                del SENDERS[self._sender_key]
-        if shared:
-            # Other open Clients of this store share the sender: deliver what was accepted, keep it.
-            sender.flush_or_warn(self.config.exit_timeout if timeout is None else timeout)
-            return
-        _lifecycle.close_sender(sender, timeout)
+        self._closing_pid = os.getpid()
+        try:
+            # Every logging call now takes the slow path, which raises ClientClosedError.
+            self._known_runs.clear()
+            sender = self._sender
+            with _lifecycle.SENDERS_LOCK:
+                sender.users.discard(self)
+                shared = bool(sender.users) and not sender.closed
+                if not shared and SENDERS.get(self._sender_key) is sender:
+                    del SENDERS[self._sender_key]
+            if shared:
+                # Other open Clients of this store share the sender: deliver what was accepted, keep it.
+                sender.flush_or_warn(self.config.exit_timeout if timeout is None else timeout)
+                return
+            _lifecycle.close_sender(sender, timeout)
+        finally:
+            self._close_done.set()
+
+    def _wait_closed(self) -> None:
+        """Return once this client's close() has finished, in whichever thread it runs (RunOperations.wait).
+
+        Not in a forked child of the process that began it: no thread there finishes that close.
+        """
+        if self._closing_pid == os.getpid():
+            self._close_done.wait()
 
     # -- helpers ----------------------------------------------------------------------------------
 

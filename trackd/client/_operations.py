@@ -17,6 +17,8 @@ from ..errors import ClientClosedError
 class _Flushable(Protocol):
     def flush(self, timeout: float | None = None) -> object: ...
 
+    def _wait_closed(self) -> None: ...
+
 
 class RunOperations:
     """The pending work of one or more logging calls made with ``synchronous=False``."""
@@ -30,15 +32,16 @@ class RunOperations:
         """Block until what the calls logged is in the store (everything their client logged
         before them included); raises as ``flush()`` does for refused items.
 
-        A client closed since has nothing left to wait for: its close delivered what it had
-        accepted, and said what it could not. The fluent API closes clients by itself
-        (set_tracking_uri to another store, exit), and ``op.wait()`` after that raised
-        ClientClosedError for a close the caller never made; MLflow's returns.
+        A client closed since waits for its close instead, which delivers what it had accepted
+        and says what it could not. The fluent API closes clients by itself (set_tracking_uri to
+        another store, exit), and ``op.wait()`` after that raised ClientClosedError for a close
+        the caller never made; MLflow's returns. Returning at once while another thread's close
+        was still delivering let the caller read the store without the points it waited for.
         """
         try:
             self._client.flush()
         except ClientClosedError:
-            pass
+            self._client._wait_closed()
 
     def __repr__(self) -> str:
         return f"RunOperations({self._client!r})"
