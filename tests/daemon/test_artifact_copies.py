@@ -10,7 +10,9 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -19,8 +21,10 @@ import pytest
 from helpers import DaemonProcess, RawClient, create_run_record, metric_lines, wait_for
 
 import trackd
-from trackd._paths import UNWRITTEN_EXIT_CODE, read_exit_report
+from trackd._paths import UNWRITTEN_EXIT_CODE, DaemonPaths, read_exit_report
 from trackd.client import ClientConfig
+from trackd.client._control import query_status
+from trackd.client._launcher import daemon_answers
 from trackd.daemon._server import DEFAULT_SHUTDOWN_TIMEOUT
 from trackd.protocol import Ack, Batch, ErrorReply, Event, Flush, FlushDone, RecordKind, Welcome
 from trackd.store import StoreReader
@@ -220,3 +224,59 @@ def test_copies_finishing_together_keep_their_clients_batches_in_order(socket_pa
         owner.close()
         assert daemon.stop() == 0, daemon.log()
     assert steps_and_last_tag(store, run_id) == (["2", "3"], "3")
+
+
+# A daemon whose hour (STALE_STAGING_AGE) is a second and whose idle sweep forgets a store's writer
+# after one unused second (IDLE_FILE_SECONDS, IDLE_STORE_SWEEPS): the constants, not the code, changed.
+SCALED_DAEMON = """
+import sys
+from trackd.store import _staging
+_staging.STALE_STAGING_AGE = 1.0
+from trackd.daemon import _applier, _server
+_applier.IDLE_STORE_SWEEPS = 0
+_server.IDLE_FILE_SECONDS = 1.0
+from trackd.daemon import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_copy_waiting_for_its_batchs_other_copy_is_not_removed_by_a_writer_made_meanwhile(
+    socket_path: Path, store: Path, tmp_path: Path
+) -> None:
+    # This used to fail the artifact ("No such file or directory" for the staged copy): a batch
+    # sending two files by path waits for both copies, and the first one's staging folder waited
+    # untouched while the other copy went on. A writer made meanwhile (the store's writer made again
+    # after the idle sweep forgot it, 5-10 min; or the daemon's first for that store) removed every
+    # staging folder older than an hour as left by a crash, this one included. Also a single copy
+    # taking over an hour (a large checkpoint, a slow disk) lost its own folder so.
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    first.write_bytes(b"1" * 1024)
+    second.write_bytes(b"2" * 1024)
+    run_id = uuid.uuid4().hex
+    paths = DaemonPaths(socket_path)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCALED_DAEMON, "--socket", str(socket_path), "--log-file", str(paths.log)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: daemon_answers(socket_path, 0.2) or process.poll() is not None, 15, message="daemon start")
+    owner = RawClient(socket_path, timeout=15)
+    try:
+        with WriteLease(second) as lease:
+            assert isinstance(owner.hello(str(store), client_id="owner"), Welcome)
+            owner.send(Batch(seq=1, records=[create_run_record(run_id)]))
+            assert owner.next_event() == Ack(seq=1)
+            owner.send(Batch(seq=2, records=[
+                (RecordKind.ARTIFACT.value, run_id, "first.bin", None, str(first)),
+                (RecordKind.ARTIFACT.value, run_id, "second.bin", None, str(second)),
+            ]))
+            wait_for(lease.opening, message="the daemon to open the second source")
+            wait_for(lambda: query_status(socket_path)["copies_in_progress"] == 1, message="the first copy to finish")
+            time.sleep(3)  # the first copy's folder over the (scaled) hour old, the store's writer forgotten
+        assert owner.next_event() == Ack(seq=2)  # no Rejected before it
+    finally:
+        owner.close()
+        process.terminate()
+        assert process.wait(30) == 0
+    artifacts = Path(StoreReader(store).get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    assert (artifacts / "first.bin").read_bytes() == b"1" * 1024
+    assert (artifacts / "second.bin").read_bytes() == b"2" * 1024

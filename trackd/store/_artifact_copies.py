@@ -7,7 +7,8 @@ its own (``ArtifactCopy.run``), into a staging folder at the store's root that M
 (``.trackd-<hex>.trash``, as new runs are built in); the write then only renames it into the
 run's artifact folder (``ArtifactCopy.place``), so the artifact still appears in one step, when
 its batch is written and not before. A daemon killed mid-copy leaves a staging folder, removed
-an hour later as any other (``remove_stale_staging``); its client, never acknowledged, resends.
+an hour later as any other (``remove_stale_staging``, which leaves the folders of copies under
+way or waiting for their write alone); its client, never acknowledged, resends.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from stat import S_ISREG
 from ..errors import InvalidArgument
 from . import _layout as layout
 from ._format import FILE_MODE, copy_file_atomic
+from ._staging import hold_staging, release_staging
 
 # Bytes per copy call: the copy looks for a stop request (a daemon shutting down) between calls,
 # so it stops within ~30 ms at a disk's 2 GB/s.
@@ -84,6 +86,7 @@ class ArtifactCopy:
                 os.makedirs(self.root, exist_ok=True)
                 staging = layout.staging_dir_path(self.root)
                 os.mkdir(staging)
+                hold_staging(staging)  # however long the copy and its wait for the write take
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                 target = os.open(os.path.join(staging, _STAGED_FILE_NAME), flags, FILE_MODE)
                 try:
@@ -97,6 +100,7 @@ class ArtifactCopy:
                 self._staging = staging
             else:
                 shutil.rmtree(staging, ignore_errors=True)
+                release_staging(staging)
         return finished
 
     def place(self, target: str, temp_dir: str) -> None:
@@ -128,6 +132,7 @@ class ArtifactCopy:
         staging, self._staging = self._staging, None
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+            release_staging(staging)
 
     def _copy(self, source: int, target: int, stop: threading.Event) -> bool:
         """Copy in chunks until the end of ``source`` or its size at open (True), or until ``stop``

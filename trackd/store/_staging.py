@@ -21,6 +21,12 @@ _log = logging.getLogger("trackd.store")
 # Older than this, a staging folder was left by a crash: a build takes milliseconds, and another
 # daemon (another host on a shared disk) may be building in a fresh one right now.
 STALE_STAGING_AGE = 3600.0
+# Names of the staging folders this process still uses, whatever their age: an artifact copy
+# (_artifact_copies.py) holds its folder from the copy's start until its write places it, which
+# for a large checkpoint on a slow disk, or a batch waiting for the last of many copies, can be
+# hours. A writer made meanwhile (the daemon's first for that store, or one made again after the
+# idle sweep forgot it) removed such a folder as stale, and the write then failed the artifact.
+_IN_USE: set[str] = set()
 
 
 def build_in_staging(root: str, fill: Callable[[str], None], destination: str) -> None:
@@ -41,8 +47,18 @@ def build_in_staging(root: str, fill: Callable[[str], None], destination: str) -
         raise
 
 
+def hold_staging(path: str) -> None:
+    """Keep the staging folder ``path`` from remove_stale_staging until release_staging(path)."""
+    _IN_USE.add(os.path.basename(path))
+
+
+def release_staging(path: str) -> None:
+    _IN_USE.discard(os.path.basename(path))
+
+
 def remove_stale_staging(root: str) -> None:
-    """Remove the staging folders at ``root`` untouched for STALE_STAGING_AGE; log each."""
+    """Remove the staging folders at ``root`` untouched for STALE_STAGING_AGE, except those this
+    process holds (hold_staging); log each."""
     cutoff = time.time() - STALE_STAGING_AGE
     try:
         entries = list(os.scandir(root))
@@ -52,6 +68,7 @@ def remove_stale_staging(root: str) -> None:
         try:
             if (
                 layout.is_staging_dir_name(entry.name)
+                and entry.name not in _IN_USE
                 and entry.is_dir(follow_symlinks=False)
                 and entry.stat(follow_symlinks=False).st_mtime < cutoff
             ):
