@@ -6,6 +6,7 @@ runs and experiments in it, as a user would) and its answers are the expected va
 
 from __future__ import annotations
 
+import shutil
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -412,6 +413,28 @@ def test_experiment_reads_of_a_new_store_find_default_as_mlflows_do(
     ours = read(client)
     assert (ours.experiment_id, ours.name, ours.lifecycle_stage) == (theirs.experiment_id, theirs.name, "active") == ("0", "Default", "active")
     assert [e.name for e in MlflowClient(str(store)).search_experiments()] == ["Default"]
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda client: client.get_experiment_by_name("mnist"),
+        lambda client: client.get_experiment(client.search_experiments()[0].experiment_id),
+        lambda client: client.search_experiments()[0],
+    ],
+    ids=["get_experiment_by_name", "get_experiment", "search_experiments"],
+)
+def test_experiment_reads_of_a_store_whose_default_was_removed_read_the_files_without_a_daemon(
+    store: Path, tmp_path: Path, read: Callable[[Any], Any]
+) -> None:
+    # These reads asked the daemon to make "Default" in any store without experiment 0, one whose
+    # "Default" was removed for good (mlflow gc, rm -r mlruns/0) included: with no daemon running
+    # they raised DaemonUnavailable, after the connect timeout, where they had read the files.
+    MlflowClient(str(store)).create_experiment("mnist")
+    shutil.rmtree(store / "0")
+    config = ClientConfig(socket_path=tmp_path / "none.sock", autostart=False, connect_timeout=1.0)
+    with Client(store, config=config) as client:
+        assert read(client).name == "mnist"
 
 
 @pytest.mark.parametrize("artifact_file", ["args.json", "args.txt"])

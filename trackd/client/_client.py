@@ -36,7 +36,7 @@ from ..protocol import (
     GetExperiment,
 )
 from ..store._entities import RUN_NAME_TAG
-from ..store._layout import deleted_experiment_dir, experiment_dir, resolve_local_uri
+from ..store._layout import experiment_dir, iter_experiment_dirs, resolve_local_uri
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
     DEFAULT_EXPERIMENT_NAME,
@@ -492,10 +492,7 @@ class Client:
             self._close_done.set()
 
     def _wait_closed(self) -> None:
-        """Return once this client's close() has finished, in whichever thread it runs (RunOperations.wait).
-
-        Not in a forked child of the process that began it: no thread there finishes that close.
-        """
+        """Return once close() has finished in whichever thread (not in a fork's child: none finishes it there)."""
         if self._closing_pid == os.getpid():
             self._close_done.wait()
 
@@ -578,11 +575,13 @@ class Client:
         first opens the store: Lightning's MLFlowLogger(experiment_name="Default") found no
         experiment, created one and got ExperimentExists.
         """
-        root, default_id = self.tracking_uri, DEFAULT_EXPERIMENT_ID
-        if self.state is not ClientState.OPEN or os.path.isdir(experiment_dir(root, default_id)):
+        root = self.tracking_uri
+        if self.state is not ClientState.OPEN or os.path.isdir(experiment_dir(root, DEFAULT_EXPERIMENT_ID)):
             return
-        if os.path.isdir(deleted_experiment_dir(root, default_id)):
-            return  # deleted by the user: the daemon does not make it again either
+        if next(iter_experiment_dirs(root, include_deleted=True), None) is not None:
+            # Not a new store: "Default" deleted or removed for good. Read as it is; asking made
+            # these reads fail without a daemon (DaemonUnavailable) where they had read the files.
+            return
         # Any experiment request opens the store; this one changes nothing else.
         self._sender.ask(
             "open the store", lambda rid: GetExperiment(request_id=rid, name=DEFAULT_EXPERIMENT_NAME, create=False)
