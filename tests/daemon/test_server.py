@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -28,6 +29,7 @@ from trackd._paths import DaemonPaths
 from trackd.client import ClientConfig
 from trackd.client._control import query_status
 from trackd.client._launcher import daemon_answers
+from trackd.daemon import _state
 from trackd.protocol import (
     FRAME_HEADER_SIZE, PROTOCOL_VERSION, Ack, Batch, ErrorCode, ErrorReply, Hello, RecordKind, Rejected, Welcome, decode_body, encode_frame,
 )
@@ -518,3 +520,28 @@ def test_a_client_back_after_its_session_was_forgotten_resumes_after_what_was_wr
         process.terminate()
         assert process.wait(30) == 0
     assert [line.split()[2] for line in metric_lines(store, run_id, "loss")] == ["0", "1", "2"]
+
+
+def test_a_client_written_again_since_the_journals_snapshot_is_not_the_first_forgotten_at_the_next_start(
+    socket_path: Path, store: Path
+) -> None:
+    # A daemon keeps the highest written batch of its MAX_RETIRED_CLIENTS latest clients, the
+    # oldest going first. At start it took "oldest" from the journal's order: a client already in
+    # the last snapshot kept its place there when later writes raised its seq, so the client
+    # written last was the first forgotten, and its unacknowledged batches resent to the new
+    # daemon were written twice (Welcome.resume_seq 0). Here its write is the journal's last.
+    paths = DaemonPaths(socket_path)
+    snapshot = {"returning": 5, **{f"old-{i}": 1 for i in range(_state.MAX_RETIRED_CLIENTS - 1)}}
+    with open(paths.journal, "w") as journal:
+        journal.write(json.dumps({"snapshot": snapshot}) + "\n")
+        journal.write(json.dumps({"begin": 1, "files": [], "seqs": {"newcomer": 1, "returning": 9}}) + "\n")
+        journal.write(json.dumps({"commit": 1}) + "\n")
+    daemon = DaemonProcess(socket_path).start()
+    raw = RawClient(socket_path)
+    try:
+        assert raw.hello(str(store), client_id="returning") == Welcome(
+            protocol_version=PROTOCOL_VERSION, daemon_pid=daemon.pid, resume_seq=9
+        )
+    finally:
+        raw.close()
+        assert daemon.stop() == 0, daemon.log()

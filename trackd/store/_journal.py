@@ -37,7 +37,7 @@ class WriteJournal:
         self._next_id = 1
         self._size = os.fstat(fd).st_size
         self._compact_size = compact_size
-        #: Highest sequence number written, per client id, as recovered at open.
+        #: Highest sequence number written, per client id, as recovered at open, least recently written first.
         self.recovered_seqs = seqs
 
     @classmethod
@@ -71,7 +71,9 @@ class WriteJournal:
             elif "commit" in entry:
                 pending.pop(entry["commit"], None)
                 for client_id, seq in notes.pop(entry["commit"], {}).items():
-                    seqs[client_id] = max(seqs.get(client_id, 0), int(seq))
+                    # To the newest end: the daemon forgets the oldest first (MAX_RETIRED_CLIENTS),
+                    # and a client written since the snapshot kept its older place there.
+                    seqs[client_id] = max(seqs.pop(client_id, 0), int(seq))
         for entry_id, files in pending.items():
             _log.warning(
                 "The daemon stopped in the middle of write %d; cutting %d metric file(s) back to their "
