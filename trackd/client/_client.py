@@ -472,8 +472,8 @@ class Client:
         shares with the other Clients of its store stops with the last of them. Idempotent."""
         if self.state is ClientState.CLOSED:
             return
+        self._closing_pid = os.getpid()  # first: a wait() that finds the client closed waits for this close
         self.state = ClientState.CLOSED
-        self._closing_pid = os.getpid()
         try:
             # Every logging call now takes the slow path, which raises ClientClosedError.
             self._known_runs.clear()
