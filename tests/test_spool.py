@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -14,7 +15,7 @@ import pytest
 from helpers import DaemonProcess, child_env, create_run_record, metric_records, run_python, wait_for
 
 from trackd import Client, ClientConfig, DeliveryError
-from trackd.client._spool import sync_spools
+from trackd.client._spool import _names, sync_spools
 from trackd.errors import DaemonUnavailable
 from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, RecordKind, encode_frame
 from trackd.store import StoreReader
@@ -311,3 +312,21 @@ def test_trackd_sync_to_a_daemon_that_stops_reading_gives_up_within_its_timeout(
             sync.kill()
     assert sync.returncode == 1 and "read nothing for 2 s" in out + err, out + err
     assert _spool_files(spool_dir) == [path]  # left for the next try
+
+
+def test_a_spool_made_anew_at_a_path_sync_opened_before_is_not_taken_for_the_old_one(tmp_path: Path) -> None:
+    # A client that removed its delivered spool and spooled again made a new file at the same
+    # path; a `trackd sync` that had opened the old one got its lock once the client let it go,
+    # then read and deleted the new file by path, and the client went on spooling into a deleted
+    # file. The race is microseconds wide, so the check it now makes is tested on its own.
+    path = tmp_path / "c.spool"
+    path.write_bytes(b"old")
+    opened = os.open(path, os.O_RDONLY)
+    try:
+        assert _names(path, opened)
+        path.unlink()
+        assert not _names(path, opened)
+        path.write_bytes(b"new")
+        assert not _names(path, opened)
+    finally:
+        os.close(opened)

@@ -308,6 +308,13 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[bool]:
+    """Lock the spool file at ``path`` without waiting: True once locked, False when its client holds it.
+
+    FileNotFoundError when ``path`` names another file by the time the lock is taken. A live
+    client removes its delivered spool and, spooling again, makes a new one at the same path: a
+    sync that opened the old file before that got its lock, then read and deleted the new file
+    by its path, and what the client spooled after went to a deleted file.
+    """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
@@ -315,9 +322,21 @@ def _locked(path: Path) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        if not _names(path, fd):
+            raise FileNotFoundError(errno.ENOENT, "removed (and perhaps made anew) since it was opened", str(path))
         yield True
     finally:
         os.close(fd)
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether ``path`` is still the file open as ``fd``."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _write_all(fd: int, data: bytes) -> None:
