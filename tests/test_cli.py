@@ -462,7 +462,7 @@ def test_daemon_start_while_the_daemon_shuts_down_starts_its_successor_once_it_h
 
 @pytest.mark.parametrize(
     ("seconds", "shown"),
-    [(0.4, "0 s"), (59.4, "59 s"), (60, "1 min 0 s"), (200, "3 min 20 s"), (3_600, "1 h 0 min 0 s"), (93_784, "1 d 2 h 3 min"), (172_800, "2 d 0 h 0 min")],
+    [(0.4, "0 s"), (59.4, "59 s"), (59.6, "59 s"), (60, "1 min 0 s"), (200, "3 min 20 s"), (3_600, "1 h 0 min 0 s"), (93_784, "1 d 2 h 3 min"), (172_800, "2 d 0 h 0 min")],
 )
 def test_status_shows_uptime_in_days_hours_and_minutes(seconds: float, shown: str) -> None:
     # "uptime 93784 s" was a sum to do at 3 am.

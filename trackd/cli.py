@@ -320,7 +320,7 @@ def duration(seconds: float) -> str:
     """Seconds as a person reads them at a glance: "42 s", "3 min 20 s", "1 d 2 h 3 min" (a daemon up for days)."""
     whole = int(seconds)
     if whole < 60:
-        return f"{seconds:.0f} s"
+        return f"{whole} s"  # 59.6 is not "60 s", which reads as a minute
     days, rest = divmod(whole, 86_400)
     hours, rest = divmod(rest, 3_600)
     minutes, secs = divmod(rest, 60)
