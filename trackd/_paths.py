@@ -130,6 +130,11 @@ def ensure_private_directory(directory: Path, *, variable: str = SOCKET_ENV) -> 
     instead (``variable``: the one that chose this directory).
     """
     directory.mkdir(mode=RUNTIME_DIR_MODE, parents=True, exist_ok=True)
+    check_private_directory(directory, variable=variable)
+
+
+def check_private_directory(directory: Path, *, variable: str = SOCKET_ENV) -> None:
+    """Raise PermissionError, saying what to set instead, unless existing ``directory`` is private."""
     problem = private_directory_problem(directory)
     if problem is not None:
         raise PermissionError(f"{problem} {_instead(directory, variable)}")
@@ -137,6 +142,15 @@ def ensure_private_directory(directory: Path, *, variable: str = SOCKET_ENV) -> 
 
 def private_directory_problem(directory: Path) -> str | None:
     """Why trackd refuses the existing ``directory`` for its files (a sentence), or None if it is private."""
+    link = directory.lstat()
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (os.getuid(), 0):  # root's links: root can do anything
+        # Where /tmp does not protect links (fs.protected_symlinks=0: many containers), another
+        # user's /tmp/trackd-<uid> -> one of this user's private folders passes the checks below,
+        # and its owner can point it at a folder of theirs once trackd's files are in place.
+        return (
+            f"trackd refuses the folder {directory}: it is a symbolic link owned by uid {link.st_uid}, "
+            f"who can point it elsewhere at any time."
+        )
     info = directory.stat()
     if info.st_uid != os.getuid():
         return (

@@ -28,7 +28,7 @@ from .client._launcher import daemon_answers, last_log_line, start_and_wait
 from .client._outbox import events
 from .client._spool import default_spool_dir, spool_files, sync_spools
 from .client._transport import DaemonRefused
-from .daemon._peer import peer_pid
+from ._peer import peer_pid
 from .daemon._state import RATE_WINDOW
 from .errors import DaemonUnavailable
 
@@ -349,7 +349,12 @@ def _why_silent(paths: DaemonPaths) -> str:
 
 
 def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -> int:
-    if not spool_files(spool_dir):
+    try:
+        found = spool_files(spool_dir)
+    except PermissionError as exc:  # another user's folder, or one others may write: nothing in it is ours to trust
+        print(f"trackd: nothing delivered from {spool_dir}: {exc}", file=sys.stderr)
+        return 1
+    if not found:
         # Checked before a daemon is started for it: one started for nothing stayed 600 s.
         print(f"Nothing to deliver: no spool files in {spool_dir}")
         return 0

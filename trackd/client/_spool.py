@@ -14,12 +14,13 @@ import errno
 import fcntl
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .._paths import ensure_private_directory, temp_directory
+from .._paths import check_private_directory, ensure_private_directory, temp_directory
 from .._struct import Value
 from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
 from ..protocol import (
@@ -213,7 +214,7 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
         if not locked:
             result.skipped = True  # its client is alive and will deliver it itself
             return result
-        if path.stat().st_size == 0:
+        if path.lstat().st_size == 0:
             # Left by a client that could not write its first frame (Spool.append removes it now;
             # a process killed between creating and writing it leaves one): nothing to deliver.
             path.unlink()
@@ -258,8 +259,17 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
 
 
 def spool_files(directory: Path) -> list[Path]:
-    """The spool files in ``directory``, in name order; none when it does not exist."""
-    return sorted(directory.glob(f"*{SPOOL_SUFFIX}")) if directory.is_dir() else []
+    """The spool files in ``directory``, in name order; none when it does not exist.
+
+    PermissionError when another user owns the folder or may write to it: a spool file names the
+    store its events go to, and may ask the daemon to copy a file into it, so one planted there
+    (``/tmp/trackd-spool-<uid>/``, the fallback without a writable home, made first by someone
+    else) had this user's daemon copy this user's files into a store the planter reads.
+    """
+    if not directory.is_dir():
+        return []
+    check_private_directory(directory, variable=SPOOL_DIR_ENV)
+    return sorted(directory.glob(f"*{SPOOL_SUFFIX}"))
 
 
 def sync_spools(
@@ -292,10 +302,10 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
     """Deliver, on a background thread and after ORPHAN_DELIVERY_DELAY, spools that exited
     processes left behind (not ``own``)."""
     try:
-        if not any(p != own for p in directory.glob(f"*{SPOOL_SUFFIX}")):
+        if not any(p != own for p in spool_files(directory)):
             return
     except OSError:
-        return
+        return  # not private (PermissionError): nothing in it is delivered; unreadable: nothing to deliver
 
     def deliver() -> None:
         time.sleep(ORPHAN_DELIVERY_DELAY)
@@ -315,8 +325,15 @@ def _locked(path: Path) -> Iterator[bool]:
     sync that opened the old file before that got its lock, then read and deleted the new file
     by its path, and what the client spooled after went to a deleted file.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            # Only this user's own spool files are delivered, whatever the folder (see spool_files).
+            raise PermissionError(
+                f"Spool file {path} is not delivered: it is not a regular file of this user (owner uid "
+                f"{info.st_uid}, this user {os.getuid()})."
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

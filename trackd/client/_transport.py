@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from .._paths import SOCKET_ENV, private_directory_problem
+from .._peer import peer_uid
 from ..errors import DaemonUnavailable
 from ..protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ErrorCode, ErrorReply, Hello, Role, Welcome
 
@@ -96,6 +98,7 @@ class Transport:
                 sock.settimeout(timeout)
                 sock.connect(str(path))
                 sock.setblocking(False)
+                check_listener(sock, path)
         except BaseException:
             sock.close()
             raise
@@ -167,6 +170,26 @@ class Transport:
         if self._sock is None:
             raise DaemonUnavailable(f"The connection to the trackd daemon at {self.path} is closed.")
         return self._sock
+
+
+def check_listener(sock: socket.socket, path: Path) -> None:
+    """Refuse a socket another user listens on, before a byte is sent: DaemonRefused (lasting).
+
+    The daemon refuses clients of other uids; this is the other direction. Without it, another
+    user who created the socket's folder first (``/tmp/trackd-<uid>/``, the default without
+    ``$XDG_RUNTIME_DIR``) received every Hello, param, metric and inline artifact, and answered
+    with acks: flush() reported success and the store stayed empty.
+    """
+    uid = peer_uid(sock)
+    if uid is None or uid == os.getuid():
+        return
+    problem = private_directory_problem(path.parent) if path.parent.is_dir() else None
+    raise DaemonRefused(ErrorReply(request_id=0, code=ErrorCode.FORBIDDEN, message=(
+        f"the process listening on {path} runs as uid {uid}, not as this user (uid {os.getuid()}), so "
+        f"trackd sends it nothing: it is not this user's daemon.{' ' + problem if problem else ''} Set "
+        f"{SOCKET_ENV} to a socket in a folder only you can write (mode 700; trackd creates it), or set "
+        "XDG_RUNTIME_DIR."
+    )))
 
 
 def handshake(

@@ -36,7 +36,7 @@ from ._copies import COPY_STOP_SECONDS, Copies
 from ._files import AlreadyRunning, remove_daemon_files, remove_stale_socket, take_lock, write_pid_file
 from ._loop import loop_factory
 from ._outages import Outages
-from ._peer import credentials_supported, peer_uid
+from .._peer import credentials_supported, peer_uid
 from ._state import ServerState, Session
 
 logger = logging.getLogger("trackd.daemon")

@@ -1,15 +1,16 @@
-"""Who is on the other end of a Unix socket: the peer's uid, as the kernel reports it.
+"""Who is on the other end of a Unix socket: the peer's uid and pid, as the kernel reports them.
 
-The socket directory (0700) and the socket (0600) already keep other users out, but modes can be
-loosened by mistake (a shared ``$TRACKD_SOCKET`` folder, a ``chmod -R``), and a process that opened
-the socket before that cannot be told apart by anything it sends: ``Hello.pid`` is the client's
-word. The kernel's answer is not, so every connection is checked before a byte of it is read.
+Both ends ask. The daemon checks each connection before a byte of it is read: the socket directory
+(0700) and the socket (0600) already keep other users out, but modes can be loosened by mistake (a
+shared ``$TRACKD_SOCKET`` folder, a ``chmod -R``), and ``Hello.pid`` is the client's word, not the
+kernel's. The client checks the listener before it sends a byte: whoever created the socket's
+folder first owns it, and in ``/tmp`` (the default without ``$XDG_RUNTIME_DIR``) another user can
+create ``/tmp/trackd-<uid>/`` and listen there, then take and acknowledge everything the client
+sends. The CLI asks for the listener's pid (``trackd daemon stop``).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import socket
 import struct
 import sys
@@ -21,6 +22,10 @@ _UCRED = struct.Struct("3i")
 
 def _load_getpeereid() -> Callable[[int], int] | None:
     """libc's getpeereid(3) (BSD, macOS), wrapped; None where libc has no such function."""
+    # Here, not at the top: every client process imports this module, and Linux never needs ctypes.
+    import ctypes
+    import ctypes.util
+
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name, use_errno=True)
