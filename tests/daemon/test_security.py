@@ -33,6 +33,7 @@ from trackd.protocol import (
     ErrorReply,
     Event,
     Flush,
+    FlushDone,
     Hello,
     PROTOCOL_VERSION,
     Rejected,
@@ -440,3 +441,32 @@ def test_status_survives_clients_reporting_huge_drop_counts(shared_daemon: Daemo
     finally:
         for client in clients:
             client.close()
+
+
+def test_a_store_root_with_a_nul_is_refused_and_costs_no_other_client_its_batch(socket_path: Path, store: Path, tmp_path: Path) -> None:
+    # Writes are due at two records (--max-records 2) and never by age, so the two clients' batches
+    # share one write. A NUL in a store root used to be welcomed; its write raised ValueError, and
+    # the daemon rejected every batch of that write: the neighbour's run was refused and lost.
+    daemon = DaemonProcess(socket_path, "--max-records", "2", "--max-age", "600").start()
+    good, bad = RawClient(socket_path), RawClient(socket_path)
+    try:
+        assert isinstance(good.hello(str(store), client_id=uuid.uuid4().hex), Welcome)
+        run_id = uuid.uuid4().hex
+        good.send(Batch(seq=1, records=[create_run_record(run_id)]))
+        reply = bad.hello(str(tmp_path / "bad\0root"), client_id=uuid.uuid4().hex)
+        if isinstance(reply, Welcome):
+            bad.send(Batch(seq=1, records=[create_run_record(uuid.uuid4().hex)]))
+            wait_for(lambda: daemon.status()["records_received"] == 2, message="both batches received")
+        good.send(Flush(request_id=1))
+        answers = []
+        while not isinstance(answer := good.next_event(), FlushDone):
+            answers.append(answer)
+        assert not [a for a in answers if isinstance(a, Rejected)], answers
+        assert (store / "0" / run_id / "meta.yaml").is_file()
+        assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.REQUEST_FAILED
+        assert "contains a NUL character" in reply.message
+        assert "Traceback" not in daemon.log()
+    finally:
+        good.close()
+        bad.close()
+        assert daemon.stop() == 0

@@ -257,6 +257,10 @@ def validate_artifact_path(path: object) -> str:
 
 def validate_store_root(root: str | os.PathLike[str]) -> str:
     """The store root as an absolute path; a root below a folder named ``artifacts`` is refused."""
+    if "\x00" in os.fspath(root):
+        # No file path holds one: every write to such a store raised ValueError, which the daemon's
+        # write loop answered by rejecting every client's batches in that write, not only this one's.
+        raise InvalidArgument(f"Invalid store root {os.fspath(root)!r}: it contains a NUL character, which no path can hold.")
     absolute = os.path.abspath(os.fspath(root))
     if ARTIFACTS_FOLDER_NAME in absolute.split(os.sep):
         # FileStore._is_valid_run_directory (the ZDI-CAN-26649 / CVE-2026-2033 fix, MLflow 3.10+)
