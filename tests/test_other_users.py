@@ -100,6 +100,21 @@ def test_a_socket_another_user_listens_on_gets_nothing(foreign_folder: Path, tmp
     assert "received" not in output, output  # not even the Hello
 
 
+def test_trackd_daemon_stop_signals_no_process_of_another_user(foreign_folder: Path) -> None:
+    socket_path = foreign_folder / "trackd.sock"
+    fake = subprocess.Popen([sys.executable, "-c", FAKE_DAEMON, str(socket_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert fake.stdout is not None and fake.stdout.readline().strip() == "listening"
+        env = {**os.environ, "TRACKD_SOCKET": str(socket_path)}
+        result = subprocess.run([sys.executable, "-m", "trackd", "daemon", "stop"], env=env, capture_output=True, text=True, timeout=60)
+        # As root it used to SIGTERM the other user's process (as anyone else: a PermissionError traceback).
+        assert result.returncode == 1 and f"runs as uid {NOBODY}, not as this user" in result.stderr, result
+        assert fake.poll() is None
+    finally:
+        fake.kill()
+        fake.communicate()
+
+
 def test_a_socket_folder_that_is_another_users_link_is_refused(tmp_path: Path) -> None:
     # Where /tmp does not protect links (fs.protected_symlinks=0), the other user's
     # /tmp/trackd-<uid> -> a private folder of this user passed every check (owner, mode), and they

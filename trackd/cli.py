@@ -28,7 +28,7 @@ from .client._launcher import daemon_answers, last_log_line, start_and_wait
 from .client._outbox import events
 from .client._spool import default_spool_dir, spool_files, sync_spools
 from .client._transport import DaemonRefused
-from ._peer import peer_pid
+from ._peer import peer_pid, peer_uid
 from .daemon._state import RATE_WINDOW
 from .errors import DaemonUnavailable
 
@@ -155,6 +155,16 @@ def _stop(paths: DaemonPaths, timeout: float) -> int:
             )
             return 1
         time.sleep(0.05)
+    uid = _listener_uid(paths)
+    if uid is not None and uid != os.getuid():
+        # Another user made the socket's folder first and listens in it (see check_listener): as
+        # root this signalled their process, as anyone else it ended in a PermissionError traceback.
+        print(
+            f"trackd: the process listening on {paths.socket} (pid {pid}) runs as uid {uid}, not as this user "
+            f"(uid {os.getuid()}): it is not this user's daemon, and nothing was signalled.",
+            file=sys.stderr,
+        )
+        return 1
     if pid == 0:
         print(
             f"trackd: something listens on {paths.socket}, but which process cannot be told from here (a daemon "
@@ -212,6 +222,20 @@ def _listener_pid(paths: DaemonPaths) -> int | None:
     except DaemonUnavailable:
         return 0
     return said if isinstance(said, int) and said > 0 else 0
+
+
+def _listener_uid(paths: DaemonPaths) -> int | None:
+    """The uid of the process listening on the socket, as the kernel reports it; None when nothing
+    listens or the platform cannot tell."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(5.0)
+        probe.connect(str(paths.socket))
+        return peer_uid(probe)
+    except OSError:
+        return None
+    finally:
+        probe.close()
 
 
 def _remove_stale_pid_file(paths: DaemonPaths) -> str:
