@@ -2,7 +2,8 @@
 and the CLI, and what the CLI may conclude from them.
 
 One daemon serves every process of a user on a machine, so its files sit in a per-user runtime
-directory: ``$XDG_RUNTIME_DIR/trackd/`` when that is set, else ``/tmp/trackd-<uid>/``.
+directory: ``$XDG_RUNTIME_DIR/trackd/`` when that is set, else ``<tmp>/trackd-<uid>/``
+(``<tmp>``: ``temp_directory()``, ``$TMPDIR`` else ``/tmp``).
 ``$TRACKD_SOCKET`` names the socket directly; its siblings then live beside it.
 """
 

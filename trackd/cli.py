@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     daemon = commands.add_parser("daemon", help="start, stop or inspect the daemon", description="Manage the trackd daemon (one per user and machine).")
     actions = daemon.add_subparsers(dest="action", required=True, metavar="ACTION")
-    socket_help = "socket path (default: $TRACKD_SOCKET, else $XDG_RUNTIME_DIR/trackd/trackd.sock or /tmp/trackd-<uid>/trackd.sock)"
+    socket_help = "socket path (default: $TRACKD_SOCKET, else $XDG_RUNTIME_DIR/trackd/trackd.sock or <tmp>/trackd-<uid>/trackd.sock)"
 
     start = actions.add_parser("start", help="start the daemon in the background (or --foreground)", description="Start the daemon detached, with a pid file and a log file beside its socket.")
     start.add_argument("--socket", help=socket_help)
