@@ -6,6 +6,7 @@ runs and experiments in it, as a user would) and its answers are the expected va
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import signal
 from collections.abc import Callable, Iterator
@@ -456,3 +457,42 @@ def test_log_dict_writes_values_json_cannot_hold_as_their_str_as_mlflows_does(
         written[logger is client] = next(Path(logger.get_run(run_id).info.artifact_uri.removeprefix("file://")).iterdir()).read_bytes()
     assert written[True] == written[False]
     assert b'"output_dir": "/ckpt/run-1"' in written[True]
+
+
+class TensorFlowLikeTensor:
+    """What a TensorFlow EagerTensor offers here: float() of one value, and .shape; no .item(),
+    which TensorFlow adds only under enable_numpy_behavior (its Tensor class has none)."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = values
+        self.shape = (len(values),)
+
+    def __float__(self) -> float:
+        if len(self.values) != 1:
+            raise TypeError("only size-1 tensors can be converted to Python scalars")
+        return float(self.values[0])
+
+
+def _tensorflow_tensors() -> list[Any]:
+    """A TensorFlow tensor of one value and one of two, when TensorFlow is installed, else stand-ins."""
+    try:
+        tf = importlib.import_module("tensorflow")
+    except ImportError:
+        return [TensorFlowLikeTensor([0.5]), TensorFlowLikeTensor([1.0, 2.0])]
+    return [tf.constant(0.5), tf.constant([1.0, 2.0])]
+
+
+def test_a_tensorflow_tensor_of_one_value_is_logged_as_mlflows_client_logs_it(client: Client, store: Path) -> None:
+    # README promises a TensorFlow tensor holding one value, as MLflow's client takes it (float()).
+    # trackd asked only for .item(), which a TensorFlow tensor lacks, and refused it as "not a real
+    # number": a Keras callback logging its loss tensor raised in the training loop.
+    from mlflow.tracking.metric_value_conversion_utils import convert_metric_value_to_float_if_possible
+
+    one, two = _tensorflow_tensors()
+    run_id = client.create_run().info.run_id
+    client.log_metric(run_id, "loss", one, step=0)
+    client.flush()
+    logged = [m.value for m in MlflowClient(str(store)).get_metric_history(run_id, "loss")]
+    assert logged == [convert_metric_value_to_float_if_possible(one)] == [0.5]
+    with pytest.raises(InvalidArgument, match=r"metric 'loss': expected a real number, or an array or tensor holding one, got \w+ of shape \(2,\)"):
+        client.log_metric(run_id, "loss", two)

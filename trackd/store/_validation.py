@@ -15,7 +15,7 @@ import operator
 import os
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
 from ..errors import InvalidArgument
@@ -137,18 +137,27 @@ def validate_metric_value(key: str, value: object) -> float:
         # MLflow's client casts it before its store sees it (convert_metric_value_to_float_if_possible),
         # and integrations pass bools on: transformers' MLflowCallback keeps every int, bool included.
         return 1.0 if value else 0.0
-    if not isinstance(value, (numbers.Number, bool, str, bytes)) and callable(getattr(type(value), "item", None)):
+    if not isinstance(value, (numbers.Number, bool, str, bytes)):
         # MLflow's client logs an array or tensor of one value as that value (`loss` itself, not
-        # loss.item(), is what training code passes): .item() is NumPy's, PyTorch's and TF's way.
-        try:
-            single = value.item()  # type: ignore[attr-defined]
-        except (ValueError, RuntimeError, TypeError):
-            shape = getattr(value, "shape", None)
-            raise InvalidArgument(
-                f"Invalid value for metric {key!r}: expected a real number, or an array or tensor holding one, "
-                f"got {type(value).__name__}" + (f" of shape {tuple(shape)}." if shape is not None else ".")
-            ) from None
-        return validate_metric_value(key, single)
+        # loss.item(), is what training code passes): .item() is NumPy's and PyTorch's way. A
+        # TensorFlow tensor has no .item() (only with enable_numpy_behavior); MLflow's client takes
+        # float(tensor) (convert_metric_value_to_float_if_tensorflow_tensor), and so do we.
+        kind = type(value)
+        convert: Callable[[], object] | None = None
+        if callable(getattr(kind, "item", None)):
+            convert = value.item  # type: ignore[attr-defined]
+        elif callable(getattr(kind, "__float__", None)):
+            convert = lambda: float(value)  # type: ignore[arg-type]  # noqa: E731
+        if convert is not None:
+            try:
+                single = convert()
+            except (ValueError, RuntimeError, TypeError):
+                shape = getattr(value, "shape", None)
+                raise InvalidArgument(
+                    f"Invalid value for metric {key!r}: expected a real number, or an array or tensor holding one, "
+                    f"got {kind.__name__}" + (f" of shape {tuple(shape)}." if shape is not None else ".")
+                ) from None
+            return validate_metric_value(key, single)
     if isinstance(value, numbers.Number) and not isinstance(value, numbers.Complex):
         value = float(value)  # type: ignore[arg-type]  # a Decimal: a Number, though not a Real
     # _validate_metric: "isinstance(value, numbers.Number)". We also refuse complex, which MLflow
