@@ -58,6 +58,10 @@ MAX_UNREAD_REPLY_BYTES = 1024 * 1024
 MAX_PENDING_FLUSHES = 1024
 # How long a refused connection may take to read its ErrorReply and go.
 REFUSAL_LINGER = 1.0
+# A client sends its Hello as it connects; a connection silent this long after it took a slot (of
+# max_connections) is closed: a process stopped or hung right after connect() held it for ever, and
+# as many such connections as the limit locked every client out.
+HELLO_TIMEOUT = 30.0
 # A connection paused for its decode budget looks again this often whether anyone still waits, so
 # it resumes soon after its neighbours' flushes are answered rather than at the end of its debt.
 BUDGET_RECHECK = 0.002
@@ -79,6 +83,9 @@ class ClientConnection:
 
     async def run(self) -> None:
         """Serve the connection until the client closes it, breaks the protocol, or the daemon stops."""
+        # A timer, not a timeout on each read: from connect (a Hello sent a byte at a time does not
+        # renew it), and the read path stays as it is.
+        overdue = asyncio.get_running_loop().call_later(HELLO_TIMEOUT, self._no_hello)
         try:
             while True:
                 data = await self.reader.read(READ_SIZE)
@@ -133,9 +140,16 @@ class ClientConnection:
             # daemon (asyncio would print it to a stderr nobody reads, and a full pipe blocks).
             logger.exception("Internal error while serving %s; closing its connection", self.peer)
         finally:
+            overdue.cancel()
             # During shutdown the server closes connections itself, after sending the last acks.
             if not self.server.stopping:
                 self.close()
+
+    def _no_hello(self) -> None:
+        if self.protocol.state is State.AWAIT_HELLO and not self.server.stopping:
+            self.server.state.counters.protocol_errors += 1
+            logger.warning("A connection sent no Hello within %g s of connecting and was closed", HELLO_TIMEOUT)
+            self.writer.transport.abort()  # its read returns end of stream
 
     async def _within_budget(self, decoded: int) -> None:
         """Stop reading while this connection is over its decode budget and another client waits on a flush.
