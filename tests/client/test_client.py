@@ -414,6 +414,27 @@ def test_a_burst_faster_than_the_daemon_pauses_without_a_warning(
     assert blocked_s >= 1.0 or not warned, blocked_s  # only waits of a second in all (a slow machine) are said
 
 
+def test_a_call_waiting_for_room_wakes_the_sender_thread(store: Path, socket_path: Path) -> None:
+    # A call that found the buffer full waited without waking the sender, which then slept out
+    # its send interval (or the next ack): with TRACKD_MAX_BUFFERED=100 a loop ran at ~19,000
+    # points/s beside a daemon writing 500,000, warned "the daemon is not keeping up". Here nothing
+    # else wakes the thread (an hour's send interval, a daemon that acks only 4,096 events or a
+    # flush), so without the poke the loop never ends.
+    daemon = DaemonProcess(socket_path, "--max-age", "3600").start()
+    config = ClientConfig(socket_path=socket_path, autostart=False, max_buffered=10, flush_interval=3600.0)
+    try:
+        with Client(store, config=config) as client:
+            run_id = client.create_run("0").info.run_id
+            loop = threading.Thread(target=lambda: [client.log_metric(run_id, "x", 1.0, step=s) for s in range(1_000)])
+            loop.start()
+            loop.join(60)
+            assert not loop.is_alive(), "a logging call waits for room the sender thread was never asked to make"
+            client.flush(timeout=30)
+            assert len(client.get_metric_history(run_id, "x")) == 1_000
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+
+
 def test_drop_policy_counts_every_dropped_point_of_log_metrics(store: Path, daemon: DaemonProcess) -> None:
     # log_metrics appends several records at once; the drop policy used to drop one of them.
     config = ClientConfig(socket_path=daemon.paths.socket, autostart=False, max_buffered=50, on_full="drop")

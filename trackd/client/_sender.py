@@ -73,6 +73,10 @@ class Sender(SenderThread):
         if self._thread is None:
             self._start()
         if len(self.buffer) >= self.config.max_buffered:
+            # Wake the thread before waiting for the room only it makes: otherwise a blocked call
+            # waited out the send interval (50 ms) for every buffer's worth, and a small
+            # TRACKD_MAX_BUFFERED throttled a loop to a tenth of what the daemon writes.
+            self._poke()
             self._on_full()
         else:
             # No further wake-ups until the thread has drained the buffer (it re-arms wake_at).
