@@ -244,6 +244,10 @@ def test_sigstopped_daemon_keeps_the_client_buffer_bounded_and_every_point_count
         assert result["dropped"] > 0, f"nothing was dropped: the stall began at step {stalled_from}"
         assert len(steps) + result["dropped"] == points
         assert len(set(steps)) == len(steps) and steps == sorted(steps), "points duplicated or out of order under drop"
+        # The total, said once at exit: the on-full line came at the first drop, with no count.
+        assert [line for line in child.err if "dropped in all" in line] == [
+            f"trackd: {result['dropped']} events were dropped in all because the buffer was full (TRACKD_ON_FULL=drop)."
+        ], child.stderr()
 
 
 # Logs argv[1] points to a new run and prints "logged <time.time()>"; then exits, or (argv[3] ==

@@ -285,6 +285,10 @@ class Sender(SenderThread):
                         f"the daemon at {self.config.socket_path} did not answer within {self.STOP_TIMEOUT:g} s of close()",
                         final=True,
                     )
+            if self._dropped:
+                # The on-full line came at the first drop, before anyone knew how many would follow;
+                # a process that never calls flush() learnt the total nowhere but `trackd daemon status`.
+                warn(f"{events(self._dropped, 'were dropped')} in all because the buffer was full (TRACKD_ON_FULL=drop).")
             if not exiting:
                 warn_late(self.take_late(), "close()")
             # Only the sender thread uses the socket and reads the wake pipe: close them here
