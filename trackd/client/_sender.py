@@ -78,9 +78,9 @@ class Sender(SenderThread):
             # TRACKD_MAX_BUFFERED throttled a loop to a tenth of what the daemon writes.
             self._poke()
             self._on_full()
-        else:
-            # No further wake-ups until the thread has drained the buffer (it re-arms wake_at).
-            self.wake_at = self.config.max_buffered
+            return
+        # No further wake-ups until the thread has drained the buffer (it re-arms wake_at).
+        self.wake_at = self.config.max_buffered
         self._poke()
 
     def submit(self, record: Record) -> None:
