@@ -21,6 +21,7 @@ import pytest
 from helpers import DaemonProcess, RawClient, create_run_record, metric_lines, wait_for
 
 import trackd
+from trackd import Client, DeliveryError
 from trackd._paths import UNWRITTEN_EXIT_CODE, DaemonPaths, read_exit_report
 from trackd.client import ClientConfig
 from trackd.client._control import query_status
@@ -280,3 +281,40 @@ def test_a_copy_waiting_for_its_batchs_other_copy_is_not_removed_by_a_writer_mad
     artifacts = Path(StoreReader(store).get_run(run_id).info.artifact_uri.removeprefix("file://"))
     assert (artifacts / "first.bin").read_bytes() == b"1" * 1024
     assert (artifacts / "second.bin").read_bytes() == b"2" * 1024
+
+
+@pytest.mark.parametrize("change", ["rewritten in place", "made anew"])
+def test_a_large_artifact_changed_after_log_artifact_is_refused_not_stored_with_the_later_content(
+    daemon: DaemonProcess, store: Path, tmp_path: Path, change: str
+) -> None:
+    # A checkpoint over 8 MiB is copied by the daemon after the call returns. Lightning's
+    # last.ckpt, saved again at the next epoch, was then stored under the earlier name with the
+    # later content, and flush() said nothing (thread-heavy user review: three 9 MiB checkpoints,
+    # all three stored as the last one).
+    source = tmp_path / "last.ckpt"
+    source.write_bytes(b"epoch-1 " * (9 * 1024 * 1024 // 8))
+    client = Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False))
+    try:
+        run_id = client.create_run().info.run_id
+        client.flush()
+        daemon.signal(signal.SIGSTOP)  # the copy cannot start before the file changes
+        try:
+            client.log_artifact(run_id, str(source), "checkpoints")
+            time.sleep(0.01)  # a later mtime, even on a coarse clock
+            if change == "made anew":
+                source.unlink()
+            with open(source, "r+b" if change == "rewritten in place" else "wb") as rewrite:
+                rewrite.write(b"epoch-2 " * (9 * 1024 * 1024 // 8))
+        finally:
+            daemon.signal(signal.SIGCONT)
+        with pytest.raises(DeliveryError) as caught:
+            client.flush()
+        (failure,) = caught.value.failures
+        assert f"Artifact 'checkpoints/last.ckpt' of run {run_id} was not stored: its source {str(source)!r} changed after log_artifact" in failure
+        assert "keep it unchanged until flush() returns" in failure
+        assert not (store / "0" / run_id / "artifacts" / "checkpoints" / "last.ckpt").exists()
+        client.log_artifact(run_id, str(source), "checkpoints")  # logged again once final: stored
+        client.flush()
+        assert (store / "0" / run_id / "artifacts" / "checkpoints" / "last.ckpt").read_bytes()[:8] == b"epoch-2 "
+    finally:
+        client.close()

@@ -90,6 +90,11 @@ BAD_RECORDS: list[tuple[str, object, str]] = [
     ("series-int-key", (8, RUN, 5, (0.5,), (0,), (0,)), "field 'key'"),
     ("artifact-content-over-inline-limit", (7, RUN, "big.bin", bytes(MAX_INLINE_ARTIFACT_SIZE + 1), None),
      f"field 'content' holds {MAX_INLINE_ARTIFACT_SIZE + 1} bytes; at most {MAX_INLINE_ARTIFACT_SIZE}"),
+    ("artifact-stamp-with-content", (7, RUN, "a.txt", b"x", None, (1, 2)), "field 'source_stamp' must be nil or, with a 'source_path'"),
+    ("artifact-stamp-not-a-pair", (7, RUN, "w.bin", None, "/tmp/w.bin", (1,)), "field 'source_stamp' .* got \\(1,\\)"),
+    ("artifact-stamp-negative", (7, RUN, "w.bin", None, "/tmp/w.bin", (9, -1)), "field 'source_stamp' .* got \\(9, -1\\)"),
+    ("artifact-stamp-str", (7, RUN, "w.bin", None, "/tmp/w.bin", "9 1"), "field 'source_stamp' .* got '9 1'"),
+    ("artifact-too-many-fields", (7, RUN, "w.bin", None, "/tmp/w.bin", None, None), "artifact record has 6 fields; expected 5"),
 ]
 BAD = [pytest.param(record, match, id=name) for name, record, match in BAD_RECORDS]
 
@@ -151,7 +156,10 @@ GOOD_RECORDS: list[tuple[str, Record]] = [
     ("artifact-empty-content", (7, RUN, "empty.txt", b"", None)),
     ("series", (8, RUN, "loss", (0.5, math.nan, 3, MIN_INT64), (0, 1, 2, MAX_INT64), (MIN_INT64, -1, 0, MAX_INT64))),
     ("artifact-content-at-inline-limit", (7, RUN, "big.bin", bytes(MAX_INLINE_ARTIFACT_SIZE), None)),
-    ("artifact-source-path", (7, RUN, "model/weights.bin", None, "/tmp/weights.bin")),
+    ("artifact-source-path", (7, RUN, "model/weights.bin", None, "/tmp/weights.bin", (9_437_184, 1_795_665_806_606_000_123))),
+    ("artifact-content-stamp-nil", (7, RUN, "a.txt", b"x", None, None)),
+    # Protocol 3 had no source_stamp: a spool file it wrote is still delivered after an upgrade.
+    ("artifact-source-path-protocol-3", (7, RUN, "model/weights.bin", None, "/tmp/weights.bin")),
 ]
 GOOD = [pytest.param(record, id=name) for name, record in GOOD_RECORDS]
 

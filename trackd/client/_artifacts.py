@@ -16,7 +16,8 @@ from ..errors import InvalidArgument
 from ..protocol import ARTIFACT, MAX_INLINE_ARTIFACT_SIZE, MAX_NAME_LENGTH
 from ..store import validate_artifact_path
 
-ArtifactRecord = tuple[int, str, str, bytes | None, str | None]
+# (ARTIFACT, run_id, path, content, source_path, source_stamp): see protocol RECORD_FIELDS.
+ArtifactRecord = tuple[int, str, str, bytes | None, str | None, tuple[int, int] | None]
 
 
 def file_records(
@@ -50,7 +51,7 @@ def content_record(run_id: str, artifact_file: str, content: bytes) -> ArtifactR
             f"Artifact {artifact_file!r} is {len(content)} bytes; log_text and log_dict take at most "
             f"{MAX_INLINE_ARTIFACT_SIZE} bytes (use log_artifact for larger files)."
         )
-    return (ARTIFACT, run_id, artifact_file, content, None)
+    return (ARTIFACT, run_id, artifact_file, content, None, None)
 
 
 def dict_content(dictionary: Mapping[str, Any], artifact_file: str) -> bytes:
@@ -70,19 +71,21 @@ def dict_content(dictionary: Mapping[str, Any], artifact_file: str) -> bytes:
 def _records(run_id: str, files: list[tuple[Path, str]]) -> Iterator[ArtifactRecord]:
     # Paths of large files are checked up front too; contents are read one file at a time, as
     # the records are buffered, so a directory is never all in memory at once.
-    sizes = [source.stat().st_size for source, _ in files]
-    for (source, _), size in zip(files, sizes):
+    # A large file's size and mtime when logged go with its path (source_stamp): the daemon
+    # copies it later, and refuses a file changed since rather than store the later content.
+    stamps = [(info.st_size, info.st_mtime_ns) for info in (source.stat() for source, _ in files)]
+    for (source, _), (size, _) in zip(files, stamps):
         if size > MAX_INLINE_ARTIFACT_SIZE:
             _check_source_path(source)
-    return _read(run_id, files, sizes)
+    return _read(run_id, files, stamps)
 
 
-def _read(run_id: str, files: list[tuple[Path, str]], sizes: list[int]) -> Iterator[ArtifactRecord]:
-    for (source, name), size in zip(files, sizes):
-        if size <= MAX_INLINE_ARTIFACT_SIZE:
-            yield (ARTIFACT, run_id, name, source.read_bytes(), None)
+def _read(run_id: str, files: list[tuple[Path, str]], stamps: list[tuple[int, int]]) -> Iterator[ArtifactRecord]:
+    for (source, name), stamp in zip(files, stamps):
+        if stamp[0] <= MAX_INLINE_ARTIFACT_SIZE:
+            yield (ARTIFACT, run_id, name, source.read_bytes(), None, None)
         else:
-            yield (ARTIFACT, run_id, name, None, str(source.absolute()))
+            yield (ARTIFACT, run_id, name, None, str(source.absolute()), stamp)
 
 
 def _check_source_path(source: Path) -> None:

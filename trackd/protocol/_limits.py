@@ -8,8 +8,8 @@ without bound.
 
 from __future__ import annotations
 
-# 2: METRIC_SERIES records, and Rejected.events. 3: SET_TERMINATED's keep_failure.
-PROTOCOL_VERSION = 3
+# 2: METRIC_SERIES records, and Rejected.events. 3: SET_TERMINATED's keep_failure. 4: ARTIFACT's source_stamp.
+PROTOCOL_VERSION = 4
 
 # A frame is a 4-byte big-endian length, then that many bytes of msgpack.
 FRAME_HEADER_SIZE = 4

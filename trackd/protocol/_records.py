@@ -55,8 +55,11 @@ RECORD_FIELDS: dict[RecordKind, tuple[str, ...]] = {
     # keep_failure: a run FAILED or KILLED already stays so (an end the client makes by itself, at
     # a block's exit, at exit or on SIGTERM, must not hide that another rank or worker failed it).
     RecordKind.SET_TERMINATED: ("run_id", "status", "end_time_ms", "keep_failure"),
-    # Exactly one of content (bytes) and source_path (a file the daemon copies) is set.
-    RecordKind.ARTIFACT: ("run_id", "path", "content", "source_path"),
+    # Exactly one of content (bytes) and source_path (a file the daemon copies) is set. With a
+    # source_path, source_stamp is the file's [size, mtime_ns] when it was logged: the daemon
+    # refuses to copy a file that changed since (rewritten in place, or made anew), which it
+    # used to copy silently, storing the later content under the earlier name.
+    RecordKind.ARTIFACT: ("run_id", "path", "content", "source_path", "source_stamp"),
     # Equal-length arrays, point i being (values[i], timestamps_ms[i], steps[i]), in logging order.
     # The sender makes them from METRIC records (metric_series()); a series is 1 to
     # MAX_RECORDS_PER_BATCH points, and a batch's points together are at most that many.
@@ -158,6 +161,15 @@ def _check_artifact(record: Record) -> None:
     _name(record, 1, "run_id")
     _name(record, 2, "path")
     content, source_path = record[3], record[4]
+    stamp = record[5] if len(record) > _LEGACY_ARTIFACT_LENGTH else None
+    if stamp is not None and (
+        source_path is None or type(stamp) is not tuple or len(stamp) != 2
+        or any(type(part) is not int or not 0 <= part <= MAX_INT64 for part in stamp)
+    ):
+        raise LocalProtocolError(
+            f"{_label(record)} field 'source_stamp' must be nil or, with a 'source_path', an array of two "
+            f"integers from 0 to {MAX_INT64} (size, mtime_ns), got {_show(stamp)}."
+        )
     if content is None and source_path is not None:
         _name(record, 4, "source_path")
     elif source_path is None and type(content) is bytes:
@@ -224,6 +236,9 @@ _LENGTHS: dict[int, int] = {kind.value: len(fields) + 1 for kind, fields in RECO
 # SET_TERMINATED without keep_failure, as protocol 2 wrote it: still read (as False), so that a
 # spool file an older trackd left behind is delivered after an upgrade.
 _LEGACY_SET_TERMINATED_LENGTH = 4
+# ARTIFACT without source_stamp, as protocol 3 wrote it: copied unchecked, as it was then.
+_LEGACY_ARTIFACT_LENGTH = 5
+_LEGACY_LENGTHS = {SET_TERMINATED: _LEGACY_SET_TERMINATED_LENGTH, ARTIFACT: _LEGACY_ARTIFACT_LENGTH}
 
 
 def check_record(record: object) -> None:
@@ -237,7 +252,7 @@ def check_record(record: object) -> None:
         raise LocalProtocolError(
             f"Unknown record kind {_show(kind)}; expected one of {sorted(_CHECKS)}."
         )
-    if len(record) != _LENGTHS[kind] and not (kind == SET_TERMINATED and len(record) == _LEGACY_SET_TERMINATED_LENGTH):
+    if len(record) != _LENGTHS[kind] and len(record) != _LEGACY_LENGTHS.get(kind):
         raise LocalProtocolError(
             f"{_label(record)} has {len(record) - 1} fields; expected {_LENGTHS[kind] - 1} "
             f"({', '.join(RECORD_FIELDS[RecordKind(kind)])})."

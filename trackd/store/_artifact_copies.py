@@ -44,11 +44,13 @@ class ArtifactCopy:
     inside it: to the client that logged the artifact, or as the store refusing writes.
     """
 
-    def __init__(self, root: str, run_id: str, path: str, source_path: str) -> None:
+    def __init__(self, root: str, run_id: str, path: str, source_path: str, stamp: tuple[int, int] | None = None) -> None:
         self.root = root
         self.run_id = run_id
         self.path = path
         self.source_path = source_path
+        # (size, mtime_ns) of the source when the client logged it; None from an older client's spool.
+        self.stamp = stamp
         # The source's size once opened, and the bytes copied so far (for the daemon's status).
         self.size = 0
         self.copied = 0
@@ -78,6 +80,7 @@ class ArtifactCopy:
                 info = os.fstat(source.fileno())
                 if not S_ISREG(info.st_mode):
                     raise InvalidArgument(_not_a_file(self.source_path, self.path, self.run_id))
+                self._check_unchanged(info, self.stamp, "after log_artifact and before the daemon copied it")
                 self.size = info.st_size
                 if stop.is_set():
                     return False
@@ -93,6 +96,8 @@ class ArtifactCopy:
                     finished = self._copy(source.fileno(), target, stop)
                 finally:
                     os.close(target)
+                if finished:
+                    self._check_unchanged(os.fstat(source.fileno()), (info.st_size, info.st_mtime_ns), "while the daemon copied it")
         except Exception as exc:  # OSError, InvalidArgument; anything else is reported the same way
             finished, self._error = True, exc
         if staging is not None:
@@ -133,6 +138,17 @@ class ArtifactCopy:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
             release_staging(staging)
+
+    def _check_unchanged(self, info: os.stat_result, expected: tuple[int, int] | None, when: str) -> None:
+        """Refuse a source whose size or mtime is not ``expected`` (not checked when None)."""
+        if expected is None or (info.st_size, info.st_mtime_ns) == tuple(expected):
+            return
+        size = f"{expected[0]} bytes, now {info.st_size}" if info.st_size != expected[0] else f"{info.st_size} bytes, rewritten"
+        raise InvalidArgument(
+            f"Artifact {self.path!r} of run {self.run_id} was not stored: its source {self.source_path!r} changed "
+            f"{when} ({size}). A large file is copied after the call returns: keep it unchanged until "
+            "flush() returns, or log it once it is final."
+        )
 
     def _copy(self, source: int, target: int, stop: threading.Event) -> bool:
         """Copy in chunks until the end of ``source`` or its size at open (True), or until ``stop``
