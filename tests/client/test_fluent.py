@@ -765,6 +765,46 @@ def test_a_thread_that_started_no_run_logs_to_the_main_threads_run(daemon: Daemo
     assert main.info.status == "FINISHED"
 
 
+def test_a_thread_that_started_no_run_logs_between_the_main_threads_runs_to_the_last_one(daemon: DaemonProcess, store: Path) -> None:
+    # A sweep runs trials back to back in the main thread while a monitoring thread logs all
+    # along. Its point in the gap between two trials started a run of its own, and every later
+    # point went there: trials 1 and 2 got no system metrics, and a stray run stayed RUNNING.
+    result = _ok(_run(
+        """
+        import json, threading, trackd
+        logged, go = threading.Event(), threading.Event()
+        def monitor():
+            for step in range(3):
+                go.wait(); go.clear()
+                trackd.log_metric("sys/cpu", float(step), step=step)
+                logged.set()
+        threading.Thread(target=monitor, daemon=True).start()
+        def tick():
+            logged.clear(); go.set(); logged.wait()
+        ids = []
+        for trial in range(2):
+            with trackd.start_run(run_name=f"trial-{trial}") as run:
+                ids.append(run.run_id)
+                tick()  # in the trial
+            if trial == 0:
+                tick()  # in the gap: to trial 0, the run the main thread last ended
+        assert trackd.active_run() is None
+        trackd.log_metric("main", 1.0)  # the main thread's own call after end_run starts a run, as MLflow's
+        print(json.dumps({"ids": ids, "after": trackd.last_active_run().info.run_id}))
+        """,
+        _env(daemon, store),
+    ))
+    client = _mlflow(store)
+    ids = result["ids"]
+    assert isinstance(ids, list)
+    first, second = (str(run_id) for run_id in ids)
+    assert [(m.step, m.value) for m in client.get_metric_history(first, "sys/cpu")] == [(0, 0.0), (1, 1.0)]
+    assert [(m.step, m.value) for m in client.get_metric_history(second, "sys/cpu")] == [(2, 2.0)]
+    runs = client.search_runs(["0"])
+    assert sorted(run.info.run_id for run in runs) == sorted([first, second, str(result["after"])])  # no stray run
+    assert all(run.info.status == "FINISHED" for run in runs)
+
+
 # A monitoring thread (system metrics) that goes on logging while exit or the SIGTERM handler ends
 # the runs and delivers. Its points after the main thread's run was ended started a run of their
 # own, which nothing ended: every preempted job left a stray RUNNING run, holding its last points.

@@ -43,6 +43,10 @@ _stacks: dict[threading.Thread, list[ActiveRun]] = {}
 # The main thread's run when exit or SIGTERM began ending the runs: where a thread with no run of
 # its own logs from then on (see _active_run_id).
 _run_ended_at_exit: ActiveRun | None = None
+# The main thread's last run once it has none (it ended its runs): where another thread with no
+# run of its own logs until the main thread starts the next. A monitoring thread logging across a
+# sweep's back-to-back runs started a run of its own in the gap, and logged there for ever after.
+_last_main_run: ActiveRun | None = None
 
 
 def _thread_runs() -> list[ActiveRun]:
@@ -144,12 +148,13 @@ class ActiveRun:
 def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
     """Log to this ./mlruns path (or ``file:`` URI) from now on, here and, through
     TRACKD_TRACKING_URI and MLFLOW_TRACKING_URI, in the processes this one starts."""
-    global _tracking_uri, _client
+    global _tracking_uri, _client, _last_main_run
     from ._config import resolve_tracking_uri
 
     retired = None
     with _lock:
         _tracking_uri = resolve_tracking_uri(uri)
+        _last_main_run = None  # a run of the old store: another thread logs to a new one meanwhile
         # As MLflow's set_tracking_uri: processes this one starts (spawn children, subprocesses,
         # MLflow itself) use the same store. Absolute, so a child in another folder does too.
         os.environ["TRACKD_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"] = _tracking_uri
@@ -381,6 +386,7 @@ def _end_run(
     end trackd makes by itself: a block's exit, interpreter exit, SIGTERM); ``exiting``: the
     clients close next, and their close says what could not be delivered; ``runs``: another
     thread's stack (at exit), instead of this thread's."""
+    global _last_main_run
     with _lock:
         if runs is None:
             runs = _thread_runs()
@@ -393,6 +399,8 @@ def _end_run(
 
             validate_run_status(status)  # a bad status leaves the run active, to be ended again
         runs.pop()
+        if not runs and runs is _stacks.get(threading.main_thread()):
+            _last_main_run = active
         if status is not None or active.owns:
             client._terminate(active.run_id, status or FINISHED, None, keep_failure=keep_failure)
         # A client the fluent API no longer uses (set_tracking_uri moved on) has nothing left to do.
@@ -426,6 +434,8 @@ def _active_run_id() -> str:
     if active is not None:
         return active.run_id
     late = _run_ended_at_exit
+    if late is None and threading.current_thread() is not threading.main_thread():
+        late = _last_main_run  # between the main thread's runs (a sweep): the one it last ended
     if late is not None:
         # Exit (or SIGTERM) is ending the runs: a thread that goes on logging (a monitoring
         # thread) logs to the run it was logging to. A run started now would never be ended, and
@@ -567,9 +577,10 @@ def _end_runs_at_exit(status: str | None = None) -> None:
 
 def _after_fork_in_child() -> None:
     # A forked child logs to its parent's runs but never ends them: the parent does.
-    global _lock, _run_ended_at_exit
+    global _lock, _run_ended_at_exit, _last_main_run
     _lock = threading.RLock()
     _run_ended_at_exit = None
+    _last_main_run = None
     here = threading.current_thread()  # the only thread a forked child has
     for thread in [t for t in _stacks if t is not here]:
         del _stacks[thread]
