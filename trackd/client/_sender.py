@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from .._signals import start_without_signals
 from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
 from ..protocol import CREATE_RUN, SET_TERMINATED, Event, Flush, Record
-from ._config import ClientConfig
+from ._config import DEFAULT_MAX_BUFFERED, ClientConfig
 from ._ledger import Ledger
 from ._names import random_id
 from ._outbox import BARRIER, FlushReport, Request, events, warn, warn_late
@@ -437,7 +437,7 @@ class Sender(SenderThread):
                     return
             warn(
                 f"logging calls have waited {FULL_WARNING_AFTER:g} s for room: the event buffer is full "
-                f"({events(len(self.buffer))}) because {self._why_full()} (TRACKD_ON_FULL=block)."
+                f"({events(self.config.max_buffered)}) because {self._why_full()} (TRACKD_ON_FULL=block)."
             )
 
     def _why_full(self) -> str:
@@ -446,7 +446,11 @@ class Sender(SenderThread):
             # The daemon died (SIGKILL) or is restarting: "not keeping up" sent users looking at
             # a daemon that was not there.
             return f"no daemon answers at {self.config.socket_path}; trackd keeps trying to reconnect"
-        return "the daemon is not keeping up"
+        if self.config.max_buffered >= DEFAULT_MAX_BUFFERED:
+            return "the daemon is not keeping up"
+        # A buffer smaller than what the loop logs between two sends fills beside an idle daemon.
+        return (f"the daemon is not keeping up, or the buffer is small for this logging rate "
+                f"(TRACKD_MAX_BUFFERED={self.config.max_buffered}; the default is {DEFAULT_MAX_BUFFERED})")
 
     def take_late(self) -> int:
         """Late events not reported yet: logged by other threads after this closed sender's final
