@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
 import re
 import subprocess
@@ -407,3 +409,95 @@ def test_a_disk_full_before_a_stores_first_write_holds_the_events_until_space_re
     assert "refused" not in err, err
     (run_dir,) = (store / "0").glob("*/metrics")
     assert len((run_dir / "x").read_text().splitlines()) == 1000
+
+
+@pytest.fixture
+def journal_disk(socket_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted on the socket's folder: the write journal beside the socket fills up
+    (in $XDG_RUNTIME_DIR, or /tmp on the store's disk), the store does not."""
+    folder = socket_path.parent
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(folder)], capture_output=True, text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True, capture_output=True)
+
+
+# tmpfs gives a file its space page by page: on a full disk, a write() that crosses into a page it
+# cannot get writes up to the page's end and returns short, without an error.
+PAGE = 4096
+
+
+def _journal_line_sizes(journal: bytes, folder: str, key: str, seq: int) -> tuple[int, int]:
+    """The bytes of the begin and commit lines of the daemon's next write: one new metric file ``key``."""
+    entry = journal.count(b'{"begin":') + 1  # this daemon's writes are numbered from 1
+    begin = json.dumps({"begin": entry, "files": [[f"{folder}/{key}", 0]], "seqs": {"c1": seq}}, separators=(",", ":"))
+    return len(begin) + 1, len(json.dumps({"commit": entry}, separators=(",", ":"))) + 1
+
+
+@pytest.mark.timeout(120)
+def test_a_commit_the_full_disk_cut_short_is_not_taken_for_written(journal_disk: Path, paths: DaemonPaths, tmp_path: Path) -> None:
+    # Found while chaos-testing full disks: the journal's commit line crossed into a page the disk could not
+    # give, write() returned short, the daemon took the write as committed and acknowledged it, and
+    # the next daemon's start found the last write's commit unreadable and cut its points back.
+    store = tmp_path / "mlruns"
+    run_id = uuid.uuid4().hex
+    daemon = DaemonProcess(paths.socket).start()
+    raw = RawClient(paths.socket, timeout=30.0)
+    filler = journal_disk / "filler"
+    seq = 1
+
+    def write(key: str, points: int = 1) -> None:
+        nonlocal seq
+        seq += 1
+        raw.send(Batch(seq=seq, records=metric_records(run_id, key, points)))
+
+    try:
+        assert isinstance(raw.hello(str(store), client_id="c1"), Welcome)
+        raw.send(Batch(seq=1, records=[create_run_record(run_id)]))
+        assert raw.next_event() == Ack(seq=1)
+        write("x")
+        assert raw.next_event() == Ack(seq=seq)
+        folder = os.path.dirname(json.loads(paths.journal.read_bytes().splitlines()[-2])["files"][0][0])
+        # Writes of one new metric file each, their keys' lengths chosen so that the next write's
+        # begin line ends 3 bytes before a page's end: its commit line crosses into the next page.
+        for n in range(100):
+            journal = paths.journal.read_bytes()
+            begin, commit = _journal_line_sizes(journal, folder, "loss", seq + 1)
+            room = -len(journal) % PAGE
+            if begin < room < begin + commit:
+                break
+            pad_begin, pad_commit = _journal_line_sizes(journal, folder, f"p{n}_", seq + 1)
+            begin_after, _ = _journal_line_sizes(journal + b'{"begin":', folder, "loss", seq + 2)
+            wanted = room - begin_after - 3
+            if wanted < pad_begin + pad_commit:
+                wanted += PAGE
+            write(f"p{n}_" + "a" * min(max(wanted - pad_begin - pad_commit, 0), 200))
+            assert raw.next_event() == Ack(seq=seq)
+        else:
+            pytest.fail("could not place a commit line across a page boundary")
+        fill(filler)
+        write("loss", 3)
+        # The old daemon acknowledged it at once; now the disk refuses it until space returns.
+        raw.sock.settimeout(0.1)
+        acked = False
+        while not acked and daemon.status()["write_errors"] == 0:
+            with contextlib.suppress(TimeoutError):
+                acked = raw.next_event() == Ack(seq=seq)
+        raw.sock.settimeout(30.0)
+        filler.unlink()
+        if not acked:
+            assert raw.next_event() == Ack(seq=seq)
+        raw.close()
+        daemon.kill()
+        DaemonProcess(paths.socket).start().stop()  # its start recovers from the journal
+    finally:
+        filler.unlink(missing_ok=True)
+        if daemon.process is not None and daemon.process.poll() is None:
+            daemon.kill()
+    steps = [m.step for m in StoreReader(store).get_metric_history(run_id, "loss")]
+    assert steps == [0, 1, 2], "an acknowledged write was cut back at the next daemon's start"

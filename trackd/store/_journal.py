@@ -37,6 +37,8 @@ class WriteJournal:
         self._next_id = 1
         self._size = os.fstat(fd).st_size
         self._compact_size = compact_size
+        # The last line could be neither finished nor removed (see _append).
+        self._torn = False
         #: Highest sequence number written, per client id, as recovered at open, least recently written first.
         self.recovered_seqs = seqs
 
@@ -117,11 +119,26 @@ class WriteJournal:
             line = orjson_dumps()(entry) + b"\n"
         except TypeError:  # a path orjson cannot encode as UTF-8 (a lone surrogate): json escapes it
             line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+        if self._torn:
+            line = b"\n" + line
+        written = 0
         try:
-            os.write(self._fd, line)
+            # A disk that fills up mid-line makes write() return short, without an error: a line
+            # left torn that way (a commit, say) was taken as written, and the next daemon's start
+            # cut an acknowledged write back (its commit unreadable), or lost the next line glued to it.
+            while written < len(line):
+                written += os.write(self._fd, line[written:])
         except OSError as exc:
+            if written:
+                # Not a line at all: the part written goes, so the next line starts a line of its own
+                # (or, if it cannot go, the next line starts with a newline that ends it).
+                try:
+                    os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+                except OSError:
+                    self._torn = True
             # os.write() names no file; the daemon's log line should name the journal.
             raise OSError(exc.errno, exc.strerror, self.path) from exc
+        self._torn = False
         self._size += len(line)
 
 
