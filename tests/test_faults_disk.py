@@ -501,3 +501,24 @@ def test_a_commit_the_full_disk_cut_short_is_not_taken_for_written(journal_disk:
             daemon.kill()
     steps = [m.step for m in StoreReader(store).get_metric_history(run_id, "loss")]
     assert steps == [0, 1, 2], "an acknowledged write was cut back at the next daemon's start"
+
+
+@pytest.mark.timeout(120)
+def test_a_daemon_whose_journal_folder_is_full_says_so_in_one_line_and_changes_nothing(
+    journal_disk: Path, paths: DaemonPaths
+) -> None:
+    # The journal's snapshot at start could not be written: the daemon died with a traceback and
+    # left an empty trackd.sock.journal.tmp behind (chaos test of full disks).
+    paths.journal.write_bytes(b'{"snapshot":{"c1":7}}\n')
+    fill(journal_disk / "filler")
+    result = subprocess.run(
+        [sys.executable, "-m", "trackd.daemon", "--socket", str(paths.socket)], capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert (
+        f"trackd: Cannot start on {paths.socket}: the write journal {paths.journal} cannot be written (No space left on device)"
+        in result.stderr
+    ), result.stderr
+    assert paths.journal.read_bytes() == b'{"snapshot":{"c1":7}}\n'
+    assert not paths.journal.with_name(paths.journal.name + ".tmp").exists()

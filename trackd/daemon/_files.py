@@ -20,6 +20,10 @@ class AlreadyRunning(Exception):
     """Another daemon holds this socket's lock."""
 
 
+class CannotStart(Exception):
+    """The daemon's own files cannot be made (a full disk under the socket's folder): one line says why."""
+
+
 def take_lock(paths: DaemonPaths) -> IO[bytes]:
     """The socket's lock file, locked for as long as it stays open; AlreadyRunning if another daemon holds it."""
     lock = open(paths.lock, "ab")

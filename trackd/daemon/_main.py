@@ -18,7 +18,7 @@ from .._signals import take_signals
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
 from ._budget import DEFAULT_MAX_EVENTS_PER_SECOND
 from ._loop import LOOP_CHOICES, loop_factory
-from ._files import AlreadyRunning
+from ._files import AlreadyRunning, CannotStart
 from ._server import DEFAULT_MAX_CONNECTIONS, DaemonConfig, Server
 
 LOG_FORMAT = "%(asctime)s %(levelname)s pid %(process)d %(message)s"
@@ -162,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ALREADY_RUNNING_EXIT_CODE
     except PermissionError as exc:
         return _refuse(logger, f"Cannot start: {exc}", 1)
+    except CannotStart as exc:
+        return _refuse(logger, f"Cannot start on {paths.socket}: {exc}.", 1)
     # Shutdown gave up on what the batcher still holds (its timeout ran out: a full disk). Those
     # events were never acknowledged, so their clients send them again; the exit code and the
     # report say so, for a supervisor and for `trackd daemon stop` (not this process's parent).

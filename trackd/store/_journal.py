@@ -14,6 +14,7 @@ also take the clients' unsent events with it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -144,7 +145,12 @@ class WriteJournal:
 
 def _write_snapshot(path: str, seqs: Mapping[str, int]) -> None:
     temp = f"{path}.tmp"
-    with open(temp, "wb") as out:
-        out.write(json.dumps({"snapshot": dict(seqs)}, separators=(",", ":")).encode() + b"\n")
-    os.chmod(temp, 0o600)
-    os.replace(temp, path)
+    try:
+        with open(temp, "wb") as out:
+            out.write(json.dumps({"snapshot": dict(seqs)}, separators=(",", ":")).encode() + b"\n")
+        os.chmod(temp, 0o600)
+        os.replace(temp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)  # not left behind by a full disk, the journal itself unchanged
+        raise
