@@ -163,6 +163,35 @@ def test_a_process_that_runs_a_while_delivers_spools_left_by_others_and_a_short_
     assert [m.step for m in StoreReader(store).get_metric_history(run_id, "loss")] == [0, 1, 2]
 
 
+@pytest.mark.timeout(120)
+def test_items_the_store_refuses_in_a_spool_left_by_another_process_are_said_by_the_one_delivering_it(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # The process that logged them is gone; the process delivering its spool in the background
+    # said nothing of what the store refused, which only the daemon status's counter showed.
+    run_id = "abcdefabcdefabcdefabcdefabcdef12"
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    hello = Hello(protocol_version=PROTOCOL_VERSION, client_id="gone", pid=1, host=socket.gethostname(), store_root=str(store))
+    batch = Batch(seq=1, records=[create_run_record(run_id), (RecordKind.DELETE_TAG.value, run_id, "never-set")])
+    orphan = spool_dir / "gone.spool"
+    orphan.write_bytes(encode_frame(hello) + encode_frame(batch))
+    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir))
+    long = run_python(
+        "import time, trackd\nwith trackd.start_run():\n    trackd.log_metric('x', 1.0)\n"
+        "    deadline = time.monotonic() + 30\n"
+        f"    while __import__('os').path.exists({str(orphan)!r}) and time.monotonic() < deadline:\n"
+        "        time.sleep(0.05)\n"
+        "    time.sleep(1)\n",  # the line comes after the file is removed
+        env,
+    )
+    assert long.returncode == 0, long.stderr
+    assert not orphan.exists()
+    [line] = [line for line in long.stderr.splitlines() if "of an exited process" in line]
+    assert line.startswith(f"trackd: delivered the spool {orphan} of an exited process; the store refused 1 item(s) in it: ")
+    assert "never-set" in line
+
+
 UNSPOOLABLE = """
 import time
 import trackd

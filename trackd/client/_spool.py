@@ -37,7 +37,7 @@ from ..protocol import (
     decode_header,
     encode_frame,
 )
-from ._outbox import client_logger
+from ._outbox import client_logger, warn
 from ._transport import handshake, make_hello
 
 SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
@@ -312,6 +312,14 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
         for result in sync_spools(directory, socket_path, exclude=own):
             if result.batches and not result.error:
                 client_logger().info("Delivered %d spooled batches of client %s", result.batches, result.client_id)
+            if result.rejected:
+                # The process that logged them is gone: this is the one place left to say so
+                # (`trackd sync` says it the same way), beyond the daemon status's counter.
+                warn(
+                    f"delivered the spool {result.path} of an exited process; the store refused "
+                    f"{len(result.rejected)} item(s) in it: {'; '.join(result.rejected[:3])}"
+                    + (" ..." if len(result.rejected) > 3 else "")
+                )
 
     threading.Thread(target=deliver, name="trackd-spool-sync", daemon=True).start()
 
