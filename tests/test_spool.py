@@ -140,6 +140,18 @@ def _old_spool(spool_dir: Path, store: Path, run_id: str, host: str | None = Non
     return path
 
 
+# A process that lives until a spool left by another is gone (delivered in its background), then ``after`` s more.
+_LOGS_UNTIL_GONE = """
+import os, time, trackd
+with trackd.start_run():
+    trackd.log_metric('x', 1.0)
+    deadline = time.monotonic() + 30
+    while os.path.exists({path!r}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep({after})
+"""
+
+
 @pytest.mark.timeout(120)
 def test_a_process_that_runs_a_while_delivers_spools_left_by_others_and_a_short_one_does_not_pay(
     daemon: DaemonProcess, store: Path, tmp_path: Path
@@ -151,13 +163,7 @@ def test_a_process_that_runs_a_while_delivers_spools_left_by_others_and_a_short_
     short = run_python("import trackd\nwith trackd.start_run():\n    trackd.log_metric('x', 1.0)\n", env)
     assert short.returncode == 0, short.stderr
     assert orphan.exists()  # left for a process that lives long enough (ORPHAN_DELIVERY_DELAY)
-    long = run_python(
-        "import time, trackd\nwith trackd.start_run():\n    trackd.log_metric('x', 1.0)\n"
-        "    deadline = time.monotonic() + 30\n"
-        f"    while __import__('os').path.exists({str(orphan)!r}) and time.monotonic() < deadline:\n"
-        "        time.sleep(0.05)\n",
-        env,
-    )
+    long = run_python(_LOGS_UNTIL_GONE.format(path=str(orphan), after=0), env)
     assert long.returncode == 0, long.stderr
     assert not orphan.exists()
     assert [m.step for m in StoreReader(store).get_metric_history(run_id, "loss")] == [0, 1, 2]
@@ -177,14 +183,7 @@ def test_items_the_store_refuses_in_a_spool_left_by_another_process_are_said_by_
     orphan = spool_dir / "gone.spool"
     orphan.write_bytes(encode_frame(hello) + encode_frame(batch))
     env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir))
-    long = run_python(
-        "import time, trackd\nwith trackd.start_run():\n    trackd.log_metric('x', 1.0)\n"
-        "    deadline = time.monotonic() + 30\n"
-        f"    while __import__('os').path.exists({str(orphan)!r}) and time.monotonic() < deadline:\n"
-        "        time.sleep(0.05)\n"
-        "    time.sleep(1)\n",  # the line comes after the file is removed
-        env,
-    )
+    long = run_python(_LOGS_UNTIL_GONE.format(path=str(orphan), after=1), env)  # the line comes after the removal
     assert long.returncode == 0, long.stderr
     assert not orphan.exists()
     [line] = [line for line in long.stderr.splitlines() if "of an exited process" in line]
