@@ -318,3 +318,26 @@ def test_a_large_artifact_changed_after_log_artifact_is_refused_not_stored_with_
         assert (store / "0" / run_id / "artifacts" / "checkpoints" / "last.ckpt").read_bytes()[:8] == b"epoch-2 "
     finally:
         client.close()
+
+
+def test_a_large_artifact_dated_before_1970_is_stored_with_the_events_of_its_batch(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # A file's mtime_ns is negative when it is dated before 1970 (unpacked from an old archive,
+    # or utime'd by a build tool). The daemon refused its source_stamp as a protocol error, which
+    # cost the whole batch: the run, its metrics and the artifact were never stored, flush()
+    # hung, and the client reconnected and was refused again without end.
+    source = tmp_path / "old.bin"
+    source.write_bytes(b"o" * (9 * 1024 * 1024))
+    os.utime(source, ns=(-86_400_000_000_000, -86_400_000_000_000))
+    client = Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False))
+    try:
+        run_id = client.create_run().info.run_id
+        client.log_metric(run_id, "loss", 0.5)
+        client.log_artifact(run_id, str(source))
+        client.flush(timeout=20)
+        assert (store / "0" / run_id / "artifacts" / "old.bin").read_bytes() == source.read_bytes()
+        (line,) = metric_lines(store, run_id, "loss")
+        assert line.split()[1:] == ["0.5", "0"]
+    finally:
+        client.close()

@@ -92,7 +92,7 @@ BAD_RECORDS: list[tuple[str, object, str]] = [
      f"field 'content' holds {MAX_INLINE_ARTIFACT_SIZE + 1} bytes; at most {MAX_INLINE_ARTIFACT_SIZE}"),
     ("artifact-stamp-with-content", (7, RUN, "a.txt", b"x", None, (1, 2)), "field 'source_stamp' must be nil or, with a 'source_path'"),
     ("artifact-stamp-not-a-pair", (7, RUN, "w.bin", None, "/tmp/w.bin", (1,)), "field 'source_stamp' .* got \\(1,\\)"),
-    ("artifact-stamp-negative", (7, RUN, "w.bin", None, "/tmp/w.bin", (9, -1)), "field 'source_stamp' .* got \\(9, -1\\)"),
+    ("artifact-stamp-negative-size", (7, RUN, "w.bin", None, "/tmp/w.bin", (-1, 9)), "field 'source_stamp' .* got \\(-1, 9\\)"),
     ("artifact-stamp-str", (7, RUN, "w.bin", None, "/tmp/w.bin", "9 1"), "field 'source_stamp' .* got '9 1'"),
     ("artifact-too-many-fields", (7, RUN, "w.bin", None, "/tmp/w.bin", None, None), "artifact record has 6 fields; expected 5"),
 ]
@@ -158,6 +158,8 @@ GOOD_RECORDS: list[tuple[str, Record]] = [
     ("artifact-content-at-inline-limit", (7, RUN, "big.bin", bytes(MAX_INLINE_ARTIFACT_SIZE), None)),
     ("artifact-source-path", (7, RUN, "model/weights.bin", None, "/tmp/weights.bin", (9_437_184, 1_795_665_806_606_000_123))),
     ("artifact-content-stamp-nil", (7, RUN, "a.txt", b"x", None, None)),
+    # A file dated before 1970 (unpacked from an old archive) has a negative mtime_ns.
+    ("artifact-source-path-before-1970", (7, RUN, "old.bin", None, "/tmp/old.bin", (9_437_184, -86_400_000_000_000))),
     # Protocol 3 had no source_stamp: a spool file it wrote is still delivered after an upgrade.
     ("artifact-source-path-protocol-3", (7, RUN, "model/weights.bin", None, "/tmp/weights.bin")),
 ]

@@ -164,11 +164,13 @@ def _check_artifact(record: Record) -> None:
     stamp = record[5] if len(record) > _LEGACY_ARTIFACT_LENGTH else None
     if stamp is not None and (
         source_path is None or type(stamp) is not tuple or len(stamp) != 2
-        or any(type(part) is not int or not 0 <= part <= MAX_INT64 for part in stamp)
+        or any(type(part) is not int or not low <= part <= MAX_INT64 for part, low in zip(stamp, (0, MIN_INT64)))
     ):
+        # mtime_ns is signed: a file dated before 1970 (unpacked from an archive, utime'd by a
+        # build tool) has a negative one, and refusing it cost the whole batch, not one artifact.
         raise LocalProtocolError(
             f"{_label(record)} field 'source_stamp' must be nil or, with a 'source_path', an array of two "
-            f"integers from 0 to {MAX_INT64} (size, mtime_ns), got {_show(stamp)}."
+            f"integers (size from 0 to {MAX_INT64}, mtime_ns from {MIN_INT64} to {MAX_INT64}), got {_show(stamp)}."
         )
     if content is None and source_path is not None:
         _name(record, 4, "source_path")
