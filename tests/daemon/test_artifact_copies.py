@@ -341,3 +341,30 @@ def test_a_large_artifact_dated_before_1970_is_stored_with_the_events_of_its_bat
         assert line.split()[1:] == ["0.5", "0"]
     finally:
         client.close()
+
+
+def test_a_large_artifact_only_touched_after_log_artifact_is_refused_saying_its_mtime_changed(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # Same size, same bytes, a later mtime: the daemon cannot tell a touch from a same-size
+    # rewrite (a checkpoint of the same model), so it refuses; the message said "rewritten",
+    # which sent the user looking for a writer that never was.
+    source = tmp_path / "same.bin"
+    source.write_bytes(b"s" * (9 * 1024 * 1024))
+    client = Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False))
+    try:
+        run_id = client.create_run().info.run_id
+        client.flush()
+        daemon.signal(signal.SIGSTOP)
+        try:
+            client.log_artifact(run_id, str(source))
+            before = source.stat().st_mtime_ns
+            os.utime(source, ns=(before + 1_000_000_000, before + 1_000_000_000))
+        finally:
+            daemon.signal(signal.SIGCONT)
+        with pytest.raises(DeliveryError) as caught:
+            client.flush()
+        (failure,) = caught.value.failures
+        assert f"(same size, modification time {before} ns, now {before + 1_000_000_000} ns)" in failure
+    finally:
+        client.close()

@@ -143,7 +143,11 @@ class ArtifactCopy:
         """Refuse a source whose size or mtime is not ``expected`` (not checked when None)."""
         if expected is None or (info.st_size, info.st_mtime_ns) == tuple(expected):
             return
-        size = f"{expected[0]} bytes, now {info.st_size}" if info.st_size != expected[0] else f"{info.st_size} bytes, rewritten"
+        # Same size: only the mtime tells, and a touch (or a copy tool setting it) moves it too.
+        size = (
+            f"{expected[0]} bytes, now {info.st_size}" if info.st_size != expected[0]
+            else f"same size, modification time {expected[1]} ns, now {info.st_mtime_ns} ns"
+        )
         raise InvalidArgument(
             f"Artifact {self.path!r} of run {self.run_id} was not stored: its source {self.source_path!r} changed "
             f"{when} ({size}). A large file is copied after the call returns: keep it unchanged until "
