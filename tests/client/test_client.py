@@ -644,3 +644,23 @@ def test_wait_on_operations_of_a_client_another_thread_is_closing_returns_once_t
     finally:
         daemon.signal(signal.SIGCONT)
 
+
+
+def test_a_file_that_grows_past_the_inline_limit_after_it_was_sized_goes_by_path(tmp_path: Path) -> None:
+    # log_artifacts sizes a folder's files first and reads them as their records are buffered: a
+    # log a training thread appends to grew past 8 MiB in between, went inline, and the daemon
+    # refused the whole batch as malformed, which the client resent for ever (second review).
+    from trackd.client._artifacts import tree_records
+    from trackd.protocol import MAX_INLINE_ARTIFACT_SIZE, check_record
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    log = folder / "train.log"
+    log.write_bytes(b"x" * 1024)
+    records = tree_records("0123456789abcdef0123456789abcdef", folder, None)  # sized here
+    with open(log, "ab") as grow:
+        grow.write(b"y" * MAX_INLINE_ARTIFACT_SIZE)
+    (record,) = list(records)  # read here
+    check_record(record)
+    assert record[3] is None and record[4] == str(log)
+    assert record[5] == (log.stat().st_size, log.stat().st_mtime_ns)

@@ -83,9 +83,17 @@ def _records(run_id: str, files: list[tuple[Path, str]]) -> Iterator[ArtifactRec
 def _read(run_id: str, files: list[tuple[Path, str]], stamps: list[tuple[int, int]]) -> Iterator[ArtifactRecord]:
     for (source, name), stamp in zip(files, stamps):
         if stamp[0] <= MAX_INLINE_ARTIFACT_SIZE:
-            yield (ARTIFACT, run_id, name, source.read_bytes(), None, None)
-        else:
-            yield (ARTIFACT, run_id, name, None, str(source.absolute()), stamp)
+            content = source.read_bytes()
+            if len(content) <= MAX_INLINE_ARTIFACT_SIZE:
+                yield (ARTIFACT, run_id, name, content, None, None)
+                continue
+            # It grew past the inline limit since it was sized (a log a training thread appends
+            # to): inline, the daemon refused the whole batch as malformed, and the client
+            # resent it for ever. By path, as any large file, stamped now.
+            _check_source_path(source)
+            info = source.stat()
+            stamp = (info.st_size, info.st_mtime_ns)
+        yield (ARTIFACT, run_id, name, None, str(source.absolute()), stamp)
 
 
 def _check_source_path(source: Path) -> None:
