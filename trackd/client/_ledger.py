@@ -14,8 +14,10 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable
 
-from ..errors import DeliveryError, TrackdError
-from ..protocol import ErrorCode, ErrorReply, Event, ExperimentReply, FlushDone, Rejected, StatusReply
+from ..errors import DeliveryError, LocalProtocolError, TrackdError
+from ..protocol import (
+    FRAME_HEADER_SIZE, ErrorCode, ErrorReply, Event, ExperimentReply, FlushDone, Rejected, StatusReply, decode_body,
+)
 from ._outbox import Request, warn
 
 
@@ -134,9 +136,33 @@ class Ledger:
         elif isinstance(event, ErrorReply):
             if event.request_id:
                 self._complete(event.request_id, error=DeliveryError(event.message))
-            elif event.code != ErrorCode.SHUTTING_DOWN and event.code not in self._warned_codes:
+                return
+            if event.code == ErrorCode.BAD_FRAME:
+                self.drop_malformed()
+            if event.code != ErrorCode.SHUTTING_DOWN and event.code not in self._warned_codes:
                 self._warned_codes.add(event.code)
                 warn(f"the daemon reports: {event.message}")
+
+    def drop_malformed(self) -> None:
+        """Refuse, whole, the unacknowledged batches the daemon cannot decode (``bad_frame``).
+
+        The daemon closes a connection that sent one without saying which batch it was, and the
+        client sent it again on the next connection, for ever: flush() never returned and exit
+        spooled it. Only a batch this client built wrong (a check the call site lacked) gets here,
+        so it is found by decoding the kept frames as the daemon does; the rest go on, and the
+        daemon takes the gap in sequence numbers.
+        """
+        kept: collections.deque[tuple[int, bytes, int]] = collections.deque()
+        for seq, frame, records in self.unacked:
+            try:
+                decode_body(frame[FRAME_HEADER_SIZE:])
+            except LocalProtocolError as exc:
+                self.unacked_bytes -= len(frame)
+                self.unacked_events -= records
+                self.refuse(records, f"batch {seq} ({records} events) was refused whole by the daemon as malformed: {exc}")
+            else:
+                kept.append((seq, frame, records))
+        self.unacked = kept
 
     def _complete(self, request_id: int, *, result: Event | None = None, error: TrackdError | None = None) -> None:
         req = self.in_flight.pop(request_id, None)
