@@ -1,5 +1,6 @@
 """The files beside the daemon's socket: the lock that makes it the socket's only daemon, a socket
-file a dead daemon left, and the pid file; removed in that order's reverse at shutdown."""
+file a dead daemon left, and the pid file, removed in that order's reverse at shutdown; and the
+write journal, opened at start."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from .._paths import DaemonPaths
+from ..store import WriteJournal
 
 logger = logging.getLogger("trackd.daemon")
 
@@ -35,6 +37,18 @@ def take_lock(paths: DaemonPaths) -> IO[bytes]:
             f"A trackd daemon is already running on {paths.socket} (pid {_read_pid(paths.pid)})."
         ) from None
     return lock
+
+
+def open_journal(paths: DaemonPaths) -> WriteJournal:
+    """The write journal beside the socket, recovered (``WriteJournal.open``); CannotStart if it cannot be written."""
+    try:
+        return WriteJournal.open(str(paths.journal))
+    except OSError as exc:
+        # Its folder's disk is full ($XDG_RUNTIME_DIR is a small tmpfs): a traceback said so before.
+        raise CannotStart(
+            f"the write journal {paths.journal} cannot be written ({exc.strerror or exc}); the journal is "
+            "kept as it was, and clients spool their events until a daemon can start"
+        ) from exc
 
 
 def remove_stale_socket(path: Path) -> None:

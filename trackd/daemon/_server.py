@@ -17,7 +17,6 @@ from typing import IO, Any, TypeVar
 from .. import __version__
 from .._paths import SOCKET_MODE, DaemonPaths, ensure_private_directory
 from ..protocol import Ack, Batch, ErrorCode, FlushDone, Hello, Rejected
-from ..store import WriteJournal
 from ._applier import Applier, ApplyResult, Failure
 from ._budget import DEFAULT_MAX_EVENTS_PER_SECOND
 from ._batcher import (
@@ -33,7 +32,7 @@ from ._batcher import (
 )
 from ._connection import ClientConnection
 from ._copies import COPY_STOP_SECONDS, Copies
-from ._files import AlreadyRunning, CannotStart, remove_daemon_files, remove_stale_socket, take_lock, write_pid_file
+from ._files import AlreadyRunning, open_journal, remove_daemon_files, remove_stale_socket, take_lock, write_pid_file
 from ._loop import loop_factory
 from ._outages import Outages
 from .._peer import credentials_supported, peer_uid
@@ -143,14 +142,7 @@ class Server:
         self._lock_file = take_lock(paths)
         remove_stale_socket(paths.socket)
         # Undo a write that a previous daemon did not finish, and learn what it did finish.
-        try:
-            journal = WriteJournal.open(str(paths.journal))
-        except OSError as exc:
-            # Its folder's disk is full ($XDG_RUNTIME_DIR is a small tmpfs): a traceback said so before.
-            raise CannotStart(
-                f"the write journal {paths.journal} cannot be written ({exc.strerror or exc}); the journal is "
-                "kept as it was, and clients spool their events until a daemon can start"
-            ) from exc
+        journal = open_journal(paths)
         # What the last daemon wrote per client: a client or a spool resuming after it.
         for client_id, seq in journal.recovered_seqs.items():
             self.state.retire(client_id, seq)
