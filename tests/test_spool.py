@@ -17,7 +17,7 @@ from helpers import DaemonProcess, child_env, create_run_record, metric_records,
 from trackd import Client, ClientConfig, DeliveryError
 from trackd.client._spool import _names, sync_spools
 from trackd.errors import DaemonUnavailable
-from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, RecordKind, encode_frame
+from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, Record, RecordKind, encode_frame
 from trackd.store import StoreReader
 
 POINTS = 10_000
@@ -128,13 +128,19 @@ def test_a_spool_written_by_an_older_protocol_version_is_delivered_after_an_upgr
     assert StoreReader(store).get_run(run_id).info.status == "FINISHED"
 
 
-def _old_spool(spool_dir: Path, store: Path, run_id: str, host: str | None = None, client_id: str = "gone") -> Path:
+def _old_spool(
+    spool_dir: Path, store: Path, run_id: str, host: str | None = None, client_id: str = "gone",
+    records: list[Record] | None = None,
+) -> Path:
+    """A spool file left by an exited process: its Hello, then one batch creating ``run_id`` and
+    logging 3 points of "loss" (or, after the creation, ``records``)."""
     spool_dir.mkdir(exist_ok=True)
     hello = Hello(
         protocol_version=PROTOCOL_VERSION, client_id=client_id, pid=1,
         host=socket.gethostname() if host is None else host, store_root=str(store),
     )
-    batch = Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 3)])
+    logged = metric_records(run_id, "loss", 3) if records is None else records
+    batch = Batch(seq=1, records=[create_run_record(run_id), *logged])
     path = spool_dir / f"{client_id}.spool"
     path.write_bytes(encode_frame(hello) + encode_frame(batch))
     return path
@@ -177,11 +183,7 @@ def test_items_the_store_refuses_in_a_spool_left_by_another_process_are_said_by_
     # said nothing of what the store refused, which only the daemon status's counter showed.
     run_id = "abcdefabcdefabcdefabcdefabcdef12"
     spool_dir = tmp_path / "spool"
-    spool_dir.mkdir()
-    hello = Hello(protocol_version=PROTOCOL_VERSION, client_id="gone", pid=1, host=socket.gethostname(), store_root=str(store))
-    batch = Batch(seq=1, records=[create_run_record(run_id), (RecordKind.DELETE_TAG.value, run_id, "never-set")])
-    orphan = spool_dir / "gone.spool"
-    orphan.write_bytes(encode_frame(hello) + encode_frame(batch))
+    orphan = _old_spool(spool_dir, store, run_id, records=[(RecordKind.DELETE_TAG.value, run_id, "never-set")])
     env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir))
     long = run_python(_LOGS_UNTIL_GONE.format(path=str(orphan), after=1), env)  # the line comes after the removal
     assert long.returncode == 0, long.stderr
