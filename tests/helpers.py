@@ -55,15 +55,22 @@ def wait_for(condition: object, timeout: float = 10.0, interval: float = 0.01, m
 class DaemonProcess:
     """A real trackd daemon in its own process."""
 
-    def __init__(self, socket_path: Path, *extra_args: str, file_limit: int | None = None) -> None:
+    def __init__(self, socket_path: Path, *extra_args: str, file_limit: int | None = None, preamble: str = "") -> None:
         self.paths = DaemonPaths(socket_path)
         self.extra_args = list(extra_args)
         # The daemon's RLIMIT_NOFILE, soft and hard (so it cannot raise it), when given.
         self.file_limit = file_limit
+        # Python run in the daemon's process before it starts: a test's scaled constants (an hour
+        # made a second) or a stepped clock. The daemon's code itself is unchanged.
+        self.preamble = preamble
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 15.0) -> DaemonProcess:
-        args = [sys.executable, "-m", "trackd.daemon", "--socket", str(self.paths.socket), "--log-file", str(self.paths.log), *self.extra_args]
+        program = (
+            ["-c", f"{self.preamble}\nimport sys\nfrom trackd.daemon import main\nsys.exit(main(sys.argv[1:]))\n"]
+            if self.preamble else ["-m", "trackd.daemon"]
+        )
+        args = [sys.executable, *program, "--socket", str(self.paths.socket), "--log-file", str(self.paths.log), *self.extra_args]
         if self.file_limit is not None:
             args = ["/bin/sh", "-c", f'ulimit -n {self.file_limit} && exec "$@"', "sh", *args]
         process = self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

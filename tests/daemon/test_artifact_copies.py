@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -22,10 +21,9 @@ from helpers import DaemonProcess, RawClient, create_run_record, metric_lines, w
 
 import trackd
 from trackd import Client, DeliveryError
-from trackd._paths import UNWRITTEN_EXIT_CODE, DaemonPaths, read_exit_report
+from trackd._paths import UNWRITTEN_EXIT_CODE, read_exit_report
 from trackd.client import ClientConfig
 from trackd.client._control import query_status
-from trackd.client._launcher import daemon_answers
 from trackd.daemon._server import DEFAULT_SHUTDOWN_TIMEOUT
 from trackd.protocol import Ack, Batch, ErrorReply, Event, Flush, FlushDone, RecordKind, Welcome
 from trackd.store import StoreReader
@@ -230,14 +228,11 @@ def test_copies_finishing_together_keep_their_clients_batches_in_order(socket_pa
 # A daemon whose hour (STALE_STAGING_AGE) is a second and whose idle sweep forgets a store's writer
 # after one unused second (IDLE_FILE_SECONDS, IDLE_STORE_SWEEPS): the constants, not the code, changed.
 SCALED_DAEMON = """
-import sys
 from trackd.store import _staging
 _staging.STALE_STAGING_AGE = 1.0
 from trackd.daemon import _applier, _server
 _applier.IDLE_STORE_SWEEPS = 0
 _server.IDLE_FILE_SECONDS = 1.0
-from trackd.daemon import main
-sys.exit(main(sys.argv[1:]))
 """
 
 
@@ -254,12 +249,7 @@ def test_a_copy_waiting_for_its_batchs_other_copy_is_not_removed_by_a_writer_mad
     first.write_bytes(b"1" * 1024)
     second.write_bytes(b"2" * 1024)
     run_id = uuid.uuid4().hex
-    paths = DaemonPaths(socket_path)
-    process = subprocess.Popen(
-        [sys.executable, "-c", SCALED_DAEMON, "--socket", str(socket_path), "--log-file", str(paths.log)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    wait_for(lambda: daemon_answers(socket_path, 0.2) or process.poll() is not None, 15, message="daemon start")
+    daemon = DaemonProcess(socket_path, preamble=SCALED_DAEMON).start()
     owner = RawClient(socket_path, timeout=15)
     try:
         with WriteLease(second) as lease:
@@ -276,8 +266,7 @@ def test_a_copy_waiting_for_its_batchs_other_copy_is_not_removed_by_a_writer_mad
         assert owner.next_event() == Ack(seq=2)  # no Rejected before it
     finally:
         owner.close()
-        process.terminate()
-        assert process.wait(30) == 0
+        assert daemon.stop() == 0
     artifacts = Path(StoreReader(store).get_run(run_id).info.artifact_uri.removeprefix("file://"))
     assert (artifacts / "first.bin").read_bytes() == b"1" * 1024
     assert (artifacts / "second.bin").read_bytes() == b"2" * 1024

@@ -475,15 +475,11 @@ def test_a_store_root_with_a_nul_is_refused_and_costs_no_other_client_its_batch(
 def test_connections_that_never_say_hello_are_closed_and_free_their_slots(socket_path: Path, store: Path) -> None:
     # A process stopped or hung right after connect() kept its slot for ever: as many of them as
     # --max-connections locked every client out. HELLO_TIMEOUT (30 s) is 1 s here.
-    code = "import sys\nfrom trackd.daemon import _connection\n_connection.HELLO_TIMEOUT = 1.0\nfrom trackd.daemon import main\nsys.exit(main(sys.argv[1:]))\n"
-    log = socket_path.with_name(socket_path.name + ".log")
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, "--socket", str(socket_path), "--log-file", str(log), "--max-connections", "2"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    proc = DaemonProcess(
+        socket_path, "--max-connections", "2", preamble="from trackd.daemon import _connection\n_connection.HELLO_TIMEOUT = 1.0",
+    ).start()
     silent = []
     try:
-        wait_for(socket_path.exists, 15, message="daemon start")
         for sent in (b"", b"\x00\x00"):  # nothing at all; half a frame header, then nothing
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(10)
@@ -506,6 +502,5 @@ def test_connections_that_never_say_hello_are_closed_and_free_their_slots(socket
     finally:
         for sock in silent:
             sock.close()
-        process.terminate()
-        assert process.wait(30) == 0
-    assert log.read_text().count("A connection sent no Hello within 1 s of connecting and was closed") == 2
+        assert proc.stop() == 0
+    assert proc.log().count("A connection sent no Hello within 1 s of connecting and was closed") == 2

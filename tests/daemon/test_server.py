@@ -455,23 +455,16 @@ def test_status_uptime_is_a_duration_when_the_wall_clock_steps_back(socket_path:
     # from a snapshot), status said "uptime -3600 s" and rates "over the last -3.6e+03 s"; a step
     # forward made the daemon forget, at once, the sequence numbers it recovered from the journal.
     stepped = tmp_path / "stepped"
-    code = (
-        "import os, sys, time\nwall = time.time\n"
-        f"time.time = lambda: wall() - (3600 if os.path.exists({str(stepped)!r}) else 0)\n"
-        "from trackd.daemon import main\nsys.exit(main(sys.argv[1:]))\n"
+    preamble = (
+        "import os, time\nwall = time.time\n"
+        f"time.time = lambda: wall() - (3600 if os.path.exists({str(stepped)!r}) else 0)"
     )
-    paths = DaemonPaths(socket_path)
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, "--socket", str(socket_path), "--log-file", str(paths.log)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    proc = DaemonProcess(socket_path, preamble=preamble).start()
     try:
-        wait_for(lambda: daemon_answers(socket_path, 0.2), 15, message="daemon start")
         stepped.touch()
         assert 0 <= float(str(query_status(socket_path)["uptime_s"])) < 60
     finally:
-        process.terminate()
-        assert process.wait(30) == 0
+        assert proc.stop() == 0
 
 
 def test_a_client_back_after_its_session_was_forgotten_resumes_after_what_was_written(socket_path: Path, store: Path) -> None:
@@ -479,18 +472,11 @@ def test_a_client_back_after_its_session_was_forgotten_resumes_after_what_was_wr
     # spool came back (trackd sync, or another client delivering an exited process's spool) after
     # the daemon had forgotten the session (SESSION_TTL, 300 s, here 1 s) and been restarted,
     # and the daemon welcomed it at batch 0: 40,000 points in the store, 30,000 of them distinct.
-    code = "import sys\nfrom trackd.daemon import _state\n_state.SESSION_TTL = 1.0\nfrom trackd.daemon import main\nsys.exit(main(sys.argv[1:]))\n"
-    paths = DaemonPaths(socket_path)
     run_id = uuid.uuid4().hex
     batch = Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 3)])
 
-    def daemon_with_short_ttl() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code, "--socket", str(socket_path), "--log-file", str(paths.log)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_for(lambda: daemon_answers(socket_path, 0.2), 15, message="daemon start")
-        return process
+    def daemon_with_short_ttl() -> DaemonProcess:
+        return DaemonProcess(socket_path, preamble="from trackd.daemon import _state\n_state.SESSION_TTL = 1.0").start()
 
     def resume_seq() -> int:
         raw = RawClient(socket_path)
@@ -510,15 +496,13 @@ def test_a_client_back_after_its_session_was_forgotten_resumes_after_what_was_wr
         wait_for(lambda: query_status(socket_path)["clients_known"] == 0, 15, message="the session forgotten")
         assert resume_seq() == 1  # back after its session was forgotten
     finally:
-        process.terminate()
-        assert process.wait(30) == 0
+        assert process.stop() == 0
     process = daemon_with_short_ttl()  # the journal carries what was written to the next daemon
     try:
         time.sleep(2.5)  # more than SESSION_TTL after its start
         assert resume_seq() == 1
     finally:
-        process.terminate()
-        assert process.wait(30) == 0
+        assert process.stop() == 0
     assert [line.split()[2] for line in metric_lines(store, run_id, "loss")] == ["0", "1", "2"]
 
 
