@@ -86,7 +86,6 @@ _time_ns = time.time_ns
 USER_TAG = "mlflow.user"
 
 
-
 class Client:
     """Log to runs by id and read them back, like ``mlflow.MlflowClient``.
 
@@ -387,7 +386,8 @@ class Client:
     ) -> RunOperations | None:
         """Log metrics (``Metric``-like: key, value, timestamp, step), params and tags (key, value) together.
 
-        Everything is checked before anything is buffered, so a bad item logs nothing.
+        Everything is checked, then buffered in one append: a bad item logs nothing, and a Ctrl-C while
+        the call waits for room (TRACKD_ON_FULL=block) finds the whole batch logged, never part of it.
         """
         self._check_run(run_id)
         records: list[tuple[Any, ...]] = []
@@ -409,8 +409,10 @@ class Client:
             records.append((TAG, run_id, key, validate_tag_value(key, str(tag.value))))
         for key, value in seen_params.items():
             self._params[(run_id, key)] = value
-        for record in records:
-            self._sender.submit(record)
+        sender = self._sender  # one append (a record at a time, a Ctrl-C in the on-full wait logged part of it)
+        sender.buffer.extend(records)
+        if len(sender.buffer) >= sender.wake_at:
+            sender.wake()
         return settle(self, synchronous)
 
     # -- artifacts --------------------------------------------------------------------------------
@@ -589,8 +591,7 @@ class Client:
 
     def _flush_for_read(self) -> None:
         if self.state is ClientState.OPEN:
-            # Refused items are not this read's to report: they stay for flush() (one may be a
-            # sibling Client's).
+            # Refused items are not this read's to report: they stay for flush() (one may be a sibling Client's).
             self._sender.flush(self.config.connect_timeout, take_failures=False)
 
 
