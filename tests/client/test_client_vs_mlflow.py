@@ -459,6 +459,52 @@ def test_log_dict_writes_values_json_cannot_hold_as_their_str_as_mlflows_does(
     assert b'"output_dir": "/ckpt/run-1"' in written[True]
 
 
+def _logged_dict(client: Client, store: Path, config: Any, artifact_file: str) -> Any:
+    """``config`` logged by trackd's log_dict, read back from where MLflow says the run's artifacts are."""
+    import json
+
+    import yaml
+
+    run_id = client.create_run("0").info.run_id
+    client.log_dict(run_id, config, artifact_file)
+    client.flush()
+    text = (Path(MlflowClient(str(store)).get_run(run_id).info.artifact_uri.removeprefix("file://")) / artifact_file).read_text()
+    return yaml.safe_load(text) if artifact_file.endswith(".yaml") else json.loads(text)
+
+
+@pytest.mark.parametrize("artifact_file", ["config.json", "config.yaml"])
+def test_log_dict_writes_numpy_values_as_the_numbers_and_lists_they_hold(client: Client, store: Path, artifact_file: str) -> None:
+    # MLflow's log_dict writes these to JSON as strings ("0.1", "[1 2]"; a long array's str is cut
+    # to "[0 1 2 ... 999]") and to YAML as !!python/object tags that yaml.safe_load refuses;
+    # trackd's YAML raised RepresenterError('cannot represent an object', array([1, 2])).
+    np = pytest.importorskip("numpy")
+    config = {
+        "lr": np.float32(0.1), "epochs": np.int64(3), "sizes": np.array([1, 2]), "shuffle": np.bool_(True),
+        "grid": np.array([[0.5, 1.5]], dtype=np.float16), "ids": np.arange(2000),
+    }
+    expected = {"lr": 0.1, "epochs": 3, "sizes": [1, 2], "shuffle": True, "grid": [[0.5, 1.5]], "ids": list(range(2000))}
+    assert _logged_dict(client, store, config, artifact_file) == expected
+
+
+@pytest.mark.parametrize(
+    ("config", "where", "kind"),
+    [
+        ({"model": {"output_dir": Path("/ckpt")}}, r"\['model'\]\['output_dir'\]", r"pathlib\.\w*Path"),
+        ({"schedule": [0.1, complex(1, 2)]}, r"\['schedule'\]\[1\]", "complex"),
+    ],
+    ids=["Path", "complex"],
+)
+def test_log_dict_refuses_a_value_yaml_cannot_hold_naming_its_key_and_type(
+    client: Client, config: dict[str, Any], where: str, kind: str
+) -> None:
+    # It raised yaml's RepresenterError('cannot represent an object', PosixPath('/ckpt')), naming
+    # neither the key nor the type; MLflow writes a !!python/object tag yaml.safe_load refuses.
+    run_id = client.create_run("0").info.run_id
+    with pytest.raises(InvalidArgument, match=rf"Cannot write 'config.yaml': the value at {where} is a {kind}, which YAML cannot hold"):
+        client.log_dict(run_id, config, "config.yaml")
+    assert client.list_artifacts(run_id) == []
+
+
 class TensorFlowLikeTensor:
     """What a TensorFlow EagerTensor offers here: float() of one value, and .shape; no .item(),
     which TensorFlow adds only under enable_numpy_behavior (its Tensor class has none)."""

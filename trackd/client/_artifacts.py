@@ -8,7 +8,7 @@ name is checked before the first record is made, so a bad name in a directory lo
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +54,99 @@ def content_record(run_id: str, artifact_file: str, content: bytes) -> ArtifactR
     return (ARTIFACT, run_id, artifact_file, content, None, None)
 
 
-def dict_content(dictionary: Mapping[str, Any], artifact_file: str) -> bytes:
-    """A dict as ``log_dict`` writes it: YAML for ``.yaml``/``.yml``, else JSON indented as MLflow does."""
+def dict_content(dictionary: Any, artifact_file: str) -> bytes:
+    """A dict as ``log_dict`` writes it: YAML for ``.yaml``/``.yml``, else JSON indented as MLflow does.
+
+    NumPy scalars and arrays are written as the numbers, bools, strings and lists they hold (see
+    ``_plain``). Any other value JSON cannot hold is written as its str, as MLflow does; one YAML
+    cannot hold safely raises InvalidArgument naming its key and type.
+    """
     # Imported here: a training process that never logs a dict should not load them.
     if artifact_file.endswith((".yaml", ".yml")):
         import yaml
 
-        return yaml.safe_dump(dict(dictionary), default_flow_style=False).encode("utf-8")
+        representers = yaml.SafeDumper.yaml_representers  # by exact type, as safe_dump looks them up
+        plain = _plain(dictionary, (), _Format(artifact_file, "YAML", lambda value: type(value) in representers), set())
+        return yaml.safe_dump(plain, default_flow_style=False).encode("utf-8")
     import json
 
     # MLflow's log_dict writes what JSON cannot hold as its str (json.dump(..., default=str)): a
-    # training config's Path, dtype or NumPy scalar; json.dumps raised TypeError for them here.
-    return json.dumps(dictionary, indent=2, default=str).encode("utf-8")
+    # training config's Path, dtype or Decimal; json.dumps raised TypeError for them here.
+    plain = _plain(dictionary, (), _Format(artifact_file, "JSON", None), set())
+    return json.dumps(plain, indent=2, default=str).encode("utf-8")
+
+
+class _Format:
+    """The file ``log_dict`` writes, and which values it holds (``holds`` None: all, JSON writing
+    the ones it cannot hold as their str)."""
+
+    __slots__ = ("artifact_file", "holds", "name")
+
+    def __init__(self, artifact_file: str, name: str, holds: Callable[[object], bool] | None) -> None:
+        self.artifact_file, self.name, self.holds = artifact_file, name, holds
+
+    def refuse(self, path: tuple[object, ...], problem: str) -> InvalidArgument:
+        where = "".join(f"[{key!r}]" for key in path) or "the top level"
+        return InvalidArgument(f"Cannot write {self.artifact_file!r}: {problem.format(where=where)}")
+
+    def refuse_type(self, what: str, path: tuple[object, ...], value: object) -> InvalidArgument:
+        cls = type(value)
+        kind = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+        expected = (
+            "a str, number, bool or None." if what == "key" else "a str, number, bool, None, list or dict (convert "
+            "it, or log a .json file, which writes such a value as its str, as MLflow does)."
+        )
+        return self.refuse(path, f"the {what} at {{where}} is a {kind}, which {self.name} cannot hold; expected {expected}")
+
+
+def _plain(value: Any, path: tuple[object, ...], fmt: _Format, containing: set[int]) -> Any:
+    """``value`` with NumPy values made plain, mappings made dicts and tuples lists, checked for ``fmt``.
+
+    MLflow's log_dict writes np.float32(1.5) to JSON as the string "1.5" and an array as its str
+    ("[1 2]"; "[0 1 2 ... 999]" for a long one, its values lost), and to YAML as !!python/object
+    tags that yaml.safe_load refuses; trackd raised RepresenterError naming neither key nor type.
+    Here they are 1.5 and [1, 2] in both.
+    """
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        value = _from_numpy(value)
+    if not isinstance(value, (Mapping, list, tuple)):
+        if fmt.holds is not None and not fmt.holds(value):
+            raise fmt.refuse_type("value", path, value)
+        return value
+    if id(value) in containing:
+        raise fmt.refuse(path, "the value at {where} contains itself.")
+    containing.add(id(value))
+    try:
+        if isinstance(value, Mapping):
+            return {_key(key, path, fmt): _plain(item, (*path, key), fmt, containing) for key, item in value.items()}
+        return [_plain(item, (*path, index), fmt, containing) for index, item in enumerate(value)]
+    finally:
+        containing.discard(id(value))
+
+
+def _key(key: Any, path: tuple[object, ...], fmt: _Format) -> Any:
+    if type(key).__module__ == "numpy" and hasattr(key, "tolist"):
+        key = _from_numpy(key)
+    # The keys json.dumps takes (it raises TypeError for any other); YAML's must be ones it holds too.
+    if not isinstance(key, (str, int, float, bool, type(None))) or (fmt.holds is not None and not fmt.holds(key)):
+        raise fmt.refuse_type("key", (*path, key), key)
+    return key
+
+
+def _from_numpy(value: Any) -> Any:
+    """A NumPy scalar or array as the Python values it holds (``tolist()``: numbers, bools, str, nested lists).
+
+    float16 and float32 values are taken as NumPy prints them: tolist() widens np.float32(0.1)
+    to the double 0.10000000149011612, which a config file should not show for a learning rate.
+    """
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and dtype.kind == "f" and dtype.itemsize < 8:
+        return _floats(value.astype(str).tolist())
+    return value.tolist()
+
+
+def _floats(text: Any) -> Any:
+    return [_floats(item) for item in text] if isinstance(text, list) else float(text)
 
 
 def _records(run_id: str, files: list[tuple[Path, str]]) -> Iterator[ArtifactRecord]:
