@@ -294,7 +294,9 @@ def start_run(
             from ..store import Run, RunData  # loaded with the client above
             from ..store._entities import RUN_NAME_TAG
 
-            _check_resumable(existing, experiment_id if experiment_id is not None else _experiment_id)
+            from ._run_checks import check_resumable
+
+            check_resumable(existing, experiment_id if experiment_id is not None else _experiment_id)
             client._known_runs.add(existing.run_id)
             # As MLflow's: a resumed run takes the name, tags and description given.
             changes = {str(k): str(v) for k, v in (tags or {}).items()}
@@ -327,13 +329,19 @@ def start_run(
             )
         else:
             run_tags = _system_tags()
-            if parent_run_id is not None and started and parent_run_id != started[-1].run_id:
+            if parent_run_id and started and parent_run_id != started[-1].run_id:
                 # MLflow's check, in its words.
                 raise InvalidArgument(
                     f"Current run with UUID {started[-1].run_id} does not match the specified parent_run_id "
                     f"{parent_run_id}. To start a new nested run under the parent run with UUID "
                     f"{started[-1].run_id}, first end the current run with trackd.end_run()."
                 )
+            if parent_run_id:  # MLflow's test: "" is no parent
+                from ._run_checks import check_parent
+
+                root = client.tracking_uri
+                here = {run.run_id for stack in _stacks.values() for run in stack if run.client.tracking_uri == root}
+                parent_run_id = check_parent(client, parent_run_id, here)
             current = (runs[-1] if runs else _main_thread_run()) if nested else None
             parent = parent_run_id or (current.run_id if current is not None else None)
             if parent is not None:
@@ -354,20 +362,6 @@ def start_run(
             # MLflow's last_active_run is the run whose end_run emptied the stack: this one.
             _here.last = active
         return active
-
-
-def _check_resumable(existing: RunInfo, experiment_id: str | None) -> None:
-    """Refuse, in MLflow's words, to resume a deleted run or one of another experiment than the
-    one asked for (or made active by set_experiment)."""
-    from ..store._entities import LIFECYCLE_ACTIVE  # loaded with the client
-
-    if existing.lifecycle_stage != LIFECYCLE_ACTIVE:
-        raise InvalidArgument(f"Cannot start run with ID {existing.run_id} because it is in the deleted state.")
-    if experiment_id is not None and str(experiment_id) != existing.experiment_id:
-        raise InvalidArgument(
-            f"Cannot start run with ID {existing.run_id} because active experiment ID {experiment_id} does not "
-            f"match the run's experiment ID {existing.experiment_id}."
-        )
 
 
 def end_run(status: str | None = None) -> None:
