@@ -475,7 +475,7 @@ def _logged_dict(client: Client, store: Path, config: Any, artifact_file: str) -
 @pytest.mark.parametrize("artifact_file", ["config.json", "config.yaml"])
 def test_log_dict_writes_numpy_values_as_the_numbers_and_lists_they_hold(client: Client, store: Path, artifact_file: str) -> None:
     # MLflow's log_dict writes these to JSON as strings ("0.1", "[1 2]"; a long array's str is cut
-    # to "[0 1 2 ... 999]") and to YAML as !!python/object tags that yaml.safe_load refuses;
+    # to "[   0    1 ... 1999]") and to YAML as !!python/object tags that yaml.safe_load refuses;
     # trackd's YAML raised RepresenterError('cannot represent an object', array([1, 2])).
     np = pytest.importorskip("numpy")
     config = {

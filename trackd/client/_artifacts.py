@@ -103,7 +103,7 @@ def _plain(value: Any, path: tuple[object, ...], fmt: _Format, containing: set[i
     """``value`` with NumPy values made plain, mappings made dicts and tuples lists, checked for ``fmt``.
 
     MLflow's log_dict writes np.float32(1.5) to JSON as the string "1.5" and an array as its str
-    ("[1 2]"; "[0 1 2 ... 999]" for a long one, its values lost), and to YAML as !!python/object
+    ("[1 2]"; "[   0    1    2 ... 1997 1998 1999]" for 2,000 values, the rest lost), and to YAML as !!python/object
     tags that yaml.safe_load refuses; trackd raised RepresenterError naming neither key nor type.
     Here they are 1.5 and [1, 2] in both.
     """
