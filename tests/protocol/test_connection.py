@@ -24,6 +24,8 @@ from trackd.protocol import (
     GetExperiment,
     GetStatus,
     Hello,
+    MAX_OWNED_RUNS,
+    OwnedRuns,
     Rejected,
     Role,
     State,
@@ -280,6 +282,34 @@ def test_invalid_field_value_from_the_peer_raises_remote_protocol_error() -> Non
     client.receive_data(b"\x00\x00\x00\x03\x92\x04\xff")  # Ack(seq=-1)
     with pytest.raises(RemoteProtocolError, match=r"Ack\.seq must be an integer from 0"):
         client.next_event()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\x93\x0f\xa2r1\xa0", r"OwnedRuns\.run_ids must be an array"),  # a str, not an array of them
+        (b"\x93\x0f\x91\x07\xa0", r"OwnedRuns\.run_ids\[0\] must be a non-empty string"),
+        (b"\x93\x0f\x91\xa0\xa0", r"OwnedRuns\.run_ids\[0\] must be a non-empty string"),
+        (b"\x93\x0f\x90\xc0", r"OwnedRuns\.spool_path must be a string"),
+    ],
+    ids=["run_ids-str", "run-id-int", "run-id-empty", "spool_path-nil"],
+)
+def test_owned_runs_with_a_bad_field_from_the_client_is_refused(body: bytes, message: str) -> None:
+    daemon = open_pair().daemon
+    daemon.receive_data(len(body).to_bytes(4, "big") + body)
+    with pytest.raises(RemoteProtocolError, match=message):
+        daemon.next_event()
+
+
+def test_owned_runs_is_bounded_and_legal_only_from_an_open_client() -> None:
+    with pytest.raises(LocalProtocolError, match=f"at most {MAX_OWNED_RUNS} run ids"):
+        OwnedRuns(run_ids=tuple(f"r{i}" for i in range(MAX_OWNED_RUNS + 1)), spool_path="")
+    with pytest.raises(LocalProtocolError, match="can't send OwnedRuns as client in state AWAIT_HELLO"):
+        Connection(Role.CLIENT).send(OwnedRuns(run_ids=("r",), spool_path=""))
+    pair = open_pair()
+    assert pair.send(Role.CLIENT, OwnedRuns(run_ids=("r",), spool_path="/s")) == [OwnedRuns(run_ids=("r",), spool_path="/s")]
+    with pytest.raises(LocalProtocolError, match="can't send OwnedRuns as daemon"):
+        pair.daemon.send(OwnedRuns(run_ids=(), spool_path=""))
 
 
 def test_receive_data_after_eof_is_a_local_error() -> None:

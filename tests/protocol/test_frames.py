@@ -25,6 +25,7 @@ from trackd.protocol import (
     Dropped,
     GetStatus,
     Hello,
+    OwnedRuns,
     RecordKind,
     Rejected,
     StatusReply,
@@ -107,6 +108,12 @@ FRAMES: list[tuple[Event, bytes]] = [
      b"\x00\x00\x00\x0d" b"\x93\x0d" b"\x01\x81\xa7pending\x00"),
     (Dropped(total=5),
      b"\x00\x00\x00\x03" b"\x92\x0e" b"\x05"),
+    # The runs a client owns, and its spool file: an array of str, then a str.
+    (OwnedRuns(run_ids=("r1", "r2"), spool_path="/s"),
+     b"\x00\x00\x00\x0c" b"\x93\x0f" b"\x92\xa2r1\xa2r2\xa2/s"),
+    # None owned (every run ended) and no spool folder known.
+    (OwnedRuns(run_ids=(), spool_path=""),
+     b"\x00\x00\x00\x04" b"\x93\x0f" b"\x90\xa0"),
 ]
 CASES = [pytest.param(event, data, id=f"{i}-{type(event).__name__}") for i, (event, data) in enumerate(FRAMES)]
 

@@ -358,6 +358,8 @@ def start_run(
             shared = run_id is not None
             active = ActiveRun(run, owns=not shared or rank in (None, "", "0"), client=client)
         runs.append(active)
+        if active.owns:  # the daemon fails it if this process exits without ending it (_will.py)
+            client._sender.will.add(active.run_id)
         if len(runs) == 1 or runs[-2].forked:
             # MLflow's last_active_run is the run whose end_run emptied the stack: this one.
             _here.last = active
@@ -397,6 +399,8 @@ def _end_run(
             _last_main_run = active
         if status is not None or active.owns:
             client._terminate(active.run_id, status or FINISHED, None, keep_failure=keep_failure)
+            if active.owns:
+                client._sender.will.discard(active.run_id)  # after its end is queued (see _will.py)
         # A client the fluent API no longer uses (set_tracking_uri moved on) has nothing left to do.
         retired = client is not _client and all(run.client is not client for stack in _stacks.values() for run in stack)
     if retired:

@@ -37,6 +37,7 @@ from ._outbox import BARRIER, FlushReport, Request, events, warn, warn_late
 from ._sender_thread import SenderThread
 from ._spill import Spill
 from ._transport import Interrupt
+from ._will import Will
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -281,10 +282,8 @@ class Sender(SenderThread):
                     # Still at work for a daemon that stopped answering after the flush: the rest
                     # goes to the spool too. (A thread that has not answered a spill request yet
                     # will not answer this one sooner.)
-                    self._give_up_on_daemon(
-                        f"the daemon at {self.config.socket_path} did not answer within {self.STOP_TIMEOUT:g} s of close()",
-                        final=True,
-                    )
+                    reason = f"the daemon at {self.config.socket_path} did not answer within {self.STOP_TIMEOUT:g} s of close()"
+                    self._give_up_on_daemon(reason, final=True)
             if self._dropped:
                 # The on-full line came at the first drop, before anyone knew how many would follow;
                 # a process that never calls flush() learnt the total nowhere but `trackd daemon status`.
@@ -342,6 +341,7 @@ class Sender(SenderThread):
         self._protocol = None
         self._ledger = Ledger()
         self._spill = Spill(self.config, self.client_id, self.store_root)
+        self.will = Will(self.config.spool_dir, self.client_id)  # a forked child owns none of its parent's runs
         self._dropped = 0
         self._dropped_reported = 0
         self._warned_full = False

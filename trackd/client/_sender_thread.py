@@ -22,6 +22,7 @@ from ._ledger import Ledger
 from ._outbox import BARRIER, Request, batch_of, events, log_exception, next_chunk, warn
 from ._spill import Spill
 from ._transport import DaemonRefused, Interrupt, Transport, empty_pipe, gave_up_error, handshake, make_hello
+from ._will import Will
 
 
 class SenderThread:
@@ -64,6 +65,7 @@ class SenderThread:
     _protocol: Connection | None
     _ledger: Ledger
     _spill: Spill
+    will: Will
     _dropped: int
     _dropped_reported: int
     _warned_full: bool
@@ -228,6 +230,7 @@ class SenderThread:
             return (
                 not self.buffer and self._ledger.settled() and not self._ledger.outgoing
                 and not self._spill.records and self._dropped == self._dropped_reported
+                and not self.will.untold()  # a run resumed with nothing logged yet: its owner is news
             )
 
     def _cycle(self) -> None:
@@ -306,6 +309,7 @@ class SenderThread:
         with self._cond:
             self._transport = transport
             self._protocol = protocol
+            self.will.connected()  # sent again after what is resent, by _send_buffer
             self._ack(welcome.resume_seq)
             try:
                 spooled = self._spill.frames_after(welcome.resume_seq)
@@ -438,6 +442,11 @@ class SenderThread:
 
     def _send_buffer(self) -> None:
         ledger, config = self._ledger, self.config
+        # The owned runs are read before the buffer, and told only once everything buffered then is
+        # sent: start_run queues the creation before adding the run, and end_run queues the end
+        # before removing it, so the daemon never drops a run from the will before its end arrives.
+        with self._cond:
+            owned, ahead, taken = self.will.snapshot(), len(self.buffer), 0
         # The window: what waits for its ack is bounded in events and in bytes (see _config).
         while (
             self.buffer
@@ -449,6 +458,7 @@ class SenderThread:
             # a chunk in neither place (logging calls do not take it); the socket write is outside.
             with self._cond:
                 records, barrier = self._next_chunk()
+                taken += len(records) + (barrier is not None)
                 if barrier is not None:
                     # In flight before the batch ahead of it is sent: if that send breaks, a reconnect
                     # resends the batch and then the barrier, which would otherwise be lost.
@@ -463,6 +473,9 @@ class SenderThread:
                 self._cond.notify_all()  # room in the buffer for callers waiting under "block"
         if len(self.buffer) < self._early_wake():
             self.wake_at = self._early_wake()
+        # Not all of it sent (the window is full, or the drop policy took some): the next cycle tells.
+        if taken >= ahead and (news := self.will.news(owned)) is not None:
+            self._send_event(news)
 
     def _encode_batch(self, records: list[Record]) -> bytes | None:
         """The next batch's frame, kept until acknowledged; None when there is nothing to send. Under the lock."""

@@ -65,11 +65,16 @@ def default_spool_dir() -> Path:
     return Path(temp_directory()) / f"trackd-spool-{os.getuid()}"
 
 
+def spool_file(directory: Path, client_id: str) -> Path:
+    """Where the client ``client_id`` spools (its runs' ends too: the daemon waits while it exists)."""
+    return directory / f"{client_id}{SPOOL_SUFFIX}"
+
+
 class Spool:
     """One client's spool file, locked while the client lives so ``trackd sync`` leaves it alone."""
 
     def __init__(self, directory: Path, hello: Hello) -> None:
-        self.path = directory / f"{hello.client_id}{SPOOL_SUFFIX}"
+        self.path = spool_file(directory, hello.client_id)
         self._hello = hello
         self._fd = -1
         self.last_seq = 0

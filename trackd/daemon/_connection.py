@@ -32,6 +32,7 @@ from ..protocol import (
     GetExperiment,
     GetStatus,
     Hello,
+    OwnedRuns,
     Role,
     State,
     StatusReply,
@@ -39,6 +40,7 @@ from ..protocol import (
 )
 from ..store import validate_store_root
 from ._budget import DecodeBudget
+from ._wills import Will, update, watch
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -76,6 +78,9 @@ class ClientConnection:
         self.writer = writer
         self.protocol = Connection(Role.DAEMON)
         self.session: Session | None = None
+        # The runs to fail if the peer's process exits without ending them (_wills.py); None for a
+        # peer the daemon cannot watch, or a control connection.
+        self.will: Will | None = None
         self.peer = "unknown client"
         self.budget = DecodeBudget.full(server.config.max_events_per_second, time.monotonic())
         self._throttled = False
@@ -238,6 +243,9 @@ class ClientConnection:
             self.session.disconnected_at = time.monotonic()
             if self.session.store_root:  # control connections (status queries) come and go quietly
                 logger.info("%s disconnected", self.peer)
+        # Once: run() closes again after the server closed a connection its client replaced.
+        will, self.will = self.will, None
+        self.server.wills.left(will)
         self.server.state.connections.discard(self)
         if not self.writer.is_closing():
             self.writer.close()
@@ -275,6 +283,12 @@ class ClientConnection:
             session.dropped = max(session.dropped, event.total)
         elif isinstance(event, GetStatus):
             self.send(StatusReply(request_id=event.request_id, status=self.server.status()))
+        elif isinstance(event, OwnedRuns):
+            self._require_store(event)
+            if self.will is not None:
+                update(self.will, event)
+            elif event.run_ids:
+                logger.info("%s owns runs, but the kernel does not say its pid: they are not failed if it is killed", self.peer)
 
     def _on_hello(self, hello: Hello) -> None:
         self.peer = f"client pid {hello.pid}@{hello.host}"
@@ -297,6 +311,10 @@ class ClientConnection:
             self._refuse(ErrorCode.SHUTTING_DOWN, "The trackd daemon is shutting down; reconnect to its successor.")
             return
         self.session = self.server.attach(self, hello, root)
+        if root:
+            self.will = watch(self.session, self.writer.get_extra_info("socket"))
+            # After attach, which closed the connection this one replaces (leaving its will).
+            self.server.wills.reconnected(hello.client_id, self.will.pid if self.will is not None else None)
         self.send(Welcome(protocol_version=PROTOCOL_VERSION, daemon_pid=self.server.pid, resume_seq=self.session.applied_seq))
         if root:
             logger.info("%s connected (client %s, store %s)", self.peer, hello.client_id, root)

@@ -37,6 +37,7 @@ from ._loop import loop_factory
 from ._outages import Outages
 from .._peer import credentials_supported, peer_uid
 from ._state import ServerState, Session
+from ._wills import Wills
 
 logger = logging.getLogger("trackd.daemon")
 T = TypeVar("T")
@@ -119,6 +120,7 @@ class Server:
         self.outages = Outages()
         # Clients whose batches wait for artifacts to be copied (off the writer thread).
         self.copies = Copies(self._copied)
+        self.wills = Wills()  # runs to fail once their process exits without ending them
 
     def run(self) -> None:
         """Run the daemon on its chosen event loop until it is told to stop."""
@@ -363,6 +365,7 @@ class Server:
             "copies_in_progress": self.copies.copying,
             "copies": self.copies.status(),
             "errors": dict(self.state.error_kinds),
+            **self.wills.status(),
         }
 
     # -- internals -------------------------------------------------------------------------
@@ -578,12 +581,13 @@ class Server:
                 # waited for: a long write must not hold up the rates and the idle exit.
                 loop.run_in_executor(self._executor, self.applier.close_idle_files)
             self.state.forget_sessions(now)
+            self.wills.check(self)
             # A client that reconnects and still waits sends its flushes again, which adds it back.
             self.state.flushing = {
                 s for s in self.state.flushing
                 if s.connection is not None and (s.flushes or now - s.last_flush_at < FLUSH_RECENCY)
             }
-            if self.state.connections or self._backlog_records():
+            if self.state.connections or self._backlog_records() or self.wills.watching:
                 self._idle_since = now
             elif self.config.idle_timeout and now - self._idle_since >= self.config.idle_timeout:
                 logger.info("No clients for %.0f s: exiting", self.config.idle_timeout)

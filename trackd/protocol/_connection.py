@@ -24,6 +24,7 @@ from ._events import (
     GetExperiment,
     GetStatus,
     Hello,
+    OwnedRuns,
     Rejected,
     StatusReply,
     Welcome,
@@ -72,7 +73,7 @@ EVENT_TRIGGERED_TRANSITIONS: dict[tuple[State, Role, type[Event]], State] = {
     (State.AWAIT_WELCOME, _D, ErrorReply): State.CLOSED,
     # The daemon explains why it is closing a connection that broke the protocol.
     (State.CLOSED, _D, ErrorReply): State.CLOSED,
-    **{(State.OPEN, _C, cls): State.OPEN for cls in (Batch, Flush, CreateExperiment, GetExperiment, GetStatus, Dropped)},
+    **{(State.OPEN, _C, cls): State.OPEN for cls in (Batch, Flush, CreateExperiment, GetExperiment, GetStatus, Dropped, OwnedRuns)},
     **{(State.OPEN, _D, cls): State.OPEN for cls in (Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply)},
 }
 

@@ -4,7 +4,7 @@ Each event validates its fields in its constructor, so an invalid event never ex
 events do). Constructors raise LocalProtocolError; ``Connection.next_event`` turns that into
 RemoteProtocolError when the bad values came from the peer.
 
-Client to daemon: Hello, Batch, Flush, CreateExperiment, GetExperiment, GetStatus, Dropped.
+Client to daemon: Hello, Batch, Flush, CreateExperiment, GetExperiment, GetStatus, Dropped, OwnedRuns.
 Daemon to client: Welcome, Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply.
 """
 
@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from .._struct import Frozen
 from ..errors import LocalProtocolError
-from ._limits import MAX_INT64, MAX_NAME_LENGTH, MAX_RECORDS_PER_BATCH, MAX_TAGS_PER_RECORD, MAX_TEXT_LENGTH
+from ._limits import (
+    MAX_INT64,
+    MAX_NAME_LENGTH,
+    MAX_OWNED_RUNS,
+    MAX_RECORDS_PER_BATCH,
+    MAX_TAGS_PER_RECORD,
+    MAX_TEXT_LENGTH,
+)
 from ._records import Record, _show, check_records
 
 __all__ = [
@@ -30,6 +37,7 @@ __all__ = [
     "GetExperiment",
     "GetStatus",
     "Hello",
+    "OwnedRuns",
     "Rejected",
     "StatusReply",
     "Welcome",
@@ -295,6 +303,31 @@ class Dropped(Event):
     def __init__(self, *, total: int) -> None:
         _require_int(self, "total", total)
         _set(self, "total", total)
+
+
+class OwnedRuns(Event):
+    """The runs this client owns and has not ended: the daemon fails them if its process exits first.
+
+    The whole set each time (it replaces the last one), so sending it again is harmless: the
+    client does after every reconnect. ``spool_path`` is the client's spool file, which may hold
+    the end of a run not delivered yet: the daemon waits while it exists.
+    """
+
+    __slots__ = ("run_ids", "spool_path")
+    run_ids: tuple[str, ...]
+    spool_path: str
+
+    def __init__(self, *, run_ids: tuple[str, ...], spool_path: str) -> None:
+        # A tuple, as msgpack arrays decode (a list is accepted from a caller and kept as a tuple).
+        if type(run_ids) not in (tuple, list) or len(run_ids) > MAX_OWNED_RUNS:
+            raise LocalProtocolError(
+                f"OwnedRuns.run_ids must be an array of at most {MAX_OWNED_RUNS} run ids, got {_show(run_ids)}."
+            )
+        for index, run_id in enumerate(run_ids):
+            _require_str(self, f"run_ids[{index}]", run_id)
+        _require_str(self, "spool_path", spool_path, MAX_TEXT_LENGTH, empty=True)
+        _set(self, "run_ids", tuple(run_ids))
+        _set(self, "spool_path", spool_path)
 
 
 class ErrorCode:

@@ -26,6 +26,7 @@ from ._events import (
     GetExperiment,
     GetStatus,
     Hello,
+    OwnedRuns,
     Rejected,
     StatusReply,
     Welcome,
@@ -49,6 +50,7 @@ EVENT_TYPES: dict[int, type[Event]] = {
     12: GetStatus,
     13: StatusReply,
     14: Dropped,
+    15: OwnedRuns,
 }
 _CODES: dict[type[Event], int] = {cls: code for code, cls in EVENT_TYPES.items()}
 # The fields a frame carries, in order: those the constructor takes (Batch.events is derived).

@@ -9,7 +9,8 @@ without bound.
 from __future__ import annotations
 
 # 2: METRIC_SERIES records, and Rejected.events. 3: SET_TERMINATED's keep_failure. 4: ARTIFACT's source_stamp.
-PROTOCOL_VERSION = 4
+# 5: OwnedRuns (the runs the daemon fails if the client's process exits without ending them).
+PROTOCOL_VERSION = 5
 
 # A frame is a 4-byte big-endian length, then that many bytes of msgpack.
 FRAME_HEADER_SIZE = 4
@@ -32,6 +33,10 @@ MAX_TEXT_LENGTH = 64 * 1024
 
 # A run may carry this many tags in its create-run record (system tags plus the caller's).
 MAX_TAGS_PER_RECORD = 1000
+
+# Run ids in one OwnedRuns: a process owns a run per thread that started one, nested runs included,
+# so tens at most; a thousand ids of MAX_NAME_LENGTH are still only 1 MiB.
+MAX_OWNED_RUNS = 1000
 
 # Artifacts up to this size travel inside the frame; larger files are sent as a path for the
 # daemon to copy, so a frame never needs to exceed MAX_FRAME_SIZE.

@@ -493,6 +493,24 @@ class StoreWriter:
         # idle sweep.
         self._metric_files.close_files(handle.metric_paths.values())
 
+    def fail_running_run(self, run_id: str, end_time_ms: int, tags: Mapping[str, str]) -> bool:
+        """Set the run FAILED, ended at ``end_time_ms``, with ``tags``, if and only if it is RUNNING;
+        return whether it was. A run ended, deleted or missing is left alone (the daemon fails the
+        runs of a process that exited without ending them)."""
+        handle = self._find_run(validate_run_id(run_id))
+        if handle is None or handle.meta.get("lifecycle_stage", LIFECYCLE_ACTIVE) != LIFECYCLE_ACTIVE:
+            return False
+        if handle.meta.get("status") != int(RunStatus.RUNNING):
+            return False
+        end_time = validate_run_time("end_time", run_id, end_time_ms)
+        for key, value in tags.items():
+            path = layout.tag_path(handle.folder, validate_key(key, kind="tag"))
+            self._confine_file(path)
+            write_key_file(path, validate_tag_value(key, value), handle.folder)
+        self._rewrite_meta(handle, status=int(RunStatus.FAILED), end_time=end_time)
+        self._metric_files.close_files(handle.metric_paths.values())
+        return True
+
     # --- params, tags, metrics, artifacts ---------------------------------------------------------
 
     def _log_param(self, item: ParamWrite) -> None:

@@ -1,0 +1,218 @@
+"""A run whose owning process died without ending it is marked FAILED by the daemon.
+
+A training process SIGKILLed (the OOM killer, a scheduler, ``kill -9``) runs no exit hook: its run
+stayed RUNNING for ever in MLflow's UI, as if it were still training. Each test runs the process
+for real, kills it for real, and reads the run back with MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from helpers import DaemonProcess, child_env, wait_for
+
+from trackd.cli import main as cli_main
+
+FAILURE_REASON_TAG = "trackd.failure_reason"
+
+# The start of every child: log to the test's store, start a run, log three points, deliver them.
+PROLOGUE = """
+import os, signal, sys, trackd
+trackd.set_tracking_uri({store!r})
+run = trackd.start_run({start_args})
+for step in range(3):
+    trackd.log_metric("loss", step * 0.5, step=step)
+trackd.flush()
+print(run.info.run_id, flush=True)
+"""
+SIGKILL_SELF = "os.kill(os.getpid(), signal.SIGKILL)\n"
+WAIT_FOR_STDIN = "sys.stdin.readline()\n"
+
+
+def start_child(store: Path, socket_path: Path, body: str, *, start_args: str = "", **env: str) -> tuple[subprocess.Popen[str], str]:
+    """A Python child that runs PROLOGUE then ``body``; returns it and its run id (printed once logged)."""
+    code = PROLOGUE.format(store=str(store), start_args=start_args) + body
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], env=child_env(socket_path, TRACKD_AUTOSTART="0", **env),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert child.stdout is not None
+    run_id = child.stdout.readline().strip()
+    assert run_id, child.communicate(timeout=30)[1]
+    return child, run_id
+
+
+def finish(child: subprocess.Popen[str]) -> int:
+    """Wait for the child, closing its pipes; its exit code (-9: SIGKILL)."""
+    _, err = child.communicate(timeout=30)
+    assert child.returncode in (0, -signal.SIGKILL), err
+    return child.returncode
+
+
+def mlflow_run(store: Path, run_id: str) -> Any:
+    return MlflowClient(tracking_uri=f"file:{store}").get_run(run_id)
+
+
+def wait_for_status(store: Path, run_id: str, status: str) -> Any:
+    wait_for(lambda: mlflow_run(store, run_id).info.status == status, timeout=20, message=f"run {run_id} {status}")
+    return mlflow_run(store, run_id)
+
+
+def wait_until_no_will_is_pending(daemon: DaemonProcess) -> dict[str, Any]:
+    """Every client gone and no will left to apply: a run failed for one is failed by now."""
+    wait_for(
+        lambda: (s := daemon.status())["clients_connected"] == 0 and s["wills_pending"] == 0,
+        timeout=20, message="no client connected and no will pending",
+    )
+    return daemon.status()
+
+
+def test_a_sigkilled_process_leaves_its_run_failed_with_its_points_and_the_reason(
+    daemon: DaemonProcess, store: Path, socket_path: Path
+) -> None:
+    # The run stayed RUNNING for ever.
+    child, run_id = start_child(store, socket_path, SIGKILL_SELF)
+    assert finish(child) == -signal.SIGKILL
+    run = wait_for_status(store, run_id, "FAILED")
+    assert run.info.end_time is not None and run.info.end_time >= run.info.start_time
+    reason = run.data.tags[FAILURE_REASON_TAG]
+    assert f"process {child.pid} " in reason and "exited without ending the run" in reason
+    history = MlflowClient(tracking_uri=f"file:{store}").get_metric_history(run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(0, 0.0), (1, 0.5), (2, 1.0)]
+    assert daemon.status()["runs_failed_for_exited_clients"] == 1
+    assert f"Marked run {run_id} FAILED" in daemon.log()
+
+
+@pytest.mark.parametrize(
+    ("start_args", "body", "status"),
+    [
+        ("", "", "FINISHED"),  # no end_run: the exit hook ends it
+        ("", "trackd.end_run()\n", "FINISHED"),
+        ("", "with run:\n    trackd.log_metric('acc', 1.0)\n", "FINISHED"),
+        ("", "with run:\n    raise ValueError('diverged')\n", "FAILED"),  # as before: no reason tag
+    ],
+    ids=["exit", "end_run", "with-block", "exception"],
+)
+def test_a_process_that_exits_normally_keeps_the_status_it_gave_its_run(
+    daemon: DaemonProcess, store: Path, socket_path: Path, start_args: str, body: str, status: str
+) -> None:
+    child, run_id = start_child(store, socket_path, body, start_args=start_args)
+    child.communicate(timeout=30)
+    assert wait_until_no_will_is_pending(daemon)["runs_failed_for_exited_clients"] == 0
+    run = mlflow_run(store, run_id)
+    assert run.info.status == status
+    assert FAILURE_REASON_TAG not in run.data.tags
+
+
+@pytest.mark.parametrize(
+    ("body", "start_args", "rank", "status"),
+    [
+        ("trackd.end_run()\n", "", "", "FINISHED"),  # ended, then killed: the end stands
+        # Rank 0 ends a shared run; rank 1 dying (torchrun then stops the others) is not its end.
+        ("", "run_id='shared0run'", "1", "RUNNING"),
+    ],
+    ids=["ended-then-killed", "attached-rank-1"],
+)
+def test_a_sigkilled_process_that_owns_no_running_run_leaves_the_run_as_it_is(
+    daemon: DaemonProcess, store: Path, socket_path: Path, body: str, start_args: str, rank: str, status: str
+) -> None:
+    env = {"RANK": rank} if rank else {}
+    child, run_id = start_child(store, socket_path, body + SIGKILL_SELF, start_args=start_args, **env)
+    assert finish(child) == -signal.SIGKILL
+    assert wait_until_no_will_is_pending(daemon)["runs_failed_for_exited_clients"] == 0
+    assert mlflow_run(store, run_id).info.status == status
+
+
+def test_a_forked_child_that_exits_does_not_fail_its_parents_run(
+    daemon: DaemonProcess, store: Path, socket_path: Path
+) -> None:
+    # A DataLoader worker or fork Pool worker logs to the parent's run and leaves by os._exit.
+    body = (
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    trackd.log_metric('worker', 1.0)\n"
+        "    trackd.flush()\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print('child exited', flush=True)\n" + WAIT_FOR_STDIN
+    )
+    child, run_id = start_child(store, socket_path, body)
+    assert child.stdout is not None and child.stdin is not None
+    assert child.stdout.readline().strip() == "child exited"
+    # The fork child's connection has ended and nothing waits to be applied.
+    wait_for(lambda: (s := daemon.status())["clients_connected"] == 1 and s["wills_pending"] == 0, timeout=20)
+    assert daemon.status()["runs_failed_for_exited_clients"] == 0
+    assert mlflow_run(store, run_id).info.status == "RUNNING"
+    child.communicate("\n", timeout=30)
+    assert wait_for_status(store, run_id, "FINISHED").data.metrics["worker"] == 1.0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_process_sigkilled_after_the_daemon_restarted_still_gets_its_run_failed(
+    socket_path: Path, store: Path, signum: int
+) -> None:
+    # Wills live in the daemon's memory: the client tells the new daemon its runs when it reconnects.
+    first = DaemonProcess(socket_path).start()
+    body = WAIT_FOR_STDIN + "trackd.log_metric('loss', 9.0, step=3)\ntrackd.flush()\n" + SIGKILL_SELF
+    child, run_id = start_child(store, socket_path, body)
+    if signum == signal.SIGKILL:
+        first.kill()
+    else:
+        assert first.stop() == 0
+    second = DaemonProcess(socket_path).start()
+    try:
+        child.communicate("\n", timeout=30)
+        assert child.returncode == -signal.SIGKILL
+        run = wait_for_status(store, run_id, "FAILED")
+        assert FAILURE_REASON_TAG in run.data.tags and run.data.metrics["loss"] == 9.0
+    finally:
+        assert second.stop() == 0
+
+
+# The child leaves a spool file as a client does when no daemon takes its events: made by the
+# client's own Spool, holding one batch after those the daemon has, with the run's end or a point.
+SPOOL_AND_SIGKILL = """
+from trackd.client._spool import Spool
+from trackd.client._transport import make_hello
+from trackd.protocol import SET_TERMINATED, METRIC, Batch, encode_frame
+from trackd.client._fluent import get_client
+sender = get_client()._sender
+seq = sender.stats()["sent_seq"] + 1
+record = {record}
+Spool(sender.config.spool_dir, make_hello(sender.client_id, sender.store_root)).append(
+    [(seq, encode_frame(Batch(seq=seq, records=[record])), 1)]
+)
+""" + SIGKILL_SELF
+
+
+@pytest.mark.parametrize(
+    ("record", "status"),
+    [
+        ("(SET_TERMINATED, run.info.run_id, 3, 1_700_000_000_000, True)", "FINISHED"),
+        ("(METRIC, run.info.run_id, 'loss', 7.0, 1_700_000_000_000, 9)", "FAILED"),
+    ],
+    ids=["spool-holds-the-end", "spool-holds-a-point"],
+)
+def test_a_will_waits_for_the_spool_of_its_process_to_be_delivered(
+    daemon: DaemonProcess, store: Path, socket_path: Path, record: str, status: str
+) -> None:
+    # The spool may hold the run's end: failing the run first would make it FAILED for good.
+    child, run_id = start_child(store, socket_path, SPOOL_AND_SIGKILL.format(record=record))
+    assert finish(child) == -signal.SIGKILL
+    wait_for(lambda: daemon.status()["wills_waiting"] == 1, timeout=20, message="the will waiting for the spool")
+    assert mlflow_run(store, run_id).info.status == "RUNNING"
+    assert cli_main(["sync", "--socket", str(socket_path)]) == 0
+    final = wait_until_no_will_is_pending(daemon)
+    run = mlflow_run(store, run_id)
+    assert run.info.status == status
+    assert final["runs_failed_for_exited_clients"] == (status == "FAILED")
+    assert (FAILURE_REASON_TAG in run.data.tags) == (status == "FAILED")
+    assert not list(Path(os.environ["TRACKD_SPOOL_DIR"]).glob("*.spool"))

@@ -1,0 +1,206 @@
+"""Last wills: runs whose process exited without ending them are marked FAILED.
+
+A training process killed by SIGKILL (the OOM killer, a scheduler) runs no exit hook, and its
+runs stayed RUNNING for ever, which MLflow shows as a live run. The daemon holds each client's
+connection and the kernel tells it the client's pid, so each client sends the runs it owns
+(``OwnedRuns``, as an MQTT client leaves a last will) and, once its connection has ended, the
+daemon fails those still RUNNING when all of these hold:
+
+- the process is gone: ``kill(pid, 0)`` fails with ESRCH, it is a zombie, or a process with
+  another start time (``/proc/<pid>/stat`` field 22) has its pid now;
+- everything the client sent is written (the end of a run may be among it);
+- its spool file does not exist: a spool holds batches not delivered yet, perhaps a run's end,
+  until ``trackd sync`` or another client delivers it.
+
+A client that reconnects from the same process drops its pending will (it sends its set again);
+``trackd sync`` delivering a dead client's spool connects with its client id from another process
+and neither drops nor applies it. Wills are in memory only: a restarted daemon has none until
+live clients send theirs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._peer import peer_pid
+from ..errors import TrackdError
+from ..protocol import OwnedRuns
+
+if TYPE_CHECKING:
+    from ._applier import Applier
+    from ._server import Server
+    from ._state import Session
+
+logger = logging.getLogger("trackd.daemon")
+
+# The tag that says why a run was failed, beside MLflow's own mlflow.* system tags.
+FAILURE_REASON_TAG = "trackd.failure_reason"
+# Pending wills kept at once (a few hundred bytes each); past this the oldest is dropped, logged.
+# A machine runs tens of training processes; only processes that exit without ending their runs,
+# or close their client with runs still open, leave one, and it goes once the process has exited.
+MAX_PENDING_WILLS = 10_000
+
+
+@dataclass(slots=True, eq=False)
+class Will:
+    """One connection's owned runs, and the process to watch for them."""
+
+    session: Session
+    # The peer as the kernel reported it (SO_PEERCRED), not Hello.pid, the client's word.
+    pid: int
+    # Its start time in clock ticks since boot (Linux), to tell it from a later process with its pid.
+    started: int | None
+    run_ids: tuple[str, ...] = ()
+    spool_path: str = ""
+    # Wall-clock time the connection ended (ms): the failed runs' end_time.
+    lost_at_ms: int = 0
+
+
+def watch(session: Session, sock: socket.socket | None) -> Will | None:
+    """A will for the process at the other end of ``sock``; None if it cannot be watched (the
+    kernel cannot tell its pid, or reports 0: another pid namespace)."""
+    pid = peer_pid(sock) if sock is not None else None
+    if not pid:
+        return None
+    return Will(session, pid, _process_state(pid)[1])
+
+
+def update(will: Will, event: OwnedRuns) -> None:
+    """The client's latest set: it replaces the last one."""
+    will.run_ids, will.spool_path = event.run_ids, event.spool_path
+
+
+def _process_state(pid: int) -> tuple[str | None, int | None]:
+    """(state letter, start time) from /proc/<pid>/stat; (None, None) where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
+        fields = data[data.rindex(b")") + 2:].split()
+        return fields[0].decode("ascii", "replace"), int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None, None
+
+
+def exited(will: Will) -> bool:
+    """Whether the will's process is gone (a zombie is: it runs no more code)."""
+    try:
+        os.kill(will.pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError as exc:
+        if exc.errno != errno.EPERM:  # EPERM: a process of another user has the pid; looked at below
+            return False
+    state, started = _process_state(will.pid)
+    if state in ("Z", "X"):
+        return True
+    return will.started is not None and started is not None and started != will.started
+
+
+class Wills:
+    """Pending wills, by client id: they outlive the session being forgotten."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Will] = {}
+        # Runs marked FAILED since the daemon started (status: runs_failed_for_exited_clients).
+        self.runs_failed = 0
+        # Whether a pending will's process still runs: the daemon does not exit idle meanwhile.
+        self.watching = False
+        # Pending wills whose process has exited, waiting for its batches to be written or its
+        # spool to be delivered (as the last check found them).
+        self.waiting = 0
+
+    def left(self, will: Will | None) -> None:
+        """A connection ended: its will waits for its process to go."""
+        if will is None or not will.run_ids:
+            return
+        will.lost_at_ms = int(time.time() * 1000)
+        pending = self._pending
+        pending.pop(will.session.client_id, None)  # to the newest end
+        pending[will.session.client_id] = will
+        self.watching = True
+        if len(pending) > MAX_PENDING_WILLS:
+            oldest = pending.pop(next(iter(pending)))
+            logger.warning(
+                "More than %d clients left runs to fail if their process exits; forgot the oldest: "
+                "process %d's runs %s stay as they are", MAX_PENDING_WILLS, oldest.pid, ", ".join(oldest.run_ids),
+            )
+
+    def reconnected(self, client_id: str, pid: int | None) -> None:
+        """A connection from ``client_id``: the same process back drops its pending will (it sends
+        its set again); another process (``trackd sync``) leaves it as it is."""
+        will = self._pending.get(client_id)
+        if will is not None and will.pid == pid:
+            del self._pending[client_id]
+
+    def check(self, server: Server) -> None:
+        """Once a second: apply, in the writer thread, the wills whose time has come."""
+        due, watching, waiting = [], False, 0
+        for client_id, will in list(self._pending.items()):
+            if not exited(will):
+                watching = True
+            elif will.session.applied_seq < will.session.received_seq or (
+                will.spool_path and os.path.exists(will.spool_path)
+            ):
+                waiting += 1
+            else:
+                due.append(self._pending.pop(client_id))
+        self.watching = watching or bool(due)  # and not idle while their runs are failed
+        self.waiting = waiting
+        for will in due:
+            # Kept in the server's tasks (a strong reference; shutdown cancels what has not started).
+            task = asyncio.ensure_future(self._apply(server, will))
+            server.state.tasks.add(task)
+            task.add_done_callback(server.state.tasks.discard)
+
+    async def _apply(self, server: Server, will: Will) -> None:
+        applier = server.applier
+        try:
+            failed = await server.run_in_writer(_fail_runs(applier, will))
+        except (TrackdError, OSError) as exc:
+            logger.error("Could not fail the runs %s of exited process %d: %s", ", ".join(will.run_ids), will.pid, exc)
+            return
+        self.runs_failed += len(failed)
+
+    def status(self) -> dict[str, object]:
+        """Its counters in ``trackd daemon status``."""
+        return {
+            "runs_failed_for_exited_clients": self.runs_failed,
+            # Clients whose connection ended owning runs; of them, those whose process has exited
+            # and whose batches wait to be written or whose spool waits for `trackd sync`.
+            "wills_pending": len(self._pending),
+            "wills_waiting": self.waiting,
+        }
+
+
+def _fail_runs(applier: Applier, will: Will) -> Callable[[], list[str]]:
+    """Writer thread: fail the will's runs still RUNNING; return those it failed."""
+    session = will.session
+
+    def work() -> list[str]:
+        writer = applier.writer(session.store_root)
+        reason = (
+            f"process {will.pid} on {session.host or 'this host'} exited without ending the run (it was killed, "
+            "e.g. by SIGKILL or the OOM killer, or crashed)"
+        )
+        failed = []
+        for run_id in will.run_ids:
+            try:
+                marked = writer.fail_running_run(run_id, will.lost_at_ms, {FAILURE_REASON_TAG: reason})
+            except (TrackdError, OSError) as exc:
+                logger.error("Could not mark run %s FAILED after %s: %s", run_id, reason, exc)
+                continue
+            if marked:
+                failed.append(run_id)
+                logger.warning("Marked run %s FAILED in %s: %s", run_id, session.store_root, reason)
+        return failed
+
+    return work
