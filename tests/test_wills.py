@@ -76,7 +76,7 @@ def wait_until_no_will_is_pending(daemon: DaemonProcess) -> dict[str, Any]:
 
 
 def test_a_sigkilled_process_leaves_its_run_failed_with_its_points_and_the_reason(
-    daemon: DaemonProcess, store: Path, socket_path: Path
+    daemon: DaemonProcess, store: Path, socket_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The run stayed RUNNING for ever.
     child, run_id = start_child(store, socket_path, SIGKILL_SELF)
@@ -89,6 +89,8 @@ def test_a_sigkilled_process_leaves_its_run_failed_with_its_points_and_the_reaso
     assert [(m.step, m.value) for m in history] == [(0, 0.0), (1, 0.5), (2, 1.0)]
     assert daemon.status()["runs_failed_for_exited_clients"] == 1
     assert f"Marked run {run_id} FAILED" in daemon.log()
+    assert cli_main(["daemon", "status", "--socket", str(socket_path)]) == 0
+    assert "runs failed   1 left RUNNING by processes that exited without ending them" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

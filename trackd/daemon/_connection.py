@@ -81,6 +81,7 @@ class ClientConnection:
         # The runs to fail if the peer's process exits without ending them (_wills.py); None for a
         # peer the daemon cannot watch, or a control connection.
         self.will: Will | None = None
+        self._unwatched = False
         self.peer = "unknown client"
         self.budget = DecodeBudget.full(server.config.max_events_per_second, time.monotonic())
         self._throttled = False
@@ -287,7 +288,8 @@ class ClientConnection:
             self._require_store(event)
             if self.will is not None:
                 update(self.will, event)
-            elif event.run_ids:
+            elif event.run_ids and not self._unwatched:
+                self._unwatched = True  # said once per connection
                 logger.info("%s owns runs, but the kernel does not say its pid: they are not failed if it is killed", self.peer)
 
     def _on_hello(self, hello: Hello) -> None:

@@ -165,8 +165,8 @@ class Wills:
         applier = server.applier
         try:
             failed = await server.run_in_writer(_fail_runs(applier, will))
-        except (TrackdError, OSError) as exc:
-            logger.error("Could not fail the runs %s of exited process %d: %s", ", ".join(will.run_ids), will.pid, exc)
+        except Exception:  # the store could not be opened, or a bug: logged, never the daemon's end
+            logger.exception("Could not fail the runs %s of exited process %d", ", ".join(will.run_ids), will.pid)
             return
         self.runs_failed += len(failed)
 
