@@ -15,14 +15,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import cast
 
 import pytest
 from helpers import DaemonProcess, RawClient, child_env, wait_for
 from mlflow.tracking import MlflowClient
 
-from trackd.client._spool import read_spool
-from trackd.protocol import FRAME_HEADER_SIZE, Batch, Welcome, decode_body
+from trackd.client._spool import SpoolReader
+from trackd.protocol import Welcome
 from trackd.store import StoreReader
 
 # Prints "step <n> <time.time()>" after logging step n, every PRINT_EVERY steps; ends itself at
@@ -305,8 +304,8 @@ def _sync(daemon: DaemonProcess, spool_dir: Path) -> None:
 
 def _spooled_events(spool_dir: Path) -> int:
     (path,) = spool_dir.glob("*.spool")
-    _, frames = read_spool(path)
-    return sum(cast(Batch, decode_body(frame[FRAME_HEADER_SIZE:])).events for _, frame in frames)
+    with SpoolReader(path.open("rb"), path) as reader:
+        return sum(records for _, records, _ in reader.batches())
 
 
 @pytest.mark.timeout(120)

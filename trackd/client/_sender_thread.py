@@ -79,6 +79,7 @@ class SenderThread:
     _interrupt: Interrupt
     _spawn_failure: str | None
     _refusal: str | None
+    _behind_spool = False  # connected, and sending the spool file again (see _send_spooled)
 
     def _poke(self) -> None:
         try:
@@ -249,8 +250,11 @@ class SenderThread:
         if self._spill_requested:
             return  # _run gives the daemon up
         self._read_replies()
-        self._send_requests()
-        self._send_buffer()
+        if self._behind_spool:
+            self._send_spooled()
+        if not self._behind_spool:
+            self._send_requests()
+            self._send_buffer()
         if self._dropped != self._dropped_reported:
             # Dropped events are counted where the daemon's status shows them too.
             self._dropped_reported = self._dropped
@@ -312,15 +316,16 @@ class SenderThread:
             self.will.connected()  # sent again after what is resent, by _send_buffer
             self._ack(welcome.resume_seq)
             try:
-                spooled = self._spill.frames_after(welcome.resume_seq)
+                spooled = self._spill.replay(welcome.resume_seq)
             except (OSError, RemoteProtocolError) as exc:
                 # Removed or damaged by someone else (a cache cleaner): its events are gone, and
                 # the next flush says how many. It used to fail every reconnect, so nothing logged
                 # after it was delivered while flushes blamed a healthy daemon.
-                spooled = []
+                spooled = 0
                 self._ledger.refuse(*self._spill.lost_file(welcome.resume_seq, exc))
-            resend = [frame for _, frame, _ in self._ledger.unacked]
-            in_flight = sorted(self._ledger.in_flight.values(), key=lambda r: r.request_id)
+            resend = len(self._ledger.unacked)
+            # Everything not acknowledged goes again, the spool first (see _send_spooled).
+            self._behind_spool = True
         spool_announced = self._spill.answered()
         # The once-a-second limit is for daemons that fail to start; one that answered and later
         # went away (stopped by hand within a second of the process start) is replaced at once.
@@ -333,17 +338,41 @@ class SenderThread:
         # `trackd sync` was the last word on them, though this daemon got them a moment later.
         if self._warned_unavailable or spool_announced:
             warn(
-                f"reconnected to the daemon at {path}; resending {len(spooled)} spooled and "
-                f"{len(resend)} unacknowledged batches."
+                f"reconnected to the daemon at {path}; resending {spooled} spooled and "
+                f"{resend} unacknowledged batches."
             )
             self._warned_unavailable = False
-        # Everything not acknowledged goes again, oldest first (the spool holds the oldest), then
-        # the requests waiting on it. The daemon skips batches it already holds.
-        for frame in spooled:
+        self._spill.deliver_orphans_once()
+
+    def _send_spooled(self) -> None:
+        """After a reconnect: send the spool file again while the window has room, then what
+        waited behind it, the unacknowledged batches and the requests sent to the lost daemon.
+
+        In that order because the daemon skips a batch numbered below one it received. Read a frame
+        at a time as acks make room, a spool of gigabytes costs one frame, and acks and give-ups
+        are heard meanwhile (the whole file used to be read, and sent, in one go while connecting).
+        """
+        transport, protocol, config = self._transport, self._protocol, self.config
+        assert transport is not None and protocol is not None
+        while True:
+            events_out, bytes_out = self._spill.in_flight()
+            if events_out >= config.max_unacked_events or bytes_out >= config.max_unacked_bytes:
+                return  # its acks wake the next cycle
+            try:
+                frame = self._spill.next_spooled()
+            except (OSError, RemoteProtocolError) as exc:
+                with self._cond:
+                    self._ledger.refuse(*self._spill.cut_unreadable(exc, self._ledger.acked_seq))
+                frame = None
+            if frame is None:
+                break
             transport.send(frame)
+        with self._cond:
+            self._behind_spool = False
+            resend = [frame for _, frame, _ in self._ledger.unacked]
+            in_flight = sorted(self._ledger.in_flight.values(), key=lambda r: r.request_id)
         for frame in resend:
             transport.send(frame)
-        self._spill.deliver_orphans_once()
         for req in in_flight:
             transport.send(protocol.send(req.build(req.request_id)))
 
@@ -382,6 +411,8 @@ class SenderThread:
         with self._cond:
             self._transport = None
             self._protocol = None
+            self._behind_spool = False
+            self._spill.stop_replay()
             self._spill.lost()
             # Requests not yet sent stay queued; sent ones are resent after reconnecting.
             self._cond.notify_all()
@@ -447,12 +478,13 @@ class SenderThread:
         # before removing it, so the daemon never drops a run from the will before its end arrives.
         with self._cond:
             owned, ahead, taken = self.will.snapshot(), len(self.buffer), 0
-        # The window: what waits for its ack is bounded in events and in bytes (see _config).
+        # The window: what waits for its ack is bounded in events and in bytes (see _config),
+        # the spool file's last batches sent again included.
         while (
             self.buffer
             and self._drain_left != 0
-            and ledger.unacked_events < config.max_unacked_events
-            and ledger.unacked_bytes < config.max_unacked_bytes
+            and ledger.unacked_events + self._spill.in_flight()[0] < config.max_unacked_events
+            and ledger.unacked_bytes + self._spill.in_flight()[1] < config.max_unacked_bytes
         ):
             # Popped, encoded and kept as unacknowledged under one lock, so pending() never finds
             # a chunk in neither place (logging calls do not take it); the socket write is outside.

@@ -12,12 +12,18 @@ stopped rather than gone, answering nothing while it accepts connections and byt
 exiting process must not take the events with it. From then until a daemon answers, the outage
 counts as a long one: events go to the spool and flushes are told where they are.
 
+When a daemon answers again, the spool file is sent again from the batch after the daemon's
+``resume_seq``, read one frame at a time as the sender's window makes room (``replay``,
+``next_spooled``): the file may hold gigabytes, and the process never holds more of it than the
+frame being sent. The file goes once the daemon acknowledges its last batch.
+
 Only the sender thread changes this state (and a forked child, which abandons it); callers
 read ``spooling``, ``records`` and ``gave_up``.
 """
 
 from __future__ import annotations
 
+import collections
 import socket
 import time
 from pathlib import Path
@@ -25,11 +31,31 @@ from pathlib import Path
 from ..errors import DaemonUnavailable
 from ._config import ClientConfig
 from ._outbox import events, warn
-from ._spool import Spool, deliver_orphans_in_background
+from ._spool import Spool, SpoolReader, deliver_orphans_in_background
 from ._transport import make_hello
 
 # Spools are delivered on the host that wrote them (see deliver_spool): the messages name it.
 _HOST = socket.gethostname()
+
+
+class _Replay:
+    """The spool file being sent again: where its reading is, and its batches sent but not acknowledged."""
+
+    def __init__(self, reader: SpoolReader, after: int) -> None:
+        self.reader = reader
+        self.batches = reader.batches()
+        self.after = after  # the daemon holds the batches up to this one
+        self.last_read = 0  # the last batch read whole: the file is good up to reader.offset after it
+        self.in_flight: collections.deque[tuple[int, int, int]] = collections.deque()  # (seq, records, bytes)
+        self.events = 0
+        self.bytes = 0
+
+    def acked(self, seq: int) -> None:
+        self.after = max(self.after, seq)
+        while self.in_flight and self.in_flight[0][0] <= seq:
+            _, records, size = self.in_flight.popleft()
+            self.events -= records
+            self.bytes -= size
 
 
 class Spill:
@@ -52,6 +78,7 @@ class Spill:
         # Why the spool file could not be written the last time it was tried (None: it could).
         self.unwritable: OSError | None = None
         self._synced_orphans = False
+        self._replay: _Replay | None = None
 
     @property
     def records(self) -> int:
@@ -155,27 +182,85 @@ class Spill:
             f"in all; they are delivered when a daemon answers, or by `trackd sync` on {_HOST}."
         )
 
-    def frames_after(self, seq: int) -> list[bytes]:
-        """The spooled frames of batches after ``seq`` (what the daemon does not hold), oldest first."""
-        return [frame for batch_seq, frame in self._spool.frames() if batch_seq > seq] if self._spool else []
+    # -- sending the spool file again --------------------------------------------------------------
+
+    def replay(self, after: int) -> int:
+        """Start sending the spool file again, from the batch after ``after`` (the daemon holds the
+        ones up to it); returns how many batches that is. OSError or RemoteProtocolError when the
+        file cannot be read back (see ``lost_file``)."""
+        self.stop_replay()
+        spool = self._spool
+        count = spool.batches_after(after) if spool is not None else 0
+        if spool is not None and count:
+            self._replay = _Replay(spool.reader(), after)
+        return count
+
+    def next_spooled(self) -> bytes | None:
+        """The spool file's next frame to send, counted in flight until acknowledged; None once
+        every batch is sent (or acknowledged). OSError or RemoteProtocolError when the rest of the
+        file cannot be read (see ``cut_unreadable``)."""
+        replay = self._replay
+        if replay is None:
+            return None
+        for seq, records, frame in replay.batches:
+            replay.last_read = seq
+            if seq > replay.after:
+                replay.in_flight.append((seq, records, len(frame)))
+                replay.events += records
+                replay.bytes += len(frame)
+                return frame
+        self.stop_replay()
+        return None
+
+    def in_flight(self) -> tuple[int, int]:
+        """Records and bytes sent from the spool file on this connection and not acknowledged yet."""
+        replay = self._replay
+        return (replay.events, replay.bytes) if replay is not None else (0, 0)
+
+    def stop_replay(self) -> None:
+        """Stop reading the spool file: sent, given up with the connection, or removed."""
+        if self._replay is not None:
+            self._replay.reader.close()
+            self._replay = None
 
     def lost_file(self, seq: int, exc: Exception) -> tuple[int, str]:
-        """The spool file could not be read back (``frames_after`` raised ``exc``): forget it, and
+        """The spool file could not be read back (``replay`` raised ``exc``): forget it, and
         return how many of its records after ``seq`` are lost, with the sentence that says so."""
         spool = self._spool
         assert spool is not None
         lost = spool.records_after(seq)
+        self.stop_replay()
         spool.remove()
+        return lost, f"{events(lost, 'spooled to')} {spool.path} could not be read back ({exc}) and are lost"
+
+    def cut_unreadable(self, exc: Exception, acked_seq: int) -> tuple[int, str]:
+        """The rest of the spool file could not be read (``next_spooled`` raised ``exc``): cut it
+        back to its last whole batch, which was sent, and return how many records that loses,
+        with the sentence that says so. Damaged by someone else (the client writes whole frames);
+        what came before the damage is delivered, and no reconnect reads the damage again."""
+        spool, replay = self._spool, self._replay
+        assert spool is not None and replay is not None
+        self.stop_replay()
+        try:
+            lost = spool.cut(replay.reader.offset, replay.last_read)
+        except OSError:
+            return self.lost_file(replay.last_read, exc)
+        if not spool.batches_after(0) or acked_seq >= spool.last_seq:
+            spool.remove()
         return lost, f"{events(lost, 'spooled to')} {spool.path} could not be read back ({exc}) and are lost"
 
     def acked(self, seq: int) -> None:
         """The daemon wrote batches up to ``seq``: delete the spool file once that covers all of it."""
+        if self._replay is not None:
+            self._replay.acked(seq)
         spool = self._spool
         if spool is not None and spool.last_seq and seq >= spool.last_seq:
+            self.stop_replay()
             spool.remove()
 
     def abandon(self) -> None:
         """In a forked child: forget the parent's spool file without touching it."""
+        self.stop_replay()
         if self._spool is not None:
             self._spool.abandon()
 

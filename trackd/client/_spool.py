@@ -19,6 +19,8 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
 
 from .._paths import check_private_directory, ensure_private_directory, temp_directory
 from .._struct import Value
@@ -27,8 +29,10 @@ from ..protocol import (
     FRAME_HEADER_SIZE,
     NEED_DATA,
     Batch,
+    Connection,
     ConnectionClosed,
     ErrorReply,
+    Event,
     Flush,
     FlushDone,
     Hello,
@@ -44,6 +48,11 @@ SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
 SPOOL_SUFFIX = ".spool"
 # Tries to open and lock a new spool file that `trackd sync` keeps removing as empty meanwhile.
 MAX_OPEN_TRIES = 10
+# A spool file is read this many bytes at a time, one frame after another: sending one again holds
+# this buffer and the frame being sent, never the file. A long outage at a high rate spools
+# hundreds of MB to GB, and read whole (twice over, as bytes and as frames) it was the RSS of the
+# training process that replayed it, and of `trackd sync`.
+SPOOL_READ_SIZE = 256 * 1024
 
 
 def default_spool_dir() -> Path:
@@ -130,22 +139,46 @@ class Spool:
             return fd
         raise OSError(errno.EAGAIN, f"Spool file {self.path} was removed {MAX_OPEN_TRIES} times as it was created")
 
-    def frames(self) -> list[tuple[int, bytes]]:
-        """The spooled Batch frames, in order, as (seq, frame)."""
-        if self._fd < 0:
-            return []
-        _, frames = read_spool(self.path)
-        return frames
+    def reader(self) -> SpoolReader:
+        """The file, to be read again from its start one frame at a time.
+
+        FileNotFoundError when it is gone, or ``path`` names another file than the one this
+        client writes (removed, and made anew by someone else): that one is not ours to send.
+        """
+        file = open(self.path, "rb", buffering=SPOOL_READ_SIZE)  # closed by the reader
+        try:
+            if self._fd < 0 or not _same_file(file.fileno(), self._fd):
+                raise FileNotFoundError(errno.ENOENT, "replaced since this client wrote it", str(self.path))
+            return SpoolReader(file, self.path)
+        except BaseException:
+            file.close()
+            raise
+
+    def batches_after(self, seq: int) -> int:
+        """Batches in the file after ``seq``."""
+        return sum(1 for batch_seq, _ in self._counts if batch_seq > seq)
 
     def records_after(self, seq: int) -> int:
         """Records in the batches after ``seq``."""
         return sum(count for batch_seq, count in self._counts if batch_seq > seq)
 
+    def cut(self, offset: int, seq: int) -> int:
+        """Cut the file back to its first ``offset`` bytes, which end with batch ``seq`` (0: none),
+        because what follows cannot be read; returns how many records that drops."""
+        lost = self.records_after(seq)
+        os.ftruncate(self._fd, offset)
+        self._counts = [(batch_seq, count) for batch_seq, count in self._counts if batch_seq <= seq]
+        self.records -= lost
+        self.last_seq = seq
+        return lost
+
     def remove(self) -> None:
         """Delete the spool once the daemon acknowledged everything in it."""
         if self._fd >= 0:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+            # By its path only while that names this client's file (see reader).
+            if _names(self.path, self._fd):
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
             os.close(self._fd)
             self._fd = -1
         self.last_seq = 0
@@ -159,31 +192,58 @@ class Spool:
         self._fd = -1
 
 
-def read_spool(path: Path) -> tuple[Hello, list[tuple[int, bytes]]]:
-    """The Hello and the complete (seq, frame) batches of a spool file; a torn last frame is ignored."""
-    data = path.read_bytes()
-    frames: list[tuple[int, bytes]] = []
-    hello: Hello | None = None
-    offset = 0
-    while offset + FRAME_HEADER_SIZE <= len(data):
+class SpoolReader:
+    """A spool file read one frame at a time: its Hello when opened, then ``batches()``.
+
+    At most SPOOL_READ_SIZE bytes and one frame are held at a time. A torn last frame (its
+    writer died in the middle of it) ends the file; a damaged frame raises RemoteProtocolError
+    naming the byte it starts at, which ``offset`` holds then.
+    """
+
+    def __init__(self, file: BinaryIO, path: Path) -> None:
+        """Read the Hello from ``file`` (open for reading at its start; closed by ``close()``)."""
+        self.path = path
+        self._file = file
+        # Where the last whole frame read ends.
+        self.offset = 0
+        first = self._next_frame()
+        if first is None:
+            raise RemoteProtocolError(f"Spool file {path} is empty or damaged.")
+        if not isinstance(first[0], Hello):
+            raise RemoteProtocolError(f"Spool file {path} does not start with a Hello frame.")
+        self.hello: Hello = first[0]
+
+    def batches(self) -> Iterator[tuple[int, int, bytes]]:
+        """The Batch frames after the Hello, in order, as (seq, records, frame)."""
+        while (item := self._next_frame()) is not None:
+            event, frame = item
+            if isinstance(event, Batch):
+                yield event.seq, event.events, frame
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> SpoolReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def _next_frame(self) -> tuple[Event, bytes] | None:
+        """The next frame, decoded and as bytes; None at the end of the file or at a torn last frame."""
+        header = self._file.read(FRAME_HEADER_SIZE)
         try:
-            size = decode_header(data[offset : offset + FRAME_HEADER_SIZE])
-            end = offset + FRAME_HEADER_SIZE + size
-            if end > len(data):
-                break  # the writer died in the middle of this frame
-            event = decode_body(data[offset + FRAME_HEADER_SIZE : end])
+            if len(header) < FRAME_HEADER_SIZE:
+                return None
+            size = decode_header(header)  # at most MAX_FRAME_SIZE: the bound on what is read at once
+            body = self._file.read(size)
+            if len(body) < size:
+                return None  # the writer died in the middle of this frame
+            event = decode_body(body)
         except LocalProtocolError as exc:
-            raise RemoteProtocolError(f"Spool file {path} is damaged at byte {offset}: {exc}") from exc
-        if hello is None:
-            if not isinstance(event, Hello):
-                raise RemoteProtocolError(f"Spool file {path} does not start with a Hello frame.")
-            hello = event
-        elif isinstance(event, Batch):
-            frames.append((event.seq, data[offset:end]))
-        offset = end
-    if hello is None:
-        raise RemoteProtocolError(f"Spool file {path} is empty or damaged.")
-    return hello, frames
+            raise RemoteProtocolError(f"Spool file {self.path} is damaged at byte {self.offset}: {exc}") from exc
+        self.offset += FRAME_HEADER_SIZE + size
+        return event, header + body
 
 
 class SyncResult(Value):
@@ -215,52 +275,67 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
     disk) would be made anew on this one, the events "delivered" where nobody looks.
     """
     result = SyncResult(path)
-    with _locked(path) as locked:
-        if not locked:
+    with _locked(path) as fd:
+        if fd is None:
             result.skipped = True  # its client is alive and will deliver it itself
             return result
-        if path.lstat().st_size == 0:
+        if os.fstat(fd).st_size == 0:
             # Left by a client that could not write its first frame (Spool.append removes it now;
             # a process killed between creating and writing it leaves one): nothing to deliver.
             path.unlink()
             result.empty = True
             return result
-        hello, frames = read_spool(path)
-        result.client_id = hello.client_id
-        if not any_host and hello.host != socket.gethostname():
-            result.other_host = hello.host
-            return result
-        # A Hello of this version: the frames decoded with today's protocol, so they are valid now,
-        # and a spool written by an older trackd is delivered after an upgrade instead of refused.
-        hello = make_hello(hello.client_id, hello.store_root)
-        transport, protocol, welcome = handshake(socket_path, hello, timeout=timeout)
-        try:
-            # Bounded like the wait below: a daemon that stops reading (SIGSTOP, a store whose
-            # backlog is full) held `trackd sync --timeout 3` in a send for ever, and the lock with it.
-            for seq, frame in frames:
-                if seq > welcome.resume_seq:
-                    transport.send(frame, timeout=timeout)
-                    result.batches += 1
-            transport.send(protocol.send(Flush(request_id=1)), timeout=timeout)
-            deadline = time.monotonic() + timeout
-            while True:
-                event = protocol.next_event()
-                if event is NEED_DATA:
-                    if time.monotonic() > deadline:
-                        raise DaemonUnavailable(f"The daemon did not confirm {path} within {timeout:g} s.")
-                    data = transport.receive(max(deadline - time.monotonic(), 0.01))
-                    if data is not None:
-                        protocol.receive_data(data)
-                elif isinstance(event, Rejected):
-                    result.rejected.append(f"{event.item}: {event.message}")
-                elif isinstance(event, FlushDone):
-                    break
-                elif isinstance(event, (ErrorReply, ConnectionClosed)):
-                    raise DaemonUnavailable(f"The daemon closed the connection while {path} was delivered ({event!r}).")
-        finally:
-            transport.close()
+        # Read from the descriptor that holds the lock, so the file sent is the file locked.
+        with SpoolReader(open(fd, "rb", buffering=SPOOL_READ_SIZE, closefd=False), path) as reader:
+            result.client_id = reader.hello.client_id
+            if not any_host and reader.hello.host != socket.gethostname():
+                result.other_host = reader.hello.host
+                return result
+            _send_spool(reader, socket_path, result, timeout=timeout)
         path.unlink()
     return result
+
+
+def _send_spool(reader: SpoolReader, socket_path: Path, result: SyncResult, *, timeout: float) -> None:
+    """Send the batches of ``reader`` that the daemon does not hold, then wait until it wrote them."""
+    # A Hello of this version: the frames decoded with today's protocol, so they are valid now,
+    # and a spool written by an older trackd is delivered after an upgrade instead of refused.
+    hello = make_hello(reader.hello.client_id, reader.hello.store_root)
+    transport, protocol, welcome = handshake(socket_path, hello, timeout=timeout)
+    try:
+        # Bounded like the wait below: a daemon that stops reading (SIGSTOP, a store whose
+        # backlog is full) held `trackd sync --timeout 3` in a send for ever, and the lock with it.
+        for seq, _, frame in reader.batches():
+            if seq > welcome.resume_seq:
+                transport.send(frame, timeout=timeout)
+                result.batches += 1
+                # Its acks are read as they come: a daemon stops reading a connection that leaves
+                # more than a bound of replies unread, and the send above would then wait in vain.
+                while (data := transport.receive_available()) is not None:
+                    protocol.receive_data(data)
+                    _take_replies(protocol, reader.path, result)
+        transport.send(protocol.send(Flush(request_id=1)), timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while not _take_replies(protocol, reader.path, result):
+            if time.monotonic() > deadline:
+                raise DaemonUnavailable(f"The daemon did not confirm {reader.path} within {timeout:g} s.")
+            data = transport.receive(max(deadline - time.monotonic(), 0.01))
+            if data is not None:
+                protocol.receive_data(data)
+    finally:
+        transport.close()
+
+
+def _take_replies(protocol: Connection, path: Path, result: SyncResult) -> bool:
+    """Act on the replies ``protocol`` holds; True once the FlushDone came (the spool is written)."""
+    while (event := protocol.next_event()) is not NEED_DATA:
+        if isinstance(event, Rejected):
+            result.rejected.append(f"{event.item}: {event.message}")
+        elif isinstance(event, FlushDone):
+            return True
+        elif isinstance(event, (ErrorReply, ConnectionClosed)):
+            raise DaemonUnavailable(f"The daemon closed the connection while {path} was delivered ({event!r}).")
+    return False
 
 
 def spool_files(directory: Path) -> list[Path]:
@@ -330,8 +405,9 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[bool]:
-    """Lock the spool file at ``path`` without waiting: True once locked, False when its client holds it.
+def _locked(path: Path) -> Iterator[int | None]:
+    """Lock the spool file at ``path`` without waiting: its descriptor (open for reading) once
+    locked, None when its client holds it.
 
     FileNotFoundError when ``path`` names another file by the time the lock is taken. A live
     client removes its delivered spool and, spooling again, makes a new one at the same path: a
@@ -350,11 +426,11 @@ def _locked(path: Path) -> Iterator[bool]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
+            yield None
             return
         if not _names(path, fd):
             raise FileNotFoundError(errno.ENOENT, "removed (and perhaps made anew) since it was opened", str(path))
-        yield True
+        yield fd
     finally:
         os.close(fd)
 
@@ -367,6 +443,12 @@ def _names(path: Path, fd: int) -> bool:
         return False
     opened = os.fstat(fd)
     return (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _same_file(fd: int, other: int) -> bool:
+    """Whether descriptors ``fd`` and ``other`` are open on the same file."""
+    one, two = os.fstat(fd), os.fstat(other)
+    return (one.st_dev, one.st_ino) == (two.st_dev, two.st_ino)
 
 
 def _write_all(fd: int, data: bytes) -> None:

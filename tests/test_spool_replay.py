@@ -1,0 +1,199 @@
+"""A large spool goes to the daemon a frame at a time, exactly once: the process that wrote it
+resends it as acks make room, and `trackd sync` reads it as it sends it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from helpers import DaemonProcess, child_env, create_run_record, metric_records, wait_for
+
+from trackd.client._spool import SpoolReader, sync_spools
+from trackd.protocol import FRAME_HEADER_SIZE, PROTOCOL_VERSION, Batch, Hello, encode_frame
+from trackd.store import StoreReader
+
+# Logs with no daemon to answer (the test starts one later) until everything is in the spool file,
+# then, capped to DATA_CAP more bytes of data if asked, waits for a line on stdin and flushes.
+SPOOLER = """
+import resource, sys, trackd
+points, artifacts, cap = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+run = trackd.start_run()
+print("run", run.info.run_id, flush=True)
+for i in range(artifacts):
+    trackd.log_text(f"{i:08d}" * (ARTIFACT_SIZE // 8), f"chunks/{i}.txt")
+for step in range(points):
+    trackd.log_metric("loss", float(step), step=step)
+try:
+    trackd.flush(timeout=5)  # no daemon, none started: everything goes to the spool file
+except Exception as exc:
+    print("spooled", type(exc).__name__, flush=True)
+if cap:
+    with open("/proc/self/status") as status:
+        data = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmData:"))
+    resource.setrlimit(resource.RLIMIT_DATA, (data + cap, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    trackd.flush(timeout=120)
+except Exception as exc:
+    print("flush raised:", exc, flush=True)
+print("flushed", flush=True)
+trackd.end_run()
+""".replace("ARTIFACT_SIZE", str(1024 * 1024))
+
+
+# Seconds of writing for the daemon, so that it is killed in the middle of the resend.
+KILLED_POINTS = 1_500_000
+
+Spooler = Callable[..., tuple[subprocess.Popen[str], str]]
+
+
+@pytest.fixture
+def spooler(socket_path: Path, store: Path, tmp_path: Path) -> Iterator[Spooler]:
+    """Starts SPOOLER (``points``, ``artifacts``, ``cap`` keywords) with its spool in ``tmp_path / "spool"``,
+    returning it once it is ready, with its run id; killed at teardown if still running."""
+    children: list[subprocess.Popen[str]] = []
+    env = child_env(
+        socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(tmp_path / "spool"),
+        TRACKD_AUTOSTART="0", TRACKD_CONNECT_TIMEOUT="0.5",
+    )
+
+    def start(*, points: int, artifacts: int = 0, cap: int = 0) -> tuple[subprocess.Popen[str], str]:
+        child = subprocess.Popen(
+            [sys.executable, "-c", SPOOLER, str(points), str(artifacts), str(cap)],
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        children.append(child)
+        assert child.stdout is not None
+        run_id = child.stdout.readline().split()[1]
+        if not any(line.startswith("ready") for line in child.stdout):
+            raise AssertionError(f"the spooling child exited: {child.communicate(timeout=30)[1]}")
+        return child, run_id
+
+    yield start
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.communicate(timeout=10)
+
+
+@pytest.fixture
+def daemons(socket_path: Path) -> Iterator[Callable[[], DaemonProcess]]:
+    """Starts a daemon on ``socket_path`` when called; each one still running must exit cleanly at teardown."""
+    started: list[DaemonProcess] = []
+
+    def start() -> DaemonProcess:
+        started.append(DaemonProcess(socket_path).start())
+        return started[-1]
+
+    yield start
+    for daemon in started:
+        if daemon.process is not None and daemon.process.poll() is None:
+            assert daemon.stop() == 0, daemon.log()
+
+
+def _go_and_wait(child: subprocess.Popen[str]) -> tuple[str, str]:
+    """Tell the child a daemon answers now; its stdout and stderr after that, once it exited 0."""
+    out, err = child.communicate("go\n", timeout=180)
+    assert child.returncode == 0 and "flushed" in out, err
+    return out, err
+
+
+def _steps(store: Path, run_id: str) -> list[int]:
+    return [m.step for m in StoreReader(store).get_metric_history(run_id, "loss")]
+
+
+@pytest.mark.timeout(240)
+def test_a_process_capped_below_its_spool_size_resends_it_exactly_once(
+    spooler: Spooler, daemons: Callable[[], DaemonProcess], store: Path, tmp_path: Path
+) -> None:
+    # This used to fail for ever: the sender read the whole 96 MiB file at once on reconnecting
+    # (MemoryError under the cap, "sender thread failed; retrying"), and flush() timed out.
+    artifacts, points = 96, 20_000
+    child, run_id = spooler(points=points, artifacts=artifacts, cap=40 * 1024 * 1024)
+    (spool,) = (tmp_path / "spool").glob("*.spool")
+    assert spool.stat().st_size > artifacts * 1024 * 1024
+    daemons()
+    out, err = _go_and_wait(child)
+    assert "flush raised" not in out and "MemoryError" not in err and "failed" not in err, out + err
+    assert _steps(store, run_id) == list(range(points))
+    run = StoreReader(store).get_run(run_id)
+    chunks = Path(run.info.artifact_uri.removeprefix("file://")) / "chunks"
+    assert sorted(p.name for p in chunks.iterdir()) == sorted(f"{i}.txt" for i in range(artifacts))
+    assert (chunks / "95.txt").read_text() == "00000095" * (1024 * 1024 // 8)
+    assert not spool.exists()
+
+
+@pytest.mark.timeout(240)
+def test_a_daemon_killed_while_a_process_resends_its_spool_gets_the_rest_exactly_once_after_a_restart(
+    spooler: Spooler, daemons: Callable[[], DaemonProcess], store: Path, tmp_path: Path
+) -> None:
+    child, run_id = spooler(points=KILLED_POINTS)
+    daemon = daemons()
+    assert child.stdin is not None
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    # Some of the spool is written, not all of it: the resend is under way.
+    metric_file = store / "0" / run_id / "metrics" / "loss"
+    wait_for(lambda: metric_file.exists() and metric_file.stat().st_size > 0, 60, message="part of the spool written")
+    daemon.kill()  # SIGKILL
+    assert len(metric_file.read_text().splitlines()) < KILLED_POINTS, "the resend ended before the kill"
+    daemons()
+    out, err = child.communicate(timeout=180)
+    assert child.returncode == 0 and "flushed" in out and "flush raised" not in out, out + err
+    assert _steps(store, run_id) == list(range(KILLED_POINTS))
+    assert list((tmp_path / "spool").glob("*.spool")) == []
+
+
+@pytest.mark.timeout(240)
+def test_a_spool_damaged_in_the_middle_delivers_what_comes_before_and_counts_the_rest_lost(
+    spooler: Spooler, daemons: Callable[[], DaemonProcess], store: Path, tmp_path: Path
+) -> None:
+    # This used to lose the whole file: it was read (and judged) whole before a frame was sent.
+    points = 60_000
+    child, run_id = spooler(points=points)
+    (spool,) = (tmp_path / "spool").glob("*.spool")
+    with SpoolReader(spool.open("rb"), spool) as reader:
+        ends = [reader.offset for _ in reader.batches()]
+    assert len(ends) >= 4, ends
+    with spool.open("r+b") as damaged:  # someone else (a disk, a cleaner) garbles a header
+        damaged.seek(ends[len(ends) // 2])
+        damaged.write(b"\xff" * FRAME_HEADER_SIZE)
+    daemons()
+    out, err = _go_and_wait(child)
+    delivered = _steps(store, run_id)
+    assert 0 < len(delivered) < points and delivered == list(range(len(delivered)))
+    assert f"{points - len(delivered)} events spooled to {spool} could not be read back" in out + err, out + err
+    assert not spool.exists()
+
+
+def test_trackd_sync_delivers_every_whole_batch_of_a_large_spool_once_and_ignores_a_torn_last_frame(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    run_id, batches, per_batch = "00112233445566778899aabbccddeeff", 200, 5_000
+    hello = Hello(protocol_version=PROTOCOL_VERSION, client_id="exited", pid=1, host=socket.gethostname(), store_root=str(store))
+    records = metric_records(run_id, "loss", batches * per_batch)
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    path = spool_dir / "exited.spool"
+    with path.open("wb") as spool:
+        spool.write(encode_frame(hello) + encode_frame(Batch(seq=1, records=[create_run_record(run_id)])))
+        for seq in range(2, batches + 2):
+            start = (seq - 2) * per_batch
+            spool.write(encode_frame(Batch(seq=seq, records=records[start : start + per_batch])))
+        # Its writer died in the middle of the next frame.
+        spool.write(encode_frame(Batch(seq=batches + 2, records=metric_records(run_id, "torn", 10)))[:-7])
+    (result,) = sync_spools(spool_dir, daemon.paths.socket, timeout=60)
+    assert result.error is None and result.batches == batches + 1, result
+    assert _steps(store, run_id) == list(range(batches * per_batch))
+    assert StoreReader(store).get_metric_history(run_id, "torn") == []
+    assert not path.exists()
+    # Sent again (a sync that died before removing it), nothing is written twice.
+    path.write_bytes(encode_frame(hello) + encode_frame(Batch(seq=2, records=records[:per_batch])))
+    (again,) = sync_spools(spool_dir, daemon.paths.socket, timeout=60)
+    assert again.error is None and again.batches == 0, again
+    assert _steps(store, run_id) == list(range(batches * per_batch))
