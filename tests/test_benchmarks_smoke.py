@@ -111,3 +111,14 @@ def test_client_memory(tmp_path: Path) -> None:
     assert summary[2]["dropped"] == 0
     assert all(s["rss_mb"] > 0 and s["hwm_mb"] >= s["rss_mb"] for s in summary)
     no_daemon_left(doc)
+
+
+def test_spool_replay(tmp_path: Path) -> None:
+    doc = run_script("bench_spool_replay.py", tmp_path, "--spool-mb", "2", "--repeats", "1", timeout=120)
+    results = doc["results"]
+    assert isinstance(results, dict)
+    # Behaviour, not memory: every variant delivered its spool (the script raises otherwise).
+    assert {(s["variant"], s["size"]) for s in results["summary"]} == {
+        (variant, size) for variant in ("process resends its spool", "trackd sync of a spool") for size in ("1 MiB (baseline)", "2 MiB")
+    }
+    no_daemon_left(doc)
