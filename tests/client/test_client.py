@@ -684,3 +684,29 @@ def test_a_batch_the_daemon_cannot_decode_is_refused_whole_once_not_resent_for_e
     client.log_metric(run_id, "loss", 0.5)
     client.flush(timeout=30)  # the connection goes on; what follows is written
     assert [m.value for m in client.get_metric_history(run_id, "loss")] == [0.5]
+
+
+@pytest.mark.timeout(90)
+def test_a_batch_the_daemon_cannot_decode_is_refused_though_a_megabyte_follows_it(daemon: DaemonProcess, store: Path) -> None:
+    # The daemon closed the connection while the client was still sending the batches after the
+    # malformed one: the send broke (EPIPE) before the bad_frame reply was read, so the batch went
+    # to the spool with every event behind it, the spool could not be read back, and all were lost.
+    from trackd.protocol import RecordKind
+
+    # One send interval a minute and fewer records than wake the sender early: the flush sends
+    # them all at once, about 1 MB a batch, more than the socket holds while the daemon decodes.
+    config = ClientConfig(socket_path=daemon.paths.socket, autostart=False, flush_interval=60.0)
+    with Client(store, config=config) as client:
+        run_id = client.create_run().info.run_id
+        client.flush()
+        client._sender.submit((RecordKind.ARTIFACT.value, run_id, "w.bin", None, "/tmp/w.bin", (1, "not an int")))
+        for i in range(6000):
+            client.set_tag(run_id, f"t{i}", "x" * 600)
+        with pytest.raises(DeliveryError) as caught:
+            client.flush(timeout=20)
+        (failure,) = caught.value.failures
+        assert "was refused whole by the daemon as malformed" in failure
+        # Refused whole: the tags batched with the malformed record (if any), and only those.
+        refused = int(failure.split(" events)")[0].rsplit("(", 1)[1])
+        tags = [key for key in client.get_run(run_id).data.tags if key.startswith("t")]
+        assert len(tags) == 6000 - (refused - 1)

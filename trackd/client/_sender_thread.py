@@ -201,6 +201,7 @@ class SenderThread:
                     self._cycle()
             except DaemonUnavailable as exc:
                 try:
+                    self._read_last_replies()
                     # Giving up is not news: the flush that asked for it says what it spooled.
                     self._disconnected(None if self._spill_requested else exc)
                     if self._spill_requested:
@@ -435,6 +436,20 @@ class SenderThread:
                 self._on_event(event)
             if not data:
                 raise DaemonUnavailable("The trackd daemon closed the connection.")
+
+    def _read_last_replies(self) -> None:
+        """Settle what the daemon said before the connection broke (its socket keeps it readable).
+
+        A send the daemon's close cut short (EPIPE) used to leave its last replies unread: the
+        bad_frame naming a batch it cannot decode among them, which then went again on every
+        connection, or to the spool, which could not read it back and lost what followed it.
+        """
+        if self._transport is None:
+            return
+        try:
+            self._read_replies()
+        except (DaemonUnavailable, RemoteProtocolError):
+            pass  # the end of the stream, or bytes past the last whole reply: the break itself
 
     def _on_event(self, event: Event) -> None:
         with self._cond:
