@@ -357,3 +357,60 @@ def test_a_large_artifact_only_touched_after_log_artifact_is_refused_saying_its_
         assert f"(same size, modification time {before} ns, now {before + 1_000_000_000} ns)" in failure
     finally:
         client.close()
+
+
+# The daemon's shutdown deadline made short (its config's default; the code is unchanged), so a
+# copy of a few GB is still under way when it passes.
+SHORT_SHUTDOWN = (
+    "import functools\nfrom trackd.daemon import _main, _server\n"
+    "_main.DaemonConfig = functools.partial(_server.DaemonConfig, shutdown_timeout=0.5)"
+)
+
+
+def test_sigterm_in_the_middle_of_a_copy_leaves_no_staged_part_and_the_batch_unacknowledged(
+    socket_path: Path, store: Path, tmp_path: Path
+) -> None:
+    # Shutdown stops a copy at its next 64 MiB chunk, then waits for the copier threads
+    # (Copies.join) before it exits: a thread still in sendfile when the process exited left its
+    # partial copy of gigabytes in the store's staging folder, and its file in the page cache.
+    source = tmp_path / "checkpoint.bin"
+    with open(source, "wb") as sparse:
+        sparse.truncate(16 * 1024**3)  # no disk used; the copy writes real zeros, stopped long before the end
+    run_id = uuid.uuid4().hex
+    daemon = DaemonProcess(socket_path, preamble=SHORT_SHUTDOWN).start()
+    owner = RawClient(socket_path)
+    try:
+        assert isinstance(owner.hello(str(store), client_id="owner"), Welcome)
+        owner.send(Batch(seq=1, records=[create_run_record(run_id), artifact_record(run_id, source)]))
+        wait_for(lambda: any(p.name.startswith(".trackd-") for p in store.iterdir()) if store.is_dir() else False,
+                 message="the copy to start")
+        wait_for(lambda: query_status(socket_path)["copies"][0]["copied"] > 0, message="the copy to be under way")
+        assert daemon.stop(timeout=60) == UNWRITTEN_EXIT_CODE, daemon.log()
+        events = owner.events_until_closed()
+    finally:
+        owner.close()
+    assert [type(event) for event in events] == [ErrorReply], events  # shutting_down; no Ack
+    assert read_exit_report(daemon.paths, daemon.pid) == 2
+    assert not [p for p in store.iterdir() if p.name.startswith(".trackd-")], "a partial copy was left at the store's root"
+    assert StoreReader(store).find_run(run_id) is None  # the batch, its run included, was not written
+
+
+def test_a_copy_stops_at_the_size_its_source_had_when_opened(daemon: DaemonProcess, store: Path) -> None:
+    # The copy takes the size fstat gives when the source is opened, and no more: a file that grows
+    # while it is copied (a log, a file extended faster than the copy runs) copied until the disk
+    # was full. Growth between that fstat and the copy cannot be timed from outside, so the source
+    # is a regular file whose reads always go past its size: a /proc file (size 0, its content the
+    # test's command line). What is stored is what the source held at the size it had.
+    source = Path(f"/proc/{os.getpid()}/cmdline")
+    assert source.stat().st_size == 0 and source.read_bytes()
+    run_id = uuid.uuid4().hex
+    owner = RawClient(daemon.paths.socket)
+    try:
+        assert isinstance(owner.hello(str(store), client_id="owner"), Welcome)
+        owner.send(Batch(seq=1, records=[create_run_record(run_id), artifact_record(run_id, source)]))
+        owner.send(Flush(request_id=1))
+        assert [type(event) for event in events_until_flush_done(owner)] == [Ack, FlushDone]
+    finally:
+        owner.close()
+    artifacts = Path(StoreReader(store).get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    assert (artifacts / "model.pt").read_bytes() == b""
