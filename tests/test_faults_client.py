@@ -20,6 +20,7 @@ import pytest
 from helpers import DaemonProcess, RawClient, child_env, wait_for
 from mlflow.tracking import MlflowClient
 
+from trackd._paths import DaemonPaths
 from trackd.client._spool import SpoolReader
 from trackd.protocol import Welcome
 from trackd.store import StoreReader
@@ -472,6 +473,64 @@ for step in range(1, int(sys.argv[2])):
     trackd.log_metric("x", float(step), step=step)
 trackd.flush(timeout=60)
 """
+
+
+# Logs point 0 to a run of its own, waits for file argv[1], then logs argv[3] points and
+# flushes; touches file argv[2] once its buffer is full (a daemon that does not read).
+FILL_THEN_FLUSH = """
+import os, sys, threading, time, trackd
+go, full, points = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with trackd.Client(os.environ["TRACKD_TRACKING_URI"]) as client:
+    run_id = client.create_run("0").info.run_id
+    client.log_metric(run_id, "x", 0.0, step=0)
+    client.flush(timeout=30)
+    print("run", run_id, flush=True)
+
+    def watch():
+        while client._sender.stats()["buffered"] < client._sender.config.max_buffered:
+            time.sleep(0.01)
+        open(full, "w").close()
+
+    threading.Thread(target=watch, daemon=True).start()
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    for step in range(1, points):
+        client.log_metric(run_id, "x", float(step), step=step)
+    client.flush(timeout=60)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_events_spooled_when_the_daemon_stops_are_said_to_go_to_the_successor_the_process_started(
+    paths: DaemonPaths, store: Path, tmp_path: Path
+) -> None:
+    # A process whose connection broke mid-send with a full buffer spools and says the events wait
+    # for a daemon or `trackd sync`; it then starts the next daemon itself, and that line was the
+    # last word on them (no "unreachable" line came before, so none said "reconnected") though
+    # the successor got every one a moment later.
+    go, full, points = tmp_path / "go", tmp_path / "full", 300_000
+    env = child_env(
+        paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(tmp_path / "spool"), TRACKD_AUTOSTART="1",
+        TRACKD_MAX_BUFFERED="1000", TRACKD_ON_FULL="block",
+    )
+    first = DaemonProcess(paths.socket).start()
+    with Child(FILL_THEN_FLUSH, [str(go), str(full), str(points)], env) as child:
+        wait_for(lambda: _line(child, "run") is not None or child.process.poll() is not None, 30, message="point 0")
+        first.signal(signal.SIGSTOP)  # reads nothing more: the window, the socket, then the buffer fill up
+        go.touch()
+        wait_for(lambda: full.exists() or child.process.poll() is not None, 60, message="the child's buffer to fill")
+        first.signal(signal.SIGTERM)
+        first.signal(signal.SIGCONT)  # stops reading, writes what it read, closes the connection
+        code = child.wait(timeout=90)
+    assert first.stop() == 0, first.log()
+    assert code == 0, child.stderr()
+    lines = [line for line in child.err if "spooled" in line]
+    assert len(lines) == 2 and "no daemon answers" in lines[0], child.stderr()
+    assert lines[1].startswith(f"trackd: reconnected to the daemon at {paths.socket}; resending "), child.stderr()
+    assert paths.pid.exists() and int(paths.pid.read_text()) != first.pid  # the successor, started by the child
+    run = _line(child, "run")
+    assert run is not None
+    assert steps_in_store(store, run[1]) == list(range(points)), "points lost, duplicated or out of order"
 
 
 @pytest.mark.timeout(120)
