@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import linecache
 import math
 import os
 import random
 import shutil
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import NamedTuple
 
 import pytest
@@ -710,3 +714,109 @@ def test_a_batch_the_daemon_cannot_decode_is_refused_though_a_megabyte_follows_i
         refused = int(failure.split(" events)")[0].rsplit("(", 1)[1])
         tags = [key for key in client.get_run(run_id).data.tags if key.startswith("t")]
         assert len(tags) == 6000 - (refused - 1)
+
+
+class _Pauses:
+    """Pauses the threads that run ``Sender.close`` at chosen source lines, to order two closes.
+
+    A trace function only watches; no part of trackd is replaced. Each thread that calls ``run``
+    stops before the first line of ``close`` whose text contains its next pause string, until the
+    test lets it go; the lines it reaches are noted.
+    """
+
+    def __init__(self) -> None:
+        self.reached: dict[str, threading.Event] = {}
+        self.go: dict[str, threading.Event] = {}
+        self.last_line: dict[str, str] = {}
+        self.finished: dict[str, threading.Event] = {}
+
+    def run(self, name: str, close: Callable[[], None], pauses: list[str]) -> threading.Thread:
+        pending = list(pauses)
+        for pause in pauses:
+            self.reached[f"{name}:{pause}"], self.go[f"{name}:{pause}"] = threading.Event(), threading.Event()
+        self.finished[name] = threading.Event()
+
+        def local(frame: FrameType, event: str, arg: object) -> object:
+            if event == "line":
+                text = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+                self.last_line[name] = text
+                if pending and pending[0] in text:
+                    key = f"{name}:{pending.pop(0)}"
+                    self.reached[key].set()
+                    assert self.go[key].wait(30), f"{key} was never let go"
+            return local
+
+        def tracer(frame: FrameType, event: str, arg: object) -> object:
+            code = frame.f_code
+            return local if code.co_name == "close" and code.co_filename.endswith("_sender.py") else None
+
+        def target() -> None:
+            sys.settrace(tracer)  # type: ignore[arg-type]
+            try:
+                close()
+            finally:
+                sys.settrace(None)
+                self.finished[name].set()
+
+        thread = threading.Thread(target=target, name=name)
+        thread.start()
+        return thread
+
+    def release(self, key: str) -> None:
+        assert self.reached[key].wait(30), f"{key} was never reached: has Sender.close changed?"
+        self.go[key].set()
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def test_a_sender_closed_by_two_threads_at_once_closes_no_descriptor_another_opened_meanwhile(tmp_path: Path) -> None:
+    # At exit atexit also closes a sender that a daemon thread is still closing. Both read the
+    # wake pipe's descriptors before either cleared them, so the second os.close closed whatever
+    # was opened since under the same number: here a file of the test's own.
+    config = ClientConfig(socket_path=tmp_path / "none.sock", autostart=False)
+    client = Client(tmp_path / "mlruns", config=config)
+    sender = client._sender
+    wake_fds = {sender._wake_r, sender._wake_w}
+    pauses = _Pauses()
+    # Both past the "if self._closed: return" check, then the first between reading the
+    # descriptors and clearing them.
+    check, clear = "if self._thread is not None or self.buffer", "self._wake_r = self._wake_w = -1"
+    first = pauses.run("first", sender.close, [check, clear])
+    assert pauses.reached[f"first:{check}"].wait(30), "has Sender.close changed?"
+    second = pauses.run("second", sender.close, [check])
+    pauses.release(f"first:{check}")  # on to the point between reading the descriptors and clearing them
+    assert pauses.reached[f"first:{clear}"].wait(30), "has Sender.close changed?"
+    pauses.release(f"second:{check}")
+
+    def second_done_or_waiting_for_the_lock() -> bool:
+        if pauses.finished["second"].is_set():
+            return True
+        # The first holds the sender's lock: the second waits for it at its next "with".
+        if sender._cond.acquire(blocking=False):
+            sender._cond.release()
+            return False
+        return pauses.last_line.get("second", "").startswith("with self._cond")
+
+    wait_for(second_done_or_waiting_for_the_lock, 30, message="the second close to finish or wait")
+    opened: list[int] = []
+    try:
+        for _ in range(8):  # the numbers the second close freed, if it closed them
+            opened.append(os.open(tmp_path / f"mine-{len(opened)}", os.O_CREAT | os.O_WRONLY))
+            if wake_fds <= set(opened):
+                break
+        pauses.go[f"first:{clear}"].set()
+        first.join(30)
+        second.join(30)
+        closed = [fd for fd in opened if not _is_open(fd)]
+        assert not closed, f"a close of the sender closed the test's own descriptors {closed}"
+    finally:
+        for fd in opened:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        client.close()
