@@ -384,7 +384,12 @@ def test_sigterm_in_the_middle_of_a_copy_leaves_no_staged_part_and_the_batch_una
         owner.send(Batch(seq=1, records=[create_run_record(run_id), artifact_record(run_id, source)]))
         wait_for(lambda: any(p.name.startswith(".trackd-") for p in store.iterdir()) if store.is_dir() else False,
                  message="the copy to start")
-        wait_for(lambda: query_status(socket_path)["copies"][0]["copied"] > 0, message="the copy to be under way")
+        def copying() -> bool:
+            copies = query_status(socket_path)["copies"]
+            assert isinstance(copies, list)
+            return bool(copies) and copies[0]["copied"] > 0
+
+        wait_for(copying, message="the copy to be under way")
         assert daemon.stop(timeout=60) == UNWRITTEN_EXIT_CODE, daemon.log()
         events = owner.events_until_closed()
     finally:
