@@ -218,3 +218,38 @@ def test_a_will_waits_for_the_spool_of_its_process_to_be_delivered(
     assert final["runs_failed_for_exited_clients"] == (status == "FAILED")
     assert (FAILURE_REASON_TAG in run.data.tags) == (status == "FAILED")
     assert not list(Path(os.environ["TRACKD_SPOOL_DIR"]).glob("*.spool"))
+
+
+def test_a_run_whose_client_was_closed_by_hand_is_left_to_the_client_that_ends_it(
+    daemon: DaemonProcess, store: Path, socket_path: Path
+) -> None:
+    # The closed client's connection kept the run in its will; the client opened to end it spooled
+    # that end behind a stalled daemon, which then failed the run for the old connection: the
+    # spooled FINISHED, delivered later, could not undo it (it keeps a failure).
+    body = "run.client.close()\nprint('closed', flush=True)\n" + WAIT_FOR_STDIN
+    child, run_id = start_child(store, socket_path, body, TRACKD_EXIT_TIMEOUT="1")
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "closed"
+    wait_for(lambda: daemon.status()["clients_connected"] == 0, timeout=20, message="the closed client gone")
+    daemon.signal(signal.SIGSTOP)
+    try:
+        _, err = child.communicate("\n", timeout=60)  # end_run at exit: spooled, the daemon answers no one
+        assert child.returncode == 0, err
+    finally:
+        daemon.signal(signal.SIGCONT)
+    assert wait_until_no_will_is_pending(daemon)["runs_failed_for_exited_clients"] == 0
+    assert cli_main(["sync", "--socket", str(socket_path)]) == 0
+    run = mlflow_run(store, run_id)
+    assert run.info.status == "FINISHED"
+    assert FAILURE_REASON_TAG not in run.data.tags
+
+
+def test_a_run_logged_through_a_reopened_client_is_failed_when_its_process_is_killed(
+    daemon: DaemonProcess, store: Path, socket_path: Path
+) -> None:
+    # After run.client.close(), the run's next call opens a new client: that one owns the run now.
+    body = "run.client.close()\ntrackd.log_metric('loss', 5.0, step=5)\ntrackd.flush()\n" + SIGKILL_SELF
+    child, run_id = start_child(store, socket_path, body)
+    assert finish(child) == -signal.SIGKILL
+    run = wait_for_status(store, run_id, "FAILED")
+    assert FAILURE_REASON_TAG in run.data.tags and run.data.metrics["loss"] == 5.0

@@ -118,11 +118,15 @@ class ActiveRun:
         if self.client.state is not _OPEN:
             from ._client import Client
 
-            self.client = Client(self.client.tracking_uri, config=self.client.config)
-            # This process started or attached to the run: its creation may still be on its way
-            # (spooled by the closed client), so the new client does not look for it in the store.
-            self.client._known_runs.add(self.run_id)
+            self.move_to(Client(self.client.tracking_uri, config=self.client.config))
         return self.client
+
+    def move_to(self, client: Client) -> None:
+        """Log to and end the run through ``client``, its closed client's successor."""
+        self.client = client
+        client._known_runs.add(self.run_id)  # its creation may still be on its way (spooled): not looked for
+        if self.owns:  # the closed client's connection no longer fails it if the process dies (Will.clear)
+            client._sender.will.add(self.run_id)
 
     def __enter__(self) -> ActiveRun:
         return self
@@ -204,7 +208,10 @@ def get_client() -> Client:
         if _client is None or _client.state is not ClientState.OPEN:
             from ._client import Client
 
-            _client = Client(_tracking_uri)
+            closed, _client = _client, Client(_tracking_uri)  # its runs (run.client.close()) go on through it:
+            for run in [run for stack in list(_stacks.values()) for run in stack if run.client is closed]:
+                if run.client.tracking_uri == _client.tracking_uri:
+                    run.move_to(_client)
         return _client
 
 

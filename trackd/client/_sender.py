@@ -258,6 +258,7 @@ class Sender(SenderThread):
         """
         if self._closed:
             return
+        self.will.clear()  # told with the final drain; see Will.clear
         try:
             if self._thread is not None or self.buffer:
                 # The last word on this sender's refused items: printed here, once.

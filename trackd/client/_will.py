@@ -37,6 +37,11 @@ class Will:
         """This process ended ``run_id`` (after its end was queued), or never owned it."""
         self._runs.pop(run_id, None)
 
+    def clear(self) -> None:
+        """The client closes: its runs, if any are still open, are another client's to end now
+        (ActiveRun.open_client adds them to the one it opens), so this connection fails none."""
+        self._runs.clear()
+
     def snapshot(self) -> tuple[str, ...]:
         """The owned runs now; read by the sender thread before it takes the buffer."""
         # copy() runs in C under the GIL: a caller adding a run meanwhile cannot break the read.
