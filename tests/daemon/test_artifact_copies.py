@@ -386,7 +386,7 @@ def test_sigterm_in_the_middle_of_a_copy_leaves_no_staged_part_and_the_batch_una
                  message="the copy to start")
         def copying() -> bool:
             copies = query_status(socket_path)["copies"]
-            assert isinstance(copies, list)
+            assert isinstance(copies, (list, tuple))
             return bool(copies) and copies[0]["copied"] > 0
 
         wait_for(copying, message="the copy to be under way")

@@ -325,8 +325,11 @@ class SenderThread:
                 spooled = 0
                 self._ledger.refuse(*self._spill.lost_file(welcome.resume_seq, exc))
             resend = len(self._ledger.unacked)
-            # Everything not acknowledged goes again, the spool first (see _send_spooled).
+            # Everything not acknowledged goes again, the spool first (see _send_spooled), at
+            # once: the next cycle does not wait out the send interval first (60 s in a test,
+            # where a flush waiting on a resent batch timed out).
             self._behind_spool = True
+            self._interrupt.poked = True
         spool_announced = self._spill.answered()
         # The once-a-second limit is for daemons that fail to start; one that answered and later
         # went away (stopped by hand within a second of the process start) is replaced at once.
