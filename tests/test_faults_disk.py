@@ -18,7 +18,9 @@ import pytest
 from helpers import DaemonProcess, RawClient, child_env, create_run_record, metric_records, wait_for
 
 from trackd._paths import UNWRITTEN_EXIT_CODE, DaemonPaths
-from trackd.protocol import Ack, Batch, RecordKind, Rejected, Welcome
+from trackd.protocol import (
+    Ack, Batch, ConnectionClosed, ErrorReply, Flush, FlushDone, GetStatus, RecordKind, Rejected, StatusReply, Welcome,
+)
 from trackd.store import StoreReader
 
 POINTS = 60_000
@@ -263,6 +265,44 @@ def test_a_record_refused_in_a_batch_the_full_disk_holds_back_is_reported_once(s
     rejected = [event for event in events if isinstance(event, Rejected)]
     assert len(rejected) == 1 and rejected[0].events == 3, events
     assert daemon.status()["events_rejected"] == 3
+    assert len(StoreReader(store).get_metric_history(run_id, "loss")) == 500
+
+
+def test_flush_barriers_sent_again_after_a_reconnect_wait_once(small_disk: Path, daemon: DaemonProcess) -> None:
+    # A reconnecting client sends every barrier still unanswered again; each took a second place
+    # among those waiting, so 600 barriers held behind a full disk and one reconnect went over
+    # the limit of 1024, and the connection was closed.
+    store = small_disk / "mlruns"
+    run_id = uuid.uuid4().hex
+    filler = small_disk / "filler"
+    first = RawClient(daemon.paths.socket, timeout=30.0)
+    try:
+        assert isinstance(first.hello(str(store), client_id="c"), Welcome)
+        first.send(Batch(seq=1, records=[create_run_record(run_id)]))
+        assert first.next_event() == Ack(seq=1)
+        fill(filler)
+        first.send(Batch(seq=2, records=metric_records(run_id, "loss", 500)))
+        for _ in range(2):  # the client's connection breaks, and it sends its barriers again
+            again = RawClient(daemon.paths.socket, timeout=30.0)
+            first.close()
+            first = again
+            assert isinstance(first.hello(str(store), client_id="c"), Welcome)
+            first.send_bytes(b"".join(first.protocol.send(Flush(request_id=request_id)) for request_id in range(1, 601)))
+            first.send(GetStatus(request_id=601))  # answered once every barrier before it was read
+            events: list[object] = []
+            while not events or not isinstance(events[-1], (StatusReply, ConnectionClosed)):
+                events.append(first.next_event())
+            assert not [event for event in events if isinstance(event, ErrorReply) and event.code != "store_unavailable"], events
+        filler.unlink()
+        done: set[int] = set()
+        while len(done) < 600:
+            event = first.next_event()
+            if isinstance(event, FlushDone):
+                done.add(event.request_id)
+    finally:
+        first.close()
+        filler.unlink(missing_ok=True)
+    assert done == set(range(1, 601))
     assert len(StoreReader(store).get_metric_history(run_id, "loss")) == 500
 
 

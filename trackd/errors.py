@@ -56,7 +56,18 @@ class ParamChangedError(InvalidArgument):
 
 
 class ProtocolError(TrackdError):
-    """The wire protocol was violated."""
+    """The wire protocol was violated.
+
+    ``batch_seq`` and ``request_id`` name the Batch or the request whose frame it was, when the
+    frame was whole and its number reads (0: none), as h11's ``error_status_hint`` carries what
+    the adapter answers: the daemon tells the client which one it will never take, so the client
+    stops sending it instead of sending it again on every connection.
+    """
+
+    def __init__(self, message: str, *, batch_seq: int = 0, request_id: int = 0) -> None:
+        super().__init__(message)
+        self.batch_seq = batch_seq
+        self.request_id = request_id
 
 
 class LocalProtocolError(ProtocolError):
@@ -64,7 +75,7 @@ class LocalProtocolError(ProtocolError):
 
     def _reraise_as_remote_protocol_error(self) -> RemoteProtocolError:
         """Turn this error into the peer's fault, at the one receive boundary (as h11 does)."""
-        return RemoteProtocolError(str(self))
+        return RemoteProtocolError(str(self), batch_seq=self.batch_seq, request_id=self.request_id)
 
 
 class RemoteProtocolError(ProtocolError):

@@ -26,6 +26,7 @@ from trackd.client import ClientConfig
 from trackd.protocol import (
     MAX_FRAME_SIZE,
     Ack,
+    BadBatch,
     Batch,
     ConnectionClosed,
     Dropped,
@@ -34,11 +35,13 @@ from trackd.protocol import (
     Event,
     Flush,
     FlushDone,
+    GetStatus,
     Hello,
     PROTOCOL_VERSION,
     Rejected,
     RecordKind,
     State,
+    StatusReply,
     Welcome,
     decode_body,
 )
@@ -166,7 +169,9 @@ def test_connections_over_the_limit_are_refused_and_the_others_served(socket_pat
         assert proc.stop() == 0, proc.log()
 
 
-def test_too_many_waiting_flush_barriers_close_the_connection(socket_path: Path, store: Path) -> None:
+def test_a_flush_barrier_over_the_limit_is_refused_and_the_connection_goes_on(socket_path: Path, store: Path) -> None:
+    # The daemon closed the connection at barrier 1025; the client sent every barrier again on
+    # the next connection, over the limit again, and so on until the batch was written.
     # With a minute's max_age the batch stays pending, so every Flush waits behind it.
     proc = DaemonProcess(socket_path, "--max-age", "60").start()
     client = RawClient(socket_path)
@@ -176,12 +181,28 @@ def test_too_many_waiting_flush_barriers_close_the_connection(socket_path: Path,
         frames = [client.protocol.send(Batch(seq=1, records=[create_run_record(uuid.uuid4().hex)]))]
         frames += [client.protocol.send(Flush(request_id=request_id)) for request_id in range(1, 1026)]
         client.send_bytes(b"".join(frames))
-        events = client.events_until_closed()
+        refusal = client.next_event()
+        assert isinstance(refusal, ErrorReply) and refusal.code == ErrorCode.REQUEST_FAILED and refusal.request_id == 1025
+        assert "at most 1024 may wait at once" in refusal.message
+        replies = [client.next_event() for _ in range(1 + 1024)]  # the Ack, and every other barrier answered
+        assert replies[0] == Ack(seq=1)
+        assert [r.request_id for r in replies[1:] if isinstance(r, FlushDone)] == list(range(1, 1025))
+        client.send(GetStatus(request_id=1026))
+        status = client.next_event()
+        assert isinstance(status, StatusReply) and status.request_id == 1026
     finally:
         client.close()
         assert proc.stop() == 0, proc.log()
-    assert isinstance(events[-1], ErrorReply) and events[-1].code == ErrorCode.BAD_FRAME
-    assert "at most 1024 may wait at once" in events[-1].message
+
+
+def test_a_whole_request_frame_that_breaks_the_protocol_is_named_by_its_request_id(shared_daemon: DaemonProcess, tmp_path: Path) -> None:
+    # Unnamed, the client sent the request again on every connection (a daemon of a later trackd
+    # that checks a field more strictly than the client does, here an empty experiment name).
+    events = exchange(shared_daemon.paths.socket, tmp_path / "mlruns", raw=packed([7, 5, "", None, {}]), eof=True)
+    named, closing = events
+    assert isinstance(named, ErrorReply) and named.request_id == 5 and named.code == ErrorCode.BAD_FRAME
+    assert isinstance(closing, ErrorReply) and closing.request_id == 0 and closing.message == named.message
+    assert "CreateExperiment.name must be a non-empty string" in named.message
 
 
 # -- what one connection may cost the others ---------------------------------------------------
@@ -346,20 +367,21 @@ def _batch(*record: object) -> Any:
     return lambda run_id: packed([3, 1, [[field if field != "{run}" else run_id for field in record]]])
 
 
-# (id, frame builder, expected: ("kept", metric line) | ("rejected", text) | ("bad_frame", text))
+# (id, frame builder, expected: ("kept", metric line) | ("rejected", text) | ("bad_frame", text)
+# | ("bad_batch", text): bad_frame, the whole Batch frame named (BadBatch) so its client drops just it)
 VALUES: list[Any] = [
     pytest.param(_batch(METRIC, "{run}", "m", float("nan"), TS, 0), ("kept", f"{TS} nan 0"), id="nan-kept"),
     pytest.param(_batch(METRIC, "{run}", "m", float("inf"), TS, 0), ("kept", f"{TS} inf 0"), id="inf-kept"),
     pytest.param(_batch(METRIC, "{run}", "m", float("-inf"), TS, 0), ("kept", f"{TS} -inf 0"), id="minus-inf-kept"),
-    pytest.param(_batch(METRIC, "{run}", "m", "1.5", TS, 0), ("bad_frame", "field 'value'"), id="value-string"),
-    pytest.param(_batch(METRIC, "{run}", "m", True, TS, 0), ("bad_frame", "field 'value'"), id="value-bool"),
-    pytest.param(_batch(METRIC, "{run}", "m", None, TS, 0), ("bad_frame", "field 'value'"), id="value-nil"),
-    pytest.param(_batch(METRIC, "{run}", "m", 2**64 - 1, TS, 0), ("bad_frame", "field 'value'"), id="value-uint64"),
-    pytest.param(_batch(METRIC, "{run}", "m", b"\x00", TS, 0), ("bad_frame", "field 'value'"), id="value-bytes"),
-    pytest.param(_batch(METRIC, "{run}", "m", 1.0, TS, 1.5), ("bad_frame", "field 'step'"), id="step-float"),
-    pytest.param(_batch(METRIC, "{run}", "m", 1.0, TS, "3"), ("bad_frame", "field 'step'"), id="step-string"),
-    pytest.param(_batch(METRIC, "{run}", "m", 1.0, float(TS), 0), ("bad_frame", "field 'timestamp_ms'"), id="timestamp-float"),
-    pytest.param(_batch(METRIC, "{run}", "m", 1.0, -1, 0), ("bad_frame", "field 'timestamp_ms'"), id="timestamp-negative"),
+    pytest.param(_batch(METRIC, "{run}", "m", "1.5", TS, 0), ("bad_batch", "field 'value'"), id="value-string"),
+    pytest.param(_batch(METRIC, "{run}", "m", True, TS, 0), ("bad_batch", "field 'value'"), id="value-bool"),
+    pytest.param(_batch(METRIC, "{run}", "m", None, TS, 0), ("bad_batch", "field 'value'"), id="value-nil"),
+    pytest.param(_batch(METRIC, "{run}", "m", 2**64 - 1, TS, 0), ("bad_batch", "field 'value'"), id="value-uint64"),
+    pytest.param(_batch(METRIC, "{run}", "m", b"\x00", TS, 0), ("bad_batch", "field 'value'"), id="value-bytes"),
+    pytest.param(_batch(METRIC, "{run}", "m", 1.0, TS, 1.5), ("bad_batch", "field 'step'"), id="step-float"),
+    pytest.param(_batch(METRIC, "{run}", "m", 1.0, TS, "3"), ("bad_batch", "field 'step'"), id="step-string"),
+    pytest.param(_batch(METRIC, "{run}", "m", 1.0, float(TS), 0), ("bad_batch", "field 'timestamp_ms'"), id="timestamp-float"),
+    pytest.param(_batch(METRIC, "{run}", "m", 1.0, -1, 0), ("bad_batch", "field 'timestamp_ms'"), id="timestamp-negative"),
     pytest.param(_batch(METRIC, "{run}", "a\nb", 1.0, TS, 0), ("rejected", "Invalid metric key 'a\\nb'"), id="key-newline"),
     pytest.param(_batch(METRIC, "{run}", "x\n", 1.0, TS, 0), ("rejected", "Invalid metric key 'x\\n'"), id="key-trailing-newline"),
     pytest.param(_batch(METRIC, "{run}", "a\x00b", 1.0, TS, 0), ("rejected", "Invalid metric key 'a\\x00b'"), id="key-nul"),
@@ -367,17 +389,17 @@ VALUES: list[Any] = [
     pytest.param(_batch(TAG, "{run}", "t\x00", "v"), ("rejected", "Invalid tag key"), id="tag-key-nul"),
     pytest.param(_batch(METRIC, "bad\nrun", "m", 1.0, TS, 0), ("rejected", "Invalid run id"), id="run-id-newline"),
     pytest.param(_invalid_utf8_key, ("bad_frame", "field 'key' is not valid UTF-8"), id="key-invalid-utf8"),
-    pytest.param(_batch(METRIC, "{run}", "k" * 2000, 1.0, TS, 0), ("bad_frame", "field 'key'"), id="key-huge"),
+    pytest.param(_batch(METRIC, "{run}", "k" * 2000, 1.0, TS, 0), ("bad_batch", "field 'key'"), id="key-huge"),
     pytest.param(_batch(METRIC, "{run}", "k" * 300, 1.0, TS, 0), ("rejected", "at most 250"), id="key-over-mlflow-limit"),
-    pytest.param(_batch(PARAM, "{run}", "p", "v" * 100_000), ("bad_frame", "field 'value'"), id="param-value-huge"),
+    pytest.param(_batch(PARAM, "{run}", "p", "v" * 100_000), ("bad_batch", "field 'value'"), id="param-value-huge"),
     pytest.param(_batch(PARAM, "{run}", "p", "v" * 7000), ("rejected", "at most 6000"), id="param-value-over-mlflow-limit"),
-    pytest.param(_batch(TAG, "{run}", "t", 5), ("bad_frame", "field 'value'"), id="tag-value-int"),
+    pytest.param(_batch(TAG, "{run}", "t", 5), ("bad_batch", "field 'value'"), id="tag-value-int"),
     pytest.param(_deep, ("bad_frame", "deeper than msgpack's limit"), id="deep-nesting"),
     pytest.param(_ext, ("bad_frame", "extension types"), id="ext-type"),
     pytest.param(lambda run_id: packed([99, 1]), ("bad_frame", "Unknown event code 99"), id="unknown-event"),
-    pytest.param(_batch(42, "{run}"), ("bad_frame", "Unknown record kind 42"), id="unknown-record-kind"),
-    pytest.param(_batch(METRIC, "{run}", "m", 1.0), ("bad_frame", "has 3 fields; expected 5"), id="record-too-short"),
-    pytest.param(lambda run_id: packed([3, 1, [[5, run_id, "0", "u", "n", TS, {"k": 1}]]]), ("bad_frame", "tag 'k'"), id="run-tag-value-int"),
+    pytest.param(_batch(42, "{run}"), ("bad_batch", "Unknown record kind 42"), id="unknown-record-kind"),
+    pytest.param(_batch(METRIC, "{run}", "m", 1.0), ("bad_batch", "has 3 fields; expected 5"), id="record-too-short"),
+    pytest.param(lambda run_id: packed([3, 1, [[5, run_id, "0", "u", "n", TS, {"k": 1}]]]), ("bad_batch", "tag 'k'"), id="run-tag-value-int"),
     pytest.param(lambda run_id: packed([5, 1, 2]), ("bad_frame", "Flush frame has 2 fields"), id="event-extra-field"),
     pytest.param(lambda run_id: packed([3, 1, {1: 2}]), ("bad_frame", "not allowed for map key"), id="map-int-key"),
     pytest.param(lambda run_id: (MAX_FRAME_SIZE + 1).to_bytes(4, "big"), ("bad_frame", "MAX_FRAME_SIZE"), id="oversized-header"),
@@ -392,7 +414,7 @@ def test_value_rules_hold_at_the_daemon_boundary(
     store = tmp_path / "mlruns"
     run_id = created_run(shared_daemon.paths.socket, store)
     outcome, text = expected
-    events = exchange(shared_daemon.paths.socket, store, raw=build(run_id), eof=outcome == "bad_frame")
+    events = exchange(shared_daemon.paths.socket, store, raw=build(run_id), eof=outcome in ("bad_frame", "bad_batch"))
     if outcome == "kept":
         assert events == [Ack(seq=1)]
         assert metric_lines(store, run_id, "m") == [text]
@@ -400,9 +422,10 @@ def test_value_rules_hold_at_the_daemon_boundary(
         assert len(events) == 2 and isinstance(events[0], Rejected) and events[1] == Ack(seq=1), events
         assert text in events[0].message, events[0].message
     else:
-        (reply,) = events
+        *named, reply = events
         assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.BAD_FRAME
         assert text in reply.message, reply.message
+        assert named == ([BadBatch(seq=1, message=reply.message)] if outcome == "bad_batch" else [])
     assert shared_daemon.process is not None and shared_daemon.process.poll() is None
 
 

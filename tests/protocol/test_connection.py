@@ -11,6 +11,7 @@ from trackd.protocol import (
     NEED_DATA,
     PROTOCOL_VERSION,
     Ack,
+    BadBatch,
     Batch,
     Connection,
     ConnectionClosed,
@@ -136,6 +137,32 @@ def test_daemon_may_explain_a_protocol_error_after_the_peer_broke_the_protocol()
         pair.daemon.next_event()
     error = ErrorReply(request_id=0, code=ErrorCode.BAD_FRAME, message="A frame body is not valid msgpack.")
     assert pair.send(Role.DAEMON, error) == [error]
+
+
+@pytest.mark.parametrize(
+    ("body", "batch_seq", "request_id"),
+    [
+        (b"\x93\x03\x07\x91\x93\x02\xa1r\xa1k", 7, 0),  # Batch 7, its param record without a value
+        (b"\x95\x07\x05\xa0\xc0\x80", 0, 5),  # CreateExperiment 5 with an empty name
+        (b"\x93\x03\x00\x90", 0, 0),  # Batch 0: no batch has that number
+        (b"\x93\x03\x07\x92", 0, 0),  # records not an array
+        (b"\x94\x03\x07\x90\x01", 0, 0),  # a Batch of three fields: not one this protocol can number
+    ],
+    ids=["batch", "request", "batch-seq-0", "records-not-an-array", "extra-field"],
+)
+def test_a_frame_that_breaks_the_protocol_names_its_batch_or_request_when_whole_and_numbered(
+    body: bytes, batch_seq: int, request_id: int
+) -> None:
+    # The daemon tells the client which batch or request it will never take (BadBatch, or an
+    # ErrorReply with its request id), so the client stops sending it; unnamed, it went again
+    # on every connection.
+    pair = open_pair()
+    pair.daemon.receive_data(len(body).to_bytes(4, "big") + body)
+    with pytest.raises(RemoteProtocolError) as caught:
+        pair.daemon.next_event()
+    assert (caught.value.batch_seq, caught.value.request_id) == (batch_seq, request_id)
+    named = BadBatch(seq=7, message=str(caught.value))
+    assert pair.send(Role.DAEMON, named) == [named]  # from CLOSED, before the ErrorReply that closes
 
 
 def _at(state: State) -> ConnectionPair:

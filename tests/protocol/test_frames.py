@@ -13,6 +13,7 @@ from trackd.protocol import (
     EVENT_TYPES,
     NEED_DATA,
     Ack,
+    BadBatch,
     Batch,
     ConnectionClosed,
     CreateExperiment,
@@ -114,6 +115,9 @@ FRAMES: list[tuple[Event, bytes]] = [
     # None owned (every run ended) and no spool folder known.
     (OwnedRuns(run_ids=(), spool_path=""),
      b"\x00\x00\x00\x04" b"\x93\x0f" b"\x90\xa0"),
+    # The batch the daemon refuses whole, and why.
+    (BadBatch(seq=7, message="x"),
+     b"\x00\x00\x00\x05" b"\x93\x10" b"\x07\xa1x"),
 ]
 CASES = [pytest.param(event, data, id=f"{i}-{type(event).__name__}") for i, (event, data) in enumerate(FRAMES)]
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from ..errors import DeliveryError, LocalProtocolError, TrackdError
 from ..protocol import (
-    FRAME_HEADER_SIZE, ErrorCode, ErrorReply, Event, ExperimentReply, FlushDone, Rejected, StatusReply, decode_body,
+    FRAME_HEADER_SIZE, BadBatch, ErrorCode, ErrorReply, Event, ExperimentReply, FlushDone, Rejected, StatusReply,
+    decode_body,
 )
 from ._outbox import Request, warn
 
@@ -143,14 +144,32 @@ class Ledger:
                 self._warned_codes.add(event.code)
                 warn(f"the daemon reports: {event.message}")
 
-    def drop_malformed(self) -> None:
-        """Refuse, whole, the unacknowledged batches the daemon cannot decode (``bad_frame``).
+    def drop_refused(self, event: BadBatch, *, spooled: Callable[[int], int]) -> None:
+        """Refuse, whole, the batch the daemon named as one it will never write (``BadBatch``).
 
-        The daemon closes a connection that sent one without saying which batch it was, and the
-        client sent it again on the next connection, for ever: flush() never returned and exit
-        spooled it. Only a batch this client built wrong (a check the call site lacked) gets here,
-        so it is found by decoding the kept frames as the daemon does; the rest go on, and the
-        daemon takes the gap in sequence numbers.
+        Kept here, or else in the spool file and sent again from it: ``spooled(seq)`` skips it
+        there from now on and returns its records (0: the file does not hold it either).
+        """
+        seq = event.seq
+        for index, (kept_seq, frame, records) in enumerate(self.unacked):
+            if kept_seq == seq:
+                del self.unacked[index]
+                self.unacked_bytes -= len(frame)
+                self.unacked_events -= records
+                break
+        else:
+            records = spooled(seq)
+        if records:
+            self.refuse(records, refused_message(seq, records, event.message))
+
+    def drop_malformed(self) -> None:
+        """Refuse, whole, the unacknowledged batches this client's own checks find malformed (``bad_frame``).
+
+        The daemon names the batch it refuses (``BadBatch``, see ``drop_refused``) when the frame
+        says which it is; this finds one it could not name, by decoding the kept frames as the
+        daemon does: a batch this client built wrong (a check the call site lacked), which
+        otherwise went again on every connection, for ever. The rest go on, and the daemon takes
+        the gap in sequence numbers.
         """
         kept: collections.deque[tuple[int, bytes, int]] = collections.deque()
         for seq, frame, records in self.unacked:
@@ -159,7 +178,7 @@ class Ledger:
             except LocalProtocolError as exc:
                 self.unacked_bytes -= len(frame)
                 self.unacked_events -= records
-                self.refuse(records, f"batch {seq} ({records} events) was refused whole by the daemon as malformed: {exc}")
+                self.refuse(records, refused_message(seq, records, str(exc)))
             else:
                 kept.append((seq, frame, records))
         self.unacked = kept
@@ -168,3 +187,8 @@ class Ledger:
         req = self.in_flight.pop(request_id, None)
         if req is not None:
             req.result, req.error, req.done = result, error, True
+
+
+def refused_message(seq: int, records: int, message: str) -> str:
+    """The sentence flush() reports for batch ``seq`` refused whole by the daemon, quoting it."""
+    return f"batch {seq} ({records} events) was refused whole by the daemon as malformed: {message}"

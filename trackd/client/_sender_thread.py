@@ -15,7 +15,7 @@ import threading
 import time
 
 from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
-from ..protocol import NEED_DATA, Ack, Connection, ConnectionClosed, Dropped, ErrorCode, Event, Record, encode_frame
+from ..protocol import NEED_DATA, Ack, BadBatch, Connection, ConnectionClosed, Dropped, ErrorCode, Event, Record, encode_frame
 from ._config import ClientConfig
 from ._launcher import DaemonCannotStart, start_daemon
 from ._ledger import Ledger
@@ -458,6 +458,8 @@ class SenderThread:
         with self._cond:
             if isinstance(event, Ack):
                 self._ack(event.seq)
+            elif isinstance(event, BadBatch):
+                self._ledger.drop_refused(event, spooled=lambda seq: self._spill.refuse(seq, self._ledger.acked_seq))
             else:
                 self._ledger.settle(event)
             self._cond.notify_all()

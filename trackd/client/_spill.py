@@ -202,9 +202,10 @@ class Spill:
         replay = self._replay
         if replay is None:
             return None
+        refused = self._spool.refused if self._spool is not None else set()
         for seq, records, frame in replay.batches:
             replay.last_read = seq
-            if seq > replay.after:
+            if seq > replay.after and seq not in refused:
                 replay.in_flight.append((seq, records, len(frame)))
                 replay.events += records
                 replay.bytes += len(frame)
@@ -249,12 +250,30 @@ class Spill:
             spool.remove()
         return lost, f"{events(lost, 'spooled to')} {spool.path} could not be read back ({exc}) and are lost"
 
+    def refuse(self, seq: int, acked_seq: int) -> int:
+        """The daemon refused batch ``seq`` of the spool file whole (``BadBatch``): skip it from now
+        on, and delete the file if nothing after ``acked_seq`` is left to deliver; returns its
+        records (0: the file does not hold it). Sent again at every reconnect, and by every
+        `trackd sync` of the file, it used to be refused again each time."""
+        spool, replay = self._spool, self._replay
+        records = spool.refuse(seq) if spool is not None else 0
+        if replay is not None:
+            for item in [item for item in replay.in_flight if item[0] == seq]:
+                replay.in_flight.remove(item)
+                replay.events -= item[1]
+                replay.bytes -= item[2]
+        if spool is not None and records and not spool.records_after(acked_seq):
+            self.stop_replay()
+            spool.remove()
+        return records
+
     def acked(self, seq: int) -> None:
         """The daemon wrote batches up to ``seq``: delete the spool file once that covers all of it."""
         if self._replay is not None:
             self._replay.acked(seq)
         spool = self._spool
-        if spool is not None and spool.last_seq and seq >= spool.last_seq:
+        # What follows ``seq`` in the file may be only batches the daemon refused (see ``refuse``).
+        if spool is not None and spool.last_seq and (seq >= spool.last_seq or (spool.refused and not spool.records_after(seq))):
             self.stop_replay()
             spool.remove()
 

@@ -28,6 +28,7 @@ from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
 from ..protocol import (
     FRAME_HEADER_SIZE,
     NEED_DATA,
+    BadBatch,
     Batch,
     Connection,
     ConnectionClosed,
@@ -41,6 +42,7 @@ from ..protocol import (
     decode_header,
     encode_frame,
 )
+from ._ledger import refused_message
 from ._outbox import client_logger, warn
 from ._transport import handshake, make_hello
 
@@ -90,6 +92,8 @@ class Spool:
         self.records = 0
         # (seq, records) of each batch in the file, to count what is lost if it cannot be read back.
         self._counts: list[tuple[int, int]] = []
+        # Batches in the file the daemon refused whole (BadBatch): never sent again.
+        self.refused: set[int] = set()
 
     def append(self, batches: list[tuple[int, bytes, int]]) -> None:
         """Append (seq, frame, record count) batches, creating the file with its Hello first."""
@@ -172,6 +176,15 @@ class Spool:
         self.last_seq = seq
         return lost
 
+    def refuse(self, seq: int) -> int:
+        """Skip batch ``seq`` from now on (the daemon will never write it); returns its records (0: not in the file)."""
+        records = sum(count for batch_seq, count in self._counts if batch_seq == seq)
+        self._counts = [(batch_seq, count) for batch_seq, count in self._counts if batch_seq != seq]
+        self.records -= records
+        if records:
+            self.refused.add(seq)
+        return records
+
     def remove(self) -> None:
         """Delete the spool once the daemon acknowledged everything in it."""
         if self._fd >= 0:
@@ -184,6 +197,7 @@ class Spool:
         self.last_seq = 0
         self.records = 0
         self._counts = []
+        self.refused = set()
 
     def abandon(self) -> None:
         """In a forked child: forget the parent's spool without touching it."""
@@ -285,19 +299,40 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
             path.unlink()
             result.empty = True
             return result
-        # Read from the descriptor that holds the lock, so the file sent is the file locked.
-        with SpoolReader(open(fd, "rb", buffering=SPOOL_READ_SIZE, closefd=False), path) as reader:
-            result.client_id = reader.hello.client_id
-            if not any_host and reader.hello.host != socket.gethostname():
-                result.other_host = reader.hello.host
-                return result
-            _send_spool(reader, socket_path, result, timeout=timeout)
+        sent: dict[int, int] = {}  # seq -> records, of the batches sent on any try
+        refused: dict[int, str] = {}
+        while True:
+            # Read from the descriptor that holds the lock, so the file sent is the file locked.
+            os.lseek(fd, 0, os.SEEK_SET)
+            with SpoolReader(open(fd, "rb", buffering=SPOOL_READ_SIZE, closefd=False), path) as reader:
+                result.client_id = reader.hello.client_id
+                if not any_host and reader.hello.host != socket.gethostname():
+                    result.other_host = reader.hello.host
+                    return result
+                before = len(refused)
+                try:
+                    _send_spool(reader, socket_path, result, sent, refused, timeout=timeout)
+                    break
+                except DaemonUnavailable:
+                    # The daemon refused a batch whole (BadBatch) and closed the connection: once
+                    # more without it (each try refuses one more, so this ends). It used to fail
+                    # here, and every later sync sent the file again, refused again.
+                    if len(refused) == before:
+                        raise
         path.unlink()
+    result.rejected.extend(refused.values())
     return result
 
 
-def _send_spool(reader: SpoolReader, socket_path: Path, result: SyncResult, *, timeout: float) -> None:
-    """Send the batches of ``reader`` that the daemon does not hold, then wait until it wrote them."""
+def _send_spool(
+    reader: SpoolReader, socket_path: Path, result: SyncResult, sent: dict[int, int], refused: dict[int, str], *, timeout: float
+) -> None:
+    """Send the batches of ``reader`` that the daemon does not hold, then wait until it wrote them.
+
+    ``sent`` counts the records of each batch sent. ``refused`` holds the batches the daemon
+    refused whole, with the sentence that says so: not sent, and added to when the daemon names
+    another (it closes the connection then).
+    """
     # A Hello of this version: the frames decoded with today's protocol, so they are valid now,
     # and a spool written by an older trackd is delivered after an upgrade instead of refused.
     hello = make_hello(reader.hello.client_id, reader.hello.store_root)
@@ -305,18 +340,19 @@ def _send_spool(reader: SpoolReader, socket_path: Path, result: SyncResult, *, t
     try:
         # Bounded like the wait below: a daemon that stops reading (SIGSTOP, a store whose
         # backlog is full) held `trackd sync --timeout 3` in a send for ever, and the lock with it.
-        for seq, _, frame in reader.batches():
-            if seq > welcome.resume_seq:
+        for seq, records, frame in reader.batches():
+            if seq > welcome.resume_seq and seq not in refused:
                 transport.send(frame, timeout=timeout)
-                result.batches += 1
+                sent[seq] = records
+                result.batches = len(sent.keys() - refused.keys())
                 # Its acks are read as they come: a daemon stops reading a connection that leaves
                 # more than a bound of replies unread, and the send above would then wait in vain.
                 while (data := transport.receive_available()) is not None:
                     protocol.receive_data(data)
-                    _take_replies(protocol, reader.path, result)
+                    _take_replies(protocol, reader.path, result, refused, sent)
         transport.send(protocol.send(Flush(request_id=1)), timeout=timeout)
         deadline = time.monotonic() + timeout
-        while not _take_replies(protocol, reader.path, result):
+        while not _take_replies(protocol, reader.path, result, refused, sent):
             if time.monotonic() > deadline:
                 raise DaemonUnavailable(f"The daemon did not confirm {reader.path} within {timeout:g} s.")
             data = transport.receive(max(deadline - time.monotonic(), 0.01))
@@ -326,12 +362,16 @@ def _send_spool(reader: SpoolReader, socket_path: Path, result: SyncResult, *, t
         transport.close()
 
 
-def _take_replies(protocol: Connection, path: Path, result: SyncResult) -> bool:
+def _take_replies(protocol: Connection, path: Path, result: SyncResult, refused: dict[int, str], sent: dict[int, int]) -> bool:
     """Act on the replies ``protocol`` holds; True once the FlushDone came (the spool is written)."""
     while (event := protocol.next_event()) is not NEED_DATA:
-        if isinstance(event, Rejected):
+        if isinstance(event, BadBatch):
+            records = sent.get(event.seq, 0)
+            refused[event.seq] = refused_message(event.seq, records, event.message)
+        elif isinstance(event, Rejected):
             result.rejected.append(f"{event.item}: {event.message}")
         elif isinstance(event, FlushDone):
+            result.batches = len(sent.keys() - refused.keys())
             return True
         elif isinstance(event, (ErrorReply, ConnectionClosed)):
             raise DaemonUnavailable(f"The daemon closed the connection while {path} was delivered ({event!r}).")

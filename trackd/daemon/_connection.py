@@ -19,6 +19,7 @@ from ..protocol import (
     MAX_FRAME_SIZE,
     NEED_DATA,
     PROTOCOL_VERSION,
+    BadBatch,
     Batch,
     Connection,
     ConnectionClosed,
@@ -138,6 +139,7 @@ class ClientConnection:
             else:
                 self.server.state.counters.protocol_errors += 1
                 logger.warning("%s broke the protocol and was disconnected: %s", self.peer, exc)
+            self._name_refused(exc)
             self.send(ErrorReply(request_id=0, code=ErrorCode.BAD_FRAME, message=str(exc)))
         except (ConnectionError, OSError) as exc:
             logger.info("%s connection failed: %s", self.peer, exc)
@@ -150,6 +152,19 @@ class ClientConnection:
             # During shutdown the server closes connections itself, after sending the last acks.
             if not self.server.stopping:
                 self.close()
+
+    def _name_refused(self, exc: RemoteProtocolError) -> None:
+        """Tell the client which batch or request of its own it must not send again, when the frame says.
+
+        A client checks its records as this daemon does, unless one of them is of another trackd
+        (the same protocol version, a field checked more strictly): unnamed, its batch went again
+        on every connection, flush() waited out its timeout, and the batch was spooled and
+        refused again at every delivery.
+        """
+        if exc.batch_seq:
+            self.send(BadBatch(seq=exc.batch_seq, message=str(exc)))
+        elif exc.request_id:
+            self.send(ErrorReply(request_id=exc.request_id, code=ErrorCode.BAD_FRAME, message=str(exc)))
 
     def _no_hello(self) -> None:
         if self.protocol.state is State.AWAIT_HELLO and not self.server.stopping:
@@ -257,11 +272,18 @@ class ClientConnection:
         elif isinstance(event, Flush):
             self._require_store(event)
             session = self._session()
+            if any(request_id == event.request_id for request_id, _ in session.flushes):
+                return  # sent again after a reconnect: it waits already (it took a second place)
             if len(session.flushes) >= MAX_PENDING_FLUSHES:
-                raise RemoteProtocolError(
-                    f"The client has {len(session.flushes)} flush barriers waiting; at most "
-                    f"{MAX_PENDING_FLUSHES} may wait at once."
-                )
+                # This barrier is refused, not the connection: closed, the client sent every
+                # barrier again on the next connection, was refused again, and so on for ever.
+                self.send(ErrorReply(
+                    request_id=event.request_id, code=ErrorCode.REQUEST_FAILED,
+                    message=f"The daemon holds {len(session.flushes)} flush barriers of this client; at most "
+                    f"{MAX_PENDING_FLUSHES} may wait at once, so this flush was not waited for (its events "
+                    "are written all the same).",
+                ))
+                return
             self.server.flush(session, event.request_id)
         elif isinstance(event, Hello):
             self._on_hello(event)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._connection import EVENT_TRIGGERED_TRANSITIONS, NEED_DATA, Connection, NeedData, Role, State
 from ._events import (
     Ack,
+    BadBatch,
     Batch,
     ConnectionClosed,
     CreateExperiment,
@@ -78,6 +79,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "RECORD_FIELDS",
     "Ack",
+    "BadBatch",
     "Batch",
     "Connection",
     "ConnectionClosed",

@@ -12,6 +12,7 @@ import enum
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
     Ack,
+    BadBatch,
     Batch,
     ConnectionClosed,
     CreateExperiment,
@@ -71,10 +72,12 @@ EVENT_TRIGGERED_TRANSITIONS: dict[tuple[State, Role, type[Event]], State] = {
     (State.AWAIT_HELLO, _C, Hello): State.AWAIT_WELCOME,
     (State.AWAIT_WELCOME, _D, Welcome): State.OPEN,
     (State.AWAIT_WELCOME, _D, ErrorReply): State.CLOSED,
-    # The daemon explains why it is closing a connection that broke the protocol.
+    # The daemon explains why it is closing a connection that broke the protocol, naming the
+    # batch or the request whose frame did it, when it can.
     (State.CLOSED, _D, ErrorReply): State.CLOSED,
+    (State.CLOSED, _D, BadBatch): State.CLOSED,
     **{(State.OPEN, _C, cls): State.OPEN for cls in (Batch, Flush, CreateExperiment, GetExperiment, GetStatus, Dropped, OwnedRuns)},
-    **{(State.OPEN, _D, cls): State.OPEN for cls in (Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply)},
+    **{(State.OPEN, _D, cls): State.OPEN for cls in (Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply, BadBatch)},
 }
 
 

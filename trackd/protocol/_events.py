@@ -5,7 +5,7 @@ events do). Constructors raise LocalProtocolError; ``Connection.next_event`` tur
 RemoteProtocolError when the bad values came from the peer.
 
 Client to daemon: Hello, Batch, Flush, CreateExperiment, GetExperiment, GetStatus, Dropped, OwnedRuns.
-Daemon to client: Welcome, Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply.
+Daemon to client: Welcome, Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply, BadBatch.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ._records import Record, _show, check_records
 
 __all__ = [
     "Ack",
+    "BadBatch",
     "Batch",
     "ConnectionClosed",
     "CreateExperiment",
@@ -356,6 +357,26 @@ class ErrorReply(Event):
         _require_str(self, "message", message, MAX_TEXT_LENGTH)
         _set(self, "request_id", request_id)
         _set(self, "code", code)
+        _set(self, "message", message)
+
+
+class BadBatch(Event):
+    """Batch ``seq`` broke the protocol (``message`` says how): the daemon will never write it, and
+    closes the connection after ``ErrorReply(bad_frame)``; the client must not send it again.
+
+    The client checks its records as the daemon does, but a daemon of a later trackd speaking the
+    same protocol version may check a field more strictly: unnamed, the batch went again on every
+    connection, for ever.
+    """
+
+    __slots__ = ("seq", "message")
+    seq: int
+    message: str
+
+    def __init__(self, *, seq: int, message: str) -> None:
+        _require_int(self, "seq", seq, 1)
+        _require_str(self, "message", message, MAX_TEXT_LENGTH)
+        _set(self, "seq", seq)
         _set(self, "message", message)
 
 

@@ -15,6 +15,7 @@ import msgpack
 from ..errors import LocalProtocolError
 from ._events import (
     Ack,
+    BadBatch,
     Batch,
     CreateExperiment,
     Dropped,
@@ -31,7 +32,7 @@ from ._events import (
     StatusReply,
     Welcome,
 )
-from ._limits import FRAME_HEADER_SIZE, MAX_FRAME_SIZE, MAX_RECORDS_PER_BATCH, MAX_TAGS_PER_RECORD
+from ._limits import FRAME_HEADER_SIZE, MAX_FRAME_SIZE, MAX_INT64, MAX_RECORDS_PER_BATCH, MAX_TAGS_PER_RECORD
 from ._records import RECORD_FIELDS, RecordKind, _show
 
 # Codes are part of the wire format: never reuse or renumber one.
@@ -51,6 +52,7 @@ EVENT_TYPES: dict[int, type[Event]] = {
     13: StatusReply,
     14: Dropped,
     15: OwnedRuns,
+    16: BadBatch,
 }
 _CODES: dict[type[Event], int] = {cls: code for code, cls in EVENT_TYPES.items()}
 # The fields a frame carries, in order: those the constructor takes (Batch.events is derived).
@@ -151,7 +153,16 @@ def decode_body(body: bytes | bytearray | memoryview) -> Event:
         # Records arrive as a tuple of tuples; Batch holds a list.
         values = (values[0], list(values[1]))
     fields: dict[str, Any] = dict(zip(names, values))
-    return cls(**fields)
+    try:
+        return cls(**fields)
+    except LocalProtocolError as exc:
+        # Whole and numbered, a frame can be refused alone: the error names its batch or request
+        # (a record a later daemon checks more strictly than this client did, see BadBatch).
+        number = values[0] if names[0] in ("seq", "request_id") else 0
+        if type(number) is int and 1 <= number <= MAX_INT64:
+            exc.batch_seq = number if cls is Batch else 0
+            exc.request_id = number if names[0] == "request_id" else 0
+        raise
 
 
 def _invalid_text_message(body: bytes | bytearray | memoryview, exc: UnicodeDecodeError) -> str:
