@@ -146,6 +146,11 @@ def _old_spool(
     return path
 
 
+def _env(daemon: DaemonProcess, store: Path, spool_dir: Path) -> dict[str, str]:
+    """A child's environment: ``daemon``'s socket, ``store`` and the spool folder ``spool_dir``."""
+    return child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir))
+
+
 # A process that lives until a spool left by another is gone (delivered in its background), then ``after`` s more.
 _LOGS_UNTIL_GONE = """
 import os, time, trackd
@@ -165,7 +170,7 @@ def test_a_process_that_runs_a_while_delivers_spools_left_by_others_and_a_short_
     run_id = "fedcba9876543210fedcba9876543210"
     spool_dir = tmp_path / "spool"
     orphan = _old_spool(spool_dir, store, run_id)
-    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir))
+    env = _env(daemon, store, spool_dir)
     short = run_python("import trackd\nwith trackd.start_run():\n    trackd.log_metric('x', 1.0)\n", env)
     assert short.returncode == 0, short.stderr
     assert orphan.exists()  # left for a process that lives long enough (ORPHAN_DELIVERY_DELAY)
@@ -184,7 +189,7 @@ def test_items_the_store_refuses_in_a_spool_left_by_another_process_are_said_by_
     run_id = "abcdefabcdefabcdefabcdefabcdef12"
     spool_dir = tmp_path / "spool"
     orphan = _old_spool(spool_dir, store, run_id, records=[(RecordKind.DELETE_TAG.value, run_id, "never-set")])
-    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir))
+    env = _env(daemon, store, spool_dir)
     long = run_python(_LOGS_UNTIL_GONE.format(path=str(orphan), after=1), env)  # the line comes after the removal
     assert long.returncode == 0, long.stderr
     assert not orphan.exists()
@@ -360,3 +365,134 @@ def test_a_spool_made_anew_at_a_path_sync_opened_before_is_not_taken_for_the_old
         assert not _names(path, opened)
     finally:
         os.close(opened)
+
+
+def _undecodable_batch(seq: int, run_id: str) -> Batch:
+    """A batch no daemon can decode: an artifact record whose stamp the call site failed to check."""
+    return Batch.of_checked_records(seq, [(RecordKind.ARTIFACT.value, run_id, "w.bin", None, "/tmp/w.bin", (1, "x"))], 1)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("alone", [False, True], ids=["between-others", "alone"])
+def test_a_batch_no_daemon_can_decode_costs_its_spool_only_its_own_events(
+    socket_path: Path, store: Path, tmp_path: Path, alone: bool
+) -> None:
+    # A spooled batch that does not decode (a record the call sites failed to check) ended the
+    # resend of the spool file there: every event spooled after it was reported lost.
+    spool_dir = tmp_path / "spool"
+    config = ClientConfig(socket_path=socket_path, autostart=False, connect_timeout=0.5, spool_dir=spool_dir)
+    daemon = DaemonProcess(socket_path).start()
+    steps = [] if alone else list(range(100))
+    with Client(store, config=config) as client:
+        run_id = client.create_run("0").info.run_id
+        client.flush(timeout=30)
+        assert daemon.stop() == 0
+        for step in steps[:1]:
+            client.log_metric(run_id, "loss", float(step), step=step)
+            with pytest.raises(DaemonUnavailable, match="1 event is spooled"):
+                client.flush(timeout=30)
+        client._sender.submit((RecordKind.ARTIFACT.value, run_id, "w.bin", None, "/tmp/w.bin", (1, "not an int")))
+        for step in steps[1:]:
+            client.log_metric(run_id, "loss", float(step), step=step)
+        with pytest.raises(DaemonUnavailable, match=f"{len(steps) + 1} events? (is|are) spooled"):
+            client.flush(timeout=30)
+        daemon = DaemonProcess(socket_path).start()
+        try:
+            with pytest.raises(DeliveryError) as caught:
+                client.flush(timeout=30)
+            (failure,) = caught.value.failures
+            assert re.match(r"spooled batch \d+ \(1 event\) is lost: the batch at byte \d+ of spool file .* cannot be decoded: ", failure)
+            assert [m.step for m in client.get_metric_history(run_id, "loss")] == steps
+            # Delivered (or lost) whole, the file goes: also when no ack will come for its last batch.
+            assert _spool_files(spool_dir) == [] and client.stats()["spooled"] == 0 and client.pending() == 0
+        finally:
+            client.close()
+            assert daemon.stop() == 0
+
+
+def _spool_with_an_undecodable_batch(spool_dir: Path, store: Path, run_id: str) -> tuple[Path, int]:
+    """A spool left by an exited process: 3 points of "a", a batch that does not decode, 2 of "b";
+    and the byte the undecodable batch starts at."""
+    spool_dir.mkdir(exist_ok=True)
+    hello = Hello(protocol_version=PROTOCOL_VERSION, client_id="gone", pid=1, host=socket.gethostname(), store_root=str(store))
+    before = encode_frame(hello) + encode_frame(Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "a", 3)]))
+    spool = spool_dir / "gone.spool"
+    spool.write_bytes(
+        before + encode_frame(_undecodable_batch(2, run_id)) + encode_frame(Batch(seq=3, records=metric_records(run_id, "b", 2)))
+    )
+    return spool, len(before)
+
+
+def test_trackd_sync_delivers_the_batches_around_one_that_does_not_decode_and_says_it_is_lost(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # The spool was reported damaged and kept: none of its batches was delivered, by `trackd sync`
+    # or by any later process, because one of them did not decode.
+    run_id = "abcdefabcdefabcdefabcdefabcdef34"
+    spool, at = _spool_with_an_undecodable_batch(tmp_path, store, run_id)
+    sync = subprocess.run(
+        [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(tmp_path)],
+        env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60,
+    )
+    assert sync.returncode == 0 and f"{spool}: delivered 2 batches of client gone" in sync.stdout, sync.stderr
+    # Never sent, so not "refused by the store".
+    assert sync.stderr.startswith(f"  lost, not delivered: the batch at byte {at} of spool file {spool} cannot be decoded: ")
+    assert "refused" not in sync.stderr and not spool.exists()
+    reader = StoreReader(store)
+    assert [len(reader.get_metric_history(run_id, key)) for key in ("a", "b")] == [3, 2]
+
+
+@pytest.mark.timeout(120)
+def test_the_background_delivery_of_a_spool_with_a_batch_that_does_not_decode_says_it_is_lost(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # The process that logged it is gone: the one delivering its spool says what is lost, in a line
+    # of its own (not among the store's refusals, nor as the whole file left undelivered).
+    run_id = "abcdefabcdefabcdefabcdefabcdef56"
+    spool_dir = tmp_path / "spool"
+    spool, at = _spool_with_an_undecodable_batch(spool_dir, store, run_id)
+    env = _env(daemon, store, spool_dir)
+    long = run_python(_LOGS_UNTIL_GONE.format(path=str(spool), after=1), env)
+    assert long.returncode == 0, long.stderr
+    assert not spool.exists()
+    [line] = [line for line in long.stderr.splitlines() if "of an exited process" in line]
+    assert line.startswith(f"trackd: delivered the spool {spool} of an exited process but for 1 batch(es) in it that cannot be decoded")
+    assert f"the batch at byte {at} of spool file {spool} cannot be decoded" in line and "refused" not in line
+    reader = StoreReader(store)
+    assert [len(reader.get_metric_history(run_id, key)) for key in ("a", "b")] == [3, 2]
+
+
+# A process that connects and says whether it started delivering other processes' spools.
+_TRIES_ORPHANS = """
+import threading, trackd
+with trackd.start_run():
+    trackd.log_metric('x', 1.0)
+    trackd.flush()
+    print(any(thread.name == "trackd-spool-sync" for thread in threading.enumerate()))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_spool_the_background_delivery_cannot_read_is_said_once_and_left_to_trackd_sync(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # Its header damaged, it failed without a word, and every trackd process tried it again.
+    spool_dir = tmp_path / "spool"
+    spool = _old_spool(spool_dir, store, "0123456789abcdef0123456789abcdef")
+    with spool.open("ab") as damaged:
+        damaged.write(b"\xff" * 8)  # a frame header announcing 4 GiB
+    env = _env(daemon, store, spool_dir)
+    first = run_python(_LOGS_UNTIL_GONE.format(path=str(spool), after=1), env)
+    assert first.returncode == 0, first.stderr
+    aside = spool_dir / "gone.undeliverable.spool"
+    [line] = [line for line in first.stderr.splitlines() if "exited process" in line]
+    assert line.startswith(f"trackd: could not deliver the spool of an exited process: Spool file {spool} is damaged at byte ")
+    assert f"it is set aside as {aside}" in line and "`trackd sync`" in line
+    assert _spool_files(spool_dir) == [aside]
+    second = run_python(_TRIES_ORPHANS, env)
+    assert second.returncode == 0 and second.stdout.split() == ["False"], second  # not tried again in the background
+    sync = subprocess.run(
+        [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(spool_dir)],
+        env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60,
+    )
+    assert sync.returncode == 1 and f"{aside}: not delivered: Spool file {aside} is damaged at byte " in sync.stderr, sync

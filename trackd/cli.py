@@ -416,6 +416,8 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
             print(f"{result.path}: delivered {result.batches} batches of client {result.client_id}")
             for rejection in result.rejected:
                 print(f"  refused by the store: {rejection}", file=sys.stderr)
+            for reason in result.undecodable:
+                print(f"  lost, not delivered: {reason}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -368,6 +368,10 @@ class SenderThread:
                 with self._cond:
                     self._ledger.refuse(*self._spill.cut_unreadable(exc, self._ledger.acked_seq))
                 frame = None
+            if lost := self._spill.take_lost():
+                with self._cond:  # batches that do not decode: lost, each said by the next flush
+                    for records, reason in lost:
+                        self._ledger.refuse(records, reason)
             if frame is None:
                 break
             transport.send(frame)

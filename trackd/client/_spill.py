@@ -49,6 +49,7 @@ class _Replay:
         self.in_flight: collections.deque[tuple[int, int, int]] = collections.deque()  # (seq, records, bytes)
         self.events = 0
         self.bytes = 0
+        self.undecodable_seen = 0  # of reader.undecodable, the entries counted lost already
 
     def acked(self, seq: int) -> None:
         self.after = max(self.after, seq)
@@ -79,6 +80,8 @@ class Spill:
         self.unwritable: OSError | None = None
         self._synced_orphans = False
         self._replay: _Replay | None = None
+        # (records, why) of spooled batches found undecodable on the way, for the sender to report.
+        self._lost: list[tuple[int, str]] = []
 
     @property
     def records(self) -> int:
@@ -198,20 +201,41 @@ class Spill:
     def next_spooled(self) -> bytes | None:
         """The spool file's next frame to send, counted in flight until acknowledged; None once
         every batch is sent (or acknowledged). OSError or RemoteProtocolError when the rest of the
-        file cannot be read (see ``cut_unreadable``)."""
+        file cannot be read (see ``cut_unreadable``). A batch on the way that does not decode is
+        left out and counted lost (``take_lost``): it cost the rest of the file."""
         replay = self._replay
         if replay is None:
             return None
         refused = self._spool.refused if self._spool is not None else set()
         for seq, records, frame in replay.batches:
+            self._count_undecodable(replay)
             replay.last_read = seq
             if seq > replay.after and seq not in refused:
                 replay.in_flight.append((seq, records, len(frame)))
                 replay.events += records
                 replay.bytes += len(frame)
                 return frame
+        self._count_undecodable(replay)
         self.stop_replay()
+        spool = self._spool
+        if spool is not None and spool.last_seq and spool.delivered_by(replay.after):
+            # The last batches did not decode: no ack will come for them to remove the file.
+            spool.remove()
         return None
+
+    def _count_undecodable(self, replay: _Replay) -> None:
+        """Count lost, once each, the batches ``replay`` found undecodable since the last call."""
+        spool, found = self._spool, replay.reader.undecodable
+        assert spool is not None
+        for index, reason in found[replay.undecodable_seen :]:
+            if (lost := spool.lose(index, reason)) is not None:
+                self._lost.append(lost)
+        replay.undecodable_seen = len(found)
+
+    def take_lost(self) -> list[tuple[int, str]]:
+        """(records, why) of each spooled batch found undecodable since the last call: reported once."""
+        lost, self._lost = self._lost, []
+        return lost
 
     def in_flight(self) -> tuple[int, int]:
         """Records and bytes sent from the spool file on this connection and not acknowledged yet."""
@@ -242,11 +266,12 @@ class Spill:
         spool, replay = self._spool, self._replay
         assert spool is not None and replay is not None
         self.stop_replay()
+        self._count_undecodable(replay)
         try:
-            lost = spool.cut(replay.reader.offset, replay.last_read)
+            lost = spool.cut(replay.reader.offset, replay.reader.frames)
         except OSError:
             return self.lost_file(replay.last_read, exc)
-        if not spool.batches_after(0) or acked_seq >= spool.last_seq:
+        if spool.delivered_by(acked_seq):
             spool.remove()
         return lost, f"{events(lost, 'spooled to')} {spool.path} could not be read back ({exc}) and are lost"
 
@@ -272,8 +297,7 @@ class Spill:
         if self._replay is not None:
             self._replay.acked(seq)
         spool = self._spool
-        # What follows ``seq`` in the file may be only batches the daemon refused (see ``refuse``).
-        if spool is not None and spool.last_seq and (seq >= spool.last_seq or (spool.refused and not spool.records_after(seq))):
+        if spool is not None and spool.last_seq and spool.delivered_by(seq):
             self.stop_replay()
             spool.remove()
 

@@ -43,11 +43,15 @@ from ..protocol import (
     encode_frame,
 )
 from ._ledger import refused_message
-from ._outbox import client_logger, warn
+from ._outbox import client_logger, events, warn
 from ._transport import handshake, make_hello
 
 SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
 SPOOL_SUFFIX = ".spool"
+# A spool file the background delivery could not deliver (damaged, unreadable) is renamed to end
+# so: still a spool, which `trackd sync` tries again and reports, but no longer one every trackd
+# process tries (and failed) again in the background, without a word, each time it connected.
+SET_ASIDE_SUFFIX = ".undeliverable" + SPOOL_SUFFIX
 # Tries to open and lock a new spool file that `trackd sync` keeps removing as empty meanwhile.
 MAX_OPEN_TRIES = 10
 # A spool file is read this many bytes at a time, one frame after another: sending one again holds
@@ -94,6 +98,8 @@ class Spool:
         self._counts: list[tuple[int, int]] = []
         # Batches in the file the daemon refused whole (BadBatch): never sent again.
         self.refused: set[int] = set()
+        # Batches in the file that do not decode (see SpoolReader.undecodable), already counted lost.
+        self._lost_seqs: set[int] = set()
 
     def append(self, batches: list[tuple[int, bytes, int]]) -> None:
         """Append (seq, frame, record count) batches, creating the file with its Hello first."""
@@ -159,27 +165,52 @@ class Spool:
             raise
 
     def batches_after(self, seq: int) -> int:
-        """Batches in the file after ``seq``."""
-        return sum(1 for batch_seq, _ in self._counts if batch_seq > seq)
+        """Batches in the file after ``seq`` (those counted lost left out)."""
+        gone = self._lost_seqs | self.refused
+        return sum(1 for batch_seq, _ in self._counts if batch_seq > seq and batch_seq not in gone)
 
     def records_after(self, seq: int) -> int:
-        """Records in the batches after ``seq``."""
-        return sum(count for batch_seq, count in self._counts if batch_seq > seq)
+        """Records in the batches after ``seq`` (those counted lost left out)."""
+        gone = self._lost_seqs | self.refused
+        return sum(count for batch_seq, count in self._counts if batch_seq > seq and batch_seq not in gone)
 
-    def cut(self, offset: int, seq: int) -> int:
-        """Cut the file back to its first ``offset`` bytes, which end with batch ``seq`` (0: none),
-        because what follows cannot be read; returns how many records that drops."""
-        lost = self.records_after(seq)
+    def delivered_by(self, seq: int) -> bool:
+        """Whether an ack of ``seq`` covers every batch in the file that can be delivered."""
+        return self.batches_after(seq) == 0
+
+    def lose(self, index: int, reason: str) -> tuple[int, str] | None:
+        """The ``index``-th batch of the file does not decode (``reason``): count its records lost,
+        once, and return how many with the sentence that says so (None: said already).
+
+        The index, not a seq: a frame that does not decode tells none. This client wrote one
+        frame per batch it counts, in order, after the Hello.
+        """
+        if index >= len(self._counts):
+            return None  # not a frame of ours (cannot happen: the file is locked)
+        seq, count = self._counts[index]
+        if seq in self._lost_seqs:
+            return None
+        self._lost_seqs.add(seq)
+        self.records -= count
+        return count, f"spooled batch {seq} ({events(count)}) is lost: {reason}"
+
+    def cut(self, offset: int, frames: int) -> int:
+        """Cut the file back to its first ``offset`` bytes, which hold its Hello and first ``frames``
+        batches, because what follows cannot be read; returns how many records that drops."""
+        kept, dropped = self._counts[:frames], self._counts[frames:]
+        lost = sum(count for seq, count in dropped if seq not in self._lost_seqs and seq not in self.refused)
         os.ftruncate(self._fd, offset)
-        self._counts = [(batch_seq, count) for batch_seq, count in self._counts if batch_seq <= seq]
+        self._counts = kept
         self.records -= lost
-        self.last_seq = seq
+        self.last_seq = max((seq for seq, _ in kept), default=0)
         return lost
 
     def refuse(self, seq: int) -> int:
         """Skip batch ``seq`` from now on (the daemon will never write it); returns its records (0: not in the file)."""
+        if seq in self.refused or seq in self._lost_seqs:
+            return 0
+        # Kept in _counts: lose() finds a batch by its place in the file.
         records = sum(count for batch_seq, count in self._counts if batch_seq == seq)
-        self._counts = [(batch_seq, count) for batch_seq, count in self._counts if batch_seq != seq]
         self.records -= records
         if records:
             self.refused.add(seq)
@@ -198,6 +229,7 @@ class Spool:
         self.records = 0
         self._counts = []
         self.refused = set()
+        self._lost_seqs = set()
 
     def abandon(self) -> None:
         """In a forked child: forget the parent's spool without touching it."""
@@ -206,12 +238,20 @@ class Spool:
         self._fd = -1
 
 
+class SpoolDamaged(RemoteProtocolError):
+    """A spool file cannot be read: its Hello, or a frame header, is damaged (or it is empty)."""
+
+
 class SpoolReader:
     """A spool file read one frame at a time: its Hello when opened, then ``batches()``.
 
     At most SPOOL_READ_SIZE bytes and one frame are held at a time. A torn last frame (its
-    writer died in the middle of it) ends the file; a damaged frame raises RemoteProtocolError
-    naming the byte it starts at, which ``offset`` holds then.
+    writer died in the middle of it) ends the file; a damaged header (or Hello) raises
+    RemoteProtocolError naming the byte it starts at, which ``offset`` holds then. A whole frame
+    after the Hello whose body does not decode (a record the logging call failed to check) is
+    left out and listed in ``undecodable``: its length is known, so the frames after it are
+    read as ever, and the daemon would refuse it anyway. It used to end the file there, every
+    event spooled after it lost with it.
     """
 
     def __init__(self, file: BinaryIO, path: Path) -> None:
@@ -220,18 +260,30 @@ class SpoolReader:
         self._file = file
         # Where the last whole frame read ends.
         self.offset = 0
+        # Whole frames read after the Hello, and (index among them, why) of each left out as undecodable.
+        self.frames = 0
+        self.undecodable: list[tuple[int, str]] = []
         first = self._next_frame()
         if first is None:
-            raise RemoteProtocolError(f"Spool file {path} is empty or damaged.")
+            raise SpoolDamaged(f"Spool file {path} is empty or damaged.")
         if not isinstance(first[0], Hello):
-            raise RemoteProtocolError(f"Spool file {path} does not start with a Hello frame.")
+            if isinstance(first[0], LocalProtocolError):
+                raise SpoolDamaged(f"Spool file {path} is damaged at byte 0: {first[0]}") from first[0]
+            raise SpoolDamaged(f"Spool file {path} does not start with a Hello frame.")
         self.hello: Hello = first[0]
 
     def batches(self) -> Iterator[tuple[int, int, bytes]]:
-        """The Batch frames after the Hello, in order, as (seq, records, frame)."""
+        """The Batch frames after the Hello that decode, in order, as (seq, records, frame); the
+        others are listed in ``undecodable`` before the next one is yielded."""
         while (item := self._next_frame()) is not None:
             event, frame = item
-            if isinstance(event, Batch):
+            self.frames += 1
+            if isinstance(event, LocalProtocolError):
+                start = self.offset - len(frame)
+                self.undecodable.append(
+                    (self.frames - 1, f"the batch at byte {start} of spool file {self.path} cannot be decoded: {event}")
+                )
+            elif isinstance(event, Batch):
                 yield event.seq, event.events, frame
 
     def close(self) -> None:
@@ -243,27 +295,33 @@ class SpoolReader:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
-    def _next_frame(self) -> tuple[Event, bytes] | None:
-        """The next frame, decoded and as bytes; None at the end of the file or at a torn last frame."""
+    def _next_frame(self) -> tuple[Event | LocalProtocolError, bytes] | None:
+        """The next frame, decoded (or why its body does not decode) and as bytes; None at the end
+        of the file or at a torn last frame."""
         header = self._file.read(FRAME_HEADER_SIZE)
+        if len(header) < FRAME_HEADER_SIZE:
+            return None
         try:
-            if len(header) < FRAME_HEADER_SIZE:
-                return None
             size = decode_header(header)  # at most MAX_FRAME_SIZE: the bound on what is read at once
-            body = self._file.read(size)
-            if len(body) < size:
-                return None  # the writer died in the middle of this frame
-            event = decode_body(body)
         except LocalProtocolError as exc:
-            raise RemoteProtocolError(f"Spool file {self.path} is damaged at byte {self.offset}: {exc}") from exc
+            # Where the next frame starts is lost with it: nothing after it can be read.
+            raise SpoolDamaged(f"Spool file {self.path} is damaged at byte {self.offset}: {exc}") from exc
+        body = self._file.read(size)
+        if len(body) < size:
+            return None  # the writer died in the middle of this frame
         self.offset += FRAME_HEADER_SIZE + size
-        return event, header + body
+        try:
+            return decode_body(body), header + body
+        except LocalProtocolError as exc:
+            return exc, header + body
 
 
 class SyncResult(Value):
     """What delivering one spool file did (filled in as it goes)."""
 
-    __slots__ = ("path", "client_id", "batches", "skipped", "other_host", "rejected", "error", "empty", "gone")
+    __slots__ = (
+        "path", "client_id", "batches", "skipped", "other_host", "rejected", "undecodable", "error", "file_fault", "empty", "gone",
+    )
 
     def __init__(
         self, path: Path, client_id: str = "", batches: int = 0, skipped: bool = False,
@@ -278,7 +336,13 @@ class SyncResult(Value):
         self.gone = gone  # delivered meanwhile by another `trackd sync` (or its own process)
         self.other_host = other_host  # left alone: written on that host (see deliver_spool)
         self.rejected: list[str] = [] if rejected is None else rejected
+        # Batches in the file that do not decode: never sent, so not refused by the store but lost,
+        # and gone with the file (see SpoolReader).
+        self.undecodable: list[str] = []
         self.error = error
+        # The error is the file's (damaged, unreadable, not this user's), not the daemon's: the
+        # same again on every try.
+        self.file_fault = False
 
 
 def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_host: bool = False) -> SyncResult:
@@ -312,6 +376,7 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
                 before = len(refused)
                 try:
                     _send_spool(reader, socket_path, result, sent, refused, timeout=timeout)
+                    result.undecodable = [reason for _, reason in reader.undecodable]
                     break
                 except DaemonUnavailable:
                     # The daemon refused a batch whole (BadBatch) and closed the connection: once
@@ -394,11 +459,14 @@ def spool_files(directory: Path) -> list[Path]:
 
 def sync_spools(
     directory: Path, socket_path: Path, *, timeout: float = 60.0, exclude: Path | None = None, any_host: bool = False,
+    set_aside: bool = False,
 ) -> list[SyncResult]:
     """Deliver every spool file in ``directory`` whose client is gone (and, unless ``any_host``,
-    that was written on this host); errors are reported per file."""
+    that was written on this host); errors are reported per file. ``set_aside`` (the background
+    delivery): skip the files set aside (SET_ASIDE_SUFFIX), and set aside those that fail for a
+    reason of their own, ``path`` in their result naming them under their new name."""
     results = []
-    for path in spool_files(directory):
+    for path in _deliverable(directory, exclude) if set_aside else spool_files(directory):
         if exclude is not None and path == exclude:
             continue
         try:
@@ -408,8 +476,32 @@ def sync_spools(
             # which held its lock, or by its own process. It used to be reported as not delivered.
             results.append(SyncResult(path, gone=True))
         except (DaemonUnavailable, RemoteProtocolError, OSError) as exc:
-            results.append(SyncResult(path, error=str(exc)))
+            result = SyncResult(path, error=str(exc))
+            # A daemon that went away or replied nonsense may do better next time; a file that
+            # cannot be read (SpoolDamaged, an OSError: the socket's are DaemonUnavailable) will not.
+            result.file_fault = isinstance(exc, (SpoolDamaged, OSError))
+            if set_aside and result.file_fault:
+                result.path = _set_aside(path)
+            results.append(result)
     return results
+
+
+def _deliverable(directory: Path, exclude: Path | None) -> list[Path]:
+    """The spool files in ``directory`` the background delivery tries: not ``exclude``, nor set aside."""
+    return [p for p in spool_files(directory) if p != exclude and not p.name.endswith(SET_ASIDE_SUFFIX)]
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename the spool file at ``path`` to end in SET_ASIDE_SUFFIX; its new path (the old one if
+    it cannot be renamed)."""
+    aside = path.with_name(path.name.removesuffix(SPOOL_SUFFIX) + SET_ASIDE_SUFFIX)
+    try:
+        # No lock is held: the file's client is gone (it held none), and a client id is never
+        # used again, so no client spools at this path any more.
+        os.rename(path, aside)
+    except OSError:
+        return path
+    return aside
 
 
 # Delivering other processes' spools waits this long after the first connect: a short process
@@ -422,26 +514,62 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
     """Deliver, on a background thread and after ORPHAN_DELIVERY_DELAY, spools that exited
     processes left behind (not ``own``)."""
     try:
-        if not any(p != own for p in spool_files(directory)):
+        if not _deliverable(directory, own):
             return
     except OSError:
         return  # not private (PermissionError): nothing in it is delivered; unreadable: nothing to deliver
 
     def deliver() -> None:
         time.sleep(ORPHAN_DELIVERY_DELAY)
-        for result in sync_spools(directory, socket_path, exclude=own):
-            if result.batches and not result.error:
+        for result in sync_spools(directory, socket_path, exclude=own, set_aside=True):
+            if result.error:
+                _warn_undelivered(result)
+                continue
+            if result.batches:
                 client_logger().info("Delivered %d spooled batches of client %s", result.batches, result.client_id)
+            # The process that logged them is gone: this is the one place left to say what of its
+            # spool did not reach the store (`trackd sync` says it the same way), beyond the
+            # daemon status's counter.
             if result.rejected:
-                # The process that logged them is gone: this is the one place left to say so
-                # (`trackd sync` says it the same way), beyond the daemon status's counter.
                 warn(
                     f"delivered the spool {result.path} of an exited process; the store refused "
-                    f"{len(result.rejected)} item(s) in it: {'; '.join(result.rejected[:3])}"
-                    + (" ..." if len(result.rejected) > 3 else "")
+                    f"{len(result.rejected)} item(s) in it: {_some(result.rejected)}"
+                )
+            if result.undecodable:
+                # Never sent: not the store's refusal.
+                warn(
+                    f"delivered the spool {result.path} of an exited process but for {len(result.undecodable)} "
+                    f"batch(es) in it that cannot be decoded, which are lost: {_some(result.undecodable)}"
                 )
 
     threading.Thread(target=deliver, name="trackd-spool-sync", daemon=True).start()
+
+
+def _warn_undelivered(result: SyncResult) -> None:
+    """The one line for a spool of an exited process that the background delivery could not deliver.
+
+    It said nothing, and every trackd process tried the file again each time it connected.
+    """
+    if not result.file_fault:
+        warn(
+            f"could not deliver the spool {result.path} of an exited process: {result.error}; the next trackd "
+            "process to connect tries again, or run `trackd sync`."
+        )
+    elif result.path.name.endswith(SET_ASIDE_SUFFIX):
+        warn(
+            f"could not deliver the spool of an exited process: {result.error}; it is set aside as {result.path}, "
+            "which trackd no longer tries in the background: `trackd sync` tries it again and says why it fails."
+        )
+    else:
+        warn(
+            f"could not deliver the spool {result.path} of an exited process: {result.error}; nor rename it to "
+            f"end in {SET_ASIDE_SUFFIX}, so the next trackd process to connect tries again; `trackd sync` says why it fails."
+        )
+
+
+def _some(items: list[str]) -> str:
+    """The first three of ``items``, then " ..." if there are more."""
+    return "; ".join(items[:3]) + (" ..." if len(items) > 3 else "")
 
 
 @contextlib.contextmanager
