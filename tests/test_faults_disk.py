@@ -562,3 +562,20 @@ def test_a_daemon_whose_journal_folder_is_full_says_so_in_one_line_and_changes_n
     ), result.stderr
     assert paths.journal.read_bytes() == b'{"snapshot":{"c1":7}}\n'
     assert not paths.journal.with_name(paths.journal.name + ".tmp").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_daemon_whose_journal_cannot_be_read_says_read_not_written(paths: DaemonPaths) -> None:
+    # A journal that could not be read (EIO on read; here a folder where the file should be) was
+    # said to be one that "cannot be written", and users went looking for a full disk.
+    paths.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    paths.journal.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "trackd.daemon", "--socket", str(paths.socket)], capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert (
+        f"trackd: Cannot start on {paths.socket}: the write journal {paths.journal} cannot be read (Is a directory)"
+        in result.stderr
+    ), result.stderr
+    assert paths.journal.is_dir()

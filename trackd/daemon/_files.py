@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from .._paths import DaemonPaths
-from ..store import WriteJournal
+from ..store import JournalUnreadable, WriteJournal
 
 logger = logging.getLogger("trackd.daemon")
 
@@ -40,13 +40,15 @@ def take_lock(paths: DaemonPaths) -> IO[bytes]:
 
 
 def open_journal(paths: DaemonPaths) -> WriteJournal:
-    """The write journal beside the socket, recovered (``WriteJournal.open``); CannotStart if it cannot be written."""
+    """The write journal beside the socket, recovered (``WriteJournal.open``); CannotStart if it cannot be read or written."""
     try:
         return WriteJournal.open(str(paths.journal))
     except OSError as exc:
         # Its folder's disk is full ($XDG_RUNTIME_DIR is a small tmpfs): a traceback said so before.
+        # A read that failed (EIO) was told as "cannot be written" too, sending users to check space.
+        failed = "read" if isinstance(exc, JournalUnreadable) else "written"
         raise CannotStart(
-            f"the write journal {paths.journal} cannot be written ({exc.strerror or exc}); the journal is "
+            f"the write journal {paths.journal} cannot be {failed} ({exc.strerror or exc}); the journal is "
             "kept as it was, and clients spool their events until a daemon can start"
         ) from exc
 

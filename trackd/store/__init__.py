@@ -55,7 +55,7 @@ from ._validation import (
 
 if _TYPE_CHECKING:
     from ._artifact_copies import ArtifactCopy
-    from ._journal import WriteJournal
+    from ._journal import JournalUnreadable, WriteJournal
     from ._metric_files import MetricFileCache
     from ._write_items import (
         ArtifactWrite,
@@ -76,6 +76,7 @@ _LAZY = {
     "StoreWriter": "_writer",
     "DEFAULT_MAX_OPEN_FILES": "_writer",
     "WriteJournal": "_journal",
+    "JournalUnreadable": "_journal",
     "MetricFileCache": "_metric_files",
     **dict.fromkeys(
         ("ArtifactWrite", "MetricAppend", "NewRun", "ParamWrite", "TagWrite", "Termination", "WriteBatch", "WriteFailure"),
@@ -105,6 +106,7 @@ __all__ = [
     "ArtifactWrite",
     "Experiment",
     "FileInfo",
+    "JournalUnreadable",
     "Metric",
     "MetricAppend",
     "MetricFileCache",

@@ -29,6 +29,10 @@ DEFAULT_COMPACT_SIZE = 4 * 1024 * 1024
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
+class JournalUnreadable(OSError):
+    """The journal exists but cannot be read back (EIO, EACCES): which writes to undo is unknown."""
+
+
 class WriteJournal:
     """An append-only log of metric writes, their files' sizes before them, and their commits."""
 
@@ -45,13 +49,19 @@ class WriteJournal:
 
     @classmethod
     def open(cls, path: str, *, compact_size: int = DEFAULT_COMPACT_SIZE) -> WriteJournal:
-        """Recover from the journal at ``path`` (undoing an interrupted write) and open it for appending."""
+        """Recover from the journal at ``path`` (undoing an interrupted write) and open it for appending.
+
+        JournalUnreadable when it cannot be read; another OSError when it cannot be written.
+        """
         seqs: dict[str, int] = {}
         try:
             with open(path, "rb") as journal:
                 lines = journal.read().splitlines()
         except FileNotFoundError:
             lines = []
+        except OSError as exc:
+            # read() names no file, and a failed read was told as "cannot be written" at start.
+            raise JournalUnreadable(exc.errno, exc.strerror, path) from exc
         pending: dict[int, list[tuple[str, int]]] = {}
         notes: dict[int, Mapping[str, int]] = {}
         for raw in lines:
