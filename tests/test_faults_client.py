@@ -476,11 +476,15 @@ trackd.flush(timeout=60)
 
 
 # Logs point 0 to a run of its own, waits for file argv[1], then logs argv[3] points and
-# flushes; touches file argv[2] once its buffer is full (a daemon that does not read).
+# flushes; touches file argv[2] once its buffer is full (a daemon that does not read). Its window
+# (2,000 events) fills before the socket does: the sender never waits in a send with a chunk
+# taken from the buffer, so a full buffer stays full until the connection breaks.
 FILL_THEN_FLUSH = """
 import os, sys, threading, time, trackd
 go, full, points = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with trackd.Client(os.environ["TRACKD_TRACKING_URI"]) as client:
+config = trackd.ClientConfig.from_env()
+config.max_unacked_events = 2000
+with trackd.Client(os.environ["TRACKD_TRACKING_URI"], config=config) as client:
     run_id = client.create_run("0").info.run_id
     client.log_metric(run_id, "x", 0.0, step=0)
     client.flush(timeout=30)
@@ -501,16 +505,18 @@ with trackd.Client(os.environ["TRACKD_TRACKING_URI"]) as client:
 
 
 @pytest.mark.timeout(120)
-def test_events_spooled_when_the_daemon_stops_are_said_to_go_to_the_successor_the_process_started(
-    paths: DaemonPaths, store: Path, tmp_path: Path
+@pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
+def test_events_spooled_as_the_daemon_stops_and_taken_by_the_successor_the_process_started_are_not_an_outage(
+    paths: DaemonPaths, store: Path, tmp_path: Path, stop: str
 ) -> None:
-    # A process whose connection broke mid-send with a full buffer spools and says the events wait
-    # for a daemon or `trackd sync`; it then starts the next daemon itself, and that line was the
-    # last word on them (no "unreachable" line came before, so none said "reconnected") though
-    # the successor got every one a moment later.
-    go, full, points = tmp_path / "go", tmp_path / "full", 300_000
+    # A process whose connection broke mid-send with a full buffer spooled and said "no daemon
+    # answers at ...; N events spooled to ...", then started the next daemon itself, which took
+    # them a moment later ("reconnected"): a false alarm. Only a failed attempt to reach the
+    # successor is an outage worth a line (the test below has one).
+    go, full, points = tmp_path / "go", tmp_path / "full", 30_000
+    spool_dir = tmp_path / "spool"
     env = child_env(
-        paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(tmp_path / "spool"), TRACKD_AUTOSTART="1",
+        paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir), TRACKD_AUTOSTART="1",
         TRACKD_MAX_BUFFERED="1000", TRACKD_ON_FULL="block",
     )
     first = DaemonProcess(paths.socket).start()
@@ -519,24 +525,22 @@ def test_events_spooled_when_the_daemon_stops_are_said_to_go_to_the_successor_th
         first.signal(signal.SIGSTOP)  # reads nothing more: the window, the socket, then the buffer fill up
         go.touch()
         wait_for(lambda: full.exists() or child.process.poll() is not None, 60, message="the child's buffer to fill")
-        first.signal(signal.SIGTERM)
-        first.signal(signal.SIGCONT)  # stops reading, writes what it read, closes the connection
+        if stop == "sigkill":
+            first.kill()  # never reads again: the buffer is full at the break, so it is spooled
+        else:
+            first.signal(signal.SIGTERM)
+            first.signal(signal.SIGCONT)  # stops reading, writes what it read, closes the connection
+            assert first.stop() == 0, first.log()
         code = child.wait(timeout=90)
-    assert first.stop() == 0, first.log()
     assert code == 0, child.stderr()
-    lines = [line for line in child.err if "spooled" in line]
-    # Whether the break comes mid-send (the path this test is for) depends on timing: in
-    # half of 6 runs on this 2-core machine the connection ended between sends, the client handed its
-    # window to the successor without spooling and said nothing, rightly. When it spooled, the
-    # reconnect line must follow.
-    assert len(lines) in (0, 2), child.stderr()
-    if lines:
-        assert "no daemon answers" in lines[0], child.stderr()
-        assert lines[1].startswith(f"trackd: reconnected to the daemon at {paths.socket}; resending "), child.stderr()
+    if stop == "sigkill":
+        assert spool_dir.is_dir(), "nothing was spooled (the folder is made by the first spill)\n" + child.stderr() + "\n".join(child.out)
+    assert not [line for line in child.err if "spooled" in line or "no daemon answers" in line], child.stderr()
     assert paths.pid.exists() and int(paths.pid.read_text()) != first.pid  # the successor, started by the child
     run = _line(child, "run")
     assert run is not None
     assert steps_in_store(store, run[1]) == list(range(points)), "points lost, duplicated or out of order"
+    assert list(spool_dir.glob("*.spool")) == []
 
 
 @pytest.mark.timeout(120)

@@ -96,6 +96,7 @@ class SenderThread:
         """A bounded flush failed without a daemon: say so, unless the spool said where the events went."""
         if self._spill.spooling:
             # The spool already said where the events are; the close says how many went since.
+            self._spill.announce_kept(self._refusal)
             if final or exiting:
                 self._spill.announce_more()
             return
@@ -118,6 +119,7 @@ class SenderThread:
         """
         if not self._spill.gave_up:
             self._gave_up_reason = reason
+        self._spill.announce_kept(self._refusal)  # before this line counts what it adds
         if (final or exiting) and not self._gave_up_announced:
             # What a spill spooled since its line, before what this adds (after a give-up line,
             # _unannounced counts what followed it).
@@ -276,6 +278,7 @@ class SenderThread:
         try:
             self._connect()
         except DaemonUnavailable as exc:
+            self._spill.attempt_failed()
             if self._none_will_answer(exc):
                 with self._cond:
                     self._failed_connects += 1
@@ -416,6 +419,7 @@ class SenderThread:
         broke = self._transport is not None
         if self._transport is not None:
             self._transport.close()
+            self._spill.broke()
         with self._cond:
             self._transport = None
             self._protocol = None
@@ -585,7 +589,7 @@ class SenderThread:
         if failure is not None:
             self._cannot_spool(reason, failure, barriers)
             return
-        self._spill.announce(self._refusal)
+        self._spill.announce(self._refusal, now=self._stopping)
         if not self._spill.outlasted_connect_timeout():
             # Spooled because the buffer filled during a short outage (a daemon restarting): the
             # flushes wait on, and go to the daemon after the spool when it answers.

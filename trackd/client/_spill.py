@@ -82,6 +82,12 @@ class Spill:
         self._replay: _Replay | None = None
         # (records, why) of spooled batches found undecodable on the way, for the sender to report.
         self._lost: list[tuple[int, str]] = []
+        # The connection broke and no attempt to connect has failed since: a spill is not announced
+        # yet (``_deferred`` remembers one was not). A daemon stopped or restarted is replaced
+        # within milliseconds (autostart starts its successor), and "no daemon answers at ..."
+        # was said for it, followed at once by "reconnected": only a failed attempt is an outage.
+        self._quiet = False
+        self._deferred = False
 
     @property
     def records(self) -> int:
@@ -108,7 +114,17 @@ class Spill:
         self.spooling = False
         self._announced = False
         self.gave_up = False
+        self._quiet = self._deferred = False
         return announced
+
+    def broke(self) -> None:
+        """The connection broke: a spill is announced once an attempt to connect again fails."""
+        self._quiet = True
+
+    def attempt_failed(self) -> None:
+        """An attempt to connect found no daemon (or one that refused): the next spill, or the
+        one kept quiet (the sender spools again on each failure while spooling), is announced."""
+        self._quiet = False
 
     def should_spool(self, buffered: int) -> bool:
         """Spool once the daemon has been unreachable for connect_timeout, or the buffer is half full."""
@@ -151,12 +167,18 @@ class Spill:
         self.spooling = True
         return None
 
-    def announce(self, refusal: str | None = None) -> None:
+    def announce(self, refusal: str | None = None, *, now: bool = False) -> None:
         """Say once per outage, after a spill, how many events the spool file holds and where;
         ``refusal``: what a daemon that refuses this client said (it answers, so "no daemon
-        answers" was wrong one line after the client said it was refused)."""
+        answers" was wrong one line after the client said it was refused). Between a broken
+        connection and a failed attempt to connect, only ``now`` (nothing will try again: the
+        sender is stopping) says it; otherwise it is kept for that failure, or ``announce_kept``."""
         if self._announced or self._spool is None or not self._spool.records:
             return
+        if self._quiet and not now:
+            self._deferred = True
+            return
+        self._deferred = False
         self.told()
         path = self._config.socket_path
         why = f"the daemon at {path} refused this client ({refusal.rstrip('.')})" if refusal else f"no daemon answers at {path}"
@@ -164,6 +186,12 @@ class Spill:
             f"{why}; {events(self._spool.records)} spooled to "
             f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync` on {_HOST}."
         )
+
+    def announce_kept(self, refusal: str | None = None) -> None:
+        """Say now the spill kept quiet while an attempt to connect was under way (a flush gives
+        the daemon up before it ended): its count would otherwise be in no line."""
+        if self._deferred:
+            self.announce(refusal, now=True)
 
     def told(self) -> None:
         """A line (a bounded flush giving up) has just said how many events the spool file holds."""
