@@ -15,7 +15,8 @@ import pytest
 from helpers import DaemonProcess, child_env, create_run_record, metric_records, run_python, wait_for
 
 from trackd import Client, ClientConfig, DeliveryError
-from trackd.client._spool import _names, sync_spools
+from trackd.client._delivery import sync_spools
+from trackd.client._spool import _names
 from trackd.errors import DaemonUnavailable
 from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, Record, RecordKind, encode_frame
 from trackd.store import StoreReader

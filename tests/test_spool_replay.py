@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import DaemonProcess, child_env, create_run_record, metric_records, wait_for
 
-from trackd.client._spool import SpoolReader, sync_spools
+from trackd.client._delivery import sync_spools
+from trackd.client._spool import SpoolReader
 from trackd.protocol import FRAME_HEADER_SIZE, PROTOCOL_VERSION, Batch, Hello, encode_frame
 from trackd.store import StoreReader
 

@@ -26,7 +26,8 @@ from ._paths import (
 from .client._control import query_status
 from .client._launcher import daemon_answers, last_log_line, start_and_wait
 from .client._outbox import events
-from .client._spool import default_spool_dir, spool_files, sync_spools
+from .client._delivery import sync_spools
+from .client._spool import default_spool_dir, spool_files
 from .client._transport import DaemonRefused
 from ._peer import peer_pid, peer_uid
 from .daemon._state import RATE_WINDOW

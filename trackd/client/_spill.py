@@ -31,7 +31,8 @@ from pathlib import Path
 from ..errors import DaemonUnavailable
 from ._config import ClientConfig
 from ._outbox import events, warn
-from ._spool import Spool, SpoolReader, deliver_orphans_in_background
+from ._delivery import deliver_orphans_in_background
+from ._spool import Spool, SpoolReader
 from ._transport import make_hello
 
 # Spools are delivered on the host that wrote them (see deliver_spool): the messages name it.

@@ -3,7 +3,7 @@
 A spool file holds the client's Hello frame, then the Batch frames it could not deliver, exactly
 as they would have gone over the socket. The client that wrote it replays it when a daemon
 answers again; ``trackd sync`` (or the next client that connects) delivers the spool of a
-process that exited first. Replaying is safe to repeat: the daemon skips batches it already
+process that exited first (``_delivery.py``). Replaying is safe to repeat: the daemon skips batches it already
 holds, by the client id and sequence numbers in the frames.
 """
 
@@ -13,38 +13,24 @@ import contextlib
 import errno
 import fcntl
 import os
-import socket
 import stat
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from .._paths import check_private_directory, ensure_private_directory, temp_directory
-from .._struct import Value
-from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
 from ..protocol import (
     FRAME_HEADER_SIZE,
-    NEED_DATA,
-    BadBatch,
     Batch,
-    Connection,
-    ConnectionClosed,
-    ErrorReply,
     Event,
-    Flush,
-    FlushDone,
     Hello,
-    Rejected,
     decode_body,
     decode_header,
     encode_frame,
 )
-from ._ledger import refused_message
-from ._outbox import client_logger, events, warn
-from ._transport import handshake, make_hello
+from ._outbox import events
 
 SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
 SPOOL_SUFFIX = ".spool"
@@ -316,133 +302,6 @@ class SpoolReader:
             return exc, header + body
 
 
-class SyncResult(Value):
-    """What delivering one spool file did (filled in as it goes)."""
-
-    __slots__ = (
-        "path", "client_id", "batches", "skipped", "other_host", "rejected", "undecodable", "error", "file_fault", "empty", "gone",
-    )
-
-    def __init__(
-        self, path: Path, client_id: str = "", batches: int = 0, skipped: bool = False,
-        rejected: list[str] | None = None, error: str | None = None, other_host: str = "", empty: bool = False,
-        gone: bool = False,
-    ) -> None:
-        self.path = path
-        self.client_id = client_id
-        self.batches = batches
-        self.skipped = skipped  # its client is alive and delivers it itself
-        self.empty = empty  # removed: its client could not write even its Hello (a full disk), so it holds nothing
-        self.gone = gone  # delivered meanwhile by another `trackd sync` (or its own process)
-        self.other_host = other_host  # left alone: written on that host (see deliver_spool)
-        self.rejected: list[str] = [] if rejected is None else rejected
-        # Batches in the file that do not decode: never sent, so not refused by the store but lost,
-        # and gone with the file (see SpoolReader).
-        self.undecodable: list[str] = []
-        self.error = error
-        # The error is the file's (damaged, unreadable, not this user's), not the daemon's: the
-        # same again on every try.
-        self.file_fault = False
-
-
-def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_host: bool = False) -> SyncResult:
-    """Send one spool file to the daemon, wait until it is written, then delete the file.
-
-    A spool written on another host is left alone unless ``any_host``: with a home folder shared
-    over NFS every node sees every node's spools, and a store path local to that node (scratch
-    disk) would be made anew on this one, the events "delivered" where nobody looks.
-    """
-    result = SyncResult(path)
-    with _locked(path) as fd:
-        if fd is None:
-            result.skipped = True  # its client is alive and will deliver it itself
-            return result
-        if os.fstat(fd).st_size == 0:
-            # Left by a client that could not write its first frame (Spool.append removes it now;
-            # a process killed between creating and writing it leaves one): nothing to deliver.
-            path.unlink()
-            result.empty = True
-            return result
-        sent: dict[int, int] = {}  # seq -> records, of the batches sent on any try
-        refused: dict[int, str] = {}
-        while True:
-            # Read from the descriptor that holds the lock, so the file sent is the file locked.
-            os.lseek(fd, 0, os.SEEK_SET)
-            with SpoolReader(open(fd, "rb", buffering=SPOOL_READ_SIZE, closefd=False), path) as reader:
-                result.client_id = reader.hello.client_id
-                if not any_host and reader.hello.host != socket.gethostname():
-                    result.other_host = reader.hello.host
-                    return result
-                before = len(refused)
-                try:
-                    _send_spool(reader, socket_path, result, sent, refused, timeout=timeout)
-                    result.undecodable = [reason for _, reason in reader.undecodable]
-                    break
-                except DaemonUnavailable:
-                    # The daemon refused a batch whole (BadBatch) and closed the connection: once
-                    # more without it (each try refuses one more, so this ends). It used to fail
-                    # here, and every later sync sent the file again, refused again.
-                    if len(refused) == before:
-                        raise
-        path.unlink()
-    result.rejected.extend(refused.values())
-    return result
-
-
-def _send_spool(
-    reader: SpoolReader, socket_path: Path, result: SyncResult, sent: dict[int, int], refused: dict[int, str], *, timeout: float
-) -> None:
-    """Send the batches of ``reader`` that the daemon does not hold, then wait until it wrote them.
-
-    ``sent`` counts the records of each batch sent. ``refused`` holds the batches the daemon
-    refused whole, with the sentence that says so: not sent, and added to when the daemon names
-    another (it closes the connection then).
-    """
-    # A Hello of this version: the frames decoded with today's protocol, so they are valid now,
-    # and a spool written by an older trackd is delivered after an upgrade instead of refused.
-    hello = make_hello(reader.hello.client_id, reader.hello.store_root)
-    transport, protocol, welcome = handshake(socket_path, hello, timeout=timeout)
-    try:
-        # Bounded like the wait below: a daemon that stops reading (SIGSTOP, a store whose
-        # backlog is full) held `trackd sync --timeout 3` in a send for ever, and the lock with it.
-        for seq, records, frame in reader.batches():
-            if seq > welcome.resume_seq and seq not in refused:
-                transport.send(frame, timeout=timeout)
-                sent[seq] = records
-                result.batches = len(sent.keys() - refused.keys())
-                # Its acks are read as they come: a daemon stops reading a connection that leaves
-                # more than a bound of replies unread, and the send above would then wait in vain.
-                while (data := transport.receive_available()) is not None:
-                    protocol.receive_data(data)
-                    _take_replies(protocol, reader.path, result, refused, sent)
-        transport.send(protocol.send(Flush(request_id=1)), timeout=timeout)
-        deadline = time.monotonic() + timeout
-        while not _take_replies(protocol, reader.path, result, refused, sent):
-            if time.monotonic() > deadline:
-                raise DaemonUnavailable(f"The daemon did not confirm {reader.path} within {timeout:g} s.")
-            data = transport.receive(max(deadline - time.monotonic(), 0.01))
-            if data is not None:
-                protocol.receive_data(data)
-    finally:
-        transport.close()
-
-
-def _take_replies(protocol: Connection, path: Path, result: SyncResult, refused: dict[int, str], sent: dict[int, int]) -> bool:
-    """Act on the replies ``protocol`` holds; True once the FlushDone came (the spool is written)."""
-    while (event := protocol.next_event()) is not NEED_DATA:
-        if isinstance(event, BadBatch):
-            records = sent.get(event.seq, 0)
-            refused[event.seq] = refused_message(event.seq, records, event.message)
-        elif isinstance(event, Rejected):
-            result.rejected.append(f"{event.item}: {event.message}")
-        elif isinstance(event, FlushDone):
-            result.batches = len(sent.keys() - refused.keys())
-            return True
-        elif isinstance(event, (ErrorReply, ConnectionClosed)):
-            raise DaemonUnavailable(f"The daemon closed the connection while {path} was delivered ({event!r}).")
-    return False
-
-
 def spool_files(directory: Path) -> list[Path]:
     """The spool files in ``directory``, in name order; none when it does not exist.
 
@@ -455,121 +314,6 @@ def spool_files(directory: Path) -> list[Path]:
         return []
     check_private_directory(directory, variable=SPOOL_DIR_ENV)
     return sorted(directory.glob(f"*{SPOOL_SUFFIX}"))
-
-
-def sync_spools(
-    directory: Path, socket_path: Path, *, timeout: float = 60.0, exclude: Path | None = None, any_host: bool = False,
-    set_aside: bool = False,
-) -> list[SyncResult]:
-    """Deliver every spool file in ``directory`` whose client is gone (and, unless ``any_host``,
-    that was written on this host); errors are reported per file. ``set_aside`` (the background
-    delivery): skip the files set aside (SET_ASIDE_SUFFIX), and set aside those that fail for a
-    reason of their own, ``path`` in their result naming them under their new name."""
-    results = []
-    for path in _deliverable(directory, exclude) if set_aside else spool_files(directory):
-        if exclude is not None and path == exclude:
-            continue
-        try:
-            results.append(deliver_spool(path, socket_path, timeout=timeout, any_host=any_host))
-        except FileNotFoundError:
-            # Delivered and removed since it was listed: by a `trackd sync` run at the same time,
-            # which held its lock, or by its own process. It used to be reported as not delivered.
-            results.append(SyncResult(path, gone=True))
-        except (DaemonUnavailable, RemoteProtocolError, OSError) as exc:
-            result = SyncResult(path, error=str(exc))
-            # A daemon that went away or replied nonsense may do better next time; a file that
-            # cannot be read (SpoolDamaged, an OSError: the socket's are DaemonUnavailable) will not.
-            result.file_fault = isinstance(exc, (SpoolDamaged, OSError))
-            if set_aside and result.file_fault:
-                result.path = _set_aside(path)
-            results.append(result)
-    return results
-
-
-def _deliverable(directory: Path, exclude: Path | None) -> list[Path]:
-    """The spool files in ``directory`` the background delivery tries: not ``exclude``, nor set aside."""
-    return [p for p in spool_files(directory) if p != exclude and not p.name.endswith(SET_ASIDE_SUFFIX)]
-
-
-def _set_aside(path: Path) -> Path:
-    """Rename the spool file at ``path`` to end in SET_ASIDE_SUFFIX; its new path (the old one if
-    it cannot be renamed)."""
-    aside = path.with_name(path.name.removesuffix(SPOOL_SUFFIX) + SET_ASIDE_SUFFIX)
-    try:
-        # No lock is held: the file's client is gone (it held none), and a client id is never
-        # used again, so no client spools at this path any more.
-        os.rename(path, aside)
-    except OSError:
-        return path
-    return aside
-
-
-# Delivering other processes' spools waits this long after the first connect: a short process
-# (a benchmark suite launches hundreds) exits first and never pays for reading someone's old
-# spool; a longer one delivers it. A 9 MB leftover made every short process ~47 ms slower.
-ORPHAN_DELIVERY_DELAY = 2.0
-
-
-def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path | None) -> None:
-    """Deliver, on a background thread and after ORPHAN_DELIVERY_DELAY, spools that exited
-    processes left behind (not ``own``)."""
-    try:
-        if not _deliverable(directory, own):
-            return
-    except OSError:
-        return  # not private (PermissionError): nothing in it is delivered; unreadable: nothing to deliver
-
-    def deliver() -> None:
-        time.sleep(ORPHAN_DELIVERY_DELAY)
-        for result in sync_spools(directory, socket_path, exclude=own, set_aside=True):
-            if result.error:
-                _warn_undelivered(result)
-                continue
-            if result.batches:
-                client_logger().info("Delivered %d spooled batches of client %s", result.batches, result.client_id)
-            # The process that logged them is gone: this is the one place left to say what of its
-            # spool did not reach the store (`trackd sync` says it the same way), beyond the
-            # daemon status's counter.
-            if result.rejected:
-                warn(
-                    f"delivered the spool {result.path} of an exited process; the store refused "
-                    f"{len(result.rejected)} item(s) in it: {_some(result.rejected)}"
-                )
-            if result.undecodable:
-                # Never sent: not the store's refusal.
-                warn(
-                    f"delivered the spool {result.path} of an exited process but for {len(result.undecodable)} "
-                    f"batch(es) in it that cannot be decoded, which are lost: {_some(result.undecodable)}"
-                )
-
-    threading.Thread(target=deliver, name="trackd-spool-sync", daemon=True).start()
-
-
-def _warn_undelivered(result: SyncResult) -> None:
-    """The one line for a spool of an exited process that the background delivery could not deliver.
-
-    It said nothing, and every trackd process tried the file again each time it connected.
-    """
-    if not result.file_fault:
-        warn(
-            f"could not deliver the spool {result.path} of an exited process: {result.error}; the next trackd "
-            "process to connect tries again, or run `trackd sync`."
-        )
-    elif result.path.name.endswith(SET_ASIDE_SUFFIX):
-        warn(
-            f"could not deliver the spool of an exited process: {result.error}; it is set aside as {result.path}, "
-            "which trackd no longer tries in the background: `trackd sync` tries it again and says why it fails."
-        )
-    else:
-        warn(
-            f"could not deliver the spool {result.path} of an exited process: {result.error}; nor rename it to "
-            f"end in {SET_ASIDE_SUFFIX}, so the next trackd process to connect tries again; `trackd sync` says why it fails."
-        )
-
-
-def _some(items: list[str]) -> str:
-    """The first three of ``items``, then " ..." if there are more."""
-    return "; ".join(items[:3]) + (" ..." if len(items) > 3 else "")
 
 
 @contextlib.contextmanager
