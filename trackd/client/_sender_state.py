@@ -1,0 +1,267 @@
+"""What both halves of a Sender share: its state, its count of what is pending, and what becomes
+of the events when no daemon takes them (the spool, a flush that gives the daemon up, and the one
+line that says what went where).
+
+``SenderThread`` (``_sender_thread.py``) connects, sends and reads replies on the sender thread;
+``Sender`` (``_sender.py``) is the caller's half. The spooling methods run on the sender thread;
+the give-up methods on the caller's, in a bounded flush; ``pending()`` on both, under the lock.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+
+from ..errors import DaemonUnavailable
+from ..protocol import Connection, Record, encode_frame
+from ._config import ClientConfig
+from ._ledger import Ledger
+from ._outbox import BARRIER, Request, batch_of, events, next_chunk, warn
+from ._spill import Spill
+from ._transport import Interrupt, Transport
+from ._will import Will
+
+
+class SenderState:
+    """State shared by both halves of a Sender, and the spill and give-up that use it."""
+
+    # Wake the thread early when this many records wait: one batch's worth.
+    MAX_BEFORE_SEND = 10_000
+    # Records and (estimated) bytes in one batch frame, well inside the protocol's limits.
+    MAX_RECORDS_PER_BATCH = 10_000
+    MAX_BATCH_BYTES = 4 * 1024 * 1024
+    # How long a flush that gave the daemon up waits for the thread to spool what it holds. The
+    # thread stops waiting on the socket when poked, and then writes at most a full buffer and a
+    # full unacknowledged window (DEFAULT_MAX_BUFFERED + DEFAULT_MAX_UNACKED_EVENTS events, a
+    # few MiB) to a local file: tens of milliseconds, so a second covers a loaded machine.
+    SPILL_TIMEOUT = 1.0
+    # How long close() waits for the thread to end after its flush: it delivered everything, or
+    # spooled it, so it ends within a send interval unless the daemon stopped answering since.
+    STOP_TIMEOUT = 1.0
+    # How often the thread starts a daemon while none answers; less often after one exited at once.
+    SPAWN_INTERVAL = 1.0
+    SPAWN_INTERVAL_AFTER_EXIT = 30.0
+
+    client_id: str
+    buffer: collections.deque[Record]
+    wake_at: int
+    _cond: threading.Condition
+    _thread: threading.Thread | None
+    _stopping: bool
+    _drain_left: int | None
+    _late: int
+    _spill_requested: bool
+    _held_reported: int
+    _lost_reported: bool
+    _gave_up_reason: str | None
+    _failed_connects: int
+    _gave_up_announced: bool
+    _unannounced: int
+    _closed: bool
+    _transport: Transport | None
+    _protocol: Connection | None
+    _ledger: Ledger
+    _spill: Spill
+    will: Will
+    _dropped: int
+    _dropped_reported: int
+    _warned_full: bool
+    _blocked_s: float
+    _warned_unavailable: bool
+    _next_spawn: float
+    _wake_r: int
+    _wake_w: int
+    config: ClientConfig
+    store_root: str
+    _interrupt: Interrupt
+    _spawn_failure: str | None
+    _refusal: str | None
+    _behind_spool = False  # connected, and sending the spool file again (see SenderThread._send_spooled)
+
+    def _poke(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # a full pipe already wakes the thread
+
+    def _no_daemon_since(self, failed: int) -> bool:
+        """An attempt to connect after ``failed`` attempts had failed found no daemon, and started
+        none, and no daemon answers now: a bounded flush has nothing left to wait for."""
+        return self._failed_connects > failed and self._transport is None
+
+    def _not_delivered(self, exc: DaemonUnavailable, *, final: bool, exiting: bool, said_count: bool = False) -> None:
+        """A bounded flush failed without a daemon: say so, unless the spool said where the events went."""
+        if self._spill.spooling:
+            # The spool already said where the events are; the close says how many went since.
+            self._spill.announce_kept(self._refusal)
+            if final or exiting:
+                self._spill.announce_more()
+            return
+        with self._cond:
+            held = self._pending_locked() - self._spill.records
+        if held > 0 and self._spill.unwritable is not None:
+            # Neither the daemon nor the spool takes them: "held in memory and sent when a daemon
+            # answers" was said twice at exit, of events the exit was about to lose.
+            self._report_held(held, f"no daemon answers at {self.config.socket_path}", final=final, exiting=exiting)
+            return
+        warn(f"{events(self.pending(), 'were not delivered')}: {exc}" if said_count else str(exc))
+
+    def _give_up_on_daemon(self, reason: str, *, final: bool = False, exiting: bool = False) -> None:
+        """Have the thread spool everything the daemon has not acknowledged, then say what went where.
+
+        Waits at most SPILL_TIMEOUT. Events already in the spool were announced before, by the
+        spill or by an earlier give-up; only the ones added now are counted. Once a give-up has
+        been announced, later ones (each sibling Client's close) add theirs quietly until the
+        sender closes (``final``), which says how many more went: one line each, not one a close.
+        """
+        if not self._spill.gave_up:
+            self._gave_up_reason = reason
+        self._spill.announce_kept(self._refusal)  # before this line counts what it adds
+        if (final or exiting) and not self._gave_up_announced:
+            # What a spill spooled since its line, before what this adds (after a give-up line,
+            # _unannounced counts what followed it).
+            self._spill.announce_more()
+        before = self._spill.records
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            with self._cond:
+                self._spill_requested = True
+            self._poke()
+            deadline = time.monotonic() + self.SPILL_TIMEOUT
+            with self._cond:
+                while self._spill_requested and thread.is_alive() and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(min(left, 0.05))
+        with self._cond:
+            spooled = self._spill.records
+            held = self._pending_locked() - spooled
+        self._unannounced += max(0, spooled - before)
+        if self._unannounced and (final or not self._gave_up_announced):
+            # Nothing follows a final give-up (the sender closes): "Until then, what follows is
+            # spooled there too, counted when this process closes its clients" was said by the close.
+            more = spooled > self._unannounced
+            warn(self._spill.gave_up_message(self._unannounced, reason, more=more, last=exiting or final))
+            self._spill.told()
+            self._gave_up_announced = True
+            self._unannounced = 0
+        if held > 0:
+            self._report_held(held, self._gave_up_reason or reason, final=final, exiting=exiting)
+
+    def _report_held(self, held: int, reason: str, *, final: bool, exiting: bool) -> None:
+        """Say how many events neither a daemon nor the spool took: once, as lost, when the sender
+        closes; not at all in the flush before that close at exit; else as held in memory, when
+        the count changed."""
+        if final:
+            if not self._lost_reported:
+                self._lost_reported = True
+                warn(self._spill.held_message(held, reason, lost=True))
+        elif not exiting and held != self._held_reported:
+            self._held_reported = held
+            warn(self._spill.held_message(held, reason, lost=False))
+
+    def pending(self) -> int:
+        """Records accepted but not yet acknowledged as written (spooled ones included)."""
+        with self._cond:
+            return self._pending_locked()
+
+    def _early_wake(self) -> int:
+        """Wake the thread early at a batch's worth of records, or sooner under a small buffer bound."""
+        return min(self.MAX_BEFORE_SEND, self.config.max_buffered)
+
+    def _pending_locked(self) -> int:
+        spooled = self._spill.records
+        # Logging calls append without the lock, so a Python-level loop over the buffer itself can
+        # raise "deque mutated during iteration" (it killed the sender thread once, when it counted
+        # pending events after losing the daemon); copy() runs in C, under the GIL, in one piece.
+        snapshot = self.buffer.copy()
+        buffered = len(snapshot) - sum(1 for record in snapshot if record[0] == BARRIER)
+        if self._drain_left is not None:
+            buffered = min(buffered, self._drain_left)  # what other threads log past the stop mark is not sent
+        return buffered + self._ledger.unacked_events + spooled
+
+    def _next_chunk(self) -> tuple[list[Record], Request | None]:
+        # Under the lock the drop policy pops with: next_chunk pops a counted number of records,
+        # which a concurrent drop from the other end could leave missing.
+        with self._cond:
+            left = self._drain_left
+            if left is None:
+                return next_chunk(self.buffer, self.MAX_RECORDS_PER_BATCH, self.MAX_BATCH_BYTES)
+            # Stopping: only the records in the buffer when close() set the mark (see Sender.close).
+            records, barrier = next_chunk(self.buffer, min(self.MAX_RECORDS_PER_BATCH, left), self.MAX_BATCH_BYTES)
+            self._drain_left = max(0, left - len(records) - (barrier is not None))
+            return records, barrier
+
+    def _spool_pending(self, reason: BaseException) -> None:
+        """Move every unacknowledged batch and every buffered record to the spool file.
+
+        If the spool cannot be written, the buffered records stay in the buffer, where the
+        on-full policy bounds them (callers wait, or new events are dropped and counted): at most
+        one buffer's worth, cut into batches before the failure showed, waits beside it.
+        """
+        # Under the lock from taking to placing, so pending() never sees events in neither place
+        # (a caller's pending() or stats() waits for this spill; logging calls do not).
+        with self._cond:
+            unacked = self._ledger.take_unacked()
+            failure = self._spill.write(unacked)
+            if failure is not None:
+                self._ledger.restore_unacked(unacked)
+        if failure is not None:
+            # The flushes waiting in the buffer learn now why they cannot complete.
+            waiting = [record[1] for record in list(self.buffer) if record[0] == BARRIER]
+            self._cannot_spool(reason, failure, waiting)
+            return
+        batches: list[tuple[int, bytes, int]] = []
+        barriers: list[Request] = []
+        with self._cond:
+            while self.buffer and self._drain_left != 0:
+                records, barrier = self._next_chunk()
+                if records:
+                    seq = self._ledger.next_seq()
+                    batches.append((seq, encode_frame(batch_of(seq, records)), len(records)))
+                if barrier is not None:
+                    barriers.append(barrier)
+            failure = self._spill.write(batches)
+            if failure is not None:
+                self._ledger.restore_unacked(batches)
+        if failure is not None:
+            self._cannot_spool(reason, failure, barriers)
+            return
+        self._spill.announce(self._refusal, now=self._stopping)
+        if not self._spill.outlasted_connect_timeout():
+            # Spooled because the buffer filled during a short outage (a daemon restarting): the
+            # flushes wait on, and go to the daemon after the spool when it answers.
+            with self._cond:
+                for req in barriers:
+                    self._ledger.expect_reply(req)
+            return
+        # A flush cannot complete without a daemon: it returns with the spool's whereabouts instead.
+        self._fail_requests(barriers, self._spill.spooled_error(reason))
+
+    def _abandon(self, reason: DaemonUnavailable) -> None:
+        """A flush gave the daemon up (the connection is closed already): spool what it holds.
+
+        Batches sent on the dropped connection go too: a stopped daemon that resumes may write
+        them, and then skips them when the spool is replayed (by client id and sequence number).
+        """
+        try:
+            self._spill.give_up()
+            self._spool_pending(reason)
+        finally:
+            with self._cond:
+                self._spill_requested = False
+                self._cond.notify_all()
+
+    def _cannot_spool(self, reason: BaseException, failure: OSError, barriers: list[Request]) -> None:
+        """Neither a daemon nor the spool takes events: flushes fail saying so, and events wait in memory."""
+        self._fail_requests(barriers, self._spill.unwritable_error(reason, failure, self.pending()))
+        if not (self._spill_requested or self._spill.gave_up or self._stopping):
+            # A flush that gave the daemon up, or the close under way, says it with what it means
+            # then (held in memory, or lost); "holding them in memory" just before "lost" misled.
+            self._spill.warn_unwritable(failure)
+
+    def _fail_requests(self, barriers: list[Request], error: DaemonUnavailable) -> None:
+        """Complete the given flush barriers and every request sent to the lost daemon with ``error``."""
+        with self._cond:
+            self._ledger.fail_requests(barriers, error)
+            self._cond.notify_all()
