@@ -117,6 +117,9 @@ class Wills:
         # Pending wills whose process has exited, waiting for its batches to be written or its
         # spool to be delivered (as the last check found them).
         self.waiting = 0
+        # Wills taken off the list and being applied in the writer thread: still pending in status
+        # until their runs are written (a test read "none pending" and then the run still RUNNING).
+        self.applying = 0
 
     def left(self, will: Will | None) -> None:
         """A connection ended: its will waits for its process to go."""
@@ -155,6 +158,7 @@ class Wills:
                 due.append(self._pending.pop(client_id))
         self.watching = watching or bool(due)  # and not idle while their runs are failed
         self.waiting = waiting
+        self.applying += len(due)
         for will in due:
             # Kept in the server's tasks (a strong reference; shutdown cancels what has not started).
             task = asyncio.ensure_future(self._apply(server, will))
@@ -168,6 +172,8 @@ class Wills:
         except Exception:  # the store could not be opened, or a bug: logged, never the daemon's end
             logger.exception("Could not fail the runs %s of exited process %d", ", ".join(will.run_ids), will.pid)
             return
+        finally:
+            self.applying -= 1
         self.runs_failed += len(failed)
 
     def status(self) -> dict[str, object]:
@@ -176,7 +182,7 @@ class Wills:
             "runs_failed_for_exited_clients": self.runs_failed,
             # Clients whose connection ended owning runs; of them, those whose process has exited
             # and whose batches wait to be written or whose spool waits for `trackd sync`.
-            "wills_pending": len(self._pending),
+            "wills_pending": len(self._pending) + self.applying,
             "wills_waiting": self.waiting,
         }
 
