@@ -104,11 +104,13 @@ def test_fairness(tmp_path: Path) -> None:
 
 
 def test_client_memory(tmp_path: Path) -> None:
-    doc = run_script("bench_client_memory.py", tmp_path, "--points", "200", "--repeats", "1")
+    doc = run_script("bench_client_memory.py", tmp_path, "--points", "200", "--repeats", "1", "--artifacts", "4", "--stall", "0.5")
     summary = doc["results"]["summary"]  # type: ignore[index]
     assert [s["n"] for s in summary] == [1, 1, 1]
     # Behaviour, not size: every point was delivered (the buffer's block policy drops nothing).
     assert summary[2]["dropped"] == 0
+    artifacts = doc["results"]["artifacts"]  # type: ignore[index]
+    assert [(s["variant"], s["n"], s["dropped"]) for s in artifacts] == [("daemon stopped (SIGSTOP)", 1, 0), ("no daemon (spooled)", 1, 0)]
     assert all(s["rss_mb"] > 0 and s["hwm_mb"] >= s["rss_mb"] for s in summary)
     no_daemon_left(doc)
 

@@ -20,6 +20,8 @@ BAD_VARIABLES = [
     ("TRACKD_ON_FULL", "wait", "one of block, drop (any case)"),
     ("TRACKD_MAX_BUFFERED", "0", "a whole number of at least 1"),
     ("TRACKD_MAX_BUFFERED", "lots", "a whole number of at least 1"),
+    ("TRACKD_MAX_BUFFERED_BYTES", "0", "a whole number of at least 1"),
+    ("TRACKD_MAX_BUFFERED_BYTES", "64MiB", "a whole number of at least 1"),
     ("TRACKD_FLUSH_INTERVAL", "0", "a finite number of seconds above 0"),
     ("TRACKD_FLUSH_INTERVAL", "-1", "a finite number of seconds above 0"),
     ("TRACKD_EXIT_TIMEOUT", "nan", "a finite number of seconds, 0 or more"),
@@ -61,7 +63,7 @@ def test_from_env_takes_empty_variables_as_unset(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("on_full", "wait"), ("max_buffered", 0), ("flush_interval", 0.0), ("exit_timeout", -1.0), ("autostart", "no")]
+    ("field", "value"), [("on_full", "wait"), ("max_buffered", 0), ("max_buffered_bytes", 0), ("flush_interval", 0.0), ("exit_timeout", -1.0), ("autostart", "no")]
 )
 def test_client_config_names_the_field_and_its_bad_value(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=re.escape(f"ClientConfig {field} must be ") + ".*" + re.escape(f"got {value!r}.")):

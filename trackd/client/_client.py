@@ -426,23 +426,23 @@ class Client:
         """
         self._check_run(run_id)
         for record in file_records(run_id, local_path, artifact_path):
-            self._sender.submit(record)
+            self._sender.submit_artifact(record)
 
     def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None = None) -> None:
         """Copy every file under ``local_dir`` into the run's artifacts, keeping the tree."""
         self._check_run(run_id)
         for record in tree_records(run_id, local_dir, artifact_path):
-            self._sender.submit(record)
+            self._sender.submit_artifact(record)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         """Write ``text`` (UTF-8) as an artifact file."""
         self._check_run(run_id)
-        self._sender.submit(content_record(run_id, artifact_file, validate_artifact_text(artifact_file, text)))
+        self._sender.submit_artifact(content_record(run_id, artifact_file, validate_artifact_text(artifact_file, text)))
 
     def log_dict(self, run_id: str, dictionary: Mapping[str, Any], artifact_file: str) -> None:
         """Write a dict as JSON (``.json``, indented as MLflow does) or YAML (``.yaml``/``.yml``)."""
         self._check_run(run_id)
-        self._sender.submit(content_record(run_id, artifact_file, dict_content(dictionary, artifact_file)))
+        self._sender.submit_artifact(content_record(run_id, artifact_file, dict_content(dictionary, artifact_file)))
 
     # -- delivery ---------------------------------------------------------------------------------
 

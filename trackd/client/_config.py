@@ -23,6 +23,12 @@ DEFAULT_FLUSH_INTERVAL = 0.05
 # 2026-11-26); 1 and 4 producers gave the same durable points/s with 20,000 as with 50,000
 # (bench_throughput, within run-to-run noise), so 25,000 costs nothing there either. At 10,000 points/s it still holds 2.5 s of logging.
 DEFAULT_MAX_BUFFERED = 25_000
+# Bytes of inline artifact content (log_text, log_dict, log_artifact of files up to
+# MAX_INLINE_ARTIFACT_SIZE, 8 MiB) held in the buffer before the on-full policy applies. The
+# event bound counts an artifact as one event: 25,000 of them are up to 200 GiB, and a loop of
+# 1 MiB log_text calls beside a stopped daemon grew the process by 512 MB in 0.4 s. 64 MiB is
+# eight of the largest inline artifacts, so a burst of checkpoints' logs still goes without waiting.
+DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 # Batches sent but not yet acknowledged (kept, encoded, for resending after a reconnect): at most
 # this many events and bytes. The events bound is two of the daemon's largest writes (65,536
 # events), so one is written while the next arrives. A metric series packs to ~20 bytes a point,
@@ -55,6 +61,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     # The sender thread waits this long in poll(): 0 would spin, a negative value raises there.
     "flush_interval": _SECONDS_ABOVE_ZERO,
     "max_buffered": _AT_LEAST_ONE,
+    "max_buffered_bytes": _AT_LEAST_ONE,
     "max_unacked_events": _AT_LEAST_ONE,
     "max_unacked_bytes": _AT_LEAST_ONE,
     "on_full": (lambda v: v in ON_FULL_POLICIES, f"one of {', '.join(ON_FULL_POLICIES)} (any case)"),
@@ -94,6 +101,7 @@ def _parse_bool(text: str) -> bool | None:
 _ENV_FIELDS: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TRACKD_FLUSH_INTERVAL", "flush_interval", _parse_float),
     ("TRACKD_MAX_BUFFERED", "max_buffered", _parse_int),
+    ("TRACKD_MAX_BUFFERED_BYTES", "max_buffered_bytes", _parse_int),
     ("TRACKD_ON_FULL", "on_full", _parse_word),
     ("TRACKD_EXIT_TIMEOUT", "exit_timeout", _parse_float),
     ("TRACKD_CONNECT_TIMEOUT", "connect_timeout", _parse_float),
@@ -105,7 +113,7 @@ class ClientConfig(Value):
     """How a Client delivers events; ``ClientConfig.from_env()`` reads the TRACKD_* variables."""
 
     __slots__ = (
-        "socket_path", "flush_interval", "max_buffered", "max_unacked_bytes", "max_unacked_events", "on_full",
+        "socket_path", "flush_interval", "max_buffered", "max_buffered_bytes", "max_unacked_bytes", "max_unacked_events", "on_full",
         "exit_timeout", "connect_timeout", "autostart", "spool_dir",
     )
 
@@ -115,6 +123,7 @@ class ClientConfig(Value):
         socket_path: Path | None = None,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         max_buffered: int = DEFAULT_MAX_BUFFERED,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES,
         max_unacked_events: int = DEFAULT_MAX_UNACKED_EVENTS,
         on_full: str = "block",
@@ -127,6 +136,7 @@ class ClientConfig(Value):
         self.socket_path: Path = default_socket_path() if socket_path is None else socket_path
         self.flush_interval = flush_interval
         self.max_buffered = max_buffered
+        self.max_buffered_bytes = max_buffered_bytes
         self.max_unacked_bytes = max_unacked_bytes
         self.max_unacked_events = max_unacked_events
         # Any case, as from TRACKD_ON_FULL ("DROP" was refused there while "OFF" was a word for autostart).

@@ -113,6 +113,11 @@ def record_size(record: Record) -> int:
     return size
 
 
+def inline_size(record: Record) -> int:
+    """Bytes of artifact content a buffered record carries (an inline artifact's; 0 for any other)."""
+    return len(record[3] or b"") if record[0] == ARTIFACT else 0
+
+
 def events(count: int, verb: str = "", *, more: bool = False) -> str:
     """``count`` events for a warning, with ``verb`` ("are ...", "were ...") agreeing: "1 event
     was not delivered", "3 more events were not delivered"."""

@@ -13,8 +13,9 @@ short for that (``_transport.Interrupt``).
 This module moves the bytes and decides when. What was sent and is not settled yet, and what the
 daemon's replies settle, is the ledger's (``_ledger.py``); when events go to the spool file instead,
 and what a flush is told then, is the spill's (``_spill.py``). The thread's own half (connecting,
-sending, reading replies, spooling) is ``SenderThread`` in ``_sender_thread.py``; this module is
-the caller's half and the lifecycle (buffer, flush, close, fork).
+sending, reading replies, spooling) is ``SenderThread`` in ``_sender_thread.py``; what a call does
+past the buffer's bounds (events, and bytes of inline artifacts) is ``OnFullPolicy`` in
+``_on_full.py``; this module is the caller's half and the lifecycle (buffer, flush, close, fork).
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from typing import TYPE_CHECKING
 
 from .._signals import start_without_signals
 from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
-from ..protocol import CREATE_RUN, SET_TERMINATED, Event, Flush, Record
-from ._config import DEFAULT_MAX_BUFFERED, ClientConfig
+from ..protocol import Event, Flush, Record
+from ._config import ClientConfig
 from ._ledger import Ledger
 from ._names import random_id
-from ._outbox import BARRIER, FlushReport, Request, events, warn, warn_late
-from ._sender_thread import SenderThread
+from ._on_full import _RUN_RECORDS, RUN_RECORD_SLACK, OnFullPolicy
+from ._outbox import BARRIER, FlushReport, Request, events, inline_size, warn, warn_late
 from ._spill import Spill
 from ._transport import Interrupt
 from ._will import Will
@@ -42,7 +43,7 @@ from ._will import Will
 if TYPE_CHECKING:
     from ._client import Client
 
-class Sender(SenderThread):
+class Sender(OnFullPolicy):
     """Owns the event buffer, the sender thread and the connection to the daemon."""
 
     def __init__(self, config: ClientConfig, store_root: str) -> None:
@@ -105,6 +106,17 @@ class Sender(SenderThread):
                 self._poke()
             else:
                 self.wake()
+
+    def submit_artifact(self, record: Record) -> None:
+        """Append an artifact record; its inline content counts against the byte bound (see ``_on_full.py``)."""
+        content = record[3]
+        if content and not self._closed:
+            if not self.admit_artifact(record, len(content)):
+                return  # dropped and counted (TRACKD_ON_FULL=drop)
+            if len(self.buffer) >= self.wake_at:
+                self.wake()
+            return
+        self.submit(record)
 
     def claim_inherited_creation(self, run_id: str) -> bool:
         """Whether ``run_id`` was created through this sender, after sending its creation again
@@ -217,6 +229,8 @@ class Sender(SenderThread):
             return {
                 "client_id": self.client_id,
                 "buffered": len(self.buffer),
+                # Bytes of inline artifact content among them (bounded by max_buffered_bytes).
+                "buffered_bytes": self.buffered_bytes,
                 "unacked_batches": len(self._ledger.unacked),
                 "unacked_events": self._ledger.unacked_events,
                 "acked_seq": self._ledger.acked_seq,
@@ -312,6 +326,7 @@ class Sender(SenderThread):
         """Fresh state: at construction and in a forked child."""
         self.client_id = random_id()
         self.buffer = collections.deque()
+        self.buffered_bytes = 0
         # The first append starts the thread; after that, wake early at MAX_BEFORE_SEND.
         self.wake_at = 0
         # Reentrant: the SIGTERM handler may flush while the interrupted main thread holds it.
@@ -346,6 +361,7 @@ class Sender(SenderThread):
         self._dropped = 0
         self._dropped_reported = 0
         self._warned_full = False
+        self._warned_bytes = False
         self._blocked_s = 0.0
         self._warned_unavailable = False
         self._next_spawn = 0.0
@@ -397,62 +413,6 @@ class Sender(SenderThread):
             self._thread = threading.Thread(target=self._run, name="trackd-sender", daemon=True)
             start_without_signals(self._thread)  # the main thread's to handle (trackd/_signals.py)
 
-    def _on_full(self) -> None:
-        if self.config.on_full == "drop":
-            with self._cond:
-                # Drop the newest records until there is room again (log_metrics appends several);
-                # a flush barrier is never dropped, or its flush() would wait for ever.
-                barriers: list[Record] = []
-                while len(self.buffer) >= self.config.max_buffered:
-                    try:
-                        record = self.buffer.pop()
-                    except IndexError:
-                        break
-                    if record[0] == BARRIER or (record[0] in _RUN_RECORDS and len(barriers) < RUN_RECORD_SLACK):
-                        barriers.append(record)  # kept, in order (see submit)
-                    else:
-                        self._dropped += 1
-                self.buffer.extend(reversed(barriers))
-                if self._drain_left is not None:
-                    self._drain_left = min(self._drain_left, len(self.buffer))
-                first = not self._warned_full
-                self._warned_full = True
-            if first:
-                warn(
-                    f"the event buffer is full ({self.config.max_buffered} events) because {self._why_full()}; "
-                    "new events are dropped and counted (TRACKD_ON_FULL=drop)."
-                )
-            return
-        # Waits of a few milliseconds, a burst faster than the daemon writes, are the back-pressure
-        # the policy asks for; the line comes once the calls have waited FULL_WARNING_AFTER in all.
-        start = time.monotonic()
-        while True:
-            with self._cond:
-                while len(self.buffer) >= self.config.max_buffered and not self._stopping:
-                    if not self._warned_full and self._blocked_s + time.monotonic() - start >= FULL_WARNING_AFTER:
-                        self._warned_full = True
-                        break  # to say so outside the lock: stderr may block
-                    self._cond.wait(0.1)
-                else:  # room, or stopping
-                    self._blocked_s += time.monotonic() - start
-                    return
-            warn(
-                f"logging calls have waited {FULL_WARNING_AFTER:g} s for room: the event buffer is full "
-                f"({events(self.config.max_buffered)}) because {self._why_full()} (TRACKD_ON_FULL=block)."
-            )
-
-    def _why_full(self) -> str:
-        """Why the buffer filled, for the on-full line: a daemon that reads too slowly, or none to read at all."""
-        if self._transport is None:
-            # The daemon died (SIGKILL) or is restarting: "not keeping up" sent users looking at
-            # a daemon that was not there.
-            return f"no daemon answers at {self.config.socket_path}; trackd keeps trying to reconnect"
-        if self.config.max_buffered >= DEFAULT_MAX_BUFFERED:
-            return "the daemon is not keeping up"
-        # A buffer smaller than what the loop logs between two sends fills beside an idle daemon.
-        return (f"the daemon is not keeping up, or the buffer is small for this logging rate "
-                f"(TRACKD_MAX_BUFFERED={self.config.max_buffered}; the default is {DEFAULT_MAX_BUFFERED})")
-
     def take_late(self) -> int:
         """Late events not reported yet: logged by other threads after this closed sender's final
         drain (see close), counted now. The caller says how many."""
@@ -480,6 +440,7 @@ class Sender(SenderThread):
                 except IndexError:
                     break
             barriers = [record[1] for record in late if record[0] == BARRIER]
+            self.buffered_bytes -= sum(map(inline_size, late))
             self._late += len(late) - len(barriers)
             for req in barriers:
                 # A flush() called on the closed sender: nothing will answer it.
@@ -591,10 +552,3 @@ def _senders_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_senders_after_fork)
-
-# Records the on-full policy does not wait for nor drop, up to RUN_RECORD_SLACK past the bound
-# (see Sender.submit).
-_RUN_RECORDS = frozenset((CREATE_RUN, SET_TERMINATED))
-RUN_RECORD_SLACK = 64
-# Under TRACKD_ON_FULL=block: how long logging calls wait for room in all before one line says so.
-FULL_WARNING_AFTER = 1.0

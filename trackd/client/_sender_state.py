@@ -18,7 +18,7 @@ from ..errors import DaemonUnavailable
 from ..protocol import Connection, Record, encode_frame
 from ._config import ClientConfig
 from ._ledger import Ledger
-from ._outbox import BARRIER, Request, batch_of, events, next_chunk, warn
+from ._outbox import BARRIER, Request, batch_of, events, inline_size, next_chunk, warn
 from ._spill import Spill
 from ._transport import Interrupt, Transport
 from ._will import Will
@@ -46,6 +46,7 @@ class SenderState:
 
     client_id: str
     buffer: collections.deque[Record]
+    buffered_bytes: int  # inline artifact content in the buffer (see _on_full.py)
     wake_at: int
     _cond: threading.Condition
     _thread: threading.Thread | None
@@ -184,12 +185,16 @@ class SenderState:
         # Under the lock the drop policy pops with: next_chunk pops a counted number of records,
         # which a concurrent drop from the other end could leave missing.
         with self._cond:
-            left = self._drain_left
-            if left is None:
-                return next_chunk(self.buffer, self.MAX_RECORDS_PER_BATCH, self.MAX_BATCH_BYTES)
             # Stopping: only the records in the buffer when close() set the mark (see Sender.close).
-            records, barrier = next_chunk(self.buffer, min(self.MAX_RECORDS_PER_BATCH, left), self.MAX_BATCH_BYTES)
-            self._drain_left = max(0, left - len(records) - (barrier is not None))
+            left = self._drain_left
+            limit = self.MAX_RECORDS_PER_BATCH if left is None else min(self.MAX_RECORDS_PER_BATCH, left)
+            records, barrier = next_chunk(self.buffer, limit, self.MAX_BATCH_BYTES)
+            if left is not None:
+                self._drain_left = max(0, left - len(records) - (barrier is not None))
+            if self.buffered_bytes:
+                # Taken: the window bounds these bytes now, and a call waiting for room may go.
+                self.buffered_bytes -= sum(map(inline_size, records))
+                self._cond.notify_all()
             return records, barrier
 
     def _spool_pending(self, reason: BaseException) -> None:
@@ -214,14 +219,21 @@ class SenderState:
         batches: list[tuple[int, bytes, int]] = []
         barriers: list[Request] = []
         with self._cond:
-            while self.buffer and self._drain_left != 0:
+            size = 0
+            while self.buffer and self._drain_left != 0 and failure is None:
                 records, barrier = self._next_chunk()
                 if records:
                     seq = self._ledger.next_seq()
-                    batches.append((seq, encode_frame(batch_of(seq, records)), len(records)))
+                    batches.append((seq, frame := encode_frame(batch_of(seq, records)), len(records)))
+                    size += len(frame)
                 if barrier is not None:
                     barriers.append(barrier)
-            failure = self._spill.write(batches)
+                if size >= self.MAX_BATCH_BYTES:
+                    # Written a few MiB at a time: a buffer of inline artifacts was held three times
+                    # over at once (records, frames, the joined write), 200 MB for a 64 MiB bound.
+                    failure = self._spill.write(batches)
+                    batches, size = (batches, size) if failure is not None else ([], 0)
+            failure = failure or self._spill.write(batches)
             if failure is not None:
                 self._ledger.restore_unacked(batches)
         if failure is not None:

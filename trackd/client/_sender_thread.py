@@ -8,7 +8,6 @@ the spill when no daemon answers. Only the sender thread runs the methods here.
 
 from __future__ import annotations
 
-import select
 import time
 
 from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
@@ -16,7 +15,7 @@ from ..protocol import NEED_DATA, Ack, BadBatch, ConnectionClosed, Dropped, Erro
 from ._launcher import DaemonCannotStart, start_daemon
 from ._outbox import batch_of, events, log_exception, warn
 from ._sender_state import SenderState
-from ._transport import DaemonRefused, empty_pipe, gave_up_error, handshake, make_hello
+from ._transport import DaemonRefused, empty_pipe, gave_up_error, handshake, make_hello, readable
 
 
 class SenderThread(SenderState):
@@ -50,7 +49,7 @@ class SenderThread(SenderState):
                     self._disconnected(None if self._spill_requested else exc)
                     if self._spill_requested:
                         self._abandon(exc)
-                    elif self._stopping or self._spill.should_spool(len(self.buffer)):
+                    elif self._stopping or self._spill.should_spool(len(self.buffer), self.buffered_bytes):
                         self._spool_pending(exc)
                 except Exception:  # raised here it would escape the handler below and end the thread
                     log_exception("trackd sender thread failed while the daemon was unavailable; retrying")
@@ -89,7 +88,7 @@ class SenderThread(SenderState):
             # a whole send interval, 50 ms, for it.)
             self._interrupt.poked = False
             wait = 0.0
-        ready = _readable([self._wake_r, transport.fileno()], wait)
+        ready = readable([self._wake_r, transport.fileno()], wait)
         if self._wake_r in ready:
             empty_pipe(self._wake_r)
         if self._spill_requested:
@@ -109,7 +108,7 @@ class SenderThread(SenderState):
         """Back off, waking early when poked; the poke is used up here (the loop's next step,
         connecting again, is what it asks for), or every later backoff would return at once and
         the thread would spin while no daemon answers."""
-        if _readable([self._wake_r], seconds):
+        if readable([self._wake_r], seconds):
             empty_pipe(self._wake_r)
             # What poked (a flush) still wants the loop's attention once connected.
             self._interrupt.poked = True
@@ -382,14 +381,4 @@ class SenderThread(SenderState):
             return None
         self._ledger.sent(seq, frame, len(records))
         return frame
-
-
-def _readable(fds: list[int], timeout: float) -> list[int]:
-    """The descriptors of ``fds`` that are readable within ``timeout`` seconds. poll(), not
-    select(): select() refuses descriptors past 1024, which a training process that holds many
-    files open hands out, and the sender thread died of it."""
-    poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN)
-    return [fd for fd, _ in poller.poll(max(0.0, timeout) * 1000.0)]
 

@@ -127,9 +127,14 @@ class Spill:
         one kept quiet (the sender spools again on each failure while spooling), is announced."""
         self._quiet = False
 
-    def should_spool(self, buffered: int) -> bool:
-        """Spool once the daemon has been unreachable for connect_timeout, or the buffer is half full."""
-        return self.spooling or buffered >= self._config.max_buffered // 2 or self.outlasted_connect_timeout()
+    def should_spool(self, buffered: int, buffered_bytes: int) -> bool:
+        """Spool once the daemon has been unreachable for connect_timeout, or the buffer is half full
+        (in events, or in bytes of inline artifact content)."""
+        config = self._config
+        return (
+            self.spooling or buffered >= config.max_buffered // 2 or buffered_bytes >= config.max_buffered_bytes // 2
+            or self.outlasted_connect_timeout()
+        )
 
     def outlasted_connect_timeout(self) -> bool:
         """No daemon has answered for ``connect_timeout`` seconds: not a restart, a daemon that is gone."""

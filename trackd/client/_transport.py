@@ -81,6 +81,16 @@ def empty_pipe(fd: int) -> None:
         pass
 
 
+def readable(fds: list[int], timeout: float) -> list[int]:
+    """The descriptors of ``fds`` that are readable within ``timeout`` seconds. poll(), not
+    select(): select() refuses descriptors past 1024, which a training process that holds many
+    files open hands out, and the sender thread died of it."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(max(0.0, timeout) * 1000.0)]
+
+
 def gave_up_error(path: Path) -> DaemonUnavailable:
     """What a wait cut short by the sender says."""
     return DaemonUnavailable(f"Gave up waiting for the trackd daemon at {path}.")

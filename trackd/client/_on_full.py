@@ -1,0 +1,167 @@
+"""The on-full policy: what a logging call does when the sender's buffer is full.
+
+The buffer has two bounds. ``max_buffered`` counts events: a metric costs ~145 bytes, so the
+count bounds memory while the buffer holds metrics, and the caller's path checks it with one
+``len()`` (``Client.log_metric``). ``max_buffered_bytes`` counts the content of inline artifacts
+(``log_text``, ``log_dict``, ``log_artifact`` of a file up to MAX_INLINE_ARTIFACT_SIZE), which the
+event count took as one event each: a loop of 1 MiB ``log_text`` calls beside a stopped daemon grew
+the process by 512 MB in 0.4 s, and 25,000 of them would have been 25 GB. Only the artifact path
+counts bytes (``admit_artifact``); a metric never looks at them.
+
+Past either bound, TRACKD_ON_FULL decides: ``block`` waits for the room the sender thread makes as
+it takes records (sending them, or spilling them to the spool file when no daemon answers);
+``drop`` drops the newest and counts it. Bytes leave the count when the thread takes the records
+(``SenderThread._next_chunk``): from there the unacknowledged window bounds them.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..protocol import CREATE_RUN, SET_TERMINATED, Record
+from ._config import DEFAULT_MAX_BUFFERED, DEFAULT_MAX_BUFFERED_BYTES
+from ._outbox import BARRIER, events, inline_size, warn
+from ._sender_thread import SenderThread
+
+# Records the on-full policy does not wait for nor drop, up to RUN_RECORD_SLACK past the bound
+# (see Sender.submit).
+_RUN_RECORDS = frozenset((CREATE_RUN, SET_TERMINATED))
+RUN_RECORD_SLACK = 64
+# Under TRACKD_ON_FULL=block: how long logging calls wait for room in all before one line says so.
+FULL_WARNING_AFTER = 1.0
+_MIB = 1024 * 1024
+
+
+class OnFullPolicy(SenderThread):
+    """The buffer's two bounds and the policy that applies past them (``Sender``'s base)."""
+
+    # The byte bound's line was printed (apart from the event bound's: either may come first).
+    _warned_bytes: bool
+
+    def _on_full(self) -> None:
+        """The event bound is reached: wait for room, or drop the newest records and count them."""
+        if self.config.on_full == "drop":
+            with self._cond:
+                # Drop the newest records until there is room again (log_metrics appends several);
+                # a flush barrier is never dropped, or its flush() would wait for ever.
+                barriers: list[Record] = []
+                while len(self.buffer) >= self.config.max_buffered:
+                    try:
+                        record = self.buffer.pop()
+                    except IndexError:
+                        break
+                    if record[0] == BARRIER or (record[0] in _RUN_RECORDS and len(barriers) < RUN_RECORD_SLACK):
+                        barriers.append(record)  # kept, in order (see submit)
+                    else:
+                        self._dropped += 1
+                        self.buffered_bytes -= inline_size(record)
+                self.buffer.extend(reversed(barriers))
+                if self._drain_left is not None:
+                    self._drain_left = min(self._drain_left, len(self.buffer))
+                first = not self._warned_full
+                self._warned_full = True
+            if first:
+                warn(
+                    f"the event buffer is full ({self.config.max_buffered} events) because {self._why_full()}; "
+                    "new events are dropped and counted (TRACKD_ON_FULL=drop)."
+                )
+            return
+        # Waits of a few milliseconds, a burst faster than the daemon writes, are the back-pressure
+        # the policy asks for; the line comes once the calls have waited FULL_WARNING_AFTER in all.
+        start = time.monotonic()
+        while True:
+            with self._cond:
+                while len(self.buffer) >= self.config.max_buffered and not self._stopping:
+                    if not self._warned_full and self._blocked_s + time.monotonic() - start >= FULL_WARNING_AFTER:
+                        self._warned_full = True
+                        break  # to say so outside the lock: stderr may block
+                    self._cond.wait(0.1)
+                else:  # room, or stopping
+                    self._blocked_s += time.monotonic() - start
+                    return
+            warn(
+                f"logging calls have waited {FULL_WARNING_AFTER:g} s for room: the event buffer is full "
+                f"({events(self.config.max_buffered)}) because {self._why_full()} (TRACKD_ON_FULL=block)."
+            )
+
+    def admit_artifact(self, record: Record, size: int) -> bool:
+        """Append an artifact record carrying ``size`` bytes of content within the byte bound.
+
+        Under ``block`` it waits until the bytes buffered leave room for ``size`` (an artifact
+        larger than the whole bound goes once the buffer holds no other); under ``drop`` a record
+        without room is dropped and counted, and False returned. Checked and appended under one
+        lock, so two threads never both take the same room. A Ctrl-C while it waits raises here,
+        before the record is buffered: the call logged nothing.
+        """
+        if self.config.on_full == "drop":
+            first = False
+            with self._cond:
+                admitted = self._has_room(size)
+                if admitted:
+                    self._append_artifact(record, size)
+                else:
+                    self._dropped += 1
+                    first, self._warned_bytes = not self._warned_bytes, True
+            if first:
+                warn(f"{self._bytes_full()}; new artifacts are dropped and counted (TRACKD_ON_FULL=drop).")
+            self._poke_past_half()
+            return admitted
+        start = time.monotonic()
+        while True:
+            with self._cond:
+                if not self._has_room(size):
+                    self._poke()  # the room only the thread makes: now, not at its next send interval
+                while not self._has_room(size):
+                    if not self._warned_bytes and self._blocked_s + time.monotonic() - start >= FULL_WARNING_AFTER:
+                        self._warned_bytes = True
+                        break  # to say so outside the lock: stderr may block
+                    self._cond.wait(0.1)
+                else:  # room, or stopping
+                    self._append_artifact(record, size)
+                    self._blocked_s += time.monotonic() - start
+                    break
+            warn(f"logging calls have waited {FULL_WARNING_AFTER:g} s for room: {self._bytes_full()} (TRACKD_ON_FULL=block).")
+        self._poke_past_half()
+        return True
+
+    def _has_room(self, size: int) -> bool:
+        held = self.buffered_bytes
+        return held == 0 or held + size <= self.config.max_buffered_bytes or self._stopping
+
+    def _append_artifact(self, record: Record, size: int) -> None:
+        """Under the lock: buffer the record and count its bytes."""
+        self.buffer.append(record)
+        self.buffered_bytes += size
+
+    def _poke_past_half(self) -> None:
+        """Past half the byte bound, have the thread take the records now (send them, or spill them
+        when no daemon answers, as at half the event bound) rather than at its next interval."""
+        if self.buffered_bytes >= self.config.max_buffered_bytes // 2:
+            self._poke()
+
+    def _bytes_full(self) -> str:
+        """The on-full line's words for the byte bound: what it is, and why the buffer reached it."""
+        bound = self.config.max_buffered_bytes
+        if self._transport is None:
+            why = self._why_full()
+        elif bound >= DEFAULT_MAX_BUFFERED_BYTES:
+            why = "the daemon is not keeping up"
+        else:
+            why = (f"the daemon is not keeping up, or the bound is small for these artifacts "
+                   f"(the default is {DEFAULT_MAX_BUFFERED_BYTES // _MIB} MiB)")
+        return (
+            f"the event buffer holds its bound of inline artifact content (TRACKD_MAX_BUFFERED_BYTES={bound}, "
+            f"{bound / _MIB:.1f} MiB) because {why}"
+        )
+
+    def _why_full(self) -> str:
+        """Why the buffer filled, for the on-full line: a daemon that reads too slowly, or none to read at all."""
+        if self._transport is None:
+            # The daemon died (SIGKILL) or is restarting: "not keeping up" sent users looking at
+            # a daemon that was not there.
+            return f"no daemon answers at {self.config.socket_path}; trackd keeps trying to reconnect"
+        if self.config.max_buffered >= DEFAULT_MAX_BUFFERED:
+            return "the daemon is not keeping up"
+        # A buffer smaller than what the loop logs between two sends fills beside an idle daemon.
+        return (f"the daemon is not keeping up, or the buffer is small for this logging rate "
+                f"(TRACKD_MAX_BUFFERED={self.config.max_buffered}; the default is {DEFAULT_MAX_BUFFERED})")
