@@ -588,7 +588,7 @@ def test_run_records_pass_a_full_buffer_only_within_a_slack(store: Path, daemon:
     # A run's creation and end pass the on-full policy (SIGTERM's end_run used to wait for room
     # for ever), but only up to RUN_RECORD_SLACK past the bound: a loop of create_run and
     # set_terminated at a stalled daemon grew the buffer without bound, and every drop popped it all.
-    from trackd.client._sender import RUN_RECORD_SLACK
+    from trackd.client._on_full import RUN_RECORD_SLACK
 
     config = ClientConfig(socket_path=daemon.paths.socket, autostart=False, max_buffered=100, on_full="drop")
     with Client(store, config=config) as client:
