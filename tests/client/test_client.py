@@ -10,6 +10,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -668,6 +669,46 @@ def test_a_file_that_grows_past_the_inline_limit_after_it_was_sized_goes_by_path
     check_record(record)
     assert record[3] is None and record[4] == str(log)
     assert record[5] == (log.stat().st_size, log.stat().st_mtime_ns)
+
+
+def test_a_file_that_grew_by_gigabytes_after_it_was_sized_is_not_read_whole(tmp_path: Path) -> None:
+    # Reading it whole (read_bytes) to find it had grown past the inline limit took its size in
+    # memory: a log appended to by gigabytes, here a sparse 4 GiB, in a process allowed 1 GiB more.
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "train.log").write_bytes(b"x" * 1024)
+    code = f"""
+import os, resource, sys
+from trackd.client._artifacts import tree_records
+with open("/proc/self/status") as f:
+    size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+records = tree_records("0123456789abcdef0123456789abcdef", {str(folder)!r}, None)
+os.truncate({str(folder / "train.log")!r}, 4 * 1024 ** 3)
+resource.setrlimit(resource.RLIMIT_AS, (size + 1024 ** 3, resource.RLIM_INFINITY))
+(record,) = list(records)
+print(record[3] is None, record[4], record[5][0])
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", str(folder / "train.log"), str(4 * 1024 ** 3)]
+
+
+def test_a_folder_with_a_path_too_long_to_copy_by_path_logs_none_of_it(client: Client, store: Path, tmp_path: Path) -> None:
+    # Any file may go by path (one that grows past the inline limit after it is sized), and a path
+    # too long for that was found only then, raising partway through log_artifacts: the files
+    # before it were logged, against "a bad name in a directory logs none of it".
+    folder = tmp_path / "outputs"
+    # A relative name of 1,009 characters (allowed: at most 1024), so a source path past 1024.
+    deep = folder.joinpath(*["d" * 250] * 4)
+    deep.mkdir(parents=True)
+    assert len(str(deep.relative_to(folder) / "b.log")) == 1009 and len(str((deep / "b.log").absolute())) > 1024
+    (folder / "a.txt").write_text("first")
+    (deep / "b.log").write_text("small, for now")
+    run_id = client.create_run().info.run_id
+    with pytest.raises(InvalidArgument, match=r"has a path of \d+ characters; at most 1024 are allowed"):
+        client.log_artifacts(run_id, str(folder))
+    client.flush()
+    assert client.list_artifacts(run_id) == []
 
 
 @pytest.mark.timeout(60)

@@ -2,7 +2,8 @@
 
 Files up to ``MAX_INLINE_ARTIFACT_SIZE`` travel with the event (read when the call is made, so the
 file may change as soon as it returns); larger ones travel as a path the daemon copies from. Every
-name is checked before the first record is made, so a bad name in a directory logs none of it.
+name, and every file's absolute path (any file may go by path), is checked before the first record
+is made, so a bad name in a directory logs none of it.
 """
 
 from __future__ import annotations
@@ -150,28 +151,32 @@ def _floats(text: Any) -> Any:
 
 
 def _records(run_id: str, files: list[tuple[Path, str]]) -> Iterator[ArtifactRecord]:
-    # Paths of large files are checked up front too; contents are read one file at a time, as
-    # the records are buffered, so a directory is never all in memory at once.
+    # Every source path is checked up front, the small files' too: any file may go by path (one
+    # that grows past the inline limit after it is sized), and a long path found then raised
+    # partway through a folder, which was left part logged. Contents are read one file at a time,
+    # as the records are buffered, so a directory is never all in memory at once.
     # A large file's size and mtime when logged go with its path (source_stamp): the daemon
     # copies it later, and refuses a file changed since rather than store the later content.
     stamps = [(info.st_size, info.st_mtime_ns) for info in (source.stat() for source, _ in files)]
-    for (source, _), (size, _) in zip(files, stamps):
-        if size > MAX_INLINE_ARTIFACT_SIZE:
-            _check_source_path(source)
+    for source, _ in files:
+        _check_source_path(source)
     return _read(run_id, files, stamps)
 
 
 def _read(run_id: str, files: list[tuple[Path, str]], stamps: list[tuple[int, int]]) -> Iterator[ArtifactRecord]:
     for (source, name), stamp in zip(files, stamps):
         if stamp[0] <= MAX_INLINE_ARTIFACT_SIZE:
-            content = source.read_bytes()
+            # At most one byte past the limit: a file that grew by gigabytes since it was sized
+            # (a log a training thread appends to) was read whole, only to be sent by path.
+            with source.open("rb") as file:
+                content = file.read(MAX_INLINE_ARTIFACT_SIZE + 1)
             if len(content) <= MAX_INLINE_ARTIFACT_SIZE:
                 yield (ARTIFACT, run_id, name, content, None, None)
                 continue
-            # It grew past the inline limit since it was sized (a log a training thread appends
-            # to): inline, the daemon refused the whole batch as malformed, and the client
-            # resent it for ever. By path, as any large file, stamped now.
-            _check_source_path(source)
+            # It grew past the inline limit since it was sized: inline, the daemon refused the
+            # whole batch as malformed, and the client resent it for ever. By path, as any large
+            # file, stamped now.
+            del content
             info = source.stat()
             stamp = (info.st_size, info.st_mtime_ns)
         yield (ARTIFACT, run_id, name, None, str(source.absolute()), stamp)
@@ -181,8 +186,9 @@ def _check_source_path(source: Path) -> None:
     source_path = str(source.absolute())
     if len(source_path) > MAX_NAME_LENGTH:
         raise InvalidArgument(
-            f"Artifact {str(source)!r} is larger than {MAX_INLINE_ARTIFACT_SIZE} bytes, so the daemon copies it "
-            f"from its path, and that path has {len(source_path)} characters; at most {MAX_NAME_LENGTH} are allowed."
+            f"Artifact {str(source)!r} has a path of {len(source_path)} characters; at most {MAX_NAME_LENGTH} are "
+            f"allowed, as the daemon copies a file larger than {MAX_INLINE_ARTIFACT_SIZE} bytes (or one that grows "
+            "past that before it is read) from its path."
         )
 
 
