@@ -25,7 +25,7 @@ from trackd._paths import UNWRITTEN_EXIT_CODE, read_exit_report
 from trackd.client import ClientConfig
 from trackd.client._control import query_status
 from trackd.daemon._server import DEFAULT_SHUTDOWN_TIMEOUT
-from trackd.protocol import Ack, Batch, ErrorReply, Event, Flush, FlushDone, RecordKind, Welcome
+from trackd.protocol import Ack, Batch, ErrorReply, Event, Flush, FlushDone, RecordKind, Rejected, Welcome
 from trackd.store import StoreReader
 
 pytestmark = [
@@ -400,14 +400,40 @@ def test_sigterm_in_the_middle_of_a_copy_leaves_no_staged_part_and_the_batch_una
     assert StoreReader(store).find_run(run_id) is None  # the batch, its run included, was not written
 
 
-def test_a_copy_stops_at_the_size_its_source_had_when_opened(daemon: DaemonProcess, store: Path) -> None:
+def test_a_copy_stops_at_the_size_its_source_had_when_opened_and_refuses_a_source_that_held_more(
+    daemon: DaemonProcess, store: Path
+) -> None:
     # The copy takes the size fstat gives when the source is opened, and no more: a file that grows
     # while it is copied (a log, a file extended faster than the copy runs) copied until the disk
     # was full. Growth between that fstat and the copy cannot be timed from outside, so the source
     # is a regular file whose reads always go past its size: a /proc file (size 0, its content the
-    # test's command line). What is stored is what the source held at the size it had.
+    # test's command line). Such a file was then stored empty, without a word; it is refused, and
+    # only because the copy stopped at 0 bytes (a copy to the end would have stored the content).
     source = Path(f"/proc/{os.getpid()}/cmdline")
     assert source.stat().st_size == 0 and source.read_bytes()
+    run_id = uuid.uuid4().hex
+    owner = RawClient(daemon.paths.socket)
+    try:
+        assert isinstance(owner.hello(str(store), client_id="owner"), Welcome)
+        owner.send(Batch(seq=1, records=[create_run_record(run_id), artifact_record(run_id, source)]))
+        owner.send(Flush(request_id=1))
+        events = events_until_flush_done(owner)
+    finally:
+        owner.close()
+    assert [type(event) for event in events] == [Rejected, Ack, FlushDone]
+    rejected = events[0]
+    assert isinstance(rejected, Rejected)
+    assert (
+        f"Invalid source for artifact 'model.pt' of run {run_id}: {str(source)!r} holds more than the 0 bytes its "
+        "size said when it was opened (a /proc or /sys file, whose size is not its content)"
+    ) in rejected.message
+    artifacts = Path(StoreReader(store).get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    assert not (artifacts / "model.pt").exists()  # the item refused, the rest of its batch written
+
+
+def test_an_empty_file_by_path_is_stored_empty(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
+    source = tmp_path / "empty.bin"
+    source.write_bytes(b"")
     run_id = uuid.uuid4().hex
     owner = RawClient(daemon.paths.socket)
     try:

@@ -98,6 +98,7 @@ class ArtifactCopy:
                     os.close(target)
                 if finished:
                     self._check_unchanged(os.fstat(source.fileno()), (info.st_size, info.st_mtime_ns), "while the daemon copied it")
+                    self._check_read_whole(source.fileno())
         except Exception as exc:  # OSError, InvalidArgument; anything else is reported the same way
             finished, self._error = True, exc
         if staging is not None:
@@ -153,6 +154,21 @@ class ArtifactCopy:
             f"{when} ({size}). A large file is copied after the call returns: keep it unchanged until "
             "flush() returns, or log it once it is final."
         )
+
+    def _check_read_whole(self, source: int) -> None:
+        """Refuse a source that holds more than the size it had when opened, which is all the copy took.
+
+        A /proc or /sys file is a regular file of size 0 whose reads return its content: a record
+        by path to one (a raw-protocol client; trackd's own sends such files inline) was stored
+        as an empty artifact, without a word.
+        """
+        if os.pread(source, 1, self.copied):
+            raise InvalidArgument(
+                f"Invalid source for artifact {self.path!r} of run {self.run_id}: {self.source_path!r} holds more "
+                f"than the {self.size} bytes its size said when it was opened (a /proc or /sys file, whose size is "
+                "not its content); expected a regular file. Log its content with log_text, or copy it to a "
+                "regular file first."
+            )
 
     def _copy(self, source: int, target: int, stop: threading.Event) -> bool:
         """Copy in chunks until the end of ``source`` or its size at open (True), or until ``stop``
