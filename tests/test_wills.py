@@ -253,3 +253,24 @@ def test_a_run_logged_through_a_reopened_client_is_failed_when_its_process_is_ki
     assert finish(child) == -signal.SIGKILL
     run = wait_for_status(store, run_id, "FAILED")
     assert FAILURE_REASON_TAG in run.data.tags and run.data.metrics["loss"] == 5.0
+
+
+def test_a_run_a_live_process_owns_too_is_not_failed_when_its_other_owner_is_killed(
+    daemon: DaemonProcess, store: Path, socket_path: Path
+) -> None:
+    # torchrun restarting a job whose rank 0 was SIGKILLed (the OOM killer): the new rank 0 attaches
+    # to the shared run and owns it. The old rank 0's will failed the run under it, and the new
+    # rank 0's end_run kept that failure (it keeps what another process set): a job that went on
+    # and finished ended FAILED.
+    first, run_id = start_child(store, socket_path, WAIT_FOR_STDIN, start_args="run_id='shared0run'", RANK="0")
+    second, attached = start_child(store, socket_path, WAIT_FOR_STDIN, start_args="run_id='shared0run'", RANK="0")
+    assert attached == run_id
+    first.kill()
+    assert finish(first) == -signal.SIGKILL
+    wait_for(lambda: (s := daemon.status())["clients_connected"] == 1 and s["wills_pending"] == 0, timeout=20)
+    assert mlflow_run(store, run_id).info.status == "RUNNING"
+    second.communicate("\n", timeout=30)
+    assert second.returncode == 0
+    run = wait_for_status(store, run_id, "FINISHED")
+    assert FAILURE_REASON_TAG not in run.data.tags
+    assert daemon.status()["runs_failed_for_exited_clients"] == 0

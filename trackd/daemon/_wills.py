@@ -147,9 +147,11 @@ class Wills:
     def check(self, server: Server) -> None:
         """Once a second: apply, in the writer thread, the wills whose time has come."""
         due, watching, waiting = [], False, 0
+        live: list[Will] = [conn.will for conn in server.state.connections if conn.will is not None]
         for client_id, will in list(self._pending.items()):
             if not exited(will):
                 watching = True
+                live.append(will)
             elif will.session.applied_seq < will.session.received_seq or (
                 will.spool_path and os.path.exists(will.spool_path)
             ):
@@ -159,6 +161,8 @@ class Wills:
         self.watching = watching or bool(due)  # and not idle while their runs are failed
         self.waiting = waiting
         self.applying += len(due)
+        if due:
+            _leave_to_live_owners(due, live)
         for will in due:
             # Kept in the server's tasks (a strong reference; shutdown cancels what has not started).
             task = asyncio.ensure_future(self._apply(server, will))
@@ -185,6 +189,26 @@ class Wills:
             "wills_pending": len(self._pending) + self.applying,
             "wills_waiting": self.waiting,
         }
+
+
+def _leave_to_live_owners(due: list[Will], live: list[Will]) -> None:
+    """Take out of the ``due`` wills the runs a live process owns too: that process ends them.
+
+    torchrun restarting a job whose rank 0 was SIGKILLed starts a new rank 0, which attaches to the
+    shared run and owns it: failing the run under it, the old rank 0's will made the job end FAILED
+    (the new owner's end_run keeps a failure another process set). Live: a connected client, or a
+    pending will whose process runs. A new owner whose ``OwnedRuns`` has not arrived yet (it is sent
+    after the batch that attached) is not seen.
+    """
+    owned = {(will.session.store_root, run_id) for will in live for run_id in will.run_ids}
+    for will in due:
+        root = will.session.store_root
+        kept = [run_id for run_id in will.run_ids if (root, run_id) in owned]
+        if kept:
+            will.run_ids = tuple(run_id for run_id in will.run_ids if (root, run_id) not in owned)
+            logger.info(
+                "Process %d exited owning runs %s, which a live process owns too: left to it", will.pid, ", ".join(kept)
+            )
 
 
 def _fail_runs(applier: Applier, will: Will) -> Callable[[], list[str]]:
