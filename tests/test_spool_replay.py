@@ -3,18 +3,25 @@ resends it as acks make room, and `trackd sync` reads it as it sends it."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from helpers import DaemonProcess, child_env, create_run_record, metric_records, wait_for
 
+from trackd import Client, ClientConfig
 from trackd.client._delivery import sync_spools
 from trackd.client._spool import SpoolReader
-from trackd.protocol import FRAME_HEADER_SIZE, PROTOCOL_VERSION, Batch, Hello, encode_frame
+from trackd.errors import TrackdError
+from trackd.protocol import (
+    FRAME_HEADER_SIZE, NEED_DATA, PROTOCOL_VERSION, Ack, Batch, Connection, ConnectionClosed, Flush, FlushDone, Hello, Role,
+    Welcome, encode_frame,
+)
 from trackd.store import StoreReader
 
 # Logs with no daemon to answer (the test starts one later) until everything is in the spool file,
@@ -198,3 +205,73 @@ def test_trackd_sync_delivers_every_whole_batch_of_a_large_spool_once_and_ignore
     (again,) = sync_spools(spool_dir, daemon.paths.socket, timeout=60)
     assert again.error is None and again.batches == 0, again
     assert _steps(store, run_id) == list(range(batches * per_batch))
+
+
+class WindowWatcher:
+    """A daemon that acknowledges what it received only once the client has stopped sending (its
+    window is full), and notes the most bytes the client had out at once. A real daemon
+    acknowledges as it writes, so how much a client sends unacknowledged cannot be seen there."""
+
+    QUIET = 0.2  # no bytes for this long: the client waits for acks (an early ack only lowers the count)
+
+    def __init__(self, path: Path) -> None:
+        self.most_out = 0
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(path))
+        self._server.listen(4)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._server.accept()
+        conn.settimeout(self.QUIET)
+        protocol, out, last = Connection(Role.DAEMON), 0, 0
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(256 * 1024)
+                except TimeoutError:
+                    if out:
+                        conn.sendall(protocol.send(Ack(seq=last)))
+                        out = 0
+                    continue
+                if not data:
+                    return
+                protocol.receive_data(data)
+                while (event := protocol.next_event()) is not NEED_DATA and not isinstance(event, ConnectionClosed):
+                    if isinstance(event, Hello):
+                        welcome = Welcome(protocol_version=PROTOCOL_VERSION, daemon_pid=os.getpid(), resume_seq=0)
+                        conn.sendall(protocol.send(welcome))
+                    elif isinstance(event, Batch):
+                        out, last = out + protocol.last_frame_size, event.seq
+                        self.most_out = max(self.most_out, out)
+                    elif isinstance(event, Flush):
+                        done = FlushDone(request_id=event.request_id, acked_seq=last)
+                        conn.sendall(protocol.send(Ack(seq=last)) + protocol.send(done))
+                        out = 0
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def test_the_spools_last_batches_count_in_the_window_until_acknowledged(socket_path: Path, store: Path, tmp_path: Path) -> None:
+    # Once the spool file was read to its end, its batches still unacknowledged left the window's
+    # count: the buffer then sent a whole window more, twice the bound the client promises.
+    window, artifact = 1024 * 1024, 128 * 1024
+    config = ClientConfig(
+        socket_path=socket_path, autostart=False, connect_timeout=0.5, spool_dir=tmp_path / "spool", max_unacked_bytes=window
+    )
+    with Client(store, config=config) as client:
+        run_id = client.create_run().info.run_id
+        for i in range(6):  # 768 KiB, less than a window
+            client.log_text(run_id, "x" * artifact, f"spooled/{i}.txt")
+        with pytest.raises(TrackdError):
+            client.flush(timeout=5)  # no daemon: everything goes to the spool file
+        watcher = WindowWatcher(socket_path)
+        try:
+            for i in range(16):
+                client.log_text(run_id, "y" * artifact, f"later/{i}.txt")
+            client.flush(timeout=60)
+        finally:
+            watcher.close()
+    assert watcher.most_out <= window + artifact + 4096, watcher.most_out

@@ -51,6 +51,9 @@ class _Replay:
         self.events = 0
         self.bytes = 0
         self.undecodable_seen = 0  # of reader.undecodable, the entries counted lost already
+        # Read to its end (the reader closed): kept until its last batches are acknowledged, which
+        # count in the window until then (the buffer sent a whole window more beside them).
+        self.read = False
 
     def acked(self, seq: int) -> None:
         self.after = max(self.after, seq)
@@ -238,7 +241,7 @@ class Spill:
         file cannot be read (see ``cut_unreadable``). A batch on the way that does not decode is
         left out and counted lost (``take_lost``): it cost the rest of the file."""
         replay = self._replay
-        if replay is None:
+        if replay is None or replay.read:
             return None
         refused = self._spool.refused if self._spool is not None else set()
         for seq, records, frame in replay.batches:
@@ -250,7 +253,9 @@ class Spill:
                 replay.bytes += len(frame)
                 return frame
         self._count_undecodable(replay)
-        self.stop_replay()
+        replay.reader.close()
+        replay.read = True
+        self._forget_read_replay()
         spool = self._spool
         if spool is not None and spool.last_seq and spool.delivered_by(replay.after):
             # The last batches did not decode: no ack will come for them to remove the file.
@@ -275,6 +280,12 @@ class Spill:
         """Records and bytes sent from the spool file on this connection and not acknowledged yet."""
         replay = self._replay
         return (replay.events, replay.bytes) if replay is not None else (0, 0)
+
+    def _forget_read_replay(self) -> None:
+        """Drop the replay once it is read to its end and nothing it sent waits for an ack."""
+        replay = self._replay
+        if replay is not None and replay.read and not replay.in_flight:
+            self._replay = None
 
     def stop_replay(self) -> None:
         """Stop reading the spool file: sent, given up with the connection, or removed."""
@@ -321,6 +332,7 @@ class Spill:
                 replay.in_flight.remove(item)
                 replay.events -= item[1]
                 replay.bytes -= item[2]
+            self._forget_read_replay()
         if spool is not None and records and not spool.records_after(acked_seq):
             self.stop_replay()
             spool.remove()
@@ -330,6 +342,7 @@ class Spill:
         """The daemon wrote batches up to ``seq``: delete the spool file once that covers all of it."""
         if self._replay is not None:
             self._replay.acked(seq)
+            self._forget_read_replay()
         spool = self._spool
         if spool is not None and spool.last_seq and spool.delivered_by(seq):
             self.stop_replay()
