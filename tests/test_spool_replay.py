@@ -275,3 +275,32 @@ def test_the_spools_last_batches_count_in_the_window_until_acknowledged(socket_p
         finally:
             watcher.close()
     assert watcher.most_out <= window + artifact + 4096, watcher.most_out
+
+
+@pytest.mark.timeout(240)
+def test_a_resend_cut_short_counts_only_what_the_daemon_has_not_acknowledged(
+    socket_path: Path, store: Path, tmp_path: Path, daemons: Callable[[], DaemonProcess]
+) -> None:
+    # The daemon killed half-way through the resend: flush said all 1,500,001 events were still
+    # spooled ("Holding 1500001 events"), those the daemon had written and acknowledged included.
+    config = ClientConfig(socket_path=socket_path, autostart=False, connect_timeout=0.5, spool_dir=tmp_path / "spool")
+    with Client(store, config=config) as client:
+        run_id = client.create_run().info.run_id
+        for step in range(KILLED_POINTS):
+            client.log_metric(run_id, "loss", float(step), step=step)
+        with pytest.raises(TrackdError):
+            client.flush(timeout=5)  # no daemon: everything goes to the spool file
+        total = client.pending()
+        daemon = daemons()
+        wait_for(lambda: client.stats()["acked_seq"] != 0, 60, message="part of the spool acknowledged")
+        daemon.kill()  # SIGKILL
+        assert list((tmp_path / "spool").glob("*.spool")), "the resend ended before the kill"
+        with pytest.raises(TrackdError) as caught:
+            client.flush(timeout=5)
+        waiting = client.pending()
+        assert f"{waiting} events are spooled" in str(caught.value)
+        assert 0 < waiting < total
+        assert waiting + 1 + len(_steps(store, run_id)) >= total  # none written uncounted (1: the run's creation)
+        daemons()
+        client.flush(timeout=120)
+    assert _steps(store, run_id) == list(range(KILLED_POINTS))

@@ -124,7 +124,7 @@ class SenderState:
             # What a spill spooled since its line, before what this adds (after a give-up line,
             # _unannounced counts what followed it).
             self._spill.announce_more()
-        before = self._spill.records
+        before = self._spill.written
         thread = self._thread
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
             with self._cond:
@@ -137,7 +137,8 @@ class SenderState:
         with self._cond:
             spooled = self._spill.records
             held = self._pending_locked() - spooled
-        self._unannounced += max(0, spooled - before)
+            added = self._spill.written - before
+        self._unannounced += max(0, added)
         if self._unannounced and (final or not self._gave_up_announced):
             # Nothing follows a final give-up (the sender closes): "Until then, what follows is
             # spooled there too, counted when this process closes its clients" was said by the close.

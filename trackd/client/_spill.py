@@ -96,6 +96,12 @@ class Spill:
     @property
     def records(self) -> int:
         """Records in the spool file that the daemon has not acknowledged."""
+        return self._spool.waiting if self._spool is not None else 0
+
+    @property
+    def written(self) -> int:
+        """Records written to the spool file, acknowledged or not: what a spill added is the
+        difference (acks that arrive meanwhile do not make it smaller)."""
         return self._spool.records if self._spool is not None else 0
 
     # -- the outage --------------------------------------------------------------------------------
@@ -182,7 +188,7 @@ class Spill:
         answers" was wrong one line after the client said it was refused). Between a broken
         connection and a failed attempt to connect, only ``now`` (nothing will try again: the
         sender is stopping) says it; otherwise it is kept for that failure, or ``announce_kept``."""
-        if self._announced or self._spool is None or not self._spool.records:
+        if self._announced or self._spool is None or not self._spool.waiting:
             return
         if self._quiet and not now:
             self._deferred = True
@@ -192,7 +198,7 @@ class Spill:
         path = self._config.socket_path
         why = f"the daemon at {path} refused this client ({refusal.rstrip('.')})" if refusal else f"no daemon answers at {path}"
         warn(
-            f"{why}; {events(self._spool.records)} spooled to "
+            f"{why}; {events(self._spool.waiting)} spooled to "
             f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync` on {_HOST}."
         )
 
@@ -205,7 +211,7 @@ class Spill:
     def told(self) -> None:
         """A line (a bounded flush giving up) has just said how many events the spool file holds."""
         self._announced = True
-        self._announced_records = self.records
+        self._announced_records = self.written
 
     def announce_more(self) -> None:
         """At the close: say how many events went to the spool file after announce() said how many.
@@ -218,7 +224,7 @@ class Spill:
             return
         more, self._announced_records = spool.records - self._announced_records, spool.records
         warn(
-            f"{events(more, 'were spooled', more=True)} to {spool.path} after that line, {events(spool.records)} "
+            f"{events(more, 'were spooled', more=True)} to {spool.path} after that line, {events(spool.waiting)} "
             f"in all; they are delivered when a daemon answers, or by `trackd sync` on {_HOST}."
         )
 
@@ -344,6 +350,8 @@ class Spill:
             self._replay.acked(seq)
             self._forget_read_replay()
         spool = self._spool
+        if spool is not None:
+            spool.acked(seq)
         if spool is not None and spool.last_seq and spool.delivered_by(seq):
             self.stop_replay()
             spool.remove()

@@ -79,7 +79,12 @@ class Spool:
         self._hello = hello
         self._fd = -1
         self.last_seq = 0
+        # Records written to the file (less those lost or refused); ``waiting`` less those acknowledged.
         self.records = 0
+        # Records of the batches the daemon acknowledged, which are the first ``_acked`` of _counts:
+        # the file goes only once all are, and a resend cut short said the whole file still waited.
+        self.acked_records = 0
+        self._acked = 0
         # (seq, records) of each batch in the file, to count what is lost if it cannot be read back.
         self._counts: list[tuple[int, int]] = []
         # Batches in the file the daemon refused whole (BadBatch): never sent again.
@@ -150,6 +155,27 @@ class Spool:
             file.close()
             raise
 
+    @property
+    def waiting(self) -> int:
+        """Records in the file the daemon has not acknowledged (and that are not lost or refused)."""
+        return self.records - self.acked_records
+
+    def acked(self, seq: int) -> None:
+        """The daemon wrote the batches up to ``seq``: their records wait no more."""
+        counts, index = self._counts, self._acked
+        while index < len(counts) and counts[index][0] <= seq:
+            batch_seq, count = counts[index]
+            if batch_seq not in self._lost_seqs and batch_seq not in self.refused:
+                self.acked_records += count
+            index += 1
+        self._acked = index
+
+    def _forget(self, index: int, count: int) -> None:
+        """The ``index``-th batch (``count`` records) leaves the file's count (lost or refused)."""
+        self.records -= count
+        if index < self._acked:  # an ack covered it (a later batch's): counted there too
+            self.acked_records -= count
+
     def batches_after(self, seq: int) -> int:
         """Batches in the file after ``seq`` (those counted lost left out)."""
         gone = self._lost_seqs | self.refused
@@ -177,18 +203,21 @@ class Spool:
         if seq in self._lost_seqs:
             return None
         self._lost_seqs.add(seq)
-        self.records -= count
+        self._forget(index, count)
         return count, f"spooled batch {seq} ({events(count)}) is lost: {reason}"
 
     def cut(self, offset: int, frames: int) -> int:
         """Cut the file back to its first ``offset`` bytes, which hold its Hello and first ``frames``
         batches, because what follows cannot be read; returns how many records that drops."""
-        kept, dropped = self._counts[:frames], self._counts[frames:]
-        lost = sum(count for seq, count in dropped if seq not in self._lost_seqs and seq not in self.refused)
+        gone = self._lost_seqs | self.refused
+        dropped = [(index, count) for index, (seq, count) in enumerate(self._counts) if index >= frames and seq not in gone]
         os.ftruncate(self._fd, offset)
-        self._counts = kept
-        self.records -= lost
-        self.last_seq = max((seq for seq, _ in kept), default=0)
+        lost = sum(count for index, count in dropped if index >= self._acked)  # not those written already
+        for index, count in dropped:
+            self._forget(index, count)
+        self._counts = self._counts[:frames]
+        self._acked = min(self._acked, frames)
+        self.last_seq = max((seq for seq, _ in self._counts), default=0)
         return lost
 
     def refuse(self, seq: int) -> int:
@@ -196,8 +225,11 @@ class Spool:
         if seq in self.refused or seq in self._lost_seqs:
             return 0
         # Kept in _counts: lose() finds a batch by its place in the file.
-        records = sum(count for batch_seq, count in self._counts if batch_seq == seq)
-        self.records -= records
+        records = 0
+        for index, (batch_seq, count) in enumerate(self._counts):
+            if batch_seq == seq:
+                self._forget(index, count)
+                records += count
         if records:
             self.refused.add(seq)
         return records
@@ -213,6 +245,8 @@ class Spool:
             self._fd = -1
         self.last_seq = 0
         self.records = 0
+        self.acked_records = 0
+        self._acked = 0
         self._counts = []
         self.refused = set()
         self._lost_seqs = set()
