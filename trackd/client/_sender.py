@@ -440,7 +440,8 @@ class Sender(OnFullPolicy):
                 except IndexError:
                     break
             barriers = [record[1] for record in late if record[0] == BARRIER]
-            self.buffered_bytes -= sum(map(inline_size, late))
+            # At least 0: an artifact a thread logged after close went in uncounted (submit_artifact).
+            self.buffered_bytes = max(0, self.buffered_bytes - sum(map(inline_size, late)))
             self._late += len(late) - len(barriers)
             for req in barriers:
                 # A flush() called on the closed sender: nothing will answer it.
