@@ -274,3 +274,22 @@ def test_a_run_a_live_process_owns_too_is_not_failed_when_its_other_owner_is_kil
     run = wait_for_status(store, run_id, "FINISHED")
     assert FAILURE_REASON_TAG not in run.data.tags
     assert daemon.status()["runs_failed_for_exited_clients"] == 0
+
+
+def test_a_will_waits_for_a_spool_the_background_delivery_set_aside(
+    daemon: DaemonProcess, store: Path, socket_path: Path
+) -> None:
+    # A spool the background delivery could not deliver is renamed (<id>.undeliverable.spool) and
+    # left to `trackd sync`; the daemon saw its spool gone and failed the run, and the end that
+    # sync then delivered from it could not undo that (it keeps a failure).
+    record = "(SET_TERMINATED, run.info.run_id, 3, 1_700_000_000_000, True)"
+    child, run_id = start_child(store, socket_path, SPOOL_AND_SIGKILL.format(record=record))
+    assert finish(child) == -signal.SIGKILL
+    (spool,) = Path(os.environ["TRACKD_SPOOL_DIR"]).glob("*.spool")
+    spool.rename(spool.with_name(spool.name.removesuffix(".spool") + ".undeliverable.spool"))
+    wait_for(lambda: daemon.status()["wills_waiting"] == 1, timeout=20, message="the will waiting for the spool set aside")
+    assert mlflow_run(store, run_id).info.status == "RUNNING"
+    assert cli_main(["sync", "--socket", str(socket_path)]) == 0
+    assert wait_until_no_will_is_pending(daemon)["runs_failed_for_exited_clients"] == 0
+    run = mlflow_run(store, run_id)
+    assert run.info.status == "FINISHED" and FAILURE_REASON_TAG not in run.data.tags

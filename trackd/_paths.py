@@ -32,6 +32,16 @@ SOCKET_MODE = 0o600
 # The longest socket path bind() and connect() take: sun_path holds 108 bytes on Linux and 104 on
 # macOS and the BSDs, the terminating NUL included.
 MAX_SOCKET_PATH_BYTES = 107 if sys.platform.startswith("linux") else 103
+# A spool file: ``<client id>.spool``; one the background delivery could not deliver for its own
+# sake is renamed to end in SET_ASIDE_SUFFIX and left to `trackd sync`. The daemon waits for either
+# before failing the runs of the process that wrote it (daemon/_wills.py).
+SPOOL_SUFFIX = ".spool"
+SET_ASIDE_SUFFIX = ".undeliverable" + SPOOL_SUFFIX
+
+
+def spool_paths(spool_path: str) -> tuple[str, str]:
+    """A client's spool file, and the name it has once set aside."""
+    return spool_path, spool_path.removesuffix(SPOOL_SUFFIX) + SET_ASIDE_SUFFIX
 
 
 class DaemonPaths(Frozen):

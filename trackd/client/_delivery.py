@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from .._paths import SET_ASIDE_SUFFIX, SPOOL_SUFFIX
 from .._struct import Value
 from ..errors import DaemonUnavailable, RemoteProtocolError
 from ..protocol import (
@@ -29,8 +30,9 @@ from ..protocol import (
 )
 from ._ledger import refused_message
 from ._outbox import client_logger, events, warn
-from ._spool import SET_ASIDE_SUFFIX, SPOOL_READ_SIZE, SPOOL_SUFFIX, SpoolDamaged, SpoolReader, _locked, spool_files
+from ._spool import SPOOL_READ_SIZE, SpoolDamaged, SpoolReader, _locked, spool_files
 from ._transport import handshake, make_hello
+
 
 class SyncResult(Value):
     """What delivering one spool file did (filled in as it goes)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from .._paths import check_private_directory, ensure_private_directory, temp_directory
+from .._paths import SET_ASIDE_SUFFIX, SPOOL_SUFFIX, check_private_directory, ensure_private_directory, temp_directory
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..protocol import (
     FRAME_HEADER_SIZE,
@@ -33,11 +33,10 @@ from ..protocol import (
 from ._outbox import events
 
 SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
-SPOOL_SUFFIX = ".spool"
-# A spool file the background delivery could not deliver (damaged, unreadable) is renamed to end
-# so: still a spool, which `trackd sync` tries again and reports, but no longer one every trackd
-# process tries (and failed) again in the background, without a word, each time it connected.
-SET_ASIDE_SUFFIX = ".undeliverable" + SPOOL_SUFFIX
+# SPOOL_SUFFIX, and SET_ASIDE_SUFFIX (in trackd/_paths.py, which the daemon reads too): a spool
+# file the background delivery could not deliver (damaged, unreadable) is renamed to end so: still
+# a spool, which `trackd sync` tries again and reports, but no longer one every trackd process
+# tries (and failed) again in the background, without a word, each time it connected.
 # Tries to open and lock a new spool file that `trackd sync` keeps removing as empty meanwhile.
 MAX_OPEN_TRIES = 10
 # A spool file is read this many bytes at a time, one frame after another: sending one again holds

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._paths import spool_paths
 from .._peer import peer_pid
 from ..errors import TrackdError
 from ..protocol import OwnedRuns
@@ -153,7 +154,8 @@ class Wills:
                 watching = True
                 live.append(will)
             elif will.session.applied_seq < will.session.received_seq or (
-                will.spool_path and os.path.exists(will.spool_path)
+                # Set aside (renamed) by a background delivery, it waits for `trackd sync` all the same.
+                will.spool_path and any(os.path.exists(path) for path in spool_paths(will.spool_path))
             ):
                 waiting += 1
             else:
