@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DeliveryError, InvalidArgument
@@ -279,7 +280,7 @@ def start_run(
     status to end_run(). A run that has ended, started again (a resumed job), is RUNNING again
     and ended by this process, as in MLflow (not by a rank other than 0).
     """
-    with _lock:
+    with _lock, ExitStack() as held:
         runs = _thread_runs()
         # A forked parent's runs (a fork Pool worker's) are where the child logs, not runs it
         # started: a trial's start_run() there starts its run, as MLflow's does in such a child.
@@ -326,6 +327,7 @@ def start_run(
             # the run rank 0 has just finished.
             resumed = existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
             if resumed:
+                held.enter_context(_lifecycle.sigterm_held())  # until the run is on the stack, ended by a SIGTERM
                 client.set_terminated(existing.run_id, "RUNNING", existing.end_time)
                 info = info.replace(status="RUNNING")
             # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first;
@@ -356,8 +358,10 @@ def start_run(
             if description is not None:
                 run_tags[NOTE_TAG] = description
             run_tags.update({k: str(v) for k, v in (tags or {}).items()})
+            experiment = experiment_id if experiment_id is not None else _current_experiment_id(client)
+            held.enter_context(_lifecycle.sigterm_held())  # until the run is on the stack, ended by a SIGTERM
             run = client.create_run(
-                experiment_id if experiment_id is not None else _current_experiment_id(client),
+                experiment,
                 tags=run_tags,
                 run_name=run_name,
                 run_id=run_id,

@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -54,8 +55,9 @@ CLOSING: set[Sender] = set()
 def _reset_in_forked_child() -> None:
     """Locks another thread may have held at the fork, the parent's SIGTERM watcher, and how a
     multiprocessing child will exit."""
-    global SENDERS_LOCK, _SIGTERM_LOCK, closed_at_exit
+    global SENDERS_LOCK, _SIGTERM_LOCK, closed_at_exit, _sigterm_held, _sigterm_pending
     SENDERS_LOCK = threading.RLock()
+    _sigterm_held, _sigterm_pending = False, None  # the main thread's hold, if another thread forked
     _SIGTERM_LOCK = threading.Lock()
     closed_at_exit = False  # the child exits on its own
     _forget_watch_in_child()
@@ -318,6 +320,34 @@ def _run_exit_hooks(status: str | None) -> None:
 REPEATED_SIGTERM_GRACE = 0.5
 _first_sigterm_at = 0.0
 
+# Whether the main thread is between queueing a run's creation (or its reopening) and putting it
+# on the stack the exit hooks end, and the SIGTERM that came meanwhile. The handler runs in the
+# main thread, between any two of its bytecodes: there it ended the runs on the stack, not that
+# one, and the run stayed RUNNING for ever (no will either: the will is added with the stack).
+_sigterm_held = False
+_sigterm_pending: int | None = None
+
+
+@contextmanager
+def sigterm_held() -> Iterator[None]:
+    """Main thread: a SIGTERM that comes inside the block is handled as the block ends.
+
+    Another thread needs no hold: the handler, in the main thread, waits for the fluent API's
+    lock, which that thread holds while it starts a run.
+    """
+    global _sigterm_held, _sigterm_pending
+    if _sigterm_held or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _sigterm_held = True
+    try:
+        yield
+    finally:
+        _sigterm_held = False
+        signum, _sigterm_pending = _sigterm_pending, None
+        if signum is not None:
+            _on_sigterm(signum, None)
+
 
 def _on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM (preemption, a launcher stopping its workers): end the runs KILLED, deliver, then die by the signal.
@@ -326,7 +356,10 @@ def _on_sigterm(signum: int, frame: object) -> None:
     buffered would be lost. This handler is installed only where SIGTERM had its default action,
     and it re-raises the signal afterwards, so the exit status stays "killed by SIGTERM".
     """
-    global _first_sigterm_at
+    global _first_sigterm_at, _sigterm_pending
+    if _sigterm_held:
+        _sigterm_pending = signum
+        return
     with _SIGTERM_LOCK:  # (see _nudge_on_sigterm)
         _first_sigterm_at = time.monotonic()
         signal.signal(signum, _on_repeated_sigterm)
