@@ -360,12 +360,7 @@ def start_run(
             run_tags.update({k: str(v) for k, v in (tags or {}).items()})
             experiment = experiment_id if experiment_id is not None else _current_experiment_id(client)
             held.enter_context(_lifecycle.sigterm_held())  # until the run is on the stack, ended by a SIGTERM
-            run = client.create_run(
-                experiment,
-                tags=run_tags,
-                run_name=run_name,
-                run_id=run_id,
-            )
+            run = client.create_run(experiment, tags=run_tags, run_name=run_name, run_id=run_id)
             shared = run_id is not None
             active = ActiveRun(run, owns=not shared or rank in (None, "", "0"), client=client)
         runs.append(active)
