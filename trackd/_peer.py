@@ -83,3 +83,20 @@ def peer_pid(sock: socket.socket) -> int | None:
         except OSError:
             return None
     return None
+
+
+def process_state(pid: int) -> tuple[str | None, int | None]:
+    """(state letter, start time in clock ticks since boot) of ``pid`` from /proc/<pid>/stat;
+    (None, None) where it cannot be read (no such process, not Linux).
+
+    A zombie ("Z") has exited and waits for its parent to reap it: signal 0 still finds it. The
+    start time tells a process from a later one given the same pid.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
+        fields = data[data.rindex(b")") + 2:].split()
+        return fields[0].decode("ascii", "replace"), int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None, None

@@ -29,7 +29,7 @@ from .client._outbox import events
 from .client._delivery import sync_spools
 from .client._spool import default_spool_dir, spool_files
 from .client._transport import DaemonRefused
-from ._peer import peer_pid, peer_uid
+from ._peer import peer_pid, peer_uid, process_state
 from .daemon._state import RATE_WINDOW
 from .errors import DaemonUnavailable
 
@@ -437,12 +437,7 @@ def _zombie(pid: int) -> bool:
 
     A daemon a client started is that client's child: until the client reaps it, signal 0 still
     finds it, and `trackd daemon stop` waited its whole timeout for a daemon long gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read()
-    except OSError:
-        return False
-    return fields[fields.rfind(b")") + 2:][:1] == b"Z"
+    return process_state(pid)[0] == "Z"
 
 
 if __name__ == "__main__":

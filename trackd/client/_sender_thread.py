@@ -338,12 +338,7 @@ class SenderThread(SenderState):
             owned, ahead, taken = self.will.snapshot(), len(self.buffer), 0
         # The window: what waits for its ack is bounded in events and in bytes (see _config),
         # the spool file's last batches sent again included.
-        while (
-            self.buffer
-            and self._drain_left != 0
-            and ledger.unacked_events + self._spill.in_flight()[0] < config.max_unacked_events
-            and ledger.unacked_bytes + self._spill.in_flight()[1] < config.max_unacked_bytes
-        ):
+        while self.buffer and self._drain_left != 0 and self._window_has_room():
             # Popped, encoded and kept as unacknowledged under one lock, so pending() never finds
             # a chunk in neither place (logging calls do not take it); the socket write is outside.
             with self._cond:
@@ -366,6 +361,15 @@ class SenderThread(SenderState):
         # Not all of it sent (the window is full, or the drop policy took some): the next cycle tells.
         if taken >= ahead and (news := self.will.news(owned)) is not None:
             self._send_event(news)
+
+    def _window_has_room(self) -> bool:
+        """Whether the batches waiting for their ack, the spool file's included, leave room for one more."""
+        events_out, bytes_out = self._spill.in_flight()
+        ledger, config = self._ledger, self.config
+        return (
+            ledger.unacked_events + events_out < config.max_unacked_events
+            and ledger.unacked_bytes + bytes_out < config.max_unacked_bytes
+        )
 
     def _encode_batch(self, records: list[Record]) -> bytes | None:
         """The next batch's frame, kept until acknowledged; None when there is nothing to send. Under the lock."""

@@ -307,7 +307,7 @@ class Spill:
         lost = spool.records_after(seq)
         self.stop_replay()
         spool.remove()
-        return lost, f"{events(lost, 'spooled to')} {spool.path} could not be read back ({exc}) and are lost"
+        return lost, _unreadable(lost, spool.path, exc)
 
     def cut_unreadable(self, exc: Exception, acked_seq: int) -> tuple[int, str]:
         """The rest of the spool file could not be read (``next_spooled`` raised ``exc``): cut it
@@ -324,7 +324,7 @@ class Spill:
             return self.lost_file(replay.last_read, exc)
         if spool.delivered_by(acked_seq):
             spool.remove()
-        return lost, f"{events(lost, 'spooled to')} {spool.path} could not be read back ({exc}) and are lost"
+        return lost, _unreadable(lost, spool.path, exc)
 
     def refuse(self, seq: int, acked_seq: int) -> int:
         """The daemon refused batch ``seq`` of the spool file whole (``BadBatch``): skip it from now
@@ -339,7 +339,7 @@ class Spill:
                 replay.events -= item[1]
                 replay.bytes -= item[2]
             self._forget_read_replay()
-        if spool is not None and records and not spool.records_after(acked_seq):
+        if spool is not None and records and spool.delivered_by(acked_seq):
             self.stop_replay()
             spool.remove()
         return records
@@ -419,3 +419,8 @@ class Spill:
 
     def _path(self) -> Path | None:
         return self._spool.path if self._spool is not None else None
+
+
+def _unreadable(lost: int, path: Path, exc: Exception) -> str:
+    """The sentence flush() reports for ``lost`` spooled records the file could not give back."""
+    return f"{events(lost, 'spooled to')} {path} could not be read back ({exc}) and are lost"

@@ -175,15 +175,18 @@ class Spool:
         if index < self._acked:  # an ack covered it (a later batch's): counted there too
             self.acked_records -= count
 
-    def batches_after(self, seq: int) -> int:
-        """Batches in the file after ``seq`` (those counted lost left out)."""
+    def _counts_after(self, seq: int) -> list[int]:
+        """The record counts of the batches in the file after ``seq``, those lost or refused left out."""
         gone = self._lost_seqs | self.refused
-        return sum(1 for batch_seq, _ in self._counts if batch_seq > seq and batch_seq not in gone)
+        return [count for batch_seq, count in self._counts if batch_seq > seq and batch_seq not in gone]
+
+    def batches_after(self, seq: int) -> int:
+        """Batches in the file after ``seq`` (those lost or refused left out)."""
+        return len(self._counts_after(seq))
 
     def records_after(self, seq: int) -> int:
-        """Records in the batches after ``seq`` (those counted lost left out)."""
-        gone = self._lost_seqs | self.refused
-        return sum(count for batch_seq, count in self._counts if batch_seq > seq and batch_seq not in gone)
+        """Records in the batches after ``seq`` (those lost or refused left out)."""
+        return sum(self._counts_after(seq))
 
     def delivered_by(self, seq: int) -> bool:
         """Whether an ack of ``seq`` covers every batch in the file that can be delivered."""

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._paths import spool_paths
-from .._peer import peer_pid
+from .._peer import peer_pid, process_state
 from ..errors import TrackdError
 from ..protocol import OwnedRuns
 
@@ -71,24 +71,12 @@ def watch(session: Session, sock: socket.socket | None) -> Will | None:
     pid = peer_pid(sock) if sock is not None else None
     if not pid:
         return None
-    return Will(session, pid, _process_state(pid)[1])
+    return Will(session, pid, process_state(pid)[1])
 
 
 def update(will: Will, event: OwnedRuns) -> None:
     """The client's latest set: it replaces the last one."""
     will.run_ids, will.spool_path = event.run_ids, event.spool_path
-
-
-def _process_state(pid: int) -> tuple[str | None, int | None]:
-    """(state letter, start time) from /proc/<pid>/stat; (None, None) where it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            data = file.read()
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
-        fields = data[data.rindex(b")") + 2:].split()
-        return fields[0].decode("ascii", "replace"), int(fields[19])
-    except (OSError, ValueError, IndexError):
-        return None, None
 
 
 def exited(will: Will) -> bool:
@@ -100,7 +88,7 @@ def exited(will: Will) -> bool:
     except OSError as exc:
         if exc.errno != errno.EPERM:  # EPERM: a process of another user has the pid; looked at below
             return False
-    state, started = _process_state(will.pid)
+    state, started = process_state(will.pid)
     if state in ("Z", "X"):
         return True
     return will.started is not None and started is not None and started != will.started
