@@ -16,6 +16,7 @@ from helpers import DaemonProcess, child_env, create_run_record, metric_records,
 
 from trackd import Client, ClientConfig
 from trackd.client._delivery import sync_spools
+from trackd.client._sender_state import SenderState
 from trackd.client._spool import SpoolReader
 from trackd.errors import TrackdError
 from trackd.protocol import (
@@ -209,13 +210,14 @@ def test_trackd_sync_delivers_every_whole_batch_of_a_large_spool_once_and_ignore
 
 class WindowWatcher:
     """A daemon that acknowledges what it received only once the client has stopped sending (its
-    window is full), and notes the most bytes the client had out at once. A real daemon
-    acknowledges as it writes, so how much a client sends unacknowledged cannot be seen there."""
+    window is full), and notes the most bytes (and events) the client had out at once. A real
+    daemon acknowledges as it writes, so how much a client sends unacknowledged cannot be seen there."""
 
     QUIET = 0.2  # no bytes for this long: the client waits for acks (an early ack only lowers the count)
 
     def __init__(self, path: Path) -> None:
         self.most_out = 0
+        self.most_events = 0
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(str(path))
         self._server.listen(4)
@@ -225,7 +227,7 @@ class WindowWatcher:
     def _serve(self) -> None:
         conn, _ = self._server.accept()
         conn.settimeout(self.QUIET)
-        protocol, out, last = Connection(Role.DAEMON), 0, 0
+        protocol, out, out_events, last = Connection(Role.DAEMON), 0, 0, 0
         with conn:
             while True:
                 try:
@@ -233,7 +235,7 @@ class WindowWatcher:
                 except TimeoutError:
                     if out:
                         conn.sendall(protocol.send(Ack(seq=last)))
-                        out = 0
+                        out = out_events = 0
                     continue
                 if not data:
                     return
@@ -243,12 +245,13 @@ class WindowWatcher:
                         welcome = Welcome(protocol_version=PROTOCOL_VERSION, daemon_pid=os.getpid(), resume_seq=0)
                         conn.sendall(protocol.send(welcome))
                     elif isinstance(event, Batch):
-                        out, last = out + protocol.last_frame_size, event.seq
+                        out, out_events, last = out + protocol.last_frame_size, out_events + event.events, event.seq
                         self.most_out = max(self.most_out, out)
+                        self.most_events = max(self.most_events, out_events)
                     elif isinstance(event, Flush):
                         done = FlushDone(request_id=event.request_id, acked_seq=last)
                         conn.sendall(protocol.send(Ack(seq=last)) + protocol.send(done))
-                        out = 0
+                        out = out_events = 0
 
     def close(self) -> None:
         self._server.close()
@@ -275,6 +278,34 @@ def test_the_spools_last_batches_count_in_the_window_until_acknowledged(socket_p
         finally:
             watcher.close()
     assert watcher.most_out <= window + artifact + 4096, watcher.most_out
+
+
+def test_batches_kept_in_memory_beside_a_spool_file_that_cannot_be_written_are_resent_within_the_window(
+    socket_path: Path, store: Path, tmp_path: Path
+) -> None:
+    # No spool file can be written (its folder is a file): the spill cut the buffer into batches and
+    # kept them in memory. A reconnect sent every one of them at once, six windows' worth, where
+    # the client promises one (and the batch that crossed it).
+    window, points = 10_000, 60_000
+    unspoolable = tmp_path / "spool"
+    unspoolable.write_text("not a directory")
+    config = ClientConfig(
+        socket_path=socket_path, autostart=False, connect_timeout=0.5, spool_dir=unspoolable,
+        max_buffered=2 * points, max_unacked_events=window,
+    )
+    with Client(store, config=config) as client:
+        run_id = client.create_run().info.run_id
+        for step in range(points):
+            client.log_metric(run_id, "loss", float(step), step=step)
+        with pytest.raises(TrackdError, match="cannot be spooled"):
+            client.flush(timeout=5)
+        assert client.stats()["unacked_batches"] >= points // SenderState.MAX_RECORDS_PER_BATCH
+        watcher = WindowWatcher(socket_path)
+        try:
+            client.flush(timeout=60)
+        finally:
+            watcher.close()
+    assert watcher.most_events <= window + SenderState.MAX_RECORDS_PER_BATCH, watcher.most_events
 
 
 @pytest.mark.timeout(240)

@@ -27,7 +27,7 @@ class Ledger:
 
     __slots__ = (
         "_failed_events", "_failures", "_next_request_id", "_warned_codes", "acked_seq", "in_flight",
-        "outgoing", "rejected", "seq", "unacked", "unacked_bytes", "unacked_events",
+        "outgoing", "rejected", "seq", "unacked", "unacked_bytes", "unacked_events", "unsent", "unsent_bytes", "unsent_events",
     )
 
     def __init__(self) -> None:
@@ -36,6 +36,11 @@ class Ledger:
         self.unacked: collections.deque[tuple[int, bytes, int]] = collections.deque()  # (seq, frame, records)
         self.unacked_bytes = 0
         self.unacked_events = 0  # records in those batches (a metric series counts its points)
+        # The last ``unsent`` of them are not sent on this connection yet (see ``resend_all``), and
+        # hold these records and bytes: the window counts only the others.
+        self.unsent = 0
+        self.unsent_events = 0
+        self.unsent_bytes = 0
         self.outgoing: collections.deque[Request] = collections.deque()  # not sent yet
         self.in_flight: dict[int, Request] = {}  # sent, or a flush barrier behind its batches
         self.rejected = 0
@@ -82,7 +87,11 @@ class Ledger:
         return self.seq
 
     def sent(self, seq: int, frame: bytes, records: int) -> None:
-        """Keep batch ``seq`` (``records`` records, encoded as ``frame``) until the daemon acknowledges it."""
+        """Keep batch ``seq`` (``records`` records, encoded as ``frame``) until the daemon acknowledges it.
+
+        Sent on this connection: after every batch kept before it was resent (``next_unsent``).
+        """
+        assert not self.unsent, "a new batch would overtake the unacknowledged ones still to be resent"
         self.seq = seq
         self.unacked.append((seq, frame, records))
         self.unacked_bytes += len(frame)
@@ -92,9 +101,33 @@ class Ledger:
         """Drop batches up to ``seq`` from the resend queue: the daemon has written them."""
         self.acked_seq = max(self.acked_seq, seq)
         while self.unacked and self.unacked[0][0] <= seq:
-            _, frame, records = self.unacked.popleft()
-            self.unacked_bytes -= len(frame)
-            self.unacked_events -= records
+            _, frame, records = self.unacked[0]
+            self._forget(0, frame, records)  # perhaps before it was resent: the daemon wrote it before the break
+            self.unacked.popleft()
+
+    def resend_all(self) -> None:
+        """A new connection: every batch kept is to be sent again (``next_unsent``), and none counts
+        in the window until it is."""
+        self.unsent, self.unsent_events, self.unsent_bytes = len(self.unacked), self.unacked_events, self.unacked_bytes
+
+    def next_unsent(self) -> bytes | None:
+        """The frame of the oldest batch kept but not sent on this connection yet, counted in the
+        window from now on; None once every one is sent."""
+        if not self.unsent:
+            return None
+        _, frame, records = self.unacked[len(self.unacked) - self.unsent]
+        self._leave_unsent(frame, records)
+        return frame
+
+    def window(self) -> tuple[int, int]:
+        """Records and bytes of the batches sent on this connection and not acknowledged yet."""
+        return self.unacked_events - self.unsent_events, self.unacked_bytes - self.unsent_bytes
+
+    def _leave_unsent(self, frame: bytes, records: int) -> None:
+        """A batch still to be resent leaves that count (sent, acknowledged first, or refused)."""
+        self.unsent -= 1
+        self.unsent_events -= records
+        self.unsent_bytes -= len(frame)
 
     def take_unacked(self) -> list[tuple[int, bytes, int]]:
         """Remove and return every unacknowledged batch, oldest first (they go to the spool)."""
@@ -102,6 +135,7 @@ class Ledger:
         self.unacked.clear()
         self.unacked_bytes = 0
         self.unacked_events = 0
+        self.unsent = self.unsent_events = self.unsent_bytes = 0
         return batches
 
     def restore_unacked(self, batches: list[tuple[int, bytes, int]]) -> None:
@@ -153,9 +187,8 @@ class Ledger:
         seq = event.seq
         for index, (kept_seq, frame, records) in enumerate(self.unacked):
             if kept_seq == seq:
+                self._forget(index, frame, records)
                 del self.unacked[index]
-                self.unacked_bytes -= len(frame)
-                self.unacked_events -= records
                 break
         else:
             records = spooled(seq)
@@ -172,16 +205,24 @@ class Ledger:
         the gap in sequence numbers.
         """
         kept: collections.deque[tuple[int, bytes, int]] = collections.deque()
-        for seq, frame, records in self.unacked:
+        first_unsent = len(self.unacked) - self.unsent
+        for index, (seq, frame, records) in enumerate(self.unacked):
             try:
                 decode_body(frame[FRAME_HEADER_SIZE:])
             except LocalProtocolError as exc:
-                self.unacked_bytes -= len(frame)
-                self.unacked_events -= records
+                self._forget(index, frame, records, first_unsent)
                 self.refuse(records, refused_message(seq, records, str(exc)))
             else:
                 kept.append((seq, frame, records))
         self.unacked = kept
+
+    def _forget(self, index: int, frame: bytes, records: int, first_unsent: int | None = None) -> None:
+        """Take the ``index``-th kept batch out of the counts (the caller removes it from ``unacked``);
+        ``first_unsent``: the index of the first batch still to be resent, if not as ``unacked`` is now."""
+        self.unacked_bytes -= len(frame)
+        self.unacked_events -= records
+        if index >= (len(self.unacked) - self.unsent if first_unsent is None else first_unsent):
+            self._leave_unsent(frame, records)
 
     def _complete(self, request_id: int, *, result: Event | None = None, error: TrackdError | None = None) -> None:
         req = self.in_flight.pop(request_id, None)

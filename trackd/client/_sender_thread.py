@@ -160,6 +160,7 @@ class SenderThread(SenderState):
             self._protocol = protocol
             self.will.connected()  # sent again after what is resent, by _send_buffer
             self._ack(welcome.resume_seq)
+            self._ledger.resend_all()  # after the spool file, within the window (see _send_spooled)
             try:
                 spooled = self._spill.replay(welcome.resume_seq)
             except (OSError, RemoteProtocolError) as exc:
@@ -193,18 +194,22 @@ class SenderThread(SenderState):
         self._spill.deliver_orphans_once()
 
     def _send_spooled(self) -> None:
-        """After a reconnect: send the spool file again while the window has room, then what
-        waited behind it, the unacknowledged batches and the requests sent to the lost daemon.
+        """After a reconnect: send the spool file again, then what waited behind it, the
+        unacknowledged batches and the requests sent to the lost daemon, all within the window.
 
         In that order because the daemon skips a batch numbered below one it received. Read a frame
         at a time as acks make room, a spool of gigabytes costs one frame, and acks and give-ups
         are heard meanwhile (the whole file used to be read, and sent, in one go while connecting).
+        The unacknowledged batches follow in the same window, a batch at a time as acks make room:
+        they went all at once after the spool, a second window's worth beside its last frames (or
+        a whole buffer's, cut into batches by a spill the spool file refused). The requests go once
+        they are all sent: a flush barrier must follow them, and acks keep making room, so they wait
+        for acks, never for ever.
         """
-        transport, protocol, config = self._transport, self._protocol, self.config
+        transport, protocol = self._transport, self._protocol
         assert transport is not None and protocol is not None
         while True:
-            events_out, bytes_out = self._spill.in_flight()
-            if events_out >= config.max_unacked_events or bytes_out >= config.max_unacked_bytes:
+            if not self._window_has_room():
                 return  # its acks wake the next cycle
             try:
                 frame = self._spill.next_spooled()
@@ -219,11 +224,15 @@ class SenderThread(SenderState):
             if frame is None:
                 break
             transport.send(frame)
-        with self._cond:
-            self._behind_spool = False
-            resend = [frame for _, frame, _ in self._ledger.unacked]
-            in_flight = sorted(self._ledger.in_flight.values(), key=lambda r: r.request_id)
-        for frame in resend:
+        while True:
+            with self._cond:
+                if not self._window_has_room():
+                    return
+                frame = self._ledger.next_unsent()
+                if frame is None:
+                    self._behind_spool = False
+                    in_flight = sorted(self._ledger.in_flight.values(), key=lambda r: r.request_id)
+                    break
             transport.send(frame)
         for req in in_flight:
             transport.send(protocol.send(req.build(req.request_id)))
@@ -363,12 +372,14 @@ class SenderThread(SenderState):
             self._send_event(news)
 
     def _window_has_room(self) -> bool:
-        """Whether the batches waiting for their ack, the spool file's included, leave room for one more."""
-        events_out, bytes_out = self._spill.in_flight()
-        ledger, config = self._ledger, self.config
+        """Whether the batches sent on this connection and waiting for their ack, the spool file's
+        included, leave room for one more (those still to be resent after a reconnect do not count)."""
+        spooled_events, spooled_bytes = self._spill.in_flight()
+        events_out, bytes_out = self._ledger.window()
+        config = self.config
         return (
-            ledger.unacked_events + events_out < config.max_unacked_events
-            and ledger.unacked_bytes + bytes_out < config.max_unacked_bytes
+            events_out + spooled_events < config.max_unacked_events
+            and bytes_out + spooled_bytes < config.max_unacked_bytes
         )
 
     def _encode_batch(self, records: list[Record]) -> bytes | None:
