@@ -373,6 +373,14 @@ def _undecodable_batch(seq: int, run_id: str) -> Batch:
     return Batch.of_checked_records(seq, [(RecordKind.ARTIFACT.value, run_id, "w.bin", None, "/tmp/w.bin", (1, "x"))], 1)
 
 
+def _the_failure_the_next_flush_reports(client: Client) -> str:
+    """The one item that ``client.flush()`` reports will not be written (it raises DeliveryError)."""
+    with pytest.raises(DeliveryError) as caught:
+        client.flush(timeout=60)
+    (failure,) = caught.value.failures
+    return failure
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("alone", [False, True], ids=["between-others", "alone"])
 def test_a_batch_no_daemon_can_decode_costs_its_spool_only_its_own_events(
@@ -399,9 +407,7 @@ def test_a_batch_no_daemon_can_decode_costs_its_spool_only_its_own_events(
             client.flush(timeout=30)
         daemon = DaemonProcess(socket_path).start()
         try:
-            with pytest.raises(DeliveryError) as caught:
-                client.flush(timeout=30)
-            (failure,) = caught.value.failures
+            failure = _the_failure_the_next_flush_reports(client)
             assert re.match(r"spooled batch \d+ \(1 event\) is lost: the batch at byte \d+ of spool file .* cannot be decoded: ", failure)
             assert [m.step for m in client.get_metric_history(run_id, "loss")] == steps
             # Delivered (or lost) whole, the file goes: also when no ack will come for its last batch.
@@ -409,6 +415,43 @@ def test_a_batch_no_daemon_can_decode_costs_its_spool_only_its_own_events(
         finally:
             client.close()
             assert daemon.stop() == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_batch_that_cannot_be_encoded_for_the_spool_costs_only_its_own_records_and_is_reported(
+    socket_path: Path, store: Path, tmp_path: Path
+) -> None:
+    # A file whose name is not UTF-8 passes log_artifact's checks, and its record cannot be packed.
+    # Spooling raised there: the records taken from the buffer so far were lost without a word,
+    # the flush behind them waited out its timeout, and the rest went on without them.
+    mlflow = pytest.importorskip("mlflow")
+    points = 25_000  # each side of the artifact more than a batch (10,000 records)
+    odd = tmp_path / os.fsdecode(b"notes-\xff.txt")
+    odd.write_text("not UTF-8 in its name")
+    config = ClientConfig(socket_path=socket_path, autostart=False, connect_timeout=0.5, spool_dir=tmp_path / "spool")
+    with Client(store, config=config) as client:
+        run_id = client.create_run("0").info.run_id
+        for step in range(points):
+            client.log_metric(run_id, "loss", float(step), step=step)
+        client.log_artifact(run_id, str(odd))
+        for step in range(points, 2 * points):
+            client.log_metric(run_id, "loss", float(step), step=step)
+        with pytest.raises(DaemonUnavailable, match="spooled"):
+            client.flush(timeout=30)
+        daemon = DaemonProcess(socket_path).start()
+        try:
+            failure = _the_failure_the_next_flush_reports(client)
+            assert re.match(r"\d+ records could not be encoded and were not sent: .*UnicodeEncodeError", failure), failure
+            lost = int(failure.split()[0])
+            steps = [m.step for m in mlflow.MlflowClient(tracking_uri=str(store)).get_metric_history(run_id, "loss")]
+            assert len(steps) == len(set(steps)) == 2 * points - (lost - 1)  # the artifact was one of them
+            assert steps[0] == 0 and steps[-1] == 2 * points - 1 and lost < points
+            client.log_metric(run_id, "after", 1.0)  # the sender goes on
+            client.flush(timeout=30)
+            assert client.pending() == 0 and _spool_files(tmp_path / "spool") == []
+        finally:
+            client.close()
+            assert daemon.stop() == 0, daemon.log()
 
 
 def _spool_with_an_undecodable_batch(spool_dir: Path, store: Path, run_id: str) -> tuple[Path, int]:

@@ -13,9 +13,10 @@ import collections
 import os
 import threading
 import time
+from collections.abc import Callable
 
-from ..errors import DaemonUnavailable
-from ..protocol import Connection, Record, encode_frame
+from ..errors import DaemonUnavailable, LocalProtocolError
+from ..protocol import Connection, Event, Record, encode_frame
 from ._config import ClientConfig
 from ._ledger import Ledger
 from ._outbox import BARRIER, Request, batch_of, events, inline_size, next_chunk, warn
@@ -223,9 +224,10 @@ class SenderState:
             size = 0
             while self.buffer and self._drain_left != 0 and failure is None:
                 records, barrier = self._next_chunk()
-                if records:
-                    seq = self._ledger.next_seq()
-                    batches.append((seq, frame := encode_frame(batch_of(seq, records)), len(records)))
+                # A batch that cannot be encoded costs its own records, counted and reported as
+                # when sending (it raised out of here, and the records taken so far were lost uncounted).
+                if records and (frame := self._encode(self._ledger.seq + 1, records, encode_frame)) is not None:
+                    batches.append((self._ledger.next_seq(), frame, len(records)))
                     size += len(frame)
                 if barrier is not None:
                     barriers.append(barrier)
@@ -250,6 +252,19 @@ class SenderState:
             return
         # A flush cannot complete without a daemon: it returns with the spool's whereabouts instead.
         self._fail_requests(barriers, self._spill.spooled_error(reason))
+
+    def _encode(self, seq: int, records: list[Record], encode: Callable[[Event], bytes]) -> bytes | None:
+        """The frame of batch ``seq`` of ``records`` (``encode``: the connection's send, or
+        encode_frame for the spool file); None when it cannot be encoded, its records then counted
+        as refused for the next flush() to report. Under the lock.
+
+        The call sites' checks should make this impossible; if not, say what was lost, never hide it.
+        """
+        try:
+            return encode(batch_of(seq, records))
+        except LocalProtocolError as exc:
+            self._ledger.refuse(len(records), f"{len(records)} records could not be encoded and were not sent: {exc}")
+            return None
 
     def _abandon(self, reason: DaemonUnavailable) -> None:
         """A flush gave the daemon up (the connection is closed already): spool what it holds.

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 
-from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
+from ..errors import DaemonUnavailable, RemoteProtocolError
 from ..protocol import NEED_DATA, Ack, BadBatch, ConnectionClosed, Dropped, ErrorCode, Event, Record
 from ._launcher import DaemonCannotStart, start_daemon
-from ._outbox import batch_of, events, log_exception, warn
+from ._outbox import events, log_exception, warn
 from ._sender_state import SenderState
 from ._transport import DaemonRefused, empty_pipe, gave_up_error, handshake, make_hello, readable
 
@@ -386,14 +386,10 @@ class SenderThread(SenderState):
         """The next batch's frame, kept until acknowledged; None when there is nothing to send. Under the lock."""
         if not records:
             return None
-        assert self._protocol is not None
+        protocol = self._protocol
+        assert protocol is not None
         seq = self._ledger.seq + 1
-        try:
-            frame = self._protocol.send(batch_of(seq, records))
-        except LocalProtocolError as exc:
-            # Call-site checks should make this impossible; if not, say what was lost, never hide it.
-            self._ledger.refuse(len(records), f"{len(records)} records could not be encoded and were not sent: {exc}")
-            return None
-        self._ledger.sent(seq, frame, len(records))
+        frame = self._encode(seq, records, protocol.send)
+        if frame is not None:
+            self._ledger.sent(seq, frame, len(records))
         return frame
-
