@@ -16,7 +16,7 @@ from helpers import DaemonProcess, child_env, create_run_record, metric_records,
 
 from trackd import Client, ClientConfig, DeliveryError
 from trackd.client._delivery import sync_spools
-from trackd.client._spool import _names
+from trackd.client._spool import SpoolReader, _names
 from trackd.errors import DaemonUnavailable
 from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, Record, RecordKind, encode_frame
 from trackd.store import StoreReader
@@ -522,7 +522,9 @@ def test_a_spool_the_background_delivery_cannot_read_is_said_once_and_left_to_tr
 ) -> None:
     # Its header damaged, it failed without a word, and every trackd process tried it again.
     spool_dir = tmp_path / "spool"
-    spool = _old_spool(spool_dir, store, "0123456789abcdef0123456789abcdef")
+    run_id = "0123456789abcdef0123456789abcdef"
+    spool = _old_spool(spool_dir, store, run_id)
+    hello_and_batch = spool.read_bytes()
     with spool.open("ab") as damaged:
         damaged.write(b"\xff" * 8)  # a frame header announcing 4 GiB
     env = _env(daemon, store, spool_dir)
@@ -530,9 +532,16 @@ def test_a_spool_the_background_delivery_cannot_read_is_said_once_and_left_to_tr
     assert first.returncode == 0, first.stderr
     aside = spool_dir / "gone.undeliverable.spool"
     [line] = [line for line in first.stderr.splitlines() if "exited process" in line]
-    assert line.startswith(f"trackd: could not deliver the spool of an exited process: Spool file {spool} is damaged at byte ")
+    assert line.startswith(
+        f"trackd: delivered 1 batches of the spool of an exited process, but not the rest: Spool file {spool} is damaged "
+        f"at byte {len(hello_and_batch)}: "
+    ), line
     assert f"it is set aside as {aside}" in line and "`trackd sync`" in line
     assert _spool_files(spool_dir) == [aside]
+    # The batch before the damage is delivered, and left out of the file set aside: its Hello and the 8 bytes.
+    assert [m.step for m in StoreReader(store).get_metric_history(run_id, "loss")] == [0, 1, 2]
+    with SpoolReader(aside.open("rb"), aside) as reader:
+        assert reader.hello.client_id == "gone" and aside.read_bytes() == hello_and_batch[: reader.hello_size] + b"\xff" * 8
     second = run_python(_TRIES_ORPHANS, env)
     assert second.returncode == 0 and second.stdout.split() == ["False"], second  # not tried again in the background
     sync = subprocess.run(

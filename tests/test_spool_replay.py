@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, child_env, create_run_record, metric_records, wait_for
+from helpers import DaemonProcess, child_env, create_run_record, metric_records, short_socket_path, wait_for
 
 from trackd import Client, ClientConfig
 from trackd.client._delivery import sync_spools
@@ -206,6 +206,51 @@ def test_trackd_sync_delivers_every_whole_batch_of_a_large_spool_once_and_ignore
     (again,) = sync_spools(spool_dir, daemon.paths.socket, timeout=60)
     assert again.error is None and again.batches == 0, again
     assert _steps(store, run_id) == list(range(batches * per_batch))
+
+
+@pytest.mark.timeout(120)
+def test_trackd_sync_delivers_a_spool_damaged_in_the_middle_once_and_sets_aside_only_what_cannot_be_read(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # `trackd sync` sent the batches before the damage, said the file was "not delivered" and kept
+    # it whole, and every sync sent them again: a daemon that no longer knew the client (its
+    # journal is beside the socket, in $XDG_RUNTIME_DIR, which a reboot empties) wrote them twice.
+    mlflow = pytest.importorskip("mlflow")
+    run_id = "00112233445566778899aabbccddee11"
+    hello = encode_frame(Hello(protocol_version=PROTOCOL_VERSION, client_id="torn", pid=1, host=socket.gethostname(), store_root=str(store)))
+    before = encode_frame(Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 3)]))
+    before += encode_frame(Batch(seq=2, records=metric_records(run_id, "loss", 5)[3:]))
+    rest = b"\xff" * FRAME_HEADER_SIZE + encode_frame(Batch(seq=3, records=metric_records(run_id, "late", 2)))
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    spool, aside = spool_dir / "torn.spool", spool_dir / "torn.undeliverable.spool"
+    spool.write_bytes(hello + before + rest)
+
+    def sync(socket_path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(socket_path), "--spool-dir", str(spool_dir)],
+            env=child_env(socket_path), capture_output=True, text=True, timeout=60,
+        )
+
+    first = sync(daemon.paths.socket)
+    assert first.returncode == 1 and f"{spool}: delivered 2 batches of client torn, but not the rest" in first.stdout, first
+    assert first.stderr.startswith(
+        f"{spool}: the rest is not delivered: Spool file {spool} is damaged at byte {len(hello + before)}: "
+    ), first.stderr
+    assert f"the {len(rest)} bytes from there on cannot be read; set aside as {aside}" in first.stderr, first.stderr
+    assert sorted(spool_dir.iterdir()) == [aside] and aside.read_bytes() == hello + rest
+    # A daemon with no memory of the client (as after a reboot): nothing is sent twice.
+    forgetful = DaemonProcess(short_socket_path()).start()
+    try:
+        again = sync(forgetful.paths.socket)
+    finally:
+        assert forgetful.stop() == 0, forgetful.log()
+    assert again.returncode == 1 and "delivered" not in again.stdout, again
+    assert f"{aside}: not delivered: Spool file {aside} is damaged at byte {len(hello)}: " in again.stderr, again.stderr
+    assert sorted(spool_dir.iterdir()) == [aside] and aside.read_bytes() == hello + rest
+    reader = mlflow.MlflowClient(tracking_uri=str(store))
+    assert [m.step for m in reader.get_metric_history(run_id, "loss")] == [0, 1, 2, 3, 4]
+    assert reader.get_metric_history(run_id, "late") == []
 
 
 class WindowWatcher:

@@ -401,7 +401,10 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
     for result in results:
         if result.error:
             failed = True
-            print(f"{result.path}: not delivered: {result.error}", file=sys.stderr)
+            if result.batches:  # those before the damage: the rest is not
+                print(f"{result.path}: delivered {result.batches} batches of client {result.client_id}, but not the rest")
+            aside = f"; set aside as {result.aside}" if result.aside not in (None, result.path) else ""
+            print(f"{result.path}: {'the rest is ' if result.batches else ''}not delivered: {result.error}{aside}", file=sys.stderr)
         elif result.skipped:
             print(f"{result.path}: left alone, its process is still running and delivers it itself")
         elif result.gone:
@@ -415,10 +418,10 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
             )
         else:
             print(f"{result.path}: delivered {result.batches} batches of client {result.client_id}")
-            for rejection in result.rejected:
-                print(f"  refused by the store: {rejection}", file=sys.stderr)
-            for reason in result.undecodable:
-                print(f"  lost, not delivered: {reason}", file=sys.stderr)
+        for rejection in result.rejected:
+            print(f"  refused by the store: {rejection}", file=sys.stderr)
+        for reason in result.undecodable:
+            print(f"  lost, not delivered: {reason}", file=sys.stderr)
     return 1 if failed else 0
 
 

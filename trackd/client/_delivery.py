@@ -30,7 +30,7 @@ from ..protocol import (
 )
 from ._ledger import refused_message
 from ._outbox import client_logger, events, warn
-from ._spool import SPOOL_READ_SIZE, SpoolDamaged, SpoolReader, _locked, spool_files
+from ._spool import SPOOL_READ_SIZE, SpoolDamaged, SpoolReader, _locked, _write_all, spool_files
 from ._transport import handshake, make_hello
 
 
@@ -39,6 +39,7 @@ class SyncResult(Value):
 
     __slots__ = (
         "path", "client_id", "batches", "skipped", "other_host", "rejected", "undecodable", "error", "file_fault", "empty", "gone",
+        "aside",
     )
 
     def __init__(
@@ -59,8 +60,10 @@ class SyncResult(Value):
         self.undecodable: list[str] = []
         self.error = error
         # The error is the file's (damaged, unreadable, not this user's), not the daemon's: the
-        # same again on every try.
+        # same again on every try. Such a file is set aside, at ``aside`` (None: it could not be
+        # renamed), holding only what could not be delivered; ``batches`` were delivered before it.
         self.file_fault = False
+        self.aside: Path | None = None
 
 
 def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_host: bool = False) -> SyncResult:
@@ -93,8 +96,9 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
                     return result
                 before = len(refused)
                 try:
-                    _send_spool(reader, socket_path, result, sent, refused, timeout=timeout)
+                    damage = _send_spool(reader, socket_path, result, sent, refused, timeout=timeout)
                     result.undecodable = [reason for _, reason in reader.undecodable]
+                    kept = (reader.hello_size, reader.offset)  # its Hello, and where the damage starts
                     break
                 except DaemonUnavailable:
                     # The daemon refused a batch whole (BadBatch) and closed the connection: once
@@ -102,19 +106,61 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
                     # here, and every later sync sent the file again, refused again.
                     if len(refused) == before:
                         raise
-        path.unlink()
-    result.rejected.extend(refused.values())
+        result.rejected.extend(refused.values())
+        if damage is None:
+            path.unlink()
+        else:
+            _keep_the_rest(fd, path, result, damage, *kept)
     return result
+
+
+def _keep_the_rest(fd: int, path: Path, result: SyncResult, damage: SpoolDamaged, hello_size: int, damaged_at: int) -> None:
+    """The spool file at ``path`` (open as ``fd``) is damaged at byte ``damaged_at`` and what came
+    before is delivered: set aside only its Hello and the unreadable rest, which nothing can
+    deliver (the damaged header took the length of its frame with it).
+
+    The whole file was kept, and every `trackd sync` sent its first batches again: a daemon that
+    no longer knew the client (its journal is beside the socket, which a reboot may empty) wrote
+    them twice. The background delivery sets such a file aside the same way.
+    """
+    size = os.fstat(fd).st_size
+    result.error = f"{damage}; the {size - damaged_at} bytes from there on cannot be read"
+    result.file_fault = True
+    aside = _aside_path(path)
+    try:
+        if damaged_at > hello_size:
+            tmp = aside.with_name(f".{aside.name}.tmp")  # not a spool file by its name (see spool_files)
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                for start, end in ((0, hello_size), (damaged_at, size)):
+                    while start < end:
+                        chunk = os.pread(fd, min(SPOOL_READ_SIZE, end - start), start)
+                        if not chunk:
+                            break  # cut short since (cannot happen: the file is locked)
+                        _write_all(out, chunk)
+                        start += len(chunk)
+            finally:
+                os.close(out)
+            os.replace(tmp, aside)
+            if aside != path:
+                path.unlink()
+        elif aside != path:
+            os.rename(path, aside)
+    except OSError as exc:
+        result.error += f", and it could not be set aside as {aside} ({exc})"
+        return
+    result.aside = aside
 
 
 def _send_spool(
     reader: SpoolReader, socket_path: Path, result: SyncResult, sent: dict[int, int], refused: dict[int, str], *, timeout: float
-) -> None:
+) -> SpoolDamaged | None:
     """Send the batches of ``reader`` that the daemon does not hold, then wait until it wrote them.
 
     ``sent`` counts the records of each batch sent. ``refused`` holds the batches the daemon
     refused whole, with the sentence that says so: not sent, and added to when the daemon names
-    another (it closes the connection then).
+    another (it closes the connection then). Returns where the file is damaged, if it is: the
+    batches before that are sent and written all the same (``reader.offset`` is where it starts).
     """
     # A Hello of this version: the frames decoded with today's protocol, so they are valid now,
     # and a spool written by an older trackd is delivered after an upgrade instead of refused.
@@ -123,16 +169,20 @@ def _send_spool(
     try:
         # Bounded like the wait below: a daemon that stops reading (SIGSTOP, a store whose
         # backlog is full) held `trackd sync --timeout 3` in a send for ever, and the lock with it.
-        for seq, records, frame in reader.batches():
-            if seq > welcome.resume_seq and seq not in refused:
-                transport.send(frame, timeout=timeout)
-                sent[seq] = records
-                result.batches = len(sent.keys() - refused.keys())
-                # Its acks are read as they come: a daemon stops reading a connection that leaves
-                # more than a bound of replies unread, and the send above would then wait in vain.
-                while (data := transport.receive_available()) is not None:
-                    protocol.receive_data(data)
-                    _take_replies(protocol, reader.path, result, refused, sent)
+        damage = None
+        try:
+            for seq, records, frame in reader.batches():
+                if seq > welcome.resume_seq and seq not in refused:
+                    transport.send(frame, timeout=timeout)
+                    sent[seq] = records
+                    result.batches = len(sent.keys() - refused.keys())
+                    # Its acks are read as they come: a daemon stops reading a connection that leaves
+                    # more than a bound of replies unread, and the send above would then wait in vain.
+                    while (data := transport.receive_available()) is not None:
+                        protocol.receive_data(data)
+                        _take_replies(protocol, reader.path, result, refused, sent)
+        except SpoolDamaged as exc:
+            damage = exc
         transport.send(protocol.send(Flush(request_id=1)), timeout=timeout)
         deadline = time.monotonic() + timeout
         while not _take_replies(protocol, reader.path, result, refused, sent):
@@ -143,6 +193,7 @@ def _send_spool(
                 protocol.receive_data(data)
     finally:
         transport.close()
+    return damage
 
 
 def _take_replies(protocol: Connection, path: Path, result: SyncResult, refused: dict[int, str], sent: dict[int, int]) -> bool:
@@ -163,14 +214,14 @@ def _take_replies(protocol: Connection, path: Path, result: SyncResult, refused:
 
 def sync_spools(
     directory: Path, socket_path: Path, *, timeout: float = 60.0, exclude: Path | None = None, any_host: bool = False,
-    set_aside: bool = False,
+    skip_set_aside: bool = False,
 ) -> list[SyncResult]:
     """Deliver every spool file in ``directory`` whose client is gone (and, unless ``any_host``,
-    that was written on this host); errors are reported per file. ``set_aside`` (the background
-    delivery): skip the files set aside (SET_ASIDE_SUFFIX), and set aside those that fail for a
-    reason of their own, ``path`` in their result naming them under their new name."""
+    that was written on this host); errors are reported per file, and a file that fails for a
+    reason of its own is set aside (``SyncResult.aside``), by `trackd sync` and the background
+    delivery alike. ``skip_set_aside`` (the background delivery): skip the files set aside."""
     results = []
-    for path in _deliverable(directory, exclude) if set_aside else spool_files(directory):
+    for path in _deliverable(directory, exclude) if skip_set_aside else spool_files(directory):
         if exclude is not None and path == exclude:
             continue
         try:
@@ -184,8 +235,8 @@ def sync_spools(
             # A daemon that went away or replied nonsense may do better next time; a file that
             # cannot be read (SpoolDamaged, an OSError: the socket's are DaemonUnavailable) will not.
             result.file_fault = isinstance(exc, (SpoolDamaged, OSError))
-            if set_aside and result.file_fault:
-                result.path = _set_aside(path)
+            if result.file_fault:
+                result.aside = _set_aside(path)
             results.append(result)
     return results
 
@@ -195,16 +246,21 @@ def _deliverable(directory: Path, exclude: Path | None) -> list[Path]:
     return [p for p in spool_files(directory) if p != exclude and not p.name.endswith(SET_ASIDE_SUFFIX)]
 
 
-def _set_aside(path: Path) -> Path:
-    """Rename the spool file at ``path`` to end in SET_ASIDE_SUFFIX; its new path (the old one if
-    it cannot be renamed)."""
-    aside = path.with_name(path.name.removesuffix(SPOOL_SUFFIX) + SET_ASIDE_SUFFIX)
+def _aside_path(path: Path) -> Path:
+    """The name of the spool file at ``path`` once set aside (its own, if it is)."""
+    return path.with_name(path.name.removesuffix(SET_ASIDE_SUFFIX).removesuffix(SPOOL_SUFFIX) + SET_ASIDE_SUFFIX)
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Rename the spool file at ``path`` to end in SET_ASIDE_SUFFIX; its new path (None if it
+    cannot be renamed)."""
+    aside = _aside_path(path)
     try:
         # No lock is held: the file's client is gone (it held none), and a client id is never
         # used again, so no client spools at this path any more.
         os.rename(path, aside)
     except OSError:
-        return path
+        return None
     return aside
 
 
@@ -225,11 +281,10 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
 
     def deliver() -> None:
         time.sleep(ORPHAN_DELIVERY_DELAY)
-        for result in sync_spools(directory, socket_path, exclude=own, set_aside=True):
+        for result in sync_spools(directory, socket_path, exclude=own, skip_set_aside=True):
             if result.error:
-                _warn_undelivered(result)
-                continue
-            if result.batches:
+                _warn_undelivered(result)  # the batches before a damage are delivered: what follows is said too
+            elif result.batches:
                 client_logger().info("Delivered %d spooled batches of client %s", result.batches, result.client_id)
             # The process that logged them is gone: this is the one place left to say what of its
             # spool did not reach the store (`trackd sync` says it the same way), beyond the
@@ -259,9 +314,13 @@ def _warn_undelivered(result: SyncResult) -> None:
             f"could not deliver the spool {result.path} of an exited process: {result.error}; the next trackd "
             "process to connect tries again, or run `trackd sync`."
         )
-    elif result.path.name.endswith(SET_ASIDE_SUFFIX):
+    elif result.aside is not None:
+        # Its batches before the damage are delivered: what is set aside is only what could not be.
+        done = f"delivered {result.batches} batches of the spool of an exited process, but not the rest" if result.batches else (
+            "could not deliver the spool of an exited process"
+        )
         warn(
-            f"could not deliver the spool of an exited process: {result.error}; it is set aside as {result.path}, "
+            f"{done}: {result.error}; it is set aside as {result.aside}, "
             "which trackd no longer tries in the background: `trackd sync` tries it again and says why it fails."
         )
     else:

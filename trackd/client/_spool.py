@@ -293,6 +293,7 @@ class SpoolReader:
                 raise SpoolDamaged(f"Spool file {path} is damaged at byte 0: {first[0]}") from first[0]
             raise SpoolDamaged(f"Spool file {path} does not start with a Hello frame.")
         self.hello: Hello = first[0]
+        self.hello_size = self.offset  # where the batches start
 
     def batches(self) -> Iterator[tuple[int, int, bytes]]:
         """The Batch frames after the Hello that decode, in order, as (seq, records, frame); the
