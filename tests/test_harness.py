@@ -222,17 +222,18 @@ def test_sigterm_to_a_job_running_as_pid_1_ends_it_with_status_143(daemon: Daemo
     assert [point.step for point in StoreReader(store).get_metric_history(run_id, "x")] == [0]
 
 
-# Starts (or resumes) the run given on the command line and SIGTERMs itself at the instant its
-# creation (or its reopening as RUNNING) is queued, before start_run has put it on the run stack:
-# where a SIGTERM from outside lands, now and then, in a job that is killed as it starts.
+# Starts (or resumes) the run given on the command line and sends itself the signal named there
+# (SIGTERM, or SIGINT as Ctrl-C does) at the instant its creation (or its reopening as RUNNING) is
+# queued, before start_run has put it on the run stack: where a signal from outside lands, now and
+# then, in a job that is stopped as it starts.
 TERMINATED_AS_THE_RUN_STARTS = """
 import os, signal, sys, trackd
-queued_by = sys.argv[2]
+queued_by, signum = sys.argv[2], signal.Signals[sys.argv[3]]
 
 def on_return(frame, event, arg):
     if event == "return" and frame.f_code.co_name == queued_by and frame.f_code.co_filename.endswith("_client.py"):
         sys.setprofile(None)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
 
 sys.setprofile(on_return)
 trackd.start_run(run_id=sys.argv[1])
@@ -242,10 +243,15 @@ print("start_run returned", flush=True)
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("resumed", [False, True], ids=["new-run", "resumed-run"])
-def test_sigterm_as_start_run_queues_the_run_ends_it_killed(daemon: DaemonProcess, store: Path, resumed: bool) -> None:
-    # The handler ended only the runs on the stack, and the run was not on it yet: its creation
-    # (or its reopening) was delivered and the run stayed RUNNING for ever, with no will to fail it.
+def test_a_signal_as_start_run_queues_the_run_ends_it_killed(
+    daemon: DaemonProcess, store: Path, resumed: bool, signum: signal.Signals
+) -> None:
+    # The SIGTERM handler ended only the runs on the stack, and the run was not on it yet: its
+    # creation (or its reopening) was delivered and the run stayed RUNNING for ever, with no will to
+    # fail it. Ctrl-C did the same: the KeyboardInterrupt left start_run before the run was on the
+    # stack the exit hook ends KILLED.
     run_id = "a" * 32
     env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_AUTOSTART="0")
     if resumed:
@@ -254,8 +260,9 @@ def test_sigterm_as_start_run_queues_the_run_ends_it_killed(daemon: DaemonProces
             client.set_terminated(run_id, "FINISHED")
     queued_by = "set_terminated" if resumed else "create_run"
     child = subprocess.run(
-        [sys.executable, "-c", TERMINATED_AS_THE_RUN_STARTS, run_id, queued_by],
+        [sys.executable, "-c", TERMINATED_AS_THE_RUN_STARTS, run_id, queued_by, signum.name],
         env=env, capture_output=True, text=True, timeout=30,
     )
-    assert child.returncode == -signal.SIGTERM, child.stderr
+    assert child.returncode == -signum, child.stderr  # Python dies of an uncaught KeyboardInterrupt by SIGINT
+    assert "start_run returned" not in child.stdout
     assert StoreReader(store).get_run(run_id).info.status == "KILLED"

@@ -327,7 +327,7 @@ def start_run(
             # the run rank 0 has just finished.
             resumed = existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
             if resumed:
-                held.enter_context(_lifecycle.sigterm_held())  # until the run is on the stack, ended by a SIGTERM
+                held.enter_context(_lifecycle.signals_held())  # until the run is on the stack, ended by SIGTERM or Ctrl-C
                 client.set_terminated(existing.run_id, "RUNNING", existing.end_time)
                 info = info.replace(status="RUNNING")
             # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first;
@@ -359,7 +359,7 @@ def start_run(
                 run_tags[NOTE_TAG] = description
             run_tags.update({k: str(v) for k, v in (tags or {}).items()})
             experiment = experiment_id if experiment_id is not None else _current_experiment_id(client)
-            held.enter_context(_lifecycle.sigterm_held())  # until the run is on the stack, ended by a SIGTERM
+            held.enter_context(_lifecycle.signals_held())  # until the run is on the stack, ended by SIGTERM or Ctrl-C
             run = client.create_run(experiment, tags=run_tags, run_name=run_name, run_id=run_id)
             shared = run_id is not None
             active = ActiveRun(run, owns=not shared or rank in (None, "", "0"), client=client)

@@ -324,29 +324,44 @@ _first_sigterm_at = 0.0
 # on the stack the exit hooks end, and the SIGTERM that came meanwhile. The handler runs in the
 # main thread, between any two of its bytecodes: there it ended the runs on the stack, not that
 # one, and the run stayed RUNNING for ever (no will either: the will is added with the stack).
+# Ctrl-C did the same: its KeyboardInterrupt left start_run with the run queued and not stacked.
 _sigterm_held = False
 _sigterm_pending: int | None = None
 
 
 @contextmanager
-def sigterm_held() -> Iterator[None]:
-    """Main thread: a SIGTERM that comes inside the block is handled as the block ends.
+def signals_held() -> Iterator[None]:
+    """Main thread: a SIGTERM, or a SIGINT (Ctrl-C), that comes inside the block is handled as the block ends.
 
-    Another thread needs no hold: the handler, in the main thread, waits for the fluent API's
-    lock, which that thread holds while it starts a run.
+    SIGINT's Python handler (KeyboardInterrupt, or the program's own) is swapped for one that
+    notes the signal, and called after the block; a SIGINT that is ignored or kills (SIG_DFL) is
+    left as it is. Another thread needs no hold: the SIGTERM handler, in the main thread, waits
+    for the fluent API's lock, which that thread holds while it starts a run, and Python raises
+    KeyboardInterrupt in the main thread only.
     """
     global _sigterm_held, _sigterm_pending
     if _sigterm_held or threading.current_thread() is not threading.main_thread():
         yield
         return
+    interrupts: list[int] = []
+    on_sigint = signal.getsignal(signal.SIGINT)
+    try:
+        if callable(on_sigint):
+            signal.signal(signal.SIGINT, lambda signum, frame: interrupts.append(signum))
+    except ValueError:  # not the main interpreter
+        on_sigint = None
     _sigterm_held = True
     try:
         yield
     finally:
         _sigterm_held = False
+        if callable(on_sigint):
+            signal.signal(signal.SIGINT, on_sigint)
         signum, _sigterm_pending = _sigterm_pending, None
         if signum is not None:
-            _on_sigterm(signum, None)
+            _on_sigterm(signum, None)  # ends the runs KILLED and dies by the signal
+        if interrupts and callable(on_sigint):
+            on_sigint(signal.SIGINT, None)  # KeyboardInterrupt now: the exit hook ends the run on the stack KILLED
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
