@@ -194,8 +194,8 @@ Spool(sender.config.spool_dir, make_hello(sender.client_id, sender.store_root)).
 )
 """ + SIGKILL_SELF
 
-
-@pytest.mark.parametrize(
+# What that batch holds, and the run's status once the spool is delivered and the will applied.
+SPOOLED_RECORDS = pytest.mark.parametrize(
     ("record", "status"),
     [
         ("(SET_TERMINATED, run.info.run_id, 3, 1_700_000_000_000, True)", "FINISHED"),
@@ -203,6 +203,9 @@ Spool(sender.config.spool_dir, make_hello(sender.client_id, sender.store_root)).
     ],
     ids=["spool-holds-the-end", "spool-holds-a-point"],
 )
+
+
+@SPOOLED_RECORDS
 def test_a_will_waits_for_the_spool_of_its_process_to_be_delivered(
     daemon: DaemonProcess, store: Path, socket_path: Path, record: str, status: str
 ) -> None:
@@ -293,3 +296,65 @@ def test_a_will_waits_for_a_spool_the_background_delivery_set_aside(
     assert wait_until_no_will_is_pending(daemon)["runs_failed_for_exited_clients"] == 0
     run = mlflow_run(store, run_id)
     assert run.info.status == "FINISHED" and FAILURE_REASON_TAG not in run.data.tags
+
+
+def test_a_daemon_stopped_while_a_will_waits_for_the_last_batch_applies_it_as_it_stops(socket_path: Path, store: Path) -> None:
+    # The will of a killed process waited for its last batch to be written (or for the next check,
+    # once a second); a daemon stopped then wrote the batch and exited with the will in memory, and
+    # the next daemon never had it: the run stayed RUNNING for ever. A live owner's run is left to it.
+    first = DaemonProcess(socket_path, "--max-age", "3600").start()  # the last batch waits an hour, or for shutdown
+    body = "trackd.log_metric('loss', 9.0, step=3)\nprint('logged', flush=True)\n" + WAIT_FOR_STDIN
+    try:
+        alive, live_run_id = start_child(store, socket_path, WAIT_FOR_STDIN)  # first: its flush writes what waits
+        killed, run_id = start_child(store, socket_path, body)
+        assert killed.stdout is not None and killed.stdout.readline().strip() == "logged"
+        wait_for(lambda: first.status()["backlog_records"] == 1, timeout=20, message="the last point received, not written")
+        killed.kill()
+        assert finish(killed) == -signal.SIGKILL
+        wait_for(lambda: first.status()["wills_waiting"] == 1, timeout=20, message="the will waiting for the last batch")
+        assert mlflow_run(store, run_id).info.status == "RUNNING"
+    finally:
+        assert first.stop() == 0
+    try:
+        run = mlflow_run(store, run_id)
+        assert run.info.status == "FAILED" and f"process {killed.pid} " in run.data.tags[FAILURE_REASON_TAG]
+        assert run.data.metrics["loss"] == 9.0
+        assert mlflow_run(store, live_run_id).info.status == "RUNNING"
+        second = DaemonProcess(socket_path).start()
+        try:
+            alive.communicate("\n", timeout=30)
+            assert alive.returncode == 0
+            assert FAILURE_REASON_TAG not in wait_for_status(store, live_run_id, "FINISHED").data.tags
+        finally:
+            assert second.stop() == 0
+    finally:
+        if alive.poll() is None:
+            alive.kill()
+            alive.communicate(timeout=30)
+
+
+@SPOOLED_RECORDS
+def test_a_will_waiting_for_a_spool_when_the_daemon_stops_is_applied_by_the_next_daemon(
+    socket_path: Path, store: Path, record: str, status: str
+) -> None:
+    # The stopping daemon cannot apply it (the spool may hold the run's end), and the next daemon
+    # never had it: once `trackd sync` delivered the spool, the run stayed RUNNING for ever.
+    first = DaemonProcess(socket_path).start()
+    try:
+        child, run_id = start_child(store, socket_path, SPOOL_AND_SIGKILL.format(record=record))
+        assert finish(child) == -signal.SIGKILL
+        wait_for(lambda: first.status()["wills_waiting"] == 1, timeout=20, message="the will waiting for the spool")
+    finally:
+        assert first.stop() == 0
+    assert mlflow_run(store, run_id).info.status == "RUNNING"
+    second = DaemonProcess(socket_path).start()
+    try:
+        assert second.status()["wills_pending"] == 1
+        assert cli_main(["sync", "--socket", str(socket_path)]) == 0
+        assert wait_until_no_will_is_pending(second)["runs_failed_for_exited_clients"] == (status == "FAILED")
+    finally:
+        assert second.stop() == 0
+    run = mlflow_run(store, run_id)
+    assert run.info.status == status
+    assert (FAILURE_REASON_TAG in run.data.tags) == (status == "FAILED")
+    assert not second.paths.wills.exists()

@@ -74,6 +74,11 @@ class DaemonPaths(Frozen):
         return self.socket.with_name(self.socket.name + ".log")
 
     @property
+    def wills(self) -> Path:
+        """The wills a stopping daemon left to the next: their processes' spools wait for delivery."""
+        return self.socket.with_name(self.socket.name + ".wills")
+
+    @property
     def exit_report(self) -> Path:
         """What the last daemon to stop said as it exited (``write_exit_report``)."""
         return self.socket.with_name(self.socket.name + ".exit")

@@ -149,6 +149,7 @@ class Server:
         for client_id, seq in journal.recovered_seqs.items():
             self.state.retire(client_id, seq)
         self.applier = Applier(max_open_files=self._open_files_budget(), journal=journal)
+        self.wills.restore(paths.wills)  # what the last daemon to stop could not apply yet
         # Both before the socket answers: a SIGTERM sent as soon as a client reaches the daemon must
         # stop it gracefully (serve() then finds the exit flag set), and whoever reaches it must
         # find its pid (``trackd daemon stop``).
@@ -232,6 +233,7 @@ class Server:
         self.unwritten_at_exit = self._backlog_records()
         if self.unwritten_at_exit:
             logger.error("Shutdown: %d records could not be written in time; clients will resend them", self.unwritten_at_exit)
+        await self.wills.settle(self)  # the runs of processes that exited meanwhile: failed now, or never
         # Phase 4: tell every client, then close its connection; each will reconnect to a successor.
         logger.info("Shutdown: closing %d client connections", len(self.state.connections))
         for conn in list(self.state.connections):
@@ -247,10 +249,8 @@ class Server:
         self.copies.discard_all()
         remove_daemon_files(self.config.paths, self._lock_file)
         self._lock_file = None
-        logger.info(
-            "Shutdown complete: %d records received, %d written", self.state.counters.records_received,
-            self.state.counters.records_written,
-        )
+        counters = self.state.counters
+        logger.info("Shutdown complete: %d records received, %d written", counters.records_received, counters.records_written)
 
     # -- what connections call ---------------------------------------------------------------
 

@@ -14,31 +14,35 @@ daemon fails those still RUNNING when all of these hold:
 
 A client that reconnects from the same process drops its pending will (it sends its set again);
 ``trackd sync`` delivering a dead client's spool connects with its client id from another process
-and neither drops nor applies it. Wills are in memory only: a restarted daemon has none until
-live clients send theirs again.
+and neither drops nor applies it. A daemon that stops gracefully applies, after its last write,
+the wills whose time has come and leaves the others to the next daemon in a file (``settle``,
+``restore``); a daemon killed loses them, and a restarted one has none until live clients send
+theirs again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
 import os
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._paths import spool_paths
 from .._peer import peer_pid, process_state
 from ..errors import TrackdError
 from ..protocol import OwnedRuns
+from ._state import Session
 
 if TYPE_CHECKING:
     from ._applier import Applier
     from ._server import Server
-    from ._state import Session
 
 logger = logging.getLogger("trackd.daemon")
 
@@ -63,6 +67,8 @@ class Will:
     spool_path: str = ""
     # Wall-clock time the connection ended (ms): the failed runs' end_time.
     lost_at_ms: int = 0
+    # Known gone: a will a stopped daemon kept (its pid may be another process's now).
+    gone: bool = False
 
 
 def watch(session: Session, sock: socket.socket | None) -> Will | None:
@@ -81,6 +87,8 @@ def update(will: Will, event: OwnedRuns) -> None:
 
 def exited(will: Will) -> bool:
     """Whether the will's process is gone (a zombie is: it runs no more code)."""
+    if will.gone:
+        return True
     try:
         os.kill(will.pid, 0)
     except ProcessLookupError:
@@ -109,6 +117,8 @@ class Wills:
         # Wills taken off the list and being applied in the writer thread: still pending in status
         # until their runs are written (a test read "none pending" and then the run still RUNNING).
         self.applying = 0
+        # Their tasks: shutdown waits for them (cancelled, one not yet in the writer thread was lost).
+        self._applying: set[asyncio.Future[None]] = set()
 
     def left(self, will: Will | None) -> None:
         """A connection ended: its will waits for its process to go."""
@@ -135,16 +145,79 @@ class Wills:
 
     def check(self, server: Server) -> None:
         """Once a second: apply, in the writer thread, the wills whose time has come."""
+        for will in self._take_due(server):
+            self._start(server, will)
+
+    def _start(self, server: Server, will: Will) -> None:
+        # Kept in the server's tasks (a strong reference), and in ours: shutdown waits for them.
+        task = asyncio.ensure_future(self._apply(server, will))
+        for tasks in (server.state.tasks, self._applying):
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    async def settle(self, server: Server) -> None:
+        """Shutdown, after its last write: apply the wills whose time has come, and leave the rest to the next daemon.
+
+        Stopped with them in memory, the daemon left those runs RUNNING for ever: the next daemon
+        never hears of a process that has exited. Only the wills of connections that ended before
+        the stop are here; shutdown cuts the others after this, and their processes live (each
+        tells the next daemon its runs) or died with bytes the daemon never read (it cannot know
+        it wrote everything they sent). The wills that must still wait, for a process that runs
+        or for a spool on disk (it may hold the runs' end), go to a file the next daemon reads
+        (``restore``); one whose last batches could not be written is dropped, said in the log.
+        """
+        for will in self._take_due(server):
+            self._start(server, will)
+        if self._applying:
+            # Behind a write still running at the deadline, if any: bounded as that wait is.
+            _, late = await asyncio.wait(set(self._applying), timeout=server.config.shutdown_timeout)
+            if late:  # cancelled with the other tasks next
+                logger.error("Shutdown: the runs of %d exited processes could not be marked FAILED in time", len(late))
+        kept = []
+        for will in self._pending.values():
+            if not exited(will):
+                kept.append(will)  # it may yet exit without reconnecting
+            elif will.session.applied_seq >= will.session.received_seq:  # so its spool is on disk
+                will.gone = True
+                kept.append(will)
+            else:
+                logger.error(
+                    "Shutdown: process %d exited owning runs %s, left RUNNING: its last batches could not be written",
+                    will.pid, ", ".join(will.run_ids),
+                )
+        _save(kept, server.config.paths.wills)
+
+    def restore(self, path: Path) -> None:
+        """Startup: take on the wills the last daemon left (``_save``); the file goes."""
+        try:
+            lines = path.read_text().splitlines()
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            logger.error("Could not read the wills the last daemon left in %s: %s", path, exc)
+            return
+        for line in lines:
+            try:
+                will = _decode(line)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                logger.error("Ignored a will in %s that does not decode (%s): %r", path, exc, line)
+                continue
+            if len(self._pending) < MAX_PENDING_WILLS:
+                self._pending[will.session.client_id] = will
+        if self._pending:
+            self.watching = True  # until the first check looks
+            logger.info("Took on %d wills the last daemon left (%s)", len(self._pending), path)
+
+    def _take_due(self, server: Server) -> list[Will]:
+        """Take off the list the wills whose time has come, less the runs a live process owns too."""
         due, watching, waiting = [], False, 0
         live: list[Will] = [conn.will for conn in server.state.connections if conn.will is not None]
         for client_id, will in list(self._pending.items()):
             if not exited(will):
                 watching = True
                 live.append(will)
-            elif will.session.applied_seq < will.session.received_seq or (
-                # Set aside (renamed) by a background delivery, it waits for `trackd sync` all the same.
-                will.spool_path and any(os.path.exists(path) for path in spool_paths(will.spool_path))
-            ):
+            elif will.session.applied_seq < will.session.received_seq or _spooled(will):
                 waiting += 1
             else:
                 due.append(self._pending.pop(client_id))
@@ -153,11 +226,7 @@ class Wills:
         self.applying += len(due)
         if due:
             _leave_to_live_owners(due, live)
-        for will in due:
-            # Kept in the server's tasks (a strong reference; shutdown cancels what has not started).
-            task = asyncio.ensure_future(self._apply(server, will))
-            server.state.tasks.add(task)
-            task.add_done_callback(server.state.tasks.discard)
+        return due
 
     async def _apply(self, server: Server, will: Will) -> None:
         applier = server.applier
@@ -179,6 +248,49 @@ class Wills:
             "wills_pending": len(self._pending) + self.applying,
             "wills_waiting": self.waiting,
         }
+
+
+def _save(wills: list[Will], path: Path) -> None:
+    """Leave the pending wills to the next daemon, a line each (``Wills.settle``).
+
+    A daemon that is killed, or cannot write the file, leaves none: a run whose process has
+    exited and whose spool is delivered later stays RUNNING.
+    """
+    if not wills:
+        return
+    text = "".join(
+        json.dumps({
+            "client_id": will.session.client_id, "pid": will.pid, "started": will.started, "gone": will.gone,
+            "host": will.session.host, "store_root": will.session.store_root, "run_ids": list(will.run_ids),
+            "spool_path": will.spool_path, "lost_at_ms": will.lost_at_ms,
+        }) + "\n"
+        for will in wills
+    )
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    except OSError as exc:
+        logger.error("Shutdown: could not leave %d wills to the next daemon in %s: %s", len(wills), path, exc)
+        return
+    logger.info("Shutdown: left %d wills to the next daemon in %s", len(wills), path)
+
+
+def _decode(line: str) -> Will:
+    """A will ``_save`` wrote."""
+    item = json.loads(line)
+    session = Session(str(item["client_id"]), int(item["pid"]), str(item["host"]), str(item["store_root"]))
+    started = item["started"]
+    return Will(
+        session, session.pid, None if started is None else int(started), tuple(str(run_id) for run_id in item["run_ids"]),
+        str(item["spool_path"]), int(item["lost_at_ms"]), gone=bool(item["gone"]),
+    )
+
+
+def _spooled(will: Will) -> bool:
+    """Whether the will's spool is on disk: it may hold the runs' end, not delivered yet."""
+    # Set aside (renamed) by a background delivery, it waits for `trackd sync` all the same.
+    return bool(will.spool_path) and any(os.path.exists(path) for path in spool_paths(will.spool_path))
 
 
 def _leave_to_live_owners(due: list[Will], live: list[Will]) -> None:
