@@ -266,3 +266,40 @@ def test_a_signal_as_start_run_queues_the_run_ends_it_killed(
     assert child.returncode == -signum, child.stderr  # Python dies of an uncaught KeyboardInterrupt by SIGINT
     assert "start_run returned" not in child.stdout
     assert StoreReader(store).get_run(run_id).info.status == "KILLED"
+
+
+# Ends its run, sending itself the signal named on the command line at the instant end_run has taken
+# the run off the stack and is about to queue its end.
+SIGNALLED_AS_THE_RUN_ENDS = """
+import os, signal, sys, trackd
+trackd.start_run(run_id=sys.argv[1])
+signum = signal.Signals[sys.argv[2]]
+
+def on_call(frame, event, arg):
+    if event == "call" and frame.f_code.co_name == "_terminate" and frame.f_code.co_filename.endswith("_client.py"):
+        sys.setprofile(None)
+        os.kill(os.getpid(), signum)
+
+sys.setprofile(on_call)
+trackd.end_run()
+sys.setprofile(None)
+print("end_run returned", flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_as_end_run_takes_the_run_off_the_stack_still_ends_it(
+    daemon: DaemonProcess, store: Path, signum: signal.Signals
+) -> None:
+    # The run was off the stack the exit hooks end, and its end not queued: the process exited,
+    # its client's close told the daemon it owned no run, and the run stayed RUNNING for ever.
+    run_id = "b" * 32
+    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_AUTOSTART="0")
+    child = subprocess.run(
+        [sys.executable, "-c", SIGNALLED_AS_THE_RUN_ENDS, run_id, signum.name],
+        env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert child.returncode == -signum, child.stderr
+    assert "end_run returned" not in child.stdout
+    assert StoreReader(store).get_run(run_id).info.status == "FINISHED"  # the end end_run was making

@@ -389,7 +389,7 @@ def _end_run(
     clients close next, and their close says what could not be delivered; ``runs``: another
     thread's stack (at exit), instead of this thread's."""
     global _last_main_run
-    with _lock:
+    with _lock, _lifecycle.signals_held():  # the run is off the stack and its end not queued: no SIGTERM or Ctrl-C there
         if runs is None:
             runs = _thread_runs()
         if not runs:

@@ -321,10 +321,11 @@ REPEATED_SIGTERM_GRACE = 0.5
 _first_sigterm_at = 0.0
 
 # Whether the main thread is between queueing a run's creation (or its reopening) and putting it
-# on the stack the exit hooks end, and the SIGTERM that came meanwhile. The handler runs in the
-# main thread, between any two of its bytecodes: there it ended the runs on the stack, not that
-# one, and the run stayed RUNNING for ever (no will either: the will is added with the stack).
-# Ctrl-C did the same: its KeyboardInterrupt left start_run with the run queued and not stacked.
+# on the stack the exit hooks end, or between taking a run off that stack and queueing its end,
+# and the SIGTERM that came meanwhile. The handler runs in the main thread, between any two of its
+# bytecodes: there it ended the runs on the stack, not that one, and the run stayed RUNNING for
+# ever (no will either: the will is added with the stack, and the client's close clears it).
+# Ctrl-C did the same: its KeyboardInterrupt left start_run (or end_run) with the run on no stack.
 _sigterm_held = False
 _sigterm_pending: int | None = None
 
