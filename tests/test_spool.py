@@ -418,34 +418,38 @@ def test_a_batch_no_daemon_can_decode_costs_its_spool_only_its_own_events(
 
 
 @pytest.mark.timeout(120)
-def test_a_batch_that_cannot_be_encoded_for_the_spool_costs_only_its_own_records_and_is_reported(
-    socket_path: Path, store: Path, tmp_path: Path
+@pytest.mark.parametrize("via", ["spool", "send"])
+def test_a_record_that_cannot_be_encoded_costs_only_itself_and_is_reported(
+    socket_path: Path, store: Path, tmp_path: Path, via: str
 ) -> None:
-    # A file whose name is not UTF-8 passes log_artifact's checks, and its record cannot be packed.
-    # Spooling raised there: the records taken from the buffer so far were lost without a word,
-    # the flush behind them waited out its timeout, and the rest went on without them.
+    # A record msgpack cannot pack (a lone surrogate) used to cost its whole batch, up to 10,000
+    # other records; before that, spooling raised there, and the records taken from the buffer so
+    # far were lost without a word. The call sites now refuse every such string (a file name that
+    # is not UTF-8 was the way in), so the record is submitted past them, through the sender's own
+    # submit(): no mock, the real buffer, sender thread, encoder, spool and daemon.
     mlflow = pytest.importorskip("mlflow")
-    points = 25_000  # each side of the artifact more than a batch (10,000 records)
-    odd = tmp_path / os.fsdecode(b"notes-\xff.txt")
-    odd.write_text("not UTF-8 in its name")
-    config = ClientConfig(socket_path=socket_path, autostart=False, connect_timeout=0.5, spool_dir=tmp_path / "spool")
+    points = 12_000  # each side of the record more than a batch (10,000 records), all within the buffer bound
+    # "spool": no daemon answers, the flush gives up and spools (encode_frame); "send": the daemon
+    # starts before anything was given up, and the buffer goes over the socket (Connection.send).
+    connect_timeout = 0.5 if via == "spool" else 60.0
+    config = ClientConfig(socket_path=socket_path, autostart=False, connect_timeout=connect_timeout, spool_dir=tmp_path / "spool")
     with Client(store, config=config) as client:
         run_id = client.create_run("0").info.run_id
         for step in range(points):
             client.log_metric(run_id, "loss", float(step), step=step)
-        client.log_artifact(run_id, str(odd))
+        client._sender.submit((RecordKind.TAG.value, run_id, "note", "not UTF-8: \udcff"))
         for step in range(points, 2 * points):
             client.log_metric(run_id, "loss", float(step), step=step)
-        with pytest.raises(DaemonUnavailable, match="spooled"):
-            client.flush(timeout=30)
+        if via == "spool":
+            with pytest.raises(DaemonUnavailable, match="spooled"):
+                client.flush(timeout=30)
         daemon = DaemonProcess(socket_path).start()
         try:
             failure = _the_failure_the_next_flush_reports(client)
-            assert re.match(r"\d+ records could not be encoded and were not sent: .*UnicodeEncodeError", failure), failure
-            lost = int(failure.split()[0])
-            steps = [m.step for m in mlflow.MlflowClient(tracking_uri=str(store)).get_metric_history(run_id, "loss")]
-            assert len(steps) == len(set(steps)) == 2 * points - (lost - 1)  # the artifact was one of them
-            assert steps[0] == 0 and steps[-1] == 2 * points - 1 and lost < points
+            assert failure.startswith(f"A tag record 'note' of run {run_id} could not be encoded and was not sent: "), failure
+            assert "UnicodeEncodeError" in failure
+            history = mlflow.MlflowClient(tracking_uri=str(store)).get_metric_history(run_id, "loss")
+            assert [m.step for m in history] == list(range(2 * points))
             client.log_metric(run_id, "after", 1.0)  # the sender goes on
             client.flush(timeout=30)
             assert client.pending() == 0 and _spool_files(tmp_path / "spool") == []

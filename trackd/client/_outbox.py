@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .._struct import Frozen
 from ..errors import TrackdError
-from ..protocol import ARTIFACT, METRIC, Batch, Event, Record, metric_series
+from ..protocol import ARTIFACT, METRIC, Batch, Event, Record, RecordKind, metric_series
 
 if TYPE_CHECKING:
     import logging
@@ -49,7 +49,9 @@ class Request:
         self.error: TrackdError | None = None
 
 
-# The byte estimate of a metric record in a chunk (the frame limit is what it guards).
+# The byte estimate of a metric record in a chunk: what a short key's record packs to. Only a
+# target for the batch's size; a record of a long key and run id packs to up to ~2 KB, and a batch
+# over MAX_FRAME_SIZE is split when it is encoded (SenderState._encode), not lost.
 _METRIC_RECORD_SIZE = 64
 _KIND = operator.itemgetter(0)
 
@@ -111,6 +113,16 @@ def record_size(record: Record) -> int:
         elif type(value) is dict:
             size += sum(4 * (len(k) + len(v)) + 8 for k, v in value.items())
     return size
+
+
+def describe_record(record: Record) -> str:
+    """A record for a message: "A tag record 'note' of run 3bd6...", with the key or path it writes, if any."""
+    try:
+        kind = RecordKind(record[0])
+    except ValueError:
+        return f"A record of kind {record[0]!r}"
+    named = kind in (RecordKind.METRIC, RecordKind.PARAM, RecordKind.TAG, RecordKind.DELETE_TAG, RecordKind.ARTIFACT)
+    return f"A {kind.name.lower().replace('_', ' ')} record{f' {record[2]!r}' if named else ''} of run {record[1]}"
 
 
 def inline_size(record: Record) -> int:

@@ -19,7 +19,7 @@ from ..errors import DaemonUnavailable, LocalProtocolError
 from ..protocol import Connection, Event, Record, encode_frame
 from ._config import ClientConfig
 from ._ledger import Ledger
-from ._outbox import BARRIER, Request, batch_of, events, inline_size, next_chunk, warn
+from ._outbox import BARRIER, Request, batch_of, describe_record, events, inline_size, next_chunk, warn
 from ._spill import Spill
 from ._transport import Interrupt, Transport
 from ._will import Will
@@ -224,11 +224,12 @@ class SenderState:
             size = 0
             while self.buffer and self._drain_left != 0 and failure is None:
                 records, barrier = self._next_chunk()
-                # A batch that cannot be encoded costs its own records, counted and reported as
-                # when sending (it raised out of here, and the records taken so far were lost uncounted).
-                if records and (frame := self._encode(self._ledger.seq + 1, records, encode_frame)) is not None:
-                    batches.append((self._ledger.next_seq(), frame, len(records)))
-                    size += len(frame)
+                # A record that cannot be encoded costs only itself, counted and reported as when
+                # sending (it raised out of here, and the records taken so far were lost uncounted).
+                for batch in self._encode(records, encode_frame):
+                    self._ledger.next_seq()  # the batch's own number: _encode numbers from the next one on
+                    batches.append(batch)
+                    size += len(batch[1])
                 if barrier is not None:
                     barriers.append(barrier)
                 if size >= self.MAX_BATCH_BYTES:
@@ -253,18 +254,36 @@ class SenderState:
         # A flush cannot complete without a daemon: it returns with the spool's whereabouts instead.
         self._fail_requests(barriers, self._spill.spooled_error(reason))
 
-    def _encode(self, seq: int, records: list[Record], encode: Callable[[Event], bytes]) -> bytes | None:
-        """The frame of batch ``seq`` of ``records`` (``encode``: the connection's send, or
-        encode_frame for the spool file); None when it cannot be encoded, its records then counted
-        as refused for the next flush() to report. Under the lock.
+    def _encode(self, records: list[Record], encode: Callable[[Event], bytes]) -> list[tuple[int, bytes, int]]:
+        """The frames of ``records`` as (seq, frame, records) batches numbered from the ledger's next
+        (``encode``: the connection's send, or encode_frame for the spool file). Under the lock.
 
-        The call sites' checks should make this impossible; if not, say what was lost, never hide it.
+        One batch, unless it cannot be encoded whole: then it is halved until each part can, and a
+        record that cannot be encoded alone is counted as refused for the next flush() to report.
+        A batch of valid records can exceed MAX_FRAME_SIZE: the sender cuts batches by an estimate
+        of 64 bytes a metric record (an exact size would cost the sender a pass over every record),
+        and a record's run id and key may take up to ~2 KB (256 and 250 characters of up to 4 bytes
+        in UTF-8); 10,000 such records, or fewer before an 8 MiB inline artifact, were lost whole.
+        A record the call sites let through and msgpack cannot pack (a lone surrogate) cost its
+        whole batch too. Only those, which are rare, pay for the halving.
         """
-        try:
-            return encode(batch_of(seq, records))
-        except LocalProtocolError as exc:
-            self._ledger.refuse(len(records), f"{len(records)} records could not be encoded and were not sent: {exc}")
-            return None
+        batches: list[tuple[int, bytes, int]] = []
+        seq = self._ledger.seq
+        parts = [records]
+        while parts:
+            part = parts.pop()
+            try:
+                frame = encode(batch_of(seq + 1, part))
+            except LocalProtocolError as exc:
+                if len(part) > 1:
+                    half = len(part) // 2
+                    parts += (part[half:], part[:half])  # the first half next: the records keep their order
+                else:
+                    self._ledger.refuse(1, f"{describe_record(part[0])} could not be encoded and was not sent: {exc}")
+                continue
+            seq += 1
+            batches.append((seq, frame, len(part)))
+        return batches
 
     def _abandon(self, reason: DaemonUnavailable) -> None:
         """A flush gave the daemon up (the connection is closed already): spool what it holds.

@@ -357,10 +357,10 @@ class SenderThread(SenderState):
                     # In flight before the batch ahead of it is sent: if that send breaks, a reconnect
                     # resends the batch and then the barrier, which would otherwise be lost.
                     self._ledger.expect_reply(barrier)
-                frame = self._encode_batch(records)
-            if frame is not None:
+                frames = self._encode_batches(records)
+            if frames:
                 assert self._transport is not None
-                self._transport.send(frame)
+                self._transport.send(frames)
             if barrier is not None:
                 self._send_event(barrier.build(barrier.request_id))
             with self._cond:
@@ -382,14 +382,11 @@ class SenderThread(SenderState):
             and bytes_out + spooled_bytes < config.max_unacked_bytes
         )
 
-    def _encode_batch(self, records: list[Record]) -> bytes | None:
-        """The next batch's frame, kept until acknowledged; None when there is nothing to send. Under the lock."""
-        if not records:
-            return None
+    def _encode_batches(self, records: list[Record]) -> bytes:
+        """The frames of the next batches (one, unless it had to be split), kept until acknowledged. Under the lock."""
         protocol = self._protocol
         assert protocol is not None
-        seq = self._ledger.seq + 1
-        frame = self._encode(seq, records, protocol.send)
-        if frame is not None:
-            self._ledger.sent(seq, frame, len(records))
-        return frame
+        batches = self._encode(records, protocol.send) if records else []
+        for seq, frame, count in batches:
+            self._ledger.sent(seq, frame, count)
+        return batches[0][1] if len(batches) == 1 else b"".join(frame for _, frame, _ in batches)
