@@ -194,6 +194,21 @@ def test_start_run_sets_mlflow_system_tags_and_description(daemon: DaemonProcess
     }
 
 
+def test_a_script_whose_path_is_not_utf8_gets_its_source_name_tag_with_the_byte_escaped(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # start_run raised InvalidArgument for tag 'mlflow.source.name', a tag the caller never gave:
+    # sys.argv[0] holds a lone surrogate for the byte that is not UTF-8 (MLflow's FileStore fails too,
+    # with UnicodeEncodeError as it writes the tag file).
+    script = tmp_path / os.fsdecode(b"train-\xff.py")
+    script.write_text("import trackd\nwith trackd.start_run():\n    trackd.log_metric('loss', 1.0)\n")
+    result = subprocess.run([sys.executable, script], env=_env(daemon, store), capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    run = _only_run(store)
+    assert run.data.tags["mlflow.source.name"] == str(tmp_path / "train-\\xff.py")
+    assert run.data.metrics == {"loss": 1.0}
+
+
 def test_run_without_a_name_gets_a_generated_run_name_tag(daemon: DaemonProcess, store: Path) -> None:
     _ok(_run("import trackd\nwith trackd.start_run():\n    pass\n", _env(daemon, store)))
     run = _only_run(store)

@@ -7,6 +7,7 @@ After the call raises, the client flushes and the run's files must be byte for b
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,18 @@ def _metric(key: object = "loss", value: object = 1.0, step: object = 0, timesta
 
 def _text(artifact_file: str) -> Callable[[Scene], object]:
     return lambda s: s.client.log_text(s.run_id, "hello", artifact_file)
+
+
+NOT_UTF8_NAME = os.fsdecode(b"notes-\xff.txt")  # "notes-\udcff.txt"
+MUST_BE_UTF8 = "must be valid UTF-8"
+
+
+def _file(*paths: Path) -> Path:
+    """Write each file (and its folder); return the last one's path, or their folder if more than one."""
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    return paths[-1] if len(paths) == 1 else paths[-1].parent
 
 
 BAD_CALLS: dict[str, Bad] = {
@@ -160,6 +173,47 @@ BAD_CALLS: dict[str, Bad] = {
     ),
     "text-lone-surrogate": Bad(
         lambda s: s.client.log_text(s.run_id, "a\udc80", "notes.txt"), InvalidArgument, ("'notes.txt'", "UTF-8", "position 1"),
+    ),
+    # Strings that are not valid UTF-8: a lone surrogate, as os.fsdecode gives a file name's byte that
+    # is not UTF-8. msgpack cannot pack one, so each passed the call site and then cost the whole
+    # batch it was sent in (up to 10,000 other records), or, in a request or a Hello, the connection.
+    "artifact-file-name-not-utf8": Bad(
+        lambda s: s.client.log_artifact(s.run_id, _file(s.scratch / NOT_UTF8_NAME)), InvalidArgument, (f"{NOT_UTF8_NAME!r}", MUST_BE_UTF8),
+    ),
+    "artifact-path-not-utf8": Bad(
+        lambda s: s.client.log_artifact(s.run_id, s.scratch / "f.txt", artifact_path="plots-\udcff"),
+        InvalidArgument,
+        ("'plots-\\udcff/f.txt'", MUST_BE_UTF8),
+    ),
+    # MLflow copies such a file by its path and keeps its name; here none of the folder is logged.
+    "artifacts-folder-holding-a-name-not-utf8": Bad(
+        lambda s: s.client.log_artifacts(s.run_id, _file(s.scratch / "folder" / "good.txt", s.scratch / "folder" / NOT_UTF8_NAME)),
+        InvalidArgument,
+        (f"{NOT_UTF8_NAME!r}", MUST_BE_UTF8),
+    ),
+    "artifact-in-a-folder-not-utf8": Bad(
+        lambda s: s.client.log_artifact(s.run_id, _file(s.scratch / "dir-\udcff" / "ok.txt")),
+        InvalidArgument,
+        ("path of artifact file", "dir-\\udcff/ok.txt", MUST_BE_UTF8),
+    ),
+    "text-file-name-not-utf8": Bad(_text(NOT_UTF8_NAME), InvalidArgument, (f"{NOT_UTF8_NAME!r}", MUST_BE_UTF8)),
+    "dict-file-name-not-utf8": Bad(
+        lambda s: s.client.log_dict(s.run_id, {"a": 1}, "c-\udcff.json"), InvalidArgument, ("'c-\\udcff.json'", MUST_BE_UTF8),
+    ),
+    "experiment-tag-not-utf8": Bad(
+        lambda s: s.client.create_experiment("tagged", tags={"t": "\udcff"}), InvalidArgument, ("experiment tag 't'", MUST_BE_UTF8),
+    ),
+    "experiment-location-not-utf8": Bad(
+        lambda s: s.client.create_experiment("located", artifact_location=str(s.scratch / "loc-\udcff")),
+        InvalidArgument,
+        ("artifact location", "loc-\\udcff", MUST_BE_UTF8),
+    ),
+    "store-root-not-utf8": Bad(
+        lambda s: Client(s.scratch / "mlruns-\udcff", config=s.client.config), InvalidArgument, ("store root", "mlruns-\\udcff", MUST_BE_UTF8),
+    ),
+    # Experiment tags were not checked at all here: the daemon refused a long one, in a DeliveryError.
+    "experiment-tag-20001-chars": Bad(
+        lambda s: s.client.create_experiment("long", tags={"t": "v" * 20001}), InvalidArgument, ("experiment tag 't'", "20001", "at most 20000"),
     ),
     "artifact-missing-file": Bad(
         lambda s: s.client.log_artifact(s.run_id, s.scratch / "missing.txt"), InvalidArgument, ("missing.txt", "not a file"),

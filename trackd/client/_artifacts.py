@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import InvalidArgument
 from ..protocol import ARTIFACT, MAX_INLINE_ARTIFACT_SIZE, MAX_NAME_LENGTH
-from ..store import validate_artifact_path
+from ..store import require_utf8, validate_artifact_path
 
 # (ARTIFACT, run_id, path, content, source_path, source_stamp): see protocol RECORD_FIELDS.
 ArtifactRecord = tuple[int, str, str, bytes | None, str | None, tuple[int, int] | None]
@@ -184,6 +184,9 @@ def _read(run_id: str, files: list[tuple[Path, str]], stamps: list[tuple[int, in
 
 def _check_source_path(source: Path) -> None:
     source_path = str(source.absolute())
+    # MLflow copies the file by its path and takes any name; the path travels to the daemon as
+    # UTF-8 text, which a folder name that is not UTF-8 cannot be.
+    require_utf8(source_path, f"path of artifact file {source_path!r} (a file over {MAX_INLINE_ARTIFACT_SIZE} bytes is copied by it)")
     if len(source_path) > MAX_NAME_LENGTH:
         raise InvalidArgument(
             f"Artifact {str(source)!r} has a path of {len(source_path)} characters; at most {MAX_NAME_LENGTH} are "

@@ -49,6 +49,7 @@ from ..store import (
     RunInfo,
     RunStatus,
     StoreReader,
+    check_new_experiment,
     ViewType,
     PagedList,
     mapping_items,
@@ -137,11 +138,10 @@ class Client:
     def create_experiment(self, name: str, artifact_location: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
         """Create an experiment and return its id; raises ExperimentExists if the name is taken."""
         self._require_open()
-        name = validate_experiment_name(name)
-        str_tags = {validate_key(k, kind="tag"): str(v) for k, v in (tags or {}).items()}
-        if artifact_location is not None:
-            # Here, in this process's working folder, as MLflow's FileStore resolves it.
+        if artifact_location is not None:  # resolved in this process's folder, as MLflow's FileStore does
             artifact_location = resolve_local_uri(str(artifact_location))
+        # As the daemon checks them (a tag value not UTF-8 failed every connection's request, for ever).
+        name, str_tags = check_new_experiment(name, artifact_location, {k: str(v) for k, v in (tags or {}).items()})
         try:
             reply = self._sender.ask(
                 f"create experiment {name!r}",

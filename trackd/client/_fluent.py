@@ -539,11 +539,11 @@ def _system_tags() -> dict[str, str]:
         user = getpass.getuser()
     except Exception:  # no user name in this environment (a container without /etc/passwd entry)
         user = "unknown"
-    return {
-        "mlflow.user": user,
-        "mlflow.source.name": sys.argv[0] if sys.argv and sys.argv[0] else "<console>",
-        "mlflow.source.type": "LOCAL",
-    }
+    source = sys.argv[0] if sys.argv and sys.argv[0] else "<console>"
+    # A script path or user name that is not UTF-8 (lone surrogates from os.fsdecode) gets its bytes
+    # escaped ("run-\\xff.py"): start_run refused, as a bad tag value, a tag the caller never gave.
+    user, source = (os.fsencode(text).decode("utf-8", "backslashreplace") for text in (user, source))
+    return {"mlflow.user": user, "mlflow.source.name": source, "mlflow.source.type": "LOCAL"}
 
 
 def _end_runs_at_exit(status: str | None = None) -> None:

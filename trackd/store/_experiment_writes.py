@@ -10,43 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from ..errors import InvalidArgument
 from . import _layout as layout
 from ._entities import LIFECYCLE_ACTIVE, Experiment
 from ._format import dump_yaml, experiment_to_meta, file_signature, write_file_atomic, write_key_file
 from ._reader import StoreReader
-from ._validation import (
-    MAX_ARTIFACT_LOCATION_LENGTH,
-    validate_experiment_name,
-    validate_experiment_tag_value,
-    validate_key,
-)
 
 # Experiment names remembered with their ids (ExperimentNames.find).
 MAX_REMEMBERED_EXPERIMENTS = 10_000
-
-
-def check_new_experiment(
-    name: str, artifact_location: str | None, tags: Mapping[str, str] | None
-) -> tuple[str, dict[str, str]]:
-    """``create_experiment``'s arguments checked: the name, and the tags by their keys."""
-    name = validate_experiment_name(name)
-    checked_tags = {
-        validate_key(key, kind="experiment tag"): validate_experiment_tag_value(key, value)
-        for key, value in (tags or {}).items()
-    }
-    if artifact_location is not None and layout.resolve_local_uri(artifact_location) != artifact_location:
-        # The client resolves it in its own working folder; the daemon's is /.
-        raise InvalidArgument(
-            f"Invalid artifact location {artifact_location!r}: a relative path; expected an absolute path or URI."
-        )
-    if artifact_location is not None and len(artifact_location) > MAX_ARTIFACT_LOCATION_LENGTH:
-        raise InvalidArgument(
-            f"Invalid artifact location {artifact_location[:40]!r}...: it has "
-            f"{len(artifact_location)} characters, and MLflow allows at most "
-            f"{MAX_ARTIFACT_LOCATION_LENGTH}."
-        )
-    return name, checked_tags
 
 
 def unused_experiment_id(root: str) -> str:

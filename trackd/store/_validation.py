@@ -15,12 +15,12 @@ import operator
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
 from ..errors import InvalidArgument
 from ._entities import PagedList, RunStatus, ViewType
-from ._layout import ARTIFACTS_FOLDER_NAME
+from ._layout import ARTIFACTS_FOLDER_NAME, resolve_local_uri
 
 MAX_KEY_LENGTH = 250
 MAX_PARAM_VALUE_LENGTH = 6000
@@ -77,15 +77,27 @@ def _validate_text(kind: str, key: str, value: object, limit: int) -> str:
             f"Invalid value for {kind} {key!r}: it has {len(value)} characters, "
             f"and MLflow allows at most {limit}."
         )
-    if not value.isascii():
+    return require_utf8(value, f"value for {kind} {key!r}")
+
+
+def require_utf8(text: str, item: str) -> str:
+    """``text`` if it is valid UTF-8, else InvalidArgument naming ``item`` ("artifact path 'a.txt'").
+
+    A str can hold a lone surrogate, which no UTF-8 text holds: os.fsdecode (os.listdir, a Path's
+    name) turns each byte of a file name that is not UTF-8 into one (b"notes-\\xff.txt" becomes
+    "notes-\\udcff.txt"). msgpack cannot pack it, so it passed the call site and then cost the
+    whole batch it was sent in (up to 10,000 other records), reported only by the next flush().
+    """
+    if not text.isascii():
         try:
-            value.encode("utf-8")
+            text.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise InvalidArgument(
-                f"Invalid value for {kind} {key!r}: it cannot be written as UTF-8 ({exc.reason} "
-                f"at position {exc.start}); expected text without lone surrogates."
+                f"Invalid {item}: it must be valid UTF-8, and it holds a lone surrogate ({text[exc.start]!r} "
+                f"at position {exc.start}: Python's stand-in for a byte that is not UTF-8, as in a file name "
+                "from os.listdir); expected valid UTF-8 text."
             ) from None
-    return value
+    return text
 
 
 def mapping_items(mapping: object, argument: str) -> Iterable[tuple[Any, Any]]:
@@ -102,13 +114,7 @@ def validate_artifact_text(artifact_file: str, text: object) -> bytes:
     """log_text's text: a str, encoded as UTF-8 (MLflow writes it to a file opened in text mode)."""
     if not isinstance(text, str):
         raise InvalidArgument(f"Invalid text for artifact {artifact_file!r}: expected a str, got {type(text).__name__}.")
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidArgument(
-            f"Invalid text for artifact {artifact_file!r}: it cannot be written as UTF-8 ({exc.reason} at "
-            f"position {exc.start}); expected text without lone surrogates."
-        ) from None
+    return require_utf8(text, f"text for artifact {artifact_file!r}").encode("utf-8")
 
 
 def validate_param_value(key: str, value: object) -> str:
@@ -245,12 +251,38 @@ def validate_experiment_name(name: object) -> str:
     return _validate_text("experiment", "name", name, MAX_EXPERIMENT_NAME_LENGTH)
 
 
+def check_new_experiment(
+    name: str, artifact_location: str | None, tags: Mapping[str, str] | None
+) -> tuple[str, dict[str, str]]:
+    """``create_experiment``'s arguments checked: the name, and the tags by their keys."""
+    name = validate_experiment_name(name)
+    checked_tags = {
+        validate_key(key, kind="experiment tag"): validate_experiment_tag_value(key, value)
+        for key, value in (tags or {}).items()
+    }
+    if artifact_location is not None:
+        require_utf8(artifact_location, f"artifact location {artifact_location!r}")
+    if artifact_location is not None and resolve_local_uri(artifact_location) != artifact_location:
+        # The client resolves it in its own working folder; the daemon's is /.
+        raise InvalidArgument(
+            f"Invalid artifact location {artifact_location!r}: a relative path; expected an absolute path or URI."
+        )
+    if artifact_location is not None and len(artifact_location) > MAX_ARTIFACT_LOCATION_LENGTH:
+        raise InvalidArgument(
+            f"Invalid artifact location {artifact_location[:40]!r}...: it has "
+            f"{len(artifact_location)} characters, and MLflow allows at most "
+            f"{MAX_ARTIFACT_LOCATION_LENGTH}."
+        )
+    return name, checked_tags
+
+
 def validate_artifact_path(path: object) -> str:
     """An artifact path: relative, POSIX, normalized, without '..' or NUL; it names a file."""
     if type(path) is not str or not path:
         raise InvalidArgument(f"Invalid artifact path {path!r}: expected a non-empty str.")
     if "\x00" in path:
         raise InvalidArgument(f"Invalid artifact path {path!r}: it contains a NUL character.")
+    require_utf8(path, f"artifact path {path!r}")
     if (
         path.startswith("/")
         or posixpath.normpath(path) != path
@@ -270,7 +302,8 @@ def validate_store_root(root: str | os.PathLike[str]) -> str:
         # No file path holds one: every write to such a store raised ValueError, which the daemon's
         # write loop answered by rejecting every client's batches in that write, not only this one's.
         raise InvalidArgument(f"Invalid store root {os.fspath(root)!r}: it contains a NUL character, which no path can hold.")
-    absolute = os.path.abspath(os.fspath(root))
+    # The root travels to the daemon as UTF-8 text (in every Hello), which such a root could not be.
+    absolute = require_utf8(os.path.abspath(os.fspath(root)), f"store root {os.fspath(root)!r}")
     if ARTIFACTS_FOLDER_NAME in absolute.split(os.sep):
         # FileStore._is_valid_run_directory (the ZDI-CAN-26649 / CVE-2026-2033 fix, MLflow 3.10+)
         # rejects every run dir whose absolute path has an `artifacts` component, so MLflow would

@@ -28,7 +28,7 @@ from . import _layout as layout
 from ._artifact_writes import write_artifact
 from ._confinement import check_confined, check_regular_or_missing
 from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, RunInfo, RunStatus
-from ._experiment_writes import ExperimentNames, build_experiment, check_new_experiment, unused_experiment_id
+from ._experiment_writes import ExperimentNames, build_experiment, unused_experiment_id
 from ._format import (
     dump_yaml,
     file_signature,
@@ -56,6 +56,7 @@ from ._write_items import (
     WriteFailure,
 )
 from ._validation import (
+    check_new_experiment,
     validate_artifact_path,
     validate_experiment_id,
     validate_key,
