@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
-from trackd.store import WriteJournal
+import pytest
+from store_helpers import RUN_ID, START_MS, writer_with_run
+
+from trackd.store import MetricAppend, WriteBatch, WriteJournal
+
+
+def metric_file_lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines()
 
 
 def _append(path: Path, data: bytes) -> None:
@@ -46,3 +56,76 @@ def test_a_path_that_is_not_utf8_is_journaled_and_recovered(tmp_path: Path) -> N
 
     WriteJournal.open(str(tmp_path / "j")).close()
     assert metric.read_bytes() == b"1 0.5 0\n"
+
+
+# A daemon's write, run in a child that SIGKILLs itself at the moment the write would commit: every
+# part of the write is on disk, its commit line is not (the daemon died between the two).
+_KILLED_AT_COMMIT = """
+import os, signal, sys
+from trackd.store import MetricAppend, StoreWriter, WriteBatch, WriteJournal
+
+class KilledAtCommit(WriteJournal):
+    def commit(self, entry_id: int) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+root, journal_path, run_id = sys.argv[1:]
+points = [(1_700_000_000_100, 0.25, 1), (1_700_000_000_101, 0.125, 2)]
+batch = WriteBatch(metrics={
+    (run_id, "loss"): MetricAppend(run_id, "loss", points, ["client-1"]),
+    (run_id, "acc"): MetricAppend(run_id, "acc", points, ["client-1"]),
+})
+StoreWriter(root).write(batch, journal=KilledAtCommit.open(journal_path), seqs={"client-1": 7})
+"""
+
+
+def test_recovery_never_removes_a_metric_file_mlflow_listed(tmp_path: Path) -> None:
+    # This used to fail with FileNotFoundError: the next daemon's start removed "acc", which the
+    # killed write had created, and an MLflow get_run that had listed metrics/ just before failed
+    # to open it (found by a chaos run of MLflow readers against a daemon killed at random).
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    root, journal_path = tmp_path / "mlruns", tmp_path / "journal"
+    writer, run = writer_with_run(root)
+    journal = WriteJournal.open(str(journal_path))
+    first = WriteBatch(metrics={(RUN_ID, "loss"): MetricAppend(RUN_ID, "loss", [(START_MS, 0.5, 0)], ["client-1"])})
+    assert writer.write(first, journal=journal, seqs={"client-1": 6}) == []
+    journal.close()
+    writer.close()
+    child = subprocess.run([sys.executable, "-c", _KILLED_AT_COMMIT, str(root), str(journal_path), RUN_ID], capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+    store = MlflowClient(tracking_uri=str(root))._tracking_client.store
+    run_info = store._get_run_info(RUN_ID)
+    # MLflow's get_run, search_runs and get_metric_history list metrics/ first, then open each file.
+    folder, listed = store._get_run_files(run_info, "metric")
+    recovered = WriteJournal.open(str(journal_path))  # the next daemon starts meanwhile
+    recovered.close()
+    read = {name: store._get_metric_from_file(folder, name, RUN_ID, run.parent.name).value for name in listed}
+
+    assert read == {"loss": 0.125, "acc": 0.125}
+    # The write was complete but for its commit: it counts as written, so the client does not
+    # resend it and each point is in the store once.
+    assert recovered.recovered_seqs == {"client-1": 7}
+    history = MlflowClient(tracking_uri=str(root)).get_metric_history(RUN_ID, "acc")
+    assert [(m.step, m.value) for m in history] == [(1, 0.25), (2, 0.125)]
+    assert len(metric_file_lines(run / "metrics" / "loss")) == 3
+    assert not [name for name in os.listdir(run) if name.startswith(".")]  # no temp file left
+
+
+def test_a_write_killed_before_its_new_files_appeared_is_cut_back_and_leaves_no_temp(tmp_path: Path) -> None:
+    loss, acc = tmp_path / "metrics" / "loss", tmp_path / "metrics" / "acc"
+    loss.parent.mkdir()
+    _append(loss, b"1 0.5 0\n")
+    temp = tmp_path / ".trackd-0123456789abcdef.tmp"
+    journal = WriteJournal.open(str(tmp_path / "j"))
+    journal.begin([(str(loss), loss.stat().st_size), (str(acc), 0)], {"client-a": 4}, {str(acc): str(temp)})
+    temp.write_bytes(b"2 0.9 1\n")  # acc's first lines, staged: the write had not put it in place
+    _append(loss, b"2 0.25 1\n2 0.1")  # the daemon died here, mid-line
+    journal.close()
+
+    reopened = WriteJournal.open(str(tmp_path / "j"))
+    assert loss.read_bytes() == b"1 0.5 0\n"
+    assert not acc.exists() and not temp.exists()
+    assert reopened.recovered_seqs == {}
+    reopened.close()

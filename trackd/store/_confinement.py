@@ -135,6 +135,18 @@ def create_regular_with(path: str, data: bytes, temp_dir: str, folder_fd: int | 
         if exc.filename is None:  # os.write() names no file, and the message reaches the client
             raise OSError(exc.errno, exc.strerror, path) from exc
         raise
+    if not link_temp_file(temp, path, folder_fd):
+        return None
+    # Held by its own name, not the temp's: what the daemon holds open is what a user sees.
+    return open_regular_for_append(path, FILE_MODE, folder_fd, checked=True, create=False)
+
+
+def link_temp_file(temp: str, path: str, folder_fd: int | None = None) -> bool:
+    """Link the complete temp file ``temp`` to ``path`` and remove ``temp``; whether it was linked
+    (False: ``path`` exists already, or the filesystem has no hard links).
+
+    link() never replaces a file someone made meanwhile (EEXIST), where os.replace would.
+    """
     try:
         if folder_fd is None:
             os.link(temp, path, follow_symlinks=False)
@@ -142,12 +154,11 @@ def create_regular_with(path: str, data: bytes, temp_dir: str, folder_fd: int | 
             os.link(temp, path.rpartition("/")[2], dst_dir_fd=folder_fd, follow_symlinks=False)
     except OSError as exc:
         if isinstance(exc, FileExistsError) or exc.errno in _NO_HARD_LINK_ERRNOS:
-            return None
+            return False
         raise
     finally:
         os.remove(temp)
-    # Held by its own name, not the temp's: what the daemon holds open is what a user sees.
-    return open_regular_for_append(path, FILE_MODE, folder_fd, checked=True, create=False)
+    return True
 
 
 def open_folder(path: str) -> int:

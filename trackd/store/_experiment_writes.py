@@ -8,8 +8,10 @@ one without its meta.yaml). Finding an experiment by name reads every experiment
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 
+from ..errors import StoreError
 from . import _layout as layout
 from ._entities import LIFECYCLE_ACTIVE, Experiment
 from ._format import dump_yaml, experiment_to_meta, file_signature, write_file_atomic, write_key_file
@@ -60,6 +62,24 @@ def build_experiment(
         write_file_atomic(layout.meta_path(staging), dump_yaml(experiment_to_meta(experiment)), staging)
 
     build_in_staging(fill, folder)
+
+
+def make_root(root: str, build_in_staging: Callable[[Callable[[str], None], str], None]) -> None:
+    """Make the store's folder, experiment 0 ("Default") unless it exists (active or deleted), and .trash."""
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise StoreError(f"Store root {root!r} is a file, expected a folder.")
+    os.makedirs(root, exist_ok=True)
+    default_id = layout.DEFAULT_EXPERIMENT_ID
+    if not os.path.exists(layout.experiment_dir(root, default_id)) and not os.path.exists(
+        layout.deleted_experiment_dir(root, default_id)
+    ):
+        try:
+            build_experiment(
+                root, build_in_staging, default_id, layout.DEFAULT_EXPERIMENT_NAME, None, {}, int(time.time() * 1000)
+            )
+        except FileExistsError:
+            pass  # another daemon on this store made it first
+    os.makedirs(layout.trash_dir(root), exist_ok=True)
 
 
 class ExperimentNames:

@@ -199,13 +199,17 @@ def write_file_atomic(path: str, data: bytes, temp_dir: str) -> None:
     try:
         os.replace(temp, path)
     except BaseException:
-        _remove_quietly(temp)
+        remove_quietly(temp)
         raise
 
 
-def write_temp_file(data: bytes, temp_dir: str) -> str:
-    """A new temp file in ``temp_dir`` holding ``data``, and its path: the caller puts it in place."""
-    temp = temp_file_path(temp_dir)
+def write_temp_file(data: bytes, temp_dir: str, temp: str | None = None) -> str:
+    """A new temp file in ``temp_dir`` holding ``data``, and its path: the caller puts it in place.
+
+    ``temp``: the path to use (from ``temp_file_path(temp_dir)``), when it was recorded before
+    (the write journal names a new metric file's temp before the file is written).
+    """
+    temp = temp or temp_file_path(temp_dir)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     try:
         try:
@@ -215,7 +219,7 @@ def write_temp_file(data: bytes, temp_dir: str) -> str:
         finally:
             os.close(fd)
     except BaseException:
-        _remove_quietly(temp)
+        remove_quietly(temp)
         raise
     return temp
 
@@ -229,11 +233,11 @@ def copy_file_atomic(source: str, path: str, temp_dir: str) -> None:
         shutil.copyfile(source, temp)
         os.replace(temp, path)
     except BaseException:
-        _remove_quietly(temp)
+        remove_quietly(temp)
         raise
 
 
-def _remove_quietly(path: str) -> None:
+def remove_quietly(path: str) -> None:
     try:
         os.remove(path)
     except OSError:

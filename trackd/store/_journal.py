@@ -1,11 +1,16 @@
 """The write journal: how a daemon that dies mid-write still writes every batch exactly once.
 
-Before the metric appends of a batch, the journal records each file's size and the sequence
-numbers the batch completes; after them, a commit line. On the next start, ``WriteJournal.open``
-cuts every file of the last entry, if it is uncommitted, back to its recorded size (which also
-removes any torn last line) and returns the sequence numbers of committed writes. (An uncommitted
-entry with others after it is a write the disk refused, which the writer cut back itself.) The daemon tells reconnecting
-clients those numbers, so they resend only what was never written, and nothing twice.
+Before the metric appends of a batch, the journal records each file's size (and for a file the
+write makes, the temp file its first lines go to) and the sequence numbers the batch completes;
+after the whole write, a commit line. The write links its new files into place last. On the next
+start, ``WriteJournal.open`` looks at the last entry, if it is uncommitted: if any of its new files
+is in place, the write had done everything else, so it puts the others in place and counts the
+write as written; if none is, it cuts every file back to its recorded size (which also removes any
+torn last line) and removes the temp files. A metric file MLflow may have listed is never removed:
+a reader that listed it and opened it a moment later failed with FileNotFoundError. It returns the
+sequence numbers of committed writes. (An uncommitted entry with others after it is a write the
+disk refused, which the writer cut back itself.) The daemon tells reconnecting clients those
+numbers, so they resend only what was never written, and nothing twice.
 
 Lines are JSON, appended with one ``write()`` each. No fsync: this protects against the daemon
 process dying (the page cache survives it), not against the machine losing power, which would
@@ -20,7 +25,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 
-from ._format import orjson_dumps
+from ._format import orjson_dumps, remove_quietly
 from ._metric_files import truncate_files
 
 _log = logging.getLogger("trackd.store")
@@ -63,6 +68,7 @@ class WriteJournal:
             # read() names no file, and a failed read was told as "cannot be written" at start.
             raise JournalUnreadable(exc.errno, exc.strerror, path) from exc
         pending: dict[int, list[tuple[str, int]]] = {}
+        temps: dict[int, Mapping[str, str]] = {}
         notes: dict[int, Mapping[str, int]] = {}
         for raw in lines:
             try:
@@ -79,8 +85,10 @@ class WriteJournal:
                 # files since (a full disk that passed, then a daemon killed: acknowledged points lost).
                 pending.clear()
                 notes.clear()
+                temps.clear()
                 pending[entry["begin"]] = [(str(p), int(s)) for p, s in entry["files"]]
                 notes[entry["begin"]] = entry.get("seqs", {})
+                temps[entry["begin"]] = entry.get("temps", {})
             elif "commit" in entry:
                 pending.pop(entry["commit"], None)
                 for client_id, seq in notes.pop(entry["commit"], {}).items():
@@ -88,21 +96,45 @@ class WriteJournal:
                     # and a client written since the snapshot kept its older place there.
                     seqs[client_id] = max(seqs.pop(client_id, 0), int(seq))
         for entry_id, files in pending.items():
+            new_files = temps.get(entry_id, {})
+            if any(os.path.lexists(file) for file in new_files):
+                # The write places its new files last (StoreWriter.write): it had done everything
+                # else, so it is completed, not undone. Undoing it removed files that MLflow
+                # readers may have listed already, and they failed to open them (FileNotFoundError).
+                _log.warning(
+                    "The daemon stopped as write %d put its new metric files in place; putting the "
+                    "other %d in place, and counting the write as written.",
+                    entry_id, sum(not os.path.lexists(file) for file in new_files),
+                )
+                _place_staged(new_files)
+                for client_id, seq in notes.get(entry_id, {}).items():
+                    seqs[client_id] = max(seqs.pop(client_id, 0), int(seq))
+                continue
             _log.warning(
                 "The daemon stopped in the middle of write %d; cutting %d metric file(s) back to their "
                 "size before it, so its clients' resent batches are written once.",
-                entry_id, len(files),
+                entry_id, len(files) - len(new_files),
             )
             truncate_files(files)
+            for temp in new_files.values():
+                remove_quietly(temp)
         _write_snapshot(path, seqs)
         fd = os.open(path, _FLAGS, 0o600)
         return cls(path, fd, seqs, compact_size=compact_size)
 
-    def begin(self, files: Sequence[tuple[str, int]], seqs: Mapping[str, int]) -> int:
-        """Record that ``files`` (path, size before) are about to be appended, completing ``seqs``."""
+    def begin(
+        self, files: Sequence[tuple[str, int]], seqs: Mapping[str, int], temps: Mapping[str, str] | None = None
+    ) -> int:
+        """Record that ``files`` (path, size before) are about to be written, completing ``seqs``;
+        ``temps``: of those the write makes, each one's temp file holding its first lines."""
         entry_id = self._next_id
         self._next_id += 1
-        self._append({"begin": entry_id, "files": files, "seqs": dict(seqs)})
+        # "temps" is a key of its own: a daemon of an earlier trackd, started on this journal,
+        # reads "files" as it always did (and undoes a new file as it did).
+        entry = {"begin": entry_id, "files": files, "seqs": dict(seqs)}
+        if temps:
+            entry["temps"] = dict(temps)
+        self._append(entry)
         return entry_id
 
     def commit(self, entry_id: int) -> None:
@@ -151,6 +183,17 @@ class WriteJournal:
             raise OSError(exc.errno, exc.strerror, self.path) from exc
         self._torn = False
         self._size += len(line)
+
+
+def _place_staged(new_files: Mapping[str, str]) -> None:
+    """Link each staged temp file whose file is not in place yet to its file, and remove the temps."""
+    for file, temp in new_files.items():
+        try:
+            if os.path.lexists(temp) and not os.path.lexists(file):
+                os.link(temp, file, follow_symlinks=False)
+        except OSError as exc:
+            _log.error("Could not put metric file %r in place from %r: %s", file, temp, exc)
+        remove_quietly(temp)
 
 
 def _write_snapshot(path: str, seqs: Mapping[str, int]) -> None:

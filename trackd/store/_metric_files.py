@@ -22,8 +22,15 @@ import stat
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from ._confinement import create_regular_with, open_folder, open_regular_for_append, open_regular_for_truncate
-from ._format import FILE_MODE
+from ._confinement import (
+    create_regular_with,
+    link_temp_file,
+    open_folder,
+    open_regular_for_append,
+    open_regular_for_truncate,
+)
+from ._format import FILE_MODE, remove_quietly, write_temp_file
+from ._layout import temp_file_path
 
 _log = logging.getLogger("trackd.store")
 _TAIL_CHUNK = 64 * 1024
@@ -85,6 +92,41 @@ class MetricFileCache:
                 # os.write() names no file, and the message reaches the log and the client.
                 raise OSError(exc.errno, exc.strerror, path) from exc
             raise
+
+    def new_file_temps(self, files: Iterable[tuple[str, int, str]]) -> dict[str, str]:
+        """Of ``files`` (path, size, run folder), those that do not exist yet, each with the temp
+        file (in its run folder) its first lines go to: stage() writes it, place() links it.
+
+        A write makes its new files appear last, after every other part of it (StoreWriter.write),
+        so that a daemon killed during a write leaves no file visible that the next one must
+        remove: an MLflow reader that listed metrics/ before the removal failed to open it
+        (FileNotFoundError from get_run, search_runs and get_metric_history).
+        """
+        fds = self._fds
+        return {
+            path: temp_file_path(folder)
+            for path, size, folder in files
+            if not size and path not in fds and not os.path.lexists(path)
+        }
+
+    def stage(self, path: str, temp: str, data: bytes) -> None:
+        """Write ``data``, the first lines of new metric file ``path``, to its ``temp`` file."""
+        try:
+            write_temp_file(data, os.path.dirname(temp), temp)
+        except OSError as exc:
+            if exc.filename is None:  # os.write() names no file, and the message reaches the client
+                raise OSError(exc.errno, exc.strerror, path) from exc
+            raise
+
+    def place(self, path: str, temp: str, data: bytes) -> None:
+        """Link the staged ``temp`` to ``path``: the file appears holding ``data``, never empty. If
+        ``path`` was made meanwhile (another daemon on the store), or the filesystem has no hard
+        links, ``data`` is appended to it instead."""
+        os.makedirs(path.rpartition("/")[0], exist_ok=True)  # a key with "/" names a folder of its own
+        if link_temp_file(temp, path):
+            self._open(path, b"", None)  # held, as every file a write appended to
+        else:
+            self.append(path, data)
 
     def _open(self, path: str, first: bytes, temp_dir: str | None) -> tuple[int, bool]:
         """The descriptor of ``path``, and whether it was created holding ``first``."""
@@ -238,14 +280,17 @@ class MetricFileCache:
             return info.st_size
         return 0
 
-    def rollback(self, files: Iterable[tuple[str, int]]) -> None:
-        """Undo a write that did not finish: close these files, then cut them back (truncate_files)."""
+    def rollback(self, files: Iterable[tuple[str, int]], temps: Iterable[str] = ()) -> None:
+        """Undo a write that did not finish: close these files, then cut them back (truncate_files),
+        and remove the temp files of its new files (new_file_temps)."""
         files = list(files)
         for path, _ in files:
             fd = self._fds.pop(path, None)
             if fd is not None:
                 os.close(fd)
         truncate_files(files)
+        for temp in temps:
+            remove_quietly(temp)
 
     def close_under(self, folder: str) -> None:
         """Close every open file below ``folder`` (a run that moved or was deleted)."""

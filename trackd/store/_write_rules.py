@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 from ..errors import StoreUnavailable
-from ._write_items import TagWrite
+from ._write_items import MetricAppend, TagWrite
 
 T = TypeVar("T")
 
@@ -73,3 +73,22 @@ def last_write_per_tag(tags: list[TagWrite]) -> list[TagWrite]:
             kept.append(last_set[key])
         kept.append(tag)
     return kept
+
+
+def item_name(kind: str, key: str, run_id: str) -> str:
+    """How a failure names the item: "metric 'loss' of run <id>"."""
+    return f"{kind} {key!r} of run {run_id}"
+
+
+def with_points(item: str, events: int) -> str:
+    """``item`` with its count of points when a client lost more than one point of it."""
+    return item if events == 1 else f"{item} ({events} points)"
+
+
+def origins_of(append: MetricAppend) -> dict[Hashable, int]:
+    """Each client that sent points of this file, with how many: one failure each, counting them."""
+    counts: dict[Hashable, int] = {}
+    ends = [*append.starts[1:], len(append.points)]
+    for origin, start, end in zip(append.origins, append.starts, ends):
+        counts[origin] = counts.get(origin, 0) + end - start
+    return counts or {None: len(append.points)}

@@ -8,7 +8,6 @@ see and renamed into place, so an MLflow reader never meets a half-made file or 
 from __future__ import annotations
 
 import os
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from . import _layout as layout
 from ._artifact_writes import write_artifact
 from ._confinement import check_confined, check_regular_or_missing
 from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, RunInfo, RunStatus
-from ._experiment_writes import ExperimentNames, build_experiment, unused_experiment_id
+from ._experiment_writes import ExperimentNames, build_experiment, make_root, unused_experiment_id
 from ._format import (
     dump_yaml,
     file_signature,
@@ -41,7 +40,16 @@ from ._format import (
     write_key_file,
 )
 from ._journal import WriteJournal
-from ._write_rules import TRANSIENT_ERRNOS, journal_call, last_write_per_tag, os_error_message, refusal
+from ._write_rules import (
+    TRANSIENT_ERRNOS,
+    item_name,
+    journal_call,
+    last_write_per_tag,
+    origins_of,
+    os_error_message,
+    refusal,
+    with_points,
+)
 from ._metric_files import MetricFileCache
 from ._reader import StoreReader
 from ._staging import build_in_staging, remove_stale_staging
@@ -123,7 +131,7 @@ class StoreWriter:
         # .trash always. We also create experiment 0 in an existing root that lacks it, because
         # MLflow's fluent API logs to experiment 0 by default and fails without it.
         try:
-            self._make_root()
+            make_root(self.root, self._build_in_staging)
         except OSError as exc:
             if exc.errno in TRANSIENT_ERRNOS:
                 # A full disk at a store's first write (or a daemon's first since it started, or a
@@ -131,23 +139,6 @@ class StoreWriter:
                 # disk refuses. As an OSError it failed them for good, "refused" to their clients.
                 raise refusal(f"The store at {self.root}", exc, "the store's folders") from exc
             raise
-
-    def _make_root(self) -> None:
-        if os.path.exists(self.root) and not os.path.isdir(self.root):
-            raise StoreError(f"Store root {self.root!r} is a file, expected a folder.")
-        os.makedirs(self.root, exist_ok=True)
-        default_id = layout.DEFAULT_EXPERIMENT_ID
-        if not os.path.exists(layout.experiment_dir(self.root, default_id)) and not os.path.exists(
-            layout.deleted_experiment_dir(self.root, default_id)
-        ):
-            try:
-                build_experiment(
-                    self.root, self._build_in_staging, default_id, layout.DEFAULT_EXPERIMENT_NAME, None, {},
-                    int(time.time() * 1000),
-                )
-            except FileExistsError:
-                pass  # another daemon on this store made it first
-        os.makedirs(layout.trash_dir(self.root), exist_ok=True)
 
     # --- experiments ----------------------------------------------------------------------------
 
@@ -219,30 +210,39 @@ class StoreWriter:
         for new_run in batch.new_runs:
             apply(failures, {new_run.origin: 1}, f"new run {new_run.run_id}", self._create_run, new_run)
         for param in batch.params:
-            apply(failures, {param.origin: 1}, _item("param", param.key, param.run_id), self._log_param, param)
+            apply(failures, {param.origin: 1}, item_name("param", param.key, param.run_id), self._log_param, param)
         for tag in last_write_per_tag(batch.tags):
-            apply(failures, {tag.origin: 1}, _item("tag", tag.key, tag.run_id), self._set_tag, tag)
+            apply(failures, {tag.origin: 1}, item_name("tag", tag.key, tag.run_id), self._set_tag, tag)
         appends = self._locate_metric_files(batch, failures)
+        lines = self._format_metric_files(appends, failures)
         try:
             sizes = self._metric_files.sizes([path for _, path, _ in appends])
+            # New files appear last (place), after every other part of the write: a daemon killed
+            # before then leaves none to remove (new_file_temps), and one killed after had done the
+            # rest, so the next daemon completes the write instead of undoing it (WriteJournal.open).
+            temps = self._metric_files.new_file_temps(
+                (path, size, folder) for (_, path, folder), (_, size), data in zip(appends, sizes, lines) if data
+            )
         except OSError as exc:
             if exc.errno in TRANSIENT_ERRNOS:  # an I/O error looking at a file: the batch waits, as for a write
                 raise refusal(f"The store at {self.root}", exc, "a metric file") from exc
             raise
-        entry = journal_call(journal.begin, sizes, seqs or {}) if journal is not None else None
+        if journal is not None:
+            entry = journal_call(journal.begin, sizes, seqs or {}, temps)
         try:
-            self._append_metrics(appends, failures)
+            self._write_metric_files(appends, lines, temps, failures)
             for artifact in batch.artifacts:
-                item = _item("artifact", artifact.path, artifact.run_id)
+                item = item_name("artifact", artifact.path, artifact.run_id)
                 apply(failures, {artifact.origin: 1}, item, self._write_artifact, artifact)
             for end in batch.terminations:
                 apply(failures, {end.origin: 1}, f"termination of run {end.run_id}", self._terminate, end)
+            self._write_metric_files(appends, lines, temps, failures, place=True)
         except StoreUnavailable:
-            self._metric_files.rollback(sizes)
+            self._metric_files.rollback(sizes, temps.values())
             raise
         finally:
             self._checked.clear()
-        if journal is not None and entry is not None:
+        if journal is not None:
             try:
                 journal_call(journal.commit, entry)
             except StoreUnavailable:
@@ -257,7 +257,7 @@ class StoreWriter:
         """(append, file, run folder) of every metric append whose run and key are valid; the others
         become failures.
 
-        This and _append_metrics run once per file per write, so they keep to dict lookups for a
+        This and _write_metric_files run once per file per write, so they keep to dict lookups for a
         file seen before (10,000 files at a few points each: the Python per file cost more than
         its write()).
         """
@@ -276,9 +276,9 @@ class StoreWriter:
                     # Checked when the file or its folder is opened; then written through the descriptor.
                     self._confine(os.path.dirname(path))
             except (TrackdError, OSError) as exc:
-                item = _item("metric", append.key, append.run_id)
+                item = item_name("metric", append.key, append.run_id)
                 message = str(exc) if isinstance(exc, TrackdError) else f"Cannot write {item}: {exc}."
-                failures.extend(WriteFailure(o, _points(item, n), message, n) for o, n in _origins(append).items())
+                failures.extend(WriteFailure(o, with_points(item, n), message, n) for o, n in origins_of(append).items())
                 continue
             if append.points:
                 located.append((append, path, handle.folder))
@@ -292,24 +292,40 @@ class StoreWriter:
         handle.metric_paths[key] = path
         self._remembered_paths += 1
 
-    def _append_metrics(self, appends: list[tuple[MetricAppend, str, str]], failures: list[WriteFailure]) -> None:
-        """One write() per file: every file's lines formatted in one call, then appended (a new
-        file through a temp file in its run folder, so that it never shows empty)."""
+    def _format_metric_files(self, appends: list[tuple[MetricAppend, str, str]], failures: list[WriteFailure]) -> list[bytes]:
+        """Every file's lines, formatted in one call; b"" for a file whose points do not format."""
         try:
-            lines = format_metric_files([append.points for append, _, _ in appends])
+            return format_metric_files([append.points for append, _, _ in appends])
         except (TypeError, ValueError):  # not a float somewhere: each file on its own, to name it
             lines = [b""] * len(appends)
             for index, (append, _, _) in enumerate(appends):
                 try:
                     lines[index] = format_metric_lines(append.points)
                 except (TypeError, ValueError) as exc:
-                    self._record_failure(failures, _origins(append), _item("metric", append.key, append.run_id), exc)
-        write = self._metric_files.append
+                    self._record_failure(failures, origins_of(append), item_name("metric", append.key, append.run_id), exc)
+            return lines
+
+    def _write_metric_files(
+        self, appends: list[tuple[MetricAppend, str, str]], lines: list[bytes], temps: dict[str, str],
+        failures: list[WriteFailure], *, place: bool = False,
+    ) -> None:
+        """One write() per existing file, and each new file's lines to its temp file (one that
+        cannot be written is taken out of ``temps``); with ``place``, the new files linked into place."""
+        cache = self._metric_files
         for (append, path, folder), data in zip(appends, lines):
+            temp = temps.get(path)
+            if not data or (place and temp is None):
+                continue
             try:
-                write(path, data, folder)
+                if temp is None:
+                    cache.append(path, data, folder)
+                elif place:
+                    cache.place(path, temp, data)
+                else:
+                    cache.stage(path, temp, data)
             except (TrackdError, OSError) as exc:  # TrackdError: a link or FIFO planted at the key's path
-                self._record_failure(failures, _origins(append), _item("metric", append.key, append.run_id), exc)
+                temps.pop(path, None)
+                self._record_failure(failures, origins_of(append), item_name("metric", append.key, append.run_id), exc)
 
     def _apply(
         self,
@@ -338,7 +354,7 @@ class StoreWriter:
             message = os_error_message(item, exc)
         else:
             message = f"Cannot write {item}: {exc}."
-        failures.extend(WriteFailure(origin, _points(item, events), message, events) for origin, events in origins.items())
+        failures.extend(WriteFailure(origin, with_points(item, events), message, events) for origin, events in origins.items())
 
     # --- runs -----------------------------------------------------------------------------------
 
@@ -572,20 +588,3 @@ class StoreWriter:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-
-def _item(kind: str, key: str, run_id: str) -> str:
-    return f"{kind} {key!r} of run {run_id}"
-
-
-def _points(item: str, events: int) -> str:
-    """``item`` with its count of points when a client lost more than one point of it."""
-    return item if events == 1 else f"{item} ({events} points)"
-
-
-def _origins(append: MetricAppend) -> dict[Hashable, int]:
-    """Each client that sent points of this file, with how many: one failure each, counting them."""
-    counts: dict[Hashable, int] = {}
-    ends = [*append.starts[1:], len(append.points)]
-    for origin, start, end in zip(append.origins, append.starts, ends):
-        counts[origin] = counts.get(origin, 0) + end - start
-    return counts or {None: len(append.points)}
