@@ -22,6 +22,7 @@ from trackd.protocol import (
     Ack, Batch, ConnectionClosed, ErrorReply, Flush, FlushDone, GetStatus, RecordKind, Rejected, StatusReply, Welcome,
 )
 from trackd.store import StoreReader
+from trackd.store._layout import temp_file_path
 
 POINTS = 60_000
 FILL_AT_STEP = 10_000
@@ -475,7 +476,11 @@ PAGE = 4096
 def _journal_line_sizes(journal: bytes, folder: str, key: str, seq: int) -> tuple[int, int]:
     """The bytes of the begin and commit lines of the daemon's next write: one new metric file ``key``."""
     entry = journal.count(b'{"begin":') + 1  # this daemon's writes are numbered from 1
-    begin = json.dumps({"begin": entry, "files": [[f"{folder}/{key}", 0]], "seqs": {"c1": seq}}, separators=(",", ":"))
+    path = f"{folder}/{key}"
+    # A new file's first lines go to a temp file in the run folder, which the line names (its
+    # name is random, its length is not).
+    temps = {path: temp_file_path(os.path.dirname(folder))}
+    begin = json.dumps({"begin": entry, "files": [[path, 0]], "seqs": {"c1": seq}, "temps": temps}, separators=(",", ":"))
     return len(begin) + 1, len(json.dumps({"commit": entry}, separators=(",", ":"))) + 1
 
 
@@ -516,7 +521,8 @@ def test_a_commit_the_full_disk_cut_short_is_not_taken_for_written(journal_disk:
             wanted = room - begin_after - 3
             if wanted < pad_begin + pad_commit:
                 wanted += PAGE
-            write(f"p{n}_" + "a" * min(max(wanted - pad_begin - pad_commit, 0), 200))
+            # Each letter of the key is in the begin line twice: in "files" and in "temps".
+            write(f"p{n}_" + "a" * min(max(wanted - pad_begin - pad_commit, 0) // 2, 200))
             assert raw.next_event() == Ack(seq=seq)
         else:
             pytest.fail("could not place a commit line across a page boundary")

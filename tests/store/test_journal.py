@@ -68,17 +68,34 @@ class KilledAtCommit(WriteJournal):
     def commit(self, entry_id: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
-root, journal_path, run_id = sys.argv[1:]
+root, journal_path, run_id, *failing = sys.argv[1:]
 points = [(1_700_000_000_100, 0.25, 1), (1_700_000_000_101, 0.125, 2)]
 batch = WriteBatch(metrics={
     (run_id, "loss"): MetricAppend(run_id, "loss", points, ["client-1"]),
     (run_id, "acc"): MetricAppend(run_id, "acc", points, ["client-1"]),
+    # With an argument, an item that fails: a run the store does not have.
+    **{(bad, "x"): MetricAppend(bad, "x", points, ["client-1"]) for bad in failing},
 })
 StoreWriter(root).write(batch, journal=KilledAtCommit.open(journal_path), seqs={"client-1": 7})
 """
 
 
-def test_recovery_never_removes_a_metric_file_mlflow_listed(tmp_path: Path) -> None:
+def _write_killed_at_commit(root: Path, journal_path: Path, *failing_run: str) -> Path:
+    """A store whose run has a committed "loss" (client-1's batch 6), and a journal whose last
+    write (batch 7: "loss" appended, "acc" created) was killed at its commit; the run's folder."""
+    writer, run = writer_with_run(root)
+    journal = WriteJournal.open(str(journal_path))
+    first = WriteBatch(metrics={(RUN_ID, "loss"): MetricAppend(RUN_ID, "loss", [(START_MS, 0.5, 0)], ["client-1"])})
+    assert writer.write(first, journal=journal, seqs={"client-1": 6}) == []
+    journal.close()
+    writer.close()
+    args = [str(root), str(journal_path), RUN_ID, *failing_run]
+    child = subprocess.run([sys.executable, "-c", _KILLED_AT_COMMIT, *args], capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    return run
+
+
+def test_recovery_keeps_the_new_metric_files_an_mlflow_reader_listed(tmp_path: Path) -> None:
     # This used to fail with FileNotFoundError: the next daemon's start removed "acc", which the
     # killed write had created, and an MLflow get_run that had listed metrics/ just before failed
     # to open it (found by a chaos run of MLflow readers against a daemon killed at random).
@@ -86,14 +103,7 @@ def test_recovery_never_removes_a_metric_file_mlflow_listed(tmp_path: Path) -> N
     from mlflow import MlflowClient
 
     root, journal_path = tmp_path / "mlruns", tmp_path / "journal"
-    writer, run = writer_with_run(root)
-    journal = WriteJournal.open(str(journal_path))
-    first = WriteBatch(metrics={(RUN_ID, "loss"): MetricAppend(RUN_ID, "loss", [(START_MS, 0.5, 0)], ["client-1"])})
-    assert writer.write(first, journal=journal, seqs={"client-1": 6}) == []
-    journal.close()
-    writer.close()
-    child = subprocess.run([sys.executable, "-c", _KILLED_AT_COMMIT, str(root), str(journal_path), RUN_ID], capture_output=True, text=True)
-    assert child.returncode == -signal.SIGKILL, child.stderr
+    run = _write_killed_at_commit(root, journal_path)
 
     store = MlflowClient(tracking_uri=str(root))._tracking_client.store
     run_info = store._get_run_info(RUN_ID)
@@ -111,6 +121,20 @@ def test_recovery_never_removes_a_metric_file_mlflow_listed(tmp_path: Path) -> N
     assert [(m.step, m.value) for m in history] == [(1, 0.25), (2, 0.125)]
     assert len(metric_file_lines(run / "metrics" / "loss")) == 3
     assert not [name for name in os.listdir(run) if name.startswith(".")]  # no temp file left
+
+
+def test_a_killed_write_with_a_failed_item_is_undone_so_its_resend_reports_the_failure(tmp_path: Path) -> None:
+    # Completed at the next start, the write would count as written: its client would not resend
+    # it, and would never learn that the item failed.
+    root, journal_path = tmp_path / "mlruns", tmp_path / "journal"
+    run = _write_killed_at_commit(root, journal_path, "f" * 32)
+
+    recovered = WriteJournal.open(str(journal_path))
+    recovered.close()
+    assert recovered.recovered_seqs == {"client-1": 6}
+    assert metric_file_lines(run / "metrics" / "loss") == [b"%d 0.5 0" % START_MS]
+    assert sorted(os.listdir(run / "metrics")) == ["loss"]
+    assert not [name for name in os.listdir(run) if name.startswith(".")]
 
 
 def test_a_write_killed_before_its_new_files_appeared_is_cut_back_and_leaves_no_temp(tmp_path: Path) -> None:

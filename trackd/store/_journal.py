@@ -6,8 +6,11 @@ after the whole write, a commit line. The write links its new files into place l
 start, ``WriteJournal.open`` looks at the last entry, if it is uncommitted: if any of its new files
 is in place, the write had done everything else, so it puts the others in place and counts the
 write as written; if none is, it cuts every file back to its recorded size (which also removes any
-torn last line) and removes the temp files. A metric file MLflow may have listed is never removed:
-a reader that listed it and opened it a moment later failed with FileNotFoundError. It returns the
+torn last line) and removes the temp files. A metric file MLflow may have listed is not removed:
+a reader that listed it and opened it a moment later failed with FileNotFoundError. (Except in a
+write with an item that failed, marked ``undo`` before its new files appear: completed, it would
+count as written, and its clients would never learn of the failure; undone, their resend reports
+it.) It returns the
 sequence numbers of committed writes. (An uncommitted entry with others after it is a write the
 disk refused, which the writer cut back itself.) The daemon tells reconnecting clients those
 numbers, so they resend only what was never written, and nothing twice.
@@ -70,6 +73,7 @@ class WriteJournal:
         pending: dict[int, list[tuple[str, int]]] = {}
         temps: dict[int, Mapping[str, str]] = {}
         notes: dict[int, Mapping[str, int]] = {}
+        undo: set[int] = set()
         for raw in lines:
             try:
                 entry = json.loads(raw)
@@ -86,9 +90,12 @@ class WriteJournal:
                 pending.clear()
                 notes.clear()
                 temps.clear()
+                undo.clear()
                 pending[entry["begin"]] = [(str(p), int(s)) for p, s in entry["files"]]
                 notes[entry["begin"]] = entry.get("seqs", {})
                 temps[entry["begin"]] = entry.get("temps", {})
+            elif "undo" in entry:
+                undo.add(entry["undo"])
             elif "commit" in entry:
                 pending.pop(entry["commit"], None)
                 for client_id, seq in notes.pop(entry["commit"], {}).items():
@@ -97,7 +104,7 @@ class WriteJournal:
                     seqs[client_id] = max(seqs.pop(client_id, 0), int(seq))
         for entry_id, files in pending.items():
             new_files = temps.get(entry_id, {})
-            if any(os.path.lexists(file) for file in new_files):
+            if entry_id not in undo and any(os.path.lexists(file) for file in new_files):
                 # The write places its new files last (StoreWriter.write): it had done everything
                 # else, so it is completed, not undone. Undoing it removed files that MLflow
                 # readers may have listed already, and they failed to open them (FileNotFoundError).
@@ -136,6 +143,11 @@ class WriteJournal:
             entry["temps"] = dict(temps)
         self._append(entry)
         return entry_id
+
+    def keep_undoable(self, entry_id: int) -> None:
+        """Record that write ``entry_id``, if it is never committed, is to be undone even once its
+        new files are in place: some of its items failed, and only a resend reports them."""
+        self._append({"undo": entry_id})
 
     def commit(self, entry_id: int) -> None:
         """Record that write ``entry_id`` is complete."""

@@ -236,6 +236,9 @@ class StoreWriter:
                 apply(failures, {artifact.origin: 1}, item, self._write_artifact, artifact)
             for end in batch.terminations:
                 apply(failures, {end.origin: 1}, f"termination of run {end.run_id}", self._terminate, end)
+            if journal is not None and temps and failures:
+                # Completed at the next start, the write would never tell its clients of these.
+                journal_call(journal.keep_undoable, entry)
             self._write_metric_files(appends, lines, temps, failures, place=True)
         except StoreUnavailable:
             self._metric_files.rollback(sizes, temps.values())
