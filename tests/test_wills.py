@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import DaemonProcess, child_env, wait_for
+
+from trackd._paths import DaemonPaths
+from trackd.client._launcher import daemon_answers
 
 from trackd.cli import main as cli_main
 
@@ -41,7 +45,7 @@ def start_child(store: Path, socket_path: Path, body: str, *, start_args: str = 
     """A Python child that runs PROLOGUE then ``body``; returns it and its run id (printed once logged)."""
     code = PROLOGUE.format(store=str(store), start_args=start_args) + body
     child = subprocess.Popen(
-        [sys.executable, "-c", code], env=child_env(socket_path, TRACKD_AUTOSTART="0", **env),
+        [sys.executable, "-c", code], env=child_env(socket_path, **{"TRACKD_AUTOSTART": "0", **env}),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert child.stdout is not None
@@ -157,11 +161,20 @@ def test_a_forked_child_that_exits_does_not_fail_its_parents_run(
     assert wait_for_status(store, run_id, "FINISHED").data.metrics["worker"] == 1.0
 
 
+def owned_runs(daemon: DaemonProcess) -> int:
+    """The runs the daemon's connected clients said they own."""
+    return sum(int(client["owned_runs"]) for client in daemon.status()["clients"] if client["connected"])
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("idle", [False, True], ids=["logging", "idle"])
 def test_a_process_sigkilled_after_the_daemon_restarted_still_gets_its_run_failed(
-    socket_path: Path, store: Path, signum: int
+    socket_path: Path, store: Path, signum: int, idle: bool
 ) -> None:
     # Wills live in the daemon's memory: the client tells the new daemon its runs when it reconnects.
+    # An idle process reconnected only once it had something to send: its daemon restarted (stopped
+    # and started, or killed and autostarted by another process), it was then SIGKILLed without a
+    # word to the new daemon, and its run stayed RUNNING for ever.
     first = DaemonProcess(socket_path).start()
     body = WAIT_FOR_STDIN + "trackd.log_metric('loss', 9.0, step=3)\ntrackd.flush()\n" + SIGKILL_SELF
     child, run_id = start_child(store, socket_path, body)
@@ -171,12 +184,49 @@ def test_a_process_sigkilled_after_the_daemon_restarted_still_gets_its_run_faile
         assert first.stop() == 0
     second = DaemonProcess(socket_path).start()
     try:
-        child.communicate("\n", timeout=30)
-        assert child.returncode == -signal.SIGKILL
+        if idle:
+            wait_for(lambda: owned_runs(second) == 1, timeout=20, message="the idle process telling the new daemon its run")
+            child.kill()
+            assert finish(child) == -signal.SIGKILL
+        else:
+            child.communicate("\n", timeout=30)
+            assert child.returncode == -signal.SIGKILL
         run = wait_for_status(store, run_id, "FAILED")
-        assert FAILURE_REASON_TAG in run.data.tags and run.data.metrics["loss"] == 9.0
+        assert f"process {child.pid} " in run.data.tags[FAILURE_REASON_TAG]
+        assert run.data.metrics["loss"] == (1.0 if idle else 9.0)
     finally:
         assert second.stop() == 0
+
+
+def test_trackd_daemon_stop_with_idle_processes_owning_runs_leaves_no_daemon_running(
+    socket_path: Path, store: Path, paths: DaemonPaths
+) -> None:
+    # The idle processes look for a daemon to tell their runs, now and then: they must start none,
+    # say nothing, and not keep `trackd daemon stop` from stopping the one that runs.
+    first = DaemonProcess(socket_path).start()
+    children = [start_child(store, socket_path, WAIT_FOR_STDIN, TRACKD_AUTOSTART="1") for _ in range(3)]
+    try:
+        wait_for(lambda: owned_runs(first) == 3, timeout=20, message="three idle processes owning a run each")
+        for _ in range(2):  # each stop leaves the idle processes looking for a daemon again
+            assert cli_main(["daemon", "stop", "--socket", str(socket_path)]) == 0
+            assert first.stop() == 0  # exited by itself (the CLI waited for it); reaped here
+            # Long enough for every process to look several times (WILL_PROBE_MAX_INTERVAL: 2 s).
+            time.sleep(5)
+            assert not daemon_answers(socket_path, 0.5)
+            assert not paths.pid.exists()
+            first = DaemonProcess(socket_path).start()
+            wait_for(lambda: owned_runs(first) == 3, timeout=20, message="the idle processes telling the new daemon")
+        assert first.stop() == 0
+        for child, _ in children:
+            child.kill()
+            _, err = child.communicate(timeout=30)
+            assert child.returncode == -signal.SIGKILL
+            assert err == "", err  # not a word about the daemons that came and went
+    finally:
+        for child, _ in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate(timeout=30)
 
 
 # The child leaves a spool file as a client does when no daemon takes its events: made by the

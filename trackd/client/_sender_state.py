@@ -44,6 +44,12 @@ class SenderState:
     # How often the thread starts a daemon while none answers; less often after one exited at once.
     SPAWN_INTERVAL = 1.0
     SPAWN_INTERVAL_AFTER_EXIT = 30.0
+    # An idle sender owning runs looks for a daemon another process started (see
+    # SenderThread._tell_will_to_a_running_daemon): first after this long, doubling up to the
+    # maximum; a handshake slower than the timeout is tried again at the next probe.
+    WILL_PROBE_INTERVAL = 0.1
+    WILL_PROBE_MAX_INTERVAL = 2.0
+    WILL_PROBE_TIMEOUT = 1.0
 
     client_id: str
     buffer: collections.deque[Record]
@@ -81,6 +87,9 @@ class SenderState:
     _spawn_failure: str | None
     _refusal: str | None
     _behind_spool = False  # connected, and sending the spool file again (see SenderThread._send_spooled)
+    # When an idle sender owning runs next looks for a daemon, and its backoff (WILL_PROBE_INTERVAL).
+    _next_will_probe = 0.0
+    _will_probe_delay = 0.0
 
     def _poke(self) -> None:
         try:

@@ -34,9 +34,11 @@ class SenderThread(SenderState):
                     if self._nothing_to_deliver():
                         # A daemon that went away (`trackd daemon stop`, an upgrade) is started
                         # again only once there is something to send: an idle process restarted
-                        # it at once, so it could not be stopped while any client lived.
-                        self._spill.idle()
-                        self._sleep(self.config.flush_interval)
+                        # it at once, so it could not be stopped while any client lived. One that
+                        # another process started is told this process's runs, unasked.
+                        if not self._tell_will_to_a_running_daemon():
+                            self._spill.idle()
+                            self._sleep(self.config.flush_interval)
                     else:
                         self._connect_or_count()
                         backoff = 0.05
@@ -77,6 +79,29 @@ class SenderThread(SenderState):
                 and not self._spill.records and self._dropped == self._dropped_reported
                 and not self.will.untold()  # a run resumed with nothing logged yet: its owner is news
             )
+
+    def _tell_will_to_a_running_daemon(self) -> bool:
+        """Idle, disconnected and owning runs: connect, now and then, to a daemon that runs, never
+        starting one; True once connected (the next cycle sends the runs).
+
+        The daemon fails the runs of a process that dies only if it was told them, on a live
+        connection: an idle process (a notebook, a job waiting on a barrier) whose daemon was
+        restarted by someone else sent nothing, so a SIGKILL then left its runs RUNNING for ever.
+        Probes back off to one every WILL_PROBE_MAX_INTERVAL: a failed connect() costs a few
+        system calls. A daemon that is stopping has closed its socket, or refuses the Hello.
+        """
+        if self._stopping or not self.will.snapshot():
+            return False
+        now = time.monotonic()
+        if now < self._next_will_probe:
+            return False
+        try:
+            self._connect(autostart=False, timeout=min(self.config.connect_timeout, self.WILL_PROBE_TIMEOUT))
+        except DaemonUnavailable:
+            self._will_probe_delay = min(max(self._will_probe_delay * 2, self.WILL_PROBE_INTERVAL), self.WILL_PROBE_MAX_INTERVAL)
+            self._next_will_probe = now + self._will_probe_delay
+            return False
+        return True
 
     def _cycle(self) -> None:
         transport = self._transport
@@ -139,18 +164,20 @@ class SenderThread(SenderState):
             return exc.lasting
         return isinstance(exc.__cause__, (FileNotFoundError, ConnectionRefusedError))
 
-    def _connect(self) -> None:
+    def _connect(self, *, autostart: bool = True, timeout: float | None = None) -> None:
         path = self.config.socket_path
         hello = make_hello(self.client_id, self.store_root)
         interrupt = self._interrupt
         try:
-            transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
+            transport, protocol, welcome = handshake(
+                path, hello, timeout=self.config.connect_timeout if timeout is None else timeout, interrupt=interrupt
+            )
         except DaemonUnavailable as exc:
             # A daemon that refused runs on: one started now would exit "already running" (it was,
             # every second). One shutting down is replaced by the start, which waits for its lock.
             refused = exc if isinstance(exc, DaemonRefused) and exc.code != ErrorCode.SHUTTING_DOWN else None
             self._refusal = refused.reason if refused is not None else None
-            if refused is not None or not self.config.autostart or self._stopping or self._spill_requested:
+            if refused is not None or not (autostart and self.config.autostart) or self._stopping or self._spill_requested:
                 raise
             self._start_daemon()
             transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
@@ -179,6 +206,8 @@ class SenderThread(SenderState):
         # The once-a-second limit is for daemons that fail to start; one that answered and later
         # went away (stopped by hand within a second of the process start) is replaced at once.
         self._next_spawn = 0.0
+        self._will_probe_delay = 0.0  # lost again, the next daemon is looked for at once
+        self._next_will_probe = 0.0
         self._gave_up_announced = False  # a new stall is news again
         self._gave_up_reason = None
         self._unannounced = 0  # (what it spooled quietly goes to the daemon from the spool now)

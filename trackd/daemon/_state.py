@@ -79,6 +79,8 @@ class Session:
             "dropped": self.dropped,
             "throttled": self.throttled,
             "throttled_s": round(self.throttled_s, 3),
+            # Runs its connection said it owns: failed if its process exits without ending them.
+            "owned_runs": len(will.run_ids) if self.connection is not None and (will := self.connection.will) else 0,
         }
 
 
