@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -40,6 +41,17 @@ def alive(pid: int) -> bool:
     except OSError:
         return True
     return "\nState:\tZ" not in status
+
+
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until the filesystem is full (a real ENOSPC for the store)."""
+    chunk = b"\0" * 4096
+    with open(path, "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(chunk)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
 
 
 def wait_for(condition: object, timeout: float = 10.0, interval: float = 0.01, message: str = "condition") -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -15,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, RawClient, child_env, create_run_record, metric_records, wait_for
+from helpers import DaemonProcess, RawClient, child_env, create_run_record, fill, metric_records, wait_for
 
 from trackd._paths import UNWRITTEN_EXIT_CODE, DaemonPaths
 from trackd.protocol import (
@@ -40,31 +39,6 @@ for step in range(points):
 report = trackd.flush(timeout=120)
 print("done", report.pending, flush=True)
 """
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs mounted for this test, unmounted afterwards."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True, capture_output=True)
-
-
-def fill(path: Path) -> None:
-    """Write zeros to ``path`` until the filesystem is full."""
-    chunk = b"\0" * 4096
-    with open(path, "wb", buffering=0) as filler:
-        try:
-            while True:
-                filler.write(chunk)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
 
 
 def status_text(socket_path: Path) -> str:

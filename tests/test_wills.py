@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import DaemonProcess, child_env, wait_for
+from helpers import DaemonProcess, child_env, fill, wait_for
 
 from trackd._paths import DaemonPaths
 from trackd.client._launcher import daemon_answers
@@ -408,3 +408,23 @@ def test_a_will_waiting_for_a_spool_when_the_daemon_stops_is_applied_by_the_next
     assert run.info.status == status
     assert (FAILURE_REASON_TAG in run.data.tags) == (status == "FAILED")
     assert not second.paths.wills.exists()
+
+
+def test_a_will_the_full_disk_refused_is_applied_once_space_returns(daemon: DaemonProcess, small_disk: Path, socket_path: Path) -> None:
+    # The store refused the FAILED (disk full, read-only remount): the will was logged and dropped,
+    # and the run stayed RUNNING for ever, though the daemon writes the events it held back then.
+    store = small_disk / "mlruns"
+    child, run_id = start_child(store, socket_path, WAIT_FOR_STDIN)
+    filler = small_disk / "filler"
+    try:
+        fill(filler)
+        child.kill()
+        assert finish(child) == -signal.SIGKILL
+        wait_for(lambda: "Could not mark run" in daemon.log(), timeout=20, message="the store refusing the will")
+        assert mlflow_run(store, run_id).info.status == "RUNNING"
+        assert daemon.status()["wills_waiting"] == 1
+    finally:
+        filler.unlink(missing_ok=True)
+    run = wait_for_status(store, run_id, "FAILED")
+    assert f"process {child.pid} " in run.data.tags[FAILURE_REASON_TAG]
+    assert wait_until_no_will_is_pending(daemon)["runs_failed_for_exited_clients"] == 1

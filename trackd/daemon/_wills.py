@@ -12,6 +12,8 @@ daemon fails those still RUNNING when all of these hold:
 - its spool file does not exist: a spool holds batches not delivered yet, perhaps a run's end,
   until ``trackd sync`` or another client delivers it.
 
+A will the store refuses (disk full, read-only) is tried again, after a backoff, until it takes it.
+
 A client that reconnects from the same process drops its pending will (it sends its set again);
 ``trackd sync`` delivering a dead client's spool connects with its client id from another process
 and neither drops nor applies it. A daemon that stops gracefully applies, after its last write,
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from .._paths import spool_paths
 from .._peer import peer_pid, process_state
-from ..errors import TrackdError
+from ..errors import StoreUnavailable, TrackdError
 from ..protocol import OwnedRuns
 from ._state import Session
 
@@ -52,6 +54,11 @@ FAILURE_REASON_TAG = "trackd.failure_reason"
 # A machine runs tens of training processes; only processes that exit without ending their runs,
 # or close their client with runs still open, leave one, and it goes once the process has exited.
 MAX_PENDING_WILLS = 10_000
+# A will the store refused (disk full, read-only: see guarantee 5) is tried again after this long,
+# doubling up to the maximum while it keeps refusing; shutdown tries once more, then leaves it to
+# the next daemon.
+RETRY_DELAY = 1.0
+MAX_RETRY_DELAY = 60.0
 
 
 @dataclass(slots=True, eq=False)
@@ -69,6 +76,9 @@ class Will:
     lost_at_ms: int = 0
     # Known gone: a will a stopped daemon kept (its pid may be another process's now).
     gone: bool = False
+    # After the store refused it: when to try again (time.monotonic()), and the backoff.
+    retry_at: float = 0.0
+    retry_delay: float = 0.0
 
 
 def watch(session: Session, sock: socket.socket | None) -> Will | None:
@@ -111,8 +121,8 @@ class Wills:
         self.runs_failed = 0
         # Whether a pending will's process still runs: the daemon does not exit idle meanwhile.
         self.watching = False
-        # Pending wills whose process has exited, waiting for its batches to be written or its
-        # spool to be delivered (as the last check found them).
+        # Pending wills whose process has exited, waiting for its batches to be written, its
+        # spool to be delivered or its store to take writes again (as the last check found them).
         self.waiting = 0
         # Wills taken off the list and being applied in the writer thread: still pending in status
         # until their runs are written (a test read "none pending" and then the run still RUNNING).
@@ -166,7 +176,7 @@ class Wills:
         or for a spool on disk (it may hold the runs' end), go to a file the next daemon reads
         (``restore``); one whose last batches could not be written is dropped, said in the log.
         """
-        for will in self._take_due(server):
+        for will in self._take_due(server, retry_now=True):  # a store that refused may take it now
             self._start(server, will)
         if self._applying:
             # Behind a write still running at the deadline, if any: bounded as that wait is.
@@ -209,15 +219,19 @@ class Wills:
             self.watching = True  # until the first check looks
             logger.info("Took on %d wills the last daemon left (%s)", len(self._pending), path)
 
-    def _take_due(self, server: Server) -> list[Will]:
+    def _take_due(self, server: Server, *, retry_now: bool = False) -> list[Will]:
         """Take off the list the wills whose time has come, less the runs a live process owns too."""
         due, watching, waiting = [], False, 0
         live: list[Will] = [conn.will for conn in server.state.connections if conn.will is not None]
+        now = time.monotonic()
         for client_id, will in list(self._pending.items()):
             if not exited(will):
                 watching = True
                 live.append(will)
-            elif will.session.applied_seq < will.session.received_seq or _spooled(will):
+            elif (
+                will.session.applied_seq < will.session.received_seq or _spooled(will)
+                or (will.retry_at > now and not retry_now)
+            ):
                 waiting += 1
             else:
                 due.append(self._pending.pop(client_id))
@@ -231,13 +245,34 @@ class Wills:
     async def _apply(self, server: Server, will: Will) -> None:
         applier = server.applier
         try:
-            failed = await server.run_in_writer(_fail_runs(applier, will))
-        except Exception:  # the store could not be opened, or a bug: logged, never the daemon's end
+            failed, refused = await server.run_in_writer(_fail_runs(applier, will))
+        except (OSError, StoreUnavailable) as exc:  # the store could not be opened: tried again
+            failed, refused = [], list(will.run_ids)
+            _log_refusal(will, ", ".join(will.run_ids), exc)
+        except Exception:  # a bug: logged, never the daemon's end
             logger.exception("Could not fail the runs %s of exited process %d", ", ".join(will.run_ids), will.pid)
             return
         finally:
             self.applying -= 1
         self.runs_failed += len(failed)
+        if refused:
+            self._retry_later(will, refused)
+
+    def _retry_later(self, will: Will, run_ids: list[str]) -> None:
+        """The store refused to fail ``run_ids`` (disk full, read-only): pending again, tried after a backoff.
+
+        Logged and dropped, the will left those runs RUNNING for ever, though the daemon keeps
+        every event a refusing store holds back and writes it once the store takes writes again.
+        """
+        will.run_ids = tuple(run_ids)
+        will.retry_delay = min(max(will.retry_delay * 2, RETRY_DELAY), MAX_RETRY_DELAY)
+        will.retry_at = time.monotonic() + will.retry_delay
+        client_id = will.session.client_id
+        if client_id not in self._pending and len(self._pending) < MAX_PENDING_WILLS:
+            self._pending[client_id] = will
+            self.waiting += 1  # until the next check counts it
+        else:
+            logger.error("Could not keep the will of exited process %d: runs %s stay RUNNING", will.pid, ", ".join(run_ids))
 
     def status(self) -> dict[str, object]:
         """Its counters in ``trackd daemon status``."""
@@ -313,26 +348,37 @@ def _leave_to_live_owners(due: list[Will], live: list[Will]) -> None:
             )
 
 
-def _fail_runs(applier: Applier, will: Will) -> Callable[[], list[str]]:
-    """Writer thread: fail the will's runs still RUNNING; return those it failed."""
+def _log_refusal(will: Will, run_ids: str, exc: BaseException) -> None:
+    """Say once per will that the store refused to fail its runs; the retries are quiet."""
+    if will.retry_delay == 0.0:
+        logger.error("Could not mark runs %s of exited process %d FAILED yet (retrying until the store takes writes): %s", run_ids, will.pid, exc)
+
+
+def _fail_runs(applier: Applier, will: Will) -> Callable[[], tuple[list[str], list[str]]]:
+    """Writer thread: fail the will's runs still RUNNING; return those it failed, and those the
+    store refused to write (tried again later)."""
     session = will.session
 
-    def work() -> list[str]:
+    def work() -> tuple[list[str], list[str]]:
         writer = applier.writer(session.store_root)
         reason = (
             f"process {will.pid} on {session.host or 'this host'} exited without ending the run (it was killed, "
             "e.g. by SIGKILL or the OOM killer, or crashed)"
         )
-        failed = []
+        failed, refused = [], []
         for run_id in will.run_ids:
             try:
                 marked = writer.fail_running_run(run_id, will.lost_at_ms, {FAILURE_REASON_TAG: reason})
-            except (TrackdError, OSError) as exc:
+            except (OSError, StoreUnavailable) as exc:  # the disk's refusal, not the run's: may pass
+                refused.append(run_id)
+                _log_refusal(will, run_id, exc)
+                continue
+            except TrackdError as exc:  # the run's own (a corrupt meta.yaml): trying again would not help
                 logger.error("Could not mark run %s FAILED after %s: %s", run_id, reason, exc)
                 continue
             if marked:
                 failed.append(run_id)
                 logger.warning("Marked run %s FAILED in %s: %s", run_id, session.store_root, reason)
-        return failed
+        return failed, refused
 
     return work
