@@ -6,7 +6,6 @@ import atexit
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ os.environ["TRACKD_SOCKET"] = "/nonexistent-trackd-test-socket/d.sock"
 os.environ["TRACKD_SPOOL_DIR"] = _SPOOL_DIR = tempfile.mkdtemp(prefix="trackd-test-spool-")
 atexit.register(shutil.rmtree, _SPOOL_DIR, ignore_errors=True)
 
-from helpers import DaemonProcess, alive, short_socket_path, wait_for  # noqa: E402
+from helpers import DaemonProcess, alive, mounted_tmpfs, short_socket_path, wait_for  # noqa: E402
 
 from trackd._paths import DaemonPaths  # noqa: E402
 
@@ -67,13 +66,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs mounted for this test, unmounted afterwards (fill it with helpers.fill)."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
-    try:
+    with mounted_tmpfs(mount_point, "size=2m"):
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True, capture_output=True)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -10,8 +11,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from trackd._paths import DaemonPaths
 from trackd.client._control import query_status
@@ -41,6 +45,19 @@ def alive(pid: int) -> bool:
     except OSError:
         return True
     return "\nState:\tZ" not in status
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(folder: Path, options: str) -> Iterator[None]:
+    """A tmpfs mounted on ``folder`` with ``options`` ("size=2m") for the block, unmounted after;
+    skips the test where mounting is not allowed."""
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True, capture_output=True)
 
 
 def fill(path: Path) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, RawClient, child_env, create_run_record, fill, metric_records, wait_for
+from helpers import DaemonProcess, RawClient, child_env, create_run_record, fill, metric_records, mounted_tmpfs, wait_for
 
 from trackd._paths import UNWRITTEN_EXIT_CODE, DaemonPaths
 from trackd.protocol import (
@@ -431,15 +431,8 @@ def journal_disk(socket_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs mounted on the socket's folder: the write journal beside the socket fills up
     (in $XDG_RUNTIME_DIR, or /tmp on the store's disk), the store does not."""
     folder = socket_path.parent
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(folder)], capture_output=True, text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
-    try:
+    with mounted_tmpfs(folder, "size=1m,mode=0700"):
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True, capture_output=True)
 
 
 # tmpfs gives a file its space page by page: on a full disk, a write() that crosses into a page it
