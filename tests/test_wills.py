@@ -428,3 +428,66 @@ def test_a_will_the_full_disk_refused_is_applied_once_space_returns(daemon: Daem
     run = wait_for_status(store, run_id, "FAILED")
     assert f"process {child.pid} " in run.data.tags[FAILURE_REASON_TAG]
     assert wait_until_no_will_is_pending(daemon)["runs_failed_for_exited_clients"] == 1
+
+
+# After the prologue: a socket buffer of 64 MiB (so the kernel can hold what is sent while the
+# daemon is stopped), then POINTS more points, sent; prints how many bytes the kernel holds unread.
+SEND_INTO_THE_SOCKET = """
+import fcntl, socket, struct, termios, time
+from trackd.client._fluent import get_client
+sender = get_client()._sender
+sock = sender._transport._sock
+try:
+    sock.setsockopt(socket.SOL_SOCKET, 32, 64 << 20)  # SO_SNDBUFFORCE (CAP_NET_ADMIN)
+except PermissionError:
+    pass
+print(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF), flush=True)
+sys.stdin.readline()  # the daemon is stopped now
+for step in range(3, 3 + {points}):
+    trackd.log_metric("loss", float(step), step=step)
+unread = lambda: struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\\0" * 4))[0]
+deadline = time.monotonic() + 60
+while (sender.stats()["buffered"] or unread() < sender._ledger.window()[1]) and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(unread(), flush=True)
+""" + WAIT_FOR_STDIN
+
+
+@pytest.mark.parametrize("stop", [True, False], ids=["daemon-stopped", "daemon-running"])
+def test_a_process_killed_with_its_last_batches_unread_gets_them_written_and_its_run_failed(
+    socket_path: Path, store: Path, stop: bool
+) -> None:
+    # At shutdown the daemon stopped reading every connection: a live client resends what was not
+    # read, but a process killed just before had its last batches in the socket unread for good,
+    # and its will was never applied: points lost, and the run RUNNING for ever. Running, the
+    # daemon lost them too: the first Ack it wrote to the dead client (EPIPE) closed the connection.
+    points = 100_000
+    daemon = DaemonProcess(socket_path).start()
+    child, run_id = start_child(store, socket_path, SEND_INTO_THE_SOCKET.format(points=points))
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        if int(child.stdout.readline()) < 32 << 20:
+            pytest.skip("a socket buffer large enough needs CAP_NET_ADMIN (SO_SNDBUFFORCE)")
+        wait_for(lambda: owned_runs(daemon) == 1, timeout=20, message="the run owned")
+        daemon.signal(signal.SIGSTOP)
+        try:
+            child.stdin.write("\n")
+            child.stdin.flush()
+            assert int(child.stdout.readline()) > 2 * 1024 * 1024  # megabytes of batches in the socket, unread
+            child.kill()
+            assert finish(child) == -signal.SIGKILL
+            if stop:
+                daemon.signal(signal.SIGTERM)
+        finally:
+            daemon.signal(signal.SIGCONT)
+        if not stop:
+            wait_for_status(store, run_id, "FAILED")
+        assert daemon.stop() == 0, daemon.log()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate(timeout=30)
+    history = MlflowClient(tracking_uri=f"file:{store}").get_metric_history(run_id, "loss")
+    assert [m.step for m in history] == list(range(3 + points))
+    run = mlflow_run(store, run_id)
+    assert run.info.status == "FAILED" and f"process {child.pid} " in run.data.tags[FAILURE_REASON_TAG]

@@ -11,6 +11,7 @@ sends. The CLI asks for the listener's pid (``trackd daemon stop``).
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import sys
@@ -83,6 +84,29 @@ def peer_pid(sock: socket.socket) -> int | None:
         except OSError:
             return None
     return None
+
+
+# The peer sends no more (Linux: POLLRDHUP, shutdown(SHUT_WR) or close), or closed the socket
+# altogether (POLLHUP: closed, or its process exited), bytes it sent possibly still unread.
+_DONE_SENDING = getattr(select, "POLLRDHUP", 0) | select.POLLHUP
+
+
+def peer_done_sending(fd: int) -> bool:
+    """Whether the peer of the connected socket ``fd`` will send nothing more: it closed its end,
+    or its process exited (what it sent may still wait to be read)."""
+    return _polled(fd, _DONE_SENDING)
+
+
+def peer_closed(fd: int) -> bool:
+    """Whether the peer of the connected socket ``fd`` closed it altogether (or exited): nobody
+    reads what is written to it, and on Linux the write fails (EPIPE)."""
+    return _polled(fd, select.POLLHUP)
+
+
+def _polled(fd: int, mask: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, mask)
+    return any(events & mask for _, events in poller.poll(0))
 
 
 def process_state(pid: int) -> tuple[str | None, int | None]:

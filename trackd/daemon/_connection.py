@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from .._peer import peer_closed, peer_done_sending
 from ..errors import RemoteProtocolError, TrackdError
 from ..protocol import (
     FRAME_HEADER_SIZE,
@@ -41,7 +42,7 @@ from ..protocol import (
 )
 from ..store import validate_store_root
 from ._budget import DecodeBudget
-from ._wills import Will, update, watch
+from ._wills import Will, exited, update, watch
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -86,6 +87,10 @@ class ClientConnection:
         self.peer = "unknown client"
         self.budget = DecodeBudget.full(server.config.max_events_per_second, time.monotonic())
         self._throttled = False
+        # Shutdown: the peer's process has exited, so the connection is read to its end (see
+        # stop_reading); True once it was.
+        self._read_to_end = False
+        self.drained = False
         writer.transport.set_write_buffer_limits(high=MAX_UNREAD_REPLY_BYTES)
 
     async def run(self) -> None:
@@ -98,6 +103,8 @@ class ClientConnection:
                 data = await self.reader.read(READ_SIZE)
                 if not data and self.server.stopping:
                     # stop_reading() ended the stream: the connection stays open for the last acks.
+                    # Or an exited process's stream ended: what it sent is all in the batcher.
+                    self.drained = self._read_to_end
                     return
                 self.server.state.counters.bytes_received += len(data)
                 self.protocol.receive_data(data)
@@ -147,10 +154,16 @@ class ClientConnection:
             # A bug in serving one client ends that connection, in the daemon's log, never the
             # daemon (asyncio would print it to a stderr nobody reads, and a full pipe blocks).
             logger.exception("Internal error while serving %s; closing its connection", self.peer)
+        except asyncio.CancelledError:
+            if self._read_to_end:
+                logger.error("Shutdown: %s exited, and its connection was not read to its end in time: "
+                             "what it had sent last is lost, and its runs are not failed", self.peer)
+            raise
         finally:
             overdue.cancel()
-            # During shutdown the server closes connections itself, after sending the last acks.
-            if not self.server.stopping:
+            # During shutdown the server closes connections itself, after sending the last acks;
+            # one read to its end is closed now, so its will waits for what it sent to be written.
+            if not self.server.stopping or self.drained:
                 self.close()
 
     def _name_refused(self, exc: RemoteProtocolError) -> None:
@@ -210,7 +223,10 @@ class ClientConnection:
 
     def send(self, event: Event) -> None:
         """Queue ``event`` for the client; a connection that is going away drops it quietly."""
-        if self.writer.is_closing():
+        if self.writer.is_closing() or self._peer_fd(peer_closed):
+            # Nobody reads it, and a write to a closed peer fails (EPIPE), on which the transport
+            # closes and drops the bytes still to be read: a killed client's last batches, sent
+            # before it died, were lost with the first Ack written after its death.
             return
         try:
             self.writer.write(self.protocol.send(event))
@@ -245,12 +261,33 @@ class ClientConnection:
         while discarded < READ_SIZE and (data := await self.reader.read(READ_SIZE)):
             discarded += len(data)
 
-    def stop_reading(self) -> None:
-        """Shutdown: read nothing more; what is already buffered is handled, then the peer looks closed."""
+    def stop_reading(self) -> bool:
+        """Shutdown: read nothing more; what is already buffered is handled, then the peer looks closed.
+
+        Unless the peer's process has exited (or closed its end): then the connection is read to its
+        end, bounded by the shutdown timeout, and True is returned. A live client resends what was
+        not read to the next daemon; a dead one cannot, and the kernel still held what it sent last
+        (it was lost, and its will was never applied: its runs stayed RUNNING for ever).
+        """
+        if self._peer_gone():
+            self._read_to_end = True
+            return True
         transport = cast(asyncio.Transport, self.writer.transport)
         if not transport.is_closing():
             transport.pause_reading()
         self.reader.feed_eof()
+        return False
+
+    def _peer_gone(self) -> bool:
+        return self._peer_fd(peer_done_sending) or (self.will is not None and exited(self.will))
+
+    def _peer_fd(self, test: Callable[[int], bool]) -> bool:
+        """``test`` applied to the socket's descriptor; False once it is closed."""
+        sock = self.writer.get_extra_info("socket")
+        try:
+            return sock is not None and test(sock.fileno())
+        except (OSError, ValueError):
+            return False
 
     def close(self) -> None:
         """Close the socket and let the session wait for a reconnect."""

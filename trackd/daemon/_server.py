@@ -208,11 +208,11 @@ class Server:
         if self._server is not None:
             self._server.close()
         # Phase 2: stop reading. Each connection finishes the frames it has already received, then
-        # ends as at EOF; bytes still unread stay unacknowledged, so their clients resend them.
+        # ends as at EOF; bytes still unread stay unacknowledged, so their clients resend them. An
+        # exited process's connection cannot: it is read to its end, then closed (its will pending).
         readers = [task for task in self.state.tasks if task.get_name().startswith("trackd-client")]
-        logger.info("Shutdown: stopping %d client readers", len(readers))
-        for conn in list(self.state.connections):
-            conn.stop_reading()
+        exited = sum(conn.stop_reading() for conn in list(self.state.connections))
+        logger.info("Shutdown: stopping %d client readers (%d of exited processes read to their end)", len(readers), exited)
         if readers:
             _, stragglers = await asyncio.wait(readers, timeout=self.config.shutdown_timeout)
             for task in stragglers:
@@ -232,7 +232,7 @@ class Server:
         # them): never acknowledged, so resent.
         self.unwritten_at_exit = self._backlog_records()
         if self.unwritten_at_exit:
-            logger.error("Shutdown: %d records could not be written in time; clients will resend them", self.unwritten_at_exit)
+            logger.error("Shutdown: %d records could not be written in time; clients still running resend them", self.unwritten_at_exit)
         await self.wills.settle(self)  # the runs of processes that exited meanwhile: failed now, or never
         # Phase 4: tell every client, then close its connection; each will reconnect to a successor.
         logger.info("Shutdown: closing %d client connections", len(self.state.connections))

@@ -170,9 +170,9 @@ class Wills:
 
         Stopped with them in memory, the daemon left those runs RUNNING for ever: the next daemon
         never hears of a process that has exited. Only the wills of connections that ended before
-        the stop are here; shutdown cuts the others after this, and their processes live (each
-        tells the next daemon its runs) or died with bytes the daemon never read (it cannot know
-        it wrote everything they sent). The wills that must still wait, for a process that runs
+        this are here, those of exited processes read to their end by shutdown included; shutdown
+        cuts the others after this, and their processes live (each tells the next daemon its runs)
+        or died with bytes not read in time (it cannot know it wrote everything they sent). The wills that must still wait, for a process that runs
         or for a spool on disk (it may hold the runs' end), go to a file the next daemon reads
         (``restore``); one whose last batches could not be written is dropped, said in the log.
         """
