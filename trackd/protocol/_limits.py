@@ -36,7 +36,10 @@ MAX_TEXT_LENGTH = 64 * 1024
 MAX_TAGS_PER_RECORD = 1000
 
 # Run ids in one OwnedRuns: a process owns a run per thread that started one, nested runs included,
-# so tens at most; a thousand ids of MAX_NAME_LENGTH are still only 1 MiB.
+# so tens at most; a thousand ids of MAX_NAME_LENGTH are still only 1 MiB. Kept, not lifted: the
+# daemon holds a will per connection and up to MAX_PENDING_WILLS (10,000) pending, ~90 bytes a
+# run id, so this bounds wills at ~1 GB at the very worst, and the client copies its set at every
+# send. Past it the newest runs are sent; the oldest are not failed (docs/guarantees.md, 3a).
 MAX_OWNED_RUNS = 1000
 
 # Artifacts up to this size travel inside the frame; larger files are sent as a path for the
