@@ -97,9 +97,11 @@ class SenderThread(SenderState):
             return False
         try:
             self._connect(autostart=False, timeout=min(self.config.connect_timeout, self.WILL_PROBE_TIMEOUT))
-        except DaemonUnavailable:
+        except DaemonUnavailable as exc:
             self._will_probe_delay = min(max(self._will_probe_delay * 2, self.WILL_PROBE_INTERVAL), self.WILL_PROBE_MAX_INTERVAL)
-            self._next_will_probe = now + self._will_probe_delay
+            # A daemon that refuses this client for good (an older trackd's) counts every attempt.
+            lasting = isinstance(exc, DaemonRefused) and exc.lasting
+            self._next_will_probe = now + (self.SPAWN_INTERVAL_AFTER_EXIT if lasting else self._will_probe_delay)
             return False
         return True
 
