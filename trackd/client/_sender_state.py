@@ -148,6 +148,12 @@ class SenderState:
             spooled = self._spill.records
             held = self._pending_locked() - spooled
             added = self._spill.written - before
+            if final and not self._spill_requested and self._spill.unwritable is None and thread is not None and thread.is_alive():
+                # The thread spooled what it was asked to; what other threads logged since (a
+                # system-metrics monitor logging through exit) goes to the spool with the close's
+                # final drain, next, or is counted late. It was said to be "lost: could not be
+                # moved to the spool file in time", of a spool that took it a moment later.
+                held = self._ledger.unacked_events
         self._unannounced += max(0, added)
         if self._unannounced and (final or not self._gave_up_announced):
             # Nothing follows a final give-up (the sender closes): "Until then, what follows is
