@@ -872,3 +872,15 @@ def test_a_thread_logging_through_exit_without_a_daemon_has_its_points_spooled_n
             assert steps == list(range(len(steps))), f"attempt {attempt}: a gap in the monitor's points"
     finally:
         assert daemon.stop() == 0
+
+
+def test_an_exit_timeout_of_0_spools_without_blaming_a_healthy_daemon(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
+    # TRACKD_EXIT_TIMEOUT=0 spools at exit, as documented, but the line said "the daemon at ...
+    # did not answer within 0 s" of a daemon that was never given time to answer.
+    spool = tmp_path / "spool"
+    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool), TRACKD_EXIT_TIMEOUT="0")
+    code = "import trackd\nwith trackd.start_run():\n    trackd.log_metric('a', 1.0)\n"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "did not answer" not in result.stderr and "TRACKD_EXIT_TIMEOUT=0" in result.stderr, result.stderr
+    assert _spooled_events(spool) == 3  # the run's creation, its point and its end

@@ -537,6 +537,9 @@ class Sender(OnFullPolicy):
         elif no_daemon():
             starts = "none could be started" if self.config.autostart else "TRACKD_AUTOSTART=0 starts none"
             reason = f"no daemon answers at {path} and {starts}"
+        elif timeout <= 0:
+            # A healthy daemon was said not to have answered "within 0 s": it was given no time.
+            reason = f"a timeout of 0 s (TRACKD_EXIT_TIMEOUT=0, or close(timeout=0)) does not wait for the daemon at {path}"
         else:
             reason = f"the daemon at {path} did not answer within {timeout:g} s"
         self._give_up_on_daemon(reason, final=final, exiting=exiting)
