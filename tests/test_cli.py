@@ -467,3 +467,23 @@ def test_daemon_start_while_the_daemon_shuts_down_starts_its_successor_once_it_h
 def test_status_shows_uptime_in_days_hours_and_minutes(seconds: float, shown: str) -> None:
     # "uptime 93784 s" was a sum to do at 3 am.
     assert duration(seconds) == shown
+
+
+def test_status_does_not_say_no_process_is_watched_while_a_job_owning_its_run_is_connected(paths: DaemonPaths, store: Path) -> None:
+    # Beside a connected training process that owns its run, status said "0 processes watched": the
+    # count is of processes that disconnected with runs not ended, which the daemon fails if they die.
+    start(paths)
+    env = {**os.environ, "TRACKD_SOCKET": str(paths.socket), "TRACKD_TRACKING_URI": str(store), "TRACKD_AUTOSTART": "0"}
+    code = "import sys, trackd\ntrackd.start_run()\ntrackd.log_metric('a', 1.0)\ntrackd.flush()\nprint('ready', flush=True)\nsys.stdin.read()\n"
+    job = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout is not None and job.stdout.readline() == "ready\n"
+        result = trackd_cli("daemon", "status", "--socket", str(paths.socket))
+    finally:
+        assert job.stdin is not None and job.stdout is not None
+        job.stdin.close()
+        assert job.wait(30) == 0
+        job.stdout.close()
+    assert result.returncode == 0, result.stderr
+    assert "processes watched" not in result.stdout, result.stdout
+    assert "0 processes disconnected with runs not ended (watched until they exit)" in result.stdout, result.stdout

@@ -290,7 +290,11 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         f"  dropped       {_n(status.get('events_dropped_by_clients', 0))} events by clients whose buffer was full (TRACKD_ON_FULL=drop)",
         f"  throttled     {_n(status.get('throttled', 0))} pauses of connections over their decode budget while others waited",
         f"  runs failed   {_n(status.get('runs_failed_for_exited_clients', 0))} left RUNNING by processes that exited without ending them; "
-        f"{_n(status.get('wills_pending', 0))} processes watched, {_n(status.get('wills_waiting', 0))} of them exited and waiting for their events or their store",
+        # wills_pending counts connections that ended with runs not ended, not every process the
+        # daemon watches: "0 processes watched" was printed beside a connected job owning its run.
+        f"{_n(status.get('wills_pending', 0))} processes disconnected with runs not ended (watched until they exit), "
+        f"{_n(status.get('wills_waiting', 0))} of them exited and waiting for their events to be written, their spool "
+        "delivered or their store",
     ]
     copies = status.get("copies")
     if isinstance(copies, (list, tuple)):
