@@ -93,6 +93,9 @@ def test_sixteen_processes_starting_at_once_share_one_autostarted_daemon(
     daemon_pids = {int(pid) for _, pid in reports}
     assert daemon_pids == {int(paths.pid.read_text())}
     assert paths.log.read_text().count("listening on") == 1
+    # Only one was started: each of the 16 started its own, and 15 imported the whole daemon only
+    # to exit "already running", on the cores the jobs needed.
+    assert "Not starting" not in paths.log.read_text()
     for run_id, _ in reports:
         assert steps_in(tmp_path / "mlruns", run_id, "loss") == list(range(2000))
 

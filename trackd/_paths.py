@@ -62,6 +62,11 @@ class DaemonPaths(Frozen):
         return self.socket.with_name(self.socket.name + ".lock")
 
     @property
+    def starting(self) -> Path:
+        """Locked by the process starting a daemon (``client._launcher.start_and_wait``)."""
+        return self.socket.with_name(self.socket.name + ".starting")
+
+    @property
     def pid(self) -> Path:
         return self.socket.with_name(self.socket.name + ".pid")
 

@@ -121,11 +121,12 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
         print(f"trackd: cannot start a daemon for {paths.socket}: {exc}", file=sys.stderr)
         return 1
     if not answered:
-        code = process.poll()
+        code = process.poll() if process is not None else None
         said = f": exited with code {code}: {last_log_line(paths.log)}" if code is not None else ""
         print(f"trackd: the daemon did not start{said}; see {paths.log}", file=sys.stderr)
         return 1
-    print(f"trackd daemon started (pid {_listener_pid(paths) or process.pid}) on {paths.socket}; log: {paths.log}")
+    pid = _listener_pid(paths) or (process.pid if process is not None else None)
+    print(f"trackd daemon started (pid {pid or 'unknown'}) on {paths.socket}; log: {paths.log}")
     return 0
 
 
