@@ -487,3 +487,21 @@ def test_status_does_not_say_no_process_is_watched_while_a_job_owning_its_run_is
     assert result.returncode == 0, result.stderr
     assert "processes watched" not in result.stdout, result.stdout
     assert "0 processes disconnected with runs not ended (watched until they exit)" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("args", [["sync"], ["daemon", "status", "--json"]])
+def test_output_into_a_closed_pipe_ends_without_a_traceback(paths: DaemonPaths, tmp_path: Path, args: list[str]) -> None:
+    # `trackd daemon status --json | head -5` printed a BrokenPipeError traceback once head had its lines.
+    if args[0] == "daemon":
+        start(paths)
+    else:
+        args = [*args, "--spool-dir", str(tmp_path / "empty")]  # "Nothing to deliver", on stdout
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        result = subprocess.run([sys.executable, "-m", "trackd.cli", *args, "--socket", str(paths.socket)],
+                                stdout=write, stderr=subprocess.PIPE, text=True, timeout=45)
+    finally:
+        os.close(write)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1

@@ -94,6 +94,17 @@ def _seconds(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `trackd daemon status --json | head` closed the pipe: a traceback said trackd had failed.
+        # Python's recipe (its signal docs, "Note on SIGPIPE"): stdout goes to devnull, so the
+        # interpreter's last flush does not raise again; the exit status says the output was cut.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     paths = default_paths(args.socket)
     if args.command == "sync":
