@@ -884,3 +884,30 @@ def test_an_exit_timeout_of_0_spools_without_blaming_a_healthy_daemon(daemon: Da
     assert result.returncode == 0, result.stderr
     assert "did not answer" not in result.stderr and "TRACKD_EXIT_TIMEOUT=0" in result.stderr, result.stderr
     assert _spooled_events(spool) == 3  # the run's creation, its point and its end
+
+
+ONE_EVENT = """
+import sys, trackd
+client = trackd.Client()
+run_id = client.create_run("0").info.run_id
+if sys.argv[1] == "flushed":
+    client.flush()
+    client.log_metric(run_id, "a", 1.0)
+client.close()
+"""
+
+
+@pytest.mark.parametrize("case", ["spooled", "lost"])
+def test_a_line_about_one_event_says_it_not_they(daemon: DaemonProcess, store: Path, tmp_path: Path, case: str) -> None:
+    # "1 event was not delivered: ...; they are spooled to ..." and "1 event is lost: ..., and they could not".
+    spool = tmp_path / "spool"
+    if case == "spooled":  # the daemon answers; a timeout of 0 spools the one event logged after the flush
+        env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool), TRACKD_EXIT_TIMEOUT="0")
+    else:  # no daemon, and a file where the spool folder should be: the run's creation is lost
+        spool.write_text("not a folder")
+        env = child_env(tmp_path / "none.sock", TRACKD_AUTOSTART="0", TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool))
+    result = subprocess.run([sys.executable, "-c", ONE_EVENT, "flushed" if case == "spooled" else "no"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("trackd: 1 event ")]
+    assert "they " not in line and (" it is spooled to " in line if case == "spooled" else ", and it could not be spooled to " in line), line

@@ -388,7 +388,7 @@ class Spill:
         """The one line a flush that gave up prints: how many events, why, and where they are;
         ``last``: the process is exiting or the sender closing, so nothing follows."""
         return (
-            f"{events(count, 'were not delivered', more=more)}: {reason}; they are spooled to "
+            f"{events(count, 'were not delivered', more=more)}: {reason}; {_they(count, 'are')} spooled to "
             f"{self._path()} and delivered when a daemon answers, or by `trackd sync` on {_HOST}."
             + ("" if more or last else " Until then, what follows is spooled there too, counted when this process closes its clients.")
         )
@@ -397,12 +397,16 @@ class Spill:
         """The line for ``count`` events neither a daemon nor the spool took: ``lost`` once the
         sender closes (its thread stops; nothing will send them), else held in memory."""
         exc = self.unwritable
-        spool = f"they could not be spooled to {self._path()} ({exc})" if exc is not None else (
-            "they could not be moved to the spool file in time"
+        they = _they(count, "could")
+        spool = f"{they} not be spooled to {self._path()} ({exc})" if exc is not None else (
+            f"{they} not be moved to the spool file in time"
         )
         if lost:
             return f"{events(count, 'are lost')}: {reason}, and {spool}."
-        return f"{events(count, 'were not delivered')}: {reason}, and {spool}; they are held in memory, and are lost if this process exits."
+        return (
+            f"{events(count, 'were not delivered')}: {reason}, and {spool}; {_they(count, 'are')} held in memory, "
+            f"and {'is' if count == 1 else 'are'} lost if this process exits."
+        )
 
     def unwritable_error(self, reason: BaseException, exc: OSError, held: int) -> DaemonUnavailable:
         """What a flush gets when the spool file cannot be written and ``held`` events stay in memory."""
@@ -419,6 +423,13 @@ class Spill:
 
     def _path(self) -> Path | None:
         return self._spool.path if self._spool is not None else None
+
+
+def _they(count: int, verb: str) -> str:
+    """The pronoun for ``count`` events, with ``verb`` agreeing: "1 event ...; it is spooled"."""
+    if count != 1:
+        return f"they {verb}"
+    return f"it {'is' if verb == 'are' else verb}"
 
 
 def _unreadable(lost: int, path: Path, exc: Exception) -> str:
