@@ -16,6 +16,7 @@ import pytest
 from helpers import DaemonProcess, child_env
 from mlflow.tracking import MlflowClient
 
+from trackd._paths import DaemonPaths
 from trackd.store import StoreReader
 
 WORKERS = 4
@@ -419,3 +420,41 @@ def test_fork_pool_workers_start_a_run_per_trial_under_the_inherited_sweep_run(
         assert run.data.tags.get("mlflow.parentRunId") == parent
         assert run.info.status == ("FAILED" if trial % 3 == 0 else "FINISHED")
         assert run.data.metrics == {"loss": 1.0 / (trial + 1)}
+
+
+# The parent forks long-lived workers (DataLoader workers, persistent) in the moments its sender
+# thread starts a daemon, then flushes; each worker only sleeps, holding what it inherited.
+FORK_WHILE_A_DAEMON_STARTS = """
+import os, sys, time, trackd
+trackd.start_run()
+trackd.log_metric("a", 1.0)  # wakes the sender thread, which finds no daemon and starts one
+workers, deadline = [], time.monotonic() + 0.5
+while time.monotonic() < deadline and len(workers) < 200:
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    workers.append(pid)
+    time.sleep(0.001)
+started = time.monotonic()
+try:
+    trackd.flush(timeout=15)
+    print("flushed", flush=True)
+except trackd.FlushTimeout:
+    print("flush timed out", flush=True)
+for pid in workers:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_workers_forked_while_the_sender_starts_a_daemon_do_not_hold_it_up(tmp_path: Path, paths: DaemonPaths) -> None:
+    # A worker forked while the sender thread was in subprocess.Popen (starting the daemon) inherited
+    # Popen's error pipe, which Popen reads until every copy is closed: the sender waited for the
+    # worker to exit (for ever, with persistent DataLoader workers), its buffer filled, and the
+    # training loop blocked in log_metric.
+    env = child_env(paths.socket, TRACKD_TRACKING_URI=str(tmp_path / "mlruns"), TRACKD_AUTOSTART="1")
+    result = subprocess.run([sys.executable, "-c", FORK_WHILE_A_DAEMON_STARTS], env=env, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "flushed\n", result.stdout + result.stderr

@@ -13,6 +13,7 @@ import fcntl
 import os
 import socket
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING
 from pathlib import Path
@@ -44,6 +45,16 @@ def daemon_answers(path: Path, timeout: float = 1.0) -> bool:
         probe.close()
 
 
+# Held while Popen starts a daemon, and taken by os.fork() in this process (a DataLoader worker,
+# a multiprocessing child) before it forks. Popen reads its error pipe until every copy of the
+# pipe's write end is closed; a worker forked in that moment (the training loop starts its workers
+# right after start_run, while the sender thread starts the daemon) kept a copy for its life, and
+# the sender thread waited for it: for ever with persistent workers, its buffer full and the
+# training loop blocked in log_metric. Popen's own fork (no preexec_fn) runs no such hook.
+_SPAWNING = threading.Lock()
+os.register_at_fork(before=_SPAWNING.acquire, after_in_parent=_SPAWNING.release, after_in_child=_SPAWNING.release)
+
+
 def spawn_daemon(paths: DaemonPaths, *, idle_timeout: float = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None) -> subprocess.Popen[bytes]:
     """Start a detached daemon that logs to ``paths.log``; return its process. OSError when it
     cannot listen there (a socket path too long) or its folder is refused (PermissionError)."""
@@ -60,7 +71,7 @@ def spawn_daemon(paths: DaemonPaths, *, idle_timeout: float = AUTOSTART_IDLE_TIM
     ]
     import subprocess  # only when a daemon must be started: it costs import time for every process
 
-    with open(os.devnull, "rb") as devnull_in, open(paths.log, "ab") as log:
+    with _SPAWNING, open(os.devnull, "rb") as devnull_in, open(paths.log, "ab") as log:
         return subprocess.Popen(
             args,
             stdin=devnull_in,
