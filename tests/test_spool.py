@@ -537,7 +537,7 @@ def test_a_spool_the_background_delivery_cannot_read_is_said_once_and_left_to_tr
     aside = spool_dir / "gone.undeliverable.spool"
     [line] = [line for line in first.stderr.splitlines() if "exited process" in line]
     assert line.startswith(
-        f"trackd: delivered 1 batches of the spool of an exited process, but not the rest: Spool file {spool} is damaged "
+        f"trackd: delivered 1 batch of the spool of an exited process, but not the rest: Spool file {spool} is damaged "
         f"at byte {len(hello_and_batch)}: "
     ), line
     assert f"it is set aside as {aside}" in line and "`trackd sync`" in line

@@ -25,7 +25,7 @@ from ._paths import (
 )
 from .client._control import query_status
 from .client._launcher import daemon_answers, last_log_line, start_and_wait
-from .client._outbox import events
+from .client._outbox import batches, events
 from .client._delivery import sync_spools
 from .client._spool import default_spool_dir, spool_files
 from .client._transport import DaemonRefused
@@ -418,7 +418,7 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
         if result.error:
             failed = True
             if result.batches:  # those before the damage: the rest is not
-                print(f"{result.path}: delivered {_batches(result.batches)} of client {result.client_id}, but not the rest")
+                print(f"{result.path}: delivered {batches(result.batches)} of client {result.client_id}, but not the rest")
             aside = f"; set aside as {result.aside}" if result.aside not in (None, result.path) else ""
             print(f"{result.path}: {'the rest is ' if result.batches else ''}not delivered: {result.error}{aside}", file=sys.stderr)
         elif result.skipped:
@@ -433,16 +433,12 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
                 "--all-hosts if its store path is shared with this host"
             )
         else:
-            print(f"{result.path}: delivered {_batches(result.batches)} of client {result.client_id}")
+            print(f"{result.path}: delivered {batches(result.batches)} of client {result.client_id}")
         for rejection in result.rejected:
             print(f"  refused by the store: {rejection}", file=sys.stderr)
         for reason in result.undecodable:
             print(f"  lost, not delivered: {reason}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _batches(count: int) -> str:
-    return "1 batch" if count == 1 else f"{count} batches"
 
 
 def _alive(pid: int) -> bool:

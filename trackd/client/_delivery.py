@@ -29,7 +29,7 @@ from ..protocol import (
     Rejected,
 )
 from ._ledger import refused_message
-from ._outbox import client_logger, events, warn
+from ._outbox import batches, client_logger, events, warn
 from ._spool import SPOOL_READ_SIZE, SpoolDamaged, SpoolReader, _locked, _write_all, spool_files
 from ._transport import handshake, make_hello
 
@@ -316,7 +316,7 @@ def _warn_undelivered(result: SyncResult) -> None:
         )
     elif result.aside is not None:
         # Its batches before the damage are delivered: what is set aside is only what could not be.
-        done = f"delivered {result.batches} batches of the spool of an exited process, but not the rest" if result.batches else (
+        done = f"delivered {batches(result.batches)} of the spool of an exited process, but not the rest" if result.batches else (
             "could not deliver the spool of an exited process"
         )
         warn(

@@ -139,6 +139,11 @@ def events(count: int, verb: str = "", *, more: bool = False) -> str:
     return f"{count} {noun} {verb}" if verb else f"{count} {noun}"
 
 
+def batches(count: int) -> str:
+    """"1 batch", "3 batches": for the lines that say what a spool delivered."""
+    return "1 batch" if count == 1 else f"{count} batches"
+
+
 def warn(message: str) -> None:
     """One line on stderr: trackd is quiet unless something needs the user's attention."""
     print(f"trackd: {message}", file=sys.stderr, flush=True)
