@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     start = actions.add_parser("start", help="start the daemon in the background (or --foreground)", description="Start the daemon detached, with a pid file and a log file beside its socket.")
     start.add_argument("--socket", help=socket_help)
     start.add_argument("--foreground", action="store_true", help="run in this terminal, logging to stderr, until SIGTERM or Ctrl-C")
-    start.add_argument("--idle-timeout", type=_seconds, default=0.0, help="exit after this many seconds without clients, 0 or more; 0 never exits (default: %(default)s)")
+    start.add_argument("--idle-timeout", type=_seconds, default=0.0, help="exit after this many seconds without clients, batches to write, or processes whose runs it must fail if they are killed; 0 or more, 0 never exits (default: %(default)s)")
     start.add_argument("--loop", type=str.lower, choices=("auto", "uvloop", "asyncio"), help="event loop, any case (default: $TRACKD_LOOP, else uvloop if installed)")
 
     stop = actions.add_parser(
