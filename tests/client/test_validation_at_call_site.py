@@ -147,7 +147,56 @@ BAD_CALLS: dict[str, Bad] = {
     # Runs: an unknown id and a malformed one.
     "unknown-run": Bad(lambda s: s.client.log_metric(UNKNOWN_RUN_ID, "loss", 1.0), RunNotFound, (UNKNOWN_RUN_ID, "not found")),
     "unknown-run-param": Bad(lambda s: s.client.log_param(UNKNOWN_RUN_ID, "p", 1), RunNotFound, (UNKNOWN_RUN_ID, "not found")),
-    "malformed-run-id": Bad(lambda s: s.client.log_metric("../run", "loss", 1.0), InvalidArgument, ("'../run'", "expected a str of 1 to 256")),
+    "malformed-run-id": Bad(lambda s: s.client.log_metric("../run", "loss", 1.0), InvalidArgument, ("'../run'", "expected a str of letters")),
+    # Names longer than a file name may be (255 bytes, NAME_MAX): each passed the call site (MLflow
+    # counts characters) and the daemon's write failed with "File name too long", taking the other
+    # records of its write with it (a run's creation together with its points).
+    "run-id-256-chars": Bad(lambda s: s.client.create_run(run_id="a" * 256), InvalidArgument, ("run id 'aaa", "256 bytes", "at most 255 bytes")),
+    "run-id-over-255-bytes": Bad(lambda s: s.client.log_metric("a" + "汉" * 85, "loss", 1.0), InvalidArgument, ("run id 'a汉", "256 bytes", "at most 255 bytes")),
+    "key-250-cjk-chars": Bad(_metric(key="汉" * 250), InvalidArgument, ("metric key '汉汉", "750 bytes", "at most 255 bytes")),
+    "key-part-over-255-bytes": Bad(
+        lambda s: s.client.set_tag(s.run_id, "a/" + "汉" * 86, 1), InvalidArgument, ("tag key 'a/汉", "its part", "258 bytes", "at most 255 bytes"),
+    ),
+    "param-key-over-255-bytes": Bad(lambda s: s.client.log_param(s.run_id, "é" * 128, 1), InvalidArgument, ("param key 'éé", "256 bytes")),
+    "batch-with-a-key-over-255-bytes": Bad(
+        lambda s: s.client.log_batch(s.run_id, metrics=[Metric("good", 1.0, 0, 0), Metric("汉" * 100, 1.0, 0, 0)]),
+        InvalidArgument,
+        ("metric key '汉汉", "300 bytes"),
+    ),
+    "run-tag-key-over-255-bytes": Bad(lambda s: s.client.create_run(tags={"汉" * 100: "v"}), InvalidArgument, ("tag key '汉汉", "300 bytes")),
+    "artifact-part-over-255-bytes": Bad(_text("notes/" + "汉" * 90 + ".txt"), InvalidArgument, ("artifact path 'notes/汉", "274 bytes", "at most 255")),
+    "dict-file-name-over-255-bytes": Bad(
+        lambda s: s.client.log_dict(s.run_id, {"a": 1}, "é" * 130 + ".json"), InvalidArgument, ("artifact path 'éé", "265 bytes"),
+    ),
+    "artifact-folder-over-255-bytes": Bad(
+        lambda s: s.client.log_artifact(s.run_id, s.scratch / "f.txt", artifact_path="é" * 130),
+        InvalidArgument,
+        ("artifact path 'éé", "its part", "260 bytes"),
+    ),
+    # A run's tags travel whole in its creation record, which must fit in one frame: 24 MB of them
+    # were refused whole as the batch was encoded, and the run was lost with all its points.
+    "run-tags-over-8-mib": Bad(
+        lambda s: s.client.create_run(tags={f"t{i}": "汉" * 8000 for i in range(999)}),
+        InvalidArgument,
+        ("tags for new run", "23979", "bytes in UTF-8", f"at most {8 * 2**20} bytes", "set_tag"),
+    ),
+    # 1000 tags passed, and the run name made them 1001: the daemon refused the whole batch as malformed.
+    "run-tags-1000-and-a-name": Bad(
+        lambda s: s.client.create_run(tags={f"t{i}": "x" for i in range(1000)}), InvalidArgument, ("tags for new run", "got 1001", "at most 1000"),
+    ),
+    # A CreateExperiment past the frame limit (or the tag count) could not be sent, and the sender
+    # retried it for ever: the call raised DaemonUnavailable after its timeout and no later event of
+    # the process was delivered.
+    "experiment-tags-over-8-mib": Bad(
+        lambda s: s.client.create_experiment("big", tags={f"t{i}": "汉" * 20000 for i in range(300)}),
+        InvalidArgument,
+        ("tags for new experiment 'big'", "bytes in UTF-8", f"at most {8 * 2**20} bytes"),
+    ),
+    "experiment-tags-1001": Bad(
+        lambda s: s.client.create_experiment("many", tags={f"t{i}": "x" for i in range(1001)}),
+        InvalidArgument,
+        ("tags for new experiment 'many'", "got 1001", "at most 1000"),
+    ),
     # A closed client.
     "metric-after-close": Bad(lambda s: s.closed_client().log_metric(s.run_id, "loss", 1.0), ClientClosedError, ("closed",)),
     "param-after-close": Bad(lambda s: s.closed_client().log_param(s.run_id, "p", 1), ClientClosedError, ("closed",)),

@@ -26,7 +26,6 @@ from ..errors import (
 from ..protocol import (
     CREATE_RUN,
     DELETE_TAG,
-    MAX_TAGS_PER_RECORD,
     METRIC,
     PARAM,
     SET_TERMINATED,
@@ -71,6 +70,7 @@ from ..store import (
     validate_timestamp,
     validate_view_type,
 )
+from ._tag_limits import RUN_TAGS_INSTEAD, require_tags_fit
 from ._artifacts import content_record, dict_content, file_records, tree_records
 from ._config import ClientConfig, resolve_tracking_uri
 from . import _lifecycle
@@ -142,6 +142,7 @@ class Client:
             artifact_location = resolve_local_uri(str(artifact_location))
         # As the daemon checks them (a tag value not UTF-8 failed every connection's request, for ever).
         name, str_tags = check_new_experiment(name, artifact_location, {k: str(v) for k, v in (tags or {}).items()})
+        require_tags_fit(str_tags, f"new experiment {name!r}", "expected fewer or shorter tags")
         try:
             reply = self._sender.ask(
                 f"create experiment {name!r}",
@@ -225,6 +226,7 @@ class Client:
             )
         name = run_name or tag_name or random_run_name()
         str_tags[RUN_NAME_TAG] = validate_tag_value(RUN_NAME_TAG, name)
+        require_tags_fit(str_tags, f"new run {run_id} ({RUN_NAME_TAG} included)", RUN_TAGS_INSTEAD)
         # MlflowClient.create_run takes the user from the mlflow.user tag, else "unknown".
         user_id = str_tags.get(USER_TAG, "unknown")
         artifact_location = self._artifact_location(experiment_id)
@@ -513,9 +515,6 @@ class Client:
         return checked
 
     def _check_tags(self, tags: Mapping[str, Any]) -> dict[str, str]:
-        if len(tags) > MAX_TAGS_PER_RECORD:
-            # The daemon would refuse the whole frame, and with it everything logged after.
-            raise InvalidArgument(f"A run takes at most {MAX_TAGS_PER_RECORD} tags at creation, got {len(tags)}; set the rest with set_tag.")
         checked: dict[str, str] = {}
         for key, value in tags.items():
             key = self._check_key(key, "tag")

@@ -37,6 +37,7 @@ from ._limits import (
     MAX_OWNED_RUNS,
     MAX_RECORDS_PER_BATCH,
     MAX_TAGS_PER_RECORD,
+    MAX_TAGS_SIZE,
     MAX_TEXT_LENGTH,
     PROTOCOL_VERSION,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "MAX_OWNED_RUNS",
     "MAX_RECORDS_PER_BATCH",
     "MAX_TAGS_PER_RECORD",
+    "MAX_TAGS_SIZE",
     "MAX_TEXT_LENGTH",
     "NEED_DATA",
     "PROTOCOL_VERSION",

@@ -35,6 +35,12 @@ MAX_TEXT_LENGTH = 64 * 1024
 # A run may carry this many tags in its create-run record (system tags plus the caller's).
 MAX_TAGS_PER_RECORD = 1000
 
+# The UTF-8 bytes of those tags' keys and values together (and of a CreateExperiment's tags). The
+# record must fit in one frame, which the sender cannot split: 1000 tags of 8000 CJK characters are
+# 24 MB, and such a run was refused whole, its points with it. Half a frame leaves room for the rest
+# of the record, and holds 1000 run tags of 8000 ASCII characters (MLflow's longest).
+MAX_TAGS_SIZE = MAX_FRAME_SIZE // 2
+
 # Run ids in one OwnedRuns: a process owns a run per thread that started one, nested runs included,
 # so tens at most; a thousand ids of MAX_NAME_LENGTH are still only 1 MiB. Kept, not lifted: the
 # daemon holds a will per connection and up to MAX_PENDING_WILLS (10,000) pending, ~90 bytes a

@@ -28,6 +28,13 @@ MAX_TAG_VALUE_LENGTH = 8000
 MAX_EXPERIMENT_TAG_VALUE_LENGTH = 20000
 MAX_EXPERIMENT_NAME_LENGTH = 500
 MAX_ARTIFACT_LOCATION_LENGTH = 2048
+# Linux's NAME_MAX (and macOS's): a file or folder name holds at most 255 bytes. A run id, an
+# experiment id, each '/'-separated part of a key and of an artifact path is such a name in the
+# store. MLflow counts characters (a key of at most 250): 250 CJK characters pass that and are
+# 750 bytes in UTF-8, which the write then refuses ("File name too long"). A piece of at most
+# 63 characters is at most 252 bytes, so only longer ones are encoded to be measured.
+MAX_FILE_NAME_BYTES = 255
+_ALWAYS_FITS = MAX_FILE_NAME_BYTES // 4
 MIN_INT64 = -(2**63)
 MAX_INT64 = 2**63 - 1
 # mlflow/store/tracking/__init__.py: a search returns this many by default, and at most the threshold.
@@ -64,7 +71,30 @@ def validate_key(key: object, *, kind: str) -> str:
             f"Invalid {kind} key {key!r}: keys are file paths and must be relative and normalized "
             f"(no leading '/' or '..', no '//', '/./' or trailing '/')."
         )
+    if not key.isascii():  # an ASCII key of at most 250 characters always fits
+        _require_file_names(key, f"{kind} key")
     return key
+
+
+def _require_file_names(path: str, item: str) -> None:
+    """Refuse ``path`` if one of its '/'-separated pieces exceeds MAX_FILE_NAME_BYTES in UTF-8;
+    ``item`` ("metric key") names it in the message."""
+    for piece in path.split("/"):
+        if len(piece) > _ALWAYS_FITS and (size := len(piece.encode("utf-8"))) > MAX_FILE_NAME_BYTES:
+            if piece == path:
+                found, names, expected = "it is", "it names a file or folder", "at most"
+            else:
+                found, names, expected = f"its part {_clip(piece)} is", "each '/'-separated part names a file or folder", "each part at most"
+            raise InvalidArgument(
+                f"Invalid {item} {_clip(path)}: {found} {size} bytes in UTF-8, and {names} in the store, whose "
+                f"name may hold at most {MAX_FILE_NAME_BYTES} bytes (the file-name limit, NAME_MAX); expected "
+                f"{expected} {MAX_FILE_NAME_BYTES} bytes."
+            )
+
+
+def _clip(text: str) -> str:
+    """``text`` quoted, its first 40 characters only when it is longer."""
+    return repr(text) if len(text) <= 40 else f"{text[:40]!r}..."
 
 
 def _validate_text(kind: str, key: str, value: object, limit: int) -> str:
@@ -219,12 +249,16 @@ def validate_run_time(field: str, run_id: str, time_ms: object) -> int:
 
 
 def validate_run_id(run_id: object) -> str:
-    """A run id by MLflow's _RUN_ID_REGEX (generated ids are 32 lowercase hex characters)."""
+    """A run id by MLflow's _RUN_ID_REGEX (generated ids are 32 lowercase hex characters), and at
+    most MAX_FILE_NAME_BYTES in UTF-8: it names the run's folder. The regex takes 256 characters,
+    but no store can hold a folder of that name."""
     if type(run_id) is not str or _RUN_ID_PATTERN.fullmatch(run_id) is None:
         raise InvalidArgument(
-            f"Invalid run id {run_id!r}: expected a str of 1 to 256 letters, digits, '_' or '-' "
-            f"that starts with a letter or digit."
+            f"Invalid run id {run_id!r}: expected a str of letters, digits, '_' or '-' that starts with "
+            f"a letter or digit, of at most {MAX_FILE_NAME_BYTES} bytes in UTF-8 (it names the run's folder)."
         )
+    if len(run_id) > _ALWAYS_FITS:
+        _require_file_names(run_id, "run id")
     return run_id
 
 
@@ -237,6 +271,8 @@ def validate_experiment_id(experiment_id: object) -> str:
             f"Invalid experiment id {experiment_id!r}: expected a str of 1 to 64 letters, digits, "
             f"'_' or '-' that starts with a letter or digit."
         )
+    # It names the experiment's folder, and always fits one: an ASCII first character and 63 of at
+    # most 4 bytes make at most 253 bytes.
     return experiment_id
 
 
@@ -294,6 +330,7 @@ def validate_artifact_path(path: object) -> str:
             f"Invalid artifact path {path!r}: expected a normalized relative POSIX path such as "
             f"'plots/loss.png' (no leading '/', no '..', '.', '//' or trailing '/')."
         )
+    _require_file_names(path, "artifact path")
     return path
 
 
