@@ -257,6 +257,10 @@ BAD_CALLS: dict[str, Bad] = {
         InvalidArgument,
         ("artifact location", "loc-\\udcff", MUST_BE_UTF8),
     ),
+    # The daemon could not make it: every run and point logged to it was refused at flush().
+    "store-root-part-over-255-bytes": Bad(
+        lambda s: Client(s.scratch / ("é" * 200) / "mlruns", config=s.client.config), InvalidArgument, ("store root", "its part 'éé", "400 bytes"),
+    ),
     "store-root-not-utf8": Bad(
         lambda s: Client(s.scratch / "mlruns-\udcff", config=s.client.config), InvalidArgument, ("store root", "mlruns-\\udcff", MUST_BE_UTF8),
     ),

@@ -86,7 +86,7 @@ def _require_file_names(path: str, item: str) -> None:
             else:
                 found, names, expected = f"its part {_clip(piece)} is", "each '/'-separated part names a file or folder", "each part at most"
             raise InvalidArgument(
-                f"Invalid {item} {_clip(path)}: {found} {size} bytes in UTF-8, and {names} in the store, whose "
+                f"Invalid {item} {_clip(path)}: {found} {size} bytes in UTF-8, and {names}, whose "
                 f"name may hold at most {MAX_FILE_NAME_BYTES} bytes (the file-name limit, NAME_MAX); expected "
                 f"{expected} {MAX_FILE_NAME_BYTES} bytes."
             )
@@ -342,6 +342,9 @@ def validate_store_root(root: str | os.PathLike[str]) -> str:
         raise InvalidArgument(f"Invalid store root {os.fspath(root)!r}: it contains a NUL character, which no path can hold.")
     # The root travels to the daemon as UTF-8 text (in every Hello), which such a root could not be.
     absolute = require_utf8(os.path.abspath(os.fspath(root)), f"store root {os.fspath(root)!r}")
+    if not absolute.isascii() or len(absolute) > _ALWAYS_FITS:
+        # The daemon could make no folder of it: every run and point sent to it was refused.
+        _require_file_names(absolute, "store root")
     if ARTIFACTS_FOLDER_NAME in absolute.split(os.sep):
         # FileStore._is_valid_run_directory (the ZDI-CAN-26649 / CVE-2026-2033 fix, MLflow 3.10+)
         # rejects every run dir whose absolute path has an `artifacts` component, so MLflow would
