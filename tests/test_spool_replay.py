@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, child_env, create_run_record, metric_records, short_socket_path, wait_for
+from helpers import DaemonProcess, child_env, create_run_record, metric_lines, metric_records, short_socket_path, wait_for
 
 from trackd import Client, ClientConfig
 from trackd.client._delivery import sync_spools
@@ -353,6 +353,16 @@ def test_batches_kept_in_memory_beside_a_spool_file_that_cannot_be_written_are_r
     assert watcher.most_events <= window + SenderState.MAX_RECORDS_PER_BATCH, watcher.most_events
 
 
+def _spool_points(client: Client, points: int) -> str:
+    """A new run with ``points`` points of "loss", all in the spool file (no daemon answers); its id."""
+    run_id = client.create_run().info.run_id
+    for step in range(points):
+        client.log_metric(run_id, "loss", float(step), step=step)
+    with pytest.raises(TrackdError):
+        client.flush(timeout=5)  # no daemon: everything goes to the spool file
+    return run_id
+
+
 @pytest.mark.timeout(240)
 def test_a_resend_cut_short_counts_only_what_the_daemon_has_not_acknowledged(
     socket_path: Path, store: Path, tmp_path: Path, daemons: Callable[[], DaemonProcess]
@@ -361,11 +371,7 @@ def test_a_resend_cut_short_counts_only_what_the_daemon_has_not_acknowledged(
     # spooled ("Holding 1500001 events"), those the daemon had written and acknowledged included.
     config = ClientConfig(socket_path=socket_path, autostart=False, connect_timeout=0.5, spool_dir=tmp_path / "spool")
     with Client(store, config=config) as client:
-        run_id = client.create_run().info.run_id
-        for step in range(KILLED_POINTS):
-            client.log_metric(run_id, "loss", float(step), step=step)
-        with pytest.raises(TrackdError):
-            client.flush(timeout=5)  # no daemon: everything goes to the spool file
+        run_id = _spool_points(client, KILLED_POINTS)
         total = client.pending()
         daemon = daemons()
         wait_for(lambda: client.stats()["acked_seq"] != 0, 60, message="part of the spool acknowledged")
@@ -380,3 +386,27 @@ def test_a_resend_cut_short_counts_only_what_the_daemon_has_not_acknowledged(
         daemons()
         client.flush(timeout=120)
     assert _steps(store, run_id) == list(range(KILLED_POINTS))
+
+
+@pytest.mark.timeout(240)
+def test_requests_made_while_a_large_spool_is_resent_are_answered_and_a_read_sees_what_came_before(
+    socket_path: Path, store: Path, tmp_path: Path, daemons: Callable[[], DaemonProcess]
+) -> None:
+    # After a daemon restart, a process resending a large spool (logged while no daemon ran) held
+    # its set_experiment behind the whole resend, and counted the resend against a read's flush:
+    # both raised FlushTimeout after connect_timeout, the daemon healthy and writing.
+    points = 2 * KILLED_POINTS
+    config = ClientConfig(socket_path=socket_path, autostart=False, connect_timeout=1.0, spool_dir=tmp_path / "spool")
+    with Client(store, config=config) as client:
+        run_id = _spool_points(client, points)
+        (spool,) = (tmp_path / "spool").glob("*.spool")
+        daemons()
+        wait_for(lambda: client.stats()["acked_seq"] != 0, 60, message="the resend under way")
+        experiment_id = client.get_or_create_experiment("made during the resend")  # set_experiment's request
+        assert spool.exists(), "answered only once the resend had ended"
+        client.log_metric(run_id, "late", 1.0, step=0)
+        # Read-your-writes: the read waits for the spool's events and the point logged after them.
+        assert [m.value for m in client.get_metric_history(run_id, "late")] == [1.0]
+        assert not spool.exists()
+        assert len(metric_lines(store, run_id, "loss")) == points
+    assert StoreReader(store).get_experiment(experiment_id).name == "made during the resend"

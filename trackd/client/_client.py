@@ -590,8 +590,8 @@ class Client:
 
     def _flush_for_read(self) -> None:
         if self.state is ClientState.OPEN:
-            # Refused items are not this read's to report: they stay for flush() (one may be a sibling Client's).
-            self._sender.flush(self.config.connect_timeout, take_failures=False)
+            # Refused items stay for flush() (maybe a sibling's); patient: a spool resent after a restart may take long.
+            self._sender.flush(self.config.connect_timeout, take_failures=False, patient=True)
 
 
 def _now_ms() -> int:

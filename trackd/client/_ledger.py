@@ -68,7 +68,25 @@ class Ledger:
 
     def expect_reply(self, req: Request) -> None:
         """Keep a flush barrier in flight: it travelled in the buffer, behind its records, not in ``outgoing``."""
+        req.barrier = True
         self.in_flight[req.request_id] = req
+
+    def requeue_sent(self) -> None:
+        """A new connection: the requests sent to the lost daemon, flush barriers aside, go again
+        first (``outgoing``), before the batches resent; the barriers go after them (``barriers``).
+
+        An experiment request depends on no batch (the daemon answers it without waiting for the
+        batches received before it), so it need not wait for a spool file's resend: a
+        set_experiment behind a resend of hundreds of MB timed out, the daemon healthy.
+        """
+        sent = sorted((req for req in self.in_flight.values() if not req.barrier), key=lambda req: req.request_id)
+        for req in sent:
+            del self.in_flight[req.request_id]
+        self.outgoing.extendleft(reversed(sent))
+
+    def barriers(self) -> list[Request]:
+        """The flush barriers in flight, oldest first (sent again after every batch is)."""
+        return sorted((req for req in self.in_flight.values() if req.barrier), key=lambda req: req.request_id)
 
     def fail_requests(self, barriers: list[Request], error: TrackdError) -> None:
         """Complete the given flush barriers and every request sent or waiting to be sent with ``error``."""

@@ -39,11 +39,13 @@ class FlushReport(Frozen):
 class Request:
     """A request to the daemon that a caller waits on."""
 
-    __slots__ = ("build", "done", "error", "request_id", "result")
+    __slots__ = ("barrier", "build", "done", "error", "request_id", "result")
 
     def __init__(self, request_id: int, build: Callable[[int], Event]) -> None:
         self.request_id = request_id
         self.build = build
+        # A flush barrier, which must follow the batches sent before it (see Ledger.expect_reply).
+        self.barrier = False
         self.done = False
         self.result: Event | None = None
         self.error: TrackdError | None = None

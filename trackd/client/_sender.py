@@ -188,7 +188,8 @@ class Sender(OnFullPolicy):
         ) from cause
 
     def flush(
-        self, timeout: float | None = None, *, take_failures: bool = True, stop_waiting: Callable[[], bool] | None = None
+        self, timeout: float | None = None, *, take_failures: bool = True, stop_waiting: Callable[[], bool] | None = None,
+        patient: bool = False,
     ) -> FlushReport:
         """Wait until every record appended so far is written to the store.
 
@@ -197,7 +198,9 @@ class Sender(OnFullPolicy):
         and DaemonUnavailable when no daemon could be reached for ``connect_timeout`` seconds (the
         events stay buffered and are sent later). With ``take_failures=False`` (a read, a sibling
         Client's close, end_run) refused items stay for the next flush() of any Client of this
-        sender, or for the warning of its close().
+        sender, or for the warning of its close(). ``patient`` (a read): ``timeout`` counts from
+        the daemon's last reply, so the wait goes on while the daemon writes what was logged
+        before it (a spool file of hundreds of MB resent after a restart), however long that takes.
         """
         if self._thread is None and not self.buffer:
             return self._report()
@@ -205,7 +208,7 @@ class Sender(OnFullPolicy):
         self.buffer.append((BARRIER, req))
         self._ensure_started()
         self._poke()
-        self._wait(req, timeout, stop_waiting)
+        self._wait(req, timeout, stop_waiting, patient=patient)
         if take_failures:
             self._raise_failures()
         return self._report()
@@ -449,14 +452,20 @@ class Sender(OnFullPolicy):
             if barriers:
                 self._cond.notify_all()
 
-    def _wait(self, req: Request, timeout: float | None, stop_waiting: Callable[[], bool] | None = None) -> Event:
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _wait(
+        self, req: Request, timeout: float | None, stop_waiting: Callable[[], bool] | None = None, *, patient: bool = False
+    ) -> Event:
+        """The reply to ``req``; FlushTimeout after ``timeout``, counted from the daemon's last
+        reply if it came later (``patient``: see flush)."""
+        start = time.monotonic()
         with self._cond:
             while not req.done:
-                remaining = None if deadline is None else deadline - time.monotonic()
+                since = max(start, self._heard_at) if patient else start
+                remaining = None if timeout is None else since + timeout - time.monotonic()
                 if (remaining is not None and remaining <= 0) or (stop_waiting is not None and stop_waiting()):
+                    answered = "answered nothing for" if patient else "did not answer within"
                     raise FlushTimeout(
-                        f"The trackd daemon did not answer within {timeout:g} s; "
+                        f"The trackd daemon {answered} {timeout:g} s; "
                         f"{events(self._pending_locked(), 'are still on the way')} to the store."
                     )
                 self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))

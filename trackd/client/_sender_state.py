@@ -90,6 +90,7 @@ class SenderState:
     # When an idle sender owning runs next looks for a daemon, and its backoff (WILL_PROBE_INTERVAL).
     _next_will_probe = 0.0
     _will_probe_delay = 0.0
+    _heard_at = 0.0  # time.monotonic() when the daemon last answered (or this client connected)
 
     def _poke(self) -> None:
         try:

@@ -121,10 +121,12 @@ class SenderThread(SenderState):
         if self._spill_requested:
             return  # _run gives the daemon up
         self._read_replies()
+        # Experiment requests first, also while the spool file is resent: they wait for no batch
+        # (the flush barriers, which do, travel in the buffer; see Ledger.requeue_sent).
+        self._send_requests()
         if self._behind_spool:
             self._send_spooled()
         if not self._behind_spool:
-            self._send_requests()
             self._send_buffer()
         if self._dropped != self._dropped_reported:
             # Dropped events are counted where the daemon's status shows them too.
@@ -190,6 +192,8 @@ class SenderThread(SenderState):
             self.will.connected()  # sent again after what is resent, by _send_buffer
             self._ack(welcome.resume_seq)
             self._ledger.resend_all()  # after the spool file, within the window (see _send_spooled)
+            self._ledger.requeue_sent()  # experiment requests at once, flush barriers after the batches
+            self._heard_at = time.monotonic()
             try:
                 spooled = self._spill.replay(welcome.resume_seq)
             except (OSError, RemoteProtocolError) as exc:
@@ -226,16 +230,16 @@ class SenderThread(SenderState):
 
     def _send_spooled(self) -> None:
         """After a reconnect: send the spool file again, then what waited behind it, the
-        unacknowledged batches and the requests sent to the lost daemon, all within the window.
+        unacknowledged batches and the flush barriers sent to the lost daemon, all within the window.
 
         In that order because the daemon skips a batch numbered below one it received. Read a frame
         at a time as acks make room, a spool of gigabytes costs one frame, and acks and give-ups
         are heard meanwhile (the whole file used to be read, and sent, in one go while connecting).
         The unacknowledged batches follow in the same window, a batch at a time as acks make room:
         they went all at once after the spool, a second window's worth beside its last frames (or
-        a whole buffer's, cut into batches by a spill the spool file refused). The requests go once
+        a whole buffer's, cut into batches by a spill the spool file refused). The barriers go once
         they are all sent: a flush barrier must follow them, and acks keep making room, so they wait
-        for acks, never for ever.
+        for acks, never for ever. (Experiment requests do not wait: ``_cycle`` sends them.)
         """
         transport, protocol = self._transport, self._protocol
         assert transport is not None and protocol is not None
@@ -262,10 +266,10 @@ class SenderThread(SenderState):
                 frame = self._ledger.next_unsent()
                 if frame is None:
                     self._behind_spool = False
-                    in_flight = sorted(self._ledger.in_flight.values(), key=lambda r: r.request_id)
+                    barriers = self._ledger.barriers()
                     break
             transport.send(frame)
-        for req in in_flight:
+        for req in barriers:
             transport.send(protocol.send(req.build(req.request_id)))
 
     def _should_stop_waiting(self) -> bool:
@@ -345,6 +349,7 @@ class SenderThread(SenderState):
 
     def _on_event(self, event: Event) -> None:
         with self._cond:
+            self._heard_at = time.monotonic()  # the daemon is at work for this client (see Sender._wait)
             if isinstance(event, Ack):
                 self._ack(event.seq)
             elif isinstance(event, BadBatch):
