@@ -20,6 +20,7 @@ from helpers import SOCKET_PARENT, RawClient, alive, create_run_record, metric_l
 from trackd._paths import DaemonPaths
 from trackd.cli import byte_size, duration
 from trackd.client._control import query_status
+from trackd.client._launcher import MAX_KILLED_STARTS
 from trackd.errors import DaemonUnavailable
 from trackd.protocol import Ack, Batch, ErrorCode, ErrorReply, Welcome
 
@@ -193,6 +194,53 @@ def test_a_client_whose_daemon_exits_at_once_says_why_and_does_not_restart_it_ev
     # daemon had exited with its usage error, and started it again every second.
     assert "exited with code 2" in result.stderr and "--max-records" in result.stderr, result.stderr
     assert paths.log.read_text().count("error: argument --max-records") == 1
+
+
+# Run at the start of every Python process of the test's children (a sitecustomize on their
+# PYTHONPATH, which the daemon a client starts inherits): a daemon process is killed by SIGKILL as
+# it starts, as the OOM killer or someone's `kill -9` would, the first time (TRACKD_TEST_KILL=first)
+# or every time (=every); each daemon started is counted, a line in TRACKD_TEST_STARTS.
+KILL_DAEMONS_AT_START = """
+import os, signal, sys
+if sys.orig_argv[1:3] == ["-m", "trackd.daemon"]:
+    with open(os.environ["TRACKD_TEST_STARTS"], "a") as starts:
+        starts.write("started\\n")
+    with open(os.environ["TRACKD_TEST_STARTS"]) as starts:
+        first = len(starts.readlines()) == 1
+    if first or os.environ["TRACKD_TEST_KILL"] == "every":
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killing_env(paths: DaemonPaths, tmp_path: Path, kill: str) -> dict[str, str]:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(KILL_DAEMONS_AT_START)
+    return {
+        **os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "TRACKD_TEST_KILL": kill, "TRACKD_TEST_STARTS": str(tmp_path / "starts"), "TRACKD_SOCKET": str(paths.socket),
+        "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"), "TRACKD_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+
+
+def test_a_client_whose_daemon_is_killed_as_it_starts_starts_it_again(paths: DaemonPaths, tmp_path: Path) -> None:
+    code = "import trackd\ntrackd.set_experiment('e')\nwith trackd.start_run():\n    trackd.log_metric('loss', 0.5)\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=45, env=_killing_env(paths, tmp_path, "first"))
+    # set_experiment raised DaemonUnavailable ("... none could be started. The trackd daemon started
+    # for ... exited with code -9 before it answered"), the next daemon healthy.
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert (tmp_path / "starts").read_text().count("started") == 2
+    assert [path.read_text().split()[1] for path in (tmp_path / "mlruns").glob("*/*/metrics/loss")] == ["0.5"]
+
+
+def test_a_client_whose_every_daemon_is_killed_as_it_starts_tries_a_few_times_and_says_how_each_ended(
+    paths: DaemonPaths, tmp_path: Path
+) -> None:
+    code = "import trackd\ntrackd.set_experiment('e')\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=45, env=_killing_env(paths, tmp_path, "every"))
+    assert result.returncode == 1 and "DaemonUnavailable" in result.stderr, result.stderr
+    assert f"was killed by SIGKILL (signal 9) before it answered ({MAX_KILLED_STARTS} starts, each killed)" in result.stderr
+    assert (tmp_path / "starts").read_text().count("started") == MAX_KILLED_STARTS  # not one a tick
 
 
 def test_stop_of_a_daemon_a_running_client_started_returns_at_once_and_holds_until_it_logs_again(

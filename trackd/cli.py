@@ -24,7 +24,7 @@ from ._paths import (
     read_pid_file,
 )
 from .client._control import query_status
-from .client._launcher import daemon_answers, last_log_line, start_and_wait
+from .client._launcher import daemon_answers, how_it_ended, last_log_line, start_and_wait
 from .client._outbox import batches, events
 from .client._delivery import sync_spools
 from .client._spool import default_spool_dir, spool_files
@@ -127,13 +127,13 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
 
         return daemon_main(["--socket", str(paths.socket), "--idle-timeout", str(args.idle_timeout), *extra])
     try:
-        process, answered = start_and_wait(paths, 15.0, idle_timeout=args.idle_timeout, extra_args=extra)
+        process, answered, _ = start_and_wait(paths, 15.0, idle_timeout=args.idle_timeout, extra_args=extra)
     except OSError as exc:  # its folder refused (a socket straight in /tmp), or not creatable
         print(f"trackd: cannot start a daemon for {paths.socket}: {exc}", file=sys.stderr)
         return 1
     if not answered:
         code = process.poll() if process is not None else None
-        said = f": exited with code {code}: {last_log_line(paths.log)}" if code is not None else ""
+        said = f": {how_it_ended(code)}: {last_log_line(paths.log)}" if code is not None else ""
         print(f"trackd: the daemon did not start{said}; see {paths.log}", file=sys.stderr)
         return 1
     pid = _listener_pid(paths) or (process.pid if process is not None else None)
@@ -403,7 +403,7 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
         return 0
     if not daemon_answers(paths.socket):
         try:
-            _, answered = start_and_wait(paths, 15.0)
+            _, answered, _ = start_and_wait(paths, 15.0)
         except OSError as exc:  # its folder refused (a socket straight in /tmp), or not creatable
             print(f"trackd: no daemon answers on {paths.socket}, and none can be started: {exc}", file=sys.stderr)
             return 1

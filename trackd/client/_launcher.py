@@ -11,11 +11,12 @@ import contextlib
 import errno
 import fcntl
 import os
+import signal
 import socket
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from pathlib import Path
 
 if TYPE_CHECKING:
@@ -30,6 +31,12 @@ from ..errors import DaemonUnavailable
 # A daemon the client starts exits after this long without clients, so no process lingers for
 # ever after a training job.
 AUTOSTART_IDLE_TIMEOUT = 600.0
+# A daemon killed by a signal before it answered (the OOM killer, someone's `kill -9`, a crash) is
+# started again, up to this many starts in all within the start's timeout, after a pause that
+# doubles from RESTART_DELAY: a client gave up at the first such death ("exited with code -9"),
+# its daemon healthy the next time. One that exits with a code said why, and would say it again.
+MAX_KILLED_STARTS = 3
+RESTART_DELAY = 0.25
 
 
 def daemon_answers(path: Path, timeout: float = 1.0) -> bool:
@@ -109,22 +116,36 @@ def wait_until_answering(paths: DaemonPaths, process: subprocess.Popen[bytes] | 
     return False
 
 
+class Started(NamedTuple):
+    """What ``start_and_wait`` did: the last process it started, whether a daemon answered, and
+    how many of the processes it started were killed by a signal before one answered."""
+
+    process: subprocess.Popen[bytes] | None  # None: another process started the daemon that answers
+    answered: bool
+    killed: int
+
+
 def start_and_wait(
     paths: DaemonPaths, timeout: float, *, idle_timeout: float = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None,
-) -> tuple[subprocess.Popen[bytes] | None, bool]:
-    """Start a daemon and wait until one answers: (the last process started, or None when another
-    process started the one that answers; whether one answered).
+) -> Started:
+    """Start a daemon and wait until one answers.
 
     One process at a time starts a daemon (``_starting_turn``); the others wait for the daemon it
-    starts. Eight benchmark processes finding no daemon at once started eight, seven of which
-    imported the whole daemon (~0.15 s of CPU each) only to exit "already running", on a machine
-    whose cores the processes themselves needed.
+    starts (``Started.process`` None). Eight benchmark processes finding no daemon at once started
+    eight, seven of which imported the whole daemon (~0.15 s of CPU each) only to exit "already
+    running", on a machine whose cores the processes themselves needed.
 
     A daemon that is shutting down still holds the socket's lock for a while after it stopped
     listening (its idle exit, or `trackd daemon stop` writing what it holds): the process started
     then exits "already running", and once that daemon has gone nothing would answer. A job started
     in that window waited its whole connect timeout and failed ("none answered within 10 s and
     none could be started"), so a daemon is started again once the lock is free.
+
+    A daemon killed by a signal before it answered is started again too, at most
+    MAX_KILLED_STARTS starts in all, after RESTART_DELAY (doubling), unless one answers by then:
+    when many clients start at once, only the one whose process won the lock sees it killed (the
+    others' exit "already running" and wait for the lock to be free, as above), so each client
+    starts at most that many more, never one a tick.
     """
     deadline = time.monotonic() + timeout
     problem = socket_path_problem(paths.socket)
@@ -134,13 +155,23 @@ def start_and_wait(
     with _starting_turn(paths, deadline) as turn:
         if not turn or daemon_answers(paths.socket, timeout=0.5):
             # Another process started it (or is still at it when the time ran out).
-            return None, daemon_answers(paths.socket, timeout=0.5)
+            return Started(None, daemon_answers(paths.socket, timeout=0.5), 0)
         process = spawn_daemon(paths, idle_timeout=idle_timeout, extra_args=extra_args)
+        killed, delay = 0, RESTART_DELAY
         while not wait_until_answering(paths, process, deadline - time.monotonic()):
-            if process.poll() != ALREADY_RUNNING_EXIT_CODE or time.monotonic() >= deadline:
-                return process, False
+            code = process.poll()
+            if code is not None and code < 0:
+                killed += 1
+                if killed >= MAX_KILLED_STARTS or time.monotonic() + delay >= deadline:
+                    return Started(process, False, killed)
+                time.sleep(delay)
+                delay *= 2
+                if daemon_answers(paths.socket):
+                    return Started(process, True, killed)  # another start answered meanwhile
+            elif code != ALREADY_RUNNING_EXIT_CODE or time.monotonic() >= deadline:
+                return Started(process, False, killed)
             process = spawn_daemon(paths, idle_timeout=idle_timeout, extra_args=extra_args)
-        return process, True
+        return Started(process, True, killed)
 
 
 @contextlib.contextmanager
@@ -191,7 +222,7 @@ def start_daemon(socket_path: Path, *, timeout: float) -> None:
     with the last line of its log)."""
     paths = default_paths(socket_path)
     try:
-        process, answered = start_and_wait(paths, timeout)
+        process, answered, killed = start_and_wait(paths, timeout)
     except PermissionError as exc:
         raise DaemonCannotStart(f"Cannot start a trackd daemon for {paths.socket}: {exc}") from exc
     except OSError as exc:  # its folder cannot be made (a file in the way), the fork failed: not soon again
@@ -202,13 +233,25 @@ def start_daemon(socket_path: Path, *, timeout: float) -> None:
         return
     code = process.poll() if process is not None else None
     if code not in (None, ALREADY_RUNNING_EXIT_CODE):
+        starts = f" ({killed} starts, each killed)" if killed > 1 else ""
         raise DaemonCannotStart(
-            f"The trackd daemon started for {paths.socket} exited with code {code} before it answered: "
+            f"The trackd daemon started for {paths.socket} {how_it_ended(code)} before it answered{starts}: "
             f"{last_log_line(paths.log) or 'its log is empty'} (log: {paths.log})."
         )
     raise DaemonUnavailable(
         f"A trackd daemon was started for {paths.socket} but did not answer within {timeout:g} s; see {paths.log}."
     )
+
+
+def how_it_ended(code: int) -> str:
+    """"exited with code 2", or "was killed by SIGKILL (signal 9)" for a Popen return code below 0."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = "a signal"
+    return f"was killed by {name} (signal {-code})"
 
 
 def _reap_when_it_exits(process: subprocess.Popen[bytes]) -> None:
