@@ -153,3 +153,26 @@ def test_a_write_killed_before_its_new_files_appeared_is_cut_back_and_leaves_no_
     assert not acc.exists() and not temp.exists()
     assert reopened.recovered_seqs == {}
     reopened.close()
+
+
+def test_recovery_places_a_new_metric_file_of_a_nested_key_whose_folder_the_write_had_not_made(tmp_path: Path) -> None:
+    # This used to lose "group/loss" with only a line in the daemon's log ("Could not put metric
+    # file ... in place: No such file or directory"), though the write counted as written and its
+    # client never resent it: the write makes a nested key's folder only as it places the file,
+    # and the daemon was killed after placing "acc" and before that.
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    acc, nested = metrics / "acc", metrics / "group" / "loss"
+    acc_temp, nested_temp = tmp_path / ".trackd-00000000000000aa.tmp", tmp_path / ".trackd-00000000000000bb.tmp"
+    journal = WriteJournal.open(str(tmp_path / "j"))
+    journal.begin([(str(acc), 0), (str(nested), 0)], {"client-a": 4}, {str(acc): str(acc_temp), str(nested): str(nested_temp)})
+    acc.write_bytes(b"3 0.9 2\n")  # placed (its temp linked, then removed)
+    nested_temp.write_bytes(b"3 0.25 2\n")  # staged, not placed yet: the daemon died here
+    journal.close()
+
+    reopened = WriteJournal.open(str(tmp_path / "j"))
+    reopened.close()
+    assert reopened.recovered_seqs == {"client-a": 4}
+    assert nested.read_bytes() == b"3 0.25 2\n"
+    assert acc.read_bytes() == b"3 0.9 2\n"
+    assert not nested_temp.exists()

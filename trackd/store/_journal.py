@@ -202,6 +202,9 @@ def _place_staged(new_files: Mapping[str, str]) -> None:
     for file, temp in new_files.items():
         try:
             if os.path.lexists(temp) and not os.path.lexists(file):
+                # A nested key's folder ("group/loss") is made as its file is placed
+                # (MetricFileCache.place): a write killed before that had not made it.
+                os.makedirs(os.path.dirname(file), exist_ok=True)
                 os.link(temp, file, follow_symlinks=False)
         except OSError as exc:
             _log.error("Could not put metric file %r in place from %r: %s", file, temp, exc)
