@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, child_env, create_run_record, metric_lines, metric_records, short_socket_path, wait_for
+from helpers import DaemonProcess, child_env, create_run_record, fill, metric_lines, metric_records, short_socket_path, wait_for
 
 from trackd import Client, ClientConfig
 from trackd.client._delivery import sync_spools
@@ -251,6 +251,28 @@ def test_trackd_sync_delivers_a_spool_damaged_in_the_middle_once_and_sets_aside_
     reader = mlflow.MlflowClient(tracking_uri=str(store))
     assert [m.step for m in reader.get_metric_history(run_id, "loss")] == [0, 1, 2, 3, 4]
     assert reader.get_metric_history(run_id, "late") == []
+
+
+def test_a_damaged_spool_that_cannot_be_set_aside_on_a_full_disk_is_kept_whole_and_leaves_no_temp_file(
+    daemon: DaemonProcess, store: Path, small_disk: Path
+) -> None:
+    # This used to leave .torn.undeliverable.spool.tmp behind, holding what it copied before the
+    # disk filled, on the disk a spool is written to when things already go wrong.
+    run_id = "00112233445566778899aabbccddee22"
+    hello = encode_frame(Hello(protocol_version=PROTOCOL_VERSION, client_id="torn", pid=1, host=socket.gethostname(), store_root=str(store)))
+    before = encode_frame(Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 3)]))
+    rest = b"\xff" * (512 * 1024)  # a damaged header, and what followed it
+    spool_dir = small_disk / "spool"
+    spool_dir.mkdir(mode=0o700)
+    spool = spool_dir / "torn.spool"
+    spool.write_bytes(hello + before + rest)
+    fill(small_disk / "filler")
+
+    (result,) = sync_spools(spool_dir, daemon.paths.socket, timeout=60)
+    assert result.batches == 1 and result.aside is None, result
+    assert "could not be set aside" in str(result.error), result.error
+    assert sorted(spool_dir.iterdir()) == [spool] and spool.read_bytes() == hello + before + rest
+    assert [m.step for m in StoreReader(store).get_metric_history(run_id, "loss")] == [0, 1, 2]
 
 
 class WindowWatcher:

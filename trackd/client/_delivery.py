@@ -8,6 +8,7 @@ skips the batches it already holds, so delivering a file twice writes nothing tw
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -132,16 +133,23 @@ def _keep_the_rest(fd: int, path: Path, result: SyncResult, damage: SpoolDamaged
             tmp = aside.with_name(f".{aside.name}.tmp")  # not a spool file by its name (see spool_files)
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
-                for start, end in ((0, hello_size), (damaged_at, size)):
-                    while start < end:
-                        chunk = os.pread(fd, min(SPOOL_READ_SIZE, end - start), start)
-                        if not chunk:
-                            break  # cut short since (cannot happen: the file is locked)
-                        _write_all(out, chunk)
-                        start += len(chunk)
-            finally:
-                os.close(out)
-            os.replace(tmp, aside)
+                try:
+                    for start, end in ((0, hello_size), (damaged_at, size)):
+                        while start < end:
+                            chunk = os.pread(fd, min(SPOOL_READ_SIZE, end - start), start)
+                            if not chunk:
+                                break  # cut short since (cannot happen: the file is locked)
+                            _write_all(out, chunk)
+                            start += len(chunk)
+                finally:
+                    os.close(out)
+                os.replace(tmp, aside)
+            except BaseException:
+                # A full disk (the spool's usual company) left the partial copy behind, holding
+                # space: the file stays whole where it was, and the next sync tries again.
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+                raise
             if aside != path:
                 path.unlink()
         elif aside != path:
