@@ -240,6 +240,13 @@ class StoreWriter:
                 # Completed at the next start, the write would never tell its clients of these.
                 journal_call(journal.keep_undoable, entry)
             self._write_metric_files(appends, lines, temps, failures, place=True)
+            for end in batch.terminations:
+                # An ended run's files are done with, most likely: give their descriptors back now
+                # (a finished run deleted to free space frees it), after its new files were placed
+                # (placing holds them). Another rank still logging reopens them. Those the handle
+                # no longer remembers (past MAX_REMEMBERED_METRIC_PATHS) go at the next idle sweep.
+                if (handle := self._runs.get(end.run_id)) is not None:
+                    self._metric_files.close_files(handle.metric_paths.values())
         except StoreUnavailable:
             self._metric_files.rollback(sizes, temps.values())
             raise
@@ -507,11 +514,6 @@ class StoreWriter:
         if not (item.keep_failure and handle.meta.get("status") in _FAILURES):
             # (Else another rank or worker failed the run: its owner's default end does not hide it.)
             self._rewrite_meta(handle, status=int(status), end_time=end_time)
-        # An ended run's files are done with, most likely: give their descriptors back now (a
-        # finished run deleted to free space frees it). Another rank still logging reopens them.
-        # Those the handle no longer remembers (past MAX_REMEMBERED_METRIC_PATHS) go at the next
-        # idle sweep.
-        self._metric_files.close_files(handle.metric_paths.values())
 
     def fail_running_run(self, run_id: str, end_time_ms: int, tags: Mapping[str, str]) -> bool:
         """Set the run FAILED, ended at ``end_time_ms``, with ``tags``, if and only if it is RUNNING;
