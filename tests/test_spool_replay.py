@@ -366,7 +366,8 @@ def test_batches_kept_in_memory_beside_a_spool_file_that_cannot_be_written_are_r
             client.log_metric(run_id, "loss", float(step), step=step)
         with pytest.raises(TrackdError, match="cannot be spooled"):
             client.flush(timeout=5)
-        assert client.stats()["unacked_batches"] >= points // SenderState.MAX_RECORDS_PER_BATCH
+        unacked = client.stats()["unacked_batches"]
+        assert isinstance(unacked, int) and unacked >= points // SenderState.MAX_RECORDS_PER_BATCH
         watcher = WindowWatcher(socket_path)
         try:
             client.flush(timeout=60)
