@@ -65,6 +65,12 @@ import os, signal, sys
 from trackd.store import MetricAppend, StoreWriter, WriteBatch, WriteJournal
 
 class KilledAtCommit(WriteJournal):
+    def begin(self, files, seqs, temps=None):
+        entry = super().begin(files, seqs, temps)
+        if os.environ.get("PLANT_LINK_TO"):  # a user plants a link at new file acc's path mid-write
+            os.symlink(os.environ["PLANT_LINK_TO"], next(path for path in temps if path.endswith("/acc")))
+        return entry
+
     def commit(self, entry_id: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -80,7 +86,7 @@ StoreWriter(root).write(batch, journal=KilledAtCommit.open(journal_path), seqs={
 """
 
 
-def _write_killed_at_commit(root: Path, journal_path: Path, *failing_run: str) -> Path:
+def _write_killed_at_commit(root: Path, journal_path: Path, *failing_run: str, env: dict[str, str] | None = None) -> Path:
     """A store whose run has a committed "loss" (client-1's batch 6), and a journal whose last
     write (batch 7: "loss" appended, "acc" created) was killed at its commit; the run's folder."""
     writer, run = writer_with_run(root)
@@ -90,7 +96,9 @@ def _write_killed_at_commit(root: Path, journal_path: Path, *failing_run: str) -
     journal.close()
     writer.close()
     args = [str(root), str(journal_path), RUN_ID, *failing_run]
-    child = subprocess.run([sys.executable, "-c", _KILLED_AT_COMMIT, *args], capture_output=True, text=True)
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_AT_COMMIT, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
     assert child.returncode == -signal.SIGKILL, child.stderr
     return run
 
@@ -155,20 +163,28 @@ def test_a_write_killed_before_its_new_files_appeared_is_cut_back_and_leaves_no_
     reopened.close()
 
 
+def _killed_while_placing(folder: Path) -> tuple[Path, Path, Path]:
+    """A journal (``folder``/j) whose last write, client-a's batch 4, was killed after placing new
+    file "acc" and before placing new file "group/loss" (whose folder it had not made); (acc,
+    group/loss, group/loss's staged temp)."""
+    metrics = folder / "metrics"
+    metrics.mkdir()
+    acc, nested = metrics / "acc", metrics / "group" / "loss"
+    acc_temp, nested_temp = folder / ".trackd-00000000000000aa.tmp", folder / ".trackd-00000000000000bb.tmp"
+    journal = WriteJournal.open(str(folder / "j"))
+    journal.begin([(str(acc), 0), (str(nested), 0)], {"client-a": 4}, {str(acc): str(acc_temp), str(nested): str(nested_temp)})
+    acc.write_bytes(b"3 0.9 2\n")  # placed (its temp linked, then removed)
+    nested_temp.write_bytes(b"3 0.25 2\n")  # staged, not placed yet: the daemon died here
+    journal.close()
+    return acc, nested, nested_temp
+
+
 def test_recovery_places_a_new_metric_file_of_a_nested_key_whose_folder_the_write_had_not_made(tmp_path: Path) -> None:
     # This used to lose "group/loss" with only a line in the daemon's log ("Could not put metric
     # file ... in place: No such file or directory"), though the write counted as written and its
     # client never resent it: the write makes a nested key's folder only as it places the file,
     # and the daemon was killed after placing "acc" and before that.
-    metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    acc, nested = metrics / "acc", metrics / "group" / "loss"
-    acc_temp, nested_temp = tmp_path / ".trackd-00000000000000aa.tmp", tmp_path / ".trackd-00000000000000bb.tmp"
-    journal = WriteJournal.open(str(tmp_path / "j"))
-    journal.begin([(str(acc), 0), (str(nested), 0)], {"client-a": 4}, {str(acc): str(acc_temp), str(nested): str(nested_temp)})
-    acc.write_bytes(b"3 0.9 2\n")  # placed (its temp linked, then removed)
-    nested_temp.write_bytes(b"3 0.25 2\n")  # staged, not placed yet: the daemon died here
-    journal.close()
+    acc, nested, nested_temp = _killed_while_placing(tmp_path)
 
     reopened = WriteJournal.open(str(tmp_path / "j"))
     reopened.close()
@@ -176,3 +192,38 @@ def test_recovery_places_a_new_metric_file_of_a_nested_key_whose_folder_the_writ
     assert nested.read_bytes() == b"3 0.25 2\n"
     assert acc.read_bytes() == b"3 0.9 2\n"
     assert not nested_temp.exists()
+
+
+@pytest.mark.parametrize("obstacle", ["the file, made by another writer", "a file where the key's folder goes"])
+def test_a_killed_write_whose_new_file_cannot_be_placed_at_the_next_start_is_undone_not_lost(
+    tmp_path: Path, obstacle: str
+) -> None:
+    # This used to count the write as written with "group/loss"'s staged lines removed, said only in
+    # the daemon's log ("Could not put metric file ... in place"): its client never resent them.
+    acc, nested, nested_temp = _killed_while_placing(tmp_path)
+    # Then, before the next daemon starts, another writer (MLflow, say) logs to the same run:
+    other = nested if obstacle.startswith("the file") else nested.parent
+    other.parent.mkdir(exist_ok=True)
+    other.write_bytes(b"1 7.0 0\n")
+
+    reopened = WriteJournal.open(str(tmp_path / "j"))
+    reopened.close()
+    assert reopened.recovered_seqs == {}  # not written: client-a resends batch 4
+    assert not acc.exists()  # undone, so the resend writes it once
+    assert other.read_bytes() == b"1 7.0 0\n"  # the other writer's file is left as it is
+    assert not nested_temp.exists()
+
+
+def test_a_killed_write_whose_new_file_failed_as_it_was_placed_is_undone_so_its_resend_reports_it(tmp_path: Path) -> None:
+    # This used to complete the write at the next start: a link planted at "acc" after the write
+    # had found it new failed its placing (refused, its lines not written), the daemon was killed
+    # before its commit, and the write counted as written: its client never heard of the failure.
+    root, journal_path, elsewhere = tmp_path / "mlruns", tmp_path / "journal", tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"not a metric file\n")
+    run = _write_killed_at_commit(root, journal_path, env={"PLANT_LINK_TO": str(elsewhere)})
+
+    recovered = WriteJournal.open(str(journal_path))
+    recovered.close()
+    assert recovered.recovered_seqs == {"client-1": 6}  # batch 7 not written: resent, its failure reported
+    assert metric_file_lines(run / "metrics" / "loss") == [b"%d 0.5 0" % START_MS]
+    assert (run / "metrics" / "acc").is_symlink() and elsewhere.read_bytes() == b"not a metric file\n"

@@ -5,15 +5,17 @@ write makes, the temp file its first lines go to) and the sequence numbers the b
 after the whole write, a commit line. The write links its new files into place last. On the next
 start, ``WriteJournal.open`` looks at the last entry, if it is uncommitted: if any of its new files
 is in place, the write had done everything else, so it puts the others in place and counts the
-write as written; if none is, it cuts every file back to its recorded size (which also removes any
-torn last line) and removes the temp files. A metric file MLflow may have listed is not removed:
-a reader that listed it and opened it a moment later failed with FileNotFoundError. (Except in a
-write with an item that failed, marked ``undo`` before its new files appear: completed, it would
-count as written, and its clients would never learn of the failure; undone, their resend reports
-it.) It returns the
-sequence numbers of committed writes. (An uncommitted entry with others after it is a write the
-disk refused, which the writer cut back itself.) The daemon tells reconnecting clients those
-numbers, so they resend only what was never written, and nothing twice.
+write as written. If none is, it cuts every file back to its recorded size (which also removes any
+torn last line) and removes the temp files. A metric file MLflow may have listed is not removed: a
+reader that listed it and opened it a moment later failed with FileNotFoundError. Except in two
+cases, where the write is undone (its new files removed too) so that its clients resend it: a write
+with an item that failed, marked ``undo`` (completed, it would count as written, and its clients
+would never learn of the failure; undone, their resend reports it); and one whose new file cannot be
+put in place now (another writer made that file meanwhile, its folder cannot be made: completed,
+those lines were lost with a log line). It returns the sequence numbers of committed writes. (An
+uncommitted entry with others after it is a write the disk refused, which the writer cut back
+itself.) The daemon tells reconnecting clients those numbers, so they resend only what was never
+written, and nothing twice.
 
 Lines are JSON, appended with one ``write()`` each. No fsync: this protects against the daemon
 process dying (the page cache survives it), not against the machine losing power, which would
@@ -108,23 +110,30 @@ class WriteJournal:
                 # The write places its new files last (StoreWriter.write): it had done everything
                 # else, so it is completed, not undone. Undoing it removed files that MLflow
                 # readers may have listed already, and they failed to open them (FileNotFoundError).
-                _log.warning(
-                    "The daemon stopped as write %d put its new metric files in place; putting the "
-                    "other %d in place, and counting the write as written.",
-                    entry_id, sum(not os.path.lexists(file) for file in new_files),
+                unplaced = _place_staged(new_files)
+                if not unplaced:
+                    _log.warning(
+                        "The daemon stopped as write %d put its new metric files in place; put the "
+                        "others in place, and counted the write as written.", entry_id,
+                    )
+                    for client_id, seq in notes.get(entry_id, {}).items():
+                        seqs[client_id] = max(seqs.pop(client_id, 0), int(seq))
+                    continue
+                # Counted as written with a file's lines not in place, the write lost them with a
+                # line in this log only: its clients never resent them. Undone, they resend the
+                # batches, and a file that cannot be written fails their resend, reported to them.
+                _log.error(
+                    "The daemon stopped as write %d put its new metric files in place, and %s; undoing "
+                    "the write instead, so that its clients send its batches again.",
+                    entry_id, "; ".join(unplaced),
                 )
-                _place_staged(new_files)
-                for client_id, seq in notes.get(entry_id, {}).items():
-                    seqs[client_id] = max(seqs.pop(client_id, 0), int(seq))
-                continue
-            _log.warning(
-                "The daemon stopped in the middle of write %d; cutting %d metric file(s) back to their "
-                "size before it, so its clients' resent batches are written once.",
-                entry_id, len(files) - len(new_files),
-            )
-            truncate_files(files)
-            for temp in new_files.values():
-                remove_quietly(temp)
+            else:
+                _log.warning(
+                    "The daemon stopped in the middle of write %d; cutting %d metric file(s) back to their "
+                    "size before it, so its clients' resent batches are written once.",
+                    entry_id, len(files) - len(new_files),
+                )
+            _undo(files, new_files)
         _write_snapshot(path, seqs)
         fd = os.open(path, _FLAGS, 0o600)
         return cls(path, fd, seqs, compact_size=compact_size)
@@ -197,18 +206,58 @@ class WriteJournal:
         self._size += len(line)
 
 
-def _place_staged(new_files: Mapping[str, str]) -> None:
-    """Link each staged temp file whose file is not in place yet to its file, and remove the temps."""
+def _place_staged(new_files: Mapping[str, str]) -> list[str]:
+    """Link each staged temp file whose file is not in place yet to its file, and remove the temps;
+    if some cannot be placed, why (each a clause naming the file), and the temps are left to _undo."""
+    unplaced = []
     for file, temp in new_files.items():
         try:
-            if os.path.lexists(temp) and not os.path.lexists(file):
-                # A nested key's folder ("group/loss") is made as its file is placed
-                # (MetricFileCache.place): a write killed before that had not made it.
-                os.makedirs(os.path.dirname(file), exist_ok=True)
-                os.link(temp, file, follow_symlinks=False)
+            if not os.path.lexists(temp):
+                if not os.path.lexists(file):
+                    # (The run's folder was deleted since, say: the resend says so to its client.)
+                    unplaced.append(f"the staged lines of {file!r} are gone")
+                continue  # placed: linked, then its temp removed
+            if os.path.lexists(file):
+                if not _same_file(temp, file):
+                    # Another writer on the store made it meanwhile (another daemon, MLflow): the
+                    # resend appends to it, as a live write does, once.
+                    unplaced.append(f"{file!r} was made by another writer meanwhile")
+                continue  # linked, its temp not removed yet
+            # A nested key's folder ("group/loss") is made as its file is placed
+            # (MetricFileCache.place): a write killed before that had not made it.
+            os.makedirs(os.path.dirname(file), exist_ok=True)
+            os.link(temp, file, follow_symlinks=False)
         except OSError as exc:
-            _log.error("Could not put metric file %r in place from %r: %s", file, temp, exc)
-        remove_quietly(temp)
+            unplaced.append(f"{file!r} could not be put in place: {exc}")
+    if not unplaced:
+        for temp in new_files.values():
+            remove_quietly(temp)
+    return unplaced
+
+
+def _undo(files: Sequence[tuple[str, int]], new_files: Mapping[str, str]) -> None:
+    """Cut an uncommitted write's ``files`` back to their sizes before it (its new files removed)
+    and remove its temps; a new file another writer made meanwhile is left as it is."""
+    others = {
+        file for file, temp in new_files.items()
+        if os.path.lexists(file) and os.path.lexists(temp) and not _same_file(temp, file)
+    }
+    # In this order, so that a daemon killed meanwhile does it again at its next start: the temp
+    # of another writer's file goes last, as only it tells that file from one the write placed.
+    for file, temp in new_files.items():
+        if file not in others:
+            remove_quietly(temp)
+    truncate_files([(file, size) for file, size in files if file not in others])
+    for file in others:
+        remove_quietly(new_files[file])
+
+
+def _same_file(first: str, second: str) -> bool:
+    try:
+        one, two = os.stat(first, follow_symlinks=False), os.stat(second, follow_symlinks=False)
+    except OSError:
+        return False
+    return (one.st_dev, one.st_ino) == (two.st_dev, two.st_ino)
 
 
 def _write_snapshot(path: str, seqs: Mapping[str, int]) -> None:

@@ -11,6 +11,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from ..errors import (
@@ -236,10 +237,11 @@ class StoreWriter:
                 apply(failures, {artifact.origin: 1}, item, self._write_artifact, artifact)
             for end in batch.terminations:
                 apply(failures, {end.origin: 1}, f"termination of run {end.run_id}", self._terminate, end)
-            if journal is not None and temps and failures:
-                # Completed at the next start, the write would never tell its clients of these.
-                journal_call(journal.keep_undoable, entry)
-            self._write_metric_files(appends, lines, temps, failures, place=True)
+            # Completed at the next start, the write would never tell its clients of its failures, placing's too.
+            undoable = partial(journal_call, journal.keep_undoable, entry) if journal is not None and temps else None
+            if undoable is not None and failures:
+                undoable()
+            self._write_metric_files(appends, lines, temps, failures, place=True, on_failure=None if failures else undoable)
             for end in batch.terminations:
                 # An ended run's files are done with, most likely: give their descriptors back now
                 # (a finished run deleted to free space frees it), after its new files were placed
@@ -317,10 +319,10 @@ class StoreWriter:
 
     def _write_metric_files(
         self, appends: list[tuple[MetricAppend, str, str]], lines: list[bytes], temps: dict[str, str],
-        failures: list[WriteFailure], *, place: bool = False,
+        failures: list[WriteFailure], *, place: bool = False, on_failure: Callable[[], None] | None = None,
     ) -> None:
-        """One write() per existing file, and each new file's lines to its temp file (one that
-        cannot be written is taken out of ``temps``); with ``place``, the new files linked into place."""
+        """One write() per existing file, and each new file's lines to its temp file (one that cannot be written
+        is taken out of ``temps``); with ``place``, the new files linked into place (``on_failure``: at the first failure)."""
         cache = self._metric_files
         for (append, path, folder), data in zip(appends, lines):
             temp = temps.get(path)
@@ -336,6 +338,9 @@ class StoreWriter:
             except (TrackdError, OSError) as exc:  # TrackdError: a link or FIFO planted at the key's path
                 temps.pop(path, None)
                 self._record_failure(failures, origins_of(append), item_name("metric", append.key, append.run_id), exc)
+                if on_failure is not None:
+                    on_failure()
+                    on_failure = None
 
     def _apply(
         self,
