@@ -130,7 +130,9 @@ class ClientConnection:
                         f"{MAX_BUFFERED_BYTES} are kept per connection."
                     )
                 # Waits only while the client leaves more than MAX_UNREAD_REPLY_BYTES of replies unread.
-                await self.writer.drain()
+                # Not once the peer is gone (it raises then): what it sent before is read on (_streams.py).
+                if not self.writer.is_closing():
+                    await self.writer.drain()
                 await self._within_budget(decoded)
                 # reader.read() returns at once while the client keeps the socket full, so without
                 # this a flooding client would never let the loop run anyone else: one read's
@@ -225,8 +227,8 @@ class ClientConnection:
         """Queue ``event`` for the client; a connection that is going away drops it quietly."""
         if self.writer.is_closing() or self._peer_fd(peer_closed):
             # Nobody reads it, and a write to a closed peer fails (EPIPE), on which the transport
-            # closes and drops the bytes still to be read: a killed client's last batches, sent
-            # before it died, were lost with the first Ack written after its death.
+            # closes. What the peer sent before it died is still read then (_streams.py); this
+            # only spares the failed write.
             return
         try:
             self.writer.write(self.protocol.send(event))

@@ -37,6 +37,7 @@ from ._loop import loop_factory
 from ._outages import Outages
 from .._peer import credentials_supported, peer_uid
 from ._state import ServerState, Session
+from ._streams import start_unix_server
 from ._wills import Wills
 
 logger = logging.getLogger("trackd.daemon")
@@ -160,7 +161,7 @@ class Server:
         # The directory is 0700 already; the umask also keeps the socket 0600 from its first moment.
         old_umask = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._on_connect, path=str(paths.socket), backlog=512)
+            self._server = await start_unix_server(self._on_connect, str(paths.socket), backlog=512)
         finally:
             os.umask(old_umask)
         os.chmod(paths.socket, SOCKET_MODE)
