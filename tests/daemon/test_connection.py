@@ -1,25 +1,31 @@
-"""A connection's end: what a client sent before it died is written."""
+"""A connection's end: what a client sent before it died is written, and a live client that
+stopped sending still gets its replies."""
 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, create_run_record, metric_records, wait_for
+from helpers import DaemonProcess, RawClient, create_run_record, metric_records, wait_for
 from mlflow import MlflowClient
 
 from trackd.protocol import (
     PROTOCOL_VERSION,
+    Ack,
     Batch,
     Connection,
     Dropped,
+    ErrorCode,
+    ErrorReply,
     GetStatus,
     Hello,
     Role,
+    StatusReply,
     Welcome,
 )
 
@@ -89,3 +95,31 @@ def test_batches_a_client_sent_before_it_died_are_written_when_a_reply_to_it_fai
     history = MlflowClient(tracking_uri=f"file:{store}").get_metric_history(run_id, "loss")
     assert [m.step for m in history] == list(range(points))
 
+
+def test_a_live_client_that_stopped_sending_as_the_daemon_stops_gets_its_acks(socket_path: Path, store: Path) -> None:
+    # This used to close the connection at its end, before phase 3 wrote its batch and acked it, as
+    # if its process had exited: a live client that had shut down its sending side, its end not
+    # read yet when the daemon began to stop, got neither its Ack nor the shutting_down reply.
+    daemon = DaemonProcess(socket_path, "--max-age", "3600").start()  # the batch waits for shutdown
+    raw = RawClient(socket_path)
+    try:
+        assert isinstance(raw.hello(str(store)), Welcome)
+        run_id = uuid.uuid4().hex
+        raw.send(Batch(seq=1, records=[create_run_record(run_id), *metric_records(run_id, "loss", 10)]))
+        # Replies left unread (~2 MB of them) stop the daemon reading this connection: its end
+        # (the shutdown below) is still unread when the daemon begins to stop.
+        raw.send_bytes(b"".join(raw.protocol.send(GetStatus(request_id=number)) for number in range(1, 3001)))
+        raw.sock.shutdown(socket.SHUT_WR)
+        wait_for(lambda: daemon.status()["records_received"] == 11, timeout=20, message="the batch received")
+        daemon.signal(signal.SIGTERM)
+        wait_for(lambda: "Shutdown: stopping" in daemon.log(), timeout=20, message="the daemon stopping its readers")
+        replies = [event for event in raw.events_until_closed() if not isinstance(event, StatusReply)]
+        assert daemon.process is not None
+        daemon.process.wait(30)  # stopping already: a second SIGTERM as it exits would kill it
+        assert daemon.stop() == 0, daemon.log()
+    finally:
+        raw.close()
+        if daemon.process is not None and daemon.process.poll() is None:
+            daemon.kill()
+    assert replies[0] == Ack(seq=1)
+    assert isinstance(replies[-1], ErrorReply) and replies[-1].code == ErrorCode.SHUTTING_DOWN

@@ -103,8 +103,9 @@ class ClientConnection:
                 data = await self.reader.read(READ_SIZE)
                 if not data and self.server.stopping:
                     # stop_reading() ended the stream: the connection stays open for the last acks.
-                    # Or an exited process's stream ended: what it sent is all in the batcher.
-                    self.drained = self._read_to_end
+                    # Or an exited process's stream ended: what it sent is all in the batcher. (A
+                    # live one that only stopped sending, waiting for its replies, gets them too.)
+                    self.drained = self._read_to_end and self._peer_exited()
                     return
                 self.server.state.counters.bytes_received += len(data)
                 self.protocol.receive_data(data)
@@ -269,7 +270,9 @@ class ClientConnection:
         Unless the peer's process has exited (or closed its end): then the connection is read to its
         end, bounded by the shutdown timeout, and True is returned. A live client resends what was
         not read to the next daemon; a dead one cannot, and the kernel still held what it sent last
-        (it was lost, and its will was never applied: its runs stayed RUNNING for ever).
+        (it was lost, and its will was never applied: its runs stayed RUNNING for ever). A live one
+        that only shut down its sending side is read to its end too, but not closed there: it waits
+        for its acks (it was closed before phase 3, as if it had exited, and got no reply).
         """
         if self._peer_gone():
             self._read_to_end = True
@@ -281,7 +284,11 @@ class ClientConnection:
         return False
 
     def _peer_gone(self) -> bool:
-        return self._peer_fd(peer_done_sending) or (self.will is not None and exited(self.will))
+        return self._peer_fd(peer_done_sending) or self._peer_exited()
+
+    def _peer_exited(self) -> bool:
+        """Whether the peer's process is gone (or it closed the socket altogether): not only done sending."""
+        return self._peer_fd(peer_closed) or (self.will is not None and exited(self.will))
 
     def _peer_fd(self, test: Callable[[int], bool]) -> bool:
         """``test`` applied to the socket's descriptor; False once it is closed."""

@@ -213,7 +213,7 @@ class Server:
         # exited process's connection cannot: it is read to its end, then closed (its will pending).
         readers = [task for task in self.state.tasks if task.get_name().startswith("trackd-client")]
         exited = sum(conn.stop_reading() for conn in list(self.state.connections))
-        logger.info("Shutdown: stopping %d client readers (%d of exited processes read to their end)", len(readers), exited)
+        logger.info("Shutdown: stopping %d client readers (%d of exited processes, or done sending, read to their end)", len(readers), exited)
         if readers:
             _, stragglers = await asyncio.wait(readers, timeout=self.config.shutdown_timeout)
             for task in stragglers:
