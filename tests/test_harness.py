@@ -303,3 +303,40 @@ def test_a_signal_as_end_run_takes_the_run_off_the_stack_still_ends_it(
     assert child.returncode == -signum, child.stderr
     assert "end_run returned" not in child.stdout
     assert StoreReader(store).get_run(run_id).info.status == "FINISHED"  # the end end_run was making
+
+
+# The program's own Ctrl-C handler, which looks at the frame the signal came in (as a debugger's or
+# a "save a checkpoint where we are" handler does), and a Ctrl-C as start_run queues the run.
+OWN_SIGINT_HANDLER = """
+import os, signal, sys, trackd
+
+def on_sigint(signum, frame):
+    print("handler saw", frame.f_code.co_name, flush=True)
+
+signal.signal(signal.SIGINT, on_sigint)
+
+def on_return(frame, event, arg):
+    if event == "return" and frame.f_code.co_name == "create_run" and frame.f_code.co_filename.endswith("_client.py"):
+        sys.setprofile(None)
+        os.kill(os.getpid(), signal.SIGINT)
+
+sys.setprofile(on_return)
+with trackd.start_run(run_id=sys.argv[1]):
+    sys.setprofile(None)
+    print("start_run returned", flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_ctrl_c_held_in_start_run_reaches_the_programs_own_handler_with_its_frame(daemon: DaemonProcess, store: Path) -> None:
+    # The held SIGINT went to the program's handler with frame=None: a handler that looked at the
+    # frame raised AttributeError out of start_run.
+    run_id = "c" * 32
+    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_AUTOSTART="0")
+    child = subprocess.run(
+        [sys.executable, "-c", OWN_SIGINT_HANDLER, run_id], env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.splitlines()[0].startswith("handler saw "), child.stdout
+    assert "start_run returned" in child.stdout
+    assert StoreReader(store).get_run(run_id).info.status == "FINISHED"

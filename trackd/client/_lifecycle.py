@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from ._client import Client
     from ._sender import Sender
 
@@ -344,11 +346,11 @@ def signals_held() -> Iterator[None]:
     if _sigterm_held or threading.current_thread() is not threading.main_thread():
         yield
         return
-    interrupts: list[int] = []
+    interrupts: list[FrameType | None] = []  # the frame each SIGINT came in, as the handler would have had it
     on_sigint = signal.getsignal(signal.SIGINT)
     try:
         if callable(on_sigint):
-            signal.signal(signal.SIGINT, lambda signum, frame: interrupts.append(signum))
+            signal.signal(signal.SIGINT, lambda signum, frame: interrupts.append(frame))
     except ValueError:  # not the main interpreter
         on_sigint = None
     _sigterm_held = True
@@ -362,7 +364,9 @@ def signals_held() -> Iterator[None]:
         if signum is not None:
             _on_sigterm(signum, None)  # ends the runs KILLED and dies by the signal
         if interrupts and callable(on_sigint):
-            on_sigint(signal.SIGINT, None)  # KeyboardInterrupt now: the exit hook ends the run on the stack KILLED
+            # KeyboardInterrupt now: the exit hook ends the run on the stack KILLED. The program's own
+            # handler gets the frame the signal came in (None broke one that looked at it).
+            on_sigint(signal.SIGINT, interrupts[0])
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
