@@ -77,7 +77,7 @@ def test_ctrl_c_while_a_call_waits_for_room_logs_its_events_whole_and_exit_spool
             daemon.signal(signal.SIGSTOP)
             child.stdin.write("go\n")
             child.stdin.flush()
-            wait_for(lambda: any("waited 1 s for room" in line for line in err), 60, message="a call waiting for room")
+            wait_for(lambda: any("logging calls are waiting for room" in line for line in err), 60, message="a call waiting for room")
             child.send_signal(signal.SIGINT)
             out = child.stdout.read()
             code = child.wait(60)

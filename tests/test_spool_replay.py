@@ -433,3 +433,78 @@ def test_requests_made_while_a_large_spool_is_resent_are_answered_and_a_read_see
         assert not spool.exists()
         assert len(metric_lines(store, run_id, "loss")) == points
     assert StoreReader(store).get_experiment(experiment_id).name == "made during the resend"
+
+
+# Logs POINTS points with no daemon to answer (all go to the spool file), waits for a line on
+# stdin, then either ends its run in the middle of the job and lists its spool folder, or exits.
+END_AFTER_SPOOL = """
+import os, sys, trackd
+points, mode = int(sys.argv[1]), sys.argv[2]
+run = trackd.start_run()
+print("run", run.info.run_id, flush=True)
+for step in range(points):
+    trackd.log_metric("loss", float(step), step=step)
+try:
+    trackd.flush(timeout=5)
+except Exception as exc:
+    print("spooled", type(exc).__name__, flush=True)
+print("ready", flush=True)
+sys.stdin.readline()
+if mode == "end_run":
+    trackd.end_run()
+    print("ended", [name for name in os.listdir(os.environ["TRACKD_SPOOL_DIR"]) if name.endswith(".spool")], flush=True)
+"""
+
+
+def _end_after_spool(socket_path: Path, store: Path, tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], str]:
+    """END_AFTER_SPOOL with a spool of 2 * KILLED_POINTS points (seconds of writing for a daemon), once ready."""
+    env = child_env(
+        socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(tmp_path / "spool"),
+        TRACKD_AUTOSTART="0", TRACKD_CONNECT_TIMEOUT="0.5", TRACKD_EXIT_TIMEOUT="1",
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", END_AFTER_SPOOL, str(2 * KILLED_POINTS), mode],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert child.stdout is not None
+    run_id = child.stdout.readline().split()[1]
+    if not any(line.startswith("ready") for line in child.stdout):
+        raise AssertionError(f"the spooling child exited: {child.communicate(timeout=30)[1]}")
+    return child, run_id
+
+
+def _daemon_then_go(child: subprocess.Popen[str], daemons: Callable[[], DaemonProcess]) -> tuple[str, str]:
+    """Start a daemon, tell the child to go on; its stdout and stderr once it exited 0."""
+    try:
+        daemons()
+        out, err = child.communicate("go\n", timeout=180)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err
+    return out, err
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("mode", ["end_run", "exit"])
+def test_end_run_in_the_middle_of_a_job_waits_while_the_daemon_writes_a_large_spool_and_exit_keeps_its_bound(
+    socket_path: Path, store: Path, tmp_path: Path, daemons: Callable[[], DaemonProcess], mode: str
+) -> None:
+    # end_run() during the resend of a large spool (a daemon restarted) gave the healthy daemon
+    # up after TRACKD_EXIT_TIMEOUT in all, spooled what it was writing and said it "did not
+    # answer". In the middle of a job the bound is on the daemon's silence, as for reads. Exit
+    # keeps it as its total bound (SIGTERM and normal exit end in bounded time), and says the
+    # daemon was busy, not that it "did not answer within 1 s".
+    child, run_id = _end_after_spool(socket_path, store, tmp_path, mode)
+    out, err = _daemon_then_go(child, daemons)
+    if mode == "end_run":
+        assert "ended []" in out, (out, err)  # the spool delivered when end_run returned
+        assert "did not answer" not in err and "not delivered" not in err, err
+        assert len(metric_lines(store, run_id, "loss")) == 2 * KILLED_POINTS
+        assert StoreReader(store).get_run(run_id).info.status == "FINISHED"
+        return
+    [line] = [line for line in err.splitlines() if "not delivered" in line]
+    assert f"the daemon at {socket_path} was busy: it wrote " in line and "did not answer" not in line, err
+    assert list((tmp_path / "spool").glob("*.spool")), "the resend ended within the exit's bound"
+    sync_spools(tmp_path / "spool", socket_path)
+    assert _steps(store, run_id) == list(range(2 * KILLED_POINTS))  # once each: spooled, not lost

@@ -472,8 +472,8 @@ class Client:
         return self._sender.stats()
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush (waiting at most ``timeout``, default TRACKD_EXIT_TIMEOUT) and stop; the sender it
-        shares with the other Clients of its store stops with the last of them. Idempotent."""
+        """Flush (at most ``timeout``; by default while the daemon acknowledges, up to TRACKD_EXIT_TIMEOUT
+        without a reply) and stop; the sender shared with the Clients of its store stops with the last. Idempotent."""
         if self.state is ClientState.CLOSED:
             return
         self._closing_pid = os.getpid()  # first: a wait() that finds the client closed waits for this close
@@ -489,7 +489,7 @@ class Client:
                     del SENDERS[self._sender_key]
             if shared:
                 # Other open Clients of this store share the sender: deliver what was accepted, keep it.
-                sender.flush_or_warn(self.config.exit_timeout if timeout is None else timeout)
+                sender.flush_or_warn(self.config.exit_timeout if timeout is None else timeout, patient=timeout is None)
                 return
             _lifecycle.close_sender(sender, timeout)
         finally:

@@ -373,7 +373,8 @@ def start_run(
 
 
 def end_run(status: str | None = None) -> None:
-    """End the active run and wait (boundedly) until what was logged to it is in the store.
+    """End the active run and wait until what was logged to it is in the store (while the daemon
+    keeps acknowledging, until TRACKD_EXIT_TIMEOUT without a reply; at exit, that long in all).
 
     Without ``status`` the run is ended FINISHED by the process that owns it, unless another
     process (a rank, a worker) failed or killed it meanwhile; an attached process only detaches.
@@ -412,7 +413,7 @@ def _end_run(
     if retired:
         client.close()
         return
-    client._sender.flush_or_warn(client.config.exit_timeout, exiting=exiting)
+    client._sender.flush_or_warn(client.config.exit_timeout, exiting=exiting, patient=True)  # mid-job: bounds silence
     # Delivered (or spooled): a forked child no longer needs to re-send this run's creation.
     client._sender.creations.pop(active.run_id, None)
 

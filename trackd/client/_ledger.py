@@ -88,6 +88,10 @@ class Ledger:
         """The flush barriers in flight, oldest first (sent again after every batch is)."""
         return sorted((req for req in self.in_flight.values() if req.barrier), key=lambda req: req.request_id)
 
+    def fail(self, req: Request, error: TrackdError) -> None:
+        """Complete ``req``, in flight, with ``error`` (it could not be sent: see SenderThread._send_request)."""
+        self._complete(req.request_id, error=error)
+
     def fail_requests(self, barriers: list[Request], error: TrackdError) -> None:
         """Complete the given flush barriers and every request sent or waiting to be sent with ``error``."""
         requests = barriers + list(self.in_flight.values()) + list(self.outgoing)

@@ -96,6 +96,12 @@ EXIT_HOOKS: list[Callable[[str | None], None]] = []
 closed_at_exit = False
 
 
+def interpreter_exiting() -> bool:
+    """Whether the process is exiting: its clients closed at exit, or its main thread done (atexit
+    hooks run, or non-daemon threads are joined, only then); a bounded flush waits a total bound then."""
+    return closed_at_exit or not threading.main_thread().is_alive()
+
+
 def close_all_clients() -> None:
     """At interpreter exit, deliver what every open client accepted (bounded by TRACKD_EXIT_TIMEOUT).
 

@@ -27,8 +27,14 @@ from ._sender_thread import SenderThread
 # (see Sender.submit).
 _RUN_RECORDS = frozenset((CREATE_RUN, SET_TERMINATED))
 RUN_RECORD_SLACK = 64
-# Under TRACKD_ON_FULL=block: how long logging calls wait for room in all before one line says so.
-FULL_WARNING_AFTER = 1.0
+# Under TRACKD_ON_FULL=block, a call waiting for room says so (once a sender) only when the daemon has
+# said nothing for this long while it waited: stopped (SIGSTOP, a debugger), stuck on its disk, or
+# gone and not replaced yet. A daemon that keeps acknowledging is the back-pressure the policy asks
+# for (a loop logging faster than the ~1 M points/s a daemon writes, a daemon restarting within a
+# second or two): "the daemon is not keeping up" was printed for it, after 1 s of waits in all, by
+# every benchmark-like loop of a few million points and at every `trackd daemon stop` mid-loop,
+# blaming a healthy daemon. wandb and MLflow say nothing then either; `stats()["blocked_s"]` counts it.
+STALL_WARNING_AFTER = 2.0
 _MIB = 1024 * 1024
 
 
@@ -66,22 +72,23 @@ class OnFullPolicy(SenderThread):
                     "new events are dropped and counted (TRACKD_ON_FULL=drop)."
                 )
             return
-        # Waits of a few milliseconds, a burst faster than the daemon writes, are the back-pressure
-        # the policy asks for; the line comes once the calls have waited FULL_WARNING_AFTER in all.
+        # Waits while the daemon acknowledges are the back-pressure the policy asks for: the line
+        # comes only once it has said nothing for STALL_WARNING_AFTER while a call waits.
         start = time.monotonic()
         while True:
             with self._cond:
                 while len(self.buffer) >= self.config.max_buffered and not self._stopping:
-                    if not self._warned_full and self._blocked_s + time.monotonic() - start >= FULL_WARNING_AFTER:
+                    if not self._warned_full and self._silent_for(start) >= STALL_WARNING_AFTER:
                         self._warned_full = True
+                        waited, why = self._blocked_s + time.monotonic() - start, self._why_full(start)
                         break  # to say so outside the lock: stderr may block
                     self._cond.wait(0.1)
                 else:  # room, or stopping
                     self._blocked_s += time.monotonic() - start
                     return
             warn(
-                f"logging calls have waited {FULL_WARNING_AFTER:g} s for room: the event buffer is full "
-                f"({events(self.config.max_buffered)}) because {self._why_full()} (TRACKD_ON_FULL=block)."
+                f"logging calls are waiting for room ({waited:.1f} s in all so far): the event buffer is full "
+                f"({events(self.config.max_buffered)}) because {why} (TRACKD_ON_FULL=block)."
             )
 
     def admit_artifact(self, record: Record, size: int) -> bool:
@@ -112,15 +119,16 @@ class OnFullPolicy(SenderThread):
                 if not self._has_room(size):
                     self._poke()  # the room only the thread makes: now, not at its next send interval
                 while not self._has_room(size):
-                    if not self._warned_bytes and self._blocked_s + time.monotonic() - start >= FULL_WARNING_AFTER:
+                    if not self._warned_bytes and self._silent_for(start) >= STALL_WARNING_AFTER:
                         self._warned_bytes = True
+                        waited, why = self._blocked_s + time.monotonic() - start, self._bytes_full(start)
                         break  # to say so outside the lock: stderr may block
                     self._cond.wait(0.1)
                 else:  # room, or stopping
                     self._append_artifact(record, size)
                     self._blocked_s += time.monotonic() - start
                     break
-            warn(f"logging calls have waited {FULL_WARNING_AFTER:g} s for room: {self._bytes_full()} (TRACKD_ON_FULL=block).")
+            warn(f"logging calls are waiting for room ({waited:.1f} s in all so far): {why} (TRACKD_ON_FULL=block).")
         self._poke_past_half()
         return True
 
@@ -139,29 +147,46 @@ class OnFullPolicy(SenderThread):
         if self.buffered_bytes >= self.config.max_buffered_bytes // 2:
             self._poke()
 
-    def _bytes_full(self) -> str:
-        """The on-full line's words for the byte bound: what it is, and why the buffer reached it."""
+    def _bytes_full(self, start: float | None = None) -> str:
+        """The on-full line's words for the byte bound: what it is, and why the buffer reached it
+        (``start``: when the waiting call began, see ``_why_full``)."""
         bound = self.config.max_buffered_bytes
-        if self._transport is None:
-            why = self._why_full()
-        elif bound >= DEFAULT_MAX_BUFFERED_BYTES:
-            why = "the daemon is not keeping up"
-        else:
-            why = (f"the daemon is not keeping up, or the bound is small for these artifacts "
-                   f"(the default is {DEFAULT_MAX_BUFFERED_BYTES // _MIB} MiB)")
+        why = self._why_full(start, small=(
+            "" if bound >= DEFAULT_MAX_BUFFERED_BYTES
+            else f", or the bound is small for these artifacts (the default is {DEFAULT_MAX_BUFFERED_BYTES // _MIB} MiB)"
+        ))
         return (
             f"the event buffer holds its bound of inline artifact content (TRACKD_MAX_BUFFERED_BYTES={bound}, "
             f"{bound / _MIB:.1f} MiB) because {why}"
         )
 
-    def _why_full(self) -> str:
-        """Why the buffer filled, for the on-full line: a daemon that reads too slowly, or none to read at all."""
+    def _silent_for(self, start: float) -> float:
+        """Seconds since the daemon last said anything (or this client connected), counted from
+        ``start`` at the earliest: a call that began waiting then has heard nothing for this long."""
+        return time.monotonic() - max(start, self._heard_at)
+
+    def _why_full(self, start: float | None = None, *, small: str | None = None) -> str:
+        """Why the buffer filled, for the on-full line: a daemon leaving, none at all, one that has
+        said nothing since the call began waiting at ``start``, or one that writes slower than this
+        process logs (``small``: the words for a small bound, the event bound's by default)."""
+        path = self.config.socket_path
         if self._transport is None:
             # The daemon died (SIGKILL) or is restarting: "not keeping up" sent users looking at
             # a daemon that was not there.
-            return f"no daemon answers at {self.config.socket_path}; trackd keeps trying to reconnect"
-        if self.config.max_buffered >= DEFAULT_MAX_BUFFERED:
-            return "the daemon is not keeping up"
-        # A buffer smaller than what the loop logs between two sends fills beside an idle daemon.
-        return (f"the daemon is not keeping up, or the buffer is small for this logging rate "
-                f"(TRACKD_MAX_BUFFERED={self.config.max_buffered}; the default is {DEFAULT_MAX_BUFFERED})")
+            if self._daemon_leaving:
+                return (f"the daemon at {path} shut down (`trackd daemon stop`, a restart) and none answers there "
+                        f"yet; trackd keeps trying to reconnect")
+            return f"no daemon answers at {path}; trackd keeps trying to reconnect"
+        if self._daemon_leaving:
+            return f"the daemon at {path} is shutting down (`trackd daemon stop`, a restart); trackd reconnects to the next one"
+        silent = self._silent_for(start) if start is not None else 0.0
+        if silent >= STALL_WARNING_AFTER:
+            return (f"the daemon at {path} has acknowledged nothing for {silent:.0f} s: it may be stopped "
+                    f"(SIGSTOP, a debugger) or stuck writing to its disk")
+        if small is None:
+            # A buffer smaller than what the loop logs between two sends fills beside an idle daemon.
+            small = "" if self.config.max_buffered >= DEFAULT_MAX_BUFFERED else (
+                f", or the buffer is small for this logging rate "
+                f"(TRACKD_MAX_BUFFERED={self.config.max_buffered}; the default is {DEFAULT_MAX_BUFFERED})"
+            )
+        return f"the daemon is not keeping up{small}"

@@ -29,9 +29,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._signals import start_without_signals
-from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
+from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, LocalProtocolError, TrackdError
 from ..protocol import Event, Flush, Record
 from ._config import ClientConfig
+from ._lifecycle import interpreter_exiting
 from ._ledger import Ledger
 from ._names import random_id
 from ._on_full import _RUN_RECORDS, RUN_RECORD_SLACK, OnFullPolicy
@@ -169,6 +170,8 @@ class Sender(OnFullPolicy):
                 ) from None
         except DaemonUnavailable as exc:
             cause = exc
+        except LocalProtocolError as exc:  # it could not be sent (see SenderThread._send_request)
+            raise LocalProtocolError(f"Cannot {what}: {exc}") from None
         refusal = self._refusal
         if refusal is not None:
             raise DaemonUnavailable(
@@ -189,7 +192,7 @@ class Sender(OnFullPolicy):
 
     def flush(
         self, timeout: float | None = None, *, take_failures: bool = True, stop_waiting: Callable[[], bool] | None = None,
-        patient: bool = False,
+        patient: bool = False, start: float | None = None,
     ) -> FlushReport:
         """Wait until every record appended so far is written to the store.
 
@@ -201,6 +204,7 @@ class Sender(OnFullPolicy):
         sender, or for the warning of its close(). ``patient`` (a read): ``timeout`` counts from
         the daemon's last reply, so the wait goes on while the daemon writes what was logged
         before it (a spool file of hundreds of MB resent after a restart), however long that takes.
+        ``start``: when the wait began, if before this call (``flush_or_warn``'s second wait).
         """
         if self._thread is None and not self.buffer:
             return self._report()
@@ -208,7 +212,7 @@ class Sender(OnFullPolicy):
         self.buffer.append((BARRIER, req))
         self._ensure_started()
         self._poke()
-        self._wait(req, timeout, stop_waiting, patient=patient)
+        self._wait(req, timeout, stop_waiting, patient=patient, start=start)
         if take_failures:
             self._raise_failures()
         return self._report()
@@ -279,7 +283,10 @@ class Sender(OnFullPolicy):
         try:
             if self._thread is not None or self.buffer:
                 # The last word on this sender's refused items: printed here, once.
-                self.flush_or_warn(self.config.exit_timeout if timeout is None else timeout, take_failures=True, final=True)
+                self.flush_or_warn(
+                    self.config.exit_timeout if timeout is None else timeout, take_failures=True, final=True,
+                    patient=timeout is None and not exiting,
+                )
         finally:
             self._closed = True
             _LIVE_SENDERS.discard(self)
@@ -453,11 +460,12 @@ class Sender(OnFullPolicy):
                 self._cond.notify_all()
 
     def _wait(
-        self, req: Request, timeout: float | None, stop_waiting: Callable[[], bool] | None = None, *, patient: bool = False
+        self, req: Request, timeout: float | None, stop_waiting: Callable[[], bool] | None = None, *, patient: bool = False,
+        start: float | None = None,
     ) -> Event:
-        """The reply to ``req``; FlushTimeout after ``timeout``, counted from the daemon's last
-        reply if it came later (``patient``: see flush)."""
-        start = time.monotonic()
+        """The reply to ``req``; FlushTimeout after ``timeout``, counted from ``start`` (now by
+        default), or from the daemon's last reply if it came later (``patient``: see flush)."""
+        start = time.monotonic() if start is None else start
         with self._cond:
             while not req.done:
                 since = max(start, self._heard_at) if patient else start
@@ -478,7 +486,9 @@ class Sender(OnFullPolicy):
         with self._cond:
             return FlushReport(acked_batches=self._ledger.acked_seq, dropped=self._dropped, pending=self._pending_locked())
 
-    def flush_or_warn(self, timeout: float, *, take_failures: bool = False, final: bool = False, exiting: bool = False) -> None:
+    def flush_or_warn(
+        self, timeout: float, *, take_failures: bool = False, final: bool = False, exiting: bool = False, patient: bool = False,
+    ) -> None:
         """Flush with a bounded wait, saying on stderr what is waiting and what was given up.
 
         When ``timeout`` runs out, what the daemon has not acknowledged goes to the spool file
@@ -494,7 +504,14 @@ class Sender(OnFullPolicy):
         ``final``: the sender closes after this (its thread stops), so events neither a daemon nor
         the spool took are lost, and one line says how many. ``exiting``: the process is exiting
         and that close comes next (the runs' end at exit); this flush leaves the counting to it.
+
+        ``patient`` (end_run and close() in the middle of a job): ``timeout`` bounds the daemon's
+        silence, not the wait, which goes on while the daemon keeps acknowledging (a spool of
+        hundreds of MB resent after a restart). A total bound gave a healthy, busy daemon up,
+        spooled what it was writing and said it "did not answer". Exit keeps the total bound
+        (``interpreter_exiting``): atexit, SIGTERM and a multiprocessing child's exit end in bounded time.
         """
+        patient = patient and not exiting and not interpreter_exiting()
         path = self.config.socket_path
         if self.pending() == 0 and not self._spill.gave_up:
             # Nothing to deliver (a process whose only request found no daemon): nothing to say,
@@ -511,7 +528,7 @@ class Sender(OnFullPolicy):
             )
             return
         start = time.monotonic()
-        failed = self._failed_connects
+        failed, pending_before = self._failed_connects, self.pending()
 
         def no_daemon() -> bool:
             return self._no_daemon_since(failed)
@@ -527,11 +544,18 @@ class Sender(OnFullPolicy):
         except TrackdError as exc:
             warn(str(exc))
             return
-        remaining = timeout - (time.monotonic() - start)
+        remaining = timeout - (time.monotonic() - (max(start, self._heard_at) if patient else start))
         if remaining > 0 and not no_daemon():
-            warn(f"waiting up to {remaining:.0f} s for {events(self.pending())} to reach the daemon at {path}.")
+            warn(
+                f"waiting for {events(self.pending())} to reach the daemon at {path}, as long as it keeps acknowledging "
+                f"them (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT)." if patient else
+                f"waiting up to {remaining:.0f} s for {events(self.pending())} to reach the daemon at {path}."
+            )
             try:
-                self.flush(timeout=remaining, take_failures=take_failures, stop_waiting=no_daemon)
+                self.flush(
+                    timeout=timeout if patient else remaining, take_failures=take_failures, stop_waiting=no_daemon,
+                    patient=patient, start=start,
+                )
                 return
             except FlushTimeout:
                 pass
@@ -549,6 +573,15 @@ class Sender(OnFullPolicy):
         elif timeout <= 0:
             # A healthy daemon was said not to have answered "within 0 s": it was given no time.
             reason = f"a timeout of 0 s (TRACKD_EXIT_TIMEOUT=0, or close(timeout=0)) does not wait for the daemon at {path}"
+        elif patient:
+            reason = f"the daemon at {path} answered nothing for {timeout:g} s"
+        elif self._heard_at > start and (written := pending_before - self.pending()) > 0:
+            # A healthy daemon still writing what came before (a spool resent after a restart) was
+            # said not to have answered.
+            reason = (
+                f"the daemon at {path} was busy: it wrote {events(written)} of this process in the {timeout:g} s "
+                f"this wait allows (TRACKD_EXIT_TIMEOUT, or close(timeout=...)), with {self.pending()} still to write"
+            )
         else:
             reason = f"the daemon at {path} did not answer within {timeout:g} s"
         self._give_up_on_daemon(reason, final=final, exiting=exiting)

@@ -91,6 +91,7 @@ class SenderState:
     _next_will_probe = 0.0
     _will_probe_delay = 0.0
     _heard_at = 0.0  # time.monotonic() when the daemon last answered (or this client connected)
+    _daemon_leaving = False  # the daemon said it is shutting down; cleared at the next connect
 
     def _poke(self) -> None:
         try:

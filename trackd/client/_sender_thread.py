@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 
-from ..errors import DaemonUnavailable, RemoteProtocolError
-from ..protocol import NEED_DATA, Ack, BadBatch, ConnectionClosed, Dropped, ErrorCode, Event, Record
+from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
+from ..protocol import NEED_DATA, Ack, BadBatch, ConnectionClosed, Dropped, ErrorCode, ErrorReply, Event, Record
 from ._launcher import DaemonCannotStart, start_daemon
-from ._outbox import events, log_exception, warn
+from ._outbox import Request, events, log_exception, warn
 from ._sender_state import SenderState
 from ._transport import DaemonRefused, empty_pipe, gave_up_error, handshake, make_hello, readable
 
@@ -181,11 +181,14 @@ class SenderThread(SenderState):
             # every second). One shutting down is replaced by the start, which waits for its lock.
             refused = exc if isinstance(exc, DaemonRefused) and exc.code != ErrorCode.SHUTTING_DOWN else None
             self._refusal = refused.reason if refused is not None else None
+            if isinstance(exc, DaemonRefused) and exc.code == ErrorCode.SHUTTING_DOWN:
+                self._daemon_leaving = True
             if refused is not None or not (autostart and self.config.autostart) or self._stopping or self._spill_requested:
                 raise
             self._start_daemon()
             transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
         self._refusal = None
+        self._daemon_leaving = False
         with self._cond:
             self._transport = transport
             self._protocol = protocol
@@ -241,8 +244,8 @@ class SenderThread(SenderState):
         they are all sent: a flush barrier must follow them, and acks keep making room, so they wait
         for acks, never for ever. (Experiment requests do not wait: ``_cycle`` sends them.)
         """
-        transport, protocol = self._transport, self._protocol
-        assert transport is not None and protocol is not None
+        transport = self._transport
+        assert transport is not None
         while True:
             if not self._window_has_room():
                 return  # its acks wake the next cycle
@@ -270,7 +273,7 @@ class SenderThread(SenderState):
                     break
             transport.send(frame)
         for req in barriers:
-            transport.send(protocol.send(req.build(req.request_id)))
+            self._send_request(req)
 
     def _should_stop_waiting(self) -> bool:
         """Whether a wait on the socket is to be cut short: a flush gave the daemon up, or the
@@ -350,6 +353,8 @@ class SenderThread(SenderState):
     def _on_event(self, event: Event) -> None:
         with self._cond:
             self._heard_at = time.monotonic()  # the daemon is at work for this client (see Sender._wait)
+            if isinstance(event, ErrorReply) and event.code == ErrorCode.SHUTTING_DOWN:
+                self._daemon_leaving = True  # for the on-full line: a restart, not a slow daemon
             if isinstance(event, Ack):
                 self._ack(event.seq)
             elif isinstance(event, BadBatch):
@@ -367,12 +372,29 @@ class SenderThread(SenderState):
         while self._ledger.outgoing:
             with self._cond:
                 req = self._ledger.next_outgoing()
-            self._send_event(req.build(req.request_id))
+            self._send_request(req)
+
+    def _send_request(self, req: Request) -> None:
+        """Send ``req`` (in flight already); one that cannot be built or encoded fails alone.
+
+        Its caller gets the LocalProtocolError, and the thread goes on: it raised out of the
+        cycle, which dropped the connection, reconnected and sent it first again, for ever, while
+        every later request and batch waited behind it (no public call makes one today: the call
+        sites check what they pass; this is the guard for a check they lack).
+        """
+        assert self._transport is not None and self._protocol is not None
+        try:
+            frame = self._protocol.send(req.build(req.request_id))
+        except LocalProtocolError as exc:
+            with self._cond:
+                self._ledger.fail(req, exc)
+                self._cond.notify_all()
+            return
+        self._transport.send(frame)
 
     def _send_event(self, event: Event) -> None:
         assert self._transport is not None and self._protocol is not None
         self._transport.send(self._protocol.send(event))
-
 
     def _send_buffer(self) -> None:
         ledger, config = self._ledger, self.config
@@ -398,7 +420,7 @@ class SenderThread(SenderState):
                 assert self._transport is not None
                 self._transport.send(frames)
             if barrier is not None:
-                self._send_event(barrier.build(barrier.request_id))
+                self._send_request(barrier)
             with self._cond:
                 self._cond.notify_all()  # room in the buffer for callers waiting under "block"
         if len(self.buffer) < self._early_wake():
