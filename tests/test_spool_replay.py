@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, child_env, create_run_record, fill, metric_lines, metric_records, short_socket_path, wait_for
+from helpers import DaemonProcess, RawClient, child_env, create_run_record, fill, metric_lines, metric_records, short_socket_path, wait_for
 
 from trackd import Client, ClientConfig
 from trackd.client._delivery import sync_spools
@@ -20,8 +20,8 @@ from trackd.client._sender_state import SenderState
 from trackd.client._spool import SpoolReader
 from trackd.errors import TrackdError
 from trackd.protocol import (
-    FRAME_HEADER_SIZE, NEED_DATA, PROTOCOL_VERSION, Ack, Batch, Connection, ConnectionClosed, Flush, FlushDone, Hello, Role,
-    Welcome, encode_frame,
+    FRAME_HEADER_SIZE, NEED_DATA, PROTOCOL_VERSION, Ack, Batch, Connection, ConnectionClosed, ErrorReply, Flush, FlushDone, Hello,
+    Role, Welcome, encode_frame,
 )
 from trackd.store import StoreReader
 
@@ -508,3 +508,42 @@ def test_end_run_in_the_middle_of_a_job_waits_while_the_daemon_writes_a_large_sp
     assert list((tmp_path / "spool").glob("*.spool")), "the resend ended within the exit's bound"
     sync_spools(tmp_path / "spool", socket_path)
     assert _steps(store, run_id) == list(range(2 * KILLED_POINTS))  # once each: spooled, not lost
+
+
+def test_trackd_sync_is_answered_for_a_process_that_left_its_first_barrier_waiting(
+    small_disk: Path, daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    # Found by chaos testing: a process's exit flush (its barrier 1) waited for a batch the daemon
+    # had not written yet; the process gave up (TRACKD_EXIT_TIMEOUT), spooled the batch and exited,
+    # and the daemon wrote it after the connection had closed. `trackd sync` of that spool sends a
+    # barrier 1 of its own, which the daemon took for the dead process's, sent again, and never
+    # answered: "The daemon did not confirm ... within 60 s", at every sync, the file kept.
+    store, filler = small_disk / "mlruns", small_disk / "filler"
+    run_id, client_id = "00112233445566778899aabbccddeeff", "leftwaiting"
+    records = metric_records(run_id, "loss", 100)
+    gone = RawClient(daemon.paths.socket, timeout=30.0)
+    try:
+        assert isinstance(gone.hello(str(store), client_id=client_id), Welcome)
+        gone.send(Batch(seq=1, records=[create_run_record(run_id)]))
+        assert gone.next_event() == Ack(seq=1)
+        fill(filler)  # the next write is held until space returns
+        gone.send(Batch(seq=2, records=records))
+        gone.send(Flush(request_id=1))
+        reply = gone.next_event()
+        assert isinstance(reply, ErrorReply) and reply.code == "store_unavailable", reply
+    finally:
+        gone.close()
+    wait_for(lambda: daemon.status()["clients_connected"] == 0, message="the daemon to see the process gone")
+    filler.unlink()
+    wait_for(lambda: len(StoreReader(store).get_metric_history(run_id, "loss")) == 100, timeout=30, message="batch 2 written")
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    hello = Hello(protocol_version=PROTOCOL_VERSION, client_id=client_id, pid=1, host=socket.gethostname(), store_root=str(store))
+    (spool_dir / f"{client_id}.spool").write_bytes(encode_frame(hello) + encode_frame(Batch(seq=2, records=records)))
+    sync = subprocess.run(
+        [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(spool_dir), "--timeout", "10"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    assert list(spool_dir.iterdir()) == []
+    assert _steps(store, run_id) == list(range(100))

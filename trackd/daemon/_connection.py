@@ -318,8 +318,12 @@ class ClientConnection:
         elif isinstance(event, Flush):
             self._require_store(event)
             session = self._session()
-            if any(request_id == event.request_id for request_id, _ in session.flushes):
-                return  # sent again after a reconnect: it waits already (it took a second place)
+            # A barrier sent again (after a reconnect) takes the place of the one still waiting, so
+            # it counts once; it waits for what was received by now, and is answered at once if
+            # that is written. Ignored, a barrier whose batches were written while no connection
+            # could be told was never answered: `trackd sync` of an exited process's spool, whose
+            # barrier 1 met the process's own, waited out its timeout at every try.
+            session.flushes = [waiting for waiting in session.flushes if waiting[0] != event.request_id]
             if len(session.flushes) >= MAX_PENDING_FLUSHES:
                 # This barrier is refused, not the connection: closed, the client sent every
                 # barrier again on the next connection, was refused again, and so on for ever.
