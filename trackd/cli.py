@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync = commands.add_parser(
         "sync", help="deliver spooled events left by processes that could not reach a daemon",
         description="Deliver every spool file (events a process kept on disk while no daemon answered) to the "
-        "daemon, starting one if there is a spool file and none answers; a spool whose process is still running is left to that process.",
+        "daemon, starting one if there is a spool file and none answers; a spool whose process is still running is left to that process. "
+        "A spool damaged part way has what comes before the damage delivered, once, and the rest set aside as "
+        "<id>.undeliverable.spool; exits 1 if a spool could not be delivered, or only in part.",
     )
     sync.add_argument("--socket", help=socket_help)
     sync.add_argument("--spool-dir", help="spool folder (default: $TRACKD_SPOOL_DIR, else $XDG_CACHE_HOME/trackd/spool, else ~/.cache/trackd/spool, else <tmp>/trackd-spool-<uid>)")
