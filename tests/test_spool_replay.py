@@ -4,6 +4,7 @@ resends it as acks make room, and `trackd sync` reads it as it sends it."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -505,6 +506,9 @@ def test_end_run_in_the_middle_of_a_job_waits_while_the_daemon_writes_a_large_sp
         return
     [line] = [line for line in err.splitlines() if "not delivered" in line]
     assert f"the daemon at {socket_path} was busy: it wrote " in line and "did not answer" not in line, err
+    # The spool's earlier events were said when they were spooled; the line counts those added now
+    # ("1 more event"), and says how many wait in all.
+    assert re.search(r" more events? (was|were) not delivered: .*\(\d+ events in that spool in all\)", line), line
     assert list((tmp_path / "spool").glob("*.spool")), "the resend ended within the exit's bound"
     sync_spools(tmp_path / "spool", socket_path)
     assert _steps(store, run_id) == list(range(2 * KILLED_POINTS))  # once each: spooled, not lost

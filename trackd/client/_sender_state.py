@@ -161,7 +161,7 @@ class SenderState:
             # Nothing follows a final give-up (the sender closes): "Until then, what follows is
             # spooled there too, counted when this process closes its clients" was said by the close.
             more = spooled > self._unannounced
-            warn(self._spill.gave_up_message(self._unannounced, reason, more=more, last=exiting or final))
+            warn(self._spill.gave_up_message(self._unannounced, reason, more=more, last=exiting or final, in_spool=spooled))
             self._spill.told()
             self._gave_up_announced = True
             self._unannounced = 0

@@ -384,12 +384,15 @@ class Spill:
             f"spooled to {self._path()} and delivered when a daemon answers (or by `trackd sync` on {_HOST})."
         )
 
-    def gave_up_message(self, count: int, reason: str, *, more: bool, last: bool = False) -> str:
+    def gave_up_message(self, count: int, reason: str, *, more: bool, last: bool = False, in_spool: int = 0) -> str:
         """The one line a flush that gave up prints: how many events, why, and where they are;
-        ``last``: the process is exiting or the sender closing, so nothing follows."""
+        ``last``: the process is exiting or the sender closing, so nothing follows; ``in_spool``:
+        the events the spool holds in all, said when more than these (a spool being resent: "1 more
+        event was not delivered" read as if one event was all that waited, beside 2.2M)."""
+        total = f" ({events(in_spool)} in that spool in all)" if more and in_spool > count else ""
         return (
             f"{events(count, 'were not delivered', more=more)}: {reason}; {_they(count, 'are')} spooled to "
-            f"{self._path()} and delivered when a daemon answers, or by `trackd sync` on {_HOST}."
+            f"{self._path()}{total} and delivered when a daemon answers, or by `trackd sync` on {_HOST}."
             + ("" if more or last else " Until then, what follows is spooled there too, counted when this process closes its clients.")
         )
 
