@@ -17,6 +17,8 @@ it takes records (sending them, or spilling them to the spool file when no daemo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Literal
 
 from ..protocol import CREATE_RUN, SET_TERMINATED, Record
 from ._config import DEFAULT_MAX_BUFFERED, DEFAULT_MAX_BUFFERED_BYTES
@@ -72,24 +74,10 @@ class OnFullPolicy(SenderThread):
                     "new events are dropped and counted (TRACKD_ON_FULL=drop)."
                 )
             return
-        # Waits while the daemon acknowledges are the back-pressure the policy asks for: the line
-        # comes only once it has said nothing for STALL_WARNING_AFTER while a call waits.
-        start = time.monotonic()
-        while True:
-            with self._cond:
-                while len(self.buffer) >= self.config.max_buffered and not self._stopping:
-                    if not self._warned_full and self._silent_for(start) >= STALL_WARNING_AFTER:
-                        self._warned_full = True
-                        waited, why = self._blocked_s + time.monotonic() - start, self._why_full(start)
-                        break  # to say so outside the lock: stderr may block
-                    self._cond.wait(0.1)
-                else:  # room, or stopping
-                    self._blocked_s += time.monotonic() - start
-                    return
-            warn(
-                f"logging calls are waiting for room ({waited:.1f} s in all so far): the event buffer is full "
-                f"({events(self.config.max_buffered)}) because {why} (TRACKD_ON_FULL=block)."
-            )
+        self._wait_for_room(
+            lambda: len(self.buffer) < self.config.max_buffered or self._stopping, "_warned_full",
+            lambda start: f"the event buffer is full ({events(self.config.max_buffered)}) because {self._why_full(start)}",
+        )
 
     def admit_artifact(self, record: Record, size: int) -> bool:
         """Append an artifact record carrying ``size`` bytes of content within the byte bound.
@@ -113,24 +101,43 @@ class OnFullPolicy(SenderThread):
                 warn(f"{self._bytes_full()}; new artifacts are dropped and counted (TRACKD_ON_FULL=drop).")
             self._poke_past_half()
             return admitted
+        self._wait_for_room(
+            lambda: self._has_room(size), "_warned_bytes", self._bytes_full, poke=True,
+            take=lambda: self._append_artifact(record, size),
+        )
+        self._poke_past_half()
+        return True
+
+    def _wait_for_room(
+        self, has_room: Callable[[], bool], warned: Literal["_warned_full", "_warned_bytes"], why: Callable[[float], str],
+        *, poke: bool = False, take: Callable[[], None] | None = None,
+    ) -> None:
+        """Under ``block``: wait until ``has_room()`` (room, or stopping), then ``take()`` the room
+        under the same lock, so two threads never both take it.
+
+        Waits while the daemon acknowledges are the back-pressure the policy asks for: the one line
+        (once a sender for each bound: the flag named by ``warned``) comes only once the daemon has
+        said nothing for STALL_WARNING_AFTER while a call waits, with ``why(start)``'s words.
+        ``poke``: wake the thread when there is no room, for the room only it makes (now, not at its
+        next send interval).
+        """
         start = time.monotonic()
         while True:
             with self._cond:
-                if not self._has_room(size):
-                    self._poke()  # the room only the thread makes: now, not at its next send interval
-                while not self._has_room(size):
-                    if not self._warned_bytes and self._silent_for(start) >= STALL_WARNING_AFTER:
-                        self._warned_bytes = True
-                        waited, why = self._blocked_s + time.monotonic() - start, self._bytes_full(start)
+                if poke and not has_room():
+                    self._poke()
+                while not has_room():
+                    if not getattr(self, warned) and self._silent_for(start) >= STALL_WARNING_AFTER:
+                        setattr(self, warned, True)
+                        waited, reason = self._blocked_s + time.monotonic() - start, why(start)
                         break  # to say so outside the lock: stderr may block
                     self._cond.wait(0.1)
                 else:  # room, or stopping
-                    self._append_artifact(record, size)
+                    if take is not None:
+                        take()
                     self._blocked_s += time.monotonic() - start
-                    break
-            warn(f"logging calls are waiting for room ({waited:.1f} s in all so far): {why} (TRACKD_ON_FULL=block).")
-        self._poke_past_half()
-        return True
+                    return
+            warn(f"logging calls are waiting for room ({waited:.1f} s in all so far): {reason} (TRACKD_ON_FULL=block).")
 
     def _has_room(self, size: int) -> bool:
         held = self.buffered_bytes
@@ -163,7 +170,7 @@ class OnFullPolicy(SenderThread):
     def _silent_for(self, start: float) -> float:
         """Seconds since the daemon last said anything (or this client connected), counted from
         ``start`` at the earliest: a call that began waiting then has heard nothing for this long."""
-        return time.monotonic() - max(start, self._heard_at)
+        return time.monotonic() - self._counted_from(start, patient=True)
 
     def _why_full(self, start: float | None = None, *, small: str | None = None) -> str:
         """Why the buffer filled, for the on-full line: a daemon leaving, none at all, one that has

@@ -15,7 +15,9 @@ daemon's replies settle, is the ledger's (``_ledger.py``); when events go to the
 and what a flush is told then, is the spill's (``_spill.py``). The thread's own half (connecting,
 sending, reading replies, spooling) is ``SenderThread`` in ``_sender_thread.py``; what a call does
 past the buffer's bounds (events, and bytes of inline artifacts) is ``OnFullPolicy`` in
-``_on_full.py``; this module is the caller's half and the lifecycle (buffer, flush, close, fork).
+``_on_full.py``; what a bounded flush does when the daemon does not answer, and the lines that say
+what became of the events, is ``GiveUp`` in ``_give_up.py``; this module is the caller's half and
+the lifecycle (buffer, flush, close, fork).
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._signals import start_without_signals
-from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, LocalProtocolError, TrackdError
+from ..errors import DaemonUnavailable, FlushTimeout, LocalProtocolError
 from ..protocol import Event, Flush, Record
 from ._config import ClientConfig
-from ._lifecycle import interpreter_exiting
+from ._give_up import GiveUp
 from ._ledger import Ledger
 from ._names import random_id
-from ._on_full import _RUN_RECORDS, RUN_RECORD_SLACK, OnFullPolicy
-from ._outbox import BARRIER, FlushReport, Request, events, inline_size, warn, warn_late
+from ._on_full import _RUN_RECORDS, RUN_RECORD_SLACK
+from ._outbox import BARRIER, FlushReport, Request, events, warn, warn_late
 from ._spill import Spill
 from ._transport import Interrupt
 from ._will import Will
@@ -44,7 +46,7 @@ from ._will import Will
 if TYPE_CHECKING:
     from ._client import Client
 
-class Sender(OnFullPolicy):
+class Sender(GiveUp):
     """Owns the event buffer, the sender thread and the connection to the daemon."""
 
     def __init__(self, config: ClientConfig, store_root: str) -> None:
@@ -216,19 +218,6 @@ class Sender(OnFullPolicy):
         if take_failures:
             self._raise_failures()
         return self._report()
-
-    def _raise_failures(self) -> None:
-        """DeliveryError naming the items the daemon refused since they were last taken, if any."""
-        with self._cond:
-            failures, failed_events = self._ledger.take_failures()
-        if failures:
-            raise DeliveryError(
-                # Not "the daemon refused": some are this process's own losses (a spool file removed
-                # by hand, records that could not be encoded), and each sentence says why.
-                f"{len(failures)} logged item(s), {events(failed_events)}, will not be written: {failures[0]}"
-                + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""),
-                failures,
-            )
 
     def stats(self) -> dict[str, object]:
         """Counters for status lines and tests."""
@@ -423,42 +412,6 @@ class Sender(OnFullPolicy):
             self._thread = threading.Thread(target=self._run, name="trackd-sender", daemon=True)
             start_without_signals(self._thread)  # the main thread's to handle (trackd/_signals.py)
 
-    def take_late(self) -> int:
-        """Late events not reported yet: logged by other threads after this closed sender's final
-        drain (see close), counted now. The caller says how many."""
-        self._take_late()
-        with self._cond:
-            late, self._late_reported = self._late - self._late_reported, self._late
-        return late
-
-    def _take_late(self) -> None:
-        """Count and remove the records behind the final drain in a stopped sender's buffer.
-
-        The records in front (``_drain_left``) are the thread's to send or spool until it stops;
-        those neither the daemon nor the spool took stay, counted as lost by the close. Callers
-        append on the right without the lock, so records are popped from there one at a time: one
-        appended meanwhile is counted with them or at the next look.
-        """
-        with self._cond:
-            if not self._closed:
-                return
-            keep = self._drain_left or 0
-            late: list[Record] = []
-            while len(self.buffer) > keep:
-                try:
-                    late.append(self.buffer.pop())
-                except IndexError:
-                    break
-            barriers = [record[1] for record in late if record[0] == BARRIER]
-            # At least 0: an artifact a thread logged after close went in uncounted (submit_artifact).
-            self.buffered_bytes = max(0, self.buffered_bytes - sum(map(inline_size, late)))
-            self._late += len(late) - len(barriers)
-            for req in barriers:
-                # A flush() called on the closed sender: nothing will answer it.
-                req.error, req.done = ClientClosedError("Cannot flush a trackd client after close()."), True
-            if barriers:
-                self._cond.notify_all()
-
     def _wait(
         self, req: Request, timeout: float | None, stop_waiting: Callable[[], bool] | None = None, *, patient: bool = False,
         start: float | None = None,
@@ -468,8 +421,7 @@ class Sender(OnFullPolicy):
         start = time.monotonic() if start is None else start
         with self._cond:
             while not req.done:
-                since = max(start, self._heard_at) if patient else start
-                remaining = None if timeout is None else since + timeout - time.monotonic()
+                remaining = None if timeout is None else self._counted_from(start, patient) + timeout - time.monotonic()
                 if (remaining is not None and remaining <= 0) or (stop_waiting is not None and stop_waiting()):
                     answered = "answered nothing for" if patient else "did not answer within"
                     raise FlushTimeout(
@@ -486,105 +438,6 @@ class Sender(OnFullPolicy):
         with self._cond:
             return FlushReport(acked_batches=self._ledger.acked_seq, dropped=self._dropped, pending=self._pending_locked())
 
-    def flush_or_warn(
-        self, timeout: float, *, take_failures: bool = False, final: bool = False, exiting: bool = False, patient: bool = False,
-    ) -> None:
-        """Flush with a bounded wait, saying on stderr what is waiting and what was given up.
-
-        When ``timeout`` runs out, what the daemon has not acknowledged goes to the spool file
-        and one line says how many events and where: a daemon that is stopped rather than gone
-        would otherwise keep them out of the store for good if this process exits. Until a daemon
-        answers again, later calls do not wait for it a second time: exit ends the runs and then
-        closes the clients, and each of those flushes with this bound.
-
-        The wait ends sooner when an attempt to connect made during it finds no daemon and starts
-        none (TRACKD_AUTOSTART=0, or the start failed): nothing is coming, so the events go to the
-        spool at once rather than after the whole ``timeout``.
-
-        ``final``: the sender closes after this (its thread stops), so events neither a daemon nor
-        the spool took are lost, and one line says how many. ``exiting``: the process is exiting
-        and that close comes next (the runs' end at exit); this flush leaves the counting to it.
-
-        ``patient`` (end_run and close() in the middle of a job): ``timeout`` bounds the daemon's
-        silence, not the wait, which goes on while the daemon keeps acknowledging (a spool of
-        hundreds of MB resent after a restart). A total bound gave a healthy, busy daemon up,
-        spooled what it was writing and said it "did not answer". Exit keeps the total bound
-        (``interpreter_exiting``): atexit, SIGTERM and a multiprocessing child's exit end in bounded time.
-        """
-        patient = patient and not exiting and not interpreter_exiting()
-        path = self.config.socket_path
-        if self.pending() == 0 and not self._spill.gave_up:
-            # Nothing to deliver (a process whose only request found no daemon): nothing to say,
-            # but the refused items already received, which this close reports.
-            if take_failures:
-                try:
-                    self._raise_failures()
-                except DeliveryError as exc:
-                    warn(str(exc))
-            return
-        if self._spill.gave_up:
-            self._give_up_on_daemon(
-                f"the daemon at {path} has not answered since an earlier flush gave it up", final=final, exiting=exiting
-            )
-            return
-        start = time.monotonic()
-        failed, pending_before = self._failed_connects, self.pending()
-
-        def no_daemon() -> bool:
-            return self._no_daemon_since(failed)
-
-        try:
-            self.flush(timeout=min(1.0, timeout), take_failures=take_failures, stop_waiting=no_daemon)
-            return
-        except FlushTimeout:
-            pass
-        except DaemonUnavailable as exc:
-            self._not_delivered(exc, final=final, exiting=exiting)
-            return
-        except TrackdError as exc:
-            warn(str(exc))
-            return
-        remaining = timeout - (time.monotonic() - (max(start, self._heard_at) if patient else start))
-        if remaining > 0 and not no_daemon():
-            warn(
-                f"waiting for {events(self.pending())} to reach the daemon at {path}, as long as it keeps acknowledging "
-                f"them (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT)." if patient else
-                f"waiting up to {remaining:.0f} s for {events(self.pending())} to reach the daemon at {path}."
-            )
-            try:
-                self.flush(
-                    timeout=timeout if patient else remaining, take_failures=take_failures, stop_waiting=no_daemon,
-                    patient=patient, start=start,
-                )
-                return
-            except FlushTimeout:
-                pass
-            except DaemonUnavailable as exc:
-                self._not_delivered(exc, final=final, exiting=exiting, said_count=True)
-                return
-            except TrackdError as exc:
-                warn(f"{events(self.pending(), 'were not delivered')}: {exc}")
-                return
-        if no_daemon() and self._refusal is not None:
-            reason = f"the daemon at {path} refused this client ({self._refusal.rstrip('.')})"
-        elif no_daemon():
-            starts = "none could be started" if self.config.autostart else "TRACKD_AUTOSTART=0 starts none"
-            reason = f"no daemon answers at {path} and {starts}"
-        elif timeout <= 0:
-            # A healthy daemon was said not to have answered "within 0 s": it was given no time.
-            reason = f"a timeout of 0 s (TRACKD_EXIT_TIMEOUT=0, or close(timeout=0)) does not wait for the daemon at {path}"
-        elif patient:
-            reason = f"the daemon at {path} answered nothing for {timeout:g} s"
-        elif self._heard_at > start and (written := pending_before - self.pending()) > 0:
-            # A healthy daemon still writing what came before (a spool resent after a restart) was
-            # said not to have answered.
-            reason = (
-                f"the daemon at {path} was busy: it wrote {events(written)} of this process in the {timeout:g} s "
-                f"this wait allows (TRACKD_EXIT_TIMEOUT, or close(timeout=...)), with {self.pending()} still to write"
-            )
-        else:
-            reason = f"the daemon at {path} did not answer within {timeout:g} s"
-        self._give_up_on_daemon(reason, final=final, exiting=exiting)
 
 
 # Every sender not closed, for the fork hook below.

@@ -1,10 +1,10 @@
-"""What both halves of a Sender share: its state, its count of what is pending, and what becomes
-of the events when no daemon takes them (the spool, a flush that gives the daemon up, and the one
-line that says what went where).
+"""What both halves of a Sender share: its state, its count of what is pending, and the spool
+that takes the events when no daemon does.
 
 ``SenderThread`` (``_sender_thread.py``) connects, sends and reads replies on the sender thread;
 ``Sender`` (``_sender.py``) is the caller's half. The spooling methods run on the sender thread;
-the give-up methods on the caller's, in a bounded flush; ``pending()`` on both, under the lock.
+``pending()`` on both, under the lock. A bounded flush that gives the daemon up, and the lines
+that say what went where, are ``GiveUp``'s (``_give_up.py``).
 """
 
 from __future__ import annotations
@@ -12,21 +12,20 @@ from __future__ import annotations
 import collections
 import os
 import threading
-import time
 from collections.abc import Callable
 
 from ..errors import DaemonUnavailable, LocalProtocolError
 from ..protocol import Connection, Event, Record, encode_frame
 from ._config import ClientConfig
 from ._ledger import Ledger
-from ._outbox import BARRIER, Request, batch_of, describe_record, events, inline_size, next_chunk, warn
+from ._outbox import BARRIER, Request, batch_of, describe_record, inline_size, next_chunk
 from ._spill import Spill
 from ._transport import Interrupt, Transport
 from ._will import Will
 
 
 class SenderState:
-    """State shared by both halves of a Sender, and the spill and give-up that use it."""
+    """State shared by both halves of a Sender, and the spill that uses it."""
 
     # Wake the thread early when this many records wait: one batch's worth.
     MAX_BEFORE_SEND = 10_000
@@ -99,86 +98,15 @@ class SenderState:
         except (BlockingIOError, OSError):
             pass  # a full pipe already wakes the thread
 
+    def _counted_from(self, start: float, patient: bool) -> float:
+        """When a wait that began at ``start`` counts its timeout from: then, or (``patient``) from
+        the daemon's last reply if that came later, so the wait goes on while the daemon answers."""
+        return max(start, self._heard_at) if patient else start
+
     def _no_daemon_since(self, failed: int) -> bool:
         """An attempt to connect after ``failed`` attempts had failed found no daemon, and started
         none, and no daemon answers now: a bounded flush has nothing left to wait for."""
         return self._failed_connects > failed and self._transport is None
-
-    def _not_delivered(self, exc: DaemonUnavailable, *, final: bool, exiting: bool, said_count: bool = False) -> None:
-        """A bounded flush failed without a daemon: say so, unless the spool said where the events went."""
-        if self._spill.spooling:
-            # The spool already said where the events are; the close says how many went since.
-            self._spill.announce_kept(self._refusal)
-            if final or exiting:
-                self._spill.announce_more()
-            return
-        with self._cond:
-            held = self._pending_locked() - self._spill.records
-        if held > 0 and self._spill.unwritable is not None:
-            # Neither the daemon nor the spool takes them: "held in memory and sent when a daemon
-            # answers" was said twice at exit, of events the exit was about to lose.
-            self._report_held(held, f"no daemon answers at {self.config.socket_path}", final=final, exiting=exiting)
-            return
-        warn(f"{events(self.pending(), 'were not delivered')}: {exc}" if said_count else str(exc))
-
-    def _give_up_on_daemon(self, reason: str, *, final: bool = False, exiting: bool = False) -> None:
-        """Have the thread spool everything the daemon has not acknowledged, then say what went where.
-
-        Waits at most SPILL_TIMEOUT. Events already in the spool were announced before, by the
-        spill or by an earlier give-up; only the ones added now are counted. Once a give-up has
-        been announced, later ones (each sibling Client's close) add theirs quietly until the
-        sender closes (``final``), which says how many more went: one line each, not one a close.
-        """
-        if not self._spill.gave_up:
-            self._gave_up_reason = reason
-        self._spill.announce_kept(self._refusal)  # before this line counts what it adds
-        if (final or exiting) and not self._gave_up_announced:
-            # What a spill spooled since its line, before what this adds (after a give-up line,
-            # _unannounced counts what followed it).
-            self._spill.announce_more()
-        before = self._spill.written
-        thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            with self._cond:
-                self._spill_requested = True
-            self._poke()
-            deadline = time.monotonic() + self.SPILL_TIMEOUT
-            with self._cond:
-                while self._spill_requested and thread.is_alive() and (left := deadline - time.monotonic()) > 0:
-                    self._cond.wait(min(left, 0.05))
-        with self._cond:
-            spooled = self._spill.records
-            held = self._pending_locked() - spooled
-            added = self._spill.written - before
-            if final and not self._spill_requested and self._spill.unwritable is None and thread is not None and thread.is_alive():
-                # The thread spooled what it was asked to; what other threads logged since (a
-                # system-metrics monitor logging through exit) goes to the spool with the close's
-                # final drain, next, or is counted late. It was said to be "lost: could not be
-                # moved to the spool file in time", of a spool that took it a moment later.
-                held = self._ledger.unacked_events
-        self._unannounced += max(0, added)
-        if self._unannounced and (final or not self._gave_up_announced):
-            # Nothing follows a final give-up (the sender closes): "Until then, what follows is
-            # spooled there too, counted when this process closes its clients" was said by the close.
-            more = spooled > self._unannounced
-            warn(self._spill.gave_up_message(self._unannounced, reason, more=more, last=exiting or final, in_spool=spooled))
-            self._spill.told()
-            self._gave_up_announced = True
-            self._unannounced = 0
-        if held > 0:
-            self._report_held(held, self._gave_up_reason or reason, final=final, exiting=exiting)
-
-    def _report_held(self, held: int, reason: str, *, final: bool, exiting: bool) -> None:
-        """Say how many events neither a daemon nor the spool took: once, as lost, when the sender
-        closes; not at all in the flush before that close at exit; else as held in memory, when
-        the count changed."""
-        if final:
-            if not self._lost_reported:
-                self._lost_reported = True
-                warn(self._spill.held_message(held, reason, lost=True))
-        elif not exiting and held != self._held_reported:
-            self._held_reported = held
-            warn(self._spill.held_message(held, reason, lost=False))
 
     def pending(self) -> int:
         """Records accepted but not yet acknowledged as written (spooled ones included)."""

@@ -1,0 +1,265 @@
+"""What becomes of events a daemon does not take, and the one line each that says so.
+
+A bounded flush (exit, close, end_run) waits at most its timeout; then what the daemon has not
+acknowledged goes to the spool file (``_give_up_on_daemon``), and one line says how many events
+went there and why. Events neither a daemon nor the spool took are held in memory, or lost when
+the sender closes (``_report_held``); events other threads log after the close's final drain are
+late (``take_late``); items the daemon refused are named by the flush that takes them
+(``_raise_failures``). The bounded flush runs on the caller's thread; the spooling itself is the
+sender thread's (``SenderState._spool_pending``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
+from ..protocol import Record
+from ._lifecycle import interpreter_exiting
+from ._on_full import OnFullPolicy
+from ._outbox import BARRIER, events, inline_size, warn
+
+if TYPE_CHECKING:
+    from ._outbox import FlushReport
+
+
+class GiveUp(OnFullPolicy):
+    """A bounded flush that gives a stalled daemon up, and what it says of events not delivered
+    (``Sender``'s base)."""
+
+    _late_reported: int
+
+    if TYPE_CHECKING:
+        # Sender's: a bounded flush is one of its flushes, and what follows when that runs out.
+        def flush(
+            self, timeout: float | None = None, *, take_failures: bool = True, stop_waiting: Callable[[], bool] | None = None,
+            patient: bool = False, start: float | None = None,
+        ) -> FlushReport: ...
+
+    def _raise_failures(self) -> None:
+        """DeliveryError naming the items the daemon refused since they were last taken, if any."""
+        with self._cond:
+            failures, failed_events = self._ledger.take_failures()
+        if failures:
+            raise DeliveryError(
+                # Not "the daemon refused": some are this process's own losses (a spool file removed
+                # by hand, records that could not be encoded), and each sentence says why.
+                f"{len(failures)} logged item(s), {events(failed_events)}, will not be written: {failures[0]}"
+                + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""),
+                failures,
+            )
+
+    def take_late(self) -> int:
+        """Late events not reported yet: logged by other threads after this closed sender's final
+        drain (see close), counted now. The caller says how many."""
+        self._take_late()
+        with self._cond:
+            late, self._late_reported = self._late - self._late_reported, self._late
+        return late
+
+    def _take_late(self) -> None:
+        """Count and remove the records behind the final drain in a stopped sender's buffer.
+
+        The records in front (``_drain_left``) are the thread's to send or spool until it stops;
+        those neither the daemon nor the spool took stay, counted as lost by the close. Callers
+        append on the right without the lock, so records are popped from there one at a time: one
+        appended meanwhile is counted with them or at the next look.
+        """
+        with self._cond:
+            if not self._closed:
+                return
+            keep = self._drain_left or 0
+            late: list[Record] = []
+            while len(self.buffer) > keep:
+                try:
+                    late.append(self.buffer.pop())
+                except IndexError:
+                    break
+            barriers = [record[1] for record in late if record[0] == BARRIER]
+            # At least 0: an artifact a thread logged after close went in uncounted (submit_artifact).
+            self.buffered_bytes = max(0, self.buffered_bytes - sum(map(inline_size, late)))
+            self._late += len(late) - len(barriers)
+            for req in barriers:
+                # A flush() called on the closed sender: nothing will answer it.
+                req.error, req.done = ClientClosedError("Cannot flush a trackd client after close()."), True
+            if barriers:
+                self._cond.notify_all()
+
+    def flush_or_warn(
+        self, timeout: float, *, take_failures: bool = False, final: bool = False, exiting: bool = False, patient: bool = False,
+    ) -> None:
+        """Flush with a bounded wait, saying on stderr what is waiting and what was given up.
+
+        When ``timeout`` runs out, what the daemon has not acknowledged goes to the spool file
+        and one line says how many events and where: a daemon that is stopped rather than gone
+        would otherwise keep them out of the store for good if this process exits. Until a daemon
+        answers again, later calls do not wait for it a second time: exit ends the runs and then
+        closes the clients, and each of those flushes with this bound.
+
+        The wait ends sooner when an attempt to connect made during it finds no daemon and starts
+        none (TRACKD_AUTOSTART=0, or the start failed): nothing is coming, so the events go to the
+        spool at once rather than after the whole ``timeout``.
+
+        ``final``: the sender closes after this (its thread stops), so events neither a daemon nor
+        the spool took are lost, and one line says how many. ``exiting``: the process is exiting
+        and that close comes next (the runs' end at exit); this flush leaves the counting to it.
+
+        ``patient`` (end_run and close() in the middle of a job): ``timeout`` bounds the daemon's
+        silence, not the wait, which goes on while the daemon keeps acknowledging (a spool of
+        hundreds of MB resent after a restart). A total bound gave a healthy, busy daemon up,
+        spooled what it was writing and said it "did not answer". Exit keeps the total bound
+        (``interpreter_exiting``): atexit, SIGTERM and a multiprocessing child's exit end in bounded time.
+        """
+        patient = patient and not exiting and not interpreter_exiting()
+        path = self.config.socket_path
+        if self.pending() == 0 and not self._spill.gave_up:
+            # Nothing to deliver (a process whose only request found no daemon): nothing to say,
+            # but the refused items already received, which this close reports.
+            if take_failures:
+                try:
+                    self._raise_failures()
+                except DeliveryError as exc:
+                    warn(str(exc))
+            return
+        if self._spill.gave_up:
+            self._give_up_on_daemon(
+                f"the daemon at {path} has not answered since an earlier flush gave it up", final=final, exiting=exiting
+            )
+            return
+        start = time.monotonic()
+        failed, pending_before = self._failed_connects, self.pending()
+
+        def no_daemon() -> bool:
+            return self._no_daemon_since(failed)
+
+        try:
+            self.flush(timeout=min(1.0, timeout), take_failures=take_failures, stop_waiting=no_daemon)
+            return
+        except FlushTimeout:
+            pass
+        except DaemonUnavailable as exc:
+            self._not_delivered(exc, final=final, exiting=exiting)
+            return
+        except TrackdError as exc:
+            warn(str(exc))
+            return
+        remaining = timeout - (time.monotonic() - self._counted_from(start, patient))
+        if remaining > 0 and not no_daemon():
+            warn(
+                f"waiting for {events(self.pending())} to reach the daemon at {path}, as long as it keeps acknowledging "
+                f"them (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT)." if patient else
+                f"waiting up to {remaining:.0f} s for {events(self.pending())} to reach the daemon at {path}."
+            )
+            try:
+                self.flush(
+                    timeout=timeout if patient else remaining, take_failures=take_failures, stop_waiting=no_daemon,
+                    patient=patient, start=start,
+                )
+                return
+            except FlushTimeout:
+                pass
+            except DaemonUnavailable as exc:
+                self._not_delivered(exc, final=final, exiting=exiting, said_count=True)
+                return
+            except TrackdError as exc:
+                warn(f"{events(self.pending(), 'were not delivered')}: {exc}")
+                return
+        if no_daemon() and self._refusal is not None:
+            reason = f"the daemon at {path} refused this client ({self._refusal.rstrip('.')})"
+        elif no_daemon():
+            starts = "none could be started" if self.config.autostart else "TRACKD_AUTOSTART=0 starts none"
+            reason = f"no daemon answers at {path} and {starts}"
+        elif timeout <= 0:
+            # A healthy daemon was said not to have answered "within 0 s": it was given no time.
+            reason = f"a timeout of 0 s (TRACKD_EXIT_TIMEOUT=0, or close(timeout=0)) does not wait for the daemon at {path}"
+        elif patient:
+            reason = f"the daemon at {path} answered nothing for {timeout:g} s"
+        elif self._heard_at > start and (written := pending_before - self.pending()) > 0:
+            # A healthy daemon still writing what came before (a spool resent after a restart) was
+            # said not to have answered.
+            reason = (
+                f"the daemon at {path} was busy: it wrote {events(written)} of this process in the {timeout:g} s "
+                f"this wait allows (TRACKD_EXIT_TIMEOUT, or close(timeout=...)), with {self.pending()} still to write"
+            )
+        else:
+            reason = f"the daemon at {path} did not answer within {timeout:g} s"
+        self._give_up_on_daemon(reason, final=final, exiting=exiting)
+
+    def _not_delivered(self, exc: DaemonUnavailable, *, final: bool, exiting: bool, said_count: bool = False) -> None:
+        """A bounded flush failed without a daemon: say so, unless the spool said where the events went."""
+        if self._spill.spooling:
+            # The spool already said where the events are; the close says how many went since.
+            self._spill.announce_kept(self._refusal)
+            if final or exiting:
+                self._spill.announce_more()
+            return
+        with self._cond:
+            held = self._pending_locked() - self._spill.records
+        if held > 0 and self._spill.unwritable is not None:
+            # Neither the daemon nor the spool takes them: "held in memory and sent when a daemon
+            # answers" was said twice at exit, of events the exit was about to lose.
+            self._report_held(held, f"no daemon answers at {self.config.socket_path}", final=final, exiting=exiting)
+            return
+        warn(f"{events(self.pending(), 'were not delivered')}: {exc}" if said_count else str(exc))
+
+    def _give_up_on_daemon(self, reason: str, *, final: bool = False, exiting: bool = False) -> None:
+        """Have the thread spool everything the daemon has not acknowledged, then say what went where.
+
+        Waits at most SPILL_TIMEOUT. Events already in the spool were announced before, by the
+        spill or by an earlier give-up; only the ones added now are counted. Once a give-up has
+        been announced, later ones (each sibling Client's close) add theirs quietly until the
+        sender closes (``final``), which says how many more went: one line each, not one a close.
+        """
+        if not self._spill.gave_up:
+            self._gave_up_reason = reason
+        self._spill.announce_kept(self._refusal)  # before this line counts what it adds
+        if (final or exiting) and not self._gave_up_announced:
+            # What a spill spooled since its line, before what this adds (after a give-up line,
+            # _unannounced counts what followed it).
+            self._spill.announce_more()
+        before = self._spill.written
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            with self._cond:
+                self._spill_requested = True
+            self._poke()
+            deadline = time.monotonic() + self.SPILL_TIMEOUT
+            with self._cond:
+                while self._spill_requested and thread.is_alive() and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(min(left, 0.05))
+        with self._cond:
+            spooled = self._spill.records
+            held = self._pending_locked() - spooled
+            added = self._spill.written - before
+            if final and not self._spill_requested and self._spill.unwritable is None and thread is not None and thread.is_alive():
+                # The thread spooled what it was asked to; what other threads logged since (a
+                # system-metrics monitor logging through exit) goes to the spool with the close's
+                # final drain, next, or is counted late. It was said to be "lost: could not be
+                # moved to the spool file in time", of a spool that took it a moment later.
+                held = self._ledger.unacked_events
+        self._unannounced += max(0, added)
+        if self._unannounced and (final or not self._gave_up_announced):
+            # Nothing follows a final give-up (the sender closes): "Until then, what follows is
+            # spooled there too, counted when this process closes its clients" was said by the close.
+            more = spooled > self._unannounced
+            warn(self._spill.gave_up_message(self._unannounced, reason, more=more, last=exiting or final, in_spool=spooled))
+            self._spill.told()
+            self._gave_up_announced = True
+            self._unannounced = 0
+        if held > 0:
+            self._report_held(held, self._gave_up_reason or reason, final=final, exiting=exiting)
+
+    def _report_held(self, held: int, reason: str, *, final: bool, exiting: bool) -> None:
+        """Say how many events neither a daemon nor the spool took: once, as lost, when the sender
+        closes; not at all in the flush before that close at exit; else as held in memory, when
+        the count changed."""
+        if final:
+            if not self._lost_reported:
+                self._lost_reported = True
+                warn(self._spill.held_message(held, reason, lost=True))
+        elif not exiting and held != self._held_reported:
+            self._held_reported = held
+            warn(self._spill.held_message(held, reason, lost=False))
