@@ -2,7 +2,8 @@
 
 Every logging method checks its arguments at the call site, builds a record and appends it to the
 sender's buffer. Reads (``get_run``, ``search_runs``...) flush first and then read ./mlruns
-directly, so what a process logged is what it reads back.
+directly, so what a process logged is what it reads back: they are ``ClientReads``
+(``_client_reads.py``), the Client's base.
 """
 
 from __future__ import annotations
@@ -35,31 +36,20 @@ from ..protocol import (
     GetExperiment,
 )
 from ..store._entities import RUN_NAME_TAG
-from ..store._layout import experiment_dir, iter_experiment_dirs, resolve_local_uri
+from ..store._layout import resolve_local_uri
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
-    DEFAULT_EXPERIMENT_NAME,
-    SEARCH_MAX_RESULTS_DEFAULT,
-    Experiment,
-    FileInfo,
-    Metric,
     Run,
     RunData,
     RunInfo,
     RunStatus,
     StoreReader,
     check_new_experiment,
-    ViewType,
-    PagedList,
     mapping_items,
-    page_of,
-    page_offset,
     validate_artifact_text,
     validate_experiment_id,
     validate_experiment_name,
     validate_key,
-    validate_max_results,
-    validate_search_arguments,
     validate_metric_value,
     validate_param_value,
     validate_run_id,
@@ -68,7 +58,6 @@ from ..store import (
     validate_store_root,
     validate_tag_value,
     validate_timestamp,
-    validate_view_type,
 )
 from ._tag_limits import RUN_TAGS_INSTEAD, require_tags_fit
 from ._artifacts import content_record, dict_content, file_records, tree_records
@@ -78,6 +67,7 @@ from ._lifecycle import LIVE_CLIENTS, SENDERS, ClientState, install_sigterm_hand
 from ._names import random_id, random_run_name
 from ._operations import RunOperations, settle
 from ._outbox import FlushReport
+from ._client_reads import ClientReads
 from ._sender import Sender
 
 _MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
@@ -87,7 +77,7 @@ _time_ns = time.time_ns
 USER_TAG = "mlflow.user"
 
 
-class Client:
+class Client(ClientReads):
     """Log to runs by id and read them back, like ``mlflow.MlflowClient``.
 
     Calls return as soon as the event is buffered; ``flush()`` waits until it is in the store.
@@ -166,38 +156,6 @@ class Client:
         assert isinstance(reply, ExperimentReply) and reply.experiment_id is not None
         return reply.experiment_id
 
-    def get_experiment(self, experiment_id: str) -> Experiment:
-        """The experiment with this id; raises ExperimentNotFound."""
-        experiment_id = validate_experiment_id(experiment_id)
-        self._open_new_store()
-        return self._reader.get_experiment(experiment_id)
-
-    def get_experiment_by_name(self, name: str) -> Experiment | None:
-        """The experiment with this name, active or deleted (as MLflow's), or None."""
-        self._open_new_store()
-        return self._reader.get_experiment_by_name(name)
-
-    def search_experiments(
-        self,
-        view_type: int = ViewType.ACTIVE_ONLY,
-        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
-        filter_string: str | None = None,
-        order_by: Sequence[str] | None = None,
-        page_token: str | None = None,
-    ) -> PagedList[Experiment]:
-        """Experiments in ``view_type``, at most ``max_results``, in MLflow's default order (newest first).
-
-        MLflow's signature and pages (the result's ``token`` asks for the next page, None on the
-        last), without its search grammar: a ``filter_string`` or ``order_by`` raises
-        InvalidArgument naming it.
-        """
-        validate_search_arguments("search_experiments", "creation_time DESC, then experiment_id", filter_string, order_by)
-        view = validate_view_type(view_type)
-        limit = validate_max_results(max_results, minimum=1)
-        offset = page_offset(page_token)
-        self._open_new_store()
-        return page_of(self._reader.list_experiments(view), offset, limit)
-
     # -- runs ---------------------------------------------------------------------------------------
 
     def create_run(
@@ -254,50 +212,6 @@ class Client:
         code = int(validate_run_status(status))
         end_ms = _now_ms() if end_time is None else validate_timestamp("end_time", end_time)
         self._sender.submit((SET_TERMINATED, run_id, code, end_ms, keep_failure))
-
-    def get_run(self, run_id: str) -> Run:
-        """The run as stored, after flushing what this process logged."""
-        self._flush_for_read()
-        return self._reader.get_run(validate_run_id(run_id))
-
-    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
-        """Every value logged for ``key``, in file order, after flushing."""
-        self._flush_for_read()
-        return self._reader.get_metric_history(validate_run_id(run_id), key)
-
-    def search_runs(
-        self,
-        experiment_ids: str | Sequence[str],
-        filter_string: str = "",
-        run_view_type: int = ViewType.ACTIVE_ONLY,
-        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
-        order_by: Sequence[str] | None = None,
-        page_token: str | None = None,
-    ) -> PagedList[Run]:
-        """Runs of these experiments in ``run_view_type``, at most ``max_results``, newest first, after flushing.
-
-        MLflow's signature, default order (start_time DESC, then run_id) and pages (the result's
-        ``token`` asks for the next page, None on the last; a sweep's 2,000 trials are two pages
-        of the default 1,000), without its search grammar: a ``filter_string`` or ``order_by``
-        raises InvalidArgument naming it.
-        """
-        validate_search_arguments("search_runs", "start_time DESC, then run_id", filter_string, order_by)
-        view = validate_view_type(run_view_type)
-        # FileStore._search_runs refuses only more than the threshold; 0 gives no runs.
-        limit = validate_max_results(max_results, minimum=0)
-        offset = page_offset(page_token)
-        ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
-        self._flush_for_read()
-        return page_of(self._reader.search_runs(ids, view), offset, limit)
-
-    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
-        """The files and folders directly in ``path`` (default: the artifact root), after flushing.
-
-        As MLflow's: FileInfo(path, is_dir, file_size) sorted by path, paths relative to the
-        run's artifact root, file_size None for a folder, one level deep; [] for a missing path.
-        """
-        self._flush_for_read()
-        return self._reader.list_artifacts(validate_run_id(run_id), path)
 
     # -- logging: the hot path ------------------------------------------------------------------
 
@@ -567,31 +481,6 @@ class Client:
                 raise
             # Experiment 0 is made by the daemon when it first opens a new store.
             return Path(self.tracking_uri, DEFAULT_EXPERIMENT_ID).as_uri()
-
-    def _open_new_store(self) -> None:
-        """Have the daemon open a store that has no experiment 0 yet, so that it makes "Default".
-
-        MLflow's FileStore makes experiment 0 when it is constructed on a missing root, so its
-        get_experiment_by_name("Default") finds it in a new store. Here the daemon makes it when it
-        first opens the store: Lightning's MLFlowLogger(experiment_name="Default") found no
-        experiment, created one and got ExperimentExists.
-        """
-        root = self.tracking_uri
-        if self.state is not ClientState.OPEN or os.path.isdir(experiment_dir(root, DEFAULT_EXPERIMENT_ID)):
-            return
-        if next(iter_experiment_dirs(root, include_deleted=True), None) is not None:
-            # Not a new store: "Default" deleted or removed for good. Read as it is; asking made
-            # these reads fail without a daemon (DaemonUnavailable) where they had read the files.
-            return
-        # Any experiment request opens the store; this one changes nothing else.
-        self._sender.ask(
-            "open the store", lambda rid: GetExperiment(request_id=rid, name=DEFAULT_EXPERIMENT_NAME, create=False)
-        )
-
-    def _flush_for_read(self) -> None:
-        if self.state is ClientState.OPEN:
-            # Refused items stay for flush() (maybe a sibling's); patient: a spool resent after a restart may take long.
-            self._sender.flush(self.config.connect_timeout, take_failures=False, patient=True)
 
 
 def _now_ms() -> int:

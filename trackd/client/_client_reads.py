@@ -1,0 +1,148 @@
+"""What ``Client`` reads back: experiments, runs, metric histories and artifact listings.
+
+Reads go to ./mlruns directly (``StoreReader``), never through the daemon, in MLflow's shapes and
+words. Reads of runs first flush what this process logged (``_flush_for_read``), so what a process
+logged is what it reads back; reads of experiments first have the daemon open a store that has no
+experiment 0 yet (``_open_new_store``), as MLflow's FileStore makes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from ..protocol import GetExperiment
+from ..store import (
+    DEFAULT_EXPERIMENT_ID,
+    DEFAULT_EXPERIMENT_NAME,
+    SEARCH_MAX_RESULTS_DEFAULT,
+    Experiment,
+    FileInfo,
+    Metric,
+    PagedList,
+    Run,
+    StoreReader,
+    ViewType,
+    page_of,
+    page_offset,
+    validate_experiment_id,
+    validate_max_results,
+    validate_run_id,
+    validate_search_arguments,
+    validate_view_type,
+)
+from ..store._layout import experiment_dir, iter_experiment_dirs
+from ._config import ClientConfig
+from ._lifecycle import ClientState
+from ._sender import Sender
+
+
+class ClientReads:
+    """The read methods of ``Client`` (its base)."""
+
+    tracking_uri: str
+    config: ClientConfig
+    state: ClientState
+    _reader: StoreReader
+    _sender: Sender
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        """The experiment with this id; raises ExperimentNotFound."""
+        experiment_id = validate_experiment_id(experiment_id)
+        self._open_new_store()
+        return self._reader.get_experiment(experiment_id)
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        """The experiment with this name, active or deleted (as MLflow's), or None."""
+        self._open_new_store()
+        return self._reader.get_experiment_by_name(name)
+
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Experiment]:
+        """Experiments in ``view_type``, at most ``max_results``, in MLflow's default order (newest first).
+
+        MLflow's signature and pages (the result's ``token`` asks for the next page, None on the
+        last), without its search grammar: a ``filter_string`` or ``order_by`` raises
+        InvalidArgument naming it.
+        """
+        validate_search_arguments("search_experiments", "creation_time DESC, then experiment_id", filter_string, order_by)
+        view = validate_view_type(view_type)
+        limit = validate_max_results(max_results, minimum=1)
+        offset = page_offset(page_token)
+        self._open_new_store()
+        return page_of(self._reader.list_experiments(view), offset, limit)
+
+    def get_run(self, run_id: str) -> Run:
+        """The run as stored, after flushing what this process logged."""
+        self._flush_for_read()
+        return self._reader.get_run(validate_run_id(run_id))
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every value logged for ``key``, in file order, after flushing."""
+        self._flush_for_read()
+        return self._reader.get_metric_history(validate_run_id(run_id), key)
+
+    def search_runs(
+        self,
+        experiment_ids: str | Sequence[str],
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Run]:
+        """Runs of these experiments in ``run_view_type``, at most ``max_results``, newest first, after flushing.
+
+        MLflow's signature, default order (start_time DESC, then run_id) and pages (the result's
+        ``token`` asks for the next page, None on the last; a sweep's 2,000 trials are two pages
+        of the default 1,000), without its search grammar: a ``filter_string`` or ``order_by``
+        raises InvalidArgument naming it.
+        """
+        validate_search_arguments("search_runs", "start_time DESC, then run_id", filter_string, order_by)
+        view = validate_view_type(run_view_type)
+        # FileStore._search_runs refuses only more than the threshold; 0 gives no runs.
+        limit = validate_max_results(max_results, minimum=0)
+        offset = page_offset(page_token)
+        ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
+        self._flush_for_read()
+        return page_of(self._reader.search_runs(ids, view), offset, limit)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        """The files and folders directly in ``path`` (default: the artifact root), after flushing.
+
+        As MLflow's: FileInfo(path, is_dir, file_size) sorted by path, paths relative to the
+        run's artifact root, file_size None for a folder, one level deep; [] for a missing path.
+        """
+        self._flush_for_read()
+        return self._reader.list_artifacts(validate_run_id(run_id), path)
+
+    def _open_new_store(self) -> None:
+        """Have the daemon open a store that has no experiment 0 yet, so that it makes "Default".
+
+        MLflow's FileStore makes experiment 0 when it is constructed on a missing root, so its
+        get_experiment_by_name("Default") finds it in a new store. Here the daemon makes it when it
+        first opens the store: Lightning's MLFlowLogger(experiment_name="Default") found no
+        experiment, created one and got ExperimentExists.
+        """
+        root = self.tracking_uri
+        if self.state is not ClientState.OPEN or os.path.isdir(experiment_dir(root, DEFAULT_EXPERIMENT_ID)):
+            return
+        if next(iter_experiment_dirs(root, include_deleted=True), None) is not None:
+            # Not a new store: "Default" deleted or removed for good. Read as it is; asking made
+            # these reads fail without a daemon (DaemonUnavailable) where they had read the files.
+            return
+        # Any experiment request opens the store; this one changes nothing else.
+        self._sender.ask(
+            "open the store", lambda rid: GetExperiment(request_id=rid, name=DEFAULT_EXPERIMENT_NAME, create=False)
+        )
+
+    def _flush_for_read(self) -> None:
+        if self.state is ClientState.OPEN:
+            # Refused items stay for flush() (maybe a sibling's); patient: a spool resent after a restart may take long.
+            self._sender.flush(self.config.connect_timeout, take_failures=False, patient=True)
