@@ -24,7 +24,7 @@ from trackd import Client, DeliveryError
 from trackd._paths import UNWRITTEN_EXIT_CODE, read_exit_report
 from trackd.client import ClientConfig
 from trackd.client._control import query_status
-from trackd.daemon._server import DEFAULT_SHUTDOWN_TIMEOUT
+from trackd.daemon._config import DEFAULT_SHUTDOWN_TIMEOUT
 from trackd.protocol import Ack, Batch, ErrorReply, Event, Flush, FlushDone, RecordKind, Rejected, Welcome
 from trackd.store import StoreReader
 
@@ -362,8 +362,8 @@ def test_a_large_artifact_only_touched_after_log_artifact_is_refused_saying_its_
 # The daemon's shutdown deadline made short (its config's default; the code is unchanged), so a
 # copy of a few GB is still under way when it passes.
 SHORT_SHUTDOWN = (
-    "import functools\nfrom trackd.daemon import _main, _server\n"
-    "_main.DaemonConfig = functools.partial(_server.DaemonConfig, shutdown_timeout=0.5)"
+    "import functools\nfrom trackd.daemon import _config, _main\n"
+    "_main.DaemonConfig = functools.partial(_config.DaemonConfig, shutdown_timeout=0.5)"
 )
 
 

@@ -17,9 +17,10 @@ from .._paths import ALREADY_RUNNING_EXIT_CODE, UNWRITTEN_EXIT_CODE, default_pat
 from .._signals import take_signals
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
 from ._budget import DEFAULT_MAX_EVENTS_PER_SECOND
+from ._config import DEFAULT_MAX_CONNECTIONS, DaemonConfig
 from ._loop import LOOP_CHOICES, loop_factory
 from ._files import AlreadyRunning, CannotStart
-from ._server import DEFAULT_MAX_CONNECTIONS, DaemonConfig, Server
+from ._server import Server
 
 LOG_FORMAT = "%(asctime)s %(levelname)s pid %(process)d %(message)s"
 # What argparse exits with for a bad flag; a bad TRACKD_LOOP is refused the same way.

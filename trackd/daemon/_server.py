@@ -11,18 +11,14 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
 from .. import __version__
-from .._paths import SOCKET_MODE, DaemonPaths, ensure_private_directory
-from ..protocol import Ack, Batch, ErrorCode, FlushDone, Hello, Rejected
+from .._paths import SOCKET_MODE, ensure_private_directory
+from ..protocol import Ack, Batch, ErrorCode, FlushDone, Hello
+from ._acks import deliver
 from ._applier import Applier, ApplyResult, Failure
-from ._budget import DEFAULT_MAX_EVENTS_PER_SECOND
 from ._batcher import (
-    DEFAULT_MAX_AGE,
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_RECORDS,
     DECODED_SIZE_FACTOR,
     RECORD_SIZE_ESTIMATE,
     WRITE_TURN_RECORDS,
@@ -30,6 +26,7 @@ from ._batcher import (
     PendingBatch,
     turns,
 )
+from ._config import MAX_DEFAULT_OPEN_FILES, DaemonConfig
 from ._connection import ClientConnection
 from ._copies import COPY_STOP_SECONDS, Copies
 from ._files import AlreadyRunning, open_journal, remove_daemon_files, remove_stale_socket, take_lock, write_pid_file
@@ -43,18 +40,6 @@ from ._wills import Wills
 logger = logging.getLogger("trackd.daemon")
 T = TypeVar("T")
 
-# Past this many bytes waiting to be written, connections stop reading: clients then hold their
-# events (their buffers are bounded too) instead of the daemon growing without bound.
-DEFAULT_MAX_BACKLOG_BYTES = 256 * 1024 * 1024
-# Metric files kept open (all stores together) when --max-open-files is not given: as many as the file limit
-# allows after room for connections, up to this. Reopening a file per batch costs more than the
-# write itself (79% of the daemon's time with 10,000 files behind a cap of 512).
-MAX_DEFAULT_OPEN_FILES = 16_384
-# Each connection may hold a partial frame of up to MAX_FRAME_SIZE, so this bounds what clients
-# can make the daemon buffer (1024 x 16 MiB at the very worst; a real client's frames are small).
-# A training machine runs tens of processes per user, not thousands.
-DEFAULT_MAX_CONNECTIONS = 1024
-DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 # A client that sent a flush barrier this recently still counts as waiting on the daemon, so a
 # neighbour over its decode budget stays paused (ClientConnection._within_budget). A client that
 # flushes in a loop spends part of each cycle logging between flushes: counting only the barriers
@@ -70,26 +55,6 @@ TURNS_AFTER_FLUSH = 1.0
 MAX_STATUS_COUNT = 2**63 - 1
 # Metric files no write used for this long (to twice as long) are closed: see close_idle_files.
 IDLE_FILE_SECONDS = 10.0
-
-
-@dataclass(kw_only=True)
-class DaemonConfig:
-    """How the daemon runs; every field has a default that suits a training machine."""
-
-    paths: DaemonPaths
-    loop: str | None = None
-    max_records: int = DEFAULT_MAX_RECORDS
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_age: float = DEFAULT_MAX_AGE
-    max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES
-    # None: sized from the file limit at start (see _open_files_budget).
-    max_open_files: int | None = None
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    # Each connection's budget of decoded events per second, binding only while others wait.
-    max_events_per_second: int = DEFAULT_MAX_EVENTS_PER_SECOND
-    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
-    # Exit after this many seconds without clients (0: never). The client starts daemons with one.
-    idle_timeout: float = 0.0
 
 
 class Server:
@@ -456,7 +421,7 @@ class Server:
                 held_ids = set(map(id, result.retry + unwritten + result.copies))
                 pending = [item for item in pending if id(item) not in held_ids]
             self.outages.recovered(pending, now)
-            self._deliver(pending, result)
+            deliver(self.state, pending, result)
             snapshot = {**self.state.retired, **{s.client_id: s.applied_seq for s in self.state.sessions.values()}}
             try:
                 await loop.run_in_executor(self._executor, self.applier.compact_journal, snapshot)
@@ -525,47 +490,6 @@ class Server:
     def _fail_all(self, pending: list[PendingBatch], result: ApplyResult, message: str) -> None:
         result.store_errors.append(message)
         result.failures.extend(Failure(item.session, item.seq, "batch", message, item.events) for item in pending)
-
-    def _deliver(self, pending: list[PendingBatch], result: ApplyResult) -> None:
-        counters = self.state.counters
-        counters.writes += 1
-        counters.records_written += result.records - sum(failure.events for failure in result.failures)
-        counters.metric_points_written += result.metric_points
-        counters.items_rejected += len(result.failures)
-        counters.events_rejected += sum(failure.events for failure in result.failures)
-        for message in result.store_errors:
-            counters.write_errors += 1
-            if self.state.count_error(message.split(":")[0]):
-                logger.error("%s", message)  # once per kind, and once for all past MAX_ERROR_KINDS
-        for message in result.refused.values():  # logged by Outages.refuse, once per store and kind
-            counters.write_errors += 1
-            self.state.count_error(message.split(":")[0])
-        # Rejections go out before the Ack and FlushDone they belong to, so flush() sees them.
-        for failure in result.failures:
-            failure.session.rejected += failure.events
-            if failure.session.connection is not None:
-                failure.session.connection.send(
-                    Rejected(seq=failure.seq, item=failure.item, message=failure.message, events=failure.events)
-                )
-            else:
-                logger.warning("%s: %s (client gone, could not be told)", failure.item, failure.message)
-        sessions: dict[str, Session] = {}
-        for item in pending:
-            session = item.session
-            session.applied_seq = max(session.applied_seq, item.seq)
-            sessions[session.client_id] = session
-        for session in sessions.values():
-            conn = session.connection
-            if conn is None:
-                continue
-            conn.send(Ack(seq=session.applied_seq))
-            still_waiting = []
-            for request_id, target in session.flushes:
-                if target <= session.applied_seq:
-                    conn.send(FlushDone(request_id=request_id, acked_seq=session.applied_seq))
-                else:
-                    still_waiting.append((request_id, target))
-            session.flushes = still_waiting
 
     async def _housekeeping(self) -> None:
         """Once a second: sample rates, forget finished sessions, close idle metric files, exit

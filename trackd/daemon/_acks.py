@@ -1,0 +1,61 @@
+"""What a finished write tells its clients, and the counters ``trackd daemon status`` shows of it.
+
+Each failure goes out as ``Rejected`` first, then each session in the write gets one ``Ack`` of
+its highest written batch, and each flush barrier that batch reaches its ``FlushDone``: in that
+order, so a client's flush() has every rejection before it returns. Runs on the event loop, after
+the writer thread's ``Applier.apply``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..protocol import Ack, FlushDone, Rejected
+from ._applier import ApplyResult
+from ._batcher import PendingBatch
+from ._state import ServerState, Session
+
+logger = logging.getLogger("trackd.daemon")
+
+
+def deliver(state: ServerState, pending: list[PendingBatch], result: ApplyResult) -> None:
+    """Count the write of ``pending`` (``result``: what it did) and answer its clients."""
+    counters = state.counters
+    counters.writes += 1
+    counters.records_written += result.records - sum(failure.events for failure in result.failures)
+    counters.metric_points_written += result.metric_points
+    counters.items_rejected += len(result.failures)
+    counters.events_rejected += sum(failure.events for failure in result.failures)
+    for message in result.store_errors:
+        counters.write_errors += 1
+        if state.count_error(message.split(":")[0]):
+            logger.error("%s", message)  # once per kind, and once for all past MAX_ERROR_KINDS
+    for message in result.refused.values():  # logged by Outages.refuse, once per store and kind
+        counters.write_errors += 1
+        state.count_error(message.split(":")[0])
+    # Rejections go out before the Ack and FlushDone they belong to, so flush() sees them.
+    for failure in result.failures:
+        failure.session.rejected += failure.events
+        if failure.session.connection is not None:
+            failure.session.connection.send(
+                Rejected(seq=failure.seq, item=failure.item, message=failure.message, events=failure.events)
+            )
+        else:
+            logger.warning("%s: %s (client gone, could not be told)", failure.item, failure.message)
+    sessions: dict[str, Session] = {}
+    for item in pending:
+        session = item.session
+        session.applied_seq = max(session.applied_seq, item.seq)
+        sessions[session.client_id] = session
+    for session in sessions.values():
+        conn = session.connection
+        if conn is None:
+            continue
+        conn.send(Ack(seq=session.applied_seq))
+        still_waiting = []
+        for request_id, target in session.flushes:
+            if target <= session.applied_seq:
+                conn.send(FlushDone(request_id=request_id, acked_seq=session.applied_seq))
+            else:
+                still_waiting.append((request_id, target))
+        session.flushes = still_waiting
