@@ -13,8 +13,8 @@ import pytest
 
 from trackd.errors import ExperimentExists
 from trackd.store import _confinement as confinement_module
+from trackd.store import _run_handles as run_handles_module
 from trackd.store import _write_rules as write_rules
-from trackd.store import _writer as writer_module
 from trackd.store import (
     ArtifactWrite,
     MetricAppend,
@@ -184,11 +184,11 @@ def test_remembered_metric_paths_stay_within_their_bound_and_every_line_lands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A client inventing a key per step (f"loss_{step}") must not grow the daemon for ever.
-    monkeypatch.setattr(writer_module, "MAX_REMEMBERED_METRIC_PATHS", 10)
+    monkeypatch.setattr(run_handles_module, "MAX_REMEMBERED_METRIC_PATHS", 10)
     writer, run = writer_with_small_cache(tmp_path)
     for step in range(3):
         assert writer.write(one_point_each([f"m{i}" for i in range(25)], step)) == []
-        assert writer._remembered_paths <= 10
+        assert writer._runs.remembered_paths <= 10
     writer.close()
     assert all((run / "metrics" / f"m{i}").read_text() == "1 0.5 0\n1 0.5 1\n1 0.5 2\n" for i in range(25))
 
@@ -196,7 +196,7 @@ def test_remembered_metric_paths_stay_within_their_bound_and_every_line_lands(
 def test_run_handles_stay_within_their_bound_and_a_forgotten_run_is_found_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(writer_module, "MAX_RUN_HANDLES", 3)
+    monkeypatch.setattr(run_handles_module, "MAX_RUN_HANDLES", 3)
     writer, _ = writer_with_small_cache(tmp_path)
     run_ids = [f"{i:032x}" for i in range(1, 7)]
     experiment_id = writer.create_experiment("more", now_ms=START_MS)

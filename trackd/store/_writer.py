@@ -8,18 +8,15 @@ see and renamed into place, so an MLflow reader never meets a half-made file or 
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..errors import (
     ExperimentExists,
     ExperimentNotFound,
     InvalidArgument,
     ParamChangedError,
-    RunNotFound,
     StoreError,
     StoreUnavailable,
     TrackdError,
@@ -34,7 +31,6 @@ from ._format import (
     file_signature,
     format_metric_files,
     format_metric_lines,
-    load_yaml,
     read_text,
     run_info_to_meta,
     write_file_atomic,
@@ -53,6 +49,7 @@ from ._write_rules import (
 )
 from ._metric_files import MetricFileCache
 from ._reader import StoreReader
+from ._run_handles import RunHandle, RunHandles
 from ._staging import build_in_staging, remove_stale_staging
 from ._write_items import (
     ArtifactWrite,
@@ -78,29 +75,9 @@ from ._validation import (
 )
 
 DEFAULT_MAX_OPEN_FILES = 256
-# Metric paths a store's writer remembers across its runs (_RunHandle.metric_paths); past this many all are forgotten,
-# so a client inventing a key per step cannot grow the daemon without bound (~150 bytes each).
-MAX_REMEMBERED_METRIC_PATHS = 200_000
-# Run handles kept (~1 KB each with their meta.yaml); past this the least recently written run is
-# forgotten and found again on disk if it is written once more, so a daemon that serves
-# benchmark suites for months does not keep every run it ever wrote.
-MAX_RUN_HANDLES = 100_000
 
 _Item = TypeVar("_Item")
 _FAILURES = (int(RunStatus.FAILED), int(RunStatus.KILLED))
-
-
-@dataclass(slots=True)
-class _RunHandle:
-    """A run the writer has found: its folder and its meta.yaml as last read or written."""
-
-    experiment_id: str
-    folder: str
-    meta: dict[str, Any]
-    signature: tuple[int, int, int]
-    # Metric key -> its file, for keys already checked and located: a write touching 10,000
-    # files would otherwise validate and join 10,000 paths again each time.
-    metric_paths: dict[str, str] = field(default_factory=dict)
 
 
 class StoreWriter:
@@ -118,9 +95,7 @@ class StoreWriter:
         self.root: str = validate_store_root(root)
         self._reader = StoreReader(self.root)
         self._metric_files = metric_files if metric_files is not None else MetricFileCache(max_open_files)
-        self._runs: OrderedDict[str, _RunHandle] = OrderedDict()
-        self._checked: dict[str, _RunHandle] = {}  # runs found active in the current write()
-        self._remembered_paths = 0
+        self._runs = RunHandles(self.root, self._metric_files, self._confine)
         self._experiment_names = ExperimentNames(self.root, self._reader)
         self._prepare_root()
         # Where the root really is, once: nothing is written anywhere that does not resolve below it.
@@ -206,7 +181,7 @@ class StoreWriter:
         and every other part of a batch is safe to apply again.
         """
         failures: list[WriteFailure] = []
-        self._checked.clear()
+        self._runs.checked.clear()
         apply = self._apply
         for new_run in batch.new_runs:
             apply(failures, {new_run.origin: 1}, f"new run {new_run.run_id}", self._create_run, new_run)
@@ -253,7 +228,7 @@ class StoreWriter:
             self._metric_files.rollback(sizes, temps.values())
             raise
         finally:
-            self._checked.clear()
+            self._runs.checked.clear()
         if journal is not None:
             try:
                 journal_call(journal.commit, entry)
@@ -274,16 +249,16 @@ class StoreWriter:
         its write()).
         """
         located = []
-        runs = self._checked
+        runs = self._runs.checked
         checked = self._metric_files.checked
         for append in batch.metrics.values():
             try:
-                handle = runs.get(append.run_id) or self._active_run(append.run_id)
+                handle = runs.get(append.run_id) or self._runs.active(append.run_id)
                 path = handle.metric_paths.get(append.key)
                 if path is None:
                     path = layout.metric_path(handle.folder, validate_key(append.key, kind="metric"))
                     self._confine(os.path.dirname(path))
-                    self._remember_path(handle, append.key, path)
+                    self._runs.remember_path(handle, append.key, path)
                 elif not checked(path):
                     # Checked when the file or its folder is opened; then written through the descriptor.
                     self._confine(os.path.dirname(path))
@@ -295,14 +270,6 @@ class StoreWriter:
             if append.points:
                 located.append((append, path, handle.folder))
         return located
-
-    def _remember_path(self, handle: _RunHandle, key: str, path: str) -> None:
-        if self._remembered_paths >= MAX_REMEMBERED_METRIC_PATHS:
-            for run in self._runs.values():
-                run.metric_paths.clear()
-            self._remembered_paths = 0
-        handle.metric_paths[key] = path
-        self._remembered_paths += 1
 
     def _format_metric_files(self, appends: list[tuple[MetricAppend, str, str]], failures: list[WriteFailure]) -> list[bytes]:
         """Every file's lines, formatted in one call; b"" for a file whose points do not format."""
@@ -419,12 +386,12 @@ class StoreWriter:
                 return
             raise
         signature = file_signature(os.stat(layout.meta_path(folder)))
-        self._keep_run(run_id, _RunHandle(experiment_id, folder, meta, signature))
+        self._runs.keep(run_id, RunHandle(experiment_id, folder, meta, signature))
 
     def _created_already(self, run_id: str, experiment_id: str) -> bool:
         """Whether the run exists in that experiment (another rank of a distributed job created it
         first); StoreError if it exists in another one."""
-        existing = self._find_run(run_id)
+        existing = self._runs.find(run_id)
         if existing is None:
             return False
         if existing.experiment_id != experiment_id:
@@ -451,80 +418,19 @@ class StoreWriter:
             )
         return experiment
 
-    def _find_run(self, run_id: str) -> _RunHandle | None:
-        """The run's handle, re-reading meta.yaml if anything rewrote it; None if there is no run."""
-        handle = self._runs.get(run_id)
-        if handle is not None:
-            self._runs.move_to_end(run_id)
-            try:
-                stat = os.stat(layout.meta_path(handle.folder))
-            except FileNotFoundError:  # moved to .trash with its experiment, or hard-deleted
-                self._forget_run(run_id)
-                handle = None
-            else:
-                if file_signature(stat) != handle.signature:
-                    handle.meta = load_yaml(layout.meta_path(handle.folder))
-                    handle.signature = file_signature(stat)
-                return handle
-        found = layout.find_run_dir(self.root, validate_run_id(run_id))
-        if found is None:
-            return None
-        experiment_id, folder = found
-        # Once per run handle (it is cached): every write of the run goes below this folder.
-        self._confine(folder)
-        path = layout.meta_path(folder)
-        signature = file_signature(os.stat(path))
-        handle = _RunHandle(experiment_id, folder, load_yaml(path), signature)
-        self._keep_run(run_id, handle)
-        return handle
-
-    def _active_run(self, run_id: str) -> _RunHandle:
-        handle = self._checked.get(run_id)
-        if handle is not None:
-            return handle
-        handle = self._find_run(run_id)
-        if handle is None:
-            raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
-        if handle.meta.get("lifecycle_stage", LIFECYCLE_ACTIVE) != LIFECYCLE_ACTIVE:
-            # entities/run_info.py:check_run_is_active, MLflow's words.
-            raise StoreError(f"The run {run_id} must be in 'active' lifecycle_stage.")
-        self._checked[run_id] = handle
-        return handle
-
-    def _keep_run(self, run_id: str, handle: _RunHandle) -> None:
-        self._runs[run_id] = handle
-        while len(self._runs) > MAX_RUN_HANDLES:
-            self._forget_run(next(iter(self._runs)))
-
-    def _forget_run(self, run_id: str) -> None:
-        handle = self._runs.pop(run_id, None)
-        self._checked.pop(run_id, None)
-        if handle is not None:
-            self._remembered_paths -= len(handle.metric_paths)
-            self._metric_files.close_under(handle.folder)
-
-    def _rewrite_meta(self, handle: _RunHandle, **changes: Any) -> None:
-        meta = {**handle.meta, **changes}
-        # run_uuid keeps the run readable by MLflow <= 2.22, whose RunInfo requires it.
-        meta["run_uuid"] = meta.get("run_id", os.path.basename(handle.folder))
-        path = layout.meta_path(handle.folder)
-        write_file_atomic(path, dump_yaml(meta), handle.folder)
-        handle.meta = meta
-        handle.signature = file_signature(os.stat(path))
-
     def _terminate(self, item: Termination) -> None:
-        handle = self._active_run(item.run_id)
+        handle = self._runs.active(item.run_id)
         status = validate_run_status(item.status)
         end_time = validate_run_time("end_time", item.run_id, item.end_time_ms)
         if not (item.keep_failure and handle.meta.get("status") in _FAILURES):
             # (Else another rank or worker failed the run: its owner's default end does not hide it.)
-            self._rewrite_meta(handle, status=int(status), end_time=end_time)
+            self._runs.rewrite_meta(handle, status=int(status), end_time=end_time)
 
     def fail_running_run(self, run_id: str, end_time_ms: int, tags: Mapping[str, str]) -> bool:
         """Set the run FAILED, ended at ``end_time_ms``, with ``tags``, if and only if it is RUNNING;
         return whether it was. A run ended, deleted or missing is left alone (the daemon fails the
         runs of a process that exited without ending them)."""
-        handle = self._find_run(validate_run_id(run_id))
+        handle = self._runs.find(validate_run_id(run_id))
         if handle is None or handle.meta.get("lifecycle_stage", LIFECYCLE_ACTIVE) != LIFECYCLE_ACTIVE:
             return False
         if handle.meta.get("status") != int(RunStatus.RUNNING):
@@ -534,14 +440,14 @@ class StoreWriter:
             path = layout.tag_path(handle.folder, validate_key(key, kind="tag"))
             self._confine_file(path)
             write_key_file(path, validate_tag_value(key, value), handle.folder)
-        self._rewrite_meta(handle, status=int(RunStatus.FAILED), end_time=end_time)
+        self._runs.rewrite_meta(handle, status=int(RunStatus.FAILED), end_time=end_time)
         self._metric_files.close_files(handle.metric_paths.values())
         return True
 
     # --- params, tags, metrics, artifacts ---------------------------------------------------------
 
     def _log_param(self, item: ParamWrite) -> None:
-        handle = self._active_run(item.run_id)
+        handle = self._runs.active(item.run_id)
         key = validate_key(item.key, kind="param")
         value = validate_param_value(key, item.value)
         path = layout.param_path(handle.folder, key)
@@ -559,7 +465,7 @@ class StoreWriter:
         write_key_file(path, value, handle.folder)
 
     def _set_tag(self, item: TagWrite) -> None:
-        handle = self._active_run(item.run_id)
+        handle = self._runs.active(item.run_id)
         key = validate_key(item.key, kind="tag")
         path = layout.tag_path(handle.folder, key)
         self._confine_file(path)
@@ -573,10 +479,10 @@ class StoreWriter:
         write_key_file(path, value, handle.folder)
         if key == RUN_NAME_TAG:
             # FileStore.set_tag: setting mlflow.runName also rewrites run_name in meta.yaml.
-            self._rewrite_meta(handle, run_name=value)
+            self._runs.rewrite_meta(handle, run_name=value)
 
     def _write_artifact(self, item: ArtifactWrite) -> None:
-        handle = self._active_run(item.run_id)
+        handle = self._runs.active(item.run_id)
         write_artifact(item, str(handle.meta.get("artifact_uri") or ""), self.root, self._real_root)
 
     def _confine(self, folder: str) -> None:
