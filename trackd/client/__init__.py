@@ -8,22 +8,18 @@ from .._lazy import lazy_attributes as _lazy_attributes
 from ._fluent import (
     ActiveRun,
     active_run,
-    delete_tag,
     end_run,
     get_client,
     get_tracking_uri,
     log_metric,
     log_metrics,
-    log_param,
-    log_params,
     set_experiment,
-    set_tag,
-    set_tags,
     set_tracking_uri,
     start_run,
 )
 from ._fluent_passthrough import (
     create_experiment,
+    delete_tag,
     flush,
     flush_async_logging,
     get_experiment,
@@ -35,7 +31,11 @@ from ._fluent_passthrough import (
     log_artifact,
     log_artifacts,
     log_dict,
+    log_param,
+    log_params,
     log_text,
+    set_tag,
+    set_tags,
 )
 from ._lifecycle import ClientState
 

@@ -299,42 +299,11 @@ def start_run(
         existing = client._reader.find_run(run_id) if run_id is not None else None
         rank = os.environ.get("RANK")
         if existing is not None:
-            from ..store import Run, RunData  # loaded with the client above
-            from ..store._entities import RUN_NAME_TAG
+            from ._resume import resume_run  # loaded with the client above
 
-            from ._run_checks import check_resumable
-
-            check_resumable(existing, experiment_id if experiment_id is not None else _experiment_id)
-            client._known_runs.add(existing.run_id)
-            # As MLflow's: a resumed run takes the name, tags and description given.
-            changes = {str(k): str(v) for k, v in (tags or {}).items()}
-            if description is not None:
-                changes[NOTE_TAG] = description
-            if run_name is not None:
-                changes[RUN_NAME_TAG] = run_name
-            for key, value in changes.items():
-                client.set_tag(existing.run_id, key, value)
-            reader, resumed_id = client._reader, existing.run_id
-
-            def read_data() -> RunData:
-                stored = reader.get_run(resumed_id).data
-                return RunData(metrics=stored.metrics, params=stored.params, tags={**stored.tags, **changes})
-
-            info = existing if run_name is None else existing.replace(run_name=run_name)
-            # A run that has ended (FINISHED, FAILED, KILLED) started again is a resumed job: as
-            # MLflow's start_run does, it is RUNNING again (its old end time kept until it ends)
-            # and this process ends it. Not by another rank than 0: a late rank must not reopen
-            # the run rank 0 has just finished.
-            resumed = existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
-            if resumed:
-                held.enter_context(_lifecycle.signals_held())  # until the run is on the stack, ended by SIGTERM or Ctrl-C
-                client.set_terminated(existing.run_id, "RUNNING", existing.end_time)
-                info = info.replace(status="RUNNING")
-            # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first;
-            # otherwise attaching to a running run (another process's) never ends it.
-            active = ActiveRun(
-                Run(info=info, data=RunData(metrics={}, params={}, tags={})),
-                owns=resumed or rank == "0", client=client, read_data=read_data,
+            experiment = experiment_id if experiment_id is not None else _experiment_id
+            active = resume_run(
+                client, existing, experiment, run_name=run_name, tags=tags, description=description, rank=rank, held=held
             )
         else:
             run_tags = _system_tags()
@@ -450,7 +419,7 @@ def _active_run_id() -> str:
     return start_run().run_id
 
 
-# -- logging ------------------------------------------------------------------------------------
+# -- logging metrics: the hot path (params, tags and artifacts: _fluent_passthrough) -------------
 
 
 def log_metric(
@@ -489,49 +458,6 @@ def log_metrics(
     if synchronous is not None:
         return settle(client, synchronous)
     return None
-
-
-def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
-    """Log a param to the active run; params cannot change once logged."""
-    client = get_client()
-    return client.log_param(_active_run_id(), key, value, synchronous)
-
-
-def log_params(
-    params: Mapping[str, Any], synchronous: bool | None = None, run_id: str | None = None,
-) -> RunOperations | None:
-    """Log several params, checking all of them before any is buffered."""
-    client = get_client()
-    from ..store import mapping_items  # loaded with the client
-
-    pairs = [_KeyValue(k, v) for k, v in mapping_items(params, "params")]
-    return client.log_batch(run_id or _active_run_id(), params=pairs, synchronous=synchronous)
-
-
-def set_tag(key: str, value: Any, synchronous: bool | None = None) -> RunOperations | None:
-    """Set a tag on the active run."""
-    return get_client().set_tag(_active_run_id(), key, value, synchronous)
-
-
-def set_tags(tags: Mapping[str, Any], synchronous: bool | None = None) -> RunOperations | None:
-    """Set several tags on the active run."""
-    client = get_client()
-    from ..store import mapping_items  # loaded with the client
-
-    pairs = [_KeyValue(k, v) for k, v in mapping_items(tags, "tags")]
-    return client.log_batch(_active_run_id(), tags=pairs, synchronous=synchronous)
-
-
-def delete_tag(key: str) -> None:
-    """Delete a tag of the active run."""
-    get_client().delete_tag(_active_run_id(), key)
-
-
-class _KeyValue:
-    __slots__ = ("key", "value")
-
-    def __init__(self, key: str, value: Any) -> None:
-        self.key, self.value = key, value
 
 
 def _system_tags() -> dict[str, str]:

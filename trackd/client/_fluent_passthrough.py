@@ -1,6 +1,7 @@
 """The fluent functions that hand the active run (or a given one) to its client as they are:
-artifacts, flush, reads (last_active_run included) and create_experiment. The active-run bookkeeping
-they rely on is in _fluent."""
+params and tags, artifacts, flush, reads (last_active_run included) and create_experiment. The
+active-run bookkeeping they rely on, and the metric calls (the hot path, which reads it inline), are
+in _fluent."""
 
 from __future__ import annotations
 
@@ -13,7 +14,51 @@ from ._fluent import ActiveRun, _active_run_id, _here, _thread_runs, active_run,
 
 if TYPE_CHECKING:
     from ..store import Experiment, Metric, Run
+    from ._operations import RunOperations
     from ._outbox import FlushReport
+
+
+def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
+    """Log a param to the active run; params cannot change once logged."""
+    client = get_client()
+    return client.log_param(_active_run_id(), key, value, synchronous)
+
+
+def log_params(
+    params: Mapping[str, Any], synchronous: bool | None = None, run_id: str | None = None,
+) -> RunOperations | None:
+    """Log several params, checking all of them before any is buffered."""
+    client = get_client()
+    from ..store import mapping_items  # loaded with the client
+
+    pairs = [_KeyValue(k, v) for k, v in mapping_items(params, "params")]
+    return client.log_batch(run_id or _active_run_id(), params=pairs, synchronous=synchronous)
+
+
+def set_tag(key: str, value: Any, synchronous: bool | None = None) -> RunOperations | None:
+    """Set a tag on the active run."""
+    return get_client().set_tag(_active_run_id(), key, value, synchronous)
+
+
+def set_tags(tags: Mapping[str, Any], synchronous: bool | None = None) -> RunOperations | None:
+    """Set several tags on the active run."""
+    client = get_client()
+    from ..store import mapping_items  # loaded with the client
+
+    pairs = [_KeyValue(k, v) for k, v in mapping_items(tags, "tags")]
+    return client.log_batch(_active_run_id(), tags=pairs, synchronous=synchronous)
+
+
+def delete_tag(key: str) -> None:
+    """Delete a tag of the active run."""
+    get_client().delete_tag(_active_run_id(), key)
+
+
+class _KeyValue:
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: str, value: Any) -> None:
+        self.key, self.value = key, value
 
 
 def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None = None, run_id: str | None = None) -> None:

@@ -1,0 +1,65 @@
+"""Resuming a run: ``start_run`` with the id of a run that is in the store already.
+
+A requeued job starts its run again by id (``run_id=``, or MLFLOW_RUN_ID), and a launcher hands
+every rank one id. As MLflow's start_run, the run takes the name, tags and description given, and
+one that has ended is RUNNING again and ended by this process; the run's data is read from the
+store only when first looked at. What is checked first is in ``_run_checks.py``. Loaded with the
+client, by ``start_run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+from ..store import Run, RunData
+from ..store._entities import RUN_NAME_TAG
+from . import _lifecycle
+from ._fluent import NOTE_TAG, ActiveRun
+from ._run_checks import check_resumable
+
+if TYPE_CHECKING:
+    from ..store import RunInfo
+    from ._client import Client
+
+
+def resume_run(
+    client: Client, existing: RunInfo, experiment_id: str | None, *, run_name: str | None, tags: Mapping[str, Any] | None,
+    description: str | None, rank: str | None, held: ExitStack,
+) -> ActiveRun:
+    """The active run of ``existing``, resumed through ``client`` (``experiment_id``: the one asked
+    for or made active, if any; ``rank``: RANK; ``held``: where the signals are held until the run
+    is on its thread's stack)."""
+    check_resumable(existing, experiment_id)
+    client._known_runs.add(existing.run_id)
+    # As MLflow's: a resumed run takes the name, tags and description given.
+    changes = {str(k): str(v) for k, v in (tags or {}).items()}
+    if description is not None:
+        changes[NOTE_TAG] = description
+    if run_name is not None:
+        changes[RUN_NAME_TAG] = run_name
+    for key, value in changes.items():
+        client.set_tag(existing.run_id, key, value)
+    reader, resumed_id = client._reader, existing.run_id
+
+    def read_data() -> RunData:
+        stored = reader.get_run(resumed_id).data
+        return RunData(metrics=stored.metrics, params=stored.params, tags={**stored.tags, **changes})
+
+    info = existing if run_name is None else existing.replace(run_name=run_name)
+    # A run that has ended (FINISHED, FAILED, KILLED) started again is a resumed job: as
+    # MLflow's start_run does, it is RUNNING again (its old end time kept until it ends)
+    # and this process ends it. Not by another rank than 0: a late rank must not reopen
+    # the run rank 0 has just finished.
+    resumed = existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
+    if resumed:
+        held.enter_context(_lifecycle.signals_held())  # until the run is on the stack, ended by SIGTERM or Ctrl-C
+        client.set_terminated(existing.run_id, "RUNNING", existing.end_time)
+        info = info.replace(status="RUNNING")
+    # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first;
+    # otherwise attaching to a running run (another process's) never ends it.
+    return ActiveRun(
+        Run(info=info, data=RunData(metrics={}, params={}, tags={})),
+        owns=resumed or rank == "0", client=client, read_data=read_data,
+    )
