@@ -80,7 +80,7 @@ class DaemonPaths(Frozen):
 
     @property
     def wills(self) -> Path:
-        """The wills a stopping daemon left to the next: their processes' spools wait for delivery."""
+        """The wills the daemon knows (daemon/_wills_file.py), for the next daemon if it stops or is killed."""
         return self.socket.with_name(self.socket.name + ".wills")
 
     @property

@@ -42,7 +42,7 @@ from ..protocol import (
 )
 from ..store import validate_store_root
 from ._budget import DecodeBudget
-from ._wills import Will, exited, update, watch
+from ._wills import Will, exited, watch
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -359,7 +359,7 @@ class ClientConnection:
         elif isinstance(event, OwnedRuns):
             self._require_store(event)
             if self.will is not None:
-                update(self.will, event)
+                self.server.wills.update(self.will, event)
             elif event.run_ids and not self._unwatched:
                 self._unwatched = True  # said once per connection
                 logger.info("%s owns runs, but the kernel does not say its pid: they are not failed if it is killed", self.peer)

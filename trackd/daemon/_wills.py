@@ -16,10 +16,12 @@ A will the store refuses (disk full, read-only) is tried again, after a backoff,
 
 A client that reconnects from the same process drops its pending will (it sends its set again);
 ``trackd sync`` delivering a dead client's spool connects with its client id from another process
-and neither drops nor applies it. A daemon that stops gracefully applies, after its last write,
-the wills whose time has come and leaves the others to the next daemon in a file (``settle``,
-``restore``); a daemon killed loses them, and a restarted one has none until live clients send
-theirs again.
+and neither drops nor applies it. Every will the daemon knows, those of live connections too, is
+kept in a file beside the socket (``_wills_file.py``), rewritten soon after each change; a daemon
+that stops gracefully applies, after its last write, the wills whose time has come and leaves the
+others there (``settle``). The next daemon, started after a stop, a SIGKILL or a crash, takes them
+all on (``restore``): a will whose process still runs waits for it to reconnect (which drops it)
+or to exit, as a pending will does.
 """
 
 from __future__ import annotations
@@ -34,19 +36,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .._paths import spool_paths
 from .._peer import peer_pid, process_state
 from ..errors import StoreUnavailable, TrackdError
 from ..protocol import OwnedRuns
+from ..store import validate_store_root
 from ._state import Session
+from ._wills_file import Row, WillsFile
 
 if TYPE_CHECKING:
     from ._applier import Applier
     from ._server import Server
 
 logger = logging.getLogger("trackd.daemon")
+T = TypeVar("T")
 
 # The tag that says why a run was failed, beside MLflow's own mlflow.* system tags.
 FAILURE_REASON_TAG = "trackd.failure_reason"
@@ -59,6 +64,8 @@ MAX_PENDING_WILLS = 10_000
 # the next daemon.
 RETRY_DELAY = 1.0
 MAX_RETRY_DELAY = 60.0
+# A pid the kernel can have (pid_t); a will read back from the file with another is damaged.
+MAX_PID = 2**31 - 1
 
 
 @dataclass(slots=True, eq=False)
@@ -72,9 +79,10 @@ class Will:
     started: int | None
     run_ids: tuple[str, ...] = ()
     spool_path: str = ""
-    # Wall-clock time the connection ended (ms): the failed runs' end_time.
+    # Wall-clock time the connection ended (ms): the failed runs' end_time; for a will of a live
+    # connection the last daemon left, the time this daemon found its process gone.
     lost_at_ms: int = 0
-    # Known gone: a will a stopped daemon kept (its pid may be another process's now).
+    # Known gone: its process was seen exited (its pid may be another process's now).
     gone: bool = False
     # After the store refused it: when to try again (time.monotonic()), and the backoff.
     retry_at: float = 0.0
@@ -88,11 +96,6 @@ def watch(session: Session, sock: socket.socket | None) -> Will | None:
     if not pid:
         return None
     return Will(session, pid, process_state(pid)[1])
-
-
-def update(will: Will, event: OwnedRuns) -> None:
-    """The client's latest set: it replaces the last one."""
-    will.run_ids, will.spool_path = event.run_ids, event.spool_path
 
 
 def exited(will: Will) -> bool:
@@ -129,10 +132,29 @@ class Wills:
         self.applying = 0
         # Their tasks: shutdown waits for them (cancelled, one not yet in the writer thread was lost).
         self._applying: set[asyncio.Future[None]] = set()
+        # Their wills: in the file until applied (a daemon killed meanwhile leaves them to the next).
+        self._being_applied: set[Will] = set()
+        # The wills of open connections that own runs: in the file too, for the next daemon.
+        self._live: set[Will] = set()
+        self._file: WillsFile | None = None  # from restore(), at startup
+
+    def update(self, will: Will, event: OwnedRuns) -> None:
+        """A connection's latest set: it replaces the last one."""
+        will.run_ids, will.spool_path = event.run_ids, event.spool_path
+        if will.run_ids:
+            self._live.add(will)
+        else:
+            self._live.discard(will)
+        self._changed()
 
     def left(self, will: Will | None) -> None:
         """A connection ended: its will waits for its process to go."""
-        if will is None or not will.run_ids:
+        if will is None:
+            return
+        if will in self._live:
+            self._live.remove(will)
+            self._changed()
+        if not will.run_ids:
             return
         will.lost_at_ms = int(time.time() * 1000)
         pending = self._pending
@@ -145,6 +167,7 @@ class Wills:
                 "More than %d clients left runs to fail if their process exits; forgot the oldest: "
                 "process %d's runs %s stay as they are", MAX_PENDING_WILLS, oldest.pid, ", ".join(oldest.run_ids),
             )
+        self._changed()
 
     def reconnected(self, client_id: str, pid: int | None) -> None:
         """A connection from ``client_id``: the same process back drops its pending will (it sends
@@ -152,6 +175,7 @@ class Wills:
         will = self._pending.get(client_id)
         if will is not None and will.pid == pid:
             del self._pending[client_id]
+            self._changed()
 
     def check(self, server: Server) -> None:
         """Once a second: apply, in the writer thread, the wills whose time has come."""
@@ -169,12 +193,14 @@ class Wills:
         """Shutdown, after its last write: apply the wills whose time has come, and leave the rest to the next daemon.
 
         Stopped with them in memory, the daemon left those runs RUNNING for ever: the next daemon
-        never hears of a process that has exited. Only the wills of connections that ended before
-        this are here, those of exited processes read to their end by shutdown included; shutdown
-        cuts the others after this, and their processes live (each tells the next daemon its runs)
-        or died with bytes not read in time (it cannot know it wrote everything they sent). The wills that must still wait, for a process that runs
-        or for a spool on disk (it may hold the runs' end), go to a file the next daemon reads
-        (``restore``); one whose last batches could not be written is dropped, said in the log.
+        never hears of a process that has exited. The pending wills are those of connections that
+        ended before this, those of exited processes read to their end by shutdown included. The
+        wills that must still wait, for a process that runs or for a spool on disk (it may hold the
+        runs' end), stay in the file the next daemon reads (``restore``), and so do those of live
+        connections, which shutdown cuts next: a process killed before it reached the next daemon
+        left its runs RUNNING for ever. One whose last batches could not be written is dropped,
+        said in the log, and so is the will of an exited process whose connection was not read to
+        its end in time (it cannot know it wrote everything the process sent).
         """
         for will in self._take_due(server, retry_now=True):  # a store that refused may take it now
             self._start(server, will)
@@ -182,42 +208,54 @@ class Wills:
             # Behind a write still running at the deadline, if any: bounded as that wait is.
             _, late = await asyncio.wait(set(self._applying), timeout=server.config.shutdown_timeout)
             if late:  # cancelled with the other tasks next
-                logger.error("Shutdown: the runs of %d exited processes could not be marked FAILED in time", len(late))
-        kept = []
+                logger.error(
+                    "Shutdown: the runs of %d exited processes could not be marked FAILED in time: left to the next daemon",
+                    len(late),
+                )
+        kept = list(self._being_applied)  # those late ones: a run failed meanwhile is left as it is
         for will in self._pending.values():
             if not exited(will):
                 kept.append(will)  # it may yet exit without reconnecting
             elif will.session.applied_seq >= will.session.received_seq:  # so its spool is on disk
-                will.gone = True
                 kept.append(will)
             else:
                 logger.error(
                     "Shutdown: process %d exited owning runs %s, left RUNNING: its last batches could not be written",
                     will.pid, ", ".join(will.run_ids),
                 )
-        _save(kept, server.config.paths.wills)
+        kept += [will for will in self._live if not exited(will)]
+        for will in kept:
+            will.gone = will.gone or exited(will)
+        if self._file is not None:
+            await self._file.close(_rows(kept))
 
     def restore(self, path: Path) -> None:
-        """Startup: take on the wills the last daemon left (``_save``); the file goes."""
-        try:
-            lines = path.read_text().splitlines()
-            path.unlink()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            logger.error("Could not read the wills the last daemon left in %s: %s", path, exc)
-            return
-        for line in lines:
+        """Startup: take on the wills the last daemon left in ``path``, and keep this daemon's there from now on."""
+        self._file = WillsFile(path, lambda: _rows([*self._pending.values(), *self._being_applied, *self._live]))
+        lines, damaged = self._file.read()
+        first = ""
+        for line in filter(str.strip, lines):
             try:
                 will = _decode(line)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                logger.error("Ignored a will in %s that does not decode (%s): %r", path, exc, line)
+            except Exception as exc:  # whatever the file holds, the daemon starts: one line says so
+                damaged += 1
+                first = first or f"{type(exc).__name__}: {exc}; {line[:200]!r}"
                 continue
             if len(self._pending) < MAX_PENDING_WILLS:
                 self._pending[will.session.client_id] = will
+        if damaged:
+            logger.error(
+                "Ignored %d damaged lines in %s, the wills the last daemon left (the first: %s); the runs they "
+                "named are not failed if their process exited", damaged, path, first or "not UTF-8 text",
+            )
+            self._changed()  # the file is rewritten without them
         if self._pending:
             self.watching = True  # until the first check looks
             logger.info("Took on %d wills the last daemon left (%s)", len(self._pending), path)
+
+    def _changed(self) -> None:
+        if self._file is not None:
+            self._file.changed()
 
     def _take_due(self, server: Server, *, retry_now: bool = False) -> list[Will]:
         """Take off the list the wills whose time has come, less the runs a live process owns too."""
@@ -228,13 +266,19 @@ class Wills:
             if not exited(will):
                 watching = True
                 live.append(will)
-            elif (
+                continue
+            if not will.gone:  # a reused pid no longer passes for it; written to the file
+                will.gone = True
+                will.lost_at_ms = will.lost_at_ms or int(time.time() * 1000)  # a live connection's, the last daemon left
+                self._changed()
+            if (
                 will.session.applied_seq < will.session.received_seq or _spooled(will)
                 or (will.retry_at > now and not retry_now)
             ):
                 waiting += 1
             else:
-                due.append(self._pending.pop(client_id))
+                due.append(will := self._pending.pop(client_id))
+                self._being_applied.add(will)
         self.watching = watching or bool(due)  # and not idle while their runs are failed
         self.waiting = waiting
         self.applying += len(due)
@@ -254,6 +298,8 @@ class Wills:
             return
         finally:
             self.applying -= 1
+            self._being_applied.discard(will)
+            self._changed()  # a will the store refused is pending again (below) when the file is written
         self.runs_failed += len(failed)
         if refused:
             self._retry_later(will, refused)
@@ -285,41 +331,44 @@ class Wills:
         }
 
 
-def _save(wills: list[Will], path: Path) -> None:
-    """Leave the pending wills to the next daemon, a line each (``Wills.settle``).
-
-    A daemon that is killed, or cannot write the file, leaves none: a run whose process has
-    exited and whose spool is delivered later stays RUNNING.
-    """
-    if not wills:
-        return
-    text = "".join(
-        json.dumps({
+def _rows(wills: list[Will]) -> list[Row]:
+    """The wills as the file holds them, one per client (``_decode`` reads them back)."""
+    rows: dict[str, Row] = {}
+    for will in wills:
+        rows.setdefault(will.session.client_id, {
             "client_id": will.session.client_id, "pid": will.pid, "started": will.started, "gone": will.gone,
             "host": will.session.host, "store_root": will.session.store_root, "run_ids": list(will.run_ids),
             "spool_path": will.spool_path, "lost_at_ms": will.lost_at_ms,
-        }) + "\n"
-        for will in wills
-    )
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    except OSError as exc:
-        logger.error("Shutdown: could not leave %d wills to the next daemon in %s: %s", len(wills), path, exc)
-        return
-    logger.info("Shutdown: left %d wills to the next daemon in %s", len(wills), path)
+        })
+    return list(rows.values())
 
 
 def _decode(line: str) -> Will:
-    """A will ``_save`` wrote."""
+    """A will ``_rows`` wrote; ValueError or TypeError if the line is not one."""
     item = json.loads(line)
-    session = Session(str(item["client_id"]), int(item["pid"]), str(item["host"]), str(item["store_root"]))
-    started = item["started"]
+    if not isinstance(item, dict):
+        raise TypeError(f"a will is a JSON object, not {type(item).__name__}")
+    pid, started, run_ids = _field(item, "pid", int), item["started"], _field(item, "run_ids", list)
+    if not 0 < pid <= MAX_PID:
+        raise ValueError(f"pid {pid} is not a process id")
+    if started is not None and (not isinstance(started, int) or isinstance(started, bool)):
+        raise TypeError(f"started is {started!r}, expected a whole number or null")
+    if not all(isinstance(run_id, str) for run_id in run_ids):
+        raise TypeError(f"run_ids is {run_ids!r}, expected a list of strings")
+    # Checked as a client's Hello is: the daemon writes there.
+    store_root = validate_store_root(_field(item, "store_root", str))
+    session = Session(_field(item, "client_id", str), pid, _field(item, "host", str), store_root)
     return Will(
-        session, session.pid, None if started is None else int(started), tuple(str(run_id) for run_id in item["run_ids"]),
-        str(item["spool_path"]), int(item["lost_at_ms"]), gone=bool(item["gone"]),
+        session, pid, started, tuple(run_ids), _field(item, "spool_path", str), _field(item, "lost_at_ms", int),
+        gone=_field(item, "gone", bool),
     )
+
+
+def _field(item: dict[str, object], key: str, kind: type[T]) -> T:
+    value = item[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise TypeError(f"{key} is {value!r}, expected {kind.__name__}")
+    return value
 
 
 def _spooled(will: Will) -> bool:
