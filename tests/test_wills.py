@@ -171,7 +171,7 @@ def owned_runs(daemon: DaemonProcess) -> int:
 def test_a_process_sigkilled_after_the_daemon_restarted_still_gets_its_run_failed(
     socket_path: Path, store: Path, signum: int, idle: bool
 ) -> None:
-    # Wills live in the daemon's memory: the client tells the new daemon its runs when it reconnects.
+    # The client tells the new daemon its runs when it reconnects (the wills file holds them meanwhile).
     # An idle process reconnected only once it had something to send: its daemon restarted (stopped
     # and started, or killed and autostarted by another process), it was then SIGKILLed without a
     # word to the new daemon, and its run stayed RUNNING for ever.
