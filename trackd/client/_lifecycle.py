@@ -63,7 +63,8 @@ def _reset_in_forked_child() -> None:
     _SIGTERM_LOCK = threading.Lock()
     closed_at_exit = False  # the child exits on its own
     _forget_watch_in_child()
-    _restore_mask_after_fork()
+    if _unblock_sigterm_in_child is not None:
+        _unblock_sigterm_in_child()  # the forking thread blocked it (see _fork_mask)
     if "multiprocessing" in sys.modules:
         # A multiprocessing child (fork start method) runs its after-fork callbacks once it knows
         # it is one (Process._bootstrap): there, exit the way a multiprocessing child exits.
@@ -180,11 +181,14 @@ SIGTERM_NUDGE_INTERVAL = 0.1
 MAX_SIGTERM_NUDGES = 50
 _watch_fds: tuple[int, int] | None = None
 _SIGTERM_LOCK = threading.Lock()
+# Set once a watcher starts: a forked child, which must not signal through its parent's pipe, gets
+# SIGTERM blocked across fork() (see _fork_mask) and unblocks it with this once it forgot the pipe.
+_unblock_sigterm_in_child: Callable[[], object] | None = None
 
 
 def _watch_sigterm() -> None:
     """Start the watcher, from the main thread, where SIGTERM is ours and no wakeup fd is set."""
-    global _watch_fds
+    global _watch_fds, _unblock_sigterm_in_child
     if _watch_fds is not None or threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
@@ -201,6 +205,9 @@ def _watch_sigterm() -> None:
         os.close(read_fd)
         os.close(write_fd)
         return
+    from ._fork_mask import hold_sigterm_across_forks
+
+    _unblock_sigterm_in_child = hold_sigterm_across_forks()
     _watch_fds = (read_fd, write_fd)
     main_thread = threading.main_thread().ident
     assert main_thread is not None
@@ -234,29 +241,6 @@ def _nudge_on_sigterm(read_fd: int, main_thread: int) -> None:
                     signal.pthread_kill(main_thread, signal.SIGTERM)
                 except OSError:
                     return
-
-
-# A child forked by a process with a watcher writes its signals into the parent's wakeup pipe until
-# its at-fork hook resets that: a SIGTERM for the child in between (Pool.terminate() just after the
-# pool forked a replacement worker) would make the parent's watcher SIGTERM the parent. The forking
-# thread blocks SIGTERM across fork(); the child unblocks it once the pipe is forgotten.
-_mask_before_fork: set[int | signal.Signals] | None = None
-
-
-def _block_sigterm_before_fork() -> None:
-    global _mask_before_fork
-    if _watch_fds is not None:
-        _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-
-
-def _restore_mask_after_fork() -> None:
-    global _mask_before_fork
-    if _mask_before_fork is not None:
-        mask, _mask_before_fork = _mask_before_fork, None
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-
-os.register_at_fork(before=_block_sigterm_before_fork, after_in_parent=_restore_mask_after_fork)
 
 
 def _forget_watch_in_child() -> None:

@@ -1,0 +1,92 @@
+"""SIGTERM blocked across fork() while the SIGTERM watcher runs, by at-fork hooks that run no Python.
+
+A child forked by a process with a watcher (``_lifecycle._watch_sigterm``) writes its signals into
+the parent's wakeup pipe until its at-fork hook resets that: a SIGTERM for the child in between
+(``Pool.terminate()`` just after the pool forked a replacement worker) would make the parent's
+watcher SIGTERM the parent. So the thread that forks blocks SIGTERM across fork(), and the child
+unblocks it once it has forgotten the pipe.
+
+The hooks are libc's ``pthread_sigmask`` itself, bound by ``functools.partial``: C callables.
+CPython runs a pending signal handler as it enters any Python function, an at-fork hook too, and
+what a hook raises is only printed ("Exception ignored in", ``run_at_forkers`` in
+Modules/posixmodule.c): a Ctrl-C that came while ``os.fork()`` ran raised its KeyboardInterrupt
+inside trackd's hook, and the program forked on as if Ctrl-C never happened (about one Ctrl-C in
+seven, in a loop forking children). The hook's body did not run either, so the main thread could
+keep SIGTERM blocked for good. ``signal.pthread_sigmask`` runs pending handlers too, after it
+changes the mask. Neither ``functools.partial``, nor ctypes calling a foreign function, nor
+``run_at_forkers`` between two hooks runs a handler (unless a Python audit hook is installed:
+ctypes audits each foreign call), so the KeyboardInterrupt is raised as ``os.fork()`` returns.
+The hooks were registered at ``import trackd``, in every process, watcher or not; now only once a
+watcher starts (a multiprocessing child that made a Client), which is what pays for importing
+ctypes (about 3 ms).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+from collections.abc import Callable
+
+# sigset_t is 128 bytes in glibc and musl (1024 signals), 16 on FreeBSD and 4 on macOS: a buffer
+# this size holds any of them, and libc's own sigemptyset and sigaddset lay the set out.
+SIGSET_MAX_SIZE = 1024 // 8
+
+# The hook that restores the forking thread's mask (after_in_parent; the child calls it itself);
+# kept once registered, so a forked child that starts its own watcher does not register the
+# hooks twice (a second block would save the mask with SIGTERM in it, for the restore to keep).
+_restore: Callable[[], object] | None = None
+
+
+def hold_sigterm_across_forks() -> Callable[[], object]:
+    """Block SIGTERM in the thread that forks, from before each fork() until after it; returns
+    what a forked child calls to unblock it once it is ready for SIGTERM."""
+    global _restore
+    if _restore is None:
+        block, _restore = _libc_hooks() or (_block_sigterm_in_python, _restore_mask_in_python)
+        os.register_at_fork(before=block, after_in_parent=_restore)
+    return _restore
+
+
+def _libc_hooks() -> tuple[Callable[[], object], Callable[[], object]] | None:
+    """``pthread_sigmask(SIG_BLOCK, {SIGTERM}, saved)`` and ``pthread_sigmask(SIG_SETMASK, saved,
+    NULL)`` as C callables; None where ctypes or these libc functions are missing."""
+    try:
+        import ctypes
+
+        # dlopen(NULL): the process's own symbols, libc's among them (Linux, macOS), from a PyDLL,
+        # which holds the GIL through the call (a CDLL releases it, so another thread could fork
+        # in between and overwrite `saved`).
+        libc = ctypes.pythonapi
+        pthread_sigmask, sigemptyset, sigaddset = (libc[name] for name in ("pthread_sigmask", "sigemptyset", "sigaddset"))
+    except (ImportError, AttributeError, OSError):
+        return None
+    pthread_sigmask.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    sigemptyset.argtypes = [ctypes.c_void_p]
+    sigaddset.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    sigterm, saved = ctypes.create_string_buffer(SIGSET_MAX_SIZE), ctypes.create_string_buffer(SIGSET_MAX_SIZE)
+    if sigemptyset(sigterm) != 0 or sigaddset(sigterm, int(signal.SIGTERM)) != 0:
+        return None
+    if pthread_sigmask(int(signal.SIG_BLOCK), None, saved) != 0:  # reads the mask, changes nothing
+        return None
+    return (
+        functools.partial(pthread_sigmask, int(signal.SIG_BLOCK), sigterm, saved),
+        functools.partial(pthread_sigmask, int(signal.SIG_SETMASK), saved, None),
+    )
+
+
+# Where libc's functions cannot be called: Python hooks, which lose a Ctrl-C that comes as they
+# are entered (see the docstring).
+_mask_before_fork: set[int | signal.Signals] | None = None
+
+
+def _block_sigterm_in_python() -> None:
+    global _mask_before_fork
+    _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _restore_mask_in_python() -> None:
+    global _mask_before_fork
+    if _mask_before_fork is not None:
+        mask, _mask_before_fork = _mask_before_fork, None
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
