@@ -86,6 +86,24 @@ def test_a_databricks_tracking_uri_is_a_server_not_a_folder_named_so(uri: str, t
         resolve_tracking_uri(uri)
 
 
+@pytest.mark.parametrize("uri", ["file://mlruns", "file://otherhost/data/mlruns"])
+def test_a_file_uri_naming_a_host_is_refused_not_read_as_the_working_folder(uri: str, tmp_path: Path) -> None:
+    # set_tracking_uri("file://mlruns") used to log into the working folder itself ("mlruns" is the
+    # URI's host, its path is empty): experiment folders appeared beside the user's files. MLflow
+    # refuses such a URI ("file://mlruns is not a valid remote uri").
+    env = child_env(tmp_path / "none.sock", TRACKD_AUTOSTART="0")
+    code = f"import trackd\ntrackd.set_tracking_uri({uri!r})\ntrackd.log_metric('loss', 1.0)\n"
+    result = run_python(code, env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"ValueError: Tracking URI {uri!r} names the host" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("prefix", ["file://", "file://localhost", "file://127.0.0.1", "file:"])
+def test_a_file_uri_of_this_machine_names_its_path(prefix: str, tmp_path: Path) -> None:
+    assert resolve_tracking_uri(prefix + str(tmp_path / "mlruns")) == str(tmp_path / "mlruns")
+
+
 # Drops to ``sys.argv[1]``, a uid the passwd file does not list, with HOME unset: a container run
 # with `--user 12345` (or OpenShift's random uid) and a clean environment.
 SPOOL_DIR_WITHOUT_A_HOME = """

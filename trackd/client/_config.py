@@ -209,11 +209,22 @@ def _is_path_uri(uri: str) -> bool:
 # Tracking URIs MLflow reads as a server although they have no scheme: not folders named so.
 _SERVER_WORDS = frozenset(("databricks", "databricks-uc"))
 
+# The hosts MLflow's is_local_uri takes in a file: URI as this machine (it compares with startswith).
+_LOCAL_HOSTS = (".", "localhost", "127.0.0.1")
+
 
 def uri_to_path(uri: str) -> str:
     """Turn a ``file:`` URI or a plain path into a path; refuse other schemes."""
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme == "file":
+        # MLflow's is_local_uri refuses a file: URI naming another host ("... is not a valid remote
+        # uri"); the path alone would be a wrong folder: file://mlruns has host "mlruns" and an empty
+        # path, which was the working folder itself.
+        if parsed.hostname and not parsed.hostname.startswith(_LOCAL_HOSTS):
+            raise ValueError(
+                f"Tracking URI {uri!r} names the host {parsed.hostname!r}: trackd writes to a local folder, so a "
+                "file: URI needs no host or localhost. Expected file:///absolute/path, file:relative/path or a plain path."
+            )
         return urllib.parse.unquote(parsed.path)  # url2pathname on POSIX, without importing urllib.request
     if not _is_path_uri(uri):
         raise ValueError(
