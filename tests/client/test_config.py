@@ -99,6 +99,16 @@ def test_a_file_uri_naming_a_host_is_refused_not_read_as_the_working_folder(uri:
     assert sorted(path.name for path in tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("variable", "uri"), [("TRACKD_TRACKING_URI", "sqlite:///runs.db"), ("MLFLOW_TRACKING_URI", "file://mlruns")])
+def test_a_bad_tracking_uri_from_the_environment_names_its_variable(variable: str, uri: str, tmp_path: Path) -> None:
+    # TRACKD_TRACKING_URI=sqlite:///runs.db failed the first logging call with "tracking URI
+    # 'sqlite:///runs.db' is not a path or file: URI", naming no variable: the script sets no URI.
+    env = child_env(tmp_path / "none.sock", TRACKD_AUTOSTART="0", **{variable: uri})
+    result = run_python("import trackd\ntrackd.log_metric('loss', 1.0)\n", env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"ValueError: Environment variable {variable}={uri!r} is not valid: " in result.stderr
+
+
 @pytest.mark.parametrize("prefix", ["file://", "file://localhost", "file://127.0.0.1", "file:"])
 def test_a_file_uri_of_this_machine_names_its_path(prefix: str, tmp_path: Path) -> None:
     assert resolve_tracking_uri(prefix + str(tmp_path / "mlruns")) == str(tmp_path / "mlruns")

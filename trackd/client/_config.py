@@ -168,17 +168,24 @@ class ClientConfig(Value):
 
 def resolve_tracking_uri(uri: str | os.PathLike[str] | None = None) -> str:
     """The absolute store path: ``uri``, else TRACKD_TRACKING_URI, else a path-like MLFLOW_TRACKING_URI, else ./mlruns."""
-    if uri is None:
-        uri = os.environ.get("TRACKD_TRACKING_URI") or None
+    variable = None  # the environment variable the URI came from, if any
+    if uri is None and (uri := os.environ.get("TRACKD_TRACKING_URI") or None) is not None:
+        variable = "TRACKD_TRACKING_URI"
     if uri is None:
         mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
         if mlflow_uri and _is_path_uri(mlflow_uri):
-            uri = mlflow_uri
+            uri, variable = mlflow_uri, "MLFLOW_TRACKING_URI"
         elif mlflow_uri:
             _warn_server_uri_skipped(mlflow_uri)
     if uri is None:
         uri = "mlruns"
-    return str(Path(uri_to_path(os.fspath(uri))).absolute())
+    try:
+        return str(Path(uri_to_path(os.fspath(uri))).absolute())
+    except ValueError as exc:
+        if variable is None:
+            raise
+        # The code set no URI: say where this one came from.
+        raise ValueError(f"Environment variable {variable}={uri!r} is not valid: {exc}") from None
 
 
 _warned_server_uri = False
