@@ -458,3 +458,54 @@ def test_workers_forked_while_the_sender_starts_a_daemon_do_not_hold_it_up(tmp_p
     result = subprocess.run([sys.executable, "-c", FORK_WHILE_A_DAEMON_STARTS], env=env, capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "flushed\n", result.stdout + result.stderr
+
+
+# The parent forks a long-lived worker while its client closes (a Pool's thread replacing workers
+# as the SIGTERM handler closes), placed here by a stderr whose write() forks at close's drop count.
+FORK_AS_THE_CLIENT_CLOSES = """
+import os, sys, time, trackd
+client = trackd.Client()
+run_id = client.create_run("0").info.run_id
+client.flush()
+for step in range(20_000):  # TRACKD_MAX_BUFFERED=1 under drop: most are dropped, counted at close
+    client.log_metric(run_id, "a", float(step), step=step)
+class ForkOnDropCount:
+    def __init__(self, real):
+        self.real, self.worker = real, None
+    def write(self, text):
+        if self.worker is None and "in all because the buffer was full" in text:
+            read, write = os.pipe()
+            self.worker = os.fork()
+            if self.worker == 0:
+                sockets = 0
+                for fd in os.listdir("/proc/self/fd"):
+                    try:
+                        sockets += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+                    except OSError:
+                        pass  # the listing's own descriptor, closed by now
+                os.write(write, str(sockets).encode())
+                time.sleep(30)
+                os._exit(0)
+            os.close(write)
+            self.sockets = int(os.read(read, 16))
+        return self.real.write(text)
+    def flush(self):
+        self.real.flush()
+sys.stderr = ForkOnDropCount(sys.stderr)
+client.close()
+os.kill(sys.stderr.worker, 9)
+os.waitpid(sys.stderr.worker, 0)
+print("worker sockets", sys.stderr.sockets)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts the worker's sockets in /proc")
+def test_a_worker_forked_while_the_client_closes_does_not_hold_its_daemon_connection(daemon: DaemonProcess, store: Path) -> None:
+    # The closing sender left the fork hook's list before its socket was closed: a worker forked
+    # in that window kept the connection open after the parent exited, so the daemon never saw
+    # the parent go (its runs were not failed if it was killed, `trackd daemon stop` waited its
+    # full timeout and logged what that connection had sent last as lost).
+    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_ON_FULL="drop", TRACKD_MAX_BUFFERED="1")
+    result = subprocess.run([sys.executable, "-c", FORK_AS_THE_CLIENT_CLOSES], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "worker sockets 0\n", result.stdout + result.stderr

@@ -23,6 +23,7 @@ the lifecycle (buffer, flush, close, fork).
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 import time
@@ -278,7 +279,6 @@ class Sender(GiveUp):
                 )
         finally:
             self._closed = True
-            _LIVE_SENDERS.discard(self)
             with self._cond:
                 if self._thread is not None and (self.buffer or not self._ledger.settled()):
                     # The final drain ends with a flush barrier: the daemon writes it at once
@@ -318,6 +318,7 @@ class Sender(GiveUp):
                 for fd in (wake_r, wake_w):
                     if fd >= 0:
                         os.close(fd)
+                _LIVE_SENDERS.discard(self)  # only now: a child forked while closing closes its copies
 
     # -- internals shared by both sides ------------------------------------------------------------
 
@@ -374,21 +375,20 @@ class Sender(GiveUp):
         self._interrupt = Interrupt(self._wake_r, self._should_stop_waiting)
 
     def _after_fork_in_child(self) -> None:
-        self.inherited_creations = {**self.inherited_creations, **self.creations}
-        self.creations = {}
-        transport = self._transport
+        # Our copies of the parent's socket (its connection stays) and wake pipe; closing, too.
         self._spill.abandon()
+        if self._transport is not None:
+            self._transport.close()
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
+        self._transport, self._wake_r, self._wake_w = None, -1, -1
+        if self._closed:
+            return  # forked as the parent closed it: nothing to send
+        self.inherited_creations = {**self.inherited_creations, **self.creations}
+        self.creations = {}
         self._reset()
-        if transport is not None:
-            # Closing our copy of the fd leaves the parent's connection untouched.
-            transport.close()
-        self._closed = False
         # Then the Clients that share this sender forget what the child must create again.
         for user in list(self.users):
             user._after_fork_in_child()
