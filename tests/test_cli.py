@@ -147,6 +147,20 @@ def test_status_when_not_running_exits_1_with_a_clear_message(paths: DaemonPaths
     assert result.stdout == ""
 
 
+def test_status_of_a_stopped_daemon_names_its_pid_and_says_it_does_not_answer(paths: DaemonPaths) -> None:
+    # A SIGSTOPped (or hung) daemon was reported as "not running", beside "a daemon holds the lock":
+    # the user looked for no process while one held the socket.
+    pid = start(paths)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result = trackd_cli("daemon", "status", "--socket", str(paths.socket))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert result.returncode == 1
+    assert f"trackd daemon pid {pid} listens on {paths.socket} but does not answer (" in result.stderr
+    assert "not running" not in result.stderr
+
+
 def test_stop_when_not_running_says_so(paths: DaemonPaths) -> None:
     result = trackd_cli("daemon", "stop", "--socket", str(paths.socket))
     assert result.returncode == 0

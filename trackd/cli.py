@@ -283,7 +283,11 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         )
         return 1
     except DaemonUnavailable as exc:
-        print(f"trackd daemon is not running on {paths.socket} ({exc}){_why_silent(paths)}", file=sys.stderr)
+        # A stopped (SIGSTOP) or hung daemon still listens: the kernel queues the connection, and
+        # names its pid, which `trackd daemon stop` would signal. It runs; it does not answer.
+        pid = _listener_pid(paths)
+        state = f"pid {pid} listens on {paths.socket} but does not answer" if pid else f"is not running on {paths.socket}"
+        print(f"trackd daemon {state} ({exc}){_why_silent(paths)}", file=sys.stderr)
         return 1
     if as_json:
         print(json.dumps(status, indent=2, sort_keys=True))
