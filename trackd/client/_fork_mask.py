@@ -1,10 +1,16 @@
-"""SIGTERM blocked across fork() while the SIGTERM watcher runs, by at-fork hooks that run no Python.
+"""SIGTERM blocked across fork() where trackd's SIGTERM handler runs, by at-fork hooks that run no Python.
 
-A child forked by a process with a watcher (``_lifecycle._watch_sigterm``) writes its signals into
-the parent's wakeup pipe until its at-fork hook resets that: a SIGTERM for the child in between
-(``Pool.terminate()`` just after the pool forked a replacement worker) would make the parent's
-watcher SIGTERM the parent. So the thread that forks blocks SIGTERM across fork(), and the child
-unblocks it once it has forgotten the pipe.
+A SIGTERM for a child still inside fork() (``Pool.terminate()`` just after the pool's thread
+forked a replacement worker) waits until the child's at-fork hooks have made trackd's state its
+own. Unblocked, it was lost when it came before CPython cleared the signals pending from the parent
+(in ``PyOS_AfterFork_Child``): the worker lived on, and ``terminate()``, which joins its workers,
+could wait for it for ever. When it came during the hooks, the handler ended the parent's runs
+through the parent's copy of its sender, whose thread is not in the child, waited
+TRACKD_EXIT_TIMEOUT and said "1 event is lost: the daemon ... did not answer" of a healthy daemon.
+And in a process with a SIGTERM watcher (``_lifecycle._watch_sigterm``) it went into the parent's
+wakeup pipe, which the child forgets in its hook, and made the parent's watcher SIGTERM the parent.
+So the thread that forks blocks SIGTERM across fork(), and the child unblocks it once trackd's
+other at-fork hooks have run (the block was set only where a watcher ran).
 
 The hooks are libc's ``pthread_sigmask`` itself, bound by ``functools.partial``: C callables.
 CPython runs a pending signal handler as it enters any Python function, an at-fork hook too, and
@@ -16,9 +22,9 @@ keep SIGTERM blocked for good. ``signal.pthread_sigmask`` runs pending handlers 
 changes the mask. Neither ``functools.partial``, nor ctypes calling a foreign function, nor
 ``run_at_forkers`` between two hooks runs a handler (unless a Python audit hook is installed:
 ctypes audits each foreign call), so the KeyboardInterrupt is raised as ``os.fork()`` returns.
-The hooks were registered at ``import trackd``, in every process, watcher or not; now only once a
-watcher starts (a multiprocessing child that made a Client), which is what pays for importing
-ctypes (about 3 ms).
+The hooks were registered at ``import trackd``, in every process; now only once trackd installs
+its SIGTERM handler (the first Client made in the main thread where SIGTERM had its default
+action), which is what pays for importing ctypes (about 2 ms).
 """
 
 from __future__ import annotations
@@ -32,20 +38,25 @@ from collections.abc import Callable
 # this size holds any of them, and libc's own sigemptyset and sigaddset lay the set out.
 SIGSET_MAX_SIZE = 1024 // 8
 
-# The hook that restores the forking thread's mask (after_in_parent; the child calls it itself);
-# kept once registered, so a forked child that starts its own watcher does not register the
-# hooks twice (a second block would save the mask with SIGTERM in it, for the restore to keep).
+# The hook that restores the forking thread's mask, in the parent and in the child; kept once
+# registered, so a forked child that installs the handler again does not register the hooks twice
+# (a second block would save the mask with SIGTERM in it, for the restore to keep).
 _restore: Callable[[], object] | None = None
 
 
-def hold_sigterm_across_forks() -> Callable[[], object]:
-    """Block SIGTERM in the thread that forks, from before each fork() until after it; returns
-    what a forked child calls to unblock it once it is ready for SIGTERM."""
+def hold_sigterm_across_forks() -> None:
+    """Block SIGTERM in the thread that forks, from before each fork() until after it; in the
+    child, until trackd's other at-fork hooks have run.
+
+    The child's restore is an at-fork hook registered after those: they are registered as their
+    modules load (``_lifecycle``, ``_fluent``, ``_launcher``, ``_sender``), which is before the
+    first Client installs the handler and calls this, and a child runs its hooks in the order
+    they were registered.
+    """
     global _restore
     if _restore is None:
         block, _restore = _libc_hooks() or (_block_sigterm_in_python, _restore_mask_in_python)
-        os.register_at_fork(before=block, after_in_parent=_restore)
-    return _restore
+        os.register_at_fork(before=block, after_in_parent=_restore, after_in_child=_restore)
 
 
 def _libc_hooks() -> tuple[Callable[[], object], Callable[[], object]] | None:

@@ -62,9 +62,8 @@ def _reset_in_forked_child() -> None:
     _sigterm_held, _sigterm_pending = False, None  # the main thread's hold, if another thread forked
     _SIGTERM_LOCK = threading.Lock()
     closed_at_exit = False  # the child exits on its own
+    # SIGTERM stays blocked until every trackd at-fork hook has run (see _fork_mask).
     _forget_watch_in_child()
-    if _unblock_sigterm_in_child is not None:
-        _unblock_sigterm_in_child()  # the forking thread blocked it (see _fork_mask)
     if "multiprocessing" in sys.modules:
         # A multiprocessing child (fork start method) runs its after-fork callbacks once it knows
         # it is one (Process._bootstrap): there, exit the way a multiprocessing child exits.
@@ -181,14 +180,11 @@ SIGTERM_NUDGE_INTERVAL = 0.1
 MAX_SIGTERM_NUDGES = 50
 _watch_fds: tuple[int, int] | None = None
 _SIGTERM_LOCK = threading.Lock()
-# Set once a watcher starts: a forked child, which must not signal through its parent's pipe, gets
-# SIGTERM blocked across fork() (see _fork_mask) and unblocks it with this once it forgot the pipe.
-_unblock_sigterm_in_child: Callable[[], object] | None = None
 
 
 def _watch_sigterm() -> None:
     """Start the watcher, from the main thread, where SIGTERM is ours and no wakeup fd is set."""
-    global _watch_fds, _unblock_sigterm_in_child
+    global _watch_fds
     if _watch_fds is not None or threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
@@ -205,9 +201,6 @@ def _watch_sigterm() -> None:
         os.close(read_fd)
         os.close(write_fd)
         return
-    from ._fork_mask import hold_sigterm_across_forks
-
-    _unblock_sigterm_in_child = hold_sigterm_across_forks()
     _watch_fds = (read_fd, write_fd)
     main_thread = threading.main_thread().ident
     assert main_thread is not None
@@ -420,6 +413,10 @@ def install_sigterm_handler() -> None:
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _on_sigterm)
+            # A forked child's SIGTERM waits until the child's state is its own (see _fork_mask).
+            from ._fork_mask import hold_sigterm_across_forks
+
+            hold_sigterm_across_forks()
     except ValueError:
         pass  # not the main interpreter
 
