@@ -20,6 +20,7 @@ import pytest
 from trackd._paths import DaemonPaths
 from trackd.client._control import query_status
 from trackd.client._launcher import daemon_answers
+from trackd.client._spool import SpoolReader
 from trackd.protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ConnectionClosed, Event, Hello, Record, RecordKind, Role
 
 # AF_UNIX paths are limited to about 104-108 bytes, so sockets live in a short folder under /tmp
@@ -210,3 +211,10 @@ def metric_records(run_id: str, key: str, count: int) -> list[Record]:
 def metric_lines(store: Path, run_id: str, key: str, experiment_id: str = "0") -> list[str]:
     """The raw lines of a metric file in ``store`` (MLflow's "timestamp value step" format)."""
     return (store / experiment_id / run_id / "metrics" / key).read_text().splitlines()
+
+
+def spooled_events(spool_dir: Path) -> int:
+    """The events in the one spool file in ``spool_dir``."""
+    (path,) = spool_dir.glob("*.spool")
+    with SpoolReader(path.open("rb"), path) as reader:
+        return sum(records for _, records, _ in reader.batches())

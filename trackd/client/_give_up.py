@@ -113,6 +113,16 @@ class GiveUp(OnFullPolicy):
         spooled what it was writing and said it "did not answer". Exit keeps the total bound
         (``interpreter_exiting``): atexit, SIGTERM and a multiprocessing child's exit end in bounded time.
         """
+        with self._cond:
+            self._bounded_flushes += 1  # the thread leaves the word on these events to this flush
+        try:
+            self._bounded_flush(timeout, take_failures=take_failures, final=final, exiting=exiting, patient=patient)
+        finally:
+            with self._cond:
+                self._bounded_flushes -= 1
+
+    def _bounded_flush(self, timeout: float, *, take_failures: bool, final: bool, exiting: bool, patient: bool) -> None:
+        """``flush_or_warn``'s wait, and the one line that says what it gave up."""
         patient = patient and not exiting and not interpreter_exiting()
         path = self.config.socket_path
         if self.pending() == 0 and not self._spill.gave_up:

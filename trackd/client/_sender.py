@@ -364,6 +364,7 @@ class Sender(GiveUp):
         self._warned_bytes = False
         self._blocked_s = 0.0
         self._warned_unavailable = False
+        self._bounded_flushes = 0  # a forked child waits in none of its parent's
         self._next_spawn = 0.0
         self._spawn_failure = None
         self._refusal = None

@@ -49,6 +49,10 @@ class SenderState:
     WILL_PROBE_INTERVAL = 0.1
     WILL_PROBE_MAX_INTERVAL = 2.0
     WILL_PROBE_TIMEOUT = 1.0
+    # How long no daemon answers, while events wait, before the thread says it holds them and
+    # retries (SenderThread._unreachable_is_news): a daemon restarted by hand is back by then, and
+    # a process that exits sooner says once, at exit, what became of its events.
+    UNREACHABLE_GRACE = 1.0
 
     client_id: str
     buffer: collections.deque[Record]
@@ -91,6 +95,9 @@ class SenderState:
     _will_probe_delay = 0.0
     _heard_at = 0.0  # time.monotonic() when the daemon last answered (or this client connected)
     _daemon_leaving = False  # the daemon said it is shutting down; cleared at the next connect
+    # Bounded flushes under way (GiveUp.flush_or_warn): each says what becomes of the events it
+    # gives up, so the thread does not say first that it holds them and retries.
+    _bounded_flushes = 0
 
     def _poke(self) -> None:
         try:

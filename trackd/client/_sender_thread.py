@@ -13,6 +13,7 @@ import time
 from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
 from ..protocol import NEED_DATA, Ack, BadBatch, ConnectionClosed, Dropped, ErrorCode, ErrorReply, Event, Record
 from ._launcher import DaemonCannotStart, start_daemon
+from ._lifecycle import interpreter_exiting
 from ._outbox import Request, events, log_exception, warn
 from ._sender_state import SenderState
 from ._transport import DaemonRefused, empty_pipe, gave_up_error, handshake, make_hello, readable
@@ -316,12 +317,28 @@ class SenderThread(SenderState):
             self._spill.lost()
             # Requests not yet sent stay queued; sent ones are resent after reconnecting.
             self._cond.notify_all()
-        if exc is not None and not broke and not self._warned_unavailable and not self._stopping:
-            # A daemon gone while nothing waits on it costs nothing: that is said once it would.
-            if not self._nothing_to_deliver():
-                self._warned_unavailable = True
-                held = self.pending()
-                warn(f"{exc} Holding {events(held)} and retrying." if held else f"{exc} Retrying.")
+        if exc is not None and not broke and self._unreachable_is_news():
+            self._warned_unavailable = True
+            held = self.pending()
+            warn(f"{exc} Holding {events(held)} and retrying." if held else f"{exc} Retrying.")
+
+    def _unreachable_is_news(self) -> bool:
+        """Whether a failed attempt to connect earns the line that says the events are held and
+        retried: once an outage, and only by a process that goes on retrying.
+
+        Not before no daemon has answered for UNREACHABLE_GRACE: a process that exits, or gives
+        the daemon up in a bounded flush (end_run, close), within it says in one line what became
+        of its events (spooled, with counts). With TRACKD_AUTOSTART=0 and no daemon, a process
+        that logged and exited printed "Holding 1003 events and retrying." and, a millisecond
+        later, that they were spooled: nothing was retried, and two lines said one thing. Nor
+        once a line said they went to the spool (a spill, a give-up), nor when nothing waits for
+        a daemon (a daemon gone while nothing waits on it costs nothing: said once it would).
+        """
+        if self._warned_unavailable or self._stopping or self._bounded_flushes or interpreter_exiting():
+            return False
+        if self._spill.spooling or self._spill.gave_up or self._spill.unavailable_for() < self.UNREACHABLE_GRACE:
+            return False
+        return not self._nothing_to_deliver()
 
     def _read_replies(self) -> None:
         transport, protocol = self._transport, self._protocol

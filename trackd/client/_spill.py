@@ -145,6 +145,12 @@ class Spill:
             or self.outlasted_connect_timeout()
         )
 
+    def unavailable_for(self) -> float:
+        """Seconds since the outage began: since an attempt to connect failed (or the connection
+        broke) with something to deliver, and no daemon has answered; 0.0 with no outage."""
+        since = self._unavailable_since
+        return 0.0 if since is None else time.monotonic() - since
+
     def outlasted_connect_timeout(self) -> bool:
         """No daemon has answered for ``connect_timeout`` seconds: not a restart, a daemon that is gone."""
         since = self._unavailable_since
