@@ -460,10 +460,32 @@ def test_workers_forked_while_the_sender_starts_a_daemon_do_not_hold_it_up(tmp_p
     assert result.stdout == "flushed\n", result.stdout + result.stderr
 
 
-# The parent forks a long-lived worker while its client closes (a Pool's thread replacing workers
-# as the SIGTERM handler closes), placed here by a stderr whose write() forks at close's drop count.
-FORK_AS_THE_CLIENT_CLOSES = """
-import os, sys, time, trackd
+# fork_worker() forks a long-lived worker that reports how many sockets it holds; returns its pid
+# and that count. A child forked while the parent's client closes (a Pool's thread replacing
+# workers as the SIGTERM handler closes) must hold none: the parent's connection is its only one.
+FORK_A_WORKER = """
+import os, time
+
+def fork_worker():
+    read, write = os.pipe()
+    worker = os.fork()
+    if worker == 0:
+        sockets = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                sockets += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+            except OSError:
+                pass  # the listing's own descriptor, closed by now
+        os.write(write, str(sockets).encode())
+        time.sleep(30)
+        os._exit(0)
+    os.close(write)
+    return worker, int(os.read(read, 16))
+"""
+
+# Placed at close's drop count by a stderr whose write() forks there.
+FORK_AS_THE_CLIENT_CLOSES = FORK_A_WORKER + """
+import sys, trackd
 client = trackd.Client()
 run_id = client.create_run("0").info.run_id
 client.flush()
@@ -474,20 +496,7 @@ class ForkOnDropCount:
         self.real, self.worker = real, None
     def write(self, text):
         if self.worker is None and "in all because the buffer was full" in text:
-            read, write = os.pipe()
-            self.worker = os.fork()
-            if self.worker == 0:
-                sockets = 0
-                for fd in os.listdir("/proc/self/fd"):
-                    try:
-                        sockets += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-                    except OSError:
-                        pass  # the listing's own descriptor, closed by now
-                os.write(write, str(sockets).encode())
-                time.sleep(30)
-                os._exit(0)
-            os.close(write)
-            self.sockets = int(os.read(read, 16))
+            self.worker, self.sockets = fork_worker()
         return self.real.write(text)
     def flush(self):
         self.real.flush()
@@ -496,6 +505,28 @@ client.close()
 os.kill(sys.stderr.worker, 9)
 os.waitpid(sys.stderr.worker, 0)
 print("worker sockets", sys.stderr.sockets)
+"""
+
+# Placed as close() closes the daemon socket, by a profile hook that forks when the socket's
+# close is called (before its body runs).
+FORK_AS_THE_SOCKET_CLOSES = FORK_A_WORKER + """
+import sys, trackd
+from trackd.client._transport import Transport
+client = trackd.Client()
+client.create_run("0")
+client.flush()
+forked = []
+def fork_at_the_socket_close(frame, event, arg):
+    if event == "call" and frame.f_code is Transport.close.__code__ and not forked:
+        forked.append(None)  # first: the worker's own at-fork hooks call Transport.close too
+        forked[0] = fork_worker()
+sys.setprofile(fork_at_the_socket_close)
+client.close()
+sys.setprofile(None)
+worker, sockets = forked[0]
+os.kill(worker, 9)
+os.waitpid(worker, 0)
+print("worker sockets", sockets)
 """
 
 
@@ -507,5 +538,17 @@ def test_a_worker_forked_while_the_client_closes_does_not_hold_its_daemon_connec
     # full timeout and logged what that connection had sent last as lost).
     env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_ON_FULL="drop", TRACKD_MAX_BUFFERED="1")
     result = subprocess.run([sys.executable, "-c", FORK_AS_THE_CLIENT_CLOSES], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "worker sockets 0\n", result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts the worker's sockets in /proc")
+def test_a_worker_forked_as_the_client_closes_its_socket_does_not_hold_its_daemon_connection(
+    daemon: DaemonProcess, store: Path
+) -> None:
+    # close() took the socket off the sender and closed it a moment later: a worker forked between
+    # the two found no socket to close in its at-fork hook and kept the parent's connection open.
+    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store))
+    result = subprocess.run([sys.executable, "-c", FORK_AS_THE_SOCKET_CLOSES], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "worker sockets 0\n", result.stdout + result.stderr

@@ -308,13 +308,16 @@ class Sender(GiveUp):
             # only once that thread is gone (a Client made per call must not leak two fds each).
             if thread is None or not thread.is_alive():
                 # Taken under the lock: two closes at once (atexit and a thread still closing it)
-                # each closed the same descriptors, the second perhaps one reused meanwhile.
+                # each closed the same descriptors, the second perhaps one reused meanwhile. The
+                # socket is closed before the sender forgets it: a worker forked in between (a
+                # Pool's thread) found none to close in its at-fork hook and kept the parent's
+                # connection open, so the daemon saw the parent connected after it was gone.
                 with self._cond:
-                    transport, self._transport = self._transport, None
+                    if self._transport is not None:
+                        self._transport.close()
+                        self._transport = None
                     wake_r, wake_w = self._wake_r, self._wake_w
                     self._wake_r = self._wake_w = -1  # a late _poke() writes to no descriptor
-                if transport is not None:
-                    transport.close()
                 for fd in (wake_r, wake_w):
                     if fd >= 0:
                         os.close(fd)
