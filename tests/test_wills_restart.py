@@ -18,7 +18,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import DaemonProcess, wait_for
-from test_wills import FAILURE_REASON_TAG, WAIT_FOR_STDIN, finish, mlflow_run, owned_runs, start_child, wait_for_status
+from test_wills import (
+    FAILURE_REASON_TAG, WAIT_FOR_STDIN, finish, mlflow_run, owned_runs, start_child, wait_for_status,
+    wait_until_no_will_is_pending,
+)
 
 from trackd._paths import DaemonPaths
 
@@ -110,6 +113,39 @@ def test_a_process_that_outlives_a_killed_daemon_and_ends_its_run_leaves_it_fini
         if child.poll() is None:
             child.kill()
             child.communicate(timeout=30)
+
+
+def _gone_will(client_id: str, pid: int, store: Path, run_id: str) -> str:
+    """A line of the wills file: the will of process ``pid``, gone, that owned ``run_id``."""
+    return json.dumps({
+        "client_id": client_id, "pid": pid, "started": None, "gone": True, "host": "h", "store_root": str(store),
+        "run_ids": [run_id], "spool_path": "", "lost_at_ms": 1_700_000_000_000,
+    })
+
+
+def test_wills_past_the_cap_in_the_wills_file_are_said_in_one_line_and_the_newest_taken_on(
+    socket_path: Path, store: Path, paths: DaemonPaths
+) -> None:
+    # The daemon took on the first MAX_PENDING_WILLS wills of the file and dropped the rest without
+    # a word: the newest, those of the connections the last daemon still had (processes perhaps
+    # killed across the restart), while a will past the cap at run time forgets the oldest, logged.
+    # The cap is lowered to 3 in this daemon's process; the file holds 5.
+    mlflow = MlflowClient(tracking_uri=f"file:{store}")
+    run_ids = [mlflow.create_run("0").info.run_id for _ in range(5)]
+    paths.wills.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    paths.wills.write_text("".join(_gone_will(f"c{i}", 4_000_000 + i, store, run_id) + "\n" for i, run_id in enumerate(run_ids)))
+    daemon = DaemonProcess(socket_path, preamble="from trackd.daemon import _wills\n_wills.MAX_PENDING_WILLS = 3").start()
+    try:
+        for run_id in run_ids[2:]:
+            assert "process 400000" in wait_for_status(store, run_id, "FAILED").data.tags[FAILURE_REASON_TAG]
+        wait_until_no_will_is_pending(daemon)
+        assert [mlflow_run(store, run_id).info.status for run_id in run_ids[:2]] == ["RUNNING", "RUNNING"]
+        said = [line for line in daemon.log().splitlines() if "more than the 3" in line]
+        assert len(said) == 1, daemon.log()
+        assert " WARNING " in said[0] and f"{paths.wills} holds 5 wills" in said[0], said
+        assert "forgot the 2 oldest: the runs they name stay as they are" in said[0], said
+    finally:
+        assert daemon.stop() == 0, daemon.log()
 
 
 def test_a_damaged_wills_file_is_said_in_one_line_and_the_other_wills_are_applied(

@@ -55,7 +55,8 @@ T = TypeVar("T")
 
 # The tag that says why a run was failed, beside MLflow's own mlflow.* system tags.
 FAILURE_REASON_TAG = "trackd.failure_reason"
-# Pending wills kept at once (a few hundred bytes each); past this the oldest is dropped, logged.
+# Pending wills kept at once (a few hundred bytes each); past this the oldest is dropped, logged
+# (also of those a wills file holds at start).
 # A machine runs tens of training processes; only processes that exit without ending their runs,
 # or close their client with runs still open, leave one, and it goes once the process has exited.
 MAX_PENDING_WILLS = 10_000
@@ -233,7 +234,8 @@ class Wills:
         """Startup: take on the wills the last daemon left in ``path``, and keep this daemon's there from now on."""
         self._file = WillsFile(path, lambda: _rows([*self._pending.values(), *self._being_applied, *self._live]))
         lines, damaged = self._file.read()
-        first = ""
+        first, read, forgotten = "", 0, 0
+        pending = self._pending
         for line in filter(str.strip, lines):
             try:
                 will = _decode(line)
@@ -241,13 +243,26 @@ class Wills:
                 damaged += 1
                 first = first or f"{type(exc).__name__}: {exc}; {line[:200]!r}"
                 continue
-            if len(self._pending) < MAX_PENDING_WILLS:
-                self._pending[will.session.client_id] = will
+            read += 1
+            # Past the cap, the oldest goes, as in left(): the file lists the pending wills oldest
+            # first, then those of the last daemon's live connections (processes perhaps killed
+            # across the restart). The newest were dropped, without a word.
+            pending.pop(will.session.client_id, None)
+            pending[will.session.client_id] = will
+            if len(pending) > MAX_PENDING_WILLS:
+                del pending[next(iter(pending))]
+                forgotten += 1
         if damaged:
             logger.error(
                 "Ignored %d damaged lines in %s, the wills the last daemon left (the first: %s); the runs they "
                 "named are not failed if their process exited", damaged, path, first or "not UTF-8 text",
             )
+        if forgotten:
+            logger.warning(
+                "%s holds %d wills, more than the %d a daemon keeps; forgot the %d oldest: the runs they name stay "
+                "as they are (not failed if their process exited)", path, read, MAX_PENDING_WILLS, forgotten,
+            )
+        if damaged or forgotten:
             self._changed()  # the file is rewritten without them
         if self._pending:
             self.watching = True  # until the first check looks
