@@ -54,10 +54,22 @@ SENDERS_LOCK = threading.RLock()
 CLOSING: set[Sender] = set()
 
 
+# The signal this process is going down by, from the moment _on_sigterm starts (it never returns:
+# it re-raises the signal). A child forked meanwhile dies by it in its at-fork hook. A fork Pool's
+# thread replaced the workers that a process group's SIGTERM (Slurm preemption, `kill -TERM
+# -PGID`) had killed while the handler delivered: the new workers never got the signal, and they
+# waited for ever on the queue lock of a dead worker, orphans of the dead parent (4 per job in 5
+# jobs of 6). Without trackd's handler the parent dies at once and there is no such child.
+_going_down_by: int | None = None
+
+
 def _reset_in_forked_child() -> None:
     """Locks another thread may have held at the fork, the parent's SIGTERM watcher, and how a
     multiprocessing child will exit."""
-    global SENDERS_LOCK, _SIGTERM_LOCK, closed_at_exit, _sigterm_held, _sigterm_pending
+    global SENDERS_LOCK, _SIGTERM_LOCK, closed_at_exit, _sigterm_held, _sigterm_pending, _going_down_by
+    if _going_down_by is not None:
+        signum, _going_down_by = _going_down_by, None
+        _take_the_signal_going_down_with_parent(signum)
     SENDERS_LOCK = threading.RLock()
     _sigterm_held, _sigterm_pending = False, None  # the main thread's hold, if another thread forked
     _SIGTERM_LOCK = threading.Lock()
@@ -70,6 +82,18 @@ def _reset_in_forked_child() -> None:
         import multiprocessing.util
 
         multiprocessing.util.register_after_fork(_AFTER_FORK_TOKEN, _prepare_forked_child)
+
+
+def _take_the_signal_going_down_with_parent(signum: int) -> None:
+    """Die by ``signum``, which the parent is dying by: as the child would had it existed when the
+    signal came, and as it would without trackd's handler, which ends the parent at once.
+
+    The kill comes first: SIGTERM stays blocked until trackd's at-fork hooks have run (_fork_mask),
+    so it waits for them, and _on_repeated_sigterm, which a child inherits, lets it kill the child
+    too if a Ctrl-C in this hook keeps the default from being restored here.
+    """
+    os.kill(os.getpid(), signum)
+    signal.signal(signum, signal.SIG_DFL)
 
 
 class _Token:
@@ -304,6 +328,7 @@ def _run_exit_hooks(status: str | None) -> None:
 # about one job in eight of `xargs -P 8 timeout ...` with its run RUNNING and its last points unsent.
 REPEATED_SIGTERM_GRACE = 0.5
 _first_sigterm_at = 0.0
+_first_sigterm_pid = 0  # the process that got it: a child forked meanwhile inherits _first_sigterm_at
 
 # Whether the main thread is between queueing a run's creation (or its reopening) and putting it
 # on the stack the exit hooks end, or between taking a run off that stack and queueing its end,
@@ -359,12 +384,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
     buffered would be lost. This handler is installed only where SIGTERM had its default action,
     and it re-raises the signal afterwards, so the exit status stays "killed by SIGTERM".
     """
-    global _first_sigterm_at, _sigterm_pending
+    global _first_sigterm_at, _first_sigterm_pid, _sigterm_pending, _going_down_by
+    _going_down_by = signum  # held or not, the process dies by it (see signals_held)
     if _sigterm_held:
         _sigterm_pending = signum
         return
     with _SIGTERM_LOCK:  # (see _nudge_on_sigterm)
-        _first_sigterm_at = time.monotonic()
+        _first_sigterm_at, _first_sigterm_pid = time.monotonic(), os.getpid()
         signal.signal(signum, _on_repeated_sigterm)
     try:
         _run_exit_hooks("KILLED")
@@ -376,8 +402,12 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def _on_repeated_sigterm(signum: int, frame: object) -> None:
-    """A SIGTERM while _on_sigterm delivers: a copy of the first is ignored, a later one kills at once."""
-    if time.monotonic() - _first_sigterm_at < REPEATED_SIGTERM_GRACE:
+    """A SIGTERM while _on_sigterm delivers: a copy of the first is ignored, a later one kills at once.
+
+    A child forked while its parent delivered inherits this handler, but the first SIGTERM was not
+    its own: there the signal kills at once (it was ignored for 0.5 s after the parent's).
+    """
+    if os.getpid() == _first_sigterm_pid and time.monotonic() - _first_sigterm_at < REPEATED_SIGTERM_GRACE:
         return
     signal.signal(signum, signal.SIG_DFL)
     _die_by(signum)
