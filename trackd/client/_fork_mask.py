@@ -1,4 +1,4 @@
-"""SIGTERM blocked across fork() where trackd's SIGTERM handler runs, by at-fork hooks that run no Python.
+"""SIGTERM and SIGINT blocked across fork() where trackd's SIGTERM handler runs, by at-fork hooks that run no Python.
 
 A SIGTERM for a child still inside fork() (``Pool.terminate()`` just after the pool's thread
 forked a replacement worker) waits until the child's at-fork hooks have made trackd's state its
@@ -22,6 +22,13 @@ keep SIGTERM blocked for good. ``signal.pthread_sigmask`` runs pending handlers 
 changes the mask. Neither ``functools.partial``, nor ctypes calling a foreign function, nor
 ``run_at_forkers`` between two hooks runs a handler (unless a Python audit hook is installed:
 ctypes audits each foreign call), so the KeyboardInterrupt is raised as ``os.fork()`` returns.
+SIGINT is blocked with it for the child's sake: Ctrl-C goes to the whole foreground process group,
+so a child being forked gets its own, and one that came while the child ran trackd's at-fork hooks
+(Python functions) raised its KeyboardInterrupt inside them, where it was only printed: the child
+never saw its Ctrl-C and ran on, with trackd's state half made its own (the hook stopped midway:
+the child could keep its parent's runs as its own, for its exit to fail them). Blocked, it waits
+until the child's restore, after trackd's hooks, and is raised as ``os.fork()`` returns in the
+child, as it is without trackd (in the parent, a C hook runs no handler either).
 The hooks were registered at ``import trackd``, in every process; now only once trackd installs
 its SIGTERM handler (the first Client made in the main thread where SIGTERM had its default
 action), which is what pays for importing ctypes (about 2 ms).
@@ -38,15 +45,18 @@ from collections.abc import Callable
 # this size holds any of them, and libc's own sigemptyset and sigaddset lay the set out.
 SIGSET_MAX_SIZE = 1024 // 8
 
+# Held across fork(): trackd's SIGTERM handler's signal, and Ctrl-C's (see the docstring).
+HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
 # The hook that restores the forking thread's mask, in the parent and in the child; kept once
 # registered, so a forked child that installs the handler again does not register the hooks twice
 # (a second block would save the mask with SIGTERM in it, for the restore to keep).
 _restore: Callable[[], object] | None = None
 
 
-def hold_sigterm_across_forks() -> None:
-    """Block SIGTERM in the thread that forks, from before each fork() until after it; in the
-    child, until trackd's other at-fork hooks have run.
+def hold_signals_across_forks() -> None:
+    """Block SIGTERM and SIGINT in the thread that forks, from before each fork() until after it;
+    in the child, until trackd's other at-fork hooks have run.
 
     The child's restore is an at-fork hook registered after those: they are registered as their
     modules load (``_lifecycle``, ``_fluent``, ``_launcher``, ``_sender``), which is before the
@@ -60,7 +70,7 @@ def hold_sigterm_across_forks() -> None:
 
 
 def _libc_hooks() -> tuple[Callable[[], object], Callable[[], object]] | None:
-    """``pthread_sigmask(SIG_BLOCK, {SIGTERM}, saved)`` and ``pthread_sigmask(SIG_SETMASK, saved,
+    """``pthread_sigmask(SIG_BLOCK, {SIGTERM, SIGINT}, saved)`` and ``pthread_sigmask(SIG_SETMASK, saved,
     NULL)`` as C callables; None where ctypes or these libc functions are missing."""
     try:
         import ctypes
@@ -75,13 +85,13 @@ def _libc_hooks() -> tuple[Callable[[], object], Callable[[], object]] | None:
     pthread_sigmask.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     sigemptyset.argtypes = [ctypes.c_void_p]
     sigaddset.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    sigterm, saved = ctypes.create_string_buffer(SIGSET_MAX_SIZE), ctypes.create_string_buffer(SIGSET_MAX_SIZE)
-    if sigemptyset(sigterm) != 0 or sigaddset(sigterm, int(signal.SIGTERM)) != 0:
+    held, saved = ctypes.create_string_buffer(SIGSET_MAX_SIZE), ctypes.create_string_buffer(SIGSET_MAX_SIZE)
+    if sigemptyset(held) != 0 or any(sigaddset(held, int(signum)) != 0 for signum in HELD_SIGNALS):
         return None
     if pthread_sigmask(int(signal.SIG_BLOCK), None, saved) != 0:  # reads the mask, changes nothing
         return None
     return (
-        functools.partial(pthread_sigmask, int(signal.SIG_BLOCK), sigterm, saved),
+        functools.partial(pthread_sigmask, int(signal.SIG_BLOCK), held, saved),
         functools.partial(pthread_sigmask, int(signal.SIG_SETMASK), saved, None),
     )
 
@@ -93,7 +103,7 @@ _mask_before_fork: set[int | signal.Signals] | None = None
 
 def _block_sigterm_in_python() -> None:
     global _mask_before_fork
-    _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
 
 
 def _restore_mask_in_python() -> None:

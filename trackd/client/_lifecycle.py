@@ -478,10 +478,10 @@ def install_sigterm_handler() -> None:
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _on_sigterm)
-            # A forked child's SIGTERM waits until the child's state is its own (see _fork_mask).
-            from ._fork_mask import hold_sigterm_across_forks
+            # A forked child's SIGTERM and Ctrl-C wait until the child's state is its own (see _fork_mask).
+            from ._fork_mask import hold_signals_across_forks
 
-            hold_sigterm_across_forks()
+            hold_signals_across_forks()
     except ValueError:
         pass  # not the main interpreter
 
