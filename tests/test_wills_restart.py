@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import signal
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,26 @@ def wills_file_names(paths: DaemonPaths, run_id: str) -> bool:
         return run_id in paths.wills.read_text()
     except FileNotFoundError:
         return False
+
+
+def kill_the_daemon_then_go_on(daemon: DaemonProcess, child: subprocess.Popen[str], paths: DaemonPaths, run_id: str, said: str) -> None:
+    """SIGKILL ``daemon`` once its wills file holds ``run_id``, then let ``child`` go on to say ``said``."""
+    wait_for(lambda: wills_file_names(paths, run_id), timeout=20, message="the will kept in the wills file")
+    daemon.kill()
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write("\n")
+    child.stdin.flush()
+    assert child.stdout.readline().strip() == said  # held: TRACKD_AUTOSTART=0 starts no daemon
+
+
+def clean_up(child: subprocess.Popen[str], daemon: DaemonProcess | None) -> None:
+    """Kill ``child`` if it runs on, and stop ``daemon`` (resumed if stopped)."""
+    if child.poll() is None:
+        child.kill()
+        child.communicate(timeout=30)
+    if daemon is not None:
+        daemon.signal(signal.SIGCONT)
+        assert daemon.stop() == 0, daemon.log()
 
 
 @pytest.mark.parametrize("dies", ["before-the-next-daemon", "while-the-next-daemon-waits"])
@@ -68,11 +89,7 @@ def test_a_process_killed_between_two_daemons_gets_its_run_failed(
         assert run.info.end_time is not None and run.info.end_time >= run.info.start_time
         assert run.data.metrics["loss"] == 1.0
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate(timeout=30)
-        if second is not None:
-            assert second.stop() == 0, second.log()
+        clean_up(child, second)
 
 
 def test_a_process_that_outlives_a_killed_daemon_and_ends_its_run_leaves_it_finished(
@@ -172,3 +189,55 @@ def test_a_damaged_wills_file_is_said_in_one_line_and_the_other_wills_are_applie
         assert "Ignored 4 damaged lines in" in log, log
     finally:
         assert daemon.stop() == 0, daemon.log()
+
+
+
+def test_a_process_killed_while_it_resends_to_the_next_daemon_gets_its_run_failed(
+    socket_path: Path, store: Path, paths: DaemonPaths
+) -> None:
+    # The next daemon dropped the will the last one left as soon as the process reconnected, and the
+    # process tells its runs again only after everything it resends: killed in between (here, with
+    # 300,000 points logged while no daemon ran still to send), it left its run RUNNING for ever.
+    body = (
+        WAIT_FOR_STDIN + "for step in range(3, 300_003):\n    trackd.log_metric('loss', 1.0, step=step)\n"
+        "print('logged', flush=True)\n" + WAIT_FOR_STDIN
+    )
+    first = DaemonProcess(socket_path).start()
+    child, run_id = start_child(
+        store, socket_path, body, TRACKD_MAX_BUFFERED="1000000", TRACKD_MAX_BUFFERED_BYTES=str(1024 * 1024 * 1024)
+    )
+    second = None
+    try:
+        kill_the_daemon_then_go_on(first, child, paths, run_id, "logged")
+        connected = f"client pid {child.pid}@"
+        before = first.log().count(connected)  # the daemons share their log file
+        second = DaemonProcess(socket_path).start()
+        wait_for(lambda: first.log().count(connected) > before, timeout=20, interval=0.001, message="the process back")
+        second.signal(signal.SIGSTOP)  # its resent points not all read: its runs not told yet
+        child.kill()
+        assert finish(child) == -signal.SIGKILL
+        second.signal(signal.SIGCONT)
+        run = wait_for_status(store, run_id, "FAILED")
+        assert f"process {child.pid} " in run.data.tags[FAILURE_REASON_TAG]
+    finally:
+        clean_up(child, second)
+
+
+def test_a_process_that_ended_its_run_while_no_daemon_ran_owns_nothing_in_the_next_daemon(
+    socket_path: Path, store: Path, paths: DaemonPaths
+) -> None:
+    # The next daemon holds the will the last one left for the process's connection until the
+    # process tells its runs again: it must tell them also when it owns none now.
+    body = WAIT_FOR_STDIN + "trackd.end_run()\nprint('ended', flush=True)\n" + WAIT_FOR_STDIN
+    first = DaemonProcess(socket_path).start()
+    child, run_id = start_child(store, socket_path, body)
+    second = None
+    try:
+        kill_the_daemon_then_go_on(first, child, paths, run_id, "ended")
+        second = DaemonProcess(socket_path).start()
+        wait_for_status(store, run_id, "FINISHED")
+        wait_for(lambda: second is not None and owned_runs(second) == 0, timeout=20, message="the process owning nothing")
+        assert child.communicate("\n", timeout=30)[0] == "" and child.returncode == 0
+        assert second.status()["runs_failed_for_exited_clients"] == 0
+    finally:
+        clean_up(child, second)

@@ -25,7 +25,8 @@ class Will:
     def __init__(self, spool_dir: Path, client_id: str) -> None:
         # A dict for its order: past MAX_OWNED_RUNS, the newest runs are the ones sent.
         self._runs: dict[str, None] = {}
-        self._told: tuple[str, ...] = ()
+        # None: unknown, told on the next connection whatever it is (see connected).
+        self._told: tuple[str, ...] | None = ()
         # Absolute: the daemon looks for it, in its own working folder.
         self.spool_path = os.path.abspath(spool_file(spool_dir, client_id))
 
@@ -48,8 +49,9 @@ class Will:
         return tuple(self._runs.copy())
 
     def connected(self) -> None:
-        """A new connection: the daemon knows nothing of this client's runs on it."""
-        self._told = ()
+        """A new connection: the daemon knows this client's runs only from an earlier connection,
+        if it told any (a pending will, or one the last daemon left): told again, also if none now."""
+        self._told = () if self._told == () else None
 
     def untold(self) -> bool:
         """Whether the daemon's copy on this connection differs from the set now."""

@@ -388,7 +388,7 @@ class ClientConnection:
         if root:
             self.will = watch(self.session, self.writer.get_extra_info("socket"))
             # After attach, which closed the connection this one replaces (leaving its will).
-            self.server.wills.reconnected(hello.client_id, self.will.pid if self.will is not None else None)
+            self.server.wills.reconnected(hello.client_id, self.will)
         self.send(Welcome(protocol_version=PROTOCOL_VERSION, daemon_pid=self.server.pid, resume_seq=self.session.applied_seq))
         if root:
             logger.info("%s connected (client %s, store %s)", self.peer, hello.client_id, root)

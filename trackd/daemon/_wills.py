@@ -14,7 +14,7 @@ daemon fails those still RUNNING when all of these hold:
 
 A will the store refuses (disk full, read-only) is tried again, after a backoff, until it takes it.
 
-A client that reconnects from the same process drops its pending will (it sends its set again);
+A client that reconnects from the same process takes its pending will over until it sends its set again;
 ``trackd sync`` delivering a dead client's spool connects with its client id from another process
 and neither drops nor applies it. Every will the daemon knows, those of live connections too, is
 kept in a file beside the socket (``_wills_file.py``), rewritten soon after each change; a daemon
@@ -170,13 +170,23 @@ class Wills:
             )
         self._changed()
 
-    def reconnected(self, client_id: str, pid: int | None) -> None:
-        """A connection from ``client_id``: the same process back drops its pending will (it sends
-        its set again); another process (``trackd sync``) leaves it as it is."""
-        will = self._pending.get(client_id)
-        if will is not None and will.pid == pid:
-            del self._pending[client_id]
-            self._changed()
+    def reconnected(self, client_id: str, will: Will | None) -> None:
+        """A connection from ``client_id``, watched by ``will``: the same process back takes its
+        pending will over, until it tells its set again; another process (``trackd sync``) leaves
+        it as it is.
+
+        Dropped at once, the will left the runs RUNNING for ever if the process died before its
+        ``OwnedRuns`` came, which it sends after everything it resends: a process whose daemon was
+        killed or restarted, killed while it resent what the last daemon had not written.
+        """
+        pending = self._pending.get(client_id)
+        if pending is None or will is None or pending.pid != will.pid:
+            return
+        del self._pending[client_id]
+        if pending.run_ids and not will.run_ids:
+            will.run_ids, will.spool_path = pending.run_ids, pending.spool_path
+            self._live.add(will)
+        self._changed()
 
     def check(self, server: Server) -> None:
         """Once a second: apply, in the writer thread, the wills whose time has come."""
