@@ -475,9 +475,12 @@ trackd.flush(timeout=60)
 
 
 # Logs point 0 to a run of its own, waits for file argv[1], then logs argv[3] points and
-# flushes; touches file argv[2] once its buffer is full (a daemon that does not read). Its window
-# (2,000 events) fills before the socket does: the sender never waits in a send with a chunk
-# taken from the buffer, so a full buffer stays full until the connection breaks.
+# flushes; touches file argv[2] once its buffer and its window are full (a daemon that does not
+# read). The window (2,000 events) fills before the socket does: the sender never waits in a send
+# with a chunk taken from the buffer, so from then on a full buffer stays full until the
+# connection breaks. A full buffer alone is not that: on a loaded machine the logging thread
+# filled it before the sender thread took its first batch, the test killed the daemon, and the
+# sender had moved the buffer into the window meanwhile (held for the successor, never spooled).
 FILL_THEN_FLUSH = """
 import os, sys, threading, time, trackd
 go, full, points = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -490,7 +493,11 @@ with trackd.Client(os.environ["TRACKD_TRACKING_URI"], config=config) as client:
     print("run", run_id, flush=True)
 
     def watch():
-        while client._sender.stats()["buffered"] < client._sender.config.max_buffered:
+        sender = client._sender
+        while True:
+            stats = sender.stats()
+            if stats["buffered"] >= sender.config.max_buffered and stats["unacked_events"] >= config.max_unacked_events:
+                break
             time.sleep(0.01)
         open(full, "w").close()
 
