@@ -181,6 +181,11 @@ class GiveUp(OnFullPolicy):
             reason = f"the daemon at {path} refused this client ({self._refusal.rstrip('.')})"
         elif no_daemon():
             starts = "none could be started" if self.config.autostart else "TRACKD_AUTOSTART=0 starts none"
+            if self.config.autostart and self._spawn_failure:
+                # Why: at exit the line that said it when the start failed is no longer printed
+                # (SenderThread._unreachable_is_news), and a bad TRACKD_LOOP went unnamed.
+                failure = self._spawn_failure.rstrip(".")
+                starts += f" ({failure[:1].lower()}{failure[1:]})"
             reason = f"no daemon answers at {path} and {starts}"
         elif timeout <= 0:
             # A healthy daemon was said not to have answered "within 0 s": it was given no time.
