@@ -65,7 +65,7 @@ def hold_signals_across_forks() -> None:
     """
     global _restore
     if _restore is None:
-        block, _restore = _libc_hooks() or (_block_sigterm_in_python, _restore_mask_in_python)
+        block, _restore = _libc_hooks() or (_block_held_signals_in_python, _restore_mask_in_python)
         os.register_at_fork(before=block, after_in_parent=_restore, after_in_child=_restore)
 
 
@@ -101,7 +101,7 @@ def _libc_hooks() -> tuple[Callable[[], object], Callable[[], object]] | None:
 _mask_before_fork: set[int | signal.Signals] | None = None
 
 
-def _block_sigterm_in_python() -> None:
+def _block_held_signals_in_python() -> None:
     global _mask_before_fork
     _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
 

@@ -399,7 +399,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     finally:
         with _SIGTERM_LOCK:
             signal.signal(signum, signal.SIG_DFL)
-        _signal_children_started_since(children_before, signum)
+        _signal_daemonic_and_new_children(children_before, signum)
         _die_by(signum)
 
 
@@ -426,7 +426,7 @@ def _multiprocessing_children() -> set[object]:
         return set()
 
 
-def _signal_children_started_since(before: set[object], signum: int) -> None:
+def _signal_daemonic_and_new_children(before: set[object], signum: int) -> None:
     """Send ``signum`` to this process's daemonic multiprocessing children, and to the others
     started while _on_sigterm delivered.
 

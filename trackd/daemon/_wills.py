@@ -129,12 +129,11 @@ class Wills:
         # spool to be delivered or its store to take writes again (as the last check found them).
         self.waiting = 0
         # Wills taken off the list and being applied in the writer thread: still pending in status
-        # until their runs are written (a test read "none pending" and then the run still RUNNING).
-        self.applying = 0
+        # until their runs are written (a test read "none pending" and then the run still RUNNING),
+        # and in the file until applied (a daemon killed meanwhile leaves them to the next).
+        self._being_applied: set[Will] = set()
         # Their tasks: shutdown waits for them (cancelled, one not yet in the writer thread was lost).
         self._applying: set[asyncio.Future[None]] = set()
-        # Their wills: in the file until applied (a daemon killed meanwhile leaves them to the next).
-        self._being_applied: set[Will] = set()
         # The wills of open connections that own runs: in the file too, for the next daemon.
         self._live: set[Will] = set()
         self._file: WillsFile | None = None  # from restore(), at startup
@@ -306,7 +305,6 @@ class Wills:
                 self._being_applied.add(will)
         self.watching = watching or bool(due)  # and not idle while their runs are failed
         self.waiting = waiting
-        self.applying += len(due)
         if due:
             _leave_to_live_owners(due, live)
         return due
@@ -322,7 +320,6 @@ class Wills:
             logger.exception("Could not fail the runs %s of exited process %d", ", ".join(will.run_ids), will.pid)
             return
         finally:
-            self.applying -= 1
             self._being_applied.discard(will)
             self._changed()  # a will the store refused is pending again (below) when the file is written
         self.runs_failed += len(failed)
@@ -351,7 +348,7 @@ class Wills:
             "runs_failed_for_exited_clients": self.runs_failed,
             # Clients whose connection ended owning runs; of them, those whose process has exited
             # and whose batches wait to be written or whose spool waits for `trackd sync`.
-            "wills_pending": len(self._pending) + self.applying,
+            "wills_pending": len(self._pending) + len(self._being_applied),
             "wills_waiting": self.waiting,
         }
 
