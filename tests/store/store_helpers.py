@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trackd.store import NewRun, StoreWriter, WriteBatch
+from trackd.store import MetricAppend, NewRun, StoreWriter, WriteBatch
 
 RUN_ID = "3bd6535c03924d04ac5f56e79c702612"
 START_MS = 1_700_000_000_000
@@ -29,3 +29,8 @@ def writer_with_run(root: Path, run_id: str = RUN_ID) -> tuple[StoreWriter, Path
     experiment_id = writer.create_experiment("exp", now_ms=START_MS)
     assert writer.write(WriteBatch(new_runs=[new_run(experiment_id, run_id)])) == []
     return writer, root / experiment_id / run_id
+
+
+def metrics(key: str, *points: tuple[int, float, int], run_id: str = RUN_ID) -> WriteBatch:
+    """A write of ``points`` (timestamp_ms, value, step) to metric ``key`` of ``run_id``."""
+    return WriteBatch(metrics={(run_id, key): MetricAppend(run_id, key, list(points), ["o"])})
