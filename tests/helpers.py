@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from trackd.client._control import query_status
 from trackd.client._launcher import daemon_answers
 from trackd.client._spool import SpoolReader
 from trackd.protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ConnectionClosed, Event, Hello, Record, RecordKind, Role
+from trackd.store import StoreReader
 
 # AF_UNIX paths are limited to about 104-108 bytes, so sockets live in a short folder under /tmp
 # rather than in pytest's deep tmp_path.
@@ -160,6 +162,64 @@ def run_python(code: str, env: dict[str, str], cwd: Path | None = None, timeout:
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+class Child:
+    """A Python child whose stdout and stderr lines are collected as they arrive."""
+
+    def __init__(self, code: str, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._collect, args=(self.process.stdout, self.out), daemon=True),
+            threading.Thread(target=self._collect, args=(self.process.stderr, self.err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _collect(stream: object, lines: list[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            lines.append(line.rstrip("\n"))
+
+    def steps(self) -> list[tuple[int, float]]:
+        """The (step, time.time()) pairs printed so far."""
+        # len(p) == 3: a child killed mid-print leaves a partial last line ("step 1234"); this used
+        # to raise IndexError in full-suite runs.
+        return [(int(p[1]), float(p[2])) for p in (line.split() for line in list(self.out)) if len(p) == 3 and p[0] == "step"]
+
+    def last_step(self) -> int:
+        steps = self.steps()
+        return steps[-1][0] if steps else -1
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the exit (killing it after ``timeout``) and for its output; returns the exit status."""
+        try:
+            code = self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(10)
+            for reader in self._readers:
+                reader.join(10)
+            for stream in (self.process.stdout, self.process.stderr):
+                if stream is not None:
+                    stream.close()
+        return code
+
+    def stderr(self) -> str:
+        return "\n".join(self.err)
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.wait(timeout=10)
+
+
 class RawClient:
     """A protocol client driven by hand on a plain socket, for tests that need exact frames."""
 
@@ -211,6 +271,11 @@ def metric_records(run_id: str, key: str, count: int) -> list[Record]:
 def metric_lines(store: Path, run_id: str, key: str, experiment_id: str = "0") -> list[str]:
     """The raw lines of a metric file in ``store`` (MLflow's "timestamp value step" format)."""
     return (store / experiment_id / run_id / "metrics" / key).read_text().splitlines()
+
+
+def steps_in_store(store: Path, run_id: str, key: str = "x") -> list[int]:
+    """The steps of metric ``key`` of ``run_id`` in ``store``, in the order of its file."""
+    return [m.step for m in StoreReader(store).get_metric_history(run_id, key)]
 
 
 def spooled_events(spool_dir: Path) -> int:
