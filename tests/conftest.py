@@ -1,4 +1,4 @@
-"""Fixtures shared by every test folder: a real daemon on a short socket, and a store folder."""
+"""Fixtures shared by every test folder: a real daemon on a short socket, a store folder, and a Client of both."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ atexit.register(shutil.rmtree, _SPOOL_DIR, ignore_errors=True)
 
 from helpers import DaemonProcess, alive, mounted_tmpfs, short_socket_path, wait_for  # noqa: E402
 
+from trackd import Client, ClientConfig  # noqa: E402
 from trackd._paths import DaemonPaths  # noqa: E402
 
 
@@ -74,3 +75,16 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def store(tmp_path: Path) -> Path:
     """Where a test's ./mlruns lives."""
     return tmp_path / "mlruns"
+
+
+@pytest.fixture
+def config(daemon: DaemonProcess) -> ClientConfig:
+    """A client config for the test's daemon; the client never starts one of its own."""
+    return ClientConfig(socket_path=daemon.paths.socket, autostart=False)
+
+
+@pytest.fixture
+def client(store: Path, config: ClientConfig) -> Iterator[Client]:
+    """A ``Client`` of the test's store, closed (so everything it accepted is delivered) after the test."""
+    with Client(store, config=config) as client:
+        yield client
