@@ -19,7 +19,7 @@ from mlflow.entities import Run as MlflowRun
 TRACKING_VARIABLES = ("TRACKD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "RANK")
 
 
-def _env(daemon: DaemonProcess, store: Path | None, **extra: str) -> dict[str, str]:
+def fluent_env(daemon: DaemonProcess, store: Path | None, **extra: str) -> dict[str, str]:
     """A child's environment: the test's daemon, no autostart, and only the tracking variables given."""
     env = child_env(daemon.paths.socket, TRACKD_AUTOSTART="0")
     for name in TRACKING_VARIABLES:
@@ -30,11 +30,11 @@ def _env(daemon: DaemonProcess, store: Path | None, **extra: str) -> dict[str, s
     return env
 
 
-def _run(code: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_child(code: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return run_python(textwrap.dedent(code), env, cwd=cwd, timeout=60.0)
 
 
-def _ok(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+def quiet_result(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
     """The JSON the child printed last; the child must have exited 0 and said nothing on stderr."""
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -42,10 +42,10 @@ def _ok(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
     return dict(json.loads(last))
 
 
-def _mlflow(store: Path) -> MlflowClient:
+def mlflow_reader(store: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=str(store))
 
 
-def _only_run(store: Path, experiment_id: str = "0") -> MlflowRun:
-    [run] = _mlflow(store).search_runs([experiment_id])
+def only_run(store: Path, experiment_id: str = "0") -> MlflowRun:
+    [run] = mlflow_reader(store).search_runs([experiment_id])
     return run

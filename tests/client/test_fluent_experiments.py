@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from fluent_helpers import TRACKING_VARIABLES, _env, _mlflow, _ok, _run
+from fluent_helpers import TRACKING_VARIABLES, fluent_env, mlflow_reader, quiet_result, run_child
 from helpers import DaemonProcess, child_env
 from mlflow.entities import ViewType
 
@@ -29,16 +29,16 @@ def test_set_experiment_by_name_creates_it_once_across_two_processes(daemon: Dae
         print(json.dumps({{"experiment_id": experiment.experiment_id}}))
         """
     )
-    env = _env(daemon, store)
+    env = fluent_env(daemon, store)
     children = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     gate.touch()
     outputs = [child.communicate(timeout=60) for child in children]
     results = [subprocess.CompletedProcess(c.args, c.returncode, out, err) for c, (out, err) in zip(children, outputs)]
-    first, second = (_ok(r)["experiment_id"] for r in results)
+    first, second = (quiet_result(r)["experiment_id"] for r in results)
     assert first == second
-    experiments = _mlflow(store).search_experiments(view_type=ViewType.ALL)
+    experiments = mlflow_reader(store).search_experiments(view_type=ViewType.ALL)
     assert [e.experiment_id for e in experiments if e.name == "shared"] == [first]
-    assert len(_mlflow(store).search_runs([str(first)])) == 2
+    assert len(mlflow_reader(store).search_runs([str(first)])) == 2
 
 
 def test_set_experiment_without_a_daemon_raises_daemon_unavailable_naming_it(store: Path, tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_set_experiment_without_a_daemon_raises_daemon_unavailable_naming_it(sto
         except trackd.DaemonUnavailable as exc:
             print(exc)
     """
-    result = _run(code, env)
+    result = run_child(code, env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"Cannot get or create experiment 'mnist': the trackd daemon at {tmp_path}/none.sock is unreachable")
     assert "spooled to None" not in result.stderr
@@ -70,7 +70,7 @@ def test_set_experiment_reaches_child_processes_as_mlflows_does(daemon: DaemonPr
     # their nested runs) in the Default experiment, and a rank-0 creation in the launcher's
     # experiment arriving second was refused as a run of another experiment.
     child = "import sys, trackd\nwith trackd.start_run(run_id=sys.argv[1]):\n    trackd.log_metric('child', 1.0)\n"
-    result = _ok(_run(
+    result = quiet_result(run_child(
         f"""
         import json, os, subprocess, sys, uuid, trackd
         experiment = trackd.set_experiment("launched")
@@ -79,10 +79,10 @@ def test_set_experiment_reaches_child_processes_as_mlflows_does(daemon: DaemonPr
         print(json.dumps({{"code": done.returncode, "stderr": done.stderr, "run_id": run_id,
                           "experiment_id": experiment.experiment_id, "env": os.environ.get("MLFLOW_EXPERIMENT_ID")}}))
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
     assert (result["code"], result["stderr"], result["env"]) == (0, "", result["experiment_id"])
-    run = _mlflow(store).get_run(str(result["run_id"]))
+    run = mlflow_reader(store).get_run(str(result["run_id"]))
     assert (run.info.experiment_id, run.data.metrics) == (result["experiment_id"], {"child": 1.0})
 
 
@@ -91,9 +91,9 @@ def test_set_experiment_of_a_deleted_experiment_is_refused_as_mlflows_is(daemon:
     # and the runs started in it were refused only at flush().
     with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
         experiment_id = client.create_experiment("gone")
-    _mlflow(store).delete_experiment(experiment_id)
+    mlflow_reader(store).delete_experiment(experiment_id)
     for call in ("trackd.set_experiment('gone')", f"trackd.set_experiment(experiment_id={experiment_id!r})"):
-        result = _ok(_run(
+        result = quiet_result(run_child(
             f"""
             import json, trackd
             try:
@@ -101,7 +101,7 @@ def test_set_experiment_of_a_deleted_experiment_is_refused_as_mlflows_is(daemon:
             except trackd.InvalidArgument as exc:
                 print(json.dumps({{"error": str(exc)}}))
             """,
-            _env(daemon, store),
+            fluent_env(daemon, store),
         ))
         assert result == {"error": (
             "Cannot set a deleted experiment 'gone' as the active experiment. You can restore the experiment, "

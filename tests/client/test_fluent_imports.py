@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fluent_helpers import _env, _ok, _only_run, _run
+from fluent_helpers import fluent_env, quiet_result, only_run, run_child
 from helpers import DaemonProcess, child_env, run_python
 
 
 def test_import_trackd_loads_the_client_sender_and_msgpack_only_at_start_run(daemon: DaemonProcess, store: Path) -> None:
     # Short processes (test suites, sweeps) pay for every module import trackd loads.
-    result = _ok(_run(
+    result = quiet_result(run_child(
         """
         import json, sys, trackd
         delivery = ("trackd.client._client", "trackd.client._sender", "trackd.protocol", "trackd.store", "msgpack")
@@ -22,12 +22,12 @@ def test_import_trackd_loads_the_client_sender_and_msgpack_only_at_start_run(dae
             trackd.log_metric("loss", 0.5)
         print(json.dumps({"after_import": after_import, "after_start_run": after_start_run, "daemon_side": loaded(daemon_side)}))
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
     assert result["after_import"] == []
     assert result["after_start_run"] == ["trackd.client._client", "trackd.client._sender", "trackd.protocol", "trackd.store", "msgpack"]
     assert result["daemon_side"] == []  # what the daemon writes with, a training process never loads
-    assert _only_run(store).data.metrics == {"loss": 0.5}
+    assert only_run(store).data.metrics == {"loss": 0.5}
 
 
 # What a short run must not load: each is memory and import time in every training process, for

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from fluent_helpers import _env, _mlflow, _ok, _only_run, _run
+from fluent_helpers import fluent_env, mlflow_reader, quiet_result, only_run, run_child
 from helpers import DaemonProcess
 
 from trackd import Client, ClientConfig
@@ -26,8 +26,8 @@ from trackd import Client, ClientConfig
 def test_mlflow_run_id_attaches_to_an_existing_run_without_ending_it(daemon: DaemonProcess, store: Path, code: str) -> None:
     with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
         run_id = client.create_run(run_name="launcher").info.run_id
-    _ok(_run(code, _env(daemon, store, MLFLOW_RUN_ID=run_id)))
-    run = _only_run(store)
+    quiet_result(run_child(code, fluent_env(daemon, store, MLFLOW_RUN_ID=run_id)))
+    run = only_run(store)
     assert (run.info.run_id, run.info.run_name, run.info.status, run.info.end_time) == (run_id, "launcher", "RUNNING", None)
     assert run.data.metrics == {"loss": 1.0}
 
@@ -46,8 +46,8 @@ def test_a_failed_run_started_again_runs_and_finishes_as_mlflow_resumes_it(
             during = trackd.get_run(run.info.run_id).info.status
         print(json.dumps({{"returned": run.info.status, "during": during}}))
         """
-    result = _ok(_run(code, _env(daemon, store, **({"RANK": rank} if rank is not None else {}))))
-    run = _only_run(store)
+    result = quiet_result(run_child(code, fluent_env(daemon, store, **({"RANK": rank} if rank is not None else {}))))
+    run = only_run(store)
     if rank == "1":
         # Another rank than 0 never reopens a run: rank 0 may have just finished it.
         assert (result["returned"], result["during"], run.info.status) == ("FAILED", "FAILED", "FAILED")
@@ -61,7 +61,7 @@ def test_a_failed_run_started_again_runs_and_finishes_as_mlflow_resumes_it(
 def test_mlflow_resumes_a_failed_run_the_same_way(tmp_path: Path) -> None:
     # The behaviour copied above, checked against MLflow itself on its own file store.
     store = tmp_path / "mlruns"
-    result = _ok(_run(
+    result = quiet_result(run_child(
         f"""
         import json, mlflow
         mlflow.set_tracking_uri({store.as_uri()!r})
@@ -80,8 +80,8 @@ def test_mlflow_resumes_a_failed_run_the_same_way(tmp_path: Path) -> None:
 
 def test_start_run_with_a_new_run_id_creates_that_run(daemon: DaemonProcess, store: Path) -> None:
     run_id = uuid.uuid4().hex
-    _ok(_run(f"import trackd\nwith trackd.start_run(run_id={run_id!r}):\n    trackd.log_metric('loss', 1.0)\n", _env(daemon, store)))
-    run = _only_run(store)
+    quiet_result(run_child(f"import trackd\nwith trackd.start_run(run_id={run_id!r}):\n    trackd.log_metric('loss', 1.0)\n", fluent_env(daemon, store)))
+    run = only_run(store)
     assert (run.info.run_id, run.info.status) == (run_id, "FINISHED")
 
 
@@ -93,8 +93,8 @@ def test_start_run_with_a_new_run_id_creates_that_run(daemon: DaemonProcess, sto
 def test_rank_1_leaves_a_shared_run_running_unless_given_a_status(daemon: DaemonProcess, store: Path, ending: str, status: str) -> None:
     run_id = uuid.uuid4().hex
     code = f"import trackd\ntrackd.start_run(run_id={run_id!r})\ntrackd.log_metric('loss', 1.0)\n{ending}\n"
-    _ok(_run(code, _env(daemon, store, RANK="1")))
-    run = _only_run(store)
+    quiet_result(run_child(code, fluent_env(daemon, store, RANK="1")))
+    run = only_run(store)
     assert (run.info.run_id, run.info.status, run.data.metrics) == (run_id, status, {"loss": 1.0})
 
 
@@ -103,7 +103,7 @@ def test_mlflow_run_id_is_taken_once_as_mlflow_takes_it(daemon: DaemonProcess, s
     # of a cross-validation became one run with a history of three scores.
     with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
         run_id = client.create_run(run_name="launcher").info.run_id
-    result = _ok(_run(
+    result = quiet_result(run_child(
         """
         import json, os, trackd
         ids = []
@@ -113,11 +113,11 @@ def test_mlflow_run_id_is_taken_once_as_mlflow_takes_it(daemon: DaemonProcess, s
                 ids.append(run.run_id)
         print(json.dumps({"ids": ids, "left": os.environ.get("MLFLOW_RUN_ID")}))
         """,
-        _env(daemon, store, MLFLOW_RUN_ID=run_id),
+        fluent_env(daemon, store, MLFLOW_RUN_ID=run_id),
     ))
     ids = result["ids"]
     assert isinstance(ids, list) and ids[0] == run_id and len(set(ids)) == 3 and result["left"] is None
-    names = {run.info.run_id: run.info.run_name for run in _mlflow(store).search_runs(["0"])}
+    names = {run.info.run_id: run.info.run_name for run in mlflow_reader(store).search_runs(["0"])}
     assert [names[i] for i in ids] == ["fold0", "fold1", "fold2"]  # the resumed run is renamed, as in MLflow
 
 
@@ -127,16 +127,16 @@ def test_resuming_a_run_applies_its_tags_and_description_and_returns_its_data(da
         client.log_param(run_id, "lr", 0.1)
         client.log_metric(run_id, "loss", 0.5)
         client.set_terminated(run_id, "KILLED")
-    result = _ok(_run(
+    result = quiet_result(run_child(
         f"""
         import json, trackd
         with trackd.start_run(run_id={run_id!r}, run_name="again", tags={{"phase": "2"}}, description="resumed") as run:
             print(json.dumps({{"data": [run.data.params, run.data.metrics, run.data.tags.get("phase")], "name": run.info.run_name}}))
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
     assert result == {"data": [{"lr": "0.1"}, {"loss": 0.5}, "2"], "name": "again"}
-    run = _mlflow(store).get_run(run_id)
+    run = mlflow_reader(store).get_run(run_id)
     assert (run.info.run_name, run.info.status) == ("again", "FINISHED")
     assert run.data.tags["phase"] == "2" and run.data.tags["mlflow.note.content"] == "resumed"
 
@@ -152,7 +152,7 @@ def test_resuming_a_run_reads_its_metric_files_only_when_its_data_is_looked_at(d
     history = store / "0" / run_id / "metrics" / "loss"
     with history.open("a") as lines:  # 5 MB of history, as a long run leaves it
         lines.writelines(f"1700000000000 {step / 7} {step}\n" for step in range(1, 200_001))
-    result = _ok(_run(
+    result = quiet_result(run_child(
         f"""
         import json, trackd
 
@@ -168,7 +168,7 @@ def test_resuming_a_run_reads_its_metric_files_only_when_its_data_is_looked_at(d
             loss = run.data.metrics["loss"]
         print(json.dumps({{"read_at_start": read_at_start, "loss": loss}}))
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
     assert result["loss"] == 200_000 / 7
     assert isinstance(result["read_at_start"], int) and result["read_at_start"] < 1_000_000, result
@@ -190,7 +190,7 @@ def test_resuming_a_run_of_another_experiment_or_a_deleted_one_is_refused(
         run_id = client.create_run(run_name="r").info.run_id
         client.flush()
     if message is None:
-        _mlflow(store).delete_run(run_id)
+        mlflow_reader(store).delete_run(run_id)
         message = "because it is in the deleted state"
-    completed = _run(f"import trackd\n{setup}\ntrackd.start_run(run_id={run_id!r})\n", _env(daemon, store))
+    completed = run_child(f"import trackd\n{setup}\ntrackd.start_run(run_id={run_id!r})\n", fluent_env(daemon, store))
     assert completed.returncode == 1 and "InvalidArgument" in completed.stderr and message in completed.stderr

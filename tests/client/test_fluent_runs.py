@@ -12,12 +12,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from fluent_helpers import _env, _mlflow, _ok, _only_run, _run
+from fluent_helpers import fluent_env, mlflow_reader, quiet_result, only_run, run_child
 from helpers import DaemonProcess
 
 
 def test_quickstart_without_start_run_logs_to_an_implicit_run_finished_at_exit(daemon: DaemonProcess, store: Path) -> None:
-    _ok(_run(
+    quiet_result(run_child(
         """
         import trackd as mlflow
         mlflow.log_param("lr", 0.01)
@@ -25,18 +25,18 @@ def test_quickstart_without_start_run_logs_to_an_implicit_run_finished_at_exit(d
             mlflow.log_metric("loss", 1 / (step + 1), step=step)
         mlflow.set_tag("team", "ml")
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
-    run = _only_run(store)
+    run = only_run(store)
     assert run.info.status == "FINISHED" and run.info.end_time >= run.info.start_time
     assert run.data.params == {"lr": "0.01"} and run.data.tags["team"] == "ml"
-    history = _mlflow(store).get_metric_history(run.info.run_id, "loss")
+    history = mlflow_reader(store).get_metric_history(run.info.run_id, "loss")
     assert [(m.step, m.value) for m in history] == [(s, 1 / (s + 1)) for s in range(5)]
 
 
 def test_fluent_calls_with_synchronous_false_return_operations_to_wait_on(daemon: DaemonProcess, store: Path) -> None:
     # The MLflow idiom: collect what synchronous=False returns and wait() before reading back.
-    result = _ok(_run(
+    result = quiet_result(run_child(
         """
         import json
         import trackd as mlflow
@@ -58,7 +58,7 @@ def test_fluent_calls_with_synchronous_false_return_operations_to_wait_on(daemon
                 "tags": [data.tags["team"], data.tags["phase"]],
             }))
         """,
-        _env(daemon, store, MLFLOW_TRACKING_URI=str(store), MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_DISABLE_TELEMETRY="true"),
+        fluent_env(daemon, store, MLFLOW_TRACKING_URI=str(store), MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_DISABLE_TELEMETRY="true"),
     ))
     assert result == {
         "returned": 3, "metrics": {"loss": 0.5, "acc": 0.9}, "params": {"lr": "0.01", "seed": "7"}, "tags": ["ml", "eval"],
@@ -74,16 +74,16 @@ def test_uncaught_exception_ends_the_run_failed_and_ctrl_c_killed(
 ) -> None:
     body = f"trackd.log_metric('loss', 1.0)\n{raise_statement}"
     code = f"import trackd\nwith trackd.start_run():\n{textwrap.indent(body, '    ')}" if inside_with else f"import trackd\n{body}"
-    result = _run(code, _env(daemon, store))
+    result = run_child(code, fluent_env(daemon, store))
     assert result.returncode != 0
     assert raise_statement.split()[1].split("(")[0] in result.stderr
-    run = _only_run(store)
+    run = only_run(store)
     assert run.info.status == status and run.info.end_time is not None
     assert run.data.metrics == {"loss": 1.0}
 
 
 def test_nested_runs_get_the_parent_run_id_tag(daemon: DaemonProcess, store: Path) -> None:
-    ids = _ok(_run(
+    ids = quiet_result(run_child(
         """
         import json, trackd
         with trackd.start_run() as parent:
@@ -92,9 +92,9 @@ def test_nested_runs_get_the_parent_run_id_tag(daemon: DaemonProcess, store: Pat
             trackd.log_metric("parent_metric", 2.0)
         print(json.dumps({"parent": parent.info.run_id, "child": child.info.run_id}))
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
-    client = _mlflow(store)
+    client = mlflow_reader(store)
     parent, child = client.get_run(str(ids["parent"])), client.get_run(str(ids["child"]))
     assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert "mlflow.parentRunId" not in parent.data.tags
@@ -119,8 +119,8 @@ ACTIVE_AND_LAST_RUN = """
 def test_active_run_and_last_active_run_read_status_as_mlflow_does(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
     # The status used to be an IntEnum (printed as 1), and last_active_run() was the last run
     # started, as it was then: RUNNING after it had ended.
-    ours = _ok(_run(ACTIVE_AND_LAST_RUN.format(module="trackd"), _env(daemon, store)))
-    theirs = _run(ACTIVE_AND_LAST_RUN.format(module="mlflow"), _env(daemon, None, MLFLOW_TRACKING_URI=str(tmp_path / "mlflow-runs")))
+    ours = quiet_result(run_child(ACTIVE_AND_LAST_RUN.format(module="trackd"), fluent_env(daemon, store)))
+    theirs = run_child(ACTIVE_AND_LAST_RUN.format(module="mlflow"), fluent_env(daemon, None, MLFLOW_TRACKING_URI=str(tmp_path / "mlflow-runs")))
     assert theirs.returncode == 0, theirs.stderr
     assert ours == json.loads(theirs.stdout.strip().splitlines()[-1])
     assert ours == {"statuses": ["RUNNING", "RUNNING", "FINISHED"], "types": ["str"], "last_is_parent": True}
@@ -135,9 +135,9 @@ def test_start_run_sets_mlflow_system_tags_and_description(daemon: DaemonProcess
             trackd.log_metric("loss", 1.0)
         """
     ))
-    result = subprocess.run([sys.executable, str(script)], env=_env(daemon, store), capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, str(script)], env=fluent_env(daemon, store), capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stderr) == (0, "")
-    run = _only_run(store)
+    run = only_run(store)
     assert run.info.run_name == "my-run"
     assert {k: v for k, v in run.data.tags.items() if k.startswith("mlflow.") or k == "k"} == {
         "mlflow.user": getpass.getuser(),
@@ -157,31 +157,31 @@ def test_a_script_whose_path_is_not_utf8_gets_its_source_name_tag_with_the_byte_
     # with UnicodeEncodeError as it writes the tag file).
     script = tmp_path / os.fsdecode(b"train-\xff.py")
     script.write_text("import trackd\nwith trackd.start_run():\n    trackd.log_metric('loss', 1.0)\n")
-    result = subprocess.run([sys.executable, script], env=_env(daemon, store), capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, script], env=fluent_env(daemon, store), capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stderr) == (0, "")
-    run = _only_run(store)
+    run = only_run(store)
     assert run.data.tags["mlflow.source.name"] == str(tmp_path / "train-\\xff.py")
     assert run.data.metrics == {"loss": 1.0}
 
 
 def test_run_without_a_name_gets_a_generated_run_name_tag(daemon: DaemonProcess, store: Path) -> None:
-    _ok(_run("import trackd\nwith trackd.start_run():\n    pass\n", _env(daemon, store)))
-    run = _only_run(store)
+    quiet_result(run_child("import trackd\nwith trackd.start_run():\n    pass\n", fluent_env(daemon, store)))
+    run = only_run(store)
     assert run.info.run_name and run.data.tags["mlflow.runName"] == run.info.run_name
 
 
 def test_normal_exit_delivers_every_point_without_flush(daemon: DaemonProcess, store: Path) -> None:
-    _ok(_run(
+    quiet_result(run_child(
         """
         import trackd
         trackd.start_run()
         for step in range(1000):
             trackd.log_metric("loss", step / 1000, step=step)
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
-    run = _only_run(store)
-    history = _mlflow(store).get_metric_history(run.info.run_id, "loss")
+    run = only_run(store)
+    history = mlflow_reader(store).get_metric_history(run.info.run_id, "loss")
     assert [(m.step, m.value) for m in history] == [(s, s / 1000) for s in range(1000)]
     assert run.info.status == "FINISHED"
 
@@ -189,23 +189,23 @@ def test_normal_exit_delivers_every_point_without_flush(daemon: DaemonProcess, s
 def test_exit_hook_registered_after_import_trackd_may_still_log(daemon: DaemonProcess, store: Path) -> None:
     # trackd registers its exit hook at import, not when the client loads at start_run, so a hook
     # the program registers after ``import trackd`` runs first (atexit is last-in, first-out).
-    _ok(_run(
+    quiet_result(run_child(
         """
         import atexit, trackd
         atexit.register(lambda: trackd.log_metric("final", 1.0))
         trackd.start_run()
         trackd.log_metric("loss", 0.5)
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
-    run = _only_run(store)
+    run = only_run(store)
     assert run.data.metrics == {"loss": 0.5, "final": 1.0}
     assert run.info.status == "FINISHED"
 
 
 def test_a_client_dropped_without_close_still_delivers_at_exit(daemon: DaemonProcess, store: Path) -> None:
     # MLflow code makes clients inline (MlflowClient().log_metric(...)) and never closes them.
-    result = _ok(_run(
+    result = quiet_result(run_child(
         """
         import gc, json, trackd
         run_id = trackd.Client().create_run().info.run_id
@@ -220,16 +220,16 @@ def test_a_client_dropped_without_close_still_delivers_at_exit(daemon: DaemonPro
         gc.collect()
         print(json.dumps({"run_id": run_id}))
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
-    client = _mlflow(store)
+    client = mlflow_reader(store)
     for key in ("dropped", "inline"):
         history = client.get_metric_history(str(result["run_id"]), key)
         assert [(m.step, m.value) for m in history] == [(s, float(s)) for s in range(100)]
 
 
 def test_end_run_with_a_bad_status_raises_and_leaves_the_run_active(daemon: DaemonProcess, store: Path) -> None:
-    result = _ok(_run(
+    result = quiet_result(run_child(
         """
         import json, trackd
         from trackd.errors import InvalidArgument
@@ -243,23 +243,23 @@ def test_end_run_with_a_bad_status_raises_and_leaves_the_run_active(daemon: Daem
         trackd.end_run("KILLED")
         print(json.dumps({"message": message, "still_active": still_active, "after_end": trackd.active_run() is None}))
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
     assert "DONE" in str(result["message"]) and result["still_active"] and result["after_end"]
-    run = _only_run(store)
+    run = only_run(store)
     assert run.info.status == "KILLED" and run.data.metrics == {"after": 1.0}
 
 
 def test_a_parent_run_id_that_is_not_the_active_run_is_refused(daemon: DaemonProcess, store: Path) -> None:
-    completed = _run(
-        "import trackd\ntrackd.start_run()\ntrackd.start_run(nested=True, parent_run_id='c' * 32)\n", _env(daemon, store)
+    completed = run_child(
+        "import trackd\ntrackd.start_run()\ntrackd.start_run(nested=True, parent_run_id='c' * 32)\n", fluent_env(daemon, store)
     )
     assert completed.returncode == 1 and "does not match the specified parent_run_id" in completed.stderr
 
 
 def test_a_timestamp_of_0_is_now_as_in_mlflows_fluent_calls(daemon: DaemonProcess, store: Path) -> None:
     # MLflow's fluent log_metric(s) take `timestamp or get_current_time_millis()`; trackd stored 0.
-    result = _ok(_run(
+    result = quiet_result(run_child(
         """
         import json, time, trackd
         before = int(time.time() * 1000)
@@ -268,9 +268,9 @@ def test_a_timestamp_of_0_is_now_as_in_mlflows_fluent_calls(daemon: DaemonProces
             trackd.log_metrics({"b": 2.0}, timestamp=0)
         print(json.dumps({"run_id": run.run_id, "before": before}))
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
-    client = _mlflow(store)
+    client = mlflow_reader(store)
     for key in ("a", "b"):
         [metric] = client.get_metric_history(str(result["run_id"]), key)
         assert metric.timestamp >= int(result["before"])  # type: ignore[call-overload]

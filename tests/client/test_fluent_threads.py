@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from fluent_helpers import _env, _mlflow, _ok, _only_run, _run
+from fluent_helpers import fluent_env, mlflow_reader, quiet_result, only_run, run_child
 from helpers import DaemonProcess
 
 
@@ -37,8 +37,8 @@ def test_forked_child_logs_to_the_parents_run_and_nothing_is_duplicated(daemon: 
             rounds.append({"run_id": run.info.run_id, "child_exit": os.waitstatus_to_exitcode(done[1])})
         print(json.dumps({"rounds": rounds}))
     """
-    result = _ok(_run(code, _env(daemon, store, PYTHONWARNINGS="ignore::DeprecationWarning")))
-    client = _mlflow(store)
+    result = quiet_result(run_child(code, fluent_env(daemon, store, PYTHONWARNINGS="ignore::DeprecationWarning")))
+    client = mlflow_reader(store)
     for round_ in result["rounds"]:  # type: ignore[attr-defined]
         run_id = round_["run_id"]
         assert round_["child_exit"] == 0
@@ -75,8 +75,8 @@ def test_trials_run_in_threads_each_log_to_their_own_run(
     # As MLflow 3 keeps them, runs are per thread: one shared stack chained the four trials as
     # parent, child, grandchild..., each trial's score landing in another's run (or, not nested,
     # three of the four raised "already active").
-    result = _ok(_run(THREADED_TRIALS.format(setup=setup, nested=nested, study=study), _env(daemon, store)))
-    client = _mlflow(store)
+    result = quiet_result(run_child(THREADED_TRIALS.format(setup=setup, nested=nested, study=study), fluent_env(daemon, store)))
+    client = mlflow_reader(store)
     for lr, run_id in zip([0.1, 0.2, 0.3, 0.4], result["ids"]):  # type: ignore[call-overload]
         run = client.get_run(run_id)
         assert run.data.params == {"lr": str(lr)} and run.info.status == "FINISHED"
@@ -87,7 +87,7 @@ def test_trials_run_in_threads_each_log_to_their_own_run(
 def test_a_thread_that_started_no_run_logs_to_the_main_threads_run(daemon: DaemonProcess, store: Path) -> None:
     # MLflow 3 would start a stray run for each such thread; a data or monitoring thread means the
     # process's run. A run a thread leaves active is ended at exit with the others.
-    result = _ok(_run(
+    result = quiet_result(run_child(
         """
         import json, threading, trackd
         main = trackd.start_run()
@@ -104,9 +104,9 @@ def test_a_thread_that_started_no_run_logs_to_the_main_threads_run(daemon: Daemo
         assert trackd.active_run() is main
         print(json.dumps({"main": main.run_id}))
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
-    client = _mlflow(store)
+    client = mlflow_reader(store)
     runs = {run.info.run_name: run for run in client.search_runs(["0"])}
     assert runs["left-active"].info.status == "FINISHED" and runs["left-active"].data.metrics == {"x": 1.0}
     [main] = [run for name, run in runs.items() if name != "left-active"]
@@ -118,7 +118,7 @@ def test_a_thread_that_started_no_run_logs_between_the_main_threads_runs_to_the_
     # A sweep runs trials back to back in the main thread while a monitoring thread logs all
     # along. Its point in the gap between two trials started a run of its own, and every later
     # point went there: trials 1 and 2 got no system metrics, and a stray run stayed RUNNING.
-    result = _ok(_run(
+    result = quiet_result(run_child(
         """
         import json, threading, trackd
         logged, go = threading.Event(), threading.Event()
@@ -141,9 +141,9 @@ def test_a_thread_that_started_no_run_logs_between_the_main_threads_runs_to_the_
         trackd.log_metric("main", 1.0)  # the main thread's own call after end_run starts a run, as MLflow's
         print(json.dumps({"ids": ids, "after": trackd.last_active_run().info.run_id}))
         """,
-        _env(daemon, store),
+        fluent_env(daemon, store),
     ))
-    client = _mlflow(store)
+    client = mlflow_reader(store)
     ids = result["ids"]
     assert isinstance(ids, list)
     first, second = (str(run_id) for run_id in ids)
@@ -182,12 +182,12 @@ for step in range(100_000):  # delivering these at exit takes long enough for th
 def test_a_thread_logging_while_exit_ends_the_runs_starts_no_stray_run(
     daemon: DaemonProcess, store: Path, ending: str, status: str
 ) -> None:
-    result = _run(MONITOR_AT_EXIT.format(ending=ending), _env(daemon, store))
+    result = run_child(MONITOR_AT_EXIT.format(ending=ending), fluent_env(daemon, store))
     assert result.returncode == (0 if status == "FINISHED" else -15) and result.stderr == "", result.stderr
-    run = _only_run(store)
+    run = only_run(store)
     assert run.info.status == status
     # Its late points went to the run it was logging to, none lost or doubled.
-    steps = [m.step for m in _mlflow(store).get_metric_history(run.info.run_id, "sys/cpu")]
+    steps = [m.step for m in mlflow_reader(store).get_metric_history(run.info.run_id, "sys/cpu")]
     assert sorted(steps) == list(range(len(steps)))
 
 
@@ -228,10 +228,10 @@ def test_a_thread_logging_through_exit_does_not_hold_it_and_every_point_before_e
 ) -> None:
     for attempt in range(5):  # the old code failed about one exit in three
         store = tmp_path / f"mlruns{attempt}"
-        result = _run(MONITOR_THROUGH_EXIT.format(ending=ending), _env(daemon, store))
+        result = run_child(MONITOR_THROUGH_EXIT.format(ending=ending), fluent_env(daemon, store))
         assert result.returncode == code, result.stderr
         assert LATE_LINE.fullmatch(result.stderr), result.stderr
-        run = _only_run(store)
-        steps = sorted(m.step for m in _mlflow(store).get_metric_history(run.info.run_id, "sys/cpu"))
+        run = only_run(store)
+        steps = sorted(m.step for m in mlflow_reader(store).get_metric_history(run.info.run_id, "sys/cpu"))
         # Every point logged before exit began, and what the final drain took, each exactly once.
         assert steps == list(range(len(steps))) and len(steps) >= int(result.stdout.split()[-1]), result.stderr

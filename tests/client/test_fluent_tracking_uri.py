@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fluent_helpers import _env, _ok, _only_run, _run
+from fluent_helpers import fluent_env, quiet_result, only_run, run_child
 from helpers import DaemonProcess
 
 
@@ -31,27 +31,27 @@ def test_tracking_uri_resolution_order(daemon: DaemonProcess, tmp_path: Path, se
     cwd = tmp_path / "work"
     cwd.mkdir()
     real_cwd = os.path.realpath(cwd)
-    env = _env(daemon, None, **{k: v.format(cwd=real_cwd) for k, v in variables.items()})
+    env = fluent_env(daemon, None, **{k: v.format(cwd=real_cwd) for k, v in variables.items()})
     code = f"import json, trackd\n{setup.format(cwd=real_cwd)}\nprint(json.dumps({{'uri': trackd.get_tracking_uri()}}))\ntrackd.log_metric('m', 1.0)\n"
-    completed = _run(code, env, cwd=cwd)
+    completed = run_child(code, env, cwd=cwd)
     if variables.get("MLFLOW_TRACKING_URI", "").startswith("http"):
         # Said once, though resolved twice: runs a user expects on the team's server go elsewhere.
         (line,) = completed.stderr.splitlines()
         assert line.startswith("trackd: MLFLOW_TRACKING_URI=http://localhost:5000 is not a local folder") and "mlruns" in line
         completed.stderr = ""
-    uri = str(_ok(completed)["uri"])
+    uri = str(quiet_result(completed)["uri"])
     assert os.path.isabs(uri) and os.path.realpath(uri) == os.path.join(real_cwd, expected)
 
 
 def test_logging_with_mlflow_tracking_uri_as_file_uri_writes_there(daemon: DaemonProcess, tmp_path: Path) -> None:
     store = tmp_path / "via-uri"
-    _ok(_run("import trackd\ntrackd.log_metric('loss', 1.0)\n", _env(daemon, None, MLFLOW_TRACKING_URI=store.as_uri())))
-    assert _only_run(store).data.metrics == {"loss": 1.0}
+    quiet_result(run_child("import trackd\ntrackd.log_metric('loss', 1.0)\n", fluent_env(daemon, None, MLFLOW_TRACKING_URI=store.as_uri())))
+    assert only_run(store).data.metrics == {"loss": 1.0}
 
 
 def test_set_tracking_uri_during_a_run_keeps_the_run_in_its_store(daemon: DaemonProcess, tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
-    result = _ok(_run(
+    result = quiet_result(run_child(
         f"""
         import json, trackd
         trackd.set_tracking_uri({str(first)!r})
@@ -64,10 +64,10 @@ def test_set_tracking_uri_during_a_run_keeps_the_run_in_its_store(daemon: Daemon
         trackd.set_tracking_uri({str(first)!r})  # and its run still ends there
         print(json.dumps({{"first": first_id, "second": trackd.last_active_run().info.run_id}}))
         """,
-        _env(daemon, None),
+        fluent_env(daemon, None),
     ))
     for path, key, value, run_id in ((first, "a", 1.0, result["first"]), (second, "b", 2.0, result["second"])):
-        run = _only_run(path)
+        run = only_run(path)
         assert run.info.run_id == run_id and run.info.status == "FINISHED"
         assert run.data.metrics == {key: value}
 
@@ -77,7 +77,7 @@ def test_set_tracking_uri_closes_the_client_of_a_store_left_without_runs(daemon:
     # sender thread and one daemon connection per store until exit: past the daemon's connection
     # limit (1024, shared by every process of the user), each end_run waited 10 s and spooled.
     stores = [tmp_path / f"test-{i}" for i in range(6)]
-    result = _ok(_run(
+    result = quiet_result(run_child(
         f"""
         import json, threading, trackd
         senders = []
@@ -88,11 +88,11 @@ def test_set_tracking_uri_closes_the_client_of_a_store_left_without_runs(daemon:
             senders.append(sum(t.name == "trackd-sender" for t in threading.enumerate()))
         print(json.dumps({{"senders": senders}}))
         """,
-        _env(daemon, None),
+        fluent_env(daemon, None),
     ))
     assert result["senders"] == [1] * len(stores)
     for store in stores:
-        run = _only_run(store)
+        run = only_run(store)
         assert run.info.status == "FINISHED" and run.data.metrics == {"loss": 0.5}
 
 
@@ -101,7 +101,7 @@ def test_operations_logged_before_set_tracking_uri_can_still_be_waited_on(daemon
     # ClientClosedError for a close the caller never made (MLflow's returns), though the close had
     # delivered what they logged.
     first, second = tmp_path / "first", tmp_path / "second"
-    result = _ok(_run(
+    result = quiet_result(run_child(
         f"""
         import json, trackd
         trackd.set_tracking_uri({str(first)!r})
@@ -119,10 +119,10 @@ def test_operations_logged_before_set_tracking_uri_can_still_be_waited_on(daemon
             operation.wait()
         print(json.dumps({{"waited": len(operations)}}))
         """,
-        _env(daemon, None),
+        fluent_env(daemon, None),
     ))
     assert result == {"waited": 6}
-    run = _only_run(first)
+    run = only_run(first)
     assert (run.data.metrics, run.data.params) == ({"loss": 0.5, "acc": 0.9}, {"lr": "0.01", "seed": "7"})
     assert (run.data.tags["team"], run.data.tags["phase"]) == ("ml", "eval")
 
@@ -134,7 +134,7 @@ def test_set_tracking_uri_reaches_child_processes_as_mlflows_does(daemon: Daemon
     store, cwd = tmp_path / "store", tmp_path / "cwd"
     cwd.mkdir()
     child = "import sys, trackd\nwith trackd.start_run(run_id=sys.argv[1]):\n    trackd.log_metric('child', 1.0)\n"
-    result = _ok(_run(
+    result = quiet_result(run_child(
         f"""
         import json, os, subprocess, sys, trackd
         trackd.set_tracking_uri({str(store)!r})
@@ -143,18 +143,18 @@ def test_set_tracking_uri_reaches_child_processes_as_mlflows_does(daemon: Daemon
             done = subprocess.run([sys.executable, "-c", {child!r}, run.info.run_id], capture_output=True, text=True)
             print(json.dumps({{"code": done.returncode, "stderr": done.stderr, "mlflow": os.environ.get("MLFLOW_TRACKING_URI")}}))
         """,
-        _env(daemon, None),
+        fluent_env(daemon, None),
         cwd=cwd,
     ))
     assert result == {"code": 0, "stderr": "", "mlflow": str(store)}
-    assert _only_run(store).data.metrics == {"child": 1.0}
+    assert only_run(store).data.metrics == {"child": 1.0}
     assert not (cwd / "mlruns").exists()
 
 
 def test_a_client_made_without_a_uri_uses_the_one_set_tracking_uri_gave(daemon: DaemonProcess, tmp_path: Path) -> None:
     # As MlflowClient() does; Client() used to ignore it and open ./mlruns.
     store = tmp_path / "set"
-    result = _ok(_run(
+    result = quiet_result(run_child(
         f"""
         import json, trackd
         trackd.set_tracking_uri({str(store)!r})
@@ -165,10 +165,10 @@ def test_a_client_made_without_a_uri_uses_the_one_set_tracking_uri_gave(daemon: 
         client.flush()
         print(json.dumps({{"uri": client.tracking_uri, "run": run.info.run_id}}))
         """,
-        _env(daemon, None),
+        fluent_env(daemon, None),
     ))
     assert result["uri"] == str(store)
-    assert _only_run(store).data.metrics == {"late": 1.0}
+    assert only_run(store).data.metrics == {"late": 1.0}
 
 
 def test_get_tracking_uri_names_the_store_in_use_after_a_chdir(daemon: DaemonProcess, tmp_path: Path) -> None:
@@ -176,7 +176,7 @@ def test_get_tracking_uri_names_the_store_in_use_after_a_chdir(daemon: DaemonPro
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()
-    result = _ok(_run(
+    result = quiet_result(run_child(
         f"""
         import json, os, trackd
         os.chdir({str(first)!r})
@@ -187,7 +187,7 @@ def test_get_tracking_uri_names_the_store_in_use_after_a_chdir(daemon: DaemonPro
         run = trackd.active_run()
         print(json.dumps({{"before": before, "after": after, "artifact_uri": run.info.artifact_uri}}))
         """,
-        _env(daemon, None),
+        fluent_env(daemon, None),
     ))
     assert result["before"] == result["after"] == str(first / "mlruns")
     assert str(result["artifact_uri"]).startswith((first / "mlruns").as_uri())
@@ -198,7 +198,7 @@ def test_is_tracking_uri_set_and_flush_async_logging_answer_as_mlflows(daemon: D
     # transformers' MLflowCallback asks is_tracking_uri_set() before choosing a store, and flushes
     # with flush_async_logging(): with `import trackd as mlflow` both were AttributeErrors.
     store = tmp_path / "store"
-    result = _ok(_run(
+    result = quiet_result(run_child(
         f"""
         import json, os, trackd
         os.environ.pop("TRACKD_TRACKING_URI", None); os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -214,6 +214,6 @@ def test_is_tracking_uri_set_and_flush_async_logging_answer_as_mlflows(daemon: D
             written = len(list(__import__("pathlib").Path({str(store)!r}).glob("0/*/metrics/loss")))
         print(json.dumps({{"before": before, "from_env": from_env, "after": after, "written": written}}))
         """,
-        _env(daemon, None),
+        fluent_env(daemon, None),
     ))
     assert result == {"before": False, "from_env": True, "after": True, "written": 1}
