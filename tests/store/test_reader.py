@@ -186,7 +186,7 @@ def test_artifact_location_without_yaml_is_what_yaml_reads(tmp_path: Path, locat
     experiment_id = writer.create_experiment("exp", artifact_location=location, now_ms=START_MS)
     writer.close()
     reader = StoreReader(tmp_path / "mlruns")
-    assert reader.artifact_location(experiment_id) == reader.get_experiment(experiment_id).artifact_location
-    assert reader.artifact_location("0") == reader.get_experiment("0").artifact_location
+    assert reader.artifact_location_for_new_run(experiment_id) == reader.get_experiment(experiment_id).artifact_location
+    assert reader.artifact_location_for_new_run("0") == reader.get_experiment("0").artifact_location
     with pytest.raises(ExperimentNotFound):
-        reader.artifact_location("123")
+        reader.artifact_location_for_new_run("123")

@@ -475,7 +475,7 @@ class Client(ClientReads):
 
     def _artifact_location(self, experiment_id: str) -> str:
         try:
-            return self._reader.artifact_location(experiment_id)
+            return self._reader.artifact_location_for_new_run(experiment_id)
         except ExperimentNotFound:
             if experiment_id != DEFAULT_EXPERIMENT_ID:
                 raise

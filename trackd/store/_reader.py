@@ -12,9 +12,9 @@ import posixpath
 import re
 from collections.abc import Sequence
 
-from ..errors import CorruptStoreFile, ExperimentNotFound, RunNotFound
+from ..errors import CorruptStoreFile, ExperimentNotFound, InvalidArgument, RunNotFound
 from . import _layout as layout
-from ._entities import RUN_NAME_TAG, Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
+from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
 from ._format import (
     experiment_from_meta,
     latest_metric,
@@ -71,8 +71,9 @@ class StoreReader:
             f"Could not find experiment with ID {experiment_id} in the store at {self.root!r}."
         )
 
-    def artifact_location(self, experiment_id: str) -> str:
-        """get_experiment(experiment_id).artifact_location, without PyYAML when the file allows.
+    def artifact_location_for_new_run(self, experiment_id: str) -> str:
+        """get_experiment(experiment_id).artifact_location, without PyYAML when the file allows;
+        InvalidArgument if the experiment is deleted, as no run can be made in it.
 
         Every new run needs it, and importing PyYAML was ~11 ms of a short process. meta.yaml as
         MLflow and trackd write it (yaml.safe_dump, keys sorted) starts with the artifact location;
@@ -87,8 +88,14 @@ class StoreReader:
             head = b""
         match = _PLAIN_ARTIFACT_LOCATION.match(head)
         if match is not None and f"\nexperiment_id: '{experiment_id}'\n".encode() in head:
-            return match.group(1).decode("ascii")
-        return self.get_experiment(experiment_id).artifact_location
+            if f"\nlifecycle_stage: {LIFECYCLE_ACTIVE}\n".encode() in head:
+                return match.group(1).decode("ascii")
+        experiment = self.get_experiment(experiment_id)
+        if experiment.lifecycle_stage != LIFECYCLE_ACTIVE:
+            # FileStore.create_run's check, in its words: the daemon refused such a run only at the
+            # next flush(), after start_run() had returned it and the job had logged to it.
+            raise InvalidArgument(f"Could not create run under non-active experiment with ID {experiment_id}.")
+        return experiment.artifact_location
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         """The experiment with that name, active or deleted (as MLflow's get_experiment_by_name)."""
