@@ -9,6 +9,7 @@ is made, so a bad name in a directory logs none of it.
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,24 @@ def tree_records(
     return _records(run_id, [(path, _check_name(_join(artifact_path, path.relative_to(root).as_posix()))) for path in files])
 
 
+def artifact_file_name(artifact_file: str | os.PathLike[str]) -> str:
+    """``log_text``/``log_dict``'s ``artifact_file`` as MLflow takes it: a str or path, normalized.
+
+    MLflow's _log_artifact_helper runs posixpath.normpath on it first, so "./report.txt",
+    "plots//loss.txt" and a Path all log (as "report.txt", "plots/loss.txt"); trackd refused the
+    first two and raised AttributeError from log_dict for a Path. What is still not a relative
+    name after normalizing ("../x.txt", "/etc/x") is refused, as MLflow refuses it.
+    """
+    if isinstance(artifact_file, os.PathLike):
+        artifact_file = os.fspath(artifact_file)
+    if type(artifact_file) is not str or not artifact_file:
+        raise InvalidArgument(f"Invalid artifact file {artifact_file!r}: expected a non-empty str or path.")
+    return _check_name(posixpath.normpath(artifact_file))
+
+
 def content_record(run_id: str, artifact_file: str, content: bytes) -> ArtifactRecord:
-    """The record that writes ``content`` (from ``log_text`` or ``log_dict``) as ``artifact_file``."""
-    artifact_file = _check_name(artifact_file)
+    """The record that writes ``content`` (from ``log_text`` or ``log_dict``) as ``artifact_file``
+    (normalized by ``artifact_file_name``)."""
     if len(content) > MAX_INLINE_ARTIFACT_SIZE:
         raise InvalidArgument(
             f"Artifact {artifact_file!r} is {len(content)} bytes; log_text and log_dict take at most "

@@ -60,7 +60,7 @@ from ..store import (
     validate_timestamp,
 )
 from ._tag_limits import RUN_TAGS_INSTEAD, require_tags_fit
-from ._artifacts import content_record, dict_content, file_records, tree_records
+from ._artifacts import artifact_file_name, content_record, dict_content, file_records, tree_records
 from ._config import ClientConfig, resolve_tracking_uri
 from . import _lifecycle
 from ._lifecycle import LIVE_CLIENTS, SENDERS, ClientState, install_sigterm_handler, prepare_multiprocessing_child
@@ -350,15 +350,17 @@ class Client(ClientReads):
         for record in tree_records(run_id, local_dir, artifact_path):
             self._sender.submit_artifact(record)
 
-    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+    def log_text(self, run_id: str, text: str, artifact_file: str | os.PathLike[str]) -> None:
         """Write ``text`` (UTF-8) as an artifact file."""
         self._check_run(run_id)
-        self._sender.submit_artifact(content_record(run_id, artifact_file, validate_artifact_text(artifact_file, text)))
+        name = artifact_file_name(artifact_file)
+        self._sender.submit_artifact(content_record(run_id, name, validate_artifact_text(name, text)))
 
-    def log_dict(self, run_id: str, dictionary: Mapping[str, Any], artifact_file: str) -> None:
+    def log_dict(self, run_id: str, dictionary: Mapping[str, Any], artifact_file: str | os.PathLike[str]) -> None:
         """Write a dict as JSON (``.json``, indented as MLflow does) or YAML (``.yaml``/``.yml``)."""
         self._check_run(run_id)
-        self._sender.submit_artifact(content_record(run_id, artifact_file, dict_content(dictionary, artifact_file)))
+        name = artifact_file_name(artifact_file)
+        self._sender.submit_artifact(content_record(run_id, name, dict_content(dictionary, name)))
 
     # -- delivery ---------------------------------------------------------------------------------
 

@@ -71,12 +71,12 @@ def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | os.Pat
     get_client().log_artifacts(run_id or _active_run_id(), local_dir, artifact_path)
 
 
-def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
+def log_text(text: str, artifact_file: str | os.PathLike[str], run_id: str | None = None) -> None:
     """Save text as an artifact file of the active run."""
     get_client().log_text(run_id or _active_run_id(), text, artifact_file)
 
 
-def log_dict(dictionary: Mapping[str, Any], artifact_file: str, run_id: str | None = None) -> None:
+def log_dict(dictionary: Mapping[str, Any], artifact_file: str | os.PathLike[str], run_id: str | None = None) -> None:
     """Save a dict as a JSON or YAML artifact file of the active run."""
     get_client().log_dict(run_id or _active_run_id(), dictionary, artifact_file)
 
