@@ -27,6 +27,7 @@ from .._paths import (
     ALREADY_RUNNING_EXIT_CODE, DaemonPaths, daemon_lock, default_paths, ensure_private_directory, socket_path_problem,
 )
 from ..errors import DaemonUnavailable
+from ._transport import end_connection
 
 # A daemon the client starts exits after this long without clients, so no process lingers for
 # ever after a training job.
@@ -49,7 +50,7 @@ def daemon_answers(path: Path, timeout: float = 1.0) -> bool:
     except OSError:
         return False
     finally:
-        probe.close()
+        end_connection(probe)  # a child forked meanwhile must not hold the daemon a connection
 
 
 # Held while Popen starts a daemon, and taken by os.fork() in this process (a DataLoader worker,

@@ -311,7 +311,9 @@ class Sender(GiveUp):
                 # each closed the same descriptors, the second perhaps one reused meanwhile. The
                 # socket is closed before the sender forgets it: a worker forked in between (a
                 # Pool's thread) found none to close in its at-fork hook and kept the parent's
-                # connection open, so the daemon saw the parent connected after it was gone.
+                # connection open, so the daemon saw the parent connected after it was gone. A
+                # child forked inside the close itself holds a copy all the same: Transport.close
+                # shuts the connection down first, which ends it for every copy.
                 with self._cond:
                     if self._transport is not None:
                         self._transport.close()
@@ -382,7 +384,7 @@ class Sender(GiveUp):
         # Our copies of the parent's socket (its connection stays) and wake pipe; closing, too.
         self._spill.abandon()
         if self._transport is not None:
-            self._transport.close()
+            self._transport.close_copy()  # close() would end the parent's connection too
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 with contextlib.suppress(OSError):

@@ -14,6 +14,7 @@ import os
 import select
 import socket
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -96,6 +97,21 @@ def gave_up_error(path: Path) -> DaemonUnavailable:
     return DaemonUnavailable(f"Gave up waiting for the trackd daemon at {path}.")
 
 
+def end_connection(sock: socket.socket) -> None:
+    """Close ``sock`` after ending its connection for every copy of its descriptor.
+
+    close() alone ends a connection only when no other process holds a copy of the descriptor,
+    and a process that forks while the sender thread is inside close() (the descriptor is gone
+    from the socket object before the system call returns, so the child's at-fork hook finds
+    nothing to close) keeps one for its life: the daemon saw the parent connected after it was
+    gone, could not exit idle, and `trackd daemon stop` waited for it. shutdown() acts on the
+    connection itself: the daemon reads the end of the stream, as after a close.
+    """
+    with contextlib.suppress(OSError):  # never connected, or already closed
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
 class Transport:
     """A connected Unix socket to the daemon (non-blocking: every wait is a select here)."""
 
@@ -103,6 +119,10 @@ class Transport:
         self.path = path
         self._interrupt = interrupt
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Known to the at-fork hook from now on: a child forked while this connects or shakes hands
+        # closes its copy (see _close_copies_in_child).
+        self._sock: socket.socket | None = sock
+        _OPEN_TRANSPORTS.add(self)
         try:
             with map_socket_errors(path):
                 sock.settimeout(timeout)
@@ -110,9 +130,8 @@ class Transport:
                 sock.setblocking(False)
                 check_listener(sock, path)
         except BaseException:
-            sock.close()
+            self.close()
             raise
-        self._sock: socket.socket | None = sock
 
     def fileno(self) -> int:
         return self._socket().fileno()
@@ -150,9 +169,19 @@ class Transport:
         return self.receive_available()
 
     def close(self) -> None:
+        """End the connection, for every process that holds a copy of it (see end_connection)."""
+        if self._sock is not None:
+            end_connection(self._sock)
+            self._sock = None
+        _OPEN_TRANSPORTS.discard(self)
+
+    def close_copy(self) -> None:
+        """In a forked child: close this process's copy of the descriptor only; the parent's
+        connection goes on (a shutdown here would end it for the parent too)."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        _OPEN_TRANSPORTS.discard(self)
 
     def _wait(self, *, writable: bool, timeout: float | None) -> bool:
         """Wait until the socket is readable (or writable); False once ``timeout`` passes first."""
@@ -180,6 +209,25 @@ class Transport:
         if self._sock is None:
             raise DaemonUnavailable(f"The connection to the trackd daemon at {self.path} is closed.")
         return self._sock
+
+
+# Every Transport not closed: a forked child closes its copies of them all (the child's only thread
+# is the one that forked, which holds none of them at that moment).
+_OPEN_TRANSPORTS: weakref.WeakSet[Transport] = weakref.WeakSet()
+
+
+def _close_copies_in_child() -> None:
+    """A forked child never uses its parent's connections: close its copies of them.
+
+    The sender's own is closed by its at-fork hook too, but one the sender thread was still
+    opening (connect, handshake) was in no sender yet: the child kept it for its life, and the
+    daemon saw the parent connected after the parent was killed.
+    """
+    for transport in list(_OPEN_TRANSPORTS):
+        transport.close_copy()
+
+
+os.register_at_fork(after_in_child=_close_copies_in_child)
 
 
 def check_listener(sock: socket.socket, path: Path) -> None:
