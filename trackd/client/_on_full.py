@@ -117,7 +117,9 @@ class OnFullPolicy(SenderThread):
 
         Waits while the daemon acknowledges are the back-pressure the policy asks for: the one line
         (once a sender for each bound: the flag named by ``warned``) comes only once the daemon has
-        said nothing for STALL_WARNING_AFTER while a call waits, with ``why(start)``'s words.
+        said nothing for STALL_WARNING_AFTER while a call waits, with ``why(start)``'s words, and
+        never while a daemon is being started (by this process or another): a start is no outage,
+        and one that fails is, at once.
         ``poke``: wake the thread when there is no room, for the room only it makes (now, not at its
         next send interval).
         """
@@ -127,7 +129,10 @@ class OnFullPolicy(SenderThread):
                 if poke and not has_room():
                     self._poke()
                 while not has_room():
-                    if not getattr(self, warned) and self._silent_for(start) >= STALL_WARNING_AFTER:
+                    if (
+                        not getattr(self, warned) and not self._daemon_starting
+                        and self._silent_for(start) >= STALL_WARNING_AFTER
+                    ):
                         setattr(self, warned, True)
                         waited, reason = self._blocked_s + time.monotonic() - start, why(start)
                         break  # to say so outside the lock: stderr may block
@@ -183,6 +188,14 @@ class OnFullPolicy(SenderThread):
             if self._daemon_leaving:
                 return (f"the daemon at {path} shut down (`trackd daemon stop`, a restart) and none answers there "
                         f"yet; trackd keeps trying to reconnect")
+            # Nor is a daemon missing while one starts, or before an attempt to connect failed:
+            # the drop policy's line, at the first drop, said "no daemon answers" of a start
+            # under way (the block policy's line waits for the start, see _wait_for_room).
+            if self._daemon_starting:
+                return (f"the daemon at {path} is starting (started by this process or another) and does not "
+                        "answer yet")
+            if not self._spill.unavailable_for():
+                return f"trackd is still connecting to the daemon at {path}"
             return f"no daemon answers at {path}; trackd keeps trying to reconnect"
         if self._daemon_leaving:
             return f"the daemon at {path} is shutting down (`trackd daemon stop`, a restart); trackd reconnects to the next one"

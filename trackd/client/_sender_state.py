@@ -95,6 +95,9 @@ class SenderState:
     _will_probe_delay = 0.0
     _heard_at = 0.0  # time.monotonic() when the daemon last answered (or this client connected)
     _daemon_leaving = False  # the daemon said it is shutting down; cleared at the next connect
+    # The sender thread is starting a daemon, or waiting for the one another process starts (see
+    # SenderThread._start_daemon): no daemon answers yet, and none is missing.
+    _daemon_starting = False
     # Bounded flushes under way (GiveUp.flush_or_warn): each says what becomes of the events it
     # gives up, so the thread does not say first that it holds them and retries.
     _bounded_flushes = 0

@@ -290,6 +290,11 @@ class SenderThread(SenderState):
                 + (f" The last start failed: {self._spawn_failure}" if self._spawn_failure else "")
             )
         self._next_spawn = now + self.SPAWN_INTERVAL
+        # A start under way is not an outage: a logging call waiting for room says nothing of it
+        # (see OnFullPolicy._wait_for_room). When many processes found no daemon at once, on a
+        # loaded machine, the start took over 2 s and those that filled their buffer meanwhile
+        # said "no daemon answers ...; trackd keeps trying to reconnect" of a healthy start.
+        self._daemon_starting = True
         try:
             start_daemon(self.config.socket_path, timeout=self.config.connect_timeout)
         except DaemonCannotStart as exc:
@@ -298,7 +303,12 @@ class SenderThread(SenderState):
             self._next_spawn = now + self.SPAWN_INTERVAL_AFTER_EXIT
             self._spawn_failure = str(exc)
             raise
+        finally:
+            self._daemon_starting = False
         self._spawn_failure = None
+        with self._cond:
+            # It answers: a wait's silence counts from now, the handshake's time, not the start's.
+            self._heard_at = time.monotonic()
 
     def _disconnected(self, exc: BaseException | None) -> None:
         # A connection that broke is retried before anything is said: a daemon stopped by hand
