@@ -29,7 +29,7 @@ def test_dir_lists_the_names_that_load_on_first_access(package: types.ModuleType
     assert "annotations" not in dir(package)  # the __future__ import's name is not trackd's
 
 
-@pytest.mark.parametrize(("name", "says"), [("search_runs", "trackd.Client().search_runs"), ("delete_run", "MLflow itself")])
+@pytest.mark.parametrize(("name", "says"), [("search_experiments", "trackd.Client().search_experiments"), ("delete_run", "MLflow itself")])
 def test_an_mlflow_function_trackd_leaves_out_says_what_to_use_instead(name: str, says: str) -> None:
     # Code ported with `import trackd as mlflow` got a bare AttributeError.
     with pytest.raises(AttributeError, match=f"has no attribute '{name}': .*{re.escape(says)}"):

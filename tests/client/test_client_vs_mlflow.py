@@ -263,6 +263,7 @@ FLUENT_FUNCTIONS = [
     "log_metric", "log_metrics", "log_param", "log_params", "set_tag", "set_tags", "delete_tag", "log_artifact",
     "log_artifacts", "log_text", "log_dict", "start_run", "end_run", "set_experiment", "create_experiment",
     "set_tracking_uri", "get_run", "active_run", "last_active_run", "is_tracking_uri_set", "flush_async_logging",
+    "get_artifact_uri", "log_figure", "log_image", "log_table", "search_runs",
 ]
 
 
@@ -289,6 +290,7 @@ CLIENT_METHODS = [
     "create_experiment", "get_experiment", "get_experiment_by_name", "search_experiments", "create_run",
     "set_terminated", "get_run", "get_metric_history", "search_runs", "list_artifacts", "log_metric",
     "log_param", "set_tag", "delete_tag", "log_batch", "log_artifact", "log_artifacts", "log_text", "log_dict",
+    "log_figure", "log_image",
 ]
 
 

@@ -362,6 +362,41 @@ class Client(ClientReads):
         name = artifact_file_name(artifact_file)
         self._sender.submit_artifact(content_record(run_id, name, dict_content(dictionary, name)))
 
+    def log_figure(
+        self, run_id: str, figure: Any, artifact_file: str | os.PathLike[str], *, save_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Save a matplotlib figure (``savefig``) or a plotly one (``write_html``/``write_image``,
+        by extension) as an artifact file, as MLflow's log_figure does."""
+        self._check_run(run_id)
+        from ._media import save_figure, saved_artifact
+
+        with saved_artifact(self, run_id, artifact_file) as path:
+            save_figure(figure, path, artifact_file, save_kwargs)
+
+    def log_image(
+        self, run_id: str, image: Any, artifact_file: str | os.PathLike[str] | None = None, key: str | None = None,
+        step: int | None = None, timestamp: int | None = None, synchronous: bool | None = None,
+    ) -> None:
+        """Save a PIL image (or an mlflow.Image, or a NumPy array through Pillow) as MLflow's log_image
+        does: as ``artifact_file``, or with ``key`` as an image per step under ``images/``."""
+        self._check_run(run_id)
+        from ._media import LOGGED_IMAGES_TAG, as_image, check_image_arguments, compressed, image_files, saved_artifact
+
+        check_image_arguments(artifact_file, key, step, timestamp)
+        image = as_image(image)
+        if artifact_file is not None:
+            with saved_artifact(self, run_id, artifact_file) as path:
+                image.save(path)
+            return
+        assert key is not None
+        timestamp_ms = validate_timestamp(key, timestamp) if timestamp else _now_ms()  # MLflow's `timestamp or now`
+        files = image_files(key, validate_step(key, step or 0), timestamp_ms)
+        for file, picture in zip(files, (image, compressed(image))):
+            with saved_artifact(self, run_id, file) as path:
+                picture.save(path)
+        # str(True), as MLflow's set_tag(run_id, MLFLOW_LOGGED_IMAGES, True) stores it.
+        self.set_tag(run_id, LOGGED_IMAGES_TAG, True, True if synchronous else None)
+
     # -- delivery ---------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> FlushReport:

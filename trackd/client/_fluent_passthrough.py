@@ -1,13 +1,17 @@
 """The fluent functions that hand the active run (or a given one) to its client as they are:
-params and tags, artifacts, flush, reads (last_active_run included) and create_experiment. The
+params and tags, artifacts (figures and images included), flush, reads (last_active_run,
+get_artifact_uri and search_runs included) and create_experiment. The
 active-run bookkeeping they rely on, and the metric calls (the hot path, which reads it inline), are
 in _fluent."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import posixpath
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import InvalidArgument
 
 from . import _fluent
 from ._fluent import ActiveRun, _active_run_id, _here, _thread_runs, active_run, get_client
@@ -16,6 +20,13 @@ if TYPE_CHECKING:
     from ..store import Experiment, Metric, Run
     from ._operations import RunOperations
     from ._outbox import FlushReport
+    from ..store import PagedList
+
+T = TypeVar("T")
+# MLflow's fluent search_runs: SEARCH_MAX_RESULTS_PANDAS results by default, read in pages of
+# NUM_RUNS_PER_PAGE_PANDAS (trackd's Client.search_runs returns at most 50,000 a page).
+SEARCH_MAX_RESULTS_PANDAS = 100_000
+SEARCH_PAGE_SIZE = 10_000
 
 
 def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
@@ -79,6 +90,108 @@ def log_text(text: str, artifact_file: str | os.PathLike[str], run_id: str | Non
 def log_dict(dictionary: Mapping[str, Any], artifact_file: str | os.PathLike[str], run_id: str | None = None) -> None:
     """Save a dict as a JSON or YAML artifact file of the active run."""
     get_client().log_dict(run_id or _active_run_id(), dictionary, artifact_file)
+
+
+def log_figure(figure: Any, artifact_file: str | os.PathLike[str], *, save_kwargs: Mapping[str, Any] | None = None) -> None:
+    """Save a matplotlib or plotly figure as an artifact file of the active run (see Client.log_figure)."""
+    client = get_client()
+    client.log_figure(_active_run_id(), figure, artifact_file, save_kwargs=save_kwargs)
+
+
+def log_image(
+    image: Any, artifact_file: str | os.PathLike[str] | None = None, key: str | None = None, step: int | None = None,
+    timestamp: int | None = None, synchronous: bool | None = False,
+) -> None:
+    """Save an image as an artifact file of the active run, or with ``key`` as an image per step
+    (see Client.log_image)."""
+    client = get_client()
+    client.log_image(_active_run_id(), image, artifact_file, key, step, timestamp, synchronous)
+
+
+def log_table(data: Any, artifact_file: str | os.PathLike[str], run_id: str | None = None) -> None:
+    """Not implemented: raises InvalidArgument saying what to use instead."""
+    # MLflow's writes the table with pandas (DataFrame.to_json(orient="split")), appends it to the
+    # run's file of that name, saves image cells under table_images/ and lists the file in the
+    # mlflow.loggedArtifacts tag: pandas' JSON is not matched without pandas.
+    raise InvalidArgument(
+        f"trackd.log_table({artifact_file!r}) is not implemented (MLflow's writes the table with pandas). Log the "
+        "columns with trackd.log_dict(data, 'table.json'), or call mlflow.log_table on the same ./mlruns."
+    )
+
+
+def get_artifact_uri(artifact_path: str | None = None) -> str:
+    """The active run's artifact root URI, joined with ``artifact_path`` as MLflow's
+    (``file:///.../<run_id>/artifacts/<artifact_path>``); starts a run if none is active, as MLflow's.
+
+    Known from the run's start: it never waits for the daemon.
+    """
+    active = active_run()
+    if active is None:
+        run_id = _active_run_id()  # starts one, or names the run exit ended (a thread logging on)
+        late = (active_run(), _fluent._run_ended_at_exit, _fluent._last_main_run)
+        active = next(run for run in late if run is not None and run.run_id == run_id)
+    root = active.info.artifact_uri
+    return root if artifact_path is None else _append_to_uri_path(root, artifact_path)
+
+
+def _append_to_uri_path(uri: str, path: str) -> str:
+    """MLflow's append_to_uri_path(uri, path): ``path`` joined to the URI's path, a leading "/" of
+    it dropped (mlflow/utils/uri.py; its check of the query string has nothing to check here)."""
+    import urllib.parse
+
+    def join(prefix: str, suffix: str) -> str:
+        return posixpath.join(prefix, suffix.lstrip("/")) if prefix else suffix
+
+    parsed = urllib.parse.urlparse(uri)
+    if not parsed.scheme:
+        return join(uri, path)
+    prefix = ""
+    if not parsed.path.startswith("/"):
+        prefix, parsed = f"{parsed.scheme}:", parsed._replace(scheme="")
+    return prefix + urllib.parse.urlunparse(parsed._replace(path=join(parsed.path, join("", path))))
+
+
+def search_runs(
+    experiment_ids: list[str] | None = None, filter_string: str = "", run_view_type: int = 1,
+    max_results: int = SEARCH_MAX_RESULTS_PANDAS, order_by: list[str] | None = None, output_format: str = "pandas",
+    search_all_experiments: bool = False, experiment_names: list[str] | None = None,
+) -> list[Run]:
+    """The runs of these experiments (default: the active one), newest first, as a list: pass
+    ``output_format="list"`` (MLflow's default, a pandas DataFrame, is not implemented). As
+    Client.search_runs, without MLflow's search grammar."""
+    if output_format != "list":
+        raise InvalidArgument(
+            f"trackd.search_runs(output_format={output_format!r}) is not implemented: it returns the runs as a list "
+            "with output_format='list'. For a pandas DataFrame, call mlflow.search_runs on the same ./mlruns."
+        )
+    if experiment_ids and experiment_names:
+        raise InvalidArgument("Only experiment_ids or experiment_names can be used, but not both")
+    client = get_client()
+    if experiment_names:  # MLflow skips (and logs) a name with no experiment
+        ids = [found.experiment_id for found in map(client.get_experiment_by_name, experiment_names) if found is not None]
+    elif experiment_ids:
+        ids = list(experiment_ids)
+    elif search_all_experiments:
+        ids = [experiment.experiment_id for experiment in _all_pages(client.search_experiments)]
+    else:
+        ids = [_fluent._current_experiment_id(client)]
+    if not ids:
+        return []
+    return _all_pages(lambda **page: client.search_runs(ids, filter_string, run_view_type, order_by=order_by, **page), max_results)
+
+
+def _all_pages(search: Callable[..., PagedList[T]], max_results: int | None = None) -> list[T]:
+    """Every page of ``search``, up to ``max_results`` items, as MLflow's get_results_from_paginated_fn."""
+    found: list[T] = []
+    token = None
+    while max_results is None or len(found) < max_results:
+        wanted = SEARCH_PAGE_SIZE if max_results is None else min(SEARCH_PAGE_SIZE, max_results - len(found))
+        page = search(max_results=wanted, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            break
+    return found
 
 
 def flush(timeout: float | None = None) -> FlushReport:
