@@ -20,6 +20,8 @@ import pytest
 from fluent_helpers import fluent_env, mlflow_reader, only_run, quiet_result, run_child
 from helpers import DaemonProcess, child_env, run_python, short_socket_path
 
+from trackd.client._delivery import sync_spools
+
 pytest.importorskip("mlflow")
 from mlflow.tracking import artifact_utils  # noqa: E402
 
@@ -325,3 +327,39 @@ def test_log_table_says_what_to_use_instead(daemon: DaemonProcess, store: Path) 
     assert "trackd.errors.InvalidArgument: trackd.log_table('table.json') is not implemented" in result.stderr
     assert "trackd.log_dict" in result.stderr
     assert only_run(store).info.status == "FAILED"
+
+
+def test_a_large_figure_logged_with_no_daemon_is_written_when_its_spool_is_synced(socket_path: Path, tmp_path: Path) -> None:
+    # A file over 8 MiB goes to the spool as its path: its temporary folder must stay for the
+    # daemon that copies it later, or the figure was lost without a word.
+    store, spool, temporary = tmp_path / "mlruns", tmp_path / "spool", tmp_path / "tmp"
+    temporary.mkdir()
+    env = child_env(
+        socket_path, TRACKD_AUTOSTART="0", TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool),
+        TRACKD_CONNECT_TIMEOUT="0.5", TRACKD_EXIT_TIMEOUT="0.5", TMPDIR=str(temporary),
+    )
+    result = run_child(
+        """
+        import trackd
+        class Figure:
+            def savefig(self, fname, **kwargs):
+                with open(fname, "wb") as f:
+                    f.write(b"." * (9 * 1024 * 1024))
+        with trackd.start_run() as run:
+            trackd.log_figure(Figure(), "plots/big.svg")
+        print(run.info.run_id)
+        """,
+        env,
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.split()[-1]
+    [kept] = [p.relative_to(temporary).parts[1:] for p in temporary.rglob("*") if p.is_file()]
+    assert kept == ("big.svg",)
+    daemon = DaemonProcess(socket_path).start()
+    try:
+        [synced] = sync_spools(spool, socket_path, timeout=60)
+        assert synced.error is None, synced
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+    figure = mlflow_reader(store).download_artifacts(run_id, "plots/big.svg", str(tmp_path / "down"))
+    assert Path(figure).read_bytes() == b"." * (9 * 1024 * 1024)
