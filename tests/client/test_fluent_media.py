@@ -223,6 +223,13 @@ def test_log_image_with_a_key_writes_mlflows_images_layout_and_tag(daemon: Daemo
     assert [t.get("mlflow.loggedImages") for t in tags] == ["True", "True"]
 
 
+@pytest.mark.parametrize("array", ["[[300]]", "[[-1]]", "np.zeros((2, 2, 2))", "np.zeros((2,))", "[['a']]"])
+def test_log_image_refuses_the_arrays_mlflow_refuses_with_its_error(daemon: DaemonProcess, tmp_path: Path, array: str) -> None:
+    sides = _ported(f"import numpy as np\nwith mlflow.start_run():\n    mlflow.log_image(np.array({array}), 'x.png')\n", daemon, tmp_path)
+    assert str(sides["trackd"]["error"]) == str(sides["mlflow"]["error"])
+    assert str(sides["trackd"]["error"]).startswith(("ValueError: ", "TypeError: "))
+
+
 @pytest.mark.parametrize("call", [
     "mlflow.log_image(np.zeros((2, 2), dtype=np.uint8), 'x.png')",
     "mlflow.log_image(object(), 'x.png')",
