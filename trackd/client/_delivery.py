@@ -90,7 +90,7 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
         while True:
             # Read from the descriptor that holds the lock, so the file sent is the file locked.
             os.lseek(fd, 0, os.SEEK_SET)
-            with SpoolReader(open(fd, "rb", buffering=SPOOL_READ_SIZE, closefd=False), path) as reader:
+            with SpoolReader(open(fd, "rb", buffering=0, closefd=False), path) as reader:
                 result.client_id = reader.hello.client_id
                 if not any_host and reader.hello.host != socket.gethostname():
                     result.other_host = reader.hello.host

@@ -145,7 +145,7 @@ class Spool:
         FileNotFoundError when it is gone, or ``path`` names another file than the one this
         client writes (removed, and made anew by someone else): that one is not ours to send.
         """
-        file = open(self.path, "rb", buffering=SPOOL_READ_SIZE)  # closed by the reader
+        file = open(self.path, "rb", buffering=0)  # unbuffered (see SpoolReader); closed by the reader
         try:
             if self._fd < 0 or not _same_file(file.fileno(), self._fd):
                 raise FileNotFoundError(errno.ENOENT, "replaced since this client wrote it", str(self.path))
@@ -274,12 +274,21 @@ class SpoolReader:
     left out and listed in ``undecodable``: its length is known, so the frames after it are
     read as ever, and the daemon would refuse it anyway. It used to end the file there, every
     event spooled after it lost with it.
+
+    It reads ahead SPOOL_READ_SIZE bytes at a time itself, from a file opened unbuffered: a
+    ``BufferedReader`` holds a lock while it reads, and a process forked while its sender thread
+    read the spool file (a loop of fork() while a spool was sent again) made a child whose at-fork
+    hook closed its copy of the reader (``Spill.abandon``) and waited for ever on that lock, which
+    no thread of the child would release; its parent waited for ever on the child.
     """
 
     def __init__(self, file: BinaryIO, path: Path) -> None:
-        """Read the Hello from ``file`` (open for reading at its start; closed by ``close()``)."""
+        """Read the Hello from ``file`` (open for reading at its start, best unbuffered; closed by ``close()``)."""
         self.path = path
         self._file = file
+        # Bytes read ahead from the file, used from ``_ahead_at`` on (see _read).
+        self._ahead = b""
+        self._ahead_at = 0
         # Where the last whole frame read ends.
         self.offset = 0
         # Whole frames read after the Hello, and (index among them, why) of each left out as undecodable.
@@ -321,7 +330,7 @@ class SpoolReader:
     def _next_frame(self) -> tuple[Event | LocalProtocolError, bytes] | None:
         """The next frame, decoded (or why its body does not decode) and as bytes; None at the end
         of the file or at a torn last frame."""
-        header = self._file.read(FRAME_HEADER_SIZE)
+        header = self._read(FRAME_HEADER_SIZE)
         if len(header) < FRAME_HEADER_SIZE:
             return None
         try:
@@ -329,7 +338,7 @@ class SpoolReader:
         except LocalProtocolError as exc:
             # Where the next frame starts is lost with it: nothing after it can be read.
             raise SpoolDamaged(f"Spool file {self.path} is damaged at byte {self.offset}: {exc}") from exc
-        body = self._file.read(size)
+        body = self._read(size)
         if len(body) < size:
             return None  # the writer died in the middle of this frame
         self.offset += FRAME_HEADER_SIZE + size
@@ -337,6 +346,23 @@ class SpoolReader:
             return decode_body(body), header + body
         except LocalProtocolError as exc:
             return exc, header + body
+
+    def _read(self, size: int) -> bytes:
+        """The next ``size`` bytes of the file (fewer at its end), read ahead SPOOL_READ_SIZE at a time."""
+        ahead, at = self._ahead, self._ahead_at
+        if len(ahead) - at >= size:
+            self._ahead_at = at + size
+            return ahead[at : at + size]
+        parts, have = [ahead[at:]], len(ahead) - at
+        while have < size:
+            chunk = self._file.read(max(SPOOL_READ_SIZE, size - have))
+            if not chunk:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)
+        self._ahead, self._ahead_at = data, min(size, len(data))
+        return data[:size]
 
 
 def spool_files(directory: Path) -> list[Path]:
