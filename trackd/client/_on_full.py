@@ -178,10 +178,24 @@ class OnFullPolicy(SenderThread):
         return time.monotonic() - self._counted_from(start, patient=True)
 
     def _why_full(self, start: float | None = None, *, small: str | None = None) -> str:
-        """Why the buffer filled, for the on-full line: a daemon leaving, none at all, one that has
-        said nothing since the call began waiting at ``start``, or one that writes slower than this
-        process logs (``small``: the words for a small bound, the event bound's by default)."""
+        """Why the buffer filled, for the on-full line: a first connection still under way, a daemon
+        leaving, none at all, one that has said nothing since the call began waiting at ``start``, or
+        one that writes slower than this process logs (``small``: the words for a small bound, the
+        event bound's by default)."""
         path = self.config.socket_path
+        if small is None:
+            # A buffer smaller than what the loop logs between two sends fills beside an idle daemon.
+            small = "" if self.config.max_buffered >= DEFAULT_MAX_BUFFERED else (
+                f", or the buffer is small for this logging rate "
+                f"(TRACKD_MAX_BUFFERED={self.config.max_buffered}; the default is {DEFAULT_MAX_BUFFERED})"
+            )
+        if self._transport is None and not self._spill.unavailable_for() and not self._daemon_leaving:
+            # Not connected yet, and no attempt has failed: a forked worker (a Pool's) logging its
+            # first points while its thread makes its own first connection, or a process whose
+            # thread starts the daemon. Each Pool worker said "no daemon answers" of a daemon
+            # that answered it a millisecond later.
+            starting = " (starting one if none answers)" if self.config.autostart else ""
+            return f"this process is still connecting to the daemon at {path}{starting}{small}"
         if self._transport is None:
             # The daemon died (SIGKILL) or is restarting: "not keeping up" sent users looking at
             # a daemon that was not there.
@@ -203,10 +217,4 @@ class OnFullPolicy(SenderThread):
         if silent >= STALL_WARNING_AFTER:
             return (f"the daemon at {path} has acknowledged nothing for {silent:.0f} s: it may be stopped "
                     f"(SIGSTOP, a debugger) or stuck writing to its disk")
-        if small is None:
-            # A buffer smaller than what the loop logs between two sends fills beside an idle daemon.
-            small = "" if self.config.max_buffered >= DEFAULT_MAX_BUFFERED else (
-                f", or the buffer is small for this logging rate "
-                f"(TRACKD_MAX_BUFFERED={self.config.max_buffered}; the default is {DEFAULT_MAX_BUFFERED})"
-            )
         return f"the daemon is not keeping up{small}"
