@@ -76,12 +76,16 @@ def _reset_in_forked_child() -> None:
     closed_at_exit = False  # the child exits on its own
     # SIGTERM stays blocked until every trackd at-fork hook has run (see _fork_mask).
     _forget_watch_in_child()
-    if "multiprocessing" in sys.modules:
-        # A multiprocessing child (fork start method) runs its after-fork callbacks once it knows
-        # it is one (Process._bootstrap): there, exit the way a multiprocessing child exits.
-        import multiprocessing.util
-
-        multiprocessing.util.register_after_fork(_AFTER_FORK_TOKEN, _prepare_forked_child)
+    # A multiprocessing child (fork start method) runs its after-fork callbacks once it knows it is
+    # one (Process._bootstrap): there, exit the way a multiprocessing child exits. Its parent loaded
+    # multiprocessing.util before it forked (Process.start, a Pool); nothing is imported here: a
+    # module another thread of the parent was importing at the fork stays locked in the child for
+    # ever, and multiprocessing.util imports subprocess, which the sender thread imports when it
+    # first starts a daemon: a child forked then (a loop forking beside a daemon restart) hung here.
+    util = sys.modules.get("multiprocessing.util")
+    register = getattr(util, "register_after_fork", None)  # None too while the parent imported it
+    if register is not None:
+        register(_AFTER_FORK_TOKEN, _prepare_forked_child)
 
 
 def _take_the_signal_going_down_with_parent(signum: int) -> None:
