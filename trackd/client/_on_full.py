@@ -202,14 +202,12 @@ class OnFullPolicy(SenderThread):
             if self._daemon_leaving:
                 return (f"the daemon at {path} shut down (`trackd daemon stop`, a restart) and none answers there "
                         f"yet; trackd keeps trying to reconnect")
-            # Nor is a daemon missing while one starts, or before an attempt to connect failed:
-            # the drop policy's line, at the first drop, said "no daemon answers" of a start
-            # under way (the block policy's line waits for the start, see _wait_for_room).
+            # Nor is a daemon missing while one starts after an attempt failed: the drop policy's
+            # line, at the first drop, said "no daemon answers" of a start under way (the block
+            # policy's line waits for the start, see _wait_for_room).
             if self._daemon_starting:
                 return (f"the daemon at {path} is starting (started by this process or another) and does not "
                         "answer yet")
-            if not self._spill.unavailable_for():
-                return f"trackd is still connecting to the daemon at {path}"
             return f"no daemon answers at {path}; trackd keeps trying to reconnect"
         if self._daemon_leaving:
             return f"the daemon at {path} is shutting down (`trackd daemon stop`, a restart); trackd reconnects to the next one"
