@@ -57,6 +57,14 @@ def _work_tree(tmp_path: Path, case: str) -> Path:
         return tmp_path / "wt" / "src"
     elif case == "ignored":
         return repo / "ignored"
+    elif case == "damaged-index":
+        (repo / ".git" / "index").write_bytes(b"not an index")  # git check-ignore exits 128
+    elif case == "another-owner":
+        if os.geteuid() != 0:
+            pytest.skip("making a repository another user owns takes root")
+        (repo / "src").mkdir()
+        for path in [repo, *repo.rglob("*")]:
+            os.chown(path, 65534, 65534, follow_symlinks=False)  # nobody: git says "dubious ownership"
     return repo / "src"
 
 
@@ -65,9 +73,13 @@ def _git_tags(store: Path, run_id: str) -> dict[str, str]:
     return {key: value for key, value in tags.items() if key.startswith("mlflow.source.git.")}
 
 
-@pytest.mark.parametrize("case", ["branch", "packed", "detached", "worktree", "ignored", "no-commit", "not-a-repo"])
+@pytest.mark.parametrize(
+    "case", ["branch", "packed", "detached", "worktree", "ignored", "no-commit", "not-a-repo", "damaged-index", "another-owner"]
+)
 def test_git_tags_are_the_ones_mlflow_gives_the_same_script(case: str, daemon: DaemonProcess, tmp_path: Path) -> None:
     # trackd gave none: the MLflow UI showed no commit for any run, where MLflow's showed one.
+    # "damaged-index", "another-owner": git refuses the repository, and MLflow tags nothing; trackd
+    # used to tag the run from the repository's files all the same.
     folder = _work_tree(tmp_path, case)
     folder.mkdir(exist_ok=True)
     script = folder / "train.py"

@@ -27,7 +27,8 @@ def git_tags(main_file: str) -> dict[str, str]:
     """The git tags for a run of ``main_file`` (sys.argv[0]), as MLflow's GitRunContext gives them.
 
     None when the script is not in a work tree, the branch has no commit yet, the script's
-    folder is ignored by git, or git is not installed (MLflow then cannot import GitPython).
+    folder is ignored by git, git refuses the repository (another user's, a damaged index), or
+    git is not installed (MLflow then cannot import GitPython).
     """
     folder = os.path.abspath(main_file)
     if os.path.isfile(folder):
@@ -120,7 +121,11 @@ def _ignored(folder: str) -> bool:
         )
     except (OSError, subprocess.SubprocessError):
         return True
-    return result.returncode == 0
+    # 1 is "not ignored". Any other failure counts as ignored: GitPython's repo.ignored() raises on
+    # it, so MLflow's get_git_commit gives no commit and the run no git tags. Git refusing a repo
+    # another user owns ("detected dubious ownership", safe.directory) or a damaged index exits
+    # 128, and trackd tagged such runs where MLflow tags none.
+    return result.returncode != 1
 
 
 def _read(path: str) -> str | None:
