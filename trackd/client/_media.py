@@ -8,6 +8,7 @@ nor Pillow, and only Pillow, when a NumPy array must become an image (as MLflow 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import sys
@@ -35,8 +36,8 @@ def saved_artifact(client: Client, run_id: str, artifact_file: str | os.PathLike
     """A path to save ``artifact_file`` to; the file saved there is logged when the block ends.
 
     A file over MAX_INLINE_ARTIFACT_SIZE travels as its path, copied by the daemon later: it is
-    delivered before its temporary folder goes. If it cannot be (no daemon: it is spooled), the
-    folder stays, for the daemon that copies it.
+    delivered before its temporary folder goes. If it cannot be (no daemon: it is spooled), or the
+    wait is cut short (Ctrl-C), the folder stays, for the daemon that copies it.
     """
     name = artifact_file_name(artifact_file)  # MLflow's posixpath.normpath, and trackd's checks
     folder, file_name = posixpath.split(name)
@@ -48,15 +49,17 @@ def saved_artifact(client: Client, run_id: str, artifact_file: str | os.PathLike
     try:
         path = os.path.join(temporary, file_name)
         yield path
-        by_path = False
-        for record in file_records(run_id, path, folder or None):
+        records = list(file_records(run_id, path, folder or None))
+        # Copied by the daemon from this path after the call: kept until the flush below says it
+        # was. A Ctrl-C during that wait removed the file with its record buffered, and the figure
+        # was lost ("... cannot be read (No such file or directory)" at exit).
+        keep = any(record[4] is not None for record in records)
+        for record in records:
             client._sender.submit_artifact(record)
-            by_path = by_path or record[4] is not None
-        if by_path:
-            try:
+        if keep:
+            with contextlib.suppress(DaemonUnavailable, FlushTimeout):
                 client._flush_for_read()  # refused items stay for flush(), as for a read
-            except (DaemonUnavailable, FlushTimeout):
-                keep = True
+                keep = False
     finally:
         if not keep:
             shutil.rmtree(temporary, ignore_errors=True)
