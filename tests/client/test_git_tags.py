@@ -31,6 +31,15 @@ with backend.start_run() as run:
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
 
 
+# Remotes as a hand-edited config has them; GitPython reads git's config syntax (key case, quotes,
+# comments) and MLflow takes the first remote's url, or none if it has only a pushurl.
+HAND_EDITED_REMOTES = {
+    "hand-edited-config": '[Remote "origin"]\n\tURL = "https://user:secret-token@example.com/team/repo.git" ; moved\n',
+    "first-remote-without-url": '[remote "origin"]\n\tpushurl = https://example.com/team/repo.git\n'
+    '[remote "backup"]\n\turl = git@example.com:team/backup.git\n',
+}
+
+
 def _git(folder: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True, env={**os.environ, **GIT_ENV})
 
@@ -57,6 +66,11 @@ def _work_tree(tmp_path: Path, case: str) -> Path:
         return tmp_path / "wt" / "src"
     elif case == "ignored":
         return repo / "ignored"
+    elif case in HAND_EDITED_REMOTES:
+        _git(repo, "remote", "remove", "origin")
+        _git(repo, "remote", "remove", "backup")
+        with (repo / ".git" / "config").open("a") as config:
+            config.write(HAND_EDITED_REMOTES[case])
     elif case == "damaged-index":
         (repo / ".git" / "index").write_bytes(b"not an index")  # git check-ignore exits 128
     elif case == "another-owner":
@@ -74,12 +88,16 @@ def _git_tags(store: Path, run_id: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "case", ["branch", "packed", "detached", "worktree", "ignored", "no-commit", "not-a-repo", "damaged-index", "another-owner"]
+    "case", [
+        "branch", "packed", "detached", "worktree", "ignored", "no-commit", "not-a-repo", "damaged-index", "another-owner",
+        *HAND_EDITED_REMOTES,
+    ],
 )
 def test_git_tags_are_the_ones_mlflow_gives_the_same_script(case: str, daemon: DaemonProcess, tmp_path: Path) -> None:
     # trackd gave none: the MLflow UI showed no commit for any run, where MLflow's showed one.
     # "damaged-index", "another-owner": git refuses the repository, and MLflow tags nothing; trackd
-    # used to tag the run from the repository's files all the same.
+    # used to tag the run from the repository's files all the same. HAND_EDITED_REMOTES: trackd's
+    # repoURL was another remote's, or the value with its quotes and comment.
     folder = _work_tree(tmp_path, case)
     folder.mkdir(exist_ok=True)
     script = folder / "train.py"
@@ -96,7 +114,8 @@ def test_git_tags_are_the_ones_mlflow_gives_the_same_script(case: str, daemon: D
         assert result.returncode == 0, result.stderr
         tags[backend] = _git_tags(store, result.stdout.split()[-1])
     assert tags["trackd"] == tags["mlflow"]
-    expect_commit = case in ("branch", "packed", "detached", "worktree")
+    expect_commit = case in ("branch", "packed", "detached", "worktree", *HAND_EDITED_REMOTES)
     assert ("mlflow.source.git.commit" in tags["trackd"]) is expect_commit  # the case tests what it says
     if expect_commit:
-        assert tags["trackd"]["mlflow.source.git.repoURL"] == "https://example.com/team/repo.git"
+        url = None if case == "first-remote-without-url" else "https://example.com/team/repo.git"
+        assert tags["trackd"].get("mlflow.source.git.repoURL") == url

@@ -18,8 +18,10 @@ BRANCH_TAG = "mlflow.source.git.branch"
 REPO_URL_TAG = "mlflow.source.git.repoURL"
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-_REMOTE_SECTION = re.compile(r'\s*\[remote\s+"(.*)"\s*\]')
-_URL = re.compile(r"\s*url\s*=\s*(.*?)\s*$")
+# Section and key names are case-insensitive in git's config; the value is read by _config_value.
+_REMOTE_SECTION = re.compile(r'\s*\[remote\s+"(.*)"\s*\]', re.IGNORECASE)
+_URL = re.compile(r"\s*url\s*=(.*)$", re.IGNORECASE)
+_ESCAPES = {"n": "\n", "t": "\t", "b": "\b"}
 
 
 @functools.lru_cache(maxsize=8)
@@ -88,14 +90,42 @@ def _resolve(ref: str, git_dir: str, common_dir: str) -> str | None:
 
 
 def _first_remote_url(common_dir: str) -> str | None:
-    """The url of the first remote in ``config``, as GitPython's ``repo.remotes`` lists them."""
-    in_remote = False
+    """The url of the first remote in ``config``, as GitPython's ``repo.remotes`` lists them.
+
+    None if that remote has no url (only a pushurl): MLflow's ``next(remote.url for remote in
+    repo.remotes)`` raises there and it gives no repoURL, not the next remote's.
+    """
+    urls: dict[str, str | None] = {}
+    remote = None
     for line in (_read(os.path.join(common_dir, "config")) or "").splitlines():
         if line.lstrip().startswith("["):
-            in_remote = _REMOTE_SECTION.match(line) is not None
-        elif in_remote and (match := _URL.match(line)) is not None:
-            return match.group(1)
-    return None
+            section = _REMOTE_SECTION.match(line)
+            remote = section.group(1) if section is not None else None
+            if remote is not None:
+                urls.setdefault(remote, None)
+        elif remote is not None and (match := _URL.match(line)) is not None:
+            urls[remote] = _config_value(match.group(1))  # the last of several, as GitPython's remote.url
+    return next(iter(urls.values()), None)
+
+
+def _config_value(raw: str) -> str:
+    """A value as git's config syntax reads it: quotes removed, escapes undone, and a ``;`` or
+    ``#`` outside quotes starting a comment (GitPython reads ``url = "x" ; y`` as ``x``)."""
+    value: list[str] = []
+    quoted = escaped = False
+    for char in raw:
+        if escaped:
+            value.append(_ESCAPES.get(char, char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char in ";#" and not quoted:
+            break
+        else:
+            value.append(char)
+    return "".join(value).strip()
 
 
 def _without_credentials(url: str) -> str:
