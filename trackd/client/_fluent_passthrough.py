@@ -170,7 +170,9 @@ def search_runs(
     if experiment_names:  # MLflow skips (and logs) a name with no experiment
         ids = [found.experiment_id for found in map(client.get_experiment_by_name, experiment_names) if found is not None]
     elif experiment_ids:
-        ids = list(experiment_ids)
+        # One id as a str is one experiment, as MLflow's client takes it: list("12") searched
+        # experiments "1" and "2", and returned [] (or another experiment's runs) without a word.
+        ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
     elif search_all_experiments:
         ids = [experiment.experiment_id for experiment in _all_pages(client.search_experiments)]
     else:
