@@ -297,6 +297,11 @@ class SenderThread(SenderState):
         self._daemon_starting = True
         try:
             start_daemon(self.config.socket_path, timeout=self.config.connect_timeout)
+            with self._cond:
+                # It answers: a wait's silence counts from now, the handshake's time, not the
+                # start's (set before the flag is cleared: a waiter between the two saw 2 s of
+                # silence and no start under way).
+                self._heard_at = time.monotonic()
         except DaemonCannotStart as exc:
             # Its flags, store or folder made it fail: the same again a second later (it was
             # started every second, each time writing its usage to the log).
@@ -306,9 +311,6 @@ class SenderThread(SenderState):
         finally:
             self._daemon_starting = False
         self._spawn_failure = None
-        with self._cond:
-            # It answers: a wait's silence counts from now, the handshake's time, not the start's.
-            self._heard_at = time.monotonic()
 
     def _disconnected(self, exc: BaseException | None) -> None:
         # A connection that broke is retried before anything is said: a daemon stopped by hand
