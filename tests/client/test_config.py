@@ -16,18 +16,25 @@ from helpers import child_env, run_python
 from trackd import ClientConfig
 from trackd.client._config import resolve_tracking_uri
 
+ABOVE_ZERO = "a number of seconds above 0, at most 604800"
+ZERO_OR_MORE = "a number of seconds, 0 or more, at most 604800"
 BAD_VARIABLES = [
     ("TRACKD_ON_FULL", "wait", "one of block, drop (any case)"),
     ("TRACKD_MAX_BUFFERED", "0", "a whole number of at least 1"),
     ("TRACKD_MAX_BUFFERED", "lots", "a whole number of at least 1"),
     ("TRACKD_MAX_BUFFERED_BYTES", "0", "a whole number of at least 1"),
     ("TRACKD_MAX_BUFFERED_BYTES", "64MiB", "a whole number of at least 1"),
-    ("TRACKD_FLUSH_INTERVAL", "0", "a finite number of seconds above 0"),
-    ("TRACKD_FLUSH_INTERVAL", "-1", "a finite number of seconds above 0"),
-    ("TRACKD_EXIT_TIMEOUT", "nan", "a finite number of seconds, 0 or more"),
-    ("TRACKD_CONNECT_TIMEOUT", "10s", "a finite number of seconds above 0"),
+    ("TRACKD_FLUSH_INTERVAL", "0", ABOVE_ZERO),
+    ("TRACKD_FLUSH_INTERVAL", "-1", ABOVE_ZERO),
+    ("TRACKD_EXIT_TIMEOUT", "nan", ZERO_OR_MORE),
+    ("TRACKD_CONNECT_TIMEOUT", "10s", ABOVE_ZERO),
     # 0 could never complete a handshake: every event was spooled with a healthy daemon.
-    ("TRACKD_CONNECT_TIMEOUT", "0", "a finite number of seconds above 0"),
+    ("TRACKD_CONNECT_TIMEOUT", "0", ABOVE_ZERO),
+    # poll() takes at most 2**31 - 1 ms: these were accepted, and every attempt to connect then
+    # died in the sender thread with OverflowError, a traceback repeated forever.
+    ("TRACKD_CONNECT_TIMEOUT", "1e23", ABOVE_ZERO),
+    ("TRACKD_FLUSH_INTERVAL", "1e23", ABOVE_ZERO),
+    ("TRACKD_EXIT_TIMEOUT", "1e23", ZERO_OR_MORE),
     ("TRACKD_AUTOSTART", "maybe", "one of 1, true, yes, on, 0, false, no, off (any case)"),
 ]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import urllib.parse
 from collections.abc import Callable
@@ -43,6 +42,11 @@ DEFAULT_MAX_UNACKED_EVENTS = 131_072
 DEFAULT_EXIT_TIMEOUT = 10.0
 # How long a request (set_experiment, flush barrier set-up) waits for a daemon to answer or start.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+# The longest duration a setting takes. The sender waits in poll(), whose timeout is a C int of
+# milliseconds (2**31 - 1 ms, 24.8 days): TRACKD_CONNECT_TIMEOUT=1e23 or TRACKD_FLUSH_INTERVAL=1e23
+# passed the old "finite" check, and every attempt to connect then died in poll() with OverflowError,
+# a traceback retried forever, while the events waited for the spool. A week is longer than any wait means.
+MAX_SECONDS = 7 * 24 * 3600.0
 ON_FULL_POLICIES = ("block", "drop")
 AUTOSTART_ON = ("1", "true", "yes", "on")
 AUTOSTART_OFF = ("0", "false", "no", "off")
@@ -54,8 +58,8 @@ def _is_number(value: object) -> bool:
 
 # What each checked field accepts, and the words for it: ClientConfig names the field when a value
 # fails, from_env names the variable it came from.
-_SECONDS_ABOVE_ZERO = (lambda v: _is_number(v) and 0 < v < math.inf, "a finite number of seconds above 0")
-_SECONDS = (lambda v: _is_number(v) and 0 <= v < math.inf, "a finite number of seconds, 0 or more")
+_SECONDS_ABOVE_ZERO = (lambda v: _is_number(v) and 0 < v <= MAX_SECONDS, f"a number of seconds above 0, at most {MAX_SECONDS:.0f}")
+_SECONDS = (lambda v: _is_number(v) and 0 <= v <= MAX_SECONDS, f"a number of seconds, 0 or more, at most {MAX_SECONDS:.0f}")
 _AT_LEAST_ONE = (lambda v: type(v) is int and v >= 1, "a whole number of at least 1")
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     # The sender thread waits this long in poll(): 0 would spin, a negative value raises there.
