@@ -258,6 +258,18 @@ class RawClient:
         self.sock.close()
 
 
+def refusal(socket_path: Path) -> Event:
+    """Connect to a daemon that turns the connection away before its Hello, and return why (its one reply)."""
+    raw = RawClient(socket_path)
+    try:
+        # The daemon may send its ErrorReply before reading a Hello; the protocol takes it once one was sent.
+        raw.protocol.send(Hello(protocol_version=PROTOCOL_VERSION, client_id="refused", pid=1, host="", store_root=""))
+        (reply,) = raw.events_until_closed()
+    finally:
+        raw.close()
+    return reply
+
+
 def create_run_record(run_id: str) -> Record:
     """The record that creates ``run_id`` in experiment 0."""
     return (RecordKind.CREATE_RUN.value, run_id, "0", "tester", "raw-run", 1_700_000_000_000, {})

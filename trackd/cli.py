@@ -304,7 +304,8 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         f"  received      {_n(status['records_received'])} events, {byte_size(status.get('bytes_received', 0))} ({_n(status['receive_rate'])} events/s {rate_window})",
         f"  written       {_n(status['records_written'])} events, {_n(status['metric_points_written'])} metric points ({_n(status['write_rate'])} events/s {rate_window})",
         f"  backlog       {_n(status['backlog_records'])} events waiting to be written ({byte_size(status.get('backlog_bytes', 0))}, estimated)",
-        f"  rejected      {_n(status['items_rejected'])} items ({_n(status.get('events_rejected', status['items_rejected']))} events); protocol errors {_n(status['protocol_errors'])}; write errors {_n(status['write_errors'])}",
+        f"  rejected      {_n(status['items_rejected'])} items ({_n(status.get('events_rejected', status['items_rejected']))} events); protocol errors {_n(status['protocol_errors'])}; write errors {_n(status['write_errors'])}; "
+        f"connections refused {_n(status.get('connections_refused', 0))}",
         f"  dropped       {_n(status.get('events_dropped_by_clients', 0))} events by clients whose buffer was full (TRACKD_ON_FULL=drop)",
         f"  throttled     {_n(status.get('throttled', 0))} pauses of connections over their decode budget while others waited",
         f"  runs failed   {_n(status.get('runs_failed_for_exited_clients', 0))} left RUNNING by processes that exited without ending them; "

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from helpers import DaemonProcess, RawClient, create_run_record, metric_lines, short_socket_path, wait_for
+from helpers import DaemonProcess, RawClient, create_run_record, metric_lines, refusal, short_socket_path, wait_for
 
 import trackd
 from trackd.client import ClientConfig
@@ -36,7 +36,6 @@ from trackd.protocol import (
     Flush,
     FlushDone,
     GetStatus,
-    Hello,
     PROTOCOL_VERSION,
     Rejected,
     RecordKind,
@@ -153,12 +152,7 @@ def test_connections_over_the_limit_are_refused_and_the_others_served(socket_pat
     try:
         assert isinstance(first.hello(str(store), client_id="a"), Welcome)
         assert isinstance(second.hello(str(store), client_id="b"), Welcome)
-        third = RawClient(socket_path)
-        try:
-            third.protocol.send(Hello(protocol_version=PROTOCOL_VERSION, client_id="c", pid=1, host="", store_root=""))
-            (reply,) = third.events_until_closed()
-        finally:
-            third.close()
+        reply = refusal(socket_path)
         assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.TOO_MANY_CONNECTIONS
         assert "max_connections 2" in reply.message
         first.send(Batch(seq=1, records=[create_run_record(uuid.uuid4().hex)]))

@@ -35,8 +35,17 @@ def deliver(state: ServerState, pending: list[PendingBatch], result: ApplyResult
         state.count_error(message.split(":")[0])
     # Rejections go out before the Ack and FlushDone they belong to, so flush() sees them.
     for failure in result.failures:
+        first = failure.session.rejected == 0
         failure.session.rejected += failure.events
         if failure.session.connection is not None:
+            if first:
+                # The client's flush() names every refused item; status only counts them, so the
+                # log says which was first (once per client: a loop may log the same refused item
+                # at every step).
+                logger.warning(
+                    "%s: the store refused %s: %s (its later refusals are counted in status, not logged)",
+                    failure.session.connection.peer, failure.item, failure.message,
+                )
             failure.session.connection.send(
                 Rejected(seq=failure.seq, item=failure.item, message=failure.message, events=failure.events)
             )

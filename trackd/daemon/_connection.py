@@ -236,9 +236,10 @@ class ClientConnection:
         except TrackdError as exc:
             logger.error("Could not send %s to %s: %s", type(event).__name__, self.peer, exc)
 
-    async def refuse(self, code: str, message: str) -> None:
-        """Turn a new connection away before reading it: say why in one ErrorReply, log it, close."""
-        logger.warning("Refused a connection (%s): %s", code, message)
+    async def refuse(self, code: str, message: str, *, log: bool = True) -> None:
+        """Turn a new connection away before reading it: say why in one ErrorReply, log it (if ``log``), close."""
+        if log:
+            logger.warning("Refused a connection (%s): %s (logged once per process; status counts the refusals)", code, message)
         # CLOSED is the one state in which the daemon may send an ErrorReply without a Hello first.
         self.protocol.state = State.CLOSED
         self.send(ErrorReply(request_id=0, code=code, message=message))

@@ -32,7 +32,7 @@ from ._copies import COPY_STOP_SECONDS, Copies
 from ._files import AlreadyRunning, open_journal, remove_daemon_files, remove_stale_socket, take_lock, write_pid_file
 from ._loop import loop_factory
 from ._outages import Outages
-from .._peer import credentials_supported, peer_uid
+from .._peer import credentials_supported, peer_pid, peer_uid
 from ._state import ServerState, Session
 from ._streams import start_unix_server
 from ._wills import Wills
@@ -341,7 +341,13 @@ class Server:
         refusal = self._admission(writer)
         if refusal is not None:
             self.state.counters.connections_refused += 1
-            await conn.refuse(*refusal)
+            # A client turned away tries again every 2 s while it runs: over --max-connections, one
+            # job logged a line per attempt. Each process's first refusal of a kind is logged.
+            try:
+                pid = peer_pid(writer.get_extra_info("socket"))
+            except OSError:
+                pid = None  # as its uid could not be read: logged each time
+            await conn.refuse(*refusal, log=pid is None or self.state.first_refusal(f"pid {pid}: {refusal[0]}"))
             return
         self.state.connections.add(conn)
         self.state.counters.connections += 1

@@ -143,7 +143,11 @@ class ServerState:
     def note_refusal(self, peer: str, reason: str) -> bool:
         """Count one handshake refused for ``reason``; True the first time ``peer`` is refused for it (to log it)."""
         self.count_error(f"Refused clients: {reason}")
-        refused, entry = self.refused, f"{peer}: {reason}"
+        return self.first_refusal(f"{peer}: {reason}")
+
+    def first_refusal(self, entry: str) -> bool:
+        """True the first time ``entry`` (who was refused, and why) is seen, so that it is logged once."""
+        refused = self.refused
         if entry in refused:
             return False
         if len(refused) >= MAX_KEPT_SESSIONS:
