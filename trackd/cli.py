@@ -23,6 +23,7 @@ from ._paths import (
     read_exit_report,
     read_pid_file,
 )
+from .client._config import MAX_SECONDS
 from .client._control import query_status
 from .client._launcher import daemon_answers, how_it_ended, last_log_line, start_and_wait
 from .client._outbox import batches, events
@@ -85,13 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _seconds(text: str) -> float:
-    """An argparse type: finite seconds, 0 or more (argparse exits 2 naming the flag otherwise)."""
+    """An argparse type: seconds, 0 or more, at most MAX_SECONDS (argparse exits 2 naming the flag otherwise)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, 0 or more, got {text!r}")
+    # Bounded as ClientConfig's timeouts are: `trackd sync --timeout 1e23` ended in a traceback
+    # from poll(), whose timeout is a C int of milliseconds.
+    if not 0 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, at most {MAX_SECONDS:.0f}, got {text!r}")
     return value
 
 
