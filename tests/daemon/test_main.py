@@ -51,6 +51,16 @@ def test_daemon_names_trackd_daemon_args_when_a_bad_flag_comes_from_it(socket_pa
     assert "(flags from TRACKD_DAEMON_ARGS): error: argument --max-connections: expected a whole number of at least 1" in result.stderr
 
 
+def test_daemon_refuses_trackd_daemon_args_that_are_not_shell_words_with_exit_code_2(socket_path: Path) -> None:
+    # An unclosed quote ended in shlex's traceback and exit code 1, which read as a crash.
+    result = _daemon(socket_path, TRACKD_DAEMON_ARGS="--max-age '1")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "trackd: Cannot start: Environment variable TRACKD_DAEMON_ARGS=\"--max-age '1\" is not valid: No closing "
+        "quotation; expected daemon flags as shell words, e.g. --max-open-files 4096.\n"
+    )
+
+
 def test_daemon_starts_with_the_smallest_values_each_flag_takes(socket_path: Path) -> None:
     args = ("--max-age", "0", "--max-records", "1", "--max-connections", "1", "--max-open-files", "1", "--idle-timeout", "0")
     daemon = DaemonProcess(socket_path, *args).start()

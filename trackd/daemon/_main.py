@@ -116,7 +116,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     take_signals()  # a client's sender thread, which started this daemon, blocks SIGTERM and SIGINT
     # TRACKD_DAEMON_ARGS configures a daemon that clients start by themselves (it inherits their
     # environment); flags on the command line come after it, so they win.
-    env_args = shlex.split(os.environ.get("TRACKD_DAEMON_ARGS", ""))
+    raw_env_args = os.environ.get("TRACKD_DAEMON_ARGS", "")
+    try:
+        env_args = shlex.split(raw_env_args)
+    except ValueError as exc:  # an unclosed quote: it was a traceback and exit code 1, read as a crash
+        message = (
+            f"Cannot start: Environment variable TRACKD_DAEMON_ARGS={raw_env_args!r} is not valid: {exc}; expected "
+            "daemon flags as shell words, e.g. --max-open-files 4096."
+        )
+        print(f"trackd: {message}", file=sys.stderr)  # no log file yet: an autostarted daemon's stderr is its log
+        return USAGE_EXIT_CODE
     if env_args:
         # Parsed alone first, so a bad flag there is reported as the variable's, not the command line's.
         env_parser = build_parser()
