@@ -316,7 +316,7 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         # daemon watches: "0 processes watched" was printed beside a connected job owning its run.
         f"{_n(status.get('wills_pending', 0))} processes disconnected with runs not ended (watched until they exit), "
         f"{_n(status.get('wills_waiting', 0))} of them exited and waiting for their events to be written, their spool "
-        "delivered or their store",
+        "delivered or their store to take writes again",
     ]
     copies = status.get("copies")
     if isinstance(copies, (list, tuple)):

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "flush or sent one in the last 0.1 s; at least 1 (default: %(default)s)",
     )
     parser.add_argument("--idle-timeout", type=_seconds, default=0.0, help="exit after this many seconds without clients, batches to write, or processes whose runs it must fail if they are killed; 0 never exits (default: %(default)s)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="the least severe lines logged (default: %(default)s)")
     return parser
 
 
