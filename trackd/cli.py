@@ -339,9 +339,13 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
                     gone_shown += 1
                 throttled = client.get("throttled", 0)
                 paused = f", reads paused {throttled} times ({client.get('throttled_s', 0)} s) for its decode budget" if throttled else ""
+                # Which client the totals' rejected and dropped events came from: only --json said.
+                lost = "".join(
+                    f", {_n(count)} events {what}" for what, count in (("rejected", client.get("rejected", 0)), ("dropped", client.get("dropped", 0))) if count
+                )
                 lines.append(
                     f"  client        pid {client['pid']}@{client['host']} {'connected' if client['connected'] else 'gone'}, "
-                    f"batch {client['written_seq']}/{client['received_seq']} written{paused}, store {client['store']}"
+                    f"batch {client['written_seq']}/{client['received_seq']} written{lost}{paused}, store {client['store']}"
                 )
         if gone_hidden:
             lines.append(f"  client        ... and {gone_hidden} more gone (--json lists every client)")

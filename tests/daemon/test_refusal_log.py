@@ -16,6 +16,15 @@ from trackd.protocol import Ack, Batch, ErrorCode, ErrorReply, RecordKind, Rejec
 pytestmark = pytest.mark.timeout(60)
 
 
+def status_text(socket_path: Path) -> str:
+    """What ``trackd daemon status`` prints."""
+    result = subprocess.run(
+        [sys.executable, "-m", "trackd", "daemon", "status", "--socket", str(socket_path)], capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_a_process_refused_over_max_connections_is_logged_once_and_counted_in_status(socket_path: Path, store: Path) -> None:
     # A client over the limit tries again every 2 s while it runs: each attempt logged a line, and
     # the human status said nothing of the refusals (only --json had connections_refused).
@@ -30,12 +39,8 @@ def test_a_process_refused_over_max_connections_is_logged_once_and_counted_in_st
         holder.close()
     try:
         wait_for(lambda: daemon.status()["clients_connected"] == 0, message="the holder to leave")
-        result = subprocess.run(
-            [sys.executable, "-m", "trackd", "daemon", "status", "--socket", str(socket_path)],
-            capture_output=True, text=True, timeout=30,
-        )
-        assert result.returncode == 0, result.stderr
-        assert re.search(r"rejected .*; connections refused 3\n", result.stdout), result.stdout
+        out = status_text(socket_path)
+        assert re.search(r"rejected .*; connections refused 3\n", out), out
         assert daemon.log().count("Refused a connection (too_many_connections)") == 1
     finally:
         assert daemon.stop() == 0, daemon.log()
@@ -57,6 +62,9 @@ def test_the_first_item_the_store_refuses_for_a_client_is_logged_once(daemon: Da
             assert raw.next_event() == Ack(seq=seq)
     finally:
         raw.close()
+    # The totals counted them; which client they came from was only in --json.
+    out = status_text(daemon.paths.socket)
+    assert "batch 3/3 written, 2 events rejected, store" in out, out
     lines = [line for line in daemon.log().splitlines() if "the store refused" in line]
     assert len(lines) == 1, lines
     assert f"the store refused param 'lr' of run {run_id}: Changing param values is not allowed" in lines[0]
