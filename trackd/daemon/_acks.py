@@ -43,7 +43,7 @@ def deliver(state: ServerState, pending: list[PendingBatch], result: ApplyResult
                 # log says which was first (once per client: a loop may log the same refused item
                 # at every step).
                 logger.warning(
-                    "%s: the store refused %s: %s (its later refusals are counted in status, not logged)",
+                    "%s: the store refused %s (its later refusals are counted in status, not logged): %s",
                     failure.session.connection.peer, failure.item, failure.message,
                 )
             failure.session.connection.send(
