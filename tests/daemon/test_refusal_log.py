@@ -29,15 +29,15 @@ def test_a_process_refused_over_max_connections_is_logged_once_and_counted_in_st
     # A client over the limit tries again every 2 s while it runs: each attempt logged a line, and
     # the human status said nothing of the refusals (only --json had connections_refused).
     daemon = DaemonProcess(socket_path, "--max-connections", "1").start()
-    holder = RawClient(socket_path)
     try:
-        assert isinstance(holder.hello(str(store)), Welcome)
-        for _ in range(3):
-            reply = refusal(socket_path)
-            assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.TOO_MANY_CONNECTIONS
-    finally:
-        holder.close()
-    try:
+        holder = RawClient(socket_path)
+        try:
+            assert isinstance(holder.hello(str(store)), Welcome)
+            for _ in range(3):
+                reply = refusal(socket_path)
+                assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.TOO_MANY_CONNECTIONS
+        finally:
+            holder.close()
         wait_for(lambda: daemon.status()["clients_connected"] == 0, message="the holder to leave")
         out = status_text(socket_path)
         assert re.search(r"rejected .*; connections refused 3\n", out), out
