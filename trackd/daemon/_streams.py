@@ -15,20 +15,32 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import SupportsIndex
 
 # What one read of the socket takes; the kernel's buffer of the socket bounds the total.
 _READ_SIZE = 256 * 1024
 
 
 class _ClientStream(asyncio.StreamReader):
-    """A StreamReader that says whether its stream was ended (feed_eof), which it asserts on feed_data."""
+    """A StreamReader that says whether its stream was ended (feed_eof), and takes nothing after."""
 
     ended = False
 
     def feed_eof(self) -> None:
         self.ended = True
         super().feed_eof()
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        if self.ended:
+            # Shutdown ended a live client's reader (ClientConnection.stop_reading: pause_reading,
+            # then feed_eof), but draining a reader its own flow control had paused resumes the
+            # socket, and the client's next bytes came in after the end: asyncio's "feed_data after
+            # feed_eof" assertion, a traceback in the daemon's log, and the connection torn down with
+            # its replies unsent. They are left unread instead, as those still in the kernel's
+            # buffer are: unacknowledged, the client resends them to the next daemon.
+            return
+        super().feed_data(data)
 
 
 class _ClientStreamProtocol(asyncio.StreamReaderProtocol):
