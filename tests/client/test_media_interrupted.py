@@ -1,9 +1,9 @@
-"""A large figure's call cut short by Ctrl-C: the figure is still written.
+"""A large figure: the call does not wait for the daemon, and the figure is written all the same.
 
 log_figure saves a file over 8 MiB into a temporary folder, and the daemon copies it from there
-after the call; the call waits for that copy. A real child process gets a real SIGINT during that
-wait (the daemon is stopped meanwhile), catches the KeyboardInterrupt, resumes the daemon and
-exits; MLflow reads the figure back from the store.
+after the call. The call returns at once, also with the daemon stopped; the folder goes once the
+daemon has copied the file (at a later large figure, or at close). A real child process logs with
+the daemon stopped (SIGSTOP), and gets a real SIGINT; MLflow reads the figure back from the store.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 from fluent_helpers import fluent_env, mlflow_reader, run_child
-from helpers import DaemonProcess
+from helpers import Child, DaemonProcess, wait_for
 
 pytest.importorskip("mlflow")
 
 SIZE = 9 * 1024 * 1024
 
 # The interrupter sends SIGINT once the figure's record is buffered or sent (the daemon, stopped,
-# acknowledges nothing): the main thread is then in the call's wait for the daemon's copy.
+# acknowledges nothing): the main thread is then in the call (it used to wait there for the
+# daemon's copy) or just past it.
 SCRIPT = """
 import os, signal, sys, threading, time, trackd
 from trackd.client import get_client
@@ -66,3 +67,49 @@ def test_a_large_figure_whose_call_is_interrupted_is_still_written(daemon: Daemo
     run_id = result.stdout.split()[-1]
     figure = mlflow_reader(store).download_artifacts(run_id, "plots/big.svg", str(tmp_path / "down"))
     assert Path(figure).read_bytes() == b"." * SIZE
+
+
+RETURNS = """
+import os, sys, time, trackd
+class Figure:
+    def savefig(self, fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"." * SIZE)
+def wait_for_file(path):
+    while not os.path.exists(path):
+        time.sleep(0.01)
+with trackd.start_run() as run:
+    trackd.flush()
+    print("ready", flush=True)
+    wait_for_file(sys.argv[1])
+    trackd.log_figure(Figure(), "plots/big.svg")
+    print("returned", flush=True)
+    wait_for_file(sys.argv[2])
+print(run.info.run_id, flush=True)
+"""
+
+
+def test_a_large_figure_call_returns_while_the_daemon_is_stopped_and_its_folder_goes_once_written(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # The call used to wait for the daemon's copy: with the daemon stopped, TRACKD_CONNECT_TIMEOUT
+    # (here 600 s) before it returned, a logging call waiting on a socket.
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = fluent_env(daemon, store, TMPDIR=str(temporary), TRACKD_CONNECT_TIMEOUT="600")
+    logged, finish = tmp_path / "log", tmp_path / "finish"
+    with Child(RETURNS.replace("SIZE", str(SIZE)), [str(logged), str(finish)], env) as child:
+        try:
+            wait_for(lambda: "ready" in child.out, timeout=60)
+            daemon.signal(signal.SIGSTOP)
+            logged.touch()
+            wait_for(lambda: "returned" in child.out, timeout=60)
+            assert [path.name.startswith("trackd-artifact-") for path in temporary.iterdir()] == [True]  # not copied yet
+        finally:
+            daemon.signal(signal.SIGCONT)
+            finish.touch()
+        assert child.wait(60) == 0, child.stderr()
+    assert child.stderr() == ""
+    figure = mlflow_reader(store).download_artifacts(child.out[-1], "plots/big.svg", str(tmp_path / "down"))
+    assert Path(figure).read_bytes() == b"." * SIZE
+    assert list(temporary.iterdir()) == []  # removed at close, once the daemon had copied it

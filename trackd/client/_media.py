@@ -8,7 +8,6 @@ nor Pillow, and only Pillow, when a NumPy array must become an image (as MLflow 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import posixpath
 import sys
@@ -16,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DaemonUnavailable, FlushTimeout
 from ._artifacts import artifact_file_name, file_records
 
 if TYPE_CHECKING:
@@ -35,9 +33,10 @@ LOGGED_IMAGES_TAG = "mlflow.loggedImages"
 def saved_artifact(client: Client, run_id: str, artifact_file: str | os.PathLike[str]) -> Iterator[str]:
     """A path to save ``artifact_file`` to; the file saved there is logged when the block ends.
 
-    A file over MAX_INLINE_ARTIFACT_SIZE travels as its path, copied by the daemon later: it is
-    delivered before its temporary folder goes. If it cannot be (no daemon: it is spooled), or the
-    wait is cut short (Ctrl-C), the folder stays, for the daemon that copies it.
+    A file up to MAX_INLINE_ARTIFACT_SIZE travels in the record, and its temporary folder goes at
+    once. A larger one travels as its path, copied by the daemon later: the folder goes once the
+    daemon has written it (``Sender.remove_once_written``), without the call waiting for that; if
+    it never is (no daemon: the record is spooled), the folder stays, for the daemon that copies it.
     """
     name = artifact_file_name(artifact_file)  # MLflow's posixpath.normpath, and trackd's checks
     folder, file_name = posixpath.split(name)
@@ -45,24 +44,22 @@ def saved_artifact(client: Client, run_id: str, artifact_file: str | os.PathLike
     import tempfile
 
     temporary = tempfile.mkdtemp(prefix="trackd-artifact-")
-    keep = False
+    by_path = False
     try:
         path = os.path.join(temporary, file_name)
         yield path
         records = list(file_records(run_id, path, folder or None))
-        # Copied by the daemon from this path after the call: kept until the flush below says it
-        # was. A Ctrl-C during that wait removed the file with its record buffered, and the figure
-        # was lost ("... cannot be read (No such file or directory)" at exit).
-        keep = any(record[4] is not None for record in records)
+        # Copied by the daemon from this path after the call: the folder must outlive the record's
+        # delivery. (A Ctrl-C during a wait for it once removed the file with its record buffered,
+        # and the figure was lost: "... cannot be read (No such file or directory)" at exit.)
+        by_path = any(record[4] is not None for record in records)
         for record in records:
             client._sender.submit_artifact(record)
-        if keep:
-            with contextlib.suppress(DaemonUnavailable, FlushTimeout):
-                client._flush_for_read()  # refused items stay for flush(), as for a read
-                keep = False
     finally:
-        if not keep:
+        if not by_path:
             shutil.rmtree(temporary, ignore_errors=True)
+    if by_path:
+        client._sender.remove_once_written(temporary)
 
 
 def save_figure(figure: Any, path: str, artifact_file: str | os.PathLike[str], save_kwargs: Mapping[str, Any] | None) -> None:

@@ -211,10 +211,7 @@ class Sender(GiveUp):
         """
         if self._thread is None and not self.buffer:
             return self._report()
-        req = self._new_request(lambda request_id: Flush(request_id=request_id))
-        self.buffer.append((BARRIER, req))
-        self._ensure_started()
-        self._poke()
+        req = self._append_barrier()
         self._wait(req, timeout, stop_waiting, patient=patient, start=start)
         if take_failures:
             self._raise_failures()
@@ -324,6 +321,7 @@ class Sender(GiveUp):
                     if fd >= 0:
                         os.close(fd)
                 _LIVE_SENDERS.discard(self)  # only now: a child forked while closing closes its copies
+            self._remove_written_folders()
 
     # -- internals shared by both sides ------------------------------------------------------------
 
@@ -374,6 +372,9 @@ class Sender(GiveUp):
         self._daemon_starting = False  # forked during its parent's start: that start is not this child's
         self._spawn_failure = None
         self._refusal = None
+        # Temporary folders to remove once their barrier is answered (remove_once_written); a
+        # forked child removes none of its parent's.
+        self._temporary_folders: list[tuple[str, Request]] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -400,6 +401,38 @@ class Sender(GiveUp):
         for user in list(self.users):
             user._after_fork_in_child()
         # A multiprocessing child delivers at its exit through _lifecycle.prepare_multiprocessing_child.
+
+    def _append_barrier(self) -> Request:
+        """A flush barrier behind every record appended so far, sent now: done once they are written."""
+        req = self._new_request(lambda request_id: Flush(request_id=request_id))
+        self.buffer.append((BARRIER, req))
+        self._ensure_started()
+        self._poke()
+        return req
+
+    def remove_once_written(self, folder: str) -> None:
+        """Remove ``folder`` once everything appended so far is written, without waiting for it.
+
+        For a temporary file an artifact record gave the daemon to copy (``log_figure`` and
+        ``log_image`` of a file over MAX_INLINE_ARTIFACT_SIZE): the call used to wait for the copy,
+        up to TRACKD_CONNECT_TIMEOUT with no daemon, before removing it. It goes at a later call
+        of this, or at close, once the barrier behind it is answered; never if it is not (the
+        record went to the spool, whose deliverer copies the file later).
+        """
+        req = self._append_barrier()
+        with self._cond:
+            self._temporary_folders.append((folder, req))
+        self._remove_written_folders()
+
+    def _remove_written_folders(self) -> None:
+        with self._cond:
+            written = [folder for folder, req in self._temporary_folders if req.done and req.error is None]
+            self._temporary_folders = [(folder, req) for folder, req in self._temporary_folders if not req.done]
+        if written:
+            import shutil  # only once a large figure was logged
+
+            for folder in written:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _new_request(self, build: Callable[[int], Event]) -> Request:
         with self._cond:
