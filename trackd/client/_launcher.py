@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING, NamedTuple
 from pathlib import Path
@@ -27,6 +26,7 @@ from .._paths import (
     ALREADY_RUNNING_EXIT_CODE, DaemonPaths, daemon_lock, default_paths, ensure_private_directory, socket_path_problem,
 )
 from ..errors import DaemonUnavailable
+from ._fork_hold import HELD_ACROSS_FORK
 from ._transport import end_connection
 
 # A daemon the client starts exits after this long without clients, so no process lingers for
@@ -53,16 +53,6 @@ def daemon_answers(path: Path, timeout: float = 1.0) -> bool:
         end_connection(probe)  # a child forked meanwhile must not hold the daemon a connection
 
 
-# Held while Popen starts a daemon, and taken by os.fork() in this process (a DataLoader worker,
-# a multiprocessing child) before it forks. Popen reads its error pipe until every copy of the
-# pipe's write end is closed; a worker forked in that moment (the training loop starts its workers
-# right after start_run, while the sender thread starts the daemon) kept a copy for its life, and
-# the sender thread waited for it: for ever with persistent workers, its buffer full and the
-# training loop blocked in log_metric. Popen's own fork (no preexec_fn) runs no such hook.
-_SPAWNING = threading.Lock()
-os.register_at_fork(before=_SPAWNING.acquire, after_in_parent=_SPAWNING.release, after_in_child=_SPAWNING.release)
-
-
 def spawn_daemon(paths: DaemonPaths, *, idle_timeout: float = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None) -> subprocess.Popen[bytes]:
     """Start a detached daemon that logs to ``paths.log``; return its process. OSError when it
     cannot listen there (a socket path too long) or its folder is refused (PermissionError)."""
@@ -77,22 +67,30 @@ def spawn_daemon(paths: DaemonPaths, *, idle_timeout: float = AUTOSTART_IDLE_TIM
         "--idle-timeout", str(idle_timeout),
         *(extra_args or []),
     ]
-    import subprocess  # only when a daemon must be started: it costs import time for every process
+    # Held while subprocess is imported (only when a daemon must be started: it costs every process
+    # import time) and while Popen starts the daemon: os.fork() in this process (a DataLoader
+    # worker, a multiprocessing child) waits for both. A worker forked in the import waited for ever
+    # at its own first import of subprocess; one forked in Popen (the training loop starts its
+    # workers right after start_run, while the sender thread starts the daemon) kept a copy of
+    # Popen's error pipe for its life, and the sender thread waited for it: for ever with persistent
+    # workers, its buffer full and the training loop blocked in log_metric. See _fork_hold.py.
+    with HELD_ACROSS_FORK:
+        import subprocess
 
-    with _SPAWNING, open(os.devnull, "rb") as devnull_in, open(paths.log, "ab") as log:
-        return subprocess.Popen(
-            args,
-            stdin=devnull_in,
-            stdout=log,
-            stderr=log,
-            # Its own session: the training job's Ctrl-C or SIGTERM to its process group must not
-            # stop the daemon that other jobs share.
-            start_new_session=True,
-            close_fds=True,
-            # Not the job's folder, where ./mlruns usually is: a daemon that lives on would keep
-            # that filesystem busy (no umount) after its clients stopped. Its paths are absolute.
-            cwd="/",
-        )
+        with open(os.devnull, "rb") as devnull_in, open(paths.log, "ab") as log:
+            return subprocess.Popen(
+                args,
+                stdin=devnull_in,
+                stdout=log,
+                stderr=log,
+                # Its own session: the training job's Ctrl-C or SIGTERM to its process group must not
+                # stop the daemon that other jobs share.
+                start_new_session=True,
+                close_fds=True,
+                # Not the job's folder, where ./mlruns usually is: a daemon that lives on would keep
+                # that filesystem busy (no umount) after its clients stopped. Its paths are absolute.
+                cwd="/",
+            )
 
 
 def wait_until_answering(paths: DaemonPaths, process: subprocess.Popen[bytes] | None, timeout: float) -> bool:

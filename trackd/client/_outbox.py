@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .._struct import Frozen
 from ..errors import TrackdError
 from ..protocol import ARTIFACT, METRIC, Batch, Event, Record, RecordKind, metric_series
+from ._fork_hold import import_module
 
 if TYPE_CHECKING:
     import logging
@@ -174,7 +175,11 @@ def log_exception(message: str) -> None:
 def client_logger() -> logging.Logger:
     """The "trackd.client" logger, for what is worth a line in the application's log (a bug in the
     sender, spooled batches delivered). Imported here, when first needed: a client process that
-    never logs does not carry the logging module (~0.9 MB of RSS, ~3 ms of import)."""
-    import logging
+    never logs does not carry the logging module (~0.9 MB of RSS, ~3 ms of import). The first
+    import comes with forks waiting (``import_module``): it may be a trackd thread's (the sender's,
+    the spool deliverer's), and a child forked while it ran waited for ever at its own first
+    ``import logging``."""
+    import_module("logging")
+    import logging  # loaded now: a look-up
 
     return logging.getLogger("trackd.client")
