@@ -4,8 +4,10 @@ waiting for their replies. Pure data handling, used only by the sender thread an
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import operator
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -148,8 +150,33 @@ def batches(count: int) -> str:
 
 
 def warn(message: str) -> None:
-    """One line on stderr: trackd is quiet unless something needs the user's attention."""
-    print(f"trackd: {message}", file=sys.stderr, flush=True)
+    """One line on stderr: trackd is quiet unless something needs the user's attention.
+
+    Written to stderr's file descriptor in one ``os.write``, which takes no lock, rather than
+    through ``sys.stderr``, whose ``BufferedWriter`` holds a lock while it writes (unless
+    PYTHONUNBUFFERED is set). A process forked while the sender thread wrote a line (to a pipe
+    or terminal slow to take it) kept that lock taken for ever, and the child's next write or
+    flush of stderr waited for ever: a traceback, a warning, the flush every multiprocessing
+    child makes as it ends; and its parent waited for ever on the child. A ``sys.stderr`` the
+    program replaced (pytest's capture, a notebook's stream, a logging tee) gets the line
+    through ``print`` as before: it may not write to descriptor 2 at all.
+    """
+    line = f"trackd: {message}\n"
+    stream, original = sys.stderr, sys.__stderr__
+    if original is not None and stream is original:
+        try:
+            fd = original.fileno()
+        except (AttributeError, OSError, ValueError):  # closed, or not a file
+            pass
+        else:
+            # One write, so the line is never cut by another process's (the pipe takes up to
+            # PIPE_BUF bytes whole); the rest, if it is longer, follows in as many as it takes.
+            data = line.encode(original.encoding or "utf-8", "backslashreplace")
+            with contextlib.suppress(OSError):  # stderr closed, or a broken pipe: nowhere to say it
+                while data:
+                    data = data[os.write(fd, data) :]
+            return
+    print(line, end="", file=stream, flush=True)
 
 
 def warn_late(count: int, began: str) -> None:
