@@ -393,7 +393,18 @@ class Sender(GiveUp):
                     os.close(fd)
         self._transport, self._wake_r, self._wake_w = None, -1, -1
         if self._closed:
-            return  # forked as the parent closed it: nothing to send
+            # Forked as the parent closed it: nothing to send. But its lock may have been held by
+            # the parent's closing or sender thread at the fork (held for ever here: the child's
+            # exit, which takes the late count of every sender still closing, waited for ever),
+            # and the records other threads of the parent logged after the close's mark are not
+            # the child's late events (its exit said "N events were not delivered" of them).
+            self._cond = threading.Condition(threading.RLock())
+            self._creation_lock = threading.RLock()
+            self.buffer = collections.deque()
+            self.buffered_bytes = 0
+            self._drain_left = 0
+            self._late = self._late_reported = 0
+            return
         self.inherited_creations = {**self.inherited_creations, **self.creations}
         self.creations = {}
         self._reset()
