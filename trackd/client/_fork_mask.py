@@ -24,11 +24,16 @@ changes the mask. Neither ``functools.partial``, nor ctypes calling a foreign fu
 ctypes audits each foreign call), so the KeyboardInterrupt is raised as ``os.fork()`` returns.
 SIGINT is blocked with it for the child's sake: Ctrl-C goes to the whole foreground process group,
 so a child being forked gets its own, and one that came while the child ran trackd's at-fork hooks
-(Python functions) raised its KeyboardInterrupt inside them, where it was only printed: the child
-never saw its Ctrl-C and ran on, with trackd's state half made its own (the hook stopped midway:
-the child could keep its parent's runs as its own, for its exit to fail them). Blocked, it waits
-until the child's restore, after trackd's hooks, and is raised as ``os.fork()`` returns in the
-child, as it is without trackd (in the parent, a C hook runs no handler either).
+(Python functions) raised its KeyboardInterrupt inside them, where it was only printed, with
+trackd's state half made its own (the hook stopped midway: the child could keep its parent's runs
+as its own, for its exit to fail them). Blocked, it stays pending in the child, and the child drops
+it (``sigtimedwait``) before its restore: raised as ``os.fork()`` returned, it unwound the parent's
+code in the child (the child of an ``os.fork()`` ran the parent's exit, whose multiprocessing hook
+SIGTERMed the parent's Pool workers, one of them holding the pool's queue lock: the parent waited
+for ever at its own exit, seen in a chaos run). Without trackd the kernel restarts a fork that a
+signal for the parent interrupts, and the child, made after the signal, never gets it: dropping
+it is what a program sees without trackd. The parent gets its own Ctrl-C as its restore unblocks
+it, raised as ``os.fork()`` returns (a C hook runs no handler).
 The hooks were registered at ``import trackd``, in every process; now only once trackd installs
 its SIGTERM handler (the first Client made in the main thread where SIGTERM had its default
 action), which is what pays for importing ctypes (about 2 ms).
@@ -65,13 +70,18 @@ def hold_signals_across_forks() -> None:
     """
     global _restore
     if _restore is None:
-        block, _restore = _libc_hooks() or (_block_held_signals_in_python, _restore_mask_in_python)
+        hooks = _libc_hooks()
+        block, _restore, drop_ctrl_c = hooks or (_block_held_signals_in_python, _restore_mask_in_python, _drop_ctrl_c_in_python)
+        # Registered first, so the child runs it first: the child's Ctrl-C, pending, is dropped
+        # before the restore would raise it (see the docstring).
+        os.register_at_fork(after_in_child=drop_ctrl_c)
         os.register_at_fork(before=block, after_in_parent=_restore, after_in_child=_restore)
 
 
-def _libc_hooks() -> tuple[Callable[[], object], Callable[[], object]] | None:
-    """``pthread_sigmask(SIG_BLOCK, {SIGTERM, SIGINT}, saved)`` and ``pthread_sigmask(SIG_SETMASK, saved,
-    NULL)`` as C callables; None where ctypes or these libc functions are missing."""
+def _libc_hooks() -> tuple[Callable[[], object], Callable[[], object], Callable[[], object]] | None:
+    """``pthread_sigmask(SIG_BLOCK, {SIGTERM, SIGINT}, saved)``, ``pthread_sigmask(SIG_SETMASK, saved,
+    NULL)`` and ``sigtimedwait({SIGINT}, NULL, {0, 0})`` (a no-op where libc has none: macOS) as C
+    callables; None where ctypes or the first two are missing."""
     try:
         import ctypes
 
@@ -90,9 +100,21 @@ def _libc_hooks() -> tuple[Callable[[], object], Callable[[], object]] | None:
         return None
     if pthread_sigmask(int(signal.SIG_BLOCK), None, saved) != 0:  # reads the mask, changes nothing
         return None
+    drop_ctrl_c: Callable[[], object] = int  # a C callable that does nothing
+    try:
+        sigtimedwait = libc["sigtimedwait"]
+    except AttributeError:
+        pass
+    else:
+        sigtimedwait.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        ctrl_c = ctypes.create_string_buffer(SIGSET_MAX_SIZE)
+        if sigemptyset(ctrl_c) == 0 and sigaddset(ctrl_c, int(signal.SIGINT)) == 0:
+            # Returns at once, with the pending SIGINT taken, or -1 (EAGAIN) where none is pending.
+            drop_ctrl_c = functools.partial(sigtimedwait, ctrl_c, None, (ctypes.c_long * 2)())
     return (
         functools.partial(pthread_sigmask, int(signal.SIG_BLOCK), held, saved),
         functools.partial(pthread_sigmask, int(signal.SIG_SETMASK), saved, None),
+        drop_ctrl_c,
     )
 
 
@@ -111,3 +133,8 @@ def _restore_mask_in_python() -> None:
     if _mask_before_fork is not None:
         mask, _mask_before_fork = _mask_before_fork, None
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _drop_ctrl_c_in_python() -> None:
+    if hasattr(signal, "sigtimedwait"):  # not on macOS
+        signal.sigtimedwait([signal.SIGINT], 0)
