@@ -29,6 +29,7 @@ from ..protocol import (
     FlushDone,
     Rejected,
 )
+from ._launcher import daemon_answers
 from ._ledger import refused_message
 from ._outbox import batches, client_logger, events, warn
 from ._spool import SPOOL_READ_SIZE, SpoolDamaged, SpoolReader, _locked, _write_all, spool_files
@@ -290,7 +291,12 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
     def deliver() -> None:
         time.sleep(ORPHAN_DELIVERY_DELAY)
         for result in sync_spools(directory, socket_path, exclude=own, skip_set_aside=True):
-            if result.error:
+            if result.error and not result.file_fault and not daemon_answers(socket_path):
+                # The daemon went away (`trackd daemon stop`, a restart) before or while this
+                # delivered: the file stays whole for the next process to connect, and nothing of
+                # it is lost. An idle process said so of another's spool at every daemon stop.
+                client_logger().info("Spool %s of an exited process not delivered yet: %s", result.path, result.error)
+            elif result.error:
                 _warn_undelivered(result)  # the batches before a damage are delivered: what follows is said too
             elif result.batches:
                 client_logger().info("Delivered %d spooled batches of client %s", result.batches, result.client_id)
