@@ -154,7 +154,7 @@ def test_connections_over_the_limit_are_refused_and_the_others_served(socket_pat
         assert isinstance(second.hello(str(store), client_id="b"), Welcome)
         reply = refusal(socket_path)
         assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.TOO_MANY_CONNECTIONS
-        assert "max_connections 2" in reply.message
+        assert "--max-connections 2" in reply.message
         first.send(Batch(seq=1, records=[create_run_record(uuid.uuid4().hex)]))
         assert first.next_event() == Ack(seq=1)
     finally:

@@ -158,10 +158,16 @@ class GiveUp(OnFullPolicy):
             return
         remaining = timeout - (time.monotonic() - self._counted_from(start, patient))
         if remaining > 0 and not no_daemon():
+            # A daemon that holds them for a store refusing writes, or that refuses this client,
+            # answers: the line says what it said, which is what the wait is for.
+            outage, refusal = self._store_outage, self._refusal if self._transport is None else None
+            reach = f"be written by the daemon at {path}" if outage is not None else f"reach the daemon at {path}"
             warn(
-                f"waiting for {events(self.pending())} to reach the daemon at {path}, as long as it keeps acknowledging "
-                f"them (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT)." if patient else
-                f"waiting up to {remaining:.0f} s for {events(self.pending())} to reach the daemon at {path}."
+                (f"waiting for {events(self.pending())} to {reach}, as long as it keeps acknowledging "
+                 f"them (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT)." if patient else
+                 f"waiting up to {remaining:.0f} s for {events(self.pending())} to {reach}.")
+                + (f" It cannot write to the store now: {outage}" if outage is not None else "")
+                + (f" It refused this client, and trackd tries again: {refusal}" if refusal is not None else "")
             )
             try:
                 self.flush(
@@ -190,6 +196,18 @@ class GiveUp(OnFullPolicy):
         elif timeout <= 0:
             # A healthy daemon was said not to have answered "within 0 s": it was given no time.
             reason = f"a timeout of 0 s (TRACKD_EXIT_TIMEOUT=0, or close(timeout=0)) does not wait for the daemon at {path}"
+        elif self._refusal is not None and self._transport is None:
+            # Its connection limit (--max-connections), which may pass: the wait tried again.
+            reason = f"the daemon at {path} refused this client's last attempt to connect ({self._refusal.rstrip('.')})"
+        elif (outage := self._store_outage) is not None:
+            with self._cond:
+                sent = self._ledger.window()[0] if self._transport is not None else 0
+            # They are spooled too (the daemon may stop before the store recovers), and the spool's
+            # copy of what it writes meanwhile is skipped when the spool is delivered.
+            reason = (
+                f"{outage[:1].lower()}{outage[1:].rstrip('.')}, so the daemon at {path} keeps the events it received"
+                f"{f' ({sent} were sent to it)' if sent else ''} and writes them once the store takes writes again, each once"
+            )
         elif patient:
             reason = f"the daemon at {path} answered nothing for {timeout:g} s"
         elif self._heard_at > start and (written := pending_before - self.pending()) > 0:

@@ -372,6 +372,7 @@ class Sender(GiveUp):
         self._daemon_starting = False  # forked during its parent's start: that start is not this child's
         self._spawn_failure = None
         self._refusal = None
+        self._store_outage = None
         # Temporary folders to remove once their barrier is answered (remove_once_written); a
         # forked child removes none of its parent's.
         self._temporary_folders: list[tuple[str, Request]] = []

@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 
 from ..errors import DaemonUnavailable, LocalProtocolError, RemoteProtocolError
-from ..protocol import NEED_DATA, Ack, BadBatch, ConnectionClosed, Dropped, ErrorCode, ErrorReply, Event, Record
+from ..protocol import (
+    NEED_DATA, Ack, BadBatch, ConnectionClosed, Dropped, ErrorCode, ErrorReply, Event, FlushDone, Record, store_unavailable_reason,
+)
 from ._launcher import DaemonCannotStart, start_daemon
 from ._lifecycle import interpreter_exiting
 from ._outbox import Request, events, log_exception, warn
@@ -384,6 +386,10 @@ class SenderThread(SenderState):
             self._heard_at = time.monotonic()  # the daemon is at work for this client (see Sender._wait)
             if isinstance(event, ErrorReply) and event.code == ErrorCode.SHUTTING_DOWN:
                 self._daemon_leaving = True  # for the on-full line: a restart, not a slow daemon
+            if isinstance(event, ErrorReply) and event.code == ErrorCode.STORE_UNAVAILABLE and not event.request_id:
+                self._store_outage = store_unavailable_reason(event.message)  # for the line of a flush that gives up
+            elif isinstance(event, (Ack, FlushDone)):
+                self._store_outage = None  # something was written
             if isinstance(event, Ack):
                 self._ack(event.seq)
             elif isinstance(event, BadBatch):

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..protocol import ErrorCode, ErrorReply
+from ..protocol import ErrorCode, ErrorReply, store_unavailable_message
 
 if TYPE_CHECKING:
     from ._batcher import PendingBatch
@@ -149,7 +149,6 @@ class Outages:
                     continue  # told if it reconnects while its events still wait
                 del outage.untold[session]
                 outage.told.add(session)
-                session.connection.send(ErrorReply(request_id=0, code=ErrorCode.STORE_UNAVAILABLE, message=(
-                    f"{outage.reason} {events} events of this client wait, and are written when the store "
-                    "accepts writes again; new events wait while the daemon's backlog for such stores is full."
-                )))
+                session.connection.send(ErrorReply(
+                    request_id=0, code=ErrorCode.STORE_UNAVAILABLE, message=store_unavailable_message(outage.reason, events),
+                ))

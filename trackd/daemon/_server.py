@@ -374,7 +374,7 @@ class Server:
         if len(self.state.connections) >= self.config.max_connections:
             return ErrorCode.TOO_MANY_CONNECTIONS, (
                 f"The trackd daemon already serves {len(self.state.connections)} connections, its limit "
-                f"(max_connections {self.config.max_connections}); close idle clients or raise the limit."
+                f"(--max-connections {self.config.max_connections}); close idle clients or raise the limit."
             )
         return None
 

@@ -27,6 +27,8 @@ from ._events import (
     Rejected,
     StatusReply,
     Welcome,
+    store_unavailable_message,
+    store_unavailable_reason,
 )
 from ._frames import EVENT_TYPES, decode_body, decode_header, encode_frame
 from ._limits import (
@@ -110,4 +112,6 @@ __all__ = [
     "decode_header",
     "encode_frame",
     "metric_series",
+    "store_unavailable_message",
+    "store_unavailable_reason",
 ]

@@ -10,6 +10,8 @@ Daemon to client: Welcome, Ack, FlushDone, ExperimentReply, Rejected, StatusRepl
 
 from __future__ import annotations
 
+import re
+
 from .._struct import Frozen
 from ..errors import LocalProtocolError
 from ._limits import (
@@ -42,6 +44,8 @@ __all__ = [
     "Rejected",
     "StatusReply",
     "Welcome",
+    "store_unavailable_message",
+    "store_unavailable_reason",
 ]
 
 
@@ -341,6 +345,27 @@ class ErrorCode:
     FORBIDDEN = "forbidden"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     STORE_UNAVAILABLE = "store_unavailable"
+
+
+# ErrorReply(code=STORE_UNAVAILABLE)'s message: the store's own sentence (what failed, why, where),
+# then how many of the client's events wait. The client quotes the first part again when exit or
+# end_run gives up waiting ("the daemon ... cannot write to the store: ..."), when the count the
+# daemon gave is long out of date; so both sides build and read it here.
+_EVENTS_WAIT = " events of this client wait, and are written when the store accepts writes again"
+_STORE_REASON = re.compile(rf"(.+) \d+{re.escape(_EVENTS_WAIT)}", re.DOTALL)
+
+
+def store_unavailable_message(reason: str, events: int) -> str:
+    """The message of the ErrorReply that tells a client ``events`` of its events wait for a store
+    that refused a write (``reason``: the store's sentence)."""
+    return f"{reason} {events}{_EVENTS_WAIT}; new events wait while the daemon's backlog for such stores is full."
+
+
+def store_unavailable_reason(message: str) -> str:
+    """The store's sentence in a ``store_unavailable`` message, without its count; the whole
+    message if a daemon of another trackd worded it otherwise."""
+    found = _STORE_REASON.match(message)
+    return found.group(1) if found else message
 
 
 class ErrorReply(Event):
