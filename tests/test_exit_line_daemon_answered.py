@@ -11,10 +11,11 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, RawClient, child_env, wait_for
+from helpers import DaemonProcess, RawClient, child_env, mounted_tmpfs, wait_for
 
 from trackd.protocol import Welcome
 from trackd.store import StoreReader
@@ -23,14 +24,12 @@ pytestmark = pytest.mark.timeout(90)
 
 POINTS = 1000
 
-# Logs POINTS points of "x"; with a filler path, first writes one point, then fills that disk and
-# waits for a line on stdin (the daemon has met the full disk). Then exits, or (argv[3] == "end_run")
-# ends its run in the middle of the job and says so.
-CHILD = """
+# Both scripts' start: a run, and with a filler path, its first point written, then that disk
+# filled (a real ENOSPC for the store).
+START = """
 import sys, trackd
-run_id, filler, how = sys.argv[1], sys.argv[2], sys.argv[3]
+run_id, filler = sys.argv[1], sys.argv[2]
 trackd.start_run(run_id=run_id)
-start = 0
 if filler:
     trackd.log_metric("x", 0.0, step=0)
     trackd.flush(timeout=30)
@@ -40,11 +39,17 @@ if filler:
                 out.write(b"\\0" * 4096)
         except OSError as exc:
             assert exc.errno == 28, exc
-    start = 1
+"""
+
+# Logs POINTS points of "x" (after the first, with a filler path), and then, with a filler path,
+# waits for a line on stdin (the daemon has met the full disk). Then exits, or (argv[3] == "end_run")
+# ends its run in the middle of the job and says so.
+CHILD = START + """
+how, start = sys.argv[3], 1 if filler else 0
 for step in range(start, int(sys.argv[4])):
     trackd.log_metric("x", float(step), step=step)
 if filler:
-    print("full", flush=True)
+    print("ready", flush=True)
     sys.stdin.readline()
 if how == "end_run":
     trackd.end_run()
@@ -54,21 +59,17 @@ if how == "end_run":
 SILENT_DAEMON = ("did not answer", "answered nothing")
 
 
-def run_child(
-    socket_path: Path, store: Path, how: str, exit_timeout: str, filler: str = "", release: object = None, run_id: str = "",
-) -> str:
-    """Run CHILD to its end and return its stderr (``release()`` runs once it printed "full")."""
+def run_script(code: str, args: list[str], env: dict[str, str], cue: Callable[[], None] | None) -> tuple[str, str]:
+    """Run ``code`` to its end and return its (stdout, stderr). With ``cue``, the script prints
+    "ready" and waits for a line on stdin: ``cue()`` runs between the two."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, run_id or uuid.uuid4().hex, filler, how, str(POINTS)],
-        env=child_env(socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_EXIT_TIMEOUT=exit_timeout, TRACKD_AUTOSTART="0"),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", code, *args], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         assert child.stdout is not None and child.stdin is not None
-        if filler:
-            assert child.stdout.readline() == "full\n"
-            assert callable(release)
-            release()
+        if cue is not None:
+            assert child.stdout.readline() == "ready\n"
+            cue()
             child.stdin.write("go\n")
             child.stdin.flush()
         out, err = child.communicate(timeout=60)
@@ -77,6 +78,16 @@ def run_child(
             child.kill()
             child.communicate(timeout=10)
     assert child.returncode == 0, err
+    return out, err
+
+
+def run_child(
+    socket_path: Path, store: Path, how: str, exit_timeout: str, filler: str = "", release: Callable[[], None] | None = None,
+    run_id: str = "",
+) -> str:
+    """Run CHILD to its end and return its stderr (``release()`` runs once the disk is full)."""
+    env = child_env(socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_EXIT_TIMEOUT=exit_timeout, TRACKD_AUTOSTART="0")
+    out, err = run_script(CHILD, [run_id or uuid.uuid4().hex, filler, how, str(POINTS)], env, release)
     assert (how != "end_run") or out.endswith("ended\n"), (out, err)
     return err
 
@@ -125,3 +136,80 @@ def test_a_store_on_a_full_disk_is_named_when_the_wait_ends_and_the_daemon_write
     reader = StoreReader(store)
     wait_for(lambda: len(reader.get_metric_history(run_id, "x")) >= POINTS, 60, message="the kept points written")
     assert [m.step for m in reader.get_metric_history(run_id, "x")] == list(range(POINTS))
+
+
+# Logs a point, waits for a line on stdin (the test's cue: the daemon has refused it, or met the
+# full disk the child made with a filler path), then flushes with a short timeout, prints the
+# FlushTimeout, and logs argv[3] points into a buffer of 1000 (TRACKD_ON_FULL=drop) before it exits.
+FLOOD = START + """
+points = int(sys.argv[3])
+# A point or two could fit the last page of the metric file: a thousand need a new one.
+first = 1000 if filler else 2
+for step in range(1, first):
+    trackd.log_metric("x", float(step), step=step)
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    trackd.flush(timeout=2)
+except trackd.FlushTimeout as exc:
+    print("timeout:", exc, flush=True)
+for step in range(first, points):
+    trackd.log_metric("x", float(step), step=step)
+"""
+
+
+def run_flood(socket_path: Path, store: Path, points: int, cue: Callable[[], None], filler: str = "", **env: str) -> tuple[str, str]:
+    """Run FLOOD to its end; ``cue()`` runs once it logged, before it flushes. Returns (stdout, stderr)."""
+    return run_script(FLOOD, [uuid.uuid4().hex, filler, str(points)], child_env(
+        socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_EXIT_TIMEOUT="1", TRACKD_AUTOSTART="0",
+        TRACKD_MAX_BUFFERED="1000", TRACKD_ON_FULL="drop", **env,
+    ), cue)
+
+
+def test_a_flush_and_the_full_buffer_line_quote_the_daemons_refusal(socket_path: Path, store: Path, tmp_path: Path) -> None:
+    # The spool cannot be written either, so the buffer fills. The full-buffer line said "no daemon
+    # answers at ...", and flush(timeout=2) "The trackd daemon did not answer within 2 s".
+    (tmp_path / "not-a-folder").write_text("")
+    daemon = DaemonProcess(socket_path, "--max-connections", "1").start()
+    try:
+        holder = RawClient(socket_path)
+        try:
+            assert isinstance(holder.hello(str(store)), Welcome)
+            # (Read in its log: a status request would be refused too.)
+            out, err = run_flood(
+                socket_path, store, 5000,
+                lambda: wait_for(lambda: "Refused a connection (too_many_connections)" in daemon.log(), 30, message="the child refused"),
+                TRACKD_SPOOL_DIR=str(tmp_path / "not-a-folder" / "spool"),
+            )
+        finally:
+            holder.close()
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+    refused = f"the daemon at {socket_path} refused this client's last attempt to connect (The trackd daemon already serves 1 connections"
+    assert f"timeout: {refused[:1].upper()}{refused[1:]}" in out, (out, err)
+    assert f"the event buffer is full (1000 events) because {refused}" in err, err
+    assert "no daemon answers" not in err and not any(words in out + err for words in SILENT_DAEMON), (out, err)
+
+
+def test_a_flush_and_the_full_buffer_line_name_the_full_store_not_a_slow_daemon(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # flush(timeout=2) said "The trackd daemon did not answer within 2 s", and the full-buffer line
+    # that the daemon "is not keeping up", while it held every event for a full disk.
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    store, filler = disk / "mlruns", disk / "filler"
+    points = 140_000  # past the window of events awaiting their ack (131,072) and the buffer
+    with mounted_tmpfs(disk, "size=16m"):
+        try:
+            out, err = run_flood(
+                daemon.paths.socket, store, points,
+                lambda: wait_for(lambda: daemon.status()["write_errors"] > 0, 30, message="the daemon to meet the full disk"),
+                filler=str(filler),
+            )
+        finally:
+            filler.unlink(missing_ok=True)
+        wait_for(lambda: daemon.status()["backlog_records"] == 0, 60, message="the daemon to write what it kept")
+    full = f"the store at {store} cannot be written (No space left on device)"
+    keeps = f"so the daemon at {daemon.paths.socket} keeps the events it received and writes them once the store takes writes again"
+    assert f"timeout: {full[:1].upper()}{full[1:]}" in out and keeps in out, (out, err)
+    assert f"the event buffer is full (1000 events) because {full}" in err and keeps in err, err
+    assert "not keeping up" not in err and not any(words in out + err for words in SILENT_DAEMON), (out, err)

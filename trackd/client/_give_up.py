@@ -196,18 +196,12 @@ class GiveUp(OnFullPolicy):
         elif timeout <= 0:
             # A healthy daemon was said not to have answered "within 0 s": it was given no time.
             reason = f"a timeout of 0 s (TRACKD_EXIT_TIMEOUT=0, or close(timeout=0)) does not wait for the daemon at {path}"
-        elif self._refusal is not None and self._transport is None:
-            # Its connection limit (--max-connections), which may pass: the wait tried again.
-            reason = f"the daemon at {path} refused this client's last attempt to connect ({self._refusal.rstrip('.')})"
-        elif (outage := self._store_outage) is not None:
-            with self._cond:
-                sent = self._ledger.window()[0] if self._transport is not None else 0
+        elif (refused := self._refused_words()) is not None:
+            reason = refused  # its connection limit (--max-connections), which may pass: the wait tried again
+        elif (store := self._store_refusing_words(self._sent_on_connection())) is not None:
             # They are spooled too (the daemon may stop before the store recovers), and the spool's
             # copy of what it writes meanwhile is skipped when the spool is delivered.
-            reason = (
-                f"{outage[:1].lower()}{outage[1:].rstrip('.')}, so the daemon at {path} keeps the events it received"
-                f"{f' ({sent} were sent to it)' if sent else ''} and writes them once the store takes writes again, each once"
-            )
+            reason = f"{store}, each once"
         elif patient:
             reason = f"the daemon at {path} answered nothing for {timeout:g} s"
         elif self._heard_at > start and (written := pending_before - self.pending()) > 0:
@@ -220,6 +214,11 @@ class GiveUp(OnFullPolicy):
         else:
             reason = f"the daemon at {path} did not answer within {timeout:g} s"
         self._give_up_on_daemon(reason, final=final, exiting=exiting)
+
+    def _sent_on_connection(self) -> int:
+        """Events sent on the connection and not acknowledged yet (0 with none)."""
+        with self._cond:
+            return self._ledger.window()[0] if self._transport is not None else 0
 
     def _not_delivered(self, exc: DaemonUnavailable, *, final: bool, exiting: bool, said_count: bool = False) -> None:
         """A bounded flush failed without a daemon: say so, unless the spool said where the events went."""
@@ -234,7 +233,9 @@ class GiveUp(OnFullPolicy):
         if held > 0 and self._spill.unwritable is not None:
             # Neither the daemon nor the spool takes them: "held in memory and sent when a daemon
             # answers" was said twice at exit, of events the exit was about to lose.
-            self._report_held(held, f"no daemon answers at {self.config.socket_path}", final=final, exiting=exiting)
+            # A daemon that refused this client answered: quoted, not "no daemon answers".
+            reason = self._refused_words() or f"no daemon answers at {self.config.socket_path}"
+            self._report_held(held, reason, final=final, exiting=exiting)
             return
         warn(f"{events(self.pending(), 'were not delivered')}: {exc}" if said_count else str(exc))
 

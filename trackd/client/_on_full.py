@@ -208,7 +208,14 @@ class OnFullPolicy(SenderThread):
             if self._daemon_starting:
                 return (f"the daemon at {path} is starting (started by this process or another) and does not "
                         "answer yet")
+            if (refused := self._refused_words()) is not None:
+                # It said "no daemon answers" of one that answered, over its --max-connections.
+                return f"{refused}; trackd keeps trying to connect"
             return f"no daemon answers at {path}; trackd keeps trying to reconnect"
+        if (store := self._store_refusing_words()) is not None:
+            # It said "the daemon is not keeping up" (drop), or that it "may be stopped" (block),
+            # of a daemon that had said its store refuses writes (a full disk).
+            return store
         if self._daemon_leaving:
             return f"the daemon at {path} is shutting down (`trackd daemon stop`, a restart); trackd reconnects to the next one"
         silent = self._silent_for(start) if start is not None else 0.0

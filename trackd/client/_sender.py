@@ -475,10 +475,14 @@ class Sender(GiveUp):
             while not req.done:
                 remaining = None if timeout is None else self._counted_from(start, patient) + timeout - time.monotonic()
                 if (remaining is not None and remaining <= 0) or (stop_waiting is not None and stop_waiting()):
+                    # A daemon that refused this client, or holds its events for a store that
+                    # refuses writes, answered: what it said is why (it "did not answer within").
+                    said = self._refused_words() or self._store_refusing_words()
                     answered = "answered nothing for" if patient else "did not answer within"
                     raise FlushTimeout(
-                        f"The trackd daemon {answered} {timeout:g} s; "
-                        f"{events(self._pending_locked(), 'are still on the way')} to the store."
+                        (f"{said[:1].upper()}{said[1:]}; after {timeout:g} s " if said is not None else
+                         f"The trackd daemon {answered} {timeout:g} s; ")
+                        + f"{events(self._pending_locked(), 'are still on the way')} to the store."
                     )
                 self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
         if req.error is not None:

@@ -117,6 +117,27 @@ class SenderState:
         the daemon's last reply if that came later, so the wait goes on while the daemon answers."""
         return max(start, self._heard_at) if patient else start
 
+    def _refused_words(self) -> str | None:
+        """The daemon's refusal of this client's last attempt to connect, as a clause for a warning
+        or an error (its connection limit, its protocol version); None if it let it in."""
+        refusal = self._refusal if self._transport is None else None
+        if refusal is None:
+            return None
+        return f"the daemon at {self.config.socket_path} refused this client's last attempt to connect ({refusal.rstrip('.')})"
+
+    def _store_refusing_words(self, sent: int = 0) -> str | None:
+        """What the daemon said of a store that refuses writes, as a clause: the store's sentence and
+        what the daemon does with the events (``sent``: how many were sent to it, when known); None
+        if it said nothing, or has written since."""
+        outage = self._store_outage
+        if outage is None:
+            return None
+        received = f" ({sent} were sent to it)" if sent else ""
+        return (
+            f"{outage[:1].lower()}{outage[1:].rstrip('.')}, so the daemon at {self.config.socket_path} keeps the events "
+            f"it received{received} and writes them once the store takes writes again"
+        )
+
     def _no_daemon_since(self, failed: int) -> bool:
         """An attempt to connect after ``failed`` attempts had failed found no daemon, and started
         none, and no daemon answers now: a bounded flush has nothing left to wait for."""
