@@ -43,7 +43,7 @@ if filler:
 
 # Logs POINTS points of "x" (after the first, with a filler path), and then, with a filler path,
 # waits for a line on stdin (the daemon has met the full disk). Then exits, or (argv[3] == "end_run")
-# ends its run in the middle of the job and says so.
+# ends its run in the middle of the job, says so, and logs to a new run before it exits.
 CHILD = START + """
 how, start = sys.argv[3], 1 if filler else 0
 for step in range(start, int(sys.argv[4])):
@@ -54,9 +54,18 @@ if filler:
 if how == "end_run":
     trackd.end_run()
     print("ended", flush=True)
+    trackd.start_run()  # the job goes on: what it logs next is given up at exit
+    trackd.log_metric("y", 1.0)
 """
 
-SILENT_DAEMON = ("did not answer", "answered nothing")
+SILENT_DAEMON = ("did not answer", "answered nothing", "has not answered")
+
+
+@pytest.fixture(autouse=True)
+def own_spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's children spool to a folder of their own: a client delivers the spool files it
+    finds, and another test's, of a store on a disk since unmounted, was delivered to nothing."""
+    monkeypatch.setenv("TRACKD_SPOOL_DIR", str(tmp_path / "spool"))
 
 
 def run_script(code: str, args: list[str], env: dict[str, str], cue: Callable[[], None] | None) -> tuple[str, str]:
@@ -88,7 +97,7 @@ def run_child(
     """Run CHILD to its end and return its stderr (``release()`` runs once the disk is full)."""
     env = child_env(socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_EXIT_TIMEOUT=exit_timeout, TRACKD_AUTOSTART="0")
     out, err = run_script(CHILD, [run_id or uuid.uuid4().hex, filler, how, str(POINTS)], env, release)
-    assert (how != "end_run") or out.endswith("ended\n"), (out, err)
+    assert (how != "end_run") or out == "ended\n", (out, err)
     return err
 
 

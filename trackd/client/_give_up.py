@@ -135,9 +135,15 @@ class GiveUp(OnFullPolicy):
                     warn(str(exc))
             return
         if self._spill.gave_up:
-            self._give_up_on_daemon(
-                f"the daemon at {path} has not answered since an earlier flush gave it up", final=final, exiting=exiting
-            )
+            # One that refused every attempt since, or that said its store refuses writes, answered:
+            # quoted ("has not answered" was said of both).
+            if (refused := self._refused_words()) is not None:
+                since = f"{refused}; none has been let in since an earlier flush gave it up"
+            elif (store := self._store_refusing_words()) is not None:
+                since = f"{store}; an earlier flush gave it up, and this process has not connected again since"
+            else:
+                since = f"the daemon at {path} has not answered since an earlier flush gave it up"
+            self._give_up_on_daemon(since, final=final, exiting=exiting)
             return
         start = time.monotonic()
         failed, pending_before = self._failed_connects, self.pending()
