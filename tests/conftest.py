@@ -22,6 +22,12 @@ os.environ["TRACKD_SOCKET"] = "/nonexistent-trackd-test-socket/d.sock"
 # after connecting, so a test would deliver another test run's leftovers into that run's store,
 # and leave its own for the user's next training process to read (and pay for).
 os.environ["TRACKD_SPOOL_DIR"] = _SPOOL_DIR = tempfile.mkdtemp(prefix="trackd-test-spool-")
+# A suite started in the background by a shell without job control (`cmd &` in a script, nohup)
+# inherits SIGINT ignored, and so does every child it starts: the tests that send a child a real
+# Ctrl-C saw it ignored (exit 0, no KeyboardInterrupt). Python's own handler is not inherited
+# across exec, so the children get Python's default, as when run from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 atexit.register(shutil.rmtree, _SPOOL_DIR, ignore_errors=True)
 
 from helpers import DaemonProcess, alive, mounted_tmpfs, short_socket_path, wait_for  # noqa: E402
