@@ -94,7 +94,7 @@ BAD_RECORDS: list[tuple[str, object, str]] = [
     ("artifact-stamp-not-a-pair", (7, RUN, "w.bin", None, "/tmp/w.bin", (1,)), "field 'source_stamp' .* got \\(1,\\)"),
     ("artifact-stamp-negative-size", (7, RUN, "w.bin", None, "/tmp/w.bin", (-1, 9)), "field 'source_stamp' .* got \\(-1, 9\\)"),
     ("artifact-stamp-str", (7, RUN, "w.bin", None, "/tmp/w.bin", "9 1"), "field 'source_stamp' .* got '9 1'"),
-    ("artifact-too-many-fields", (7, RUN, "w.bin", None, "/tmp/w.bin", None, None), "artifact record has 6 fields; expected 5"),
+    ("artifact-too-many-fields", (7, RUN, "w.bin", None, "/tmp/w.bin", None, None, None), "artifact record has 7 fields; expected 6"),
 ]
 BAD = [pytest.param(record, match, id=name) for name, record, match in BAD_RECORDS]
 

@@ -8,6 +8,7 @@ is made, so a bad name in a directory logs none of it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import posixpath
 from collections.abc import Callable, Iterator, Mapping
@@ -15,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument
-from ..protocol import ARTIFACT, MAX_INLINE_ARTIFACT_SIZE, MAX_NAME_LENGTH
+from ..protocol import ARTIFACT, ARTIFACT_FILE, ARTIFACT_FOLDER, ARTIFACT_PERMISSIONS, MAX_INLINE_ARTIFACT_SIZE, MAX_NAME_LENGTH
 from ..store import require_utf8, validate_artifact_path
 
-# (ARTIFACT, run_id, path, content, source_path, source_stamp): see protocol RECORD_FIELDS.
-ArtifactRecord = tuple[int, str, str, bytes | None, str | None, tuple[int, int] | None]
+# (ARTIFACT, run_id, path, content, source_path, source_stamp, mode): see protocol RECORD_FIELDS.
+ArtifactRecord = tuple[int, str, str, bytes | None, str | None, tuple[int, int] | None, int | None]
 
 
 def file_records(
@@ -37,12 +38,39 @@ def file_records(
 def tree_records(
     run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None
 ) -> Iterator[ArtifactRecord]:
-    """The records that copy every file under ``local_dir``, keeping the tree."""
+    """The records that copy every file under ``local_dir``, keeping the tree, empty folders included."""
     root = Path(local_dir)
     if not root.is_dir():
         raise InvalidArgument(f"Artifact directory {str(local_dir)!r} is not a directory.")
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    return _records(run_id, [(path, _check_name(_join(artifact_path, path.relative_to(root).as_posix()))) for path in files])
+    files, empty = _tree(root)
+    named = [(path, _check_name(_join(artifact_path, path.relative_to(root).as_posix()))) for path in files]
+    if not files and not empty and artifact_path:
+        # MLflow's log_artifacts makes artifact_path first (_get_or_create_artifact_dir), so an
+        # empty folder logged under one leaves that folder.
+        folders = [_check_name(_join(artifact_path, "").rstrip("/"))]
+    else:
+        folders = [_check_name(_join(artifact_path, path.relative_to(root).as_posix())) for path in empty]
+    records = _records(run_id, named)
+    return itertools.chain(records, ((ARTIFACT, run_id, name, None, None, None, ARTIFACT_FOLDER) for name in folders))
+
+
+def _tree(root: Path) -> tuple[list[Path], list[Path]]:
+    """The files under ``root`` (sorted), and the folders no file or other folder lies under (sorted).
+
+    As MLflow walks it (shutil_copytree_without_file_permissions: os.walk, which does not enter a
+    link to a folder): every folder of the tree is made, so an empty one is sent as a folder of
+    its own (one that holds a file or a folder is made for it); a link to a folder is made as an
+    empty folder, as MLflow's os.mkdir makes it. A file is a regular file, or a link to one.
+    """
+    files: list[Path] = []
+    empty: list[Path] = []
+    for folder, subfolders, names in os.walk(root):
+        here = [path for path in (Path(folder, name) for name in names) if path.is_file()]
+        files.extend(here)
+        empty.extend(Path(folder, name) for name in subfolders if os.path.islink(os.path.join(folder, name)))
+        if not subfolders and not here and Path(folder) != root:
+            empty.append(Path(folder))
+    return sorted(files), sorted(empty)
 
 
 def artifact_file_name(artifact_file: str | os.PathLike[str]) -> str:
@@ -68,7 +96,8 @@ def content_record(run_id: str, artifact_file: str, content: bytes) -> ArtifactR
             f"Artifact {artifact_file!r} is {len(content)} bytes; log_text and log_dict take at most "
             f"{MAX_INLINE_ARTIFACT_SIZE} bytes (use log_artifact for larger files)."
         )
-    return (ARTIFACT, run_id, artifact_file, content, None, None)
+    # mode None: the store's default, as MLflow writes log_text's file (a new file, then copy2).
+    return (ARTIFACT, run_id, artifact_file, content, None, None, None)
 
 
 def dict_content(dictionary: Any, artifact_file: str) -> bytes:
@@ -173,29 +202,37 @@ def _records(run_id: str, files: list[tuple[Path, str]]) -> Iterator[ArtifactRec
     # as the records are buffered, so a directory is never all in memory at once.
     # A large file's size and mtime when logged go with its path (source_stamp): the daemon
     # copies it later, and refuses a file changed since rather than store the later content.
-    stamps = [(info.st_size, info.st_mtime_ns) for info in (source.stat() for source, _ in files)]
+    # Its mode goes with it too (whichever way it travels): MLflow's shutil.copy2 keeps a file's
+    # permission bits, and trackd wrote every artifact 0644, a logged script no longer executable.
+    infos = [source.stat() for source, _ in files]
+    stamps = [(info.st_size, info.st_mtime_ns) for info in infos]
+    modes = [_file_mode(info) for info in infos]
     for source, _ in files:
         _check_source_path(source)
-    return _read(run_id, files, stamps)
+    return _read(run_id, files, stamps, modes)
 
 
-def _read(run_id: str, files: list[tuple[Path, str]], stamps: list[tuple[int, int]]) -> Iterator[ArtifactRecord]:
-    for (source, name), stamp in zip(files, stamps):
+def _file_mode(info: os.stat_result) -> int:
+    return ARTIFACT_FILE | (info.st_mode & ARTIFACT_PERMISSIONS)
+
+
+def _read(run_id: str, files: list[tuple[Path, str]], stamps: list[tuple[int, int]], modes: list[int]) -> Iterator[ArtifactRecord]:
+    for (source, name), stamp, mode in zip(files, stamps, modes):
         if stamp[0] <= MAX_INLINE_ARTIFACT_SIZE:
             # At most one byte past the limit: a file that grew by gigabytes since it was sized
             # (a log a training thread appends to) was read whole, only to be sent by path.
             with source.open("rb") as file:
                 content = file.read(MAX_INLINE_ARTIFACT_SIZE + 1)
             if len(content) <= MAX_INLINE_ARTIFACT_SIZE:
-                yield (ARTIFACT, run_id, name, content, None, None)
+                yield (ARTIFACT, run_id, name, content, None, None, mode)
                 continue
             # It grew past the inline limit since it was sized: inline, the daemon refused the
             # whole batch as malformed, and the client resent it for ever. By path, as any large
             # file, stamped now.
             del content
             info = source.stat()
-            stamp = (info.st_size, info.st_mtime_ns)
-        yield (ARTIFACT, run_id, name, None, str(source.absolute()), stamp)
+            stamp, mode = (info.st_size, info.st_mtime_ns), _file_mode(info)
+        yield (ARTIFACT, run_id, name, None, str(source.absolute()), stamp, mode)
 
 
 def _check_source_path(source: Path) -> None:

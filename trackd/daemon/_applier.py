@@ -287,7 +287,8 @@ class Applier:
                     if record[4] is not None:
                         copy = copies.get(id(record)) if copies is not None else None
                         needs_copy = needs_copy or copy is None or copy.needed
-                    batch.artifacts.append(ArtifactWrite(origin, run_id, path, record[3], record[4], copy))
+                    mode = record[6] if len(record) > 6 else None  # absent in a protocol 3 to 5 spool
+                    batch.artifacts.append(ArtifactWrite(origin, run_id, path, record[3], record[4], copy, mode))
             except InvalidArgument as exc:
                 events = len(record[3]) if kind == METRIC_SERIES else 1
                 refused.append(Failure(item.session, item.seq, _describe(record), str(exc), events))

@@ -96,7 +96,10 @@ class Copies:
             if batch.copies is None:
                 root = batch.session.store_root
                 batch.copies = {
-                    id(record): ArtifactCopy(root, record[1], record[2], record[4], record[5] if len(record) > 5 else None)
+                    id(record): ArtifactCopy(
+                        root, record[1], record[2], record[4], record[5] if len(record) > 5 else None,
+                        record[6] if len(record) > 6 else None,
+                    )
                     for record in batch.records
                     if record[0] == ARTIFACT and record[4] is not None
                 }

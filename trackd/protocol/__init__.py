@@ -45,6 +45,9 @@ from ._limits import (
 )
 from ._records import (
     ARTIFACT,
+    ARTIFACT_FILE,
+    ARTIFACT_FOLDER,
+    ARTIFACT_PERMISSIONS,
     CREATE_RUN,
     DELETE_TAG,
     METRIC,
@@ -61,6 +64,9 @@ from ._records import (
 
 __all__ = [
     "ARTIFACT",
+    "ARTIFACT_FILE",
+    "ARTIFACT_FOLDER",
+    "ARTIFACT_PERMISSIONS",
     "CREATE_RUN",
     "DELETE_TAG",
     "METRIC",

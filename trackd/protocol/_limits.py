@@ -11,7 +11,8 @@ from __future__ import annotations
 # 2: METRIC_SERIES records, and Rejected.events. 3: SET_TERMINATED's keep_failure. 4: ARTIFACT's source_stamp.
 # 5: OwnedRuns (the runs the daemon fails if the client's process exits without ending them), and
 # BadBatch (the batch the daemon refuses whole, named so that the client stops sending it).
-PROTOCOL_VERSION = 5
+# 6: ARTIFACT's mode (a file's permission bits, and empty folders, as MLflow's copy keeps them).
+PROTOCOL_VERSION = 6
 
 # A frame is a 4-byte big-endian length, then that many bytes of msgpack.
 FRAME_HEADER_SIZE = 4

@@ -13,6 +13,7 @@ import enum
 import reprlib
 from collections.abc import Callable
 from operator import itemgetter
+from stat import S_IFDIR, S_IFREG
 from typing import Any
 
 from ..errors import LocalProtocolError
@@ -59,7 +60,12 @@ RECORD_FIELDS: dict[RecordKind, tuple[str, ...]] = {
     # source_path, source_stamp is the file's [size, mtime_ns] when it was logged: the daemon
     # refuses to copy a file that changed since (rewritten in place, or made anew), which it
     # used to copy silently, storing the later content under the earlier name.
-    RecordKind.ARTIFACT: ("run_id", "path", "content", "source_path", "source_stamp"),
+    # mode: what MLflow's copy keeps of the source (shutil.copy2 keeps a file's mode, and its
+    # copy of a folder makes every sub-folder, empty ones too), as st_mode's type and permission
+    # bits, the way git's tree entries say 100755 and 040000: ARTIFACT_FILE | permissions for a
+    # file, ARTIFACT_FOLDER alone for an empty folder (no content, no source_path; MLflow makes
+    # folders with its default mode). nil: a file of the store's default mode.
+    RecordKind.ARTIFACT: ("run_id", "path", "content", "source_path", "source_stamp", "mode"),
     # Equal-length arrays, point i being (values[i], timestamps_ms[i], steps[i]), in logging order.
     # The sender makes them from METRIC records (metric_series()); a series is 1 to
     # MAX_RECORDS_PER_BATCH points, and a batch's points together are at most that many.
@@ -74,6 +80,12 @@ CREATE_RUN = RecordKind.CREATE_RUN.value
 SET_TERMINATED = RecordKind.SET_TERMINATED.value
 ARTIFACT = RecordKind.ARTIFACT.value
 METRIC_SERIES = RecordKind.METRIC_SERIES.value
+
+# An ARTIFACT record's mode: st_mode's file type bits, and the permission bits a file may carry
+# (setuid, setgid and sticky are not kept: a store may be shared with a group).
+ARTIFACT_FILE = S_IFREG
+ARTIFACT_FOLDER = S_IFDIR
+ARTIFACT_PERMISSIONS = 0o777
 
 
 def _name(record: Record, index: int, field: str) -> None:
@@ -161,7 +173,23 @@ def _check_artifact(record: Record) -> None:
     _name(record, 1, "run_id")
     _name(record, 2, "path")
     content, source_path = record[3], record[4]
-    stamp = record[5] if len(record) > _LEGACY_ARTIFACT_LENGTH else None
+    stamp = record[5] if len(record) > _ARTIFACT_WITHOUT_STAMP else None
+    mode = record[6] if len(record) > _ARTIFACT_WITHOUT_MODE else None
+    if mode is not None and (
+        type(mode) is not int or mode & ~ARTIFACT_PERMISSIONS not in (ARTIFACT_FILE, ARTIFACT_FOLDER)
+        or (mode & ~ARTIFACT_PERMISSIONS == ARTIFACT_FOLDER and mode != ARTIFACT_FOLDER)
+    ):
+        raise LocalProtocolError(
+            f"{_label(record)} field 'mode' must be nil, {ARTIFACT_FILE:#o} plus permission bits of at most "
+            f"{ARTIFACT_PERMISSIONS:#o} (a file), or {ARTIFACT_FOLDER:#o} (an empty folder), got {_show(mode)}."
+        )
+    if mode == ARTIFACT_FOLDER:
+        if content is not None or source_path is not None or stamp is not None:
+            raise LocalProtocolError(
+                f"{_label(record)} of a folder (mode {ARTIFACT_FOLDER:#o}) must have nil 'content', 'source_path' "
+                f"and 'source_stamp', got {_show(content)}, {_show(source_path)} and {_show(stamp)}."
+            )
+        return
     if stamp is not None and (
         source_path is None or type(stamp) is not tuple or len(stamp) != 2
         or any(type(part) is not int or not low <= part <= MAX_INT64 for part, low in zip(stamp, (0, MIN_INT64)))
@@ -238,9 +266,14 @@ _LENGTHS: dict[int, int] = {kind.value: len(fields) + 1 for kind, fields in RECO
 # SET_TERMINATED without keep_failure, as protocol 2 wrote it: still read (as False), so that a
 # spool file an older trackd left behind is delivered after an upgrade.
 _LEGACY_SET_TERMINATED_LENGTH = 4
-# ARTIFACT without source_stamp, as protocol 3 wrote it: copied unchecked, as it was then.
-_LEGACY_ARTIFACT_LENGTH = 5
-_LEGACY_LENGTHS = {SET_TERMINATED: _LEGACY_SET_TERMINATED_LENGTH, ARTIFACT: _LEGACY_ARTIFACT_LENGTH}
+# ARTIFACT without source_stamp (5 items), as protocol 3 wrote it: copied unchecked, as it was then. And
+# without mode (6 items), as protocols 4 and 5 wrote it: a file of the store's default mode.
+_ARTIFACT_WITHOUT_STAMP = 5
+_ARTIFACT_WITHOUT_MODE = 6
+_LEGACY_LENGTHS: dict[int, tuple[int, ...]] = {
+    SET_TERMINATED: (_LEGACY_SET_TERMINATED_LENGTH,),
+    ARTIFACT: (_ARTIFACT_WITHOUT_STAMP, _ARTIFACT_WITHOUT_MODE),
+}
 
 
 def check_record(record: object) -> None:
@@ -254,7 +287,7 @@ def check_record(record: object) -> None:
         raise LocalProtocolError(
             f"Unknown record kind {_show(kind)}; expected one of {sorted(_CHECKS)}."
         )
-    if len(record) != _LENGTHS[kind] and len(record) != _LEGACY_LENGTHS.get(kind):
+    if len(record) != _LENGTHS[kind] and len(record) not in _LEGACY_LENGTHS.get(kind, ()):
         raise LocalProtocolError(
             f"{_label(record)} has {len(record) - 1} fields; expected {_LENGTHS[kind] - 1} "
             f"({', '.join(RECORD_FIELDS[RecordKind(kind)])})."

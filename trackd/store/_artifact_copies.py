@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import threading
-from stat import S_ISREG
+from stat import S_IMODE, S_ISREG
 
 from ..errors import InvalidArgument
 from . import _layout as layout
@@ -31,6 +31,9 @@ COPY_CHUNK = 64 * 1024 * 1024
 # Bytes per read where os.sendfile cannot copy between files (macOS, BSD).
 READ_CHUNK = 1024 * 1024
 _STAGED_FILE_NAME = "artifact"
+# The bits of a file's mode an artifact keeps: its permissions, not setuid, setgid or sticky (a
+# store may be shared with a group).
+ARTIFACT_PERMISSIONS = 0o777
 # sendfile(2) refused for this pair of files: copy by read and write instead.
 _NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK, errno.EOPNOTSUPP})
 
@@ -44,13 +47,19 @@ class ArtifactCopy:
     inside it: to the client that logged the artifact, or as the store refusing writes.
     """
 
-    def __init__(self, root: str, run_id: str, path: str, source_path: str, stamp: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, root: str, run_id: str, path: str, source_path: str, stamp: tuple[int, int] | None = None,
+        mode: int | None = None,
+    ) -> None:
         self.root = root
         self.run_id = run_id
         self.path = path
         self.source_path = source_path
         # (size, mtime_ns) of the source when the client logged it; None from an older client's spool.
         self.stamp = stamp
+        # The source's st_mode when the client logged it, whose permission bits the copy gets (as
+        # MLflow's shutil.copy2 does); None from an older client's spool: the default mode.
+        self.mode = mode
         # The source's size once opened, and the bytes copied so far (for the daemon's status).
         self.size = 0
         self.copied = 0
@@ -93,6 +102,8 @@ class ArtifactCopy:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                 target = os.open(os.path.join(staging, _STAGED_FILE_NAME), flags, FILE_MODE)
                 try:
+                    if self.mode is not None:
+                        os.fchmod(target, S_IMODE(self.mode) & ARTIFACT_PERMISSIONS)
                     finished = self._copy(source.fileno(), target, stop)
                 finally:
                     os.close(target)
@@ -129,7 +140,7 @@ class ArtifactCopy:
             if exc.errno != errno.EXDEV:
                 raise
             # The run's artifact location is on another filesystem than the store: a copy after all.
-            copy_file_atomic(staged, target, temp_dir)
+            copy_file_atomic(staged, target, temp_dir, S_IMODE(os.stat(staged).st_mode))
         self.placed = True
         self.discard()
 

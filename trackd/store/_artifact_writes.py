@@ -11,10 +11,11 @@ next to the artifact folder, never inside it, so MLflow's list_artifacts never s
 from __future__ import annotations
 
 import os
+from stat import S_IMODE, S_ISDIR
 
 from ..errors import InvalidArgument, StoreError
 from . import _layout as layout
-from ._artifact_copies import check_artifact_source
+from ._artifact_copies import ARTIFACT_PERMISSIONS, check_artifact_source
 from ._confinement import check_confined, is_within
 from ._format import copy_file_atomic, write_file_atomic
 from ._validation import validate_artifact_path
@@ -24,7 +25,10 @@ from ._write_items import ArtifactWrite
 def write_artifact(item: ArtifactWrite, artifact_uri: str, root: str, real_root: str) -> None:
     """Store ``item`` below the run's ``artifact_uri``; the store's ``root`` (and its realpath) confine it."""
     relative = validate_artifact_path(item.path)
-    if (item.content is None) == (item.source_path is None):
+    folder = item.mode is not None and S_ISDIR(item.mode)
+    if folder and (item.content is not None or item.source_path is not None):
+        raise InvalidArgument(f"Artifact folder {relative!r} of run {item.run_id} has content; expected an empty folder.")
+    if not folder and (item.content is None) == (item.source_path is None):
         raise InvalidArgument(
             f"Artifact {relative!r} of run {item.run_id} needs exactly one of content and "
             f"source_path, got {'both' if item.content is not None else 'neither'}."
@@ -36,7 +40,8 @@ def write_artifact(item: ArtifactWrite, artifact_uri: str, root: str, real_root:
             f"{artifact_uri!r} is not a local file:// location, the only kind trackd writes."
         )
     target = layout.artifact_path(artifacts_root, relative)
-    parent = os.path.dirname(target)
+    # The folder to make: the file's, or the empty folder itself.
+    parent = target if folder else os.path.dirname(target)
     in_store = os.path.normpath(artifacts_root)
     if is_within(in_store, root) or is_within(in_store, real_root):
         # The default location, inside the run folder: no link planted in the store is followed.
@@ -51,18 +56,25 @@ def write_artifact(item: ArtifactWrite, artifact_uri: str, root: str, real_root:
         check_artifact_source(item.source_path, relative, item.run_id)
     os.makedirs(artifacts_root, exist_ok=True)
     _check_inside(parent, artifacts_root, relative, item.run_id)
+    # MLflow's log_artifacts makes every folder of the tree, empty ones too (os.mkdir, so of the
+    # default mode: a folder's own mode is not kept); a file already there is an error, as there.
     os.makedirs(parent, exist_ok=True)
     _check_inside(parent, artifacts_root, relative, item.run_id)
+    if folder:
+        return
+    # A file keeps its permission bits, as MLflow's shutil.copy2 keeps them (an executable script
+    # stays executable); setuid, setgid and sticky are not kept.
+    mode = None if item.mode is None else S_IMODE(item.mode) & ARTIFACT_PERMISSIONS
     # The run folder, for the default location.
     temp_dir = os.path.dirname(artifacts_root)
     if item.content is not None:
-        write_file_atomic(target, item.content, temp_dir)
+        write_file_atomic(target, item.content, temp_dir, mode)
     elif item.copy is not None:
-        # Copied ahead of this write, off the writer thread (see _artifact_copies): a rename.
+        # Copied ahead of this write, off the writer thread (see _artifact_copies), with its mode: a rename.
         item.copy.place(target, temp_dir)
     else:
         assert item.source_path is not None
-        copy_file_atomic(item.source_path, target, temp_dir)
+        copy_file_atomic(item.source_path, target, temp_dir, mode)
 
 
 def _check_inside(folder: str, artifacts_root: str, relative: str, run_id: str) -> None:

@@ -190,12 +190,14 @@ def read_text(path: str) -> str:
         return decode_text(file.read(), path)
 
 
-def write_file_atomic(path: str, data: bytes, temp_dir: str) -> None:
+def write_file_atomic(path: str, data: bytes, temp_dir: str, mode: int | None = None) -> None:
     """Replace ``path`` with ``data``: a temp file in ``temp_dir`` (same filesystem), then os.replace.
 
     ``temp_dir`` must not be params/, tags/ or metrics/: MLflow reads every file there as a key.
+    ``mode``: the file's permission bits, exactly (as shutil.copymode sets them, whatever the
+    umask); None: FILE_MODE less the umask.
     """
-    temp = write_temp_file(data, temp_dir)
+    temp = write_temp_file(data, temp_dir, mode=mode)
     try:
         os.replace(temp, path)
     except BaseException:
@@ -203,16 +205,19 @@ def write_file_atomic(path: str, data: bytes, temp_dir: str) -> None:
         raise
 
 
-def write_temp_file(data: bytes, temp_dir: str, temp: str | None = None) -> str:
+def write_temp_file(data: bytes, temp_dir: str, temp: str | None = None, *, mode: int | None = None) -> str:
     """A new temp file in ``temp_dir`` holding ``data``, and its path: the caller puts it in place.
 
     ``temp``: the path to use (from ``temp_file_path(temp_dir)``), when it was recorded before
-    (the write journal names a new metric file's temp before the file is written).
+    (the write journal names a new metric file's temp before the file is written). ``mode``: see
+    write_file_atomic.
     """
     temp = temp or temp_file_path(temp_dir)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     try:
         try:
+            if mode is not None:
+                os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -224,13 +229,16 @@ def write_temp_file(data: bytes, temp_dir: str, temp: str | None = None) -> str:
     return temp
 
 
-def copy_file_atomic(source: str, path: str, temp_dir: str) -> None:
-    """Replace ``path`` with a copy of ``source``, through a temp file in ``temp_dir``."""
+def copy_file_atomic(source: str, path: str, temp_dir: str, mode: int | None = None) -> None:
+    """Replace ``path`` with a copy of ``source``, through a temp file in ``temp_dir``; ``mode``:
+    see write_file_atomic."""
     import shutil  # here: client processes import this module, and only the daemon copies files (~0.8 MB)
 
     temp = temp_file_path(temp_dir)
     try:
         shutil.copyfile(source, temp)
+        if mode is not None:
+            os.chmod(temp, mode)
         os.replace(temp, path)
     except BaseException:
         remove_quietly(temp)

@@ -62,7 +62,8 @@ class MetricAppend:
 
 @dataclass(frozen=True, slots=True)
 class ArtifactWrite:
-    """Store a file under the run's artifacts: exactly one of content and source_path is set."""
+    """Store a file under the run's artifacts (exactly one of content and source_path is set), or
+    make an empty folder there (``mode`` a folder's, neither set)."""
 
     origin: Hashable
     run_id: str
@@ -72,6 +73,10 @@ class ArtifactWrite:
     # source_path copied into the store ahead of the write (the daemon's way): the write renames it.
     # Without one the write copies the file itself.
     copy: ArtifactCopy | None = None
+    # st_mode's type and permission bits, as the client found them: S_IFREG | 0o755 makes a file
+    # of that mode (MLflow's shutil.copy2 keeps it), S_IFDIR an empty folder. None: a file of the
+    # store's default mode (an older client's record, log_text's content).
+    mode: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
