@@ -28,6 +28,7 @@ from .client._control import query_status
 from .client._launcher import daemon_answers, how_it_ended, last_log_line, start_and_wait
 from .client._outbox import batches, events
 from .client._delivery import sync_spools
+from .client._media_folders import remove_orphaned
 from .client._spool import default_spool_dir, spool_files
 from .client._transport import DaemonRefused
 from ._peer import peer_pid, peer_uid, process_state
@@ -414,6 +415,7 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
     if not found:
         # Checked before a daemon is started for it: one started for nothing stayed 600 s.
         print(f"Nothing to deliver: no spool files in {spool_dir}")
+        _remove_orphaned_media(spool_dir)
         return 0
     if not daemon_answers(paths.socket):
         try:
@@ -452,7 +454,14 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
             print(f"  refused by the store: {rejection}", file=sys.stderr)
         for reason in result.undecodable:
             print(f"  lost, not delivered: {reason}", file=sys.stderr)
+    _remove_orphaned_media(spool_dir)
     return 1 if failed else 0
+
+
+def _remove_orphaned_media(spool_dir: Path) -> None:
+    """Remove, and say, the media folders no spool file waits for and no process holds."""
+    for folder in remove_orphaned(spool_dir):
+        print(f"{folder}: removed, large figures of an exited process that no spool file waits for (copied, or lost)")
 
 
 def _alive(pid: int) -> bool:

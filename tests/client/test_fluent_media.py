@@ -360,7 +360,8 @@ def test_a_large_figure_logged_with_no_daemon_is_written_when_its_spool_is_synce
     )
     assert result.returncode == 0, result.stderr
     run_id = result.stdout.split()[-1]
-    [kept] = [p.relative_to(temporary).parts[1:] for p in temporary.rglob("*") if p.is_file()]
+    # Beside the spool, in the client's media folder (see _media_folders), not in the temporary folder.
+    [kept] = [p.relative_to(spool).parts[2:] for p in spool.rglob("*") if p.is_file() and p.parent.parent.name.endswith(".media")]
     assert kept == ("big.svg",)
     daemon = DaemonProcess(socket_path).start()
     try:
@@ -370,3 +371,4 @@ def test_a_large_figure_logged_with_no_daemon_is_written_when_its_spool_is_synce
         assert daemon.stop() == 0, daemon.log()
     figure = mlflow_reader(store).download_artifacts(run_id, "plots/big.svg", str(tmp_path / "down"))
     assert Path(figure).read_bytes() == b"." * (9 * 1024 * 1024)
+    assert not list(spool.glob("*.media")), "the figure's folder stayed after its spool was delivered"

@@ -94,9 +94,8 @@ def test_a_large_figure_call_returns_while_the_daemon_is_stopped_and_its_folder_
 ) -> None:
     # The call used to wait for the daemon's copy: with the daemon stopped, TRACKD_CONNECT_TIMEOUT
     # (here 600 s) before it returned, a logging call waiting on a socket.
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    env = fluent_env(daemon, store, TMPDIR=str(temporary), TRACKD_CONNECT_TIMEOUT="600")
+    spool = tmp_path / "spool"  # the figure's folder waits beside the spool (see _media_folders)
+    env = fluent_env(daemon, store, TRACKD_SPOOL_DIR=str(spool), TRACKD_CONNECT_TIMEOUT="600")
     logged, finish = tmp_path / "log", tmp_path / "finish"
     with Child(RETURNS.replace("SIZE", str(SIZE)), [str(logged), str(finish)], env) as child:
         try:
@@ -104,7 +103,7 @@ def test_a_large_figure_call_returns_while_the_daemon_is_stopped_and_its_folder_
             daemon.signal(signal.SIGSTOP)
             logged.touch()
             wait_for(lambda: "returned" in child.out, timeout=60)
-            assert [path.name.startswith("trackd-artifact-") for path in temporary.iterdir()] == [True]  # not copied yet
+            assert [path.name.startswith("trackd-artifact-") for path in spool.glob("*.media/*")] == [True]  # not copied yet
         finally:
             daemon.signal(signal.SIGCONT)
             finish.touch()
@@ -112,4 +111,4 @@ def test_a_large_figure_call_returns_while_the_daemon_is_stopped_and_its_folder_
     assert child.stderr() == ""
     figure = mlflow_reader(store).download_artifacts(child.out[-1], "plots/big.svg", str(tmp_path / "down"))
     assert Path(figure).read_bytes() == b"." * SIZE
-    assert list(temporary.iterdir()) == []  # removed at close, once the daemon had copied it
+    assert list(spool.glob("*.media/*")) == []  # removed at close, once the daemon had copied it

@@ -31,6 +31,7 @@ from ..protocol import (
 )
 from ._launcher import daemon_answers
 from ._ledger import refused_message
+from ._media_folders import has_media_folders, remove_delivered, remove_orphaned
 from ._outbox import batches, client_logger, events, warn
 from ._spool import SPOOL_READ_SIZE, SpoolDamaged, SpoolReader, _locked, _write_all, spool_files
 from ._transport import handshake, make_hello
@@ -111,6 +112,9 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
         result.rejected.extend(refused.values())
         if damage is None:
             path.unlink()
+            # Written whole (the daemon answered the flush behind the file): the large figures it
+            # sent by path are copied, and their folders go with it.
+            remove_delivered(path.parent, result.client_id)
         else:
             _keep_the_rest(fd, path, result, damage, *kept)
     return result
@@ -283,14 +287,17 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
     """Deliver, on a background thread and after ORPHAN_DELIVERY_DELAY, spools that exited
     processes left behind (not ``own``)."""
     try:
-        if not _deliverable(directory, own):
+        if not _deliverable(directory, own) and not has_media_folders(directory):
             return
     except OSError:
         return  # not private (PermissionError): nothing in it is delivered; unreadable: nothing to deliver
 
     def deliver() -> None:
         time.sleep(ORPHAN_DELIVERY_DELAY)
-        for result in sync_spools(directory, socket_path, exclude=own, skip_set_aside=True):
+        results = sync_spools(directory, socket_path, exclude=own, skip_set_aside=True)
+        for folder in remove_orphaned(directory):
+            client_logger().info("Removed %s: large figures of an exited process, copied or lost, no spool waits for", folder)
+        for result in results:
             if result.error and not result.file_fault and not daemon_answers(socket_path):
                 # The daemon went away (`trackd daemon stop`, a restart) before or while this
                 # delivered: the file stays whole for the next process to connect, and nothing of

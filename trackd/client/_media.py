@@ -36,14 +36,15 @@ def saved_artifact(client: Client, run_id: str, artifact_file: str | os.PathLike
     A file up to MAX_INLINE_ARTIFACT_SIZE travels in the record, and its temporary folder goes at
     once. A larger one travels as its path, copied by the daemon later: the folder goes once the
     daemon has written it (``Sender.remove_once_written``), without the call waiting for that; if
-    it never is (no daemon: the record is spooled), the folder stays, for the daemon that copies it.
+    the record is spooled, once the spool is delivered, by whichever process delivers it
+    (``_media_folders``).
     """
     name = artifact_file_name(artifact_file)  # MLflow's posixpath.normpath, and trackd's checks
     folder, file_name = posixpath.split(name)
     import shutil
-    import tempfile
 
-    temporary = tempfile.mkdtemp(prefix="trackd-artifact-")
+    # Beside the spool: a spooled record's file is removed by whoever delivers the spool.
+    temporary = client._sender.media.new_folder()
     by_path = False
     try:
         path = os.path.join(temporary, file_name)

@@ -37,6 +37,7 @@ from ..protocol import Event, Flush, Record
 from ._config import ClientConfig
 from ._give_up import GiveUp
 from ._ledger import Ledger
+from ._media_folders import MediaFolders
 from ._names import random_id
 from ._on_full import _RUN_RECORDS, RUN_RECORD_SLACK
 from ._outbox import BARRIER, FlushReport, Request, events, warn, warn_late
@@ -373,9 +374,9 @@ class Sender(GiveUp):
         self._spawn_failure = None
         self._refusal = None
         self._store_outage = None
-        # Temporary folders to remove once their barrier is answered (remove_once_written); a
-        # forked child removes none of its parent's.
-        self._temporary_folders: list[tuple[str, Request]] = []
+        # Folders of large figures to remove once their barrier is answered (remove_once_written);
+        # a forked child removes none of its parent's (see _after_fork_in_child).
+        self.media = MediaFolders(self.config.spool_dir, self.client_id)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -386,6 +387,7 @@ class Sender(GiveUp):
     def _after_fork_in_child(self) -> None:
         # Our copies of the parent's socket (its connection stays) and wake pipe; closing, too.
         self._spill.abandon()
+        self.media.abandon()
         if self._transport is not None:
             self._transport.close_copy()  # close() would end the parent's connection too
         for fd in (self._wake_r, self._wake_w):
@@ -423,28 +425,25 @@ class Sender(GiveUp):
         return req
 
     def remove_once_written(self, folder: str) -> None:
-        """Remove ``folder`` once everything appended so far is written, without waiting for it.
+        """Remove ``folder`` (from ``media.new_folder``) once everything appended so far is written,
+        without waiting for it.
 
         For a temporary file an artifact record gave the daemon to copy (``log_figure`` and
         ``log_image`` of a file over MAX_INLINE_ARTIFACT_SIZE): the call used to wait for the copy,
         up to TRACKD_CONNECT_TIMEOUT with no daemon, before removing it. It goes at a later call
-        of this, or at close, once the barrier behind it is answered; never if it is not (the
-        record went to the spool, whose deliverer copies the file later).
+        of this, or at close, once the barrier behind it is answered; if the barrier fails (the
+        record went to the spool), the next call's barrier stands for it, and at exit the spool's
+        deliverer removes it (see _media_folders).
         """
         req = self._append_barrier()
         with self._cond:
-            self._temporary_folders.append((folder, req))
+            self.media.wait_for(folder, req)
         self._remove_written_folders()
 
     def _remove_written_folders(self) -> None:
         with self._cond:
-            written = [folder for folder, req in self._temporary_folders if req.done and req.error is None]
-            self._temporary_folders = [(folder, req) for folder, req in self._temporary_folders if not req.done]
-        if written:
-            import shutil  # only once a large figure was logged
-
-            for folder in written:
-                shutil.rmtree(folder, ignore_errors=True)
+            written = self.media.take_written()
+        self.media.remove(written)
 
     def _new_request(self, build: Callable[[int], Event]) -> Request:
         with self._cond:
