@@ -197,4 +197,5 @@ def test_trackd_sync_removes_media_folders_no_spool_waits_for_but_not_a_live_pro
         assert held[0].is_dir(), "the live process's media folder was removed from under it"
         live.stdin.close()
         assert live.wait(timeout=60) == 0
-    assert _leftovers(spool) == []  # the live process removed its own at exit, once written
+    # The live process removed its own at exit, once written, its media folder too.
+    assert _leftovers(spool) == [] and list(spool.glob("*.media")) == []

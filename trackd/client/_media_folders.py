@@ -100,6 +100,14 @@ class MediaFolders:
         for folder in folders:
             _remove(folder)
 
+    def remove_if_empty(self) -> None:
+        """At close: remove the media folder if no folder waits in it, so a process that logged a
+        large figure leaves nothing behind. It stays held (locked) until the process exits: one
+        that still waits there is needed until then, or until its spool is delivered."""
+        if self._fd >= 0 and not self._waiting:
+            with contextlib.suppress(OSError):  # not empty: a figure's folder the sender thread still sends
+                os.rmdir(self._path)
+
     def abandon(self) -> None:
         """In a forked child: the parent's folders are the parent's to remove."""
         self._waiting = []

@@ -323,6 +323,7 @@ class Sender(GiveUp):
                         os.close(fd)
                 _LIVE_SENDERS.discard(self)  # only now: a child forked while closing closes its copies
             self._remove_written_folders()
+            self.media.remove_if_empty()
 
     # -- internals shared by both sides ------------------------------------------------------------
 
