@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deliver every spool file (events a process kept on disk while no daemon answered) to the "
         "daemon, starting one if there is a spool file and none answers; a spool whose process is still running is left to that process. "
         "A spool damaged part way has what comes before the damage delivered, once, and the rest set aside as "
-        "<id>.undeliverable.spool; exits 1 if a spool could not be delivered, or only in part.",
+        "<id>.undeliverable.spool; exits 1 if a spool could not be delivered, or only in part. A delivered spool's "
+        "large figures (<id>.media/, files the daemon copied by path) are removed with it, and so are media folders "
+        "no spool file waits for and no running process holds.",
     )
     sync.add_argument("--socket", help=socket_help)
     sync.add_argument("--spool-dir", help="spool folder (default: $TRACKD_SPOOL_DIR, else $XDG_CACHE_HOME/trackd/spool, else ~/.cache/trackd/spool, else <tmp>/trackd-spool-<uid>)")
