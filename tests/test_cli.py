@@ -87,7 +87,11 @@ def test_status_shows_pid_clients_counts_backlog_and_errors(paths: DaemonPaths, 
     assert re.search(r"backlog\s+0 events waiting", out)
     assert re.search(r"rejected\s+0 items \(0 events\); protocol errors 0; write errors 0", out)
     assert re.search(r"throttled\s+0 pauses", out)
-    assert f"client        pid {os.getpid()}@test connected, batch 1/1 written, store {store}" in out
+    # Its rate over the totals' window, and what of it waits to be written.
+    assert re.search(
+        rf"client        pid {os.getpid()}@test connected, [\d.,]+ events/s, 0 events waiting to be written, "
+        rf"batch 1/1 written, store {re.escape(str(store))}\n", out,
+    ), out
 
 
 def test_status_lists_connected_clients_and_only_the_first_ten_gone(paths: DaemonPaths, store: Path) -> None:

@@ -115,7 +115,7 @@ def test_a_daemon_over_its_connection_limit_is_said_to_refuse_not_to_be_silent(
             holder.close()
     finally:
         assert daemon.stop() == 0, daemon.log()
-    refused = "The trackd daemon already serves 1 connections, its limit (--max-connections 1)"
+    refused = "The trackd daemon already serves 1 connection, its limit (--max-connections 1)"
     assert f"the daemon at {socket_path} refused this client's last attempt to connect ({refused}" in err, err
     assert not any(words in err for words in SILENT_DAEMON), err
     if how == "end_run":
@@ -194,7 +194,7 @@ def test_a_flush_and_the_full_buffer_line_quote_the_daemons_refusal(socket_path:
             holder.close()
     finally:
         assert daemon.stop() == 0, daemon.log()
-    refused = f"the daemon at {socket_path} refused this client's last attempt to connect (The trackd daemon already serves 1 connections"
+    refused = f"the daemon at {socket_path} refused this client's last attempt to connect (The trackd daemon already serves 1 connection"
     assert f"timeout: {refused[:1].upper()}{refused[1:]}" in out, (out, err)
     assert f"the event buffer is full (1000 events) because {refused}" in err, err
     assert "no daemon answers" not in err and not any(words in out + err for words in SILENT_DAEMON), (out, err)

@@ -141,7 +141,7 @@ def test_trackd_sync_delivers_a_spool_but_the_batch_a_stricter_daemon_refuses_an
     )
     assert sync.returncode == 0, sync.stdout + sync.stderr
     assert "delivered 3 batches of client exited" in sync.stdout, sync.stdout
-    assert f"batch 3 (1 events) was refused whole by the daemon as malformed: tag record field 'value' must not be {REFUSED_VALUE}" in sync.stderr
+    assert f"batch 3 (1 event) was refused whole by the daemon as malformed: tag record field 'value' must not be {REFUSED_VALUE}" in sync.stderr
     assert not path.exists()
     reader = MlflowClient(tracking_uri=str(store))
     assert [m.step for m in reader.get_metric_history(run_id, "loss")] == list(range(100))

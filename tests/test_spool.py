@@ -195,7 +195,7 @@ def test_items_the_store_refuses_in_a_spool_left_by_another_process_are_said_by_
     assert long.returncode == 0, long.stderr
     assert not orphan.exists()
     [line] = [line for line in long.stderr.splitlines() if "of an exited process" in line]
-    assert line.startswith(f"trackd: delivered the spool {orphan} of an exited process; the store refused 1 item(s) in it: ")
+    assert line.startswith(f"trackd: delivered the spool {orphan} of an exited process; the store refused 1 item in it: ")
     assert "never-set" in line
 
 
@@ -504,7 +504,7 @@ def test_the_background_delivery_of_a_spool_with_a_batch_that_does_not_decode_sa
     assert long.returncode == 0, long.stderr
     assert not spool.exists()
     [line] = [line for line in long.stderr.splitlines() if "of an exited process" in line]
-    assert line.startswith(f"trackd: delivered the spool {spool} of an exited process but for 1 batch(es) in it that cannot be decoded")
+    assert line.startswith(f"trackd: delivered the spool {spool} of an exited process but for 1 batch in it that cannot be decoded")
     assert f"the batch at byte {at} of spool file {spool} cannot be decoded" in line and "refused" not in line
     reader = StoreReader(store)
     assert [len(reader.get_metric_history(run_id, key)) for key in ("a", "b")] == [3, 2]

@@ -23,7 +23,6 @@ from ._paths import (
     read_exit_report,
     read_pid_file,
 )
-from .client._config import MAX_SECONDS
 from .client._control import query_status
 from .client._launcher import daemon_answers, how_it_ended, last_log_line, start_and_wait
 from .client._outbox import batches, events
@@ -31,8 +30,10 @@ from .client._delivery import sync_spools
 from .client._media_folders import remove_orphaned
 from .client._spool import default_spool_dir, spool_files
 from .client._transport import DaemonRefused
+from ._limits import MAX_SECONDS
 from ._peer import peer_pid, peer_uid, process_state
 from .daemon._state import RATE_WINDOW
+from ._words import counted
 from .errors import DaemonUnavailable
 
 
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--socket", help=socket_help)
     stop.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for it to exit, 0 or more (default: %(default)s)")
 
-    status = actions.add_parser("status", help="show pid, uptime, clients, rates, backlog and errors", description="Show what the daemon is doing.")
+    status = actions.add_parser("status", help="show pid, uptime, clients, rates, backlog and errors", description="Show what the daemon is doing: its totals, and each client's events/s (over the totals' window) and events waiting to be written.")
     status.add_argument("--socket", help=socket_help)
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
 
@@ -307,17 +308,17 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         f"  socket        {status['socket']}",
         f"  uptime        {duration(float(str(status['uptime_s'])))}",
         f"  clients       {status['clients_connected']} connected, {status.get('clients_known', len(clients) if isinstance(clients, (list, tuple)) else 0)} known",
-        f"  received      {_n(status['records_received'])} events, {byte_size(status.get('bytes_received', 0))} ({_n(status['receive_rate'])} events/s {rate_window})",
-        f"  written       {_n(status['records_written'])} events, {_n(status['metric_points_written'])} metric points ({_n(status['write_rate'])} events/s {rate_window})",
-        f"  backlog       {_n(status['backlog_records'])} events waiting to be written ({byte_size(status.get('backlog_bytes', 0))}, estimated)",
-        f"  rejected      {_n(status['items_rejected'])} items ({_n(status.get('events_rejected', status['items_rejected']))} events); protocol errors {_n(status['protocol_errors'])}; write errors {_n(status['write_errors'])}; "
+        f"  received      {_count(status['records_received'], 'event')}, {byte_size(status.get('bytes_received', 0))} ({_n(status['receive_rate'])} events/s {rate_window})",
+        f"  written       {_count(status['records_written'], 'event')}, {_count(status['metric_points_written'], 'metric point')} ({_n(status['write_rate'])} events/s {rate_window})",
+        f"  backlog       {_count(status['backlog_records'], 'event')} waiting to be written ({byte_size(status.get('backlog_bytes', 0))}, estimated)",
+        f"  rejected      {_count(status['items_rejected'], 'item')} ({_count(status.get('events_rejected', status['items_rejected']), 'event')}); protocol errors {_n(status['protocol_errors'])}; write errors {_n(status['write_errors'])}; "
         f"connections refused {_n(status.get('connections_refused', 0))}",
-        f"  dropped       {_n(status.get('events_dropped_by_clients', 0))} events by clients whose buffer was full (TRACKD_ON_FULL=drop)",
-        f"  throttled     {_n(status.get('throttled', 0))} pauses of connections over their decode budget while others waited",
+        f"  dropped       {_count(status.get('events_dropped_by_clients', 0), 'event')} by clients whose buffer was full (TRACKD_ON_FULL=drop)",
+        f"  throttled     {_count(status.get('throttled', 0), 'pause')} of connections over their decode budget while others waited",
         f"  runs failed   {_n(status.get('runs_failed_for_exited_clients', 0))} left RUNNING by processes that exited without ending them; "
         # wills_pending counts connections that ended with runs not ended, not every process the
         # daemon watches: "0 processes watched" was printed beside a connected job owning its run.
-        f"{_n(status.get('wills_pending', 0))} processes disconnected with runs not ended (watched until they exit), "
+        f"{_count(status.get('wills_pending', 0), 'process')} disconnected with runs not ended (watched until they exit), "
         f"{_n(status.get('wills_waiting', 0))} of them exited and waiting for their events to be written, their spool "
         "delivered or their store to take writes again",
     ]
@@ -341,13 +342,16 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
                         continue
                     gone_shown += 1
                 throttled = client.get("throttled", 0)
-                paused = f", reads paused {throttled} times ({client.get('throttled_s', 0)} s) for its decode budget" if throttled else ""
+                paused = f", reads paused {_count(throttled, 'time')} ({client.get('throttled_s', 0)} s) for its decode budget" if throttled else ""
                 # Which client the totals' rejected and dropped events came from: only --json said.
                 lost = "".join(
-                    f", {_n(count)} events {what}" for what, count in (("rejected", client.get("rejected", 0)), ("dropped", client.get("dropped", 0))) if count
+                    f", {_count(count, 'event')} {what}" for what, count in (("rejected", client.get("rejected", 0)), ("dropped", client.get("dropped", 0))) if count
                 )
+                # Its share of the totals' rate (the same window) and backlog; absent from an older daemon's reply.
+                rate = f", {_n(client['receive_rate'])} events/s" if "receive_rate" in client else ""
+                waiting = f", {_count(client['backlog_records'], 'event')} waiting to be written" if "backlog_records" in client else ""
                 lines.append(
-                    f"  client        pid {client['pid']}@{client['host']} {'connected' if client['connected'] else 'gone'}, "
+                    f"  client        pid {client['pid']}@{client['host']} {'connected' if client['connected'] else 'gone'}{rate}{waiting}, "
                     f"batch {client['written_seq']}/{client['received_seq']} written{lost}{paused}, store {client['store']}"
                 )
         if gone_hidden:
@@ -361,6 +365,11 @@ def _n(count: object) -> str:
     if isinstance(count, float):
         return f"{count:,.1f}" if count < 100 else f"{count:,.0f}"
     return f"{count:,}" if isinstance(count, int) else str(count)
+
+
+def _count(count: object, noun: str) -> str:
+    """A count as ``_n`` writes it, and its noun agreeing: "1 event", "1,234 events"."""
+    return counted(count, noun, grouped=True)
 
 
 def byte_size(size: object) -> str:

@@ -4,6 +4,7 @@ follows is still written; a run's files deleted by hand mid-run cost nothing mor
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def test_points_refused_for_a_deleted_run_are_counted_each(client: Client, store
     client.set_tag(run_id, "phase", "train")
     with pytest.raises(DeliveryError) as caught:
         client.flush()
-    assert str(caught.value).startswith("3 logged item(s), 2002 events, will not be written: "), caught.value
+    assert str(caught.value).startswith("3 logged items, 2002 events, will not be written: "), caught.value
     assert any("metric 'loss'" in failure and "(2000 points)" in failure for failure in caught.value.failures)
     status = daemon.status()
     assert (status["items_rejected"], status["events_rejected"]) == (3, 2002)
@@ -146,6 +147,8 @@ def test_a_batch_the_daemon_cannot_decode_is_refused_though_a_megabyte_follows_i
         (failure,) = caught.value.failures
         assert "was refused whole by the daemon as malformed" in failure
         # Refused whole: the tags batched with the malformed record (if any), and only those.
-        refused = int(failure.split(" events)")[0].rsplit("(", 1)[1])
+        said = re.search(r"batch \d+ \((\d+) events?\)", failure)  # "(1 event)" once it said "(1 events)"
+        assert said is not None, failure
+        refused = int(said[1])
         tags = [key for key in client.get_run(run_id).data.tags if key.startswith("t")]
         assert len(tags) == 6000 - (refused - 1)

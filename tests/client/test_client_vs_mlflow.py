@@ -253,7 +253,7 @@ def test_experiment_request_to_a_daemon_that_refuses_the_client_says_why(
         assert daemon.stop() == 0
     message = str(raised.value)
     assert message.startswith("Cannot get or create experiment 'x': the trackd daemon at ")
-    assert "refused this client: The trackd daemon already serves 1 connections" in message, message
+    assert "refused this client: The trackd daemon already serves 1 connection" in message, message
     assert "trackd daemon start" not in message, message
 
 

@@ -14,17 +14,29 @@ from trackd._paths import DaemonPaths
 from trackd.client._launcher import daemon_answers, spawn_daemon
 from trackd.protocol import Welcome
 
+HUGE_INT = "1" + "0" * 400
 BAD_FLAGS = [
-    ("--max-records", "0", "expected a whole number of at least 1, got '0'"),
-    ("--max-records", "1e3", "expected a whole number of at least 1, got '1e3'"),
-    ("--max-age", "-1", "expected a finite number of seconds, 0 or more, got '-1'"),
-    ("--max-age", "nan", "expected a finite number of seconds, 0 or more, got 'nan'"),
-    ("--max-connections", "0", "expected a whole number of at least 1, got '0'"),
-    ("--max-open-files", "-5", "expected a whole number of at least 1, got '-5'"),
-    ("--log-max-bytes", "0", "expected a whole number of at least 1, got '0'"),
-    ("--max-events-per-second", "0", "expected a whole number of at least 1, got '0'"),
-    ("--idle-timeout", "-1", "expected a finite number of seconds, 0 or more, got '-1'"),
-    ("--idle-timeout", "inf", "expected a finite number of seconds, 0 or more, got 'inf'"),
+    ("--max-records", "0", "expected a whole number of at least 1, at most 2**63 - 1, got '0'"),
+    ("--max-records", "1e3", "expected a whole number of at least 1, at most 2**63 - 1, got '1e3'"),
+    ("--max-age", "-1", "expected a number of seconds, 0 or more, at most 604800, got '-1'"),
+    ("--max-age", "nan", "expected a number of seconds, 0 or more, at most 604800, got 'nan'"),
+    ("--max-connections", "0", "expected a whole number of at least 1, at most 2**63 - 1, got '0'"),
+    ("--max-open-files", "-5", "expected a whole number of at least 1, at most 2**63 - 1, got '-5'"),
+    ("--log-max-bytes", "0", "expected a whole number of at least 1, at most 2**63 - 1, got '0'"),
+    ("--max-events-per-second", "0", "expected a whole number of at least 1, at most 2**63 - 1, got '0'"),
+    ("--idle-timeout", "-1", "expected a number of seconds, 0 or more, at most 604800, got '-1'"),
+    ("--idle-timeout", "inf", "expected a number of seconds, 0 or more, at most 604800, got 'inf'"),
+    # --max-age 1e300 started a daemon whose start line said "after 1000...000 ms" and which held a
+    # client's events until that client flushed; --idle-timeout 1e300 was "never" in disguise.
+    ("--max-age", "1e300", "expected a number of seconds, 0 or more, at most 604800, got '1e300'"),
+    ("--max-age", "604801", "expected a number of seconds, 0 or more, at most 604800, got '604801'"),
+    ("--idle-timeout", "1e9", "expected a number of seconds, 0 or more, at most 604800, got '1e9'"),
+    # This started a daemon that raised OverflowError (int too large to convert to float) at every
+    # connect: no client could connect, and each spooled its events.
+    ("--max-events-per-second", HUGE_INT, f"expected a whole number of at least 1, at most 2**63 - 1, got '{HUGE_INT}'"),
+    ("--max-records", HUGE_INT, f"expected a whole number of at least 1, at most 2**63 - 1, got '{HUGE_INT}'"),
+    ("--max-open-files", str(2**63), f"expected a whole number of at least 1, at most 2**63 - 1, got '{2**63}'"),
+    ("--log-max-bytes", str(2**63), f"expected a whole number of at least 1, at most 2**63 - 1, got '{2**63}'"),
 ]
 
 
@@ -35,12 +47,13 @@ def _daemon(socket_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
     )
 
 
-@pytest.mark.parametrize(("flag", "value", "message"), BAD_FLAGS, ids=[f"{f}={v}" for f, v, _ in BAD_FLAGS])
+@pytest.mark.parametrize(("flag", "value", "message"), BAD_FLAGS, ids=[f"{f}={v[:10]}" for f, v, _ in BAD_FLAGS])
 def test_daemon_refuses_an_out_of_range_flag_with_exit_code_2(socket_path: Path, flag: str, value: str, message: str) -> None:
     # `--max-records 0 --max-age -1 --max-connections 0` used to start a daemon.
     result = _daemon(socket_path, flag, value)
     assert result.returncode == 2
-    assert f"error: argument {flag}: {message}" in result.stderr
+    # One line says it (after argparse's usage); an autostarted daemon's client quotes its log's last line.
+    assert result.stderr.splitlines()[-1] == f"python -m trackd.daemon: error: argument {flag}: {message}", result.stderr
     assert not socket_path.exists()
 
 
@@ -49,6 +62,22 @@ def test_daemon_names_trackd_daemon_args_when_a_bad_flag_comes_from_it(socket_pa
     result = _daemon(socket_path, TRACKD_DAEMON_ARGS="--max-connections 0")
     assert result.returncode == 2
     assert "(flags from TRACKD_DAEMON_ARGS): error: argument --max-connections: expected a whole number of at least 1" in result.stderr
+
+
+def test_daemon_refuses_a_huge_duration_from_trackd_daemon_args_naming_the_variable(socket_path: Path) -> None:
+    # How an autostarted daemon is configured; it took --max-age 1e300.
+    result = _daemon(socket_path, TRACKD_DAEMON_ARGS="--max-age 1e300")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "python -m trackd.daemon (flags from TRACKD_DAEMON_ARGS): error: argument --max-age: expected a number "
+        "of seconds, 0 or more, at most 604800, got '1e300'"
+    )
+
+
+def test_daemon_takes_durations_up_to_a_week_and_says_so_in_its_help(socket_path: Path) -> None:
+    # Inclusive, as the client's bound: the flags are converted before --help prints and exits 0.
+    result = _daemon(socket_path, "--max-age", "604800", "--idle-timeout", "604800", "--help")
+    assert result.returncode == 0 and result.stdout.count("at most 604800 (a week)") == 2, result.stdout
 
 
 def test_daemon_refuses_trackd_daemon_args_that_are_not_shell_words_with_exit_code_2(socket_path: Path) -> None:
@@ -66,7 +95,7 @@ def test_daemon_starts_with_the_smallest_values_each_flag_takes(socket_path: Pat
     daemon = DaemonProcess(socket_path, *args).start()
     try:
         wait_for(lambda: "listening on" in daemon.log(), message="the start line")
-        assert "writes of up to 1 events or after 0 ms" in daemon.log()
+        assert "writes of up to 1 event or after 0 ms" in daemon.log()  # it said "1 events"
     finally:
         assert daemon.stop() == 0
 

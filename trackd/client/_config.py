@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._limits import MAX_SECONDS
 from .._paths import default_socket_path
 from .._struct import Value
 from ._spool import default_spool_dir
@@ -42,11 +43,6 @@ DEFAULT_MAX_UNACKED_EVENTS = 131_072
 DEFAULT_EXIT_TIMEOUT = 10.0
 # How long a request (set_experiment, flush barrier set-up) waits for a daemon to answer or start.
 DEFAULT_CONNECT_TIMEOUT = 10.0
-# The longest duration a setting takes. The sender waits in poll(), whose timeout is a C int of
-# milliseconds (2**31 - 1 ms, 24.8 days): TRACKD_CONNECT_TIMEOUT=1e23 or TRACKD_FLUSH_INTERVAL=1e23
-# passed the old "finite" check, and every attempt to connect then died in poll() with OverflowError,
-# a traceback retried forever, while the events waited for the spool. A week is longer than any wait means.
-MAX_SECONDS = 7 * 24 * 3600.0
 ON_FULL_POLICIES = ("block", "drop")
 AUTOSTART_ON = ("1", "true", "yes", "on")
 AUTOSTART_OFF = ("0", "false", "no", "off")

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from .._paths import SET_ASIDE_SUFFIX, SPOOL_SUFFIX
+from .._words import counted
 from .._struct import Value
 from ..errors import DaemonUnavailable, RemoteProtocolError
 from ..protocol import (
@@ -306,20 +307,20 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
             elif result.error:
                 _warn_undelivered(result)  # the batches before a damage are delivered: what follows is said too
             elif result.batches:
-                client_logger().info("Delivered %d spooled batches of client %s", result.batches, result.client_id)
+                client_logger().info("Delivered %s of client %s", counted(result.batches, "spooled batch"), result.client_id)
             # The process that logged them is gone: this is the one place left to say what of its
             # spool did not reach the store (`trackd sync` says it the same way), beyond the
             # daemon status's counter.
             if result.rejected:
                 warn(
                     f"delivered the spool {result.path} of an exited process; the store refused "
-                    f"{len(result.rejected)} item(s) in it: {_some(result.rejected)}"
+                    f"{counted(len(result.rejected), 'item')} in it: {_some(result.rejected)}"
                 )
             if result.undecodable:
                 # Never sent: not the store's refusal.
                 warn(
-                    f"delivered the spool {result.path} of an exited process but for {len(result.undecodable)} "
-                    f"batch(es) in it that cannot be decoded, which are lost: {_some(result.undecodable)}"
+                    f"delivered the spool {result.path} of an exited process but for {batches(len(result.undecodable))} "
+                    f"in it that cannot be decoded, which {'is' if len(result.undecodable) == 1 else 'are'} lost: {_some(result.undecodable)}"
                 )
 
     threading.Thread(target=deliver, name="trackd-spool-sync", daemon=True).start()

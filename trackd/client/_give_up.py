@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._words import counted
 from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
 from ..protocol import Record
 from ._lifecycle import interpreter_exiting
@@ -47,7 +48,7 @@ class GiveUp(OnFullPolicy):
             raise DeliveryError(
                 # Not "the daemon refused": some are this process's own losses (a spool file removed
                 # by hand, records that could not be encoded), and each sentence says why.
-                f"{len(failures)} logged item(s), {events(failed_events)}, will not be written: {failures[0]}"
+                f"{counted(len(failures), 'logged item')}, {events(failed_events)}, will not be written: {failures[0]}"
                 + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""),
                 failures,
             )

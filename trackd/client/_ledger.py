@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable
 
+from .._words import counted
 from ..errors import DeliveryError, LocalProtocolError, TrackdError
 from ..protocol import (
     FRAME_HEADER_SIZE, BadBatch, ErrorCode, ErrorReply, Event, ExperimentReply, FlushDone, Rejected, StatusReply,
@@ -254,4 +255,4 @@ class Ledger:
 
 def refused_message(seq: int, records: int, message: str) -> str:
     """The sentence flush() reports for batch ``seq`` refused whole by the daemon, quoting it."""
-    return f"batch {seq} ({records} events) was refused whole by the daemon as malformed: {message}"
+    return f"batch {seq} ({counted(records, 'event')}) was refused whole by the daemon as malformed: {message}"

@@ -70,7 +70,7 @@ class OnFullPolicy(SenderThread):
                 self._warned_full = True
             if first:
                 warn(
-                    f"the event buffer is full ({self.config.max_buffered} events) because {self._why_full()}; "
+                    f"the event buffer is full ({events(self.config.max_buffered)}) because {self._why_full()}; "
                     "new events are dropped and counted (TRACKD_ON_FULL=drop)."
                 )
             return

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._struct import Frozen
+from .._words import counted
 from ..errors import TrackdError
 from ..protocol import ARTIFACT, METRIC, Batch, Event, Record, RecordKind, metric_series
 from ._fork_hold import import_module
@@ -138,15 +139,15 @@ def inline_size(record: Record) -> int:
 def events(count: int, verb: str = "", *, more: bool = False) -> str:
     """``count`` events for a warning, with ``verb`` ("are ...", "were ...") agreeing: "1 event
     was not delivered", "3 more events were not delivered"."""
-    noun = ("more " if more else "") + ("event" if count == 1 else "events")
+    said = counted(count, "more event" if more else "event")
     if count == 1 and verb:
         verb = verb.replace("were", "was", 1) if verb.startswith("were") else verb.replace("are", "is", 1)
-    return f"{count} {noun} {verb}" if verb else f"{count} {noun}"
+    return f"{said} {verb}" if verb else said
 
 
 def batches(count: int) -> str:
     """"1 batch", "3 batches": for the lines that say what a spool delivered."""
-    return "1 batch" if count == 1 else f"{count} batches"
+    return counted(count, "batch")
 
 
 def warn(message: str) -> None:

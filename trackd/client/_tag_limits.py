@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .._words import counted
 from ..errors import InvalidArgument
 from ..protocol import MAX_TAGS_PER_RECORD, MAX_TAGS_SIZE
 
@@ -33,7 +34,7 @@ def require_tags_fit(tags: Mapping[str, str], owner: str, instead: str) -> None:
     size = sum(len(text.encode("utf-8")) for text in (*tags, *tags.values()))
     if size > MAX_TAGS_SIZE:
         raise InvalidArgument(
-            f"Invalid tags for {owner}: their keys and values hold {size} bytes in UTF-8 together ({len(tags)} tags), "
+            f"Invalid tags for {owner}: their keys and values hold {size} bytes in UTF-8 together ({counted(len(tags), 'tag')}), "
             f"and at most {MAX_TAGS_SIZE} bytes ({MAX_TAGS_SIZE // 2**20} MiB) travel with it in one message to "
             f"the daemon; {instead}."
         )

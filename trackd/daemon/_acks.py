@@ -55,6 +55,7 @@ def deliver(state: ServerState, pending: list[PendingBatch], result: ApplyResult
     for item in pending:
         session = item.session
         session.applied_seq = max(session.applied_seq, item.seq)
+        session.backlog_events -= item.events  # written or refused: either way no longer waiting
         sessions[session.client_id] = session
     for session in sessions.values():
         conn = session.connection

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from .._words import counted
 from ..errors import InvalidArgument, StoreError, StoreUnavailable
 from ..protocol import ARTIFACT, CREATE_RUN, DELETE_TAG, METRIC, METRIC_SERIES, PARAM, SET_TERMINATED, TAG, RecordKind
 from ..store import (
@@ -312,7 +313,7 @@ def _discard_copies(items: list[PendingBatch]) -> None:
 def _describe(record: tuple[Any, ...]) -> str:
     kind = RecordKind(record[0]).name.lower().replace("_", " ")
     if record[0] == METRIC_SERIES:
-        return f"{kind} {record[2]!r} of run {record[1]} ({len(record[3])} points)"
+        return f"{kind} {record[2]!r} of run {record[1]} ({counted(len(record[3]), 'point')})"
     if record[0] in (METRIC, PARAM, TAG, DELETE_TAG, ARTIFACT):
         return f"{kind} {record[2]!r} of run {record[1]}"
     return f"{kind} of run {record[1]}"

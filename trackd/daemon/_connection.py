@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from .._peer import peer_closed, peer_done_sending
+from .._words import counted
 from ..errors import RemoteProtocolError, TrackdError
 from ..protocol import (
     FRAME_HEADER_SIZE,
@@ -236,10 +237,17 @@ class ClientConnection:
         except TrackdError as exc:
             logger.error("Could not send %s to %s: %s", type(event).__name__, self.peer, exc)
 
-    async def refuse(self, code: str, message: str, *, log: bool = True) -> None:
-        """Turn a new connection away before reading it: say why in one ErrorReply, log it (if ``log``), close."""
+    async def refuse(self, code: str, message: str, *, pid: int | None = None, log: bool = True) -> None:
+        """Turn a new connection away before reading it: say why in one ErrorReply, log it (if ``log``), close.
+
+        ``pid``: the peer's, as the kernel says; the log line names it (it named nobody, so a
+        refusal could not be told from the next client's connect).
+        """
         if log:
-            logger.warning("Refused a connection (%s): %s (logged once per process; status counts the refusals)", code, message)
+            logger.warning(
+                "Refused a connection (%s) from %s: %s (logged once per process; status counts the refusals)",
+                code, f"pid {pid}" if pid else "a process the kernel does not name", message,
+            )
         # CLOSED is the one state in which the daemon may send an ErrorReply without a Hello first.
         self.protocol.state = State.CLOSED
         self.send(ErrorReply(request_id=0, code=code, message=message))
@@ -305,7 +313,7 @@ class ClientConnection:
             self.session.connection = None
             self.session.disconnected_at = time.monotonic()
             if self.session.store_root:  # control connections (status queries) come and go quietly
-                logger.info("%s disconnected", self.peer)
+                logger.info("%s disconnected: %s", self.peer, self._parting(self.session))
         # Once: run() closes again after the server closed a connection its client replaced.
         will, self.will = self.will, None
         self.server.wills.left(will)
@@ -418,6 +426,25 @@ class ClientConnection:
             logger.warning("Refused %s: %s (logged once; status counts the refusals)", self.peer, message)
         self.send(ErrorReply(request_id=0, code=code, message=message))
         self.protocol.state = State.CLOSED
+
+    def _parting(self, session: Session) -> str:
+        """What a client leaves as its connection ends, for the one line that says so.
+
+        A client that ended its runs and one killed with runs open both said only "disconnected";
+        which it was showed only later, in the line failing its runs (or never, for a process that
+        was still running).
+        """
+        waiting = session.backlog_events
+        said = f"{counted(session.events_received, 'event')} received from it, " + (
+            f"{waiting} waiting to be written" if waiting > 0 else "none waiting to be written"
+        )
+        runs = self.will.run_ids if self.will is not None else ()
+        if runs:
+            said += (
+                f"; it had not ended {counted(len(runs), 'run')} ({', '.join(runs)}): marked FAILED once its "
+                "process has exited, unless it reconnects"
+            )
+        return said
 
     def _session(self) -> Session:
         assert self.session is not None  # the protocol allows nothing before Hello

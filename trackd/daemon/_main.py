@@ -6,13 +6,13 @@ import argparse
 import gc
 import logging
 import logging.handlers
-import math
 import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from .._limits import MAX_COUNT, MAX_SECONDS
 from .._paths import ALREADY_RUNNING_EXIT_CODE, UNWRITTEN_EXIT_CODE, default_paths, socket_path_problem, write_exit_report
 from .._signals import take_signals
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "begun, at least 1 (default: %(default)s)",
     )
     parser.add_argument("--loop", type=str.lower, choices=LOOP_CHOICES, help="event loop, any case (default: $TRACKD_LOOP, else uvloop if installed)")
-    parser.add_argument("--max-age", type=_seconds, default=DEFAULT_MAX_AGE, help="longest a received event waits before its write starts, in seconds, 0 or more (default: %(default)s)")
+    parser.add_argument("--max-age", type=_seconds, default=DEFAULT_MAX_AGE, help="longest a received event waits before its write starts, in seconds, 0 or more, at most 604800 (a week) (default: %(default)s)")
     parser.add_argument("--max-records", type=_positive_int, default=DEFAULT_MAX_RECORDS, help="events (metric points, params, tags...) per write, at least 1 (default: %(default)s)")
     parser.add_argument("--max-open-files", type=_positive_int, default=None, help="descriptors kept open for metric files and, a sixteenth of them, their folders, all stores together, at least 1 (default: as many as the file limit allows after room for connections, up to 16384)")
     parser.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS, help="client connections served at once, at least 1; more are refused (default: %(default)s)")
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stops being read for a while (its sender waits; nothing is dropped), but only while another client waits on a "
         "flush or sent one in the last 0.1 s; at least 1 (default: %(default)s)",
     )
-    parser.add_argument("--idle-timeout", type=_seconds, default=0.0, help="exit after this many seconds without clients, batches to write, or processes whose runs it must fail if they are killed; 0 never exits (default: %(default)s)")
+    parser.add_argument("--idle-timeout", type=_seconds, default=0.0, help="exit after this many seconds without clients, batches to write, or processes whose runs it must fail if they are killed, at most 604800 (a week); 0 never exits (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="the least severe lines logged (default: %(default)s)")
     return parser
 
@@ -105,11 +105,13 @@ def _checked(parse: Callable[[str], N], accepts: Callable[[N], bool], expected: 
     return convert
 
 
-# Counts and limits: 0 would refuse every connection or never write.
-_positive_int = _checked(int, lambda value: value >= 1, "a whole number of at least 1")
+# Counts and limits: 0 would refuse every connection or never write; past MAX_COUNT see _limits.py.
+_positive_int = _checked(int, lambda value: 1 <= value <= MAX_COUNT, "a whole number of at least 1, at most 2**63 - 1")
 # Durations: a negative one or nan means nothing, and inf would leave a quiet client's events
-# unwritten (--max-age) or repeat what 0 already means (--idle-timeout: never exit).
-_seconds = _checked(float, lambda value: 0 <= value < math.inf, "a finite number of seconds, 0 or more")
+# unwritten (--max-age) or repeat what 0 already means (--idle-timeout: never exit). Bounded as
+# the client's timeouts are: --max-age 1e300 was taken, and a client that logged and did not
+# flush had its events wait for ever (the start line said "after 1000000000...000 ms").
+_seconds = _checked(float, lambda value: 0 <= value <= MAX_SECONDS, f"a number of seconds, 0 or more, at most {MAX_SECONDS:.0f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

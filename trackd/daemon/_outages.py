@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .._words import counted
 from ..protocol import ErrorCode, ErrorReply, store_unavailable_message
 
 if TYPE_CHECKING:
@@ -83,8 +84,8 @@ class Outages:
             if kind not in outage.kinds:
                 outage.kinds.add(kind)
                 logger.error(
-                    "%s %d events for the store at %s wait, and are written when it accepts writes again.",
-                    reason, sum(b.events for b in outage.batches), root,
+                    "%s %s for the store at %s wait, and are written when it accepts writes again.",
+                    reason, counted(sum(b.events for b in outage.batches), "event"), root,
                 )
         self._tell()
 

@@ -15,6 +15,7 @@ from typing import IO, Any, TypeVar
 
 from .. import __version__
 from .._paths import SOCKET_MODE, ensure_private_directory
+from .._words import counted
 from ..protocol import Ack, Batch, ErrorCode, FlushDone, Hello
 from ._acks import deliver
 from ._applier import Applier, ApplyResult, Failure
@@ -136,8 +137,8 @@ class Server:
         if not credentials_supported():
             logger.warning("This platform cannot report a peer's uid; only the socket's modes keep other users out")
         logger.info(
-            "trackd %s daemon pid %d listening on %s (loop %s, writes of up to %d events or after %.0f ms)",
-            __version__, self.pid, paths.socket, self.loop_name, self.config.max_records, self.config.max_age * 1000,
+            "trackd %s daemon pid %d listening on %s (loop %s, writes of up to %s or after %.0f ms)",
+            __version__, self.pid, paths.socket, self.loop_name, counted(self.config.max_records, "event"), self.config.max_age * 1000,
         )
 
     def _open_files_budget(self) -> int:
@@ -162,7 +163,7 @@ class Server:
         if signum == signal.SIGINT:
             self._sigint_count += 1
             if self._sigint_count > 1:
-                logger.warning("Second SIGINT: exiting now without writing %d pending records", self.batcher.pending_records)
+                logger.warning("Second SIGINT: exiting now without writing %s", counted(self.batcher.pending_records, "pending record"))
                 os._exit(1)
         logger.info("Received %s: shutting down gracefully", signal.Signals(signum).name)
         self._should_exit.set()
@@ -178,13 +179,16 @@ class Server:
         # exited process's connection cannot: it is read to its end, then closed (its will pending).
         readers = [task for task in self.state.tasks if task.get_name().startswith("trackd-client")]
         exited = sum(conn.stop_reading() for conn in list(self.state.connections))
-        logger.info("Shutdown: stopping %d client readers (%d of exited processes, or done sending, read to their end)", len(readers), exited)
+        logger.info(
+            "Shutdown: stopping %s (%d of exited processes, or done sending, read to their end)",
+            counted(len(readers), "client reader"), exited,
+        )
         if readers:
             _, stragglers = await asyncio.wait(readers, timeout=self.config.shutdown_timeout)
             for task in stragglers:
                 task.cancel(msg="trackd daemon is shutting down: this connection did not finish in time")
         # Phase 3: write everything received, and acknowledge it.
-        logger.info("Shutdown: writing %d pending records", self._backlog_records())
+        logger.info("Shutdown: writing %s", counted(self._backlog_records(), "pending record"))
         deadline = time.monotonic() + self.config.shutdown_timeout
         while self._backlog_records() and time.monotonic() < deadline:
             self.batcher.request_write()
@@ -198,10 +202,13 @@ class Server:
         # them): never acknowledged, so resent.
         self.unwritten_at_exit = self._backlog_records()
         if self.unwritten_at_exit:
-            logger.error("Shutdown: %d records could not be written in time; clients still running resend them", self.unwritten_at_exit)
+            logger.error(
+                "Shutdown: %s could not be written in time; clients still running resend them",
+                counted(self.unwritten_at_exit, "record"),
+            )
         await self.wills.settle(self)  # the runs of processes that exited meanwhile: failed now, or never
         # Phase 4: tell every client, then close its connection; each will reconnect to a successor.
-        logger.info("Shutdown: closing %d client connections", len(self.state.connections))
+        logger.info("Shutdown: closing %s", counted(len(self.state.connections), "client connection"))
         for conn in list(self.state.connections):
             conn.say_shutting_down()
             conn.close()
@@ -216,7 +223,7 @@ class Server:
         remove_daemon_files(self.config.paths, self._lock_file)
         self._lock_file = None
         counters = self.state.counters
-        logger.info("Shutdown complete: %d records received, %d written", counters.records_received, counters.records_written)
+        logger.info("Shutdown complete: %s received, %d written", counted(counters.records_received, "record"), counters.records_written)
 
     # -- what connections call ---------------------------------------------------------------
 
@@ -258,6 +265,7 @@ class Server:
             return
         session.received_seq = batch.seq
         self.state.counters.records_received += batch.events
+        session.received(batch.events, self.state.samples[-1][0])
         size = max(batch.events * RECORD_SIZE_ESTIMATE, frame_size * DECODED_SIZE_FACTOR)
         now = time.monotonic()
         # The write loop sleeps without a deadline while nothing is pending, so the first batch
@@ -297,14 +305,16 @@ class Server:
     def status(self) -> dict[str, object]:
         """The counters ``trackd daemon status`` shows."""
         c = self.state.counters
-        received_rate, written_rate = self.state.rates()
-        clients = [session.status() for session in self.state.listed_sessions()]
+        now = time.monotonic()
+        received_rate, written_rate = self.state.rates(now)
+        span = self.state.rate_span(now)
+        clients = [session.status(span) for session in self.state.listed_sessions()]
         return {
             "pid": self.pid,
             "version": __version__,
             "socket": str(self.config.paths.socket),
             "loop": self.loop_name,
-            "uptime_s": round(time.monotonic() - self.state.started_at, 3),
+            "uptime_s": round(now - self.state.started_at, 3),
             "clients_connected": sum(1 for s in self.state.sessions.values() if s.connection is not None),
             "clients_known": len(self.state.sessions),
             "clients": clients,
@@ -347,7 +357,7 @@ class Server:
                 pid = peer_pid(writer.get_extra_info("socket"))
             except OSError:
                 pid = None  # as its uid could not be read: logged each time
-            await conn.refuse(*refusal, log=pid is None or self.state.first_refusal(f"pid {pid}: {refusal[0]}"))
+            await conn.refuse(*refusal, pid=pid, log=pid is None or self.state.first_refusal(f"pid {pid}: {refusal[0]}"))
             return
         self.state.connections.add(conn)
         self.state.counters.connections += 1
@@ -373,7 +383,7 @@ class Server:
             )
         if len(self.state.connections) >= self.config.max_connections:
             return ErrorCode.TOO_MANY_CONNECTIONS, (
-                f"The trackd daemon already serves {len(self.state.connections)} connections, its limit "
+                f"The trackd daemon already serves {counted(len(self.state.connections), 'connection')}, its limit "
                 f"(--max-connections {self.config.max_connections}); close idle clients or raise the limit."
             )
         return None
@@ -409,7 +419,7 @@ class Server:
             try:
                 result, unwritten = await loop.run_in_executor(self._executor, self._write_in_turns, parts)
             except Exception as exc:  # a bug in the applier must not stop the daemon
-                logger.exception("Writing %d batches failed", len(pending))
+                logger.exception("Writing %s failed", counted(len(pending), "batch"))
                 result, unwritten = ApplyResult(records=self._writing), []
                 self._fail_all(pending, result, f"The daemon failed while writing this batch: {exc!r}.")
             finally:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 # Rates in ``trackd daemon status`` are averaged over this window, up to the moment of the request.
 RATE_WINDOW = 10.0
+# Samples kept for it, one a second, the oldest at its start.
+RATE_SAMPLES = int(RATE_WINDOW) + 1
 # How long a disconnected client's sequence numbers are kept for a reconnect.
 SESSION_TTL = 300.0
 # Most sessions kept at once; the oldest finished ones beyond it are forgotten before SESSION_TTL.
@@ -57,6 +59,13 @@ class Session:
     # Times its connection's reads were paused for its decode budget, and for how long in all.
     throttled: int = 0
     throttled_s: float = 0.0
+    # Events it sent (counted per batch, never per event) and those of them not written yet, for
+    # its rate and backlog in status.
+    events_received: int = 0
+    backlog_events: int = 0
+    # (sample time, events_received) at each of ServerState.samples' times since it last sent in the
+    # rate window; None while it has sent nothing for a whole window, so an idle client costs nothing.
+    rate_samples: collections.deque[tuple[float, int]] | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id} pid {self.pid}@{self.host}>"
@@ -66,8 +75,35 @@ class Session:
         """Disconnected with everything it sent written: nothing is lost by forgetting it."""
         return self.connection is None and self.applied_seq >= self.received_seq
 
-    def status(self) -> dict[str, object]:
-        """Its entry in ``trackd daemon status``."""
+    def received(self, events: int, last_sample_at: float) -> None:
+        """Count a batch of ``events`` it sent; ``last_sample_at``: the time of the latest rate sample."""
+        if self.rate_samples is None:
+            # Its count then was what it is before this batch, and it did not change in the window before.
+            self.rate_samples = collections.deque([(last_sample_at, self.events_received)], maxlen=RATE_SAMPLES)
+        self.events_received += events
+        self.backlog_events += events
+
+    def sample(self, now: float) -> None:
+        """Record its count at ``now``, with ServerState's sample; forget the samples once a whole window is flat."""
+        samples = self.rate_samples
+        if samples is None:
+            return
+        samples.append((now, self.events_received))
+        if len(samples) == RATE_SAMPLES and samples[0][1] == self.events_received:
+            self.rate_samples = None
+
+    def rate(self, span: float) -> float:
+        """Events per second it sent over the rate window of ``span`` seconds, up to now.
+
+        The window starts at ServerState.samples[0], which is at or before this session's first
+        sample: between the two it sent nothing (it did not exist, or its samples had been dropped
+        for a flat window), so its count at the window's start is its first sample's.
+        """
+        samples = self.rate_samples
+        return 0.0 if samples is None else (self.events_received - samples[0][1]) / span
+
+    def status(self, span: float) -> dict[str, object]:
+        """Its entry in ``trackd daemon status``; ``span``: the rate window's length, in seconds."""
         return {
             "pid": self.pid,
             "host": self.host,
@@ -75,6 +111,10 @@ class Session:
             "connected": self.connection is not None,
             "received_seq": self.received_seq,
             "written_seq": self.applied_seq,
+            # Named as the totals are: the same window, summed over the clients, gives receive_rate.
+            "records_received": self.events_received,
+            "receive_rate": round(self.rate(span), 1),
+            "backlog_records": max(self.backlog_events, 0),
             "rejected": self.rejected,
             "dropped": self.dropped,
             "throttled": self.throttled,
@@ -119,7 +159,7 @@ class ServerState:
     # (monotonic time, records received, records written), sampled for rates; the first is the
     # start, so a daemon younger than a sample interval has rates too.
     samples: collections.deque[tuple[float, int, int]] = field(
-        default_factory=lambda: collections.deque([(time.monotonic(), 0, 0)], maxlen=int(RATE_WINDOW) + 1)
+        default_factory=lambda: collections.deque([(time.monotonic(), 0, 0)], maxlen=RATE_SAMPLES)
     )
     # One line per kind of failure, with how often it happened: shown by status, logged once.
     # At most MAX_ERROR_KINDS (a kind names its store: a daemon failing on thousands of stores
@@ -156,8 +196,10 @@ class ServerState:
         return True
 
     def sample(self, now: float) -> None:
-        """Record the counters at ``now`` (called about once a second)."""
+        """Record the counters at ``now`` (called about once a second), the totals' and each sending client's."""
         self.samples.append((now, self.counters.records_received, self.counters.records_written))
+        for session in self.sessions.values():
+            session.sample(now)
 
     def forget_sessions(self, now: float) -> None:
         """Forget finished sessions gone for SESSION_TTL, and the oldest beyond MAX_KEPT_SESSIONS.
@@ -210,8 +252,12 @@ class ServerState:
         Up to ``now``, not to the last sample: that is up to a second old, and status right after
         a burst said 0.0 events/s (or the rate of the second before it).
         """
-        now = time.monotonic() if now is None else now
-        t0, r0, w0 = self.samples[0]
-        span = max(now - t0, 1e-3)
+        span = self.rate_span(now)
+        _, r0, w0 = self.samples[0]
         counters = self.counters
         return (counters.records_received - r0) / span, (counters.records_written - w0) / span
+
+    def rate_span(self, now: float | None = None) -> float:
+        """Seconds from the oldest rate sample (RATE_WINDOW seconds ago, or the start) up to ``now`` (default: this moment)."""
+        now = time.monotonic() if now is None else now
+        return max(now - self.samples[0][0], 1e-3)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .._paths import spool_paths
 from .._peer import peer_pid, process_state
+from .._words import counted
 from ..errors import StoreUnavailable, TrackdError
 from ..protocol import OwnedRuns
 from ..store import validate_store_root
@@ -219,8 +220,8 @@ class Wills:
             _, late = await asyncio.wait(set(self._applying), timeout=server.config.shutdown_timeout)
             if late:  # cancelled with the other tasks next
                 logger.error(
-                    "Shutdown: the runs of %d exited processes could not be marked FAILED in time: left to the next daemon",
-                    len(late),
+                    "Shutdown: the runs of %s could not be marked FAILED in time: left to the next daemon",
+                    counted(len(late), "exited process"),
                 )
         kept = list(self._being_applied)  # those late ones: a run failed meanwhile is left as it is
         for will in self._pending.values():
@@ -263,8 +264,8 @@ class Wills:
                 forgotten += 1
         if damaged:
             logger.error(
-                "Ignored %d damaged lines in %s, the wills the last daemon left (the first: %s); the runs they "
-                "named are not failed if their process exited", damaged, path, first or "not UTF-8 text",
+                "Ignored %s in %s, the wills the last daemon left (the first: %s); the runs they "
+                "named are not failed if their process exited", counted(damaged, "damaged line"), path, first or "not UTF-8 text",
             )
         if forgotten:
             logger.warning(
@@ -275,7 +276,7 @@ class Wills:
             self._changed()  # the file is rewritten without them
         if self._pending:
             self.watching = True  # until the first check looks
-            logger.info("Took on %d wills the last daemon left (%s)", len(self._pending), path)
+            logger.info("Took on %s the last daemon left (%s)", counted(len(self._pending), "will"), path)
 
     def _changed(self) -> None:
         if self._file is not None:

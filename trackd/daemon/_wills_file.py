@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .._paths import SOCKET_MODE
+from .._words import counted
 
 logger = logging.getLogger("trackd.daemon")
 
@@ -104,9 +105,9 @@ class WillsFile:
             await asyncio.wait({self._task})  # not the task itself: its cancellation is not ours
         if self._write(rows, self._changes + 1):
             if rows:
-                logger.info("Shutdown: left %d wills to the next daemon in %s", len(rows), self.path)
+                logger.info("Shutdown: left %s to the next daemon in %s", counted(len(rows), "will"), self.path)
         else:
-            logger.error("Shutdown: could not leave %d wills to the next daemon in %s", len(rows), self.path)
+            logger.error("Shutdown: could not leave %s to the next daemon in %s", counted(len(rows), "will"), self.path)
 
     def _write(self, rows: list[Row], changes: int) -> bool:
         """Make the file hold ``rows`` (none: no file), unless a newer write is there; False if it failed."""
@@ -124,8 +125,8 @@ class WillsFile:
                 if not self._failing:
                     self._failing = True
                     logger.error(
-                        "Could not keep %d wills in %s (%s): a daemon killed meanwhile loses them; tried again",
-                        len(rows), self.path, exc,
+                        "Could not keep %s in %s (%s): a daemon killed meanwhile loses them; tried again",
+                        counted(len(rows), "will"), self.path, exc,
                     )
                 return False
             if self._failing:

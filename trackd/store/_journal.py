@@ -30,6 +30,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 
+from .._words import counted
 from ._format import orjson_dumps, remove_quietly
 from ._metric_files import truncate_files
 
@@ -129,9 +130,9 @@ class WriteJournal:
                 )
             else:
                 _log.warning(
-                    "The daemon stopped in the middle of write %d; cutting %d metric file(s) back to their "
+                    "The daemon stopped in the middle of write %d; cutting %s back to their "
                     "size before it, so its clients' resent batches are written once.",
-                    entry_id, len(files) - len(new_files),
+                    entry_id, counted(len(files) - len(new_files), "metric file"),
                 )
             _undo(files, new_files)
         _write_snapshot(path, seqs)
