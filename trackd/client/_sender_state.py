@@ -97,7 +97,8 @@ class SenderState:
     _daemon_leaving = False  # the daemon said it is shutting down; cleared at the next connect
     # The store's sentence when the daemon said it holds this client's events because their store
     # refuses writes (ErrorReply store_unavailable: a full disk, a read-only one); cleared by the
-    # next Ack or FlushDone, which come only after a write. Exit said the daemon "did not answer".
+    # next Ack or FlushDone, which come only after a write, or by a Welcome whose resume_seq is past
+    # the last Ack (written while this client was away). Exit said the daemon "did not answer".
     _store_outage: str | None = None
     # The sender thread is starting a daemon, or waiting for the one another process starts (see
     # SenderThread._start_daemon): no daemon answers yet, and none is missing.

@@ -196,6 +196,11 @@ class SenderThread(SenderState):
             self._transport = transport
             self._protocol = protocol
             self.will.connected()  # sent again after what is resent, by _send_buffer
+            if welcome.resume_seq > self._ledger.acked_seq:
+                # The daemon wrote batches while this client was away (a store that refused writes
+                # recovered): its Welcome says so as an Ack would, and no Ack follows for them. The
+                # exit line blamed the full disk, written long before, of a daemon stopped since.
+                self._store_outage = None
             self._ack(welcome.resume_seq)
             self._ledger.resend_all()  # after the spool file, within the window (see _send_spooled)
             self._ledger.requeue_sent()  # experiment requests at once, flush barriers after the batches
