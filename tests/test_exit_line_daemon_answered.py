@@ -120,7 +120,8 @@ def test_a_daemon_over_its_connection_limit_is_said_to_refuse_not_to_be_silent(
     assert not any(words in err for words in SILENT_DAEMON), err
     if how == "end_run":
         # The line while end_run waits says why it waits (TRACKD_EXIT_TIMEOUT=3 leaves 2 s after the first).
-        assert f"It refused this client, and trackd tries again: {refused}" in err, err
+        assert f"The daemon at {socket_path} refused this client's last attempt to connect ({refused}" in err, err
+        assert "; trackd tries again." in err, err
 
 
 @pytest.mark.parametrize("how", ["exit", "end_run"])

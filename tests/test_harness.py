@@ -139,7 +139,7 @@ def test_a_job_refused_by_an_older_daemon_while_it_logs_says_refused_not_that_no
     assert logged.returncode == 0, logged.stderr
     spooled = [line for line in logged.stderr.splitlines() if "spooled" in line]
     assert len(spooled) == 2, logged.stderr
-    assert spooled[0].startswith(f"trackd: the daemon at {paths.socket} refused this client ("), logged.stderr
+    assert spooled[0].startswith(f"trackd: the daemon at {paths.socket} refused this client's last attempt to connect ("), logged.stderr
     # The run's creation, 50,000 points and its end: every event the job logged, counted.
     assert "more events were spooled to " in spooled[1] and ", 50002 events in all;" in spooled[1], logged.stderr
     assert "no daemon answers" not in logged.stderr, logged.stderr
@@ -169,8 +169,8 @@ def test_a_job_refused_by_an_older_daemon_says_why_and_exits_without_waiting_for
         old_daemon.terminate()
         old_daemon.wait(30)
     assert asked.stdout.startswith(
-        f"Cannot get or create experiment 'suite': the trackd daemon at {paths.socket} refused this client: "
-        f"This daemon speaks trackd protocol version {PROTOCOL_VERSION - 1}"
+        f"Cannot get or create experiment 'suite': the daemon at {paths.socket} refused this client's last attempt "
+        f"to connect (This daemon speaks trackd protocol version {PROTOCOL_VERSION - 1}"
     ), asked.stdout
     assert asked_took < 30, f"set_experiment waited for a daemon that refuses it ({asked_took:.0f} s)"
     assert logged.returncode == 0, logged.stderr

@@ -252,8 +252,8 @@ def test_experiment_request_to_a_daemon_that_refuses_the_client_says_why(
         holder.close()
         assert daemon.stop() == 0
     message = str(raised.value)
-    assert message.startswith("Cannot get or create experiment 'x': the trackd daemon at ")
-    assert "refused this client: The trackd daemon already serves 1 connection" in message, message
+    assert message.startswith(f"Cannot get or create experiment 'x': the daemon at {socket_path} ")
+    assert "refused this client's last attempt to connect (The trackd daemon already serves 1 connection" in message, message
     assert "trackd daemon start" not in message, message
 
 

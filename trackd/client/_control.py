@@ -32,7 +32,7 @@ def query_status(socket_path: Path, timeout: float = 5.0) -> dict[str, object]:
                 # (docs/protocol.md). Status on a full disk said "not running" for it.
                 continue
             if isinstance(event, ErrorReply):
-                raise DaemonRefused(event)
+                raise DaemonRefused(event, socket_path)
             raise DaemonUnavailable(f"The trackd daemon closed the connection ({event!r}).")
         raise DaemonUnavailable(f"The trackd daemon at {socket_path} did not answer within {timeout:g} s.")
     finally:

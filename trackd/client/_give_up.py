@@ -167,14 +167,14 @@ class GiveUp(OnFullPolicy):
         if remaining > 0 and not no_daemon():
             # A daemon that holds them for a store refusing writes, or that refuses this client,
             # answers: the line says what it said, which is what the wait is for.
-            outage, refusal = self._store_outage, self._refusal if self._transport is None else None
+            outage, refused = self._store_outage, self._refused_words()
             reach = f"be written by the daemon at {path}" if outage is not None else f"reach the daemon at {path}"
             warn(
                 (f"waiting for {events(self.pending())} to {reach}, as long as it keeps acknowledging "
                  f"them (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT)." if patient else
                  f"waiting up to {remaining:.0f} s for {events(self.pending())} to {reach}.")
                 + (f" It cannot write to the store now: {outage}" if outage is not None else "")
-                + (f" It refused this client, and trackd tries again: {refusal}" if refusal is not None else "")
+                + (f" {refused[:1].upper()}{refused[1:]}; trackd tries again." if refused is not None else "")
             )
             try:
                 self.flush(
@@ -190,8 +190,8 @@ class GiveUp(OnFullPolicy):
             except TrackdError as exc:
                 warn(f"{events(self.pending(), 'were not delivered')}: {exc}")
                 return
-        if no_daemon() and self._refusal is not None:
-            reason = f"the daemon at {path} refused this client ({self._refusal.rstrip('.')})"
+        if no_daemon() and (refused := self._refused_words()) is not None:
+            reason = refused  # for good (another protocol version): nothing to wait for
         elif no_daemon():
             starts = "none could be started" if self.config.autostart else "TRACKD_AUTOSTART=0 starts none"
             if self.config.autostart and self._spawn_failure:

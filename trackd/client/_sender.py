@@ -42,7 +42,7 @@ from ._names import random_id
 from ._on_full import _RUN_RECORDS, RUN_RECORD_SLACK
 from ._outbox import BARRIER, FlushReport, Request, events, warn, warn_late
 from ._spill import Spill
-from ._transport import Interrupt
+from ._transport import Interrupt, refused_words
 from ._will import Will
 
 if TYPE_CHECKING:
@@ -178,9 +178,7 @@ class Sender(GiveUp):
             raise LocalProtocolError(f"Cannot {what}: {exc}") from None
         refusal = self._refusal
         if refusal is not None:
-            raise DaemonUnavailable(
-                f"Cannot {what}: the trackd daemon at {self.config.socket_path} refused this client: {refusal}"
-            ) from cause
+            raise DaemonUnavailable(f"Cannot {what}: {refused_words(self.config.socket_path, refusal)}.") from cause
         failure = self._spawn_failure
         if failure is not None:
             # "Start one with `trackd daemon start`" would fail the same way: say why instead.

@@ -20,7 +20,7 @@ from ._config import ClientConfig
 from ._ledger import Ledger
 from ._outbox import BARRIER, Request, batch_of, describe_record, inline_size, next_chunk
 from ._spill import Spill
-from ._transport import Interrupt, Transport
+from ._transport import Interrupt, Transport, refused_words
 from ._will import Will
 
 
@@ -122,9 +122,7 @@ class SenderState:
         """The daemon's refusal of this client's last attempt to connect, as a clause for a warning
         or an error (its connection limit, its protocol version); None if it let it in."""
         refusal = self._refusal if self._transport is None else None
-        if refusal is None:
-            return None
-        return f"the daemon at {self.config.socket_path} refused this client's last attempt to connect ({refusal.rstrip('.')})"
+        return None if refusal is None else refused_words(self.config.socket_path, refusal)
 
     def _store_refusing_words(self, sent: int = 0) -> str | None:
         """What the daemon said of a store that refuses writes, as a clause: the store's sentence and

@@ -33,7 +33,7 @@ from ._config import ClientConfig
 from ._outbox import events, warn
 from ._delivery import deliver_orphans_in_background
 from ._spool import Spool, SpoolReader
-from ._transport import make_hello
+from ._transport import make_hello, refused_words
 
 # Spools are delivered on the host that wrote them (see deliver_spool): the messages name it.
 _HOST = socket.gethostname()
@@ -202,7 +202,7 @@ class Spill:
         self._deferred = False
         self.told()
         path = self._config.socket_path
-        why = f"the daemon at {path} refused this client ({refusal.rstrip('.')})" if refusal else f"no daemon answers at {path}"
+        why = refused_words(path, refusal) if refusal else f"no daemon answers at {path}"
         warn(
             f"{why}; {events(self._spool.waiting)} spooled to "
             f"{self._spool.path}; they are delivered when a daemon answers, or by `trackd sync` on {_HOST}."

@@ -35,12 +35,24 @@ def map_socket_errors(path: Path) -> Iterator[None]:
         raise DaemonUnavailable(f"The trackd daemon at {path} is unreachable: {exc.strerror or exc}.") from exc
 
 
+def refused_words(path: Path, reason: str) -> str:
+    """A daemon's refusal of this client (``reason``: what it said, its connection limit or its
+    protocol version), as the one clause every line and error says it with.
+
+    "Last attempt": a refusal is of one handshake, and its connection limit may pass. The lines
+    said "refused this client (...)", "refused this client: ..." and "refused this client's last
+    attempt to connect (...)" of the same refusal, a line apart.
+    """
+    return f"the daemon at {path} refused this client's last attempt to connect ({reason.rstrip('.')})"
+
+
 class DaemonRefused(DaemonUnavailable):
     """A daemon answered the handshake with an ErrorReply: another protocol version (an older daemon
     still running after an upgrade), its connection limit. Starting one would not help: it runs."""
 
-    def __init__(self, reply: ErrorReply) -> None:
-        super().__init__(f"The trackd daemon refused this client: {reply.message}")
+    def __init__(self, reply: ErrorReply, path: Path) -> None:
+        words = refused_words(path, reply.message)
+        super().__init__(f"{words[:1].upper()}{words[1:]}.")
         self.reason = reply.message
         self.code = reply.code
         # Refused until someone restarts the daemon (or runs it as this user): a bounded flush
@@ -247,7 +259,7 @@ def check_listener(sock: socket.socket, path: Path) -> None:
         f"trackd sends it nothing: it is not this user's daemon.{' ' + problem if problem else ''} Set "
         f"{SOCKET_ENV} to a socket in a folder only you can write (mode 700; trackd creates it), or set "
         "XDG_RUNTIME_DIR."
-    )))
+    )), path)
 
 
 def handshake(
@@ -269,7 +281,7 @@ def handshake(
             if isinstance(event, Welcome):
                 return transport, protocol, event
             if isinstance(event, ErrorReply):
-                raise DaemonRefused(event)
+                raise DaemonRefused(event, path)
             raise DaemonUnavailable(f"The trackd daemon closed the connection during the handshake ({event!r}).")
         raise DaemonUnavailable(f"The trackd daemon at {path} did not answer the handshake within {timeout:g} s.")
     except BaseException:
