@@ -25,10 +25,12 @@ from ..protocol import (
     Batch,
     Connection,
     ConnectionClosed,
+    ErrorCode,
     ErrorReply,
     Flush,
     FlushDone,
     Rejected,
+    store_unavailable_reason,
 )
 from ._launcher import daemon_answers
 from ._ledger import refused_message
@@ -194,12 +196,12 @@ def _send_spool(
                     # more than a bound of replies unread, and the send above would then wait in vain.
                     while (data := transport.receive_available()) is not None:
                         protocol.receive_data(data)
-                        _take_replies(protocol, reader.path, result, refused, sent)
+                        _take_replies(protocol, socket_path, reader.path, result, refused, sent)
         except SpoolDamaged as exc:
             damage = exc
         transport.send(protocol.send(Flush(request_id=1)), timeout=timeout)
         deadline = time.monotonic() + timeout
-        while not _take_replies(protocol, reader.path, result, refused, sent):
+        while not _take_replies(protocol, socket_path, reader.path, result, refused, sent):
             if time.monotonic() > deadline:
                 raise DaemonUnavailable(f"The daemon did not confirm {reader.path} within {timeout:g} s.")
             data = transport.receive(max(deadline - time.monotonic(), 0.01))
@@ -210,9 +212,23 @@ def _send_spool(
     return damage
 
 
-def _take_replies(protocol: Connection, path: Path, result: SyncResult, refused: dict[int, str], sent: dict[int, int]) -> bool:
-    """Act on the replies ``protocol`` holds; True once the FlushDone came (the spool is written)."""
+def _take_replies(
+    protocol: Connection, socket_path: Path, path: Path, result: SyncResult, refused: dict[int, str], sent: dict[int, int]
+) -> bool:
+    """Act on the replies ``protocol`` holds; True once the FlushDone came (the spool is written).
+
+    A ``store_unavailable`` reply (the spool's store is on a full or read-only disk) ends the wait
+    with the store's sentence: the daemon keeps the batches and writes them when it can, and the
+    file stays for the next try, which skips what the daemon wrote. It was called a close of the
+    connection, which the daemon keeps (docs/protocol.md).
+    """
     while (event := protocol.next_event()) is not NEED_DATA:
+        if isinstance(event, ErrorReply) and event.code == ErrorCode.STORE_UNAVAILABLE and not event.request_id:
+            reason = store_unavailable_reason(event.message).rstrip(".")
+            raise DaemonUnavailable(
+                f"{reason}, so the daemon at {socket_path} keeps what it received of {path} and writes it once the "
+                "store takes writes again"
+            )
         if isinstance(event, BadBatch):
             records = sent.get(event.seq, 0)
             refused[event.seq] = refused_message(event.seq, records, event.message)
@@ -333,7 +349,7 @@ def _warn_undelivered(result: SyncResult) -> None:
     """
     if not result.file_fault:
         warn(
-            f"could not deliver the spool {result.path} of an exited process: {result.error}; the next trackd "
+            f"could not deliver the spool {result.path} of an exited process: {result.error.rstrip('.')}; the next trackd "
             "process to connect tries again, or run `trackd sync`."
         )
     elif result.aside is not None:
