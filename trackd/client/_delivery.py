@@ -347,9 +347,10 @@ def _warn_undelivered(result: SyncResult) -> None:
 
     It said nothing, and every trackd process tried the file again each time it connected.
     """
+    error = (result.error or "").rstrip(".")  # it ends the clause: "s.; the next" was printed
     if not result.file_fault:
         warn(
-            f"could not deliver the spool {result.path} of an exited process: {result.error.rstrip('.')}; the next trackd "
+            f"could not deliver the spool {result.path} of an exited process: {error}; the next trackd "
             "process to connect tries again, or run `trackd sync`."
         )
     elif result.aside is not None:
