@@ -142,6 +142,9 @@ class GiveUp(OnFullPolicy):
                 since = f"{refused}; none has been let in since an earlier flush gave it up"
             elif (store := self._store_refusing_words()) is not None:
                 since = f"{store}; an earlier flush gave it up, and this process has not connected again since"
+            elif (starting := self._starting_words()) is not None:
+                # "The daemon ... has not answered" was said of none: another process held the start lock.
+                since = f"{starting} and has not answered since an earlier flush gave it up"
             else:
                 since = f"the daemon at {path} has not answered since an earlier flush gave it up"
             self._give_up_on_daemon(since, final=final, exiting=exiting)
@@ -167,14 +170,23 @@ class GiveUp(OnFullPolicy):
         if remaining > 0 and not no_daemon():
             # A daemon that holds them for a store refusing writes, or that refuses this client,
             # answers: the line says what it said, which is what the wait is for.
-            outage, refused = self._store_outage, self._refused_words()
+            outage, refused, starting = self._store_outage, self._refused_words(), self._starting_words()
             reach = f"be written by the daemon at {path}" if outage is not None else f"reach the daemon at {path}"
+            if patient and starting is not None:
+                # No daemon to acknowledge: "as long as it keeps acknowledging them" was said while
+                # another process held the start lock and started none.
+                wait = (f"waiting for {events(self.pending())} to {reach}: up to {timeout:g} s for it to answer, "
+                        "then as long as it keeps acknowledging them (TRACKD_EXIT_TIMEOUT).")
+            elif patient:
+                wait = (f"waiting for {events(self.pending())} to {reach}, as long as it keeps acknowledging "
+                        f"them (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT).")
+            else:
+                wait = f"waiting up to {remaining:.0f} s for {events(self.pending())} to {reach}."
             warn(
-                (f"waiting for {events(self.pending())} to {reach}, as long as it keeps acknowledging "
-                 f"them (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT)." if patient else
-                 f"waiting up to {remaining:.0f} s for {events(self.pending())} to {reach}.")
+                wait
                 + (f" It cannot write to the store now: {outage}" if outage is not None else "")
                 + (f" {refused[:1].upper()}{refused[1:]}; trackd tries again." if refused is not None else "")
+                + (f" {starting[:1].upper()}{starting[1:]} and does not answer yet." if starting is not None else "")
             )
             try:
                 self.flush(
@@ -205,6 +217,10 @@ class GiveUp(OnFullPolicy):
             reason = f"a timeout of 0 s (TRACKD_EXIT_TIMEOUT=0, or close(timeout=0)) does not wait for the daemon at {path}"
         elif (refused := self._refused_words()) is not None:
             reason = refused  # its connection limit (--max-connections), which may pass: the wait tried again
+        elif (starting := self._starting_words()) is not None:
+            # Another process holds the start lock and has started none yet: "the daemon ... did not
+            # answer" (or "answered nothing") was said of a daemon that did not exist.
+            reason = f"{starting} and has not answered in {timeout:g} s"
         elif (store := self._store_refusing_words(self._sent_on_connection())) is not None:
             # They are spooled too (the daemon may stop before the store recovers), and the spool's
             # copy of what it writes meanwhile is skipped when the spool is delivered.

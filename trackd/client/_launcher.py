@@ -20,14 +20,14 @@ from pathlib import Path
 
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 from .._paths import (
     ALREADY_RUNNING_EXIT_CODE, DaemonPaths, daemon_lock, default_paths, ensure_private_directory, socket_path_problem,
 )
 from ..errors import DaemonUnavailable
 from ._fork_hold import HELD_ACROSS_FORK
-from ._transport import end_connection
+from ._transport import end_connection, gave_up_error
 
 # A daemon the client starts exits after this long without clients, so no process lingers for
 # ever after a training job.
@@ -93,8 +93,10 @@ def spawn_daemon(paths: DaemonPaths, *, idle_timeout: float = AUTOSTART_IDLE_TIM
             )
 
 
-def wait_until_answering(paths: DaemonPaths, process: subprocess.Popen[bytes] | None, timeout: float) -> bool:
-    """Wait until a daemon answers on ``paths.socket``; False on timeout.
+def wait_until_answering(
+    paths: DaemonPaths, process: subprocess.Popen[bytes] | None, timeout: float, *, stop: Callable[[], bool] | None = None,
+) -> bool:
+    """Wait until a daemon answers on ``paths.socket``; False on timeout, or once ``stop()`` is true.
 
     ``process`` exiting early is fine when another daemon won the start race; waiting goes on
     until something answers, or until that daemon lets its lock go without answering (it was
@@ -102,7 +104,7 @@ def wait_until_answering(paths: DaemonPaths, process: subprocess.Popen[bytes] | 
     """
     deadline = time.monotonic() + timeout
     delay = 0.005
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (stop is not None and stop()):
         if daemon_answers(paths.socket, timeout=0.5):
             return True
         code = process.poll() if process is not None else None
@@ -126,8 +128,9 @@ class Started(NamedTuple):
 
 def start_and_wait(
     paths: DaemonPaths, timeout: float, *, idle_timeout: float = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Started:
-    """Start a daemon and wait until one answers.
+    """Start a daemon and wait until one answers, or (``stop``) until ``stop()`` is true.
 
     One process at a time starts a daemon (``_starting_turn``); the others wait for the daemon it
     starts (``Started.process`` None). Eight benchmark processes finding no daemon at once started
@@ -151,13 +154,15 @@ def start_and_wait(
     if problem is not None:
         raise OSError(problem)
     ensure_private_directory(paths.directory)
-    with _starting_turn(paths, deadline) as turn:
+    with _starting_turn(paths, deadline, stop) as turn:
         if not turn or daemon_answers(paths.socket, timeout=0.5):
             # Another process started it (or is still at it when the time ran out).
             return Started(None, daemon_answers(paths.socket, timeout=0.5), 0)
         process = spawn_daemon(paths, idle_timeout=idle_timeout, extra_args=extra_args)
         killed, delay = 0, RESTART_DELAY
-        while not wait_until_answering(paths, process, deadline - time.monotonic()):
+        while not wait_until_answering(paths, process, deadline - time.monotonic(), stop=stop):
+            if stop is not None and stop():
+                return Started(process, False, killed)
             code = process.poll()
             if code is not None and code < 0:
                 killed += 1
@@ -174,9 +179,9 @@ def start_and_wait(
 
 
 @contextlib.contextmanager
-def _starting_turn(paths: DaemonPaths, deadline: float) -> Iterator[bool]:
+def _starting_turn(paths: DaemonPaths, deadline: float, stop: Callable[[], bool] | None = None) -> Iterator[bool]:
     """Yield True holding the lock that lets one process at a time start a daemon, or False once
-    a daemon answers (another process started it) or ``deadline`` passes.
+    a daemon answers (another process started it), ``deadline`` passes or ``stop()`` is true.
 
     A POSIX record lock (``lockf``), not ``flock``: a child forked while the sender thread held
     it does not inherit it, so a DataLoader worker living on cannot keep every later start waiting.
@@ -194,7 +199,7 @@ def _starting_turn(paths: DaemonPaths, deadline: float) -> Iterator[bool]:
             else:
                 yield True
                 return
-            if daemon_answers(paths.socket, timeout=0.5) or time.monotonic() >= deadline:
+            if daemon_answers(paths.socket, timeout=0.5) or time.monotonic() >= deadline or (stop is not None and stop()):
                 yield False
                 return
             time.sleep(delay)
@@ -215,21 +220,29 @@ class DaemonCannotStart(DaemonUnavailable):
     TRACKD_DAEMON_ARGS or TRACKD_LOOP, a store it may not use)."""
 
 
-def start_daemon(socket_path: Path, *, timeout: float) -> None:
+def start_daemon(socket_path: Path, *, timeout: float, stop: Callable[[], bool] | None = None) -> None:
     """Start a daemon for ``socket_path`` and wait until it answers; raises DaemonUnavailable
     (DaemonCannotStart when it could not be started, its folder is refused, or it exited first:
-    with the last line of its log)."""
+    with the last line of its log).
+
+    ``stop``: the sender's question whether to give the daemon up (a bounded flush ran out, the
+    client closes). A start waits up to ``timeout`` (TRACKD_CONNECT_TIMEOUT) for another process
+    holding the start lock: the sender thread sat in it while exit gave the daemon up, so nothing
+    moved its events to the spool file, and exit said they "are lost".
+    """
     paths = default_paths(socket_path)
     try:
-        process, answered, killed = start_and_wait(paths, timeout)
+        process, answered, killed = start_and_wait(paths, timeout, stop=stop)
     except PermissionError as exc:
         raise DaemonCannotStart(f"Cannot start a trackd daemon for {paths.socket}: {exc}") from exc
     except OSError as exc:  # its folder cannot be made (a file in the way), the fork failed: not soon again
         raise DaemonCannotStart(f"Could not start a trackd daemon for {paths.socket}: {exc}.") from exc
+    if process is not None and process.poll() is None:
+        _reap_when_it_exits(process)  # answering, or still starting when ``stop`` ended the wait
     if answered:
-        if process is not None and process.poll() is None:
-            _reap_when_it_exits(process)
         return
+    if stop is not None and stop():
+        raise gave_up_error(socket_path)
     code = process.poll() if process is not None else None
     if code not in (None, ALREADY_RUNNING_EXIT_CODE):
         starts = f" ({killed} starts, each killed)" if killed > 1 else ""

@@ -205,9 +205,8 @@ class OnFullPolicy(SenderThread):
             # Nor is a daemon missing while one starts after an attempt failed: the drop policy's
             # line, at the first drop, said "no daemon answers" of a start under way (the block
             # policy's line waits for the start, see _wait_for_room).
-            if self._daemon_starting:
-                return (f"the daemon at {path} is starting (started by this process or another) and does not "
-                        "answer yet")
+            if (under_way := self._starting_words()) is not None:
+                return f"{under_way} and does not answer yet"
             if (refused := self._refused_words()) is not None:
                 # It said "no daemon answers" of one that answered, over its --max-connections.
                 return f"{refused}; trackd keeps trying to connect"

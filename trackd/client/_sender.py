@@ -370,6 +370,7 @@ class Sender(GiveUp):
         self._bounded_flushes = 0  # a forked child waits in none of its parent's
         self._next_spawn = 0.0
         self._daemon_starting = False  # forked during its parent's start: that start is not this child's
+        self._start_unanswered = False
         self._spawn_failure = None
         self._refusal = None
         self._store_outage = None

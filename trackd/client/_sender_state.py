@@ -103,6 +103,9 @@ class SenderState:
     # The sender thread is starting a daemon, or waiting for the one another process starts (see
     # SenderThread._start_daemon): no daemon answers yet, and none is missing.
     _daemon_starting = False
+    # A start began and no daemon has answered since, nor has a start failed: between two attempts
+    # too (another process holds the start lock and has started none yet), see _starting_words.
+    _start_unanswered = False
     # Bounded flushes under way (GiveUp.flush_or_warn): each says what becomes of the events it
     # gives up, so the thread does not say first that it holds them and retries.
     _bounded_flushes = 0
@@ -123,6 +126,13 @@ class SenderState:
         or an error (its connection limit, its protocol version); None if it let it in."""
         refusal = self._refusal if self._transport is None else None
         return None if refusal is None else refused_words(self.config.socket_path, refusal)
+
+    def _starting_words(self) -> str | None:
+        """A daemon start under way while none answers, as the start of a clause ("... and does not
+        answer yet"); None if a daemon answers or none is being started."""
+        if self._transport is not None or not (self._daemon_starting or self._start_unanswered):
+            return None
+        return f"the daemon at {self.config.socket_path} is starting (started by this process or another)"
 
     def _store_refusing_words(self, sent: int = 0) -> str | None:
         """What the daemon said of a store that refuses writes, as a clause: the store's sentence and

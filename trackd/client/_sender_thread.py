@@ -192,6 +192,7 @@ class SenderThread(SenderState):
             transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
         self._refusal = None
         self._daemon_leaving = False
+        self._start_unanswered = False
         with self._cond:
             self._transport = transport
             self._protocol = protocol
@@ -301,9 +302,9 @@ class SenderThread(SenderState):
         # (see OnFullPolicy._wait_for_room). When many processes found no daemon at once, on a
         # loaded machine, the start took over 2 s and those that filled their buffer meanwhile
         # said "no daemon answers ...; trackd keeps trying to reconnect" of a healthy start.
-        self._daemon_starting = True
+        self._daemon_starting = self._start_unanswered = True
         try:
-            start_daemon(self.config.socket_path, timeout=self.config.connect_timeout)
+            start_daemon(self.config.socket_path, timeout=self.config.connect_timeout, stop=self._should_stop_waiting)
             with self._cond:
                 # It answers: a wait's silence counts from now, the handshake's time, not the
                 # start's (set before the flag is cleared: a waiter between the two saw 2 s of
@@ -314,6 +315,7 @@ class SenderThread(SenderState):
             # started every second, each time writing its usage to the log).
             self._next_spawn = now + self.SPAWN_INTERVAL_AFTER_EXIT
             self._spawn_failure = str(exc)
+            self._start_unanswered = False  # failed: no daemon is coming (the failure is said instead)
             raise
         finally:
             self._daemon_starting = False
