@@ -142,6 +142,8 @@ class GiveUp(OnFullPolicy):
                 since = f"{refused}; none has been let in since an earlier flush gave it up"
             elif (store := self._store_refusing_words()) is not None:
                 since = f"{store}; an earlier flush gave it up, and this process has not connected again since"
+                self._give_up_on_daemon(since, final=final, exiting=exiting, store_refusing=True)
+                return
             elif (starting := self._starting_words()) is not None:
                 # "The daemon ... has not answered" was said of none: another process held the start lock.
                 since = f"{starting} and has not answered since an earlier flush gave it up"
@@ -224,7 +226,8 @@ class GiveUp(OnFullPolicy):
         elif (store := self._store_refusing_words(self._sent_on_connection())) is not None:
             # They are spooled too (the daemon may stop before the store recovers), and the spool's
             # copy of what it writes meanwhile is skipped when the spool is delivered.
-            reason = f"{store}, each once"
+            self._give_up_on_daemon(f"{store}, each once", final=final, exiting=exiting, store_refusing=True)
+            return
         elif patient:
             reason = f"the daemon at {path} answered nothing for {timeout:g} s"
         elif self._heard_at > start and (written := pending_before - self.pending()) > 0:
@@ -237,6 +240,28 @@ class GiveUp(OnFullPolicy):
         else:
             reason = f"the daemon at {path} did not answer within {timeout:g} s"
         self._give_up_on_daemon(reason, final=final, exiting=exiting)
+
+    def _still_at_work_reason(self) -> tuple[str, bool]:
+        """Why the sender thread has not ended STOP_TIMEOUT after close() asked it to, for the line
+        of what the close spools: what the daemon said, or what answered.
+
+        It said "the daemon ... did not answer within 1 s of close()" in every case: of a daemon
+        holding the final drain for a store that refuses writes (it had said so), and of none at
+        all while a start was under way (the thread sat in the start's wait before it watched for
+        a close). A thread that is not connected ends at once now (its waits watch for the close),
+        so "no daemon" is for the moment it takes to notice. True with it: the daemon keeps the
+        events for a store that refuses writes (see ``_give_up_on_daemon``).
+        """
+        path, after = self.config.socket_path, f"in the {self.STOP_TIMEOUT:g} s after close()"
+        if (refused := self._refused_words()) is not None:
+            return refused, False
+        if (starting := self._starting_words()) is not None:
+            return f"{starting} and has not answered {after}", False
+        if self._transport is None:
+            return f"no daemon answered at {path} {after}", False
+        if (store := self._store_refusing_words(self._sent_on_connection())) is not None:
+            return f"{store}, each once", True
+        return f"the daemon at {path} did not answer within {self.STOP_TIMEOUT:g} s of close()", False
 
     def _sent_on_connection(self) -> int:
         """Events sent on the connection and not acknowledged yet (0 with none)."""
@@ -262,8 +287,11 @@ class GiveUp(OnFullPolicy):
             return
         warn(f"{events(self.pending(), 'were not delivered')}: {exc}" if said_count else str(exc))
 
-    def _give_up_on_daemon(self, reason: str, *, final: bool = False, exiting: bool = False) -> None:
+    def _give_up_on_daemon(self, reason: str, *, final: bool = False, exiting: bool = False, store_refusing: bool = False) -> None:
         """Have the thread spool everything the daemon has not acknowledged, then say what went where.
+
+        ``store_refusing``: the daemon answers, and keeps what it received for a store that refuses
+        writes (``reason`` says so): the line says when the spool is delivered then.
 
         Waits at most SPILL_TIMEOUT. Events already in the spool were announced before, by the
         spill or by an earlier give-up; only the ones added now are counted. Once a give-up has
@@ -302,7 +330,9 @@ class GiveUp(OnFullPolicy):
             # Nothing follows a final give-up (the sender closes): "Until then, what follows is
             # spooled there too, counted when this process closes its clients" was said by the close.
             more = spooled > self._unannounced
-            warn(self._spill.gave_up_message(self._unannounced, reason, more=more, last=exiting or final, in_spool=spooled))
+            warn(self._spill.gave_up_message(
+                self._unannounced, reason, more=more, last=exiting or final, in_spool=spooled, store_refusing=store_refusing,
+            ))
             self._spill.told()
             self._gave_up_announced = True
             self._unannounced = 0

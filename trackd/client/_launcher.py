@@ -243,7 +243,14 @@ def start_daemon(socket_path: Path, *, timeout: float, stop: Callable[[], bool] 
         return
     if stop is not None and stop():
         raise gave_up_error(socket_path)
-    code = process.poll() if process is not None else None
+    if process is None:
+        # "A trackd daemon was started ... see its log" was said of a start this process never
+        # made: another process held the start lock all along, and started none.
+        raise DaemonUnavailable(
+            f"No trackd daemon answers at {paths.socket}: another process holds the lock that lets one process at a "
+            f"time start it ({paths.starting}), and none answered within {timeout:g} s."
+        )
+    code = process.poll()
     if code not in (None, ALREADY_RUNNING_EXIT_CODE):
         starts = f" ({killed} starts, each killed)" if killed > 1 else ""
         raise DaemonCannotStart(

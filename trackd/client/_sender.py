@@ -292,8 +292,8 @@ class Sender(GiveUp):
                     # Still at work for a daemon that stopped answering after the flush: the rest
                     # goes to the spool too. (A thread that has not answered a spill request yet
                     # will not answer this one sooner.)
-                    reason = f"the daemon at {self.config.socket_path} did not answer within {self.STOP_TIMEOUT:g} s of close()"
-                    self._give_up_on_daemon(reason, final=True)
+                    reason, kept = self._still_at_work_reason()
+                    self._give_up_on_daemon(reason, final=True, store_refusing=kept)
             if self._dropped:
                 # The on-full line came at the first drop, before anyone knew how many would follow;
                 # a process that never calls flush() learnt the total nowhere but `trackd daemon status`.

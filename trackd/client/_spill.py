@@ -390,12 +390,27 @@ class Spill:
             f"spooled to {self._path()} and delivered when a daemon answers (or by `trackd sync` on {_HOST})."
         )
 
-    def gave_up_message(self, count: int, reason: str, *, more: bool, last: bool = False, in_spool: int = 0) -> str:
+    def gave_up_message(
+        self, count: int, reason: str, *, more: bool, last: bool = False, in_spool: int = 0, store_refusing: bool = False,
+    ) -> str:
         """The one line a flush that gave up prints: how many events, why, and where they are;
         ``last``: the process is exiting or the sender closing, so nothing follows; ``in_spool``:
         the events the spool holds in all, said when more than these (a spool being resent: "1 more
-        event was not delivered" read as if one event was all that waited, beside 2.2M)."""
+        event was not delivered" read as if one event was all that waited, beside 2.2M).
+
+        ``store_refusing``: the daemon answers, and keeps what it received for a store that refuses
+        writes (``reason`` says so). "Delivered when a daemon answers" was said of a daemon that had
+        answered; the spool is for a daemon that stops before the store recovers (delivered, it
+        skips what the daemon wrote), and what follows goes to the daemon, which this process
+        reconnects to at once.
+        """
         total = f" ({events(in_spool)} in that spool in all)" if more and in_spool > count else ""
+        if store_refusing:
+            return (
+                f"{events(count, 'were not delivered', more=more)}: {reason}; {_they(count, 'are')} spooled to "
+                f"{self._path()}{total} and delivered from there once the store takes writes again, by this process or "
+                f"the next trackd process to connect, or by `trackd sync` on {_HOST}."
+            )
         return (
             f"{events(count, 'were not delivered', more=more)}: {reason}; {_they(count, 'are')} spooled to "
             f"{self._path()}{total} and delivered when a daemon answers, or by `trackd sync` on {_HOST}."
