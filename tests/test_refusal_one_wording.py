@@ -18,17 +18,21 @@ from trackd.protocol import Welcome
 
 pytestmark = pytest.mark.timeout(90)
 
-# Asks for an experiment (which fails), logs past half of a 1000-event buffer (the spill's line),
-# ends its run in the middle of the job (end_run's lines), logs to a new run and exits (exit's).
-CHILD = """
-import trackd
+# Asks for experiment argv[1], printing the error it gets, then logs argv[2] points to a run.
+ASK_THEN_LOG = """
+import os, sys, time, trackd
 try:
-    trackd.set_experiment("refused")
+    trackd.set_experiment(sys.argv[1])
 except trackd.DaemonUnavailable as exc:
     print(exc, flush=True)
 trackd.start_run()
-for step in range(3000):
+for step in range(int(sys.argv[2])):
     trackd.log_metric("x", float(step), step=step)
+"""
+
+# With 3000 points past half of a 1000-event buffer (the spill's line): ends its run in the
+# middle of the job (end_run's lines), logs to a new run and exits (exit's).
+CHILD = ASK_THEN_LOG + """
 trackd.end_run()
 trackd.start_run()
 trackd.log_metric("y", 1.0)
@@ -45,7 +49,7 @@ def test_every_line_says_a_refusal_in_the_same_words(socket_path: Path, store: P
                 socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_AUTOSTART="0", TRACKD_EXIT_TIMEOUT="2",
                 TRACKD_CONNECT_TIMEOUT="1", TRACKD_MAX_BUFFERED="1000", TRACKD_SPOOL_DIR=str(tmp_path / "spool"),
             )
-            result = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=60)
+            result = subprocess.run([sys.executable, "-c", CHILD, "refused", "3000"], env=env, capture_output=True, text=True, timeout=60)
         finally:
             holder.close()
     finally:

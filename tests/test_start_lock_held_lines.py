@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers import child_env, spooled_events
+from test_refusal_one_wording import ASK_THEN_LOG
 
 from trackd._paths import DaemonPaths, ensure_private_directory
 
@@ -68,3 +69,36 @@ def test_end_run_and_exit_say_a_start_is_under_way_and_spool_every_event(paths: 
     assert len(lines) == 3, result.stderr
     # Two runs' creations and ends, 101 points: none lost.
     assert spooled_events(spool) == 105
+
+
+# ASK_THEN_LOG, then waits until its events are spooled (the thread tried twice
+# to start a daemon by then, each time waiting TRACKD_CONNECT_TIMEOUT for the lock), and exits.
+ASKS_AND_WAITS = ASK_THEN_LOG + """
+deadline = time.monotonic() + 30
+while not os.listdir(sys.argv[3]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.usefixtures("start_lock_held")
+def test_a_request_and_the_retrying_line_say_another_process_is_starting_the_daemon(
+    paths: DaemonPaths, store: Path, tmp_path: Path
+) -> None:
+    # The request said "none answered within 2 s and none could be started. Start one with
+    # `trackd daemon start`" (which would wait for the same lock), and the retrying line "A trackd
+    # daemon was started for ... but did not answer within 2 s; see ...log" of a start this
+    # process never made.
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    env = child_env(
+        paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool), TRACKD_EXIT_TIMEOUT="1",
+        TRACKD_CONNECT_TIMEOUT="2",
+    )
+    result = subprocess.run([sys.executable, "-c", ASKS_AND_WAITS, "locked", "10", str(spool)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"Cannot get or create experiment 'locked': the daemon at {paths.socket} is starting (started by this process or another) "
+        "and did not answer within 2 s.\n"
+    ), result.stdout
+    retrying = f"No trackd daemon answers at {paths.socket}: another process holds the lock that lets one process at a time start it"
+    assert retrying in result.stderr and "was started for" not in result.stderr, result.stderr

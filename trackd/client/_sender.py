@@ -186,6 +186,10 @@ class Sender(GiveUp):
                 f"Cannot {what}: no trackd daemon answers at {self.config.socket_path}, and none could be "
                 f"started. {failure}"
             ) from cause
+        if (starting := self._starting_words()) is not None:
+            # Another process holds the start lock and started none: "none could be started. Start
+            # one with `trackd daemon start`" was said, and that start would wait for the lock too.
+            raise DaemonUnavailable(f"Cannot {what}: {starting} and did not answer within {timeout:g} s.") from cause
         started = "none could be started" if self.config.autostart else "autostart is off (TRACKD_AUTOSTART=0)"
         raise DaemonUnavailable(
             f"Cannot {what}: the trackd daemon at {self.config.socket_path} is unreachable; none answered within "
