@@ -91,9 +91,10 @@ def next_chunk(
             return records, record[1]
         else:
             size += _METRIC_RECORD_SIZE + record_size(record)
-            if kind == ARTIFACT:
-                # An artifact (up to 8 MiB inline) ends its batch, so the frame stays under
-                # MAX_FRAME_SIZE; it still travels in this batch.
+            if kind == ARTIFACT and record[3] is not None:
+                # An artifact's content (up to 8 MiB inline) ends its batch, so the frame stays
+                # under MAX_FRAME_SIZE; it still travels in this batch. One sent by path or an
+                # empty folder is a few names: a tree of 1,000 empty folders went as 1,000 batches.
                 records.append(record)
                 break
         records.append(record)
