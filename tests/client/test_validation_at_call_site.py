@@ -85,6 +85,15 @@ NOT_UTF8_NAME = os.fsdecode(b"notes-\xff.txt")  # "notes-\udcff.txt"
 MUST_BE_UTF8 = "must be valid UTF-8"
 
 
+def _without_truncation(call: Callable[[], object]) -> object:
+    """``call()`` with MLFLOW_TRUNCATE_LONG_VALUES=false, as MLflow reads it at the call."""
+    os.environ["MLFLOW_TRUNCATE_LONG_VALUES"] = "false"
+    try:
+        return call()
+    finally:
+        del os.environ["MLFLOW_TRUNCATE_LONG_VALUES"]
+
+
 def _file(*paths: Path) -> Path:
     """Write each file (and its folder); return the last one's path, or their folder if more than one."""
     for path in paths:
@@ -125,8 +134,13 @@ BAD_CALLS: dict[str, Bad] = {
     "timestamp-negative": Bad(_metric(timestamp=-1), InvalidArgument, ("timestamp of metric 'loss'", "-1", "expected an int from 0")),
     "timestamp-float": Bad(_metric(timestamp=1.5), InvalidArgument, ("timestamp of metric 'loss'", "1.5", "expected an int")),
     # Lengths: refused, not truncated as MLflow does, because a shortened value is wrong data.
-    "param-6001-chars": Bad(lambda s: s.client.log_param(s.run_id, "p", "v" * 6001), InvalidArgument, ("param 'p'", "6001", "at most 6000")),
-    "tag-8001-chars": Bad(lambda s: s.client.set_tag(s.run_id, "t", "v" * 8001), InvalidArgument, ("tag 't'", "8001", "at most 8000")),
+    # MLflow truncates a longer param (tests/client/test_long_values.py) unless told not to.
+    "param-6001-chars-not-truncated": Bad(
+        lambda s: _without_truncation(lambda: s.client.log_param(s.run_id, "p", "v" * 6001)), InvalidArgument,
+        ("param 'p'", "6001", "at most 6000", "MLFLOW_TRUNCATE_LONG_VALUES is false"),
+    ),
+    # MLflow's set_tag takes any length; one record carries at most MAX_TEXT_LENGTH characters.
+    "tag-65537-chars": Bad(lambda s: s.client.set_tag(s.run_id, "t", "v" * 65537), InvalidArgument, ("tag 't'", "65537", "at most 65536")),
     # A param changed within this process: MLflow's own message, at the call site.
     "param-changed": Bad(
         lambda s: s.client.log_param(s.run_id, "fixed", "2"),

@@ -39,6 +39,8 @@ from ..store._entities import RUN_NAME_TAG
 from ..store._layout import resolve_local_uri
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
+    MAX_PARAM_VALUE_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
     Run,
     RunData,
     RunInfo,
@@ -59,7 +61,8 @@ from ..store import (
     validate_tag_value,
     validate_timestamp,
 )
-from ._tag_limits import RUN_TAGS_INSTEAD, require_tags_fit
+from ._tag_limits import RUN_TAGS_INSTEAD, require_tag_value_fits, require_tags_fit
+from ._long_values import Truncations
 from ._artifacts import artifact_file_name, content_record, dict_content, file_records, tree_records
 from ._config import ClientConfig, resolve_tracking_uri
 from . import _lifecycle
@@ -183,7 +186,7 @@ class Client(ClientReads):
                 f"Both run_name={run_name!r} and tag {RUN_NAME_TAG}={tag_name!r} were given; they must agree."
             )
         name = run_name or tag_name or random_run_name()
-        str_tags[RUN_NAME_TAG] = validate_tag_value(RUN_NAME_TAG, name)
+        str_tags[RUN_NAME_TAG] = require_tag_value_fits(RUN_NAME_TAG, validate_tag_value(RUN_NAME_TAG, name))
         require_tags_fit(str_tags, f"new run {run_id} ({RUN_NAME_TAG} included)", RUN_TAGS_INSTEAD)
         # MlflowClient.create_run takes the user from the mlflow.user tag, else "unknown".
         user_id = str_tags.get(USER_TAG, "unknown")
@@ -288,7 +291,8 @@ class Client(ClientReads):
         """Set a run tag (tags may change)."""
         self._check_run(run_id)
         key = self._check_key(key, "tag")
-        self._sender.submit((TAG, run_id, key, validate_tag_value(key, str(value))))
+        # FileStore.set_tag checks no value length (only log_batch truncates): stored whole, up to trackd's record bound.
+        self._sender.submit((TAG, run_id, key, require_tag_value_fits(key, validate_tag_value(key, str(value)))))
         return settle(self, synchronous)
 
     def delete_tag(self, run_id: str, key: str) -> None:
@@ -308,9 +312,10 @@ class Client(ClientReads):
         self._check_run(run_id)
         records: list[tuple[Any, ...]] = []
         seen_params: dict[str, str] = {}
+        truncations = Truncations()
         for param in params:
             key = self._check_key(param.key, "param")
-            value = validate_param_value(key, str(param.value))
+            value = validate_param_value(key, truncations.fit("param", key, str(param.value), MAX_PARAM_VALUE_LENGTH))
             if seen_params.setdefault(key, value) != value:
                 raise InvalidArgument(f"Param {key!r} appears twice in one log_batch with different values.")
             self._check_param_unchanged(run_id, key, value)
@@ -322,7 +327,8 @@ class Client(ClientReads):
             records.append((METRIC, run_id, key, validate_metric_value(key, metric.value), ts, step))
         for tag in tags:
             key = self._check_key(tag.key, "tag")
-            records.append((TAG, run_id, key, validate_tag_value(key, str(tag.value))))
+            records.append((TAG, run_id, key, validate_tag_value(key, truncations.fit("tag", key, str(tag.value), MAX_TAG_VALUE_LENGTH))))
+        truncations.warn()
         for key, value in seen_params.items():
             self._params[(run_id, key)] = value
         sender = self._sender  # one append (a record at a time, a Ctrl-C in the on-full wait logged part of it)
@@ -469,7 +475,7 @@ class Client(ClientReads):
         checked: dict[str, str] = {}
         for key, value in tags.items():
             key = self._check_key(key, "tag")
-            checked[key] = validate_tag_value(key, str(value))
+            checked[key] = require_tag_value_fits(key, validate_tag_value(key, str(value)))
         return checked
 
     def _check_run(self, run_id: str) -> None:
@@ -505,8 +511,10 @@ class Client(ClientReads):
 
     def _submit_param(self, run_id: str, key: str, value: Any) -> None:
         key = self._check_key(key, "param")
-        text = validate_param_value(key, str(value))
+        truncations = Truncations()
+        text = validate_param_value(key, truncations.fit("param", key, str(value), MAX_PARAM_VALUE_LENGTH))
         self._check_param_unchanged(run_id, key, text)
+        truncations.warn()
         self._params[(run_id, key)] = text
         self._sender.submit((PARAM, run_id, key, text))
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from .._words import counted
 from ..errors import InvalidArgument
-from ..protocol import MAX_TAGS_PER_RECORD, MAX_TAGS_SIZE
+from ..protocol import MAX_TAGS_PER_RECORD, MAX_TAGS_SIZE, MAX_TEXT_LENGTH
 
 # What to do with a run's tags that do not fit its creation.
 RUN_TAGS_INSTEAD = "set the others once the run exists (set_tag, set_tags or log_batch send each tag on its own)"
@@ -38,3 +38,19 @@ def require_tags_fit(tags: Mapping[str, str], owner: str, instead: str) -> None:
             f"and at most {MAX_TAGS_SIZE} bytes ({MAX_TAGS_SIZE // 2**20} MiB) travel with it in one message to "
             f"the daemon; {instead}."
         )
+
+
+def require_tag_value_fits(key: str, value: str) -> str:
+    """``value`` of run tag ``key`` (or a run name), refused past MAX_TEXT_LENGTH characters.
+
+    MLflow's set_tag and create_run store a tag of any length; trackd's records carry at most
+    MAX_TEXT_LENGTH characters in one value, and a longer one would cost the whole batch it travels in.
+    """
+    if len(value) > MAX_TEXT_LENGTH:
+        raise InvalidArgument(
+            f"Invalid value for tag {key!r}: it has {len(value)} characters, and trackd carries at most "
+            f"{MAX_TEXT_LENGTH} in one tag value to its daemon (MLflow's file store takes any length through "
+            "set_tag; its log_batch truncates to 8000); expected at most that many, or an artifact (log_text) "
+            "for longer text."
+        )
+    return value

@@ -53,6 +53,7 @@ from ._validation import (
     validate_tag_value,
     validate_timestamp,
     validate_view_type,
+    truncated_value,
 )
 
 if _TYPE_CHECKING:
@@ -149,4 +150,5 @@ __all__ = [
     "validate_tag_value",
     "validate_timestamp",
     "validate_view_type",
+    "truncated_value",
 ]

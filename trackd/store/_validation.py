@@ -23,7 +23,10 @@ from ._entities import PagedList, RunStatus, ViewType
 from ._layout import ARTIFACTS_FOLDER_NAME, resolve_local_uri
 
 MAX_KEY_LENGTH = 250
+# MLflow's MAX_PARAM_VAL_LENGTH: longer values are truncated (or refused) by every param call.
 MAX_PARAM_VALUE_LENGTH = 6000
+# MLflow's MAX_TAG_VAL_LENGTH: log_batch (and so the fluent set_tags) truncates a longer tag value;
+# set_tag and create_run store it whole.
 MAX_TAG_VALUE_LENGTH = 8000
 MAX_EXPERIMENT_TAG_VALUE_LENGTH = 20000
 MAX_EXPERIMENT_NAME_LENGTH = 500
@@ -149,15 +152,37 @@ def validate_artifact_text(artifact_file: str, text: object) -> bytes:
 
 
 def validate_param_value(key: str, value: object) -> str:
-    """A param value: the caller already applied str(); at most 6000 characters, UTF-8 encodable."""
-    # MLflow truncates longer values when MLFLOW_TRUNCATE_LONG_VALUES is on (the default): we refuse,
-    # because a silently shortened param is wrong data.
+    """A param value as the store takes it: the caller already applied str() (and truncated it,
+    see truncated_value); at most 6000 characters, UTF-8 encodable."""
     return _validate_text("param", key, value, MAX_PARAM_VALUE_LENGTH)
 
 
 def validate_tag_value(key: str, value: object) -> str:
-    """A run tag value: a str of at most 8000 characters, UTF-8 encodable."""
-    return _validate_text("tag", key, value, MAX_TAG_VALUE_LENGTH)
+    """A run tag value: a str, UTF-8 encodable, of any length.
+
+    MLflow's ``FileStore.set_tag`` (and ``create_run``, which sets each tag through it) checks no
+    length: a 9000-character tag, a run name or a description (``mlflow.note.content``) of any
+    length is stored whole. Only ``log_batch`` bounds a tag, to MAX_TAG_VALUE_LENGTH
+    (``_validate_tag``), which the client applies there (truncated_value).
+    """
+    if type(value) is not str:
+        raise InvalidArgument(f"Invalid value for tag {key!r}: expected a str, got {type(value).__name__}.")
+    return value if value.isascii() else require_utf8(value, f"value for tag {key!r}")
+
+
+def truncated_value(kind: str, key: str, value: str, limit: int, *, truncate: bool) -> str:
+    """``value`` cut to ``limit`` characters, as MLflow's ``_validate_length_limit(..., truncate=True)``
+    does when MLFLOW_TRUNCATE_LONG_VALUES is true (its default); when it is false (``truncate``), a
+    longer value raises. ``kind`` ("param", "tag") names it. The caller says that it truncated."""
+    if len(value) <= limit:
+        return value
+    if truncate:
+        return value[:limit]
+    raise InvalidArgument(
+        f"Invalid value for {kind} {key!r}: it has {len(value)} characters, and MLflow allows at most "
+        f"{limit}; MLFLOW_TRUNCATE_LONG_VALUES is false, so it is not truncated to {limit} (unset it, or set "
+        "it to true, to have it truncated as MLflow does by default)."
+    )
 
 
 def validate_experiment_tag_value(key: str, value: object) -> str:
