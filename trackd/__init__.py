@@ -54,12 +54,15 @@ from .errors import (
     DeliveryError,
     FlushTimeout,
     InvalidArgument,
+    MlflowException,
     ParamChangedError,
     TrackdError,
 )
 
 if _TYPE_CHECKING:
     from .client import Client, ClientConfig, FlushReport
+    from .client import Client as MlflowClient
+    from . import exceptions
     from .store import Experiment, FileInfo, Metric, Run, RunData, RunInfo, RunStatus, ViewType
 
 # The fluent functions are all ``import trackd`` loads. These names load the Client, the store's
@@ -68,6 +71,10 @@ _LAZY = {
     "Client": "client",
     "ClientConfig": "client",
     "FlushReport": "client",
+    # mlflow.MlflowClient: trackd's Client is its MlflowClient (the same methods, same arguments).
+    "MlflowClient": "client:Client",
+    # mlflow.exceptions, for `except mlflow.exceptions.MlflowException` (MlflowException is TrackdError).
+    "exceptions": "exceptions",
     "Experiment": "store",
     "FileInfo": "store",
     "Metric": "store",
@@ -83,7 +90,6 @@ _LAZY = {
 _USE_MLFLOW = "not part of trackd's logging API; MLflow itself reads and edits the same ./mlruns (MLFLOW_ALLOW_FILE_STORE=true)"
 _HINTS = {
     "search_experiments": "use trackd.Client().search_experiments()",
-    "MlflowClient": "trackd.Client is trackd's MlflowClient",
     "autolog": "trackd logs what your code logs; call trackd.log_metric() and friends",
     "log_stream": "write the stream to a file and trackd.log_artifact() it",
     "enable_system_metrics_logging": "trackd logs no system metrics; log them with trackd.log_metrics() from a thread",
@@ -110,6 +116,8 @@ __all__ = [
     "FlushTimeout",
     "InvalidArgument",
     "Metric",
+    "MlflowClient",
+    "MlflowException",
     "ParamChangedError",
     "Run",
     "RunData",
@@ -122,6 +130,7 @@ __all__ = [
     "create_experiment",
     "delete_tag",
     "end_run",
+    "exceptions",
     "flush",
     "flush_async_logging",
     "get_artifact_uri",

@@ -16,7 +16,9 @@ from typing import Any
 def lazy_attributes(
     package: str, modules: dict[str, str], hints: dict[str, str] | None = None,
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """A module ``__getattr__`` that imports ``{package}.{modules[name]}`` when ``name`` is first used,
+    """A module ``__getattr__`` that imports ``{package}.{modules[name]}`` when ``name`` is first used
+    (``"module:other"`` gives that module's ``other`` under ``name``, an alias; a module mapped to its
+    own name is the submodule itself),
     and a ``__dir__`` that lists those names too (for ``dir()`` and tab completion). A name in
     ``hints`` is still missing, but its AttributeError says what to use instead."""
 
@@ -25,7 +27,9 @@ def lazy_attributes(
         if module is None:
             hint = (hints or {}).get(name)
             raise AttributeError(f"module {package!r} has no attribute {name!r}" + (f": {hint}" if hint else ""))
-        return getattr(importlib.import_module(f"{package}.{module}"), name)
+        module, _, attribute = module.partition(":")  # "client:Client": another name for Client
+        imported = importlib.import_module(f"{package}.{module}")
+        return imported if module == name else getattr(imported, attribute or name)  # a name of its own: the module
 
     def __dir__() -> list[str]:
         # Not "annotations": the name `from __future__ import annotations` leaves, which tab

@@ -19,6 +19,10 @@
 
 Caller mistakes raise at the call site; delivery trouble never raises into a training
 loop and is reported by ``flush()`` and ``trackd daemon status`` instead.
+
+``MlflowException`` is another name for ``TrackdError`` (``trackd.exceptions.MlflowException`` too):
+code ported with ``import trackd as mlflow`` catches every trackd error with
+``except mlflow.exceptions.MlflowException``, and reads its ``message`` and ``error_code`` as MLflow's.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "FlushTimeout",
     "InvalidArgument",
     "LocalProtocolError",
+    "MlflowException",
     "ParamChangedError",
     "ProtocolError",
     "RemoteProtocolError",
@@ -46,9 +51,23 @@ __all__ = [
 class TrackdError(Exception):
     """Base class of every trackd error."""
 
+    # MLflow's ErrorCode name (MlflowException.error_code), for code that reads it.
+    error_code = "INTERNAL_ERROR"
+
+    @property
+    def message(self) -> str:
+        """The error's sentence, as MlflowException.message."""
+        return str(self)
+
+
+# MLflow's name, for `except mlflow.exceptions.MlflowException` in code ported with `import trackd as mlflow`.
+MlflowException = TrackdError
+
 
 class InvalidArgument(TrackdError, ValueError):
     """A call got an argument MLflow would refuse, or one trackd does not implement (a search filter_string)."""
+
+    error_code = "INVALID_PARAMETER_VALUE"
 
 
 class ParamChangedError(InvalidArgument):
@@ -120,13 +139,19 @@ class StoreUnavailable(StoreError):
 class ExperimentNotFound(StoreError, LookupError):
     """No experiment has that id or name."""
 
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
 
 class ExperimentExists(StoreError, ValueError):
     """An experiment with that name already exists (active or deleted)."""
 
+    error_code = "RESOURCE_ALREADY_EXISTS"
+
 
 class RunNotFound(StoreError, LookupError):
     """No run has that id in the store."""
+
+    error_code = "RESOURCE_DOES_NOT_EXIST"
 
 
 class CorruptStoreFile(StoreError):

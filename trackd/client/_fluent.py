@@ -270,6 +270,7 @@ def start_run(
     parent_run_id: str | None = None,
     tags: Mapping[str, Any] | None = None,
     description: str | None = None,
+    log_system_metrics: bool | None = None,
 ) -> ActiveRun:
     """Start a run, or attach to one by id, and make it active. Use it as a context manager.
 
@@ -279,7 +280,13 @@ def start_run(
     process that attached to another process's running run leaves it running unless it passes a
     status to end_run(). A run that has ended, started again (a resumed job), is RUNNING again
     and ended by this process, as in MLflow (not by a rank other than 0).
+
+    ``log_system_metrics=True`` is accepted and said, in one warning line, to collect nothing.
     """
+    if log_system_metrics:
+        from ._run_checks import warn_no_system_metrics
+
+        warn_no_system_metrics()
     with _lock, ExitStack() as held:
         runs = _thread_runs()
         # A forked parent's runs (a fork Pool worker's) are where the child logs, not runs it

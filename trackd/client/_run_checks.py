@@ -58,3 +58,17 @@ def check_parent(client: Client, parent_run_id: object, started_here: Collection
         "Expected the id of a run of this store: one this process started, or one another process created and "
         "flushed."
     )
+
+
+def warn_no_system_metrics() -> None:
+    """start_run(log_system_metrics=True): say, in one line, that trackd collects none.
+
+    MLflow starts a monitor thread that logs CPU, memory and GPU use as ``system/*`` metrics; code
+    ported with ``import trackd as mlflow`` that passed it raised TypeError at start_run.
+    """
+    from ._outbox import warn
+
+    warn(
+        "start_run(log_system_metrics=True): trackd collects no system metrics; the run starts without them "
+        "(log them with trackd.log_metrics() from a thread of your own)."
+    )
