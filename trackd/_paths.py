@@ -20,6 +20,8 @@ from pathlib import Path
 from ._struct import Frozen
 
 SOCKET_ENV = "TRACKD_SOCKET"
+# The CLI's option for the same path: advice names the one the user used.
+SOCKET_OPTION = "--socket"
 SOCKET_FILE_NAME = "trackd.sock"
 # ``python -m trackd.daemon`` exits with this when another daemon holds the socket's lock (one
 # starting at the same moment), so a client that started it keeps waiting for the socket.
@@ -128,18 +130,20 @@ def default_paths(socket: str | os.PathLike[str] | None = None) -> DaemonPaths:
     return DaemonPaths(Path(socket).absolute() if socket is not None else default_socket_path())
 
 
-def socket_path_problem(path: Path) -> str | None:
+def socket_path_problem(path: Path, *, setting: str = SOCKET_ENV) -> str | None:
     """Why no daemon can listen on ``path``, and what to set instead (no final stop), or None.
 
     A deep $XDG_RUNTIME_DIR, $TMPDIR or $TRACKD_SOCKET gave "OSError: AF_UNIX path too long" from
-    the daemon's bind(), which said neither how long is too long nor what to change.
+    the daemon's bind(), which said neither how long is too long nor what to change. ``setting``
+    names what chose the path (SOCKET_ENV, or the CLI's SOCKET_OPTION), which the advice names.
     """
     size = len(os.fsencode(path))
     if size <= MAX_SOCKET_PATH_BYTES:
         return None
+    change = f"pass {SOCKET_OPTION}" if setting == SOCKET_OPTION else f"set {setting} to"
     return (
         f"its path is {size} bytes long, more than the {MAX_SOCKET_PATH_BYTES} a Unix socket path may "
-        f"have; set {SOCKET_ENV} to a shorter one, e.g. /tmp/trackd-{os.getuid()}/{SOCKET_FILE_NAME}"
+        f"have; {change} a shorter one, e.g. /tmp/trackd-{os.getuid()}/{SOCKET_FILE_NAME}"
     )
 
 
@@ -148,7 +152,7 @@ def ensure_private_directory(directory: Path, *, variable: str = SOCKET_ENV) -> 
 
     A socket (or spool file) in a directory that another user can write could be replaced under
     us, so such a directory is refused rather than used; PermissionError says so and what to set
-    instead (``variable``: the one that chose this directory).
+    instead (``variable``: the one that chose this directory, or the CLI's SOCKET_OPTION).
     """
     directory.mkdir(mode=RUNTIME_DIR_MODE, parents=True, exist_ok=True)
     check_private_directory(directory, variable=variable)
@@ -188,6 +192,13 @@ def private_directory_problem(directory: Path) -> str | None:
 
 
 def _instead(directory: Path, variable: str) -> str:
+    if variable == SOCKET_OPTION:
+        # `trackd daemon start --socket /tmp/x.sock`: the option was refused, not the variable.
+        return (
+            f"Pass {SOCKET_OPTION} a socket path in such a folder, e.g. "
+            f"{directory / f'trackd-{os.getuid()}' / SOCKET_FILE_NAME} (trackd creates the folder), "
+            f"or leave {SOCKET_OPTION} out for the default."
+        )
     if variable == SOCKET_ENV:
         # A socket put straight into /tmp is the usual case: a private folder of its own there works.
         return (

@@ -15,13 +15,16 @@ from pathlib import Path
 
 from . import __version__
 from ._paths import (
+    SOCKET_OPTION,
     UNWRITTEN_EXIT_CODE,
     DaemonPaths,
+    check_private_directory,
     daemon_lock,
     default_paths,
     private_directory_problem,
     read_exit_report,
     read_pid_file,
+    socket_path_problem,
 )
 from .client._control import query_status
 from .client._launcher import daemon_answers, how_it_ended, last_log_line, start_and_wait
@@ -60,12 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
         "alone is never trusted): the daemon writes what it received, then exits. Exit status: 0 when it stopped "
         "after writing everything, or none was running (a stale pid file is reported and removed); "
         f"{UNWRITTEN_EXIT_CODE} when it stopped with events it could not write in time (their clients send them "
-        "again); 1 when it did not exit in time or could not be identified.",
+        "again); 1 when it did not exit in time or could not be identified. Processes still connected start a new "
+        "daemon as soon as they next log, flush or read (autostart); stop says so, with their count.",
     )
     stop.add_argument("--socket", help=socket_help)
     stop.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for it to exit, 0 or more (default: %(default)s)")
 
-    status = actions.add_parser("status", help="show pid, uptime, clients, rates, backlog and errors", description="Show what the daemon is doing: its totals, and each client's events/s (over the totals' window) and events waiting to be written.")
+    status = actions.add_parser(
+        "status", help="show pid, uptime, clients, rates, backlog and errors",
+        description="Show what the daemon is doing: its totals, and each client's events/s (over the totals' window) "
+        "and events waiting to be written. Exit status: 0 when a daemon answered; 1 when none answers (saying "
+        "whether one holds the lock, starting, stopping or hung, or listens without answering, by its pid).",
+    )
     status.add_argument("--socket", help=socket_help)
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
 
@@ -117,7 +126,10 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     paths = default_paths(args.socket)
     if args.command == "sync":
-        return _sync(paths, Path(args.spool_dir) if args.spool_dir else default_spool_dir(), args.timeout, args.all_hosts)
+        return _sync(
+            paths, Path(args.spool_dir) if args.spool_dir else default_spool_dir(), args.timeout, args.all_hosts,
+            socket_given=bool(args.socket),
+        )
     if args.action == "start":
         return _start(paths, args)
     if args.action == "stop":
@@ -130,6 +142,11 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
     if pid is not None:
         print(f"trackd daemon already running on {paths.socket} (pid {pid or 'unknown'})")
         return 0
+    try:
+        _check_socket_option(paths, given=bool(args.socket))
+    except OSError as exc:
+        print(f"trackd: cannot start a daemon for {paths.socket}: {exc}", file=sys.stderr)
+        return 1
     extra = ["--loop", args.loop] if args.loop else []
     if args.foreground:
         from .daemon import main as daemon_main
@@ -148,6 +165,21 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
     pid = _listener_pid(paths) or (process.pid if process is not None else None)
     print(f"trackd daemon started (pid {pid or 'unknown'}) on {paths.socket}; log: {paths.log}")
     return 0
+
+
+def _check_socket_option(paths: DaemonPaths, *, given: bool) -> None:
+    """OSError if a daemon cannot use the socket path passed as --socket (``given``), advising the option.
+
+    Checked here to name the option: the launcher's own check (the same) advised setting
+    TRACKD_SOCKET to a user who had passed --socket.
+    """
+    if not given:
+        return
+    problem = socket_path_problem(paths.socket, setting=SOCKET_OPTION)
+    if problem is not None:
+        raise OSError(problem)
+    if paths.directory.is_dir():
+        check_private_directory(paths.directory, variable=SOCKET_OPTION)
 
 
 def _stop(paths: DaemonPaths, timeout: float) -> int:
@@ -194,6 +226,7 @@ def _stop(paths: DaemonPaths, timeout: float) -> int:
             file=sys.stderr,
         )
         return 1
+    connected = _connected_clients(paths)
     # A report an earlier daemon left must not be read as this one's.
     paths.exit_report.unlink(missing_ok=True)
     os.kill(pid, signal.SIGTERM)
@@ -203,6 +236,20 @@ def _stop(paths: DaemonPaths, timeout: float) -> int:
             print(f"trackd: daemon pid {pid} did not exit within {timeout:g} s; see {paths.log}", file=sys.stderr)
             return 1
         time.sleep(0.02)
+    code = _exit_report(paths, pid)
+    if connected:
+        # Their next log call, flush or read starts a daemon again (autostart): "stop" while jobs
+        # run was followed by a new daemon within a second, and nothing said why.
+        print(
+            f"trackd: {_count(connected, 'client')} {'was' if connected == 1 else 'were'} connected: a running process "
+            "starts a new daemon as soon as it next logs, flushes or reads; stop those processes first, or run them "
+            "with TRACKD_AUTOSTART=0, to keep the daemon stopped."
+        )
+    return code
+
+
+def _exit_report(paths: DaemonPaths, pid: int) -> int:
+    """Say what daemon ``pid`` reported as it exited (the ``.exit`` file), and return stop's exit status."""
     unwritten = read_exit_report(paths, pid)
     if unwritten is None:
         # Killed while it shut down, a second SIGINT, or a trackd older than exit reports.
@@ -218,6 +265,15 @@ def _stop(paths: DaemonPaths, timeout: float) -> int:
         return UNWRITTEN_EXIT_CODE
     print(f"trackd daemon (pid {pid}) stopped after writing everything it had received")
     return 0
+
+
+def _connected_clients(paths: DaemonPaths) -> int:
+    """How many clients the daemon says are connected (status requests not counted); 0 if it does not say."""
+    try:
+        count = query_status(paths.socket, timeout=2.0).get("clients_connected", 0)
+    except (DaemonUnavailable, DaemonRefused):  # hung, or refusing: stop goes ahead without it
+        return 0
+    return count if type(count) is int else 0
 
 
 def _listener_pid(paths: DaemonPaths) -> int | None:
@@ -354,8 +410,20 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
                     f"  client        pid {client['pid']}@{client['host']} {'connected' if client['connected'] else 'gone'}{rate}{waiting}, "
                     f"batch {client['written_seq']}/{client['received_seq']} written{lost}{paused}, store {client['store']}"
                 )
-        if gone_hidden:
-            lines.append(f"  client        ... and {gone_hidden} more gone (--json lists every client)")
+        # The daemon lists at most MAX_STATUS_CLIENTS (connected first, then the latest to leave), to
+        # keep its reply within one frame; clients_known counts them all. "--json lists every client"
+        # was said of a reply listing 256 of 633.
+        listed = len(clients)
+        known = status.get("clients_known", listed)
+        unlisted = known - listed if isinstance(known, int) and known > listed else 0
+        if unlisted:
+            hidden = f"{_n(gone_hidden)} more gone (--json lists them), and " if gone_hidden else ""
+            lines.append(
+                f"  client        ... and {hidden}{_n(unlisted)} more that the daemon does not list, here or in --json: "
+                f"it lists {_n(listed)} of the {_n(known)} clients it knows, connected ones first, then the latest to leave"
+            )
+        elif gone_hidden:
+            lines.append(f"  client        ... and {_n(gone_hidden)} more gone (--json lists every client)")
     print("\n".join(lines))
     return 0
 
@@ -417,7 +485,7 @@ def _why_silent(paths: DaemonPaths) -> str:
     )
 
 
-def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -> int:
+def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *, socket_given: bool = False) -> int:
     try:
         found = spool_files(spool_dir)
     except PermissionError as exc:  # another user's folder, or one others may write: nothing in it is ours to trust
@@ -430,6 +498,7 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool) -
         return 0
     if not daemon_answers(paths.socket):
         try:
+            _check_socket_option(paths, given=socket_given)
             _, answered, _ = start_and_wait(paths, 15.0)
         except OSError as exc:  # its folder refused (a socket straight in /tmp), or not creatable
             print(f"trackd: no daemon answers on {paths.socket}, and none can be started: {exc}", file=sys.stderr)

@@ -166,6 +166,10 @@ def search_runs(
         )
     if experiment_ids and experiment_names:
         raise InvalidArgument("Only experiment_ids or experiment_names can be used, but not both")
+    # Here, naming this function: Client.search_runs's check named Client.search_runs to a fluent caller.
+    from ..store import validate_search_arguments  # loaded with the client
+
+    validate_search_arguments("search_runs", "start_time DESC, then run_id", filter_string, order_by, owner="trackd")
     client = get_client()
     if experiment_names:  # MLflow skips (and logs) a name with no experiment
         ids = [found.experiment_id for found in map(client.get_experiment_by_name, experiment_names) if found is not None]
