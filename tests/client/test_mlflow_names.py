@@ -62,3 +62,20 @@ def test_start_run_takes_log_system_metrics_and_says_once_that_it_collects_none(
         "trackd: start_run(log_system_metrics=True): trackd collects no system metrics; the run starts without "
         "them (log them with trackd.log_metrics() from a thread of your own).",
     ]
+
+
+def test_load_table_hint_gives_a_path_that_opens_the_logged_table(client: Client) -> None:
+    # It said to read trackd.get_artifact_uri(artifact_file), a file:// URI that open() takes as a
+    # relative path ("./file:/tmp/...").
+    import urllib.parse
+    import urllib.request
+
+    with pytest.raises(AttributeError) as missing:
+        trackd.load_table  # noqa: B018
+    assert "urllib.request.url2pathname(urllib.parse.urlparse(uri).path)" in str(missing.value)
+    run = client.create_run()
+    client.log_dict(run.info.run_id, {"columns": ["a"], "data": [[1]]}, "table.json")
+    client.flush()
+    uri = f"{run.info.artifact_uri}/table.json"
+    with open(urllib.request.url2pathname(urllib.parse.urlparse(uri).path)) as table:
+        assert '"columns"' in table.read()
