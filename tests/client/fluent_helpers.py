@@ -16,7 +16,7 @@ from helpers import DaemonProcess, child_env, run_python
 from mlflow import MlflowClient
 from mlflow.entities import Run as MlflowRun
 
-TRACKING_VARIABLES = ("TRACKD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "RANK")
+TRACKING_VARIABLES = ("TRACKD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "RANK", "TRACKD_OWNED_RUNS")
 
 
 def fluent_env(daemon: DaemonProcess, store: Path | None, **extra: str) -> dict[str, str]:

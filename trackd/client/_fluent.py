@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DeliveryError, InvalidArgument
-from . import _lifecycle
+from . import _lifecycle, _lineage
 from ._lifecycle import EXIT_HOOKS, ClientState
 from ._operations import RunOperations, settle
 
@@ -275,11 +275,16 @@ def start_run(
     """Start a run, or attach to one by id, and make it active. Use it as a context manager.
 
     ``run_id`` (or ``MLFLOW_RUN_ID``) naming a run that does not exist yet creates it with that id,
-    so a launcher can hand one id to every rank. Under a launcher (``RANK`` set) rank 0 ends the
-    shared run, whichever rank created it; without ``RANK`` the process that created it does. A
-    process that attached to another process's running run leaves it running unless it passes a
-    status to end_run(). A run that has ended, started again (a resumed job), is RUNNING again
-    and ended by this process, as in MLflow (not by a rank other than 0).
+    so a launcher can hand one id to every rank (one line says so for ``MLFLOW_RUN_ID`` without
+    ``RANK``, unless a process that started this one owns the run: MLflow raises there, and a
+    variable left set in the shell made a new run silently). A run this process or one that
+    started it owns (``TRACKD_OWNED_RUNS``: a spawn worker's parent, a launcher that
+    started the run) is attached, never ended, whatever ``RANK`` and whether or not it is in the
+    store yet. Otherwise, under a launcher (``RANK`` set) rank 0 ends the shared run, whichever
+    rank created it; without ``RANK`` the process that created it does. A process that attached
+    to another process's running run leaves it running unless it passes a status to end_run(). A
+    run that has ended, started again (a resumed job), is RUNNING again and ended by this
+    process, as in MLflow (not by a rank other than 0, nor by an attached process).
 
     ``log_system_metrics=True`` is accepted and said, in one warning line, to collect nothing.
     """
@@ -300,17 +305,24 @@ def start_run(
                 "run with trackd.end_run(). To start a nested run, call start_run with nested=True."
             )
         client = get_client()
-        if run_id is None and not runs:
+        from_variable = run_id is None and not runs
+        if from_variable:
             # Taken once, as MLflow takes it: the next start_run() of this process makes a new run.
             run_id = os.environ.pop("MLFLOW_RUN_ID", None) or None
         existing = client._reader.find_run(run_id) if run_id is not None else None
         rank = os.environ.get("RANK")
+        # A run this process (another thread) or one that started it owns is only attached to, in
+        # the store or not yet: a spawn worker's creation of its parent's run could reach the
+        # store first, and the worker ended the run FINISHED while the parent still trained. It
+        # goes before RANK: a launcher that started the run with trackd ends it, not its rank 0.
+        attached = run_id is not None and _lineage.owned_in_lineage(run_id)
         if existing is not None:
             from ._resume import resume_run  # loaded with the client above
 
             experiment = experiment_id if experiment_id is not None else _experiment_id
             active = resume_run(
-                client, existing, experiment, run_name=run_name, tags=tags, description=description, rank=rank, held=held
+                client, existing, experiment, run_name=run_name, tags=tags, description=description, rank=rank,
+                attached=attached, held=held,
             )
         else:
             run_tags = _system_tags()
@@ -326,6 +338,7 @@ def start_run(
 
                 root = client.tracking_uri
                 here = {run.run_id for stack in _stacks.values() for run in stack if run.client.tracking_uri == root}
+                here.update(_lineage.listed())  # a spawn worker's parent's run, maybe not written yet
                 parent_run_id = check_parent(client, parent_run_id, here)
             current = (runs[-1] if runs else _main_thread_run()) if nested else None
             parent = parent_run_id or (current.run_id if current is not None else None)
@@ -338,10 +351,15 @@ def start_run(
             held.enter_context(_lifecycle.signals_held())  # until the run is on the stack, ended by SIGTERM or Ctrl-C
             run = client.create_run(experiment, tags=run_tags, run_name=run_name, run_id=run_id)
             shared = run_id is not None
-            active = ActiveRun(run, owns=not shared or rank in (None, "", "0"), client=client)
+            if from_variable and shared and not attached and rank in (None, ""):
+                from ._run_checks import warn_created_missing
+
+                warn_created_missing(run.info.run_id, client.tracking_uri)
+            active = ActiveRun(run, owns=not attached and (not shared or rank in (None, "", "0")), client=client)
         runs.append(active)
         if active.owns:  # the daemon fails it if this process exits without ending it (_will.py)
             client._sender.will.add(active.run_id)
+            _lineage.advertise(active.run_id)  # and the processes it starts from now on attach to it
         if len(runs) == 1 or runs[-2].forked:
             # MLflow's last_active_run is the run whose end_run emptied the stack: this one.
             _here.last = active
@@ -384,6 +402,7 @@ def _end_run(
             client._terminate(active.run_id, status or FINISHED, None, keep_failure=keep_failure)
             if active.owns:
                 client._sender.will.discard(active.run_id)  # after its end is queued (see _will.py)
+                _lineage.withdraw(active.run_id)
         # A client the fluent API no longer uses (set_tracking_uri moved on) has nothing left to do.
         retired = client is not _client and all(run.client is not client for stack in _stacks.values() for run in stack)
     if retired:
@@ -529,6 +548,7 @@ def _after_fork_in_child() -> None:
         del _stacks[thread]
     for active in _stacks.get(here, ()):
         active.owns, active.forked = False, True
+    _lineage.forget_after_fork()  # the runs TRACKD_OWNED_RUNS lists are the parent's: attached here too
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

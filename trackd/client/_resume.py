@@ -26,11 +26,12 @@ if TYPE_CHECKING:
 
 def resume_run(
     client: Client, existing: RunInfo, experiment_id: str | None, *, run_name: str | None, tags: Mapping[str, Any] | None,
-    description: str | None, rank: str | None, held: ExitStack,
+    description: str | None, rank: str | None, attached: bool, held: ExitStack,
 ) -> ActiveRun:
     """The active run of ``existing``, resumed through ``client`` (``experiment_id``: the one asked
-    for or made active, if any; ``rank``: RANK; ``held``: where the signals are held until the run
-    is on its thread's stack)."""
+    for or made active, if any; ``rank``: RANK; ``attached``: this process or one that started it
+    owns the run (``_lineage.py``); ``held``: where the signals are held until the run is on its
+    thread's stack)."""
     check_resumable(existing, experiment_id)
     client._known_runs.add(existing.run_id)
     # As MLflow's: a resumed run takes the name, tags and description given.
@@ -51,15 +52,17 @@ def resume_run(
     # A run that has ended (FINISHED, FAILED, KILLED) started again is a resumed job: as
     # MLflow's start_run does, it is RUNNING again (its old end time kept until it ends)
     # and this process ends it. Not by another rank than 0: a late rank must not reopen
-    # the run rank 0 has just finished.
-    resumed = existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
+    # the run rank 0 has just finished. Nor by a process whose parent owns the run: a spawn
+    # worker of a run another worker failed must not reopen it under its parent.
+    resumed = not attached and existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
     if resumed:
         held.enter_context(_lifecycle.signals_held())  # until the run is on the stack, ended by SIGTERM or Ctrl-C
         client.set_terminated(existing.run_id, "RUNNING", existing.end_time)
         info = info.replace(status="RUNNING")
-    # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first;
-    # otherwise attaching to a running run (another process's) never ends it.
+    # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first,
+    # unless the launcher started it with trackd (it owns it then); otherwise attaching to a
+    # running run (another process's) never ends it.
     return ActiveRun(
         Run(info=info, data=RunData(metrics={}, params={}, tags={})),
-        owns=resumed or rank == "0", client=client, read_data=read_data,
+        owns=resumed or (rank == "0" and not attached), client=client, read_data=read_data,
     )

@@ -72,3 +72,21 @@ def warn_no_system_metrics() -> None:
         "start_run(log_system_metrics=True): trackd collects no system metrics; the run starts without them "
         "(log them with trackd.log_metrics() from a thread of your own)."
     )
+
+
+def warn_created_missing(run_id: str, store: str) -> None:
+    """One line: ``start_run`` created the run MLFLOW_RUN_ID names, which is not in ``store``.
+
+    Said only where no rank of a shared run (RANK unset) and no process that started this one
+    (``_lineage.py``) explains it. MLflow's start_run raises "Run '...' not found" there: the
+    variable is how a job resumes its run, and one left set in the shell (or naming a run of
+    another store) made a new, empty run without a word where the user meant to resume one.
+    """
+    from ._outbox import warn
+
+    warn(
+        f"MLFLOW_RUN_ID={run_id}: no run has that id in the store at {store}, so a new run was started with it, which "
+        f"this process ends (MLflow raises \"Run '{run_id}' not found\"). To resume a run, check the variable (left set "
+        "in the shell?) and the store. To share a run, start it in the process that starts the others (they attach "
+        "to it), or set RANK in each (0 for the one that ends it)."
+    )
