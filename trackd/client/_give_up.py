@@ -139,16 +139,16 @@ class GiveUp(OnFullPolicy):
             # One that refused every attempt since, or that said its store refuses writes, answered:
             # quoted ("has not answered" was said of both).
             if (refused := self._refused_words()) is not None:
-                since = f"{refused}; none has been let in since an earlier flush gave it up"
+                since = f"{refused}; none has been let in since this process gave it up"
             elif (store := self._store_refusing_words()) is not None:
-                since = f"{store}; an earlier flush gave it up, and this process has not connected again since"
+                since = f"{store}; this process gave it up earlier, and has not connected again since"
                 self._give_up_on_daemon(since, final=final, exiting=exiting, store_refusing=True)
                 return
             elif (starting := self._starting_words()) is not None:
                 # "The daemon ... has not answered" was said of none: another process held the start lock.
-                since = f"{starting} and has not answered since an earlier flush gave it up"
+                since = f"{starting} and has not answered since this process gave it up"
             else:
-                since = f"the daemon at {path} has not answered since an earlier flush gave it up"
+                since = f"the daemon at {path} has not answered since this process gave it up"
             self._give_up_on_daemon(since, final=final, exiting=exiting)
             return
         start = time.monotonic()
@@ -319,11 +319,13 @@ class GiveUp(OnFullPolicy):
             spooled = self._spill.records
             held = self._pending_locked() - spooled
             added = self._spill.written - before
-            if final and not self._spill_requested and self._spill.unwritable is None and thread is not None and thread.is_alive():
+            if not self._spill_requested and self._spill.unwritable is None and thread is not None and thread.is_alive():
                 # The thread spooled what it was asked to; what other threads logged since (a
                 # system-metrics monitor logging through exit) goes to the spool with the close's
                 # final drain, next, or is counted late. It was said to be "lost: could not be
-                # moved to the spool file in time", of a spool that took it a moment later.
+                # moved to the spool file in time", of a spool that took it a moment later. In
+                # the middle of a job (a logging call giving a stalled daemon up) it follows to
+                # the spool the same way: not "held in memory".
                 held = self._ledger.unacked_events
         self._unannounced += max(0, added)
         if self._unannounced and (final or not self._gave_up_announced):

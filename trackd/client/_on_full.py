@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..protocol import CREATE_RUN, SET_TERMINATED, Record
 from ._config import DEFAULT_MAX_BUFFERED, DEFAULT_MAX_BUFFERED_BYTES
@@ -37,6 +37,11 @@ RUN_RECORD_SLACK = 64
 # every benchmark-like loop of a few million points and at every `trackd daemon stop` mid-loop,
 # blaming a healthy daemon. wandb and MLflow say nothing then either; `stats()["blocked_s"]` counts it.
 STALL_WARNING_AFTER = 2.0
+# A call that has waited while the daemon acknowledged nothing for TRACKD_CONNECT_TIMEOUT gives
+# it up (see _wait_for_room): the bound after which a daemon that does not answer a connection is
+# treated as gone, and the buffer spooled, so a stopped daemon and a missing one cost a logging
+# call the same. One daemon serves every job of a user: a SIGSTOP, a daemon stuck on a dead NFS
+# store or a deadlock froze them all, for as long as it lasted.
 _MIB = 1024 * 1024
 
 
@@ -45,38 +50,64 @@ class OnFullPolicy(SenderThread):
 
     # The byte bound's line was printed (apart from the event bound's: either may come first).
     _warned_bytes: bool
+    # A waiting call is giving the stalled daemon up (one at a time; see _wait_for_room).
+    _stall_give_up = False
+    # The line saying new events are dropped because neither the daemon nor the spool takes them.
+    _warned_stall_drop = False
+
+    if TYPE_CHECKING:
+        # GiveUp's: spool what the daemon has not acknowledged, and say so in one line.
+        def _give_up_on_daemon(
+            self, reason: str, *, final: bool = False, exiting: bool = False, store_refusing: bool = False,
+        ) -> None: ...
 
     def _on_full(self) -> None:
         """The event bound is reached: wait for room, or drop the newest records and count them."""
         if self.config.on_full == "drop":
-            with self._cond:
-                # Drop the newest records until there is room again (log_metrics appends several);
-                # a flush barrier is never dropped, or its flush() would wait for ever.
-                barriers: list[Record] = []
-                while len(self.buffer) >= self.config.max_buffered:
-                    try:
-                        record = self.buffer.pop()
-                    except IndexError:
-                        break
-                    if record[0] == BARRIER or (record[0] in _RUN_RECORDS and len(barriers) < RUN_RECORD_SLACK):
-                        barriers.append(record)  # kept, in order (see submit)
-                    else:
-                        self._dropped += 1
-                        self.buffered_bytes -= inline_size(record)
-                self.buffer.extend(reversed(barriers))
-                if self._drain_left is not None:
-                    self._drain_left = min(self._drain_left, len(self.buffer))
-                first = not self._warned_full
-                self._warned_full = True
-            if first:
+            if self._drop_newest():
                 warn(
                     f"the event buffer is full ({events(self.config.max_buffered)}) because {self._why_full()}; "
                     "new events are dropped and counted (TRACKD_ON_FULL=drop)."
                 )
             return
-        self._wait_for_room(
+        if not self._wait_for_room(
             lambda: len(self.buffer) < self.config.max_buffered or self._stopping, "_warned_full",
             lambda start: f"the event buffer is full ({events(self.config.max_buffered)}) because {self._why_full(start)}",
+        ) and self._drop_newest(stalled=True):
+            self._warn_stall_drop(f"the event buffer is full ({events(self.config.max_buffered)})")
+
+    def _drop_newest(self, *, stalled: bool = False) -> bool:
+        """Drop the newest records until the buffer has room, counting them; True the first time
+        (``stalled``: the first time a stalled daemon's buffer drops, under ``block``)."""
+        with self._cond:
+            # Drop the newest records until there is room again (log_metrics appends several);
+            # a flush barrier is never dropped, or its flush() would wait for ever.
+            barriers: list[Record] = []
+            while len(self.buffer) >= self.config.max_buffered:
+                try:
+                    record = self.buffer.pop()
+                except IndexError:
+                    break
+                if record[0] == BARRIER or (record[0] in _RUN_RECORDS and len(barriers) < RUN_RECORD_SLACK):
+                    barriers.append(record)  # kept, in order (see submit)
+                else:
+                    self._dropped += 1
+                    self.buffered_bytes -= inline_size(record)
+            self.buffer.extend(reversed(barriers))
+            if self._drain_left is not None:
+                self._drain_left = min(self._drain_left, len(self.buffer))
+            flag = "_warned_stall_drop" if stalled else "_warned_full"
+            first = not getattr(self, flag)
+            setattr(self, flag, True)
+        return first
+
+    def _warn_stall_drop(self, full: str) -> None:
+        """The one line (a sender) for events dropped under ``block``: the daemon was given up and
+        the spool file cannot be written either, and waiting for either could last for ever."""
+        warn(
+            f"{full} and neither the daemon at {self.config.socket_path}, given up for acknowledging nothing, "
+            f"nor the spool file takes events ({str(self._spill.unwritable).rstrip('.')}); new events are dropped and counted "
+            "until one of them does, rather than wait for ever (TRACKD_ON_FULL=block)."
         )
 
     def admit_artifact(self, record: Record, size: int) -> bool:
@@ -101,36 +132,68 @@ class OnFullPolicy(SenderThread):
                 warn(f"{self._bytes_full()}; new artifacts are dropped and counted (TRACKD_ON_FULL=drop).")
             self._poke_past_half()
             return admitted
-        self._wait_for_room(
+        if not self._wait_for_room(
             lambda: self._has_room(size), "_warned_bytes", self._bytes_full, poke=True,
             take=lambda: self._append_artifact(record, size),
-        )
+        ):
+            with self._cond:
+                self._dropped += 1
+                first, self._warned_stall_drop = not self._warned_stall_drop, True
+            if first:
+                self._warn_stall_drop(f"the event buffer holds its bound of inline artifact content ({self.config.max_buffered_bytes} bytes)")
+            return False
         self._poke_past_half()
         return True
 
     def _wait_for_room(
         self, has_room: Callable[[], bool], warned: Literal["_warned_full", "_warned_bytes"], why: Callable[[float], str],
         *, poke: bool = False, take: Callable[[], None] | None = None,
-    ) -> None:
+    ) -> bool:
         """Under ``block``: wait until ``has_room()`` (room, or stopping), then ``take()`` the room
-        under the same lock, so two threads never both take it.
+        under the same lock, so two threads never both take it; True then.
 
         Waits while the daemon acknowledges are the back-pressure the policy asks for: the one line
         (once a sender for each bound: the flag named by ``warned``) comes only once the daemon has
         said nothing for STALL_WARNING_AFTER while a call waits, with ``why(start)``'s words, and
         never while a daemon is being started (by this process or another): a start is no outage,
         and one that fails is, at once.
+
+        A daemon that has said nothing for TRACKD_CONNECT_TIMEOUT while a call waits is given up,
+        as a bounded flush gives it up (``_give_up_on_daemon``: its buffer and unacknowledged
+        batches go to the spool file, one line says how many): the call then has room. From then
+        until a daemon answers a new connection, a full buffer goes to the spool at once, quietly;
+        and if the spool file cannot be written either, False: the caller drops and counts the
+        newest events rather than wait for ever. Not while the daemon says its store refuses
+        writes: it answers, keeps the events and writes them once the store recovers, and this
+        process would reconnect to it at once and resend the spool into the same outage.
         ``poke``: wake the thread when there is no room, for the room only it makes (now, not at its
         next send interval).
         """
         start = time.monotonic()
         while True:
+            stalled: float | None = None
             with self._cond:
                 if poke and not has_room():
                     self._poke()
                 while not has_room():
+                    if self._spill.gave_up and not self._stall_give_up:
+                        if self._spill.unwritable is not None:
+                            self._blocked_s += time.monotonic() - start
+                            return False
+                        if not self._spill_requested:
+                            # Given up already: what filled the buffer since goes to the spool now,
+                            # not after another wait (the give-up line said what follows goes there).
+                            self._spill_requested = True
+                            self._poke()
+                    elif (
+                        not self._stall_give_up and not self._daemon_starting and self._store_outage is None
+                        and (silent := self._silent_for(start)) >= self.config.connect_timeout
+                    ):
+                        self._stall_give_up = True
+                        stalled = silent
+                        break  # to give it up outside the lock: the spill takes the lock, stderr may block
                     if (
-                        not getattr(self, warned) and not self._daemon_starting
+                        not getattr(self, warned) and not self._daemon_starting and not self._spill.gave_up
                         and self._silent_for(start) >= STALL_WARNING_AFTER
                     ):
                         setattr(self, warned, True)
@@ -141,8 +204,20 @@ class OnFullPolicy(SenderThread):
                     if take is not None:
                         take()
                     self._blocked_s += time.monotonic() - start
-                    return
-            warn(f"logging calls are waiting for room ({waited:.1f} s in all so far): {reason} (TRACKD_ON_FULL=block).")
+                    return True
+            if stalled is None:
+                warn(f"logging calls are waiting for room ({waited:.1f} s in all so far): {reason} (TRACKD_ON_FULL=block).")
+                continue
+            try:
+                self._give_up_on_daemon(
+                    f"the daemon at {self.config.socket_path} acknowledged nothing for {stalled:.0f} s while logging calls "
+                    f"waited for room (TRACKD_CONNECT_TIMEOUT={self.config.connect_timeout:g}): it may be stopped "
+                    "(SIGSTOP, a debugger), stuck writing to its disk or deadlocked"
+                )
+            finally:
+                with self._cond:
+                    self._stall_give_up = False
+                    self._cond.notify_all()
 
     def _has_room(self, size: int) -> bool:
         held = self.buffered_bytes

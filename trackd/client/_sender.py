@@ -6,7 +6,8 @@ thread wakes every ``flush_interval`` seconds (or early when the buffer grows), 
 buffered into numbered batches, sends them, and keeps each batch until the daemon acknowledges
 it as written, so a daemon that dies or restarts costs nothing: the batches are sent again.
 A daemon that stops answering without going away (SIGSTOP, a debugger, a stuck disk) is given up
-when a bounded flush (exit, end_run, close) runs out of time: the thread drops the connection and
+when a bounded flush (exit, end_run, close) runs out of time, or a logging call has waited for room
+through TRACKD_CONNECT_TIMEOUT of its silence: the thread drops the connection and
 moves everything not acknowledged to the spool file, and every wait on the socket can be cut
 short for that (``_transport.Interrupt``).
 
@@ -298,6 +299,10 @@ class Sender(GiveUp):
                     # will not answer this one sooner.)
                     reason, kept = self._still_at_work_reason()
                     self._give_up_on_daemon(reason, final=True, store_refusing=kept)
+                elif not thread.is_alive():
+                    # What the final drain spooled after the give-up's line (other threads logged
+                    # it meanwhile): counted in a line of its own, not only in the spool file.
+                    self._spill.announce_more()
             if self._dropped:
                 # The on-full line came at the first drop, before anyone knew how many would follow;
                 # a process that never calls flush() learnt the total nowhere but `trackd daemon status`.

@@ -67,6 +67,12 @@ class SenderThread(SenderState):
                 self._disconnected(None)
                 self._sleep(1.0)
             if self._stopping and self._transport is None:
+                if self._drain_left:
+                    # The records before close()'s mark go to the spool, as when an attempt to
+                    # connect fails: other threads logged them after a give-up's spill (the close
+                    # gave a stopped daemon up), and they were left in the buffer, neither sent,
+                    # spooled nor counted.
+                    self._spool_pending(gave_up_error(self.config.socket_path))
                 return
             # Stopping ends at the mark close() set, not at an empty buffer: a thread that goes on
             # logging (a 1 kHz system-metrics monitor) kept the buffer from ever emptying, so one

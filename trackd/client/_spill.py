@@ -7,7 +7,8 @@ bounded and a process that exits leaves its events for the next client or ``trac
 module makes that decision, owns the file while the client lives, and words the warnings and the
 error a waiting flush gets. The batches themselves are the sender's: it passes them in.
 
-A bounded flush that runs out of time (exit, end_run, close) gives the daemon up: it may be
+A bounded flush that runs out of time (exit, end_run, close), or a logging call that waited for
+room while the daemon acknowledged nothing for ``connect_timeout``, gives the daemon up: it may be
 stopped rather than gone, answering nothing while it accepts connections and bytes, and an
 exiting process must not take the events with it. From then until a daemon answers, the outage
 counts as a long one: events go to the spool and flushes are told where they are.
