@@ -221,6 +221,7 @@ def test_a_stopped_daemon_given_up_with_the_spool_disk_full_drops_and_counts_rat
     assert "No space left on device" in dropping[0], dropping[0]
     stats = json.loads(_line(child, "logged")[1])  # type: ignore[index]
     assert stats["dropped"] > 0
+    assert f"trackd: {stats['dropped']} events were dropped in all because the buffer was full and neither the daemon nor the spool file took them (TRACKD_ON_FULL=block)." in child.err, child.stderr()
     connected = _line(child, "connected")
     assert connected is not None
     steps = _mlflow_steps(store, connected[1])

@@ -306,7 +306,11 @@ class Sender(GiveUp):
             if self._dropped:
                 # The on-full line came at the first drop, before anyone knew how many would follow;
                 # a process that never calls flush() learnt the total nowhere but `trackd daemon status`.
-                warn(f"{events(self._dropped, 'were dropped')} in all because the buffer was full (TRACKD_ON_FULL=drop).")
+                warn(f"{events(self._dropped, 'were dropped')} in all because the buffer was full" + (
+                    " (TRACKD_ON_FULL=drop)." if self.config.on_full == "drop" else
+                    # Under block only a given-up daemon beside a spool that cannot be written drops.
+                    " and neither the daemon nor the spool file took them (TRACKD_ON_FULL=block)."
+                ))
             if not exiting:
                 warn_late(self.take_late(), "close()")
             # Only the sender thread uses the socket and reads the wake pipe: close them here
