@@ -400,7 +400,8 @@ def test_a_batch_no_daemon_can_decode_costs_its_spool_only_its_own_events(
             client.log_metric(run_id, "loss", float(step), step=step)
             with pytest.raises(DaemonUnavailable, match="1 event is spooled"):
                 client.flush(timeout=30)
-        client._sender.submit((RecordKind.ARTIFACT.value, run_id, "w.bin", None, "/tmp/w.bin", (1, "not an int")))
+        # With content, so that it ends its batch, as an inline artifact does: the batch it costs is its own.
+        client._sender.submit((RecordKind.ARTIFACT.value, run_id, "w.bin", b"w", None, (1, "not an int")))
         for step in steps[1:]:
             client.log_metric(run_id, "loss", float(step), step=step)
         with pytest.raises(DaemonUnavailable, match=f"{len(steps) + 1} events? (is|are) spooled"):

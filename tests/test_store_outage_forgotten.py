@@ -69,7 +69,7 @@ def test_a_store_written_while_this_process_was_away_is_not_blamed_at_exit(small
         filler.unlink()
         wait_for(lambda: query_status(aside)["backlog_records"] == 0, 60, message="the daemon to write what it held")
         os.rename(aside, sock)
-        lines = []
+        lines: list[str] = []
         while not (lines and "reconnected" in lines[-1]):
             line = child.stderr.readline()
             assert line, "\n".join(lines)
