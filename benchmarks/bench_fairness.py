@@ -11,7 +11,7 @@ with a fresh daemon in its own process (short socket path under /tmp, temporary 
   after each, as fast as the socket takes them, and reads its replies in a thread.
 - ``both``: the slowloris connections and the flooder.
 - ``artifact``: one process logs a ``--artifact-mib`` file with ``log_artifact`` and flushes, again
-  and again (a rank saving checkpoints); the daemon copies it from its path. The table's last
+  and again (a rank saving checkpoints); the daemon copies it from its path (``artifact_snapshot=False``). The table's last
   column counts the copies made while the flushes were measured (the neighbour's flushes returned).
 
 The flooder's points are real writes: the normal client's flush shares the writer thread with
@@ -64,7 +64,10 @@ CHECKPOINTER = r"""
 import sys, trackd
 from trackd.client import ClientConfig
 socket_path, store, source = sys.argv[1:4]
-with trackd.Client(store, config=ClientConfig(socket_path=socket_path, autostart=False)) as client:
+# By path (artifact_snapshot=False), as before snapshots: the question is the daemon's copy beside
+# a neighbour's writes, not the logging process's own copy at the call (bench_artifact_snapshot.py).
+config = ClientConfig(socket_path=socket_path, autostart=False, artifact_snapshot=False)
+with trackd.Client(store, config=config) as client:
     run_id = client.create_run("0").info.run_id
     print("logging", flush=True)
     while True:

@@ -282,7 +282,8 @@ def test_a_large_artifact_changed_after_log_artifact_is_refused_not_stored_with_
     # all three stored as the last one).
     source = tmp_path / "last.ckpt"
     source.write_bytes(b"epoch-1 " * (9 * 1024 * 1024 // 8))
-    client = Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False))
+    # By the file's own path (TRACKD_ARTIFACT_SNAPSHOT=0): a copy made at the call has a stamp of its own.
+    client = Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False, artifact_snapshot=False))
     try:
         run_id = client.create_run().info.run_id
         client.flush()
@@ -319,7 +320,8 @@ def test_a_large_artifact_dated_before_1970_is_stored_with_the_events_of_its_bat
     source = tmp_path / "old.bin"
     source.write_bytes(b"o" * (9 * 1024 * 1024))
     os.utime(source, ns=(-86_400_000_000_000, -86_400_000_000_000))
-    client = Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False))
+    # By the file's own path (TRACKD_ARTIFACT_SNAPSHOT=0): a copy made at the call has a stamp of its own.
+    client = Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False, artifact_snapshot=False))
     try:
         run_id = client.create_run().info.run_id
         client.log_metric(run_id, "loss", 0.5)
@@ -340,7 +342,8 @@ def test_a_large_artifact_only_touched_after_log_artifact_is_refused_saying_its_
     # which sent the user looking for a writer that never was.
     source = tmp_path / "same.bin"
     source.write_bytes(b"s" * (9 * 1024 * 1024))
-    client = Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False))
+    # By the file's own path (TRACKD_ARTIFACT_SNAPSHOT=0): a copy made at the call has a stamp of its own.
+    client = Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False, artifact_snapshot=False))
     try:
         run_id = client.create_run().info.run_id
         client.flush()

@@ -1,9 +1,11 @@
 """Artifact records: what ``log_artifact``, ``log_artifacts``, ``log_text`` and ``log_dict`` send.
 
 Files up to ``MAX_INLINE_ARTIFACT_SIZE`` travel with the event (read when the call is made, so the
-file may change as soon as it returns); larger ones travel as a path the daemon copies from. Every
-name, and every file's absolute path (any file may go by path), is checked before the first record
-is made, so a bad name in a directory logs none of it.
+file may change as soon as it returns); larger ones travel as a path the daemon copies from: of a
+copy made at the call (``_snapshot``, the default, so they too may change at once), or of the file
+itself (TRACKD_ARTIFACT_SNAPSHOT=0, or a copy that could not be made). Every name, and every file's
+absolute path (any file may go by path), is checked before the first record is made, so a bad name
+in a directory logs none of it.
 """
 
 from __future__ import annotations
@@ -13,32 +15,42 @@ import os
 import posixpath
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
 from ..protocol import ARTIFACT, ARTIFACT_FILE, ARTIFACT_FOLDER, ARTIFACT_PERMISSIONS, MAX_INLINE_ARTIFACT_SIZE, MAX_NAME_LENGTH
 from ..store import require_utf8, validate_artifact_path
+
+if TYPE_CHECKING:
+    from ._snapshot import Snapshots
 
 # (ARTIFACT, run_id, path, content, source_path, source_stamp, mode): see protocol RECORD_FIELDS.
 ArtifactRecord = tuple[int, str, str, bytes | None, str | None, tuple[int, int] | None, int | None]
 
 
 def file_records(
-    run_id: str, local_path: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None
+    run_id: str, local_path: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None,
+    snapshots: Snapshots | None = None,
 ) -> Iterator[ArtifactRecord]:
-    """The records that copy a file, or a directory as a subdirectory, under ``artifact_path``."""
+    """The records that copy a file, or a directory as a subdirectory, under ``artifact_path``.
+
+    A file over the inline limit is copied by ``snapshots`` as its record is made, if given, and
+    its record names the copy; else it names the file.
+    """
     source = Path(local_path)
     if source.is_dir():
-        return tree_records(run_id, source, _join(artifact_path, source.name))
+        return tree_records(run_id, source, _join(artifact_path, source.name), snapshots)
     if not source.is_file():
         raise InvalidArgument(f"Artifact {str(local_path)!r} is not a file or directory.")
-    return _records(run_id, [(source, _check_name(_join(artifact_path, source.name)))])
+    return _records(run_id, [(source, _check_name(_join(artifact_path, source.name)))], snapshots)
 
 
 def tree_records(
-    run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None
+    run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None,
+    snapshots: Snapshots | None = None,
 ) -> Iterator[ArtifactRecord]:
-    """The records that copy every file under ``local_dir``, keeping the tree, empty folders included."""
+    """The records that copy every file under ``local_dir``, keeping the tree, empty folders included
+    (large files through ``snapshots``, as ``file_records``)."""
     root = Path(local_dir)
     if not root.is_dir():
         raise InvalidArgument(f"Artifact directory {str(local_dir)!r} is not a directory.")
@@ -50,7 +62,7 @@ def tree_records(
         folders = [_check_name(_join(artifact_path, "").rstrip("/"))]
     else:
         folders = [_check_name(_join(artifact_path, path.relative_to(root).as_posix())) for path in empty]
-    records = _records(run_id, named)
+    records = _records(run_id, named, snapshots)
     return itertools.chain(records, ((ARTIFACT, run_id, name, None, None, None, ARTIFACT_FOLDER) for name in folders))
 
 
@@ -89,13 +101,9 @@ def artifact_file_name(artifact_file: str | os.PathLike[str]) -> str:
 
 
 def content_record(run_id: str, artifact_file: str, content: bytes) -> ArtifactRecord:
-    """The record that writes ``content`` (from ``log_text`` or ``log_dict``) as ``artifact_file``
-    (normalized by ``artifact_file_name``)."""
-    if len(content) > MAX_INLINE_ARTIFACT_SIZE:
-        raise InvalidArgument(
-            f"Artifact {artifact_file!r} is {len(content)} bytes; log_text and log_dict take at most "
-            f"{MAX_INLINE_ARTIFACT_SIZE} bytes (use log_artifact for larger files)."
-        )
+    """The record that writes ``content`` (from ``log_text`` or ``log_dict``, at most
+    MAX_INLINE_ARTIFACT_SIZE bytes: larger goes by path, ``_media.submit_content``) as
+    ``artifact_file`` (normalized by ``artifact_file_name``)."""
     # mode None: the store's default, as MLflow writes log_text's file (a new file, then copy2).
     return (ARTIFACT, run_id, artifact_file, content, None, None, None)
 
@@ -195,13 +203,14 @@ def _floats(text: Any) -> Any:
     return [_floats(item) for item in text] if isinstance(text, list) else float(text)
 
 
-def _records(run_id: str, files: list[tuple[Path, str]]) -> Iterator[ArtifactRecord]:
+def _records(run_id: str, files: list[tuple[Path, str]], snapshots: Snapshots | None) -> Iterator[ArtifactRecord]:
     # Every source path is checked up front, the small files' too: any file may go by path (one
     # that grows past the inline limit after it is sized), and a long path found then raised
     # partway through a folder, which was left part logged. Contents are read one file at a time,
     # as the records are buffered, so a directory is never all in memory at once.
     # A large file's size and mtime when logged go with its path (source_stamp): the daemon
-    # copies it later, and refuses a file changed since rather than store the later content.
+    # copies it later, and refuses a file changed since rather than store the later content (the
+    # snapshot's, made at the call, or the file's own when it goes by its path).
     # Its mode goes with it too (whichever way it travels): MLflow's shutil.copy2 keeps a file's
     # permission bits, and trackd wrote every artifact 0644, a logged script no longer executable.
     infos = [source.stat() for source, _ in files]
@@ -209,14 +218,16 @@ def _records(run_id: str, files: list[tuple[Path, str]]) -> Iterator[ArtifactRec
     modes = [_file_mode(info) for info in infos]
     for source, _ in files:
         _check_source_path(source)
-    return _read(run_id, files, stamps, modes)
+    return _read(run_id, files, stamps, modes, snapshots)
 
 
 def _file_mode(info: os.stat_result) -> int:
     return ARTIFACT_FILE | (info.st_mode & ARTIFACT_PERMISSIONS)
 
 
-def _read(run_id: str, files: list[tuple[Path, str]], stamps: list[tuple[int, int]], modes: list[int]) -> Iterator[ArtifactRecord]:
+def _read(
+    run_id: str, files: list[tuple[Path, str]], stamps: list[tuple[int, int]], modes: list[int], snapshots: Snapshots | None
+) -> Iterator[ArtifactRecord]:
     for (source, name), stamp, mode in zip(files, stamps, modes):
         if stamp[0] <= MAX_INLINE_ARTIFACT_SIZE:
             # At most one byte past the limit: a file that grew by gigabytes since it was sized
@@ -232,7 +243,15 @@ def _read(run_id: str, files: list[tuple[Path, str]], stamps: list[tuple[int, in
             del content
             info = source.stat()
             stamp, mode = (info.st_size, info.st_mtime_ns), _file_mode(info)
-        yield (ARTIFACT, run_id, name, None, str(source.absolute()), stamp, mode)
+        # Copied now, as MLflow's log_artifact copies before it returns: the daemon copies the
+        # file later, and a model saved in a TemporaryDirectory, or a last.ckpt rewritten each
+        # epoch, was gone or changed by then (see _snapshot).
+        taken = snapshots.take(source, name) if snapshots is not None else None
+        if taken is not None:
+            copy_path, copy_stamp, info = taken
+            yield (ARTIFACT, run_id, name, None, copy_path, copy_stamp, _file_mode(info))
+        else:
+            yield (ARTIFACT, run_id, name, None, str(source.absolute()), stamp, mode)
 
 
 def _check_source_path(source: Path) -> None:

@@ -63,7 +63,7 @@ from ..store import (
 )
 from ._tag_limits import RUN_TAGS_INSTEAD, require_tag_value_fits, require_tags_fit
 from ._long_values import Truncations
-from ._artifacts import artifact_file_name, content_record, dict_content, file_records, tree_records
+from ._artifacts import artifact_file_name, dict_content, file_records, tree_records
 from ._config import ClientConfig, resolve_tracking_uri
 from . import _lifecycle
 from ._lifecycle import LIVE_CLIENTS, SENDERS, ClientState, install_sigterm_handler, prepare_multiprocessing_child
@@ -342,31 +342,43 @@ class Client(ClientReads):
     def log_artifact(self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None = None) -> None:
         """Copy a file (or a directory, as a subdirectory) into the run's artifacts.
 
-        Files up to 8 MiB are read now and travel with the event, so the file may change or be
-        deleted as soon as this returns. Larger files are copied by the daemon from ``local_path``,
-        which must stay in place until flush() returns.
+        The file may change or be deleted as soon as this returns, as with MLflow: files up to
+        8 MiB are read now and travel with the event; larger ones are copied now into the media
+        folder, which the daemon copies from. With TRACKD_ARTIFACT_SNAPSHOT=0 (or when that copy
+        cannot be made, said in one line) the daemon copies from ``local_path`` itself, which must
+        then stay unchanged until flush() returns.
         """
         self._check_run(run_id)
-        for record in file_records(run_id, local_path, artifact_path):
-            self._sender.submit_artifact(record)
+        from ._media import call_snapshots
+
+        with call_snapshots(self) as snapshots:
+            for record in file_records(run_id, local_path, artifact_path, snapshots):
+                self._sender.submit_artifact(record)
 
     def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None = None) -> None:
-        """Copy every file under ``local_dir`` into the run's artifacts, keeping the tree."""
+        """Copy every file under ``local_dir`` into the run's artifacts, keeping the tree (see log_artifact)."""
         self._check_run(run_id)
-        for record in tree_records(run_id, local_dir, artifact_path):
-            self._sender.submit_artifact(record)
+        from ._media import call_snapshots
+
+        with call_snapshots(self) as snapshots:
+            for record in tree_records(run_id, local_dir, artifact_path, snapshots):
+                self._sender.submit_artifact(record)
 
     def log_text(self, run_id: str, text: str, artifact_file: str | os.PathLike[str]) -> None:
-        """Write ``text`` (UTF-8) as an artifact file."""
+        """Write ``text`` (UTF-8) as an artifact file, of any size."""
         self._check_run(run_id)
+        from ._media import submit_content
+
         name = artifact_file_name(artifact_file)
-        self._sender.submit_artifact(content_record(run_id, name, validate_artifact_text(name, text)))
+        submit_content(self, run_id, name, validate_artifact_text(name, text))
 
     def log_dict(self, run_id: str, dictionary: Mapping[str, Any], artifact_file: str | os.PathLike[str]) -> None:
         """Write a dict as JSON (``.json``, indented as MLflow does) or YAML (``.yaml``/``.yml``)."""
         self._check_run(run_id)
+        from ._media import submit_content
+
         name = artifact_file_name(artifact_file)
-        self._sender.submit_artifact(content_record(run_id, name, dict_content(dictionary, name)))
+        submit_content(self, run_id, name, dict_content(dictionary, name))
 
     def log_figure(
         self, run_id: str, figure: Any, artifact_file: str | os.PathLike[str], *, save_kwargs: Mapping[str, Any] | None = None,

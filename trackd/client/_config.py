@@ -57,6 +57,7 @@ def _is_number(value: object) -> bool:
 _SECONDS_ABOVE_ZERO = (lambda v: _is_number(v) and 0 < v <= MAX_SECONDS, f"a number of seconds above 0, at most {MAX_SECONDS:.0f}")
 _SECONDS = (lambda v: _is_number(v) and 0 <= v <= MAX_SECONDS, f"a number of seconds, 0 or more, at most {MAX_SECONDS:.0f}")
 _AT_LEAST_ONE = (lambda v: type(v) is int and v >= 1, "a whole number of at least 1")
+_BOOL = (lambda v: type(v) is bool, f"one of {', '.join(AUTOSTART_ON + AUTOSTART_OFF)} (any case)")
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     # The sender thread waits this long in poll(): 0 would spin, a negative value raises there.
     "flush_interval": _SECONDS_ABOVE_ZERO,
@@ -69,7 +70,8 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "exit_timeout": _SECONDS,
     # 0 could never complete a handshake: every event would be spooled with a healthy daemon.
     "connect_timeout": _SECONDS_ABOVE_ZERO,
-    "autostart": (lambda v: type(v) is bool, f"one of {', '.join(AUTOSTART_ON + AUTOSTART_OFF)} (any case)"),
+    "autostart": _BOOL,
+    "artifact_snapshot": _BOOL,
 }
 
 
@@ -106,6 +108,7 @@ _ENV_FIELDS: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TRACKD_EXIT_TIMEOUT", "exit_timeout", _parse_float),
     ("TRACKD_CONNECT_TIMEOUT", "connect_timeout", _parse_float),
     ("TRACKD_AUTOSTART", "autostart", _parse_bool),
+    ("TRACKD_ARTIFACT_SNAPSHOT", "artifact_snapshot", _parse_bool),
 )
 
 
@@ -114,7 +117,7 @@ class ClientConfig(Value):
 
     __slots__ = (
         "socket_path", "flush_interval", "max_buffered", "max_buffered_bytes", "max_unacked_bytes", "max_unacked_events", "on_full",
-        "exit_timeout", "connect_timeout", "autostart", "spool_dir",
+        "exit_timeout", "connect_timeout", "autostart", "artifact_snapshot", "spool_dir",
     )
 
     def __init__(
@@ -130,6 +133,11 @@ class ClientConfig(Value):
         exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         autostart: bool = True,
+        # Copy a file over MAX_INLINE_ARTIFACT_SIZE at log_artifact(s), into the media folder beside
+        # the spool, for the daemon to copy from (MLflow copies before it returns: a ported script
+        # deletes or rewrites the file at once). False: the daemon copies from the file itself,
+        # which must stay unchanged until flush() returns (a file too large to copy twice).
+        artifact_snapshot: bool = True,
         # Where events go while no daemon can be reached (delivered later, or by `trackd sync`).
         spool_dir: Path | None = None,
     ) -> None:
@@ -144,6 +152,7 @@ class ClientConfig(Value):
         self.exit_timeout = exit_timeout
         self.connect_timeout = connect_timeout
         self.autostart = autostart
+        self.artifact_snapshot = artifact_snapshot
         self.spool_dir: Path = default_spool_dir() if spool_dir is None else spool_dir
         for field, (accepts, expected) in _CHECKS.items():
             value = getattr(self, field)

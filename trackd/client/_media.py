@@ -1,4 +1,5 @@
-"""Artifacts made from an object, as MLflow's client makes them: ``log_figure`` and ``log_image``.
+"""Artifact files trackd makes in the media folder: ``log_figure`` and ``log_image``, ``log_text`` and
+``log_dict`` over the inline limit, and the snapshots ``log_artifact(s)`` takes of large files.
 
 MLflow saves the object into a file in a temporary folder and logs that file under the
 ``artifact_file``'s folder (``MlflowClient._log_artifact_helper``); trackd does the same, through
@@ -15,7 +16,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ._artifacts import artifact_file_name, file_records
+from ..protocol import MAX_INLINE_ARTIFACT_SIZE
+from ._artifacts import artifact_file_name, content_record, file_records
+from ._snapshot import Snapshots
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -61,6 +64,38 @@ def saved_artifact(client: Client, run_id: str, artifact_file: str | os.PathLike
             shutil.rmtree(temporary, ignore_errors=True)
     if by_path:
         client._sender.remove_once_written(temporary)
+
+
+def submit_content(client: Client, run_id: str, artifact_file: str, content: bytes) -> None:
+    """Log ``content`` (``log_text``, ``log_dict``) as ``artifact_file``: in its record up to
+    MAX_INLINE_ARTIFACT_SIZE, else saved to a file of the media folder and sent by path, as a large
+    figure is. (MLflow writes any size; over 8 MiB was refused here, and an evaluation script that
+    dumped its predictions at its end raised there.)"""
+    if len(content) <= MAX_INLINE_ARTIFACT_SIZE:
+        client._sender.submit_artifact(content_record(run_id, artifact_file, content))
+        return
+    with saved_artifact(client, run_id, artifact_file) as path, open(path, "wb") as file:
+        file.write(content)
+
+
+@contextmanager
+def call_snapshots(client: Client) -> Iterator[Snapshots | None]:
+    """The ``Snapshots`` of one ``log_artifact(s)`` call (None with TRACKD_ARTIFACT_SNAPSHOT=0);
+    their folder goes once the daemon has written the records, as a large figure's does."""
+    sender = client._sender
+    if not sender.config.artifact_snapshot:
+        yield None
+        return
+    taken = Snapshots(sender.media, sender.store_root)
+    try:
+        yield taken
+    finally:
+        if taken.folder is not None and taken.taken:
+            sender.remove_once_written(taken.folder)
+        elif taken.folder is not None:
+            import shutil
+
+            shutil.rmtree(taken.folder, ignore_errors=True)  # made, but nothing copied into it
 
 
 def save_figure(figure: Any, path: str, artifact_file: str | os.PathLike[str], save_kwargs: Mapping[str, Any] | None) -> None:

@@ -1,7 +1,8 @@
-"""Where ``log_figure`` and ``log_image`` save a file the daemon copies by path, and who removes it.
+"""Where trackd keeps a file the daemon copies by path until it has, and who removes it.
 
 A figure over MAX_INLINE_ARTIFACT_SIZE travels as a path (``_media.saved_artifact``), so its file
-must stay until the daemon has copied it. It is saved in a folder of its own inside the client's
+must stay until the daemon has copied it; so do ``log_text`` and ``log_dict`` content over that
+size, and the copy of a large file ``log_artifact(s)`` makes at the call (``_snapshot``). It is saved in a folder of its own inside the client's
 media folder, ``<spool dir>/<client id>.media/``, beside the client's spool file, and removed by
 whoever knows the copy is made:
 
@@ -33,7 +34,7 @@ from ._outbox import Request
 from ._spool import SPOOL_DIR_ENV, spool_file
 
 MEDIA_SUFFIX = ".media"
-# A new folder in a media folder: one per figure saved.
+# A new folder in a media folder: one per figure saved, or per logging call that copies large files.
 FOLDER_PREFIX = "trackd-artifact-"
 # Tries to make and lock a media folder that a delivery keeps removing as orphaned meanwhile.
 MAX_LOCK_TRIES = 10
@@ -51,18 +52,25 @@ class MediaFolders:
         self._spool_dir = spool_dir
         self._path = media_folder(spool_dir, client_id)
         self._fd = -1
-        # (folder, the barrier behind its record): removed once the barrier is answered.
+        # (folder, the barrier behind its records): removed once the barrier is answered.
         self._waiting: list[tuple[str, Request]] = []
 
-    def new_folder(self) -> str:
+    def new_folder(self, *, in_temp_if_refused: bool = True) -> str:
         """A new folder to save a figure in; in the temporary directory if the spool folder cannot
-        hold it (not private, read-only), as before: then nothing removes it if it is spooled."""
+        hold it (not private, read-only), as before: then nothing removes it if it is spooled.
+
+        Snapshots of large files (``_snapshot``) pass ``in_temp_if_refused=False`` and get the
+        OSError: the file they copy is there to send by its own path, and /tmp is often a tmpfs,
+        in memory, where a checkpoint's copy does not belong.
+        """
         import tempfile  # here: a process that logs no figure does not load it
 
         try:
             self._hold()
             return tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=self._path)
         except OSError:
+            if not in_temp_if_refused:
+                raise
             return tempfile.mkdtemp(prefix=FOLDER_PREFIX)
 
     def _hold(self) -> None:
@@ -126,7 +134,9 @@ def remove_delivered(directory: Path, client_id: str) -> None:
 def has_media_folders(directory: Path) -> bool:
     """Whether ``directory`` holds any media folder (one that ``remove_orphaned`` may remove)."""
     try:
-        return any(entry.name.endswith(MEDIA_SUFFIX) for entry in os.scandir(directory))
+        # Closed here: any() stops at the first, and an iterator left open warned ResourceWarning.
+        with os.scandir(directory) as entries:
+            return any(entry.name.endswith(MEDIA_SUFFIX) for entry in entries)
     except OSError:
         return False
 

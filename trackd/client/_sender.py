@@ -217,6 +217,9 @@ class Sender(GiveUp):
             return self._report()
         req = self._append_barrier()
         self._wait(req, timeout, stop_waiting, patient=patient, start=start)
+        # Their barriers are answered before this one: the media folders written go now. (A forked
+        # child that ends with flush() and os._exit left its copies for the next delivery to find.)
+        self._remove_written_folders()
         if take_failures:
             self._raise_failures()
         return self._report()
