@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,6 +71,8 @@ class Snapshots:
         target_path = None
         try:
             info = os.fstat(opened)
+            if not stat.S_ISREG(info.st_mode):
+                return None  # swapped for a device or FIFO since it was sized: the daemon refuses it by path
             if self.folder is None:
                 self.folder = self._media.new_folder(in_temp_if_refused=False)
             target_path = os.path.join(self.folder, str(self.taken))
