@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "daemon, starting one if there is a spool file and none answers; a spool whose process is still running is left to that process. "
         "A spool damaged part way has what comes before the damage delivered, once, and the rest set aside as "
         "<id>.undeliverable.spool; exits 1 if a spool could not be delivered, or only in part. A delivered spool's "
-        "large figures (<id>.media/, files the daemon copied by path) are removed with it, and so are media folders "
+        "large files (<id>.media/: figures, text and copies of artifacts over 8 MiB, which the daemon copied by path) are removed with it, and so are media folders "
         "no spool file waits for and no running process holds.",
     )
     sync.add_argument("--socket", help=socket_help)
@@ -541,7 +541,7 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *
 def _remove_orphaned_media(spool_dir: Path) -> None:
     """Remove, and say, the media folders no spool file waits for and no process holds."""
     for folder in remove_orphaned(spool_dir):
-        print(f"{folder}: removed, large figures of an exited process that no spool file waits for (copied, or lost)")
+        print(f"{folder}: removed, large files (figures, text, copies of artifacts) of an exited process that no spool file waits for (copied, or lost)")
 
 
 def _alive(pid: int) -> bool:
