@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -240,3 +241,54 @@ def test_a_spooled_snapshot_waits_beside_the_spool_and_trackd_sync_stores_it_the
     finally:
         assert daemon.stop() == 0, daemon.log()
     assert not os.path.exists(source)
+
+
+@contextlib.contextmanager
+def _xfs_with_reflinks(folder: Path) -> Iterator[Path]:
+    """An XFS filesystem (reflink=1) in a sparse image, loop-mounted on ``folder`` for the block;
+    skips the test where mkfs.xfs is missing or mounting is not allowed."""
+    if shutil.which("mkfs.xfs") is None:
+        pytest.skip("mkfs.xfs is not installed (xfsprogs)")
+    image = folder.with_suffix(".img")
+    with open(image, "wb") as file:
+        file.truncate(512 * MIB)  # sparse; XFS wants 300 MB at least
+    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], check=True, capture_output=True)
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a loop device here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        # Lazily: this process keeps its media folder open (locked) until it exits.
+        subprocess.run(["umount", "-l", str(folder)], check=True, capture_output=True)
+
+
+def _used_bytes(folder: Path) -> int:
+    os.sync()
+    disk = os.statvfs(folder)
+    return (disk.f_blocks - disk.f_bfree) * disk.f_frsize
+
+
+def test_on_a_filesystem_that_shares_extents_the_copy_at_the_call_is_a_reflink(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # FICLONE: the copy takes no room and no time whatever the file's size, and still keeps the
+    # content it had at the call when the file is rewritten in place (the filesystem unshares).
+    with _xfs_with_reflinks(tmp_path / "xfs") as xfs:
+        source = xfs / "last.ckpt"
+        source.write_bytes(b"1" * (64 * MIB))
+        config = ClientConfig(socket_path=daemon.paths.socket, autostart=False, spool_dir=xfs / "spool")
+        with Client(store, config=config) as client:
+            run_id = client.create_run().info.run_id
+            client.flush()
+            with _paused(daemon):  # the daemon's copy waits: only the snapshot exists meanwhile
+                before = _used_bytes(xfs)
+                client.log_artifact(run_id, source)
+                grown = _used_bytes(xfs) - before
+                with open(source, "r+b") as rewrite:
+                    rewrite.write(b"2" * (64 * MIB))
+            client.flush()
+        assert grown < 4 * MIB, f"the copy at the call took {grown} bytes of a 64 MiB file: not a reflink"
+        assert _artifact(store, run_id, "last.ckpt") == b"1" * (64 * MIB)
+        assert _media_left(xfs / "spool") == []
