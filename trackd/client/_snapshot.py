@@ -76,7 +76,6 @@ class Snapshots:
             if self.folder is None:
                 self.folder = self._media.new_folder(in_temp_if_refused=False)
             target_path = os.path.join(self.folder, str(self.taken))
-            self._check_room(info.st_size)
             # The record carries the path as UTF-8 text, of at most MAX_NAME_LENGTH characters.
             if len(target_path) > MAX_NAME_LENGTH:
                 raise OSError(errno.ENAMETOOLONG, f"its path would have {len(target_path)} characters, over {MAX_NAME_LENGTH}")
@@ -87,7 +86,10 @@ class Snapshots:
                     raise OSError(errno.EILSEQ, "the media folder's path is not UTF-8") from None
             target = os.open(target_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                copy_contents(opened, target, info.st_size)
+                cloned = _clone(opened, target)
+                if not cloned:  # a reflink takes no room: only a copy of the data is checked for it
+                    self._check_room(info.st_size)
+                copy_contents(opened, target, info.st_size, cloned=cloned)
                 copied = os.fstat(target)
             finally:
                 os.close(target)
@@ -126,16 +128,15 @@ class Snapshots:
             raise OSError(errno.ENOSPC, f"the copy {copies}needs {needed} bytes, and {free} are free")
 
 
-def copy_contents(source: int, target: int, size: int) -> None:
-    """Copy the file open as ``source`` (``size`` bytes when opened) into the empty ``target``.
+def copy_contents(source: int, target: int, size: int, *, cloned: bool) -> None:
+    """Copy the file open as ``source`` (``size`` bytes when opened) into the empty ``target``,
+    or into ``target`` made a reflink of it already (``cloned``: ``_clone`` succeeded).
 
     The fast ways copy ``size`` bytes; what follows, up to the end of the file, is copied by reads:
     a file that grew since (a log still written) is copied to its end, as shutil.copy2 does, and
     a /proc file, whose size 0 is not its content, is copied whole.
     """
-    copied = 0
-    if _clone(source, target):
-        copied = os.fstat(target).st_size
+    copied = os.fstat(target).st_size if cloned else 0
     if copied < size and hasattr(os, "copy_file_range"):
         copied = _copy_file_range(source, target, copied, size)
     if copied < size and sys.platform.startswith("linux"):
