@@ -93,10 +93,12 @@ _HINTS = {
     "autolog": "trackd logs what your code logs; call trackd.log_metric() and friends",
     "log_stream": "write the stream to a file and trackd.log_artifact() it",
     "enable_system_metrics_logging": "trackd logs no system metrics; log them with trackd.log_metrics() from a thread",
-    # get_artifact_uri gives a file:// URI for a store made through one (as MLflow's does), which open() takes as a relative path.
+    # get_artifact_uri gives a plain path for a store set as one, a file:// URI otherwise (as MLflow's
+    # does), which open() takes as a relative path.
     "load_table": (
-        "read the JSON file at the local path of trackd.get_artifact_uri(artifact_file) (of a file:// URI, "
-        "urllib.request.url2pathname(urllib.parse.urlparse(uri).path)), or use mlflow.load_table on the same ./mlruns"
+        "read the JSON file at trackd.get_artifact_uri(artifact_file) (a path when the tracking URI is a path; "
+        "of a file:// URI, its local path: urllib.request.url2pathname(urllib.parse.urlparse(uri).path)), "
+        "or use mlflow.load_table on the same ./mlruns"
     ),
     **{name: _USE_MLFLOW for name in (
         "delete_run", "delete_experiment", "restore_run", "restore_experiment", "set_experiment_tag",

@@ -12,7 +12,6 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from ..errors import (
@@ -36,7 +35,7 @@ from ..protocol import (
     GetExperiment,
 )
 from ..store._entities import RUN_NAME_TAG
-from ..store._layout import resolve_local_uri
+from ..store._layout import artifact_uri_for_run, experiment_location, resolve_local_uri
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
     MAX_PARAM_VALUE_LENGTH,
@@ -64,7 +63,7 @@ from ..store import (
 from ._tag_limits import RUN_TAGS_INSTEAD, require_tag_value_fits, require_tags_fit
 from ._long_values import Truncations
 from ._artifacts import artifact_file_name, dict_content, file_records, tree_records
-from ._config import ClientConfig, resolve_tracking_uri
+from ._config import ClientConfig, resolve_store_uri, store_root_of
 from . import _lifecycle
 from ._lifecycle import LIVE_CLIENTS, SENDERS, ClientState, install_sigterm_handler, prepare_multiprocessing_child
 from ._names import random_id, random_run_name
@@ -93,14 +92,17 @@ class Client(ClientReads):
             from ._fluent import get_tracking_uri
 
             tracking_uri = get_tracking_uri()
-        self.tracking_uri = validate_store_root(resolve_tracking_uri(tracking_uri))
+        # The store's URI in MLflow's form (see resolve_store_uri), under which the daemon makes
+        # this client's new experiments; tracking_uri is its folder.
+        self.artifact_root = resolve_store_uri(tracking_uri)
+        self.tracking_uri = validate_store_root(store_root_of(self.artifact_root))
         self.config = config if config is not None else ClientConfig.from_env()
         self.state = ClientState.OPEN
         # Set once close() has finished; RunOperations.wait() waits for a close another thread began.
         self._close_done = threading.Event()
         self._closing_pid = 0
         # One sender per store and config, shared by its Clients (see _lifecycle.SENDERS).
-        self._sender_key = (self.tracking_uri, *self.config._values())
+        self._sender_key = (self.tracking_uri, self.artifact_root, *self.config._values())
         self._reader = StoreReader(self.tracking_uri)
         self._good_keys: set[str] = set()
         self._known_runs: set[str] = set()
@@ -108,7 +110,7 @@ class Client(ClientReads):
         with _lifecycle.SENDERS_LOCK:
             sender = SENDERS.get(self._sender_key)
             if sender is None:
-                sender = SENDERS[self._sender_key] = Sender(self.config, self.tracking_uri)
+                sender = SENDERS[self._sender_key] = Sender(self.config, self.tracking_uri, self.artifact_root)
             # In a forked child the sender calls _after_fork_in_child of its users, after it
             # reset itself (a fork hook per Client would pile up with clients made per call).
             sender.users.add(self)
@@ -199,7 +201,7 @@ class Client(ClientReads):
         self._known_runs.add(run_id)
         info = RunInfo(
             run_id=run_id, experiment_id=experiment_id, run_name=name, user_id=user_id, status=RunStatus.RUNNING.name,
-            start_time=start_ms, end_time=None, artifact_uri=f"{artifact_location}/{run_id}/artifacts",
+            start_time=start_ms, end_time=None, artifact_uri=artifact_uri_for_run(artifact_location, run_id),
             lifecycle_stage="active",
         )
         return Run(info=info, data=RunData(metrics={}, params={}, tags=dict(str_tags)))
@@ -541,8 +543,9 @@ class Client(ClientReads):
         except ExperimentNotFound:
             if experiment_id != DEFAULT_EXPERIMENT_ID:
                 raise
-            # Experiment 0 is made by the daemon when it first opens a new store.
-            return Path(self.tracking_uri, DEFAULT_EXPERIMENT_ID).as_uri()
+            # Experiment 0 is made by the daemon when it first opens a new store, under the
+            # artifact root this client's Hello gives it.
+            return experiment_location(self.artifact_root, DEFAULT_EXPERIMENT_ID)
 
 
 def _now_ms() -> int:

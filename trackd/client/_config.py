@@ -176,7 +176,24 @@ class ClientConfig(Value):
 
 
 def resolve_tracking_uri(uri: str | os.PathLike[str] | None = None) -> str:
-    """The absolute store path: ``uri``, else TRACKD_TRACKING_URI, else a path-like MLFLOW_TRACKING_URI, else ./mlruns."""
+    """The absolute store path: the folder of ``resolve_store_uri(uri)``."""
+    return store_root_of(resolve_store_uri(uri))
+
+
+def store_root_of(store_uri: str) -> str:
+    """The absolute folder a URI from ``resolve_store_uri`` names."""
+    return str(Path(uri_to_path(store_uri)).absolute())
+
+
+def resolve_store_uri(uri: str | os.PathLike[str] | None = None) -> str:
+    """The store's URI as MLflow resolves it: ``uri``, else TRACKD_TRACKING_URI, else a path-like
+    MLFLOW_TRACKING_URI, else MLflow's default ``file:///<cwd>/mlruns``.
+
+    MLflow's file store puts new experiments under this URI (``FileStore(store_uri, store_uri)``
+    makes it the artifact root), in its form: a plain path gives plain paths, a ``file:`` URI gives
+    ``file:`` URIs. A relative one is made absolute in this folder (MLflow's resolve_uri_if_local),
+    so the store stays the same after a chdir and in a child started elsewhere.
+    """
     variable = None  # the environment variable the URI came from, if any
     if uri is None and (uri := os.environ.get("TRACKD_TRACKING_URI") or None) is not None:
         variable = "TRACKD_TRACKING_URI"
@@ -187,14 +204,21 @@ def resolve_tracking_uri(uri: str | os.PathLike[str] | None = None) -> str:
         elif mlflow_uri:
             _warn_server_uri_skipped(mlflow_uri)
     if uri is None:
-        uri = "mlruns"
+        # MLflow 2's default, and 3's when ./mlruns holds experiments: path_to_local_file_uri(abspath("mlruns")).
+        return Path("mlruns").absolute().as_uri()
+    if not isinstance(uri, str):
+        # MLflow's set_tracking_uri turns a pathlib.Path into uri.absolute().resolve().as_uri().
+        return Path(os.fspath(uri)).absolute().resolve().as_uri()
+    from ..store._layout import resolve_local_uri
+
     try:
-        return str(Path(uri_to_path(os.fspath(uri))).absolute())
+        uri_to_path(uri)  # refuses other schemes, and file: URIs naming another host
     except ValueError as exc:
         if variable is None:
             raise
         # The code set no URI: say where this one came from.
         raise ValueError(f"Environment variable {variable}={uri!r} is not valid: {exc}") from None
+    return resolve_local_uri(uri)
 
 
 _warned_server_uri = False

@@ -180,7 +180,7 @@ def _send_spool(
     """
     # A Hello of this version: the frames decoded with today's protocol, so they are valid now,
     # and a spool written by an older trackd is delivered after an upgrade instead of refused.
-    hello = make_hello(reader.hello.client_id, reader.hello.store_root)
+    hello = make_hello(reader.hello.client_id, reader.hello.store_root, reader.hello.artifact_root)
     transport, protocol, welcome = handshake(socket_path, hello, timeout=timeout)
     try:
         # Bounded like the wait below: a daemon that stops reading (SIGSTOP, a store whose

@@ -154,16 +154,17 @@ def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
     """Log to this ./mlruns path (or ``file:`` URI) from now on, here and, through
     TRACKD_TRACKING_URI and MLFLOW_TRACKING_URI, in the processes this one starts."""
     global _tracking_uri, _client, _last_main_run
-    from ._config import resolve_tracking_uri
+    from ._config import resolve_store_uri
 
     retired = None
     with _lock:
-        _tracking_uri = resolve_tracking_uri(uri)
+        # Absolute, in the form given: a plain path, or a file: URI (see resolve_store_uri).
+        _tracking_uri = resolve_store_uri(uri)
         _last_main_run = None  # a run of the old store: another thread logs to a new one meanwhile
         # As MLflow's set_tracking_uri: processes this one starts (spawn children, subprocesses,
         # MLflow itself) use the same store. Absolute, so a child in another folder does too.
         os.environ["TRACKD_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"] = _tracking_uri
-        if _client is not None and _client.tracking_uri != _tracking_uri:
+        if _client is not None and _client.artifact_root != _tracking_uri:
             # The old client's active runs end through it (end_run closes it after the last).
             # One with none is closed now: a test suite pointing each test at its own store kept
             # a sender thread and a daemon connection per store until exit, and past the daemon's
@@ -176,14 +177,16 @@ def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
 
 
 def get_tracking_uri() -> str:
-    """The absolute store path this process logs to: the fluent API's store once it is in use
-    (fixed at its first use, even if the working folder changed since), else the one it would use."""
-    from ._config import resolve_tracking_uri
+    """The store this process logs to, as MLflow's: the URI set (or in the environment) in its
+    form, a plain path or a ``file:`` URI, else ``file:///<cwd>/mlruns``. Absolute: the fluent
+    API's store once it is in use (fixed at its first use, even if the working folder changed
+    since), else the one it would use."""
+    from ._config import resolve_store_uri
 
     client = _client
     if client is not None and client.state is ClientState.OPEN:
-        return client.tracking_uri
-    return resolve_tracking_uri(_tracking_uri)
+        return client.artifact_root
+    return resolve_store_uri(_tracking_uri)
 
 
 def get_client() -> Client:

@@ -7,7 +7,6 @@ in _fluent."""
 from __future__ import annotations
 
 import os
-import posixpath
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -121,7 +120,8 @@ def log_table(data: Any, artifact_file: str | os.PathLike[str], run_id: str | No
 
 def get_artifact_uri(artifact_path: str | None = None) -> str:
     """The active run's artifact root URI, joined with ``artifact_path`` as MLflow's
-    (``file:///.../<run_id>/artifacts/<artifact_path>``); starts a run if none is active, as MLflow's.
+    (``/.../<run_id>/artifacts/<artifact_path>`` for a store set as a plain path,
+    ``file:///...`` for one set as a ``file:`` URI or by default); starts a run if none is active, as MLflow's.
 
     Known from the run's start: it never waits for the daemon.
     """
@@ -131,24 +131,11 @@ def get_artifact_uri(artifact_path: str | None = None) -> str:
         late = (active_run(), _fluent._run_ended_at_exit, _fluent._last_main_run)
         active = next(run for run in late if run is not None and run.run_id == run_id)
     root = active.info.artifact_uri
-    return root if artifact_path is None else _append_to_uri_path(root, artifact_path)
+    if artifact_path is None:
+        return root
+    from ..store._layout import append_to_uri_path
 
-
-def _append_to_uri_path(uri: str, path: str) -> str:
-    """MLflow's append_to_uri_path(uri, path): ``path`` joined to the URI's path, a leading "/" of
-    it dropped (mlflow/utils/uri.py; its check of the query string has nothing to check here)."""
-    import urllib.parse
-
-    def join(prefix: str, suffix: str) -> str:
-        return posixpath.join(prefix, suffix.lstrip("/")) if prefix else suffix
-
-    parsed = urllib.parse.urlparse(uri)
-    if not parsed.scheme:
-        return join(uri, path)
-    prefix = ""
-    if not parsed.path.startswith("/"):
-        prefix, parsed = f"{parsed.scheme}:", parsed._replace(scheme="")
-    return prefix + urllib.parse.urlunparse(parsed._replace(path=join(parsed.path, join("", path))))
+    return append_to_uri_path(root, artifact_path)
 
 
 def search_runs(

@@ -52,9 +52,10 @@ if TYPE_CHECKING:
 class Sender(GiveUp):
     """Owns the event buffer, the sender thread and the connection to the daemon."""
 
-    def __init__(self, config: ClientConfig, store_root: str) -> None:
+    def __init__(self, config: ClientConfig, store_root: str, artifact_root: str | None = None) -> None:
         self.config = config
         self.store_root = store_root
+        self.artifact_root = artifact_root
         self._reset()
         self._closed = False
         # The Clients that use this sender (Clients of one store and config share it).
@@ -375,7 +376,7 @@ class Sender(GiveUp):
         self._transport = None
         self._protocol = None
         self._ledger = Ledger()
-        self._spill = Spill(self.config, self.client_id, self.store_root)
+        self._spill = Spill(self.config, self.client_id, self.store_root, self.artifact_root)
         self.will = Will(self.config.spool_dir, self.client_id)  # a forked child owns none of its parent's runs
         self._dropped = 0
         self._dropped_reported = 0

@@ -86,6 +86,7 @@ class SenderState:
     _wake_w: int
     config: ClientConfig
     store_root: str
+    artifact_root: str | None
     _interrupt: Interrupt
     _spawn_failure: str | None
     _refusal: str | None

@@ -179,7 +179,7 @@ class SenderThread(SenderState):
 
     def _connect(self, *, autostart: bool = True, timeout: float | None = None) -> None:
         path = self.config.socket_path
-        hello = make_hello(self.client_id, self.store_root)
+        hello = make_hello(self.client_id, self.store_root, self.artifact_root)
         interrupt = self._interrupt
         try:
             transport, protocol, welcome = handshake(

@@ -67,10 +67,11 @@ class _Replay:
 class Spill:
     """One client's outage clock, its spool file, and whether events go there now."""
 
-    def __init__(self, config: ClientConfig, client_id: str, store_root: str) -> None:
+    def __init__(self, config: ClientConfig, client_id: str, store_root: str, artifact_root: str | None = None) -> None:
         self._config = config
         self._client_id = client_id
         self._store_root = store_root
+        self._artifact_root = artifact_root
         self._spool: Spool | None = None
         # Since the last connect, events go to the spool rather than wait in memory.
         self.spooling = False
@@ -179,7 +180,7 @@ class Spill:
         if not batches:
             return None
         if self._spool is None:
-            self._spool = Spool(self._config.spool_dir, make_hello(self._client_id, self._store_root))
+            self._spool = Spool(self._config.spool_dir, make_hello(self._client_id, self._store_root, self._artifact_root))
         try:
             self._spool.append(batches)
         except OSError as exc:

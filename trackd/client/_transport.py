@@ -289,9 +289,10 @@ def handshake(
         raise
 
 
-def make_hello(client_id: str, store_root: str) -> Hello:
-    """The Hello this process sends: protocol version, who it is, which store it writes."""
+def make_hello(client_id: str, store_root: str, artifact_root: str | None = None) -> Hello:
+    """The Hello this process sends: protocol version, who it is, which store it writes and in
+    which form the store's new experiments name their artifact location."""
     return Hello(
         protocol_version=PROTOCOL_VERSION, client_id=client_id, pid=os.getpid(),
-        host=socket.gethostname(), store_root=store_root,
+        host=socket.gethostname(), store_root=store_root, artifact_root=artifact_root,
     )

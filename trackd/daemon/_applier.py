@@ -98,11 +98,18 @@ class Applier:
         self._good_keys: set[str] = set()
         self._good_run_ids: set[str] = set()
 
-    def writer(self, root: str) -> StoreWriter:
-        """The writer for ``root``, opened (and the store created) on first use."""
+    def writer(self, root: str, artifact_root: str | None = None) -> StoreWriter:
+        """The writer for ``root``, opened (and the store created) on first use.
+
+        ``artifact_root`` (a session's, checked at its Hello) is where the experiments it makes
+        now go, experiment 0 of a store made (again) included: each client's own form, as each
+        MLflow process's FileStore uses its own tracking URI. None keeps the writer's.
+        """
         writer = self._writers.get(root)
         if writer is None:
-            writer = self._writers[root] = StoreWriter(root, metric_files=self._metric_files)
+            writer = self._writers[root] = StoreWriter(root, metric_files=self._metric_files, artifact_root=artifact_root)
+        elif artifact_root is not None:
+            writer.artifact_root = artifact_root
         self._idle_sweeps[root] = 0
         return writer
 
@@ -111,19 +118,20 @@ class Applier:
         """The store roots that have a writer now."""
         return list(self._writers)
 
-    def get_experiment(self, root: str, name: str, *, create: bool) -> str | None:
+    def get_experiment(self, root: str, name: str, *, create: bool, artifact_root: str | None = None) -> str | None:
         """The id of the active experiment ``name``, creating it first when asked."""
-        writer = self.writer(root)
+        writer = self.writer(root, artifact_root)
         experiment_id = writer.get_experiment_id_by_name(name)
         if experiment_id is None and create:
             experiment_id = writer.create_experiment(name, now_ms=_now_ms())
         return experiment_id
 
     def create_experiment(
-        self, root: str, name: str, artifact_location: str | None, tags: Mapping[str, str]
+        self, root: str, name: str, artifact_location: str | None, tags: Mapping[str, str],
+        artifact_root: str | None = None,
     ) -> str:
         """Create experiment ``name``; raises ExperimentExists or InvalidArgument."""
-        return self.writer(root).create_experiment(
+        return self.writer(root, artifact_root).create_experiment(
             name, artifact_location=artifact_location, tags=tags, now_ms=_now_ms()
         )
 
@@ -149,7 +157,9 @@ class Applier:
             for item in items[root]:
                 seqs[item.session.client_id] = max(seqs.get(item.session.client_id, 0), item.seq)
             try:
-                failures = self.writer(root).write(batch, journal=self._journal, seqs=seqs)
+                # A store made (again) by this write gets experiment 0 in its first client's form.
+                writer = self.writer(root, items[root][0].session.artifact_root)
+                failures = writer.write(batch, journal=self._journal, seqs=seqs)
             except StoreUnavailable as exc:
                 # Nothing of this root's batches stays half-written; they wait and go again.
                 result.refused[root] = str(exc)

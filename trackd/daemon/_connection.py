@@ -20,6 +20,7 @@ from ..protocol import (
     FRAME_HEADER_SIZE,
     MAX_FRAME_SIZE,
     NEED_DATA,
+    OLDEST_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
     BadBatch,
     Batch,
@@ -41,7 +42,7 @@ from ..protocol import (
     StatusReply,
     Welcome,
 )
-from ..store import validate_store_root
+from ..store import check_artifact_root, validate_store_root
 from ._budget import DecodeBudget
 from ._wills import Will, exited, watch
 
@@ -348,15 +349,19 @@ class ClientConnection:
             self._on_hello(event)
         elif isinstance(event, GetExperiment):
             root = self._require_store(event)
+            artifact_root = self._session().artifact_root
             await self._reply(
                 event.request_id,
-                lambda: self.server.applier.get_experiment(root, event.name, create=event.create),
+                lambda: self.server.applier.get_experiment(root, event.name, create=event.create, artifact_root=artifact_root),
             )
         elif isinstance(event, CreateExperiment):
             root = self._require_store(event)
+            artifact_root = self._session().artifact_root
             await self._reply(
                 event.request_id,
-                lambda: self.server.applier.create_experiment(root, event.name, event.artifact_location, event.tags),
+                lambda: self.server.applier.create_experiment(
+                    root, event.name, event.artifact_location, event.tags, artifact_root
+                ),
             )
         elif isinstance(event, Dropped):
             session = self._session()
@@ -375,30 +380,33 @@ class ClientConnection:
 
     def _on_hello(self, hello: Hello) -> None:
         self.peer = f"client pid {hello.pid}@{hello.host}"
-        if hello.protocol_version != PROTOCOL_VERSION:
+        if not OLDEST_PROTOCOL_VERSION <= hello.protocol_version <= PROTOCOL_VERSION:
             self._refuse(
                 ErrorCode.VERSION_MISMATCH,
-                f"This daemon speaks trackd protocol version {PROTOCOL_VERSION}, the client speaks "
+                f"This daemon speaks trackd protocol versions {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}, the client speaks "
                 f"version {hello.protocol_version}; restart the daemon with the client's trackd "
                 "version (trackd daemon stop).",
             )
             return
         root = hello.store_root
+        artifact_root = None
         if root:
             try:
                 root = validate_store_root(root)
+                artifact_root = check_artifact_root(root, hello.artifact_root)
             except TrackdError as exc:
                 self._refuse(ErrorCode.REQUEST_FAILED, str(exc))
                 return
         if self.server.stopping:
             self._refuse(ErrorCode.SHUTTING_DOWN, "The trackd daemon is shutting down; reconnect to its successor.")
             return
-        self.session = self.server.attach(self, hello, root)
+        self.session = self.server.attach(self, hello, root, artifact_root)
         if root:
             self.will = watch(self.session, self.writer.get_extra_info("socket"))
             # After attach, which closed the connection this one replaces (leaving its will).
             self.server.wills.reconnected(hello.client_id, self.will)
-        self.send(Welcome(protocol_version=PROTOCOL_VERSION, daemon_pid=self.server.pid, resume_seq=self.session.applied_seq))
+        # The version this connection speaks: the client's (an older one's frames are a subset).
+        self.send(Welcome(protocol_version=hello.protocol_version, daemon_pid=self.server.pid, resume_seq=self.session.applied_seq))
         if root:
             logger.info("%s connected (client %s, store %s)", self.peer, hello.client_id, root)
 

@@ -227,8 +227,8 @@ class Server:
 
     # -- what connections call ---------------------------------------------------------------
 
-    def attach(self, conn: ClientConnection, hello: Hello, store_root: str) -> Session:
-        """The session for ``hello.client_id``, now served by ``conn``."""
+    def attach(self, conn: ClientConnection, hello: Hello, store_root: str, artifact_root: str | None = None) -> Session:
+        """The session for ``hello.client_id``, now served by ``conn``; ``artifact_root``: checked."""
         session = self.state.sessions.get(hello.client_id)
         if session is None or session.store_root != store_root:
             session = Session(hello.client_id, hello.pid, hello.host, store_root)
@@ -243,6 +243,7 @@ class Server:
             session.connection.close()
         session.connection = conn
         session.disconnected_at = None
+        session.artifact_root = artifact_root
         return session
 
     async def accept_batch(self, session: Session, batch: Batch, frame_size: int = 0) -> None:

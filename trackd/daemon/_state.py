@@ -44,6 +44,8 @@ class Session:
     pid: int
     host: str
     store_root: str
+    # The URI its new experiments go under (store.check_artifact_root, from its Hello).
+    artifact_root: str | None = None
     # Highest batch accepted into the batcher, and highest batch written to the store.
     received_seq: int = 0
     applied_seq: int = 0

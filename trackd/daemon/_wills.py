@@ -432,7 +432,7 @@ def _fail_runs(applier: Applier, will: Will) -> Callable[[], tuple[list[str], li
     session = will.session
 
     def work() -> tuple[list[str], list[str]]:
-        writer = applier.writer(session.store_root)
+        writer = applier.writer(session.store_root, session.artifact_root)
         reason = (
             f"process {will.pid} on {session.host or 'this host'} exited without ending the run (it was killed, "
             "e.g. by SIGKILL or the OOM killer, or crashed)"

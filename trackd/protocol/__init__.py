@@ -41,6 +41,7 @@ from ._limits import (
     MAX_TAGS_PER_RECORD,
     MAX_TAGS_SIZE,
     MAX_TEXT_LENGTH,
+    OLDEST_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
 )
 from ._records import (
@@ -86,6 +87,7 @@ __all__ = [
     "MAX_TAGS_SIZE",
     "MAX_TEXT_LENGTH",
     "NEED_DATA",
+    "OLDEST_PROTOCOL_VERSION",
     "PROTOCOL_VERSION",
     "RECORD_FIELDS",
     "Ack",

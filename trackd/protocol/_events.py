@@ -11,6 +11,7 @@ Daemon to client: Welcome, Ack, FlushDone, ExperimentReply, Rejected, StatusRepl
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from .._struct import Frozen
 from ..errors import LocalProtocolError
@@ -68,22 +69,32 @@ class Event(Frozen):
     """Base class of every protocol event: frozen, its fields in ``__slots__`` in wire order."""
 
     __slots__ = ()
+    # How many of the last fields a frame may leave off (added in a later protocol version).
+    _optional: ClassVar[int] = 0
 
 
 _set = object.__setattr__
 
 
 class Hello(Event):
-    """The client's first frame: who it is and which store it writes to."""
+    """The client's first frame: who it is, which store it writes to, and the URI under which the
+    store's new experiments go (``artifact_root``; nil: the store's ``file://`` URI)."""
 
-    __slots__ = ("protocol_version", "client_id", "pid", "host", "store_root")
+    __slots__ = ("protocol_version", "client_id", "pid", "host", "store_root", "artifact_root")
+    # Fields a peer may leave off the end of the frame (nil then): protocol 6 sent a Hello without
+    # artifact_root, and a spool file an older trackd wrote starts with one.
+    _optional: ClassVar[int] = 1
     protocol_version: int
     client_id: str
     pid: int
     host: str
     store_root: str
+    artifact_root: str | None
 
-    def __init__(self, *, protocol_version: int, client_id: str, pid: int, host: str, store_root: str) -> None:
+    def __init__(
+        self, *, protocol_version: int, client_id: str, pid: int, host: str, store_root: str,
+        artifact_root: str | None = None,
+    ) -> None:
         _require_int(self, "protocol_version", protocol_version)
         _require_str(self, "client_id", client_id)
         _require_int(self, "pid", pid)
@@ -95,6 +106,11 @@ class Hello(Event):
         _set(self, "pid", pid)
         _set(self, "host", host)
         _set(self, "store_root", store_root)
+        # MLflow's FileStore makes new experiments under its tracking URI, in its form: a plain
+        # path gives plain paths, a file: URI file: URIs. The daemon checks that it names store_root.
+        if artifact_root is not None:
+            _require_str(self, "artifact_root", artifact_root, MAX_TEXT_LENGTH)
+        _set(self, "artifact_root", artifact_root)
 
 
 class Welcome(Event):

@@ -145,9 +145,10 @@ def decode_body(body: bytes | bytearray | memoryview) -> Event:
         raise LocalProtocolError(f"Unknown event code {message[0]}; known codes are {sorted(EVENT_TYPES)}.")
     names = _FIELDS[cls]
     values = message[1:]
-    if len(values) != len(names):
+    if not len(names) - cls._optional <= len(values) <= len(names):
+        expected = str(len(names)) if not cls._optional else f"{len(names) - cls._optional} to {len(names)}"
         raise LocalProtocolError(
-            f"A {cls.__name__} frame has {len(values)} fields; expected {len(names)} ({', '.join(names)})."
+            f"A {cls.__name__} frame has {len(values)} fields; expected {expected} ({', '.join(names)})."
         )
     if cls is Batch and type(values[1]) is tuple:
         # Records arrive as a tuple of tuples; Batch holds a list.

@@ -12,7 +12,11 @@ from __future__ import annotations
 # 5: OwnedRuns (the runs the daemon fails if the client's process exits without ending them), and
 # BadBatch (the batch the daemon refuses whole, named so that the client stops sending it).
 # 6: ARTIFACT's mode (a file's permission bits, and empty folders, as MLflow's copy keeps them).
-PROTOCOL_VERSION = 6
+# 7: Hello's artifact_root (new experiments' artifact location as a plain path or a file: URI, as
+# MLflow's tracking URI gives it). A version-6 Hello (without it) is still accepted.
+PROTOCOL_VERSION = 7
+# The oldest version a daemon accepts: 6's frames are 7's, with a Hello of 5 fields.
+OLDEST_PROTOCOL_VERSION = 6
 
 # A frame is a 4-byte big-endian length, then that many bytes of msgpack.
 FRAME_HEADER_SIZE = 4

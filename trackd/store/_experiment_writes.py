@@ -36,16 +36,17 @@ def build_experiment(
     build_in_staging: Callable[[Callable[[str], None], str], None],
     experiment_id: str,
     name: str,
-    artifact_location: str | None,
+    artifact_location: str,
     tags: Mapping[str, str],
     now_ms: int,
 ) -> None:
-    """Make the experiment's folder (meta.yaml and tags) through ``build_in_staging``."""
+    """Make the experiment's folder (meta.yaml and tags) through ``build_in_staging``.
+
+    ``artifact_location`` is stored as given, as FileStore stores it: either the one the caller
+    gave, once resolve_uri_if_local made a relative path absolute (the client did that:
+    layout.resolve_local_uri), or ``layout.experiment_location`` under the store's artifact root.
+    """
     folder = layout.experiment_dir(root, experiment_id)
-    if artifact_location is None:
-        artifact_location = layout.path_to_file_uri(folder)
-    # Otherwise stored as given, as FileStore stores it once resolve_uri_if_local made a relative
-    # path absolute (the client did that: layout.resolve_local_uri).
     experiment = Experiment(
         experiment_id=experiment_id,
         name=name,
@@ -61,21 +62,40 @@ def build_experiment(
             write_key_file(layout.tag_path(staging, key), value, staging)
         write_file_atomic(layout.meta_path(staging), dump_yaml(experiment_to_meta(experiment)), staging)
 
-    build_in_staging(fill, folder)
+    try:
+        build_in_staging(fill, folder)
+    except FileExistsError:
+        if not made_ahead(folder):
+            raise  # another writer made it
+        # Made ahead by a run's own artifact writes: with a tracking URI set as a path,
+        # get_artifact_uri() is one, and a script's os.makedirs(<it>) may run before the daemon
+        # made the store (mlruns/0/<run>/artifacts). Completed where it is, meta.yaml last.
+        fill(folder)
 
 
-def make_root(root: str, build_in_staging: Callable[[Callable[[str], None], str], None]) -> None:
-    """Make the store's folder, experiment 0 ("Default") unless it exists (active or deleted), and .trash."""
+def made_ahead(folder: str) -> bool:
+    """Whether ``folder`` (an experiment's or a run's) exists, as a real folder, without its
+    meta.yaml: made by artifact writes through the path get_artifact_uri() gave before the daemon made it."""
+    return os.path.isdir(folder) and not os.path.islink(folder) and not os.path.lexists(layout.meta_path(folder))
+
+
+def make_root(root: str, build_in_staging: Callable[[Callable[[str], None], str], None], artifact_root: str) -> None:
+    """Make the store's folder, experiment 0 ("Default") unless it exists (active or deleted), and .trash.
+
+    Experiment 0's location is under ``artifact_root``, as FileStore's _create_default_experiment
+    puts it: ``append_to_uri_path(self.artifact_root_uri, "0")``.
+    """
     if os.path.exists(root) and not os.path.isdir(root):
         raise StoreError(f"Store root {root!r} is a file, expected a folder.")
     os.makedirs(root, exist_ok=True)
     default_id = layout.DEFAULT_EXPERIMENT_ID
-    if not os.path.exists(layout.experiment_dir(root, default_id)) and not os.path.exists(
+    if not os.path.exists(layout.meta_path(layout.experiment_dir(root, default_id))) and not os.path.exists(
         layout.deleted_experiment_dir(root, default_id)
     ):
         try:
             build_experiment(
-                root, build_in_staging, default_id, layout.DEFAULT_EXPERIMENT_NAME, None, {}, int(time.time() * 1000)
+                root, build_in_staging, default_id, layout.DEFAULT_EXPERIMENT_NAME,
+                layout.experiment_location(artifact_root, default_id), {}, int(time.time() * 1000),
             )
         except FileExistsError:
             pass  # another daemon on this store made it first

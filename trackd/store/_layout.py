@@ -13,6 +13,7 @@ The layout is MLflow 3.17.2's ``FileStore`` (``mlflow/store/tracking/file_store.
 from __future__ import annotations
 
 import os
+import posixpath
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,8 +126,41 @@ def is_staging_dir_name(name: str) -> bool:
 
 
 def artifact_uri_for_run(artifact_location: str, run_id: str) -> str:
-    """MLflow's ``append_to_uri_path(artifact_location, run_id, "artifacts")`` for plain URIs."""
-    return f"{artifact_location.rstrip('/')}/{run_id}/{ARTIFACTS_FOLDER_NAME}"
+    """MLflow's ``append_to_uri_path(artifact_location, run_id, "artifacts")``: a run's ``artifact_uri``."""
+    return append_to_uri_path(artifact_location, run_id, ARTIFACTS_FOLDER_NAME)
+
+
+def experiment_location(artifact_root: str, experiment_id: str) -> str:
+    """A new experiment's ``artifact_location`` when none is given: FileStore's
+    ``append_to_uri_path(self.artifact_root_uri, str(experiment_id))``."""
+    return append_to_uri_path(artifact_root, experiment_id)
+
+
+def append_to_uri_path(uri: str, *paths: str) -> str:
+    """MLflow's ``append_to_uri_path`` (mlflow/utils/uri.py): ``paths`` joined to the URI's path.
+
+    A plain path stays a plain path; a URI is taken apart and put together again, so MLflow's
+    ``file:/x`` gives ``file:///x/...`` (urlunparse writes the empty host of a ``file:`` URI).
+    """
+    path = ""
+    for subpath in paths:
+        path = _join_posix_paths(path, subpath)
+    parsed = urllib.parse.urlparse(uri)
+    if not parsed.scheme:
+        return _join_posix_paths(uri, path)
+    prefix = ""
+    if not parsed.path.startswith("/"):
+        # MLflow's workaround: urlunparse would make a relative path absolute.
+        prefix = parsed.scheme + ":"
+        parsed = parsed._replace(scheme="")
+    return prefix + urllib.parse.urlunparse(parsed._replace(path=_join_posix_paths(parsed.path, path)))
+
+
+def _join_posix_paths(prefix: str, suffix: str) -> str:
+    # MLflow's _join_posixpaths_and_append_absolute_suffixes: an absolute suffix is appended too.
+    if not prefix:
+        return suffix
+    return posixpath.join(prefix, suffix.lstrip(posixpath.sep))
 
 
 def path_to_file_uri(path: str) -> str:
@@ -136,14 +170,15 @@ def path_to_file_uri(path: str) -> str:
 
 def resolve_local_uri(uri: str) -> str:
     """MLflow's ``resolve_uri_if_local`` on POSIX, in the caller's working folder: a relative path
-    becomes an absolute one and a relative ``file:`` URI an absolute URI; an absolute path, an
-    absolute ``file:`` URI and any other scheme stay as they are. The client calls it: the daemon's
-    working folder is ``/``."""
-    parsed = urllib.parse.urlparse(uri)
+    becomes an absolute one and a relative ``file:`` URI an absolute URI (its path written as is,
+    not percent-encoded, as MLflow's urlunsplit writes it); an absolute path, an absolute ``file:``
+    URI and any other scheme stay as they are. The client calls it: the daemon's working folder is ``/``."""
+    parsed = urllib.parse.urlsplit(uri)
     if parsed.scheme == "":
         return uri if os.path.isabs(uri) else Path.cwd().joinpath(uri).as_posix()
     if parsed.scheme == "file" and parsed.netloc == "" and not parsed.path.startswith("/"):
-        return Path.cwd().joinpath(urllib.parse.unquote(parsed.path)).as_uri()
+        absolute = Path.cwd().joinpath(urllib.parse.unquote(parsed.path)).as_posix()
+        return urllib.parse.urlunsplit(("file", "", absolute, parsed.query, parsed.fragment))
     return uri
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 
 from ..errors import InvalidArgument
 from ._entities import PagedList, RunStatus, ViewType
-from ._layout import ARTIFACTS_FOLDER_NAME, resolve_local_uri
+from ._layout import ARTIFACTS_FOLDER_NAME, file_uri_to_path, path_to_file_uri, resolve_local_uri
 
 MAX_KEY_LENGTH = 250
 # MLflow's MAX_PARAM_VAL_LENGTH: longer values are truncated (or refused) by every param call.
@@ -380,6 +380,27 @@ def validate_store_root(root: str | os.PathLike[str]) -> str:
             f"not found; expected a path without an '{ARTIFACTS_FOLDER_NAME}' component."
         )
     return absolute
+
+
+def check_artifact_root(root: str, artifact_root: str | None) -> str:
+    """The URI under which the store at ``root`` makes new experiments (FileStore's
+    ``artifact_root_uri``): ``artifact_root`` once checked to name ``root`` itself, as an absolute
+    path or ``file:`` URI; None gives the root's ``file://`` URI (what trackd wrote before protocol 7)."""
+    if artifact_root is None:
+        return path_to_file_uri(root)
+    require_utf8(artifact_root, f"artifact root {artifact_root!r}")
+    local = file_uri_to_path(artifact_root)
+    if (
+        local is None
+        or "\x00" in artifact_root
+        or resolve_local_uri(artifact_root) != artifact_root
+        or os.path.realpath(local) != os.path.realpath(root)
+    ):
+        raise InvalidArgument(
+            f"Invalid artifact root {artifact_root!r} for the store at {root!r}: expected that folder as an "
+            f"absolute path ({root}) or a file: URI ({path_to_file_uri(root)}), the forms of MLflow's tracking URI."
+        )
+    return artifact_root
 
 
 def validate_run_status(status: object) -> RunStatus:

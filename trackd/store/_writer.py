@@ -25,7 +25,7 @@ from . import _layout as layout
 from ._artifact_writes import write_artifact
 from ._confinement import check_confined, check_regular_or_missing
 from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, RunInfo, RunStatus
-from ._experiment_writes import ExperimentNames, build_experiment, make_root, unused_experiment_id
+from ._experiment_writes import ExperimentNames, build_experiment, made_ahead, make_root, unused_experiment_id
 from ._format import (
     dump_yaml,
     file_signature,
@@ -62,6 +62,7 @@ from ._write_items import (
     WriteFailure,
 )
 from ._validation import (
+    check_artifact_root,
     check_new_experiment,
     validate_artifact_path,
     validate_experiment_id,
@@ -89,10 +90,16 @@ class StoreWriter:
         *,
         max_open_files: int = DEFAULT_MAX_OPEN_FILES,
         metric_files: MetricFileCache | None = None,
+        artifact_root: str | None = None,
     ) -> None:
         """``metric_files``: a cache shared with the writers of other stores (the file limit is
-        the process's, not a store's); by default a cache of ``max_open_files`` of its own."""
+        the process's, not a store's); by default a cache of ``max_open_files`` of its own.
+        ``artifact_root``: see the attribute; by default the root's ``file://`` URI."""
         self.root: str = validate_store_root(root)
+        # The URI new experiments without an explicit location go under (FileStore's
+        # artifact_root_uri, its tracking URI): a plain path or a file: URI naming the root, as
+        # the client that makes them resolved it. The daemon sets it per request.
+        self.artifact_root: str = check_artifact_root(self.root, artifact_root)
         self._reader = StoreReader(self.root)
         self._metric_files = metric_files if metric_files is not None else MetricFileCache(max_open_files)
         self._runs = RunHandles(self.root, self._metric_files, self._confine)
@@ -107,7 +114,7 @@ class StoreWriter:
         # .trash always. We also create experiment 0 in an existing root that lacks it, because
         # MLflow's fluent API logs to experiment 0 by default and fails without it.
         try:
-            make_root(self.root, self._build_in_staging)
+            make_root(self.root, self._build_in_staging, self.artifact_root)
         except OSError as exc:
             if exc.errno in TRANSIENT_ERRNOS:
                 # A full disk at a store's first write (or a daemon's first since it started, or a
@@ -139,6 +146,8 @@ class StoreWriter:
                 "(under tracking server's root folder) in order to use this experiment name again."
             )
         experiment_id = unused_experiment_id(self.root)
+        if artifact_location is None:
+            artifact_location = layout.experiment_location(self.artifact_root, experiment_id)
         build_experiment(self.root, self._build_in_staging, experiment_id, name, artifact_location, checked_tags, now_ms)
         self._experiment_names.remember(name, experiment_id)
         return experiment_id
@@ -369,7 +378,8 @@ class StoreWriter:
 
         def fill(staging: str) -> None:
             for name in layout.RUN_FOLDERS:
-                os.mkdir(layout.subfolder(staging, name))
+                # exist_ok: artifacts/ of a run made ahead (see made_ahead) is there already.
+                os.makedirs(layout.subfolder(staging, name), exist_ok=True)
             for key, value in tags.items():
                 write_key_file(layout.tag_path(staging, key), value, staging)
             # meta.yaml last: the folder is complete before anything can treat it as a run.
@@ -384,7 +394,13 @@ class StoreWriter:
             # Another daemon on this store (a rank logging through another node's) made it meanwhile.
             if self._created_already(run_id, experiment_id):
                 return
-            raise
+            if not made_ahead(folder):
+                raise
+            # The run's code wrote into its artifact folder (get_artifact_uri() is a path when
+            # the tracking URI is) before the daemon made the run: completed where it is, its
+            # folders first and meta.yaml last, as in staging (MLflow skips a run without meta.yaml).
+            self._confine(folder)
+            fill(folder)
         signature = file_signature(os.stat(layout.meta_path(folder)))
         self._runs.keep(run_id, RunHandle(experiment_id, folder, meta, signature))
 
