@@ -10,6 +10,8 @@ import pytest
 from fluent_helpers import fluent_env, quiet_result, only_run, run_child
 from helpers import DaemonProcess
 
+from trackd.client._config import uri_to_path
+
 
 @pytest.mark.parametrize(
     ("setup", "variables", "expected"),
@@ -40,7 +42,10 @@ def test_tracking_uri_resolution_order(daemon: DaemonProcess, tmp_path: Path, se
         assert line.startswith("trackd: MLFLOW_TRACKING_URI=http://localhost:5000 is not a local folder") and "mlruns" in line
         completed.stderr = ""
     uri = str(quiet_result(completed)["uri"])
-    assert os.path.isabs(uri) and os.path.realpath(uri) == os.path.join(real_cwd, expected)
+    # In MLflow's form: a file: URI stays one (the default is file:///<cwd>/mlruns), a path a path.
+    path = uri_to_path(uri)
+    assert uri.startswith("file:") == (expected in ("set-uri", "mlflow-uri", "mlflow-short-uri", "mlruns"))
+    assert os.path.isabs(path) and os.path.realpath(path) == os.path.join(real_cwd, expected)
 
 
 def test_logging_with_mlflow_tracking_uri_as_file_uri_writes_there(daemon: DaemonProcess, tmp_path: Path) -> None:
@@ -189,7 +194,7 @@ def test_get_tracking_uri_names_the_store_in_use_after_a_chdir(daemon: DaemonPro
         """,
         fluent_env(daemon, None),
     ))
-    assert result["before"] == result["after"] == str(first / "mlruns")
+    assert result["before"] == result["after"] == (first / "mlruns").as_uri()  # MLflow's default form
     assert str(result["artifact_uri"]).startswith((first / "mlruns").as_uri())
     assert not (second / "mlruns").exists()
 

@@ -42,10 +42,13 @@ from protocol_helpers import receiver_for
 # 0xc2/0xc3 false/true, 0x8N map of N, 0xc4 bin8, 0xcb float64, 0xcd uint16.
 FRAMES: list[tuple[Event, bytes]] = [
     (Hello(protocol_version=1, client_id="c1", pid=42, host="h", store_root="/m"),
-     b"\x00\x00\x00\x0c" b"\x96\x01" b"\x01\xa2c1\x2a\xa1h\xa2/m"),
+     b"\x00\x00\x00\x0d" b"\x97\x01" b"\x01\xa2c1\x2a\xa1h\xa2/m\xc0"),
     # A control connection (trackd daemon status) has no store root.
     (Hello(protocol_version=1, client_id="c1", pid=42, host="", store_root=""),
-     b"\x00\x00\x00\x09" b"\x96\x01" b"\x01\xa2c1\x2a\xa0\xa0"),
+     b"\x00\x00\x00\x0a" b"\x97\x01" b"\x01\xa2c1\x2a\xa0\xa0\xc0"),
+    # The artifact root the store's new experiments go under (protocol 7).
+    (Hello(protocol_version=7, client_id="c1", pid=42, host="h", store_root="/m", artifact_root="/m"),
+     b"\x00\x00\x00\x0f" b"\x97\x01" b"\x07\xa2c1\x2a\xa1h\xa2/m\xa2/m"),
     (Welcome(protocol_version=1, daemon_pid=7, resume_seq=0),
      b"\x00\x00\x00\x05" b"\x94\x02" b"\x01\x07\x00"),
     (Welcome(protocol_version=1, daemon_pid=7, resume_seq=300),
