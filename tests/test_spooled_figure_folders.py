@@ -8,6 +8,8 @@ a real daemon then takes the spool, MLflow reads the figure back, and the disk i
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -182,6 +184,9 @@ def test_trackd_sync_removes_media_folders_no_spool_waits_for_but_not_a_live_pro
     orphan = spool / ("f" * 32 + ".media") / "trackd-artifact-x"
     orphan.mkdir(parents=True)
     (orphan / "big.png").write_bytes(b"P")
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    owner = {"pid": int(exited.stdout), "host": socket.gethostname(), "socket": str(daemon.paths.socket)}
+    (orphan.parent / "owner").write_text(json.dumps(owner))  # a daemon that holds nothing of it
     env = child_env(daemon.paths.socket, TRACKD_SPOOL_DIR=str(spool), TRACKD_AUTOSTART="0")
     with subprocess.Popen(
         [sys.executable, "-c", LOG_AND_LIVE, str(store)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         "A spool damaged part way has what comes before the damage delivered, once, and the rest set aside as "
         "<id>.undeliverable.spool; exits 1 if a spool could not be delivered, or only in part. A delivered spool's "
         "large files (<id>.media/: figures, text and copies of artifacts over 8 MiB, which the daemon copied by path) are removed with it, and so are media folders "
-        "no spool file waits for and no running process holds.",
+        "no spool file waits for, no running process holds, and whose daemon holds nothing of their process left to write "
+        "(asked on the socket the process used; a folder that names none goes once unchanged for a day).",
     )
     sync.add_argument("--socket", help=socket_help)
     sync.add_argument("--spool-dir", help="spool folder (default: $TRACKD_SPOOL_DIR, else $XDG_CACHE_HOME/trackd/spool, else ~/.cache/trackd/spool, else <tmp>/trackd-spool-<uid>)")
@@ -539,9 +540,12 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *
 
 
 def _remove_orphaned_media(spool_dir: Path) -> None:
-    """Remove, and say, the media folders no spool file waits for and no process holds."""
-    for folder in remove_orphaned(spool_dir):
+    """Remove, and say, the media folders no spool file waits for, no process holds and no daemon still copies from."""
+    removed, kept = remove_orphaned(spool_dir)
+    for folder in removed:
         print(f"{folder}: removed, large files (figures, text, copies of artifacts) of an exited process that no spool file waits for (copied, or lost)")
+    for folder, why in kept:
+        print(f"{folder}: kept, large files of an exited process that no spool file waits for: {why}")
 
 
 def _alive(pid: int) -> bool:

@@ -103,7 +103,7 @@ def test_a_large_figure_call_returns_while_the_daemon_is_stopped_and_its_folder_
             daemon.signal(signal.SIGSTOP)
             logged.touch()
             wait_for(lambda: "returned" in child.out, timeout=60)
-            assert [path.name.startswith("trackd-artifact-") for path in spool.glob("*.media/*")] == [True]  # not copied yet
+            assert [path.name.startswith("trackd-artifact-") for path in spool.glob("*.media/trackd-*")] == [True]  # not copied yet
         finally:
             daemon.signal(signal.SIGCONT)
             finish.touch()

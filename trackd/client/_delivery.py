@@ -312,8 +312,11 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
     def deliver() -> None:
         time.sleep(ORPHAN_DELIVERY_DELAY)
         results = sync_spools(directory, socket_path, exclude=own, skip_set_aside=True)
-        for folder in remove_orphaned(directory):
-            client_logger().info("Removed %s: large figures of an exited process, copied or lost, no spool waits for", folder)
+        removed, kept = remove_orphaned(directory)
+        for folder in removed:
+            client_logger().info("Removed %s: large files of an exited process, copied or lost, no spool waits for", folder)
+        for folder, why in kept:
+            client_logger().info("Kept %s, large files of an exited process: %s", folder, why)
         for result in results:
             if result.error and not result.file_fault and not daemon_answers(socket_path):
                 # The daemon went away (`trackd daemon stop`, a restart) before or while this

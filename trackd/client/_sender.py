@@ -393,7 +393,7 @@ class Sender(GiveUp):
         self._store_outage = None
         # Folders of large figures to remove once their barrier is answered (remove_once_written);
         # a forked child removes none of its parent's (see _after_fork_in_child).
-        self.media = MediaFolders(self.config.spool_dir, self.client_id)
+        self.media = MediaFolders(self.config.spool_dir, self.client_id, self.config.socket_path)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
