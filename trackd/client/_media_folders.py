@@ -38,7 +38,7 @@ from pathlib import Path
 from .._paths import SET_ASIDE_SUFFIX, DaemonPaths, daemon_lock, ensure_private_directory
 from ..errors import DaemonUnavailable
 from ._control import query_status
-from ._outbox import Request
+from ._outbox import Request, warn
 from ._spool import SPOOL_DIR_ENV, spool_file
 
 MEDIA_SUFFIX = ".media"
@@ -79,6 +79,8 @@ class MediaFolders:
         self._lock = threading.Lock()
         # (folder, the barrier behind its records): removed once the barrier is answered.
         self._waiting: list[tuple[str, Request]] = []
+        # Snapshots of large files that could not be made (``_snapshot``): said once, counted at close.
+        self.snapshots_failed = 0
 
     def new_folder(self, *, in_temp_if_refused: bool = True) -> str:
         """A new folder to save a figure in; in the temporary directory if the spool folder cannot
@@ -138,6 +140,23 @@ class MediaFolders:
         for folder in folders:
             _remove(folder)
 
+    def note_snapshot_failed(self) -> bool:
+        """Count a snapshot that could not be made (``_snapshot``); True for the first, which is said."""
+        with self._lock:
+            self.snapshots_failed += 1
+            return self.snapshots_failed == 1
+
+    def warn_snapshots_failed(self) -> None:
+        """At close: how many large files went by their own paths for a copy that failed, when the
+        first one's line (said once) did not tell it all."""
+        with self._lock:
+            failed, self.snapshots_failed = self.snapshots_failed, 0
+        if failed > 1:
+            warn(
+                f"{failed} large artifact files in all could not be copied at the call and were copied by the daemon "
+                "from their own paths after it (the first is named above)."
+            )
+
     def _write_owner(self) -> None:
         """Write who holds the media folder, and which daemon it sends to, for a later delivery
         (``_why_kept``); with ``self._lock`` held. Without it the folder is removed by age."""
@@ -173,6 +192,7 @@ class MediaFolders:
         # A thread of the parent may have held the lock at the fork: held for ever here.
         self._lock = threading.Lock()
         self._waiting = []
+        self.snapshots_failed = 0
         if self._fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._fd)  # the parent's lock stays: it holds the same open file

@@ -315,6 +315,7 @@ class Sender(GiveUp):
                     # Under block only a given-up daemon beside a spool that cannot be written drops.
                     " and neither the daemon nor the spool file took them (TRACKD_ON_FULL=block)."
                 ))
+            self.media.warn_snapshots_failed()  # the first was said; with a disk that stays full, how many in all
             if not exiting:
                 warn_late(self.take_late(), "close()")
             # Only the sender thread uses the socket and reads the wake pipe: close them here

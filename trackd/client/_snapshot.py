@@ -48,7 +48,9 @@ class Snapshots:
     A snapshot that cannot be made (a full disk or quota, a spool folder that is not private or
     writable) is not an error in the training loop: the file goes by its own path, as with
     TRACKD_ARTIFACT_SNAPSHOT=0, and one line says so, naming the file and why. The call's later
-    files go by path too, without trying again.
+    files go by path too, without trying again. Later calls try again, silently: with a disk
+    that stays full, a loop that logs a checkpoint each epoch printed one line per epoch; the
+    process says how many in all when it closes (``MediaFolders.warn_snapshots_failed``).
     """
 
     def __init__(self, media: MediaFolders, store_root: str) -> None:
@@ -97,13 +99,15 @@ class Snapshots:
             if target_path is not None:
                 _unlink(target_path)
             self._failed = True
-            where = self.folder or "the media folder"
-            why = exc.strerror or str(exc)
-            warn(
-                f"Could not copy artifact {name!r} ({source}) into {where} at the call ({why}): it, and any other "
-                f"file over {MAX_INLINE_ARTIFACT_SIZE} bytes this call logs, is copied by the daemon from its own "
-                "path after the call, so keep it unchanged until flush() returns."
-            )
+            if self._media.note_snapshot_failed():
+                where = self.folder or "the media folder"
+                why = exc.strerror or str(exc)
+                warn(
+                    f"Could not copy artifact {name!r} ({source}) into {where} at the call ({why}): it, and any other "
+                    f"file over {MAX_INLINE_ARTIFACT_SIZE} bytes this call logs, is copied by the daemon from its own "
+                    "path after the call, so keep it unchanged until flush() returns. Later calls whose copy fails "
+                    "too say nothing more: how many files in all went by their own paths is said at close."
+                )
             return None
         finally:
             os.close(opened)
