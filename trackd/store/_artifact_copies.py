@@ -28,14 +28,21 @@ from ._staging import hold_staging, release_staging
 # Bytes per copy call: the copy looks for a stop request (a daemon shutting down) between calls,
 # so it stops within ~30 ms at a disk's 2 GB/s.
 COPY_CHUNK = 64 * 1024 * 1024
-# Bytes per read where os.sendfile cannot copy between files (macOS, BSD).
+# Bytes per read where the kernel cannot copy between the files (macOS, BSD).
 READ_CHUNK = 1024 * 1024
 _STAGED_FILE_NAME = "artifact"
 # The bits of a file's mode an artifact keeps: its permissions, not setuid, setgid or sticky (a
 # store may be shared with a group).
 ARTIFACT_PERMISSIONS = 0o777
-# sendfile(2) refused for this pair of files: copy by read and write instead.
-_NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK, errno.EOPNOTSUPP})
+# The ways the daemon copies a file, the cheapest first; each copies at the files' positions, so
+# the next takes over where one stopped. copy_file_range(2) makes a reflink where the filesystem
+# can (XFS, btrfs: same filesystem; no data copied, no room taken: the client's copy at the call
+# was often a reflink of the checkpoint already), a server-side copy on NFS 4.2, and an in-kernel
+# copy elsewhere; sendfile(2) copies in the kernel where copy_file_range cannot (another
+# filesystem on an older kernel); reads and writes everywhere else (macOS, BSD).
+COPY_FILE_RANGE, SENDFILE, READ_WRITE = "copy_file_range", "sendfile", "read and write"
+# The kernel refused this way for this pair of files (not a failure of the disk): try the next.
+_NOT_THIS_WAY = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK, errno.EOPNOTSUPP, errno.EXDEV, errno.ETXTBSY})
 
 
 class ArtifactCopy:
@@ -64,6 +71,8 @@ class ArtifactCopy:
         self.size = 0
         self.copied = 0
         self.placed = False
+        # The ways to copy, tried in order (``copy_ways``); a benchmark sets the old one to compare.
+        self.ways = copy_ways()
         self._staging: str | None = None
         self._error: Exception | None = None
 
@@ -183,31 +192,55 @@ class ArtifactCopy:
 
     def _copy(self, source: int, target: int, stop: threading.Event) -> bool:
         """Copy in chunks until the end of ``source`` or its size at open (True), or until ``stop``
-        is set (False)."""
-        use_sendfile = sys.platform.startswith("linux")
+        is set (False); the first of ``ways`` first, the next when the kernel refuses one."""
+        ways = list(self.ways)
         while not stop.is_set():
             chunk = min(COPY_CHUNK, self.size - self.copied)
             if chunk <= 0:
                 return True
-            if use_sendfile:
-                try:
-                    count = os.sendfile(target, source, None, chunk)
-                except OSError as exc:
-                    if exc.errno not in _NO_SENDFILE or self.copied:
-                        raise
-                    use_sendfile = False
-                    continue
-            else:
-                count = 0
-                while count < chunk and (data := os.read(source, min(READ_CHUNK, chunk - count))):
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(target, view) :]
-                    count += len(data)
+            try:
+                count = _copy_chunk(ways[0], source, target, chunk)
+            except OSError as exc:
+                if exc.errno not in _NOT_THIS_WAY or len(ways) == 1:
+                    raise
+                ways.pop(0)
+                continue
             if not count:
-                return True
+                # The end of the file (it shrank since it was opened), or a way that copies nothing
+                # of this file (copy_file_range of some special files): the next way says which.
+                if len(ways) == 1:
+                    return True
+                ways.pop(0)
+                continue
             self.copied += count
         return False
+
+
+def copy_ways() -> tuple[str, ...]:
+    """The ways ``ArtifactCopy`` tries, in order, on this platform."""
+    return tuple(
+        way for way, available in (
+            (COPY_FILE_RANGE, hasattr(os, "copy_file_range")),
+            (SENDFILE, sys.platform.startswith("linux")),
+            (READ_WRITE, True),
+        ) if available
+    )
+
+
+def _copy_chunk(way: str, source: int, target: int, chunk: int) -> int:
+    """Copy up to ``chunk`` bytes ``way`` from the position of ``source`` to that of ``target``;
+    the bytes copied (0: none, at the end of the file)."""
+    if way == COPY_FILE_RANGE:
+        return os.copy_file_range(source, target, chunk)
+    if way == SENDFILE:
+        return os.sendfile(target, source, None, chunk)
+    count = 0
+    while count < chunk and (data := os.read(source, min(READ_CHUNK, chunk - count))):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(target, view) :]
+        count += len(data)
+    return count
 
 
 def check_artifact_source(source_path: str, relative: str, run_id: str) -> None:
