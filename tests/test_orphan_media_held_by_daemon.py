@@ -33,23 +33,28 @@ from mlflow import MlflowClient  # noqa: E402
 
 MIB = 1024 * 1024
 
-# argv: store, source. Creates its run (written), says "ready", and at a line on stdin logs the
-# 9 MiB source (copied at the call into its media folder, sent by path), then waits to be killed.
+# argv: store, source, how it names the socket. Creates its run (written), prints its id and pid,
+# and at a line on stdin logs the 9 MiB source (copied at the call into its media folder, sent
+# by path), then waits to be killed. "relative": ClientConfig(socket_path="d.sock"), run in the
+# socket's folder; "environment": TRACKD_SOCKET.
 LOGS_THEN_WAITS = """
 import os, sys, time, trackd
-trackd.set_tracking_uri(sys.argv[1])
-run = trackd.start_run()
-trackd.flush()
-print(run.info.run_id, os.getpid(), flush=True)
+from pathlib import Path
+relative = sys.argv[3] == "relative"
+config = trackd.ClientConfig(socket_path=Path("d.sock"), autostart=False) if relative else None
+client = trackd.Client(sys.argv[1], config=config)
+run_id = client.create_run("0").info.run_id
+client.flush()
+print(run_id, os.getpid(), flush=True)
 sys.stdin.readline()
-trackd.log_artifact(sys.argv[2])
+client.log_artifact(run_id, sys.argv[2])
 print("logged", flush=True)
 time.sleep(600)
 """
 
 
 def _sync(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "trackd", "sync"], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "trackd", "sync"], env=env, capture_output=True, text=True, timeout=60, cwd="/")
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -66,17 +71,20 @@ def store_disk(tmp_path: Path) -> Iterator[Path]:
         yield tmp_path / "disk"
 
 
+@pytest.mark.parametrize("socket_named", ["environment", "relative"])
 def test_trackd_sync_keeps_a_killed_process_media_folder_until_the_daemon_has_copied_from_it(
-    store_disk: Path, daemon: DaemonProcess, tmp_path: Path
+    store_disk: Path, daemon: DaemonProcess, tmp_path: Path, socket_named: str
 ) -> None:
     # This used to remove the folder at the sync, and the artifact was then refused: "Invalid
     # source for artifact 'model.bin' ...: '.../<id>.media/trackd-artifact-.../0' cannot be read".
+    # With a relative socket path the owner file named "d.sock", which the sync (run elsewhere)
+    # found no daemon on: the folder went all the same.
     store, spool, source, filler = store_disk / "mlruns", tmp_path / "spool", tmp_path / "model.bin", store_disk / "filler"
     source.write_bytes(b"m" * (9 * MIB))
     env = child_env(daemon.paths.socket, TRACKD_AUTOSTART="0", TRACKD_SPOOL_DIR=str(spool))
     child = subprocess.Popen(
-        [sys.executable, "-c", LOGS_THEN_WAITS, str(store), str(source)], env=env, text=True,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", LOGS_THEN_WAITS, str(store), str(source), socket_named], env=env, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=daemon.paths.socket.parent,
     )
     try:
         assert child.stdout is not None and child.stdin is not None

@@ -162,7 +162,8 @@ class MediaFolders:
         (``_why_kept``); with ``self._lock`` held. Without it the folder is removed by age."""
         if self._socket_path is None:
             return
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "socket": str(self._socket_path)}
+        # Absolute: the delivery that reads it may run in another folder (TRACKD_SOCKET=d.sock).
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "socket": os.path.abspath(self._socket_path)}
         with contextlib.suppress(OSError):  # no room: the folder goes by age instead
             fd = os.open(self._path / OWNER_FILE_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             try:
