@@ -1,19 +1,18 @@
-"""A will is told only once the daemon has answered the client's Hello: an owner killed before that leaves no will.
+"""A client tells its runs with its Hello, before the daemon answers: an owner killed while its daemon is stalled leaves a will.
 
 Seen in a chaos run (round 4400-38): rank 0 of a shared run, SIGKILLed while its daemon was
-SIGSTOPped, left the run RUNNING although the daemon was then stopped gracefully. The client
-sends nothing between ``Hello`` and ``Welcome`` (docs/protocol.md), so the daemon read the rank's
-Hello and then its end ("0 events received from it"): the ``OwnedRuns`` naming the run was still
-in the killed process. Rank 1 had created the run, so it existed, and rank 1 only detaches. The
-README lists this among the windows the will does not cover; this test is that window, run for
-real. It is marked xfail (strict): the day the will goes out with the handshake it passes, which
-fails the suite until the marker and the README's window are removed.
+SIGSTOPped, left the run RUNNING for ever, although the daemon was then stopped gracefully. The
+client sent nothing between ``Hello`` and ``Welcome``, so the daemon read the rank's Hello and
+then its end ("0 events received from it"): the ``OwnedRuns`` naming the run was still in the
+killed process. Rank 1 had created the run, so it existed, and rank 1 only detaches.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -24,6 +23,7 @@ import pytest
 from helpers import DaemonProcess, child_env, wait_for
 from test_wills import mlflow_run, wait_until_no_will_is_pending
 
+
 RANK_CHILD = """
 import sys, trackd
 trackd.set_tracking_uri({store!r})
@@ -33,15 +33,31 @@ trackd.log_metric("loss", 1.0, step=0)
 """
 
 
-def connected_socket(pid: int) -> bool:
-    """Whether process ``pid`` holds a socket (its sender thread connected to the daemon)."""
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` holds (its connection to the daemon)."""
     try:
-        return any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:") for fd in os.listdir(f"/proc/{pid}/fd"))
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
     except OSError:
-        return False
+        return set()
+    return {link[len("socket:["):-1] for link in links if link.startswith("socket:[")}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="README, Distributed runs, 'Not covered': a will is sent only after the daemon's Welcome")
+def send_queue(inodes: set[str]) -> int:
+    """What ``ss`` shows as the Send-Q of those Unix sockets: the kernel's memory for the bytes
+    sent on them and not read yet, a fixed amount per small write (skb truesize), not their size."""
+    rows = [line.split() for line in subprocess.run(["ss", "-xH"], capture_output=True, text=True).stdout.splitlines()]
+    return sum(int(row[3]) for row in rows if len(row) >= 6 and row[5] in inodes)
+
+
+def one_small_write() -> int:
+    """The Send-Q of one unread small write (a frame such as a Hello), measured on a socket pair."""
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with left, right:
+        left.sendall(b"\0" * 160)
+        return send_queue({str(os.fstat(left.fileno()).st_ino)})
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to see what waits in the daemon's socket")
 def test_rank_0_killed_while_its_daemon_had_not_answered_leaves_the_shared_run_failed(
     socket_path: Path, store: Path
 ) -> None:
@@ -62,7 +78,10 @@ def test_rank_0_killed_while_its_daemon_had_not_answered_leaves_the_shared_run_f
     next_daemon = None
     try:
         assert rank_0.stdout is not None and rank_0.stdout.readline().strip() == "started"
-        wait_for(lambda: connected_socket(rank_0.pid), timeout=20, message="rank 0 connected")
+        # Two writes wait in the socket, its Hello and its runs (no batch goes before the Welcome).
+        # Killed before the second, in its first 50 ms, a process has told nothing (README, Not covered).
+        single = one_small_write()
+        wait_for(lambda: send_queue(socket_inodes(rank_0.pid)) >= 2 * single, timeout=20, message="rank 0's runs sent")
         rank_0.kill()
         assert rank_0.wait(30) == -signal.SIGKILL
         daemon.signal(signal.SIGCONT)

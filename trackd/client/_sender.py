@@ -378,7 +378,7 @@ class Sender(GiveUp):
         self._protocol = None
         self._ledger = Ledger()
         self._spill = Spill(self.config, self.client_id, self.store_root, self.artifact_root)
-        self.will = Will(self.config.spool_dir, self.client_id)  # a forked child owns none of its parent's runs
+        self.will = Will(self.config.spool_dir, self.client_id, on_add=self._poke)  # a forked child owns none of its parent's runs
         self._dropped = 0
         self._dropped_reported = 0
         self._warned_full = False

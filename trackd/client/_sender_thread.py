@@ -183,7 +183,8 @@ class SenderThread(SenderState):
         interrupt = self._interrupt
         try:
             transport, protocol, welcome = handshake(
-                path, hello, timeout=self.config.connect_timeout if timeout is None else timeout, interrupt=interrupt
+                path, hello, timeout=self.config.connect_timeout if timeout is None else timeout, interrupt=interrupt,
+                owned=self.will.first_news,
             )
         except DaemonUnavailable as exc:
             # A daemon that refused runs on: one started now would exit "already running" (it was,
@@ -195,7 +196,9 @@ class SenderThread(SenderState):
             if refused is not None or not (autostart and self.config.autostart) or self._stopping or self._spill_requested:
                 raise
             self._start_daemon()
-            transport, protocol, welcome = handshake(path, hello, timeout=self.config.connect_timeout, interrupt=interrupt)
+            transport, protocol, welcome = handshake(
+                path, hello, timeout=self.config.connect_timeout, interrupt=interrupt, owned=self.will.first_news
+            )
         self._refusal = None
         self._daemon_leaving = False
         self._start_unanswered = False

@@ -21,9 +21,13 @@ from pathlib import Path
 from .._paths import SOCKET_ENV, private_directory_problem
 from .._peer import peer_uid
 from ..errors import DaemonUnavailable
-from ..protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ErrorCode, ErrorReply, Hello, Role, Welcome
+from ..protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ErrorCode, ErrorReply, Hello, OwnedRuns, Role, Welcome
 
 RECV_SIZE = 256 * 1024
+# How often a handshake the daemon has not answered asks whether the client owns runs to tell it
+# (handshake's ``owned``): a run started during the wait goes within the send interval, as it
+# would once connected. A Welcome ends the wait at once whatever this is.
+WILL_CHECK_INTERVAL = 0.05
 
 
 @contextlib.contextmanager
@@ -263,9 +267,14 @@ def check_listener(sock: socket.socket, path: Path) -> None:
 
 
 def handshake(
-    path: Path, hello: Hello, *, timeout: float, interrupt: Interrupt | None = None
+    path: Path, hello: Hello, *, timeout: float, interrupt: Interrupt | None = None,
+    owned: Callable[[], OwnedRuns | None] | None = None,
 ) -> tuple[Transport, Connection, Welcome]:
-    """Connect, send ``hello`` and wait for the daemon's Welcome; raises DaemonUnavailable."""
+    """Connect, send ``hello`` and wait for the daemon's Welcome; raises DaemonUnavailable.
+
+    ``owned`` says, while the daemon has not answered, which runs to tell it before the Welcome
+    (``Will.first_news``): asked after the Hello and every WILL_CHECK_INTERVAL of the wait.
+    """
     transport = Transport(path, timeout=min(timeout, 1.0), interrupt=interrupt)
     protocol = Connection(Role.CLIENT)
     try:
@@ -274,7 +283,11 @@ def handshake(
         while time.monotonic() < deadline:
             event = protocol.next_event()
             if event is NEED_DATA:
-                data = transport.receive(max(deadline - time.monotonic(), 0.01))
+                if owned is not None and (news := owned()) is not None:
+                    # Bounded by the handshake's deadline: a frame cut by it ends the attempt.
+                    transport.send(protocol.send(news), timeout=max(deadline - time.monotonic(), 0.01))
+                wait = max(deadline - time.monotonic(), 0.01)
+                data = transport.receive(min(wait, WILL_CHECK_INTERVAL) if owned is not None else wait)
                 if data is not None:
                     protocol.receive_data(data)
                 continue
