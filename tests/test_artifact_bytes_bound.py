@@ -122,7 +122,8 @@ def test_a_call_waits_at_the_byte_bound_while_the_daemon_is_stopped_and_loses_no
         f"s in all so far): the event buffer holds its bound of inline artifact content (TRACKD_MAX_BUFFERED_BYTES={BOUND}, "
         f"4.0 MiB) because the daemon at {daemon.paths.socket} has acknowledged nothing for "
     ) in line, line
-    assert line.endswith(" s: it may be stopped (SIGSTOP, a debugger) or stuck writing to its disk (TRACKD_ON_FULL=block)."), line
+    assert " s: it may be stopped (SIGSTOP, a debugger) or stuck writing to its disk; if it stays silent, trackd gives it up " in line, line
+    assert line.endswith(" s more (TRACKD_CONNECT_TIMEOUT=10), and the calls go on (TRACKD_ON_FULL=block)."), line
     assert dropped == 0
     steps, files = _stored(store, run_id)
     assert steps == list(range(ARTIFACTS))

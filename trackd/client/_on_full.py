@@ -198,6 +198,7 @@ class OnFullPolicy(SenderThread):
                     ):
                         setattr(self, warned, True)
                         waited, reason = self._blocked_s + time.monotonic() - start, why(start)
+                        then = self._give_up_words(start)
                         break  # to say so outside the lock: stderr may block
                     self._cond.wait(0.1)
                 else:  # room, or stopping
@@ -206,7 +207,7 @@ class OnFullPolicy(SenderThread):
                     self._blocked_s += time.monotonic() - start
                     return True
             if stalled is None:
-                warn(f"logging calls are waiting for room ({waited:.1f} s in all so far): {reason} (TRACKD_ON_FULL=block).")
+                warn(f"logging calls are waiting for room ({waited:.1f} s in all so far): {reason}{then} (TRACKD_ON_FULL=block).")
                 continue
             try:
                 self._give_up_on_daemon(
@@ -218,6 +219,23 @@ class OnFullPolicy(SenderThread):
                 with self._cond:
                     self._stall_give_up = False
                     self._cond.notify_all()
+
+    def _give_up_words(self, start: float) -> str:
+        """What the waiting calls come to if the daemon stays silent, as a clause for the stall line:
+        the give-up TRACKD_CONNECT_TIMEOUT brings (see _wait_for_room); nothing while the daemon
+        says its store refuses writes (it holds the events, and the calls wait for the store).
+
+        A user reading "logging calls are waiting for room" on a job's stderr could not tell a
+        wait of seconds from one as long as the daemon stayed stopped (it was, before the give-up),
+        and killed jobs that were about to go on."""
+        if self._store_outage is not None:
+            return ""
+        connect_timeout = self.config.connect_timeout
+        more = max(0.0, connect_timeout - self._silent_for(start))
+        return (
+            f"; if it stays silent, trackd gives it up and spools the events after {more:.0f} s more "
+            f"(TRACKD_CONNECT_TIMEOUT={connect_timeout:g}), and the calls go on"
+        )
 
     def _has_room(self, size: int) -> bool:
         held = self.buffered_bytes

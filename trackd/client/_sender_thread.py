@@ -31,6 +31,7 @@ class SenderThread(SenderState):
         backoff = 0.05
         while True:
             try:
+                self._spool_while_reconnecting()
                 if self._spill_requested:
                     raise gave_up_error(self.config.socket_path)
                 if self._transport is None:
@@ -181,10 +182,13 @@ class SenderThread(SenderState):
         path = self.config.socket_path
         hello = make_hello(self.client_id, self.store_root, self.artifact_root)
         interrupt = self._interrupt
+        # Given up (a stalled daemon, see _keep_waiting_given_up): one attempt waits for as long as
+        # its connection stays open.
+        keep_waiting = self._keep_waiting_given_up if self._spill.gave_up else None
         try:
             transport, protocol, welcome = handshake(
                 path, hello, timeout=self.config.connect_timeout if timeout is None else timeout, interrupt=interrupt,
-                owned=self.will.first_news,
+                owned=self.will.first_news, keep_waiting=keep_waiting,
             )
         except DaemonUnavailable as exc:
             # A daemon that refused runs on: one started now would exit "already running" (it was,
@@ -197,8 +201,14 @@ class SenderThread(SenderState):
                 raise
             self._start_daemon()
             transport, protocol, welcome = handshake(
-                path, hello, timeout=self.config.connect_timeout, interrupt=interrupt, owned=self.will.first_news
+                path, hello, timeout=self.config.connect_timeout, interrupt=interrupt, owned=self.will.first_news,
+                keep_waiting=keep_waiting,
             )
+        # A spill asked for while this attempt waited and not done yet (its poke came with the
+        # Welcome): done now, before the connection counts, so what its asker (a bounded flush
+        # giving the daemon up, a full buffer) counts is in the spool, which goes to this daemon
+        # first. Done after, it gave up the daemon that had just answered.
+        self._spool_while_reconnecting()
         self._refusal = None
         self._daemon_leaving = False
         self._start_unanswered = False
@@ -296,8 +306,38 @@ class SenderThread(SenderState):
     def _should_stop_waiting(self) -> bool:
         """Whether a wait on the socket is to be cut short: a flush gave the daemon up, or the
         client is closing before a handshake completed (a send to a daemon that answers is
-        finished instead, so a closing client does not cut a healthy connection)."""
+        finished instead, so a closing client does not cut a healthy connection). A spill asked
+        for while the thread reconnects to a daemon given up is done first, and cuts nothing."""
+        self._spool_while_reconnecting()
         return self._spill_requested or (self._stopping and self._transport is None)
+
+    def _spool_while_reconnecting(self) -> None:
+        """Given up, not connected: do a spill a logging call (its buffer full, see _on_full) or a
+        bounded flush asked for here, in the attempt's wait (the handshake, a start, the backoff),
+        and let the attempt go on.
+
+        The spill cut the attempt short: a process filling its buffer faster than a stopped
+        daemon's handshake times out left a dead connection in its listen queue at every attempt
+        (31 from 4 processes logging 20k points/s through a 30 s SIGSTOP, each served by the daemon
+        when it resumed), and after the resume an attempt got through only if the daemon answered it
+        before the buffer filled again: 3 of those 4 went on spooling all they logged, beside an
+        idle daemon, until their loops ended.
+        """
+        if self._spill_requested and self._transport is None and self._spill.gave_up and not self._stopping:
+            self._abandon(gave_up_error(self.config.socket_path))
+
+    def _keep_waiting_given_up(self) -> bool:
+        """A handshake after a give-up has waited connect_timeout for its Welcome: spool what waits,
+        as a failed attempt does, and wait on (True) on the same connection, unless closing.
+
+        The daemon was given up for its silence (stopped, stuck): it answers this connection when it
+        resumes, and a new one would only add a connection it must serve then (see handshake). A
+        daemon that dies, or is killed, closes it: the attempt fails and the next one starts a daemon.
+        """
+        if self._stopping or not self._spill.gave_up:
+            return False
+        self._spool_pending(gave_up_error(self.config.socket_path))
+        return True
 
     def _start_daemon(self) -> None:
         now = time.monotonic()

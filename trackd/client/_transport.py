@@ -268,19 +268,25 @@ def check_listener(sock: socket.socket, path: Path) -> None:
 
 def handshake(
     path: Path, hello: Hello, *, timeout: float, interrupt: Interrupt | None = None,
-    owned: Callable[[], OwnedRuns | None] | None = None,
+    owned: Callable[[], OwnedRuns | None] | None = None, keep_waiting: Callable[[], bool] | None = None,
 ) -> tuple[Transport, Connection, Welcome]:
     """Connect, send ``hello`` and wait for the daemon's Welcome; raises DaemonUnavailable.
 
     ``owned`` says, while the daemon has not answered, which runs to tell it before the Welcome
     (``Will.first_news``): asked after the Hello and every WILL_CHECK_INTERVAL of the wait.
+    ``keep_waiting``: asked each time ``timeout`` passes without a Welcome on a connection that
+    is still open; True waits another ``timeout`` on the same connection. A daemon that is stopped
+    (SIGSTOP) accepts connections into its listen queue and answers them all when it resumes:
+    each attempt given up and made again left one more dead connection there for it to serve.
     """
     transport = Transport(path, timeout=min(timeout, 1.0), interrupt=interrupt)
     protocol = Connection(Role.CLIENT)
     try:
         transport.send(protocol.send(hello))
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline or (keep_waiting is not None and keep_waiting()):
+            if time.monotonic() >= deadline:
+                deadline = time.monotonic() + timeout
             event = protocol.next_event()
             if event is NEED_DATA:
                 if owned is not None and (news := owned()) is not None:
