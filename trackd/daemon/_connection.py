@@ -6,9 +6,12 @@ batcher and writer thread do the work.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import logging
+import termios
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
@@ -71,6 +74,13 @@ HELLO_TIMEOUT = 30.0
 # A connection paused for its decode budget looks again this often whether anyone still waits, so
 # it resumes soon after its neighbours' flushes are answered rather than at the end of its debt.
 BUDGET_RECHECK = 0.002
+
+
+def _nothing_unread(fd: int) -> bool:
+    """Whether the kernel holds no unread byte for the socket ``fd`` (FIONREAD)."""
+    unread = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, unread)
+    return unread[0] == 0
 
 
 class ClientConnection:
@@ -300,6 +310,11 @@ class ClientConnection:
         """Whether the peer's process is gone (or it closed the socket altogether): not only done sending."""
         return self._peer_fd(peer_closed) or (self.will is not None and exited(self.will))
 
+    def _given_up_unanswered(self) -> bool:
+        """Whether the peer closed its socket after its Hello and nothing more: no byte after the
+        Hello decoded, buffered (a read takes all the reader holds, up to READ_SIZE) or in the kernel."""
+        return self.protocol.buffered_bytes == 0 and self._peer_fd(peer_closed) and self._peer_fd(_nothing_unread)
+
     def _peer_fd(self, test: Callable[[int], bool]) -> bool:
         """``test`` applied to the socket's descriptor; False once it is closed."""
         sock = self.writer.get_extra_info("socket")
@@ -380,6 +395,15 @@ class ClientConnection:
 
     def _on_hello(self, hello: Hello) -> None:
         self.peer = f"client pid {hello.pid}@{hello.host}"
+        if self._given_up_unanswered():
+            # A client gave this attempt up before the daemon read its Hello (it was stopped, or too
+            # busy to answer in time), closed it and sent nothing else: a Welcome would go to nobody.
+            # A daemon resumed after a SIGSTOP found one per attempt in its listen queue, and logged
+            # "connected" and "disconnected" for each; attached, it took the client's session from
+            # the connection that had replaced it. Counted into one line a burst instead.
+            self.server.note_unanswered_hello()
+            self.protocol.state = State.CLOSED
+            return
         if not OLDEST_PROTOCOL_VERSION <= hello.protocol_version <= PROTOCOL_VERSION:
             self._refuse(
                 ErrorCode.VERSION_MISMATCH,

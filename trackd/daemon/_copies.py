@@ -65,6 +65,10 @@ class Copies:
     def __contains__(self, session: object) -> bool:
         return session in self._waiting
 
+    def waiting(self) -> list[tuple[Session, int]]:
+        """The clients whose batches wait for a copy now, each with its first such batch's seq."""
+        return [(session, batches[0].seq) for session, batches in self._waiting.items() if batches]
+
     def hold(self, batches: list[PendingBatch]) -> list[PendingBatch]:
         """The batches to write now; those of a client waiting for a copy join its queue, in order.
 

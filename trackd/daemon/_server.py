@@ -56,6 +56,12 @@ TURNS_AFTER_FLUSH = 1.0
 MAX_STATUS_COUNT = 2**63 - 1
 # Metric files no write used for this long (to twice as long) are closed: see close_idle_files.
 IDLE_FILE_SECONDS = 10.0
+# While a client's batches wait for an artifact copy, it is told this often that the daemon is at
+# work for it (see _copy_heartbeats): well inside any TRACKD_CONNECT_TIMEOUT worth setting.
+COPY_HEARTBEAT_INTERVAL = 0.25
+# Connections closed before their Hello was answered come in bursts (a daemon resumed after a
+# SIGSTOP serves its whole listen queue at once): one line this long after the first says how many.
+UNANSWERED_HELLO_SUMMARY_DELAY = 1.0
 
 
 class Server:
@@ -83,6 +89,7 @@ class Server:
         self._server: asyncio.AbstractServer | None = None
         self._sigint_count = 0
         self._idle_since = time.monotonic()
+        self._unanswered_hellos = 0  # since the last line that said so (note_unanswered_hello)
         # Stores refusing writes (disk full...), each holding its own batches back.
         self.outages = Outages()
         # Clients whose batches wait for artifacts to be copied (off the writer thread).
@@ -133,6 +140,7 @@ class Server:
         os.chmod(paths.socket, SOCKET_MODE)
         self._spawn(self._write_loop())
         self._spawn(self._housekeeping())
+        self._spawn(self._copy_heartbeats())
         self._room.set()
         if not credentials_supported():
             logger.warning("This platform cannot report a peer's uid; only the socket's modes keep other users out")
@@ -534,6 +542,42 @@ class Server:
             elif self.config.idle_timeout and now - self._idle_since >= self.config.idle_timeout:
                 logger.info("No clients for %.0f s: exiting", self.config.idle_timeout)
                 self._should_exit.set()
+
+
+    def note_unanswered_hello(self) -> None:
+        """Count a connection its client closed before its Hello was answered; the first of a burst
+        schedules the one line that says how many there were."""
+        self._unanswered_hellos += 1
+        if self._unanswered_hellos == 1:
+            asyncio.get_running_loop().call_later(UNANSWERED_HELLO_SUMMARY_DELAY, self._say_unanswered_hellos)
+
+    def _say_unanswered_hellos(self) -> None:
+        logger.info(
+            "Ignored %s closed by their clients before this daemon answered their Hello (attempts they gave up "
+            "while it was stopped or too busy to answer)", counted(self._unanswered_hellos, "connection"),
+        )
+        self._unanswered_hellos = 0
+
+    async def _copy_heartbeats(self) -> None:
+        """Every COPY_HEARTBEAT_INTERVAL, Ack again, to each connected client whose batches wait for
+        an artifact copy and that waits on something behind it (a later batch, a flush), what it
+        has already had acknowledged: the daemon is alive and working for it.
+
+        No Ack comes for the batches behind the artifact until its copy is done (a 2 GiB file took
+        seconds, more on a slow disk), and a client waiting for room that hears nothing for
+        TRACKD_CONNECT_TIMEOUT gives the daemon up as stopped: a 1 GiB copy with the timeout at 0.5 s
+        spooled everything the process logged, six times over, each time saying the daemon "may be
+        stopped (SIGSTOP, a debugger), stuck writing to its disk or deadlocked". An Ack of a batch
+        already acknowledged settles nothing on the client (the protocol's Ack is cumulative), and
+        whatever the daemon says renews the client's patience. Not for a store that refuses writes:
+        the client waits for that outage's end, which an Ack would say had come.
+        """
+        while True:
+            await asyncio.sleep(COPY_HEARTBEAT_INTERVAL)
+            for session, seq in self.copies.waiting():
+                behind = session.received_seq > seq or session.flushes
+                if behind and session.connection is not None and session.store_root not in self.outages:
+                    session.connection.send(Ack(seq=session.applied_seq))
 
 
 def _sooner(a: float | None, b: float | None) -> float | None:
