@@ -208,7 +208,11 @@ class SenderThread(SenderState):
         # Welcome): done now, before the connection counts, so what its asker (a bounded flush
         # giving the daemon up, a full buffer) counts is in the spool, which goes to this daemon
         # first. Done after, it gave up the daemon that had just answered.
-        self._spool_while_reconnecting()
+        try:
+            self._spool_while_reconnecting()
+        except BaseException:
+            transport.close()  # not the sender's yet: nothing else would close it
+            raise
         self._refusal = None
         self._daemon_leaving = False
         self._start_unanswered = False
