@@ -207,8 +207,16 @@ def resolve_store_uri(uri: str | os.PathLike[str] | None = None) -> str:
         # MLflow 2's default, and 3's when ./mlruns holds experiments: path_to_local_file_uri(abspath("mlruns")).
         return Path("mlruns").absolute().as_uri()
     if not isinstance(uri, str):
+        text = os.fspath(uri)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A name that is not UTF-8 ('mlruns-\udcff'): as_uri() percent-encodes its byte, which
+            # came back as another folder ('mlruns-\ufffd'). Left a path, which the store root's
+            # check refuses, naming it.
+            return os.path.abspath(text)
         # MLflow's set_tracking_uri turns a pathlib.Path into uri.absolute().resolve().as_uri().
-        return Path(os.fspath(uri)).absolute().resolve().as_uri()
+        return Path(text).absolute().resolve().as_uri()
     from ..store._layout import resolve_local_uri
 
     try:

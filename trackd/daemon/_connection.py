@@ -407,7 +407,7 @@ class ClientConnection:
         if not OLDEST_PROTOCOL_VERSION <= hello.protocol_version <= PROTOCOL_VERSION:
             self._refuse(
                 ErrorCode.VERSION_MISMATCH,
-                f"This daemon speaks trackd protocol versions {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}, the client speaks "
+                f"This daemon speaks trackd protocol {_versions()}, the client speaks "
                 f"version {hello.protocol_version}; restart the daemon with the client's trackd "
                 "version (trackd daemon stop).",
             )
@@ -487,3 +487,10 @@ class ClientConnection:
         if not root:
             raise RemoteProtocolError(f"{type(event).__name__} needs a store; this connection's Hello named none.")
         return root
+
+
+def _versions() -> str:
+    """The protocol versions this daemon serves, in words: "version 7", or "versions 6 to 7"."""
+    if OLDEST_PROTOCOL_VERSION == PROTOCOL_VERSION:
+        return f"version {PROTOCOL_VERSION}"
+    return f"versions {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
