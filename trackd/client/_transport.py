@@ -300,7 +300,7 @@ def handshake(
             if isinstance(event, Welcome):
                 return transport, protocol, event
             if isinstance(event, ErrorReply):
-                raise DaemonRefused(event, path)
+                raise DaemonRefused(_older_daemon_words(event), path)
             raise DaemonUnavailable(f"The trackd daemon closed the connection during the handshake ({event!r}).")
         raise DaemonUnavailable(f"The trackd daemon at {path} did not answer the handshake within {timeout:g} s.")
     except BaseException:
@@ -315,3 +315,20 @@ def make_hello(client_id: str, store_root: str, artifact_root: str | None = None
         protocol_version=PROTOCOL_VERSION, client_id=client_id, pid=os.getpid(),
         host=socket.gethostname(), store_root=store_root, artifact_root=artifact_root,
     )
+
+
+def _older_daemon_words(reply: ErrorReply) -> ErrorReply:
+    """``reply``, or, when a daemon could not read this client's Hello for its number of fields,
+    the version mismatch that refusal stands for.
+
+    A daemon of an older protocol (left running by an upgrade) counted the Hello's fields before
+    it read their version: every client of protocol 7 was refused "A Hello frame has 6 fields;
+    expected 5", which was taken for a passing refusal (each exit waited for it) and said nothing
+    of restarting the daemon. Daemons since read a newer Hello's version first.
+    """
+    if reply.code != ErrorCode.BAD_FRAME or not reply.message.startswith("A Hello frame has "):
+        return reply
+    return ErrorReply(request_id=reply.request_id, code=ErrorCode.VERSION_MISMATCH, message=(
+        f"It runs an older trackd, which could not read this client's Hello (protocol version {PROTOCOL_VERSION}): "
+        f"{reply.message.rstrip('.')}. Restart the daemon with the client's trackd version (trackd daemon stop)."
+    ))

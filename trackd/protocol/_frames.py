@@ -32,7 +32,7 @@ from ._events import (
     StatusReply,
     Welcome,
 )
-from ._limits import FRAME_HEADER_SIZE, MAX_FRAME_SIZE, MAX_INT64, MAX_RECORDS_PER_BATCH, MAX_TAGS_PER_RECORD
+from ._limits import FRAME_HEADER_SIZE, MAX_FRAME_SIZE, MAX_INT64, MAX_RECORDS_PER_BATCH, MAX_TAGS_PER_RECORD, PROTOCOL_VERSION
 from ._records import RECORD_FIELDS, RecordKind, _show
 
 # Codes are part of the wire format: never reuse or renumber one.
@@ -145,6 +145,11 @@ def decode_body(body: bytes | bytearray | memoryview) -> Event:
         raise LocalProtocolError(f"Unknown event code {message[0]}; known codes are {sorted(EVENT_TYPES)}.")
     names = _FIELDS[cls]
     values = message[1:]
+    if cls is Hello and len(values) > len(names) and type(values[0]) is int and values[0] > PROTOCOL_VERSION:
+        # A newer client's Hello, with fields added after ours: read what this version knows, so
+        # that the daemon answers with the version mismatch ("restart the daemon"), not with a
+        # count of fields (which a daemon of protocol 6 said to every client of protocol 7).
+        values = values[: len(names)]
     if not len(names) - cls._optional <= len(values) <= len(names):
         expected = str(len(names)) if not cls._optional else f"{len(names) - cls._optional} to {len(names)}"
         raise LocalProtocolError(
