@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 # artifact for its whole length; a few, because copies on one disk share its bandwidth.
 COPY_THREADS = 4
 # How long shutdown waits for copier threads to finish the chunk under way (64 MiB) before it
-# removes what they staged: a thread mid-sendfile left a partial copy of gigabytes behind.
+# removes what they staged: a thread mid-copy left a partial copy of gigabytes behind.
 COPY_STOP_SECONDS = 2.0
 # Copies listed one by one in a status reply.
 MAX_STATUS_COPIES = 32
@@ -58,6 +58,8 @@ class Copies:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set while some client's batches wait here: the heartbeats sleep on it, not on a timer.
+        self._busy = asyncio.Event()
         # What waits here in all: the backlog counts it, and its own bound stops its clients' reads.
         self.events = 0
         self.size = 0
@@ -68,6 +70,10 @@ class Copies:
     def waiting(self) -> list[tuple[Session, int]]:
         """The clients whose batches wait for a copy now, each with its first such batch's seq."""
         return [(session, batches[0].seq) for session, batches in self._waiting.items() if batches]
+
+    async def until_waiting(self) -> None:
+        """Return once some client's batches wait for a copy (at once if they do now)."""
+        await self._busy.wait()
 
     def hold(self, batches: list[PendingBatch]) -> list[PendingBatch]:
         """The batches to write now; those of a client waiting for a copy join its queue, in order.
@@ -113,6 +119,7 @@ class Copies:
                     self._copying[copy] = batch.session
                     self._jobs.put((copy, batch.session))
             self._queue(self._waiting.setdefault(batch.session, []), batch)
+        self._busy.set()
 
     def stop(self) -> None:
         """Shutdown: copies stop at their next chunk and nothing more is released; their batches stay unwritten."""
@@ -182,5 +189,7 @@ class Copies:
             released.append(batch)
         if not waiting:
             del self._waiting[session]
+            if not self._waiting:
+                self._busy.clear()
         if released:
             self._release(released)

@@ -570,9 +570,11 @@ class Server:
         stopped (SIGSTOP, a debugger), stuck writing to its disk or deadlocked". An Ack of a batch
         already acknowledged settles nothing on the client (the protocol's Ack is cumulative), and
         whatever the daemon says renews the client's patience. Not for a store that refuses writes:
-        the client waits for that outage's end, which an Ack would say had come.
+        the client waits for that outage's end, which an Ack would say had come. While no copy is
+        waited for, it sleeps: an idle daemon should not wake four times a second for nothing.
         """
         while True:
+            await self.copies.until_waiting()
             await asyncio.sleep(COPY_HEARTBEAT_INTERVAL)
             for session, seq in self.copies.waiting():
                 behind = session.received_seq > seq or session.flushes
