@@ -529,8 +529,15 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *
                 f"{result.path}: left alone, written on host {result.other_host}: run trackd sync there, or "
                 "--all-hosts if its store path is shared with this host"
             )
+        elif result.batches:
+            before = f" (the store had {batches(result.written_before)} of it already)" if result.written_before else ""
+            print(f"{result.path}: delivered {batches(result.batches)} of client {result.client_id}{before}")
         else:
-            print(f"{result.path}: delivered {batches(result.batches)} of client {result.client_id}")
+            # "delivered 0 batches" read as a failure: the daemon had written them before the file was read.
+            print(
+                f"{result.path}: removed, nothing to send: the store had every batch of client {result.client_id} "
+                f"already ({batches(result.written_before)})"
+            )
         for rejection in result.rejected:
             print(f"  refused by the store: {rejection}", file=sys.stderr)
         for reason in result.undecodable:

@@ -45,7 +45,7 @@ class SyncResult(Value):
 
     __slots__ = (
         "path", "client_id", "batches", "skipped", "other_host", "rejected", "undecodable", "error", "file_fault", "empty", "gone",
-        "aside",
+        "aside", "written_before",
     )
 
     def __init__(
@@ -56,6 +56,8 @@ class SyncResult(Value):
         self.path = path
         self.client_id = client_id
         self.batches = batches
+        # Batches of the file the daemon had written already (its Welcome's resume_seq): not sent again.
+        self.written_before = 0
         self.skipped = skipped  # its client is alive and delivers it itself
         self.empty = empty  # removed: its client could not write even its Hello (a full disk), so it holds nothing
         self.gone = gone  # delivered meanwhile by another `trackd sync` (or its own process)
@@ -186,9 +188,12 @@ def _send_spool(
         # Bounded like the wait below: a daemon that stops reading (SIGSTOP, a store whose
         # backlog is full) held `trackd sync --timeout 3` in a send for ever, and the lock with it.
         damage = None
+        result.written_before = 0  # counted again on each try: those sent on an earlier one are not "before"
         try:
             for seq, records, frame in reader.batches():
-                if seq > welcome.resume_seq and seq not in refused:
+                if seq <= welcome.resume_seq:
+                    result.written_before += seq not in sent
+                elif seq not in refused:
                     transport.send(frame, timeout=timeout)
                     sent[seq] = records
                     result.batches = len(sent.keys() - refused.keys())
