@@ -171,15 +171,27 @@ class Client(ClientReads):
         run_name: str | None = None,
         *,
         run_id: str | None = None,
+        owner: bool | None = None,
     ) -> Run:
         """Create a run (without a round trip: the id is made here) and return it.
 
         With ``run_id``, the run gets that id; if it exists already this attaches to it, so every
-        rank of a distributed job may call this with one id, in any order.
+        rank of a distributed job may call this with one id, in any order. ``owner``: whether the
+        run is this caller's (rank 0's), so that it takes this call's name, tags and start time
+        even if another process's create of that id reaches the store first; False only makes sure
+        it exists. By default a run is the caller's unless it is in the store already, or was
+        created or found in this process (its parent's, before a fork) before.
         """
         self._require_open()
         experiment_id = validate_experiment_id(experiment_id if experiment_id is not None else DEFAULT_EXPERIMENT_ID)
-        run_id = validate_run_id(run_id) if run_id is not None else random_id()
+        if run_id is not None:
+            run_id = validate_run_id(run_id)
+            if owner is None:
+                sender = self._sender
+                seen = (self._known_runs, sender.creations, sender.inherited_creations)
+                owner = not any(run_id in runs for runs in seen) and self._reader.find_run(run_id) is None
+        else:
+            run_id = random_id()
         start_ms = _now_ms() if start_time is None else validate_timestamp("start_time", start_time)
         str_tags = self._check_tags(tags or {})
         tag_name = str_tags.get(RUN_NAME_TAG)
@@ -193,7 +205,7 @@ class Client(ClientReads):
         # MlflowClient.create_run takes the user from the mlflow.user tag, else "unknown".
         user_id = str_tags.get(USER_TAG, "unknown")
         artifact_location = self._artifact_location(experiment_id)
-        creation = (CREATE_RUN, run_id, experiment_id, user_id, name, start_ms, str_tags)
+        creation = (CREATE_RUN, run_id, experiment_id, user_id, name, start_ms, str_tags, owner is not False)
         # Queued first, then recorded: a flush in another thread forgets the creations it saw
         # before its barrier, which must include this record once it is listed.
         self._sender.submit(creation)

@@ -352,13 +352,16 @@ def start_run(
             run_tags.update({k: str(v) for k, v in (tags or {}).items()})
             experiment = experiment_id if experiment_id is not None else _current_experiment_id(client)
             held.enter_context(_lifecycle.signals_held())  # until the run is on the stack, ended by SIGTERM or Ctrl-C
-            run = client.create_run(experiment, tags=run_tags, run_name=run_name, run_id=run_id)
             shared = run_id is not None
+            owns = not attached and (not shared or rank in (None, "", "0"))
+            # The owner's create names the run even if another rank's (or an attached worker's)
+            # reaches the store first; the others only make sure it exists.
+            run = client.create_run(experiment, tags=run_tags, run_name=run_name, run_id=run_id, owner=owns)
             if from_variable and shared and not attached and rank in (None, ""):
                 from ._run_checks import warn_created_missing
 
                 warn_created_missing(run.info.run_id, client.tracking_uri)
-            active = ActiveRun(run, owns=not attached and (not shared or rank in (None, "", "0")), client=client)
+            active = ActiveRun(run, owns=owns, client=client)
         runs.append(active)
         if active.owns:  # the daemon fails it if this process exits without ending it (_will.py)
             client._sender.will.add(active.run_id)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from .._signals import start_without_signals
 from ..errors import DaemonUnavailable, FlushTimeout, LocalProtocolError
-from ..protocol import Event, Flush, Record
+from ..protocol import Event, Flush, Record, attach_creation
 from ._config import ClientConfig
 from ._give_up import GiveUp
 from ._ledger import Ledger
@@ -138,7 +138,11 @@ class Sender(GiveUp):
         with self._creation_lock:
             creation = self.inherited_creations.pop(run_id, None)
             if creation is not None:
-                # Queued first, then recorded (as Client.create_run does for a flush in another thread).
+                # Only to make sure the run exists: the parent's own create says what the run is,
+                # and the parent may have renamed it since (set_tag of mlflow.runName), which this
+                # copy, arriving later, must not undo. Queued first, then recorded (as
+                # Client.create_run does for a flush in another thread).
+                creation = attach_creation(creation)
                 self.submit(creation)
                 self.creations[run_id] = creation
             return run_id in self.creations

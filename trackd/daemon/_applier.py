@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .._words import counted
 from ..errors import InvalidArgument, StoreError, StoreUnavailable
-from ..protocol import ARTIFACT, CREATE_RUN, DELETE_TAG, METRIC, METRIC_SERIES, PARAM, SET_TERMINATED, TAG, RecordKind
+from ..protocol import (
+    ARTIFACT, CREATE_RUN, DELETE_TAG, METRIC, METRIC_SERIES, PARAM, SET_TERMINATED, TAG, RecordKind, create_run_owner,
+)
 from ..store import (
     ArtifactWrite,
     MetricAppend,
@@ -282,11 +284,13 @@ class Applier:
                 elif kind == DELETE_TAG:
                     batch.tags.append(TagWrite(origin, run_id, validate_key(record[2], kind="tag"), None))
                 elif kind == CREATE_RUN:
-                    _, _, experiment_id, user_id, run_name, start_time_ms, tags = record
+                    experiment_id, user_id, run_name, start_time_ms, tags = record[2:7]
                     for key, value in tags.items():
                         validate_tag_value(validate_key(key, kind="tag"), value)
+                    # create_run_owner: false for a record without the field (protocols 6 and 7), whose run changes only if new.
+                    owner = create_run_owner(record)
                     batch.new_runs.append(
-                        NewRun(origin, run_id, experiment_id, user_id, run_name, start_time_ms, dict(tags))
+                        NewRun(origin, run_id, experiment_id, user_id, run_name, start_time_ms, dict(tags), owner)
                     )
                 elif kind == SET_TERMINATED:
                     status = validate_run_status(record[2])

@@ -59,7 +59,9 @@ from ._records import (
     TAG,
     Record,
     RecordKind,
+    attach_creation,
     check_record,
+    create_run_owner,
     metric_series,
 )
 
@@ -115,7 +117,9 @@ __all__ = [
     "Role",
     "State",
     "Welcome",
+    "attach_creation",
     "check_record",
+    "create_run_owner",
     "decode_body",
     "decode_header",
     "encode_frame",

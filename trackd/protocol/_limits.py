@@ -14,8 +14,11 @@ from __future__ import annotations
 # 6: ARTIFACT's mode (a file's permission bits, and empty folders, as MLflow's copy keeps them).
 # 7: Hello's artifact_root (new experiments' artifact location as a plain path or a file: URI, as
 # MLflow's tracking URI gives it). A version-6 Hello (without it) is still accepted.
-PROTOCOL_VERSION = 7
-# The oldest version a daemon accepts: 6's frames are 7's, with a Hello of 5 fields.
+# 8: CREATE_RUN's owner (the run takes its owner's name, tags and start time, whichever process's
+# create reached the store first). A version-6 or 7 CREATE_RUN (without it) is still accepted.
+PROTOCOL_VERSION = 8
+# The oldest version a daemon accepts: 6's frames are 8's, with a Hello of 5 fields and
+# CREATE_RUN records without owner.
 OLDEST_PROTOCOL_VERSION = 6
 
 # A frame is a 4-byte big-endian length, then that many bytes of msgpack.

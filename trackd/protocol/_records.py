@@ -52,7 +52,12 @@ RECORD_FIELDS: dict[RecordKind, tuple[str, ...]] = {
     RecordKind.TAG: ("run_id", "key", "value"),
     RecordKind.DELETE_TAG: ("run_id", "key"),
     # Creating a run is "ensure": every rank of a distributed job may send it for the same run id.
-    RecordKind.CREATE_RUN: ("run_id", "experiment_id", "user_id", "run_name", "start_time_ms", "tags"),
+    # owner: true from the process that owns the run (rank 0, the process that started it), whose
+    # name, tags and start time the run takes even if another process's create reached the store
+    # first; false from one that only makes sure the run exists (another rank, a process attached
+    # to its parent's run, a forked child sending its parent's create again), which changes
+    # nothing of a run that exists.
+    RecordKind.CREATE_RUN: ("run_id", "experiment_id", "user_id", "run_name", "start_time_ms", "tags", "owner"),
     # keep_failure: a run FAILED or KILLED already stays so (an end the client makes by itself, at
     # a block's exit, at exit or on SIGTERM, must not hide that another rank or worker failed it).
     RecordKind.SET_TERMINATED: ("run_id", "status", "end_time_ms", "keep_failure"),
@@ -159,6 +164,8 @@ def _check_create_run(record: Record) -> None:
             raise LocalProtocolError(
                 f"{_label(record)} tag {_show(key)} must map a string key to a string value, got {_show(value)}."
             )
+    if len(record) > _CREATE_RUN_WITHOUT_OWNER and type(record[7]) is not bool:
+        raise LocalProtocolError(f"{_label(record)} field 'owner' must be true or false, got {_show(record[7])}.")
 
 
 def _check_set_terminated(record: Record) -> None:
@@ -270,10 +277,31 @@ _LEGACY_SET_TERMINATED_LENGTH = 4
 # without mode (6 items), as protocols 4 and 5 wrote it: a file of the store's default mode.
 _ARTIFACT_WITHOUT_STAMP = 5
 _ARTIFACT_WITHOUT_MODE = 6
+# CREATE_RUN without owner (7 items), as protocols 6 and 7 wrote it: see create_run_owner.
+_CREATE_RUN_WITHOUT_OWNER = 7
 _LEGACY_LENGTHS: dict[int, tuple[int, ...]] = {
     SET_TERMINATED: (_LEGACY_SET_TERMINATED_LENGTH,),
     ARTIFACT: (_ARTIFACT_WITHOUT_STAMP, _ARTIFACT_WITHOUT_MODE),
+    CREATE_RUN: (_CREATE_RUN_WITHOUT_OWNER,),
 }
+
+
+def create_run_owner(record: Record) -> bool:
+    """Whether a checked CREATE_RUN record comes from the run's owner (see RECORD_FIELDS).
+
+    A record without the field (protocols 6 and 7, and spool files they wrote) is not: those
+    clients sent the same record from every rank, from an attached spawn worker and from a forked
+    child sending its parent's create again, so none of them can be told from the owner's. Read
+    as an owner's, the last of them to arrive would rename the run and overwrite its tags (a
+    rank's random name over rank 0's, a parent's old name over its set_tag rename); read as an
+    attach, the first one makes the run and the others change nothing, as those versions did.
+    """
+    return len(record) > _CREATE_RUN_WITHOUT_OWNER and record[7] is True
+
+
+def attach_creation(record: Record) -> Record:
+    """The same CREATE_RUN record as one that only makes sure the run exists (owner false)."""
+    return (*record[:_CREATE_RUN_WITHOUT_OWNER], False)
 
 
 def check_record(record: object) -> None:

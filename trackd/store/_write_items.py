@@ -25,6 +25,11 @@ class NewRun:
     run_name: str
     start_time_ms: int
     tags: dict[str, str] = field(default_factory=dict)
+    # From the run's owner (rank 0, the process that started it): a run that exists already, made
+    # by another process's create that came first, takes this one's name, user, start time and
+    # tags. Otherwise (another rank, an attached process, a forked child's copy of its parent's
+    # create) a run that exists is left as it is.
+    owner: bool = False
 
 
 @dataclass(frozen=True, slots=True)

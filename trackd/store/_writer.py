@@ -353,16 +353,10 @@ class StoreWriter:
         run_id = validate_run_id(item.run_id)
         experiment_id = validate_experiment_id(item.experiment_id)
         if self._created_already(run_id, experiment_id):
+            self._apply_owner_creation(item)
             return
         experiment = self._active_experiment(experiment_id)
-        tags = {validate_key(k, kind="tag"): validate_tag_value(k, v) for k, v in item.tags.items()}
-        run_name = item.run_name or tags.get(RUN_NAME_TAG, "")
-        if tags.setdefault(RUN_NAME_TAG, run_name) != run_name:
-            # FileStore.create_run refuses the same conflict, in these words.
-            raise InvalidArgument(
-                "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
-                f"different values (run_name='{run_name}', mlflow.runName='{tags[RUN_NAME_TAG]}')."
-            )
+        tags, run_name = _new_run_tags(item)
         info = RunInfo(
             run_id=run_id,
             experiment_id=experiment_id,
@@ -393,6 +387,7 @@ class StoreWriter:
         except FileExistsError:
             # Another daemon on this store (a rank logging through another node's) made it meanwhile.
             if self._created_already(run_id, experiment_id):
+                self._apply_owner_creation(item)
                 return
             if not made_ahead(folder):
                 raise
@@ -403,6 +398,36 @@ class StoreWriter:
             fill(folder)
         signature = file_signature(os.stat(layout.meta_path(folder)))
         self._runs.keep(run_id, RunHandle(experiment_id, folder, meta, signature))
+
+    def _apply_owner_creation(self, item: NewRun) -> None:
+        """The owner's create of a run another process's create made first: the run takes the
+        owner's name, user, start time and tags, as if the owner's had come first.
+
+        Without this the run kept whichever create won the race: rank 3's random name instead of
+        the run_name rank 0 gave, and none of rank 0's tags or description. Each tag is written
+        as set_tag writes it, and meta.yaml is rewritten through a temp file (rewrite_meta, as
+        SET_TERMINATED does). Tags the other create set and the owner's does not are kept.
+
+        Applying it again is harmless where it can happen: a daemon restarted mid-write, or a
+        spool replayed, delivers the owner's create again in order, followed by the owner's own
+        later records (a set_tag of mlflow.runName included), which apply again after it. A
+        create that is not the owner's, or of a run that is deleted, changes nothing.
+        """
+        if not item.owner:
+            return
+        handle = self._runs.find(item.run_id)
+        if handle is None or handle.meta.get("lifecycle_stage", LIFECYCLE_ACTIVE) != LIFECYCLE_ACTIVE:
+            return
+        tags, run_name = _new_run_tags(item)
+        start_time = validate_run_time("start_time", item.run_id, item.start_time_ms)
+        for key, value in tags.items():
+            path = layout.tag_path(handle.folder, key)
+            self._confine_file(path)
+            write_key_file(path, value, handle.folder)
+        # The owner's start time, earlier or later than the other create's: the run is the
+        # owner's (it ends it, its duration is the owner's), and what the store holds must not
+        # depend on which create reached it first.
+        self._runs.rewrite_meta(handle, run_name=run_name, user_id=item.user_id, start_time=start_time)
 
     def _created_already(self, run_id: str, experiment_id: str) -> bool:
         """Whether the run exists in that experiment (another rank of a distributed job created it
@@ -520,3 +545,15 @@ class StoreWriter:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+
+def _new_run_tags(item: NewRun) -> tuple[dict[str, str], str]:
+    """A new run's checked tags, mlflow.runName included, and its name."""
+    tags = {validate_key(k, kind="tag"): validate_tag_value(k, v) for k, v in item.tags.items()}
+    run_name = item.run_name or tags.get(RUN_NAME_TAG, "")
+    if tags.setdefault(RUN_NAME_TAG, run_name) != run_name:
+        # FileStore.create_run refuses the same conflict, in these words.
+        raise InvalidArgument(
+            "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
+            f"different values (run_name='{run_name}', mlflow.runName='{tags[RUN_NAME_TAG]}')."
+        )
+    return tags, run_name
