@@ -410,8 +410,10 @@ class StoreWriter:
 
         Applying it again is harmless where it can happen: a daemon restarted mid-write, or a
         spool replayed, delivers the owner's create again in order, followed by the owner's own
-        later records (a set_tag of mlflow.runName included), which apply again after it. A
-        create that is not the owner's, or of a run that is deleted, changes nothing.
+        later records (a set_tag of mlflow.runName included), which apply again after it (a
+        client's batches are written again from the first one not written, never one alone). A
+        rename by another process written between the two is undone, as an owner's create that
+        arrives after it undoes it. A create that is not the owner's, or of a deleted run, changes nothing.
         """
         if not item.owner:
             return
