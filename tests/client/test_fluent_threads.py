@@ -183,7 +183,14 @@ def test_a_thread_logging_while_exit_ends_the_runs_starts_no_stray_run(
     daemon: DaemonProcess, store: Path, ending: str, status: str
 ) -> None:
     result = run_child(MONITOR_AT_EXIT.format(ending=ending), fluent_env(daemon, store))
-    assert result.returncode == (0 if status == "FINISHED" else -15) and result.stderr == "", result.stderr
+    # On a loaded machine exit can deliver its last batch before the monitor's last points; those
+    # are said, counted, in this one line (the monitor's last steps: the rest stay consecutive).
+    late = re.fullmatch(
+        r"(trackd: \d+ events? (was|were) not delivered: logged by other threads after exit had sent its last batch "
+        r"\(exit delivers what was logged before it began and while it delivered, then stops\)\.\n)?",
+        result.stderr,
+    )
+    assert result.returncode == (0 if status == "FINISHED" else -15) and late is not None, result.stderr
     run = only_run(store)
     assert run.info.status == status
     # Its late points went to the run it was logging to, none lost or doubled.
