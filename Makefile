@@ -26,7 +26,8 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m mypy
-	$(PY) -m pytest
+	# Two workers (pytest-xdist): the tests mostly wait on daemons, children and signals.
+	$(PY) -m pytest -n 2
 
 $(VENV)/.installed-bench: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[bench]'
