@@ -329,3 +329,9 @@ def test_sweeps_with_breaks_keep_every_point_of_each_file_in_order(runs: int, ke
     for record in records:
         expected.setdefault((record[1], record[2]), []).append(record[5])
     assert per_file == expected
+
+
+def test_a_record_of_one_field_says_field_not_fields() -> None:
+    # "metric record has 1 fields": the daemon's refusal of a garbled record, quoted to its client.
+    with pytest.raises(LocalProtocolError, match=r"metric record has 1 field; expected 5 "):
+        check_record((1, RUN))

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgpack
 
+from .._words import counted
 from ..errors import LocalProtocolError
 from ._events import (
     Ack,
@@ -153,7 +154,7 @@ def decode_body(body: bytes | bytearray | memoryview) -> Event:
     if not len(names) - cls._optional <= len(values) <= len(names):
         expected = str(len(names)) if not cls._optional else f"{len(names) - cls._optional} to {len(names)}"
         raise LocalProtocolError(
-            f"A {cls.__name__} frame has {len(values)} fields; expected {expected} ({', '.join(names)})."
+            f"A {cls.__name__} frame has {counted(len(values), 'field')}; expected {expected} ({', '.join(names)})."
         )
     if cls is Batch and type(values[1]) is tuple:
         # Records arrive as a tuple of tuples; Batch holds a list.

@@ -16,6 +16,7 @@ from operator import itemgetter
 from stat import S_IFDIR, S_IFREG
 from typing import Any
 
+from .._words import counted
 from ..errors import LocalProtocolError
 from ._limits import (
     MAX_INLINE_ARTIFACT_SIZE,
@@ -317,7 +318,7 @@ def check_record(record: object) -> None:
         )
     if len(record) != _LENGTHS[kind] and len(record) not in _LEGACY_LENGTHS.get(kind, ()):
         raise LocalProtocolError(
-            f"{_label(record)} has {len(record) - 1} fields; expected {_LENGTHS[kind] - 1} "
+            f"{_label(record)} has {counted(len(record) - 1, 'field')}; expected {_LENGTHS[kind] - 1} "
             f"({', '.join(RECORD_FIELDS[RecordKind(kind)])})."
         )
     check(record)
