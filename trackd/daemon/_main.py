@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from .._limits import MAX_COUNT, MAX_SECONDS
-from .._paths import ALREADY_RUNNING_EXIT_CODE, UNWRITTEN_EXIT_CODE, default_paths, socket_path_problem, write_exit_report
+from .._paths import (
+    ALREADY_RUNNING_EXIT_CODE, SOCKET_ENV, SOCKET_OPTION, UNWRITTEN_EXIT_CODE, default_paths, socket_path_problem, write_exit_report,
+)
 from .._signals import take_signals
 from ._batcher import DEFAULT_MAX_AGE, DEFAULT_MAX_RECORDS
 from ._budget import DEFAULT_MAX_EVENTS_PER_SECOND
@@ -149,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         return _refuse(logger, f"Cannot start: {exc}", USAGE_EXIT_CODE)
     paths = default_paths(args.socket)
-    problem = socket_path_problem(paths.socket)
+    # The advice names what chose the path: by hand with --socket, "set TRACKD_SOCKET" was wrong.
+    problem = socket_path_problem(paths.socket, setting=SOCKET_OPTION if args.socket is not None else SOCKET_ENV)
     if problem is not None:
         return _refuse(logger, f"Cannot start on {paths.socket}: {problem}.", 1)
     config = DaemonConfig(
