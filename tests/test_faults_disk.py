@@ -119,7 +119,7 @@ def test_stop_on_a_full_disk_says_how_many_events_were_not_written_and_their_cli
             capture_output=True, text=True, timeout=60,
         )
         assert daemon.stop() == UNWRITTEN_EXIT_CODE, daemon.log()
-        logged = re.search(r"(\d+) records could not be written in time", daemon.log())
+        logged = re.search(r"(\d+) events? could not be written in time", daemon.log())
         assert logged is not None, daemon.log()
         assert stop.returncode == UNWRITTEN_EXIT_CODE, stop.stdout + stop.stderr
         assert "stopped after writing everything" not in stop.stdout

@@ -191,7 +191,7 @@ def test_signal_makes_daemon_write_everything_received_then_exit_zero(socket_pat
     assert isinstance(events[-1], ErrorReply) and events[-1].code == ErrorCode.SHUTTING_DOWN
     assert len(metric_lines(store, run_id, "loss")) == 20_000
     assert not socket_path.exists() and not proc.paths.pid.exists()
-    assert "Shutdown complete: 20001 records received, 20001 written" in proc.log()
+    assert "Shutdown complete: 20001 events received, 20001 written" in proc.log()
 
 
 def test_status_counts_records_and_clients(daemon: DaemonProcess, store: Path) -> None:

@@ -171,7 +171,7 @@ class Server:
         if signum == signal.SIGINT:
             self._sigint_count += 1
             if self._sigint_count > 1:
-                logger.warning("Second SIGINT: exiting now without writing %s", counted(self.batcher.pending_records, "pending record"))
+                logger.warning("Second SIGINT: exiting now without writing %s", counted(self.batcher.pending_records, "pending event"))
                 os._exit(1)
         logger.info("Received %s: shutting down gracefully", signal.Signals(signum).name)
         self._should_exit.set()
@@ -196,7 +196,7 @@ class Server:
             for task in stragglers:
                 task.cancel(msg="trackd daemon is shutting down: this connection did not finish in time")
         # Phase 3: write everything received, and acknowledge it.
-        logger.info("Shutdown: writing %s", counted(self._backlog_records(), "pending record"))
+        logger.info("Shutdown: writing %s", counted(self._backlog_records(), "pending event"))
         deadline = time.monotonic() + self.config.shutdown_timeout
         while self._backlog_records() and time.monotonic() < deadline:
             self.batcher.request_write()
@@ -212,7 +212,7 @@ class Server:
         if self.unwritten_at_exit:
             logger.error(
                 "Shutdown: %s could not be written in time; clients still running resend them",
-                counted(self.unwritten_at_exit, "record"),
+                counted(self.unwritten_at_exit, "event"),
             )
         await self.wills.settle(self)  # the runs of processes that exited meanwhile: failed now, or never
         # Phase 4: tell every client, then close its connection; each will reconnect to a successor.
@@ -231,7 +231,7 @@ class Server:
         remove_daemon_files(self.config.paths, self._lock_file)
         self._lock_file = None
         counters = self.state.counters
-        logger.info("Shutdown complete: %s received, %d written", counted(counters.records_received, "record"), counters.records_written)
+        logger.info("Shutdown complete: %s received, %d written", counted(counters.records_received, "event"), counters.records_written)
 
     # -- what connections call ---------------------------------------------------------------
 
