@@ -65,8 +65,8 @@ import os, signal, sys
 from trackd.store import MetricAppend, StoreWriter, WriteBatch, WriteJournal
 
 class KilledAtCommit(WriteJournal):
-    def begin(self, files, seqs, temps=None):
-        entry = super().begin(files, seqs, temps)
+    def begin(self, files, seqs, temps=None, cuts=None):
+        entry = super().begin(files, seqs, temps, cuts)
         if os.environ.get("PLANT_LINK_TO"):  # a user plants a link at new file acc's path mid-write
             os.symlink(os.environ["PLANT_LINK_TO"], next(path for path in temps if path.endswith("/acc")))
         return entry

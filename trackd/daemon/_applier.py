@@ -94,6 +94,10 @@ class Applier:
         # which two stores of 10,000 files each, with a cap apiece, ran out of (EMFILE on every write).
         self._metric_files = MetricFileCache(max_open_files)
         self._journal = journal
+        if journal is not None:
+            # Cuts the journal could not make at start (a store still read-only): made before
+            # their store's next write, which waits for them.
+            self._metric_files.owe_cuts(journal.owed_cuts)
         self._writers: dict[str, StoreWriter] = {}
         # Sweeps each store's writer has gone unused (see IDLE_STORE_SWEEPS); 0 once used again.
         self._idle_sweeps: dict[str, int] = {}
@@ -216,7 +220,7 @@ class Applier:
     def compact_journal(self, seqs: Mapping[str, int]) -> None:
         """Keep the journal small: rewrite it as one snapshot of ``seqs`` once it is large."""
         if self._journal is not None:
-            self._journal.compact_if_large(seqs)
+            self._journal.compact_if_large(seqs, self._metric_files.owed_cuts)
 
     def close_idle_files(self) -> None:
         """Writer thread: close the metric files no write used since the last call (MetricFileCache.close_idle),

@@ -17,6 +17,12 @@ uncommitted entry with others after it is a write the disk refused, which the wr
 itself.) The daemon tells reconnecting clients those numbers, so they resend only what was never
 written, and nothing twice.
 
+A refused write the writer could not cut back (a store made read-only or unwritable: its cut is
+owed, MetricFileCache.owed_cuts) holds its store's writes until the cut is made; every later
+``begin`` line, and each snapshot, carries the cuts still owed, so the next start makes those of
+the newest such line too. Those it cannot make either stay owed (``owed_cuts``, and the snapshot it
+writes): the daemon's writer makes them before that store's next write.
+
 Lines are JSON, appended with one ``write()`` each. No fsync: this protects against the daemon
 process dying (the page cache survives it), not against the machine losing power, which would
 also take the clients' unsent events with it.
@@ -47,7 +53,9 @@ class JournalUnreadable(OSError):
 class WriteJournal:
     """An append-only log of metric writes, their files' sizes before them, and their commits."""
 
-    def __init__(self, path: str, fd: int, seqs: dict[str, int], *, compact_size: int) -> None:
+    def __init__(
+        self, path: str, fd: int, seqs: dict[str, int], *, compact_size: int, owed_cuts: list[tuple[str, int]] | None = None,
+    ) -> None:
         self.path = path
         self._fd = fd
         self._next_id = 1
@@ -57,6 +65,8 @@ class WriteJournal:
         self._torn = False
         #: Highest sequence number written, per client id, as recovered at open, least recently written first.
         self.recovered_seqs = seqs
+        #: Metric files (path, size) the start could not cut back: owed their cuts (MetricFileCache.owe_cuts).
+        self.owed_cuts = owed_cuts or []
 
     @classmethod
     def open(cls, path: str, *, compact_size: int = DEFAULT_COMPACT_SIZE) -> WriteJournal:
@@ -77,11 +87,15 @@ class WriteJournal:
         temps: dict[int, Mapping[str, str]] = {}
         notes: dict[int, Mapping[str, int]] = {}
         undo: set[int] = set()
+        # The cuts owed as of the newest begin line or snapshot (each carries every cut owed then).
+        owed: list[tuple[str, int]] = []
         for raw in lines:
             try:
                 entry = json.loads(raw)
             except ValueError:
                 continue  # a line torn by the crash: its write never started
+            if "snapshot" in entry or "begin" in entry:
+                owed = [(str(p), int(n)) for p, n in entry.get("cuts", {}).items()]
             if "snapshot" in entry:
                 seqs.update(entry["snapshot"])
             elif "begin" in entry:
@@ -105,6 +119,8 @@ class WriteJournal:
                     # To the newest end: the daemon forgets the oldest first (MAX_RETIRED_CLIENTS),
                     # and a client written since the snapshot kept its older place there.
                     seqs[client_id] = max(seqs.pop(client_id, 0), int(seq))
+        if owed:
+            owed = truncate_files(owed)
         for entry_id, files in pending.items():
             new_files = temps.get(entry_id, {})
             if entry_id not in undo and any(os.path.lexists(file) for file in new_files):
@@ -134,16 +150,18 @@ class WriteJournal:
                     "size before it, so its clients' resent batches are written once.",
                     entry_id, counted(len(files) - len(new_files), "metric file"),
                 )
-            _undo(files, new_files)
-        _write_snapshot(path, seqs)
+            owed += _undo(files, new_files)
+        _write_snapshot(path, seqs, dict(owed))
         fd = os.open(path, _FLAGS, 0o600)
-        return cls(path, fd, seqs, compact_size=compact_size)
+        return cls(path, fd, seqs, compact_size=compact_size, owed_cuts=owed)
 
     def begin(
-        self, files: Sequence[tuple[str, int]], seqs: Mapping[str, int], temps: Mapping[str, str] | None = None
+        self, files: Sequence[tuple[str, int]], seqs: Mapping[str, int], temps: Mapping[str, str] | None = None,
+        cuts: Mapping[str, int] | None = None,
     ) -> int:
         """Record that ``files`` (path, size before) are about to be written, completing ``seqs``;
-        ``temps``: of those the write makes, each one's temp file holding its first lines."""
+        ``temps``: of those the write makes, each one's temp file holding its first lines;
+        ``cuts``: every metric file owed a cut back (path: size), as of now."""
         entry_id = self._next_id
         self._next_id += 1
         # "temps" is a key of its own: a daemon of an earlier trackd, started on this journal,
@@ -151,6 +169,8 @@ class WriteJournal:
         entry = {"begin": entry_id, "files": files, "seqs": dict(seqs)}
         if temps:
             entry["temps"] = dict(temps)
+        if cuts:
+            entry["cuts"] = dict(cuts)
         self._append(entry)
         return entry_id
 
@@ -163,11 +183,11 @@ class WriteJournal:
         """Record that write ``entry_id`` is complete."""
         self._append({"commit": entry_id})
 
-    def compact_if_large(self, seqs: Mapping[str, int]) -> None:
-        """Rewrite the journal as one snapshot of ``seqs`` once it has grown past its bound."""
+    def compact_if_large(self, seqs: Mapping[str, int], cuts: Mapping[str, int] | None = None) -> None:
+        """Rewrite the journal as one snapshot of ``seqs`` (and the ``cuts`` owed) once it has grown past its bound."""
         if self._size < self._compact_size:
             return
-        _write_snapshot(self.path, seqs)
+        _write_snapshot(self.path, seqs, cuts)
         os.close(self._fd)
         self._fd = os.open(self.path, _FLAGS, 0o600)
         self._size = os.fstat(self._fd).st_size
@@ -236,9 +256,10 @@ def _place_staged(new_files: Mapping[str, str]) -> list[str]:
     return unplaced
 
 
-def _undo(files: Sequence[tuple[str, int]], new_files: Mapping[str, str]) -> None:
+def _undo(files: Sequence[tuple[str, int]], new_files: Mapping[str, str]) -> list[tuple[str, int]]:
     """Cut an uncommitted write's ``files`` back to their sizes before it (its new files removed)
-    and remove its temps; a new file another writer made meanwhile is left as it is."""
+    and remove its temps; a new file another writer made meanwhile is left as it is. Returns the
+    files that could not be cut back (owed)."""
     others = {
         file for file, temp in new_files.items()
         if os.path.lexists(file) and os.path.lexists(temp) and not _same_file(temp, file)
@@ -248,9 +269,10 @@ def _undo(files: Sequence[tuple[str, int]], new_files: Mapping[str, str]) -> Non
     for file, temp in new_files.items():
         if file not in others:
             remove_quietly(temp)
-    truncate_files([(file, size) for file, size in files if file not in others])
+    owed = truncate_files([(file, size) for file, size in files if file not in others])
     for file in others:
         remove_quietly(new_files[file])
+    return owed
 
 
 def _same_file(first: str, second: str) -> bool:
@@ -261,11 +283,14 @@ def _same_file(first: str, second: str) -> bool:
     return (one.st_dev, one.st_ino) == (two.st_dev, two.st_ino)
 
 
-def _write_snapshot(path: str, seqs: Mapping[str, int]) -> None:
+def _write_snapshot(path: str, seqs: Mapping[str, int], cuts: Mapping[str, int] | None = None) -> None:
     temp = f"{path}.tmp"
+    snapshot: dict[str, object] = {"snapshot": dict(seqs)}
+    if cuts:
+        snapshot["cuts"] = dict(cuts)
     try:
         with open(temp, "wb") as out:
-            out.write(json.dumps({"snapshot": dict(seqs)}, separators=(",", ":")).encode() + b"\n")
+            out.write(json.dumps(snapshot, separators=(",", ":")).encode() + b"\n")
         os.chmod(temp, 0o600)
         os.replace(temp, path)
     except OSError:

@@ -4,7 +4,10 @@ MLflow appends each line with ``open(path, "a")`` and one write(); on a local fi
 writes from several processes do not interleave (spec §5: 4 processes x 1500 lines gave 6000 intact
 lines). What MLflow cannot read is a partial line ("17000" crashes get_run, get_metric_history and
 search_runs), so a failed write is cut back to the last complete line, and a file that a crash left
-without a final "\\n" is repaired when it is opened.
+without a final "\\n" is repaired when it is opened. A file that cannot be cut back (a store made
+read-only, or unwritable, after the write opened it) is owed its cut (``owed_cuts``): no write to
+its store begins until it is made (``finish_cuts``), so the retried write never appends after the
+tail of the failed one.
 
 Descriptors are held, so the cache watches what a user does to the files behind them: a file
 deleted while open (its link count 0) is closed before the next write, which creates it again as
@@ -57,6 +60,8 @@ class MetricFileCache:
         self._vetted: set[str] = set()
         # Files and folders a write used since the last close_idle().
         self._used: set[str] = set()
+        # Files a failed write could not cut back, with the size to cut them to (see finish_cuts).
+        self._owed: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._fds)
@@ -281,16 +286,67 @@ class MetricFileCache:
         return 0
 
     def rollback(self, files: Iterable[tuple[str, int]], temps: Iterable[str] = ()) -> None:
-        """Undo a write that did not finish: close these files, then cut them back (truncate_files),
-        and remove the temp files of its new files (new_file_temps)."""
-        files = list(files)
-        for path, _ in files:
+        """Undo a write that did not finish: cut these files back to their sizes before it, through
+        the descriptors the write held where it held them, then close them; and remove the temp
+        files of its new files (new_file_temps). A file that cannot be cut back is owed its cut.
+
+        Through the descriptor first: a store remounted read-only (or made unwritable by chmod)
+        still takes writes to the files open before, so the write appended to them, while a new
+        descriptor to cut them back was refused; its tail stayed, and each retry of the held batch
+        appended it again (a step written 6 times).
+        """
+        for path, size in files:
             fd = self._fds.pop(path, None)
-            if fd is not None:
-                os.close(fd)
-        truncate_files(files)
+            try:
+                _cut_back(path, size, fd)
+            except OSError as exc:
+                self._owe(path, size, exc)
+            finally:
+                if fd is not None:
+                    _close_logged(fd, path)
         for temp in temps:
             remove_quietly(temp)
+
+    @property
+    def owed_cuts(self) -> dict[str, int]:
+        """Metric files a failed write could not cut back, each with the size it is owed: the
+        write journal records them, so that a daemon that stops before it cuts them back leaves
+        them to the next one (WriteJournal.open)."""
+        return dict(self._owed)
+
+    def owe_cuts(self, files: Iterable[tuple[str, int]]) -> None:
+        """Take over cuts owed from before (those the journal could not make at the daemon's start)."""
+        for path, size in files:
+            self._owed[path] = min(size, self._owed.get(path, size))
+
+    def finish_cuts(self, root: str) -> None:
+        """Make the owed cuts of files below ``root``; raise the OSError of the first that still fails.
+
+        A write to that store must not begin before: it would append the batch again after the
+        tail of the write that failed, which a reader takes for points logged twice.
+        """
+        if not self._owed:
+            return
+        prefix = root.rstrip(os.sep) + os.sep
+        for path, size in list(self._owed.items()):
+            if not path.startswith(prefix):
+                continue
+            fd = self._fds.pop(path, None)  # closed by the rollback; this is someone's reopening
+            try:
+                _cut_back(path, size, fd)
+            finally:
+                if fd is not None:
+                    _close_logged(fd, path)
+            del self._owed[path]
+            _log.warning("Cut metric file %r back to %d bytes, as a failed write could not; writes to its store resume.", path, size)
+
+    def _owe(self, path: str, size: int, exc: OSError) -> None:
+        self._owed[path] = min(size, self._owed.get(path, size))
+        _log.error(
+            "Could not cut metric file %r back to %d bytes after a failed write: %s; no write to its store "
+            "begins until it is cut back, so that no point is written twice.",
+            path, size, exc.strerror or exc,
+        )
 
     def close_under(self, folder: str) -> None:
         """Close every open file below ``folder`` (a run that moved or was deleted)."""
@@ -362,30 +418,54 @@ def _close_logged(fd: int, path: str) -> None:
         _log.error("Closing %r failed: %s; an earlier write to it may be lost.", path, exc)
 
 
-def truncate_files(files: Iterable[tuple[str, int]]) -> None:
-    """Cut each file back to a recorded size, removing files that end up empty.
+def truncate_files(files: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Cut each file back to a recorded size, removing files that end up empty; those that could
+    not be (logged), with their sizes: owed their cuts.
 
     Used to undo a write that did not finish (a crash, a full disk): an empty metric file would
     crash MLflow's get_run ("No data found"), and a file a write created did not exist before.
     """
+    owed = []
     for path, size in files:
         try:
+            _cut_back(path, size, None)
+        except OSError as exc:
+            _log.error("Could not cut metric file %r back to %d bytes: %s", path, size, exc.strerror or exc)
+            owed.append((path, size))
+    return owed
+
+
+def _cut_back(path: str, size: int, fd: int | None) -> None:
+    """Cut ``path`` back to ``size`` through ``fd`` if given (the write's own descriptor), else through a
+    new one; a file cut to nothing is removed. A missing file is left missing; OSError if it cannot be cut."""
+    try:
+        if size == 0:
+            # Removed, not emptied first: an empty metric file crashes MLflow's get_run, and one
+            # that cannot be removed (a read-only folder) stays readable, its cut owed. Only a
+            # regular file: a link or FIFO planted at its name is not the write's.
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.remove(path)
+            return
+        own = fd is None
+        if own:
             # Through a descriptor opened with O_NOFOLLOW: a link planted since the write (even by
             # a journal replayed at the next start) is never followed to cut someone else's file.
             fd = open_regular_for_truncate(path)
             if fd is None:
-                continue
-            try:
-                if os.fstat(fd).st_size > size:
-                    os.ftruncate(fd, size)
-            finally:
+                return
+        assert fd is not None
+        try:
+            if os.fstat(fd).st_size > size:
+                os.ftruncate(fd, size)
+        finally:
+            if own:
                 os.close(fd)
-            if size == 0:
-                os.remove(path)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            _log.error("Could not cut metric file %r back to %d bytes: %s", path, size, exc)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.filename is None:  # ftruncate() names no file; the log line and the client's message should
+            raise OSError(exc.errno, exc.strerror, path) from exc
+        raise
 
 
 def _repair_partial_last_line(fd: int, path: str, size: int) -> None:

@@ -7,6 +7,7 @@ see and renamed into place, so an MLflow reader never meets a half-made file or 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from functools import partial
@@ -190,6 +191,11 @@ class StoreWriter:
         and every other part of a batch is safe to apply again.
         """
         failures: list[WriteFailure] = []
+        try:
+            # A failed write's tail still in a metric file: this write waits until it is cut off.
+            self._metric_files.finish_cuts(self.root)
+        except OSError as exc:
+            raise refusal(f"The store at {self.root}", exc, "a metric file to cut back") from exc
         self._runs.checked.clear()
         apply = self._apply
         for new_run in batch.new_runs:
@@ -213,7 +219,8 @@ class StoreWriter:
                 raise refusal(f"The store at {self.root}", exc, "a metric file") from exc
             raise
         if journal is not None:
-            entry = journal_call(journal.begin, sizes, seqs or {}, temps)
+            # With the cuts owed in other stores: only the last write's are made at the next start.
+            entry = journal_call(journal.begin, sizes, seqs or {}, temps, self._metric_files.owed_cuts)
         try:
             self._write_metric_files(appends, lines, temps, failures)
             for artifact in batch.artifacts:
@@ -235,6 +242,11 @@ class StoreWriter:
                     self._metric_files.close_files(handle.metric_paths.values())
         except StoreUnavailable:
             self._metric_files.rollback(sizes, temps.values())
+            if journal is not None and temps and self._metric_files.owed_cuts:
+                # A placed new file it could not remove would make the next start complete this
+                # write (WriteJournal.open) and count it written, the cut-back files' points lost.
+                with contextlib.suppress(StoreUnavailable, OSError):
+                    journal_call(journal.keep_undoable, entry)
             raise
         finally:
             self._runs.checked.clear()
