@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from ..store import Run, RunData
-from ..store._entities import RUN_NAME_TAG
+from ..store._entities import FAILURE_REASON_TAG, RUN_NAME_TAG
 from . import _lifecycle
 from ._fluent import NOTE_TAG, ActiveRun
 from ._run_checks import check_resumable
@@ -43,10 +43,12 @@ def resume_run(
     for key, value in changes.items():
         client.set_tag(existing.run_id, key, value)
     reader, resumed_id = client._reader, existing.run_id
+    removed: set[str] = set()
 
     def read_data() -> RunData:
         stored = reader.get_run(resumed_id).data
-        return RunData(metrics=stored.metrics, params=stored.params, tags={**stored.tags, **changes})
+        tags = {key: value for key, value in stored.tags.items() if key not in removed}
+        return RunData(metrics=stored.metrics, params=stored.params, tags={**tags, **changes})
 
     info = existing if run_name is None else existing.replace(run_name=run_name)
     # A run that has ended (FINISHED, FAILED, KILLED) started again is a resumed job: as
@@ -57,6 +59,13 @@ def resume_run(
     resumed = not attached and existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
     if resumed:
         held.enter_context(_lifecycle.signals_held())  # until the run is on the stack, ended by SIGTERM or Ctrl-C
+        # The reason the daemon gave for failing the run (its process was killed) is about an
+        # end the run no longer has: left, a run this process ends FINISHED would say it failed.
+        # MLflow's resume only sets RUNNING and keeps no history of past ends; the daemon's log
+        # keeps the line. Read before RUNNING is sent: the daemon writes the tag before FAILED.
+        if FAILURE_REASON_TAG not in changes and FAILURE_REASON_TAG in reader.get_run_tags(resumed_id):
+            client.delete_tag(resumed_id, FAILURE_REASON_TAG)
+            removed.add(FAILURE_REASON_TAG)
         client.set_terminated(existing.run_id, "RUNNING", existing.end_time)
         info = info.replace(status="RUNNING")
     # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first,

@@ -44,6 +44,7 @@ from .._words import counted
 from ..errors import StoreUnavailable, TrackdError
 from ..protocol import OwnedRuns
 from ..store import validate_store_root
+from ..store._entities import FAILURE_REASON_TAG
 from ._state import Session
 from ._wills_file import Row, WillsFile
 
@@ -54,8 +55,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("trackd.daemon")
 T = TypeVar("T")
 
-# The tag that says why a run was failed, beside MLflow's own mlflow.* system tags.
-FAILURE_REASON_TAG = "trackd.failure_reason"
 # Pending wills kept at once (a few hundred bytes each); past this the oldest is dropped, logged
 # (also of those a wills file holds at start).
 # A machine runs tens of training processes; only processes that exit without ending their runs,

@@ -19,6 +19,10 @@ LIFECYCLE_ACTIVE = "active"
 LIFECYCLE_DELETED = "deleted"
 # The system tag that mirrors run_name; FileStore.set_tag rewrites meta.yaml when it is set.
 RUN_NAME_TAG = "mlflow.runName"
+# The tag, beside MLflow's own mlflow.* system tags, that says why the daemon failed a run (its
+# process exited without ending it); the only tag trackd writes on failing a run. A resume that
+# makes the run RUNNING again removes it: MLflow keeps no history of a run's past ends.
+FAILURE_REASON_TAG = "trackd.failure_reason"
 
 
 class RunStatus(enum.IntEnum):

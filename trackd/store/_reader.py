@@ -128,6 +128,13 @@ class StoreReader:
             raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
         return self._read_run(*found)
 
+    def get_run_tags(self, run_id: str) -> dict[str, str]:
+        """The run's tags alone (no metric file read)."""
+        found = self._find_run_dir(run_id)
+        if found is None:
+            raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
+        return _read_key_files(layout.subfolder(found[1], layout.TAGS_FOLDER_NAME))
+
     def search_runs(self, experiment_ids: Sequence[str], view_type: ViewType = ViewType.ACTIVE_ONLY) -> list[Run]:
         """Runs of those experiments in ``view_type`` in MLflow's default order: start_time DESC, then run_id."""
         runs = []
