@@ -62,7 +62,7 @@ from .errors import (
 if _TYPE_CHECKING:
     from .client import Client, ClientConfig, FlushReport
     from .client import Client as MlflowClient
-    from . import exceptions
+    from . import entities, exceptions
     from .store import Experiment, FileInfo, Metric, Run, RunData, RunInfo, RunStatus, ViewType
 
 # The fluent functions are all ``import trackd`` loads. These names load the Client, the store's
@@ -75,6 +75,8 @@ _LAZY = {
     "MlflowClient": "client:Client",
     # mlflow.exceptions, for `except mlflow.exceptions.MlflowException` (MlflowException is TrackdError).
     "exceptions": "exceptions",
+    # mlflow.entities (Metric, Param, RunTag for log_batch; what reads return), as `mlflow.entities.Param(...)`.
+    "entities": "entities",
     "Experiment": "store",
     "FileInfo": "store",
     "Metric": "store",
@@ -136,6 +138,7 @@ __all__ = [
     "create_experiment",
     "delete_tag",
     "end_run",
+    "entities",
     "exceptions",
     "flush",
     "flush_async_logging",

@@ -39,9 +39,9 @@ def log_params(
 ) -> RunOperations | None:
     """Log several params, checking all of them before any is buffered."""
     client = get_client()
-    from ..store import mapping_items  # loaded with the client
+    from ..store import Param, mapping_items  # loaded with the client
 
-    pairs = [_KeyValue(k, v) for k, v in mapping_items(params, "params")]
+    pairs = [Param(k, v) for k, v in mapping_items(params, "params")]
     return client.log_batch(run_id or _active_run_id(), params=pairs, synchronous=synchronous)
 
 
@@ -53,22 +53,15 @@ def set_tag(key: str, value: Any, synchronous: bool | None = None) -> RunOperati
 def set_tags(tags: Mapping[str, Any], synchronous: bool | None = None) -> RunOperations | None:
     """Set several tags on the active run."""
     client = get_client()
-    from ..store import mapping_items  # loaded with the client
+    from ..store import RunTag, mapping_items  # loaded with the client
 
-    pairs = [_KeyValue(k, v) for k, v in mapping_items(tags, "tags")]
+    pairs = [RunTag(k, v) for k, v in mapping_items(tags, "tags")]
     return client.log_batch(_active_run_id(), tags=pairs, synchronous=synchronous)
 
 
 def delete_tag(key: str) -> None:
     """Delete a tag of the active run."""
     get_client().delete_tag(_active_run_id(), key)
-
-
-class _KeyValue:
-    __slots__ = ("key", "value")
-
-    def __init__(self, key: str, value: Any) -> None:
-        self.key, self.value = key, value
 
 
 def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None = None, run_id: str | None = None) -> None:

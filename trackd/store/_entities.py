@@ -1,4 +1,5 @@
-"""MLflow's entities as the store reads them: experiments, runs, their info, data and metrics, artifact listings.
+"""MLflow's entities as the store reads them: experiments, runs, their info, data and metrics, artifact listings;
+and the params and tags ``log_batch`` takes (``trackd.entities`` gives them all under MLflow's names).
 
 What the daemon asks the store to write (NewRun, MetricAppend, WriteBatch...) lives in
 ``_write_items.py``: a training process reads runs but never writes the store itself, so it
@@ -155,6 +156,30 @@ class Metric(Frozen):
         _set(self, "value", value)
         _set(self, "timestamp", timestamp)
         _set(self, "step", step)
+
+
+class KeyValue(Frozen):
+    """A key and its value: what ``Param`` and ``RunTag`` are (distinct classes, as MLflow's)."""
+
+    __slots__ = ("key", "value")
+    key: str
+    value: str
+
+    def __init__(self, key: str, value: str) -> None:
+        _set(self, "key", key)
+        _set(self, "value", value)
+
+
+class Param(KeyValue):
+    """A param, as ``Client.log_batch`` takes it (``mlflow.entities.Param``); the value is logged as ``str(value)``."""
+
+    __slots__ = ()
+
+
+class RunTag(KeyValue):
+    """A run tag, as ``Client.log_batch`` takes it (``mlflow.entities.RunTag``); the value is logged as ``str(value)``."""
+
+    __slots__ = ()
 
 
 class FileInfo(Frozen):
