@@ -343,12 +343,12 @@ class GiveUp(OnFullPolicy):
 
     def _report_held(self, held: int, reason: str, *, final: bool, exiting: bool) -> None:
         """Say how many events neither a daemon nor the spool took: once, as lost, when the sender
-        closes; not at all in the flush before that close at exit; else as held in memory, when
-        the count changed."""
+        closes; not at all in the flush before that close at exit; else as held in memory, once an
+        outage (not if the sender thread said so when the spool failed)."""
         if final:
             if not self._lost_reported:
                 self._lost_reported = True
                 warn(self._spill.held_message(held, reason, lost=True))
-        elif not exiting and held != self._held_reported:
-            self._held_reported = held
+        elif not exiting and not self._spill.held_said:
+            self._spill.held_said = True
             warn(self._spill.held_message(held, reason, lost=False))

@@ -368,7 +368,6 @@ class Sender(GiveUp):
         self._late_reported = 0
         # A flush gave the daemon up: the thread spools everything and clears this.
         self._spill_requested = False
-        self._held_reported = 0
         # The sender closed with events neither a daemon nor the spool took, and said so.
         self._lost_reported = False
         # Why the first flush of this outage gave the daemon up, for the line that counts what is lost.

@@ -64,7 +64,6 @@ class SenderState:
     _drain_left: int | None
     _late: int
     _spill_requested: bool
-    _held_reported: int
     _lost_reported: bool
     _gave_up_reason: str | None
     _failed_connects: int
@@ -291,11 +290,14 @@ class SenderState:
 
     def _cannot_spool(self, reason: BaseException, failure: OSError, barriers: list[Request]) -> None:
         """Neither a daemon nor the spool takes events: flushes fail saying so, and events wait in memory."""
-        self._fail_requests(barriers, self._spill.unwritable_error(reason, failure, self.pending()))
+        with self._cond:
+            pending = self._pending_locked()
+            held = pending - self._spill.records
+        self._fail_requests(barriers, self._spill.unwritable_error(reason, failure, pending))
         if not (self._spill_requested or self._spill.gave_up or self._stopping):
             # A flush that gave the daemon up, or the close under way, says it with what it means
             # then (held in memory, or lost); "holding them in memory" just before "lost" misled.
-            self._spill.warn_unwritable(failure)
+            self._spill.warn_unwritable(failure, held)
 
     def _fail_requests(self, barriers: list[Request], error: DaemonUnavailable) -> None:
         """Complete the given flush barriers and every request sent to the lost daemon with ``error``."""

@@ -81,7 +81,11 @@ class Spill:
         self._unavailable_since: float | None = None
         # A bounded flush gave the daemon up, and no daemon has answered since.
         self.gave_up = False
-        self._warned_unwritable = False
+        # Stderr was told, this outage, that events the spool file could not take are held in
+        # memory: by the sender thread when the spool first failed, or by a flush. Said once: a
+        # job's end_run said it again, with the count of the line before, and exit then said
+        # they are lost (that line alone follows, with every one of them counted).
+        self.held_said = False
         # Why the spool file could not be written the last time it was tried (None: it could).
         self.unwritable: OSError | None = None
         self._synced_orphans = False
@@ -126,6 +130,7 @@ class Spill:
         self.spooling = False
         self._announced = False
         self.gave_up = False
+        self.held_said = False
         self._quiet = self._deferred = False
         return announced
 
@@ -441,11 +446,14 @@ class Spill:
             f"{events(held, 'are held')} in memory and sent when a daemon answers."
         )
 
-    def warn_unwritable(self, exc: OSError) -> None:
-        """Say once that the spool file cannot be written, so events wait in memory."""
-        if not self._warned_unwritable:
-            self._warned_unwritable = True
-            warn(f"could not spool events to {self._path()}: {exc}; holding them in memory.")
+    def warn_unwritable(self, exc: OSError, held: int) -> None:
+        """Say once per outage that the spool file cannot be written, so ``held`` events wait in memory."""
+        if not self.held_said:
+            self.held_said = True
+            warn(
+                f"could not spool events to {self._path()}: {exc}; holding {events(held)} in memory, "
+                f"lost if this process exits before a daemon answers."
+            )
 
     def _path(self) -> Path | None:
         return self._spool.path if self._spool is not None else None
