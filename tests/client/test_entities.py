@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import mlflow.entities
+import pytest
 from mlflow import MlflowClient
 
 import trackd
@@ -84,3 +85,20 @@ def test_import_trackd_loads_neither_the_entities_nor_the_store() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[0] == "[] ['trackd.entities', 'trackd.store']"
+
+
+def test_run_status_helpers_answer_as_mlflows() -> None:
+    # `mlflow.entities.RunStatus.to_string(run.info.status)`-style code raised AttributeError.
+    from mlflow.entities import RunStatus as MlflowRunStatus
+
+    from trackd.entities import RunStatus
+
+    assert RunStatus.all_status() == MlflowRunStatus.all_status()
+    for status in MlflowRunStatus.all_status():
+        assert RunStatus.to_string(status) == MlflowRunStatus.to_string(status)
+        assert RunStatus.is_terminated(status) == MlflowRunStatus.is_terminated(status)
+        assert RunStatus.from_string(MlflowRunStatus.to_string(status)) == status
+    with pytest.raises(ValueError, match=r"Could not get run status corresponding to string DONE\. Valid run status strings: "):
+        RunStatus.from_string("DONE")
+    with pytest.raises(ValueError, match=r"Could not get string corresponding to run status 9\. Valid run statuses: \[1, 2, 3, 4, 5\]"):
+        RunStatus.to_string(9)

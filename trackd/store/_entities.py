@@ -39,6 +39,38 @@ class RunStatus(enum.IntEnum):
     FAILED = 4
     KILLED = 5
 
+    # MLflow's RunStatus helpers, in its words, for code ported with `import trackd as mlflow`
+    # (`mlflow.entities.RunStatus.to_string(...)` raised AttributeError).
+    @staticmethod
+    def from_string(status_str: str) -> int:
+        """The status named ``status_str`` ("FINISHED"), as an int."""
+        if status_str not in RunStatus.__members__:
+            raise ValueError(
+                f"Could not get run status corresponding to string {status_str}. Valid run "
+                f"status strings: {list(RunStatus.__members__)}"
+            )
+        return int(RunStatus[status_str])
+
+    @staticmethod
+    def to_string(status: int) -> str:
+        """The name of the status ``status`` (3 -> "FINISHED")."""
+        if status not in RunStatus.all_status():
+            raise ValueError(
+                f"Could not get string corresponding to run status {status}. Valid run "
+                f"statuses: {RunStatus.all_status()}"
+            )
+        return RunStatus(status).name
+
+    @staticmethod
+    def is_terminated(status: int) -> bool:
+        """Whether ``status`` is an end (FINISHED, FAILED, KILLED)."""
+        return status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
+
+    @staticmethod
+    def all_status() -> list[int]:
+        """Every status, as ints."""
+        return [int(status) for status in RunStatus]
+
 
 class ViewType(enum.IntEnum):
     """Which lifecycle stages a search returns; MLflow's ``mlflow.entities.ViewType`` values."""
