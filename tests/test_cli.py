@@ -18,7 +18,7 @@ import pytest
 from helpers import SOCKET_PARENT, RawClient, alive, create_run_record, metric_lines, metric_records, wait_for
 
 from trackd._paths import DaemonPaths
-from trackd.cli import byte_size, duration
+from trackd._status_text import byte_size, duration
 from trackd.client._control import query_status
 from trackd.client._launcher import MAX_KILLED_STARTS
 from trackd.errors import DaemonUnavailable

@@ -32,10 +32,12 @@ from .client._outbox import batches, events
 from .client._delivery import sync_spools
 from .client._media_folders import remove_orphaned
 from .client._spool import default_spool_dir, spool_files
+from .client._spool_census import spool_census
 from .client._transport import DaemonRefused
 from ._limits import MAX_SECONDS
 from ._peer import peer_pid, peer_uid, process_state
-from .daemon._state import RATE_WINDOW
+from ._status_text import spool_lines, status_lines
+from .daemon._main import add_tuning_flags
 from ._words import counted
 from .errors import DaemonUnavailable
 
@@ -51,11 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     actions = daemon.add_subparsers(dest="action", required=True, metavar="ACTION")
     socket_help = "socket path (default: $TRACKD_SOCKET, else $XDG_RUNTIME_DIR/trackd/trackd.sock or <tmp>/trackd-<uid>/trackd.sock)"
 
-    start = actions.add_parser("start", help="start the daemon in the background (or --foreground)", description="Start the daemon detached, with a pid file and a log file beside its socket.")
+    start = actions.add_parser(
+        "start", help="start the daemon in the background (or --foreground)",
+        description="Start the daemon detached, with a pid file and a log file beside its socket (the log file "
+        "--log-max-bytes rotates), or in this terminal with --foreground. The daemon's flags (those of "
+        "`python -m trackd.daemon --help` but --socket and --log-file, which are set here) are passed on to it when given.",
+        epilog="Precedence: a flag given here, then the same flag in $TRACKD_DAEMON_ARGS, then the daemon's default "
+        "(shown above). A flag not given here is not passed on, so TRACKD_DAEMON_ARGS configures it.",
+    )
     start.add_argument("--socket", help=socket_help)
     start.add_argument("--foreground", action="store_true", help="run in this terminal, logging to stderr, until SIGTERM or Ctrl-C")
-    start.add_argument("--idle-timeout", type=_seconds, default=0.0, help="exit after this many seconds without clients, batches to write, or processes whose runs it must fail if they are killed; 0 or more, 0 never exits (default: %(default)s)")
-    start.add_argument("--loop", type=str.lower, choices=("auto", "uvloop", "asyncio"), help="event loop, any case (default: $TRACKD_LOOP, else uvloop if installed)")
+    start.set_defaults(daemon_flags=add_tuning_flags(start, defaults=False))
 
     stop = actions.add_parser(
         "stop", help="stop the daemon after it has written everything",
@@ -69,14 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--socket", help=socket_help)
     stop.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for it to exit, 0 or more (default: %(default)s)")
 
+    spool_dir_help = "spool folder (default: $TRACKD_SPOOL_DIR, else $XDG_CACHE_HOME/trackd/spool, else ~/.cache/trackd/spool, else <tmp>/trackd-spool-<uid>)"
+
     status = actions.add_parser(
-        "status", help="show pid, uptime, clients, rates, backlog and errors",
-        description="Show what the daemon is doing: its totals, and each client's events/s (over the totals' window) "
-        "and events waiting to be written. Exit status: 0 when a daemon answered; 1 when none answers (saying "
+        "status", help="show pid, uptime, clients, rates, backlog, errors and spool files waiting",
+        description="Show what the daemon is doing: its totals, each kind of error with when it last happened (and, "
+        "for a store that refused writes, whether it takes them again), and each client's events/s (over the "
+        "totals' window) and events waiting to be written; and, whether a daemon runs or not, the spool files "
+        "waiting in the spool folder `trackd sync` reads (files, bytes, the oldest's age, and what delivers them). "
+        "Exit status: 0 when a daemon answered; 1 when none answers (saying "
         "whether one holds the lock, starting, stopping or hung, or listens without answering, by its pid).",
     )
     status.add_argument("--socket", help=socket_help)
-    status.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    status.add_argument("--spool-dir", help=spool_dir_help)
+    status.add_argument(
+        "--json", action="store_true",
+        help="print the daemon's status as JSON, with the spool folder's files under \"spool\" (when no daemon "
+        "answers: {\"running\": false, \"spool\": ...})",
+    )
 
     sync = commands.add_parser(
         "sync", help="deliver spooled events left by processes that could not reach a daemon",
@@ -89,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(asked on the socket the process used; a folder that names none goes once unchanged for a day).",
     )
     sync.add_argument("--socket", help=socket_help)
-    sync.add_argument("--spool-dir", help="spool folder (default: $TRACKD_SPOOL_DIR, else $XDG_CACHE_HOME/trackd/spool, else ~/.cache/trackd/spool, else <tmp>/trackd-spool-<uid>)")
+    sync.add_argument("--spool-dir", help=spool_dir_help)
     sync.add_argument("--timeout", type=_seconds, default=60.0, help="seconds a spool's delivery may wait for the daemon to read it, each time, and then for it to be written, 0 or more; a spool not done in time stays for the next sync (default: %(default)s)")
     sync.add_argument(
         "--all-hosts", action="store_true",
@@ -128,14 +146,19 @@ def _main(argv: Sequence[str] | None) -> int:
     paths = default_paths(args.socket)
     if args.command == "sync":
         return _sync(
-            paths, Path(args.spool_dir) if args.spool_dir else default_spool_dir(), args.timeout, args.all_hosts,
+            paths, _spool_dir(args), args.timeout, args.all_hosts,
             socket_given=bool(args.socket),
         )
     if args.action == "start":
         return _start(paths, args)
     if args.action == "stop":
         return _stop(paths, args.timeout)
-    return _status(paths, as_json=args.json)
+    return _status(paths, _spool_dir(args), as_json=args.json)
+
+
+def _spool_dir(args: argparse.Namespace) -> Path:
+    """The spool folder --spool-dir names, else the one this user's processes spool to."""
+    return Path(args.spool_dir) if args.spool_dir else default_spool_dir()
 
 
 def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
@@ -148,13 +171,17 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"trackd: cannot start a daemon for {paths.socket}: {exc}", file=sys.stderr)
         return 1
-    extra = ["--loop", args.loop] if args.loop else []
+    # The daemon's flags given here, and only those: one not given leaves TRACKD_DAEMON_ARGS's
+    # value in force (the daemon reads that variable first, then its command line).
+    extra = [
+        f"{action.option_strings[0]}={getattr(args, action.dest)}" for action in args.daemon_flags if hasattr(args, action.dest)
+    ]
     if args.foreground:
         from .daemon import main as daemon_main
 
-        return daemon_main(["--socket", str(paths.socket), "--idle-timeout", str(args.idle_timeout), *extra])
+        return daemon_main(["--socket", str(paths.socket), *extra])
     try:
-        process, answered, _ = start_and_wait(paths, 15.0, idle_timeout=args.idle_timeout, extra_args=extra)
+        process, answered, _ = start_and_wait(paths, 15.0, idle_timeout=None, extra_args=extra)
     except OSError as exc:  # its folder refused (a socket straight in /tmp), or not creatable
         print(f"trackd: cannot start a daemon for {paths.socket}: {exc}", file=sys.stderr)
         return 1
@@ -242,7 +269,7 @@ def _stop(paths: DaemonPaths, timeout: float) -> int:
         # Their next log call, flush or read starts a daemon again (autostart): "stop" while jobs
         # run was followed by a new daemon within a second, and nothing said why.
         print(
-            f"trackd: {_count(connected, 'client')} {'was' if connected == 1 else 'were'} connected: a running process "
+            f"trackd: {counted(connected, 'client', grouped=True)} {'was' if connected == 1 else 'were'} connected: a running process "
             "starts a new daemon as soon as it next logs, flushes or reads; stop those processes first, or run them "
             "with TRACKD_AUTOSTART=0, to keep the daemon stopped."
         )
@@ -331,11 +358,7 @@ def _remove_stale_pid_file(paths: DaemonPaths) -> str:
     )
 
 
-# Clients that have disconnected, listed by `trackd daemon status` before "... and N more gone".
-MAX_GONE_CLIENTS_SHOWN = 10
-
-
-def _status(paths: DaemonPaths, *, as_json: bool) -> int:
+def _status(paths: DaemonPaths, spool_dir: Path, *, as_json: bool) -> int:
     try:
         status = query_status(paths.socket)
     except DaemonRefused as exc:
@@ -345,6 +368,7 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
             f"trackd daemon pid {_listener_pid(paths) or 'unknown'} runs on {paths.socket} but refused the status "
             f"request: {exc.reason}", file=sys.stderr,
         )
+        _print_spool(spool_dir, as_json=as_json)
         return 1
     except DaemonUnavailable as exc:
         # A stopped (SIGSTOP) or hung daemon still listens: the kernel queues the connection, and
@@ -352,122 +376,27 @@ def _status(paths: DaemonPaths, *, as_json: bool) -> int:
         pid = _listener_pid(paths)
         state = f"pid {pid} listens on {paths.socket} but does not answer" if pid else f"is not running on {paths.socket}"
         print(f"trackd daemon {state} ({exc}){_why_silent(paths)}", file=sys.stderr)
+        _print_spool(spool_dir, as_json=as_json)
         return 1
+    census = spool_census(spool_dir)
     if as_json:
-        print(json.dumps(status, indent=2, sort_keys=True))
+        print(json.dumps({**status, "spool": census.as_dict()}, indent=2, sort_keys=True))
         return 0
-    # msgpack arrays arrive as tuples (the protocol decodes with use_list=False).
-    clients = status.get("clients")
-    # The daemon averages from RATE_WINDOW seconds ago (or its start) up to the request.
-    rate_window = f"over the last {min(RATE_WINDOW, float(str(status['uptime_s']))):.2g} s"
-    lines = [
-        f"trackd daemon pid {status['pid']} (trackd {status['version']}, loop {status['loop']})",
-        f"  socket        {status['socket']}",
-        f"  uptime        {duration(float(str(status['uptime_s'])))}",
-        f"  clients       {status['clients_connected']} connected, {status.get('clients_known', len(clients) if isinstance(clients, (list, tuple)) else 0)} known",
-        f"  received      {_count(status['records_received'], 'event')}, {byte_size(status.get('bytes_received', 0))} ({_n(status['receive_rate'])} events/s {rate_window})",
-        f"  written       {_count(status['records_written'], 'event')}, {_count(status['metric_points_written'], 'metric point')} ({_n(status['write_rate'])} events/s {rate_window})",
-        f"  backlog       {_count(status['backlog_records'], 'event')} waiting to be written ({byte_size(status.get('backlog_bytes', 0))}, estimated)",
-        f"  rejected      {_count(status['items_rejected'], 'item')} ({_count(status.get('events_rejected', status['items_rejected']), 'event')}); protocol errors {_n(status['protocol_errors'])}; write errors {_n(status['write_errors'])}; "
-        f"connections refused {_n(status.get('connections_refused', 0))}",
-        f"  dropped       {_count(status.get('events_dropped_by_clients', 0), 'event')} by clients whose buffer was full (TRACKD_ON_FULL=drop)",
-        f"  throttled     {_count(status.get('throttled', 0), 'pause')} of connections over their decode budget while others waited",
-        f"  runs failed   {_n(status.get('runs_failed_for_exited_clients', 0))} left RUNNING by processes that exited without ending them; "
-        # wills_pending counts connections that ended with runs not ended, not every process the
-        # daemon watches: "0 processes watched" was printed beside a connected job owning its run.
-        f"{_count(status.get('wills_pending', 0), 'process')} disconnected with runs not ended (watched until they exit), "
-        f"{_n(status.get('wills_waiting', 0))} of them exited and waiting for their events to be written, their spool "
-        "delivered or their store to take writes again",
-    ]
-    copies = status.get("copies")
-    if isinstance(copies, (list, tuple)):
-        lines += [
-            f"  copying       {copy['source']} for pid {copy['pid']}: {copy['copied']} of {copy['bytes']} bytes"
-            for copy in copies if isinstance(copy, dict)
-        ]
-    errors = status.get("errors")
-    if isinstance(errors, dict):
-        lines += [f"  error         {kind} (x{count})" for kind, count in errors.items()]
-    if isinstance(clients, (list, tuple)):
-        gone_shown = gone_hidden = 0
-        for client in clients:
-            if isinstance(client, dict):
-                if not client["connected"]:
-                    # A daemon serving benchmark suites knows hundreds of finished processes.
-                    if gone_shown >= MAX_GONE_CLIENTS_SHOWN:
-                        gone_hidden += 1
-                        continue
-                    gone_shown += 1
-                throttled = client.get("throttled", 0)
-                paused = f", reads paused {_count(throttled, 'time')} ({client.get('throttled_s', 0)} s) for its decode budget" if throttled else ""
-                # Which client the totals' rejected and dropped events came from: only --json said.
-                lost = "".join(
-                    f", {_count(count, 'event')} {what}" for what, count in (("rejected", client.get("rejected", 0)), ("dropped", client.get("dropped", 0))) if count
-                )
-                # Its share of the totals' rate (the same window) and backlog; absent from an older daemon's reply.
-                rate = f", {_n(client['receive_rate'])} events/s" if "receive_rate" in client else ""
-                waiting = f", {_count(client['backlog_records'], 'event')} waiting to be written" if "backlog_records" in client else ""
-                lines.append(
-                    f"  client        pid {client['pid']}@{client['host']} {'connected' if client['connected'] else 'gone'}{rate}{waiting}, "
-                    f"batch {client['written_seq']}/{client['received_seq']} written{lost}{paused}, store {client['store']}"
-                )
-        # The daemon lists at most MAX_STATUS_CLIENTS (connected first, then the latest to leave), to
-        # keep its reply within one frame; clients_known counts them all. "--json lists every client"
-        # was said of a reply listing 256 of 633.
-        listed = len(clients)
-        known = status.get("clients_known", listed)
-        unlisted = known - listed if isinstance(known, int) and known > listed else 0
-        if unlisted:
-            hidden = f"{_n(gone_hidden)} more gone (--json lists them), and " if gone_hidden else ""
-            lines.append(
-                f"  client        ... and {hidden}{_n(unlisted)} more that the daemon does not list, here or in --json: "
-                f"it lists {_n(listed)} of the {_n(known)} clients it knows, connected ones first, then the latest to leave"
-            )
-        elif gone_hidden:
-            lines.append(f"  client        ... and {_n(gone_hidden)} more gone (--json lists every client)")
-    print("\n".join(lines))
+    print("\n".join([*status_lines(status), *spool_lines(census)]))
     return 0
 
 
-def _n(count: object) -> str:
-    """A count or rate read at a glance: 1,234,567; a rate under 100 keeps a decimal (0.4, not 0)."""
-    if isinstance(count, float):
-        return f"{count:,.1f}" if count < 100 else f"{count:,.0f}"
-    return f"{count:,}" if isinstance(count, int) else str(count)
+def _print_spool(spool_dir: Path, *, as_json: bool) -> None:
+    """With no daemon answering: the spool files waiting, if any (--json: always, beside ``running: false``).
 
-
-def _count(count: object, noun: str) -> str:
-    """A count as ``_n`` writes it, and its noun agreeing: "1 event", "1,234 events"."""
-    return counted(count, noun, grouped=True)
-
-
-def byte_size(size: object) -> str:
-    """Bytes as a person reads them: "512 bytes", "4.7 MiB", "1.2 GiB"."""
-    if not isinstance(size, (int, float)):
-        return f"{size} bytes"
-    if size < 1024:
-        return f"{size:g} bytes"
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024
-        if size < 1024 or unit == "GiB":
-            break
-    return f"{size:.1f} {unit}"
-
-
-def duration(seconds: float) -> str:
-    """Seconds as a person reads them at a glance: "42 s", "3 min 20 s", "1 d 2 h 3 min" (a daemon up for days)."""
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole} s"  # 59.6 is not "60 s", which reads as a minute
-    days, rest = divmod(whole, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{days} d"] if days else []
-    parts += [f"{hours} h"] if hours or days else []
-    parts.append(f"{minutes} min")
-    if not days:
-        parts.append(f"{secs} s")
-    return " ".join(parts)
+    Status said only "not running" beside a spool of 197 events that no process would deliver
+    until one connected, or `trackd sync` ran.
+    """
+    census = spool_census(spool_dir)
+    if as_json:
+        print(json.dumps({"running": False, "spool": census.as_dict()}, indent=2, sort_keys=True))
+    elif census.problem is not None or census.files:
+        print("\n".join(spool_lines(census)))
 
 
 def _why_silent(paths: DaemonPaths) -> str:

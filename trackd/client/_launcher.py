@@ -53,9 +53,12 @@ def daemon_answers(path: Path, timeout: float = 1.0) -> bool:
         end_connection(probe)  # a child forked meanwhile must not hold the daemon a connection
 
 
-def spawn_daemon(paths: DaemonPaths, *, idle_timeout: float = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None) -> subprocess.Popen[bytes]:
+def spawn_daemon(paths: DaemonPaths, *, idle_timeout: float | None = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None) -> subprocess.Popen[bytes]:
     """Start a detached daemon that logs to ``paths.log``; return its process. OSError when it
-    cannot listen there (a socket path too long) or its folder is refused (PermissionError)."""
+    cannot listen there (a socket path too long) or its folder is refused (PermissionError).
+
+    ``idle_timeout`` None passes no --idle-timeout: the daemon takes TRACKD_DAEMON_ARGS's, or its
+    default (`trackd daemon start`, whose flags leave that variable in force where not given)."""
     problem = socket_path_problem(paths.socket)
     if problem is not None:
         raise OSError(problem)
@@ -64,7 +67,7 @@ def spawn_daemon(paths: DaemonPaths, *, idle_timeout: float = AUTOSTART_IDLE_TIM
         sys.executable, "-m", "trackd.daemon",
         "--socket", str(paths.socket),
         "--log-file", str(paths.log),
-        "--idle-timeout", str(idle_timeout),
+        *(["--idle-timeout", str(idle_timeout)] if idle_timeout is not None else []),
         *(extra_args or []),
     ]
     # Held while subprocess is imported (only when a daemon must be started: it costs every process
@@ -127,7 +130,7 @@ class Started(NamedTuple):
 
 
 def start_and_wait(
-    paths: DaemonPaths, timeout: float, *, idle_timeout: float = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None,
+    paths: DaemonPaths, timeout: float, *, idle_timeout: float | None = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> Started:
     """Start a daemon and wait until one answers, or (``stop``) until ``stop()`` is true.

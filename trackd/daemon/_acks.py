@@ -30,9 +30,9 @@ def deliver(state: ServerState, pending: list[PendingBatch], result: ApplyResult
         counters.write_errors += 1
         if state.count_error(message.split(":")[0]):
             logger.error("%s", message)  # once per kind, and once for all past MAX_ERROR_KINDS
-    for message in result.refused.values():  # logged by Outages.refuse, once per store and kind
+    for root, message in result.refused.items():  # logged by Outages.refuse, once per store and kind
         counters.write_errors += 1
-        state.count_error(message.split(":")[0])
+        state.count_error(message.split(":")[0], store=root)
     # Rejections go out before the Ack and FlushDone they belong to, so flush() sees them.
     for failure in result.failures:
         first = failure.session.rejected == 0

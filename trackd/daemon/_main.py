@@ -10,7 +10,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .._limits import MAX_COUNT, MAX_SECONDS
 from .._paths import (
@@ -70,25 +70,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--socket", help="socket path (default: $TRACKD_SOCKET, else the per-user runtime directory)")
     parser.add_argument("--log-file", help="append log lines to this file instead of stderr")
-    parser.add_argument(
-        "--log-max-bytes", type=_positive_int, default=DEFAULT_LOG_MAX_BYTES,
-        help="with --log-file: past this size the file is renamed to FILE.1 (replacing an older one) and a new one "
-        "begun, at least 1 (default: %(default)s)",
-    )
-    parser.add_argument("--loop", type=str.lower, choices=LOOP_CHOICES, help="event loop, any case (default: $TRACKD_LOOP, else uvloop if installed)")
-    parser.add_argument("--max-age", type=_seconds, default=DEFAULT_MAX_AGE, help="longest a received event waits before its write starts, in seconds, 0 or more, at most 604800 (a week) (default: %(default)s)")
-    parser.add_argument("--max-records", type=_positive_int, default=DEFAULT_MAX_RECORDS, help="events (metric points, params, tags...) per write, at least 1 (default: %(default)s)")
-    parser.add_argument("--max-open-files", type=_positive_int, default=None, help="descriptors kept open for metric files and, a sixteenth of them, their folders, all stores together, at least 1 (default: as many as the file limit allows after room for connections, up to 16384)")
-    parser.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS, help="client connections served at once, at least 1; more are refused (default: %(default)s)")
-    parser.add_argument(
-        "--max-events-per-second", type=_positive_int, default=DEFAULT_MAX_EVENTS_PER_SECOND,
-        help="each connection's budget of decoded events (metric points, params, ...) per second; a connection over it "
-        "stops being read for a while (its sender waits; nothing is dropped), but only while another client waits on a "
-        "flush or sent one in the last 0.1 s; at least 1 (default: %(default)s)",
-    )
-    parser.add_argument("--idle-timeout", type=_seconds, default=0.0, help="exit after this many seconds without clients, batches to write, or processes whose runs it must fail if they are killed, at most 604800 (a week); 0 never exits (default: %(default)s)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="the least severe lines logged (default: %(default)s)")
+    add_tuning_flags(parser)
     return parser
+
+
+def add_tuning_flags(parser: argparse.ArgumentParser, *, defaults: bool = True) -> list[argparse.Action]:
+    """Add the daemon's flags other than --socket and --log-file to ``parser``; the actions added.
+
+    Their one definition: ``trackd daemon start`` adds them too, with ``defaults`` False, so that a
+    flag not given there is not passed on and leaves TRACKD_DAEMON_ARGS's value, or the daemon's
+    default, in force (the help names the daemon's default either way).
+    """
+
+    def flag(name: str, default: object, help: str, **kwargs: Any) -> argparse.Action:
+        shown = "" if default is None else f" (default: {default})"  # None: ``help`` says what it is
+        return parser.add_argument(name, default=default if defaults else argparse.SUPPRESS, help=help + shown, **kwargs)
+
+    return [
+        flag(
+            "--log-max-bytes", DEFAULT_LOG_MAX_BYTES, type=_positive_int,
+            help="with --log-file: past this size the file is renamed to FILE.1 (replacing an older one) and a new one begun, at least 1",
+        ),
+        flag("--loop", None, type=str.lower, choices=LOOP_CHOICES, help="event loop, any case (default: $TRACKD_LOOP, else uvloop if installed)"),
+        flag("--max-age", DEFAULT_MAX_AGE, type=_seconds, help="longest a received event waits before its write starts, in seconds, 0 or more, at most 604800 (a week)"),
+        flag("--max-records", DEFAULT_MAX_RECORDS, type=_positive_int, help="events (metric points, params, tags...) per write, at least 1"),
+        flag("--max-open-files", None, type=_positive_int, help="descriptors kept open for metric files and, a sixteenth of them, their folders, all stores together, at least 1 (default: as many as the file limit allows after room for connections, up to 16384)"),
+        flag("--max-connections", DEFAULT_MAX_CONNECTIONS, type=_positive_int, help="client connections served at once, at least 1; more are refused"),
+        flag(
+            "--max-events-per-second", DEFAULT_MAX_EVENTS_PER_SECOND, type=_positive_int,
+            help="each connection's budget of decoded events (metric points, params, ...) per second; a connection over it "
+            "stops being read for a while (its sender waits; nothing is dropped), but only while another client waits on a "
+            "flush or sent one in the last 0.1 s; at least 1",
+        ),
+        flag("--idle-timeout", 0.0, type=_seconds, help="exit after this many seconds without clients, batches to write, or processes whose runs it must fail if they are killed, at most 604800 (a week); 0 never exits"),
+        flag("--log-level", "INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="the least severe lines logged"),
+    ]
 
 
 def _checked(parse: Callable[[str], N], accepts: Callable[[N], bool], expected: str) -> Callable[[str], N]:

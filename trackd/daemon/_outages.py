@@ -125,15 +125,18 @@ class Outages:
         times = [outage.retry_at for outage in self._by_root.values() if outage.retry_at is not None]
         return max(0.0, min(times) - now) if times else None
 
-    def recovered(self, written: list[PendingBatch], now: float) -> None:
-        """End the outages of the stores that have just taken a write of ``written``."""
+    def recovered(self, written: list[PendingBatch], now: float) -> list[str]:
+        """End the outages of the stores that have just taken a write of ``written``; their roots."""
+        ended: list[str] = []
         if not self._by_root:
-            return
+            return ended
         for root in {batch.session.store_root for batch in written}:
             outage = self._by_root.get(root)
             if outage is not None and outage.retry_at is None:
                 del self._by_root[root]
+                ended.append(root)
                 logger.info("The store at %s accepts writes again after %.1f s; resuming", root, now - outage.started_at)
+        return ended
 
     def _hold(self, outage: Outage, batch: PendingBatch) -> None:
         outage.batches.append(batch)

@@ -79,7 +79,7 @@ class Server:
         self._should_exit = asyncio.Event()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
-        self._writing = 0
+        self._writing = self._writing_bytes = 0  # events, and their estimated bytes, of the write under way
         # Events shutdown could not write in time (the exit report and code say so).
         self.unwritten_at_exit = 0
         # Set on the loop when a flush barrier arrives, read by the writer thread between turns.
@@ -334,9 +334,10 @@ class Server:
             "receive_rate": round(received_rate, 1),
             "write_rate": round(written_rate, 1),
             "backlog_records": self._backlog_records(),
-            # Estimated bytes waiting, not counting the write under way; connections stop reading
-            # past max_backlog_bytes.
-            "backlog_bytes": self.batcher.pending_bytes + self.outages.size + self.copies.size,
+            # Estimated bytes of those events, the write under way's too: without them a write held
+            # up by its disk showed "69 events waiting to be written (0 bytes)". Connections stop
+            # reading past max_backlog_bytes of what waits (not of what is being written).
+            "backlog_bytes": self.batcher.pending_bytes + self._writing_bytes + self.outages.size + self.copies.size,
             "writes": c.writes,
             "items_rejected": c.items_rejected,
             "events_rejected": c.events_rejected,
@@ -350,6 +351,7 @@ class Server:
             "copies_in_progress": self.copies.copying,
             "copies": self.copies.status(),
             "errors": dict(self.state.error_kinds),
+            "error_times": self.state.errors_status(now),
             **self.wills.status(),
         }
 
@@ -422,7 +424,7 @@ class Server:
             self._room.set()
             if not pending:
                 continue
-            self._writing = sum(item.events for item in pending)
+            self._writing, self._writing_bytes = sum(item.events for item in pending), sum(item.size for item in pending)
             self._flush_arrived = False
             parts = turns(pending, WRITE_TURN_RECORDS) if self._flushes_likely() else [pending]
             try:
@@ -432,7 +434,7 @@ class Server:
                 result, unwritten = ApplyResult(records=self._writing), []
                 self._fail_all(pending, result, f"The daemon failed while writing this batch: {exc!r}.")
             finally:
-                self._writing = 0
+                self._writing = self._writing_bytes = 0
             now = time.monotonic()
             if result.refused:
                 self.outages.refuse(result.refused, result.retry, now)
@@ -445,7 +447,7 @@ class Server:
             if result.retry or unwritten or result.copies:
                 held_ids = set(map(id, result.retry + unwritten + result.copies))
                 pending = [item for item in pending if id(item) not in held_ids]
-            self.outages.recovered(pending, now)
+            self.state.writes_resumed(self.outages.recovered(pending, now), now)
             deliver(self.state, pending, result)
             snapshot = {**self.state.retired, **{s.client_id: s.applied_seq for s in self.state.sessions.values()}}
             try:

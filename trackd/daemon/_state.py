@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ._connection import ClientConnection
 
 # Rates in ``trackd daemon status`` are averaged over this window, up to the moment of the request.
@@ -34,6 +36,26 @@ MAX_STATUS_CLIENTS = 256
 # Kinds of store errors status lists; the rest are counted together.
 MAX_ERROR_KINDS = 100
 OTHER_ERRORS = "other kinds of errors (past the first 100)"
+
+
+@dataclass(slots=True)
+class ErrorTimes:
+    """When a kind of error last happened and, for a store's refusal of writes, whether it has ended."""
+
+    last_at: float  # time.monotonic()
+    # The stores refusing writes with this kind now (an outage each); when the last of them took a
+    # write again (None while one refuses, or for a kind no store's outage has).
+    refusing: set[str] = field(default_factory=set)
+    resumed_at: float | None = None
+
+    def status(self, now: float) -> dict[str, object]:
+        """``last_s_ago`` and, for a store's refusal, ``refusing`` (stores still refusing) and, once none is, ``resumed_s_ago``."""
+        shown: dict[str, object] = {"last_s_ago": round(now - self.last_at, 3)}
+        if self.refusing or self.resumed_at is not None:
+            shown["refusing"] = len(self.refusing)
+        if self.resumed_at is not None:
+            shown["resumed_s_ago"] = round(now - self.resumed_at, 3)
+        return shown
 
 
 @dataclass(slots=True, eq=False)
@@ -167,20 +189,46 @@ class ServerState:
     # At most MAX_ERROR_KINDS (a kind names its store: a daemon failing on thousands of stores
     # would make a status reply no client accepts); the rest are counted under OTHER_ERRORS.
     error_kinds: dict[str, int] = field(default_factory=dict)
+    # When each of those last happened, and whether a store's refusal has ended (status shows both).
+    error_times: dict[str, ErrorTimes] = field(default_factory=dict)
     # Peers refused at the handshake, and why: each is logged once (see ClientConnection._refuse).
     refused: set[str] = field(default_factory=set)
     # Highest batch written per client id of clients no session holds (forgotten, or recovered from
     # the journal), oldest first: see MAX_RETIRED_CLIENTS.
     retired: dict[str, int] = field(default_factory=dict)
 
-    def count_error(self, kind: str) -> bool:
-        """Count one failure of ``kind``; True the first time it is seen (to log it)."""
+    def count_error(self, kind: str, *, store: str | None = None, now: float | None = None) -> bool:
+        """Count one failure of ``kind`` at ``now`` (default: this moment); True the first time it is seen (to log it).
+
+        ``store``: the root of the store that refused writes with it, whose outage ``writes_resumed`` ends.
+        """
         kinds = self.error_kinds
         if kind not in kinds and len(kinds) >= MAX_ERROR_KINDS:
             kind = OTHER_ERRORS
         first = kind not in kinds
         kinds[kind] = kinds.get(kind, 0) + 1
+        now = time.monotonic() if now is None else now
+        times = self.error_times.get(kind)
+        if times is None:
+            times = self.error_times[kind] = ErrorTimes(now)
+        times.last_at = now
+        if store is not None:
+            times.refusing.add(store)
+            times.resumed_at = None
         return first
+
+    def writes_resumed(self, stores: Iterable[str], now: float) -> None:
+        """The ``stores`` took a write again: their refusals end, and a kind none refuses with any more is marked resumed."""
+        for store in stores:
+            for times in self.error_times.values():
+                if store in times.refusing:
+                    times.refusing.discard(store)
+                    if not times.refusing:
+                        times.resumed_at = now
+
+    def errors_status(self, now: float) -> dict[str, dict[str, object]]:
+        """``error_times`` for a status reply, by kind as ``error_kinds``."""
+        return {kind: times.status(now) for kind, times in self.error_times.items()}
 
     def note_refusal(self, peer: str, reason: str) -> bool:
         """Count one handshake refused for ``reason``; True the first time ``peer`` is refused for it (to log it)."""

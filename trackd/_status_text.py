@@ -1,0 +1,189 @@
+"""How ``trackd daemon status`` words the daemon's status reply and the spool folder's census."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from ._words import counted
+from .client._delivery import ORPHAN_DELIVERY_DELAY
+from .client._spool_census import SpoolCensus, SpoolFiles
+from .daemon._state import RATE_WINDOW
+
+# Clients that have disconnected, listed by `trackd daemon status` before "... and N more gone".
+MAX_GONE_CLIENTS_SHOWN = 10
+
+
+def status_lines(status: Mapping[str, object]) -> list[str]:
+    """The daemon's status reply as text, a line per total, error, copy and client."""
+    # msgpack arrays arrive as tuples (the protocol decodes with use_list=False).
+    clients = status.get("clients")
+    # The daemon averages from RATE_WINDOW seconds ago (or its start) up to the request.
+    rate_window = f"over the last {min(RATE_WINDOW, float(str(status['uptime_s']))):.2g} s"
+    lines = [
+        f"trackd daemon pid {status['pid']} (trackd {status['version']}, loop {status['loop']})",
+        f"  socket        {status['socket']}",
+        f"  uptime        {duration(float(str(status['uptime_s'])))}",
+        f"  clients       {status['clients_connected']} connected, {status.get('clients_known', len(clients) if isinstance(clients, (list, tuple)) else 0)} known",
+        f"  received      {_count(status['records_received'], 'event')}, {byte_size(status.get('bytes_received', 0))} ({_n(status['receive_rate'])} events/s {rate_window})",
+        f"  written       {_count(status['records_written'], 'event')}, {_count(status['metric_points_written'], 'metric point')} ({_n(status['write_rate'])} events/s {rate_window})",
+        f"  backlog       {_count(status['backlog_records'], 'event')} waiting to be written ({byte_size(status.get('backlog_bytes', 0))}, estimated)",
+        f"  rejected      {_count(status['items_rejected'], 'item')} ({_count(status.get('events_rejected', status['items_rejected']), 'event')}); protocol errors {_n(status['protocol_errors'])}; write errors {_n(status['write_errors'])}; "
+        f"connections refused {_n(status.get('connections_refused', 0))}",
+        f"  dropped       {_count(status.get('events_dropped_by_clients', 0), 'event')} by clients whose buffer was full (TRACKD_ON_FULL=drop)",
+        f"  throttled     {_count(status.get('throttled', 0), 'pause')} of connections over their decode budget while others waited",
+        f"  runs failed   {_n(status.get('runs_failed_for_exited_clients', 0))} left RUNNING by processes that exited without ending them; "
+        # wills_pending counts connections that ended with runs not ended, not every process the
+        # daemon watches: "0 processes watched" was printed beside a connected job owning its run.
+        f"{_count(status.get('wills_pending', 0), 'process')} disconnected with runs not ended (watched until they exit), "
+        f"{_n(status.get('wills_waiting', 0))} of them exited and waiting for their events to be written, their spool "
+        "delivered or their store to take writes again",
+    ]
+    copies = status.get("copies")
+    if isinstance(copies, (list, tuple)):
+        lines += [
+            f"  copying       {copy['source']} for pid {copy['pid']}: {copy['copied']} of {copy['bytes']} bytes"
+            for copy in copies if isinstance(copy, dict)
+        ]
+    lines += error_lines(status)
+    if isinstance(clients, (list, tuple)):
+        gone_shown = gone_hidden = 0
+        for client in clients:
+            if isinstance(client, dict):
+                if not client["connected"]:
+                    # A daemon serving benchmark suites knows hundreds of finished processes.
+                    if gone_shown >= MAX_GONE_CLIENTS_SHOWN:
+                        gone_hidden += 1
+                        continue
+                    gone_shown += 1
+                throttled = client.get("throttled", 0)
+                paused = f", reads paused {_count(throttled, 'time')} ({client.get('throttled_s', 0)} s) for its decode budget" if throttled else ""
+                # Which client the totals' rejected and dropped events came from: only --json said.
+                lost = "".join(
+                    f", {_count(count, 'event')} {what}" for what, count in (("rejected", client.get("rejected", 0)), ("dropped", client.get("dropped", 0))) if count
+                )
+                # Its share of the totals' rate (the same window) and backlog; absent from an older daemon's reply.
+                rate = f", {_n(client['receive_rate'])} events/s" if "receive_rate" in client else ""
+                waiting = f", {_count(client['backlog_records'], 'event')} waiting to be written" if "backlog_records" in client else ""
+                lines.append(
+                    f"  client        pid {client['pid']}@{client['host']} {'connected' if client['connected'] else 'gone'}{rate}{waiting}, "
+                    f"batch {client['written_seq']}/{client['received_seq']} written{lost}{paused}, store {client['store']}"
+                )
+        # The daemon lists at most MAX_STATUS_CLIENTS (connected first, then the latest to leave), to
+        # keep its reply within one frame; clients_known counts them all. "--json lists every client"
+        # was said of a reply listing 256 of 633.
+        listed = len(clients)
+        known = status.get("clients_known", listed)
+        unlisted = known - listed if isinstance(known, int) and known > listed else 0
+        if unlisted:
+            hidden = f"{_n(gone_hidden)} more gone (--json lists them), and " if gone_hidden else ""
+            lines.append(
+                f"  client        ... and {hidden}{_n(unlisted)} more that the daemon does not list, here or in --json: "
+                f"it lists {_n(listed)} of the {_n(known)} clients it knows, connected ones first, then the latest to leave"
+            )
+        elif gone_hidden:
+            lines.append(f"  client        ... and {_n(gone_hidden)} more gone (--json lists every client)")
+    return lines
+
+
+def _n(count: object) -> str:
+    """A count or rate read at a glance: 1,234,567; a rate under 100 keeps a decimal (0.4, not 0)."""
+    if isinstance(count, float):
+        return f"{count:,.1f}" if count < 100 else f"{count:,.0f}"
+    return f"{count:,}" if isinstance(count, int) else str(count)
+
+
+def _count(count: object, noun: str) -> str:
+    """A count as ``_n`` writes it, and its noun agreeing: "1 event", "1,234 events"."""
+    return counted(count, noun, grouped=True)
+
+
+def byte_size(size: object) -> str:
+    """Bytes as a person reads them: "512 bytes", "4.7 MiB", "1.2 GiB"."""
+    if not isinstance(size, (int, float)):
+        return f"{size} bytes"
+    if size < 1024:
+        return f"{size:g} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them at a glance: "42 s", "3 min 20 s", "1 d 2 h 3 min" (a daemon up for days)."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole} s"  # 59.6 is not "60 s", which reads as a minute
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days} d"] if days else []
+    parts += [f"{hours} h"] if hours or days else []
+    parts.append(f"{minutes} min")
+    if not days:
+        parts.append(f"{secs} s")
+    return " ".join(parts)
+
+
+
+
+def error_lines(status: Mapping[str, object]) -> list[str]:
+    """A line per kind of error: how often, when last, and, for a store that refused writes, whether it takes them again.
+
+    The count alone stayed after the store recovered, with nothing to tell an error of a minute ago,
+    still going on, from one of last week, long over. A daemon older than ``error_times`` gives counts only.
+    """
+    errors, times = status.get("errors"), status.get("error_times")
+    if not isinstance(errors, Mapping):
+        return []
+    lines = []
+    for kind, count in errors.items():
+        when = times.get(kind) if isinstance(times, Mapping) else None
+        said = f"x{_n(count)}"
+        if isinstance(when, Mapping) and isinstance(last := when.get("last_s_ago"), (int, float)):
+            said += f", last {duration(last)} ago"
+            resumed = when.get("resumed_s_ago")
+            if isinstance(resumed, (int, float)):
+                said += f"; writes resumed {duration(resumed)} ago"
+            elif when.get("refusing"):
+                said += "; still refusing writes"
+        lines.append(f"  error         {kind} ({said})")
+    return lines
+
+
+def spool_lines(census: SpoolCensus, now: float | None = None) -> list[str]:
+    """What waits in the spool folder, and what delivers it, a line per kind (one line when nothing waits)."""
+    now = time.time() if now is None else now
+    if census.problem is not None:
+        return [f"  spool         {census.directory} not looked at: {census.problem}"]
+
+    def files(group: SpoolFiles) -> str:
+        age = group.oldest_age(now)
+        oldest = "" if age is None else f", {'the oldest ' if group.files > 1 else ''}last written {duration(age)} ago"
+        return f"{_count(group.files, 'file')} ({byte_size(group.bytes)}{oldest})"
+
+    lines = []
+    if census.waiting.files:
+        lines.append(
+            f"  spool         {files(census.waiting)} of exited processes waiting in {census.directory}: run `trackd sync`, "
+            f"or the next trackd process to connect delivers them once it has run {ORPHAN_DELIVERY_DELAY:g} s"
+        )
+    if census.running.files:
+        lines.append(
+            f"  spool         {files(census.running)} being written by running processes, which send them themselves once "
+            "they reach a daemon (or being delivered right now)"
+        )
+    if census.set_aside.files:
+        lines.append(
+            f"  spool         {files(census.set_aside)} set aside as undeliverable (*.undeliverable.spool: damaged or "
+            "unreadable): only `trackd sync` tries them, and says why they fail"
+        )
+    if census.other_hosts.files:
+        hosts = ", ".join(sorted(census.other_hosts.hosts))
+        lines.append(
+            f"  spool         {files(census.other_hosts)} written on other hosts ({hosts}): run `trackd sync` there, or "
+            "`trackd sync --all-hosts` here if their stores' paths are shared"
+        )
+    return lines or [f"  spool         no files waiting in {census.directory}"]
