@@ -471,7 +471,7 @@ def test_a_socket_path_too_long_for_a_unix_socket_is_refused_saying_what_to_set(
         said = result.stderr
     assert "Traceback" not in said
     assert f"{socket_path}: its path is {len(os.fsencode(socket_path))} bytes long, more than the 107" in said, said
-    setting = "pass --socket" if starter == "daemon start" else "set TRACKD_SOCKET to"  # what the user used
+    setting = "set TRACKD_SOCKET to" if starter == "client" else "pass --socket"  # what the user used
     assert f"{setting} a shorter one, e.g. /tmp/trackd-{os.getuid()}/trackd.sock" in said
     assert not deep.exists()  # and no daemon was started there, nor its folder made
 
