@@ -336,9 +336,11 @@ def test_a_will_waits_for_a_spool_the_background_delivery_set_aside(
     # left to `trackd sync`; the daemon saw its spool gone and failed the run, and the end that
     # sync then delivered from it could not undo that (it keeps a failure).
     record = "(SET_TERMINATED, run.info.run_id, 3, 1_700_000_000_000, True)"
+    spool_dir = Path(os.environ["TRACKD_SPOOL_DIR"])
+    before = set(spool_dir.glob("*.spool"))  # another test's leftover, in a pytest-xdist worker's order
     child, run_id = start_child(store, socket_path, SPOOL_AND_SIGKILL.format(record=record))
     assert finish(child) == -signal.SIGKILL
-    (spool,) = Path(os.environ["TRACKD_SPOOL_DIR"]).glob("*.spool")
+    (spool,) = set(spool_dir.glob("*.spool")) - before
     spool.rename(spool.with_name(spool.name.removesuffix(".spool") + ".undeliverable.spool"))
     wait_for(lambda: daemon.status()["wills_waiting"] == 1, timeout=20, message="the will waiting for the spool set aside")
     assert mlflow_run(store, run_id).info.status == "RUNNING"
