@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,20 +64,15 @@ def read_only(folder: Path) -> Iterator[None]:
 
 
 class Logger:
-    """The LOGGER child, told when to log each phase; ``spawn`` starts it (a Child, or one without
-    privileges), and with ``autostart`` its client starts the daemon."""
+    """The LOGGER child, told when to log each phase."""
 
-    def __init__(
-        self, store: Path, socket_path: Path, control: Path, *, keys: int = KEYS,
-        spawn: Callable[[str, list[str], dict[str, str]], Child] = Child, autostart: bool = False,
-    ) -> None:
+    def __init__(self, store: Path, socket_path: Path, control: Path) -> None:
         self.run_id = uuid.uuid4().hex
         self.control = control
         control.mkdir()
         self.phase = 0
-        self.keys = keys
-        env = child_env(socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_AUTOSTART="1" if autostart else "0")
-        self.child = spawn(LOGGER, [self.run_id, str(control), str(keys), str(STEPS)], env)
+        env = child_env(socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_AUTOSTART="0")
+        self.child = Child(LOGGER, [self.run_id, str(control), str(KEYS), str(STEPS)], env)
 
     def log(self, *, flush: bool) -> None:
         """Log one more phase of STEPS steps, and wait until the calls returned."""
@@ -93,12 +88,12 @@ class Logger:
         assert self.child.out[-1] == "done 0", self.child.stderr()
 
 
-def every_step_once(store: Path, run_id: str, steps: int, keys: int = KEYS) -> None:
+def every_step_once(store: Path, run_id: str, steps: int) -> None:
     """MLflow reads each key's steps 0..steps-1 exactly once, every text, and the run FINISHED."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=str(store))
-    for key in range(keys):
+    for key in range(KEYS):
         history = sorted(m.step for m in client.get_metric_history(run_id, f"k{key}"))
         assert history == list(range(steps)), f"k{key}: {len(history)} points of {steps} steps, {len(set(history))} unique"
     assert len(client.list_artifacts(run_id, "t")) == steps

@@ -22,7 +22,7 @@ from stat import S_IMODE, S_ISREG
 
 from ..errors import InvalidArgument
 from . import _layout as layout
-from ._format import FILE_MODE, copy_file_atomic, set_mode
+from ._format import FILE_MODE, copy_file_atomic
 from ._staging import hold_staging, release_staging
 
 # Bytes per copy call: the copy looks for a stop request (a daemon shutting down) between calls,
@@ -94,14 +94,7 @@ class ArtifactCopy:
             # swapped in since the check (/dev/zero), or a file growing meanwhile, no longer copies
             # until the disk is full. (Not O_NONBLOCK: it would make open() fail on a file under a
             # lease instead of waiting for it.) A file on a stalled mount blocks here, not in a write.
-            try:
-                opened = open(self.source_path, "rb")
-            except OSError as exc:
-                # The user's file, not the store: refused as the artifact's, not held as an outage.
-                if exc.errno in (errno.EMFILE, errno.ENFILE):
-                    raise
-                raise InvalidArgument(source_unreadable(self.source_path, self.path, self.run_id, exc)) from None
-            with opened as source:
+            with open(self.source_path, "rb") as source:
                 info = os.fstat(source.fileno())
                 if not S_ISREG(info.st_mode):
                     raise InvalidArgument(_not_a_file(self.source_path, self.path, self.run_id))
@@ -119,7 +112,7 @@ class ArtifactCopy:
                 target = os.open(os.path.join(staging, _STAGED_FILE_NAME), flags, FILE_MODE)
                 try:
                     if self.mode is not None:
-                        set_mode(target, S_IMODE(self.mode) & ARTIFACT_PERMISSIONS, os.path.join(staging, _STAGED_FILE_NAME))
+                        os.fchmod(target, S_IMODE(self.mode) & ARTIFACT_PERMISSIONS)
                     finished = self._copy(source.fileno(), target, stop)
                 finally:
                     os.close(target)
@@ -256,14 +249,12 @@ def check_artifact_source(source_path: str, relative: str, run_id: str) -> None:
     try:
         mode = os.stat(source_path).st_mode
     except OSError as exc:
-        raise InvalidArgument(source_unreadable(source_path, relative, run_id, exc)) from None
+        raise InvalidArgument(
+            f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} cannot be "
+            f"read ({exc.strerror})."
+        ) from None
     if not S_ISREG(mode):
         raise InvalidArgument(_not_a_file(source_path, relative, run_id))
-
-
-def source_unreadable(source_path: str, relative: str, run_id: str, exc: OSError) -> str:
-    """Why an artifact's source cannot be copied: the daemon cannot look at it or open it."""
-    return f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} cannot be read ({exc.strerror})."
 
 
 def _not_a_file(source_path: str, relative: str, run_id: str) -> str:

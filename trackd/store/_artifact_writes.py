@@ -15,7 +15,7 @@ from stat import S_IMODE, S_ISDIR
 
 from ..errors import InvalidArgument, StoreError
 from . import _layout as layout
-from ._artifact_copies import ARTIFACT_PERMISSIONS, check_artifact_source, source_unreadable
+from ._artifact_copies import ARTIFACT_PERMISSIONS, check_artifact_source
 from ._confinement import check_confined, is_within
 from ._format import copy_file_atomic, write_file_atomic
 from ._validation import validate_artifact_path
@@ -74,13 +74,7 @@ def write_artifact(item: ArtifactWrite, artifact_uri: str, root: str, real_root:
         item.copy.place(target, temp_dir)
     else:
         assert item.source_path is not None
-        try:
-            copy_file_atomic(item.source_path, target, temp_dir, mode)
-        except PermissionError as exc:
-            if exc.filename != item.source_path:
-                raise  # the store refuses writes: held, as any outage
-            # The user's file the daemon may not read: the artifact's refusal, not the store's outage.
-            raise InvalidArgument(source_unreadable(item.source_path, relative, item.run_id, exc)) from None
+        copy_file_atomic(item.source_path, target, temp_dir, mode)
 
 
 def _check_inside(folder: str, artifacts_root: str, relative: str, run_id: str) -> None:

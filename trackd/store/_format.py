@@ -7,7 +7,6 @@ os.replace, so a reader never sees a half-written file.
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import re
@@ -15,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..errors import CorruptStoreFile, StoreError
+from ..errors import CorruptStoreFile
 from ._entities import LIFECYCLE_ACTIVE, Experiment, Metric, RunInfo, RunStatus
 from ._layout import temp_file_path
 
@@ -218,7 +217,7 @@ def write_temp_file(data: bytes, temp_dir: str, temp: str | None = None, *, mode
     try:
         try:
             if mode is not None:
-                set_mode(fd, mode, temp)
+                os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -239,32 +238,11 @@ def copy_file_atomic(source: str, path: str, temp_dir: str, mode: int | None = N
     try:
         shutil.copyfile(source, temp)
         if mode is not None:
-            set_mode(temp, mode, temp)
+            os.chmod(temp, mode)
         os.replace(temp, path)
     except BaseException:
         remove_quietly(temp)
         raise
-
-
-def set_mode(target: int | str, mode: int, path: str) -> None:
-    """Give the file ``target`` (a descriptor or a path; ``path`` names it) permission bits ``mode``.
-
-    EPERM on a file the daemon has just made is the filesystem refusing such bits (vfat, some FUSE
-    and CIFS mounts), not the store refusing writes: a StoreError, the artifact's own refusal, as
-    MLflow's log_artifact (shutil.copy2) raises there too, rather than a store outage for ever.
-    """
-    try:
-        if isinstance(target, int):
-            os.fchmod(target, mode)
-        else:
-            os.chmod(target, mode)
-    except OSError as exc:
-        if exc.errno != errno.EPERM:
-            raise
-        raise StoreError(
-            f"The filesystem of {os.path.dirname(path)!r} refuses the permission bits {mode:#o} of the "
-            f"artifact's source ({exc.strerror}); MLflow's log_artifact fails there too."
-        ) from None
 
 
 def remove_quietly(path: str) -> None:

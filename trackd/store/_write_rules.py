@@ -11,16 +11,8 @@ from ._write_items import MetricAppend, TagWrite
 
 T = TypeVar("T")
 
-# The disk, not the item, refused these writes; they may succeed later (space freed, remount,
-# permissions given back). EACCES and EPERM: the store (or a folder of it) made unwritable to the
-# daemon's user (chmod -R a-w, chattr +i, another user's folder): refused for good, an artifact and
-# a run's end were lost with a DeliveryError, and nothing was written once the user restored the
-# permissions, the run RUNNING for ever. What the user's own item causes stays the item's refusal:
-# a log_artifact source the daemon cannot read (check_artifact_source, ArtifactCopy.run), a mode the
-# filesystem will not give a file (set_mode).
-TRANSIENT_ERRNOS = frozenset({
-    errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENFILE, errno.EMFILE, errno.EACCES, errno.EPERM,
-})
+# The disk, not the item, refused these writes; they may succeed later (space freed, remount).
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENFILE, errno.EMFILE})
 
 
 def journal_call(method: Callable[..., T], *args: Any) -> T:

@@ -285,9 +285,6 @@ class StoreWriter:
                     self._confine(os.path.dirname(path))
             except (TrackdError, OSError) as exc:
                 item = item_name("metric", append.key, append.run_id)
-                if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
-                    # A folder of the store the daemon may not look into: the store's outage, as for a write.
-                    raise refusal(f"The store at {self.root}", exc, item) from exc
                 message = str(exc) if isinstance(exc, TrackdError) else f"Cannot write {item}: {exc}."
                 failures.extend(WriteFailure(o, with_points(item, n), message, n) for o, n in origins_of(append).items())
                 continue
