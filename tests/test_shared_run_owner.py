@@ -279,3 +279,29 @@ def test_an_owner_record_renames_a_run_an_attach_record_made(daemon: DaemonProce
         raw.close()
     run = MlflowClient(tracking_uri=str(store)).get_run(run_id)
     assert (run.info.run_name, run.info.start_time, run.data.tags["k"]) == ("owner-name", 1_600_000_000_000, "v")
+
+
+CLIENT_THEN_FLUENT = """
+import sys, trackd
+trackd.set_tracking_uri(sys.argv[1])
+run = trackd.MlflowClient(tracking_uri=sys.argv[1]).create_run("0", run_name="foo", tags={"team": "x"})
+with trackd.start_run(run_id=run.info.run_id):
+    trackd.log_metric("m", 1.0)
+print(run.info.run_id, run.info.start_time)
+"""
+
+
+def test_a_run_created_by_the_client_then_started_by_id_keeps_the_clients_name(daemon: DaemonProcess, store: Path) -> None:
+    # MLflow's idiom: MlflowClient().create_run(..., run_name=...), then start_run(run_id=...). The
+    # fluent call's create, made before the client's reached the store, was sent as the owner's:
+    # the run took its random name and start time.
+    done = subprocess.run(
+        [sys.executable, "-c", CLIENT_THEN_FLUENT, str(store)], env=env_for(daemon.paths.socket),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    run_id, start_time = done.stdout.split()
+    run = MlflowClient(str(store)).get_run(run_id)
+    assert run.info.run_name == "foo" and run.data.tags["mlflow.runName"] == "foo", run.info.run_name
+    assert run.data.tags["team"] == "x" and run.info.start_time == int(start_time)
+    assert run.info.status == "FINISHED"

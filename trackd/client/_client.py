@@ -179,17 +179,22 @@ class Client(ClientReads):
         rank of a distributed job may call this with one id, in any order. ``owner``: whether the
         run is this caller's (rank 0's), so that it takes this call's name, tags and start time
         even if another process's create of that id reaches the store first; False only makes sure
-        it exists. By default a run is the caller's unless it is in the store already, or was
-        created or found in this process (its parent's, before a fork) before.
+        it exists. A run created or found in this process before (by any Client of its store, or
+        its parent's, before a fork) is never the caller's; by default (None) neither is one in the
+        store already.
         """
         self._require_open()
         experiment_id = validate_experiment_id(experiment_id if experiment_id is not None else DEFAULT_EXPERIMENT_ID)
         if run_id is not None:
             run_id = validate_run_id(run_id)
-            if owner is None:
-                sender = self._sender
-                seen = (self._known_runs, sender.creations, sender.inherited_creations)
-                owner = not any(run_id in runs for runs in seen) and self._reader.find_run(run_id) is None
+            sender = self._sender
+            seen = (self._known_runs, sender.creations, sender.inherited_creations)
+            if owner is not False and any(run_id in runs for runs in seen):
+                # Created (or found) in this process before: MLflow's "MlflowClient().create_run(...,
+                # run_name=...), then start_run(run_id=...)" gave the run start_run's random name.
+                owner = False
+            elif owner is None:
+                owner = self._reader.find_run(run_id) is None
         else:
             run_id = random_id()
         start_ms = _now_ms() if start_time is None else validate_timestamp("start_time", start_time)
