@@ -16,7 +16,7 @@ from pathlib import Path
 
 from helpers import DaemonProcess, child_env, create_run_record, metric_records, steps_in_store
 
-from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, encode_frame
+from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, RecordKind, encode_frame
 
 RUN_ID = "abcdefabcdefabcdefabcdefabcdef56"
 
@@ -56,3 +56,18 @@ def test_a_spool_the_store_holds_already_is_said_to_be_there_and_one_partly_ther
     assert partly.returncode == 0, partly
     assert f"{spool}: delivered 1 batch of client restored (the store had 2 batches of it already)" in partly.stdout, partly
     assert steps_in_store(store, RUN_ID) == [0, 1, 2, 3, 4]  # each once
+
+
+def test_a_spool_whose_only_batch_cannot_be_decoded_is_not_said_to_be_in_the_store(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # It said "the store had every batch of client gone already (0 batches)" beside "lost, not delivered".
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    hello = Hello(protocol_version=PROTOCOL_VERSION, client_id="gone", pid=1, host=socket.gethostname(), store_root=str(store))
+    artifact = (RecordKind.ARTIFACT.value, RUN_ID, "w.bin", None, "/tmp/w.bin", (1, "x"))  # a stamp no daemon decodes
+    spool = spool_dir / "gone.spool"
+    spool.write_bytes(encode_frame(hello) + encode_frame(Batch.of_checked_records(1, [artifact], 1)))
+    synced = _sync(daemon, spool_dir)
+    assert f"{spool}: removed, none of its batches of client gone could be delivered" in synced.stdout, synced
+    assert "the store had" not in synced.stdout and "lost, not delivered" in synced.stderr, synced

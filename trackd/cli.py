@@ -461,6 +461,9 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *
         elif result.batches:
             before = f" (the store had {batches(result.written_before)} of it already)" if result.written_before else ""
             print(f"{result.path}: delivered {batches(result.batches)} of client {result.client_id}{before}")
+        elif not result.written_before:
+            # Every batch undecodable or refused whole: the lines below say which and why.
+            print(f"{result.path}: removed, none of its batches of client {result.client_id} could be delivered")
         else:
             # "delivered 0 batches" read as a failure: the daemon had written them before the file was read.
             print(
