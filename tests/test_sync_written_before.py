@@ -28,13 +28,19 @@ def _sync(daemon: DaemonProcess, spool_dir: Path) -> subprocess.CompletedProcess
     )
 
 
+def _hello(tmp_path: Path, store: Path, client_id: str) -> tuple[Path, bytes]:
+    """A spool folder, and the Hello frame a spool file of ``client_id`` starts with."""
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    hello = Hello(protocol_version=PROTOCOL_VERSION, client_id=client_id, pid=1, host=socket.gethostname(), store_root=str(store))
+    return spool_dir, encode_frame(hello)
+
+
 def test_a_spool_the_store_holds_already_is_said_to_be_there_and_one_partly_there_says_how_much(
     daemon: DaemonProcess, store: Path, tmp_path: Path
 ) -> None:
-    spool_dir = tmp_path / "spool"
-    spool_dir.mkdir()
-    hello = Hello(protocol_version=PROTOCOL_VERSION, client_id="restored", pid=1, host=socket.gethostname(), store_root=str(store))
-    first = encode_frame(hello) + encode_frame(Batch(seq=1, records=[create_run_record(RUN_ID), *metric_records(RUN_ID, "x", 3)]))
+    spool_dir, hello = _hello(tmp_path, store, "restored")
+    first = hello + encode_frame(Batch(seq=1, records=[create_run_record(RUN_ID), *metric_records(RUN_ID, "x", 3)]))
     second = encode_frame(Batch(seq=2, records=[(1, RUN_ID, "x", 1.5, 1_700_000_000_003, 3)]))
     spool = spool_dir / "restored.spool"
     spool.write_bytes(first + second)
@@ -62,12 +68,10 @@ def test_a_spool_whose_only_batch_cannot_be_decoded_is_not_said_to_be_in_the_sto
     daemon: DaemonProcess, store: Path, tmp_path: Path
 ) -> None:
     # It said "the store had every batch of client gone already (0 batches)" beside "lost, not delivered".
-    spool_dir = tmp_path / "spool"
-    spool_dir.mkdir()
-    hello = Hello(protocol_version=PROTOCOL_VERSION, client_id="gone", pid=1, host=socket.gethostname(), store_root=str(store))
+    spool_dir, hello = _hello(tmp_path, store, "gone")
     artifact = (RecordKind.ARTIFACT.value, RUN_ID, "w.bin", None, "/tmp/w.bin", (1, "x"))  # a stamp no daemon decodes
     spool = spool_dir / "gone.spool"
-    spool.write_bytes(encode_frame(hello) + encode_frame(Batch.of_checked_records(1, [artifact], 1)))
+    spool.write_bytes(hello + encode_frame(Batch.of_checked_records(1, [artifact], 1)))
     synced = _sync(daemon, spool_dir)
     assert f"{spool}: removed, none of its batches of client gone could be delivered" in synced.stdout, synced
     assert "the store had" not in synced.stdout and "lost, not delivered" in synced.stderr, synced
