@@ -138,6 +138,13 @@ class Outages:
                 logger.info("The store at %s accepts writes again after %.1f s; resuming", root, now - outage.started_at)
         return ended
 
+    def reconnected(self, session: Session) -> None:
+        """``session`` is back on a new connection, which has heard nothing: it is told again, at
+        its events' next retry, if they still wait. A second `trackd sync` of a spool for a full
+        store heard nothing, waited its whole timeout and said the daemon "did not confirm"."""
+        for outage in self._by_root.values():
+            outage.told.discard(session)
+
     def _hold(self, outage: Outage, batch: PendingBatch) -> None:
         outage.batches.append(batch)
         self.events += batch.events

@@ -252,6 +252,7 @@ class Server:
         session.connection = conn
         session.disconnected_at = None
         session.artifact_root = artifact_root
+        self.outages.reconnected(session)
         return session
 
     async def accept_batch(self, session: Session, batch: Batch, frame_size: int = 0) -> None:
