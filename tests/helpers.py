@@ -63,6 +63,19 @@ def mounted_tmpfs(folder: Path, options: str) -> Iterator[None]:
         subprocess.run(["umount", "-l", str(folder)], check=True, capture_output=True)
 
 
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """``folder`` read-only (a read-only bind mount over it) for the block; skips the test where mounting is not allowed."""
+    bound = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if bound.returncode != 0:
+        pytest.skip(f"cannot bind-mount a folder here (needs root or CAP_SYS_ADMIN): {bound.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True, capture_output=True)
+
+
 def fill(path: Path) -> None:
     """Write zeros to ``path`` until the filesystem is full (a real ENOSPC for the store)."""
     chunk = b"\0" * 4096

@@ -9,14 +9,11 @@ again: MLflow read "points 1176 unique 400" (a step up to 6 times).
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Child, DaemonProcess, child_env, wait_for
+from helpers import Child, DaemonProcess, child_env, read_only, wait_for
 
 from trackd._paths import DaemonPaths
 
@@ -48,19 +45,6 @@ while not os.path.exists(os.path.join(control, "stop")):
 print("done", trackd.flush(timeout=120).pending, flush=True)
 trackd.end_run()
 """
-
-
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """``folder`` read-only (a read-only bind mount over it) for the block; skips the test where mounting is not allowed."""
-    bound = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
-    if bound.returncode != 0:
-        pytest.skip(f"cannot bind-mount a folder here (needs root or CAP_SYS_ADMIN): {bound.stderr.strip()}")
-    try:
-        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True, capture_output=True)
 
 
 class Logger:

@@ -21,7 +21,11 @@ A refused write the writer could not cut back (a store made read-only or unwrita
 owed, MetricFileCache.owed_cuts) holds its store's writes until the cut is made; every later
 ``begin`` line, and each snapshot, carries the cuts still owed, so the next start makes those of
 the newest such line too. Those it cannot make either stay owed (``owed_cuts``, and the snapshot it
-writes): the daemon's writer makes them before that store's next write.
+writes): the daemon's writer makes them before that store's next write. Each is carried under
+``owed`` as path: [size, end, dev, ino, mtime_ns], and made only while the file is still the one
+the failed write left (``_owed_cuts``); the path: size form under ``cuts`` (trackd before that)
+tells nothing of the file, so those are not made, with a log line each, and a journal of a trackd
+before owed cuts has neither key.
 
 Lines are JSON, appended with one ``write()`` each. No fsync: this protects against the daemon
 process dying (the page cache survives it), not against the machine losing power, which would
@@ -39,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from .._words import counted
 from ._format import orjson_dumps, remove_quietly
 from ._metric_files import truncate_files
+from ._owed_cuts import OwedCut, make_owed_cut
 
 _log = logging.getLogger("trackd.store")
 # Past this size the journal is rewritten as one snapshot line of the sequence numbers.
@@ -54,7 +59,7 @@ class WriteJournal:
     """An append-only log of metric writes, their files' sizes before them, and their commits."""
 
     def __init__(
-        self, path: str, fd: int, seqs: dict[str, int], *, compact_size: int, owed_cuts: list[tuple[str, int]] | None = None,
+        self, path: str, fd: int, seqs: dict[str, int], *, compact_size: int, owed_cuts: dict[str, OwedCut] | None = None,
     ) -> None:
         self.path = path
         self._fd = fd
@@ -65,8 +70,8 @@ class WriteJournal:
         self._torn = False
         #: Highest sequence number written, per client id, as recovered at open, least recently written first.
         self.recovered_seqs = seqs
-        #: Metric files (path, size) the start could not cut back: owed their cuts (MetricFileCache.owe_cuts).
-        self.owed_cuts = owed_cuts or []
+        #: Metric files the start could not cut back, with the cuts they are owed (MetricFileCache.owe_cuts).
+        self.owed_cuts = owed_cuts or {}
 
     @classmethod
     def open(cls, path: str, *, compact_size: int = DEFAULT_COMPACT_SIZE) -> WriteJournal:
@@ -88,14 +93,16 @@ class WriteJournal:
         notes: dict[int, Mapping[str, int]] = {}
         undo: set[int] = set()
         # The cuts owed as of the newest begin line or snapshot (each carries every cut owed then).
-        owed: list[tuple[str, int]] = []
+        owed: dict[str, OwedCut] = {}
+        unknown: Mapping[str, int] = {}
         for raw in lines:
             try:
                 entry = json.loads(raw)
             except ValueError:
                 continue  # a line torn by the crash: its write never started
             if "snapshot" in entry or "begin" in entry:
-                owed = [(str(p), int(n)) for p, n in entry.get("cuts", {}).items()]
+                owed = {str(p): OwedCut(*map(int, cut)) for p, cut in entry.get("owed", {}).items()}
+                unknown = entry.get("cuts", {})
             if "snapshot" in entry:
                 seqs.update(entry["snapshot"])
             elif "begin" in entry:
@@ -119,8 +126,13 @@ class WriteJournal:
                     # To the newest end: the daemon forgets the oldest first (MAX_RETIRED_CLIENTS),
                     # and a client written since the snapshot kept its older place there.
                     seqs[client_id] = max(seqs.pop(client_id, 0), int(seq))
-        if owed:
-            owed = truncate_files(owed)
+        for file, size in unknown.items():
+            _log.warning(
+                "Metric file %r was owed a cut back to %d bytes, recorded without what the file was then; it is "
+                "not cut back, so as not to remove lines written to it since, and the points of the write "
+                "that failed may appear in it twice.", file, size,
+            )
+        owed = _make_owed_cuts(owed)
         for entry_id, files in pending.items():
             new_files = temps.get(entry_id, {})
             if entry_id not in undo and any(os.path.lexists(file) for file in new_files):
@@ -150,18 +162,18 @@ class WriteJournal:
                     "size before it, so its clients' resent batches are written once.",
                     entry_id, counted(len(files) - len(new_files), "metric file"),
                 )
-            owed += _undo(files, new_files)
-        _write_snapshot(path, seqs, dict(owed))
+            owed.update(_undo(files, new_files))
+        _write_snapshot(path, seqs, owed)
         fd = os.open(path, _FLAGS, 0o600)
         return cls(path, fd, seqs, compact_size=compact_size, owed_cuts=owed)
 
     def begin(
         self, files: Sequence[tuple[str, int]], seqs: Mapping[str, int], temps: Mapping[str, str] | None = None,
-        cuts: Mapping[str, int] | None = None,
+        cuts: Mapping[str, OwedCut] | None = None,
     ) -> int:
         """Record that ``files`` (path, size before) are about to be written, completing ``seqs``;
         ``temps``: of those the write makes, each one's temp file holding its first lines;
-        ``cuts``: every metric file owed a cut back (path: size), as of now."""
+        ``cuts``: every metric file owed a cut back, as of now."""
         entry_id = self._next_id
         self._next_id += 1
         # "temps" is a key of its own: a daemon of an earlier trackd, started on this journal,
@@ -170,7 +182,7 @@ class WriteJournal:
         if temps:
             entry["temps"] = dict(temps)
         if cuts:
-            entry["cuts"] = dict(cuts)
+            entry["owed"] = _owed_entry(cuts)
         self._append(entry)
         return entry_id
 
@@ -183,7 +195,7 @@ class WriteJournal:
         """Record that write ``entry_id`` is complete."""
         self._append({"commit": entry_id})
 
-    def compact_if_large(self, seqs: Mapping[str, int], cuts: Mapping[str, int] | None = None) -> None:
+    def compact_if_large(self, seqs: Mapping[str, int], cuts: Mapping[str, OwedCut] | None = None) -> None:
         """Rewrite the journal as one snapshot of ``seqs`` (and the ``cuts`` owed) once it has grown past its bound."""
         if self._size < self._compact_size:
             return
@@ -256,7 +268,7 @@ def _place_staged(new_files: Mapping[str, str]) -> list[str]:
     return unplaced
 
 
-def _undo(files: Sequence[tuple[str, int]], new_files: Mapping[str, str]) -> list[tuple[str, int]]:
+def _undo(files: Sequence[tuple[str, int]], new_files: Mapping[str, str]) -> dict[str, OwedCut]:
     """Cut an uncommitted write's ``files`` back to their sizes before it (its new files removed)
     and remove its temps; a new file another writer made meanwhile is left as it is. Returns the
     files that could not be cut back (owed)."""
@@ -283,11 +295,28 @@ def _same_file(first: str, second: str) -> bool:
     return (one.st_dev, one.st_ino) == (two.st_dev, two.st_ino)
 
 
-def _write_snapshot(path: str, seqs: Mapping[str, int], cuts: Mapping[str, int] | None = None) -> None:
+def _make_owed_cuts(cuts: Mapping[str, OwedCut]) -> dict[str, OwedCut]:
+    """Make the ``cuts`` a journal carried (each only if its file did not change since); those still owed."""
+    owed = {}
+    for file, cut in cuts.items():
+        try:
+            make_owed_cut(file, cut)
+        except OSError as exc:
+            _log.error("Could not cut metric file %r back to %d bytes: %s", file, cut.size, exc.strerror or exc)
+            owed[file] = cut
+    return owed
+
+
+def _owed_entry(cuts: Mapping[str, OwedCut]) -> dict[str, list[int]]:
+    """``cuts`` as a journal line carries them (under "owed"): path: [size, end, dev, ino, mtime_ns]."""
+    return {file: list(cut) for file, cut in cuts.items()}
+
+
+def _write_snapshot(path: str, seqs: Mapping[str, int], cuts: Mapping[str, OwedCut] | None = None) -> None:
     temp = f"{path}.tmp"
     snapshot: dict[str, object] = {"snapshot": dict(seqs)}
     if cuts:
-        snapshot["cuts"] = dict(cuts)
+        snapshot["owed"] = _owed_entry(cuts)
     try:
         with open(temp, "wb") as out:
             out.write(json.dumps(snapshot, separators=(",", ":")).encode() + b"\n")

@@ -7,7 +7,7 @@ search_runs), so a failed write is cut back to the last complete line, and a fil
 without a final "\\n" is repaired when it is opened. A file that cannot be cut back (a store made
 read-only, or unwritable, after the write opened it) is owed its cut (``owed_cuts``): no write to
 its store begins until it is made (``finish_cuts``), so the retried write never appends after the
-tail of the failed one.
+tail of the failed one; it is made only if nobody wrote to the file since (``_owed_cuts``).
 
 Descriptors are held, so the cache watches what a user does to the files behind them: a file
 deleted while open (its link count 0) is closed before the next write, which creates it again as
@@ -23,7 +23,7 @@ import logging
 import os
 import stat
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ._confinement import (
     create_regular_with,
@@ -34,6 +34,7 @@ from ._confinement import (
 )
 from ._format import FILE_MODE, remove_quietly, write_temp_file
 from ._layout import temp_file_path
+from ._owed_cuts import OwedCut, make_owed_cut, owed_cut, resolved
 
 _log = logging.getLogger("trackd.store")
 _TAIL_CHUNK = 64 * 1024
@@ -60,8 +61,8 @@ class MetricFileCache:
         self._vetted: set[str] = set()
         # Files and folders a write used since the last close_idle().
         self._used: set[str] = set()
-        # Files a failed write could not cut back, with the size to cut them to (see finish_cuts).
-        self._owed: dict[str, int] = {}
+        # Files a failed write could not cut back, by resolved path (see finish_cuts).
+        self._owed: dict[str, OwedCut] = {}
 
     def __len__(self) -> int:
         return len(self._fds)
@@ -300,7 +301,9 @@ class MetricFileCache:
             try:
                 _cut_back(path, size, fd)
             except OSError as exc:
-                self._owe(path, size, exc)
+                cut = owed_cut(path, size, fd)
+                if cut is not None:
+                    self._owe(path, cut, exc)
             finally:
                 if fd is not None:
                     _close_logged(fd, path)
@@ -308,44 +311,47 @@ class MetricFileCache:
             remove_quietly(temp)
 
     @property
-    def owed_cuts(self) -> dict[str, int]:
-        """Metric files a failed write could not cut back, each with the size it is owed: the
+    def owed_cuts(self) -> dict[str, OwedCut]:
+        """Metric files a failed write could not cut back, each with the cut it is owed: the
         write journal records them, so that a daemon that stops before it cuts them back leaves
         them to the next one (WriteJournal.open)."""
         return dict(self._owed)
 
-    def owe_cuts(self, files: Iterable[tuple[str, int]]) -> None:
+    def owe_cuts(self, cuts: Mapping[str, OwedCut]) -> None:
         """Take over cuts owed from before (those the journal could not make at the daemon's start)."""
-        for path, size in files:
-            self._owed[path] = min(size, self._owed.get(path, size))
+        for path, cut in cuts.items():
+            self._owed[resolved(path)] = cut
 
     def finish_cuts(self, root: str) -> None:
         """Make the owed cuts of files below ``root``; raise the OSError of the first that still fails.
 
         A write to that store must not begin before: it would append the batch again after the
-        tail of the write that failed, which a reader takes for points logged twice.
+        tail of the write that failed, which a reader takes for points logged twice. Matched by
+        resolved paths: a client reaching the store through a linked path appended past the tail,
+        and the cut made later removed its points. A file changed since is not cut (make_owed_cut).
         """
         if not self._owed:
             return
-        prefix = root.rstrip(os.sep) + os.sep
-        for path, size in list(self._owed.items()):
+        prefix = os.path.join(os.path.realpath(root), "")
+        for path, cut in list(self._owed.items()):
             if not path.startswith(prefix):
                 continue
             fd = self._fds.pop(path, None)  # closed by the rollback; this is someone's reopening
             try:
-                _cut_back(path, size, fd)
+                made = make_owed_cut(path, cut, fd)
             finally:
                 if fd is not None:
                     _close_logged(fd, path)
             del self._owed[path]
-            _log.warning("Cut metric file %r back to %d bytes, as a failed write could not; writes to its store resume.", path, size)
+            if made:
+                _log.warning("Cut metric file %r back to %d bytes, as a failed write could not; writes to its store resume.", path, cut.size)
 
-    def _owe(self, path: str, size: int, exc: OSError) -> None:
-        self._owed[path] = min(size, self._owed.get(path, size))
+    def _owe(self, path: str, cut: OwedCut, exc: OSError) -> None:
+        self._owed[resolved(path)] = cut
         _log.error(
             "Could not cut metric file %r back to %d bytes after a failed write: %s; no write to its store "
             "begins until it is cut back, so that no point is written twice.",
-            path, size, exc.strerror or exc,
+            path, cut.size, exc.strerror or exc,
         )
 
     def close_under(self, folder: str) -> None:
@@ -418,20 +424,21 @@ def _close_logged(fd: int, path: str) -> None:
         _log.error("Closing %r failed: %s; an earlier write to it may be lost.", path, exc)
 
 
-def truncate_files(files: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+def truncate_files(files: Iterable[tuple[str, int]]) -> dict[str, OwedCut]:
     """Cut each file back to a recorded size, removing files that end up empty; those that could
-    not be (logged), with their sizes: owed their cuts.
+    not be (logged), with the cuts they are owed.
 
     Used to undo a write that did not finish (a crash, a full disk): an empty metric file would
     crash MLflow's get_run ("No data found"), and a file a write created did not exist before.
     """
-    owed = []
+    owed = {}
     for path, size in files:
         try:
             _cut_back(path, size, None)
         except OSError as exc:
             _log.error("Could not cut metric file %r back to %d bytes: %s", path, size, exc.strerror or exc)
-            owed.append((path, size))
+            if (cut := owed_cut(path, size)) is not None:
+                owed[resolved(path)] = cut
     return owed
 
 
@@ -448,6 +455,9 @@ def _cut_back(path: str, size: int, fd: int | None) -> None:
             return
         own = fd is None
         if own:
+            info = os.lstat(path)
+            if not stat.S_ISREG(info.st_mode) or info.st_size <= size:
+                return  # nothing to cut: not opened, which a read-only store refuses
             # Through a descriptor opened with O_NOFOLLOW: a link planted since the write (even by
             # a journal replayed at the next start) is never followed to cut someone else's file.
             fd = open_regular_for_truncate(path)
