@@ -144,8 +144,9 @@ def test_stop_writes_what_was_received_then_removes_socket_and_pid_file(paths: D
     assert not paths.socket.exists() and not paths.pid.exists()
 
 
-def test_status_when_not_running_exits_1_with_a_clear_message(paths: DaemonPaths) -> None:
-    result = trackd_cli("daemon", "status", "--socket", str(paths.socket))
+def test_status_when_not_running_exits_1_with_a_clear_message(paths: DaemonPaths, tmp_path: Path) -> None:
+    # An empty spool folder of its own: the session's may hold another test's spool, which status lists.
+    result = trackd_cli("daemon", "status", "--socket", str(paths.socket), "--spool-dir", str(tmp_path))
     assert result.returncode == 1
     assert f"trackd daemon is not running on {paths.socket}" in result.stderr
     assert result.stdout == ""
