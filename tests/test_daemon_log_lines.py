@@ -74,7 +74,7 @@ def test_a_sigkilled_client_is_said_to_leave_its_run_not_ended(daemon: DaemonPro
     ), disconnected
 
 
-def test_a_refused_client_is_named_by_its_pid_and_the_limit_in_words(socket_path: Path, store: Path) -> None:
+def test_a_refused_client_is_named_by_its_pid_and_the_limit_in_words(socket_path: Path, store: Path, tmp_path: Path) -> None:
     # It said "Refused a connection (too_many_connections): The trackd daemon already serves 1
     # connections", naming neither the process refused nor a count in words.
     daemon = DaemonProcess(socket_path, "--max-connections", "1").start()
@@ -83,7 +83,12 @@ def test_a_refused_client_is_named_by_its_pid_and_the_limit_in_words(socket_path
         assert isinstance(holder.hello(str(store)), Welcome)
         refused = subprocess.Popen(
             [sys.executable, "-c", f"import trackd\ntrackd.set_tracking_uri({str(store)!r})\ntrackd.log_param('a', 1)\n"],
-            env=child_env(socket_path, TRACKD_AUTOSTART="0", TRACKD_EXIT_TIMEOUT="1", TRACKD_CONNECT_TIMEOUT="1"),
+            # Refused, it spools its param: into a folder of its own, not the session's (a later
+            # test's client would deliver it, or a glob of that folder find it).
+            env=child_env(
+                socket_path, TRACKD_AUTOSTART="0", TRACKD_EXIT_TIMEOUT="1", TRACKD_CONNECT_TIMEOUT="1",
+                TRACKD_SPOOL_DIR=str(tmp_path / "spool"),
+            ),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         _, err = refused.communicate(timeout=60)

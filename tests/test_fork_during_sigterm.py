@@ -146,7 +146,10 @@ def test_children_forked_while_the_handler_delivers_die_by_the_sigterm_and_no_ot
 ) -> None:
     # Such a child also inherited the parent's "SIGTERM again within 0.5 s is the same request"
     # handler, so a SIGTERM of its own could be ignored.
-    env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_EXIT_TIMEOUT="2")
+    # Its daemon stopped, the job spools what it logged: into a folder of its own, not the session's.
+    env = child_env(
+        daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_EXIT_TIMEOUT="2", TRACKD_SPOOL_DIR=str(tmp_path / "spool"),
+    )
     job = subprocess.Popen(
         [sys.executable, "-c", FORK_WHILE_DELIVERING], env=env, cwd=tmp_path,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

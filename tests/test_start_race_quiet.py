@@ -94,10 +94,12 @@ def test_dropping_while_the_daemon_starts_does_not_say_none_answers(paths: Daemo
     assert "no daemon answers" not in err, err
 
 
-def test_a_start_that_never_answers_is_still_said(paths: DaemonPaths, store: Path, start_lock: int) -> None:
+def test_a_start_that_never_answers_is_still_said(paths: DaemonPaths, store: Path, start_lock: int, tmp_path: Path) -> None:
     # The other process holds the lock and starts nothing: after TRACKD_CONNECT_TIMEOUT the daemon
-    # is unreachable, and one line says so, with where the events went.
-    producer = _start_producer(paths, store, TRACKD_CONNECT_TIMEOUT="2")
+    # is unreachable, and one line says so, with where the events went (a spool folder of the
+    # test's own: left in the session's, a later test's client would deliver it).
+    spool_dir = tmp_path / "spool"
+    producer = _start_producer(paths, store, TRACKD_CONNECT_TIMEOUT="2", TRACKD_SPOOL_DIR=str(spool_dir))
     out, err = producer.communicate(timeout=60)
     assert producer.returncode == 0, err
-    assert f"{paths.socket}" in err and "spool" in err, err
+    assert f"{paths.socket}" in err and f"{spool_dir}/" in err, err

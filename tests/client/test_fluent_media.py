@@ -271,9 +271,13 @@ def test_get_artifact_uri_is_mlflows_for_the_active_run(daemon: DaemonProcess, s
         assert uris == [mlflow_artifact_uri(run_id, path, tracking_uri=str(store)) for path in paths]
 
 
-def test_get_artifact_uri_starts_a_run_and_does_not_wait_for_a_daemon(store: Path) -> None:
+def test_get_artifact_uri_starts_a_run_and_does_not_wait_for_a_daemon(store: Path, tmp_path: Path) -> None:
     # The run's artifact URI is known when it starts: with no daemon to answer, the call still returns it.
-    env = child_env(short_socket_path(), TRACKD_AUTOSTART="0", TRACKD_TRACKING_URI=str(store), TRACKD_EXIT_TIMEOUT="0.1")
+    # The run it starts is spooled at exit: into a folder of the test's own, not the session's.
+    env = child_env(
+        short_socket_path(), TRACKD_AUTOSTART="0", TRACKD_TRACKING_URI=str(store), TRACKD_EXIT_TIMEOUT="0.1",
+        TRACKD_SPOOL_DIR=str(tmp_path / "spool"),
+    )
     result = run_child(
         """
         import trackd
