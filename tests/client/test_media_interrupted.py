@@ -54,7 +54,9 @@ def test_a_large_figure_whose_call_is_interrupted_is_still_written(daemon: Daemo
     # ... will not be written: ... cannot be read (No such file or directory)", and no figure.
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    env = fluent_env(daemon, store, TMPDIR=str(temporary), TRACKD_CONNECT_TIMEOUT="30")
+    # A spool folder of its own: the figure's copy may be left in a `<client id>.media` folder there,
+    # which in the session's folder a later test's client would deliver or its status list.
+    env = fluent_env(daemon, store, TMPDIR=str(temporary), TRACKD_CONNECT_TIMEOUT="30", TRACKD_SPOOL_DIR=str(tmp_path / "spool"))
     try:
         result = run_child(
             SCRIPT.replace("SIZE", str(SIZE)).replace("sys.argv[1]", str(daemon.pid)), env,
