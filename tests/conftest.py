@@ -94,29 +94,3 @@ def client(store: Path, config: ClientConfig) -> Iterator[Client]:
     """A ``Client`` of the test's store, closed (so everything it accepted is delivered) after the test."""
     with Client(store, config=config) as client:
         yield client
-
-
-@pytest.fixture(autouse=True)
-def _spool_folder_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test that leaves anything new in the session's spool folder (removing it).
-
-    The folder is shared by every test of this pytest process (one per xdist worker): a spool left
-    there was delivered by any later test's client into the leaving test's store, listed by a later
-    `trackd daemon status`, found by a later test's glob, in an order set by xdist's scheduling.
-    A test whose processes spool gives them a folder of its own (``TRACKD_SPOOL_DIR``)."""
-    before = set(os.listdir(_SPOOL_DIR))
-    yield
-    left = sorted(set(os.listdir(_SPOOL_DIR)) - before)
-    if not left:
-        return
-    for name in left:
-        path = os.path.join(_SPOOL_DIR, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            Path(path).unlink(missing_ok=True)
-    pytest.fail(
-        f"{request.node.nodeid} left {', '.join(left)} in the session's spool folder {_SPOOL_DIR} (removed now): "
-        "give the processes that spool a TRACKD_SPOOL_DIR of the test's own (tmp_path), or clean up what they spooled",
-        pytrace=False,
-    )
