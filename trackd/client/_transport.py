@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .._paths import SOCKET_ENV, private_directory_problem
 from .._peer import peer_uid
-from ..errors import DaemonUnavailable
+from ..errors import DaemonUnavailable, RemoteProtocolError
 from ..protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ErrorCode, ErrorReply, Hello, OwnedRuns, Role, Welcome
 
 RECV_SIZE = 256 * 1024
@@ -291,7 +291,14 @@ def handshake(
             if event is NEED_DATA:
                 if owned is not None and (news := owned()) is not None:
                     # Bounded by the handshake's deadline: a frame cut by it ends the attempt.
-                    transport.send(protocol.send(news), timeout=max(deadline - time.monotonic(), 0.01))
+                    try:
+                        transport.send(protocol.send(news), timeout=max(deadline - time.monotonic(), 0.01))
+                    except DaemonUnavailable:
+                        # A daemon that refused this client (an older one, after an upgrade) closed
+                        # the connection as these runs went out: its refusal waits unread. A process
+                        # with runs to tell (a worker of a trackd parent) said "no daemon answers".
+                        _read_refusal(transport, protocol, path)
+                        raise
                 wait = max(deadline - time.monotonic(), 0.01)
                 data = transport.receive(min(wait, WILL_CHECK_INTERVAL) if owned is not None else wait)
                 if data is not None:
@@ -306,6 +313,17 @@ def handshake(
     except BaseException:
         transport.close()
         raise
+
+
+def _read_refusal(transport: Transport, protocol: Connection, path: Path) -> None:
+    """Raise DaemonRefused if the daemon's refusal has arrived on ``transport`` (nothing otherwise)."""
+    with contextlib.suppress(DaemonUnavailable, RemoteProtocolError):
+        while (data := transport.receive_available()):
+            protocol.receive_data(data)
+    with contextlib.suppress(RemoteProtocolError):
+        while (event := protocol.next_event()) is not NEED_DATA:
+            if isinstance(event, ErrorReply):
+                raise DaemonRefused(_older_daemon_words(event), path)
 
 
 def make_hello(client_id: str, store_root: str, artifact_root: str | None = None) -> Hello:
