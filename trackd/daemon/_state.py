@@ -197,8 +197,8 @@ class ServerState:
     # the journal), oldest first: see MAX_RETIRED_CLIENTS.
     retired: dict[str, int] = field(default_factory=dict)
 
-    def count_error(self, kind: str, *, store: str | None = None, now: float | None = None) -> bool:
-        """Count one failure of ``kind`` at ``now`` (default: this moment); True the first time it is seen (to log it).
+    def count_error(self, kind: str, *, store: str | None = None) -> bool:
+        """Count one failure of ``kind``, now; True the first time it is seen (to log it).
 
         ``store``: the root of the store that refused writes with it, whose outage ``writes_resumed`` ends.
         """
@@ -207,7 +207,7 @@ class ServerState:
             kind = OTHER_ERRORS
         first = kind not in kinds
         kinds[kind] = kinds.get(kind, 0) + 1
-        now = time.monotonic() if now is None else now
+        now = time.monotonic()
         times = self.error_times.get(kind)
         if times is None:
             times = self.error_times[kind] = ErrorTimes(now)
