@@ -89,7 +89,7 @@ def add_tuning_flags(parser: argparse.ArgumentParser, *, defaults: bool = True) 
     return [
         flag(
             "--log-max-bytes", DEFAULT_LOG_MAX_BYTES, type=_positive_int,
-            help="with --log-file: past this size the file is renamed to FILE.1 (replacing an older one) and a new one begun, at least 1",
+            help="when logging to a file (--log-file; trackd daemon start's log beside the socket): past this size the file is renamed to FILE.1 (replacing an older one) and a new one begun, at least 1",
         ),
         flag("--loop", None, type=str.lower, choices=LOOP_CHOICES, help="event loop, any case (default: $TRACKD_LOOP, else uvloop if installed)"),
         flag("--max-age", DEFAULT_MAX_AGE, type=_seconds, help="longest a received event waits before its write starts, in seconds, 0 or more, at most 604800 (a week)"),
