@@ -49,6 +49,7 @@ from .client import (
     start_run,
 )
 from .errors import (
+    ArtifactNotFound,
     ClientClosedError,
     DaemonUnavailable,
     DeliveryError,
@@ -113,6 +114,7 @@ __getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, _HINTS)
 
 __all__ = [
     "ActiveRun",
+    "ArtifactNotFound",
     "Client",
     "ClientClosedError",
     "ClientConfig",

@@ -2,7 +2,8 @@
 
     TrackdError
     ├── InvalidArgument (ValueError)     a call got a value MLflow would refuse, or one trackd does not implement
-    │   └── ParamChangedError            a param was logged again with a different value
+    │   ├── ParamChangedError            a param was logged again with a different value
+    │   └── ArtifactNotFound (FileNotFoundError)  log_artifact(s) of a path that does not exist
     ├── ProtocolError
     │   ├── LocalProtocolError           we tried to send something the protocol forbids
     │   └── RemoteProtocolError          the peer sent bytes we cannot accept
@@ -28,6 +29,7 @@ code ported with ``import trackd as mlflow`` catches every trackd error with
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactNotFound",
     "ClientClosedError",
     "CorruptStoreFile",
     "DaemonUnavailable",
@@ -72,6 +74,11 @@ class InvalidArgument(TrackdError, ValueError):
 
 class ParamChangedError(InvalidArgument):
     """A param was logged again for the same run with a different value."""
+
+
+class ArtifactNotFound(InvalidArgument, FileNotFoundError):
+    """``log_artifact(s)`` of a path that does not exist: a ``FileNotFoundError`` too, as MLflow's
+    copy raises, so ported code that catches ``OSError`` still does."""
 
 
 class ProtocolError(TrackdError):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgument
+from ..errors import ArtifactNotFound, InvalidArgument
 from ..protocol import ARTIFACT, ARTIFACT_FILE, ARTIFACT_FOLDER, ARTIFACT_PERMISSIONS, MAX_INLINE_ARTIFACT_SIZE, MAX_NAME_LENGTH
 from ..store import require_utf8, validate_artifact_path
 
@@ -41,6 +41,8 @@ def file_records(
     if source.is_dir():
         return tree_records(run_id, source, _join(artifact_path, source.name), snapshots)
     if not source.is_file():
+        if not source.exists():
+            raise ArtifactNotFound(f"Artifact {str(local_path)!r} does not exist.")
         raise InvalidArgument(f"Artifact {str(local_path)!r} is not a file or directory.")
     return _records(run_id, [(source, _check_name(_join(artifact_path, source.name)))], snapshots)
 
@@ -53,6 +55,8 @@ def tree_records(
     (large files through ``snapshots``, as ``file_records``)."""
     root = Path(local_dir)
     if not root.is_dir():
+        if not root.exists():
+            raise ArtifactNotFound(f"Artifact directory {str(local_dir)!r} does not exist.")
         raise InvalidArgument(f"Artifact directory {str(local_dir)!r} is not a directory.")
     files, empty = _tree(root)
     named = [(path, _check_name(_join(artifact_path, path.relative_to(root).as_posix()))) for path in files]
