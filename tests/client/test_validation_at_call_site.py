@@ -289,7 +289,7 @@ BAD_CALLS: dict[str, Bad] = {
         lambda s: s.client.create_experiment("long", tags={"t": "v" * 20001}), InvalidArgument, ("experiment tag 't'", "20001", "at most 20000"),
     ),
     "artifact-missing-file": Bad(
-        lambda s: s.client.log_artifact(s.run_id, s.scratch / "missing.txt"), InvalidArgument, ("missing.txt", "not a file"),
+        lambda s: s.client.log_artifact(s.run_id, s.scratch / "missing.txt"), InvalidArgument, ("missing.txt", "does not exist"),
     ),
     # A store root below a folder named artifacts: MLflow 3.10+ reports every run of it as not found.
     "store-under-artifacts": Bad(
