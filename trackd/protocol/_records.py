@@ -335,23 +335,24 @@ def check_records(records: list[Record]) -> int:
     name_max, lo, hi = MAX_NAME_LENGTH, MIN_INT64, MAX_INT64
     events = 0
     for r in records:
-        if (
-            type(r) is tuple
-            and len(r) == 6
-            and type(r[0]) is int
-            and r[0] == METRIC
-            and type(r[1]) is str
-            and 0 < len(r[1]) <= name_max
-            and type(r[2]) is str
-            and 0 < len(r[2]) <= name_max
-            and (type(r[3]) is float or (type(r[3]) is int and lo <= r[3] <= hi))
-            and type(r[4]) is int
-            and 0 <= r[4] <= hi
-            and type(r[5]) is int
-            and lo <= r[5] <= hi
-        ):
-            events += 1
-            continue
+        if type(r) is tuple and len(r) == 6:
+            # One unpacking instead of a subscript per test.
+            kind, run_id, key, value, timestamp_ms, step = r
+            if (
+                type(kind) is int
+                and kind == METRIC
+                and type(run_id) is str
+                and 0 < len(run_id) <= name_max
+                and type(key) is str
+                and 0 < len(key) <= name_max
+                and (type(value) is float or (type(value) is int and lo <= value <= hi))
+                and type(timestamp_ms) is int
+                and 0 <= timestamp_ms <= hi
+                and type(step) is int
+                and lo <= step <= hi
+            ):
+                events += 1
+                continue
         check_record(r)
         events += len(r[3]) if r[0] == METRIC_SERIES else 1
     return events
