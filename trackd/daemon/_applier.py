@@ -256,17 +256,20 @@ class Applier:
             kind = record[0]
             run_id = record[1]
             try:
-                if run_id not in good_runs:
-                    validate_run_id(run_id)
-                    self._remember(good_runs, run_id)
                 if kind == METRIC or kind == METRIC_SERIES:
                     key = record[2]
-                    if key not in good_keys:
-                        validate_key(key, kind="metric")
-                        self._remember(good_keys, key)
-                    append = metrics.get((run_id, key))
+                    file = (run_id, key)
+                    append = metrics.get(file)
                     if append is None:
-                        append = metrics[(run_id, key)] = MetricAppend(run_id, key, [], [origin])
+                        # A file new to this write: its run id and key are checked here, and its
+                        # later points in the write are not (they name the same file).
+                        if run_id not in good_runs:
+                            validate_run_id(run_id)
+                            self._remember(good_runs, run_id)
+                        if key not in good_keys:
+                            validate_key(key, kind="metric")
+                            self._remember(good_keys, key)
+                        append = metrics[file] = MetricAppend(run_id, key, [], [origin], [0])
                     elif append.origins[-1] is not origin:  # one origin tuple per batch: identity is enough
                         append.origins.append(origin)
                         append.starts.append(len(append.points))
@@ -279,7 +282,11 @@ class Applier:
                         if int in set(map(type, values)):
                             values = [float(v) for v in values]
                         append.points.extend(zip(record[4], values, record[5]))
-                elif kind == PARAM:
+                    continue
+                if run_id not in good_runs:
+                    validate_run_id(run_id)
+                    self._remember(good_runs, run_id)
+                if kind == PARAM:
                     key = validate_key(record[2], kind="param")
                     batch.params.append(ParamWrite(origin, run_id, key, validate_param_value(key, record[3])))
                 elif kind == TAG:
