@@ -232,7 +232,8 @@ class StoreWriter:
             undoable = partial(journal_call, journal.keep_undoable, entry) if journal is not None and temps else None
             if undoable is not None and failures:
                 undoable()
-            self._write_metric_files(appends, lines, temps, failures, place=True, on_failure=None if failures else undoable)
+            if temps:  # a pass over every file of the write otherwise, placing none
+                self._write_metric_files(appends, lines, temps, failures, place=True, on_failure=None if failures else undoable)
             for end in batch.terminations:
                 # An ended run's files are done with, most likely: give their descriptors back now
                 # (a finished run deleted to free space frees it), after its new files were placed
