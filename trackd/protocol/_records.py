@@ -449,8 +449,10 @@ def _grouped(
 # are more than half of what it has looked at.
 _MAX_PLAIN = 64
 # _grouped looks at this many records before grouping a whole chunk, and groups only when the
-# files hold at least this many points each on average.
-_GROUP_SAMPLE = 256
+# files hold at least this many points each on average. 1,024, not 256: 100 keys logged in random
+# order fill 256 records with ~92 files and were never grouped, however many points each had
+# (a look at 1,024 records costs ~50 us, under 4 ns a record of a 10,000-record chunk).
+_GROUP_SAMPLE = 1024
 _GROUP_POINTS = 4
 
 
