@@ -26,7 +26,7 @@ from ._paths import (
     read_pid_file,
     socket_path_problem,
 )
-from .client._control import query_status
+from .client._control import listener_pid, query_status, stopped_words
 from .client._launcher import daemon_answers, how_it_ended, last_log_line, start_and_wait
 from .client._outbox import batches, events
 from .client._delivery import sync_spools
@@ -35,7 +35,7 @@ from .client._spool import default_spool_dir, spool_files
 from .client._spool_census import spool_census
 from .client._transport import DaemonRefused
 from ._limits import MAX_SECONDS
-from ._peer import peer_pid, peer_uid, process_state
+from ._peer import peer_uid, process_state
 from ._status_text import spool_lines, status_lines
 from .daemon._main import add_tuning_flags
 from ._words import counted
@@ -162,7 +162,7 @@ def _spool_dir(args: argparse.Namespace) -> Path:
 
 
 def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
-    pid = _listener_pid(paths)
+    pid = listener_pid(paths.socket)
     if pid is not None:
         print(f"trackd daemon already running on {paths.socket} (pid {pid or 'unknown'})")
         return 0
@@ -190,7 +190,7 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
         said = f": {how_it_ended(code)}: {last_log_line(paths.log)}" if code is not None else ""
         print(f"trackd: the daemon did not start{said}; see {paths.log}", file=sys.stderr)
         return 1
-    pid = _listener_pid(paths) or (process.pid if process is not None else None)
+    pid = listener_pid(paths.socket) or (process.pid if process is not None else None)
     print(f"trackd daemon started (pid {pid or 'unknown'}) on {paths.socket}; log: {paths.log}")
     return 0
 
@@ -217,7 +217,7 @@ def _stop(paths: DaemonPaths, timeout: float) -> int:
     not: after a SIGKILL it stays behind, and the system may give its pid to a user's training job.
     """
     deadline = time.monotonic() + timeout
-    while (pid := _listener_pid(paths)) is None:
+    while (pid := listener_pid(paths.socket)) is None:
         # Nothing listens. A daemon holding the lock is starting (it listens soon) or stopping
         # (it releases the lock soon); with the lock free, none runs and a pid file is stale.
         problem = private_directory_problem(paths.directory) if paths.directory.is_dir() else None
@@ -304,32 +304,6 @@ def _connected_clients(paths: DaemonPaths) -> int:
     return count if type(count) is int else 0
 
 
-def _listener_pid(paths: DaemonPaths) -> int | None:
-    """The pid of the process listening on the socket, as the kernel reports it; None when nothing
-    listens; 0 when something does but it cannot be told which process (in another pid namespace:
-    a container sharing the folder), so nothing may be signalled.
-
-    Where the kernel cannot tell at all (neither SO_PEERCRED nor LOCAL_PEERPID), the daemon's own
-    status reply names it: still an answer on this socket, not a file that outlives its writer.
-    """
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(5.0)
-        probe.connect(str(paths.socket))
-        pid = peer_pid(probe)
-    except OSError:
-        return None
-    finally:
-        probe.close()
-    if pid is not None:
-        return pid
-    try:
-        said = query_status(paths.socket).get("pid")
-    except DaemonUnavailable:
-        return 0
-    return said if isinstance(said, int) and said > 0 else 0
-
-
 def _listener_uid(paths: DaemonPaths) -> int | None:
     """The uid of the process listening on the socket, as the kernel reports it; None when nothing
     listens or the platform cannot tell."""
@@ -365,7 +339,7 @@ def _status(paths: DaemonPaths, spool_dir: Path, *, as_json: bool) -> int:
         # It said "not running ... a daemon holds the lock: it is starting, stopping or hung" of an
         # older trackd's daemon, which `trackd daemon stop` stops as any other.
         print(
-            f"trackd daemon pid {_listener_pid(paths) or 'unknown'} runs on {paths.socket} but refused the status "
+            f"trackd daemon pid {listener_pid(paths.socket) or 'unknown'} runs on {paths.socket} but refused the status "
             f"request: {exc.reason}", file=sys.stderr,
         )
         _print_spool(spool_dir, as_json=as_json)
@@ -373,9 +347,12 @@ def _status(paths: DaemonPaths, spool_dir: Path, *, as_json: bool) -> int:
     except DaemonUnavailable as exc:
         # A stopped (SIGSTOP) or hung daemon still listens: the kernel queues the connection, and
         # names its pid, which `trackd daemon stop` would signal. It runs; it does not answer.
-        pid = _listener_pid(paths)
+        pid = listener_pid(paths.socket)
         state = f"pid {pid} listens on {paths.socket} but does not answer" if pid else f"is not running on {paths.socket}"
-        print(f"trackd daemon {state} ({exc}){_why_silent(paths)}", file=sys.stderr)
+        # Stopped, its process state says so (and `trackd daemon stop` cannot end it): more than the
+        # lock it holds says ("starting, stopping or hung").
+        stopped = stopped_words(pid) if pid else None
+        print(f"trackd daemon {state} ({exc}){f'; {stopped}' if stopped else _why_silent(paths)}", file=sys.stderr)
         _print_spool(spool_dir, as_json=as_json)
         return 1
     census = spool_census(spool_dir)

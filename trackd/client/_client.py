@@ -35,6 +35,7 @@ from ..protocol import (
     GetExperiment,
 )
 from ..store._entities import RUN_NAME_TAG
+from ..store._experiment_writes import ExperimentNames
 from ..store._layout import artifact_uri_for_run, experiment_location, resolve_local_uri
 from ..store import (
     DEFAULT_EXPERIMENT_ID,
@@ -104,6 +105,8 @@ class Client(ClientReads):
         # One sender per store and config, shared by its Clients (see _lifecycle.SENDERS).
         self._sender_key = (self.tracking_uri, self.artifact_root, *self.config._values())
         self._reader = StoreReader(self.tracking_uri)
+        # Active experiments' ids by name, read from the store (see get_or_create_experiment).
+        self._experiment_names = ExperimentNames(self.tracking_uri, self._reader)
         self._good_keys: set[str] = set()
         self._known_runs: set[str] = set()
         self._params: dict[tuple[str, str], str] = {}
@@ -152,9 +155,21 @@ class Client(ClientReads):
         return reply.experiment_id
 
     def get_or_create_experiment(self, name: str) -> str:
-        """The id of experiment ``name``, created if it does not exist yet (what set_experiment needs)."""
+        """The id of experiment ``name``, created if it does not exist yet (what set_experiment needs).
+
+        An active experiment of that name is read from the store, as MLflow's set_experiment does
+        (get_experiment_by_name); only a name with none goes to the daemon, which assigns new ids.
+        """
         self._require_open()
         name = validate_experiment_name(name)
+        # Asked first, a daemon that was stopped (SIGSTOP) or hung failed every new process of a job
+        # whose experiment existed, where the same job started by experiment id logged and spooled.
+        # The daemon builds an experiment aside and renames it into place: one it is making is read
+        # here whole or not at all, and then asked for. A deleted experiment holding the name is
+        # the daemon's to refuse, in MLflow's words (set_experiment says it as MLflow does).
+        found = self._experiment_names.find(name)
+        if found is not None:
+            return found
         reply = self._sender.ask(
             f"get or create experiment {name!r}", lambda rid: GetExperiment(request_id=rid, name=name, create=True)
         )

@@ -1,10 +1,13 @@
-"""A short-lived control connection to the daemon: what ``trackd daemon status`` uses."""
+"""A short-lived control connection to the daemon, and who listens on its socket when it does not
+answer: what ``trackd daemon status`` uses, and what a client's request says of a silent daemon."""
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
+from .._peer import peer_pid, process_state
 from ..errors import DaemonUnavailable
 from ..protocol import NEED_DATA, ErrorCode, ErrorReply, GetStatus, StatusReply
 from ._names import random_id
@@ -37,3 +40,67 @@ def query_status(socket_path: Path, timeout: float = 5.0) -> dict[str, object]:
         raise DaemonUnavailable(f"The trackd daemon at {socket_path} did not answer within {timeout:g} s.")
     finally:
         transport.close()
+
+
+def listener_pid(socket_path: Path, *, ask: bool = True) -> int | None:
+    """The pid of the process listening on the socket, as the kernel reports it; None when nothing
+    listens; 0 when something does but it cannot be told which process (in another pid namespace:
+    a container sharing the folder), so nothing may be signalled.
+
+    A stopped (SIGSTOP) or hung daemon still listens: the kernel queues the connection and names
+    the listener. Where the kernel cannot tell at all (neither SO_PEERCRED nor LOCAL_PEERPID), the
+    daemon's own status reply names it (``ask``): still an answer on this socket, not a file that
+    outlives its writer. A client whose request the daemon did not answer does not ask it again.
+    """
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(5.0)
+        probe.connect(str(socket_path))
+        pid = peer_pid(probe)
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    if pid is not None:
+        return pid
+    if not ask:
+        return 0
+    try:
+        said = query_status(socket_path).get("pid")
+    except DaemonUnavailable:
+        return 0
+    return said if isinstance(said, int) and said > 0 else 0
+
+
+def stopped_words(pid: int) -> str | None:
+    """What the process state of listener ``pid`` says when it is stopped, as a clause; None when
+    it runs (or its state cannot be read: not Linux, another pid namespace)."""
+    state, _ = process_state(pid) if pid > 0 else (None, None)
+    if state == "T":
+        # A SIGTERM waits while it is stopped: `trackd daemon stop` waited its whole timeout.
+        return (
+            f"it is stopped (SIGSTOP, or Ctrl-Z in its terminal): `kill -CONT {pid}` resumes it (`trackd daemon stop` "
+            f"cannot end it while it is stopped; `kill -9 {pid}` can)"
+        )
+    if state == "t":
+        return f"it is stopped by a debugger or tracer attached to pid {pid}"
+    return None
+
+
+def unanswered_words(socket_path: Path, pid: int, timeout: float) -> str:
+    """A daemon that accepts connections but did not answer within ``timeout`` seconds, as a clause:
+    its pid, what its process state says, and what to do.
+
+    A stopped or hung daemon was said to be "unreachable; ... none could be started. Start one with
+    `trackd daemon start`" (which says it is already running), or to be "starting".
+    """
+    named = f" (pid {pid})" if pid > 0 else ""
+    said = f"the trackd daemon at {socket_path}{named} accepts connections but did not answer within {timeout:g} s"
+    stopped = stopped_words(pid)
+    if stopped is not None:
+        return f"{said}: {stopped}"
+    # Its state read (Linux) and not stopped: hung (a deadlock, a stuck disk) or overloaded.
+    known = pid > 0 and process_state(pid)[0] is not None
+    why = "it may be hung, or too busy to answer" if known else "it may be stopped (SIGSTOP) or hung"
+    end = f"`trackd daemon stop` ends it (`kill -9 {pid}` if that does not)" if pid > 0 else "`trackd daemon stop` ends it"
+    return f"{said}: {why}; `trackd daemon status` says what it can, {end}, and the next trackd process starts a new one"

@@ -36,6 +36,7 @@ from .._signals import start_without_signals
 from ..errors import DaemonUnavailable, FlushTimeout, LocalProtocolError
 from ..protocol import Event, Flush, Record, attach_creation
 from ._config import ClientConfig
+from ._control import listener_pid, unanswered_words
 from ._give_up import GiveUp
 from ._ledger import Ledger
 from ._media_folders import MediaFolders
@@ -192,6 +193,10 @@ class Sender(GiveUp):
                 f"Cannot {what}: no trackd daemon answers at {self.config.socket_path}, and none could be "
                 f"started. {failure}"
             ) from cause
+        if self._transport is None and (pid := listener_pid(self.config.socket_path, ask=False)) is not None:
+            # Something listens and did not answer (stopped, hung): said to be "unreachable; ... none
+            # could be started. Start one with `trackd daemon start`", or "starting", at random.
+            raise DaemonUnavailable(f"Cannot {what}: {unanswered_words(self.config.socket_path, pid, timeout)}.") from cause
         if (starting := self._starting_words()) is not None:
             # Another process holds the start lock and started none: "none could be started. Start
             # one with `trackd daemon start`" was said, and that start would wait for the lock too.
@@ -391,7 +396,7 @@ class Sender(GiveUp):
         self._bounded_flushes = 0  # a forked child waits in none of its parent's
         self._next_spawn = 0.0
         self._daemon_starting = False  # forked during its parent's start: that start is not this child's
-        self._start_unanswered = False
+        self._start_unanswered = self._handshake_unanswered = False
         self._spawn_failure = None
         self._refusal = None
         self._store_outage = None

@@ -106,6 +106,10 @@ class SenderState:
     # A start began and no daemon has answered since, nor has a start failed: between two attempts
     # too (another process holds the start lock and has started none yet), see _starting_words.
     _start_unanswered = False
+    # The last attempt's handshake went unanswered on a connection a process took: a daemon that is
+    # stopped (SIGSTOP) or hung listens there, and no start is under way whatever the flags above say
+    # (the start finds a listener and starts none). Exit said such a daemon "is starting".
+    _handshake_unanswered = False
     # Bounded flushes under way (GiveUp.flush_or_warn): each says what becomes of the events it
     # gives up, so the thread does not say first that it holds them and retries.
     _bounded_flushes = 0
@@ -130,7 +134,7 @@ class SenderState:
     def _starting_words(self) -> str | None:
         """A daemon start under way while none answers, as the start of a clause ("... and does not
         answer yet"); None if a daemon answers or none is being started."""
-        if self._transport is not None or not (self._daemon_starting or self._start_unanswered):
+        if self._transport is not None or self._handshake_unanswered or not (self._daemon_starting or self._start_unanswered):
             return None
         return f"the daemon at {self.config.socket_path} is starting (started by this process or another)"
 

@@ -18,7 +18,7 @@ from ._launcher import DaemonCannotStart, start_daemon
 from ._lifecycle import interpreter_exiting
 from ._outbox import Request, events, log_exception, warn
 from ._sender_state import SenderState
-from ._transport import DaemonRefused, empty_pipe, gave_up_error, handshake, make_hello, readable
+from ._transport import DaemonRefused, HandshakeUnanswered, empty_pipe, gave_up_error, handshake, make_hello, readable
 
 
 class SenderThread(SenderState):
@@ -191,6 +191,7 @@ class SenderThread(SenderState):
                 owned=self.will.first_news, keep_waiting=keep_waiting,
             )
         except DaemonUnavailable as exc:
+            self._handshake_unanswered = isinstance(exc, HandshakeUnanswered)
             # A daemon that refused runs on: one started now would exit "already running" (it was,
             # every second). One shutting down is replaced by the start, which waits for its lock.
             refused = exc if isinstance(exc, DaemonRefused) and exc.code != ErrorCode.SHUTTING_DOWN else None
@@ -200,10 +201,14 @@ class SenderThread(SenderState):
             if refused is not None or not (autostart and self.config.autostart) or self._stopping or self._spill_requested:
                 raise
             self._start_daemon()
-            transport, protocol, welcome = handshake(
-                path, hello, timeout=self.config.connect_timeout, interrupt=interrupt, owned=self.will.first_news,
-                keep_waiting=keep_waiting,
-            )
+            try:
+                transport, protocol, welcome = handshake(
+                    path, hello, timeout=self.config.connect_timeout, interrupt=interrupt, owned=self.will.first_news,
+                    keep_waiting=keep_waiting,
+                )
+            except DaemonUnavailable as exc:
+                self._handshake_unanswered = isinstance(exc, HandshakeUnanswered)
+                raise
         # A spill asked for while this attempt waited and not done yet (its poke came with the
         # Welcome): done now, before the connection counts, so what its asker (a bounded flush
         # giving the daemon up, a full buffer) counts is in the spool, which goes to this daemon
@@ -215,7 +220,7 @@ class SenderThread(SenderState):
             raise
         self._refusal = None
         self._daemon_leaving = False
-        self._start_unanswered = False
+        self._start_unanswered = self._handshake_unanswered = False
         with self._cond:
             self._transport = transport
             self._protocol = protocol

@@ -64,6 +64,11 @@ class DaemonRefused(DaemonUnavailable):
         self.lasting = reply.code in (ErrorCode.VERSION_MISMATCH, ErrorCode.FORBIDDEN)
 
 
+class HandshakeUnanswered(DaemonUnavailable):
+    """A process listens on the socket and took the connection, but sent no Welcome in time: a
+    daemon stopped (SIGSTOP), hung or too busy. None is starting: it runs."""
+
+
 class Interrupt:
     """How the sender thread stops waiting on the socket: a byte on ``wake_fd`` wakes the wait,
     and ``requested()`` then says whether to give the daemon up."""
@@ -309,7 +314,7 @@ def handshake(
             if isinstance(event, ErrorReply):
                 raise DaemonRefused(_older_daemon_words(event), path)
             raise DaemonUnavailable(f"The trackd daemon closed the connection during the handshake ({event!r}).")
-        raise DaemonUnavailable(f"The trackd daemon at {path} did not answer the handshake within {timeout:g} s.")
+        raise HandshakeUnanswered(f"The trackd daemon at {path} did not answer the handshake within {timeout:g} s.")
     except BaseException:
         transport.close()
         raise
