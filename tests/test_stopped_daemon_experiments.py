@@ -23,6 +23,7 @@ import pytest
 from helpers import DaemonProcess, child_env, run_python
 
 from trackd import Client, ClientConfig
+from trackd.store._experiment_writes import CHEAP_EXPERIMENTS
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -59,20 +60,23 @@ def _env(daemon: DaemonProcess, store: Path, spool_dir: Path, **extra: str) -> d
     )
 
 
-def _existing_experiment(daemon: DaemonProcess, store: Path) -> str:
+def _existing_experiment(daemon: DaemonProcess, store: Path, others: int = 0) -> str:
     with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
+        for index in range(others):
+            client.create_experiment(f"other-{index}")
         return client.create_experiment("suite")
 
 
-@pytest.mark.parametrize("how", ["set_experiment", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"])
+@pytest.mark.parametrize("how", ["set_experiment", "set_experiment in a large store", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"])
 def test_a_job_whose_experiment_exists_logs_past_a_stopped_daemon_and_sync_delivers_it(
     daemon: DaemonProcess, store: Path, tmp_path: Path, how: str
 ) -> None:
     # This used to raise DaemonUnavailable in set_experiment (or start_run, by name), after 10 s,
     # with nothing logged or spooled.
-    experiment_id = _existing_experiment(daemon, store)
+    # A store of more than CHEAP_EXPERIMENTS experiments is read once the daemon has not answered.
+    experiment_id = _existing_experiment(daemon, store, others=CHEAP_EXPERIMENTS if "large" in how else 0)
     spool_dir = tmp_path / "spool"
-    extra = {"set_experiment": {"HOW": how}, "MLFLOW_EXPERIMENT_NAME": {how: "suite"}, "MLFLOW_EXPERIMENT_ID": {how: experiment_id}}[how]
+    extra = {"set_experiment": {"HOW": how}, "set_experiment in a large store": {"HOW": "set_experiment"}, "MLFLOW_EXPERIMENT_NAME": {how: "suite"}, "MLFLOW_EXPERIMENT_ID": {how: experiment_id}}[how]
     with stopped(daemon):
         result = run_python(textwrap.dedent(JOB), _env(daemon, store, spool_dir, **extra))
         assert result.returncode == 0, result.stderr
