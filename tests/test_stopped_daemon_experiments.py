@@ -115,8 +115,7 @@ def test_a_new_experiment_name_with_a_stopped_daemon_names_it_and_how_to_resume_
     assert result.stdout == (
         f"Cannot get or create experiment 'fresh': the trackd daemon at {daemon.paths.socket} (pid {daemon.pid}) "
         f"accepts connections but did not answer within {CONNECT_TIMEOUT} s: it is stopped (SIGSTOP, or Ctrl-Z in "
-        f"its terminal): `kill -CONT {daemon.pid}` resumes it (`trackd daemon stop` cannot end it while it is "
-        f"stopped; `kill -9 {daemon.pid}` can).\n"
+        f"its terminal): `kill -CONT {daemon.pid}` resumes it, `trackd daemon stop` ends it.\n"
     )
     assert "fresh" not in [e.name for e in MlflowClient(str(store)).search_experiments()]
 
@@ -133,3 +132,20 @@ def test_status_of_a_stopped_daemon_says_it_is_stopped_and_how_to_resume_it(daem
     assert f"trackd daemon pid {daemon.pid} listens on {daemon.paths.socket} but does not answer (" in result.stderr
     assert f"; it is stopped (SIGSTOP, or Ctrl-Z in its terminal): `kill -CONT {daemon.pid}` resumes it" in result.stderr
     assert "starting, stopping or hung" not in result.stderr
+
+
+def test_stop_ends_a_stopped_daemon(daemon: DaemonProcess) -> None:
+    # Its SIGTERM stayed pending while the daemon was stopped: stop waited its whole timeout,
+    # exited 1 ("did not exit within 5 s"), and the daemon shut down whenever something resumed it.
+    os.kill(daemon.pid, signal.SIGSTOP)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "trackd.cli", "daemon", "stop", "--socket", str(daemon.paths.socket), "--timeout", "5"],
+            env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon.pid, signal.SIGCONT)
+    assert result.returncode == 0, result
+    assert "stopped after writing everything it had received" in result.stdout, result
+    assert daemon.process.wait(timeout=10) == 0

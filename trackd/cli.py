@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -258,6 +259,11 @@ def _stop(paths: DaemonPaths, timeout: float) -> int:
     # A report an earlier daemon left must not be read as this one's.
     paths.exit_report.unlink(missing_ok=True)
     os.kill(pid, signal.SIGTERM)
+    # A daemon stopped with SIGSTOP (Ctrl-Z in its terminal) keeps its SIGTERM pending until it
+    # runs again: stop waited its whole timeout and failed. Resumed, it shuts down as asked (as
+    # systemd sends SIGCONT after SIGTERM); a running daemon ignores SIGCONT.
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + timeout
     while _alive(pid):
         if time.monotonic() > deadline:
@@ -349,8 +355,8 @@ def _status(paths: DaemonPaths, spool_dir: Path, *, as_json: bool) -> int:
         # names its pid, which `trackd daemon stop` would signal. It runs; it does not answer.
         pid = listener_pid(paths.socket)
         state = f"pid {pid} listens on {paths.socket} but does not answer" if pid else f"is not running on {paths.socket}"
-        # Stopped, its process state says so (and `trackd daemon stop` cannot end it): more than the
-        # lock it holds says ("starting, stopping or hung").
+        # Stopped, its process state says so: more than the lock it holds says ("starting,
+        # stopping or hung").
         stopped = stopped_words(pid) if pid else None
         print(f"trackd daemon {state} ({exc}){f'; {stopped}' if stopped else _why_silent(paths)}", file=sys.stderr)
         _print_spool(spool_dir, as_json=as_json)

@@ -77,11 +77,8 @@ def stopped_words(pid: int) -> str | None:
     it runs (or its state cannot be read: not Linux, another pid namespace)."""
     state, _ = process_state(pid) if pid > 0 else (None, None)
     if state == "T":
-        # A SIGTERM waits while it is stopped: `trackd daemon stop` waited its whole timeout.
-        return (
-            f"it is stopped (SIGSTOP, or Ctrl-Z in its terminal): `kill -CONT {pid}` resumes it (`trackd daemon stop` "
-            f"cannot end it while it is stopped; `kill -9 {pid}` can)"
-        )
+        # `trackd daemon stop` resumes it after its SIGTERM, which waits while it is stopped.
+        return f"it is stopped (SIGSTOP, or Ctrl-Z in its terminal): `kill -CONT {pid}` resumes it, `trackd daemon stop` ends it"
     if state == "t":
         return f"it is stopped by a debugger or tracer attached to pid {pid}"
     return None
