@@ -356,7 +356,20 @@ def start_run(
             owns = not attached and (not shared or rank in (None, "", "0"))
             # The owner's create names the run even if another rank's (or an attached worker's)
             # reaches the store first; the others only make sure it exists.
-            run = client.create_run(experiment, tags=run_tags, run_name=run_name, run_id=run_id, owner=owns)
+            if owns:
+                # Owned before its creation is queued: the daemon is told of the run ahead of the
+                # batch that creates it, so a process killed just after that batch went has its
+                # run failed, not left RUNNING for ever (_will.py).
+                from ._names import random_id
+
+                run_id = run_id or random_id()
+                client._sender.will.add(run_id)
+            try:
+                run = client.create_run(experiment, tags=run_tags, run_name=run_name, run_id=run_id, owner=owns)
+            except BaseException:
+                if owns and run_id is not None:
+                    client._sender.will.discard(run_id)  # never created
+                raise
             if from_variable and shared and not attached and rank in (None, ""):
                 from ._run_checks import warn_created_missing
 
@@ -364,6 +377,8 @@ def start_run(
             active = ActiveRun(run, owns=owns, client=client)
         runs.append(active)
         if active.owns:  # the daemon fails it if this process exits without ending it (_will.py)
+            # Added already if this process created the run or set it RUNNING again; added again,
+            # it wakes the sender thread, which sends the run at once.
             client._sender.will.add(active.run_id)
             _lineage.advertise(active.run_id)  # and the processes it starts from now on attach to it
         if len(runs) == 1 or runs[-2].forked:

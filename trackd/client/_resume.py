@@ -59,6 +59,8 @@ def resume_run(
     resumed = not attached and existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
     if resumed:
         held.enter_context(_lifecycle.signals_held())  # until the run is on the stack, ended by SIGTERM or Ctrl-C
+        # Owned before RUNNING is queued: the daemon is told of it first (see _will.py).
+        client._sender.will.add(resumed_id)
         # The reason the daemon gave for failing the run (its process was killed) is about an
         # end the run no longer has: left, a run this process ends FINISHED would say it failed.
         # MLflow's resume only sets RUNNING and keeps no history of past ends; the daemon's log

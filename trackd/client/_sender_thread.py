@@ -185,10 +185,12 @@ class SenderThread(SenderState):
         # Given up (a stalled daemon, see _keep_waiting_given_up): one attempt waits for as long as
         # its connection stays open.
         keep_waiting = self._keep_waiting_given_up if self._spill.gave_up else None
+        # The owned runs go right after the Hello, before anything is resent (see Will.ahead_news).
+        self.will.connected()
         try:
             transport, protocol, welcome = handshake(
                 path, hello, timeout=self.config.connect_timeout if timeout is None else timeout, interrupt=interrupt,
-                owned=self.will.first_news, keep_waiting=keep_waiting,
+                owned=self.will.ahead_news, keep_waiting=keep_waiting,
             )
         except DaemonUnavailable as exc:
             self._handshake_unanswered = isinstance(exc, HandshakeUnanswered)
@@ -201,9 +203,10 @@ class SenderThread(SenderState):
             if refused is not None or not (autostart and self.config.autostart) or self._stopping or self._spill_requested:
                 raise
             self._start_daemon()
+            self.will.connected()  # the attempt that failed may have told them
             try:
                 transport, protocol, welcome = handshake(
-                    path, hello, timeout=self.config.connect_timeout, interrupt=interrupt, owned=self.will.first_news,
+                    path, hello, timeout=self.config.connect_timeout, interrupt=interrupt, owned=self.will.ahead_news,
                     keep_waiting=keep_waiting,
                 )
             except DaemonUnavailable as exc:
@@ -224,7 +227,6 @@ class SenderThread(SenderState):
         with self._cond:
             self._transport = transport
             self._protocol = protocol
-            self.will.connected()  # sent again after what is resent, by _send_buffer
             if welcome.resume_seq > self._ledger.acked_seq:
                 # The daemon wrote batches while this client was away (a store that refused writes
                 # recovered): its Welcome says so as an Ack would, and no Ack follows for them. The
@@ -498,17 +500,22 @@ class SenderThread(SenderState):
 
     def _send_buffer(self) -> None:
         ledger, config = self._ledger, self.config
-        # The owned runs are read before the buffer, and told only once everything buffered then is
-        # sent: start_run queues the creation before adding the run, and end_run queues the end
-        # before removing it, so the daemon never drops a run from the will before its end arrives.
+        # The owned runs the daemon holds never miss a run it has written, nor lose one before its
+        # end arrives. start_run adds its run before it queues the creation, so each chunk's runs
+        # are in the set read with it, under the same lock, and are told before the chunk
+        # (Will.ahead_news). end_run queues the end before it removes the run, so the set read
+        # before the buffer is told only once everything buffered then is sent, with the runs
+        # told ahead meanwhile (Will.news): it drops what was removed before it, never later.
         with self._cond:
             owned, ahead, taken = self.will.snapshot(), len(self.buffer), 0
+        kept = dict.fromkeys(owned)
         # The window: what waits for its ack is bounded in events and in bytes (see _config),
         # the spool file's last batches sent again included.
         while self.buffer and self._drain_left != 0 and self._window_has_room():
             # Popped, encoded and kept as unacknowledged under one lock, so pending() never finds
             # a chunk in neither place (logging calls do not take it); the socket write is outside.
             with self._cond:
+                current = self.will.snapshot()
                 records, barrier = self._next_chunk()
                 taken += len(records) + (barrier is not None)
                 if barrier is not None:
@@ -516,6 +523,9 @@ class SenderThread(SenderState):
                     # resends the batch and then the barrier, which would otherwise be lost.
                     self._ledger.expect_reply(barrier)
                 frames = self._encode_batches(records)
+            kept.update(dict.fromkeys(current))
+            if (news := self.will.ahead_news(current)) is not None:
+                self._send_event(news)
             if frames:
                 assert self._transport is not None
                 self._transport.send(frames)
@@ -526,7 +536,7 @@ class SenderThread(SenderState):
         if len(self.buffer) < self._early_wake():
             self.wake_at = self._early_wake()
         # Not all of it sent (the window is full, or the drop policy took some): the next cycle tells.
-        if taken >= ahead and (news := self.will.news(owned)) is not None:
+        if taken >= ahead and (news := self.will.news(tuple(kept))) is not None:
             self._send_event(news)
 
     def _window_has_room(self) -> bool:
