@@ -278,7 +278,7 @@ def handshake(
     """Connect, send ``hello`` and wait for the daemon's Welcome; raises DaemonUnavailable.
 
     ``owned`` says, while the daemon has not answered, which runs to tell it before the Welcome
-    (``Will.first_news``): asked after the Hello and every WILL_CHECK_INTERVAL of the wait.
+    (``Will.ahead_news``): asked after the Hello and every WILL_CHECK_INTERVAL of the wait.
     ``keep_waiting``: asked each time ``timeout`` passes without a Welcome on a connection that
     is still open; True waits another ``timeout`` on the same connection. A daemon that is stopped
     (SIGSTOP) accepts connections into its listen queue and answers them all when it resumes:

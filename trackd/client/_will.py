@@ -58,7 +58,7 @@ class Will:
         self._runs.clear()
 
     def snapshot(self) -> tuple[str, ...]:
-        """The owned runs now; read by the sender thread before it takes the buffer."""
+        """The owned runs now; read by the sender thread with each chunk it takes from the buffer."""
         # copy() runs in C under the GIL: a caller adding a run meanwhile cannot break the read.
         return tuple(self._runs.copy())
 
