@@ -10,6 +10,7 @@ with no "had not ended 1 run"). The runs are told ahead of the batch that create
 Each child does what the user's script did: start_run, one log_metric, burn the CPU in Python for
 a few milliseconds, then SIGKILL itself. A kill before the run reached the socket leaves no run
 (README: "a run it created is then not in the store either"); a run in the store is failed.
+The same window was open at a reconnect, for a run started while no daemon ran.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import DaemonProcess, child_env, wait_for
+from test_wills import FAILURE_REASON_TAG, WAIT_FOR_STDIN, finish, start_child, wait_for_status, wait_until_no_will_is_pending
+from test_wills_restart import clean_up, wills_file_names
+
+from trackd._paths import DaemonPaths
 
 # Busy for a few ms after start_run, across the switch interval (5 ms) where the old code's
 # window was: 24 children, each in a fresh interpreter (~0.4 s), keep the test under 20 s.
@@ -63,3 +68,38 @@ def test_a_run_in_the_store_of_a_process_killed_ms_after_start_run_is_failed(dae
     running = [(run.info.run_name, run.data.metrics) for run in runs if run.info.status == "RUNNING"]
     assert running == [], f"{len(running)} of {len(runs)} runs in the store left RUNNING: {running}"
     assert {run.info.status for run in runs} == {"FAILED"}
+
+
+def test_a_run_started_while_no_daemon_ran_is_failed_if_its_process_dies_as_it_is_resent(
+    socket_path: Path, store: Path, paths: DaemonPaths
+) -> None:
+    # A reconnecting process told its runs only after everything it resent, and the next daemon
+    # held the will of the last connection meanwhile: a run started while no daemon ran, resent
+    # with its 300,000 points, was written, and its process killed before the set came stayed
+    # RUNNING for ever. The set goes right after the Hello now.
+    body = WAIT_FOR_STDIN + (
+        "nested = trackd.start_run(nested=True)\nprint(nested.info.run_id, flush=True)\n"
+        "for step in range(300_000):\n    trackd.log_metric('loss', 1.0, step=step)\n"
+    ) + WAIT_FOR_STDIN
+    first = DaemonProcess(socket_path).start()
+    child, run_id = start_child(
+        store, socket_path, body, TRACKD_MAX_BUFFERED="1000000", TRACKD_MAX_BUFFERED_BYTES=str(1024 * 1024 * 1024)
+    )
+    second = None
+    try:
+        wait_for(lambda: wills_file_names(paths, run_id), timeout=20, message="the first run's will kept in the wills file")
+        first.kill()
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write("\n")
+        child.stdin.flush()
+        nested_id = child.stdout.readline().strip()  # created while no daemon runs (TRACKD_AUTOSTART=0)
+        second = DaemonProcess(socket_path).start()
+        # Killed as soon as the resent run is in the store, long before its points are all resent.
+        wait_for(lambda: any(store.glob(f"*/{nested_id}/meta.yaml")), timeout=20, interval=0.001, message="the run resent")
+        child.kill()
+        assert finish(child) == -signal.SIGKILL
+        wait_until_no_will_is_pending(second)
+        run = wait_for_status(store, nested_id, "FAILED")
+        assert f"process {child.pid} " in run.data.tags[FAILURE_REASON_TAG]
+    finally:
+        clean_up(child, second)
