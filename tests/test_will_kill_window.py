@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from helpers import DaemonProcess, child_env, wait_for
 from test_wills import FAILURE_REASON_TAG, WAIT_FOR_STDIN, finish, start_child, wait_for_status, wait_until_no_will_is_pending
-from test_wills_restart import clean_up, wills_file_names
+from test_wills_restart import clean_up, kill_the_daemon_then_go_on
 
 from trackd._paths import DaemonPaths
 
@@ -78,7 +78,7 @@ def test_a_run_started_while_no_daemon_ran_is_failed_if_its_process_dies_as_it_i
     # with its 300,000 points, was written, and its process killed before the set came stayed
     # RUNNING for ever. The set goes right after the Hello now.
     body = WAIT_FOR_STDIN + (
-        "nested = trackd.start_run(nested=True)\nprint(nested.info.run_id, flush=True)\n"
+        "nested = trackd.start_run(nested=True)\nprint('started', flush=True)\nprint(nested.info.run_id, flush=True)\n"
         "for step in range(300_000):\n    trackd.log_metric('loss', 1.0, step=step)\n"
     ) + WAIT_FOR_STDIN
     first = DaemonProcess(socket_path).start()
@@ -87,11 +87,8 @@ def test_a_run_started_while_no_daemon_ran_is_failed_if_its_process_dies_as_it_i
     )
     second = None
     try:
-        wait_for(lambda: wills_file_names(paths, run_id), timeout=20, message="the first run's will kept in the wills file")
-        first.kill()
-        assert child.stdin is not None and child.stdout is not None
-        child.stdin.write("\n")
-        child.stdin.flush()
+        kill_the_daemon_then_go_on(first, child, paths, run_id, "started")
+        assert child.stdout is not None
         nested_id = child.stdout.readline().strip()  # created while no daemon runs (TRACKD_AUTOSTART=0)
         second = DaemonProcess(socket_path).start()
         # Killed as soon as the resent run is in the store, long before its points are all resent.
