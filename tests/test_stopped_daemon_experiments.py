@@ -148,4 +148,4 @@ def test_stop_ends_a_stopped_daemon(daemon: DaemonProcess) -> None:
             os.kill(daemon.pid, signal.SIGCONT)
     assert result.returncode == 0, result
     assert "stopped after writing everything it had received" in result.stdout, result
-    assert daemon.process.wait(timeout=10) == 0
+    assert daemon.process is not None and daemon.process.wait(timeout=10) == 0
