@@ -30,10 +30,17 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 atexit.register(shutil.rmtree, _SPOOL_DIR, ignore_errors=True)
 
-from helpers import DaemonProcess, alive, mounted_tmpfs, short_socket_path, wait_for  # noqa: E402
+from helpers import FLUENT_ENVIRONMENT, DaemonProcess, alive, mounted_tmpfs, short_socket_path, wait_for  # noqa: E402
 
 from trackd import Client, ClientConfig  # noqa: E402
 from trackd._paths import DaemonPaths  # noqa: E402
+from trackd.client import _lineage  # noqa: E402
+
+# Nor inherit a run, store or experiment from the shell that started the suite (a suite run from a
+# trackd job would make every child a worker of that job's runs); _fluent_environment_restored
+# keeps it so between tests.
+for _name in FLUENT_ENVIRONMENT:
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture
@@ -94,3 +101,29 @@ def client(store: Path, config: ClientConfig) -> Iterator[Client]:
     """A ``Client`` of the test's store, closed (so everything it accepted is delivered) after the test."""
     with Client(store, config=config) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+def _fluent_environment_restored() -> Iterator[None]:
+    """Put back, after each test, what trackd's fluent API wrote into this process for its children.
+
+    ``start_run`` in the test process puts the run in TRACKD_OWNED_RUNS (and in multiprocessing's
+    config of this process, which spawn children get) until the run ends, and set_tracking_uri and
+    set_experiment leave theirs (helpers.FLUENT_ENVIRONMENT). The product means its children to
+    inherit them; left behind by a test, every later test's children did: one that inherited
+    TRACKD_OWNED_RUNS sent "owned runs" with its Hello, and a test failed in full-suite runs only."""
+    saved = {name: os.environ.get(name) for name in FLUENT_ENVIRONMENT}
+    config = _lineage._process_config()
+    saved_config = config.get(_lineage._CONFIG_KEY) if config is not None else None
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    config = _lineage._process_config()  # multiprocessing may have been imported by the test
+    if config is not None:
+        if saved_config is None:
+            config.pop(_lineage._CONFIG_KEY, None)
+        else:
+            config[_lineage._CONFIG_KEY] = saved_config

@@ -161,9 +161,25 @@ class DaemonProcess:
             return ""
 
 
+# What trackd's fluent API writes into its own process's environment for the processes it starts:
+# the runs it owns while they are active (TRACKD_OWNED_RUNS, _lineage.py), its store
+# (set_tracking_uri) and experiment (set_experiment); start_run takes MLFLOW_RUN_ID out of it. In
+# the pytest process they are what an in-process fluent test left: a child that inherited
+# TRACKD_OWNED_RUNS took itself for a worker of a trackd parent (it sent "owned runs" with its
+# Hello), and a test failed in full-suite runs only. A test that means a child to have one passes it.
+FLUENT_ENVIRONMENT = ("TRACKD_OWNED_RUNS", "TRACKD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
+
+
+def inherited_env(**extra: str) -> dict[str, str]:
+    """The test process's environment for a child, without the fluent API's variables, plus ``extra``."""
+    env = {name: value for name, value in os.environ.items() if name not in FLUENT_ENVIRONMENT}
+    env.update(extra)
+    return env
+
+
 def child_env(socket_path: Path, **extra: str) -> dict[str, str]:
-    """The environment for a child process that logs through the test's daemon."""
-    env = dict(os.environ)
+    """The environment for a child process that logs through the test's daemon (see inherited_env)."""
+    env = inherited_env()
     env["TRACKD_SOCKET"] = str(socket_path)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import inherited_env
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def run_script(name: str, tmp_path: Path, *args: str, timeout: float = 60) -> dict[str, object]:
     out = tmp_path / f"{name}.json"
-    env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1")
+    env = inherited_env(MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1")
     # Whatever the script does, its daemons use their own sockets: never the user's daemon.
     env.pop("TRACKD_SOCKET", None)
     proc = subprocess.run(

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import SOCKET_PARENT, RawClient, alive, create_run_record, metric_lines, metric_records, wait_for
+from helpers import SOCKET_PARENT, RawClient, alive, create_run_record, metric_lines, metric_records, inherited_env, wait_for
 
 from trackd._paths import DaemonPaths
 from trackd._status_text import byte_size, duration
@@ -189,7 +189,7 @@ def test_help_of_each_command(args: tuple[str, ...], expected: str) -> None:
 
 
 def test_a_daemon_that_exits_at_once_is_reported_with_its_reason(paths: DaemonPaths, tmp_path: Path) -> None:
-    env = {**os.environ, "TRACKD_DAEMON_ARGS": "--max-records 0"}
+    env = {**inherited_env(), "TRACKD_DAEMON_ARGS": "--max-records 0"}
     result = subprocess.run(
         [sys.executable, "-m", "trackd.cli", "daemon", "start", "--socket", str(paths.socket)],
         capture_output=True, text=True, timeout=45, env=env,
@@ -203,7 +203,7 @@ def test_a_client_whose_daemon_exits_at_once_says_why_and_does_not_restart_it_ev
     paths: DaemonPaths, tmp_path: Path
 ) -> None:
     env = {
-        **os.environ, "TRACKD_SOCKET": str(paths.socket), "TRACKD_DAEMON_ARGS": "--max-records 0",
+        **inherited_env(), "TRACKD_SOCKET": str(paths.socket), "TRACKD_DAEMON_ARGS": "--max-records 0",
         "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"), "TRACKD_SPOOL_DIR": str(tmp_path / "spool"),
         "TRACKD_CONNECT_TIMEOUT": "3", "TRACKD_EXIT_TIMEOUT": "1",
     }
@@ -236,7 +236,7 @@ def _killing_env(paths: DaemonPaths, tmp_path: Path, kill: str) -> dict[str, str
     site.mkdir()
     (site / "sitecustomize.py").write_text(KILL_DAEMONS_AT_START)
     return {
-        **os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        **inherited_env(), "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
         "TRACKD_TEST_KILL": kill, "TRACKD_TEST_STARTS": str(tmp_path / "starts"), "TRACKD_SOCKET": str(paths.socket),
         "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"), "TRACKD_SPOOL_DIR": str(tmp_path / "spool"),
     }
@@ -291,7 +291,7 @@ with trackd.start_run():  # something to send: now it starts one
 print(json.dumps({{"code": stop.returncode, "out": stop.stdout, "took": took, "reaped": reaped, "restarted": restarted}}))
 """
     env = {
-        **os.environ, "TRACKD_SOCKET": str(paths.socket), "TRACKD_AUTOSTART": "1",
+        **inherited_env(), "TRACKD_SOCKET": str(paths.socket), "TRACKD_AUTOSTART": "1",
         "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"), "TRACKD_SPOOL_DIR": str(tmp_path / "spool"),
     }
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=55, env=env)
@@ -321,7 +321,7 @@ with trackd.start_run() as run:
 print(run.info.run_id)
 """
     env = {
-        **os.environ, "TRACKD_SOCKET": str(paths.socket), "TRACKD_AUTOSTART": "1",
+        **inherited_env(), "TRACKD_SOCKET": str(paths.socket), "TRACKD_AUTOSTART": "1",
         "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"), "TRACKD_SPOOL_DIR": str(tmp_path / "spool"),
     }
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=55, env=env)
@@ -434,7 +434,7 @@ def test_a_socket_in_a_folder_others_can_write_is_refused_saying_what_to_do(
 def test_a_client_whose_socket_folder_others_can_write_says_why_no_daemon_starts(shared_folder: Path, tmp_path: Path) -> None:
     # It said "none could be started. Start one with `trackd daemon start`", which failed the same way.
     env = {
-        **os.environ, "TRACKD_SOCKET": str(shared_folder / "x.sock"), "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"),
+        **inherited_env(), "TRACKD_SOCKET": str(shared_folder / "x.sock"), "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"),
         "TRACKD_SPOOL_DIR": str(tmp_path / "spool"), "TRACKD_CONNECT_TIMEOUT": "2",
     }
     code = "import trackd\ntry:\n    trackd.set_experiment('x')\nexcept trackd.DaemonUnavailable as exc:\n    print(exc)\n"
@@ -453,7 +453,7 @@ def test_a_socket_path_too_long_for_a_unix_socket_is_refused_saying_what_to_set(
     socket_path = deep / "x.sock"
     if starter == "client":
         env = {
-            **os.environ, "TRACKD_SOCKET": str(socket_path), "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"),
+            **inherited_env(), "TRACKD_SOCKET": str(socket_path), "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"),
             "TRACKD_SPOOL_DIR": str(tmp_path / "spool"), "TRACKD_CONNECT_TIMEOUT": "2",
         }
         code = "import trackd\ntry:\n    trackd.set_experiment('x')\nexcept trackd.DaemonUnavailable as exc:\n    print(exc)\n"
@@ -510,7 +510,7 @@ def test_a_job_started_while_the_daemon_shuts_down_starts_its_successor_once_it_
     # would give: set_experiment raised after TRACKD_CONNECT_TIMEOUT ("none answered within 10 s
     # and none could be started"), though the lock was free after 1.5 s.
     env = {
-        **os.environ, "TRACKD_SOCKET": str(paths.socket), "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"),
+        **inherited_env(), "TRACKD_SOCKET": str(paths.socket), "TRACKD_TRACKING_URI": str(tmp_path / "mlruns"),
         "TRACKD_SPOOL_DIR": str(tmp_path / "spool"), "TRACKD_CONNECT_TIMEOUT": "8",
     }
     code = "import time, trackd\nstart = time.monotonic()\ntrackd.set_experiment('e')\n" \
@@ -543,7 +543,7 @@ def test_status_does_not_say_no_process_is_watched_while_a_job_owning_its_run_is
     # Beside a connected training process that owns its run, status said "0 processes watched": the
     # count is of processes that disconnected with runs not ended, which the daemon fails if they die.
     start(paths)
-    env = {**os.environ, "TRACKD_SOCKET": str(paths.socket), "TRACKD_TRACKING_URI": str(store), "TRACKD_AUTOSTART": "0"}
+    env = {**inherited_env(), "TRACKD_SOCKET": str(paths.socket), "TRACKD_TRACKING_URI": str(store), "TRACKD_AUTOSTART": "0"}
     code = "import sys, trackd\ntrackd.start_run()\ntrackd.log_metric('a', 1.0)\ntrackd.flush()\nprint('ready', flush=True)\nsys.stdin.read()\n"
     job = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, wait_for
+from helpers import DaemonProcess, inherited_env, wait_for
 
 from trackd import Client
 from trackd.client import ClientConfig
@@ -105,7 +105,7 @@ def test_trackd_daemon_stop_signals_no_process_of_another_user(foreign_folder: P
     fake = subprocess.Popen([sys.executable, "-c", FAKE_DAEMON, str(socket_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert fake.stdout is not None and fake.stdout.readline().strip() == "listening"
-        env = {**os.environ, "TRACKD_SOCKET": str(socket_path)}
+        env = {**inherited_env(), "TRACKD_SOCKET": str(socket_path)}
         result = subprocess.run([sys.executable, "-m", "trackd", "daemon", "stop"], env=env, capture_output=True, text=True, timeout=60)
         # As root it used to SIGTERM the other user's process (as anyone else: a PermissionError traceback).
         assert result.returncode == 1 and f"runs as uid {NOBODY}, not as this user" in result.stderr, result
@@ -163,7 +163,7 @@ def planted(foreign_folder: Path, tmp_path: Path) -> Iterator[tuple[Path, Path]]
 
 
 def test_trackd_sync_refuses_a_spool_folder_another_user_owns(planted: tuple[Path, Path], daemon: DaemonProcess) -> None:
-    env = {**os.environ, "TRACKD_SOCKET": str(daemon.paths.socket), "TRACKD_SPOOL_DIR": str(planted[0].parent)}
+    env = {**inherited_env(), "TRACKD_SOCKET": str(daemon.paths.socket), "TRACKD_SPOOL_DIR": str(planted[0].parent)}
     result = subprocess.run([sys.executable, "-m", "trackd", "sync", "--timeout", "10"], env=env, capture_output=True, text=True, timeout=60)
     # It used to deliver it: the daemon copied id_key into the other user's store.
     assert result.returncode == 1 and f"belongs to uid {NOBODY}" in result.stderr, result

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from helpers import (
-    Child, DaemonProcess, RawClient, child_env, create_run_record, fill, metric_records, refusal, wait_for,
+    Child, DaemonProcess, RawClient, child_env, create_run_record, fill, inherited_env, metric_records, refusal, wait_for,
 )
 
 from trackd._paths import DaemonPaths
@@ -187,7 +186,7 @@ def test_status_counts_the_bytes_of_a_write_its_disk_holds_up(tmp_path: Path, da
 
 def test_daemon_start_passes_the_daemons_flags_on_over_trackd_daemon_args(paths: DaemonPaths) -> None:
     # `trackd daemon start --max-connections 5` gave "trackd: error: unrecognized arguments".
-    env = {**os.environ, "TRACKD_DAEMON_ARGS": "--max-connections 1 --max-records 10"}
+    env = {**inherited_env(), "TRACKD_DAEMON_ARGS": "--max-connections 1 --max-records 10"}
     started = trackd_cli("daemon", "start", "--socket", str(paths.socket), "--max-connections", "2", env=env)
     assert started.returncode == 0, started.stderr
     held = [RawClient(paths.socket), RawClient(paths.socket)]
@@ -200,7 +199,7 @@ def test_daemon_start_passes_the_daemons_flags_on_over_trackd_daemon_args(paths:
 
 
 def test_daemon_start_leaves_trackd_daemon_args_in_force_for_flags_it_was_not_given(paths: DaemonPaths) -> None:
-    env = {**os.environ, "TRACKD_DAEMON_ARGS": "--max-connections 1"}
+    env = {**inherited_env(), "TRACKD_DAEMON_ARGS": "--max-connections 1"}
     started = trackd_cli("daemon", "start", "--socket", str(paths.socket), env=env)
     assert started.returncode == 0, started.stderr
     held = RawClient(paths.socket)

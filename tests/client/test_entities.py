@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import mlflow.entities
 import pytest
+from helpers import inherited_env
 from mlflow import MlflowClient
 
 import trackd
@@ -55,7 +55,7 @@ print(run_id)
 
 def test_log_batch_takes_trackd_entities_as_mlflow_takes_its_own(daemon: object, store: Path, tmp_path: Path) -> None:
     # The same script, run with trackd's entities and with MLflow's on MLflow's own store, reads back the same.
-    env = {**os.environ, "TRACKD_AUTOSTART": "0", "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {**inherited_env(), "TRACKD_AUTOSTART": "0", "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
     read = {}
     for entities, root in (("trackd", store), ("mlflow", tmp_path / "mlflow-runs")):
         done = subprocess.run([sys.executable, "-c", BATCH, entities, str(root)], env=env, capture_output=True, text=True, timeout=60)

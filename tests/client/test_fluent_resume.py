@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fluent_helpers import fluent_env, mlflow_reader, quiet_result, only_run, run_child
-from helpers import DaemonProcess
+from helpers import DaemonProcess, inherited_env
 
 from trackd import Client, ClientConfig
 
@@ -73,7 +73,7 @@ def test_mlflow_resumes_a_failed_run_the_same_way(tmp_path: Path) -> None:
             during = client.get_run(run_id).info.status
         print(json.dumps({{"returned": returned, "during": during, "after": client.get_run(run_id).info.status}}))
         """,
-        {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true"},
+        {**inherited_env(), "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true"},
     ))
     assert result == {"returned": "RUNNING", "during": "RUNNING", "after": "FINISHED"}
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import inherited_env
 from store_helpers import RUN_ID, START_MS, writer_with_run
 
 from trackd.store import MetricAppend, WriteBatch, WriteJournal
@@ -97,7 +98,7 @@ def _write_killed_at_commit(root: Path, journal_path: Path, *failing_run: str, e
     writer.close()
     args = [str(root), str(journal_path), RUN_ID, *failing_run]
     child = subprocess.run(
-        [sys.executable, "-c", _KILLED_AT_COMMIT, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+        [sys.executable, "-c", _KILLED_AT_COMMIT, *args], capture_output=True, text=True, env={**inherited_env(), **(env or {})}
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
     return run
