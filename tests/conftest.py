@@ -127,3 +127,32 @@ def _fluent_environment_restored() -> Iterator[None]:
             config.pop(_lineage._CONFIG_KEY, None)
         else:
             config[_lineage._CONFIG_KEY] = saved_config
+
+
+@pytest.fixture(autouse=True)
+def _spool_folder_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves anything new in the session's spool folder (removing it).
+
+    The folder is shared by every test of this pytest process (one per xdist worker): a spool left
+    there was delivered by any later test's client into the leaving test's store, listed by a later
+    `trackd daemon status`, found by a later test's glob, in an order set by xdist's scheduling.
+    A test whose processes spool gives them a folder of its own (``TRACKD_SPOOL_DIR``). Checked after
+    the test's own fixtures are torn down (autouse: set up first, torn down last), so what its
+    daemon's stop made its clients spool counts; what a process an earlier test left running
+    spools later is blamed on the test running then."""
+    before = set(os.listdir(_SPOOL_DIR))
+    yield
+    left = sorted(set(os.listdir(_SPOOL_DIR)) - before)
+    if not left:
+        return
+    for name in left:
+        path = os.path.join(_SPOOL_DIR, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            Path(path).unlink(missing_ok=True)
+    pytest.fail(
+        f"{request.node.nodeid} left {', '.join(left)} in the session's spool folder {_SPOOL_DIR} (removed now): "
+        "give the processes that spool a TRACKD_SPOOL_DIR of the test's own (tmp_path), or clean up what they spooled",
+        pytrace=False,
+    )
