@@ -79,6 +79,16 @@ def wait_until_no_will_is_pending(daemon: DaemonProcess) -> dict[str, Any]:
     return daemon.status()
 
 
+def wait_until_only_spools_hold_wills(daemon: DaemonProcess) -> dict[str, Any]:
+    """Every client gone and every will applied but those whose process exited leaving a spool
+    (``trackd sync`` delivers it): a will whose time has come has failed its runs by now."""
+    wait_for(
+        lambda: (s := daemon.status())["clients_connected"] == 0 and s["wills_pending"] == s["wills_waiting"],
+        timeout=20, message="no client connected and no will pending but those waiting for a spool",
+    )
+    return daemon.status()
+
+
 def test_a_sigkilled_process_leaves_its_run_failed_with_its_points_and_the_reason(
     daemon: DaemonProcess, store: Path, socket_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -274,13 +284,14 @@ def test_a_will_waits_for_the_spool_of_its_process_to_be_delivered(
 
 
 def test_a_run_whose_client_was_closed_by_hand_is_left_to_the_client_that_ends_it(
-    daemon: DaemonProcess, store: Path, socket_path: Path
+    daemon: DaemonProcess, store: Path, socket_path: Path, tmp_path: Path
 ) -> None:
     # The closed client's connection kept the run in its will; the client opened to end it spooled
     # that end behind a stalled daemon, which then failed the run for the old connection: the
     # spooled FINISHED, delivered later, could not undo it (it keeps a failure).
+    spool_dir = tmp_path / "spool"  # its own: the end is spooled, and left there by a failure here
     body = "run.client.close()\nprint('closed', flush=True)\n" + WAIT_FOR_STDIN
-    child, run_id = start_child(store, socket_path, body, TRACKD_EXIT_TIMEOUT="1")
+    child, run_id = start_child(store, socket_path, body, TRACKD_EXIT_TIMEOUT="1", TRACKD_SPOOL_DIR=str(spool_dir))
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "closed"
     wait_for(lambda: daemon.status()["clients_connected"] == 0, timeout=20, message="the closed client gone")
@@ -290,8 +301,13 @@ def test_a_run_whose_client_was_closed_by_hand_is_left_to_the_client_that_ends_i
         assert child.returncode == 0, err
     finally:
         daemon.signal(signal.SIGCONT)
+    # The new client's sender may tell the run with its Hello (ActiveRun.move_to adds it, and a run
+    # added while a Hello waits goes at once) before end_run queues the end and takes it back: then
+    # its will rightly waits for the spool that holds the end. This waited for no will at all
+    # before the sync, and timed out one time in ten.
+    assert wait_until_only_spools_hold_wills(daemon)["runs_failed_for_exited_clients"] == 0
+    assert cli_main(["sync", "--socket", str(socket_path), "--spool-dir", str(spool_dir)]) == 0
     assert wait_until_no_will_is_pending(daemon)["runs_failed_for_exited_clients"] == 0
-    assert cli_main(["sync", "--socket", str(socket_path)]) == 0
     run = mlflow_run(store, run_id)
     assert run.info.status == "FINISHED"
     assert FAILURE_REASON_TAG not in run.data.tags
