@@ -36,7 +36,10 @@ BUSY_SECONDS = [0.002, 0.004, 0.006, 0.008] * 6
 CHILD = """
 import os, signal, sys, time, trackd
 trackd.set_tracking_uri(sys.argv[1])
-trackd.set_experiment("kill-window")  # connected before start_run, as in a training script
+# An experiment of its own, which only the daemon can create: the child is connected before
+# start_run, as a training script is by the time it logs (set_experiment of an experiment in the
+# store reads it there and need not connect).
+trackd.set_experiment(f"kill-window-{sys.argv[2]}")
 trackd.start_run(run_name=sys.argv[2])
 trackd.log_metric("result", 1.0)
 busy, start = float(sys.argv[3]), time.perf_counter()
@@ -61,9 +64,9 @@ def test_a_run_in_the_store_of_a_process_killed_ms_after_start_run_is_failed(dae
         timeout=30, message="no client connected and no will pending",
     )
     mlflow = MlflowClient(tracking_uri=f"file:{store}")
-    experiment = mlflow.get_experiment_by_name("kill-window")
-    assert experiment is not None
-    runs = mlflow.search_runs([experiment.experiment_id])
+    experiments = [e.experiment_id for e in mlflow.search_experiments() if e.name.startswith("kill-window-")]
+    assert len(experiments) == len(BUSY_SECONDS)
+    runs = mlflow.search_runs(experiments)
     assert runs, "no child's run reached the store: the children were killed too early to test anything"
     running = [(run.info.run_name, run.data.metrics) for run in runs if run.info.status == "RUNNING"]
     assert running == [], f"{len(running)} of {len(runs)} runs in the store left RUNNING: {running}"
