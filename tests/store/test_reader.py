@@ -161,8 +161,9 @@ def test_history_of_a_metric_never_logged_is_empty(tmp_path: Path) -> None:
 def test_metric_history_keeps_file_order_and_repeats(tmp_path: Path) -> None:
     _, run = writer_with_run(tmp_path)
     (run / "metrics" / "m").write_bytes(b"3 0.1 2\n1 0.5 0\n1 0.5 0\n")
+    # Each names its run, as MLflow 3's FileStore sets run_id.
     assert StoreReader(tmp_path).get_metric_history(RUN_ID, "m") == [
-        Metric("m", 0.1, 3, 2), Metric("m", 0.5, 1, 0), Metric("m", 0.5, 1, 0)
+        Metric("m", 0.1, 3, 2, run_id=RUN_ID), Metric("m", 0.5, 1, 0, run_id=RUN_ID), Metric("m", 0.5, 1, 0, run_id=RUN_ID)
     ]
 
 

@@ -346,12 +346,12 @@ class Client(ClientReads):
         self, run_id: str, metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = (),
         synchronous: bool | None = None,
     ) -> RunOperations | None:
-        """Log metrics (``Metric``-like: key, value, timestamp, step), params and tags (key, value) together.
-
-        Everything is checked, then buffered in one append: a bad item logs nothing, and a Ctrl-C while
-        the call waits for room (TRACKD_ON_FULL=block) finds the whole batch logged, never part of it.
-        """
+        """Log metrics (``Metric``-like: key, value, timestamp, step; see _metric_links.py), params and tags
+        (key, value) together. Everything is checked, then buffered in one append: a bad item logs nothing, and
+        a Ctrl-C while the call waits for room (TRACKD_ON_FULL=block) finds the whole batch logged, never part of it."""
         self._check_run(run_id)
+        from ._metric_links import require_unlinked  # loaded by the first log_batch, not by start_run
+
         records: list[tuple[Any, ...]] = []
         seen_params: dict[str, str] = {}
         truncations = Truncations()
@@ -363,7 +363,7 @@ class Client(ClientReads):
             self._check_param_unchanged(run_id, key, value)
             records.append((PARAM, run_id, key, value))
         for metric in metrics:
-            key = self._check_key(metric.key, "metric")
+            key = self._check_key(require_unlinked(metric).key, "metric")
             step = validate_step(key, metric.step if metric.step is not None else 0)
             ts = _now_ms() if metric.timestamp is None else validate_timestamp(key, metric.timestamp)
             records.append((METRIC, run_id, key, validate_metric_value(key, metric.value), ts, step))

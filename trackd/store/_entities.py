@@ -9,10 +9,11 @@ does not create those classes.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
-from typing import TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 from .._struct import Frozen
+from ..errors import InvalidArgument
 
 T = TypeVar("T")
 
@@ -175,19 +176,51 @@ class Run(Frozen):
 
 
 class Metric(Frozen):
-    """One line of a metric file."""
+    """One point of a metric: a line of its file, and what ``log_batch`` takes (``mlflow.entities.Metric``).
 
-    __slots__ = ("key", "value", "timestamp", "step")
+    MLflow 3's fields and order: ``model_id``, ``dataset_name`` and ``dataset_digest`` link the
+    point to a logged model and a dataset (a line of 5 fields carries the dataset's two), and
+    ``run_id`` is the run it was read from: ``get_metric_history`` sets it, as MLflow's
+    FileStore does. Each is None unless given; trackd logs none of the first three.
+    """
+
+    __slots__ = ("key", "value", "timestamp", "step", "model_id", "dataset_name", "dataset_digest", "run_id")
     key: str
     value: float
     timestamp: int
     step: int
+    model_id: str | None
+    dataset_name: str | None
+    dataset_digest: str | None
+    run_id: str | None
 
-    def __init__(self, key: str, value: float, timestamp: int, step: int) -> None:
+    def __init__(
+        self, key: str, value: float, timestamp: int, step: int, model_id: str | None = None,
+        dataset_name: str | None = None, dataset_digest: str | None = None, run_id: str | None = None,
+    ) -> None:
+        if (dataset_name is None) != (dataset_digest is None):
+            # MLflow's check and words (mlflow.entities.Metric.__init__, INVALID_PARAMETER_VALUE).
+            raise InvalidArgument("Both dataset_name and dataset_digest must be provided if one is provided")
         _set(self, "key", key)
         _set(self, "value", value)
         _set(self, "timestamp", timestamp)
         _set(self, "step", step)
+        _set(self, "model_id", model_id)
+        _set(self, "dataset_name", dataset_name)
+        _set(self, "dataset_digest", dataset_digest)
+        _set(self, "run_id", run_id)
+
+    def to_dictionary(self) -> dict[str, Any]:
+        """Every field by name, as MLflow's ``Metric.to_dictionary()`` (the four optional ones included, None or not)."""
+        return {name: getattr(self, name) for name in self._fields}
+
+    @classmethod
+    def from_dictionary(cls, metric_dict: Mapping[str, Any]) -> Metric:
+        """The Metric ``to_dictionary()`` gave, as MLflow's ``Metric.from_dictionary``."""
+        missing = [key for key in ("key", "value", "timestamp", "step") if key not in metric_dict]
+        if missing:
+            raise InvalidArgument(f"Missing required keys {missing} in metric dictionary")
+        return cls(**metric_dict)
 
 
 class KeyValue(Frozen):

@@ -138,32 +138,34 @@ def _format_with_repr(points: Iterable[tuple[int, float, int]]) -> bytes:
     ).encode("ascii")
 
 
-def parse_metric_lines(key: str, data: bytes, path: str) -> list[Metric]:
+def parse_metric_lines(key: str, data: bytes, path: str, run_id: str | None = None) -> list[Metric]:
     """Every line of a metric file, in file order, accepted exactly where MLflow accepts it.
 
     _get_metric_from_line: ``metric_line.strip().split(" ")`` must give 2, 3 or 5 fields
     (``ts value``, ``ts value step``, ``ts value step dataset_name dataset_digest``), then
     ``int(ts)``, ``float(value)``, ``int(step)``. CRLF and a last line without "\\n" are fine.
+    Each Metric names ``run_id``, the run whose file it is, as MLflow 3's do; a line of 5 fields
+    gives its dataset's name and digest.
     """
     text = decode_text(data, path)
-    metrics = []
+    metrics: list[Metric] = []
+    append = metrics.append
     for number, line in enumerate(text.splitlines(), start=1):
         parts = line.strip().split(" ")
-        if len(parts) not in (2, 3, 5):
-            raise CorruptStoreFile(
-                f"Metric file {path!r} line {number} is malformed: found {len(parts)} "
-                f"space-separated fields in {line!r}, expected 2, 3 or 5 "
-                f"('timestamp value step')."
-            )
+        count = len(parts)
         try:
-            metrics.append(
-                Metric(
-                    key=key,
-                    value=float(parts[1]),
-                    timestamp=int(parts[0]),
-                    step=int(parts[2]) if len(parts) >= 3 else 0,
+            if count == 3:
+                append(Metric(key, float(parts[1]), int(parts[0]), int(parts[2]), None, None, None, run_id))
+            elif count == 2:
+                append(Metric(key, float(parts[1]), int(parts[0]), 0, None, None, None, run_id))
+            elif count == 5:
+                append(Metric(key, float(parts[1]), int(parts[0]), int(parts[2]), None, parts[3], parts[4], run_id))
+            else:
+                raise CorruptStoreFile(
+                    f"Metric file {path!r} line {number} is malformed: found {count} "
+                    f"space-separated fields in {line!r}, expected 2, 3 or 5 "
+                    f"('timestamp value step')."
                 )
-            )
         except ValueError:
             raise CorruptStoreFile(
                 f"Metric file {path!r} line {number} is malformed: found {line!r}, expected an "

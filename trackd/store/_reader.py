@@ -154,7 +154,8 @@ class StoreReader:
         return sorted(runs, key=lambda run: (-run.info.start_time, run.info.run_id))
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
-        """Every logged value of a metric in file order; [] if the run never logged it."""
+        """Every logged value of a metric in file order, each naming its run (``run_id``, as MLflow 3's
+        FileStore sets it); [] if the run never logged it."""
         found = self._find_run_dir(run_id)
         if found is None:
             raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
@@ -162,7 +163,7 @@ class StoreReader:
         if not os.path.isfile(path):
             return []
         with open(path, "rb") as file:
-            return parse_metric_lines(key, file.read(), path)
+            return parse_metric_lines(key, file.read(), path, run_id)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         """The direct children of an artifact folder, as MLflow's list_artifacts gives them.
