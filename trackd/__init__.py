@@ -88,29 +88,9 @@ _LAZY = {
     "ViewType": "store",
 }
 
-# MLflow's fluent functions that trackd leaves out: code ported with `import trackd as mlflow`
-# learns what to use instead, not only that the name is missing.
-_USE_MLFLOW = "not part of trackd's logging API; MLflow itself reads and edits the same ./mlruns (MLFLOW_ALLOW_FILE_STORE=true)"
-_HINTS = {
-    "search_experiments": "use trackd.Client().search_experiments()",
-    "autolog": "trackd logs what your code logs; call trackd.log_metric() and friends",
-    "log_stream": "write the stream to a file and trackd.log_artifact() it",
-    "enable_system_metrics_logging": "trackd logs no system metrics; log them with trackd.log_metrics() from a thread",
-    # get_artifact_uri gives a plain path for a store set as one, a file:// URI otherwise (as MLflow's
-    # does), which open() takes as a relative path.
-    "load_table": (
-        "read the JSON file at trackd.get_artifact_uri(artifact_file) (a path when the tracking URI is a path; "
-        "of a file:// URI, its local path: urllib.request.url2pathname(urllib.parse.urlparse(uri).path)), "
-        "or use mlflow.load_table on the same ./mlruns"
-    ),
-    **{name: _USE_MLFLOW for name in (
-        "delete_run", "delete_experiment", "restore_run", "restore_experiment", "set_experiment_tag",
-        "set_experiment_tags", "get_parent_run",
-        "log_input", "log_inputs", "log_model", "register_model", "evaluate",
-    )},
-}
-
-__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, _HINTS)
+# MLflow's fluent functions that trackd leaves out raise AttributeError saying what to use instead
+# (the advice is in _mlflow_gaps.py, shared with Client's missing methods, loaded on a miss only).
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, hints="_mlflow_gaps:FLUENT_HINTS")
 
 __all__ = [
     "ActiveRun",

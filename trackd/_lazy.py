@@ -14,18 +14,19 @@ from typing import Any
 
 
 def lazy_attributes(
-    package: str, modules: dict[str, str], hints: dict[str, str] | None = None,
+    package: str, modules: dict[str, str], hints: str | None = None,
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A module ``__getattr__`` that imports ``{package}.{modules[name]}`` when ``name`` is first used
     (``"module:other"`` gives that module's ``other`` under ``name``, an alias; a module mapped to its
     own name is the submodule itself),
     and a ``__dir__`` that lists those names too (for ``dir()`` and tab completion). A name in
-    ``hints`` is still missing, but its AttributeError says what to use instead."""
+    the dict ``hints`` names (``"module:dict"``, imported on the first miss) is still missing, but
+    its AttributeError says what to use instead."""
 
     def __getattr__(name: str) -> Any:
         module = modules.get(name)
         if module is None:
-            hint = (hints or {}).get(name)
+            hint = _hint(package, hints, name)
             raise AttributeError(f"module {package!r} has no attribute {name!r}" + (f": {hint}" if hint else ""))
         module, _, attribute = module.partition(":")  # "client:Client": another name for Client
         imported = importlib.import_module(f"{package}.{module}")
@@ -37,3 +38,11 @@ def lazy_attributes(
         return sorted((set(vars(sys.modules[package])) - {"annotations"}) | set(modules))
 
     return __getattr__, __dir__
+
+
+def _hint(package: str, hints: str | None, name: str) -> str | None:
+    if hints is None or name.startswith("_"):  # a probe (__path__, __wrapped__...) imports nothing more
+        return None
+    module, _, attribute = hints.partition(":")
+    table: dict[str, str] = getattr(importlib.import_module(f"{package}.{module}"), attribute)
+    return table.get(name)

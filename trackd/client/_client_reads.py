@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from ..protocol import GetExperiment
 from ..store import (
@@ -45,6 +46,25 @@ class ClientReads:
     state: ClientState
     _reader: StoreReader
     _sender: Sender
+
+    if not TYPE_CHECKING:  # mypy would take any name as a Client attribute, and so miss a misspelt call
+
+        def __getattr__(self, name: str) -> NoReturn:
+            """Only for a name the Client lacks: one of MlflowClient's says what to use instead.
+
+            ``mlflow.MlflowClient`` code ported to trackd got a bare "'Client' object has no
+            attribute 'delete_run'", where ``trackd.delete_run`` said what to use. A name starting
+            with "_" (copy's, pickle's and hasattr's probes) gets Python's plain error.
+            """
+            message = f"{type(self).__name__!r} object has no attribute {name!r}"
+            if not name.startswith("_"):
+                from .._mlflow_gaps import CLIENT_HINTS
+
+                hint = CLIENT_HINTS.get(name)
+                if hint is not None:
+                    message += f": {hint}"
+            # name and obj: Python's "Did you mean: 'log_metric'?" for a misspelt name still shows.
+            raise AttributeError(message, name=name, obj=self)
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         """The experiment with this id; raises ExperimentNotFound."""
