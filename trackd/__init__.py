@@ -63,7 +63,7 @@ from .errors import (
 if _TYPE_CHECKING:
     from .client import Client, ClientConfig, FlushReport
     from .client import Client as MlflowClient
-    from . import entities, exceptions
+    from . import artifacts, entities, exceptions
     from .store import Experiment, FileInfo, Metric, Run, RunData, RunInfo, RunStatus, ViewType
 
 # The fluent functions are all ``import trackd`` loads. These names load the Client, the store's
@@ -78,6 +78,8 @@ _LAZY = {
     "exceptions": "exceptions",
     # mlflow.entities (Metric, Param, RunTag for log_batch; what reads return), as `mlflow.entities.Param(...)`.
     "entities": "entities",
+    # mlflow.artifacts.download_artifacts(run_id=..., artifact_path=..., dst_path=...), for evaluation scripts.
+    "artifacts": "artifacts",
     "Experiment": "store",
     "FileInfo": "store",
     "Metric": "store",
@@ -117,6 +119,7 @@ __all__ = [
     "ViewType",
     "__version__",
     "active_run",
+    "artifacts",
     "create_experiment",
     "delete_tag",
     "end_run",

@@ -3,7 +3,7 @@
     TrackdError
     ├── InvalidArgument (ValueError)     a call got a value MLflow would refuse, or one trackd does not implement
     │   ├── ParamChangedError            a param was logged again with a different value
-    │   └── ArtifactNotFound (FileNotFoundError)  log_artifact(s) of a path that does not exist
+    │   └── ArtifactNotFound (FileNotFoundError)  log_artifact(s) or download_artifacts of a path that does not exist
     ├── ProtocolError
     │   ├── LocalProtocolError           we tried to send something the protocol forbids
     │   └── RemoteProtocolError          the peer sent bytes we cannot accept
@@ -78,7 +78,11 @@ class ParamChangedError(InvalidArgument):
 
 class ArtifactNotFound(InvalidArgument, FileNotFoundError):
     """``log_artifact(s)`` of a path that does not exist: a ``FileNotFoundError`` too, as MLflow's
-    copy raises, so ported code that catches ``OSError`` still does."""
+    copy raises, so ported code that catches ``OSError`` still does. ``download_artifacts`` of a
+    path the run does not have raises it too."""
+
+    # MLflow's code for a download's missing path (RunsArtifactRepository.download_artifacts).
+    error_code = "RESOURCE_DOES_NOT_EXIST"
 
 
 class ProtocolError(TrackdError):

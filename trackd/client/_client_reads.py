@@ -1,4 +1,4 @@
-"""What ``Client`` reads back: experiments, runs, metric histories and artifact listings.
+"""What ``Client`` reads back: experiments, runs, metric histories, artifact listings and files.
 
 Reads go to ./mlruns directly (``StoreReader``), never through the daemon, in MLflow's shapes and
 words. Reads of runs first flush what this process logged (``_flush_for_read``), so what a process
@@ -141,6 +141,19 @@ class ClientReads:
         """
         self._flush_for_read()
         return self._reader.list_artifacts(validate_run_id(run_id), path)
+
+    def download_artifacts(self, run_id: str, path: str, dst_path: str | os.PathLike[str] | None = None) -> str:
+        """Copy a run's artifact file or folder to ``dst_path`` (made if missing; default: a new
+        temporary folder) after flushing, and return its local path, as MLflow's does.
+
+        ``path="cfg/sub/d.txt"`` gives ``<dst>/d.txt``; a folder gives ``<dst>/<its name>``; an empty
+        ``path`` without ``dst_path`` gives the run's artifact folder in the store itself (see
+        _downloads.py). A path the run does not have raises ArtifactNotFound (a FileNotFoundError).
+        """
+        self._flush_for_read()
+        from ._downloads import download_run_artifacts
+
+        return download_run_artifacts(self._reader, validate_run_id(run_id), path, dst_path)
 
     def _open_new_store(self) -> None:
         """Have the daemon open a store that has no experiment 0 yet, so that it makes "Default".

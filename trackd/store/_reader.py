@@ -12,7 +12,7 @@ import posixpath
 import re
 from collections.abc import Sequence
 
-from ..errors import CorruptStoreFile, ExperimentNotFound, InvalidArgument, RunNotFound
+from ..errors import ArtifactNotFound, CorruptStoreFile, ExperimentNotFound, InvalidArgument, RunNotFound
 from . import _layout as layout
 from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
 from ._format import (
@@ -188,6 +188,33 @@ class StoreReader:
             size = None if is_dir else os.path.getsize(layout.artifact_path(artifacts_root, child))
             infos.append(FileInfo(path=child, is_dir=is_dir, file_size=size))
         return infos
+
+    def artifact_local_path(self, run_id: str, path: str | None) -> str:
+        """The absolute path in the store of a run's artifact file or folder (its artifact root for
+        None, "" or "."), normalized as list_artifacts normalizes ``path``.
+
+        Raises RunNotFound, ArtifactNotFound for a path that does not exist, and InvalidArgument for
+        one outside the artifact root or a run whose artifacts are not on this machine (``s3://``).
+        """
+        info = self.find_run(run_id)
+        if info is None:
+            raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
+        artifacts_root = layout.file_uri_to_path(info.artifact_uri)
+        if artifacts_root is None:
+            raise InvalidArgument(
+                f"Run {run_id}'s artifacts are at {info.artifact_uri!r}, which trackd does not read; "
+                f"expected a local path or file: URI (download them with MLflow itself)."
+            )
+        relative = _artifact_folder(path)
+        local = artifacts_root if relative is None else layout.artifact_path(artifacts_root, relative)
+        if not os.path.exists(local):
+            # MLflow's RunsArtifactRepository: "Failed to download artifacts from path 'x', please
+            # ensure that the path is correct." (RESOURCE_DOES_NOT_EXIST).
+            raise ArtifactNotFound(
+                f"Artifact {path!r} of run {run_id} does not exist (no {local!r}); expected a file or folder "
+                f"that list_artifacts(run_id) lists."
+            )
+        return local
 
     def _find_run_dir(self, run_id: str) -> tuple[RunInfo, str] | None:
         found = layout.find_run_dir(self.root, validate_run_id(run_id))
