@@ -35,7 +35,10 @@ FLUENT_HINTS = {
     **dict.fromkeys((*_EDITS, "log_model", "register_model", "evaluate"), USE_MLFLOW),
 }
 
-# MlflowClient's methods (MLflow 3.17.2) that trackd.Client does not have: the tracking edits
+# The MLflow whose MlflowClient the list below was taken from.
+ADVISED_MLFLOW = "3.17.2"
+
+# MlflowClient's methods (MLflow ADVISED_MLFLOW) that trackd.Client does not have: the tracking edits
 # above, and the model registry, logged models, prompts, traces, datasets, webhooks, workspaces
 # and MCP servers. A test compares this with the installed MLflow's.
 _CLIENT_LEFT_OUT = """

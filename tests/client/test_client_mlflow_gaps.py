@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 from helpers import run_python
+import mlflow
 from mlflow import MlflowClient
+from packaging.version import Version
 
 import trackd
 from trackd import Client
+from trackd._mlflow_gaps import ADVISED_MLFLOW
 
 REVIEWED = ["set_experiment_tag", "update_run", "rename_experiment", "delete_run", "restore_run", "get_parent_run", "log_inputs"]
 
@@ -48,6 +51,10 @@ def test_every_mlflow_client_method_trackd_lacks_gets_advice(client: Client) -> 
     lacking = sorted(name for name in dir(MlflowClient) if not name.startswith("_") and not hasattr(client, name))
     assert "delete_run" in lacking and "search_registered_models" in lacking
     plain = [name for name in lacking if str(_missing(client, name)).endswith(f"no attribute '{name}'")]
+    if plain and Version(mlflow.__version__) > Version(ADVISED_MLFLOW):
+        # The test extra takes any MLflow 3: one that adds methods must not turn CI red; the list
+        # in _mlflow_gaps.py is brought up to date by hand.
+        pytest.xfail(f"MLflow {mlflow.__version__} has methods newer than {ADVISED_MLFLOW} trackd gives no advice for: {plain}")
     assert plain == []
 
 
