@@ -28,6 +28,8 @@ code ported with ``import trackd as mlflow`` catches every trackd error with
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "ArtifactNotFound",
     "ClientClosedError",
@@ -83,6 +85,12 @@ class ArtifactNotFound(InvalidArgument, FileNotFoundError):
 
     # MLflow's code for a download's missing path (RunsArtifactRepository.download_artifacts).
     error_code = "RESOURCE_DOES_NOT_EXIST"
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        # As the OSError MLflow's copy raises, for code that reads it; str() stays the message
+        # (no strerror or filename is set).
+        self.errno = errno.ENOENT
 
 
 class ProtocolError(TrackdError):

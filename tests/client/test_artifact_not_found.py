@@ -3,6 +3,7 @@ and still trackd's ``InvalidArgument``, at the call: ported code that catches ei
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,8 @@ def _assert_not_found(client: Client, call: str, missing: Path) -> None:
         getattr(client, call)(run_id, missing)
     assert isinstance(raised.value, FileNotFoundError) and isinstance(raised.value, InvalidArgument)
     assert str(missing) in str(raised.value) and "does not exist" in str(raised.value)
+    # As the OSError MLflow's copy raises, for code that reads errno; the message stays str().
+    assert raised.value.errno == errno.ENOENT and str(raised.value).startswith("Artifact")
     assert trackd.ArtifactNotFound is ArtifactNotFound
 
 

@@ -42,7 +42,7 @@ def query_status(socket_path: Path, timeout: float = 5.0) -> dict[str, object]:
         transport.close()
 
 
-def listener_pid(socket_path: Path, *, ask: bool = True) -> int | None:
+def listener_pid(socket_path: Path, *, ask: bool = True, timeout: float = 5.0) -> int | None:
     """The pid of the process listening on the socket, as the kernel reports it; None when nothing
     listens; 0 when something does but it cannot be told which process (in another pid namespace:
     a container sharing the folder), so nothing may be signalled.
@@ -54,7 +54,7 @@ def listener_pid(socket_path: Path, *, ask: bool = True) -> int | None:
     """
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        probe.settimeout(5.0)
+        probe.settimeout(timeout)
         probe.connect(str(socket_path))
         pid = peer_pid(probe)
     except OSError:

@@ -61,14 +61,18 @@ def resume_run(
         held.enter_context(_lifecycle.signals_held())  # until the run is on the stack, ended by SIGTERM or Ctrl-C
         # Owned before RUNNING is queued: the daemon is told of it first (see _will.py).
         client._sender.will.add(resumed_id)
-        # The reason the daemon gave for failing the run (its process was killed) is about an
-        # end the run no longer has: left, a run this process ends FINISHED would say it failed.
-        # MLflow's resume only sets RUNNING and keeps no history of past ends; the daemon's log
-        # keeps the line. Read before RUNNING is sent: the daemon writes the tag before FAILED.
-        if FAILURE_REASON_TAG not in changes and FAILURE_REASON_TAG in reader.get_run_tags(resumed_id):
-            client.delete_tag(resumed_id, FAILURE_REASON_TAG)
-            removed.add(FAILURE_REASON_TAG)
-        client.set_terminated(existing.run_id, "RUNNING", existing.end_time)
+        try:
+            # The reason the daemon gave for failing the run (its process was killed) is about an
+            # end the run no longer has: left, a run this process ends FINISHED would say it failed.
+            # MLflow's resume only sets RUNNING and keeps no history of past ends; the daemon's log
+            # keeps the line. Read before RUNNING is sent: the daemon writes the tag before FAILED.
+            if FAILURE_REASON_TAG not in changes and FAILURE_REASON_TAG in reader.get_run_tags(resumed_id):
+                client.delete_tag(resumed_id, FAILURE_REASON_TAG)
+                removed.add(FAILURE_REASON_TAG)
+            client.set_terminated(existing.run_id, "RUNNING", existing.end_time)
+        except BaseException:
+            client._sender.will.discard(resumed_id)  # not resumed: not this process's to end
+            raise
         info = info.replace(status="RUNNING")
     # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first,
     # unless the launcher started it with trackd (it owns it then); otherwise attaching to a

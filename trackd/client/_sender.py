@@ -36,7 +36,7 @@ from .._signals import start_without_signals
 from ..errors import DaemonUnavailable, FlushTimeout, LocalProtocolError
 from ..protocol import Event, Flush, Record, attach_creation
 from ._config import ClientConfig
-from ._control import listener_pid, unanswered_words
+from ._control import listener_pid, stopped_words, unanswered_words
 from ._give_up import GiveUp
 from ._ledger import Ledger
 from ._media_folders import MediaFolders
@@ -193,9 +193,16 @@ class Sender(GiveUp):
                 f"Cannot {what}: no trackd daemon answers at {self.config.socket_path}, and none could be "
                 f"started. {failure}"
             ) from cause
-        if self._transport is None and (pid := listener_pid(self.config.socket_path, ask=False)) is not None:
-            # Something listens and did not answer (stopped, hung): said to be "unreachable; ... none
-            # could be started. Start one with `trackd daemon start`", or "starting", at random.
+        if (
+            self._transport is None
+            and not self._daemon_leaving  # it refused the Hello: shutting down, not hung
+            and (pid := listener_pid(self.config.socket_path, ask=False, timeout=0.5)) is not None
+            and (stopped_words(pid) is not None or self._starting_words() is None)
+        ):
+            # Something listens and did not answer, stopped, or hung while no start is under way:
+            # said to be "unreachable; ... none could be started. Start one with `trackd daemon
+            # start`", or "starting", at random. (A probe short of 5 s: a stopped daemon's listen
+            # queue full of abandoned handshakes makes connect() wait.)
             raise DaemonUnavailable(f"Cannot {what}: {unanswered_words(self.config.socket_path, pid, timeout)}.") from cause
         if (starting := self._starting_words()) is not None:
             # Another process holds the start lock and started none: "none could be started. Start

@@ -515,8 +515,11 @@ class SenderThread(SenderState):
             # Popped, encoded and kept as unacknowledged under one lock, so pending() never finds
             # a chunk in neither place (logging calls do not take it); the socket write is outside.
             with self._cond:
-                current = self.will.snapshot()
                 records, barrier = self._next_chunk()
+                # Read after the chunk is popped: start_run adds its run before it appends the
+                # creation, and neither takes this lock, so a set read first could miss the run
+                # of a creation appended in between, and the creation would go out untold.
+                current = self.will.snapshot()
                 taken += len(records) + (barrier is not None)
                 if barrier is not None:
                     # In flight before the batch ahead of it is sent: if that send breaks, a reconnect

@@ -102,5 +102,8 @@ class Will:
         return self._tell(snapshot)
 
     def _tell(self, run_ids: tuple[str, ...]) -> OwnedRuns:
+        # Made first: an event its checks refuse is not taken as told (every later handshake would
+        # tell it again, and fail again).
+        event = OwnedRuns(run_ids=run_ids[-MAX_OWNED_RUNS:], spool_path=self.spool_path)
         self._told, self._retell = run_ids, False
-        return OwnedRuns(run_ids=run_ids[-MAX_OWNED_RUNS:], spool_path=self.spool_path)
+        return event
