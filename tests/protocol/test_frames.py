@@ -29,6 +29,7 @@ from trackd.protocol import (
     OwnedRuns,
     RecordKind,
     Rejected,
+    SpooledWill,
     StatusReply,
     Welcome,
     decode_body,
@@ -121,6 +122,13 @@ FRAMES: list[tuple[Event, bytes]] = [
     # The batch the daemon refuses whole, and why.
     (BadBatch(seq=7, message="x"),
      b"\x00\x00\x00\x05" b"\x93\x10" b"\x07\xa1x"),
+    # The runs a spool file's process owned, that process (pid, start time, host), the file, and
+    # when the process was last known to run.
+    (SpooledWill(run_ids=("r1",), pid=7, started=1234, host="h", spool_path="/s", seen_ms=5),
+     b"\x00\x00\x00\x10" b"\x97\x11" b"\x91\xa2r1\x07\xcd\x04\xd2\xa1h\xa2/s\x05"),
+    # A start time that could not be read (not Linux).
+    (SpooledWill(run_ids=(), pid=7, started=None, host="", spool_path="", seen_ms=0),
+     b"\x00\x00\x00\x08" b"\x97\x11" b"\x90\x07\xc0\xa0\xa0\x00"),
 ]
 CASES = [pytest.param(event, data, id=f"{i}-{type(event).__name__}") for i, (event, data) in enumerate(FRAMES)]
 

@@ -3,7 +3,10 @@ delivery by the next client of the spools of processes that exited first.
 
 A spool file (``_spool.py``) is read a frame at a time from the descriptor that holds its lock,
 and its batches go to the daemon under the client id of the process that wrote it: the daemon
-skips the batches it already holds, so delivering a file twice writes nothing twice.
+skips the batches it already holds, so delivering a file twice writes nothing twice. The runs its
+SpooledWill frames name follow the batches, with the process that wrote it: the daemon fails
+those still RUNNING once that process is gone (its lock is free, so it has exited, unless it
+exec'd another program, which the daemon waits for).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .._words import counted
 from .._struct import Value
 from ..errors import DaemonUnavailable, RemoteProtocolError
 from ..protocol import (
+    MAX_OWNED_RUNS,
     NEED_DATA,
     BadBatch,
     Batch,
@@ -30,6 +34,7 @@ from ..protocol import (
     Flush,
     FlushDone,
     Rejected,
+    SpooledWill,
     store_unavailable_reason,
 )
 from ._launcher import daemon_answers
@@ -104,7 +109,7 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
                     return result
                 before = len(refused)
                 try:
-                    damage = _send_spool(reader, socket_path, result, sent, refused, timeout=timeout)
+                    damage = _send_spool(reader, socket_path, result, sent, refused, timeout=timeout, seen_ms=_written_ms(fd))
                     result.undecodable = [reason for _, reason in reader.undecodable]
                     kept = (reader.hello_size, reader.offset)  # its Hello, and where the damage starts
                     break
@@ -170,10 +175,17 @@ def _keep_the_rest(fd: int, path: Path, result: SyncResult, damage: SpoolDamaged
     result.aside = aside
 
 
+def _written_ms(fd: int) -> int:
+    """When the spool file open as ``fd`` was last written (ms): its process ran then."""
+    return os.fstat(fd).st_mtime_ns // 1_000_000
+
+
 def _send_spool(
-    reader: SpoolReader, socket_path: Path, result: SyncResult, sent: dict[int, int], refused: dict[int, str], *, timeout: float
+    reader: SpoolReader, socket_path: Path, result: SyncResult, sent: dict[int, int], refused: dict[int, str], *,
+    timeout: float, seen_ms: int,
 ) -> SpoolDamaged | None:
-    """Send the batches of ``reader`` that the daemon does not hold, then wait until it wrote them.
+    """Send the batches of ``reader`` that the daemon does not hold, and the runs its SpooledWill
+    frames name (``seen_ms``: when the file was last written), then wait until it wrote them.
 
     ``sent`` counts the records of each batch sent. ``refused`` holds the batches the daemon
     refused whole, with the sentence that says so: not sent, and added to when the daemon names
@@ -204,6 +216,8 @@ def _send_spool(
                         _take_replies(protocol, socket_path, reader.path, result, refused, sent)
         except SpoolDamaged as exc:
             damage = exc
+        if (will := _will(reader, seen_ms)) is not None:
+            transport.send(protocol.send(will), timeout=timeout)
         transport.send(protocol.send(Flush(request_id=1)), timeout=timeout)
         deadline = time.monotonic() + timeout
         while not _take_replies(protocol, socket_path, reader.path, result, refused, sent):
@@ -215,6 +229,23 @@ def _send_spool(
     finally:
         transport.close()
     return damage
+
+
+def _will(reader: SpoolReader, seen_ms: int) -> SpooledWill | None:
+    """What the daemon is told of the runs the spool's process owned: every run its SpooledWill
+    frames named (those read before a damage), sent after the batches; None if they named none
+    (a spool an older trackd wrote, or a process that owned no fluent run).
+
+    Before the Flush, so the daemon holds it once the file is written: it waits while the file
+    exists (removed once the FlushDone came), as a connection's will waits for its process's spool.
+    """
+    last = reader.will
+    if last is None or not reader.owned:
+        return None
+    return SpooledWill(
+        run_ids=tuple(reader.owned)[-MAX_OWNED_RUNS:], pid=last.pid, started=last.started, host=last.host,
+        spool_path=os.path.abspath(reader.path), seen_ms=max(last.seen_ms, seen_ms),
+    )
 
 
 def _take_replies(

@@ -201,9 +201,11 @@ class SenderState:
         """
         # Under the lock from taking to placing, so pending() never sees events in neither place
         # (a caller's pending() or stats() waits for this spill; logging calls do not).
+        # Each write names the runs this process owns, read after its records were taken, in the
+        # file first (Spool.append): no daemon is told them, and its delivery tells one.
         with self._cond:
             unacked = self._ledger.take_unacked()
-            failure = self._spill.write(unacked)
+            failure = self._spill.write(unacked, self.will.snapshot())
             if failure is not None:
                 self._ledger.restore_unacked(unacked)
         if failure is not None:
@@ -215,7 +217,13 @@ class SenderState:
         barriers: list[Request] = []
         with self._cond:
             size = 0
-            while self.buffer and self._drain_left != 0 and failure is None:
+            # Read before the buffer is looked at: a run that left the set had its end queued
+            # before, so the loop takes that end too (read after, the end of a run ended in
+            # between stayed in the buffer, the run in the file and in no will).
+            while True:
+                owned = self.will.snapshot()
+                if not self.buffer or self._drain_left == 0 or failure is not None:
+                    break
                 records, barrier = self._next_chunk()
                 # A record that cannot be encoded costs only itself, counted and reported as when
                 # sending (it raised out of here, and the records taken so far were lost uncounted).
@@ -228,9 +236,9 @@ class SenderState:
                 if size >= self.MAX_BATCH_BYTES:
                     # Written a few MiB at a time: a buffer of inline artifacts was held three times
                     # over at once (records, frames, the joined write), 200 MB for a 64 MiB bound.
-                    failure = self._spill.write(batches)
+                    failure = self._spill.write(batches, self.will.snapshot())
                     batches, size = (batches, size) if failure is not None else ([], 0)
-            failure = failure or self._spill.write(batches)
+            failure = failure or self._spill.write(batches, owned)
             if failure is not None:
                 self._ledger.restore_unacked(batches)
         if failure is not None:

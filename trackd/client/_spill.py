@@ -175,8 +175,9 @@ class Spill:
 
     # -- the spool file ----------------------------------------------------------------------------
 
-    def write(self, batches: list[tuple[int, bytes, int]]) -> OSError | None:
-        """Append (seq, frame, records) batches to the spool file, made on first use.
+    def write(self, batches: list[tuple[int, bytes, int]], owned: tuple[str, ...] = ()) -> OSError | None:
+        """Append (seq, frame, records) batches to the spool file, made on first use, after the
+        runs of ``owned`` the file does not name yet (see Spool.append).
 
         Returns the OSError when the file cannot be written, so the sender keeps the batches.
         Nothing to write changes nothing: ``spooling`` says events are in the file, and exit stays
@@ -187,7 +188,7 @@ class Spill:
         if self._spool is None:
             self._spool = Spool(self._config.spool_dir, make_hello(self._client_id, self._store_root, self._artifact_root))
         try:
-            self._spool.append(batches)
+            self._spool.append(batches, owned)
         except OSError as exc:
             self.unwritable = exc
             return exc

@@ -5,6 +5,13 @@ as they would have gone over the socket. The client that wrote it replays it whe
 answers again; ``trackd sync`` (or the next client that connects) delivers the spool of a
 process that exited first (``_delivery.py``). Replaying is safe to repeat: the daemon skips batches it already
 holds, by the client id and sequence numbers in the frames.
+
+Between the batches go ``SpooledWill`` frames: the runs the process owns (``_will.py``), each
+frame written before the batches that create a run it adds, with the process's pid and start
+time. A process that spools tells no daemon its ``OwnedRuns``, and one SIGKILLed with its run in
+the file left it RUNNING for ever once the file was delivered; its delivery tells the daemon
+now. The process's own resend leaves them out (it tells its daemon itself), and so does a spool
+an older trackd wrote, which holds none.
 """
 
 from __future__ import annotations
@@ -14,18 +21,22 @@ import errno
 import fcntl
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from .._paths import SET_ASIDE_SUFFIX, SPOOL_SUFFIX, check_private_directory, ensure_private_directory, temp_directory
+from .._peer import process_state
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..protocol import (
     FRAME_HEADER_SIZE,
+    MAX_OWNED_RUNS,
     Batch,
     Event,
     Hello,
+    SpooledWill,
     decode_body,
     decode_header,
     encode_frame,
@@ -90,24 +101,51 @@ class Spool:
         self.refused: set[int] = set()
         # Batches in the file that do not decode (see SpoolReader.undecodable), already counted lost.
         self._lost_seqs: set[int] = set()
+        # The runs the file's SpooledWill frames name (a dict for its order), and this process's
+        # start time, which tells it from a later process given its pid.
+        self._will: dict[str, None] = {}
+        self._started: int | None = None
 
-    def append(self, batches: list[tuple[int, bytes, int]]) -> None:
-        """Append (seq, frame, record count) batches, creating the file with its Hello first."""
+    def append(self, batches: list[tuple[int, bytes, int]], owned: tuple[str, ...] = ()) -> None:
+        """Append (seq, frame, record count) batches, creating the file with its Hello first.
+
+        ``owned``: the runs the process owns, read after the batches' records were taken (a run
+        is owned before its creation is queued). Those the file does not name yet go first, in a
+        SpooledWill with every run it named before: one ended since may have its end in these
+        batches, or still in memory, and the daemon fails only what is RUNNING once they are written.
+        """
         if not batches:
             return
         if self._fd < 0:
             ensure_private_directory(self.path.parent, variable=SPOOL_DIR_ENV)
             self._fd = self._open_locked()
+        will = self._will_frame(owned)
         size = os.fstat(self._fd).st_size
         try:
-            _write_all(self._fd, b"".join(frame for _, frame, _ in batches))
+            _write_all(self._fd, (will[0] if will is not None else b"") + b"".join(frame for _, frame, _ in batches))
         except OSError:
             # A torn frame would make the whole spool unreadable: cut back to the last whole one.
             os.ftruncate(self._fd, size)
             raise
+        if will is not None:
+            self._will = will[1]
         self.last_seq = max(self.last_seq, max(seq for seq, _, _ in batches))
         self.records += sum(count for _, _, count in batches)
         self._counts.extend((seq, count) for seq, _, count in batches)
+
+    def _will_frame(self, owned: tuple[str, ...]) -> tuple[bytes, dict[str, None]] | None:
+        """The SpooledWill frame that adds ``owned`` to the runs the file names, with the runs it
+        will name then; None if it names them all."""
+        if all(run_id in self._will for run_id in owned):
+            return None
+        runs = {**self._will, **dict.fromkeys(owned)}
+        if self._started is None:
+            self._started = process_state(self._hello.pid)[1]
+        event = SpooledWill(
+            run_ids=tuple(runs)[-MAX_OWNED_RUNS:], pid=self._hello.pid, started=self._started, host=self._hello.host,
+            spool_path=os.path.abspath(self.path), seen_ms=int(time.time() * 1000),
+        )
+        return encode_frame(event), runs
 
     def _open_locked(self) -> int:
         """The spool file, created with its Hello if new, open for appending and locked."""
@@ -197,7 +235,8 @@ class Spool:
         once, and return how many with the sentence that says so (None: said already).
 
         The index, not a seq: a frame that does not decode tells none. This client wrote one
-        frame per batch it counts, in order, after the Hello.
+        frame per batch it counts, in order, after the Hello (and SpooledWill frames, which the
+        reader does not count).
         """
         if index >= len(self._counts):
             return None  # not a frame of ours (cannot happen: the file is locked)
@@ -219,6 +258,7 @@ class Spool:
             self._forget(index, count)
         self._counts = self._counts[:frames]
         self._acked = min(self._acked, frames)
+        self._will = {}  # its last SpooledWill frames may be cut off: the next append names every run again
         self.last_seq = max((seq for seq, _ in self._counts), default=0)
         return lost
 
@@ -252,6 +292,7 @@ class Spool:
         self._counts = []
         self.refused = set()
         self._lost_seqs = set()
+        self._will = {}
 
     def abandon(self) -> None:
         """In a forked child: forget the parent's spool without touching it."""
@@ -291,9 +332,14 @@ class SpoolReader:
         self._ahead_at = 0
         # Where the last whole frame read ends.
         self.offset = 0
-        # Whole frames read after the Hello, and (index among them, why) of each left out as undecodable.
+        # Whole frames read after the Hello but SpooledWill frames (each one a batch of the writer's
+        # count, see Spool.lose), and (index among them, why) of each left out as undecodable.
         self.frames = 0
         self.undecodable: list[tuple[int, str]] = []
+        # The last SpooledWill read, and every run the file's SpooledWill frames named so far, in
+        # order (a dict): a frame cut off by a damage (Spool.cut) may have named runs the later ones do not.
+        self.will: SpooledWill | None = None
+        self.owned: dict[str, None] = {}
         first = self._next_frame()
         if first is None:
             raise SpoolDamaged(f"Spool file {path} is empty or damaged.")
@@ -306,9 +352,14 @@ class SpoolReader:
 
     def batches(self) -> Iterator[tuple[int, int, bytes]]:
         """The Batch frames after the Hello that decode, in order, as (seq, records, frame); the
-        others are listed in ``undecodable`` before the next one is yielded."""
+        others are listed in ``undecodable`` before the next one is yielded, and the SpooledWill
+        frames are read into ``will`` and ``owned``."""
         while (item := self._next_frame()) is not None:
             event, frame = item
+            if isinstance(event, SpooledWill):
+                self.will = event
+                self.owned.update(dict.fromkeys(event.run_ids))
+                continue
             self.frames += 1
             if isinstance(event, LocalProtocolError):
                 start = self.offset - len(frame)

@@ -40,6 +40,7 @@ from ..protocol import (
     GetStatus,
     Hello,
     OwnedRuns,
+    SpooledWill,
     Role,
     State,
     StatusReply,
@@ -392,6 +393,10 @@ class ClientConnection:
             elif event.run_ids and not self._unwatched:
                 self._unwatched = True  # said once per connection
                 logger.info("%s owns runs, but the kernel does not say its pid: they are not failed if it is killed", self.peer)
+        elif isinstance(event, SpooledWill):
+            self._require_store(event)
+            # Watched only where this peer's pid is (its pid namespace is the spool writer's).
+            self.server.wills.spooled(self._session(), event, watched=self.will is not None)
 
     def _on_hello(self, hello: Hello) -> None:
         self.peer = f"client pid {hello.pid}@{hello.host}"
@@ -472,9 +477,11 @@ class ClientConnection:
         )
         runs = self.will.run_ids if self.will is not None else ()
         if runs:
+            # "Marked FAILED" alone was said also of a run whose creation never arrived (the process
+            # was killed between telling it and sending it): nothing was failed, the store has no such run.
             said += (
                 f"; it had not ended {counted(len(runs), 'run')} ({', '.join(runs)}): marked FAILED once its "
-                "process has exited, unless it reconnects"
+                f"process has exited if {'it is' if len(runs) == 1 else 'they are'} RUNNING in the store then, unless it reconnects"
             )
         return said
 

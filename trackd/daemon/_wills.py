@@ -14,6 +14,11 @@ daemon fails those still RUNNING when all of these hold:
 
 A will the store refuses (disk full, read-only) is tried again, after a backoff, until it takes it.
 
+A process that never reached a daemon (none ran, or none could start) told none its runs: its
+spool file names them (``SpooledWill`` frames, with its pid and start time), and the delivery of
+that file (``trackd sync``, another client) tells them after its batches (``spooled``). That will
+is a pending one from then on, watching the process that wrote the file, not the one delivering it.
+
 A client that reconnects from the same process takes its pending will over until it sends its set again;
 ``trackd sync`` delivering a dead client's spool connects with its client id from another process
 and neither drops nor applies it. Every will the daemon knows, those of live connections too, is
@@ -42,7 +47,7 @@ from .._paths import spool_paths
 from .._peer import peer_pid, process_state
 from .._words import counted
 from ..errors import StoreUnavailable, TrackdError
-from ..protocol import OwnedRuns
+from ..protocol import MAX_OWNED_RUNS, OwnedRuns, SpooledWill
 from ..store import validate_store_root
 from ..store._entities import FAILURE_REASON_TAG
 from ._state import Session
@@ -157,6 +162,42 @@ class Wills:
         if not will.run_ids:
             return
         will.lost_at_ms = int(time.time() * 1000)
+        self._add_pending(will)
+
+    def spooled(self, session: Session, event: SpooledWill, *, watched: bool) -> None:
+        """A delivery of ``session``'s spool file tells the runs it names: pending, watching the
+        process that wrote the file (``watched``: this connection's peer is in the daemon's pid
+        namespace, so that pid is one the daemon can look at).
+
+        Added to a pending will of that process (its connection's, before a daemon was lost): the
+        file may be older than what its connection told last (a process killed as it resent it),
+        and a run ended since is not RUNNING by the time the will is applied.
+        """
+        if not event.run_ids:
+            return
+        runs = ", ".join(event.run_ids)
+        if not watched or event.host != session.host:
+            where = f"on {event.host or 'another host'}" if event.host != session.host else "in another pid namespace"
+            logger.info(
+                "Spool %s names runs %s its process %d %s had not ended: not watched from here, they stay as they are",
+                event.spool_path, runs, event.pid, where,
+            )
+            return
+        will = Will(session, event.pid, event.started, event.run_ids, event.spool_path, event.seen_ms)
+        before = self._pending.get(session.client_id)
+        if before is not None and before.pid == event.pid:
+            will.run_ids = tuple({**dict.fromkeys(before.run_ids), **dict.fromkeys(event.run_ids)})[-MAX_OWNED_RUNS:]
+            will.lost_at_ms = max(before.lost_at_ms, event.seen_ms)
+            will.started = before.started if before.started is not None else event.started
+            will.gone = before.gone
+        logger.info(
+            "Spool %s names runs %s its process %d had not ended: marked FAILED if they are RUNNING in the store "
+            "once that process has exited and the spool is gone", event.spool_path, runs, event.pid,
+        )
+        self._add_pending(will)
+
+    def _add_pending(self, will: Will) -> None:
+        """Make ``will`` its client's pending will, the newest; past the cap the oldest goes."""
         pending = self._pending
         pending.pop(will.session.client_id, None)  # to the newest end
         pending[will.session.client_id] = will

@@ -27,6 +27,7 @@ from ._events import (
     Hello,
     OwnedRuns,
     Rejected,
+    SpooledWill,
     StatusReply,
     Welcome,
 )
@@ -80,7 +81,7 @@ EVENT_TRIGGERED_TRANSITIONS: dict[tuple[State, Role, type[Event]], State] = {
     # batch or the request whose frame did it, when it can.
     (State.CLOSED, _D, ErrorReply): State.CLOSED,
     (State.CLOSED, _D, BadBatch): State.CLOSED,
-    **{(State.OPEN, _C, cls): State.OPEN for cls in (Batch, Flush, CreateExperiment, GetExperiment, GetStatus, Dropped, OwnedRuns)},
+    **{(State.OPEN, _C, cls): State.OPEN for cls in (Batch, Flush, CreateExperiment, GetExperiment, GetStatus, Dropped, OwnedRuns, SpooledWill)},
     **{(State.OPEN, _D, cls): State.OPEN for cls in (Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply, BadBatch)},
 }
 

@@ -4,7 +4,7 @@ Each event validates its fields in its constructor, so an invalid event never ex
 events do). Constructors raise LocalProtocolError; ``Connection.next_event`` turns that into
 RemoteProtocolError when the bad values came from the peer.
 
-Client to daemon: Hello, Batch, Flush, CreateExperiment, GetExperiment, GetStatus, Dropped, OwnedRuns.
+Client to daemon: Hello, Batch, Flush, CreateExperiment, GetExperiment, GetStatus, Dropped, OwnedRuns, SpooledWill.
 Daemon to client: Welcome, Ack, FlushDone, ExperimentReply, Rejected, StatusReply, ErrorReply, BadBatch.
 """
 
@@ -43,6 +43,7 @@ __all__ = [
     "Hello",
     "OwnedRuns",
     "Rejected",
+    "SpooledWill",
     "StatusReply",
     "Welcome",
     "store_unavailable_message",
@@ -339,16 +340,60 @@ class OwnedRuns(Event):
     spool_path: str
 
     def __init__(self, *, run_ids: tuple[str, ...], spool_path: str) -> None:
-        # A tuple, as msgpack arrays decode (a list is accepted from a caller and kept as a tuple).
-        if type(run_ids) not in (tuple, list) or len(run_ids) > MAX_OWNED_RUNS:
-            raise LocalProtocolError(
-                f"OwnedRuns.run_ids must be an array of at most {MAX_OWNED_RUNS} run ids, got {_show(run_ids)}."
-            )
-        for index, run_id in enumerate(run_ids):
-            _require_str(self, f"run_ids[{index}]", run_id)
+        run_ids = _require_run_ids(self, run_ids)
         _require_str(self, "spool_path", spool_path, MAX_TEXT_LENGTH, empty=True)
-        _set(self, "run_ids", tuple(run_ids))
+        _set(self, "run_ids", run_ids)
         _set(self, "spool_path", spool_path)
+
+
+class SpooledWill(Event):
+    """The runs the process that wrote a spool file owned and had not ended, and that process.
+
+    Written into the spool file, before the batches that create those runs, by a process that
+    spools because no daemon answers (it tells no daemon its ``OwnedRuns`` then); sent by the
+    process that delivers the file once it exited (``trackd sync``, another client), after its
+    batches. The daemon fails those runs still RUNNING once the process that wrote the file is
+    gone: ``pid`` no longer runs, or runs with another ``started`` (its start time in clock ticks
+    since boot, ``/proc/<pid>/stat`` field 22; nil where it cannot be read). ``seen_ms``: when the
+    process was last known to run (in the file, when the frame was written; sent, when the file
+    was last written), the failed runs' end time.
+    """
+
+    __slots__ = ("run_ids", "pid", "started", "host", "spool_path", "seen_ms")
+    run_ids: tuple[str, ...]
+    pid: int
+    started: int | None
+    host: str
+    spool_path: str
+    seen_ms: int
+
+    def __init__(
+        self, *, run_ids: tuple[str, ...], pid: int, started: int | None, host: str, spool_path: str, seen_ms: int,
+    ) -> None:
+        run_ids = _require_run_ids(self, run_ids)
+        _require_int(self, "pid", pid)
+        if started is not None:
+            _require_int(self, "started", started)
+        _require_str(self, "host", host, empty=True)
+        _require_str(self, "spool_path", spool_path, MAX_TEXT_LENGTH, empty=True)
+        _require_int(self, "seen_ms", seen_ms)
+        _set(self, "run_ids", run_ids)
+        _set(self, "pid", pid)
+        _set(self, "started", started)
+        _set(self, "host", host)
+        _set(self, "spool_path", spool_path)
+        _set(self, "seen_ms", seen_ms)
+
+
+def _require_run_ids(event: object, run_ids: object) -> tuple[str, ...]:
+    """``run_ids`` as a tuple, as msgpack arrays decode (a list is accepted from a caller)."""
+    if not isinstance(run_ids, (tuple, list)) or type(run_ids) not in (tuple, list) or len(run_ids) > MAX_OWNED_RUNS:
+        raise LocalProtocolError(
+            f"{type(event).__name__}.run_ids must be an array of at most {MAX_OWNED_RUNS} run ids, got {_show(run_ids)}."
+        )
+    for index, run_id in enumerate(run_ids):
+        _require_str(event, f"run_ids[{index}]", run_id)
+    return tuple(run_ids)
 
 
 class ErrorCode:

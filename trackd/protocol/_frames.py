@@ -30,6 +30,7 @@ from ._events import (
     Hello,
     OwnedRuns,
     Rejected,
+    SpooledWill,
     StatusReply,
     Welcome,
 )
@@ -54,6 +55,7 @@ EVENT_TYPES: dict[int, type[Event]] = {
     14: Dropped,
     15: OwnedRuns,
     16: BadBatch,
+    17: SpooledWill,
 }
 _CODES: dict[type[Event], int] = {cls: code for code, cls in EVENT_TYPES.items()}
 # The fields a frame carries, in order: those the constructor takes (Batch.events is derived).

@@ -16,9 +16,11 @@ from __future__ import annotations
 # MLflow's tracking URI gives it). A version-6 Hello (without it) is still accepted.
 # 8: CREATE_RUN's owner (the run takes its owner's name, tags and start time, whichever process's
 # create reached the store first). A version-6 or 7 CREATE_RUN (without it) is still accepted.
-PROTOCOL_VERSION = 8
-# The oldest version a daemon accepts: 6's frames are 8's, with a Hello of 5 fields and
-# CREATE_RUN records without owner.
+# 9: SpooledWill (the runs a spool file's process owned, and that process: its delivery tells the
+# daemon, which fails them once that process is gone).
+PROTOCOL_VERSION = 9
+# The oldest version a daemon accepts: 6's frames are 9's, with a Hello of 5 fields and
+# CREATE_RUN records without owner (and no SpooledWill, which only a delivery sends).
 OLDEST_PROTOCOL_VERSION = 6
 
 # A frame is a 4-byte big-endian length, then that many bytes of msgpack.
