@@ -69,8 +69,8 @@ def test_a_sigkilled_client_is_said_to_leave_its_run_not_ended(daemon: DaemonPro
     wait_for(lambda: f"Marked run {run_id} FAILED" in daemon.log(), 20, message="its run failed")
     [disconnected] = [line for line in lines_of(daemon, child.pid) if " disconnected: " in line]
     assert disconnected.endswith(
-        f"none waiting to be written; it had not ended 1 run ({run_id}): marked FAILED once its process has exited, "
-        "unless it reconnects"
+        f"none waiting to be written; it had not ended 1 run ({run_id}): marked FAILED once its process has exited "
+        "if it is RUNNING in the store then, unless it reconnects"
     ), disconnected
 
 
