@@ -205,7 +205,9 @@ class SenderState:
         # file first (Spool.append): no daemon is told them, and its delivery tells one.
         with self._cond:
             unacked = self._ledger.take_unacked()
-            failure = self._spill.write(unacked, self.will.snapshot())
+            # Sent, so their runs were told first: those ended since have their end among them or
+            # in the buffer, which the next writes take.
+            failure = self._spill.write(unacked, self.will.told + self.will.snapshot())
             if failure is not None:
                 self._ledger.restore_unacked(unacked)
         if failure is not None:

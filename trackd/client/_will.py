@@ -62,6 +62,12 @@ class Will:
         # copy() runs in C under the GIL: a caller adding a run meanwhile cannot break the read.
         return tuple(self._runs.copy())
 
+    @property
+    def told(self) -> tuple[str, ...]:
+        """The runs the last set told names: every run whose creation was sent on a connection, but
+        those whose end was sent before (see ahead_news and news)."""
+        return self._told
+
     def connected(self) -> None:
         """A new connection (before its Hello): the daemon knows this client's runs only from an
         earlier connection, if it told any (a pending will, or one the last daemon left): told
