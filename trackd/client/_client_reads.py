@@ -50,7 +50,7 @@ class ClientReads:
 
     def __dir__(self) -> list[str]:
         # The names MlflowClient has and this Client leaves out are not offered (tab completion).
-        return [name for name in object.__dir__(self) if not isinstance(_class_attribute(type(self), name), _LeftOut)]
+        return [name for name in object.__dir__(self) if name not in _LEFT_OUT]
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         """The experiment with this id; raises ExperimentNotFound."""
@@ -185,13 +185,7 @@ class _LeftOut:
         raise AttributeError(f"{named!r} object has no attribute {self.name!r}: {CLIENT_HINTS[self.name]}", name=self.name, obj=obj)
 
 
-def _class_attribute(cls: type, name: str) -> object:
-    for klass in cls.__mro__:
-        if name in vars(klass):
-            return vars(klass)[name]
-    return None
-
-
-for _name in CLIENT_HINTS:
-    if not hasattr(ClientReads, _name):  # one it has (download_artifacts) stays
-        setattr(ClientReads, _name, _LeftOut(_name))
+# The names given a _LeftOut: not one ClientReads has (download_artifacts stays).
+_LEFT_OUT = frozenset(name for name in CLIENT_HINTS if not hasattr(ClientReads, name))
+for _name in _LEFT_OUT:
+    setattr(ClientReads, _name, _LeftOut(_name))
