@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -15,7 +17,7 @@ import textwrap
 from helpers import SOCKET_PARENT, DaemonProcess, RawClient, alive, child_env, run_python, wait_for
 
 from trackd._paths import DaemonPaths
-from trackd.client._control import query_status
+from trackd.client._control import listener_pid, query_status
 from trackd.protocol import Welcome
 
 pytestmark = pytest.mark.timeout(120)
@@ -95,7 +97,8 @@ def test_stop_says_that_connected_clients_start_a_new_daemon(paths: DaemonPaths,
 def test_stop_without_connected_clients_says_nothing_more(paths: DaemonPaths) -> None:
     started = trackd_cli("daemon", "start", "--socket", str(paths.socket))
     assert started.returncode == 0, started.stderr
-    pid = int(paths.pid.read_text())
+    pid = listener_pid(paths.socket)
+    assert pid
     stopped = trackd_cli("daemon", "stop", "--socket", str(paths.socket))
     assert stopped.returncode == 0 and not alive(pid)
     assert stopped.stdout.splitlines() == [f"trackd daemon (pid {pid}) stopped after writing everything it had received"]
@@ -118,3 +121,23 @@ def test_fluent_search_runs_filter_error_names_the_fluent_function(daemon: Daemo
         "trackd.search_runs does not support filter_string ('metrics.loss < 1'): trackd has no MLflow search grammar. "
         "Filter the returned list in Python, or search this store with mlflow.search_runs."
     )
+
+
+def test_stop_of_a_stopped_daemon_still_counts_its_connected_clients(paths: DaemonPaths, tmp_path: Path) -> None:
+    # A SIGSTOPped daemon did not answer the status request that counts its clients: stop gave it
+    # 2 s, then signalled it without a word of the client that would start a new daemon at once.
+    started = trackd_cli("daemon", "start", "--socket", str(paths.socket))
+    assert started.returncode == 0, started.stderr
+    pid = listener_pid(paths.socket)
+    assert pid
+    raw = RawClient(paths.socket)
+    try:
+        assert isinstance(raw.hello(str(tmp_path / "mlruns")), Welcome)
+        os.kill(pid, signal.SIGSTOP)
+        stopped = trackd_cli("daemon", "stop", "--socket", str(paths.socket))
+    finally:
+        raw.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.splitlines()[-1].startswith("trackd: 1 client was connected: "), stopped.stdout

@@ -255,13 +255,19 @@ def _stop(paths: DaemonPaths, timeout: float) -> int:
             file=sys.stderr,
         )
         return 1
+    if stopped_words(pid) is not None:
+        # Stopped (SIGSTOP, Ctrl-Z), it answers neither the status request that counts its clients
+        # (stop waited 2 s for it and then said nothing of them) nor its SIGTERM until it runs again.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
     connected = _connected_clients(paths)
     # A report an earlier daemon left must not be read as this one's.
     paths.exit_report.unlink(missing_ok=True)
     os.kill(pid, signal.SIGTERM)
     # A daemon stopped with SIGSTOP (Ctrl-Z in its terminal) keeps its SIGTERM pending until it
     # runs again: stop waited its whole timeout and failed. Resumed, it shuts down as asked (as
-    # systemd sends SIGCONT after SIGTERM); a running daemon ignores SIGCONT.
+    # systemd sends SIGCONT after SIGTERM; again here, for one stopped since the look above); a
+    # running daemon ignores SIGCONT.
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + timeout
