@@ -3,7 +3,8 @@
 Every logging method checks its arguments at the call site, builds a record and appends it to the
 sender's buffer. Reads (``get_run``, ``search_runs``...) flush first and then read ./mlruns
 directly, so what a process logged is what it reads back: they are ``ClientReads``
-(``_client_reads.py``), the Client's base.
+(``_client_reads.py``), a base of the Client. Artifacts (``log_artifact``, ``log_text``,
+``log_image``...) are ``ClientArtifacts`` (``_client_artifacts.py``), its other base.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ from ..store import (
     StoreReader,
     check_new_experiment,
     mapping_items,
-    validate_artifact_text,
     validate_experiment_id,
     validate_experiment_name,
     validate_key,
@@ -64,13 +64,13 @@ from ..store import (
 )
 from ._tag_limits import RUN_TAGS_INSTEAD, require_tag_value_fits, require_tags_fit
 from ._long_values import Truncations
-from ._artifacts import artifact_file_name, dict_content, file_records, tree_records
 from ._config import ClientConfig, resolve_store_uri, store_root_of
 from . import _lifecycle
 from ._lifecycle import LIVE_CLIENTS, SENDERS, ClientState, install_sigterm_handler, prepare_multiprocessing_child
 from ._names import random_id, random_run_name
 from ._operations import RunOperations, settle
 from ._outbox import FlushReport
+from ._client_artifacts import ClientArtifacts
 from ._client_reads import ClientReads
 from ._sender import Sender
 
@@ -81,7 +81,7 @@ _time_ns = time.time_ns
 USER_TAG = "mlflow.user"
 
 
-class Client(ClientReads):
+class Client(ClientArtifacts, ClientReads):
     """Log to runs by id and read them back, like ``mlflow.MlflowClient``.
 
     Calls return as soon as the event is buffered; ``flush()`` waits until it is in the store.
@@ -378,84 +378,6 @@ class Client(ClientReads):
         if len(sender.buffer) >= sender.wake_at:
             sender.wake()
         return settle(self, synchronous)
-
-    # -- artifacts --------------------------------------------------------------------------------
-
-    def log_artifact(self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None = None) -> None:
-        """Copy a file (or a directory, as a subdirectory) into the run's artifacts.
-
-        The file may change or be deleted as soon as this returns, as with MLflow: files up to
-        8 MiB are read now and travel with the event; larger ones are copied now into the media
-        folder, which the daemon copies from. With TRACKD_ARTIFACT_SNAPSHOT=0 (or when that copy
-        cannot be made, said in one line) the daemon copies from ``local_path`` itself, which must
-        then stay unchanged until flush() returns.
-        """
-        self._check_run(run_id)
-        from ._media import call_snapshots
-
-        with call_snapshots(self) as snapshots:
-            for record in file_records(run_id, local_path, artifact_path, snapshots):
-                self._sender.submit_artifact(record)
-
-    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | os.PathLike[str] | None = None) -> None:
-        """Copy every file under ``local_dir`` into the run's artifacts, keeping the tree (see log_artifact)."""
-        self._check_run(run_id)
-        from ._media import call_snapshots
-
-        with call_snapshots(self) as snapshots:
-            for record in tree_records(run_id, local_dir, artifact_path, snapshots):
-                self._sender.submit_artifact(record)
-
-    def log_text(self, run_id: str, text: str, artifact_file: str | os.PathLike[str]) -> None:
-        """Write ``text`` (UTF-8) as an artifact file, of any size."""
-        self._check_run(run_id)
-        from ._media import submit_content
-
-        name = artifact_file_name(artifact_file)
-        submit_content(self, run_id, name, validate_artifact_text(name, text))
-
-    def log_dict(self, run_id: str, dictionary: Mapping[str, Any], artifact_file: str | os.PathLike[str]) -> None:
-        """Write a dict as JSON (``.json``, indented as MLflow does) or YAML (``.yaml``/``.yml``)."""
-        self._check_run(run_id)
-        from ._media import submit_content
-
-        name = artifact_file_name(artifact_file)
-        submit_content(self, run_id, name, dict_content(dictionary, name))
-
-    def log_figure(
-        self, run_id: str, figure: Any, artifact_file: str | os.PathLike[str], *, save_kwargs: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Save a matplotlib figure (``savefig``) or a plotly one (``write_html``/``write_image``,
-        by extension) as an artifact file, as MLflow's log_figure does."""
-        self._check_run(run_id)
-        from ._media import save_figure, saved_artifact
-
-        with saved_artifact(self, run_id, artifact_file) as path:
-            save_figure(figure, path, artifact_file, save_kwargs)
-
-    def log_image(
-        self, run_id: str, image: Any, artifact_file: str | os.PathLike[str] | None = None, key: str | None = None,
-        step: int | None = None, timestamp: int | None = None, synchronous: bool | None = None,
-    ) -> None:
-        """Save a PIL image (or an mlflow.Image, or a NumPy array through Pillow) as MLflow's log_image
-        does: as ``artifact_file``, or with ``key`` as an image per step under ``images/``."""
-        self._check_run(run_id)
-        from ._media import LOGGED_IMAGES_TAG, as_image, check_image_arguments, compressed, image_files, saved_artifact
-
-        check_image_arguments(artifact_file, key, step, timestamp)
-        image = as_image(image)
-        if artifact_file is not None:
-            with saved_artifact(self, run_id, artifact_file) as path:
-                image.save(path)
-            return
-        assert key is not None
-        timestamp_ms = validate_timestamp(key, timestamp) if timestamp else _now_ms()  # MLflow's `timestamp or now`
-        files = image_files(key, validate_step(key, step or 0), timestamp_ms)
-        for file, picture in zip(files, (image, compressed(image))):
-            with saved_artifact(self, run_id, file) as path:
-                picture.save(path)
-        # str(True), as MLflow's set_tag(run_id, MLFLOW_LOGGED_IMAGES, True) stores it.
-        self.set_tag(run_id, LOGGED_IMAGES_TAG, True, True if synchronous else None)
 
     # -- delivery ---------------------------------------------------------------------------------
 

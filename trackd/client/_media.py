@@ -21,7 +21,7 @@ from ._artifacts import artifact_file_name, content_record, file_records
 from ._snapshot import Snapshots
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._client_artifacts import ClientArtifacts
 
 # The extensions MLflow's log_figure saves a plotly figure to with write_image (".html": write_html).
 PLOTLY_IMAGE_EXTENSIONS = (".png", ".jpeg", ".webp", ".svg", ".pdf")
@@ -33,7 +33,7 @@ LOGGED_IMAGES_TAG = "mlflow.loggedImages"
 
 
 @contextmanager
-def saved_artifact(client: Client, run_id: str, artifact_file: str | os.PathLike[str]) -> Iterator[str]:
+def saved_artifact(client: ClientArtifacts, run_id: str, artifact_file: str | os.PathLike[str]) -> Iterator[str]:
     """A path to save ``artifact_file`` to; the file saved there is logged when the block ends.
 
     A file up to MAX_INLINE_ARTIFACT_SIZE travels in the record, and its temporary folder goes at
@@ -66,7 +66,7 @@ def saved_artifact(client: Client, run_id: str, artifact_file: str | os.PathLike
         client._sender.remove_once_written(temporary)
 
 
-def submit_content(client: Client, run_id: str, artifact_file: str, content: bytes) -> None:
+def submit_content(client: ClientArtifacts, run_id: str, artifact_file: str, content: bytes) -> None:
     """Log ``content`` (``log_text``, ``log_dict``) as ``artifact_file``: in its record up to
     MAX_INLINE_ARTIFACT_SIZE, else saved to a file of the media folder and sent by path, as a large
     figure is. (MLflow writes any size; over 8 MiB was refused here, and an evaluation script that
@@ -79,7 +79,7 @@ def submit_content(client: Client, run_id: str, artifact_file: str, content: byt
 
 
 @contextmanager
-def call_snapshots(client: Client) -> Iterator[Snapshots | None]:
+def call_snapshots(client: ClientArtifacts) -> Iterator[Snapshots | None]:
     """The ``Snapshots`` of one ``log_artifact(s)`` call (None with TRACKD_ARTIFACT_SNAPSHOT=0);
     their folder goes once the daemon has written the records, as a large figure's does."""
     sender = client._sender
