@@ -354,13 +354,14 @@ class Client(ClientArtifacts, ClientReads):
 
         records: list[tuple[Any, ...]] = []
         seen_params: dict[str, str] = {}
+        repeated: list[str] = []
         truncations = Truncations()
         for param in params:
             key = self._check_key(param.key, "param")
             value = validate_param_value(key, truncations.fit("param", key, str(param.value), MAX_PARAM_VALUE_LENGTH))
-            if seen_params.setdefault(key, value) != value:
-                raise InvalidArgument(f"Param {key!r} appears twice in one log_batch with different values.")
-            self._check_param_unchanged(run_id, key, value)
+            if key in seen_params:
+                repeated.append(key)
+            seen_params[key] = value
             records.append((PARAM, run_id, key, value))
         for metric in metrics:
             key = self._check_key(require_unlinked(metric).key, "metric")
@@ -370,6 +371,16 @@ class Client(ClientArtifacts, ClientReads):
         for tag in tags:
             key = self._check_key(tag.key, "tag")
             records.append((TAG, run_id, key, validate_tag_value(key, truncations.fit("tag", key, str(tag.value), MAX_TAG_VALUE_LENGTH))))
+        if repeated:
+            # MLflow's FileStore.log_batch (_validate_param_keys_unique), once every item is valid: a key
+            # given twice is refused even with the same value, each repeat listed, before any value is
+            # checked against the run's. A metric key twice logs both points, a tag key twice keeps the last.
+            raise InvalidArgument(
+                f"Duplicate parameter keys have been submitted: {repeated}. Please ensure the request contains "
+                "only one param value per param key."
+            )
+        for key, value in seen_params.items():
+            self._check_param_unchanged(run_id, key, value)
         truncations.warn()
         for key, value in seen_params.items():
             self._params[(run_id, key)] = value
