@@ -280,12 +280,24 @@ def _check_name(path: str) -> str:
 
 
 def _join(prefix: str | os.PathLike[str] | None, name: str) -> str:
-    # A trailing "/" is tolerated; a leading one is kept, for _check_name to refuse as log_text
-    # does (it was stripped: artifact_path="/etc" logged under etc/ without a word). A Path is
-    # taken as its str, as MLflow's path_not_unique does (str(name)): Lightning's MLFlowLogger
-    # logs each checkpoint with artifact_path=Path(prefix) / Path(checkpoint).stem.
+    # A leading "/" is kept, for _check_name to refuse as log_text does (it was stripped:
+    # artifact_path="/etc" logged under etc/ without a word). A Path is taken as its str, as
+    # MLflow's path_not_unique does (str(name)): Lightning's MLFlowLogger logs each checkpoint
+    # with artifact_path=Path(prefix) / Path(checkpoint).stem.
     if isinstance(prefix, os.PathLike):
         prefix = os.fspath(prefix)
     if prefix is not None and type(prefix) is not str:
         raise InvalidArgument(f"Invalid artifact path {prefix!r}: expected a str or a path, got {type(prefix).__name__}.")
-    return f"{prefix.rstrip('/')}/{name}" if prefix else name
+    if not prefix:
+        return name
+    normalized = posixpath.normpath(prefix)
+    if normalized != prefix and normalized != "." and not normalized.startswith(("..", "/")):
+        # MLflow's local artifact repository refuses an artifact_path that normalizes to another
+        # name ("z/", "z//", "./z", "a/../z"), in these words (verify_artifact_path); trackd logged
+        # "z/" under z/, so code that ran here raised once pointed at MLflow. What normalizes to
+        # no relative name ("/z", "..") is refused by _check_name, whose words say why.
+        raise InvalidArgument(
+            f"Invalid artifact path: '{prefix}'. Names may be treated as files in certain cases, and must not resolve "
+            f"to other names when treated as such. This name would resolve to {normalized!r}"
+        )
+    return f"{prefix.rstrip('/')}/{name}"
