@@ -24,6 +24,8 @@ from ._on_full import OnFullPolicy
 from ._outbox import BARRIER, events, inline_size, warn
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ._outbox import FlushReport
 
 
@@ -173,17 +175,17 @@ class GiveUp(OnFullPolicy):
             # A daemon that holds them for a store refusing writes, or that refuses this client,
             # answers: the line says what it said, which is what the wait is for.
             outage, refused, starting = self._store_outage, self._refused_words(), self._starting_words()
-            reach = f"be written by the daemon at {path}" if outage is not None else f"reach the daemon at {path}"
+            waited_for, them = self._waited_for(path, written=outage is not None)
             if patient and starting is not None:
                 # No daemon to acknowledge: "as long as it keeps acknowledging them" was said while
                 # another process held the start lock and started none.
-                wait = (f"waiting for {events(self.pending())} to {reach}: up to {timeout:g} s for it to answer, "
-                        "then as long as it keeps acknowledging them (TRACKD_EXIT_TIMEOUT).")
+                wait = (f"waiting for {waited_for}: up to {timeout:g} s for it to answer, "
+                        f"then as long as it keeps acknowledging {them} (TRACKD_EXIT_TIMEOUT).")
             elif patient:
-                wait = (f"waiting for {events(self.pending())} to {reach}, as long as it keeps acknowledging "
-                        f"them (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT).")
+                wait = (f"waiting for {waited_for}, as long as it keeps acknowledging "
+                        f"{them} (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT).")
             else:
-                wait = f"waiting up to {remaining:.0f} s for {events(self.pending())} to {reach}."
+                wait = f"waiting up to {remaining:.0f} s for {waited_for}."
             warn(
                 wait
                 + (f" It cannot write to the store now: {outage}" if outage is not None else "")
@@ -240,6 +242,24 @@ class GiveUp(OnFullPolicy):
         else:
             reason = f"the daemon at {path} did not answer within {timeout:g} s"
         self._give_up_on_daemon(reason, final=final, exiting=exiting)
+
+    def _waited_for(self, path: Path, *, written: bool) -> tuple[str, str]:
+        """What a bounded flush's wait is for, in its line, and the word for what the daemon
+        acknowledges: the events to reach the daemon (``written``: to be written by it), but not
+        those in the spool file, which a line already said are there (a spill, or its count).
+
+        At exit with a stopped daemon, "N events spooled to ..." was followed by "waiting up to 2 s
+        for N events to reach the daemon", of the same events: they were safe in the spool file,
+        and the wait is for a daemon to take that file now rather than leave it for later.
+        """
+        with self._cond:
+            pending, in_spool = self._pending_locked(), self._spill.records
+        if in_spool and pending <= in_spool:
+            return f"the daemon at {path} to answer and take the spool file", "it"
+        reach = f"be written by the daemon at {path}" if written else f"reach the daemon at {path}"
+        if in_spool:
+            return f"{events(pending - in_spool)} not in the spool file to {reach}", "them"
+        return f"{events(pending)} to {reach}", "them"
 
     def _still_at_work_reason(self) -> tuple[str, bool]:
         """Why the sender thread has not ended STOP_TIMEOUT after close() asked it to, for the line
