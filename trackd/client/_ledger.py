@@ -20,14 +20,14 @@ from ..protocol import (
     FRAME_HEADER_SIZE, BadBatch, ErrorCode, ErrorReply, Event, ExperimentReply, FlushDone, Rejected, StatusReply,
     decode_body,
 )
-from ._outbox import Request, warn
+from ._outbox import Request, events, warn
 
 
 class Ledger:
     """Numbered batches awaiting their ack, requests awaiting their reply, and refusals since the last flush."""
 
     __slots__ = (
-        "_failed_events", "_failures", "_next_request_id", "_warned_codes", "acked_seq", "in_flight",
+        "_failed_events", "_failures", "_next_request_id", "_warned_codes", "_warned_rejected", "acked_seq", "in_flight",
         "outgoing", "rejected", "seq", "unacked", "unacked_bytes", "unacked_events", "unsent", "unsent_bytes", "unsent_events",
     )
 
@@ -49,6 +49,7 @@ class Ledger:
         self._failed_events = 0
         self._next_request_id = 0
         self._warned_codes: set[str] = set()
+        self._warned_rejected = False
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -189,6 +190,14 @@ class Ledger:
         """Apply one reply from the daemon other than an Ack (``ack`` takes those)."""
         if isinstance(event, Rejected):
             self.refuse(event.events, f"{event.item}: {event.message}")
+            if not self._warned_rejected:
+                # A store refusing items (its permissions, a key clashing with a folder) was heard of
+                # only at the next flush() or at exit: a training job learnt it hours later.
+                self._warned_rejected = True
+                warn(
+                    f"the daemon will not write {event.item} ({events(event.events)}): {event.message.rstrip('.')}. Later refusals "
+                    "are not warned of one by one: flush() raises DeliveryError naming them, and exit counts any it did not."
+                )
         elif isinstance(event, (FlushDone, ExperimentReply, StatusReply)):
             self._complete(event.request_id, result=event)
         elif isinstance(event, ErrorReply):
