@@ -10,9 +10,11 @@ path its name says (no symbolic link anywhere below the root), and a file only i
 file, opened with O_NOFOLLOW.
 
 These checks cost a realpath() (one lstat per path component): the writer runs them when it first
-uses a run or opens a metric file's folder, and for each param and tag, never per metric point. A
-metric folder's descriptor is kept (open_folder) and its files are opened by name in it, so a
-folder checked once cannot be swapped for a link afterwards.
+uses a run or opens a metric file's folder, and once per write for the folder of its new metric
+files and for each run it writes params or tags into (``_key_files``), never per item. A metric
+folder's descriptor is kept (open_folder) and its files are opened by name in it, as are the
+params/ and tags/ folders' for the rest of a write, so a folder checked once cannot be swapped for
+a link afterwards.
 """
 
 from __future__ import annotations
@@ -141,15 +143,24 @@ def create_regular_with(path: str, data: bytes, temp_dir: str, folder_fd: int | 
     return open_regular_for_append(path, FILE_MODE, folder_fd, checked=True, create=False)
 
 
-def link_temp_file(temp: str, path: str, folder_fd: int | None = None) -> bool:
+def link_temp_file(temp: str, path: str, folder_fd: int | None = None, *, make_folder: bool = False) -> bool:
     """Link the complete temp file ``temp`` to ``path`` and remove ``temp``; whether it was linked
     (False: ``path`` exists already, or the filesystem has no hard links).
 
     link() never replaces a file someone made meanwhile (EEXIST), where os.replace would.
+    ``make_folder``: a folder of ``path`` that is missing (a nested key's, "group/loss") is made,
+    and the link made again; made only then, not before every link (a makedirs is 3 syscalls).
     """
     try:
         if folder_fd is None:
-            os.link(temp, path, follow_symlinks=False)
+            try:
+                os.link(temp, path, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                if not make_folder:
+                    raise
+                # A file where a folder should be ("a" logged, then "a/b") fails here, as a clash of keys.
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.link(temp, path, follow_symlinks=False)
         else:
             os.link(temp, path.rpartition("/")[2], dst_dir_fd=folder_fd, follow_symlinks=False)
     except OSError as exc:
@@ -161,13 +172,26 @@ def link_temp_file(temp: str, path: str, folder_fd: int | None = None) -> bool:
     return True
 
 
-def open_folder(path: str) -> int:
+def open_folder(path: str, folder_fd: int | None = None) -> int:
     """A descriptor of folder ``path`` (not a link), for opening files in it by name.
 
     The caller checked ``path`` with check_confined() first; what is held is that folder, so a link
-    put in its place later is never followed through this descriptor.
+    put in its place later is never followed through this descriptor. With ``folder_fd`` (a
+    descriptor of its parent), ``path`` is opened by name in that folder.
     """
-    return os.open(path, _FOLDER_FLAGS)
+    if folder_fd is None:
+        return os.open(path, _FOLDER_FLAGS)
+    return os.open(path.rpartition("/")[2], _FOLDER_FLAGS, dir_fd=folder_fd)
+
+
+def is_symlink_error(exc: OSError) -> bool:
+    """Whether an open with O_NOFOLLOW failed because it met a symbolic link."""
+    return exc.errno in _SYMLINK_ERRNOS
+
+
+def not_regular(path: str, mode: int) -> StoreError:
+    """The error refusing to write ``path``, found of file type ``mode`` (a link, a FIFO...)."""
+    return StoreError(_not_regular(path, mode))
 
 
 def open_regular_for_truncate(path: str) -> int | None:

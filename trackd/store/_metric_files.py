@@ -59,6 +59,8 @@ class MetricFileCache:
         # Closed files that sizes() just found regular or missing: their append opens them
         # without looking them up again (see open_regular_for_append's ``checked``).
         self._vetted: set[str] = set()
+        # Of those, the files sizes() found missing: the write's new files (new_file_temps).
+        self._missing: set[str] = set()
         # Files and folders a write used since the last close_idle().
         self._used: set[str] = set()
         # Files a failed write could not cut back, by resolved path (see finish_cuts).
@@ -108,12 +110,8 @@ class MetricFileCache:
         remove: an MLflow reader that listed metrics/ before the removal failed to open it
         (FileNotFoundError from get_run, search_runs and get_metric_history).
         """
-        fds = self._fds
-        return {
-            path: temp_file_path(folder)
-            for path, size, folder in files
-            if not size and path not in fds and not os.path.lexists(path)
-        }
+        missing = self._missing  # found so by sizes() a moment ago: not looked up again
+        return {path: temp_file_path(folder) for path, size, folder in files if not size and path in missing}
 
     def stage(self, path: str, temp: str, data: bytes) -> None:
         """Write ``data``, the first lines of new metric file ``path``, to its ``temp`` file."""
@@ -128,30 +126,32 @@ class MetricFileCache:
         """Link the staged ``temp`` to ``path``: the file appears holding ``data``, never empty. If
         ``path`` was made meanwhile (another daemon on the store), or the filesystem has no hard
         links, ``data`` is appended to it instead."""
-        os.makedirs(path.rpartition("/")[0], exist_ok=True)  # a key with "/" names a folder of its own
-        if link_temp_file(temp, path):
-            self._open(path, b"", None)  # held, as every file a write appended to
+        if link_temp_file(temp, path, make_folder=True):  # a key with "/" names a folder of its own
+            self._open(path, b"", None, placed=True)  # held, as every file a write appended to
         else:
             self.append(path, data)
 
-    def _open(self, path: str, first: bytes, temp_dir: str | None) -> tuple[int, bool]:
-        """The descriptor of ``path``, and whether it was created holding ``first``."""
+    def _open(self, path: str, first: bytes, temp_dir: str | None, *, placed: bool = False) -> tuple[int, bool]:
+        """The descriptor of ``path``, and whether it was created holding ``first``; ``placed``: a
+        file the write just linked into place whole, so neither looked up before its open (O_NOFOLLOW
+        and the fstat after it still refuse what was planted since) nor looked at for a partial line."""
         cached = self._fds.get(path)
         if cached is not None:
             self._fds.move_to_end(path)
             self._used.add(path)
             return cached, False
         try:
-            fd, size, created = self._open_file(path, first, temp_dir)
+            fd, size, created = self._open_file(path, first, temp_dir, placed)
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE) or len(self._fds) < 2:
                 raise
-            fd, size, created = self._open_after_shrinking(path, exc, first, temp_dir)
-        try:
-            _repair_partial_last_line(fd, path, size)
-        except OSError:
-            os.close(fd)
-            raise
+            fd, size, created = self._open_after_shrinking(path, exc, first, temp_dir, placed)
+        if not placed:
+            try:
+                _repair_partial_last_line(fd, path, size)
+            except OSError:
+                os.close(fd)
+                raise
         self._fds[path] = fd
         self._used.add(path)
         while len(self._fds) > self._max_open:
@@ -159,7 +159,9 @@ class MetricFileCache:
             os.close(oldest)
         return fd, created
 
-    def _open_after_shrinking(self, path: str, exc: OSError, first: bytes, temp_dir: str | None) -> tuple[int, int, bool]:
+    def _open_after_shrinking(
+        self, path: str, exc: OSError, first: bytes, temp_dir: str | None, placed: bool
+    ) -> tuple[int, int, bool]:
         """Out of descriptors with the cap not reached: something else holds them too (connections,
         artifact copies). Give back half of ours, keep the cap at what fits, and open again."""
         keep = len(self._fds) // 2
@@ -170,16 +172,16 @@ class MetricFileCache:
         while len(self._fds) > keep:
             os.close(self._fds.popitem(last=False)[1])
         self._max_open = max(1, keep)
-        return self._open_file(path, first, temp_dir)
+        return self._open_file(path, first, temp_dir, placed)
 
-    def _open_file(self, path: str, first: bytes, temp_dir: str | None) -> tuple[int, int, bool]:
+    def _open_file(self, path: str, first: bytes, temp_dir: str | None, placed: bool = False) -> tuple[int, int, bool]:
         """(descriptor, size, created holding ``first``) of ``path``, opened for appending and
         created if missing."""
         # O_NOFOLLOW and a regular-file check: a link or FIFO planted under a key's name is refused
         # (the writer checked the folders when it located the file, see _confinement).
         folder = path.rpartition("/")[0]
         folder_fd = self._folders.get(folder)
-        vetted = path in self._vetted
+        vetted = path in self._vetted or placed
         if vetted:
             self._vetted.discard(path)
         if folder_fd is not None:
@@ -190,8 +192,9 @@ class MetricFileCache:
             except FileNotFoundError:
                 # The folder was deleted or moved (a run deleted with MLflow): forget it, go by path.
                 self._close_folder(folder)
-        os.makedirs(folder, exist_ok=True)
-        opened = _open_or_create(path, first, temp_dir, None, False)
+        if not placed:  # (a placed file's folder is there: the file was just linked into it)
+            os.makedirs(folder, exist_ok=True)
+        opened = _open_or_create(path, first, temp_dir, None, placed)
         if self._max_folders:
             try:
                 self._folders[folder] = open_folder(folder)
@@ -232,6 +235,7 @@ class MetricFileCache:
         """
         fds = self._fds
         self._vetted.clear()  # what an earlier write sized and never opened (its write failed)
+        self._missing.clear()
         fstat = os.fstat
         size = self.size
         result = []
@@ -280,6 +284,7 @@ class MetricFileCache:
                 info = os.stat(path.rpartition("/")[2], dir_fd=folder_fd, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             self._vetted.add(path)
+            self._missing.add(path)
             return 0  # the append itself reports a key that clashes with a folder
         if stat.S_ISREG(info.st_mode):
             self._vetted.add(path)

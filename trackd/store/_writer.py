@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from functools import partial
 from typing import TypeVar
@@ -32,12 +33,12 @@ from ._format import (
     file_signature,
     format_metric_files,
     format_metric_lines,
-    read_text,
     run_info_to_meta,
     write_file_atomic,
     write_key_file,
 )
 from ._journal import WriteJournal
+from ._key_files import KeyFolders, look_up, read_key_file, remove_key_file, replace_key_file
 from ._write_rules import (
     TRANSIENT_ERRNOS,
     item_name,
@@ -108,6 +109,10 @@ class StoreWriter:
         self._prepare_root()
         # Where the root really is, once: nothing is written anywhere that does not resolve below it.
         self._real_root = os.path.realpath(self.root)
+        # The params/ and tags/ folders one write writes into, each confined and opened once.
+        self._key_folders = KeyFolders(self.root, self._real_root)
+        # Metric folders confined in the current write(): each is checked once, not once per new file.
+        self._confined: set[str] = set()
         remove_stale_staging(self.root)
 
     def _prepare_root(self) -> None:
@@ -197,13 +202,17 @@ class StoreWriter:
         except OSError as exc:
             raise refusal(f"The store at {self.root}", exc, "a metric file to cut back") from exc
         self._runs.checked.clear()
+        self._confined.clear()
         apply = self._apply
         for new_run in batch.new_runs:
             apply(failures, {new_run.origin: 1}, f"new run {new_run.run_id}", self._create_run, new_run)
-        for param in batch.params:
-            apply(failures, {param.origin: 1}, item_name("param", param.key, param.run_id), self._log_param, param)
-        for tag in last_write_per_tag(batch.tags):
-            apply(failures, {tag.origin: 1}, item_name("tag", tag.key, tag.run_id), self._set_tag, tag)
+        try:
+            for param in batch.params:
+                apply(failures, {param.origin: 1}, item_name("param", param.key, param.run_id), self._log_param, param)
+            for tag in last_write_per_tag(batch.tags):
+                apply(failures, {tag.origin: 1}, item_name("tag", tag.key, tag.run_id), self._set_tag, tag)
+        finally:
+            self._key_folders.close()
         appends = self._locate_metric_files(batch, failures)
         lines = self._format_metric_files(appends, failures)
         try:
@@ -273,17 +282,23 @@ class StoreWriter:
         located = []
         runs = self._runs.checked
         checked = self._metric_files.checked
+        confined = self._confined
         for append in batch.metrics.values():
             try:
                 handle = runs.get(append.run_id) or self._runs.active(append.run_id)
                 path = handle.metric_paths.get(append.key)
                 if path is None:
                     path = layout.metric_path(handle.folder, validate_key(append.key, kind="metric"))
-                    self._confine(os.path.dirname(path))
+                    if (folder := os.path.dirname(path)) not in confined:
+                        # By path, as the new file is linked into place: once per folder per write
+                        # (5,000 new keys of a run: one realpath(), not 5,000).
+                        self._confine(folder)
+                        confined.add(folder)
                     self._runs.remember_path(handle, append.key, path)
-                elif not checked(path):
+                elif not checked(path) and (folder := os.path.dirname(path)) not in confined:
                     # Checked when the file or its folder is opened; then written through the descriptor.
-                    self._confine(os.path.dirname(path))
+                    self._confine(folder)
+                    confined.add(folder)
             except (TrackdError, OSError) as exc:
                 item = item_name("metric", append.key, append.run_id)
                 message = str(exc) if isinstance(exc, TrackdError) else f"Cannot write {item}: {exc}."
@@ -507,9 +522,12 @@ class StoreWriter:
         key = validate_key(item.key, kind="param")
         value = validate_param_value(key, item.value)
         path = layout.param_path(handle.folder, key)
-        self._confine_file(path)
-        if os.path.lexists(path):
-            current = read_text(path)
+        folders = self._key_folders.folders(handle.folder, path, create=True)
+        assert folders is not None  # (made when missing)
+        run_fd, folder_fd = folders
+        info = look_up(folder_fd, path)
+        if info is not None:
+            current = read_key_file(folder_fd, path, info)
             if current != value:
                 # FileStore._validate_new_param_value, MLflow's words.
                 raise ParamChangedError(
@@ -518,21 +536,23 @@ class StoreWriter:
                     f"new value '{value}'."
                 )
             return
-        write_key_file(path, value, handle.folder)
+        replace_key_file(run_fd, folder_fd, handle.folder, path, value)
 
     def _set_tag(self, item: TagWrite) -> None:
         handle = self._runs.active(item.run_id)
         key = validate_key(item.key, kind="tag")
         path = layout.tag_path(handle.folder, key)
-        self._confine_file(path)
+        folders = self._key_folders.folders(handle.folder, path, create=item.value is not None)
+        info = None if folders is None else look_up(folders[1], path)
         if item.value is None:
-            if not os.path.isfile(path):
+            if folders is None or info is None or not stat.S_ISREG(info.st_mode):
                 # FileStore.delete_tag raises the same for a missing tag, in these words.
                 raise StoreError(f"No tag with name: {key} in run with id {item.run_id}")
-            os.remove(path)
+            remove_key_file(folders[1], path)
             return
         value = validate_tag_value(key, item.value)
-        write_key_file(path, value, handle.folder)
+        assert folders is not None  # (made when missing)
+        replace_key_file(*folders, handle.folder, path, value)
         if key == RUN_NAME_TAG:
             # FileStore.set_tag: setting mlflow.runName also rewrites run_name in meta.yaml.
             self._runs.rewrite_meta(handle, run_name=value)
