@@ -231,7 +231,10 @@ class Daemon:
     AF_UNIX paths are limited to about 104 bytes, so the socket lives in ``/tmp/tdb-XXXX/d.sock``.
     """
 
-    def __init__(self, *extra_args: str, loop: str | None = None, keep: bool = False) -> None:
+    def __init__(self, *extra_args: str, loop: str | None = None, keep: bool = False, env: dict[str, str] | None = None) -> None:
+        """``env``: added to the daemon's environment (``PYTHONPATH`` of another trackd's code); the
+        daemon then starts in its own folder, so that the current one (first on ``sys.path``) is not this tree."""
+        self.extra_env = env
         self.directory = Path(tempfile.mkdtemp(prefix="tdb-", dir="/tmp"))
         self.socket = self.directory / "d.sock"
         self.log = self.directory / "d.sock.log"
@@ -258,7 +261,9 @@ class Daemon:
         if self.loop:
             args += ["--loop", self.loop]
         args += self.extra_args
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env, cwd = (None, None) if self.extra_env is None else ({**os.environ, **self.extra_env}, self.directory)
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        env=env, cwd=cwd)
         STARTED_SOCKETS.append(str(self.socket))
         deadline = time.monotonic() + timeout
         while not daemon_answers(self.socket):
@@ -322,6 +327,19 @@ class Daemon:
         if not self.keep:
             shutil.rmtree(self.directory, ignore_errors=True)
         return code
+
+
+def checkout(rev: str, into: Path) -> str:
+    """The trackd package of git revision ``rev`` (``git archive``), unpacked under ``into``; its PYTHONPATH."""
+    import tarfile
+
+    archive = subprocess.run(["git", "archive", "--format=tar", rev, "trackd"], cwd=HERE.parent,
+                             capture_output=True, check=True).stdout
+    tar_path = into / "trackd.tar"
+    tar_path.write_bytes(archive)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(into, filter="data")
+    return str(into)
 
 
 def temp_dir(prefix: str) -> Path:

@@ -30,7 +30,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -118,16 +117,6 @@ def sync(daemon: C.Daemon, chunks: int, pythonpath: str) -> dict[str, Any]:
     return {"spool_bytes": spooled, "peak_kb": usage.ru_maxrss}
 
 
-def checkout(rev: str, into: Path) -> str:
-    """The trackd package of git revision ``rev``, unpacked under ``into``; its PYTHONPATH."""
-    archive = subprocess.run(["git", "archive", "--format=tar", rev, "trackd"], cwd=C.HERE.parent,
-                             capture_output=True, check=True).stdout
-    tar_path = into / "trackd.tar"
-    tar_path.write_bytes(archive)
-    with tarfile.open(tar_path) as tar:
-        tar.extractall(into, filter="data")
-    return str(into)
-
 
 def measure_all(args: argparse.Namespace, codes: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
     """Every variant, size and client code, interleaved, ``args.repeats`` times."""
@@ -158,7 +147,7 @@ def main() -> int:
     codes = {"this tree": str(C.HERE.parent)}
     scratch = Path(tempfile.mkdtemp(prefix="bench-spool-"))
     if args.compare:
-        codes[args.compare] = checkout(args.compare, scratch)
+        codes[args.compare] = C.checkout(args.compare, scratch)
     try:
         raw = measure_all(args, codes)
     finally:
