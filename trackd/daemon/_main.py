@@ -94,7 +94,7 @@ def add_tuning_flags(parser: argparse.ArgumentParser, *, defaults: bool = True) 
         flag("--loop", None, type=str.lower, choices=LOOP_CHOICES, help="event loop, any case (default: $TRACKD_LOOP, else uvloop if installed)"),
         flag("--max-age", DEFAULT_MAX_AGE, type=_seconds, help="longest a received event waits before its write starts, in seconds, 0 or more, at most 604800 (a week)"),
         flag("--max-records", DEFAULT_MAX_RECORDS, type=_positive_int, help="events (metric points, params, tags...) per write, at least 1"),
-        flag("--max-open-files", None, type=_positive_int, help="descriptors kept open for metric files and, a sixteenth of them, their folders, all stores together, at least 1 (default: as many as the file limit allows after room for connections, up to 16384)"),
+        flag("--max-open-files", None, type=_positive_int, help="descriptors kept open for metric files and, a sixteenth of them, their folders (another sixteenth, at most 48, for the folders a write of params and tags holds), all stores together, at least 1 (default: as many as the file limit allows after room for connections, up to 16384)"),
         flag("--max-connections", DEFAULT_MAX_CONNECTIONS, type=_positive_int, help="client connections served at once, at least 1; more are refused"),
         flag(
             "--max-events-per-second", DEFAULT_MAX_EVENTS_PER_SECOND, type=_positive_int,

@@ -11,10 +11,10 @@ file, opened with O_NOFOLLOW.
 
 These checks cost a realpath() (one lstat per path component): the writer runs them when it first
 uses a run or opens a metric file's folder, and once per write for the folder of its new metric
-files and for each run it writes params or tags into (``_key_files``), never per item. A metric
-folder's descriptor is kept (open_folder) and its files are opened by name in it, as are the
-params/ and tags/ folders' for the rest of a write, so a folder checked once cannot be swapped for
-a link afterwards.
+files and for each run folder it opens to write params or tags into (``_key_files``), never per
+item. A metric folder's descriptor is kept (open_folder) and its files are opened by name in it, as
+are a run's params/ and tags/ folders' while a write holds them, so a folder checked once cannot be
+swapped for a link afterwards.
 """
 
 from __future__ import annotations
@@ -182,6 +182,30 @@ def open_folder(path: str, folder_fd: int | None = None) -> int:
     if folder_fd is None:
         return os.open(path, _FOLDER_FLAGS)
     return os.open(path.rpartition("/")[2], _FOLDER_FLAGS, dir_fd=folder_fd)
+
+
+def check_opened_folder(fd: int, path: str, root: str, real_root: str) -> None:
+    """Refuse ``fd``, folder ``path`` opened after check_confined() found it in place, unless it is
+    that folder: a folder above it swapped for a link between the check and the open has it
+    elsewhere (O_NOFOLLOW guards only the last component). StoreError as check_confined's.
+
+    Linux tells where a descriptor is (/proc/self/fd); elsewhere ``path`` is confined again and
+    must still be the folder held (a folder has one name: no hard links to folders).
+    """
+    expected = os.path.join(real_root, os.path.relpath(path, root))
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        check_confined(path, root, real_root)
+        held, named = os.fstat(fd), os.stat(path, follow_symlinks=False)
+        if (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino):
+            return
+        real = "another folder"
+    if real != expected:
+        raise StoreError(
+            f"Refusing to write into {path!r}: the folder opened is {real!r}, not {expected!r} (a folder "
+            "above it was replaced meanwhile); trackd never follows a symbolic link planted inside a store."
+        )
 
 
 def is_symlink_error(exc: OSError) -> bool:

@@ -1,4 +1,4 @@
-"""Param and tag files, written through descriptors of their folders that one write holds.
+"""Param and tag files, written through descriptors of their folders that one write holds, a few at a time.
 
 A param or tag is a file named by its key in the run's ``params/`` or ``tags/`` (MLflow's
 FileStore: raw UTF-8, no trailing newline), replaced whole: the value goes to a temp file in the run
@@ -8,11 +8,19 @@ key's file, so that a reader never sees half a value.
 Found by path, each item cost a realpath() of its folder to confine it (one lstat per component
 of the path), a makedirs, an lstat of its file, and its temp file and rename, each a walk of the
 whole path: about 13 stat calls and a failed mkdir per item (10,000 params and 3,000 tags took
-longer to write than MLflow's own synchronous log_params). Here a write confines each run folder
-once (check_confined), opens it, and opens params/ and tags/ in it (a nested key's folders one
-at a time below them) with O_NOFOLLOW: a folder planted as a link is refused, and what was
-checked is what is written into until the write ends. An item then costs an lstat of its file,
-its temp file's open, write and close, and one rename, all by name in those folders.
+longer to write than MLflow's own synchronous log_params). Here a write confines a run folder
+once (check_confined), opens it (and checks that what it opened is that folder), and opens
+params/ and tags/ in it with O_NOFOLLOW: a folder planted as a link is refused, and what was
+checked is what is written into. An item then costs an lstat of its file, its temp file's open,
+write and close, and one rename, all by name in those folders.
+
+Those descriptors are few and bounded: the most recently used run folders, params/ and tags/ are
+held (``max_held``, a share of the metric-file cache's --max-open-files budget) and the others
+closed, and a nested key's folders (g7/ of "g7/lr") are opened for their item and closed after
+it. Holding every folder a write used until it ended made a write of 1,500 nested keys run out of
+descriptors (EMFILE), which counts as a store outage: the same write was refused on every retry.
+Out of descriptors all the same (connections, artifact copies), an item closes what is held, has
+the metric-file cache give back half of its own, and is tried once more.
 """
 
 from __future__ import annotations
@@ -20,57 +28,129 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
 
 from . import _layout as layout
-from ._confinement import check_confined, is_symlink_error, not_regular, open_folder
+from ._confinement import check_confined, check_opened_folder, is_symlink_error, not_regular, open_folder
 from ._format import FILE_MODE, decode_text
 
+_T = TypeVar("_T")
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 # O_NONBLOCK, O_NOCTTY: a FIFO or terminal swapped in after the lstat never blocks or adopts the daemon.
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 _READ_CHUNK = 64 * 1024
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 
 
 class KeyFolders:
-    """The descriptors of the run folders, and of the params/ and tags/ folders in them, that one
-    write of a store used; ``close()`` at the end of the write. Not thread-safe."""
+    """Param and tag files of one store's runs, written by name in descriptors of their folders.
 
-    def __init__(self, root: str, real_root: str) -> None:
+    Holds at most ``max_held`` descriptors (run folders, their params/ and tags/), the least
+    recently used closed first; ``close()`` at the end of each write. ``give_back``: called with the
+    error when the process is out of descriptors (MetricFileCache.give_back). Not thread-safe.
+    """
+
+    def __init__(self, root: str, real_root: str, max_held: int, give_back: Callable[[OSError], object]) -> None:
         self._root = root
         self._real_root = real_root
-        self._fds: dict[str, int] = {}  # folder -> descriptor
+        # Fewer than 2 (a run folder and its params/ at once) holds none: each item opens its own.
+        self._max_held = max_held if max_held >= 2 else 0
+        self._give_back = give_back
+        self._held: OrderedDict[str, int] = OrderedDict()  # folder -> descriptor
 
-    def folders(self, run_folder: str, path: str, *, create: bool) -> tuple[int, int] | None:
+    def write_new(self, run_folder: str, path: str, value: str) -> str | None:
+        """Write key file ``path`` (below ``run_folder``) holding ``value`` unless it exists; the value
+        it holds if it does (a param is never changed: the caller compares)."""
+        return self._with_folders(run_folder, path, True, _write_new, value)
+
+    def replace(self, run_folder: str, path: str, value: str) -> None:
+        """Write key file ``path`` holding ``value``, replacing it whole if it exists (a tag)."""
+        self._with_folders(run_folder, path, True, _replace, value)
+
+    def remove(self, run_folder: str, path: str) -> bool:
+        """Remove key file ``path``; whether there was one (a folder of keys is none)."""
+        return self._with_folders(run_folder, path, False, _remove, "")
+
+    def _with_folders(
+        self, run_folder: str, path: str, create: bool, action: Callable[[tuple[int, int] | None, str, str, str], _T], value: str
+    ) -> _T:
+        """``action((run folder, folder of path) descriptors or None, run_folder, path, value)``,
+        tried once more after giving descriptors back if the process has none left."""
+        for attempt in (1, 2):
+            transient: list[int] = []  # opened for this item only
+            try:
+                return action(self._folders(run_folder, path, create, transient), run_folder, path, value)
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_DESCRIPTORS or attempt == 2:
+                    raise
+                # Each action is safe to repeat: its last step (the rename, the unlink) cannot fail so.
+                self.close()
+                self._give_back(exc)
+            finally:
+                for fd in transient:
+                    os.close(fd)
+        raise AssertionError("unreachable")  # (the second attempt returns or raises)
+
+    def _folders(self, run_folder: str, path: str, create: bool, transient: list[int]) -> tuple[int, int] | None:
         """(run folder, folder of ``path``) descriptors, for a key file ``path`` below ``run_folder``.
 
         A missing folder is made when ``create``; otherwise the answer is None, as it is for a
         folder of the key's path that is a file. StoreError for a folder that is a link.
         """
-        run_fd = self._fds.get(run_folder)
+        run_fd = self._held.get(run_folder)
         if run_fd is None:
-            # The run folder and every folder above it, by path, once per write; the folders
-            # below it are opened by name in it, where O_NOFOLLOW refuses a link.
-            check_confined(run_folder, self._root, self._real_root)
-            run_fd = self._fds[run_folder] = open_folder(run_folder)
+            run_fd = self._hold(run_folder, self._open_run(run_folder), transient)
+        else:
+            self._held.move_to_end(run_folder)
         folder = path.rpartition("/")[0]
-        fd = self._fds.get(folder)
-        if fd is not None:
-            return run_fd, fd
-        fd = run_fd
-        end = len(run_folder)
-        while end < len(folder):
+        end = folder.find("/", len(run_folder) + 1)
+        top = folder if end < 0 else folder[:end]  # params/ or tags/
+        fd = self._held.get(top)
+        if fd is None:
+            opened = self._open_child(run_fd, top, create)
+            if opened is None:
+                return None
+            fd = self._hold(top, opened, transient)
+        else:
+            self._held.move_to_end(top)
+        nested = False
+        while end >= 0:
+            # A nested key's folders, one at a time, each closed once the next is open.
             end = folder.find("/", end + 1)
-            if end < 0:
-                end = len(folder)
-            sub = folder[:end]
-            child = self._fds.get(sub)
+            child = self._open_child(fd, folder if end < 0 else folder[:end], create)
+            if nested:
+                os.close(transient.pop())
             if child is None:
-                child = self._open_child(fd, sub, create)
-                if child is None:
-                    return None
-                self._fds[sub] = child
-            fd = child
+                return None
+            transient.append(child)
+            fd, nested = child, True
         return run_fd, fd
+
+    def _hold(self, folder: str, fd: int, transient: list[int]) -> int:
+        """Keep ``fd`` of ``folder`` for the next items (or for this one only, holding none)."""
+        if not self._max_held:
+            transient.append(fd)
+            return fd
+        self._held[folder] = fd
+        while len(self._held) > self._max_held:
+            # Never the run folder or params/ (tags/) in use now: the two most recent.
+            os.close(self._held.popitem(last=False)[1])
+        return fd
+
+    def _open_run(self, run_folder: str) -> int:
+        # The run folder and every folder above it, by path; the folders below it are opened by
+        # name in it, where O_NOFOLLOW refuses a link.
+        check_confined(run_folder, self._root, self._real_root)
+        fd = open_folder(run_folder)
+        try:
+            # A folder above it swapped for a link between the check and the open: refused.
+            check_opened_folder(fd, run_folder, self._root, self._real_root)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _open_child(self, parent_fd: int, folder: str, create: bool) -> int | None:
         try:
@@ -79,30 +159,73 @@ class KeyFolders:
             if not create:
                 return None
         except OSError as exc:
-            if is_symlink_error(exc) or exc.errno == errno.ENOTDIR:
-                # Linux refuses a link with ENOTDIR when O_DIRECTORY is given too: in check_confined's
-                # words, where the link leads. (Removed since: refused all the same, below.)
-                check_confined(folder, self._root, self._real_root)
-            if exc.errno == errno.ENOTDIR:
-                if not create:
-                    return None
-                # What os.makedirs said of it, as the writer did before: a file where a folder
-                # of keys should be is a clash of keys ('a' and 'a/b').
-                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), folder) from None
-            raise OSError(exc.errno, exc.strerror, folder) from None
+            refused = self._refusal(folder, exc)
+            if not create and isinstance(refused, FileExistsError):
+                return None  # a file where the folder would be: no key file below it
+            raise refused from None
         try:
             os.mkdir(folder.rpartition("/")[2], dir_fd=parent_fd)
         except FileExistsError:
-            pass  # made meanwhile (another daemon on the store)
+            pass  # made meanwhile (another daemon on the store, or MLflow)
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, folder) from None
-        return self._open_child(parent_fd, folder, False)
+        try:
+            return open_folder(folder, parent_fd)
+        except OSError as exc:
+            # Made meanwhile as something else (a file: a clash of keys; a link: refused), or
+            # removed again: this item fails, as any item meeting that; the write goes on. (It
+            # was an AssertionError, which failed every batch the daemon had pending.)
+            raise self._refusal(folder, exc) from None
+
+    def _refusal(self, folder: str, exc: OSError) -> Exception:
+        """The error for ``folder`` that could not be opened as a folder."""
+        if is_symlink_error(exc) or exc.errno == errno.ENOTDIR:
+            # Linux refuses a link with ENOTDIR when O_DIRECTORY is given too: in check_confined's
+            # words, where the link leads. (Removed since: refused all the same, below.)
+            check_confined(folder, self._root, self._real_root)
+        if exc.errno == errno.ENOTDIR:
+            # What os.makedirs said of it, as the writer did before: a file where a folder
+            # of keys should be is a clash of keys ('a' and 'a/b').
+            return FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), folder)
+        return OSError(exc.errno, exc.strerror, folder)
 
     def close(self) -> None:
-        """Close every descriptor; idempotent."""
-        fds, self._fds = self._fds, {}
-        for fd in fds.values():
+        """Close every held descriptor; idempotent."""
+        held, self._held = self._held, OrderedDict()
+        for fd in held.values():
             os.close(fd)
+
+
+def _write_new(folders: tuple[int, int] | None, run_folder: str, path: str, value: str) -> str | None:
+    run_fd, folder_fd = _made(folders, path)
+    info = look_up(folder_fd, path)
+    if info is not None:
+        return read_key_file(folder_fd, path, info)
+    replace_key_file(run_fd, folder_fd, run_folder, path, value)
+    return None
+
+
+def _replace(folders: tuple[int, int] | None, run_folder: str, path: str, value: str) -> None:
+    run_fd, folder_fd = _made(folders, path)
+    look_up(folder_fd, path)  # a link or FIFO under the key's name is refused, not replaced
+    replace_key_file(run_fd, folder_fd, run_folder, path, value)
+
+
+def _made(folders: tuple[int, int] | None, path: str) -> tuple[int, int]:
+    """The folders of ``path``, found with ``create``: never None then (KeyFolders._open_child)."""
+    if folders is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    return folders
+
+
+def _remove(folders: tuple[int, int] | None, run_folder: str, path: str, value: str) -> bool:
+    if folders is None:
+        return False
+    info = look_up(folders[1], path)
+    if info is None or not stat.S_ISREG(info.st_mode):
+        return False
+    remove_key_file(folders[1], path)
+    return True
 
 
 def look_up(folder_fd: int, path: str) -> os.stat_result | None:

@@ -38,6 +38,8 @@ from ._owed_cuts import OwedCut, make_owed_cut, owed_cut, resolved
 
 _log = logging.getLogger("trackd.store")
 _TAIL_CHUNK = 64 * 1024
+# Folder descriptors a write of params and tags holds at most: 16 runs' folders, params/ and tags/.
+MAX_KEY_FOLDERS = 16 * 3
 
 
 class MetricFileCache:
@@ -53,7 +55,10 @@ class MetricFileCache:
         if max_open < 1:
             raise ValueError(f"max_open_files must be at least 1, got {max_open}.")
         self._max_folders = max_open // 16
-        self._max_open = max_open - self._max_folders
+        # The share of the budget a write of params and tags holds, at most (KeyFolders): taken from it,
+        # so that the cap keeps the daemon within its file limit whatever a write holds.
+        self.key_folders = min(MAX_KEY_FOLDERS, max_open // 16)
+        self._max_open = max_open - self._max_folders - self.key_folders
         self._fds: OrderedDict[str, int] = OrderedDict()
         self._folders: OrderedDict[str, int] = OrderedDict()
         # Closed files that sizes() just found regular or missing: their append opens them
@@ -162,8 +167,15 @@ class MetricFileCache:
     def _open_after_shrinking(
         self, path: str, exc: OSError, first: bytes, temp_dir: str | None, placed: bool
     ) -> tuple[int, int, bool]:
-        """Out of descriptors with the cap not reached: something else holds them too (connections,
-        artifact copies). Give back half of ours, keep the cap at what fits, and open again."""
+        """Out of descriptors with the cap not reached: give back half of ours and open again."""
+        self.give_back(exc)
+        return self._open_file(path, first, temp_dir, placed)
+
+    def give_back(self, exc: OSError) -> None:
+        """Out of descriptors (``exc``: EMFILE, ENFILE) with the cap not reached: something else holds
+        them too (connections, artifact copies). Close half of ours and keep the cap at what fits."""
+        if len(self._fds) < 2:
+            return
         keep = len(self._fds) // 2
         _log.warning(
             "Out of file descriptors (%s) with %d metric files open; keeping at most %d open from now on.",
@@ -172,7 +184,6 @@ class MetricFileCache:
         while len(self._fds) > keep:
             os.close(self._fds.popitem(last=False)[1])
         self._max_open = max(1, keep)
-        return self._open_file(path, first, temp_dir, placed)
 
     def _open_file(self, path: str, first: bytes, temp_dir: str | None, placed: bool = False) -> tuple[int, int, bool]:
         """(descriptor, size, created holding ``first``) of ``path``, opened for appending and

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from functools import partial
 from typing import TypeVar
@@ -38,7 +37,7 @@ from ._format import (
     write_key_file,
 )
 from ._journal import WriteJournal
-from ._key_files import KeyFolders, look_up, read_key_file, remove_key_file, replace_key_file
+from ._key_files import KeyFolders
 from ._write_rules import (
     TRANSIENT_ERRNOS,
     item_name,
@@ -109,8 +108,9 @@ class StoreWriter:
         self._prepare_root()
         # Where the root really is, once: nothing is written anywhere that does not resolve below it.
         self._real_root = os.path.realpath(self.root)
-        # The params/ and tags/ folders one write writes into, each confined and opened once.
-        self._key_folders = KeyFolders(self.root, self._real_root)
+        # The param and tag files' folders a write writes into, each confined and opened once while held.
+        metric_files = self._metric_files
+        self._key_folders = KeyFolders(self.root, self._real_root, metric_files.key_folders, metric_files.give_back)
         # Metric folders confined in the current write(): each is checked once, not once per new file.
         self._confined: set[str] = set()
         remove_stale_staging(self.root)
@@ -521,38 +521,26 @@ class StoreWriter:
         handle = self._runs.active(item.run_id)
         key = validate_key(item.key, kind="param")
         value = validate_param_value(key, item.value)
-        path = layout.param_path(handle.folder, key)
-        folders = self._key_folders.folders(handle.folder, path, create=True)
-        assert folders is not None  # (made when missing)
-        run_fd, folder_fd = folders
-        info = look_up(folder_fd, path)
-        if info is not None:
-            current = read_key_file(folder_fd, path, info)
-            if current != value:
-                # FileStore._validate_new_param_value, MLflow's words.
-                raise ParamChangedError(
-                    f"Changing param values is not allowed. Param with key='{key}' was already "
-                    f"logged with value='{current}' for run ID='{item.run_id}'. Attempted logging "
-                    f"new value '{value}'."
-                )
-            return
-        replace_key_file(run_fd, folder_fd, handle.folder, path, value)
+        current = self._key_folders.write_new(handle.folder, layout.param_path(handle.folder, key), value)
+        if current is not None and current != value:
+            # FileStore._validate_new_param_value, MLflow's words.
+            raise ParamChangedError(
+                f"Changing param values is not allowed. Param with key='{key}' was already "
+                f"logged with value='{current}' for run ID='{item.run_id}'. Attempted logging "
+                f"new value '{value}'."
+            )
 
     def _set_tag(self, item: TagWrite) -> None:
         handle = self._runs.active(item.run_id)
         key = validate_key(item.key, kind="tag")
         path = layout.tag_path(handle.folder, key)
-        folders = self._key_folders.folders(handle.folder, path, create=item.value is not None)
-        info = None if folders is None else look_up(folders[1], path)
         if item.value is None:
-            if folders is None or info is None or not stat.S_ISREG(info.st_mode):
+            if not self._key_folders.remove(handle.folder, path):
                 # FileStore.delete_tag raises the same for a missing tag, in these words.
                 raise StoreError(f"No tag with name: {key} in run with id {item.run_id}")
-            remove_key_file(folders[1], path)
             return
         value = validate_tag_value(key, item.value)
-        assert folders is not None  # (made when missing)
-        replace_key_file(*folders, handle.folder, path, value)
+        self._key_folders.replace(handle.folder, path, value)
         if key == RUN_NAME_TAG:
             # FileStore.set_tag: setting mlflow.runName also rewrites run_name in meta.yaml.
             self._runs.rewrite_meta(handle, run_name=value)
