@@ -57,7 +57,10 @@ class TracedDaemon(DaemonProcess):
         """SIGTERM to the daemon itself (strace would detach and leave it running), and wait."""
         assert self.process is not None
         if self.process.poll() is None:
-            os.kill(int(self.paths.pid.read_text()), signal.SIGTERM)
+            pid = int(self.paths.pid.read_text())
+            os.kill(pid, signal.SIGTERM)
+            # One the test left stopped (a failed wait for its injection) would keep its SIGTERM pending.
+            os.kill(pid, signal.SIGCONT)
         code = self.process.wait(timeout)
         if self.process.stderr is not None:
             self.process.stderr.close()
