@@ -123,7 +123,7 @@ BAD_CALLS: dict[str, Bad] = {
     "param-key-bad": Bad(lambda s: s.client.log_param(s.run_id, "a b!", 1), InvalidArgument, ("'a b!'", "may contain only")),
     "tag-key-bad": Bad(lambda s: s.client.set_tag(s.run_id, "../t", 1), InvalidArgument, ("'../t'", "relative")),
     # Metric values: a real number (a bool is 1.0 or 0.0, as MLflow's client logs it).
-    "value-str": Bad(_metric(value="1.0"), InvalidArgument, ("'1.0'", "'loss'", "expected a real number")),
+    "value-str": Bad(_metric(value="one"), InvalidArgument, ("'one'", "'loss'", "expected a real number", "float() parses")),
     "value-none": Bad(_metric(value=None), InvalidArgument, ("None", "'loss'", "expected a real number")),
     "value-complex": Bad(_metric(value=1j), InvalidArgument, ("1j", "'loss'", "expected a real number")),
     # Steps: an int64; MLflow writes a float step and then cannot read the run back.

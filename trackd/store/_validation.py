@@ -192,9 +192,23 @@ def validate_experiment_tag_value(key: str, value: object) -> str:
 
 def validate_metric_value(key: str, value: object) -> float:
     """A metric value: a real number (Decimal too), or a NumPy array or scalar, or a PyTorch or
-    TensorFlow tensor, holding one; NaN and +-inf are allowed. A bool is 1.0 or 0.0."""
+    TensorFlow tensor, holding one, or a str or bytes ``float()`` parses; NaN and +-inf are
+    allowed. A bool is 1.0 or 0.0."""
     if type(value) is float:
         return value
+    if isinstance(value, (str, bytes)):
+        # MLflow's log_metric logs float(value) (convert_metric_value_to_float_if_possible), and its
+        # file store takes text in log_metrics and log_batch too (written as given: " 2 " makes a
+        # line MLflow cannot read back), so log_metric("acc", "0.93") stores 0.93 there, and code
+        # ported with `import trackd as mlflow` raised here. Parsed, the store gets the number.
+        try:
+            number = float(value)
+        except ValueError:
+            raise InvalidArgument(
+                f"Invalid value {value!r} for metric {key!r}: expected a real number (an int or a float), "
+                f"or a {type(value).__name__} float() parses, as MLflow takes."
+            ) from None
+        return validate_metric_value(key, number)
     if type(value) is bool:
         # MLflow's client casts it before its store sees it (convert_metric_value_to_float_if_possible),
         # and integrations pass bools on: transformers' MLflowCallback keeps every int, bool included.
