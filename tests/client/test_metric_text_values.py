@@ -43,7 +43,7 @@ def test_log_metric_parses_text_as_mlflow_does(client: Client, tmp_path: Path) -
 def test_fluent_log_metric_parses_text(store: Path, client: Client) -> None:
     trackd.set_tracking_uri(str(store))
     with trackd.start_run() as run:
-        trackd.log_metric("acc", "0.5", step=3)
+        trackd.log_metric("acc", "0.5", step=3)  # type: ignore[arg-type]
     assert client.get_run(run.info.run_id).data.metrics == {"acc": 0.5}
 
 
@@ -61,7 +61,7 @@ def test_text_that_is_no_number_is_refused_at_the_call_as_mlflow_refuses_it(clie
 def test_log_metrics_and_log_batch_take_text_as_mlflows_do(client: Client, tmp_path: Path) -> None:
     theirs = MlflowClient(str(tmp_path / "mlflow-store"))
     their_run = theirs.create_run(theirs.create_experiment("e")).info.run_id
-    theirs.log_batch(their_run, metrics=[mlflow.entities.Metric("m", "0.5", T0, 0)])  # type: ignore[arg-type]
+    theirs.log_batch(their_run, metrics=[mlflow.entities.Metric("m", "0.5", T0, 0)])
     run_id = client.create_run("0").info.run_id
     client.log_metrics(run_id, {"a": "0.25"}, step=1)  # type: ignore[dict-item]
     client.log_batch(run_id, metrics=[trackd.entities.Metric("m", "0.5", T0, 0)])  # type: ignore[arg-type]
