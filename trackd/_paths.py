@@ -86,6 +86,11 @@ class DaemonPaths(Frozen):
         return self.socket.with_name(self.socket.name + ".wills")
 
     @property
+    def wills_journal(self) -> Path:
+        """The changes of the wills since the daemon last rewrote ``wills``, one line each, appended at once."""
+        return self.socket.with_name(self.socket.name + ".wills.log")
+
+    @property
     def exit_report(self) -> Path:
         """What the last daemon to stop said as it exited (``write_exit_report``)."""
         return self.socket.with_name(self.socket.name + ".exit")

@@ -123,7 +123,7 @@ class Server:
         for client_id, seq in journal.recovered_seqs.items():
             self.state.retire(client_id, seq)
         self.applier = Applier(max_open_files=self._open_files_budget(), journal=journal)
-        self.wills.restore(paths.wills)  # what the last daemon to stop could not apply yet
+        self.wills.restore(paths.wills, paths.wills_journal)  # what the last daemon to stop could not apply yet
         # Both before the socket answers: a SIGTERM sent as soon as a client reaches the daemon must
         # stop it gracefully (serve() then finds the exit flag set), and whoever reaches it must
         # find its pid (``trackd daemon stop``).

@@ -22,7 +22,8 @@ is a pending one from then on, watching the process that wrote the file, not the
 A client that reconnects from the same process takes its pending will over until it sends its set again;
 ``trackd sync`` delivering a dead client's spool connects with its client id from another process
 and neither drops nor applies it. Every will the daemon knows, those of live connections too, is
-kept in a file beside the socket (``_wills_file.py``), rewritten soon after each change; a daemon
+kept in a file beside the socket (``_wills_file.py``), rewritten soon after each change and
+journaled at once (before the connection's next message is read); a daemon
 that stops gracefully applies, after its last write, the wills whose time has come and leaves the
 others there (``settle``). The next daemon, started after a stop, a SIGKILL or a crash, takes them
 all on (``restore``): a will whose process still runs waits for it to reconnect (which drops it)
@@ -150,15 +151,13 @@ class Wills:
             self._live.add(will)
         else:
             self._live.discard(will)
-        self._changed()
+        self._changed(will.session.client_id)
 
     def left(self, will: Will | None) -> None:
         """A connection ended: its will waits for its process to go."""
         if will is None:
             return
-        if will in self._live:
-            self._live.remove(will)
-            self._changed()
+        self._live.discard(will)  # one with runs only: pending next, which _add_pending journals
         if not will.run_ids:
             return
         will.lost_at_ms = int(time.time() * 1000)
@@ -202,13 +201,15 @@ class Wills:
         pending.pop(will.session.client_id, None)  # to the newest end
         pending[will.session.client_id] = will
         self.watching = True
+        changed = [will.session.client_id]
         if len(pending) > MAX_PENDING_WILLS:
             oldest = pending.pop(next(iter(pending)))
+            changed.append(oldest.session.client_id)
             logger.warning(
                 "More than %d clients left runs to fail if their process exits; forgot the oldest: "
                 "process %d's runs %s stay as they are", MAX_PENDING_WILLS, oldest.pid, ", ".join(oldest.run_ids),
             )
-        self._changed()
+        self._changed(*changed)
 
     def reconnected(self, client_id: str, will: Will | None) -> None:
         """A connection from ``client_id``, watched by ``will``: the same process back takes its
@@ -226,7 +227,7 @@ class Wills:
         if pending.run_ids and not will.run_ids:
             will.run_ids, will.spool_path = pending.run_ids, pending.spool_path
             self._live.add(will)
-        self._changed()
+        self._changed(client_id)
 
     def check(self, server: Server) -> None:
         """Once a second: apply, in the writer thread, the wills whose time has come."""
@@ -280,28 +281,44 @@ class Wills:
         if self._file is not None:
             await self._file.close(_rows(kept))
 
-    def restore(self, path: Path) -> None:
-        """Startup: take on the wills the last daemon left in ``path``, and keep this daemon's there from now on."""
-        self._file = WillsFile(path, lambda: _rows([*self._pending.values(), *self._being_applied, *self._live]))
+    def restore(self, path: Path, journal: Path) -> None:
+        """Startup: take on the wills the last daemon left in ``path``, with the changes it
+        appended to ``journal`` since it last wrote it, and keep this daemon's there from now on."""
+        self._file = WillsFile(path, journal, lambda: _rows([*self._pending.values(), *self._being_applied, *self._live]))
         lines, damaged = self._file.read()
-        first, read, forgotten = "", 0, 0
+        first, forgotten = "", 0
         pending = self._pending
         for line in filter(str.strip, lines):
             try:
-                will = _decode(line)
+                will = _decode(json.loads(line))
             except Exception as exc:  # whatever the file holds, the daemon starts: one line says so
                 damaged += 1
                 first = first or f"{type(exc).__name__}: {exc}; {line[:200]!r}"
                 continue
-            read += 1
-            # Past the cap, the oldest goes, as in left(): the file lists the pending wills oldest
-            # first, then those of the last daemon's live connections (processes perhaps killed
-            # across the restart). The newest were dropped, without a word.
             pending.pop(will.session.client_id, None)
             pending[will.session.client_id] = will
-            if len(pending) > MAX_PENDING_WILLS:
-                del pending[next(iter(pending))]
-                forgotten += 1
+        # Each line: a client's will as it was then, or none; the newest goes last.
+        changes, torn, first_torn = self._file.read_journal()
+        for client_id, item in changes:
+            pending.pop(client_id, None)
+            try:
+                if item is not None:
+                    pending[client_id] = _decode(item)
+            except Exception as exc:
+                torn += 1
+                first_torn = first_torn or f"{type(exc).__name__}: {exc}; {str(item)[:200]!r}"
+        read = len(pending)
+        # Past the cap, the oldest go, as in left(): the file lists the pending wills oldest first,
+        # then those of the last daemon's live connections (processes perhaps killed across the
+        # restart), and the journal's are newer. The newest were dropped, without a word.
+        while len(pending) > MAX_PENDING_WILLS:
+            del pending[next(iter(pending))]
+            forgotten += 1
+        if torn:
+            logger.warning(
+                "Ignored %s in %s, the changes of the wills the last daemon appended (the first: %s; a daemon "
+                "killed as it appended leaves a part of one)", counted(torn, "damaged line"), journal, first_torn,
+            )
         if damaged:
             logger.error(
                 "Ignored %s in %s, the wills the last daemon left (the first: %s); the runs they "
@@ -312,15 +329,23 @@ class Wills:
                 "%s holds %d wills, more than the %d a daemon keeps; forgot the %d oldest: the runs they name stay "
                 "as they are (not failed if their process exited)", path, read, MAX_PENDING_WILLS, forgotten,
             )
-        if damaged or forgotten:
-            self._changed()  # the file is rewritten without them
+        if damaged or forgotten or changes or torn:
+            self._file.rewrite()  # now: the file holds the journal's changes, and without the damaged wills
         if self._pending:
             self.watching = True  # until the first check looks
             logger.info("Took on %s the last daemon left (%s)", counted(len(self._pending), "will"), path)
 
-    def _changed(self) -> None:
+    def _changed(self, *client_ids: str) -> None:
+        """These clients' wills changed: journaled at once, in the file soon."""
         if self._file is not None:
-            self._file.changed()
+            self._file.changed([(client_id, self._row_of(client_id)) for client_id in client_ids])
+
+    def _row_of(self, client_id: str) -> Row | None:
+        """The client's will as the file holds it (as ``_rows`` picks it), or None if it has none."""
+        will = self._pending.get(client_id) or next(
+            (will for wills in (self._being_applied, self._live) for will in wills if will.session.client_id == client_id), None
+        )
+        return None if will is None else _rows([will])[0]
 
     def _take_due(self, server: Server, *, retry_now: bool = False) -> list[Will]:
         """Take off the list the wills whose time has come, less the runs a live process owns too."""
@@ -335,7 +360,7 @@ class Wills:
             if not will.gone:  # a reused pid no longer passes for it; written to the file
                 will.gone = True
                 will.lost_at_ms = will.lost_at_ms or int(time.time() * 1000)  # a live connection's, the last daemon left
-                self._changed()
+                self._changed(client_id)
             if (
                 will.session.applied_seq < will.session.received_seq or _spooled(will)
                 or (will.retry_at > now and not retry_now)
@@ -359,13 +384,13 @@ class Wills:
             _log_refusal(will, ", ".join(will.run_ids), exc)
         except Exception:  # a bug: logged, never the daemon's end
             logger.exception("Could not fail the runs %s of exited process %d", ", ".join(will.run_ids), will.pid)
-            return
+            failed, refused = [], []
         finally:
             self._being_applied.discard(will)
-            self._changed()  # a will the store refused is pending again (below) when the file is written
         self.runs_failed += len(failed)
         if refused:
             self._retry_later(will, refused)
+        self._changed(will.session.client_id)  # applied, or pending again
 
     def _retry_later(self, will: Will, run_ids: list[str]) -> None:
         """The store refused to fail ``run_ids`` (disk full, read-only): pending again, tried after a backoff.
@@ -406,9 +431,8 @@ def _rows(wills: list[Will]) -> list[Row]:
     return list(rows.values())
 
 
-def _decode(line: str) -> Will:
-    """A will ``_rows`` wrote; ValueError or TypeError if the line is not one."""
-    item = json.loads(line)
+def _decode(item: object) -> Will:
+    """A will ``_rows`` wrote, read back as JSON; ValueError or TypeError if it is not one."""
     if not isinstance(item, dict):
         raise TypeError(f"a will is a JSON object, not {type(item).__name__}")
     pid, started, run_ids = _field(item, "pid", int), item["started"], _field(item, "run_ids", list)
