@@ -276,8 +276,11 @@ class Wills:
                     will.pid, ", ".join(will.run_ids),
                 )
         kept += [will for will in self._live if not exited(will)]
-        for will in kept:
-            will.gone = will.gone or exited(will)
+        gone = [will for will in kept if not will.gone and exited(will)]
+        for will in gone:
+            will.gone = True
+        if gone:  # journaled, as every change: the journal must read as the file close() writes
+            self._changed(*(will.session.client_id for will in gone))
         if self._file is not None:
             await self._file.close(_rows(kept))
 

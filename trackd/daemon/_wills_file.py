@@ -45,8 +45,8 @@ from .._words import counted
 
 logger = logging.getLogger("trackd.daemon")
 
-# The shortest time between two writes of the file: the changes made meanwhile go in one write. A
-# will registered less than this before the daemon is killed is lost with it.
+# The shortest time between two writes of the file: the changes made meanwhile go in one write (and
+# in the journal, each as it is made, until that write).
 SAVE_INTERVAL = 0.1
 # A file of thousands of wills takes a while to write: the time between writes is at least this
 # many times the last write's, so writing it never takes more than a small share of the daemon's time.
