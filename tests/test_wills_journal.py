@@ -32,7 +32,12 @@ CHILD = "import sys, trackd\ntrackd.set_tracking_uri(sys.argv[1])\ntrackd.start_
 
 def run_folder(store: Path) -> Path | None:
     """The one run's folder, once its creation is in the store (its meta.yaml)."""
-    found = [path.parent for path in store.glob("*/*/meta.yaml")]
+    # Experiment 0's folder only: a glob of the whole store walked into a .trackd-*.trash folder
+    # the daemon was removing, and raised FileNotFoundError.
+    try:
+        found = [path.parent for path in (store / "0").glob("*/meta.yaml")]
+    except FileNotFoundError:
+        return None
     return found[0] if found else None
 
 
