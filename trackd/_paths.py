@@ -240,6 +240,26 @@ def daemon_lock(paths: DaemonPaths) -> Iterator[bool]:
         os.close(fd)  # releases the lock, if it was taken
 
 
+def lock_holder(paths: DaemonPaths) -> int | None:
+    """The pid of the process holding the daemon's lock file, as the kernel lists its flock locks
+    in /proc/locks (Linux); None when none holds it. OSError when the list cannot be read (not
+    Linux) or the lock file is gone.
+
+    Unlike the pid file, this is proof: the kernel drops the lock with its holder, and names the
+    process that took it (0 for one in a pid namespace this process cannot see).
+    """
+    info = os.stat(paths.lock)
+    # "1: FLOCK  ADVISORY  WRITE 714 fe:00:3474034 0 EOF": the device as hex major:minor, then the inode.
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    with open("/proc/locks") as listed:
+        for line in listed:
+            fields = line.split()
+            # "1: -> FLOCK ...": a process waiting for the lock, not holding it.
+            if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
+                return int(fields[4])
+    return None
+
+
 def read_pid_file(paths: DaemonPaths) -> int | None:
     """The pid in the pid file, or None. Only a hint: after SIGKILL it names a pid the system may
     have given to another process since."""

@@ -27,7 +27,7 @@ from ._paths import (
     read_pid_file,
     socket_path_problem,
 )
-from .client._control import listener_pid, query_status, stopped_words
+from .client._control import listener_pid, query_status, stopped_words, without_socket, without_socket_words
 from .client._launcher import daemon_answers, how_it_ended, last_log_line, start_and_wait
 from .client._outbox import batches, events
 from .client._delivery import sync_spools
@@ -38,10 +38,14 @@ from .client._transport import DaemonRefused
 from ._limits import MAX_SECONDS
 from ._peer import peer_uid, process_state
 from ._status_text import spool_lines, status_lines
+from .daemon._listener import WATCH_INTERVAL
 from .daemon._main import add_tuning_flags
 from ._words import counted
 from .errors import DaemonUnavailable
 
+# How long `trackd daemon start` waits for a running daemon whose socket file was removed to listen
+# on a new one (it looks once per WATCH_INTERVAL) before it says that one never will (an older trackd).
+SOCKETLESS_WAIT = 3 * WATCH_INTERVAL
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -164,6 +168,15 @@ def _spool_dir(args: argparse.Namespace) -> Path:
 
 def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
     pid = listener_pid(paths.socket)
+    if pid is None and (socketless := without_socket(paths)) is not None:
+        # A daemon runs, its socket file removed: a current one listens on a new one within a
+        # look or two; an older one never does, and a start waited 15 s for its lock, then failed.
+        deadline = time.monotonic() + SOCKETLESS_WAIT
+        while (pid := listener_pid(paths.socket)) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid is None:
+            print(f"trackd: no daemon was started: {without_socket_words(paths, socketless)}.", file=sys.stderr)
+            return 1
     if pid is not None:
         print(f"trackd daemon already running on {paths.socket} (pid {pid or 'unknown'})")
         return 0
@@ -229,6 +242,17 @@ def _stop(paths: DaemonPaths, timeout: float) -> int:
             if free:
                 print(f"trackd daemon is not running on {paths.socket}{_remove_stale_pid_file(paths)}")
                 return 0
+        socketless = without_socket(paths)
+        if socketless is not None and socketless.doubt is None:
+            pid = socketless.pid  # its socket file removed, it holds the lock: the kernel says so
+            break
+        if socketless is not None and time.monotonic() >= deadline:
+            print(
+                f"trackd: {without_socket_words(paths, socketless)}; nothing was signalled: {socketless.doubt}, so pid "
+                f"{socketless.pid} cannot be proven to be the daemon.",
+                file=sys.stderr,
+            )
+            return 1
         if time.monotonic() >= deadline:
             print(
                 f"trackd: a daemon holds {paths.lock} but nothing listens on {paths.socket} after {timeout:g} s "
@@ -364,7 +388,12 @@ def _status(paths: DaemonPaths, spool_dir: Path, *, as_json: bool) -> int:
         # Stopped, its process state says so: more than the lock it holds says ("starting,
         # stopping or hung").
         stopped = stopped_words(pid) if pid else None
-        print(f"trackd daemon {state} ({exc}){f'; {stopped}' if stopped else _why_silent(paths)}", file=sys.stderr)
+        why = f"; {stopped}" if stopped else _why_silent(paths)
+        socketless = None if pid or not _private(paths) else without_socket(paths)
+        if socketless is not None:
+            # Its socket file removed: it was said to be "not running ... starting, stopping or hung".
+            state, why = f"is not reachable on {paths.socket}", f"; {without_socket_words(paths, socketless)}"
+        print(f"trackd daemon {state} ({exc}){why}", file=sys.stderr)
         _print_spool(spool_dir, as_json=as_json)
         return 1
     census = spool_census(spool_dir)
@@ -390,7 +419,7 @@ def _print_spool(spool_dir: Path, *, as_json: bool) -> None:
 
 def _why_silent(paths: DaemonPaths) -> str:
     """What the files beside a socket nothing answers on say: a daemon starting or stopping, or a stale pid file."""
-    if not paths.directory.is_dir() or private_directory_problem(paths.directory) is not None:
+    if not _private(paths):
         return ""
     with daemon_lock(paths) as free:
         if not free:
@@ -402,6 +431,11 @@ def _why_silent(paths: DaemonPaths) -> str:
         f"; its pid file {paths.pid} is stale (pid {pid}, left by a daemon that did not exit cleanly; "
         "`trackd daemon stop` removes it without signalling that pid)"
     )
+
+
+def _private(paths: DaemonPaths) -> bool:
+    """Whether the socket's folder exists and is one trackd trusts the files of."""
+    return paths.directory.is_dir() and private_directory_problem(paths.directory) is None
 
 
 def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *, socket_given: bool = False) -> int:

@@ -3,10 +3,14 @@ answer: what ``trackd daemon status`` uses, and what a client's request says of 
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 import time
 from pathlib import Path
+from typing import NamedTuple
 
+from .._paths import DaemonPaths, daemon_lock, lock_holder, private_directory_problem, read_pid_file
 from .._peer import peer_pid, process_state
 from ..errors import DaemonUnavailable
 from ..protocol import NEED_DATA, ErrorCode, ErrorReply, GetStatus, StatusReply
@@ -101,3 +105,59 @@ def unanswered_words(socket_path: Path, pid: int, timeout: float) -> str:
     why = "it may be hung, or too busy to answer" if known else "it may be stopped (SIGSTOP) or hung"
     end = f"`trackd daemon stop` ends it (`kill -9 {pid}` if that does not)" if pid > 0 else "`trackd daemon stop` ends it"
     return f"{said}: {why}; `trackd daemon status` says what it can, {end}, and the next trackd process starts a new one"
+
+
+class SocketlessDaemon(NamedTuple):
+    """A daemon that holds its lock while its socket path holds no socket (``without_socket``)."""
+
+    pid: int  # as its pid file says
+    doubt: str | None  # why it cannot be proven to be the lock's holder; None: proven (/proc/locks)
+
+
+def without_socket(paths: DaemonPaths) -> SocketlessDaemon | None:
+    """The daemon holding the lock of ``paths`` while its socket file is missing (removed by a user
+    or a temp-file cleaner) or another kind of file, when its pid file names a live process; None
+    otherwise (a socket is there, no daemon holds the lock, or no live pid is named).
+
+    Such a daemon was said to be "starting (started by this process or another)" by the client,
+    and "starting, stopping or hung" by `trackd daemon status`: it runs, and no process can reach it.
+    A current daemon listens on a new socket within a second or two (daemon/_listener.py); an older
+    one never does.
+    """
+    try:
+        if os.path.lexists(paths.socket) and stat.S_ISSOCK(os.lstat(paths.socket).st_mode):
+            return None  # a daemon starting or stopping, or a stale file: not this case
+        # No lock file, no daemon (and none is made here); in a folder trackd refuses, nothing is trusted.
+        if not paths.lock.exists() or private_directory_problem(paths.directory) is not None:
+            return None
+    except OSError:
+        return None
+    with daemon_lock(paths) as free:
+        if free:
+            return None
+    pid = read_pid_file(paths)
+    if pid is None or pid <= 0:
+        return None
+    try:
+        holder = lock_holder(paths)
+    except (OSError, ValueError) as exc:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return SocketlessDaemon(pid, f"this system does not list who holds a lock (/proc/locks: {exc})")
+    # Another holder than the pid file's (a pid namespace this process cannot see: 0): nothing sure to say.
+    return SocketlessDaemon(pid, None) if holder == pid else None
+
+
+def without_socket_words(paths: DaemonPaths, found: SocketlessDaemon) -> str:
+    """``found`` as a clause: which daemon holds the lock, that no process can reach it, and what to do."""
+    missing = "is missing" if not os.path.lexists(paths.socket) else "is not a socket"
+    holds = f"holds its lock {paths.lock}" if found.doubt is None else f"(its pid file says) seems to hold its lock {paths.lock}"
+    return (
+        f"the trackd daemon pid {found.pid} {holds} but its socket file {paths.socket} {missing} (removed by a user or "
+        f"a temp-file cleaner?), so no process can reach it (a current daemon listens on a new one within seconds; "
+        f"`trackd daemon stop` ends an older one{'' if found.doubt is None else f', or `kill {found.pid}`'}; see {paths.log})"
+    )

@@ -14,9 +14,11 @@ import os
 import threading
 from collections.abc import Callable
 
+from .._paths import default_paths
 from ..errors import DaemonUnavailable, LocalProtocolError
 from ..protocol import Connection, Event, Record, encode_frame
 from ._config import ClientConfig
+from ._control import without_socket, without_socket_words
 from ._ledger import Ledger
 from ._outbox import BARRIER, Request, batch_of, describe_record, inline_size, next_chunk
 from ._spill import Spill
@@ -133,9 +135,16 @@ class SenderState:
 
     def _starting_words(self) -> str | None:
         """A daemon start under way while none answers, as the start of a clause ("... and does not
-        answer yet"); None if a daemon answers or none is being started."""
+        answer yet"); None if a daemon answers or none is being started.
+
+        Or a daemon that holds the lock with its socket file missing (``without_socket``): the
+        start finds it and waits for it, and it was said to be "starting".
+        """
         if self._transport is not None or self._handshake_unanswered or not (self._daemon_starting or self._start_unanswered):
             return None
+        paths = default_paths(self.config.socket_path)
+        if (socketless := without_socket(paths)) is not None:
+            return without_socket_words(paths, socketless)
         return f"the daemon at {self.config.socket_path} is starting (started by this process or another)"
 
     def _store_refusing_words(self, sent: int = 0) -> str | None:

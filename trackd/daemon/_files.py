@@ -10,10 +10,13 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .._paths import DaemonPaths
 from ..store import JournalUnreadable, WriteJournal
+
+if TYPE_CHECKING:
+    from ._listener import Listener
 
 logger = logging.getLogger("trackd.daemon")
 
@@ -77,11 +80,18 @@ def write_pid_file(path: Path, pid: int) -> None:
     os.replace(temp, path)
 
 
-def remove_daemon_files(paths: DaemonPaths, lock: IO[bytes] | None) -> None:
-    """Remove the socket and pid file, then let the lock go (closing its file)."""
-    for path in (paths.socket, paths.pid):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+def remove_daemon_files(paths: DaemonPaths, lock: IO[bytes] | None, listener: Listener | None) -> None:
+    """Remove the socket and pid file, then let the lock go (closing its file).
+
+    Only this daemon's: a socket file put in place of its own (another daemon's, any file) stays,
+    and so does the pid file once the lock file is not the one it locked (a daemon started in a
+    new folder at the same path wrote it).
+    """
+    mine = listener is None or listener.lock_is_ours()
+    for path, ours in ((paths.socket, listener is not None and listener.socket_is_ours()), (paths.pid, mine)):
+        if ours:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
     if lock is not None:
         lock.close()
 

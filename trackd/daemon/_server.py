@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, TypeVar
 
 from .. import __version__
-from .._paths import SOCKET_MODE, ensure_private_directory
+from .._paths import ensure_private_directory
 from .._words import counted
 from ..protocol import Ack, Batch, ErrorCode, FlushDone, Hello
 from ._acks import deliver
@@ -31,11 +31,11 @@ from ._config import MAX_DEFAULT_OPEN_FILES, DaemonConfig
 from ._connection import ClientConnection
 from ._copies import COPY_STOP_SECONDS, Copies
 from ._files import AlreadyRunning, open_journal, remove_daemon_files, remove_stale_socket, take_lock, write_pid_file
+from ._listener import Listener
 from ._loop import loop_factory
 from ._outages import Outages
 from .._peer import credentials_supported, peer_pid, peer_uid
 from ._state import ServerState, Session
-from ._streams import start_unix_server
 from ._wills import Wills
 
 logger = logging.getLogger("trackd.daemon")
@@ -86,7 +86,7 @@ class Server:
         self._flush_arrived = False
         self._last_flush_at = float("-inf")
         self._lock_file: IO[bytes] | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: Listener | None = None
         self._sigint_count = 0
         self._idle_since = time.monotonic()
         self._unanswered_hellos = 0  # since the last line that said so (note_unanswered_hello)
@@ -131,13 +131,9 @@ class Server:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.handle_exit, signum)
         write_pid_file(paths.pid, self.pid)
-        # The directory is 0700 already; the umask also keeps the socket 0600 from its first moment.
-        old_umask = os.umask(0o177)
-        try:
-            self._server = await start_unix_server(self._on_connect, str(paths.socket), backlog=512)
-        finally:
-            os.umask(old_umask)
-        os.chmod(paths.socket, SOCKET_MODE)
+        self._listener = Listener(paths, self._lock_file, self._on_connect)
+        await self._listener.start()
+        self._spawn(self._listener.watch(self._stop_for))
         self._spawn(self._write_loop())
         self._spawn(self._housekeeping())
         self._spawn(self._copy_heartbeats())
@@ -176,12 +172,17 @@ class Server:
         logger.info("Received %s: shutting down gracefully", signal.Signals(signum).name)
         self._should_exit.set()
 
+    def _stop_for(self, reason: str) -> None:
+        """Stop gracefully, as on SIGTERM, for ``reason`` (the listener's: its socket path is not its own any more)."""
+        logger.warning("%s", reason)
+        self._should_exit.set()
+
     async def shutdown(self) -> None:
         self.stopping = True
         # Phase 1: accept no new connections.
         logger.info("Shutdown: closing the socket to new connections")
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         # Phase 2: stop reading. Each connection finishes the frames it has already received, then
         # ends as at EOF; bytes still unread stay unacknowledged, so their clients resend them. An
         # exited process's connection cannot: it is read to its end, then closed (its will pending).
@@ -228,7 +229,7 @@ class Server:
         self._executor.shutdown(wait=True)
         self.copies.join(COPY_STOP_SECONDS)
         self.copies.discard_all()
-        remove_daemon_files(self.config.paths, self._lock_file)
+        remove_daemon_files(self.config.paths, self._lock_file, self._listener)
         self._lock_file = None
         counters = self.state.counters
         logger.info("Shutdown complete: %s received, %d written", counted(counters.records_received, "event"), counters.records_written)
@@ -318,7 +319,7 @@ class Server:
         now = time.monotonic()
         received_rate, written_rate = self.state.rates(now)
         span = self.state.rate_span(now)
-        clients = [session.status(span) for session in self.state.listed_sessions()]
+        clients = [session.status(span, now) for session in self.state.listed_sessions()]
         return {
             "pid": self.pid,
             "version": __version__,

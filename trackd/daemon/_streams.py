@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import SupportsIndex
 
@@ -76,8 +77,11 @@ class _ClientStreamProtocol(asyncio.StreamReaderProtocol):
 
 
 async def start_unix_server(
-    connected: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]], path: str, *, backlog: int
+    connected: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]], path: str | None = None, *,
+    sock: socket.socket | None = None, backlog: int,
 ) -> asyncio.Server:
-    """asyncio.start_unix_server(connected, path, backlog=backlog), with the streams above."""
+    """asyncio.start_unix_server(connected, path, sock=sock, backlog=backlog), with the streams above."""
     loop = asyncio.get_running_loop()
-    return await loop.create_unix_server(lambda: _ClientStreamProtocol(_ClientStream(), connected), path, backlog=backlog)
+    return await loop.create_unix_server(
+        lambda: _ClientStreamProtocol(_ClientStream(), connected), path, sock=sock, backlog=backlog
+    )
