@@ -11,6 +11,7 @@ the real CLI, and MLflow reading the store back.
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import stat
 import subprocess
@@ -199,3 +200,38 @@ def test_new_process_says_which_daemon_holds_the_lock_without_a_socket_file(olde
     # It said the daemon "is starting (started by this process or another)".
     assert f"the trackd daemon pid {older_daemon.pid} holds its lock" in result.stderr, result.stderr
     assert "is starting" not in result.stderr, result.stderr
+
+
+def test_daemon_whose_folder_is_removed_shuts_down_and_writes_what_it_held(
+    holding_daemon: DaemonProcess, socket_path: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "mlruns"
+    code = f"""
+import sys, trackd
+trackd.set_tracking_uri({str(store)!r})
+run = trackd.start_run()
+trackd.log_metric("held", 1.0, step=1)
+trackd.flush()
+print(run.info.run_id, flush=True)
+for step in range(2, 101):
+    trackd.log_metric("held", 1.0, step=step)
+sys.stdin.readline()
+"""
+    with subprocess.Popen(
+        [sys.executable, "-c", code], env=child_env(socket_path, TRACKD_AUTOSTART="0"),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as child:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        wait_for(lambda: holding_daemon.status()["backlog_records"] >= 99, message="the daemon to hold the points")
+        log = socket_path.with_name("d.sock.log").read_text()
+        # The lock and pid files go with the folder: another daemon may start in a new one.
+        shutil.rmtree(socket_path.parent)
+        process = holding_daemon.process
+        assert process is not None
+        # This used to run on for ever, its lock file gone and its socket unreachable.
+        wait_for(lambda: process.poll() is not None, timeout=30, message="the daemon to exit by itself")
+        child.kill()
+    assert holding_daemon.stop() == 0, log
+    history = MlflowClient(tracking_uri=str(store)).get_metric_history(run_id, "held")
+    assert [m.step for m in history] == list(range(1, 101))

@@ -106,8 +106,11 @@ def test_status_json_gives_each_client_its_events_rate_and_backlog(slow_daemon: 
     assert b["records_received"] - a["records_received"] == 20
     assert a["records_received"] + b["records_received"] == status["records_received"]
     assert a["backlog_records"] + b["backlog_records"] == status["backlog_records"] == 2
-    # The same window as the totals, so the clients' rates add up to the total (each rounded to 0.1).
-    assert abs(a["receive_rate"] + b["receive_rate"] - status["receive_rate"]) <= 0.15
+    # The totals' window, or since the client connected if shorter: each client's rate is at least
+    # its events spread over the whole window, so theirs add up to at least the total (each rounded
+    # to 0.1). Both connected within this daemon's window: it was exactly the total, which
+    # under-reported a client that had just connected (tests/test_status_rate_new_client.py).
+    assert a["receive_rate"] + b["receive_rate"] >= status["receive_rate"] - 0.15
     assert a["receive_rate"] < b["receive_rate"]
 
 

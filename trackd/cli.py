@@ -47,6 +47,7 @@ from .errors import DaemonUnavailable
 # on a new one (it looks once per WATCH_INTERVAL) before it says that one never will (an older trackd).
 SOCKETLESS_WAIT = 3 * WATCH_INTERVAL
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trackd",
@@ -73,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     stop = actions.add_parser(
         "stop", help="stop the daemon after it has written everything",
         description="Send SIGTERM to the process listening on the socket (as the kernel reports it; a pid file "
-        "alone is never trusted): the daemon writes what it received, then exits. Exit status: 0 when it stopped "
+        "alone is never trusted), or, its socket file removed, to the pid its pid file names when /proc/locks shows "
+        "that process holding its lock: the daemon writes what it received, then exits. Exit status: 0 when it stopped "
         "after writing everything, or none was running (a stale pid file is reported and removed); "
         f"{UNWRITTEN_EXIT_CODE} when it stopped with events it could not write in time (their clients send them "
         "again); 1 when it did not exit in time or could not be identified. Processes still connected start a new "
@@ -88,10 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="show pid, uptime, clients, rates, backlog, errors and spool files waiting",
         description="Show what the daemon is doing: its totals, each kind of error with when it last happened (and, "
         "for a store that refused writes, whether it takes them again), and each client's events/s (over the "
-        "totals' window) and events waiting to be written; and, whether a daemon runs or not, the spool files "
+        "totals' window, or since it connected if shorter) and events waiting to be written; and, whether a daemon "
+        "runs or not, the spool files "
         "waiting in the spool folder `trackd sync` reads (files, bytes, the oldest's age, and what delivers them). "
         "Exit status: 0 when a daemon answered; 1 when none answers (saying "
-        "whether one holds the lock, starting, stopping or hung, or listens without answering, by its pid).",
+        "whether one holds the lock: starting, stopping or hung, or, by its pid, with its socket file missing; or "
+        "listens without answering, by its pid).",
     )
     status.add_argument("--socket", help=socket_help)
     status.add_argument("--spool-dir", help=spool_dir_help)
@@ -389,7 +393,7 @@ def _status(paths: DaemonPaths, spool_dir: Path, *, as_json: bool) -> int:
         # stopping or hung").
         stopped = stopped_words(pid) if pid else None
         why = f"; {stopped}" if stopped else _why_silent(paths)
-        socketless = None if pid or not _private(paths) else without_socket(paths)
+        socketless = None if pid else without_socket(paths)
         if socketless is not None:
             # Its socket file removed: it was said to be "not running ... starting, stopping or hung".
             state, why = f"is not reachable on {paths.socket}", f"; {without_socket_words(paths, socketless)}"

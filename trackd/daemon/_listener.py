@@ -78,7 +78,8 @@ class Listener:
         """Whether the lock file's path still leads to the file this daemon locked: not if it was
         removed (its folder with it), or replaced by another daemon's."""
         try:
-            return _file_id(os.lstat(self.paths.lock)) == _file_id(os.fstat(self._lock.fileno()))
+            # stat, not lstat: the lock was opened through whatever the path leads to.
+            return _file_id(os.stat(self.paths.lock)) == _file_id(os.fstat(self._lock.fileno()))
         except OSError:
             return False
 
