@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from trackd import Client, InvalidArgument
+from trackd import Client, InvalidArgument, ParamChangedError
 from trackd.entities import Metric, Param, RunTag
 
 mlflow = pytest.importorskip("mlflow")
@@ -79,3 +79,47 @@ def test_log_batch_logs_both_points_of_a_metric_key_and_the_last_value_of_a_tag_
     assert ours == [(m.key, m.value, m.timestamp, m.step) for m in theirs.get_metric_history(their_run, "loss")]
     assert ours == metrics
     assert client.get_run(run_id).data.tags["note"] == theirs.get_run(their_run).data.tags["note"] == "last"
+
+
+def _params(values: dict[int, str], count: int = 120) -> list[tuple[str, str]]:
+    """``count`` distinct params, then those of ``values`` (index: value) appended as k{index} again."""
+    return [(f"k{i}", str(i)) for i in range(count)] + [(f"k{i}", value) for i, value in values.items()]
+
+
+def test_a_param_key_repeated_in_another_chunk_of_100_with_the_same_value_is_taken_as_mlflow_takes_it(
+    client: Client, tmp_path: Path
+) -> None:
+    # MLflow's client sends params in chunks of 100 and checks repeats per chunk: a review found this
+    # batch (k0 again at position 120) refused by trackd and taken by MLflow.
+    pairs = _params({0: "0"})
+    theirs = _mlflow_client(tmp_path)
+    their_run = theirs.create_run("0").info.run_id
+    theirs.log_batch(their_run, params=[mlflow_entities.Param(*p) for p in pairs])
+    run_id = client.create_run().info.run_id
+    client.log_batch(run_id, params=[Param(*p) for p in pairs])
+    assert client.get_run(run_id).data.params == theirs.get_run(their_run).data.params == dict(pairs)
+
+
+def test_a_param_key_repeated_in_another_chunk_with_another_value_is_a_changed_param(client: Client, tmp_path: Path) -> None:
+    pairs = _params({0: "other"})
+    theirs = _mlflow_client(tmp_path)
+    their_run = theirs.create_run("0").info.run_id
+    with pytest.raises(MlflowException, match="Changing param values is not allowed") as their_error:
+        theirs.log_batch(their_run, params=[mlflow_entities.Param(*p) for p in pairs])
+    run_id = client.create_run().info.run_id
+    with pytest.raises(ParamChangedError) as our_error:
+        client.log_batch(run_id, params=[Param(*p) for p in pairs])
+    assert str(our_error.value) == their_error.value.message.replace(their_run, run_id)
+    # MLflow wrote the first chunk before it refused the second; trackd logs nothing of the batch.
+    assert client.get_run(run_id).data.params == {}
+
+
+def test_a_param_key_twice_within_the_second_chunk_is_refused_as_mlflow_refuses_it(client: Client, tmp_path: Path) -> None:
+    pairs = _params({105: "105"}, count=110)  # k105 at 105 and 110: both in the second chunk
+    theirs = _mlflow_client(tmp_path)
+    their_run = theirs.create_run("0").info.run_id
+    with pytest.raises(MlflowException, match=r"Duplicate parameter keys have been submitted: \['k105'\]"):
+        theirs.log_batch(their_run, params=[mlflow_entities.Param(*p) for p in pairs])
+    run_id = client.create_run().info.run_id
+    with pytest.raises(InvalidArgument, match=r"Duplicate parameter keys have been submitted: \['k105'\]"):
+        client.log_batch(run_id, params=[Param(*p) for p in pairs])

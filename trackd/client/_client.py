@@ -79,6 +79,8 @@ _OPEN = ClientState.OPEN  # compared in every set_tag and log_param: an enum mem
 _time_ns = time.time_ns
 
 USER_TAG = "mlflow.user"
+# MLflow's client splits a log_batch's params into chunks of this many (MAX_PARAMS_TAGS_PER_BATCH).
+MLFLOW_PARAMS_PER_CHUNK = 100
 
 
 class Client(ClientArtifacts, ClientReads):
@@ -354,13 +356,25 @@ class Client(ClientArtifacts, ClientReads):
 
         records: list[tuple[Any, ...]] = []
         seen_params: dict[str, str] = {}
+        chunk_keys: set[str] = set()
         repeated: list[str] = []
+        changed: tuple[str, str, str] | None = None
         truncations = Truncations()
-        for param in params:
+        for index, param in enumerate(params):
             key = self._check_key(param.key, "param")
             value = validate_param_value(key, truncations.fit("param", key, str(param.value), MAX_PARAM_VALUE_LENGTH))
-            if key in seen_params:
+            if index % MLFLOW_PARAMS_PER_CHUNK == 0:
+                chunk_keys = set()
+            # MLflow's client sends params in chunks of 100, and its FileStore refuses a key twice in
+            # one chunk, even with the same value; in a later chunk the same value is written again
+            # (nothing changes) and another is a changed param.
+            if key in chunk_keys:
                 repeated.append(key)
+            elif key in seen_params:
+                if seen_params[key] != value and changed is None:
+                    changed = (key, seen_params[key], value)
+                continue
+            chunk_keys.add(key)
             seen_params[key] = value
             records.append((PARAM, run_id, key, value))
         for metric in metrics:
@@ -379,6 +393,9 @@ class Client(ClientArtifacts, ClientReads):
                 f"Duplicate parameter keys have been submitted: {repeated}. Please ensure the request contains "
                 "only one param value per param key."
             )
+        if changed is not None:
+            # Where MLflow wrote the earlier chunks first, nothing of this batch is logged.
+            raise _param_changed(run_id, *changed)
         for key, value in seen_params.items():
             self._check_param_unchanged(run_id, key, value)
         truncations.warn()
@@ -490,11 +507,7 @@ class Client(ClientArtifacts, ClientReads):
     def _check_param_unchanged(self, run_id: str, key: str, value: str) -> None:
         previous = self._params.get((run_id, key))
         if previous is not None and previous != value:
-            # MLflow's message (FileStore._validate_new_param_value), raised here at the call site.
-            raise ParamChangedError(
-                f"Changing param values is not allowed. Param with key={key!r} was already logged with "
-                f"value={previous!r} for run ID={run_id!r}. Attempted logging new value {value!r}."
-            )
+            raise _param_changed(run_id, key, previous, value)
 
     def _submit_param(self, run_id: str, key: str, value: Any) -> None:
         key = self._check_key(key, "param")
@@ -524,3 +537,10 @@ class Client(ClientArtifacts, ClientReads):
 def _now_ms() -> int:
     return _time_ns() // 1_000_000
 
+
+def _param_changed(run_id: str, key: str, previous: str, value: str) -> ParamChangedError:
+    """MLflow's message (FileStore._validate_new_param_value), raised here at the call site."""
+    return ParamChangedError(
+        f"Changing param values is not allowed. Param with key={key!r} was already logged with "
+        f"value={previous!r} for run ID={run_id!r}. Attempted logging new value {value!r}."
+    )
