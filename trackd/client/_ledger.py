@@ -12,6 +12,7 @@ the sender thread and from the callers' flush() and request().
 from __future__ import annotations
 
 import collections
+import os
 from collections.abc import Callable
 
 from .._words import counted
@@ -23,11 +24,15 @@ from ..protocol import (
 from ._outbox import Request, events, warn
 
 
+# The process that has said, in one line, that the daemon refused one of its items (0: none yet).
+_warned_rejected_pid = 0
+
+
 class Ledger:
     """Numbered batches awaiting their ack, requests awaiting their reply, and refusals since the last flush."""
 
     __slots__ = (
-        "_failed_events", "_failures", "_next_request_id", "_warned_codes", "_warned_rejected", "acked_seq", "in_flight",
+        "_failed_events", "_failures", "_next_request_id", "_warned_codes", "acked_seq", "in_flight",
         "outgoing", "rejected", "seq", "unacked", "unacked_bytes", "unacked_events", "unsent", "unsent_bytes", "unsent_events",
     )
 
@@ -49,7 +54,6 @@ class Ledger:
         self._failed_events = 0
         self._next_request_id = 0
         self._warned_codes: set[str] = set()
-        self._warned_rejected = False
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -190,12 +194,14 @@ class Ledger:
         """Apply one reply from the daemon other than an Ack (``ack`` takes those)."""
         if isinstance(event, Rejected):
             self.refuse(event.events, f"{event.item}: {event.message}")
-            if not self._warned_rejected:
+            global _warned_rejected_pid
+            if _warned_rejected_pid != os.getpid():
                 # A store refusing items (its permissions, a key clashing with a folder) was heard of
-                # only at the next flush() or at exit: a training job learnt it hours later.
-                self._warned_rejected = True
+                # only at the next flush() or at exit: a training job learnt it hours later. Once a
+                # process (a forked child warns for itself), whichever of its clients it was.
+                _warned_rejected_pid = os.getpid()
                 warn(
-                    f"the daemon will not write {event.item} ({events(event.events)}): {event.message.rstrip('.')}. Later refusals "
+                    f"the daemon refused {event.item} ({events(event.events)}): {event.message.rstrip('.')}. Later refusals "
                     "are not warned of one by one: flush() raises DeliveryError naming them, and exit counts any it did not."
                 )
         elif isinstance(event, (FlushDone, ExperimentReply, StatusReply)):
