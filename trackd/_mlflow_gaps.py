@@ -16,7 +16,7 @@ _PARENT = "read the parent's id from the run's mlflow.parentRunId tag, as MLflow
 # Of MLflow's tracking edits, these leave a store MLflow's own calls can make the same way.
 _EDITS = (
     "delete_run", "restore_run", "delete_experiment", "restore_experiment", "set_experiment_tag",
-    "set_experiment_tags", "delete_experiment_tag", "log_outputs",
+    "set_experiment_tags", "delete_experiment_tag",
 )
 
 # Logged models and datasets are MLflow's entities, which trackd does not write.
@@ -39,7 +39,7 @@ FLUENT_HINTS = {
     ),
     "get_parent_run": _PARENT + "trackd.get_run(trackd.get_run(run_id).data.tags['mlflow.parentRunId'])",
     **dict.fromkeys(_EDITS, USE_MLFLOW),
-    **dict.fromkeys(("log_input", "log_inputs", "log_model", "register_model", "evaluate"), _MODELS),
+    **dict.fromkeys(("log_input", "log_inputs", "log_outputs", "log_model", "register_model", "evaluate"), _MODELS),
 }
 
 # The MLflow whose MlflowClient the list below was taken from.
@@ -80,7 +80,7 @@ CLIENT_HINTS = {
         "end a run with set_terminated(run_id, status); rename it with set_tag(run_id, 'mlflow.runName', name), "
         "which renames it in meta.yaml too, as MLflow's does"
     ),
-    "log_inputs": _MODELS,
+    **dict.fromkeys(("log_inputs", "log_outputs"), _MODELS),
     "get_parent_run": _PARENT + "client.get_run(client.get_run(run_id).data.tags['mlflow.parentRunId'])",
     "log_stream": "write the stream to a file and log_artifact(run_id, path) it",
     "log_table": (

@@ -38,7 +38,7 @@ def test_a_method_the_review_missed_says_what_to_use(client: Client, name: str) 
     assert not hasattr(client, name)
 
 
-@pytest.mark.parametrize("name", ["delete_run", "restore_run", "set_experiment_tag", "delete_experiment", "log_outputs"])
+@pytest.mark.parametrize("name", ["delete_run", "restore_run", "set_experiment_tag", "delete_experiment", "restore_experiment"])
 def test_the_advice_is_the_module_levels_for_a_name_both_leave_out(client: Client, name: str) -> None:
     # One home for the advice: the same words after the name at both levels.
     ours = str(_missing(client, name)).partition(": ")[2]
@@ -121,7 +121,7 @@ def test_the_left_out_names_are_not_offered_by_dir(client: Client) -> None:
     assert "delete_run" not in dir(client) and "log_metric" in dir(client)
 
 
-@pytest.mark.parametrize("name", ["log_input", "log_inputs", "log_model", "register_model", "evaluate"])
+@pytest.mark.parametrize("name", ["log_input", "log_inputs", "log_outputs", "log_model", "register_model", "evaluate"])
 def test_models_and_datasets_get_the_advice_the_readme_gives(name: str) -> None:
     # README: "models and datasets are MLflow's entities. Save the model with its framework and
     # log_artifact it, or use MLflow". These raised the generic "not part of trackd's logging API".

@@ -176,14 +176,17 @@ class GiveUp(OnFullPolicy):
             # answers: the line says what it said, which is what the wait is for.
             outage, refused, starting = self._store_outage, self._refused_words(), self._starting_words()
             waited_for, them = self._waited_for(path, written=outage is not None)
+            # Only the spool file waits (``them`` None): "as long as it keeps acknowledging it" read
+            # oddly of a file the daemon takes whole.
+            acknowledging = f"as long as it keeps acknowledging {them}" if them else ""
             if patient and starting is not None:
                 # No daemon to acknowledge: "as long as it keeps acknowledging them" was said while
                 # another process held the start lock and started none.
-                wait = (f"waiting for {waited_for}: up to {timeout:g} s for it to answer, "
-                        f"then as long as it keeps acknowledging {them} (TRACKD_EXIT_TIMEOUT).")
+                wait = (f"waiting for {waited_for}: up to {timeout:g} s for it to answer"
+                        + (f", then {acknowledging}" if acknowledging else "") + " (TRACKD_EXIT_TIMEOUT).")
             elif patient:
-                wait = (f"waiting for {waited_for}, as long as it keeps acknowledging "
-                        f"{them} (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT).")
+                wait = (f"waiting for {waited_for}" + (f", {acknowledging}" if acknowledging else "")
+                        + f" (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT).")
             else:
                 wait = f"waiting up to {remaining:.0f} s for {waited_for}."
             warn(
@@ -243,10 +246,11 @@ class GiveUp(OnFullPolicy):
             reason = f"the daemon at {path} did not answer within {timeout:g} s"
         self._give_up_on_daemon(reason, final=final, exiting=exiting)
 
-    def _waited_for(self, path: Path, *, written: bool) -> tuple[str, str]:
+    def _waited_for(self, path: Path, *, written: bool) -> tuple[str, str | None]:
         """What a bounded flush's wait is for, in its line, and the word for what the daemon
-        acknowledges: the events to reach the daemon (``written``: to be written by it), but not
-        those in the spool file, which a line already said are there (a spill, or its count).
+        acknowledges (None: only the spool file waits): the events to reach the daemon
+        (``written``: to be written by it), but not those in the spool file, which a line already
+        said are there (a spill, or its count).
 
         At exit with a stopped daemon, "N events spooled to ..." was followed by "waiting up to 2 s
         for N events to reach the daemon", of the same events: they were safe in the spool file,
@@ -255,7 +259,7 @@ class GiveUp(OnFullPolicy):
         with self._cond:
             pending, in_spool = self._pending_locked(), self._spill.records
         if in_spool and pending <= in_spool:
-            return f"the daemon at {path} to answer and take the spool file", "it"
+            return f"the daemon at {path} to answer and take the spool file", None
         reach = f"be written by the daemon at {path}" if written else f"reach the daemon at {path}"
         if in_spool:
             return f"{events(pending - in_spool)} not in the spool file to {reach}", "them"
