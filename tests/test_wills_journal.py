@@ -141,3 +141,11 @@ def test_a_journal_the_full_disk_refuses_is_said_once_and_the_daemon_fails_the_r
     said = log.read_text()
     assert said.count("Could not append a change of the wills") == 1, said
     assert "Appending the changes of the wills to" in said, said
+
+
+def test_a_stop_with_no_journal_logs_no_warning(socket_path: Path) -> None:
+    # A user review's daemon log: "WARNING Could not remove .../t.sock.wills.log: [Errno 2] No such
+    # file" after a stop with nothing to do.
+    daemon = DaemonProcess(socket_path).start()
+    assert daemon.stop() == 0
+    assert "Could not remove" not in daemon.log(), daemon.log()

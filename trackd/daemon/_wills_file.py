@@ -268,11 +268,12 @@ class WillsFile:
         self._journal_whole = None
         self._journal_epoch += 1
         self._journal_size = 0
-        with contextlib.suppress(FileNotFoundError):
-            try:
-                self.journal.unlink()
-            except OSError as exc:  # its lines read as the file does: no harm, said
-                logger.warning("Could not remove %s: %s", self.journal, exc)
+        try:
+            # missing_ok: the OSError clause caught the FileNotFoundError a suppress() around it
+            # was meant to, and a stop with no journal logged "Could not remove ...: No such file".
+            self.journal.unlink(missing_ok=True)
+        except OSError as exc:  # its lines read as the file does: no harm, said
+            logger.warning("Could not remove %s: %s", self.journal, exc)
 
     def _write(self, rows: list[Row], changes: int) -> bool:
         """Make the file hold ``rows`` (none: no file), unless a newer write is there; False if it failed."""
