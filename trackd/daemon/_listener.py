@@ -1,5 +1,5 @@
 """The daemon's listening socket: bound at start, watched once a second, bound again when its file
-is removed, and given up (the daemon then stops) when its place or its lock file is taken.
+is removed, and given up (the daemon then stops) when its place is taken.
 
 A socket file removed from under a listening daemon (a user's `rm`, a temp-file cleaner such as
 systemd-tmpfiles, a script emptying the folder) leaves the daemon listening on a name no process
@@ -7,8 +7,10 @@ can reach: connected clients carried on, every new process waited its connect ti
 daemon "starting", and `trackd daemon start` and `stop` found one that held the lock and did not
 listen, for as long as it lived (for ever, started without an idle timeout). The daemon still holds
 the lock, so no other daemon may serve that path: it binds a new socket there. When the path holds
-something else, or its lock file is no longer the one it locked (the folder was removed, and a new
-daemon may have started in a new one), it is not this daemon's place any more: it stops.
+something else, it is not this daemon's place any more: it stops (it still holds the lock, so no
+other daemon starts until it has). When its lock file is no longer the one it locked (the folder
+was removed), it says so and serves on, as before the watch: stopping let a new daemon start in
+a new folder while this one still wrote its files there by path.
 """
 
 from __future__ import annotations
@@ -85,11 +87,23 @@ class Listener:
 
     async def watch(self, stop: Callable[[str], None]) -> None:
         """Every WATCH_INTERVAL: bind the socket again if its file was removed; call ``stop`` with
-        the reason, and end, when the path or the lock file is not this daemon's any more."""
+        the reason, and end, when the path holds another file; end, saying so, when the lock file
+        is not this daemon's any more (the daemon serves on)."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             if self._server is None:
                 return  # closed: the daemon is shutting down
+            if not self.lock_is_ours():
+                # Shutting down here let another daemon start beside this one while it still wrote
+                # its wills, journal and exit report by path (a review: two daemons on one folder,
+                # one's wills file replacing the other's). Serving on, as before the watch, keeps
+                # this daemon's socket, if still there, answering, which keeps a second one from starting.
+                logger.warning(
+                    "Lock file %s was removed or replaced (its folder removed?): serving the connections and socket "
+                    "this daemon has, no longer making a removed socket file again; `kill %d` ends it gracefully",
+                    self.paths.lock, os.getpid(),
+                )
+                return
             problem = await self._look()
             if problem is not None:
                 stop(problem)
@@ -97,12 +111,7 @@ class Listener:
 
     async def _look(self) -> str | None:
         """Heal a removed socket file; what makes the daemon stop, as a sentence, or None."""
-        path, lock = self.paths.socket, self.paths.lock
-        if not self.lock_is_ours():
-            return (
-                f"Lock file {lock} was removed or replaced (its folder removed?), so another daemon may serve {path} "
-                "now: accepting no new connections and shutting down gracefully"
-            )
+        path = self.paths.socket
         try:
             info = os.lstat(path)
         except FileNotFoundError:
