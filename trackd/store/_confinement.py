@@ -189,23 +189,28 @@ def check_opened_folder(fd: int, path: str, root: str, real_root: str) -> None:
     that folder: a folder above it swapped for a link between the check and the open has it
     elsewhere (O_NOFOLLOW guards only the last component). StoreError as check_confined's.
 
-    Linux tells where a descriptor is (/proc/self/fd); elsewhere ``path`` is confined again and
-    must still be the folder held (a folder has one name: no hard links to folders).
+    Linux tells where a descriptor is (/proc/self/fd), which settles it when that is the name
+    expected. Otherwise (no /proc, or a name that differs in its text only: a case-insensitive
+    filesystem names "mlruns" what the user typed as "MLRuns"; a bind mount unmounted since
+    names it from that mount's root) ``path`` is confined again and must still be the folder
+    held (a folder has one name: no hard links to folders).
     """
     expected = os.path.join(real_root, os.path.relpath(path, root))
     try:
         real = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
-        check_confined(path, root, real_root)
-        held, named = os.fstat(fd), os.stat(path, follow_symlinks=False)
-        if (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino):
-            return
         real = "another folder"
-    if real != expected:
-        raise StoreError(
-            f"Refusing to write into {path!r}: the folder opened is {real!r}, not {expected!r} (a folder "
-            "above it was replaced meanwhile); trackd never follows a symbolic link planted inside a store."
-        )
+    else:
+        if real == expected:
+            return
+    check_confined(path, root, real_root)
+    held, named = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    if (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino):
+        return
+    raise StoreError(
+        f"Refusing to write into {path!r}: the folder opened is {real!r}, not {expected!r} (a folder "
+        "above it was replaced meanwhile); trackd never follows a symbolic link planted inside a store."
+    )
 
 
 def is_symlink_error(exc: OSError) -> bool:
