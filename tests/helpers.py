@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from trackd import Client, ClientConfig
 from trackd._paths import DaemonPaths
 from trackd.client._control import query_status
 from trackd.client._launcher import daemon_answers
@@ -159,6 +160,84 @@ class DaemonProcess:
             return self.paths.log.read_text()
         except OSError:
             return ""
+
+
+class TracedDaemon(DaemonProcess):
+    """A real daemon started under ``strace`` with ``strace_args``; ``stopped()``: stopped by it."""
+
+    def __init__(self, socket_path: Path, trace: Path, *strace_args: str) -> None:
+        super().__init__(socket_path)
+        self.trace = trace
+        self.strace_args = list(strace_args)
+
+    def start(self, timeout: float = 30.0) -> TracedDaemon:
+        args = [
+            "strace", "-qq", "-f", "-o", str(self.trace), *self.strace_args,
+            sys.executable, "-m", "trackd.daemon", "--socket", str(self.paths.socket), "--log-file", str(self.paths.log),
+        ]
+        process = self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(lambda: daemon_answers(self.paths.socket, 0.5) or process.poll() is not None, timeout, message="traced daemon start")
+        if process.poll() is not None:
+            pytest.skip(f"cannot trace a process here: {process.stderr.read().decode() if process.stderr else ''}")
+        return self
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM to the daemon itself (strace would detach and leave it running), and wait."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            pid = int(self.paths.pid.read_text())
+            os.kill(pid, signal.SIGTERM)
+            # One the test left stopped (a failed wait for its injection) would keep its SIGTERM pending.
+            os.kill(pid, signal.SIGCONT)
+        code = self.process.wait(timeout)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        return code
+
+    def stopped(self) -> bool:
+        return "stopped by SIGSTOP" in self.trace.read_text()
+
+    def resume(self) -> None:
+        os.kill(int(self.paths.pid.read_text()), signal.SIGCONT)
+
+    @classmethod
+    def stopping_at_open(cls, socket_path: Path, trace: Path, folder: Path) -> TracedDaemon:
+        """One that stops at its first openat() of ``folder``, which it makes again when resumed (an
+        injected EINTR, retried by Python): the moment between a folder's check and its open."""
+        return cls(
+            socket_path, trace, "-P", str(folder), "-e", "trace=openat", "-e", "inject=openat:error=EINTR:signal=SIGSTOP:when=1",
+        ).start()
+
+
+@contextlib.contextmanager
+def swapped_for_link(folder: Path, target: Path) -> Iterator[None]:
+    """``folder`` moved aside and a symbolic link to ``target`` put in its place, for the block."""
+    moved = folder.with_name(folder.name + ".moved")
+    os.rename(folder, moved)
+    folder.symlink_to(target)
+    try:
+        yield
+    finally:
+        folder.unlink()
+        os.rename(moved, folder)
+
+
+def store_client(store: Path, socket_path: Path) -> Client:
+    """A Client of ``store`` through the daemon at ``socket_path``, never starting one."""
+    return Client(str(store), config=ClientConfig(socket_path=socket_path, autostart=False, connect_timeout=5.0))
+
+
+def made_run(store: Path, socket_path: Path) -> str:
+    """A run in experiment 0 of ``store``, made by a plain daemon on ``socket_path`` (and stopped):
+    a TracedDaemon started after it meets the run's folders only as the test says."""
+    daemon = DaemonProcess(socket_path).start()
+    try:
+        with store_client(store, socket_path) as client:
+            run_id = client.create_run("0").info.run_id
+            client.flush(timeout=30)
+    finally:
+        daemon.stop()
+    return run_id
 
 
 # What trackd's fluent API writes into its own process's environment for the processes it starts:

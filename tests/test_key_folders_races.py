@@ -9,19 +9,14 @@ change.
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, wait_for
+from helpers import TracedDaemon, made_run, store_client, swapped_for_link, wait_for
 
-from trackd import Client, ClientConfig, DeliveryError
-from trackd.client._launcher import daemon_answers
+from trackd import DeliveryError
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -34,61 +29,6 @@ pytestmark = [
 ]
 
 
-class TracedDaemon(DaemonProcess):
-    """A real daemon started under ``strace`` with ``strace_args``; ``stopped()``: stopped by it."""
-
-    def __init__(self, socket_path: Path, trace: Path, *strace_args: str) -> None:
-        super().__init__(socket_path)
-        self.trace = trace
-        self.strace_args = list(strace_args)
-
-    def start(self, timeout: float = 30.0) -> TracedDaemon:
-        args = [
-            "strace", "-qq", "-f", "-o", str(self.trace), *self.strace_args,
-            sys.executable, "-m", "trackd.daemon", "--socket", str(self.paths.socket), "--log-file", str(self.paths.log),
-        ]
-        process = self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(lambda: daemon_answers(self.paths.socket, 0.5) or process.poll() is not None, timeout, message="traced daemon start")
-        if process.poll() is not None:
-            pytest.skip(f"cannot trace a process here: {process.stderr.read().decode() if process.stderr else ''}")
-        return self
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM to the daemon itself (strace would detach and leave it running), and wait."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            pid = int(self.paths.pid.read_text())
-            os.kill(pid, signal.SIGTERM)
-            # One the test left stopped (a failed wait for its injection) would keep its SIGTERM pending.
-            os.kill(pid, signal.SIGCONT)
-        code = self.process.wait(timeout)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        return code
-
-    def stopped(self) -> bool:
-        return "stopped by SIGSTOP" in self.trace.read_text()
-
-    def resume(self) -> None:
-        os.kill(int(self.paths.pid.read_text()), signal.SIGCONT)
-
-
-def _client(store: Path, socket_path: Path) -> Client:
-    return Client(str(store), config=ClientConfig(socket_path=socket_path, autostart=False, connect_timeout=5.0))
-
-
-def _made_run(store: Path, socket_path: Path) -> str:
-    """A run made by a plain daemon, so that the traced one meets the run's folders only as the test says."""
-    daemon = DaemonProcess(socket_path).start()
-    try:
-        with _client(store, socket_path) as client:
-            run_id = client.create_run("0").info.run_id
-            client.flush(timeout=30)
-    finally:
-        daemon.stop()
-    return run_id
-
-
 @pytest.mark.parametrize("made", ["file", "link"])
 def test_a_key_folder_made_meanwhile_as_something_else_fails_only_its_item(
     socket_path: Path, tmp_path: Path, made: str
@@ -97,14 +37,14 @@ def test_a_key_folder_made_meanwhile_as_something_else_fails_only_its_item(
     # said EEXIST, and the open after it met a file (or a link). That was an AssertionError,
     # which failed the whole write and every batch pending with it.
     store = tmp_path / "mlruns"
-    run_id = _made_run(store, socket_path)
+    run_id = made_run(store, socket_path)
     folder = store / "0" / run_id / "params" / "g1"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     daemon = TracedDaemon(
         socket_path, tmp_path / "trace", "-e", "trace=mkdirat", "-e", "inject=mkdirat:error=EEXIST:signal=SIGSTOP:when=1"
     ).start()
-    client = _client(store, socket_path)
+    client = store_client(store, socket_path)
     try:
         client.log_param(run_id, "plain", "1")
         client.log_param(run_id, "g1/lr", "0.1")
@@ -140,27 +80,21 @@ def test_a_run_folder_swapped_between_its_check_and_its_open_is_refused(socket_p
     # The run folder was confined by path, then opened by path: an experiment folder replaced by a
     # link in between had params written through it, outside the store.
     store = tmp_path / "mlruns"
-    run_id = _made_run(store, socket_path)
+    run_id = made_run(store, socket_path)
     run_folder = store / "0" / run_id
     outside = tmp_path / "outside" / "0"
     (outside / run_id / "params").mkdir(parents=True)
-    daemon = TracedDaemon(
-        socket_path, tmp_path / "trace",
-        "-P", str(run_folder), "-e", "trace=openat", "-e", "inject=openat:error=EINTR:signal=SIGSTOP:when=1",
-    ).start()
-    client = _client(store, socket_path)
+    daemon = TracedDaemon.stopping_at_open(socket_path, tmp_path / "trace", run_folder)
+    client = store_client(store, socket_path)
     try:
         client.log_param(run_id, "lr", "0.1")
         wait_for(daemon.stopped, timeout=30, message="the daemon stopped at the run folder's open")
-        os.rename(store / "0", store / "0.moved")
-        (store / "0").symlink_to(outside)
-        daemon.resume()
-        with pytest.raises(DeliveryError) as caught:
-            client.flush(timeout=30)
+        with swapped_for_link(store / "0", outside):
+            daemon.resume()
+            with pytest.raises(DeliveryError) as caught:
+                client.flush(timeout=30)
         assert "Refusing to write into" in caught.value.failures[0], caught.value.failures
         assert list((outside / run_id / "params").iterdir()) == []
-        (store / "0").unlink()
-        os.rename(store / "0.moved", store / "0")
         client.log_param(run_id, "after", "2")
         client.flush(timeout=30)
         assert MlflowClient(tracking_uri=str(store)).get_run(run_id).data.params == {"after": "2"}

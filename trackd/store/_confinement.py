@@ -12,9 +12,10 @@ file, opened with O_NOFOLLOW.
 These checks cost a realpath() (one lstat per path component): the writer runs them when it first
 uses a run or opens a metric file's folder, and once per write for the folder of its new metric
 files and for each run folder it opens to write params or tags into (``_key_files``), never per
-item. A metric folder's descriptor is kept (open_folder) and its files are opened by name in it, as
-are a run's params/ and tags/ folders' while a write holds them, so a folder checked once cannot be
-swapped for a link afterwards.
+item. A metric folder's descriptor is kept (open_folder) and its files are opened (and new ones
+linked) by name in it, as are a run's params/ and tags/ folders' while a write holds them, so a
+folder checked once cannot be swapped for a link afterwards; a folder opened by path after its check
+must be the folder checked (check_opened_folder), so neither can one above it in between.
 """
 
 from __future__ import annotations
@@ -143,24 +144,16 @@ def create_regular_with(path: str, data: bytes, temp_dir: str, folder_fd: int | 
     return open_regular_for_append(path, FILE_MODE, folder_fd, checked=True, create=False)
 
 
-def link_temp_file(temp: str, path: str, folder_fd: int | None = None, *, make_folder: bool = False) -> bool:
+def link_temp_file(temp: str, path: str, folder_fd: int | None = None, *, remove: bool = True) -> bool:
     """Link the complete temp file ``temp`` to ``path`` and remove ``temp``; whether it was linked
     (False: ``path`` exists already, or the filesystem has no hard links).
 
     link() never replaces a file someone made meanwhile (EEXIST), where os.replace would.
-    ``make_folder``: a folder of ``path`` that is missing (a nested key's, "group/loss") is made,
-    and the link made again; made only then, not before every link (a makedirs is 3 syscalls).
+    ``remove``: false when the caller removes ``temp`` itself (it may link it again first).
     """
     try:
         if folder_fd is None:
-            try:
-                os.link(temp, path, follow_symlinks=False)
-            except (FileNotFoundError, NotADirectoryError):
-                if not make_folder:
-                    raise
-                # A file where a folder should be ("a" logged, then "a/b") fails here, as a clash of keys.
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                os.link(temp, path, follow_symlinks=False)
+            os.link(temp, path, follow_symlinks=False)
         else:
             os.link(temp, path.rpartition("/")[2], dst_dir_fd=folder_fd, follow_symlinks=False)
     except OSError as exc:
@@ -168,7 +161,8 @@ def link_temp_file(temp: str, path: str, folder_fd: int | None = None, *, make_f
             return False
         raise
     finally:
-        os.remove(temp)
+        if remove:
+            os.remove(temp)
     return True
 
 
@@ -195,7 +189,11 @@ def check_opened_folder(fd: int, path: str, root: str, real_root: str) -> None:
     names it from that mount's root) ``path`` is confined again and must still be the folder
     held (a folder has one name: no hard links to folders).
     """
-    expected = os.path.join(real_root, os.path.relpath(path, root))
+    below = path[len(root):]
+    if path.startswith(root) and below.startswith(os.sep):
+        expected = real_root + below  # as the join below, without relpath()'s 5 us (once per folder opened)
+    else:
+        expected = os.path.join(real_root, os.path.relpath(path, root))
     try:
         real = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:

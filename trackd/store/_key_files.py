@@ -35,6 +35,8 @@ from typing import TypeVar
 from . import _layout as layout
 from ._confinement import check_confined, check_opened_folder, is_symlink_error, not_regular, open_folder
 from ._format import FILE_MODE, decode_text
+from ._run_handles import removed_run
+from ._write_rules import item_name
 
 _T = TypeVar("_T")
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -83,6 +85,10 @@ class KeyFolders:
             try:
                 return action(self._folders(run_folder, path, create, transient), run_folder, path, value)
             except OSError as exc:
+                if isinstance(exc, FileNotFoundError):
+                    removed = removed_run(_item_name(run_folder, path), run_folder, self._root)
+                    if removed is not None:
+                        raise removed from None
                 if exc.errno not in _OUT_OF_DESCRIPTORS or attempt == 2:
                     raise
                 # Each action is safe to repeat: its last step (the rename, the unlink) cannot fail so.
@@ -194,6 +200,13 @@ class KeyFolders:
         held, self._held = self._held, OrderedDict()
         for fd in held.values():
             os.close(fd)
+
+
+def _item_name(run_folder: str, path: str) -> str:
+    """How a failure names the param or tag whose file is ``path`` (item_name), for an error
+    raised here: "param 'lr' of run <id>"."""
+    folder, _, key = path[len(run_folder) + 1:].partition("/")
+    return item_name("param" if folder == layout.PARAMS_FOLDER_NAME else "tag", key, os.path.basename(run_folder))
 
 
 def _write_new(folders: tuple[int, int] | None, run_folder: str, path: str, value: str) -> str | None:

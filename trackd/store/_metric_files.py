@@ -26,7 +26,10 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
 from ._confinement import (
+    check_confined,
+    check_opened_folder,
     create_regular_with,
+    is_symlink_error,
     link_temp_file,
     open_folder,
     open_regular_for_append,
@@ -84,15 +87,17 @@ class MetricFileCache:
         # absolute and normalised (layout.metric_path), which is all dirname would handle more.
         return path in self._fds or path.rpartition("/")[0] in self._folders
 
-    def append(self, path: str, data: bytes, temp_dir: str | None = None) -> None:
+    def append(self, path: str, data: bytes, roots: tuple[str, str], temp_dir: str | None = None) -> None:
         """Append ``data`` (complete lines) to ``path`` in one write() when the OS allows it.
 
-        With ``temp_dir`` (the run folder), a file that does not exist yet appears with ``data`` in
-        it (create_regular_with), never empty: MLflow's readers raise on an empty metric file.
+        ``roots``: the store's root and its realpath, which a folder opened by path must still be
+        below (check_opened_folder). With ``temp_dir`` (the run folder), a file that does not exist
+        yet appears with ``data`` in it (create_regular_with), never empty: MLflow's readers raise
+        on an empty metric file.
         """
         if not data:
             return
-        fd, done = self._open(path, data, temp_dir)
+        fd, done = self._open(path, data, temp_dir, roots)
         if done:
             return
         written = 0
@@ -127,16 +132,51 @@ class MetricFileCache:
                 raise OSError(exc.errno, exc.strerror, path) from exc
             raise
 
-    def place(self, path: str, temp: str, data: bytes) -> None:
+    def place(self, path: str, temp: str, data: bytes, roots: tuple[str, str]) -> None:
         """Link the staged ``temp`` to ``path``: the file appears holding ``data``, never empty. If
         ``path`` was made meanwhile (another daemon on the store), or the filesystem has no hard
-        links, ``data`` is appended to it instead."""
-        if link_temp_file(temp, path, make_folder=True):  # a key with "/" names a folder of its own
-            self._open(path, b"", None, placed=True)  # held, as every file a write appended to
+        links, ``data`` is appended to it instead. ``roots``: as append()'s."""
+        try:
+            linked = self._link(temp, path, roots)
+        finally:
+            remove_quietly(temp)
+        if linked:
+            self._open(path, b"", None, roots, placed=True)  # held, as every file a write appended to
         else:
-            self.append(path, data)
+            self.append(path, data, roots)
 
-    def _open(self, path: str, first: bytes, temp_dir: str | None, *, placed: bool = False) -> tuple[int, bool]:
+    def _link(self, temp: str, path: str, roots: tuple[str, str]) -> bool:
+        """link_temp_file() by name into the folder of ``path``, held or opened (and checked) now."""
+        folder = path.rpartition("/")[0]
+        for attempt in (1, 2):
+            folder_fd = self._folders.get(folder)
+            held = folder_fd is not None
+            if folder_fd is None:
+                try:
+                    folder_fd = self._open_checked_folder(folder, roots, create=True)  # a key with "/" names a folder of its own
+                except OSError as exc:
+                    if exc.errno not in (errno.EMFILE, errno.ENFILE) or len(self._fds) < 2:
+                        raise
+                    self.give_back(exc)  # as _open does for a file
+                    folder_fd = self._open_checked_folder(folder, roots, create=True)
+                held = self._hold_folder(folder, folder_fd)
+            else:
+                self._folders.move_to_end(folder)
+                self._used.add(folder)
+            try:
+                return link_temp_file(temp, path, folder_fd, remove=False)
+            except FileNotFoundError:
+                if not held or attempt == 2:
+                    raise
+                self._close_folder(folder)  # deleted since it was opened (a user's rm): made again by path
+            finally:
+                if not held:
+                    os.close(folder_fd)
+        raise AssertionError("unreachable")  # (the second attempt returns or raises)
+
+    def _open(
+        self, path: str, first: bytes, temp_dir: str | None, roots: tuple[str, str], *, placed: bool = False
+    ) -> tuple[int, bool]:
         """The descriptor of ``path``, and whether it was created holding ``first``; ``placed``: a
         file the write just linked into place whole, so neither looked up before its open (O_NOFOLLOW
         and the fstat after it still refuse what was planted since) nor looked at for a partial line."""
@@ -146,11 +186,11 @@ class MetricFileCache:
             self._used.add(path)
             return cached, False
         try:
-            fd, size, created = self._open_file(path, first, temp_dir, placed)
+            fd, size, created = self._open_file(path, first, temp_dir, roots, placed)
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE) or len(self._fds) < 2:
                 raise
-            fd, size, created = self._open_after_shrinking(path, exc, first, temp_dir, placed)
+            fd, size, created = self._open_after_shrinking(path, exc, first, temp_dir, roots, placed)
         if not placed:
             try:
                 _repair_partial_last_line(fd, path, size)
@@ -165,11 +205,11 @@ class MetricFileCache:
         return fd, created
 
     def _open_after_shrinking(
-        self, path: str, exc: OSError, first: bytes, temp_dir: str | None, placed: bool
+        self, path: str, exc: OSError, first: bytes, temp_dir: str | None, roots: tuple[str, str], placed: bool
     ) -> tuple[int, int, bool]:
         """Out of descriptors with the cap not reached: give back half of ours and open again."""
         self.give_back(exc)
-        return self._open_file(path, first, temp_dir, placed)
+        return self._open_file(path, first, temp_dir, roots, placed)
 
     def give_back(self, exc: OSError) -> None:
         """Out of descriptors (``exc``: EMFILE, ENFILE) with the cap not reached: something else holds
@@ -185,9 +225,11 @@ class MetricFileCache:
             os.close(self._fds.popitem(last=False)[1])
         self._max_open = max(1, keep)
 
-    def _open_file(self, path: str, first: bytes, temp_dir: str | None, placed: bool = False) -> tuple[int, int, bool]:
+    def _open_file(
+        self, path: str, first: bytes, temp_dir: str | None, roots: tuple[str, str], placed: bool = False
+    ) -> tuple[int, int, bool]:
         """(descriptor, size, created holding ``first``) of ``path``, opened for appending and
-        created if missing."""
+        created if missing, by name in a descriptor of its folder."""
         # O_NOFOLLOW and a regular-file check: a link or FIFO planted under a key's name is refused
         # (the writer checked the folders when it located the file, see _confinement).
         folder = path.rpartition("/")[0]
@@ -203,18 +245,53 @@ class MetricFileCache:
             except FileNotFoundError:
                 # The folder was deleted or moved (a run deleted with MLflow): forget it, go by path.
                 self._close_folder(folder)
-        if not placed:  # (a placed file's folder is there: the file was just linked into it)
-            os.makedirs(folder, exist_ok=True)
-        opened = _open_or_create(path, first, temp_dir, None, placed)
-        if self._max_folders:
-            try:
-                self._folders[folder] = open_folder(folder)
-                self._used.add(folder)
-            except OSError:
-                return opened  # not held: its files are opened by path, checked each time
-            while len(self._folders) > self._max_folders:
-                os.close(self._folders.popitem(last=False)[1])
-        return opened
+        # (A placed file's folder is there: the file was just linked into it.)
+        folder_fd = self._open_checked_folder(folder, roots, create=not placed)
+        held = self._hold_folder(folder, folder_fd)
+        try:
+            return _open_or_create(path, first, temp_dir, folder_fd, placed)
+        finally:
+            if not held:
+                os.close(folder_fd)
+
+    def _open_checked_folder(self, folder: str, roots: tuple[str, str], *, create: bool) -> int:
+        """A descriptor of metric folder ``folder`` (made if missing when ``create``), opened by path.
+
+        The writer confined ``folder`` before (when it located the file); a folder above it
+        swapped for a link between that check and this open is refused here, as the params/tags
+        path refuses a run folder (check_opened_folder): the folder opened is the one whose files
+        are written, by name in it. One check per folder opened, not per file.
+        """
+        try:
+            fd = open_folder(folder)
+        except FileNotFoundError:
+            if not create:
+                raise
+            os.makedirs(folder, exist_ok=True)  # a nested key's ("group/loss"), or a metrics/ a user removed
+            fd = open_folder(folder)
+        except OSError as exc:
+            if is_symlink_error(exc) or exc.errno == errno.ENOTDIR:
+                # (Linux says ENOTDIR of a link opened with O_DIRECTORY.) A link planted since the
+                # writer's check is refused in check_confined's words; a file there is a clash of keys.
+                check_confined(folder, *roots)
+            raise
+        try:
+            check_opened_folder(fd, folder, *roots)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _hold_folder(self, folder: str, fd: int) -> bool:
+        """Keep ``fd`` of ``folder`` for the files opened in it later; whether it is held (none are
+        when the budget has no share for folders: the caller closes it)."""
+        if not self._max_folders:
+            return False
+        self._folders[folder] = fd
+        self._used.add(folder)
+        while len(self._folders) > self._max_folders:
+            os.close(self._folders.popitem(last=False)[1])
+        return True
 
     def _close_folder(self, folder: str) -> None:
         fd = self._folders.pop(folder, None)

@@ -138,3 +138,19 @@ class RunHandles:
             self.remembered_paths = 0
         handle.metric_paths[key] = path
         self.remembered_paths += 1
+
+
+def removed_run(item: str, run_folder: str, root: str) -> RunNotFound | None:
+    """The error for ``item``, which met a missing file or folder, if the reason is that its run's
+    folder is gone (removed by hand while a write was writing into it); None if the folder is there.
+
+    Between writes a removed run is "not found" (RunHandles.active); during one, its items met the
+    folder's absence as a missing temp file of theirs ("No such file or directory
+    ('.../<run>/.trackd-....tmp')"), which named neither the run nor what happened to it.
+    """
+    if os.path.lexists(run_folder):
+        return None
+    return RunNotFound(
+        f"Cannot write {item}: run '{os.path.basename(run_folder)}' not found in the store at {root!r}; "
+        f"its folder {run_folder!r} was removed during the write."
+    )

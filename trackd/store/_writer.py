@@ -50,7 +50,7 @@ from ._write_rules import (
 )
 from ._metric_files import MetricFileCache
 from ._reader import StoreReader
-from ._run_handles import RunHandle, RunHandles
+from ._run_handles import RunHandle, RunHandles, removed_run
 from ._staging import build_in_staging, remove_stale_staging
 from ._write_items import (
     ArtifactWrite,
@@ -108,6 +108,7 @@ class StoreWriter:
         self._prepare_root()
         # Where the root really is, once: nothing is written anywhere that does not resolve below it.
         self._real_root = os.path.realpath(self.root)
+        self._roots = (self.root, self._real_root)  # what the metric-file cache checks the folders it opens by
         # The param and tag files' folders a write writes into, each confined and opened once while held.
         metric_files = self._metric_files
         self._key_folders = KeyFolders(self.root, self._real_root, metric_files.key_folders, metric_files.give_back)
@@ -327,21 +328,24 @@ class StoreWriter:
     ) -> None:
         """One write() per existing file, and each new file's lines to its temp file (one that cannot be written
         is taken out of ``temps``); with ``place``, the new files linked into place (``on_failure``: at the first failure)."""
-        cache = self._metric_files
+        cache, roots = self._metric_files, self._roots
         for (append, path, folder), data in zip(appends, lines):
             temp = temps.get(path)
             if not data or (place and temp is None):
                 continue
             try:
                 if temp is None:
-                    cache.append(path, data, folder)
+                    cache.append(path, data, roots, folder)
                 elif place:
-                    cache.place(path, temp, data)
+                    cache.place(path, temp, data, roots)
                 else:
                     cache.stage(path, temp, data)
             except (TrackdError, OSError) as exc:  # TrackdError: a link or FIFO planted at the key's path
                 temps.pop(path, None)
-                self._record_failure(failures, origins_of(append), item_name("metric", append.key, append.run_id), exc)
+                item = item_name("metric", append.key, append.run_id)
+                if isinstance(exc, FileNotFoundError):  # its run's folder removed by hand during this write?
+                    exc = removed_run(item, folder, self.root) or exc
+                self._record_failure(failures, origins_of(append), item, exc)
                 if on_failure is not None:
                     on_failure()
                     on_failure = None
