@@ -60,7 +60,7 @@ REJECTED: list[tuple[Callable[[object], object], object, str]] = [
     (metric_key, "k" * 251, "251 characters"),
     (metric_key, 5, "expected a str"),
     (metric_key, None, "expected a str"),
-    (lambda v: validate_metric_value("loss", v), "1.0", "metric 'loss'"),
+    (lambda v: validate_metric_value("loss", v), "one", "metric 'loss'"),
     (lambda v: validate_metric_value("loss", v), None, "metric 'loss'"),
     (lambda v: validate_metric_value("loss", v), 1 + 2j, "metric 'loss'"),
     (lambda v: validate_metric_value("loss", v), 10**400, "too large"),
