@@ -23,12 +23,18 @@ from trackd import Client, ClientConfig
     ],
     ids=["implicit", "with-start_run", "end_run"],
 )
-def test_mlflow_run_id_attaches_to_an_existing_run_without_ending_it(daemon: DaemonProcess, store: Path, code: str) -> None:
+def test_mlflow_run_id_of_a_running_run_nobody_owns_resumes_it_and_ends_it_as_mlflow_does(
+    daemon: DaemonProcess, store: Path, code: str
+) -> None:
+    # A Client's run is in no process's will (its status is the caller's): the process given its id
+    # co-owns it, and its end is the last live owner's, FINISHED, as MLflow's start_run ends it. It
+    # only detached, and a requeued job resuming a run its dead last attempt left RUNNING never ended it.
     with Client(store, config=ClientConfig(socket_path=daemon.paths.socket, autostart=False)) as client:
         run_id = client.create_run(run_name="launcher").info.run_id
     quiet_result(run_child(code, fluent_env(daemon, store, MLFLOW_RUN_ID=run_id)))
     run = only_run(store)
-    assert (run.info.run_id, run.info.run_name, run.info.status, run.info.end_time) == (run_id, "launcher", "RUNNING", None)
+    assert (run.info.run_id, run.info.run_name, run.info.status) == (run_id, "launcher", "FINISHED")
+    assert run.info.end_time is not None
     assert run.data.metrics == {"loss": 1.0}
 
 

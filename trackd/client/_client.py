@@ -252,13 +252,21 @@ class Client(ClientArtifacts, ClientReads):
         """End a run with MLflow's status (FINISHED, FAILED, KILLED...)."""
         self._terminate(run_id, status, end_time, keep_failure=False)
 
-    def _terminate(self, run_id: str, status: str | int, end_time: int | None, *, keep_failure: bool) -> None:
+    def _terminate(
+        self, run_id: str, status: str | int, end_time: int | None, *, keep_failure: bool, shared: bool = False
+    ) -> None:
         """set_terminated; with ``keep_failure``, a run already FAILED or KILLED stays so (the ends
-        the fluent API makes by itself, of a run another rank or worker may have failed)."""
+        the fluent API makes by itself, of a run another rank or worker may have failed).
+
+        ``shared``: the daemon writes the end only if no other live process owns the run then (a
+        job resuming a RUNNING run co-owns it: the last owner to end it ends it). The fluent
+        API's owner ends are (end_run() without a status, a block left normally, interpreter
+        exit, SIGTERM); an exception leaving a block is not: it fails the run from any process.
+        """
         self._check_run(run_id)
         code = int(validate_run_status(status))
         end_ms = _now_ms() if end_time is None else validate_timestamp("end_time", end_time)
-        self._sender.submit((SET_TERMINATED, run_id, code, end_ms, keep_failure))
+        self._sender.submit((SET_TERMINATED, run_id, code, end_ms, keep_failure, shared))
 
     # -- logging: the hot path ------------------------------------------------------------------
 

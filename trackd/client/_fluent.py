@@ -423,7 +423,7 @@ def _end_run(
         if not runs and runs is _stacks.get(threading.main_thread()):
             _last_main_run = active
         if status is not None or active.owns:
-            client._terminate(active.run_id, status or FINISHED, None, keep_failure=keep_failure)
+            client._terminate(active.run_id, status or FINISHED, None, keep_failure=keep_failure, shared=keep_failure and (status is None or exiting))
             if active.owns:
                 client._sender.will.discard(active.run_id)  # after its end is queued (see _will.py)
                 _lineage.withdraw(active.run_id)

@@ -75,9 +75,13 @@ def resume_run(
             raise
         info = info.replace(status="RUNNING")
     # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first,
-    # unless the launcher started it with trackd (it owns it then); otherwise attaching to a
-    # running run (another process's) never ends it.
+    # unless the launcher started it with trackd (it owns it then). Without RANK, a process that
+    # finds the run RUNNING co-owns it: it is in this process's will, and its ends are shared
+    # ones (Client._terminate), which the daemon writes only if no other live process owns the
+    # run then. Only detaching, a requeued job resuming a run whose last attempt died unseen by
+    # this daemon (another node, an MLflow process) left it RUNNING for ever; and one restarted
+    # within a second of its SIGKILL was failed by the dead attempt's will after it completed.
     return ActiveRun(
         Run(info=info, data=RunData(metrics={}, params={}, tags={})),
-        owns=resumed or (rank == "0" and not attached), client=client, read_data=read_data,
+        owns=resumed or (rank in (None, "", "0") and not attached), client=client, read_data=read_data,
     )

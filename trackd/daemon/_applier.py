@@ -10,8 +10,9 @@ the write then only renames the copy into place.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,6 +20,7 @@ from .._words import counted
 from ..errors import InvalidArgument, StoreError, StoreUnavailable
 from ..protocol import (
     ARTIFACT, CREATE_RUN, DELETE_TAG, METRIC, METRIC_SERIES, PARAM, SET_TERMINATED, TAG, RecordKind, create_run_owner,
+    termination_shared,
 )
 from ..store import (
     ArtifactWrite,
@@ -44,6 +46,11 @@ if TYPE_CHECKING:
     from ._state import Session
 
 Origin = tuple["Session", int]
+# The pids of the live processes other than client ``client_id`` that own run ``run_id`` of the
+# store at ``root`` (Wills.other_owners): called on the writer thread.
+OwnersOf = Callable[[str, str, str], list[int]]
+
+logger = logging.getLogger("trackd.daemon")
 
 
 # Keys and run ids already checked against MLflow's rules; cleared when it grows past this, so a
@@ -103,6 +110,8 @@ class Applier:
         self._idle_sweeps: dict[str, int] = {}
         self._good_keys: set[str] = set()
         self._good_run_ids: set[str] = set()
+        # Who else owns a run, for shared ends (set by the server; None: nobody, in tests of the applier alone).
+        self.other_owners: OwnersOf | None = None
 
     def writer(self, root: str, artifact_root: str | None = None) -> StoreWriter:
         """The writer for ``root``, opened (and the store created) on first use.
@@ -306,6 +315,8 @@ class Applier:
                 elif kind == SET_TERMINATED:
                     status = validate_run_status(record[2])
                     keep_failure = len(record) > 4 and record[4]  # absent in a protocol 2 spool
+                    if termination_shared(record) and self._owned_elsewhere(item.session, run_id):
+                        continue  # a shared end of a run another live process owns: a detach
                     batch.terminations.append(Termination(origin, run_id, int(status), record[3], keep_failure))
                 elif kind == ARTIFACT:
                     path = validate_artifact_path(record[2])  # first: a 2 GB file under a bad path is not copied
@@ -319,6 +330,16 @@ class Applier:
                 events = len(record[3]) if kind == METRIC_SERIES else 1
                 refused.append(Failure(item.session, item.seq, _describe(record), str(exc), events))
         return needs_copy
+
+    def _owned_elsewhere(self, session: Session, run_id: str) -> bool:
+        """Whether a live process other than ``session``'s owns ``run_id`` now (said in the log)."""
+        pids = self.other_owners(session.store_root, run_id, session.client_id) if self.other_owners else []
+        if pids:
+            logger.info(
+                "Run %s was ended by process %d, which shares it with live %s %s: left RUNNING for the last of them to end",
+                run_id, session.pid, "process" if len(pids) == 1 else "processes", ", ".join(map(str, sorted(pids))),
+            )
+        return bool(pids)
 
     @staticmethod
     def _remember(cache: set[str], name: str) -> None:

@@ -64,6 +64,7 @@ from ._records import (
     check_record,
     create_run_owner,
     metric_series,
+    termination_shared,
 )
 
 __all__ = [
@@ -126,6 +127,7 @@ __all__ = [
     "decode_header",
     "encode_frame",
     "metric_series",
+    "termination_shared",
     "store_unavailable_message",
     "store_unavailable_reason",
 ]

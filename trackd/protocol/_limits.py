@@ -18,9 +18,13 @@ from __future__ import annotations
 # create reached the store first). A version-6 or 7 CREATE_RUN (without it) is still accepted.
 # 9: SpooledWill (the runs a spool file's process owned, and that process: its delivery tells the
 # daemon, which fails them once that process is gone).
-PROTOCOL_VERSION = 9
-# The oldest version a daemon accepts: 6's frames are 9's, with a Hello of 5 fields and
-# CREATE_RUN records without owner (and no SpooledWill, which only a delivery sends).
+# 10: SET_TERMINATED's unless_owned (a shared end: written only if no other live process owns the
+# run; a job resuming a RUNNING run co-owns it). A version-6 to 9 SET_TERMINATED (without it) is
+# still accepted, as an end that is not shared.
+PROTOCOL_VERSION = 10
+# The oldest version a daemon accepts: 6's frames are 10's, with a Hello of 5 fields, CREATE_RUN
+# records without owner and SET_TERMINATED records without unless_owned (and no SpooledWill,
+# which only a delivery sends).
 OLDEST_PROTOCOL_VERSION = 6
 
 # A frame is a 4-byte big-endian length, then that many bytes of msgpack.

@@ -61,7 +61,10 @@ RECORD_FIELDS: dict[RecordKind, tuple[str, ...]] = {
     RecordKind.CREATE_RUN: ("run_id", "experiment_id", "user_id", "run_name", "start_time_ms", "tags", "owner"),
     # keep_failure: a run FAILED or KILLED already stays so (an end the client makes by itself, at
     # a block's exit, at exit or on SIGTERM, must not hide that another rank or worker failed it).
-    RecordKind.SET_TERMINATED: ("run_id", "status", "end_time_ms", "keep_failure"),
+    # unless_owned: a shared end, written only if no other live process owns the run when its
+    # batch is written (it then only detaches): a job resuming a RUNNING run co-owns it with
+    # whoever else still does, and the last owner to end it ends it (see termination_shared).
+    RecordKind.SET_TERMINATED: ("run_id", "status", "end_time_ms", "keep_failure", "unless_owned"),
     # Exactly one of content (bytes) and source_path (a file the daemon copies) is set. With a
     # source_path, source_stamp is the file's [size, mtime_ns] when it was logged: the daemon
     # refuses to copy a file that changed since (rewritten in place, or made anew), which it
@@ -175,6 +178,8 @@ def _check_set_terminated(record: Record) -> None:
     _int64(record, 3, "end_time_ms", 0)
     if len(record) > _LEGACY_SET_TERMINATED_LENGTH and type(record[4]) is not bool:
         raise LocalProtocolError(f"{_label(record)} field 'keep_failure' must be true or false, got {_show(record[4])}.")
+    if len(record) > _SET_TERMINATED_WITHOUT_SHARED and type(record[5]) is not bool:
+        raise LocalProtocolError(f"{_label(record)} field 'unless_owned' must be true or false, got {_show(record[5])}.")
 
 
 def _check_artifact(record: Record) -> None:
@@ -274,6 +279,8 @@ _LENGTHS: dict[int, int] = {kind.value: len(fields) + 1 for kind, fields in RECO
 # SET_TERMINATED without keep_failure, as protocol 2 wrote it: still read (as False), so that a
 # spool file an older trackd left behind is delivered after an upgrade.
 _LEGACY_SET_TERMINATED_LENGTH = 4
+# And without unless_owned (5 items), as protocols 3 to 9 wrote it: not shared (termination_shared).
+_SET_TERMINATED_WITHOUT_SHARED = 5
 # ARTIFACT without source_stamp (5 items), as protocol 3 wrote it: copied unchecked, as it was then. And
 # without mode (6 items), as protocols 4 and 5 wrote it: a file of the store's default mode.
 _ARTIFACT_WITHOUT_STAMP = 5
@@ -281,7 +288,7 @@ _ARTIFACT_WITHOUT_MODE = 6
 # CREATE_RUN without owner (7 items), as protocols 6 and 7 wrote it: see create_run_owner.
 _CREATE_RUN_WITHOUT_OWNER = 7
 _LEGACY_LENGTHS: dict[int, tuple[int, ...]] = {
-    SET_TERMINATED: (_LEGACY_SET_TERMINATED_LENGTH,),
+    SET_TERMINATED: (_LEGACY_SET_TERMINATED_LENGTH, _SET_TERMINATED_WITHOUT_SHARED),
     ARTIFACT: (_ARTIFACT_WITHOUT_STAMP, _ARTIFACT_WITHOUT_MODE),
     CREATE_RUN: (_CREATE_RUN_WITHOUT_OWNER,),
 }
@@ -298,6 +305,17 @@ def create_run_owner(record: Record) -> bool:
     attach, the first one makes the run and the others change nothing, as those versions did.
     """
     return len(record) > _CREATE_RUN_WITHOUT_OWNER and record[7] is True
+
+
+def termination_shared(record: Record) -> bool:
+    """Whether a checked SET_TERMINATED record is a shared end (``unless_owned``, see RECORD_FIELDS).
+
+    A record without the field (protocols 2 to 9, and their spool files) is not: those clients set
+    keep_failure also on the FAILED an exception leaving a block sends from any rank, attached ones
+    included, which read as shared would leave rank 0's live run RUNNING. Their stale spooled ends
+    are left out by the store instead (a FINISHED run that ended later stays so).
+    """
+    return len(record) > _SET_TERMINATED_WITHOUT_SHARED and record[5] is True
 
 
 def attach_creation(record: Record) -> Record:

@@ -1,13 +1,19 @@
-"""How the store writer tells the disk's failures from an item's, and which tag writes it can skip."""
+"""How the store writer tells the disk's failures from an item's, and which writes it can skip."""
 
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Hashable
+import logging
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
 from ..errors import StoreUnavailable
-from ._write_items import MetricAppend, TagWrite
+from ._entities import RunStatus
+from ._write_items import MetricAppend, TagWrite, Termination
+
+_log = logging.getLogger("trackd.store")
+# A failure set by another rank or worker, which a default end (keep_failure) leaves as it is.
+_FAILURES = (int(RunStatus.FAILED), int(RunStatus.KILLED))
 
 T = TypeVar("T")
 
@@ -92,3 +98,26 @@ def origins_of(append: MetricAppend) -> dict[Hashable, int]:
     for origin, start, end in zip(append.origins, append.starts, ends):
         counts[origin] = counts.get(origin, 0) + end - start
     return counts or {None: len(append.points)}
+
+
+def end_kept_out(end: Termination, meta: Mapping[str, Any]) -> bool:
+    """Whether a default end (keep_failure: one trackd makes by itself) leaves the run of ``meta`` as it is.
+
+    A run another rank or worker failed or killed stays so. And a run that ended later than this
+    end did is not ended again (said in the log): the end is stale, an attempt's spooled KILLED
+    delivered (``trackd sync``) after a resumed attempt had finished the run, which it made
+    KILLED with the old end time. A RUNNING run is always ended: a resumed run keeps its last end
+    time until it ends, and a resuming host's clock may be behind the last one's.
+    """
+    if not end.keep_failure:
+        return False
+    status, ended_ms = meta.get("status"), meta.get("end_time")
+    if status in _FAILURES:
+        return True
+    if status != int(RunStatus.FINISHED) or type(ended_ms) is not int or ended_ms <= end.end_time_ms:
+        return False
+    _log.info(
+        "Left run %s FINISHED at %d: an end from before that (%s at %d, a spooled end delivered late) came after it",
+        end.run_id, ended_ms, RunStatus(end.status).name, end.end_time_ms,
+    )
+    return True

@@ -40,6 +40,7 @@ from ._journal import WriteJournal
 from ._key_files import KeyFolders
 from ._write_rules import (
     TRANSIENT_ERRNOS,
+    end_kept_out,
     item_name,
     journal_call,
     last_write_per_tag,
@@ -79,7 +80,6 @@ from ._validation import (
 DEFAULT_MAX_OPEN_FILES = 256
 
 _Item = TypeVar("_Item")
-_FAILURES = (int(RunStatus.FAILED), int(RunStatus.KILLED))
 
 
 class StoreWriter:
@@ -497,8 +497,7 @@ class StoreWriter:
         handle = self._runs.active(item.run_id)
         status = validate_run_status(item.status)
         end_time = validate_run_time("end_time", item.run_id, item.end_time_ms)
-        if not (item.keep_failure and handle.meta.get("status") in _FAILURES):
-            # (Else another rank or worker failed the run: its owner's default end does not hide it.)
+        if not end_kept_out(item, handle.meta):  # a failure another process set, or a stale end
             self._runs.rewrite_meta(handle, status=int(status), end_time=end_time)
 
     def fail_running_run(self, run_id: str, end_time_ms: int, tags: Mapping[str, str]) -> bool:
