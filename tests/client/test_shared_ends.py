@@ -152,3 +152,25 @@ def test_a_preempted_attempts_spooled_end_delivered_after_the_resumed_run_finish
     assert status(store, run_id) == "FINISHED"
     assert sorted(m.value for m in mlflow_reader(store).get_metric_history(run_id, "loss")) == [0.5, 1.0]
     assert os.listdir(spool_dir) == []
+
+
+def test_a_preempted_attempts_spool_delivered_in_the_background_leaves_the_resumed_attempts_run_running(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # The requeued attempt's own client delivers the old spool (2 s after it connects) while it
+    # trains: the old attempt's KILLED (a shared end, protocol 10) is a detach under the live
+    # owner, and the run ends FINISHED. It used to end the run KILLED under the running attempt,
+    # whose end then kept the KILLED.
+    spool_dir, gate = tmp_path / "spool", tmp_path / "go"
+    env = {"TRACKD_TRACKING_URI": str(store), "TRACKD_SPOOL_DIR": str(spool_dir)}
+    first = run_python(PREEMPTED_ATTEMPT, child_env(short_socket_path(), TRACKD_AUTOSTART="0", **env))
+    assert first.returncode == -signal.SIGTERM or first.returncode == 128 + signal.SIGTERM, first.stderr
+    run_id = first.stdout.split()[0]
+    with Child(GATED_OWNER, [run_id, str(gate)], fluent_env(daemon, store, TRACKD_SPOOL_DIR=str(spool_dir))) as second:
+        assert started(second) == run_id
+        wait_for(lambda: not list(spool_dir.glob("*.spool*")), timeout=30, message="the old spool's delivery")
+        assert status(store, run_id) == "RUNNING"
+        gate.touch()
+        assert second.wait(timeout=60) == 0, second.stderr()
+    assert status(store, run_id) == "FINISHED"
+    assert sorted(m.value for m in mlflow_reader(store).get_metric_history(run_id, "loss")) == [1.0, 1.0]
