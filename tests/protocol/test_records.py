@@ -72,6 +72,8 @@ BAD_RECORDS: list[tuple[str, object, str]] = [
     ("set-terminated-negative-status", (6, RUN, -1, 0, False), "field 'status'"),
     ("set-terminated-str-end-time", (6, RUN, 3, "now", False), "field 'end_time_ms'"),
     ("set-terminated-int-keep-failure", (6, RUN, 3, 0, 1), "field 'keep_failure'"),
+    ("set-terminated-nil-unless-owned", (6, RUN, 3, 0, True, None), "field 'unless_owned'"),
+    ("set-terminated-too-many-fields", (6, RUN, 3, 0, True, True, True), "has 6 fields; expected 5"),
     ("artifact-both-content-and-source", (7, RUN, "a.txt", b"hi", "/f"), "exactly one of 'content' .* and 'source_path'"),
     ("artifact-neither-content-nor-source", (7, RUN, "a.txt", None, None), "exactly one of 'content' .* and 'source_path'"),
     ("artifact-str-content", (7, RUN, "a.txt", "hi", None), "exactly one of 'content' \\(bytes\\)"),
