@@ -132,10 +132,8 @@ class Session:
         length: logging 3,000 events/s, it showed 983/s 3.5 s after it connected.
         """
         samples = self.rate_samples
-        # The floor after the shorter of the two: in the daemon's first second the window itself is
-        # that short, and a client that sent its spool as it connected showed 123,458 events/s.
-        elapsed = max(min(span, now - self.connected_at), MIN_CLIENT_RATE_SPAN)
-        return 0.0 if samples is None else (self.events_received - samples[0][1]) / elapsed
+        connected = max(now - self.connected_at, MIN_CLIENT_RATE_SPAN)
+        return 0.0 if samples is None else (self.events_received - samples[0][1]) / min(span, connected)
 
     def status(self, span: float, now: float) -> dict[str, object]:
         """Its entry in ``trackd daemon status``; ``span``: the rate window's length up to ``now``, in seconds."""
