@@ -49,9 +49,12 @@ def test_a_store_written_while_this_process_was_away_is_not_blamed_at_exit(small
     # was stopped (SIGSTOP) and had answered nothing: its Welcome said it had written them.
     store, filler, run_id = small_disk / "mlruns", small_disk / "filler", uuid.uuid4().hex
     sock = daemon.paths.socket
-    aside = sock.with_name("aside.sock")  # the daemon listens on; this process cannot reach it
+    # The child reaches the daemon through a link, removed while it must not: renaming the socket
+    # itself no longer does, the daemon makes a removed socket file again within a second.
+    link = sock.with_name("link.sock")
+    link.symlink_to(sock)
     env = child_env(
-        sock, TRACKD_TRACKING_URI=str(store), TRACKD_EXIT_TIMEOUT="2", TRACKD_AUTOSTART="0",
+        link, TRACKD_TRACKING_URI=str(store), TRACKD_EXIT_TIMEOUT="2", TRACKD_AUTOSTART="0",
         TRACKD_SPOOL_DIR=str(small_disk.parent / "spool"),
     )
     child = subprocess.Popen(
@@ -62,13 +65,13 @@ def test_a_store_written_while_this_process_was_away_is_not_blamed_at_exit(small
     try:
         assert child.stdout is not None and child.stdin is not None and child.stderr is not None
         assert child.stdout.readline().startswith("timeout: The store at "), "the client heard the store is full"
-        os.rename(sock, aside)
+        link.unlink()
         child.stdin.write("go\n")
         child.stdin.flush()
         assert child.stdout.readline() == "ended\n"
         filler.unlink()
-        wait_for(lambda: query_status(aside)["backlog_records"] == 0, 60, message="the daemon to write what it held")
-        os.rename(aside, sock)
+        wait_for(lambda: query_status(sock)["backlog_records"] == 0, 60, message="the daemon to write what it held")
+        link.symlink_to(sock)
         lines: list[str] = []
         while not (lines and "reconnected" in lines[-1]):
             line = child.stderr.readline()
@@ -89,5 +92,5 @@ def test_a_store_written_while_this_process_was_away_is_not_blamed_at_exit(small
     assert child.returncode == 0, err
     after = err[err.index("reconnected"):].splitlines()[1:]
     # The run's creation, its point and its end, sent to the stopped daemon.
-    assert after[-1].startswith(f"trackd: 3 events were not delivered: the daemon at {sock} did not answer within 2 s;"), err
+    assert after[-1].startswith(f"trackd: 3 events were not delivered: the daemon at {link} did not answer within 2 s;"), err
     assert not any("No space left" in line for line in after), err
