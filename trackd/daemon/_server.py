@@ -11,7 +11,6 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import IO, Any, TypeVar
 
 from .. import __version__
@@ -124,7 +123,7 @@ class Server:
         for client_id, seq in journal.recovered_seqs.items():
             self.state.retire(client_id, seq)
         self.applier = Applier(max_open_files=self._open_files_budget(), journal=journal)
-        self.applier.other_owners = partial(self.wills.other_owners, self)  # for shared ends (_applier.py)
+        self.applier.other_owners = self.wills.other_owners  # for shared ends (_applier.py)
         self.wills.restore(paths.wills, paths.wills_journal)  # what the last daemon to stop could not apply yet
         # Both before the socket answers: a SIGTERM sent as soon as a client reaches the daemon must
         # stop it gracefully (serve() then finds the exit flag set), and whoever reaches it must

@@ -229,16 +229,15 @@ class Wills:
             self._live.add(will)
         self._changed(client_id)
 
-    def other_owners(self, server: Server, root: str, run_id: str, client_id: str) -> list[int]:
+    def other_owners(self, root: str, run_id: str, client_id: str) -> list[int]:
         """The pids of the live processes other than client ``client_id`` whose will names
-        ``run_id`` of the store at ``root``: a connected client's, or a pending one whose process
-        runs (as ``_leave_to_live_owners`` counts them). A shared end of the run is a detach then.
+        ``run_id`` of the store at ``root``: a connected client's (``_live``), or a pending one whose
+        process runs (as ``_leave_to_live_owners`` counts them). A shared end of the run is a detach then.
 
         Called on the writer thread: it reads copies (tuple() of a set or a dict's values is made
         under the GIL at once, and a will's run_ids is a tuple replaced whole).
         """
-        wills = [conn.will for conn in tuple(server.state.connections) if conn.will is not None]
-        wills += [will for will in tuple(self._pending.values()) if not exited(will)]
+        wills = [*tuple(self._live), *(will for will in tuple(self._pending.values()) if not exited(will))]
         return sorted({
             will.pid for will in wills
             if will.session.client_id != client_id and will.session.store_root == root and run_id in will.run_ids
