@@ -144,6 +144,21 @@ def create_regular_with(path: str, data: bytes, temp_dir: str, folder_fd: int | 
     return open_regular_for_append(path, FILE_MODE, folder_fd, checked=True, create=False)
 
 
+def open_or_create_regular(path: str, first: bytes, temp_dir: str | None, folder_fd: int | None, checked: bool) -> tuple[int, int, bool]:
+    """(descriptor, size, created) of ``path``: opened if it exists, else created holding ``first``
+    when a ``temp_dir`` is given, else created empty (O_CREAT) for the append to fill."""
+    if temp_dir is not None and first:
+        try:
+            return (*open_regular_for_append(path, FILE_MODE, folder_fd, checked=checked, create=False), False)
+        except FileNotFoundError:
+            pass
+        created = create_regular_with(path, first, temp_dir, folder_fd)
+        if created is not None:
+            return (*created, True)
+        checked = False  # made by someone else meanwhile (or no hard links here): look at it, then append
+    return (*open_regular_for_append(path, FILE_MODE, folder_fd, checked=checked), False)
+
+
 def link_temp_file(temp: str, path: str, folder_fd: int | None = None, *, remove: bool = True) -> bool:
     """Link the complete temp file ``temp`` to ``path`` and remove ``temp``; whether it was linked
     (False: ``path`` exists already, or the filesystem has no hard links).
@@ -209,6 +224,36 @@ def check_opened_folder(fd: int, path: str, root: str, real_root: str) -> None:
         f"Refusing to write into {path!r}: the folder opened is {real!r}, not {expected!r} (a folder "
         "above it was replaced meanwhile); trackd never follows a symbolic link planted inside a store."
     )
+
+
+def open_checked_folder(folder: str, roots: tuple[str, str], *, create: bool) -> int:
+    """A descriptor of metric folder ``folder`` (made if missing when ``create``), opened by path;
+    ``roots``: the store's root and its realpath.
+
+    The writer confined ``folder`` before (when it located the file); a folder above it
+    swapped for a link between that check and this open is refused here, as the params/tags
+    path refuses a run folder (check_opened_folder): the folder opened is the one whose files
+    are written, by name in it. One check per folder opened, not per file.
+    """
+    try:
+        fd = open_folder(folder)
+    except FileNotFoundError:
+        if not create:
+            raise
+        os.makedirs(folder, exist_ok=True)  # a nested key's ("group/loss"), or a metrics/ a user removed
+        fd = open_folder(folder)
+    except OSError as exc:
+        if is_symlink_error(exc) or exc.errno == errno.ENOTDIR:
+            # (Linux says ENOTDIR of a link opened with O_DIRECTORY.) A link planted since the
+            # writer's check is refused in check_confined's words; a file there is a clash of keys.
+            check_confined(folder, *roots)
+        raise
+    try:
+        check_opened_folder(fd, folder, *roots)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def is_symlink_error(exc: OSError) -> bool:

@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 
 from .._words import counted
 from ._format import orjson_dumps, remove_quietly
-from ._metric_files import truncate_files
+from ._metric_tails import truncate_files
 from ._owed_cuts import OwedCut, make_owed_cut
 
 _log = logging.getLogger("trackd.store")

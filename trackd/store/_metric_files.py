@@ -2,12 +2,12 @@
 
 MLflow appends each line with ``open(path, "a")`` and one write(); on a local filesystem O_APPEND
 writes from several processes do not interleave (spec §5: 4 processes x 1500 lines gave 6000 intact
-lines). What MLflow cannot read is a partial line ("17000" crashes get_run, get_metric_history and
-search_runs), so a failed write is cut back to the last complete line, and a file that a crash left
-without a final "\\n" is repaired when it is opened. A file that cannot be cut back (a store made
-read-only, or unwritable, after the write opened it) is owed its cut (``owed_cuts``): no write to
-its store begins until it is made (``finish_cuts``), so the retried write never appends after the
-tail of the failed one; it is made only if nobody wrote to the file since (``_owed_cuts``).
+lines). What MLflow cannot read is a partial line, so a failed write is cut back to the last
+complete line, and a file that a crash left without a final "\\n" is repaired when it is opened
+(``_metric_tails``). A file that cannot be cut back (a store made read-only, or unwritable, after
+the write opened it) is owed its cut (``owed_cuts``): no write to its store begins until it is made
+(``finish_cuts``), so the retried write never appends after the tail of the failed one; it is made
+only if nobody wrote to the file since (``_owed_cuts``).
 
 Descriptors are held, so the cache watches what a user does to the files behind them: a file
 deleted while open (its link count 0) is closed before the next write, which creates it again as
@@ -25,22 +25,13 @@ import stat
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
-from ._confinement import (
-    check_confined,
-    check_opened_folder,
-    create_regular_with,
-    is_symlink_error,
-    link_temp_file,
-    open_folder,
-    open_regular_for_append,
-    open_regular_for_truncate,
-)
-from ._format import FILE_MODE, remove_quietly, write_temp_file
+from ._confinement import link_temp_file, open_checked_folder, open_or_create_regular
+from ._format import remove_quietly, write_temp_file
 from ._layout import temp_file_path
+from ._metric_tails import cut_back, repair_partial_last_line
 from ._owed_cuts import OwedCut, make_owed_cut, owed_cut, resolved
 
 _log = logging.getLogger("trackd.store")
-_TAIL_CHUNK = 64 * 1024
 # Folder descriptors a write of params and tags holds at most: 16 runs' folders, params/ and tags/.
 MAX_KEY_FOLDERS = 16 * 3
 
@@ -153,12 +144,12 @@ class MetricFileCache:
             held = folder_fd is not None
             if folder_fd is None:
                 try:
-                    folder_fd = self._open_checked_folder(folder, roots, create=True)  # a key with "/" names a folder of its own
+                    folder_fd = open_checked_folder(folder, roots, create=True)  # a key with "/" names a folder of its own
                 except OSError as exc:
                     if exc.errno not in (errno.EMFILE, errno.ENFILE) or len(self._fds) < 2:
                         raise
                     self.give_back(exc)  # as _open does for a file
-                    folder_fd = self._open_checked_folder(folder, roots, create=True)
+                    folder_fd = open_checked_folder(folder, roots, create=True)
                 held = self._hold_folder(folder, folder_fd)
             else:
                 self._folders.move_to_end(folder)
@@ -193,7 +184,7 @@ class MetricFileCache:
             fd, size, created = self._open_after_shrinking(path, exc, first, temp_dir, roots, placed)
         if not placed:
             try:
-                _repair_partial_last_line(fd, path, size)
+                repair_partial_last_line(fd, path, size)
             except OSError:
                 os.close(fd)
                 raise
@@ -241,46 +232,18 @@ class MetricFileCache:
             self._folders.move_to_end(folder)
             self._used.add(folder)
             try:
-                return _open_or_create(path, first, temp_dir, folder_fd, vetted)
+                return open_or_create_regular(path, first, temp_dir, folder_fd, vetted)
             except FileNotFoundError:
                 # The folder was deleted or moved (a run deleted with MLflow): forget it, go by path.
                 self._close_folder(folder)
         # (A placed file's folder is there: the file was just linked into it.)
-        folder_fd = self._open_checked_folder(folder, roots, create=not placed)
+        folder_fd = open_checked_folder(folder, roots, create=not placed)
         held = self._hold_folder(folder, folder_fd)
         try:
-            return _open_or_create(path, first, temp_dir, folder_fd, placed)
+            return open_or_create_regular(path, first, temp_dir, folder_fd, placed)
         finally:
             if not held:
                 os.close(folder_fd)
-
-    def _open_checked_folder(self, folder: str, roots: tuple[str, str], *, create: bool) -> int:
-        """A descriptor of metric folder ``folder`` (made if missing when ``create``), opened by path.
-
-        The writer confined ``folder`` before (when it located the file); a folder above it
-        swapped for a link between that check and this open is refused here, as the params/tags
-        path refuses a run folder (check_opened_folder): the folder opened is the one whose files
-        are written, by name in it. One check per folder opened, not per file.
-        """
-        try:
-            fd = open_folder(folder)
-        except FileNotFoundError:
-            if not create:
-                raise
-            os.makedirs(folder, exist_ok=True)  # a nested key's ("group/loss"), or a metrics/ a user removed
-            fd = open_folder(folder)
-        except OSError as exc:
-            if is_symlink_error(exc) or exc.errno == errno.ENOTDIR:
-                # (Linux says ENOTDIR of a link opened with O_DIRECTORY.) A link planted since the
-                # writer's check is refused in check_confined's words; a file there is a clash of keys.
-                check_confined(folder, *roots)
-            raise
-        try:
-            check_opened_folder(fd, folder, *roots)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
 
     def _hold_folder(self, folder: str, fd: int) -> bool:
         """Keep ``fd`` of ``folder`` for the files opened in it later; whether it is held (none are
@@ -392,7 +355,7 @@ class MetricFileCache:
         for path, size in files:
             fd = self._fds.pop(path, None)
             try:
-                _cut_back(path, size, fd)
+                cut_back(path, size, fd)
             except OSError as exc:
                 cut = owed_cut(path, size, fd)
                 if cut is not None:
@@ -494,101 +457,9 @@ class MetricFileCache:
             os.close(fd)
 
 
-def _open_or_create(path: str, first: bytes, temp_dir: str | None, folder_fd: int | None, checked: bool) -> tuple[int, int, bool]:
-    """(descriptor, size, created) of ``path``: opened if it exists, else created holding ``first``
-    when a ``temp_dir`` is given, else created empty (O_CREAT) for the append to fill."""
-    if temp_dir is not None and first:
-        try:
-            return (*open_regular_for_append(path, FILE_MODE, folder_fd, checked=checked, create=False), False)
-        except FileNotFoundError:
-            pass
-        created = create_regular_with(path, first, temp_dir, folder_fd)
-        if created is not None:
-            return (*created, True)
-        checked = False  # made by someone else meanwhile (or no hard links here): look at it, then append
-    return (*open_regular_for_append(path, FILE_MODE, folder_fd, checked=checked), False)
-
-
 def _close_logged(fd: int, path: str) -> None:
     """Close ``fd``; a close that fails (NFS reports a failed delayed write there) is logged, not raised."""
     try:
         os.close(fd)
     except OSError as exc:
         _log.error("Closing %r failed: %s; an earlier write to it may be lost.", path, exc)
-
-
-def truncate_files(files: Iterable[tuple[str, int]]) -> dict[str, OwedCut]:
-    """Cut each file back to a recorded size, removing files that end up empty; those that could
-    not be (logged), with the cuts they are owed.
-
-    Used to undo a write that did not finish (a crash, a full disk): an empty metric file would
-    crash MLflow's get_run ("No data found"), and a file a write created did not exist before.
-    """
-    owed = {}
-    for path, size in files:
-        try:
-            _cut_back(path, size, None)
-        except OSError as exc:
-            _log.error("Could not cut metric file %r back to %d bytes: %s", path, size, exc.strerror or exc)
-            if (cut := owed_cut(path, size)) is not None:
-                owed[resolved(path)] = cut
-    return owed
-
-
-def _cut_back(path: str, size: int, fd: int | None) -> None:
-    """Cut ``path`` back to ``size`` through ``fd`` if given (the write's own descriptor), else through a
-    new one; a file cut to nothing is removed. A missing file is left missing; OSError if it cannot be cut."""
-    try:
-        if size == 0:
-            # Removed, not emptied first: an empty metric file crashes MLflow's get_run, and one
-            # that cannot be removed (a read-only folder) stays readable, its cut owed. Only a
-            # regular file: a link or FIFO planted at its name is not the write's.
-            if stat.S_ISREG(os.lstat(path).st_mode):
-                os.remove(path)
-            return
-        own = fd is None
-        if own:
-            info = os.lstat(path)
-            if not stat.S_ISREG(info.st_mode) or info.st_size <= size:
-                return  # nothing to cut: not opened, which a read-only store refuses
-            # Through a descriptor opened with O_NOFOLLOW: a link planted since the write (even by
-            # a journal replayed at the next start) is never followed to cut someone else's file.
-            fd = open_regular_for_truncate(path)
-            if fd is None:
-                return
-        assert fd is not None
-        try:
-            if os.fstat(fd).st_size > size:
-                os.ftruncate(fd, size)
-        finally:
-            if own:
-                os.close(fd)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        if exc.filename is None:  # ftruncate() names no file; the log line and the client's message should
-            raise OSError(exc.errno, exc.strerror, path) from exc
-        raise
-
-
-def _repair_partial_last_line(fd: int, path: str, size: int) -> None:
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
-    end = size
-    while end > 0:
-        start = max(0, end - _TAIL_CHUNK)
-        newline = os.pread(fd, end - start, start).rfind(b"\n")
-        if newline >= 0:
-            keep = start + newline + 1
-            break
-        end = start
-    else:
-        keep = 0
-    _log.warning(
-        "Metric file %r ended with a partial line (%d bytes after the last newline), left by a "
-        "crash; truncating it so that MLflow can read the file.",
-        path,
-        size - keep,
-    )
-    # When nothing is left, the append that opened the file is about to write a first line.
-    os.ftruncate(fd, keep)
