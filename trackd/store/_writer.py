@@ -9,38 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from functools import partial
 from typing import TypeVar
 
-from ..errors import (
-    ExperimentExists,
-    ExperimentNotFound,
-    InvalidArgument,
-    ParamChangedError,
-    StoreError,
-    StoreUnavailable,
-    TrackdError,
-)
+from ..errors import ExperimentExists, ParamChangedError, StoreError, StoreUnavailable, TrackdError
 from . import _layout as layout
 from ._artifact_writes import write_artifact
-from ._confinement import check_confined, check_regular_or_missing
-from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, RunInfo, RunStatus
-from ._experiment_writes import ExperimentNames, build_experiment, made_ahead, make_root, unused_experiment_id
-from ._format import (
-    dump_yaml,
-    file_signature,
-    format_metric_files,
-    format_metric_lines,
-    run_info_to_meta,
-    write_file_atomic,
-    write_key_file,
-)
+from ._confinement import check_confined
+from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG
+from ._experiment_writes import ExperimentNames, build_experiment, make_root, unused_experiment_id
+from ._format import format_metric_files, format_metric_lines
 from ._journal import WriteJournal
 from ._key_files import KeyFolders
 from ._write_rules import (
     TRANSIENT_ERRNOS,
-    end_kept_out,
     item_name,
     journal_call,
     last_write_per_tag,
@@ -51,30 +34,17 @@ from ._write_rules import (
 )
 from ._metric_files import MetricFileCache
 from ._reader import StoreReader
-from ._run_handles import RunHandle, RunHandles, removed_run
+from ._run_handles import RunHandles, removed_run
+from ._run_writes import RunWrites
 from ._staging import build_in_staging, remove_stale_staging
-from ._write_items import (
-    ArtifactWrite,
-    MetricAppend,
-    NewRun,
-    ParamWrite,
-    TagWrite,
-    Termination,
-    WriteBatch,
-    WriteFailure,
-)
+from ._write_items import ArtifactWrite, MetricAppend, ParamWrite, TagWrite, WriteBatch, WriteFailure
 from ._validation import (
     check_artifact_root,
     check_new_experiment,
-    validate_artifact_path,
-    validate_experiment_id,
     validate_key,
     validate_param_value,
-    validate_run_id,
-    validate_run_status,
     validate_store_root,
     validate_tag_value,
-    validate_run_time,
 )
 
 DEFAULT_MAX_OPEN_FILES = 256
@@ -114,6 +84,10 @@ class StoreWriter:
         self._key_folders = KeyFolders(self.root, self._real_root, metric_files.key_folders, metric_files.give_back)
         # Metric folders confined in the current write(): each is checked once, not once per new file.
         self._confined: set[str] = set()
+        self._run_writes = RunWrites(
+            self.root, self._runs, self._reader, metric_files, confine=self._confine,
+            build_in_staging=self._build_in_staging, remake_deleted_store=self._remake_deleted_store,
+        )
         remove_stale_staging(self.root)
 
     def _prepare_root(self) -> None:
@@ -206,7 +180,7 @@ class StoreWriter:
         self._confined.clear()
         apply = self._apply
         for new_run in batch.new_runs:
-            apply(failures, {new_run.origin: 1}, f"new run {new_run.run_id}", self._create_run, new_run)
+            apply(failures, {new_run.origin: 1}, f"new run {new_run.run_id}", self._run_writes.create, new_run)
         try:
             for param in batch.params:
                 apply(failures, {param.origin: 1}, item_name("param", param.key, param.run_id), self._log_param, param)
@@ -237,7 +211,7 @@ class StoreWriter:
                 item = item_name("artifact", artifact.path, artifact.run_id)
                 apply(failures, {artifact.origin: 1}, item, self._write_artifact, artifact)
             for end in batch.terminations:
-                apply(failures, {end.origin: 1}, f"termination of run {end.run_id}", self._terminate, end)
+                apply(failures, {end.origin: 1}, f"termination of run {end.run_id}", self._run_writes.terminate, end)
             # Completed at the next start, the write would never tell its clients of its failures, placing's too.
             undoable = partial(journal_call, journal.keep_undoable, entry) if journal is not None and temps else None
             if undoable is not None and failures:
@@ -381,142 +355,10 @@ class StoreWriter:
 
     # --- runs -----------------------------------------------------------------------------------
 
-    def _create_run(self, item: NewRun) -> None:
-        run_id = validate_run_id(item.run_id)
-        experiment_id = validate_experiment_id(item.experiment_id)
-        if self._created_already(run_id, experiment_id):
-            self._apply_owner_creation(item)
-            return
-        experiment = self._active_experiment(experiment_id)
-        tags, run_name = _new_run_tags(item)
-        info = RunInfo(
-            run_id=run_id,
-            experiment_id=experiment_id,
-            run_name=run_name,
-            user_id=item.user_id,
-            status=RunStatus.RUNNING.name,
-            start_time=validate_run_time("start_time", run_id, item.start_time_ms),
-            end_time=None,
-            artifact_uri=layout.artifact_uri_for_run(experiment.artifact_location, run_id),
-            lifecycle_stage=LIFECYCLE_ACTIVE,
-        )
-        meta = run_info_to_meta(info)
-
-        def fill(staging: str) -> None:
-            for name in layout.RUN_FOLDERS:
-                # exist_ok: artifacts/ of a run made ahead (see made_ahead) is there already.
-                os.makedirs(layout.subfolder(staging, name), exist_ok=True)
-            for key, value in tags.items():
-                write_key_file(layout.tag_path(staging, key), value, staging)
-            # meta.yaml last: the folder is complete before anything can treat it as a run.
-            write_file_atomic(layout.meta_path(staging), dump_yaml(meta), staging)
-
-        folder = layout.run_dir(layout.experiment_dir(self.root, experiment_id), run_id)
-        # The run folder is renamed into place: an experiment folder planted as a link would move it out.
-        self._confine(os.path.dirname(folder))
-        try:
-            self._build_in_staging(fill, folder)
-        except FileExistsError:
-            # Another daemon on this store (a rank logging through another node's) made it meanwhile.
-            if self._created_already(run_id, experiment_id):
-                self._apply_owner_creation(item)
-                return
-            if not made_ahead(folder):
-                raise
-            # The run's code wrote into its artifact folder (get_artifact_uri() is a path when
-            # the tracking URI is) before the daemon made the run: completed where it is, its
-            # folders first and meta.yaml last, as in staging (MLflow skips a run without meta.yaml).
-            self._confine(folder)
-            fill(folder)
-        signature = file_signature(os.stat(layout.meta_path(folder)))
-        self._runs.keep(run_id, RunHandle(experiment_id, folder, meta, signature))
-
-    def _apply_owner_creation(self, item: NewRun) -> None:
-        """The owner's create of a run another process's create made first: the run takes the
-        owner's name, user, start time and tags, as if the owner's had come first.
-
-        Without this the run kept whichever create won the race: rank 3's random name instead of
-        the run_name rank 0 gave, and none of rank 0's tags or description. Each tag is written
-        as set_tag writes it, and meta.yaml is rewritten through a temp file (rewrite_meta, as
-        SET_TERMINATED does). Tags the other create set and the owner's does not are kept.
-
-        Applying it again is harmless where it can happen: a daemon restarted mid-write, or a
-        spool replayed, delivers the owner's create again in order, followed by the owner's own
-        later records (a set_tag of mlflow.runName included), which apply again after it (a
-        client's batches are written again from the first one not written, never one alone). A
-        rename by another process written between the two is undone, as an owner's create that
-        arrives after it undoes it. A create that is not the owner's, or of a deleted run, changes nothing.
-        """
-        if not item.owner:
-            return
-        handle = self._runs.find(item.run_id)
-        if handle is None or handle.meta.get("lifecycle_stage", LIFECYCLE_ACTIVE) != LIFECYCLE_ACTIVE:
-            return
-        tags, run_name = _new_run_tags(item)
-        start_time = validate_run_time("start_time", item.run_id, item.start_time_ms)
-        for key, value in tags.items():
-            path = layout.tag_path(handle.folder, key)
-            self._confine_file(path)
-            write_key_file(path, value, handle.folder)
-        # The owner's start time, earlier or later than the other create's: the run is the
-        # owner's (it ends it, its duration is the owner's), and what the store holds must not
-        # depend on which create reached it first.
-        self._runs.rewrite_meta(handle, run_name=run_name, user_id=item.user_id, start_time=start_time)
-
-    def _created_already(self, run_id: str, experiment_id: str) -> bool:
-        """Whether the run exists in that experiment (another rank of a distributed job created it
-        first); StoreError if it exists in another one."""
-        existing = self._runs.find(run_id)
-        if existing is None:
-            return False
-        if existing.experiment_id != experiment_id:
-            raise StoreError(
-                f"Run {run_id} already exists in experiment {existing.experiment_id}, so it "
-                f"cannot be created in experiment {experiment_id}."
-            )
-        return True
-
-    def _active_experiment(self, experiment_id: str) -> Experiment:
-        if experiment_id == layout.DEFAULT_EXPERIMENT_ID:
-            # Instead of refusing every new run of a deleted store until a restart.
-            self._remake_deleted_store()
-        try:
-            experiment = self._reader.get_experiment(experiment_id)
-        except ExperimentNotFound:
-            raise ExperimentNotFound(
-                f"Could not create run under experiment with ID {experiment_id} - no such "
-                "experiment exists."
-            ) from None
-        if experiment.lifecycle_stage != LIFECYCLE_ACTIVE:
-            raise StoreError(
-                f"Could not create run under non-active experiment with ID {experiment_id}."
-            )
-        return experiment
-
-    def _terminate(self, item: Termination) -> None:
-        handle = self._runs.active(item.run_id)
-        status = validate_run_status(item.status)
-        end_time = validate_run_time("end_time", item.run_id, item.end_time_ms)
-        if not end_kept_out(item, handle.meta):  # a failure another process set, or a stale end
-            self._runs.rewrite_meta(handle, status=int(status), end_time=end_time)
-
     def fail_running_run(self, run_id: str, end_time_ms: int, tags: Mapping[str, str]) -> bool:
         """Set the run FAILED, ended at ``end_time_ms``, with ``tags``, if and only if it is RUNNING;
-        return whether it was. A run ended, deleted or missing is left alone (the daemon fails the
-        runs of a process that exited without ending them)."""
-        handle = self._runs.find(validate_run_id(run_id))
-        if handle is None or handle.meta.get("lifecycle_stage", LIFECYCLE_ACTIVE) != LIFECYCLE_ACTIVE:
-            return False
-        if handle.meta.get("status") != int(RunStatus.RUNNING):
-            return False
-        end_time = validate_run_time("end_time", run_id, end_time_ms)
-        for key, value in tags.items():
-            path = layout.tag_path(handle.folder, validate_key(key, kind="tag"))
-            self._confine_file(path)
-            write_key_file(path, validate_tag_value(key, value), handle.folder)
-        self._runs.rewrite_meta(handle, status=int(RunStatus.FAILED), end_time=end_time)
-        self._metric_files.close_files(handle.metric_paths.values())
-        return True
+        return whether it was (``RunWrites.fail_running_run``)."""
+        return self._run_writes.fail_running_run(run_id, end_time_ms, tags)
 
     # --- params, tags, metrics, artifacts ---------------------------------------------------------
 
@@ -556,11 +398,6 @@ class StoreWriter:
         """Refuse to write below ``folder`` unless it resolves inside the root, through no link."""
         check_confined(folder, self.root, self._real_root)
 
-    def _confine_file(self, path: str) -> None:
-        """_confine() for a param or tag file's folder, and the file itself no link or FIFO."""
-        self._confine(os.path.dirname(path))
-        check_regular_or_missing(path)
-
     def close(self) -> None:
         """Close every cached metric file; idempotent."""
         self._metric_files.close()
@@ -570,16 +407,3 @@ class StoreWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _new_run_tags(item: NewRun) -> tuple[dict[str, str], str]:
-    """A new run's checked tags, mlflow.runName included, and its name."""
-    tags = {validate_key(k, kind="tag"): validate_tag_value(k, v) for k, v in item.tags.items()}
-    run_name = item.run_name or tags.get(RUN_NAME_TAG, "")
-    if tags.setdefault(RUN_NAME_TAG, run_name) != run_name:
-        # FileStore.create_run refuses the same conflict, in these words.
-        raise InvalidArgument(
-            "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
-            f"different values (run_name='{run_name}', mlflow.runName='{tags[RUN_NAME_TAG]}')."
-        )
-    return tags, run_name
