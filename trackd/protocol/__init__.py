@@ -63,9 +63,9 @@ from ._records import (
     attach_creation,
     check_record,
     create_run_owner,
-    metric_series,
     termination_shared,
 )
+from ._series import metric_series
 
 __all__ = [
     "ARTIFACT",
