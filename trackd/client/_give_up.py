@@ -45,15 +45,21 @@ class GiveUp(OnFullPolicy):
     def _raise_failures(self) -> None:
         """DeliveryError naming the items the daemon refused since they were last taken, if any."""
         with self._cond:
-            failures, failed_events = self._ledger.take_failures()
+            failures, failed_events, _ = self._ledger.take_failures()
         if failures:
-            raise DeliveryError(
-                # Not "the daemon refused": some are this process's own losses (a spool file removed
-                # by hand, records that could not be encoded), and each sentence says why.
-                f"{counted(len(failures), 'logged item')}, {events(failed_events)}, will not be written: {failures[0]}"
-                + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""),
-                failures,
-            )
+            raise DeliveryError(failures_message(failures, failed_events), failures)
+
+    def _warn_failures(self) -> None:
+        """The close's line (at exit, or of a sender's last client) for the items refused that no
+        flush() reported: counted all, and naming none the warning as it was refused named.
+
+        Its line named the same item again: a param two ranks set differently was said twice,
+        the warning's sentence repeated a few lines below.
+        """
+        with self._cond:
+            failures, failed_events, warned = self._ledger.take_failures()
+        if failures:
+            warn(failures_message(failures, failed_events, warned=warned))
 
     def take_late(self) -> int:
         """Late events not reported yet: logged by other threads after this closed sender's final
@@ -109,6 +115,8 @@ class GiveUp(OnFullPolicy):
         ``final``: the sender closes after this (its thread stops), so events neither a daemon nor
         the spool took are lost, and one line says how many. ``exiting``: the process is exiting
         and that close comes next (the runs' end at exit); this flush leaves the counting to it.
+        ``take_failures``: then one line counts the items refused that no flush() reported
+        (``_warn_failures``), however the wait ended.
 
         ``patient`` (end_run and close() in the middle of a job): ``timeout`` bounds the daemon's
         silence, not the wait, which goes on while the daemon keeps acknowledging (a spool of
@@ -119,24 +127,20 @@ class GiveUp(OnFullPolicy):
         with self._cond:
             self._bounded_flushes += 1  # the thread leaves the word on these events to this flush
         try:
-            self._bounded_flush(timeout, take_failures=take_failures, final=final, exiting=exiting, patient=patient)
+            self._bounded_flush(timeout, final=final, exiting=exiting, patient=patient)
         finally:
             with self._cond:
                 self._bounded_flushes -= 1
+        if take_failures:
+            # Also when the wait ran out or gave the daemon up: the refusals received by then.
+            self._warn_failures()
 
-    def _bounded_flush(self, timeout: float, *, take_failures: bool, final: bool, exiting: bool, patient: bool) -> None:
+    def _bounded_flush(self, timeout: float, *, final: bool, exiting: bool, patient: bool) -> None:
         """``flush_or_warn``'s wait, and the one line that says what it gave up."""
         patient = patient and not exiting and not interpreter_exiting()
         path = self.config.socket_path
         if self.pending() == 0 and not self._spill.gave_up:
-            # Nothing to deliver (a process whose only request found no daemon): nothing to say,
-            # but the refused items already received, which this close reports.
-            if take_failures:
-                try:
-                    self._raise_failures()
-                except DeliveryError as exc:
-                    warn(str(exc))
-            return
+            return  # nothing to deliver (a process whose only request found no daemon): nothing to say
         if self._spill.gave_up:
             # One that refused every attempt since, or that said its store refuses writes, answered:
             # quoted ("has not answered" was said of both).
@@ -160,7 +164,7 @@ class GiveUp(OnFullPolicy):
             return self._no_daemon_since(failed)
 
         try:
-            self.flush(timeout=min(1.0, timeout), take_failures=take_failures, stop_waiting=no_daemon)
+            self.flush(timeout=min(1.0, timeout), take_failures=False, stop_waiting=no_daemon)
             return
         except FlushTimeout:
             pass
@@ -197,7 +201,7 @@ class GiveUp(OnFullPolicy):
             )
             try:
                 self.flush(
-                    timeout=timeout if patient else remaining, take_failures=take_failures, stop_waiting=no_daemon,
+                    timeout=timeout if patient else remaining, take_failures=False, stop_waiting=no_daemon,
                     patient=patient, start=start,
                 )
                 return
@@ -376,3 +380,20 @@ class GiveUp(OnFullPolicy):
         elif not exiting and not self._spill.held_said:
             self._spill.held_said = True
             warn(self._spill.held_message(held, reason, lost=False))
+
+
+def failures_message(failures: list[str], failed_events: int, *, warned: int | None = None) -> str:
+    """The sentence that counts ``failures`` (``failed_events`` events) and names the first, but not
+    the one at index ``warned``, which a line on stderr named as it was refused."""
+    # Not "the daemon refused": some are this process's own losses (a spool file removed by hand,
+    # records that could not be encoded), and each sentence says why.
+    said = f"{counted(len(failures), 'logged item')}, {events(failed_events)}, will not be written"
+    unsaid = [failure for index, failure in enumerate(failures) if index != warned]
+    if not unsaid:
+        return f"{said}: the refusal warned of above."
+    more = len(failures) - 1
+    if not more:
+        return f"{said}: {unsaid[0]}"
+    if warned is None:
+        return f"{said}: {unsaid[0]} (and {more} more)"
+    return f"{said}: {unsaid[0]} (and {more} more, " + ("warned of above)" if more == 1 else "one of them warned of above)")

@@ -32,7 +32,7 @@ class Ledger:
     """Numbered batches awaiting their ack, requests awaiting their reply, and refusals since the last flush."""
 
     __slots__ = (
-        "_failed_events", "_failures", "_next_request_id", "_warned_codes", "acked_seq", "in_flight",
+        "_failed_events", "_failures", "_next_request_id", "_warned_codes", "_warned_failure", "acked_seq", "in_flight",
         "outgoing", "rejected", "seq", "unacked", "unacked_bytes", "unacked_events", "unsent", "unsent_bytes", "unsent_events",
     )
 
@@ -52,6 +52,8 @@ class Ledger:
         self.rejected = 0
         self._failures: list[str] = []
         self._failed_events = 0
+        # The index in ``_failures`` of the one the process's warning named, if that is among them.
+        self._warned_failure: int | None = None
         self._next_request_id = 0
         self._warned_codes: set[str] = set()
 
@@ -184,11 +186,13 @@ class Ledger:
         self._failures.append(reason)
         self._failed_events += records
 
-    def take_failures(self) -> tuple[list[str], int]:
-        """What was refused since the last call, one sentence an item, and how many events that was."""
+    def take_failures(self) -> tuple[list[str], int, int | None]:
+        """What was refused since the last call, one sentence an item, how many events that was,
+        and the index of the one that the warning on stderr named as it was refused, if any."""
         failures, self._failures = self._failures, []
         failed_events, self._failed_events = self._failed_events, 0
-        return failures, failed_events
+        warned, self._warned_failure = self._warned_failure, None
+        return failures, failed_events, warned
 
     def settle(self, event: Event) -> None:
         """Apply one reply from the daemon other than an Ack (``ack`` takes those)."""
@@ -200,6 +204,7 @@ class Ledger:
                 # only at the next flush() or at exit: a training job learnt it hours later. Once a
                 # process (a forked child warns for itself), whichever of its clients it was.
                 _warned_rejected_pid = os.getpid()
+                self._warned_failure = len(self._failures) - 1  # exit's line does not name it again
                 warn(
                     f"the daemon refused {event.item} ({events(event.events)}): {event.message.rstrip('.')}. Later refusals "
                     "are not warned of one by one: flush() raises DeliveryError naming them, and exit counts any it did not."
