@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from ._paths import (
     check_private_directory,
     daemon_lock,
     default_paths,
+    lock_holder,
     private_directory_problem,
     read_exit_report,
     read_pid_file,
@@ -37,6 +37,7 @@ from .client._spool_census import spool_census
 from .client._transport import DaemonRefused
 from ._limits import MAX_SECONDS
 from ._peer import peer_uid, process_state
+from ._pinned import PinnedProcess
 from ._status_text import spool_lines, status_lines
 from .daemon._listener import WATCH_INTERVAL
 from .daemon._main import add_tuning_flags
@@ -75,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "stop", help="stop the daemon after it has written everything",
         description="Send SIGTERM to the process listening on the socket (as the kernel reports it; a pid file "
         "alone is never trusted), or, its socket file removed, to the pid its pid file names when /proc/locks shows "
-        "that process holding its lock: the daemon writes what it received, then exits. Exit status: 0 when it stopped "
+        "that process holding its lock (on Linux through a pidfd opened before that proof is made again, so a process "
+        "given the pid of a daemon that exited meanwhile is not signalled): the daemon writes what it received, then exits. Exit status: 0 when it stopped "
         "after writing everything, or none was running (a stale pid file is reported and removed); "
         f"{UNWRITTEN_EXIT_CODE} when it stopped with events it could not write in time (their clients send them "
         "again); 1 when it did not exit in time or could not be identified. Processes still connected start a new "
@@ -283,23 +285,54 @@ def _stop(paths: DaemonPaths, timeout: float) -> int:
             file=sys.stderr,
         )
         return 1
+    try:
+        daemon = PinnedProcess(pid)
+    except ProcessLookupError:
+        daemon = None
+    if daemon is None or (daemon.pinned and not _still_the_daemon(paths, pid)):
+        # Gone since it was proven, or another daemon took over: its pid may be another process's
+        # now. Proven again, what this pidfd holds is the daemon, or has exited (no signal reaches it).
+        if daemon is not None:
+            daemon.close()
+        return _stop(paths, max(0.0, deadline - time.monotonic()))
+    with daemon:
+        return _signal_and_wait(paths, daemon, timeout)
+
+
+def _still_the_daemon(paths: DaemonPaths, pid: int) -> bool:
+    """Whether the kernel still names ``pid`` as the daemon: listening on its socket, or holding its lock."""
+    if listener_pid(paths.socket) == pid:
+        return True
+    try:
+        return lock_holder(paths) == pid
+    except (OSError, ValueError):
+        return False
+
+
+def _signal_and_wait(paths: DaemonPaths, daemon: PinnedProcess, timeout: float) -> int:
+    """SIGTERM the daemon, wait for it to exit, and say what it reported.
+
+    Signalled through its pidfd where the system has them: a daemon that exited since it was
+    proven, its pid given to another process (a user's training job), is not signalled, where
+    `os.kill` signalled that process. The window is seconds wide: the status request counting
+    clients waits up to 2 s for a busy daemon.
+    """
+    pid = daemon.pid
     if stopped_words(pid) is not None:
         # Stopped (SIGSTOP, Ctrl-Z), it answers neither the status request that counts its clients
         # (stop waited 2 s for it and then said nothing of them) nor its SIGTERM until it runs again.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
+        daemon.signal(signal.SIGCONT)
     connected = _connected_clients(paths)
     # A report an earlier daemon left must not be read as this one's.
     paths.exit_report.unlink(missing_ok=True)
-    os.kill(pid, signal.SIGTERM)
+    daemon.signal(signal.SIGTERM)  # False: it exited meanwhile, which the wait below finds
     # A daemon stopped with SIGSTOP (Ctrl-Z in its terminal) keeps its SIGTERM pending until it
     # runs again: stop waited its whole timeout and failed. Resumed, it shuts down as asked (as
     # systemd sends SIGCONT after SIGTERM; again here, for one stopped since the look above); a
     # running daemon ignores SIGCONT.
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGCONT)
+    daemon.signal(signal.SIGCONT)
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while not daemon.exited():
         if time.monotonic() > deadline:
             print(f"trackd: daemon pid {pid} did not exit within {timeout:g} s; see {paths.log}", file=sys.stderr)
             return 1
