@@ -34,7 +34,10 @@ WATCH_INTERVAL = 1.0
 LISTEN_BACKLOG = 512
 
 Connected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-# A file's (st_dev, st_ino): what names it whatever path leads to it.
+# A file's (st_dev, st_ino): what names it whatever path leads to it, while the file exists. The
+# daemon's own socket and lock file exist as long as it holds them (unix_bind keeps the socket's
+# path, and every accepted connection a reference to it; the lock is an open file): a number in
+# use names no other file on that device, however the path was changed meanwhile.
 FileId = tuple[int, int]
 
 
@@ -51,6 +54,7 @@ class Listener:
         self._connected = connected
         self._server: asyncio.AbstractServer | None = None
         self._socket_id: FileId | None = None  # the socket file this daemon bound last
+        self._socket_ctime_ns = 0  # its change time once made 0600, as socket_is_ours compares it
 
     async def start(self) -> None:
         """Listen at the socket path, which must be free (OSError otherwise)."""
@@ -70,11 +74,21 @@ class Listener:
         self._server = None
 
     def socket_is_ours(self) -> bool:
-        """Whether the socket path still holds the socket file this daemon bound."""
+        """Whether the socket path still holds the socket file this daemon bound, for shutdown to remove it.
+
+        Asked once the listener and every connection are closed: the daemon holds the file no
+        more, and one removed then (a user's `rm`) frees its inode number, which the file made
+        next at the path may be given (ext4 and XFS reuse freed numbers at once): its (device,
+        inode) matched, and shutdown removed that file. Its change time tells them apart too; the
+        daemon changes nothing of its socket file after the chmod this was recorded after. A
+        socket file a user chmod-ed, touched or linked since is left: stale, which the next
+        daemon finds answering nothing and removes (``remove_stale_socket``).
+        """
         try:
-            return self._socket_id == _file_id(os.lstat(self.paths.socket))
+            info = os.lstat(self.paths.socket)
         except OSError:
             return False
+        return self._socket_id == _file_id(info) and self._socket_ctime_ns == info.st_ctime_ns
 
     def lock_is_ours(self) -> bool:
         """Whether the lock file's path still leads to the file this daemon locked: not if it was
@@ -118,6 +132,8 @@ class Listener:
             return await self._listen_again()
         except OSError:
             return None  # cannot look (EACCES?): nothing to conclude, look again later
+        # Not its ctime: listening, the daemon holds the file's inode (see FileId), and a user's
+        # chmod or touch of its socket file, which changes ctime, is no reason to stop.
         if _file_id(info) == self._socket_id:
             return None
         return (
@@ -160,7 +176,8 @@ class Listener:
             # admission, by its uid (Server._admission).
             sock.bind(str(self.paths.socket))
             os.chmod(self.paths.socket, SOCKET_MODE)
-            self._socket_id = _file_id(os.lstat(self.paths.socket))
+            info = os.lstat(self.paths.socket)  # after the chmod, which changes its ctime
+            self._socket_id, self._socket_ctime_ns = _file_id(info), info.st_ctime_ns
         except BaseException:
             sock.close()
             raise
