@@ -131,7 +131,10 @@ class ClientClosedError(TrackdError, RuntimeError):
 class DeliveryError(TrackdError):
     """The daemon refused or could not write events that a logging call had accepted.
 
-    ``failures`` holds one sentence per refused item, naming it.
+    ``failures`` holds one sentence per refused item, naming it; an item refused again for the same
+    reason (a metric key of a deleted run, in every batch) is one sentence counting its points and
+    refusals. Past ``MAX_NAMED_ITEMS`` (100) items, a last entry counts the rest, not named. The
+    message counts every refusal and event.
     """
 
     def __init__(self, message: str, failures: list[str] | None = None) -> None:

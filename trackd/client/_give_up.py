@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .._words import counted
 from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
 from ..protocol import Record
 from ._lifecycle import interpreter_exiting
@@ -45,9 +44,9 @@ class GiveUp(OnFullPolicy):
     def _raise_failures(self) -> None:
         """DeliveryError naming the items the daemon refused since they were last taken, if any."""
         with self._cond:
-            failures, failed_events, _ = self._ledger.take_failures()
-        if failures:
-            raise DeliveryError(failures_message(failures, failed_events), failures)
+            refusals = self._ledger.take_refusals()
+        if refusals:
+            raise DeliveryError(refusals.message(), refusals.sentences())
 
     def _warn_failures(self) -> None:
         """The close's line (at exit, or of a sender's last client) for the items refused that no
@@ -57,9 +56,9 @@ class GiveUp(OnFullPolicy):
         the warning's sentence repeated a few lines below.
         """
         with self._cond:
-            failures, failed_events, warned = self._ledger.take_failures()
-        if failures:
-            warn(failures_message(failures, failed_events, warned=warned))
+            refusals = self._ledger.take_refusals()
+        if refusals:
+            warn(refusals.message(warned=True))
 
     def take_late(self) -> int:
         """Late events not reported yet: logged by other threads after this closed sender's final
@@ -380,20 +379,3 @@ class GiveUp(OnFullPolicy):
         elif not exiting and not self._spill.held_said:
             self._spill.held_said = True
             warn(self._spill.held_message(held, reason, lost=False))
-
-
-def failures_message(failures: list[str], failed_events: int, *, warned: int | None = None) -> str:
-    """The sentence that counts ``failures`` (``failed_events`` events) and names the first, but not
-    the one at index ``warned``, which a line on stderr named as it was refused."""
-    # Not "the daemon refused": some are this process's own losses (a spool file removed by hand,
-    # records that could not be encoded), and each sentence says why.
-    said = f"{counted(len(failures), 'logged item')}, {events(failed_events)}, will not be written"
-    unsaid = [failure for index, failure in enumerate(failures) if index != warned]
-    if not unsaid:
-        return f"{said}: the refusal warned of above."
-    more = len(failures) - 1
-    if not more:
-        return f"{said}: {unsaid[0]}"
-    if warned is None:
-        return f"{said}: {unsaid[0]} (and {more} more)"
-    return f"{said}: {unsaid[0]} (and {more} more, " + ("warned of above)" if more == 1 else "one of them warned of above)")

@@ -3,7 +3,8 @@
 Every batch is numbered and kept, frame and all, until the daemon acknowledges it as written, so a
 lost connection costs nothing: the batches go again and the daemon skips the ones it holds. Every
 request waits here for its reply, and what the daemon refused is kept for the next flush() to
-report. The daemon's replies settle these entries (``ack``, ``settle``); the sender moves bytes.
+report (``Refusals``: bounded, however long no flush() takes it). The daemon's replies settle these
+entries (``ack``, ``settle``); the sender moves bytes.
 
 Plain bookkeeping with no I/O and no lock of its own: the sender calls it holding its lock, from
 the sender thread and from the callers' flush() and request().
@@ -22,6 +23,7 @@ from ..protocol import (
     decode_body,
 )
 from ._outbox import Request, events, warn
+from ._refusals import Refusals
 
 
 # The process that has said, in one line, that the daemon refused one of its items (0: none yet).
@@ -32,8 +34,8 @@ class Ledger:
     """Numbered batches awaiting their ack, requests awaiting their reply, and refusals since the last flush."""
 
     __slots__ = (
-        "_failed_events", "_failures", "_next_request_id", "_warned_codes", "_warned_failure", "acked_seq", "in_flight",
-        "outgoing", "rejected", "seq", "unacked", "unacked_bytes", "unacked_events", "unsent", "unsent_bytes", "unsent_events",
+        "_next_request_id", "_refusals", "_warned_codes", "acked_seq", "in_flight", "outgoing", "rejected", "seq", "unacked",
+        "unacked_bytes", "unacked_events", "unsent", "unsent_bytes", "unsent_events",
     )
 
     def __init__(self) -> None:
@@ -50,10 +52,7 @@ class Ledger:
         self.outgoing: collections.deque[Request] = collections.deque()  # not sent yet
         self.in_flight: dict[int, Request] = {}  # sent, or a flush barrier behind its batches
         self.rejected = 0
-        self._failures: list[str] = []
-        self._failed_events = 0
-        # The index in ``_failures`` of the one the process's warning named, if that is among them.
-        self._warned_failure: int | None = None
+        self._refusals = Refusals()
         self._next_request_id = 0
         self._warned_codes: set[str] = set()
 
@@ -183,28 +182,26 @@ class Ledger:
     def refuse(self, records: int, reason: str) -> None:
         """Count ``records`` the daemon will never write, for the next flush() to report."""
         self.rejected += records
-        self._failures.append(reason)
-        self._failed_events += records
+        self._refusals.add(records, reason)
 
-    def take_failures(self) -> tuple[list[str], int, int | None]:
-        """What was refused since the last call, one sentence an item, how many events that was,
-        and the index of the one that the warning on stderr named as it was refused, if any."""
-        failures, self._failures = self._failures, []
-        failed_events, self._failed_events = self._failed_events, 0
-        warned, self._warned_failure = self._warned_failure, None
-        return failures, failed_events, warned
+    def take_refusals(self) -> Refusals:
+        """What was refused since the last call (with the item the warning on stderr named as it
+        was refused, if that is among them)."""
+        refusals, self._refusals = self._refusals, Refusals()
+        return refusals
 
     def settle(self, event: Event) -> None:
         """Apply one reply from the daemon other than an Ack (``ack`` takes those)."""
         if isinstance(event, Rejected):
-            self.refuse(event.events, f"{event.item}: {event.message}")
+            self.rejected += event.events
+            named = self._refusals.add_item(event.item, event.message, event.events)
             global _warned_rejected_pid
             if _warned_rejected_pid != os.getpid():
                 # A store refusing items (its permissions, a key clashing with a folder) was heard of
                 # only at the next flush() or at exit: a training job learnt it hours later. Once a
                 # process (a forked child warns for itself), whichever of its clients it was.
                 _warned_rejected_pid = os.getpid()
-                self._warned_failure = len(self._failures) - 1  # exit's line does not name it again
+                self._refusals.warned = named  # exit's line does not name it again
                 warn(
                     f"the daemon refused {event.item} ({events(event.events)}): {event.message.rstrip('.')}. Later refusals "
                     "are not warned of one by one: flush() raises DeliveryError naming them, and exit counts any it did not."
