@@ -202,8 +202,12 @@ class Ledger:
                 # process (a forked child warns for itself), whichever of its clients it was.
                 _warned_rejected_pid = os.getpid()
                 self._refusals.warned = named  # exit's line does not name it again
+                # A metric's item already counts its points ("metric 'x' of run R (10 points)"):
+                # "(10 points) (10 events)" said it twice.
+                counted_already = event.item.endswith(f" ({event.events} points)")
+                said = event.item if counted_already else f"{event.item} ({events(event.events)})"
                 warn(
-                    f"the daemon refused {event.item} ({events(event.events)}): {event.message.rstrip('.')}. Later refusals "
+                    f"the daemon refused {said}: {event.message.rstrip('.')}. Later refusals "
                     "are not warned of one by one: flush() raises DeliveryError naming them, and exit counts any it did not."
                 )
         elif isinstance(event, (FlushDone, ExperimentReply, StatusReply)):
