@@ -380,6 +380,8 @@ class Sender(GiveUp):
         self._late_reported = 0
         # A flush gave the daemon up: the thread spools everything and clears this.
         self._spill_requested = False
+        # Taken for the spool file by a write under way (a forked child's parent's thread's).
+        self._spilling = 0
         # The sender closed with events neither a daemon nor the spool took, and said so.
         self._lost_reported = False
         # Why the first flush of this outage gave the daemon up, for the line that counts what is lost.
@@ -440,6 +442,7 @@ class Sender(GiveUp):
             self.buffered_bytes = 0
             self._drain_left = 0
             self._late = self._late_reported = 0
+            self._spilling = 0  # its parent's thread's spill: not the child's to count
             return
         self.inherited_creations = {**self.inherited_creations, **self.creations}
         self.creations = {}

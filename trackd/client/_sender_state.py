@@ -112,6 +112,9 @@ class SenderState:
     # stopped (SIGSTOP) or hung listens there, and no start is under way whatever the flags above say
     # (the start finds a listener and starts none). Exit said such a daemon "is starting".
     _handshake_unanswered = False
+    # Records the sender thread took for the spool file and is writing there (see _to_spool):
+    # in neither the buffer, the ledger nor the file's count until that write ends.
+    _spilling = 0
     # Bounded flushes under way (GiveUp.flush_or_warn): each says what becomes of the events it
     # gives up, so the thread does not say first that it holds them and retries.
     _bounded_flushes = 0
@@ -183,7 +186,7 @@ class SenderState:
         buffered = len(snapshot) - sum(1 for record in snapshot if record[0] == BARRIER)
         if self._drain_left is not None:
             buffered = min(buffered, self._drain_left)  # what other threads log past the stop mark is not sent
-        return buffered + self._ledger.unacked_events + spooled
+        return buffered + self._ledger.unacked_events + self._spilling + spooled
 
     def _next_chunk(self) -> tuple[list[Record], Request | None]:
         # Under the lock the drop policy pops with: next_chunk pops a counted number of records,
@@ -208,50 +211,31 @@ class SenderState:
         on-full policy bounds them (callers wait, or new events are dropped and counted): at most
         one buffer's worth, cut into batches before the failure showed, waits beside it.
         """
-        # Under the lock from taking to placing, so pending() never sees events in neither place
-        # (a caller's pending() or stats() waits for this spill; logging calls do not).
+        # Taken under the lock, written outside it, then counted in the file (or put back among
+        # the unacknowledged batches) under it again (see _to_spool): pending() counts them in
+        # _spilling meanwhile, so it never sees events in neither place nor in two.
         # Each write names the runs this process owns, read after its records were taken, in the
         # file first (Spool.append): no daemon is told them, and its delivery tells one.
         with self._cond:
             unacked = self._ledger.take_unacked()
+            self._spilling += _records(unacked)
             # Sent, so their runs were told first: those ended since have their end among them or
             # in the buffer, which the next writes take.
-            failure = self._spill.write(unacked, self.will.told + self.will.snapshot())
-            if failure is not None:
-                self._ledger.restore_unacked(unacked)
+            owned = self.will.told + self.will.snapshot()
+        failure = self._to_spool(unacked, owned)
         if failure is not None:
             # The flushes waiting in the buffer learn now why they cannot complete.
             waiting = [record[1] for record in list(self.buffer) if record[0] == BARRIER]
             self._cannot_spool(reason, failure, waiting)
             return
-        batches: list[tuple[int, bytes, int]] = []
         barriers: list[Request] = []
-        with self._cond:
-            size = 0
-            # Read before the buffer is looked at: a run that left the set had its end queued
-            # before, so the loop takes that end too (read after, the end of a run ended in
-            # between stayed in the buffer, the run in the file and in no will).
-            while True:
-                owned = self.will.snapshot()
-                if not self.buffer or self._drain_left == 0 or failure is not None:
-                    break
-                records, barrier = self._next_chunk()
-                # A record that cannot be encoded costs only itself, counted and reported as when
-                # sending (it raised out of here, and the records taken so far were lost uncounted).
-                for batch in self._encode(records, encode_frame):
-                    self._ledger.next_seq()  # the batch's own number: _encode numbers from the next one on
-                    batches.append(batch)
-                    size += len(batch[1])
-                if barrier is not None:
-                    barriers.append(barrier)
-                if size >= self.MAX_BATCH_BYTES:
-                    # Written a few MiB at a time: a buffer of inline artifacts was held three times
-                    # over at once (records, frames, the joined write), 200 MB for a 64 MiB bound.
-                    failure = self._spill.write(batches, self.will.snapshot())
-                    batches, size = (batches, size) if failure is not None else ([], 0)
-            failure = failure or self._spill.write(batches, owned)
-            if failure is not None:
-                self._ledger.restore_unacked(batches)
+        more = True
+        while more and failure is None:
+            # Written a few MiB at a time: a buffer of inline artifacts was held three times over at
+            # once (records, frames, the joined write), 200 MB for a 64 MiB bound.
+            with self._cond:
+                batches, owned, more = self._take_for_spool(barriers)
+            failure = self._to_spool(batches, owned)
         if failure is not None:
             self._cannot_spool(reason, failure, barriers)
             return
@@ -265,6 +249,51 @@ class SenderState:
             return
         # A flush cannot complete without a daemon: it returns with the spool's whereabouts instead.
         self._fail_requests(barriers, self._spill.spooled_error(reason))
+
+    def _take_for_spool(self, barriers: list[Request]) -> tuple[list[tuple[int, bytes, int]], tuple[str, ...], bool]:
+        """Under the lock: take the buffer's next MAX_BATCH_BYTES or so as numbered batches for the
+        spool file, counted in ``_spilling`` (its flush barriers go to ``barriers``); returns them,
+        the runs owned, and whether the buffer holds more to take."""
+        batches: list[tuple[int, bytes, int]] = []
+        size = 0
+        while True:
+            # Read before the buffer is looked at: a run that left the set had its end queued
+            # before, so the loop takes that end too (read after, the end of a run ended in
+            # between stayed in the buffer, the run in the file and in no will).
+            owned = self.will.snapshot()
+            if not self.buffer or self._drain_left == 0:
+                return batches, owned, False
+            if size >= self.MAX_BATCH_BYTES:
+                return batches, owned, True
+            records, barrier = self._next_chunk()
+            # A record that cannot be encoded costs only itself, counted and reported as when
+            # sending (it raised out of here, and the records taken so far were lost uncounted).
+            for batch in self._encode(records, encode_frame):
+                self._ledger.next_seq()  # the batch's own number: _encode numbers from the next one on
+                batches.append(batch)
+                size += len(batch[1])
+                self._spilling += batch[2]
+            if barrier is not None:
+                barriers.append(barrier)
+
+    def _to_spool(self, batches: list[tuple[int, bytes, int]], owned: tuple[str, ...]) -> OSError | None:
+        """Write ``batches``, taken under the lock and counted in ``_spilling``, to the spool file
+        outside the lock; then, under it, count them in the file, or (the OSError returned) put
+        them back among the unacknowledged batches, sent when a daemon answers.
+
+        Outside the lock, because the spool disk may be slow or hung (a spool folder on NFS, the
+        default under a home folder on many clusters): the lock held through the open, the lock
+        and the write held every logging call that drops (TRACKD_ON_FULL=drop), pending(),
+        stats(), and the bounded waits of exit and SIGTERM, for as long as the disk did.
+        Only this thread sends and spools, so nothing is sent meanwhile.
+        """
+        written = self._spill.write(batches, owned)
+        with self._cond:
+            self._spilling -= _records(batches)
+            failure = self._spill.count(written)
+            if failure is not None:
+                self._ledger.restore_unacked(batches)
+            return failure
 
     def _encode(self, records: list[Record], encode: Callable[[Event], bytes]) -> list[tuple[int, bytes, int]]:
         """The frames of ``records`` as (seq, frame, records) batches numbered from the ledger's next
@@ -327,3 +356,8 @@ class SenderState:
         with self._cond:
             self._ledger.fail_requests(barriers, error)
             self._cond.notify_all()
+
+
+def _records(batches: list[tuple[int, bytes, int]]) -> int:
+    """The records in (seq, frame, records) batches."""
+    return sum(records for _, _, records in batches)

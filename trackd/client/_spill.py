@@ -28,6 +28,7 @@ import collections
 import socket
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import DaemonUnavailable
 from ._config import ClientConfig
@@ -38,6 +39,15 @@ from ._transport import make_hello, refused_words
 
 # Spools are delivered on the host that wrote them (see deliver_spool): the messages name it.
 _HOST = socket.gethostname()
+
+
+class Written(NamedTuple):
+    """What ``Spill.write`` did, for ``Spill.count``: its batches, the runs the file names after
+    them (None: as before), or why they could not be written."""
+
+    batches: list[tuple[int, bytes, int]]
+    named: dict[str, None] | None = None
+    error: OSError | None = None
 
 
 class _Replay:
@@ -175,23 +185,38 @@ class Spill:
 
     # -- the spool file ----------------------------------------------------------------------------
 
-    def write(self, batches: list[tuple[int, bytes, int]], owned: tuple[str, ...] = ()) -> OSError | None:
+    def write(self, batches: list[tuple[int, bytes, int]], owned: tuple[str, ...] = ()) -> Written:
         """Append (seq, frame, records) batches to the spool file, made on first use, after the
-        runs of ``owned`` the file does not name yet (see Spool.append).
+        runs of ``owned`` the file does not name yet (see Spool.append); ``count`` then says so.
 
-        Returns the OSError when the file cannot be written, so the sender keeps the batches.
-        Nothing to write changes nothing: ``spooling`` says events are in the file, and exit stays
-        quiet about them on that word.
+        Only the file changes here, and what only the sender thread reads: the sender calls this
+        without its lock, and ``count`` under it. A slow or hung spool disk (NFS) held the lock
+        for as long as the disk did, and with it every logging call that drops (TRACKD_ON_FULL=drop),
+        every flush, and the exit's bounded waits.
         """
         if not batches:
-            return None
+            return Written(batches)
         if self._spool is None:
             self._spool = Spool(self._config.spool_dir, make_hello(self._client_id, self._store_root, self._artifact_root))
         try:
-            self._spool.append(batches, owned)
+            return Written(batches, named=self._spool.write(batches, owned))
         except OSError as exc:
-            self.unwritable = exc
-            return exc
+            return Written(batches, error=exc)
+
+    def count(self, written: Written) -> OSError | None:
+        """Count what ``write`` put in the spool file (under the sender's lock).
+
+        Returns the OSError when the file could not be written, so the sender keeps the batches.
+        Nothing to write changes nothing: ``spooling`` says events are in the file, and exit stays
+        quiet about them on that word.
+        """
+        if not written.batches:
+            return None
+        if written.error is not None:
+            self.unwritable = written.error
+            return written.error
+        assert self._spool is not None
+        self._spool.count(written.batches, written.named)
         self.unwritable = None
         self.spooling = True
         return None

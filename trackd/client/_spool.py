@@ -113,9 +113,20 @@ class Spool:
         is owned before its creation is queued). Those the file does not name yet go first, in a
         SpooledWill with every run it named before: one ended since may have its end in these
         batches, or still in memory, and the daemon fails only what is RUNNING once they are written.
+
+        ``write`` and then ``count``: the sender writes outside its lock and counts under it.
+        """
+        self.count(batches, self.write(batches, owned))
+
+    def write(self, batches: list[tuple[int, bytes, int]], owned: tuple[str, ...] = ()) -> dict[str, None] | None:
+        """``append``'s disk half: open and lock the file if need be and write the frames, changing
+        nothing another thread reads (``records``, ``waiting``); returns what ``count`` takes.
+
+        The disk may be slow or hung (a spool folder on NFS, the default under a home folder on
+        many clusters): the sender calls this without its lock, which logging calls take.
         """
         if not batches:
-            return
+            return None
         if self._fd < 0:
             ensure_private_directory(self.path.parent, variable=SPOOL_DIR_ENV)
             self._fd = self._open_locked()
@@ -127,8 +138,14 @@ class Spool:
             # A torn frame would make the whole spool unreadable: cut back to the last whole one.
             os.ftruncate(self._fd, size)
             raise
-        if will is not None:
-            self._will = will[1]
+        return will[1] if will is not None else None
+
+    def count(self, batches: list[tuple[int, bytes, int]], named: dict[str, None] | None) -> None:
+        """``append``'s counting half: ``batches`` are in the file (``write`` returned ``named``)."""
+        if not batches:
+            return
+        if named is not None:
+            self._will = named
         self.last_seq = max(self.last_seq, max(seq for seq, _, _ in batches))
         self.records += sum(count for _, _, count in batches)
         self._counts.extend((seq, count) for seq, _, count in batches)
