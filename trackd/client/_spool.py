@@ -457,7 +457,9 @@ def _locked(path: Path) -> Iterator[int | None]:
     sync that opened the old file before that got its lock, then read and deleted the new file
     by its path, and what the client spooled after went to a deleted file.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    held = _Held(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK))
+    _HELD.add(held)  # before the lock is taken: a child forked after that would share it
+    fd = held.fd
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
@@ -475,7 +477,41 @@ def _locked(path: Path) -> Iterator[int | None]:
             raise FileNotFoundError(errno.ENOENT, "removed (and perhaps made anew) since it was opened", str(path))
         yield fd
     finally:
-        os.close(fd)
+        _HELD.discard(held)
+        if held.fd >= 0:  # -1 in a forked child, which closed its copy (see _close_held_in_child)
+            os.close(held.fd)
+
+
+class _Held:
+    """A spool file's descriptor that ``_locked`` holds; -1 once a forked child closed its copy."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+
+# The spool files ``_locked`` holds open (and locked, once it has the lock) in this process.
+_HELD: set[_Held] = set()
+
+
+def _close_held_in_child() -> None:
+    """A forked child never delivers its parent's spools: close its copies of those being delivered.
+
+    A flock belongs to the open file, which a fork shares with the child (O_CLOEXEC closes it at
+    an exec only): a worker forked while a background delivery held an exited process's spool (a
+    DataLoader's workers, a Pool's) held its lock for the worker's whole life. Every `trackd sync`
+    said that spool's "process is still running", and background deliveries skipped it, until the
+    workers exited. The child's copy is closed only: the parent's delivery keeps its lock.
+    """
+    for held in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(held.fd)
+        held.fd = -1
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
 
 
 def _names(path: Path, fd: int) -> bool:
