@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import child_env
+from helpers import DaemonProcess, child_env
 
 # 100 points, then the child's own spool file made a FIFO before anything is spooled (the client
 # spools only once no daemon has answered for TRACKD_CONNECT_TIMEOUT, or its buffer is half full).
@@ -42,14 +42,14 @@ while True:
 
 # Logs past the buffer's bound (drop) until the sender thread waits in the spool file's open, then
 # 10,000 more calls, each of which drops a point under the sender's lock; then what stats() says.
-DROP_WHILE_THE_SPILL_HANGS = LOG_THEN_HANG_THE_SPOOL + """
+DROP_UNTIL_STUCK = """
 sender = next(thread for thread in threading.enumerate() if thread.name == "trackd-sender")
 def in_fifo_open():
     try:
         return Path(f"/proc/self/task/{sender.native_id}/wchan").read_text() == "wait_for_partner"
     except OSError:
         return False
-logged, deadline = 100, time.monotonic() + 60
+deadline = time.monotonic() + 60
 while not in_fifo_open():
     if time.monotonic() > deadline:
         print("never-stuck", flush=True)
@@ -65,6 +65,29 @@ stats = client.stats()
 print(logged, client.pending(), stats["dropped"], stats["spooled"], in_fifo_open(), flush=True)
 os._exit(0)
 """
+
+DROP_WHILE_THE_SPILL_HANGS = LOG_THEN_HANG_THE_SPOOL + "logged = 100\n" + DROP_UNTIL_STUCK
+
+# No daemon: logs until the client has spooled, then puts a FIFO in its spool file's place (the
+# client writes on to the file it has open) and says so; the test starts a daemon, and the client,
+# connected, opens the spool file to send it again: that open never returns.
+DROP_WHILE_THE_RESEND_HANGS = """
+import os, threading, time, trackd
+from pathlib import Path
+from trackd.client import get_client
+run = trackd.start_run()
+client = get_client()
+spool = Path(os.environ["TRACKD_SPOOL_DIR"]) / (str(client.stats()["client_id"]) + ".spool")
+logged = 0
+while not client.stats()["spooled"]:
+    for _ in range(100):
+        trackd.log_metric("x", float(logged), step=logged)
+        logged += 1
+    time.sleep(0.01)
+os.rename(spool, spool.with_name("written.aside"))
+os.mkfifo(spool, 0o600)
+print("spooled", flush=True)
+""" + DROP_UNTIL_STUCK
 
 # The points, the run's creation, and its end at exit.
 EVENTS = 102
@@ -124,4 +147,34 @@ def test_dropping_calls_return_while_the_spool_file_does_not_open(socket_path: P
     assert int(dropped) > 0
     # Each point is pending (buffered, or on its way to the spool file) or dropped, and only one
     # of the two; the run's creation is never dropped.
+    assert int(pending) + int(dropped) == int(logged) + 1
+
+
+def test_dropping_calls_return_while_the_resend_cannot_open_the_spool_file(
+    socket_path: Path, store: Path, tmp_path: Path
+) -> None:
+    env = _env(
+        socket_path, store, tmp_path, TRACKD_ON_FULL="drop", TRACKD_MAX_BUFFERED="2000", TRACKD_CONNECT_TIMEOUT="1",
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", DROP_WHILE_THE_RESEND_HANGS], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    daemon = DaemonProcess(socket_path)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "spooled\n"
+        daemon.start()
+        out, err = _finish(child, "a loop of log_metric under TRACKD_ON_FULL=drop")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+        if daemon.process is not None:
+            daemon.stop()
+    assert child.returncode == 0, err
+    if out.strip() == "never-stuck":
+        pytest.skip("this kernel does not show where a thread waits (/proc/<pid>/task/<tid>/wchan)")
+    logged, pending, dropped, spooled, stuck = out.split()
+    assert stuck == "True" and int(spooled) > 0  # the resend still waits for the file
+    assert int(dropped) > 0
     assert int(pending) + int(dropped) == int(logged) + 1

@@ -218,6 +218,14 @@ class SenderThread(SenderState):
         # first. Done after, it gave up the daemon that had just answered.
         try:
             self._spool_while_reconnecting()
+            # The spool file is opened (and its Hello read) for the resend before the lock is
+            # taken: a spool folder on a slow or hung disk (NFS) held, under it, every logging call
+            # that drops (TRACKD_ON_FULL=drop) and every flush for as long as the open took.
+            unreadable: OSError | RemoteProtocolError | None = None
+            try:
+                spooled = self._spill.replay(welcome.resume_seq)
+            except (OSError, RemoteProtocolError) as exc:
+                spooled, unreadable = 0, exc
         except BaseException:
             transport.close()  # not the sender's yet: nothing else would close it
             raise
@@ -236,14 +244,11 @@ class SenderThread(SenderState):
             self._ledger.resend_all()  # after the spool file, within the window (see _send_spooled)
             self._ledger.requeue_sent()  # experiment requests at once, flush barriers after the batches
             self._heard_at = time.monotonic()
-            try:
-                spooled = self._spill.replay(welcome.resume_seq)
-            except (OSError, RemoteProtocolError) as exc:
+            if unreadable is not None:
                 # Removed or damaged by someone else (a cache cleaner): its events are gone, and
                 # the next flush says how many. It used to fail every reconnect, so nothing logged
                 # after it was delivered while flushes blamed a healthy daemon.
-                spooled = 0
-                self._ledger.refuse(*self._spill.lost_file(welcome.resume_seq, exc))
+                self._ledger.refuse(*self._spill.lost_file(welcome.resume_seq, unreadable))
             resend = len(self._ledger.unacked)
             # Everything not acknowledged goes again, the spool first (see _send_spooled), at
             # once: the next cycle does not wait out the send interval first (60 s in a test,

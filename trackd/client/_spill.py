@@ -272,7 +272,8 @@ class Spill:
     def replay(self, after: int) -> int:
         """Start sending the spool file again, from the batch after ``after`` (the daemon holds the
         ones up to it); returns how many batches that is. OSError or RemoteProtocolError when the
-        file cannot be read back (see ``lost_file``)."""
+        file cannot be read back (see ``lost_file``). It opens the file and reads its Hello: the
+        sender calls it without its lock (see ``write``)."""
         self.stop_replay()
         spool = self._spool
         count = spool.batches_after(after) if spool is not None else 0
