@@ -101,8 +101,12 @@ def wait_for(condition: object, timeout: float = 10.0, interval: float = 0.01, m
 class DaemonProcess:
     """A real trackd daemon in its own process."""
 
-    def __init__(self, socket_path: Path, *extra_args: str, file_limit: int | None = None, preamble: str = "") -> None:
+    def __init__(
+        self, socket_path: Path, *extra_args: str, file_limit: int | None = None, preamble: str = "", wrapper: tuple[str, ...] = ()
+    ) -> None:
         self.paths = DaemonPaths(socket_path)
+        # A command the daemon runs under, which execs it (its pid stays the daemon's): setpriv dropping capabilities.
+        self.wrapper = wrapper
         self.extra_args = list(extra_args)
         # The daemon's RLIMIT_NOFILE, soft and hard (so it cannot raise it), when given.
         self.file_limit = file_limit
@@ -116,7 +120,7 @@ class DaemonProcess:
             ["-c", f"{self.preamble}\nimport sys\nfrom trackd.daemon import main\nsys.exit(main(sys.argv[1:]))\n"]
             if self.preamble else ["-m", "trackd.daemon"]
         )
-        args = [sys.executable, *program, "--socket", str(self.paths.socket), "--log-file", str(self.paths.log), *self.extra_args]
+        args = [*self.wrapper, sys.executable, *program, "--socket", str(self.paths.socket), "--log-file", str(self.paths.log), *self.extra_args]
         if self.file_limit is not None:
             args = ["/bin/sh", "-c", f'ulimit -n {self.file_limit} && exec "$@"', "sh", *args]
         process = self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

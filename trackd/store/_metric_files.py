@@ -277,8 +277,13 @@ class MetricFileCache:
         finally:
             os.close(fd)
 
-    def sizes(self, paths: Iterable[str]) -> list[tuple[str, int]]:
-        """(path, size()) of each path: what the journal records before a write.
+    def sizes(self, paths: Iterable[str]) -> tuple[list[tuple[str, int]], dict[str, OSError]]:
+        """(path, size()) of each path, what the journal records before a write; and the paths that
+        could not be looked at, each with its error.
+
+        Those are the failures of their own files (a run's metrics/ folder made unsearchable, EACCES),
+        which the writer reports per item: raised from here, one such file failed every client's
+        points in the same write. The writer tells the disk's errors (EIO) from them.
 
         An open file found deleted (no link left: a user removed it, or its metrics folder) is
         closed here, so that the write creates it again instead of appending to a file nobody
@@ -290,6 +295,7 @@ class MetricFileCache:
         fstat = os.fstat
         size = self.size
         result = []
+        unsized: dict[str, OSError] = {}
         for path in paths:
             fd = fds.get(path)
             if fd is not None:
@@ -304,8 +310,11 @@ class MetricFileCache:
                         result.append((path, info.st_size))
                         continue
                     self._forget_deleted(path, fd)
-            result.append((path, size(path)))
-        return result
+            try:
+                result.append((path, size(path)))
+            except OSError as exc:
+                unsized[path] = exc
+        return result, unsized
 
     def _forget_deleted(self, path: str, fd: int) -> None:
         del self._fds[path]
@@ -322,7 +331,8 @@ class MetricFileCache:
 
     def size(self, path: str) -> int:
         """The current size of metric file ``path``: 0 if it does not exist (it is not created here,
-        because an empty metric file crashes MLflow's get_run)."""
+        because an empty metric file crashes MLflow's get_run). Raises the OSError of a file that
+        cannot be looked at (its folder not searchable: EACCES)."""
         fd = self._fds.get(path)
         if fd is not None:
             return os.lseek(fd, 0, os.SEEK_END)

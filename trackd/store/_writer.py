@@ -190,18 +190,15 @@ class StoreWriter:
             self._key_folders.close()
         appends = self._locate_metric_files(batch, failures)
         lines = self._format_metric_files(appends, failures)
-        try:
-            sizes = self._metric_files.sizes([path for _, path, _ in appends])
-            # New files appear last (place), after every other part of the write: a daemon killed
-            # before then leaves none to remove (new_file_temps), and one killed after had done the
-            # rest, so the next daemon completes the write instead of undoing it (WriteJournal.open).
-            temps = self._metric_files.new_file_temps(
-                (path, size, folder) for (_, path, folder), (_, size), data in zip(appends, sizes, lines) if data
-            )
-        except OSError as exc:
-            if exc.errno in TRANSIENT_ERRNOS:  # an I/O error looking at a file: the batch waits, as for a write
-                raise refusal(f"The store at {self.root}", exc, "a metric file") from exc
-            raise
+        sizes, unsized = self._metric_files.sizes([path for _, path, _ in appends])
+        if unsized:
+            appends, lines = self._drop_unsized(appends, lines, unsized, failures)
+        # New files appear last (place), after every other part of the write: a daemon killed
+        # before then leaves none to remove (new_file_temps), and one killed after had done the
+        # rest, so the next daemon completes the write instead of undoing it (WriteJournal.open).
+        temps = self._metric_files.new_file_temps(
+            (path, size, folder) for (_, path, folder), (_, size), data in zip(appends, sizes, lines) if data
+        )
         if journal is not None:
             # With the cuts owed in other stores: only the last write's are made at the next start.
             entry = journal_call(journal.begin, sizes, seqs or {}, temps, self._metric_files.owed_cuts)
@@ -295,6 +292,24 @@ class StoreWriter:
                 except (TypeError, ValueError) as exc:
                     self._record_failure(failures, origins_of(append), item_name("metric", append.key, append.run_id), exc)
             return lines
+
+    def _drop_unsized(
+        self, appends: list[tuple[MetricAppend, str, str]], lines: list[bytes], unsized: Mapping[str, OSError],
+        failures: list[WriteFailure],
+    ) -> tuple[list[tuple[MetricAppend, str, str]], list[bytes]]:
+        """The appends and lines without the files sizes() could not look at, each a failure of its
+        own (raised as StoreUnavailable when the disk is at fault: EIO, the batch waits): a run whose
+        metrics/ folder is not searchable (EACCES) failed every client's points in the same write."""
+        kept: tuple[list[tuple[MetricAppend, str, str]], list[bytes]] = ([], [])
+        for located, data in zip(appends, lines):
+            exc = unsized.get(located[1])
+            if exc is None:
+                kept[0].append(located)
+                kept[1].append(data)
+            elif data:  # (b"": its points did not format, a failure already)
+                append = located[0]
+                self._record_failure(failures, origins_of(append), item_name("metric", append.key, append.run_id), exc)
+        return kept
 
     def _write_metric_files(
         self, appends: list[tuple[MetricAppend, str, str]], lines: list[bytes], temps: dict[str, str],
