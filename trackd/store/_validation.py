@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 
 from ..errors import InvalidArgument
 from ._entities import PagedList, RunStatus, ViewType
-from ._layout import ARTIFACTS_FOLDER_NAME, file_uri_to_path, path_to_file_uri, resolve_local_uri
+from ._layout import ARTIFACTS_FOLDER_NAME, RESERVED_EXPERIMENT_FOLDERS, file_uri_to_path, path_to_file_uri, resolve_local_uri
 
 MAX_KEY_LENGTH = 250
 # MLflow's MAX_PARAM_VAL_LENGTH: longer values are truncated (or refused) by every param call.
@@ -49,6 +49,7 @@ T = TypeVar("T")
 # newline, so MLflow accepts "x\n" and creates a file named "x\n". fullmatch closes that hole.
 _KEY_PATTERN = re.compile(r"[/\w.\- :]*")
 _KEY_CHARACTERS = "letters, digits, '_', '-', '.', ' ', ':' and '/'"
+_LONGEST_RESERVED = max(map(len, RESERVED_EXPERIMENT_FOLDERS))
 _RUN_ID_PATTERN = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")  # _RUN_ID_REGEX
 _EXPERIMENT_ID_PATTERN = re.compile(r"[a-zA-Z0-9][\w\-]{0,63}")  # _EXPERIMENT_ID_REGEX
 
@@ -298,7 +299,25 @@ def validate_run_id(run_id: object) -> str:
         )
     if len(run_id) > _ALWAYS_FITS:
         _require_file_names(run_id, "run id")
+    elif len(run_id) <= _LONGEST_RESERVED and run_id.lower() in RESERVED_EXPERIMENT_FOLDERS:
+        _refuse_reserved(run_id)
     return run_id
+
+
+def _refuse_reserved(run_id: str) -> None:
+    """MLflow's FileStore keeps an experiment's tags, datasets, traces and logged models in folders
+    of these names beside its runs (RESERVED_EXPERIMENT_FOLDERS), and never reads one as a run. A
+    run of such an id was written into that folder: its params, metrics and tags became the
+    experiment's tags for get_experiment, and the experiment's later tags landed in the run.
+    Compared without case: on a case-insensitive filesystem (macOS's default) "Tags" is "tags"."""
+    reserved = ", ".join(sorted(RESERVED_EXPERIMENT_FOLDERS))
+    raise InvalidArgument(
+        f"Invalid run id {run_id!r}: MLflow's file store keeps folders of these names in each experiment beside its "
+        f"runs ({reserved}, in any case), so a run of that id would be written into the experiment's "
+        f"{run_id.lower()} folder, and MLflow never reads one as a run (it makes none with such an id: its "
+        f"start_run(run_id={run_id!r}) raises \"Run '{run_id}' not found\"). Expected any other id, such as the "
+        "32 hex characters trackd and MLflow generate."
+    )
 
 
 def validate_experiment_id(experiment_id: object) -> str:
