@@ -23,7 +23,7 @@ from trackd._paths import DaemonPaths
 from trackd.client._control import query_status
 from trackd.client._launcher import daemon_answers
 from trackd.client._spool import SpoolReader
-from trackd.protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ConnectionClosed, Event, Hello, Record, RecordKind, Role
+from trackd.protocol import NEED_DATA, PROTOCOL_VERSION, Ack, Batch, Connection, ConnectionClosed, Event, Hello, Record, RecordKind, Role, Welcome
 from trackd.store import StoreReader
 
 # AF_UNIX paths are limited to about 104-108 bytes, so sockets live in a short folder under /tmp
@@ -359,6 +359,13 @@ class RawClient:
         assert isinstance(event, Event)
         return event
 
+    def replies_until_ack(self, seq: int) -> list[Event]:
+        """Every event before the daemon's Ack of batch ``seq`` (its Rejected items, ...)."""
+        events: list[Event] = []
+        while (event := self.next_event()) != Ack(seq=seq):
+            events.append(event)
+        return events
+
     def events_until_closed(self) -> list[Event]:
         """Every event up to the daemon closing the connection (ConnectionClosed not included)."""
         events: list[Event] = []
@@ -368,6 +375,18 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def replies_to_batch(socket_path: Path, store: Path, records: list[Record]) -> list[Event]:
+    """Send ``records`` as one batch of a new raw client of ``store``; the daemon's replies before its Ack."""
+    raw = RawClient(socket_path)
+    try:
+        welcome = raw.hello(str(store), client_id=f"raw-{os.getpid()}-{time.monotonic_ns()}")
+        assert isinstance(welcome, Welcome), welcome
+        raw.send(Batch(seq=1, records=records))
+        return raw.replies_until_ack(1)
+    finally:
+        raw.close()
 
 
 def refusal(socket_path: Path) -> Event:

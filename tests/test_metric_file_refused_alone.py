@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from helpers import DaemonProcess, RawClient, create_run_record, metric_records, steps_in_store
 
-from trackd.protocol import Ack, Batch, Event, Rejected, Welcome
+from trackd.protocol import Batch, Rejected, Welcome
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,15 +81,8 @@ def _connected(daemon: DaemonProcess, store: Path, run_id: str) -> RawClient:
     raw = RawClient(daemon.paths.socket)
     assert isinstance(raw.hello(str(store), client_id=uuid.uuid4().hex), Welcome)
     raw.send(Batch(seq=1, records=[create_run_record(run_id)]))
-    assert _replies_until_ack(raw, 1) == []
+    assert raw.replies_until_ack(1) == []
     return raw
-
-
-def _replies_until_ack(raw: RawClient, seq: int) -> list[Event]:
-    events = []
-    while (event := raw.next_event()) != Ack(seq=seq):
-        events.append(event)
-    return events
 
 
 @pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
@@ -108,7 +101,7 @@ def test_a_metric_file_the_daemon_may_not_use_refuses_its_points_alone(
             innocent.send(Batch(seq=2, records=metric_records(innocent_id, "x", 200)))
         finally:
             daemon.signal(signal.SIGCONT)
-        guilty_replies, innocent_replies = _replies_until_ack(guilty, 2), _replies_until_ack(innocent, 2)
+        guilty_replies, innocent_replies = guilty.replies_until_ack(2), innocent.replies_until_ack(2)
     finally:
         for folder in (run / "metrics", run / "metrics" / "group"):
             if folder.is_dir():

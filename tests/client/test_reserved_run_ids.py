@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from fluent_helpers import fluent_env, mlflow_reader, only_run, run_child
-from helpers import DaemonProcess, RawClient, create_run_record
+from helpers import DaemonProcess, create_run_record, replies_to_batch
 
 from trackd import Client, ClientConfig, InvalidArgument
-from trackd.protocol import Ack, Batch, Rejected, RecordKind, Welcome
+from trackd.protocol import Rejected, RecordKind
 
 RESERVED = ["tags", "traces", "datasets", "models", "Tags"]  # "Tags" is "tags" on macOS's filesystem
 
@@ -64,15 +64,7 @@ def test_the_daemon_refuses_a_reserved_run_id_sent_by_a_client_that_did_not_chec
         create_run_record(good),
         (RecordKind.PARAM.value, good, "lr", "0.1"),
     ]
-    raw = RawClient(daemon.paths.socket)
-    try:
-        assert isinstance(raw.hello(str(store)), Welcome)
-        raw.send(Batch(seq=1, records=records))
-        replies = []
-        while (event := raw.next_event()) != Ack(seq=1):
-            replies.append(event)
-    finally:
-        raw.close()
+    replies = replies_to_batch(daemon.paths.socket, store, records)
     assert len(replies) == 3 and all(isinstance(r, Rejected) for r in replies), replies
     assert all(r.message.startswith("Invalid run id 'tags': ") for r in replies if isinstance(r, Rejected)), replies
     # The experiment's tags folder holds no run's files, and MLflow reads no bogus experiment tag.

@@ -25,7 +25,7 @@ import os
 import stat
 
 from ..errors import StoreError
-from ._format import FILE_MODE, write_temp_file
+from ._format import FILE_MODE, not_regular_message, write_temp_file
 
 # O_NONBLOCK: opening a FIFO for writing without a reader never blocks the writer thread; the
 # fstat check then refuses it. It changes nothing for regular files.
@@ -85,7 +85,7 @@ def check_regular_or_missing(path: str, folder_fd: int | None = None) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
-        raise StoreError(_not_regular(path, info.st_mode))
+        raise StoreError(not_regular_message(path, info.st_mode))
 
 
 def open_regular_for_append(
@@ -111,13 +111,13 @@ def open_regular_for_append(
             fd = os.open(path.rpartition("/")[2], flags, mode, dir_fd=folder_fd)
     except OSError as exc:
         if exc.errno in _SYMLINK_ERRNOS:
-            raise StoreError(_not_regular(path, stat.S_IFLNK)) from None
+            raise StoreError(not_regular_message(path, stat.S_IFLNK)) from None
         raise
     # The check above and the open are two steps; what was opened is what counts.
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise StoreError(_not_regular(path, info.st_mode))
+        raise StoreError(not_regular_message(path, info.st_mode))
     return fd, info.st_size
 
 
@@ -263,7 +263,7 @@ def is_symlink_error(exc: OSError) -> bool:
 
 def not_regular(path: str, mode: int) -> StoreError:
     """The error refusing to write ``path``, found of file type ``mode`` (a link, a FIFO...)."""
-    return StoreError(_not_regular(path, mode))
+    return StoreError(not_regular_message(path, mode))
 
 
 def open_regular_for_truncate(path: str) -> int | None:
@@ -278,17 +278,3 @@ def open_regular_for_truncate(path: str) -> int | None:
         os.close(fd)
         return None
     return fd
-
-
-def _not_regular(path: str, mode: int) -> str:
-    kind = (
-        "a symbolic link" if stat.S_ISLNK(mode)
-        else "a FIFO" if stat.S_ISFIFO(mode)
-        else "a device file" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-        else "a socket" if stat.S_ISSOCK(mode)
-        else "not a regular file"
-    )
-    return (
-        f"Refusing to write {path!r}: it is {kind}, expected a regular file; trackd never "
-        "writes through links or into special files planted inside a store."
-    )

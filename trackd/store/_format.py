@@ -7,14 +7,16 @@ os.replace, so a reader never sees a half-written file.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..errors import CorruptStoreFile
+from ..errors import CorruptStoreFile, StoreError
 from ._entities import LIFECYCLE_ACTIVE, Experiment, Metric, RunInfo, RunStatus
 from ._layout import temp_file_path
 
@@ -37,6 +39,14 @@ SOURCE_TYPE_LOCAL = 4
 # FileStore._read_yaml retries an empty read twice (0.1 s, then 0.2 s): MLflow's own writers
 # truncate and rewrite meta.yaml in place, so a concurrent reader can see it empty.
 _EMPTY_YAML_RETRY_DELAYS = (0.1, 0.2)
+# How a store file is opened to be read (meta.yaml, a param or tag file, a metric file). O_NONBLOCK:
+# a FIFO planted there opens at once, where open() waited for a writer for ever, and with it the
+# daemon's one writer thread; the fstat after the open refuses it. O_NOFOLLOW: a link is refused, as
+# the writer refuses one at every file it opens (_confinement). O_NOCTTY: a terminal planted there
+# never becomes the daemon's controlling terminal.
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+# An open with O_NOFOLLOW of a link (ELOOP on Linux, EMLINK on the BSDs and macOS); of a socket (ENXIO).
+_NOT_OPENED_AS_FILE_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK, errno.ENXIO})
 
 
 # --- metric lines -------------------------------------------------------------------------------
@@ -195,8 +205,43 @@ def decode_text(data: bytes, path: str) -> str:
 
 def read_text(path: str) -> str:
     """A param or tag file: raw UTF-8, no trailing newline."""
-    with open(path, "rb") as file:
-        return decode_text(file.read(), path)
+    return decode_text(read_regular(path), path)
+
+
+def read_regular(path: str) -> bytes:
+    """The content of regular file ``path``; StoreError naming it if it is a link, FIFO, device or socket."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno not in _NOT_OPENED_AS_FILE_ERRNOS:
+            raise
+        mode = os.lstat(path).st_mode  # (ELOOP from a loop of links above it raises here)
+        raise StoreError(not_regular_message(path, mode, reading=True)) from None
+    with open(fd, "rb") as file:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise StoreError(not_regular_message(path, mode, reading=True))
+        return file.read()
+
+
+def not_regular_message(path: str, mode: int, *, reading: bool = False) -> str:
+    """Why the store refuses to write (or, ``reading``, read) ``path``, found of file type ``mode``."""
+    kind = (
+        "a symbolic link" if stat.S_ISLNK(mode)
+        else "a FIFO" if stat.S_ISFIFO(mode)
+        else "a device file" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket" if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    if reading:
+        return (
+            f"Refusing to read {path!r}: it is {kind}, expected a regular file; trackd never reads "
+            "through links or from special files planted inside a store."
+        )
+    return (
+        f"Refusing to write {path!r}: it is {kind}, expected a regular file; trackd never "
+        "writes through links or into special files planted inside a store."
+    )
 
 
 def write_file_atomic(path: str, data: bytes, temp_dir: str, mode: int | None = None) -> None:
@@ -274,10 +319,10 @@ def dump_yaml(data: Mapping[str, Any]) -> bytes:
 
 
 def load_yaml(path: str, *, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-    """A meta.yaml as a dict; empty is retried as MLflow does, then CorruptStoreFile."""
+    """A meta.yaml as a dict; empty is retried as MLflow does, then CorruptStoreFile; StoreError if
+    it is not a regular file (a FIFO planted there blocked the daemon's writer thread for ever)."""
     for delay in (*_EMPTY_YAML_RETRY_DELAYS, None):
-        with open(path, "rb") as file:
-            data = file.read()
+        data = read_regular(path)
         if data.strip() or delay is None:
             break
         sleep(delay)

@@ -12,7 +12,7 @@ import posixpath
 import re
 from collections.abc import Sequence
 
-from ..errors import ArtifactNotFound, CorruptStoreFile, ExperimentNotFound, InvalidArgument, RunNotFound
+from ..errors import ArtifactNotFound, CorruptStoreFile, ExperimentNotFound, InvalidArgument, RunNotFound, StoreError
 from . import _layout as layout
 from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
 from ._format import (
@@ -20,6 +20,7 @@ from ._format import (
     latest_metric,
     load_yaml,
     parse_metric_lines,
+    read_regular,
     read_text,
     run_info_from_meta,
 )
@@ -82,9 +83,8 @@ class StoreReader:
         """
         experiment_id = validate_experiment_id(experiment_id)
         try:
-            with open(layout.meta_path(layout.experiment_dir(self.root, experiment_id)), "rb") as meta:
-                head = meta.read(4096)
-        except OSError:
+            head = read_regular(layout.meta_path(layout.experiment_dir(self.root, experiment_id)))[:4096]
+        except (OSError, StoreError):  # get_experiment says why
             head = b""
         match = _PLAIN_ARTIFACT_LOCATION.match(head)
         if match is not None and f"\nexperiment_id: '{experiment_id}'\n".encode() in head:
@@ -162,8 +162,7 @@ class StoreReader:
         path = layout.metric_path(found[1], key)
         if not os.path.isfile(path):
             return []
-        with open(path, "rb") as file:
-            return parse_metric_lines(key, file.read(), path, run_id)
+        return parse_metric_lines(key, read_regular(path), path, run_id)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         """The direct children of an artifact folder, as MLflow's list_artifacts gives them.
@@ -237,8 +236,7 @@ class StoreReader:
     def _read_run(self, info: RunInfo, folder: str) -> Run:
         metrics = {}
         for key, path in layout.iter_files(layout.subfolder(folder, layout.METRICS_FOLDER_NAME)):
-            with open(path, "rb") as file:
-                points = parse_metric_lines(key, file.read(), path)
+            points = parse_metric_lines(key, read_regular(path), path)
             if not points:
                 # _get_metric_from_file raises "Metric '<key>' is malformed. No data found."
                 raise CorruptStoreFile(
