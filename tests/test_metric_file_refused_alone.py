@@ -8,7 +8,8 @@ Now that file's points alone are refused, in a message naming its run and key, a
 write goes to disk.
 
 Root is not refused by permissions, so a daemon started by root runs without the capabilities that
-override them (setpriv), as uid 0 still, which its clients' uid must be.
+override them (setpriv), as uid 0 still, which its clients' uid must be. A metric file whose path is
+longer than the system takes (PATH_MAX) failed the write the same way, for root too.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, RawClient, create_run_record, metric_records, steps_in_store
+from helpers import DaemonProcess, RawClient, create_run_record, metric_records, replies_to_batch, steps_in_store
 
 from trackd.protocol import Batch, Rejected, Welcome
 
@@ -34,7 +36,7 @@ WITHOUT_PERMISSION_OVERRIDE = (
 
 
 @pytest.fixture
-def daemon(socket_path: Path) -> Iterator[DaemonProcess]:
+def bound_daemon(socket_path: Path) -> Iterator[DaemonProcess]:
     """A real daemon that file permissions refuse, as they do any user's."""
     wrapper: tuple[str, ...] = ()
     if os.geteuid() == 0:
@@ -87,8 +89,9 @@ def _connected(daemon: DaemonProcess, store: Path, run_id: str) -> RawClient:
 
 @pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
 def test_a_metric_file_the_daemon_may_not_use_refuses_its_points_alone(
-    daemon: DaemonProcess, store: Path, damage: Callable[[Path], str]
+    bound_daemon: DaemonProcess, store: Path, damage: Callable[[Path], str]
 ) -> None:
+    daemon = bound_daemon
     guilty_id, innocent_id = uuid.uuid4().hex, uuid.uuid4().hex
     guilty, innocent = _connected(daemon, store, guilty_id), _connected(daemon, store, innocent_id)
     run = store / "0" / guilty_id
@@ -115,3 +118,27 @@ def test_a_metric_file_the_daemon_may_not_use_refuses_its_points_alone(
     assert isinstance(refused, Rejected) and refused.events == 5, refused
     assert refused.message.startswith(f"Cannot write metric {key!r} of run {guilty_id}: Permission denied"), refused
     assert "could not be written" not in daemon.log()  # the whole-store failure's words
+
+
+@pytest.fixture
+def deep_store() -> Iterator[Path]:
+    """A store whose path has 1,015 characters (a client may name one of 1,024), 3,943 bytes in UTF-8."""
+    top = Path(tempfile.mkdtemp(prefix="td-", dir="/tmp"))
+    store = top.joinpath(*["\N{GRINNING FACE}" * 61] * 16, "mlruns")
+    assert len(str(store)) <= 1024
+    store.mkdir(parents=True)
+    yield store
+    shutil.rmtree(top)
+
+
+def test_a_metric_file_whose_path_is_too_long_refuses_its_points_alone(daemon: DaemonProcess, deep_store: Path) -> None:
+    guilty_id, innocent_id = uuid.uuid4().hex, uuid.uuid4().hex
+    key = "/".join(["k" * 82] * 3)  # 248 characters, within MLflow's 250: its file's path is over 4,096 bytes
+    assert len(os.fsencode(deep_store / "0" / guilty_id / "metrics" / key)) > 4096
+    assert replies_to_batch(daemon.paths.socket, deep_store, [create_run_record(guilty_id), create_run_record(innocent_id)]) == []
+    records = [*metric_records(innocent_id, "x", 200), *metric_records(guilty_id, key, 5)]
+    # This used to refuse the whole write, the innocent run's points too: "File name too long".
+    (refused,) = replies_to_batch(daemon.paths.socket, deep_store, records)
+    assert isinstance(refused, Rejected) and refused.events == 5, refused
+    assert refused.message.startswith(f"Cannot write metric {key!r} of run {guilty_id}: File name too long"), refused
+    assert steps_in_store(deep_store, innocent_id) == list(range(200))
