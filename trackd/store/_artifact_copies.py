@@ -50,8 +50,10 @@ class ArtifactCopy:
 
     ``run`` copies (a copier thread), ``place`` renames the copy into place (the writer thread,
     after ``run`` returned), ``discard`` removes a copy no write placed. An error of the copy is
-    kept and raised by ``place``, so the write reports it as it reported a copy that failed
-    inside it: to the client that logged the artifact, or as the store refusing writes.
+    kept and raised by ``raise_error`` (``place`` too), so the write reports it as it reported a
+    copy that failed inside it: to the client that logged the artifact, or, when the store's disk
+    refused the staged copy (full, read-only), as the store refusing writes. The source failing
+    to read (an I/O error) is the artifact's failure, never the store's (``InvalidArgument``).
     """
 
     def __init__(
@@ -94,7 +96,11 @@ class ArtifactCopy:
             # swapped in since the check (/dev/zero), or a file growing meanwhile, no longer copies
             # until the disk is full. (Not O_NONBLOCK: it would make open() fail on a file under a
             # lease instead of waiting for it.) A file on a stalled mount blocks here, not in a write.
-            with open(self.source_path, "rb") as source:
+            try:
+                source = open(self.source_path, "rb")  # closed by the with below
+            except OSError as exc:
+                raise unreadable_source(self.source_path, self.path, self.run_id, exc) from None
+            with source:
                 info = os.fstat(source.fileno())
                 if not S_ISREG(info.st_mode):
                     raise InvalidArgument(_not_a_file(self.source_path, self.path, self.run_id))
@@ -138,9 +144,7 @@ class ArtifactCopy:
         """
         if self.placed:
             return
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
+        self.raise_error()
         assert self._staging is not None, "place() before run() finished"
         staged = os.path.join(self._staging, _STAGED_FILE_NAME)
         try:
@@ -152,6 +156,12 @@ class ArtifactCopy:
             copy_file_atomic(staged, target, temp_dir, S_IMODE(os.stat(staged).st_mode))
         self.placed = True
         self.discard()
+
+    def raise_error(self) -> None:
+        """Raise the copy's error, if it failed; once (see ``place``)."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
     def discard(self) -> None:
         """Remove the copy if no write placed it (its batch was refused, or the daemon stops)."""
@@ -182,13 +192,20 @@ class ArtifactCopy:
         by path to one (a raw-protocol client; trackd's own sends such files inline) was stored
         as an empty artifact, without a word.
         """
-        if os.pread(source, 1, self.copied):
+        if self._read_probe(source):
             raise InvalidArgument(
                 f"Invalid source for artifact {self.path!r} of run {self.run_id}: {self.source_path!r} holds more "
                 f"than the {self.size} bytes its size said when it was opened (a /proc or /sys file, whose size is "
                 "not its content); expected a regular file. Log its content with log_text, or copy it to a "
                 "regular file first."
             )
+
+    def _read_probe(self, source: int) -> bytes:
+        """A byte of the source where the copy is; its read error is the artifact's, never the store's."""
+        try:
+            return os.pread(source, 1, self.copied)
+        except OSError as exc:
+            raise unreadable_source(self.source_path, self.path, self.run_id, exc) from None
 
     def _copy(self, source: int, target: int, stop: threading.Event) -> bool:
         """Copy in chunks until the end of ``source`` or its size at open (True), or until ``stop``
@@ -202,6 +219,9 @@ class ArtifactCopy:
                 count = _copy_chunk(ways[0], source, target, chunk)
             except OSError as exc:
                 if exc.errno not in _NOT_THIS_WAY or len(ways) == 1:
+                    # The source or the staged copy? copy_file_range and sendfile do not say: a
+                    # read of the source where the copy stopped does (it raises then).
+                    self._read_probe(source)
                     raise
                 ways.pop(0)
                 continue
@@ -249,12 +269,18 @@ def check_artifact_source(source_path: str, relative: str, run_id: str) -> None:
     try:
         mode = os.stat(source_path).st_mode
     except OSError as exc:
-        raise InvalidArgument(
-            f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} cannot be "
-            f"read ({exc.strerror})."
-        ) from None
+        raise unreadable_source(source_path, relative, run_id, exc) from None
     if not S_ISREG(mode):
         raise InvalidArgument(_not_a_file(source_path, relative, run_id))
+
+
+def unreadable_source(source_path: str, relative: str, run_id: str, exc: OSError) -> InvalidArgument:
+    """The artifact's failure for a source the daemon could not open or read (``exc``, an I/O error
+    of a flaky disk, /proc/self/mem): the client named that file, so it is never the store's fault."""
+    return InvalidArgument(
+        f"Invalid source for artifact {relative!r} of run {run_id}: {source_path!r} cannot be "
+        f"read ({exc.strerror})."
+    )
 
 
 def _not_a_file(source_path: str, relative: str, run_id: str) -> str:

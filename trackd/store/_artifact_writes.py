@@ -5,7 +5,9 @@ never outside that folder.
 The default artifact folder lies inside the store, so its folders are confined like every other
 write (no link planted in the store is followed); a custom location outside the store is the
 user's own, so only its resolved path is checked against the artifact folder. Temp files live
-next to the artifact folder, never inside it, so MLflow's list_artifacts never shows them.
+next to the artifact folder, never inside it, so MLflow's list_artifacts never shows them. A
+location outside the store whose disk refuses the write (read-only, full) refuses this artifact
+alone, and never makes the store's other writes wait (_artifact_faults).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from stat import S_IMODE, S_ISDIR
 
 from ..errors import InvalidArgument, StoreError
 from . import _layout as layout
-from ._artifact_copies import ARTIFACT_PERMISSIONS, check_artifact_source
+from ._artifact_copies import ARTIFACT_PERMISSIONS, check_artifact_source, unreadable_source
+from ._artifact_faults import location_refusal
 from ._confinement import check_confined, is_within
 from ._format import copy_file_atomic, write_file_atomic
 from ._validation import validate_artifact_path
@@ -52,8 +55,20 @@ def write_artifact(item: ArtifactWrite, artifact_uri: str, root: str, real_root:
             raise InvalidArgument(
                 f"Invalid artifact path {relative!r} for run {item.run_id}: {reason[0].lower()}{reason[1:]}"
             ) from None
-    if item.source_path is not None and item.copy is None:
+    if item.copy is not None:
+        item.copy.raise_error()  # its source unreadable (the item's), or the store's disk refused the copy
+    elif item.source_path is not None:
         check_artifact_source(item.source_path, relative, item.run_id)
+    try:
+        _write(item, folder, parent, target, artifacts_root, relative)
+    except OSError as exc:
+        # A refusal of a location outside the store's filesystem is this artifact's alone (_artifact_faults).
+        if (refused := location_refusal(exc, artifacts_root, (root, real_root), relative, item.run_id)) is None:
+            raise
+        raise refused from exc
+
+
+def _write(item: ArtifactWrite, folder: bool, parent: str, target: str, artifacts_root: str, relative: str) -> None:
     os.makedirs(artifacts_root, exist_ok=True)
     _check_inside(parent, artifacts_root, relative, item.run_id)
     # MLflow's log_artifacts makes every folder of the tree, empty ones too (os.mkdir, so of the
@@ -74,7 +89,19 @@ def write_artifact(item: ArtifactWrite, artifact_uri: str, root: str, real_root:
         item.copy.place(target, temp_dir)
     else:
         assert item.source_path is not None
-        copy_file_atomic(item.source_path, target, temp_dir, mode)
+        try:
+            copy_file_atomic(item.source_path, target, temp_dir, mode)
+        except OSError:
+            _check_readable(item.source_path, relative, item.run_id)  # its read error: the artifact's, not the disk's
+            raise
+
+
+def _check_readable(source_path: str, relative: str, run_id: str) -> None:
+    try:
+        with open(source_path, "rb") as source:
+            source.read(1)
+    except OSError as exc:
+        raise unreadable_source(source_path, relative, run_id, exc) from None
 
 
 def _check_inside(folder: str, artifacts_root: str, relative: str, run_id: str) -> None:
