@@ -9,7 +9,6 @@ waits, boundedly, for delivery.
 from __future__ import annotations
 
 import atexit
-import getpass
 import os
 import sys
 import threading
@@ -328,7 +327,9 @@ def start_run(
                 attached=attached, held=held,
             )
         else:
-            run_tags = _system_tags()
+            from ._system_tags import system_tags
+
+            run_tags = system_tags()
             if parent_run_id and started and parent_run_id != started[-1].run_id:
                 # MLflow's check, in its words.
                 raise InvalidArgument(
@@ -508,24 +509,6 @@ def log_metrics(
     if synchronous is not None:
         return settle(client, synchronous)
     return None
-
-
-def _system_tags() -> dict[str, str]:
-    """The tags MLflow's fluent start_run adds (mlflow.user, mlflow.source.name, mlflow.source.type,
-    and the mlflow.source.git ones in a git work tree)."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name in this environment (a container without /etc/passwd entry)
-        user = "unknown"
-    source = sys.argv[0] if sys.argv and sys.argv[0] else "<console>"
-    # MLflow's GitRunContext: the commit, branch and remote of the work tree the script is in.
-    from ._git import git_tags  # a few µs once loaded; a process that starts no run never loads it
-
-    git = git_tags(sys.argv[0]) if sys.argv and sys.argv[0] else {}
-    # A script path or user name that is not UTF-8 (lone surrogates from os.fsdecode) gets its bytes
-    # escaped ("run-\\xff.py"): start_run refused, as a bad tag value, a tag the caller never gave.
-    user, source = (os.fsencode(text).decode("utf-8", "backslashreplace") for text in (user, source))
-    return {"mlflow.user": user, "mlflow.source.name": source, "mlflow.source.type": "LOCAL", **git}
 
 
 def _end_runs_at_exit(status: str | None = None) -> None:
