@@ -132,6 +132,18 @@ class ActiveRun:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            self._end(exc_type)
+        except BaseException as interrupt:
+            # A signal handler's exception (Ctrl-C, a timeout's SIGALRM) as the block ends, before
+            # end_run holds the signals or while it waits for the lock: the run was still active
+            # after the block, and a notebook's next cell found it "already active". It ends as
+            # a block that exception leaves (a no-op if it came once the run was off the stack).
+            self._end(type(interrupt))
+            raise
+
+    def _end(self, exc_type: type[BaseException] | None) -> None:
+        """End the run, and the runs nested in it, as a block left by ``exc_type`` (None: none) ends it."""
         if exc_type is None:
             status = None  # end_run's default: FINISHED by the owner, unless another process failed it
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -294,6 +306,26 @@ def start_run(
         from ._run_checks import warn_no_system_metrics
 
         warn_no_system_metrics()
+    runs = _thread_runs()
+    below = runs[-1] if runs else None
+    try:
+        return _start_run(run_id, experiment_id, run_name, nested, parent_run_id, tags, description)
+    except BaseException as interrupt:
+        # A Ctrl-C held while the run started (signals_held) is raised once the run is on the
+        # stack, and another signal's handler (a timeout's SIGALRM) may raise there too: the run
+        # was left active, the next start_run (a notebook's next cell) raised "already active",
+        # and later log calls went to it, RUNNING for as long as the kernel lived. It ends as the
+        # block the caller never entered would have ended it (KILLED for Ctrl-C) and is taken off
+        # the stack, as MLflow, which pushes the run last, leaves none active.
+        if runs and runs[-1] is not below:
+            runs[-1].__exit__(type(interrupt), interrupt, interrupt.__traceback__)
+        raise
+
+
+def _start_run(
+    run_id: str | None, experiment_id: str | None, run_name: str | None, nested: bool, parent_run_id: str | None,
+    tags: Mapping[str, Any] | None, description: str | None,
+) -> ActiveRun:
     with _lock, ExitStack() as held:
         runs = _thread_runs()
         # A forked parent's runs (a fork Pool worker's) are where the child logs, not runs it

@@ -376,8 +376,9 @@ def signals_held() -> Iterator[None]:
         if signum is not None:
             _on_sigterm(signum, None)  # ends the runs KILLED and dies by the signal
         if interrupts and callable(on_sigint):
-            # KeyboardInterrupt now: the exit hook ends the run on the stack KILLED. The program's own
-            # handler gets the frame the signal came in (None broke one that looked at it).
+            # KeyboardInterrupt now: start_run ends the run it put on the stack KILLED as it leaves
+            # (end_run has queued its end). The program's own handler gets the frame the signal
+            # came in (None broke one that looked at it).
             on_sigint(signal.SIGINT, interrupts[0])
 
 
