@@ -1,4 +1,5 @@
-"""Signals that belong to the main thread: trackd's threads block them, its daemon unblocks them.
+"""Signals that belong to the main thread: trackd's threads block them, its daemon unblocks them,
+and a wait that a handler's exception interrupts leaves its lock as it found it.
 
 Python runs signal handlers only in the main thread, but the kernel hands a process-directed
 signal to any thread that does not block it. One that lands on the sender thread only flags the
@@ -35,3 +36,19 @@ def take_signals() -> None:
     """Unblock MAIN_THREAD_SIGNALS: a process started from a thread that blocked them (the
     daemon, started by a client's sender thread) inherits the mask through fork and exec."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, MAIN_THREAD_SIGNALS)
+
+
+def wait_keeping_lock(cond: threading.Condition, timeout: float) -> None:
+    """``cond.wait(timeout)``, whose lock the caller holds again however the wait ends.
+
+    CPython runs a signal handler as a call returns, so one that raises (Ctrl-C's
+    KeyboardInterrupt, a timeout's SIGALRM handler) can leave Condition.wait after it let the lock
+    go and before it took it back: the caller's ``with cond`` then raised "RuntimeError: cannot
+    release un-acquired lock" in place of the handler's exception.
+    """
+    try:
+        cond.wait(timeout)
+    except BaseException:
+        if not cond._is_owned():  # type: ignore[attr-defined]
+            cond.acquire()
+        raise

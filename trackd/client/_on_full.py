@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
+from .._signals import wait_keeping_lock
 from ..protocol import CREATE_RUN, SET_TERMINATED, Record
 from ._config import DEFAULT_MAX_BUFFERED, DEFAULT_MAX_BUFFERED_BYTES
 from ._outbox import BARRIER, events, inline_size, warn
@@ -200,7 +201,7 @@ class OnFullPolicy(SenderThread):
                         waited, reason = self._blocked_s + time.monotonic() - start, why(start)
                         then = self._give_up_words(start)
                         break  # to say so outside the lock: stderr may block
-                    self._cond.wait(0.1)
+                    wait_keeping_lock(self._cond, 0.1)  # a Ctrl-C here reaches the caller as it is
                 else:  # room, or stopping
                     if take is not None:
                         take()

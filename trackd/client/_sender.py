@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .._signals import start_without_signals
+from .._signals import start_without_signals, wait_keeping_lock
 from ..errors import DaemonUnavailable, FlushTimeout, LocalProtocolError
 from ..protocol import Event, Flush, Record, attach_creation
 from ._config import ClientConfig
@@ -519,7 +519,7 @@ class Sender(GiveUp):
                          f"The trackd daemon {answered} {timeout:g} s; ")
                         + f"{events(self._pending_locked(), 'are still on the way')} to the store."
                     )
-                self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
+                wait_keeping_lock(self._cond, 0.05 if remaining is None else min(remaining, 0.05))
         if req.error is not None:
             raise req.error
         assert req.result is not None
