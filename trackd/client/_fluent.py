@@ -38,10 +38,10 @@ _experiment_id: str | None = None
 # log call reads it.
 _here = threading.local()
 # Every thread's stack, for what concerns them all: the main thread's run is where a thread that
-# started none logs, and exit and SIGTERM end the runs of every thread.
+# never started one logs (``last`` None), and exit and SIGTERM end the runs of every thread.
 _stacks: dict[threading.Thread, list[ActiveRun]] = {}
 # The main thread's run when exit or SIGTERM began ending the runs: where a thread with no run of
-# its own logs from then on (see _active_run_id).
+# its own logs from then on (see _logging_run).
 _run_ended_at_exit: ActiveRun | None = None
 # The main thread's last run once it has none (it ended its runs): where another thread with no
 # run of its own logs until the main thread starts the next. A monitoring thread logging across a
@@ -135,10 +135,8 @@ class ActiveRun:
         try:
             self._end(exc_type)
         except BaseException as interrupt:
-            # A signal handler's exception (Ctrl-C, a timeout's SIGALRM) as the block ends, before
-            # end_run holds the signals or while it waits for the lock: the run was still active
-            # after the block, and a notebook's next cell found it "already active". It ends as
-            # a block that exception leaves (a no-op if it came once the run was off the stack).
+            # A handler's exception (Ctrl-C, a timeout's SIGALRM) before end_run held the signals left the
+            # run active after the block: it ends as that exception ends a block (no-op once off the stack).
             self._end(type(interrupt))
             raise
 
@@ -311,12 +309,10 @@ def start_run(
     try:
         return _start_run(run_id, experiment_id, run_name, nested, parent_run_id, tags, description)
     except BaseException as interrupt:
-        # A Ctrl-C held while the run started (signals_held) is raised once the run is on the
-        # stack, and another signal's handler (a timeout's SIGALRM) may raise there too: the run
-        # was left active, the next start_run (a notebook's next cell) raised "already active",
-        # and later log calls went to it, RUNNING for as long as the kernel lived. It ends as the
-        # block the caller never entered would have ended it (KILLED for Ctrl-C) and is taken off
-        # the stack, as MLflow, which pushes the run last, leaves none active.
+        # A Ctrl-C held while the run started is raised once it is on the stack (signals_held), as
+        # may another handler's exception (a timeout's SIGALRM): the run stayed active (a notebook's
+        # next cell raised "already active", RUNNING while the kernel lived). It ends as the block
+        # never entered would end it (KILLED for Ctrl-C), off the stack, as MLflow leaves none active.
         if runs and runs[-1] is not below:
             runs[-1].__exit__(type(interrupt), interrupt, interrupt.__traceback__)
         raise
@@ -471,14 +467,14 @@ def _end_run(
 
 
 def active_run() -> ActiveRun | None:
-    """This thread's innermost active run; in a thread that started none, the main thread's (where
-    its log calls go); else None."""
+    """This thread's innermost active run; in a thread that never started one, the main thread's
+    (where its log calls go); else None."""
     runs = _thread_runs()
-    return runs[-1] if runs else _main_thread_run()
+    return runs[-1] if runs else _main_thread_run() if _here.last is None else None
 
 
 def _main_thread_run() -> ActiveRun | None:
-    """The main thread's innermost active run: a thread that started no run of its own (a data
+    """The main thread's innermost active run: a thread that never started a run of its own (a data
     or monitoring thread) logs there, as the whole process did before MLflow 3 made runs per
     thread (where such a call would start a stray run of its own)."""
     with _lock:
@@ -487,19 +483,26 @@ def _main_thread_run() -> ActiveRun | None:
 
 
 def _active_run_id() -> str:
+    return _logging_run().run_id
+
+
+def _logging_run() -> ActiveRun:
+    """The run a log call without a run id goes to: the active run, else one started for it, as MLflow's."""
     active = active_run()
     if active is not None:
-        return active.run_id
+        return active
+    # Exit (or SIGTERM) is ending the runs: a thread logging on (a monitor) logs to the run it was logging
+    # to. A run started now would never end: every preempted job left one RUNNING with its last points.
     late = _run_ended_at_exit
-    if late is None and threading.current_thread() is not threading.main_thread():
-        late = _last_main_run  # between the main thread's runs (a sweep): the one it last ended
-    if late is not None:
-        # Exit (or SIGTERM) is ending the runs: a thread that goes on logging (a monitoring
-        # thread) logs to the run it was logging to. A run started now would never be ended, and
-        # every preempted job left a stray RUNNING run holding its last points.
-        return late.run_id
-    # MLflow's fluent API starts a run when a log call finds none.
-    return start_run().run_id
+    if threading.current_thread() is not threading.main_thread():
+        if _here.last is not None:
+            # A thread that started a run of its own (a sweep's trial) is MLflow 3's: with none
+            # active it starts one (it logged to the main thread's run, the sweep's parent, every
+            # trial's later points mixed in one key there). At exit: to the last run it started.
+            late = _here.last if late is not None else None
+        elif late is None:
+            late = _last_main_run  # between the main thread's runs (a sweep): the one it last ended
+    return late if late is not None else start_run()
 
 
 # -- logging metrics: the hot path (params, tags and artifacts: _fluent_passthrough) -------------

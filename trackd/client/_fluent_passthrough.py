@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import InvalidArgument
 
 from . import _fluent
-from ._fluent import ActiveRun, _active_run_id, _here, _thread_runs, active_run, get_client
+from ._fluent import ActiveRun, _active_run_id, _here, _logging_run, _thread_runs, active_run, get_client
 
 if TYPE_CHECKING:
     from ..store import Experiment, Metric, Run
@@ -118,12 +118,7 @@ def get_artifact_uri(artifact_path: str | None = None) -> str:
 
     Known from the run's start: it never waits for the daemon.
     """
-    active = active_run()
-    if active is None:
-        run_id = _active_run_id()  # starts one, or names the run exit ended (a thread logging on)
-        late = (active_run(), _fluent._run_ended_at_exit, _fluent._last_main_run)
-        active = next(run for run in late if run is not None and run.run_id == run_id)
-    root = active.info.artifact_uri
+    root = _logging_run().info.artifact_uri  # starts one, or the run exit ended (a thread logging on)
     if artifact_path is None:
         return root
     from ..store._layout import append_to_uri_path
