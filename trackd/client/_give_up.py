@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
 from ..protocol import Record
+from .._signals import wait_keeping_lock
 from ._lifecycle import interpreter_exiting
 from ._on_full import OnFullPolicy
 from ._outbox import BARRIER, events, inline_size, warn
@@ -328,20 +329,29 @@ class GiveUp(OnFullPolicy):
         if not self._spill.gave_up:
             self._gave_up_reason = reason
         self._spill.announce_kept(self._refusal)  # before this line counts what it adds
+        deadline = time.monotonic() + self.SPILL_TIMEOUT
+        thread = self._thread
+        waits = thread is not None and thread.is_alive() and thread is not threading.current_thread()
         if (final or exiting) and not self._gave_up_announced:
+            if waits:
+                # A spill under way is written outside the sender's lock and counted in the file
+                # once it ends: counted before that, its events were said again in a line of
+                # their own after this one ("2 more events were not delivered: ...; spooled").
+                with self._cond:
+                    while self._spilling and (left := deadline - time.monotonic()) > 0:
+                        wait_keeping_lock(self._cond, min(left, 0.01))
             # What a spill spooled since its line, before what this adds (after a give-up line,
             # _unannounced counts what followed it).
             self._spill.announce_more()
         before = self._spill.written
-        thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+        if waits:
+            assert thread is not None
             with self._cond:
                 self._spill_requested = True
             self._poke()
-            deadline = time.monotonic() + self.SPILL_TIMEOUT
             with self._cond:
                 while self._spill_requested and thread.is_alive() and (left := deadline - time.monotonic()) > 0:
-                    self._cond.wait(min(left, 0.05))
+                    wait_keeping_lock(self._cond, min(left, 0.05))
         with self._cond:
             spooled = self._spill.records
             held = self._pending_locked() - spooled
