@@ -41,12 +41,14 @@ SOURCE_TYPE_LOCAL = 4
 _EMPTY_YAML_RETRY_DELAYS = (0.1, 0.2)
 # How a store file is opened to be read (meta.yaml, a param or tag file, a metric file). O_NONBLOCK:
 # a FIFO planted there opens at once, where open() waited for a writer for ever, and with it the
-# daemon's one writer thread; the fstat after the open refuses it. O_NOFOLLOW: a link is refused, as
-# the writer refuses one at every file it opens (_confinement). O_NOCTTY: a terminal planted there
-# never becomes the daemon's controlling terminal.
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
-# An open with O_NOFOLLOW of a link (ELOOP on Linux, EMLINK on the BSDs and macOS); of a socket (ENXIO).
-_NOT_OPENED_AS_FILE_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK, errno.ENXIO})
+# daemon's one writer thread; the fstat after the open refuses it. No O_NOFOLLOW: a file kept as a
+# link (DVC's symlink cache, git-annex, `cp -rs`, stow) is read through it, as MLflow's open() reads
+# it; only what the link leads to must be a regular file. (The writer never writes through a link:
+# a meta.yaml it rewrites replaces the link with a file, and an append refuses one, _confinement.)
+# O_NOCTTY: a terminal planted there never becomes the daemon's controlling terminal.
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+# An open of a socket (ENXIO), which is no file to read.
+_NOT_OPENED_AS_FILE_ERRNOS = frozenset({errno.ENXIO})
 
 
 # --- metric lines -------------------------------------------------------------------------------
@@ -209,13 +211,14 @@ def read_text(path: str) -> str:
 
 
 def read_regular(path: str) -> bytes:
-    """The content of regular file ``path``; StoreError naming it if it is a link, FIFO, device or socket."""
+    """The content of the regular file at ``path`` (through a link, as MLflow reads it); StoreError
+    naming it if it is (or its link leads to) a FIFO, device or socket."""
     try:
         fd = os.open(path, _READ_FLAGS)
     except OSError as exc:
         if exc.errno not in _NOT_OPENED_AS_FILE_ERRNOS:
             raise
-        mode = os.lstat(path).st_mode  # (ELOOP from a loop of links above it raises here)
+        mode = os.stat(path).st_mode
         raise StoreError(not_regular_message(path, mode, reading=True)) from None
     with open(fd, "rb") as file:
         mode = os.fstat(fd).st_mode
@@ -236,7 +239,7 @@ def not_regular_message(path: str, mode: int, *, reading: bool = False) -> str:
     if reading:
         return (
             f"Refusing to read {path!r}: it is {kind}, expected a regular file; trackd never reads "
-            "through links or from special files planted inside a store."
+            "from special files planted inside a store."
         )
     return (
         f"Refusing to write {path!r}: it is {kind}, expected a regular file; trackd never "
