@@ -25,10 +25,11 @@ import os
 import stat
 
 from ..errors import StoreError
-from ._format import FILE_MODE, not_regular_message, write_temp_file
+from ._format import FILE_MODE, not_regular_message, open_nonblocking, write_temp_file
 
 # O_NONBLOCK: opening a FIFO for writing without a reader never blocks the writer thread; the
-# fstat check then refuses it. It changes nothing for regular files.
+# fstat check then refuses it. For a regular file it changes nothing but a lease's wait, which
+# open_nonblocking waits out.
 # O_NOCTTY: a terminal device planted at a key's name never becomes the daemon's controlling
 # terminal in the moment between its open and the fstat that refuses it.
 _APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
@@ -106,9 +107,9 @@ def open_regular_for_append(
     flags = _APPEND_FLAGS if create else _APPEND_FLAGS & ~os.O_CREAT
     try:
         if folder_fd is None:
-            fd = os.open(path, flags, mode)
+            fd = open_nonblocking(path, flags, mode)
         else:
-            fd = os.open(path.rpartition("/")[2], flags, mode, dir_fd=folder_fd)
+            fd = open_nonblocking(path.rpartition("/")[2], flags, mode, dir_fd=folder_fd)
     except OSError as exc:
         if exc.errno in _SYMLINK_ERRNOS:
             raise StoreError(not_regular_message(path, stat.S_IFLNK)) from None
@@ -269,7 +270,7 @@ def not_regular(path: str, mode: int) -> StoreError:
 def open_regular_for_truncate(path: str) -> int | None:
     """A write descriptor of regular file ``path``; None if it is missing or not a regular file."""
     try:
-        fd = os.open(path, _TRUNCATE_FLAGS)
+        fd = open_nonblocking(path, _TRUNCATE_FLAGS)
     except OSError as exc:
         if exc.errno in _SYMLINK_ERRNOS or exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENXIO):
             return None

@@ -49,6 +49,11 @@ _EMPTY_YAML_RETRY_DELAYS = (0.1, 0.2)
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 # An open of a socket (ENXIO), which is no file to read.
 _NOT_OPENED_AS_FILE_ERRNOS = frozenset({errno.ENXIO})
+# How long the kernel gives a lease's holder to let go (/proc/sys/fs/lease-break-time, in seconds;
+# its default where that cannot be read), and the longest pause between two opens meanwhile.
+_LEASE_BREAK_TIME_PATH = "/proc/sys/fs/lease-break-time"
+_DEFAULT_LEASE_BREAK_TIME = 45.0
+_LEASE_RETRY_MAX_DELAY = 0.05
 
 
 # --- metric lines -------------------------------------------------------------------------------
@@ -214,7 +219,7 @@ def read_regular(path: str) -> bytes:
     """The content of the regular file at ``path`` (through a link, as MLflow reads it); StoreError
     naming it if it is (or its link leads to) a FIFO, device or socket."""
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = open_nonblocking(path, _READ_FLAGS)
     except OSError as exc:
         if exc.errno not in _NOT_OPENED_AS_FILE_ERRNOS:
             raise
@@ -225,6 +230,48 @@ def read_regular(path: str) -> bytes:
         if not stat.S_ISREG(mode):
             raise StoreError(not_regular_message(path, mode, reading=True))
         return file.read()
+
+
+def open_nonblocking(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+    """``os.open(path, flags, mode, dir_fd=dir_fd)``, ``flags`` holding O_NONBLOCK, waiting out a
+    kernel lease on the file as an open without O_NONBLOCK (MLflow's open()) waits for it.
+
+    O_NONBLOCK keeps a FIFO planted in the store from blocking the daemon's one writer thread, but
+    it also makes the open of a file under a lease (a Samba oplock, an NFS delegation knfsd gives
+    out) fail with EAGAIN instead of waiting for its holder to let go: a run's end was refused for
+    good, the run left RUNNING. That open told the holder already (it starts the lease's break),
+    so the open is tried again, still O_NONBLOCK (a FIFO swapped in meanwhile never blocks),
+    until the holder lets go or the kernel takes the lease back (lease-break-time, 45 s by
+    default). Only a regular file holds a lease: EAGAIN of anything else is raised at once.
+    """
+    deadline = None
+    delay = 0.001
+    while True:
+        try:
+            return os.open(path, flags, mode, dir_fd=dir_fd)
+        except BlockingIOError:
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + _lease_break_time() + 1.0
+            if now >= deadline or not _is_regular(path, dir_fd, follow=not flags & os.O_NOFOLLOW):
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, _LEASE_RETRY_MAX_DELAY)
+
+
+def _lease_break_time() -> float:
+    try:
+        with open(_LEASE_BREAK_TIME_PATH, "rb") as file:
+            return float(file.read())
+    except (OSError, ValueError):
+        return _DEFAULT_LEASE_BREAK_TIME
+
+
+def _is_regular(path: str, dir_fd: int | None, *, follow: bool) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path, dir_fd=dir_fd, follow_symlinks=follow).st_mode)
+    except OSError:
+        return False
 
 
 def not_regular_message(path: str, mode: int, *, reading: bool = False) -> str:

@@ -34,7 +34,7 @@ from typing import TypeVar
 
 from . import _layout as layout
 from ._confinement import check_confined, check_opened_folder, is_symlink_error, not_regular, open_folder
-from ._format import FILE_MODE, decode_text
+from ._format import FILE_MODE, decode_text, open_nonblocking
 from ._run_handles import removed_run
 from ._write_rules import item_name
 
@@ -260,7 +260,7 @@ def read_key_file(folder_fd: int, path: str, info: os.stat_result) -> str:
     if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     try:
-        fd = os.open(path.rpartition("/")[2], _READ_FLAGS, dir_fd=folder_fd)
+        fd = open_nonblocking(path.rpartition("/")[2], _READ_FLAGS, dir_fd=folder_fd)
     except OSError as exc:
         if is_symlink_error(exc):
             raise not_regular(path, stat.S_IFLNK) from None
