@@ -54,6 +54,7 @@ from ..store import (
     validate_experiment_name,
     validate_key,
     validate_metric_value,
+    validate_new_run_id,
     validate_param_value,
     validate_run_id,
     validate_run_status,
@@ -211,7 +212,7 @@ class Client(ClientArtifacts, ClientReads):
         self._require_open()
         experiment_id = validate_experiment_id(experiment_id if experiment_id is not None else DEFAULT_EXPERIMENT_ID)
         if run_id is not None:
-            run_id = validate_run_id(run_id)
+            run_id = validate_new_run_id(run_id, self._run_in_store)
             sender = self._sender
             seen = (self._known_runs, sender.creations, sender.inherited_creations)
             if owner is not False and any(run_id in runs for runs in seen):
@@ -507,6 +508,9 @@ class Client(ClientArtifacts, ClientReads):
         if not self._sender.claim_inherited_creation(run_id) and self._reader.find_run(run_id) is None:
             raise RunNotFound(f"Run {run_id!r} not found in {self.tracking_uri}; create it first or pass an existing run id.")
         self._known_runs.add(run_id)
+
+    def _run_in_store(self, run_id: str) -> bool:
+        return self._reader.find_run(run_id) is not None
 
     def _after_fork_in_child(self) -> None:
         """The child's first log to a run its parent created resends that run's creation first."""

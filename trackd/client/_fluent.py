@@ -389,12 +389,12 @@ def _start_run(
                 # Owned before its creation is queued: the daemon is told of the run ahead of the
                 # batch that creates it, so a process killed just after that batch went has its
                 # run failed, not left RUNNING for ever (_will.py).
-                from ..store import validate_run_id
+                from ..store import validate_new_run_id
                 from ._names import random_id
 
                 # Checked first: a run id the protocol refuses, owned, would be told to every daemon
                 # this process meets, and refused each time.
-                run_id = validate_run_id(run_id) if run_id is not None else random_id()
+                run_id = validate_new_run_id(run_id, client._run_in_store) if run_id is not None else random_id()
                 client._sender.will.add(run_id)
             try:
                 run = client.create_run(experiment, tags=run_tags, run_name=run_name, run_id=run_id, owner=owns)

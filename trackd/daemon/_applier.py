@@ -36,7 +36,7 @@ from ..store import (
     validate_artifact_path,
     validate_key,
     validate_param_value,
-    validate_run_id,
+    validate_written_run_id,
     validate_run_status,
     validate_tag_value,
 )
@@ -273,7 +273,7 @@ class Applier:
                         # A file new to this write: its run id and key are checked here, and its
                         # later points in the write are not (they name the same file).
                         if run_id not in good_runs:
-                            validate_run_id(run_id)
+                            validate_written_run_id(run_id)
                             self._remember(good_runs, run_id)
                         if key not in good_keys:
                             validate_key(key, kind="metric")
@@ -293,7 +293,7 @@ class Applier:
                         append.points.extend(zip(record[4], values, record[5]))
                     continue
                 if run_id not in good_runs:
-                    validate_run_id(run_id)
+                    validate_written_run_id(run_id)
                     self._remember(good_runs, run_id)
                 if kind == PARAM:
                     key = validate_key(record[2], kind="param")

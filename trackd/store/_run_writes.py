@@ -24,6 +24,7 @@ from ._run_handles import RunHandle, RunHandles
 from ._validation import (
     validate_experiment_id,
     validate_key,
+    validate_new_run_id,
     validate_run_id,
     validate_run_status,
     validate_run_time,
@@ -60,7 +61,7 @@ class RunWrites:
     def create(self, item: NewRun) -> None:
         """Create the run ``item`` asks for, in staging and renamed into place; an owner's create of a
         run another process made first is applied over it (``_apply_owner_creation``)."""
-        run_id = validate_run_id(item.run_id)
+        run_id = validate_new_run_id(item.run_id, lambda run_id: self._runs.find(run_id) is not None)
         experiment_id = validate_experiment_id(item.experiment_id)
         if self._created_already(run_id, experiment_id):
             self._apply_owner_creation(item)

@@ -299,17 +299,37 @@ def validate_run_id(run_id: object) -> str:
         )
     if len(run_id) > _ALWAYS_FITS:
         _require_file_names(run_id, "run id")
-    elif len(run_id) <= _LONGEST_RESERVED and run_id.lower() in RESERVED_EXPERIMENT_FOLDERS:
+    return run_id
+
+
+def validate_written_run_id(run_id: object) -> str:
+    """validate_run_id's, for a write to a run: none of the names of an experiment's own folders
+    (exactly; reads take them, as MLflow's get_run does, and find no run there)."""
+    run_id = validate_run_id(run_id)
+    if run_id in RESERVED_EXPERIMENT_FOLDERS:
+        _refuse_reserved(run_id)
+    return run_id
+
+
+def validate_new_run_id(run_id: object, exists: Callable[[str], bool]) -> str:
+    """validate_written_run_id's, for a run to create (or attach to): none of those names in any
+    case either, unless ``exists`` says a run of exactly that id is in the store already.
+
+    On a case-insensitive filesystem (macOS's default) a new run "Tags" is written into the
+    experiment's tags folder, so it is refused wherever the store may be copied. On Linux a run
+    "Models" an older trackd made is a folder of its own, which MLflow reads: it can be attached to.
+    """
+    run_id = validate_written_run_id(run_id)
+    if len(run_id) <= _LONGEST_RESERVED and run_id.lower() in RESERVED_EXPERIMENT_FOLDERS and not exists(run_id):
         _refuse_reserved(run_id)
     return run_id
 
 
 def _refuse_reserved(run_id: str) -> None:
     """MLflow's FileStore keeps an experiment's tags, datasets, traces and logged models in folders
-    of these names beside its runs (RESERVED_EXPERIMENT_FOLDERS), and never reads one as a run. A
+    of these names beside its runs (RESERVED_EXPERIMENT_FOLDERS), and never lists one as a run. A
     run of such an id was written into that folder: its params, metrics and tags became the
-    experiment's tags for get_experiment, and the experiment's later tags landed in the run.
-    Compared without case: on a case-insensitive filesystem (macOS's default) "Tags" is "tags"."""
+    experiment's tags for get_experiment, and the experiment's later tags landed in the run."""
     reserved = ", ".join(sorted(RESERVED_EXPERIMENT_FOLDERS))
     raise InvalidArgument(
         f"Invalid run id {run_id!r}: MLflow's file store keeps folders of these names in each experiment beside its "
