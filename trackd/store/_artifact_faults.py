@@ -10,8 +10,10 @@ write refused outside the store's filesystem is refused alone (the item's failur
 client that logged it, naming the location and the error); and a file the daemon cannot read to
 copy it (the source a client named) never is the store's fault (_artifact_copies.unreadable_source).
 
-The store's filesystem: the location lies inside the store root, or on the root's device (st_dev).
-A full disk, a quota or an I/O error there is the store's own, and waiting keeps the artifact
+The store's filesystem: the location (its deepest existing folder) is on the root's device
+(st_dev), wherever it lies: another filesystem mounted inside the store root (a full tmpfs, a
+share) is not the store's, and held every client when "inside the root" alone decided. A full
+disk, a quota or an I/O error on the store's own is the store's, and waiting keeps the artifact
 with everything else. A read-only error counts only when the store's own mount is read-only too,
 because a read-only bind mount shows its filesystem under the same device number. The daemon's
 own limits on open files (ENFILE, EMFILE) are never a location's: they refuse every write.
@@ -42,20 +44,23 @@ def location_refusal(
     if exc.errno not in TRANSIENT_ERRNOS or exc.errno in _DAEMON_ERRNOS:
         return None
     location = os.path.normpath(artifacts_root)
-    if any(is_within(location, root) for root in roots) or _on_store_filesystem(exc, location, roots[0]):
+    inside = any(is_within(location, root) for root in roots)
+    if _on_store_filesystem(exc, location, roots[0], inside=inside):
         return None
     where = "" if exc.filename is None or exc.filename == location else f" at {exc.filename!r}"
+    placed = "inside the store but on a mount of its own" if inside else "outside the store"
     return StoreError(
-        f"Cannot write artifact {relative!r} of run {run_id}: its artifact folder {location!r}, outside the "
-        f"store, refused the write ({exc.strerror}, {errno.errorcode.get(exc.errno or 0, exc.errno)}{where}). "
+        f"Cannot write artifact {relative!r} of run {run_id}: its artifact folder {location!r}, {placed}, "
+        f"refused the write ({exc.strerror}, {errno.errorcode.get(exc.errno or 0, exc.errno)}{where}). "
         "The artifact was not stored; the store's other writes go on. Make room there or make it "
         "writable (it is the experiment's artifact_location), then log the artifact again."
     )
 
 
-def _on_store_filesystem(exc: OSError, location: str, root: str) -> bool:
+def _on_store_filesystem(exc: OSError, location: str, root: str, *, inside: bool) -> bool:
     """Whether ``location`` (or its deepest existing folder) is on the store's filesystem, and, for a
-    read-only error, the store's own mount is read-only too."""
+    read-only error, the store's own mount is read-only too; ``inside``: it lies inside the store
+    root, so a folder of it that cannot be looked at is the store's disk failing."""
     try:
         store = os.stat(root)
     except OSError:
@@ -71,7 +76,7 @@ def _on_store_filesystem(exc: OSError, location: str, root: str) -> bool:
                 return False
             folder = parent
         except OSError:
-            return False  # the location's own disk fails (an I/O error looking at it)
+            return inside  # that disk fails (an I/O error looking at it): the location's, or inside, the store's
     if device != store.st_dev:
         return False
     if exc.errno != errno.EROFS:
