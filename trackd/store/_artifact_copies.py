@@ -201,7 +201,7 @@ class ArtifactCopy:
             )
 
     def _read_probe(self, source: int) -> bytes:
-        """A byte of the source where the copy is; its read error is the artifact's, never the store's."""
+        """A byte of the source past what was copied; its read error is the artifact's, never the store's."""
         try:
             return os.pread(source, 1, self.copied)
         except OSError as exc:
@@ -217,13 +217,17 @@ class ArtifactCopy:
                 return True
             try:
                 count = _copy_chunk(ways[0], source, target, chunk)
+            except _SourceReadError as failed:
+                raise unreadable_source(self.source_path, self.path, self.run_id, failed.error) from None
             except OSError as exc:
-                if exc.errno not in _NOT_THIS_WAY or len(ways) == 1:
-                    # The source or the staged copy? copy_file_range and sendfile do not say: a
-                    # read of the source where the copy stopped does (it raises then).
-                    self._read_probe(source)
-                    raise
-                ways.pop(0)
+                if ways[0] == READ_WRITE:
+                    raise  # a write of the staged copy (a read's error is the source's, above): the store's disk
+                # This way cannot copy these files (_NOT_THIS_WAY): the next. Or it failed, and
+                # copy_file_range and sendfile do not say whether the source or the staged copy did:
+                # reads and writes from where it stopped (both files' positions) do. A probe of one
+                # byte there read a good byte before a bad block further on, and took the source's
+                # I/O error for the store's disk failing: every client's writes held.
+                ways = ways[1:] if exc.errno in _NOT_THIS_WAY and len(ways) > 1 else [READ_WRITE]
                 continue
             if not count:
                 # The end of the file (it shrank since it was opened), or a way that copies nothing
@@ -255,12 +259,27 @@ def _copy_chunk(way: str, source: int, target: int, chunk: int) -> int:
     if way == SENDFILE:
         return os.sendfile(target, source, None, chunk)
     count = 0
-    while count < chunk and (data := os.read(source, min(READ_CHUNK, chunk - count))):
+    while count < chunk:
+        try:
+            data = os.read(source, min(READ_CHUNK, chunk - count))
+        except OSError as exc:
+            raise _SourceReadError(exc) from None
+        if not data:
+            break
         view = memoryview(data)
         while view:
             view = view[os.write(target, view) :]
         count += len(data)
     return count
+
+
+class _SourceReadError(Exception):
+    """A read of the source failed, in the way of reads and writes (the one way that tells which
+    file failed); ``error``: the read's OSError."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def check_artifact_source(source_path: str, relative: str, run_id: str) -> None:

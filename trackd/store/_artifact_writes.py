@@ -13,14 +13,15 @@ alone, and never makes the store's other writes wait (_artifact_faults).
 from __future__ import annotations
 
 import os
+import threading
 from stat import S_IMODE, S_ISDIR
 
 from ..errors import InvalidArgument, StoreError
 from . import _layout as layout
-from ._artifact_copies import ARTIFACT_PERMISSIONS, check_artifact_source, unreadable_source
+from ._artifact_copies import ARTIFACT_PERMISSIONS, ArtifactCopy
 from ._artifact_faults import location_refusal
 from ._confinement import check_confined, is_within
-from ._format import copy_file_atomic, write_file_atomic
+from ._format import write_file_atomic
 from ._validation import validate_artifact_path
 from ._write_items import ArtifactWrite
 
@@ -55,20 +56,33 @@ def write_artifact(item: ArtifactWrite, artifact_uri: str, root: str, real_root:
             raise InvalidArgument(
                 f"Invalid artifact path {relative!r} for run {item.run_id}: {reason[0].lower()}{reason[1:]}"
             ) from None
-    if item.copy is not None:
-        item.copy.raise_error()  # its source unreadable (the item's), or the store's disk refused the copy
-    elif item.source_path is not None:
-        check_artifact_source(item.source_path, relative, item.run_id)
+    own_copy = None
+    if item.copy is None and item.source_path is not None:
+        # No copy made ahead (a StoreWriter used as a library): copied now as the daemon copies,
+        # into the store's staging folder, where a read of the source that fails is told from a
+        # write of the store's disk that fails as it happens. (Copied straight to the artifact, a
+        # read error past the source's first byte was taken for the store's disk failing.)
+        own_copy = ArtifactCopy(root, item.run_id, relative, item.source_path, mode=item.mode)
+        own_copy.run(threading.Event())
+    copy = item.copy or own_copy
     try:
-        _write(item, folder, parent, target, artifacts_root, relative)
-    except OSError as exc:
-        # A refusal of a location outside the store's filesystem is this artifact's alone (_artifact_faults).
-        if (refused := location_refusal(exc, artifacts_root, (root, real_root), relative, item.run_id)) is None:
-            raise
-        raise refused from exc
+        if copy is not None:
+            copy.raise_error()  # its source unreadable (the item's), or the store's disk refused the copy
+        try:
+            _write(item, copy, folder, parent, target, artifacts_root, relative)
+        except OSError as exc:
+            # A refusal of a location outside the store's filesystem is this artifact's alone (_artifact_faults).
+            if (refused := location_refusal(exc, artifacts_root, (root, real_root), relative, item.run_id)) is None:
+                raise
+            raise refused from exc
+    finally:
+        if own_copy is not None:
+            own_copy.discard()  # (placed already, unless the write failed)
 
 
-def _write(item: ArtifactWrite, folder: bool, parent: str, target: str, artifacts_root: str, relative: str) -> None:
+def _write(
+    item: ArtifactWrite, copy: ArtifactCopy | None, folder: bool, parent: str, target: str, artifacts_root: str, relative: str
+) -> None:
     os.makedirs(artifacts_root, exist_ok=True)
     _check_inside(parent, artifacts_root, relative, item.run_id)
     # MLflow's log_artifacts makes every folder of the tree, empty ones too (os.mkdir, so of the
@@ -84,24 +98,11 @@ def _write(item: ArtifactWrite, folder: bool, parent: str, target: str, artifact
     temp_dir = os.path.dirname(artifacts_root)
     if item.content is not None:
         write_file_atomic(target, item.content, temp_dir, mode)
-    elif item.copy is not None:
-        # Copied ahead of this write, off the writer thread (see _artifact_copies), with its mode: a rename.
-        item.copy.place(target, temp_dir)
     else:
-        assert item.source_path is not None
-        try:
-            copy_file_atomic(item.source_path, target, temp_dir, mode)
-        except OSError:
-            _check_readable(item.source_path, relative, item.run_id)  # its read error: the artifact's, not the disk's
-            raise
-
-
-def _check_readable(source_path: str, relative: str, run_id: str) -> None:
-    try:
-        with open(source_path, "rb") as source:
-            source.read(1)
-    except OSError as exc:
-        raise unreadable_source(source_path, relative, run_id, exc) from None
+        # Copied ahead of this write (by the daemon, off the writer thread: see _artifact_copies),
+        # with its mode: a rename.
+        assert copy is not None
+        copy.place(target, temp_dir)
 
 
 def _check_inside(folder: str, artifacts_root: str, relative: str, run_id: str) -> None:
