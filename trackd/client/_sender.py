@@ -382,6 +382,7 @@ class Sender(GiveUp):
         self._spill_requested = False
         # Taken for the spool file by a write under way (a forked child's parent's thread's).
         self._spilling = 0
+        self._spill_left = None
         # The sender closed with events neither a daemon nor the spool took, and said so.
         self._lost_reported = False
         # Why the first flush of this outage gave the daemon up, for the line that counts what is lost.
@@ -443,6 +444,7 @@ class Sender(GiveUp):
             self._drain_left = 0
             self._late = self._late_reported = 0
             self._spilling = 0  # its parent's thread's spill: not the child's to count
+            self._spill_left = None
             return
         self.inherited_creations = {**self.inherited_creations, **self.creations}
         self.creations = {}

@@ -115,6 +115,9 @@ class SenderState:
     # Records the sender thread took for the spool file and is writing there (see _to_spool):
     # in neither the buffer, the ledger nor the file's count until that write ends.
     _spilling = 0
+    # Records at the buffer's front that the spill under way still takes (None: no spill). A spill
+    # ends at what the buffer held when it began (see _spool_pending).
+    _spill_left: int | None = None
     # Bounded flushes under way (GiveUp.flush_or_warn): each says what becomes of the events it
     # gives up, so the thread does not say first that it holds them and retries.
     _bounded_flushes = 0
@@ -192,12 +195,16 @@ class SenderState:
         # Under the lock the drop policy pops with: next_chunk pops a counted number of records,
         # which a concurrent drop from the other end could leave missing.
         with self._cond:
-            # Stopping: only the records in the buffer when close() set the mark (see Sender.close).
-            left = self._drain_left
-            limit = self.MAX_RECORDS_PER_BATCH if left is None else min(self.MAX_RECORDS_PER_BATCH, left)
+            # Stopping: only the records in the buffer when close() set the mark (see Sender.close);
+            # spilling: only those in it when the spill began (see _spool_pending).
+            left, spill = self._drain_left, self._spill_left
+            limit = min([self.MAX_RECORDS_PER_BATCH, *(mark for mark in (left, spill) if mark is not None)])
             records, barrier = next_chunk(self.buffer, limit, self.MAX_BATCH_BYTES)
+            taken = len(records) + (barrier is not None)
             if left is not None:
-                self._drain_left = max(0, left - len(records) - (barrier is not None))
+                self._drain_left = max(0, left - taken)
+            if spill is not None:
+                self._spill_left = max(0, spill - taken)
             if self.buffered_bytes:
                 # Taken: the window bounds these bytes now, and a call waiting for room may go.
                 self.buffered_bytes -= sum(map(inline_size, records))
@@ -205,7 +212,7 @@ class SenderState:
             return records, barrier
 
     def _spool_pending(self, reason: BaseException) -> None:
-        """Move every unacknowledged batch and every buffered record to the spool file.
+        """Move every unacknowledged batch, and the records buffered when this begins, to the spool file.
 
         If the spool cannot be written, the buffered records stay in the buffer, where the
         on-full policy bounds them (callers wait, or new events are dropped and counted): at most
@@ -216,12 +223,26 @@ class SenderState:
         # _spilling meanwhile, so it never sees events in neither place nor in two.
         # Each write names the runs this process owns, read after its records were taken, in the
         # file first (Spool.append): no daemon is told them, and its delivery tells one.
+        # One spill takes what the buffer holds when it begins, no more (_spill_left): each write
+        # leaves the lock to logging calls, and a thread logging faster than a slow spool disk
+        # writes refilled the buffer every round, so a spill that took until the buffer was empty
+        # never ended, and the thread never tried to connect again (a daemon back for 25 s was
+        # said not to answer). The thread tries to connect between spills; the next one takes the rest.
         with self._cond:
             unacked = self._ledger.take_unacked()
             self._spilling += _records(unacked)
             # Sent, so their runs were told first: those ended since have their end among them or
             # in the buffer, which the next writes take.
             owned = self.will.told + self.will.snapshot()
+            self._spill_left = len(self.buffer)
+        try:
+            self._spill_bounded(reason, unacked, owned)
+        finally:
+            with self._cond:
+                self._spill_left = None
+
+    def _spill_bounded(self, reason: BaseException, unacked: list[tuple[int, bytes, int]], owned: tuple[str, ...]) -> None:
+        """``_spool_pending``'s writes: ``unacked``, then the buffer's front up to ``_spill_left``."""
         failure = self._to_spool(unacked, owned)
         if failure is not None:
             # The flushes waiting in the buffer learn now why they cannot complete.
@@ -253,7 +274,7 @@ class SenderState:
     def _take_for_spool(self, barriers: list[Request]) -> tuple[list[tuple[int, bytes, int]], tuple[str, ...], bool]:
         """Under the lock: take the buffer's next MAX_BATCH_BYTES or so as numbered batches for the
         spool file, counted in ``_spilling`` (its flush barriers go to ``barriers``); returns them,
-        the runs owned, and whether the buffer holds more to take."""
+        the runs owned, and whether the buffer holds more for this spill (up to ``_spill_left``)."""
         batches: list[tuple[int, bytes, int]] = []
         size = 0
         while True:
@@ -261,7 +282,7 @@ class SenderState:
             # before, so the loop takes that end too (read after, the end of a run ended in
             # between stayed in the buffer, the run in the file and in no will).
             owned = self.will.snapshot()
-            if not self.buffer or self._drain_left == 0:
+            if not self.buffer or self._drain_left == 0 or self._spill_left == 0:
                 return batches, owned, False
             if size >= self.MAX_BATCH_BYTES:
                 return batches, owned, True
