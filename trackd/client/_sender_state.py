@@ -21,7 +21,7 @@ from ._config import ClientConfig
 from ._control import without_socket, without_socket_words
 from ._ledger import Ledger
 from ._outbox import BARRIER, Request, batch_of, describe_record, inline_size, next_chunk
-from ._spill import Spill
+from ._spill import Spill, Written
 from ._transport import Interrupt, Transport, refused_words
 from ._will import Will
 
@@ -251,12 +251,20 @@ class SenderState:
             return
         barriers: list[Request] = []
         more = True
-        while more and failure is None:
-            # Written a few MiB at a time: a buffer of inline artifacts was held three times over at
-            # once (records, frames, the joined write), 200 MB for a 64 MiB bound.
+        try:
+            while more and failure is None:
+                # Written a few MiB at a time: a buffer of inline artifacts was held three times over
+                # at once (records, frames, the joined write), 200 MB for a 64 MiB bound.
+                with self._cond:
+                    batches, owned, more = self._take_for_spool(barriers)
+                failure = self._to_spool(batches, owned)
+        except BaseException:
+            # Their batches are back among the unacknowledged (see _to_spool): the flushes follow
+            # them to the next daemon, not lost with the exception (their callers waited out their timeout).
             with self._cond:
-                batches, owned, more = self._take_for_spool(barriers)
-            failure = self._to_spool(batches, owned)
+                for req in barriers:
+                    self._ledger.expect_reply(req)
+            raise
         if failure is not None:
             self._cannot_spool(reason, failure, barriers)
             return
@@ -308,13 +316,19 @@ class SenderState:
         stats(), and the bounded waits of exit and SIGTERM, for as long as the disk did.
         Only this thread sends and spools, so nothing is sent meanwhile.
         """
-        written = self._spill.write(batches, owned)
-        with self._cond:
-            self._spilling -= _records(batches)
-            failure = self._spill.count(written)
-            if failure is not None:
-                self._ledger.restore_unacked(batches)
-            return failure
+        written: Written | None = None
+        try:
+            written = self._spill.write(batches, owned)
+        finally:
+            # Also when the write raised something else (a MemoryError, a spool folder whose name
+            # cannot be encoded): the batches go back among the unacknowledged, sent when a daemon
+            # answers. They stayed in _spilling for good, counted pending and in no place.
+            with self._cond:
+                self._spilling -= _records(batches)
+                failure = self._spill.count(written) if written is not None else None
+                if written is None or failure is not None:
+                    self._ledger.restore_unacked(batches)
+        return failure
 
     def _encode(self, records: list[Record], encode: Callable[[Event], bytes]) -> list[tuple[int, bytes, int]]:
         """The frames of ``records`` as (seq, frame, records) batches numbered from the ledger's next

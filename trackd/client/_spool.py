@@ -134,7 +134,7 @@ class Spool:
         size = os.fstat(self._fd).st_size
         try:
             _write_all(self._fd, (will[0] if will is not None else b"") + b"".join(frame for _, frame, _ in batches))
-        except OSError:
+        except BaseException:
             # A torn frame would make the whole spool unreadable: cut back to the last whole one.
             os.ftruncate(self._fd, size)
             raise
