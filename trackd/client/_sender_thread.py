@@ -255,6 +255,7 @@ class SenderThread(SenderState):
             # where a flush waiting on a resent batch timed out).
             self._behind_spool = True
             self._interrupt.poked = True
+        self._spill.finish_removals()  # a spool file delivered or lost: deleted without the lock
         spool_announced = self._spill.answered()
         # The once-a-second limit is for daemons that fail to start; one that answered and later
         # went away (stopped by hand within a second of the process start) is replaced at once.
@@ -296,9 +297,11 @@ class SenderThread(SenderState):
             try:
                 frame = self._spill.next_spooled()
             except (OSError, RemoteProtocolError) as exc:
+                truncated = self._spill.truncate_unreadable()  # without the lock: the disk may be slow
                 with self._cond:
-                    self._ledger.refuse(*self._spill.cut_unreadable(exc, self._ledger.acked_seq))
+                    self._ledger.refuse(*self._spill.cut_unreadable(exc, self._ledger.acked_seq, truncated))
                 frame = None
+            self._spill.finish_removals()
             if lost := self._spill.take_lost():
                 with self._cond:  # batches that do not decode: lost, each said by the next flush
                     for records, reason in lost:
@@ -469,6 +472,9 @@ class SenderThread(SenderState):
             else:
                 self._ledger.settle(event)
             self._cond.notify_all()
+        # The spool file an ack (or a refusal) delivered whole is deleted without the lock: its
+        # unlink on a slow disk held stats(), dropping logging calls and exit's bounded waits.
+        self._spill.finish_removals()
 
     def _ack(self, seq: int) -> None:
         """Settle batches up to ``seq``, spooled ones included (called with the lock held)."""

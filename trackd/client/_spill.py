@@ -34,7 +34,7 @@ from ..errors import DaemonUnavailable
 from ._config import ClientConfig
 from ._outbox import events, warn
 from ._delivery import deliver_orphans_in_background
-from ._spool import Spool, SpoolReader
+from ._spool import Spool, SpoolReader, SpoolRemoval
 from ._transport import make_hello, refused_words
 
 # Spools are delivered on the host that wrote them (see deliver_spool): the messages name it.
@@ -102,6 +102,8 @@ class Spill:
         self._replay: _Replay | None = None
         # (records, why) of spooled batches found undecodable on the way, for the sender to report.
         self._lost: list[tuple[int, str]] = []
+        # Delivered spool files to delete once the sender's lock is released (see finish_removals).
+        self._removals: list[SpoolRemoval] = []
         # The connection broke and no attempt to connect has failed since: a spill is not announced
         # yet (``_deferred`` remembers one was not). A daemon stopped or restarted is replaced
         # within milliseconds (autostart starts its successor), and "no daemon answers at ..."
@@ -196,6 +198,8 @@ class Spill:
         """
         if not batches:
             return Written(batches)
+        # A file delivered and not deleted yet goes first: the next one is made at its path.
+        self.finish_removals()
         if self._spool is None:
             self._spool = Spool(self._config.spool_dir, make_hello(self._client_id, self._store_root, self._artifact_root))
         try:
@@ -305,7 +309,7 @@ class Spill:
         spool = self._spool
         if spool is not None and spool.last_seq and spool.delivered_by(replay.after):
             # The last batches did not decode: no ack will come for them to remove the file.
-            spool.remove()
+            self._remove(spool)
         return None
 
     def _count_undecodable(self, replay: _Replay) -> None:
@@ -346,24 +350,35 @@ class Spill:
         assert spool is not None
         lost = spool.records_after(seq)
         self.stop_replay()
-        spool.remove()
+        self._remove(spool)
         return lost, _unreadable(lost, spool.path, exc)
 
-    def cut_unreadable(self, exc: Exception, acked_seq: int) -> tuple[int, str]:
-        """The rest of the spool file could not be read (``next_spooled`` raised ``exc``): cut it
-        back to its last whole batch, which was sent, and return how many records that loses,
-        with the sentence that says so. Damaged by someone else (the client writes whole frames);
-        what came before the damage is delivered, and no reconnect reads the damage again."""
+    def truncate_unreadable(self) -> OSError | None:
+        """The rest of the spool file could not be read (``next_spooled`` raised): cut the file back
+        to its last whole batch, which was sent; then ``cut_unreadable`` counts it, under the
+        sender's lock (this runs without it: the disk may be slow). The OSError if it could not be cut."""
+        spool, replay = self._spool, self._replay
+        assert spool is not None and replay is not None
+        try:
+            spool.truncate(replay.reader.offset)
+        except OSError as exc:
+            return exc
+        return None
+
+    def cut_unreadable(self, exc: Exception, acked_seq: int, truncated: OSError | None) -> tuple[int, str]:
+        """Count the spool file cut back by ``truncate_unreadable`` (which returned ``truncated``)
+        after ``next_spooled`` raised ``exc``: how many records that loses, with the sentence that
+        says so. Damaged by someone else (the client writes whole frames); what came before the
+        damage is delivered, and no reconnect reads the damage again."""
         spool, replay = self._spool, self._replay
         assert spool is not None and replay is not None
         self.stop_replay()
         self._count_undecodable(replay)
-        try:
-            lost = spool.cut(replay.reader.offset, replay.reader.frames)
-        except OSError:
+        if truncated is not None:
             return self.lost_file(replay.last_read, exc)
+        lost = spool.cut(replay.reader.frames)
         if spool.delivered_by(acked_seq):
-            spool.remove()
+            self._remove(spool)
         return lost, _unreadable(lost, spool.path, exc)
 
     def refuse(self, seq: int, acked_seq: int) -> int:
@@ -381,7 +396,7 @@ class Spill:
             self._forget_read_replay()
         if spool is not None and records and spool.delivered_by(acked_seq):
             self.stop_replay()
-            spool.remove()
+            self._remove(spool)
         return records
 
     def acked(self, seq: int) -> None:
@@ -394,13 +409,31 @@ class Spill:
             spool.acked(seq)
         if spool is not None and spool.last_seq and spool.delivered_by(seq):
             self.stop_replay()
-            spool.remove()
+            self._remove(spool)
+
+    def _remove(self, spool: Spool) -> None:
+        """Forget the delivered spool file (under the sender's lock, or not); ``finish_removals``
+        deletes it, without the lock: its stat, unlink and close wait for the disk (see Spool.detach)."""
+        if (removal := spool.detach()) is not None:
+            self._removals.append(removal)
+
+    def finish_removals(self) -> None:
+        """Delete the delivered spool files (the sender thread, without its lock)."""
+        while self._removals:
+            try:
+                self._removals[0].finish()
+            finally:
+                # Forgotten once closed: a child forked before that closes its copy (see abandon).
+                del self._removals[0]
 
     def abandon(self) -> None:
         """In a forked child: forget the parent's spool file without touching it."""
         self.stop_replay()
         if self._spool is not None:
             self._spool.abandon()
+        for removal in self._removals:
+            removal.abandon()
+        self._removals = []
 
     def deliver_orphans_once(self) -> None:
         """After the first connect, deliver in the background the spools of processes that exited."""

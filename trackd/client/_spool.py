@@ -264,12 +264,16 @@ class Spool:
         self._forget(index, count)
         return count, f"spooled batch {seq} ({events(count)}) is lost: {reason}"
 
-    def cut(self, offset: int, frames: int) -> int:
-        """Cut the file back to its first ``offset`` bytes, which hold its Hello and first ``frames``
-        batches, because what follows cannot be read; returns how many records that drops."""
+    def truncate(self, offset: int) -> None:
+        """Cut the file back to its first ``offset`` bytes (``cut`` counts it): the disk's half, for
+        the sender to do without its lock (see ``detach``)."""
+        os.ftruncate(self._fd, offset)
+
+    def cut(self, frames: int) -> int:
+        """Count the file cut back (``truncate``) to its Hello and first ``frames`` batches, because
+        what follows cannot be read; returns how many records that drops."""
         gone = self._lost_seqs | self.refused
         dropped = [(index, count) for index, (seq, count) in enumerate(self._counts) if index >= frames and seq not in gone]
-        os.ftruncate(self._fd, offset)
         lost = sum(count for index, count in dropped if index >= self._acked)  # not those written already
         for index, count in dropped:
             self._forget(index, count)
@@ -295,13 +299,20 @@ class Spool:
 
     def remove(self) -> None:
         """Delete the spool once the daemon acknowledged everything in it."""
-        if self._fd >= 0:
-            # By its path only while that names this client's file (see reader).
-            if _names(self.path, self._fd):
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
-            os.close(self._fd)
-            self._fd = -1
+        removal = self.detach()
+        if removal is not None:
+            removal.finish()
+
+    def detach(self) -> SpoolRemoval | None:
+        """Forget the file, delivered, and return what deletes it (None: none open); the counting
+        half of ``remove``, for the sender's lock, whose thread deletes it after releasing it.
+
+        Its stat, unlink and close wait for the disk, which may be slow or hung (NFS): under the
+        lock they held every logging call that drops, ``stats()``, and the bounded waits of exit
+        (TRACKD_EXIT_TIMEOUT=2 took 20 s under a 20 s unlink).
+        """
+        removal = SpoolRemoval(self.path, self._fd) if self._fd >= 0 else None
+        self._fd = -1
         self.last_seq = 0
         self.records = 0
         self.acked_records = 0
@@ -310,12 +321,38 @@ class Spool:
         self.refused = set()
         self._lost_seqs = set()
         self._will = {}
+        return removal
 
     def abandon(self) -> None:
         """In a forked child: forget the parent's spool without touching it."""
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = -1
+
+
+class SpoolRemoval:
+    """A delivered spool file to delete, its descriptor still open (and the file locked) until then."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+
+    def finish(self) -> None:
+        """Delete the file by its path while that names it (see Spool.reader), and close it."""
+        try:
+            if _names(self.path, self.fd):
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+    def abandon(self) -> None:
+        """In a forked child: close its copy, leaving the file to the parent."""
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+        self.fd = -1
 
 
 class SpoolDamaged(RemoteProtocolError):
