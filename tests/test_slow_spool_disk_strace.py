@@ -13,6 +13,8 @@ opens).
 - It deleted a delivered spool file (stat, unlink, close) under the lock that logging calls,
   stats(), pending() and exit's bounded waits take: stats() waited as long as the unlink (5 s
   under a 5 s one), and exit with TRACKD_EXIT_TIMEOUT=2 took 20 s under a 20 s one.
+- close(timeout=2) said "N events are lost: ... could not be moved to the spool file in time" of
+  events its thread was writing to the spool file, and wrote there a moment later.
 """
 
 from __future__ import annotations
@@ -106,6 +108,20 @@ os._exit(0)
 """
 
 
+# No daemon: logs 100,000 points, each write() of the sender thread 1 s late, closes with a 2 s
+# bound, then waits for the thread to finish the spill it was asked for; says what the spool holds.
+CLOSE_WHILE_THE_SPILL_WRITES = START + _slowed("write", "delay_exit=1000000") + """
+for step in range(100_000):
+    trackd.log_metric("x", float(step), step=step)
+client.close(timeout=2)
+deadline = time.monotonic() + 120
+while client.stats()["spooled"] < 100_001 and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(client.stats()["spooled"], flush=True)
+os._exit(0)
+"""
+
+
 def _with_a_daemon_once_ready(code: str, socket_path: Path, store: Path, tmp_path: Path, **extra: str) -> list[str]:
     """Run ``code`` in a child without a daemon, start one once it says "ready", and return the
     words of its last line."""
@@ -152,3 +168,23 @@ def test_stats_returns_while_the_delivered_spool_file_is_being_deleted(socket_pa
     words = _with_a_daemon_once_ready(SPOOL_THEN_WATCH_ITS_DELETION, socket_path, store, tmp_path, TRACKD_CONNECT_TIMEOUT="0.2")
     # stats() answered while the unlink waited; it used to wait for it, under the sender's lock.
     assert words == ["True"]
+
+
+def test_close_says_the_events_a_slow_spill_is_writing_are_on_their_way_to_the_spool_file(
+    socket_path: Path, store: Path, tmp_path: Path,
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir(mode=0o700)
+    env = child_env(
+        socket_path, TRACKD_AUTOSTART="0", TRACKD_SPOOL_DIR=str(spool_dir), TRACKD_TRACKING_URI=str(store),
+        TRACKD_MAX_BUFFERED="1000000",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", CLOSE_WHILE_THE_SPILL_WRITES], env=env, capture_output=True, text=True, timeout=300,
+    )
+    if result.stdout.strip() == "no-strace":
+        pytest.skip("strace cannot attach to a thread of the child here (ptrace not allowed)")
+    assert result.stdout.split() == ["100001"], result.stderr[-3000:]  # every point, and the run's creation
+    # This used to say "N events are lost: ... could not be moved to the spool file in time".
+    assert "are lost" not in result.stderr and "could not be moved" not in result.stderr, result.stderr
+    assert "still being written to the spool file" in result.stderr, result.stderr

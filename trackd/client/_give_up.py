@@ -354,7 +354,10 @@ class GiveUp(OnFullPolicy):
                     wait_keeping_lock(self._cond, min(left, 0.05))
         with self._cond:
             spooled = self._spill.records
-            held = self._pending_locked() - spooled
+            # The spill asked for is still under way (a slow disk): what it has taken or will take
+            # is on its way to the spool file, not "could not be moved" there, nor held.
+            moving = self._moving_locked() if self._spill_requested and thread is not None and thread.is_alive() else 0
+            held = self._pending_locked() - spooled - moving
             added = self._spill.written - before
             if not self._spill_requested and self._spill.unwritable is None and thread is not None and thread.is_alive():
                 # The thread spooled what it was asked to; what other threads logged since (a
@@ -375,6 +378,11 @@ class GiveUp(OnFullPolicy):
             self._spill.told()
             self._gave_up_announced = True
             self._unannounced = 0
+        if moving > 0 and (final or not exiting):
+            # Said by the close at exit, not by the flush of the runs' end before it.
+            warn(self._spill.moving_message(
+                moving, self._gave_up_reason or reason, final=final, exiting=final and interpreter_exiting(),
+            ))
         if held > 0:
             self._report_held(held, self._gave_up_reason or reason, final=final, exiting=exiting)
 

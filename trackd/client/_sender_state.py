@@ -10,6 +10,7 @@ that say what went where, are ``GiveUp``'s (``_give_up.py``).
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -190,6 +191,12 @@ class SenderState:
         if self._drain_left is not None:
             buffered = min(buffered, self._drain_left)  # what other threads log past the stop mark is not sent
         return buffered + self._ledger.unacked_events + self._spilling + spooled
+
+    def _moving_locked(self) -> int:
+        """Events the spill under way has taken for the spool file, or will take (what the buffer
+        held when it began): on their way there, in neither the buffer's count nor the file's."""
+        ahead = itertools.islice(self.buffer.copy(), self._spill_left or 0)  # copy(): see _pending_locked
+        return self._spilling + sum(1 for record in ahead if record[0] != BARRIER)
 
     def _next_chunk(self) -> tuple[list[Record], Request | None]:
         # Under the lock the drop policy pops with: next_chunk pops a counted number of records,

@@ -34,7 +34,7 @@ from ..errors import DaemonUnavailable
 from ._config import ClientConfig
 from ._outbox import events, warn
 from ._delivery import deliver_orphans_in_background
-from ._spool import Spool, SpoolReader, SpoolRemoval
+from ._spool import Spool, SpoolReader, SpoolRemoval, spool_file
 from ._transport import make_hello, refused_words
 
 # Spools are delivered on the host that wrote them (see deliver_spool): the messages name it.
@@ -498,6 +498,23 @@ class Spill:
             f"{events(count, 'were not delivered')}: {reason}, and {spool}; {_they(count, 'are')} held in memory, "
             f"and {'is' if count == 1 else 'are'} lost if this process exits."
         )
+
+    def moving_message(self, count: int, reason: str, *, final: bool, exiting: bool) -> str:
+        """The line for ``count`` events the sender thread was still writing to the spool file
+        (taken by a spill under way) when a bounded flush stopped waiting: the disk is slow, not
+        gone. ``exiting``: the thread dies with the process; a write it began leaves its whole
+        frames in the file, which are delivered (a torn last one is left out), the rest is lost.
+        ``final``: the sender closes, and its thread ends once the spill does. Otherwise they
+        follow the others to the spool file; a write that fails keeps them in memory (said then)."""
+        path = self._path() or spool_file(self._config.spool_dir, self._client_id)  # its first write: not made yet
+        they, where = _they(count, "were"), f"the spool file {path}"
+        delivered = f"delivered when a daemon answers, or by `trackd sync` on {_HOST}"
+        head = f"{events(count, 'were not delivered')}: {reason}; {they} still being written to {where}"
+        if exiting:
+            return f"{head} as this process exited: those whose write completed are {delivered}; the rest are lost."
+        if final:
+            return f"{head} when close() stopped waiting: if the write completes {_they(count, 'are')} {delivered}, else lost."
+        return f"{head} when this flush stopped waiting, and {'is' if count == 1 else 'are'} {delivered} once written."
 
     def unwritable_error(self, reason: BaseException, exc: OSError, held: int) -> DaemonUnavailable:
         """What a flush gets when the spool file cannot be written and ``held`` events stay in memory."""
