@@ -42,6 +42,7 @@ from ..protocol import (
     encode_frame,
 )
 from ._outbox import events
+from ._spool_fds import HELD, OPENING, Held, close_copy
 
 SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
 # SPOOL_SUFFIX, and SET_ASIDE_SUFFIX (in trackd/_paths.py, which the daemon reads too): a spool
@@ -88,6 +89,10 @@ class Spool:
         self.path = spool_file(directory, hello.client_id)
         self._hello = hello
         self._fd = -1
+        # The descriptor _open_locked has open and not yet given to _fd (it waits for the lock,
+        # writes the Hello); OPENING while os.open or os.close runs (see abandon).
+        self._opening = -1
+        self._real_path = str(self.path)  # its symbolic links resolved when opened (see _spool_fds.close_copies)
         self.last_seq = 0
         # Records written to the file (less those lost or refused); ``waiting`` less those acknowledged.
         self.records = 0
@@ -129,7 +134,7 @@ class Spool:
             return None
         if self._fd < 0:
             ensure_private_directory(self.path.parent, variable=SPOOL_DIR_ENV)
-            self._fd = self._open_locked()
+            self._open_locked()
         will = self._will_frame(owned)
         size = os.fstat(self._fd).st_size
         try:
@@ -164,16 +169,24 @@ class Spool:
         )
         return encode_frame(event), runs
 
-    def _open_locked(self) -> int:
-        """The spool file, created with its Hello if new, open for appending and locked."""
+    def _open_locked(self) -> None:
+        """Open the spool file as ``_fd``, created with its Hello if new, open for appending and locked.
+
+        The descriptor is ``_opening`` from the open on, and ``OPENING`` while the open or a close
+        runs: a child forked meanwhile closes its copy (``abandon``). A worker forked while the lock
+        was awaited (slow on NFS) kept the descriptor, unknown to the at-fork hook, and with it the
+        lock its parent took: after the parent exited, `trackd sync` left the spool as "still running".
+        """
+        self._real_path = os.path.realpath(self.path)
         for _ in range(MAX_OPEN_TRIES):
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            self._opening = OPENING
+            fd = self._opening = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 if os.fstat(fd).st_nlink == 0:
                     # `trackd sync` removed it as empty between the open and the lock: what went
                     # into this descriptor would go to a deleted file.
-                    os.close(fd)
+                    self._close_opening()
                     continue
                 if os.fstat(fd).st_size == 0:
                     try:
@@ -189,9 +202,10 @@ class Spool:
             except BaseException:
                 # Closing releases the lock: kept open, the next try's flock() on a new descriptor
                 # would wait for ever (a full disk while no daemon answers hung the sender thread).
-                os.close(fd)
+                self._close_opening()
                 raise
-            return fd
+            self._fd, self._opening = fd, -1
+            return
         raise OSError(errno.EAGAIN, f"Spool file {self.path} was removed {MAX_OPEN_TRIES} times as it was created")
 
     def reader(self) -> SpoolReader:
@@ -311,7 +325,7 @@ class Spool:
         lock they held every logging call that drops, ``stats()``, and the bounded waits of exit
         (TRACKD_EXIT_TIMEOUT=2 took 20 s under a 20 s unlink).
         """
-        removal = SpoolRemoval(self.path, self._fd) if self._fd >= 0 else None
+        removal = SpoolRemoval(self.path, self._fd, self._real_path) if self._fd >= 0 else None
         self._fd = -1
         self.last_seq = 0
         self.records = 0
@@ -323,19 +337,25 @@ class Spool:
         self._will = {}
         return removal
 
+    def _close_opening(self) -> None:
+        fd, self._opening = self._opening, OPENING
+        os.close(fd)
+        self._opening = -1
+
     def abandon(self) -> None:
-        """In a forked child: forget the parent's spool without touching it."""
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd = -1
+        """In a forked child: forget the parent's spool without touching it (its copies closed)."""
+        for fd in (self._fd, self._opening):
+            close_copy(fd, self._real_path)
+        self._fd = self._opening = -1
 
 
 class SpoolRemoval:
     """A delivered spool file to delete, its descriptor still open (and the file locked) until then."""
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, fd: int, real_path: str) -> None:
         self.path = path
         self.fd = fd
+        self.real_path = real_path
 
     def finish(self) -> None:
         """Delete the file by its path while that names it (see Spool.reader), and close it."""
@@ -344,14 +364,13 @@ class SpoolRemoval:
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
         finally:
-            os.close(self.fd)
+            fd, self.fd = self.fd, OPENING  # closing: see _spool_fds.close_copies
+            os.close(fd)
             self.fd = -1
 
     def abandon(self) -> None:
         """In a forked child: close its copy, leaving the file to the parent."""
-        if self.fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
+        close_copy(self.fd, self.real_path)
         self.fd = -1
 
 
@@ -494,9 +513,15 @@ def _locked(path: Path) -> Iterator[int | None]:
     sync that opened the old file before that got its lock, then read and deleted the new file
     by its path, and what the client spooled after went to a deleted file.
     """
-    held = _Held(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK))
-    _HELD.add(held)  # before the lock is taken: a child forked after that would share it
-    fd = held.fd
+    # Known to the at-fork hook before the open (OPENING, found by its path) until after the
+    # close: a child forked in between would share the lock.
+    held = Held(OPENING, os.path.realpath(path))
+    HELD.add(held)
+    try:
+        fd = held.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except BaseException:
+        HELD.discard(held)
+        raise
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
@@ -514,41 +539,10 @@ def _locked(path: Path) -> Iterator[int | None]:
             raise FileNotFoundError(errno.ENOENT, "removed (and perhaps made anew) since it was opened", str(path))
         yield fd
     finally:
-        _HELD.discard(held)
-        if held.fd >= 0:  # -1 in a forked child, which closed its copy (see _close_held_in_child)
-            os.close(held.fd)
-
-
-class _Held:
-    """A spool file's descriptor that ``_locked`` holds; -1 once a forked child closed its copy."""
-
-    __slots__ = ("fd",)
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-
-# The spool files ``_locked`` holds open (and locked, once it has the lock) in this process.
-_HELD: set[_Held] = set()
-
-
-def _close_held_in_child() -> None:
-    """A forked child never delivers its parent's spools: close its copies of those being delivered.
-
-    A flock belongs to the open file, which a fork shares with the child (O_CLOEXEC closes it at
-    an exec only): a worker forked while a background delivery held an exited process's spool (a
-    DataLoader's workers, a Pool's) held its lock for the worker's whole life. Every `trackd sync`
-    said that spool's "process is still running", and background deliveries skipped it, until the
-    workers exited. The child's copy is closed only: the parent's delivery keeps its lock.
-    """
-    for held in list(_HELD):
-        with contextlib.suppress(OSError):
-            os.close(held.fd)
-        held.fd = -1
-    _HELD.clear()
-
-
-os.register_at_fork(after_in_child=_close_held_in_child)
+        if held.fd >= 0:  # -1 in a forked child, which closed its copy (see close_held_in_child)
+            fd, held.fd = held.fd, OPENING
+            os.close(fd)
+        HELD.discard(held)
 
 
 def _names(path: Path, fd: int) -> bool:

@@ -1,0 +1,73 @@
+"""The spool files' descriptors a forked child must close: a flock belongs to the open file, which
+a fork shares with the child (O_CLOEXEC closes it at an exec only), so a child that kept one kept
+its parent's lock for its whole life.
+
+The sender's own spool file is closed by its at-fork hook (``Spill.abandon``); the spools this
+process delivers (``_spool._locked``) are in ``HELD``, closed here. A descriptor being opened or
+closed has no number the child can trust (``OPENING``): it is found by the file's path instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+# A descriptor being opened or closed (os.open or os.close runs, the GIL released): a child forked
+# then may or may not have it, under a number the parent has not stored yet or may have reused.
+OPENING = -2
+
+
+class Held:
+    """A spool file's descriptor that ``_locked`` holds (its real path, to find it while it is
+    ``OPENING``); -1 once a forked child closed its copy."""
+
+    __slots__ = ("fd", "real_path")
+
+    def __init__(self, fd: int, real_path: str) -> None:
+        self.fd = fd
+        self.real_path = real_path
+
+
+# The spool files ``_locked`` holds open (and locked, once it has the lock) in this process.
+HELD: set[Held] = set()
+
+
+def close_held_in_child() -> None:
+    """A forked child never delivers its parent's spools: close its copies of those being delivered.
+
+    A flock belongs to the open file, which a fork shares with the child (O_CLOEXEC closes it at
+    an exec only): a worker forked while a background delivery held an exited process's spool (a
+    DataLoader's workers, a Pool's) held its lock for the worker's whole life. Every `trackd sync`
+    said that spool's "process is still running", and background deliveries skipped it, until the
+    workers exited. The child's copy is closed only: the parent's delivery keeps its lock.
+    """
+    for held in list(HELD):
+        close_copy(held.fd, held.real_path)
+        held.fd = -1
+    HELD.clear()
+
+
+def close_copy(fd: int, real_path: str) -> None:
+    """In a forked child: close its copy of ``fd``, open on ``real_path`` (OPENING: by that path)."""
+    if fd == OPENING:
+        close_copies(real_path)
+    elif fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def close_copies(real_path: str) -> None:
+    """In a forked child: close the descriptors open on ``real_path`` (Linux's /proc/self/fd; none
+    elsewhere). For the instant an open or close was under way in the parent at the fork: the
+    number is unknown, or may name another file by now. Reads no file system but /proc."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    for name in names:
+        with contextlib.suppress(OSError, ValueError):
+            if os.readlink(f"/proc/self/fd/{name}") in (real_path, f"{real_path} (deleted)"):
+                os.close(int(name))
+
+
+os.register_at_fork(after_in_child=close_held_in_child)
