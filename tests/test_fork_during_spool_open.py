@@ -17,8 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import child_env
 from test_fork_during_orphan_delivery import _lock_holder
+from test_slow_spool_disk import _env
 
 # Locks its own spool file on a descriptor of its own, logs, waits until the sender thread has the
 # file open too (waiting for the lock), forks a worker that sleeps, lets the lock go, and exits
@@ -59,13 +59,8 @@ os._exit(0)
 """
 
 
-def test_a_worker_forked_while_the_spool_file_opens_leaves_it_unlocked(socket_path: Path, tmp_path: Path) -> None:
-    spool_dir = tmp_path / "spool"
-    spool_dir.mkdir(mode=0o700)
-    env = child_env(
-        socket_path, TRACKD_AUTOSTART="0", TRACKD_SPOOL_DIR=str(spool_dir),
-        TRACKD_TRACKING_URI=str(tmp_path / "mlruns"), TRACKD_CONNECT_TIMEOUT="0.2",
-    )
+def test_a_worker_forked_while_the_spool_file_opens_leaves_it_unlocked(socket_path: Path, store: Path, tmp_path: Path) -> None:
+    env = _env(socket_path, store, tmp_path, TRACKD_CONNECT_TIMEOUT="0.2")
     result = subprocess.run(
         [sys.executable, "-c", FORKS_WHILE_THE_SPOOL_FILE_OPENS], env=env, capture_output=True, text=True, timeout=120,
     )

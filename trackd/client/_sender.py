@@ -260,6 +260,9 @@ class Sender(GiveUp):
                 "rejected": self._ledger.rejected,
                 "connected": self._transport is not None,
                 "spooled": self._spill.records,
+                # Taken for the spool file by a write under way (a slow spool disk): in none of the
+                # counts above until it ends; pending() counts them.
+                "spilling": self._spilling,
             }
 
     @property
