@@ -57,6 +57,11 @@ class SenderThread(SenderState):
                         self._abandon(exc)
                     elif self._stopping or self._spill.should_spool(len(self.buffer), self.buffered_bytes):
                         self._spool_pending(exc)
+                    if self._stopping and self._drain_left and self._spill.unwritable is None:
+                        # A spill takes what the buffer held when it began: what was logged during
+                        # a slow one, before close()'s mark, goes too. The thread returned with it
+                        # in the buffer, neither spooled nor sent, and pending() never reached 0.
+                        self._spool_pending(exc)
                 except Exception:  # raised here it would escape the handler below and end the thread
                     log_exception("trackd sender thread failed while the daemon was unavailable; retrying")
                 if self._stopping:
