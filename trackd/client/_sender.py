@@ -44,6 +44,7 @@ from ._names import random_id
 from ._on_full import _RUN_RECORDS, RUN_RECORD_SLACK
 from ._outbox import BARRIER, FlushReport, Request, events, warn, warn_late
 from ._spill import Spill
+from ._spool_fds import on_fork_in_child
 from ._transport import Interrupt, refused_words
 from ._will import Will
 
@@ -423,8 +424,9 @@ class Sender(GiveUp):
         # the wake pipe notes that the loop has work (see SenderThread._cycle).
         self._interrupt = Interrupt(self._wake_r, self._should_stop_waiting)
 
-    def _after_fork_in_child(self) -> None:
-        # Our copies of the parent's socket (its connection stays) and wake pipe; closing, too.
+    def _close_copies_in_child(self) -> None:
+        # Our copies of the parent's spool files, socket (its connection stays) and wake pipe;
+        # closing, too. Before any sender of the child makes its wake pipe (see _spool_fds).
         self._spill.abandon()
         self.media.abandon()
         if self._transport is not None:
@@ -434,6 +436,9 @@ class Sender(GiveUp):
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._transport, self._wake_r, self._wake_w = None, -1, -1
+
+    def _after_fork_in_child(self) -> None:
+        # Every sender's copies are closed (_close_copies_in_child).
         if self._closed:
             # Forked as the parent closed it: nothing to send. But its lock may have been held by
             # the parent's closing or sender thread at the fork (held for ever here: the child's
@@ -540,10 +545,19 @@ class Sender(GiveUp):
 _LIVE_SENDERS: weakref.WeakSet[Sender] = weakref.WeakSet()
 
 
+def _senders_close_copies() -> None:
+    """In a forked child: every open sender closes its copies of its parent's descriptors."""
+    for sender in list(_LIVE_SENDERS):
+        sender._close_copies_in_child()
+
+
 def _senders_after_fork() -> None:
-    """In a forked child: every open sender drops its parent's buffer, thread and socket."""
+    """In a forked child, once every copy is closed: every open sender drops its parent's buffer
+    and thread, and makes its own wake pipe."""
     for sender in list(_LIVE_SENDERS):
         sender._after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_senders_after_fork)
+# Not a hook of its own: a copy closed by its path in between, or a wake pipe made before another
+# sender closed its copies, closed a descriptor the child had made (see _spool_fds).
+on_fork_in_child(_senders_close_copies, _senders_after_fork)

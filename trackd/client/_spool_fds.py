@@ -2,15 +2,22 @@
 a fork shares with the child (O_CLOEXEC closes it at an exec only), so a child that kept one kept
 its parent's lock for its whole life.
 
-The sender's own spool file is closed by its at-fork hook (``Spill.abandon``); the spools this
+The sender's own spool file is closed by its at-fork step (``Spill.abandon``); the spools this
 process delivers (``_spool._locked``) are in ``HELD``, closed here. A descriptor being opened or
 closed has no number the child can trust (``OPENING``): it is found by the file's path instead.
+
+In the child, every copy known by its number is closed first, then those found by path, and only
+then do the senders make descriptors of their own (a wake pipe): this module's one at-fork hook runs
+the senders' steps (``on_fork_in_child``) in that order. A close by path ran first, in its own hook,
+and freed the number of a copy another sender closed by number later in its: a sender forked before
+it had made its wake pipe there, which that close took from it (two senders shared one pipe end).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 
 # A descriptor being opened or closed (os.open or os.close runs, the GIL released): a child forked
 # then may or may not have it, under a number the parent has not stored yet or may have reused.
@@ -31,6 +38,32 @@ class Held:
 # The spool files ``_locked`` holds open (and locked, once it has the lock) in this process.
 HELD: set[Held] = set()
 
+# In a forked child's at-fork hook: the real paths whose copies are closed once every copy known by
+# its number is (see close_copy).
+_BY_PATH: set[str] = set()
+
+# (close their copies, then make their own descriptors) of the senders, for a forked child (_sender.py).
+_STEPS: list[tuple[Callable[[], None], Callable[[], None]]] = []
+
+
+def on_fork_in_child(close_copies: Callable[[], None], then: Callable[[], None]) -> None:
+    """Have a forked child run ``close_copies`` (closing by number, and by path through
+    ``close_copy``) before any copy is closed by its path, and ``then`` once all are."""
+    _STEPS.append((close_copies, then))
+
+
+def _after_fork_in_child() -> None:
+    try:
+        try:
+            close_held_in_child()
+            for close_copies, _ in _STEPS:
+                close_copies()
+        finally:
+            close_by_path_in_child()
+    finally:
+        for _, then in _STEPS:
+            then()
+
 
 def close_held_in_child() -> None:
     """A forked child never delivers its parent's spools: close its copies of those being delivered.
@@ -48,18 +81,29 @@ def close_held_in_child() -> None:
 
 
 def close_copy(fd: int, real_path: str) -> None:
-    """In a forked child: close its copy of ``fd``, open on ``real_path`` (OPENING: by that path)."""
+    """In a forked child's at-fork hook: close its copy of ``fd``, open on ``real_path``
+    (OPENING: by that path, once every copy known by its number is closed)."""
     if fd == OPENING:
-        close_copies(real_path)
+        _BY_PATH.add(real_path)
     elif fd >= 0:
         with contextlib.suppress(OSError):
             os.close(fd)
 
 
+def close_by_path_in_child() -> None:
+    """Close the copies ``close_copy`` found no number for (see close_copies)."""
+    while _BY_PATH:
+        close_copies(_BY_PATH.pop())
+
+
 def close_copies(real_path: str) -> None:
     """In a forked child: close the descriptors open on ``real_path`` (Linux's /proc/self/fd; none
     elsewhere). For the instant an open or close was under way in the parent at the fork: the
-    number is unknown, or may name another file by now. Reads no file system but /proc."""
+    number is unknown, or may name another file by now. Reads no file system but /proc.
+
+    Any descriptor open on the file is closed: one a copy known by its number still held was
+    closed again by that number, freed or made anew by then (hence close_by_path_in_child last).
+    """
     try:
         names = os.listdir("/proc/self/fd")
     except OSError:
@@ -70,4 +114,4 @@ def close_copies(real_path: str) -> None:
                 os.close(int(name))
 
 
-os.register_at_fork(after_in_child=close_held_in_child)
+os.register_at_fork(after_in_child=_after_fork_in_child)
