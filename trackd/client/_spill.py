@@ -104,6 +104,7 @@ class Spill:
         self._lost: list[tuple[int, str]] = []
         # Delivered spool files to delete once the sender's lock is released (see finish_removals).
         self._removals: list[SpoolRemoval] = []
+        self._kept_said = False  # a delivered spool file was left on disk, and stderr told so
         # The connection broke and no attempt to connect has failed since: a spill is not announced
         # yet (``_deferred`` remembers one was not). A daemon stopped or restarted is replaced
         # within milliseconds (autostart starts its successor), and "no daemon answers at ..."
@@ -418,13 +419,19 @@ class Spill:
             self._removals.append(removal)
 
     def finish_removals(self) -> None:
-        """Delete the delivered spool files (the sender thread, without its lock)."""
+        """Delete the delivered spool files (the sender thread, without its lock); one left on
+        disk is said once per process (an unlink refused raised in the sender thread, which
+        dropped its connection and said "trackd sender thread failed" at each delivery)."""
         while self._removals:
+            removal = self._removals[0]
             try:
-                self._removals[0].finish()
+                kept = removal.finish()
             finally:
                 # Forgotten once closed: a child forked before that closes its copy (see abandon).
                 del self._removals[0]
+            if kept is not None and not self._kept_said:
+                self._kept_said = True
+                warn(f"spool file {removal.path} was delivered but {kept}.")
 
     def abandon(self) -> None:
         """In a forked child: forget the parent's spool file without touching it."""

@@ -188,17 +188,22 @@ class Spool:
                     # into this descriptor would go to a deleted file.
                     self._close_opening()
                     continue
-                if os.fstat(fd).st_size == 0:
-                    try:
-                        _write_all(fd, encode_frame(self._hello))
-                    except OSError:
-                        # Neither a torn Hello nor an empty file: either would be reported by every
-                        # `trackd sync` as a spool it cannot deliver, also after this client
-                        # delivered every event to a daemon that came back.
-                        os.ftruncate(fd, 0)
-                        with contextlib.suppress(OSError):
-                            self.path.unlink()
-                        raise
+                if os.fstat(fd).st_size > 0:
+                    # This client's, delivered (or counted lost) and let go, left whole only when it
+                    # could be neither deleted nor emptied then (see SpoolRemoval.finish): added
+                    # to, its old batches were read as the new ones' (sent again, found lost by
+                    # the wrong index), and `trackd sync` sent them all again.
+                    os.ftruncate(fd, 0)
+                try:
+                    _write_all(fd, encode_frame(self._hello))
+                except OSError:
+                    # Neither a torn Hello nor an empty file: either would be reported by every
+                    # `trackd sync` as a spool it cannot deliver, also after this client
+                    # delivered every event to a daemon that came back.
+                    os.ftruncate(fd, 0)
+                    with contextlib.suppress(OSError):
+                        self.path.unlink()
+                    raise
             except BaseException:
                 # Closing releases the lock: kept open, the next try's flock() on a new descriptor
                 # would wait for ever (a full disk while no daemon answers hung the sender thread).
@@ -311,11 +316,10 @@ class Spool:
             self.refused.add(seq)
         return records
 
-    def remove(self) -> None:
-        """Delete the spool once the daemon acknowledged everything in it."""
+    def remove(self) -> str | None:
+        """Delete the spool once the daemon acknowledged everything in it (see SpoolRemoval.finish)."""
         removal = self.detach()
-        if removal is not None:
-            removal.finish()
+        return removal.finish() if removal is not None else None
 
     def detach(self) -> SpoolRemoval | None:
         """Forget the file, delivered, and return what deletes it (None: none open); the counting
@@ -357,16 +361,34 @@ class SpoolRemoval:
         self.fd = fd
         self.real_path = real_path
 
-    def finish(self) -> None:
-        """Delete the file by its path while that names it (see Spool.reader), and close it."""
+    def finish(self) -> str | None:
+        """Delete the file by its path while that names it (see Spool.reader), and close it;
+        returns why it is left on disk (None: it is not).
+
+        One that cannot be deleted (a spool folder made read-only, NFS's EIO) is emptied while it
+        is still locked: it stayed whole, `trackd sync` (or any process's background delivery)
+        sent its batches again, written twice by a daemon that no longer knew this client, and the
+        next spill added to them, counted from the file's first batch (see Spool._open_locked).
+        """
         try:
             if _names(self.path, self.fd):
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError as also:
+                return (
+                    f"could not be removed ({_reason(exc)}) nor emptied ({_reason(also)}): it holds events "
+                    "delivered already, which `trackd sync` would send again; remove it"
+                )
+            return f"could not be removed ({_reason(exc)}); it is left empty"
         finally:
             fd, self.fd = self.fd, OPENING  # closing: see _spool_fds.close_copies
             os.close(fd)
             self.fd = -1
+        return None
 
     def abandon(self) -> None:
         """In a forked child: close its copy, leaving the file to the parent."""
@@ -559,6 +581,11 @@ def _same_file(fd: int, other: int) -> bool:
     """Whether descriptors ``fd`` and ``other`` are open on the same file."""
     one, two = os.fstat(fd), os.fstat(other)
     return (one.st_dev, one.st_ino) == (two.st_dev, two.st_ino)
+
+
+def _reason(exc: OSError) -> str:
+    """Why an OSError happened, without the path it names (the line names it once)."""
+    return exc.strerror or str(exc)
 
 
 def _write_all(fd: int, data: bytes) -> None:
