@@ -15,7 +15,6 @@ from ._fluent import (
     log_metrics,
     set_experiment,
     set_tracking_uri,
-    start_run,
 )
 from ._fluent_passthrough import (
     create_experiment,
@@ -43,6 +42,7 @@ from ._fluent_passthrough import (
     set_tags,
 )
 from ._lifecycle import ClientState
+from ._run_start import start_run
 
 if _TYPE_CHECKING:
     from ._client import Client

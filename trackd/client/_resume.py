@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from ..store import Run, RunData
 from ..store._entities import FAILURE_REASON_TAG, RUN_NAME_TAG
 from . import _lifecycle
-from ._fluent import NOTE_TAG, ActiveRun
+from ._fluent import ActiveRun
 from ._run_checks import check_resumable
+from ._run_start import NOTE_TAG
 
 if TYPE_CHECKING:
     from ..store import RunInfo
