@@ -104,23 +104,24 @@ def test_stop_without_connected_clients_says_nothing_more(paths: DaemonPaths) ->
     assert stopped.stdout.splitlines() == [f"trackd daemon (pid {pid}) stopped after writing everything it had received"]
 
 
-def test_fluent_search_runs_filter_error_names_the_fluent_function(daemon: DaemonProcess, store: Path) -> None:
-    # It named Client.search_runs, which the script never called.
+def test_fluent_search_runs_filter_error_says_mlflows_words(daemon: DaemonProcess, store: Path) -> None:
+    # The fluent function filters as Client.search_runs does, and refuses what MLflow refuses.
     result = run_python(textwrap.dedent(
         """
         import trackd
+        with trackd.start_run() as run:
+            trackd.log_metric("loss", 0.5)
+        print(len(trackd.search_runs(filter_string="metrics.loss < 1", output_format="list")))
+        print(len(trackd.search_runs(filter_string="metrics.loss > 1", output_format="list")))
         try:
-            trackd.search_runs(filter_string="metrics.loss < 1", output_format="list")
+            trackd.search_runs(filter_string="metrics.loss < 1 or metrics.loss > 2", output_format="list")
         except trackd.InvalidArgument as exc:
             print(exc)
         """),
         child_env(daemon.paths.socket, TRACKD_AUTOSTART="0", TRACKD_TRACKING_URI=str(store)),
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == (
-        "trackd.search_runs does not support filter_string ('metrics.loss < 1'): trackd has no MLflow search grammar. "
-        "Filter the returned list in Python, or search this store with mlflow.search_runs."
-    )
+    assert result.stdout.splitlines() == ["1", "0", "Invalid clause(s) in filter string: 'or'"]
 
 
 def test_stop_of_a_stopped_daemon_still_counts_its_connected_clients(paths: DaemonPaths, tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ MlflowException = TrackdError
 
 
 class InvalidArgument(TrackdError, ValueError):
-    """A call got an argument MLflow would refuse, or one trackd does not implement (a search filter_string)."""
+    """A call got an argument MLflow would refuse, or one trackd does not implement (a search on datasets.)."""
 
     error_code = "INVALID_PARAMETER_VALUE"
 

@@ -30,7 +30,6 @@ from ..store import (
     validate_experiment_id,
     validate_max_results,
     validate_run_id,
-    validate_search_arguments,
     validate_view_type,
 )
 from ..store._layout import experiment_dir, iter_experiment_dirs
@@ -71,18 +70,18 @@ class ClientReads:
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[Experiment]:
-        """Experiments in ``view_type``, at most ``max_results``, in MLflow's default order (newest first).
+        """Experiments in ``view_type`` that ``filter_string`` keeps, at most ``max_results``, in
+        ``order_by``'s order (default: newest first, creation_time DESC then experiment_id).
 
-        MLflow's signature and pages (the result's ``token`` asks for the next page, None on the
-        last), without its search grammar: a ``filter_string`` or ``order_by`` raises
-        InvalidArgument naming it.
+        MLflow's signature, search grammar (``"name LIKE 'bert-%' and tags.team = 'nlp'"``,
+        ``order_by=["name ASC"]``; see _search_parse.py) and pages (the result's ``token`` asks
+        for the next page, None on the last). A filter MLflow refuses raises InvalidArgument.
         """
-        validate_search_arguments("search_experiments", "creation_time DESC, then experiment_id", filter_string, order_by)
         view = validate_view_type(view_type)
         limit = validate_max_results(max_results, minimum=1)
         offset = page_offset(page_token)
         self._open_new_store()
-        return page_of(self._reader.list_experiments(view), offset, limit)
+        return page_of(self._reader.list_experiments(view, filter_string, order_by), offset, limit)
 
     def get_run(self, run_id: str) -> Run:
         """The run as stored, after flushing what this process logged."""
@@ -103,21 +102,22 @@ class ClientReads:
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[Run]:
-        """Runs of these experiments in ``run_view_type``, at most ``max_results``, newest first, after flushing.
+        """Runs of these experiments in ``run_view_type`` that ``filter_string`` keeps, at most
+        ``max_results``, in ``order_by``'s order (default: newest first), after flushing.
 
-        MLflow's signature, default order (start_time DESC, then run_id) and pages (the result's
-        ``token`` asks for the next page, None on the last; a sweep's 2,000 trials are two pages
-        of the default 1,000), without its search grammar: a ``filter_string`` or ``order_by``
-        raises InvalidArgument naming it.
+        MLflow's signature, search grammar (``"metrics.acc > 0.9 and params.lr = '0.01'"``,
+        ``order_by=["metrics.acc DESC"]``; see _search_parse.py), default order (start_time DESC,
+        then run_id) and pages (the result's ``token`` asks for the next page of the same filtered,
+        ordered list, None on the last; a sweep's 2,000 trials are two pages of the default
+        1,000). A filter MLflow refuses raises InvalidArgument (INVALID_PARAMETER_VALUE).
         """
-        validate_search_arguments("search_runs", "start_time DESC, then run_id", filter_string, order_by)
         view = validate_view_type(run_view_type)
         # FileStore._search_runs refuses only more than the threshold; 0 gives no runs.
         limit = validate_max_results(max_results, minimum=0)
         offset = page_offset(page_token)
         ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
         self._flush_for_read()
-        return page_of(self._reader.search_runs(ids, view), offset, limit)
+        return page_of(self._reader.search_runs(ids, view, filter_string, order_by), offset, limit)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         """The files and folders directly in ``path`` (default: the artifact root), after flushing.

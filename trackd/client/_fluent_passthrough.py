@@ -131,9 +131,9 @@ def search_runs(
     max_results: int = SEARCH_MAX_RESULTS_PANDAS, order_by: list[str] | None = None, output_format: str = "pandas",
     search_all_experiments: bool = False, experiment_names: list[str] | None = None,
 ) -> list[Run]:
-    """The runs of these experiments (default: the active one), newest first, as a list: pass
+    """The runs of these experiments (default: the active one), newest first or in ``order_by``, as a list: pass
     ``output_format="list"`` (MLflow's default, a pandas DataFrame, is not implemented). As
-    Client.search_runs, without MLflow's search grammar."""
+    Client.search_runs, with MLflow's search grammar (``filter_string``, ``order_by``)."""
     if output_format != "list":
         raise InvalidArgument(
             f"trackd.search_runs(output_format={output_format!r}) is not implemented: it returns the runs as a list "
@@ -141,10 +141,6 @@ def search_runs(
         )
     if experiment_ids and experiment_names:
         raise InvalidArgument("Only experiment_ids or experiment_names can be used, but not both")
-    # Here, naming this function: Client.search_runs's check named Client.search_runs to a fluent caller.
-    from ..store import validate_search_arguments  # loaded with the client
-
-    validate_search_arguments("search_runs", "start_time DESC, then run_id", filter_string, order_by, owner="trackd")
     client = get_client()
     if experiment_names:  # MLflow skips (and logs) a name with no experiment
         ids = [found.experiment_id for found in map(client.get_experiment_by_name, experiment_names) if found is not None]

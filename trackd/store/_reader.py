@@ -40,11 +40,19 @@ class StoreReader:
 
     # --- experiments ----------------------------------------------------------------------------
 
-    def list_experiments(self, view_type: ViewType = ViewType.ACTIVE_ONLY) -> list[Experiment]:
-        """Experiments in MLflow's order (creation_time DESC, then experiment_id).
+    def list_experiments(
+        self, view_type: ViewType = ViewType.ACTIVE_ONLY, filter_string: str | None = None, order_by: Sequence[str] | None = None
+    ) -> list[Experiment]:
+        """Experiments in MLflow's order (creation_time DESC, then experiment_id), or those
+        ``filter_string`` keeps in ``order_by``'s order (MLflow's search grammar, _search.py).
 
         As FileStore.search_experiments, the folder decides: active ones at the root, deleted ones in .trash.
         """
+        search = None
+        if filter_string or order_by:  # checked before any file is read, as MLflow parses first
+            from ._search import experiment_search
+
+            search = experiment_search(filter_string, order_by)
         experiments = []
         folders = layout.iter_experiment_dirs(
             self.root,
@@ -55,6 +63,8 @@ class StoreReader:
             experiment = self._read_experiment(experiment_id, folder)
             if experiment is not None:
                 experiments.append(experiment)
+        if search is not None:
+            return search(experiments)
         return sorted(experiments, key=lambda e: (-(e.creation_time or 0), e.experiment_id))
 
     def get_experiment(self, experiment_id: str) -> Experiment:
@@ -135,8 +145,20 @@ class StoreReader:
             raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
         return _read_key_files(layout.subfolder(found[1], layout.TAGS_FOLDER_NAME))
 
-    def search_runs(self, experiment_ids: Sequence[str], view_type: ViewType = ViewType.ACTIVE_ONLY) -> list[Run]:
-        """Runs of those experiments in ``view_type`` in MLflow's default order: start_time DESC, then run_id."""
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        filter_string: str = "",
+        order_by: Sequence[str] | None = None,
+    ) -> list[Run]:
+        """Runs of those experiments in ``view_type`` in MLflow's default order (start_time DESC, then
+        run_id), or those ``filter_string`` keeps in ``order_by``'s order (MLflow's search grammar, _search.py)."""
+        search = None
+        if filter_string or order_by:  # checked before any run is read, as MLflow parses first
+            from ._search import run_search
+
+            search = run_search(filter_string, order_by)
         runs = []
         for experiment_id in experiment_ids:
             experiment_id = validate_experiment_id(experiment_id)
@@ -151,6 +173,8 @@ class StoreReader:
                 # _list_run_infos skips, with a warning, a run recorded under another experiment.
                 if info.experiment_id == experiment_id and view_type.matches(info.lifecycle_stage):
                     runs.append(self._read_run(info, run_folder))
+        if search is not None:
+            return search(runs)
         return sorted(runs, key=lambda run: (-run.info.start_time, run.info.run_id))
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:

@@ -482,27 +482,6 @@ def validate_view_type(view_type: object) -> ViewType:
     )
 
 
-def validate_search_arguments(
-    method: str, order: str, filter_string: object, order_by: object, *, owner: str = "Client"
-) -> None:
-    """Refuse, by name, what trackd does not implement of MLflow's search arguments: a filter or an
-    ordering (``owner`` and ``method`` name the function called, "Client" and "search_runs" or
-    "trackd" and "search_runs", ``order`` the order it returns)."""
-    called = f"{owner}.{method}"
-    # The same search in MLflow: MlflowClient's method, or the fluent function of that name.
-    mlflow_search = "mlflow.MlflowClient" if owner == "Client" else f"mlflow.{method}"
-    if filter_string is not None and not (type(filter_string) is str and not filter_string.strip()):
-        raise InvalidArgument(
-            f"{called} does not support filter_string ({filter_string!r}): trackd has no MLflow search "
-            f"grammar. Filter the returned list in Python, or search this store with {mlflow_search}."
-        )
-    if order_by:
-        raise InvalidArgument(
-            f"{called} does not support order_by ({order_by!r}): results come in MLflow's default order "
-            f"({order}). Sort the returned list in Python, or search this store with {mlflow_search}."
-        )
-
-
 def page_offset(page_token: object) -> int:
     """Where the page a search's ``page_token`` asks for starts, as MLflow's file store reads it.
 
