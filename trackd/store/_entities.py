@@ -129,13 +129,14 @@ class RunInfo(Frozen):
     run_name: str
     user_id: str
     status: str
-    start_time: int
+    # A float where MLflow wrote one (create_run(start_time=time.time() * 1000)), as MLflow reads it.
+    start_time: int | float
     end_time: int | None
     artifact_uri: str
     lifecycle_stage: str
 
     def __init__(
-        self, run_id: str, experiment_id: str, run_name: str, user_id: str, status: str, start_time: int,
+        self, run_id: str, experiment_id: str, run_name: str, user_id: str, status: str, start_time: int | float,
         end_time: int | None, artifact_uri: str, lifecycle_stage: str,
     ) -> None:
         _set(self, "run_id", run_id)

@@ -519,7 +519,7 @@ def run_info_from_meta(meta: Mapping[str, Any], path: str) -> RunInfo:
         run_name=str(meta.get("run_name") or ""),
         user_id=str(meta.get("user_id") or ""),
         status=RunStatus(status).name,
-        start_time=_required_int(meta, "start_time", path),
+        start_time=_required_time(meta, "start_time", path),
         end_time=meta["end_time"],
         artifact_uri=str(meta.get("artifact_uri") or ""),
         lifecycle_stage=str(meta.get("lifecycle_stage", LIFECYCLE_ACTIVE)),
@@ -532,10 +532,15 @@ def _required(meta: Mapping[str, Any], key: str, path: str) -> Any:
     return meta[key]
 
 
-def _required_int(meta: Mapping[str, Any], key: str, path: str) -> int:
+def _required_time(meta: Mapping[str, Any], key: str, path: str) -> int | float:
+    """A run's start_time as stored, an int or a float. MLflow's reader takes meta.yaml's value as
+    it is, and its own ``create_run(start_time=time.time() * 1000)`` leaves a run whose start_time
+    is a float (``1795853478917.749``; the call raises after writing meta.yaml): refused, that run
+    made every search_runs of its experiment fail. Anything else (a str, a bool) MLflow cannot
+    sort its runs by either."""
     value = _required(meta, key, path)
-    if type(value) is not int:
-        raise CorruptStoreFile(f"Meta file {path!r} has {key}: {value!r}, expected an int.")
+    if type(value) is not int and type(value) is not float:
+        raise CorruptStoreFile(f"Meta file {path!r} has {key}: {value!r}, expected a number of milliseconds.")
     return value
 
 
