@@ -24,7 +24,7 @@ from ._format import (
     read_text,
     run_info_from_meta,
 )
-from ._validation import validate_artifact_path, validate_experiment_id, validate_run_id
+from ._validation import validate_artifact_path, validate_experiment_id, validate_key_to_read, validate_run_id
 
 # meta.yaml's first line when the artifact location is a file URI or an absolute path of plain
 # characters only: YAML reads such a plain scalar as exactly this text. The next line must be
@@ -179,7 +179,10 @@ class StoreReader:
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every logged value of a metric in file order, each naming its run (``run_id``, as MLflow 3's
-        FileStore sets it); [] if the run never logged it."""
+        FileStore sets it); [] if the run never logged it. InvalidArgument for a key MLflow's
+        reader refuses (not a relative, normalized path of a key's characters), before the run is
+        looked up, as MLflow's order is."""
+        key = validate_key_to_read(key, kind="metric")
         found = self._find_run_dir(run_id)
         if found is None:
             raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")

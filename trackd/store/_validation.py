@@ -65,6 +65,26 @@ def validate_key(key: object, *, kind: str) -> str:
             f"Invalid {kind} key {key[:40]!r}...: it has {len(key)} characters, "
             f"and MLflow allows at most {MAX_KEY_LENGTH}."
         )
+    _check_key_path(key, kind)
+    if not key.isascii():  # an ASCII key of at most 250 characters always fits
+        _require_file_names(key, f"{kind} key")
+    return key
+
+
+def validate_key_to_read(key: object, *, kind: str) -> str:
+    """A key looked up in the store (get_metric_history's): what MLflow's reader checks before it
+    joins the key onto the run's folder (_validate_metric_name), its characters and its form as a
+    path, not its length. ``"../meta.yaml"`` read another file of the run, and ``"../" * 20 +
+    "etc/hostname"`` one outside the store, quoting its first line in the error."""
+    if type(key) is not str:
+        raise InvalidArgument(f"Invalid {kind} key {key!r}: expected a str, got {type(key).__name__}.")
+    if not key:
+        raise InvalidArgument(f"Invalid {kind} key '': keys must not be empty.")
+    _check_key_path(key, kind)
+    return key
+
+
+def _check_key_path(key: str, kind: str) -> None:
     if _KEY_PATTERN.fullmatch(key) is None:
         raise InvalidArgument(f"Invalid {kind} key {key!r}: keys may contain only {_KEY_CHARACTERS}.")
     # MLflow's path_not_unique: the key is a path under metrics/, params/ or tags/ and must name
@@ -75,9 +95,6 @@ def validate_key(key: object, *, kind: str) -> str:
             f"Invalid {kind} key {key!r}: keys are file paths and must be relative and normalized "
             f"(no leading '/' or '..', no '//', '/./' or trailing '/')."
         )
-    if not key.isascii():  # an ASCII key of at most 250 characters always fits
-        _require_file_names(key, f"{kind} key")
-    return key
 
 
 def _require_file_names(path: str, item: str) -> None:
