@@ -124,6 +124,8 @@ class ClientReads:
 
         As MLflow's: FileInfo(path, is_dir, file_size) sorted by path, paths relative to the
         run's artifact root, file_size None for a folder, one level deep; [] for a missing path.
+        A run whose artifacts are not on this machine (``s3://``) raises InvalidArgument, as
+        download_artifacts does.
         """
         self._flush_for_read()
         return self._reader.list_artifacts(validate_run_id(run_id), path)

@@ -197,13 +197,10 @@ class StoreReader:
         Sorted, with paths relative to the artifact root: ``cfg`` (a folder, file_size None) and
         ``f1.txt`` for the root, ``cfg/config.json`` for ``path="cfg"``; [] for a path that is
         missing or is a file. ``path`` is normalized as MLflow does ("cfg/" and "./cfg" are "cfg").
+        InvalidArgument for a run whose artifacts are not on this machine (``s3://``), as
+        artifact_local_path: [] said the run had none.
         """
-        info = self.find_run(run_id)
-        if info is None:
-            raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
-        artifacts_root = layout.file_uri_to_path(info.artifact_uri)
-        if artifacts_root is None:
-            return []
+        artifacts_root = self._local_artifacts_root(run_id)
         relative = _artifact_folder(path)
         folder = artifacts_root if relative is None else layout.artifact_path(artifacts_root, relative)
         infos = []
@@ -222,15 +219,7 @@ class StoreReader:
         Raises RunNotFound, ArtifactNotFound for a path that does not exist, and InvalidArgument for
         one outside the artifact root or a run whose artifacts are not on this machine (``s3://``).
         """
-        info = self.find_run(run_id)
-        if info is None:
-            raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
-        artifacts_root = layout.file_uri_to_path(info.artifact_uri)
-        if artifacts_root is None:
-            raise InvalidArgument(
-                f"Run {run_id}'s artifacts are at {info.artifact_uri!r}, which trackd does not read; "
-                f"expected a local path or file: URI (download them with MLflow itself)."
-            )
+        artifacts_root = self._local_artifacts_root(run_id)
         relative = _artifact_folder(path)
         local = artifacts_root if relative is None else layout.artifact_path(artifacts_root, relative)
         if not os.path.exists(local):
@@ -241,6 +230,20 @@ class StoreReader:
                 f"that list_artifacts(run_id) lists."
             )
         return local
+
+    def _local_artifacts_root(self, run_id: str) -> str:
+        """The run's artifact folder on this machine; RunNotFound, or InvalidArgument if its
+        artifact URI is not a local path or file: URI."""
+        info = self.find_run(run_id)
+        if info is None:
+            raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
+        artifacts_root = layout.file_uri_to_path(info.artifact_uri)
+        if artifacts_root is None:
+            raise InvalidArgument(
+                f"Run {run_id}'s artifacts are at {info.artifact_uri!r}, which trackd does not read; "
+                f"expected a local path or file: URI (list or download them with MLflow itself)."
+            )
+        return artifacts_root
 
     def _find_run_dir(self, run_id: str) -> tuple[RunInfo, str] | None:
         found = layout.find_run_dir(self.root, validate_run_id(run_id))
