@@ -2,7 +2,9 @@
 
 It is tolerant exactly where MLflow 3.17.2's FileStore is (spec §5): it skips experiments and runs
 that MLflow skips, and where MLflow would crash it raises CorruptStoreFile naming the path, the
-line, what was found and what was expected.
+line, what was found and what was expected. One exception: search_runs skips, with a warning, a
+run folder whose meta.yaml names another run id, where MLflow's search fails for the whole
+experiment ("Invalid parent directory").
 """
 
 from __future__ import annotations
@@ -165,13 +167,9 @@ class StoreReader:
             folder = layout.experiment_dir(self.root, experiment_id)
             if not os.path.isdir(folder):
                 folder = layout.deleted_experiment_dir(self.root, experiment_id)
-            for _, run_folder in layout.iter_run_dirs(folder):
-                path = layout.meta_path(run_folder)
-                if not os.path.isfile(path):
-                    continue  # _list_run_infos skips a folder without meta.yaml (MissingConfigException)
-                info = run_info_from_meta(load_yaml(path), path)
-                # _list_run_infos skips, with a warning, a run recorded under another experiment.
-                if info.experiment_id == experiment_id and view_type.matches(info.lifecycle_stage):
+            for name, run_folder in layout.iter_run_dirs(folder):
+                info = _listed_run_info(experiment_id, name, run_folder)
+                if info is not None and view_type.matches(info.lifecycle_stage):
                     runs.append(self._read_run(info, run_folder))
         if search is not None:
             return search(runs)
@@ -279,6 +277,37 @@ class StoreReader:
             # MLflow <= 1.29 wrote no run_name; _get_run_from_info takes it from the tag.
             info = info.replace(run_name=tags[RUN_NAME_TAG])
         return Run(info=info, data=RunData(metrics=metrics, params=params, tags=tags))
+
+
+def _listed_run_info(experiment_id: str, name: str, folder: str) -> RunInfo | None:
+    """The info of the run in ``folder`` (named ``name``) of that experiment, as search_runs lists
+    it; None for a folder it skips: one without meta.yaml, as MLflow's _list_run_infos skips it
+    (MissingConfigException, at debug level: an artifact folder kept in the store has none), and,
+    with a warning naming the folder and why, one whose meta.yaml names another experiment (a
+    run folder copied there; MLflow skips it with a warning too) or another run id than the
+    folder's name (MLflow's search_runs raises "Invalid parent directory" for the whole search;
+    listed, it gave an id that get_run did not find).
+    """
+    path = layout.meta_path(folder)
+    if not os.path.isfile(path):
+        return None
+    info = run_info_from_meta(load_yaml(path), path)
+    if info.experiment_id != experiment_id:
+        _warn_skipped(folder, f"its meta.yaml records experiment {info.experiment_id}, expected {experiment_id} (the "
+                      "experiment the folder is in); MLflow skips it too")
+        return None
+    if info.run_id != name:
+        _warn_skipped(folder, f"its meta.yaml records run id {info.run_id}, expected {name} (the folder's name; get_run "
+                      "finds a run by its folder's name only)")
+        return None
+    return info
+
+
+def _warn_skipped(folder: str, why: str) -> None:
+    # logging is imported here: a training process that never meets such a folder does not load it.
+    import logging
+
+    logging.getLogger("trackd.store").warning("Skipping run folder %r: %s.", folder, why)
 
 
 def _artifact_folder(path: str | None) -> str | None:
