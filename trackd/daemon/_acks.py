@@ -17,6 +17,9 @@ from ._state import ServerState, Session
 
 logger = logging.getLogger("trackd.daemon")
 
+# Refused items of a client that disconnected named in the log, per client (the rest: status).
+GONE_REFUSALS_LOGGED = 10
+
 
 def deliver(state: ServerState, pending: list[PendingBatch], result: ApplyResult) -> None:
     """Count the write of ``pending`` (``result``: what it did) and answer its clients."""
@@ -50,7 +53,17 @@ def deliver(state: ServerState, pending: list[PendingBatch], result: ApplyResult
                 Rejected(seq=failure.seq, item=failure.item, message=failure.message, events=failure.events)
             )
         else:
-            logger.warning("%s: %s (client gone, could not be told)", failure.item, failure.message)
+            # The log is all that names an item refused after its client left, but one line per
+            # item flooded it: 50,000 records for a missing run logged 50,000 lines and rotated the
+            # daemon's start out of the log. The first few are named; the rest are counted in status.
+            session = failure.session
+            session.gone_refusals_logged += 1
+            if session.gone_refusals_logged <= GONE_REFUSALS_LOGGED:
+                more = (
+                    "; its later refusals are counted in status, not logged"
+                    if session.gone_refusals_logged == GONE_REFUSALS_LOGGED else ""
+                )
+                logger.warning("%s: %s (client gone, could not be told%s)", failure.item, failure.message, more)
     sessions: dict[str, Session] = {}
     for item in pending:
         session = item.session

@@ -79,6 +79,8 @@ class Session:
     # Flush barriers waiting for their batches: (request_id, seq that must be written first).
     flushes: list[tuple[int, int]] = field(default_factory=list)
     rejected: int = 0
+    # Its refused items named in the log after it disconnected (see _acks.GONE_REFUSALS_LOGGED).
+    gone_refusals_logged: int = 0
     # Events the client's on-full policy dropped, as it last reported.
     dropped: int = 0
     # When it last sent a flush barrier (time.monotonic()), for Server.others_waiting.
