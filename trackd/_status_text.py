@@ -186,4 +186,10 @@ def spool_lines(census: SpoolCensus, now: float | None = None) -> list[str]:
             f"  spool         {files(census.other_hosts)} written on other hosts ({hosts}): run `trackd sync` there, or "
             "`trackd sync --all-hosts` here if their stores' paths are shared"
         )
-    return lines or [f"  spool         no files waiting in {census.directory}"]
+    lines = lines or [f"  spool         no files waiting in {census.directory}"]
+    if census.empty.files:
+        lines.append(
+            f"  spool         {_count(census.empty.files, 'empty file')} in {census.directory}, nothing to deliver (delivered, "
+            "and left empty where the folder refused their removal)"
+        )
+    return lines

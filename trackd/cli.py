@@ -511,6 +511,9 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *
             print(f"{result.path}: left alone, its process is still running and delivers it itself")
         elif result.gone:
             print(f"{result.path}: delivered meanwhile by another process")
+        elif result.empty and result.kept:
+            # Nothing in it to deliver: not a failure (it failed every sync, the folder read-only).
+            print(f"{result.path}: empty; could not be removed ({result.kept})")
         elif result.empty:
             print(f"{result.path}: removed, empty: its process could not write to it, so nothing was in it")
         elif result.other_host:
@@ -523,13 +526,15 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *
             print(f"{result.path}: delivered {batches(result.batches)} of client {result.client_id}{before}")
         elif not result.written_before:
             # Every batch undecodable or refused whole: the lines below say which and why.
-            print(f"{result.path}: removed, none of its batches of client {result.client_id} could be delivered")
+            print(f"{result.path}: {'' if result.kept else 'removed, '}none of its batches of client {result.client_id} could be delivered")
         else:
             # "delivered 0 batches" read as a failure: the daemon had written them before the file was read.
             print(
-                f"{result.path}: removed, nothing to send: the store had every batch of client {result.client_id} "
+                f"{result.path}: {'' if result.kept else 'removed, '}nothing to send: the store had every batch of client {result.client_id} "
                 f"already ({batches(result.written_before)})"
             )
+        if result.kept and not result.empty and not result.error:
+            print(f"{result.path}: could not be removed ({result.kept}); it is left empty")
         for rejection in result.rejected:
             print(f"  refused by the store: {rejection}", file=sys.stderr)
         for reason in result.undecodable:

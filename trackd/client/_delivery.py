@@ -41,7 +41,7 @@ from ._launcher import daemon_answers
 from ._ledger import refused_message
 from ._media_folders import has_media_folders, remove_delivered, remove_orphaned
 from ._outbox import batches, client_logger, events, warn
-from ._spool import SPOOL_READ_SIZE, SpoolDamaged, SpoolReader, _locked, _write_all, spool_files
+from ._spool import SPOOL_READ_SIZE, SpoolDamaged, SpoolReader, _locked, _reason, _same_file, _write_all, spool_files
 from ._transport import handshake, make_hello
 
 
@@ -50,7 +50,7 @@ class SyncResult(Value):
 
     __slots__ = (
         "path", "client_id", "batches", "skipped", "other_host", "rejected", "undecodable", "error", "file_fault", "empty", "gone",
-        "aside", "written_before",
+        "aside", "written_before", "kept",
     )
 
     def __init__(
@@ -65,6 +65,9 @@ class SyncResult(Value):
         self.written_before = 0
         self.skipped = skipped  # its client is alive and delivers it itself
         self.empty = empty  # removed: its client could not write even its Hello (a full disk), so it holds nothing
+        # Why the file, empty (``empty``) or delivered and emptied, is left on disk: it could not be
+        # removed (a read-only spool folder); None when it is not left.
+        self.kept: str | None = None
         self.gone = gone  # delivered meanwhile by another `trackd sync` (or its own process)
         self.other_host = other_host  # left alone: written on that host (see deliver_spool)
         self.rejected: list[str] = [] if rejected is None else rejected
@@ -93,9 +96,10 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
             return result
         if os.fstat(fd).st_size == 0:
             # Left by a client that could not write its first frame (Spool.append removes it now;
-            # a process killed between creating and writing it leaves one): nothing to deliver.
-            path.unlink()
+            # a process killed between creating and writing it leaves one, and so does a process
+            # that delivered it but could not delete it, see SpoolRemoval.finish): nothing to deliver.
             result.empty = True
+            result.kept = _remove(path, fd, empty=True)
             return result
         sent: dict[int, int] = {}  # seq -> records, of the batches sent on any try
         refused: dict[int, str] = {}
@@ -121,13 +125,44 @@ def deliver_spool(path: Path, socket_path: Path, *, timeout: float = 60.0, any_h
                         raise
         result.rejected.extend(refused.values())
         if damage is None:
-            path.unlink()
+            result.kept = _remove(path, fd)
             # Written whole (the daemon answered the flush behind the file): the large figures it
             # sent by path are copied, and their folders go with it.
             remove_delivered(path.parent, result.client_id)
         else:
             _keep_the_rest(fd, path, result, damage, *kept)
     return result
+
+
+def _remove(path: Path, fd: int, *, empty: bool = False) -> str | None:
+    """Delete the spool file at ``path`` (open as ``fd``, locked), delivered or empty; why it is
+    left on disk, emptied, if it cannot be deleted (None: it is deleted).
+
+    A read-only spool folder (EIO on NFS) refused the unlink, reported as the file's fault: each
+    `trackd sync` said "not delivered: [Errno 13] Permission denied" of an empty file and failed,
+    and each trackd process's background delivery warned it could deliver it nor rename it.
+    Emptied while still locked, it holds nothing to deliver again, and the daemon's will for its
+    process no longer waits for it (see daemon/_wills.py ``_spooled``).
+    """
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if not empty:
+            _empty(path, fd)  # its error is the file's: set aside, as any other
+        return _reason(exc)
+    return None
+
+
+def _empty(path: Path, fd: int) -> None:
+    """Empty the file at ``path`` if it is the one open (for reading, and locked) as ``fd``."""
+    out = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if _same_file(out, fd):
+            os.ftruncate(out, 0)
+    finally:
+        os.close(out)
 
 
 def _keep_the_rest(fd: int, path: Path, result: SyncResult, damage: SpoolDamaged, hello_size: int, damaged_at: int) -> None:

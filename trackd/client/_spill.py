@@ -39,6 +39,8 @@ from ._transport import make_hello, refused_words
 
 # Spools are delivered on the host that wrote them (see deliver_spool): the messages name it.
 _HOST = socket.gethostname()
+# A delivered spool file was left on disk (see Spill.finish_removals), and stderr told so.
+_kept_said = False
 
 
 class Written(NamedTuple):
@@ -104,7 +106,6 @@ class Spill:
         self._lost: list[tuple[int, str]] = []
         # Delivered spool files to delete once the sender's lock is released (see finish_removals).
         self._removals: list[SpoolRemoval] = []
-        self._kept_said = False  # a delivered spool file was left on disk, and stderr told so
         # The connection broke and no attempt to connect has failed since: a spill is not announced
         # yet (``_deferred`` remembers one was not). A daemon stopped or restarted is replaced
         # within milliseconds (autostart starts its successor), and "no daemon answers at ..."
@@ -422,6 +423,7 @@ class Spill:
         """Delete the delivered spool files (the sender thread, without its lock); one left on
         disk is said once per process (an unlink refused raised in the sender thread, which
         dropped its connection and said "trackd sender thread failed" at each delivery)."""
+        global _kept_said
         while self._removals:
             removal = self._removals[0]
             try:
@@ -429,8 +431,10 @@ class Spill:
             finally:
                 # Forgotten once closed: a child forked before that closes its copy (see abandon).
                 del self._removals[0]
-            if kept is not None and not self._kept_said:
-                self._kept_said = True
+            # Once per process, as docs/guarantees.md says (a Spill is per sender: it was once per
+            # store); a file left whole, which `trackd sync` would send again, is said each time.
+            if kept is not None and (removal.left_whole or not _kept_said):
+                _kept_said = True
                 warn(f"spool file {removal.path} was delivered but {kept}.")
 
     def abandon(self) -> None:

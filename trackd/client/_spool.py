@@ -360,6 +360,7 @@ class SpoolRemoval:
         self.path = path
         self.fd = fd
         self.real_path = real_path
+        self.left_whole = False  # set by finish: neither deleted nor emptied, it holds delivered batches
 
     def finish(self) -> str | None:
         """Delete the file by its path while that names it (see Spool.reader), and close it;
@@ -379,6 +380,7 @@ class SpoolRemoval:
             try:
                 os.ftruncate(self.fd, 0)
             except OSError as also:
+                self.left_whole = True
                 return (
                     f"could not be removed ({_reason(exc)}) nor emptied ({_reason(also)}): it holds events "
                     "delivered already, which `trackd sync` would send again; remove it"

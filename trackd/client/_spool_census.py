@@ -67,20 +67,23 @@ class SpoolCensus:
     set_aside: SpoolFiles = field(default_factory=SpoolFiles)
     # Written on another host (a spool folder shared over NFS): left to `trackd sync` there, or --all-hosts.
     other_hosts: SpoolFiles = field(default_factory=SpoolFiles)
+    # Empty and not locked: nothing to deliver; left where the folder refuses their removal
+    # (read-only), they were counted as waiting, and status said to run `trackd sync` for ever.
+    empty: SpoolFiles = field(default_factory=SpoolFiles)
     # Why the folder could not be looked at (not private, unreadable); None when it could.
     problem: str | None = None
 
     @property
     def files(self) -> int:
         """How many spool files the folder holds, of every kind."""
-        return self.waiting.files + self.running.files + self.set_aside.files + self.other_hosts.files
+        return self.waiting.files + self.running.files + self.set_aside.files + self.other_hosts.files + self.empty.files
 
     def as_dict(self, now: float | None = None) -> dict[str, object]:
         now = time.time() if now is None else now
         shown: dict[str, object] = {"folder": str(self.directory)}
         if self.problem is not None:
             shown["problem"] = self.problem
-        for name in ("waiting", "running", "set_aside", "other_hosts"):
+        for name in ("waiting", "running", "set_aside", "other_hosts", "empty"):
             files: SpoolFiles = getattr(self, name)
             shown[name] = files.as_dict(now)
         return shown
@@ -104,6 +107,8 @@ def spool_census(directory: Path) -> SpoolCensus:
             info = os.fstat(fd)
             if _held(fd):
                 census.running.add(info)
+            elif info.st_size == 0:
+                census.empty.add(info)
             elif path.name.endswith(SET_ASIDE_SUFFIX):
                 census.set_aside.add(info)
             elif (host := _hello_host(fd)) is not None and host != here:

@@ -9,8 +9,9 @@ daemon fails those still RUNNING when all of these hold:
 - the process is gone: ``kill(pid, 0)`` fails with ESRCH, it is a zombie, or a process with
   another start time (``/proc/<pid>/stat`` field 22) has its pid now;
 - everything the client sent is written (the end of a run may be among it);
-- its spool file does not exist: a spool holds batches not delivered yet, perhaps a run's end,
-  until ``trackd sync`` or another client delivers it.
+- its spool file does not exist, or is empty: a spool holds batches not delivered yet, perhaps a
+  run's end, until ``trackd sync`` or another client delivers it (an empty one, which a read-only
+  spool folder leaves, holds nothing).
 
 A will the store refuses (disk full, read-only) is tried again, after a backoff, until it takes it.
 
@@ -476,9 +477,22 @@ def _field(item: dict[str, object], key: str, kind: type[T]) -> T:
 
 
 def _spooled(will: Will) -> bool:
-    """Whether the will's spool is on disk: it may hold the runs' end, not delivered yet."""
+    """Whether the will's spool is on disk and holds something: it may hold the runs' end, not delivered yet."""
     # Set aside (renamed) by a background delivery, it waits for `trackd sync` all the same.
-    return bool(will.spool_path) and any(os.path.exists(path) for path in spool_paths(will.spool_path))
+    return bool(will.spool_path) and any(_holds_anything(path) for path in spool_paths(will.spool_path))
+
+
+def _holds_anything(path: str) -> bool:
+    """Whether the file at ``path`` exists and is not empty.
+
+    An empty spool holds nothing, not even its Hello: one its process delivered but could not
+    delete (a read-only spool folder) is emptied instead, and nothing removes it. Waited for, it
+    left the process's runs RUNNING for ever once the process was SIGKILLed.
+    """
+    try:
+        return os.stat(path).st_size > 0
+    except OSError:  # gone (delivered); or not to be seen, as os.path.exists took it
+        return False
 
 
 def _leave_to_live_owners(due: list[Will], live: list[Will]) -> None:
