@@ -230,6 +230,11 @@ class SenderThread(SenderState):
             try:
                 spooled = self._spill.replay(welcome.resume_seq)
             except (OSError, RemoteProtocolError) as exc:
+                if self._spill.unreadable_for_now(exc):
+                    # Out of descriptors or memory for a moment: the file and its counts stay, and
+                    # the next attempt (after the usual backoff) reads it again. The daemon skips a
+                    # batch numbered below one it received, so nothing newer may go before it.
+                    raise DaemonUnavailable(f"The spool file could not be read back for now ({exc}).") from exc
                 spooled, unreadable = 0, exc
         except BaseException:
             transport.close()  # not the sender's yet: nothing else would close it

@@ -25,6 +25,7 @@ read ``spooling``, ``records`` and ``gave_up``.
 from __future__ import annotations
 
 import collections
+import errno
 import socket
 import time
 from pathlib import Path
@@ -41,6 +42,11 @@ from ._transport import make_hello, refused_words
 _HOST = socket.gethostname()
 # A delivered spool file was left on disk (see Spill.finish_removals), and stderr told so.
 _kept_said = False
+# Why a spool file may not be read back now but may later (see Spill.unreadable_for_now).
+_FOR_NOW = frozenset({
+    errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EIO, errno.EINTR, errno.EAGAIN, errno.ETIMEDOUT,
+    errno.ENOLCK,
+})
 
 
 class Written(NamedTuple):
@@ -106,6 +112,7 @@ class Spill:
         self._lost: list[tuple[int, str]] = []
         # Delivered spool files to delete once the sender's lock is released (see finish_removals).
         self._removals: list[SpoolRemoval] = []
+        self._unreadable_said = False  # this outage, stderr was told the spool file could not be read back for now
         # The connection broke and no attempt to connect has failed since: a spill is not announced
         # yet (``_deferred`` remembers one was not). A daemon stopped or restarted is replaced
         # within milliseconds (autostart starts its successor), and "no daemon answers at ..."
@@ -144,7 +151,7 @@ class Spill:
         self.spooling = False
         self._announced = False
         self.gave_up = False
-        self.held_said = False
+        self.held_said = self._unreadable_said = False
         self._quiet = self._deferred = False
         return announced
 
@@ -344,6 +351,24 @@ class Spill:
         if self._replay is not None:
             self._replay.reader.close()
             self._replay = None
+
+    def unreadable_for_now(self, exc: Exception) -> bool:
+        """Whether ``replay`` raised ``exc`` for a shortage that passes (descriptors, memory, an I/O
+        error), not because the file is gone or damaged: it is kept, and stderr told once per outage.
+
+        A process near its RLIMIT_NOFILE (a DataLoader's workers) reconnected with one descriptor
+        free, the socket took it, and EMFILE on opening the spool file deleted it, every event in it lost.
+        """
+        if not isinstance(exc, OSError) or exc.errno not in _FOR_NOW or self._spool is None:
+            return False
+        if not self._unreadable_said:
+            self._unreadable_said = True
+            warn(
+                f"could not read spool file {self._spool.path} back to resend it ({exc}); its "
+                f"{events(self._spool.waiting)} stay in it, and it is read again at the next attempt to connect "
+                f"(or by `trackd sync` on {_HOST})."
+            )
+        return True
 
     def lost_file(self, seq: int, exc: Exception) -> tuple[int, str]:
         """The spool file could not be read back (``replay`` raised ``exc``): forget it, and
