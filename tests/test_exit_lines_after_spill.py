@@ -57,7 +57,7 @@ def test_exit_after_a_spill_does_not_say_it_waits_for_the_spooled_events_to_reac
         assert waiting, child.stderr()
         for line in waiting:
             assert re.fullmatch(
-                r"trackd: waiting up to \d+ s for (the daemon at \S+ to answer and take the spool file"
+                r"trackd: waiting up to \d+ s more \(\d+ s in all\) for (the daemon at \S+ to answer and take the spool file"
                 r"|1 event not in the spool file to reach the daemon at \S+)\.", line
             ), child.stderr()
     finally:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
 from ..protocol import Record
 from .._signals import wait_keeping_lock
-from ._lifecycle import interpreter_exiting
+from ._lifecycle import exit_hurried, interpreter_exiting
 from ._on_full import OnFullPolicy
 from ._outbox import BARRIER, events, inline_size, warn
 
@@ -175,7 +175,7 @@ class GiveUp(OnFullPolicy):
             warn(str(exc))
             return
         remaining = timeout - (time.monotonic() - self._counted_from(start, patient))
-        if remaining > 0 and not no_daemon():
+        if remaining > 0 and not no_daemon() and not exit_hurried():
             # A daemon that holds them for a store refusing writes, or that refuses this client,
             # answers: the line says what it said, which is what the wait is for.
             outage, refused, starting = self._store_outage, self._refused_words(), self._starting_words()
@@ -192,7 +192,9 @@ class GiveUp(OnFullPolicy):
                 wait = (f"waiting for {waited_for}" + (f", {acknowledging}" if acknowledging else "")
                         + f" (up to {timeout:g} s without a reply, TRACKD_EXIT_TIMEOUT).")
             else:
-                wait = f"waiting up to {remaining:.0f} s for {waited_for}."
+                # "waiting up to 9 s" of a 10 s TRACKD_EXIT_TIMEOUT read as a wrong setting: the line
+                # comes after the first second's wait.
+                wait = f"waiting up to {remaining:.0f} s more ({timeout:g} s in all) for {waited_for}."
             warn(
                 wait
                 + (f" It cannot write to the store now: {outage}" if outage is not None else "")
@@ -223,6 +225,10 @@ class GiveUp(OnFullPolicy):
                 failure = self._spawn_failure.rstrip(".")
                 starts += f" ({failure[:1].lower()}{failure[1:]})"
             reason = f"no daemon answers at {path} and {starts}"
+        elif exit_hurried():
+            # "did not answer within 10 s" was not why: the wait was cut short.
+            reason = (f"a second SIGTERM ended the wait for the daemon at {path} after "
+                      f"{time.monotonic() - start:.1f} s of the {timeout:g} s allowed")
         elif timeout <= 0:
             # A healthy daemon was said not to have answered "within 0 s": it was given no time.
             reason = f"a timeout of 0 s (TRACKD_EXIT_TIMEOUT=0, or close(timeout=0)) does not wait for the daemon at {path}"

@@ -333,6 +333,17 @@ def _run_exit_hooks(status: str | None) -> None:
 REPEATED_SIGTERM_GRACE = 0.5
 _first_sigterm_at = 0.0
 _first_sigterm_pid = 0  # the process that got it: a child forked meanwhile inherits _first_sigterm_at
+# A second SIGTERM (after the grace) came while _on_sigterm delivered: the waits for the daemon end
+# at once and what it has not acknowledged is spooled, then the process dies; a third kills at
+# once. The second one killed at once, mid-spool: a process group's SIGTERM while the daemon was
+# stalled reached a fork Pool's workers and their parent, and the parent, done with its own
+# 10 s wait, signalled its daemonic workers as it ended, which were still in theirs: each lost
+# the ~25,000 events its buffer held, without a line.
+_hurried = False
+
+# How long past its exit timeout a process going down on SIGTERM waits for the multiprocessing
+# children it signalled (their own wait for the daemon, then their spool write).
+CHILDREN_SPOOL_MARGIN = 2.0
 
 # Whether the main thread is between queueing a run's creation (or its reopening) and putting it
 # on the stack the exit hooks end, or between taking a run off that stack and queueing its end,
@@ -388,36 +399,57 @@ def _on_sigterm(signum: int, frame: object) -> None:
     Python's default for SIGTERM ends the process at once, skipping atexit, so everything still
     buffered would be lost. This handler is installed only where SIGTERM had its default action,
     and it re-raises the signal afterwards, so the exit status stays "killed by SIGTERM".
+
+    The process's daemonic multiprocessing children (a ``Pool``'s workers) get the signal first,
+    so they deliver what they logged alongside (see _signal_children), and the handler waits for
+    them, bounded, before it dies.
     """
-    global _first_sigterm_at, _first_sigterm_pid, _sigterm_pending, _going_down_by
+    global _first_sigterm_at, _first_sigterm_pid, _sigterm_pending, _going_down_by, _hurried
     _going_down_by = signum  # held or not, the process dies by it (see signals_held)
     if _sigterm_held:
         _sigterm_pending = signum
         return
     with _SIGTERM_LOCK:  # (see _nudge_on_sigterm)
-        _first_sigterm_at, _first_sigterm_pid = time.monotonic(), os.getpid()
+        _first_sigterm_at, _first_sigterm_pid, _hurried = time.monotonic(), os.getpid(), False
         signal.signal(signum, _on_repeated_sigterm)
+    with SENDERS_LOCK:
+        bound = max((sender.config.exit_timeout for sender in (*SENDERS.values(), *CLOSING)), default=0.0)
     children_before = _multiprocessing_children()
+    daemonic = {child for child in children_before if getattr(child, "daemon", False)}
+    _signal_children(daemonic, signum)
     try:
         _run_exit_hooks("KILLED")
         close_all_clients()
     finally:
+        _wait_for_children(daemonic, _first_sigterm_at + bound + CHILDREN_SPOOL_MARGIN)
+        _signal_children(_multiprocessing_children() - children_before, signum)
         with _SIGTERM_LOCK:
             signal.signal(signum, signal.SIG_DFL)
-        _signal_daemonic_and_new_children(children_before, signum)
         _die_by(signum)
 
 
 def _on_repeated_sigterm(signum: int, frame: object) -> None:
-    """A SIGTERM while _on_sigterm delivers: a copy of the first is ignored, a later one kills at once.
+    """A SIGTERM while _on_sigterm delivers: a copy of the first is ignored, the second ends the
+    waits for the daemon (what is left is spooled, see exit_hurried), a third kills at once.
 
     A child forked while its parent delivered inherits this handler, but the first SIGTERM was not
     its own: there the signal kills at once (it was ignored for 0.5 s after the parent's).
     """
-    if os.getpid() == _first_sigterm_pid and time.monotonic() - _first_sigterm_at < REPEATED_SIGTERM_GRACE:
-        return
+    global _hurried
+    if os.getpid() == _first_sigterm_pid:
+        if time.monotonic() - _first_sigterm_at < REPEATED_SIGTERM_GRACE:
+            return
+        if not _hurried:
+            _hurried = True
+            return
     signal.signal(signum, signal.SIG_DFL)
     _die_by(signum)
+
+
+def exit_hurried() -> bool:
+    """Whether a second SIGTERM asked this process, going down on its first, to stop waiting for
+    the daemon: the bounded flushes of its exit give up at once and spool what is left."""
+    return _hurried and os.getpid() == _first_sigterm_pid
 
 
 def _multiprocessing_children() -> set[object]:
@@ -431,26 +463,53 @@ def _multiprocessing_children() -> set[object]:
         return set()
 
 
-def _signal_daemonic_and_new_children(before: set[object], signum: int) -> None:
-    """Send ``signum`` to this process's daemonic multiprocessing children, and to the others
-    started while _on_sigterm delivered.
+def _signal_children(children: set[object], signum: int) -> None:
+    """Send ``signum`` to these multiprocessing children of a process going down on it.
 
-    A ``spawn`` or ``forkserver`` worker runs no at-fork hook in this process (a forked child dies
-    by ``_going_down_by`` in its own): a process group's SIGTERM killed a ``Pool``'s workers, its
-    thread started replacements while the handler delivered (or in the moment before it started),
-    and they waited for ever on the queue lock of a dead worker, orphans of the dead parent (2-5
-    per job in 7 jobs of 8). A daemonic child is one its parent ends as it exits (multiprocessing
-    terminates them at a normal exit): those the group's signal killed are gone already. A
-    non-daemonic child the signal found is left alone, as it was; one whose start is under way now
-    is missed.
+    First its daemonic children (a ``Pool``'s workers), as the handler starts: multiprocessing
+    terminates them at a normal exit, and without them signalled, a SIGTERM to the parent alone
+    (`docker stop` of an entrypoint, `kill <pid>`) left them orphans waiting on the pool's queue
+    for ever; signalled as it starts, they deliver what they logged alongside the parent. Where a
+    process group's signal reached them too, this copy comes within REPEATED_SIGTERM_GRACE and is
+    ignored. Signalled only as the handler ended (after its wait for a stalled daemon), that copy
+    was a second SIGTERM, which killed them in their own wait, their buffers lost without a line.
+
+    Then, as the handler ends, the children started while it delivered: `spawn` and
+    `forkserver` workers run no at-fork hook in this process (a forked child dies by
+    ``_going_down_by`` in its own), and a group's SIGTERM left a Pool's replacements waiting for
+    ever on the queue lock of a dead worker, orphans of the dead parent (2-5 per job in 7 jobs of
+    8). A non-daemonic child the signal found is left alone, as it was; one whose start is under
+    way now is missed.
     """
-    for child in _multiprocessing_children():
+    for child in children:
         try:
             pid = getattr(child, "pid", None)
-            if pid is not None and (getattr(child, "daemon", False) or child not in before):
+            if pid is not None:
                 os.kill(pid, signum)
         except OSError:  # gone meanwhile
             pass
+
+
+def _wait_for_children(children: set[object], deadline: float) -> None:
+    """Wait until the daemonic children signalled as the handler started have exited, or
+    ``deadline`` (their own exit bound and a margin for their spool write) has passed.
+
+    The parent died as soon as it had signalled them: where its death ends the others (a
+    container's entrypoint, whose exit kills every process of the container; a batch system that
+    kills a job step's processes once its main task exits), its workers' buffers died with them.
+    Only these are waited for: a Pool's thread replaces the workers that die, and a wait for the
+    replacements kept it replacing them, so that a start under way as the parent died (an orphan
+    waiting for ever) was likely. Those still alive at the deadline are not signalled again: past
+    their own bound they are writing their spool, and a SIGTERM more could be their third, which
+    kills at once.
+    """
+    while time.monotonic() < deadline:
+        try:
+            if not any(child.is_alive() for child in children):  # type: ignore[attr-defined]
+                return
+        except Exception:  # whatever state a signal found multiprocessing in, the process goes down
+            return
+        time.sleep(0.02)
 
 
 def _die_by(signum: int) -> None:

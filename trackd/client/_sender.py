@@ -38,6 +38,7 @@ from ..protocol import Event, Flush, Record, attach_creation
 from ._config import ClientConfig
 from ._control import listener_pid, stopped_words, unanswered_words
 from ._give_up import GiveUp
+from ._lifecycle import exit_hurried
 from ._ledger import Ledger
 from ._media_folders import MediaFolders
 from ._names import random_id
@@ -519,7 +520,10 @@ class Sender(GiveUp):
         with self._cond:
             while not req.done:
                 remaining = None if timeout is None else self._counted_from(start, patient) + timeout - time.monotonic()
-                if (remaining is not None and remaining <= 0) or (stop_waiting is not None and stop_waiting()):
+                if (
+                    (remaining is not None and remaining <= 0) or (stop_waiting is not None and stop_waiting())
+                    or exit_hurried()  # a second SIGTERM: the flush gives the daemon up (see _bounded_flush)
+                ):
                     # A daemon that refused this client, or holds its events for a store that
                     # refuses writes, answered: what it said is why (it "did not answer within").
                     said = self._refused_words() or self._store_refusing_words()
