@@ -37,7 +37,7 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
         # daemon watches: "0 processes watched" was printed beside a connected job owning its run.
         f"{_count(status.get('wills_pending', 0), 'process')} disconnected with runs not ended (watched until they exit), "
         f"{_n(status.get('wills_waiting', 0))} of them exited and waiting for their events to be written, their spool "
-        "delivered or their store to take writes again",
+        "delivered or their store to take writes again" + _runs_refused(status),
     ]
     copies = status.get("copies")
     if isinstance(copies, (list, tuple)):
@@ -127,6 +127,12 @@ def duration(seconds: float) -> str:
     return " ".join(parts)
 
 
+
+
+def _runs_refused(status: Mapping[str, object]) -> str:
+    """The runs clients owned that the daemon's wills had no room for, if any (absent from an older daemon's reply)."""
+    refused = status.get("will_runs_refused", 0)
+    return f"; {_count(refused, 'run')} not watched: the wills were full (MAX_WILL_RUN_IDS)" if refused else ""
 
 
 def error_lines(status: Mapping[str, object]) -> list[str]:

@@ -315,8 +315,8 @@ def test_invalid_field_value_from_the_peer_raises_remote_protocol_error() -> Non
     ("body", "message"),
     [
         (b"\x93\x0f\xa2r1\xa0", r"OwnedRuns\.run_ids must be an array"),  # a str, not an array of them
-        (b"\x93\x0f\x91\x07\xa0", r"OwnedRuns\.run_ids\[0\] must be a non-empty string"),
-        (b"\x93\x0f\x91\xa0\xa0", r"OwnedRuns\.run_ids\[0\] must be a non-empty string"),
+        (b"\x93\x0f\x91\x07\xa0", r"OwnedRuns\.run_ids\[0\] must be a run id the store takes"),
+        (b"\x93\x0f\x91\xa0\xa0", r"OwnedRuns\.run_ids\[0\] must be a run id the store takes"),
         (b"\x93\x0f\x90\xc0", r"OwnedRuns\.spool_path must be a string"),
     ],
     ids=["run_ids-str", "run-id-int", "run-id-empty", "spool_path-nil"],

@@ -49,10 +49,11 @@ from .._paths import spool_paths
 from .._peer import peer_pid, process_state
 from .._words import counted
 from ..errors import StoreUnavailable, TrackdError
-from ..protocol import MAX_OWNED_RUNS, OwnedRuns, SpooledWill
+from ..protocol import MAX_OWNED_RUNS, OwnedRuns, SpooledWill, is_run_id
 from ..store import validate_store_root
 from ..store._entities import FAILURE_REASON_TAG
 from ._state import Session
+from ._will_budget import MAX_WILL_RUN_IDS, RunIdBudget, listed
 from ._wills_file import Row, WillsFile
 
 if TYPE_CHECKING:
@@ -130,6 +131,8 @@ class Wills:
         self._pending: dict[str, Will] = {}
         # Runs marked FAILED since the daemon started (status: runs_failed_for_exited_clients).
         self.runs_failed = 0
+        # What the run ids of all wills together may cost (MAX_WILL_RUN_IDS); it counts those refused.
+        self.budget = RunIdBudget()
         # Whether a pending will's process still runs: the daemon does not exit idle meanwhile.
         self.watching = False
         # Pending wills whose process has exited, waiting for its batches to be written, its
@@ -146,8 +149,9 @@ class Wills:
         self._file: WillsFile | None = None  # from restore(), at startup
 
     def update(self, will: Will, event: OwnedRuns) -> None:
-        """A connection's latest set: it replaces the last one."""
-        will.run_ids, will.spool_path = event.run_ids, event.spool_path
+        """A connection's latest set: it replaces the last one (its newest runs only, past MAX_WILL_RUN_IDS)."""
+        will.run_ids = self.budget.fit(event.run_ids, self._held(will), f"process {will.pid}")
+        will.spool_path = event.spool_path
         if will.run_ids:
             self._live.add(will)
         else:
@@ -175,7 +179,7 @@ class Wills:
         """
         if not event.run_ids:
             return
-        runs = ", ".join(event.run_ids)
+        runs = listed(event.run_ids)
         if not watched or event.host != session.host:
             where = f"on {event.host or 'another host'}" if event.host != session.host else "in another pid namespace"
             logger.info(
@@ -190,6 +194,8 @@ class Wills:
             will.lost_at_ms = max(before.lost_at_ms, event.seen_ms)
             will.started = before.started if before.started is not None else event.started
             will.gone = before.gone
+        # In place of that client's pending will, whichever process it watches (_add_pending).
+        will.run_ids = self.budget.fit(will.run_ids, self._held(self._pending.get(session.client_id)), f"process {event.pid}")
         logger.info(
             "Spool %s names runs %s its process %d had not ended: marked FAILED if they are RUNNING in the store "
             "once that process has exited and the spool is gone", event.spool_path, runs, event.pid,
@@ -208,7 +214,7 @@ class Wills:
             changed.append(oldest.session.client_id)
             logger.warning(
                 "More than %d clients left runs to fail if their process exits; forgot the oldest: "
-                "process %d's runs %s stay as they are", MAX_PENDING_WILLS, oldest.pid, ", ".join(oldest.run_ids),
+                "process %d's runs %s stay as they are", MAX_PENDING_WILLS, oldest.pid, listed(oldest.run_ids),
             )
         self._changed(*changed)
 
@@ -288,7 +294,7 @@ class Wills:
             else:
                 logger.error(
                     "Shutdown: process %d exited owning runs %s, left RUNNING: its last batches could not be written",
-                    will.pid, ", ".join(will.run_ids),
+                    will.pid, listed(will.run_ids),
                 )
         kept += [will for will in self._live if not exited(will)]
         gone = [will for will in kept if not will.gone and exited(will)]
@@ -326,11 +332,13 @@ class Wills:
                 torn += 1
                 first_torn = first_torn or f"{type(exc).__name__}: {exc}; {str(item)[:200]!r}"
         read = len(pending)
-        # Past the cap, the oldest go, as in left(): the file lists the pending wills oldest first,
+        held = named = sum(len(will.run_ids) for will in pending.values())
+        # Past the caps, the oldest go, as in left(): the file lists the pending wills oldest first,
         # then those of the last daemon's live connections (processes perhaps killed across the
-        # restart), and the journal's are newer. The newest were dropped, without a word.
-        while len(pending) > MAX_PENDING_WILLS:
-            del pending[next(iter(pending))]
+        # restart), and the journal's are newer. The newest were dropped, without a word. A file an
+        # older daemon wrote may hold more run ids than this one keeps (it kept them unbounded).
+        while len(pending) > MAX_PENDING_WILLS or held > MAX_WILL_RUN_IDS:
+            held -= len(pending.pop(next(iter(pending))).run_ids)
             forgotten += 1
         if torn:
             logger.warning(
@@ -343,9 +351,13 @@ class Wills:
                 "named are not failed if their process exited", counted(damaged, "damaged line"), path, first or "not UTF-8 text",
             )
         if forgotten:
+            too_many = (
+                f"more than the {MAX_PENDING_WILLS} a daemon keeps" if read > MAX_PENDING_WILLS
+                else f"naming {named:,} run ids, more than the {MAX_WILL_RUN_IDS:,} a daemon keeps (MAX_WILL_RUN_IDS)"
+            )
             logger.warning(
-                "%s holds %d wills, more than the %d a daemon keeps; forgot the %d oldest: the runs they name stay "
-                "as they are (not failed if their process exited)", path, read, MAX_PENDING_WILLS, forgotten,
+                "%s holds %d wills, %s; forgot the %d oldest: the runs they name stay as they are (not failed if their "
+                "process exited)", path, read, too_many, forgotten,
             )
         if damaged or forgotten or changes or torn:
             self._file.rewrite()  # now: the file holds the journal's changes, and without the damaged wills
@@ -399,9 +411,9 @@ class Wills:
             failed, refused = await server.run_in_writer(_fail_runs(applier, will))
         except (OSError, StoreUnavailable) as exc:  # the store could not be opened: tried again
             failed, refused = [], list(will.run_ids)
-            _log_refusal(will, ", ".join(will.run_ids), exc)
+            _log_refusal(will, listed(will.run_ids), exc)
         except Exception:  # a bug: logged, never the daemon's end
-            logger.exception("Could not fail the runs %s of exited process %d", ", ".join(will.run_ids), will.pid)
+            logger.exception("Could not fail the runs %s of exited process %d", listed(will.run_ids), will.pid)
             failed, refused = [], []
         finally:
             self._being_applied.discard(will)
@@ -424,7 +436,7 @@ class Wills:
             self._pending[client_id] = will
             self.waiting += 1  # until the next check counts it
         else:
-            logger.error("Could not keep the will of exited process %d: runs %s stay RUNNING", will.pid, ", ".join(run_ids))
+            logger.error("Could not keep the will of exited process %d: runs %s stay RUNNING", will.pid, listed(run_ids))
 
     def status(self) -> dict[str, object]:
         """Its counters in ``trackd daemon status``."""
@@ -434,7 +446,18 @@ class Wills:
             # and whose batches wait to be written or whose spool waits for `trackd sync`.
             "wills_pending": len(self._pending) + len(self._being_applied),
             "wills_waiting": self.waiting,
+            # Run ids of wills refused past MAX_WILL_RUN_IDS: not failed if their process is killed.
+            "will_runs_refused": self.budget.refused,
         }
+
+    def _held(self, instead: Will | None) -> int:
+        """How many run ids the wills hold, but ``instead``'s (a will about to be replaced).
+
+        Counted anew at each change, as wills change in many places; an OwnedRuns or SpooledWill is
+        rare (a run's start or end), and ~11,000 wills at most are summed in about a millisecond.
+        """
+        wills = {id(will): will for wills in (self._pending.values(), self._being_applied, self._live) for will in wills}
+        return sum(len(will.run_ids) for will in wills.values() if will is not instead)
 
 
 def _rows(wills: list[Will]) -> list[Row]:
@@ -459,7 +482,9 @@ def _decode(item: object) -> Will:
     if started is not None and (not isinstance(started, int) or isinstance(started, bool)):
         raise TypeError(f"started is {started!r}, expected a whole number or null")
     if not all(isinstance(run_id, str) for run_id in run_ids):
-        raise TypeError(f"run_ids is {run_ids!r}, expected a list of strings")
+        raise TypeError(f"run_ids is {str(run_ids)[:200]}, expected a list of strings")
+    if len(run_ids) > MAX_OWNED_RUNS or not all(map(is_run_id, run_ids)):  # as OwnedRuns takes them
+        raise ValueError(f"run_ids holds {len(run_ids)} items, expected at most {MAX_OWNED_RUNS} run ids the store takes")
     # Checked as a client's Hello is: the daemon writes there.
     store_root = validate_store_root(_field(item, "store_root", str))
     session = Session(_field(item, "client_id", str), pid, _field(item, "host", str), store_root)
@@ -511,7 +536,7 @@ def _leave_to_live_owners(due: list[Will], live: list[Will]) -> None:
         if kept:
             will.run_ids = tuple(run_id for run_id in will.run_ids if (root, run_id) not in owned)
             logger.info(
-                "Process %d exited owning runs %s, which a live process owns too: left to it", will.pid, ", ".join(kept)
+                "Process %d exited owning runs %s, which a live process owns too: left to it", will.pid, listed(kept)
             )
 
 

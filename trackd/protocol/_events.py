@@ -20,6 +20,7 @@ from ._limits import (
     MAX_NAME_LENGTH,
     MAX_OWNED_RUNS,
     MAX_RECORDS_PER_BATCH,
+    MAX_RUN_ID_BYTES,
     MAX_TAGS_PER_RECORD,
     MAX_TEXT_LENGTH,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "SpooledWill",
     "StatusReply",
     "Welcome",
+    "is_run_id",
     "store_unavailable_message",
     "store_unavailable_reason",
 ]
@@ -385,14 +387,33 @@ class SpooledWill(Event):
         _set(self, "seen_ms", seen_ms)
 
 
+# MLflow's _RUN_ID_REGEX (trackd/store/_validation.py's, which the protocol does not import); the
+# length is MAX_RUN_ID_BYTES' to check, as the store checks it.
+_RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]*")
+
+
+def is_run_id(run_id: object) -> bool:
+    """Whether ``run_id`` is a run id the store takes (``store.validate_run_id``'s rule): letters,
+    digits, '_' or '-', starting with a letter or digit, at most MAX_RUN_ID_BYTES in UTF-8."""
+    return (
+        type(run_id) is str and len(run_id) <= MAX_RUN_ID_BYTES and _RUN_ID.fullmatch(run_id) is not None
+        and (run_id.isascii() or len(run_id.encode("utf-8")) <= MAX_RUN_ID_BYTES)
+    )
+
+
 def _require_run_ids(event: object, run_ids: object) -> tuple[str, ...]:
-    """``run_ids`` as a tuple, as msgpack arrays decode (a list is accepted from a caller)."""
+    """``run_ids`` as a tuple, as msgpack arrays decode (a list is accepted from a caller): run ids
+    the store takes, since the daemon keeps them for as long as their process may run."""
     if not isinstance(run_ids, (tuple, list)) or type(run_ids) not in (tuple, list) or len(run_ids) > MAX_OWNED_RUNS:
         raise LocalProtocolError(
             f"{type(event).__name__}.run_ids must be an array of at most {MAX_OWNED_RUNS} run ids, got {_show(run_ids)}."
         )
     for index, run_id in enumerate(run_ids):
-        _require_str(event, f"run_ids[{index}]", run_id)
+        if not is_run_id(run_id):
+            raise LocalProtocolError(
+                f"{type(event).__name__}.run_ids[{index}] must be a run id the store takes: letters, digits, '_' "
+                f"or '-', starting with a letter or digit, at most {MAX_RUN_ID_BYTES} bytes in UTF-8, got {_show(run_id)}."
+            )
     return tuple(run_ids)
 
 

@@ -56,11 +56,17 @@ MAX_TAGS_PER_RECORD = 1000
 MAX_TAGS_SIZE = MAX_FRAME_SIZE // 2
 
 # Run ids in one OwnedRuns: a process owns a run per thread that started one, nested runs included,
-# so tens at most; a thousand ids of MAX_NAME_LENGTH are still only 1 MiB. Kept, not lifted: the
-# daemon holds a will per connection and up to MAX_PENDING_WILLS (10,000) pending, ~90 bytes a
-# run id, so this bounds wills at ~1 GB at the very worst, and the client copies its set at every
-# send. Past it the newest runs are sent; the oldest are not failed (docs/guarantees.md, 3a).
+# so tens at most; a thousand ids of MAX_RUN_ID_BYTES are ~260 KB. Kept, not lifted: the client
+# copies its set at every send. Past it the newest runs are sent; the oldest are not failed
+# (docs/guarantees.md, 3a). What all wills hold together is the daemon's bound (MAX_WILL_RUN_IDS).
 MAX_OWNED_RUNS = 1000
+
+# A run id in OwnedRuns and SpooledWill is one the store takes (MLflow's _RUN_ID_REGEX, and at most
+# this many bytes in UTF-8: it names the run's folder, NAME_MAX; trackd makes 32 hex characters), so
+# the run ids a client may leave the daemon to keep cost what run ids cost. Bounded by
+# MAX_NAME_LENGTH only, 200 clients' 1,000 ids of 1,024 characters took the daemon from 27 to
+# 370 MB and its wills file to 196 MB, which the next daemon read back.
+MAX_RUN_ID_BYTES = 255
 
 # Artifacts up to this size travel inside the frame; larger files are sent as a path for the
 # daemon to copy, so a frame never needs to exceed MAX_FRAME_SIZE.
