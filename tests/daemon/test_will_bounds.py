@@ -207,3 +207,17 @@ def test_a_wills_file_naming_more_run_ids_than_the_bound_is_read_up_to_it(
         assert "forgot the 1 oldest" in line, line
     finally:
         assert daemon.stop() == 0, daemon.log()
+
+
+def test_the_disconnect_line_counts_the_runs_of_a_big_will(daemon: DaemonProcess, store: Path) -> None:
+    ids = hex_ids(MAX_OWNED_RUNS)
+    raw = connected(daemon, store, "many-owned")
+    try:
+        raw.send(OwnedRuns(run_ids=ids, spool_path=""))
+        assert owned(daemon, 1) == [MAX_OWNED_RUNS]
+    finally:
+        raw.close()
+    wait_for(lambda: " disconnected: " in daemon.log(), 20, message="the disconnect line")
+    [line] = [line for line in daemon.log().splitlines() if " disconnected: " in line]
+    assert f"it had not ended 1000 runs ({', '.join(ids[:5])} and 995 more): marked FAILED" in line, line
+    assert ids[5] not in daemon.log()

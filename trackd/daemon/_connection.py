@@ -48,6 +48,7 @@ from ..protocol import (
 )
 from ..store import check_artifact_root, validate_store_root
 from ._budget import DecodeBudget
+from ._will_budget import listed
 from ._wills import Will, exited, watch
 
 if TYPE_CHECKING:
@@ -480,7 +481,7 @@ class ClientConnection:
             # "Marked FAILED" alone was said also of a run whose creation never arrived (the process
             # was killed between telling it and sending it): nothing was failed, the store has no such run.
             said += (
-                f"; it had not ended {counted(len(runs), 'run')} ({', '.join(runs)}): marked FAILED once its "
+                f"; it had not ended {counted(len(runs), 'run')} ({listed(runs)}): marked FAILED once its "
                 f"process has exited if {'it is' if len(runs) == 1 else 'they are'} RUNNING in the store then, unless it reconnects"
             )
         return said
