@@ -49,7 +49,7 @@ class SyncResult(Value):
     """What delivering one spool file did (filled in as it goes)."""
 
     __slots__ = (
-        "path", "client_id", "batches", "skipped", "other_host", "rejected", "undecodable", "error", "file_fault", "empty", "gone",
+        "path", "client_id", "batches", "skipped", "other_host", "rejected", "rejected_unnamed", "undecodable", "error", "file_fault", "empty", "gone",
         "aside", "written_before", "kept",
     )
 
@@ -71,6 +71,9 @@ class SyncResult(Value):
         self.gone = gone  # delivered meanwhile by another `trackd sync` (or its own process)
         self.other_host = other_host  # left alone: written on that host (see deliver_spool)
         self.rejected: list[str] = [] if rejected is None else rejected
+        # Refused items beyond those ``rejected`` names, one a sentence: the daemon counts those of a
+        # batch past the first it names in one sentence (protocol Rejected.rest).
+        self.rejected_unnamed = 0
         # Batches in the file that do not decode: never sent, so not refused by the store but lost,
         # and gone with the file (see SpoolReader).
         self.undecodable: list[str] = []
@@ -305,6 +308,7 @@ def _take_replies(
             refused[event.seq] = refused_message(event.seq, records, event.message)
         elif isinstance(event, Rejected):
             result.rejected.append(f"{event.item}: {event.message}")
+            result.rejected_unnamed += event.items - 1
         elif isinstance(event, FlushDone):
             result.batches = len(sent.keys() - refused.keys())
             return True
@@ -404,7 +408,7 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
             if result.rejected:
                 warn(
                     f"delivered the spool {result.path} of an exited process; the store refused "
-                    f"{counted(len(result.rejected), 'item')} in it: {_some(result.rejected)}"
+                    f"{counted(len(result.rejected) + result.rejected_unnamed, 'item')} in it: {_some(result.rejected)}"
                 )
             if result.undecodable:
                 # Never sent: not the store's refusal.

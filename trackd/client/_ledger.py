@@ -194,7 +194,7 @@ class Ledger:
         """Apply one reply from the daemon other than an Ack (``ack`` takes those)."""
         if isinstance(event, Rejected):
             self.rejected += event.events
-            named = self._refusals.add_item(event.item, event.message, event.events)
+            named = self._refusals.add_item(event.item, event.message, event.events, items=event.items)
             global _warned_rejected_pid
             if _warned_rejected_pid != os.getpid():
                 # A store refusing items (its permissions, a key clashing with a folder) was heard of

@@ -23,15 +23,18 @@ MAX_NAMED_ITEMS = 100
 class Named:
     """An item refused, named once however often it is refused again for the same reason."""
 
-    __slots__ = ("events", "first", "item", "points", "reason", "times")
+    __slots__ = ("events", "first", "item", "items", "points", "reason", "times")
 
-    def __init__(self, item: str, reason: str | None, first: str, *, events: int, points: bool) -> None:
+    def __init__(self, item: str, reason: str | None, first: str, *, events: int, points: bool, items: int = 1) -> None:
         self.item = item  # as the daemon names it, without its count of points
         self.reason = reason  # None: ``item`` is a whole sentence (one of this process's own losses)
         self.first = first  # the sentence of its first refusal, as said then
         self.events = events
         self.points = points  # its events are a metric's points, counted so in its sentence
         self.times = 1
+        # The refused items its refusals stand for: ``times``, but for a daemon's count of those it
+        # did not name (protocol Rejected.rest), which is named as one.
+        self.items = items
 
     def sentence(self) -> str:
         """The sentence of its first refusal, or, refused again since, one that counts them all."""
@@ -65,31 +68,35 @@ class Refusals:
         the item it counts on, or None (not named)."""
         return self._add(sentence, None, records, sentence, points=False)
 
-    def add_item(self, item: str, reason: str, records: int) -> int | None:
-        """Count the daemon's refusal of ``item`` (``records`` events) for ``reason`` (see ``add``)."""
+    def add_item(self, item: str, reason: str, records: int, *, items: int = 1) -> int | None:
+        """Count the daemon's refusal of ``item`` (``records`` events) for ``reason`` (see ``add``);
+        ``items``: the refused items it stands for (a daemon counts those past the ones it names in one)."""
         # The daemon adds a metric's count of points to its name when there are more than one
         # ("metric 'loss' of run ... (400 points)", store/_write_rules.with_points): the same key
         # in the next batch is the same item.
         suffix = f" ({records} points)"
         points = records != 1 and item.endswith(suffix)
-        return self._add(item.removesuffix(suffix) if points else item, reason, records, f"{item}: {reason}", points=points)
+        return self._add(
+            item.removesuffix(suffix) if points else item, reason, records, f"{item}: {reason}", points=points, items=items,
+        )
 
-    def _add(self, item: str, reason: str | None, records: int, first: str, *, points: bool) -> int | None:
-        self.items += 1
+    def _add(self, item: str, reason: str | None, records: int, first: str, *, points: bool, items: int = 1) -> int | None:
+        self.items += items
         self.events += records
         index = self._index.get((item, reason))
         if index is not None:
             named = self.named[index]
             named.times += 1
+            named.items += items
             named.events += records
             named.points = named.points or points
             return index
         if len(self.named) >= MAX_NAMED_ITEMS:
-            self.unnamed_items += 1
+            self.unnamed_items += items
             self.unnamed_events += records
             return None
         self._index[(item, reason)] = len(self.named)
-        self.named.append(Named(item, reason, first, events=records, points=points))
+        self.named.append(Named(item, reason, first, events=records, points=points, items=items))
         return len(self.named) - 1
 
     def sentences(self) -> list[str]:
@@ -115,7 +122,7 @@ class Refusals:
             if not again:
                 return f"{said}: the refusal warned of above."
             return f"{said}: the refusal warned of above, and {again} more of that item for the same reason."
-        more = self.items - first.times
+        more = self.items - first.items
         if not more:
             return f"{said}: {first.sentence()}"
         if skip is None:

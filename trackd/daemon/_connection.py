@@ -250,6 +250,10 @@ class ClientConnection:
         except TrackdError as exc:
             logger.error("Could not send %s to %s: %s", type(event).__name__, self.peer, exc)
 
+    def replies_unread(self) -> bool:
+        """Whether the client leaves more than MAX_UNREAD_REPLY_BYTES of replies unread (past the kernel's buffer)."""
+        return self.writer.transport.get_write_buffer_size() > MAX_UNREAD_REPLY_BYTES
+
     async def refuse(self, code: str, message: str, *, pid: int | None = None, log: bool = True) -> None:
         """Turn a new connection away before reading it: say why in one ErrorReply, log it (if ``log``), close.
 

@@ -291,6 +291,28 @@ class Rejected(Event):
         _set(self, "message", message)
         _set(self, "events", events)
 
+    @classmethod
+    def rest(cls, *, first_seq: int, seq: int, items: int, events: int, message: str) -> Rejected:
+        """The one Rejected that counts ``items`` refused items (``events`` events) of batches
+        ``first_seq`` to ``seq`` the daemon did not name one by one (``message`` says why)."""
+        batches = f"batch {seq}" if first_seq == seq else f"batches {first_seq} to {seq}"
+        return cls(seq=seq, item=f"{items} more {'item' if items == 1 else 'items'} of {batches}", message=message, events=events)
+
+    @property
+    def items(self) -> int:
+        """The refused items it stands for: more than one for a ``rest``."""
+        found = _REST_ITEM.match(self.item)
+        return int(found.group(1)) if found else 1
+
+
+# A daemon names at most so many refused items of a batch, each in a Rejected (a client that never
+# read them grew the daemon by hundreds of MB); one more Rejected counts the rest, in its item,
+# which both sides build and read here. A field of its own would take a new protocol version,
+# which every daemon running before it would refuse; an older client counts it as one item, and
+# still says the sentence. Items the store names begin with their kind ("param 'lr' of run ..."),
+# never with a number.
+_REST_ITEM = re.compile(r"([1-9][0-9]*) more items? of batch(?:es)? [0-9]")
+
 
 class GetStatus(Event):
     """Ask the daemon for its counters (what ``trackd daemon status`` shows)."""
