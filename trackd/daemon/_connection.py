@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from .._peer import peer_closed, peer_done_sending
+from .._peer import peer_closed, peer_done_sending, peer_pid
 from .._words import counted
 from ..errors import RemoteProtocolError, TrackdError
 from ..protocol import (
@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("trackd.daemon")
 
 READ_SIZE = 256 * 1024
+# A peer before its Hello names it.
+UNKNOWN_PEER = "unknown client"
 # What one connection may make the daemon hold. The protocol refuses a header announcing more than
 # MAX_FRAME_SIZE, so the partial frame buffered between reads never exceeds this; checked anyway,
 # because a connection that held more would be a bug worth closing it for.
@@ -98,7 +100,7 @@ class ClientConnection:
         # peer the daemon cannot watch, or a control connection.
         self.will: Will | None = None
         self._unwatched = False
-        self.peer = "unknown client"
+        self.peer = UNKNOWN_PEER
         self.budget = DecodeBudget.full(server.config.max_events_per_second, time.monotonic())
         self._throttled = False
         # Shutdown: the peer's process has exited, so the connection is read to its end (see
@@ -160,9 +162,20 @@ class ClientConnection:
                 # A client (it said Hello) was killed, or gave a stalled daemon up, while sending:
                 # what it had not finished sending it sends again or spools. Not a protocol error.
                 logger.info("%s closed its connection in the middle of a frame", self.peer)
+            elif self.protocol.closed_mid_hello:
+                # Nor is a client killed as it sent its Hello: a storm of connections closed so was
+                # counted and logged as protocol errors, one each. Said once per process.
+                if self._first_of_kind("closed mid-Hello"):
+                    logger.info("%s closed in the middle of its Hello (logged once per process)", self._who())
             else:
+                # One line per process and kind: a process sending garbage on 1,000 connections
+                # logged 1,000 warnings. Status counts every one.
                 self.server.state.counters.protocol_errors += 1
-                logger.warning("%s broke the protocol and was disconnected: %s", self.peer, exc)
+                if self._first_of_kind(ErrorCode.BAD_FRAME):
+                    logger.warning(
+                        "%s broke the protocol and was disconnected: %s (logged once per process; status counts "
+                        "protocol errors)", self._who(), exc,
+                    )
             self._name_refused(exc)
             self.send(ErrorReply(request_id=0, code=ErrorCode.BAD_FRAME, message=str(exc)))
         except (ConnectionError, OSError) as exc:
@@ -199,8 +212,33 @@ class ClientConnection:
     def _no_hello(self) -> None:
         if self.protocol.state is State.AWAIT_HELLO and not self.server.stopping:
             self.server.state.counters.protocol_errors += 1
-            logger.warning("A connection sent no Hello within %g s of connecting and was closed", HELLO_TIMEOUT)
+            if self._first_of_kind("no Hello"):
+                logger.warning(
+                    "%s sent no Hello within %g s of connecting and was closed (logged once per process; status "
+                    "counts protocol errors)", self._who().capitalize(), HELLO_TIMEOUT,
+                )
             self.writer.transport.abort()  # its read returns end of stream
+
+    def _kernel_pid(self) -> int | None:
+        """The peer's pid as the kernel says (0: in another pid namespace; None: it cannot say)."""
+        sock = self.writer.get_extra_info("socket")
+        try:
+            return None if sock is None else peer_pid(sock)
+        except OSError:
+            return None
+
+    def _who(self) -> str:
+        """The peer in a log line: as its Hello named it, else by the kernel's pid."""
+        if self.peer != UNKNOWN_PEER:
+            return self.peer
+        pid = self._kernel_pid()
+        return f"a connection of pid {pid}" if pid else "a connection of a process the kernel does not name"
+
+    def _first_of_kind(self, kind: str) -> bool:
+        """True the first time the peer's process (the kernel's pid) gets a line of ``kind``, as
+        for refusals (ServerState.first_refusal); always where the kernel does not say its pid."""
+        pid = self._kernel_pid()
+        return not pid or self.server.state.first_refusal(f"pid {pid}: {kind}")
 
     async def _within_budget(self, decoded: int) -> None:
         """Stop reading while this connection is over its decode budget and another client waits on a flush.

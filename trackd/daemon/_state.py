@@ -203,7 +203,8 @@ class ServerState:
     error_kinds: dict[str, int] = field(default_factory=dict)
     # When each of those last happened, and whether a store's refusal has ended (status shows both).
     error_times: dict[str, ErrorTimes] = field(default_factory=dict)
-    # Peers refused at the handshake, and why: each is logged once (see ClientConnection._refuse).
+    # Peers refused at the handshake, and why, or disconnected for a kind of protocol error: each
+    # is logged once (see ClientConnection._refuse, _first_of_kind, Server._on_connect).
     refused: set[str] = field(default_factory=set)
     # Highest batch written per client id of clients no session holds (forgotten, or recovered from
     # the journal), oldest first: see MAX_RETIRED_CLIENTS.
@@ -248,7 +249,7 @@ class ServerState:
         return self.first_refusal(f"{peer}: {reason}")
 
     def first_refusal(self, entry: str) -> bool:
-        """True the first time ``entry`` (who was refused, and why) is seen, so that it is logged once."""
+        """True the first time ``entry`` (who was refused or disconnected, and why) is seen, so that it is logged once."""
         refused = self.refused
         if entry in refused:
             return False

@@ -31,7 +31,7 @@ from ._events import (
     StatusReply,
     Welcome,
 )
-from ._frames import FRAME_HEADER_SIZE, decode_body, decode_header, encode_frame
+from ._frames import FRAME_HEADER_SIZE, decode_body, decode_header, encode_frame, may_begin_hello
 from ._limits import MAX_FRAME_SIZE
 
 
@@ -139,6 +139,12 @@ class Connection:
         """Whether the peer closed its side with part of a frame sent: it died or gave up while
         sending, which is not garbage on the wire."""
         return self._eof and bool(self._buffer)
+
+    @property
+    def closed_mid_hello(self) -> bool:
+        """Whether the peer closed its side partway through its first frame, and what arrived of
+        it can begin a Hello: a client killed, or giving up, as it connected, not garbage."""
+        return self.closed_mid_frame and not self.last_frame_size and may_begin_hello(self._buffer)
 
     def _next_frame(self) -> Event | NeedData:
         buffer = self._buffer

@@ -174,6 +174,16 @@ def decode_body(body: bytes | bytearray | memoryview) -> Event:
         raise
 
 
+def may_begin_hello(data: bytes | bytearray | memoryview) -> bool:
+    """Whether ``data``, a connection's first bytes, can be the start of a Hello frame: a header,
+    then an array of a Hello's fields (protocol 6's five, or more of a later protocol) led by its code."""
+    body = data[FRAME_HEADER_SIZE:]
+    least = 1 + len(_FIELDS[Hello]) - Hello._optional  # the code, then the fields
+    if len(body) >= 1 and not 0x90 + least <= body[0] <= 0x9F:  # a msgpack fixarray
+        return False
+    return len(body) < 2 or body[1] == _CODES[Hello]
+
+
 def _invalid_text_message(body: bytes | bytearray | memoryview, exc: UnicodeDecodeError) -> str:
     """Name the field whose text is not UTF-8 (only on this error path: decoding again costs)."""
     where = "A text field"
@@ -229,4 +239,4 @@ def _refuse_ext(code: int, data: bytes) -> Any:
     raise LocalProtocolError(f"msgpack extension types are not part of the protocol, got type {code}.")
 
 
-__all__ = ["EVENT_TYPES", "FRAME_HEADER_SIZE", "decode_body", "decode_header", "encode_frame"]
+__all__ = ["EVENT_TYPES", "FRAME_HEADER_SIZE", "decode_body", "decode_header", "encode_frame", "may_begin_hello"]
