@@ -19,9 +19,8 @@ DEFAULT_MAX_BACKLOG_BYTES = 256 * 1024 * 1024
 # allows after room for connections, up to this. Reopening a file per batch costs more than the
 # write itself (79% of the daemon's time with 10,000 files behind a cap of 512).
 MAX_DEFAULT_OPEN_FILES = 16_384
-# Each connection may hold a partial frame of up to MAX_FRAME_SIZE, so this bounds what clients
-# can make the daemon buffer (1024 x 16 MiB at the very worst; a real client's frames are small).
-# A training machine runs tens of processes per user, not thousands.
+# A training machine runs tens of processes per user, not thousands. (What their partial frames
+# may hold has a bound of its own: _partial_frames.MAX_PARTIAL_FRAME_BYTES.)
 DEFAULT_MAX_CONNECTIONS = 1024
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 

@@ -47,6 +47,7 @@ from ..protocol import (
     Welcome,
 )
 from ..store import check_artifact_root, validate_store_root
+from . import _partial_frames
 from ._budget import DecodeBudget
 from ._will_budget import listed
 from ._wills import Will, exited, watch
@@ -107,6 +108,8 @@ class ClientConnection:
         # stop_reading); True once it was.
         self._read_to_end = False
         self.drained = False
+        # Closed for the daemon's budget of partial frames (drop_partial_frame).
+        self._dropped = False
         writer.transport.set_write_buffer_limits(high=MAX_UNREAD_REPLY_BYTES)
 
     async def run(self) -> None:
@@ -123,10 +126,14 @@ class ClientConnection:
                     # live one that only stopped sending, waiting for its replies, gets them too.)
                     self.drained = self._read_to_end and self._peer_exited()
                     return
+                if self._dropped:
+                    return  # drop_partial_frame() closed it; said so there
                 self.server.state.counters.bytes_received += len(data)
                 self.protocol.receive_data(data)
                 decoded = 0
+                frames = 0
                 while (event := self.protocol.next_event()) is not NEED_DATA:
+                    frames += 1
                     if isinstance(event, ConnectionClosed):
                         return
                     assert isinstance(event, Event)
@@ -146,6 +153,8 @@ class ClientConnection:
                         f"The connection holds {self.protocol.buffered_bytes} undecoded bytes; at most "
                         f"{MAX_BUFFERED_BYTES} are kept per connection."
                     )
+                if self._hold_partial_frame(new_frame=frames > 0):
+                    return
                 # Waits only while the client leaves more than MAX_UNREAD_REPLY_BYTES of replies unread.
                 # Not once the peer is gone (it raises then): what it sent before is read on (_streams.py).
                 if not self.writer.is_closing():
@@ -179,7 +188,8 @@ class ClientConnection:
             self._name_refused(exc)
             self.send(ErrorReply(request_id=0, code=ErrorCode.BAD_FRAME, message=str(exc)))
         except (ConnectionError, OSError) as exc:
-            logger.info("%s connection failed: %s", self.peer, exc)
+            if not self._dropped:  # drop_partial_frame() closed it, and said so
+                logger.info("%s connection failed: %s", self.peer, exc)
         except Exception:
             # A bug in serving one client ends that connection, in the daemon's log, never the
             # daemon (asyncio would print it to a stderr nobody reads, and a full pipe blocks).
@@ -195,6 +205,32 @@ class ClientConnection:
             # one read to its end is closed now, so its will waits for what it sent to be written.
             if not self.server.stopping or self.drained:
                 self.close()
+
+    def _hold_partial_frame(self, *, new_frame: bool) -> bool:
+        """Count what this connection holds of a partial frame in the daemon's budget, and close the
+        connections whose partial frames are the oldest while it is over; True if this one was."""
+        partial = self.server.state.partial_frames
+        partial.update(self, self.protocol.buffered_bytes, new_frame=new_frame, now=time.monotonic())
+        while partial.over_budget():
+            oldest, held, since = partial.oldest()
+            oldest.drop_partial_frame(held, since, partial.total)
+        return self._dropped
+
+    def drop_partial_frame(self, held: int, since: float, total: int) -> None:
+        """Close this connection, which holds the oldest partial frame (``held`` bytes of it, begun
+        at ``since``) while connections hold ``total`` bytes of them, over the daemon's budget."""
+        self._dropped = True
+        self.server.state.partial_frames.forget(self)
+        self.server.state.count_error("Connections closed holding the oldest partial frame past the daemon's budget")
+        if self._first_of_kind("partial frame"):
+            logger.warning(
+                "%s was disconnected: it held %s of a frame not whole for %.1f s, the oldest such frame while "
+                "connections held %s of them, over the daemon's budget of %s (a client sends what was not "
+                "acknowledged again; logged once per process, status counts them)",
+                self._who(), counted(held, "byte", grouped=True), time.monotonic() - since, counted(total, "byte", grouped=True),
+                counted(_partial_frames.MAX_PARTIAL_FRAME_BYTES, "byte", grouped=True),
+            )
+        self.writer.transport.abort()  # its read returns end of stream
 
     def _name_refused(self, exc: RemoteProtocolError) -> None:
         """Tell the client which batch or request of its own it must not send again, when the frame says.
@@ -378,6 +414,7 @@ class ClientConnection:
         will, self.will = self.will, None
         self.server.wills.left(will)
         self.server.state.connections.discard(self)
+        self.server.state.partial_frames.forget(self)
         if not self.writer.is_closing():
             self.writer.close()
 

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ._partial_frames import PartialFrames
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -192,6 +194,8 @@ class ServerState:
     # Sessions with flush barriers waiting or sent lately (Server.others_waiting); pruned once a second.
     flushing: set[Session] = field(default_factory=set)
     counters: Counters = field(default_factory=Counters)
+    # What connections hold of frames not whole yet, bounded for the daemon (_partial_frames.py).
+    partial_frames: PartialFrames = field(default_factory=PartialFrames)
     # (monotonic time, records received, records written), sampled for rates; the first is the
     # start, so a daemon younger than a sample interval has rates too.
     samples: collections.deque[tuple[float, int, int]] = field(
