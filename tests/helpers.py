@@ -390,11 +390,15 @@ def replies_to_batch(socket_path: Path, store: Path, records: list[Record]) -> l
 
 
 def refusal(socket_path: Path) -> Event:
-    """Connect to a daemon that turns the connection away before its Hello, and return why (its one reply)."""
+    """Connect as a data client to a daemon that turns it away, before its Hello or (over
+    --max-connections, where a status request is let in) at it, and return why (its one reply)."""
     raw = RawClient(socket_path)
     try:
         # The daemon may send its ErrorReply before reading a Hello; the protocol takes it once one was sent.
-        raw.protocol.send(Hello(protocol_version=PROTOCOL_VERSION, client_id="refused", pid=1, host="", store_root=""))
+        hello = Hello(protocol_version=PROTOCOL_VERSION, client_id="refused", pid=1, host="", store_root="/refused/mlruns")
+        frame = raw.protocol.send(hello)
+        with contextlib.suppress(OSError):  # refused before it, the connection may be closed already
+            raw.send_bytes(frame)
         (reply,) = raw.events_until_closed()
     finally:
         raw.close()

@@ -24,7 +24,8 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
         f"trackd daemon pid {status['pid']} (trackd {status['version']}, loop {status['loop']})",
         f"  socket        {status['socket']}",
         f"  uptime        {duration(float(str(status['uptime_s'])))}",
-        f"  clients       {status['clients_connected']} connected, {status.get('clients_known', len(clients) if isinstance(clients, (list, tuple)) else 0)} known",
+        f"  clients       {status['clients_connected']} connected, {status.get('clients_known', len(clients) if isinstance(clients, (list, tuple)) else 0)} known"
+        f"{_connection_limit(status)}",
         f"  received      {_count(status['records_received'], 'event')}, {byte_size(status.get('bytes_received', 0))} ({_n(status['receive_rate'])} events/s {rate_window})",
         f"  written       {_count(status['records_written'], 'event')}, {_count(status['metric_points_written'], 'metric point')} ({_n(status['write_rate'])} events/s {rate_window})",
         f"  backlog       {_count(status['backlog_records'], 'event')} waiting to be written ({byte_size(status.get('backlog_bytes', 0))}, estimated)",
@@ -127,12 +128,19 @@ def duration(seconds: float) -> str:
     return " ".join(parts)
 
 
-
-
 def _runs_refused(status: Mapping[str, object]) -> str:
     """The runs clients owned that the daemon's wills had no room for, if any (absent from an older daemon's reply)."""
     refused = status.get("will_runs_refused", 0)
     return f"; {_count(refused, 'run')} not watched: the wills were full (MAX_WILL_RUN_IDS)" if refused else ""
+
+
+def _connection_limit(status: Mapping[str, object]) -> str:
+    """How many clients the daemon serves at once, and the flag it lowered to fit its file limit; "" from an older daemon."""
+    limit, given = status.get("max_connections"), status.get("max_connections_given")
+    if limit is None:
+        return ""
+    lowered = f", lowered from --max-connections {given} to fit its file limit" if given != limit else ""
+    return f"; at most {limit} served at once{lowered}"
 
 
 def error_lines(status: Mapping[str, object]) -> list[str]:

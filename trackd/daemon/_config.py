@@ -22,6 +22,21 @@ MAX_DEFAULT_OPEN_FILES = 16_384
 # A training machine runs tens of processes per user, not thousands. (What their partial frames
 # may hold has a bound of its own: _partial_frames.MAX_PARTIAL_FRAME_BYTES.)
 DEFAULT_MAX_CONNECTIONS = 1024
+# What the file limit (the soft RLIMIT_NOFILE) must leave besides data connections, so that they
+# never take the last descriptors: with `ulimit -n 1024`, 1,000 idle clients used every one, new
+# clients were reset with no reply (libuv accepts and closes what it has no descriptor for), status
+# said "hung", and a connected client's new metric files failed "Too many open files".
+# The daemon's own: stdio, its log, lock, journal and wills journal, its listening socket (two
+# while it binds a new one), the event loop's, the writer's passing files, the copier threads' files.
+OWN_FILES_RESERVE = 64
+# Status and stop requests (a Hello without a store) served beyond --max-connections: `trackd
+# daemon status` answers while data clients fill every slot.
+CONTROL_CONNECTIONS = 8
+# Connections accepted at once over every limit, each to be refused with its ErrorReply (which it
+# holds for up to a second, its Hello read and discarded); a burst beyond them may be reset.
+REFUSAL_RESERVE = 32
+# The least of the metric-file cache (--max-open-files, or as the file limit allows).
+MIN_OPEN_FILES = 64
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 
@@ -43,3 +58,12 @@ class DaemonConfig:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     # Exit after this many seconds without clients (0: never). The client starts daemons with one.
     idle_timeout: float = 0.0
+
+
+def fitted_connections(max_connections: int, max_open_files: int | None, file_limit: int) -> int:
+    """``max_connections`` lowered, when it must be, so that data connections, status requests, refusals,
+    the daemon's own files and the metric-file cache's least (``max_open_files`` if smaller) fit
+    ``file_limit``; at least 1."""
+    files = min(max_open_files or MIN_OPEN_FILES, MIN_OPEN_FILES)
+    room = file_limit - files - OWN_FILES_RESERVE - CONTROL_CONNECTIONS - REFUSAL_RESERVE
+    return max(1, min(max_connections, room))

@@ -442,7 +442,10 @@ class ClientConnection:
                 return
             self.server.flush(session, event.request_id)
         elif isinstance(event, Hello):
-            self._on_hello(event)
+            if event.store_root and (refusal := self.server.over_limit(self)) is not None:
+                await self.server.turn_away(self, *refusal)  # a data client over --max-connections
+            else:
+                self._on_hello(event)
         elif isinstance(event, GetExperiment):
             root = self._require_store(event)
             artifact_root = self._session().artifact_root

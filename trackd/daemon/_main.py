@@ -95,7 +95,7 @@ def add_tuning_flags(parser: argparse.ArgumentParser, *, defaults: bool = True) 
         flag("--max-age", DEFAULT_MAX_AGE, type=_seconds, help="longest a received event waits before its write starts, in seconds, 0 or more, at most 604800 (a week)"),
         flag("--max-records", DEFAULT_MAX_RECORDS, type=_positive_int, help="events (metric points, params, tags...) per write, at least 1"),
         flag("--max-open-files", None, type=_positive_int, help="descriptors kept open for metric files and, a sixteenth of them, their folders (another sixteenth, at most 48, for the folders a write of params and tags holds), all stores together, at least 1 (default: as many as the file limit allows after room for connections, up to 16384)"),
-        flag("--max-connections", DEFAULT_MAX_CONNECTIONS, type=_positive_int, help="client connections served at once, at least 1; more are refused"),
+        flag("--max-connections", DEFAULT_MAX_CONNECTIONS, type=_positive_int, help="client connections served at once, at least 1; more are refused (status requests get 8 more); lowered at start, with a warning, to what the file limit (ulimit -n) leaves after the metric files' least and 104 descriptors of the daemon's own"),
         flag(
             "--max-events-per-second", DEFAULT_MAX_EVENTS_PER_SECOND, type=_positive_int,
             help="each connection's budget of decoded events (metric points, params, ...) per second; a connection over it "

@@ -22,7 +22,10 @@ from .._words import counted
 from ..protocol import Ack, ErrorCode, Hello
 from ._applier import Applier
 from ._batcher import Batcher
-from ._config import MAX_DEFAULT_OPEN_FILES, DaemonConfig
+from ._config import (
+    CONTROL_CONNECTIONS, MAX_DEFAULT_OPEN_FILES, MIN_OPEN_FILES, OWN_FILES_RESERVE, REFUSAL_RESERVE, DaemonConfig,
+    fitted_connections,
+)
 from ._connection import ClientConnection
 from ._copies import COPY_STOP_SECONDS, Copies
 from ._files import AlreadyRunning, open_journal, remove_daemon_files, remove_stale_socket, take_lock, write_pid_file
@@ -56,7 +59,9 @@ class Server(WritePath):
         self.pid = os.getpid()
         self.state = ServerState()
         self.batcher = Batcher(max_records=config.max_records, max_bytes=config.max_bytes, max_age=config.max_age)
-        self.applier = Applier(max_open_files=config.max_open_files or 64)
+        self.applier = Applier(max_open_files=config.max_open_files or MIN_OPEN_FILES)
+        # Data connections served at once: --max-connections, lowered at start to fit the file limit.
+        self.max_connections = config.max_connections
         self.stopping = False
         self.loop_name = "asyncio"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trackd-writer")
@@ -131,7 +136,8 @@ class Server(WritePath):
         )
 
     def _open_files_budget(self) -> int:
-        """Raise this process's file limit to its hard limit and size the metric-file cache from it."""
+        """Raise this process's file limit to its hard limit, fit the connections to it and size the
+        metric-file cache from it."""
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if hard == resource.RLIM_INFINITY or hard > soft:
             target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
@@ -140,10 +146,21 @@ class Server(WritePath):
                 soft = target
             except (ValueError, OSError):
                 pass  # keep the soft limit we have
+        self.max_connections = fitted_connections(self.config.max_connections, self.config.max_open_files, soft)
+        if self.max_connections < self.config.max_connections:
+            logger.warning(
+                "Serving at most %s at once, not %d (--max-connections): the file limit (RLIMIT_NOFILE) is %d, and %d "
+                "descriptors are kept for metric files, %d for the daemon's own files, %d for status requests and %d to "
+                "refuse connections over the limit with a reply; raise the limit (ulimit -n) to serve more",
+                counted(self.max_connections, "client connection"), self.config.max_connections, soft,
+                min(self.config.max_open_files or MIN_OPEN_FILES, MIN_OPEN_FILES), OWN_FILES_RESERVE,
+                CONTROL_CONNECTIONS, REFUSAL_RESERVE,
+            )
         if self.config.max_open_files is not None:
             return self.config.max_open_files
         # Keep room for every client connection and the daemon's own files.
-        budget = max(64, min(MAX_DEFAULT_OPEN_FILES, soft - self.config.max_connections - 64))
+        reserved = self.max_connections + OWN_FILES_RESERVE + CONTROL_CONNECTIONS + REFUSAL_RESERVE
+        budget = max(MIN_OPEN_FILES, min(MAX_DEFAULT_OPEN_FILES, soft - reserved))
         logger.info("Keeping up to %d metric files open (file limit %d)", budget, soft)
         return budget
 
@@ -256,6 +273,9 @@ class Server(WritePath):
             "uptime_s": round(now - self.state.started_at, 3),
             "clients_connected": sum(1 for s in self.state.sessions.values() if s.connection is not None),
             "clients_known": len(self.state.sessions),
+            # Data connections served at once, and the flag's value when the file limit lowered it.
+            "max_connections": self.max_connections,
+            "max_connections_given": self.config.max_connections,
             "clients": clients,
             "records_received": c.records_received,
             "bytes_received": c.bytes_received,
@@ -291,14 +311,7 @@ class Server(WritePath):
         conn = ClientConnection(self, reader, writer)
         refusal = self._admission(writer)
         if refusal is not None:
-            self.state.counters.connections_refused += 1
-            # A client turned away tries again every 2 s while it runs: over --max-connections, one
-            # job logged a line per attempt. Each process's first refusal of a kind is logged.
-            try:
-                pid = peer_pid(writer.get_extra_info("socket"))
-            except OSError:
-                pid = None  # as its uid could not be read: logged each time
-            await conn.refuse(*refusal, pid=pid, log=pid is None or self.state.first_refusal(f"pid {pid}: {refusal[0]}"))
+            await self.turn_away(conn, *refusal)
             return
         self.state.connections.add(conn)
         self.state.counters.connections += 1
@@ -322,12 +335,48 @@ class Server(WritePath):
                 f"Connection refused: the connecting process runs as uid {uid}, and this trackd daemon "
                 f"serves only uid {os.getuid()}; each user runs their own daemon."
             )
-        if len(self.state.connections) >= self.config.max_connections:
-            return ErrorCode.TOO_MANY_CONNECTIONS, (
-                f"The trackd daemon already serves {counted(len(self.state.connections), 'connection')}, its limit "
-                f"(--max-connections {self.config.max_connections}); close idle clients or raise the limit."
-            )
+        # A status request is told apart only by its Hello: up to CONTROL_CONNECTIONS more are let in
+        # here, and a data client's Hello over the limit is refused then (over_limit).
+        if len(self.state.connections) >= self.max_connections + CONTROL_CONNECTIONS:
+            return self._too_many(len(self.state.connections))
         return None
+
+    def over_limit(self, conn: ClientConnection) -> tuple[str, str] | None:
+        """Why data client ``conn``, its Hello just read, is turned away (too many others); None to serve it.
+
+        The others counted are every connection not known to be a status request: those still
+        waiting for their Hello may be data clients (one that never sends it holds a slot until
+        HELLO_TIMEOUT).
+        """
+        others = sum(
+            1 for other in self.state.connections
+            if other is not conn and (other.session is None or other.session.store_root)
+        )
+        return self._too_many(others) if others >= self.max_connections else None
+
+    def _too_many(self, serving: int) -> tuple[str, str]:
+        lowered = (
+            f", lowered from {self.config.max_connections} to fit the file limit"
+            if self.max_connections < self.config.max_connections else ""
+        )
+        return ErrorCode.TOO_MANY_CONNECTIONS, (
+            f"The trackd daemon already serves {counted(serving, 'connection')}, its limit "
+            f"(--max-connections {self.max_connections}{lowered}); close idle clients or raise the limit."
+        )
+
+    async def turn_away(self, conn: ClientConnection, code: str, message: str) -> None:
+        """Refuse ``conn`` with ``code`` and ``message`` (``ClientConnection.refuse``), counted in status."""
+        self.state.counters.connections_refused += 1
+        # Not counted while it says why (up to REFUSAL_LINGER): the refused would take the slots
+        # status requests are kept.
+        self.state.connections.discard(conn)
+        # A client turned away tries again every 2 s while it runs: over --max-connections, one
+        # job logged a line per attempt. Each process's first refusal of a kind is logged.
+        try:
+            pid = peer_pid(conn.writer.get_extra_info("socket"))
+        except OSError:
+            pid = None  # as its uid could not be read: logged each time
+        await conn.refuse(code, message, pid=pid, log=pid is None or self.state.first_refusal(f"pid {pid}: {code}"))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
