@@ -1,4 +1,5 @@
-"""Who is on the other end of a Unix socket: the peer's uid and pid, as the kernel reports them.
+"""Who is on the other end of a Unix socket: the peer's uid and pid, as the kernel reports them;
+and reaching that end (``connect``), while its listen queue is full too.
 
 Both ends ask. The daemon checks each connection before a byte of it is read: the socket directory
 (0700) and the socket (0600) already keep other users out, but modes can be loosened by mistake (a
@@ -15,6 +16,7 @@ import select
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable
 
 # struct ucred { pid_t pid; uid_t uid; gid_t gid; } (unix(7), SO_PEERCRED).
@@ -124,3 +126,30 @@ def process_state(pid: int) -> tuple[str | None, int | None]:
         return fields[0].decode("ascii", "replace"), int(fields[19])
     except (OSError, ValueError, IndexError):
         return None, None
+
+
+# How long ``connect`` sleeps between tries while the listener's queue is full.
+CONNECT_RETRY_INTERVAL = 0.01
+
+
+def connect(sock: socket.socket, path: str, timeout: float, *, give_up: Callable[[], bool] | None = None) -> None:
+    """Connect Unix socket ``sock`` to ``path`` within ``timeout`` seconds (``sock``'s timeout then).
+
+    A connect with a timeout is non-blocking, and on a Unix socket whose listen queue is full it
+    fails with EAGAIN at once, where TCP would wait: `trackd daemon status` said "not running" of a
+    daemon whose queue a burst of clients filled for a moment. It is tried again, every
+    CONNECT_RETRY_INTERVAL, until ``timeout`` passes or ``give_up()`` says so; then its EAGAIN
+    (BlockingIOError) is raised. Any other error is raised at once.
+    """
+    deadline = time.monotonic() + timeout
+    sock.settimeout(timeout)
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (give_up is not None and give_up()):
+                raise
+        time.sleep(min(CONNECT_RETRY_INTERVAL, remaining))
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))

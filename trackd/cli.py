@@ -36,7 +36,7 @@ from .client._spool import default_spool_dir, spool_files
 from .client._spool_census import spool_census
 from .client._transport import DaemonRefused
 from ._limits import MAX_SECONDS
-from ._peer import peer_uid, process_state
+from ._peer import connect, peer_uid, process_state
 from ._pinned import PinnedProcess
 from ._status_text import spool_lines, status_lines
 from .daemon._listener import WATCH_INTERVAL
@@ -382,8 +382,7 @@ def _listener_uid(paths: DaemonPaths) -> int | None:
     listens or the platform cannot tell."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        probe.settimeout(5.0)
-        probe.connect(str(paths.socket))
+        connect(probe, str(paths.socket), 5.0)
         return peer_uid(probe)
     except OSError:
         return None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .._paths import DaemonPaths, daemon_lock, lock_holder, private_directory_problem, read_pid_file
-from .._peer import peer_pid, process_state
+from .._peer import connect, peer_pid, process_state
 from ..errors import DaemonUnavailable
 from ..protocol import NEED_DATA, ErrorCode, ErrorReply, GetStatus, StatusReply
 from ._names import random_id
@@ -58,8 +58,7 @@ def listener_pid(socket_path: Path, *, ask: bool = True, timeout: float = 5.0) -
     """
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        probe.settimeout(timeout)
-        probe.connect(str(socket_path))
+        connect(probe, str(socket_path), timeout)
         pid = peer_pid(probe)
     except OSError:
         return None

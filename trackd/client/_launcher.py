@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 from .._paths import (
     ALREADY_RUNNING_EXIT_CODE, DaemonPaths, daemon_lock, default_paths, ensure_private_directory, socket_path_problem,
 )
+from .._peer import connect
 from ..errors import DaemonUnavailable
 from ._fork_hold import HELD_ACROSS_FORK
 from ._transport import end_connection, gave_up_error
@@ -44,8 +45,7 @@ def daemon_answers(path: Path, timeout: float = 1.0) -> bool:
     """Whether something accepts connections on the socket at ``path``."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        probe.settimeout(timeout)
-        probe.connect(str(path))
+        connect(probe, str(path), timeout)
         return True
     except OSError:
         return False

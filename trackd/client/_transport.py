@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .._paths import SOCKET_ENV, private_directory_problem
-from .._peer import peer_uid
+from .._peer import connect, peer_uid
 from ..errors import DaemonUnavailable, RemoteProtocolError
 from ..protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ErrorCode, ErrorReply, Hello, OwnedRuns, Role, Welcome
 
@@ -146,8 +146,7 @@ class Transport:
         _OPEN_TRANSPORTS.add(self)
         try:
             with map_socket_errors(path):
-                sock.settimeout(timeout)
-                sock.connect(str(path))
+                connect(sock, str(path), timeout, give_up=interrupt.requested if interrupt is not None else None)
                 sock.setblocking(False)
                 check_listener(sock, path)
         except BaseException:

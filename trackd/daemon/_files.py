@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from .._paths import DaemonPaths
+from .._peer import connect
 from ..store import JournalUnreadable, WriteJournal
 
 if TYPE_CHECKING:
@@ -62,8 +63,7 @@ def remove_stale_socket(path: Path) -> None:
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        probe.settimeout(1.0)
-        probe.connect(str(path))
+        connect(probe, str(path), 1.0)
     except OSError:
         logger.info("Removing stale socket %s", path)
         path.unlink()
