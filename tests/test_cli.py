@@ -162,7 +162,7 @@ def test_status_of_a_stopped_daemon_names_its_pid_and_says_it_does_not_answer(pa
     finally:
         os.kill(pid, signal.SIGCONT)
     assert result.returncode == 1
-    assert f"trackd daemon pid {pid} listens on {paths.socket} but does not answer (" in result.stderr
+    assert f"trackd daemon pid {pid} listens on {paths.socket} but does not answer; it is stopped (SIGSTOP" in result.stderr
     assert "not running" not in result.stderr
 
 

@@ -129,7 +129,7 @@ def test_status_of_a_stopped_daemon_says_it_is_stopped_and_how_to_resume_it(daem
             env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60,
         )
     assert result.returncode == 1
-    assert f"trackd daemon pid {daemon.pid} listens on {daemon.paths.socket} but does not answer (" in result.stderr
+    assert f"trackd daemon pid {daemon.pid} listens on {daemon.paths.socket} but does not answer; " in result.stderr
     assert f"; it is stopped (SIGSTOP, or Ctrl-Z in its terminal): `kill -CONT {daemon.pid}` resumes it" in result.stderr
     assert "starting, stopping or hung" not in result.stderr
 
