@@ -38,3 +38,29 @@ def test_status_of_a_stopped_daemon_says_so_without_asking_it(socket_path: Path,
         )
     finally:
         assert daemon.stop() == 0, daemon.log()
+
+
+def test_a_daemon_killed_with_sigkill_is_named_by_the_next_one_in_its_log_and_status(socket_path: Path, tmp_path: Path) -> None:
+    # A killed daemon left its pid file and no exit report, and the next one started without a word.
+    killed = DaemonProcess(socket_path).start()
+    killed.kill()
+    daemon = DaemonProcess(socket_path).start()
+    try:
+        assert daemon.status()["unclean_exit_pid"] == killed.pid
+        result = status(socket_path, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert (
+            f"\n  last daemon   pid {killed.pid} ended without a clean exit before this one started (killed or crashed: see the log)\n"
+        ) in result.stdout
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+    warned = [line for line in daemon.log().splitlines() if " WARNING " in line]
+    assert len(warned) == 1 and f"The previous daemon pid {killed.pid} ended without a clean exit (killed by kill -9 " in warned[0], warned
+    # Stopped cleanly, it is no one's news: the next daemon says nothing.
+    daemon = DaemonProcess(socket_path).start()
+    try:
+        assert daemon.status()["unclean_exit_pid"] is None
+        assert "last daemon" not in status(socket_path, tmp_path).stdout
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+    assert " WARNING " not in daemon.log().split(f"pid {daemon.pid} ", 1)[1], daemon.log()

@@ -40,6 +40,9 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
         f"{_n(status.get('wills_waiting', 0))} of them exited and waiting for their events to be written, their spool "
         "delivered or their store to take writes again" + _runs_refused(status),
     ]
+    unclean = status.get("unclean_exit_pid")
+    if unclean is not None:
+        lines.append(f"  last daemon   pid {unclean} ended without a clean exit before this one started (killed or crashed: see the log)")
     copies = status.get("copies")
     if isinstance(copies, (list, tuple)):
         lines += [

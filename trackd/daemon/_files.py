@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from .._paths import DaemonPaths
+from .._paths import DaemonPaths, read_exit_report, read_pid_file
 from .._peer import connect
 from ..store import JournalUnreadable, WriteJournal
 
@@ -71,6 +71,20 @@ def remove_stale_socket(path: Path) -> None:
         raise AlreadyRunning(f"Another process answers on {path}; refusing to replace a live daemon.")
     finally:
         probe.close()
+
+
+def unclean_exit(paths: DaemonPaths) -> int | None:
+    """The pid of the last daemon on this socket when it ended without a clean exit; None otherwise.
+    Call with the lock held, before writing the pid file.
+
+    A daemon that exits cleanly removes its pid file, then writes its exit report; one killed
+    (kill -9, the OOM killer) or crashed leaves its pid file, and no report of its pid. Nothing
+    said so: the next daemon started as if nothing had happened.
+    """
+    pid = read_pid_file(paths)
+    if pid is None or pid <= 0 or read_exit_report(paths, pid) is not None:
+        return None
+    return pid
 
 
 def write_pid_file(path: Path, pid: int) -> None:

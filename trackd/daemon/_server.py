@@ -28,7 +28,9 @@ from ._config import (
 )
 from ._connection import ClientConnection
 from ._copies import COPY_STOP_SECONDS, Copies
-from ._files import AlreadyRunning, open_journal, remove_daemon_files, remove_stale_socket, take_lock, write_pid_file
+from ._files import (
+    AlreadyRunning, open_journal, remove_daemon_files, remove_stale_socket, take_lock, unclean_exit, write_pid_file,
+)
 from ._listener import Listener
 from ._loop import loop_factory
 from ._outages import Outages
@@ -84,6 +86,7 @@ class Server(WritePath):
         # Clients whose batches wait for artifacts to be copied (off the writer thread).
         self.copies = Copies(self._copied)
         self.wills = Wills()  # runs to fail once their process exits without ending them
+        self.unclean_exit_pid: int | None = None  # the last daemon's, if it ended without a clean exit
 
     def run(self) -> None:
         """Run the daemon on its chosen event loop until it is told to stop."""
@@ -105,6 +108,13 @@ class Server(WritePath):
         paths = self.config.paths
         ensure_private_directory(paths.directory)
         self._lock_file = take_lock(paths)
+        self.unclean_exit_pid = unclean_exit(paths)
+        if self.unclean_exit_pid is not None:
+            logger.warning(
+                "The previous daemon pid %d ended without a clean exit (killed by kill -9 or the OOM killer, or "
+                "crashed): it left its pid file %s and no exit report; its clients resend what it had not "
+                "acknowledged, and its log's last lines above may say more", self.unclean_exit_pid, paths.pid,
+            )
         remove_stale_socket(paths.socket)
         # Undo a write that a previous daemon did not finish, and learn what it did finish.
         journal = open_journal(paths)
@@ -276,6 +286,7 @@ class Server(WritePath):
             # Data connections served at once, and the flag's value when the file limit lowered it.
             "max_connections": self.max_connections,
             "max_connections_given": self.config.max_connections,
+            "unclean_exit_pid": self.unclean_exit_pid,  # the last daemon's, killed or crashed; None
             "clients": clients,
             "records_received": c.records_received,
             "bytes_received": c.bytes_received,
