@@ -64,3 +64,10 @@ def test_a_daemon_killed_with_sigkill_is_named_by_the_next_one_in_its_log_and_st
     finally:
         assert daemon.stop() == 0, daemon.log()
     assert " WARNING " not in daemon.log().split(f"pid {daemon.pid} ", 1)[1], daemon.log()
+
+
+def test_status_without_a_daemon_names_the_socket_once(socket_path: Path, tmp_path: Path) -> None:
+    # "trackd daemon is not running on X (The trackd daemon at X is unreachable: ...)".
+    result = status(socket_path, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == f"trackd daemon is not running on {socket_path} (connecting failed: No such file or directory)\n"

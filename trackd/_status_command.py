@@ -45,7 +45,7 @@ def status_command(paths: DaemonPaths, spool_dir: Path, *, as_json: bool) -> int
         if socketless is not None:
             # Its socket file removed: it was said to be "not running ... starting, stopping or hung".
             state, why = f"is not reachable on {paths.socket}", f"; {without_socket_words(paths, socketless)}"
-        print(f"trackd daemon {state} ({exc}){why}", file=sys.stderr)
+        print(f"trackd daemon {state} ({_reason(exc, paths.socket)}){why}", file=sys.stderr)
         _print_spool(spool_dir, as_json=as_json)
         return 1
     census = spool_census(spool_dir)
@@ -102,3 +102,12 @@ def _stopped_daemon(paths: DaemonPaths) -> tuple[int, str] | None:
     if pid is None or pid <= 0 or (words := stopped_words(pid)) is None:
         return None
     return (pid, words) if listener_pid(paths.socket, ask=False, timeout=1.0) == pid else None
+
+
+def _reason(exc: DaemonUnavailable, socket: Path) -> str:
+    """Why no daemon answered, without the socket path the line names already: "not running on X
+    (The trackd daemon at X is unreachable: ...)" said it twice."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.strerror:
+        return f"connecting failed: {cause.strerror}"
+    return str(exc).replace(f"The trackd daemon at {socket} ", "it ", 1).rstrip(".")
