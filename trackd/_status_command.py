@@ -99,9 +99,12 @@ def _stopped_daemon(paths: DaemonPaths) -> tuple[int, str] | None:
     listener's pid proves it, and a stopped daemon's kernel still queues the probe and names it.
     """
     pid = read_pid_file(paths)
-    if pid is None or pid <= 0 or (words := stopped_words(pid)) is None:
+    if pid is None or pid <= 0 or stopped_words(pid) is None:
         return None
-    return (pid, words) if listener_pid(paths.socket, ask=False, timeout=1.0) == pid else None
+    if listener_pid(paths.socket, ask=False, timeout=1.0) != pid:
+        return None
+    words = stopped_words(pid)  # again: resumed meanwhile, it answers
+    return None if words is None else (pid, words)
 
 
 def _reason(exc: DaemonUnavailable, socket: Path) -> str:
