@@ -36,8 +36,8 @@ def sockets():
 # client and says so; both wait on stdin.
 COPY_HELD_THROUGH_CLOSE = SOCKETS + """
 import sys, trackd
+before = sockets()  # before the Client: its sender connects as it is made
 client = trackd.Client(sys.argv[1])
-before = sockets()
 run = client.create_run(client.get_or_create_experiment("fork-copies"))
 client.log_metric(run.info.run_id, "loss", 0.5, step=0)
 client.flush(timeout=30)
@@ -60,8 +60,8 @@ os.waitpid(child, 0)
 # resumes the daemon, and is then killed by the test.
 FORK_DURING_HANDSHAKE = SOCKETS + """
 import sys, time, trackd
+before = sockets()  # before the Client: its sender connects as it is made
 client = trackd.Client(sys.argv[1])
-before = sockets()
 client.get_or_create_experiment("fork-copies")  # its reply needs the handshake the daemon does not answer yet
 """
 

@@ -176,7 +176,7 @@ def test_a_sender_closed_by_two_threads_at_once_closes_no_descriptor_another_ope
     pauses = _Pauses()
     # Both past the "if self._closed: return" check, then the first between reading the
     # descriptors and clearing them.
-    check, clear = "if self._thread is not None or self.buffer", "self._wake_r = self._wake_w = -1"
+    check, clear = "if self._used or self.buffer", "self._wake_r = self._wake_w = -1"
     first = pauses.run("first", sender.close, [check, clear])
     assert pauses.reached[f"first:{check}"].wait(30), "has Sender.close changed?"
     second = pauses.run("second", sender.close, [check])

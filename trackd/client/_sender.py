@@ -72,6 +72,12 @@ class Sender(GiveUp):
         # monitor.py explains why a lazily restarted worker is the safe pattern): see
         # _senders_after_fork, one hook for every sender (a hook each piled up, never removed).
         _LIVE_SENDERS.add(self)
+        # The thread starts now and connects to a running daemon at once (its Hello sent, the
+        # Welcome read), so the process's first events wait for no handshake: a short script that
+        # logs a few values and leaves by os._exit lost its run when the thread first connected
+        # once the run's creation was buffered (docs/guarantees.md row 3). Not in a forked child's
+        # sender (_reset): a worker that logs nothing costs no thread and no connection.
+        self._start(ahead=True)
 
     # -- the caller's side -------------------------------------------------------------------------
 
@@ -82,7 +88,7 @@ class Sender(GiveUp):
             # this any more. Counted here, on the slow path, not on every call; see take_late.
             self._take_late()
             return
-        if self._thread is None:
+        if not self._used:
             self._start()
         if len(self.buffer) >= self.config.max_buffered:
             # Wake the thread before waiting for the room only it makes: otherwise a blocked call
@@ -232,7 +238,7 @@ class Sender(GiveUp):
         before it (a spool file of hundreds of MB resent after a restart), however long that takes.
         ``start``: when the wait began, if before this call (``flush_or_warn``'s second wait).
         """
-        if self._thread is None and not self.buffer:
+        if not self._used and not self.buffer:
             return self._report()
         req = self._append_barrier()
         self._wait(req, timeout, stop_waiting, patient=patient, start=start)
@@ -297,7 +303,7 @@ class Sender(GiveUp):
             return
         self.will.clear()  # told with the final drain; see Will.clear
         try:
-            if self._thread is not None or self.buffer:
+            if self._used or self.buffer:
                 # The last word on this sender's refused items: printed here, once.
                 self.flush_or_warn(
                     self.config.exit_timeout if timeout is None else timeout, take_failures=True, final=True,
@@ -369,7 +375,8 @@ class Sender(GiveUp):
         self.client_id = random_id()
         self.buffer = collections.deque()
         self.buffered_bytes = 0
-        # The first append starts the thread; after that, wake early at MAX_BEFORE_SEND.
+        # The first append wakes the thread (and starts it in a forked child); after that, wake
+        # early at MAX_BEFORE_SEND.
         self.wake_at = 0
         # Reentrant: the SIGTERM handler may flush while the interrupted main thread holds it.
         self._cond = threading.Condition(threading.RLock())
@@ -377,6 +384,9 @@ class Sender(GiveUp):
         # see claim_inherited_creation. Reentrant for the same reason as _cond.
         self._creation_lock = threading.RLock()
         self._thread = None
+        self._used = False
+        self._connect_ahead_pending = False
+        self._eager_until = None
         self._stopping = False
         # Set by close(): how many records at the front of the buffer the stopping thread still
         # sends (the final drain); records behind them are late (see close and take_late).
@@ -497,16 +507,21 @@ class Sender(GiveUp):
             return self._ledger.new_request(build)
 
     def _ensure_started(self) -> None:
-        if self._thread is None:
+        if not self._used:
             self._start()
 
-    def _start(self) -> None:
+    def _start(self, *, ahead: bool = False) -> None:
+        """Start the thread if it is not running; unless ``ahead`` (the sender is being made, with
+        nothing to send yet), note that it has something to deliver."""
         with self._cond:
-            if self._thread is not None:
-                return
             if self._closed:
                 raise RuntimeError("Cannot log through a trackd client after close().")
-            self.wake_at = self._early_wake()
+            if not ahead and not self._used:
+                self._used = True
+                self.wake_at = self._early_wake()
+            if self._thread is not None:
+                return
+            self._connect_ahead_pending = ahead
             self._thread = threading.Thread(target=self._run, name="trackd-sender", daemon=True)
             start_without_signals(self._thread)  # the main thread's to handle (trackd/_signals.py)
 

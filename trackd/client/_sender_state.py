@@ -119,6 +119,16 @@ class SenderState:
     # Records at the buffer's front that the spill under way still takes (None: no spill). A spill
     # ends at what the buffer held when it began (see _spool_pending).
     _spill_left: int | None = None
+    # The thread was started when the sender was made, before anything was given to it: its first
+    # turn connects to a daemon that runs, starting none (see SenderThread._connect_ahead).
+    _connect_ahead_pending = False
+    # Something was given to the thread (a record, a request, a flush barrier): until then a flush
+    # or close has nothing to wait for, whether or not the thread runs.
+    _used = False
+    # Until then (time.monotonic()), after the process's first batch, every record appended to an
+    # empty buffer wakes the thread (see SenderThread._rearm_wake): a short process's first events
+    # go within a thread turn, not at the next send interval.
+    _eager_until: float | None = None
     # Bounded flushes under way (GiveUp.flush_or_warn): each says what becomes of the events it
     # gives up, so the thread does not say first that it holds them and retries.
     _bounded_flushes = 0
