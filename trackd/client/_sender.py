@@ -238,7 +238,7 @@ class Sender(GiveUp):
         before it (a spool file of hundreds of MB resent after a restart), however long that takes.
         ``start``: when the wait began, if before this call (``flush_or_warn``'s second wait).
         """
-        if not self._used and not self.buffer:
+        if not self._used and not self.buffer and self._ledger.settled():
             return self._report()
         req = self._append_barrier()
         self._wait(req, timeout, stop_waiting, patient=patient, start=start)
@@ -303,7 +303,7 @@ class Sender(GiveUp):
             return
         self.will.clear()  # told with the final drain; see Will.clear
         try:
-            if self._used or self.buffer:
+            if self._used or self.buffer or not self._ledger.settled():
                 # The last word on this sender's refused items: printed here, once.
                 self.flush_or_warn(
                     self.config.exit_timeout if timeout is None else timeout, take_failures=True, final=True,

@@ -339,6 +339,12 @@ class SenderThread(SenderConnect):
         process leaving by ``os._exit`` sooner lost them while its run was in the store. The wake
         costs the logging call one pipe write per batch the thread sends, in that interval only.
         """
+        if not self._used:
+            # Nothing appended through the slow path yet (the thread connected ahead): the first
+            # record must still go through wake(), which marks the sender used. Armed at
+            # MAX_BEFORE_SEND here, the first records went past it, and flush() and close(),
+            # finding the sender unused, returned before the daemon had acknowledged them.
+            return
         if taken and self._eager_until is None:
             self._eager_until = time.monotonic() + self.config.flush_interval
         if self._eager_until is not None and time.monotonic() < self._eager_until:
