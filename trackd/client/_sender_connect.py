@@ -180,7 +180,10 @@ class SenderConnect(SenderState):
             self._ack(welcome.resume_seq)
             self._ledger.resend_all()  # after the spool file, within the window (see _send_spooled)
             self._ledger.requeue_sent()  # experiment requests at once, flush barriers after the batches
-            self._heard_at = time.monotonic()
+            if not self._spill.unreadable:
+                # (A daemon that answers while the spool file fails each resend gets nothing: a
+                # close's patient wait, counted from this, reconnected for ever under a lasting EIO.)
+                self._heard_at = time.monotonic()
             if unreadable is not None:
                 # Removed or damaged by someone else (a cache cleaner): its events are gone, and
                 # the next flush says how many. It used to fail every reconnect, so nothing logged

@@ -47,7 +47,10 @@ class SenderThread(SenderConnect):
                             self._sleep(self.config.flush_interval)
                     else:
                         self._connect_or_count()
-                        backoff = 0.05
+                        if not self._spill.unreadable:
+                            # (A spool file that fails each resend keeps the backoff growing: it
+                            # reconnected 20 times a second while an EIO lasted.)
+                            backoff = 0.05
                 if self._transport is not None:
                     self._cycle()
             except DaemonUnavailable as exc:
@@ -146,6 +149,11 @@ class SenderThread(SenderConnect):
             try:
                 frame = self._spill.next_spooled()
             except (OSError, RemoteProtocolError) as exc:
+                if self._spill.unreadable_for_now(exc):
+                    # An I/O error or a shortage partway through the file, as at its open (see
+                    # _connect): kept whole and read again after the next connection's resume_seq.
+                    # It was cut back to the last batch read, as if damaged, and the rest was lost.
+                    raise DaemonUnavailable(f"The spool file could not be read back for now ({exc}).") from exc
                 truncated = self._spill.truncate_unreadable()  # without the lock: the disk may be slow
                 with self._cond:
                     self._ledger.refuse(*self._spill.cut_unreadable(exc, self._ledger.acked_seq, truncated))

@@ -112,7 +112,9 @@ class Spill:
         self._lost: list[tuple[int, str]] = []
         # Delivered spool files to delete once the sender's lock is released (see finish_removals).
         self._removals: list[SpoolRemoval] = []
-        self._unreadable_said = False  # this outage, stderr was told the spool file could not be read back for now
+        # The spool file could not be read back for now (see unreadable_for_now), and no resend
+        # read it to its end since: stderr was told once, and the sender's backoff keeps growing.
+        self.unreadable = False
         # The connection broke and no attempt to connect has failed since: a spill is not announced
         # yet (``_deferred`` remembers one was not). A daemon stopped or restarted is replaced
         # within milliseconds (autostart starts its successor), and "no daemon answers at ..."
@@ -151,7 +153,7 @@ class Spill:
         self.spooling = False
         self._announced = False
         self.gave_up = False
-        self.held_said = self._unreadable_said = False
+        self.held_said = False
         self._quiet = self._deferred = False
         return announced
 
@@ -297,7 +299,7 @@ class Spill:
     def next_spooled(self) -> bytes | None:
         """The spool file's next frame to send, counted in flight until acknowledged; None once
         every batch is sent (or acknowledged). OSError or RemoteProtocolError when the rest of the
-        file cannot be read (see ``cut_unreadable``). A batch on the way that does not decode is
+        file cannot be read (see ``unreadable_for_now``, else ``cut_unreadable``). A batch on the way that does not decode is
         left out and counted lost (``take_lost``): it cost the rest of the file."""
         replay = self._replay
         if replay is None or replay.read:
@@ -314,6 +316,7 @@ class Spill:
         self._count_undecodable(replay)
         replay.reader.close()
         replay.read = True
+        self.unreadable = False
         self._forget_read_replay()
         spool = self._spool
         if spool is not None and spool.last_seq and spool.delivered_by(replay.after):
@@ -353,16 +356,18 @@ class Spill:
             self._replay = None
 
     def unreadable_for_now(self, exc: Exception) -> bool:
-        """Whether ``replay`` raised ``exc`` for a shortage that passes (descriptors, memory, an I/O
-        error), not because the file is gone or damaged: it is kept, and stderr told once per outage.
+        """Whether ``replay`` or ``next_spooled`` raised ``exc`` for a shortage that passes
+        (descriptors, memory, an I/O error), not because the file is gone or damaged: it is kept,
+        and stderr told once until a resend reads it to its end (or it goes).
 
         A process near its RLIMIT_NOFILE (a DataLoader's workers) reconnected with one descriptor
-        free, the socket took it, and EMFILE on opening the spool file deleted it, every event in it lost.
+        free, the socket took it, and EMFILE on opening the spool file deleted it, every event in it
+        lost; an EIO partway through cut it back to the last batch read, as if damaged.
         """
         if not isinstance(exc, OSError) or exc.errno not in _FOR_NOW or self._spool is None:
             return False
-        if not self._unreadable_said:
-            self._unreadable_said = True
+        if not self.unreadable:
+            self.unreadable = True
             warn(
                 f"could not read spool file {self._spool.path} back to resend it ({exc}); its "
                 f"{events(self._spool.waiting)} stay in it, and it is read again at the next attempt to connect "
@@ -441,6 +446,7 @@ class Spill:
     def _remove(self, spool: Spool) -> None:
         """Forget the delivered spool file (under the sender's lock, or not); ``finish_removals``
         deletes it, without the lock: its stat, unlink and close wait for the disk (see Spool.detach)."""
+        self.unreadable = False
         if (removal := spool.detach()) is not None:
             self._removals.append(removal)
 
