@@ -53,16 +53,20 @@ def on_fork_in_child(close_copies: Callable[[], None], then: Callable[[], None])
 
 
 def _after_fork_in_child() -> None:
-    try:
+    """Every step, in order, whatever an earlier one raised; then the first exception raised.
+
+    A KeyboardInterrupt (a Ctrl-C the child got while it was forked, where trackd does not block
+    SIGINT across fork) raised by the first step skipped every sender's closes: the child kept its
+    copies of its parent's spool files, and their locks, for its whole life.
+    """
+    first: BaseException | None = None
+    for step in (close_held_in_child, *(close for close, _ in _STEPS), close_by_path_in_child, *(then for _, then in _STEPS)):
         try:
-            close_held_in_child()
-            for close_copies, _ in _STEPS:
-                close_copies()
-        finally:
-            close_by_path_in_child()
-    finally:
-        for _, then in _STEPS:
-            then()
+            step()
+        except BaseException as exc:  # raised once all ran
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def close_held_in_child() -> None:
