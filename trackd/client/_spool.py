@@ -42,7 +42,7 @@ from ..protocol import (
     encode_frame,
 )
 from ._outbox import events
-from ._spool_fds import HELD, OPENING, Held, close_copy
+from ._spool_fds import OPENING, Held, close_copy, hold, release
 
 SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
 # SPOOL_SUFFIX, and SET_ASIDE_SUFFIX (in trackd/_paths.py, which the daemon reads too): a spool
@@ -219,13 +219,17 @@ class Spool:
         FileNotFoundError when it is gone, or ``path`` names another file than the one this
         client writes (removed, and made anew by someone else): that one is not ours to send.
         """
-        file = open(self.path, "rb", buffering=0)  # unbuffered (see SpoolReader); closed by the reader
+        # Known to the at-fork hook from before the open (see _spool_fds.hold) until it is closed:
+        # a worker forked while it opened (or read the Hello) kept its copy for its whole life.
+        held = hold(os.path.realpath(self.path))
         try:
-            if self._fd < 0 or not _same_file(file.fileno(), self._fd):
+            fd = held.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            if self._fd < 0 or not _same_file(fd, self._fd):
                 raise FileNotFoundError(errno.ENOENT, "replaced since this client wrote it", str(self.path))
-            return SpoolReader(file, self.path)
+            # Unbuffered (see SpoolReader); the descriptor is closed by the reader's release of ``held``.
+            return SpoolReader(open(fd, "rb", buffering=0, closefd=False), self.path, held)
         except BaseException:
-            file.close()
+            release(held)
             raise
 
     @property
@@ -420,10 +424,12 @@ class SpoolReader:
     no thread of the child would release; its parent waited for ever on the child.
     """
 
-    def __init__(self, file: BinaryIO, path: Path) -> None:
-        """Read the Hello from ``file`` (open for reading at its start, best unbuffered; closed by ``close()``)."""
+    def __init__(self, file: BinaryIO, path: Path, held: Held | None = None) -> None:
+        """Read the Hello from ``file`` (open for reading at its start, best unbuffered; closed by
+        ``close()``, with ``held``'s descriptor)."""
         self.path = path
         self._file = file
+        self._held = held
         # Bytes read ahead from the file, used from ``_ahead_at`` on (see _read).
         self._ahead = b""
         self._ahead_at = 0
@@ -468,6 +474,8 @@ class SpoolReader:
 
     def close(self) -> None:
         self._file.close()
+        if self._held is not None:
+            release(self._held)
 
     def __enter__(self) -> SpoolReader:
         return self
@@ -539,12 +547,11 @@ def _locked(path: Path) -> Iterator[int | None]:
     """
     # Known to the at-fork hook before the open (OPENING, found by its path) until after the
     # close: a child forked in between would share the lock.
-    held = Held(OPENING, os.path.realpath(path))
-    HELD.add(held)
+    held = hold(os.path.realpath(path))
     try:
         fd = held.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except BaseException:
-        HELD.discard(held)
+        release(held)
         raise
     try:
         info = os.fstat(fd)
@@ -563,10 +570,7 @@ def _locked(path: Path) -> Iterator[int | None]:
             raise FileNotFoundError(errno.ENOENT, "removed (and perhaps made anew) since it was opened", str(path))
         yield fd
     finally:
-        if held.fd >= 0:  # -1 in a forked child, which closed its copy (see close_held_in_child)
-            fd, held.fd = held.fd, OPENING
-            os.close(fd)
-        HELD.discard(held)
+        release(held)  # (its copy closed already in a forked child: see close_held_in_child)
 
 
 def _names(path: Path, fd: int) -> bool:

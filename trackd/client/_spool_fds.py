@@ -3,7 +3,8 @@ a fork shares with the child (O_CLOEXEC closes it at an exec only), so a child t
 its parent's lock for its whole life.
 
 The sender's own spool file is closed by its at-fork step (``Spill.abandon``); the spools this
-process delivers (``_spool._locked``) are in ``HELD``, closed here. A descriptor being opened or
+process delivers (``_spool._locked``) and the sender's own one it reads to resend (``Spool.reader``)
+are in ``HELD``, closed here. A descriptor being opened or
 closed has no number the child can trust (``OPENING``): it is found by the file's path instead.
 
 In the child, every copy known by its number is closed first, then those found by path, and only
@@ -25,8 +26,8 @@ OPENING = -2
 
 
 class Held:
-    """A spool file's descriptor that ``_locked`` holds (its real path, to find it while it is
-    ``OPENING``); -1 once a forked child closed its copy."""
+    """A spool file's descriptor that ``_locked`` or a ``Spool.reader`` holds (its real path, to find
+    it while it is ``OPENING``); -1 once closed, or once a forked child closed its copy."""
 
     __slots__ = ("fd", "real_path")
 
@@ -35,7 +36,8 @@ class Held:
         self.real_path = real_path
 
 
-# The spool files ``_locked`` holds open (and locked, once it has the lock) in this process.
+# The spool files ``_locked`` holds open (and locked, once it has the lock) in this process, and
+# those a sender reads to resend them (``Spool.reader``).
 HELD: set[Held] = set()
 
 # In a forked child's at-fork hook: the real paths whose copies are closed once every copy known by
@@ -44,6 +46,28 @@ _BY_PATH: set[str] = set()
 
 # (close their copies, then make their own descriptors) of the senders, for a forked child (_sender.py).
 _STEPS: list[tuple[Callable[[], None], Callable[[], None]]] = []
+
+
+def hold(real_path: str) -> Held:
+    """A descriptor about to be opened on ``real_path``: known to a forked child's hook from now on
+    (``OPENING``, found by that path, until its number is stored in it) until ``release``."""
+    held = Held(OPENING, real_path)
+    HELD.add(held)
+    return held
+
+
+def release(held: Held) -> None:
+    """Close ``held``'s descriptor (``OPENING`` while the close runs) and forget it; in a forked
+    child whose hook closed its copy already (-1), forget it only."""
+    try:
+        if held.fd >= 0:
+            fd, held.fd = held.fd, OPENING
+            try:
+                os.close(fd)
+            finally:
+                held.fd = -1
+    finally:
+        HELD.discard(held)
 
 
 def on_fork_in_child(close_copies: Callable[[], None], then: Callable[[], None]) -> None:
