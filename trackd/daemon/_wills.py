@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,8 +49,8 @@ from typing import TYPE_CHECKING, TypeVar
 from .._paths import spool_paths
 from .._peer import peer_pid, process_state
 from .._words import counted
-from ..errors import StoreUnavailable, TrackdError
-from ..protocol import MAX_OWNED_RUNS, OwnedRuns, SpooledWill, is_run_id
+from ..errors import LocalProtocolError, StoreUnavailable, TrackdError
+from ..protocol import FRAME_HEADER_SIZE, MAX_OWNED_RUNS, OwnedRuns, SpooledWill, decode_header, is_run_id
 from ..store import validate_store_root
 from ..store._entities import FAILURE_REASON_TAG
 from ._state import Session
@@ -508,16 +509,39 @@ def _spooled(will: Will) -> bool:
 
 
 def _holds_anything(path: str) -> bool:
-    """Whether the file at ``path`` exists and is not empty.
+    """Whether the file at ``path`` exists and holds more than its Hello (or a damaged Hello).
 
     An empty spool holds nothing, not even its Hello: one its process delivered but could not
     delete (a read-only spool folder) is emptied instead, and nothing removes it. Waited for, it
-    left the process's runs RUNNING for ever once the process was SIGKILLed.
+    left the process's runs RUNNING for ever once the process was SIGKILLed. Nor does one that
+    holds its Hello alone, which its process made and then could not write its batches to (a
+    full disk, a file size limit: they stayed in memory), or was killed before it did: the will
+    waited until a `trackd sync` or another process's background delivery removed it.
     """
     try:
-        return os.stat(path).st_size > 0
+        info = os.stat(path)
     except OSError:  # gone (delivered); or not to be seen, as os.path.exists took it
         return False
+    if info.st_size == 0 or not stat.S_ISREG(info.st_mode):
+        return info.st_size > 0
+    try:
+        # Not blocking: a FIFO put there since the stat would wait for a writer, in the event loop.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # not to be read now (out of descriptors): as the stat says
+    try:
+        size, header = os.fstat(fd).st_size, os.pread(fd, FRAME_HEADER_SIZE, 0)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    try:
+        hello = FRAME_HEADER_SIZE + decode_header(header) if len(header) == FRAME_HEADER_SIZE else size
+    except LocalProtocolError:
+        return True  # not a spool this daemon can read: `trackd sync` says what it is
+    return size > hello
 
 
 def _leave_to_live_owners(due: list[Will], live: list[Will]) -> None:
