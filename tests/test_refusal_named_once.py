@@ -61,10 +61,11 @@ def test_a_param_ranks_set_differently_is_named_once_and_counted_at_exit(
             assert rank1.wait(30) == 0, rank1.stderr()
         go.touch()
         assert rank0.wait(30) == 0, rank0.stderr()
-    said = [line for line in rank1.err if line.startswith("trackd: ")]
+    rank1_said = f"trackd (rank 1, pid {rank1.process.pid}): "  # a rank names itself (tests/client/test_exit_lines_named.py)
+    said = [line for line in rank1.err if line.startswith(rank1_said)]
     assert len(said) == 2, said
-    assert said[0].startswith(f"trackd: the daemon refused param 'lr' of run {run_id} (1 event): ") and CHANGED in said[0], said
-    assert said[1].startswith(f"trackd: {exit_line}"), said
+    assert said[0].startswith(f"{rank1_said}the daemon refused param 'lr' of run {run_id} (1 event): ") and CHANGED in said[0], said
+    assert said[1].startswith(f"{rank1_said}{exit_line}"), said
     for index, key in enumerate(changed):
         # This used to be 2 for lr: the warning's sentence, then exit's line quoting it again. The
         # warning names lr and exit's line the first it did not (wd); the rest are counted.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
+from ._process_names import rank_words
 from ._words import counted
 from .client._delivery import ORPHAN_DELIVERY_DELAY
 from .client._spool_census import SpoolCensus, SpoolFiles
@@ -18,8 +19,11 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
     """The daemon's status reply as text, a line per total, error, copy and client."""
     # msgpack arrays arrive as tuples (the protocol decodes with use_list=False).
     clients = status.get("clients")
-    # The daemon averages from RATE_WINDOW seconds ago (or its start) up to the request.
-    rate_window = f"over the last {min(RATE_WINDOW, float(str(status['uptime_s']))):.2g} s"
+    # The daemon averages from RATE_WINDOW seconds ago (or its start) up to the request; an older
+    # daemon does not say its span.
+    span = status.get("rate_span_s")
+    window_s = span if isinstance(span, (int, float)) else min(RATE_WINDOW, float(str(status["uptime_s"])))
+    rate_window = f"over the last {window_s:.2g} s"
     lines = [
         f"trackd daemon pid {status['pid']} (trackd {status['version']}, loop {status['loop']})",
         f"  socket        {status['socket']}",
@@ -51,6 +55,7 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
         ]
     lines += error_lines(status)
     if isinstance(clients, (list, tuple)):
+        pids = {client.get("pid") for client in clients if isinstance(client, dict)}
         gone_shown = gone_hidden = 0
         for client in clients:
             if isinstance(client, dict):
@@ -66,11 +71,10 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
                 lost = "".join(
                     f", {_count(count, 'event')} {what}" for what, count in (("rejected", client.get("rejected", 0)), ("dropped", client.get("dropped", 0))) if count
                 )
-                # Its share of the totals' rate (the same window) and backlog; absent from an older daemon's reply.
-                rate = f", {_n(client['receive_rate'])} events/s" if "receive_rate" in client else ""
+                rate = _client_rate(client, window_s)
                 waiting = f", {_count(client['backlog_records'], 'event')} waiting to be written" if "backlog_records" in client else ""
                 lines.append(
-                    f"  client        pid {client['pid']}@{client['host']} {'connected' if client['connected'] else 'gone'}{rate}{waiting}, "
+                    f"  client        pid {client['pid']}@{client['host']}{_who(client, pids)} {'connected' if client['connected'] else 'gone'}{rate}{waiting}, "
                     f"batch {client['written_seq']}/{client['received_seq']} written{lost}{paused}, store {client['store']}"
                 )
         # The daemon lists at most MAX_STATUS_CLIENTS (connected first, then the latest to leave), to
@@ -88,6 +92,37 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
         elif gone_hidden:
             lines.append(f"  client        ... and {_n(gone_hidden)} more gone (--json lists every client)")
     return lines
+
+
+def _client_rate(client: Mapping[str, object], window_s: float) -> str:
+    """A connected client's events/s and what they are over: the totals' window, or the shorter
+    time since it connected. Said of no client that left: "gone, 248 events/s" read as one still
+    sending. Without its span (an older daemon), its rate alone, as that daemon's text said it."""
+    rate = client.get("receive_rate")
+    if not client.get("connected") or rate is None:
+        return ""
+    span = client.get("rate_span_s")
+    if not isinstance(span, (int, float)):
+        return f", {_n(rate)} events/s"
+    # Rounded as the window is, so that a client connected for all of it is said to be over it.
+    over = f"over the last {window_s:.2g} s" if f"{span:.2g}" == f"{window_s:.2g}" else f"over the {span:.2g} s since it connected"
+    return f", {_n(rate)} events/s {over}"
+
+
+def _who(client: Mapping[str, object], pids: set[object]) -> str:
+    """What tells a client's process from the job's others: its rank, its parent when that is a
+    client too (a pool worker and its rank), and its command: " (rank 3, forked by pid 1200; python
+    train.py --lr 0.1)"; "" where the daemon could not read them (not Linux, an older daemon)."""
+    ranks = {"RANK": client.get("rank"), "LOCAL_RANK": client.get("local_rank")}
+    named = [rank_words({name: value for name, value in ranks.items() if isinstance(value, str)})]
+    ppid = client.get("ppid")
+    if ppid and ppid in pids and ppid != client.get("pid"):
+        named.append(f"child of pid {ppid}")
+    said = ", ".join(words for words in named if words)
+    command = client.get("command")
+    if isinstance(command, str) and command:
+        said = f"{said}; {command}" if said else command
+    return f" ({said})" if said else ""
 
 
 def _n(count: object) -> str:

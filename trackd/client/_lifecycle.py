@@ -181,7 +181,9 @@ def prepare_multiprocessing_child() -> None:
     after-fork callback above.
     """
     global _prepared_pid
-    if not _in_multiprocessing_child():
+    from .._process_names import in_multiprocessing_child  # here: `import trackd` loads this module
+
+    if not in_multiprocessing_child():
         return
     if _prepared_pid != os.getpid():
         _prepared_pid = os.getpid()
@@ -279,11 +281,6 @@ def _forget_watch_in_child() -> None:
         pass
     os.close(read_fd)
     os.close(write_fd)
-
-
-def _in_multiprocessing_child() -> bool:
-    multiprocessing = sys.modules.get("multiprocessing")
-    return multiprocessing is not None and multiprocessing.parent_process() is not None
 
 
 def _exits_through_os_exit() -> bool:

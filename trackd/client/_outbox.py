@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._process_names import speaker
 from .._struct import Frozen
 from .._words import counted
 from ..errors import TrackdError
@@ -162,8 +163,12 @@ def warn(message: str) -> None:
     child makes as it ends; and its parent waited for ever on the child. A ``sys.stderr`` the
     program replaced (pytest's capture, a notebook's stream, a logging tee) gets the line
     through ``print`` as before: it may not write to descriptor 2 at all.
+
+    A process that is one of many (a rank, a multiprocessing child) names itself ("trackd (rank
+    3, pid 1234): ..."): the lines of a job's 12 processes, exiting at once, interleaved with
+    nothing to tell whose was whose.
     """
-    line = f"trackd: {message}\n"
+    line = f"{speaker()}: {message}\n"
     stream, original = sys.stderr, sys.__stderr__
     if original is not None and stream is original:
         try:

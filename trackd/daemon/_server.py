@@ -31,6 +31,7 @@ from ._copies import COPY_STOP_SECONDS, Copies
 from ._files import (
     AlreadyRunning, open_journal, remove_daemon_files, remove_stale_socket, take_lock, unclean_exit, write_pid_file,
 )
+from ._identities import Identities
 from ._listener import Listener
 from ._loop import loop_factory
 from ._outages import Outages
@@ -86,6 +87,7 @@ class Server(WritePath):
         # Clients whose batches wait for artifacts to be copied (off the writer thread).
         self.copies = Copies(self._copied)
         self.wills = Wills()  # runs to fail once their process exits without ending them
+        self.identities = Identities()  # what status shows of each client's process (/proc)
         self.unclean_exit_pid: int | None = None  # the last daemon's, if it ended without a clean exit
 
     def run(self) -> None:
@@ -255,6 +257,11 @@ class Server(WritePath):
             session = Session(hello.client_id, hello.pid, hello.host, store_root)
             if store_root:
                 self.state.sessions[hello.client_id] = session
+                try:
+                    # The kernel's pid, not the Hello's: _identities reads a process only when the two agree.
+                    self.identities.identify(session, peer_pid(conn.writer.get_extra_info("socket")))
+                except OSError:
+                    pass  # closed already: nothing to name
                 # A client (or its spool) back after its session was forgotten, or after a daemon
                 # that died: what was written must not be written again.
                 recovered = self.state.retired.pop(hello.client_id, 0)
@@ -294,6 +301,7 @@ class Server(WritePath):
             "metric_points_written": c.metric_points_written,
             "receive_rate": round(received_rate, 1),
             "write_rate": round(written_rate, 1),
+            "rate_span_s": round(span, 3),  # what those are over: RATE_WINDOW, or the daemon's age
             "backlog_records": self._backlog_records(),
             # Estimated bytes of those events, the write under way's too: without them a write held
             # up by its disk showed "69 events waiting to be written (0 bytes)". Connections stop

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ._identities import UNKNOWN, Identity
 from ._partial_frames import PartialFrames
 
 if TYPE_CHECKING:
@@ -99,6 +100,8 @@ class Session:
     rate_samples: collections.deque[tuple[float, int]] | None = None
     # When it first connected to this daemon (time.monotonic()): its rate is over no longer than since.
     connected_at: float = field(default_factory=time.monotonic)
+    # Its process's command, RANK, LOCAL_RANK and parent, once read from /proc (_identities.py).
+    identity: Identity | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id} pid {self.pid}@{self.host}>"
@@ -136,22 +139,31 @@ class Session:
         length: logging 3,000 events/s, it showed 983/s 3.5 s after it connected.
         """
         samples = self.rate_samples
-        connected = max(now - self.connected_at, MIN_CLIENT_RATE_SPAN)
-        return 0.0 if samples is None else (self.events_received - samples[0][1]) / min(span, connected)
+        return 0.0 if samples is None else (self.events_received - samples[0][1]) / self.rate_span(span, now)
+
+    def rate_span(self, span: float, now: float) -> float:
+        """The seconds its rate is over: the rate window's ``span`` up to ``now``, or since it connected if shorter."""
+        return min(span, max(now - self.connected_at, MIN_CLIENT_RATE_SPAN))
 
     def status(self, span: float, now: float) -> dict[str, object]:
         """Its entry in ``trackd daemon status``; ``span``: the rate window's length up to ``now``, in seconds."""
+        connected = self.connection is not None
         return {
             "pid": self.pid,
             "host": self.host,
+            # What tells it from the job's other processes (None where /proc did not say).
+            **(self.identity or UNKNOWN).status(),
             "store": self.store_root,
-            "connected": self.connection is not None,
+            "connected": connected,
             "received_seq": self.received_seq,
             "written_seq": self.applied_seq,
-            # Named as the totals are. Over the same window, or since it connected: each rate times
-            # its span, summed over the clients, is receive_rate times the window's (docs/configuration.md).
+            # Named as the totals are. Over the same window, or since it connected (rate_span_s):
+            # each rate times its span, summed over the clients, is receive_rate times the window's
+            # (docs/configuration.md). None for a client that left: a rate beside "gone" read as
+            # one still sending.
             "records_received": self.events_received,
-            "receive_rate": round(self.rate(span, now), 1),
+            "receive_rate": round(self.rate(span, now), 1) if connected else None,
+            "rate_span_s": round(self.rate_span(span, now), 3) if connected else None,
             "backlog_records": max(self.backlog_events, 0),
             "rejected": self.rejected,
             "dropped": self.dropped,
