@@ -40,6 +40,10 @@ class SenderState:
     # full unacknowledged window (DEFAULT_MAX_BUFFERED + DEFAULT_MAX_UNACKED_EVENTS events, a
     # few MiB) to a local file: tens of milliseconds, so a second covers a loaded machine.
     SPILL_TIMEOUT = 1.0
+    # The process's first batches (within its first send interval) go as records come (see
+    # SenderThread._rearm_wake); at most so many: a log_artifacts of 1,000 empty folders went in
+    # 22 batches, and a training loop's first calls each paid a pipe write.
+    EAGER_BATCHES = 8
     # How long close() waits for the thread to end after its flush: it delivered everything, or
     # spooled it, so it ends within a send interval unless the daemon stopped answering since.
     STOP_TIMEOUT = 1.0

@@ -339,7 +339,8 @@ class SenderThread(SenderConnect):
 
     def _rearm_wake(self, taken: int) -> None:
         """Let the next logging calls wake the thread again: at MAX_BEFORE_SEND records, or, for
-        one send interval from the process's first batch, at the next record appended.
+        one send interval from the process's first batch and for its first EAGER_BATCHES batches,
+        at the next record appended.
 
         A short process logs its run's creation and its first values within a millisecond or
         two, and the thread seldom gets a turn between them (the main thread holds the GIL): the
@@ -355,7 +356,7 @@ class SenderThread(SenderConnect):
             return
         if taken and self._eager_until is None:
             self._eager_until = time.monotonic() + self.config.flush_interval
-        if self._eager_until is not None and time.monotonic() < self._eager_until:
+        if self._eager_until is not None and time.monotonic() < self._eager_until and self._ledger.seq < self.EAGER_BATCHES:
             self.wake_at = len(self.buffer) + 1
         elif len(self.buffer) < self._early_wake():
             self.wake_at = self._early_wake()
