@@ -330,6 +330,12 @@ def _run_exit_hooks(status: str | None) -> None:
 REPEATED_SIGTERM_GRACE = 0.5
 _first_sigterm_at = 0.0
 _first_sigterm_pid = 0  # the process that got it: a child forked meanwhile inherits _first_sigterm_at
+# When the last SIGTERM this process counted came (the first, or the one that hurried it): a copy of
+# either within the grace is ignored. A copy of the second counted as a third and killed at once,
+# mid-spool: a Pool's terminate() gave its workers their first, waiting for a stopped daemon; a
+# group's SIGTERM 2 s later their second; and their parent, going down on it, their copy of it
+# (a chaos soak: 161 points of a worker lost without a line).
+_last_sigterm_at = 0.0
 # A second SIGTERM (after the grace) came while _on_sigterm delivered: the waits for the daemon end
 # at once and what it has not acknowledged is spooled, then the process dies; a third kills at
 # once. The second one killed at once, mid-spool: a process group's SIGTERM while the daemon was
@@ -401,13 +407,14 @@ def _on_sigterm(signum: int, frame: object) -> None:
     so they deliver what they logged alongside (see _signal_children), and the handler waits for
     them, bounded, before it dies.
     """
-    global _first_sigterm_at, _first_sigterm_pid, _sigterm_pending, _going_down_by, _hurried
+    global _first_sigterm_at, _first_sigterm_pid, _last_sigterm_at, _sigterm_pending, _going_down_by, _hurried
     _going_down_by = signum  # held or not, the process dies by it (see signals_held)
     if _sigterm_held:
         _sigterm_pending = signum
         return
     with _SIGTERM_LOCK:  # (see _nudge_on_sigterm)
         _first_sigterm_at, _first_sigterm_pid, _hurried = time.monotonic(), os.getpid(), False
+        _last_sigterm_at = _first_sigterm_at
         signal.signal(signum, _on_repeated_sigterm)
     with SENDERS_LOCK:
         bound = max((sender.config.exit_timeout for sender in (*SENDERS.values(), *CLOSING)), default=0.0)
@@ -426,18 +433,20 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def _on_repeated_sigterm(signum: int, frame: object) -> None:
-    """A SIGTERM while _on_sigterm delivers: a copy of the first is ignored, the second ends the
-    waits for the daemon (what is left is spooled, see exit_hurried), a third kills at once.
+    """A SIGTERM while _on_sigterm delivers: a copy (within the grace of the first, or of the
+    second) is ignored, the second ends the waits for the daemon (what is left is spooled, see
+    exit_hurried), a third kills at once.
 
     A child forked while its parent delivered inherits this handler, but the first SIGTERM was not
     its own: there the signal kills at once (it was ignored for 0.5 s after the parent's).
     """
-    global _hurried
+    global _hurried, _last_sigterm_at
     if os.getpid() == _first_sigterm_pid:
-        if time.monotonic() - _first_sigterm_at < REPEATED_SIGTERM_GRACE:
-            return
+        now = time.monotonic()
+        if now - _last_sigterm_at < REPEATED_SIGTERM_GRACE:
+            return  # a copy of the first, or of the second
         if not _hurried:
-            _hurried = True
+            _hurried, _last_sigterm_at = True, now
             return
     signal.signal(signum, signal.SIG_DFL)
     _die_by(signum)
