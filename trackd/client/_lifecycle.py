@@ -498,24 +498,52 @@ def _signal_children(children: set[object], signum: int) -> None:
 
 def _wait_for_children(children: set[object], deadline: float) -> None:
     """Wait until the daemonic children signalled as the handler started have exited, or
-    ``deadline`` (their own exit bound and a margin for their spool write) has passed.
+    ``deadline`` (their own exit bound and a margin for their spool write) has passed; a second
+    SIGTERM to this process cuts the wait to CHILDREN_SPOOL_MARGIN. After a second, one line says
+    whom it waits for.
 
     The parent died as soon as it had signalled them: where its death ends the others (a
     container's entrypoint, whose exit kills every process of the container; a batch system that
     kills a job step's processes once its main task exits), its workers' buffers died with them.
     Only these are waited for: a Pool's thread replaces the workers that die, and a wait for the
     replacements kept it replacing them, so that a start under way as the parent died (an orphan
-    waiting for ever) was likely. Those still alive at the deadline are not signalled again: past
+    waiting for ever) was likely. A child that ignores SIGTERM is not waited for (it held the
+    parent 12 s, silently). Those still alive at the deadline are not signalled again: past
     their own bound they are writing their spool, and a SIGTERM more could be their third, which
     kills at once.
     """
-    while time.monotonic() < deadline:
+    children = {child for child in children if not _ignores(child, signal.SIGTERM)}
+    said, start = False, time.monotonic()
+    while True:
         try:
-            if not any(child.is_alive() for child in children):  # type: ignore[attr-defined]
-                return
+            alive = [child for child in children if child.is_alive()]  # type: ignore[attr-defined]
         except Exception:  # whatever state a signal found multiprocessing in, the process goes down
             return
+        now = time.monotonic()
+        if exit_hurried():
+            deadline = min(deadline, max(now, _last_sigterm_at) + CHILDREN_SPOOL_MARGIN)
+        if not alive or now >= deadline:
+            return
+        if not said and now - start >= 1.0:
+            said = True
+            from ._outbox import warn
+
+            pids = ", ".join(str(getattr(child, "pid", "?")) for child in alive)
+            warn(f"waiting up to {deadline - now:.0f} s more for {len(alive)} worker "
+                 f"{'process' if len(alive) == 1 else 'processes'} (pid {pids}) to deliver what they logged.")
         time.sleep(0.02)
+
+
+def _ignores(child: object, signum: int) -> bool:
+    """Whether ``child`` ignores ``signum`` (its SigIgn mask in /proc; False where there is none)."""
+    try:
+        with open(f"/proc/{getattr(child, 'pid', 0)}/status") as status:
+            for line in status:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def _die_by(signum: int) -> None:
