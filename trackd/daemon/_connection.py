@@ -1,22 +1,19 @@
 """One client connection: read bytes, turn them into events, hand them on, write replies.
 
 It knows nothing about msgpack or the store: ``trackd.protocol.Connection`` parses, the server's
-batcher and writer thread do the work.
+batcher and writer thread do the work. How it ends is its base's (``_connection_end.py``).
 """
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
-import fcntl
 import logging
-import termios
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from .._peer import peer_closed, peer_done_sending, peer_pid
+from .._peer import peer_closed, peer_pid
 from .._words import counted
 from ..errors import RemoteProtocolError, TrackdError
 from ..protocol import (
@@ -49,8 +46,9 @@ from ..protocol import (
 from ..store import check_artifact_root, validate_store_root
 from . import _partial_frames
 from ._budget import DecodeBudget
+from ._connection_end import ConnectionEnd
 from ._will_budget import listed
-from ._wills import Will, exited, watch
+from ._wills import Will, watch
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -81,14 +79,7 @@ HELLO_TIMEOUT = 30.0
 BUDGET_RECHECK = 0.002
 
 
-def _nothing_unread(fd: int) -> bool:
-    """Whether the kernel holds no unread byte for the socket ``fd`` (FIONREAD)."""
-    unread = array.array("i", [0])
-    fcntl.ioctl(fd, termios.FIONREAD, unread)
-    return unread[0] == 0
-
-
-class ClientConnection:
+class ClientConnection(ConnectionEnd):
     """Drives one client's socket for as long as it is open."""
 
     def __init__(self, server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -110,6 +101,7 @@ class ClientConnection:
         self.drained = False
         # Closed for the daemon's budget of partial frames (drop_partial_frame).
         self._dropped = False
+        self._replied = asyncio.Event()
         writer.transport.set_write_buffer_limits(high=MAX_UNREAD_REPLY_BYTES)
 
     async def run(self) -> None:
@@ -120,6 +112,11 @@ class ClientConnection:
         try:
             while True:
                 data = await self.reader.read(READ_SIZE)
+                if not data and not self.protocol.buffered_bytes and not self.server.stopping:
+                    # The end of the client's stream, at a frame boundary: one that only shut its
+                    # sending side down waits for its replies (its end is read after them, which
+                    # closes the connection; or during a shutdown, below).
+                    await self.answer_before_closing()
                 if not data and self.server.stopping:
                     # stop_reading() ended the stream: the connection stays open for the last acks.
                     # Or an exited process's stream ended: what it sent is all in the batcher. (A
@@ -323,6 +320,7 @@ class ClientConnection:
             self.writer.write(self.protocol.send(event))
         except TrackdError as exc:
             logger.error("Could not send %s to %s: %s", type(event).__name__, self.peer, exc)
+        self._replied.set()
 
     def replies_unread(self) -> bool:
         """Whether the client leaves more than MAX_UNREAD_REPLY_BYTES of replies unread (past the kernel's buffer)."""
@@ -363,45 +361,6 @@ class ClientConnection:
         discarded = 0
         while discarded < READ_SIZE and (data := await self.reader.read(READ_SIZE)):
             discarded += len(data)
-
-    def stop_reading(self) -> bool:
-        """Shutdown: read nothing more; what is already buffered is handled, then the peer looks closed.
-
-        Unless the peer's process has exited (or closed its end): then the connection is read to its
-        end, bounded by the shutdown timeout, and True is returned. A live client resends what was
-        not read to the next daemon; a dead one cannot, and the kernel still held what it sent last
-        (it was lost, and its will was never applied: its runs stayed RUNNING for ever). A live one
-        that only shut down its sending side is read to its end too, but not closed there: it waits
-        for its acks (it was closed before phase 3, as if it had exited, and got no reply).
-        """
-        if self._peer_gone():
-            self._read_to_end = True
-            return True
-        transport = cast(asyncio.Transport, self.writer.transport)
-        if not transport.is_closing():
-            transport.pause_reading()
-        self.reader.feed_eof()
-        return False
-
-    def _peer_gone(self) -> bool:
-        return self._peer_fd(peer_done_sending) or self._peer_exited()
-
-    def _peer_exited(self) -> bool:
-        """Whether the peer's process is gone (or it closed the socket altogether): not only done sending."""
-        return self._peer_fd(peer_closed) or (self.will is not None and exited(self.will))
-
-    def _given_up_unanswered(self) -> bool:
-        """Whether the peer closed its socket after its Hello and nothing more: no byte after the
-        Hello decoded, buffered (a read takes all the reader holds, up to READ_SIZE) or in the kernel."""
-        return self.protocol.buffered_bytes == 0 and self._peer_fd(peer_closed) and self._peer_fd(_nothing_unread)
-
-    def _peer_fd(self, test: Callable[[int], bool]) -> bool:
-        """``test`` applied to the socket's descriptor; False once it is closed."""
-        sock = self.writer.get_extra_info("socket")
-        try:
-            return sock is not None and test(sock.fileno())
-        except (OSError, ValueError):
-            return False
 
     def close(self) -> None:
         """Close the socket and let the session wait for a reconnect."""

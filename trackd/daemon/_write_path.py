@@ -82,6 +82,7 @@ class WritePath:
             await self._room.wait()
         if batch.seq <= session.received_seq:
             # A resend after a reconnect: it is queued or written already and must not be written twice.
+            # (Its number names it; on one connection a number goes only up, see Connection._check_batch_order.)
             if batch.seq <= session.applied_seq and session.connection is not None:
                 session.connection.send(Ack(seq=session.applied_seq))
             return

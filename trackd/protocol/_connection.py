@@ -99,6 +99,8 @@ class Connection:
         # Bytes of the frame that next_event() returned last (header included): what the daemon
         # charges a batch's backlog when that is more than its events' estimate (inline artifacts).
         self.last_frame_size = 0
+        # The highest Batch.seq received on this connection (see _check_batch_order).
+        self._last_batch_seq = 0
 
     def send(self, event: Event) -> bytes:
         """Return the bytes that carry ``event`` to the peer, after checking it is legal now."""
@@ -129,6 +131,8 @@ class Connection:
             event = self._next_frame()
             if isinstance(event, Event) and not isinstance(event, ConnectionClosed):
                 self._transition(self.their_role, event)
+                if isinstance(event, Batch):
+                    self._check_batch_order(event)
             return event
         except LocalProtocolError as exc:
             self.state = State.CLOSED
@@ -167,6 +171,25 @@ class Connection:
                 return ConnectionClosed()
             raise LocalProtocolError("next_event() called again after ConnectionClosed.")
         return NEED_DATA
+
+    def _check_batch_order(self, batch: Batch) -> None:
+        """A client's batches on one connection go in ``seq`` order, each above the last.
+
+        The daemon takes a batch numbered at or below one it holds of the client as a resend
+        after a reconnect (the same batch), skips it and acknowledges it with the one it holds.
+        On one connection no trackd client sends one (its resends go in the order of their
+        numbers), and such a batch was acknowledged without ever being written. Checked on
+        receiving only: a client sends the frames of the batches it resends as it kept them.
+        """
+        if batch.seq <= self._last_batch_seq:
+            # Not numbered as the Batch's own error (batch_seq): the batch is not malformed, and a
+            # client told so would drop it as never to be written.
+            raise LocalProtocolError(
+                f"Batch.seq {batch.seq} arrived after batch {self._last_batch_seq} on this connection; expected "
+                f"a seq above {self._last_batch_seq}: a client sends its batches in the order of their numbers "
+                "(a resend after a reconnect goes on a new connection)."
+            )
+        self._last_batch_seq = batch.seq
 
     def _transition(self, sender: Role, event: Event) -> None:
         try:

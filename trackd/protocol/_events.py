@@ -104,6 +104,12 @@ class Hello(Event):
         _require_str(self, "host", host, empty=True)
         # An empty store root marks a control connection (``trackd daemon status``) that writes nothing.
         _require_str(self, "store_root", store_root, MAX_TEXT_LENGTH, empty=True)
+        if store_root and not store_root.startswith("/"):
+            # A relative root was resolved against the daemon's working folder, not the client's:
+            # its points went to another store. Every trackd client has sent an absolute one.
+            raise LocalProtocolError(
+                f"Hello.store_root must be an absolute path (or empty, for a control connection), got {_show(store_root)}."
+            )
         _set(self, "protocol_version", protocol_version)
         _set(self, "client_id", client_id)
         _set(self, "pid", pid)
