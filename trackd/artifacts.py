@@ -84,7 +84,7 @@ def _download_local(uri: str, dst_path: str | os.PathLike[str] | None, tracking_
             f"of its store; use mlflow.artifacts.download_artifacts for other URIs."
         )
     with _client(tracking_uri) as client:
-        client._flush_for_read()  # it may be an artifact of a run this process logged to
+        client._flush_for_read("download_artifacts")  # it may be an artifact of a run this process logged to
     if not os.path.exists(local):
         raise ArtifactNotFound(f"No such artifact: {local!r} does not exist.")
     if dst_path is not None:

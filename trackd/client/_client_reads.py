@@ -2,7 +2,8 @@
 
 Reads go to ./mlruns directly (``StoreReader``), never through the daemon, in MLflow's shapes and
 words. Reads of runs first flush what this process logged (``_flush_for_read``), so what a process
-logged is what it reads back; reads of experiments first have the daemon open a store that has no
+logged is what it reads back while a daemon takes it (with none, they read the store as it is,
+warned once); reads of experiments first have the daemon open a store that has no
 experiment 0 yet (``_open_new_store``), as MLflow's FileStore makes it.
 """
 
@@ -85,12 +86,12 @@ class ClientReads:
 
     def get_run(self, run_id: str) -> Run:
         """The run as stored, after flushing what this process logged."""
-        self._flush_for_read()
+        self._flush_for_read("get_run")
         return self._reader.get_run(validate_run_id(run_id))
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every value logged for ``key``, in file order, after flushing."""
-        self._flush_for_read()
+        self._flush_for_read("get_metric_history")
         return self._reader.get_metric_history(validate_run_id(run_id), key)
 
     def search_runs(
@@ -116,7 +117,7 @@ class ClientReads:
         limit = validate_max_results(max_results, minimum=0)
         offset = page_offset(page_token)
         ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
-        self._flush_for_read()
+        self._flush_for_read("search_runs")
         return page_of(self._reader.search_runs(ids, view, filter_string, order_by), offset, limit)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
@@ -127,7 +128,7 @@ class ClientReads:
         A run whose artifacts are not on this machine (``s3://``) raises InvalidArgument, as
         download_artifacts does.
         """
-        self._flush_for_read()
+        self._flush_for_read("list_artifacts")
         return self._reader.list_artifacts(validate_run_id(run_id), path)
 
     def download_artifacts(self, run_id: str, path: str, dst_path: str | os.PathLike[str] | None = None) -> str:
@@ -138,7 +139,7 @@ class ClientReads:
         ``path`` without ``dst_path`` gives the run's artifact folder in the store itself (see
         _downloads.py). A path the run does not have raises ArtifactNotFound (a FileNotFoundError).
         """
-        self._flush_for_read()
+        self._flush_for_read("download_artifacts")
         from ._downloads import download_run_artifacts
 
         return download_run_artifacts(self._reader, validate_run_id(run_id), path, dst_path)
@@ -163,10 +164,12 @@ class ClientReads:
             "open the store", lambda rid: GetExperiment(request_id=rid, name=DEFAULT_EXPERIMENT_NAME, create=False)
         )
 
-    def _flush_for_read(self) -> None:
+    def _flush_for_read(self, what: str) -> None:
+        """Read what this process logged: wait for the daemon to write it, unless none takes it
+        (gone, stopped, given up), when the read goes on with one warning (see flush_for_read).
+        Refused items stay for flush() (maybe a sibling's)."""
         if self.state is ClientState.OPEN:
-            # Refused items stay for flush() (maybe a sibling's); patient: a spool resent after a restart may take long.
-            self._sender.flush(self.config.connect_timeout, take_failures=False, patient=True)
+            self._sender.flush_for_read(self.config.connect_timeout, what)
 
 
 class _LeftOut:

@@ -11,6 +11,7 @@ sender thread's (``SenderState._spool_pending``).
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from .._signals import wait_keeping_lock
 from ._lifecycle import exit_hurried, interpreter_exiting
 from ._on_full import OnFullPolicy
 from ._outbox import BARRIER, events, inline_size, warn
+from ._spool import spool_file
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -34,6 +36,8 @@ class GiveUp(OnFullPolicy):
     (``Sender``'s base)."""
 
     _late_reported: int
+    # This outage, a read was told it reads the store without events not delivered (flush_for_read).
+    _read_as_is_said: bool
 
     if TYPE_CHECKING:
         # Sender's: a bounded flush is one of its flushes, and what follows when that runs out.
@@ -135,6 +139,78 @@ class GiveUp(OnFullPolicy):
             # Also when the wait ran out or gave the daemon up: the refusals received by then.
             self._warn_failures()
 
+    def flush_for_read(self, timeout: float, what: str) -> None:
+        """Deliver what this process logged before ``what`` (a read) reads the store, so that it
+        reads its own writes; when no daemon takes them, let it read the store as it is, and say
+        once an outage how many events it may miss.
+
+        The wait is ``flush``'s with ``patient``: up to ``timeout`` of the daemon's silence (a
+        daemon writing a spool resent after a restart keeps it going), ended sooner by an attempt
+        to connect that finds no daemon and starts none. A daemon silent that long is given up, as
+        ``flush_or_warn`` or a logging call waiting for room gives it up (what it has not
+        acknowledged goes to the spool file), and until a daemon answers again reads do not wait
+        for it. Reads raised FlushTimeout after TRACKD_CONNECT_TIMEOUT, then DaemonUnavailable at
+        once, for as long as no daemon answered, where MLflow's FileStore reads the files with no
+        daemon at all.
+        """
+        path = self.config.socket_path
+        if self._spill.gave_up:
+            self._read_as_is(what, self._gave_up_reason or f"the daemon at {path} has not answered since this process gave it up")
+            return
+        if (store := self._store_refusing_words()) is not None:
+            # It holds them until the store takes writes again: no wait here makes that sooner.
+            self._read_as_is(what, store)
+            return
+        failed = self._failed_connects
+        try:
+            self.flush(timeout, take_failures=False, stop_waiting=lambda: self._no_daemon_since(failed), patient=True)
+            return
+        except DaemonUnavailable:
+            # The sender thread spooled them (no daemon for connect_timeout), or could not.
+            reason = self._unreachable_words()
+        except FlushTimeout:
+            if self._no_daemon_since(failed):
+                reason = self._unreachable_words()
+            elif (store := self._store_refusing_words()) is not None:
+                reason = store
+            else:
+                reason = (
+                    f"the daemon at {path} answered nothing for {timeout:g} s while {what} waited for them "
+                    f"(TRACKD_CONNECT_TIMEOUT): it may be stopped (SIGSTOP, a debugger), stuck writing to its disk "
+                    "or deadlocked"
+                )
+                self._give_up_on_daemon(reason, quiet=True)  # this read's line says where they went
+        self._read_as_is(what, reason)
+
+    def _unreachable_words(self) -> str:
+        """Why no daemon takes the events while none answers: its refusal, a start under way, or none."""
+        if (refused := self._refused_words()) is not None:
+            return refused
+        if (starting := self._starting_words()) is not None:
+            return f"{starting} and does not answer yet"
+        return self._no_daemon_words()
+
+    def _read_as_is(self, what: str, reason: str) -> None:
+        """The one line, once an outage, for a read of the store that goes on without the events
+        no daemon has written (nothing when there are none)."""
+        with self._cond:
+            pending, spooled = self._pending_locked(), self._spill.records
+        if pending == 0 or self._read_as_is_said:
+            return
+        self._read_as_is_said = True
+        held = pending - spooled
+        where = [f"{spooled} spooled to {spool_file(self.config.spool_dir, self.client_id)}"] if spooled else []
+        if held and (exc := self._spill.unwritable) is not None:
+            where.append(f"{held} held in memory, lost if this process exits first, as the spool file cannot be written ({exc})")
+        elif held:
+            where.append(f"{held} in memory, on their way to the spool file" if spooled or self._spill.gave_up else f"{held} in memory")
+        warn(
+            f"{what} reads {self.store_root} as it is, and may miss {events(pending)} this process logged that "
+            f"{'is' if pending == 1 else 'are'} not delivered yet ({'; '.join(where)}): {reason}. They are delivered "
+            "when a daemon answers" + (f" (the spooled ones also by `trackd sync` on {socket.gethostname()})" if spooled else "")
+            + "; until then reads do not wait for it, and this line is not repeated."
+        )
+
     def _bounded_flush(self, timeout: float, *, final: bool, exiting: bool, patient: bool) -> None:
         """``flush_or_warn``'s wait, and the one line that says what it gave up."""
         patient = patient and not exiting and not interpreter_exiting()
@@ -218,13 +294,7 @@ class GiveUp(OnFullPolicy):
         if no_daemon() and (refused := self._refused_words()) is not None:
             reason = refused  # for good (another protocol version): nothing to wait for
         elif no_daemon():
-            starts = "none could be started" if self.config.autostart else "TRACKD_AUTOSTART=0 starts none"
-            if self.config.autostart and self._spawn_failure:
-                # Why: at exit the line that said it when the start failed is no longer printed
-                # (SenderThread._unreachable_is_news), and a bad TRACKD_LOOP went unnamed.
-                failure = self._spawn_failure.rstrip(".")
-                starts += f" ({failure[:1].lower()}{failure[1:]})"
-            reason = f"no daemon answers at {path} and {starts}"
+            reason = self._no_daemon_words()
         elif exit_hurried():
             # "did not answer within 10 s" was not why: the wait was cut short.
             reason = (f"a second SIGTERM ended the wait for the daemon at {path} after "
@@ -255,6 +325,16 @@ class GiveUp(OnFullPolicy):
         else:
             reason = f"the daemon at {path} did not answer within {timeout:g} s"
         self._give_up_on_daemon(reason, final=final, exiting=exiting)
+
+    def _no_daemon_words(self) -> str:
+        """Why a wait ended when an attempt to connect found no daemon and started none, as a clause."""
+        starts = "none could be started" if self.config.autostart else "TRACKD_AUTOSTART=0 starts none"
+        if self.config.autostart and self._spawn_failure:
+            # Why: at exit the line that said it when the start failed is no longer printed
+            # (SenderThread._unreachable_is_news), and a bad TRACKD_LOOP went unnamed.
+            failure = self._spawn_failure.rstrip(".")
+            starts += f" ({failure[:1].lower()}{failure[1:]})"
+        return f"no daemon answers at {self.config.socket_path} and {starts}"
 
     def _waited_for(self, path: Path, *, written: bool) -> tuple[str, str | None]:
         """What a bounded flush's wait is for, in its line, and the word for what the daemon
@@ -321,7 +401,9 @@ class GiveUp(OnFullPolicy):
             return
         warn(f"{events(self.pending(), 'were not delivered')}: {exc}" if said_count else str(exc))
 
-    def _give_up_on_daemon(self, reason: str, *, final: bool = False, exiting: bool = False, store_refusing: bool = False) -> None:
+    def _give_up_on_daemon(
+        self, reason: str, *, final: bool = False, exiting: bool = False, store_refusing: bool = False, quiet: bool = False,
+    ) -> None:
         """Have the thread spool everything the daemon has not acknowledged, then say what went where.
 
         ``store_refusing``: the daemon answers, and keeps what it received for a store that refuses
@@ -331,6 +413,7 @@ class GiveUp(OnFullPolicy):
         spill or by an earlier give-up; only the ones added now are counted. Once a give-up has
         been announced, later ones (each sibling Client's close) add theirs quietly until the
         sender closes (``final``), which says how many more went: one line each, not one a close.
+        ``quiet`` (a read, see ``flush_for_read``): the caller's line says what went where instead.
         """
         if not self._spill.gave_up:
             self._gave_up_reason = reason
@@ -374,6 +457,13 @@ class GiveUp(OnFullPolicy):
                 # the spool the same way: not "held in memory".
                 held = self._ledger.unacked_events
         self._unannounced += max(0, added)
+        if quiet:
+            # Counted as said: a later give-up (exit) counts only what follows, as after its own line.
+            self._spill.told()
+            self._gave_up_announced = True
+            self._unannounced = 0
+            self._spill.held_said = self._spill.held_said or held > 0
+            return
         if self._unannounced and (final or not self._gave_up_announced):
             # Nothing follows a final give-up (the sender closes): "Until then, what follows is
             # spooled there too, counted when this process closes its clients" was said by the close.

@@ -407,6 +407,7 @@ class Sender(GiveUp):
         # Events spooled by give-ups since the last line said so (see _give_up_on_daemon).
         self._gave_up_announced = False
         self._unannounced = 0
+        self._read_as_is_said = False
         self._transport = None
         self._protocol = None
         self._ledger = Ledger()
