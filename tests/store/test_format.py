@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trackd.store._format import _load_flat_yaml, dump_yaml, format_metric_files, format_metric_lines, load_yaml
+from trackd.store._format import _load_flat_yaml, dump_yaml, load_yaml
+from trackd.store._metric_lines import format_metric_files, format_metric_lines
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 TIMESTAMP = st.integers(min_value=0, max_value=2**63 - 1)

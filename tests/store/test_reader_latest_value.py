@@ -15,7 +15,7 @@ import pytest
 
 from trackd.errors import CorruptStoreFile
 from trackd.store import StoreReader
-from trackd.store._format import latest_metric_value, parse_metric_lines
+from trackd.store._metric_lines import latest_metric_value, parse_metric_lines
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402

@@ -17,15 +17,8 @@ from collections.abc import Sequence
 from ..errors import ArtifactNotFound, CorruptStoreFile, ExperimentNotFound, InvalidArgument, RunNotFound, StoreError
 from . import _layout as layout
 from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG, Experiment, FileInfo, Metric, Run, RunData, RunInfo, ViewType
-from ._format import (
-    experiment_from_meta,
-    latest_metric_value,
-    load_yaml,
-    parse_metric_lines,
-    read_regular,
-    read_text,
-    run_info_from_meta,
-)
+from ._format import experiment_from_meta, load_yaml, read_regular, read_text, run_info_from_meta
+from ._metric_lines import latest_metric_value, parse_metric_lines
 from ._validation import validate_artifact_path, validate_experiment_id, validate_key_to_read, validate_run_id
 
 # meta.yaml's first line when the artifact location is a file URI or an absolute path of plain

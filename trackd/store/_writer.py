@@ -19,9 +19,9 @@ from ._artifact_writes import write_artifact
 from ._confinement import check_confined
 from ._entities import LIFECYCLE_ACTIVE, RUN_NAME_TAG
 from ._experiment_writes import ExperimentNames, build_experiment, make_root, unused_experiment_id
-from ._format import format_metric_files, format_metric_lines
 from ._journal import WriteJournal
 from ._key_files import KeyFolders
+from ._metric_lines import format_metric_files, format_metric_lines
 from ._write_rules import (
     TRANSIENT_ERRNOS,
     item_name,
