@@ -9,12 +9,14 @@ client, by ``start_run``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from ..store import Run, RunData
 from ..store._entities import FAILURE_REASON_TAG, RUN_NAME_TAG
+from ..store._validation import MAX_INT64
 from . import _lifecycle
 from ._fluent import ActiveRun
 from ._run_checks import check_resumable
@@ -70,7 +72,7 @@ def resume_run(
             if FAILURE_REASON_TAG not in changes and FAILURE_REASON_TAG in reader.get_run_tags(resumed_id):
                 client.delete_tag(resumed_id, FAILURE_REASON_TAG)
                 removed.add(FAILURE_REASON_TAG)
-            client.set_terminated(existing.run_id, "RUNNING", existing.end_time)
+            client.set_terminated(existing.run_id, "RUNNING", _kept_end_time(existing.end_time))
         except BaseException:
             client._sender.will.discard(resumed_id)  # not resumed: not this process's to end
             raise
@@ -86,3 +88,16 @@ def resume_run(
         Run(info=info, data=RunData(metrics={}, params={}, tags={})),
         owns=resumed or (rank in (None, "", "0") and not attached), client=client, read_data=read_data,
     )
+
+
+def _kept_end_time(end_time: int | float | None) -> int | None:
+    """The end time a resumed run keeps until it ends, in the int milliseconds a run's end carries.
+
+    MLflow's reader takes a float end_time in meta.yaml as it is (hand-edited, or written by a
+    tool), and so does trackd's: setting the run RUNNING again with it raised InvalidArgument
+    ("expected an int"), and the run could not be resumed. (MLflow's own resume raises TypeError
+    there.) Its whole milliseconds are kept; a value no end can hold (inf, nan, negative) is now.
+    """
+    if isinstance(end_time, float):
+        return int(end_time) if math.isfinite(end_time) and 0 <= end_time <= MAX_INT64 else None
+    return end_time

@@ -131,13 +131,13 @@ class RunInfo(Frozen):
     status: str
     # A float where MLflow wrote one (create_run(start_time=time.time() * 1000)), as MLflow reads it.
     start_time: int | float
-    end_time: int | None
+    end_time: int | float | None  # a float too, edited into meta.yaml by hand or a tool
     artifact_uri: str
     lifecycle_stage: str
 
     def __init__(
         self, run_id: str, experiment_id: str, run_name: str, user_id: str, status: str, start_time: int | float,
-        end_time: int | None, artifact_uri: str, lifecycle_stage: str,
+        end_time: int | float | None, artifact_uri: str, lifecycle_stage: str,
     ) -> None:
         _set(self, "run_id", run_id)
         _set(self, "experiment_id", experiment_id)
