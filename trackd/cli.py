@@ -90,13 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     status = actions.add_parser(
         "status", help="show pid, uptime, clients, rates, backlog, errors and spool files waiting",
         description="Show what the daemon is doing: its totals, each kind of error with when it last happened (and, "
-        "for a store that refused writes, whether it takes them again), and each client's events/s (over the "
-        "totals' window, or since it connected if shorter) and events waiting to be written; and, whether a daemon "
-        "runs or not, the spool files "
+        "for a store that refused writes, whether it takes them again), each client (its pid, and on Linux its "
+        "RANK/LOCAL_RANK, parent client and short command) with its events/s (over the totals' window, or since it "
+        "connected if shorter; none once it left) and events waiting to be written, and a previous daemon that "
+        "ended without a clean exit; and, whether a daemon runs or not, the spool files "
         "waiting in the spool folder `trackd sync` reads (files, bytes, the oldest's age, and what delivers them). "
         "Exit status: 0 when a daemon answered; 1 when none answers (saying "
         "whether one holds the lock: starting, stopping or hung, or, by its pid, with its socket file missing; or "
-        "listens without answering, by its pid).",
+        "listens without answering, by its pid, at once when its process is stopped by SIGSTOP).",
     )
     status.add_argument("--socket", help=socket_help)
     status.add_argument("--spool-dir", help=spool_dir_help)
