@@ -140,10 +140,7 @@ def test_a_store_on_a_full_disk_is_named_when_the_wait_ends_and_the_daemon_write
     assert f"to be written by the daemon at {daemon.paths.socket}" in err and f"It cannot write to the store now: The store at {store} {full}" in err, err
     assert f"events were not delivered: the store at {store} {full}" in err, err
     kept = re.search(rf"so the daemon at {re.escape(str(daemon.paths.socket))} keeps the events it received \((\d+) were sent to it\)", err)
-    # The points (and the run's end if it went) the daemon had not written when the disk filled: all
-    # but the first when they went in one batch; fewer when the client's first batches, which go as
-    # records come, were written before it filled. The store has every point once (below).
-    assert kept is not None and 0 < int(kept.group(1)) <= POINTS + 1, err
+    assert kept is not None and int(kept.group(1)) >= POINTS - 1, err  # the points, and the run's end if it went
     assert not any(words in err for words in SILENT_DAEMON), err
     # What the line says the daemon does: every point it kept is written, once, with no spool delivered.
     reader = StoreReader(store)

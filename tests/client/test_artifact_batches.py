@@ -27,6 +27,5 @@ def test_a_tree_of_empty_folders_travels_in_a_few_batches(tmp_path: Path, store:
     folders = sorted(path.name for path in (store / "0" / run_id / "artifacts").iterdir())
     assert folders == [f"split-{i:04d}" for i in range(1000)]
     assert (store / "0" / run_id / "artifacts" / "split-0000" / "README").read_text() == "one small file, inline"
-    # The run's creation, the inline file's batch and the folders: it was over 1,000. (In the
-    # client's first send interval the thread sends its first EAGER_BATCHES (8) as records come.)
-    assert report.acked_batches <= 12, report
+    # The run's creation, the inline file's batch and the folders: it was over 1,000.
+    assert report.acked_batches <= 5, report

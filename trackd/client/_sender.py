@@ -386,7 +386,6 @@ class Sender(GiveUp):
         self._thread = None
         self._used = False
         self._connect_ahead_pending = False
-        self._eager_until = None
         self._stopping = False
         # Set by close(): how many records at the front of the buffer the stopping thread still
         # sends (the final drain); records behind them are late (see close and take_late).

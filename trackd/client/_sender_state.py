@@ -40,10 +40,6 @@ class SenderState:
     # full unacknowledged window (DEFAULT_MAX_BUFFERED + DEFAULT_MAX_UNACKED_EVENTS events, a
     # few MiB) to a local file: tens of milliseconds, so a second covers a loaded machine.
     SPILL_TIMEOUT = 1.0
-    # The process's first batches (within its first send interval) go as records come (see
-    # SenderThread._rearm_wake); at most so many: a log_artifacts of 1,000 empty folders went in
-    # 22 batches, and a training loop's first calls each paid a pipe write.
-    EAGER_BATCHES = 8
     # How long close() waits for the thread to end after its flush: it delivered everything, or
     # spooled it, so it ends within a send interval unless the daemon stopped answering since.
     STOP_TIMEOUT = 1.0
@@ -132,7 +128,6 @@ class SenderState:
     # Until then (time.monotonic()), after the process's first batch, every record appended to an
     # empty buffer wakes the thread (see SenderThread._rearm_wake): a short process's first events
     # go within a thread turn, not at the next send interval.
-    _eager_until: float | None = None
     # Bounded flushes under way (GiveUp.flush_or_warn): each says what becomes of the events it
     # gives up, so the thread does not say first that it holds them and retries.
     _bounded_flushes = 0

@@ -338,27 +338,14 @@ class SenderThread(SenderConnect):
             self._send_event(news)
 
     def _rearm_wake(self, taken: int) -> None:
-        """Let the next logging calls wake the thread again: at MAX_BEFORE_SEND records, or, for
-        one send interval from the process's first batch and for its first EAGER_BATCHES batches,
-        at the next record appended.
-
-        A short process logs its run's creation and its first values within a millisecond or
-        two, and the thread seldom gets a turn between them (the main thread holds the GIL): the
-        values buffered after the first batch waited for the next send interval (50 ms), and a
-        process leaving by ``os._exit`` sooner lost them while its run was in the store. The wake
-        costs the logging call one pipe write per batch the thread sends, in that interval only.
-        """
+        """Let the next logging calls wake the thread again, at MAX_BEFORE_SEND records."""
         if not self._used:
             # Nothing appended through the slow path yet (the thread connected ahead): the first
             # record must still go through wake(), which marks the sender used. Armed at
             # MAX_BEFORE_SEND here, the first records went past it, and flush() and close(),
             # finding the sender unused, returned before the daemon had acknowledged them.
             return
-        if taken and self._eager_until is None:
-            self._eager_until = time.monotonic() + self.config.flush_interval
-        if self._eager_until is not None and time.monotonic() < self._eager_until and self._ledger.seq < self.EAGER_BATCHES:
-            self.wake_at = len(self.buffer) + 1
-        elif len(self.buffer) < self._early_wake():
+        if len(self.buffer) < self._early_wake():
             self.wake_at = self._early_wake()
 
     def _window_has_room(self) -> bool:
