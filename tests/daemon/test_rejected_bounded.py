@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, RawClient
+from helpers import DaemonProcess, RawClient, wait_for
 from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
@@ -63,6 +63,9 @@ def test_refusals_are_not_named_while_the_client_leaves_its_replies_unread(socke
         for seq in range(1, 41):
             raw.send(Batch(seq=seq, records=params(run_id, 100, key_length=1000)))
         raw.send(Flush(request_id=1))
+        # Read only once the daemon has refused them all: read while it writes, the replies never
+        # waited unread (the test passed or failed with how busy the machine was).
+        wait_for(lambda: daemon.status()["items_rejected"] == 4000, 60, message="the 4,000 refusals")
         replies = []
         while not isinstance(reply := raw.next_event(), FlushDone):
             replies.append(reply)
