@@ -2,8 +2,8 @@
 
 A process group's SIGTERM (Slurm preemption, `kill -TERM -PGID`) reaches the job and its Pool's
 workers at once, and each waits up to TRACKD_EXIT_TIMEOUT for a stalled daemon before it spools.
-The job's handler used to signal its daemonic workers only as it ended, after its own wait: to
-workers still in theirs that was a second SIGTERM, which killed them at once, and each lost what
+The job's handler signals its daemonic workers as it ends, after its own wait: to
+workers still in theirs that is a second SIGTERM, which killed them at once, and each lost what
 its buffer held (~25,000 events in a user's report) without a line. A second SIGTERM now ends the
 waits and spools; a third kills, and a copy of the second is ignored as a copy of the first is.
 """
@@ -190,8 +190,8 @@ def _group_gone(pgid: int) -> bool:
     return True
 
 
-# Workers that ignore SIGTERM: the handler does not wait for them (they held the job for its exit
-# timeout and 2 s more, silently, with a healthy daemon; nothing of theirs was waiting).
+# Workers that ignore SIGTERM do not hold the job: a wait for the workers, tried and dropped, held
+# it for the exit timeout and 2 s more, silently, with a healthy daemon and nothing to deliver.
 IGNORING_POOL_JOB = """
 import multiprocessing, signal, sys, time, trackd
 
@@ -220,7 +220,6 @@ def test_workers_that_ignore_sigterm_do_not_hold_the_job(daemon: DaemonProcess, 
     try:
         assert job.stdout.readline() == "ready\n"
         job.send_signal(signal.SIGTERM)
-        # This used to wait out the exit timeout (300 s) and 2 s more for the workers.
         assert job.wait(120) == -signal.SIGTERM
     finally:
         os.killpg(job.pid, signal.SIGKILL)

@@ -340,13 +340,9 @@ _last_sigterm_at = 0.0
 # at once and what it has not acknowledged is spooled, then the process dies; a third kills at
 # once. The second one killed at once, mid-spool: a process group's SIGTERM while the daemon was
 # stalled reached a fork Pool's workers and their parent, and the parent, done with its own
-# 10 s wait, signalled its daemonic workers as it ended, which were still in theirs: each lost
-# the ~25,000 events its buffer held, without a line.
+# 10 s wait, passed the signal on to its daemonic workers as it ended, which were still in
+# theirs: each lost the ~25,000 events its buffer held, without a line.
 _hurried = False
-
-# How long past its exit timeout a process going down on SIGTERM waits for the multiprocessing
-# children it signalled (their own wait for the daemon, then their spool write).
-CHILDREN_SPOOL_MARGIN = 2.0
 
 # Whether the main thread is between queueing a run's creation (or its reopening) and putting it
 # on the stack the exit hooks end, or between taking a run off that stack and queueing its end,
@@ -403,9 +399,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
     buffered would be lost. This handler is installed only where SIGTERM had its default action,
     and it re-raises the signal afterwards, so the exit status stays "killed by SIGTERM".
 
-    The process's daemonic multiprocessing children (a ``Pool``'s workers) get the signal first,
-    so they deliver what they logged alongside (see _signal_children), and the handler waits for
-    them, bounded, before it dies.
+    As it ends, it passes the signal on to its daemonic multiprocessing children and those started
+    meanwhile (see _signal_children).
     """
     global _first_sigterm_at, _first_sigterm_pid, _last_sigterm_at, _sigterm_pending, _going_down_by, _hurried
     _going_down_by = signum  # held or not, the process dies by it (see signals_held)
@@ -416,19 +411,15 @@ def _on_sigterm(signum: int, frame: object) -> None:
         _first_sigterm_at, _first_sigterm_pid, _hurried = time.monotonic(), os.getpid(), False
         _last_sigterm_at = _first_sigterm_at
         signal.signal(signum, _on_repeated_sigterm)
-    with SENDERS_LOCK:
-        bound = max((sender.config.exit_timeout for sender in (*SENDERS.values(), *CLOSING)), default=0.0)
     children_before = _multiprocessing_children()
     daemonic = {child for child in children_before if getattr(child, "daemon", False)}
-    _signal_children(daemonic, signum)
     try:
         _run_exit_hooks("KILLED")
         close_all_clients()
     finally:
-        _wait_for_children(daemonic, _first_sigterm_at + bound + CHILDREN_SPOOL_MARGIN)
-        _signal_children(_multiprocessing_children() - children_before, signum)
         with _SIGTERM_LOCK:
             signal.signal(signum, signal.SIG_DFL)
+        _signal_children(daemonic | (_multiprocessing_children() - children_before), signum)
         _die_by(signum)
 
 
@@ -470,22 +461,22 @@ def _multiprocessing_children() -> set[object]:
 
 
 def _signal_children(children: set[object], signum: int) -> None:
-    """Send ``signum`` to these multiprocessing children of a process going down on it.
+    """Send ``signum`` to these multiprocessing children of a process going down on it: its daemonic
+    ones (a ``Pool``'s workers), and the others started while the handler delivered.
 
-    First its daemonic children (a ``Pool``'s workers), as the handler starts: multiprocessing
-    terminates them at a normal exit, and without them signalled, a SIGTERM to the parent alone
-    (`docker stop` of an entrypoint, `kill <pid>`) left them orphans waiting on the pool's queue
-    for ever; signalled as it starts, they deliver what they logged alongside the parent. Where a
-    process group's signal reached them too, this copy comes within REPEATED_SIGTERM_GRACE and is
-    ignored. Signalled only as the handler ended (after its wait for a stalled daemon), that copy
-    was a second SIGTERM, which killed them in their own wait, their buffers lost without a line.
-
-    Then, as the handler ends, the children started while it delivered: `spawn` and
-    `forkserver` workers run no at-fork hook in this process (a forked child dies by
-    ``_going_down_by`` in its own), and a group's SIGTERM left a Pool's replacements waiting for
-    ever on the queue lock of a dead worker, orphans of the dead parent (2-5 per job in 7 jobs of
-    8). A non-daemonic child the signal found is left alone, as it was; one whose start is under
-    way now is missed.
+    A ``spawn`` or ``forkserver`` worker runs no at-fork hook in this process (a forked child dies
+    by ``_going_down_by`` in its own): a process group's SIGTERM killed a ``Pool``'s workers, its
+    thread started replacements while the handler delivered, and they waited for ever on the queue
+    lock of a dead worker, orphans of the dead parent (2-5 per job in 7 jobs of 8). A daemonic
+    child is one its parent ends as it exits (multiprocessing terminates them at a normal exit).
+    Where the group's signal reached them too and they are still delivering (a stalled daemon),
+    this is their second SIGTERM, which ends their wait and spools what is left (see
+    _on_repeated_sigterm); it killed them at once, their buffers lost without a line. Signalled as
+    the handler started and waited for, they were safe from a parent whose death ends them (a
+    container's entrypoint), but the parent's longer life let a Pool's thread keep replacing
+    workers, and one started as it died was left an orphan in half the runs of
+    tests/test_fork_during_sigterm.py. A non-daemonic child the signal found is left alone, as it
+    was; one whose start is under way now is missed.
     """
     for child in children:
         try:
@@ -494,56 +485,6 @@ def _signal_children(children: set[object], signum: int) -> None:
                 os.kill(pid, signum)
         except OSError:  # gone meanwhile
             pass
-
-
-def _wait_for_children(children: set[object], deadline: float) -> None:
-    """Wait until the daemonic children signalled as the handler started have exited, or
-    ``deadline`` (their own exit bound and a margin for their spool write) has passed; a second
-    SIGTERM to this process cuts the wait to CHILDREN_SPOOL_MARGIN. After a second, one line says
-    whom it waits for.
-
-    The parent died as soon as it had signalled them: where its death ends the others (a
-    container's entrypoint, whose exit kills every process of the container; a batch system that
-    kills a job step's processes once its main task exits), its workers' buffers died with them.
-    Only these are waited for: a Pool's thread replaces the workers that die, and a wait for the
-    replacements kept it replacing them, so that a start under way as the parent died (an orphan
-    waiting for ever) was likely. A child that ignores SIGTERM is not waited for (it held the
-    parent 12 s, silently). Those still alive at the deadline are not signalled again: past
-    their own bound they are writing their spool, and a SIGTERM more could be their third, which
-    kills at once.
-    """
-    children = {child for child in children if not _ignores(child, signal.SIGTERM)}
-    said, start = False, time.monotonic()
-    while True:
-        try:
-            alive = [child for child in children if child.is_alive()]  # type: ignore[attr-defined]
-        except Exception:  # whatever state a signal found multiprocessing in, the process goes down
-            return
-        now = time.monotonic()
-        if exit_hurried():
-            deadline = min(deadline, max(now, _last_sigterm_at) + CHILDREN_SPOOL_MARGIN)
-        if not alive or now >= deadline:
-            return
-        if not said and now - start >= 1.0:
-            said = True
-            from ._outbox import warn
-
-            pids = ", ".join(str(getattr(child, "pid", "?")) for child in alive)
-            warn(f"waiting up to {deadline - now:.0f} s more for {len(alive)} worker "
-                 f"{'process' if len(alive) == 1 else 'processes'} (pid {pids}) to deliver what they logged.")
-        time.sleep(0.02)
-
-
-def _ignores(child: object, signum: int) -> bool:
-    """Whether ``child`` ignores ``signum`` (its SigIgn mask in /proc; False where there is none)."""
-    try:
-        with open(f"/proc/{getattr(child, 'pid', 0)}/status") as status:
-            for line in status:
-                if line.startswith("SigIgn:"):
-                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
-    except (OSError, ValueError):
-        pass
-    return False
 
 
 def _die_by(signum: int) -> None:
