@@ -412,14 +412,17 @@ def _on_sigterm(signum: int, frame: object) -> None:
         _last_sigterm_at = _first_sigterm_at
         signal.signal(signum, _on_repeated_sigterm)
     children_before = _multiprocessing_children()
-    daemonic = {child for child in children_before if getattr(child, "daemon", False)}
     try:
         _run_exit_hooks("KILLED")
         close_all_clients()
     finally:
         with _SIGTERM_LOCK:
             signal.signal(signum, signal.SIG_DFL)
-        _signal_children(daemonic | (_multiprocessing_children() - children_before), signum)
+        # Those alive now (active_children() reaps the others, whose pids may be another's by now).
+        _signal_children({
+            child for child in _multiprocessing_children()
+            if getattr(child, "daemon", False) or child not in children_before
+        }, signum)
         _die_by(signum)
 
 
