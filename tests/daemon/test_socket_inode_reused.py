@@ -12,6 +12,7 @@ folder is on an ext4 filesystem of its own (a loop mount: needs root).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -65,27 +66,50 @@ def test_shutdown_leaves_a_file_made_at_its_socket_path_with_the_removed_socket_
         "-e", f"inject=newfstatat,statx:delay_enter={DELAY_US}",
     ).start(timeout=60)
     assert daemon.process is not None
-    bound = os.lstat(socket_path).st_ino
-    os.kill(int(daemon.paths.pid.read_text()), signal.SIGTERM)
-    # Logged after the listener closed, with no client connected, and seconds before the look at
-    # the socket file: nothing holds the socket file's inode from here.
-    wait_for(lambda: "Shutdown: closing 0 client connections" in daemon.log(), timeout=60, message="shutdown's last phase")
-    socket_path.unlink()
-    deadline = time.monotonic() + DELAY_US / 1e6
-    attempt = 0
-    while True:
-        socket_path.write_text("a user's file\n")
-        if os.lstat(socket_path).st_ino == bound:
-            break
-        # Another free number came first, or the socket's is not free yet (a connection the
-        # daemon is still closing holds it): keep that one taken, and make the file again.
-        assert time.monotonic() < deadline, f"ext4 did not give inode {bound} to a new file in time: nothing was tested"
-        socket_path.rename(socket_path.with_name(f"aside-{attempt}"))
-        attempt += 1
-        time.sleep(0.01)
-    assert daemon.process.wait(60) == 0, daemon.log()
-    if daemon.process.stderr is not None:
-        daemon.process.stderr.close()
-    # This used to be gone: its (device, inode) matched the socket file the daemon had bound.
-    assert socket_path.read_text() == "a user's file\n", daemon.log()
-    assert not daemon.paths.pid.exists(), "the daemon's own pid file is its to remove"
+    pid = int(daemon.paths.pid.read_text())
+    try:
+        bound = os.lstat(socket_path).st_ino
+        os.kill(pid, signal.SIGTERM)
+        # Logged after the listener closed, with no client connected, and seconds before the look at
+        # the socket file: nothing holds the socket file's inode from here.
+        wait_for(lambda: "Shutdown: closing 0 client connections" in daemon.log(), timeout=60, message="shutdown's last phase")
+        socket_path.unlink()
+        deadline = time.monotonic() + DELAY_US / 1e6
+        attempt = 0
+        while True:
+            socket_path.write_text("a user's file\n")
+            if os.lstat(socket_path).st_ino == bound:
+                break
+            # Another free number came first, or the socket's is not free yet (a connection the
+            # daemon is still closing holds it): keep that one taken, and make the file again.
+            if time.monotonic() >= deadline:
+                pytest.fail(
+                    f"ext4 did not give inode {bound} to a new file in time: nothing was tested; the "
+                    f"daemon's descriptors then: {_descriptors(pid)}\n{daemon.log()}"
+                )
+            socket_path.rename(socket_path.with_name(f"aside-{attempt}"))
+            attempt += 1
+            time.sleep(0.01)
+        assert daemon.process.wait(60) == 0, daemon.log()
+        # This used to be gone: its (device, inode) matched the socket file the daemon had bound.
+        assert socket_path.read_text() == "a user's file\n", daemon.log()
+        assert not daemon.paths.pid.exists(), "the daemon's own pid file is its to remove"
+    finally:
+        # A failed check must not leave the traced daemon running into the next test (its pipe and
+        # Popen were reported there as unraisable ResourceWarnings, failing that test too).
+        # The daemon itself, not strace (killed, strace would leave it running, detached).
+        if daemon.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            daemon.process.wait(60)
+        if daemon.process.stderr is not None:
+            daemon.process.stderr.close()
+
+
+def _descriptors(pid: int) -> list[str]:
+    """What process ``pid``'s open descriptors lead to (sockets by inode), for a failure's message."""
+    folder = Path(f"/proc/{pid}/fd")
+    try:
+        return sorted(os.readlink(folder / name) for name in os.listdir(folder))
+    except OSError as exc:
+        return [f"unreadable: {exc}"]
