@@ -58,6 +58,7 @@ from ..store import (
     validate_param_value,
     validate_run_id,
     validate_run_status,
+    validate_run_time,
     validate_step,
     validate_store_root,
     validate_tag_value,
@@ -223,7 +224,7 @@ class Client(ClientArtifacts, ClientReads):
                 owner = self._reader.find_run(run_id) is None
         else:
             run_id = random_id()
-        start_ms = _now_ms() if start_time is None else validate_timestamp("start_time", start_time)
+        start_ms = _now_ms() if start_time is None else validate_run_time("start_time", run_id, start_time)
         str_tags = self._check_tags(tags or {})
         tag_name = str_tags.get(RUN_NAME_TAG)
         if run_name is not None and tag_name is not None and run_name != tag_name:
@@ -266,7 +267,7 @@ class Client(ClientArtifacts, ClientReads):
         """
         self._check_run(run_id)
         code = int(validate_run_status(status))
-        end_ms = _now_ms() if end_time is None else validate_timestamp("end_time", end_time)
+        end_ms = _now_ms() if end_time is None else validate_run_time("end_time", run_id, end_time)
         self._sender.submit((SET_TERMINATED, run_id, code, end_ms, keep_failure, shared))
 
     # -- logging: the hot path ------------------------------------------------------------------

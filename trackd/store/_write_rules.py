@@ -114,10 +114,11 @@ def end_kept_out(end: Termination, meta: Mapping[str, Any]) -> bool:
     status, ended_ms = meta.get("status"), meta.get("end_time")
     if status in _FAILURES:
         return True
-    if status != int(RunStatus.FINISHED) or type(ended_ms) is not int or ended_ms <= end.end_time_ms:
+    # A float end_time (a meta.yaml another writer made, which MLflow's reader takes) is a time too.
+    if status != int(RunStatus.FINISHED) or not isinstance(ended_ms, (int, float)) or isinstance(ended_ms, bool) or ended_ms <= end.end_time_ms:
         return False
     _log.info(
-        "Left run %s FINISHED at %d: an end from before that (%s at %d, a spooled end delivered late) came after it",
+        "Left run %s FINISHED at %s: an end from before that (%s at %d, a spooled end delivered late) came after it",
         end.run_id, ended_ms, RunStatus(end.status).name, end.end_time_ms,
     )
     return True
