@@ -1,6 +1,6 @@
 """benchmarks/bench_pool_ctrl_c.py keeps working: one interrupted run per variant, its table and JSON file.
 
-The hang rates are never asserted (a hang is CPython's race, README "fork and multiprocessing");
+The hang rates are never asserted (a hang is CPython's race, docs/multiprocessing.md, "fork and multiprocessing");
 only that every run was counted and the script's daemon is gone.
 """
 

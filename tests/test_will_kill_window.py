@@ -9,7 +9,7 @@ with no "had not ended 1 run"). The runs are told ahead of the batch that create
 
 Each child does what the user's script did: start_run, one log_metric, burn the CPU in Python for
 a few milliseconds, then SIGKILL itself. A kill before the run reached the socket leaves no run
-(README: "a run it created is then not in the store either"); a run in the store is failed.
+(docs/multiprocessing.md: "a run it created is then not in the store either"); a run in the store is failed.
 The same window was open at a reconnect, for a run started while no daemon ran.
 """
 

@@ -79,7 +79,7 @@ def test_rank_0_killed_while_its_daemon_had_not_answered_leaves_the_shared_run_f
     try:
         assert rank_0.stdout is not None and rank_0.stdout.readline().strip() == "started"
         # Two writes wait in the socket, its Hello and its runs (no batch goes before the Welcome).
-        # Killed before the second, a process has told nothing (README, Not covered).
+        # Killed before the second, a process has told nothing (docs/multiprocessing.md, Not covered).
         single = one_small_write()
         wait_for(lambda: send_queue(socket_inodes(rank_0.pid)) >= 2 * single, timeout=20, message="rank 0's runs sent")
         rank_0.kill()

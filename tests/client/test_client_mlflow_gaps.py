@@ -123,7 +123,7 @@ def test_the_left_out_names_are_not_offered_by_dir(client: Client) -> None:
 
 @pytest.mark.parametrize("name", ["log_input", "log_inputs", "log_outputs", "log_model", "register_model", "evaluate"])
 def test_models_and_datasets_get_the_advice_the_readme_gives(name: str) -> None:
-    # README: "models and datasets are MLflow's entities. Save the model with its framework and
+    # docs/api.md: "models and datasets are MLflow's entities. Save the model with its framework and
     # log_artifact it, or use MLflow". These raised the generic "not part of trackd's logging API".
     message = str(_missing(trackd, name))
     assert message.startswith(f"module 'trackd' has no attribute '{name}': models and datasets are MLflow's entities: "), message

@@ -518,7 +518,7 @@ def _tensorflow_tensors() -> list[Any]:
 
 
 def test_a_tensorflow_tensor_of_one_value_is_logged_as_mlflows_client_logs_it(client: Client, store: Path) -> None:
-    # README promises a TensorFlow tensor holding one value, as MLflow's client takes it (float()).
+    # docs/api.md promises a TensorFlow tensor holding one value, as MLflow's client takes it (float()).
     # trackd asked only for .item(), which a TensorFlow tensor lacks, and refused it as "not a real
     # number": a Keras callback logging its loss tensor raised in the training loop.
     from mlflow.tracking.metric_value_conversion_utils import convert_metric_value_to_float_if_possible

@@ -27,7 +27,7 @@ STEPS = ["0", "1", "1", "+1", "01", "-1", "1_0", "3"]
 # What turns a line into one the reader refuses, or reads another way.
 DAMAGE = ["1.0", "abc", "0x1", "", "\t", "  "]
 # After a line's step: 4 fields, or a space or tab strip() removes (not 5 fields, which MLflow reads
-# as step 0 and trackd as the step written: README, How it differs from MLflow).
+# as step 0 and trackd as the step written: docs/api.md, How it differs from MLflow).
 ENDINGS = ["", " ", " x", "\t"]
 
 

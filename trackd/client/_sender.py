@@ -175,7 +175,7 @@ class Sender(GiveUp):
     def ask(self, what: str, build: Callable[[int], Event]) -> Event:
         """request() within connect_timeout; ``what`` ("create experiment 'x'") names it in errors.
 
-        No daemon reached within connect_timeout raises DaemonUnavailable, as the README says, rather
+        No daemon reached within connect_timeout raises DaemonUnavailable, as docs/api.md says, rather
         than the sender's FlushTimeout, which counts pending events and means nothing here.
         """
         timeout = self.config.connect_timeout
