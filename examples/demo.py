@@ -52,7 +52,7 @@ def main() -> None:
     print(f"          {distributed_id} (4 processes)")
     print(f"Store:    {STORE}")
     print("View them with MLflow's UI (install it first: .venv/bin/pip install mlflow), from the repository root:")
-    print("    MLFLOW_ALLOW_FILE_STORE=true .venv/bin/mlflow ui --backend-store-uri ./mlruns")
+    print("    MLFLOW_ALLOW_FILE_STORE=true MLFLOW_DISABLE_TELEMETRY=true .venv/bin/mlflow ui --backend-store-uri ./mlruns")
     print("The trackd daemon exits after 10 minutes without clients; to stop it now: .venv/bin/trackd daemon stop")
 
 
