@@ -23,9 +23,10 @@ import pytest
 from helpers import DaemonProcess, child_env, wait_for
 from mlflow.tracking import MlflowClient
 
-# Two fork workers start runs of their own and, once the daemon is stopped, log until the signal
-# comes, noting every 1,000th step they logged (the call returned) in a file each: they wait for
-# room in their full buffers, which is where the group's SIGTERM finds them.
+# Two fork workers (or of the start method in argv) start runs of their own and, once the daemon
+# is stopped, log until the signal comes, noting every 1,000th step they logged (the call
+# returned) in a file each: they wait for room in their full buffers, which is where the group's
+# SIGTERM finds them. (tests/test_sigterm_pid1_pool.py runs it as PID 1 of a pid namespace.)
 POOL_JOB = """
 import multiprocessing, os, sys, time, trackd
 
@@ -43,7 +44,7 @@ def work(worker):
                     file.write(str(step))
 
 if __name__ == "__main__":
-    multiprocessing.set_start_method("fork")
+    multiprocessing.set_start_method(sys.argv[2] if len(sys.argv) > 2 else "fork")
     with trackd.start_run(run_name="job"):
         trackd.log_param("workers", 2)
         with multiprocessing.Pool(2) as pool:
@@ -104,19 +105,25 @@ def test_a_group_sigterm_with_the_daemon_stalled_keeps_every_point_of_the_pool_w
     finally:
         if not _group_gone(job.pid):
             os.killpg(job.pid, signal.SIGKILL)
-    err = (tmp_path / "stderr").read_text()
+    # This used to hold only what the daemon had written before it was stopped: each worker's
+    # buffer (some 20,000 points) was lost, with no line about it.
+    assert_every_point_of_the_pool_job(env, store, tmp_path)
+
+
+def assert_every_point_of_the_pool_job(env: dict[str, str], store: Path, folder: Path) -> None:
+    """After `trackd sync`, each POOL_JOB worker's run holds every step it noted and more, in
+    order, and every run is KILLED (stderr, in ``folder``, says why not)."""
+    err = (folder / "stderr").read_text()
     _sync(env)
     client = MlflowClient(tracking_uri=str(store))
     runs = {run.info.run_name: run for run in client.search_runs(["0"])}
     for worker in (0, 1):
         run = runs[f"worker{worker}"]
         steps = [metric.step for metric in client.get_metric_history(run.info.run_id, "loss")]
-        # This used to hold only what the daemon had written before it was stopped: the worker's
-        # buffer (some 20,000 points) was lost, with no line about it.
         assert sorted(steps) == list(range(len(steps))), err
-        assert len(steps) > _logged(tmp_path, worker), err
-        assert run.info.status == "KILLED"
-    assert runs["job"].info.status == "KILLED"
+        assert len(steps) > _logged(folder, worker), err
+        assert run.info.status == "KILLED", err
+    assert runs["job"].info.status == "KILLED", err
 
 
 # A copy of the second SIGTERM (within 0.5 s of it) is ignored as a copy of the first is: a Pool's

@@ -20,6 +20,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from ._sigterm_children import (
+    CHILDREN_SPOOL_MARGIN,
+    children_die_with_this_process,
+    multiprocessing_children,
+    signal_children,
+    wait_for_children,
+)
+
 if TYPE_CHECKING:
     from types import FrameType
 
@@ -400,7 +408,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
     and it re-raises the signal afterwards, so the exit status stays "killed by SIGTERM".
 
     As it ends, it passes the signal on to its daemonic multiprocessing children and those started
-    meanwhile (see _signal_children).
+    meanwhile (see signal_children); as PID 1 of its pid namespace, whose exit kills them, it
+    then waits for them before it dies (see wait_for_children).
     """
     global _first_sigterm_at, _first_sigterm_pid, _last_sigterm_at, _sigterm_pending, _going_down_by, _hurried
     _going_down_by = signum  # held or not, the process dies by it (see signals_held)
@@ -411,19 +420,47 @@ def _on_sigterm(signum: int, frame: object) -> None:
         _first_sigterm_at, _first_sigterm_pid, _hurried = time.monotonic(), os.getpid(), False
         _last_sigterm_at = _first_sigterm_at
         signal.signal(signum, _on_repeated_sigterm)
-    children_before = _multiprocessing_children()
+    children_before = multiprocessing_children()
+    bound = _exit_bound() if children_die_with_this_process() else 0.0  # (the senders are gone after close)
     try:
         _run_exit_hooks("KILLED")
         close_all_clients()
     finally:
+        # Those alive now (active_children() reaps the others, whose pids may be another's by now).
+        children = {
+            child for child in multiprocessing_children()
+            if getattr(child, "daemon", False) or child not in children_before
+        }
+        signal_children(children, signum)
+        if children and children_die_with_this_process():
+            # After its own delivery, not alongside it: a worker that dies while the program's
+            # code runs can raise in it (a DataLoader's SIGCHLD handler), and this wait goes on
+            # through that. Under _on_repeated_sigterm still: a second SIGTERM hurries the workers.
+            wait_for_children(
+                children, signum, time.monotonic() + bound + CHILDREN_SPOOL_MARGIN, _second_sigterm_at,
+                copy_grace=REPEATED_SIGTERM_GRACE,
+            )
         with _SIGTERM_LOCK:
             signal.signal(signum, signal.SIG_DFL)
-        # Those alive now (active_children() reaps the others, whose pids may be another's by now).
-        _signal_children({
-            child for child in _multiprocessing_children()
-            if getattr(child, "daemon", False) or child not in children_before
-        }, signum)
         _die_by(signum)
+
+
+def _exit_bound() -> float:
+    """The longest exit wait of this process's senders and of a client the environment configures
+    (a worker's)."""
+    with SENDERS_LOCK:
+        bounds = [sender.config.exit_timeout for sender in (*SENDERS.values(), *CLOSING)]
+    config = sys.modules.get("trackd.client._config")  # loaded: a Client installed the handler
+    try:
+        bounds.append(config.ClientConfig.from_env().exit_timeout if config is not None else 0.0)
+    except Exception:  # a bad variable (the worker's own Client raised): the delivery must go on
+        pass
+    return max(bounds, default=0.0)
+
+
+def _second_sigterm_at() -> float | None:
+    """When the second SIGTERM came, if one did (see exit_hurried)."""
+    return _last_sigterm_at if exit_hurried() else None
 
 
 def _on_repeated_sigterm(signum: int, frame: object) -> None:
@@ -450,44 +487,6 @@ def exit_hurried() -> bool:
     """Whether a second SIGTERM asked this process, going down on its first, to stop waiting for
     the daemon: the bounded flushes of its exit give up at once and spool what is left."""
     return _hurried and os.getpid() == _first_sigterm_pid
-
-
-def _multiprocessing_children() -> set[object]:
-    """This process's live multiprocessing children, if it uses multiprocessing."""
-    multiprocessing = sys.modules.get("multiprocessing")
-    if multiprocessing is None:
-        return set()
-    try:
-        return set(multiprocessing.active_children())
-    except Exception:  # whatever state a signal found it in, the process goes down
-        return set()
-
-
-def _signal_children(children: set[object], signum: int) -> None:
-    """Send ``signum`` to these multiprocessing children of a process going down on it: its daemonic
-    ones (a ``Pool``'s workers), and the others started while the handler delivered.
-
-    A ``spawn`` or ``forkserver`` worker runs no at-fork hook in this process (a forked child dies
-    by ``_going_down_by`` in its own): a process group's SIGTERM killed a ``Pool``'s workers, its
-    thread started replacements while the handler delivered, and they waited for ever on the queue
-    lock of a dead worker, orphans of the dead parent (2-5 per job in 7 jobs of 8). A daemonic
-    child is one its parent ends as it exits (multiprocessing terminates them at a normal exit).
-    Where the group's signal reached them too and they are still delivering (a stalled daemon),
-    this is their second SIGTERM, which ends their wait and spools what is left (see
-    _on_repeated_sigterm); it killed them at once, their buffers lost without a line. Signalled as
-    the handler started and waited for, they were safe from a parent whose death ends them (a
-    container's entrypoint), but the parent's longer life let a Pool's thread keep replacing
-    workers, and one started as it died was left an orphan in half the runs of
-    tests/test_fork_during_sigterm.py. A non-daemonic child the signal found is left alone, as it
-    was; one whose start is under way now is missed.
-    """
-    for child in children:
-        try:
-            pid = getattr(child, "pid", None)
-            if pid is not None:
-                os.kill(pid, signum)
-        except OSError:  # gone meanwhile
-            pass
 
 
 def _die_by(signum: int) -> None:
