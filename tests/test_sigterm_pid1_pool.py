@@ -25,6 +25,16 @@ from test_sigterm_pool_stalled_daemon import POOL_JOB, _logged, assert_every_poi
 
 NAMESPACE = ["unshare", "--pid", "--fork", "--mount-proc"]
 
+# tini's part that matters: run the command as its only child, pass SIGTERM on to it, and exit
+# with its status as soon as it exits.
+FAKE_TINI = """#!{python}
+import signal, subprocess, sys
+child = subprocess.Popen(sys.argv[1:])
+signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
+code = child.wait()
+sys.exit(128 - code if code < 0 else code)
+"""
+
 
 def _can_make_pid_namespaces() -> bool:
     if shutil.which("unshare") is None:
@@ -36,8 +46,9 @@ def _can_make_pid_namespaces() -> bool:
 @pytest.mark.skipif(not _can_make_pid_namespaces(), reason="needs `unshare --pid --mount-proc` (root)")
 @pytest.mark.parametrize("daemon_stalled", [False, True], ids=["healthy-daemon", "stalled-daemon"])
 @pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("pid_1", ["job", "tini"])
 def test_sigterm_to_pid_1_alone_keeps_every_point_its_pool_workers_logged(
-    daemon: DaemonProcess, store: Path, tmp_path: Path, method: str, daemon_stalled: bool
+    daemon: DaemonProcess, store: Path, tmp_path: Path, method: str, daemon_stalled: bool, pid_1: str
 ) -> None:
     env = child_env(
         daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_AUTOSTART="0", TRACKD_EXIT_TIMEOUT="2",
@@ -48,23 +59,30 @@ def test_sigterm_to_pid_1_alone_keeps_every_point_its_pool_workers_logged(
     # full buffers), noting every 1,000th step they logged.
     script = tmp_path / "job.py"
     script.write_text(POOL_JOB)
+    init: list[str] = []
+    if pid_1 == "tini":
+        tini = tmp_path / "tini"
+        tini.write_text(FAKE_TINI.format(python=sys.executable))
+        tini.chmod(0o755)
+        init = [str(tini)]
     with (tmp_path / "stderr").open("w+") as stderr:
         namespace = subprocess.Popen(
-            [*NAMESPACE, sys.executable, str(script), str(tmp_path), method], env=env, cwd=tmp_path,
+            [*NAMESPACE, *init, sys.executable, str(script), str(tmp_path), method], env=env, cwd=tmp_path,
             start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr,
         )
     try:
         wait_for(lambda: all((tmp_path / f"started{worker}").exists() for worker in (0, 1)), timeout=60,
                  message="both workers to start their runs")
-        # The job, PID 1 in its namespace (unshare's only child).
-        (pid_1,) = map(int, Path(f"/proc/{namespace.pid}/task/{namespace.pid}/children").read_text().split())
+        # The job or tini: PID 1 in its namespace (unshare's only child).
+        (first,) = map(int, Path(f"/proc/{namespace.pid}/task/{namespace.pid}/children").read_text().split())
+        assert (Path(f"/proc/{first}/comm").read_text().strip() == "tini") == (pid_1 == "tini")
         if daemon_stalled:
             daemon.signal(signal.SIGSTOP)
         try:
             (tmp_path / "go").touch()
             wait_for(lambda: all(_logged(tmp_path, worker) >= 20_000 for worker in (0, 1)), timeout=60,
                      message="both workers to log 20,000 points")
-            os.kill(pid_1, signal.SIGTERM)  # as `docker stop` does: PID 1 alone
+            os.kill(first, signal.SIGTERM)  # as `docker stop` does: PID 1 alone
             assert namespace.wait(120) == 128 + signal.SIGTERM, (tmp_path / "stderr").read_text()
         finally:
             if daemon_stalled:

@@ -408,8 +408,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
     and it re-raises the signal afterwards, so the exit status stays "killed by SIGTERM".
 
     As it ends, it passes the signal on to its daemonic multiprocessing children and those started
-    meanwhile (see signal_children); as PID 1 of its pid namespace, whose exit kills them, it
-    then waits for them before it dies (see wait_for_children).
+    meanwhile (see signal_children); where its exit kills them (PID 1 of its pid namespace, or
+    under a container init), it then waits for them before it dies (see wait_for_children).
     """
     global _first_sigterm_at, _first_sigterm_pid, _last_sigterm_at, _sigterm_pending, _going_down_by, _hurried
     _going_down_by = signum  # held or not, the process dies by it (see signals_held)

@@ -1,8 +1,8 @@
 """What a process going down on SIGTERM does to its multiprocessing children (a Pool's workers).
 
 The SIGTERM handler (``_lifecycle._on_sigterm``) passes the signal on to them as it ends. Where
-the process is PID 1 of its pid namespace, it then waits for them before it dies: its exit kills
-every other process of the namespace at once. Loaded with ``_lifecycle`` (by ``import trackd``),
+the process is PID 1 of its pid namespace, or the child of a container init that exits with it,
+it then waits for them before it dies: its exit kills every other process of the namespace at once. Loaded with ``_lifecycle`` (by ``import trackd``),
 so the handler imports nothing.
 """
 
@@ -60,18 +60,34 @@ def signal_children(children: set[object], signum: int) -> None:
             pass
 
 
+# The inits a container runs its entrypoint under (`docker run --init` runs tini as docker-init;
+# podman's --init, catatonit): each exits as soon as its one child does, so that child's exit ends
+# the container, and every process in it, as PID 1's own exit would.
+CONTAINER_INITS = frozenset({"tini", "docker-init", "dumb-init", "catatonit"})
+
+
 def children_die_with_this_process() -> bool:
-    """Whether this process's exit kills its children at once: it is PID 1 of its pid namespace.
+    """Whether this process's exit kills its children at once: it is PID 1 of its pid namespace,
+    or the child of a container init there that exits with it (CONTAINER_INITS).
 
     A container whose entrypoint is the job itself (`docker run image python train.py`, a
     Kubernetes pod's container without a shared pid namespace): `docker stop` SIGTERMs it alone,
     and as it exits the kernel SIGKILLs every other process of the namespace. Its Pool's workers,
-    signalled a moment before, died in their delivery, their buffers lost without a line. Here no
-    child outlives the parent, so a wait for them cannot leave an orphan. Not detected: a job
-    under an init that exits with it (`docker run --init`, tini, dumb-init) and a batch system
-    that kills a job step's processes once its main task exits.
+    signalled a moment before, died in their delivery, their buffers lost without a line. Under
+    `docker run --init`, tini passes the signal on to the job and exits when it does, which ends
+    the namespace the same way. Here no child outlives the parent, so a wait for them cannot leave
+    an orphan. Not detected: another init, a shell entrypoint, and a batch system that kills a
+    job step's processes once its main task exits.
     """
-    return os.getpid() == 1
+    if os.getpid() == 1:
+        return True
+    if os.getppid() != 1:
+        return False
+    try:
+        with open("/proc/1/comm") as comm:  # a host's PID 1 is systemd or init: never one of these
+            return comm.read().strip() in CONTAINER_INITS
+    except OSError:
+        return False
 
 
 def wait_for_children(
@@ -111,7 +127,7 @@ def wait_for_children(
                 pids = ", ".join(str(getattr(child, "pid", "?")) for child in alive)
                 warn(f"waiting up to {deadline - now:.0f} s more for {len(alive)} worker "
                      f"{'process' if len(alive) == 1 else 'processes'} (pid {pids}) to deliver what they "
-                     "logged: this process is PID 1 of its pid namespace, and its exit kills them.")
+                     "logged: this process's exit ends its container, and them with it.")
             time.sleep(CHILDREN_POLL_INTERVAL)
         except Exception:  # a handler of the program's raised, or multiprocessing's state is broken
             if time.monotonic() >= deadline:
