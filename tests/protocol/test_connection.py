@@ -182,7 +182,7 @@ ILLEGAL_SENDS = [
     (State.AWAIT_HELLO, Role.CLIENT, Flush(request_id=1)),
     (State.AWAIT_HELLO, Role.DAEMON, WELCOME),
     (State.AWAIT_HELLO, Role.DAEMON, Ack(seq=1)),
-    (State.AWAIT_WELCOME, Role.CLIENT, Batch(seq=1, records=[METRIC])),
+    (State.AWAIT_WELCOME, Role.CLIENT, Flush(request_id=1)),
     (State.AWAIT_WELCOME, Role.CLIENT, HELLO),
     (State.AWAIT_WELCOME, Role.DAEMON, Ack(seq=0)),
     (State.OPEN, Role.CLIENT, HELLO),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from trackd.errors import LocalProtocolError
-from trackd.protocol import Batch, Connection, OwnedRuns, Role, State
+from trackd.protocol import Connection, Flush, OwnedRuns, Role, State
 
 from protocol_helpers import HELLO, WELCOME, ConnectionPair
 
@@ -34,8 +34,9 @@ def test_owned_runs_before_the_welcome_leave_the_handshake_as_it_was() -> None:
     assert (pair.client.state, pair.daemon.state) == (State.OPEN, State.OPEN)
 
 
-def test_a_batch_still_waits_for_the_welcome() -> None:
+def test_a_flush_still_waits_for_the_welcome() -> None:
+    # Batches may go before the Welcome now (test_batches_before_welcome.py); requests may not.
     pair = ConnectionPair()
     pair.send(Role.CLIENT, HELLO, OWNED)
-    with pytest.raises(LocalProtocolError, match="^can't send Batch as client in state AWAIT_WELCOME$"):
-        pair.client.send(Batch(seq=1, records=[(1, "run1", "loss", 0.5, 0, 0)]))
+    with pytest.raises(LocalProtocolError, match="^can't send Flush as client in state AWAIT_WELCOME$"):
+        pair.client.send(Flush(request_id=1))

@@ -266,8 +266,8 @@ def _why_kept(folder: Path, answers: dict[str, Mapping[str, object] | str | None
 
     The rule, for a folder whose owner file names its process and daemon: a record by path into
     the folder is only ever copied by the daemon that received it, while that daemon holds the
-    record's batch unwritten, and a batch sent is held by its session: the client sends batches
-    only after the Welcome, so the session exists, and it stays ``connected`` until the daemon has
+    record's batch unwritten, and a batch sent is held by its session: the client sends such a
+    record only after the Welcome (never among the batches it sends ahead of it), so the session exists, and it stays ``connected`` until the daemon has
     read the connection to its end (what the dead process left in the socket included), then
     stays until everything received is written (``Session.finished``, the daemon's own rule for
     forgetting it). So the folder is kept while that daemon's status lists a session of the

@@ -9,9 +9,10 @@ thread runs the methods here.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from ..errors import DaemonUnavailable, RemoteProtocolError
-from ..protocol import ErrorCode
+from ..protocol import ARTIFACT, Connection, ErrorCode
 from ._launcher import DaemonCannotStart, start_daemon
 from ._outbox import warn
 from ._sender_state import SenderState
@@ -120,9 +121,10 @@ class SenderConnect(SenderState):
         # The owned runs go right after the Hello, before anything is resent (see Will.ahead_news).
         self.will.connected()
         try:
+            ahead = self._ahead_if_nothing_to_resend()
             transport, protocol, welcome = handshake(
                 path, hello, timeout=self.config.connect_timeout if timeout is None else timeout, interrupt=interrupt,
-                owned=self.will.ahead_news, keep_waiting=keep_waiting,
+                owned=self.will.ahead_news, ahead=ahead, keep_waiting=keep_waiting,
             )
         except DaemonUnavailable as exc:
             self._handshake_unanswered = isinstance(exc, HandshakeUnanswered)
@@ -137,9 +139,10 @@ class SenderConnect(SenderState):
             self._start_daemon()
             self.will.connected()  # the attempt that failed may have told them
             try:
+                ahead = self._ahead_if_nothing_to_resend()  # none, if the attempt that failed sent batches
                 transport, protocol, welcome = handshake(
                     path, hello, timeout=self.config.connect_timeout, interrupt=interrupt, owned=self.will.ahead_news,
-                    keep_waiting=keep_waiting,
+                    ahead=ahead, keep_waiting=keep_waiting,
                 )
             except DaemonUnavailable as exc:
                 self._handshake_unanswered = isinstance(exc, HandshakeUnanswered)
@@ -178,7 +181,9 @@ class SenderConnect(SenderState):
                 # exit line blamed the full disk, written long before, of a daemon stopped since.
                 self._store_outage = None
             self._ack(welcome.resume_seq)
-            self._ledger.resend_all()  # after the spool file, within the window (see _send_spooled)
+            if ahead is None:
+                self._ledger.resend_all()  # after the spool file, within the window (see _send_spooled)
+            # (Else every batch kept went ahead of this Welcome, on this connection: none is resent.)
             self._ledger.requeue_sent()  # experiment requests at once, flush barriers after the batches
             if not self._spill.unreadable:
                 # (A daemon that answers while the spool file fails each resend gets nothing: a
@@ -216,6 +221,58 @@ class SenderConnect(SenderState):
             )
             self._warned_unavailable = False
         self._spill.deliver_orphans_once()
+
+    def _ahead_if_nothing_to_resend(self) -> Callable[[Connection], bytes | None] | None:
+        """``_batches_ahead`` for a handshake with nothing to resend after it; None if there is something.
+
+        Nothing unacknowledged, no request waiting for its answer, no spool file written, and the
+        daemon not given up (whose spills would take batches sent on this connection to the spool,
+        to go again on it). Then the batches logged while the Welcome is awaited follow the Hello
+        at once: nothing has to go before them, and a daemon holds nothing of them yet.
+        """
+        with self._cond:
+            resend = not self._ledger.settled() or self._spill.written or self._spill.gave_up
+            self._ahead_held = False
+        return None if resend else self._batches_ahead
+
+    def _batches_ahead(self, protocol: Connection) -> bytes | None:
+        """The frames of the next batches to send before the daemon's Welcome (owned runs it was not
+        told first, as ``_send_buffer`` sends them), kept as unacknowledged; None if none may go.
+
+        The kernel holds them once in the socket, so a process killed while the daemon is stopped
+        or busy has them written when it reads on (it lost them with its memory, its run's
+        creation included). They are in flight as any batch sent: a flush waits for their ack,
+        and a failed attempt leaves them to be resent, or spooled, by their numbers, which the
+        daemon skips if it reads them from this connection too. A flush barrier among them is not
+        sent: it waits in flight, and goes after the Welcome (``_send_spooled``), behind them.
+
+        A record that copies a file (an artifact by path, its snapshot in the media folder) and
+        what follows it wait for the Welcome: a media folder is removed as an orphan once its
+        process is dead and the daemon lists no session of it (``_media_folders._why_kept``), and
+        a daemon has none until it reads the Hello, which it may not have yet when asked.
+        """
+        with self._cond:
+            if self._ahead_held or not self.buffer or self._drain_left == 0 or self._spill.written or self._spill.gave_up:
+                return None
+            if not self._window_has_room():
+                return None
+            records, barrier = self._next_chunk()
+            cut = next((i for i, record in enumerate(records) if record[0] == ARTIFACT and record[4] is not None), None)
+            if cut is not None:
+                self._put_back(records[cut:], barrier)
+                records, barrier, self._ahead_held = records[:cut], None, True
+                if not records:
+                    return None
+            # Read after the chunk is popped, as in _send_buffer: a run added before its creation
+            # was appended is in it.
+            current = self.will.snapshot()
+            if barrier is not None:
+                self._ledger.expect_reply(barrier)
+            frames = self._encode_batches(records, protocol)
+            self._rearm_wake(len(records) + (barrier is not None))
+            self._cond.notify_all()  # room in the buffer for callers waiting under "block"
+        news = self.will.ahead_news(current)
+        return frames if news is None else protocol.send(news) + frames
 
     def _should_stop_waiting(self) -> bool:
         """Whether a wait on the socket is to be cut short: a flush gave the daemon up, or the

@@ -122,11 +122,14 @@ class SenderState:
     # The thread was started when the sender was made, before anything was given to it: its first
     # turn connects to a daemon that runs, starting none (see SenderThread._connect_ahead).
     _connect_ahead_pending = False
+    # A record that copies a file met this handshake: nothing more goes before its Welcome (see
+    # SenderConnect._batches_ahead).
+    _ahead_held = False
     # Something was given to the thread (a record, a request, a flush barrier): until then a flush
     # or close has nothing to wait for, whether or not the thread runs.
     _used = False
     # Until then (time.monotonic()), after the process's first batch, every record appended to an
-    # empty buffer wakes the thread (see SenderThread._rearm_wake): a short process's first events
+    # empty buffer wakes the thread (see SenderState._rearm_wake): a short process's first events
     # go within a thread turn, not at the next send interval.
     # Bounded flushes under way (GiveUp.flush_or_warn): each says what becomes of the events it
     # gives up, so the thread does not say first that it holds them and retries.
@@ -226,6 +229,49 @@ class SenderState:
                 self.buffered_bytes -= sum(map(inline_size, records))
                 self._cond.notify_all()
             return records, barrier
+
+    def _rearm_wake(self, taken: int) -> None:
+        """Let the next logging calls wake the thread again, at MAX_BEFORE_SEND records."""
+        if not self._used:
+            # Nothing appended through the slow path yet (the thread connected ahead): the first
+            # record must still go through wake(), which marks the sender used. Armed at
+            # MAX_BEFORE_SEND here, the first records went past it, and flush() and close(),
+            # finding the sender unused, returned before the daemon had acknowledged them.
+            return
+        if len(self.buffer) < self._early_wake():
+            self.wake_at = self._early_wake()
+
+    def _window_has_room(self) -> bool:
+        """Whether the batches sent on this connection and waiting for their ack, the spool file's
+        included, leave room for one more (those still to be resent after a reconnect do not count)."""
+        spooled_events, spooled_bytes = self._spill.in_flight()
+        events_out, bytes_out = self._ledger.window()
+        config = self.config
+        return (
+            events_out + spooled_events < config.max_unacked_events
+            and bytes_out + spooled_bytes < config.max_unacked_bytes
+        )
+
+    def _encode_batches(self, records: list[Record], protocol: Connection | None = None) -> bytes:
+        """The frames of the next batches (one, unless it had to be split), kept until acknowledged;
+        ``protocol``: the connection that sends them (the sender's by default). Under the lock."""
+        protocol = protocol or self._protocol
+        assert protocol is not None
+        batches = self._encode(records, protocol.send) if records else []
+        for seq, frame, count in batches:
+            self._ledger.sent(seq, frame, count)
+        return batches[0][1] if len(batches) == 1 else b"".join(frame for _, frame, _ in batches)
+
+    def _put_back(self, records: list[Record], barrier: Request | None) -> None:
+        """Return records that ``_next_chunk`` took, and its flush barrier, to the buffer's front, in
+        their order, as if never taken. Under the lock."""
+        back = [*records, *([(BARRIER, barrier)] if barrier is not None else [])]
+        self.buffer.extendleft(reversed(back))
+        if self._drain_left is not None:
+            self._drain_left += len(back)
+        if self._spill_left is not None:
+            self._spill_left += len(back)
+        self.buffered_bytes += sum(map(inline_size, records))
 
     def _spool_pending(self, reason: BaseException) -> None:
         """Move every unacknowledged batch, and the records buffered when this begins, to the spool file.

@@ -336,34 +336,3 @@ class SenderThread(SenderConnect):
         # Not all of it sent (the window is full, or the drop policy took some): the next cycle tells.
         if taken >= ahead and (news := self.will.news(tuple(kept))) is not None:
             self._send_event(news)
-
-    def _rearm_wake(self, taken: int) -> None:
-        """Let the next logging calls wake the thread again, at MAX_BEFORE_SEND records."""
-        if not self._used:
-            # Nothing appended through the slow path yet (the thread connected ahead): the first
-            # record must still go through wake(), which marks the sender used. Armed at
-            # MAX_BEFORE_SEND here, the first records went past it, and flush() and close(),
-            # finding the sender unused, returned before the daemon had acknowledged them.
-            return
-        if len(self.buffer) < self._early_wake():
-            self.wake_at = self._early_wake()
-
-    def _window_has_room(self) -> bool:
-        """Whether the batches sent on this connection and waiting for their ack, the spool file's
-        included, leave room for one more (those still to be resent after a reconnect do not count)."""
-        spooled_events, spooled_bytes = self._spill.in_flight()
-        events_out, bytes_out = self._ledger.window()
-        config = self.config
-        return (
-            events_out + spooled_events < config.max_unacked_events
-            and bytes_out + spooled_bytes < config.max_unacked_bytes
-        )
-
-    def _encode_batches(self, records: list[Record]) -> bytes:
-        """The frames of the next batches (one, unless it had to be split), kept until acknowledged. Under the lock."""
-        protocol = self._protocol
-        assert protocol is not None
-        batches = self._encode(records, protocol.send) if records else []
-        for seq, frame, count in batches:
-            self._ledger.sent(seq, frame, count)
-        return batches[0][1] if len(batches) == 1 else b"".join(frame for _, frame, _ in batches)

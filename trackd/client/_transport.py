@@ -25,8 +25,9 @@ from ..protocol import NEED_DATA, PROTOCOL_VERSION, Connection, ErrorCode, Error
 
 RECV_SIZE = 256 * 1024
 # How often a handshake the daemon has not answered asks whether the client owns runs to tell it
-# (handshake's ``owned``): a run started during the wait goes within the send interval, as it
-# would once connected. A Welcome ends the wait at once whatever this is.
+# and has batches to send ahead (handshake's ``owned`` and ``ahead``): a run started, or a value
+# logged, during the wait goes within the send interval, as it would once connected. A Welcome
+# ends the wait at once whatever this is.
 WILL_CHECK_INTERVAL = 0.05
 
 
@@ -156,7 +157,7 @@ class Transport:
     def fileno(self) -> int:
         return self._socket().fileno()
 
-    def send(self, data: bytes, *, timeout: float | None = None) -> None:
+    def send(self, data: bytes | memoryview, *, timeout: float | None = None) -> None:
         """Send all of ``data``, waiting while the daemon is not reading, at most ``timeout`` seconds
         each time it reads nothing (None: the sender thread's interrupt decides).
 
@@ -173,6 +174,14 @@ class Transport:
                 except BlockingIOError:
                     if not self._wait(writable=True, timeout=timeout):
                         raise DaemonUnavailable(f"The trackd daemon at {self.path} read nothing for {timeout:g} s.") from None
+
+    def send_available(self, data: memoryview) -> int:
+        """Send what the socket takes of ``data`` now, without waiting; returns how many bytes that was."""
+        with map_socket_errors(self.path):
+            try:
+                return self._socket().send(data)
+            except BlockingIOError:
+                return 0
 
     def receive_available(self) -> bytes | None:
         """Bytes that have arrived, without waiting: None if there are none, b"" if the daemon closed."""
@@ -272,12 +281,17 @@ def check_listener(sock: socket.socket, path: Path) -> None:
 
 def handshake(
     path: Path, hello: Hello, *, timeout: float, interrupt: Interrupt | None = None,
-    owned: Callable[[], OwnedRuns | None] | None = None, keep_waiting: Callable[[], bool] | None = None,
+    owned: Callable[[], OwnedRuns | None] | None = None, ahead: Callable[[Connection], bytes | None] | None = None,
+    keep_waiting: Callable[[], bool] | None = None,
 ) -> tuple[Transport, Connection, Welcome]:
     """Connect, send ``hello`` and wait for the daemon's Welcome; raises DaemonUnavailable.
 
     ``owned`` says, while the daemon has not answered, which runs to tell it before the Welcome
-    (``Will.ahead_news``): asked after the Hello and every WILL_CHECK_INTERVAL of the wait.
+    (``Will.ahead_news``), and ``ahead`` gives the frames of batches to send before it, encoded
+    by the connection it is passed (the sender's, on a connection with nothing to resend): both
+    asked after the Hello and every WILL_CHECK_INTERVAL of the wait, and sent as far as the socket
+    takes them without waiting (see _send_ahead); what it has not taken when the Welcome comes
+    goes first then.
     ``keep_waiting``: asked each time ``timeout`` passes without a Welcome on a connection that
     is still open; True waits another ``timeout`` on the same connection. A daemon that is stopped
     (SIGSTOP) accepts connections into its listen queue and answers them all when it resumes:
@@ -285,6 +299,8 @@ def handshake(
     """
     transport = Transport(path, timeout=min(timeout, 1.0), interrupt=interrupt)
     protocol = Connection(Role.CLIENT)
+    polled = owned is not None or ahead is not None
+    unsent = memoryview(b"")  # the end of the frames sent ahead that the socket has not taken yet
     try:
         transport.send(protocol.send(hello))
         deadline = time.monotonic() + timeout
@@ -293,22 +309,24 @@ def handshake(
                 deadline = time.monotonic() + timeout
             event = protocol.next_event()
             if event is NEED_DATA:
-                if owned is not None and (news := owned()) is not None:
-                    # Bounded by the handshake's deadline: a frame cut by it ends the attempt.
+                if polled:
                     try:
-                        transport.send(protocol.send(news), timeout=max(deadline - time.monotonic(), 0.01))
+                        unsent = _send_ahead(transport, protocol, unsent, owned, ahead)
                     except DaemonUnavailable:
                         # A daemon that refused this client (an older one, after an upgrade) closed
-                        # the connection as these runs went out: its refusal waits unread. A process
+                        # the connection as these frames went out: its refusal waits unread. A process
                         # with runs to tell (a worker of a trackd parent) said "no daemon answers".
                         _read_refusal(transport, protocol, path)
                         raise
                 wait = max(deadline - time.monotonic(), 0.01)
-                data = transport.receive(min(wait, WILL_CHECK_INTERVAL) if owned is not None else wait)
+                data = transport.receive(min(wait, WILL_CHECK_INTERVAL) if polled else wait)
                 if data is not None:
                     protocol.receive_data(data)
                 continue
             if isinstance(event, Welcome):
+                # The daemon reads now: the rest of a frame cut by a full socket goes before anything
+                # else on the connection (a wait the sender's interrupt can cut short, as any send).
+                transport.send(unsent)
                 return transport, protocol, event
             if isinstance(event, ErrorReply):
                 raise DaemonRefused(_older_daemon_words(event), path)
@@ -317,6 +335,32 @@ def handshake(
     except BaseException:
         transport.close()
         raise
+
+
+def _send_ahead(
+    transport: Transport, protocol: Connection, unsent: memoryview,
+    owned: Callable[[], OwnedRuns | None] | None, ahead: Callable[[Connection], bytes | None] | None,
+) -> memoryview:
+    """Send, before the Welcome, ``unsent`` and then the owned runs and batches there are, as far as
+    the socket takes them without waiting; returns what it has not taken (frames are never interleaved).
+
+    Without waiting: a daemon that is stopped reads nothing, and a send that waited for it would
+    hold up the wait for its Welcome (and, bounded, cut a frame and end the attempt). What the
+    socket took waits in the kernel: a process killed now has it written when the daemon resumes.
+    """
+    while True:
+        if unsent:
+            unsent = unsent[transport.send_available(unsent):]
+            if unsent:
+                return unsent  # the socket is full: the rest goes as the daemon reads, or after its Welcome
+        news = owned() if owned is not None else None
+        frames = protocol.send(news) if news is not None else b""
+        batches = ahead(protocol) if ahead is not None else None
+        if batches:
+            frames += batches
+        if not frames:
+            return unsent
+        unsent = memoryview(frames)
 
 
 def _read_refusal(transport: Transport, protocol: Connection, path: Path) -> None:

@@ -71,10 +71,13 @@ _C, _D = Role.CLIENT, Role.DAEMON
 # (state, role of the sender, event type) -> next state. A missing entry is a protocol violation.
 EVENT_TRIGGERED_TRANSITIONS: dict[tuple[State, Role, type[Event]], State] = {
     (State.AWAIT_HELLO, _C, Hello): State.AWAIT_WELCOME,
-    # The one event a client may send before the Welcome: the runs it owns, so that a process
-    # killed while its daemon has not answered yet (stopped, busy) has told them (see Owned runs
-    # in docs/protocol.md). A daemon answers a Hello before it reads on, so it gets this in OPEN.
+    # The events a client may send before the Welcome: the runs it owns, and the batches of a
+    # connection with nothing to resend, so that a process killed while its daemon has not
+    # answered yet (stopped, busy) has told them and sent them into the socket (see "Before the
+    # Welcome" in docs/protocol.md). A daemon answers a Hello before it reads on, so it gets
+    # these in OPEN.
     (State.AWAIT_WELCOME, _C, OwnedRuns): State.AWAIT_WELCOME,
+    (State.AWAIT_WELCOME, _C, Batch): State.AWAIT_WELCOME,
     (State.AWAIT_WELCOME, _D, Welcome): State.OPEN,
     (State.AWAIT_WELCOME, _D, ErrorReply): State.CLOSED,
     # The daemon explains why it is closing a connection that broke the protocol, naming the
