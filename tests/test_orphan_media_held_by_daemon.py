@@ -59,6 +59,10 @@ def _sync(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return result
 
 
+def _connected(status: dict[str, Any], pid: int) -> bool:
+    return any(c["pid"] == pid and c.get("connected") for c in status["clients"])
+
+
 def _held(status: dict[str, Any], pid: int) -> bool:
     return any(c["pid"] == pid and c["received_seq"] > c["written_seq"] for c in status["clients"])
 
@@ -106,6 +110,9 @@ def test_trackd_sync_keeps_a_killed_process_media_folder_until_the_daemon_has_co
     wait_for(lambda: daemon.status()["backlog_records"] == 0, 60, message="the daemon to write what it held")
     assert Path(MlflowClient(str(store)).download_artifacts(run_id, "model.bin")).read_bytes() == b"m" * (9 * MIB)
     assert f"{media}: kept, " in sync.stdout and "has not written everything its process" in sync.stdout, sync.stdout
+    # The daemon reads the killed process's end once it reads on after the held batch: until then it
+    # lists the process as connected, and a sync keeps the folder (1 run in 10 under -n 2).
+    wait_for(lambda: not _connected(daemon.status(), int(pid)), 60, message="the daemon to see the killed process gone")
     assert f"{media}: removed, " in _sync(env).stdout  # copied now: the next sync removes it
     assert not media.exists()
 
