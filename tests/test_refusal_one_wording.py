@@ -57,6 +57,7 @@ def test_every_line_says_a_refusal_in_the_same_words(socket_path: Path, store: P
     assert result.returncode == 0, result.stderr
     said = result.stdout + result.stderr
     words = f"the daemon at {socket_path} refused this client's last attempt to connect (The trackd daemon already serves 1"
-    # The request's error, the spill's line, and at least one of the lines that give the daemon up.
-    assert said.lower().count(words.lower()) >= 3, said
+    # The request's error and the spill's line at least; the buffer's "Holding" line too unless the
+    # first batches went behind the Hello (6251910) and were spooled, with the rest, by the refusal.
+    assert said.lower().count(words.lower()) >= 2, said
     assert said.count("refused this client") == said.lower().count(words.lower()), said
