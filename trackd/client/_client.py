@@ -24,6 +24,7 @@ from ..errors import (
     InvalidArgument,
     ParamChangedError,
     RunNotFound,
+    TrackdError,
 )
 from ..protocol import (
     CREATE_RUN,
@@ -509,6 +510,23 @@ class Client(ClientArtifacts, ClientReads):
         if not self._sender.claim_inherited_creation(run_id) and self._reader.find_run(run_id) is None:
             raise RunNotFound(f"Run {run_id!r} not found in {self.tracking_uri}; create it first or pass an existing run id.")
         self._known_runs.add(run_id)
+
+    def _learn_stored_params(self, run_id: str) -> None:
+        """Remember the params run ``run_id`` holds in the store, so a changed one raises at the call.
+
+        For a run this process reopens (``start_run(run_id=...)`` of an ended run: a requeued job
+        logging its hyperparameters again), as MLflow's does: a param that differs was accepted,
+        the script went on and exited 0, and only a line on stderr (the daemon's refusal) said so.
+        Read once, at the resume (never by a logging call). Not for a live run a rank or a Client
+        attaches to: its params are being logged by others meanwhile, and the daemon, which alone
+        sees them all, refuses the second value (one warning line, flush() raises DeliveryError).
+        """
+        try:
+            stored = self._reader.get_run_params(run_id)
+        except (TrackdError, OSError):
+            return  # gone or unreadable meanwhile: the daemon still checks
+        for key, value in stored.items():
+            self._params.setdefault((run_id, key), value)
 
     def _run_in_store(self, run_id: str) -> bool:
         return self._reader.find_run(run_id) is not None

@@ -77,6 +77,7 @@ def resume_run(
             client._sender.will.discard(resumed_id)  # not resumed: not this process's to end
             raise
         info = info.replace(status="RUNNING")
+        client._learn_stored_params(resumed_id)  # reopened: a param logged again with another value raises, as in MLflow
     # Under a launcher (RANK set) rank 0 owns the shared run whichever rank created it first,
     # unless the launcher started it with trackd (it owns it then). Without RANK, a process that
     # finds the run RUNNING co-owns it: it is in this process's will, and its ends are shared

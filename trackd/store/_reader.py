@@ -135,10 +135,17 @@ class StoreReader:
 
     def get_run_tags(self, run_id: str) -> dict[str, str]:
         """The run's tags alone (no metric file read)."""
+        return self._key_files(run_id, layout.TAGS_FOLDER_NAME)
+
+    def get_run_params(self, run_id: str) -> dict[str, str]:
+        """The run's params alone (no metric file read)."""
+        return self._key_files(run_id, layout.PARAMS_FOLDER_NAME)
+
+    def _key_files(self, run_id: str, folder_name: str) -> dict[str, str]:
         found = self._find_run_dir(run_id)
         if found is None:
             raise RunNotFound(f"Run '{run_id}' not found in the store at {self.root!r}.")
-        return _read_key_files(layout.subfolder(found[1], layout.TAGS_FOLDER_NAME))
+        return _read_key_files(layout.subfolder(found[1], folder_name))
 
     def search_runs(
         self,
