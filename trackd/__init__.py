@@ -63,7 +63,14 @@ from .errors import (
 if _TYPE_CHECKING:
     from .client import Client, ClientConfig, FlushReport
     from .client import Client as MlflowClient
-    from . import artifacts, entities, exceptions
+    from . import artifacts, config, entities, exceptions, tracking
+    from .config import (
+        disable_system_metrics_logging,
+        enable_system_metrics_logging,
+        set_system_metrics_node_id,
+        set_system_metrics_samples_before_logging,
+        set_system_metrics_sampling_interval,
+    )
     from .store import Experiment, FileInfo, Metric, Run, RunData, RunInfo, RunStatus, ViewType
 
 # The fluent functions are all ``import trackd`` loads. These names load the Client, the store's
@@ -80,6 +87,17 @@ _LAZY = {
     "entities": "entities",
     # mlflow.artifacts.download_artifacts(run_id=..., artifact_path=..., dst_path=...), for evaluation scripts.
     "artifacts": "artifacts",
+    # mlflow.config.enable_async_logging() (MLflow's advice for high-frequency logging), the tracking
+    # URI's functions and the system-metrics switches; mlflow.tracking.MlflowClient.
+    "config": "config",
+    "tracking": "tracking",
+    # mlflow's system-metrics switches, as mlflow.config's: one line says trackd collects none, as
+    # start_run(log_system_metrics=True) does.
+    "enable_system_metrics_logging": "config",
+    "disable_system_metrics_logging": "config",
+    "set_system_metrics_sampling_interval": "config",
+    "set_system_metrics_samples_before_logging": "config",
+    "set_system_metrics_node_id": "config",
     "Experiment": "store",
     "FileInfo": "store",
     "Metric": "store",
@@ -92,7 +110,7 @@ _LAZY = {
 
 # MLflow's fluent functions that trackd leaves out raise AttributeError saying what to use instead
 # (the advice is in _mlflow_gaps.py, shared with Client's missing methods, loaded on a miss only).
-__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, hints="_mlflow_gaps:FLUENT_HINTS")
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, hints="trackd._mlflow_gaps:FLUENT_HINTS")
 
 __all__ = [
     "ActiveRun",
@@ -120,8 +138,11 @@ __all__ = [
     "__version__",
     "active_run",
     "artifacts",
+    "config",
     "create_experiment",
     "delete_tag",
+    "disable_system_metrics_logging",
+    "enable_system_metrics_logging",
     "end_run",
     "entities",
     "exceptions",
@@ -148,8 +169,12 @@ __all__ = [
     "log_text",
     "search_runs",
     "set_experiment",
+    "set_system_metrics_node_id",
+    "set_system_metrics_samples_before_logging",
+    "set_system_metrics_sampling_interval",
     "set_tag",
     "set_tags",
     "set_tracking_uri",
     "start_run",
+    "tracking",
 ]

@@ -20,8 +20,9 @@ def lazy_attributes(
     (``"module:other"`` gives that module's ``other`` under ``name``, an alias; a module mapped to its
     own name is the submodule itself),
     and a ``__dir__`` that lists those names too (for ``dir()`` and tab completion). A name in
-    the dict ``hints`` names (``"module:dict"``, imported on the first miss) is still missing, but
-    its AttributeError says what to use instead."""
+    the dict ``hints`` names (``"trackd.module:dict"``, by its full name: ``trackd.config``, a
+    module, has no submodule to name it by; imported on the first miss) is still missing, but its
+    AttributeError says what to use instead."""
 
     def __getattr__(name: str) -> Any:
         module = modules.get(name)
@@ -44,5 +45,5 @@ def _hint(package: str, hints: str | None, name: str) -> str | None:
     if hints is None or name.startswith("_"):  # a probe (__path__, __wrapped__...) imports nothing more
         return None
     module, _, attribute = hints.partition(":")
-    table: dict[str, str] = getattr(importlib.import_module(f"{package}.{module}"), attribute)
+    table: dict[str, str] = getattr(importlib.import_module(module), attribute)
     return table.get(name)

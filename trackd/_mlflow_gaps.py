@@ -1,7 +1,8 @@
 """MLflow's names that trackd leaves out, and what to use instead: the one home of that advice.
 
-``trackd.<name>`` (one of MLflow's fluent functions) and ``trackd.Client().<name>`` (one of
-``MlflowClient``'s methods) raise AttributeError with this advice, so code ported with
+``trackd.<name>`` (one of MLflow's fluent functions), ``trackd.config.<name>`` and
+``trackd.tracking.<name>`` (of ``mlflow.config`` and ``mlflow.tracking``) and ``trackd.Client().<name>``
+(one of ``MlflowClient``'s methods) raise AttributeError with this advice, so code ported with
 ``import trackd as mlflow`` learns what to use, not only that the name is missing. Loaded on the
 first such miss, never by ``import trackd`` (whose start a benchmark measures).
 """
@@ -25,11 +26,16 @@ _MODELS = (
     "or use MLflow on the same ./mlruns (MLFLOW_ALLOW_FILE_STORE=true)"
 )
 
+# The model registry's URI, as mlflow, mlflow.config and mlflow.tracking name it: trackd has no registry to point at.
+_REGISTRY = (
+    "trackd has no model registry (models are MLflow's entities): log the model's files with trackd.log_artifact(), "
+    "or use MLflow's registry on the same ./mlruns (MLFLOW_ALLOW_FILE_STORE=true)"
+)
+
 FLUENT_HINTS = {
     "search_experiments": "use trackd.Client().search_experiments()",
     "autolog": "trackd logs what your code logs; call trackd.log_metric() and friends",
     "log_stream": "write the stream to a file and trackd.log_artifact() it",
-    "enable_system_metrics_logging": "trackd logs no system metrics; log them with trackd.log_metrics() from a thread",
     # get_artifact_uri gives a plain path for a store set as one, a file:// URI otherwise (as MLflow's
     # does), which open() takes as a relative path.
     "load_table": (
@@ -40,7 +46,20 @@ FLUENT_HINTS = {
     "get_parent_run": _PARENT + "trackd.get_run(trackd.get_run(run_id).data.tags['mlflow.parentRunId'])",
     **dict.fromkeys(_EDITS, USE_MLFLOW),
     **dict.fromkeys(("log_input", "log_inputs", "log_outputs", "log_model", "register_model", "evaluate"), _MODELS),
+    **dict.fromkeys(("get_registry_uri", "set_registry_uri"), _REGISTRY),
 }
+
+# trackd.config's missing names (mlflow.config's public names, MLflow ADVISED_MLFLOW; a test compares).
+CONFIG_HINTS = {
+    **dict.fromkeys(("get_registry_uri", "set_registry_uri"), _REGISTRY),
+    "MLFLOW_ENABLE_ASYNC_LOGGING": (
+        "trackd's logging calls are always asynchronous; pass synchronous=True to one, or call trackd.flush(), to wait "
+        "until it is in the store"
+    ),
+}
+
+# trackd.tracking's missing names (mlflow.tracking's __all__, less its private names).
+TRACKING_HINTS = dict.fromkeys(("get_registry_uri", "set_registry_uri"), _REGISTRY)
 
 # The MLflow whose MlflowClient the list below was taken from.
 ADVISED_MLFLOW = "3.17.2"

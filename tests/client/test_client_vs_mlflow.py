@@ -250,7 +250,9 @@ FLUENT_FUNCTIONS = [
     "log_metric", "log_metrics", "log_param", "log_params", "set_tag", "set_tags", "delete_tag", "log_artifact",
     "log_artifacts", "log_text", "log_dict", "start_run", "end_run", "set_experiment", "create_experiment",
     "set_tracking_uri", "get_run", "active_run", "last_active_run", "is_tracking_uri_set", "flush_async_logging",
-    "get_artifact_uri", "log_figure", "log_image", "log_table", "search_runs",
+    "get_artifact_uri", "log_figure", "log_image", "log_table", "search_runs", "enable_system_metrics_logging",
+    "disable_system_metrics_logging", "set_system_metrics_sampling_interval", "set_system_metrics_samples_before_logging",
+    "set_system_metrics_node_id",
 ]
 
 

@@ -60,18 +60,16 @@ def check_parent(client: Client, parent_run_id: object, started_here: Collection
     )
 
 
-def warn_no_system_metrics() -> None:
-    """start_run(log_system_metrics=True): say, in one line, that trackd collects none.
+def warn_no_system_metrics(call: str = "start_run(log_system_metrics=True)", outcome: str = "the run starts without them") -> None:
+    """start_run(log_system_metrics=True), or one of mlflow.config's system-metrics switches
+    (``call``): say, in one line, that trackd collects none.
 
     MLflow starts a monitor thread that logs CPU, memory and GPU use as ``system/*`` metrics; code
     ported with ``import trackd as mlflow`` that passed it raised TypeError at start_run.
     """
     from ._outbox import warn
 
-    warn(
-        "start_run(log_system_metrics=True): trackd collects no system metrics; the run starts without them "
-        "(log them with trackd.log_metrics() from a thread of your own)."
-    )
+    warn(f"{call}: trackd collects no system metrics; {outcome} (log them with trackd.log_metrics() from a thread of your own).")
 
 
 def warn_created_missing(run_id: str, store: str) -> None:
