@@ -67,7 +67,7 @@ from ..store import (
 )
 from ._tag_limits import RUN_TAGS_INSTEAD, require_tag_value_fits, require_tags_fit
 from ._long_values import Truncations
-from ._config import ClientConfig, resolve_store_uri, store_root_of
+from ._config import ClientConfig, require_folder_path, resolve_store_uri, store_root_of
 from . import _lifecycle
 from ._lifecycle import LIVE_CLIENTS, SENDERS, ClientState, install_sigterm_handler, prepare_multiprocessing_child
 from ._names import random_id, random_run_name
@@ -103,6 +103,7 @@ class Client(ClientArtifacts, ClientReads):
         # this client's new experiments; tracking_uri is its folder.
         self.artifact_root = resolve_store_uri(tracking_uri)
         self.tracking_uri = validate_store_root(store_root_of(self.artifact_root))
+        require_folder_path(self.tracking_uri)
         self.config = config if config is not None else ClientConfig.from_env()
         self.state = ClientState.OPEN
         # Set once close() has finished; RunOperations.wait() waits for a close another thread began.

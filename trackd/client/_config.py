@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._limits import MAX_SECONDS
+from ..errors import InvalidArgument
 from .._paths import default_socket_path
 from .._struct import Value
 from ._spool import default_spool_dir
@@ -183,6 +184,28 @@ def resolve_tracking_uri(uri: str | os.PathLike[str] | None = None) -> str:
 def store_root_of(store_uri: str) -> str:
     """The absolute folder a URI from ``resolve_store_uri`` names."""
     return str(Path(uri_to_path(store_uri)).absolute())
+
+
+def require_folder_path(root: str) -> None:
+    """Refuse a store root that is, or lies under, something other than a folder.
+
+    The nearest part of ``root`` that exists must be a folder: the daemon makes the rest. MLflow's
+    FileStore makes the root when it is created (``os.makedirs``), at start_run, and raises "Not a
+    directory" there; trackd's calls return before the daemon writes, so a store under a file took
+    every run and point and only ``flush()`` said "[Errno 20] Not a directory". Checked where a
+    Client is made (a stat or two), never on a logging call.
+    """
+    from ..store._confinement import deepest_existing
+
+    path = deepest_existing(root)
+    if os.path.isdir(path):
+        return
+    found = "a file" if os.path.isfile(path) else "a symbolic link to nothing" if os.path.islink(path) else "not a folder"
+    where = "it" if path == root else f"{path!r}, the part of it that exists,"
+    raise InvalidArgument(
+        f"Invalid store root {root!r}: {where} is {found}, so the store's folders cannot be made there. Expected a "
+        "folder, or a path whose existing part is a folder."
+    )
 
 
 def resolve_store_uri(uri: str | os.PathLike[str] | None = None) -> str:

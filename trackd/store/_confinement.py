@@ -46,6 +46,18 @@ def is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def deepest_existing(path: str) -> str:
+    """``path``'s nearest part that exists (itself, or a link, if it does): what a ``makedirs`` of
+    ``path`` would make its folders under."""
+    existing = path
+    while not os.path.lexists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            break
+        existing = parent
+    return existing
+
+
 def check_confined(path: str, root: str, real_root: str) -> None:
     """Refuse ``path`` (a folder lexically below ``root``) unless it resolves to where its name says.
 
@@ -54,12 +66,7 @@ def check_confined(path: str, root: str, real_root: str) -> None:
     not exist yet are judged by their deepest existing ancestor: what the writer creates below a
     real folder is real. Raises StoreError naming the path and where it leads.
     """
-    existing = path
-    while not os.path.lexists(existing):
-        parent = os.path.dirname(existing)
-        if parent == existing:
-            break
-        existing = parent
+    existing = deepest_existing(path)
     real = os.path.realpath(existing)
     base = root if is_within(existing, root) else real_root
     if is_within(real, real_root) and os.path.relpath(real, real_root) == os.path.relpath(existing, base):
