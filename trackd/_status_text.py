@@ -37,10 +37,10 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
         f"connections refused {_n(status.get('connections_refused', 0))}",
         f"  dropped       {_count(status.get('events_dropped_by_clients', 0), 'event')} by clients whose buffer was full (TRACKD_ON_FULL=drop)",
         f"  throttled     {_count(status.get('throttled', 0), 'pause')} of connections over their decode budget while others waited",
-        f"  runs failed   {_n(status.get('runs_failed_for_exited_clients', 0))} left RUNNING by processes that exited without ending them; "
+        f"  runs failed   {_n(status.get('runs_failed_for_exited_clients', 0))} left RUNNING by processes that exited without ending them",
         # wills_pending counts connections that ended with runs not ended, not every process the
         # daemon watches: "0 processes watched" was printed beside a connected job owning its run.
-        f"{_count(status.get('wills_pending', 0), 'process')} disconnected with runs not ended (watched until they exit), "
+        f"  runs watched  {_count(status.get('wills_pending', 0), 'process')} disconnected with runs not ended (watched until they exit), "
         f"{_n(status.get('wills_waiting', 0))} of them exited and waiting for their events to be written, their spool "
         "delivered or their store to take writes again" + _runs_refused(status),
     ]
