@@ -142,6 +142,16 @@ class DaemonProcess:
         assert self.process is not None
         self.process.send_signal(signum)
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The daemon stopped (SIGSTOP) for the block, resumed after it whatever happens: it reads
+        nothing, and a new connection's Hello waits in its socket unanswered."""
+        self.signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.signal(signal.SIGCONT)
+
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait; returns the exit code."""
         assert self.process is not None

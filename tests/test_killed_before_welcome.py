@@ -10,12 +10,10 @@ reach the daemon twice, from the dropped connection and from the spool: written 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +80,6 @@ def _ended(store: Path, run_id: str, status: str) -> Any:
     return mlflow_run(store, run_id)
 
 
-@contextlib.contextmanager
-def _stopped(daemon: DaemonProcess) -> Iterator[None]:
-    """``daemon`` SIGSTOPped for the block: it reads nothing, and a Hello waits in its socket unanswered."""
-    daemon.signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        daemon.signal(signal.SIGCONT)
-
 
 def _points_once(store: Path, run_id: str) -> None:
     assert steps_in_store(store, run_id) == list(range(POINTS)), "points lost, duplicated or out of order"
@@ -101,7 +90,7 @@ def _points_once(store: Path, run_id: str) -> None:
 def test_a_process_killed_while_its_daemon_is_stopped_leaves_its_run_and_every_point(
     daemon: DaemonProcess, store: Path, tmp_path: Path
 ) -> None:
-    with _stopped(daemon):
+    with daemon.paused():
         child, run_id = _start(store, daemon, tmp_path / "spool", "kill")
         assert child.wait(timeout=60) == -signal.SIGKILL, child.stderr()
     # The run, its param and every point, read by MLflow; and failed by the will it told first (3a).
@@ -118,7 +107,7 @@ def test_batches_sent_ahead_and_spooled_after_a_give_up_are_written_once(
     daemon: DaemonProcess, store: Path, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    with _stopped(daemon):
+    with daemon.paused():
         child, run_id = _start(store, daemon, spool_dir, "end")
         # end_run gives the stopped daemon up after TRACKD_EXIT_TIMEOUT: everything it had not
         # acknowledged, the batches sent ahead included, goes to the spool.
@@ -143,7 +132,7 @@ def test_batches_sent_ahead_and_spooled_are_written_once_when_the_process_resend
     daemon: DaemonProcess, store: Path, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    with _stopped(daemon):
+    with daemon.paused():
         child, run_id = _start(store, daemon, spool_dir, "live")
         wait_for(lambda: _line(child, "ended") is not None or child.process.poll() is not None, 60, message="the give-up")
         ended = _line(child, "ended")
@@ -185,7 +174,7 @@ def test_a_file_logged_by_path_and_what_follows_it_wait_for_the_welcome(
     with source.open("wb") as file:
         file.truncate(MAX_INLINE_ARTIFACT_SIZE + 1)  # over the inline limit: copied by path
     env = child_env(daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(tmp_path / "spool"), TRACKD_AUTOSTART="0")
-    with _stopped(daemon):
+    with daemon.paused():
         child = Child(BY_PATH, [str(source)], env)
         assert child.wait(timeout=60) == 0, child.stderr()
     stats = _line(child, "stats")

@@ -8,10 +8,8 @@ points read back with MLflow.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,15 +44,6 @@ def _step(child: Child) -> int:
     return steps[-1] if steps else 0
 
 
-@contextlib.contextmanager
-def _stopped(daemon: DaemonProcess) -> Iterator[None]:
-    """The daemon stopped (SIGSTOP) for the block, resumed after it whatever happens."""
-    daemon.signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        daemon.signal(signal.SIGCONT)
-
 
 def _said(child: Child, words: str) -> Callable[[], bool]:
     """Whether the child said ``words`` on stderr, or exited (a wait's condition)."""
@@ -73,7 +62,7 @@ def test_a_process_still_logging_reconnects_when_the_stopped_daemon_it_gave_up_r
     ))
     with child:
         wait_for(lambda: _line(child, "connected") is not None or child.process.poll() is not None, 60, message="point 0")
-        with _stopped(daemon):
+        with daemon.paused():
             wait_for(_said(child, "were not delivered"), 60, message="the give-up")
             # Three timeouts' worth more points logged (and spooled) while the daemon stays stopped.
             given_up_at = _step(child)
