@@ -32,6 +32,8 @@ _REGISTRY = (
     "or use MLflow's registry on the same ./mlruns (MLFLOW_ALLOW_FILE_STORE=true)"
 )
 
+_REGISTRY_HINTS = dict.fromkeys(("get_registry_uri", "set_registry_uri"), _REGISTRY)
+
 FLUENT_HINTS = {
     "search_experiments": "use trackd.Client().search_experiments()",
     "autolog": "trackd logs what your code logs; call trackd.log_metric() and friends",
@@ -46,12 +48,12 @@ FLUENT_HINTS = {
     "get_parent_run": _PARENT + "trackd.get_run(trackd.get_run(run_id).data.tags['mlflow.parentRunId'])",
     **dict.fromkeys(_EDITS, USE_MLFLOW),
     **dict.fromkeys(("log_input", "log_inputs", "log_outputs", "log_model", "register_model", "evaluate"), _MODELS),
-    **dict.fromkeys(("get_registry_uri", "set_registry_uri"), _REGISTRY),
+    **_REGISTRY_HINTS,
 }
 
 # trackd.config's missing names (mlflow.config's public names, MLflow ADVISED_MLFLOW; a test compares).
 CONFIG_HINTS = {
-    **dict.fromkeys(("get_registry_uri", "set_registry_uri"), _REGISTRY),
+    **_REGISTRY_HINTS,
     "MLFLOW_ENABLE_ASYNC_LOGGING": (
         "trackd's logging calls are always asynchronous; pass synchronous=True to one, or call trackd.flush(), to wait "
         "until it is in the store"
@@ -59,7 +61,7 @@ CONFIG_HINTS = {
 }
 
 # trackd.tracking's missing names (mlflow.tracking's __all__, less its private names).
-TRACKING_HINTS = dict.fromkeys(("get_registry_uri", "set_registry_uri"), _REGISTRY)
+TRACKING_HINTS = _REGISTRY_HINTS
 
 # The MLflow whose MlflowClient the list below was taken from.
 ADVISED_MLFLOW = "3.17.2"

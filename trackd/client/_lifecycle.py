@@ -421,7 +421,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
         _last_sigterm_at = _first_sigterm_at
         signal.signal(signum, _on_repeated_sigterm)
     children_before = multiprocessing_children()
-    bound = _exit_bound() if children_die_with_this_process() else 0.0  # (the senders are gone after close)
+    # How long to wait for the workers, where this process's exit kills them (None: no wait). Read
+    # now: the senders are gone after close.
+    bound = _exit_bound() if children_die_with_this_process() else None
     try:
         _run_exit_hooks("KILLED")
         close_all_clients()
@@ -432,7 +434,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
             if getattr(child, "daemon", False) or child not in children_before
         }
         signal_children(children, signum)
-        if children and children_die_with_this_process():
+        if children and bound is not None:
             # After its own delivery, not alongside it: a worker that dies while the program's
             # code runs can raise in it (a DataLoader's SIGCHLD handler), and this wait goes on
             # through that. Under _on_repeated_sigterm still: a second SIGTERM hurries the workers.
