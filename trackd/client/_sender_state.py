@@ -359,7 +359,11 @@ class SenderState:
             records, barrier = self._next_chunk()
             # A record that cannot be encoded costs only itself, counted and reported as when
             # sending (it raised out of here, and the records taken so far were lost uncounted).
-            for batch in self._encode(records, encode_frame):
+            # A flush barrier alone is no batch, as on the socket (_encode_batches): each close
+            # spooled an empty one, which no daemon had ever seen, so the spool of a process
+            # whose events a stalled daemon wrote once resumed still held one batch to deliver,
+            # and `trackd sync` "delivered 1 batch" of nothing.
+            for batch in self._encode(records, encode_frame) if records else []:
                 self._ledger.next_seq()  # the batch's own number: _encode numbers from the next one on
                 batches.append(batch)
                 size += len(batch[1])
