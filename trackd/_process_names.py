@@ -49,17 +49,37 @@ def short_command(argv: Sequence[str]) -> str:
 
 def speaker() -> str:
     """Who says a stderr line of this process: "trackd", or, in a process that is one of many
-    (RANK or LOCAL_RANK set, or a multiprocessing child), "trackd (rank 3, pid 1234)",
-    "trackd (ForkPoolWorker-2, pid 1240)".
+    (RANK or LOCAL_RANK set, a multiprocessing child, a forked child), "trackd (rank 3, pid 1234)",
+    "trackd (ForkPoolWorker-2, pid 1240)", "trackd (pid 1250)".
 
     Read at each line, not once: a forked child has another pid, and a program may set RANK
-    after trackd was imported.
+    after trackd was imported. An ``os.fork`` worker's line read as its parent's ("trackd: ...").
     """
     named = [rank_words(os.environ)]
     if in_multiprocessing_child():
         named.append(_cut(sys.modules["multiprocessing"].current_process().name, MAX_PROCESS_NAME_CHARS))
     named = [words for words in named if words]
-    return f"trackd ({', '.join(named)}, pid {os.getpid()})" if named else "trackd"
+    if named:
+        return f"trackd ({', '.join(named)}, pid {os.getpid()})"
+    return f"trackd (pid {os.getpid()})" if _forked else "trackd"
+
+
+# This process was forked (os.fork, the fork start method) from one that had loaded trackd.
+_forked = False
+
+
+def forked_child() -> bool:
+    """Whether this process was forked from one that had loaded trackd (``os.fork``, a fork Pool's
+    or a DataLoader's worker): one worker among others, whose parent says its own lines."""
+    return _forked
+
+
+def _note_fork() -> None:
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_note_fork)
 
 
 def in_multiprocessing_child() -> bool:

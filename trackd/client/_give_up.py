@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
 from ..protocol import Record
+from .._process_names import forked_child
 from .._signals import wait_keeping_lock
 from ._lifecycle import exit_hurried, interpreter_exiting
 from ._on_full import OnFullPolicy
@@ -271,12 +272,17 @@ class GiveUp(OnFullPolicy):
                 # "waiting up to 9 s" of a 10 s TRACKD_EXIT_TIMEOUT read as a wrong setting: the line
                 # comes after the first second's wait.
                 wait = f"waiting up to {remaining:.0f} s more ({timeout:g} s in all) for {waited_for}."
-            warn(
-                wait
-                + (f" It cannot write to the store now: {outage}" if outage is not None else "")
-                + (f" {refused[:1].upper()}{refused[1:]}; trackd tries again." if refused is not None else "")
-                + (f" {starting[:1].upper()}{starting[1:]} and does not answer yet." if starting is not None else "")
-            )
+            # A forked worker exiting says only what became of its events (the line after the
+            # wait): 4 ranks with 2 DataLoader workers each printed 24 lines for one stalled
+            # daemon, a "waiting" line from each of 12 processes, then its outcome. Its parent's
+            # exit says that it waits, if the parent has anything to deliver.
+            if not (forked_child() and (exiting or interpreter_exiting())):
+                warn(
+                    wait
+                    + (f" It cannot write to the store now: {outage}" if outage is not None else "")
+                    + (f" {refused[:1].upper()}{refused[1:]}; trackd tries again." if refused is not None else "")
+                    + (f" {starting[:1].upper()}{starting[1:]} and does not answer yet." if starting is not None else "")
+                )
             try:
                 self.flush(
                     timeout=timeout if patient else remaining, take_failures=False, stop_waiting=no_daemon,
