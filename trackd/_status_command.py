@@ -48,12 +48,28 @@ def status_command(paths: DaemonPaths, spool_dir: Path, *, as_json: bool) -> int
         print(f"trackd daemon {state} ({_reason(exc, paths.socket)}){why}", file=sys.stderr)
         _print_spool(spool_dir, as_json=as_json)
         return 1
-    census = spool_census(spool_dir)
+    census = spool_census(spool_dir, _written(status))
     if as_json:
         print(json.dumps({**status, "spool": census.as_dict()}, indent=2, sort_keys=True))
         return 0
     print("\n".join([*status_lines(status), *spool_lines(census)]))
     return 0
+
+
+def _written(status: dict[str, object]) -> dict[str, int]:
+    """The highest batch the daemon wrote of each client its reply lists, by client id (an older
+    daemon's reply names none): for the spool files whose every batch it wrote already.
+
+    Only clients that left: a connected one's spool file is its own to send (and locked).
+    """
+    clients = status.get("clients")
+    written: dict[str, int] = {}
+    for client in clients if isinstance(clients, (list, tuple)) else ():
+        if isinstance(client, dict) and not client.get("connected"):
+            client_id, seq = client.get("client_id"), client.get("written_seq")
+            if isinstance(client_id, str) and isinstance(seq, int) and not isinstance(seq, bool):
+                written[client_id] = seq
+    return written
 
 
 def _print_spool(spool_dir: Path, *, as_json: bool) -> None:

@@ -238,6 +238,14 @@ def spool_lines(census: SpoolCensus, now: float | None = None) -> list[str]:
             f"  spool         {files(census.other_hosts)} written on other hosts ({hosts}): run `trackd sync` there, or "
             "`trackd sync --all-hosts` here if their stores' paths are shared"
         )
+    if census.written.files:
+        # After a stalled daemon resumed: it wrote what their processes had sent it before they
+        # gave it up and spooled. They were said to wait, and `trackd sync` found nothing to send.
+        lines.append(
+            f"  spool         {files(census.written)} of exited processes in {census.directory} whose every batch the "
+            "daemon has written already (it wrote what they had sent before they gave it up): nothing waits; "
+            "`trackd sync`, or the next trackd process to connect, removes them"
+        )
     lines = lines or [f"  spool         no files waiting in {census.directory}"]
     if census.empty.files:
         lines.append(

@@ -1,8 +1,12 @@
 """What waits in a spool folder, told without delivering it: ``trackd daemon status``.
 
 Each spool file (``_spool.py``) is sorted as ``trackd sync`` and the background delivery
-(``_delivery.py``) would treat it, by its name, its lock and its Hello frame only: its batches are
-never read, so a folder holding gigabytes costs a stat, a lock attempt and one small read per file.
+(``_delivery.py``) would treat it, by its name, its lock and its Hello frame: a folder holding
+gigabytes costs a stat, a lock attempt and one small read per file. With the daemon's word on
+what it wrote of each client (``written``), a waiting file of a client it names is looked at once
+more: its frame headers are walked, and its last batch decoded, to tell a file whose every batch
+the store has (a stalled daemon, resumed, wrote what the process had sent before it gave the
+daemon up and spooled) from one that waits.
 """
 
 from __future__ import annotations
@@ -11,17 +15,21 @@ import fcntl
 import os
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._paths import SET_ASIDE_SUFFIX
 from ..errors import LocalProtocolError
-from ..protocol import FRAME_HEADER_SIZE, Hello, decode_body, decode_header
+from ..protocol import FRAME_HEADER_SIZE, Batch, Hello, decode_body, decode_header
 from ._spool import spool_files
 
 # A Hello holds a client id, a host and two paths; a first frame longer than this is not read (a
 # damaged header can claim up to MAX_FRAME_SIZE).
 MAX_HELLO_SIZE = 64 * 1024
+# Frames walked (one small read each) to find a file's last batch; a file of more is counted as
+# waiting, unlooked at: status stays a glance, and `trackd sync` sorts it out.
+MAX_FRAMES_WALKED = 10_000
 
 
 @dataclass(slots=True)
@@ -70,27 +78,35 @@ class SpoolCensus:
     # Empty and not locked: nothing to deliver; left where the folder refuses their removal
     # (read-only), they were counted as waiting, and status said to run `trackd sync` for ever.
     empty: SpoolFiles = field(default_factory=SpoolFiles)
+    # Of exited processes, and every batch in them written by the daemon already (its status
+    # names their client and what it wrote): nothing to deliver; `trackd sync`, or the next
+    # background delivery, removes them. After a stalled daemon resumed they were all counted as
+    # waiting, and `trackd sync` then found "nothing to send" in each.
+    written: SpoolFiles = field(default_factory=SpoolFiles)
     # Why the folder could not be looked at (not private, unreadable); None when it could.
     problem: str | None = None
 
     @property
     def files(self) -> int:
         """How many spool files the folder holds, of every kind."""
-        return self.waiting.files + self.running.files + self.set_aside.files + self.other_hosts.files + self.empty.files
+        groups = (self.waiting, self.running, self.set_aside, self.other_hosts, self.empty, self.written)
+        return sum(group.files for group in groups)
 
     def as_dict(self, now: float | None = None) -> dict[str, object]:
         now = time.time() if now is None else now
         shown: dict[str, object] = {"folder": str(self.directory)}
         if self.problem is not None:
             shown["problem"] = self.problem
-        for name in ("waiting", "running", "set_aside", "other_hosts", "empty"):
+        for name in ("waiting", "running", "set_aside", "other_hosts", "empty", "written"):
             files: SpoolFiles = getattr(self, name)
             shown[name] = files.as_dict(now)
         return shown
 
 
-def spool_census(directory: Path) -> SpoolCensus:
-    """Count the spool files in ``directory`` by what will deliver them, reading no more than their Hellos."""
+def spool_census(directory: Path, written: Mapping[str, int] | None = None) -> SpoolCensus:
+    """Count the spool files in ``directory`` by what will deliver them, reading no more than their
+    Hellos; and, of a waiting file whose client ``written`` names (client id: the highest batch the
+    daemon wrote of it), its frame headers and its last batch."""
     census = SpoolCensus(directory)
     try:
         paths = spool_files(directory)
@@ -111,8 +127,10 @@ def spool_census(directory: Path) -> SpoolCensus:
                 census.empty.add(info)
             elif path.name.endswith(SET_ASIDE_SUFFIX):
                 census.set_aside.add(info)
-            elif (host := _hello_host(fd)) is not None and host != here:
-                census.other_hosts.add(info, host)
+            elif (hello := _hello(fd)) is not None and hello[0].host != here:
+                census.other_hosts.add(info, hello[0].host)
+            elif hello is not None and _written_whole(fd, info.st_size, hello, written or {}):
+                census.written.add(info)
             else:
                 census.waiting.add(info)  # a file with no readable Hello too: `trackd sync` reports it
         finally:
@@ -134,8 +152,8 @@ def _held(fd: int) -> bool:
     return False
 
 
-def _hello_host(fd: int) -> str | None:
-    """The host named by the Hello that starts the file; None when it cannot be read."""
+def _hello(fd: int) -> tuple[Hello, int] | None:
+    """The Hello that starts the file, and where the frames after it start; None when it cannot be read."""
     try:
         header = os.pread(fd, FRAME_HEADER_SIZE, 0)
         size = decode_header(header) if len(header) == FRAME_HEADER_SIZE else MAX_HELLO_SIZE + 1
@@ -144,7 +162,39 @@ def _hello_host(fd: int) -> str | None:
         hello = decode_body(os.pread(fd, size, FRAME_HEADER_SIZE))
     except (OSError, LocalProtocolError):
         return None
-    return hello.host if isinstance(hello, Hello) else None
+    return (hello, FRAME_HEADER_SIZE + size) if isinstance(hello, Hello) else None
+
+
+def _written_whole(fd: int, file_size: int, hello: tuple[Hello, int], written: Mapping[str, int]) -> bool:
+    """Whether the daemon wrote every batch of the file already: ``written`` names its client with a
+    batch at least the file's last. False whenever that cannot be told (not named, damaged,
+    unreadable, more than MAX_FRAMES_WALKED frames, no batch at all): the file is counted as waiting.
+
+    The file's batches are in the order of their numbers (the sender numbers each as it spools
+    it), so its last Batch frame is its highest; SpooledWill frames come before the batches they
+    name runs for. A torn last frame (its writer died in the middle of it) is not delivered either.
+    """
+    done = written.get(hello[0].client_id)
+    if done is None:
+        return False
+    frames: list[tuple[int, int]] = []  # (offset of the body, its size)
+    offset = hello[1]
+    try:
+        while offset + FRAME_HEADER_SIZE <= file_size:
+            if len(frames) >= MAX_FRAMES_WALKED:
+                return False
+            size = decode_header(os.pread(fd, FRAME_HEADER_SIZE, offset))
+            if offset + FRAME_HEADER_SIZE + size > file_size:
+                break  # torn
+            frames.append((offset + FRAME_HEADER_SIZE, size))
+            offset += FRAME_HEADER_SIZE + size
+        for start, size in reversed(frames):
+            event = decode_body(os.pread(fd, size, start))
+            if isinstance(event, Batch):
+                return event.seq <= done
+    except (OSError, LocalProtocolError):
+        return False
+    return False
 
 
 def _rounded(seconds: float | None) -> float | None:

@@ -149,6 +149,8 @@ class Session:
         """Its entry in ``trackd daemon status``; ``span``: the rate window's length up to ``now``, in seconds."""
         connected = self.connection is not None
         return {
+            # What `trackd daemon status` matches a spool file's Hello by (see spool_census).
+            "client_id": self.client_id,
             "pid": self.pid,
             "host": self.host,
             # What tells it from the job's other processes (None where /proc did not say).
