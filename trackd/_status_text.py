@@ -243,8 +243,7 @@ def spool_lines(census: SpoolCensus, now: float | None = None) -> list[str]:
         # gave it up and spooled. They were said to wait, and `trackd sync` found nothing to send.
         lines.append(
             f"  spool         {files(census.written)} of exited processes in {census.directory} whose every batch the "
-            "daemon has written already (it wrote what they had sent before they gave it up): nothing waits; "
-            "`trackd sync`, or the next trackd process to connect, removes them"
+            "daemon has written already: nothing waits; `trackd sync` or the next trackd process removes them"
         )
     lines = lines or [f"  spool         no files waiting in {census.directory}"]
     if census.empty.files:

@@ -21,6 +21,7 @@ from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushT
 from ..protocol import Record
 from .._process_names import forked_child
 from .._signals import wait_keeping_lock
+from ._family_notice import wait_unsaid
 from ._lifecycle import exit_hurried, interpreter_exiting
 from ._on_full import OnFullPolicy
 from ._outbox import BARRIER, events, inline_size, warn
@@ -272,11 +273,13 @@ class GiveUp(OnFullPolicy):
                 # "waiting up to 9 s" of a 10 s TRACKD_EXIT_TIMEOUT read as a wrong setting: the line
                 # comes after the first second's wait.
                 wait = f"waiting up to {remaining:.0f} s more ({timeout:g} s in all) for {waited_for}."
-            # A forked worker exiting says only what became of its events (the line after the
-            # wait): 4 ranks with 2 DataLoader workers each printed 24 lines for one stalled
-            # daemon, a "waiting" line from each of 12 processes, then its outcome. Its parent's
-            # exit says that it waits, if the parent has anything to deliver.
-            if not (forked_child() and (exiting or interpreter_exiting())):
+            # A forked worker whose family (its parent, the workers forked with it) said a wait
+            # that covers its own says only what became of its events (the line after the wait):
+            # 4 ranks with 2 DataLoader workers each printed 24 lines for one stalled daemon, a
+            # "waiting" line from each of 12 processes, then its outcome. A wait said by none is
+            # still said: the workers of a parent with nothing to deliver waited in silence.
+            said_by_family = not wait_unsaid(timeout if patient else remaining)
+            if not (said_by_family and forked_child() and (exiting or interpreter_exiting())):
                 warn(
                     wait
                     + (f" It cannot write to the store now: {outage}" if outage is not None else "")
