@@ -167,8 +167,11 @@ class Sender(GiveUp):
 
         def refused_for_good() -> bool:
             # An older daemon still running after an upgrade (another protocol version), or one
-            # that could not start: set_experiment waited its whole connect timeout for it.
-            return self._no_daemon_since(failed) and (self._refusal is not None or self._spawn_failure is not None)
+            # that could not start, or none and autostart off (a benchmark suite's every job waited
+            # its whole connect timeout, then failed): set_experiment waited for nothing.
+            return self._no_daemon_since(failed) and (
+                self._refusal is not None or self._spawn_failure is not None or not self.config.autostart
+            )
 
         return self._wait(req, self.config.connect_timeout if timeout is None else timeout, refused_for_good)
 
@@ -216,10 +219,14 @@ class Sender(GiveUp):
             # Another process holds the start lock and started none: "none could be started. Start
             # one with `trackd daemon start`" was said, and that start would wait for the lock too.
             raise DaemonUnavailable(f"Cannot {what}: {starting} and did not answer within {timeout:g} s.") from cause
-        started = "none could be started" if self.config.autostart else "autostart is off (TRACKD_AUTOSTART=0)"
+        if not self.config.autostart:
+            raise DaemonUnavailable(
+                f"Cannot {what}: the trackd daemon at {self.config.socket_path} is unreachable, and autostart is off "
+                "(TRACKD_AUTOSTART=0). Start one with `trackd daemon start`."
+            ) from cause
         raise DaemonUnavailable(
             f"Cannot {what}: the trackd daemon at {self.config.socket_path} is unreachable; none answered within "
-            f"{timeout:g} s and {started}. Start one with `trackd daemon start`."
+            f"{timeout:g} s and none could be started. Start one with `trackd daemon start`."
         ) from cause
 
     def flush(
