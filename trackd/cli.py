@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     spool_dir_help = "spool folder (default: $TRACKD_SPOOL_DIR, else $XDG_CACHE_HOME/trackd/spool, else ~/.cache/trackd/spool, else <tmp>/trackd-spool-<uid>)"
 
     status = actions.add_parser(
-        "status", help="show pid, uptime, clients, rates, backlog, errors and spool files waiting",
-        description="Show what the daemon is doing: its totals, each kind of error with when it last happened (and, "
+        "status", help="show pid, uptime, clients, rates, backlog, runs made and ended, errors and spool files waiting",
+        description="Show what the daemon is doing: its totals, the runs it made, resumed and ended (by status) "
+        "since it started (a create of a run that exists, by a rank or an attached process, makes none), each kind of error with when it last happened (and, "
         "for a store that refused writes, whether it takes them again), each client (its pid, and on Linux its "
         "RANK/LOCAL_RANK, parent client and short command) with its events/s (over the totals' window, or since it "
         "connected if shorter; none once it left) and events waiting to be written, and a previous daemon that "

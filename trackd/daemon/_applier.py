@@ -28,6 +28,7 @@ from ..store import (
     MetricFileCache,
     NewRun,
     ParamWrite,
+    RunCounts,
     StoreWriter,
     TagWrite,
     Termination,
@@ -106,6 +107,10 @@ class Applier:
             # their store's next write, which waits for them.
             self._metric_files.owe_cuts(journal.owed_cuts)
         self._writers: dict[str, StoreWriter] = {}
+        # The runs every writer made, ended and resumed since the daemon started (status: runs_*):
+        # kept here, as a store's writer is forgotten when idle. Read by status on the event loop
+        # while the writer thread counts: plain ints, and a dict whose keys never change.
+        self.run_counts = RunCounts()
         # Sweeps each store's writer has gone unused (see IDLE_STORE_SWEEPS); 0 once used again.
         self._idle_sweeps: dict[str, int] = {}
         self._good_keys: set[str] = set()
@@ -122,7 +127,9 @@ class Applier:
         """
         writer = self._writers.get(root)
         if writer is None:
-            writer = self._writers[root] = StoreWriter(root, metric_files=self._metric_files, artifact_root=artifact_root)
+            writer = self._writers[root] = StoreWriter(
+                root, metric_files=self._metric_files, artifact_root=artifact_root, run_counts=self.run_counts
+            )
         elif artifact_root is not None:
             writer.artifact_root = artifact_root
         self._idle_sweeps[root] = 0

@@ -322,7 +322,15 @@ class Server(WritePath):
             "errors": dict(self.state.error_kinds),
             "error_times": self.state.errors_status(now),
             **self.wills.status(),
+            **self._run_counts(),
         }
+
+    def _run_counts(self) -> dict[str, object]:
+        """The runs the daemon's writes made, ended (by status, the wills' FAILED included) and
+        made RUNNING again since it started; a rank's or an attached process's create of a run
+        that exists made nothing (RunCounts)."""
+        counts = self.applier.run_counts
+        return {"runs_created": counts.created, "runs_resumed": counts.resumed, "runs_ended": dict(counts.ended)}
 
     # -- internals -------------------------------------------------------------------------
 

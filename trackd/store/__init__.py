@@ -70,6 +70,7 @@ if _TYPE_CHECKING:
         MetricAppend,
         NewRun,
         ParamWrite,
+        RunCounts,
         TagWrite,
         Termination,
         WriteBatch,
@@ -87,7 +88,10 @@ _LAZY = {
     "JournalUnreadable": "_journal",
     "MetricFileCache": "_metric_files",
     **dict.fromkeys(
-        ("ArtifactWrite", "MetricAppend", "NewRun", "ParamWrite", "TagWrite", "Termination", "WriteBatch", "WriteFailure"),
+        (
+            "ArtifactWrite", "MetricAppend", "NewRun", "ParamWrite", "RunCounts", "TagWrite", "Termination", "WriteBatch",
+            "WriteFailure",
+        ),
         "_write_items",
     ),
 }
@@ -122,6 +126,7 @@ __all__ = [
     "Param",
     "ParamWrite",
     "Run",
+    "RunCounts",
     "RunData",
     "RunInfo",
     "RunStatus",

@@ -4,7 +4,8 @@ A run is built in a staging folder and renamed into place, meta.yaml last, so an
 never sees a half-made run. Several processes of a distributed job may create the same run: the
 first create makes it, and the owner's (the process that ends it) is applied over whichever came
 first. A run ends with its meta.yaml rewritten (``RunHandles.rewrite_meta``): terminated by its
-client, or failed by the daemon for a process that exited without ending it.
+client, or failed by the daemon for a process that exited without ending it. Each change is
+counted in the writer's RunCounts.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ from ._validation import (
     validate_run_time,
     validate_tag_value,
 )
-from ._write_items import NewRun, Termination
+from ._write_items import NewRun, RunCounts, Termination
 from ._write_rules import end_kept_out
+
+# A run's statuses, as meta.yaml holds them: not ended yet, and ended.
+_NOT_ENDED = (int(RunStatus.RUNNING), int(RunStatus.SCHEDULED))
+_ENDED = (int(RunStatus.FINISHED), int(RunStatus.FAILED), int(RunStatus.KILLED))
 
 
 class RunWrites:
@@ -47,9 +52,10 @@ class RunWrites:
         confine: Callable[[str], None],
         build_in_staging: Callable[[Callable[[str], None], str], None],
         remake_deleted_store: Callable[[], None],
+        counts: RunCounts,
     ) -> None:
         """``confine``, ``build_in_staging`` and ``remake_deleted_store``: the writer's (its store
-        root checked, deleted or not)."""
+        root checked, deleted or not); ``counts``: where the runs made and ended are counted."""
         self._root = root
         self._runs = runs
         self._reader = reader
@@ -57,6 +63,7 @@ class RunWrites:
         self._confine = confine
         self._build_in_staging = build_in_staging
         self._remake_deleted_store = remake_deleted_store
+        self._counts = counts
 
     def create(self, item: NewRun) -> None:
         """Create the run ``item`` asks for, in staging and renamed into place; an owner's create of a
@@ -109,6 +116,7 @@ class RunWrites:
             fill(folder)
         signature = file_signature(os.stat(layout.meta_path(folder)))
         self._runs.keep(run_id, RunHandle(experiment_id, folder, meta, signature))
+        self._counts.created += 1
 
     def _apply_owner_creation(self, item: NewRun) -> None:
         """The owner's create of a run another process's create made first: the run takes the
@@ -177,8 +185,14 @@ class RunWrites:
         handle = self._runs.active(item.run_id)
         status = validate_run_status(item.status)
         end_time = validate_run_time("end_time", item.run_id, item.end_time_ms)
-        if not end_kept_out(item, handle.meta):  # a failure another process set, or a stale end
-            self._runs.rewrite_meta(handle, status=int(status), end_time=end_time)
+        if end_kept_out(item, handle.meta):  # a failure another process set, or a stale end
+            return
+        before = handle.meta.get("status")
+        self._runs.rewrite_meta(handle, status=int(status), end_time=end_time)
+        if int(status) in _ENDED and before in _NOT_ENDED:
+            self._counts.ended[status.name] += 1
+        elif int(status) in _NOT_ENDED and before in _ENDED:  # resumed: MLflow's start_run(run_id=) of an ended run
+            self._counts.resumed += 1
 
     def fail_running_run(self, run_id: str, end_time_ms: int, tags: Mapping[str, str]) -> bool:
         """Set the run FAILED, ended at ``end_time_ms``, with ``tags``, if and only if it is RUNNING;
@@ -195,6 +209,7 @@ class RunWrites:
             self._confine_file(path)
             write_key_file(path, validate_tag_value(key, value), handle.folder)
         self._runs.rewrite_meta(handle, status=int(RunStatus.FAILED), end_time=end_time)
+        self._counts.ended[RunStatus.FAILED.name] += 1
         self._metric_files.close_files(handle.metric_paths.values())
         return True
 

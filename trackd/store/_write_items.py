@@ -109,6 +109,27 @@ class WriteBatch:
     terminations: list[Termination] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class RunCounts:
+    """The runs writers made, ended and made RUNNING again, for ``trackd daemon status``.
+
+    Counted as the store changes, never from what a client asked: a create of a run that exists
+    (another rank's, a process attaching to it, a write done again after a restart) made nothing,
+    and an end that leaves the run as it was (kept out, or the same status written again) ended
+    nothing. The daemon's writers of every store share one.
+    """
+
+    # Runs whose meta.yaml a writer made.
+    created: int = 0
+    # Ended runs set RUNNING again (start_run(run_id=) of a FINISHED run): ended once more later,
+    # they are counted in ``ended`` once more.
+    resumed: int = 0
+    # RUNNING runs ended, by the status they ended with: by their client, or FAILED by the daemon
+    # for a process that exited without ending them. A run's later end that changes its status
+    # (FINISHED, then FAILED) is not counted again.
+    ended: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("FINISHED", "FAILED", "KILLED"), 0))
+
+
 @dataclass(frozen=True, slots=True)
 class WriteFailure:
     """One item the store could not write: ``item`` names it, ``message`` is a sentence saying why."""

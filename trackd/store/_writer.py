@@ -37,7 +37,7 @@ from ._reader import StoreReader
 from ._run_handles import RunHandles, removed_run
 from ._run_writes import RunWrites
 from ._staging import build_in_staging, remove_stale_staging
-from ._write_items import ArtifactWrite, MetricAppend, ParamWrite, TagWrite, WriteBatch, WriteFailure
+from ._write_items import ArtifactWrite, MetricAppend, ParamWrite, RunCounts, TagWrite, WriteBatch, WriteFailure
 from ._validation import (
     check_artifact_root,
     check_new_experiment,
@@ -62,16 +62,21 @@ class StoreWriter:
         max_open_files: int = DEFAULT_MAX_OPEN_FILES,
         metric_files: MetricFileCache | None = None,
         artifact_root: str | None = None,
+        run_counts: RunCounts | None = None,
     ) -> None:
         """``metric_files``: a cache shared with the writers of other stores (the file limit is
         the process's, not a store's); by default a cache of ``max_open_files`` of its own.
-        ``artifact_root``: see the attribute; by default the root's ``file://`` URI."""
+        ``artifact_root``: see the attribute; by default the root's ``file://`` URI.
+        ``run_counts``: see the attribute; by default counts of its own."""
         self.root: str = validate_store_root(root)
         # The URI new experiments without an explicit location go under (FileStore's
         # artifact_root_uri, its tracking URI): a plain path or a file: URI naming the root, as
         # the client that makes them resolved it. The daemon sets it per request.
         self.artifact_root: str = check_artifact_root(self.root, artifact_root)
         self._reader = StoreReader(self.root)
+        # The runs this writer made, ended and resumed (the daemon's status shows them): shared
+        # with the writers of other stores, as the daemon counts them all together.
+        self.run_counts: RunCounts = run_counts if run_counts is not None else RunCounts()
         self._metric_files = metric_files if metric_files is not None else MetricFileCache(max_open_files)
         self._runs = RunHandles(self.root, self._metric_files, self._confine)
         self._experiment_names = ExperimentNames(self.root, self._reader)
@@ -87,6 +92,7 @@ class StoreWriter:
         self._run_writes = RunWrites(
             self.root, self._runs, self._reader, metric_files, confine=self._confine,
             build_in_staging=self._build_in_staging, remake_deleted_store=self._remake_deleted_store,
+            counts=self.run_counts,
         )
         remove_stale_staging(self.root)
 
