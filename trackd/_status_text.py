@@ -41,9 +41,8 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
         f"  runs failed   {_n(status.get('runs_failed_for_exited_clients', 0))} left RUNNING by processes that exited without ending them",
         # wills_pending counts connections that ended with runs not ended, not every process the
         # daemon watches: "0 processes watched" was printed beside a connected job owning its run.
-        f"  runs watched  {_count(status.get('wills_pending', 0), 'process')} disconnected with runs not ended (watched until they exit), "
-        f"{_n(status.get('wills_waiting', 0))} of them exited and waiting for their events to be written, their spool "
-        "delivered or their store to take writes again" + _runs_refused(status),
+        f"  runs watched  {_count(status.get('wills_pending', 0), 'process')} disconnected with runs not ended (watched until they exit); "
+        f"{_n(status.get('wills_waiting', 0))} exited, waiting for their events, spool or store" + _runs_refused(status),
     ]
     unclean = status.get("unclean_exit_pid")
     if unclean is not None:
