@@ -39,22 +39,21 @@ import json
 import logging
 import os
 import socket
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from .._paths import spool_paths
 from .._peer import peer_pid, process_state
 from .._words import counted
-from ..errors import LocalProtocolError, StoreUnavailable, TrackdError
-from ..protocol import FRAME_HEADER_SIZE, MAX_OWNED_RUNS, OwnedRuns, SpooledWill, decode_header, is_run_id
+from ..errors import StoreUnavailable, TrackdError
+from ..protocol import MAX_OWNED_RUNS, OwnedRuns, SpooledWill, is_run_id
 from ..store import validate_store_root
 from ..store._entities import FAILURE_REASON_TAG
 from ._state import Session
 from ._will_budget import MAX_WILL_RUN_IDS, RunIdBudget, listed
+from ._will_spool import spooled
 from ._wills_file import Row, WillsFile
 
 if TYPE_CHECKING:
@@ -393,7 +392,7 @@ class Wills:
                 will.lost_at_ms = will.lost_at_ms or int(time.time() * 1000)  # a live connection's, the last daemon left
                 self._changed(client_id)
             if (
-                will.session.applied_seq < will.session.received_seq or _spooled(will)
+                will.session.applied_seq < will.session.received_seq or spooled(will.spool_path)
                 or (will.retry_at > now and not retry_now)
             ):
                 waiting += 1
@@ -500,48 +499,6 @@ def _field(item: dict[str, object], key: str, kind: type[T]) -> T:
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise TypeError(f"{key} is {value!r}, expected {kind.__name__}")
     return value
-
-
-def _spooled(will: Will) -> bool:
-    """Whether the will's spool is on disk and holds something: it may hold the runs' end, not delivered yet."""
-    # Set aside (renamed) by a background delivery, it waits for `trackd sync` all the same.
-    return bool(will.spool_path) and any(_holds_anything(path) for path in spool_paths(will.spool_path))
-
-
-def _holds_anything(path: str) -> bool:
-    """Whether the file at ``path`` exists and holds more than its Hello (or a damaged Hello).
-
-    An empty spool holds nothing, not even its Hello: one its process delivered but could not
-    delete (a read-only spool folder) is emptied instead, and nothing removes it. Waited for, it
-    left the process's runs RUNNING for ever once the process was SIGKILLed. Nor does one that
-    holds its Hello alone, which its process made and then could not write its batches to (a
-    full disk, a file size limit: they stayed in memory), or was killed before it did: the will
-    waited until a `trackd sync` or another process's background delivery removed it.
-    """
-    try:
-        info = os.stat(path)
-    except OSError:  # gone (delivered); or not to be seen, as os.path.exists took it
-        return False
-    if info.st_size == 0 or not stat.S_ISREG(info.st_mode):
-        return info.st_size > 0
-    try:
-        # Not blocking: a FIFO put there since the stat would wait for a writer, in the event loop.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True  # not to be read now (out of descriptors): as the stat says
-    try:
-        size, header = os.fstat(fd).st_size, os.pread(fd, FRAME_HEADER_SIZE, 0)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    try:
-        hello = FRAME_HEADER_SIZE + decode_header(header) if len(header) == FRAME_HEADER_SIZE else size
-    except LocalProtocolError:
-        return True  # not a spool this daemon can read: `trackd sync` says what it is
-    return size > hello
 
 
 def _leave_to_live_owners(due: list[Will], live: list[Will]) -> None:
