@@ -193,8 +193,8 @@ class ClientConnection(ConnectionEnd):
             logger.exception("Internal error while serving %s; closing its connection", self.peer)
         except asyncio.CancelledError:
             if self._read_to_end:
-                logger.error("Shutdown: %s exited, and its connection was not read to its end in time: "
-                             "what it had sent last is lost, and its runs are not failed", self.peer)
+                logger.error("Shutdown: %s exited, and its connection was not read to its end in time: what it "
+                             "had sent last is lost, and its will is left to the next daemon", self.peer)
             raise
         finally:
             overdue.cancel()
@@ -518,12 +518,15 @@ class ClientConnection(ConnectionEnd):
             f"{waiting} waiting to be written" if waiting > 0 else "none waiting to be written"
         )
         runs = self.will.run_ids if self.will is not None else ()
+        left = self.server.wills.left_to_next
         if runs:
             # "Marked FAILED" alone was said also of a run whose creation never arrived (the process
             # was killed between telling it and sending it): nothing was failed, the store has no such run.
-            said += (
-                f"; it had not ended {counted(len(runs), 'run')} ({listed(runs)}): marked FAILED once its "
-                f"process has exited if {'it is' if len(runs) == 1 else 'they are'} RUNNING in the store then, unless it reconnects"
+            said += f"; it had not ended {counted(len(runs), 'run')} ({listed(runs)})" + (
+                f": marked FAILED once its process has exited if {'it is' if len(runs) == 1 else 'they are'} "
+                "RUNNING in the store then, unless it reconnects" if left is None
+                # A stopping daemon's, after its wills are settled: it fails nothing more (said above).
+                else ": its will is left to the next daemon" if self.will in left else ""
             )
         return said
 

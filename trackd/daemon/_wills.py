@@ -147,6 +147,8 @@ class Wills:
         # The wills of open connections that own runs: in the file too, for the next daemon.
         self._live: set[Will] = set()
         self._file: WillsFile | None = None  # from restore(), at startup
+        # The wills shutdown left in the file for the next daemon (settle); None until then.
+        self.left_to_next: set[Will] | None = None
 
     def update(self, will: Will, event: OwnedRuns) -> None:
         """A connection's latest set: it replaces the last one (its newest runs only, past MAX_WILL_RUN_IDS)."""
@@ -268,12 +270,12 @@ class Wills:
         Stopped with them in memory, the daemon left those runs RUNNING for ever: the next daemon
         never hears of a process that has exited. The pending wills are those of connections that
         ended before this, those of exited processes read to their end by shutdown included. The
-        wills that must still wait, for a process that runs or for a spool on disk (it may hold the
-        runs' end), stay in the file the next daemon reads (``restore``), and so do those of live
-        connections, which shutdown cuts next: a process killed before it reached the next daemon
-        left its runs RUNNING for ever. One whose last batches could not be written is dropped,
-        said in the log, and so is the will of an exited process whose connection was not read to
-        its end in time (it cannot know it wrote everything the process sent).
+        others stay in the file the next daemon reads (``restore``): those that must still wait, for
+        a process that runs or for a spool on disk (it may hold the runs' end), and those of live
+        connections, which shutdown cuts next, a process that exited since shutdown stopped reading
+        its connection included (its runs' end, if in what was not read, is lost with it: the next
+        daemon fails them). Dropped, each of those left its runs RUNNING for ever. One whose last
+        batches could not be written is dropped, said in the log.
         """
         for will in self._take_due(server, retry_now=True):  # a store that refused may take it now
             self._start(server, will)
@@ -286,22 +288,22 @@ class Wills:
                     counted(len(late), "exited process"),
                 )
         kept = list(self._being_applied)  # those late ones: a run failed meanwhile is left as it is
-        for will in self._pending.values():
-            if not exited(will):
-                kept.append(will)  # it may yet exit without reconnecting
-            elif will.session.applied_seq >= will.session.received_seq:  # so its spool is on disk
-                kept.append(will)
-            else:
+        for will in [*self._pending.values(), *self._live]:
+            if exited(will) and will.session.applied_seq < will.session.received_seq:
                 logger.error(
                     "Shutdown: process %d exited owning runs %s, left RUNNING: its last batches could not be written",
                     will.pid, listed(will.run_ids),
                 )
-        kept += [will for will in self._live if not exited(will)]
+            else:
+                kept.append(will)  # one whose process runs may yet exit without reconnecting
         gone = [will for will in kept if not will.gone and exited(will)]
+        now_ms = int(time.time() * 1000)
         for will in gone:
             will.gone = True
+            will.lost_at_ms = will.lost_at_ms or now_ms  # a live connection's: its failed runs' end time
         if gone:  # journaled, as every change: the journal must read as the file close() writes
             self._changed(*(will.session.client_id for will in gone))
+        self.left_to_next = set(kept)  # said in one line by close()
         if self._file is not None:
             await self._file.close(_rows(kept))
 

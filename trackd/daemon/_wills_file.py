@@ -181,7 +181,11 @@ class WillsFile:
         if self._write(rows, self._changes + 1):
             self._remove_journal()
             if rows:
-                logger.info("Shutdown: left %s to the next daemon in %s", counted(len(rows), "will"), self.path)
+                logger.info(
+                    "Shutdown: left %s to the next daemon in %s: it marks their runs FAILED, if RUNNING in the store, "
+                    "once their process has exited, unless it reconnects (%d exited already)",
+                    counted(len(rows), "will"), self.path, sum(row.get("gone") is True for row in rows),
+                )
         else:
             logger.error("Shutdown: could not leave %s to the next daemon in %s", counted(len(rows), "will"), self.path)
 
