@@ -13,6 +13,7 @@ process is SIGKILLed there, and the daemon resumed.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -21,6 +22,8 @@ import pytest
 
 from helpers import DaemonProcess, wait_for
 from test_wills import FAILURE_REASON_TAG, WAIT_FOR_STDIN, finish, owned_runs, start_child, wait_for_status
+
+pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 
 
 def traced(pid: int) -> bool:
