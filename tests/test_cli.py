@@ -20,7 +20,7 @@ from helpers import SOCKET_PARENT, RawClient, alive, create_run_record, metric_l
 from trackd._paths import DaemonPaths
 from trackd._status_text import byte_size, duration
 from trackd.client._control import query_status
-from trackd.client._launcher import MAX_KILLED_STARTS
+from trackd.client._launcher import MAX_ENDED_STARTS
 from trackd.errors import DaemonUnavailable
 from trackd.protocol import Ack, Batch, ErrorCode, ErrorReply, Welcome
 
@@ -258,8 +258,8 @@ def test_a_client_whose_every_daemon_is_killed_as_it_starts_tries_a_few_times_an
     code = "import trackd\ntrackd.set_experiment('e')\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=45, env=_killing_env(paths, tmp_path, "every"))
     assert result.returncode == 1 and "DaemonUnavailable" in result.stderr, result.stderr
-    assert f"was killed by SIGKILL (signal 9) before it answered ({MAX_KILLED_STARTS} starts, each killed)" in result.stderr
-    assert (tmp_path / "starts").read_text().count("started") == MAX_KILLED_STARTS  # not one a tick
+    assert f"was killed by SIGKILL (signal 9) before it answered ({MAX_ENDED_STARTS} starts, each killed)" in result.stderr
+    assert (tmp_path / "starts").read_text().count("started") == MAX_ENDED_STARTS  # not one a tick
 
 
 def test_stop_of_a_daemon_a_running_client_started_returns_at_once_and_holds_until_it_logs_again(

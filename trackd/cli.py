@@ -202,7 +202,7 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
 
         return daemon_main(["--socket", str(paths.socket), *extra])
     try:
-        process, answered, _ = start_and_wait(paths, 15.0, idle_timeout=None, extra_args=extra)
+        process, answered, *_ = start_and_wait(paths, 15.0, idle_timeout=None, extra_args=extra)
     except OSError as exc:  # its folder refused (a socket straight in /tmp), or not creatable
         print(f"trackd: cannot start a daemon for {paths.socket}: {exc}", file=sys.stderr)
         return 1
@@ -419,7 +419,7 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *
     if not daemon_answers(paths.socket):
         try:
             _check_socket_option(paths, given=socket_given)
-            _, answered, _ = start_and_wait(paths, 15.0)
+            _, answered, *_ = start_and_wait(paths, 15.0)
         except OSError as exc:  # its folder refused (a socket straight in /tmp), or not creatable
             print(f"trackd: no daemon answers on {paths.socket}, and none can be started: {exc}", file=sys.stderr)
             return 1

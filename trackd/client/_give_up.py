@@ -342,7 +342,10 @@ class GiveUp(OnFullPolicy):
             # Why: at exit the line that said it when the start failed is no longer printed
             # (SenderThread._unreachable_is_news), and a bad TRACKD_LOOP went unnamed.
             failure = self._spawn_failure.rstrip(".")
-            starts += f" ({failure[:1].lower()}{failure[1:]})"
+            failure = f"{failure[:1].lower()}{failure[1:]}"
+            if self._spawn_stopped:  # they started, and were stopped: "none could be started" was untrue
+                return f"no daemon answers at {self.config.socket_path}: {failure}"
+            starts += f" ({failure})"
         return f"no daemon answers at {self.config.socket_path} and {starts}"
 
     def _waited_for(self, path: Path, *, written: bool) -> tuple[str, str | None]:

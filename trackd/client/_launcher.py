@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 from .._paths import (
-    ALREADY_RUNNING_EXIT_CODE, DaemonPaths, daemon_lock, default_paths, ensure_private_directory, socket_path_problem,
+    ALREADY_RUNNING_EXIT_CODE, DaemonPaths, daemon_lock, default_paths, ensure_private_directory, read_exit_report,
+    socket_path_problem,
 )
 from .._peer import connect
 from ..errors import DaemonUnavailable
@@ -34,10 +35,13 @@ from ._transport import end_connection, gave_up_error
 # ever after a training job.
 AUTOSTART_IDLE_TIMEOUT = 600.0
 # A daemon killed by a signal before it answered (the OOM killer, someone's `kill -9`, a crash) is
-# started again, up to this many starts in all within the start's timeout, after a pause that
-# doubles from RESTART_DELAY: a client gave up at the first such death ("exited with code -9"),
-# its daemon healthy the next time. One that exits with a code said why, and would say it again.
-MAX_KILLED_STARTS = 3
+# started again, after a pause that doubles from RESTART_DELAY: a client gave up at the first such
+# death ("exited with code -9"), its daemon healthy the next time. One stopped before it answered
+# this client (`trackd daemon stop` or a SIGTERM landing on a daemon just started, which may have
+# served others already) is started again at once: the client gave up, "none could be started",
+# and a short job spooled all it logged. Up to this many such starts in all, within the start's
+# timeout. One that exits with a code and no exit report (a bad flag) said why, and would say it again.
+MAX_ENDED_STARTS = 3
 RESTART_DELAY = 0.25
 
 
@@ -112,7 +116,7 @@ def wait_until_answering(
             return True
         code = process.poll() if process is not None else None
         if code not in (None, ALREADY_RUNNING_EXIT_CODE):
-            return False  # it failed to start (its log says why); another daemon is not coming either
+            return False  # it failed to start, or ended (start_and_wait tells which); no other daemon is coming
         if code == ALREADY_RUNNING_EXIT_CODE and _lock_is_free(paths) and not daemon_answers(paths.socket, timeout=0.5):
             return False  # the daemon that held the lock exited without a successor: start_and_wait starts one
         time.sleep(delay)
@@ -122,11 +126,20 @@ def wait_until_answering(
 
 class Started(NamedTuple):
     """What ``start_and_wait`` did: the last process it started, whether a daemon answered, and
-    how many of the processes it started were killed by a signal before one answered."""
+    how many of the processes it started were killed by a signal, or stopped, before one answered."""
 
     process: subprocess.Popen[bytes] | None  # None: another process started the daemon that answers
     answered: bool
     killed: int
+    stopped: int
+
+
+def was_stopped(paths: DaemonPaths, process: subprocess.Popen[bytes]) -> bool:
+    """Whether ``process``, a daemon, exited after a graceful shutdown (`trackd daemon stop`, a SIGTERM,
+    its idle timeout): it left its exit report. One that exited with a code before it ran (a bad flag,
+    even --help's 0) left none."""
+    code = process.poll()
+    return code is not None and code >= 0 and read_exit_report(paths, process.pid) is not None
 
 
 def start_and_wait(
@@ -146,11 +159,12 @@ def start_and_wait(
     in that window waited its whole connect timeout and failed ("none answered within 10 s and
     none could be started"), so a daemon is started again once the lock is free.
 
-    A daemon killed by a signal before it answered is started again too, at most
-    MAX_KILLED_STARTS starts in all, after RESTART_DELAY (doubling), unless one answers by then:
-    when many clients start at once, only the one whose process won the lock sees it killed (the
-    others' exit "already running" and wait for the lock to be free, as above), so each client
-    starts at most that many more, never one a tick.
+    A daemon killed by a signal before it answered is started again too, after RESTART_DELAY
+    (doubling), unless one answers by then, and so is one stopped before it answered (at once: it
+    ran, and may have served other clients; `trackd daemon stop` is followed by a new daemon):
+    at most MAX_ENDED_STARTS starts in all. When many clients start at once, only the one whose
+    process won the lock sees it killed or stopped (the others' exit "already running" and wait for
+    the lock to be free, as above), so each client starts at most that many more, never one a tick.
     """
     deadline = time.monotonic() + timeout
     problem = socket_path_problem(paths.socket)
@@ -160,25 +174,30 @@ def start_and_wait(
     with _starting_turn(paths, deadline, stop) as turn:
         if not turn or daemon_answers(paths.socket, timeout=0.5):
             # Another process started it (or is still at it when the time ran out).
-            return Started(None, daemon_answers(paths.socket, timeout=0.5), 0)
+            return Started(None, daemon_answers(paths.socket, timeout=0.5), 0, 0)
         process = spawn_daemon(paths, idle_timeout=idle_timeout, extra_args=extra_args)
-        killed, delay = 0, RESTART_DELAY
+        killed = stopped = 0
+        delay = RESTART_DELAY
         while not wait_until_answering(paths, process, deadline - time.monotonic(), stop=stop):
             if stop is not None and stop():
-                return Started(process, False, killed)
+                return Started(process, False, killed, stopped)
             code = process.poll()
             if code is not None and code < 0:
                 killed += 1
-                if killed >= MAX_KILLED_STARTS or time.monotonic() + delay >= deadline:
-                    return Started(process, False, killed)
+                if killed + stopped >= MAX_ENDED_STARTS or time.monotonic() + delay >= deadline:
+                    return Started(process, False, killed, stopped)
                 time.sleep(delay)
                 delay *= 2
                 if daemon_answers(paths.socket):
-                    return Started(process, True, killed)  # another start answered meanwhile
+                    return Started(process, True, killed, stopped)  # another start answered meanwhile
+            elif code != ALREADY_RUNNING_EXIT_CODE and was_stopped(paths, process):
+                stopped += 1
+                if killed + stopped >= MAX_ENDED_STARTS or time.monotonic() >= deadline:
+                    return Started(process, False, killed, stopped)
             elif code != ALREADY_RUNNING_EXIT_CODE or time.monotonic() >= deadline:
-                return Started(process, False, killed)
+                return Started(process, False, killed, stopped)
             process = spawn_daemon(paths, idle_timeout=idle_timeout, extra_args=extra_args)
-        return Started(process, True, killed)
+        return Started(process, True, killed, stopped)
 
 
 @contextlib.contextmanager
@@ -220,7 +239,13 @@ def _lock_is_free(paths: DaemonPaths) -> bool:
 class DaemonCannotStart(DaemonUnavailable):
     """Starting a daemon failed in a way that starting it again at once would repeat: its folder
     is refused (a socket straight in /tmp), or it exited before it answered (a bad flag in
-    TRACKD_DAEMON_ARGS or TRACKD_LOOP, a store it may not use)."""
+    TRACKD_DAEMON_ARGS or TRACKD_LOOP, a store it may not use), or every daemon started was killed
+    or stopped before it answered (MAX_ENDED_STARTS)."""
+
+
+class DaemonStoppedStarting(DaemonCannotStart):
+    """The daemons started were stopped (`trackd daemon stop`, a SIGTERM) before they answered this
+    process, the last one too: they ran, so "none could be started" is not said of them."""
 
 
 def start_daemon(socket_path: Path, *, timeout: float, stop: Callable[[], bool] | None = None) -> None:
@@ -235,7 +260,7 @@ def start_daemon(socket_path: Path, *, timeout: float, stop: Callable[[], bool] 
     """
     paths = default_paths(socket_path)
     try:
-        process, answered, killed = start_and_wait(paths, timeout, stop=stop)
+        process, answered, killed, stopped = start_and_wait(paths, timeout, stop=stop)
     except PermissionError as exc:
         raise DaemonCannotStart(f"Cannot start a trackd daemon for {paths.socket}: {exc}") from exc
     except OSError as exc:  # its folder cannot be made (a file in the way), the fork failed: not soon again
@@ -255,11 +280,16 @@ def start_daemon(socket_path: Path, *, timeout: float, stop: Callable[[], bool] 
         )
     code = process.poll()
     if code not in (None, ALREADY_RUNNING_EXIT_CODE):
-        starts = f" ({killed} starts, each killed)" if killed > 1 else ""
-        raise DaemonCannotStart(
-            f"The trackd daemon started for {paths.socket} {how_it_ended(code)} before it answered{starts}: "
-            f"{last_log_line(paths.log) or 'its log is empty'} (log: {paths.log})."
-        )
+        said = f"{last_log_line(paths.log) or 'its log is empty'} (log: {paths.log})"
+        if was_stopped(paths, process):
+            each = "each" if not killed else f"{killed} killed, {stopped}"
+            starts = f" ({killed + stopped} starts, {each} stopped)" if killed + stopped > 1 else ""
+            raise DaemonStoppedStarting(
+                f"The trackd daemon started for {paths.socket} was stopped (`trackd daemon stop`, a SIGTERM) before it "
+                f"answered this process{starts}: {said}."
+            )
+        starts = f" ({killed + stopped} starts, {'each' if not stopped else f'{stopped} stopped, {killed}'} killed)" if killed + stopped > 1 else ""
+        raise DaemonCannotStart(f"The trackd daemon started for {paths.socket} {how_it_ended(code)} before it answered{starts}: {said}.")
     raise DaemonUnavailable(
         f"A trackd daemon was started for {paths.socket} but did not answer within {timeout:g} s; see {paths.log}."
     )

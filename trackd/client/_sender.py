@@ -200,9 +200,9 @@ class Sender(GiveUp):
         failure = self._spawn_failure
         if failure is not None:
             # "Start one with `trackd daemon start`" would fail the same way: say why instead.
+            started = "" if self._spawn_stopped else ", and none could be started."  # they ran, and were stopped
             raise DaemonUnavailable(
-                f"Cannot {what}: no trackd daemon answers at {self.config.socket_path}, and none could be "
-                f"started. {failure}"
+                f"Cannot {what}: no trackd daemon answers at {self.config.socket_path}{started or ':'} {failure}"
             ) from cause
         if (
             self._transport is None

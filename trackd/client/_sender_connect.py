@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ..errors import DaemonUnavailable, RemoteProtocolError
 from ..protocol import ARTIFACT, Connection, ErrorCode
-from ._launcher import DaemonCannotStart, start_daemon
+from ._launcher import DaemonCannotStart, DaemonStoppedStarting, start_daemon
 from ._outbox import warn
 from ._sender_state import SenderState
 from ._transport import DaemonRefused, HandshakeUnanswered, gave_up_error, handshake, make_hello
@@ -335,6 +335,7 @@ class SenderConnect(SenderState):
             # started every second, each time writing its usage to the log).
             self._next_spawn = now + self.SPAWN_INTERVAL_AFTER_EXIT
             self._spawn_failure = str(exc)
+            self._spawn_stopped = isinstance(exc, DaemonStoppedStarting)
             self._start_unanswered = False  # failed: no daemon is coming (the failure is said instead)
             raise
         finally:

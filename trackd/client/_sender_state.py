@@ -91,6 +91,7 @@ class SenderState:
     artifact_root: str | None
     _interrupt: Interrupt
     _spawn_failure: str | None
+    _spawn_stopped = False  # that failure: the daemons it started were stopped before they answered (ran, not failed)
     _refusal: str | None
     _behind_spool = False  # connected, and sending the spool file again (see SenderThread._send_spooled)
     # When an idle sender owning runs next looks for a daemon, and its backoff (WILL_PROBE_INTERVAL).
