@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from helpers import DaemonProcess, child_env, wait_for
+from test_spool import _spool_files
 
 from trackd.store import StoreReader
 
@@ -37,8 +38,10 @@ with trackd.start_run() as run:
 """
 
 
-def _spool_files(spool_dir: Path) -> list[Path]:
-    return sorted(spool_dir.glob("*.spool")) if spool_dir.is_dir() else []
+def _spooling_env(socket_path: Path, store: Path, spool_dir: Path) -> dict[str, str]:
+    """A child's environment with no daemon to start: it spools until one appears at ``socket_path``."""
+    return child_env(socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir),
+                     TRACKD_CONNECT_TIMEOUT="0.5", TRACKD_AUTOSTART="0")
 
 
 @pytest.mark.timeout(180)
@@ -46,8 +49,7 @@ def test_trackd_sync_in_a_loop_while_the_process_resends_its_own_spool_writes_ea
     socket_path: Path, store: Path, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    env = child_env(socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir),
-                    TRACKD_CONNECT_TIMEOUT="0.5", TRACKD_AUTOSTART="0")
+    env = _spooling_env(socket_path, store, spool_dir)
     child = subprocess.Popen([sys.executable, "-c", LOGGER.format(points=POINTS)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert child.stdout is not None
@@ -96,8 +98,7 @@ def test_two_syncs_and_a_new_process_racing_for_an_exited_process_spool_write_ea
     socket_path: Path, store: Path, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    env = child_env(socket_path, TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir),
-                    TRACKD_CONNECT_TIMEOUT="0.5", TRACKD_AUTOSTART="0")
+    env = _spooling_env(socket_path, store, spool_dir)
     # The first process exits without a daemon: its flush fails, its events stay in its spool.
     first = subprocess.run([sys.executable, "-c", LOGGER.format(points=POINTS).replace("timeout=90", "timeout=1")],
                            env=env, capture_output=True, text=True, timeout=90)
