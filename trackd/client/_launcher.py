@@ -248,6 +248,16 @@ class DaemonStoppedStarting(DaemonCannotStart):
     process, the last one too: they ran, so "none could be started" is not said of them."""
 
 
+def _ended_starts(earlier: tuple[int, str], last: tuple[int, str]) -> str:
+    """How the daemons this client started ended, when it started more than one: " (3 starts, each
+    stopped)", " (3 starts, 1 killed, 2 stopped)", the way the last one ended (``last``) named last."""
+    total = earlier[0] + last[0]
+    if total <= 1:
+        return ""
+    how = f"each {last[1]}" if not earlier[0] else f"{earlier[0]} {earlier[1]}, {last[0]} {last[1]}"
+    return f" ({total} starts, {how})"
+
+
 def start_daemon(socket_path: Path, *, timeout: float, stop: Callable[[], bool] | None = None) -> None:
     """Start a daemon for ``socket_path`` and wait until it answers; raises DaemonUnavailable
     (DaemonCannotStart when it could not be started, its folder is refused, or it exited first:
@@ -282,13 +292,12 @@ def start_daemon(socket_path: Path, *, timeout: float, stop: Callable[[], bool] 
     if code not in (None, ALREADY_RUNNING_EXIT_CODE):
         said = f"{last_log_line(paths.log) or 'its log is empty'} (log: {paths.log})"
         if was_stopped(paths, process):
-            each = "each" if not killed else f"{killed} killed, {stopped}"
-            starts = f" ({killed + stopped} starts, {each} stopped)" if killed + stopped > 1 else ""
+            starts = _ended_starts((killed, "killed"), (stopped, "stopped"))
             raise DaemonStoppedStarting(
                 f"The trackd daemon started for {paths.socket} was stopped (`trackd daemon stop`, a SIGTERM) before it "
                 f"answered this process{starts}: {said}."
             )
-        starts = f" ({killed + stopped} starts, {'each' if not stopped else f'{stopped} stopped, {killed}'} killed)" if killed + stopped > 1 else ""
+        starts = _ended_starts((stopped, "stopped"), (killed, "killed"))
         raise DaemonCannotStart(f"The trackd daemon started for {paths.socket} {how_it_ended(code)} before it answered{starts}: {said}.")
     raise DaemonUnavailable(
         f"A trackd daemon was started for {paths.socket} but did not answer within {timeout:g} s; see {paths.log}."

@@ -34,10 +34,6 @@ from ._validation import (
 from ._write_items import NewRun, RunCounts, Termination
 from ._write_rules import end_kept_out
 
-# A run's statuses, as meta.yaml holds them: not ended yet, and ended.
-_NOT_ENDED = (int(RunStatus.RUNNING), int(RunStatus.SCHEDULED))
-_ENDED = (int(RunStatus.FINISHED), int(RunStatus.FAILED), int(RunStatus.KILLED))
-
 
 class RunWrites:
     """Creates and ends the runs of one store, for its StoreWriter (on the writer's one thread)."""
@@ -189,10 +185,11 @@ class RunWrites:
             return
         before = handle.meta.get("status")
         self._runs.rewrite_meta(handle, status=int(status), end_time=end_time)
-        if int(status) in _ENDED and before in _NOT_ENDED:
-            self._counts.ended[status.name] += 1
-        elif int(status) in _NOT_ENDED and before in _ENDED:  # resumed: MLflow's start_run(run_id=) of an ended run
-            self._counts.resumed += 1
+        if before in RunStatus.all_status() and RunStatus.is_terminated(before) != RunStatus.is_terminated(status):
+            if RunStatus.is_terminated(status):
+                self._counts.ended[status.name] += 1
+            else:  # resumed: MLflow's start_run(run_id=) of an ended run
+                self._counts.resumed += 1
 
     def fail_running_run(self, run_id: str, end_time_ms: int, tags: Mapping[str, str]) -> bool:
         """Set the run FAILED, ended at ``end_time_ms``, with ``tags``, if and only if it is RUNNING;
