@@ -131,7 +131,7 @@ def test_status_text_shows_each_client_rate_and_backlog_in_words(slow_daemon: Da
     assert "  backlog       1 event waiting to be written (" in "\n".join(lines), result.stdout
     [line] = [line for line in lines if line.startswith(f"  client        pid {child.pid}@")]
     # Its rate says what it is over (tests/test_status_client_identity.py).
-    assert re.search(r" connected, [\d,.]+ events/s over the (last [\d.]+ s|[\d.]+ s since it connected), 1 event waiting to be written, batch ", line), line
+    assert re.search(r" connected, [\d,.]+ events/s over the (last [\d.]+ s|[\d.]+ s since it connected), 1 event waiting to be written, ", line), line
     assert status["clients_connected"] == 1
 
 

@@ -72,10 +72,9 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
                     f", {_count(count, 'event')} {what}" for what, count in (("rejected", client.get("rejected", 0)), ("dropped", client.get("dropped", 0))) if count
                 )
                 rate = _client_rate(client, window_s)
-                waiting = f", {_count(client['backlog_records'], 'event')} waiting to be written" if "backlog_records" in client else ""
                 lines.append(
-                    f"  client        pid {client['pid']}@{client['host']}{_who(client, pids)} {'connected' if client['connected'] else 'gone'}{rate}{waiting}, "
-                    f"batch {client['written_seq']}/{client['received_seq']} written{lost}{paused}, store {client['store']}"
+                    f"  client        pid {client['pid']}@{client['host']}{_who(client, pids)} {'connected' if client['connected'] else 'gone'}{rate}"
+                    f"{_written(client)}{_client_runs(client)}{lost}{paused}, store {client['store']}"
                 )
         # The daemon lists at most MAX_STATUS_CLIENTS (connected first, then the latest to leave), to
         # keep its reply within one frame; clients_known counts them all. "--json lists every client"
@@ -92,6 +91,33 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
         elif gone_hidden:
             lines.append(f"  client        ... and {_n(gone_hidden)} more gone (--json lists every client)")
     return lines
+
+
+def _written(client: Mapping[str, object]) -> str:
+    """What of a client's events waits to be written, in words: "batch 3/3 written" was the
+    protocol's sequence numbers, which --json keeps (``written_seq``, ``received_seq``)."""
+    received, written = client["received_seq"], client["written_seq"]
+    backlog = client.get("backlog_records")
+    if isinstance(backlog, int) and backlog > 0:
+        return f", {_count(backlog, 'event')} waiting to be written"
+    if isinstance(received, int) and isinstance(written, int) and written < received:
+        return f", {_count(received - written, 'batch')} waiting to be written"
+    if not received:
+        return ", nothing sent yet" if client.get("connected") else ", sent nothing"
+    return ", everything it sent written"
+
+
+def _client_runs(client: Mapping[str, object]) -> str:
+    """A client's runs, when it has any to tell: those a connected one runs, or those the daemon
+    marked FAILED when its process exited without ending them (a SIGKILLed job read "gone", and
+    nothing of its run); "" from an older daemon."""
+    if client.get("connected"):
+        owned = client.get("owned_runs", 0)
+        return f", running {_count(owned, 'run')}" if owned else ""
+    failed = client.get("runs_failed", 0)
+    if not failed:
+        return ""
+    return f", {_count(failed, 'run')} marked FAILED: its process exited without ending {'it' if failed == 1 else 'them'}"
 
 
 def _client_rate(client: Mapping[str, object], window_s: float) -> str:
@@ -178,8 +204,17 @@ def _run_counts(status: Mapping[str, object]) -> list[str]:
     statuses = ", ".join(f"{_n(ended.get(name, 0))} {name}" for name in ("FINISHED", "FAILED", "KILLED"))
     return [
         f"  runs          {_n(status['runs_created'])} created, {_n(status.get('runs_resumed', 0))} resumed; "
-        f"{_n(total)} ended: {statuses}"
+        f"{_n(total)} ended: {statuses}{_runs_open(status)}"
     ]
+
+
+def _runs_open(status: Mapping[str, object]) -> str:
+    """The runs connected processes run now, each once however many ranks log to it; "" from an older daemon.
+
+    Not a count of RUNNING runs in the store: a run a daemon before this one saw started is
+    counted once its process connects to this one."""
+    open_runs = status.get("runs_open")
+    return f"; {_n(open_runs)} running in connected processes" if open_runs is not None else ""
 
 
 def _runs_refused(status: Mapping[str, object]) -> str:

@@ -64,7 +64,7 @@ def test_the_first_item_the_store_refuses_for_a_client_is_logged_once(daemon: Da
         raw.close()
     # The totals counted them; which client they came from was only in --json.
     out = status_text(daemon.paths.socket)
-    assert "batch 3/3 written, 2 events rejected, store" in out, out
+    assert "gone, everything it sent written, 2 events rejected, store" in out, out
     lines = [line for line in daemon.log().splitlines() if "the store refused" in line]
     assert len(lines) == 1, lines
     assert (

@@ -87,7 +87,7 @@ def test_status_counts_the_runs_made_ended_and_resumed_not_those_attached_to(
     assert status["runs_failed_for_exited_clients"] == 1
     assert cli_main(["daemon", "status", "--socket", str(socket_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "  runs          7 created, 1 resumed; 8 ended: 5 FINISHED, 2 FAILED, 1 KILLED" in lines
+    assert "  runs          7 created, 1 resumed; 8 ended: 5 FINISHED, 2 FAILED, 1 KILLED; 0 running in connected processes" in lines
     assert cli_main(["daemon", "status", "--socket", str(socket_path), "--json"]) == 0
     reply: dict[str, Any] = json.loads(capsys.readouterr().out)
     assert (reply["runs_created"], reply["runs_resumed"], reply["runs_ended"]) == (7, 1, {"FINISHED": 5, "FAILED": 2, "KILLED": 1})

@@ -102,6 +102,8 @@ class Session:
     connected_at: float = field(default_factory=time.monotonic)
     # Its process's command, RANK, LOCAL_RANK and parent, once read from /proc (_identities.py).
     identity: Identity | None = None
+    # Its runs this daemon marked FAILED after its process exited without ending them (Wills._apply).
+    runs_failed: int = 0
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id} pid {self.pid}@{self.host}>"
@@ -173,6 +175,9 @@ class Session:
             "throttled_s": round(self.throttled_s, 3),
             # Runs its connection said it owns: failed if its process exits without ending them.
             "owned_runs": len(will.run_ids) if self.connection is not None and (will := self.connection.will) else 0,
+            # Of them, those this daemon marked FAILED once its process had exited: status said "gone"
+            # of a SIGKILLed job, and nothing of its run.
+            "runs_failed": self.runs_failed,
         }
 
 

@@ -420,6 +420,7 @@ class Wills:
         finally:
             self._being_applied.discard(will)
         self.runs_failed += len(failed)
+        will.session.runs_failed += len(failed)
         if refused:
             self._retry_later(will, refused)
         self._changed(will.session.client_id)  # applied, or pending again
@@ -450,6 +451,9 @@ class Wills:
             "wills_waiting": self.waiting,
             # Run ids of wills refused past MAX_WILL_RUN_IDS: not failed if their process is killed.
             "will_runs_refused": self.budget.refused,
+            # Runs the connected clients own (started, not ended), each counted once however many
+            # ranks own it: what is RUNNING because a process still runs it, as this daemon knows.
+            "runs_open": len({(will.session.store_root, run_id) for will in tuple(self._live) for run_id in will.run_ids}),
         }
 
     def _held(self, instead: Will | None) -> int:
