@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 
 from ..errors import DaemonUnavailable, RemoteProtocolError
-from ..protocol import ARTIFACT, Connection, ErrorCode
-from ._launcher import DaemonCannotStart, DaemonStoppedStarting, start_daemon
+from ..protocol import ARTIFACT, Connection, ErrorCode, Hello, Welcome
+from ._launcher import MAX_ENDED_STARTS, DaemonCannotStart, DaemonStoppedStarting, start_daemon
 from ._outbox import warn
 from ._sender_state import SenderState
-from ._transport import DaemonRefused, HandshakeUnanswered, gave_up_error, handshake, make_hello
+from ._transport import DaemonRefused, HandshakeUnanswered, Transport, gave_up_error, handshake, make_hello
 
 
 class SenderConnect(SenderState):
@@ -136,17 +136,7 @@ class SenderConnect(SenderState):
                 self._daemon_leaving = True
             if refused is not None or not (autostart and self.config.autostart) or self._stopping or self._spill_requested:
                 raise
-            self._start_daemon()
-            self.will.connected()  # the attempt that failed may have told them
-            try:
-                ahead = self._ahead_if_nothing_to_resend()  # none, if the attempt that failed sent batches
-                transport, protocol, welcome = handshake(
-                    path, hello, timeout=self.config.connect_timeout, interrupt=interrupt, owned=self.will.ahead_news,
-                    ahead=ahead, keep_waiting=keep_waiting,
-                )
-            except DaemonUnavailable as exc:
-                self._handshake_unanswered = isinstance(exc, HandshakeUnanswered)
-                raise
+            transport, protocol, welcome = self._start_and_shake_hands(hello, keep_waiting)
         # A spill asked for while this attempt waited and not done yet (its poke came with the
         # Welcome): done now, before the connection counts, so what its asker (a bounded flush
         # giving the daemon up, a full buffer) counts is in the spool, which goes to this daemon
@@ -221,6 +211,36 @@ class SenderConnect(SenderState):
             )
             self._warned_unavailable = False
         self._spill.deliver_orphans_once()
+
+    def _start_and_shake_hands(
+        self, hello: Hello, keep_waiting: Callable[[], bool] | None
+    ) -> tuple[Transport, Connection, Welcome]:
+        """Start a daemon and shake hands with it; one that answered the start's probe and was gone
+        by the handshake (`trackd daemon stop` landing in between, or killed) is started again at
+        once, up to MAX_ENDED_STARTS starts in all.
+
+        The failed handshake was raised instead, counted as an attempt that found no daemon, and
+        the next start waited the spawn interval (1 s): a short job's exit gave the daemon up at
+        once and spooled all it had logged, saying "none could be started" (1 of 480 jobs when
+        stops met rounds of 8 jobs)."""
+        path = self.config.socket_path
+        starts = 0
+        while True:
+            starts += 1
+            self._start_daemon()
+            self.will.connected()  # the attempt that failed may have told them
+            try:
+                ahead = self._ahead_if_nothing_to_resend()  # none, if the attempt that failed sent batches
+                return handshake(
+                    path, hello, timeout=self.config.connect_timeout, interrupt=self._interrupt,
+                    owned=self.will.ahead_news, ahead=ahead, keep_waiting=keep_waiting,
+                )
+            except DaemonUnavailable as exc:
+                self._handshake_unanswered = isinstance(exc, HandshakeUnanswered)
+                leaving = self._nothing_listens(exc) or (isinstance(exc, DaemonRefused) and exc.code == ErrorCode.SHUTTING_DOWN)
+                if starts == MAX_ENDED_STARTS or not leaving or self._stopping or self._spill_requested:
+                    raise
+                self._next_spawn = 0.0  # it answered, then left: not a start that failed
 
     def _ahead_if_nothing_to_resend(self) -> Callable[[Connection], bytes | None] | None:
         """``_batches_ahead`` for a handshake with nothing to resend after it; None if there is something.
