@@ -149,8 +149,11 @@ class ActiveRun:
         with _lock:
             runs = _thread_runs()
             if self in runs:
+                # The runs nested in it end as it does: a trial started without a `with` that raised
+                # inside the block was shown FINISHED beside its parent's FAILED (MLflow fails the
+                # innermost run there, and leaves the block's own run to end FINISHED at exit).
                 while runs and runs[-1] is not self:
-                    end_run()
+                    end_run(status)
                 _end_run(status, keep_failure=True)
 
 
