@@ -233,7 +233,8 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
     """Make an experiment active (creating it by name if needed) and return it."""
     global _experiment_id
     if (experiment_name is None) == (experiment_id is None):
-        raise ValueError("set_experiment() takes exactly one of experiment_name and experiment_id.")
+        # An InvalidArgument (a ValueError too): `except MlflowException` of ported code missed a ValueError.
+        raise InvalidArgument("set_experiment() takes exactly one of experiment_name and experiment_id.")
     client = get_client()
     from ..store._entities import LIFECYCLE_ACTIVE  # loaded with the client
 
