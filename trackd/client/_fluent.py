@@ -267,10 +267,18 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
 def _current_experiment_id(client: Client) -> str:
     if _experiment_id is not None:
         return _experiment_id
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    name, wanted = os.environ.get("MLFLOW_EXPERIMENT_NAME"), os.environ.get("MLFLOW_EXPERIMENT_ID")
     if name:
-        return client.get_or_create_experiment(name)
-    return os.environ.get("MLFLOW_EXPERIMENT_ID") or "0"
+        # As MLflow's: an existing experiment of that name whose id is not MLFLOW_EXPERIMENT_ID is
+        # refused, not quietly preferred (the runs went to the name's, the user meant either).
+        existing = client.get_experiment_by_name(name) if wanted else None
+        if existing is not None and wanted != existing.experiment_id:
+            raise InvalidArgument(
+                f"The provided MLFLOW_EXPERIMENT_ID environment variable value `{wanted}` does not match the "
+                f"experiment id `{existing.experiment_id}` for experiment name `{name}`"
+            )
+        return existing.experiment_id if existing is not None else client.get_or_create_experiment(name)
+    return wanted or "0"
 
 
 # -- runs (start_run, and what it decides for a run: _run_start) --------------------------------
