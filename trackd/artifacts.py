@@ -1,4 +1,4 @@
-"""MLflow's ``mlflow.artifacts.download_artifacts``, for code ported with ``import trackd as mlflow``.
+"""MLflow's ``mlflow.artifacts.download_artifacts``, ``load_text`` and ``load_dict``, for code ported with ``import trackd as mlflow``.
 
 Evaluation scripts fetch what a training run logged with
 ``mlflow.artifacts.download_artifacts(run_id=..., artifact_path=..., dst_path=...)`` or with a
@@ -9,19 +9,20 @@ Evaluation scripts fetch what a training run logged with
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ArtifactNotFound, InvalidArgument
 
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["download_artifacts"]
+__all__ = ["download_artifacts", "load_dict", "load_text"]
 
 
 def download_artifacts(
@@ -56,6 +57,26 @@ def download_artifacts(
     assert run_id is not None
     with _client(tracking_uri) as client:
         return client.download_artifacts(run_id, artifact_path or "", dst_path)
+
+
+def load_text(artifact_uri: str) -> str:
+    """The text of the artifact file at ``artifact_uri`` (as ``download_artifacts`` takes it), as MLflow's does.
+
+    A ported evaluation script read its run's notes with it and got an AttributeError with no advice.
+    """
+    with tempfile.TemporaryDirectory() as folder, open(download_artifacts(artifact_uri, dst_path=folder)) as file:
+        return file.read()
+
+
+def load_dict(artifact_uri: str) -> dict[str, Any]:
+    """The JSON object in the artifact file at ``artifact_uri`` (what ``log_dict`` wrote to a .json
+    file), as MLflow's does; InvalidArgument, in MLflow's words, when the file holds no JSON."""
+    text = load_text(artifact_uri)
+    try:
+        loaded: dict[str, Any] = json.loads(text)
+    except json.JSONDecodeError:
+        raise InvalidArgument("Unable to form a JSON object from file content") from None
+    return loaded
 
 
 def _runs_uri_parts(uri: str) -> tuple[str | None, str]:
