@@ -63,8 +63,9 @@ def load_text(artifact_uri: str) -> str:
     """The text of the artifact file at ``artifact_uri`` (as ``download_artifacts`` takes it), as MLflow's does.
 
     A ported evaluation script read its run's notes with it and got an AttributeError with no advice.
+    Read as UTF-8, as log_text writes (MLflow's reads in the locale's encoding).
     """
-    with tempfile.TemporaryDirectory() as folder, open(download_artifacts(artifact_uri, dst_path=folder)) as file:
+    with tempfile.TemporaryDirectory() as folder, open(download_artifacts(artifact_uri, dst_path=folder), encoding="utf-8") as file:
         return file.read()
 
 

@@ -217,7 +217,7 @@ class SenderConnect(SenderState):
     ) -> tuple[Transport, Connection, Welcome]:
         """Start a daemon and shake hands with it; one that answered the start's probe and was gone
         by the handshake (`trackd daemon stop` landing in between, or killed) is started again at
-        once, up to MAX_ENDED_STARTS starts in all.
+        once, up to MAX_ENDED_STARTS such rounds (each a launcher start, with its own bound).
 
         The failed handshake was raised instead, counted as an attempt that found no daemon, and
         the next start waited the spawn interval (1 s): a short job's exit gave the daemon up at
