@@ -279,6 +279,18 @@ def child_env(socket_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def sitecustomize_env(socket_path: Path, tmp_path: Path, sitecustomize: str, **extra: str) -> dict[str, str]:
+    """child_env for a job that autostarts its daemon, with ``sitecustomize`` run first in every Python
+    process it starts (the daemon inherits its PYTHONPATH) and its store and spool in ``tmp_path``."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(sitecustomize)
+    return child_env(
+        socket_path, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        TRACKD_TRACKING_URI=str(tmp_path / "mlruns"), TRACKD_SPOOL_DIR=str(tmp_path / "spool"), **extra,
+    )
+
+
 def run_python(code: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter and return its result (never raises on a non-zero exit)."""
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)

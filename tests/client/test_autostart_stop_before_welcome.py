@@ -9,14 +9,13 @@ the socket after one succeeded (the probe).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
 from trackd._paths import DaemonPaths
 
-from helpers import Child, inherited_env
+from helpers import Child, sitecustomize_env
 
 # In the job's interpreter (not the daemon's): once a connect to the daemon's socket has succeeded
 # (the probe), the next connect to it (the handshake) first runs `trackd daemon stop`, once, and
@@ -51,15 +50,8 @@ print("run", run.info.run_id, flush=True)
 
 
 def test_a_daemon_stopped_between_the_probe_and_the_handshake_is_started_again_at_once(paths: DaemonPaths, tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(STOP_BEFORE_THE_HANDSHAKE)
     stopped = tmp_path / "stopped"
-    env = inherited_env(
-        PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), TRACKD_TEST_STOPPED=str(stopped),
-        TRACKD_SOCKET=str(paths.socket), TRACKD_TRACKING_URI=str(tmp_path / "mlruns"),
-        TRACKD_SPOOL_DIR=str(tmp_path / "spool"), PYTHONUNBUFFERED="1",
-    )
+    env = sitecustomize_env(paths.socket, tmp_path, STOP_BEFORE_THE_HANDSHAKE, TRACKD_TEST_STOPPED=str(stopped))
     with Child(JOB, [], env) as job:
         assert job.wait(60) == 0, job.stderr()
     assert stopped.read_text().startswith("0 trackd daemon (pid "), stopped.read_text()

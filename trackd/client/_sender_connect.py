@@ -136,7 +136,9 @@ class SenderConnect(SenderState):
                 self._daemon_leaving = True
             if refused is not None or not (autostart and self.config.autostart) or self._stopping or self._spill_requested:
                 raise
-            transport, protocol, welcome = self._start_and_shake_hands(hello, keep_waiting)
+            # Whether to resend is the last handshake's to say: one refused after it sent batches
+            # ahead left them unread, to go again on the connection that answered.
+            transport, protocol, welcome, ahead = self._start_and_shake_hands(hello, keep_waiting)
         # A spill asked for while this attempt waited and not done yet (its poke came with the
         # Welcome): done now, before the connection counts, so what its asker (a bounded flush
         # giving the daemon up, a full buffer) counts is in the spool, which goes to this daemon
@@ -214,10 +216,12 @@ class SenderConnect(SenderState):
 
     def _start_and_shake_hands(
         self, hello: Hello, keep_waiting: Callable[[], bool] | None
-    ) -> tuple[Transport, Connection, Welcome]:
+    ) -> tuple[Transport, Connection, Welcome, Callable[[Connection], bytes | None] | None]:
         """Start a daemon and shake hands with it; one that answered the start's probe and was gone
         by the handshake (`trackd daemon stop` landing in between, or killed) is started again at
-        once, up to MAX_ENDED_STARTS such rounds (each a launcher start, with its own bound).
+        once, up to MAX_ENDED_STARTS such rounds (each a launcher start, with its own bound). Returns
+        the handshake's, and the ``ahead`` of the handshake that got the Welcome (None: what went
+        ahead of a refusal is to be resent).
 
         The failed handshake was raised instead, counted as an attempt that found no daemon, and
         the next start waited the spawn interval (1 s): a short job's exit gave the daemon up at
@@ -231,10 +235,11 @@ class SenderConnect(SenderState):
             self.will.connected()  # the attempt that failed may have told them
             try:
                 ahead = self._ahead_if_nothing_to_resend()  # none, if the attempt that failed sent batches
-                return handshake(
+                transport, protocol, welcome = handshake(
                     path, hello, timeout=self.config.connect_timeout, interrupt=self._interrupt,
                     owned=self.will.ahead_news, ahead=ahead, keep_waiting=keep_waiting,
                 )
+                return transport, protocol, welcome, ahead
             except DaemonUnavailable as exc:
                 self._handshake_unanswered = isinstance(exc, HandshakeUnanswered)
                 leaving = self._nothing_listens(exc) or (isinstance(exc, DaemonRefused) and exc.code == ErrorCode.SHUTTING_DOWN)
