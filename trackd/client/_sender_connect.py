@@ -98,6 +98,11 @@ class SenderConnect(SenderState):
     def _nothing_listens(exc: DaemonUnavailable) -> bool:
         return isinstance(exc.__cause__, (FileNotFoundError, ConnectionRefusedError))
 
+    @staticmethod
+    def _shutting_down(exc: DaemonUnavailable) -> bool:
+        """Whether the daemon refused the handshake because it is stopping."""
+        return isinstance(exc, DaemonRefused) and exc.code == ErrorCode.SHUTTING_DOWN
+
     def _none_will_answer(self, exc: DaemonUnavailable) -> bool:
         """Whether a failed attempt found nothing to wait for: nothing listened on the socket, a
         start failed, or a daemon refused this client for good (another protocol version: an older
@@ -130,9 +135,10 @@ class SenderConnect(SenderState):
             self._handshake_unanswered = isinstance(exc, HandshakeUnanswered)
             # A daemon that refused runs on: one started now would exit "already running" (it was,
             # every second). One shutting down is replaced by the start, which waits for its lock.
-            refused = exc if isinstance(exc, DaemonRefused) and exc.code != ErrorCode.SHUTTING_DOWN else None
+            leaving = self._shutting_down(exc)
+            refused = exc if isinstance(exc, DaemonRefused) and not leaving else None
             self._refusal = refused.reason if refused is not None else None
-            if isinstance(exc, DaemonRefused) and exc.code == ErrorCode.SHUTTING_DOWN:
+            if leaving:
                 self._daemon_leaving = True
             if refused is not None or not (autostart and self.config.autostart) or self._stopping or self._spill_requested:
                 raise
@@ -242,8 +248,8 @@ class SenderConnect(SenderState):
                 return transport, protocol, welcome, ahead
             except DaemonUnavailable as exc:
                 self._handshake_unanswered = isinstance(exc, HandshakeUnanswered)
-                leaving = self._nothing_listens(exc) or (isinstance(exc, DaemonRefused) and exc.code == ErrorCode.SHUTTING_DOWN)
-                if starts == MAX_ENDED_STARTS or not leaving or self._stopping or self._spill_requested:
+                gone = self._nothing_listens(exc) or self._shutting_down(exc)
+                if starts == MAX_ENDED_STARTS or not gone or self._stopping or self._spill_requested:
                     raise
                 self._next_spawn = 0.0  # it answered, then left: not a start that failed
 
