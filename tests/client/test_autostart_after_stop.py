@@ -85,7 +85,10 @@ def test_a_client_whose_daemon_is_stopped_before_it_answers_starts_another(paths
     with Child(JOB, [], _env(paths, tmp_path, "first")) as job:
         _stop_the_daemon_it_started(job, paths, tmp_path, 1)
         assert job.wait(60) == 0, job.stderr()
-    assert job.stderr() == ""  # no "3 events were not delivered: ... none could be started"
+    # No "3 events were not delivered: ... none could be started". A line saying the exit waits for
+    # the restarted daemon is allowed: its quiet wait is a second, which a loaded machine outlasts.
+    said = job.stderr().splitlines()
+    assert all(line.startswith("trackd: waiting ") for line in said), said
     assert len(_starts(tmp_path)) == 2
     assert not list((tmp_path / "spool").glob("*.spool"))
     run_id = job.out[-1].split()[1]
