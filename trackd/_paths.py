@@ -91,6 +91,12 @@ class DaemonPaths(Frozen):
         return self.socket.with_name(self.socket.name + ".wills.log")
 
     @property
+    def waits_said(self) -> Path:
+        """The exit waits for this daemon said on each stderr, and until when (``client._family_notice``):
+        the ranks of a job on one stderr say theirs once."""
+        return self.socket.with_name(self.socket.name + ".waits")
+
+    @property
     def exit_report(self) -> Path:
         """What the last daemon to stop said as it exited (``write_exit_report``)."""
         return self.socket.with_name(self.socket.name + ".exit")

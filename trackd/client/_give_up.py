@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 
 from ..errors import ClientClosedError, DaemonUnavailable, DeliveryError, FlushTimeout, TrackdError
 from ..protocol import Record
+from .._paths import DaemonPaths
 from .._process_names import forked_child
 from .._signals import wait_keeping_lock
-from ._family_notice import wait_unsaid
+from ._family_notice import wait_unsaid, wait_unsaid_on_stderr
 from ._lifecycle import exit_hurried, interpreter_exiting
 from ._on_full import OnFullPolicy
 from ._outbox import BARRIER, events, inline_size, warn
@@ -278,8 +279,15 @@ class GiveUp(OnFullPolicy):
             # 4 ranks with 2 DataLoader workers each printed 24 lines for one stalled daemon, a
             # "waiting" line from each of 12 processes, then its outcome. A wait said by none is
             # still said: the workers of a parent with nothing to deliver waited in silence.
-            said_by_family = not wait_unsaid(timeout if patient else remaining)
-            if not (said_by_family and forked_child() and (exiting or interpreter_exiting())):
+            # So does an exiting process whose wait one said on the same stderr covers: 4 ranks
+            # started by spawn or a launcher printed the same "waiting" line 4 times, each
+            # before its outcome, for one stalled daemon.
+            waits_for = timeout if patient else remaining
+            at_exit = exiting or interpreter_exiting()
+            quiet = not wait_unsaid(waits_for) and forked_child() and at_exit
+            if not quiet:
+                quiet = not wait_unsaid_on_stderr(DaemonPaths(path).waits_said, waits_for) and at_exit
+            if not quiet:
                 warn(
                     wait
                     + (f" It cannot write to the store now: {outage}" if outage is not None else "")

@@ -169,21 +169,27 @@ def warn(message: str) -> None:
     nothing to tell whose was whose.
     """
     line = f"{speaker()}: {message}\n"
-    stream, original = sys.stderr, sys.__stderr__
-    if original is not None and stream is original:
-        try:
-            fd = original.fileno()
-        except (AttributeError, OSError, ValueError):  # closed, or not a file
-            pass
-        else:
-            # One write, so the line is never cut by another process's (the pipe takes up to
-            # PIPE_BUF bytes whole); the rest, if it is longer, follows in as many as it takes.
-            data = line.encode(original.encoding or "utf-8", "backslashreplace")
-            with contextlib.suppress(OSError):  # stderr closed, or a broken pipe: nowhere to say it
-                while data:
-                    data = data[os.write(fd, data) :]
-            return
-    print(line, end="", file=stream, flush=True)
+    if (fd := warn_descriptor()) is not None:
+        # One write, so the line is never cut by another process's (the pipe takes up to
+        # PIPE_BUF bytes whole); the rest, if it is longer, follows in as many as it takes.
+        data = line.encode(getattr(sys.__stderr__, "encoding", None) or "utf-8", "backslashreplace")
+        with contextlib.suppress(OSError):  # stderr closed, or a broken pipe: nowhere to say it
+            while data:
+                data = data[os.write(fd, data) :]
+        return
+    print(line, end="", file=sys.stderr, flush=True)
+
+
+def warn_descriptor() -> int | None:
+    """The file descriptor ``warn`` writes its lines to (stderr's), or None when it prints them
+    to a ``sys.stderr`` the program replaced, or stderr is closed or not a file."""
+    original = sys.__stderr__
+    if original is None or sys.stderr is not original:
+        return None
+    try:
+        return original.fileno()
+    except (AttributeError, OSError, ValueError):  # closed, or not a file
+        return None
 
 
 def warn_late(count: int, began: str) -> None:
