@@ -279,6 +279,16 @@ def child_env(socket_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+# A short job for the autostart tests: a run with a param and a metric (4 events), its id printed last.
+SHORT_JOB = """
+import trackd
+with trackd.start_run() as run:
+    trackd.log_param("p", "1")
+    trackd.log_metric("loss", 0.5)
+print("run", run.info.run_id, flush=True)
+"""
+
+
 def sitecustomize_env(socket_path: Path, tmp_path: Path, sitecustomize: str, **extra: str) -> dict[str, str]:
     """child_env for a job that autostarts its daemon, with ``sitecustomize`` run first in every Python
     process it starts (the daemon inherits its PYTHONPATH) and its store and spool in ``tmp_path``."""

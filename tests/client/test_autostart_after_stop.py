@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from trackd._paths import DaemonPaths
 from trackd.client._launcher import MAX_ENDED_STARTS, daemon_answers
 
-from helpers import Child, inherited_env, wait_for
+from helpers import SHORT_JOB, Child, inherited_env, wait_for
 
 # In the daemon's interpreter, before it listens: note "started <pid>", and SIGSTOP its parent (the
 # client whose sender thread started it) at the first start, or at every one (TRACKD_TEST_HOLD).
@@ -35,15 +35,6 @@ if sys.orig_argv[1:3] == ["-m", "trackd.daemon"]:
     if first or os.environ["TRACKD_TEST_HOLD"] == "every":
         os.kill(os.getppid(), signal.SIGSTOP)
 """
-
-JOB = """
-import trackd
-with trackd.start_run() as run:
-    trackd.log_param("p", "1")
-    trackd.log_metric("loss", 0.5)
-print("run", run.info.run_id, flush=True)
-"""
-
 
 def _env(paths: DaemonPaths, tmp_path: Path, hold: str) -> dict[str, str]:
     site = tmp_path / "site"
@@ -82,7 +73,7 @@ def _stop_the_daemon_it_started(job: Child, paths: DaemonPaths, tmp_path: Path, 
 
 
 def test_a_client_whose_daemon_is_stopped_before_it_answers_starts_another(paths: DaemonPaths, tmp_path: Path) -> None:
-    with Child(JOB, [], _env(paths, tmp_path, "first")) as job:
+    with Child(SHORT_JOB, [], _env(paths, tmp_path, "first")) as job:
         _stop_the_daemon_it_started(job, paths, tmp_path, 1)
         assert job.wait(60) == 0, job.stderr()
     # No "3 events were not delivered: ... none could be started". A line saying the exit waits for
@@ -99,7 +90,7 @@ def test_a_client_whose_daemon_is_stopped_before_it_answers_starts_another(paths
 def test_a_client_whose_every_daemon_is_stopped_before_it_answers_stops_starting_and_says_they_were_stopped(
     paths: DaemonPaths, tmp_path: Path
 ) -> None:
-    with Child(JOB, [], _env(paths, tmp_path, "every")) as job:
+    with Child(SHORT_JOB, [], _env(paths, tmp_path, "every")) as job:
         for start in range(1, MAX_ENDED_STARTS + 1):
             _stop_the_daemon_it_started(job, paths, tmp_path, start)
         assert job.wait(60) == 0, job.stderr()

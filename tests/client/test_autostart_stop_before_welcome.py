@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from trackd._paths import DaemonPaths
 
-from helpers import Child, sitecustomize_env
+from helpers import SHORT_JOB, Child, sitecustomize_env
 
 # In the job's interpreter (not the daemon's): once a connect to the daemon's socket has succeeded
 # (the probe), the next connect to it (the handshake) first runs `trackd daemon stop`, once, and
@@ -40,19 +40,10 @@ if sys.orig_argv[1:3] != ["-m", "trackd.daemon"] and "TRACKD_TEST_STOPPED" in os
     socket.socket.connect = connect
 """
 
-JOB = """
-import trackd
-with trackd.start_run() as run:
-    trackd.log_param("p", "1")
-    trackd.log_metric("loss", 0.5)
-print("run", run.info.run_id, flush=True)
-"""
-
-
 def test_a_daemon_stopped_between_the_probe_and_the_handshake_is_started_again_at_once(paths: DaemonPaths, tmp_path: Path) -> None:
     stopped = tmp_path / "stopped"
     env = sitecustomize_env(paths.socket, tmp_path, STOP_BEFORE_THE_HANDSHAKE, TRACKD_TEST_STOPPED=str(stopped))
-    with Child(JOB, [], env) as job:
+    with Child(SHORT_JOB, [], env) as job:
         assert job.wait(60) == 0, job.stderr()
     assert stopped.read_text().startswith("0 trackd daemon (pid "), stopped.read_text()
     # Old code: "4 events were not delivered: no daemon answers at ...; ... spooled", and a spool

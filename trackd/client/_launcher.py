@@ -40,7 +40,9 @@ AUTOSTART_IDLE_TIMEOUT = 600.0
 # this client (`trackd daemon stop` or a SIGTERM landing on a daemon just started, which may have
 # served others already) is started again at once: the client gave up, "none could be started",
 # and a short job spooled all it logged. Up to this many such starts in all, within the start's
-# timeout. One that exits with a code and no exit report (a bad flag) said why, and would say it again.
+# timeout, and within one connect attempt of a client (whose daemon may answer the start's probe and
+# be gone by its handshake: see SenderConnect._start_and_shake_hands, which passes the count on).
+# One that exits with a code and no exit report (a bad flag) said why, and would say it again.
 MAX_ENDED_STARTS = 3
 RESTART_DELAY = 0.25
 
@@ -144,7 +146,7 @@ def was_stopped(paths: DaemonPaths, process: subprocess.Popen[bytes]) -> bool:
 
 def start_and_wait(
     paths: DaemonPaths, timeout: float, *, idle_timeout: float | None = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None,
-    stop: Callable[[], bool] | None = None,
+    stop: Callable[[], bool] | None = None, killed: int = 0, stopped: int = 0,
 ) -> Started:
     """Start a daemon and wait until one answers, or (``stop``) until ``stop()`` is true.
 
@@ -165,6 +167,8 @@ def start_and_wait(
     at most MAX_ENDED_STARTS starts in all. When many clients start at once, only the one whose
     process won the lock sees it killed or stopped (the others' exit "already running" and wait for
     the lock to be free, as above), so each client starts at most that many more, never one a tick.
+    ``killed`` and ``stopped`` count those a client's connect attempt started before this start
+    (gone by its handshake): the bound is the attempt's, and so are the counts returned.
     """
     deadline = time.monotonic() + timeout
     problem = socket_path_problem(paths.socket)
@@ -174,9 +178,8 @@ def start_and_wait(
     with _starting_turn(paths, deadline, stop) as turn:
         if not turn or daemon_answers(paths.socket, timeout=0.5):
             # Another process started it (or is still at it when the time ran out).
-            return Started(None, daemon_answers(paths.socket, timeout=0.5), 0, 0)
+            return Started(None, daemon_answers(paths.socket, timeout=0.5), killed, stopped)
         process = spawn_daemon(paths, idle_timeout=idle_timeout, extra_args=extra_args)
-        killed = stopped = 0
         delay = RESTART_DELAY
         while not wait_until_answering(paths, process, deadline - time.monotonic(), stop=stop):
             if stop is not None and stop():
@@ -258,10 +261,13 @@ def _ended_starts(earlier: tuple[int, str], last: tuple[int, str]) -> str:
     return f" ({total} starts, {how})"
 
 
-def start_daemon(socket_path: Path, *, timeout: float, stop: Callable[[], bool] | None = None) -> None:
+def start_daemon(
+    socket_path: Path, *, timeout: float, stop: Callable[[], bool] | None = None, earlier: Started | None = None,
+) -> Started:
     """Start a daemon for ``socket_path`` and wait until it answers; raises DaemonUnavailable
     (DaemonCannotStart when it could not be started, its folder is refused, or it exited first:
-    with the last line of its log).
+    with the last line of its log). ``earlier``: this connect attempt's last start, whose daemon
+    answered and was gone by the handshake (``gone_before_handshake``); its counts go on.
 
     ``stop``: the sender's question whether to give the daemon up (a bounded flush ran out, the
     client closes). A start waits up to ``timeout`` (TRACKD_CONNECT_TIMEOUT) for another process
@@ -270,15 +276,18 @@ def start_daemon(socket_path: Path, *, timeout: float, stop: Callable[[], bool] 
     """
     paths = default_paths(socket_path)
     try:
-        process, answered, killed, stopped = start_and_wait(paths, timeout, stop=stop)
+        started = start_and_wait(
+            paths, timeout, stop=stop, killed=earlier.killed if earlier else 0, stopped=earlier.stopped if earlier else 0,
+        )
     except PermissionError as exc:
         raise DaemonCannotStart(f"Cannot start a trackd daemon for {paths.socket}: {exc}") from exc
     except OSError as exc:  # its folder cannot be made (a file in the way), the fork failed: not soon again
         raise DaemonCannotStart(f"Could not start a trackd daemon for {paths.socket}: {exc}.") from exc
+    process, answered, killed, stopped = started
     if process is not None and process.poll() is None:
         _reap_when_it_exits(process)  # answering, or still starting when ``stop`` ended the wait
     if answered:
-        return
+        return started
     if stop is not None and stop():
         raise gave_up_error(socket_path)
     if process is None:
@@ -290,18 +299,40 @@ def start_daemon(socket_path: Path, *, timeout: float, stop: Callable[[], bool] 
         )
     code = process.poll()
     if code not in (None, ALREADY_RUNNING_EXIT_CODE):
-        said = f"{last_log_line(paths.log) or 'its log is empty'} (log: {paths.log})"
-        if was_stopped(paths, process):
-            starts = _ended_starts((killed, "killed"), (stopped, "stopped"))
-            raise DaemonStoppedStarting(
-                f"The trackd daemon started for {paths.socket} was stopped (`trackd daemon stop`, a SIGTERM) before it "
-                f"answered this process{starts}: {said}."
-            )
-        starts = _ended_starts((stopped, "stopped"), (killed, "killed"))
-        raise DaemonCannotStart(f"The trackd daemon started for {paths.socket} {how_it_ended(code)} before it answered{starts}: {said}.")
+        raise _ended_error(paths, started, stopped_last=was_stopped(paths, process))
     raise DaemonUnavailable(
         f"A trackd daemon was started for {paths.socket} but did not answer within {timeout:g} s; see {paths.log}."
     )
+
+
+def gone_before_handshake(socket_path: Path, started: Started) -> tuple[Started, DaemonCannotStart]:
+    """``started`` (its process this client's), whose daemon answered the start's probe and was gone by
+    the client's handshake (`trackd daemon stop` landing in between), with that daemon counted among
+    those that ended before they answered: killed when a signal ended it, else stopped (it refused
+    the handshake as shutting down, or exited after). With the error to give up with, should the
+    client start no more (MAX_ENDED_STARTS counted): the stop's, not "none could be started"."""
+    assert started.process is not None
+    code = started.process.poll()
+    killed = code is not None and code < 0
+    started = started._replace(answered=False, killed=started.killed + killed, stopped=started.stopped + (not killed))
+    return started, _ended_error(default_paths(socket_path), started, stopped_last=not killed)
+
+
+def _ended_error(paths: DaemonPaths, started: Started, *, stopped_last: bool) -> DaemonCannotStart:
+    """Why the daemons ``started`` counts did not answer, the last one (``started.process``, which
+    ended, or is shutting down when ``stopped_last``) named, with the last line of the log."""
+    assert started.process is not None
+    said = f"{last_log_line(paths.log) or 'its log is empty'} (log: {paths.log})"
+    if stopped_last:
+        starts = _ended_starts((started.killed, "killed"), (started.stopped, "stopped"))
+        return DaemonStoppedStarting(
+            f"The trackd daemon started for {paths.socket} was stopped (`trackd daemon stop`, a SIGTERM) before it "
+            f"answered this process{starts}: {said}."
+        )
+    starts = _ended_starts((started.stopped, "stopped"), (started.killed, "killed"))
+    code = started.process.poll()
+    assert code is not None
+    return DaemonCannotStart(f"The trackd daemon started for {paths.socket} {how_it_ended(code)} before it answered{starts}: {said}.")
 
 
 def how_it_ended(code: int) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ..errors import DaemonUnavailable, RemoteProtocolError
 from ..protocol import ARTIFACT, Connection, ErrorCode, Hello, Welcome
-from ._launcher import MAX_ENDED_STARTS, DaemonCannotStart, DaemonStoppedStarting, start_daemon
+from ._launcher import MAX_ENDED_STARTS, DaemonCannotStart, DaemonStoppedStarting, Started, gone_before_handshake, start_daemon
 from ._outbox import warn
 from ._sender_state import SenderState
 from ._transport import DaemonRefused, HandshakeUnanswered, Transport, gave_up_error, handshake, make_hello
@@ -225,19 +225,23 @@ class SenderConnect(SenderState):
     ) -> tuple[Transport, Connection, Welcome, Callable[[Connection], bytes | None] | None]:
         """Start a daemon and shake hands with it; one that answered the start's probe and was gone
         by the handshake (`trackd daemon stop` landing in between, or killed) is started again at
-        once, up to MAX_ENDED_STARTS such rounds (each a launcher start, with its own bound). Returns
-        the handshake's, and the ``ahead`` of the handshake that got the Welcome (None: what went
-        ahead of a refusal is to be resent).
+        once, up to MAX_ENDED_STARTS such rounds. The rounds share one launcher bound: each daemon
+        this client started that ended before it answered (in the launcher's wait, or gone by the
+        handshake) counts, and at MAX_ENDED_STARTS the attempt fails as the launcher's does, saying
+        the daemons were stopped (or killed). Returns the handshake's, and the ``ahead`` of the
+        handshake that got the Welcome (None: what went ahead of a refusal is to be resent).
 
         The failed handshake was raised instead, counted as an attempt that found no daemon, and
         the next start waited the spawn interval (1 s): a short job's exit gave the daemon up at
         once and spooled all it had logged, saying "none could be started" (1 of 480 jobs when
-        stops met rounds of 8 jobs)."""
+        stops met rounds of 8 jobs). Each round then had a bound of its own: a storm of stops made
+        one attempt start 6 daemons (up to 9), and its exit still said "none could be started"."""
         path = self.config.socket_path
-        starts = 0
+        rounds = 0
+        started: Started | None = None
         while True:
-            starts += 1
-            self._start_daemon()
+            rounds += 1
+            started = self._start_daemon(started)
             self.will.connected()  # the attempt that failed may have told them
             try:
                 ahead = self._ahead_if_nothing_to_resend()  # none, if the attempt that failed sent batches
@@ -249,8 +253,15 @@ class SenderConnect(SenderState):
             except DaemonUnavailable as exc:
                 self._handshake_unanswered = isinstance(exc, HandshakeUnanswered)
                 gone = self._nothing_listens(exc) or self._shutting_down(exc)
-                if starts == MAX_ENDED_STARTS or not gone or self._stopping or self._spill_requested:
+                if not gone or self._stopping or self._spill_requested:
                     raise
+                if started.process is not None:  # this client's: it counts against the start bound
+                    started, failure = gone_before_handshake(path, started)
+                    if rounds == MAX_ENDED_STARTS or started.killed + started.stopped >= MAX_ENDED_STARTS:
+                        self._start_failed(failure)
+                        raise failure from exc
+                elif rounds == MAX_ENDED_STARTS:
+                    raise  # another process's daemon: this one started none
                 self._next_spawn = 0.0  # it answered, then left: not a start that failed
 
     def _ahead_if_nothing_to_resend(self) -> Callable[[Connection], bytes | None] | None:
@@ -341,7 +352,9 @@ class SenderConnect(SenderState):
         self._spool_pending(gave_up_error(self.config.socket_path))
         return True
 
-    def _start_daemon(self) -> None:
+    def _start_daemon(self, earlier: Started | None = None) -> Started:
+        """Start a daemon (``earlier``: this attempt's last start, see ``_start_and_shake_hands``);
+        what the launcher started, once one answers."""
         now = time.monotonic()
         if now < self._next_spawn:
             raise DaemonUnavailable(
@@ -355,23 +368,30 @@ class SenderConnect(SenderState):
         # said "no daemon answers ...; trackd keeps trying to reconnect" of a healthy start.
         self._daemon_starting = self._start_unanswered = True
         try:
-            start_daemon(self.config.socket_path, timeout=self.config.connect_timeout, stop=self._should_stop_waiting)
+            started = start_daemon(
+                self.config.socket_path, timeout=self.config.connect_timeout, stop=self._should_stop_waiting, earlier=earlier,
+            )
             with self._cond:
                 # It answers: a wait's silence counts from now, the handshake's time, not the
                 # start's (set before the flag is cleared: a waiter between the two saw 2 s of
                 # silence and no start under way).
                 self._heard_at = time.monotonic()
         except DaemonCannotStart as exc:
-            # Its flags, store or folder made it fail: the same again a second later (it was
-            # started every second, each time writing its usage to the log).
-            self._next_spawn = now + self.SPAWN_INTERVAL_AFTER_EXIT
-            self._spawn_failure = str(exc)
-            self._spawn_stopped = isinstance(exc, DaemonStoppedStarting)
-            self._start_unanswered = False  # failed: no daemon is coming (the failure is said instead)
+            self._start_failed(exc)
             raise
         finally:
             self._daemon_starting = False
         self._spawn_failure = None
+        return started
+
+    def _start_failed(self, exc: DaemonCannotStart) -> None:
+        """A start failed in a way that would repeat: its flags, store or folder (the same again a
+        second later: it was started every second, each time writing its usage to the log), or
+        every daemon it started ended before it answered."""
+        self._next_spawn = time.monotonic() + self.SPAWN_INTERVAL_AFTER_EXIT
+        self._spawn_failure = str(exc)
+        self._spawn_stopped = isinstance(exc, DaemonStoppedStarting)
+        self._start_unanswered = False  # failed: no daemon is coming (the failure is said instead)
 
     def _ack(self, seq: int) -> None:
         """Settle batches up to ``seq``, spooled ones included (called with the lock held)."""
