@@ -34,7 +34,63 @@ _REGISTRY = (
 
 _REGISTRY_HINTS = dict.fromkeys(("get_registry_uri", "set_registry_uri"), _REGISTRY)
 
+# MLflow's modules for frameworks and GenAI libraries (``mlflow.pytorch``, ``mlflow.sklearn``, ``mlflow.openai``:
+# their log_model, autolog and tracing), lazily loaded attributes of MLflow ADVISED_MLFLOW (a test compares).
+# A script ported with ``import trackd as mlflow`` that calls ``mlflow.pytorch.log_model`` got a bare
+# "module 'trackd' has no attribute 'pytorch'".
+_MLFLOW_MODULES = """
+    ag2 agno anthropic autogen bedrock catboost crewai diffusers dspy gemini groq h2o haystack johnsnowlabs keras
+    langchain lightgbm litellm llama_index metrics mistral onnx openai otel paddle pmdarima prophet pydantic_ai pyfunc
+    pyspark pytorch rfunc semantic_kernel sentence_transformers shap sklearn smolagents spacy spark statsmodels strands
+    tensorflow transformers txtai typesafe xgboost
+"""
+
+
+def _module_hint(name: str) -> str:
+    return (
+        f"mlflow.{name} (its log_model, autolog or tracing) is MLflow's own module, not part of trackd: save a model with "
+        "its framework and trackd.log_artifact() its files, log values with trackd.log_metric() and trackd.log_param(), "
+        f"or use mlflow.{name} on the same ./mlruns (MLFLOW_ALLOW_FILE_STORE=true)"
+    )
+
+
+# Tracing, prompts, assessments and GenAI evaluation: MLflow's entities, as models are.
+_GENAI = (
+    "tracing, prompts, assessments and GenAI evaluation are MLflow's entities, which trackd does not write: "
+    "use MLflow on the same ./mlruns (MLFLOW_ALLOW_FILE_STORE=true)"
+)
+_GENAI_NAMES = """
+    add_trace context delete_assessment delete_prompt_alias delete_trace_tag flush_trace_async_logging gateway
+    get_active_trace_id get_assessment get_current_active_span get_last_active_trace_id get_trace load_prompt
+    log_assessment log_expectation log_feedback log_issue log_trace override_feedback register_prompt search_prompts
+    search_sessions search_traces set_prompt_alias set_trace_tag start_span start_span_no_context test trace
+    update_assessment update_current_trace validate_evaluation_results
+"""
+# Logged models and the registry's searches and tags.
+_MODEL_NAMES = """
+    ActiveModel clear_active_model create_external_model delete_logged_model_tag finalize_logged_model
+    get_active_model_id get_logged_model import_checkpoints initialize_logged_model last_logged_model log_model_params
+    search_logged_models set_active_model set_logged_model_tags
+"""
+_WORKSPACES = (
+    "workspaces belong to an MLflow tracking server; a ./mlruns store has none (one store per folder: "
+    "trackd.set_tracking_uri(path))"
+)
+
 FLUENT_HINTS = {
+    **{name: _module_hint(name) for name in _MLFLOW_MODULES.split()},
+    **dict.fromkeys(_GENAI_NAMES.split(), _GENAI),
+    **dict.fromkeys(_MODEL_NAMES.split(), _MODELS),
+    **dict.fromkeys(("search_model_versions", "search_registered_models", "set_model_version_tag"), _REGISTRY),
+    **dict.fromkeys(
+        ("create_workspace", "delete_workspace", "get_workspace", "list_workspaces", "set_workspace", "update_workspace"),
+        _WORKSPACES,
+    ),
+    "run": "MLflow Projects are not part of trackd: run the entry point yourself (python train.py); its trackd calls log to ./mlruns",
+    "login": "login is for a Databricks or MLflow server; trackd logs to a local ./mlruns and needs none",
+    "doctor": "for trackd's state run `trackd daemon status`; mlflow.doctor describes MLflow's environment",
+    "flush_artifact_async_logging": "use trackd.flush(): it returns once everything logged, artifacts included, is in the store",
+    "Image": "trackd.log_image() takes a PIL image, a NumPy array (through Pillow) or an mlflow.Image made by MLflow itself",
     "search_experiments": "use trackd.Client().search_experiments()",
     "autolog": "trackd logs what your code logs; call trackd.log_metric() and friends",
     "log_stream": "write the stream to a file and trackd.log_artifact() it",
