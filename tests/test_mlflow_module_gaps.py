@@ -67,3 +67,13 @@ def test_a_ported_flavor_call_fails_at_once_with_the_advice() -> None:
 )
 def test_each_kind_of_name_gets_its_own_advice(name: str, words: str) -> None:
     assert words in _message(name)
+
+
+def test_the_names_the_migration_review_met_say_what_to_use() -> None:
+    # `from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME` and `mlflow.tracking.fluent` in ported code.
+    from mlflow.utils import mlflow_tags
+
+    assert "'mlflow.runName', 'mlflow.parentRunId'" in _message("utils")
+    assert (mlflow_tags.MLFLOW_RUN_NAME, mlflow_tags.MLFLOW_PARENT_RUN_ID) == ("mlflow.runName", "mlflow.parentRunId")
+    with pytest.raises(AttributeError, match=r"no attribute 'fluent': trackd's fluent functions are the trackd module's own"):
+        trackd.tracking.fluent  # noqa: B018

@@ -90,6 +90,11 @@ FLUENT_HINTS = {
     "login": "login is for a Databricks or MLflow server; trackd logs to a local ./mlruns and needs none",
     "doctor": "for trackd's state run `trackd daemon status`; mlflow.doctor describes MLflow's environment",
     "flush_artifact_async_logging": "use trackd.flush(): it returns once everything logged, artifacts included, is in the store",
+    # mlflow.utils.mlflow_tags: the system tags' names, which scripts import to read or set a run's name or parent.
+    "utils": (
+        "mlflow.utils is MLflow's internals; its tag names (mlflow.utils.mlflow_tags) are plain strings: "
+        "'mlflow.runName', 'mlflow.parentRunId', 'mlflow.source.name', 'mlflow.user', 'mlflow.note.content'"
+    ),
     "Image": "trackd.log_image() takes a PIL image, a NumPy array (through Pillow) or an mlflow.Image made by MLflow itself",
     "search_experiments": "use trackd.Client().search_experiments()",
     "autolog": "trackd logs what your code logs; call trackd.log_metric() and friends",
@@ -117,7 +122,11 @@ CONFIG_HINTS = {
 }
 
 # trackd.tracking's missing names (mlflow.tracking's __all__, less its private names).
-TRACKING_HINTS = _REGISTRY_HINTS
+TRACKING_HINTS = {
+    **_REGISTRY_HINTS,
+    # Code that imports MLflow's fluent module by its full name (from mlflow.tracking import fluent).
+    "fluent": "trackd's fluent functions are the trackd module's own (trackd.start_run, trackd.log_metric, ...)",
+}
 
 # The MLflow whose MlflowClient the list below was taken from.
 ADVISED_MLFLOW = "3.17.2"
