@@ -36,9 +36,10 @@ def log():
         trackd.log_metric("loss", float(step), step=step)
 logging = threading.Thread(target=log)
 logging.start()
-while get_client().stats()["buffered"] < {MAX_BUFFERED}:
+while get_client().stats()["buffered"] < {MAX_BUFFERED} and logging.is_alive():
     time.sleep(0.01)
-print("full", flush=True)
+stats = get_client().stats()
+print("full" if stats["buffered"] >= {MAX_BUFFERED} else f"never full: {{stats}}", flush=True)
 logging.join()
 trackd.end_run()
 """
@@ -56,6 +57,10 @@ def start_lock(paths: DaemonPaths) -> Iterator[int]:
 
 
 def _start_producer(paths: DaemonPaths, store: Path, **env: str) -> subprocess.Popen[str]:
+    # Its start waits for the lock the test holds up to TRACKD_CONNECT_TIMEOUT, then gives the daemon
+    # up and spools what is buffered: on a loaded machine the default 10 s ran out before the buffer
+    # filled, which then never filled (a CI run waited 180 s for "full"). 60 s unless a test says.
+    env = {"TRACKD_CONNECT_TIMEOUT": "60", **env}
     producer = subprocess.Popen(
         [sys.executable, "-c", PRODUCER, str(store)], env=child_env(paths.socket, TRACKD_MAX_BUFFERED=str(MAX_BUFFERED), **env),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
