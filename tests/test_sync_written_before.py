@@ -75,3 +75,4 @@ def test_a_spool_whose_only_batch_cannot_be_decoded_is_not_said_to_be_in_the_sto
     synced = _sync(daemon, spool_dir)
     assert f"{spool}: removed, none of its batches of client gone could be delivered" in synced.stdout, synced
     assert "the store had" not in synced.stdout and "lost, not delivered" in synced.stderr, synced
+    assert synced.returncode == 1, synced  # nothing of it delivered: it exited 0
