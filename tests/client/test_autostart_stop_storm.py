@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from trackd._paths import DaemonPaths
 from trackd.client._launcher import MAX_ENDED_STARTS
@@ -49,7 +50,8 @@ elif "TRACKD_TEST_STOPS" in os.environ:
                 pid = int(pid_file.read())
             _connects[pid] = _connects.get(pid, 0) + 1
             nth = list(_connects).index(pid) + 1  # the nth daemon this job found listening
-            if _connects[pid] == (1 if nth % 2 and os.environ["TRACKD_TEST_STORM"] == "alternate" else 2):
+            calm = nth > int(os.environ.get("TRACKD_TEST_STORM_LENGTH", "1000"))  # the storm is over
+            if not calm and _connects[pid] == (1 if nth % 2 and os.environ["TRACKD_TEST_STORM"] == "alternate" else 2):
                 env = {name: value for name, value in os.environ.items() if name != "TRACKD_TEST_STOPS"}
                 stop = subprocess.run([sys.executable, "-m", "trackd", "daemon", "stop"], env=env, capture_output=True, text=True)
                 with open(os.environ["TRACKD_TEST_STOPS"], "a") as stops:
@@ -84,3 +86,35 @@ def test_a_storm_of_stops_starts_at_most_one_starts_bound_of_daemons_and_says_th
     assert f"was stopped (`trackd daemon stop`, a SIGTERM) before it answered this process ({MAX_ENDED_STARTS} starts, each stopped)" in stderr, stderr
     spooled = list((tmp_path / "spool").glob("*.spool"))
     assert len(spooled) == 1 and "spooled to" in stderr, (stderr, spooled)
+
+
+# Logs for a while after its start: the storm (its first daemons stopped) ends meanwhile.
+LONG_JOB = """
+import time, trackd
+with trackd.start_run() as run:
+    trackd.log_param("p", "1")
+    for step in range(40):
+        trackd.log_metric("loss", 0.5, step=step)
+        time.sleep(0.1)
+print("run", run.info.run_id, flush=True)
+"""
+
+
+def test_a_job_whose_first_daemons_were_stopped_starts_another_once_the_stops_end(paths: DaemonPaths, tmp_path: Path) -> None:
+    # After MAX_ENDED_STARTS stopped daemons the next start waited 30 s (a bad flag's interval), so
+    # a job logging for 4 s more started none and its exit spooled it all; the code before the shared
+    # bound started one a second later and delivered everything.
+    starts, stops = tmp_path / "starts", tmp_path / "stops"
+    env = sitecustomize_env(
+        paths.socket, tmp_path, STOP_EVERY_DAEMON, TRACKD_TEST_STARTS=str(starts), TRACKD_TEST_STOPS=str(stops),
+        TRACKD_TEST_PID_FILE=str(paths.pid), TRACKD_TEST_STORM="handshake", TRACKD_TEST_STORM_LENGTH=str(MAX_ENDED_STARTS),
+        TRACKD_EXIT_TIMEOUT="60",
+    )
+    with Child(LONG_JOB, [], env) as job:
+        assert job.wait(120) == 0, job.stderr()
+    assert len(stops.read_text().splitlines()) == MAX_ENDED_STARTS
+    assert len(starts.read_text().split()) == MAX_ENDED_STARTS + 1, job.stderr()
+    assert "not delivered" not in job.stderr() and not list((tmp_path / "spool").glob("*.spool")), job.stderr()
+    run_id = job.out[-1].split()[1]
+    history = MlflowClient(tracking_uri=str(tmp_path / "mlruns")).get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(40))

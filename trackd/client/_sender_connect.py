@@ -387,10 +387,14 @@ class SenderConnect(SenderState):
     def _start_failed(self, exc: DaemonCannotStart) -> None:
         """A start failed in a way that would repeat: its flags, store or folder (the same again a
         second later: it was started every second, each time writing its usage to the log), or
-        every daemon it started ended before it answered."""
-        self._next_spawn = time.monotonic() + self.SPAWN_INTERVAL_AFTER_EXIT
+        every daemon it started ended before it answered. Stopped ones (`trackd daemon stop`) ran,
+        and the next may not be: started again after the usual interval. With the 30 s of a bad
+        flag, a job whose first three daemons were stopped at its handshake started none for 30 s
+        after the stops ended, and its exit spooled what the code before c7ece5e delivered."""
+        stopped = isinstance(exc, DaemonStoppedStarting)
+        self._next_spawn = time.monotonic() + (self.SPAWN_INTERVAL if stopped else self.SPAWN_INTERVAL_AFTER_EXIT)
         self._spawn_failure = str(exc)
-        self._spawn_stopped = isinstance(exc, DaemonStoppedStarting)
+        self._spawn_stopped = stopped
         self._start_unanswered = False  # failed: no daemon is coming (the failure is said instead)
 
     def _ack(self, seq: int) -> None:
