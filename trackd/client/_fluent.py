@@ -154,7 +154,11 @@ class ActiveRun:
                 # innermost run there, and leaves the block's own run to end FINISHED at exit).
                 while runs and runs[-1] is not self:
                     end_run(status)
-                _end_run(status, keep_failure=True)
+                # A forked child leaving its parent's block (sys.exit(0) in the child, an exception
+                # there) ends nothing: the parent does, as the block's other exits leave it. It ended
+                # the run FAILED, which the parent's FINISHED then could not undo (MLflow's last
+                # writer, the parent, made it FINISHED).
+                _end_run(None if self.forked else status, keep_failure=True)
 
 
 # -- tracking URI and experiments -------------------------------------------------------------------
