@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import mmap
 import os
+import stat
 import struct
 import time
 from typing import TYPE_CHECKING
@@ -66,13 +67,17 @@ def wait_unsaid_on_stderr(notes: Path, seconds: float) -> bool:
     if stream is None:
         return True
     try:
-        fd = os.open(notes, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        # O_NONBLOCK: a FIFO left at that path would hold the open, then the read, for ever.
+        fd = os.open(notes, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
     except OSError:
         return True
     try:
-        if not _locked(fd):
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or not _locked(fd):
             return True
-        now = time.monotonic()
+        # The wall clock, not time.monotonic(): notes outlive a reboot (a socket folder under $HOME,
+        # /var/tmp), and a monotonic time noted 30 days into the last boot lay in the future of the
+        # next one, so every wait on a stderr of the same inode went unsaid.
+        now = time.time()
         said = _read_notes(fd, now)
         if said.get(stream, -1.0) + SLACK >= now + seconds:
             return False
