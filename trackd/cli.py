@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "daemon as soon as they next log, flush or read (autostart); stop says so, with their count.",
     )
     stop.add_argument("--socket", help=socket_help)
-    stop.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for it to exit, 0 or more (default: %(default)s)")
+    stop.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for it to exit, 0 or more, at most 604800 (default: %(default)s)")
 
     spool_dir_help = "spool folder (default: $TRACKD_SPOOL_DIR, else $XDG_CACHE_HOME/trackd/spool, else ~/.cache/trackd/spool, else <tmp>/trackd-spool-<uid>)"
 
@@ -208,7 +208,8 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
         return 1
     if not answered:
         code = process.poll() if process is not None else None
-        said = f": {how_it_ended(code)}: {last_log_line(paths.log)}" if code is not None else ""
+        # The log's last line ends its own sentence: "(any case).; see" read as a typo.
+        said = f": {how_it_ended(code)}: {(last_log_line(paths.log) or '').rstrip('.')}" if code is not None else ""
         print(f"trackd: the daemon did not start{said}; see {paths.log}", file=sys.stderr)
         return 1
     pid = listener_pid(paths.socket) or (process.pid if process is not None else None)

@@ -102,7 +102,7 @@ def add_tuning_flags(parser: argparse.ArgumentParser, *, defaults: bool = True) 
             "stops being read for a while (its sender waits; nothing is dropped), but only while another client waits on a "
             "flush or sent one in the last 0.1 s; at least 1",
         ),
-        flag("--idle-timeout", 0.0, type=_seconds, help="exit after this many seconds without clients, batches to write, or processes whose runs it must fail if they are killed, at most 604800 (a week); 0 never exits"),
+        flag("--idle-timeout", 0.0, type=_seconds, help="exit after this many seconds without clients, batches to write, or processes whose runs it must fail if they are killed, 0 or more, at most 604800 (a week); 0 never exits"),
         flag("--log-level", "INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="the least severe lines logged"),
     ]
 
