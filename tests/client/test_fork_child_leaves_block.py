@@ -51,3 +51,27 @@ def test_a_forked_child_leaving_the_block_does_not_end_its_parents_run(
     # The child's own nested run ended with its block, FINISHED.
     nested = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
     assert [(r.info.status, r.data.metrics) for r in nested] == [("FINISHED", {"child_nested": 1.0})]
+
+
+INHERITED_NESTED = """
+import os, sys, trackd
+trackd.set_tracking_uri(STORE)
+with trackd.start_run() as run:
+    nested = trackd.start_run(nested=True)  # the parent's trial, started without a `with`
+    pid = os.fork()
+    if pid == 0:
+        trackd.flush()
+        sys.exit(0)  # leaves both blocks' runs to the parent
+    os.waitpid(pid, 0)
+    trackd.log_metric("parent", 2.0)
+    trackd.end_run()  # the trial
+print(run.info.run_id, nested.info.run_id)
+"""
+
+
+def test_a_forked_child_leaving_the_block_does_not_end_the_parents_nested_run_either(daemon: DaemonProcess, store: Path) -> None:
+    result = run_python(INHERITED_NESTED.replace("STORE", repr(str(store))), child_env(daemon.paths.socket))
+    assert result.returncode == 0, result.stderr
+    outer, nested = result.stdout.split()
+    client = MlflowClient(tracking_uri=str(store))
+    assert [client.get_run(run_id).info.status for run_id in (outer, nested)] == ["FINISHED", "FINISHED"], result.stderr

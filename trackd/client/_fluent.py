@@ -153,7 +153,7 @@ class ActiveRun:
                 # inside the block was shown FINISHED beside its parent's FAILED (MLflow fails the
                 # innermost run there, and leaves the block's own run to end FINISHED at exit).
                 while runs and runs[-1] is not self:
-                    end_run(status)
+                    end_run(None if runs[-1].forked else status)  # a run inherited by fork is the parent's to end
                 # A forked child leaving its parent's block (sys.exit(0) in the child, an exception
                 # there) ends nothing: the parent does, as the block's other exits leave it. It ended
                 # the run FAILED, which the parent's FINISHED then could not undo (MLflow's last
