@@ -279,15 +279,12 @@ class GiveUp(OnFullPolicy):
             # 4 ranks with 2 DataLoader workers each printed 24 lines for one stalled daemon, a
             # "waiting" line from each of 12 processes, then its outcome. A wait said by none is
             # still said: the workers of a parent with nothing to deliver waited in silence.
-            # So does an exiting process whose wait one said on the same stderr covers: 4 ranks
-            # started by spawn or a launcher printed the same "waiting" line 4 times, each
-            # before its outcome, for one stalled daemon.
+            # So does any process whose wait another said on the same stderr covers, at exit or
+            # in end_run (a `with start_run()` block's end): 4 ranks started by spawn or a
+            # launcher printed the same "waiting" line 4 times, each before its outcome.
             waits_for = timeout if patient else remaining
-            at_exit = exiting or interpreter_exiting()
-            quiet = not wait_unsaid(waits_for) and forked_child() and at_exit
+            quiet = not wait_unsaid(waits_for) and forked_child() and (exiting or interpreter_exiting())
             if not quiet:
-                # Not only at exit: ranks ending their runs with a `with start_run()` block wait in
-                # end_run, before exit, and said it 4 times for 4 ranks.
                 quiet = not wait_unsaid_on_stderr(DaemonPaths(path).waits_said, waits_for)
             if not quiet:
                 warn(

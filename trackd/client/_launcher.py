@@ -283,7 +283,7 @@ def start_daemon(
         raise DaemonCannotStart(f"Cannot start a trackd daemon for {paths.socket}: {exc}") from exc
     except OSError as exc:  # its folder cannot be made (a file in the way), the fork failed: not soon again
         raise DaemonCannotStart(f"Could not start a trackd daemon for {paths.socket}: {exc}.") from exc
-    process, answered, killed, stopped = started
+    process, answered = started.process, started.answered
     if process is not None and process.poll() is None:
         _reap_when_it_exits(process)  # answering, or still starting when ``stop`` ended the wait
     if answered:
