@@ -140,7 +140,7 @@ def test_trackd_sync_delivers_a_spool_but_the_batch_a_stricter_daemon_refuses_an
         capture_output=True, text=True, timeout=60,
     )
     assert sync.returncode == 1, sync.stdout + sync.stderr  # delivered in part: the refused batch is not in the store
-    assert "delivered 3 batches of client exited" in sync.stdout, sync.stdout
+    assert "delivered 201 events (3 batches) of client exited" in sync.stdout, sync.stdout
     assert f"batch 3 (1 event) was refused whole by the daemon as malformed: tag record field 'value' must not be {REFUSED_VALUE}" in sync.stderr
     assert not path.exists()
     reader = MlflowClient(tracking_uri=str(store))

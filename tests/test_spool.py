@@ -291,7 +291,7 @@ def test_a_spool_written_on_another_host_is_left_alone_unless_all_hosts(daemon: 
     reader = StoreReader(store)
     assert reader.find_run(here_run) is not None and reader.find_run(there_run) is None
     second = subprocess.run([*cli, "--all-hosts"], env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60)
-    assert second.returncode == 0 and "delivered 1 batch of client there" in second.stdout, second  # it said "1 batches"
+    assert second.returncode == 0 and "delivered 4 events (1 batch) of client there" in second.stdout, second  # it said "1 batches"
     assert _spool_files(spool_dir) == []
     assert [m.step for m in StoreReader(store).get_metric_history(there_run, "loss")] == [0, 1, 2]
 
@@ -484,7 +484,7 @@ def test_trackd_sync_delivers_the_batches_around_one_that_does_not_decode_and_sa
         env=child_env(daemon.paths.socket), capture_output=True, text=True, timeout=60,
     )
     # Delivered in part: the lost batch makes it exit 1, as its --help says.
-    assert sync.returncode == 1 and f"{spool}: delivered 2 batches of client gone" in sync.stdout, sync.stderr
+    assert sync.returncode == 1 and f"{spool}: delivered 6 events (2 batches) of client gone" in sync.stdout, sync.stderr
     # Never sent, so not "refused by the store".
     assert sync.stderr.startswith(f"  lost, not delivered: the batch at byte {at} of spool file {spool} cannot be decoded: ")
     assert "refused" not in sync.stderr and not spool.exists()
@@ -539,7 +539,7 @@ def test_a_spool_the_background_delivery_cannot_read_is_said_once_and_left_to_tr
     aside = spool_dir / "gone.undeliverable.spool"
     [line] = [line for line in first.stderr.splitlines() if "exited process" in line]
     assert line.startswith(
-        f"trackd: delivered 1 batch of the spool of an exited process, but not the rest: Spool file {spool} is damaged "
+        f"trackd: delivered 4 events (1 batch) of the spool of an exited process, but not the rest: Spool file {spool} is damaged "
         f"at byte {len(hello_and_batch)}: "
     ), line
     assert f"it is set aside as {aside}" in line and "`trackd sync`" in line

@@ -1,4 +1,5 @@
-"""`trackd sync` of a spool whose batches the store holds already says so, not "delivered 0 batches".
+"""`trackd sync` of a spool whose batches the store holds already says so, not "delivered 0 batches",
+and counts events as the exit line that spooled them did (batches in brackets).
 
 A spool can outlive its delivery: a copy restored from a backup, or a process killed after the
 daemon wrote its batches and before it removed the file. The daemon's Welcome says which batches
@@ -48,19 +49,19 @@ def test_a_spool_the_store_holds_already_is_said_to_be_there_and_one_partly_ther
     shutil.copyfile(spool, backup)
 
     delivered = _sync(daemon, spool_dir)
-    assert delivered.returncode == 0 and f"{spool}: delivered 2 batches of client restored\n" in delivered.stdout, delivered
+    assert delivered.returncode == 0 and f"{spool}: delivered 5 events (2 batches) of client restored\n" in delivered.stdout, delivered
 
     shutil.copyfile(backup, spool)  # the same file again: the store has both of its batches
     again = _sync(daemon, spool_dir)
     assert again.returncode == 0, again
-    assert f"{spool}: removed, nothing to send: the store had every batch of client restored already (2 batches)" in again.stdout, again
+    assert f"{spool}: removed, nothing to send: the store had every batch of client restored already: 5 events (2 batches)" in again.stdout, again
     assert "delivered 0" not in again.stdout and not spool.exists()
 
     # Part of it held: a third batch the daemon has not seen is sent, the two before are said to be there.
     spool.write_bytes(first + second + encode_frame(Batch(seq=3, records=[(1, RUN_ID, "x", 2.0, 1_700_000_000_004, 4)])))
     partly = _sync(daemon, spool_dir)
     assert partly.returncode == 0, partly
-    assert f"{spool}: delivered 1 batch of client restored (the store had 2 batches of it already)" in partly.stdout, partly
+    assert f"{spool}: delivered 1 event (1 batch) of client restored; the store had 5 events (2 batches) of it already" in partly.stdout, partly
     assert steps_in_store(store, RUN_ID) == [0, 1, 2, 3, 4]  # each once
 
 

@@ -29,7 +29,7 @@ from ._paths import (
 )
 from .client._control import listener_pid, query_status, stopped_words, without_socket, without_socket_words
 from .client._launcher import daemon_answers, how_it_ended, last_log_line, start_and_wait
-from .client._outbox import batches, events
+from .client._outbox import events, events_in
 from .client._delivery import sync_spools
 from .client._media_folders import remove_orphaned
 from .client._spool import default_spool_dir, spool_files
@@ -435,7 +435,7 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *
         if result.error:
             failed = True
             if result.batches:  # those before the damage: the rest is not
-                print(f"{result.path}: delivered {batches(result.batches)} of client {result.client_id}, but not the rest")
+                print(f"{result.path}: delivered {events_in(result.events, result.batches)} of client {result.client_id}, but not the rest")
             aside = f"; set aside as {result.aside}" if result.aside not in (None, result.path) else ""
             print(f"{result.path}: {'the rest is ' if result.batches else ''}not delivered: {result.error}{aside}", file=sys.stderr)
         elif result.skipped:
@@ -453,8 +453,10 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *
                 "--all-hosts if its store path is shared with this host"
             )
         elif result.batches:
-            before = f" (the store had {batches(result.written_before)} of it already)" if result.written_before else ""
-            print(f"{result.path}: delivered {batches(result.batches)} of client {result.client_id}{before}")
+            before = (
+                f"; the store had {events_in(result.events_before, result.written_before)} of it already" if result.written_before else ""
+            )
+            print(f"{result.path}: delivered {events_in(result.events, result.batches)} of client {result.client_id}{before}")
         elif not result.written_before:
             # Every batch undecodable or refused whole: the lines below say which and why.
             print(f"{result.path}: {'' if result.kept else 'removed, '}none of its batches of client {result.client_id} could be delivered")
@@ -462,7 +464,7 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *
             # "delivered 0 batches" read as a failure: the daemon had written them before the file was read.
             print(
                 f"{result.path}: {'' if result.kept else 'removed, '}nothing to send: the store had every batch of client {result.client_id} "
-                f"already ({batches(result.written_before)})"
+                f"already: {events_in(result.events_before, result.written_before)}"
             )
         if result.kept and not result.empty and not result.error:
             print(f"{result.path}: could not be removed ({result.kept}); it is left empty")

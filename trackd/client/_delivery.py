@@ -40,7 +40,7 @@ from ..protocol import (
 from ._launcher import daemon_answers
 from ._ledger import refused_message
 from ._media_folders import has_media_folders, remove_delivered, remove_orphaned
-from ._outbox import batches, client_logger, events, warn
+from ._outbox import batches, client_logger, events, events_in, warn
 from ._spool import SPOOL_READ_SIZE, SpoolDamaged, SpoolReader, _locked, _reason, _same_file, _write_all, spool_files
 from ._transport import handshake, make_hello
 
@@ -50,7 +50,7 @@ class SyncResult(Value):
 
     __slots__ = (
         "path", "client_id", "batches", "skipped", "other_host", "rejected", "rejected_unnamed", "undecodable", "error", "file_fault", "empty", "gone",
-        "aside", "written_before", "kept",
+        "aside", "written_before", "events", "events_before", "kept",
     )
 
     def __init__(
@@ -61,8 +61,11 @@ class SyncResult(Value):
         self.path = path
         self.client_id = client_id
         self.batches = batches
-        # Batches of the file the daemon had written already (its Welcome's resume_seq): not sent again.
+        self.events = 0  # the records of those ``batches`` (a metric series counts its points)
+        # Batches of the file the daemon had written already (its Welcome's resume_seq): not sent
+        # again; ``events_before`` counts their records.
         self.written_before = 0
+        self.events_before = 0
         self.skipped = skipped  # its client is alive and delivers it itself
         self.empty = empty  # removed: its client could not write even its Hello (a full disk), so it holds nothing
         # Why the file, empty (``empty``) or delivered and emptied, is left on disk: it could not be
@@ -238,15 +241,21 @@ def _send_spool(
         # Bounded like the wait below: a daemon that stops reading (SIGSTOP, a store whose
         # backlog is full) held `trackd sync --timeout 3` in a send for ever, and the lock with it.
         damage = None
-        result.written_before = 0  # counted again on each try: those sent on an earlier one are not "before"
+        # Counted again on each try: those sent on an earlier one are not "before".
+        result.written_before = result.events_before = 0
+        _tally(result, sent, refused)
         try:
             for seq, records, frame in reader.batches():
                 if seq <= welcome.resume_seq:
-                    result.written_before += seq not in sent
+                    if seq not in sent:
+                        result.written_before += 1
+                        result.events_before += records
                 elif seq not in refused:
                     transport.send(frame, timeout=timeout)
+                    if seq not in sent:
+                        result.batches += 1
+                        result.events += records
                     sent[seq] = records
-                    result.batches = len(sent.keys() - refused.keys())
                     # Its acks are read as they come: a daemon stops reading a connection that leaves
                     # more than a bound of replies unread, and the send above would then wait in vain.
                     while (data := transport.receive_available()) is not None:
@@ -310,11 +319,18 @@ def _take_replies(
             result.rejected.append(f"{event.item}: {event.message}")
             result.rejected_unnamed += event.items - 1
         elif isinstance(event, FlushDone):
-            result.batches = len(sent.keys() - refused.keys())
+            _tally(result, sent, refused)
             return True
         elif isinstance(event, (ErrorReply, ConnectionClosed)):
             raise DaemonUnavailable(f"The daemon closed the connection while {path} was delivered ({event!r}).")
     return False
+
+
+def _tally(result: SyncResult, sent: dict[int, int], refused: dict[int, str]) -> None:
+    """Count in ``result`` the batches ``sent`` that the daemon did not refuse, and their records."""
+    delivered = sent.keys() - refused.keys()
+    result.batches = len(delivered)
+    result.events = sum(sent[seq] for seq in delivered)
 
 
 def sync_spools(
@@ -401,7 +417,7 @@ def deliver_orphans_in_background(directory: Path, socket_path: Path, own: Path 
             elif result.error:
                 _warn_undelivered(result)  # the batches before a damage are delivered: what follows is said too
             elif result.batches:
-                client_logger().info("Delivered %s of client %s", counted(result.batches, "spooled batch"), result.client_id)
+                client_logger().info("Delivered %s of client %s", events_in(result.events, result.batches), result.client_id)
             # The process that logged them is gone: this is the one place left to say what of its
             # spool did not reach the store (`trackd sync` says it the same way), beyond the
             # daemon status's counter.
@@ -433,7 +449,7 @@ def _warn_undelivered(result: SyncResult) -> None:
         )
     elif result.aside is not None:
         # Its batches before the damage are delivered: what is set aside is only what could not be.
-        done = f"delivered {batches(result.batches)} of the spool of an exited process, but not the rest" if result.batches else (
+        done = f"delivered {events_in(result.events, result.batches)} of the spool of an exited process, but not the rest" if result.batches else (
             "could not deliver the spool of an exited process"
         )
         warn(

@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable
 
 from ..errors import DaemonUnavailable, RemoteProtocolError
+from .._words import counted
 from ..protocol import ARTIFACT, Connection, ErrorCode, Hello, Welcome
 from ._launcher import MAX_ENDED_STARTS, DaemonCannotStart, DaemonStoppedStarting, Started, gone_before_handshake, start_daemon
-from ._outbox import warn
+from ._outbox import batches, events_in, warn
 from ._sender_state import SenderState
 from ._transport import DaemonRefused, HandshakeUnanswered, Transport, gave_up_error, handshake, make_hello
 
@@ -156,14 +157,14 @@ class SenderConnect(SenderState):
             # that drops (TRACKD_ON_FULL=drop) and every flush for as long as the open took.
             unreadable: OSError | RemoteProtocolError | None = None
             try:
-                spooled = self._spill.replay(welcome.resume_seq)
+                spooled, spooled_events = self._spill.replay(welcome.resume_seq)
             except (OSError, RemoteProtocolError) as exc:
                 if self._spill.unreadable_for_now(exc):
                     # Out of descriptors or memory for a moment: the file and its counts stay, and
                     # the next attempt (after the usual backoff) reads it again. The daemon skips a
                     # batch numbered below one it received, so nothing newer may go before it.
                     raise DaemonUnavailable(f"The spool file could not be read back for now ({exc}).") from exc
-                spooled, unreadable = 0, exc
+                spooled, spooled_events, unreadable = 0, 0, exc
         except BaseException:
             transport.close()  # not the sender's yet: nothing else would close it
             raise
@@ -192,7 +193,7 @@ class SenderConnect(SenderState):
                 # the next flush says how many. It used to fail every reconnect, so nothing logged
                 # after it was delivered while flushes blamed a healthy daemon.
                 self._ledger.refuse(*self._spill.lost_file(welcome.resume_seq, unreadable))
-            resend = len(self._ledger.unacked)
+            resend, resend_events = len(self._ledger.unacked), self._ledger.unacked_events
             # Everything not acknowledged goes again, the spool first (see _send_spooled), at
             # once: the next cycle does not wait out the send interval first (60 s in a test,
             # where a flush waiting on a resent batch timed out).
@@ -213,10 +214,12 @@ class SenderConnect(SenderState):
         # this process started its successor): the line saying the events wait for a daemon or
         # `trackd sync` was the last word on them, though this daemon got them a moment later.
         if self._warned_unavailable or spool_announced:
-            warn(
-                f"reconnected to the daemon at {path}; resending {spooled} spooled and "
-                f"{resend} unacknowledged batches."
-            )
+            # Events first, as the line that spooled them counted them ("resending 22 spooled and 3
+            # unacknowledged batches" could not be matched with "15302 events ... spooled").
+            resending = [f"{counted(spooled_events, 'spooled event')} ({batches(spooled)})"] if spooled else []
+            if resend:
+                resending.append(f"{events_in(resend_events, resend)} not acknowledged yet")
+            warn(f"reconnected to the daemon at {path}; {'resending ' + ' and '.join(resending) if resending else 'nothing to resend'}.")
             self._warned_unavailable = False
         self._spill.deliver_orphans_once()
 

@@ -284,17 +284,19 @@ class Spill:
 
     # -- sending the spool file again --------------------------------------------------------------
 
-    def replay(self, after: int) -> int:
+    def replay(self, after: int) -> tuple[int, int]:
         """Start sending the spool file again, from the batch after ``after`` (the daemon holds the
-        ones up to it); returns how many batches that is. OSError or RemoteProtocolError when the
-        file cannot be read back (see ``lost_file``). It opens the file and reads its Hello: the
-        sender calls it without its lock (see ``write``)."""
+        ones up to it); returns how many batches that is, and their records. OSError or
+        RemoteProtocolError when the file cannot be read back (see ``lost_file``). It opens the file
+        and reads its Hello: the sender calls it without its lock (see ``write``)."""
         self.stop_replay()
         spool = self._spool
-        count = spool.batches_after(after) if spool is not None else 0
-        if spool is not None and count:
+        if spool is None:
+            return 0, 0
+        count, records = spool.batches_after(after), spool.records_after(after)
+        if count:
             self._replay = _Replay(spool.reader(), after)
-        return count
+        return count, records
 
     def next_spooled(self) -> bytes | None:
         """The spool file's next frame to send, counted in flight until acknowledged; None once
