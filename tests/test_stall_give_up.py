@@ -105,7 +105,7 @@ def test_a_logging_call_gives_a_stopped_daemon_up_and_every_point_lands_once_aft
         "waited for room (TRACKD_CONNECT_TIMEOUT=3): it may be stopped (SIGSTOP, a debugger), stuck writing to its disk "
         f"or deadlocked; they are spooled to {spool_dir}/"
     ) in given_up[0], given_up[0]
-    assert "Until then, what follows is spooled there too" in given_up[0]
+    assert "Events logged after this are spooled there too until a daemon answers, and counted when this process closes its clients." in given_up[0]
     # The one line when the daemon answers again, as after any outage.
     assert len([line for line in child.err if line.startswith("trackd: reconnected to the daemon at")]) == 1, child.stderr()
     stats = json.loads(_line(child, "logged")[1])  # type: ignore[index]

@@ -3,7 +3,8 @@
 A process that exits with no daemon says "3003 events were not delivered ...; they are spooled to
 <file>"; `trackd sync` then said "<file>: delivered 1 batch of client ...", and a reconnect said
 "resending 22 spooled and 3 unacknowledged batches": nobody could check that what was spooled
-arrived. They say events now, with the batches in brackets.
+arrived. They say events now, with the batches in brackets. And the spooling line of a script's
+last `end_run()` no longer promises that "what follows" is spooled too.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def test_trackd_sync_says_it_delivered_the_events_the_exit_said_it_spooled(socke
     assert spooled is not None, job.stderr
     count, spool = int(spooled[1]), spooled[2]
     assert count > 2500, job.stderr  # the points, the param, the run's creation and end
+    # The run's end was the script's last call: its line said "Until then, what follows is spooled
+    # there too", of nothing that followed.
+    assert "what follows" not in job.stderr and "Events logged after this are spooled there too until" in job.stderr, job.stderr
 
     daemon = DaemonProcess(socket_path).start()
     try:

@@ -484,8 +484,8 @@ class GiveUp(OnFullPolicy):
             self._spill.held_said = self._spill.held_said or held > 0
             return
         if self._unannounced and (final or not self._gave_up_announced):
-            # Nothing follows a final give-up (the sender closes): "Until then, what follows is
-            # spooled there too, counted when this process closes its clients" was said by the close.
+            # Nothing follows a final give-up (the sender closes): "Events logged after this are
+            # spooled there too ..." was said by the close.
             more = spooled > self._unannounced
             warn(self._spill.gave_up_message(
                 self._unannounced, reason, more=more, last=exiting or final, in_spool=spooled, store_refusing=store_refusing,

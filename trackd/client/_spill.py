@@ -525,7 +525,9 @@ class Spill:
         return (
             f"{events(count, 'were not delivered', more=more)}: {reason}; {_they(count, 'are')} spooled to "
             f"{self._path()}{total} and delivered when a daemon answers, or by `trackd sync` on {_HOST}."
-            + ("" if more or last else " Until then, what follows is spooled there too, counted when this process closes its clients.")
+            # Conditional: a script's last end_run() gives up here too, and "Until then, what follows
+            # is spooled there too" was its last word, of nothing that followed.
+            + ("" if more or last else " Events logged after this are spooled there too until a daemon answers, and counted when this process closes its clients.")
         )
 
     def held_message(self, count: int, reason: str, *, lost: bool) -> str:
