@@ -130,15 +130,28 @@ def search_runs(
     experiment_ids: list[str] | None = None, filter_string: str = "", run_view_type: int = 1,
     max_results: int = SEARCH_MAX_RESULTS_PANDAS, order_by: list[str] | None = None, output_format: str = "pandas",
     search_all_experiments: bool = False, experiment_names: list[str] | None = None,
-) -> list[Run]:
-    """The runs of these experiments (default: the active one), newest first or in ``order_by``, as a list: pass
-    ``output_format="list"`` (MLflow's default, a pandas DataFrame, is not implemented). As
-    Client.search_runs, with MLflow's search grammar (``filter_string``, ``order_by``)."""
-    if output_format != "list":
+) -> Any:
+    """The runs of these experiments (default: the active one), newest first or in ``order_by``: as
+    MLflow's pandas DataFrame (the default, which needs pandas: see _runs_frame), or as a list of
+    runs with ``output_format="list"``. As Client.search_runs, with MLflow's search grammar
+    (``filter_string``, ``order_by``)."""
+    if output_format not in ("list", "pandas"):
         raise InvalidArgument(
-            f"trackd.search_runs(output_format={output_format!r}) is not implemented: it returns the runs as a list "
-            "with output_format='list'. For a pandas DataFrame, call mlflow.search_runs on the same ./mlruns."
+            f"Unsupported output format: {output_format!r}. Supported string values are 'pandas' or 'list'."
         )
+    runs = _search_runs(experiment_ids, filter_string, run_view_type, max_results, order_by, search_all_experiments, experiment_names)
+    if output_format == "list":
+        return runs
+    from ._runs_frame import runs_frame
+
+    return runs_frame(runs)
+
+
+def _search_runs(
+    experiment_ids: list[str] | None, filter_string: str, run_view_type: int, max_results: int,
+    order_by: list[str] | None, search_all_experiments: bool, experiment_names: list[str] | None,
+) -> list[Run]:
+    """search_runs' runs, as a list."""
     if experiment_ids and experiment_names:
         raise InvalidArgument("Only experiment_ids or experiment_names can be used, but not both")
     client = get_client()
