@@ -91,6 +91,13 @@ def test_each_exit_line_of_a_rank_or_a_worker_names_it(daemon: DaemonProcess, st
     for pid, prefix in expected.items():
         said = [line for line in lines if line.startswith(prefix)]
         # Each says that its events were not delivered and were spooled; they all said "trackd: ".
-        assert any("were not delivered" in line and "spooled to" in line for line in said), (pid, prefix, lines)
+        # A spill can outlast the exit's 1 s wait for it on a loaded machine: "... still being
+        # written to the spool file ...", the other line of events going to the spool. (A clean-clone
+        # CI run beside other work failed here once, its lines cut short in the report, so the cause
+        # is not known: the message now holds them all.)
+        spooled = ("spooled to", "still being written to the spool file")
+        assert any("were not delivered" in line and any(words in line for words in spooled) for line in said), (
+            f"no line of pid {pid} ({prefix!r}) says its events were spooled:\n" + "\n".join(lines)
+        )
     named = sum(len([line for line in lines if line.startswith(prefix)]) for prefix in expected.values())
     assert named == len(lines), lines  # every line is one of theirs, whole
