@@ -289,6 +289,40 @@ print("run", run.info.run_id, flush=True)
 """
 
 
+# The start of a sitecustomize (sitecustomize_env) that acts in a job's interpreter between its
+# connects to the daemons it starts: ``_hook_daemon_connects(before)`` makes every later connect to
+# TRACKD_SOCKET that something listens on first call ``before(pid, nth, count)``: the pid in the
+# daemon's pid file (TRACKD_TEST_PID_FILE), which daemon this job found listening it is (1, 2, ...)
+# and which connect to it this is (after a start, 1 is the launcher's probe, 2 the handshake).
+HOOK_DAEMON_CONNECTS = """
+import os, socket
+
+def _hook_daemon_connects(before):
+    _connect, _connects = socket.socket.connect, {}
+
+    def _listening():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            _connect(probe, os.environ["TRACKD_SOCKET"])
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
+    def connect(self, address):
+        if address == os.environ["TRACKD_SOCKET"] and _listening():
+            with open(os.environ["TRACKD_TEST_PID_FILE"]) as pid_file:
+                pid = int(pid_file.read())
+            _connects[pid] = _connects.get(pid, 0) + 1
+            before(pid, list(_connects).index(pid) + 1, _connects[pid])
+        return _connect(self, address)
+
+    socket.socket.connect = connect
+    return _listening
+"""
+
+
 def sitecustomize_env(socket_path: Path, tmp_path: Path, sitecustomize: str, **extra: str) -> dict[str, str]:
     """child_env for a job that autostarts its daemon, with ``sitecustomize`` run first in every Python
     process it starts (the daemon inherits its PYTHONPATH) and its store and spool in ``tmp_path``."""

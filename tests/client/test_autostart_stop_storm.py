@@ -21,44 +21,26 @@ from mlflow.tracking import MlflowClient
 from trackd._paths import DaemonPaths
 from trackd.client._launcher import MAX_ENDED_STARTS
 
-from helpers import SHORT_JOB, Child, sitecustomize_env
+from helpers import HOOK_DAEMON_CONNECTS, SHORT_JOB, Child, sitecustomize_env
 
-# In the daemon's interpreter: note its pid. In the job's: before a connect to the daemon's socket
-# that something listens on, count it as a connect to the daemon its pid file names, and run `trackd
-# daemon stop` first when it is the one the storm stops at (the hook is off in the stop's process).
-STOP_EVERY_DAEMON = """
-import os, socket, subprocess, sys
+# In the daemon's interpreter: note its pid. In the job's: before a connect to a daemon it finds
+# listening, run `trackd daemon stop` first when it is the one the storm stops at (the hook is off
+# in the stop's process).
+STOP_EVERY_DAEMON = HOOK_DAEMON_CONNECTS + """
+import subprocess, sys
 if sys.orig_argv[1:3] == ["-m", "trackd.daemon"]:
     with open(os.environ["TRACKD_TEST_STARTS"], "a") as starts:
         starts.write(f"{os.getpid()}\\n")
 elif "TRACKD_TEST_STOPS" in os.environ:
-    _connect, _connects = socket.socket.connect, {}
+    def _stop_in_the_storm(pid, nth, count):
+        calm = nth > int(os.environ.get("TRACKD_TEST_STORM_LENGTH", "1000"))  # the storm is over
+        if not calm and count == (1 if nth % 2 and os.environ["TRACKD_TEST_STORM"] == "alternate" else 2):
+            env = {name: value for name, value in os.environ.items() if name != "TRACKD_TEST_STOPS"}
+            stop = subprocess.run([sys.executable, "-m", "trackd", "daemon", "stop"], env=env, capture_output=True, text=True)
+            with open(os.environ["TRACKD_TEST_STOPS"], "a") as stops:
+                stops.write(f"{pid} {stop.returncode} {stop.stdout.strip()}\\n")
 
-    def _listening():
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            _connect(probe, os.environ["TRACKD_SOCKET"])
-            return True
-        except OSError:
-            return False
-        finally:
-            probe.close()
-
-    def connect(self, address):
-        if address == os.environ["TRACKD_SOCKET"] and _listening():
-            with open(os.environ["TRACKD_TEST_PID_FILE"]) as pid_file:
-                pid = int(pid_file.read())
-            _connects[pid] = _connects.get(pid, 0) + 1
-            nth = list(_connects).index(pid) + 1  # the nth daemon this job found listening
-            calm = nth > int(os.environ.get("TRACKD_TEST_STORM_LENGTH", "1000"))  # the storm is over
-            if not calm and _connects[pid] == (1 if nth % 2 and os.environ["TRACKD_TEST_STORM"] == "alternate" else 2):
-                env = {name: value for name, value in os.environ.items() if name != "TRACKD_TEST_STOPS"}
-                stop = subprocess.run([sys.executable, "-m", "trackd", "daemon", "stop"], env=env, capture_output=True, text=True)
-                with open(os.environ["TRACKD_TEST_STOPS"], "a") as stops:
-                    stops.write(f"{pid} {stop.returncode} {stop.stdout.strip()}\\n")
-        return _connect(self, address)
-
-    socket.socket.connect = connect
+    _hook_daemon_connects(_stop_in_the_storm)
 """
 
 @pytest.mark.parametrize("storm", ["handshake", "alternate"])

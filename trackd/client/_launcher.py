@@ -45,6 +45,11 @@ AUTOSTART_IDLE_TIMEOUT = 600.0
 # One that exits with a code and no exit report (a bad flag) said why, and would say it again.
 MAX_ENDED_STARTS = 3
 RESTART_DELAY = 0.25
+# How long a client waits for the daemon it started, which answered the start's probe and was gone
+# by the handshake, to exit and be reaped, to tell from its exit status how it ended. Its socket
+# refuses connections once the kernel closed it, before its parent can reap it: one SIGKILLed there
+# had no exit status yet, and was said to have been stopped (6 of 6 times).
+REAP_WAIT = 1.0
 
 
 def daemon_answers(path: Path, timeout: float = 1.0) -> bool:
@@ -128,12 +133,19 @@ def wait_until_answering(
 
 class Started(NamedTuple):
     """What ``start_and_wait`` did: the last process it started, whether a daemon answered, and
-    how many of the processes it started were killed by a signal, or stopped, before one answered."""
+    how many of the processes it started were killed by a signal, stopped, or exited with an error
+    code (``crashed``) before one answered."""
 
     process: subprocess.Popen[bytes] | None  # None: another process started the daemon that answers
     answered: bool
     killed: int
     stopped: int
+    crashed: int = 0
+
+    @property
+    def ended(self) -> int:
+        """How many daemons it started ended before one answered, however they ended."""
+        return self.killed + self.stopped + self.crashed
 
 
 def was_stopped(paths: DaemonPaths, process: subprocess.Popen[bytes]) -> bool:
@@ -146,7 +158,7 @@ def was_stopped(paths: DaemonPaths, process: subprocess.Popen[bytes]) -> bool:
 
 def start_and_wait(
     paths: DaemonPaths, timeout: float, *, idle_timeout: float | None = AUTOSTART_IDLE_TIMEOUT, extra_args: list[str] | None = None,
-    stop: Callable[[], bool] | None = None, killed: int = 0, stopped: int = 0,
+    stop: Callable[[], bool] | None = None, earlier: Started | None = None,
 ) -> Started:
     """Start a daemon and wait until one answers, or (``stop``) until ``stop()`` is true.
 
@@ -167,9 +179,15 @@ def start_and_wait(
     at most MAX_ENDED_STARTS starts in all. When many clients start at once, only the one whose
     process won the lock sees it killed or stopped (the others' exit "already running" and wait for
     the lock to be free, as above), so each client starts at most that many more, never one a tick.
-    ``killed`` and ``stopped`` count those a client's connect attempt started before this start
-    (gone by its handshake): the bound is the attempt's, and so are the counts returned.
+    ``earlier`` counts those a client's connect attempt started before this start (gone by its
+    handshake): the bound is the attempt's, and so are the counts returned. The last one's exit
+    with an error code (a bad flag) is counted too, for the error's count of starts.
     """
+    killed, stopped, crashed = (earlier.killed, earlier.stopped, earlier.crashed) if earlier else (0, 0, 0)
+
+    def result(process: subprocess.Popen[bytes] | None, answered: bool) -> Started:
+        return Started(process, answered, killed, stopped, crashed)
+
     deadline = time.monotonic() + timeout
     problem = socket_path_problem(paths.socket)
     if problem is not None:
@@ -178,29 +196,30 @@ def start_and_wait(
     with _starting_turn(paths, deadline, stop) as turn:
         if not turn or daemon_answers(paths.socket, timeout=0.5):
             # Another process started it (or is still at it when the time ran out).
-            return Started(None, daemon_answers(paths.socket, timeout=0.5), killed, stopped)
+            return result(None, daemon_answers(paths.socket, timeout=0.5))
         process = spawn_daemon(paths, idle_timeout=idle_timeout, extra_args=extra_args)
         delay = RESTART_DELAY
         while not wait_until_answering(paths, process, deadline - time.monotonic(), stop=stop):
             if stop is not None and stop():
-                return Started(process, False, killed, stopped)
+                return result(process, False)
             code = process.poll()
             if code is not None and code < 0:
                 killed += 1
-                if killed + stopped >= MAX_ENDED_STARTS or time.monotonic() + delay >= deadline:
-                    return Started(process, False, killed, stopped)
+                if killed + stopped + crashed >= MAX_ENDED_STARTS or time.monotonic() + delay >= deadline:
+                    return result(process, False)
                 time.sleep(delay)
                 delay *= 2
                 if daemon_answers(paths.socket):
-                    return Started(process, True, killed, stopped)  # another start answered meanwhile
+                    return result(process, True)  # another start answered meanwhile
             elif code != ALREADY_RUNNING_EXIT_CODE and was_stopped(paths, process):
                 stopped += 1
-                if killed + stopped >= MAX_ENDED_STARTS or time.monotonic() >= deadline:
-                    return Started(process, False, killed, stopped)
+                if killed + stopped + crashed >= MAX_ENDED_STARTS or time.monotonic() >= deadline:
+                    return result(process, False)
             elif code != ALREADY_RUNNING_EXIT_CODE or time.monotonic() >= deadline:
-                return Started(process, False, killed, stopped)
+                crashed += code not in (None, 0, ALREADY_RUNNING_EXIT_CODE)  # (--help's 0 is no error)
+                return result(process, False)
             process = spawn_daemon(paths, idle_timeout=idle_timeout, extra_args=extra_args)
-        return Started(process, True, killed, stopped)
+        return result(process, True)
 
 
 @contextlib.contextmanager
@@ -242,8 +261,8 @@ def _lock_is_free(paths: DaemonPaths) -> bool:
 class DaemonCannotStart(DaemonUnavailable):
     """Starting a daemon failed in a way that starting it again at once would repeat: its folder
     is refused (a socket straight in /tmp), or it exited before it answered (a bad flag in
-    TRACKD_DAEMON_ARGS or TRACKD_LOOP, a store it may not use), or every daemon started was killed
-    or stopped before it answered (MAX_ENDED_STARTS)."""
+    TRACKD_DAEMON_ARGS or TRACKD_LOOP, a store it may not use), or every daemon started was killed,
+    stopped or crashed before it answered (MAX_ENDED_STARTS)."""
 
 
 class DaemonStoppedStarting(DaemonCannotStart):
@@ -251,14 +270,21 @@ class DaemonStoppedStarting(DaemonCannotStart):
     process, the last one too: they ran, so "none could be started" is not said of them."""
 
 
-def _ended_starts(earlier: tuple[int, str], last: tuple[int, str]) -> str:
+# How the count of each way a daemon ended is said (``Started``'s fields), in this order.
+_ENDED_WORDS = {"killed": "killed", "stopped": "stopped", "crashed": "exited with an error"}
+
+
+def _ended_starts(started: Started, last: str) -> str:
     """How the daemons this client started ended, when it started more than one: " (3 starts, each
-    stopped)", " (3 starts, 1 killed, 2 stopped)", the way the last one ended (``last``) named last."""
-    total = earlier[0] + last[0]
-    if total <= 1:
+    stopped)", " (3 starts, 1 killed, 2 stopped)", the way the last one ended (``last``, a count of
+    ``Started``) named last."""
+    if started.ended <= 1:
         return ""
-    how = f"each {last[1]}" if not earlier[0] else f"{earlier[0]} {earlier[1]}, {last[0]} {last[1]}"
-    return f" ({total} starts, {how})"
+    counts = {how: getattr(started, how) for how in _ENDED_WORDS}
+    if counts[last] == started.ended:
+        return f" ({started.ended} starts, each {_ENDED_WORDS[last]})"
+    order = [how for how in _ENDED_WORDS if how != last and counts[how]] + [last] * bool(counts[last])
+    return f" ({started.ended} starts, {', '.join(f'{counts[how]} {_ENDED_WORDS[how]}' for how in order)})"
 
 
 def start_daemon(
@@ -276,9 +302,7 @@ def start_daemon(
     """
     paths = default_paths(socket_path)
     try:
-        started = start_and_wait(
-            paths, timeout, stop=stop, killed=earlier.killed if earlier else 0, stopped=earlier.stopped if earlier else 0,
-        )
+        started = start_and_wait(paths, timeout, stop=stop, earlier=earlier)
     except PermissionError as exc:
         raise DaemonCannotStart(f"Cannot start a trackd daemon for {paths.socket}: {exc}") from exc
     except OSError as exc:  # its folder cannot be made (a file in the way), the fork failed: not soon again
@@ -299,37 +323,67 @@ def start_daemon(
         )
     code = process.poll()
     if code not in (None, ALREADY_RUNNING_EXIT_CODE):
-        raise _ended_error(paths, started, stopped_last=was_stopped(paths, process))
+        raise _ended_error(paths, started, last="stopped" if was_stopped(paths, process) else "killed" if code < 0 else "crashed")
     raise DaemonUnavailable(
         f"A trackd daemon was started for {paths.socket} but did not answer within {timeout:g} s; see {paths.log}."
     )
 
 
-def gone_before_handshake(socket_path: Path, started: Started) -> tuple[Started, DaemonCannotStart]:
+def gone_before_handshake(
+    socket_path: Path, started: Started, *, shutting_down: bool, stop: Callable[[], bool] | None = None,
+) -> tuple[Started, DaemonCannotStart]:
     """``started`` (its process this client's), whose daemon answered the start's probe and was gone by
-    the client's handshake (`trackd daemon stop` landing in between), with that daemon counted among
-    those that ended before they answered: killed when a signal ended it, else stopped (it refused
-    the handshake as shutting down, or exited after). With the error to give up with, should the
-    client start no more (MAX_ENDED_STARTS counted): the stop's, not "none could be started"."""
+    the client's handshake (`trackd daemon stop` landing in between, a kill, a crash), with that daemon
+    counted among those that ended before they answered, as the facts say: stopped when it said so
+    (it refused the handshake as ``shutting_down``, or left its exit report, or exited 0), killed
+    when its exit status names a signal, crashed when it names another code. With the error to give
+    up with, should the client start no more (MAX_ENDED_STARTS counted): a stop's is not "none
+    could be started".
+
+    Its exit status is waited for, up to REAP_WAIT (less once ``stop()`` is true: the sender's
+    question, as in ``start_daemon``): its socket closes before it can be reaped. One still running
+    then closed its socket and lives on: it is shutting down (stopped)."""
     assert started.process is not None
-    code = started.process.poll()
-    killed = code is not None and code < 0
-    started = started._replace(answered=False, killed=started.killed + killed, stopped=started.stopped + (not killed))
-    return started, _ended_error(default_paths(socket_path), started, stopped_last=not killed)
+    paths = default_paths(socket_path)
+    code = None if shutting_down else _exit_status(started.process, stop)
+    if code is not None and code < 0:
+        how = "killed"
+    elif code in (None, 0, ALREADY_RUNNING_EXIT_CODE) or read_exit_report(paths, started.process.pid) is not None:
+        # (ALREADY_RUNNING: the daemon that answered was another start's, which went away, as before.)
+        how = "stopped"
+    else:
+        how = "crashed"
+    started = started._replace(answered=False, **{how: getattr(started, how) + 1})
+    return started, _ended_error(paths, started, last=how)
 
 
-def _ended_error(paths: DaemonPaths, started: Started, *, stopped_last: bool) -> DaemonCannotStart:
-    """Why the daemons ``started`` counts did not answer, the last one (``started.process``, which
-    ended, or is shutting down when ``stopped_last``) named, with the last line of the log."""
+def _exit_status(process: subprocess.Popen[bytes], stop: Callable[[], bool] | None) -> int | None:
+    """``process``'s exit status, waiting up to REAP_WAIT for it (here, or in the thread that reaps it,
+    ``_reap_when_it_exits``: poll() says None while that thread waits), less once ``stop()`` is
+    true; None if it still runs."""
+    import subprocess  # (imported when the process was started)
+
+    deadline = time.monotonic() + REAP_WAIT
+    while True:
+        try:
+            return process.wait(timeout=max(0.0, min(0.05, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline or (stop is not None and stop()):
+                return process.poll()
+
+
+def _ended_error(paths: DaemonPaths, started: Started, *, last: str) -> DaemonCannotStart:
+    """Why the daemons ``started`` counts did not answer, the last one (``started.process``) named as
+    it ended (``last``, a count of ``Started``: "stopped" also for one still shutting down), with
+    the last line of the log."""
     assert started.process is not None
     said = f"{last_log_line(paths.log) or 'its log is empty'} (log: {paths.log})"
-    if stopped_last:
-        starts = _ended_starts((started.killed, "killed"), (started.stopped, "stopped"))
+    starts = _ended_starts(started, last)
+    if last == "stopped":
         return DaemonStoppedStarting(
             f"The trackd daemon started for {paths.socket} was stopped (`trackd daemon stop`, a SIGTERM) before it "
             f"answered this process{starts}: {said}."
         )
-    starts = _ended_starts((started.stopped, "stopped"), (started.killed, "killed"))
     code = started.process.poll()
     assert code is not None
     return DaemonCannotStart(f"The trackd daemon started for {paths.socket} {how_it_ended(code)} before it answered{starts}: {said}.")

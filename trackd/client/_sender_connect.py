@@ -231,8 +231,8 @@ class SenderConnect(SenderState):
         once, up to MAX_ENDED_STARTS such rounds. The rounds share one launcher bound: each daemon
         this client started that ended before it answered (in the launcher's wait, or gone by the
         handshake) counts, and at MAX_ENDED_STARTS the attempt fails as the launcher's does, saying
-        the daemons were stopped (or killed). Returns the handshake's, and the ``ahead`` of the
-        handshake that got the Welcome (None: what went ahead of a refusal is to be resent).
+        how the daemons ended (stopped, killed, exited with a code). Returns the handshake's, and
+        the ``ahead`` of the handshake that got the Welcome (None: what went ahead of a refusal is to be resent).
 
         The failed handshake was raised instead, counted as an attempt that found no daemon, and
         the next start waited the spawn interval (1 s): a short job's exit gave the daemon up at
@@ -259,8 +259,10 @@ class SenderConnect(SenderState):
                 if not gone or self._stopping or self._spill_requested:
                     raise
                 if started.process is not None:  # this client's: it counts against the start bound
-                    started, failure = gone_before_handshake(path, started)
-                    if rounds == MAX_ENDED_STARTS or started.killed + started.stopped >= MAX_ENDED_STARTS:
+                    started, failure = gone_before_handshake(
+                        path, started, shutting_down=self._shutting_down(exc), stop=self._should_stop_waiting,
+                    )
+                    if rounds == MAX_ENDED_STARTS or started.ended >= MAX_ENDED_STARTS:
                         self._start_failed(failure)
                         raise failure from exc
                 elif rounds == MAX_ENDED_STARTS:
