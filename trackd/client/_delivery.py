@@ -42,7 +42,8 @@ from ._ledger import refused_message
 from ._media_folders import has_media_folders, remove_delivered, remove_orphaned
 from ._outbox import batches, client_logger, events, events_in, warn
 from ._spool import SPOOL_READ_SIZE, SpoolDamaged, SpoolReader, _locked, _reason, _same_file, _write_all, spool_files
-from ._transport import handshake, make_hello
+from ._control import listener_pid, unanswered_words
+from ._transport import HandshakeUnanswered, handshake, make_hello
 
 
 class SyncResult(Value):
@@ -351,6 +352,11 @@ def sync_spools(
             # Delivered and removed since it was listed: by a `trackd sync` run at the same time,
             # which held its lock, or by its own process. It used to be reported as not delivered.
             results.append(SyncResult(path, gone=True))
+        except HandshakeUnanswered as exc:
+            # A stopped (SIGSTOP) or hung daemon: "did not answer the handshake within 5 s" named
+            # neither its pid nor `kill -CONT <pid>`, which `trackd daemon status` says of it.
+            pid = listener_pid(socket_path, ask=False, timeout=0.5)
+            results.append(SyncResult(path, error=str(exc) if pid is None else unanswered_words(socket_path, pid, timeout)))
         except (DaemonUnavailable, RemoteProtocolError, OSError) as exc:
             result = SyncResult(path, error=str(exc))
             # A daemon that went away or replied nonsense may do better next time; a file that

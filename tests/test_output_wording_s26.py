@@ -1,0 +1,47 @@
+"""Output wording from the session-26 output review: each line names what the user needs to act on."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import DaemonProcess, child_env, create_run_record, metric_records
+
+from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, encode_frame
+
+pytestmark = pytest.mark.timeout(120)
+
+RUN_ID = "0123456789abcdef0123456789abcdef"
+
+
+def _spool_of_a_gone_process(spool_dir: Path, store: Path, client_id: str = "gone") -> Path:
+    """A spool file left by an exited process: its Hello, and a batch creating RUN_ID with 3 points."""
+    spool_dir.mkdir(exist_ok=True)
+    hello = Hello(protocol_version=PROTOCOL_VERSION, client_id=client_id, pid=1, host=socket.gethostname(), store_root=str(store))
+    path = spool_dir / f"{client_id}.spool"
+    path.write_bytes(encode_frame(hello) + encode_frame(Batch(seq=1, records=[create_run_record(RUN_ID), *metric_records(RUN_ID, "loss", 3)])))
+    return path
+
+
+def _sync(socket_path: Path, spool_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trackd.cli", "sync", "--socket", str(socket_path), "--spool-dir", str(spool_dir), *args],
+        capture_output=True, text=True, timeout=60, env=child_env(socket_path),
+    )
+
+
+def test_sync_to_a_stopped_daemon_names_its_pid_and_how_to_resume_it(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
+    # It said "did not answer the handshake within 5 s", where `trackd daemon status` names the
+    # pid, that it is stopped, and `kill -CONT <pid>`.
+    spool_dir = tmp_path / "spool"
+    path = _spool_of_a_gone_process(spool_dir, store)
+    with daemon.paused():
+        result = _sync(daemon.paths.socket, spool_dir, "--timeout", "1")
+    assert result.returncode == 1
+    assert f"(pid {daemon.pid})" in result.stderr and "it is stopped" in result.stderr, result.stderr
+    assert f"`kill -CONT {daemon.pid}` resumes it" in result.stderr, result.stderr
+    assert path.exists()  # left for the next sync
