@@ -111,7 +111,8 @@ def test_a_running_process_says_once_that_it_holds_and_retries_while_its_daemon_
         if second is not None:
             assert second.stop() == 0, second.log()
     assert len(err) == 2, "\n".join(err)
-    assert err[0].startswith(f"trackd: The trackd daemon at {socket_path} is unreachable: ") and err[0].endswith(" and retrying."), err
+    assert err[0].startswith(f"trackd: no daemon answers at {socket_path} and TRACKD_AUTOSTART=0 starts none. Holding "), err
+    assert err[0].endswith(" and retrying until one answers: `trackd daemon start` starts one."), err
     assert err[1].startswith(f"trackd: reconnected to the daemon at {socket_path}; resending "), err
     _, run_id, steps = out[-1].split()
     history = MlflowClient(tracking_uri=str(store)).get_metric_history(run_id, "x")

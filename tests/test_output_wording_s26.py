@@ -45,3 +45,40 @@ def test_sync_to_a_stopped_daemon_names_its_pid_and_how_to_resume_it(daemon: Dae
     assert f"(pid {daemon.pid})" in result.stderr and "it is stopped" in result.stderr, result.stderr
     assert f"`kill -CONT {daemon.pid}` resumes it" in result.stderr, result.stderr
     assert path.exists()  # left for the next sync
+
+
+# Logs a point every 5 ms until file argv[1] exists.
+LOG_UNTIL_TOLD = """
+import os, sys, time, trackd
+with trackd.start_run():
+    step = 0
+    while not os.path.exists(sys.argv[1]):
+        trackd.log_metric("x", float(step), step=step)
+        step += 1
+        time.sleep(0.005)
+"""
+
+
+def test_a_process_retrying_with_autostart_off_says_no_daemon_answers_and_how_to_start_one(
+    socket_path: Path, store: Path, tmp_path: Path
+) -> None:
+    # It said "The trackd daemon at <socket> is unreachable: No such file or directory. Holding N
+    # events and retrying.": the errno's words, and nothing of what would end the wait.
+    stop = tmp_path / "stop"
+    env = child_env(
+        socket_path, TRACKD_AUTOSTART="0", TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(tmp_path / "spool"),
+        TRACKD_CONNECT_TIMEOUT="60",  # no spill while it retries: the retrying line comes first
+    )
+    child = subprocess.Popen([sys.executable, "-c", LOG_UNTIL_TOLD, str(stop)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stderr is not None
+        first = child.stderr.readline()
+        stop.touch()
+        rest = child.communicate(timeout=60)[1]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    assert first.startswith(f"trackd: no daemon answers at {socket_path} and TRACKD_AUTOSTART=0 starts none. Holding "), first + rest
+    assert first.rstrip("\n").endswith(" events and retrying until one answers: `trackd daemon start` starts one."), first + rest
+    assert "No such file or directory" not in first + rest

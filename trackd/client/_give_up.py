@@ -342,19 +342,6 @@ class GiveUp(OnFullPolicy):
             reason = f"the daemon at {path} did not answer within {timeout:g} s"
         self._give_up_on_daemon(reason, final=final, exiting=exiting)
 
-    def _no_daemon_words(self) -> str:
-        """Why a wait ended when an attempt to connect found no daemon and started none, as a clause."""
-        starts = "none could be started" if self.config.autostart else "TRACKD_AUTOSTART=0 starts none"
-        if self.config.autostart and self._spawn_failure:
-            # Why: at exit the line that said it when the start failed is no longer printed
-            # (SenderThread._unreachable_is_news), and a bad TRACKD_LOOP went unnamed.
-            failure = self._spawn_failure.rstrip(".")
-            failure = f"{failure[:1].lower()}{failure[1:]}"
-            if self._spawn_stopped:  # they started, and were stopped: "none could be started" was untrue
-                return f"no daemon answers at {self.config.socket_path}: {failure}"
-            starts += f" ({failure})"
-        return f"no daemon answers at {self.config.socket_path} and {starts}"
-
     def _waited_for(self, path: Path, *, written: bool) -> tuple[str, str | None]:
         """What a bounded flush's wait is for, in its line, and the word for what the daemon
         acknowledges (None: only the spool file waits): the events to reach the daemon

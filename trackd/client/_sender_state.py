@@ -167,6 +167,19 @@ class SenderState:
             return without_socket_words(paths, socketless)
         return f"the daemon at {self.config.socket_path} is starting (started by this process or another)"
 
+    def _no_daemon_words(self) -> str:
+        """Why a wait ended when an attempt to connect found no daemon and started none, as a clause."""
+        starts = "none could be started" if self.config.autostart else "TRACKD_AUTOSTART=0 starts none"
+        if self.config.autostart and self._spawn_failure:
+            # Why: at exit the line that said it when the start failed is no longer printed
+            # (SenderThread._unreachable_is_news), and a bad TRACKD_LOOP went unnamed.
+            failure = self._spawn_failure.rstrip(".")
+            failure = f"{failure[:1].lower()}{failure[1:]}"
+            if self._spawn_stopped:  # they started, and were stopped: "none could be started" was untrue
+                return f"no daemon answers at {self.config.socket_path}: {failure}"
+            starts += f" ({failure})"
+        return f"no daemon answers at {self.config.socket_path} and {starts}"
+
     def _store_refusing_words(self, sent: int = 0) -> str | None:
         """What the daemon said of a store that refuses writes, as a clause: the store's sentence and
         what the daemon does with the events (``sent``: how many were sent to it, when known); None

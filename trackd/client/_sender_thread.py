@@ -198,8 +198,19 @@ class SenderThread(SenderConnect):
             self._cond.notify_all()
         if exc is not None and not broke and self._unreachable_is_news():
             self._warned_unavailable = True
-            held = self.pending()
-            warn(f"{exc} Holding {events(held)} and retrying." if held else f"{exc} Retrying.")
+            warn(self._retrying_words(exc, self.pending()))
+
+    def _retrying_words(self, exc: BaseException, held: int) -> str:
+        """The line for an outage that a process goes on retrying through, ``held`` events waiting.
+
+        With TRACKD_AUTOSTART=0 and nothing listening it said "The trackd daemon at <socket> is
+        unreachable: No such file or directory. Holding N events and retrying.": the errno's words,
+        and nothing of what would end the wait. It says it as the line that spools them does.
+        """
+        holding = f"Holding {events(held)} and retrying" if held else "Retrying"
+        if not self.config.autostart and isinstance(exc, DaemonUnavailable) and self._nothing_listens(exc):
+            return f"{self._no_daemon_words()}. {holding} until one answers: `trackd daemon start` starts one."
+        return f"{exc} {holding}."
 
     def _unreachable_is_news(self) -> bool:
         """Whether a failed attempt to connect earns the line that says the events are held and
