@@ -82,3 +82,19 @@ def test_a_process_retrying_with_autostart_off_says_no_daemon_answers_and_how_to
     assert first.startswith(f"trackd: no daemon answers at {socket_path} and TRACKD_AUTOSTART=0 starts none. Holding "), first + rest
     assert first.rstrip("\n").endswith(" events and retrying until one answers: `trackd daemon start` starts one."), first + rest
     assert "No such file or directory" not in first + rest
+
+
+def test_status_names_the_log_file_that_says_why_the_last_daemon_ended(socket_path: Path, tmp_path: Path) -> None:
+    # "killed or crashed: see the log" named no file, and a daemon logs where --log-file says.
+    first = DaemonProcess(socket_path).start()
+    first.kill()  # SIGKILL: its pid file stays, with no exit report
+    log = tmp_path / "elsewhere.log"
+    second = DaemonProcess(socket_path, "--log-file", str(log)).start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "trackd.cli", "daemon", "status", "--socket", str(socket_path)],
+            capture_output=True, text=True, timeout=60, env=child_env(socket_path),
+        )
+    finally:
+        assert second.stop() == 0, second.log()
+    assert f"pid {first.pid} ended without a clean exit before this one started (killed or crashed: see {log})" in result.stdout, result.stdout

@@ -50,7 +50,7 @@ def test_a_daemon_killed_with_sigkill_is_named_by_the_next_one_in_its_log_and_st
         result = status(socket_path, tmp_path)
         assert result.returncode == 0, result.stderr
         assert (
-            f"\n  last daemon   pid {killed.pid} ended without a clean exit before this one started (killed or crashed: see the log)\n"
+            f"\n  last daemon   pid {killed.pid} ended without a clean exit before this one started (killed or crashed: see {daemon.paths.log})\n"
         ) in result.stdout
     finally:
         assert daemon.stop() == 0, daemon.log()

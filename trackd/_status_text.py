@@ -46,7 +46,10 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
     ]
     unclean = status.get("unclean_exit_pid")
     if unclean is not None:
-        lines.append(f"  last daemon   pid {unclean} ended without a clean exit before this one started (killed or crashed: see the log)")
+        # "see the log" named no file: a daemon started by hand may log anywhere, or to its stderr.
+        log = status.get("log_file")
+        where = log if isinstance(log, str) else "this daemon's stderr, where it logs" if "log_file" in status else "the daemon's log"
+        lines.append(f"  last daemon   pid {unclean} ended without a clean exit before this one started (killed or crashed: see {where})")
     copies = status.get("copies")
     if isinstance(copies, (list, tuple)):
         lines += [

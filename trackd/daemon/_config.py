@@ -58,6 +58,8 @@ class DaemonConfig:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     # Exit after this many seconds without clients (0: never). The client starts daemons with one.
     idle_timeout: float = 0.0
+    # The file it logs to (absolute), named by `trackd daemon status`; None: its stderr.
+    log_file: str | None = None
 
 
 def fitted_connections(max_connections: int, max_open_files: int | None, file_limit: int) -> int:

@@ -180,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_connections=args.max_connections,
         max_events_per_second=args.max_events_per_second,
         idle_timeout=args.idle_timeout,
+        log_file=os.path.abspath(args.log_file) if args.log_file else None,
     )
     # What the daemon imported at start lives until it exits: not worth a look at every full collection.
     gc.freeze()

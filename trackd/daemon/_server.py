@@ -294,6 +294,7 @@ class Server(WritePath):
             "max_connections": self.max_connections,
             "max_connections_given": self.config.max_connections,
             "unclean_exit_pid": self.unclean_exit_pid,  # the last daemon's, killed or crashed; None
+            "log_file": self.config.log_file,  # None: it logs to its stderr
             "clients": clients,
             "records_received": c.records_received,
             "bytes_received": c.bytes_received,
