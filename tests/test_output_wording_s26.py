@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -98,3 +99,16 @@ def test_status_names_the_log_file_that_says_why_the_last_daemon_ended(socket_pa
     finally:
         assert second.stop() == 0, second.log()
     assert f"pid {first.pid} ended without a clean exit before this one started (killed or crashed: see {log})" in result.stdout, result.stdout
+
+
+def test_status_rounds_its_uptime_as_it_rounds_the_span_its_rates_are_over(daemon: DaemonProcess) -> None:
+    # A daemon 5.8 s old said "uptime 5 s" beside "events/s over the last 5.8 s".
+    result = subprocess.run(
+        [sys.executable, "-m", "trackd.cli", "daemon", "status", "--socket", str(daemon.paths.socket)],
+        capture_output=True, text=True, timeout=60, env=child_env(daemon.paths.socket),
+    )
+    uptime = re.search(r"\n  uptime +(.+)\n", result.stdout)
+    windows = set(re.findall(r"events/s over the last (.+?)\)", result.stdout))
+    assert uptime is not None and len(windows) == 1, result.stdout
+    # Younger than the 10 s rate window, the window is its whole life: the same words.
+    assert windows == {uptime.group(1)} or windows == {"10 s"}, result.stdout

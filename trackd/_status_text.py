@@ -23,11 +23,11 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
     # daemon does not say its span.
     span = status.get("rate_span_s")
     window_s = span if isinstance(span, (int, float)) else min(RATE_WINDOW, float(str(status["uptime_s"])))
-    rate_window = f"over the last {window_s:.2g} s"
+    rate_window = f"over the last {span_words(window_s)}"
     lines = [
         f"trackd daemon pid {status['pid']} (trackd {status['version']}, loop {status['loop']})",
         f"  socket        {status['socket']}",
-        f"  uptime        {duration(float(str(status['uptime_s'])))}",
+        f"  uptime        {span_words(float(str(status['uptime_s'])))}",
         f"  clients       {status['clients_connected']} connected, {status.get('clients_known', len(clients) if isinstance(clients, (list, tuple)) else 0)} known"
         f"{_connection_limit(status)}",
         f"  received      {_count(status['records_received'], 'event')}, {byte_size(status.get('bytes_received', 0))} ({_n(status['receive_rate'])} events/s {rate_window})",
@@ -134,7 +134,7 @@ def _client_rate(client: Mapping[str, object], window_s: float) -> str:
     if not isinstance(span, (int, float)):
         return f", {_n(rate)} events/s"
     # Rounded as the window is, so that a client connected for all of it is said to be over it.
-    over = f"over the last {window_s:.2g} s" if f"{span:.2g}" == f"{window_s:.2g}" else f"over the {span:.2g} s since it connected"
+    over = f"over the last {span_words(window_s)}" if span_words(span) == span_words(window_s) else f"over the {span_words(span)} since it connected"
     return f", {_n(rate)} events/s {over}"
 
 
@@ -177,6 +177,15 @@ def byte_size(size: object) -> str:
         if size < 1024 or unit == "GiB":
             break
     return f"{size:.1f} {unit}"
+
+
+def span_words(seconds: float) -> str:
+    """The daemon's uptime and the spans its rates are over, rounded alike: "5.8 s" under 10 s (the
+    rate window's length), ``duration`` from there on.
+
+    A daemon 5.8 s old said "uptime 5 s" beside rates "over the last 5.8 s".
+    """
+    return f"{seconds:.2g} s" if 0 <= seconds < 10 else duration(seconds)
 
 
 def duration(seconds: float) -> str:
