@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, child_env, create_run_record, metric_records
+from helpers import DaemonProcess, child_env, create_run_record, metric_records, wait_for
+from mlflow.tracking import MlflowClient
 
 from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, encode_frame
 
@@ -112,3 +113,40 @@ def test_status_rounds_its_uptime_as_it_rounds_the_span_its_rates_are_over(daemo
     assert uptime is not None and len(windows) == 1, result.stdout
     # Younger than the 10 s rate window, the window is its whole life: the same words.
     assert windows == {uptime.group(1)} or windows == {"10 s"}, result.stdout
+
+
+# With no daemon: starts a run, waits until its events went to a spool file (which then names the
+# run as owned), ends the run (the end goes to the spool too) and prints the run id.
+SPOOLS_THEN_ENDS = """
+import os, sys, time, trackd
+spool = sys.argv[1]
+with trackd.start_run() as run:
+    trackd.log_metric("x", 1.0)
+    while not (os.path.isdir(spool) and any(name.endswith(".spool") for name in os.listdir(spool))):
+        time.sleep(0.02)
+    trackd.log_metric("x", 2.0, step=1)
+print(run.info.run_id, flush=True)
+"""
+
+
+def test_the_daemon_does_not_say_a_run_whose_end_its_spool_holds_was_not_ended(
+    socket_path: Path, store: Path, tmp_path: Path
+) -> None:
+    # The spool named the run as owned, then held its end: the daemon logged "Spool ... names runs
+    # R its process P had not ended: marked FAILED if they are RUNNING", and wrote it FINISHED.
+    spool_dir = tmp_path / "spool"
+    env = child_env(
+        socket_path, TRACKD_AUTOSTART="0", TRACKD_TRACKING_URI=str(store), TRACKD_SPOOL_DIR=str(spool_dir), TRACKD_CONNECT_TIMEOUT="1",
+    )
+    child = subprocess.run([sys.executable, "-c", SPOOLS_THEN_ENDS, str(spool_dir)], env=env, capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0, child.stderr
+    run_id = child.stdout.split()[-1]
+    daemon = DaemonProcess(socket_path).start()
+    try:
+        assert _sync(socket_path, spool_dir).returncode == 0
+        wait_for(lambda: f"its runs {run_id} are not RUNNING in the store" in daemon.log(), 30, message="the will's check")
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+    named = [line for line in daemon.log().splitlines() if f"names runs {run_id}" in line]
+    assert len(named) == 1 and "had not ended" not in named[0] and "checked once that process has exited" in named[0], named
+    assert MlflowClient(tracking_uri=str(store)).get_run(run_id).info.status == "FINISHED"

@@ -109,7 +109,7 @@ def test_a_run_its_process_ended_in_its_spool_before_it_was_killed_stays_finishe
         run = mlflow_run(store, run_id)
         assert run.info.status == "FINISHED"
         assert FAILURE_REASON_TAG not in run.data.tags
-        assert f"names runs {run_id} its process {child.pid} had not ended" in daemon.log()  # told, and left alone
+        assert f"names runs {run_id}, which its process {child.pid} owned as it spooled" in daemon.log()  # told, and left alone
     finally:
         assert daemon.stop() == 0, daemon.log()
 

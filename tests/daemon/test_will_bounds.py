@@ -160,7 +160,7 @@ def test_a_spooled_will_of_many_runs_is_logged_as_a_count(daemon: DaemonProcess,
     wait_for(lambda: " disconnected: " in daemon.log(), 20, message="the disconnect line")
     log = daemon.log()
     [line] = [line for line in log.splitlines() if "/nowhere.spool names runs" in line]
-    assert f"names runs {', '.join(spooled[:5])} and 995 more its process {os.getpid()} had not ended" in line, line
+    assert f"names runs {', '.join(spooled[:5])} and 995 more, which its process {os.getpid()} owned as it spooled" in line, line
     assert spooled[5] not in log
 
 

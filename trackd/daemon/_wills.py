@@ -198,9 +198,12 @@ class Wills:
             will.gone = before.gone
         # In place of that client's pending will, whichever process it watches (_add_pending).
         will.run_ids = self.budget.fit(will.run_ids, self._held(self._pending.get(session.client_id)), f"process {event.pid}")
+        # Said as the frame arrives, before the spool's batches are written: "its process had not
+        # ended" them was said of a run whose end the spool held, written FINISHED. What the check
+        # does is said when it is done (_fail_runs).
         logger.info(
-            "Spool %s names runs %s its process %d had not ended: marked FAILED if they are RUNNING in the store "
-            "once that process has exited and the spool is gone", event.spool_path, runs, event.pid,
+            "Spool %s names runs %s, which its process %d owned as it spooled: checked once that process has "
+            "exited and the spool is written and gone, and marked FAILED if still RUNNING", event.spool_path, runs, event.pid,
         )
         self._add_pending(will)
 
@@ -544,7 +547,7 @@ def _fail_runs(applier: Applier, will: Will) -> Callable[[], tuple[list[str], li
             f"process {will.pid} on {session.host or 'this host'} exited without ending the run (it was killed, "
             "e.g. by SIGKILL or the OOM killer, or crashed)"
         )
-        failed, refused = [], []
+        failed, refused, ended = [], [], []  # ended: not RUNNING, left alone
         for run_id in will.run_ids:
             try:
                 marked = writer.fail_running_run(run_id, will.lost_at_ms, {FAILURE_REASON_TAG: reason})
@@ -558,6 +561,14 @@ def _fail_runs(applier: Applier, will: Will) -> Callable[[], tuple[list[str], li
             if marked:
                 failed.append(run_id)
                 logger.warning("Marked run %s FAILED in %s: %s", run_id, session.store_root, reason)
+            else:
+                ended.append(run_id)
+        if ended:
+            # The end of a run a spool names is often in that spool: said, the line above ends the story.
+            logger.info(
+                "Process %d has exited: its runs %s are not RUNNING in the store (ended, deleted or never written): "
+                "left as they are", will.pid, listed(ended),
+            )
         return failed, refused
 
     return work
