@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import DaemonProcess, child_env, create_run_record, metric_records, wait_for
+from helpers import DaemonProcess, RawClient, child_env, create_run_record, metric_records, wait_for
 from mlflow.tracking import MlflowClient
 
-from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, encode_frame
+from trackd.protocol import PROTOCOL_VERSION, Batch, Hello, Welcome, encode_frame
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -150,3 +150,26 @@ def test_the_daemon_does_not_say_a_run_whose_end_its_spool_holds_was_not_ended(
     named = [line for line in daemon.log().splitlines() if f"names runs {run_id}" in line]
     assert len(named) == 1 and "had not ended" not in named[0] and "checked once that process has exited" in named[0], named
     assert MlflowClient(tracking_uri=str(store)).get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_sync_connections_close_line_counts_what_it_delivered(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
+    # The spool's client had sent 4 events on its own connection before the daemon lost it; `trackd
+    # sync`, delivering 3 more, closed with "4 + 3 = 7 events received from it": its client's since
+    # its first connection, not this connection's.
+    raw = RawClient(daemon.paths.socket)
+    try:
+        assert isinstance(raw.hello(str(store), client_id="replayed"), Welcome)
+        raw.send(Batch(seq=1, records=[create_run_record(RUN_ID), *metric_records(RUN_ID, "early", 3)]))
+        assert raw.replies_until_ack(1) == []
+    finally:
+        raw.close()
+    wait_for(lambda: "4 events received from it" in daemon.log(), 20, message="the first connection's close line")
+    spool_dir = tmp_path / "spool"
+    path = _spool_of_a_gone_process(spool_dir, store, client_id="replayed")
+    with path.open("ab") as spool:
+        spool.write(encode_frame(Batch(seq=2, records=metric_records(RUN_ID, "late", 3))))
+    result = _sync(daemon.paths.socket, spool_dir)
+    assert result.returncode == 0 and "delivered 3 events (1 batch) of client replayed; the store had 4 events" in result.stdout, result.stdout
+    wait_for(lambda: daemon.log().count(" disconnected: ") == 2, 20, message="the sync connection's close line")
+    closed = [line for line in daemon.log().splitlines() if " disconnected: " in line]
+    assert "3 events received from it on this connection (7 from its client in all)" in closed[1], closed

@@ -88,6 +88,9 @@ class ClientConnection(ConnectionEnd):
         self.writer = writer
         self.protocol = Connection(Role.DAEMON)
         self.session: Session | None = None
+        # Its session's events_received as this connection took it over: what earlier connections
+        # of that client (or deliveries of its spool) sent, not this one's (_parting).
+        self._received_before = 0
         # The runs to fail if the peer's process exits without ending them (_wills.py); None for a
         # peer the daemon cannot watch, or a control connection.
         self.will: Will | None = None
@@ -472,6 +475,7 @@ class ClientConnection(ConnectionEnd):
             self._refuse(ErrorCode.SHUTTING_DOWN, "The trackd daemon is shutting down; reconnect to its successor.")
             return
         self.session = self.server.attach(self, hello, root, artifact_root)
+        self._received_before = self.session.events_received
         if root:
             self.will = watch(self.session, self.writer.get_extra_info("socket"))
             # After attach, which closed the connection this one replaces (leaving its will).
@@ -514,7 +518,12 @@ class ClientConnection(ConnectionEnd):
         was still running).
         """
         waiting = session.backlog_events
-        said = f"{counted(session.events_received, 'event')} received from it, " + (
+        # A `trackd sync` delivering a spool said "7 events received from it" of the 3 it sent: the
+        # total of the client since its first connection. Its own, and the client's beside them.
+        own = session.events_received - self._received_before
+        said = f"{counted(own, 'event')} received from it" + (
+            f" on this connection ({session.events_received} from its client in all), " if self._received_before else ", "
+        ) + (
             f"{waiting} waiting to be written" if waiting > 0 else "none waiting to be written"
         )
         runs = self.will.run_ids if self.will is not None else ()
