@@ -343,8 +343,14 @@ def sync_spools(
     reason of its own is set aside (``SyncResult.aside``), by `trackd sync` and the background
     delivery alike. ``skip_set_aside`` (the background delivery): skip the files set aside."""
     results = []
+    unanswered = None  # why the daemon did not answer a handshake: the files after it are not tried
     for path in _deliverable(directory, exclude) if skip_set_aside else spool_files(directory):
         if exclude is not None and path == exclude:
+            continue
+        if unanswered is not None:
+            # A stopped daemon held `trackd sync` for its --timeout once per file (5 files at the
+            # default 60 s: 5 minutes) to say the same of each.
+            results.append(SyncResult(path, error=f"not tried, as the daemon did not answer for the file before: {unanswered}"))
             continue
         try:
             results.append(deliver_spool(path, socket_path, timeout=timeout, any_host=any_host))
@@ -356,7 +362,8 @@ def sync_spools(
             # A stopped (SIGSTOP) or hung daemon: "did not answer the handshake within 5 s" named
             # neither its pid nor `kill -CONT <pid>`, which `trackd daemon status` says of it.
             pid = listener_pid(socket_path, ask=False, timeout=0.5)
-            results.append(SyncResult(path, error=str(exc) if pid is None else unanswered_words(socket_path, pid, timeout)))
+            unanswered = str(exc) if pid is None else unanswered_words(socket_path, pid, timeout)
+            results.append(SyncResult(path, error=unanswered))
         except (DaemonUnavailable, RemoteProtocolError, OSError) as exc:
             result = SyncResult(path, error=str(exc))
             # A daemon that went away or replied nonsense may do better next time; a file that
