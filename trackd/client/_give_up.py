@@ -294,10 +294,9 @@ class GiveUp(OnFullPolicy):
                     + (f" {starting[:1].upper()}{starting[1:]} and does not answer yet." if starting is not None else "")
                 )
             try:
-                self.flush(
-                    timeout=timeout if patient else remaining, take_failures=False, stop_waiting=no_daemon,
-                    patient=patient, start=start,
-                )
+                # Counted from ``start``, as the line's "(N s in all)": the remaining seconds from
+                # ``start`` ended the wait a second early (at 1 s of "up to 1 s more (2 s in all)").
+                self.flush(timeout=timeout, take_failures=False, stop_waiting=no_daemon, patient=patient, start=start)
                 return
             except FlushTimeout:
                 pass
