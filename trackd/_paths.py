@@ -92,7 +92,7 @@ class DaemonPaths(Frozen):
 
     @property
     def waits_said(self) -> Path:
-        """The exit waits for this daemon said on each stderr, and until when (``client._family_notice``):
+        """The exit waits for this daemon said on each stderr, until when and by which process (``client._family_notice``):
         the ranks of a job on one stderr say theirs once."""
         return self.socket.with_name(self.socket.name + ".waits")
 

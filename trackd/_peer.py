@@ -12,6 +12,8 @@ sends. The CLI asks for the listener's pid (``trackd daemon stop``).
 
 from __future__ import annotations
 
+import errno
+import os
 import select
 import socket
 import struct
@@ -126,6 +128,23 @@ def process_state(pid: int) -> tuple[str | None, int | None]:
         return fields[0].decode("ascii", "replace"), int(fields[19])
     except (OSError, ValueError, IndexError):
         return None, None
+
+
+def process_exited(pid: int, started: int | None) -> bool:
+    """Whether the process ``pid`` that started at ``started`` (``process_state``'s clock ticks;
+    None: unknown) runs no more code: no such pid, a zombie, or another process given the pid since
+    (another start time). A pid of another user's process is looked at the same way."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError as exc:
+        if exc.errno != errno.EPERM:  # EPERM: a process of another user has the pid; looked at below
+            return False
+    state, now_started = process_state(pid)
+    if state in ("Z", "X"):
+        return True
+    return started is not None and now_started is not None and now_started != started
 
 
 # How long ``connect`` sleeps between tries while the listener's queue is full.

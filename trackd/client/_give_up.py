@@ -22,7 +22,7 @@ from ..protocol import Record
 from .._paths import DaemonPaths
 from .._process_names import forked_child
 from .._signals import wait_keeping_lock
-from ._family_notice import wait_unsaid, wait_unsaid_on_stderr
+from ._family_notice import wait_ended, wait_unsaid, wait_unsaid_on_stderr
 from ._lifecycle import exit_hurried, interpreter_exiting
 from ._on_full import OnFullPolicy
 from ._outbox import BARRIER, events, inline_size, warn
@@ -282,10 +282,10 @@ class GiveUp(OnFullPolicy):
             # So does any process whose wait another said on the same stderr covers, at exit or
             # in end_run (a `with start_run()` block's end): 4 ranks started by spawn or a
             # launcher printed the same "waiting" line 4 times, each before its outcome.
-            waits_for = timeout if patient else remaining
+            waits_for, notes = timeout if patient else remaining, DaemonPaths(path).waits_said
             quiet = not wait_unsaid(waits_for) and forked_child() and (exiting or interpreter_exiting())
             if not quiet:
-                quiet = not wait_unsaid_on_stderr(DaemonPaths(path).waits_said, waits_for)
+                quiet = not wait_unsaid_on_stderr(notes, waits_for)
             if not quiet:
                 warn(
                     wait
@@ -306,6 +306,9 @@ class GiveUp(OnFullPolicy):
             except TrackdError as exc:
                 warn(f"{events(self.pending(), 'were not delivered')}: {exc}")
                 return
+            finally:
+                # Delivered or given up, the wait said is over: it no longer quiets a later one's line.
+                wait_ended(notes)
         if no_daemon() and (refused := self._refused_words()) is not None:
             reason = refused  # for good (another protocol version): nothing to wait for
         elif no_daemon():

@@ -34,10 +34,8 @@ or to exit, as a pending will does.
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -45,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from .._peer import peer_pid, process_state
+from .._peer import peer_pid, process_exited, process_state
 from .._words import counted
 from ..errors import StoreUnavailable, TrackdError
 from ..protocol import MAX_OWNED_RUNS, OwnedRuns, SpooledWill, is_run_id
@@ -109,19 +107,7 @@ def watch(session: Session, sock: socket.socket | None) -> Will | None:
 
 def exited(will: Will) -> bool:
     """Whether the will's process is gone (a zombie is: it runs no more code)."""
-    if will.gone:
-        return True
-    try:
-        os.kill(will.pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError as exc:
-        if exc.errno != errno.EPERM:  # EPERM: a process of another user has the pid; looked at below
-            return False
-    state, started = process_state(will.pid)
-    if state in ("Z", "X"):
-        return True
-    return will.started is not None and started is not None and started != will.started
+    return will.gone or process_exited(will.pid, will.started)
 
 
 class Wills:
