@@ -130,6 +130,22 @@ def process_state(pid: int) -> tuple[str | None, int | None]:
         return None, None
 
 
+def process_started_ms(pid: int) -> int | None:
+    """When ``pid`` started, in wall-clock milliseconds (to a clock tick, 10 ms), from its start in
+    ticks since boot and the time since boot (/proc/uptime: the same clock); None where they cannot
+    be read (not Linux)."""
+    _, started = process_state(pid)
+    try:
+        with open("/proc/uptime", "rb") as file:
+            uptime = float(file.read().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    if started is None or ticks <= 0:
+        return None
+    return int((time.time() - uptime + started / ticks) * 1000)
+
+
 def process_exited(pid: int, started: int | None) -> bool:
     """Whether the process ``pid`` that started at ``started`` (``process_state``'s clock ticks;
     None: unknown) runs no more code: no such pid, a zombie, or another process given the pid since

@@ -10,10 +10,12 @@ client, by ``start_run``.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
+from .._peer import process_started_ms
 from ..store import Run, RunData
 from ..store._entities import FAILURE_REASON_TAG, RUN_NAME_TAG
 from ..store._validation import MAX_INT64
@@ -59,7 +61,15 @@ def resume_run(
     # and this process ends it. Not by another rank than 0: a late rank must not reopen
     # the run rank 0 has just finished. Nor by a process whose parent owns the run: a spawn
     # worker of a run another worker failed must not reopen it under its parent.
-    resumed = not attached and existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
+    # Nor a run another rank of this launch failed or killed before this process got to it: it
+    # was created after this process started (a restarted job's run is older than its processes).
+    # Rank 0 slower to start than a rank that died at its first step (loading its data while the
+    # other ran out of memory) reopened the run and ended it FINISHED, the failure erased. It is
+    # this process's to end all the same, and its ends keep the failure (keep_failure).
+    resumed = (
+        not attached and existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
+        and not _ended_by_a_sibling(existing)
+    )
     if resumed:
         held.enter_context(_lifecycle.signals_held())  # until the run is on the stack, ended by SIGTERM or Ctrl-C
         # Owned before RUNNING is queued: the daemon is told of it first (see _will.py).
@@ -89,6 +99,15 @@ def resume_run(
         Run(info=info, data=RunData(metrics={}, params={}, tags={})),
         owns=resumed or (rank in (None, "", "0") and not attached), client=client, read_data=read_data,
     )
+
+
+def _ended_by_a_sibling(existing: RunInfo) -> bool:
+    """Whether ``existing`` failed or was killed after this process started: by another process of
+    the same launch, as its creation then was (a run is created by the process that starts it)."""
+    if existing.status not in ("FAILED", "KILLED") or not isinstance(existing.start_time, int):
+        return False
+    started = process_started_ms(os.getpid())
+    return started is not None and existing.start_time >= started
 
 
 def _kept_end_time(end_time: int | float | None) -> int | None:
