@@ -184,19 +184,27 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
         if pid is None:
             print(f"trackd: no daemon was started: {without_socket_words(paths, socketless)}.", file=sys.stderr)
             return 1
+    # The daemon's flags given here, and only those: one not given leaves TRACKD_DAEMON_ARGS's
+    # value in force (the daemon reads that variable first, then its command line).
+    extra = [
+        f"{action.option_strings[0]}={getattr(args, action.dest)}" for action in args.daemon_flags if hasattr(args, action.dest)
+    ]
     if pid is not None:
         print(f"trackd daemon already running on {paths.socket} (pid {pid or 'unknown'})")
+        if extra:
+            # They were dropped without a word: a user readying a daemon for 200 parallel jobs
+            # (--max-connections) believed the autostarted one had them.
+            print(
+                f"trackd: {' '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply to the daemon already running; "
+                f"`trackd daemon stop` first, then `trackd daemon start` with {'it' if len(extra) == 1 else 'them'}.",
+                file=sys.stderr,
+            )
         return 0
     try:
         _check_socket_option(paths, given=bool(args.socket))
     except OSError as exc:
         print(f"trackd: cannot start a daemon for {paths.socket}: {exc}", file=sys.stderr)
         return 1
-    # The daemon's flags given here, and only those: one not given leaves TRACKD_DAEMON_ARGS's
-    # value in force (the daemon reads that variable first, then its command line).
-    extra = [
-        f"{action.option_strings[0]}={getattr(args, action.dest)}" for action in args.daemon_flags if hasattr(args, action.dest)
-    ]
     if args.foreground:
         from .daemon import main as daemon_main
 
