@@ -229,7 +229,8 @@ def test_a_closed_file_is_checked_when_it_is_opened_again(
     # Past the open-file cap a file's lookup for the journal's size also vets it for the open that
     # follows; what is planted at a closed file's name is still refused, and a torn line still cut.
     writer, run = writer_with_small_cache(tmp_path)
-    keys = [f"m{i}" for i in range(40)]  # room for 30: m0-m9 are closed when the next write starts
+    keys = [f"m{i}" for i in range(40)]  # room for 28: m28-m39 are closed, the write that made them
+    # found the cache full of files it was writing (MetricFileCache._open)
     assert writer.write(one_point_each(keys, 0)) == []
     checked: list[str] = []
     check = confinement_module.check_regular_or_missing
@@ -239,7 +240,7 @@ def test_a_closed_file_is_checked_when_it_is_opened_again(
         check(path, folder_fd)
 
     monkeypatch.setattr(confinement_module, "check_regular_or_missing", spy)
-    target, outside = run / "metrics" / "m0", tmp_path / "outside"
+    target, outside = run / "metrics" / "m30", tmp_path / "outside"
     outside.write_text("")
     if plant == "fifo":
         target.unlink()
@@ -251,18 +252,18 @@ def test_a_closed_file_is_checked_when_it_is_opened_again(
         target.write_bytes(b"1 0.5 0\n17000")
     failures = writer.write(one_point_each(keys, 1))
     writer.close()
-    assert all((run / "metrics" / key).read_text() == "1 0.5 0\n1 0.5 1\n" for key in keys[1:])
+    assert all((run / "metrics" / key).read_text() == "1 0.5 0\n1 0.5 1\n" for key in keys if key != "m30")
     assert outside.read_text() == ""
-    # m1-m9 were found regular by the size lookup and opened without a second one.
-    assert not set(checked) & {f"m{i}" for i in range(1, 10)}
+    # m31-m39 were found regular by the size lookup and opened without a second one.
+    assert not set(checked) & {f"m{i}" for i in range(31, 40)}
     if plant == "torn line":
         assert failures == []
         assert target.read_text() == "1 0.5 0\n1 0.5 1\n"
-        assert "m0" not in checked
+        assert "m30" not in checked
     else:
         # Refused by the check before the open: the size lookup did not vouch for it.
-        assert "m0" in checked
-        assert [f.item for f in failures] == [f"metric 'm0' of run {RUN_ID}"]
+        assert "m30" in checked
+        assert [f.item for f in failures] == [f"metric 'm30' of run {RUN_ID}"]
         assert "expected a regular file" in failures[0].message
 
 

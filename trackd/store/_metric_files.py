@@ -23,7 +23,7 @@ import logging
 import os
 import stat
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from ._confinement import link_temp_file, open_checked_folder, open_or_create_regular
 from ._format import remove_quietly, write_temp_file
@@ -37,7 +37,8 @@ MAX_KEY_FOLDERS = 16 * 3
 
 
 class MetricFileCache:
-    """At most ``max_open`` descriptors open at once, least recently used closed first.
+    """At most ``max_open`` descriptors open at once, least recently used closed first, but never
+    one the write in progress appends to: a file opened then is closed after its write instead.
 
     Most are metric files; a sixteenth of them are the folders those files are in. A file closed
     to make room is opened again by name in its folder's descriptor (openat), which costs one
@@ -62,6 +63,10 @@ class MetricFileCache:
         self._missing: set[str] = set()
         # Files and folders a write used since the last close_idle().
         self._used: set[str] = set()
+        # The files the current write appends to (sizes()): none of them is closed to make room.
+        # A set made only once a file must be closed for another: most writes never need one.
+        self._write_paths: Collection[str] = ()
+        self._this_write: set[str] | None = None
         # Files a failed write could not cut back, by resolved path (see finish_cuts).
         self._owed: dict[str, OwedCut] = {}
 
@@ -88,8 +93,10 @@ class MetricFileCache:
         """
         if not data:
             return
-        fd, done = self._open(path, data, temp_dir, roots)
+        fd, done, held = self._open(path, data, temp_dir, roots)
         if done:
+            if not held:
+                _close_logged(fd, path)
             return
         written = 0
         try:
@@ -101,6 +108,8 @@ class MetricFileCache:
                 # os.write() names no file, and the message reaches the log and the client.
                 raise OSError(exc.errno, exc.strerror, path) from exc
             raise
+        if not held:
+            _close_logged(fd, path)
 
     def new_file_temps(self, files: Iterable[tuple[str, int, str]]) -> dict[str, str]:
         """Of ``files`` (path, size, run folder), those that do not exist yet, each with the temp
@@ -132,7 +141,9 @@ class MetricFileCache:
         finally:
             remove_quietly(temp)
         if linked:
-            self._open(path, b"", None, roots, placed=True)  # held, as every file a write appended to
+            fd, _, held = self._open(path, b"", None, roots, placed=True)  # held as a file appended to is
+            if not held:
+                _close_logged(fd, path)
         else:
             self.append(path, data, roots)
 
@@ -167,15 +178,16 @@ class MetricFileCache:
 
     def _open(
         self, path: str, first: bytes, temp_dir: str | None, roots: tuple[str, str], *, placed: bool = False
-    ) -> tuple[int, bool]:
-        """The descriptor of ``path``, and whether it was created holding ``first``; ``placed``: a
+    ) -> tuple[int, bool, bool]:
+        """The descriptor of ``path``, whether it was created holding ``first``, and whether it is
+        held (else the caller closes it after its write: see the class); ``placed``: a
         file the write just linked into place whole, so neither looked up before its open (O_NOFOLLOW
         and the fstat after it still refuse what was planted since) nor looked at for a partial line."""
         cached = self._fds.get(path)
         if cached is not None:
             self._fds.move_to_end(path)
             self._used.add(path)
-            return cached, False
+            return cached, False, True
         try:
             fd, size, created = self._open_file(path, first, temp_dir, roots, placed)
         except OSError as exc:
@@ -188,12 +200,26 @@ class MetricFileCache:
             except OSError:
                 os.close(fd)
                 raise
-        self._fds[path] = fd
+        fds = self._fds
+        if len(fds) >= self._max_open and next(iter(fds)) in self._appended_to():
+            # Full, and even the least recently used file is one this write appends to: held, it
+            # is not closed for this one, which is closed after its write instead (the caller's).
+            # Past the cap (100,000 files, a write appending to each in turn) closing the least
+            # recently used closed every file just before the write reached it, and no write found
+            # one open; so the same files stay open and each write finds those open.
+            return fd, created, False
+        fds[path] = fd
         self._used.add(path)
-        while len(self._fds) > self._max_open:
-            _, oldest = self._fds.popitem(last=False)
+        while len(fds) > self._max_open:
+            _, oldest = fds.popitem(last=False)
             os.close(oldest)
-        return fd, created
+        return fd, created, True
+
+    def _appended_to(self) -> set[str]:
+        """The files the current write appends to, as a set."""
+        if self._this_write is None:
+            self._this_write = set(self._write_paths)
+        return self._this_write
 
     def _open_after_shrinking(
         self, path: str, exc: OSError, first: bytes, temp_dir: str | None, roots: tuple[str, str], placed: bool
@@ -277,7 +303,7 @@ class MetricFileCache:
         finally:
             os.close(fd)
 
-    def sizes(self, paths: Iterable[str]) -> tuple[list[tuple[str, int]], dict[str, OSError]]:
+    def sizes(self, paths: Collection[str]) -> tuple[list[tuple[str, int]], dict[str, OSError]]:
         """(path, size()) of each path, what the journal records before a write; and the paths that
         could not be looked at, each with its error.
 
@@ -292,6 +318,7 @@ class MetricFileCache:
         fds = self._fds
         self._vetted.clear()  # what an earlier write sized and never opened (its write failed)
         self._missing.clear()
+        self._write_paths, self._this_write = paths, None
         fstat = os.fstat
         size = self.size
         result = []
