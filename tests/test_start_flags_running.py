@@ -25,6 +25,6 @@ def test_flags_given_to_a_running_daemon_are_said_not_to_apply(daemon: DaemonPro
     flagged = _start(daemon, "--max-connections", "4096", "--idle-timeout", "5")
     assert flagged.returncode == 0 and "already running" in flagged.stdout, flagged
     assert flagged.stderr == (
-        "trackd: --max-connections=4096 --idle-timeout=5.0 do not apply to the daemon already running; "
+        "trackd: --max-connections=4096 --idle-timeout=5 do not apply to the daemon already running; "
         "`trackd daemon stop` first, then `trackd daemon start` with them.\n"
     ), flagged.stderr
