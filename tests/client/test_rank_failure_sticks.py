@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from fluent_helpers import fluent_env, mlflow_reader
+from fluent_helpers import fluent_env, mlflow_reader, quiet_result, run_child
 from helpers import DaemonProcess, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -68,3 +68,56 @@ def test_a_restarted_job_still_reopens_the_run_its_last_attempt_failed(daemon: D
     _, err = again.communicate(timeout=60)
     assert again.returncode == 0 and err == "", err
     assert mlflow_reader(store).get_run(run_id).info.status == "FINISHED"
+
+
+SAME_PROCESS = """
+import json, trackd
+try:
+    with trackd.start_run() as run:
+        trackd.log_metric("x", 1.0)
+        raise RuntimeError("first try")
+except RuntimeError:
+    pass
+with trackd.start_run(run_id=run.info.run_id):  # tried again, as MLflow's resume allows
+    during = trackd.get_run(run.info.run_id).info.status
+    trackd.log_metric("x", 2.0, step=1)
+print(json.dumps({"run": run.info.run_id, "during": during}))
+"""
+
+
+@pytest.mark.parametrize("rank", [None, "0"])
+def test_a_process_reopens_the_run_it_failed_itself(daemon: DaemonProcess, store: Path, rank: str | None) -> None:
+    # Review of 8341c30: without RANK (a notebook, a retry loop) a run this process created and
+    # failed is younger than the process, and stayed FAILED through its resumed, clean end.
+    env = fluent_env(daemon, store, **({"RANK": rank} if rank is not None else {}))
+    result = quiet_result(run_child(SAME_PROCESS, env))
+    assert result["during"] == "RUNNING"
+    assert mlflow_reader(store).get_run(str(result["run"])).info.status == "FINISHED"
+
+
+def test_without_rank_a_process_reopens_a_run_another_failed_after_it_started(daemon: DaemonProcess, store: Path, tmp_path: Path) -> None:
+    # Without RANK nothing tells a sibling from an earlier script (a driver retrying the run of a
+    # subprocess it started): a run found FAILED is reopened, as MLflow's resume does, even one
+    # created after this process started.
+    run_id, go = uuid.uuid4().hex, tmp_path / "go"
+    env = fluent_env(daemon, store)
+    waiting = subprocess.Popen(
+        [sys.executable, "-c", NO_RANK, str(go)], env={**env, "RUN_ID": run_id},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    failing = _rank(1, run_id, go, env)
+    failing.communicate(timeout=60)
+    wait_for(lambda: mlflow_reader(store).get_run(run_id).info.status == "FAILED", 30, message="the FAILED run")
+    go.touch()
+    _, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0 and err == "", err
+    assert mlflow_reader(store).get_run(run_id).info.status == "FINISHED"
+
+
+NO_RANK = """
+import os, sys, time, trackd
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+with trackd.start_run(run_id=os.environ["RUN_ID"]):
+    trackd.log_metric("loss", 2.0, step=2)
+"""

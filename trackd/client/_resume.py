@@ -38,6 +38,8 @@ def resume_run(
     owns the run (``_lineage.py``); ``held``: where the signals are held until the run is on its
     thread's stack)."""
     check_resumable(existing, experiment_id)
+    # A run this process created or found before is its own to reopen (see _ended_by_a_sibling).
+    known = existing.run_id in client._known_runs
     client._known_runs.add(existing.run_id)
     # As MLflow's: a resumed run takes the name, tags and description given.
     changes = {str(k): str(v) for k, v in (tags or {}).items()}
@@ -61,14 +63,16 @@ def resume_run(
     # and this process ends it. Not by another rank than 0: a late rank must not reopen
     # the run rank 0 has just finished. Nor by a process whose parent owns the run: a spawn
     # worker of a run another worker failed must not reopen it under its parent.
-    # Nor a run another rank of this launch failed or killed before this process got to it: it
-    # was created after this process started (a restarted job's run is older than its processes).
-    # Rank 0 slower to start than a rank that died at its first step (loading its data while the
-    # other ran out of memory) reopened the run and ended it FINISHED, the failure erased. It is
-    # this process's to end all the same, and its ends keep the failure (keep_failure).
+    # Nor, by rank 0 (RANK set), a run another rank of this launch failed or killed before this
+    # process got to it: it was created after this process started, by another (a restarted job's
+    # run is older than its processes). Rank 0 slower to start than a rank that died at its first
+    # step (loading its data while the other ran out of memory) reopened the run and ended it
+    # FINISHED, the failure erased. It is this process's to end all the same, and its ends keep
+    # the failure (keep_failure). Without RANK nothing tells a sibling from an earlier script, and
+    # a run this process failed itself is reopened, as MLflow's resume does.
     resumed = (
         not attached and existing.status not in ("RUNNING", "SCHEDULED") and rank in (None, "", "0")
-        and not _ended_by_a_sibling(existing)
+        and not (rank == "0" and not known and _ended_by_a_sibling(existing))
     )
     if resumed:
         held.enter_context(_lifecycle.signals_held())  # until the run is on the stack, ended by SIGTERM or Ctrl-C
