@@ -99,7 +99,12 @@ def test_status_names_the_log_file_that_says_why_the_last_daemon_ended(socket_pa
         )
     finally:
         assert second.stop() == 0, second.log()
-    assert f"pid {first.pid} ended without a clean exit before this one started (killed or crashed: see {log})" in result.stdout, result.stdout
+    # The first daemon wrote to the socket's log, not to the second's --log-file (review: it named the second's).
+    assert (
+        f"pid {first.pid} ended without a clean exit before this one started (killed or crashed: see the log it wrote "
+        f"to, {socket_path}.log for a daemon trackd starts; this daemon logs to {log})"
+    ) in result.stdout, result.stdout
+    assert f"pid {first.pid}" in Path(f"{socket_path}.log").read_text()
 
 
 def test_status_rounds_its_uptime_as_it_rounds_the_span_its_rates_are_over(daemon: DaemonProcess) -> None:

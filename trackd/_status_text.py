@@ -46,9 +46,17 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
     ]
     unclean = status.get("unclean_exit_pid")
     if unclean is not None:
-        # "see the log" named no file: a daemon started by hand may log anywhere, or to its stderr.
-        log = status.get("log_file")
-        where = log if isinstance(log, str) else "this daemon's stderr, where it logs" if "log_file" in status else "the daemon's log"
+        # "see the log" named no file. The last daemon's own lines are in the log it wrote to, which
+        # only this daemon's names when it is the one trackd starts a daemon with: a daemon started
+        # by hand with --log-file elsewhere (or logging to its stderr) was said to hold them.
+        log, default = status.get("log_file"), f"{status['socket']}.log"
+        if log == default:
+            where = log
+        elif "log_file" in status:
+            mine = log if isinstance(log, str) else "its stderr"
+            where = f"the log it wrote to, {default} for a daemon trackd starts; this daemon logs to {mine}"
+        else:
+            where = "the daemon's log"
         lines.append(f"  last daemon   pid {unclean} ended without a clean exit before this one started (killed or crashed: see {where})")
     copies = status.get("copies")
     if isinstance(copies, (list, tuple)):
