@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
+from ._paths import DaemonPaths
 from ._process_names import rank_words
 from ._words import counted
 from .client._delivery import ORPHAN_DELIVERY_DELAY
@@ -49,7 +51,7 @@ def status_lines(status: Mapping[str, object]) -> list[str]:
         # "see the log" named no file. The last daemon's own lines are in the log it wrote to, which
         # only this daemon's names when it is the one trackd starts a daemon with: a daemon started
         # by hand with --log-file elsewhere (or logging to its stderr) was said to hold them.
-        log, default = status.get("log_file"), f"{status['socket']}.log"
+        log, default = status.get("log_file"), str(DaemonPaths(Path(str(status["socket"]))).log)
         if log == default:
             where = log
         elif "log_file" in status:

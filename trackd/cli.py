@@ -186,18 +186,16 @@ def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
             return 1
     # The daemon's flags given here, and only those: one not given leaves TRACKD_DAEMON_ARGS's
     # value in force (the daemon reads that variable first, then its command line).
-    extra = [
-        f"{action.option_strings[0]}={getattr(args, action.dest)}" for action in args.daemon_flags if hasattr(args, action.dest)
-    ]
+    given = [(action.option_strings[0], getattr(args, action.dest)) for action in args.daemon_flags if hasattr(args, action.dest)]
+    extra = [f"{flag}={value}" for flag, value in given]
     if pid is not None:
         print(f"trackd daemon already running on {paths.socket} (pid {pid or 'unknown'})")
         if extra:
             # They were dropped without a word: a user readying a daemon for 200 parallel jobs
             # (--max-connections) believed the autostarted one had them. Said as given (5, not 5.0).
-            values = [(action.option_strings[0], getattr(args, action.dest)) for action in args.daemon_flags if hasattr(args, action.dest)]
-            given = [f"{flag}={value:g}" if isinstance(value, float) else f"{flag}={value}" for flag, value in values]
+            said = " ".join(f"{flag}={value:g}" if isinstance(value, float) else f"{flag}={value}" for flag, value in given)
             print(
-                f"trackd: {' '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to the daemon already running; "
+                f"trackd: {said} {'does' if len(given) == 1 else 'do'} not apply to the daemon already running; "
                 f"`trackd daemon stop` first, then `trackd daemon start` with {'it' if len(given) == 1 else 'them'}.",
                 file=sys.stderr,
             )

@@ -152,11 +152,11 @@ def batches(count: int) -> str:
     return counted(count, "batch")
 
 
-def events_in(count: int, batch_count: int) -> str:
-    """"15302 events (2 batches)": what a spool or a resend holds, events first, as the exit line
-    that spooled them counts them. Lines that said "delivered 2 batches" of what an exit had called
-    "15302 events were not delivered" could not be matched up."""
-    return f"{events(count)} ({batches(batch_count)})"
+def events_in(count: int, batch_count: int, noun: str = "event") -> str:
+    """"15302 events (2 batches)" (``noun``: "spooled event", ...): what a spool or a resend holds,
+    events first, as the exit line that spooled them counts them. Lines that said "delivered 2
+    batches" of what an exit had called "15302 events were not delivered" could not be matched up."""
+    return f"{counted(count, noun)} ({batches(batch_count)})"
 
 
 def warn(message: str) -> None:

@@ -12,10 +12,9 @@ import time
 from collections.abc import Callable
 
 from ..errors import DaemonUnavailable, RemoteProtocolError
-from .._words import counted
 from ..protocol import ARTIFACT, Connection, ErrorCode, Hello, Welcome
 from ._launcher import MAX_ENDED_STARTS, DaemonCannotStart, DaemonStoppedStarting, Started, gone_before_handshake, start_daemon
-from ._outbox import batches, events_in, warn
+from ._outbox import events_in, warn
 from ._sender_state import SenderState
 from ._transport import DaemonRefused, HandshakeUnanswered, Transport, gave_up_error, handshake, make_hello
 
@@ -216,7 +215,7 @@ class SenderConnect(SenderState):
         if self._warned_unavailable or spool_announced:
             # Events first, as the line that spooled them counted them ("resending 22 spooled and 3
             # unacknowledged batches" could not be matched with "15302 events ... spooled").
-            resending = [f"{counted(spooled_events, 'spooled event')} ({batches(spooled)})"] if spooled else []
+            resending = [events_in(spooled_events, spooled, "spooled event")] if spooled else []
             if resend:
                 resending.append(f"{events_in(resend_events, resend)} not acknowledged yet")
             warn(f"reconnected to the daemon at {path}; {'resending ' + ' and '.join(resending) if resending else 'nothing to resend'}.")
