@@ -22,6 +22,9 @@ from ._struct import Frozen
 SOCKET_ENV = "TRACKD_SOCKET"
 # The CLI's option for the same path: advice names the one the user used.
 SOCKET_OPTION = "--socket"
+# What chooses the spool folder: the variable, or the CLI option of `trackd sync` and `trackd daemon status`.
+SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
+SPOOL_DIR_OPTION = "--spool-dir"
 SOCKET_FILE_NAME = "trackd.sock"
 # ``python -m trackd.daemon`` exits with this when another daemon holds the socket's lock (one
 # starting at the same moment), so a client that started it keeps waiting for the socket.
@@ -217,7 +220,11 @@ def _instead(directory: Path, variable: str) -> str:
             f"{directory / f'trackd-{os.getuid()}' / SOCKET_FILE_NAME} (trackd creates the folder), "
             f"or unset {SOCKET_ENV} for the default."
         )
-    return f"Set {variable} to such a folder, e.g. {directory / f'trackd-{os.getuid()}'} (trackd creates it)."
+    name = f"trackd-spool-{os.getuid()}" if variable in (SPOOL_DIR_ENV, SPOOL_DIR_OPTION) else f"trackd-{os.getuid()}"
+    if variable == SPOOL_DIR_OPTION:
+        # `trackd sync --spool-dir /tmp`: the option chose the folder, not the variable.
+        return f"Pass {SPOOL_DIR_OPTION} such a folder, e.g. {directory / name}."
+    return f"Set {variable} to such a folder, e.g. {directory / name} (trackd creates it)."
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ._paths import DaemonPaths, daemon_lock, private_directory_problem, read_pid_file
+from ._paths import SPOOL_DIR_ENV, DaemonPaths, daemon_lock, private_directory_problem, read_pid_file
 from ._status_text import spool_lines, status_lines
 from .client._control import listener_pid, query_status, stopped_words, without_socket, without_socket_words
 from .client._spool_census import spool_census
@@ -14,12 +14,14 @@ from .client._transport import DaemonRefused
 from .errors import DaemonUnavailable
 
 
-def status_command(paths: DaemonPaths, spool_dir: Path, *, as_json: bool) -> int:
+def status_command(paths: DaemonPaths, spool_dir: Path, *, as_json: bool, spool_setting: str = SPOOL_DIR_ENV) -> int:
+    """Print the daemon's status and the spool folder's files; ``spool_setting``: what chose ``spool_dir``
+    (SPOOL_DIR_ENV or the CLI's SPOOL_DIR_OPTION), which a refusal of the folder names."""
     halted = _stopped_daemon(paths)
     if halted is not None:
         # Asked, it answers nothing until resumed: status waited out its 5 s handshake timeout first.
         print(f"trackd daemon pid {halted[0]} listens on {paths.socket} but does not answer; {halted[1]}", file=sys.stderr)
-        _print_spool(spool_dir, as_json=as_json)
+        _print_spool(spool_dir, as_json=as_json, setting=spool_setting)
         return 1
     try:
         status = query_status(paths.socket)
@@ -30,7 +32,7 @@ def status_command(paths: DaemonPaths, spool_dir: Path, *, as_json: bool) -> int
             f"trackd daemon pid {listener_pid(paths.socket) or 'unknown'} runs on {paths.socket} but refused the status "
             f"request: {exc.reason}", file=sys.stderr,
         )
-        _print_spool(spool_dir, as_json=as_json)
+        _print_spool(spool_dir, as_json=as_json, setting=spool_setting)
         return 1
     except DaemonUnavailable as exc:
         # A stopped (SIGSTOP) or hung daemon still listens: the kernel queues the connection, and
@@ -46,9 +48,9 @@ def status_command(paths: DaemonPaths, spool_dir: Path, *, as_json: bool) -> int
             # Its socket file removed: it was said to be "not running ... starting, stopping or hung".
             state, why = f"is not reachable on {paths.socket}", f"; {without_socket_words(paths, socketless)}"
         print(f"trackd daemon {state} ({_reason(exc, paths.socket)}){why}", file=sys.stderr)
-        _print_spool(spool_dir, as_json=as_json)
+        _print_spool(spool_dir, as_json=as_json, setting=spool_setting)
         return 1
-    census = spool_census(spool_dir, _written(status))
+    census = spool_census(spool_dir, _written(status), setting=spool_setting)
     if as_json:
         print(json.dumps({**status, "spool": census.as_dict()}, indent=2, sort_keys=True))
         return 0
@@ -72,13 +74,13 @@ def _written(status: dict[str, object]) -> dict[str, int]:
     return written
 
 
-def _print_spool(spool_dir: Path, *, as_json: bool) -> None:
+def _print_spool(spool_dir: Path, *, as_json: bool, setting: str) -> None:
     """With no daemon answering: the spool files waiting, if any (--json: always, beside ``running: false``).
 
     Status said only "not running" beside a spool of 197 events that no process would deliver
     until one connected, or `trackd sync` ran.
     """
-    census = spool_census(spool_dir)
+    census = spool_census(spool_dir, setting=setting)
     if as_json:
         print(json.dumps({"running": False, "spool": census.as_dict()}, indent=2, sort_keys=True))
     elif census.problem is not None or census.files:

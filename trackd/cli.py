@@ -16,6 +16,8 @@ from pathlib import Path
 from . import __version__
 from ._paths import (
     SOCKET_OPTION,
+    SPOOL_DIR_ENV,
+    SPOOL_DIR_OPTION,
     UNWRITTEN_EXIT_CODE,
     DaemonPaths,
     check_private_directory,
@@ -159,18 +161,23 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "sync":
         return _sync(
             paths, _spool_dir(args), args.timeout, args.all_hosts,
-            socket_given=bool(args.socket),
+            socket_given=bool(args.socket), spool_setting=_spool_setting(args),
         )
     if args.action == "start":
         return _start(paths, args)
     if args.action == "stop":
         return _stop(paths, args.timeout)
-    return status_command(paths, _spool_dir(args), as_json=args.json)
+    return status_command(paths, _spool_dir(args), as_json=args.json, spool_setting=_spool_setting(args))
 
 
 def _spool_dir(args: argparse.Namespace) -> Path:
     """The spool folder --spool-dir names, else the one this user's processes spool to."""
     return Path(args.spool_dir) if args.spool_dir else default_spool_dir()
+
+
+def _spool_setting(args: argparse.Namespace) -> str:
+    """What chose the spool folder, for the advice of a refusal: --spool-dir, else the variable."""
+    return SPOOL_DIR_OPTION if args.spool_dir else SPOOL_DIR_ENV
 
 
 def _start(paths: DaemonPaths, args: argparse.Namespace) -> int:
@@ -414,9 +421,12 @@ def _remove_stale_pid_file(paths: DaemonPaths) -> str:
     )
 
 
-def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *, socket_given: bool = False) -> int:
+def _sync(
+    paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *, socket_given: bool = False,
+    spool_setting: str = SPOOL_DIR_ENV,
+) -> int:
     try:
-        found = spool_files(spool_dir)
+        found = spool_files(spool_dir, setting=spool_setting)
     except PermissionError as exc:  # another user's folder, or one others may write: nothing in it is ours to trust
         print(f"trackd: nothing delivered from {spool_dir}: {exc}", file=sys.stderr)
         return 1
@@ -444,8 +454,11 @@ def _sync(paths: DaemonPaths, spool_dir: Path, timeout: float, any_host: bool, *
             failed = True
             if result.batches:  # those before the damage: the rest is not
                 print(f"{result.path}: delivered {events_in(result.events, result.batches)} of client {result.client_id}, but not the rest")
-            aside = f"; set aside as {result.aside}" if result.aside not in (None, result.path) else ""
-            print(f"{result.path}: {'the rest is ' if result.batches else ''}not delivered: {result.error}{aside}", file=sys.stderr)
+            error = result.error
+            if result.aside not in (None, result.path):
+                # (Its error may end a sentence: "... are accepted.; set aside as" read badly.)
+                error = f"{error.rstrip().rstrip('.')}; set aside as {result.aside}"
+            print(f"{result.path}: {'the rest is ' if result.batches else ''}not delivered: {error}", file=sys.stderr)
         elif result.skipped:
             print(f"{result.path}: left alone, its process is still running and delivers it itself")
         elif result.gone:

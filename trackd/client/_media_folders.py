@@ -35,11 +35,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from .._paths import SET_ASIDE_SUFFIX, DaemonPaths, daemon_lock, ensure_private_directory
+from .._paths import SET_ASIDE_SUFFIX, SPOOL_DIR_ENV, DaemonPaths, daemon_lock, ensure_private_directory
 from ..errors import DaemonUnavailable
 from ._control import query_status
 from ._outbox import Request, warn
-from ._spool import SPOOL_DIR_ENV, spool_file
+from ._spool import spool_file
 
 MEDIA_SUFFIX = ".media"
 # A new folder in a media folder: one per figure saved, or per logging call that copies large files.

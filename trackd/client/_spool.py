@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from .._paths import SET_ASIDE_SUFFIX, SPOOL_SUFFIX, check_private_directory, ensure_private_directory, temp_directory
+from .._paths import SET_ASIDE_SUFFIX, SPOOL_DIR_ENV, SPOOL_SUFFIX, check_private_directory, ensure_private_directory, temp_directory
 from .._peer import process_state
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..protocol import (
@@ -44,7 +44,6 @@ from ..protocol import (
 from ._outbox import events
 from ._spool_fds import OPENING, Held, close_copy, hold, release
 
-SPOOL_DIR_ENV = "TRACKD_SPOOL_DIR"
 # SPOOL_SUFFIX, and SET_ASIDE_SUFFIX (in trackd/_paths.py, which the daemon reads too): a spool
 # file the background delivery could not deliver (damaged, unreadable) is renamed to end so: still
 # a spool, which `trackd sync` tries again and reports, but no longer one every trackd process
@@ -521,8 +520,10 @@ class SpoolReader:
         return data[:size]
 
 
-def spool_files(directory: Path) -> list[Path]:
+def spool_files(directory: Path, *, setting: str = SPOOL_DIR_ENV) -> list[Path]:
     """The spool files in ``directory``, in name order; none when it does not exist.
+    ``setting``: what chose the folder (SPOOL_DIR_ENV, or the CLI's SPOOL_DIR_OPTION), which a refusal
+    names.
 
     PermissionError when another user owns the folder or may write to it: a spool file names the
     store its events go to, and may ask the daemon to copy a file into it, so one planted there
@@ -531,7 +532,7 @@ def spool_files(directory: Path) -> list[Path]:
     """
     if not directory.is_dir():
         return []
-    check_private_directory(directory, variable=SPOOL_DIR_ENV)
+    check_private_directory(directory, variable=setting)
     return sorted(directory.glob(f"*{SPOOL_SUFFIX}"))
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._paths import SET_ASIDE_SUFFIX
+from .._paths import SET_ASIDE_SUFFIX, SPOOL_DIR_ENV
 from ..errors import LocalProtocolError
 from ..protocol import FRAME_HEADER_SIZE, Batch, Hello, decode_body, decode_header
 from ._spool import spool_files
@@ -103,13 +103,13 @@ class SpoolCensus:
         return shown
 
 
-def spool_census(directory: Path, written: Mapping[str, int] | None = None) -> SpoolCensus:
+def spool_census(directory: Path, written: Mapping[str, int] | None = None, *, setting: str = SPOOL_DIR_ENV) -> SpoolCensus:
     """Count the spool files in ``directory`` by what will deliver them, reading no more than their
     Hellos; and, of a waiting file whose client ``written`` names (client id: the highest batch the
     daemon wrote of it), its frame headers and its last batch."""
     census = SpoolCensus(directory)
     try:
-        paths = spool_files(directory)
+        paths = spool_files(directory, setting=setting)
     except OSError as exc:  # PermissionError: not private, so nothing in it is delivered
         census.problem = str(exc)
         return census
