@@ -343,6 +343,13 @@ class MetricFileCache:
                 unsized[path] = exc
         return result, unsized
 
+    def end_write(self) -> None:
+        """Forget what sizes() noted for the write that ends: a write of 65,536 files kept ~6 MB of
+        sets and a list of its paths until the next write began (an idle daemon's for good)."""
+        self._vetted.clear()
+        self._missing.clear()
+        self._write_paths, self._this_write = (), None
+
     def _forget_deleted(self, path: str, fd: int) -> None:
         del self._fds[path]
         os.close(fd)

@@ -238,6 +238,8 @@ class StoreWriter:
             raise
         finally:
             self._runs.checked.clear()
+            self._confined.clear()
+            self._metric_files.end_write()
         if journal is not None:
             try:
                 journal_call(journal.commit, entry)
