@@ -65,6 +65,14 @@ def orjson_dumps() -> Callable[[Any], bytes]:
     return orjson.dumps
 
 
+def orjson_line(value: Any) -> bytes:
+    """``value`` as one JSON line, its newline added by orjson (a journal entry: ``+ b"\\n"`` copied
+    the line, ~14 MB at a write's 65,536 new files). Imported on first use, as orjson_dumps."""
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+
+
 # --- text files ---------------------------------------------------------------------------------
 
 

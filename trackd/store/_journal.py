@@ -41,7 +41,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from .._words import counted
-from ._format import orjson_dumps, remove_quietly
+from ._format import orjson_line, remove_quietly
 from ._metric_tails import truncate_files
 from ._owed_cuts import OwedCut, make_owed_cut
 
@@ -213,7 +213,7 @@ class WriteJournal:
         try:
             # orjson: a write to 10,000 files begins with a line of 10,000 paths (~1 MB), which
             # json.dumps takes ~10 ms to make.
-            line = orjson_dumps()(entry) + b"\n"
+            line = orjson_line(entry)
         except TypeError:  # a path orjson cannot encode as UTF-8 (a lone surrogate): json escapes it
             line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
         if self._torn:
