@@ -429,6 +429,11 @@ class GiveUp(OnFullPolicy):
         deadline = time.monotonic() + self.SPILL_TIMEOUT
         thread = self._thread
         waits = thread is not None and thread.is_alive() and thread is not threading.current_thread()
+        # An earlier give-up at this exit whose spill outlasted its wait said nothing of it (the
+        # close says that): what the spill wrote since is this line's to count, with the first
+        # give-up's reason. It was said as "N more events were spooled ... after that line", of a
+        # line never said, and no line said that they were not delivered, or why.
+        unsaid_since = self._unsaid_since
         if (final or exiting) and not self._gave_up_announced:
             if waits:
                 # A spill under way is written outside the sender's lock and counted in the file
@@ -439,8 +444,11 @@ class GiveUp(OnFullPolicy):
                         wait_keeping_lock(self._cond, min(left, 0.01))
             # What a spill spooled since its line, before what this adds (after a give-up line,
             # _unannounced counts what followed it).
-            self._spill.announce_more()
-        before = self._spill.written
+            if unsaid_since is None:
+                self._spill.announce_more()
+        before = self._spill.written if unsaid_since is None else min(unsaid_since, self._spill.written)
+        if unsaid_since is not None:
+            reason, self._unsaid_since = self._gave_up_reason or reason, None
         if waits:
             assert thread is not None
             with self._cond:
@@ -487,6 +495,8 @@ class GiveUp(OnFullPolicy):
             warn(self._spill.moving_message(
                 moving, self._gave_up_reason or reason, final=final, exiting=final and interpreter_exiting(),
             ))
+        elif moving > 0:
+            self._unsaid_since = before  # the close counts them from here, written or still moving
         if held > 0:
             self._report_held(held, self._gave_up_reason or reason, final=final, exiting=exiting)
 

@@ -413,6 +413,8 @@ class Sender(GiveUp):
         # Events spooled by give-ups since the last line said so (see _give_up_on_daemon).
         self._gave_up_announced = False
         self._unannounced = 0
+        # The spool's records before a give-up's spill that exit left for the close to count (see _give_up_on_daemon).
+        self._unsaid_since = None
         self._read_as_is_said = False
         self._transport = None
         self._protocol = None

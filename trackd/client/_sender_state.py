@@ -72,6 +72,7 @@ class SenderState:
     _failed_connects: int
     _gave_up_announced: bool
     _unannounced: int
+    _unsaid_since: int | None
     _closed: bool
     _transport: Transport | None
     _protocol: Connection | None
