@@ -521,9 +521,8 @@ class SpoolReader:
 
 
 def spool_files(directory: Path, *, setting: str = SPOOL_DIR_ENV) -> list[Path]:
-    """The spool files in ``directory``, in name order; none when it does not exist.
-    ``setting``: what chose the folder (SPOOL_DIR_ENV, or the CLI's SPOOL_DIR_OPTION), which a refusal
-    names.
+    """The spool files in ``directory``, in name order; none when it does not exist. ``setting``:
+    what chose the folder (SPOOL_DIR_ENV, or the CLI's SPOOL_DIR_OPTION), which a refusal names.
 
     PermissionError when another user owns the folder or may write to it: a spool file names the
     store its events go to, and may ask the daemon to copy a file into it, so one planted there
