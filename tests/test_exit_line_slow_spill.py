@@ -24,12 +24,15 @@ from test_slow_spool_disk_strace import START, _slowed
 
 pytestmark = [pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace"), pytest.mark.timeout(120)]
 
-# Logs a point and flushes it, slows the sender thread's openat, says "ready", and once told (the
-# daemon is stopped then) logs 199 points more (200 events with the run's end) and exits: its exit waits TRACKD_EXIT_TIMEOUT, then spools.
-EXIT_WITH_A_SLOW_SPILL = START + """
+def exit_code(slowed: str) -> str:
+    """Code for the child: logs a point and flushes it, delays a system call of its sender thread
+    (``slowed``: ``_slowed``'s code), says "ready", and once told (the daemon is stopped then) logs
+    199 points more (200 events with the run's end) and exits: its exit waits TRACKD_EXIT_TIMEOUT,
+    then spools."""
+    return "import sys\n" + START + """
 trackd.log_metric("loss", 0.0, step=0)
 trackd.flush()
-""" + _slowed("openat", "delay_exit=1500000") + """
+""" + slowed + """
 print(run.info.run_id, flush=True)
 print("ready", flush=True)
 sys.stdin.readline()
@@ -38,17 +41,17 @@ for step in range(1, 200):
 """
 
 
-def test_an_exit_whose_spill_outlasts_its_wait_says_the_events_were_not_delivered_and_why(
-    daemon: DaemonProcess, store: Path, tmp_path: Path
-) -> None:
+def exit_beside_a_stopped_daemon(daemon: DaemonProcess, store: Path, tmp_path: Path, slowed: str) -> str:
+    """Run ``exit_code(slowed)``, stop the daemon once it is ready, and let it exit; then deliver its
+    spool with `trackd sync` and check every point is in the store once. Returns its stderr."""
     spool_dir = tmp_path / "spool"
     env = child_env(
         daemon.paths.socket, TRACKD_TRACKING_URI=str(store), TRACKD_AUTOSTART="0", TRACKD_EXIT_TIMEOUT="2",
         TRACKD_SPOOL_DIR=str(spool_dir),
     )
-    code = "import sys\n" + EXIT_WITH_A_SLOW_SPILL
     child = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", exit_code(slowed)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
     )
     stopped = False
     try:
@@ -69,6 +72,22 @@ def test_an_exit_whose_spill_outlasts_its_wait_says_the_events_were_not_delivere
         if child.poll() is None:
             child.kill()
             child.communicate(timeout=30)
+    # What the lines say: the spool file holds them, and `trackd sync` delivers them.
+    sync = subprocess.run(
+        [sys.executable, "-m", "trackd", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(spool_dir)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert sync.returncode == 0, err + sync.stderr
+    history = MlflowClient(tracking_uri=f"file:{store}").get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(200)), err
+    return err
+
+
+def test_an_exit_whose_spill_outlasts_its_wait_says_the_events_were_not_delivered_and_why(
+    daemon: DaemonProcess, store: Path, tmp_path: Path
+) -> None:
+    # The sender thread's openat, which makes the spool file, takes 1.5 s.
+    err = exit_beside_a_stopped_daemon(daemon, store, tmp_path, _slowed("openat", "delay_exit=1500000"))
     lines = err.splitlines()
     reason = f"the daemon at {daemon.paths.socket} did not answer within 2 s"
     said = [i for i, line in enumerate(lines) if f"200 events were not delivered: {reason}; they " in line]
@@ -76,11 +95,3 @@ def test_an_exit_whose_spill_outlasts_its_wait_says_the_events_were_not_delivere
     assert said and any(words in lines[said[0]] for words in ("are spooled to", "still being written to the spool file")), err
     more = [i for i, line in enumerate(lines) if "more events were spooled" in line]
     assert all(i > said[0] for i in more), err  # "more", "after that line": after the line that said so
-    # What the line says: the spool file holds them, and `trackd sync` delivers them.
-    sync = subprocess.run(
-        [sys.executable, "-m", "trackd", "sync", "--socket", str(daemon.paths.socket), "--spool-dir", str(spool_dir)],
-        env=env, capture_output=True, text=True, timeout=60,
-    )
-    assert sync.returncode == 0, sync.stderr
-    history = MlflowClient(tracking_uri=f"file:{store}").get_metric_history(run_id, "loss")
-    assert sorted(m.step for m in history) == list(range(200))

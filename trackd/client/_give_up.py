@@ -495,6 +495,7 @@ class GiveUp(OnFullPolicy):
             warn(self._spill.moving_message(
                 moving, self._gave_up_reason or reason, final=final, exiting=final and interpreter_exiting(),
             ))
+            self._spill.told_moving(moving)  # counted here: the close's announce_more does not count them again
         elif moving > 0:
             self._unsaid_since = before  # the close counts them from here, written or still moving
         if held > 0:

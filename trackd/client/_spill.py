@@ -267,6 +267,11 @@ class Spill:
         self._announced = True
         self._announced_records = self.written
 
+    def told_moving(self, count: int) -> None:
+        """A line said ``count`` events were still being written to the spool file (``moving_message``):
+        once written they are not "more" for ``announce_more`` (at exit the same 200 were said twice)."""
+        self._announced_records += count
+
     def announce_more(self) -> None:
         """At the close: say how many events went to the spool file after announce() said how many.
 
