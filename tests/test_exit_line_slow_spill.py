@@ -24,11 +24,11 @@ from test_slow_spool_disk_strace import START, _slowed
 
 pytestmark = [pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace"), pytest.mark.timeout(120)]
 
-def exit_code(slowed: str) -> str:
+def exit_code(slowed: str, after: str = "") -> str:
     """Code for the child: logs a point and flushes it, delays a system call of its sender thread
     (``slowed``: ``_slowed``'s code), says "ready", and once told (the daemon is stopped then) logs
-    199 points more (200 events with the run's end) and exits: its exit waits TRACKD_EXIT_TIMEOUT,
-    then spools."""
+    199 points more (200 events with the run's end), runs ``after`` and exits: its exit waits
+    TRACKD_EXIT_TIMEOUT, then spools."""
     return "import sys\n" + START + """
 trackd.log_metric("loss", 0.0, step=0)
 trackd.flush()
@@ -38,11 +38,11 @@ print("ready", flush=True)
 sys.stdin.readline()
 for step in range(1, 200):
     trackd.log_metric("loss", float(step), step=step)
-"""
+""" + after
 
 
-def exit_beside_a_stopped_daemon(daemon: DaemonProcess, store: Path, tmp_path: Path, slowed: str) -> str:
-    """Run ``exit_code(slowed)``, stop the daemon once it is ready, and let it exit; then deliver its
+def exit_beside_a_stopped_daemon(daemon: DaemonProcess, store: Path, tmp_path: Path, slowed: str, after: str = "") -> str:
+    """Run ``exit_code(slowed, after)``, stop the daemon once it is ready, and let it exit; then deliver its
     spool with `trackd sync` and check every point is in the store once. Returns its stderr."""
     spool_dir = tmp_path / "spool"
     env = child_env(
@@ -50,7 +50,7 @@ def exit_beside_a_stopped_daemon(daemon: DaemonProcess, store: Path, tmp_path: P
         TRACKD_SPOOL_DIR=str(spool_dir),
     )
     child = subprocess.Popen(
-        [sys.executable, "-c", exit_code(slowed)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", exit_code(slowed, after)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )
     stopped = False

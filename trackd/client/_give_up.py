@@ -497,7 +497,10 @@ class GiveUp(OnFullPolicy):
             ))
             self._spill.told_moving(moving)  # counted here: the close's announce_more does not count them again
         elif moving > 0:
-            self._unsaid_since = before  # the close counts them from here, written or still moving
+            # The close counts them from here, written or still moving: past what this line said
+            # (or left in _unannounced), which it counted again when a spill in several writes
+            # (the unacknowledged batches, then the buffer in 4 MiB chunks) outlasted the wait.
+            self._unsaid_since = before + max(0, added)
         if held > 0:
             self._report_held(held, self._gave_up_reason or reason, final=final, exiting=exiting)
 
