@@ -447,6 +447,9 @@ class GiveUp(OnFullPolicy):
             if unsaid_since is None:
                 self._spill.announce_more()
         before = self._spill.written if unsaid_since is None else min(unsaid_since, self._spill.written)
+        # Past what an earlier line said was still being written (a give-up in the middle of a job
+        # on a slow spool disk): written since, those were said again ("200 ... are spooled" at exit).
+        before = max(before, self._moving_said_until)
         if unsaid_since is not None:
             reason, self._unsaid_since = self._gave_up_reason or reason, None
         if waits:
@@ -462,8 +465,15 @@ class GiveUp(OnFullPolicy):
             # The spill asked for is still under way (a slow disk): what it has taken or will take
             # is on its way to the spool file, not "could not be moved" there, nor held.
             moving = self._moving_locked() if self._spill_requested and thread is not None and thread.is_alive() else 0
+            if moving and self._spill.unwritable is None:
+                # What the buffer took after that spill began goes there next (given up, everything
+                # does): "held in memory" (or "lost" at the close), then spooled and counted again.
+                moving = self._pending_locked() - spooled
             held = self._pending_locked() - spooled - moving
-            added = self._spill.written - before
+            written = self._spill.written
+            added = written - before
+            # Of those moving, the ones an earlier line said are still being written are not news.
+            moving_new = max(0, min(moving, written + moving - before))
             if not self._spill_requested and self._spill.unwritable is None and thread is not None and thread.is_alive():
                 # The thread spooled what it was asked to; what other threads logged since (a
                 # system-metrics monitor logging through exit) goes to the spool with the close's
@@ -475,7 +485,7 @@ class GiveUp(OnFullPolicy):
         self._unannounced += max(0, added)
         if quiet:
             # Counted as said: a later give-up (exit) counts only what follows, as after its own line.
-            self._spill.told()
+            self._spill.told(self._moving_said_until)
             self._gave_up_announced = True
             self._unannounced = 0
             self._spill.held_said = self._spill.held_said or held > 0
@@ -487,15 +497,17 @@ class GiveUp(OnFullPolicy):
             warn(self._spill.gave_up_message(
                 self._unannounced, reason, more=more, last=exiting or final, in_spool=spooled, store_refusing=store_refusing,
             ))
-            self._spill.told()
+            self._spill.told(self._moving_said_until)
             self._gave_up_announced = True
             self._unannounced = 0
         if moving > 0 and (final or not exiting):
             # Said by the close at exit, not by the flush of the runs' end before it.
-            warn(self._spill.moving_message(
-                moving, self._gave_up_reason or reason, final=final, exiting=final and interpreter_exiting(),
-            ))
-            self._spill.told_moving(moving)  # counted here: the close's announce_more does not count them again
+            if moving_new > 0:
+                warn(self._spill.moving_message(
+                    moving_new, self._gave_up_reason or reason, final=final, exiting=final and interpreter_exiting(),
+                ))
+                self._spill.told_moving(moving_new)  # counted here: the close's announce_more does not count them again
+            self._moving_said_until = written + moving
         elif moving > 0:
             # The close counts them from here, written or still moving: past what this line said
             # (or left in _unannounced), which it counted again when a spill in several writes

@@ -415,6 +415,8 @@ class Sender(GiveUp):
         self._unannounced = 0
         # The spool's records before a give-up's spill that exit left for the close to count (see _give_up_on_daemon).
         self._unsaid_since = None
+        # The spool's records once what a line said was still being written is in it (see _give_up_on_daemon).
+        self._moving_said_until = 0
         self._read_as_is_said = False
         self._transport = None
         self._protocol = None

@@ -208,7 +208,7 @@ class SenderConnect(SenderState):
         self._gave_up_announced = False  # a new stall is news again
         self._gave_up_reason = None
         self._unannounced = 0  # (what it spooled quietly goes to the daemon from the spool now)
-        self._unsaid_since = None
+        self._unsaid_since, self._moving_said_until = None, 0
         self._read_as_is_said = False  # reads read their own writes again; a new outage is said
         # Also after a spill announced without the "unreachable" line (the daemon restarted while
         # this process started its successor): the line saying the events wait for a daemon or

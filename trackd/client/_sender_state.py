@@ -73,6 +73,7 @@ class SenderState:
     _gave_up_announced: bool
     _unannounced: int
     _unsaid_since: int | None
+    _moving_said_until: int
     _closed: bool
     _transport: Transport | None
     _protocol: Connection | None

@@ -262,10 +262,11 @@ class Spill:
         if self._deferred:
             self.announce(refusal, now=True)
 
-    def told(self) -> None:
-        """A line (a bounded flush giving up) has just said how many events the spool file holds."""
+    def told(self, through: int = 0) -> None:
+        """A line (a bounded flush giving up) has just said how many events the spool file holds, and
+        one before it those up to ``through`` records, still being written then (see told_moving)."""
         self._announced = True
-        self._announced_records = self.written
+        self._announced_records = max(self.written, through)
 
     def told_moving(self, count: int) -> None:
         """A line said ``count`` events were still being written to the spool file (``moving_message``):
